@@ -1,0 +1,61 @@
+# opsbot: `make run` starts the bot on its embedded defaults, `make test` checks everything.
+# Both bootstrap what they need on a fresh machine.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help run serve test test-slow lint typecheck pytest infra-check bench lock clean
+
+help:
+	@echo "make run        start opsbot on its embedded defaults (SQLite under var/)"
+	@echo "make test       lint, type-check and run the whole suite (SQLite and PostgreSQL)"
+	@echo "make test-slow  the long fault-injection tests"
+	@echo "make bench      benchmarks; prints a table, writes bench/results/"
+	@echo "make lock       re-pin requirements.lock from pyproject.toml"
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
+	touch $@
+
+run: $(STAMP)
+	$(BIN)/opsbot dev
+
+serve: $(STAMP)
+	$(BIN)/opsbot db upgrade
+	$(BIN)/opsbot serve
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy bot handlers
+
+pytest: $(STAMP)
+	TEST_DATABASE_URL="$$(.ci/test-postgres)" $(BIN)/pytest $(PYTEST_ARGS)
+
+test: lint typecheck pytest infra-check
+
+test-slow: $(STAMP)
+	TEST_DATABASE_URL="$$(.ci/test-postgres)" $(BIN)/pytest -m slow $(PYTEST_ARGS)
+
+infra-check:
+	@if [ -x .ci/check-infra ]; then .ci/check-infra; else echo "infra checks: none yet"; fi
+
+bench: $(STAMP)
+	TEST_DATABASE_URL="$$(.ci/test-postgres)" $(BIN)/python -m bench
+
+lock:
+	rm -rf .venv-lock
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet '.[dev]'
+	.venv-lock/bin/python -m pip freeze --exclude-editable | grep -v '^opsbot' > requirements.lock
+	rm -rf .venv-lock
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache var
