@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml requirements.lock
 	touch $@
 
 run: $(STAMP)
-	$(BIN)/opsbot dev
+	$(BIN)/opsbot serve
 
 serve: $(STAMP)
 	$(BIN)/opsbot db upgrade

@@ -1,0 +1,1 @@
+"""The HTTP edge: verify, parse, acknowledge fast, hand over to bot/; no AWS or PagerDuty calls."""

@@ -1,0 +1,1 @@
+"""Narrow constructors and functions over the outside world's clients."""

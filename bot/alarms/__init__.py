@@ -1,0 +1,1 @@
+"""CloudWatch alarms: parsing, routing and turning transitions into incidents."""

@@ -1,0 +1,96 @@
+"""Short human descriptions of an alarm's metric, threshold and console link."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from bot.alarms.parse import (
+    Alarm,
+    CompositeTrigger,
+    Dimension,
+    MetricMathTrigger,
+    MetricQuery,
+    MetricTrigger,
+)
+
+COMPARISONS = {
+    "GreaterThanOrEqualToThreshold": ">=",
+    "GreaterThanThreshold": ">",
+    "LessThanThreshold": "<",
+    "LessThanOrEqualToThreshold": "<=",
+    "LessThanLowerOrGreaterThanUpperThreshold": "outside the band",
+    "LessThanLowerThreshold": "below the band",
+    "GreaterThanUpperThreshold": "above the band",
+}
+
+CONSOLE_HOSTS = {
+    "aws": "console.aws.amazon.com",
+    "aws-cn": "console.amazonaws.cn",
+    "aws-us-gov": "console.amazonaws-us-gov.com",
+}
+
+
+def _number(value: float) -> str:
+    return f"{value:g}"
+
+
+def _dims(dimensions: tuple[Dimension, ...]) -> str:
+    return ", ".join(f"{d.name}={d.value}" for d in dimensions)
+
+
+def _metric(namespace: str | None, name: str | None, dimensions: tuple[Dimension, ...]) -> str:
+    text = "/".join(part for part in (namespace, name) if part) or "metric"
+    dims = _dims(dimensions)
+    return f"{text} ({dims})" if dims else text
+
+
+def _query(query: MetricQuery) -> str:
+    if query.expression:
+        return f"{query.id} = {query.expression}"
+    return f"{query.id} = {_metric(query.namespace, query.metric_name, query.dimensions)}"
+
+
+def _periods(evaluation: int | None, datapoints: int | None) -> str:
+    if evaluation is None:
+        return ""
+    return f" for {datapoints or evaluation} of {evaluation} periods"
+
+
+def metric_text(alarm: Alarm) -> str:
+    trigger = alarm.trigger
+    if isinstance(trigger, MetricTrigger):
+        text = _metric(trigger.namespace, trigger.metric_name, trigger.dimensions)
+        stat = trigger.statistic.capitalize() if trigger.statistic.isupper() else trigger.statistic
+        period = f" over {trigger.period_s} s" if trigger.period_s else ""
+        return f"{text}: {stat}{period}" if stat else text
+    if isinstance(trigger, MetricMathTrigger):
+        shown = [q for q in trigger.queries if q.return_data] or list(trigger.queries)
+        return "; ".join(_query(q) for q in shown[:3]) or "metric math"
+    if isinstance(trigger, CompositeTrigger):
+        return f"composite: {trigger.rule}"
+    return ""
+
+
+def threshold_text(alarm: Alarm) -> str:
+    trigger = alarm.trigger
+    if isinstance(trigger, MetricTrigger | MetricMathTrigger):
+        operator = COMPARISONS.get(trigger.comparison, trigger.comparison)
+        periods = _periods(trigger.evaluation_periods, trigger.datapoints_to_alarm)
+        if isinstance(trigger, MetricMathTrigger) and trigger.threshold_metric_id:
+            return f"{operator} of {trigger.threshold_metric_id}{periods}"
+        if trigger.threshold is None:
+            return f"{operator}{periods}"
+        return f"{operator} {_number(trigger.threshold)}{periods}"
+    if isinstance(trigger, CompositeTrigger):
+        firing = [c.arn.rsplit(":", 1)[-1] for c in trigger.children if c.state == "ALARM"]
+        return "children in ALARM: " + (", ".join(firing) if firing else "none reported")
+    return ""
+
+
+def console_url(alarm: Alarm) -> str | None:
+    if not alarm.region:
+        return None
+    host = CONSOLE_HOSTS.get(alarm.partition, CONSOLE_HOSTS["aws"])
+    region = alarm.region
+    name = quote(alarm.name, safe="")
+    return f"https://{region}.{host}/cloudwatch/home?region={region}#alarmsV2:alarm/{name}"

@@ -1,0 +1,272 @@
+"""CloudWatch alarm messages (the SNS `Message`) parsed into typed objects.
+
+Lenient by design: new keys are ignored, odd literals are normalised, and a
+message that is not a CloudWatch alarm yields None so the caller can post it
+as a plain notification instead of failing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+STATES = ("ALARM", "OK", "INSUFFICIENT_DATA")
+
+
+@dataclass(frozen=True)
+class Dimension:
+    name: str
+    value: str
+
+
+@dataclass(frozen=True)
+class MetricTrigger:
+    """A single-metric alarm."""
+
+    namespace: str
+    metric_name: str
+    statistic: str
+    unit: str | None
+    dimensions: tuple[Dimension, ...]
+    period_s: int | None
+    evaluation_periods: int | None
+    datapoints_to_alarm: int | None
+    comparison: str
+    threshold: float | None
+    treat_missing_data: str | None
+
+
+@dataclass(frozen=True)
+class MetricQuery:
+    id: str
+    expression: str | None
+    label: str | None
+    namespace: str | None
+    metric_name: str | None
+    dimensions: tuple[Dimension, ...]
+    period_s: int | None
+    stat: str | None
+    return_data: bool
+
+
+@dataclass(frozen=True)
+class MetricMathTrigger:
+    """Metric math, including anomaly detection bands (threshold_metric_id set)."""
+
+    queries: tuple[MetricQuery, ...]
+    comparison: str
+    threshold: float | None
+    threshold_metric_id: str | None
+    evaluation_periods: int | None
+    datapoints_to_alarm: int | None
+    treat_missing_data: str | None
+
+    @property
+    def is_anomaly_detection(self) -> bool:
+        return self.threshold_metric_id is not None
+
+
+@dataclass(frozen=True)
+class ChildAlarm:
+    arn: str
+    state: str | None
+    at: datetime | None
+
+
+@dataclass(frozen=True)
+class CompositeTrigger:
+    rule: str
+    children: tuple[ChildAlarm, ...]
+
+
+Trigger = MetricTrigger | MetricMathTrigger | CompositeTrigger
+
+
+@dataclass(frozen=True)
+class Alarm:
+    name: str
+    description: str | None
+    account: str
+    arn: str
+    region: str  # the code, from the ARN
+    region_name: str | None  # CloudWatch's display name, e.g. "US East (N. Virginia)"
+    partition: str
+    new_state: str
+    old_state: str | None
+    reason: str
+    state_change_time: datetime
+    trigger: Trigger | None
+
+    @property
+    def kind(self) -> str:
+        if isinstance(self.trigger, CompositeTrigger):
+            return "composite"
+        if isinstance(self.trigger, MetricMathTrigger):
+            return "anomaly" if self.trigger.is_anomaly_detection else "metric-math"
+        if isinstance(self.trigger, MetricTrigger):
+            return "metric"
+        return "unknown"
+
+
+def _str(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def parse_time(value: Any) -> datetime | None:
+    """CloudWatch's `2021-11-10T02:45:55.640+0000` (and plain ISO 8601) as aware UTC."""
+    text = _str(value)
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def normalise_treat_missing_data(value: Any) -> str | None:
+    """`"- TreatMissingData:  missing"` and friends become `missing`."""
+    text = _str(value)
+    if text is None:
+        return None
+    return text.rsplit(":", 1)[-1].strip(" -") or None
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _dimensions(raw: Any) -> tuple[Dimension, ...]:
+    if not isinstance(raw, list):
+        return ()
+    dims = []
+    for item in raw:
+        if isinstance(item, dict):
+            name = _str(item.get("name", item.get("Name")))
+            value = _str(item.get("value", item.get("Value")))
+            if name is not None:
+                dims.append(Dimension(name=name, value=value or ""))
+    return tuple(dims)
+
+
+def _query(raw: dict[str, Any]) -> MetricQuery:
+    stat = _dict(raw.get("MetricStat"))
+    metric = _dict(stat.get("Metric"))
+    return MetricQuery(
+        id=_str(raw.get("Id")) or "?",
+        expression=_str(raw.get("Expression")),
+        label=_str(raw.get("Label")),
+        namespace=_str(metric.get("Namespace")),
+        metric_name=_str(metric.get("MetricName")),
+        dimensions=_dimensions(metric.get("Dimensions")),
+        period_s=_int(stat.get("Period")),
+        stat=_str(stat.get("Stat")),
+        return_data=bool(raw.get("ReturnData", False)),
+    )
+
+
+def _trigger(message: dict[str, Any]) -> Trigger | None:
+    if _str(message.get("AlarmRule")):
+        children = []
+        for child in message.get("TriggeringChildren") or []:
+            if isinstance(child, dict):
+                state = _dict(child.get("State"))
+                children.append(
+                    ChildAlarm(
+                        arn=_str(child.get("Arn")) or "",
+                        state=_str(state.get("Value")),
+                        at=parse_time(state.get("Timestamp")),
+                    )
+                )
+        return CompositeTrigger(rule=str(message["AlarmRule"]), children=tuple(children))
+    raw = message.get("Trigger")
+    if not isinstance(raw, dict):
+        return None
+    evaluation_periods = _int(raw.get("EvaluationPeriods"))
+    datapoints_to_alarm = _int(raw.get("DatapointsToAlarm"))
+    treat_missing_data = normalise_treat_missing_data(raw.get("TreatMissingData"))
+    if isinstance(raw.get("Metrics"), list):
+        return MetricMathTrigger(
+            queries=tuple(_query(q) for q in raw["Metrics"] if isinstance(q, dict)),
+            comparison=_str(raw.get("ComparisonOperator")) or "",
+            threshold=_float(raw.get("Threshold")),
+            threshold_metric_id=_str(raw.get("ThresholdMetricId")),
+            evaluation_periods=evaluation_periods,
+            datapoints_to_alarm=datapoints_to_alarm,
+            treat_missing_data=treat_missing_data,
+        )
+    return MetricTrigger(
+        namespace=_str(raw.get("Namespace")) or "",
+        metric_name=_str(raw.get("MetricName")) or "",
+        statistic=_str(raw.get("ExtendedStatistic")) or _str(raw.get("Statistic")) or "",
+        unit=_str(raw.get("Unit")),
+        dimensions=_dimensions(raw.get("Dimensions")),
+        period_s=_int(raw.get("Period")),
+        comparison=_str(raw.get("ComparisonOperator")) or "",
+        threshold=_float(raw.get("Threshold")),
+        evaluation_periods=evaluation_periods,
+        datapoints_to_alarm=datapoints_to_alarm,
+        treat_missing_data=treat_missing_data,
+    )
+
+
+def _arn_parts(arn: str) -> tuple[str, str, str]:
+    """(partition, region, account) of `arn:aws:cloudwatch:us-east-1:123456789012:alarm:x`."""
+    parts = arn.split(":", 6)
+    if len(parts) >= 5 and parts[0] == "arn":
+        return parts[1] or "aws", parts[3], parts[4]
+    return "aws", "", ""
+
+
+def parse_alarm(message: str) -> Alarm | None:
+    """The alarm in an SNS `Message`, or None when it is not a CloudWatch alarm."""
+    try:
+        data = json.loads(message)
+    except (TypeError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    name = _str(data.get("AlarmName"))
+    state = _str(data.get("NewStateValue"))
+    if name is None or state not in STATES:
+        return None
+    arn = _str(data.get("AlarmArn")) or ""
+    partition, region, arn_account = _arn_parts(arn)
+    account = _str(data.get("AWSAccountId")) or arn_account
+    old_state = _str(data.get("OldStateValue"))
+    return Alarm(
+        name=name,
+        description=_str(data.get("AlarmDescription")),
+        account=account,
+        # An alarm without an ARN still needs a stable identity for its incident.
+        arn=arn or f"alarm:{account}:{name}",
+        region=region,
+        region_name=_str(data.get("Region")),
+        partition=partition,
+        new_state=state,
+        old_state=old_state if old_state in STATES else None,
+        reason=_str(data.get("NewStateReason")) or "",
+        state_change_time=parse_time(data.get("StateChangeTime")) or datetime.now(UTC),
+        trigger=_trigger(data),
+    )

@@ -1,0 +1,247 @@
+"""From an SNS message to incidents, Slack messages and pages, in one transaction.
+
+`receive` records the message by its MessageId (a redelivery is a no-op),
+parses it, and applies the alarm's transition to the alarm's incident:
+
+- ALARM or INSUFFICIENT_DATA with no open incident opens one (only ALARM pages);
+  a re-ALARM within the reopen window reopens the incident that just resolved
+  and withdraws its pending PagerDuty resolve, so a flap pages once.
+- OK resolves the open incident; the PagerDuty resolve waits out the window.
+- A transition older than the one already applied (SNS does not guarantee
+  order) is kept in the timeline but changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot.alarms import describe
+from bot.alarms.models import ReceivedMessage
+from bot.alarms.parse import Alarm, MetricTrigger, parse_alarm
+from bot.alarms.render import notice_message
+from bot.alarms.routing import route_for
+from bot.config import Config
+from bot.incidents import flows
+from bot.incidents import service as incidents
+from bot.incidents.models import OPEN, RESOLVED, Incident
+from bot.outbox import service as outbox
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """A message as it arrived, whatever the transport."""
+
+    message_id: str
+    via: str  # https | sqs
+    body: str  # the SNS Message
+    topic_arn: str | None = None
+    subject: str | None = None
+
+
+def is_duplicate(db_session: Session, *, message_id: str) -> bool:
+    query = select(ReceivedMessage.id).where(ReceivedMessage.message_id == message_id)
+    return db_session.scalar(query) is not None
+
+
+def receive(db_session: Session, *, inbound: Inbound, config: Config, now: datetime) -> str:
+    """Record and act on one message; return what was done (for logs and tests)."""
+    if is_duplicate(db_session, message_id=inbound.message_id):
+        return "duplicate"
+    alarm = parse_alarm(inbound.body)
+    received = ReceivedMessage(
+        message_id=inbound.message_id,
+        via=inbound.via,
+        topic_arn=inbound.topic_arn,
+        kind="alarm" if alarm else "notice",
+        subject=(inbound.subject or "")[:255] or None,
+        body=inbound.body,
+        received_at=now,
+    )
+    db_session.add(received)
+    # A concurrent delivery of the same MessageId fails here, before any side effect.
+    db_session.flush()
+    if alarm is None:
+        outcome = _notice(db_session, inbound=inbound, received=received, config=config, now=now)
+    else:
+        outcome = apply_alarm(
+            db_session, alarm=alarm, config=config, now=now, source_ref=inbound.message_id
+        )
+    received.outcome = outcome[:255]
+    return outcome
+
+
+def _notice(
+    db_session: Session,
+    *,
+    inbound: Inbound,
+    received: ReceivedMessage,
+    config: Config,
+    now: datetime,
+) -> str:
+    channel = config.alarms.notices_channel or config.alarm_routes[-1].channel
+    outbox.post_or_update(
+        db_session,
+        key=f"notice:{received.id}",
+        channel=channel,
+        message=notice_message(
+            subject=inbound.subject, body=inbound.body, topic_arn=inbound.topic_arn
+        ),
+        now=now,
+    )
+    return "notice posted"
+
+
+def snapshot(alarm: Alarm) -> dict[str, Any]:
+    """What the incident's message shows of the alarm's latest state."""
+    component = None
+    if isinstance(alarm.trigger, MetricTrigger):
+        component = f"{alarm.trigger.namespace}/{alarm.trigger.metric_name}".strip("/")
+    return {
+        "kind": alarm.kind,
+        "reason": alarm.reason,
+        "description": alarm.description,
+        "metric": describe.metric_text(alarm),
+        "threshold": describe.threshold_text(alarm),
+        "console_url": describe.console_url(alarm),
+        "alarm_arn": alarm.arn,
+        "region_name": alarm.region_name,
+        "component": component,
+    }
+
+
+def _transition(alarm: Alarm, from_state: str | None, note: str | None = None) -> dict[str, Any]:
+    return {
+        "at": alarm.state_change_time.isoformat(),
+        "from": from_state or alarm.old_state,
+        "to": alarm.new_state,
+        "reason": alarm.reason,
+        "note": note,
+    }
+
+
+def _open_incident(db_session: Session, *, alarm: Alarm, config: Config, now: datetime) -> Incident:
+    route = route_for(
+        config.alarm_routes, alarm_name=alarm.name, account=alarm.account, region=alarm.region
+    )
+    return incidents.create(
+        db_session,
+        now=now,
+        source="alarm",
+        title=alarm.name,
+        alarm_arn=alarm.arn,
+        alarm_name=alarm.name,
+        account=alarm.account,
+        region=alarm.region,
+        route_name=route.label,
+        channel=route.channel,
+        severity=route.severity,
+        mention=route.mention,
+        routing_key_env=route.pagerduty_routing_key_env,
+        snapshot=snapshot(alarm),
+    )
+
+
+def apply_alarm(
+    db_session: Session, *, alarm: Alarm, config: Config, now: datetime, source_ref: str
+) -> str:
+    window = timedelta(seconds=config.alarms.reopen_window_s)
+    incident = incidents.open_for_alarm(db_session, alarm_arn=alarm.arn, lock=True)
+    created = reopened = False
+    if incident is None:
+        if alarm.new_state == "OK":
+            return "OK with no open incident: nothing to resolve"
+        incident = incidents.resolved_since(db_session, alarm_arn=alarm.arn, since=now - window)
+        if incident is not None and alarm.new_state == "ALARM":
+            reopened = True
+            incident.status = OPEN
+            incident.resolved_at = None
+            incident.resolved_by = None
+        else:
+            incident = _open_incident(db_session, alarm=alarm, config=config, now=now)
+            created = True
+
+    if incident.state_changed_at and alarm.state_change_time < incident.state_changed_at:
+        incidents.add_event(
+            db_session,
+            incident=incident,
+            kind="late_transition",
+            at=alarm.state_change_time,
+            now=now,
+            from_state=alarm.old_state,
+            to_state=alarm.new_state,
+            text="arrived after a newer transition; not applied",
+            source_ref=source_ref,
+        )
+        return f"late transition for incident {incident.id}: recorded only"
+
+    from_state = incident.alarm_state
+    incident.alarm_state = alarm.new_state
+    incident.state_changed_at = alarm.state_change_time
+    incident.transitions += 1
+    incident.snapshot = snapshot(alarm)
+    incident.updated_at = now
+    incidents.add_event(
+        db_session,
+        incident=incident,
+        kind="reopened" if reopened else "alarm_state",
+        at=alarm.state_change_time,
+        now=now,
+        from_state=from_state or alarm.old_state,
+        to_state=alarm.new_state,
+        text=alarm.reason,
+        source_ref=source_ref,
+    )
+
+    silenced = incident.silenced_until is not None and incident.silenced_until > now
+    outcome = _apply_paging(
+        db_session,
+        incident=incident,
+        alarm=alarm,
+        config=config,
+        now=now,
+        reopened=reopened,
+        silenced=silenced,
+    )
+    flows.sync_message(db_session, incident=incident, now=now)
+    if not created:
+        note = "reopened" if reopened else ("silenced" if silenced else None)
+        flows.thread_transition(
+            db_session, incident=incident, item=_transition(alarm, from_state, note), now=now
+        )
+    verb = "opened" if created else ("reopened" if reopened else "updated")
+    return f"incident {incident.id} {verb}: {alarm.new_state}{outcome}"
+
+
+def _apply_paging(
+    db_session: Session,
+    *,
+    incident: Incident,
+    alarm: Alarm,
+    config: Config,
+    now: datetime,
+    reopened: bool,
+    silenced: bool,
+) -> str:
+    if alarm.new_state == "OK":
+        incident.status = RESOLVED
+        incident.resolved_at = now
+        flows.page_resolve(
+            db_session, incident=incident, now=now, delay_s=config.alarms.reopen_window_s
+        )
+        return ", resolved"
+    if alarm.new_state != "ALARM" or silenced:
+        return ""
+    if reopened and incident.paged:
+        if flows.withdraw_resolve(db_session, incident=incident, now=now):
+            return ", pending resolve withdrawn"
+        # The resolve already reached PagerDuty: this is a new page.
+        flows.page_trigger(db_session, incident=incident, now=now)
+        return ", paged again"
+    if not incident.paged and flows.page_trigger(db_session, incident=incident, now=now):
+        return ", paged"
+    return ""

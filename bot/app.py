@@ -1,0 +1,158 @@
+"""The composition root: builds clients, services and the ASGI app from settings.
+
+This is the one module of `bot/` that knows the HTTP edge (`handlers/`): it
+wires the edge to the domain. Nothing else in `bot/` imports `handlers`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+
+from bot.adapters import aws, pagerduty, slack, tls
+from bot.alarms.intake import AlarmIntake
+from bot.alarms.queue import AlarmQueueConsumer
+from bot.clock import Clock, SystemClock
+from bot.config import Config
+from bot.db.engine import make_engine, make_sessionmaker
+from bot.outbox.models import PAGERDUTY_EVENT, SLACK_MESSAGE, SLACK_REPLY, SLACK_RESPONSE
+from bot.outbox.pacing import Pacer
+from bot.outbox.pagerduty_sender import PagerDutySender
+from bot.outbox.slack_sender import SlackSender
+from bot.outbox.wake import wake_after_commit
+from bot.outbox.worker import OutboxWorker, Send
+from bot.runtime import Runtime
+from bot.settings import Settings
+from bot.sns.fetch import make_fetch
+from bot.sns.verify import SnsVerifier
+from handlers import health, slack_events, sns
+
+
+def _pacer(config: Config) -> Pacer:
+    delivery = config.delivery
+
+    def limits(target: str) -> tuple[float, float]:
+        if target.startswith("pd:"):
+            return delivery.pagerduty_per_min / 60.0, float(delivery.pagerduty_burst)
+        if target == "slack:response_url":
+            return 50.0, 50.0
+        return delivery.slack_per_channel_per_s, float(delivery.slack_burst)
+
+    return Pacer(limits=limits)
+
+
+def build_runtime(settings: Settings, config: Config, *, clock: Clock | None = None) -> Runtime:
+    clock = clock or SystemClock()
+    engine = make_engine(settings.effective_database_url)
+    sessions = make_sessionmaker(engine)
+    context = tls.client_context(settings.ssl_cert_file)
+    timeout_s = config.delivery.request_timeout_s
+    fetch = make_fetch(context)
+    notes: list[str] = [f"database: {engine.url.render_as_string(hide_password=True)}"]
+
+    senders: dict[str, Send] = {}
+    slack_client = None
+    if settings.slack_bot_token is not None:
+        token = settings.slack_bot_token.get_secret_value()
+        slack_client = slack.web_client(
+            token=token,
+            base_url=settings.slack_api_url,
+            tls=context,
+            timeout_s=timeout_s,
+            retries=True,
+        )
+        outbound = slack.web_client(
+            token=token,
+            base_url=settings.slack_api_url,
+            tls=context,
+            timeout_s=timeout_s,
+            retries=False,
+        )
+        sender = SlackSender(
+            outbound, lambda url: slack.webhook_client(url, tls=context, timeout_s=timeout_s)
+        )
+        for kind in (SLACK_MESSAGE, SLACK_REPLY, SLACK_RESPONSE):
+            senders[kind] = sender.send
+        notes.append(f"Slack: posting through {settings.slack_api_url}")
+    else:
+        notes.append("Slack: DISABLED (SLACK_BOT_TOKEN is not set); messages wait in the outbox")
+    if not settings.slack_inbound_enabled:
+        notes.append(
+            "Slack commands and buttons: DISABLED (set SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN)"
+        )
+
+    client_for = pagerduty.events_clients(
+        secret_for=settings.env_secret,
+        base_url=settings.pagerduty_events_url,
+        tls=context,
+        timeout_s=timeout_s,
+    )
+    senders[PAGERDUTY_EVENT] = PagerDutySender(client_for).send
+    for env_name in sorted(config.routing_key_envs()):
+        state = "set" if settings.env_secret(env_name) else "NOT SET: pages wait in the outbox"
+        notes.append(f"PagerDuty routing key {env_name}: {state}")
+    if not config.routing_key_envs():
+        notes.append("PagerDuty paging: DISABLED (no alarm route names a routing key)")
+
+    outbox = OutboxWorker(
+        sessions=sessions,
+        senders=senders,
+        pacer=_pacer(config),
+        settings=config.delivery,
+        clock=clock,
+    )
+    wake_after_commit(sessions, outbox.wake)
+    intake = AlarmIntake(sessions=sessions, config=config, clock=clock)
+
+    consumer = None
+    if settings.alarm_queue_url:
+        sqs = aws.client("sqs", region=settings.aws_region, endpoint_url=settings.aws_endpoint_url)
+        consumer = AlarmQueueConsumer(
+            sqs=sqs,
+            queue_url=settings.alarm_queue_url,
+            record=intake.record,
+            allowed_topics=settings.sns_topic_arns,
+        )
+        notes.append(f"alarm queue: consuming {settings.alarm_queue_url}")
+    else:
+        notes.append("alarm queue: DISABLED (OPSBOT_ALARM_QUEUE_URL is not set)")
+    if settings.sns_topic_arns:
+        notes.append(f"POST /sns accepts topics: {', '.join(settings.sns_topic_arns)}")
+    else:
+        notes.append("POST /sns: refuses every topic (OPSBOT_SNS_TOPIC_ARNS is empty)")
+
+    return Runtime(
+        settings=settings,
+        config=config,
+        clock=clock,
+        engine=engine,
+        sessions=sessions,
+        tls=context,
+        fetch=fetch,
+        intake=intake,
+        sns_verifier=SnsVerifier(url_pattern=settings.sns_url_regex, fetch=fetch),
+        sns_url_pattern=settings.sns_url_regex,
+        slack_client=slack_client,
+        outbox=outbox,
+        queue_consumer=consumer,
+        notes=notes,
+    )
+
+
+def create_app(runtime: Runtime) -> Starlette:
+    """The ASGI app: the HTTP edge over a runtime, started and stopped with the server."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        runtime.start()
+        try:
+            yield
+        finally:
+            runtime.stop()
+
+    routes = [*health.routes(runtime), *sns.routes(runtime), *slack_events.routes(runtime)]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.runtime = runtime
+    return app

@@ -1,0 +1,1 @@
+"""Who did what, when, and how it ended: shared by every domain."""

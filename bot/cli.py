@@ -1,0 +1,122 @@
+"""`opsbot ...`: the command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from bot.config import Config, ConfigError, load_config
+from bot.log import configure_logging
+from bot.settings import Settings
+
+log = logging.getLogger("opsbot")
+
+EXIT_BAD_CONFIG = 2
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        print("invalid environment:", file=sys.stderr)
+        for item in exc.errors():
+            name = str(item["loc"][0]).upper() if item["loc"] else "(environment)"
+            print(f"  {name}: {item['msg'].removeprefix('Value error, ')}", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_CONFIG) from None
+
+
+def _config(settings: Settings, path: Path | None = None) -> Config:
+    try:
+        return load_config(path or settings.config_path)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        raise SystemExit(EXIT_BAD_CONFIG) from None
+
+
+def _secrets(settings: Settings, config: Config) -> list[str]:
+    values = settings.secret_values()
+    for env_name in config.routing_key_envs():
+        secret = settings.env_secret(env_name)
+        if secret is not None:
+            values.append(secret.get_secret_value())
+    return values
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from bot.app import build_runtime, create_app
+    from bot.db.migrate import upgrade
+
+    settings = _settings()
+    config = _config(settings)
+    configure_logging(settings.log_level, _secrets(settings, config))
+    if not args.no_migrate:
+        upgrade(settings.effective_database_url)
+    runtime = build_runtime(settings, config)
+    app = create_app(runtime)
+    host = args.host or settings.host
+    port = settings.port if args.port is None else args.port
+    log.info("opsbot listening on http://%s:%d", host, port)
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=args.access_log)
+    return 0
+
+
+def cmd_db_upgrade(_args: argparse.Namespace) -> int:
+    from bot.db.migrate import upgrade
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.secret_values())
+    upgrade(settings.effective_database_url)
+    print("database is up to date")
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    settings = _settings()
+    path = Path(args.path) if args.path else settings.config_path
+    config = _config(settings, path)
+    missing = sorted(e for e in config.routing_key_envs() if settings.env_secret(e) is None)
+    source = str(path) if path else "embedded default configuration"
+    print(f"{source}: valid ({len(config.alarm_routes)} alarm routes)")
+    for env_name in missing:
+        print(f"note: {env_name} is not set here; routes naming it cannot page until it is")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="opsbot", description=__doc__)
+    commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the HTTP service")
+    serve.add_argument("--host", help="interface to listen on (default: HOST or 0.0.0.0)")
+    serve.add_argument("--port", type=int, help="port to listen on (default: PORT or 3000)")
+    serve.add_argument(
+        "--no-migrate", action="store_true", help="do not apply database migrations at start"
+    )
+    serve.add_argument("--access-log", action="store_true", help="log every HTTP request")
+    serve.set_defaults(func=cmd_serve)
+
+    db = commands.add_parser("db", help="database maintenance")
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
+    db_commands.add_parser("upgrade", help="apply migrations").set_defaults(func=cmd_db_upgrade)
+
+    check = commands.add_parser("check-config", help="validate a configuration file")
+    check.add_argument("path", nargs="?", help="the file (default: OPSBOT_CONFIG or embedded)")
+    check.set_defaults(func=cmd_check_config)
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

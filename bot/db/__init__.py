@@ -1,0 +1,1 @@
+"""Persistence: the engine, sessions, the declarative base and the migrations."""

@@ -1,0 +1,13 @@
+"""Imports every table so that `Base.metadata` is complete (for Alembic and tests)."""
+
+from __future__ import annotations
+
+from bot.alarms import models as alarms_models
+from bot.audit import models as audit_models
+from bot.db.base import Base
+from bot.incidents import models as incidents_models
+from bot.outbox import models as outbox_models
+
+MODEL_MODULES = (alarms_models, audit_models, incidents_models, outbox_models)
+
+metadata = Base.metadata

@@ -1,0 +1,1 @@
+"""The outbox: every Slack and PagerDuty side effect, sent by a worker after the commit."""

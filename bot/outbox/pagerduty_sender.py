@@ -1,0 +1,49 @@
+"""Sending PagerDuty Events API v2 deliveries with the `pagerduty` client."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pagerduty
+
+from bot.outbox.results import Dead, Job, Result, Retry, Sent
+
+# PagerDuty sends no Retry-After on the Events API; hold the routing key this long.
+RATE_LIMIT_PAUSE_S = 20.0
+
+
+class PagerDutySender:
+    """Sends one event through the client for the routing key its delivery names."""
+
+    def __init__(self, client_for: Callable[[str], pagerduty.EventsApiV2Client | None]) -> None:
+        self.client_for = client_for
+
+    def send(self, job: Job) -> Result:
+        payload = dict(job.payload)
+        env_name = str(payload.pop("routing_key_env"))
+        action = str(payload.pop("action"))
+        dedup_key = str(payload.pop("dedup_key"))
+        client = self.client_for(env_name)
+        if client is None:
+            # Kept, not dropped: the page goes out once the variable is set.
+            return Retry(error=f"routing key variable {env_name} is not set", after_s=60.0)
+        try:
+            client.send_event(action, dedup_key=dedup_key, **payload)
+        except pagerduty.HttpError as exc:
+            response = exc.response
+            assert response is not None  # HttpError always carries its response
+            status = response.status_code
+            if status == 429:
+                return Retry(
+                    error="PagerDuty rate limit (429)",
+                    after_s=RATE_LIMIT_PAUSE_S,
+                    pause_target_s=RATE_LIMIT_PAUSE_S,
+                )
+            if status >= 500:
+                return Retry(error=f"PagerDuty answered {status}")
+            return Dead(error=f"PagerDuty refused the event ({status}): {response.text[:300]}")
+        except pagerduty.Error as exc:
+            return Retry(error=f"PagerDuty unreachable: {exc}")
+        except OSError as exc:
+            return Retry(error=f"PagerDuty unreachable: {type(exc).__name__}")
+        return Sent()

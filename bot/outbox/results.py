@@ -1,0 +1,50 @@
+"""What a send attempt came to, as the worker records it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class MessageRef:
+    """A Slack message the bot owns: where it was posted, if it was."""
+
+    key: str
+    channel: str
+    channel_id: str | None
+    ts: str | None
+
+
+@dataclass(frozen=True)
+class Job:
+    """A claimed delivery, detached from the database while it is on the wire."""
+
+    id: int
+    kind: str
+    target: str
+    payload: dict[str, Any]
+    attempts: int
+    message: MessageRef | None
+
+
+@dataclass(frozen=True)
+class Sent:
+    ts: str | None = None
+    channel_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Retry:
+    error: str
+    after_s: float | None = None  # None: exponential backoff
+    pause_target_s: float | None = None  # a 429: hold the whole target
+    forget_ts: bool = False  # the message was deleted in Slack: post it anew
+
+
+@dataclass(frozen=True)
+class Dead:
+    error: str
+
+
+Result = Sent | Retry | Dead

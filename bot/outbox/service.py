@@ -1,0 +1,224 @@
+"""Putting deliveries in the outbox, in the caller's transaction.
+
+Pending work coalesces before it is sent: a Slack message that changes again
+before its update went out is updated once, with its latest state; thread
+replies with the same fold key merge into one; a PagerDuty event replaces an
+unsent event of the same action for the same dedup_key. Coalescing only ever
+touches rows no worker has claimed (checked atomically through `version`), so
+nothing already on the wire is altered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from bot.db.statements import update_rows
+from bot.outbox.models import (
+    CANCELLED,
+    PAGERDUTY_EVENT,
+    PENDING,
+    SLACK_MESSAGE,
+    SLACK_REPLY,
+    SLACK_RESPONSE,
+    Delivery,
+    SlackMessage,
+)
+
+WAKE_FLAG = "outbox_wake"
+
+RenderItems = Callable[[list[dict[str, Any]]], dict[str, Any]]
+
+
+def slack_target(channel: str) -> str:
+    return f"slack:{channel}"
+
+
+def pagerduty_target(routing_key_env: str) -> str:
+    return f"pd:{routing_key_env}"
+
+
+def _mark_dirty(db_session: Session) -> None:
+    # Read by the after-commit hook that wakes the worker (bot/outbox/wake.py).
+    db_session.info[WAKE_FLAG] = True
+
+
+def _replace_payload(
+    db_session: Session, row: Delivery, payload: dict[str, Any], now: datetime
+) -> bool:
+    """Swap the payload of an unclaimed pending row; False if a worker got to it first."""
+    changed = update_rows(
+        db_session,
+        update(Delivery)
+        .where(
+            Delivery.id == row.id,
+            Delivery.version == row.version,
+            Delivery.status == PENDING,
+            Delivery.claimed_by.is_(None),
+        )
+        .values(payload=payload, version=Delivery.version + 1, updated_at=now),
+    )
+    if changed == 1:
+        db_session.expire(row)
+        return True
+    return False
+
+
+def _unclaimed_pending(db_session: Session, *criteria: Any) -> Delivery | None:
+    query = (
+        select(Delivery)
+        .where(Delivery.status == PENDING, Delivery.claimed_by.is_(None), *criteria)
+        .order_by(Delivery.id.desc())
+        .limit(1)
+    )
+    return db_session.scalars(query).first()
+
+
+def _add(db_session: Session, now: datetime, **values: Any) -> Delivery:
+    values.setdefault("not_before", now)
+    row = Delivery(status=PENDING, attempts=0, version=0, created_at=now, updated_at=now, **values)
+    db_session.add(row)
+    db_session.flush()
+    return row
+
+
+def slack_message(db_session: Session, *, key: str, channel: str, now: datetime) -> SlackMessage:
+    """The Slack message the bot owns under `key`, created (not yet posted) if new."""
+    existing = db_session.scalars(select(SlackMessage).where(SlackMessage.key == key)).first()
+    if existing is not None:
+        return existing
+    message = SlackMessage(key=key, channel=channel, created_at=now)
+    db_session.add(message)
+    db_session.flush()
+    return message
+
+
+def post_or_update(
+    db_session: Session, *, key: str, channel: str, message: dict[str, Any], now: datetime
+) -> None:
+    """Post the message under `key` the first time, update it in place afterwards."""
+    slack_message(db_session, key=key, channel=channel, now=now)
+    _mark_dirty(db_session)
+    pending = _unclaimed_pending(
+        db_session, Delivery.kind == SLACK_MESSAGE, Delivery.message_key == key
+    )
+    if pending is not None and _replace_payload(db_session, pending, message, now):
+        return
+    _add(
+        db_session,
+        now,
+        kind=SLACK_MESSAGE,
+        target=slack_target(channel),
+        order_key=f"slack:{key}",
+        message_key=key,
+        payload=message,
+    )
+
+
+def reply_in_thread(
+    db_session: Session,
+    *,
+    key: str,
+    channel: str,
+    fold_key: str | None,
+    item: dict[str, Any],
+    render: RenderItems,
+    now: datetime,
+) -> None:
+    """A threaded reply under the message `key`.
+
+    Unsent replies with the same `fold_key` merge into one; None never folds.
+    """
+    slack_message(db_session, key=key, channel=channel, now=now)
+    _mark_dirty(db_session)
+    pending = None
+    if fold_key is not None:
+        pending = _unclaimed_pending(
+            db_session, Delivery.kind == SLACK_REPLY, Delivery.fold_key == fold_key
+        )
+    if pending is not None:
+        items = [*pending.payload.get("items", []), item]
+        if _replace_payload(db_session, pending, {**render(items), "items": items}, now):
+            return
+    _add(
+        db_session,
+        now,
+        kind=SLACK_REPLY,
+        target=slack_target(channel),
+        order_key=f"slack:{key}",
+        message_key=key,
+        fold_key=fold_key,
+        payload={**render([item]), "items": [item]},
+    )
+
+
+def respond(
+    db_session: Session, *, response_url: str, body: dict[str, Any], order_key: str, now: datetime
+) -> None:
+    """Answer a slash command or button through its response_url, after the commit."""
+    _mark_dirty(db_session)
+    _add(
+        db_session,
+        now,
+        kind=SLACK_RESPONSE,
+        target="slack:response_url",
+        order_key=order_key,
+        payload={"response_url": response_url, "body": body},
+    )
+
+
+def pagerduty_event(
+    db_session: Session,
+    *,
+    routing_key_env: str,
+    dedup_key: str,
+    action: str,
+    body: dict[str, Any],
+    now: datetime,
+    not_before: datetime | None = None,
+) -> None:
+    """An Events API v2 event (trigger, acknowledge or resolve) for `dedup_key`."""
+    _mark_dirty(db_session)
+    order_key = f"pd:{dedup_key}"
+    payload = {"action": action, "dedup_key": dedup_key, "routing_key_env": routing_key_env, **body}
+    pending = _unclaimed_pending(db_session, Delivery.order_key == order_key)
+    if (
+        pending is not None
+        and pending.payload.get("action") == action
+        and _replace_payload(db_session, pending, payload, now)
+    ):
+        return
+    _add(
+        db_session,
+        now,
+        kind=PAGERDUTY_EVENT,
+        target=pagerduty_target(routing_key_env),
+        order_key=order_key,
+        payload=payload,
+        not_before=not_before or now,
+    )
+
+
+def cancel_pagerduty_event(
+    db_session: Session, *, dedup_key: str, action: str, now: datetime
+) -> bool:
+    """Withdraw an unsent event; False if there was none or a worker already has it."""
+    pending = _unclaimed_pending(db_session, Delivery.order_key == f"pd:{dedup_key}")
+    if pending is None or pending.payload.get("action") != action:
+        return False
+    changed = update_rows(
+        db_session,
+        update(Delivery)
+        .where(
+            Delivery.id == pending.id,
+            Delivery.version == pending.version,
+            Delivery.status == PENDING,
+            Delivery.claimed_by.is_(None),
+        )
+        .values(status=CANCELLED, version=Delivery.version + 1, updated_at=now),
+    )
+    return changed == 1

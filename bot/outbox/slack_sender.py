@@ -1,0 +1,187 @@
+"""Sending Slack deliveries with slack_sdk, and telling apart what to retry."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.webhook import WebhookClient
+
+from bot.outbox.models import SLACK_MESSAGE, SLACK_REPLY, SLACK_RESPONSE
+from bot.outbox.results import Dead, Job, MessageRef, Result, Retry, Sent
+
+log = logging.getLogger(__name__)
+
+METADATA_EVENT = "opsbot_delivery"
+
+# Fixing these needs a person (a token, a scope): keep the work, retry slowly.
+NEEDS_OPERATOR = {
+    "invalid_auth",
+    "not_authed",
+    "account_inactive",
+    "token_revoked",
+    "token_expired",
+    "missing_scope",
+    "no_permission",
+    "team_access_not_granted",
+}
+TRANSIENT = {
+    "internal_error",
+    "fatal_error",
+    "service_unavailable",
+    "request_timeout",
+    "ratelimited",
+}
+# Slack's answer will not change however often it is asked.
+PERMANENT = {
+    "channel_not_found",
+    "not_in_channel",
+    "is_archived",
+    "invalid_blocks",
+    "invalid_blocks_format",
+    "msg_too_long",
+    "no_text",
+    "too_many_attachments",
+    "invalid_arguments",
+    "invalid_metadata_format",
+    "cant_update_message",
+    "edit_window_closed",
+    "restricted_action",
+    "message_limit_exceeded",
+}
+MAX_UNKNOWN_ATTEMPTS = 8
+
+
+def _metadata(job: Job) -> dict[str, Any]:
+    return {"event_type": METADATA_EVENT, "event_payload": {"delivery": job.id}}
+
+
+def _carries(message: dict[str, Any], job: Job) -> bool:
+    meta = message.get("metadata") or {}
+    payload = meta.get("event_payload") or {}
+    return meta.get("event_type") == METADATA_EVENT and payload.get("delivery") == job.id
+
+
+def classify(error: SlackApiError, job: Job) -> Result:
+    status = error.response.status_code
+    code = str(error.response.get("error") or f"http_{status}")
+    if status == 429 or code == "ratelimited":
+        retry_after = float(error.response.headers.get("Retry-After", "1") or 1)
+        return Retry(error=code, after_s=retry_after, pause_target_s=retry_after)
+    if code in NEEDS_OPERATOR:
+        return Retry(error=f"{code}: Slack refused the bot's credentials", after_s=300.0)
+    if status >= 500 or code in TRANSIENT:
+        return Retry(error=code)
+    if code == "message_not_found" and job.kind == SLACK_MESSAGE:
+        return Retry(error="message was deleted in Slack; posting it again", forget_ts=True)
+    if code in PERMANENT:
+        return Dead(error=code)
+    if job.attempts >= MAX_UNKNOWN_ATTEMPTS:
+        return Dead(error=code)
+    return Retry(error=code)
+
+
+class SlackSender:
+    """Posts, updates and threads the bot's messages; answers response_urls."""
+
+    def __init__(self, client: WebClient, webhook: Callable[[str], WebhookClient]) -> None:
+        self.client = client
+        self.webhook = webhook
+
+    def send(self, job: Job) -> Result:
+        try:
+            if job.kind == SLACK_MESSAGE:
+                return self._message(job)
+            if job.kind == SLACK_REPLY:
+                return self._reply(job)
+            if job.kind == SLACK_RESPONSE:
+                return self._respond(job)
+            return Dead(error=f"unknown delivery kind {job.kind}")
+        except SlackApiError as exc:
+            return classify(exc, job)
+        except (SlackClientError, OSError) as exc:
+            # Connection refused, reset, timed out: nothing says whether Slack
+            # got it, so the next attempt looks before it posts.
+            return Retry(error=f"{type(exc).__name__}: {exc}")
+
+    def _content(self, job: Job) -> dict[str, Any]:
+        return {"text": job.payload.get("text", ""), "blocks": job.payload.get("blocks")}
+
+    def _message(self, job: Job) -> Result:
+        message = job.message
+        assert message is not None
+        ts, channel_id = message.ts, message.channel_id
+        if ts is None and job.attempts > 1:
+            ts, channel_id = self._find_in_channel(job, message)
+        if ts is not None and channel_id is not None:
+            self.client.chat_update(channel=channel_id, ts=ts, **self._content(job))
+            return Sent(ts=ts, channel_id=channel_id)
+        response = self.client.chat_postMessage(
+            channel=message.channel, metadata=_metadata(job), **self._content(job)
+        )
+        return Sent(ts=response["ts"], channel_id=response["channel"])
+
+    def _reply(self, job: Job) -> Result:
+        parent = job.message
+        assert parent is not None
+        if parent.ts is None or parent.channel_id is None:
+            return Dead(error="the message this reply belongs under was never posted")
+        if job.attempts > 1:
+            found = self._find_in_thread(job, parent)
+            if found is not None:
+                self.client.chat_update(channel=parent.channel_id, ts=found, **self._content(job))
+                return Sent(ts=found, channel_id=parent.channel_id)
+        response = self.client.chat_postMessage(
+            channel=parent.channel_id,
+            thread_ts=parent.ts,
+            metadata=_metadata(job),
+            **self._content(job),
+        )
+        return Sent(ts=response["ts"], channel_id=parent.channel_id)
+
+    def _respond(self, job: Job) -> Result:
+        response = self.webhook(job.payload["response_url"]).send_dict(job.payload["body"])
+        if response.status_code == 200:
+            return Sent()
+        if response.status_code == 429 or response.status_code >= 500:
+            return Retry(error=f"response_url answered {response.status_code}")
+        # response_url expires after 30 minutes or 5 uses: nothing more to do.
+        return Dead(error=f"response_url answered {response.status_code}: {response.body}")
+
+    def _find_in_channel(self, job: Job, message: MessageRef) -> tuple[str | None, str | None]:
+        """After an attempt that may have reached Slack, look for it before posting again."""
+        channel = message.channel_id or message.channel
+        try:
+            history = self.client.conversations_history(
+                channel=channel, include_all_metadata=True, limit=100
+            )
+        except SlackApiError as exc:
+            log.warning(
+                "cannot read back channel %s (%s): posting without the check",
+                channel,
+                exc.response.get("error"),
+            )
+            return None, None
+        for item in history.get("messages") or []:
+            if _carries(item, job):
+                return str(item["ts"]), str(history.get("channel") or channel)
+        return None, None
+
+    def _find_in_thread(self, job: Job, parent: MessageRef) -> str | None:
+        try:
+            replies = self.client.conversations_replies(
+                channel=parent.channel_id or parent.channel,
+                ts=parent.ts or "",
+                include_all_metadata=True,
+                limit=200,
+            )
+        except SlackApiError as exc:
+            log.warning("cannot read back thread (%s)", exc.response.get("error"))
+            return None
+        for item in replies.get("messages") or []:
+            if _carries(item, job):
+                return str(item["ts"])
+        return None

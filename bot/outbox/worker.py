@@ -1,0 +1,287 @@
+"""The outbox worker: claims due deliveries, sends them, records what happened.
+
+Order is kept per `order_key` (a message before its thread, a trigger before
+its resolve): a delivery is only eligible when no earlier delivery with the
+same key is still pending. Claims are leases in the database, so several
+instances can share one outbox and a crashed instance's work is taken over
+when its lease runs out. A claim bumps `attempts` before anything goes on the
+wire, which is how the Slack sender knows to look for an earlier post before
+posting again.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import uuid
+from collections.abc import Callable, Collection
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+
+from sqlalchemy import exists, func, or_, select, update
+from sqlalchemy.orm import Session, aliased, sessionmaker
+
+from bot.clock import Clock, SystemClock
+from bot.config import DeliverySettings
+from bot.db.statements import update_rows
+from bot.outbox.models import DEAD, PENDING, SENT, Delivery, SlackMessage
+from bot.outbox.pacing import Pacer
+from bot.outbox.results import Dead, Job, MessageRef, Result, Retry, Sent
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[Job], Result]
+BATCH = 200
+
+
+class OutboxWorker:
+    def __init__(
+        self,
+        *,
+        sessions: sessionmaker[Session],
+        senders: dict[str, Send],
+        pacer: Pacer,
+        settings: DeliverySettings,
+        clock: Clock | None = None,
+        instance_id: str | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.senders = senders
+        self.pacer = pacer
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.instance_id = instance_id or f"outbox-{uuid.uuid4().hex[:12]}"
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._in_flight: set[str] = set()  # order keys on the wire from this instance
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pool: ThreadPoolExecutor | None = None
+
+    @property
+    def kinds(self) -> Collection[str]:
+        return self.senders.keys()
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._pool = ThreadPoolExecutor(self.settings.workers, thread_name_prefix="outbox-send")
+        self._thread = threading.Thread(target=self._loop, name="outbox", daemon=True)
+        self._thread.start()
+        log.info("outbox worker %s started for %s", self.instance_id, ", ".join(sorted(self.kinds)))
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                delay = self.dispatch_due()
+            except Exception:
+                log.exception("outbox dispatch failed; retrying")
+                delay = self.settings.poll_interval_s
+            self._wake.wait(min(delay, self.settings.poll_interval_s))
+            self._wake.clear()
+
+    # -- choosing work -------------------------------------------------------
+
+    def _due(self, db_session: Session, now: datetime) -> list[Delivery]:
+        earlier = aliased(Delivery)
+        blocked = exists().where(
+            earlier.order_key == Delivery.order_key,
+            earlier.status == PENDING,
+            earlier.id < Delivery.id,
+        )
+        query = (
+            select(Delivery)
+            .where(
+                Delivery.status == PENDING,
+                Delivery.kind.in_(list(self.kinds)),
+                Delivery.not_before <= now,
+                or_(Delivery.claimed_by.is_(None), Delivery.claimed_until < now),
+                ~blocked,
+            )
+            .order_by(Delivery.id)
+            .limit(BATCH)
+        )
+        return list(db_session.scalars(query))
+
+    def _next_due_s(self, db_session: Session, now: datetime) -> float:
+        query = select(func.min(Delivery.not_before)).where(
+            Delivery.status == PENDING, Delivery.kind.in_(list(self.kinds))
+        )
+        soonest = db_session.scalar(query)
+        if soonest is None:
+            return self.settings.poll_interval_s
+        return max(0.0, (soonest - now).total_seconds())
+
+    def dispatch_due(self) -> float:
+        """Claim and start what is due; return seconds until something may be due."""
+        now = self.clock.now()
+        delay = self.settings.poll_interval_s
+        with self.sessions() as db_session:
+            candidates = self._due(db_session, now)
+            if not candidates:
+                return self._next_due_s(db_session, now)
+            for row in candidates:
+                with self._lock:
+                    if row.order_key in self._in_flight:
+                        continue
+                wait = self.pacer.wait_s(row.target)
+                if wait > 0 or not self.pacer.take(row.target):
+                    delay = min(delay, max(wait, 0.01))
+                    continue
+                job = self._claim(db_session, row, now)
+                if job is None:
+                    continue
+                with self._lock:
+                    self._in_flight.add(row.order_key)
+                assert self._pool is not None
+                self._pool.submit(self._send, job, row.order_key)
+        return delay
+
+    def _claim(self, db_session: Session, row: Delivery, now: datetime) -> Job | None:
+        lease_until = now + timedelta(seconds=self.settings.lease_s)
+        claimed = update_rows(
+            db_session,
+            update(Delivery)
+            .where(
+                Delivery.id == row.id,
+                Delivery.version == row.version,
+                Delivery.status == PENDING,
+            )
+            .values(
+                claimed_by=self.instance_id,
+                claimed_until=lease_until,
+                attempts=Delivery.attempts + 1,
+                version=Delivery.version + 1,
+                updated_at=now,
+            ),
+        )
+        db_session.commit()
+        if claimed != 1:
+            return None
+        db_session.refresh(row)
+        message = None
+        if row.message_key is not None:
+            found = db_session.scalars(
+                select(SlackMessage).where(SlackMessage.key == row.message_key)
+            ).first()
+            if found is not None:
+                message = MessageRef(found.key, found.channel, found.channel_id, found.ts)
+        db_session.commit()
+        return Job(row.id, row.kind, row.target, dict(row.payload), row.attempts, message)
+
+    # -- sending and recording ------------------------------------------------
+
+    def _send(self, job: Job, order_key: str) -> None:
+        try:
+            try:
+                result = self.senders[job.kind](job)
+            except Exception as exc:  # a bug in a sender must not kill the worker
+                log.exception("delivery %s: sender failed", job.id)
+                result = Retry(error=f"internal error: {type(exc).__name__}")
+            self._record(job, result)
+        except Exception:
+            log.exception(
+                "delivery %s: could not record the outcome; the lease will expire", job.id
+            )
+        finally:
+            with self._lock:
+                self._in_flight.discard(order_key)
+            self._wake.set()
+
+    def _backoff_s(self, attempts: int) -> float:
+        base = min(self.settings.max_backoff_s, 2.0 ** max(0, attempts - 1))
+        return base * random.uniform(0.5, 1.0)
+
+    def _record(self, job: Job, result: Result) -> None:
+        now = self.clock.now()
+        mine = (Delivery.id == job.id, Delivery.claimed_by == self.instance_id)
+        release = {"claimed_by": None, "claimed_until": None, "updated_at": now}
+        with self.sessions() as db_session:
+            if isinstance(result, Sent):
+                db_session.execute(
+                    update(Delivery)
+                    .where(*mine)
+                    .values(status=SENT, sent_at=now, last_error=None, **release)
+                    .execution_options(synchronize_session=False)
+                )
+                if (
+                    job.message is not None
+                    and result.ts is not None
+                    and job.kind == "slack.message"
+                ):
+                    db_session.execute(
+                        update(SlackMessage)
+                        .where(SlackMessage.key == job.message.key)
+                        .values(ts=result.ts, channel_id=result.channel_id, posted_at=now)
+                        .execution_options(synchronize_session=False)
+                    )
+                log.info("delivery %s sent (%s to %s)", job.id, job.kind, job.target)
+            elif isinstance(result, Retry):
+                after = (
+                    result.after_s if result.after_s is not None else self._backoff_s(job.attempts)
+                )
+                after = min(after, self.settings.max_backoff_s)
+                if result.pause_target_s:
+                    self.pacer.pause(job.target, result.pause_target_s)
+                if result.forget_ts and job.message is not None:
+                    db_session.execute(
+                        update(SlackMessage)
+                        .where(SlackMessage.key == job.message.key)
+                        .values(ts=None, channel_id=None)
+                        .execution_options(synchronize_session=False)
+                    )
+                    after = 0.0
+                db_session.execute(
+                    update(Delivery)
+                    .where(*mine)
+                    .values(
+                        not_before=now + timedelta(seconds=after),
+                        last_error=result.error[:2000],
+                        **release,
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+                log.warning(
+                    "delivery %s (%s to %s) failed, attempt %d, retrying in %.1f s: %s",
+                    job.id,
+                    job.kind,
+                    job.target,
+                    job.attempts,
+                    after,
+                    result.error,
+                )
+            elif isinstance(result, Dead):
+                db_session.execute(
+                    update(Delivery)
+                    .where(*mine)
+                    .values(status=DEAD, last_error=result.error[:2000], **release)
+                    .execution_options(synchronize_session=False)
+                )
+                log.error(
+                    "delivery %s (%s to %s) abandoned after %d attempts: %s",
+                    job.id,
+                    job.kind,
+                    job.target,
+                    job.attempts,
+                    result.error,
+                )
+            db_session.commit()
+
+
+def pending_count(sessions: sessionmaker[Session], kinds: Collection[str] | None = None) -> int:
+    with sessions() as db_session:
+        query = select(func.count()).select_from(Delivery).where(Delivery.status == PENDING)
+        if kinds is not None:
+            query = query.where(Delivery.kind.in_(list(kinds)))
+        return int(db_session.scalar(query) or 0)

@@ -1,0 +1,54 @@
+"""The running parts of one opsbot process, as built by the composition root."""
+
+from __future__ import annotations
+
+import logging
+import re
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from slack_sdk import WebClient
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.alarms.intake import AlarmIntake
+from bot.alarms.queue import AlarmQueueConsumer
+from bot.clock import Clock
+from bot.config import Config
+from bot.outbox.worker import OutboxWorker
+from bot.settings import Settings
+from bot.sns.verify import SnsVerifier
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    config: Config
+    clock: Clock
+    engine: Engine
+    sessions: sessionmaker[Session]
+    tls: ssl.SSLContext
+    fetch: Callable[[str], bytes]
+    intake: AlarmIntake
+    sns_verifier: SnsVerifier
+    sns_url_pattern: re.Pattern[str]
+    slack_client: WebClient | None
+    outbox: OutboxWorker
+    queue_consumer: AlarmQueueConsumer | None = None
+    notes: list[str] = field(default_factory=list)  # what is on or off, said once at start
+
+    def start(self) -> None:
+        for note in self.notes:
+            log.info("%s", note)
+        self.outbox.start()
+        if self.queue_consumer is not None:
+            self.queue_consumer.start()
+
+    def stop(self) -> None:
+        if self.queue_consumer is not None:
+            self.queue_consumer.stop()
+        self.outbox.stop()
+        self.engine.dispose()

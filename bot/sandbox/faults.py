@@ -1,0 +1,100 @@
+"""Scripted failures an emulator serves instead of answering: 429s, 500s, hangs."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass
+class Fault:
+    status: int = 500
+    retry_after_s: float | None = None
+    delay_s: float = 0.0  # a hang: wait this long before answering
+    remaining: int | None = None  # how many requests it applies to (None: until `until`)
+    until: float | None = None  # monotonic deadline
+    match: Callable[[str], bool] | None = None  # which calls (by method or path)
+
+    def applies(self, call: str, now: float) -> bool:
+        if self.until is not None and now >= self.until:
+            return False
+        if self.remaining is not None and self.remaining <= 0:
+            return False
+        return self.match is None or self.match(call)
+
+
+class FaultPlan:
+    """Faults in the order they were added; the first that applies is served."""
+
+    def __init__(self) -> None:
+        self._faults: list[Fault] = []
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _matcher(calls: tuple[str, ...]) -> Callable[[str], bool] | None:
+        if not calls:
+            return None
+        return lambda call: any(call == c or call.startswith(c) for c in calls)
+
+    def fail_next(
+        self,
+        count: int,
+        *,
+        status: int = 500,
+        retry_after_s: float | None = None,
+        calls: tuple[str, ...] = (),
+    ) -> None:
+        self._add(
+            Fault(
+                status=status,
+                retry_after_s=retry_after_s,
+                remaining=count,
+                match=self._matcher(calls),
+            )
+        )
+
+    def fail_for(
+        self,
+        seconds: float,
+        *,
+        status: int = 500,
+        retry_after_s: float | None = None,
+        calls: tuple[str, ...] = (),
+    ) -> None:
+        deadline = time.monotonic() + seconds
+        self._add(
+            Fault(
+                status=status,
+                retry_after_s=retry_after_s,
+                until=deadline,
+                match=self._matcher(calls),
+            )
+        )
+
+    def hang_next(self, count: int, *, seconds: float, calls: tuple[str, ...] = ()) -> None:
+        self._add(Fault(status=0, delay_s=seconds, remaining=count, match=self._matcher(calls)))
+
+    def down_for(self, seconds: float) -> None:
+        """Every call fails with 503 for `seconds`: an outage."""
+        self.fail_for(seconds, status=503)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def _add(self, fault: Fault) -> None:
+        with self._lock:
+            self._faults.append(fault)
+
+    def take(self, call: str) -> Fault | None:
+        now = time.monotonic()
+        with self._lock:
+            self._faults = [f for f in self._faults if f.until is None or now < f.until]
+            for fault in self._faults:
+                if fault.applies(call, now):
+                    if fault.remaining is not None:
+                        fault.remaining -= 1
+                    return fault
+        return None

@@ -1,0 +1,158 @@
+"""A small threaded HTTP(S) server on loopback that hands requests to an emulator."""
+
+from __future__ import annotations
+
+import json
+import logging
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from bot.sandbox.faults import FaultPlan
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class HttpRequest:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body or b"null")
+
+    def form(self) -> dict[str, str]:
+        parsed = parse_qs(self.body.decode("utf-8"), keep_blank_values=True)
+        return {k: v[-1] for k, v in parsed.items()}
+
+
+@dataclass
+class HttpResponse:
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def json(
+        cls, data: Any, status: int = 200, headers: dict[str, str] | None = None
+    ) -> HttpResponse:
+        return cls(
+            status=status,
+            body=json.dumps(data).encode("utf-8"),
+            headers={"Content-Type": "application/json; charset=utf-8", **(headers or {})},
+        )
+
+
+Handle = Callable[[HttpRequest], HttpResponse]
+
+
+class LoopbackServer:
+    """Serves `handle` on 127.0.0.1 (port 0: any free port), optionally over TLS.
+
+    `faults` is consulted before each request: a scripted failure is served
+    instead of the emulator's answer, with the call named by `call_name`.
+    """
+
+    def __init__(
+        self,
+        handle: Handle,
+        *,
+        tls: ssl.SSLContext | None = None,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        call_name: Callable[[HttpRequest], str] = lambda r: r.path,
+        fault_body: Callable[[int], Any] = lambda status: {"error": f"injected {status}"},
+    ) -> None:
+        self.faults = FaultPlan()
+        self._handle = handle
+        self._call_name = call_name
+        self._fault_body = fault_body
+        self._tls = tls
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                log.debug("%s " + format, self.client_address[0], *args)
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                parts = urlsplit(self.path)
+                request = HttpRequest(
+                    method=self.command,
+                    path=parts.path,
+                    query=parse_qs(parts.query, keep_blank_values=True),
+                    headers={k.lower(): v for k, v in self.headers.items()},
+                    body=body,
+                )
+                response = server.dispatch(request)
+                if response is None:  # a hang that outlived the client
+                    return
+                try:
+                    self.send_response(response.status)
+                    for name, value in response.headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(response.body)))
+                    self.end_headers()
+                    self.wfile.write(response.body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
+
+        self.httpd = ThreadingHTTPServer((host, port), Handler)
+        self.httpd.daemon_threads = True
+        if tls is not None:
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self.httpd.server_address[1])
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self._tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
+
+    def dispatch(self, request: HttpRequest) -> HttpResponse | None:
+        fault = self.faults.take(self._call_name(request))
+        if fault is not None:
+            if fault.delay_s:
+                time.sleep(fault.delay_s)
+                if fault.status == 0:
+                    return self._handle(request)
+            headers = {}
+            if fault.retry_after_s is not None:
+                headers["Retry-After"] = str(
+                    int(fault.retry_after_s) if fault.retry_after_s >= 1 else 1
+                )
+            return HttpResponse.json(self._fault_body(fault.status), fault.status, headers)
+        try:
+            return self._handle(request)
+        except Exception:
+            log.exception("emulator failed on %s %s", request.method, request.path)
+            return HttpResponse.json({"error": "emulator_error"}, 500)
+
+    def start(self) -> LoopbackServer:
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, name=f"emulator-{self.port}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(5)

@@ -1,0 +1,395 @@
+"""A Slack Web API emulator: channels, users, messages, threads, response_urls.
+
+Real HTTP on loopback, driven by the real slack_sdk clients (`SLACK_API_URL`).
+It records every call, can be told to fail (see `faults`), and can enforce
+Slack's one-post-a-second-per-channel limit with 429s.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+import uuid
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.sandbox.server import HttpRequest, HttpResponse, LoopbackServer
+
+BOT_USER = "U0OPSBOT"
+
+
+@dataclass
+class Message:
+    channel: str
+    ts: str
+    user: str
+    text: str
+    blocks: list[dict[str, Any]] | None
+    thread_ts: str | None = None
+    metadata: dict[str, Any] | None = None
+    updates: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)  # earlier versions
+
+    def as_api(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "type": "message",
+            "ts": self.ts,
+            "user": self.user,
+            "bot_id": "B0OPSBOT" if self.user == BOT_USER else None,
+            "text": self.text,
+        }
+        if self.blocks is not None:
+            data["blocks"] = self.blocks
+        if self.thread_ts is not None:
+            data["thread_ts"] = self.thread_ts
+        if self.metadata is not None:
+            data["metadata"] = self.metadata
+        if self.updates:
+            data["edited"] = {"user": self.user, "ts": self.ts}
+        return {k: v for k, v in data.items() if v is not None}
+
+
+@dataclass
+class Call:
+    method: str
+    args: dict[str, Any]
+    at: float
+    ok: bool
+    error: str | None = None
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, str) and value[:1] in ("[", "{"):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+class SlackEmulator:
+    def __init__(
+        self,
+        *,
+        token: str = "xoxb-sandbox",  # noqa: S107  # the emulator's own fake token
+        enforce_rate_limit: bool = False,
+        rate_limit_burst: int = 3,
+    ) -> None:
+        self.token = token
+        self.enforce_rate_limit = enforce_rate_limit
+        self.rate_limit_burst = rate_limit_burst
+        self.lock = threading.RLock()
+        self.channels: dict[str, dict[str, Any]] = {}
+        self.users: dict[str, dict[str, Any]] = {}
+        self.usergroups: dict[str, dict[str, Any]] = {}
+        self.messages: dict[str, list[Message]] = defaultdict(list)
+        self.ephemeral: list[dict[str, Any]] = []
+        self.responses: list[dict[str, Any]] = []  # bodies posted to response_urls
+        self.webhooks: list[dict[str, Any]] = []  # bodies posted to incoming webhooks
+        self.calls: list[Call] = []
+        self._ts = itertools.count(1)
+        self._epoch = int(time.time())
+        self._recent_posts: dict[str, deque[float]] = defaultdict(deque)
+        self.server = LoopbackServer(
+            self.handle,
+            call_name=self._call_name,
+            fault_body=lambda status: {
+                "ok": False,
+                "error": "ratelimited" if status == 429 else "fatal_error",
+            },
+        )
+        self.add_user("U0ALICE", "alice", email="alice@example.com", real_name="Alice Example")
+        self.add_user("U0BOB", "bob", email="bob@example.com", real_name="Bob Example")
+
+    # -- setting up -------------------------------------------------------------
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.server.url}/api/"
+
+    @property
+    def faults(self) -> Any:
+        return self.server.faults
+
+    def start(self) -> SlackEmulator:
+        self.server.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def add_channel(
+        self, channel_id: str, name: str, *, private: bool = False, bot_member: bool = True
+    ) -> None:
+        with self.lock:
+            self.channels[channel_id] = {
+                "id": channel_id,
+                "name": name,
+                "is_private": private,
+                "bot_member": bot_member,
+            }
+
+    def add_user(
+        self, user_id: str, name: str, *, email: str | None = None, real_name: str | None = None
+    ) -> None:
+        with self.lock:
+            profile: dict[str, Any] = {"real_name": real_name or name, "display_name": name}
+            if email:
+                profile["email"] = email
+            self.users[user_id] = {
+                "id": user_id,
+                "name": name,
+                "real_name": real_name or name,
+                "profile": profile,
+            }
+
+    def add_usergroup(self, group_id: str, handle: str, members: list[str]) -> None:
+        with self.lock:
+            self.usergroups[group_id] = {"id": group_id, "handle": handle, "users": list(members)}
+
+    def response_url(self) -> str:
+        return f"{self.server.url}/response/{uuid.uuid4().hex}"
+
+    def webhook_url(self, name: str = "alerts") -> str:
+        return f"{self.server.url}/services/T0000/B0000/{name}"
+
+    # -- reading state (tests, the dev console) -----------------------------------
+
+    def channel_messages(self, channel: str) -> list[Message]:
+        """Top-level messages of a channel (id or #name), oldest first."""
+        with self.lock:
+            channel_id = self._resolve(channel)
+            return [m for m in self.messages.get(channel_id or "", []) if m.thread_ts is None]
+
+    def thread(self, channel: str, ts: str) -> list[Message]:
+        with self.lock:
+            channel_id = self._resolve(channel) or channel
+            return [m for m in self.messages.get(channel_id, []) if m.thread_ts == ts]
+
+    def all_messages(self) -> list[Message]:
+        with self.lock:
+            return [m for msgs in self.messages.values() for m in msgs]
+
+    def calls_to(self, method: str) -> list[Call]:
+        with self.lock:
+            return [c for c in self.calls if c.method == method and c.ok]
+
+    # -- the API -----------------------------------------------------------------
+
+    def _call_name(self, request: HttpRequest) -> str:
+        return request.path.removeprefix("/api/")
+
+    def _resolve(self, channel: str | None) -> str | None:
+        if not channel:
+            return None
+        if channel in self.channels:
+            return channel
+        name = channel.lstrip("#")
+        for channel_id, info in self.channels.items():
+            if info["name"] == name:
+                return channel_id
+        if channel.startswith("D") or channel.startswith("U"):
+            return channel  # direct messages are always reachable
+        return None
+
+    def _args(self, request: HttpRequest) -> dict[str, Any]:
+        args: dict[str, Any] = {k: v[-1] for k, v in request.query.items()}
+        content_type = request.headers.get("content-type", "")
+        if request.body:
+            if "json" in content_type:
+                args.update(request.json() or {})
+            else:
+                args.update(request.form())
+        return {k: _decode(v) for k, v in args.items()}
+
+    def handle(self, request: HttpRequest) -> HttpResponse:
+        if request.path.startswith("/response/"):
+            with self.lock:
+                self.responses.append({"url": request.path, **(request.json() or {})})
+            return HttpResponse(200, b"ok", {"Content-Type": "text/plain"})
+        if request.path.startswith("/services/"):
+            with self.lock:
+                self.webhooks.append({"path": request.path, **(request.json() or {})})
+            return HttpResponse(200, b"ok", {"Content-Type": "text/plain"})
+        if not request.path.startswith("/api/"):
+            return HttpResponse(404, b"not found")
+        method = request.path.removeprefix("/api/")
+        args = self._args(request)
+        auth = request.headers.get("authorization", "")
+        token = auth.removeprefix("Bearer ").strip() or str(args.get("token", ""))
+        with self.lock:
+            if token != self.token:
+                return self._answer(method, args, {"ok": False, "error": "invalid_auth"})
+            handler = getattr(self, "api_" + method.replace(".", "_"), None)
+            if handler is None:
+                return self._answer(method, args, {"ok": False, "error": "unknown_method"})
+            limited = self._rate_limited(method, args)
+            if limited is not None:
+                return limited
+            return self._answer(method, args, handler(args))
+
+    def _answer(self, method: str, args: dict[str, Any], data: dict[str, Any]) -> HttpResponse:
+        self.calls.append(Call(method, args, time.time(), bool(data.get("ok")), data.get("error")))
+        return HttpResponse.json(data)
+
+    def _rate_limited(self, method: str, args: dict[str, Any]) -> HttpResponse | None:
+        if not self.enforce_rate_limit or method != "chat.postMessage":
+            return None
+        channel = self._resolve(args.get("channel")) or str(args.get("channel"))
+        now = time.monotonic()
+        recent = self._recent_posts[channel]
+        while recent and now - recent[0] > 1.0:
+            recent.popleft()
+        if len(recent) >= self.rate_limit_burst:
+            self.calls.append(Call(method, args, time.time(), False, "ratelimited"))
+            return HttpResponse.json(
+                {"ok": False, "error": "ratelimited"}, 429, {"Retry-After": "1"}
+            )
+        recent.append(now)
+        return None
+
+    def _next_ts(self) -> str:
+        return f"{self._epoch}.{next(self._ts):06d}"
+
+    def _find(self, channel_id: str, ts: str) -> Message | None:
+        for message in self.messages.get(channel_id, []):
+            if message.ts == ts:
+                return message
+        return None
+
+    def api_auth_test(self, _args: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "ok": True,
+            "user_id": BOT_USER,
+            "bot_id": "B0OPSBOT",
+            "team_id": "T0000",
+            "team": "sandbox",
+        }
+
+    def api_chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel_id = self._resolve(args.get("channel"))
+        if channel_id is None:
+            return {"ok": False, "error": "channel_not_found"}
+        info = self.channels.get(channel_id)
+        if info and info["is_private"] and not info["bot_member"]:
+            return {"ok": False, "error": "not_in_channel"}
+        if not args.get("text") and not args.get("blocks"):
+            return {"ok": False, "error": "no_text"}
+        thread_ts = args.get("thread_ts") or None
+        if thread_ts and self._find(channel_id, thread_ts) is None:
+            return {"ok": False, "error": "thread_not_found"}
+        message = Message(
+            channel=channel_id,
+            ts=self._next_ts(),
+            user=BOT_USER,
+            text=str(args.get("text") or ""),
+            blocks=args.get("blocks"),
+            thread_ts=thread_ts,
+            metadata=args.get("metadata"),
+        )
+        self.messages[channel_id].append(message)
+        return {"ok": True, "channel": channel_id, "ts": message.ts, "message": message.as_api()}
+
+    def api_chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel_id = self._resolve(args.get("channel"))
+        if channel_id is None:
+            return {"ok": False, "error": "channel_not_found"}
+        message = self._find(channel_id, str(args.get("ts")))
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        message.history.append({"text": message.text, "blocks": message.blocks})
+        if "text" in args:
+            message.text = str(args["text"])
+        if "blocks" in args:
+            message.blocks = args["blocks"]
+        message.updates += 1
+        return {"ok": True, "channel": channel_id, "ts": message.ts, "text": message.text}
+
+    def api_chat_postEphemeral(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel_id = self._resolve(args.get("channel"))
+        if channel_id is None:
+            return {"ok": False, "error": "channel_not_found"}
+        self.ephemeral.append({"channel": channel_id, **args})
+        return {"ok": True, "message_ts": self._next_ts()}
+
+    def api_chat_delete(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel_id = self._resolve(args.get("channel"))
+        message = self._find(channel_id or "", str(args.get("ts")))
+        if channel_id is None or message is None:
+            return {"ok": False, "error": "message_not_found"}
+        self.messages[channel_id].remove(message)
+        return {"ok": True, "channel": channel_id, "ts": message.ts}
+
+    def api_chat_getPermalink(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel_id = self._resolve(args.get("channel"))
+        ts = str(args.get("message_ts", ""))
+        if channel_id is None or self._find(channel_id, ts) is None:
+            return {"ok": False, "error": "message_not_found"}
+        return {
+            "ok": True,
+            "channel": channel_id,
+            "permalink": f"{self.server.url}/archives/{channel_id}/p{ts.replace('.', '')}",
+        }
+
+    def _listing(self, messages: list[Message], args: dict[str, Any]) -> dict[str, Any]:
+        limit = int(args.get("limit") or 100)
+        with_metadata = str(args.get("include_all_metadata", "")).lower() in ("1", "true")
+        items = []
+        for message in messages[:limit]:
+            data = message.as_api()
+            if not with_metadata:
+                data.pop("metadata", None)
+            items.append(data)
+        return {"ok": True, "messages": items, "has_more": len(messages) > limit}
+
+    def api_conversations_history(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel_id = self._resolve(args.get("channel"))
+        if channel_id is None:
+            return {"ok": False, "error": "channel_not_found"}
+        top = [m for m in self.messages.get(channel_id, []) if m.thread_ts is None]
+        answer = self._listing(list(reversed(top)), args)
+        answer["channel"] = channel_id
+        return answer
+
+    def api_conversations_replies(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel_id = self._resolve(args.get("channel"))
+        ts = str(args.get("ts", ""))
+        parent = self._find(channel_id or "", ts)
+        if channel_id is None or parent is None:
+            return {"ok": False, "error": "thread_not_found"}
+        thread = [parent] + [m for m in self.messages[channel_id] if m.thread_ts == ts]
+        return self._listing(thread, args)
+
+    def api_conversations_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel_id = self._resolve(args.get("channel"))
+        if channel_id is None:
+            return {"ok": False, "error": "channel_not_found"}
+        info = self.channels.get(
+            channel_id, {"id": channel_id, "name": channel_id, "is_private": False}
+        )
+        return {"ok": True, "channel": {**info, "is_member": info.get("bot_member", True)}}
+
+    def api_users_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        user = self.users.get(str(args.get("user")))
+        if user is None:
+            return {"ok": False, "error": "user_not_found"}
+        return {"ok": True, "user": user}
+
+    def api_users_lookupByEmail(self, args: dict[str, Any]) -> dict[str, Any]:
+        email = str(args.get("email", "")).lower()
+        for user in self.users.values():
+            if str(user["profile"].get("email", "")).lower() == email:
+                return {"ok": True, "user": user}
+        return {"ok": False, "error": "users_not_found"}
+
+    def api_usergroups_users_list(self, args: dict[str, Any]) -> dict[str, Any]:
+        group = self.usergroups.get(str(args.get("usergroup")))
+        if group is None:
+            return {"ok": False, "error": "no_such_subteam"}
+        return {"ok": True, "users": list(group["users"])}
+
+    def api_usergroups_list(self, _args: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "usergroups": list(self.usergroups.values())}

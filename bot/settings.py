@@ -1,0 +1,170 @@
+"""The process environment, read once.
+
+This is the only module that reads environment variables. Everything else
+receives a `Settings` (or values taken from it) from the composition root.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Only SNS's own hosts may serve signing certificates or confirmation URLs.
+DEFAULT_SNS_URL_PATTERN = r"^https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/"
+
+ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Everything opsbot takes from its environment. Names are documented in the README."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    database_url: str = Field(
+        default="", validation_alias=AliasChoices("DATABASE_URL", "database_url")
+    )
+    var_dir: Path = Field(
+        default=Path("var"), validation_alias=AliasChoices("OPSBOT_VAR_DIR", "var_dir")
+    )
+    config_path: Path | None = Field(
+        default=None, validation_alias=AliasChoices("OPSBOT_CONFIG", "config_path")
+    )
+    host: str = Field(default="0.0.0.0", validation_alias=AliasChoices("HOST", "host"))  # noqa: S104
+    port: int = Field(default=3000, ge=0, le=65535, validation_alias=AliasChoices("PORT", "port"))
+    log_level: str = Field(
+        default="INFO", validation_alias=AliasChoices("OPSBOT_LOG_LEVEL", "log_level")
+    )
+    public_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("OPSBOT_PUBLIC_URL", "public_url")
+    )
+
+    slack_bot_token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("SLACK_BOT_TOKEN", "slack_bot_token")
+    )
+    slack_signing_secret: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SLACK_SIGNING_SECRET", "slack_signing_secret"),
+    )
+    slack_api_url: str = Field(
+        default="https://slack.com/api/",
+        validation_alias=AliasChoices("SLACK_API_URL", "slack_api_url"),
+    )
+
+    pagerduty_api_token: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("PAGERDUTY_API_TOKEN", "pagerduty_api_token"),
+    )
+    pagerduty_api_url: str = Field(
+        default="https://api.pagerduty.com",
+        validation_alias=AliasChoices("PAGERDUTY_API_URL", "pagerduty_api_url"),
+    )
+    pagerduty_events_url: str = Field(
+        default="https://events.pagerduty.com",
+        validation_alias=AliasChoices("PAGERDUTY_EVENTS_URL", "pagerduty_events_url"),
+    )
+    pagerduty_webhook_secrets: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        validation_alias=AliasChoices("PAGERDUTY_WEBHOOK_SECRETS", "pagerduty_webhook_secrets"),
+    )
+
+    sns_topic_arns: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        validation_alias=AliasChoices("OPSBOT_SNS_TOPIC_ARNS", "sns_topic_arns"),
+    )
+    sns_url_pattern: str = Field(
+        default=DEFAULT_SNS_URL_PATTERN,
+        validation_alias=AliasChoices("OPSBOT_SNS_CERT_URL_PATTERN", "sns_url_pattern"),
+    )
+    alarm_queue_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("OPSBOT_ALARM_QUEUE_URL", "alarm_queue_url"),
+    )
+
+    ssl_cert_file: Path | None = Field(
+        default=None, validation_alias=AliasChoices("SSL_CERT_FILE", "ssl_cert_file")
+    )
+    aws_endpoint_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("AWS_ENDPOINT_URL", "aws_endpoint_url")
+    )
+    aws_region: str = Field(
+        default="us-east-1",
+        validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION", "aws_region"),
+    )
+
+    @field_validator("pagerduty_webhook_secrets", "sns_topic_arns", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("sns_url_pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from exc
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return level
+
+    @property
+    def effective_database_url(self) -> str:
+        """DATABASE_URL, or the embedded default: a SQLite file under the var directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.var_dir / 'opsbot.db').as_posix()}"
+
+    @property
+    def slack_enabled(self) -> bool:
+        return self.slack_bot_token is not None
+
+    @property
+    def slack_inbound_enabled(self) -> bool:
+        return self.slack_signing_secret is not None and self.slack_bot_token is not None
+
+    @property
+    def pagerduty_rest_enabled(self) -> bool:
+        return self.pagerduty_api_token is not None
+
+    @cached_property
+    def sns_url_regex(self) -> re.Pattern[str]:
+        return re.compile(self.sns_url_pattern)
+
+    def env_secret(self, name: str) -> SecretStr | None:
+        """A secret the config file names by environment variable (e.g. a PagerDuty routing key).
+
+        The config file says *which* variable holds a routing key; the value is
+        still read here, so the environment is only ever read by this module.
+        """
+        if not ENV_NAME.match(name):
+            return None
+        value = os.environ.get(name)
+        return SecretStr(value) if value else None
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret, for log redaction."""
+        candidates: list[SecretStr | None] = [
+            self.slack_bot_token,
+            self.slack_signing_secret,
+            self.pagerduty_api_token,
+            *self.pagerduty_webhook_secrets,
+        ]
+        return [s.get_secret_value() for s in candidates if s is not None and s.get_secret_value()]

@@ -1,0 +1,1 @@
+"""Amazon SNS over HTTPS: the envelope, its signature, subscription confirmation."""

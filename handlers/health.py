@@ -1,0 +1,40 @@
+"""Liveness and readiness for the load balancer and ECS."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import text
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from bot.db.migrate import is_current
+from bot.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def routes(runtime: Runtime) -> list[Route]:
+    async def healthz(_request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    def database_ready() -> str | None:
+        try:
+            with runtime.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+            if not is_current(runtime.engine):
+                return "database not migrated: run `opsbot db upgrade`"
+        except Exception as exc:
+            log.warning("readiness: database unavailable: %s", type(exc).__name__)
+            return f"database unavailable ({type(exc).__name__})"
+        return None
+
+    async def readyz(_request: Request) -> JSONResponse:
+        problem = await run_in_threadpool(database_ready)
+        if problem is not None:
+            return JSONResponse({"status": "unavailable", "database": problem}, status_code=503)
+        return JSONResponse({"status": "ready", "database": "ok"})
+
+    return [Route("/healthz", healthz, methods=["GET"]), Route("/readyz", readyz, methods=["GET"])]

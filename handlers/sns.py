@@ -1,0 +1,95 @@
+"""POST /sns: Amazon SNS over HTTPS.
+
+Order matters: parse the envelope (400 if it is not one), check the topic
+(403), verify the signature (403), and only then confirm or record. Nothing is
+written before the message is known to come from an allowed SNS topic.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from bot.alarms.service import Inbound
+from bot.runtime import Runtime
+from bot.sns.confirm import confirm_subscription
+from bot.sns.envelope import (
+    MAX_BODY_BYTES,
+    NOTIFICATION,
+    SUBSCRIPTION_CONFIRMATION,
+    MalformedEnvelope,
+    parse_envelope,
+)
+from bot.sns.fetch import FetchFailed
+from bot.sns.verify import SignatureInvalid
+
+log = logging.getLogger(__name__)
+
+
+def _answer(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"status": status, "message": message}, status_code=status)
+
+
+def routes(runtime: Runtime) -> list[Route]:
+    allowed = set(runtime.settings.sns_topic_arns)
+
+    async def receive(request: Request) -> JSONResponse:
+        raw = await request.body()
+        if len(raw) > MAX_BODY_BYTES:
+            return _answer(413, "body too large")
+        try:
+            envelope = parse_envelope(raw)
+        except MalformedEnvelope as exc:
+            return _answer(400, f"not an SNS message: {exc}")
+        header = request.headers.get("x-amz-sns-message-type")
+        if header is not None and header != envelope.type:
+            return _answer(400, "x-amz-sns-message-type does not match the body's Type")
+        if envelope.topic_arn not in allowed:
+            log.warning("SNS message from a topic not allowed: %s", envelope.topic_arn)
+            return _answer(403, "topic not allowed")
+        try:
+            await run_in_threadpool(runtime.sns_verifier.verify, envelope)
+        except SignatureInvalid as exc:
+            log.warning("SNS message %s refused: %s", envelope.message_id, exc)
+            return _answer(403, "signature not valid")
+
+        if envelope.type == SUBSCRIPTION_CONFIRMATION:
+            try:
+                await run_in_threadpool(
+                    confirm_subscription,
+                    envelope,
+                    url_pattern=runtime.sns_url_pattern,
+                    fetch=runtime.fetch,
+                )
+            except SignatureInvalid:
+                return _answer(403, "SubscribeURL not allowed")
+            except FetchFailed as exc:
+                # 5xx: SNS will send the confirmation again.
+                log.error("could not confirm subscription to %s: %s", envelope.topic_arn, exc)
+                return _answer(502, "could not confirm the subscription")
+            log.info("confirmed the subscription to %s", envelope.topic_arn)
+            return _answer(200, "subscription confirmed")
+        if envelope.type != NOTIFICATION:
+            log.info("unsubscribed from %s", envelope.topic_arn)
+            return _answer(200, "noted")
+
+        inbound = Inbound(
+            message_id=envelope.message_id,
+            via="https",
+            body=envelope.message,
+            topic_arn=envelope.topic_arn,
+            subject=envelope.subject,
+        )
+        try:
+            outcome = await run_in_threadpool(runtime.intake.record, inbound)
+        except Exception:
+            log.exception("could not record SNS message %s", envelope.message_id)
+            # 5xx makes SNS deliver it again; nothing was committed.
+            return _answer(503, "could not record the message; retry")
+        return _answer(200, outcome)
+
+    return [Route("/sns", receive, methods=["POST"])]

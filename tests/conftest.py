@@ -1,0 +1,233 @@
+"""Fixtures: both databases, the emulators on loopback, moto server, a live service.
+
+Every test that takes `database_url` runs twice: on SQLite and on real
+PostgreSQL (TEST_DATABASE_URL, which `make test` provides via .ci/test-postgres).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from bot.config import Config, parse_config
+from bot.db.engine import make_engine, normalise_url
+from bot.db.migrate import upgrade
+from bot.sandbox.pagerduty import PagerDutyEmulator
+from bot.sandbox.slack import SlackEmulator
+from bot.sandbox.sns import SnsSigner
+from bot.sandbox.tls import TestCA, make_test_ca
+from bot.settings import Settings
+from tests.support import LiveService, start_service
+
+SLACK_SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+SLACK_TOKEN = "xoxb-sandbox"
+PD_API_TOKEN = "pd-rest-token-for-tests"
+PD_ROUTING_KEY = "R0PRODROUTINGKEY00000000000000000"
+TOPIC_ARN = "arn:aws:sns:us-east-1:123456789012:alarms"
+
+# Variables a developer's shell may carry that must not leak into a test's service.
+OPSBOT_VARIABLES = (
+    "DATABASE_URL",
+    "OPSBOT_CONFIG",
+    "SLACK_BOT_TOKEN",
+    "SLACK_SIGNING_SECRET",
+    "SLACK_API_URL",
+    "PAGERDUTY_API_TOKEN",
+    "PAGERDUTY_API_URL",
+    "PAGERDUTY_EVENTS_URL",
+    "PAGERDUTY_WEBHOOK_SECRETS",
+    "OPSBOT_SNS_TOPIC_ARNS",
+    "OPSBOT_SNS_CERT_URL_PATTERN",
+    "OPSBOT_ALARM_QUEUE_URL",
+    "SSL_CERT_FILE",
+    "AWS_ENDPOINT_URL",
+    "HOST",
+    "PORT",
+    "OPSBOT_VAR_DIR",
+    "OPSBOT_PUBLIC_URL",
+    "PD_KEY_PROD",
+)
+
+TEST_CONFIG: dict[str, Any] = {
+    "alarm_routes": [
+        {
+            "name": "prod",
+            "match": {"alarm_name": "prod-*"},
+            "channel": "C0PRODALERTS",
+            "pagerduty_routing_key_env": "PD_KEY_PROD",
+            "severity": "critical",
+            "mention": "<!subteam^S0ONCALL>",
+        },
+        {"name": "default", "match": {}, "channel": "C0ALERTS"},
+    ],
+    "alarms": {"reopen_window_s": 0},
+    "delivery": {
+        "max_backoff_s": 1.0,
+        "lease_s": 5.0,
+        "poll_interval_s": 0.2,
+        "request_timeout_s": 3.0,
+    },
+}
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in OPSBOT_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PD_KEY_PROD", PD_ROUTING_KEY)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+
+
+# -- databases --------------------------------------------------------------------------
+
+
+def _admin_url() -> str:
+    url = os.environ.get("TEST_DATABASE_URL")
+    if not url:
+        pytest.fail("TEST_DATABASE_URL is not set: run the suite with `make test` (or set it)")
+    return normalise_url(url)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A throwaway PostgreSQL database for this test session, migrated once."""
+    admin = make_url(_admin_url())
+    name = f"opsbot_test_{uuid.uuid4().hex[:10]}"
+    engine = sa.create_engine(admin, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    url = admin.set(database=name).render_as_string(hide_password=False)
+    upgrade(url)
+    yield url
+    with engine.connect() as connection:
+        connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    engine.dispose()
+
+
+def _truncate_all(url: str) -> None:
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        tables = [t for t in sa.inspect(connection).get_table_names() if t != "alembic_version"]
+        if tables:
+            names = ", ".join(f'"{t}"' for t in tables)
+            connection.exec_driver_sql(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'opsbot.db'}"
+        upgrade(url)
+        return url
+    url = str(request.getfixturevalue("postgres_url"))
+    _truncate_all(url)
+    return url
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[sa.Engine]:
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+# -- emulators --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def test_ca(tmp_path_factory: pytest.TempPathFactory) -> TestCA:
+    return make_test_ca(tmp_path_factory.mktemp("ca"))
+
+
+@pytest.fixture
+def slack() -> Iterator[SlackEmulator]:
+    emulator = SlackEmulator(token=SLACK_TOKEN)
+    emulator.add_channel("C0ALERTS", "alerts")
+    emulator.add_channel("C0PRODALERTS", "prod-alerts")
+    emulator.start()
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture
+def pagerduty(test_ca: TestCA) -> Iterator[PagerDutyEmulator]:
+    emulator = PagerDutyEmulator(tls=test_ca.server_context(), api_token=PD_API_TOKEN)
+    emulator.add_user("PALICE", "Alice Example", "alice@example.com")
+    emulator.add_user("PBOB", "Bob Example", "bob@example.com")
+    emulator.add_escalation_policy("PPOLICY", "Production")
+    emulator.add_schedule("PSCHED", "Primary")
+    emulator.add_oncall(policy_id="PPOLICY", level=1, user_id="PALICE", schedule_id="PSCHED")
+    emulator.add_oncall(policy_id="PPOLICY", level=2, user_id="PBOB")
+    emulator.add_service("PSERVICE", "prod-api", routing_key=PD_ROUTING_KEY, policy_id="PPOLICY")
+    emulator.start()
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture(scope="session")
+def sns_signer(test_ca: TestCA) -> Iterator[SnsSigner]:
+    signer = SnsSigner(tls=test_ca.server_context()).start()
+    yield signer
+    signer.stop()
+
+
+# -- the service ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def config() -> Config:
+    return parse_config(TEST_CONFIG)
+
+
+@pytest.fixture
+def settings(
+    database_url: str,
+    slack: SlackEmulator,
+    pagerduty: PagerDutyEmulator,
+    sns_signer: SnsSigner,
+    test_ca: TestCA,
+) -> Settings:
+    return Settings(
+        database_url=database_url,
+        slack_bot_token=SLACK_TOKEN,
+        slack_signing_secret=SLACK_SIGNING_SECRET,
+        slack_api_url=slack.api_url,
+        pagerduty_api_token=PD_API_TOKEN,
+        pagerduty_api_url=pagerduty.url,
+        pagerduty_events_url=pagerduty.url,
+        sns_topic_arns=[TOPIC_ARN],
+        sns_url_pattern=sns_signer.url_pattern,
+        ssl_cert_file=test_ca.ca_file,
+    )
+
+
+@pytest.fixture
+def make_service() -> Iterator[Callable[..., LiveService]]:
+    started: list[LiveService] = []
+
+    def make(settings: Settings, config: Config, **kwargs: Any) -> LiveService:
+        service = start_service(settings, config, **kwargs)
+        started.append(service)
+        return service
+
+    yield make
+    for service in started:
+        service.stop()
+
+
+@pytest.fixture
+def service(
+    settings: Settings, config: Config, make_service: Callable[..., LiveService]
+) -> LiveService:
+    return make_service(settings, config)

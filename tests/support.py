@@ -1,0 +1,159 @@
+"""Helpers the tests share: waiting, a live service on loopback, signed Slack requests."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import uvicorn
+
+from bot.app import build_runtime, create_app
+from bot.clock import Clock
+from bot.config import Config
+from bot.runtime import Runtime
+from bot.settings import Settings
+
+
+def wait_for(
+    predicate: Callable[[], Any], *, timeout_s: float = 15.0, interval_s: float = 0.05
+) -> Any:
+    """Poll until `predicate` returns something truthy; fail with its last value."""
+    deadline = time.monotonic() + timeout_s
+    value = predicate()
+    while not value:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s (last value: {value!r})")
+        time.sleep(interval_s)
+        value = predicate()
+    return value
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class LiveService:
+    """opsbot serving on loopback in this process, with its outbox worker running."""
+
+    runtime: Runtime
+    url: str
+    server: uvicorn.Server
+    thread: threading.Thread
+
+    def post(
+        self, path: str, *, content: bytes | str, headers: dict[str, str] | None = None
+    ) -> httpx.Response:
+        return httpx.post(self.url + path, content=content, headers=headers or {}, timeout=30)
+
+    def get(self, path: str) -> httpx.Response:
+        return httpx.get(self.url + path, timeout=30)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+
+
+def start_service(settings: Settings, config: Config, *, clock: Clock | None = None) -> LiveService:
+    runtime = build_runtime(settings, config, clock=clock)
+    app = create_app(runtime)
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, name=f"opsbot-{port}", daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, timeout_s=20)
+    return LiveService(
+        runtime=runtime, url=f"http://127.0.0.1:{port}", server=server, thread=thread
+    )
+
+
+def slack_signature(secret: str, timestamp: int, body: str) -> str:
+    base = f"v0:{timestamp}:{body}".encode()
+    return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+
+
+def slack_headers(secret: str, body: str, *, timestamp: int | None = None) -> dict[str, str]:
+    timestamp = int(time.time()) if timestamp is None else timestamp
+    return {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Slack-Request-Timestamp": str(timestamp),
+        "X-Slack-Signature": slack_signature(secret, timestamp, body),
+    }
+
+
+def slash_command_body(
+    command: str,
+    text: str,
+    *,
+    user_id: str = "U0ALICE",
+    channel_id: str = "C0ALERTS",
+    response_url: str = "https://hooks.slack.test/commands/1",
+) -> str:
+    return urlencode(
+        {
+            "token": "legacy-ignored",
+            "team_id": "T0000",
+            "team_domain": "sandbox",
+            "channel_id": channel_id,
+            "channel_name": "alerts",
+            "user_id": user_id,
+            "user_name": user_id.lower(),
+            "command": command,
+            "text": text,
+            "api_app_id": "A0OPSBOT",
+            "response_url": response_url,
+            "trigger_id": "1337.42.abcd",
+        }
+    )
+
+
+def block_action_body(
+    action_id: str,
+    value: str,
+    *,
+    user_id: str = "U0ALICE",
+    channel_id: str = "C0ALERTS",
+    message_ts: str = "1.000001",
+    response_url: str = "https://hooks.slack.test/actions/1",
+    block_id: str = "b",
+) -> str:
+    payload = {
+        "type": "block_actions",
+        "team": {"id": "T0000", "domain": "sandbox"},
+        "user": {"id": user_id, "username": user_id.lower(), "team_id": "T0000"},
+        "api_app_id": "A0OPSBOT",
+        "token": "legacy-ignored",
+        "container": {
+            "type": "message",
+            "message_ts": message_ts,
+            "channel_id": channel_id,
+            "is_ephemeral": False,
+        },
+        "trigger_id": "1337.42.abcd",
+        "channel": {"id": channel_id, "name": "alerts"},
+        "message": {"type": "message", "ts": message_ts, "text": ""},
+        "response_url": response_url,
+        "actions": [
+            {
+                "action_id": action_id,
+                "block_id": block_id,
+                "value": value,
+                "type": "button",
+                "action_ts": str(time.time()),
+            }
+        ],
+    }
+    return urlencode({"payload": json.dumps(payload)})
