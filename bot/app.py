@@ -7,13 +7,15 @@ wires the edge to the domain. Nothing else in `bot/` imports `handlers`.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
+from slack_sdk import WebClient
 from starlette.applications import Starlette
 
 from bot.adapters import aws, pagerduty, slack, tls
 from bot.alarms.intake import AlarmIntake
 from bot.alarms.queue import AlarmQueueConsumer
+from bot.apps.access import Access
 from bot.clock import Clock, SystemClock
 from bot.config import Config
 from bot.db.engine import make_engine, make_sessionmaker
@@ -24,6 +26,7 @@ from bot.outbox.slack_sender import SlackSender
 from bot.outbox.wake import wake_after_commit
 from bot.outbox.worker import OutboxWorker, Send
 from bot.runtime import Runtime
+from bot.scheduler.scheduler import JobScheduler
 from bot.settings import Settings
 from bot.sns.fetch import make_fetch
 from bot.sns.verify import SnsVerifier
@@ -43,7 +46,19 @@ def _pacer(config: Config) -> Pacer:
     return Pacer(limits=limits)
 
 
-def build_runtime(settings: Settings, config: Config, *, clock: Clock | None = None) -> Runtime:
+def _group_members(client: WebClient | None) -> Callable[[str], list[str]]:
+    def members_of(group_id: str) -> list[str]:
+        if client is None:
+            return []  # no Slack: nobody is in any group
+        return list(client.usergroups_users_list(usergroup=group_id).get("users") or [])
+
+    return members_of
+
+
+def build_runtime(
+    settings: Settings, config: Config, *, clock: Clock | None = None, run_jobs: bool = True
+) -> Runtime:
+    """Everything one process runs. `run_jobs=False` leaves scheduled jobs to `run_due`."""
     clock = clock or SystemClock()
     engine = make_engine(settings.effective_database_url)
     sessions = make_sessionmaker(engine)
@@ -136,6 +151,8 @@ def build_runtime(settings: Settings, config: Config, *, clock: Clock | None = N
         sns_url_pattern=settings.sns_url_regex,
         slack_client=slack_client,
         outbox=outbox,
+        scheduler=JobScheduler(engine, background=run_jobs),
+        access=Access(_group_members(slack_client)),
         queue_consumer=consumer,
         notes=notes,
     )

@@ -7,9 +7,10 @@ Every error names the key that is wrong and why, e.g.
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -86,10 +87,90 @@ class DeliverySettings(Strict):
     request_timeout_s: float = Field(default=10.0, gt=0)
 
 
+NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+
+
+class People(Strict):
+    """Slack user ids (U...) and user group ids (S...)."""
+
+    users: list[Annotated[str, Field(pattern=r"^[UW][A-Z0-9]+$")]] = Field(default_factory=list)
+    groups: list[Annotated[str, Field(pattern=r"^S[A-Z0-9]+$")]] = Field(default_factory=list)
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.users and not self.groups
+
+
+class FreezeWindow(Strict):
+    """A change freeze: deploys are refused unless forced by an authorised person."""
+
+    start: datetime
+    end: datetime
+    reason: str
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FreezeWindow:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("start and end need a time zone, e.g. 2026-12-24T00:00:00Z")
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+
+class AppConfigFlags(Strict):
+    """Feature flags in an AWS AppConfig feature-flag profile."""
+
+    backend: Literal["appconfig"]
+    application: str
+    environment: str
+    profile: str
+    strategy: str
+
+
+class SsmFlags(Strict):
+    """Feature flags as SSM parameters /service/<service_name>/feature-flag/<FLAG>."""
+
+    backend: Literal["ssm"]
+    service_name: str
+
+
+class DbRoleSettings(Strict):
+    """The environment's database role manager Lambda."""
+
+    function: str  # name or ARN
+
+
+class AppEnvironment(Strict):
+    cluster: str
+    service: str
+    container: str
+    repository: str  # ECR repository name
+    protected: bool = False  # changes need a confirmation click
+    require_approval: bool = False  # ... by a second, different person
+    release_channel: str | None = None
+    deployers: People = Field(default_factory=People)  # empty: nobody may change it
+    freezes: list[FreezeWindow] = Field(default_factory=list)
+    flags: Annotated[AppConfigFlags | SsmFlags, Field(discriminator="backend")] | None = None
+    dbrole: DbRoleSettings | None = None
+
+    @field_validator("release_channel")
+    @classmethod
+    def _channel(cls, value: str | None) -> str | None:
+        if value is not None and not CHANNEL.match(value):
+            raise ValueError("must be a Slack channel id (C0123ABCD) or a channel name (#releases)")
+        return value
+
+
+class App(Strict):
+    description: str | None = None
+    environments: dict[Annotated[str, Field(pattern=NAME)], AppEnvironment] = Field(min_length=1)
+
+
 class Config(Strict):
     alarm_routes: list[AlarmRoute] = Field(min_length=1)
     alarms: AlarmSettings = Field(default_factory=AlarmSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    apps: dict[Annotated[str, Field(pattern=NAME)], App] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _default_route_last(self) -> Config:

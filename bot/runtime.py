@@ -14,9 +14,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.alarms.intake import AlarmIntake
 from bot.alarms.queue import AlarmQueueConsumer
+from bot.apps.access import Access
 from bot.clock import Clock
 from bot.config import Config
 from bot.outbox.worker import OutboxWorker
+from bot.scheduler.scheduler import JobScheduler
 from bot.settings import Settings
 from bot.sns.verify import SnsVerifier
 
@@ -37,6 +39,8 @@ class Runtime:
     sns_url_pattern: re.Pattern[str]
     slack_client: WebClient | None
     outbox: OutboxWorker
+    scheduler: JobScheduler
+    access: Access
     queue_consumer: AlarmQueueConsumer | None = None
     notes: list[str] = field(default_factory=list)  # what is on or off, said once at start
 
@@ -44,11 +48,13 @@ class Runtime:
         for note in self.notes:
             log.info("%s", note)
         self.outbox.start()
+        self.scheduler.start(self)
         if self.queue_consumer is not None:
             self.queue_consumer.start()
 
     def stop(self) -> None:
         if self.queue_consumer is not None:
             self.queue_consumer.stop()
+        self.scheduler.stop()
         self.outbox.stop()
         self.engine.dispose()

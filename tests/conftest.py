@@ -182,6 +182,26 @@ def sns_signer(test_ca: TestCA) -> Iterator[SnsSigner]:
     signer.stop()
 
 
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """moto in server mode on loopback; its URL is what AWS_ENDPOINT_URL points at."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def aws(moto_server: str) -> Callable[[str], Any]:
+    """boto3 clients on moto server, the way the service builds them."""
+    from bot.adapters.aws import client
+
+    return lambda service: client(service, region="us-east-1", endpoint_url=moto_server)
+
+
 # -- the service ------------------------------------------------------------------------
 
 

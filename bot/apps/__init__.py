@@ -1,0 +1,1 @@
+"""The app registry: apps, their environments, and who may change them."""

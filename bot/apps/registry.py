@@ -1,0 +1,39 @@
+"""Finding an app environment by name, with an answer that lists what exists."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.apps.errors import AppNotFound
+from bot.config import App, AppEnvironment, Config
+
+
+@dataclass(frozen=True)
+class Target:
+    app: str
+    env: str
+    settings: AppEnvironment
+
+    @property
+    def label(self) -> str:
+        return f"{self.app}/{self.env}"
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(f"`{n}`" for n in sorted(names)) or "none configured"
+
+
+def get_app_or_raise(config: Config, *, app: str) -> App:
+    found = config.apps.get(app)
+    if found is None:
+        raise AppNotFound(f"Unknown app `{app}`. Apps: {_names(list(config.apps))}.")
+    return found
+
+
+def get_target_or_raise(config: Config, *, app: str, env: str) -> Target:
+    found = get_app_or_raise(config, app=app)
+    settings = found.environments.get(env)
+    if settings is None:
+        known = _names(list(found.environments))
+        raise AppNotFound(f"Unknown environment `{env}` of `{app}`. Environments: {known}.")
+    return Target(app=app, env=env, settings=settings)
