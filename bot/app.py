@@ -129,6 +129,7 @@ def build_runtime(
             queue_url=settings.alarm_queue_url,
             record=intake.record,
             allowed_topics=settings.sns_topic_arns,
+            wait_s=config.alarms.queue_wait_s,
         )
         notes.append(f"alarm queue: consuming {settings.alarm_queue_url}")
     else:

@@ -71,6 +71,8 @@ class AlarmSettings(Strict):
     reopen_window_s: int = Field(default=300, ge=0, le=86_400)
     # Where messages that are not CloudWatch alarms go (default: the last route's channel).
     notices_channel: str | None = None
+    # SQS long-poll wait; lower only to make shutdown quicker in tests.
+    queue_wait_s: int = Field(default=20, ge=0, le=20)
 
 
 class DeliverySettings(Strict):

@@ -67,7 +67,7 @@ TEST_CONFIG: dict[str, Any] = {
         },
         {"name": "default", "match": {}, "channel": "C0ALERTS"},
     ],
-    "alarms": {"reopen_window_s": 0},
+    "alarms": {"reopen_window_s": 0, "queue_wait_s": 1},
     "delivery": {
         "max_backoff_s": 1.0,
         "lease_s": 5.0,

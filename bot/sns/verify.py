@@ -37,8 +37,8 @@ def check_url(url: str, pattern: re.Pattern[str], *, pem: bool = False) -> None:
     parts = urlsplit(url)
     if "@" in parts.netloc or "\\" in url or any(ord(c) < 33 for c in url):
         raise SignatureInvalid(f"URL not allowed: {url[:200]}")
-    if pem and not parts.path.endswith(".pem"):
-        raise SignatureInvalid("signing certificate URL must name a .pem file")
+    if pem and (not parts.path.endswith(".pem") or parts.query or parts.fragment):
+        raise SignatureInvalid("signing certificate URL must name a .pem file, nothing more")
 
 
 class SnsVerifier:

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
+from bot.alarms.models import ReceivedMessage
+from bot.config import parse_config
 from bot.incidents.models import Incident, IncidentEvent
 from bot.outbox.models import Delivery
 from bot.sandbox.alarms import alarm_message, alarm_subject
 from bot.sandbox.pagerduty import PagerDutyEmulator
 from bot.sandbox.slack import SlackEmulator
 from bot.sandbox.sns import SnsSigner, body
-from tests.conftest import TOPIC_ARN
+from bot.settings import Settings
+from tests.conftest import TEST_CONFIG, TOPIC_ARN
 from tests.support import LiveService, wait_for
 
 T0 = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
@@ -154,3 +158,91 @@ def test_late_transition_is_recorded_but_not_applied(
         kinds = [e.kind for e in db.scalars(sa.select(IncidentEvent).order_by(IncidentEvent.id))]
         assert kinds == ["alarm_state", "late_transition"]
     assert [e["event_action"] for e in pagerduty.events] == ["trigger"]
+
+
+def test_flapping_folds_into_one_reply_and_pages_once(
+    settings: Settings,
+    sns_signer: SnsSigner,
+    slack: SlackEmulator,
+    pagerduty: PagerDutyEmulator,
+    make_service: Callable[..., LiveService],
+) -> None:
+    """A flapping alarm inside the reopen window: one incident, one page, transitions folded."""
+    config = parse_config({**TEST_CONFIG, "alarms": {"reopen_window_s": 600}})
+    service = make_service(settings, config)
+    slack.faults.fail_for(2, status=503, calls=("chat.",))  # replies pile up while Slack is away
+    for n in range(9):
+        send(
+            service,
+            sns_signer,
+            alarm("prod-flappy", "ALARM" if n % 2 == 0 else "OK", T0 + timedelta(minutes=n)),
+        )
+    wait_for(lambda: slack.channel_messages("C0PRODALERTS"), timeout_s=30)
+    wait_for(lambda: outbox_empty(service) or pending_only_resolve(service), timeout_s=30)
+
+    [message] = slack.channel_messages("C0PRODALERTS")
+    replies = slack.thread("C0PRODALERTS", message.ts)
+    assert 1 <= len(replies) < 8  # folded while Slack was down
+    assert any("Flapped" in r.text for r in replies)
+    assert [e["event_action"] for e in pagerduty.events] == [
+        "trigger"
+    ]  # the re-ALARMs withdrew the resolves
+    with service.runtime.sessions() as db:
+        [incident] = db.scalars(sa.select(Incident)).all()
+        assert incident.status == "open" and incident.transitions == 9
+
+
+def pending_only_resolve(service: LiveService) -> bool:
+    with service.runtime.sessions() as db:
+        pending = db.scalars(sa.select(Delivery).where(Delivery.status == "pending")).all()
+    return all(d.kind == "pagerduty.event" and d.payload["action"] == "resolve" for d in pending)
+
+
+def test_resolve_waits_out_the_reopen_window(
+    settings: Settings,
+    sns_signer: SnsSigner,
+    slack: SlackEmulator,
+    pagerduty: PagerDutyEmulator,
+    make_service: Callable[..., LiveService],
+) -> None:
+    config = parse_config({**TEST_CONFIG, "alarms": {"reopen_window_s": 2}})
+    service = make_service(settings, config)
+    send(service, sns_signer, alarm("prod-cache", "ALARM", T0))
+    wait_for(lambda: pagerduty.events and slack.channel_messages("C0PRODALERTS"))
+    send(service, sns_signer, alarm("prod-cache", "OK", T0 + timedelta(minutes=1)))
+    wait_for(lambda: slack.calls_to("chat.update"))
+    assert [e["event_action"] for e in pagerduty.events] == ["trigger"]  # not yet
+    wait_for(lambda: len(pagerduty.events) == 2, timeout_s=10)
+    assert pagerduty.events[1]["event_action"] == "resolve"
+
+
+def test_insufficient_data_opens_an_incident_without_paging(
+    service: LiveService, sns_signer: SnsSigner, slack: SlackEmulator, pagerduty: PagerDutyEmulator
+) -> None:
+    send(service, sns_signer, alarm("prod-metrics-gap", "INSUFFICIENT_DATA", T0, old_state="OK"))
+    [message] = wait_for(lambda: slack.channel_messages("C0PRODALERTS"))
+    assert "INSUFFICIENT DATA" in message.text
+    wait_for(lambda: outbox_empty(service))
+    assert pagerduty.events == []
+    send(
+        service,
+        sns_signer,
+        alarm(
+            "prod-metrics-gap", "ALARM", T0 + timedelta(minutes=1), old_state="INSUFFICIENT_DATA"
+        ),
+    )
+    wait_for(lambda: pagerduty.events)
+    assert len(slack.channel_messages("C0PRODALERTS")) == 1  # the same incident, now paging
+
+
+def test_ok_without_an_open_incident_posts_nothing(
+    service: LiveService, sns_signer: SnsSigner, slack: SlackEmulator
+) -> None:
+    assert (
+        send(service, sns_signer, alarm("prod-new-alarm", "OK", T0, old_state="INSUFFICIENT_DATA"))
+        == 200
+    )
+    with service.runtime.sessions() as db:
+        [received] = db.scalars(sa.select(ReceivedMessage)).all()
+    assert "nothing to resolve" in received.outcome
+    assert slack.all_messages() == []

@@ -1,0 +1,130 @@
+"""Delivery that loses nothing: Slack 429s, 500s and hangs, PagerDuty outages."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+
+from bot.incidents.models import Incident
+from bot.outbox.models import Delivery
+from bot.sandbox.alarms import alarm_message
+from bot.sandbox.pagerduty import PagerDutyEmulator
+from bot.sandbox.slack import SlackEmulator
+from bot.sandbox.sns import SnsSigner, body
+from tests.conftest import TOPIC_ARN
+from tests.support import LiveService, wait_for
+
+T0 = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
+
+
+def fire(service: LiveService, signer: SnsSigner, name: str, state: str, minute: int) -> None:
+    message = alarm_message(name=name, state=state, at=T0 + timedelta(minutes=minute))
+    answer = service.post("/sns", content=body(signer.notification(message, topic_arn=TOPIC_ARN)))
+    assert answer.status_code == 200, answer.text
+
+
+def settled(service: LiveService) -> bool:
+    with service.runtime.sessions() as db:
+        return db.scalar(sa.select(sa.func.count()).where(Delivery.status == "pending")) == 0
+
+
+def assert_exactly_once(
+    service: LiveService, slack: SlackEmulator, pagerduty: PagerDutyEmulator
+) -> None:
+    """One Slack message per incident, one PagerDuty incident per paged incident, nothing dead."""
+    with service.runtime.sessions() as db:
+        incidents = db.scalars(sa.select(Incident)).all()
+        dead = db.scalars(sa.select(Delivery).where(Delivery.status == "dead")).all()
+    assert dead == []
+    top_level = [m for m in slack.all_messages() if m.thread_ts is None]
+    keys = Counter((m.metadata or {}).get("event_payload", {}).get("delivery") for m in top_level)
+    assert all(count == 1 for count in keys.values()), keys
+    assert len(top_level) == len(incidents)
+    for incident in incidents:
+        if incident.paged:
+            assert len(pagerduty.incidents_for(incident.dedup_key)) == 1, incident.dedup_key
+
+
+def test_slack_429_then_500_for_a_while(
+    service: LiveService, sns_signer: SnsSigner, slack: SlackEmulator, pagerduty: PagerDutyEmulator
+) -> None:
+    slack.faults.fail_next(3, status=429, retry_after_s=1, calls=("chat.",))
+    slack.faults.fail_for(3, status=500, calls=("chat.",))
+    for n in range(5):
+        fire(service, sns_signer, f"prod-svc-{n}", "ALARM", 0)
+    for n in range(5):
+        fire(service, sns_signer, f"prod-svc-{n}", "OK", 5)
+    wait_for(lambda: settled(service), timeout_s=60)
+
+    assert_exactly_once(service, slack, pagerduty)
+    assert len(slack.channel_messages("C0PRODALERTS")) == 5
+    for message in slack.channel_messages("C0PRODALERTS"):
+        assert "OK" in message.text  # every message ended in its latest state
+        assert len(slack.thread("C0PRODALERTS", message.ts)) == 1
+    failed = [c for c in slack.calls if not c.ok]
+    assert failed == []  # faults are served before the emulator records a call
+    assert Counter(e["event_action"] for e in pagerduty.events) == {"trigger": 5, "resolve": 5}
+
+
+def test_retry_after_is_honoured(
+    service: LiveService, sns_signer: SnsSigner, slack: SlackEmulator
+) -> None:
+    slack.faults.fail_next(1, status=429, retry_after_s=2, calls=("chat.postMessage",))
+    fire(service, sns_signer, "prod-a", "ALARM", 0)
+    first = service.runtime.clock.now()
+    wait_for(lambda: slack.calls_to("chat.postMessage"), timeout_s=20)
+    waited = slack.calls_to("chat.postMessage")[0].at - first.timestamp()
+    assert waited >= 1.9
+
+
+def test_pagerduty_down_then_back(
+    service: LiveService, sns_signer: SnsSigner, slack: SlackEmulator, pagerduty: PagerDutyEmulator
+) -> None:
+    pagerduty.faults.down_for(4)
+    for n in range(3):
+        fire(service, sns_signer, f"prod-db-{n}", "ALARM", 0)
+    wait_for(
+        lambda: len(slack.channel_messages("C0PRODALERTS")) == 3
+    )  # Slack is not held up by PagerDuty
+    assert pagerduty.events == []
+    wait_for(lambda: settled(service), timeout_s=60)
+    assert_exactly_once(service, slack, pagerduty)
+    assert len(pagerduty.incidents) == 3
+
+
+def test_a_post_that_timed_out_but_landed_is_not_posted_again(
+    service: LiveService, sns_signer: SnsSigner, slack: SlackEmulator, pagerduty: PagerDutyEmulator
+) -> None:
+    # Slack takes the message but answers after the client gave up (request_timeout_s is 3).
+    slack.faults.hang_next(1, seconds=4.5, calls=("chat.postMessage",))
+    fire(service, sns_signer, "prod-slow", "ALARM", 0)
+    wait_for(lambda: settled(service), timeout_s=60)
+    assert len(slack.channel_messages("C0PRODALERTS")) == 1
+    assert slack.calls_to("conversations.history")  # it looked before posting again
+    assert_exactly_once(service, slack, pagerduty)
+
+
+def test_a_message_deleted_in_slack_is_posted_again(
+    service: LiveService, sns_signer: SnsSigner, slack: SlackEmulator
+) -> None:
+    fire(service, sns_signer, "prod-x", "ALARM", 0)
+    [message] = wait_for(lambda: slack.channel_messages("C0PRODALERTS"))
+    wait_for(lambda: settled(service))
+    slack.messages["C0PRODALERTS"].remove(message)  # someone deleted it
+    fire(service, sns_signer, "prod-x", "OK", 3)
+    wait_for(lambda: settled(service), timeout_s=30)
+    [again] = slack.channel_messages("C0PRODALERTS")
+    assert again.ts != message.ts and "OK" in again.text
+
+
+def test_unknown_channel_is_abandoned_not_retried_forever(
+    service: LiveService, sns_signer: SnsSigner, slack: SlackEmulator
+) -> None:
+    del slack.channels["C0PRODALERTS"]
+    fire(service, sns_signer, "prod-y", "ALARM", 0)
+    wait_for(lambda: settled(service), timeout_s=30)
+    with service.runtime.sessions() as db:
+        dead = db.scalars(sa.select(Delivery).where(Delivery.status == "dead")).all()
+    assert [d.last_error for d in dead if d.kind == "slack.message"] == ["channel_not_found"]

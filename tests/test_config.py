@@ -1,0 +1,103 @@
+"""The configuration file: valid files load; bad ones name the key and why; the CLI exits 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.cli import main
+from bot.config import ConfigError, load_config, load_config_text
+
+GOOD = """
+alarm_routes:
+  - match: {alarm_name: "prod-*", account: "123456789012", region: "us-east-1"}
+    channel: C0PRODALERTS
+    pagerduty_routing_key_env: PD_KEY_PROD
+    severity: critical
+    mention: "<!subteam^S0ONCALL>"
+  - match: {}
+    channel: C0ALERTS
+"""
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_config_text(text, source="test.yaml")
+    return caught.value.problems
+
+
+def test_the_issue_example_is_valid() -> None:
+    config = load_config_text(GOOD, source="test.yaml")
+    assert [r.channel for r in config.alarm_routes] == ["C0PRODALERTS", "C0ALERTS"]
+    assert config.alarm_routes[0].severity == "critical"
+    assert config.routing_key_envs() == {"PD_KEY_PROD"}
+
+
+def test_embedded_default_configuration_is_valid() -> None:
+    config = load_config(None)
+    assert config.alarm_routes[-1].match.is_catch_all
+
+
+def test_bad_severity_names_the_key() -> None:
+    assert problems(GOOD.replace("severity: critical", "severity: urgent")) == [
+        "alarm_routes[0].severity: Input should be 'critical', 'error', 'warning' or 'info'"
+    ]
+
+
+def test_unknown_key_is_named() -> None:
+    assert problems(GOOD.replace("mention:", "mentions:")) == [
+        "alarm_routes[0].mentions: unknown key"
+    ]
+
+
+def test_routing_key_env_must_be_a_variable_name() -> None:
+    [problem] = problems(GOOD.replace("PD_KEY_PROD", "not a variable"))
+    assert problem.startswith("alarm_routes[0].pagerduty_routing_key_env: must be the name")
+
+
+def test_last_rule_must_catch_everything() -> None:
+    text = GOOD.replace("  - match: {}\n    channel: C0ALERTS\n", "")
+    [problem] = problems(text)
+    assert "the last rule must match everything" in problem
+
+
+def test_missing_channel_is_named() -> None:
+    assert problems("alarm_routes:\n  - match: {}\n") == ["alarm_routes[0].channel: Field required"]
+
+
+def test_broken_yaml_says_where() -> None:
+    [problem] = problems("alarm_routes: [\n  - oops")
+    assert problem.startswith("line ")
+
+
+def test_empty_file() -> None:
+    assert problems("") == ["(top level): the file is empty"]
+
+
+def test_check_config_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text(GOOD)
+    assert main(["check-config", str(good)]) == 0
+    assert "valid (2 alarm routes)" in capsys.readouterr().out
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(GOOD.replace("severity: critical", "severity: urgent"))
+    with pytest.raises(SystemExit) as exited:
+        main(["check-config", str(bad)])
+    assert exited.value.code == 2
+    assert "alarm_routes[0].severity" in capsys.readouterr().err
+
+
+def test_check_config_as_a_command(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.yaml"
+    result = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "check-config", str(missing)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "cannot be read" in result.stderr
