@@ -89,6 +89,28 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_outbox(args: argparse.Namespace) -> int:
+    from bot.clock import SystemClock
+    from bot.db.engine import make_engine, make_sessionmaker
+    from bot.outbox import service as outbox
+
+    settings = _settings()
+    engine = make_engine(settings.effective_database_url)
+    sessions = make_sessionmaker(engine)
+    with sessions() as db_session:
+        if args.outbox_command == "retry":
+            count = outbox.retry_dead(db_session, now=SystemClock().now(), delivery_id=args.id)
+            db_session.commit()
+            print(f"{count} abandoned deliveries are pending again (a running opsbot sends them)")
+        else:
+            for kind, status, count in outbox.summary(db_session):
+                print(f"{kind:18} {status:10} {count}")
+            for row in outbox.dead(db_session, limit=20):
+                print(f"dead #{row.id} {row.kind} to {row.target}: {row.last_error}")
+    engine.dispose()
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="opsbot", description=__doc__)
     commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -105,6 +127,13 @@ def parser() -> argparse.ArgumentParser:
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
     db_commands.add_parser("upgrade", help="apply migrations").set_defaults(func=cmd_db_upgrade)
+
+    box = commands.add_parser("outbox", help="what is waiting to be sent, and what was abandoned")
+    box_commands = box.add_subparsers(dest="outbox_command", required=True, metavar="COMMAND")
+    box_commands.add_parser("status", help="counts by kind and status, and the latest failures")
+    retry = box_commands.add_parser("retry", help="send abandoned deliveries again")
+    retry.add_argument("--id", type=int, help="only this delivery (default: every abandoned one)")
+    box.set_defaults(func=cmd_outbox)
 
     check = commands.add_parser("check-config", help="validate a configuration file")
     check.add_argument("path", nargs="?", help="the file (default: OPSBOT_CONFIG or embedded)")

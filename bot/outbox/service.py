@@ -14,12 +14,13 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from bot.db.statements import update_rows
 from bot.outbox.models import (
     CANCELLED,
+    DEAD,
     PAGERDUTY_EVENT,
     PENDING,
     SLACK_MESSAGE,
@@ -222,3 +223,36 @@ def cancel_pagerduty_event(
         .values(status=CANCELLED, version=Delivery.version + 1, updated_at=now),
     )
     return changed == 1
+
+
+def summary(db_session: Session) -> list[tuple[str, str, int]]:
+    """(kind, status, count) over the whole outbox."""
+    query = (
+        select(Delivery.kind, Delivery.status, func.count())
+        .group_by(Delivery.kind, Delivery.status)
+        .order_by(Delivery.kind, Delivery.status)
+    )
+    return [(kind, status, int(count)) for kind, status, count in db_session.execute(query)]
+
+
+def dead(db_session: Session, *, limit: int = 50) -> list[Delivery]:
+    query = (
+        select(Delivery).where(Delivery.status == DEAD).order_by(Delivery.id.desc()).limit(limit)
+    )
+    return list(db_session.scalars(query))
+
+
+def retry_dead(db_session: Session, *, now: datetime, delivery_id: int | None = None) -> int:
+    """Put abandoned deliveries back in line (after the cause was fixed); return how many."""
+    statement = update(Delivery).where(Delivery.status == DEAD)
+    if delivery_id is not None:
+        statement = statement.where(Delivery.id == delivery_id)
+    changed = update_rows(
+        db_session,
+        statement.values(
+            status=PENDING, attempts=0, not_before=now, version=Delivery.version + 1, updated_at=now
+        ),
+    )
+    if changed:
+        _mark_dirty(db_session)
+    return changed

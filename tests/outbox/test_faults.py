@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import sqlalchemy as sa
 
+from bot.cli import main
 from bot.incidents.models import Incident
 from bot.outbox.models import Delivery
 from bot.sandbox.alarms import alarm_message
@@ -128,3 +130,25 @@ def test_unknown_channel_is_abandoned_not_retried_forever(
     with service.runtime.sessions() as db:
         dead = db.scalars(sa.select(Delivery).where(Delivery.status == "dead")).all()
     assert [d.last_error for d in dead if d.kind == "slack.message"] == ["channel_not_found"]
+
+
+def test_abandoned_deliveries_can_be_sent_again(
+    service: LiveService,
+    sns_signer: SnsSigner,
+    slack: SlackEmulator,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    del slack.channels["C0PRODALERTS"]
+    fire(service, sns_signer, "prod-z", "ALARM", 0)
+    wait_for(lambda: settled(service), timeout_s=30)
+    monkeypatch.setenv("DATABASE_URL", service.runtime.settings.effective_database_url)
+    assert main(["outbox", "status"]) == 0
+    status = capsys.readouterr().out
+    assert "slack.message      dead       1" in status
+    assert "channel_not_found" in status
+
+    slack.add_channel("C0PRODALERTS", "prod-alerts")  # the channel is back
+    assert main(["outbox", "retry"]) == 0
+    assert "1 abandoned deliveries are pending again" in capsys.readouterr().out
+    wait_for(lambda: slack.channel_messages("C0PRODALERTS"), timeout_s=10)
