@@ -5,6 +5,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Most tests wait on loopback I/O, so more workers than cores pays off.
+PYTEST_WORKERS ?= 4
+PYTEST_ARGS ?= -n $(PYTEST_WORKERS)
 
 .DEFAULT_GOAL := help
 .PHONY: help run serve test test-slow lint typecheck pytest infra-check bench lock clean
