@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy.engine import make_url
 
 from bot.config import Config, parse_config
@@ -31,6 +33,12 @@ SLACK_TOKEN = "xoxb-sandbox"
 PD_API_TOKEN = "pd-rest-token-for-tests"
 PD_ROUTING_KEY = "R0PRODROUTINGKEY00000000000000000"
 TOPIC_ARN = "arn:aws:sns:us-east-1:123456789012:alarms"
+
+# Shared machines are slow and noisy: no per-example deadlines, no "too slow" failures.
+hypothesis_settings.register_profile(
+    "opsbot", deadline=None, suppress_health_check=[HealthCheck.too_slow], max_examples=100
+)
+hypothesis_settings.load_profile("opsbot")
 
 # Variables a developer's shell may carry that must not leak into a test's service.
 OPSBOT_VARIABLES = (
