@@ -118,7 +118,7 @@ def test_sigkill_mid_storm_loses_nothing_and_duplicates_nothing(
     first = Process(environment, log)
     processes.append(first)
     # Slack answers slowly (after the message landed), so posts are on the wire when the kill comes.
-    slack.faults.hang_next(4, seconds=2.0, calls=("chat.postMessage",))
+    slack.faults.hang_next(4, seconds=6.0, calls=("chat.postMessage",))
     pagerduty.faults.fail_for(2, status=503)
     names = [f"prod-node-{n}" for n in range(12)]
     for n, name in enumerate(names):
@@ -132,12 +132,22 @@ def test_sigkill_mid_storm_loses_nothing_and_duplicates_nothing(
             ).status_code
             == 200
         )
-    wait_for(lambda: slack.all_messages(), timeout_s=20)
+    engine = make_engine(database_url)
+
+    def posts_on_the_wire() -> bool:
+        with engine.connect() as connection:
+            claimed = connection.scalar(
+                sa.select(sa.func.count()).where(
+                    Delivery.kind == "slack.message", Delivery.claimed_by.is_not(None)
+                )
+            )
+        return bool(claimed)
+
+    wait_for(posts_on_the_wire, timeout_s=20, interval_s=0.02)
     first.kill()
 
     second = Process(environment, log)
     processes.append(second)
-    engine = make_engine(database_url)
     try:
 
         def settled() -> bool:
