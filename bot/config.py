@@ -88,6 +88,14 @@ class DeliverySettings(Strict):
     max_backoff_s: float = Field(default=300.0, gt=0)
     request_timeout_s: float = Field(default=10.0, gt=0)
 
+    @model_validator(mode="after")
+    def _lease_outlives_requests(self) -> DeliverySettings:
+        # A claim must outlive any request it covers, or a slow answer could
+        # land after another worker has already sent the delivery again.
+        if self.lease_s < 2 * self.request_timeout_s:
+            raise ValueError("lease_s must be at least twice request_timeout_s")
+        return self
+
 
 NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 

@@ -80,7 +80,7 @@ TEST_CONFIG: dict[str, Any] = {
         "max_backoff_s": 1.0,
         "lease_s": 5.0,
         "poll_interval_s": 0.2,
-        "request_timeout_s": 3.0,
+        "request_timeout_s": 2.0,
     },
 }
 

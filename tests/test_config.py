@@ -101,3 +101,8 @@ def test_check_config_as_a_command(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "cannot be read" in result.stderr
+
+
+def test_lease_must_outlive_requests() -> None:
+    [problem] = problems(GOOD + "delivery: {lease_s: 10, request_timeout_s: 10}\n")
+    assert problem == "delivery: lease_s must be at least twice request_timeout_s"

@@ -40,6 +40,9 @@ class Retry:
     after_s: float | None = None  # None: exponential backoff
     pause_target_s: float | None = None  # a 429: hold the whole target
     forget_ts: bool = False  # the message was deleted in Slack: post it anew
+    # The request may still land (a timeout, a reset): wait out the lease before
+    # looking for it and trying again, so a late arrival is found, not doubled.
+    ambiguous: bool = False
 
 
 @dataclass(frozen=True)

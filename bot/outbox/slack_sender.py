@@ -103,9 +103,10 @@ class SlackSender:
         except SlackApiError as exc:
             return classify(exc, job)
         except (SlackClientError, OSError) as exc:
-            # Connection refused, reset, timed out: nothing says whether Slack
-            # got it, so the next attempt looks before it posts.
-            return Retry(error=f"{type(exc).__name__}: {exc}")
+            # Reset or timed out: nothing says whether Slack got it, so the next
+            # attempt waits for a late arrival and looks before it posts again.
+            refused = isinstance(getattr(exc, "reason", exc), ConnectionRefusedError)
+            return Retry(error=f"{type(exc).__name__}: {exc}", ambiguous=not refused)
 
     def _content(self, job: Job) -> dict[str, Any]:
         return {"text": job.payload.get("text", ""), "blocks": job.payload.get("blocks")}

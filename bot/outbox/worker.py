@@ -232,6 +232,8 @@ class OutboxWorker:
                     result.after_s if result.after_s is not None else self._backoff_s(job.attempts)
                 )
                 after = min(after, self.settings.max_backoff_s)
+                if result.ambiguous:
+                    after = max(after, self.settings.lease_s)
                 if result.pause_target_s:
                     self.pacer.pause(job.target, result.pause_target_s)
                 if result.forget_ts and job.message is not None:

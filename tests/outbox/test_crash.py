@@ -117,8 +117,9 @@ def test_sigkill_mid_storm_loses_nothing_and_duplicates_nothing(
     log = tmp_path / "opsbot.log"
     first = Process(environment, log)
     processes.append(first)
-    # Slack answers slowly (after the message landed), so posts are on the wire when the kill comes.
-    slack.faults.hang_next(4, seconds=6.0, calls=("chat.postMessage",))
+    # Slack answers every post slowly (but within the 2 s request timeout and the 5 s
+    # lease), so posts are on the wire when the kill comes and land after it.
+    slack.faults.hang_next(100, seconds=1.8, calls=("chat.postMessage",))
     pagerduty.faults.fail_for(2, status=503)
     names = [f"prod-node-{n}" for n in range(12)]
     for n, name in enumerate(names):

@@ -99,8 +99,9 @@ def test_pagerduty_down_then_back(
 def test_a_post_that_timed_out_but_landed_is_not_posted_again(
     service: LiveService, sns_signer: SnsSigner, slack: SlackEmulator, pagerduty: PagerDutyEmulator
 ) -> None:
-    # Slack takes the message but answers after the client gave up (request_timeout_s is 3).
-    slack.faults.hang_next(1, seconds=4.5, calls=("chat.postMessage",))
+    # Slack takes the message but answers after the client gave up (request_timeout_s is 2),
+    # and before the claim's lease (5 s) lets anyone send it again.
+    slack.faults.hang_next(1, seconds=3.0, calls=("chat.postMessage",))
     fire(service, sns_signer, "prod-slow", "ALARM", 0)
     wait_for(lambda: settled(service), timeout_s=60)
     assert len(slack.channel_messages("C0PRODALERTS")) == 1
