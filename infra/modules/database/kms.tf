@@ -7,7 +7,8 @@ locals {
   partition  = data.aws_partition.current.partition
 }
 
-# Storage, Performance Insights, the master secret and the bot's login secret.
+# Storage, Performance Insights, the master secret and (database-login module) the
+# bot's login secret.
 resource "aws_kms_key" "database" {
   description         = "${var.name} Aurora storage and database secrets"
   enable_key_rotation = true

@@ -34,16 +34,8 @@ output "master_secret_arn" {
 }
 
 output "kms_key_arn" {
-  description = "KMS key of the storage, the master secret and the login secret."
+  description = "KMS key of the storage and the master secret (also used for the bot's login secret)."
   value       = aws_kms_key.database.arn
 }
 
-output "login_secret_arn" {
-  description = "Secrets Manager secret of the bot's own login; its \"url\" key is the bot's DATABASE_URL."
-  value       = aws_secretsmanager_secret.login.arn
-}
 
-output "login_role" {
-  description = "Database role the bot logs in as."
-  value       = var.login_role
-}

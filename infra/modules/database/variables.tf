@@ -43,17 +43,7 @@ variable "master_username" {
   default     = "postgres_admin"
 }
 
-variable "login_role" {
-  description = "Database role the bot logs in as (created by the role manager with the password from the login secret)."
-  type        = string
-  default     = "opsbot_migrator"
-}
 
-variable "login_password_version" {
-  description = "Bump to generate and store a new login password (write-only secret version)."
-  type        = number
-  default     = 1
-}
 
 variable "instance_count" {
   description = "Aurora instances (2 in production: a writer and a reader in another AZ to fail over to)."

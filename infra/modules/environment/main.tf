@@ -10,7 +10,7 @@ module "network" {
 
   name               = local.name
   cidr_block         = var.vpc_cidr_block
-  az_count           = var.az_count
+  availability_zones = var.availability_zones
   single_nat_gateway = var.single_nat_gateway
 }
 
@@ -31,11 +31,21 @@ module "database" {
   private_subnet_ids        = module.network.private_subnet_ids
   client_security_group_ids = [module.service.tasks_security_group_id, module.role_manager.security_group_id]
   database_name             = "opsbot"
-  login_role                = "opsbot_migrator"
   instance_count            = var.database_instance_count
   min_capacity_acu          = var.database_min_capacity_acu
   max_capacity_acu          = var.database_max_capacity_acu
   deletion_protection       = var.deletion_protection
+}
+
+module "database_login" {
+  source = "../database-login"
+
+  name          = local.name
+  kms_key_arn   = module.database.kms_key_arn
+  login_role    = "opsbot_migrator"
+  host          = module.database.endpoint
+  port          = module.database.port
+  database_name = module.database.database_name
 }
 
 # The bot's own database roles: it logs in as the migrator (it runs its own migrations
@@ -56,9 +66,9 @@ module "role_manager" {
   master_secret_arn            = module.database.master_secret_arn
   secrets_kms_key_arn          = module.database.kms_key_arn
   schema_name                  = "opsbot"
-  migrator_role                = module.database.login_role
+  migrator_role                = module.database_login.login_role
   app_role                     = "opsbot_app"
-  migrator_password_secret_arn = module.database.login_secret_arn
+  migrator_password_secret_arn = module.database_login.secret_arn
 }
 
 module "feature_flags" {
@@ -95,7 +105,7 @@ module "service" {
 
   feature_flag_parameter_arns = module.feature_flags.ssm_parameter_arns
 
-  database_url_secret_arn     = module.database.login_secret_arn
+  database_url_secret_arn     = module.database_login.secret_arn
   database_secret_kms_key_arn = module.database.kms_key_arn
   database_security_group_id  = module.database.security_group_id
   database_port               = module.database.port

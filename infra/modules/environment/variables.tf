@@ -24,10 +24,9 @@ variable "vpc_cidr_block" {
   default     = "10.20.0.0/16"
 }
 
-variable "az_count" {
-  description = "Availability zones to use (2 or more)."
-  type        = number
-  default     = 2
+variable "availability_zones" {
+  description = "Availability zones of the environment, by name (2 or more)."
+  type        = list(string)
 }
 
 variable "single_nat_gateway" {

@@ -2,7 +2,7 @@
 # need a NAT gateway. One per AZ survives the loss of an AZ; a single one is cheaper
 # for non-production environments.
 locals {
-  nat_count = var.single_nat_gateway ? 1 : var.az_count
+  nat_count = var.single_nat_gateway ? 1 : local.az_count
 }
 
 resource "aws_eip" "nat" {
@@ -24,14 +24,14 @@ resource "aws_nat_gateway" "main" {
 }
 
 resource "aws_route_table" "private" {
-  count  = var.az_count
+  count  = local.az_count
   vpc_id = aws_vpc.main.id
 
   tags = { Name = "${var.name}-private-${local.azs[count.index]}" }
 }
 
 resource "aws_route" "private_nat" {
-  count = var.az_count
+  count = local.az_count
 
   route_table_id         = aws_route_table.private[count.index].id
   destination_cidr_block = "0.0.0.0/0"
@@ -39,7 +39,7 @@ resource "aws_route" "private_nat" {
 }
 
 resource "aws_route_table_association" "private" {
-  count = var.az_count
+  count = local.az_count
 
   subnet_id      = aws_subnet.private[count.index].id
   route_table_id = aws_route_table.private[count.index].id

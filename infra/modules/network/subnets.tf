@@ -1,7 +1,7 @@
 # Public subnets hold only the load balancer and the NAT gateways; everything else
 # (tasks, database, Lambda) lives in the private subnets.
 resource "aws_subnet" "public" {
-  count = var.az_count
+  count = local.az_count
 
   vpc_id                  = aws_vpc.main.id
   availability_zone       = local.azs[count.index]
@@ -12,7 +12,7 @@ resource "aws_subnet" "public" {
 }
 
 resource "aws_subnet" "private" {
-  count = var.az_count
+  count = local.az_count
 
   vpc_id            = aws_vpc.main.id
   availability_zone = local.azs[count.index]
@@ -40,7 +40,7 @@ resource "aws_route" "public_internet" {
 }
 
 resource "aws_route_table_association" "public" {
-  count = var.az_count
+  count = local.az_count
 
   subnet_id      = aws_subnet.public[count.index].id
   route_table_id = aws_route_table.public.id

@@ -4,7 +4,7 @@ variable "name" {
 }
 
 variable "cidr_block" {
-  description = "IPv4 CIDR of the VPC. Split into 16 equal blocks: the first az_count are public subnets, blocks 8.. are private subnets."
+  description = "IPv4 CIDR of the VPC. Split into 16 equal blocks: the first N (one per zone) are public subnets, blocks 8.. are private subnets."
   type        = string
   default     = "10.20.0.0/16"
 
@@ -14,14 +14,13 @@ variable "cidr_block" {
   }
 }
 
-variable "az_count" {
-  description = "How many availability zones to spread subnets over (2 or more: the ALB and Aurora need two)."
-  type        = number
-  default     = 2
+variable "availability_zones" {
+  description = "Availability zones to spread the subnets over, by name (e.g. [\"eu-west-1a\", \"eu-west-1b\"]): two or more, the ALB and Aurora need two."
+  type        = list(string)
 
   validation {
-    condition     = var.az_count >= 2 && var.az_count <= 8
-    error_message = "az_count must be between 2 and 8."
+    condition     = length(var.availability_zones) >= 2 && length(var.availability_zones) <= 8
+    error_message = "Name between 2 and 8 availability zones."
   }
 }
 

@@ -1,14 +1,17 @@
-data "aws_availability_zones" "available" {
+# The zones are named, not discovered: a zone AWS adds later must not reshuffle subnets.
+# The lookup still fails early if a named zone is not available in the region.
+data "aws_availability_zones" "selected" {
   state = "available"
 
   filter {
-    name   = "opt-in-status"
-    values = ["opt-in-not-required"]
+    name   = "zone-name"
+    values = var.availability_zones
   }
 }
 
 locals {
-  azs = slice(data.aws_availability_zones.available.names, 0, var.az_count)
+  azs      = sort(data.aws_availability_zones.selected.names)
+  az_count = length(var.availability_zones)
 }
 
 resource "aws_vpc" "main" {

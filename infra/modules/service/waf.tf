@@ -1,5 +1,5 @@
 # A small WAF in front of the bot: known-bad inputs (Log4Shell and friends), Amazon's
-# IP reputation list, and a per-address rate limit. AWS's "common rule set" is left
+# IP reputation list, anonymising services, and a per-address rate limit. AWS's "common rule set" is left
 # out on purpose: its 8 KB body limit blocks large Slack interaction payloads.
 resource "aws_wafv2_web_acl" "main" {
   name  = var.name
@@ -47,9 +47,37 @@ resource "aws_wafv2_web_acl" "main" {
     }
   }
 
+  # Anonymising services (VPNs, Tor, proxies). Its hosting-provider list is only
+  # counted: Slack, SNS and PagerDuty all call from cloud providers' addresses.
+  rule {
+    name     = "anonymous-ip"
+    priority = 3
+    override_action {
+      none {}
+    }
+    statement {
+      managed_rule_group_statement {
+        vendor_name = "AWS"
+        name        = "AWSManagedRulesAnonymousIpList"
+
+        rule_action_override {
+          name = "HostingProviderIPList"
+          action_to_use {
+            count {}
+          }
+        }
+      }
+    }
+    visibility_config {
+      cloudwatch_metrics_enabled = true
+      metric_name                = "${var.name}-anonymous-ip"
+      sampled_requests_enabled   = true
+    }
+  }
+
   rule {
     name     = "rate-limit"
-    priority = 3
+    priority = 4
     action {
       block {}
     }
