@@ -267,7 +267,8 @@ def has_privilege(conn: psycopg.Connection[Any], function: str, *args: str) -> b
 def public_can_create_in_public(conn: psycopg.Connection[Any]) -> bool:
     row = conn.execute(
         "SELECT 1 FROM pg_namespace n,"
-        " aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a WHERE n.nspname = 'public' AND a.grantee = 0 AND a.privilege_type = 'CREATE'"
+        " aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a"
+        " WHERE n.nspname = 'public' AND a.grantee = 0 AND a.privilege_type = 'CREATE'"
     ).fetchone()
     return row is not None
 
