@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import pytest
-import role_manager
-from conftest import RmDatabase
+import role_manager  # from infra/lambda/role_manager, put on sys.path by conftest.py
 from psycopg import errors, sql
+
+if TYPE_CHECKING:
+    from conftest import RmDatabase
 
 
 def invoke(action: str) -> dict[str, Any]:
