@@ -43,6 +43,10 @@ COPY --chmod=0755 infra/docker/entrypoint.sh /usr/local/bin/opsbot-entrypoint
 
 USER 10001:10001
 WORKDIR /tmp
+# On ECS the root filesystem is read-only and /tmp is the task's scratch volume; declaring
+# it here makes Fargate create that volume with the image's /tmp permissions (1777), so
+# the non-root user can write the config file and temporary files there.
+VOLUME ["/tmp"]
 EXPOSE 3000
 
 # No curl in slim images: Python does the check.

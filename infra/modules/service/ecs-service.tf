@@ -36,5 +36,6 @@ resource "aws_ecs_service" "service" {
     ignore_changes = [task_definition, desired_count]
   }
 
-  depends_on = [aws_lb_listener.https]
+  # ECS refuses a target group that no listener rule forwards to yet.
+  depends_on = [aws_lb_listener_rule.public_routes]
 }

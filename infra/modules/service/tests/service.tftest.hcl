@@ -54,6 +54,8 @@ mock_provider "aws" {
   }
 }
 
+# The first run applies (mocked); the runs with the same variables after it only plan
+# against that state, which leaves every value known and keeps the suite fast.
 variables {
   name                        = "opsbot-test"
   vpc_id                      = "vpc-0123456789abcdef0"
@@ -171,28 +173,8 @@ run "task_role_allows_exactly_what_the_bot_does" {
   }
 }
 
-run "without_deploy_targets_the_bot_only_reads_its_queue" {
-  command = apply
-
-  variables {
-    self_deployable                 = false
-    deployable_cluster_arns         = []
-    deployable_service_arns         = []
-    deployable_role_arns            = []
-    deployable_repository_arns      = []
-    flag_appconfig_application_arns = []
-    flag_ssm_service_names          = []
-    role_manager_function_arns      = []
-  }
-
-  assert {
-    condition     = [for s in jsondecode(aws_iam_role_policy.task.policy).Statement : s.Sid] == ["ConsumeAlarmQueue", "DecryptAlarmQueue"]
-    error_message = "With nothing to deploy, flip or provision, the task role reads its queue and nothing else."
-  }
-}
-
 run "execution_role_reads_only_this_services_secrets" {
-  command = apply
+  command = plan
 
   assert {
     condition     = toset(one([for s in jsondecode(aws_iam_role_policy.execution.policy).Statement : s.Resource if s.Sid == "ReadSecrets"])) == toset([aws_secretsmanager_secret.app.arn, var.database_url_secret_arn])
@@ -206,7 +188,7 @@ run "execution_role_reads_only_this_services_secrets" {
 }
 
 run "alarms_notify_the_alarm_topic" {
-  command = apply
+  command = plan
 
   assert {
     condition = alltrue([
@@ -224,7 +206,7 @@ run "alarms_notify_the_alarm_topic" {
 }
 
 run "edge_is_https_only_and_checks_healthz" {
-  command = apply
+  command = plan
 
   assert {
     condition     = aws_lb_listener.https.protocol == "HTTPS" && aws_lb_listener.https.certificate_arn == var.certificate_arn
@@ -258,7 +240,7 @@ run "edge_is_https_only_and_checks_healthz" {
 }
 
 run "access_log_bucket_is_private_and_encrypted" {
-  command = apply
+  command = plan
 
   assert {
     condition = (aws_s3_bucket_public_access_block.access_logs.block_public_acls && aws_s3_bucket_public_access_block.access_logs.block_public_policy
@@ -283,7 +265,7 @@ run "access_log_bucket_is_private_and_encrypted" {
 }
 
 run "container_gets_its_settings_and_secrets" {
-  command = apply
+  command = plan
 
   assert {
     condition     = contains([for s in jsondecode(aws_ecs_task_definition.service.container_definitions)[0].secrets : s.name], "FF_CHECKOUT_V2")
@@ -306,5 +288,25 @@ run "container_gets_its_settings_and_secrets" {
   assert {
     condition     = jsondecode(aws_ecs_task_definition.service.container_definitions)[0].readonlyRootFilesystem
     error_message = "The container's root filesystem is read-only."
+  }
+}
+
+run "without_deploy_targets_the_bot_only_reads_its_queue" {
+  command = apply
+
+  variables {
+    self_deployable                 = false
+    deployable_cluster_arns         = []
+    deployable_service_arns         = []
+    deployable_role_arns            = []
+    deployable_repository_arns      = []
+    flag_appconfig_application_arns = []
+    flag_ssm_service_names          = []
+    role_manager_function_arns      = []
+  }
+
+  assert {
+    condition     = [for s in jsondecode(aws_iam_role_policy.task.policy).Statement : s.Sid] == ["ConsumeAlarmQueue", "DecryptAlarmQueue"]
+    error_message = "With nothing to deploy, flip or provision, the task role reads its queue and nothing else."
   }
 }
