@@ -1,0 +1,95 @@
+"""The Slack app manifest of opsbot, built for the URL the bot is served at.
+
+`opsbot manifest --url https://opsbot.example.com` prints it; slack/manifest.yaml is a
+copy built for https://opsbot.example.com (a test keeps the two in step). Paste it at
+https://api.slack.com/apps -> Create New App -> From an app manifest.
+
+Every request Slack sends (slash commands, button clicks, events) goes to one route,
+/slack/events, where Bolt verifies the signature and dispatches.
+
+Scopes are only what the bot calls:
+    chat:write, chat:write.public   post and update alarm, incident and deploy messages,
+                                    also in public channels it was not invited to
+    commands                        the slash commands below
+    users:read, users:read.email    map a Slack user to a PagerDuty user by email
+    usergroups:read                 resolve on-call and approver user groups
+    channels:history, groups:history
+                                    read back its own recent messages after a crash, so a
+                                    delivery that was sent but not recorded is not posted twice
+No bot events are subscribed: the bot is driven by commands and buttons (which arrive at
+the interactivity URL) and reads history through the Web API. The event request URL is
+still set, so adding an event later (with its scope) is a one-line change.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+EVENTS_PATH = "/slack/events"
+
+BOT_SCOPES: tuple[str, ...] = (
+    "channels:history",
+    "chat:write",
+    "chat:write.public",
+    "commands",
+    "groups:history",
+    "usergroups:read",
+    "users:read",
+    "users:read.email",
+)
+
+# (command, description, usage hint)
+SLASH_COMMANDS: tuple[tuple[str, str, str], ...] = (
+    ("/opsbot", "opsbot help, status and settings", "help"),
+    (
+        "/incident",
+        "Declare, acknowledge, resolve or list incidents",
+        "[declare|ack|resolve|list] ...",
+    ),
+    ("/oncall", "Who is on call now", "[schedule or escalation policy]"),
+    ("/deploy", "Deploy an image to an app environment", "<app> <env> <tag>"),
+    ("/rollback", "Roll an app environment back to its previous release", "<app> <env>"),
+    ("/releases", "Recent releases of an app", "<app> [env]"),
+    ("/flag", "List or change feature flags", "list|on|off|set <app> <env> [flag] [attr=value]"),
+    ("/dbrole", "Check or provision an app's database roles", "check|provision <app> <env>"),
+)
+
+
+def build_manifest(base_url: str) -> dict[str, Any]:
+    """The Slack app manifest for a bot served at base_url (https://host[:port][/prefix])."""
+    parts = urlsplit(base_url.strip())
+    if parts.scheme != "https" or not parts.netloc:
+        raise ValueError(f"Slack needs an https:// URL for its requests, got {base_url!r}")
+    if parts.query or parts.fragment:
+        raise ValueError(f"the base URL must not have a query or fragment: {base_url!r}")
+    request_url = f"https://{parts.netloc}{parts.path.rstrip('/')}{EVENTS_PATH}"
+    return {
+        "_metadata": {"major_version": 1, "minor_version": 1},
+        "display_information": {
+            "name": "opsbot",
+            "description": "Alarms, incidents, deploys, flags and database roles from Slack",
+            "background_color": "#1f2d3d",
+        },
+        "features": {
+            "bot_user": {"display_name": "opsbot", "always_online": True},
+            "slash_commands": [
+                {
+                    "command": command,
+                    "url": request_url,
+                    "description": description,
+                    "usage_hint": usage_hint,
+                    "should_escape": False,
+                }
+                for command, description, usage_hint in SLASH_COMMANDS
+            ],
+        },
+        "oauth_config": {"scopes": {"bot": list(BOT_SCOPES)}},
+        "settings": {
+            "event_subscriptions": {"request_url": request_url},
+            "interactivity": {"is_enabled": True, "request_url": request_url},
+            "org_deploy_enabled": False,
+            "socket_mode_enabled": False,
+            "token_rotation_enabled": False,
+        },
+    }

@@ -1,0 +1,51 @@
+# Account bootstrap, applied once by an administrator with local state:
+# the Terraform backend (state bucket + lock table), the build repository shared by all
+# environments, and the GitHub OIDC roles that CI uses from then on.
+terraform {
+  required_version = ">= 1.11"
+
+  required_providers {
+    aws = {
+      source  = "hashicorp/aws"
+      version = "5.100.0"
+    }
+  }
+}
+
+provider "aws" {
+  region = var.region
+
+  default_tags {
+    tags = {
+      app       = "opsbot"
+      layer     = "bootstrap"
+      terraform = "infra/bootstrap"
+    }
+  }
+}
+
+data "aws_caller_identity" "current" {}
+data "aws_partition" "current" {}
+
+locals {
+  account_id = data.aws_caller_identity.current.account_id
+  partition  = data.aws_partition.current.partition
+}
+
+module "build_repository" {
+  source = "../modules/build-repository"
+
+  name = var.name
+}
+
+module "github_oidc" {
+  source = "../modules/github-oidc"
+
+  name                    = var.name
+  github_repository       = var.github_repository
+  create_oidc_provider    = var.create_github_oidc_provider
+  repository_arns         = [module.build_repository.repository_arn]
+  repository_kms_key_arns = [module.build_repository.kms_key_arn]
+  deploy_environments     = var.environments
+  deploy_iam_name_prefix  = "${var.name}-"
+}

@@ -1,0 +1,44 @@
+variable "region" {
+  description = "AWS region of the backend, the build repository and (by default) the environments."
+  type        = string
+}
+
+variable "name" {
+  description = "Name prefix for account-level resources; also the ECR repository name and the IAM name prefix the deploy roles may manage."
+  type        = string
+  default     = "opsbot"
+}
+
+variable "state_bucket_name" {
+  description = "Globally unique name of the Terraform state bucket, e.g. \"acme-opsbot-tfstate\"."
+  type        = string
+}
+
+variable "lock_table_name" {
+  description = "Name of the DynamoDB lock table."
+  type        = string
+  default     = "opsbot-tf-locks"
+}
+
+variable "state_version_retention_days" {
+  description = "Days old state versions are kept."
+  type        = number
+  default     = 365
+}
+
+variable "github_repository" {
+  description = "GitHub repository (owner/name) whose workflows may publish images and deploy."
+  type        = string
+}
+
+variable "create_github_oidc_provider" {
+  description = "Create the account's GitHub OIDC provider (false if the account already has one)."
+  type        = bool
+  default     = true
+}
+
+variable "environments" {
+  description = "Environments (infra/envs/<name>, GitHub environments of the same name) that get a deploy role."
+  type        = list(string)
+  default     = ["staging", "prod"]
+}

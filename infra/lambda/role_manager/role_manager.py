@@ -1,0 +1,678 @@
+"""Role manager: creates, repairs and checks the database roles of one application database.
+
+Invoked synchronously (by opsbot's /dbrole, or by an operator) with
+``{"action": "manage"}`` or ``{"action": "check"}``.
+
+``manage`` makes the database look like this, idempotently (a second run changes nothing):
+
+- a schema (SCHEMA_NAME) owned by the migrator role;
+- a migrator role (MIGRATOR_ROLE): LOGIN, owns the schema, runs DDL;
+- an app role (APP_ROLE): LOGIN, USAGE on the schema, DML on its tables and sequences,
+  through default privileges so tables the migrator creates later are covered too;
+- both roles log in with RDS IAM authentication (membership in ``rds_iam``), unless a
+  password secret is configured for the role (MIGRATOR_PASSWORD_SECRET_ARN /
+  APP_PASSWORD_SECRET_ARN): RDS refuses password logins of ``rds_iam`` members, so such a
+  role gets the secret's password instead. Where ``rds_iam`` does not exist (a plain
+  PostgreSQL) the result says so and the rest is granted;
+- both roles' search_path is the schema; CREATE on the ``public`` schema is revoked from
+  PUBLIC.
+
+``check`` reports the same state without changing anything (it runs in a read-only
+transaction): each role with its attributes, grants and memberships, whether the app
+role reaches every table of the schema, and, as errors, every difference ``manage``
+would repair.
+
+The master credentials come from the RDS-managed Secrets Manager secret
+(MASTER_SECRET_ARN); host, port and database from DB_HOST, DB_PORT and DB_NAME. Role and
+schema names come only from the environment, are validated against
+``^[a-z_][a-z0-9_]{0,62}$`` and reach SQL only as ``psycopg.sql.Identifier``.
+
+The result is JSON the bot renders::
+
+    {"action": "manage", "ok": true, "changed": ["created role app", ...],
+     "roles": [{"name": "app", "attributes": ["LOGIN", ...], "grants": [...],
+                "member_of": ["rds_iam"]}],
+     "schema": {"name": "app", "exists": true, "owner": "migrator"},
+     "tables_reachable": true, "tables": {"count": 3, "unreachable": []},
+     "warnings": [...], "errors": [...]}
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3  # type: ignore[import-untyped]
+import psycopg
+from psycopg import sql
+
+log = logging.getLogger("role_manager")
+log.setLevel(logging.INFO)
+
+NAME_PATTERN = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+RESERVED_NAMES = frozenset({"public", "information_schema", "rds_iam", "postgres"})
+RDS_IAM_ROLE = "rds_iam"
+ACTIONS = ("manage", "check")
+
+TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE")
+SEQUENCE_PRIVILEGES = ("USAGE", "SELECT", "UPDATE")
+
+# What both managed roles must look like (pg_roles column -> wanted value).
+ROLE_ATTRIBUTES: dict[str, tuple[bool, str, str]] = {
+    "rolcanlogin": (True, "LOGIN", "NOLOGIN"),
+    "rolinherit": (True, "INHERIT", "NOINHERIT"),
+    "rolsuper": (False, "SUPERUSER", "NOSUPERUSER"),
+    "rolcreatedb": (False, "CREATEDB", "NOCREATEDB"),
+    "rolcreaterole": (False, "CREATEROLE", "NOCREATEROLE"),
+    "rolreplication": (False, "REPLICATION", "NOREPLICATION"),
+    "rolbypassrls": (False, "BYPASSRLS", "NOBYPASSRLS"),
+}
+
+
+class ConfigError(Exception):
+    """The function's configuration is invalid; nothing was run."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the function needs, read once from the environment."""
+
+    host: str
+    port: int
+    dbname: str
+    sslmode: str
+    master_secret_arn: str
+    schema: str
+    migrator: str
+    app: str
+    migrator_password_secret_arn: str | None = None
+    app_password_secret_arn: str | None = None
+    connect_timeout_s: int = 10
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Config:
+        """Build the config, or raise ConfigError naming every bad setting."""
+        problems: list[str] = []
+
+        def required(key: str) -> str:
+            value = env.get(key, "").strip()
+            if not value:
+                problems.append(f"{key} is not set")
+            return value
+
+        def name(key: str, default: str) -> str:
+            value = env.get(key, default)
+            if not NAME_PATTERN.fullmatch(value):
+                problems.append(
+                    f"{key}={value!r} is not a valid name: use lower-case letters, digits and"
+                    " underscores, starting with a letter or underscore, at most 63 characters"
+                )
+            elif value in RESERVED_NAMES or value.startswith("pg_"):
+                problems.append(f"{key}={value!r} is a reserved name")
+            return value
+
+        host = required("DB_HOST")
+        dbname = required("DB_NAME")
+        master_secret_arn = required("MASTER_SECRET_ARN")
+        schema = name("SCHEMA_NAME", "app")
+        migrator = name("MIGRATOR_ROLE", "migrator")
+        app = name("APP_ROLE", "app")
+        if migrator == app:
+            problems.append("MIGRATOR_ROLE and APP_ROLE must differ")
+        port_text = env.get("DB_PORT", "5432")
+        timeout_text = env.get("CONNECT_TIMEOUT_S", "10")
+        port = int(port_text) if port_text.isdigit() else 0
+        if not 0 < port < 65536:
+            problems.append(f"DB_PORT={port_text!r} is not a port number")
+        if not timeout_text.isdigit():
+            problems.append(f"CONNECT_TIMEOUT_S={timeout_text!r} is not a number of seconds")
+        if problems:
+            raise ConfigError("; ".join(problems))
+        return cls(
+            host=host,
+            port=port,
+            dbname=dbname,
+            sslmode=env.get("DB_SSLMODE", "require"),
+            master_secret_arn=master_secret_arn,
+            schema=schema,
+            migrator=migrator,
+            app=app,
+            migrator_password_secret_arn=env.get("MIGRATOR_PASSWORD_SECRET_ARN") or None,
+            app_password_secret_arn=env.get("APP_PASSWORD_SECRET_ARN") or None,
+            connect_timeout_s=int(timeout_text),
+        )
+
+    def password_secret_of(self, role: str) -> str | None:
+        """The password secret configured for a managed role, if any."""
+        if role == self.migrator:
+            return self.migrator_password_secret_arn
+        return self.app_password_secret_arn
+
+
+@dataclass
+class Step:
+    """One repair: what a person reads, and the statement that does it."""
+
+    description: str
+    statement: sql.SQL | sql.Composed
+
+
+@dataclass
+class Report:
+    """The JSON result, built up as the function runs."""
+
+    action: str
+    changed: list[str] = field(default_factory=list)
+    roles: list[dict[str, Any]] = field(default_factory=list)
+    schema: dict[str, Any] = field(default_factory=dict)
+    tables_reachable: bool = False
+    tables: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "ok": not self.errors,
+            "changed": self.changed,
+            "roles": self.roles,
+            "schema": self.schema,
+            "tables_reachable": self.tables_reachable,
+            "tables": self.tables,
+            "warnings": self.warnings,
+            "errors": self.errors,
+        }
+
+
+# --- AWS ---------------------------------------------------------------------------------
+
+
+def read_secret(arn: str) -> dict[str, Any]:
+    """A JSON secret's value. AWS_ENDPOINT_URL (honoured by boto3) points it at an emulator."""
+    client = boto3.client("secretsmanager")
+    value = client.get_secret_value(SecretId=arn)["SecretString"]
+    parsed = json.loads(value)
+    if not isinstance(parsed, dict):
+        raise ValueError(f"secret {arn} is not a JSON object")
+    return parsed
+
+
+# --- inspection (read-only) ----------------------------------------------------------------
+
+
+def role_row(conn: psycopg.Connection[Any], role: str) -> dict[str, Any] | None:
+    cur = conn.execute(
+        "SELECT rolname, rolcanlogin, rolinherit, rolsuper, rolcreatedb, rolcreaterole,"
+        " rolreplication, rolbypassrls, rolconnlimit, coalesce(rolconfig, '{}') AS rolconfig"
+        " FROM pg_roles WHERE rolname = %s",
+        (role,),
+    )
+    row = cur.fetchone()
+    if row is None:
+        return None
+    columns = [c.name for c in cur.description or []]
+    return dict(zip(columns, row, strict=True))
+
+
+def current_user(conn: psycopg.Connection[Any]) -> str:
+    row = conn.execute("SELECT current_user").fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def role_exists(conn: psycopg.Connection[Any], role: str) -> bool:
+    return conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is not None
+
+
+def member_of(conn: psycopg.Connection[Any], role: str) -> list[str]:
+    rows = conn.execute(
+        "SELECT g.rolname FROM pg_auth_members m"
+        " JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles r ON r.oid = m.member"
+        " WHERE r.rolname = %s ORDER BY g.rolname",
+        (role,),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def is_member(conn: psycopg.Connection[Any], member: str, group: str) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid"
+        " JOIN pg_roles r ON r.oid = m.member WHERE r.rolname = %s AND g.rolname = %s",
+        (member, group),
+    ).fetchone()
+    return row is not None
+
+
+def schema_owner(conn: psycopg.Connection[Any], schema: str) -> str | None:
+    row = conn.execute(
+        "SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = %s", (schema,)
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def has_privilege(conn: psycopg.Connection[Any], function: str, *args: str) -> bool:
+    """has_database_privilege / has_schema_privilege ... for an existing role."""
+    query = sql.SQL("SELECT {}({})").format(
+        sql.Identifier(function), sql.SQL(", ").join(sql.Placeholder() * len(args))
+    )
+    row = conn.execute(query, args).fetchone()
+    return bool(row and row[0])
+
+
+def public_can_create_in_public(conn: psycopg.Connection[Any]) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM pg_namespace n,"
+        " aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a"
+        " WHERE n.nspname = 'public' AND a.grantee = 0 AND a.privilege_type = 'CREATE'"
+    ).fetchone()
+    return row is not None
+
+
+def default_privileges(
+    conn: psycopg.Connection[Any], owner: str, schema: str, grantee: str, objtype: str
+) -> set[str]:
+    """Default privileges on what `owner` creates in `schema` (r: tables, S: sequences)."""
+    rows = conn.execute(
+        "SELECT a.privilege_type FROM pg_default_acl d"
+        " JOIN pg_namespace n ON n.oid = d.defaclnamespace"
+        " CROSS JOIN LATERAL aclexplode(d.defaclacl) a"
+        " WHERE d.defaclrole = (SELECT oid FROM pg_roles WHERE rolname = %s)"
+        " AND n.nspname = %s AND d.defaclobjtype = %s"
+        " AND a.grantee = (SELECT oid FROM pg_roles WHERE rolname = %s)",
+        (owner, schema, objtype, grantee),
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
+def relations_lacking(
+    conn: psycopg.Connection[Any], schema: str, role: str, kinds: str, privileges: tuple[str, ...]
+) -> list[str]:
+    """Relations of the schema (relkind in `kinds`) on which `role` lacks one of `privileges`."""
+    function = "has_sequence_privilege" if kinds == "S" else "has_table_privilege"
+    checks = sql.SQL(" AND ").join(
+        sql.SQL("{}(%(role)s, c.oid, {})").format(sql.Identifier(function), sql.Literal(p))
+        for p in privileges
+    )
+    query = sql.SQL(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %(schema)s AND c.relkind = ANY(%(kinds)s) AND NOT ({checks})"
+        " ORDER BY c.relname"
+    ).format(checks=checks)
+    rows = conn.execute(query, {"role": role, "schema": schema, "kinds": list(kinds)}).fetchall()
+    return [r[0] for r in rows]
+
+
+def count_tables(conn: psycopg.Connection[Any], schema: str) -> int:
+    row = conn.execute(
+        "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %s AND c.relkind IN ('r', 'p')",
+        (schema,),
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def password_login_works(config: Config, role: str, password: str) -> bool:
+    """Whether the role can log in with this password (how we know it is already set)."""
+    try:
+        with psycopg.connect(
+            host=config.host,
+            port=config.port,
+            dbname=config.dbname,
+            user=role,
+            password=password,
+            sslmode=config.sslmode,
+            connect_timeout=config.connect_timeout_s,
+            application_name="opsbot-role-manager-check",
+        ):
+            return True
+    except psycopg.OperationalError:
+        return False
+
+
+# --- what manage would do ----------------------------------------------------------------
+
+
+def plan(
+    conn: psycopg.Connection[Any],
+    config: Config,
+    passwords: Mapping[str, str],
+    report: Report,
+) -> list[Step]:
+    """Every statement needed to reach the wanted state; empty when the database is right."""
+    ident = sql.Identifier
+    schema, migrator, app = config.schema, config.migrator, config.app
+    steps: list[Step] = []
+    rds_iam_exists = role_exists(conn, RDS_IAM_ROLE)
+    master = current_user(conn)
+
+    for role in (migrator, app):
+        row = role_row(conn, role)
+        if row is None:
+            wanted = " ".join(on if want else off for want, on, off in ROLE_ATTRIBUTES.values())
+            steps.append(
+                Step(
+                    f"create role {role}",
+                    sql.SQL("CREATE ROLE {} " + wanted).format(ident(role)),
+                )
+            )
+        else:
+            wrong = [
+                on if want else off
+                for column, (want, on, off) in ROLE_ATTRIBUTES.items()
+                if row[column] != want
+            ]
+            if wrong:
+                steps.append(
+                    Step(
+                        f"set {' '.join(wrong)} on role {role}",
+                        sql.SQL("ALTER ROLE {} " + " ".join(wrong)).format(ident(role)),
+                    )
+                )
+        exists = row is not None
+        config_entries = row["rolconfig"] if row else []
+        if f"search_path={schema}" not in config_entries:
+            steps.append(
+                Step(
+                    f"set search_path of {role} to {schema}",
+                    sql.SQL("ALTER ROLE {} SET search_path TO {}").format(
+                        ident(role), ident(schema)
+                    ),
+                )
+            )
+
+        password = passwords.get(role)
+        if password is not None:
+            if exists and is_member(conn, role, RDS_IAM_ROLE):
+                steps.append(
+                    Step(
+                        f"revoke {RDS_IAM_ROLE} from {role} (it logs in with a password,"
+                        f" which RDS refuses to {RDS_IAM_ROLE} members)",
+                        sql.SQL("REVOKE {} FROM {}").format(ident(RDS_IAM_ROLE), ident(role)),
+                    )
+                )
+            if not (exists and password_login_works(config, role, password)):
+                # Send libpq's SCRAM verifier, not the password: ALTER ROLE is DDL and the
+                # cluster logs DDL statements.
+                verifier = conn.pgconn.encrypt_password(
+                    password.encode(), role.encode(), b"scram-sha-256"
+                ).decode()
+                steps.append(
+                    Step(
+                        f"set the password of {role} from its secret",
+                        sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                            ident(role), sql.Literal(verifier)
+                        ),
+                    )
+                )
+        elif rds_iam_exists:
+            if not (exists and is_member(conn, role, RDS_IAM_ROLE)):
+                steps.append(
+                    Step(
+                        f"grant {RDS_IAM_ROLE} to {role} (IAM authentication)",
+                        sql.SQL("GRANT {} TO {}").format(ident(RDS_IAM_ROLE), ident(role)),
+                    )
+                )
+        else:
+            report.warnings.append(
+                f"role {RDS_IAM_ROLE} does not exist (not an RDS database?): {role} cannot log in"
+                " with IAM authentication; everything else was granted"
+            )
+
+        if not (
+            exists and has_privilege(conn, "has_database_privilege", role, config.dbname, "CONNECT")
+        ):
+            steps.append(
+                Step(
+                    f"grant CONNECT on database {config.dbname} to {role}",
+                    sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
+                        ident(config.dbname), ident(role)
+                    ),
+                )
+            )
+
+    # The master user must be a member of the migrator to hand it the schema and to set
+    # default privileges for it (PostgreSQL requires membership for both).
+    if not (role_exists(conn, migrator) and is_member(conn, master, migrator)):
+        steps.append(
+            Step(
+                f"grant {migrator} to the master user {master} (to hand it the schema)",
+                sql.SQL("GRANT {} TO {}").format(ident(migrator), ident(master)),
+            )
+        )
+
+    owner = schema_owner(conn, schema)
+    if owner is None:
+        steps.append(
+            Step(
+                f"create schema {schema} owned by {migrator}",
+                sql.SQL("CREATE SCHEMA {} AUTHORIZATION {}").format(ident(schema), ident(migrator)),
+            )
+        )
+    elif owner != migrator:
+        steps.append(
+            Step(
+                f"make {migrator} the owner of schema {schema} (was {owner})",
+                sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(ident(schema), ident(migrator)),
+            )
+        )
+
+    app_exists = role_exists(conn, app)
+    schema_exists = owner is not None
+    if not (
+        app_exists
+        and schema_exists
+        and has_privilege(conn, "has_schema_privilege", app, schema, "USAGE")
+    ):
+        steps.append(
+            Step(
+                f"grant USAGE on schema {schema} to {app}",
+                sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(ident(schema), ident(app)),
+            )
+        )
+    if (
+        app_exists
+        and schema_exists
+        and has_privilege(conn, "has_schema_privilege", app, schema, "CREATE")
+    ):
+        steps.append(
+            Step(
+                f"revoke CREATE on schema {schema} from {app} (DML only)",
+                sql.SQL("REVOKE CREATE ON SCHEMA {} FROM {}").format(ident(schema), ident(app)),
+            )
+        )
+
+    for objtype, kind, privileges in (
+        ("r", "TABLES", TABLE_PRIVILEGES),
+        ("S", "SEQUENCES", SEQUENCE_PRIVILEGES),
+    ):
+        have = (
+            default_privileges(conn, migrator, schema, app, objtype)
+            if app_exists and schema_exists and role_exists(conn, migrator)
+            else set()
+        )
+        if not set(privileges) <= have:
+            steps.append(
+                Step(
+                    f"grant {', '.join(privileges)} on {kind.lower()} {migrator} creates in"
+                    f" {schema} to {app} (default privileges)",
+                    sql.SQL(
+                        "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA {} GRANT "
+                        + ", ".join(privileges)
+                        + " ON "
+                        + kind
+                        + " TO {}"
+                    ).format(ident(migrator), ident(schema), ident(app)),
+                )
+            )
+
+    # Tables and sequences that exist already (default privileges only cover new ones).
+    if app_exists and schema_exists:
+        for kinds, kind, privileges in (
+            ("rpv", "TABLES", TABLE_PRIVILEGES),
+            ("S", "SEQUENCES", SEQUENCE_PRIVILEGES),
+        ):
+            lacking = relations_lacking(conn, schema, app, kinds, privileges)
+            if lacking:
+                steps.append(
+                    Step(
+                        f"grant {', '.join(privileges)} on existing {kind.lower()} of {schema}"
+                        f" to {app} ({', '.join(lacking)})",
+                        sql.SQL(
+                            "GRANT "
+                            + ", ".join(privileges)
+                            + " ON ALL "
+                            + kind
+                            + " IN SCHEMA {} TO {}"
+                        ).format(ident(schema), ident(app)),
+                    )
+                )
+
+    if public_can_create_in_public(conn):
+        steps.append(
+            Step(
+                "revoke CREATE on schema public from PUBLIC",
+                sql.SQL("REVOKE CREATE ON SCHEMA public FROM PUBLIC"),
+            )
+        )
+    return steps
+
+
+# --- the report --------------------------------------------------------------------------
+
+
+def describe(conn: psycopg.Connection[Any], config: Config, report: Report) -> None:
+    """Fill the roles, schema and tables parts of the report (read-only)."""
+    schema, migrator, app = config.schema, config.migrator, config.app
+    owner = schema_owner(conn, schema)
+    report.schema = {"name": schema, "exists": owner is not None, "owner": owner}
+
+    for role in (migrator, app):
+        row = role_row(conn, role)
+        if row is None:
+            report.roles.append(
+                {"name": role, "exists": False, "attributes": [], "grants": [], "member_of": []}
+            )
+            continue
+        attributes = [on if row[c] else off for c, (_, on, off) in ROLE_ATTRIBUTES.items()]
+        attributes += [f"SET {entry}" for entry in row["rolconfig"]]
+        if config.password_secret_of(role):
+            attributes.append("PASSWORD (from its secret)")
+        grants: list[str] = []
+        if has_privilege(conn, "has_database_privilege", role, config.dbname, "CONNECT"):
+            grants.append(f"CONNECT on database {config.dbname}")
+        if owner is not None:
+            if owner == role:
+                grants.append(f"owner of schema {schema}")
+            schema_privs = [
+                p
+                for p in ("USAGE", "CREATE")
+                if has_privilege(conn, "has_schema_privilege", role, schema, p)
+            ]
+            if schema_privs:
+                grants.append(f"{', '.join(schema_privs)} on schema {schema}")
+        if role == app and role_exists(conn, migrator):
+            for objtype, kind in (("r", "tables"), ("S", "sequences")):
+                privs = default_privileges(conn, migrator, schema, app, objtype)
+                if privs:
+                    listed = ", ".join(sorted(privs))
+                    grants.append(f"{listed} on {kind} {migrator} creates in {schema} (default)")
+        report.roles.append(
+            {
+                "name": role,
+                "exists": True,
+                "attributes": attributes,
+                "grants": grants,
+                "member_of": member_of(conn, role),
+            }
+        )
+
+    if owner is None or not role_exists(conn, app):
+        report.tables_reachable = False
+        report.tables = {"count": 0, "unreachable": []}
+        return
+    unreachable = relations_lacking(conn, schema, app, "rpv", TABLE_PRIVILEGES)
+    unreachable += relations_lacking(conn, schema, app, "S", SEQUENCE_PRIVILEGES)
+    report.tables = {"count": count_tables(conn, schema), "unreachable": unreachable}
+    report.tables_reachable = not unreachable
+
+
+# --- entry point -------------------------------------------------------------------------
+
+
+def connect_master(config: Config) -> psycopg.Connection[Any]:
+    secret = read_secret(config.master_secret_arn)
+    return psycopg.connect(
+        host=config.host,
+        port=config.port,
+        dbname=config.dbname,
+        user=secret["username"],
+        password=secret["password"],
+        sslmode=config.sslmode,
+        connect_timeout=config.connect_timeout_s,
+        application_name="opsbot-role-manager",
+    )
+
+
+def run(action: str, config: Config) -> Report:
+    """Do `action` against the configured database and describe the result."""
+    report = Report(action=action)
+    passwords: dict[str, str] = {}
+    for role in (config.migrator, config.app):
+        arn = config.password_secret_of(role)
+        if arn:
+            passwords[role] = str(read_secret(arn)["password"])
+
+    with connect_master(config) as conn:
+        if action == "check":
+            conn.read_only = True  # proof that check changes nothing
+        steps = plan(conn, config, passwords, report)
+        if action == "manage":
+            for step in steps:
+                log.info("role manager: %s", step.description)
+                conn.execute(step.statement)
+                report.changed.append(step.description)
+            conn.commit()
+        else:
+            report.errors += [f"needs repair: {step.description}" for step in steps]
+            conn.rollback()
+        describe(conn, config, report)
+        conn.rollback()
+
+    if action == "manage" and not report.tables_reachable:
+        report.errors.append(
+            f"{config.app} still cannot reach: {', '.join(report.tables.get('unreachable', []))}"
+        )
+    return report
+
+
+def handler(event: Mapping[str, Any] | None, context: object = None) -> dict[str, Any]:
+    """Lambda entry point: {"action": "manage" | "check"} -> the JSON report."""
+    action = str((event or {}).get("action", ""))
+    if action not in ACTIONS:
+        report = Report(action=action)
+        report.errors.append(f"unknown action {action!r}: use one of {', '.join(ACTIONS)}")
+        return report.as_dict()
+    try:
+        config = Config.from_env(os.environ)
+    except ConfigError as exc:
+        report = Report(action=action)
+        report.errors.append(f"invalid configuration, nothing was run: {exc}")
+        return report.as_dict()
+    try:
+        result = run(action, config).as_dict()
+    except psycopg.Error as exc:
+        report = Report(action=action)
+        report.errors.append(f"database error ({type(exc).__name__}): {exc}".strip())
+        result = report.as_dict()
+    except Exception as exc:  # the caller renders the error; never leak a stack as a 500
+        log.exception("role manager failed")
+        report = Report(action=action)
+        report.errors.append(f"{type(exc).__name__}: {exc}")
+        result = report.as_dict()
+    log.info("role manager result: %s", json.dumps(result))
+    return result

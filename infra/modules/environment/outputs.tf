@@ -1,0 +1,52 @@
+output "alarm_topic_arn" {
+  description = "Alarms SNS topic: alarm_actions/ok_actions of every alarm that should reach on-call."
+  value       = module.monitoring.topic_arn
+}
+
+output "alarm_queue_url" {
+  description = "The bot's alarm queue (OPSBOT_ALARM_QUEUE_URL)."
+  value       = module.monitoring.queue_url
+}
+
+output "load_balancer_dns_name" {
+  description = "Point domain_name at this (CNAME or Route 53 alias)."
+  value       = module.service.load_balancer_dns_name
+}
+
+output "app_secret_arn" {
+  description = "Put the bot's JSON credentials here (docs/first-deployment.md)."
+  value       = module.service.app_secret_arn
+}
+
+output "cluster_name" {
+  description = "ECS cluster of the bot."
+  value       = module.service.cluster_name
+}
+
+output "service_name" {
+  description = "ECS service of the bot."
+  value       = module.service.service_name
+}
+
+output "role_manager_function_name" {
+  description = "Invoke with {\"action\": \"manage\"} after the first apply."
+  value       = module.role_manager.function_name
+}
+
+output "database_endpoint" {
+  description = "Aurora writer endpoint."
+  value       = module.database.endpoint
+}
+
+output "feature_flags" {
+  description = "Flag backend and its identifiers, for the bot's config file."
+  value = {
+    backend               = module.feature_flags.backend
+    appconfig_application = module.feature_flags.appconfig_application_id
+    appconfig_environment = module.feature_flags.appconfig_environment_id
+    appconfig_profile     = module.feature_flags.appconfig_profile_id
+    appconfig_strategy    = module.feature_flags.appconfig_deployment_strategy_id
+    ssm_service_name      = module.feature_flags.ssm_service_name
+    ssm_parameter_arns    = module.feature_flags.ssm_parameter_arns
+  }
+}

@@ -1,0 +1,206 @@
+variable "environment" {
+  description = "Environment name (staging, prod, ...). Resources are named opsbot-<environment>."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{0,19}$", var.environment))
+    error_message = "environment must be lower-case letters, digits and hyphens, at most 20 characters."
+  }
+}
+
+variable "domain_name" {
+  description = "Public name of the bot (the certificate's name), e.g. \"opsbot.example.com\"."
+  type        = string
+}
+
+variable "certificate_arn" {
+  description = "ACM certificate for domain_name, in the environment's region."
+  type        = string
+}
+
+variable "vpc_cidr_block" {
+  description = "IPv4 CIDR of the environment's VPC."
+  type        = string
+  default     = "10.20.0.0/16"
+}
+
+variable "availability_zones" {
+  description = "Availability zones of the environment, by name (2 or more)."
+  type        = list(string)
+}
+
+variable "single_nat_gateway" {
+  description = "One NAT gateway instead of one per AZ (cheaper, less available)."
+  type        = bool
+  default     = false
+}
+
+variable "allowed_ingress_cidrs" {
+  description = "CIDRs that may reach the load balancer."
+  type        = list(string)
+  default     = ["0.0.0.0/0"]
+}
+
+variable "deletion_protection" {
+  description = "Deletion protection of the load balancer and the database."
+  type        = bool
+  default     = true
+}
+
+variable "image_repository_url" {
+  description = "ECR repository URL of the bot's image (from infra/bootstrap)."
+  type        = string
+}
+
+variable "image_repository_arn" {
+  description = "ECR repository ARN of the bot's image (from infra/bootstrap)."
+  type        = string
+}
+
+variable "image_kms_key_arn" {
+  description = "KMS key of the ECR repository (from infra/bootstrap)."
+  type        = string
+  default     = null
+}
+
+variable "image_tag" {
+  description = "Image tag (git SHA) for the first deployment; later releases go through `opsbot deploy`."
+  type        = string
+}
+
+variable "cpu" {
+  description = "Fargate CPU units per task."
+  type        = number
+  default     = 512
+}
+
+variable "memory" {
+  description = "Fargate memory per task, MiB."
+  type        = number
+  default     = 1024
+}
+
+variable "min_count" {
+  description = "Minimum number of bot tasks."
+  type        = number
+  default     = 2
+}
+
+variable "max_count" {
+  description = "Maximum number of bot tasks."
+  type        = number
+  default     = 4
+}
+
+variable "config_yaml" {
+  description = "The bot's YAML config file content."
+  type        = string
+}
+
+variable "extra_secret_keys" {
+  description = "More environment variables to read from the bot's JSON secret, e.g. the PagerDuty routing-key variables the config file names (PD_KEY_PROD)."
+  type        = list(string)
+  default     = []
+}
+
+variable "extra_sns_topic_arns" {
+  description = "Other SNS topics whose HTTPS deliveries the bot accepts."
+  type        = list(string)
+  default     = []
+}
+
+variable "subscribe_bot_https" {
+  description = "Also subscribe https://<domain_name>/sns to the alarms topic (besides the SQS queue)."
+  type        = bool
+  default     = false
+}
+
+variable "pagerduty_fallback_endpoint" {
+  description = "PagerDuty CloudWatch-integration URL subscribed directly as a fallback pager (null for none). Sensitive: pass it with TF_VAR_pagerduty_fallback_endpoint."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
+variable "pagerduty_fallback_all_alarms" {
+  description = "Send every alarm to the PagerDuty fallback, not only the bot's own (opsbot-<env>-*)."
+  type        = bool
+  default     = false
+}
+
+variable "database_instance_count" {
+  description = "Aurora instances (2 in production)."
+  type        = number
+  default     = 1
+}
+
+variable "database_min_capacity_acu" {
+  description = "Aurora Serverless v2 minimum ACUs."
+  type        = number
+  default     = 0.5
+}
+
+variable "database_max_capacity_acu" {
+  description = "Aurora Serverless v2 maximum ACUs."
+  type        = number
+  default     = 4
+}
+
+variable "role_manager_package_path" {
+  description = "Zip of the role-manager Lambda, built by infra/lambda/build-role-manager."
+  type        = string
+}
+
+variable "feature_flag_backend" {
+  description = "Flag backend of this environment: \"appconfig\" or \"ssm\"."
+  type        = string
+  default     = "appconfig"
+}
+
+variable "feature_flags" {
+  description = "The bot's own feature flags to create (all off)."
+  type        = list(string)
+  default     = []
+}
+
+variable "deployable_cluster_arns" {
+  description = "ECS clusters of other services the bot may deploy."
+  type        = list(string)
+  default     = []
+}
+
+variable "deployable_service_arns" {
+  description = "ECS services the bot may deploy (besides itself)."
+  type        = list(string)
+  default     = []
+}
+
+variable "deployable_role_arns" {
+  description = "Task and execution roles of those services (PassRole to ecs-tasks only)."
+  type        = list(string)
+  default     = []
+}
+
+variable "deployable_repository_arns" {
+  description = "ECR repositories of those services."
+  type        = list(string)
+  default     = []
+}
+
+variable "flag_appconfig_application_arns" {
+  description = "AppConfig applications of other services whose flags the bot may flip."
+  type        = list(string)
+  default     = []
+}
+
+variable "flag_ssm_service_names" {
+  description = "Other services whose SSM flags the bot may flip."
+  type        = list(string)
+  default     = []
+}
+
+variable "role_manager_function_arns" {
+  description = "Role-manager Lambdas of other services' databases the bot may invoke."
+  type        = list(string)
+  default     = []
+}

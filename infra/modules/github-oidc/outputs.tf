@@ -1,0 +1,14 @@
+output "publish_role_arn" {
+  description = "Role for build-and-publish.yml (GitHub variable AWS_PUBLISH_ROLE_ARN)."
+  value       = aws_iam_role.publish.arn
+}
+
+output "deploy_role_arns" {
+  description = "Environment => role for deploy.yml (GitHub environment variable AWS_DEPLOY_ROLE_ARN)."
+  value       = { for env, role in aws_iam_role.deploy : env => role.arn }
+}
+
+output "oidc_provider_arn" {
+  description = "ARN of the account's GitHub OIDC provider."
+  value       = local.provider_arn
+}

@@ -1,0 +1,48 @@
+variable "name" {
+  description = "Name prefix of the roles, e.g. \"opsbot\"."
+  type        = string
+}
+
+variable "github_repository" {
+  description = "GitHub repository allowed to assume the roles, as owner/name."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$", var.github_repository))
+    error_message = "github_repository must be owner/name, without wildcards."
+  }
+}
+
+variable "create_oidc_provider" {
+  description = "Create the account's GitHub OIDC provider (false if it already exists)."
+  type        = bool
+  default     = true
+}
+
+variable "publish_branch" {
+  description = "Branch whose workflow runs may push images."
+  type        = string
+  default     = "main"
+}
+
+variable "repository_arns" {
+  description = "ECR repositories the publish role may push to."
+  type        = list(string)
+}
+
+variable "repository_kms_key_arns" {
+  description = "KMS keys of those repositories."
+  type        = list(string)
+}
+
+variable "deploy_environments" {
+  description = "GitHub environments (= infra/envs/<name>) that get a deploy role."
+  type        = list(string)
+  default     = ["staging", "prod"]
+}
+
+variable "deploy_iam_name_prefix" {
+  description = "The deploy roles may manage IAM roles whose names start with this (every role the environment roots create does)."
+  type        = string
+  default     = "opsbot-"
+}

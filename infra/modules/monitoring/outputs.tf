@@ -1,0 +1,24 @@
+output "topic_arn" {
+  description = "ARN of the alarms SNS topic: use it as alarm_actions/ok_actions of every alarm that should reach on-call."
+  value       = aws_sns_topic.alarms.arn
+}
+
+output "queue_arn" {
+  description = "ARN of the alarms queue the bot consumes."
+  value       = aws_sqs_queue.alarms.arn
+}
+
+output "queue_url" {
+  description = "URL of the alarms queue (the bot's OPSBOT_ALARM_QUEUE_URL)."
+  value       = aws_sqs_queue.alarms.id
+}
+
+output "dead_letter_queue_arn" {
+  description = "ARN of the alarms dead-letter queue."
+  value       = aws_sqs_queue.alarms_dlq.arn
+}
+
+output "kms_key_arn" {
+  description = "KMS key of the topic and queues (the bot needs kms:Decrypt on it to read the queue)."
+  value       = aws_kms_key.alarms.arn
+}

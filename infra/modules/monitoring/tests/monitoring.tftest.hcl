@@ -1,0 +1,119 @@
+# The alarm intake: alarms reach the topic, the topic reaches the bot's queue, failed
+# messages reach the dead-letter queue, and nothing but the topic may write the queue.
+
+mock_provider "aws" {
+  mock_data "aws_caller_identity" {
+    defaults = { account_id = "123456789012" }
+  }
+  mock_data "aws_region" {
+    defaults = { name = "eu-west-1" }
+  }
+  mock_data "aws_partition" {
+    defaults = { partition = "aws" }
+  }
+  mock_resource "aws_kms_key" {
+    defaults = { arn = "arn:aws:kms:eu-west-1:123456789012:key/alarms", key_id = "alarms" }
+  }
+  mock_resource "aws_sns_topic" {
+    defaults = { arn = "arn:aws:sns:eu-west-1:123456789012:opsbot-test-alarms" }
+  }
+  mock_resource "aws_sqs_queue" {
+    defaults = { arn = "arn:aws:sqs:eu-west-1:123456789012:opsbot-test-queue", id = "https://sqs.eu-west-1.amazonaws.com/123456789012/opsbot-test-queue", name = "opsbot-test-queue" }
+  }
+}
+
+variables {
+  name = "opsbot-test"
+}
+
+run "queue_is_subscribed_with_a_dead_letter_queue" {
+  command = apply
+
+  assert {
+    condition     = aws_sns_topic_subscription.alarms_queue.topic_arn == aws_sns_topic.alarms.arn && aws_sns_topic_subscription.alarms_queue.protocol == "sqs" && aws_sns_topic_subscription.alarms_queue.endpoint == aws_sqs_queue.alarms.arn
+    error_message = "The alarms queue must be subscribed to the alarms topic."
+  }
+
+  assert {
+    condition     = jsondecode(aws_sqs_queue.alarms.redrive_policy).deadLetterTargetArn == aws_sqs_queue.alarms_dlq.arn && jsondecode(aws_sqs_queue.alarms.redrive_policy).maxReceiveCount == 5
+    error_message = "The alarms queue must dead-letter into its DLQ after 5 receives."
+  }
+
+  assert {
+    condition     = jsondecode(aws_sqs_queue_redrive_allow_policy.alarms_dlq.redrive_allow_policy).sourceQueueArns == [aws_sqs_queue.alarms.arn]
+    error_message = "Only the alarms queue may use the DLQ."
+  }
+
+  assert {
+    condition = one([
+      for s in jsondecode(aws_sqs_queue_policy.alarms.policy).Statement : s.Condition.ArnEquals["aws:SourceArn"]
+      if s.Effect == "Allow" && s.Action == "sqs:SendMessage"
+    ]) == aws_sns_topic.alarms.arn
+    error_message = "Only the alarms topic may send to the queue."
+  }
+
+  assert {
+    condition     = !aws_sns_topic_subscription.alarms_queue.raw_message_delivery
+    error_message = "The SNS envelope (MessageId, TopicArn) reaches the bot by default."
+  }
+
+  assert {
+    condition     = length(aws_sns_topic_subscription.bot_https) == 0 && length(aws_sns_topic_subscription.pagerduty_fallback) == 0
+    error_message = "HTTPS subscriptions are opt-in."
+  }
+}
+
+run "topic_and_queues_are_encrypted_and_usable_by_cloudwatch" {
+  command = apply
+
+  assert {
+    condition     = aws_sns_topic.alarms.kms_master_key_id == aws_kms_key.alarms.arn && aws_sqs_queue.alarms.kms_master_key_id == aws_kms_key.alarms.arn && aws_sqs_queue.alarms_dlq.kms_master_key_id == aws_kms_key.alarms.arn
+    error_message = "Topic and queues must be encrypted with the alarms key."
+  }
+
+  assert {
+    condition = toset(one([
+      for s in jsondecode(aws_kms_key.alarms.policy).Statement : s.Principal.Service if s.Sid == "AlarmAndTopicServicesEncrypt"
+    ])) == toset(["cloudwatch.amazonaws.com", "sns.amazonaws.com"])
+    error_message = "CloudWatch and SNS must be able to use the key, or encrypted alarms are dropped."
+  }
+
+  assert {
+    condition = one([
+      for s in jsondecode(aws_sns_topic_policy.alarms.policy).Statement : s.Principal.Service if s.Sid == "CloudWatchAlarmsOfThisAccountPublish"
+    ]) == "cloudwatch.amazonaws.com"
+    error_message = "CloudWatch alarms of the account must be allowed to publish."
+  }
+}
+
+run "intake_alarms_notify_the_topic" {
+  command = apply
+
+  assert {
+    condition = alltrue([
+      for a in [aws_cloudwatch_metric_alarm.queue_oldest_message, aws_cloudwatch_metric_alarm.dead_letters] :
+      a.alarm_actions == toset([aws_sns_topic.alarms.arn]) && a.ok_actions == toset([aws_sns_topic.alarms.arn])
+    ])
+    error_message = "The intake's alarms must notify the topic."
+  }
+}
+
+run "optional_subscriptions" {
+  command = apply
+
+  variables {
+    bot_https_endpoint              = "https://opsbot.example.com/sns"
+    pagerduty_fallback_endpoint     = "https://events.pagerduty.com/integration/0123456789abcdef/enqueue"
+    pagerduty_fallback_alarm_prefix = "opsbot-test-"
+  }
+
+  assert {
+    condition     = aws_sns_topic_subscription.bot_https[0].endpoint == "https://opsbot.example.com/sns" && !aws_sns_topic_subscription.bot_https[0].raw_message_delivery
+    error_message = "The /sns subscription must keep the signed envelope (raw delivery off)."
+  }
+
+  assert {
+    condition     = jsondecode(aws_sns_topic_subscription.pagerduty_fallback[0].filter_policy).AlarmName[0].prefix == "opsbot-test-" && aws_sns_topic_subscription.pagerduty_fallback[0].filter_policy_scope == "MessageBody"
+    error_message = "The PagerDuty fallback only gets the bot's own alarms."
+  }
+}

@@ -1,0 +1,58 @@
+variable "name" {
+  description = "Name prefix, e.g. \"opsbot-staging\". Also the prefix of the intake's own alarm names."
+  type        = string
+}
+
+variable "queue_retention_seconds" {
+  description = "How long the alarms queue keeps an unconsumed message, in seconds."
+  type        = number
+  default     = 345600 # 4 days
+}
+
+variable "queue_visibility_timeout_seconds" {
+  description = "How long a received alarm stays invisible to other consumers while the bot processes it."
+  type        = number
+  default     = 60
+}
+
+variable "queue_max_receive_count" {
+  description = "Receives before a message moves to the dead-letter queue."
+  type        = number
+  default     = 5
+}
+
+variable "queue_raw_message_delivery" {
+  description = "Deliver the bare alarm JSON to SQS instead of the SNS envelope. Keep false unless the bot is configured for raw messages."
+  type        = bool
+  default     = false
+}
+
+variable "queue_age_threshold_seconds" {
+  description = "Age of the oldest queued alarm, in seconds, above which the bot is considered not consuming."
+  type        = number
+  default     = 300
+}
+
+variable "bot_https_endpoint" {
+  description = "Optional HTTPS URL of the bot's /sns route (e.g. https://opsbot.example.com/sns) to subscribe to the topic; null for none."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.bot_https_endpoint == null || startswith(coalesce(var.bot_https_endpoint, "x"), "https://")
+    error_message = "bot_https_endpoint must be an https:// URL."
+  }
+}
+
+variable "pagerduty_fallback_endpoint" {
+  description = "Optional PagerDuty CloudWatch-integration URL (https://events.pagerduty.com/integration/<key>/enqueue) subscribed directly as a fallback pager; null for none. It holds an integration key: pass it from a secret store, not a committed file."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
+variable "pagerduty_fallback_alarm_prefix" {
+  description = "Only alarms whose name starts with this go to the PagerDuty fallback; \"\" sends all."
+  type        = string
+  default     = ""
+}

@@ -1,0 +1,23 @@
+# One JSON secret holds the bot's third-party credentials, one key per environment
+# variable (SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET, PAGERDUTY_API_TOKEN,
+# PAGERDUTY_WEBHOOK_SECRETS, and the routing-key variables the config file names).
+# Terraform creates the container only; an operator puts the value
+# (docs/first-deployment.md), so no credential ever passes through Terraform state.
+resource "aws_secretsmanager_secret" "app" {
+  #checkov:skip=CKV2_AWS_57:Slack and PagerDuty tokens are rotated at the vendor, not by a Lambda; the runbook rotates them by hand.
+  name                    = "${var.name}/app"
+  description             = "opsbot credentials (JSON): ${join(", ", var.app_secret_keys)}"
+  kms_key_id              = aws_kms_key.service.arn
+  recovery_window_in_days = 7
+}
+
+# The YAML config file, handed to the container as OPSBOT_CONFIG_YAML and written to
+# OPSBOT_CONFIG by the image's entrypoint. Intelligent tiering moves it to the
+# advanced tier only if it grows past 4 KB.
+resource "aws_ssm_parameter" "config" {
+  name   = "/${var.name}/config"
+  type   = "SecureString"
+  key_id = aws_kms_key.service.arn
+  tier   = "Intelligent-Tiering"
+  value  = var.config_yaml
+}

@@ -1,0 +1,70 @@
+locals {
+  container_name = "opsbot"
+  config_path    = "/tmp/opsbot/config.yaml"
+
+  environment = merge(var.environment, {
+    PORT                   = tostring(var.container_port)
+    AWS_REGION             = local.region
+    OPSBOT_CONFIG          = local.config_path
+    OPSBOT_ALARM_QUEUE_URL = var.alarm_queue_url
+    OPSBOT_SNS_TOPIC_ARNS  = join(",", var.sns_topic_arns)
+  })
+
+  secrets = concat(
+    [for key in var.app_secret_keys : { name = key, valueFrom = "${aws_secretsmanager_secret.app.arn}:${key}::" }],
+    [
+      { name = "DATABASE_URL", valueFrom = "${var.database_url_secret_arn}:url::" },
+      { name = "OPSBOT_CONFIG_YAML", valueFrom = aws_ssm_parameter.config.arn },
+    ],
+    # SSM-backed feature flags of this service, read at task start.
+    [for flag, arn in var.feature_flag_parameter_arns : { name = "FF_${flag}", valueFrom = arn }],
+  )
+}
+
+resource "aws_ecs_task_definition" "service" {
+  family                   = var.name
+  requires_compatibilities = ["FARGATE"]
+  network_mode             = "awsvpc"
+  cpu                      = var.cpu
+  memory                   = var.memory
+  execution_role_arn       = aws_iam_role.execution.arn
+  task_role_arn            = aws_iam_role.task.arn
+
+  runtime_platform {
+    operating_system_family = "LINUX"
+    cpu_architecture        = "X86_64"
+  }
+
+  # The root filesystem is read-only; the config file and Python's temp files go here.
+  volume {
+    name = "tmp"
+  }
+
+  container_definitions = jsonencode([{
+    name                   = local.container_name
+    image                  = "${var.image_repository_url}:${var.image_tag}"
+    essential              = true
+    readonlyRootFilesystem = true
+    portMappings           = [{ containerPort = var.container_port, protocol = "tcp" }]
+    environment            = [for k in sort(keys(local.environment)) : { name = k, value = local.environment[k] }]
+    secrets                = local.secrets
+    mountPoints            = [{ sourceVolume = "tmp", containerPath = "/tmp", readOnly = false }]
+    linuxParameters        = { initProcessEnabled = true }
+    stopTimeout            = 30
+    healthCheck = {
+      command     = ["CMD", "python", "-c", "import os,urllib.request as u; u.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '3000'), timeout=3)"]
+      interval    = 15
+      timeout     = 5
+      retries     = 3
+      startPeriod = 60
+    }
+    logConfiguration = {
+      logDriver = "awslogs"
+      options = {
+        awslogs-group         = aws_cloudwatch_log_group.service.name
+        awslogs-region        = local.region
+        awslogs-stream-prefix = "opsbot"
+      }
+    }
+  }])
+}

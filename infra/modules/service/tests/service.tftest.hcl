@@ -1,0 +1,312 @@
+# What matters in the service module: the task role allows what the bot does and
+# nothing more, the alarms notify the topic, the edge is HTTPS-only and the log bucket
+# is private and encrypted. Runs offline against a mocked AWS provider.
+
+mock_provider "aws" {
+  mock_data "aws_caller_identity" {
+    defaults = { account_id = "123456789012" }
+  }
+  mock_data "aws_region" {
+    defaults = { name = "eu-west-1" }
+  }
+  mock_data "aws_partition" {
+    defaults = { partition = "aws" }
+  }
+  mock_data "aws_elb_service_account" {
+    defaults = { arn = "arn:aws:iam::156460612806:root" }
+  }
+  # Mocked ARNs must still look like ARNs: the provider validates references to them.
+  mock_resource "aws_iam_role" {
+    defaults = { arn = "arn:aws:iam::123456789012:role/opsbot-test-mocked" }
+  }
+  mock_resource "aws_cloudwatch_log_group" {
+    defaults = { arn = "arn:aws:logs:eu-west-1:123456789012:log-group:mocked" }
+  }
+  mock_resource "aws_kms_key" {
+    defaults = { arn = "arn:aws:kms:eu-west-1:123456789012:key/mocked" }
+  }
+  mock_resource "aws_lb" {
+    defaults = { arn = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:loadbalancer/app/opsbot-test/mocked", arn_suffix = "app/opsbot-test/mocked" }
+  }
+  mock_resource "aws_lb_target_group" {
+    defaults = { arn = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/opsbot-test/mocked", arn_suffix = "targetgroup/opsbot-test/mocked" }
+  }
+  mock_resource "aws_lb_listener" {
+    defaults = { arn = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:listener/app/opsbot-test/mocked/mocked" }
+  }
+  mock_resource "aws_wafv2_web_acl" {
+    defaults = { arn = "arn:aws:wafv2:eu-west-1:123456789012:regional/webacl/opsbot-test/mocked" }
+  }
+  mock_resource "aws_secretsmanager_secret" {
+    defaults = { arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:opsbot-test/app-mocked" }
+  }
+  mock_resource "aws_ssm_parameter" {
+    defaults = { arn = "arn:aws:ssm:eu-west-1:123456789012:parameter/opsbot-test/config" }
+  }
+  mock_resource "aws_s3_bucket" {
+    defaults = { arn = "arn:aws:s3:::opsbot-test-alb-logs-mocked", id = "opsbot-test-alb-logs-mocked" }
+  }
+  mock_resource "aws_ecs_cluster" {
+    defaults = { arn = "arn:aws:ecs:eu-west-1:123456789012:cluster/opsbot-test", id = "arn:aws:ecs:eu-west-1:123456789012:cluster/opsbot-test" }
+  }
+  mock_resource "aws_ecs_task_definition" {
+    defaults = { arn = "arn:aws:ecs:eu-west-1:123456789012:task-definition/opsbot-test:1" }
+  }
+}
+
+# The first run applies (mocked); the runs with the same variables after it only plan
+# against that state, which leaves every value known and keeps the suite fast.
+variables {
+  name                        = "opsbot-test"
+  vpc_id                      = "vpc-0123456789abcdef0"
+  public_subnet_ids           = ["subnet-pub-a", "subnet-pub-b"]
+  private_subnet_ids          = ["subnet-priv-a", "subnet-priv-b"]
+  certificate_arn             = "arn:aws:acm:eu-west-1:123456789012:certificate/00000000-0000-0000-0000-000000000000"
+  image_repository_url        = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/opsbot"
+  image_repository_arn        = "arn:aws:ecr:eu-west-1:123456789012:repository/opsbot"
+  image_tag                   = "0123456789abcdef0123456789abcdef01234567"
+  config_yaml                 = "apps: {}\n"
+  database_url_secret_arn     = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:opsbot-test/database-login-AbCdEf"
+  database_secret_kms_key_arn = "arn:aws:kms:eu-west-1:123456789012:key/db"
+  database_security_group_id  = "sg-database"
+  alarm_topic_arn             = "arn:aws:sns:eu-west-1:123456789012:opsbot-test-alarms"
+  sns_topic_arns              = ["arn:aws:sns:eu-west-1:123456789012:opsbot-test-alarms"]
+  alarm_queue_url             = "https://sqs.eu-west-1.amazonaws.com/123456789012/opsbot-test-alarms"
+  alarm_queue_arn             = "arn:aws:sqs:eu-west-1:123456789012:opsbot-test-alarms"
+  alarm_queue_kms_key_arn     = "arn:aws:kms:eu-west-1:123456789012:key/alarms"
+
+  deployable_cluster_arns         = ["arn:aws:ecs:eu-west-1:123456789012:cluster/shop"]
+  deployable_service_arns         = ["arn:aws:ecs:eu-west-1:123456789012:service/shop/web"]
+  deployable_role_arns            = ["arn:aws:iam::123456789012:role/shop-web-task", "arn:aws:iam::123456789012:role/shop-web-execution"]
+  deployable_repository_arns      = ["arn:aws:ecr:eu-west-1:123456789012:repository/shop-web"]
+  flag_appconfig_application_arns = ["arn:aws:appconfig:eu-west-1:123456789012:application/abc1234"]
+  flag_ssm_service_names          = ["shop-web"]
+  role_manager_function_arns      = ["arn:aws:lambda:eu-west-1:123456789012:function:shop-role-manager"]
+  feature_flag_parameter_arns     = { CHECKOUT_V2 = "arn:aws:ssm:eu-west-1:123456789012:parameter/service/opsbot/feature-flag/CHECKOUT_V2" }
+}
+
+run "task_role_allows_exactly_what_the_bot_does" {
+  command = apply
+
+  assert {
+    condition = toset(flatten([for s in jsondecode(aws_iam_role_policy.task.policy).Statement : s.Action])) == toset([
+      "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes",
+      "kms:Decrypt",
+      "ecs:DescribeServices", "ecs:UpdateService", "ecs:RegisterTaskDefinition", "ecs:DescribeTaskDefinition",
+      "ecs:ListTaskDefinitions", "ecs:ListTasks", "ecs:DescribeTasks",
+      "iam:PassRole",
+      "ecr:DescribeImages", "ecr:ListImages", "ecr:DescribeImageScanFindings", "ecr:BatchGetImage",
+      "appconfig:GetApplication", "appconfig:GetEnvironment", "appconfig:GetConfigurationProfile",
+      "appconfig:ListHostedConfigurationVersions", "appconfig:GetHostedConfigurationVersion",
+      "appconfig:CreateHostedConfigurationVersion", "appconfig:StartDeployment", "appconfig:GetDeployment",
+      "appconfig:ListDeployments", "appconfig:StopDeployment", "appconfig:ListDeploymentStrategies",
+      "ssm:GetParametersByPath", "ssm:GetParameter", "ssm:GetParameters", "ssm:PutParameter", "ssm:GetParameterHistory",
+      "lambda:InvokeFunction",
+    ])
+    error_message = "The task role's actions differ from the list in docs/infrastructure.md."
+  }
+
+  assert {
+    condition     = alltrue([for a in flatten([for s in jsondecode(aws_iam_role_policy.task.policy).Statement : s.Action]) : !strcontains(a, "*")])
+    error_message = "The task role must not use wildcard actions."
+  }
+
+  assert {
+    condition     = alltrue([for s in jsondecode(aws_iam_role_policy.task.policy).Statement : s.Effect == "Allow" && !contains(["NotAction", "NotResource"], keys(s)[0])])
+    error_message = "Only plain Allow statements are expected."
+  }
+
+  # "*" only where AWS offers no resource-level permission, and ListTasks still
+  # conditioned on the deployable clusters.
+  assert {
+    condition = toset(flatten([
+      for s in jsondecode(aws_iam_role_policy.task.policy).Statement : s.Action if s.Resource == "*"
+    ])) == toset(["ecs:RegisterTaskDefinition", "ecs:DescribeTaskDefinition", "ecs:ListTaskDefinitions", "ecs:ListTasks"])
+    error_message = "Only the task-definition calls and ListTasks may use Resource \"*\"."
+  }
+
+  assert {
+    condition = one([
+      for s in jsondecode(aws_iam_role_policy.task.policy).Statement : s.Condition.ArnEquals["ecs:cluster"] if s.Action == "ecs:ListTasks"
+    ]) == ["arn:aws:ecs:eu-west-1:123456789012:cluster/shop", "arn:aws:ecs:eu-west-1:123456789012:cluster/opsbot-test"]
+    error_message = "ListTasks must be limited to the deployable clusters."
+  }
+
+  assert {
+    condition = one([
+      for s in jsondecode(aws_iam_role_policy.task.policy).Statement : s.Condition.StringEquals["iam:PassedToService"] if s.Action == "iam:PassRole"
+    ]) == "ecs-tasks.amazonaws.com"
+    error_message = "PassRole must be conditioned on iam:PassedToService = ecs-tasks.amazonaws.com."
+  }
+
+  assert {
+    condition = toset(one([
+      for s in jsondecode(aws_iam_role_policy.task.policy).Statement : s.Resource if s.Action == "iam:PassRole"
+    ])) == toset(["arn:aws:iam::123456789012:role/shop-web-task", "arn:aws:iam::123456789012:role/shop-web-execution", aws_iam_role.task.arn, aws_iam_role.execution.arn])
+    error_message = "PassRole must name the deployable services' roles only."
+  }
+
+  assert {
+    condition = one([
+      for s in jsondecode(aws_iam_role_policy.task.policy).Statement : s.Resource if s.Sid == "FlipSsmFlags"
+    ]) == ["arn:aws:ssm:eu-west-1:123456789012:parameter/service/shop-web/feature-flag/*"]
+    error_message = "SSM flag access must be scoped to /service/<name>/feature-flag/*."
+  }
+
+  assert {
+    condition = one([
+      for s in jsondecode(aws_iam_role_policy.task.policy).Statement : s.Resource if s.Sid == "ConsumeAlarmQueue"
+    ]) == "arn:aws:sqs:eu-west-1:123456789012:opsbot-test-alarms"
+    error_message = "The bot consumes its alarm queue only."
+  }
+
+  assert {
+    condition = one([
+      for s in jsondecode(aws_iam_role_policy.task.policy).Statement : s.Resource if s.Sid == "InvokeRoleManagers"
+    ]) == ["arn:aws:lambda:eu-west-1:123456789012:function:shop-role-manager"]
+    error_message = "lambda:InvokeFunction must name the role-manager functions only."
+  }
+
+  assert {
+    condition     = one([for s in jsondecode(aws_iam_role_policy.task.policy).Statement : s.Resource if s.Sid == "DescribeTasksOfDeployableClusters"])[0] == "arn:aws:ecs:eu-west-1:123456789012:task/shop/*"
+    error_message = "DescribeTasks must be scoped to the tasks of the deployable clusters."
+  }
+}
+
+run "execution_role_reads_only_this_services_secrets" {
+  command = plan
+
+  assert {
+    condition     = toset(one([for s in jsondecode(aws_iam_role_policy.execution.policy).Statement : s.Resource if s.Sid == "ReadSecrets"])) == toset([aws_secretsmanager_secret.app.arn, var.database_url_secret_arn])
+    error_message = "The execution role may read the app secret and the database URL secret only."
+  }
+
+  assert {
+    condition     = one([for s in jsondecode(aws_iam_role_policy.execution.policy).Statement : s.Resource if s.Sid == "PullImage"]) == var.image_repository_arn
+    error_message = "The execution role pulls from the bot's repository only."
+  }
+}
+
+run "alarms_notify_the_alarm_topic" {
+  command = plan
+
+  assert {
+    condition = alltrue([
+      for a in [aws_cloudwatch_metric_alarm.alb_5xx, aws_cloudwatch_metric_alarm.target_5xx, aws_cloudwatch_metric_alarm.target_p99_latency,
+      aws_cloudwatch_metric_alarm.unhealthy_hosts, aws_cloudwatch_metric_alarm.no_healthy_hosts, aws_cloudwatch_metric_alarm.cpu, aws_cloudwatch_metric_alarm.memory] :
+      a.alarm_actions == toset([var.alarm_topic_arn]) && a.ok_actions == toset([var.alarm_topic_arn])
+    ])
+    error_message = "Every service alarm must notify the alarm topic on ALARM and on OK."
+  }
+
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.target_p99_latency.extended_statistic == "p99"
+    error_message = "The latency alarm watches p99."
+  }
+}
+
+run "edge_is_https_only_and_checks_healthz" {
+  command = plan
+
+  assert {
+    condition     = aws_lb_listener.https.protocol == "HTTPS" && aws_lb_listener.https.certificate_arn == var.certificate_arn
+    error_message = "The public listener must be HTTPS with the given certificate."
+  }
+
+  assert {
+    condition     = aws_lb_listener.http.default_action[0].type == "redirect" && aws_lb_listener.http.default_action[0].redirect[0].protocol == "HTTPS"
+    error_message = "Port 80 must only redirect to HTTPS."
+  }
+
+  assert {
+    condition     = aws_lb_target_group.service.health_check[0].path == "/healthz"
+    error_message = "The target group must check /healthz."
+  }
+
+  assert {
+    condition     = toset(one(one(aws_lb_listener_rule.public_routes.condition).path_pattern).values) == toset(["/slack/events", "/sns", "/pagerduty/webhooks", "/healthz"])
+    error_message = "Only the bot's public routes are forwarded."
+  }
+
+  assert {
+    condition     = aws_ecs_service.service.deployment_circuit_breaker[0].enable && aws_ecs_service.service.deployment_circuit_breaker[0].rollback
+    error_message = "Deployments must roll back by themselves when they fail."
+  }
+
+  assert {
+    condition     = !aws_ecs_service.service.network_configuration[0].assign_public_ip
+    error_message = "Tasks get no public address."
+  }
+}
+
+run "access_log_bucket_is_private_and_encrypted" {
+  command = plan
+
+  assert {
+    condition = (aws_s3_bucket_public_access_block.access_logs.block_public_acls && aws_s3_bucket_public_access_block.access_logs.block_public_policy
+    && aws_s3_bucket_public_access_block.access_logs.ignore_public_acls && aws_s3_bucket_public_access_block.access_logs.restrict_public_buckets)
+    error_message = "The access log bucket must block all public access."
+  }
+
+  assert {
+    condition     = one(one(aws_s3_bucket_server_side_encryption_configuration.access_logs.rule).apply_server_side_encryption_by_default).sse_algorithm == "AES256"
+    error_message = "The access log bucket must be encrypted (SSE-S3: the only kind ALB log delivery supports)."
+  }
+
+  assert {
+    condition     = aws_lb.main.access_logs[0].enabled && aws_lb.main.access_logs[0].bucket == aws_s3_bucket.access_logs.id
+    error_message = "The ALB must write its access logs to the bucket."
+  }
+
+  assert {
+    condition     = contains([for s in jsondecode(aws_s3_bucket_policy.access_logs.policy).Statement : s.Sid], "TLSOnly")
+    error_message = "The log bucket must refuse plain HTTP."
+  }
+}
+
+run "container_gets_its_settings_and_secrets" {
+  command = plan
+
+  assert {
+    condition     = contains([for s in jsondecode(aws_ecs_task_definition.service.container_definitions)[0].secrets : s.name], "FF_CHECKOUT_V2")
+    error_message = "SSM flags must be injected as FF_<FLAG>."
+  }
+
+  assert {
+    condition = toset([for s in jsondecode(aws_ecs_task_definition.service.container_definitions)[0].secrets : s.name]) == toset([
+      "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "PAGERDUTY_API_TOKEN", "PAGERDUTY_WEBHOOK_SECRETS",
+      "DATABASE_URL", "OPSBOT_CONFIG_YAML", "FF_CHECKOUT_V2",
+    ])
+    error_message = "Secrets reach the container from Secrets Manager and SSM only."
+  }
+
+  assert {
+    condition     = { for e in jsondecode(aws_ecs_task_definition.service.container_definitions)[0].environment : e.name => e.value }["OPSBOT_ALARM_QUEUE_URL"] == var.alarm_queue_url
+    error_message = "The bot must be told its queue."
+  }
+
+  assert {
+    condition     = jsondecode(aws_ecs_task_definition.service.container_definitions)[0].readonlyRootFilesystem
+    error_message = "The container's root filesystem is read-only."
+  }
+}
+
+run "without_deploy_targets_the_bot_only_reads_its_queue" {
+  command = apply
+
+  variables {
+    self_deployable                 = false
+    deployable_cluster_arns         = []
+    deployable_service_arns         = []
+    deployable_role_arns            = []
+    deployable_repository_arns      = []
+    flag_appconfig_application_arns = []
+    flag_ssm_service_names          = []
+    role_manager_function_arns      = []
+  }
+
+  assert {
+    condition     = [for s in jsondecode(aws_iam_role_policy.task.policy).Statement : s.Sid] == ["ConsumeAlarmQueue", "DecryptAlarmQueue"]
+    error_message = "With nothing to deploy, flip or provision, the task role reads its queue and nothing else."
+  }
+}

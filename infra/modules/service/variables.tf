@@ -1,0 +1,278 @@
+variable "name" {
+  description = "Name of the service and prefix of its resources and alarms, e.g. \"opsbot-staging\" (at most 32 characters: ALB and target group names)."
+  type        = string
+
+  validation {
+    condition     = length(var.name) <= 32 && can(regex("^[a-z][a-z0-9-]*$", var.name))
+    error_message = "name must be lower-case letters, digits and hyphens, at most 32 characters."
+  }
+}
+
+# --- network ---------------------------------------------------------------------
+
+variable "vpc_id" {
+  description = "VPC of the service."
+  type        = string
+}
+
+variable "public_subnet_ids" {
+  description = "Public subnets for the load balancer (two or more AZs)."
+  type        = list(string)
+}
+
+variable "private_subnet_ids" {
+  description = "Private subnets for the tasks."
+  type        = list(string)
+}
+
+variable "allowed_ingress_cidrs" {
+  description = "IPv4 CIDRs allowed to reach the load balancer. Slack, SNS and PagerDuty send from changing address pools, so this is usually 0.0.0.0/0; requests are authenticated by signature."
+  type        = list(string)
+  default     = ["0.0.0.0/0"]
+}
+
+variable "certificate_arn" {
+  description = "ARN of the ACM certificate for the HTTPS listener (a name that resolves to the load balancer)."
+  type        = string
+}
+
+variable "deletion_protection" {
+  description = "Protect the load balancer from deletion (true in production)."
+  type        = bool
+  default     = true
+}
+
+variable "waf_rate_limit_per_5min" {
+  description = "Requests per source address per 5 minutes above which the WAF blocks that address."
+  type        = number
+  default     = 20000
+}
+
+# --- container -------------------------------------------------------------------
+
+variable "image_repository_url" {
+  description = "ECR repository URL of the bot's image."
+  type        = string
+}
+
+variable "image_repository_arn" {
+  description = "ECR repository ARN of the bot's image (the execution role may pull from it only)."
+  type        = string
+}
+
+variable "image_kms_key_arn" {
+  description = "KMS key encrypting the image repository, or null when it uses AES256."
+  type        = string
+  default     = null
+}
+
+variable "image_tag" {
+  description = "Image tag (a git SHA) of the first deployment. Later releases are rolled by `opsbot deploy`; Terraform ignores the task definition after creation."
+  type        = string
+}
+
+variable "container_port" {
+  description = "Port the bot listens on (PORT)."
+  type        = number
+  default     = 3000
+}
+
+variable "cpu" {
+  description = "Fargate task CPU units (256 = 0.25 vCPU)."
+  type        = number
+  default     = 512
+}
+
+variable "memory" {
+  description = "Fargate task memory in MiB."
+  type        = number
+  default     = 1024
+}
+
+variable "desired_count" {
+  description = "Tasks at creation; autoscaling moves it between min_count and max_count afterwards."
+  type        = number
+  default     = 2
+}
+
+variable "min_count" {
+  description = "Minimum number of tasks (2+ in production: one task per AZ survives an AZ loss)."
+  type        = number
+  default     = 2
+}
+
+variable "max_count" {
+  description = "Maximum number of tasks."
+  type        = number
+  default     = 4
+}
+
+variable "cpu_target_percent" {
+  description = "Average CPU utilisation that autoscaling aims for."
+  type        = number
+  default     = 60
+}
+
+variable "environment" {
+  description = "Extra plain environment variables for the container (no secrets here)."
+  type        = map(string)
+  default     = {}
+}
+
+variable "config_yaml" {
+  description = "Content of the bot's YAML config file (OPSBOT_CONFIG). Stored as an encrypted SSM parameter."
+  type        = string
+}
+
+variable "app_secret_keys" {
+  description = "Environment variables read from the JSON keys of the service's Secrets Manager secret. Every key must exist in the secret's value or the task does not start."
+  type        = list(string)
+  default     = ["SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "PAGERDUTY_API_TOKEN", "PAGERDUTY_WEBHOOK_SECRETS"]
+}
+
+variable "feature_flag_parameter_arns" {
+  description = "SSM-backed feature flags of this service: flag name => parameter ARN, injected as FF_<flag> at task start."
+  type        = map(string)
+  default     = {}
+}
+
+variable "log_retention_days" {
+  description = "Retention of the service's and the WAF's log groups, in days."
+  type        = number
+  default     = 365
+}
+
+variable "access_log_retention_days" {
+  description = "Days the ALB access logs are kept."
+  type        = number
+  default     = 90
+}
+
+# --- what the bot talks to -------------------------------------------------------
+
+variable "database_url_secret_arn" {
+  description = "Secrets Manager secret whose JSON key \"url\" is the bot's DATABASE_URL (its own database login, never the master user's)."
+  type        = string
+}
+
+variable "database_secret_kms_key_arn" {
+  description = "KMS key of the database URL secret."
+  type        = string
+}
+
+variable "database_security_group_id" {
+  description = "Security group of the database; the tasks get egress to it."
+  type        = string
+}
+
+variable "database_port" {
+  description = "Port of the database."
+  type        = number
+  default     = 5432
+}
+
+variable "alarm_topic_arn" {
+  description = "Alarms SNS topic: the service's own alarms notify it."
+  type        = string
+}
+
+variable "sns_topic_arns" {
+  description = "Topics the bot accepts messages from (OPSBOT_SNS_TOPIC_ARNS)."
+  type        = list(string)
+}
+
+variable "alarm_queue_url" {
+  description = "URL of the alarms queue (OPSBOT_ALARM_QUEUE_URL)."
+  type        = string
+}
+
+variable "alarm_queue_arn" {
+  description = "ARN of the alarms queue the bot consumes."
+  type        = string
+}
+
+variable "alarm_queue_kms_key_arn" {
+  description = "KMS key encrypting the alarms queue."
+  type        = string
+}
+
+# --- what the bot may change (the task role) -------------------------------------
+
+variable "deployable_cluster_arns" {
+  description = "ECS clusters holding services the bot may deploy (ListTasks and DescribeTasks are scoped to them)."
+  type        = list(string)
+  default     = []
+}
+
+variable "deployable_service_arns" {
+  description = "ECS services the bot may deploy and roll back (DescribeServices, UpdateService)."
+  type        = list(string)
+  default     = []
+}
+
+variable "deployable_role_arns" {
+  description = "Task and execution roles of the deployable services: the bot may pass these, and only to ecs-tasks.amazonaws.com, when it registers a task definition."
+  type        = list(string)
+  default     = []
+}
+
+variable "deployable_repository_arns" {
+  description = "ECR repositories whose images the bot may look up and deploy."
+  type        = list(string)
+  default     = []
+}
+
+variable "flag_appconfig_application_arns" {
+  description = "AppConfig applications whose feature flags the bot may flip."
+  type        = list(string)
+  default     = []
+}
+
+variable "flag_ssm_service_names" {
+  description = "Service names whose SSM flags (/service/<name>/feature-flag/*) the bot may read and write."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for n in var.flag_ssm_service_names : can(regex("^[A-Za-z0-9_.-]+$", n))])
+    error_message = "flag_ssm_service_names entries may hold letters, digits, '_', '.' and '-' only (no wildcards)."
+  }
+}
+
+variable "role_manager_function_arns" {
+  description = "Role-manager Lambda functions the bot may invoke (/dbrole)."
+  type        = list(string)
+  default     = []
+}
+
+# --- alarm thresholds ------------------------------------------------------------
+
+variable "alarm_5xx_threshold" {
+  description = "5xx responses per minute above which the 5xx alarms fire (3 of 5 minutes)."
+  type        = number
+  default     = 5
+}
+
+variable "alarm_p99_latency_seconds" {
+  description = "p99 target response time, in seconds, above which the latency alarm fires."
+  type        = number
+  default     = 2
+}
+
+variable "alarm_cpu_percent" {
+  description = "Average CPU utilisation above which the CPU alarm fires."
+  type        = number
+  default     = 85
+}
+
+variable "alarm_memory_percent" {
+  description = "Maximum memory utilisation above which the memory alarm fires."
+  type        = number
+  default     = 85
+}
+
+variable "self_deployable" {
+  description = "Let the bot deploy and roll back its own service and image too (adds them to the deployable lists)."
+  type        = bool
+  default     = true
+}

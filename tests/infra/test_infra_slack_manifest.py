@@ -1,0 +1,61 @@
+"""The Slack app manifest: every command, only the scopes the bot uses, one request URL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bot.manifest import build_manifest
+
+BASE_URL = "https://opsbot.example.com"
+
+
+def test_committed_manifest_matches_build_manifest(infra_repo: Path) -> None:
+    committed = yaml.safe_load((infra_repo / "slack" / "manifest.yaml").read_text())
+    assert committed == build_manifest(BASE_URL), (
+        "slack/manifest.yaml is stale: regenerate it from bot.manifest.build_manifest"
+    )
+
+
+def test_every_command_and_url_points_at_slack_events() -> None:
+    manifest = build_manifest(BASE_URL + "/")
+    commands = manifest["features"]["slash_commands"]
+    assert [c["command"] for c in commands] == [
+        "/opsbot", "/incident", "/oncall", "/deploy", "/rollback", "/releases", "/flag", "/dbrole",
+    ]  # fmt: skip
+    url = "https://opsbot.example.com/slack/events"
+    assert {c["url"] for c in commands} == {url}
+    assert manifest["settings"]["interactivity"] == {"is_enabled": True, "request_url": url}
+    assert manifest["settings"]["event_subscriptions"]["request_url"] == url
+    assert all(len(c["description"]) <= 100 for c in commands)
+
+
+def test_bot_scopes_are_only_what_the_bot_uses() -> None:
+    assert set(build_manifest(BASE_URL)["oauth_config"]["scopes"]["bot"]) == {
+        "chat:write",
+        "chat:write.public",
+        "commands",
+        "users:read",
+        "users:read.email",
+        "usergroups:read",
+        "channels:history",
+        "groups:history",
+    }
+    assert "user" not in build_manifest(BASE_URL)["oauth_config"]["scopes"]
+
+
+def test_a_path_prefix_is_kept() -> None:
+    manifest = build_manifest("https://example.com/bots/opsbot")
+    assert manifest["settings"]["interactivity"]["request_url"] == (
+        "https://example.com/bots/opsbot/slack/events"
+    )
+
+
+@pytest.mark.parametrize(
+    "url", ["http://opsbot.example.com", "opsbot.example.com", "https://", "https://x/?a=1"]
+)
+def test_non_https_urls_are_refused(url: str) -> None:
+    with pytest.raises(ValueError, match=r"https|query"):
+        build_manifest(url)
