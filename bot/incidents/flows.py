@@ -372,6 +372,8 @@ def silence(
     else:
         incident.silenced_until = until
         incident.silenced_by = by
+        # Someone is looking: no reminders nor escalation by the bot until it ends.
+        cancel_reminders(db_session, incident=incident)
         incidents.add_event(
             db_session,
             incident=incident,
@@ -423,7 +425,11 @@ def end_silence(db_session: Session, *, incident: Incident, now: datetime) -> st
         elif not incident.paged or last_action == "resolve":
             page_trigger(db_session, incident=incident, now=now)
             outcome += "; still in ALARM: paged"
-    thread_text(db_session, incident=incident, text=f":bell: {outcome.capitalize()}.", now=now)
+    waiting = incident.is_open and incident.paged and incident.acknowledged_at is None
+    if waiting and incident.remind_at is None and incident.escalate_at is None:
+        schedule_reminders(db_session, incident=incident, now=now)  # they stopped for the silence
+    said = f":bell: {outcome[0].upper()}{outcome[1:]}."
+    thread_text(db_session, incident=incident, text=said, now=now)
     _changed(db_session, incident=incident, now=now)
     return outcome
 

@@ -533,7 +533,8 @@ class PagerDutyEmulator:
             return self._error(
                 400, "Invalid Input Provided", "incident must be an incident_reference"
             )
-        if incident["status"] == "resolved" and change.get("status") in OPEN_STATUSES:
+        reopening = change.get("status") in OPEN_STATUSES or "escalation_level" in change
+        if incident["status"] == "resolved" and reopening:
             return self._error(400, "Invalid Input Provided", "Incident Already Resolved")
         agent = self._ref(user)
         if "escalation_level" in change:
