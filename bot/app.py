@@ -35,6 +35,7 @@ from bot.outbox.models import (
 )
 from bot.outbox.pacing import Pacer
 from bot.outbox.pagerduty_sender import PagerDutySender
+from bot.outbox.service import PAGERDUTY_REST_TARGET
 from bot.outbox.slack_sender import SlackSender
 from bot.outbox.wake import wake_after_commit
 from bot.outbox.worker import OutboxWorker, Send
@@ -53,6 +54,8 @@ def _pacer(config: Config) -> Pacer:
     delivery = config.delivery
 
     def limits(target: str) -> tuple[float, float]:
+        if target == PAGERDUTY_REST_TARGET:
+            return 16.0, 16.0  # REST API v2: 960 requests a minute
         if target.startswith("pd:"):
             return delivery.pagerduty_per_min / 60.0, float(delivery.pagerduty_burst)
         if target == "slack:response_url":

@@ -28,9 +28,9 @@ from bot.incidents.errors import IncidentError, IncidentNotFound
 from bot.incidents.models import ALARM, MANUAL, Incident, IncidentEvent
 from bot.outbox import service as outbox
 from bot.outbox.models import PAGERDUTY_REST
-from bot.outbox.replies import ephemeral
+from bot.outbox.replies import ephemeral, reply
 from bot.pagerduty.errors import PagerDutyUnavailable
-from bot.people.directory import PeopleDirectory, mention
+from bot.people.directory import NOT_CONFIGURED, PeopleDirectory, mention
 from bot.people.errors import NoPagerDutyUser
 
 ACKNOWLEDGE = "acknowledge"
@@ -69,7 +69,7 @@ class Requester:
     @property
     def where(self) -> str:
         """How the timeline says it was done."""
-        return "by opsbot" if self.slack_user_id is None else "from Slack"
+        return "as it was not acknowledged in time" if self.slack_user_id is None else "from Slack"
 
 
 def rest_order_key(incident_id: int) -> str:
@@ -85,15 +85,10 @@ def respond(
     blocks: list[dict[str, Any]] | None = None,
 ) -> None:
     """An ephemeral answer to the person, through the response_url of their request."""
-    if requester.response_url is None:
-        return
-    outbox.respond(
-        db_session,
-        response_url=requester.response_url,
-        body=ephemeral(text, blocks),
-        order_key=f"respond:{requester.response_url}"[:512],
-        now=now,
-    )
+    if requester.response_url is not None:
+        reply(
+            db_session, response_url=requester.response_url, body=ephemeral(text, blocks), now=now
+        )
 
 
 def _label(incident: Incident) -> str:
@@ -193,7 +188,7 @@ class IncidentActions:
         return None
 
     def _refuse(
-        self, *, incident: Incident | None, action: str, requester: Requester, why: str
+        self, *, incident: Incident | int, action: str, requester: Requester, why: str
     ) -> None:
         now = self.clock.now()
         with self.sessions() as db_session:
@@ -202,7 +197,9 @@ class IncidentActions:
                 at=now,
                 actor=requester.audit_actor,
                 action=f"incident.{action}",
-                target=incident.target if incident else "incident:?",
+                target=incident.target
+                if isinstance(incident, Incident)
+                else f"incident:{incident}",
                 outcome="refused",
                 detail={"via": requester.via, "reason": why},
             )
@@ -228,9 +225,14 @@ class IncidentActions:
                 else self._refusal(db_session, incident, action)
             )
         if incident is None or why is not None:
-            self._refuse(incident=incident, action=action, requester=requester, why=str(why))
+            self._refuse(
+                incident=incident or incident_id, action=action, requester=requester, why=str(why)
+            )
             return
         from_email = None
+        if incident.in_pagerduty and self.people.pagerduty is None:
+            self._refuse(incident=incident, action=action, requester=requester, why=NOT_CONFIGURED)
+            return
         if incident.in_pagerduty:
             try:
                 from_email = self._from_email(requester)
@@ -326,7 +328,9 @@ class IncidentActions:
             if incident is None or incident.source != ALARM:
                 db_session.rollback()
                 why = "Only an alarm's incident can be silenced."
-                self._refuse(incident=incident, action=SILENCE, requester=requester, why=why)
+                self._refuse(
+                    incident=incident or incident_id, action=SILENCE, requester=requester, why=why
+                )
                 return
             until = now + timedelta(minutes=minutes) if minutes else None
             flows.silence(db_session, incident=incident, until=until, by=requester.display, now=now)
@@ -409,7 +413,8 @@ class IncidentActions:
                 db_session,
                 requester=requester,
                 text=(
-                    f":rotating_light: Declared incident #{incident.id} in <#{route.channel}> "
+                    f":rotating_light: Declared incident #{incident.id} in "
+                    f"{render.channel_ref(route.channel)} "
                     f"and paged PagerDuty through route `{route.label}`."
                 ),
                 now=now,

@@ -155,25 +155,24 @@ def withdraw_resolve(db_session: Session, *, incident: Incident, now: datetime) 
 
 def schedule_reminders(db_session: Session, *, incident: Incident, now: datetime) -> None:
     """Set the reminder and escalation due times the route asks for, and their jobs."""
-    for job, after_min in (
-        (REMIND_JOB, incident.remind_after_min),
-        (ESCALATE_JOB, incident.escalate_after_min),
-    ):
-        if after_min is None:
-            continue
-        due = now + timedelta(minutes=after_min)
-        if job == REMIND_JOB:
-            incident.remind_at = due
-        else:
-            incident.escalate_at = due
-        schedule_after_commit(
-            db_session,
-            job,
-            at=due,
-            job_id=job_id(incident, job),
-            incident_id=incident.id,
-            dedup_key=incident.dedup_key,
-        )
+    if incident.remind_after_min is not None:
+        incident.remind_at = now + timedelta(minutes=incident.remind_after_min)
+    if incident.escalate_after_min is not None:
+        incident.escalate_at = now + timedelta(minutes=incident.escalate_after_min)
+    _schedule_reminder_jobs(db_session, incident=incident)
+
+
+def _schedule_reminder_jobs(db_session: Session, *, incident: Incident) -> None:
+    for job, due in ((REMIND_JOB, incident.remind_at), (ESCALATE_JOB, incident.escalate_at)):
+        if due is not None:
+            schedule_after_commit(
+                db_session,
+                job,
+                at=due,
+                job_id=job_id(incident, job),
+                incident_id=incident.id,
+                dedup_key=incident.dedup_key,
+            )
 
 
 def cancel_reminders(db_session: Session, *, incident: Incident) -> None:
@@ -188,19 +187,7 @@ def cancel_reminders(db_session: Session, *, incident: Incident) -> None:
 
 def schedule_due_jobs(db_session: Session, *, incident: Incident) -> None:
     """(Re-)schedule every job the incident's stored due times call for (after a restart)."""
-    for job, due in (
-        (REMIND_JOB, incident.remind_at),
-        (ESCALATE_JOB, incident.escalate_at),
-    ):
-        if due is not None:
-            schedule_after_commit(
-                db_session,
-                job,
-                at=due,
-                job_id=job_id(incident, job),
-                incident_id=incident.id,
-                dedup_key=incident.dedup_key,
-            )
+    _schedule_reminder_jobs(db_session, incident=incident)
     if incident.silenced_until is not None:
         _schedule_silence_end(db_session, incident=incident)
 
@@ -294,9 +281,14 @@ def escalated(
     at: datetime,
     now: datetime,
     via: str,
-) -> None:
-    """PagerDuty moved the incident to another escalation level: it is unacknowledged there."""
+) -> bool:
+    """PagerDuty moved the incident to another escalation level: it is unacknowledged there.
+
+    False when that level is already known (our own escalation, then its webhook).
+    """
     previous = incident.escalation_level
+    if level is not None and level == previous:
+        return False
     incident.escalation_level = level or incident.escalation_level
     incident.assignees = assignees
     incident.pagerduty_status = "triggered"
@@ -311,10 +303,11 @@ def escalated(
         at=at,
         now=now,
         actor=by,
-        text=f"escalated to {to}{who} {via}".strip(),
+        text=f"to {to}{who}, {via}",
         data={"from_level": previous, "to_level": level},
     )
     _changed(db_session, incident=incident, now=now)
+    return True
 
 
 def add_note(

@@ -157,10 +157,7 @@ class PagerDutyActionSender:
         with self.sessions() as db_session:
             incident = incidents.lock(db_session, incident_id=int(payload["incident_id"]))
             assert incident is not None
-            if data is not None:
-                flows.update_from_pagerduty(incident, data=data, assignees=assignees)
-            else:
-                incident.pagerduty_incident_id = pagerduty_id
+            incident.pagerduty_incident_id = pagerduty_id
             if action == ACKNOWLEDGE:
                 flows.acknowledge(db_session, incident=incident, by=by, at=now, now=now, via=where)
             elif action == RESOLVE:
@@ -195,6 +192,8 @@ class PagerDutyActionSender:
                     via=where,
                     pagerduty_note_id=note_id,
                 )
+            if data is not None:  # after the change, which compares with what was known
+                flows.update_from_pagerduty(incident, data=data, assignees=assignees)
             flows.sync_message(db_session, incident=incident, now=now)
             audit.record(
                 db_session,

@@ -158,7 +158,13 @@ class WebhookSync:
                 return "ignored: not an incident of ours"
         else:
             incident = incidents.lock(db_session, incident_id=incident.id) or incident
+        state_changing = event.note is None  # a note changes no state: it is never late
+        skip = None
         if not belongs:
+            skip = f"is about an older PagerDuty incident ({data.id})"
+        elif state_changing and incident.pagerduty_synced_at and at < incident.pagerduty_synced_at:
+            skip = "arrived after a newer change"
+        if skip is not None:
             incidents.add_event(
                 db_session,
                 incident=incident,
@@ -166,28 +172,16 @@ class WebhookSync:
                 at=at,
                 now=now,
                 actor=names.agent,
-                text=f"{event.event_type} of an older PagerDuty incident ({data.id}): not applied",
+                text=f"{event.event_type} {skip}: not applied",
                 source_ref=event.id,
             )
-            return f"incident {incident.id}: about an earlier PagerDuty incident, recorded only"
-        if event.note is not None:  # a note changes no state: never late
-            incident.pagerduty_incident_id = data.id
-        elif incident.pagerduty_synced_at is not None and at < incident.pagerduty_synced_at:
-            incidents.add_event(
-                db_session,
-                incident=incident,
-                kind="pagerduty",
-                at=at,
-                now=now,
-                actor=names.agent,
-                text=f"{event.event_type} arrived after a newer change: not applied",
-                source_ref=event.id,
-            )
-            return f"incident {incident.id}: late {event.event_type}, recorded only"
-        else:
+            return f"incident {incident.id}: {event.event_type} {skip}, recorded only"
+        incident.pagerduty_incident_id = data.id
+        if state_changing:
             incident.pagerduty_synced_at = at
-            flows.update_from_pagerduty(incident, data=data, assignees=names.assignees)
         self._change(db_session, incident, event, names)
+        if state_changing:  # after the change, which compares with what was known
+            flows.update_from_pagerduty(incident, data=data, assignees=names.assignees)
         flows.sync_message(db_session, incident=incident, now=now)
         return f"incident {incident.id}: {event.event_type}"
 
@@ -245,9 +239,9 @@ class WebhookSync:
             )
         else:
             text = {
-                "triggered": f"PagerDuty incident #{incident.pagerduty_number or '?'} open",
+                "triggered": f"PagerDuty incident #{event.incident.number or '?'} open",
                 "reassigned": "reassigned to " + (", ".join(names.assignees) or "nobody"),
-                "priority_updated": f"priority set to {incident.priority or 'none'}",
+                "priority_updated": f"priority set to {event.incident.priority or 'none'}",
             }.get(kind, kind.replace("_", " "))
             if kind == "triggered" and names.assignees:
                 text += ", assigned to " + ", ".join(names.assignees)

@@ -41,6 +41,11 @@ def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def channel_ref(channel: str) -> str:
+    """A channel as Slack links it: `<#C0123>` for an id, the name as configured otherwise."""
+    return f"<#{channel}>" if channel[:1] in ("C", "G") and channel.isalnum() else channel
+
+
 def hhmm(moment: datetime | None) -> str:
     return moment.strftime("%H:%M:%S UTC") if moment else "?"
 
@@ -97,7 +102,10 @@ def summary_text(incident: Incident) -> str:
 def _fields(incident: Incident) -> list[dict[str, str]]:
     snap = incident.snapshot or {}
     state = _state(incident)
-    fields = [f"*State*\n{STATE_WORD.get(state, state)} since {hhmm(incident.state_changed_at)}"]
+    since = incident.state_changed_at or (
+        incident.resolved_at or incident.acknowledged_at or incident.opened_at
+    )
+    fields = [f"*State*\n{STATE_WORD.get(state, state)} since {hhmm(since)}"]
     if snap.get("metric"):
         fields.append(f"*Metric*\n{snap['metric']}")
     if snap.get("threshold"):
@@ -253,7 +261,7 @@ def list_line(incident: Incident, *, now: datetime) -> str:
     state = _state(incident)
     line = (
         f"{STATE_ICON.get(state, '')} *#{incident.id}* {clip(incident.title, 120)} · "
-        f"{incident.severity} · <#{incident.channel}> · opened "
+        f"{incident.severity} · {channel_ref(incident.channel)} · opened "
         f"{_age((now - incident.opened_at).total_seconds())}"
     )
     if incident.acknowledged_by:
@@ -312,7 +320,7 @@ EVENT_WORDS = {
     "reminder": "reminder",
     "silenced": "silenced",
     "unsilenced": "silence ended",
-    "pagerduty_refused": "PagerDuty refused",
+    "pagerduty_refused": "PagerDuty action failed",
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -17,6 +18,17 @@ def ephemeral(text: str, blocks: list[dict[str, Any]] | None = None) -> dict[str
     return body
 
 
+def reply(db_session: Session, *, response_url: str, body: dict[str, Any], now: datetime) -> None:
+    """Answer in the caller's transaction; answers to one request go out in order."""
+    outbox.respond(
+        db_session,
+        response_url=response_url,
+        body=body,
+        order_key=f"respond:{response_url}"[:512],
+        now=now,
+    )
+
+
 class Replies:
     """For answers that are not part of another unit of work."""
 
@@ -26,11 +38,5 @@ class Replies:
 
     def send(self, response_url: str, body: dict[str, Any]) -> None:
         with self.sessions() as db_session:
-            outbox.respond(
-                db_session,
-                response_url=response_url,
-                body=body,
-                order_key=f"respond:{response_url}"[:512],
-                now=self.clock.now(),
-            )
+            reply(db_session, response_url=response_url, body=body, now=self.clock.now())
             db_session.commit()

@@ -190,9 +190,14 @@ def test_our_own_action_and_its_webhook_make_one_change(
     click(service, render.ACKNOWLEDGE, str(incident_id), response_url=slack.response_url())
     wait_for(lambda: deliveries(pagerduty, "incident.acknowledged"))
     wait_for(lambda: "acknowledged by <@U0ALICE>" in message_text(message))
+    click(service, render.ESCALATE, str(incident_id), response_url=slack.response_url())
+    wait_for(lambda: deliveries(pagerduty, "incident.escalated"))
+    wait_for(lambda: "level 2" in message_text(message))
     wait_for(lambda: outbox_idle(service))
     kinds = [e.kind for e in events_of(service, incident_id)]
     assert kinds.count("acknowledged") == 1
+    assert kinds.count("escalated") == 1
+    assert kinds[-1] == "escalated"
 
 
 def test_incident_opened_in_pagerduty_by_someone_else_is_posted_with_buttons(
