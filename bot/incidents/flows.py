@@ -321,15 +321,21 @@ def add_note(
     via: str,
     pagerduty_note_id: str | None = None,
 ) -> bool:
-    """A note in the timeline and the thread; False if the same note is already there."""
-    for event in incidents.timeline(db_session, incident_id=incident.id):
-        if event.kind != "note":
-            continue
-        if event.text == text or (
-            pagerduty_note_id and event.data.get("pagerduty_note_id") == pagerduty_note_id
-        ):
-            if pagerduty_note_id and not event.data.get("pagerduty_note_id"):
-                event.data = {**event.data, "pagerduty_note_id": pagerduty_note_id}
+    """A note in the timeline and the thread; False if PagerDuty's note is already there.
+
+    A note written in Slack is added at once and gets PagerDuty's note id when
+    PagerDuty accepts it; the webhook announcing that note (before or after)
+    then finds it by its id or, while it has none yet, by its text.
+    """
+    if pagerduty_note_id is not None:
+        notes = [
+            e for e in incidents.timeline(db_session, incident_id=incident.id) if e.kind == "note"
+        ]
+        if any(e.data.get("pagerduty_note_id") == pagerduty_note_id for e in notes):
+            return False
+        waiting = [e for e in notes if e.text == text and not e.data.get("pagerduty_note_id")]
+        if waiting:
+            waiting[0].data = {**waiting[0].data, "pagerduty_note_id": pagerduty_note_id}
             return False
     incidents.add_event(
         db_session,

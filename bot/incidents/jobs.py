@@ -59,6 +59,13 @@ def _claim(
     return claimed == 1
 
 
+def _waited(after_min: float | None, incident: Incident, now: datetime) -> str:
+    """How long the page has gone unacknowledged: the route's setting (a page may be a re-page)."""
+    if after_min is not None:
+        return render.duration(after_min * 60)
+    return render.duration((now - incident.opened_at).total_seconds())
+
+
 def _on_call(runtime: Runtime, incident: Incident) -> list[str]:
     """Who to mention: PagerDuty's assignees now, else the last we heard, else the route's."""
     if runtime.pagerduty is not None and incident.in_pagerduty:
@@ -94,7 +101,7 @@ def remind(runtime: Runtime, *, incident_id: int, dedup_key: str) -> None:
     with runtime.sessions() as db_session:
         incident = incidents.lock(db_session, incident_id=incident_id)
         assert incident is not None
-        minutes = render.duration((now - incident.opened_at).total_seconds())
+        minutes = _waited(incident.remind_after_min, incident, now)
         who = ", ".join(on_call) or "On-call"
         text = f":alarm_clock: Still not acknowledged after {minutes}. {who}: please acknowledge."
         if incident.escalate_at is not None:
@@ -121,7 +128,7 @@ def escalate(runtime: Runtime, *, incident_id: int, dedup_key: str) -> None:
     with runtime.sessions() as db_session:
         incident = incidents.get(db_session, incident_id=incident_id)
         assert incident is not None
-        minutes = render.duration((now - incident.opened_at).total_seconds())
+        minutes = _waited(incident.escalate_after_min, incident, now)
         flows.thread_text(
             db_session,
             incident=incident,

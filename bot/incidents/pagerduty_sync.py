@@ -152,6 +152,7 @@ class WebhookSync:
         now = self.clock.now()
         at = event.occurred_at or now
         incident = _find(db_session, data)
+        opened_here = incident is None
         if incident is None:
             incident = self._foreign(db_session, event, names)
             if incident is None:
@@ -179,7 +180,8 @@ class WebhookSync:
         incident.pagerduty_incident_id = data.id
         if state_changing:
             incident.pagerduty_synced_at = at
-        self._change(db_session, incident, event, names)
+        if not (opened_here and event.event_type == "incident.triggered"):  # said by "opened"
+            self._change(db_session, incident, event, names)
         if state_changing:  # after the change, which compares with what was known
             flows.update_from_pagerduty(incident, data=data, assignees=names.assignees)
         flows.sync_message(db_session, incident=incident, now=now)
