@@ -19,6 +19,7 @@ from bot.apps.access import Access
 from bot.clock import Clock, SystemClock
 from bot.config import Config
 from bot.db.engine import make_engine, make_sessionmaker
+from bot.inbound.prune import prune_receipts
 from bot.incidents import jobs as incident_jobs
 from bot.incidents.actions import IncidentActions
 from bot.incidents.pagerduty_calls import PagerDutyActionSender
@@ -222,7 +223,11 @@ def build_runtime(
         ),
         queue_consumer=consumer,
         notes=notes,
-        on_start=[incident_jobs.reschedule, oncall_jobs.schedule_handoffs],
+        on_start=[
+            incident_jobs.reschedule,
+            oncall_jobs.schedule_handoffs,
+            prune_receipts,
+        ],
     )
 
 

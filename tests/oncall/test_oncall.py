@@ -243,3 +243,21 @@ def test_next_handoff_follows_the_time_zone_across_daylight_saving() -> None:
     assert winter == datetime(2026, 3, 29, 7, 0, tzinfo=UTC)  # summer time from the 29th
     same_day = next_run(handoff, after=datetime(2026, 11, 25, 7, 59, tzinfo=UTC))
     assert same_day == datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
+
+
+def test_old_receipts_are_forgotten_at_start(
+    settings: Settings, oncall_config: Config, database_url: str
+) -> None:
+    clock = ManualClock(datetime(2026, 11, 25, tzinfo=UTC))
+    runtime = build_runtime(settings, oncall_config, clock=clock, run_jobs=False)
+    with runtime.sessions() as db:
+        inbound.record(db, source=SLACK_EVENT, key="old", now=clock.now() - timedelta(days=8))
+        inbound.record(db, source=SLACK_EVENT, key="new", now=clock.now() - timedelta(days=1))
+        db.commit()
+    runtime.start()
+    try:
+        with runtime.sessions() as db:
+            assert not inbound.seen(db, source=SLACK_EVENT, key="old")
+            assert inbound.seen(db, source=SLACK_EVENT, key="new")
+    finally:
+        runtime.stop()
