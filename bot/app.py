@@ -19,24 +19,44 @@ from bot.apps.access import Access
 from bot.clock import Clock, SystemClock
 from bot.config import Config
 from bot.db.engine import make_engine, make_sessionmaker
-from bot.outbox.models import PAGERDUTY_EVENT, SLACK_MESSAGE, SLACK_REPLY, SLACK_RESPONSE
+from bot.inbound.prune import prune_receipts
+from bot.incidents import jobs as incident_jobs
+from bot.incidents.actions import IncidentActions
+from bot.incidents.pagerduty_calls import PagerDutyActionSender
+from bot.incidents.pagerduty_sync import WebhookSync
+from bot.oncall import jobs as oncall_jobs
+from bot.oncall.flows import OnCallAnswers
+from bot.oncall.service import OnCallLookup
+from bot.outbox.models import (
+    PAGERDUTY_EVENT,
+    PAGERDUTY_REST,
+    SLACK_MESSAGE,
+    SLACK_REPLY,
+    SLACK_RESPONSE,
+)
 from bot.outbox.pacing import Pacer
 from bot.outbox.pagerduty_sender import PagerDutySender
+from bot.outbox.service import PAGERDUTY_REST_TARGET
 from bot.outbox.slack_sender import SlackSender
 from bot.outbox.wake import wake_after_commit
 from bot.outbox.worker import OutboxWorker, Send
+from bot.pagerduty.rest import PagerDutyRest
+from bot.people.directory import PeopleDirectory
 from bot.runtime import Runtime
+from bot.scheduler.deferred import apply_after_commit
 from bot.scheduler.scheduler import JobScheduler
 from bot.settings import Settings
 from bot.sns.fetch import make_fetch
 from bot.sns.verify import SnsVerifier
-from handlers import health, slack_events, sns
+from handlers import health, pagerduty_webhooks, slack_events, sns
 
 
 def _pacer(config: Config) -> Pacer:
     delivery = config.delivery
 
     def limits(target: str) -> tuple[float, float]:
+        if target == PAGERDUTY_REST_TARGET:
+            return 16.0, 16.0  # REST API v2: 960 requests a minute
         if target.startswith("pd:"):
             return delivery.pagerduty_per_min / 60.0, float(delivery.pagerduty_burst)
         if target == "slack:response_url":
@@ -111,6 +131,39 @@ def build_runtime(
     if not config.routing_key_envs():
         notes.append("PagerDuty paging: DISABLED (no alarm route names a routing key)")
 
+    rest = None
+    if settings.pagerduty_api_token is not None:
+        rest = PagerDutyRest(
+            pagerduty.rest_client(
+                settings.pagerduty_api_token.get_secret_value(),
+                base_url=settings.pagerduty_api_url,
+                tls=context,
+                timeout_s=timeout_s,
+                default_from=config.oncall.pagerduty_from,
+            )
+        )
+        notes.append(f"PagerDuty REST: acting through {settings.pagerduty_api_url}")
+    else:
+        notes.append(
+            "PagerDuty REST: DISABLED (PAGERDUTY_API_TOKEN is not set); buttons act in Slack only"
+        )
+    if settings.pagerduty_webhook_secrets:
+        notes.append(
+            f"POST /pagerduty/webhooks: {len(settings.pagerduty_webhook_secrets)} secret(s)"
+        )
+    else:
+        notes.append("POST /pagerduty/webhooks: refuses everything (PAGERDUTY_WEBHOOK_SECRETS)")
+    people = PeopleDirectory(
+        sessions=sessions,
+        slack=slack_client,
+        pagerduty=rest,
+        clock=clock,
+        cache_h=config.oncall.people_cache_h,
+    )
+    senders[PAGERDUTY_REST] = PagerDutyActionSender(
+        sessions=sessions, pagerduty=rest, people=people, clock=clock
+    ).send
+
     outbox = OutboxWorker(
         sessions=sessions,
         senders=senders,
@@ -119,6 +172,8 @@ def build_runtime(
         clock=clock,
     )
     wake_after_commit(sessions, outbox.wake)
+    scheduler = JobScheduler(engine, background=run_jobs)
+    apply_after_commit(sessions, scheduler)
     intake = AlarmIntake(sessions=sessions, config=config, clock=clock)
 
     consumer = None
@@ -152,10 +207,28 @@ def build_runtime(
         sns_url_pattern=settings.sns_url_regex,
         slack_client=slack_client,
         outbox=outbox,
-        scheduler=JobScheduler(engine, background=run_jobs),
+        scheduler=scheduler,
         access=Access(_group_members(slack_client)),
+        pagerduty=rest,
+        people=people,
+        incident_actions=IncidentActions(
+            sessions=sessions, people=people, config=config, clock=clock
+        ),
+        webhook_sync=WebhookSync(
+            sessions=sessions, people=people, pagerduty=rest, config=config, clock=clock
+        ),
+        oncall=OnCallAnswers(
+            sessions=sessions,
+            lookup=OnCallLookup(pagerduty=rest, people=people, config=config, clock=clock),
+            clock=clock,
+        ),
         queue_consumer=consumer,
         notes=notes,
+        on_start=[
+            incident_jobs.reschedule,
+            oncall_jobs.schedule_handoffs,
+            prune_receipts,
+        ],
     )
 
 
@@ -170,7 +243,12 @@ def create_app(runtime: Runtime) -> Starlette:
         finally:
             runtime.stop()
 
-    routes = [*health.routes(runtime), *sns.routes(runtime), *slack_events.routes(runtime)]
+    routes = [
+        *health.routes(runtime),
+        *sns.routes(runtime),
+        *slack_events.routes(runtime),
+        *pagerduty_webhooks.routes(runtime),
+    ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.runtime = runtime
     return app

@@ -7,10 +7,11 @@ Every error names the key that is wrong and why, e.g.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, time
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -45,6 +46,11 @@ class AlarmRoute(Strict):
     pagerduty_routing_key_env: str | None = None
     severity: Severity = "error"
     mention: str | None = None
+    # An incident still unacknowledged this long after its page gets a threaded
+    # reminder that mentions the on-call; after `escalate_after_min` the bot
+    # escalates it in PagerDuty. Unset: neither.
+    remind_after_min: float | None = Field(default=None, gt=0, le=10_080)
+    escalate_after_min: float | None = Field(default=None, gt=0, le=10_080)
 
     @field_validator("channel")
     @classmethod
@@ -52,6 +58,18 @@ class AlarmRoute(Strict):
         if not CHANNEL.match(value):
             raise ValueError("must be a Slack channel id (C0123ABCD) or a channel name (#alerts)")
         return value
+
+    @model_validator(mode="after")
+    def _reminder_before_escalation(self) -> AlarmRoute:
+        remind, escalate = self.remind_after_min, self.escalate_after_min
+        if remind is not None and escalate is not None and escalate <= remind:
+            raise ValueError("escalate_after_min must be later than remind_after_min")
+        if (remind is not None or escalate is not None) and not self.pagerduty_routing_key_env:
+            raise ValueError(
+                "remind_after_min and escalate_after_min need pagerduty_routing_key_env "
+                "(only paged incidents are reminded and escalated)"
+            )
+        return self
 
     @field_validator("pagerduty_routing_key_env")
     @classmethod
@@ -73,6 +91,114 @@ class AlarmSettings(Strict):
     notices_channel: str | None = None
     # SQS long-poll wait; lower only to make shutdown quicker in tests.
     queue_wait_s: int = Field(default=20, ge=0, le=20)
+
+
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+
+
+def _channel_or_raise(value: str) -> str:
+    if not CHANNEL.match(value):
+        raise ValueError("must be a Slack channel id (C0123ABCD) or a channel name (#oncall)")
+    return value
+
+
+class OnCallTeam(Strict):
+    """What `/oncall <team>` and a handoff look up in PagerDuty (ids, e.g. PABC123)."""
+
+    escalation_policies: list[Annotated[str, Field(pattern=r"^P[A-Z0-9]+$")]] = Field(
+        default_factory=list
+    )
+    schedules: list[Annotated[str, Field(pattern=r"^P[A-Z0-9]+$")]] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> OnCallTeam:
+        if not self.escalation_policies and not self.schedules:
+            raise ValueError("name at least one of escalation_policies or schedules")
+        return self
+
+
+class Handoff(Strict):
+    """A daily post of who is on call for the next shift."""
+
+    channel: str
+    at: str  # HH:MM in `timezone`
+    timezone: str = "UTC"
+    team: str
+
+    @field_validator("channel")
+    @classmethod
+    def _channel(cls, value: str) -> str:
+        return _channel_or_raise(value)
+
+    @field_validator("at")
+    @classmethod
+    def _hhmm(cls, value: str) -> str:
+        if not HHMM.match(value):
+            raise ValueError("must be a time of day as HH:MM, e.g. 09:00")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("must be an IANA time zone, e.g. Europe/Berlin or UTC") from None
+        return value
+
+    @property
+    def time_of_day(self) -> time:
+        hours, minutes = self.at.split(":")
+        return time(int(hours), int(minutes))
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class OnCallSettings(Strict):
+    """On-call in Slack: acting on pages, /oncall, /incident, handoffs."""
+
+    # The PagerDuty user the bot acts as when it escalates by itself (the `From`
+    # header of REST calls that no person made).
+    pagerduty_from: str | None = None
+    # Where incidents opened in PagerDuty by something other than our alarms are posted.
+    pagerduty_channel: str | None = None
+    # The route `/incident declare` pages through when no --route is given
+    # (default: the first route with a routing key).
+    declare_route: str | None = None
+    # What a bare `/oncall` shows (default: every escalation policy).
+    default_team: str | None = None
+    teams: dict[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")], OnCallTeam] = Field(
+        default_factory=dict
+    )
+    handoffs: list[Handoff] = Field(default_factory=list)
+    # How long an email lookup (Slack user -> PagerDuty user) is trusted.
+    people_cache_h: float = Field(default=24.0, gt=0, le=720)
+    # How far ahead `/oncall` looks for who is next.
+    lookahead_h: float = Field(default=168.0, gt=0, le=2160)
+
+    @field_validator("pagerduty_from")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        if value is not None and not EMAIL.match(value):
+            raise ValueError("must be the email of a PagerDuty user, e.g. opsbot@example.com")
+        return value
+
+    @field_validator("pagerduty_channel")
+    @classmethod
+    def _channel(cls, value: str | None) -> str | None:
+        return None if value is None else _channel_or_raise(value)
+
+    @model_validator(mode="after")
+    def _teams_exist(self) -> OnCallSettings:
+        if self.default_team is not None and self.default_team not in self.teams:
+            raise ValueError(f"default_team: {self.default_team!r} is not one of oncall.teams")
+        for n, handoff in enumerate(self.handoffs):
+            if handoff.team not in self.teams:
+                raise ValueError(f"handoffs[{n}].team: {handoff.team!r} is not one of oncall.teams")
+        return self
 
 
 class DeliverySettings(Strict):
@@ -181,6 +307,7 @@ class Config(Strict):
     alarms: AlarmSettings = Field(default_factory=AlarmSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     apps: dict[Annotated[str, Field(pattern=NAME)], App] = Field(default_factory=dict)
+    oncall: OnCallSettings = Field(default_factory=OnCallSettings)
 
     @model_validator(mode="after")
     def _default_route_last(self) -> Config:
@@ -190,6 +317,29 @@ class Config(Strict):
                 "so that no alarm is ever dropped"
             )
         return self
+
+    @model_validator(mode="after")
+    def _oncall_consistent(self) -> Config:
+        escalating = [r.label for r in self.alarm_routes if r.escalate_after_min is not None]
+        if escalating and self.oncall.pagerduty_from is None:
+            raise ValueError(
+                "oncall.pagerduty_from: needed because routes escalate by themselves "
+                f"({', '.join(escalating)}): the email of the PagerDuty user the bot acts as"
+            )
+        name = self.oncall.declare_route
+        if name is not None:
+            route = self.route_named(name)
+            if route is None:
+                raise ValueError(f"oncall.declare_route: no alarm route is named {name!r}")
+            if route.pagerduty_routing_key_env is None:
+                raise ValueError(
+                    f"oncall.declare_route: route {name!r} has no pagerduty_routing_key_env"
+                )
+        return self
+
+    def route_named(self, name: str) -> AlarmRoute | None:
+        """The first route whose `name` (or, unnamed, channel) is `name`."""
+        return next((r for r in self.alarm_routes if r.label == name), None)
 
     def routing_key_envs(self) -> set[str]:
         return {
@@ -227,7 +377,14 @@ def _problems(error: ValidationError) -> list[str]:
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "unknown key"
-        problems.append(f"{_key_path(item['loc'])}: {message}")
+        path = _key_path(item["loc"])
+        if item["loc"] and re.match(r"^[a-z_\[\]0-9.]+: ", message):
+            # A section's own check that names the key inside it.
+            path = f"{path}.{message.split(': ', 1)[0]}"
+            message = message.split(": ", 1)[1]
+        elif not item["loc"] and re.match(r"^[a-z_\[\]0-9.]+: ", message):
+            path, message = message.split(": ", 1)
+        problems.append(f"{path}: {message}")
     return problems
 
 

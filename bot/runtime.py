@@ -17,7 +17,12 @@ from bot.alarms.queue import AlarmQueueConsumer
 from bot.apps.access import Access
 from bot.clock import Clock
 from bot.config import Config
+from bot.incidents.actions import IncidentActions
+from bot.incidents.pagerduty_sync import WebhookSync
+from bot.oncall.flows import OnCallAnswers
 from bot.outbox.worker import OutboxWorker
+from bot.pagerduty.rest import PagerDutyRest
+from bot.people.directory import PeopleDirectory
 from bot.scheduler.scheduler import JobScheduler
 from bot.settings import Settings
 from bot.sns.verify import SnsVerifier
@@ -41,14 +46,26 @@ class Runtime:
     outbox: OutboxWorker
     scheduler: JobScheduler
     access: Access
+    pagerduty: PagerDutyRest | None  # REST API v2; None without PAGERDUTY_API_TOKEN
+    people: PeopleDirectory
+    incident_actions: IncidentActions
+    webhook_sync: WebhookSync
+    oncall: OnCallAnswers
     queue_consumer: AlarmQueueConsumer | None = None
     notes: list[str] = field(default_factory=list)  # what is on or off, said once at start
+    # Run once the scheduler is up (e.g. re-scheduling jobs a crash may have lost).
+    on_start: list[Callable[[Runtime], None]] = field(default_factory=list)
 
     def start(self) -> None:
         for note in self.notes:
             log.info("%s", note)
         self.outbox.start()
         self.scheduler.start(self)
+        for hook in self.on_start:
+            try:
+                hook(self)
+            except Exception:
+                log.exception("start-up step %s failed; going on without it", hook.__name__)
         if self.queue_consumer is not None:
             self.queue_consumer.start()
 

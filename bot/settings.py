@@ -108,6 +108,14 @@ class Settings(BaseSettings):
     def _comma_separated(cls, value: Any) -> Any:
         return _split_csv(value)
 
+    @field_validator("pagerduty_api_url", "pagerduty_events_url")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        # The `pagerduty` client refuses anything else (an emulator runs TLS with a test CA).
+        if not value.startswith("https://"):
+            raise ValueError("must start with https://")
+        return value
+
     @field_validator("sns_url_pattern")
     @classmethod
     def _compiles(cls, value: str) -> str:

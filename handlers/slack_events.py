@@ -2,22 +2,25 @@
 
 Bolt verifies the signature on the raw body and answers within Slack's three
 seconds; listeners ack first and finish their work afterwards. Bolt's sync app
-runs in a worker thread so the event loop never waits on it.
+runs in a worker thread so the event loop never waits on it. Events API
+deliveries are deduplicated by event_id before any listener sees them.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
-from slack_bolt import App
+from slack_bolt import App, BoltRequest, BoltResponse
 from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bot.inbound.receipts import SlackEventReceipts
 from bot.runtime import Runtime
-from handlers import opsbot_command
+from handlers import incidents, oncall, opsbot_command
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +37,23 @@ def build_bolt_app(runtime: Runtime) -> App | None:
         token_verification_enabled=False,
         logger=logging.getLogger("opsbot.slack"),
     )
+    receipts = SlackEventReceipts(sessions=runtime.sessions, clock=runtime.clock)
+
+    @app.middleware
+    def deduplicate_events(
+        req: BoltRequest, resp: BoltResponse, next: Callable[[], BoltResponse]
+    ) -> BoltResponse:
+        body = req.body
+        event_id = body.get("event_id") if body.get("type") == "event_callback" else None
+        if event_id and not receipts.claim(str(event_id)):
+            retry = req.headers.get("x-slack-retry-num", ["0"])[0]
+            log.info("event %s (retry %s) is a duplicate: answered, not processed", event_id, retry)
+            return BoltResponse(status=200, body="")
+        return next()
+
     opsbot_command.register(app, runtime)
+    incidents.register(app, runtime)
+    oncall.register(app, runtime, receipts)
     return app
 
 

@@ -65,8 +65,10 @@ class LiveService:
         self.thread.join(30)
 
 
-def start_service(settings: Settings, config: Config, *, clock: Clock | None = None) -> LiveService:
-    runtime = build_runtime(settings, config, clock=clock)
+def start_service(
+    settings: Settings, config: Config, *, clock: Clock | None = None, run_jobs: bool = True
+) -> LiveService:
+    runtime = build_runtime(settings, config, clock=clock, run_jobs=run_jobs)
     app = create_app(runtime)
     port = free_port()
     server = uvicorn.Server(
@@ -129,7 +131,27 @@ def block_action_body(
     message_ts: str = "1.000001",
     response_url: str = "https://hooks.slack.test/actions/1",
     block_id: str = "b",
+    selected_option: str | None = None,
 ) -> str:
+    """A button click; with `selected_option`, a choice in a select menu instead."""
+    action: dict[str, Any] = {
+        "action_id": action_id,
+        "block_id": block_id,
+        "value": value,
+        "type": "button",
+        "action_ts": str(time.time()),
+    }
+    if selected_option is not None:
+        action = {
+            "action_id": action_id,
+            "block_id": block_id,
+            "type": "static_select",
+            "selected_option": {
+                "text": {"type": "plain_text", "text": selected_option},
+                "value": selected_option,
+            },
+            "action_ts": str(time.time()),
+        }
     payload = {
         "type": "block_actions",
         "team": {"id": "T0000", "domain": "sandbox"},
@@ -146,14 +168,22 @@ def block_action_body(
         "channel": {"id": channel_id, "name": "alerts"},
         "message": {"type": "message", "ts": message_ts, "text": ""},
         "response_url": response_url,
-        "actions": [
-            {
-                "action_id": action_id,
-                "block_id": block_id,
-                "value": value,
-                "type": "button",
-                "action_ts": str(time.time()),
-            }
-        ],
+        "actions": [action],
     }
     return urlencode({"payload": json.dumps(payload)})
+
+
+def event_body(event: dict[str, Any], *, event_id: str = "Ev0001", team_id: str = "T0000") -> str:
+    """An Events API delivery (`event_callback`), as JSON."""
+    return json.dumps(
+        {
+            "token": "legacy-ignored",
+            "team_id": team_id,
+            "api_app_id": "A0OPSBOT",
+            "event": event,
+            "type": "event_callback",
+            "event_id": event_id,
+            "event_time": int(time.time()),
+            "authorizations": [{"team_id": team_id, "user_id": "U0OPSBOT", "is_bot": True}],
+        }
+    )

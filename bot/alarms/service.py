@@ -7,6 +7,8 @@ parses it, and applies the alarm's transition to the alarm's incident:
   a re-ALARM within the reopen window reopens the incident that just resolved
   and withdraws its pending PagerDuty resolve, so a flap pages once.
 - OK resolves the open incident; the PagerDuty resolve waits out the window.
+- While an alarm is silenced, its transitions go on in its last incident (even
+  a resolved one): recorded and threaded, never posted anew nor paged.
 - A transition older than the one already applied (SNS does not guarantee
   order) is kept in the timeline but changes nothing.
 """
@@ -142,6 +144,8 @@ def _open_incident(db_session: Session, *, alarm: Alarm, config: Config, now: da
         severity=route.severity,
         mention=route.mention,
         routing_key_env=route.pagerduty_routing_key_env,
+        remind_after_min=route.remind_after_min,
+        escalate_after_min=route.escalate_after_min,
         snapshot=snapshot(alarm),
     )
 
@@ -156,7 +160,11 @@ def apply_alarm(
         if alarm.new_state == "OK":
             return "OK with no open incident: nothing to resolve"
         incident = incidents.resolved_since(db_session, alarm_arn=alarm.arn, since=now - window)
-        if incident is not None and alarm.new_state == "ALARM":
+        silenced_one = incidents.silenced_for_alarm(db_session, alarm_arn=alarm.arn, now=now)
+        if silenced_one is not None:
+            # A silenced alarm is neither posted anew nor paged: its last incident goes on.
+            incident = silenced_one
+        if incident is not None and (alarm.new_state == "ALARM" or silenced_one is not None):
             reopened = True
             incident.status = OPEN
             incident.resolved_at = None
@@ -234,14 +242,18 @@ def _apply_paging(
             db_session, incident=incident, now=now, delay_s=config.alarms.reopen_window_s
         )
         return ", resolved"
-    if alarm.new_state != "ALARM" or silenced:
+    if alarm.new_state != "ALARM":
         return ""
     if reopened and incident.paged:
         if flows.withdraw_resolve(db_session, incident=incident, now=now):
             return ", pending resolve withdrawn"
+        if silenced:
+            return ", silenced: not paged again"
         # The resolve already reached PagerDuty: this is a new page.
         flows.page_trigger(db_session, incident=incident, now=now)
         return ", paged again"
+    if silenced:
+        return ", silenced: not paged"
     if not incident.paged and flows.page_trigger(db_session, incident=incident, now=now):
         return ", paged"
     return ""

@@ -5,9 +5,18 @@ from __future__ import annotations
 from bot.alarms import models as alarms_models
 from bot.audit import models as audit_models
 from bot.db.base import Base
+from bot.inbound import models as inbound_models
 from bot.incidents import models as incidents_models
 from bot.outbox import models as outbox_models
+from bot.people import models as people_models
 
-MODEL_MODULES = (alarms_models, audit_models, incidents_models, outbox_models)
+MODEL_MODULES = (
+    alarms_models,
+    audit_models,
+    inbound_models,
+    incidents_models,
+    outbox_models,
+    people_models,
+)
 
 metadata = Base.metadata

@@ -11,8 +11,20 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from bot.incidents import render
-from bot.incidents.models import Incident
+from bot.incidents import service as incidents
+from bot.incidents.models import OPEN, RESOLVED, Incident
 from bot.outbox import service as outbox
+from bot.pagerduty.webhooks import IncidentData
+from bot.scheduler.deferred import cancel_after_commit, schedule_after_commit
+
+# Job names (see bot/incidents/jobs.py) and the ids one incident's jobs use.
+REMIND_JOB = "incidents.remind"
+ESCALATE_JOB = "incidents.escalate"
+SILENCE_END_JOB = "incidents.silence_end"
+
+
+def job_id(incident: Incident, job: str) -> str:
+    return f"{incident.message_key}:{job.rsplit('.', 1)[-1]}"
 
 
 def sync_message(db_session: Session, *, incident: Incident, now: datetime) -> None:
@@ -61,8 +73,13 @@ def _trigger_body(incident: Incident) -> dict[str, Any]:
         for k in ("reason", "metric", "threshold", "description", "alarm_arn", "kind")
         if snap.get(k)
     }
+    if incident.opened_by:
+        details["declared_by"] = incident.opened_by
+    summary = (
+        render.summary_text(incident).split(" ", 1)[-1] if incident.alarm_arn else incident.title
+    )
     payload: dict[str, Any] = {
-        "summary": render.clip(render.summary_text(incident).split(" ", 1)[-1], 1024),
+        "summary": render.clip(summary, 1024),
         "source": incident.alarm_arn or incident.route_name,
         "severity": incident.severity,
         "custom_details": details,
@@ -82,7 +99,12 @@ def _trigger_body(incident: Incident) -> dict[str, Any]:
 
 
 def page_trigger(db_session: Session, *, incident: Incident, now: datetime) -> bool:
-    """Page on-call for the incident; False when its route has no routing key."""
+    """Page on-call for the incident; False when its route has no routing key.
+
+    Only called when PagerDuty has no open incident for the dedup key, so the
+    page opens a new one there: what we knew of the last one is forgotten
+    (it is found again by its dedup key), and reminders start over.
+    """
     if not incident.routing_key_env:
         return False
     outbox.pagerduty_event(
@@ -94,6 +116,15 @@ def page_trigger(db_session: Session, *, incident: Incident, now: datetime) -> b
         now=now,
     )
     incident.paged = True
+    incident.pagerduty_incident_id = None
+    incident.pagerduty_number = None
+    incident.pagerduty_url = None
+    incident.pagerduty_status = None
+    incident.escalation_level = None
+    incident.assignees = []
+    incident.acknowledged_at = None
+    incident.acknowledged_by = None
+    schedule_reminders(db_session, incident=incident, now=now)
     return True
 
 
@@ -117,3 +148,301 @@ def withdraw_resolve(db_session: Session, *, incident: Incident, now: datetime) 
     return outbox.cancel_pagerduty_event(
         db_session, dedup_key=incident.dedup_key, action="resolve", now=now
     )
+
+
+# -- reminders and escalation ------------------------------------------------------------
+
+
+def schedule_reminders(db_session: Session, *, incident: Incident, now: datetime) -> None:
+    """Set the reminder and escalation due times the route asks for, and their jobs."""
+    if incident.remind_after_min is not None:
+        incident.remind_at = now + timedelta(minutes=incident.remind_after_min)
+    if incident.escalate_after_min is not None:
+        incident.escalate_at = now + timedelta(minutes=incident.escalate_after_min)
+    _schedule_reminder_jobs(db_session, incident=incident)
+
+
+def _schedule_reminder_jobs(db_session: Session, *, incident: Incident) -> None:
+    for job, due in ((REMIND_JOB, incident.remind_at), (ESCALATE_JOB, incident.escalate_at)):
+        if due is not None:
+            schedule_after_commit(
+                db_session,
+                job,
+                at=due,
+                job_id=job_id(incident, job),
+                incident_id=incident.id,
+                dedup_key=incident.dedup_key,
+            )
+
+
+def cancel_reminders(db_session: Session, *, incident: Incident) -> None:
+    """No reminder and no escalation for this incident any more (acknowledged, resolved)."""
+    if incident.remind_at is not None:
+        incident.remind_at = None
+        cancel_after_commit(db_session, job_id(incident, REMIND_JOB))
+    if incident.escalate_at is not None:
+        incident.escalate_at = None
+        cancel_after_commit(db_session, job_id(incident, ESCALATE_JOB))
+
+
+def schedule_due_jobs(db_session: Session, *, incident: Incident) -> None:
+    """(Re-)schedule every job the incident's stored due times call for (after a restart)."""
+    _schedule_reminder_jobs(db_session, incident=incident)
+    if incident.silenced_until is not None:
+        _schedule_silence_end(db_session, incident=incident)
+
+
+# -- what people (or PagerDuty) do to an incident -------------------------------------------
+
+
+def _changed(db_session: Session, *, incident: Incident, now: datetime) -> None:
+    incident.updated_at = now
+    sync_message(db_session, incident=incident, now=now)
+
+
+def acknowledge(
+    db_session: Session, *, incident: Incident, by: str, at: datetime, now: datetime, via: str
+) -> bool:
+    """Mark the incident acknowledged by `by`; False (and no change) if it already was."""
+    if incident.acknowledged_at is not None or not incident.is_open:
+        return False
+    incident.acknowledged_at = at
+    incident.acknowledged_by = by
+    if incident.pagerduty_status in (None, "triggered"):
+        incident.pagerduty_status = "acknowledged" if incident.in_pagerduty else None
+    cancel_reminders(db_session, incident=incident)
+    incidents.add_event(
+        db_session, incident=incident, kind="acknowledged", at=at, now=now, actor=by, text=via
+    )
+    _changed(db_session, incident=incident, now=now)
+    return True
+
+
+def unacknowledge(
+    db_session: Session, *, incident: Incident, at: datetime, now: datetime, why: str
+) -> bool:
+    if incident.acknowledged_at is None or not incident.is_open:
+        return False
+    incident.acknowledged_at = None
+    incident.acknowledged_by = None
+    incidents.add_event(
+        db_session, incident=incident, kind="unacknowledged", at=at, now=now, text=why
+    )
+    _changed(db_session, incident=incident, now=now)
+    return True
+
+
+def resolve(
+    db_session: Session,
+    *,
+    incident: Incident,
+    by: str,
+    at: datetime,
+    now: datetime,
+    via: str,
+    note: str | None = None,
+) -> bool:
+    """Resolve the incident (by a person or in PagerDuty); False if it already was."""
+    if not incident.is_open:
+        return False
+    incident.status = RESOLVED
+    incident.resolved_at = at
+    incident.resolved_by = by
+    cancel_reminders(db_session, incident=incident)
+    text = via + (f": {note}" if note else "")
+    incidents.add_event(
+        db_session, incident=incident, kind="resolved", at=at, now=now, actor=by, text=text
+    )
+    _changed(db_session, incident=incident, now=now)
+    return True
+
+
+def reopen(
+    db_session: Session, *, incident: Incident, at: datetime, now: datetime, why: str
+) -> bool:
+    """PagerDuty says the incident is open again (e.g. a resolve that it undid)."""
+    if incident.is_open:
+        return False
+    incident.status = OPEN
+    incident.resolved_at = None
+    incident.resolved_by = None
+    incidents.add_event(db_session, incident=incident, kind="reopened", at=at, now=now, text=why)
+    _changed(db_session, incident=incident, now=now)
+    return True
+
+
+def escalated(
+    db_session: Session,
+    *,
+    incident: Incident,
+    level: int | None,
+    assignees: list[str],
+    by: str,
+    at: datetime,
+    now: datetime,
+    via: str,
+) -> bool:
+    """PagerDuty moved the incident to another escalation level: it is unacknowledged there.
+
+    False when that level is already known (our own escalation, then its webhook).
+    """
+    previous = incident.escalation_level
+    if level is not None and level == previous:
+        return False
+    incident.escalation_level = level or incident.escalation_level
+    incident.assignees = assignees
+    incident.pagerduty_status = "triggered"
+    incident.acknowledged_at = None
+    incident.acknowledged_by = None
+    to = f"level {level}" if level else "the next level"
+    who = f" ({', '.join(assignees)})" if assignees else ""
+    incidents.add_event(
+        db_session,
+        incident=incident,
+        kind="escalated",
+        at=at,
+        now=now,
+        actor=by,
+        text=f"to {to}{who}, {via}",
+        data={"from_level": previous, "to_level": level},
+    )
+    _changed(db_session, incident=incident, now=now)
+    return True
+
+
+def add_note(
+    db_session: Session,
+    *,
+    incident: Incident,
+    text: str,
+    by: str,
+    at: datetime,
+    now: datetime,
+    via: str,
+    pagerduty_note_id: str | None = None,
+) -> bool:
+    """A note in the timeline and the thread; False if PagerDuty's note is already there.
+
+    A note written in Slack is added at once and gets PagerDuty's note id when
+    PagerDuty accepts it; the webhook announcing that note (before or after)
+    then finds it by its id or, while it has none yet, by its text.
+    """
+    if pagerduty_note_id is not None:
+        notes = [
+            e for e in incidents.timeline(db_session, incident_id=incident.id) if e.kind == "note"
+        ]
+        if any(e.data.get("pagerduty_note_id") == pagerduty_note_id for e in notes):
+            return False
+        waiting = [e for e in notes if e.text == text and not e.data.get("pagerduty_note_id")]
+        if waiting:
+            waiting[0].data = {**waiting[0].data, "pagerduty_note_id": pagerduty_note_id}
+            return False
+    incidents.add_event(
+        db_session,
+        incident=incident,
+        kind="note",
+        at=at,
+        now=now,
+        actor=by,
+        text=text,
+        data={
+            "via": via,
+            **({"pagerduty_note_id": pagerduty_note_id} if pagerduty_note_id else {}),
+        },
+    )
+    thread_text(db_session, incident=incident, text=f":memo: Note from {by}: {text}", now=now)
+    return True
+
+
+def silence(
+    db_session: Session, *, incident: Incident, until: datetime | None, by: str, now: datetime
+) -> None:
+    """Silence the incident's alarm until `until` (None: end the silence now)."""
+    if until is None:
+        if incident.silenced_until is None:
+            return
+        cancel_after_commit(db_session, job_id(incident, SILENCE_END_JOB))
+        incident.silenced_until = None
+        incident.silenced_by = None
+        incidents.add_event(
+            db_session, incident=incident, kind="unsilenced", at=now, now=now, actor=by
+        )
+        thread_text(db_session, incident=incident, text=f":bell: {by} ended the silence.", now=now)
+    else:
+        incident.silenced_until = until
+        incident.silenced_by = by
+        # Someone is looking: no reminders nor escalation by the bot until it ends.
+        cancel_reminders(db_session, incident=incident)
+        incidents.add_event(
+            db_session,
+            incident=incident,
+            kind="silenced",
+            at=now,
+            now=now,
+            actor=by,
+            text=f"until {render.when(until)}",
+        )
+        thread_text(
+            db_session,
+            incident=incident,
+            text=(
+                f":no_bell: {by} silenced this alarm until {render.hhmm(until)}: new transitions "
+                "are recorded in this thread, but neither posted anew nor paged."
+            ),
+            now=now,
+        )
+        _schedule_silence_end(db_session, incident=incident)
+    _changed(db_session, incident=incident, now=now)
+
+
+def _schedule_silence_end(db_session: Session, *, incident: Incident) -> None:
+    assert incident.silenced_until is not None
+    schedule_after_commit(
+        db_session,
+        SILENCE_END_JOB,
+        at=incident.silenced_until,
+        job_id=job_id(incident, SILENCE_END_JOB),
+        incident_id=incident.id,
+        until=incident.silenced_until.isoformat(),
+    )
+
+
+def end_silence(db_session: Session, *, incident: Incident, now: datetime) -> str:
+    """The silence ran out: say so, and page if the alarm is still firing unpaged."""
+    incident.silenced_until = None
+    incident.silenced_by = None
+    incidents.add_event(
+        db_session, incident=incident, kind="unsilenced", at=now, now=now, text="silence ended"
+    )
+    outcome = "silence ended"
+    firing = incident.is_open and incident.alarm_state == "ALARM" and incident.routing_key_env
+    if firing:
+        last = outbox.last_pagerduty_event(db_session, dedup_key=incident.dedup_key)
+        last_action = last.payload.get("action") if last is not None else None
+        if last_action == "resolve" and withdraw_resolve(db_session, incident=incident, now=now):
+            outcome += "; still in ALARM: the pending PagerDuty resolve was withdrawn"
+        elif not incident.paged or last_action == "resolve":
+            page_trigger(db_session, incident=incident, now=now)
+            outcome += "; still in ALARM: paged"
+    waiting = incident.is_open and incident.paged and incident.acknowledged_at is None
+    if waiting and incident.remind_at is None and incident.escalate_at is None:
+        schedule_reminders(db_session, incident=incident, now=now)  # they stopped for the silence
+    said = f":bell: {outcome[0].upper()}{outcome[1:]}."
+    thread_text(db_session, incident=incident, text=said, now=now)
+    _changed(db_session, incident=incident, now=now)
+    return outcome
+
+
+def update_from_pagerduty(
+    incident: Incident, *, data: IncidentData, assignees: list[str] | None
+) -> None:
+    """Keep what PagerDuty says about its incident (number, link, status, level, people)."""
+    incident.pagerduty_incident_id = data.id
+    incident.pagerduty_number = data.number or incident.pagerduty_number
+    incident.pagerduty_url = data.html_url or incident.pagerduty_url
+    incident.pagerduty_status = data.status or incident.pagerduty_status
+    if data.escalation_level is not None:
+        incident.escalation_level = data.escalation_level
+    incident.priority = data.priority
+    if assignees is not None:
+        incident.assignees = assignees

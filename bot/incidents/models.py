@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from bot.db.base import Base, JSONType
@@ -13,6 +13,11 @@ from bot.db.types import UTCDateTime
 
 OPEN = "open"
 RESOLVED = "resolved"
+
+# Where an incident came from.
+ALARM = "alarm"
+MANUAL = "manual"  # /incident declare
+PAGERDUTY = "pagerduty"  # opened in PagerDuty by someone else
 
 
 class Incident(Base):
@@ -47,6 +52,25 @@ class Incident(Base):
     acknowledged_by: Mapped[str | None] = mapped_column(String(255))
     resolved_by: Mapped[str | None] = mapped_column(String(255))
     silenced_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    silenced_by: Mapped[str | None] = mapped_column(String(255))
+    opened_by: Mapped[str | None] = mapped_column(String(255))  # declared or opened in PD by
+
+    # What PagerDuty last told us about its incident (webhooks and REST answers).
+    pagerduty_number: Mapped[int | None] = mapped_column(Integer)
+    pagerduty_url: Mapped[str | None] = mapped_column(String(1024))
+    pagerduty_status: Mapped[str | None] = mapped_column(String(20))
+    escalation_level: Mapped[int | None] = mapped_column(Integer)
+    priority: Mapped[str | None] = mapped_column(String(80))
+    assignees: Mapped[list[str]] = mapped_column(JSONType, default=list)  # as shown in Slack
+    # occurred_at of the newest PagerDuty change applied; older webhooks arrive late.
+    pagerduty_synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    # Reminders and escalation, copied from the route when the incident opens;
+    # *_at is when the next one is due (cleared by an acknowledgement).
+    remind_after_min: Mapped[float | None] = mapped_column(Float)
+    escalate_after_min: Mapped[float | None] = mapped_column(Float)
+    remind_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    escalate_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -67,6 +91,7 @@ class Incident(Base):
         ),
         Index("ix_incidents_alarm_arn_resolved_at", "alarm_arn", "resolved_at"),
         Index("ix_incidents_status_opened_at", "status", "opened_at"),
+        Index("ix_incidents_pagerduty_incident_id", "pagerduty_incident_id"),
     )
 
     @property
@@ -76,6 +101,16 @@ class Incident(Base):
     @property
     def is_open(self) -> bool:
         return self.status == OPEN
+
+    @property
+    def target(self) -> str:
+        """How the audit trail names it."""
+        return f"incident:{self.id}"
+
+    @property
+    def in_pagerduty(self) -> bool:
+        """Whether PagerDuty has (or is about to have) an incident behind this one."""
+        return self.paged or self.pagerduty_incident_id is not None
 
 
 class IncidentEvent(Base):

@@ -55,6 +55,38 @@ def resolved_since(db_session: Session, *, alarm_arn: str, since: datetime) -> I
     return db_session.scalars(query).first()
 
 
+def silenced_for_alarm(db_session: Session, *, alarm_arn: str, now: datetime) -> Incident | None:
+    """The alarm's newest incident, if it is resolved but its alarm is still silenced."""
+    query = (
+        select(Incident)
+        .where(Incident.alarm_arn == alarm_arn)
+        .order_by(Incident.opened_at.desc(), Incident.id.desc())
+        .limit(1)
+    )
+    newest = db_session.scalars(query).first()
+    if newest is None or newest.is_open:
+        return None
+    if newest.silenced_until is None or newest.silenced_until <= now:
+        return None
+    return newest
+
+
+def get_by_pagerduty_id(db_session: Session, *, pagerduty_incident_id: str) -> Incident | None:
+    query = select(Incident).where(Incident.pagerduty_incident_id == pagerduty_incident_id)
+    return db_session.scalars(query.order_by(Incident.id.desc())).first()
+
+
+def get_by_pagerduty_number(db_session: Session, *, number: int) -> Incident | None:
+    query = select(Incident).where(Incident.pagerduty_number == number)
+    return db_session.scalars(query.order_by(Incident.id.desc())).first()
+
+
+def lock(db_session: Session, *, incident_id: int) -> Incident | None:
+    """The incident, locked for this transaction (PostgreSQL; SQLite locks the whole file)."""
+    query = select(Incident).where(Incident.id == incident_id).with_for_update()
+    return db_session.scalars(query.execution_options(populate_existing=True)).first()
+
+
 def list_open(db_session: Session, *, limit: int = 50) -> list[Incident]:
     query = (
         select(Incident)

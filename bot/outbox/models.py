@@ -20,6 +20,7 @@ SLACK_MESSAGE = "slack.message"  # post once, then update in place
 SLACK_REPLY = "slack.reply"  # a threaded reply under a slack.message
 SLACK_RESPONSE = "slack.response"  # a reply through a response_url
 PAGERDUTY_EVENT = "pagerduty.event"  # Events API v2
+PAGERDUTY_REST = "pagerduty.rest"  # REST API v2: a person's (or the bot's) action on an incident
 
 
 class Delivery(Base):

@@ -22,7 +22,9 @@ from bot.outbox.models import (
     CANCELLED,
     DEAD,
     PAGERDUTY_EVENT,
+    PAGERDUTY_REST,
     PENDING,
+    SENT,
     SLACK_MESSAGE,
     SLACK_REPLY,
     SLACK_RESPONSE,
@@ -41,6 +43,9 @@ def slack_target(channel: str) -> str:
 
 def pagerduty_target(routing_key_env: str) -> str:
     return f"pd:{routing_key_env}"
+
+
+PAGERDUTY_REST_TARGET = "pd:rest"
 
 
 def _mark_dirty(db_session: Session) -> None:
@@ -256,3 +261,65 @@ def retry_dead(db_session: Session, *, now: datetime, delivery_id: int | None = 
     if changed:
         _mark_dirty(db_session)
     return changed
+
+
+def pagerduty_rest(
+    db_session: Session, *, order_key: str, payload: dict[str, Any], now: datetime
+) -> None:
+    """A PagerDuty REST call, sent in order with others under the same `order_key`.
+
+    Its sender records the outcome itself, together with `complete`.
+    """
+    _mark_dirty(db_session)
+    _add(
+        db_session,
+        now,
+        kind=PAGERDUTY_REST,
+        target=PAGERDUTY_REST_TARGET,
+        order_key=order_key,
+        payload=payload,
+    )
+
+
+def pending_payloads(db_session: Session, *, kind: str, order_key: str) -> list[dict[str, Any]]:
+    """Payloads of the deliveries still to go out under `order_key`, oldest first."""
+    query = (
+        select(Delivery.payload)
+        .where(Delivery.kind == kind, Delivery.order_key == order_key, Delivery.status == PENDING)
+        .order_by(Delivery.id)
+    )
+    return list(db_session.scalars(query))
+
+
+def complete(
+    db_session: Session, *, delivery_id: int, status: str, error: str | None, now: datetime
+) -> None:
+    """Close a claimed delivery in the transaction that records its outcome.
+
+    The worker closes it again after `send` returns (harmlessly); closing it
+    here as well means a crash in between cannot make it run twice.
+    """
+    values: dict[str, Any] = {"status": status, "last_error": error, "updated_at": now}
+    if status == SENT:
+        values["sent_at"] = now
+    update_rows(
+        db_session,
+        update(Delivery)
+        .where(Delivery.id == delivery_id, Delivery.status == PENDING)
+        .values(**values),
+    )
+
+
+def last_pagerduty_event(db_session: Session, *, dedup_key: str) -> Delivery | None:
+    """The newest Events API event for `dedup_key` that is sent or still to go."""
+    query = (
+        select(Delivery)
+        .where(
+            Delivery.kind == PAGERDUTY_EVENT,
+            Delivery.order_key == f"pd:{dedup_key}",
+            Delivery.status.in_([PENDING, SENT]),
+        )
+        .order_by(Delivery.id.desc())
+        .limit(1)
+    )
+    return db_session.scalars(query).first()

@@ -115,13 +115,21 @@ class SlackSender:
         message = job.message
         assert message is not None
         ts, channel_id = message.ts, message.channel_id
+        thread_ts = job.payload.get("thread_ts")  # a message the bot owns inside a thread
         if ts is None and job.attempts > 1:
-            ts, channel_id = self._find_in_channel(job, message)
+            if thread_ts:
+                parent = MessageRef(message.key, message.channel, message.channel, str(thread_ts))
+                ts, channel_id = self._find_in_thread(job, parent), message.channel
+            else:
+                ts, channel_id = self._find_in_channel(job, message)
         if ts is not None and channel_id is not None:
             self.client.chat_update(channel=channel_id, ts=ts, **self._content(job))
             return Sent(ts=ts, channel_id=channel_id)
         response = self.client.chat_postMessage(
-            channel=message.channel, metadata=_metadata(job), **self._content(job)
+            channel=message.channel,
+            metadata=_metadata(job),
+            **({"thread_ts": thread_ts} if thread_ts else {}),
+            **self._content(job),
         )
         return Sent(ts=response["ts"], channel_id=response["channel"])
 

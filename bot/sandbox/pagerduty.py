@@ -31,10 +31,36 @@ SEVERITIES = ("critical", "error", "warning", "info")
 OPEN_STATUSES = ("triggered", "acknowledged")
 INCIDENT_PATH = re.compile(r"^/incidents/([A-Z0-9]+)$")
 NOTES_PATH = re.compile(r"^/incidents/([A-Z0-9]+)/notes$")
+USER_PATH = re.compile(r"^/users/([A-Z0-9]+)$")
+# What a v3 webhook's `data` carries of an incident (no REST-only fields such as
+# `assignments`, `acknowledgements` or `escalation_level`).
+WEBHOOK_INCIDENT_FIELDS = (
+    "id",
+    "type",
+    "self",
+    "html_url",
+    "number",
+    "status",
+    "incident_key",
+    "created_at",
+    "title",
+    "service",
+    "assignees",
+    "escalation_policy",
+    "teams",
+    "priority",
+    "urgency",
+    "conference_bridge",
+    "resolve_reason",
+)
 
 
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 
 
 @dataclass
@@ -168,6 +194,56 @@ class PagerDutyEmulator:
             self._set_status(incident, status, agent=self._ref(self.users[user_id]))
             return incident
 
+    def unacknowledge_in_app(self, incident_id: str) -> dict[str, Any]:
+        """The acknowledgement times out: the incident is triggered again."""
+        with self.lock:
+            incident = self.incidents[incident_id]
+            incident["status"] = "triggered"
+            incident["acknowledgements"] = []
+            self._emit("incident.unacknowledged", incident, agent=None)
+            return incident
+
+    def reassign_in_app(self, incident_id: str, *, to_user_id: str, by_user_id: str) -> None:
+        with self.lock:
+            incident = self.incidents[incident_id]
+            incident["assignments"] = [
+                {"at": _iso(datetime.now(UTC)), "assignee": self._ref(self.users[to_user_id])}
+            ]
+            self._emit("incident.reassigned", incident, agent=self._ref(self.users[by_user_id]))
+
+    def set_priority_in_app(self, incident_id: str, *, priority: str, by_user_id: str) -> None:
+        with self.lock:
+            incident = self.incidents[incident_id]
+            incident["priority"] = {
+                "id": f"PPRIO{priority.upper()}",
+                "type": "priority_reference",
+                "summary": priority,
+            }
+            self._emit(
+                "incident.priority_updated", incident, agent=self._ref(self.users[by_user_id])
+            )
+
+    def add_note_in_app(self, incident_id: str, *, content: str, user_id: str) -> dict[str, Any]:
+        with self.lock:
+            return self._note(self.incidents[incident_id], content, self.users[user_id])
+
+    def open_in_app(
+        self, service_id: str, *, title: str, user_id: str, urgency: str = "high"
+    ) -> dict[str, Any]:
+        """Someone opens an incident by hand in PagerDuty (not through the Events API)."""
+        with self.lock:
+            return self._create_incident(
+                self.services[service_id],
+                uuid.uuid4().hex,
+                {
+                    "payload": {
+                        "summary": title,
+                        "severity": "critical" if urgency == "high" else "warning",
+                    }
+                },
+                agent=self._ref(self.users[user_id]),
+            )
+
     # -- HTTP -----------------------------------------------------------------------
 
     def handle(self, request: HttpRequest) -> HttpResponse:
@@ -264,7 +340,12 @@ class PagerDutyEmulator:
             )
 
     def _create_incident(
-        self, service: dict[str, Any], dedup_key: str, event: dict[str, Any]
+        self,
+        service: dict[str, Any],
+        dedup_key: str,
+        event: dict[str, Any],
+        *,
+        agent: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         incident_id = "Q" + uuid.uuid4().hex[:13].upper()
         payload = event.get("payload") or {}
@@ -302,7 +383,9 @@ class PagerDutyEmulator:
         }
         self.incidents[incident_id] = incident
         self._emit(
-            "incident.triggered", incident, agent={"id": service["id"], "type": "service_reference"}
+            "incident.triggered",
+            incident,
+            agent=agent or {"id": service["id"], "type": "service_reference"},
         )
         return incident
 
@@ -343,6 +426,12 @@ class PagerDutyEmulator:
             return self._search("services", self.services, request, ("name",))
         if path == "/oncalls" and method == "GET":
             return self._list_oncalls(request)
+        match = USER_PATH.match(path)
+        if match and method == "GET":
+            user = self.users.get(match.group(1))
+            if user is None:
+                return self._error(404, "Not Found")
+            return HttpResponse.json({"user": user})
         match = INCIDENT_PATH.match(path)
         if match and method == "GET":
             incident = self.incidents.get(match.group(1))
@@ -404,6 +493,19 @@ class PagerDutyEmulator:
             items = [o for o in items if o["schedule"] and o["schedule"]["id"] in schedules]
         if policies:
             items = [o for o in items if o["escalation_policy"]["id"] in policies]
+        since = _time((request.query.get("since") or [""])[-1])
+        until = _time((request.query.get("until") or [""])[-1])
+        if since is not None or until is not None:
+            window_start = since or datetime.now(UTC)
+            window_end = until or window_start
+
+            def overlaps(oncall: dict[str, Any]) -> bool:
+                start, end = _time(oncall["start"]), _time(oncall["end"])
+                return (start is None or start <= window_end) and (
+                    end is None or end > window_start
+                )
+
+            items = [o for o in items if overlaps(o)]
         if (request.query.get("earliest") or ["false"])[-1] == "true":
             seen: set[tuple[str, int]] = set()
             earliest = []
@@ -431,11 +533,22 @@ class PagerDutyEmulator:
             return self._error(
                 400, "Invalid Input Provided", "incident must be an incident_reference"
             )
-        if incident["status"] == "resolved" and change.get("status") in OPEN_STATUSES:
+        reopening = change.get("status") in OPEN_STATUSES or "escalation_level" in change
+        if incident["status"] == "resolved" and reopening:
             return self._error(400, "Invalid Input Provided", "Incident Already Resolved")
         agent = self._ref(user)
         if "escalation_level" in change:
             level = int(change["escalation_level"])
+            policy = incident["escalation_policy"]
+            levels = {
+                o["escalation_level"]
+                for o in self.oncalls
+                if policy and o["escalation_policy"]["id"] == policy["id"]
+            }
+            if level not in levels:
+                return self._error(
+                    400, "Invalid Input Provided", f"Escalation level {level} does not exist"
+                )
             incident["escalation_level"] = level
             incident["status"] = "triggered"
             incident["assignments"] = [
@@ -462,6 +575,9 @@ class PagerDutyEmulator:
         content = ((request.json() or {}).get("note") or {}).get("content")
         if not content:
             return self._error(400, "Invalid Input Provided", "Note content is required")
+        return HttpResponse.json({"note": self._note(incident, content, user)}, 201)
+
+    def _note(self, incident: dict[str, Any], content: str, user: dict[str, Any]) -> dict[str, Any]:
         note = {
             "id": "N" + uuid.uuid4().hex[:13].upper(),
             "type": "incident_note",
@@ -469,9 +585,16 @@ class PagerDutyEmulator:
             "created_at": _iso(datetime.now(UTC)),
             "user": self._ref(user),
         }
-        self.notes.setdefault(incident_id, []).append(note)
-        self._emit("incident.annotated", incident, agent=self._ref(user), data=note)
-        return HttpResponse.json({"note": note}, 201)
+        self.notes.setdefault(incident["id"], []).append(note)
+        data = {
+            "id": note["id"],
+            "type": "incident_note",
+            "content": content,
+            "trimmed": False,
+            "incident": {**self._ref(incident), "type": "incident_reference"},
+        }
+        self._emit("incident.annotated", incident, agent=self._ref(user), data=data)
+        return note
 
     # -- webhooks v3 ---------------------------------------------------------------------
 
@@ -491,9 +614,19 @@ class PagerDutyEmulator:
                 "occurred_at": _iso(datetime.now(UTC) + timedelta(microseconds=1)),
                 "agent": agent,
                 "client": None,
-                "data": data or {k: v for k, v in incident.items() if k != "alert_counts"},
+                "data": data or self._webhook_incident(incident),
             }
         }
+
+    def _webhook_incident(self, incident: dict[str, Any]) -> dict[str, Any]:
+        shaped = {
+            **incident,
+            "self": f"{self.url}/incidents/{incident['id']}",
+            "assignees": [a["assignee"] for a in incident.get("assignments") or []],
+            "teams": [],
+            "conference_bridge": None,
+        }
+        return {k: shaped.get(k) for k in WEBHOOK_INCIDENT_FIELDS}
 
     @staticmethod
     def sign(body: bytes, secret: str) -> str:
@@ -514,16 +647,14 @@ class PagerDutyEmulator:
             threading.Thread(target=self._deliver, args=(subscription, body), daemon=True).start()
 
     def _deliver(self, subscription: WebhookSubscription, body: bytes) -> None:
+        headers = {
+            "Content-Type": "application/json",
+            "X-PagerDuty-Signature": self.sign(body, subscription.secret),
+            "X-Webhook-Id": uuid.uuid4().hex,
+            "User-Agent": "PagerDuty-Webhook/V3.0",
+        }
         request = urllib.request.Request(  # noqa: S310  # a loopback URL the test configured
-            subscription.url,
-            data=body,
-            method="POST",
-            headers={
-                "Content-Type": "application/json",
-                "X-PagerDuty-Signature": self.sign(body, subscription.secret),
-                "X-Webhook-Id": uuid.uuid4().hex,
-                "User-Agent": "PagerDuty-Webhook/V3.0",
-            },
+            subscription.url, data=body, method="POST", headers=headers
         )
         status: int | str
         try:
@@ -535,5 +666,11 @@ class PagerDutyEmulator:
             status = f"{type(exc).__name__}"
         with self.lock:
             self.webhook_deliveries.append(
-                {"url": subscription.url, "status": status, "body": json.loads(body)}
+                {
+                    "url": subscription.url,
+                    "status": status,
+                    "body": json.loads(body),
+                    "raw": body,  # as sent, so a test can replay the delivery byte for byte
+                    "headers": headers,
+                }
             )

@@ -1,0 +1,1 @@
+"""What arrived from Slack and PagerDuty, kept by its id so that a retry is a no-op."""

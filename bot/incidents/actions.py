@@ -1,0 +1,423 @@
+"""What people do to incidents from Slack: acknowledge, resolve, escalate, note, silence, declare.
+
+A handler acknowledges the click or command at once and then calls in here.
+`request` finds who the person is in PagerDuty, checks the incident's state,
+and records the PagerDuty REST call in the outbox, all before anything
+changes: a person opsbot cannot find in PagerDuty changes nothing. The call
+itself is made by `PagerDutyActionSender` (bot/incidents/pagerduty_calls.py),
+which records PagerDuty's answer. Incidents PagerDuty knows nothing about
+(routes without a routing key) change here and now. Every outcome is audited,
+and the person hears back through the response_url of their click or command.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.audit import service as audit
+from bot.clock import Clock
+from bot.config import AlarmRoute, Config
+from bot.incidents import flows, render
+from bot.incidents import service as incidents
+from bot.incidents.errors import IncidentError, IncidentNotFound
+from bot.incidents.models import ALARM, MANUAL, Incident, IncidentEvent
+from bot.outbox import service as outbox
+from bot.outbox.models import PAGERDUTY_REST
+from bot.outbox.replies import ephemeral, reply
+from bot.pagerduty.errors import PagerDutyUnavailable
+from bot.people.directory import NOT_CONFIGURED, PeopleDirectory, mention
+from bot.people.errors import NoPagerDutyUser
+
+ACKNOWLEDGE = "acknowledge"
+RESOLVE = "resolve"
+ESCALATE = "escalate"
+NOTE = "note"
+SILENCE = "silence"
+DECLARE = "declare"
+
+PAST = {ACKNOWLEDGE: "acknowledged", RESOLVE: "resolved", ESCALATE: "escalated", NOTE: "noted"}
+ONGOING = {ACKNOWLEDGE: "acknowledged", RESOLVE: "resolved", ESCALATE: "escalated"}
+
+SEVERITIES = ("critical", "error", "warning", "info")
+PAGERDUTY_ID = re.compile(r"^[A-Z0-9]{6,20}$")
+SLACK_USER = re.compile(r"<@([UW][A-Z0-9]+)>")
+LIST_LIMIT = 50
+MAX_MESSAGE_CHARS = 39_000  # Slack cuts a message past 40,000
+
+
+@dataclass(frozen=True)
+class Requester:
+    """Who asked, and where to answer them."""
+
+    slack_user_id: str | None  # None: opsbot itself (a scheduled job)
+    via: str  # button | command | job
+    response_url: str | None = None
+
+    @property
+    def display(self) -> str:
+        return mention(self.slack_user_id) if self.slack_user_id else "opsbot"
+
+    @property
+    def audit_actor(self) -> str:
+        return self.slack_user_id or "opsbot"
+
+    @property
+    def where(self) -> str:
+        """How the timeline says it was done."""
+        return "as it was not acknowledged in time" if self.slack_user_id is None else "from Slack"
+
+
+def rest_order_key(incident_id: int) -> str:
+    return f"pdrest:incident:{incident_id}"
+
+
+def respond(
+    db_session: Session,
+    *,
+    requester: Requester,
+    text: str,
+    now: datetime,
+    blocks: list[dict[str, Any]] | None = None,
+) -> None:
+    """An ephemeral answer to the person, through the response_url of their request."""
+    if requester.response_url is not None:
+        reply(
+            db_session, response_url=requester.response_url, body=ephemeral(text, blocks), now=now
+        )
+
+
+def _label(incident: Incident) -> str:
+    return f"#{incident.id} ({render.clip(incident.title, 80)})"
+
+
+class IncidentActions:
+    def __init__(
+        self,
+        *,
+        sessions: sessionmaker[Session],
+        people: PeopleDirectory,
+        config: Config,
+        clock: Clock,
+    ) -> None:
+        self.sessions = sessions
+        self.people = people
+        self.config = config
+        self.clock = clock
+
+    # -- finding ------------------------------------------------------------------------
+
+    def find_id(self, ref: str) -> int:
+        """An incident by opsbot's number (`42`, `#42`) or PagerDuty's id (`Q1ABC2DEF3`)."""
+        text = ref.strip().removeprefix("#")
+        with self.sessions() as db_session:
+            if text.isdigit():
+                found = incidents.get(db_session, incident_id=int(text))
+            elif PAGERDUTY_ID.match(text):
+                found = incidents.get_by_pagerduty_id(db_session, pagerduty_incident_id=text)
+            else:
+                raise IncidentNotFound(f"`{ref}` is not an incident number (e.g. `42`).")
+            if found is None:
+                raise IncidentNotFound(f"There is no incident `{ref}`.")
+            return found.id
+
+    def open_incidents(self) -> dict[str, Any]:
+        """`/incident list`: open incidents, newest first, as a message."""
+        with self.sessions() as db_session:
+            found = incidents.list_open(db_session, limit=LIST_LIMIT + 1)
+            return render.incident_list(
+                found[:LIST_LIMIT], now=self.clock.now(), more=len(found) > LIST_LIMIT
+            )
+
+    def timeline(self, incident_id: int) -> tuple[Incident, list[IncidentEvent]]:
+        with self.sessions() as db_session:
+            incident = incidents.get_or_raise(db_session, incident_id=incident_id)
+            return incident, incidents.timeline(db_session, incident_id=incident_id)
+
+    def send_timeline(self, *, incident_id: int, markdown: bool, requester: Requester) -> None:
+        """`/incident timeline`: readable in Slack, or Markdown to paste into a postmortem."""
+        incident, events = self.timeline(incident_id)
+        if markdown:
+            texts = [incident.title, incident.acknowledged_by or ""]
+            texts += [f"{e.actor or ''} {e.text}" for e in events]
+            names = self.people.slack_names(SLACK_USER.findall(" ".join(texts)))
+            document = render.timeline_markdown(incident, events, names=names)
+            message: dict[str, Any] = {
+                "text": render.clip(f"```\n{document}\n```", MAX_MESSAGE_CHARS),
+                "blocks": None,
+            }
+        else:
+            message = render.timeline_message(incident, events)
+        with self.sessions() as db_session:
+            respond(
+                db_session,
+                requester=requester,
+                text=message["text"],
+                blocks=message["blocks"],
+                now=self.clock.now(),
+            )
+            db_session.commit()
+
+    # -- acting -------------------------------------------------------------------------
+
+    def _refusal(self, db_session: Session, incident: Incident, action: str) -> str | None:
+        """Why `action` would change nothing (or must not happen), or None."""
+        if action == NOTE:
+            return None
+        if not incident.is_open:
+            by = f" by {incident.resolved_by}" if incident.resolved_by else ""
+            return (
+                f"{_label(incident)} is already resolved{by} ({render.hhmm(incident.resolved_at)})."
+            )
+        if action == ACKNOWLEDGE and incident.acknowledged_at is not None:
+            return (
+                f"{_label(incident)} was already acknowledged by {incident.acknowledged_by} "
+                f"at {render.hhmm(incident.acknowledged_at)}."
+            )
+        if action == ESCALATE and not incident.in_pagerduty:
+            return f"{_label(incident)} was not paged: there is nothing to escalate in PagerDuty."
+        for pending in outbox.pending_payloads(
+            db_session, kind=PAGERDUTY_REST, order_key=rest_order_key(incident.id)
+        ):
+            if pending.get("action") == action:
+                return f"{_label(incident)} is being {ONGOING[action]} by {pending.get('actor')}."
+        return None
+
+    def _refuse(
+        self, *, incident: Incident | int, action: str, requester: Requester, why: str
+    ) -> None:
+        now = self.clock.now()
+        with self.sessions() as db_session:
+            audit.record(
+                db_session,
+                at=now,
+                actor=requester.audit_actor,
+                action=f"incident.{action}",
+                target=incident.target
+                if isinstance(incident, Incident)
+                else f"incident:{incident}",
+                outcome="refused",
+                detail={"via": requester.via, "reason": why},
+            )
+            respond(db_session, requester=requester, text=why, now=now)
+            db_session.commit()
+
+    def _from_email(self, requester: Requester) -> str:
+        if requester.slack_user_id is None:
+            if self.config.oncall.pagerduty_from is None:
+                raise NoPagerDutyUser("oncall.pagerduty_from is not configured")
+            return self.config.oncall.pagerduty_from
+        return self.people.pagerduty_user_for(requester.slack_user_id).email
+
+    def request(
+        self, *, incident_id: int, action: str, requester: Requester, text: str | None = None
+    ) -> None:
+        """Acknowledge, resolve, escalate or add a note, as `requester`."""
+        with self.sessions() as db_session:
+            incident = incidents.get(db_session, incident_id=incident_id)
+            why = (
+                f"There is no incident #{incident_id}."
+                if incident is None
+                else self._refusal(db_session, incident, action)
+            )
+        if incident is None or why is not None:
+            self._refuse(
+                incident=incident or incident_id, action=action, requester=requester, why=str(why)
+            )
+            return
+        from_email = None
+        if incident.in_pagerduty and self.people.pagerduty is None:
+            self._refuse(incident=incident, action=action, requester=requester, why=NOT_CONFIGURED)
+            return
+        if incident.in_pagerduty:
+            try:
+                from_email = self._from_email(requester)
+            except NoPagerDutyUser as exc:
+                self._refuse(incident=incident, action=action, requester=requester, why=str(exc))
+                return
+            except PagerDutyUnavailable as exc:
+                why = f"opsbot cannot reach PagerDuty right now ({exc}). Try again in a minute."
+                self._refuse(incident=incident, action=action, requester=requester, why=why)
+                return
+        now = self.clock.now()
+        with self.sessions() as db_session:
+            locked = incidents.lock(db_session, incident_id=incident_id)
+            assert locked is not None
+            why = self._refusal(db_session, locked, action)
+            if why is not None:
+                db_session.rollback()
+                self._refuse(incident=locked, action=action, requester=requester, why=why)
+                return
+            if action == NOTE and text:
+                # Ours at once, whatever PagerDuty makes of it.
+                flows.add_note(
+                    db_session,
+                    incident=locked,
+                    text=text,
+                    by=requester.display,
+                    at=now,
+                    now=now,
+                    via=requester.where,
+                )
+            if from_email is not None:
+                outbox.pagerduty_rest(
+                    db_session,
+                    order_key=rest_order_key(locked.id),
+                    payload={
+                        "incident_id": locked.id,
+                        "action": action,
+                        "from_email": from_email,
+                        "actor": requester.display,
+                        "actor_id": requester.slack_user_id,
+                        "via": requester.via,
+                        "response_url": requester.response_url,
+                        "text": text,
+                    },
+                    now=now,
+                )
+            else:
+                self._apply_here(
+                    db_session, incident=locked, action=action, requester=requester, text=text
+                )
+            db_session.commit()
+
+    def _apply_here(
+        self,
+        db_session: Session,
+        *,
+        incident: Incident,
+        action: str,
+        requester: Requester,
+        text: str | None,
+    ) -> None:
+        """An incident PagerDuty has no part in changes in opsbot only."""
+        now = self.clock.now()
+        by, where = requester.display, requester.where
+        if action == ACKNOWLEDGE:
+            flows.acknowledge(db_session, incident=incident, by=by, at=now, now=now, via=where)
+        elif action == RESOLVE:
+            flows.resolve(
+                db_session, incident=incident, by=by, at=now, now=now, via=where, note=text
+            )
+        audit.record(
+            db_session,
+            at=now,
+            actor=requester.audit_actor,
+            action=f"incident.{action}",
+            target=incident.target,
+            outcome="ok",
+            detail={"via": requester.via, "pagerduty": False, **({"text": text} if text else {})},
+        )
+        if requester.via == "command":
+            respond(
+                db_session,
+                requester=requester,
+                text=f"{PAST[action].capitalize()} {_label(incident)}.",
+                now=now,
+            )
+
+    def silence(self, *, incident_id: int, minutes: int | None, requester: Requester) -> None:
+        """Silence an alarm's incident for `minutes` (None: end the silence)."""
+        now = self.clock.now()
+        with self.sessions() as db_session:
+            incident = incidents.lock(db_session, incident_id=incident_id)
+            if incident is None or incident.source != ALARM:
+                db_session.rollback()
+                why = "Only an alarm's incident can be silenced."
+                self._refuse(
+                    incident=incident or incident_id, action=SILENCE, requester=requester, why=why
+                )
+                return
+            until = now + timedelta(minutes=minutes) if minutes else None
+            flows.silence(db_session, incident=incident, until=until, by=requester.display, now=now)
+            audit.record(
+                db_session,
+                at=now,
+                actor=requester.audit_actor,
+                action="incident.silence",
+                target=incident.target,
+                outcome="ok",
+                detail={"via": requester.via, "minutes": minutes or 0},
+            )
+            db_session.commit()
+
+    # -- declaring ----------------------------------------------------------------------
+
+    def declare_route(self, name: str | None) -> AlarmRoute:
+        """The route a declared incident pages through; IncidentError says why none fits."""
+        paging = [r for r in self.config.alarm_routes if r.pagerduty_routing_key_env]
+        names = ", ".join(f"`{r.label}`" for r in paging) or "none"
+        if name is None:
+            name = self.config.oncall.declare_route
+        if name is None:
+            if not paging:
+                raise IncidentError("No alarm route has a PagerDuty routing key to page through.")
+            return paging[0]
+        route = self.config.route_named(name)
+        if route is None or route.pagerduty_routing_key_env is None:
+            raise IncidentError(f"No route `{name}` can page. Routes that can: {names}.")
+        return route
+
+    def declare(
+        self,
+        *,
+        summary: str,
+        severity: str | None,
+        route_name: str | None,
+        requester: Requester,
+    ) -> int:
+        """Open an incident by hand, post it with its buttons and page through a route's key."""
+        route = self.declare_route(route_name)
+        now = self.clock.now()
+        with self.sessions() as db_session:
+            incident = incidents.create(
+                db_session,
+                now=now,
+                source=MANUAL,
+                title=summary,
+                route_name=route.label,
+                channel=route.channel,
+                severity=severity or route.severity,
+                mention=route.mention,
+                routing_key_env=route.pagerduty_routing_key_env,
+                remind_after_min=route.remind_after_min,
+                escalate_after_min=route.escalate_after_min,
+                opened_by=requester.display,
+                snapshot={"description": f"Declared from Slack by {requester.display}."},
+            )
+            incidents.add_event(
+                db_session,
+                incident=incident,
+                kind="declared",
+                at=now,
+                now=now,
+                actor=requester.display,
+                text=summary,
+            )
+            flows.page_trigger(db_session, incident=incident, now=now)
+            flows.sync_message(db_session, incident=incident, now=now)
+            audit.record(
+                db_session,
+                at=now,
+                actor=requester.audit_actor,
+                action="incident.declare",
+                target=incident.target,
+                outcome="ok",
+                detail={"route": route.label, "severity": incident.severity, "summary": summary},
+            )
+            respond(
+                db_session,
+                requester=requester,
+                text=(
+                    f":rotating_light: Declared incident #{incident.id} in "
+                    f"{render.channel_ref(route.channel)} "
+                    f"and paged PagerDuty through route `{route.label}`."
+                ),
+                now=now,
+            )
+            db_session.commit()
+            return incident.id

@@ -1,0 +1,184 @@
+"""Scheduled work on incidents: reminders, escalation, the end of a silence.
+
+Each job checks the incident's own due time before acting and clears it in
+the same transaction as the reply it sends, so a job that runs twice (after
+a restart re-scheduled it, or on a test clock) acts once.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import InstrumentedAttribute
+
+from bot.db.statements import update_rows
+from bot.incidents import flows, render
+from bot.incidents import service as incidents
+from bot.incidents.actions import ESCALATE, Requester
+from bot.incidents.models import OPEN, Incident
+from bot.pagerduty.errors import PagerDutyError
+from bot.pagerduty.webhooks import parse_incident
+from bot.scheduler.registry import job
+
+if TYPE_CHECKING:
+    from bot.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+# APScheduler may call a moment early by our clock's reckoning (float timestamps).
+GRACE = timedelta(seconds=1)
+
+
+def _claim(
+    runtime: Runtime,
+    column: InstrumentedAttribute[datetime | None],
+    *,
+    incident_id: int,
+    dedup_key: str,
+) -> bool:
+    """Clear a due time that is due, on an open unacknowledged incident; True if this did."""
+    now = runtime.clock.now()
+    with runtime.sessions() as db_session:
+        claimed = update_rows(
+            db_session,
+            update(Incident)
+            .where(
+                Incident.id == incident_id,
+                Incident.dedup_key == dedup_key,
+                Incident.status == OPEN,
+                Incident.acknowledged_at.is_(None),
+                column.is_not(None),
+                column <= now + GRACE,
+            )
+            .values({column.key: None}),
+        )
+        db_session.commit()
+    return claimed == 1
+
+
+def _waited(after_min: float | None, incident: Incident, now: datetime) -> str:
+    """How long the page has gone unacknowledged: the route's setting (a page may be a re-page)."""
+    if after_min is not None:
+        return render.duration(after_min * 60)
+    return render.duration((now - incident.opened_at).total_seconds())
+
+
+def _on_call(runtime: Runtime, incident: Incident) -> list[str]:
+    """Who to mention: PagerDuty's assignees now, else the last we heard, else the route's."""
+    if runtime.pagerduty is not None and incident.in_pagerduty:
+        try:
+            found = (
+                runtime.pagerduty.get_incident(incident.pagerduty_incident_id)
+                if incident.pagerduty_incident_id
+                else runtime.pagerduty.find_incident_by_key(incident.dedup_key)
+            )
+            if found is not None:
+                shown = runtime.people.display_all(parse_incident(found).assignees)
+                if shown:
+                    return shown
+        except PagerDutyError as exc:
+            log.warning("incident %s: cannot read its assignees (%s)", incident.id, exc)
+    if incident.assignees:
+        return list(incident.assignees)
+    return [incident.mention] if incident.mention else []
+
+
+@job(flows.REMIND_JOB)
+def remind(runtime: Runtime, *, incident_id: int, dedup_key: str) -> None:
+    with runtime.sessions() as db_session:
+        incident = incidents.get(db_session, incident_id=incident_id)
+        if incident is None or incident.dedup_key != dedup_key or incident.remind_at is None:
+            return
+        if incident.acknowledged_at is not None or not incident.is_open:
+            return
+    on_call = _on_call(runtime, incident)
+    if not _claim(runtime, Incident.remind_at, incident_id=incident_id, dedup_key=dedup_key):
+        return
+    now = runtime.clock.now()
+    with runtime.sessions() as db_session:
+        incident = incidents.lock(db_session, incident_id=incident_id)
+        assert incident is not None
+        minutes = _waited(incident.remind_after_min, incident, now)
+        who = ", ".join(on_call) or "On-call"
+        text = f":alarm_clock: Still not acknowledged after {minutes}. {who}: please acknowledge."
+        if incident.escalate_at is not None:
+            text += f" It will be escalated in PagerDuty at {render.hhmm(incident.escalate_at)}."
+        flows.thread_text(db_session, incident=incident, text=text, now=now)
+        incidents.add_event(
+            db_session,
+            incident=incident,
+            kind="reminder",
+            at=now,
+            now=now,
+            actor="opsbot",
+            text=f"reminded {who}",
+            data={"instance": runtime.outbox.instance_id},
+        )
+        db_session.commit()
+
+
+@job(flows.ESCALATE_JOB)
+def escalate(runtime: Runtime, *, incident_id: int, dedup_key: str) -> None:
+    if not _claim(runtime, Incident.escalate_at, incident_id=incident_id, dedup_key=dedup_key):
+        return
+    now = runtime.clock.now()
+    with runtime.sessions() as db_session:
+        incident = incidents.get(db_session, incident_id=incident_id)
+        assert incident is not None
+        minutes = _waited(incident.escalate_after_min, incident, now)
+        flows.thread_text(
+            db_session,
+            incident=incident,
+            text=(
+                f":arrow_double_up: Still not acknowledged after {minutes}: "
+                "escalating in PagerDuty."
+            ),
+            now=now,
+        )
+        incidents.add_event(
+            db_session,
+            incident=incident,
+            kind="escalating",
+            at=now,
+            now=now,
+            actor="opsbot",
+            text=f"not acknowledged after {minutes}",
+            data={"instance": runtime.outbox.instance_id},
+        )
+        db_session.commit()
+    runtime.incident_actions.request(
+        incident_id=incident_id, action=ESCALATE, requester=Requester(None, via="job")
+    )
+
+
+@job(flows.SILENCE_END_JOB)
+def silence_end(runtime: Runtime, *, incident_id: int, until: str) -> None:
+    now = runtime.clock.now()
+    planned = datetime.fromisoformat(until)
+    with runtime.sessions() as db_session:
+        incident = incidents.lock(db_session, incident_id=incident_id)
+        if incident is None or incident.silenced_until is None:
+            return
+        if abs(incident.silenced_until - planned) > GRACE or incident.silenced_until > now + GRACE:
+            return  # silenced again since: that silence has its own job
+        outcome = flows.end_silence(db_session, incident=incident, now=now)
+        db_session.commit()
+    log.info("incident %s: %s", incident_id, outcome)
+
+
+def reschedule(runtime: Runtime) -> None:
+    """At start: make sure every stored due time has its job (a crash may have lost one)."""
+    with runtime.sessions() as db_session:
+        query = select(Incident).where(
+            or_(
+                Incident.remind_at.is_not(None),
+                Incident.escalate_at.is_not(None),
+                Incident.silenced_until.is_not(None),
+            )
+        )
+        for incident in db_session.scalars(query):
+            flows.schedule_due_jobs(db_session, incident=incident)
+        db_session.commit()

@@ -1,0 +1,265 @@
+"""Sending incident actions to PagerDuty's REST API, and recording what it answered.
+
+An outbox sender for `pagerduty.rest` deliveries. It finds PagerDuty's
+incident (stored, or by our dedup key), makes the call with the `From` of the
+person who asked, and records the answer (the incident's new state, the
+timeline, the audit entry, the Slack message update, the answer to the person)
+in one transaction with the delivery's completion, so a crash cannot apply
+it twice. Transient failures are retried a few times; a refusal is shown in
+the incident's thread and to the person.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.audit import service as audit
+from bot.clock import Clock
+from bot.incidents import flows
+from bot.incidents import service as incidents
+from bot.incidents.actions import ACKNOWLEDGE, ESCALATE, NOTE, PAST, RESOLVE, Requester, respond
+from bot.outbox import service as outbox
+from bot.outbox.models import DEAD, PENDING, SENT
+from bot.outbox.results import Dead, Job, Result, Retry, Sent
+from bot.pagerduty.errors import PagerDutyRefused, PagerDutyUnavailable
+from bot.pagerduty.rest import PagerDutyRest
+from bot.pagerduty.webhooks import IncidentData, parse_incident
+from bot.people.directory import NOT_CONFIGURED, PeopleDirectory
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 5  # a person is waiting: give up after about 15 s of backoff
+TRIGGER_SETTLE = timedelta(minutes=2)  # Events API incidents appear a little after the 202
+VERBS = {
+    ACKNOWLEDGE: "acknowledge",
+    RESOLVE: "resolve",
+    ESCALATE: "escalate",
+    NOTE: "add a note to",
+}
+
+
+class _NotYet(Exception):
+    """The page has not (visibly) reached PagerDuty yet: ask again shortly."""
+
+
+class PagerDutyActionSender:
+    def __init__(
+        self,
+        *,
+        sessions: sessionmaker[Session],
+        pagerduty: PagerDutyRest | None,
+        people: PeopleDirectory,
+        clock: Clock,
+    ) -> None:
+        self.sessions = sessions
+        self.pagerduty = pagerduty
+        self.people = people
+        self.clock = clock
+
+    def send(self, job: Job) -> Result:
+        payload = job.payload
+        with self.sessions() as db_session:
+            incident = incidents.get(db_session, incident_id=int(payload["incident_id"]))
+            if incident is None:
+                return Dead(error="the incident no longer exists")
+            known_id, dedup_key = incident.pagerduty_incident_id, incident.dedup_key
+        try:
+            if self.pagerduty is None:
+                raise PagerDutyRefused(NOT_CONFIGURED, status=0)
+            pagerduty_id = known_id or self._find(self.pagerduty, dedup_key)
+            data, note_id = self._call(self.pagerduty, pagerduty_id, payload)
+        except _NotYet as exc:
+            if job.attempts < MAX_ATTEMPTS * 4:
+                return Retry(error=str(exc), after_s=2.0)
+            return self._failed(job, "PagerDuty has no incident for this page")
+        except PagerDutyUnavailable as exc:
+            if job.attempts < MAX_ATTEMPTS:
+                return Retry(error=str(exc))
+            return self._failed(job, f"PagerDuty did not answer ({exc})")
+        except PagerDutyRefused as exc:
+            actor_id = payload.get("actor_id")
+            if actor_id and "Requester User Not Found" in str(exc):
+                self.people.forget_lookup(str(actor_id))  # the next click looks them up again
+            return self._failed(job, f"PagerDuty refused: {exc}")
+        assignees = self.people.display_all(data.assignees) if data is not None else None
+        return self._succeeded(job, pagerduty_id, data, assignees, note_id)
+
+    def _find(self, rest: PagerDutyRest, dedup_key: str) -> str:
+        found = rest.find_incident_by_key(dedup_key)
+        if found is not None:
+            return str(found["id"])
+        with self.sessions() as db_session:
+            last = outbox.last_pagerduty_event(db_session, dedup_key=dedup_key)
+            recent = self.clock.now() - TRIGGER_SETTLE
+            just_paged = last is not None and (
+                last.status == PENDING or (last.sent_at is not None and last.sent_at > recent)
+            )
+            if last is not None and just_paged and last.payload.get("action") == "trigger":
+                raise _NotYet("the page has not reached PagerDuty yet")
+        raise PagerDutyRefused("it has no incident for this page", status=404)
+
+    def _call(
+        self, rest: PagerDutyRest, pagerduty_id: str, payload: dict[str, Any]
+    ) -> tuple[IncidentData | None, str | None]:
+        action, sender = payload["action"], str(payload["from_email"])
+        if action == ACKNOWLEDGE:
+            acknowledged = rest.update_incident(
+                pagerduty_id, from_email=sender, change={"status": "acknowledged"}
+            )
+            return parse_incident(acknowledged), None
+        if action == RESOLVE:
+            change: dict[str, Any] = {"status": "resolved"}
+            if payload.get("text"):
+                change["resolution"] = payload["text"]
+            return parse_incident(
+                rest.update_incident(pagerduty_id, from_email=sender, change=change)
+            ), None
+        if action == ESCALATE:
+            current = parse_incident(rest.get_incident(pagerduty_id))
+            level = (current.escalation_level or 1) + 1
+            escalated = parse_incident(
+                rest.update_incident(
+                    pagerduty_id, from_email=sender, change={"escalation_level": level}
+                )
+            )
+            if escalated.escalation_level is None:
+                escalated = dataclasses.replace(escalated, escalation_level=level)
+            return escalated, None
+        if action == NOTE:
+            note = rest.add_note(pagerduty_id, from_email=sender, content=str(payload["text"]))
+            return None, str(note.get("id") or "") or None
+        raise ValueError(f"unknown action {action!r}")
+
+    def _requester(self, payload: dict[str, Any]) -> Requester:
+        return Requester(
+            slack_user_id=payload.get("actor_id"),
+            via=str(payload.get("via") or "button"),
+            response_url=payload.get("response_url"),
+        )
+
+    def _succeeded(
+        self,
+        job: Job,
+        pagerduty_id: str,
+        data: IncidentData | None,
+        assignees: list[str] | None,
+        note_id: str | None,
+    ) -> Result:
+        payload = job.payload
+        action, requester = str(payload["action"]), self._requester(payload)
+        by, where = requester.display, requester.where
+        now = self.clock.now()
+        with self.sessions() as db_session:
+            incident = incidents.lock(db_session, incident_id=int(payload["incident_id"]))
+            assert incident is not None
+            incident.pagerduty_incident_id = pagerduty_id
+            if action == ACKNOWLEDGE:
+                flows.acknowledge(db_session, incident=incident, by=by, at=now, now=now, via=where)
+            elif action == RESOLVE:
+                flows.resolve(
+                    db_session,
+                    incident=incident,
+                    by=by,
+                    at=now,
+                    now=now,
+                    via=where,
+                    note=payload.get("text"),
+                )
+            elif action == ESCALATE:
+                flows.escalated(
+                    db_session,
+                    incident=incident,
+                    level=data.escalation_level if data else None,
+                    assignees=assignees or [],
+                    by=by,
+                    at=now,
+                    now=now,
+                    via=where,
+                )
+            elif action == NOTE:
+                flows.add_note(
+                    db_session,
+                    incident=incident,
+                    text=str(payload["text"]),
+                    by=by,
+                    at=now,
+                    now=now,
+                    via=where,
+                    pagerduty_note_id=note_id,
+                )
+            if data is not None:  # after the change, which compares with what was known
+                flows.update_from_pagerduty(incident, data=data, assignees=assignees)
+            flows.sync_message(db_session, incident=incident, now=now)
+            audit.record(
+                db_session,
+                at=now,
+                actor=requester.audit_actor,
+                action=f"incident.{action}",
+                target=incident.target,
+                outcome="ok",
+                detail={
+                    "via": requester.via,
+                    "pagerduty_incident": pagerduty_id,
+                    "from": payload["from_email"],
+                    **({"text": payload["text"]} if payload.get("text") else {}),
+                    **({"level": incident.escalation_level} if action == ESCALATE else {}),
+                },
+            )
+            if requester.via == "command":
+                respond(
+                    db_session,
+                    requester=requester,
+                    text=f"{PAST[action].capitalize()} #{incident.id} in PagerDuty.",
+                    now=now,
+                )
+            outbox.complete(db_session, delivery_id=job.id, status=SENT, error=None, now=now)
+            db_session.commit()
+        return Sent()
+
+    def _failed(self, job: Job, error: str) -> Result:
+        payload = job.payload
+        action, requester = str(payload["action"]), self._requester(payload)
+        verb = VERBS.get(action, action)
+        now = self.clock.now()
+        with self.sessions() as db_session:
+            incident = incidents.lock(db_session, incident_id=int(payload["incident_id"]))
+            assert incident is not None
+            incidents.add_event(
+                db_session,
+                incident=incident,
+                kind="pagerduty_refused",
+                at=now,
+                now=now,
+                actor=requester.display,
+                text=f"{verb}: {error}",
+            )
+            flows.thread_text(
+                db_session,
+                incident=incident,
+                text=f":warning: {requester.display} could not {verb} this incident: {error}",
+                now=now,
+            )
+            audit.record(
+                db_session,
+                at=now,
+                actor=requester.audit_actor,
+                action=f"incident.{action}",
+                target=incident.target,
+                outcome="failed",
+                detail={"via": requester.via, "error": error, "from": payload["from_email"]},
+            )
+            respond(
+                db_session,
+                requester=requester,
+                text=f":warning: Could not {verb} #{incident.id}: {error}",
+                now=now,
+            )
+            outbox.complete(db_session, delivery_id=job.id, status=DEAD, error=error, now=now)
+            db_session.commit()
+        log.warning("incident %s: %s failed: %s", payload["incident_id"], action, error)
+        return Dead(error=error)

@@ -1,0 +1,295 @@
+"""PagerDuty's webhooks applied to incidents, so that Slack shows what PagerDuty knows.
+
+Each event is recorded by its id (and its delivery's X-Webhook-Id) in the
+transaction that applies it, so a replay or a concurrent retry changes nothing.
+Events about one PagerDuty incident can arrive out of order: a state change
+older than the newest one applied is kept in the timeline only. An incident
+that none of our alarms or declarations opened is posted in
+`oncall.pagerduty_channel`, with the same buttons.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.clock import Clock
+from bot.config import Config
+from bot.inbound import service as inbound
+from bot.inbound.models import PAGERDUTY_EVENT, PAGERDUTY_WEBHOOK
+from bot.incidents import flows
+from bot.incidents import service as incidents
+from bot.incidents.models import PAGERDUTY, Incident
+from bot.pagerduty.errors import PagerDutyError
+from bot.pagerduty.rest import PagerDutyRest
+from bot.pagerduty.webhooks import IncidentData, WebhookEvent, parse_incident
+from bot.people.directory import PeopleDirectory
+
+log = logging.getLogger(__name__)
+
+IN_PAGERDUTY = "in PagerDuty"
+OPEN_STATUSES = ("triggered", "acknowledged")
+
+
+@dataclass(frozen=True)
+class _Names:
+    """Slack's names for the people in an event, looked up before the transaction."""
+
+    agent: str
+    assignees: list[str]
+
+
+def _find(db_session: Session, data: IncidentData) -> Incident | None:
+    found = incidents.get_by_pagerduty_id(db_session, pagerduty_incident_id=data.id)
+    if found is None and data.incident_key:
+        found = incidents.get_by_dedup_key(db_session, dedup_key=data.incident_key)
+    return found
+
+
+class WebhookSync:
+    def __init__(
+        self,
+        *,
+        sessions: sessionmaker[Session],
+        people: PeopleDirectory,
+        pagerduty: PagerDutyRest | None,
+        config: Config,
+        clock: Clock,
+    ) -> None:
+        self.sessions = sessions
+        self.people = people
+        self.pagerduty = pagerduty
+        self.config = config
+        self.clock = clock
+
+    def _seen(self, event: WebhookEvent, webhook_id: str | None) -> bool:
+        with self.sessions() as db_session:
+            if inbound.seen(db_session, source=PAGERDUTY_EVENT, key=event.id):
+                return True
+            return webhook_id is not None and inbound.seen(
+                db_session, source=PAGERDUTY_WEBHOOK, key=webhook_id
+            )
+
+    def _belongs(self, event: WebhookEvent) -> bool:
+        """Whether an event is about the PagerDuty incident now behind ours.
+
+        After a re-page, PagerDuty has an older (resolved) incident with our
+        dedup key too, and its late webhooks must not close ours.
+        """
+        data = event.incident
+        assert data is not None
+        with self.sessions() as db_session:
+            incident = _find(db_session, data)
+            if incident is None or incident.pagerduty_incident_id == data.id:
+                return True
+            dedup_key = incident.dedup_key
+        if event.event_type == "incident.triggered" or self.pagerduty is None:
+            return True
+        try:
+            newest = self.pagerduty.find_incident_by_key(dedup_key)
+        except PagerDutyError as exc:
+            log.warning("cannot tell which PagerDuty incident is current (%s)", exc)
+            return data.status in OPEN_STATUSES
+        return newest is None or str(newest["id"]) == data.id
+
+    def _with_level(self, event: WebhookEvent) -> WebhookEvent:
+        """v3 events do not carry the escalation level: ask for it when it changed."""
+        data = event.incident
+        if (
+            event.event_type != "incident.escalated"
+            or data is None
+            or data.escalation_level is not None
+            or self.pagerduty is None
+        ):
+            return event
+        try:
+            level = parse_incident(self.pagerduty.get_incident(data.id)).escalation_level
+        except PagerDutyError as exc:
+            log.warning("cannot read the escalation level of %s (%s)", data.id, exc)
+            return event
+        return dataclasses.replace(
+            event, incident=dataclasses.replace(data, escalation_level=level)
+        )
+
+    def receive(self, event: WebhookEvent, *, webhook_id: str | None) -> str:
+        """Apply one verified event; return what was done (for the log and the answer)."""
+        if event.event_type == "pagey.ping":
+            return "pong"
+        if event.incident is None:
+            return f"ignored: {event.event_type} is not about an incident"
+        if self._seen(event, webhook_id):
+            return "duplicate"
+        event = self._with_level(event)
+        assert event.incident is not None
+        names = _Names(
+            agent=self.people.display(event.agent) if event.agent else "PagerDuty",
+            assignees=self.people.display_all(event.incident.assignees),
+        )
+        belongs = self._belongs(event)
+        now = self.clock.now()
+        with self.sessions() as db_session:
+            try:
+                inbound.record(db_session, source=PAGERDUTY_EVENT, key=event.id, now=now)
+                if webhook_id is not None:
+                    inbound.record(db_session, source=PAGERDUTY_WEBHOOK, key=webhook_id, now=now)
+                outcome = self._apply(db_session, event, names, belongs=belongs)
+                db_session.commit()
+            except IntegrityError:
+                db_session.rollback()
+                return "duplicate"
+        log.info("PagerDuty %s %s: %s", event.event_type, event.id, outcome)
+        return outcome
+
+    def _apply(
+        self, db_session: Session, event: WebhookEvent, names: _Names, *, belongs: bool
+    ) -> str:
+        data = event.incident
+        assert data is not None
+        now = self.clock.now()
+        at = event.occurred_at or now
+        incident = _find(db_session, data)
+        opened_here = incident is None
+        if incident is None:
+            incident = self._foreign(db_session, event, names)
+            if incident is None:
+                return "ignored: not an incident of ours"
+        else:
+            incident = incidents.lock(db_session, incident_id=incident.id) or incident
+        state_changing = event.note is None  # a note changes no state: it is never late
+        skip = None
+        if not belongs:
+            skip = f"is about an older PagerDuty incident ({data.id})"
+        elif state_changing and incident.pagerduty_synced_at and at < incident.pagerduty_synced_at:
+            skip = "arrived after a newer change"
+        if skip is not None:
+            incidents.add_event(
+                db_session,
+                incident=incident,
+                kind="pagerduty",
+                at=at,
+                now=now,
+                actor=names.agent,
+                text=f"{event.event_type} {skip}: not applied",
+                source_ref=event.id,
+            )
+            return f"incident {incident.id}: {event.event_type} {skip}, recorded only"
+        incident.pagerduty_incident_id = data.id
+        if state_changing:
+            incident.pagerduty_synced_at = at
+        if not (opened_here and event.event_type == "incident.triggered"):  # said by "opened"
+            self._change(db_session, incident, event, names)
+        if state_changing:  # after the change, which compares with what was known
+            flows.update_from_pagerduty(incident, data=data, assignees=names.assignees)
+        flows.sync_message(db_session, incident=incident, now=now)
+        return f"incident {incident.id}: {event.event_type}"
+
+    def _change(
+        self,
+        db_session: Session,
+        incident: Incident,
+        event: WebhookEvent,
+        names: _Names,
+    ) -> None:
+        now = self.clock.now()
+        assert event.incident is not None
+        moment = event.occurred_at or now
+        kind = event.event_type.removeprefix("incident.")
+        agent = names.agent
+        if kind == "acknowledged":
+            flows.acknowledge(
+                db_session, incident=incident, by=agent, at=moment, now=now, via=IN_PAGERDUTY
+            )
+        elif kind == "unacknowledged":
+            flows.unacknowledge(
+                db_session,
+                incident=incident,
+                at=moment,
+                now=now,
+                why="PagerDuty: the acknowledgement timed out or was undone",
+            )
+        elif kind == "resolved":
+            flows.resolve(
+                db_session, incident=incident, by=agent, at=moment, now=now, via=IN_PAGERDUTY
+            )
+        elif kind == "reopened":
+            flows.reopen(db_session, incident=incident, at=moment, now=now, why=IN_PAGERDUTY)
+        elif kind == "escalated":
+            flows.escalated(
+                db_session,
+                incident=incident,
+                level=event.incident.escalation_level,
+                assignees=names.assignees,
+                by=agent,
+                at=moment,
+                now=now,
+                via=IN_PAGERDUTY,
+            )
+        elif kind == "annotated" and event.note is not None:
+            flows.add_note(
+                db_session,
+                incident=incident,
+                text=event.note.content,
+                by=agent,
+                at=moment,
+                now=now,
+                via=IN_PAGERDUTY,
+                pagerduty_note_id=event.note.id,
+            )
+        else:
+            text = {
+                "triggered": f"PagerDuty incident #{event.incident.number or '?'} open",
+                "reassigned": "reassigned to " + (", ".join(names.assignees) or "nobody"),
+                "priority_updated": f"priority set to {event.incident.priority or 'none'}",
+            }.get(kind, kind.replace("_", " "))
+            if kind == "triggered" and names.assignees:
+                text += ", assigned to " + ", ".join(names.assignees)
+            incidents.add_event(
+                db_session,
+                incident=incident,
+                kind={"triggered": "paged", "priority_updated": "priority"}.get(kind, kind),
+                at=moment,
+                now=now,
+                actor=None if kind == "triggered" else agent,
+                text=text,
+                source_ref=event.id,
+            )
+            incident.updated_at = now
+
+    def _foreign(self, db_session: Session, event: WebhookEvent, names: _Names) -> Incident | None:
+        """An incident someone opened in PagerDuty: posted in the configured channel."""
+        data = event.incident
+        assert data is not None
+        channel = self.config.oncall.pagerduty_channel
+        if channel is None or event.note is not None or data.status not in OPEN_STATUSES:
+            return None
+        now = self.clock.now()
+        service = f" on {data.service.name}" if data.service else ""
+        opened_by = names.agent if event.event_type == "incident.triggered" else None
+        incident = incidents.create(
+            db_session,
+            now=now,
+            source=PAGERDUTY,
+            dedup_key=f"pagerduty:{data.id}",
+            title=data.title,
+            route_name="pagerduty",
+            channel=channel,
+            severity="critical" if data.urgency == "high" else "warning",
+            opened_by=opened_by,
+            snapshot={"description": f"Opened in PagerDuty{service}."},
+        )
+        flows.update_from_pagerduty(incident, data=data, assignees=names.assignees)
+        incidents.add_event(
+            db_session,
+            incident=incident,
+            kind="opened",
+            at=event.occurred_at or now,
+            now=now,
+            actor=opened_by,
+            text=f"PagerDuty incident #{data.number or '?'}{service}",
+            source_ref=event.id,
+        )
+        return incident

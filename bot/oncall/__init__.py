@@ -1,0 +1,1 @@
+"""Who is on call: `/oncall`, the daily handoff, mentions in reminders."""

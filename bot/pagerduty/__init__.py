@@ -1,0 +1,1 @@
+"""PagerDuty REST API v2 and webhooks v3, as opsbot uses them."""

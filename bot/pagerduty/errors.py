@@ -1,0 +1,19 @@
+"""PagerDuty's answers that were not what we asked for; the message is what a person reads."""
+
+from __future__ import annotations
+
+
+class PagerDutyError(Exception):
+    """Base: PagerDuty did not do what was asked."""
+
+
+class PagerDutyRefused(PagerDutyError):
+    """PagerDuty answered and said no (a 4xx other than 429): asking again will not help."""
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class PagerDutyUnavailable(PagerDutyError):
+    """No usable answer (429, 5xx, network): worth asking again later."""

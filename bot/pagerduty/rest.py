@@ -1,0 +1,157 @@
+"""Typed calls over the `pagerduty` package's REST API v2 client.
+
+Every call either returns what PagerDuty said or raises PagerDutyRefused (it
+said no) or PagerDutyUnavailable (no usable answer); the client's own 429
+retries are capped by the adapter that built it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from itertools import islice
+from typing import Any, TypeVar
+
+import pagerduty
+
+from bot.pagerduty.errors import PagerDutyRefused, PagerDutyUnavailable
+
+T = TypeVar("T")
+
+MAX_ONCALLS = 1000
+
+
+@dataclass(frozen=True)
+class PagerDutyUser:
+    id: str
+    name: str
+    email: str
+
+
+def _user(data: dict[str, Any]) -> PagerDutyUser:
+    return PagerDutyUser(
+        id=str(data["id"]),
+        name=str(data.get("name") or data.get("summary") or data["id"]),
+        email=str(data.get("email") or ""),
+    )
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _reason(response: Any) -> str:
+    """PagerDuty's own words from an error body: message and the errors it lists."""
+    try:
+        error = response.json().get("error") or {}
+    except (ValueError, AttributeError):
+        return f"HTTP {response.status_code}"
+    if not isinstance(error, dict):
+        return str(error)[:300]
+    parts = [str(error.get("message") or f"HTTP {response.status_code}")]
+    details = [str(e) for e in error.get("errors") or []]
+    if details:
+        parts.append(": " + "; ".join(details))
+    return "".join(parts)[:500]
+
+
+def _call(fn: Callable[[], T]) -> T:
+    try:
+        return fn()
+    except pagerduty.HttpError as exc:
+        response = exc.response
+        status = response.status_code if response is not None else 0
+        if status == 429 or status >= 500 or response is None:
+            raise PagerDutyUnavailable(f"PagerDuty answered {status or 'nothing'}") from None
+        raise PagerDutyRefused(_reason(response), status=status) from None
+    except pagerduty.Error as exc:
+        raise PagerDutyUnavailable(f"PagerDuty unreachable: {exc}") from None
+    except OSError as exc:
+        raise PagerDutyUnavailable(f"PagerDuty unreachable: {type(exc).__name__}") from None
+
+
+class PagerDutyRest:
+    def __init__(self, client: pagerduty.RestApiV2Client) -> None:
+        self.client = client
+
+    # -- users ----------------------------------------------------------------------
+
+    def find_user_by_email(self, email: str) -> PagerDutyUser | None:
+        """The user whose email is exactly `email` (case-insensitive), found by `query`."""
+        found = _call(lambda: self.client.find("users", email, attribute="email"))
+        return _user(found) if found else None
+
+    def get_user(self, user_id: str) -> PagerDutyUser | None:
+        try:
+            data = _call(lambda: self.client.rget(f"/users/{user_id}"))
+        except PagerDutyRefused as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return _user(data) if isinstance(data, dict) else None
+
+    # -- incidents ---------------------------------------------------------------------
+
+    def get_incident(self, incident_id: str) -> dict[str, Any]:
+        data = _call(lambda: self.client.rget(f"/incidents/{incident_id}"))
+        assert isinstance(data, dict)
+        return data
+
+    def find_incident_by_key(self, incident_key: str) -> dict[str, Any] | None:
+        """The newest incident opened with this dedup key, if any."""
+        params = {"incident_key": incident_key, "date_range": "all"}
+        found = _call(lambda: list(islice(self.client.iter_all("incidents", params=params), 50)))
+        if not found:
+            return None
+        return max(found, key=lambda i: int(i.get("number") or 0))
+
+    def update_incident(
+        self, incident_id: str, *, from_email: str, change: dict[str, Any]
+    ) -> dict[str, Any]:
+        """PUT /incidents/{id} as the user `from_email`: acknowledge, resolve, escalate."""
+        body = {"incident": {"type": "incident_reference", **change}}
+        data = _call(
+            lambda: self.client.rput(
+                f"/incidents/{incident_id}", json=body, headers={"From": from_email}
+            )
+        )
+        assert isinstance(data, dict)
+        return data
+
+    def add_note(self, incident_id: str, *, from_email: str, content: str) -> dict[str, Any]:
+        data = _call(
+            lambda: self.client.rpost(
+                f"/incidents/{incident_id}/notes",
+                json={"note": {"content": content}},
+                headers={"From": from_email},
+            )
+        )
+        assert isinstance(data, dict)
+        return data
+
+    # -- on-call -----------------------------------------------------------------------
+
+    def oncalls(
+        self,
+        *,
+        since: datetime,
+        until: datetime,
+        escalation_policy_ids: Iterable[str] = (),
+        schedule_ids: Iterable[str] = (),
+    ) -> list[dict[str, Any]]:
+        """Every on-call entry overlapping [since, until], for the policies or schedules given."""
+        params: dict[str, Any] = {"since": _iso(since), "until": _iso(until)}
+        if escalation_policy_ids:
+            params["escalation_policy_ids"] = list(escalation_policy_ids)
+        if schedule_ids:
+            params["schedule_ids"] = list(schedule_ids)
+        return _call(
+            lambda: list(islice(self.client.iter_all("oncalls", params=params), MAX_ONCALLS))
+        )
+
+    def search(self, resource: str, name: str) -> list[dict[str, Any]]:
+        """Schedules or escalation policies whose name contains `name` (PagerDuty's `query`)."""
+        return _call(
+            lambda: list(islice(self.client.iter_all(resource, params={"query": name}), 100))
+        )

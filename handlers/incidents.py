@@ -1,0 +1,249 @@
+"""The buttons on incident messages, and `/incident`.
+
+Every listener acknowledges first (Slack allows three seconds) and then hands
+over to bot/incidents; answers go back through the request's response_url,
+which works in public and private channels and DMs alike, whether or not the
+bot is a member.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from slack_bolt import Ack, App
+
+from bot.incidents import render
+from bot.incidents.actions import (
+    ACKNOWLEDGE,
+    ESCALATE,
+    NOTE,
+    RESOLVE,
+    SEVERITIES,
+    IncidentActions,
+    Requester,
+)
+from bot.incidents.errors import IncidentError
+from bot.outbox.replies import Replies, ephemeral
+from bot.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+USAGE_LINES = {
+    "list": "`/incident list` — open incidents, newest first",
+    "ack": "`/incident ack <id>` — acknowledge in PagerDuty, as you",
+    "resolve": "`/incident resolve <id> [note]` — resolve, with an optional resolution note",
+    "declare": (
+        "`/incident declare <summary> [--severity critical|error|warning|info] [--route NAME]`"
+        " — open an incident and page on-call"
+    ),
+    "note": "`/incident note <id> <text>` — add a note to the timeline and to PagerDuty",
+    "timeline": (
+        "`/incident timeline <id> [markdown]` — the incident's events (Markdown: for a postmortem)"
+    ),
+    "help": "`/incident help` — this message",
+}
+USAGE = "\n".join(["*/incident* — incidents from Slack", *USAGE_LINES.values()])
+BUTTONS = {render.ACKNOWLEDGE: ACKNOWLEDGE, render.RESOLVE: RESOLVE, render.ESCALATE: ESCALATE}
+
+
+class Usage(Exception):
+    """Bad input: the message says what was wrong; `subcommand` picks the usage line."""
+
+    def __init__(self, problem: str, subcommand: str | None = None) -> None:
+        super().__init__(problem)
+        self.subcommand = subcommand
+
+    def answer(self) -> str:
+        line = USAGE_LINES.get(self.subcommand or "")
+        return f"{self}\nUsage: {line}" if line else f"{self}\n\n{USAGE}"
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    ref: str | None = None  # an incident: `42`, `#42`, or a PagerDuty id
+    text: str | None = None
+    severity: str | None = None
+    route: str | None = None
+    markdown: bool = False
+
+
+def _take_option(words: list[str], name: str) -> str | None:
+    """Remove `--name VALUE` or `--name=VALUE` from `words`; its value, if given."""
+    for i, word in enumerate(words):
+        if word == f"--{name}":
+            if i + 1 >= len(words) or words[i + 1].startswith("--"):
+                raise Usage(f"`--{name}` needs a value.", "declare")
+            value = words[i + 1]
+            del words[i : i + 2]
+            return value
+        if word.startswith(f"--{name}="):
+            del words[i]
+            return word.split("=", 1)[1]
+    return None
+
+
+def parse(text: str) -> Command:
+    """`/incident` text to a command; Usage says what is wrong with it."""
+    words = text.split()
+    if not words or words[0] == "help":
+        return Command("help")
+    name, rest = words[0].lower(), words[1:]
+    if name == "list":
+        if rest:
+            raise Usage("`list` takes nothing after it.", "list")
+        return Command("list")
+    if name in ("ack", "acknowledge", "resolve", "note", "timeline"):
+        name = "ack" if name == "acknowledge" else name
+        if not rest:
+            raise Usage(f"`{name}` needs an incident number, e.g. `42`.", name)
+        ref, tail = rest[0], " ".join(rest[1:]).strip()
+        if not re.match(r"^#?[A-Za-z0-9]+$", ref):
+            raise Usage(f"`{ref}` is not an incident number, e.g. `42`.", name)
+        if name == "ack" and tail:
+            raise Usage("`ack` takes only the incident number.", "ack")
+        if name == "note" and not tail:
+            raise Usage("`note` needs the text of the note.", "note")
+        if name == "timeline":
+            if tail.lower() not in ("", "markdown", "md", "--markdown"):
+                raise Usage(f"`{tail}`: say `markdown` for Markdown, or nothing.", "timeline")
+            return Command("timeline", ref=ref, markdown=bool(tail))
+        return Command(name, ref=ref, text=tail or None)
+    if name == "declare":
+        severity = _take_option(rest, "severity")
+        route = _take_option(rest, "route")
+        stray = [w for w in rest if w.startswith("--")]
+        if stray:
+            raise Usage(f"Unknown option `{stray[0]}`.", "declare")
+        if severity is not None and severity.lower() not in SEVERITIES:
+            raise Usage(f"`{severity}` is not a severity ({', '.join(SEVERITIES)}).", "declare")
+        summary = " ".join(rest).strip()
+        if not summary:
+            raise Usage("`declare` needs a summary of what is wrong.", "declare")
+        if len(summary) > 1000:
+            raise Usage("The summary is too long (1,000 characters at most).", "declare")
+        return Command(
+            "declare",
+            text=summary,
+            severity=severity.lower() if severity else None,
+            route=route,
+        )
+    raise Usage(f"Unknown subcommand `{words[0]}`.")
+
+
+def _incident_id(value: str | None) -> int | None:
+    head = (value or "").split(":", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+def _requester(body: dict[str, Any], via: str) -> Requester:
+    user = body.get("user") or {}
+    user_id = user.get("id") if isinstance(user, dict) else None
+    return Requester(
+        slack_user_id=str(user_id or body.get("user_id")),
+        via=via,
+        response_url=body.get("response_url"),
+    )
+
+
+def _run(
+    actions: IncidentActions, replies: Replies, command: Command, requester: Requester
+) -> None:
+    """What a command does after its acknowledgement."""
+    try:
+        if command.name == "declare":
+            assert command.text is not None
+            actions.declare(
+                summary=command.text,
+                severity=command.severity,
+                route_name=command.route,
+                requester=requester,
+            )
+            return
+        assert command.ref is not None
+        incident_id = actions.find_id(command.ref)
+        if command.name == "timeline":
+            actions.send_timeline(
+                incident_id=incident_id, markdown=command.markdown, requester=requester
+            )
+            return
+        action = {"ack": ACKNOWLEDGE, "resolve": RESOLVE, "note": NOTE}[command.name]
+        actions.request(
+            incident_id=incident_id, action=action, requester=requester, text=command.text
+        )
+    except IncidentError as exc:
+        if requester.response_url:
+            replies.send(requester.response_url, ephemeral(Usage(str(exc), command.name).answer()))
+
+
+def register(app: App, runtime: Runtime) -> None:
+    actions = runtime.incident_actions
+    replies = Replies(sessions=runtime.sessions, clock=runtime.clock)
+
+    def button(action_name: str) -> Any:
+        def listener(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
+            ack()
+            incident_id = _incident_id(action.get("value"))
+            if incident_id is None:
+                log.warning("%s clicked without an incident id", action.get("action_id"))
+                return
+            actions.request(
+                incident_id=incident_id, action=action_name, requester=_requester(body, "button")
+            )
+
+        listener.__name__ = f"incident_{action_name}_button"
+        return listener
+
+    for action_id, action_name in BUTTONS.items():
+        app.action(action_id)(button(action_name))
+
+    @app.action(render.SILENCE)
+    def silence(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
+        ack()
+        value = str((action.get("selected_option") or {}).get("value") or action.get("value") or "")
+        incident_id, _, choice = value.partition(":")
+        if not incident_id.isdigit() or (
+            choice not in render.SILENCE_CHOICES and choice != render.UNSILENCE
+        ):
+            log.warning("silence menu sent %r", value)
+            return
+        actions.silence(
+            incident_id=int(incident_id),
+            minutes=render.SILENCE_CHOICES.get(choice),
+            requester=_requester(body, "button"),
+        )
+
+    for link in render.LINK_ACTIONS:
+        # Link buttons open a URL; Slack still tells the app, which must answer.
+        app.action(link)(lambda ack: ack())
+
+    @app.command("/incident")
+    def incident(ack: Ack, command: dict[str, Any]) -> None:
+        try:
+            parsed = parse(command.get("text") or "")
+        except Usage as exc:
+            ack(text=exc.answer())
+            return
+        if parsed.name == "help":
+            ack(text=USAGE)
+            return
+        if parsed.name == "list":
+            ack()
+            message = actions.open_incidents()
+            if command.get("response_url"):
+                replies.send(command["response_url"], ephemeral(message["text"], message["blocks"]))
+            return
+        working = {
+            "ack": f"Acknowledging {parsed.ref}…",
+            "resolve": f"Resolving {parsed.ref}…",
+            "note": f"Adding the note to {parsed.ref}…",
+            "declare": "Declaring the incident…",
+        }.get(parsed.name)
+        if working:
+            ack(text=working)
+        else:
+            ack()
+        _run(actions, replies, parsed, _requester(command, "command"))

@@ -1,0 +1,58 @@
+"""`/oncall [team or schedule]`, and `@opsbot oncall [team]` in a thread."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from slack_bolt import Ack, App
+
+from bot.inbound.receipts import SlackEventReceipts
+from bot.runtime import Runtime
+
+ONCALL_WORDS = re.compile(r"\b(on[ -]?call|oncall)\b[?!.]*\s*(.*)$", re.IGNORECASE)
+MENTION = re.compile(r"<@[UW][A-Z0-9]+>")
+HELP = (
+    "Ask me `@opsbot oncall [team or schedule]`, or use `/oncall`, `/incident help` "
+    "and `/opsbot help`."
+)
+
+
+def mention_question(text: str) -> tuple[bool, str | None]:
+    """Whether a mention asks who is on call, and for what (None: the default)."""
+    found = ONCALL_WORDS.search(MENTION.sub(" ", text))
+    if found is None:
+        return False, None
+    rest = found.group(2).strip().strip("?").strip()
+    rest = re.sub(r"^(for|of)\s+", "", rest, flags=re.IGNORECASE)
+    return True, rest or None
+
+
+def register(app: App, runtime: Runtime, receipts: SlackEventReceipts) -> None:
+    answers = runtime.oncall
+
+    @app.command("/oncall")
+    def oncall(ack: Ack, command: dict[str, Any]) -> None:
+        ack()
+        name = (command.get("text") or "").strip() or None
+        answers.respond(name=name, response_url=command["response_url"])
+
+    @app.event("app_mention")
+    def mentioned(body: dict[str, Any], event: dict[str, Any]) -> None:
+        event_id = str(body.get("event_id") or "")
+        with receipts.processing(event_id):
+            asks, name = mention_question(str(event.get("text") or ""))
+            key = f"mention:{event_id or event.get('ts')}"
+            thread_ts = str(event.get("thread_ts") or event.get("ts"))
+            channel = str(event.get("channel"))
+            if asks:
+                answers.post(
+                    key=key, channel=channel, message=answers.message(name), thread_ts=thread_ts
+                )
+            else:
+                answers.post(
+                    key=key,
+                    channel=channel,
+                    message={"text": HELP, "blocks": None},
+                    thread_ts=thread_ts,
+                )

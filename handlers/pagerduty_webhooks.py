@@ -1,0 +1,52 @@
+"""POST /pagerduty/webhooks: PagerDuty webhooks v3.
+
+Order matters: the signature over the raw body is checked against every
+configured secret first (401, nothing written), then the event is parsed
+(400), recorded and applied. A replay of a delivery (X-Webhook-Id) or of an
+event (its id) is answered 200 and changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from bot.pagerduty.webhooks import MAX_BODY_BYTES, MalformedWebhook, parse_event, signature_valid
+from bot.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def _answer(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"status": status, "message": message}, status_code=status)
+
+
+def routes(runtime: Runtime) -> list[Route]:
+    secrets = [s.get_secret_value() for s in runtime.settings.pagerduty_webhook_secrets]
+
+    async def receive(request: Request) -> JSONResponse:
+        raw = await request.body()
+        if len(raw) > MAX_BODY_BYTES:
+            return _answer(413, "body too large")
+        if not signature_valid(raw, request.headers.get("x-pagerduty-signature"), secrets):
+            log.warning("PagerDuty webhook refused: bad or missing signature")
+            return _answer(401, "signature not valid")
+        try:
+            event = parse_event(raw)
+        except MalformedWebhook as exc:
+            return _answer(400, f"not a PagerDuty v3 event: {exc}")
+        webhook_id = request.headers.get("x-webhook-id") or None
+        try:
+            outcome = await run_in_threadpool(
+                runtime.webhook_sync.receive, event, webhook_id=webhook_id
+            )
+        except Exception:
+            log.exception("could not apply PagerDuty event %s", event.id)
+            return _answer(503, "could not record the event; retry")  # PagerDuty retries 5xx
+        return _answer(200, outcome)
+
+    return [Route("/pagerduty/webhooks", receive, methods=["POST"])]

@@ -1,0 +1,227 @@
+"""The buttons on an alarm message, clicked through Bolt with signed payloads."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from bot.incidents import render
+from bot.sandbox.pagerduty import PagerDutyEmulator
+from bot.sandbox.slack import SlackEmulator
+from bot.sandbox.sns import SnsSigner
+from tests.incidents.helpers import (
+    T0,
+    ack_text,
+    audit_of,
+    click,
+    command,
+    events_of,
+    incident_row,
+    message_text,
+    outbox_idle,
+    page,
+    pd_calls,
+    responses_to,
+    send_alarm,
+)
+from tests.support import LiveService, wait_for
+
+
+def test_acknowledge_acts_in_pagerduty_as_the_clicker_and_updates_the_message(
+    service: LiveService, sns_signer: SnsSigner, slack: SlackEmulator, pagerduty: PagerDutyEmulator
+) -> None:
+    incident_id, message = page(service, sns_signer, slack, pagerduty)
+    assert render.ACKNOWLEDGE in str(message.blocks)
+
+    answer = click(service, render.ACKNOWLEDGE, str(incident_id), response_url=slack.response_url())
+    assert answer.elapsed.total_seconds() < 3
+
+    [put] = wait_for(lambda: pd_calls(pagerduty, "PUT"))
+    assert put["from"] == "alice@example.com"
+    assert put["body"]["incident"]["status"] == "acknowledged"
+    [pd_incident] = pagerduty.incidents.values()
+    assert put["path"] == f"/incidents/{pd_incident['id']}"
+    assert pd_incident["status"] == "acknowledged"
+
+    wait_for(lambda: "acknowledged by <@U0ALICE>" in message_text(message))
+    assert render.ACKNOWLEDGE not in str(message.blocks)  # the button is gone
+    row = incident_row(service, incident_id)
+    assert row.acknowledged_by == "<@U0ALICE>" and row.pagerduty_incident_id == pd_incident["id"]
+    [record] = audit_of(service, incident_id)
+    assert (record.actor, record.action, record.outcome) == (
+        "U0ALICE",
+        "incident.acknowledge",
+        "ok",
+    )
+    assert record.detail["from"] == "alice@example.com"
+
+
+def test_second_acknowledge_is_a_no_op_that_says_who_already_did(
+    service: LiveService, sns_signer: SnsSigner, slack: SlackEmulator, pagerduty: PagerDutyEmulator
+) -> None:
+    incident_id, message = page(service, sns_signer, slack, pagerduty)
+    click(service, render.ACKNOWLEDGE, str(incident_id), response_url=slack.response_url())
+    wait_for(lambda: "acknowledged by <@U0ALICE>" in message_text(message))
+    wait_for(lambda: outbox_idle(service))
+    updates = message.updates
+
+    second = slack.response_url()
+    click(service, render.ACKNOWLEDGE, str(incident_id), user_id="U0BOB", response_url=second)
+    [reply] = wait_for(lambda: responses_to(slack, second))
+    assert "already acknowledged by <@U0ALICE>" in reply["text"]
+    assert reply["response_type"] == "ephemeral"
+    assert len(pd_calls(pagerduty, "PUT")) == 1
+    assert message.updates == updates
+    assert [r.outcome for r in audit_of(service, incident_id)] == ["ok", "refused"]
+
+
+def test_resolve_acts_as_the_clicker_and_shows_who_resolved(
+    service: LiveService, sns_signer: SnsSigner, slack: SlackEmulator, pagerduty: PagerDutyEmulator
+) -> None:
+    incident_id, message = page(service, sns_signer, slack, pagerduty)
+    click(
+        service,
+        render.RESOLVE,
+        str(incident_id),
+        user_id="U0BOB",
+        response_url=slack.response_url(),
+    )
+    [put] = wait_for(lambda: pd_calls(pagerduty, "PUT"))
+    assert (put["from"], put["body"]["incident"]["status"]) == ("bob@example.com", "resolved")
+    wait_for(lambda: "resolved by <@U0BOB>" in message_text(message))
+    assert render.RESOLVE not in str(message.blocks)
+    assert incident_row(service, incident_id).status == "resolved"
+    assert [(r.action, r.outcome) for r in audit_of(service, incident_id)] == [
+        ("incident.resolve", "ok")
+    ]
+
+
+def test_escalate_moves_the_page_to_the_next_level(
+    service: LiveService, sns_signer: SnsSigner, slack: SlackEmulator, pagerduty: PagerDutyEmulator
+) -> None:
+    incident_id, message = page(service, sns_signer, slack, pagerduty)
+    click(service, render.ESCALATE, str(incident_id), response_url=slack.response_url())
+    [put] = wait_for(lambda: pd_calls(pagerduty, "PUT"))
+    assert put["from"] == "alice@example.com"
+    assert put["body"]["incident"]["escalation_level"] == 2
+    wait_for(lambda: "level 2" in message_text(message))
+    assert "assigned to Bob Example" in message_text(message) or "<@U0BOB>" in message_text(message)
+    assert [e.kind for e in events_of(service, incident_id)][-1] == "escalated"
+    assert audit_of(service, incident_id)[-1].detail["level"] == 2
+
+
+def test_refusal_by_pagerduty_is_shown_in_the_thread(
+    service: LiveService, sns_signer: SnsSigner, slack: SlackEmulator, pagerduty: PagerDutyEmulator
+) -> None:
+    incident_id, message = page(service, sns_signer, slack, pagerduty)
+    click(service, render.ESCALATE, str(incident_id), response_url=slack.response_url())
+    wait_for(lambda: "level 2" in message_text(message))
+    # The production policy has two levels: a third is refused by PagerDuty.
+    url = slack.response_url()
+    click(service, render.ESCALATE, str(incident_id), response_url=url)
+    [reply] = wait_for(lambda: slack.thread("C0PRODALERTS", message.ts))
+    assert "could not escalate" in reply.text and "Escalation level 3 does not exist" in reply.text
+    [answer] = wait_for(lambda: responses_to(slack, url))
+    assert "Could not escalate" in answer["text"]
+    assert [r.outcome for r in audit_of(service, incident_id)] == ["ok", "failed"]
+
+
+def test_click_by_someone_without_a_pagerduty_account_changes_nothing(
+    service: LiveService, sns_signer: SnsSigner, slack: SlackEmulator, pagerduty: PagerDutyEmulator
+) -> None:
+    slack.add_user("U0CAROL", "carol", email="carol@example.com")
+    incident_id, message = page(service, sns_signer, slack, pagerduty)
+    url = slack.response_url()
+    click(service, render.ACKNOWLEDGE, str(incident_id), user_id="U0CAROL", response_url=url)
+    [reply] = wait_for(lambda: responses_to(slack, url))
+    assert "No PagerDuty user has your Slack email `carol@example.com`" in reply["text"]
+    assert "/opsbot link-pagerduty" in reply["text"]
+    wait_for(lambda: outbox_idle(service))
+    assert pd_calls(pagerduty, "PUT") == []
+    assert message.updates == 0
+    assert incident_row(service, incident_id).acknowledged_at is None
+    assert [(r.actor, r.outcome) for r in audit_of(service, incident_id)] == [
+        ("U0CAROL", "refused")
+    ]
+
+
+def test_hidden_slack_email_gets_told_how_to_link(
+    service: LiveService, sns_signer: SnsSigner, slack: SlackEmulator, pagerduty: PagerDutyEmulator
+) -> None:
+    slack.add_user("U0DAVE", "dave")  # the workspace hides emails
+    incident_id, _ = page(service, sns_signer, slack, pagerduty)
+    url = slack.response_url()
+    click(service, render.RESOLVE, str(incident_id), user_id="U0DAVE", response_url=url)
+    [reply] = wait_for(lambda: responses_to(slack, url))
+    assert "cannot see your email address" in reply["text"]
+    assert pd_calls(pagerduty, "PUT") == []
+
+
+def test_link_pagerduty_wins_over_the_email_lookup(
+    service: LiveService, sns_signer: SnsSigner, slack: SlackEmulator, pagerduty: PagerDutyEmulator
+) -> None:
+    slack.add_user("U0CAROL", "carol", email="carol@corp.example")
+    url = slack.response_url()
+    command(
+        service,
+        "/opsbot",
+        "link-pagerduty <mailto:bob@example.com|bob@example.com>",
+        user_id="U0CAROL",
+        response_url=url,
+    )
+    [linked] = wait_for(lambda: responses_to(slack, url))
+    assert "Linked" in linked["text"] and "bob@example.com" in linked["text"]
+
+    incident_id, message = page(service, sns_signer, slack, pagerduty)
+    click(service, render.ACKNOWLEDGE, str(incident_id), user_id="U0CAROL", response_url=url)
+    [put] = wait_for(lambda: pd_calls(pagerduty, "PUT"))
+    assert put["from"] == "bob@example.com"
+    wait_for(lambda: "acknowledged by <@U0CAROL>" in message_text(message))
+
+    shown = slack.response_url()
+    command(service, "/opsbot", "link-pagerduty", user_id="U0CAROL", response_url=shown)
+    [current] = wait_for(lambda: responses_to(slack, shown))
+    assert "Bob Example" in current["text"] and "linked by you" in current["text"]
+
+
+def test_link_to_an_unknown_email_is_refused(
+    service: LiveService, slack: SlackEmulator, pagerduty: PagerDutyEmulator
+) -> None:
+    url = slack.response_url()
+    command(service, "/opsbot", "link-pagerduty nobody@example.com", response_url=url)
+    [reply] = wait_for(lambda: responses_to(slack, url))
+    assert "No PagerDuty user has the email `nobody@example.com`" in reply["text"]
+    bad = command(service, "/opsbot", "link-pagerduty not-an-email", response_url=url)
+    assert "is not one email address" in ack_text(bad)
+
+
+def test_silence_keeps_transitions_in_the_thread_without_posting_or_paging(
+    service: LiveService, sns_signer: SnsSigner, slack: SlackEmulator, pagerduty: PagerDutyEmulator
+) -> None:
+    incident_id, message = page(service, sns_signer, slack, pagerduty)
+    click(
+        service,
+        render.SILENCE,
+        response_url=slack.response_url(),
+        selected_option=f"{incident_id}:2h",
+    )
+    wait_for(lambda: "silenced by <@U0ALICE> until" in message_text(message))
+    assert audit_of(service, incident_id)[-1].detail == {"via": "button", "minutes": 120}
+
+    # OK then ALARM again, past the reopen window: still this incident, no new post, no page.
+    send_alarm(service, sns_signer, "prod-api-5xx", "OK", T0 + timedelta(minutes=1))
+    send_alarm(service, sns_signer, "prod-api-5xx", "ALARM", T0 + timedelta(minutes=2))
+    wait_for(lambda: outbox_idle(service))
+    assert len(slack.channel_messages("C0PRODALERTS")) == 1
+    triggers = [e for e in pagerduty.events if e["event_action"] == "trigger"]
+    assert len(triggers) == 1
+    thread = " ".join(m.text for m in slack.thread("C0PRODALERTS", message.ts))
+    assert "silenced" in thread and "ALARM" in thread
+    assert incident_row(service, incident_id).status == "open"
+
+    click(
+        service,
+        render.SILENCE,
+        response_url=slack.response_url(),
+        selected_option=f"{incident_id}:{render.UNSILENCE}",
+    )
+    wait_for(lambda: incident_row(service, incident_id).silenced_until is None)
