@@ -48,7 +48,7 @@ test-slow: $(STAMP)
 	TEST_DATABASE_URL="$$(.ci/test-postgres)" $(BIN)/pytest -m slow $(PYTEST_ARGS)
 
 infra-check:
-	@if [ -x .ci/check-infra ]; then .ci/check-infra; else echo "infra checks: none yet"; fi
+	.ci/check-infra
 
 bench: $(STAMP)
 	TEST_DATABASE_URL="$$(.ci/test-postgres)" $(BIN)/python -m bench

@@ -111,6 +111,20 @@ def cmd_outbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_manifest(args: argparse.Namespace) -> int:
+    import yaml
+
+    from bot.manifest import build_manifest
+
+    try:
+        manifest = build_manifest(args.url)
+    except ValueError as exc:
+        print(f"--url: {exc}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    print(yaml.safe_dump(manifest, sort_keys=False, width=100), end="")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="opsbot", description=__doc__)
     commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -134,6 +148,10 @@ def parser() -> argparse.ArgumentParser:
     retry = box_commands.add_parser("retry", help="send abandoned deliveries again")
     retry.add_argument("--id", type=int, help="only this delivery (default: every abandoned one)")
     box.set_defaults(func=cmd_outbox)
+
+    manifest = commands.add_parser("manifest", help="print the Slack app manifest")
+    manifest.add_argument("--url", required=True, help="where opsbot is served: https://host")
+    manifest.set_defaults(func=cmd_manifest)
 
     check = commands.add_parser("check-config", help="validate a configuration file")
     check.add_argument("path", nargs="?", help="the file (default: OPSBOT_CONFIG or embedded)")

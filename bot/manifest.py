@@ -11,14 +11,14 @@ Scopes are only what the bot calls:
     chat:write, chat:write.public   post and update alarm, incident and deploy messages,
                                     also in public channels it was not invited to
     commands                        the slash commands below
+    app_mentions:read               "@opsbot who is on call?" answered in the thread
     users:read, users:read.email    map a Slack user to a PagerDuty user by email
     usergroups:read                 resolve on-call and approver user groups
     channels:history, groups:history
                                     read back its own recent messages after a crash, so a
                                     delivery that was sent but not recorded is not posted twice
-No bot events are subscribed: the bot is driven by commands and buttons (which arrive at
-the interactivity URL) and reads history through the Web API. The event request URL is
-still set, so adding an event later (with its scope) is a one-line change.
+One bot event is subscribed, app_mention; everything else arrives as commands and
+buttons at the interactivity URL, and history is read through the Web API.
 """
 
 from __future__ import annotations
@@ -28,7 +28,10 @@ from urllib.parse import urlsplit
 
 EVENTS_PATH = "/slack/events"
 
+BOT_EVENTS: tuple[str, ...] = ("app_mention",)
+
 BOT_SCOPES: tuple[str, ...] = (
+    "app_mentions:read",
     "channels:history",
     "chat:write",
     "chat:write.public",
@@ -86,7 +89,7 @@ def build_manifest(base_url: str) -> dict[str, Any]:
         },
         "oauth_config": {"scopes": {"bot": list(BOT_SCOPES)}},
         "settings": {
-            "event_subscriptions": {"request_url": request_url},
+            "event_subscriptions": {"request_url": request_url, "bot_events": list(BOT_EVENTS)},
             "interactivity": {"is_enabled": True, "request_url": request_url},
             "org_deploy_enabled": False,
             "socket_mode_enabled": False,

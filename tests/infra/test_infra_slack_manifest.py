@@ -28,12 +28,16 @@ def test_every_command_and_url_points_at_slack_events() -> None:
     url = "https://opsbot.example.com/slack/events"
     assert {c["url"] for c in commands} == {url}
     assert manifest["settings"]["interactivity"] == {"is_enabled": True, "request_url": url}
-    assert manifest["settings"]["event_subscriptions"]["request_url"] == url
+    assert manifest["settings"]["event_subscriptions"] == {
+        "request_url": url,
+        "bot_events": ["app_mention"],
+    }
     assert all(len(c["description"]) <= 100 for c in commands)
 
 
 def test_bot_scopes_are_only_what_the_bot_uses() -> None:
     assert set(build_manifest(BASE_URL)["oauth_config"]["scopes"]["bot"]) == {
+        "app_mentions:read",  # @opsbot who is on call (handlers/oncall.py)
         "chat:write",
         "chat:write.public",
         "commands",

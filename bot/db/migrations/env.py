@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy import text
 
 from bot.db.engine import make_engine
 from bot.db.registry import metadata
 
 config = context.config
+
+MIGRATION_LOCK = 0x0B5B08  # names "opsbot migrations" among advisory locks
 
 
 def run_migrations_online() -> None:
@@ -22,6 +25,12 @@ def run_migrations_online() -> None:
             compare_type=True,
         )
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                # Every task runs `opsbot db upgrade` at start: one migrates, the
+                # others wait here and then find nothing left to do.
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK}
+                )
             context.run_migrations()
     engine.dispose()
 
