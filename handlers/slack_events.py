@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bot.inbound.receipts import SlackEventReceipts
+from bot.inbound.replay import ReplayGuard
 from bot.runtime import Runtime
 from handlers import incidents, oncall, opsbot_command
 
@@ -38,6 +39,21 @@ def build_bolt_app(runtime: Runtime) -> App | None:
         logger=logging.getLogger("opsbot.slack"),
     )
     receipts = SlackEventReceipts(sessions=runtime.sessions, clock=runtime.clock)
+    replays = ReplayGuard()
+
+    @app.middleware
+    def refuse_replays(
+        req: BoltRequest, resp: BoltResponse, next: Callable[[], BoltResponse]
+    ) -> BoltResponse:
+        # Runs after Bolt verified the signature. Events are left to the event-id
+        # deduplication below, which answers Slack's retries without processing them.
+        if req.body.get("type") == "event_callback":
+            return next()
+        signature = req.headers.get("x-slack-signature", [""])[0]
+        if signature and not replays.first_time(signature):
+            log.warning("refused a replayed Slack request")
+            return BoltResponse(status=401, body="replayed request")
+        return next()
 
     @app.middleware
     def deduplicate_events(

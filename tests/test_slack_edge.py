@@ -71,3 +71,12 @@ def test_slack_not_configured_answers_503(
         "/slack/events", content=body, headers=slack_headers(SLACK_SIGNING_SECRET, body)
     )
     assert answer.status_code == 503
+
+
+def test_replayed_request_is_refused_and_changes_nothing(service: LiveService) -> None:
+    body = slash_command_body("/opsbot", "help")
+    headers = slack_headers(SLACK_SIGNING_SECRET, body)
+    assert service.post("/slack/events", content=body, headers=headers).status_code == 200
+    assert service.post("/slack/events", content=body, headers=headers).status_code == 401
+    fresh = slack_headers(SLACK_SIGNING_SECRET, body, timestamp=int(time.time()) + 1)
+    assert service.post("/slack/events", content=body, headers=fresh).status_code == 200
