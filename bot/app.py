@@ -13,12 +13,16 @@ from slack_sdk import WebClient
 from starlette.applications import Starlette
 
 from bot.adapters import aws, pagerduty, slack, tls
+from bot.adapters.aws import AwsClients
 from bot.alarms.intake import AlarmIntake
 from bot.alarms.queue import AlarmQueueConsumer
+from bot.approvals import jobs as approval_jobs  # noqa: F401  # registers its jobs
 from bot.apps.access import Access
 from bot.clock import Clock, SystemClock
 from bot.config import Config
 from bot.db.engine import make_engine, make_sessionmaker
+from bot.deploys import confirm as deploy_confirm  # noqa: F401  # registers the deploy kinds
+from bot.deploys import jobs as deploy_jobs  # noqa: F401  # registers its jobs
 from bot.outbox.models import PAGERDUTY_EVENT, SLACK_MESSAGE, SLACK_REPLY, SLACK_RESPONSE
 from bot.outbox.pacing import Pacer
 from bot.outbox.pagerduty_sender import PagerDutySender
@@ -153,6 +157,7 @@ def build_runtime(
         outbox=outbox,
         scheduler=JobScheduler(engine, background=run_jobs),
         access=Access(_group_members(slack_client)),
+        aws=AwsClients(region=settings.aws_region, endpoint_url=settings.aws_endpoint_url),
         queue_consumer=consumer,
         notes=notes,
     )

@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bot.runtime import Runtime
-from handlers import opsbot_command
+from handlers import approvals, deploys, opsbot_command
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,8 @@ def build_bolt_app(runtime: Runtime) -> App | None:
         logger=logging.getLogger("opsbot.slack"),
     )
     opsbot_command.register(app, runtime)
+    deploys.register(app, runtime)
+    approvals.register(app, runtime)
     return app
 
 

@@ -65,8 +65,10 @@ class LiveService:
         self.thread.join(30)
 
 
-def start_service(settings: Settings, config: Config, *, clock: Clock | None = None) -> LiveService:
-    runtime = build_runtime(settings, config, clock=clock)
+def start_service(
+    settings: Settings, config: Config, *, clock: Clock | None = None, run_jobs: bool = True
+) -> LiveService:
+    runtime = build_runtime(settings, config, clock=clock, run_jobs=run_jobs)
     app = create_app(runtime)
     port = free_port()
     server = uvicorn.Server(

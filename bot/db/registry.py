@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from bot.alarms import models as alarms_models
+from bot.approvals import models as approvals_models
 from bot.audit import models as audit_models
 from bot.db.base import Base
+from bot.deploys import models as deploys_models
 from bot.incidents import models as incidents_models
 from bot.outbox import models as outbox_models
 
-MODEL_MODULES = (alarms_models, audit_models, incidents_models, outbox_models)
+MODEL_MODULES = (
+    alarms_models,
+    approvals_models,
+    audit_models,
+    deploys_models,
+    incidents_models,
+    outbox_models,
+)
 
 metadata = Base.metadata
