@@ -69,6 +69,7 @@ def _tags_hint(runtime: Runtime, repository: str) -> str:
 
 
 def _resolve_image(runtime: Runtime, request: Request, target: Target) -> ecr.Image:
+    """The image to deploy: by tag, or by the digest a confirmation pinned (a tag may move)."""
     repository = target.settings.repository
     client = runtime.aws.get("ecr")
     with aws_call(f"read the image from `{repository}`"):
@@ -76,10 +77,15 @@ def _resolve_image(runtime: Runtime, request: Request, target: Target) -> ecr.Im
             image = ecr.find_image(client, repository=repository, digest=request.digest)
         else:
             image = ecr.find_image(client, repository=repository, tag=request.tag)
-    if image is None:
-        wanted = f"`{request.tag}`" if not request.digest else f"`{request.digest}`"
+    if image is None and request.digest:
         raise DeployRefused(
-            f"There is no image {wanted} in `{repository}`. {_tags_hint(runtime, repository)}"
+            f"The image that was asked for (`{request.tag}`, `{short_digest(request.digest)}`) "
+            f"is no longer in `{repository}`: ask again."
+        )
+    if image is None:
+        raise DeployRefused(
+            f"There is no image `{request.tag}` in `{repository}`. "
+            f"{_tags_hint(runtime, repository)}"
         )
     if request.digest and request.tag and request.tag not in image.tags:
         log.info("tag %s moved away from the approved digest %s", request.tag, request.digest)

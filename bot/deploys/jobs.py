@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from bot.apps.errors import AppError
 from bot.deploys import flows, locks, service
 from bot.deploys.errors import DeployError
 from bot.deploys.models import ACTIVE
@@ -30,6 +31,9 @@ def watch(runtime: Runtime, *, deployment_id: int, token: str) -> None:
             return
     try:
         status = flows.observe(runtime, deployment_id=deployment_id)
+    except AppError as exc:  # the environment left the configuration: nothing to watch with
+        log.error("stopped watching deployment %s: %s", deployment_id, exc)
+        return
     except DeployError as exc:
         log.warning("watching deployment %s: %s", deployment_id, exc)
         status = "unknown"

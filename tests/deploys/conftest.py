@@ -12,6 +12,7 @@ from bot.app import build_runtime
 from bot.clock import ManualClock
 from bot.config import Config, parse_config
 from bot.runtime import Runtime
+from bot.sandbox.ecs import EcsRollouts
 from bot.sandbox.slack import SlackEmulator
 from bot.settings import Settings
 from tests.conftest import TEST_CONFIG
@@ -72,8 +73,12 @@ def deploy_config(**overrides: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def world(moto_server: str, aws: Callable[[str], Any], monkeypatch: pytest.MonkeyPatch) -> World:
-    return build_world(moto_server, aws, monkeypatch)
+def world(moto_server: str, aws: Callable[[str], Any]) -> Iterator[World]:
+    rollouts = EcsRollouts(aws=aws).install()
+    try:
+        yield build_world(moto_server, aws, rollouts)
+    finally:
+        rollouts.uninstall()
 
 
 @pytest.fixture

@@ -1,4 +1,8 @@
-"""Deploying an image by tag: resolution in ECR, the new revision, the service update."""
+"""Deploying an image by tag: resolution in ECR, the checks, the new revision, the update.
+
+Rollouts move only when the test moves them: `world.rollouts` (bot/sandbox/ecs.py)
+plays ECS's deployment scheduler on moto's backend state (see test_watch.py).
+"""
 
 from __future__ import annotations
 

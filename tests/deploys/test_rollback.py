@@ -1,18 +1,26 @@
-"""Rollback, history, status and releases."""
+"""Rollback, history, status and releases.
+
+Each deployment is finished by `world.rollouts.complete` (bot/sandbox/ecs.py: ECS's
+deployment scheduler played on moto's state), then one run of its watch job.
+"""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 
+from bot.adapters import ecs
 from bot.audit.models import AuditRecord
 from bot.clock import ManualClock
-from bot.deploys import queries, render
+from bot.deploys import queries, render, service
 from bot.deploys.errors import DeployError
 from bot.deploys.models import Deployment
 from bot.deploys.plans import Request
 from bot.deploys.requests import submit
 from bot.runtime import Runtime
+from bot.sandbox.slack import SlackEmulator
+from tests.deploys.conftest import RELEASES
 from tests.deploys.world import World
+from tests.support import wait_for
 
 
 def deploy_and_finish(runtime: Runtime, world: World, clock: ManualClock, tag: str) -> int:
@@ -157,3 +165,36 @@ def test_status_and_releases_say_what_runs_where(
     text = render.releases_message(releases)["text"]
     assert "`1.0.2` · `" in text and "running in *staging*" in text
     assert "pushed 2026-11-20 09:04:00 UTC" in text
+
+
+def test_a_rollback_of_a_protected_environment_asks_for_its_clicks(
+    runtime: Runtime, world: World, clock: ManualClock, releases: SlackEmulator
+) -> None:
+    with runtime.sessions() as db:
+        done = service.create(
+            db,
+            now=clock.now(),
+            app="api",
+            env="prod",
+            kind="deploy",
+            actor="U0ALICE",
+            tag="1.0.0",
+            image=world.image("1.0.0"),
+            digest=world.digests["1.0.0"],
+            task_definition=world.task_definitions["prod"],
+        )
+        done.status = "completed"
+        db.commit()
+    client = world.aws("ecs")
+    current = ecs.describe_task_definition(client, arn=world.task_definitions["prod"])
+    newer = ecs.register_with_image(client, current, container="app", image=world.image("1.0.1"))
+    ecs.update_service(client, cluster="prod", service="api", task_definition=newer.arn)
+    world.rollouts.complete("prod")
+
+    accepted = submit(runtime, Request(app="api", env="prod", actor="U0ALICE", kind="rollback"))
+    assert accepted.request_id == 1 and accepted.deployment_id is None
+    assert world.service_task_definition("prod") == newer.arn
+    [message] = wait_for(lambda: releases.channel_messages(RELEASES))
+    [actions] = [b for b in message.blocks or [] if b["type"] == "actions"]
+    assert [e["text"]["text"] for e in actions["elements"]] == ["Roll back", "Approve", "Cancel"]
+    assert "asks to *roll back* `api/prod` to deployment #1" in str(message.blocks)

@@ -18,7 +18,7 @@ from bot.deploys.models import Deployment
 from bot.sandbox.slack import Message, SlackEmulator
 from tests.conftest import SLACK_SIGNING_SECRET
 from tests.deploys.conftest import RELEASES
-from tests.deploys.world import World
+from tests.deploys.world import World, manifest
 from tests.support import (
     LiveService,
     block_action_body,
@@ -243,3 +243,25 @@ def test_status_history_releases_lock_and_rollback_answer_in_slack(
     assert ack["text"].startswith('`/deploy <app> <env> <tag> [--force "<reason>"]`.')
     ack, _ = command(live, releases, "/deploy", "api staging 1.0.2 --force")
     assert ack["text"].startswith("`--force` needs a reason")
+
+
+def test_what_was_approved_is_what_deploys_even_if_the_tag_moves(
+    live: LiveService, releases: SlackEmulator, world: World
+) -> None:
+    """moto deletes an image whose only tag is pushed again (ECR would keep it untagged):
+    the approved digest is gone, so the approval deploys nothing rather than the new image."""
+    command(live, releases, "/deploy", "api prod 1.0.2")
+    confirmation(releases)
+    world.aws("ecr").put_image(repositoryName="api", imageManifest=manifest(42), imageTag="1.0.2")
+    assert "approvals 0 of 1" in answered(
+        releases, click(live, releases, "approval_confirm", 1, user="U0ALICE")
+    )
+    url = click(live, releases, "approval_approve", 1, user="U0BOB")
+    short = world.digests["1.0.2"].removeprefix("sha256:")[:12]
+    assert answered(releases, url) == (
+        f"The image that was asked for (`1.0.2`, `{short}`) is no longer in `api`: ask again."
+    )
+    assert world.service_task_definition("prod") == world.task_definitions["prod"]
+    with live.runtime.sessions() as db:
+        [action] = db.scalars(sa.select(PendingAction)).all()
+        assert action.status == "failed"

@@ -1,6 +1,6 @@
 """Watching a rollout: progress, the circuit breaker, stuck deployments, restarts, crashes.
 
-moto never moves an ECS deployment: `world.rollouts` (tests/deploys/world.py)
+moto never moves an ECS deployment: `world.rollouts` (bot/sandbox/ecs.py)
 plays ECS's part on moto's backend state. UpdateService starts a new PRIMARY
 deployment; `progress` and `complete` set its counts and rolloutState;
 `fail` starts and stops real moto tasks (RunTask with startedBy = the

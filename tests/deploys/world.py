@@ -4,45 +4,31 @@ Seeded through the AWS APIs (boto3 against the moto server): a VPC, an ECR
 repository with images pushed from real manifests (so digests exist) and
 their scans, two ECS clusters with a Fargate task definition and service each.
 
-moto never runs an ECS rollout, so `EcsRollouts` stands in for ECS's
-deployment scheduler, honestly and visibly, on moto's own backend state (the
-server runs in this process):
+moto never runs an ECS rollout: `world.rollouts` (bot/sandbox/ecs.py) plays
+ECS's deployment scheduler on moto's own backend state, openly: UpdateService
+starts a new PRIMARY deployment; `progress`, `complete` and `fail` move it as
+ECS would (`fail` stops real moto tasks with ECS's reasons and starts the
+circuit breaker's rollback deployment). The bot sees all of it only through
+DescribeServices, ListTasks and DescribeTasks.
 
-- `install` wraps moto's UpdateService so that a new task definition starts a
-  new PRIMARY deployment (IN_PROGRESS, nothing running yet) and demotes the
-  old one to ACTIVE, as ECS does. moto only swaps the service's
-  taskDefinition and leaves its one deployment untouched.
-- `progress`, `complete`, `fail` move that deployment as ECS would: running
-  and pending counts, rolloutState COMPLETED, or the circuit breaker's FAILED
-  with a rollback deployment of the previous revision. The failed tasks are
-  real moto tasks, started with RunTask (startedBy = the deployment id, as ECS
-  names a service's tasks) and stopped with StopTask and ECS's reason, so the
-  bot reads them through ListTasks and DescribeTasks.
-
-Two moto gaps are filled on the side: moto 5 stamps ECR pushes with the wall
-clock to the second (the seed spaces them a minute apart so "most recent" is
-defined), and its RunTask fails for awsvpc tasks (its NetworkInterface lacks
-private_dns_name: `install` adds it).
+moto 5 also stamps ECR pushes with the wall clock to the second: the seed
+spaces them a minute apart (on moto's image records) so "most recent" is
+defined.
 """
 
 from __future__ import annotations
 
 import json
-import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-import pytest
-from moto.core.utils import utcnow
-from moto.ec2.models.elastic_network_interfaces import NetworkInterface
 from moto.ecr.models import ecr_backends
-from moto.ecs.models import EC2ContainerServiceBackend, ecs_backends
 
-ACCOUNT = "123456789012"
-REGION = "us-east-1"
+from bot.sandbox.ecs import ACCOUNT, REGION, EcsRollouts
+
 REPOSITORY = "api"
 TAGS = ["1.0.0", "1.0.1", "1.0.2", "1.0.3", "1.0.4"]
 # What each tag's ECR scan found (None: never scanned).
@@ -138,123 +124,6 @@ def task_definition(family: str, image: str) -> dict[str, Any]:
 
 
 @dataclass
-class EcsRollouts:
-    """ECS's deployment scheduler, played on moto's backend (see the module docstring)."""
-
-    aws: Callable[[str], Any]
-    network: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def backend(self) -> Any:
-        return ecs_backends[ACCOUNT][REGION]
-
-    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        original = EC2ContainerServiceBackend.update_service
-        rollouts = self
-
-        def update_service(backend: Any, properties: dict[str, Any]) -> Any:
-            cluster = properties.get("cluster", "default")
-            name = str(properties["service"]).split("/")[-1]
-            before = backend._get_service(cluster, name).task_definition
-            service = original(backend, properties)
-            if service.task_definition != before:
-                rollouts._new_deployment(service)
-            return service
-
-        monkeypatch.setattr(EC2ContainerServiceBackend, "update_service", update_service)
-        monkeypatch.setattr(
-            NetworkInterface,
-            "private_dns_name",
-            property(
-                lambda eni: "ip-" + eni.private_ip_address.replace(".", "-") + ".ec2.internal"
-            ),
-            raising=False,
-        )
-
-    def service(self, cluster: str, name: str = "api") -> Any:
-        return self.backend.services[f"{cluster}:{name}"]
-
-    def deployments(self, cluster: str, name: str = "api") -> list[dict[str, Any]]:
-        return list(self.service(cluster, name).deployments)
-
-    def primary(self, cluster: str, name: str = "api") -> dict[str, Any]:
-        return next(d for d in self.service(cluster, name).deployments if d["status"] == "PRIMARY")
-
-    def _new_deployment(self, service: Any) -> dict[str, Any]:
-        for deployment in service.deployments:
-            if deployment["status"] == "PRIMARY":
-                deployment["status"] = "ACTIVE"
-        template = service.deployments[0] if service.deployments else {}
-        deployment_id = f"ecs-svc/{random.randint(10**17, 10**18 - 1)}"
-        now = utcnow()
-        deployment = {
-            **template,
-            "id": deployment_id,
-            "status": "PRIMARY",
-            "taskDefinition": service.task_definition,
-            "desiredCount": service.desired_count,
-            "runningCount": 0,
-            "pendingCount": 0,
-            "failedTasks": 0,
-            "createdAt": now,
-            "updatedAt": now,
-            "rolloutState": "IN_PROGRESS",
-            "rolloutStateReason": f"ECS deployment {deployment_id} in progress.",
-        }
-        service.deployments.insert(0, deployment)
-        return deployment
-
-    def progress(self, cluster: str, *, running: int, pending: int, name: str = "api") -> None:
-        deployment = self.primary(cluster, name)
-        deployment["runningCount"] = running
-        deployment["pendingCount"] = pending
-        deployment["updatedAt"] = utcnow()
-
-    def complete(self, cluster: str, name: str = "api") -> None:
-        service = self.service(cluster, name)
-        deployment = self.primary(cluster, name)
-        deployment.update(
-            runningCount=deployment["desiredCount"],
-            pendingCount=0,
-            rolloutState="COMPLETED",
-            rolloutStateReason=f"ECS deployment {deployment['id']} completed.",
-            updatedAt=utcnow(),
-        )
-        service.deployments[:] = [deployment]
-        service.running_count = deployment["desiredCount"]
-        service.pending_count = 0
-
-    def fail(self, cluster: str, *, reasons: list[str], name: str = "api") -> dict[str, Any]:
-        """The circuit breaker: tasks stop for `reasons`; ECS rolls back to the last revision."""
-        service = self.service(cluster, name)
-        failed = self.primary(cluster, name)
-        ecs = self.aws("ecs")
-        for reason in reasons:
-            [task] = ecs.run_task(
-                cluster=cluster,
-                taskDefinition=failed["taskDefinition"],
-                launchType="FARGATE",
-                startedBy=failed["id"],
-                networkConfiguration=self.network,
-            )["tasks"]
-            ecs.stop_task(cluster=cluster, task=task["taskArn"], reason=reason)
-        previous = next(d for d in service.deployments if d["status"] == "ACTIVE")
-        failed.update(
-            failedTasks=len(reasons),
-            runningCount=0,
-            pendingCount=0,
-            rolloutState="FAILED",
-            rolloutStateReason="ECS deployment circuit breaker: tasks failed to start.",
-            updatedAt=utcnow(),
-        )
-        service.task_definition = previous["taskDefinition"]
-        rollback = self._new_deployment(service)
-        failed["status"] = "ACTIVE"
-        service.deployments[:] = [rollback, failed]
-        return rollback
-
-
-@dataclass
 class World:
     aws: Callable[[str], Any]
     rollouts: EcsRollouts
@@ -295,7 +164,8 @@ def _scan_result(digest: str, counts: dict[str, int]) -> dict[str, Any]:
     }
 
 
-def build_world(moto_url: str, aws: Callable[[str], Any], monkeypatch: pytest.MonkeyPatch) -> World:
+def build_world(moto_url: str, aws: Callable[[str], Any], rollouts: EcsRollouts) -> World:
+    """Reset moto and seed it; `rollouts` (installed) plays ECS's part."""
     httpx.post(f"{moto_url}/moto-api/reset", timeout=10).raise_for_status()
     ec2, ecr, ecs = aws("ec2"), aws("ecr"), aws("ecs")
     vpc = ec2.create_vpc(CidrBlock="10.20.0.0/16")["Vpc"]["VpcId"]
@@ -304,8 +174,7 @@ def build_world(moto_url: str, aws: Callable[[str], Any], monkeypatch: pytest.Mo
         "GroupId"
     ]
     network = {"awsvpcConfiguration": {"subnets": [subnet], "securityGroups": [group]}}
-    rollouts = EcsRollouts(aws=aws, network=network)
-    rollouts.install(monkeypatch)
+    rollouts.network = network
 
     uri = ecr.create_repository(
         repositoryName=REPOSITORY, imageScanningConfiguration={"scanOnPush": True}
