@@ -118,5 +118,5 @@ def confirmation(action: PendingAction, *, confirm_label: str) -> dict[str, Any]
 
 
 def ephemeral(text: str) -> dict[str, Any]:
-    """An answer only the person who clicked or typed sees."""
-    return {"response_type": "ephemeral", "replace_original": False, "text": clip(text, 3000)}
+    """An answer only the person who clicked or typed sees (text only: up to 8,000 chars)."""
+    return {"response_type": "ephemeral", "replace_original": False, "text": clip(text, 8000)}

@@ -33,6 +33,7 @@ from bot.deploys.policy import (
     short_digest,
     short_image,
     short_task_definition,
+    tag_of,
 )
 from bot.incidents.render import when
 
@@ -92,6 +93,16 @@ def _resolve_image(runtime: Runtime, request: Request, target: Target) -> ecr.Im
     return image
 
 
+def _tag_of_running(runtime: Runtime, repository: str, image: str | None) -> str | None:
+    """A tag of the running image: its own (repo:tag), or one ECR gives its digest."""
+    digest = digest_of(image)
+    if digest is None:
+        return tag_of(image)
+    with aws_call(f"read the image from `{repository}`"):
+        found = ecr.find_image(runtime.aws.get("ecr"), repository=repository, digest=digest)
+    return found.tags[0] if found is not None and found.tags else None
+
+
 def _rollback_source(
     db_session: Session, request: Request, current_task_definition: str
 ) -> Deployment:
@@ -109,26 +120,31 @@ def _rollback_source(
                 f"that did: {listed or 'none recorded'}."
             )
         return chosen
+    # Back past the deployment whose revision runs now (past what a rollback
+    # restored, too): rolling back twice goes further back, never forward again.
+    running = service.newest_completed_with(
+        db_session, app=request.app, env=request.env, task_definition=current_task_definition
+    )
+    while running is not None and running.kind == ROLLBACK and running.rollback_of is not None:
+        running = service.get(db_session, deployment_id=running.rollback_of)
     found = service.last_completed(
-        db_session, app=request.app, env=request.env, other_than=current_task_definition
+        db_session,
+        app=request.app,
+        env=request.env,
+        other_than=current_task_definition,
+        before=running.id if running is not None else None,
     )
     if found is None:
+        since = f" before the one running now (#{running.id})" if running is not None else ""
         raise DeployRefused(
-            f"No earlier successful deployment of `{request.label}` is recorded: "
+            f"No successful deployment of `{request.label}`{since} is recorded: "
             f"deploy a tag instead (`/deploy {request.app} {request.env} <tag>`)."
         )
     return found
 
 
 def plan(runtime: Runtime, request: Request) -> Plan:
-    """Check a request against everything; raise what stops it, or return the plan.
-
-    What `--force "<reason>"` may override (a change freeze, blocking scan
-    findings, a missing scan when one is required, redeploying the running
-    image, a stuck deployment's lock) is gathered so the refusal lists all of
-    it at once. Rights, a missing image and someone else's manual lock are
-    never overridden.
-    """
+    """Check a request against everything; raise what stops it, or return the plan."""
     target = get_target_or_raise(runtime.config, app=request.app, env=request.env)
     settings = target.settings
     knobs = runtime.config.deploys
@@ -231,6 +247,7 @@ def plan(runtime: Runtime, request: Request) -> Plan:
         task_definition=task_definition,
         current_task_definition=state.task_definition,
         current_image=current_image,
+        current_tag=_tag_of_running(runtime, settings.repository, current_image),
         scan=scan_record,
         forced=forced,
         takeover=takeover,

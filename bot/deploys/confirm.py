@@ -25,9 +25,8 @@ def _authorize(runtime: Runtime, action: PendingAction, user_id: str, decision: 
     request = Request.from_payload(action.payload)
     try:
         target = get_target_or_raise(runtime.config, app=request.app, env=request.env)
-        verb = {"confirm": "confirm", "approve": "approve", "cancel": "cancel"}.get(decision)
         what = "rollbacks of" if request.kind == ROLLBACK else "deploys to"
-        runtime.access.require(user_id, target, action=f"{verb} {what}")
+        runtime.access.require(user_id, target, action=f"{decision} {what}")
     except AppError as exc:
         raise ClickRefused(str(exc)) from exc
 

@@ -173,6 +173,7 @@ def start(runtime: Runtime, checked: Plan, *, approved_by: list[str]) -> Deploym
             image=checked.image,
             digest=checked.digest,
             previous_image=checked.current_image,
+            previous_tag=checked.current_tag,
             previous_task_definition=checked.current_task_definition,
             task_definition=checked.task_definition,
             rollback_of=request.rollback_of,

@@ -41,6 +41,7 @@ class Deployment(Base):
     image: Mapped[str] = mapped_column(String(1024))  # <repository uri>@sha256:...
     digest: Mapped[str] = mapped_column(String(100))
     previous_image: Mapped[str | None] = mapped_column(String(1024))
+    previous_tag: Mapped[str | None] = mapped_column(String(300))
     previous_task_definition: Mapped[str | None] = mapped_column(String(2048))
     # The revision this deployment rolls out: new for a deploy, restored for a rollback.
     task_definition: Mapped[str | None] = mapped_column(String(2048))

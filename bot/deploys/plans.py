@@ -67,6 +67,7 @@ class Plan:
     task_definition: str | None  # a rollback's revision to restore; None: register a new one
     current_task_definition: str
     current_image: str | None
+    current_tag: str | None  # a tag of the running image, for people
     scan: dict[str, Any]
     forced: tuple[str, ...] = ()
     takeover: int | None = None  # the stuck deployment whose lock a forced deploy takes over

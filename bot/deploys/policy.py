@@ -71,6 +71,12 @@ def short_image(image: str | None) -> str:
     return name
 
 
+def image_text(image: str | None, tag: str | None) -> str:
+    """``1.2.3 (api@0123456789ab)``, or the short image alone when no tag is known."""
+    short = f"`{short_image(image)}`"
+    return f"`{tag}` ({short})" if tag else short
+
+
 def short_task_definition(arn: str | None) -> str:
     """``api:42`` from an ARN."""
     if not arn:

@@ -17,10 +17,13 @@ from bot.deploys.models import (
     DeployLock,
     Deployment,
 )
-from bot.deploys.policy import short_digest, short_image, short_task_definition
+from bot.deploys.policy import image_text, short_digest, short_image, short_task_definition
 from bot.deploys.queries import ReleasesView, StatusView
 from bot.deploys.rollout import counts_text
 from bot.incidents.render import clip, duration, hhmm, when
+
+# Answers without blocks: Slack shows up to 40,000 characters; keep them readable.
+ANSWER_MAX = 8000
 
 STATUS_ICON = {
     STARTING: ":hourglass_flowing_sand:",
@@ -90,7 +93,9 @@ def announcement(deployment: Deployment) -> dict[str, Any]:
         who += " (approved by " + ", ".join(actor_text(a) for a in deployment.approved_by) + ")"
     fields = [
         f"*Who*\n{who}",
-        f"*Image*\n`{short_image(deployment.previous_image)}` → `{short_image(deployment.image)}`",
+        "*Image*\n"
+        f"{image_text(deployment.previous_image, deployment.previous_tag)} → "
+        f"{image_text(deployment.image, deployment.tag)}",
         "*Task definition*\n"
         f"`{short_task_definition(deployment.previous_task_definition)}` → "
         f"`{short_task_definition(deployment.task_definition)}`",
@@ -241,7 +246,7 @@ def status_message(view: StatusView) -> dict[str, Any]:
     for action in view.waiting:
         lines.append(f"• waiting for clicks: request #{action.id}: {action.summary}")
     text = "\n".join(lines)
-    return {"text": clip(text, 3000), "blocks": None}
+    return {"text": clip(text, ANSWER_MAX), "blocks": None}
 
 
 def history_message(app: str, env: str, deployments: list[Deployment]) -> dict[str, Any]:
@@ -259,7 +264,7 @@ def history_message(app: str, env: str, deployments: list[Deployment]) -> dict[s
             f"(`{short_digest(d.digest)}`, `{short_task_definition(d.task_definition)}`) · "
             f"{actor_text(d.actor)} · {STATUS_WORD.get(d.status, d.status)}{took}{forced}"
         )
-    return {"text": clip("\n".join(lines), 3000), "blocks": None}
+    return {"text": clip("\n".join(lines), ANSWER_MAX), "blocks": None}
 
 
 def releases_message(view: ReleasesView) -> dict[str, Any]:
@@ -281,4 +286,4 @@ def releases_message(view: ReleasesView) -> dict[str, Any]:
             )
     for problem in view.problems:
         lines.append(f":warning: {problem}")
-    return {"text": clip("\n".join(lines), 3000), "blocks": None}
+    return {"text": clip("\n".join(lines), ANSWER_MAX), "blocks": None}

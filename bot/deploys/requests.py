@@ -21,7 +21,7 @@ from bot.deploys.errors import DeployRefused
 from bot.deploys.flows import start
 from bot.deploys.models import ROLLBACK, Deployment
 from bot.deploys.plans import Plan, Request
-from bot.deploys.policy import short_digest, short_image, short_task_definition
+from bot.deploys.policy import image_text, short_digest, short_task_definition
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
@@ -123,7 +123,8 @@ def _request_summary(checked: Plan) -> str:
 
 def _request_details(checked: Plan) -> list[str]:
     lines = [
-        f"*Image* `{short_image(checked.current_image)}` → `{short_image(checked.image)}`",
+        f"*Image* {image_text(checked.current_image, checked.current_tag)} → "
+        f"{image_text(checked.image, checked.tag)}",
         f"*Task definition* `{short_task_definition(checked.current_task_definition)}` → "
         + (
             f"`{short_task_definition(checked.task_definition)}`"

@@ -113,7 +113,7 @@ def assess(
     if rollout.rollout_state == "COMPLETED":
         return Verdict(COMPLETED, counts, rollout.id, new_stopped=new_stopped)
     if rollout.rollout_state == "FAILED":
-        reason = rollout.reason or "the deployment failed"
+        reason = (rollout.reason or "the deployment failed").rstrip(". ")
         if primary is not None and primary.id != rollout.id:
             reason += f"; ECS rolled back to `{short_task_definition(primary.task_definition)}`"
         return Verdict(FAILED, counts, rollout.id, summary=reason, new_stopped=new_stopped)

@@ -68,9 +68,14 @@ def list_active(db_session: Session) -> list[Deployment]:
 
 
 def last_completed(
-    db_session: Session, *, app: str, env: str, other_than: str | None = None
+    db_session: Session,
+    *,
+    app: str,
+    env: str,
+    other_than: str | None = None,
+    before: int | None = None,
 ) -> Deployment | None:
-    """The newest completed deployment (whose revision differs from `other_than`)."""
+    """The newest completed deployment (older than #`before`, of another revision)."""
     query = select(Deployment).where(
         Deployment.app == app,
         Deployment.env == env,
@@ -79,6 +84,21 @@ def last_completed(
     )
     if other_than is not None:
         query = query.where(Deployment.task_definition != other_than)
+    if before is not None:
+        query = query.where(Deployment.id < before)
+    return db_session.scalars(query.order_by(Deployment.id.desc()).limit(1)).first()
+
+
+def newest_completed_with(
+    db_session: Session, *, app: str, env: str, task_definition: str
+) -> Deployment | None:
+    """The newest completed deployment that rolled out this revision."""
+    query = select(Deployment).where(
+        Deployment.app == app,
+        Deployment.env == env,
+        Deployment.status == COMPLETED,
+        Deployment.task_definition == task_definition,
+    )
     return db_session.scalars(query.order_by(Deployment.id.desc()).limit(1)).first()
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
+import pytest
+import yaml
+
+from bot.cli import main
 from bot.config import ConfigError, parse_config
 from tests.conftest import TEST_CONFIG
 from tests.deploys.conftest import deploy_config
@@ -35,3 +39,21 @@ def test_mistakes_name_their_key(deploys: dict[str, object], problem: str) -> No
     with pytest.raises(ConfigError) as caught:
         parse_config(deploy_config(deploys=deploys))
     assert any(p.startswith(problem) for p in caught.value.problems), caught.value.problems
+
+
+def test_check_config_counts_apps_and_notes_what_cannot_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = deploy_config()
+    config["apps"]["api"]["environments"]["prod"].pop("release_channel")
+    config["apps"]["api"]["environments"]["staging"]["deployers"] = {}
+    path = tmp_path / "opsbot.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    assert main(["check-config", str(path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"{path}: valid (2 alarm routes, 1 apps with 2 environments)"
+    assert (
+        "note: apps.api.environments.prod needs confirmations but has no release_channel"
+        in (out[1])
+    )
+    assert out[2] == "note: apps.api.environments.staging has no deployers: nobody may deploy it"

@@ -44,9 +44,7 @@ def test_rollback_returns_to_the_last_successful_revision_or_a_chosen_one(
     runtime: Runtime, world: World, clock: ManualClock
 ) -> None:
     rollback = Request(app="api", env="staging", actor="U0BOB", kind="rollback")
-    assert "No earlier successful deployment of `api/staging` is recorded" in refused(
-        runtime, rollback
-    )
+    assert "No successful deployment of `api/staging` is recorded" in refused(runtime, rollback)
     first = deploy_and_finish(runtime, world, clock, "1.0.1")  # api-staging:2
     second = deploy_and_finish(runtime, world, clock, "1.0.2")  # api-staging:3
     revisions = world.revisions("api-staging")
@@ -69,6 +67,11 @@ def test_rollback_returns_to_the_last_successful_revision_or_a_chosen_one(
     world.rollouts.complete("staging")
     clock.advance(seconds=10)
     runtime.scheduler.run_due(clock.now())
+    # Rolling back again goes further back (there is nothing before #1), never forward.
+    assert refused(runtime, rollback) == (
+        "No successful deployment of `api/staging` before the one running now (#1) is "
+        "recorded: deploy a tag instead (`/deploy api staging <tag>`)."
+    )
 
     # Back to the second deployment, by its id; the first is what runs now.
     again = submit(runtime, Request(**{**rollback.__dict__, "rollback_of": second}))

@@ -237,7 +237,9 @@ def test_status_history_releases_lock_and_rollback_answer_in_slack(
     _, url = command(live, releases, "/deploy", "unlock api staging")
     assert answered(releases, url) == "Unlocked `api/staging`."
     _, url = command(live, releases, "/rollback", "api staging", user="U0BOB")
-    assert "No earlier successful deployment" in answered(releases, url)
+    assert "No successful deployment of `api/staging` before the one running now (#1)" in (
+        answered(releases, url)
+    )
 
     ack, _ = command(live, releases, "/deploy", "api staging")
     assert ack["text"].startswith('`/deploy <app> <env> <tag> [--force "<reason>"]`.')

@@ -100,8 +100,10 @@ def test_circuit_breaker_failure_reports_stopped_tasks_and_frees_the_lock(
 
     deployment = status_of(runtime, accepted.deployment_id)
     assert deployment.status == "failed"
-    assert "ECS deployment circuit breaker: tasks failed to start." in (deployment.outcome or "")
-    assert "ECS rolled back to `api-staging:1`" in (deployment.outcome or "")
+    assert (deployment.outcome or "").startswith(
+        "Failed after 10 s: ECS deployment circuit breaker: tasks failed to start; "
+        "ECS rolled back to `api-staging:1`."
+    )
     assert "stopped: Essential container in task exited" in (deployment.outcome or "")
     assert "CannotPullContainerError" in (deployment.outcome or "")
     assert world.service_task_definition("staging") == previous

@@ -40,6 +40,7 @@ def upgrade() -> None:
         sa.Column("image", sa.String(length=1024), nullable=False),
         sa.Column("digest", sa.String(length=100), nullable=False),
         sa.Column("previous_image", sa.String(length=1024), nullable=True),
+        sa.Column("previous_tag", sa.String(length=300), nullable=True),
         sa.Column("previous_task_definition", sa.String(length=2048), nullable=True),
         sa.Column("task_definition", sa.String(length=2048), nullable=True),
         sa.Column("rollback_of", sa.Integer(), nullable=True),
