@@ -16,13 +16,7 @@ from bot.settings import Settings
 
 log = logging.getLogger("opsbot")
 
-EXIT_FAILED = 1  # AWS (or something else) failed while deploying
 EXIT_BAD_CONFIG = 2
-EXIT_REFUSED = (
-    3  # a check said no: rights, tag, scan, freeze, lock; or the confirmation was refused
-)
-EXIT_ROLLOUT_FAILED = 4  # --wait: the rollout failed (circuit breaker) or was superseded
-EXIT_TIMEOUT = 5  # --wait: still not finished (or not confirmed) when the time was up
 
 
 def _settings() -> Settings:
@@ -83,6 +77,22 @@ def cmd_db_upgrade(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _app_notes(config: Config) -> list[str]:
+    """Environments that validate but cannot work as someone would expect."""
+    notes = []
+    for name, app in sorted(config.apps.items()):
+        for env, target in sorted(app.environments.items()):
+            where = f"apps.{name}.environments.{env}"
+            if target.deployers.is_empty:
+                notes.append(f"{where} has no deployers: nobody may deploy it")
+            if (target.protected or target.require_approval) and not target.release_channel:
+                notes.append(
+                    f"{where} needs confirmations but has no release_channel: they go where "
+                    "/deploy was typed, and the CLI cannot deploy it"
+                )
+    return notes
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     settings = _settings()
     path = Path(args.path) if args.path else settings.config_path
@@ -94,19 +104,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         f"{source}: valid ({len(config.alarm_routes)} alarm routes, {len(config.apps)} apps "
         f"with {environments} environments)"
     )
-    for name, app in sorted(config.apps.items()):
-        for env, settings_ in sorted(app.environments.items()):
-            if settings_.deployers.is_empty:
-                print(
-                    f"note: apps.{name}.environments.{env} has no deployers: nobody may deploy it"
-                )
-            if (
-                settings_.protected or settings_.require_approval
-            ) and not settings_.release_channel:
-                print(
-                    f"note: apps.{name}.environments.{env} needs confirmations but has no "
-                    "release_channel: they go where /deploy was typed, and the CLI cannot deploy it"
-                )
+    for note in _app_notes(config):
+        print(f"note: {note}")
     for env_name in missing:
         print(f"note: {env_name} is not set here; routes naming it cannot page until it is")
     return 0

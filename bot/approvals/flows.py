@@ -113,38 +113,54 @@ def schedule_expiry(runtime: Runtime, *, action: PendingAction) -> None:
     )
 
 
+def _refused_click(
+    runtime: Runtime, *, action: PendingAction, user_id: str, decision: str, reason: str
+) -> None:
+    with runtime.sessions() as db_session:
+        audit.record(
+            db_session,
+            at=runtime.clock.now(),
+            actor=user_id,
+            action=f"approval.{decision}",
+            target=action.target,
+            outcome="refused",
+            detail={"request": action.id, "summary": action.summary, "reason": reason},
+        )
+        db_session.commit()
+
+
 def click(runtime: Runtime, *, action_id: int, user_id: str, decision: str) -> ClickOutcome:
     """Apply one person's click; run the action if it was the last click needed.
 
     A click that does not count raises ClickRefused (and is audited as refused).
+    Rights are checked before the row is locked: they may ask Slack who is in
+    a user group, which must not happen inside a transaction.
     """
+    with runtime.sessions() as db_session:
+        seen = approvals.get_or_raise(db_session, action_id=action_id)
+    kind = get_or_raise(seen.kind)
+    try:
+        if seen.is_pending:
+            kind.authorize(runtime, seen, user_id, decision)
+    except ClickRefused as exc:
+        _refused_click(runtime, action=seen, user_id=user_id, decision=decision, reason=str(exc))
+        raise
     with runtime.sessions() as db_session:
         now = runtime.clock.now()
         action = approvals.get_or_raise(db_session, action_id=action_id, lock=True)
-        kind = get_or_raise(action.kind)
         if action.is_pending and now >= action.expires_at:
             _expire(db_session, action=action, now=now)
             db_session.commit()
             raise ClickRefused(f"Request #{action.id} has expired; ask again.")
-        target, summary = action.target, action.summary
         try:
-            if action.is_pending:
-                kind.authorize(runtime, action, user_id, decision)
             approvals.apply_click(
                 db_session, action=action, user_id=user_id, decision=decision, now=now
             )
         except ClickRefused as exc:
             db_session.rollback()
-            audit.record(
-                db_session,
-                at=now,
-                actor=user_id,
-                action=f"approval.{decision}",
-                target=target,
-                outcome="refused",
-                detail={"request": action_id, "summary": summary, "reason": str(exc)},
+            _refused_click(
+                runtime, action=seen, user_id=user_id, decision=decision, reason=str(exc)
             )
-            db_session.commit()
             raise
         audit.record(
             db_session,
