@@ -13,12 +13,16 @@ from slack_sdk import WebClient
 from starlette.applications import Starlette
 
 from bot.adapters import aws, pagerduty, slack, tls
+from bot.adapters.aws import AwsClients
 from bot.alarms.intake import AlarmIntake
 from bot.alarms.queue import AlarmQueueConsumer
+from bot.approvals import jobs as approval_jobs  # noqa: F401  # registers its jobs
 from bot.apps.access import Access
 from bot.clock import Clock, SystemClock
 from bot.config import Config
 from bot.db.engine import make_engine, make_sessionmaker
+from bot.deploys import confirm as deploy_confirm  # noqa: F401  # registers the deploy kinds
+from bot.deploys import jobs as deploy_jobs  # noqa: F401  # registers its jobs
 from bot.inbound.prune import prune_receipts
 from bot.incidents import jobs as incident_jobs
 from bot.incidents.actions import IncidentActions
@@ -222,6 +226,7 @@ def build_runtime(
             lookup=OnCallLookup(pagerduty=rest, people=people, config=config, clock=clock),
             clock=clock,
         ),
+        aws=AwsClients(region=settings.aws_region, endpoint_url=settings.aws_endpoint_url),
         queue_consumer=consumer,
         notes=notes,
         on_start=[

@@ -77,13 +77,35 @@ def cmd_db_upgrade(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _app_notes(config: Config) -> list[str]:
+    """Environments that validate but cannot work as someone would expect."""
+    notes = []
+    for name, app in sorted(config.apps.items()):
+        for env, target in sorted(app.environments.items()):
+            where = f"apps.{name}.environments.{env}"
+            if target.deployers.is_empty:
+                notes.append(f"{where} has no deployers: nobody may deploy it")
+            if (target.protected or target.require_approval) and not target.release_channel:
+                notes.append(
+                    f"{where} needs confirmations but has no release_channel: they go where "
+                    "/deploy was typed, and the CLI cannot deploy it"
+                )
+    return notes
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     settings = _settings()
     path = Path(args.path) if args.path else settings.config_path
     config = _config(settings, path)
     missing = sorted(e for e in config.routing_key_envs() if settings.env_secret(e) is None)
     source = str(path) if path else "embedded default configuration"
-    print(f"{source}: valid ({len(config.alarm_routes)} alarm routes)")
+    environments = sum(len(app.environments) for app in config.apps.values())
+    print(
+        f"{source}: valid ({len(config.alarm_routes)} alarm routes, {len(config.apps)} apps "
+        f"with {environments} environments)"
+    )
+    for note in _app_notes(config):
+        print(f"note: {note}")
     for env_name in missing:
         print(f"note: {env_name} is not set here; routes naming it cannot page until it is")
     return 0
@@ -125,6 +147,39 @@ def cmd_manifest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plain(text: str) -> str:
+    """Slack markup, as a terminal should show it."""
+    return text.replace("`", "").replace("*", "")
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from bot.app import build_runtime
+    from bot.deploys.cli import run_deploy
+
+    settings = _settings()
+    config = _config(settings)
+    configure_logging(settings.log_level, _secrets(settings, config))
+    runtime = build_runtime(settings, config, run_jobs=False)
+    # Started only to write the watch job into the shared job store: the
+    # serving bot's leader runs it (and sends the Slack messages).
+    runtime.scheduler.start(runtime)
+    try:
+        return run_deploy(
+            runtime,
+            app=args.app,
+            env=args.env,
+            tag=args.tag,
+            actor=f"cli:{args.actor or settings.cli_user}",
+            force_reason=args.force,
+            wait=args.wait,
+            timeout_s=args.timeout_min * 60,
+            say=lambda line: print(_plain(line), flush=True),
+        )
+    finally:
+        runtime.scheduler.stop()
+        runtime.engine.dispose()
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="opsbot", description=__doc__)
     commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -156,6 +211,35 @@ def parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="validate a configuration file")
     check.add_argument("path", nargs="?", help="the file (default: OPSBOT_CONFIG or embedded)")
     check.set_defaults(func=cmd_check_config)
+
+    deploy = commands.add_parser(
+        "deploy",
+        help="deploy an image tag from ECR to an app environment (the same path as /deploy)",
+        description=(
+            "Deploy <tag> of the app's ECR repository to <app> <env>, through the same checks "
+            "as /deploy in Slack. Exit codes: 0 started (with --wait: completed), 1 failed, "
+            "2 bad configuration, 3 refused, 4 rollout failed, 5 timed out."
+        ),
+    )
+    deploy.add_argument("app")
+    deploy.add_argument("env")
+    deploy.add_argument("tag")
+    deploy.add_argument(
+        "--force", metavar="REASON", help="override a freeze, blocking scan findings... (audited)"
+    )
+    deploy.add_argument(
+        "--wait", action="store_true", help="wait for the rollout to finish (and any confirmation)"
+    )
+    deploy.add_argument(
+        "--timeout-min",
+        type=float,
+        default=30.0,
+        help="how long --wait waits (default: 30 minutes)",
+    )
+    deploy.add_argument(
+        "--actor", help="who is deploying (default: OPSBOT_ACTOR, GITHUB_ACTOR or the OS user)"
+    )
+    deploy.set_defaults(func=cmd_deploy)
     return root
 
 

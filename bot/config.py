@@ -302,12 +302,48 @@ class App(Strict):
     environments: dict[Annotated[str, Field(pattern=NAME)], AppEnvironment] = Field(min_length=1)
 
 
+ScanSeverity = Literal["CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL", "UNDEFINED"]
+
+
+def _critical_only() -> list[ScanSeverity]:
+    return ["CRITICAL"]
+
+
+class DeploySettings(Strict):
+    """Knobs of /deploy, /rollback and /releases (every app shares them)."""
+
+    # Watching a rollout: how often describe_services is read, and how long
+    # without any change (counts, state, failed tasks) before it is called stuck.
+    poll_interval_s: float = Field(default=15.0, ge=1.0, le=600.0)
+    stuck_after_min: float = Field(default=20.0, gt=0, le=24 * 60)
+    # A deployment still "starting" this long after it began was interrupted
+    # (the bot died between taking the lock and updating the service): it is
+    # then reconciled with the service's real state.
+    starting_grace_s: float = Field(default=120.0, ge=10.0, le=3600.0)
+    # Manual locks (`/deploy lock`) older than this remind their holder, then
+    # again every `lock_reminder_every_min`.
+    lock_reminder_after_min: float = Field(default=240.0, gt=0)
+    lock_reminder_every_min: float = Field(default=240.0, gt=0)
+    # How long a confirmation (protected environments) waits for its clicks.
+    confirm_ttl_min: float = Field(default=30.0, gt=0, le=24 * 60)
+    history_size: int = Field(default=10, ge=1, le=50)  # /deploy history without n
+    recent_tags: int = Field(default=10, ge=1, le=50)  # listed when a tag does not exist
+    releases_count: int = Field(default=15, ge=1, le=40)  # images shown by /releases
+    # ECR scan findings that refuse a deploy unless it is forced.
+    blocking_severities: list[ScanSeverity] = Field(default_factory=_critical_only)
+    # Refuse images with no completed scan (unless forced).
+    require_scan: bool = False
+    # Who may use --force; empty: anyone who may deploy to the environment.
+    force_allowed: People = Field(default_factory=People)
+
+
 class Config(Strict):
     alarm_routes: list[AlarmRoute] = Field(min_length=1)
     alarms: AlarmSettings = Field(default_factory=AlarmSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     apps: dict[Annotated[str, Field(pattern=NAME)], App] = Field(default_factory=dict)
     oncall: OnCallSettings = Field(default_factory=OnCallSettings)
+    deploys: DeploySettings = Field(default_factory=DeploySettings)
 
     @model_validator(mode="after")
     def _default_route_last(self) -> Config:

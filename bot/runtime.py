@@ -12,6 +12,7 @@ from slack_sdk import WebClient
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.adapters.aws import AwsClients
 from bot.alarms.intake import AlarmIntake
 from bot.alarms.queue import AlarmQueueConsumer
 from bot.apps.access import Access
@@ -51,6 +52,7 @@ class Runtime:
     incident_actions: IncidentActions
     webhook_sync: WebhookSync
     oncall: OnCallAnswers
+    aws: AwsClients  # boto3 clients by service name (ecs, ecr...), built on first use
     queue_consumer: AlarmQueueConsumer | None = None
     notes: list[str] = field(default_factory=list)  # what is on or off, said once at start
     # Run once the scheduler is up (e.g. re-scheduling jobs a crash may have lost).

@@ -6,6 +6,7 @@ receives a `Settings` (or values taken from it) from the composition root.
 
 from __future__ import annotations
 
+import getpass
 import os
 import re
 from functools import cached_property
@@ -103,6 +104,12 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION", "aws_region"),
     )
 
+    # Who runs `opsbot deploy` (recorded as cli:<name>): OPSBOT_ACTOR, else the
+    # GitHub Actions actor, else the operating-system user.
+    cli_actor: str | None = Field(
+        default=None, validation_alias=AliasChoices("OPSBOT_ACTOR", "GITHUB_ACTOR", "cli_actor")
+    )
+
     @field_validator("pagerduty_webhook_secrets", "sns_topic_arns", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
@@ -155,6 +162,16 @@ class Settings(BaseSettings):
     @cached_property
     def sns_url_regex(self) -> re.Pattern[str]:
         return re.compile(self.sns_url_pattern)
+
+    @property
+    def cli_user(self) -> str:
+        """The name `opsbot deploy` records as its actor (after `cli:`)."""
+        if self.cli_actor and self.cli_actor.strip():
+            return self.cli_actor.strip()
+        try:
+            return getpass.getuser()
+        except (KeyError, OSError):
+            return "unknown"
 
     def env_secret(self, name: str) -> SecretStr | None:
         """A secret the config file names by environment variable (e.g. a PagerDuty routing key).

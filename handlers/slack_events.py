@@ -21,7 +21,7 @@ from starlette.routing import Route
 from bot.inbound.receipts import SlackEventReceipts
 from bot.inbound.replay import ReplayGuard
 from bot.runtime import Runtime
-from handlers import incidents, oncall, opsbot_command
+from handlers import approvals, deploys, incidents, oncall, opsbot_command
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,8 @@ def build_bolt_app(runtime: Runtime) -> App | None:
     opsbot_command.register(app, runtime)
     incidents.register(app, runtime)
     oncall.register(app, runtime, receipts)
+    deploys.register(app, runtime)
+    approvals.register(app, runtime)
     return app
 
 

@@ -61,6 +61,8 @@ OPSBOT_VARIABLES = (
     "OPSBOT_VAR_DIR",
     "OPSBOT_PUBLIC_URL",
     "PD_KEY_PROD",
+    "OPSBOT_ACTOR",
+    "GITHUB_ACTOR",
 )
 
 TEST_CONFIG: dict[str, Any] = {

@@ -81,7 +81,7 @@ def test_check_config_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[s
     good = tmp_path / "good.yaml"
     good.write_text(GOOD)
     assert main(["check-config", str(good)]) == 0
-    assert "valid (2 alarm routes)" in capsys.readouterr().out
+    assert "valid (2 alarm routes, 0 apps with 0 environments)" in capsys.readouterr().out
 
     bad = tmp_path / "bad.yaml"
     bad.write_text(GOOD.replace("severity: critical", "severity: urgent"))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import boto3
 from botocore.config import Config as BotoConfig
+from botocore.exceptions import BotoCoreError, ClientError
 
 
 def client(service: str, *, region: str, endpoint_url: str | None, **kwargs: Any) -> Any:
@@ -13,3 +15,44 @@ def client(service: str, *, region: str, endpoint_url: str | None, **kwargs: Any
     return boto3.client(
         service, region_name=region, endpoint_url=endpoint_url, config=config, **kwargs
     )
+
+
+class AwsClients:
+    """One client per service, built on first use (boto3's default session is not
+    thread-safe to build clients from; the clients themselves are)."""
+
+    def __init__(self, *, region: str, endpoint_url: str | None) -> None:
+        self.region = region
+        self.endpoint_url = endpoint_url
+        self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, service: str) -> Any:
+        with self._lock:
+            found = self._clients.get(service)
+            if found is None:
+                found = client(service, region=self.region, endpoint_url=self.endpoint_url)
+                self._clients[service] = found
+            return found
+
+
+def error_code(exc: BaseException) -> str | None:
+    """The AWS error code of a ClientError (e.g. ``ImageNotFoundException``)."""
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code") or "") or None
+    return None
+
+
+def describe_error(exc: BaseException) -> str:
+    """What an AWS failure says, for a person: code and message, no request ids."""
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = error.get("Code") or "Error"
+        message = str(error.get("Message") or "").strip()
+        return f"{code}: {message}" if message else str(code)
+    if isinstance(exc, BotoCoreError):
+        return f"{type(exc).__name__}: {exc}"
+    return type(exc).__name__
+
+
+AWS_ERRORS = (ClientError, BotoCoreError)

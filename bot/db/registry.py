@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from bot.alarms import models as alarms_models
+from bot.approvals import models as approvals_models
 from bot.audit import models as audit_models
 from bot.db.base import Base
+from bot.deploys import models as deploys_models
 from bot.inbound import models as inbound_models
 from bot.incidents import models as incidents_models
 from bot.outbox import models as outbox_models
@@ -12,7 +14,9 @@ from bot.people import models as people_models
 
 MODEL_MODULES = (
     alarms_models,
+    approvals_models,
     audit_models,
+    deploys_models,
     inbound_models,
     incidents_models,
     outbox_models,

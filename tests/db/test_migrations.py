@@ -62,7 +62,7 @@ def test_concurrent_upgrades_on_postgresql() -> None:
         engine.dispose()
 
 
-@pytest.mark.parametrize("revision", ["0001", "0002"])
+@pytest.mark.parametrize("revision", ["0001", "0002", "0003", "0004"])
 def test_older_revisions_upgrade_to_head(tmp_path: object, revision: str) -> None:
     url = f"sqlite:///{tmp_path}/old.db"
     upgrade(url, revision)

@@ -1,0 +1,1 @@
+"""Actions that wait for clicks: a confirmation, a second person's approval, or a cancel."""

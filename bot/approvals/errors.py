@@ -1,0 +1,19 @@
+"""Errors of pending actions; the message is what the person who clicked reads."""
+
+from __future__ import annotations
+
+
+class ApprovalError(Exception):
+    pass
+
+
+class ActionNotFound(ApprovalError):
+    pass
+
+
+class ClickRefused(ApprovalError):
+    """This click is not allowed (not yours to confirm, self-approval, already decided...)."""
+
+
+class ActionFailed(ApprovalError):
+    """The action ran and did not succeed; raised by a kind's `execute`."""

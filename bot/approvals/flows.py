@@ -1,0 +1,248 @@
+"""Asking for clicks and acting on them: messages, audit, expiry, running the kind.
+
+A click is recorded in its own transaction (with the confirmation message's
+update and the audit entry); when it was the last one needed, the kind runs
+after that commit, and what came of it is recorded in another. A process that
+dies in between leaves the action "executing": its expiry job marks it failed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.orm import Session
+
+from bot.approvals import render
+from bot.approvals import service as approvals
+from bot.approvals.errors import ActionFailed, ClickRefused
+from bot.approvals.models import DONE, EXECUTING, FAILED, PendingAction
+from bot.approvals.registry import CANCEL, get_or_raise
+from bot.audit import service as audit
+from bot.outbox import service as outbox
+
+if TYPE_CHECKING:
+    from bot.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+EXPIRE_JOB = "approvals.expire"
+
+
+@dataclass(frozen=True)
+class ClickOutcome:
+    """What the person who clicked is told (only them)."""
+
+    text: str
+    ran: bool = False
+
+
+def sync_message(db_session: Session, *, action: PendingAction, now: Any) -> None:
+    kind = get_or_raise(action.kind)
+    outbox.post_or_update(
+        db_session,
+        key=action.message_key,
+        channel=action.channel,
+        message=render.confirmation(action, confirm_label=kind.confirm_label),
+        now=now,
+    )
+
+
+def request(
+    runtime: Runtime,
+    db_session: Session,
+    *,
+    kind: str,
+    target: str,
+    summary: str,
+    details: list[str],
+    payload: dict[str, Any],
+    requested_by: str,
+    channel: str,
+    needs_confirmation: bool,
+    required_approvals: int,
+    ttl_min: float,
+) -> PendingAction:
+    """Record a pending action and post its confirmation message (then: `schedule_expiry`)."""
+    get_or_raise(kind)
+    now = runtime.clock.now()
+    action = approvals.create(
+        db_session,
+        kind=kind,
+        target=target,
+        summary=summary,
+        details=details,
+        payload=payload,
+        requested_by=requested_by,
+        channel=channel,
+        needs_confirmation=needs_confirmation,
+        required_approvals=required_approvals,
+        now=now,
+        ttl=timedelta(minutes=ttl_min),
+    )
+    sync_message(db_session, action=action, now=now)
+    audit.record(
+        db_session,
+        at=now,
+        actor=requested_by,
+        action="approval.request",
+        target=target,
+        outcome="ok",
+        detail={
+            "request": action.id,
+            "kind": kind,
+            "summary": summary,
+            "needs_confirmation": needs_confirmation,
+            "required_approvals": required_approvals,
+        },
+    )
+    return action
+
+
+def schedule_expiry(runtime: Runtime, *, action: PendingAction) -> None:
+    """Schedule the action's expiry: call it after the commit that recorded the action.
+
+    The job store writes in its own transaction (on SQLite it would wait for
+    the caller's to end), and a job for an action that was never committed
+    finds nothing and does nothing.
+    """
+    runtime.scheduler.schedule(
+        EXPIRE_JOB, at=action.expires_at, job_id=f"approval-expire-{action.id}", action_id=action.id
+    )
+
+
+def _refused_click(
+    runtime: Runtime, *, action: PendingAction, user_id: str, decision: str, reason: str
+) -> None:
+    with runtime.sessions() as db_session:
+        audit.record(
+            db_session,
+            at=runtime.clock.now(),
+            actor=user_id,
+            action=f"approval.{decision}",
+            target=action.target,
+            outcome="refused",
+            detail={"request": action.id, "summary": action.summary, "reason": reason},
+        )
+        db_session.commit()
+
+
+def click(runtime: Runtime, *, action_id: int, user_id: str, decision: str) -> ClickOutcome:
+    """Apply one person's click; run the action if it was the last click needed.
+
+    A click that does not count raises ClickRefused (and is audited as refused).
+    Rights are checked before the row is locked: they may ask Slack who is in
+    a user group, which must not happen inside a transaction.
+    """
+    with runtime.sessions() as db_session:
+        seen = approvals.get_or_raise(db_session, action_id=action_id)
+    kind = get_or_raise(seen.kind)
+    try:
+        if seen.is_pending:
+            kind.authorize(runtime, seen, user_id, decision)
+    except ClickRefused as exc:
+        _refused_click(runtime, action=seen, user_id=user_id, decision=decision, reason=str(exc))
+        raise
+    with runtime.sessions() as db_session:
+        now = runtime.clock.now()
+        action = approvals.get_or_raise(db_session, action_id=action_id, lock=True)
+        if action.is_pending and now >= action.expires_at:
+            _expire(db_session, action=action, now=now)
+            db_session.commit()
+            raise ClickRefused(f"Request #{action.id} has expired; ask again.")
+        try:
+            approvals.apply_click(
+                db_session, action=action, user_id=user_id, decision=decision, now=now
+            )
+        except ClickRefused as exc:
+            db_session.rollback()
+            _refused_click(
+                runtime, action=seen, user_id=user_id, decision=decision, reason=str(exc)
+            )
+            raise
+        audit.record(
+            db_session,
+            at=now,
+            actor=user_id,
+            action=f"approval.{decision}",
+            target=action.target,
+            outcome="ok",
+            detail={"request": action.id, "kind": action.kind, "summary": action.summary},
+        )
+        sync_message(db_session, action=action, now=now)
+        db_session.commit()
+        if decision == CANCEL:
+            return ClickOutcome(f"Cancelled request #{action.id}.")
+        if action.status != EXECUTING:
+            return ClickOutcome(f"Noted. Now {render.state_text(action)}.")
+    return ClickOutcome(execute(runtime, action_id=action_id), ran=True)
+
+
+def execute(runtime: Runtime, *, action_id: int) -> str:
+    """Run an action whose clicks are all in, and record what came of it."""
+    with runtime.sessions() as db_session:
+        action = approvals.get_or_raise(db_session, action_id=action_id)
+        kind = get_or_raise(action.kind)
+    try:
+        result = kind.execute(runtime, action)
+        status = DONE
+    except ActionFailed as exc:
+        result, status = str(exc), FAILED
+    except Exception as exc:
+        log.exception("request %s (%s) failed", action_id, action.kind)
+        result, status = f"Failed unexpectedly ({type(exc).__name__}); see the bot's logs.", FAILED
+    with runtime.sessions() as db_session:
+        action = approvals.get_or_raise(db_session, action_id=action_id, lock=True)
+        approvals.finish(db_session, action=action, status=status, result=result)
+        sync_message(db_session, action=action, now=runtime.clock.now())
+        db_session.commit()
+    return result
+
+
+def _expire(db_session: Session, *, action: PendingAction, now: Any) -> None:
+    if approvals.expire(db_session, action=action, now=now):
+        audit.record(
+            db_session,
+            at=now,
+            actor="opsbot",
+            action="approval.expire",
+            target=action.target,
+            outcome="ok",
+            detail={"request": action.id, "kind": action.kind, "summary": action.summary},
+        )
+        sync_message(db_session, action=action, now=now)
+
+
+def expire_if_due(runtime: Runtime, *, action_id: int) -> None:
+    """The expiry job: a request nobody finished expires; one whose run died fails."""
+    retry_at = None
+    with runtime.sessions() as db_session:
+        now = runtime.clock.now()
+        action = approvals.get(db_session, action_id=action_id, lock=True)
+        if action is None:
+            return
+        if action.is_pending:
+            if now < action.expires_at:  # the clock disagrees with the job's: look again then
+                retry_at = action.expires_at
+            else:
+                _expire(db_session, action=action, now=now)
+        elif approvals.is_stale_execution(action, now=now):
+            approvals.finish(
+                db_session,
+                action=action,
+                status=FAILED,
+                result=(
+                    "Interrupted: the bot stopped while running it. Check the state and ask again."
+                ),
+            )
+            sync_message(db_session, action=action, now=now)
+        db_session.commit()
+    if retry_at is not None:
+        runtime.scheduler.schedule(
+            EXPIRE_JOB,
+            at=retry_at,
+            job_id=f"approval-expire-{action_id}-{int(now.timestamp())}",
+            action_id=action_id,
+        )

@@ -1,0 +1,149 @@
+"""Reading and changing pending actions. Functions add and flush; the caller commits.
+
+Clicks lock the row (SELECT ... FOR UPDATE on PostgreSQL; SQLite takes its
+write lock at BEGIN), so two people clicking at once cannot both run it.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot.approvals.errors import ActionNotFound, ClickRefused
+from bot.approvals.models import CANCELLED, EXECUTING, EXPIRED, PENDING, PendingAction
+from bot.approvals.registry import APPROVE, CANCEL, CONFIRM
+
+SLACK_USER = re.compile(r"^[UW][A-Z0-9]+$")
+
+
+def is_slack_user(actor: str) -> bool:
+    """Whether an actor can click (a Slack user id), unlike `cli:<name>`."""
+    return bool(SLACK_USER.match(actor))
+
+
+def create(
+    db_session: Session,
+    *,
+    kind: str,
+    target: str,
+    summary: str,
+    details: list[str],
+    payload: dict[str, Any],
+    requested_by: str,
+    channel: str,
+    needs_confirmation: bool,
+    required_approvals: int,
+    now: datetime,
+    ttl: timedelta,
+) -> PendingAction:
+    action = PendingAction(
+        kind=kind,
+        target=target,
+        summary=summary[:1000],
+        details=list(details),
+        payload=dict(payload),
+        requested_by=requested_by,
+        requested_at=now,
+        channel=channel,
+        # Someone who cannot click (the CLI) has a deployer confirm for them.
+        needs_confirmation=needs_confirmation,
+        required_approvals=max(0, required_approvals),
+        approvals=[],
+        status=PENDING,
+        expires_at=now + ttl,
+    )
+    db_session.add(action)
+    db_session.flush()
+    return action
+
+
+def get(db_session: Session, *, action_id: int, lock: bool = False) -> PendingAction | None:
+    query = select(PendingAction).where(PendingAction.id == action_id)
+    if lock:
+        query = query.with_for_update()
+    return db_session.scalars(query).first()
+
+
+def get_or_raise(db_session: Session, *, action_id: int, lock: bool = False) -> PendingAction:
+    action = get(db_session, action_id=action_id, lock=lock)
+    if action is None:
+        raise ActionNotFound(f"There is no request #{action_id}.")
+    return action
+
+
+def list_pending(db_session: Session, *, target: str | None = None) -> list[PendingAction]:
+    query = select(PendingAction).where(PendingAction.status == PENDING)
+    if target is not None:
+        query = query.where(PendingAction.target == target)
+    return list(db_session.scalars(query.order_by(PendingAction.id)))
+
+
+def apply_click(
+    db_session: Session, *, action: PendingAction, user_id: str, decision: str, now: datetime
+) -> None:
+    """Record a confirm, approve or cancel; raise ClickRefused when it does not count.
+
+    Who-is-who rules live here, whatever the kind: only the requester confirms
+    (anyone authorised, when the requester cannot click); nobody approves
+    their own request or approves twice.
+    """
+    if not action.is_pending:
+        raise ClickRefused(f"Request #{action.id} is already {action.status}.")
+    if now >= action.expires_at:
+        raise ClickRefused(f"Request #{action.id} has expired; ask again.")
+    if decision == CANCEL:
+        action.status = CANCELLED
+        action.decided_by = user_id
+        action.decided_at = now
+    elif decision == CONFIRM:
+        if not action.confirmation_missing:
+            raise ClickRefused(f"Request #{action.id} needs no (more) confirmation.")
+        if is_slack_user(action.requested_by) and user_id != action.requested_by:
+            raise ClickRefused(
+                f"Only <@{action.requested_by}> can confirm their own request"
+                + (": you can approve it." if action.approvals_missing else ".")
+            )
+        action.confirmed_by = user_id
+        action.confirmed_at = now
+    elif decision == APPROVE:
+        if action.approvals_missing == 0:
+            raise ClickRefused(f"Request #{action.id} needs no (more) approval.")
+        if user_id == action.requested_by:
+            raise ClickRefused(
+                "You cannot approve your own request: a different person must approve it."
+            )
+        if user_id in action.approvers:
+            raise ClickRefused("You have already approved this request.")
+        action.approvals = [*action.approvals, {"user": user_id, "at": now.isoformat()}]
+    else:
+        raise ClickRefused(f"Unknown decision `{decision}`.")
+    if action.is_pending and action.ready:
+        action.status = EXECUTING
+        action.decided_by = user_id
+        action.decided_at = now
+    db_session.flush()
+
+
+def finish(db_session: Session, *, action: PendingAction, status: str, result: str) -> None:
+    action.status = status
+    action.result = result[:4000]
+    db_session.flush()
+
+
+def expire(db_session: Session, *, action: PendingAction, now: datetime) -> bool:
+    """Expire a pending action whose time is up; False if it was decided or is not due."""
+    if not action.is_pending or now < action.expires_at:
+        return False
+    action.status = EXPIRED
+    action.decided_at = now
+    db_session.flush()
+    return True
+
+
+def is_stale_execution(action: PendingAction, *, now: datetime) -> bool:
+    """Still executing at its expiry: the process running it died."""
+    return action.status == EXECUTING and now >= action.expires_at

@@ -1,0 +1,1 @@
+"""Releases: images from ECR to ECS services, watched, locked, reversible, audited."""

@@ -1,0 +1,273 @@
+"""Checking a request against everything before anything changes (`plan`).
+
+What `--force "<reason>"` may override (a change freeze, blocking scan
+findings, a missing scan when one is required, redeploying the running image,
+a stuck deployment's lock) is gathered so that a refusal lists all of it at
+once. Rights, a missing image and someone else's manual lock are never
+overridden.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from sqlalchemy.orm import Session
+
+from bot.adapters import ecr, ecs
+from bot.approvals.service import is_slack_user
+from bot.apps.errors import NotAllowed
+from bot.apps.registry import Target, get_target_or_raise
+from bot.deploys import render, service
+from bot.deploys.errors import DeployRefused, aws_call
+from bot.deploys.flows import recover
+from bot.deploys.models import COMPLETED, DEPLOY, LOCK_DEPLOY, ROLLBACK, STUCK, Deployment
+from bot.deploys.plans import Plan, Request, announce_channel
+from bot.deploys.policy import (
+    active_freeze,
+    blocking_findings,
+    digest_of,
+    findings_text,
+    scan_text,
+    short_digest,
+    short_image,
+    short_task_definition,
+    tag_of,
+)
+from bot.incidents.render import when
+
+if TYPE_CHECKING:
+    from bot.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def _require_rights(runtime: Runtime, request: Request, target: Target) -> None:
+    """Slack users need the environment's deployers; the CLI is the pipeline's trusted identity."""
+    if is_slack_user(request.actor):
+        verb = "roll back" if request.kind == ROLLBACK else "deploy to"
+        runtime.access.require(request.actor, target, action=verb)
+
+
+def _require_force_rights(runtime: Runtime, request: Request) -> None:
+    people = runtime.config.deploys.force_allowed
+    if not is_slack_user(request.actor) or people.is_empty:
+        return
+    if not runtime.access.is_member(request.actor, people):
+        who = [f"<@{u}>" for u in people.users] + [f"<!subteam^{g}>" for g in people.groups]
+        raise NotAllowed(f"You may not force deploys. Allowed: {', '.join(who)}.")
+
+
+def _tags_hint(runtime: Runtime, repository: str) -> str:
+    limit = runtime.config.deploys.recent_tags
+    with aws_call(f"list the images of `{repository}`"):
+        recent = ecr.recent_images(runtime.aws.get("ecr"), repository=repository, limit=limit)
+    if not recent:
+        return f"`{repository}` has no tagged images."
+    tags = [f"`{t}`" for image in recent for t in image.tags][: limit * 2]
+    return f"Most recent tags in `{repository}`: {', '.join(tags)}."
+
+
+def _resolve_image(runtime: Runtime, request: Request, target: Target) -> ecr.Image:
+    """The image to deploy: by tag, or by the digest a confirmation pinned (a tag may move)."""
+    repository = target.settings.repository
+    client = runtime.aws.get("ecr")
+    with aws_call(f"read the image from `{repository}`"):
+        if request.digest:
+            image = ecr.find_image(client, repository=repository, digest=request.digest)
+        else:
+            image = ecr.find_image(client, repository=repository, tag=request.tag)
+    if image is None and request.digest:
+        raise DeployRefused(
+            f"The image that was asked for (`{request.tag}`, `{short_digest(request.digest)}`) "
+            f"is no longer in `{repository}`: ask again."
+        )
+    if image is None:
+        raise DeployRefused(
+            f"There is no image `{request.tag}` in `{repository}`. "
+            f"{_tags_hint(runtime, repository)}"
+        )
+    if request.digest and request.tag and request.tag not in image.tags:
+        log.info("tag %s moved away from the approved digest %s", request.tag, request.digest)
+    return image
+
+
+def _tag_of_running(runtime: Runtime, repository: str, image: str | None) -> str | None:
+    """A tag of the running image: its own (repo:tag), or one ECR gives its digest."""
+    digest = digest_of(image)
+    if digest is None:
+        return tag_of(image)
+    with aws_call(f"read the image from `{repository}`"):
+        found = ecr.find_image(runtime.aws.get("ecr"), repository=repository, digest=digest)
+    return found.tags[0] if found is not None and found.tags else None
+
+
+def _rollback_source(
+    db_session: Session, request: Request, current_task_definition: str
+) -> Deployment:
+    if request.rollback_of is not None:
+        chosen = service.get(db_session, deployment_id=request.rollback_of)
+        if chosen is None or (chosen.app, chosen.env) != (request.app, request.env):
+            raise DeployRefused(
+                f"There is no deployment #{request.rollback_of} of `{request.label}`."
+            )
+        if chosen.status != COMPLETED or not chosen.task_definition:
+            candidates = service.completed(db_session, app=request.app, env=request.env, limit=5)
+            listed = ", ".join(f"#{d.id} (`{d.tag or short_digest(d.digest)}`)" for d in candidates)
+            raise DeployRefused(
+                f"Deployment #{chosen.id} did not complete ({chosen.status}); roll back to one "
+                f"that did: {listed or 'none recorded'}."
+            )
+        return chosen
+    # Back past the deployment whose revision runs now (past what a rollback
+    # restored, too): rolling back twice goes further back, never forward again.
+    running = service.newest_completed_with(
+        db_session, app=request.app, env=request.env, task_definition=current_task_definition
+    )
+    while running is not None and running.kind == ROLLBACK and running.rollback_of is not None:
+        running = service.get(db_session, deployment_id=running.rollback_of)
+    found = service.last_completed(
+        db_session,
+        app=request.app,
+        env=request.env,
+        other_than=current_task_definition,
+        before=running.id if running is not None else None,
+    )
+    if found is None:
+        since = f" before the one running now (#{running.id})" if running is not None else ""
+        raise DeployRefused(
+            f"No successful deployment of `{request.label}`{since} is recorded: "
+            f"deploy a tag instead (`/deploy {request.app} {request.env} <tag>`)."
+        )
+    return found
+
+
+def plan(runtime: Runtime, request: Request) -> Plan:
+    """Check a request against everything; raise what stops it, or return the plan."""
+    target = get_target_or_raise(runtime.config, app=request.app, env=request.env)
+    settings = target.settings
+    knobs = runtime.config.deploys
+    now = runtime.clock.now()
+    _require_rights(runtime, request, target)
+
+    with runtime.sessions() as db_session:
+        manual = service.manual_lock(db_session, app=request.app, env=request.env)
+        if manual is not None and manual.holder != request.actor:
+            raise DeployRefused(
+                f"`{request.label}` is {render.lock_text(manual)}. Only they can deploy it until "
+                f"`/deploy unlock {request.app} {request.env}`."
+            )
+    busy = _busy_deployment(runtime, request)
+
+    client = runtime.aws.get("ecs")
+    with aws_call("read the service"):
+        state = ecs.describe_service(client, cluster=settings.cluster, service=settings.service)
+        current = ecs.describe_task_definition(client, arn=state.task_definition)
+    current_image = current.image_of(settings.container)
+    if current_image is None:
+        raise DeployRefused(
+            f"The task definition `{current.short}` has no container `{settings.container}` "
+            f"(it has {', '.join(current.container_names())}): check the configuration."
+        )
+
+    task_definition = None
+    rollback_of = None
+    if request.kind == ROLLBACK:
+        with runtime.sessions() as db_session:
+            source = _rollback_source(db_session, request, state.task_definition)
+        if source.task_definition == state.task_definition:
+            raise DeployRefused(
+                f"`{request.label}` already runs deployment #{source.id}'s revision "
+                f"`{short_task_definition(source.task_definition)}`."
+            )
+        digest = source.digest
+        pinned = source.image
+        task_definition = source.task_definition
+        rollback_of = source.id
+        tag = source.tag
+    else:
+        image = _resolve_image(runtime, request, target)
+        with aws_call(f"read the repository `{settings.repository}`"):
+            uri = ecr.repository_uri(runtime.aws.get("ecr"), repository=settings.repository)
+        digest = image.digest
+        pinned = f"{uri}@{digest}"
+        tag = request.tag or (image.tags[0] if image.tags else None)
+
+    blockers: list[tuple[str, str]] = []
+    with aws_call("read the image's scan findings"):
+        scan = ecr.scan(runtime.aws.get("ecr"), repository=settings.repository, digest=digest)
+    blocking = blocking_findings(scan, blocking=list(knobs.blocking_severities))
+    if blocking:
+        blockers.append(
+            (
+                "scan",
+                f"The image has {findings_text(blocking)} finding(s) in its ECR scan "
+                f"(all: {findings_text(scan.counts)}).",
+            )
+        )
+    elif knobs.require_scan and not scan.has_results:
+        blockers.append(("scan", f"The image has no completed ECR scan ({scan_text(scan)})."))
+    freeze = active_freeze(settings, now=now)
+    if freeze is not None:
+        blockers.append(
+            (
+                "freeze",
+                f"`{request.label}` is in a change freeze until {when(freeze.end)}: "
+                f"{freeze.reason}.",
+            )
+        )
+    if request.kind == DEPLOY and digest_of(current_image) == digest:
+        blockers.append(
+            ("redeploy", f"`{request.label}` already runs this image (`{short_image(pinned)}`).")
+        )
+    takeover = None
+    if busy is not None:
+        if busy.status != STUCK:
+            raise DeployRefused(render.busy_text(busy))
+        blockers.append(("lock", render.busy_text(busy)))
+        takeover = busy.id
+
+    forced: tuple[str, ...] = ()
+    if blockers:
+        if not request.force_reason:
+            lines = [text for _, text in blockers]
+            lines.append('Add `--force "<reason>"` to go ahead anyway (it is audited).')
+            raise DeployRefused("\n".join(lines))
+        _require_force_rights(runtime, request)
+        forced = tuple(name for name, _ in blockers)
+
+    scan_record = {"status": scan.status, "counts": scan.counts, "text": scan_text(scan)}
+    return Plan(
+        request=replace(request, digest=digest, tag=tag, rollback_of=rollback_of),
+        target=target,
+        image=pinned,
+        digest=digest,
+        tag=tag,
+        task_definition=task_definition,
+        current_task_definition=state.task_definition,
+        current_image=current_image,
+        current_tag=_tag_of_running(runtime, settings.repository, current_image),
+        scan=scan_record,
+        forced=forced,
+        takeover=takeover,
+        channel=announce_channel(target, request),
+        notes=tuple(text for _, text in blockers),
+    )
+
+
+def _busy_deployment(runtime: Runtime, request: Request) -> Deployment | None:
+    """The deployment holding the environment's deploy lock, once a stale holder is recovered."""
+    with runtime.sessions() as db_session:
+        held = service.get_lock(db_session, app=request.app, env=request.env, kind=LOCK_DEPLOY)
+        if held is None:
+            return None
+        if held.deployment_id is None:  # its deployment row is gone: nothing holds it
+            service.remove_lock(db_session, held=held)
+            db_session.commit()
+            return None
+        holder_id = held.deployment_id
+    if recover(runtime, deployment_id=holder_id):
+        return None
+    with runtime.sessions() as db_session:
+        return service.get(db_session, deployment_id=holder_id)

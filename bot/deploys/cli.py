@@ -1,0 +1,135 @@
+"""`opsbot deploy`: the Slack deploy path, driven from a terminal or a pipeline.
+
+The CLI has no Slack user: it is trusted as the pipeline's identity (whoever
+holds the database URL and the AWS credentials can deploy anyway), recorded as
+`cli:<name>`, and still held to everything else: the lock, manual locks, the
+freeze, the scan, and a protected environment's confirmation in Slack.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from sqlalchemy import func, select
+
+from bot.approvals import service as approvals
+from bot.approvals.models import DONE, EXECUTING, PENDING
+from bot.apps.errors import AppError
+from bot.deploys import flows
+from bot.deploys.errors import DeployError, DeployRefused
+from bot.deploys.models import ACTIVE, COMPLETED, DEPLOY, Deployment
+from bot.deploys.plans import Request
+from bot.deploys.requests import submit
+from bot.deploys.rollout import counts_text
+
+if TYPE_CHECKING:
+    from bot.runtime import Runtime
+
+# Exit codes (2 is the CLI's own: bad configuration or arguments).
+OK = 0  # started (with --wait: completed)
+FAILED = 1  # AWS, or something else, failed while deploying
+REFUSED = 3  # a check said no (tag, scan, freeze, lock...), or the confirmation was not given
+ROLLOUT_FAILED = 4  # --wait: the rollout failed (circuit breaker) or was superseded
+TIMEOUT = 5  # --wait: not finished (or not confirmed) in time
+
+
+def _newest_id(runtime: Runtime, *, app: str, env: str) -> int:
+    with runtime.sessions() as db_session:
+        query = select(func.max(Deployment.id)).where(Deployment.app == app, Deployment.env == env)
+        return int(db_session.scalar(query) or 0)
+
+
+def _started_since(runtime: Runtime, *, app: str, env: str, actor: str, after: int) -> int | None:
+    with runtime.sessions() as db_session:
+        query = (
+            select(Deployment.id)
+            .where(
+                Deployment.app == app,
+                Deployment.env == env,
+                Deployment.actor == actor,
+                Deployment.id > after,
+            )
+            .order_by(Deployment.id.desc())
+            .limit(1)
+        )
+        return db_session.scalar(query)
+
+
+def run_deploy(
+    runtime: Runtime,
+    *,
+    app: str,
+    env: str,
+    tag: str,
+    actor: str,
+    force_reason: str | None,
+    wait: bool,
+    timeout_s: float,
+    say: Callable[[str], None],
+    sleep: Callable[[float], None] = time.sleep,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> int:
+    """Submit a deploy as /deploy does; with `wait`, follow it to its end. Return the exit code."""
+    before = _newest_id(runtime, app=app, env=env)
+    request = Request(
+        app=app, env=env, actor=actor, kind=DEPLOY, tag=tag, force_reason=force_reason
+    )
+    try:
+        accepted = submit(runtime, request)
+    except (AppError, DeployRefused) as exc:
+        say(f"refused: {exc}")
+        return REFUSED
+    except DeployError as exc:
+        say(f"failed: {exc}")
+        return FAILED
+    say(accepted.text)
+    if not wait:
+        return OK
+    deadline = monotonic() + timeout_s
+    poll_s = runtime.config.deploys.poll_interval_s
+    deployment_id = accepted.deployment_id
+    if accepted.request_id is not None:
+        while True:
+            with runtime.sessions() as db_session:
+                action = approvals.get_or_raise(db_session, action_id=accepted.request_id)
+                status, result = action.status, action.result
+            if status not in (PENDING, EXECUTING):
+                break
+            if monotonic() > deadline:
+                say(f"timed out: request #{accepted.request_id} is still {status}")
+                return TIMEOUT
+            sleep(min(poll_s, 2.0))
+        if status != DONE:
+            say(f"not deployed: request #{accepted.request_id} {status}: {result or ''}".strip())
+            return REFUSED
+        deployment_id = _started_since(runtime, app=app, env=env, actor=actor, after=before)
+        if deployment_id is None:
+            say("the request was confirmed but no deployment was recorded")
+            return FAILED
+    assert deployment_id is not None
+    last = ""
+    while True:
+        try:
+            status = flows.observe(runtime, deployment_id=deployment_id)
+        except DeployError as exc:
+            say(f"cannot read the rollout: {exc}")
+            status = "unknown"
+        with runtime.sessions() as db_session:
+            deployment = db_session.get(Deployment, deployment_id)
+            assert deployment is not None
+            line = f"{deployment.status}: {counts_text(deployment.observed or {})}"
+            outcome = deployment.outcome
+            status = deployment.status
+        if line != last:
+            say(line)
+            last = line
+        if status not in ACTIVE:
+            if outcome:
+                say(outcome)
+            return OK if status == COMPLETED else ROLLOUT_FAILED
+        if monotonic() > deadline:
+            say(f"timed out: deployment #{deployment_id} is still {status}")
+            return TIMEOUT
+        sleep(poll_s)

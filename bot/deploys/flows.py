@@ -1,0 +1,591 @@
+"""A deployment's life: started, watched, finished, and what each step sends out.
+
+- `start` takes the deploy lock and records the deployment (one transaction),
+  schedules its watch, then registers the new task definition revision and
+  updates the service, and records that (another transaction). A process
+  that dies in between leaves a "starting" deployment that `reconcile`
+  settles from the service's real state.
+- `observe` is one look at the rollout (the watch job calls it, so does
+  `opsbot deploy --wait`): progress in the thread, then completed, failed,
+  stuck or superseded. Two observers never both apply the same look: a
+  deployment's `observations` counter is checked under the row lock.
+- `recover` makes a deploy lock's holder tell the truth when someone else
+  wants the environment.
+
+Every message goes through the outbox, in the transaction of the change.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.orm import Session
+
+from bot.adapters import ecs
+from bot.approvals.render import actor_text
+from bot.apps.registry import get_target_or_raise
+from bot.audit import service as audit
+from bot.deploys import render, service
+from bot.deploys import rollout as verdicts
+from bot.deploys.errors import DeployError, DeployRefused, aws_call
+from bot.deploys.models import (
+    COMPLETED,
+    FAILED,
+    LOCK_DEPLOY,
+    ROLLING_OUT,
+    STARTING,
+    STUCK,
+    SUPERSEDED,
+    Deployment,
+)
+from bot.deploys.policy import short_task_definition
+from bot.deploys.rollout import Seen, Verdict, assess, counts_text, ours
+from bot.incidents.render import duration
+from bot.outbox import service as outbox
+
+if TYPE_CHECKING:
+    from bot.deploys.plans import Plan
+    from bot.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+WATCH_JOB = "deploys.watch"
+
+
+def _announce(db_session: Session, *, deployment: Deployment, now: datetime) -> None:
+    if deployment.channel:
+        outbox.post_or_update(
+            db_session,
+            key=deployment.message_key,
+            channel=deployment.channel,
+            message=render.announcement(deployment),
+            now=now,
+        )
+
+
+def _thread(db_session: Session, *, deployment: Deployment, text: str, now: datetime) -> None:
+    if deployment.channel:
+        outbox.reply_in_thread(
+            db_session,
+            key=deployment.message_key,
+            channel=deployment.channel,
+            fold_key=None,
+            item={"text": text},
+            render=render.text_reply,
+            now=now,
+        )
+
+
+def _progress(
+    db_session: Session, *, deployment: Deployment, item: dict[str, Any], now: datetime
+) -> None:
+    if deployment.channel:
+        outbox.reply_in_thread(
+            db_session,
+            key=deployment.message_key,
+            channel=deployment.channel,
+            fold_key=f"{deployment.message_key}:progress",
+            item=item,
+            render=render.progress_reply,
+            now=now,
+        )
+
+
+def _audit(
+    db_session: Session,
+    *,
+    deployment: Deployment,
+    action: str,
+    outcome: str,
+    now: datetime,
+    actor: str | None = None,
+    **detail: Any,
+) -> None:
+    base = {
+        "deployment": deployment.id,
+        "tag": deployment.tag,
+        "image": deployment.image,
+        "task_definition": deployment.task_definition,
+        "previous_task_definition": deployment.previous_task_definition,
+    }
+    audit.record(
+        db_session,
+        at=now,
+        actor=actor or deployment.actor,
+        action=action,
+        target=deployment.audit_target,
+        outcome=outcome,
+        detail={**{k: v for k, v in base.items() if v is not None}, **detail},
+    )
+
+
+def _finish(
+    db_session: Session, *, deployment: Deployment, status: str, outcome: str, now: datetime
+) -> None:
+    """End a deployment: its status, the lock, the audit entry, its messages."""
+    deployment.status = status
+    deployment.outcome = outcome
+    deployment.finished_at = now
+    service.release_deploy_lock(db_session, deployment=deployment)
+    _audit(
+        db_session,
+        deployment=deployment,
+        action=f"{deployment.kind}.finish",
+        outcome={COMPLETED: "ok", SUPERSEDED: "superseded"}.get(status, "failed"),
+        now=now,
+        status=status,
+        summary=outcome,
+    )
+    _announce(db_session, deployment=deployment, now=now)
+    _thread(
+        db_session, deployment=deployment, text=f"{render.headline(deployment)}\n{outcome}", now=now
+    )
+
+
+def new_watch_token(deployment_id: int) -> str:
+    # A new id every time: APScheduler removes a finished date job by its id.
+    return f"deploy-watch-{deployment_id}-{uuid.uuid4().hex[:10]}"
+
+
+def start(runtime: Runtime, checked: Plan, *, approved_by: list[str]) -> Deployment:
+    """Take the lock, record the deployment, update the service, watch it."""
+    request = checked.request
+    settings = checked.target.settings
+    poll = timedelta(seconds=runtime.config.deploys.poll_interval_s)
+    now = runtime.clock.now()
+    with runtime.sessions() as db_session:
+        if checked.takeover is not None:
+            _take_over(db_session, deployment_id=checked.takeover, actor=request.actor, now=now)
+        manual = service.manual_lock(db_session, app=request.app, env=request.env)
+        if manual is not None and manual.holder != request.actor:
+            raise DeployRefused(f"`{request.label}` is {render.lock_text(manual)}.")
+        deployment = service.create(
+            db_session,
+            now=now,
+            app=request.app,
+            env=request.env,
+            kind=request.kind,
+            actor=request.actor,
+            tag=checked.tag,
+            image=checked.image,
+            digest=checked.digest,
+            previous_image=checked.current_image,
+            previous_tag=checked.current_tag,
+            previous_task_definition=checked.current_task_definition,
+            task_definition=checked.task_definition,
+            rollback_of=request.rollback_of,
+            channel=checked.channel,
+            force_reason=request.force_reason if checked.forced else None,
+        )
+        deployment.approved_by = list(approved_by)
+        deployment.forced = list(checked.forced)
+        deployment.scan = dict(checked.scan)
+        deployment.watch_job = new_watch_token(deployment.id)
+        held = service.take_lock(
+            db_session,
+            app=request.app,
+            env=request.env,
+            kind=LOCK_DEPLOY,
+            holder=request.actor,
+            deployment_id=deployment.id,
+            now=now,
+        )
+        if held is None:  # another deploy took it since the checks
+            db_session.rollback()
+            busy = service.active_for(db_session, app=request.app, env=request.env)
+            raise DeployRefused(
+                render.busy_text(busy) if busy else f"`{request.label}` is busy; try again."
+            )
+        _audit(
+            db_session,
+            deployment=deployment,
+            action=f"{request.kind}.start",
+            outcome="ok",
+            now=now,
+            approved_by=list(approved_by),
+            scan=checked.scan.get("text"),
+        )
+        if checked.forced:
+            _audit(
+                db_session,
+                deployment=deployment,
+                action=f"{request.kind}.force",
+                outcome="ok",
+                now=now,
+                reason=request.force_reason,
+                overrode=list(checked.forced),
+                checks=list(checked.notes),
+            )
+        _announce(db_session, deployment=deployment, now=now)
+        db_session.commit()
+        token = deployment.watch_job
+    runtime.scheduler.schedule(
+        WATCH_JOB, at=now + poll, job_id=token, deployment_id=deployment.id, token=token
+    )
+
+    client = runtime.aws.get("ecs")
+    try:
+        target_revision = checked.task_definition
+        if target_revision is None:
+            with aws_call("register the new task definition revision"):
+                current = ecs.describe_task_definition(client, arn=checked.current_task_definition)
+                registered = ecs.register_with_image(
+                    client, current, container=settings.container, image=checked.image
+                )
+            target_revision = registered.arn
+            with runtime.sessions() as db_session:
+                row = service.get_or_raise(db_session, deployment_id=deployment.id, lock=True)
+                row.task_definition = target_revision
+                db_session.commit()
+        with aws_call("update the service"):
+            state = ecs.update_service(
+                client,
+                cluster=settings.cluster,
+                service=settings.service,
+                task_definition=target_revision,
+            )
+    except DeployError as exc:
+        with runtime.sessions() as db_session:
+            row = service.get_or_raise(db_session, deployment_id=deployment.id, lock=True)
+            if row.is_active:
+                _finish(
+                    db_session,
+                    deployment=row,
+                    status=FAILED,
+                    outcome=str(exc),
+                    now=runtime.clock.now(),
+                )
+            db_session.commit()
+        raise
+
+    rollout = next(
+        (
+            d
+            for d in state.deployments
+            if d.task_definition == target_revision and d.status == "PRIMARY"
+        ),
+        state.primary,
+    )
+    with runtime.sessions() as db_session:
+        now = runtime.clock.now()
+        row = service.get_or_raise(db_session, deployment_id=deployment.id, lock=True)
+        row.task_definition = target_revision
+        if row.status == STARTING:
+            _rolling_out(
+                db_session, deployment=row, rollout_id=rollout.id if rollout else None, now=now
+            )
+        else:
+            log.warning("deployment %s was %s when its service update returned", row.id, row.status)
+        db_session.commit()
+        return row
+
+
+def _rolling_out(
+    db_session: Session, *, deployment: Deployment, rollout_id: str | None, now: datetime
+) -> None:
+    deployment.status = ROLLING_OUT
+    deployment.ecs_deployment_id = rollout_id
+    deployment.started_at = now
+    deployment.last_progress_at = now
+    _announce(db_session, deployment=deployment, now=now)
+    _thread(
+        db_session,
+        deployment=deployment,
+        text=(
+            f"Service updated to `{short_task_definition(deployment.task_definition)}`"
+            + (f" (ECS deployment `{rollout_id}`)" if rollout_id else "")
+            + ": watching the rollout."
+        ),
+        now=now,
+    )
+
+
+def _take_over(db_session: Session, *, deployment_id: int, actor: str, now: datetime) -> None:
+    """A forced deploy replaces a stuck one: end it and free its lock."""
+    old = service.get(db_session, deployment_id=deployment_id, lock=True)
+    if old is None or not old.is_active:
+        return
+    _finish(
+        db_session,
+        deployment=old,
+        status=SUPERSEDED,
+        outcome=f"Taken over by a forced deploy of {actor_text(actor)}.",
+        now=now,
+    )
+
+
+# -- watching ------------------------------------------------------------------------------
+
+
+def schedule_watch(runtime: Runtime, *, deployment_id: int, delay_s: float | None = None) -> None:
+    """(Re)schedule the deployment's watch; any older watch job stands down."""
+    delay = runtime.config.deploys.poll_interval_s if delay_s is None else delay_s
+    with runtime.sessions() as db_session:
+        row = service.get(db_session, deployment_id=deployment_id, lock=True)
+        if row is None or not row.is_active:
+            return
+        token = new_watch_token(deployment_id)
+        row.watch_job = token
+        db_session.commit()
+    runtime.scheduler.schedule(
+        WATCH_JOB,
+        at=runtime.clock.now() + timedelta(seconds=delay),
+        job_id=token,
+        deployment_id=deployment_id,
+        token=token,
+    )
+
+
+def observe(runtime: Runtime, *, deployment_id: int) -> str:
+    """One look at the deployment's rollout; returns its status afterwards."""
+    knobs = runtime.config.deploys
+    now = runtime.clock.now()
+    with runtime.sessions() as db_session:
+        deployment = service.get_or_raise(db_session, deployment_id=deployment_id)
+        if not deployment.is_active:
+            return deployment.status
+        if deployment.status == STARTING:
+            if now - deployment.created_at < timedelta(seconds=knobs.starting_grace_s):
+                return STARTING
+            return reconcile(runtime, deployment_id=deployment_id)
+        seen_count = deployment.observations
+        seen = Seen(
+            ecs_deployment_id=deployment.ecs_deployment_id,
+            task_definition=deployment.task_definition,
+            previous_task_definition=deployment.previous_task_definition,
+            observed=dict(deployment.observed or {}),
+            last_progress_at=deployment.last_progress_at,
+            is_stuck=deployment.status == STUCK,
+        )
+        app, env = deployment.app, deployment.env
+    target = get_target_or_raise(runtime.config, app=app, env=env)
+    client = runtime.aws.get("ecs")
+    try:
+        with aws_call("read the service"):
+            state = ecs.describe_service(
+                client, cluster=target.settings.cluster, service=target.settings.service
+            )
+            rollout = ours(seen, state)
+            stopped: list[ecs.StoppedTask] = []
+            reported = len(seen.observed.get("reported_tasks") or [])
+            if rollout is not None and rollout.failed > reported:
+                stopped = ecs.stopped_tasks(
+                    client, cluster=target.settings.cluster, started_by=rollout.id
+                )
+    except DeployError as exc:
+        log.warning("deployment %s: cannot read the rollout: %s", deployment_id, exc)
+        return ROLLING_OUT if not seen.is_stuck else STUCK
+    verdict = assess(
+        seen, state, stopped=stopped, now=now, stuck_after=timedelta(minutes=knobs.stuck_after_min)
+    )
+    with runtime.sessions() as db_session:
+        row = service.get_or_raise(db_session, deployment_id=deployment_id, lock=True)
+        if row.observations != seen_count or not row.is_active:
+            return row.status  # another observer applied a look meanwhile
+        _apply(
+            db_session,
+            deployment=row,
+            verdict=verdict,
+            now=now,
+            stuck_min=knobs.stuck_after_min,
+        )
+        db_session.commit()
+        return row.status
+
+
+def _apply(
+    db_session: Session,
+    *,
+    deployment: Deployment,
+    verdict: Verdict,
+    now: datetime,
+    stuck_min: float,
+) -> None:
+    previous = dict(deployment.observed or {})
+    new_lines = [
+        render.stopped_line(t.short_id, t.reason, t.containers) for t in verdict.new_stopped
+    ]
+    stopped_lines = [*(previous.get("stopped_lines") or []), *new_lines][-10:]
+    deployment.observations += 1
+    deployment.last_checked_at = now
+    deployment.observed = {
+        **verdict.counts,
+        "reported_tasks": [
+            *(previous.get("reported_tasks") or []),
+            *(t.arn for t in verdict.new_stopped),
+        ],
+        "stopped_lines": stopped_lines,
+    }
+    if verdict.ecs_deployment_id:
+        deployment.ecs_deployment_id = verdict.ecs_deployment_id
+    if verdict.kind == verdicts.PROGRESS:
+        deployment.last_progress_at = now
+        note = ""
+        if verdict.resumed:
+            deployment.status = ROLLING_OUT
+            deployment.stuck_at = None
+            note = " (moving again)"
+        _progress(
+            db_session,
+            deployment=deployment,
+            item={
+                "at": now.isoformat(),
+                "state": verdict.counts.get("state"),
+                "text": counts_text(verdict.counts) + note,
+                "stopped": new_lines,
+            },
+            now=now,
+        )
+        _announce(db_session, deployment=deployment, now=now)
+    elif verdict.kind == verdicts.STUCK:
+        deployment.status = STUCK
+        deployment.stuck_at = now
+        _announce(db_session, deployment=deployment, now=now)
+        if deployment.channel:
+            outbox.post_or_update(
+                db_session,
+                key=f"{deployment.message_key}:stuck:{deployment.observations}",
+                channel=deployment.channel,
+                message=render.stuck_alert(deployment, minutes=stuck_min),
+                now=now,
+            )
+        _audit(
+            db_session,
+            deployment=deployment,
+            action=f"{deployment.kind}.stuck",
+            outcome="stuck",
+            now=now,
+            actor="opsbot",
+            counts=verdict.counts,
+        )
+    elif verdict.kind in FINAL_VERDICTS:
+        status = FINAL_VERDICTS[verdict.kind]
+        took = duration((now - (deployment.started_at or deployment.created_at)).total_seconds())
+        revision = short_task_definition(deployment.task_definition)
+        if status == COMPLETED:
+            outcome = f"Completed in {took}: {counts_text(verdict.counts)} on `{revision}`."
+        elif status == FAILED:
+            outcome = f"Failed after {took}: {verdict.summary}."
+        else:
+            outcome = f"Superseded after {took}: {verdict.summary}."
+        if stopped_lines and status != SUPERSEDED:
+            outcome += "\n" + "\n".join(f">{line}" for line in stopped_lines[-5:])
+        _finish(db_session, deployment=deployment, status=status, outcome=outcome, now=now)
+
+
+FINAL_VERDICTS = {
+    verdicts.COMPLETED: COMPLETED,
+    verdicts.FAILED: FAILED,
+    verdicts.SUPERSEDED: SUPERSEDED,
+}
+
+
+def reconcile(runtime: Runtime, *, deployment_id: int) -> str:
+    """Settle a deployment left "starting" (the bot died mid-start) from the service's state.
+
+    If the service already runs (or rolls out) the deployment's image or
+    revision, the update happened: follow it. Otherwise nothing changed in
+    ECS: the deployment failed, and its lock is released.
+    """
+    with runtime.sessions() as db_session:
+        deployment = service.get_or_raise(db_session, deployment_id=deployment_id)
+        if deployment.status != STARTING:
+            return deployment.status
+        app, env = deployment.app, deployment.env
+        revision, image = deployment.task_definition, deployment.image
+    target = get_target_or_raise(runtime.config, app=app, env=env)
+    client = runtime.aws.get("ecs")
+    with aws_call("read the service"):
+        state = ecs.describe_service(
+            client, cluster=target.settings.cluster, service=target.settings.service
+        )
+        primary = state.primary
+        running_image = None
+        if primary is not None:
+            running_image = ecs.describe_task_definition(
+                client, arn=primary.task_definition
+            ).image_of(target.settings.container)
+    updated = primary is not None and (
+        primary.task_definition == revision
+        or (running_image is not None and running_image == image)
+    )
+    with runtime.sessions() as db_session:
+        now = runtime.clock.now()
+        row = service.get_or_raise(db_session, deployment_id=deployment_id, lock=True)
+        if row.status != STARTING:
+            return row.status
+        if updated and primary is not None:
+            row.task_definition = primary.task_definition
+            _rolling_out(db_session, deployment=row, rollout_id=primary.id, now=now)
+            found = "the service had been updated: watching it"
+        else:
+            _finish(
+                db_session,
+                deployment=row,
+                status=FAILED,
+                outcome=(
+                    "Interrupted before the service was updated (the bot stopped); nothing "
+                    "changed in ECS. Deploy again."
+                ),
+                now=now,
+            )
+            found = "the service was never updated: marked failed"
+        _audit(
+            db_session,
+            deployment=row,
+            action=f"{row.kind}.recover",
+            outcome="ok",
+            now=now,
+            actor="opsbot",
+            found=found,
+        )
+        status = row.status
+        db_session.commit()
+    if status == ROLLING_OUT:
+        schedule_watch(runtime, deployment_id=deployment_id)
+    return status
+
+
+def recover(runtime: Runtime, *, deployment_id: int) -> bool:
+    """Make a deploy lock's holder tell the truth; True if the lock is now free.
+
+    A terminal holder frees its lock; a "starting" one past its grace is
+    reconciled; a rollout nobody has looked at for a while (its watch job was
+    lost with a crash) gets a look now and a new watch.
+    """
+    knobs = runtime.config.deploys
+    now = runtime.clock.now()
+    with runtime.sessions() as db_session:
+        deployment = service.get(db_session, deployment_id=deployment_id, lock=True)
+        if deployment is None:
+            return True
+        if not deployment.is_active:
+            service.release_deploy_lock(db_session, deployment=deployment)
+            db_session.commit()
+            return True
+        status = deployment.status
+        created = deployment.created_at
+        looked = deployment.last_checked_at or deployment.started_at or created
+    stale_after = timedelta(seconds=max(3 * knobs.poll_interval_s, knobs.starting_grace_s))
+    try:
+        if status == STARTING:
+            if now - created < timedelta(seconds=knobs.starting_grace_s):
+                return False
+            return reconcile(runtime, deployment_id=deployment_id) not in (
+                STARTING,
+                ROLLING_OUT,
+                STUCK,
+            )
+        if now - looked < stale_after:
+            return False
+        after = observe(runtime, deployment_id=deployment_id)
+    except DeployError as exc:
+        log.warning("cannot recover deployment %s: %s", deployment_id, exc)
+        return False
+    if after in (ROLLING_OUT, STUCK):
+        schedule_watch(runtime, deployment_id=deployment_id)
+        return False
+    return True

@@ -1,0 +1,177 @@
+"""Holding an environment on purpose: `/deploy lock`, `/deploy unlock`, reminders."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy.orm import Session
+
+from bot.approvals.render import actor_text
+from bot.approvals.service import is_slack_user
+from bot.apps.errors import AppError
+from bot.apps.registry import Target, get_target_or_raise
+from bot.audit import service as audit
+from bot.deploys import render, service
+from bot.deploys.errors import DeployRefused
+from bot.deploys.models import LOCK_MANUAL, DeployLock
+from bot.incidents.render import when
+from bot.outbox import service as outbox
+
+if TYPE_CHECKING:
+    from bot.runtime import Runtime
+
+REMINDER_JOB = "deploys.lock_reminder"
+
+
+def _lock_notice(
+    db_session: Session, *, target: Target, held: DeployLock, text: str, suffix: str, now: datetime
+) -> None:
+    channel = target.settings.release_channel
+    if channel:
+        outbox.post_or_update(
+            db_session,
+            key=f"deploy-lock:{held.id}:{suffix}",
+            channel=channel,
+            message=render.lock_notice(text),
+            now=now,
+        )
+
+
+def lock(runtime: Runtime, *, app: str, env: str, actor: str, reason: str) -> str:
+    """Hold an environment on purpose: nobody else deploys it until it is unlocked."""
+    target = get_target_or_raise(runtime.config, app=app, env=env)
+    runtime.access.require(actor, target, action="lock")
+    reason = reason.strip()
+    if not reason:
+        raise DeployRefused(f"Say why: `/deploy lock {app} {env} <reason>`.")
+    now = runtime.clock.now()
+    with runtime.sessions() as db_session:
+        held = service.manual_lock(db_session, app=app, env=env)
+        if held is not None and held.holder != actor:
+            raise DeployRefused(f"`{target.label}` is already {render.lock_text(held)}.")
+        if held is not None:
+            held.reason = reason
+            text = f'You still hold `{target.label}`; the reason is now: "{reason}".'
+        else:
+            held = service.take_lock(
+                db_session, app=app, env=env, kind=LOCK_MANUAL, holder=actor, reason=reason, now=now
+            )
+            if held is None:
+                raise DeployRefused(f"`{target.label}` was locked by someone else just now.")
+            text = (
+                f":lock: `{target.label}` is locked: nobody else can deploy it until "
+                f"`/deploy unlock {app} {env}`."
+            )
+        audit.record(
+            db_session,
+            at=now,
+            actor=actor,
+            action="deploy.lock",
+            target=f"deploy:{target.label}",
+            outcome="ok",
+            detail={"reason": reason, "lock": held.id},
+        )
+        _lock_notice(
+            db_session,
+            target=target,
+            held=held,
+            text=f":lock: `{target.label}` {render.lock_text(held)}",
+            suffix="taken",
+            now=now,
+        )
+        db_session.commit()
+        lock_id, acquired = held.id, held.acquired_at
+    after = timedelta(minutes=runtime.config.deploys.lock_reminder_after_min)
+    runtime.scheduler.schedule(
+        REMINDER_JOB,
+        at=max(acquired + after, now),
+        job_id=f"deploy-lock-reminder-{lock_id}-{uuid.uuid4().hex[:10]}",
+        lock_id=lock_id,
+    )
+    return text
+
+
+def unlock(runtime: Runtime, *, app: str, env: str, actor: str) -> str:
+    """Release a manual lock: its holder's, or anyone's by a deployer (said out loud)."""
+    target = get_target_or_raise(runtime.config, app=app, env=env)
+    runtime.access.require(actor, target, action="unlock")
+    now = runtime.clock.now()
+    with runtime.sessions() as db_session:
+        held = service.manual_lock(db_session, app=app, env=env)
+        if held is None:
+            raise DeployRefused(f"`{target.label}` is not locked.")
+        holder, since, reason = held.holder, held.acquired_at, held.reason
+        service.remove_lock(db_session, held=held)
+        audit.record(
+            db_session,
+            at=now,
+            actor=actor,
+            action="deploy.unlock",
+            target=f"deploy:{target.label}",
+            outcome="ok",
+            detail={"holder": holder, "since": since.isoformat(), "reason": reason},
+        )
+        someone_else = holder != actor
+        notice = f":unlock: `{target.label}` unlocked by {actor_text(actor)}"
+        if someone_else:
+            notice += f" (it was {render.lock_text(held)})"
+        _lock_notice(db_session, target=target, held=held, text=notice, suffix="released", now=now)
+        if someone_else and is_slack_user(holder):
+            outbox.post_or_update(
+                db_session,
+                key=f"deploy-lock:{held.id}:released:dm",
+                channel=holder,
+                message=render.lock_notice(notice),
+                now=now,
+            )
+        db_session.commit()
+    if someone_else:
+        holder_text = actor_text(holder)
+        return f"Unlocked `{target.label}` (it was held by {holder_text} since {when(since)})."
+    return f"Unlocked `{target.label}`."
+
+
+def remind_lock(runtime: Runtime, *, lock_id: int) -> None:
+    """The reminder job: tell the holder of an old manual lock, then again later."""
+    knobs = runtime.config.deploys
+    now = runtime.clock.now()
+    with runtime.sessions() as db_session:
+        held = service.get_lock_by_id(db_session, lock_id=lock_id)
+        if held is None or held.kind != LOCK_MANUAL:
+            return
+        due = (
+            held.reminded_at + timedelta(minutes=knobs.lock_reminder_every_min)
+            if held.reminded_at
+            else held.acquired_at + timedelta(minutes=knobs.lock_reminder_after_min)
+        )
+        if now >= due:
+            age_min = (now - held.acquired_at).total_seconds() / 60
+            channel = held.holder if is_slack_user(held.holder) else None
+            try:
+                channel = (
+                    channel
+                    or get_target_or_raise(
+                        runtime.config, app=held.app, env=held.env
+                    ).settings.release_channel
+                )
+            except AppError:
+                channel = None
+            if channel:
+                outbox.post_or_update(
+                    db_session,
+                    key=f"deploy-lock:{held.id}:reminder:{int(now.timestamp())}",
+                    channel=channel,
+                    message=render.reminder(held, age_min=age_min),
+                    now=now,
+                )
+            held.reminded_at = now
+            due = now + timedelta(minutes=knobs.lock_reminder_every_min)
+        db_session.commit()
+    runtime.scheduler.schedule(
+        REMINDER_JOB,
+        at=due,
+        job_id=f"deploy-lock-reminder-{lock_id}-{uuid.uuid4().hex[:10]}",
+        lock_id=lock_id,
+    )

@@ -1,0 +1,80 @@
+"""What was asked (a Request) and what will be done (a Plan): plain data."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from bot.apps.registry import Target
+from bot.deploys.models import DEPLOY
+
+
+@dataclass(frozen=True)
+class Request:
+    """What someone asked for; also the payload a confirmation carries."""
+
+    app: str
+    env: str
+    actor: str  # Slack user id, or cli:<name>
+    kind: str = DEPLOY
+    tag: str | None = None
+    digest: str | None = None  # pinned: the image the approvers saw
+    rollback_of: int | None = None
+    force_reason: str | None = None
+    # Where it was asked: announcements go there when there is no release channel.
+    channel: str | None = None
+
+    def to_payload(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> Request:
+        def text(key: str) -> str | None:
+            value = payload.get(key)
+            return None if value is None else str(value)
+
+        rollback_of = payload.get("rollback_of")
+        return cls(
+            app=str(payload["app"]),
+            env=str(payload["env"]),
+            actor=str(payload["actor"]),
+            kind=str(payload.get("kind") or DEPLOY),
+            tag=text("tag"),
+            digest=text("digest"),
+            rollback_of=int(rollback_of) if rollback_of is not None else None,
+            force_reason=text("force_reason"),
+            channel=text("channel"),
+        )
+
+    @property
+    def label(self) -> str:
+        return f"{self.app}/{self.env}"
+
+    @property
+    def audit_target(self) -> str:
+        return f"deploy:{self.label}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A request that passed its checks: exactly what `start` will do."""
+
+    request: Request
+    target: Target
+    image: str  # pinned by digest
+    digest: str
+    tag: str | None
+    task_definition: str | None  # a rollback's revision to restore; None: register a new one
+    current_task_definition: str
+    current_image: str | None
+    current_tag: str | None  # a tag of the running image, for people
+    scan: dict[str, Any]
+    forced: tuple[str, ...] = ()
+    takeover: int | None = None  # the stuck deployment whose lock a forced deploy takes over
+    channel: str | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def announce_channel(target: Target, request: Request) -> str | None:
+    """Where a deploy is announced and confirmed: the release channel, else where it was asked."""
+    return target.settings.release_channel or request.channel

@@ -1,0 +1,155 @@
+"""Submitting a deploy or rollback: start it, or ask for the clicks it needs.
+
+This is the one entry point Slack (`/deploy`, `/rollback`) and the CLI
+(`opsbot deploy`) share; a confirmed request comes back through
+`execute_request`, which checks everything again before it starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from bot.approvals import flows as approval_flows
+from bot.approvals.render import actor_text
+from bot.approvals.service import is_slack_user
+from bot.apps.errors import NotAllowed
+from bot.audit import service as audit
+from bot.deploys import render
+from bot.deploys.checks import plan
+from bot.deploys.errors import DeployRefused
+from bot.deploys.flows import start
+from bot.deploys.models import ROLLBACK, Deployment
+from bot.deploys.plans import Plan, Request
+from bot.deploys.policy import image_text, short_digest, short_task_definition
+
+if TYPE_CHECKING:
+    from bot.runtime import Runtime
+
+
+@dataclass(frozen=True)
+class Accepted:
+    text: str
+    deployment_id: int | None = None
+    request_id: int | None = None
+
+
+def _refused(runtime: Runtime, request: Request, reason: str) -> None:
+    with runtime.sessions() as db_session:
+        audit.record(
+            db_session,
+            at=runtime.clock.now(),
+            actor=request.actor,
+            action=f"{request.kind}.request",
+            target=request.audit_target,
+            outcome="refused",
+            detail={**_request_detail(request), "reason": reason},
+        )
+        db_session.commit()
+
+
+def _request_detail(request: Request) -> dict[str, Any]:
+    detail: dict[str, Any] = {"tag": request.tag, "digest": request.digest}
+    if request.rollback_of is not None:
+        detail["rollback_of"] = request.rollback_of
+    if request.force_reason:
+        detail["force_reason"] = request.force_reason
+    return {k: v for k, v in detail.items() if v is not None}
+
+
+def submit(runtime: Runtime, request: Request) -> Accepted:
+    """Check a request; start it, or ask for the clicks its environment needs."""
+    try:
+        checked = plan(runtime, request)
+    except (DeployRefused, NotAllowed) as exc:
+        _refused(runtime, request, str(exc))
+        raise
+    settings = checked.target.settings
+    person = is_slack_user(request.actor)
+    approvals_needed = 1 if settings.require_approval else 0
+    # The requester confirms their own request; the CLI cannot click, so a
+    # deployer confirms for it (unless a second person's approval is asked anyway).
+    confirmation = settings.protected and (person or not approvals_needed)
+    if not confirmation and not approvals_needed:
+        deployment = start(runtime, checked, approved_by=[])
+        return Accepted(text=started_text(deployment), deployment_id=deployment.id)
+    if checked.channel is None:
+        raise DeployRefused(
+            f"`{request.label}` needs a confirmation in Slack, but it has no release_channel "
+            "to ask in: deploy it from Slack, or configure one."
+        )
+    with runtime.sessions() as db_session:
+        action = approval_flows.request(
+            runtime,
+            db_session,
+            kind=request.kind,  # the deploy and rollback kinds (bot/deploys/confirm.py)
+            target=request.audit_target,
+            summary=_request_summary(checked),
+            details=_request_details(checked),
+            payload=checked.request.to_payload(),
+            requested_by=request.actor,
+            channel=checked.channel,
+            needs_confirmation=confirmation,
+            required_approvals=approvals_needed,
+            ttl_min=runtime.config.deploys.confirm_ttl_min,
+        )
+        db_session.commit()
+    approval_flows.schedule_expiry(runtime, action=action)
+    needs = []
+    if confirmation:
+        needs.append("your confirmation" if person else "a deployer's confirmation")
+    if approvals_needed:
+        needs.append("the approval of a second person")
+    return Accepted(
+        text=(
+            f"`{request.label}` is protected: request #{action.id} waits for "
+            f"{' and '.join(needs)} in {render.channel_text(checked.channel)}."
+        ),
+        request_id=action.id,
+    )
+
+
+def _request_summary(checked: Plan) -> str:
+    request = checked.request
+    version = checked.tag or short_digest(checked.digest)
+    who = actor_text(request.actor)
+    if request.kind == ROLLBACK:
+        return (
+            f"{who} asks to *roll back* `{request.label}` to deployment #{request.rollback_of} "
+            f"(`{request.app}` `{version}`)"
+        )
+    return f"{who} asks to *deploy* `{request.app}` `{version}` to `{request.label}`"
+
+
+def _request_details(checked: Plan) -> list[str]:
+    lines = [
+        f"*Image* {image_text(checked.current_image, checked.current_tag)} → "
+        f"{image_text(checked.image, checked.tag)}",
+        f"*Task definition* `{short_task_definition(checked.current_task_definition)}` → "
+        + (
+            f"`{short_task_definition(checked.task_definition)}`"
+            if checked.task_definition
+            else "a new revision (only the image changes)"
+        ),
+        f"*Scan* {checked.scan.get('text')}",
+    ]
+    if checked.forced:
+        lines.append(f"*Forced* ({', '.join(checked.forced)}): {checked.request.force_reason}")
+        lines.extend(f">{note}" for note in checked.notes)
+    return lines
+
+
+def started_text(deployment: Deployment) -> str:
+    where = (
+        f": follow it in {render.channel_text(deployment.channel)}" if deployment.channel else ""
+    )
+    verb = "Rollback" if deployment.kind == ROLLBACK else "Deploy"
+    return (
+        f"{verb} #{deployment.id} of {render.what(deployment)} to `{deployment.label}` started "
+        f"(`{short_task_definition(deployment.task_definition)}`){where}."
+    )
+
+
+def execute_request(runtime: Runtime, request: Request, *, approved_by: list[str]) -> Deployment:
+    """Run a request whose clicks are in: every check again, then start."""
+    return start(runtime, plan(runtime, request), approved_by=approved_by)

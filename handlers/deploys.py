@@ -1,0 +1,227 @@
+"""/deploy, /rollback and /releases: parse, hand over to bot/deploys, answer.
+
+Each command is acknowledged at once (Slack's three seconds) and worked on
+after the ack, in Bolt's listener thread; the answer goes to the command's
+response_url through the outbox. The public side (announcements, progress,
+confirmations) goes to the environment's release channel.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from slack_bolt import Ack, App
+
+from bot.apps.errors import AppError
+from bot.deploys import locks, queries, render
+from bot.deploys.errors import DeployError
+from bot.deploys.models import DEPLOY, ROLLBACK
+from bot.deploys.plans import Request
+from bot.deploys.requests import submit
+from bot.runtime import Runtime
+from handlers.replies import answer
+
+log = logging.getLogger(__name__)
+
+DEPLOY_USAGE = "\n".join(
+    [
+        "*/deploy* — releases from ECR to ECS",
+        '`/deploy <app> <env> <tag> [--force "<reason>"]` — deploy an image by tag',
+        "`/deploy status <app> <env>` — what runs now, since when, by whom",
+        "`/deploy history <app> <env> [n]` — the last deployments",
+        "`/deploy lock <app> <env> <reason>` — hold the environment: nobody else deploys it",
+        "`/deploy unlock <app> <env>` — release it",
+        '`/rollback <app> <env> [deployment-id] [--force "<reason>"]` — back to the last '
+        "successful deployment (or the one named)",
+        "`/releases <app>` — recent images and where each runs",
+    ]
+)
+# Slack clients on phones turn straight quotes into curly ones.
+QUOTES = str.maketrans({"\u201c": '"', "\u201d": '"', "\u201e": '"', "\u2018": "'", "\u2019": "'"})
+
+
+class Usage(Exception):
+    """The command does not parse; the message says how to write it."""
+
+
+@dataclass(frozen=True)
+class Command:
+    verb: str  # deploy | rollback | status | history | lock | unlock | releases | help
+    app: str | None = None
+    env: str | None = None
+    tag: str | None = None
+    count: int | None = None
+    reason: str | None = None
+    force_reason: str | None = None
+    deployment_id: int | None = None
+
+
+def _words(text: str) -> list[str]:
+    text = (text or "").translate(QUOTES).strip()
+    try:
+        return shlex.split(text)
+    except ValueError:  # an unbalanced quote: take the words as they are
+        return text.split()
+
+
+def _split_force(words: list[str]) -> tuple[list[str], str | None]:
+    """Everything after --force is its reason (quoted or not)."""
+    for index, word in enumerate(words):
+        if word == "--force" or word.startswith("--force="):
+            rest = words[index + 1 :]
+            if word.startswith("--force="):
+                rest = [word.split("=", 1)[1], *rest]
+            reason = " ".join(rest).strip()
+            if not reason:
+                raise Usage('`--force` needs a reason: `--force "hotfix for INC-42"`.')
+            return words[:index], reason
+    return words, None
+
+
+def parse_deploy(text: str) -> Command:
+    words, force = _split_force(_words(text))
+    if not words or words[0] == "help":
+        return Command("help")
+    verb = words[0]
+    if verb in ("status", "history", "lock", "unlock"):
+        if force:
+            raise Usage(f"`--force` does not apply to `/deploy {verb}`.")
+        if len(words) < 3:
+            raise Usage(f"`/deploy {verb} <app> <env>` needs an app and an environment.")
+        app, env, rest = words[1], words[2], words[3:]
+        if verb == "history":
+            if len(rest) > 1 or (rest and not rest[0].isdigit()):
+                raise Usage("`/deploy history <app> <env> [n]`: n is a number.")
+            return Command(verb, app=app, env=env, count=int(rest[0]) if rest else None)
+        if verb == "lock":
+            if not rest:
+                raise Usage("Say why: `/deploy lock <app> <env> <reason>`.")
+            return Command(verb, app=app, env=env, reason=" ".join(rest))
+        if rest:
+            raise Usage(f"`/deploy {verb} <app> <env>` takes nothing more.")
+        return Command(verb, app=app, env=env)
+    if len(words) != 3:
+        raise Usage('`/deploy <app> <env> <tag> [--force "<reason>"]`.')
+    return Command(DEPLOY, app=words[0], env=words[1], tag=words[2], force_reason=force)
+
+
+def parse_rollback(text: str) -> Command:
+    words, force = _split_force(_words(text))
+    if not words or words[0] == "help":
+        return Command("help")
+    if len(words) not in (2, 3):
+        raise Usage('`/rollback <app> <env> [deployment-id] [--force "<reason>"]`.')
+    deployment_id = None
+    if len(words) == 3:
+        try:
+            deployment_id = int(words[2].lstrip("#"))
+        except ValueError:
+            raise Usage("The deployment id is a number, as `/deploy history` shows.") from None
+    return Command(
+        ROLLBACK, app=words[0], env=words[1], deployment_id=deployment_id, force_reason=force
+    )
+
+
+def parse_releases(text: str) -> Command:
+    words = _words(text)
+    if not words or words[0] == "help" or len(words) != 1:
+        return Command("help")
+    return Command("releases", app=words[0])
+
+
+def _ack_text(command: Command) -> str | None:
+    if command.verb == DEPLOY:
+        return (
+            f":hourglass_flowing_sand: Checking `{command.tag}` for `{command.app}/{command.env}`…"
+        )
+    if command.verb == ROLLBACK:
+        return f":hourglass_flowing_sand: Checking a rollback of `{command.app}/{command.env}`…"
+    return None
+
+
+def run(runtime: Runtime, command: Command, *, user_id: str, channel_id: str | None) -> str:
+    """Do what a parsed command asks; return the answer for the person who typed it."""
+    knobs = runtime.config.deploys
+    if command.verb in (DEPLOY, ROLLBACK):
+        assert command.app and command.env
+        request = Request(
+            app=command.app,
+            env=command.env,
+            actor=user_id,
+            kind=command.verb,
+            tag=command.tag,
+            rollback_of=command.deployment_id,
+            force_reason=command.force_reason,
+            channel=channel_id,
+        )
+        return submit(runtime, request).text
+    if command.verb == "status":
+        assert command.app and command.env
+        view = queries.status(runtime, app=command.app, env=command.env)
+        return str(render.status_message(view)["text"])
+    if command.verb == "history":
+        assert command.app and command.env
+        count = min(command.count or knobs.history_size, 50)
+        rows = queries.history(runtime, app=command.app, env=command.env, limit=count)
+        return str(render.history_message(command.app, command.env, rows)["text"])
+    if command.verb == "lock":
+        assert command.app and command.env
+        return locks.lock(
+            runtime,
+            app=command.app,
+            env=command.env,
+            actor=user_id,
+            reason=command.reason or "",
+        )
+    if command.verb == "unlock":
+        assert command.app and command.env
+        return locks.unlock(runtime, app=command.app, env=command.env, actor=user_id)
+    if command.verb == "releases":
+        assert command.app
+        return str(render.releases_message(queries.releases(runtime, app=command.app))["text"])
+    return DEPLOY_USAGE
+
+
+def _listener(runtime: Runtime, parse: Callable[[str], Command]) -> Callable[..., None]:
+    def listen(ack: Ack, command: dict[str, Any]) -> None:
+        # Bolt runs this in its listener thread pool and answers Slack as soon as
+        # ack() is called; the work below goes on after that. (Lazy listeners
+        # would deep-copy the request context, TLS-configured client included.)
+        try:
+            parsed = parse(command.get("text") or "")
+        except Usage as exc:
+            ack(text=f"{exc}\n\n{DEPLOY_USAGE}")
+            return
+        if parsed.verb == "help":
+            ack(text=DEPLOY_USAGE)
+            return
+        text = _ack_text(parsed)
+        if text:
+            ack(text=text)
+        else:
+            ack()
+        try:
+            text = run(
+                runtime,
+                parsed,
+                user_id=str(command.get("user_id") or ""),
+                channel_id=command.get("channel_id"),
+            )
+        except (AppError, DeployError) as exc:
+            text = str(exc)
+        except Exception:
+            log.exception("%s %s failed", command.get("command"), parsed.verb)
+            text = "Something went wrong on the bot's side (it is logged). Check `/deploy status`."
+        answer(runtime, response_url=command.get("response_url"), text=text)
+
+    return listen
+
+
+def register(app: App, runtime: Runtime) -> None:
+    app.command("/deploy")(_listener(runtime, parse_deploy))
+    app.command("/rollback")(_listener(runtime, parse_rollback))
+    app.command("/releases")(_listener(runtime, parse_releases))
