@@ -94,7 +94,7 @@ def parse_deploy(text: str) -> Command:
             raise Usage(f"`/deploy {verb} <app> <env>` needs an app and an environment.")
         app, env, rest = words[1], words[2], words[3:]
         if verb == "history":
-            if len(rest) > 1 or (rest and not rest[0].isdigit()):
+            if len(rest) > 1 or (rest and not (rest[0].isascii() and rest[0].isdigit())):
                 raise Usage("`/deploy history <app> <env> [n]`: n is a number.")
             return Command(verb, app=app, env=env, count=int(rest[0]) if rest else None)
         if verb == "lock":
@@ -117,10 +117,10 @@ def parse_rollback(text: str) -> Command:
         raise Usage('`/rollback <app> <env> [deployment-id] [--force "<reason>"]`.')
     deployment_id = None
     if len(words) == 3:
-        try:
-            deployment_id = int(words[2].lstrip("#"))
-        except ValueError:
-            raise Usage("The deployment id is a number, as `/deploy history` shows.") from None
+        number = words[2].lstrip("#")
+        if not (number.isascii() and number.isdigit()):
+            raise Usage("The deployment id is a number, as `/deploy history` shows.")
+        deployment_id = int(number)
     return Command(
         ROLLBACK, app=words[0], env=words[1], deployment_id=deployment_id, force_reason=force
     )
