@@ -89,6 +89,7 @@ class Sandbox:
         self.rollouts = ecs.RolloutDriver(rollout_s=rollout_s)
         self.appconfig_ids: AppConfigIds | None = None
         self._started: list[Any] = []
+        self._clients: dict[str, Any] = {}
 
     # -- life ------------------------------------------------------------------------
 
@@ -165,9 +166,14 @@ class Sandbox:
         )
 
     def client(self, service: str) -> Any:
-        """A boto3 client on the sandbox's AWS endpoint."""
+        """A boto3 client on the sandbox's AWS endpoint (made once; boto3 clients are
+        safe to share between threads)."""
         assert self.front_door is not None
-        return aws.client(service, region=world.REGION, endpoint_url=self.front_door.url)
+        found = self._clients.get(service)
+        if found is None:
+            found = aws.client(service, region=world.REGION, endpoint_url=self.front_door.url)
+            self._clients[service] = found
+        return found
 
     def _seed(self) -> None:
         ecr.seed(self.client, moto_url=self.moto_url)
