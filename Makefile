@@ -10,10 +10,11 @@ PYTEST_WORKERS ?= 4
 PYTEST_ARGS ?= -n $(PYTEST_WORKERS)
 
 .DEFAULT_GOAL := help
-.PHONY: help run serve test test-slow lint typecheck pytest infra-check bench lock clean
+.PHONY: help run serve test test-slow lint typecheck pytest browser screenshot infra-check bench lock clean
 
 help:
-	@echo "make run        start opsbot on its embedded defaults (SQLite under var/)"
+	@echo "make run        the sandbox: opsbot with Slack, PagerDuty and AWS emulated, and a web console"
+	@echo "make serve      start opsbot on its embedded defaults (SQLite under var/)"
 	@echo "make test       lint, type-check and run the whole suite (SQLite and PostgreSQL)"
 	@echo "make test-slow  the long fault-injection tests"
 	@echo "make bench      benchmarks; prints a table, writes bench/results/"
@@ -26,7 +27,7 @@ $(STAMP): pyproject.toml requirements.lock
 	touch $@
 
 run: $(STAMP)
-	$(BIN)/opsbot serve
+	$(BIN)/opsbot dev
 
 serve: $(STAMP)
 	$(BIN)/opsbot db upgrade
@@ -39,13 +40,21 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy bot handlers
 
-pytest: $(STAMP)
+pytest: $(STAMP) browser
 	TEST_DATABASE_URL="$$(.ci/test-postgres)" $(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest infra-check
 
 test-slow: $(STAMP)
 	TEST_DATABASE_URL="$$(.ci/test-postgres)" $(BIN)/pytest -m slow $(PYTEST_ARGS)
+
+# Debian's Chromium for the browser tests (they skip, saying why, where it cannot be installed).
+browser:
+	.ci/install-chromium
+
+# docs/console.png, the README's picture of the sandbox console.
+screenshot: $(STAMP) browser
+	$(BIN)/python -m tests.sandbox.screenshot docs/console.png
 
 infra-check:
 	.ci/check-infra

@@ -254,6 +254,12 @@ def create_app(runtime: Runtime) -> Starlette:
         *slack_events.routes(runtime),
         *pagerduty_webhooks.routes(runtime),
     ]
+    if runtime.console is not None:
+        # A sandbox (`opsbot dev`): its console too. Imported here, so that the
+        # service proper never loads the sandbox.
+        from handlers import console
+
+        routes += console.routes(runtime)
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.runtime = runtime
     return app

@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -65,6 +66,93 @@ def cmd_serve(args: argparse.Namespace) -> int:
     log.info("opsbot listening on http://%s:%d", host, port)
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=args.access_log)
     return 0
+
+
+def _free_port(host: str) -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    """The sandbox: the real service, with everything it talks to emulated on loopback."""
+    import shutil
+
+    import uvicorn
+
+    try:
+        from bot.sandbox.dev import Sandbox
+    except ImportError as exc:  # pragma: no cover - a production image has no moto
+        print(f"opsbot dev needs the dev extra (pip install -e '.[dev]'): {exc}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    from bot.app import build_runtime, create_app
+    from bot.db.migrate import upgrade
+    from bot.sandbox.console import ConsoleActions
+
+    host = args.host
+    level = str(args.log_level).upper()
+    port = args.port if args.port else _free_port("127.0.0.1")
+    var_dir = Path(args.var_dir)
+    # The emulated world lives in memory and starts anew each time, so the
+    # database that remembers it does too.
+    shutil.rmtree(var_dir, ignore_errors=True)
+    var_dir.mkdir(parents=True, exist_ok=True)
+    service_url = f"http://127.0.0.1:{port}"
+    sandbox = Sandbox(var_dir=var_dir, service_url=service_url, rollout_s=args.rollout_s)
+    configure_logging(level, [*vars(sandbox.secrets).values()])
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server
+    print("opsbot dev: starting the sandbox (Slack, PagerDuty, SNS and AWS on loopback)…")
+    sandbox.start()
+    console = None
+    try:
+        settings = sandbox.settings(port=port, host=host, log_level=level)
+        config = sandbox.config()
+        upgrade(settings.effective_database_url)
+        runtime = build_runtime(settings, config)
+        console = ConsoleActions(sandbox)
+        runtime.console = console
+        app = create_app(runtime)
+        _print_sandbox(settings, sandbox, host=host, port=port)
+        uvicorn.run(app, host=host, port=port, log_config=None, access_log=args.access_log)
+    finally:
+        if console is not None:
+            console.close()
+        sandbox.stop()
+    return 0
+
+
+def _print_sandbox(settings: Settings, sandbox: Any, *, host: str, port: int) -> None:
+    from bot.sandbox import world
+
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "127.0.0.1") else host  # noqa: S104
+    lines = ["", "opsbot dev: every setting, pointed at the sandbox (secrets masked):"]
+    rows = settings.described()
+    width = max(len(name) for name, _ in rows)
+    lines += [f"  {name:<{width}}  {value}" for name, value in rows]
+    lines += [
+        f"  {'moto (behind AWS_ENDPOINT_URL)':<{width}}  {sandbox.moto_url}",
+        "",
+        "Demo world: app `checkout`, `prod` (protected) and `staging`; images "
+        + ", ".join(t for i in sandbox_images() for t in i),
+        "People: " + "; ".join(f"{u.real_name} ({u.slack_id}): {u.role}" for u in world.USERS),
+        "",
+        f"  Console: http://{shown}:{port}/",
+        "",
+    ]
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        lines.append(
+            f"WARNING: listening on {host}: the console acts as anyone; "
+            "keep it off shared networks."
+        )
+    print("\n".join(lines), flush=True)
+
+
+def sandbox_images() -> list[tuple[str, ...]]:
+    from bot.sandbox.ecr import IMAGES
+
+    return [i.tags for i in IMAGES]
 
 
 def cmd_db_upgrade(_args: argparse.Namespace) -> int:
@@ -192,6 +280,32 @@ def parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--access-log", action="store_true", help="log every HTTP request")
     serve.set_defaults(func=cmd_serve)
+
+    dev = commands.add_parser(
+        "dev",
+        help="the sandbox: opsbot with Slack, PagerDuty and AWS emulated, and a web console",
+    )
+    dev.add_argument(
+        "--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)"
+    )
+    dev.add_argument(
+        "--port", type=int, default=3000, help="port to listen on (default: 3000; 0: any free)"
+    )
+    dev.add_argument(
+        "--var-dir",
+        default=str(Path("var") / "sandbox"),
+        help="where the sandbox keeps its database and test CA, recreated at each start "
+        "(default: var/sandbox)",
+    )
+    dev.add_argument(
+        "--rollout-s",
+        type=float,
+        default=8.0,
+        help="how long an emulated ECS rollout takes (default: 8 seconds)",
+    )
+    dev.add_argument("--log-level", default="INFO", help="log level (default: INFO)")
+    dev.add_argument("--access-log", action="store_true", help="log every HTTP request")
+    dev.set_defaults(func=cmd_dev)
 
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")

@@ -7,6 +7,7 @@ import re
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from slack_sdk import WebClient
 from sqlalchemy import Engine
@@ -27,6 +28,9 @@ from bot.people.directory import PeopleDirectory
 from bot.scheduler.scheduler import JobScheduler
 from bot.settings import Settings
 from bot.sns.verify import SnsVerifier
+
+if TYPE_CHECKING:
+    from bot.sandbox.console import ConsoleActions
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +61,8 @@ class Runtime:
     notes: list[str] = field(default_factory=list)  # what is on or off, said once at start
     # Run once the scheduler is up (e.g. re-scheduling jobs a crash may have lost).
     on_start: list[Callable[[Runtime], None]] = field(default_factory=list)
+    # Set by `opsbot dev` only: the sandbox's console, served by the same app.
+    console: ConsoleActions | None = None
 
     def start(self) -> None:
         for note in self.notes:

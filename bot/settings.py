@@ -13,7 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Only SNS's own hosts may serve signing certificates or confirmation URLs.
@@ -92,6 +92,9 @@ class Settings(BaseSettings):
         default=None,
         validation_alias=AliasChoices("OPSBOT_ALARM_QUEUE_URL", "alarm_queue_url"),
     )
+    # Secrets the config file names by variable (routing keys), given in code rather
+    # than by the environment: see `with_secrets`. Never read from the environment.
+    _secrets: dict[str, SecretStr] = PrivateAttr(default_factory=dict)
 
     ssl_cert_file: Path | None = Field(
         default=None, validation_alias=AliasChoices("SSL_CERT_FILE", "ssl_cert_file")
@@ -173,16 +176,60 @@ class Settings(BaseSettings):
         except (KeyError, OSError):
             return "unknown"
 
+    def with_secrets(self, secrets: dict[str, str]) -> Settings:
+        """A copy that answers `env_secret(name)` from `secrets` before the environment.
+
+        For settings built in code (`opsbot dev`, tests): a routing key the config
+        file names, e.g. {"PD_KEY_SANDBOX": "..."}, without touching os.environ.
+        """
+        for name in secrets:
+            if not ENV_NAME.match(name):
+                raise ValueError(f"{name!r} is not a variable name, e.g. PD_KEY_PROD")
+        copy = self.model_copy()
+        copy._secrets = {
+            **self._secrets,
+            **{name: SecretStr(value) for name, value in secrets.items() if value},
+        }
+        return copy
+
     def env_secret(self, name: str) -> SecretStr | None:
         """A secret the config file names by environment variable (e.g. a PagerDuty routing key).
 
         The config file says *which* variable holds a routing key; the value is
         still read here, so the environment is only ever read by this module.
+        Secrets given with `with_secrets` win over the environment.
         """
         if not ENV_NAME.match(name):
             return None
+        given = self._secrets.get(name)
+        if given is not None:
+            return given
         value = os.environ.get(name)
         return SecretStr(value) if value else None
+
+    def described(self) -> list[tuple[str, str]]:
+        """(variable, value) for every setting, secrets masked: what `opsbot dev` prints."""
+        masked = "******** (set)"
+        rows: list[tuple[str, str]] = []
+        for name, info in type(self).model_fields.items():
+            alias = info.validation_alias
+            choices = alias.choices if isinstance(alias, AliasChoices) else [name]
+            variable = str(choices[0]) if choices else name.upper()
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                shown = masked
+            elif isinstance(value, list):
+                items = [masked if isinstance(v, SecretStr) else str(v) for v in value]
+                shown = ", ".join(items) or "(empty)"
+            elif name == "database_url" and not value:
+                shown = f"(not set: the embedded default, {self.effective_database_url})"
+            elif value is None or value == "":
+                shown = "(not set)"
+            else:
+                shown = str(value)
+            rows.append((variable, shown))
+        rows += [(secret, masked + ", given in code") for secret in sorted(self._secrets)]
+        return rows
 
     def secret_values(self) -> list[str]:
         """Every configured secret, for log redaction."""
@@ -191,5 +238,6 @@ class Settings(BaseSettings):
             self.slack_signing_secret,
             self.pagerduty_api_token,
             *self.pagerduty_webhook_secrets,
+            *self._secrets.values(),
         ]
         return [s.get_secret_value() for s in candidates if s is not None and s.get_secret_value()]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import socket
 import threading
@@ -11,7 +9,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
 
 import httpx
 import uvicorn
@@ -20,6 +17,7 @@ from bot.app import build_runtime, create_app
 from bot.clock import Clock
 from bot.config import Config
 from bot.runtime import Runtime
+from bot.sandbox import slack_requests
 from bot.settings import Settings
 
 
@@ -83,17 +81,11 @@ def start_service(
 
 
 def slack_signature(secret: str, timestamp: int, body: str) -> str:
-    base = f"v0:{timestamp}:{body}".encode()
-    return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+    return slack_requests.signature(secret, timestamp, body)
 
 
 def slack_headers(secret: str, body: str, *, timestamp: int | None = None) -> dict[str, str]:
-    timestamp = int(time.time()) if timestamp is None else timestamp
-    return {
-        "Content-Type": "application/x-www-form-urlencoded",
-        "X-Slack-Request-Timestamp": str(timestamp),
-        "X-Slack-Signature": slack_signature(secret, timestamp, body),
-    }
+    return slack_requests.signed_headers(secret, body, timestamp=timestamp)
 
 
 def slash_command_body(
@@ -104,21 +96,13 @@ def slash_command_body(
     channel_id: str = "C0ALERTS",
     response_url: str = "https://hooks.slack.test/commands/1",
 ) -> str:
-    return urlencode(
-        {
-            "token": "legacy-ignored",
-            "team_id": "T0000",
-            "team_domain": "sandbox",
-            "channel_id": channel_id,
-            "channel_name": "alerts",
-            "user_id": user_id,
-            "user_name": user_id.lower(),
-            "command": command,
-            "text": text,
-            "api_app_id": "A0OPSBOT",
-            "response_url": response_url,
-            "trigger_id": "1337.42.abcd",
-        }
+    return slack_requests.slash_command(
+        command,
+        text,
+        user_id=user_id,
+        channel_id=channel_id,
+        channel_name="alerts",
+        response_url=response_url,
     )
 
 
@@ -134,43 +118,17 @@ def block_action_body(
     selected_option: str | None = None,
 ) -> str:
     """A button click; with `selected_option`, a choice in a select menu instead."""
-    action: dict[str, Any] = {
-        "action_id": action_id,
-        "block_id": block_id,
-        "value": value,
-        "type": "button",
-        "action_ts": str(time.time()),
-    }
-    if selected_option is not None:
-        action = {
-            "action_id": action_id,
-            "block_id": block_id,
-            "type": "static_select",
-            "selected_option": {
-                "text": {"type": "plain_text", "text": selected_option},
-                "value": selected_option,
-            },
-            "action_ts": str(time.time()),
-        }
-    payload = {
-        "type": "block_actions",
-        "team": {"id": "T0000", "domain": "sandbox"},
-        "user": {"id": user_id, "username": user_id.lower(), "team_id": "T0000"},
-        "api_app_id": "A0OPSBOT",
-        "token": "legacy-ignored",
-        "container": {
-            "type": "message",
-            "message_ts": message_ts,
-            "channel_id": channel_id,
-            "is_ephemeral": False,
-        },
-        "trigger_id": "1337.42.abcd",
-        "channel": {"id": channel_id, "name": "alerts"},
-        "message": {"type": "message", "ts": message_ts, "text": ""},
-        "response_url": response_url,
-        "actions": [action],
-    }
-    return urlencode({"payload": json.dumps(payload)})
+    return slack_requests.block_action(
+        action_id,
+        value,
+        user_id=user_id,
+        channel_id=channel_id,
+        channel_name="alerts",
+        message_ts=message_ts,
+        response_url=response_url,
+        block_id=block_id,
+        selected_option=selected_option,
+    )
 
 
 def event_body(event: dict[str, Any], *, event_id: str = "Ev0001", team_id: str = "T0000") -> str:

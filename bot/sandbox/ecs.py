@@ -1,176 +1,294 @@
-"""ECS's deployment scheduler, played on moto's backend: the part of ECS moto lacks.
+"""The demo ECS clusters and services, and the rollout driver moto lacks.
 
-moto (server mode, in this process) accepts UpdateService but never runs a
-rollout: it swaps the service's taskDefinition and leaves its one deployment
-as it was. `EcsRollouts` does, openly, what ECS would, on moto's own state:
+Seeding goes through boto3: a cluster per environment, a task definition whose
+container image is pinned by digest (`repo@sha256:...`), and a service running
+it with the deployment circuit breaker on.
 
-- `install` wraps moto's UpdateService so that a new task definition starts a
-  new PRIMARY deployment (IN_PROGRESS, nothing running yet) and demotes the
-  old one to ACTIVE, as ECS does;
-- `progress`, `complete` and `fail` move that deployment as ECS would:
-  running and pending counts, rolloutState COMPLETED, or the deployment
-  circuit breaker's FAILED with a rollback deployment of the previous
-  revision. The failed tasks are real moto tasks, started with RunTask
-  (startedBy = the deployment id, as ECS names a service's tasks) and
-  stopped with StopTask and ECS's reason, so a client reads them through
-  ListTasks and DescribeTasks like any other.
+moto records an `update_service` but never rolls anything out: the service's
+one deployment keeps its old task definition and state forever. In the sandbox
+only, `RolloutDriver` fills that gap through moto's own backend objects:
 
-It also fills a moto 5 gap: RunTask fails for awsvpc tasks because its
-NetworkInterface has no private_dns_name; `install` adds one.
-
-Used by the tests (tests/deploys) and meant for the sandbox console; it
-needs moto, a development dependency.
+- at `update_service` with a new task definition (or a forced new deployment)
+  it adds what ECS adds at once, a PRIMARY deployment `IN_PROGRESS` with the new
+  task definition, the old one becoming ACTIVE, so the API's answer is ECS's;
+- a background thread then brings tasks up over `rollout_s` seconds and ends the
+  deployment `COMPLETED` (old deployments drained, "reached a steady state"), or,
+  for an image whose tasks crash at start (see ecr.IMAGES), `FAILED` the way the
+  circuit breaker does, rolling the service back to the previous task definition.
 """
 
 from __future__ import annotations
 
-import secrets
+import logging
+import threading
+import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from moto.core.utils import utcnow
-from moto.ec2.models.elastic_network_interfaces import NetworkInterface
-from moto.ecs.models import EC2ContainerServiceBackend, ecs_backends
+from bot.sandbox import ecr
+from bot.sandbox.world import (
+    ACCOUNT,
+    APP,
+    CONTAINER,
+    ENVIRONMENTS,
+    REGION,
+    REGISTRY,
+    REPOSITORY,
+    Clients,
+)
 
-ACCOUNT = "123456789012"  # moto's default account
-REGION = "us-east-1"
+log = logging.getLogger(__name__)
+
+CIRCUIT_BREAKER = {"deploymentCircuitBreaker": {"enable": True, "rollback": True}}
 
 
-# The classes patched while installed (as Any: a patch is not something mypy can type).
-_BACKEND: Any = EC2ContainerServiceBackend
-_ENI: Any = NetworkInterface
+def image_uri(tag: str) -> str:
+    return f"{REGISTRY}/{REPOSITORY}@{ecr.digest_of(tag)}"
 
 
-def _private_dns_name(eni: Any) -> str:
-    return "ip-" + str(eni.private_ip_address).replace(".", "-") + ".ec2.internal"
+def seed(clients: Clients) -> None:
+    ecs = clients("ecs")
+    for env in ENVIRONMENTS:
+        ecs.create_cluster(clusterName=env.cluster)
+        task = ecs.register_task_definition(
+            family=f"{APP}-{env.name}",
+            networkMode="awsvpc",
+            requiresCompatibilities=["FARGATE"],
+            cpu="256",
+            memory="512",
+            executionRoleArn=f"arn:aws:iam::{ACCOUNT}:role/{APP}-{env.name}-execution",
+            taskRoleArn=f"arn:aws:iam::{ACCOUNT}:role/{APP}-{env.name}-task",
+            containerDefinitions=[
+                {
+                    "name": CONTAINER,
+                    "image": image_uri(env.image_tag),
+                    "essential": True,
+                    "portMappings": [{"containerPort": 8080, "protocol": "tcp"}],
+                    "environment": [{"name": "APP_ENV", "value": env.name}],
+                    "logConfiguration": {
+                        "logDriver": "awslogs",
+                        "options": {
+                            "awslogs-group": f"/ecs/{APP}-{env.name}",
+                            "awslogs-region": REGION,
+                            "awslogs-stream-prefix": CONTAINER,
+                        },
+                    },
+                }
+            ],
+        )
+        ecs.create_service(
+            cluster=env.cluster,
+            serviceName=env.service,
+            taskDefinition=task["taskDefinition"]["taskDefinitionArn"],
+            desiredCount=env.desired_count,
+            launchType="FARGATE",
+            deploymentConfiguration={
+                **CIRCUIT_BREAKER,
+                "maximumPercent": 200,
+                "minimumHealthyPercent": 100,
+            },
+        )
 
 
-@dataclass
-class EcsRollouts:
-    """ECS's deployment scheduler, played on moto's backend (see the module docstring)."""
+def _now() -> datetime:
+    """Naive UTC, as moto keeps its ECS times."""
+    return datetime.now(UTC).replace(tzinfo=None)
 
-    aws: Callable[[str], Any]  # boto3 client by service name, on the moto server
-    network: dict[str, Any] = field(default_factory=dict)  # awsvpcConfiguration for tasks
-    account: str = ACCOUNT
-    region: str = REGION
-    _original: Any = field(default=None, repr=False)
-    _patched_eni: bool = field(default=False, repr=False)
 
-    @property
-    def backend(self) -> Any:
-        return ecs_backends[self.account][self.region]
+def _age_s(moment: datetime) -> float:
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return (_now() - moment).total_seconds()
 
-    def install(self) -> EcsRollouts:
-        """Make moto's UpdateService start deployments (and its RunTask work for awsvpc)."""
-        if self._original is not None:
-            return self
-        original = EC2ContainerServiceBackend.update_service
-        rollouts = self
 
-        def update_service(backend: Any, properties: dict[str, Any]) -> Any:
-            cluster = properties.get("cluster", "default")
-            name = str(properties["service"]).split("/")[-1]
-            before = backend._get_service(cluster, name).task_definition
-            service = original(backend, properties)
-            if service.task_definition != before:
-                rollouts._new_deployment(service)
-            return service
+class RolloutDriver:
+    """Moves moto's ECS deployments along, as ECS would, in the sandbox only."""
 
-        self._original = original
-        _BACKEND.update_service = update_service
-        if not hasattr(NetworkInterface, "private_dns_name"):
-            _ENI.private_dns_name = property(_private_dns_name)
-            self._patched_eni = True
+    def __init__(
+        self,
+        *,
+        rollout_s: float = 8.0,
+        tick_s: float = 0.25,
+        failing_images: Callable[[], set[str]] | None = None,
+    ) -> None:
+        self.rollout_s = rollout_s
+        self.tick_s = tick_s
+        # Digests whose tasks crash at start.
+        self.failing_images = failing_images or (
+            lambda: {ecr.image_digest(i.tags[0]) for i in ecr.IMAGES if not i.starts}
+        )
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._backend: Any = None
+        self._original_update: Any = None
+        self.lock = threading.RLock()
+
+    # -- life --------------------------------------------------------------------
+
+    def start(self) -> RolloutDriver:
+        from moto.ecs.models import ecs_backends
+
+        self._backend = ecs_backends[ACCOUNT][REGION]
+        self._original_update = self._backend.update_service
+        self._backend.update_service = self._update_service
+        self._thread = threading.Thread(target=self._run, name="sandbox-ecs-rollouts", daemon=True)
+        self._thread.start()
         return self
 
-    def uninstall(self) -> None:
-        """Give moto its own UpdateService back."""
-        if self._original is not None:
-            _BACKEND.update_service = self._original
-            self._original = None
-        if self._patched_eni:
-            del _ENI.private_dns_name
-            self._patched_eni = False
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        if self._backend is not None:
+            # Uninstall: the backend answers as plain moto again.
+            vars(self._backend).pop("update_service", None)
 
-    def service(self, cluster: str, name: str = "api") -> Any:
-        return self.backend.services[f"{cluster}:{name}"]
+    # -- update_service --------------------------------------------------------------
 
-    def deployments(self, cluster: str, name: str = "api") -> list[dict[str, Any]]:
-        return list(self.service(cluster, name).deployments)
+    def _update_service(self, properties: dict[str, Any]) -> Any:
+        cluster = properties.get("cluster", "default")
+        name = str(properties.get("service", "")).split("/")[-1]
+        forced = bool(properties.get("force_new_deployment"))
+        with self.lock:
+            before = self._backend._get_service(cluster, name).task_definition
+            service = self._original_update(properties)
+            changed = service.task_definition != before
+            if changed or forced:
+                self._begin(service, reason="update_service")
+            return service
 
-    def primary(self, cluster: str, name: str = "api") -> dict[str, Any]:
-        return next(d for d in self.service(cluster, name).deployments if d["status"] == "PRIMARY")
-
-    def _new_deployment(self, service: Any) -> dict[str, Any]:
+    def _begin(self, service: Any, *, reason: str) -> dict[str, Any]:
+        now = _now()
         for deployment in service.deployments:
             if deployment["status"] == "PRIMARY":
                 deployment["status"] = "ACTIVE"
-        template = service.deployments[0] if service.deployments else {}
-        deployment_id = f"ecs-svc/{secrets.randbelow(10**18 - 10**17) + 10**17}"
-        now = utcnow()
+                deployment["updatedAt"] = now
+        deployment_id = f"ecs-svc/{uuid.uuid4().int % 10**19:019d}"
         deployment = {
-            **template,
             "id": deployment_id,
             "status": "PRIMARY",
             "taskDefinition": service.task_definition,
             "desiredCount": service.desired_count,
-            "runningCount": 0,
             "pendingCount": 0,
+            "runningCount": 0,
             "failedTasks": 0,
             "createdAt": now,
             "updatedAt": now,
+            "launchType": service.launch_type,
+            "platformVersion": service.platform_version or "1.4.0",
+            "platformFamily": "Linux",
             "rolloutState": "IN_PROGRESS",
             "rolloutStateReason": f"ECS deployment {deployment_id} in progress.",
         }
         service.deployments.insert(0, deployment)
+        self._event(service, f"(service {service.name}) has started 0 tasks: ({reason}).")
         return deployment
 
-    def progress(self, cluster: str, *, running: int, pending: int, name: str = "api") -> None:
-        deployment = self.primary(cluster, name)
-        deployment["runningCount"] = running
-        deployment["pendingCount"] = pending
-        deployment["updatedAt"] = utcnow()
+    # -- the thread ----------------------------------------------------------------
 
-    def complete(self, cluster: str, name: str = "api") -> None:
-        service = self.service(cluster, name)
-        deployment = self.primary(cluster, name)
-        deployment.update(
-            runningCount=deployment["desiredCount"],
+    def _run(self) -> None:
+        while not self._stop.wait(self.tick_s):
+            try:
+                self.tick()
+            except Exception:
+                log.exception("sandbox rollout driver: tick failed")
+
+    def tick(self) -> None:
+        """Advance every rollout in progress by what the elapsed time allows."""
+        with self.lock:
+            for service in list(self._backend.services.values()):
+                primary = next((d for d in service.deployments if d["status"] == "PRIMARY"), None)
+                if primary is None or primary.get("rolloutState") != "IN_PROGRESS":
+                    continue
+                self._advance(service, primary)
+
+    def _advance(self, service: Any, primary: dict[str, Any]) -> None:
+        now = _now()
+        elapsed = _age_s(primary["createdAt"])
+        desired = int(primary["desiredCount"])
+        crashing = self._crashes(primary["taskDefinition"])
+        if elapsed < self.rollout_s:
+            fraction = elapsed / self.rollout_s
+            if crashing:
+                primary["pendingCount"] = desired
+                primary["failedTasks"] = int(fraction * 3 * desired)
+            else:
+                running = min(desired, int(fraction * desired))
+                primary["runningCount"], primary["pendingCount"] = running, desired - running
+            primary["updatedAt"] = now
+            return
+        if crashing:
+            self._fail(service, primary)
+        else:
+            self._complete(service, primary)
+
+    def _complete(self, service: Any, primary: dict[str, Any]) -> None:
+        now = _now()
+        desired = int(primary["desiredCount"])
+        primary.update(
+            runningCount=desired,
             pendingCount=0,
+            updatedAt=now,
             rolloutState="COMPLETED",
-            rolloutStateReason=f"ECS deployment {deployment['id']} completed.",
-            updatedAt=utcnow(),
+            rolloutStateReason=f"ECS deployment {primary['id']} completed.",
         )
-        service.deployments[:] = [deployment]
-        service.running_count = deployment["desiredCount"]
-        service.pending_count = 0
+        service.deployments[:] = [primary]
+        service.running_count, service.pending_count = desired, 0
+        self._event(
+            service, f"(service {service.name}) (deployment {primary['id']}) deployment completed."
+        )
+        self._event(service, f"(service {service.name}) has reached a steady state.")
 
-    def fail(self, cluster: str, *, reasons: list[str], name: str = "api") -> dict[str, Any]:
-        """The circuit breaker: tasks stop for `reasons`; ECS rolls back to the last revision."""
-        service = self.service(cluster, name)
-        failed = self.primary(cluster, name)
-        ecs = self.aws("ecs")
-        for reason in reasons:
-            [task] = ecs.run_task(
-                cluster=cluster,
-                taskDefinition=failed["taskDefinition"],
-                launchType="FARGATE",
-                startedBy=failed["id"],
-                networkConfiguration=self.network,
-            )["tasks"]
-            ecs.stop_task(cluster=cluster, task=task["taskArn"], reason=reason)
-        previous = next(d for d in service.deployments if d["status"] == "ACTIVE")
-        failed.update(
-            failedTasks=len(reasons),
+    def _fail(self, service: Any, primary: dict[str, Any]) -> None:
+        now = _now()
+        previous = next((d for d in service.deployments if d["status"] == "ACTIVE"), None)
+        primary.update(
+            status="ACTIVE",
             runningCount=0,
             pendingCount=0,
+            failedTasks=max(int(primary.get("failedTasks") or 0), 3),
+            updatedAt=now,
             rolloutState="FAILED",
             rolloutStateReason="ECS deployment circuit breaker: tasks failed to start.",
-            updatedAt=utcnow(),
         )
+        self._event(
+            service,
+            f"(service {service.name}) (deployment {primary['id']}) deployment failed: "
+            "tasks failed to start.",
+        )
+        if previous is None:
+            return
+        # The circuit breaker rolls back: a new deployment of the last good task definition.
+        service.deployments[:] = [primary]
         service.task_definition = previous["taskDefinition"]
-        rollback = self._new_deployment(service)
-        failed["status"] = "ACTIVE"
-        service.deployments[:] = [rollback, failed]
-        return rollback
+        rollback = self._begin(service, reason="circuit breaker rollback")
+        self._event(
+            service,
+            f"(service {service.name}) rolling back to deployment {previous['id']} "
+            f"as {rollback['id']}.",
+        )
+
+    def _crashes(self, task_definition_arn: str) -> bool:
+        try:
+            task = self._backend.describe_task_definition(task_definition_arn)
+        except Exception:
+            return False
+        failing = self.failing_images()
+        return any(
+            str(c.get("image", "")).rsplit("@", 1)[-1] in failing
+            for c in task.container_definitions
+        )
+
+    def _event(self, service: Any, message: str) -> None:
+        service.events.insert(0, {"id": str(uuid.uuid4()), "createdAt": _now(), "message": message})
+        del service.events[100:]
+
+    def settle_now(self) -> None:
+        """Finish every rollout in progress at once (the world's own first deployments)."""
+        with self.lock:
+            for service in list(self._backend.services.values()):
+                for deployment in service.deployments:
+                    if deployment.get("rolloutState") == "IN_PROGRESS":
+                        deployment["createdAt"] = _now() - timedelta(seconds=self.rollout_s + 1)
+            self.tick()

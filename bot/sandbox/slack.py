@@ -53,6 +53,31 @@ class Message:
 
 
 @dataclass
+class Ephemeral:
+    """A message only one person sees: a command's answer, a response_url post."""
+
+    id: str  # ordered like message ts, so a console can interleave both
+    channel: str
+    user: str
+    text: str
+    blocks: list[dict[str, Any]] | None
+    source: str  # "ack", "response_url" or "chat.postEphemeral"
+    response_path: str | None = None  # the response_url that created it
+    updates: int = 0
+    deleted: bool = False
+
+
+@dataclass(frozen=True)
+class ResponseOrigin:
+    """Where a response_url was handed out: a command, or a click on a message."""
+
+    channel: str | None
+    user: str | None
+    message_ts: str | None = None  # the channel message a button was on
+    ephemeral_id: str | None = None  # ... or the ephemeral message it was on
+
+
+@dataclass
 class Call:
     method: str
     args: dict[str, Any]
@@ -86,8 +111,10 @@ class SlackEmulator:
         self.users: dict[str, dict[str, Any]] = {}
         self.usergroups: dict[str, dict[str, Any]] = {}
         self.messages: dict[str, list[Message]] = defaultdict(list)
-        self.ephemeral: list[dict[str, Any]] = []
+        self.ephemeral: list[dict[str, Any]] = []  # chat.postEphemeral calls, as made
+        self.ephemerals: list[Ephemeral] = []  # what each person was shown, updated in place
         self.responses: list[dict[str, Any]] = []  # bodies posted to response_urls
+        self.response_origins: dict[str, ResponseOrigin] = {}
         self.webhooks: list[dict[str, Any]] = []  # bodies posted to incoming webhooks
         self.calls: list[Call] = []
         self._ts = itertools.count(1)
@@ -150,8 +177,51 @@ class SlackEmulator:
         with self.lock:
             self.usergroups[group_id] = {"id": group_id, "handle": handle, "users": list(members)}
 
-    def response_url(self) -> str:
-        return f"{self.server.url}/response/{uuid.uuid4().hex}"
+    def response_url(
+        self,
+        *,
+        channel: str | None = None,
+        user: str | None = None,
+        message_ts: str | None = None,
+        ephemeral_id: str | None = None,
+    ) -> str:
+        """A fresh response_url. Given where it was handed out, posts to it act like
+        Slack's: a new ephemeral message, an `in_channel` post, or `replace_original`
+        / `delete_original` on the message a button was on."""
+        path = f"/response/{uuid.uuid4().hex}"
+        if channel is not None or user is not None:
+            with self.lock:
+                self.response_origins[path] = ResponseOrigin(
+                    channel=self._resolve(channel) or channel,
+                    user=user,
+                    message_ts=message_ts,
+                    ephemeral_id=ephemeral_id,
+                )
+        return f"{self.server.url}{path}"
+
+    def add_ephemeral(
+        self,
+        *,
+        channel: str,
+        user: str,
+        text: str,
+        blocks: list[dict[str, Any]] | None = None,
+        source: str = "ack",
+        response_path: str | None = None,
+    ) -> Ephemeral:
+        """Show `user` a message only they see (e.g. the answer to their command)."""
+        with self.lock:
+            message = Ephemeral(
+                id=self._next_ts(),
+                channel=self._resolve(channel) or channel,
+                user=user,
+                text=text,
+                blocks=blocks,
+                source=source,
+                response_path=response_path,
+            )
+            self.ephemerals.append(message)
+            return message
 
     def webhook_url(self, name: str = "alerts") -> str:
         return f"{self.server.url}/services/T0000/B0000/{name}"
@@ -172,6 +242,33 @@ class SlackEmulator:
     def all_messages(self) -> list[Message]:
         with self.lock:
             return [m for msgs in self.messages.values() for m in msgs]
+
+    def add_message(
+        self,
+        *,
+        channel: str,
+        text: str,
+        blocks: list[dict[str, Any]] | None = None,
+        thread_ts: str | None = None,
+        user: str = BOT_USER,
+    ) -> Message:
+        """A message in a channel, as if posted there (e.g. an `in_channel` answer)."""
+        with self.lock:
+            channel_id = self._resolve(channel) or channel
+            message = Message(
+                channel=channel_id,
+                ts=self._next_ts(),
+                user=user,
+                text=text,
+                blocks=blocks,
+                thread_ts=thread_ts,
+            )
+            self.messages[channel_id].append(message)
+            return message
+
+    def find_ephemeral(self, ephemeral_id: str) -> Ephemeral | None:
+        with self.lock:
+            return next((e for e in self.ephemerals if e.id == ephemeral_id), None)
 
     def calls_to(self, method: str) -> list[Call]:
         with self.lock:
@@ -207,8 +304,11 @@ class SlackEmulator:
 
     def handle(self, request: HttpRequest) -> HttpResponse:
         if request.path.startswith("/response/"):
+            body = request.json() or {}
             with self.lock:
-                self.responses.append({"url": request.path, **(request.json() or {})})
+                self.responses.append({"url": request.path, **body})
+                if isinstance(body, dict):
+                    self._respond(request.path, body)
             return HttpResponse(200, b"ok", {"Content-Type": "text/plain"})
         if request.path.startswith("/services/"):
             with self.lock:
@@ -250,6 +350,61 @@ class SlackEmulator:
             )
         recent.append(now)
         return None
+
+    def _respond(self, path: str, body: dict[str, Any]) -> None:
+        """What Slack does with a response_url post, where we know its origin."""
+        origin = self.response_origins.get(path)
+        if origin is None or origin.channel is None:
+            return
+        text = str(body.get("text") or "")
+        blocks = body.get("blocks")
+        if body.get("delete_original") or body.get("replace_original"):
+            original = self._original(path, origin)
+            if isinstance(original, Message):
+                if body.get("delete_original"):
+                    self.messages[original.channel].remove(original)
+                else:
+                    original.history.append({"text": original.text, "blocks": original.blocks})
+                    original.text, original.blocks = text, blocks
+                    original.updates += 1
+                return
+            if isinstance(original, Ephemeral):
+                if body.get("delete_original"):
+                    original.deleted = True
+                else:
+                    original.text, original.blocks = text, blocks
+                    original.updates += 1
+                return
+            if body.get("delete_original"):
+                return
+        if body.get("response_type") == "in_channel":
+            self.add_message(
+                channel=origin.channel,
+                text=text,
+                blocks=blocks,
+                thread_ts=body.get("thread_ts") or None,
+            )
+            return
+        self.ephemerals.append(
+            Ephemeral(
+                id=self._next_ts(),
+                channel=origin.channel,
+                user=origin.user or "",
+                text=text,
+                blocks=blocks,
+                source="response_url",
+                response_path=path,
+            )
+        )
+
+    def _original(self, path: str, origin: ResponseOrigin) -> Message | Ephemeral | None:
+        if origin.message_ts is not None and origin.channel is not None:
+            return self._find(origin.channel, origin.message_ts)
+        if origin.ephemeral_id is not None:
+            return next((e for e in self.ephemerals if e.id == origin.ephemeral_id), None)
+        # A command's response_url: its latest message is the one to replace.
+        mine = [e for e in self.ephemerals if e.response_path == path and not e.deleted]
+        return mine[-1] if mine else None
 
     def _next_ts(self) -> str:
         return f"{self._epoch}.{next(self._ts):06d}"
@@ -313,7 +468,16 @@ class SlackEmulator:
         if channel_id is None:
             return {"ok": False, "error": "channel_not_found"}
         self.ephemeral.append({"channel": channel_id, **args})
-        return {"ok": True, "message_ts": self._next_ts()}
+        message = Ephemeral(
+            id=self._next_ts(),
+            channel=channel_id,
+            user=str(args.get("user") or ""),
+            text=str(args.get("text") or ""),
+            blocks=args.get("blocks"),
+            source="chat.postEphemeral",
+        )
+        self.ephemerals.append(message)
+        return {"ok": True, "message_ts": message.id}
 
     def api_chat_delete(self, args: dict[str, Any]) -> dict[str, Any]:
         channel_id = self._resolve(args.get("channel"))

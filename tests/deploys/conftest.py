@@ -12,7 +12,7 @@ from bot.app import build_runtime
 from bot.clock import ManualClock
 from bot.config import Config, parse_config
 from bot.runtime import Runtime
-from bot.sandbox.ecs import EcsRollouts
+from bot.sandbox.ecs_rollouts import EcsRollouts
 from bot.sandbox.slack import SlackEmulator
 from bot.settings import Settings
 from tests.conftest import TEST_CONFIG

@@ -1,0 +1,98 @@
+"""The sandbox console in a real browser: headless Debian Chromium, driven by Playwright.
+
+A person's path through the console: fire an alarm, see it posted, click
+Acknowledge on the message, see it acknowledged in Slack and in PagerDuty;
+and deploy to a protected environment, confirm, watch the rollout finish.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.sandbox.browser import browser_page, chromium
+from tests.sandbox.dev_server import DevServer, start_dev_server
+
+TIMEOUT_MS = 30_000
+
+
+@pytest.fixture(scope="module")
+def executable() -> str:
+    path, why = chromium()
+    if path is None:
+        pytest.skip(why)
+    return path
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory: pytest.TempPathFactory, executable: str) -> Iterator[DevServer]:
+    server = start_dev_server(tmp_path_factory.mktemp("browser"), rollout_s=3.0)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def page(dev: DevServer, executable: str) -> Iterator[Any]:
+    with browser_page(executable, viewport={"width": 1440, "height": 900}) as page:
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(dev.url + "/")
+        yield page
+        assert errors == [], f"the console's JavaScript failed: {errors}"
+
+
+def test_fire_an_alarm_then_acknowledge_it_from_its_message(page: Any) -> None:
+    from playwright.sync_api import expect
+
+    name = f"prod-checkout-5xx-{uuid.uuid4().hex[:6]}"
+    page.get_by_label("Alarm", exact=True).fill(name)
+    page.keyboard.press("Escape")  # close the name suggestions, should they be open
+    page.get_by_role("button", name="Fire ALARM").click()
+    expect(page.locator("#activity")).to_contain_text(f"ALARM: {name}")
+
+    page.locator("nav.channels button", has_text="prod-alerts").click()
+    message = page.locator("#messages > li.message", has_text=name)
+    expect(message).to_contain_text("ALARM", timeout=TIMEOUT_MS)
+    expect(message.get_by_role("button", name="Acknowledge", exact=True)).to_be_visible()
+
+    page.get_by_label("Acting as").select_option("U0ALICE")
+    message.get_by_role("button", name="Acknowledge", exact=True).click()
+
+    expect(message).to_contain_text("acknowledged by", timeout=TIMEOUT_MS)
+    expect(message).to_contain_text("(edited)")
+    expect(message.get_by_role("button", name="Acknowledge", exact=True)).to_have_count(0)
+    incident = page.locator("#incidents li", has_text=name)
+    expect(incident).to_contain_text("acknowledged", timeout=TIMEOUT_MS)
+    expect(incident).to_contain_text("acknowledged by Alice Example")
+
+
+def test_deploy_to_a_protected_environment_confirm_and_watch_the_rollout(
+    page: Any, dev: DevServer
+) -> None:
+    from playwright.sync_api import expect
+
+    page.get_by_label("Acting as").select_option("U0ALICE")
+    page.locator("nav.channels button", has_text="releases").click()
+    page.locator("#command").fill("/deploy checkout prod 1.5.0")
+    page.get_by_role("button", name="Run", exact=True).click()
+
+    # prod is protected: a confirmation with a Deploy (or Confirm) button comes first.
+    confirm = page.locator("#messages").get_by_role(
+        "button", name=re.compile(r"^(deploy|confirm)", re.IGNORECASE)
+    )
+    expect(confirm.first).to_be_visible(timeout=TIMEOUT_MS)
+    prod = page.locator("#services li[data-environment=prod]")
+    expect(prod).to_contain_text("1.4.0")
+    confirm.first.click()
+
+    # The service rolls out 1.5.0 (the sandbox's ECS finishes it) and the watcher says so.
+    expect(prod).to_contain_text("1.5.0", timeout=TIMEOUT_MS)
+    expect(prod).to_contain_text("COMPLETED", timeout=TIMEOUT_MS)
+    expect(page.locator("#messages")).to_contain_text(
+        re.compile(r"complete|succeeded|finished|rolled out", re.IGNORECASE), timeout=60_000
+    )
