@@ -42,6 +42,7 @@ class Runtime:
     scheduler: JobScheduler
     access: Access
     queue_consumer: AlarmQueueConsumer | None = None
+    outbox_engine: Engine | None = None  # the outbox's own connections, when not `engine`
     notes: list[str] = field(default_factory=list)  # what is on or off, said once at start
 
     def start(self) -> None:
@@ -57,4 +58,6 @@ class Runtime:
             self.queue_consumer.stop()
         self.scheduler.stop()
         self.outbox.stop()
+        if self.outbox_engine is not None:
+            self.outbox_engine.dispose()
         self.engine.dispose()
