@@ -42,7 +42,7 @@ class AckSettings:
     def for_mode(cls, quick: bool) -> AckSettings:
         if quick:
             return cls(concurrency=50, requests=300, warmup=50, rounds=1)
-        return cls(concurrency=200, requests=4000, warmup=600, rounds=5)
+        return cls(concurrency=200, requests=3000, warmup=500, rounds=5)
 
 
 def _start_bare(sandbox: Sandbox, ctx: Context) -> Service:
