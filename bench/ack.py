@@ -41,7 +41,7 @@ class AckSettings:
     @classmethod
     def for_mode(cls, quick: bool) -> AckSettings:
         if quick:
-            return cls(concurrency=50, requests=300, warmup=50, rounds=1)
+            return cls(concurrency=50, requests=200, warmup=40, rounds=1)
         return cls(concurrency=200, requests=3000, warmup=500, rounds=5)
 
 
@@ -61,7 +61,7 @@ def _start_bare(sandbox: Sandbox, ctx: Context) -> Service:
         url=f"http://127.0.0.1:{port}",
         ready_path="/readyz",
         log_path=ctx.run_dir / "ack-bare.log",
-        settle_s=0.5 if ctx.quick else 2.0,
+        settle_s=0.2 if ctx.quick else 2.0,
     )
 
 
@@ -129,6 +129,7 @@ def _load(
         "errors": errors,
         "statuses": raw["statuses"],
         "server_cpu_ms_per_request": cpu_ms,
+        "loadgen_cpu_ms_per_request": raw["cpu_s"] * 1000 / sent,
     }
 
 
@@ -142,7 +143,7 @@ def run(ctx: Context, settings: AckSettings) -> dict[str, Any]:
             config=opsbot_config(1, reopen_window_s=300),
             run_dir=ctx.run_dir,
             label="ack-opsbot",
-            settle_s=0.5 if ctx.quick else 2.0,
+            settle_s=0.2 if ctx.quick else 2.0,
         )
         ctx.record_start(opsbot, what="ack", database="fresh")
         bare = _start_bare(sandbox, ctx)
@@ -208,6 +209,9 @@ def _summarise(rounds: list[dict[str, Any]], kinds: list[str]) -> dict[str, Any]
             "throughput_rps": spread(r[server]["throughput_rps"] for r in rounds),
             "server_cpu_ms_per_request": spread(
                 r[server]["server_cpu_ms_per_request"] for r in rounds
+            ),
+            "loadgen_cpu_ms_per_request": spread(
+                r[server]["loadgen_cpu_ms_per_request"] for r in rounds
             ),
             "errors": sum(r[server]["errors"] for r in rounds),
         }

@@ -169,5 +169,5 @@ def start(
         url=f"http://127.0.0.1:{port}",
         ready_path="/-/ready",
         log_path=Path(directory / "alertmanager.log"),
-        settle_s=0.5 if ctx.quick else 2.0,
+        settle_s=0.2 if ctx.quick else 2.0,
     )

@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import itertools
 import json
+import resource
 import time
 from collections import Counter
 from pathlib import Path
@@ -75,7 +76,14 @@ async def ack(args: argparse.Namespace) -> dict[str, Any]:
         "duration_s": duration_s,
         "latencies_ms": latencies,
         "statuses": {name: dict(counts) for name, counts in statuses.items()},
+        "cpu_s": _cpu_s(),
     }
+
+
+def _cpu_s() -> float:
+    """The load generator's own CPU: it shares the machine with the server."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 async def storm(args: argparse.Namespace) -> dict[str, Any]:

@@ -124,7 +124,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             {
                 "target": f"ack p99 within {ACK_RATIO_TARGET}x of the bare Bolt app",
                 "met": ratio["median"] <= ACK_RATIO_TARGET,
-                "figure": f"{fmt(ratio, 2)}x (median over runs [min-max])",
+                "figure": f"{fmt(ratio, 2, 'x')} (median over runs [min-max])",
             }
         )
     storm = results.get("storm")
@@ -212,7 +212,9 @@ def _ack_table(ack: dict[str, Any]) -> list[str]:
     for name, why in ack["kinds_skipped"].items():
         lines.append(f"   skipped:  {name}: {why}")
     summary = ack["summary"]
-    rows = [["", "p50 ms", "p95 ms", "p99 ms", "req/s", "server CPU ms/req", "errors"]]
+    rows = [
+        ["", "p50 ms", "p95 ms", "p99 ms", "req/s", "server CPU ms/req", "loadgen CPU", "errors"]
+    ]
     kinds = [ALL] if len(ack["kinds_measured"]) == 1 else [*ack["kinds_measured"], ALL]
     for kind in kinds:
         for server, label in (("opsbot", "opsbot"), ("bare", "bare Bolt")):
@@ -228,6 +230,7 @@ def _ack_table(ack: dict[str, Any]) -> list[str]:
                     fmt(per["p99_ms"]),
                     fmt(item["throughput_rps"], 0) if whole else "",
                     fmt(item["server_cpu_ms_per_request"], 2) if whole else "",
+                    fmt(item.get("loadgen_cpu_ms_per_request"), 2) if whole else "",
                     str(item["errors"]) if whole else "",
                 ]
             )
@@ -239,6 +242,7 @@ def _ack_table(ack: dict[str, Any]) -> list[str]:
             fmt(ratio["p95_ms"], 2, "x"),
             fmt(ratio["p99_ms"], 2, "x"),
             fmt(ratio["throughput_rps"], 2, "x"),
+            "",
             "",
             "",
         ]
@@ -419,9 +423,10 @@ def chart(results: dict[str, Any], path: Path) -> str | None:
             high = [per[f"{p}_ms"]["max"] - m for m, p in zip(medians, labels, strict=True)]
             xs = [i + offset * 0.38 for i in range(len(labels))]
             ax.bar(xs, medians, 0.36, yerr=[low, high], label=server, color=colour, capsize=3)
+        ax.axhline(3000, color="red", linewidth=0.8, linestyle=":")
         ax.set_xticks([i + 0.19 for i in range(3)], labels)
         ax.set_ylabel("ms")
-        ax.set_title("acknowledgement latency (median over runs, bars min-max)")
+        ax.set_title("acknowledgement latency (median, bars min-max; dotted: Slack's 3 s)")
         ax.legend()
     else:
         ax.set_axis_off()

@@ -56,7 +56,7 @@ class StormSettings:
                 notifications=40,
                 alarms=5,
                 teams=5,
-                reopen_window_s=2,
+                reopen_window_s=1,
                 concurrency=8,
                 runs=1,
                 drain_timeout_s=60,
@@ -270,7 +270,7 @@ def run_opsbot(
             config=opsbot_config(settings.teams, reopen_window_s=settings.reopen_window_s),
             run_dir=ctx.run_dir,
             label=label,
-            settle_s=0.5 if ctx.quick else 2.0,
+            settle_s=0.2 if ctx.quick else 2.0,
         )
         ctx.record_start(service, what="storm", database="fresh")
         engine = make_engine(database_url)
