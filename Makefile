@@ -38,7 +38,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy bot handlers
+	$(BIN)/mypy bot handlers bench
 
 pytest: $(STAMP) browser
 	TEST_DATABASE_URL="$$(.ci/test-postgres)" $(BIN)/pytest $(PYTEST_ARGS)
@@ -59,13 +59,19 @@ screenshot: $(STAMP) browser
 infra-check:
 	.ci/check-infra
 
-bench: $(STAMP)
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev,bench]'
+	touch $@
+
+bench: $(BENCH_STAMP)
 	TEST_DATABASE_URL="$$(.ci/test-postgres)" $(BIN)/python -m bench
 
 lock:
 	rm -rf .venv-lock
 	$(PYTHON) -m venv .venv-lock
-	.venv-lock/bin/python -m pip install --quiet '.[dev]'
+	.venv-lock/bin/python -m pip install --quiet '.[dev,bench]'
 	.venv-lock/bin/python -m pip freeze --exclude-editable | grep -v '^opsbot' > requirements.lock
 	rm -rf .venv-lock
 

@@ -10,6 +10,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 
 from slack_sdk import WebClient
+from sqlalchemy.orm import configure_mappers
 from starlette.applications import Starlette
 
 from bot.adapters import aws, pagerduty, slack, tls
@@ -84,6 +85,8 @@ def build_runtime(
 ) -> Runtime:
     """Everything one process runs. `run_jobs=False` leaves scheduled jobs to `run_due`."""
     clock = clock or SystemClock()
+    # Done once here rather than inside the first transaction, the first page's.
+    configure_mappers()
     engine = make_engine(settings.effective_database_url)
     sessions = make_sessionmaker(engine)
     context = tls.client_context(settings.ssl_cert_file)
@@ -130,6 +133,9 @@ def build_runtime(
     )
     senders[PAGERDUTY_EVENT] = PagerDutySender(client_for).send
     for env_name in sorted(config.routing_key_envs()):
+        # Made now, not at the first page: building a client imports its HTTP
+        # stack, which took hundreds of ms at the first page of a storm.
+        client_for(env_name)
         state = "set" if settings.env_secret(env_name) else "NOT SET: pages wait in the outbox"
         notes.append(f"PagerDuty routing key {env_name}: {state}")
     if not config.routing_key_envs():
@@ -168,8 +174,15 @@ def build_runtime(
         sessions=sessions, pagerduty=rest, people=people, clock=clock
     ).send
 
+    # The outbox has database connections of its own: in a storm the intake
+    # holds every connection of the main pool, and a page would queue behind it.
+    outbox_engine = make_engine(
+        settings.effective_database_url,
+        pool_size=config.delivery.workers + 2,
+        max_overflow=2,
+    )
     outbox = OutboxWorker(
-        sessions=sessions,
+        sessions=make_sessionmaker(outbox_engine),
         senders=senders,
         pacer=_pacer(config),
         settings=config.delivery,
@@ -203,6 +216,7 @@ def build_runtime(
         config=config,
         clock=clock,
         engine=engine,
+        outbox_engine=outbox_engine,
         sessions=sessions,
         tls=context,
         fetch=fetch,

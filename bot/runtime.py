@@ -58,6 +58,7 @@ class Runtime:
     oncall: OnCallAnswers
     aws: AwsClients  # boto3 clients by service name (ecs, ecr...), built on first use
     queue_consumer: AlarmQueueConsumer | None = None
+    outbox_engine: Engine | None = None  # the outbox's own connections, when not `engine`
     notes: list[str] = field(default_factory=list)  # what is on or off, said once at start
     # Run once the scheduler is up (e.g. re-scheduling jobs a crash may have lost).
     on_start: list[Callable[[Runtime], None]] = field(default_factory=list)
@@ -82,4 +83,6 @@ class Runtime:
             self.queue_consumer.stop()
         self.scheduler.stop()
         self.outbox.stop()
+        if self.outbox_engine is not None:
+            self.outbox_engine.dispose()
         self.engine.dispose()

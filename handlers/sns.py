@@ -7,8 +7,10 @@ written before the message is known to come from an allowed SNS topic.
 
 from __future__ import annotations
 
+import functools
 import logging
 
+import anyio
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -34,8 +36,17 @@ def _answer(status: int, message: str) -> JSONResponse:
     return JSONResponse({"status": status, "message": message}, status_code=status)
 
 
+# How many notifications are recorded at once; the rest wait their turn in the
+# event loop. More at once only slows each one down (they share the interpreter
+# and the database), and the first page of a storm waits for the first record:
+# in the storm benchmark, 4 at once paged in about half the time of 40 (the
+# threadpool's size), at the same intake rate.
+RECORDING_AT_ONCE = 4
+
+
 def routes(runtime: Runtime) -> list[Route]:
     allowed = set(runtime.settings.sns_topic_arns)
+    recording: list[anyio.CapacityLimiter] = []  # made in the event loop, on first use
 
     async def receive(request: Request) -> JSONResponse:
         raw = await request.body()
@@ -84,8 +95,12 @@ def routes(runtime: Runtime) -> list[Route]:
             topic_arn=envelope.topic_arn,
             subject=envelope.subject,
         )
+        if not recording:
+            recording.append(anyio.CapacityLimiter(RECORDING_AT_ONCE))
         try:
-            outcome = await run_in_threadpool(runtime.intake.record, inbound)
+            outcome = await anyio.to_thread.run_sync(
+                functools.partial(runtime.intake.record, inbound), limiter=recording[0]
+            )
         except Exception:
             log.exception("could not record SNS message %s", envelope.message_id)
             # 5xx makes SNS deliver it again; nothing was committed.

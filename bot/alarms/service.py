@@ -150,6 +150,51 @@ def _open_incident(db_session: Session, *, alarm: Alarm, config: Config, now: da
     )
 
 
+def _is_late(alarm: Alarm, incident: Incident) -> bool:
+    return bool(incident.state_changed_at and alarm.state_change_time < incident.state_changed_at)
+
+
+def _record_late(
+    db_session: Session, *, incident: Incident, alarm: Alarm, now: datetime, ref: str
+) -> str:
+    incidents.add_event(
+        db_session,
+        incident=incident,
+        kind="late_transition",
+        at=alarm.state_change_time,
+        now=now,
+        from_state=alarm.old_state,
+        to_state=alarm.new_state,
+        text="arrived after a newer transition; not applied",
+        source_ref=ref,
+    )
+    return f"late transition for incident {incident.id}: recorded only"
+
+
+def _note_newer_ok(
+    db_session: Session, *, incident: Incident, alarm: Alarm, now: datetime, ref: str
+) -> None:
+    """An OK newer than what the resolved incident last saw: keep its time, so that an
+    older ALARM arriving after it (SNS does not keep order) is known to be late."""
+    shown_changes = incident.alarm_state != alarm.new_state
+    incident.alarm_state = alarm.new_state
+    incident.state_changed_at = alarm.state_change_time
+    incident.updated_at = now
+    incidents.add_event(
+        db_session,
+        incident=incident,
+        kind="alarm_state",
+        at=alarm.state_change_time,
+        now=now,
+        from_state=alarm.old_state,
+        to_state=alarm.new_state,
+        text=alarm.reason,
+        source_ref=ref,
+    )
+    if shown_changes:
+        flows.sync_message(db_session, incident=incident, now=now)
+
+
 def apply_alarm(
     db_session: Session, *, alarm: Alarm, config: Config, now: datetime, source_ref: str
 ) -> str:
@@ -157,9 +202,16 @@ def apply_alarm(
     incident = incidents.open_for_alarm(db_session, alarm_arn=alarm.arn, lock=True)
     created = reopened = False
     if incident is None:
+        recent = incidents.resolved_since(db_session, alarm_arn=alarm.arn, since=now - window)
+        # Checked before anything changes: an ALARM older than the OK that
+        # resolved the incident must not reopen it.
+        if recent is not None and _is_late(alarm, recent):
+            return _record_late(db_session, incident=recent, alarm=alarm, now=now, ref=source_ref)
         if alarm.new_state == "OK":
+            if recent is not None:
+                _note_newer_ok(db_session, incident=recent, alarm=alarm, now=now, ref=source_ref)
             return "OK with no open incident: nothing to resolve"
-        incident = incidents.resolved_since(db_session, alarm_arn=alarm.arn, since=now - window)
+        incident = recent
         silenced_one = incidents.silenced_for_alarm(db_session, alarm_arn=alarm.arn, now=now)
         if silenced_one is not None:
             # A silenced alarm is neither posted anew nor paged: its last incident goes on.
@@ -173,19 +225,8 @@ def apply_alarm(
             incident = _open_incident(db_session, alarm=alarm, config=config, now=now)
             created = True
 
-    if incident.state_changed_at and alarm.state_change_time < incident.state_changed_at:
-        incidents.add_event(
-            db_session,
-            incident=incident,
-            kind="late_transition",
-            at=alarm.state_change_time,
-            now=now,
-            from_state=alarm.old_state,
-            to_state=alarm.new_state,
-            text="arrived after a newer transition; not applied",
-            source_ref=source_ref,
-        )
-        return f"late transition for incident {incident.id}: recorded only"
+    if _is_late(alarm, incident):
+        return _record_late(db_session, incident=incident, alarm=alarm, now=now, ref=source_ref)
 
     from_state = incident.alarm_state
     incident.alarm_state = alarm.new_state

@@ -1,0 +1,227 @@
+"""Item 1: acknowledgement latency, opsbot against a bare Bolt app that only acks.
+
+Both servers run side by side, each in its own process, and are loaded in
+turn (A B, then B A, ...) by the load generator in a third process, so that
+drift in the machine's load falls on both alike. Each round is a warm-up and
+then `requests` signed requests kept `concurrency` in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from bench.context import Context
+from bench.procs import Service, clean_environment, free_port, spawn
+from bench.sandbox import (
+    BOT_TOKEN,
+    SIGNING_SECRET,
+    Sandbox,
+    opsbot_config,
+    start_opsbot,
+)
+from bench.slack_requests import KINDS, RequestKind, signed_headers
+from bench.stats import latency_summary, spread
+
+ALL = "all kinds"
+
+
+@dataclass(frozen=True)
+class AckSettings:
+    concurrency: int
+    requests: int
+    warmup: int
+    rounds: int
+
+    @classmethod
+    def for_mode(cls, quick: bool) -> AckSettings:
+        if quick:
+            return cls(concurrency=50, requests=200, warmup=40, rounds=1)
+        return cls(concurrency=200, requests=3000, warmup=500, rounds=5)
+
+
+def _start_bare(sandbox: Sandbox, ctx: Context) -> Service:
+    port = free_port()
+    env = clean_environment(
+        {
+            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "SLACK_BOT_TOKEN": BOT_TOKEN,
+            "SLACK_API_URL": sandbox.slack.api_url,
+        }
+    )
+    return spawn(
+        "bare-bolt",
+        [sys.executable, "-m", "bench.bare_app", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        url=f"http://127.0.0.1:{port}",
+        ready_path="/readyz",
+        log_path=ctx.run_dir / "ack-bare.log",
+        settle_s=0.2 if ctx.quick else 2.0,
+    )
+
+
+def _probe(service: Service, kind: RequestKind, response_url: str) -> tuple[int, str]:
+    body = kind.body(response_url)
+    answer = httpx.post(
+        service.url + "/slack/events",
+        content=body,
+        headers=signed_headers(SIGNING_SECRET, body),
+        timeout=30,
+    )
+    return answer.status_code, answer.text[:200]
+
+
+def _load(
+    ctx: Context,
+    service: Service,
+    kinds: list[RequestKind],
+    settings: AckSettings,
+    response_url: str,
+    label: str,
+) -> dict[str, Any]:
+    out = ctx.run_dir / f"{label}.json"
+    argv = [
+        sys.executable,
+        "-m",
+        "bench.loadgen",
+        "ack",
+        "--url",
+        service.url,
+        "--secret",
+        SIGNING_SECRET,
+        "--kinds",
+        ",".join(k.name for k in kinds),
+        "--response-url",
+        response_url,
+        "--concurrency",
+        str(settings.concurrency),
+        "--requests",
+        str(settings.requests),
+        "--warmup",
+        str(settings.warmup),
+        "--out",
+        str(out),
+    ]
+    cpu_before = service.cpu_seconds()
+    subprocess.run(argv, check=True, timeout=900)
+    cpu_after = service.cpu_seconds()
+    raw = json.loads(out.read_text())
+    per_kind: dict[str, Any] = {}
+    everything: list[float] = []
+    errors = 0
+    for name, values in raw["latencies_ms"].items():
+        per_kind[name] = latency_summary(values)
+        everything.extend(values)
+        errors += sum(n for status, n in raw["statuses"][name].items() if status != "200")
+    per_kind[ALL] = latency_summary(everything)
+    sent = settings.warmup + settings.requests
+    cpu_ms = None
+    if cpu_before is not None and cpu_after is not None:
+        cpu_ms = (cpu_after - cpu_before) * 1000 / sent
+    return {
+        "kinds": per_kind,
+        "throughput_rps": settings.requests / raw["duration_s"],
+        "errors": errors,
+        "statuses": raw["statuses"],
+        "server_cpu_ms_per_request": cpu_ms,
+        "loadgen_cpu_ms_per_request": raw["cpu_s"] * 1000 / sent,
+    }
+
+
+def run(ctx: Context, settings: AckSettings) -> dict[str, Any]:
+    with Sandbox(ctx.ca, teams=1) as sandbox:
+        response_url = sandbox.slack.response_url()
+        database_url = ctx.databases.create("ack")
+        opsbot = start_opsbot(
+            sandbox,
+            database_url=database_url,
+            config=opsbot_config(1, reopen_window_s=300),
+            run_dir=ctx.run_dir,
+            label="ack-opsbot",
+            settle_s=0.2 if ctx.quick else 2.0,
+        )
+        ctx.record_start(opsbot, what="ack", database="fresh")
+        bare = _start_bare(sandbox, ctx)
+        ctx.record_start(bare, what="ack", database="none")
+        try:
+            measured: list[RequestKind] = []
+            skipped: dict[str, str] = {}
+            for kind in KINDS:
+                status, text = _probe(opsbot, kind, response_url)
+                bare_status, bare_text = _probe(bare, kind, response_url)
+                if bare_status != 200:
+                    raise RuntimeError(
+                        f"the bare app answered {bare_status} to {kind.name}: {bare_text}"
+                    )
+                if status == 200:
+                    measured.append(kind)
+                else:
+                    skipped[kind.name] = (
+                        f"opsbot answers {status} (no listener for it yet): {text[:80]}"
+                    )
+                    ctx.say(f"ack: {kind.name} skipped: {skipped[kind.name]}")
+            if not measured:
+                raise RuntimeError("opsbot handles none of the request kinds")
+            rounds: list[dict[str, Any]] = []
+            for number in range(settings.rounds):
+                order = [opsbot, bare] if number % 2 == 0 else [bare, opsbot]
+                this_round: dict[str, Any] = {}
+                for service in order:
+                    key = "opsbot" if service is opsbot else "bare"
+                    ctx.say(
+                        f"ack round {number + 1}/{settings.rounds}: {key}, "
+                        f"{settings.requests} requests, {settings.concurrency} in flight"
+                    )
+                    this_round[key] = _load(
+                        ctx, service, measured, settings, response_url, f"ack-{key}-{number + 1}"
+                    )
+                rounds.append(this_round)
+            opsbot_peak = opsbot.peak_rss_mb()
+        finally:
+            opsbot.stop()
+            bare.stop()
+    return {
+        "settings": settings.__dict__,
+        "kinds_measured": [k.name for k in measured],
+        "kinds_skipped": skipped,
+        "rounds": rounds,
+        "summary": _summarise(rounds, [k.name for k in measured] + [ALL]),
+        "opsbot_peak_rss_mb": opsbot_peak,
+    }
+
+
+def _summarise(rounds: list[dict[str, Any]], kinds: list[str]) -> dict[str, Any]:
+    summary: dict[str, Any] = {}
+    for server in ("opsbot", "bare"):
+        per_kind = {}
+        for kind in kinds:
+            per_kind[kind] = {
+                stat: spread(r[server]["kinds"][kind][stat] for r in rounds)
+                for stat in ("p50_ms", "p95_ms", "p99_ms", "max_ms")
+            }
+        summary[server] = {
+            "kinds": per_kind,
+            "throughput_rps": spread(r[server]["throughput_rps"] for r in rounds),
+            "server_cpu_ms_per_request": spread(
+                r[server]["server_cpu_ms_per_request"] for r in rounds
+            ),
+            "loadgen_cpu_ms_per_request": spread(
+                r[server]["loadgen_cpu_ms_per_request"] for r in rounds
+            ),
+            "errors": sum(r[server]["errors"] for r in rounds),
+        }
+    ratios: dict[str, Any] = {}
+    for stat in ("p50_ms", "p95_ms", "p99_ms"):
+        ratios[stat] = spread(
+            r["opsbot"]["kinds"][ALL][stat] / r["bare"]["kinds"][ALL][stat] for r in rounds
+        )
+    ratios["throughput_rps"] = spread(
+        r["opsbot"]["throughput_rps"] / r["bare"]["throughput_rps"] for r in rounds
+    )
+    summary["ratio_opsbot_over_bare"] = ratios
+    return summary

@@ -1,0 +1,86 @@
+"""The floor: a slack-bolt app that only acknowledges, served the way opsbot serves Bolt.
+
+Same ASGI server and settings as `opsbot serve` (uvicorn, no access log), the
+same Starlette route running Bolt's sync `dispatch` in the threadpool (as
+`handlers/slack_events.py` does), the same Bolt options (a client for the
+Slack emulator, no token verification at start) and the same logging set-up.
+It registers a listener that only acks for every kind in `bench.slack_requests.KINDS`.
+
+    SLACK_SIGNING_SECRET=... SLACK_BOT_TOKEN=... SLACK_API_URL=... \
+        python -m bench.bare_app --port 3001
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+import uvicorn
+from slack_bolt import Ack, App
+from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
+from slack_sdk import WebClient
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from bench.slack_requests import KINDS
+from bot.log import configure_logging
+
+
+def _only_ack(ack: Ack) -> None:
+    ack()
+
+
+def build_bolt_app(*, signing_secret: str, token: str, api_url: str) -> App:
+    app = App(
+        signing_secret=signing_secret,
+        client=WebClient(token=token, base_url=api_url),
+        token_verification_enabled=False,
+        logger=logging.getLogger("bare.slack"),
+    )
+    for kind in KINDS:
+        if kind.command is not None:
+            app.command(kind.command)(_only_ack)
+        elif kind.action_id is not None:
+            app.action(kind.action_id)(_only_ack)
+    return app
+
+
+def create_app(bolt: App) -> Starlette:
+    async def events(request: Request) -> Response:
+        body = await request.body()
+        answer = await run_in_threadpool(bolt.dispatch, to_bolt_request(request, body))
+        return to_starlette_response(answer)
+
+    async def readyz(_request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ready"})
+
+    return Starlette(
+        routes=[
+            Route("/slack/events", events, methods=["POST"]),
+            Route("/readyz", readyz, methods=["GET"]),
+        ]
+    )
+
+
+def main() -> int:
+    root = argparse.ArgumentParser(prog="python -m bench.bare_app", description=__doc__)
+    root.add_argument("--host", default="127.0.0.1")
+    root.add_argument("--port", type=int, required=True)
+    args = root.parse_args()
+    secret = os.environ["SLACK_SIGNING_SECRET"]
+    configure_logging("INFO", [secret])
+    bolt = build_bolt_app(
+        signing_secret=secret,
+        token=os.environ["SLACK_BOT_TOKEN"],
+        api_url=os.environ["SLACK_API_URL"],
+    )
+    uvicorn.run(create_app(bolt), host=args.host, port=args.port, log_config=None, access_log=False)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

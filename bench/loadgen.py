@@ -1,0 +1,164 @@
+"""The load generator: a separate process, so the server's numbers are not its own.
+
+    python -m bench.loadgen ack --url URL --secret S --kinds NAME,... --out FILE
+    python -m bench.loadgen storm --url URL --requests FILE --out FILE
+
+`ack` keeps `--concurrency` requests in flight (closed loop, one keep-alive
+connection each), each signed at the moment it is sent; the first `--warmup`
+requests open the connections and warm both sides and are not recorded.
+`storm` sends prepared requests (a JSON line each: path, headers, body) as fast
+as the server takes them, `--concurrency` at a time, and resends an answer of
+5xx or a failed connection (as SNS would, but at once) up to five times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import resource
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.slack_requests import kind_named, signed_headers
+
+RESEND_LIMIT = 5
+
+
+def _client(url: str, concurrency: int) -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    return httpx.AsyncClient(base_url=url, limits=limits, timeout=httpx.Timeout(60.0))
+
+
+async def ack(args: argparse.Namespace) -> dict[str, Any]:
+    kinds = [kind_named(name) for name in args.kinds.split(",")]
+    latencies: dict[str, list[float]] = {kind.name: [] for kind in kinds}
+    statuses: dict[str, Counter[str]] = {kind.name: Counter() for kind in kinds}
+
+    async with _client(args.url, args.concurrency) as client:
+
+        async def phase(count: int, record: bool) -> float:
+            numbers = itertools.count()
+
+            async def worker() -> None:
+                while (i := next(numbers)) < count:
+                    k = i % len(kinds)
+                    # Every request unique, as Slack's are (opsbot refuses replays).
+                    body = kinds[k].body(args.response_url, trigger_id=f"{record}.{i}.bench")
+                    headers = signed_headers(args.secret, body)
+                    started = time.perf_counter()
+                    try:
+                        answer = await client.post("/slack/events", content=body, headers=headers)
+                        status = str(answer.status_code)
+                    except httpx.HTTPError as exc:
+                        status = type(exc).__name__
+                    took_ms = (time.perf_counter() - started) * 1000
+                    if record:
+                        latencies[kinds[k].name].append(round(took_ms, 3))
+                        statuses[kinds[k].name][status] += 1
+
+            began = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(args.concurrency)))
+            return time.perf_counter() - began
+
+        await phase(args.warmup, record=False)
+        duration_s = await phase(args.requests, record=True)
+    return {
+        "concurrency": args.concurrency,
+        "requests": args.requests,
+        "warmup": args.warmup,
+        "duration_s": duration_s,
+        "latencies_ms": latencies,
+        "statuses": {name: dict(counts) for name, counts in statuses.items()},
+        "cpu_s": _cpu_s(),
+    }
+
+
+def _cpu_s() -> float:
+    """The load generator's own CPU: it shares the machine with the server."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def storm(args: argparse.Namespace) -> dict[str, Any]:
+    requests = [json.loads(line) for line in Path(args.requests).read_text().splitlines() if line]
+    statuses: Counter[str] = Counter()
+    done_at: list[float] = []
+    latencies_ms: list[float] = []
+    resends = 0
+
+    async with _client(args.url, args.concurrency) as client:
+        numbers = itertools.count()
+
+        async def worker() -> None:
+            nonlocal resends
+            while (i := next(numbers)) < len(requests):
+                request = requests[i]
+                started = time.perf_counter()
+                for attempt in range(RESEND_LIMIT + 1):
+                    try:
+                        answer = await client.post(
+                            request["path"], content=request["body"], headers=request["headers"]
+                        )
+                        status = str(answer.status_code)
+                        if answer.status_code < 500:
+                            break
+                    except httpx.HTTPError as exc:
+                        status = type(exc).__name__
+                    if attempt < RESEND_LIMIT:
+                        resends += 1
+                        await asyncio.sleep(0.05)
+                latencies_ms.append((time.perf_counter() - started) * 1000)
+                statuses[status] += 1
+                done_at.append(time.time())
+
+        started = time.time()
+        await asyncio.gather(*(worker() for _ in range(args.concurrency)))
+        finished = time.time()
+    return {
+        "concurrency": args.concurrency,
+        "sent": len(requests),
+        "started": started,
+        "finished": finished,
+        "statuses": dict(statuses),
+        "resends": resends,
+        "done_at": sorted(done_at),
+        "latencies_ms": latencies_ms,
+    }
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="python -m bench.loadgen", description=__doc__)
+    commands = root.add_subparsers(dest="command", required=True)
+    one = commands.add_parser("ack", help="signed Slack requests, closed loop")
+    one.add_argument("--url", required=True)
+    one.add_argument("--secret", required=True)
+    one.add_argument("--kinds", required=True, help="comma-separated names from KINDS")
+    one.add_argument("--response-url", required=True)
+    one.add_argument("--concurrency", type=int, default=200)
+    one.add_argument("--requests", type=int, default=4000)
+    one.add_argument("--warmup", type=int, default=400)
+    one.add_argument("--out", required=True)
+    two = commands.add_parser("storm", help="prepared requests, as fast as they are taken")
+    two.add_argument("--url", required=True)
+    two.add_argument("--requests", required=True, help="a file of JSON lines: path, headers, body")
+    two.add_argument("--concurrency", type=int, default=32)
+    two.add_argument("--out", required=True)
+    return root
+
+
+def main() -> int:
+    args = parser().parse_args()
+    run = ack if args.command == "ack" else storm
+    result = asyncio.run(run(args))
+    Path(args.out).write_text(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,209 @@
+"""Processes under test: starting them, waiting for readiness, reading their memory."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+# Variables a developer's shell may carry that must not reach a process under test.
+OPSBOT_VARIABLES = (
+    "DATABASE_URL",
+    "OPSBOT_CONFIG",
+    "OPSBOT_VAR_DIR",
+    "OPSBOT_LOG_LEVEL",
+    "OPSBOT_PUBLIC_URL",
+    "SLACK_BOT_TOKEN",
+    "SLACK_SIGNING_SECRET",
+    "SLACK_API_URL",
+    "PAGERDUTY_API_TOKEN",
+    "PAGERDUTY_API_URL",
+    "PAGERDUTY_EVENTS_URL",
+    "PAGERDUTY_WEBHOOK_SECRETS",
+    "OPSBOT_SNS_TOPIC_ARNS",
+    "OPSBOT_SNS_CERT_URL_PATTERN",
+    "OPSBOT_ALARM_QUEUE_URL",
+    "SSL_CERT_FILE",
+    "AWS_ENDPOINT_URL",
+    "HOST",
+    "PORT",
+)
+
+
+class StartFailed(RuntimeError):
+    """A process under test exited or never became ready; the message ends with its log."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def clean_environment(extra: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in OPSBOT_VARIABLES}
+    env.update(extra)
+    return env
+
+
+def _status_kib(pid: int, field_name: str) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def rss_mb(pid: int) -> float | None:
+    """Resident memory now (VmRSS), in MB (10^6 bytes, as the targets are stated)."""
+    kib = _status_kib(pid, "VmRSS")
+    return None if kib is None else kib * 1024 / 1e6
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    """The most resident memory the process ever had (VmHWM, kept by the kernel), in MB."""
+    kib = _status_kib(pid, "VmHWM")
+    return None if kib is None else kib * 1024 / 1e6
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU time the process has used so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+class RssSampler:
+    """Samples a process's VmRSS every `interval_s` on a thread: (wall time, MB)."""
+
+    def __init__(self, pid: int, interval_s: float = 0.1) -> None:
+        self.pid = pid
+        self.interval_s = interval_s
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"rss-{pid}", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            value = rss_mb(self.pid)
+            if value is not None:
+                self.samples.append((time.time(), value))
+            self._stop.wait(self.interval_s)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+@dataclass
+class Service:
+    """A process under test, ready to take requests."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    url: str
+    log_path: Path
+    ready_s: float  # from spawning the process to the first 200 from its readiness URL
+    idle_rss_mb: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def rss_mb(self) -> float | None:
+        return rss_mb(self.pid)
+
+    def peak_rss_mb(self) -> float | None:
+        return peak_rss_mb(self.pid)
+
+    def cpu_seconds(self) -> float | None:
+        return cpu_seconds(self.pid)
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        if self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def spawn(
+    name: str,
+    argv: list[str],
+    *,
+    env: dict[str, str],
+    url: str,
+    ready_path: str,
+    log_path: Path,
+    timeout_s: float = 60.0,
+    settle_s: float = 0.0,
+) -> Service:
+    """Start `argv` and wait until `url + ready_path` answers 200.
+
+    `ready_s` runs from just before the process is spawned to that first 200,
+    polled every 10 ms. After `settle_s` more seconds of idling, the resident
+    memory is read as the idle footprint.
+    """
+    log_file = log_path.open("wb")
+    started = time.perf_counter()
+    process = subprocess.Popen(argv, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+    log_file.close()
+    deadline = started + timeout_s
+    with httpx.Client(timeout=2.0) as client:
+        while True:
+            if process.poll() is not None:
+                raise StartFailed(
+                    f"{name} exited with {process.returncode} before it was ready:\n"
+                    + _tail(log_path)
+                )
+            try:
+                if client.get(url + ready_path).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.perf_counter() > deadline:
+                process.kill()
+                process.wait(5)
+                raise StartFailed(
+                    f"{name} was not ready after {timeout_s:.0f} s:\n" + _tail(log_path)
+                )
+            time.sleep(0.01)
+    ready_s = time.perf_counter() - started
+    service = Service(name=name, process=process, url=url, log_path=log_path, ready_s=ready_s)
+    if settle_s:
+        time.sleep(settle_s)
+    service.idle_rss_mb = service.rss_mb()
+    return service

@@ -1,0 +1,477 @@
+"""The table, the targets, the JSON and the chart of one run."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from bench.ack import ALL
+from bench.machine import one_line
+from bench.stats import spread
+
+ACK_RATIO_TARGET = 1.25
+PEAK_RSS_TARGET_MB = 200.0
+
+
+# -- numbers ------------------------------------------------------------------------------
+
+
+def fmt(value: dict[str, Any] | float | None, digits: int = 1, unit: str = "") -> str:
+    """'12.3' for one run, '12.3 [11.0-14.1]' (median [min-max]) for several."""
+    if value is None:
+        return "—"
+    if isinstance(value, dict):
+        if value.get("median") is None:
+            return "—"
+        text = f"{value['median']:.{digits}f}{unit}"
+        if value.get("runs", 1) > 1:
+            text += f" [{value['min']:.{digits}f}-{value['max']:.{digits}f}]"
+        return text
+    if isinstance(value, float) and math.isnan(value):
+        return "—"
+    return f"{value:.{digits}f}{unit}"
+
+
+def _storm_spread(runs: list[dict[str, Any]], system: str, *path: str) -> dict[str, Any]:
+    values = []
+    for run in runs:
+        item: Any = run.get(system)
+        for key in path:
+            item = None if item is None else item.get(key)
+        values.append(item)
+    return spread(values)
+
+
+def footprint_summary(results: dict[str, Any]) -> dict[str, Any]:
+    starts = results.get("starts", [])
+
+    def pick(process: str, database: str | None = None) -> list[dict[str, Any]]:
+        return [
+            s
+            for s in starts
+            if s["process"] == process and (database is None or s["database"] == database)
+        ]
+
+    storm_runs = (results.get("storm") or {}).get("runs", [])
+    return {
+        "opsbot_ready_s_fresh_database": spread(s["ready_s"] for s in pick("opsbot", "fresh")),
+        "opsbot_ready_s_migrated_database": spread(
+            s["ready_s"] for s in pick("opsbot", "migrated")
+        ),
+        "opsbot_idle_rss_mb": spread(s["idle_rss_mb"] for s in pick("opsbot")),
+        "opsbot_rss_after_storm_mb": _storm_spread(storm_runs, "opsbot", "rss_after_storm_mb"),
+        "alertmanager_ready_s": spread(s["ready_s"] for s in pick("alertmanager")),
+        "alertmanager_idle_rss_mb": spread(s["idle_rss_mb"] for s in pick("alertmanager")),
+        "alertmanager_rss_after_storm_mb": _storm_spread(
+            storm_runs, "alertmanager", "rss_after_storm_mb"
+        ),
+        "bare_ready_s": spread(s["ready_s"] for s in pick("bare-bolt")),
+        "bare_idle_rss_mb": spread(s["idle_rss_mb"] for s in pick("bare-bolt")),
+        "starts_counted": len(starts),
+    }
+
+
+def storm_summary(storm: dict[str, Any]) -> dict[str, Any]:
+    runs = storm.get("runs", [])
+    summary: dict[str, Any] = {}
+    for system in ("opsbot", "alertmanager"):
+        if not any(system in run for run in runs):
+            continue
+        mine = [run[system] for run in runs if system in run]
+        summary[system] = {
+            "intake_rate_per_s": _storm_spread(runs, system, "intake", "intake_rate_per_s"),
+            "first_page_s": _storm_spread(runs, system, "first_page_s"),
+            "last_trigger_s": _storm_spread(runs, system, "last_trigger_s"),
+            "last_pagerduty_event_s": _storm_spread(runs, system, "last_pagerduty_event_s"),
+            "last_slack_update_s": _storm_spread(runs, system, "last_slack_update_s"),
+            "drained_s": _storm_spread(runs, system, "drained_s"),
+            "pagerduty_events": _storm_spread(runs, system, "pagerduty_events"),
+            "peak_rss_mb": _storm_spread(runs, system, "peak_rss_mb"),
+            "cpu_s": _storm_spread(runs, system, "cpu_s"),
+            "pagerduty_incidents_per_alarm_min": min(
+                r["pagerduty_incidents_per_alarm"]["min"] for r in mine
+            ),
+            "pagerduty_incidents_per_alarm_max": max(
+                r["pagerduty_incidents_per_alarm"]["max"] for r in mine
+            ),
+            "slack_messages_per_alarm_min": min(r["slack_messages_per_alarm"]["min"] for r in mine),
+            "slack_messages_per_alarm_max": max(r["slack_messages_per_alarm"]["max"] for r in mine),
+            "slack_messages_per_alarm_mean": spread(
+                r["slack_messages_per_alarm"]["mean"] for r in mine
+            ),
+            "alarms_in_wrong_state": [r["checks"]["alarms_in_wrong_state"] for r in mine],
+            "runs": len(mine),
+        }
+        if system == "opsbot":
+            summary[system]["exactly_one_pagerduty_incident"] = [
+                r["checks"]["one_pagerduty_incident_per_incident"] for r in mine
+            ]
+            summary[system]["slack_messages_posted_twice"] = [
+                r["checks"]["slack_messages_posted_twice"] for r in mine
+            ]
+    return summary
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target: met (True/False) or not evaluated (None), with the figure behind it."""
+    found: list[dict[str, Any]] = []
+    ack = results.get("ack")
+    if ack is not None:
+        ratio = ack["summary"]["ratio_opsbot_over_bare"]["p99_ms"]
+        found.append(
+            {
+                "target": f"ack p99 within {ACK_RATIO_TARGET}x of the bare Bolt app",
+                "met": ratio["median"] <= ACK_RATIO_TARGET,
+                "figure": f"{fmt(ratio, 2, 'x')} (median over runs [min-max])",
+            }
+        )
+    storm = results.get("storm")
+    if storm is not None:
+        summary = storm["summary"]["opsbot"]
+        once = all(summary["exactly_one_pagerduty_incident"])
+        twice = sum(summary["slack_messages_posted_twice"])
+        found.append(
+            {
+                "target": "exactly one PagerDuty incident per alarm incident, "
+                "no Slack message posted twice",
+                "met": once and twice == 0,
+                "figure": (
+                    f"PagerDuty incidents per alarm incident: "
+                    f"{'1 in every run' if once else 'NOT 1 in some run'}; "
+                    f"Slack messages posted twice: {twice}"
+                ),
+            }
+        )
+        am = storm["summary"].get("alertmanager")
+        mine = summary["first_page_s"]
+        if am is None:
+            reason = storm["alertmanager"].get("skipped") or "Alertmanager did not run"
+            found.append(
+                {
+                    "target": "time to first page no worse than Alertmanager's",
+                    "met": None,
+                    "figure": f"opsbot {fmt(mine, 3)} s; not compared: {reason}",
+                }
+            )
+        else:
+            theirs = am["first_page_s"]
+            met = (
+                mine["median"] is not None
+                and theirs["median"] is not None
+                and mine["median"] <= theirs["median"]
+            )
+            found.append(
+                {
+                    "target": "time to first page no worse than Alertmanager's",
+                    "met": met,
+                    "figure": f"opsbot {fmt(mine, 3)} s, Alertmanager {fmt(theirs, 3)} s",
+                }
+            )
+        peaks = [r["opsbot"]["peak_rss_mb"] for r in storm["runs"] if r["opsbot"]["peak_rss_mb"]]
+        if ack is not None and ack.get("opsbot_peak_rss_mb"):
+            peaks.append(ack["opsbot_peak_rss_mb"])
+        if peaks:
+            found.append(
+                {
+                    "target": f"peak RSS under {PEAK_RSS_TARGET_MB:.0f} MB",
+                    "met": max(peaks) < PEAK_RSS_TARGET_MB,
+                    "figure": f"highest opsbot peak (VmHWM) {max(peaks):.1f} MB",
+                }
+            )
+    return found
+
+
+def summarise(results: dict[str, Any]) -> None:
+    if results.get("storm") is not None:
+        results["storm"]["summary"] = storm_summary(results["storm"])
+    results["footprint_summary"] = footprint_summary(results)
+    results["targets"] = targets(results)
+
+
+# -- the table ----------------------------------------------------------------------------
+
+
+def _rows(rows: list[list[str]], indent: str = "  ") -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [
+        indent + "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip()
+        for row in rows
+    ]
+
+
+def _ack_table(ack: dict[str, Any]) -> list[str]:
+    s = ack["settings"]
+    lines = [
+        "",
+        f"1. Acknowledgement latency: {s['concurrency']} in flight, {s['requests']} signed "
+        f"requests per run after {s['warmup']} warm-up, {s['rounds']} run(s) per server",
+        f"   measured: {', '.join(ack['kinds_measured'])}",
+    ]
+    for name, why in ack["kinds_skipped"].items():
+        lines.append(f"   skipped:  {name}: {why}")
+    summary = ack["summary"]
+    rows = [
+        ["", "p50 ms", "p95 ms", "p99 ms", "req/s", "server CPU ms/req", "loadgen CPU", "errors"]
+    ]
+    kinds = [ALL] if len(ack["kinds_measured"]) == 1 else [*ack["kinds_measured"], ALL]
+    for kind in kinds:
+        for server, label in (("opsbot", "opsbot"), ("bare", "bare Bolt")):
+            item = summary[server]
+            per = item["kinds"][kind]
+            name = label if kind == ALL else f"{label} · {kind}"
+            whole = kind == ALL
+            rows.append(
+                [
+                    name,
+                    fmt(per["p50_ms"]),
+                    fmt(per["p95_ms"]),
+                    fmt(per["p99_ms"]),
+                    fmt(item["throughput_rps"], 0) if whole else "",
+                    fmt(item["server_cpu_ms_per_request"], 2) if whole else "",
+                    fmt(item.get("loadgen_cpu_ms_per_request"), 2) if whole else "",
+                    str(item["errors"]) if whole else "",
+                ]
+            )
+    ratio = summary["ratio_opsbot_over_bare"]
+    rows.append(
+        [
+            "opsbot / bare",
+            fmt(ratio["p50_ms"], 2, "x"),
+            fmt(ratio["p95_ms"], 2, "x"),
+            fmt(ratio["p99_ms"], 2, "x"),
+            fmt(ratio["throughput_rps"], 2, "x"),
+            "",
+            "",
+            "",
+        ]
+    )
+    return lines + _rows(rows)
+
+
+def _storm_table(storm: dict[str, Any]) -> list[str]:
+    s = storm["settings"]
+    am_info = storm["alertmanager"]
+    summary = storm["summary"]
+    lines = [
+        "",
+        f"2. Alarm storm: {s['notifications']} notifications, {s['alarms']} flapping alarms, "
+        f"{s['teams']} teams, {s['concurrency']} in flight; opsbot reopen window = "
+        f"Alertmanager group_interval = {s['reopen_window_s']} s; {s['runs']} run(s); "
+        "times from the first request sent",
+    ]
+    am_title = (am_info.get("version") or "Alertmanager").replace("alertmanager, version", "AM")
+    am_title = am_title.split(" (")[0]
+    header = ["", "opsbot"] + ([am_title] if "alertmanager" in summary else [])
+    if "alertmanager" not in summary:
+        lines.append(f"   Alertmanager: {am_info.get('skipped')}")
+    systems = [name for name in ("opsbot", "alertmanager") if name in summary]
+
+    def row(label: str, render: Any) -> list[str]:
+        return [label] + [render(summary[name], name) for name in systems]
+
+    def runs_of(name: str) -> list[dict[str, Any]]:
+        return [r[name] for r in storm["runs"] if name in r]
+
+    def calls(_item: dict[str, Any], name: str) -> str:
+        total: dict[str, int] = {}
+        for r in runs_of(name):
+            for method, n in r["slack_calls"].items():
+                total[method] = total.get(method, 0) + n
+        count = max(1, len(runs_of(name)))
+        return ", ".join(f"{m} {n / count:.0f}" for m, n in sorted(total.items()))
+
+    def actions(_item: dict[str, Any], name: str) -> str:
+        total: dict[str, int] = {}
+        for r in runs_of(name):
+            for action, n in r["pagerduty_events_by_action"].items():
+                total[str(action)] = total.get(str(action), 0) + n
+        count = max(1, len(runs_of(name)))
+        return ", ".join(f"{a} {n / count:.0f}" for a, n in sorted(total.items()))
+
+    rows = [
+        header,
+        row("intake rate (notifications/s)", lambda i, _n: fmt(i["intake_rate_per_s"], 0)),
+        row("time to first page (s)", lambda i, _n: fmt(i["first_page_s"], 3)),
+        row("last PagerDuty trigger (s)", lambda i, _n: fmt(i["last_trigger_s"], 1)),
+        row("last PagerDuty event (s)", lambda i, _n: fmt(i["last_pagerduty_event_s"], 1)),
+        row("last Slack post or update (s)", lambda i, _n: fmt(i["last_slack_update_s"], 1)),
+        row("drained (s)", lambda i, _n: fmt(i["drained_s"], 1)),
+        row("PagerDuty events (mean per run)", actions),
+        row(
+            "PagerDuty incidents per alarm",
+            lambda i, _n: (
+                f"{i['pagerduty_incidents_per_alarm_min']}-{i['pagerduty_incidents_per_alarm_max']}"
+            ),
+        ),
+        row("Slack calls (mean per run)", calls),
+        row(
+            "Slack messages per alarm",
+            lambda i, _n: (
+                f"{i['slack_messages_per_alarm_min']}-"
+                f"{i['slack_messages_per_alarm_max']} (mean "
+                f"{fmt(i['slack_messages_per_alarm_mean'], 1)})"
+            ),
+        ),
+        row(
+            "one PD incident per incident",
+            lambda i, n: (
+                f"{sum(i['exactly_one_pagerduty_incident'])}/{i['runs']} runs"
+                if n == "opsbot"
+                else "n/a"
+            ),
+        ),
+        row(
+            "Slack messages posted twice",
+            lambda i, n: str(sum(i["slack_messages_posted_twice"])) if n == "opsbot" else "n/a",
+        ),
+        row(
+            "alarms left in a wrong state",
+            lambda i, _n: ", ".join(str(x) for x in i["alarms_in_wrong_state"]),
+        ),
+        row("peak RSS (MB)", lambda i, _n: fmt(i["peak_rss_mb"], 1)),
+        row("CPU used, storm to drained (s)", lambda i, _n: fmt(i["cpu_s"], 1)),
+    ]
+    return lines + _rows(rows)
+
+
+def _footprint_table(summary: dict[str, Any]) -> list[str]:
+    rows = [
+        ["", "opsbot", "Alertmanager", "bare Bolt"],
+        [
+            "time to ready, fresh database (s)",
+            fmt(summary["opsbot_ready_s_fresh_database"], 2),
+            fmt(summary["alertmanager_ready_s"], 2),
+            fmt(summary["bare_ready_s"], 2),
+        ],
+        [
+            "time to ready, migrated database (s)",
+            fmt(summary["opsbot_ready_s_migrated_database"], 2),
+            "",
+            "",
+        ],
+        [
+            "idle RSS (MB)",
+            fmt(summary["opsbot_idle_rss_mb"], 1),
+            fmt(summary["alertmanager_idle_rss_mb"], 1),
+            fmt(summary["bare_idle_rss_mb"], 1),
+        ],
+        [
+            "RSS after the storm (MB)",
+            fmt(summary["opsbot_rss_after_storm_mb"], 1),
+            fmt(summary["alertmanager_rss_after_storm_mb"], 1),
+            "",
+        ],
+    ]
+    return [
+        "",
+        f"3. Footprint: every start in this run ({summary['starts_counted']}); "
+        "ready = process spawned to the first 200 from its readiness URL",
+        *_rows(rows),
+    ]
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = [
+        f"opsbot benchmarks · {results['started']} · {'quick' if results['quick'] else 'full'}"
+        f" · database {results['database']}",
+        f"machine: {one_line(results['machine'])}",
+        "figures: median [min-max] over runs where there are several",
+    ]
+    if results.get("ack") is not None:
+        lines += _ack_table(results["ack"])
+    if results.get("storm") is not None:
+        lines += _storm_table(results["storm"])
+    lines += _footprint_table(results["footprint_summary"])
+    lines += ["", "Targets"]
+    for item in results["targets"]:
+        state = {True: "MET", False: "MISSED", None: "NOT EVALUATED"}[item["met"]]
+        lines.append(f"  {state:<13} {item['target']}: {item['figure']}")
+    if not results["targets"]:
+        lines.append("  (none evaluated by the benchmarks selected)")
+    return "\n".join(lines)
+
+
+# -- files --------------------------------------------------------------------------------
+
+
+def write_json(results: dict[str, Any], path: Path) -> None:
+    path.write_text(json.dumps(results, indent=1, default=str) + "\n")
+
+
+def chart(results: dict[str, Any], path: Path) -> str | None:
+    """The PNG chart; returns why not when it cannot be drawn (matplotlib missing)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib is not installed (pip install matplotlib): no chart"
+
+    figure, axes = plt.subplots(2, 2, figsize=(13, 9))
+    figure.suptitle(f"opsbot benchmarks · {one_line(results['machine'])}", fontsize=10)
+    ack = results.get("ack")
+    ax = axes[0][0]
+    if ack is not None:
+        labels = ["p50", "p95", "p99"]
+        for offset, (server, colour) in enumerate((("opsbot", "tab:blue"), ("bare", "tab:gray"))):
+            per = ack["summary"][server]["kinds"][ALL]
+            medians = [per[f"{p}_ms"]["median"] for p in labels]
+            low = [m - per[f"{p}_ms"]["min"] for m, p in zip(medians, labels, strict=True)]
+            high = [per[f"{p}_ms"]["max"] - m for m, p in zip(medians, labels, strict=True)]
+            xs = [i + offset * 0.38 for i in range(len(labels))]
+            ax.bar(xs, medians, 0.36, yerr=[low, high], label=server, color=colour, capsize=3)
+        ax.axhline(3000, color="red", linewidth=0.8, linestyle=":")
+        ax.set_xticks([i + 0.19 for i in range(3)], labels)
+        ax.set_ylabel("ms")
+        ax.set_title("acknowledgement latency (median, bars min-max; dotted: Slack's 3 s)")
+        ax.legend()
+    else:
+        ax.set_axis_off()
+
+    storm = results.get("storm")
+    first = storm["runs"][0] if storm and storm["runs"] else None
+    styles = {"opsbot": "tab:blue", "alertmanager": "tab:orange"}
+    ax_notify, ax_rss, ax_intake = axes[0][1], axes[1][0], axes[1][1]
+    if first is not None:
+        for system, colour in styles.items():
+            run = first.get(system)
+            if run is None:
+                continue
+            for what, style in (("pagerduty", "-"), ("slack", "--")):
+                times = run["timeline"][what]
+                ax_notify.step(
+                    times,
+                    range(1, len(times) + 1),
+                    style,
+                    where="post",
+                    color=colour,
+                    label=f"{system} {what}",
+                )
+            samples = run["rss_samples"]
+            ax_rss.plot(
+                [t for t, _ in samples], [v for _, v in samples], color=colour, label=system
+            )
+            intake = run["timeline"]["intake"]
+            ax_intake.step(
+                intake, range(1, len(intake) + 1), where="post", color=colour, label=system
+            )
+        ax_notify.set_title("storm: PagerDuty events and Slack calls (run 1)")
+        ax_notify.set_xlabel("s from the first notification sent")
+        ax_notify.legend(fontsize=8)
+        ax_rss.axhline(PEAK_RSS_TARGET_MB, color="red", linewidth=0.8, linestyle=":")
+        ax_rss.set_title("storm: resident memory, MB (run 1; dotted: 200 MB target)")
+        ax_rss.set_xlabel("s from the first notification sent")
+        ax_rss.legend(fontsize=8)
+        ax_intake.set_title("storm: notifications accepted (run 1)")
+        ax_intake.set_xlabel("s from the first notification sent")
+        ax_intake.legend(fontsize=8)
+    else:
+        for ax in (ax_notify, ax_rss, ax_intake):
+            ax.set_axis_off()
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return None

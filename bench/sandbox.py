@@ -1,0 +1,193 @@
+"""The world around the process under test: emulators, a test CA, throwaway databases.
+
+Slack and PagerDuty are the project's own emulators (`bot/sandbox/`), real
+HTTP servers on loopback; PagerDuty over TLS with a test CA that the process
+under test trusts through SSL_CERT_FILE, and SNS messages signed by the
+sandbox signer whose certificate is served on loopback.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+import yaml
+from sqlalchemy.engine import make_url
+
+from bench.procs import Service, clean_environment, free_port, spawn
+from bot.db.engine import normalise_url
+from bot.sandbox.pagerduty import PagerDutyEmulator
+from bot.sandbox.server import HttpRequest, HttpResponse
+from bot.sandbox.slack import SlackEmulator
+from bot.sandbox.sns import SnsSigner
+from bot.sandbox.tls import TestCA
+
+SIGNING_SECRET = "bench-signing-secret-8f742231b10e"  # noqa: S105  # the sandbox's own
+BOT_TOKEN = "xoxb-bench-sandbox"  # noqa: S105
+PD_API_TOKEN = "pd-bench-sandbox-token"  # noqa: S105
+TOPIC_ARN = "arn:aws:sns:us-east-1:123456789012:alarms"
+DEFAULT_CHANNEL = "C0BENCHALERTS"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def team(k: int) -> str:
+    return f"team{k}"
+
+
+def channel_id(k: int) -> str:
+    return f"C0TEAM{k:04d}"
+
+
+def routing_key(k: int) -> str:
+    return f"R0BENCHTEAM{k:03d}".ljust(32, "0")
+
+
+def routing_key_env(k: int) -> str:
+    return f"PD_KEY_TEAM{k}"
+
+
+class TimedSlackEmulator(SlackEmulator):
+    """The Slack emulator, with the time of each incoming-webhook post recorded too."""
+
+    def handle(self, request: HttpRequest) -> HttpResponse:
+        if request.path.startswith("/services/"):
+            with self.lock:
+                self.webhooks.append(
+                    {"path": request.path, "at": time.time(), **(request.json() or {})}
+                )
+            return HttpResponse(200, b"ok", {"Content-Type": "text/plain"})
+        return super().handle(request)
+
+
+class Sandbox:
+    """Slack, PagerDuty and an SNS signer for `teams` teams, each a channel and a routing key."""
+
+    def __init__(self, ca: TestCA, *, teams: int) -> None:
+        self.ca = ca
+        self.teams = teams
+        self.slack = TimedSlackEmulator(token=BOT_TOKEN)
+        self.slack.add_channel(DEFAULT_CHANNEL, "alerts")
+        self.pagerduty = PagerDutyEmulator(tls=ca.server_context(), api_token=PD_API_TOKEN)
+        self.pagerduty.add_escalation_policy("PBENCH", "Bench")
+        for k in range(1, teams + 1):
+            self.slack.add_channel(channel_id(k), team(k))
+            self.pagerduty.add_service(
+                f"PSVC{k:04d}", team(k), routing_key=routing_key(k), policy_id="PBENCH"
+            )
+        self.sns = SnsSigner(tls=ca.server_context())
+
+    def __enter__(self) -> Sandbox:
+        self.slack.start()
+        self.pagerduty.start()
+        self.sns.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.sns.stop()
+        self.pagerduty.stop()
+        self.slack.stop()
+
+    def webhook_url(self, k: int) -> str:
+        return self.slack.webhook_url(team(k))
+
+
+class Databases:
+    """Throwaway databases: on PostgreSQL when an admin URL is given, else SQLite files."""
+
+    def __init__(self, admin_url: str | None, directory: Path) -> None:
+        self.admin_url = normalise_url(admin_url) if admin_url else None
+        self.directory = directory
+        self._created: list[str] = []
+
+    @property
+    def kind(self) -> str:
+        return "postgresql" if self.admin_url else "sqlite"
+
+    def create(self, label: str) -> str:
+        suffix = uuid.uuid4().hex[:10]
+        if self.admin_url is None:
+            return f"sqlite:///{self.directory / f'{label}-{suffix}.db'}"
+        name = f"opsbot_bench_{label}_{suffix}"
+        admin = make_url(self.admin_url)
+        engine = sa.create_engine(admin, isolation_level="AUTOCOMMIT")
+        with engine.connect() as connection:
+            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        engine.dispose()
+        self._created.append(name)
+        return admin.set(database=name).render_as_string(hide_password=False)
+
+    def drop_all(self) -> None:
+        if self.admin_url is None or not self._created:
+            return
+        engine = sa.create_engine(make_url(self.admin_url), isolation_level="AUTOCOMMIT")
+        with engine.connect() as connection:
+            for name in self._created:
+                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        engine.dispose()
+        self._created.clear()
+
+
+def opsbot_config(teams: int, *, reopen_window_s: int) -> dict[str, Any]:
+    """One route per team (its channel, its routing key), then a catch-all; delivery defaults."""
+    routes: list[dict[str, Any]] = [
+        {
+            "name": team(k),
+            "match": {"alarm_name": f"{team(k)}-*"},
+            "channel": channel_id(k),
+            "pagerduty_routing_key_env": routing_key_env(k),
+            "severity": "critical",
+        }
+        for k in range(1, teams + 1)
+    ]
+    routes.append({"name": "default", "match": {}, "channel": DEFAULT_CHANNEL})
+    return {"alarm_routes": routes, "alarms": {"reopen_window_s": reopen_window_s}}
+
+
+def opsbot_environment(sandbox: Sandbox, *, database_url: str, config_path: Path) -> dict[str, str]:
+    env = {
+        "DATABASE_URL": database_url,
+        "OPSBOT_CONFIG": str(config_path),
+        "OPSBOT_LOG_LEVEL": "INFO",
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": sandbox.slack.api_url,
+        "PAGERDUTY_API_TOKEN": PD_API_TOKEN,
+        "PAGERDUTY_API_URL": sandbox.pagerduty.url,
+        "PAGERDUTY_EVENTS_URL": sandbox.pagerduty.url,
+        "OPSBOT_SNS_TOPIC_ARNS": TOPIC_ARN,
+        "OPSBOT_SNS_CERT_URL_PATTERN": sandbox.sns.url_pattern,
+        "SSL_CERT_FILE": str(sandbox.ca.ca_file),
+    }
+    for k in range(1, sandbox.teams + 1):
+        env[routing_key_env(k)] = routing_key(k)
+    return clean_environment(env)
+
+
+def start_opsbot(
+    sandbox: Sandbox,
+    *,
+    database_url: str,
+    config: dict[str, Any],
+    run_dir: Path,
+    label: str,
+    settle_s: float = 2.0,
+) -> Service:
+    """`opsbot serve` in its own process on a free loopback port, once `/readyz` says 200."""
+    config_path = run_dir / f"{label}.yaml"
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    port = free_port()
+    argv = [sys.executable, "-m", "bot.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    env = opsbot_environment(sandbox, database_url=database_url, config_path=config_path)
+    return spawn(
+        "opsbot",
+        argv,
+        env=env,
+        url=f"http://127.0.0.1:{port}",
+        ready_path="/readyz",
+        log_path=run_dir / f"{label}.log",
+        settle_s=settle_s,
+    )
