@@ -70,6 +70,17 @@ def _audit(
         db_session.commit()
 
 
+def _refused(runtime: Runtime, *, actor: str, action: str, app: str, env: str, reason: str) -> None:
+    _audit(
+        runtime,
+        actor=actor,
+        action=action,
+        target=f"dbrole:{app}/{env}",
+        outcome="refused",
+        detail={"reason": reason},
+    )
+
+
 def _outcome_word(outcome: Outcome) -> str:
     if outcome.failure is not None:
         return "failed"
@@ -82,14 +93,7 @@ def check(runtime: Runtime, *, app: str, env: str, actor: str) -> str:
         target = get_target_or_raise(runtime.config, app=app, env=env)
         service.function_of_or_raise(target)
     except (AppError, DbRoleError) as exc:
-        _audit(
-            runtime,
-            actor=actor,
-            action="dbrole.check",
-            target=f"dbrole:{app}/{env}",
-            outcome="refused",
-            detail={"reason": str(exc)},
-        )
+        _refused(runtime, actor=actor, action="dbrole.check", app=app, env=env, reason=str(exc))
         raise
     outcome = service.run(runtime, target=target, action=CHECK)
     _audit(
@@ -111,14 +115,7 @@ def provision(runtime: Runtime, *, app: str, env: str, actor: str, channel: str 
         function = service.function_of_or_raise(target)
         runtime.access.require(actor, target, action="provision database roles of")
     except (AppError, DbRoleError) as exc:
-        _audit(
-            runtime,
-            actor=actor,
-            action="dbrole.provision",
-            target=f"dbrole:{app}/{env}",
-            outcome="refused",
-            detail={"reason": str(exc)},
-        )
+        _refused(runtime, actor=actor, action="dbrole.provision", app=app, env=env, reason=str(exc))
         raise
     settings = target.settings
     approvals_needed = 1 if settings.require_approval else 0

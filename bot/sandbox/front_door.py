@@ -120,13 +120,13 @@ class AwsFrontDoor:
             result = invoker.invoke(event)
         except Exception as exc:
             # What the Lambda runtime answers for a handler that raised.
-            body = {
+            raised: dict[str, Any] = {
                 "errorMessage": str(exc),
                 "errorType": type(exc).__name__,
                 "requestId": "",
                 "stackTrace": traceback.format_tb(exc.__traceback__),
             }
-            return HttpResponse.json(body, 200, {**headers, "X-Amz-Function-Error": "Unhandled"})
+            return HttpResponse.json(raised, 200, {**headers, "X-Amz-Function-Error": "Unhandled"})
         return HttpResponse.json(result, 200, headers)
 
     def _forward(self, request: HttpRequest) -> HttpResponse:

@@ -31,6 +31,7 @@ from bot.clock import ManualClock
 from bot.config import Config, parse_config
 from bot.sandbox.appconfig import AppConfigGaps
 from bot.sandbox.front_door import AwsFrontDoor
+from bot.sandbox.lambdas import LAMBDA_TRUST_POLICY
 from bot.sandbox.slack import SlackEmulator
 from bot.settings import Settings
 from tests.conftest import TEST_CONFIG
@@ -183,21 +184,9 @@ def lambdas(
     }
     iam = aws("iam")
     role_name = f"role-manager-{suffix}"
-    role = iam.create_role(
-        RoleName=role_name,
-        AssumeRolePolicyDocument=json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Effect": "Allow",
-                        "Principal": {"Service": "lambda.amazonaws.com"},
-                        "Action": "sts:AssumeRole",
-                    }
-                ],
-            }
-        ),
-    )["Role"]["Arn"]
+    role = iam.create_role(RoleName=role_name, AssumeRolePolicyDocument=LAMBDA_TRUST_POLICY)[
+        "Role"
+    ]["Arn"]
     functions: dict[str, Any] = {}
     unreachable = {**environment, "DB_PORT": "1", "CONNECT_TIMEOUT_S": "2"}
     for name, variables, invoker in (
