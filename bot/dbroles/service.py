@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from bot.adapters import awslambda
@@ -50,23 +51,19 @@ def run(runtime: Runtime, *, target: Target, action: str) -> Outcome:
             )
         else:
             failure = f"could not invoke the role manager `{function}` ({exc})"
-        return _with(base, failure=failure)
+        return replace(base, failure=failure)
     if invocation.failure is not None:
         log.warning(
             "role manager %s of %s raised %s", function, target.label, invocation.failure.error_type
         )
-        return _with(
+        return replace(
             base, failure=f"the role manager `{function}` failed: {invocation.failure.text}"
         )
     result = ManagerResult.from_payload(invocation.payload)
     if result is None:
-        return _with(
+        return replace(
             base,
             failure=f"the role manager `{function}` answered something that is not a "
             "role-manager result (is `dbrole.function` the right function?)",
         )
-    return Outcome(action=action, label=target.label, function=function, result=result)
-
-
-def _with(base: Outcome, *, failure: str) -> Outcome:
-    return Outcome(action=base.action, label=base.label, function=base.function, failure=failure)
+    return replace(base, result=result)
