@@ -153,6 +153,7 @@ class LambdaWorld:
     database: RoleDatabase
     staging: InProcessRoleManager
     prod: InProcessRoleManager
+    vault: InProcessRoleManager  # protected, and a second person must approve
 
 
 @pytest.fixture
@@ -192,6 +193,7 @@ def lambdas(
     for name, variables, invoker in (
         ("staging", environment, InProcessRoleManager(environment)),
         ("prod", environment, InProcessRoleManager(environment)),
+        ("vault", environment, InProcessRoleManager(environment)),
         ("down", unreachable, InProcessRoleManager(unreachable)),
         ("broken", environment, PackageWithoutPsycopg()),
     ):
@@ -214,6 +216,7 @@ def lambdas(
             database=role_database,
             staging=functions[f"shop-staging-role-manager-{suffix}"],
             prod=functions[f"shop-prod-role-manager-{suffix}"],
+            vault=functions[f"shop-vault-role-manager-{suffix}"],
         )
     finally:
         door.stop()
@@ -240,6 +243,9 @@ def dbrole_config(suffix: str) -> dict[str, Any]:
                 "environments": {
                     "staging": env("staging"),
                     "prod": env("prod", protected=True, release_channel=RELEASES),
+                    "vault": env(
+                        "vault", protected=True, require_approval=True, release_channel=RELEASES
+                    ),
                     "dev": env(None),  # no role manager configured
                     "qa": env("qa"),  # names a function that does not exist
                     "down": env("down"),  # its database does not answer

@@ -194,6 +194,30 @@ def test_protected_provision_waits_for_the_requesters_confirmation(
     assert provisioned[-1][:4] == ("U0ALICE", "dbrole.provision", "dbrole:shop/prod", "ok")
 
 
+def test_require_approval_needs_a_second_person_before_it_runs(
+    live: LiveService, slack: SlackEmulator, lambdas: LambdaWorld
+) -> None:
+    text = ask(live, slack, "provision shop vault")
+    assert text == (
+        "`shop/vault` is protected: request #1 to provision its database roles waits for "
+        f"your confirmation and the approval of a second person in <#{RELEASES}>."
+    )
+
+    assert "approvals 0 of 1" in click(live, slack, "approval_confirm", 1, "U0ALICE")
+    assert click(live, slack, "approval_approve", 1, "U0ALICE") == (
+        "You cannot approve your own request: a different person must approve it."
+    )
+    assert lambdas.vault.events == [] and lambdas.database.roles() == []
+
+    done = click(live, slack, "approval_approve", 1, "U0BOB")
+
+    assert done.startswith("*Database roles of `shop/vault`* (provision): ")
+    assert lambdas.vault.events == [{"action": "manage"}]
+    [provisioned] = [a for a in audits(live) if a[1] == "dbrole.provision"]
+    assert provisioned[0] == "U0ALICE" and provisioned[3] == "ok"
+    assert provisioned[4]["approved_by"] == ["U0BOB"]
+
+
 def test_provision_without_the_right_is_refused_and_nothing_runs(
     live: LiveService, slack: SlackEmulator, lambdas: LambdaWorld
 ) -> None:
@@ -219,7 +243,7 @@ def test_unknown_app_and_environment_answer_with_what_exists(
     assert ask(live, slack, "check nope staging") == "Unknown app `nope`. Apps: `shop`."
     assert ask(live, slack, "provision shop nowhere") == (
         "Unknown environment `nowhere` of `shop`. Environments: `broken`, `dev`, `down`, "
-        "`prod`, `qa`, `staging`."
+        "`prod`, `qa`, `staging`, `vault`."
     )
     assert lambdas.staging.events == []
 
