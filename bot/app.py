@@ -22,6 +22,7 @@ from bot.apps.access import Access
 from bot.clock import Clock, SystemClock
 from bot.config import Config
 from bot.db.engine import make_engine, make_sessionmaker, open_connections
+from bot.dbroles import confirm as dbrole_confirm  # noqa: F401  # registers the dbrole kind
 from bot.deploys import confirm as deploy_confirm  # noqa: F401  # registers the deploy kinds
 from bot.deploys import jobs as deploy_jobs  # noqa: F401  # registers its jobs
 from bot.inbound.prune import prune_receipts
