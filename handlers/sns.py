@@ -38,10 +38,11 @@ def _answer(status: int, message: str) -> JSONResponse:
 
 # How many notifications are recorded at once; the rest wait their turn in the
 # event loop. More at once only slows each one down (they share the interpreter
-# and the database), and the first page of a storm waits for the first record:
-# in the storm benchmark, 4 at once paged in about half the time of 40 (the
-# threadpool's size), at the same intake rate.
-RECORDING_AT_ONCE = 4
+# and the database), and the first page of a storm waits for the first record.
+# Storm benchmark, 400 notifications, 32 in flight, 2 runs each on 2 cores:
+# 1 at once 39/s and first page 0.23 s; 2 at once 53/s and 0.22 s; 4 at once
+# 43/s and 0.32 s; 40 (the threadpool's size) paged about twice as late as 4.
+RECORDING_AT_ONCE = 2
 
 
 def routes(runtime: Runtime) -> list[Route]:
