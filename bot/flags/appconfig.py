@@ -57,8 +57,18 @@ def _ids(flags: AppConfigFlags) -> dict[str, str]:
     return {"ApplicationId": flags.application, "ConfigurationProfileId": flags.profile}
 
 
+FEATURE_FLAGS = "AWS.AppConfig.FeatureFlags"
+
+
 def latest_version(client: Any, flags: AppConfigFlags) -> Version:
     """The newest hosted version of the profile and its document."""
+    with aws_call("read the configuration profile"):
+        profile = client.get_configuration_profile(**_ids(flags))
+    if profile.get("Type") != FEATURE_FLAGS:
+        raise FlagRefused(
+            f"The configuration profile `{flags.profile}` is of type "
+            f"`{profile.get('Type') or 'freeform'}`, not `{FEATURE_FLAGS}`: check `flags.profile`."
+        )
     with aws_call("list the hosted configuration versions"):
         items = client.list_hosted_configuration_versions(**_ids(flags), MaxResults=50)["Items"]
     if not items:

@@ -33,7 +33,11 @@ def prefix(service_name: str) -> str:
 
 
 def list_flags(client: Any, *, service_name: str) -> list[SsmFlag]:
-    """Every flag of the service, with who changed it last (DescribeParameters)."""
+    """Every flag of the service, with who changed it last.
+
+    The last writer comes from GetParameterHistory, which IAM scopes to the
+    flag parameters (DescribeParameters would need Resource "*").
+    """
     path = prefix(service_name)
     values: dict[str, dict[str, Any]] = {}
     with aws_call(f"read the parameters under `{path}`"):
@@ -42,25 +46,31 @@ def list_flags(client: Any, *, service_name: str) -> list[SsmFlag]:
         ):
             for parameter in page.get("Parameters") or []:
                 values[str(parameter["Name"])] = parameter
-        described: dict[str, dict[str, Any]] = {}
-        for page in client.get_paginator("describe_parameters").paginate(
-            ParameterFilters=[{"Key": "Path", "Option": "OneLevel", "Values": [path.rstrip("/")]}]
-        ):
-            for parameter in page.get("Parameters") or []:
-                described[str(parameter["Name"])] = parameter
-    flags = []
-    for name, parameter in sorted(values.items()):
-        about = described.get(name, {})
-        flags.append(
-            SsmFlag(
-                name=name[len(path) :],
-                value=str(parameter.get("Value") or ""),
-                version=int(parameter.get("Version") or 0),
-                modified_at=about.get("LastModifiedDate") or parameter.get("LastModifiedDate"),
-                modified_by=about.get("LastModifiedUser"),
+        flags = []
+        for name, parameter in sorted(values.items()):
+            last = _last_write(client, name)
+            flags.append(
+                SsmFlag(
+                    name=name[len(path) :],
+                    value=str(parameter.get("Value") or ""),
+                    version=int(parameter.get("Version") or 0),
+                    modified_at=last.get("LastModifiedDate") or parameter.get("LastModifiedDate"),
+                    modified_by=last.get("LastModifiedUser"),
+                )
             )
-        )
     return flags
+
+
+def _last_write(client: Any, name: str) -> dict[str, Any]:
+    """The newest entry of a parameter's history (the history lists oldest first)."""
+    newest: dict[str, Any] = {}
+    for page in client.get_paginator("get_parameter_history").paginate(
+        Name=name, PaginationConfig={"PageSize": 50}
+    ):
+        entries = page.get("Parameters") or []
+        if entries:
+            newest = entries[-1]
+    return newest
 
 
 def find_or_raise(flags: list[SsmFlag], name: str, *, service_name: str) -> SsmFlag:
