@@ -19,7 +19,7 @@ from bot.flags import flows
 from bot.flags.errors import FlagError
 from bot.flags.requests import OFF, ON, SET, Change
 from bot.runtime import Runtime
-from handlers.deploys import Usage, _words
+from handlers.deploys import Usage, command_words
 from handlers.replies import answer
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ class Command:
 
 
 def parse(text: str) -> Command:
-    words = _words(text)
+    words = command_words(text)
     if not words or words[0] == "help":
         return Command("help")
     verb = words[0].lower()

@@ -29,29 +29,13 @@ from typing import TYPE_CHECKING, Any
 from bot.adapters import ecs
 from bot.apps.registry import Target
 from bot.deploys import flows, render, service
+from bot.deploys.checks import busy_deployment
 from bot.deploys.errors import DeployError, DeployRefused, aws_call
 from bot.deploys.models import FAILED, FLAG_ROLL, LOCK_DEPLOY, STARTING, Deployment
 from bot.deploys.policy import digest_of, tag_of
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
-
-
-def _busy(runtime: Runtime, *, target: Target) -> Deployment | None:
-    """The deployment holding the deploy lock, once a stale holder is recovered."""
-    with runtime.sessions() as db_session:
-        held = service.get_lock(db_session, app=target.app, env=target.env, kind=LOCK_DEPLOY)
-        if held is None:
-            return None
-        if held.deployment_id is None:
-            service.remove_lock(db_session, held=held)
-            db_session.commit()
-            return None
-        holder_id = held.deployment_id
-    if flows.recover(runtime, deployment_id=holder_id):
-        return None
-    with runtime.sessions() as db_session:
-        return service.get(db_session, deployment_id=holder_id)
 
 
 def check_free(runtime: Runtime, *, target: Target, actor: str) -> None:
@@ -63,7 +47,7 @@ def check_free(runtime: Runtime, *, target: Target, actor: str) -> None:
                 f"`{target.label}` is {render.lock_text(manual)}. A flag roll restarts its "
                 "tasks: ask them, or wait for `/deploy unlock`."
             )
-    busy = _busy(runtime, target=target)
+    busy = busy_deployment(runtime, app=target.app, env=target.env)
     if busy is not None:
         raise DeployRefused(render.busy_text(busy))
 

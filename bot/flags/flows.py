@@ -39,6 +39,7 @@ from bot.flags import appconfig, render, ssm
 from bot.flags.document import FlagDocument
 from bot.flags.errors import FlagError, FlagFailed, FlagRefused
 from bot.flags.requests import ON, SET, Change
+from bot.incidents.render import hhmm
 from bot.outbox import service as outbox
 
 if TYPE_CHECKING:
@@ -505,10 +506,7 @@ def observe(runtime: Runtime, *, info: dict[str, Any], last: str) -> str | None:
                 key=info["key"],
                 channel=channel,
                 fold_key=f"{info['key']}:progress",
-                item={
-                    "at": now.isoformat(),
-                    "text": f"{rollout.state}: {rollout.percent:g}% of the targets",
-                },
+                item={"text": f"{hhmm(now)} {rollout.state}: {rollout.percent:g}% of the targets"},
                 render=render.progress_reply,
                 now=now,
             )
@@ -560,7 +558,7 @@ def observe(runtime: Runtime, *, info: dict[str, Any], last: str) -> str | None:
                 channel=channel,
                 fold_key=None,
                 item={"text": text},
-                render=render.text_reply,
+                render=deploy_render.text_reply,
                 now=now,
             )
         db_session.commit()

@@ -8,7 +8,7 @@ from typing import Any
 
 from bot.approvals.render import actor_text
 from bot.flags.document import value_text
-from bot.incidents.render import clip, hhmm, when
+from bot.incidents.render import clip, when
 
 ANSWER_MAX = 8000
 
@@ -92,20 +92,5 @@ def progress_reply(items: list[dict[str, Any]]) -> dict[str, Any]:
     """One thread reply for AppConfig deployment looks that piled up unsent."""
     shown = items[-8:]
     lines = [f"… {len(items) - len(shown)} earlier updates"] if len(items) > len(shown) else []
-    for item in shown:
-        at = _parse(item.get("at"))
-        lines.append(f"{hhmm(at) if at else '?'} {item.get('text', '')}")
+    lines.extend(str(item.get("text", "")) for item in shown)
     return {"text": clip("\n".join(lines), 3000), "blocks": None}
-
-
-def text_reply(items: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"text": clip(str(items[-1]["text"]), 3000), "blocks": None}
-
-
-def _parse(value: Any) -> datetime | None:
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value)
-        except ValueError:
-            return None
-    return None

@@ -109,6 +109,18 @@ def test_a_running_deploy_refuses_the_flag_before_writing(
     assert [d.kind for d in deployments(runtime)] == ["deploy"]
 
 
+def test_a_deploy_waits_for_a_running_flag_roll(
+    runtime: Runtime, flag_world: FlagWorld, world: World
+) -> None:
+    from bot.deploys.errors import DeployRefused
+
+    flows.submit(runtime, change("on", "APPLE_PAY"))
+    with pytest.raises(DeployRefused) as refused:
+        submit_deploy(runtime, Request(app="api", env="staging", actor="U0BOB", tag="1.0.1"))
+    assert "`api/staging` is busy: deployment #1 (`api` `FF_APPLE_PAY=true`)" in str(refused.value)
+    assert world.service_task_definition("staging") == world.task_definitions["staging"]
+
+
 def test_a_manual_lock_of_someone_else_refuses(
     runtime: Runtime, flag_world: FlagWorld, world: World
 ) -> None:
