@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bot.adapters.aws import error_code
+from bot.adapters.aws import AWS_ERRORS, describe_error, error_code
 from bot.config import AppConfigFlags
 from bot.flags.document import FlagDocument
-from bot.flags.errors import FlagConflict, FlagRefused, aws_call
+from bot.flags.errors import FlagConflict, FlagFailed, FlagRefused, aws_call
 
 # Deployment states: in progress, and how one ends (REVERTED: rolled back after COMPLETE).
 RUNNING = ("DEPLOYING", "BAKING", "VALIDATING", "ROLLING_BACK")
@@ -83,31 +83,27 @@ def latest_version(client: Any, flags: AppConfigFlags) -> Version:
     )
 
 
-def version_count(client: Any, flags: AppConfigFlags) -> int:
-    with aws_call("list the hosted configuration versions"):
-        return len(client.list_hosted_configuration_versions(**_ids(flags), MaxResults=50)["Items"])
-
-
 def write_version(
     client: Any, flags: AppConfigFlags, *, document: FlagDocument, latest: int, description: str
 ) -> int:
     """Write a new hosted version on top of `latest`; FlagConflict if another came first."""
     try:
-        with aws_call("write a new hosted configuration version"):
-            answer = client.create_hosted_configuration_version(
-                **_ids(flags),
-                Content=document.to_bytes(),
-                ContentType="application/json",
-                Description=description[:DESCRIPTION_MAX],
-                LatestVersionNumber=latest,
-            )
-    except Exception as exc:
-        if error_code(exc.__cause__ or exc) in ("ConflictException", "PreconditionFailed"):
+        answer = client.create_hosted_configuration_version(
+            **_ids(flags),
+            Content=document.to_bytes(),
+            ContentType="application/json",
+            Description=description[:DESCRIPTION_MAX],
+            LatestVersionNumber=latest,
+        )
+    except AWS_ERRORS as exc:
+        if error_code(exc) == "ConflictException":
             raise FlagConflict(
                 f"Someone wrote a new version of the flags after version {latest}, which this "
                 "change was made from: nothing was written. Look again with `/flag list`."
             ) from exc
-        raise
+        raise FlagFailed(
+            f"AWS refused to write a new hosted configuration version: {describe_error(exc)}"
+        ) from exc
     return int(answer["VersionNumber"])
 
 
