@@ -21,7 +21,8 @@ from bot.approvals import jobs as approval_jobs  # noqa: F401  # registers its j
 from bot.apps.access import Access
 from bot.clock import Clock, SystemClock
 from bot.config import Config
-from bot.db.engine import make_engine, make_sessionmaker
+from bot.db.engine import make_engine, make_sessionmaker, open_connections
+from bot.dbroles import confirm as dbrole_confirm  # noqa: F401  # registers the dbrole kind
 from bot.deploys import confirm as deploy_confirm  # noqa: F401  # registers the deploy kinds
 from bot.deploys import jobs as deploy_jobs  # noqa: F401  # registers its jobs
 from bot.flags import confirm as flag_confirm  # noqa: F401  # registers the flag kind
@@ -80,6 +81,15 @@ def _group_members(client: WebClient | None) -> Callable[[str], list[str]]:
         return list(client.usergroups_users_list(usergroup=group_id).get("users") or [])
 
     return members_of
+
+
+def _open_connections(runtime: Runtime) -> None:
+    # A PostgreSQL connection takes tens of milliseconds to open: open the ones
+    # an alarm's first page needs (intake, then the outbox's claim and record)
+    # at start, not during the first alarm.
+    open_connections(runtime.engine, sns.RECORDING_AT_ONCE)
+    if runtime.outbox_engine is not None:
+        open_connections(runtime.outbox_engine, 2)
 
 
 def build_runtime(
@@ -246,6 +256,7 @@ def build_runtime(
         queue_consumer=consumer,
         notes=notes,
         on_start=[
+            _open_connections,
             incident_jobs.reschedule,
             oncall_jobs.schedule_handoffs,
             prune_receipts,

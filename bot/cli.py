@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 from collections.abc import Sequence
@@ -64,8 +65,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     host = args.host or settings.host
     port = settings.port if args.port is None else args.port
     log.info("opsbot listening on http://%s:%d", host, port)
+    _freeze_startup_heap()
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=args.access_log)
     return 0
+
+
+def _freeze_startup_heap() -> None:
+    """Keep what the start-up loaded out of the garbage collector's full passes.
+
+    boto3, the Slack and PagerDuty clients and SQLAlchemy leave ~130,000
+    objects that live as long as the process. The first full collection after
+    the start scanned them all (100-200 ms on a 2-core machine) in the middle of
+    whatever allocated next: in the storm benchmark, the first alarm, delaying
+    the first page. Frozen, they are never scanned again.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _free_port(host: str) -> int:

@@ -9,9 +9,18 @@ import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
+# A synchronous Lambda invocation answers when the function ends: wait longer than the
+# longest a function may run (15 minutes), or botocore's 60 s would give up on (and
+# retry) a role manager that is still working.
+READ_TIMEOUT_S = {"lambda": 905}
+
 
 def client(service: str, *, region: str, endpoint_url: str | None, **kwargs: Any) -> Any:
-    config = BotoConfig(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5)
+    config = BotoConfig(
+        retries={"max_attempts": 3, "mode": "standard"},
+        connect_timeout=5,
+        read_timeout=READ_TIMEOUT_S.get(service, 60),
+    )
     return boto3.client(
         service, region_name=region, endpoint_url=endpoint_url, config=config, **kwargs
     )

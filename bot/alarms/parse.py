@@ -189,7 +189,8 @@ def _query(raw: dict[str, Any]) -> MetricQuery:
 def _trigger(message: dict[str, Any]) -> Trigger | None:
     if _str(message.get("AlarmRule")):
         children = []
-        for child in message.get("TriggeringChildren") or []:
+        raw_children = message.get("TriggeringChildren")
+        for child in raw_children if isinstance(raw_children, list) else []:
             if isinstance(child, dict):
                 state = _dict(child.get("State"))
                 children.append(

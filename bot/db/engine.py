@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -48,6 +48,17 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 10)
     return create_engine(url, **kwargs)
+
+
+def open_connections(engine: Engine, count: int) -> None:
+    """Open `count` pooled connections now, so that the first alarm does not wait for them."""
+    held: list[Connection] = []
+    try:
+        for _ in range(count):
+            held.append(engine.connect())
+    finally:
+        for connection in held:
+            connection.close()
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -117,7 +117,7 @@ class Sandbox:
         self._started.append(self.signer.start())
         self._start_moto()
         self.front_door = AwsFrontDoor(
-            moto_url=self.moto_url, appconfig=self.appconfig, role_managers=self.role_managers
+            moto_url=self.moto_url, appconfig=self.appconfig, functions=self.role_managers
         )
         self._started.append(self.front_door.start())
         self._use_sandbox_credentials()

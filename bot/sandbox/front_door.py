@@ -5,8 +5,14 @@ sandbox itself, each documented where it is answered:
 
 - AppConfig operations moto does not have (environments, deployment strategies,
   deployments, ListApplications, ListHostedConfigurationVersions): appconfig.py;
-- invocations of the role-manager Lambdas, which moto would run in Docker:
-  lambdas.py.
+- synchronous invocations of the Lambda functions it was given, which moto would
+  run in Docker: each is answered by its `Invoker`, any object with
+  `invoke(event) -> result`. The sandbox gives it lambdas.py's stand-ins; the
+  /dbrole tests give it the real role manager running in-process. An invoker
+  that raises is answered as Lambda answers a function that raised: 200 with
+  `X-Amz-Function-Error: Unhandled` and an errorType/errorMessage payload.
+  Functions it was not given (and every other Lambda call) go to moto, which
+  answers ResourceNotFoundException for a function that does not exist.
 
 Everything else is passed to moto unchanged, byte for byte.
 """
@@ -17,11 +23,12 @@ import http.client
 import json
 import logging
 import re
+import traceback
 from collections.abc import Mapping
+from typing import Any, Protocol
 from urllib.parse import unquote, urlencode, urlsplit
 
 from bot.sandbox.appconfig import AppConfigGaps
-from bot.sandbox.lambdas import RoleManagerStandIn
 from bot.sandbox.server import HttpRequest, HttpResponse, LoopbackServer
 
 log = logging.getLogger(__name__)
@@ -46,17 +53,23 @@ def function_name(path_part: str) -> str:
     return name.split(":", 1)[0]
 
 
+class Invoker(Protocol):
+    """What answers one Lambda function's invocations: the event in, the result out."""
+
+    def invoke(self, event: Any) -> Any: ...
+
+
 class AwsFrontDoor:
     def __init__(
         self,
         *,
         moto_url: str,
         appconfig: AppConfigGaps,
-        role_managers: Mapping[str, RoleManagerStandIn],
+        functions: Mapping[str, Invoker],
     ) -> None:
         self.moto = urlsplit(moto_url)
         self.appconfig = appconfig
-        self.role_managers = dict(role_managers)
+        self.functions = dict(functions)  # by function name
         self.server = LoopbackServer(self.handle, call_name=signing_service)
 
     @property
@@ -78,15 +91,18 @@ class AwsFrontDoor:
                 return answer
         if service == "lambda" and request.method == "POST":
             found = INVOKE.match(request.path)
-            stand_in = self.role_managers.get(function_name(found.group(1))) if found else None
-            if stand_in is not None:
-                return self._invoke(stand_in, request)
+            invoker = self.functions.get(function_name(found.group(1))) if found else None
+            if invoker is not None:
+                return self._invoke(invoker, request)
         return self._forward(request)
 
-    def _invoke(self, stand_in: RoleManagerStandIn, request: HttpRequest) -> HttpResponse:
+    def _invoke(self, invoker: Invoker, request: HttpRequest) -> HttpResponse:
         headers = {"X-Amz-Executed-Version": "$LATEST"}
         if request.headers.get("x-amz-invocation-type", "RequestResponse") == "Event":
-            stand_in.invoke(_event(request.body))
+            try:
+                invoker.invoke(_event(request.body))
+            except Exception:
+                log.exception("an asynchronous invocation raised")
             return HttpResponse(202, b"", headers)
         if request.headers.get("x-amz-invocation-type") == "DryRun":
             return HttpResponse(204, b"", headers)
@@ -100,7 +116,17 @@ class AwsFrontDoor:
             return HttpResponse.json(
                 body, 400, {"x-amzn-ErrorType": "InvalidRequestContentException"}
             )
-        result = stand_in.invoke(event)
+        try:
+            result = invoker.invoke(event)
+        except Exception as exc:
+            # What the Lambda runtime answers for a handler that raised.
+            raised: dict[str, Any] = {
+                "errorMessage": str(exc),
+                "errorType": type(exc).__name__,
+                "requestId": "",
+                "stackTrace": traceback.format_tb(exc.__traceback__),
+            }
+            return HttpResponse.json(raised, 200, {**headers, "X-Amz-Function-Error": "Unhandled"})
         return HttpResponse.json(result, 200, headers)
 
     def _forward(self, request: HttpRequest) -> HttpResponse:

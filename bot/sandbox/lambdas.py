@@ -187,23 +187,24 @@ def stand_ins() -> dict[str, RoleManagerStandIn]:
     }
 
 
+# Who may assume a function's execution role: Lambda.
+LAMBDA_TRUST_POLICY = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "lambda.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+)
+
+
 def seed(clients: Clients) -> None:
     iam = clients("iam")
-    role = iam.create_role(
-        RoleName=EXECUTION_ROLE,
-        AssumeRolePolicyDocument=json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Effect": "Allow",
-                        "Principal": {"Service": "lambda.amazonaws.com"},
-                        "Action": "sts:AssumeRole",
-                    }
-                ],
-            }
-        ),
-    )
+    role = iam.create_role(RoleName=EXECUTION_ROLE, AssumeRolePolicyDocument=LAMBDA_TRUST_POLICY)
     aws_lambda = clients("lambda")
     for env in ENVIRONMENTS:
         aws_lambda.create_function(

@@ -47,12 +47,32 @@ class SnsVerifier:
         self.fetch = fetch
         self._certs: OrderedDict[str, rsa.RSAPublicKey] = OrderedDict()
         self._lock = threading.Lock()
+        self._fetching: dict[str, threading.Lock] = {}
 
-    def _public_key(self, url: str) -> rsa.RSAPublicKey:
+    def _cached(self, url: str) -> rsa.RSAPublicKey | None:
         with self._lock:
             if url in self._certs:
                 self._certs.move_to_end(url)
                 return self._certs[url]
+        return None
+
+    def _public_key(self, url: str) -> rsa.RSAPublicKey:
+        key = self._cached(url)
+        if key is not None:
+            return key
+        # One fetch per URL: the first messages of a storm all miss the cache at
+        # once, and should wait for that fetch rather than each make their own.
+        with self._lock:
+            fetching = self._fetching.setdefault(url, threading.Lock())
+        with fetching:
+            key = self._cached(url)
+            if key is None:
+                key = self._load(url)
+        with self._lock:
+            self._fetching.pop(url, None)
+        return key
+
+    def _load(self, url: str) -> rsa.RSAPublicKey:
         try:
             cert = x509.load_pem_x509_certificate(self.fetch(url))
         except SignatureInvalid:

@@ -20,6 +20,8 @@ import urllib.request
 import venv
 from pathlib import Path
 
+import pytest
+
 START_TIMEOUT_S = 60
 
 
@@ -95,6 +97,8 @@ def test_dockerfile_is_multi_stage_non_root_and_serves(infra_repo: Path) -> None
     assert "EXPOSE 3000" in text
 
 
+# A fresh virtual environment and a full pip install: minutes on a busy 2-core machine.
+@pytest.mark.timeout(600)
 def test_image_install_steps_give_a_serving_opsbot(
     infra_repo: Path, tmp_path: Path, infra_free_port: int
 ) -> None:

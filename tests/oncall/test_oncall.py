@@ -41,7 +41,10 @@ def oncall_config() -> Config:
 @pytest.fixture
 def shifts(pagerduty: PagerDutyEmulator) -> datetime:
     """Payments: Alice on call until two hours from now, then Carol (not in Slack) for a day."""
-    now = datetime.now(UTC).replace(microsecond=0)
+    return add_shifts(pagerduty, now=datetime.now(UTC).replace(microsecond=0))
+
+
+def add_shifts(pagerduty: PagerDutyEmulator, *, now: datetime) -> datetime:
     change = now + timedelta(hours=2)
     pagerduty.add_user("PCAROL", "Carol Example", "carol@example.com")
     pagerduty.add_escalation_policy("PPAY", "Payments")
@@ -211,10 +214,12 @@ def test_retry_after_a_dead_first_attempt_is_processed_not_dropped(
 
 
 def test_handoff_posts_the_next_shift_at_the_configured_local_time(
-    settings: Settings, oncall_config: Config, slack: SlackEmulator, shifts: datetime
+    settings: Settings, oncall_config: Config, slack: SlackEmulator, pagerduty: PagerDutyEmulator
 ) -> None:
-    # 08:00 UTC is 09:00 in Berlin in November.
+    # 08:00 UTC is 09:00 in Berlin in November and December.
     clock = ManualClock(datetime.now(UTC).replace(hour=7, minute=30, second=0, microsecond=0))
+    # The shifts follow the test's clock, not the machine's: Alice is on call at 08:00.
+    add_shifts(pagerduty, now=clock.now())
     runtime = build_runtime(settings, oncall_config, clock=clock, run_jobs=False)
     runtime.start()
     try:

@@ -33,9 +33,13 @@ def catalog_snapshot(db: RmDatabase) -> list[Any]:
                 " FROM pg_roles WHERE rolname = ANY(%s) ORDER BY rolname",
                 ([db.migrator, db.app, db.user],),
             ).fetchall(),
+            # Memberships are cluster-wide, and other tests (other checkouts too) change
+            # theirs meanwhile: only this test's roles count.
             conn.execute(
                 "SELECT roleid::regrole::text, member::regrole::text FROM pg_auth_members"
-                " ORDER BY 1, 2"
+                " WHERE roleid::regrole::text = ANY(%(ours)s)"
+                " OR member::regrole::text = ANY(%(ours)s) ORDER BY 1, 2",
+                {"ours": [db.migrator, db.app]},
             ).fetchall(),
             conn.execute(
                 "SELECT nspname, nspowner::regrole::text, nspacl::text FROM pg_namespace ORDER BY 1"
@@ -84,6 +88,8 @@ def test_second_manage_changes_nothing(rm_env: dict[str, str], rm_database: RmDa
 
     assert second["ok"], second["errors"]
     assert second["changed"] == []
+    assert second["summary"] == "manage: nothing to change, everything was in order"
+    assert first["summary"] == f"manage: {len(first['changed'])} change(s) made"
     assert catalog_snapshot(rm_database) == before
     assert second["roles"] == first["roles"]
 
@@ -169,6 +175,31 @@ def test_manage_revokes_create_on_public(rm_env: dict[str, str], rm_database: Rm
             " WHERE n.nspname = 'public' AND a.grantee = 0 AND a.privilege_type = 'CREATE'"
         ).fetchone()
     assert row == (0,)
+
+
+def test_create_on_public_granted_to_a_role_itself_is_revoked(
+    rm_env: dict[str, str], rm_database: RmDatabase
+) -> None:
+    invoke("manage")
+    ident = sql.Identifier
+    with rm_database.connect() as conn:
+        conn.execute(sql.SQL("GRANT CREATE ON SCHEMA public TO {}").format(ident(rm_database.app)))
+    drift = invoke("check")
+    assert (
+        f"needs repair: revoke CREATE on schema public from {rm_database.app}" in (drift["errors"])
+    )
+    assert "CREATE on schema public" in role(drift, rm_database.app)["grants"]
+
+    result = invoke("manage")
+
+    assert result["changed"] == [f"revoke CREATE on schema public from {rm_database.app}"]
+    assert "CREATE on schema public" not in role(result, rm_database.app)["grants"]
+    with rm_database.connect() as conn:
+        row = conn.execute(
+            "SELECT has_schema_privilege(%s, 'public', 'CREATE')", (rm_database.app,)
+        ).fetchone()
+    assert row == (False,)
+    assert invoke("check")["ok"]
 
 
 def test_manage_repairs_drift_and_check_names_it(

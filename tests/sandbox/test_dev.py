@@ -389,6 +389,24 @@ def test_role_manager_invocations_answer_in_its_format(aws: Any) -> None:
     assert config["Environment"]["Variables"]["APP_ROLE"] == "checkout_app"
 
 
+def test_dbrole_check_from_the_console_renders_the_stand_ins_result(dev: DevServer) -> None:
+    dev.post(
+        "/console/api/command",
+        {"user": "U0CAROL", "channel": "C0ALERTS", "text": "/dbrole check checkout prod"},
+    )
+
+    [shown] = wait_for(
+        lambda: [
+            e
+            for e in dev.state()["ephemerals"]
+            if e["source"] == "response_url" and "Database roles of `checkout/prod`" in e["text"]
+        ]
+    )
+    assert shown["user"] == "U0CAROL"
+    assert "(check): everything is in order." in shown["text"]
+    assert "• `checkout_app`: LOGIN" in shown["text"]
+
+
 def test_stops_cleanly_on_interrupt(tmp_path: Path) -> None:
     server = start_dev_server(tmp_path)
     server.stop()

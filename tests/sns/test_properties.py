@@ -9,7 +9,7 @@ import re
 from typing import Any
 
 import sqlalchemy as sa
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from bot.alarms.models import ReceivedMessage
@@ -112,6 +112,8 @@ def test_alarm_parser_takes_any_json(value: Any) -> None:
         json_values,
     )
 )
+# Found by hypothesis: a composite alarm whose TriggeringChildren is not a list.
+@example({"AlarmRule": "ALARM(a)", "TriggeringChildren": True})
 def test_alarm_parser_takes_any_alarm_shaped_object(overrides: dict[str, Any]) -> None:
     message = {**json.loads(alarm_message(name="x", state="ALARM")), **overrides}
     parse_alarm(json.dumps(message))

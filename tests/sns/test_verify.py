@@ -153,3 +153,26 @@ def test_default_pattern_refuses_everything_else(url: str) -> None:
 def test_malformed_envelopes(raw: bytes, why: str) -> None:
     with pytest.raises(MalformedEnvelope, match=why):
         parse_envelope(raw)
+
+
+def test_concurrent_first_messages_fetch_the_certificate_once(sns_signer: SnsSigner) -> None:
+    import threading
+    import time
+
+    fetched: list[str] = []
+
+    def slow_fetch(url: str) -> bytes:
+        fetched.append(url)
+        time.sleep(0.2)
+        return sns_signer.cert_pem
+
+    verifier = SnsVerifier(url_pattern=re.compile(sns_signer.url_pattern), fetch=slow_fetch)
+    envelopes = [
+        parse_envelope(body(sns_signer.notification(f"m{n}", topic_arn=TOPIC))) for n in range(8)
+    ]
+    threads = [threading.Thread(target=verifier.verify, args=(e,)) for e in envelopes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert fetched == [sns_signer.cert_url]

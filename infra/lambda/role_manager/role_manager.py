@@ -15,7 +15,7 @@ Invoked synchronously (by opsbot's /dbrole, or by an operator) with
   role gets the secret's password instead. Where ``rds_iam`` does not exist (a plain
   PostgreSQL) the result says so and the rest is granted;
 - both roles' search_path is the schema; CREATE on the ``public`` schema is revoked from
-  PUBLIC.
+  PUBLIC, and from either role if it was granted to it directly.
 
 ``check`` reports the same state without changing anything (it runs in a read-only
 transaction): each role with its attributes, grants and memberships, whether the app
@@ -29,7 +29,8 @@ schema names come only from the environment, are validated against
 
 The result is JSON the bot renders::
 
-    {"action": "manage", "ok": true, "changed": ["created role app", ...],
+    {"action": "manage", "ok": true, "summary": "manage: 11 change(s) made",
+     "changed": ["create role app", ...],
      "roles": [{"name": "app", "attributes": ["LOGIN", ...], "grants": [...],
                 "member_of": ["rds_iam"]}],
      "schema": {"name": "app", "exists": true, "owner": "migrator"},
@@ -175,10 +176,22 @@ class Report:
     warnings: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
+    @property
+    def summary(self) -> str:
+        """One line for whoever reads the raw result (the bot renders its own)."""
+        if self.action == "manage" and not self.errors:
+            if not self.changed:
+                return "manage: nothing to change, everything was in order"
+            return f"manage: {len(self.changed)} change(s) made"
+        if self.action == "check" and not self.errors:
+            return "check: everything is in order"
+        return f"{self.action or 'no action'}: {len(self.errors)} error(s)"
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "action": self.action,
             "ok": not self.errors,
+            "summary": self.summary,
             "changed": self.changed,
             "roles": self.roles,
             "schema": self.schema,
@@ -269,6 +282,18 @@ def public_can_create_in_public(conn: psycopg.Connection[Any]) -> bool:
         "SELECT 1 FROM pg_namespace n,"
         " aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a"
         " WHERE n.nspname = 'public' AND a.grantee = 0 AND a.privilege_type = 'CREATE'"
+    ).fetchone()
+    return row is not None
+
+
+def granted_create_on_public(conn: psycopg.Connection[Any], role: str) -> bool:
+    """Whether CREATE on schema public was granted to `role` itself (not through PUBLIC)."""
+    row = conn.execute(
+        "SELECT 1 FROM pg_namespace n,"
+        " aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a"
+        " WHERE n.nspname = 'public' AND a.privilege_type = 'CREATE'"
+        " AND a.grantee = (SELECT oid FROM pg_roles WHERE rolname = %s)",
+        (role,),
     ).fetchone()
     return row is not None
 
@@ -539,6 +564,16 @@ def plan(
                 sql.SQL("REVOKE CREATE ON SCHEMA public FROM PUBLIC"),
             )
         )
+    # A grant to the role itself survives the revoke from PUBLIC: tables belong in the
+    # app's schema, where the migrator owns them.
+    for role in (migrator, app):
+        if role_exists(conn, role) and granted_create_on_public(conn, role):
+            steps.append(
+                Step(
+                    f"revoke CREATE on schema public from {role}",
+                    sql.SQL("REVOKE CREATE ON SCHEMA public FROM {}").format(ident(role)),
+                )
+            )
     return steps
 
 
@@ -575,6 +610,10 @@ def describe(conn: psycopg.Connection[Any], config: Config, report: Report) -> N
             ]
             if schema_privs:
                 grants.append(f"{', '.join(schema_privs)} on schema {schema}")
+        if schema_owner(conn, "public") is not None and has_privilege(
+            conn, "has_schema_privilege", role, "public", "CREATE"
+        ):
+            grants.append("CREATE on schema public")
         if role == app and role_exists(conn, migrator):
             for objtype, kind in (("r", "tables"), ("S", "sequences")):
                 privs = default_privileges(conn, migrator, schema, app, objtype)

@@ -59,6 +59,16 @@ run "function_runs_in_the_vpc_with_names_not_secrets" {
     condition     = one([for s in jsondecode(aws_iam_role_policy.role_manager.policy).Statement : s.Resource if s.Sid == "ReadDatabaseSecrets"]) == [var.master_secret_arn]
     error_message = "The function reads the master secret only (no password secrets configured)."
   }
+
+  assert {
+    condition     = one([for s in jsondecode(aws_iam_role_policy.role_manager.policy).Statement : s.Action if s.Sid == "ReadDatabaseSecrets"]) == "secretsmanager:GetSecretValue"
+    error_message = "The function may only read the secrets' values."
+  }
+
+  assert {
+    condition     = contains(one([for s in jsondecode(aws_iam_role_policy.role_manager.policy).Statement : s.Action if s.Sid == "VpcNetworkInterfaces"]), "ec2:CreateNetworkInterface")
+    error_message = "Lambda needs the function's role to manage its network interfaces in the VPC."
+  }
 }
 
 run "invalid_role_names_are_refused_at_plan" {

@@ -1,0 +1,1 @@
+"""Database roles: /dbrole check and provision, through each environment's role-manager Lambda."""

@@ -1,0 +1,101 @@
+"""/dbrole check|provision <app> <env>: parse, hand over to bot/dbroles, answer.
+
+Acknowledged at once (Slack's three seconds); the role-manager Lambda is invoked
+after the ack, in Bolt's listener thread, and the answer goes to the command's
+response_url through the outbox.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from slack_bolt import Ack, App
+
+from bot.apps.errors import AppError
+from bot.dbroles import requests
+from bot.dbroles.errors import DbRoleError
+from bot.runtime import Runtime
+from handlers.replies import answer
+
+log = logging.getLogger(__name__)
+
+USAGE = "\n".join(
+    [
+        "*/dbrole* — an app's database roles, through its environment's role-manager Lambda",
+        "`/dbrole check <app> <env>` — roles, attributes, grants and whether the app's tables "
+        "are reachable; changes nothing",
+        "`/dbrole provision <app> <env>` — create or repair the schema, the migrator and app "
+        "roles and their grants (idempotent)",
+    ]
+)
+VERBS = ("check", "provision")
+
+
+class Usage(Exception):
+    """The command does not parse; the message says how to write it."""
+
+
+@dataclass(frozen=True)
+class Command:
+    verb: str  # check | provision | help
+    app: str = ""
+    env: str = ""
+
+
+def parse(text: str) -> Command:
+    words = (text or "").split()
+    if not words or words[0] == "help":
+        return Command("help")
+    verb = words[0]
+    if verb not in VERBS:
+        raise Usage(f"`/dbrole` does not know `{verb}`.")
+    if len(words) != 3:
+        raise Usage(f"`/dbrole {verb} <app> <env>` needs an app and an environment, nothing more.")
+    return Command(verb, app=words[1], env=words[2])
+
+
+def run(runtime: Runtime, command: Command, *, user_id: str, channel_id: str | None) -> str:
+    """Do what a parsed command asks; return the answer for the person who typed it."""
+    if command.verb == "check":
+        return requests.check(runtime, app=command.app, env=command.env, actor=user_id)
+    return requests.provision(
+        runtime, app=command.app, env=command.env, actor=user_id, channel=channel_id
+    )
+
+
+def _listen(runtime: Runtime) -> Any:
+    def listen(ack: Ack, command: dict[str, Any]) -> None:
+        try:
+            parsed = parse(command.get("text") or "")
+        except Usage as exc:
+            ack(text=f"{exc}\n\n{USAGE}")
+            return
+        if parsed.verb == "help":
+            ack(text=USAGE)
+            return
+        doing = "Checking" if parsed.verb == "check" else "Provisioning"
+        ack(
+            text=f":hourglass_flowing_sand: {doing} the database roles of "
+            f"`{parsed.app}/{parsed.env}`…"
+        )
+        try:
+            text = run(
+                runtime,
+                parsed,
+                user_id=str(command.get("user_id") or ""),
+                channel_id=command.get("channel_id"),
+            )
+        except (AppError, DbRoleError) as exc:
+            text = str(exc)
+        except Exception:
+            log.exception("/dbrole %s failed", parsed.verb)
+            text = "Something went wrong on the bot's side (it is logged)."
+        answer(runtime, response_url=command.get("response_url"), text=text)
+
+    return listen
+
+
+def register(app: App, runtime: Runtime) -> None:
+    app.command("/dbrole")(_listen(runtime))

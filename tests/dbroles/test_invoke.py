@@ -1,0 +1,52 @@
+"""The Lambda adapter against the real role manager, through moto and the front door.
+
+As in test_dbroles.py, moto holds the function and the front door answers its
+invocations with the real role manager handler in-process (see conftest.py).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.adapters import awslambda
+from bot.adapters.aws import client
+from tests.dbroles.conftest import LambdaWorld
+
+
+@pytest.fixture
+def lambda_client(lambdas: LambdaWorld) -> object:
+    return client("lambda", region="us-east-1", endpoint_url=lambdas.endpoint)
+
+
+def test_a_synchronous_invocation_returns_the_role_managers_result(
+    lambdas: LambdaWorld, lambda_client: object
+) -> None:
+    function = f"shop-staging-role-manager-{lambdas.database.dbname}"
+
+    done = awslambda.invoke(lambda_client, function=function, event={"action": "check"})
+
+    assert done.failure is None
+    assert done.payload["action"] == "check" and done.payload["ok"] is False
+
+
+def test_the_handler_raising_on_an_invalid_event_is_a_function_error(
+    lambdas: LambdaWorld, lambda_client: object
+) -> None:
+    function = f"shop-staging-role-manager-{lambdas.database.dbname}"
+
+    done = awslambda.invoke(lambda_client, function=function, event=["check"])
+
+    assert done.failure is not None
+    assert (done.failure.kind, done.failure.error_type) == ("Unhandled", "AttributeError")
+    assert "has no attribute 'get'" in done.failure.text
+    assert "stackTrace" not in done.failure.text
+
+
+def test_a_missing_function_raises_with_aws_code(
+    lambdas: LambdaWorld, lambda_client: object
+) -> None:
+    with pytest.raises(awslambda.InvokeFailed) as raised:
+        awslambda.invoke(lambda_client, function="no-such-function", event={"action": "check"})
+
+    assert raised.value.code == "ResourceNotFoundException"
+    assert str(raised.value).startswith("ResourceNotFoundException")
