@@ -126,7 +126,7 @@ def flag_world(
     clock: ManualClock,  # noqa: F811
 ) -> Iterator[FlagWorld]:
     gaps = AppConfigGaps(minute_s=60.0, clock=lambda: clock.now().timestamp())
-    door = AwsFrontDoor(moto_url=moto_server, appconfig=gaps, role_managers={}).start()
+    door = AwsFrontDoor(moto_url=moto_server, appconfig=gaps, functions={}).start()
     try:
 
         def aws(service: str) -> Any:
