@@ -25,6 +25,8 @@ from bot.db.engine import make_engine, make_sessionmaker, open_connections
 from bot.dbroles import confirm as dbrole_confirm  # noqa: F401  # registers the dbrole kind
 from bot.deploys import confirm as deploy_confirm  # noqa: F401  # registers the deploy kinds
 from bot.deploys import jobs as deploy_jobs  # noqa: F401  # registers its jobs
+from bot.flags import confirm as flag_confirm  # noqa: F401  # registers the flag kind
+from bot.flags import jobs as flag_jobs  # noqa: F401  # registers its jobs
 from bot.inbound.prune import prune_receipts
 from bot.incidents import jobs as incident_jobs
 from bot.incidents.actions import IncidentActions

@@ -60,7 +60,8 @@ class Command:
     deployment_id: int | None = None
 
 
-def _words(text: str) -> list[str]:
+def command_words(text: str) -> list[str]:
+    """A command's words, quotes honoured (shared by the slash-command handlers)."""
     text = (text or "").translate(QUOTES).strip()
     try:
         return shlex.split(text)
@@ -83,7 +84,7 @@ def _split_force(words: list[str]) -> tuple[list[str], str | None]:
 
 
 def parse_deploy(text: str) -> Command:
-    words, force = _split_force(_words(text))
+    words, force = _split_force(command_words(text))
     if not words or words[0] == "help":
         return Command("help")
     verb = words[0]
@@ -110,7 +111,7 @@ def parse_deploy(text: str) -> Command:
 
 
 def parse_rollback(text: str) -> Command:
-    words, force = _split_force(_words(text))
+    words, force = _split_force(command_words(text))
     if not words or words[0] == "help":
         return Command("help")
     if len(words) not in (2, 3):
@@ -127,7 +128,7 @@ def parse_rollback(text: str) -> Command:
 
 
 def parse_releases(text: str) -> Command:
-    words = _words(text)
+    words = command_words(text)
     if not words or words[0] == "help" or len(words) != 1:
         return Command("help")
     return Command("releases", app=words[0])

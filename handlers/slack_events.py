@@ -21,7 +21,7 @@ from starlette.routing import Route
 from bot.inbound.receipts import SlackEventReceipts
 from bot.inbound.replay import ReplayGuard
 from bot.runtime import Runtime
-from handlers import approvals, dbroles, deploys, incidents, oncall, opsbot_command
+from handlers import approvals, dbroles, deploys, flags, incidents, oncall, opsbot_command
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,7 @@ def build_bolt_app(runtime: Runtime) -> App | None:
     incidents.register(app, runtime)
     oncall.register(app, runtime, receipts)
     deploys.register(app, runtime)
+    flags.register(app, runtime)
     dbroles.register(app, runtime)
     approvals.register(app, runtime)
     return app

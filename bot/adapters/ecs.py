@@ -180,9 +180,20 @@ def register_with_image(
 
 
 def update_service(
-    client: Any, *, cluster: str, service: str, task_definition: str
+    client: Any,
+    *,
+    cluster: str,
+    service: str,
+    task_definition: str,
+    force_new_deployment: bool = False,
 ) -> ServiceState:
-    answer = client.update_service(cluster=cluster, service=service, taskDefinition=task_definition)
+    """Roll the service to `task_definition`; forced: new tasks even if it already runs it."""
+    answer = client.update_service(
+        cluster=cluster,
+        service=service,
+        taskDefinition=task_definition,
+        forceNewDeployment=force_new_deployment,
+    )
     return _service(answer["service"], cluster)
 
 

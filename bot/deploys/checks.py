@@ -158,7 +158,7 @@ def plan(runtime: Runtime, request: Request) -> Plan:
                 f"`{request.label}` is {render.lock_text(manual)}. Only they can deploy it until "
                 f"`/deploy unlock {request.app} {request.env}`."
             )
-    busy = _busy_deployment(runtime, request)
+    busy = busy_deployment(runtime, app=request.app, env=request.env)
 
     client = runtime.aws.get("ecs")
     with aws_call("read the service"):
@@ -256,10 +256,10 @@ def plan(runtime: Runtime, request: Request) -> Plan:
     )
 
 
-def _busy_deployment(runtime: Runtime, request: Request) -> Deployment | None:
+def busy_deployment(runtime: Runtime, *, app: str, env: str) -> Deployment | None:
     """The deployment holding the environment's deploy lock, once a stale holder is recovered."""
     with runtime.sessions() as db_session:
-        held = service.get_lock(db_session, app=request.app, env=request.env, kind=LOCK_DEPLOY)
+        held = service.get_lock(db_session, app=app, env=env, kind=LOCK_DEPLOY)
         if held is None:
             return None
         if held.deployment_id is None:  # its deployment row is gone: nothing holds it

@@ -55,7 +55,8 @@ log = logging.getLogger(__name__)
 WATCH_JOB = "deploys.watch"
 
 
-def _announce(db_session: Session, *, deployment: Deployment, now: datetime) -> None:
+def announce(db_session: Session, *, deployment: Deployment, now: datetime) -> None:
+    """Post or update the deployment's one message in its channel."""
     if deployment.channel:
         outbox.post_or_update(
             db_session,
@@ -94,7 +95,7 @@ def _progress(
         )
 
 
-def _audit(
+def record(
     db_session: Session,
     *,
     deployment: Deployment,
@@ -104,6 +105,7 @@ def _audit(
     actor: str | None = None,
     **detail: Any,
 ) -> None:
+    """Audit a step of the deployment, with what it rolls out."""
     base = {
         "deployment": deployment.id,
         "tag": deployment.tag,
@@ -122,7 +124,7 @@ def _audit(
     )
 
 
-def _finish(
+def finish(
     db_session: Session, *, deployment: Deployment, status: str, outcome: str, now: datetime
 ) -> None:
     """End a deployment: its status, the lock, the audit entry, its messages."""
@@ -130,7 +132,7 @@ def _finish(
     deployment.outcome = outcome
     deployment.finished_at = now
     service.release_deploy_lock(db_session, deployment=deployment)
-    _audit(
+    record(
         db_session,
         deployment=deployment,
         action=f"{deployment.kind}.finish",
@@ -139,7 +141,7 @@ def _finish(
         status=status,
         summary=outcome,
     )
-    _announce(db_session, deployment=deployment, now=now)
+    announce(db_session, deployment=deployment, now=now)
     _thread(
         db_session, deployment=deployment, text=f"{render.headline(deployment)}\n{outcome}", now=now
     )
@@ -199,7 +201,7 @@ def start(runtime: Runtime, checked: Plan, *, approved_by: list[str]) -> Deploym
             raise DeployRefused(
                 render.busy_text(busy) if busy else f"`{request.label}` is busy; try again."
             )
-        _audit(
+        record(
             db_session,
             deployment=deployment,
             action=f"{request.kind}.start",
@@ -209,7 +211,7 @@ def start(runtime: Runtime, checked: Plan, *, approved_by: list[str]) -> Deploym
             scan=checked.scan.get("text"),
         )
         if checked.forced:
-            _audit(
+            record(
                 db_session,
                 deployment=deployment,
                 action=f"{request.kind}.force",
@@ -219,7 +221,7 @@ def start(runtime: Runtime, checked: Plan, *, approved_by: list[str]) -> Deploym
                 overrode=list(checked.forced),
                 checks=list(checked.notes),
             )
-        _announce(db_session, deployment=deployment, now=now)
+        announce(db_session, deployment=deployment, now=now)
         db_session.commit()
         token = deployment.watch_job
     runtime.scheduler.schedule(
@@ -251,7 +253,7 @@ def start(runtime: Runtime, checked: Plan, *, approved_by: list[str]) -> Deploym
         with runtime.sessions() as db_session:
             row = service.get_or_raise(db_session, deployment_id=deployment.id, lock=True)
             if row.is_active:
-                _finish(
+                finish(
                     db_session,
                     deployment=row,
                     status=FAILED,
@@ -274,7 +276,7 @@ def start(runtime: Runtime, checked: Plan, *, approved_by: list[str]) -> Deploym
         row = service.get_or_raise(db_session, deployment_id=deployment.id, lock=True)
         row.task_definition = target_revision
         if row.status == STARTING:
-            _rolling_out(
+            rolling_out(
                 db_session, deployment=row, rollout_id=rollout.id if rollout else None, now=now
             )
         else:
@@ -283,14 +285,15 @@ def start(runtime: Runtime, checked: Plan, *, approved_by: list[str]) -> Deploym
         return row
 
 
-def _rolling_out(
+def rolling_out(
     db_session: Session, *, deployment: Deployment, rollout_id: str | None, now: datetime
 ) -> None:
+    """The service was updated: the deployment rolls out (and says so in its thread)."""
     deployment.status = ROLLING_OUT
     deployment.ecs_deployment_id = rollout_id
     deployment.started_at = now
     deployment.last_progress_at = now
-    _announce(db_session, deployment=deployment, now=now)
+    announce(db_session, deployment=deployment, now=now)
     _thread(
         db_session,
         deployment=deployment,
@@ -308,7 +311,7 @@ def _take_over(db_session: Session, *, deployment_id: int, actor: str, now: date
     old = service.get(db_session, deployment_id=deployment_id, lock=True)
     if old is None or not old.is_active:
         return
-    _finish(
+    finish(
         db_session,
         deployment=old,
         status=SUPERSEDED,
@@ -439,11 +442,11 @@ def _apply(
             },
             now=now,
         )
-        _announce(db_session, deployment=deployment, now=now)
+        announce(db_session, deployment=deployment, now=now)
     elif verdict.kind == verdicts.STUCK:
         deployment.status = STUCK
         deployment.stuck_at = now
-        _announce(db_session, deployment=deployment, now=now)
+        announce(db_session, deployment=deployment, now=now)
         if deployment.channel:
             outbox.post_or_update(
                 db_session,
@@ -452,7 +455,7 @@ def _apply(
                 message=render.stuck_alert(deployment, minutes=stuck_min),
                 now=now,
             )
-        _audit(
+        record(
             db_session,
             deployment=deployment,
             action=f"{deployment.kind}.stuck",
@@ -473,7 +476,7 @@ def _apply(
             outcome = f"Superseded after {took}: {verdict.summary}."
         if stopped_lines and status != SUPERSEDED:
             outcome += "\n" + "\n".join(f">{line}" for line in stopped_lines[-5:])
-        _finish(db_session, deployment=deployment, status=status, outcome=outcome, now=now)
+        finish(db_session, deployment=deployment, status=status, outcome=outcome, now=now)
 
 
 FINAL_VERDICTS = {
@@ -519,10 +522,10 @@ def reconcile(runtime: Runtime, *, deployment_id: int) -> str:
             return row.status
         if updated and primary is not None:
             row.task_definition = primary.task_definition
-            _rolling_out(db_session, deployment=row, rollout_id=primary.id, now=now)
+            rolling_out(db_session, deployment=row, rollout_id=primary.id, now=now)
             found = "the service had been updated: watching it"
         else:
-            _finish(
+            finish(
                 db_session,
                 deployment=row,
                 status=FAILED,
@@ -533,7 +536,7 @@ def reconcile(runtime: Runtime, *, deployment_id: int) -> str:
                 now=now,
             )
             found = "the service was never updated: marked failed"
-        _audit(
+        record(
             db_session,
             deployment=row,
             action=f"{row.kind}.recover",

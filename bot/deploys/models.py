@@ -13,6 +13,9 @@ from bot.db.types import UTCDateTime
 
 DEPLOY = "deploy"
 ROLLBACK = "rollback"
+# A forced new deployment of the running revision, so its tasks read new
+# feature flags (SSM flags are read at task start): see bot/deploys/restarts.py.
+FLAG_ROLL = "flag-roll"
 
 STARTING = "starting"  # lock taken; the service is being updated
 ROLLING_OUT = "rolling_out"  # the service was updated; ECS is rolling it out
@@ -33,7 +36,7 @@ class Deployment(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     app: Mapped[str] = mapped_column(String(63))
     env: Mapped[str] = mapped_column(String(63))
-    kind: Mapped[str] = mapped_column(String(20))  # deploy | rollback
+    kind: Mapped[str] = mapped_column(String(20))  # deploy | rollback | flag-roll
     status: Mapped[str] = mapped_column(String(20), default=STARTING)
     actor: Mapped[str] = mapped_column(String(255))  # Slack user id, or cli:<name>
     approved_by: Mapped[list[str]] = mapped_column(JSONType, default=list)

@@ -9,6 +9,7 @@ from bot.approvals.render import actor_text
 from bot.deploys.models import (
     COMPLETED,
     FAILED,
+    FLAG_ROLL,
     ROLLBACK,
     ROLLING_OUT,
     STARTING,
@@ -60,6 +61,16 @@ def what(deployment: Deployment) -> str:
 def headline(deployment: Deployment) -> str:
     icon = STATUS_ICON.get(deployment.status, "")
     env = f"`{deployment.label}`"
+    if deployment.kind == FLAG_ROLL:
+        verb = {
+            STARTING: "Restarting",
+            ROLLING_OUT: "Restarting",
+            STUCK: "Restart stuck:",
+            COMPLETED: "Restarted",
+            FAILED: "Restart failed:",
+            SUPERSEDED: "Restart superseded:",
+        }[deployment.status]
+        return f"{icon} {verb} {env} for the flag change `{deployment.tag}`"
     if deployment.kind == ROLLBACK:
         verb = {
             STARTING: "Rolling back",
@@ -257,7 +268,7 @@ def history_message(app: str, env: str, deployments: list[Deployment]) -> dict[s
         took = ""
         if d.finished_at:
             took = f" in {duration((d.finished_at - d.created_at).total_seconds())}"
-        kind = "rollback" if d.kind == ROLLBACK else "deploy"
+        kind = {ROLLBACK: "rollback", FLAG_ROLL: "flag roll"}.get(d.kind, "deploy")
         forced = " · forced" if d.forced else ""
         lines.append(
             f"#{d.id} {when(d.created_at)} · {kind} `{d.tag or short_digest(d.digest)}` "

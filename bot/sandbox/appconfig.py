@@ -2,13 +2,16 @@
 
 moto keeps AppConfig applications, configuration profiles and hosted
 configuration versions, but has no environments, deployment strategies or
-deployments (nor ListApplications and ListHostedConfigurationVersions). In the
+deployments (nor ListApplications and ListHostedConfigurationVersions), and it
+ignores CreateHostedConfigurationVersion's LatestVersionNumber. In the
 sandbox, `AppConfigGaps` answers exactly those operations, on the same AWS
 endpoint as moto (see front_door.py), reading applications, profiles and
 versions from moto's own objects so both halves agree. A deployment moves
 through DEPLOYING, BAKING and COMPLETE on the strategy's schedule, with one
 sandbox second standing for one AppConfig minute (`minute_s`), and is computed
-from the clock whenever it is read: no thread, nothing to drift.
+from the clock whenever it is read: no thread, nothing to drift. StopDeployment
+(DELETE) ends a running deployment ROLLED_BACK, as AppConfig does; that is
+also how a test plays an alarm monitor rolling one back.
 """
 
 from __future__ import annotations
@@ -192,6 +195,8 @@ class AppConfigGaps:
             found = VERSIONS_PATH.match(path)
             if found and method == "GET":
                 return self._list_versions(found.group(1), found.group(2))
+            if found and method == "POST":
+                return self._check_latest(found.group(1), found.group(2), request)
             found = APP_PATH.match(path)
             if not found or "/environments" not in path:
                 return None
@@ -284,6 +289,30 @@ class AppConfigGaps:
             for v in sorted(profile.config_versions.values(), key=lambda v: -v.version)
         ]
         return _json({"Items": items})
+
+    def _check_latest(
+        self, app_id: str, profile_id: str, request: HttpRequest
+    ) -> HttpResponse | None:
+        """LatestVersionNumber, which moto ignores: refuse a write on top of an old version.
+
+        AppConfig answers ConflictException when the profile's newest version is
+        not the one the writer names; otherwise moto stores the version.
+        """
+        expected = request.headers.get("latest-version-number")
+        if expected is None:
+            return None
+        app = self._application(app_id)
+        profile = app.config_profiles.get(profile_id) if app else None
+        if profile is None:
+            return None  # moto answers the missing profile itself
+        newest = max(profile.config_versions, default=0)
+        if str(newest) != expected.strip():
+            return _error(
+                409,
+                "ConflictException",
+                f"LatestVersionNumber {expected} does not match the latest version {newest}",
+            )
+        return None
 
     def _start(self, key: tuple[str, str], body: dict[str, Any]) -> HttpResponse:
         strategy = self.strategies.get(str(body.get("DeploymentStrategyId") or ""))

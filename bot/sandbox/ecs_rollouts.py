@@ -4,9 +4,9 @@ moto (server mode, in this process) accepts UpdateService but never runs a
 rollout: it swaps the service's taskDefinition and leaves its one deployment
 as it was. `EcsRollouts` does, openly, what ECS would, on moto's own state:
 
-- `install` wraps moto's UpdateService so that a new task definition starts a
-  new PRIMARY deployment (IN_PROGRESS, nothing running yet) and demotes the
-  old one to ACTIVE, as ECS does;
+- `install` wraps moto's UpdateService so that a new task definition (or a
+  forced new deployment) starts a new PRIMARY deployment (IN_PROGRESS,
+  nothing running yet) and demotes the old one to ACTIVE, as ECS does;
 - `progress`, `complete` and `fail` move that deployment as ECS would:
   running and pending counts, rolloutState COMPLETED, or the deployment
   circuit breaker's FAILED with a rollback deployment of the previous
@@ -72,8 +72,9 @@ class EcsRollouts:
             cluster = properties.get("cluster", "default")
             name = str(properties["service"]).split("/")[-1]
             before = backend._get_service(cluster, name).task_definition
+            forced = bool(properties.get("force_new_deployment"))
             service = original(backend, properties)
-            if service.task_definition != before:
+            if service.task_definition != before or forced:
                 rollouts._new_deployment(service)
             return service
 

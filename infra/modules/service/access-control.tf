@@ -169,8 +169,6 @@ locals {
           Sid    = "FlipAppConfigFlags"
           Effect = "Allow"
           Action = [
-            "appconfig:GetApplication",
-            "appconfig:GetEnvironment",
             "appconfig:GetConfigurationProfile",
             "appconfig:ListHostedConfigurationVersions",
             "appconfig:GetHostedConfigurationVersion",
@@ -178,14 +176,15 @@ locals {
             "appconfig:StartDeployment",
             "appconfig:GetDeployment",
             "appconfig:ListDeployments",
-            "appconfig:StopDeployment",
           ]
           Resource = local.appconfig_arns
         },
         {
-          Sid      = "ReadAppConfigDeploymentStrategies"
+          # StartDeployment is also authorised on the strategy it names; strategies
+          # live outside applications (and AWS's predefined ones are shared).
+          Sid      = "DeployWithStrategies"
           Effect   = "Allow"
-          Action   = "appconfig:ListDeploymentStrategies"
+          Action   = "appconfig:StartDeployment"
           Resource = "arn:${local.partition}:appconfig:${local.region}:${local.account_id}:deploymentstrategy/*"
         },
       ]
@@ -196,13 +195,8 @@ locals {
         {
           Sid    = "FlipSsmFlags"
           Effect = "Allow"
-          Action = [
-            "ssm:GetParametersByPath",
-            "ssm:GetParameter",
-            "ssm:GetParameters",
-            "ssm:PutParameter",
-            "ssm:GetParameterHistory",
-          ]
+          # List the flags, read who wrote each last, overwrite one.
+          Action   = ["ssm:GetParametersByPath", "ssm:GetParameterHistory", "ssm:PutParameter"]
           Resource = local.ssm_flag_parameter_arns
         },
       ]

@@ -96,11 +96,11 @@ run "task_role_allows_exactly_what_the_bot_does" {
       "ecs:ListTaskDefinitions", "ecs:ListTasks", "ecs:DescribeTasks",
       "iam:PassRole",
       "ecr:DescribeImages", "ecr:ListImages", "ecr:DescribeImageScanFindings", "ecr:BatchGetImage",
-      "appconfig:GetApplication", "appconfig:GetEnvironment", "appconfig:GetConfigurationProfile",
+      "appconfig:GetConfigurationProfile",
       "appconfig:ListHostedConfigurationVersions", "appconfig:GetHostedConfigurationVersion",
       "appconfig:CreateHostedConfigurationVersion", "appconfig:StartDeployment", "appconfig:GetDeployment",
-      "appconfig:ListDeployments", "appconfig:StopDeployment", "appconfig:ListDeploymentStrategies",
-      "ssm:GetParametersByPath", "ssm:GetParameter", "ssm:GetParameters", "ssm:PutParameter", "ssm:GetParameterHistory",
+      "appconfig:ListDeployments",
+      "ssm:GetParametersByPath", "ssm:GetParameterHistory", "ssm:PutParameter",
       "lambda:InvokeFunction",
     ])
     error_message = "The task role's actions differ from the list in docs/infrastructure.md."

@@ -1,0 +1,1 @@
+"""Feature flags: AWS AppConfig feature-flag profiles or SSM parameters, flipped from Slack."""

@@ -1,0 +1,37 @@
+"""Errors of the flags domain; the message is what a person reads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from bot.adapters.aws import AWS_ERRORS, describe_error
+
+
+class FlagError(Exception):
+    """Base for flag errors a handler turns into an answer."""
+
+
+class FlagRefused(FlagError):
+    """A check said no: a wrong value, a busy environment, nothing to change..."""
+
+
+class FlagNotFound(FlagRefused):
+    """No such flag (the message lists the flags that exist)."""
+
+
+class FlagConflict(FlagRefused):
+    """Someone else changed the flags since they were read."""
+
+
+class FlagFailed(FlagError):
+    """AWS refused or failed while the change was being made."""
+
+
+@contextmanager
+def aws_call(what: str) -> Iterator[None]:
+    """Turn an AWS failure into a FlagFailed that says what was being done."""
+    try:
+        yield
+    except AWS_ERRORS as exc:
+        raise FlagFailed(f"AWS refused to {what}: {describe_error(exc)}") from exc

@@ -1,0 +1,58 @@
+"""What someone asked to change (a Change): plain data, also a confirmation's payload."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+ON = "on"
+OFF = "off"
+SET = "set"
+VERBS = (ON, OFF, SET)
+
+
+@dataclass(frozen=True)
+class Change:
+    app: str
+    env: str
+    actor: str  # Slack user id
+    verb: str  # on | off | set
+    flag: str
+    attributes: dict[str, str] = field(default_factory=dict)  # set: name -> value as typed
+    channel: str | None = None  # where it was asked
+    # AppConfig: the hosted version the change was made from. A confirmation may
+    # come minutes later; if another version was written by then, it is refused.
+    seen_version: int | None = None
+
+    def to_payload(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> Change:
+        seen = payload.get("seen_version")
+        channel = payload.get("channel")
+        return cls(
+            app=str(payload["app"]),
+            env=str(payload["env"]),
+            actor=str(payload["actor"]),
+            verb=str(payload["verb"]),
+            flag=str(payload["flag"]),
+            attributes={str(k): str(v) for k, v in (payload.get("attributes") or {}).items()},
+            channel=None if channel is None else str(channel),
+            seen_version=None if seen is None else int(seen),
+        )
+
+    @property
+    def label(self) -> str:
+        return f"{self.app}/{self.env}"
+
+    @property
+    def audit_target(self) -> str:
+        return f"flag:{self.label}"
+
+    @property
+    def what(self) -> str:
+        """``apple_pay on``, ``new_checkout_flow rollout_percent=50``."""
+        if self.verb == SET:
+            return f"{self.flag} " + " ".join(f"{k}={v}" for k, v in self.attributes.items())
+        return f"{self.flag} {self.verb}"

@@ -1,0 +1,97 @@
+"""SSM Parameter Store flags: /service/<service_name>/feature-flag/<FLAG>, "true" or "false".
+
+The convention of infra/modules/feature-flags: one String parameter per flag,
+injected into the ECS task as FF_<FLAG> when it starts. Flags are created by
+Terraform; the bot only flips existing ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from bot.flags.document import names_text
+from bot.flags.errors import FlagNotFound, aws_call
+
+
+@dataclass(frozen=True)
+class SsmFlag:
+    name: str  # the last part of the parameter name, e.g. NEW_CHECKOUT_FLOW
+    value: str  # "true" or "false" (anything else is shown as it is)
+    version: int
+    modified_at: datetime | None
+    modified_by: str | None  # SSM's LastModifiedUser (an IAM ARN)
+
+    @property
+    def enabled(self) -> bool:
+        return self.value.strip().lower() == "true"
+
+
+def prefix(service_name: str) -> str:
+    return f"/service/{service_name}/feature-flag/"
+
+
+def list_flags(client: Any, *, service_name: str) -> list[SsmFlag]:
+    """Every flag of the service, with who changed it last.
+
+    The last writer comes from GetParameterHistory, which IAM scopes to the
+    flag parameters (DescribeParameters would need Resource "*").
+    """
+    path = prefix(service_name)
+    values: dict[str, dict[str, Any]] = {}
+    with aws_call(f"read the parameters under `{path}`"):
+        for page in client.get_paginator("get_parameters_by_path").paginate(
+            Path=path, Recursive=False
+        ):
+            for parameter in page.get("Parameters") or []:
+                values[str(parameter["Name"])] = parameter
+        flags = []
+        for name, parameter in sorted(values.items()):
+            last = _last_write(client, name)
+            flags.append(
+                SsmFlag(
+                    name=name[len(path) :],
+                    value=str(parameter.get("Value") or ""),
+                    version=int(parameter.get("Version") or 0),
+                    modified_at=last.get("LastModifiedDate") or parameter.get("LastModifiedDate"),
+                    modified_by=last.get("LastModifiedUser"),
+                )
+            )
+    return flags
+
+
+def _last_write(client: Any, name: str) -> dict[str, Any]:
+    """The newest entry of a parameter's history (the history lists oldest first)."""
+    newest: dict[str, Any] = {}
+    for page in client.get_paginator("get_parameter_history").paginate(
+        Name=name, PaginationConfig={"PageSize": 50}
+    ):
+        entries = page.get("Parameters") or []
+        if entries:
+            newest = entries[-1]
+    return newest
+
+
+def find_or_raise(flags: list[SsmFlag], name: str, *, service_name: str) -> SsmFlag:
+    """The flag by its name (any case: Slack users type lower case); unknown lists them."""
+    for flag in flags:
+        if flag.name == name:
+            return flag
+    same = [flag for flag in flags if flag.name.lower() == name.lower()]
+    if len(same) == 1:
+        return same[0]
+    raise FlagNotFound(
+        f"There is no flag `{name}` under `{prefix(service_name)}`. "
+        f"Flags: {names_text([f.name for f in flags])}."
+    )
+
+
+def write(client: Any, *, service_name: str, flag: str, enabled: bool) -> int:
+    """Overwrite the flag's parameter; its new version."""
+    name = prefix(service_name) + flag
+    with aws_call(f"write `{name}`"):
+        answer = client.put_parameter(
+            Name=name, Value="true" if enabled else "false", Type="String", Overwrite=True
+        )
+    return int(answer.get("Version") or 0)

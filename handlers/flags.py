@@ -1,0 +1,124 @@
+"""/flag: parse, hand over to bot/flags, answer.
+
+Acknowledged at once (Slack's three seconds) and worked on after the ack;
+the answer goes to the command's response_url through the outbox, the
+public side (announcements, progress, confirmations) to the release channel.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from slack_bolt import Ack, App
+
+from bot.apps.errors import AppError
+from bot.deploys.errors import DeployError
+from bot.flags import flows
+from bot.flags.errors import FlagError
+from bot.flags.requests import OFF, ON, SET, Change
+from bot.runtime import Runtime
+from handlers.deploys import Usage, command_words
+from handlers.replies import answer
+
+log = logging.getLogger(__name__)
+
+USAGE = "\n".join(
+    [
+        "*/flag* — feature flags (AWS AppConfig or SSM parameters)",
+        "`/flag list <app> <env>` — every flag, on/off, its attributes, who changed it last",
+        "`/flag on <app> <env> <flag>` — turn a flag on",
+        "`/flag off <app> <env> <flag>` — turn a flag off",
+        "`/flag set <app> <env> <flag> <attribute>=<value> [...]` — set attributes (AppConfig)",
+    ]
+)
+
+
+@dataclass(frozen=True)
+class Command:
+    verb: str  # list | on | off | set | help
+    app: str = ""
+    env: str = ""
+    flag: str = ""
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+def parse(text: str) -> Command:
+    words = command_words(text)
+    if not words or words[0] == "help":
+        return Command("help")
+    verb = words[0].lower()
+    if verb == "list":
+        if len(words) != 3:
+            raise Usage("`/flag list <app> <env>`.")
+        return Command(verb, app=words[1], env=words[2])
+    if verb in (ON, OFF):
+        if len(words) != 4:
+            raise Usage(f"`/flag {verb} <app> <env> <flag>`.")
+        return Command(verb, app=words[1], env=words[2], flag=words[3])
+    if verb == SET:
+        if len(words) < 5:
+            raise Usage("`/flag set <app> <env> <flag> <attribute>=<value>`.")
+        attributes: dict[str, str] = {}
+        for word in words[4:]:
+            name, equals, value = word.partition("=")
+            if not equals or not name:
+                raise Usage(f"`{word}` is not `<attribute>=<value>`.")
+            attributes[name] = value
+        return Command(verb, app=words[1], env=words[2], flag=words[3], attributes=attributes)
+    raise Usage(f"`/flag {words[0]}` is not a /flag command.")
+
+
+def run(runtime: Runtime, command: Command, *, user_id: str, channel_id: str | None) -> str:
+    """Do what a parsed command asks; return the answer for the person who typed it."""
+    if command.verb == "list":
+        return flows.list_flags(runtime, app=command.app, env=command.env)
+    if command.verb in (ON, OFF, SET):
+        change = Change(
+            app=command.app,
+            env=command.env,
+            actor=user_id,
+            verb=command.verb,
+            flag=command.flag,
+            attributes=dict(command.attributes),
+            channel=channel_id,
+        )
+        return flows.submit(runtime, change)
+    return USAGE
+
+
+def _listen(runtime: Runtime) -> Any:
+    def listen(ack: Ack, command: dict[str, Any]) -> None:
+        try:
+            parsed = parse(command.get("text") or "")
+        except Usage as exc:
+            ack(text=f"{exc}\n\n{USAGE}")
+            return
+        if parsed.verb == "help":
+            ack(text=USAGE)
+            return
+        if parsed.verb == "list":
+            ack()
+        else:
+            label = f"{parsed.app}/{parsed.env}"
+            ack(text=f":hourglass_flowing_sand: Checking `{parsed.flag}` of `{label}`…")
+        try:
+            text = run(
+                runtime,
+                parsed,
+                user_id=str(command.get("user_id") or ""),
+                channel_id=command.get("channel_id"),
+            )
+        except (AppError, FlagError, DeployError) as exc:
+            text = str(exc)
+        except Exception:
+            log.exception("/flag %s failed", parsed.verb)
+            text = "Something went wrong on the bot's side (it is logged). Check `/flag list`."
+        answer(runtime, response_url=command.get("response_url"), text=text)
+
+    return listen
+
+
+def register(app: App, runtime: Runtime) -> None:
+    app.command("/flag")(_listen(runtime))
