@@ -7,7 +7,6 @@ response_url through the outbox.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,9 +16,7 @@ from bot.apps.errors import AppError
 from bot.dbroles import requests
 from bot.dbroles.errors import DbRoleError
 from bot.runtime import Runtime
-from handlers.replies import answer
-
-log = logging.getLogger(__name__)
+from handlers.replies import answer_after_ack
 
 USAGE = "\n".join(
     [
@@ -80,19 +77,14 @@ def _listen(runtime: Runtime) -> Any:
             text=f":hourglass_flowing_sand: {doing} the database roles of "
             f"`{parsed.app}/{parsed.env}`…"
         )
-        try:
-            text = run(
-                runtime,
-                parsed,
-                user_id=str(command.get("user_id") or ""),
-                channel_id=command.get("channel_id"),
-            )
-        except (AppError, DbRoleError) as exc:
-            text = str(exc)
-        except Exception:
-            log.exception("/dbrole %s failed", parsed.verb)
-            text = "Something went wrong on the bot's side (it is logged)."
-        answer(runtime, response_url=command.get("response_url"), text=text)
+        answer_after_ack(
+            runtime,
+            command,
+            lambda user_id, channel_id: run(
+                runtime, parsed, user_id=user_id, channel_id=channel_id
+            ),
+            refusals=(AppError, DbRoleError),
+        )
 
     return listen
 

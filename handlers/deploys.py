@@ -8,7 +8,6 @@ confirmations) goes to the environment's release channel.
 
 from __future__ import annotations
 
-import logging
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,9 +22,7 @@ from bot.deploys.models import DEPLOY, ROLLBACK
 from bot.deploys.plans import Request
 from bot.deploys.requests import submit
 from bot.runtime import Runtime
-from handlers.replies import answer
-
-log = logging.getLogger(__name__)
+from handlers.replies import answer_after_ack
 
 DEPLOY_USAGE = "\n".join(
     [
@@ -205,19 +202,15 @@ def _listener(runtime: Runtime, parse: Callable[[str], Command]) -> Callable[...
             ack(text=text)
         else:
             ack()
-        try:
-            text = run(
-                runtime,
-                parsed,
-                user_id=str(command.get("user_id") or ""),
-                channel_id=command.get("channel_id"),
-            )
-        except (AppError, DeployError) as exc:
-            text = str(exc)
-        except Exception:
-            log.exception("%s %s failed", command.get("command"), parsed.verb)
-            text = "Something went wrong on the bot's side (it is logged). Check `/deploy status`."
-        answer(runtime, response_url=command.get("response_url"), text=text)
+        answer_after_ack(
+            runtime,
+            command,
+            lambda user_id, channel_id: run(
+                runtime, parsed, user_id=user_id, channel_id=channel_id
+            ),
+            refusals=(AppError, DeployError),
+            hint="Check `/deploy status`.",
+        )
 
     return listen
 

@@ -7,7 +7,6 @@ public side (announcements, progress, confirmations) to the release channel.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,9 +19,7 @@ from bot.flags.errors import FlagError
 from bot.flags.requests import OFF, ON, SET, Change
 from bot.runtime import Runtime
 from handlers.deploys import Usage, command_words
-from handlers.replies import answer
-
-log = logging.getLogger(__name__)
+from handlers.replies import answer_after_ack
 
 USAGE = "\n".join(
     [
@@ -103,19 +100,15 @@ def _listen(runtime: Runtime) -> Any:
         else:
             label = f"{parsed.app}/{parsed.env}"
             ack(text=f":hourglass_flowing_sand: Checking `{parsed.flag}` of `{label}`…")
-        try:
-            text = run(
-                runtime,
-                parsed,
-                user_id=str(command.get("user_id") or ""),
-                channel_id=command.get("channel_id"),
-            )
-        except (AppError, FlagError, DeployError) as exc:
-            text = str(exc)
-        except Exception:
-            log.exception("/flag %s failed", parsed.verb)
-            text = "Something went wrong on the bot's side (it is logged). Check `/flag list`."
-        answer(runtime, response_url=command.get("response_url"), text=text)
+        answer_after_ack(
+            runtime,
+            command,
+            lambda user_id, channel_id: run(
+                runtime, parsed, user_id=user_id, channel_id=channel_id
+            ),
+            refusals=(AppError, FlagError, DeployError),
+            hint="Check `/flag list`.",
+        )
 
     return listen
 

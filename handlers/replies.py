@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import logging
+from collections.abc import Callable
+from typing import Any
 
 from bot.approvals.render import ephemeral
 from bot.outbox import service as outbox
 from bot.runtime import Runtime
+
+log = logging.getLogger(__name__)
 
 
 def answer(runtime: Runtime, *, response_url: str | None, text: str) -> None:
@@ -23,3 +28,27 @@ def answer(runtime: Runtime, *, response_url: str | None, text: str) -> None:
             now=runtime.clock.now(),
         )
         db_session.commit()
+
+
+def answer_after_ack(
+    runtime: Runtime,
+    command: dict[str, Any],
+    work: Callable[[str, str | None], str],
+    *,
+    refusals: tuple[type[Exception], ...],
+    hint: str = "",
+) -> None:
+    """Run a command's work after its ack and answer its response_url.
+
+    `work(user_id, channel_id)` returns the answer; one of `refusals` is the
+    answer too (a right missing, an unknown app, ...). Anything else is a bug
+    on our side: logged, and the person is told so, never left waiting.
+    """
+    try:
+        text = work(str(command.get("user_id") or ""), command.get("channel_id"))
+    except refusals as exc:
+        text = str(exc)
+    except Exception:
+        log.exception("%s %s failed", command.get("command"), (command.get("text") or "")[:40])
+        text = " ".join(["Something went wrong on the bot's side (it is logged).", hint]).strip()
+    answer(runtime, response_url=command.get("response_url"), text=text)

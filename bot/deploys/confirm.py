@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bot.approvals.errors import ActionFailed, ClickRefused
-from bot.approvals.registry import CANCEL, Kind, register
+from bot.approvals.errors import ActionFailed
+from bot.approvals.registry import Kind, register
+from bot.approvals.rights import approvers, require_right
 from bot.apps.errors import AppError
-from bot.apps.registry import get_target_or_raise
 from bot.deploys.errors import DeployError
 from bot.deploys.models import ROLLBACK
 from bot.deploys.plans import Request
@@ -19,22 +19,15 @@ if TYPE_CHECKING:
 
 
 def _authorize(runtime: Runtime, action: PendingAction, user_id: str, decision: str) -> None:
-    """The requester may always cancel; anything else needs the environment's deployers."""
-    if decision == CANCEL and user_id == action.requested_by:
-        return
     request = Request.from_payload(action.payload)
-    try:
-        target = get_target_or_raise(runtime.config, app=request.app, env=request.env)
-        what = "rollbacks of" if request.kind == ROLLBACK else "deploys to"
-        runtime.access.require(user_id, target, action=f"{decision} {what}")
-    except AppError as exc:
-        raise ClickRefused(str(exc)) from exc
+    what = "rollbacks of" if request.kind == ROLLBACK else "deploys to"
+    require_right(runtime, action, user_id, decision, app=request.app, env=request.env, what=what)
 
 
 def _execute(runtime: Runtime, action: PendingAction) -> str:
     request = Request.from_payload(action.payload)
-    approved_by = [u for u in [action.confirmed_by, *action.approvers] if u and u != request.actor]
     try:
+        approved_by = approvers(action, requester=request.actor)
         deployment = execute_request(runtime, request, approved_by=approved_by)
     except (AppError, DeployError) as exc:
         raise ActionFailed(str(exc)) from exc

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bot.approvals.errors import ActionFailed, ClickRefused
-from bot.approvals.registry import CANCEL, Kind, register
+from bot.approvals.errors import ActionFailed
+from bot.approvals.registry import Kind, register
+from bot.approvals.rights import approvers, require_right
 from bot.apps.errors import AppError
-from bot.apps.registry import get_target_or_raise
 from bot.flags import flows
 from bot.flags.errors import FlagError
 from bot.flags.requests import Change
@@ -18,21 +18,15 @@ if TYPE_CHECKING:
 
 
 def _authorize(runtime: Runtime, action: PendingAction, user_id: str, decision: str) -> None:
-    """The requester may always cancel; anything else needs the environment's deployers."""
-    if decision == CANCEL and user_id == action.requested_by:
-        return
     change = Change.from_payload(action.payload)
-    try:
-        target = get_target_or_raise(runtime.config, app=change.app, env=change.env)
-        runtime.access.require(user_id, target, action=f"{decision} flag changes of")
-    except AppError as exc:
-        raise ClickRefused(str(exc)) from exc
+    what = "flag changes of"
+    require_right(runtime, action, user_id, decision, app=change.app, env=change.env, what=what)
 
 
 def _execute(runtime: Runtime, action: PendingAction) -> str:
     change = Change.from_payload(action.payload)
-    approved_by = [u for u in [action.confirmed_by, *action.approvers] if u and u != change.actor]
     try:
+        approved_by = approvers(action, requester=change.actor)
         return flows.execute(runtime, change, approved_by=approved_by)
     except (AppError, FlagError) as exc:
         raise ActionFailed(str(exc)) from exc

@@ -1,0 +1,44 @@
+"""Who may click on an app environment's pending action, and who approved it.
+
+Deploys, rollbacks, flag changes and database-role provisioning share one rule:
+the requester may always cancel; anything else needs the environment's right
+(its deployers).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from bot.approvals.errors import ClickRefused
+from bot.approvals.registry import CANCEL
+from bot.apps.errors import AppError
+from bot.apps.registry import get_target_or_raise
+
+if TYPE_CHECKING:
+    from bot.approvals.models import PendingAction
+    from bot.runtime import Runtime
+
+
+def require_right(
+    runtime: Runtime,
+    action: PendingAction,
+    user_id: str,
+    decision: str,
+    *,
+    app: str,
+    env: str,
+    what: str,
+) -> None:
+    """Raise ClickRefused unless `user_id` may take `decision` on `app`/`env`'s `what`."""
+    if decision == CANCEL and user_id == action.requested_by:
+        return
+    try:
+        target = get_target_or_raise(runtime.config, app=app, env=env)
+        runtime.access.require(user_id, target, action=f"{decision} {what}")
+    except AppError as exc:
+        raise ClickRefused(str(exc)) from exc
+
+
+def approvers(action: PendingAction, *, requester: str) -> list[str]:
+    """Who confirmed or approved the action, other than the person who asked for it."""
+    return [u for u in [action.confirmed_by, *action.approvers] if u and u != requester]
