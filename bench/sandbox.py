@@ -27,7 +27,7 @@ from bot.sandbox.sns import SnsSigner
 from bot.sandbox.tls import TestCA
 
 SIGNING_SECRET = "bench-signing-secret-8f742231b10e"  # noqa: S105  # the sandbox's own
-BOT_TOKEN = "xoxb-bench-sandbox"  # noqa: S105
+BOT_TOKEN = "fake-bench-token"  # noqa: S105  # the Slack emulator accepts exactly this
 PD_API_TOKEN = "pd-bench-sandbox-token"  # noqa: S105
 TOPIC_ARN = "arn:aws:sns:us-east-1:123456789012:alarms"
 DEFAULT_CHANNEL = "C0BENCHALERTS"

@@ -16,6 +16,7 @@ from bot.apps.errors import AppError
 from bot.dbroles import requests
 from bot.dbroles.errors import DbRoleError
 from bot.runtime import Runtime
+from handlers.command_text import Usage, parse_or_usage
 from handlers.replies import answer_after_ack
 
 USAGE = "\n".join(
@@ -28,10 +29,6 @@ USAGE = "\n".join(
     ]
 )
 VERBS = ("check", "provision")
-
-
-class Usage(Exception):
-    """The command does not parse; the message says how to write it."""
 
 
 @dataclass(frozen=True)
@@ -64,13 +61,8 @@ def run(runtime: Runtime, command: Command, *, user_id: str, channel_id: str | N
 
 def _listen(runtime: Runtime) -> Any:
     def listen(ack: Ack, command: dict[str, Any]) -> None:
-        try:
-            parsed = parse(command.get("text") or "")
-        except Usage as exc:
-            ack(text=f"{exc}\n\n{USAGE}")
-            return
-        if parsed.verb == "help":
-            ack(text=USAGE)
+        parsed = parse_or_usage(ack, command.get("text"), parse, USAGE)
+        if parsed is None:
             return
         doing = "Checking" if parsed.verb == "check" else "Provisioning"
         ack(

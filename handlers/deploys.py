@@ -8,7 +8,6 @@ confirmations) goes to the environment's release channel.
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +21,7 @@ from bot.deploys.models import DEPLOY, ROLLBACK
 from bot.deploys.plans import Request
 from bot.deploys.requests import submit
 from bot.runtime import Runtime
+from handlers.command_text import Usage, command_words, parse_or_usage
 from handlers.replies import answer_after_ack
 
 DEPLOY_USAGE = "\n".join(
@@ -37,12 +37,6 @@ DEPLOY_USAGE = "\n".join(
         "`/releases <app>` — recent images and where each runs",
     ]
 )
-# Slack clients on phones turn straight quotes into curly ones.
-QUOTES = str.maketrans({"\u201c": '"', "\u201d": '"', "\u201e": '"', "\u2018": "'", "\u2019": "'"})
-
-
-class Usage(Exception):
-    """The command does not parse; the message says how to write it."""
 
 
 @dataclass(frozen=True)
@@ -55,15 +49,6 @@ class Command:
     reason: str | None = None
     force_reason: str | None = None
     deployment_id: int | None = None
-
-
-def command_words(text: str) -> list[str]:
-    """A command's words, quotes honoured (shared by the slash-command handlers)."""
-    text = (text or "").translate(QUOTES).strip()
-    try:
-        return shlex.split(text)
-    except ValueError:  # an unbalanced quote: take the words as they are
-        return text.split()
 
 
 def _split_force(words: list[str]) -> tuple[list[str], str | None]:
@@ -189,13 +174,8 @@ def _listener(runtime: Runtime, parse: Callable[[str], Command]) -> Callable[...
         # Bolt runs this in its listener thread pool and answers Slack as soon as
         # ack() is called; the work below goes on after that. (Lazy listeners
         # would deep-copy the request context, TLS-configured client included.)
-        try:
-            parsed = parse(command.get("text") or "")
-        except Usage as exc:
-            ack(text=f"{exc}\n\n{DEPLOY_USAGE}")
-            return
-        if parsed.verb == "help":
-            ack(text=DEPLOY_USAGE)
+        parsed = parse_or_usage(ack, command.get("text"), parse, DEPLOY_USAGE)
+        if parsed is None:
             return
         text = _ack_text(parsed)
         if text:

@@ -18,7 +18,7 @@ from bot.flags import flows
 from bot.flags.errors import FlagError
 from bot.flags.requests import OFF, ON, SET, Change
 from bot.runtime import Runtime
-from handlers.deploys import Usage, command_words
+from handlers.command_text import Usage, command_words, parse_or_usage
 from handlers.replies import answer_after_ack
 
 USAGE = "\n".join(
@@ -87,13 +87,8 @@ def run(runtime: Runtime, command: Command, *, user_id: str, channel_id: str | N
 
 def _listen(runtime: Runtime) -> Any:
     def listen(ack: Ack, command: dict[str, Any]) -> None:
-        try:
-            parsed = parse(command.get("text") or "")
-        except Usage as exc:
-            ack(text=f"{exc}\n\n{USAGE}")
-            return
-        if parsed.verb == "help":
-            ack(text=USAGE)
+        parsed = parse_or_usage(ack, command.get("text"), parse, USAGE)
+        if parsed is None:
             return
         if parsed.verb == "list":
             ack()

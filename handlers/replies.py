@@ -49,6 +49,7 @@ def answer_after_ack(
     except refusals as exc:
         text = str(exc)
     except Exception:
-        log.exception("%s %s failed", command.get("command"), (command.get("text") or "")[:40])
+        verb = next(iter((command.get("text") or "").split()), "")  # not the rest: user text
+        log.exception("%s %s failed", command.get("command"), verb)
         text = " ".join(["Something went wrong on the bot's side (it is logged).", hint]).strip()
     answer(runtime, response_url=command.get("response_url"), text=text)

@@ -113,6 +113,51 @@ def schedule_expiry(runtime: Runtime, *, action: PendingAction) -> None:
     )
 
 
+def ask(
+    runtime: Runtime,
+    *,
+    kind: str,
+    target: str,
+    summary: str,
+    details: list[str],
+    payload: dict[str, Any],
+    requested_by: str,
+    channel: str,
+    needs_confirmation: bool,
+    required_approvals: int,
+) -> PendingAction:
+    """Record a pending action in its own transaction, post it, and schedule its expiry.
+
+    It lives for the configured `deploys.confirm_ttl_min`, whatever its kind.
+    """
+    with runtime.sessions() as db_session:
+        action = request(
+            runtime,
+            db_session,
+            kind=kind,
+            target=target,
+            summary=summary,
+            details=details,
+            payload=payload,
+            requested_by=requested_by,
+            channel=channel,
+            needs_confirmation=needs_confirmation,
+            required_approvals=required_approvals,
+            ttl_min=runtime.config.deploys.confirm_ttl_min,
+        )
+        db_session.commit()
+    schedule_expiry(runtime, action=action)
+    return action
+
+
+def waits_for(action: PendingAction, *, confirmer: str = "your confirmation") -> str:
+    """What the action waits for, for the person who asked: "your confirmation and ..."."""
+    needs = [confirmer] if action.needs_confirmation else []
+    if action.required_approvals:
+        needs.append("the approval of a second person")
+    return " and ".join(needs)
+
+
 def _refused_click(
     runtime: Runtime, *, action: PendingAction, user_id: str, decision: str, reason: str
 ) -> None:

@@ -126,33 +126,25 @@ def provision(runtime: Runtime, *, app: str, env: str, actor: str, channel: str 
         raise DbRoleError(
             f"`{target.label}` needs a confirmation in Slack, but there is no channel to ask in."
         )
-    with runtime.sessions() as db_session:
-        action = approval_flows.request(
-            runtime,
-            db_session,
-            kind=KIND,
-            target=audit_target(target),
-            summary=f"{actor_text(actor)} asks to *provision database roles* of `{target.label}`",
-            details=[
-                f"*Role manager* `{function}`",
-                "*What it does* creates or repairs the schema, the migrator and app roles and "
-                "their grants; it changes nothing that is already right",
-            ],
-            payload=request.to_payload(),
-            requested_by=actor,
-            channel=where,
-            needs_confirmation=settings.protected,
-            required_approvals=approvals_needed,
-            ttl_min=runtime.config.deploys.confirm_ttl_min,
-        )
-        db_session.commit()
-    approval_flows.schedule_expiry(runtime, action=action)
-    needs = ["your confirmation"] if settings.protected else []
-    if approvals_needed:
-        needs.append("the approval of a second person")
+    action = approval_flows.ask(
+        runtime,
+        kind=KIND,
+        target=audit_target(target),
+        summary=f"{actor_text(actor)} asks to *provision database roles* of `{target.label}`",
+        details=[
+            f"*Role manager* `{function}`",
+            "*What it does* creates or repairs the schema, the migrator and app roles and "
+            "their grants; it changes nothing that is already right",
+        ],
+        payload=request.to_payload(),
+        requested_by=actor,
+        channel=where,
+        needs_confirmation=settings.protected,
+        required_approvals=approvals_needed,
+    )
     return (
         f"`{target.label}` is protected: request #{action.id} to provision its database roles "
-        f"waits for {' and '.join(needs)} in {channel_ref(where)}."
+        f"waits for {approval_flows.waits_for(action)} in {channel_ref(where)}."
     )
 
 

@@ -78,32 +78,24 @@ def submit(runtime: Runtime, request: Request) -> Accepted:
             f"`{request.label}` needs a confirmation in Slack, but it has no release_channel "
             "to ask in: deploy it from Slack, or configure one."
         )
-    with runtime.sessions() as db_session:
-        action = approval_flows.request(
-            runtime,
-            db_session,
-            kind=request.kind,  # the deploy and rollback kinds (bot/deploys/confirm.py)
-            target=request.audit_target,
-            summary=_request_summary(checked),
-            details=_request_details(checked),
-            payload=checked.request.to_payload(),
-            requested_by=request.actor,
-            channel=checked.channel,
-            needs_confirmation=confirmation,
-            required_approvals=approvals_needed,
-            ttl_min=runtime.config.deploys.confirm_ttl_min,
-        )
-        db_session.commit()
-    approval_flows.schedule_expiry(runtime, action=action)
-    needs = []
-    if confirmation:
-        needs.append("your confirmation" if person else "a deployer's confirmation")
-    if approvals_needed:
-        needs.append("the approval of a second person")
+    action = approval_flows.ask(
+        runtime,
+        kind=request.kind,  # the deploy and rollback kinds (bot/deploys/confirm.py)
+        target=request.audit_target,
+        summary=_request_summary(checked),
+        details=_request_details(checked),
+        payload=checked.request.to_payload(),
+        requested_by=request.actor,
+        channel=checked.channel,
+        needs_confirmation=confirmation,
+        required_approvals=approvals_needed,
+    )
+    confirmer = "your confirmation" if person else "a deployer's confirmation"
     return Accepted(
         text=(
             f"`{request.label}` is protected: request #{action.id} waits for "
-            f"{' and '.join(needs)} in {render.channel_text(checked.channel)}."
+            f"{approval_flows.waits_for(action, confirmer=confirmer)} in "
+            f"{render.channel_text(checked.channel)}."
         ),
         request_id=action.id,
     )

@@ -242,32 +242,24 @@ def submit(runtime: Runtime, change: Change) -> str:
             f"`{prepared.target.label}` needs a confirmation in Slack, but has no "
             "release_channel to ask in."
         )
-    with runtime.sessions() as db_session:
-        action = approval_flows.request(
-            runtime,
-            db_session,
-            kind="flag",  # bot/flags/confirm.py
-            target=change.audit_target,
-            summary=(
-                f"{actor_text(change.actor)} asks to set flag `{prepared.change.flag}` of "
-                f"`{prepared.target.label}` to *{render.state_text(prepared.after)}*"
-            ),
-            details=_details(prepared),
-            payload=prepared.change.to_payload(),
-            requested_by=change.actor,
-            channel=channel,
-            needs_confirmation=settings.protected,
-            required_approvals=approvals_needed,
-            ttl_min=runtime.config.deploys.confirm_ttl_min,
-        )
-        db_session.commit()
-    approval_flows.schedule_expiry(runtime, action=action)
-    needs = ["your confirmation"] if settings.protected else []
-    if approvals_needed:
-        needs.append("the approval of a second person")
+    action = approval_flows.ask(
+        runtime,
+        kind="flag",  # bot/flags/confirm.py
+        target=change.audit_target,
+        summary=(
+            f"{actor_text(change.actor)} asks to set flag `{prepared.change.flag}` of "
+            f"`{prepared.target.label}` to *{render.state_text(prepared.after)}*"
+        ),
+        details=_details(prepared),
+        payload=prepared.change.to_payload(),
+        requested_by=change.actor,
+        channel=channel,
+        needs_confirmation=settings.protected,
+        required_approvals=approvals_needed,
+    )
     return (
         f"`{prepared.target.label}` is protected: request #{action.id} waits for "
-        f"{' and '.join(needs)} in {deploy_render.channel_text(channel)}."
+        f"{approval_flows.waits_for(action)} in {deploy_render.channel_text(channel)}."
     )
 
 
