@@ -80,6 +80,9 @@ class LoopbackServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in two writes: with Nagle's algorithm the body
+            # waits for the client's delayed ACK of the headers (40 ms on Linux).
+            disable_nagle_algorithm = True
 
             def log_message(self, format: str, *args: Any) -> None:
                 log.debug("%s " + format, self.client_address[0], *args)
