@@ -15,6 +15,7 @@ from starlette.applications import Starlette
 
 from bot.adapters import aws, pagerduty, slack, tls
 from bot.adapters.aws import AwsClients
+from bot.after_ack import AfterAck
 from bot.alarms.intake import AlarmIntake
 from bot.alarms.queue import AlarmQueueConsumer
 from bot.approvals import jobs as approval_jobs  # noqa: F401  # registers its jobs
@@ -35,6 +36,7 @@ from bot.incidents.pagerduty_sync import WebhookSync
 from bot.oncall import jobs as oncall_jobs
 from bot.oncall.flows import OnCallAnswers
 from bot.oncall.service import OnCallLookup
+from bot.outbox import express
 from bot.outbox.models import (
     PAGERDUTY_EVENT,
     PAGERDUTY_REST,
@@ -44,7 +46,7 @@ from bot.outbox.models import (
 )
 from bot.outbox.pacing import Pacer
 from bot.outbox.pagerduty_sender import PagerDutySender
-from bot.outbox.service import PAGERDUTY_REST_TARGET
+from bot.outbox.service import PAGERDUTY_REST_TARGET, SLACK_RESPONSE_TARGET
 from bot.outbox.slack_sender import SlackSender
 from bot.outbox.wake import wake_after_commit
 from bot.outbox.worker import OutboxWorker, Send
@@ -67,7 +69,7 @@ def _pacer(config: Config) -> Pacer:
             return 16.0, 16.0  # REST API v2: 960 requests a minute
         if target.startswith("pd:"):
             return delivery.pagerduty_per_min / 60.0, float(delivery.pagerduty_burst)
-        if target == "slack:response_url":
+        if target == SLACK_RESPONSE_TARGET:
             return 50.0, 50.0
         return delivery.slack_per_channel_per_s, float(delivery.slack_burst)
 
@@ -87,9 +89,13 @@ def _open_connections(runtime: Runtime) -> None:
     # A PostgreSQL connection takes tens of milliseconds to open: open the ones
     # an alarm's first page needs (intake, then the outbox's claim and record)
     # at start, not during the first alarm.
-    open_connections(runtime.engine, sns.RECORDING_AT_ONCE)
+    open_connections(runtime.engine, sns.AT_ONCE)
     if runtime.outbox_engine is not None:
         open_connections(runtime.outbox_engine, 2)
+
+
+def _warm_up_intake(runtime: Runtime) -> None:
+    runtime.intake.warm_up()
 
 
 def build_runtime(
@@ -203,6 +209,7 @@ def build_runtime(
     wake_after_commit(sessions, outbox.wake)
     scheduler = JobScheduler(engine, background=run_jobs)
     apply_after_commit(sessions, scheduler)
+    express.send_at_once(sessions, outbox)
     intake = AlarmIntake(sessions=sessions, config=config, clock=clock)
 
     consumer = None
@@ -253,10 +260,12 @@ def build_runtime(
             clock=clock,
         ),
         aws=AwsClients(region=settings.aws_region, endpoint_url=settings.aws_endpoint_url),
+        after_ack=AfterAck(),
         queue_consumer=consumer,
         notes=notes,
         on_start=[
             _open_connections,
+            _warm_up_intake,
             incident_jobs.reschedule,
             oncall_jobs.schedule_handoffs,
             prune_receipts,

@@ -16,6 +16,11 @@ from bot.config import Config, ConfigError, load_config
 from bot.log import configure_logging
 from bot.settings import Settings
 
+# Longer than the load balancer's idle timeout (60 s, infra/modules/service/
+# load-balancer.tf): a connection the ALB reuses must not be one we just closed
+# (the ALB answers 502). uvicorn's default is 5 s.
+KEEP_ALIVE_S = 75
+
 log = logging.getLogger("opsbot")
 
 EXIT_BAD_CONFIG = 2
@@ -50,8 +55,6 @@ def _secrets(settings: Settings, config: Config) -> list[str]:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from bot.app import build_runtime, create_app
     from bot.db.migrate import upgrade
 
@@ -66,8 +69,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     port = settings.port if args.port is None else args.port
     log.info("opsbot listening on http://%s:%d", host, port)
     _freeze_startup_heap()
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=args.access_log)
+    _run_server(app, host=host, port=port, access_log=args.access_log)
     return 0
+
+
+def _run_server(app: Any, *, host: str, port: int, access_log: bool) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=access_log,
+        timeout_keep_alive=KEEP_ALIVE_S,
+    )
 
 
 def _freeze_startup_heap() -> None:
@@ -94,8 +110,6 @@ def _free_port(host: str) -> int:
 def cmd_dev(args: argparse.Namespace) -> int:
     """The sandbox: the real service, with everything it talks to emulated on loopback."""
     import shutil
-
-    import uvicorn
 
     try:
         from bot.sandbox.dev import Sandbox
@@ -130,7 +144,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
         runtime.console = console
         app = create_app(runtime)
         _print_sandbox(settings, sandbox, host=host, port=port)
-        uvicorn.run(app, host=host, port=port, log_config=None, access_log=args.access_log)
+        _run_server(app, host=host, port=port, access_log=args.access_log)
     finally:
         if console is not None:
             console.close()

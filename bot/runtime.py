@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.adapters.aws import AwsClients
+from bot.after_ack import AfterAck
 from bot.alarms.intake import AlarmIntake
 from bot.alarms.queue import AlarmQueueConsumer
 from bot.apps.access import Access
@@ -57,6 +58,7 @@ class Runtime:
     webhook_sync: WebhookSync
     oncall: OnCallAnswers
     aws: AwsClients  # boto3 clients by service name (ecs, ecr...), built on first use
+    after_ack: AfterAck  # what Slack commands and clicks do after their acknowledgement
     queue_consumer: AlarmQueueConsumer | None = None
     outbox_engine: Engine | None = None  # the outbox's own connections, when not `engine`
     notes: list[str] = field(default_factory=list)  # what is on or off, said once at start
@@ -81,6 +83,7 @@ class Runtime:
     def stop(self) -> None:
         if self.queue_consumer is not None:
             self.queue_consumer.stop()
+        self.after_ack.stop()
         self.scheduler.stop()
         self.outbox.stop()
         if self.outbox_engine is not None:

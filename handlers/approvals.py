@@ -20,7 +20,10 @@ log = logging.getLogger(__name__)
 
 def _clicked(runtime: Runtime, decision: str) -> Callable[..., None]:
     def listen(ack: Ack, body: dict[str, Any]) -> None:
-        ack()  # Slack hears back now; the click is worked on in Bolt's listener thread
+        ack()
+        runtime.after_ack.run(f"{decision} click", lambda: work(body))
+
+    def work(body: dict[str, Any]) -> None:
         user_id = str((body.get("user") or {}).get("id") or "")
         actions = body.get("actions") or [{}]
         response_url = body.get("response_url")

@@ -1,7 +1,7 @@
 """/dbrole check|provision <app> <env>: parse, hand over to bot/dbroles, answer.
 
 Acknowledged at once (Slack's three seconds); the role-manager Lambda is invoked
-after the ack, in Bolt's listener thread, and the answer goes to the command's
+after the ack, behind it (bot/after_ack.py), and the answer goes to the command's
 response_url through the outbox.
 """
 

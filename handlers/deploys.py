@@ -1,7 +1,7 @@
 """/deploy, /rollback and /releases: parse, hand over to bot/deploys, answer.
 
 Each command is acknowledged at once (Slack's three seconds) and worked on
-after the ack, in Bolt's listener thread; the answer goes to the command's
+after the ack, behind it (bot/after_ack.py); the answer goes to the command's
 response_url through the outbox. The public side (announcements, progress,
 confirmations) goes to the environment's release channel.
 """
@@ -171,9 +171,9 @@ def run(runtime: Runtime, command: Command, *, user_id: str, channel_id: str | N
 
 def _listener(runtime: Runtime, parse: Callable[[str], Command]) -> Callable[..., None]:
     def listen(ack: Ack, command: dict[str, Any]) -> None:
-        # Bolt runs this in its listener thread pool and answers Slack as soon as
-        # ack() is called; the work below goes on after that. (Lazy listeners
-        # would deep-copy the request context, TLS-configured client included.)
+        # Bolt answers Slack as soon as ack() is called; the work is queued behind
+        # it (bot/after_ack.py). (Lazy listeners would deep-copy the request
+        # context, TLS-configured client included.)
         parsed = parse_or_usage(ack, command.get("text"), parse, DEPLOY_USAGE)
         if parsed is None:
             return

@@ -190,8 +190,12 @@ def register(app: App, runtime: Runtime) -> None:
             if incident_id is None:
                 log.warning("%s clicked without an incident id", action.get("action_id"))
                 return
-            actions.request(
-                incident_id=incident_id, action=action_name, requester=_requester(body, "button")
+            requester = _requester(body, "button")
+            runtime.after_ack.run(
+                f"{action_name} button",
+                lambda: actions.request(
+                    incident_id=incident_id, action=action_name, requester=requester
+                ),
             )
 
         listener.__name__ = f"incident_{action_name}_button"
@@ -210,10 +214,14 @@ def register(app: App, runtime: Runtime) -> None:
         ):
             log.warning("silence menu sent %r", value)
             return
-        actions.silence(
-            incident_id=int(incident_id),
-            minutes=render.SILENCE_CHOICES.get(choice),
-            requester=_requester(body, "button"),
+        requester = _requester(body, "button")
+        runtime.after_ack.run(
+            "silence menu",
+            lambda: actions.silence(
+                incident_id=int(incident_id),
+                minutes=render.SILENCE_CHOICES.get(choice),
+                requester=requester,
+            ),
         )
 
     for link in render.LINK_ACTIONS:
@@ -232,9 +240,7 @@ def register(app: App, runtime: Runtime) -> None:
             return
         if parsed.name == "list":
             ack()
-            message = actions.open_incidents()
-            if command.get("response_url"):
-                replies.send(command["response_url"], ephemeral(message["text"], message["blocks"]))
+            runtime.after_ack.run("/incident list", lambda: list_open(command.get("response_url")))
             return
         working = {
             "ack": f"Acknowledging {parsed.ref}…",
@@ -246,4 +252,12 @@ def register(app: App, runtime: Runtime) -> None:
             ack(text=working)
         else:
             ack()
-        _run(actions, replies, parsed, _requester(command, "command"))
+        requester = _requester(command, "command")
+        runtime.after_ack.run(
+            f"/incident {parsed.name}", lambda: _run(actions, replies, parsed, requester)
+        )
+
+    def list_open(response_url: str | None) -> None:
+        message = actions.open_incidents()
+        if response_url:
+            replies.send(response_url, ephemeral(message["text"], message["blocks"]))

@@ -35,7 +35,9 @@ def register(app: App, runtime: Runtime, receipts: SlackEventReceipts) -> None:
     def oncall(ack: Ack, command: dict[str, Any]) -> None:
         ack()
         name = (command.get("text") or "").strip() or None
-        answers.respond(name=name, response_url=command["response_url"])
+        runtime.after_ack.run(
+            "/oncall", lambda: answers.respond(name=name, response_url=command["response_url"])
+        )
 
     @app.event("app_mention")
     def mentioned(body: dict[str, Any], event: dict[str, Any]) -> None:

@@ -61,6 +61,15 @@ def register(app: App, runtime: Runtime) -> None:
             "This wins over the lookup by your Slack email."
         )
 
+    def unlink(user_id: str, response_url: str) -> None:
+        removed = people.unlink(user_id)
+        text = (
+            "Unlinked: opsbot looks you up in PagerDuty by your Slack email again."
+            if removed
+            else "You had no PagerDuty link."
+        )
+        replies.send(response_url, ephemeral(text))
+
     @app.command("/opsbot")
     def opsbot(ack: Ack, command: dict[str, Any]) -> None:
         words = (command.get("text") or "").split()
@@ -74,16 +83,15 @@ def register(app: App, runtime: Runtime) -> None:
                 ack(text=f"`{' '.join(words[1:])}` is not one email address. {LINK_USAGE}")
                 return
             ack()
-            replies.send(command["response_url"], ephemeral(link(user_id, email)))
+            runtime.after_ack.run(
+                "/opsbot link-pagerduty",
+                lambda: replies.send(command["response_url"], ephemeral(link(user_id, email))),
+            )
             return
         if words[0] == "unlink-pagerduty":
             ack()
-            removed = people.unlink(user_id)
-            text = (
-                "Unlinked: opsbot looks you up in PagerDuty by your Slack email again."
-                if removed
-                else "You had no PagerDuty link."
+            runtime.after_ack.run(
+                "/opsbot unlink-pagerduty", lambda: unlink(user_id, command["response_url"])
             )
-            replies.send(command["response_url"], ephemeral(text))
             return
         ack(text=usage(f"Unknown subcommand `{words[0]}`."))

@@ -38,18 +38,24 @@ def answer_after_ack(
     refusals: tuple[type[Exception], ...],
     hint: str = "",
 ) -> None:
-    """Run a command's work after its ack and answer its response_url.
+    """Queue a command's work behind its ack (bot/after_ack.py); answer its response_url.
 
     `work(user_id, channel_id)` returns the answer; one of `refusals` is the
     answer too (a right missing, an unknown app, ...). Anything else is a bug
     on our side: logged, and the person is told so, never left waiting.
     """
-    try:
-        text = work(str(command.get("user_id") or ""), command.get("channel_id"))
-    except refusals as exc:
-        text = str(exc)
-    except Exception:
-        verb = next(iter((command.get("text") or "").split()), "")  # not the rest: user text
-        log.exception("%s %s failed", command.get("command"), verb)
-        text = " ".join(["Something went wrong on the bot's side (it is logged).", hint]).strip()
-    answer(runtime, response_url=command.get("response_url"), text=text)
+    verb = next(iter((command.get("text") or "").split()), "")  # not the rest: user text
+    what = f"{command.get('command')} {verb}"
+
+    def run() -> None:
+        try:
+            text = work(str(command.get("user_id") or ""), command.get("channel_id"))
+        except refusals as exc:
+            text = str(exc)
+        except Exception:
+            log.exception("%s failed", what)
+            text = " ".join(["Something went wrong on the bot's side (it is logged).", hint])
+            text = text.strip()
+        answer(runtime, response_url=command.get("response_url"), text=text)
+
+    runtime.after_ack.run(what, run)

@@ -50,6 +50,17 @@ class Pacer:
             paused = max(0.0, self._paused_until.get(target, 0.0) - now)
             return max(paused, self._bucket(target, now).wait_s(now))
 
+    def waiting(self) -> dict[str, float]:
+        """Targets that may not be used now, with the seconds until they may."""
+        with self._lock:
+            now = self.monotonic()
+            waits = {t: until - now for t, until in self._paused_until.items() if until > now}
+            for target, bucket in self._buckets.items():
+                wait = bucket.wait_s(now)
+                if wait > 0:
+                    waits[target] = max(wait, waits.get(target, 0.0))
+            return waits
+
     def take(self, target: str) -> bool:
         with self._lock:
             now = self.monotonic()

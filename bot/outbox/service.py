@@ -18,6 +18,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from bot.db.statements import update_rows
+from bot.outbox import express
 from bot.outbox.models import (
     CANCELLED,
     DEAD,
@@ -31,6 +32,7 @@ from bot.outbox.models import (
     Delivery,
     SlackMessage,
 )
+from bot.outbox.results import Job
 
 WAKE_FLAG = "outbox_wake"
 
@@ -46,6 +48,7 @@ def pagerduty_target(routing_key_env: str) -> str:
 
 
 PAGERDUTY_REST_TARGET = "pd:rest"
+SLACK_RESPONSE_TARGET = "slack:response_url"
 
 
 def _mark_dirty(db_session: Session) -> None:
@@ -86,7 +89,9 @@ def _unclaimed_pending(db_session: Session, *criteria: Any) -> Delivery | None:
 
 def _add(db_session: Session, now: datetime, **values: Any) -> Delivery:
     values.setdefault("not_before", now)
-    row = Delivery(status=PENDING, attempts=0, version=0, created_at=now, updated_at=now, **values)
+    values.setdefault("attempts", 0)
+    values.setdefault("version", 0)
+    row = Delivery(status=PENDING, created_at=now, updated_at=now, **values)
     db_session.add(row)
     db_session.flush()
     return row
@@ -166,12 +171,11 @@ def respond(
     db_session: Session, *, response_url: str, body: dict[str, Any], order_key: str, now: datetime
 ) -> None:
     """Answer a slash command or button through its response_url, after the commit."""
-    _mark_dirty(db_session)
-    _add(
+    _add_sent_at_once(
         db_session,
         now,
         kind=SLACK_RESPONSE,
-        target="slack:response_url",
+        target=SLACK_RESPONSE_TARGET,
         order_key=order_key,
         payload={"response_url": response_url, "body": body},
     )
@@ -188,7 +192,6 @@ def pagerduty_event(
     not_before: datetime | None = None,
 ) -> None:
     """An Events API v2 event (trigger, acknowledge or resolve) for `dedup_key`."""
-    _mark_dirty(db_session)
     order_key = f"pd:{dedup_key}"
     payload = {"action": action, "dedup_key": dedup_key, "routing_key_env": routing_key_env, **body}
     pending = _unclaimed_pending(db_session, Delivery.order_key == order_key)
@@ -197,16 +200,63 @@ def pagerduty_event(
         and pending.payload.get("action") == action
         and _replace_payload(db_session, pending, payload, now)
     ):
+        _mark_dirty(db_session)
         return
+    target = pagerduty_target(routing_key_env)
+    if action == "trigger" and not_before is None:
+        _add_sent_at_once(
+            db_session,
+            now,
+            kind=PAGERDUTY_EVENT,
+            target=target,
+            order_key=order_key,
+            payload=payload,
+        )
+        return
+    _mark_dirty(db_session)
     _add(
         db_session,
         now,
         kind=PAGERDUTY_EVENT,
-        target=pagerduty_target(routing_key_env),
+        target=target,
         order_key=order_key,
         payload=payload,
         not_before=not_before or now,
     )
+
+
+def _add_sent_at_once(
+    db_session: Session, now: datetime, *, kind: str, target: str, order_key: str, **values: Any
+) -> None:
+    """Add a delivery claimed for sending straight after the commit (bot/outbox/express.py)
+    when it may go now; else add it for the worker: no claimant in this session,
+    something earlier under its order key, or its target is being paced."""
+    claimant = express.claimant_of(db_session)
+    lease_until = None
+    if claimant is not None:
+        earlier = select(Delivery.id).where(
+            Delivery.order_key == order_key, Delivery.status == PENDING
+        )
+        if db_session.scalars(earlier.limit(1)).first() is None:
+            lease_until = claimant.lease_until(target=target, order_key=order_key, now=now)
+    if claimant is None or lease_until is None:
+        _mark_dirty(db_session)  # the worker's to send: wake it after the commit
+        _add(db_session, now, kind=kind, target=target, order_key=order_key, **values)
+        return
+    row = _add(
+        db_session,
+        now,
+        kind=kind,
+        target=target,
+        order_key=order_key,
+        claimed_by=claimant.instance_id,
+        claimed_until=lease_until,
+        attempts=1,
+        version=1,
+        **values,
+    )
+    job = Job(row.id, kind, target, dict(row.payload), row.attempts, None)
+    express.note_claimed(db_session, job, order_key)
 
 
 def cancel_pagerduty_event(

@@ -19,7 +19,7 @@ from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
-from sqlalchemy import exists, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from bot.clock import Clock, SystemClock
@@ -33,6 +33,12 @@ log = logging.getLogger(__name__)
 
 Send = Callable[[Job], Result]
 BATCH = 200
+# Passes over the outbox are at least this far apart. Every commit that adds a
+# delivery wakes the worker, and under a flood (an alarm storm, a burst of
+# clicks) a pass per commit spent more on looking than on sending; spaced out,
+# a pass picks up everything that came meanwhile. Pages and answers do not
+# wait for a pass (bot/outbox/express.py).
+PASS_SPACING_S = 0.05
 
 
 class OutboxWorker:
@@ -90,10 +96,20 @@ class OutboxWorker:
                 delay = self.settings.poll_interval_s
             self._wake.wait(min(delay, self.settings.poll_interval_s))
             self._wake.clear()
+            self._stop.wait(PASS_SPACING_S)
 
     # -- choosing work -------------------------------------------------------
 
-    def _due(self, db_session: Session, now: datetime) -> list[Delivery]:
+    def _pending(self, waiting: Collection[str]) -> ColumnElement[bool]:
+        """Pending deliveries of this worker's kinds to targets not being paced."""
+        criteria = [Delivery.status == PENDING, Delivery.kind.in_(list(self.kinds))]
+        if waiting:
+            criteria.append(Delivery.target.not_in(list(waiting)))
+        return and_(*criteria)
+
+    def _due(
+        self, db_session: Session, now: datetime, *, waiting: Collection[str], limit: int
+    ) -> list[Delivery]:
         earlier = aliased(Delivery)
         blocked = exists().where(
             earlier.order_key == Delivery.order_key,
@@ -103,34 +119,42 @@ class OutboxWorker:
         query = (
             select(Delivery)
             .where(
-                Delivery.status == PENDING,
-                Delivery.kind.in_(list(self.kinds)),
+                self._pending(waiting),
                 Delivery.not_before <= now,
                 or_(Delivery.claimed_by.is_(None), Delivery.claimed_until < now),
                 ~blocked,
             )
             .order_by(Delivery.id)
-            .limit(BATCH)
+            .limit(limit)
         )
         return list(db_session.scalars(query))
 
-    def _next_due_s(self, db_session: Session, now: datetime) -> float:
-        query = select(func.min(Delivery.not_before)).where(
-            Delivery.status == PENDING, Delivery.kind.in_(list(self.kinds))
-        )
+    def _next_due_s(self, db_session: Session, now: datetime, waiting: Collection[str]) -> float:
+        query = select(func.min(Delivery.not_before)).where(self._pending(waiting))
         soonest = db_session.scalar(query)
         if soonest is None:
             return self.settings.poll_interval_s
         return max(0.0, (soonest - now).total_seconds())
 
     def dispatch_due(self) -> float:
-        """Claim and start what is due; return seconds until something may be due."""
+        """Claim and start what is due; return seconds until something may be due.
+
+        Only as much as the senders can start now is looked at, and nothing for
+        a target being paced: under a flood (a backlog of answers, a paused
+        channel) a pass stays as cheap as when all is quiet.
+        """
         now = self.clock.now()
-        delay = self.settings.poll_interval_s
+        with self._lock:
+            free = self.settings.workers - len(self._in_flight)
+        if free <= 0:
+            return self.settings.poll_interval_s  # a send that ends wakes the loop
+        waiting = self.pacer.waiting()
+        delay = min([self.settings.poll_interval_s, *waiting.values()])
+        delay = max(delay, 0.01)
         with self.sessions() as db_session:
-            candidates = self._due(db_session, now)
+            candidates = self._due(db_session, now, waiting=waiting, limit=min(BATCH, 2 * free))
             if not candidates:
-                return self._next_due_s(db_session, now)
+                return min(delay, self._next_due_s(db_session, now, waiting))
             for row in candidates:
                 with self._lock:
                     if row.order_key in self._in_flight:
@@ -179,6 +203,32 @@ class OutboxWorker:
                 message = MessageRef(found.key, found.channel, found.channel_id, found.ts)
         db_session.commit()
         return Job(row.id, row.kind, row.target, dict(row.payload), row.attempts, message)
+
+    # -- claimed in the transaction that adds them (bot/outbox/express.py) -----
+
+    def lease_until(self, *, target: str, order_key: str, now: datetime) -> datetime | None:
+        if self._pool is None or self._stop.is_set():
+            return None
+        with self._lock:
+            if order_key in self._in_flight:
+                return None
+        if not self.pacer.take(target):
+            return None
+        return now + timedelta(seconds=self.settings.lease_s)
+
+    def send_claimed(self, jobs: list[tuple[Job, str]]) -> None:
+        pool = self._pool
+        for job, order_key in jobs:
+            with self._lock:
+                self._in_flight.add(order_key)
+            try:
+                if pool is None:
+                    raise RuntimeError("the outbox worker is not running")
+                pool.submit(self._send, job, order_key)
+            except RuntimeError:  # stopped since the claim
+                with self._lock:
+                    self._in_flight.discard(order_key)
+                log.warning("delivery %s goes out when its lease ends, not now", job.id)
 
     # -- sending and recording ------------------------------------------------
 

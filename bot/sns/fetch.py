@@ -5,6 +5,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import Callable
 
+import httpcore  # noqa: F401  # httpx imports it on a client's first use: 30 ms of the first alarm
 import httpx
 
 MAX_BYTES = 64 * 1024

@@ -1,0 +1,126 @@
+"""A page claimed in the transaction that records it, and sent right after its commit."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+
+from bot.alarms.service import Inbound, receive
+from bot.clock import ManualClock
+from bot.outbox import service as outbox
+from bot.outbox.models import PAGERDUTY_EVENT, SENT, Delivery
+from bot.outbox.worker import OutboxWorker
+from bot.sandbox.alarms import alarm_message
+from bot.sandbox.pagerduty import PagerDutyEmulator
+from tests.support import LiveService, wait_for
+
+T0 = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
+ROUTING_KEY_ENV = "PD_KEY_PROD"  # the prod route's, in tests/conftest.py
+
+
+def pages(db: sa.orm.Session) -> list[Delivery]:
+    return list(db.scalars(sa.select(Delivery).where(Delivery.kind == PAGERDUTY_EVENT)))
+
+
+def statuses(service: LiveService) -> list[tuple[str, int]]:
+    with service.runtime.sessions() as db:
+        return [(p.status, p.attempts) for p in pages(db)]
+
+
+def record_alarm(db: sa.orm.Session, service: LiveService, name: str) -> None:
+    message = alarm_message(name=name, state="ALARM", at=T0)
+    inbound = Inbound(message_id=f"m-{name}", via="https", body=message)
+    receive(db, inbound=inbound, config=service.runtime.config, now=service.runtime.clock.now())
+
+
+def test_a_page_is_claimed_before_its_commit_and_sent_right_after(
+    service: LiveService, pagerduty: PagerDutyEmulator
+) -> None:
+    runtime = service.runtime
+    with runtime.sessions() as db:
+        record_alarm(db, service, "prod-api-5xx")
+        db.flush()
+        [page] = pages(db)
+        # Claimed by this process's worker in the very transaction that adds it:
+        # no other instance can take it, and nothing needs to look for it.
+        assert page.claimed_by == runtime.outbox.instance_id
+        assert page.attempts == 1
+        db.commit()
+
+    wait_for(lambda: statuses(service) == [(SENT, 1)])
+    assert [e["event_action"] for e in pagerduty.events] == ["trigger"]
+
+
+def test_a_page_waits_its_turn_behind_an_earlier_event_or_a_paused_routing_key(
+    service: LiveService,
+) -> None:
+    runtime = service.runtime
+    later = runtime.clock.now() + timedelta(minutes=5)
+    with runtime.sessions() as db:
+        now = runtime.clock.now()
+        outbox.pagerduty_event(
+            db,
+            routing_key_env=ROUTING_KEY_ENV,
+            dedup_key="k-behind",
+            action="resolve",
+            body={},
+            now=now,
+            not_before=later,
+        )
+        outbox.pagerduty_event(
+            db,
+            routing_key_env=ROUTING_KEY_ENV,
+            dedup_key="k-behind",
+            action="trigger",
+            body={},
+            now=now,
+        )
+        runtime.outbox.pacer.pause(outbox.pagerduty_target(ROUTING_KEY_ENV), 60)
+        outbox.pagerduty_event(
+            db,
+            routing_key_env=ROUTING_KEY_ENV,
+            dedup_key="k-paused",
+            action="trigger",
+            body={},
+            now=now,
+        )
+        db.flush()
+        assert [(p.payload["dedup_key"], p.claimed_by) for p in pages(db)] == [
+            ("k-behind", None),
+            ("k-behind", None),
+            ("k-paused", None),
+        ]
+        db.rollback()
+
+
+def test_a_page_claimed_by_a_process_that_stops_goes_out_once_its_lease_ends(
+    service: LiveService, pagerduty: PagerDutyEmulator
+) -> None:
+    runtime = service.runtime
+    with runtime.sessions() as db:
+        record_alarm(db, service, "prod-db-cpu")
+        db.flush()
+        # The process stops between the claim and the commit: nothing sends the page now.
+        runtime.outbox.stop()
+        db.commit()
+    assert pagerduty.events == []
+
+    lease_s = runtime.config.delivery.lease_s
+    clock = ManualClock(runtime.clock.now() + timedelta(seconds=lease_s + 1))
+    other = OutboxWorker(
+        sessions=runtime.sessions,
+        senders=runtime.outbox.senders,
+        pacer=runtime.outbox.pacer,
+        settings=runtime.config.delivery,
+        clock=clock,
+        instance_id="another-instance",
+    )
+    other.start()
+    try:
+        # Claimed twice (the second claim by the other instance), sent once.
+        wait_for(lambda: statuses(service) == [(SENT, 2)])
+    finally:
+        other.stop()
+    assert [e["event_action"] for e in pagerduty.events] == ["trigger"]
+    assert len(pagerduty.incidents) == 1
