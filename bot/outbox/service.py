@@ -174,6 +174,7 @@ def respond(
     _add_sent_at_once(
         db_session,
         now,
+        behind=_newest_pending(db_session, order_key) is not None,
         kind=SLACK_RESPONSE,
         target=SLACK_RESPONSE_TARGET,
         order_key=order_key,
@@ -194,9 +195,12 @@ def pagerduty_event(
     """An Events API v2 event (trigger, acknowledge or resolve) for `dedup_key`."""
     order_key = f"pd:{dedup_key}"
     payload = {"action": action, "dedup_key": dedup_key, "routing_key_env": routing_key_env, **body}
-    pending = _unclaimed_pending(db_session, Delivery.order_key == order_key)
+    # Only the oldest pending event of a dedup_key is ever claimed, so when the
+    # newest is unclaimed it may still be folded into.
+    pending = _newest_pending(db_session, order_key)
     if (
         pending is not None
+        and pending.claimed_by is None
         and pending.payload.get("action") == action
         and _replace_payload(db_session, pending, payload, now)
     ):
@@ -207,6 +211,7 @@ def pagerduty_event(
         _add_sent_at_once(
             db_session,
             now,
+            behind=pending is not None,
             kind=PAGERDUTY_EVENT,
             target=target,
             order_key=order_key,
@@ -225,20 +230,34 @@ def pagerduty_event(
     )
 
 
+def _newest_pending(db_session: Session, order_key: str) -> Delivery | None:
+    query = (
+        select(Delivery)
+        .where(Delivery.order_key == order_key, Delivery.status == PENDING)
+        .order_by(Delivery.id.desc())
+        .limit(1)
+    )
+    return db_session.scalars(query).first()
+
+
 def _add_sent_at_once(
-    db_session: Session, now: datetime, *, kind: str, target: str, order_key: str, **values: Any
+    db_session: Session,
+    now: datetime,
+    *,
+    behind: bool,
+    kind: str,
+    target: str,
+    order_key: str,
+    **values: Any,
 ) -> None:
     """Add a delivery claimed for sending straight after the commit (bot/outbox/express.py)
     when it may go now; else add it for the worker: no claimant in this session,
-    something earlier under its order key, or its target is being paced."""
+    something pending before it under its order key (`behind`), or its target is
+    being paced."""
     claimant = express.claimant_of(db_session)
     lease_until = None
-    if claimant is not None:
-        earlier = select(Delivery.id).where(
-            Delivery.order_key == order_key, Delivery.status == PENDING
-        )
-        if db_session.scalars(earlier.limit(1)).first() is None:
-            lease_until = claimant.lease_until(target=target, order_key=order_key, now=now)
+    if claimant is not None and not behind:
+        lease_until = claimant.lease_until(target=target, order_key=order_key, now=now)
     if claimant is None or lease_until is None:
         _mark_dirty(db_session)  # the worker's to send: wake it after the commit
         _add(db_session, now, kind=kind, target=target, order_key=order_key, **values)
