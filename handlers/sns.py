@@ -41,9 +41,9 @@ def _answer(status: int, message: str) -> JSONResponse:
 # turn in the event loop, in the order they came. More at once only slows each
 # one down (they share the interpreter and the database), and the first page of
 # a storm waits for the first record. Storm benchmark (400 notifications, 32 in
-# flight, 2 cores), time to first page and intake: 1 at once 0.08 s and 61/s;
-# 2 at once 0.09 s and 73/s; before verification moved under the limit too,
-# 4 at once and 40 (the threadpool's size) were slower on both.
+# flight, 2 cores, median of 3 runs): first page after 0.074 s with 1 at once,
+# 0.099 s with 2, intake about 60/s with either; before verification moved
+# under the limit too, 4 at once and 40 (the threadpool's size) were slower.
 AT_ONCE = 1
 
 
