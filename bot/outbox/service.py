@@ -171,10 +171,10 @@ def respond(
     db_session: Session, *, response_url: str, body: dict[str, Any], order_key: str, now: datetime
 ) -> None:
     """Answer a slash command or button through its response_url, after the commit."""
-    _add_sent_at_once(
+    _add_to_send(
         db_session,
         now,
-        behind=_newest_pending(db_session, order_key) is not None,
+        at_once=_newest_pending(db_session, order_key) is None,
         kind=SLACK_RESPONSE,
         target=SLACK_RESPONSE_TARGET,
         order_key=order_key,
@@ -206,24 +206,12 @@ def pagerduty_event(
     ):
         _mark_dirty(db_session)
         return
-    target = pagerduty_target(routing_key_env)
-    if action == "trigger" and not_before is None:
-        _add_sent_at_once(
-            db_session,
-            now,
-            behind=pending is not None,
-            kind=PAGERDUTY_EVENT,
-            target=target,
-            order_key=order_key,
-            payload=payload,
-        )
-        return
-    _mark_dirty(db_session)
-    _add(
+    _add_to_send(
         db_session,
         now,
+        at_once=action == "trigger" and not_before is None and pending is None,
         kind=PAGERDUTY_EVENT,
-        target=target,
+        target=pagerduty_target(routing_key_env),
         order_key=order_key,
         payload=payload,
         not_before=not_before or now,
@@ -240,26 +228,26 @@ def _newest_pending(db_session: Session, order_key: str) -> Delivery | None:
     return db_session.scalars(query).first()
 
 
-def _add_sent_at_once(
+def _add_to_send(
     db_session: Session,
     now: datetime,
     *,
-    behind: bool,
+    at_once: bool,
     kind: str,
     target: str,
     order_key: str,
     **values: Any,
 ) -> None:
-    """Add a delivery claimed for sending straight after the commit (bot/outbox/express.py)
-    when it may go now; else add it for the worker: no claimant in this session,
-    something pending before it under its order key (`behind`), or its target is
-    being paced."""
+    """Add a delivery: claimed for sending straight after the commit
+    (bot/outbox/express.py) when the caller says it may go `at_once` (nothing
+    pending before it under its order key), this session has a claimant and its
+    target is not being paced; else for the worker, woken after the commit."""
     claimant = express.claimant_of(db_session)
     lease_until = None
-    if claimant is not None and not behind:
+    if claimant is not None and at_once:
         lease_until = claimant.lease_until(target=target, order_key=order_key, now=now)
     if claimant is None or lease_until is None:
-        _mark_dirty(db_session)  # the worker's to send: wake it after the commit
+        _mark_dirty(db_session)
         _add(db_session, now, kind=kind, target=target, order_key=order_key, **values)
         return
     row = _add(
