@@ -11,8 +11,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -29,6 +32,10 @@ from bench.slack_requests import KINDS, RequestKind, signed_headers
 from bench.stats import latency_summary, spread
 
 ALL = "all kinds"
+# After a run, the server has settled when it used under 2% of a core for a
+# second and no answer came; it is given at most this long.
+IDLE_CPU_S_PER_S = 0.02
+SETTLE_LIMIT_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,7 @@ def _load(
     kinds: list[RequestKind],
     settings: AckSettings,
     response_url: str,
+    answers: Callable[[str], list[float]],
     label: str,
 ) -> dict[str, Any]:
     out = ctx.run_dir / f"{label}.json"
@@ -110,6 +118,7 @@ def _load(
     cpu_before = service.cpu_seconds()
     subprocess.run(argv, check=True, timeout=900)
     cpu_after = service.cpu_seconds()
+    behind = _work_behind(service, lambda: answers(urlsplit(response_url).path))
     raw = json.loads(out.read_text())
     per_kind: dict[str, Any] = {}
     everything: list[float] = []
@@ -130,6 +139,32 @@ def _load(
         "statuses": raw["statuses"],
         "server_cpu_ms_per_request": cpu_ms,
         "loadgen_cpu_ms_per_request": raw["cpu_s"] * 1000 / sent,
+        "sent": raw["sent"],
+        "work_behind": behind,
+    }
+
+
+def _work_behind(service: Service, answers: Callable[[], list[float]]) -> dict[str, Any]:
+    """Wait until the server has done the work its acks left behind, and say how long
+    that took: the next run must not share the machine with it.
+
+    Done is a whole second with no new answer on a response_url and the server
+    all but idle. Returns the answers' count and when the last came, counted
+    from the last ack.
+    """
+    ended = time.time()
+    while time.time() - ended < SETTLE_LIMIT_S:
+        count, cpu = len(answers()), service.cpu_seconds()
+        time.sleep(1.0)
+        after = service.cpu_seconds()
+        idle = cpu is None or after is None or after - cpu < IDLE_CPU_S_PER_S
+        if idle and len(answers()) == count:
+            break
+    times = answers()
+    return {
+        "answers": len(times),
+        "last_answer_s": round(max(times) - ended, 2) if times else None,
+        "settled_s": round(time.time() - ended, 2),
     }
 
 
@@ -177,8 +212,15 @@ def run(ctx: Context, settings: AckSettings) -> dict[str, Any]:
                         f"ack round {number + 1}/{settings.rounds}: {key}, "
                         f"{settings.requests} requests, {settings.concurrency} in flight"
                     )
+                    label = f"ack-{key}-{number + 1}"
                     this_round[key] = _load(
-                        ctx, service, measured, settings, response_url, f"ack-{key}-{number + 1}"
+                        ctx,
+                        service,
+                        measured,
+                        settings,
+                        f"{response_url}-{label}",
+                        sandbox.slack.answers_under,
+                        label,
                     )
                 rounds.append(this_round)
             opsbot_peak = opsbot.peak_rss_mb()
@@ -214,6 +256,8 @@ def _summarise(rounds: list[dict[str, Any]], kinds: list[str]) -> dict[str, Any]
                 r[server]["loadgen_cpu_ms_per_request"] for r in rounds
             ),
             "errors": sum(r[server]["errors"] for r in rounds),
+            "answers": spread(r[server]["work_behind"]["answers"] for r in rounds),
+            "last_answer_s": spread(r[server]["work_behind"]["last_answer_s"] for r in rounds),
         }
     ratios: dict[str, Any] = {}
     for stat in ("p50_ms", "p95_ms", "p99_ms"):

@@ -39,6 +39,7 @@ async def ack(args: argparse.Namespace) -> dict[str, Any]:
     kinds = [kind_named(name) for name in args.kinds.split(",")]
     latencies: dict[str, list[float]] = {kind.name: [] for kind in kinds}
     statuses: dict[str, Counter[str]] = {kind.name: Counter() for kind in kinds}
+    sent: Counter[str] = Counter()  # warm-up included
 
     async with _client(args.url, args.concurrency) as client:
 
@@ -48,9 +49,13 @@ async def ack(args: argparse.Namespace) -> dict[str, Any]:
             async def worker() -> None:
                 while (i := next(numbers)) < count:
                     k = i % len(kinds)
-                    # Every request unique, as Slack's are (opsbot refuses replays).
-                    body = kinds[k].body(args.response_url, trigger_id=f"{record}.{i}.bench")
+                    # Every request unique, as Slack's are (opsbot refuses replays), with a
+                    # response_url of its own (Slack's work 5 times each).
+                    body = kinds[k].body(
+                        f"{args.response_url}-{int(record)}-{i}", trigger_id=f"{record}.{i}.bench"
+                    )
                     headers = signed_headers(args.secret, body)
+                    sent[kinds[k].name] += 1
                     started = time.perf_counter()
                     try:
                         answer = await client.post("/slack/events", content=body, headers=headers)
@@ -75,6 +80,7 @@ async def ack(args: argparse.Namespace) -> dict[str, Any]:
         "duration_s": duration_s,
         "latencies_ms": latencies,
         "statuses": {name: dict(counts) for name, counts in statuses.items()},
+        "sent": dict(sent),
         "cpu_s": _cpu_s(),
     }
 
@@ -139,7 +145,9 @@ def parser() -> argparse.ArgumentParser:
     one.add_argument("--url", required=True)
     one.add_argument("--secret", required=True)
     one.add_argument("--kinds", required=True, help="comma-separated names from KINDS")
-    one.add_argument("--response-url", required=True)
+    one.add_argument(
+        "--response-url", required=True, help="a prefix: each request adds its own suffix"
+    )
     one.add_argument("--concurrency", type=int, default=200)
     one.add_argument("--requests", type=int, default=4000)
     one.add_argument("--warmup", type=int, default=400)

@@ -247,7 +247,16 @@ def _ack_table(ack: dict[str, Any]) -> list[str]:
             "",
         ]
     )
-    return lines + _rows(rows)
+    behind = summary["opsbot"]
+    lines += _rows(rows)
+    if behind.get("answers", {}).get("median"):
+        lines.append(
+            f"   behind the acks: opsbot answered {fmt(behind['answers'], 0)} clicks per run "
+            "through their response_urls, the last "
+            f"{fmt(behind['last_answer_s'], 1)} s after the last ack "
+            "(the next run waits for it)"
+        )
+    return lines
 
 
 def _storm_table(storm: dict[str, Any]) -> list[str]:

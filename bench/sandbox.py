@@ -51,9 +51,22 @@ def routing_key_env(k: int) -> str:
 
 
 class TimedSlackEmulator(SlackEmulator):
-    """The Slack emulator, with the time of each incoming-webhook post recorded too."""
+    """The Slack emulator, with the time of each incoming-webhook and response_url post
+    recorded too."""
+
+    def __init__(self, *, token: str) -> None:
+        super().__init__(token=token)
+        self.answered: list[tuple[str, float]] = []  # (response_url path, time)
+
+    def answers_under(self, prefix: str) -> list[float]:
+        """When each post to a response_url whose path starts with `prefix` came."""
+        with self.lock:
+            return [at for path, at in self.answered if path.startswith(prefix)]
 
     def handle(self, request: HttpRequest) -> HttpResponse:
+        if request.path.startswith("/response/"):
+            with self.lock:
+                self.answered.append((request.path, time.time()))
         if request.path.startswith("/services/"):
             with self.lock:
                 self.webhooks.append(

@@ -87,7 +87,8 @@ def routes(runtime: Runtime) -> list[Route]:
                 status_code=503,
             )
         body = await request.body()
-        answer = await run_in_threadpool(bolt.dispatch, to_bolt_request(request, body))
+        with runtime.after_ack.acknowledging():
+            answer = await run_in_threadpool(bolt.dispatch, to_bolt_request(request, body))
         return to_starlette_response(answer)
 
     return [Route("/slack/events", events, methods=["POST"])]

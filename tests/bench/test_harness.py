@@ -46,6 +46,13 @@ def test_quick_run_prints_the_table_and_counts_every_page_and_post_once(tmp_path
     assert "slash /opsbot help" in data["ack"]["kinds_measured"]
     assert data["ack"]["summary"]["opsbot"]["errors"] == 0
     assert data["ack"]["summary"]["bare"]["errors"] == 0
+    # Every click was answered behind its ack (on an incident the fresh database
+    # does not have); /opsbot help answers in the ack itself.
+    opsbot_run = data["ack"]["rounds"][0]["opsbot"]
+    clicks = sum(n for kind, n in opsbot_run["sent"].items() if kind.startswith("button"))
+    assert clicks > 0
+    assert opsbot_run["work_behind"]["answers"] == clicks
+    assert data["ack"]["rounds"][0]["bare"]["work_behind"]["answers"] == 0
 
     storm = data["storm"]["runs"][0]["opsbot"]
     assert storm["drained"]
