@@ -102,6 +102,19 @@ def _age_s(moment: datetime) -> float:
     return (_now() - moment).total_seconds()
 
 
+def _revise(service: Any, deployment: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """`deployment` with `changes`, as a new dict in a new list.
+
+    moto answers describe_services on its own threads, reading a deployment key
+    by key without this driver's lock: changed in place, a deployment could be
+    read half old, half new (COMPLETED with 0 tasks running). A deployment once
+    published is never changed; it is replaced.
+    """
+    revised = {**deployment, **changes}
+    service.deployments = [revised if d is deployment else d for d in service.deployments]
+    return revised
+
+
 class RolloutDriver:
     """Moves moto's ECS deployments along, as ECS would, in the sandbox only."""
 
@@ -160,10 +173,10 @@ class RolloutDriver:
 
     def _begin(self, service: Any, *, reason: str) -> dict[str, Any]:
         now = _now()
-        for deployment in service.deployments:
-            if deployment["status"] == "PRIMARY":
-                deployment["status"] = "ACTIVE"
-                deployment["updatedAt"] = now
+        earlier = [
+            {**d, "status": "ACTIVE", "updatedAt": now} if d["status"] == "PRIMARY" else d
+            for d in service.deployments
+        ]
         deployment_id = f"ecs-svc/{uuid.uuid4().int % 10**19:019d}"
         deployment = {
             "id": deployment_id,
@@ -181,7 +194,7 @@ class RolloutDriver:
             "rolloutState": "IN_PROGRESS",
             "rolloutStateReason": f"ECS deployment {deployment_id} in progress.",
         }
-        service.deployments.insert(0, deployment)
+        service.deployments = [deployment, *earlier]
         self._event(service, f"(service {service.name}) has started 0 tasks: ({reason}).")
         return deployment
 
@@ -211,12 +224,11 @@ class RolloutDriver:
         if elapsed < self.rollout_s:
             fraction = elapsed / self.rollout_s
             if crashing:
-                primary["pendingCount"] = desired
-                primary["failedTasks"] = int(fraction * 3 * desired)
+                counts = {"pendingCount": desired, "failedTasks": int(fraction * 3 * desired)}
             else:
                 running = min(desired, int(fraction * desired))
-                primary["runningCount"], primary["pendingCount"] = running, desired - running
-            primary["updatedAt"] = now
+                counts = {"runningCount": running, "pendingCount": desired - running}
+            _revise(service, primary, **counts, updatedAt=now)
             return
         if crashing:
             self._fail(service, primary)
@@ -226,14 +238,15 @@ class RolloutDriver:
     def _complete(self, service: Any, primary: dict[str, Any]) -> None:
         now = _now()
         desired = int(primary["desiredCount"])
-        primary.update(
-            runningCount=desired,
-            pendingCount=0,
-            updatedAt=now,
-            rolloutState="COMPLETED",
-            rolloutStateReason=f"ECS deployment {primary['id']} completed.",
-        )
-        service.deployments[:] = [primary]
+        completed = {
+            **primary,
+            "runningCount": desired,
+            "pendingCount": 0,
+            "updatedAt": now,
+            "rolloutState": "COMPLETED",
+            "rolloutStateReason": f"ECS deployment {primary['id']} completed.",
+        }
+        service.deployments = [completed]
         service.running_count, service.pending_count = desired, 0
         self._event(
             service, f"(service {service.name}) (deployment {primary['id']}) deployment completed."
@@ -243,7 +256,9 @@ class RolloutDriver:
     def _fail(self, service: Any, primary: dict[str, Any]) -> None:
         now = _now()
         previous = next((d for d in service.deployments if d["status"] == "ACTIVE"), None)
-        primary.update(
+        failed = _revise(
+            service,
+            primary,
             status="ACTIVE",
             runningCount=0,
             pendingCount=0,
@@ -260,7 +275,7 @@ class RolloutDriver:
         if previous is None:
             return
         # The circuit breaker rolls back: a new deployment of the last good task definition.
-        service.deployments[:] = [primary]
+        service.deployments = [failed]
         service.task_definition = previous["taskDefinition"]
         rollback = self._begin(service, reason="circuit breaker rollback")
         self._event(
@@ -288,7 +303,8 @@ class RolloutDriver:
         """Finish every rollout in progress at once (the world's own first deployments)."""
         with self.lock:
             for service in list(self._backend.services.values()):
-                for deployment in service.deployments:
+                for deployment in list(service.deployments):
                     if deployment.get("rolloutState") == "IN_PROGRESS":
-                        deployment["createdAt"] = _now() - timedelta(seconds=self.rollout_s + 1)
+                        started = _now() - timedelta(seconds=self.rollout_s + 1)
+                        _revise(service, deployment, createdAt=started)
             self.tick()
