@@ -2,8 +2,10 @@
 
 Both servers run side by side, each in its own process, and are loaded in
 turn (A B, then B A, ...) by the load generator in a third process, so that
-drift in the machine's load falls on both alike. Each round is a warm-up and
-then `requests` signed requests kept `concurrency` in flight.
+drift in the machine's load falls on both alike. Each round is a warm-up,
+`requests` signed requests kept `concurrency` in flight, then a wait until the
+server has done the work its acks left behind (opsbot answers clicks after
+acking them), so that the next run has the machine to itself.
 """
 
 from __future__ import annotations

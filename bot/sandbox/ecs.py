@@ -238,15 +238,16 @@ class RolloutDriver:
     def _complete(self, service: Any, primary: dict[str, Any]) -> None:
         now = _now()
         desired = int(primary["desiredCount"])
-        completed = {
-            **primary,
-            "runningCount": desired,
-            "pendingCount": 0,
-            "updatedAt": now,
-            "rolloutState": "COMPLETED",
-            "rolloutStateReason": f"ECS deployment {primary['id']} completed.",
-        }
-        service.deployments = [completed]
+        completed = _revise(
+            service,
+            primary,
+            runningCount=desired,
+            pendingCount=0,
+            updatedAt=now,
+            rolloutState="COMPLETED",
+            rolloutStateReason=f"ECS deployment {primary['id']} completed.",
+        )
+        service.deployments = [completed]  # the older ones drained
         service.running_count, service.pending_count = desired, 0
         self._event(
             service, f"(service {service.name}) (deployment {primary['id']}) deployment completed."
