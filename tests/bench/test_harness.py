@@ -61,13 +61,12 @@ def test_quick_run_prints_the_table_and_counts_every_page_and_post_once(tmp_path
     assert storm["checks"]["pagerduty_incidents_not_from_an_incident"] == 0
     assert storm["checks"]["no_slack_message_posted_twice"]
     assert storm["checks"]["slack_messages_posted_twice"] == 0
-    alarms = data["storm"]["settings"]["alarms"]
-    assert storm["pagerduty_incidents_per_alarm"] == {
-        "min": 1,
-        "max": 1,
-        "mean": 1.0,
-        "total": alarms,
-    }
+    # One PagerDuty incident for each of opsbot's incidents, and every alarm has one.
+    # How many incidents an alarm has is not fixed: the quick storm's reopen window
+    # is one second, and on a busy machine an alarm's OK and its next ALARM can
+    # arrive further apart than that, which rightly opens a second incident.
+    assert storm["pagerduty_incidents_per_alarm"] == storm["incidents_per_alarm"]
+    assert storm["pagerduty_incidents_per_alarm"]["min"] >= 1
 
     verdicts = {t["target"]: t["met"] for t in data["targets"]}
     assert len(verdicts) == 4
