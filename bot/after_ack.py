@@ -14,6 +14,9 @@ PostgreSQL's autovacuum keeps to its cost limit: after each piece of work it
 pauses in proportion to the CPU the work took, so that all its threads
 together take at most `BUSY_SHARE` of the interpreter. Nothing waits when no
 request does, and under any load the work keeps moving, only slower.
+
+A journal (bot/inbound/after_ack_journal.py) writes each piece down while it
+waits, so that work lost with a crashed instance is at least answered for.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from typing import Protocol
 
 log = logging.getLogger(__name__)
 
@@ -40,16 +44,25 @@ BUSY_SHARE = 0.05
 MAX_PAUSE_S = 0.5
 
 
+class Journal(Protocol):
+    def write(self, what: str, response_url: str | None) -> str: ...
+    def cross_out(self, key: str) -> None: ...
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
 class AfterAck:
     def __init__(
         self,
         workers: int = AT_ONCE,
         *,
+        journal: Journal | None = None,
         busy_share: float = BUSY_SHARE,
         cpu_time: Callable[[], float] = time.thread_time,
         pause: Callable[[float], None] = time.sleep,
     ) -> None:
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="after-ack")
+        self._journal = journal
         # Each thread's own pause keeps the sum of all of them within the share.
         self._pause_per_cpu_s = workers / busy_share - 1
         self._cpu_time = cpu_time
@@ -68,20 +81,34 @@ class AfterAck:
             with self._lock:
                 self._waiting -= 1
 
-    def run(self, what: str, work: Callable[[], None]) -> None:
-        """Queue `work`; `what` names it in the log if it fails (never the user's text)."""
-        self._pool.submit(self._guarded, what, work)
+    def run(self, what: str, work: Callable[[], None], *, response_url: str | None) -> None:
+        """Queue `work` for the request that `response_url` answers.
+
+        `what` names it in the log if it fails, and to the person if the
+        instance dies before it is done (never the user's text).
+        """
+        key = self._journal.write(what, response_url) if self._journal else None
+        self._pool.submit(self._guarded, what, work, key)
+
+    def start(self) -> None:
+        if self._journal is not None:
+            self._journal.start()
 
     def stop(self) -> None:
+        """Finish the work queued (SIGTERM: ECS waits its stop timeout for it), then stop."""
         self._pool.shutdown(wait=True)
+        if self._journal is not None:
+            self._journal.stop()
 
-    def _guarded(self, what: str, work: Callable[[], None]) -> None:
+    def _guarded(self, what: str, work: Callable[[], None], key: str | None) -> None:
         started = self._cpu_time()
         try:
             work()
         except Exception:
             log.exception("%s failed after its acknowledgement", what)
         finally:
+            if self._journal is not None and key is not None:
+                self._journal.cross_out(key)
             self._keep_to_budget(self._cpu_time() - started)
 
     def _keep_to_budget(self, cpu_s: float) -> None:

@@ -28,6 +28,7 @@ from bot.deploys import confirm as deploy_confirm  # noqa: F401  # registers the
 from bot.deploys import jobs as deploy_jobs  # noqa: F401  # registers its jobs
 from bot.flags import confirm as flag_confirm  # noqa: F401  # registers the flag kind
 from bot.flags import jobs as flag_jobs  # noqa: F401  # registers its jobs
+from bot.inbound.after_ack_journal import AfterAckJournal
 from bot.inbound.prune import prune_receipts
 from bot.incidents import jobs as incident_jobs
 from bot.incidents.actions import IncidentActions
@@ -260,7 +261,11 @@ def build_runtime(
             clock=clock,
         ),
         aws=AwsClients(region=settings.aws_region, endpoint_url=settings.aws_endpoint_url),
-        after_ack=AfterAck(),
+        after_ack=AfterAck(
+            journal=AfterAckJournal(
+                sessions=sessions, clock=clock, lease_s=config.delivery.after_ack_lease_s
+            )
+        ),
         queue_consumer=consumer,
         notes=notes,
         on_start=[

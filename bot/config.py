@@ -213,6 +213,9 @@ class DeliverySettings(Strict):
     poll_interval_s: float = Field(default=1.0, gt=0)
     max_backoff_s: float = Field(default=300.0, gt=0)
     request_timeout_s: float = Field(default=10.0, gt=0)
+    # Work queued behind a Slack acknowledgement whose instance has not renewed
+    # it for this long was lost with it: the person is told (bot/inbound/after_ack_journal.py).
+    after_ack_lease_s: float = Field(default=60.0, ge=1.0, le=1800.0)
 
     @model_validator(mode="after")
     def _lease_outlives_requests(self) -> DeliverySettings:

@@ -71,6 +71,7 @@ class Runtime:
         for note in self.notes:
             log.info("%s", note)
         self.outbox.start()
+        self.after_ack.start()
         self.scheduler.start(self)
         for hook in self.on_start:
             try:

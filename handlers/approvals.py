@@ -21,7 +21,9 @@ log = logging.getLogger(__name__)
 def _clicked(runtime: Runtime, decision: str) -> Callable[..., None]:
     def listen(ack: Ack, body: dict[str, Any]) -> None:
         ack()
-        runtime.after_ack.run(f"{decision} click", lambda: work(body))
+        runtime.after_ack.run(
+            f"{decision} click", lambda: work(body), response_url=body.get("response_url")
+        )
 
     def work(body: dict[str, Any]) -> None:
         user_id = str((body.get("user") or {}).get("id") or "")

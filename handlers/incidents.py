@@ -196,6 +196,7 @@ def register(app: App, runtime: Runtime) -> None:
                 lambda: actions.request(
                     incident_id=incident_id, action=action_name, requester=requester
                 ),
+                response_url=body.get("response_url"),
             )
 
         listener.__name__ = f"incident_{action_name}_button"
@@ -222,6 +223,7 @@ def register(app: App, runtime: Runtime) -> None:
                 minutes=render.SILENCE_CHOICES.get(choice),
                 requester=requester,
             ),
+            response_url=body.get("response_url"),
         )
 
     for link in render.LINK_ACTIONS:
@@ -240,7 +242,11 @@ def register(app: App, runtime: Runtime) -> None:
             return
         if parsed.name == "list":
             ack()
-            runtime.after_ack.run("/incident list", lambda: list_open(command.get("response_url")))
+            runtime.after_ack.run(
+                "/incident list",
+                lambda: list_open(command.get("response_url")),
+                response_url=command.get("response_url"),
+            )
             return
         working = {
             "ack": f"Acknowledging {parsed.ref}…",
@@ -254,7 +260,9 @@ def register(app: App, runtime: Runtime) -> None:
             ack()
         requester = _requester(command, "command")
         runtime.after_ack.run(
-            f"/incident {parsed.name}", lambda: _run(actions, replies, parsed, requester)
+            f"/incident {parsed.name}",
+            lambda: _run(actions, replies, parsed, requester),
+            response_url=command.get("response_url"),
         )
 
     def list_open(response_url: str | None) -> None:

@@ -36,7 +36,9 @@ def register(app: App, runtime: Runtime, receipts: SlackEventReceipts) -> None:
         ack()
         name = (command.get("text") or "").strip() or None
         runtime.after_ack.run(
-            "/oncall", lambda: answers.respond(name=name, response_url=command["response_url"])
+            "/oncall",
+            lambda: answers.respond(name=name, response_url=command["response_url"]),
+            response_url=command.get("response_url"),
         )
 
     @app.event("app_mention")

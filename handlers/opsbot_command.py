@@ -86,12 +86,15 @@ def register(app: App, runtime: Runtime) -> None:
             runtime.after_ack.run(
                 "/opsbot link-pagerduty",
                 lambda: replies.send(command["response_url"], ephemeral(link(user_id, email))),
+                response_url=command.get("response_url"),
             )
             return
         if words[0] == "unlink-pagerduty":
             ack()
             runtime.after_ack.run(
-                "/opsbot unlink-pagerduty", lambda: unlink(user_id, command["response_url"])
+                "/opsbot unlink-pagerduty",
+                lambda: unlink(user_id, command["response_url"]),
+                response_url=command.get("response_url"),
             )
             return
         ack(text=usage(f"Unknown subcommand `{words[0]}`."))

@@ -58,4 +58,4 @@ def answer_after_ack(
             text = text.strip()
         answer(runtime, response_url=command.get("response_url"), text=text)
 
-    runtime.after_ack.run(what, run)
+    runtime.after_ack.run(what, run, response_url=command.get("response_url"))

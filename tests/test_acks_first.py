@@ -70,7 +70,7 @@ def test_the_lane_pauses_only_while_a_request_waits_for_its_ack(
     assert answers, "the held request was never answered"
 
     # Every request answered, none counts as waiting: work runs without a pause.
-    service.runtime.after_ack.run("work after the flood", _some_cpu)
+    service.runtime.after_ack.run("work after the flood", _some_cpu, response_url=None)
     service.runtime.after_ack.stop()
     engine.dispose()
 

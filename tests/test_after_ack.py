@@ -25,8 +25,8 @@ def test_no_pause_when_no_acknowledgement_waits() -> None:
     pauses: list[float] = []
     done: list[str] = []
     lane = _lane(_cpu_clock(1.0, 1.004, 2.0, 2.010), pauses, busy_share=0.25)
-    lane.run("first", lambda: done.append("first"))
-    lane.run("second", lambda: done.append("second"))
+    lane.run("first", lambda: done.append("first"), response_url=None)
+    lane.run("second", lambda: done.append("second"), response_url=None)
     lane.stop()
     assert done == ["first", "second"]
     assert pauses == []
@@ -36,8 +36,8 @@ def test_pauses_in_proportion_to_the_work_while_acknowledgements_wait() -> None:
     pauses: list[float] = []
     lane = _lane(_cpu_clock(1.0, 1.004, 2.0, 2.010), pauses, busy_share=0.25)
     with lane.acknowledging():
-        lane.run("a click", lambda: None)
-        lane.run("another", lambda: None)
+        lane.run("a click", lambda: None, response_url=None)
+        lane.run("another", lambda: None, response_url=None)
         lane.stop()
     # A quarter of the interpreter: 3 s of pause for each second of CPU.
     assert pauses == pytest.approx([0.012, 0.030])
@@ -47,7 +47,7 @@ def test_the_budget_is_shared_between_the_threads() -> None:
     pauses: list[float] = []
     lane = AfterAck(2, busy_share=0.25, cpu_time=_cpu_clock(0.0, 0.001), pause=pauses.append)
     with lane.acknowledging():
-        lane.run("a click", lambda: None)
+        lane.run("a click", lambda: None, response_url=None)
         lane.stop()
     # Two threads each pausing 7x their CPU take a quarter between them.
     assert pauses == pytest.approx([0.007])
@@ -57,7 +57,7 @@ def test_a_long_piece_of_work_is_not_followed_by_a_long_stop() -> None:
     pauses: list[float] = []
     lane = _lane(_cpu_clock(0.0, 2.0), pauses, busy_share=0.05)
     with lane.acknowledging():
-        lane.run("a slow command", lambda: None)
+        lane.run("a slow command", lambda: None, response_url=None)
         lane.stop()
     assert pauses == [MAX_PAUSE_S]
 
@@ -67,7 +67,7 @@ def test_the_pause_ends_with_the_last_acknowledgement() -> None:
     lane = _lane(_cpu_clock(1.0, 1.004), pauses, busy_share=0.25)
     with lane.acknowledging(), lane.acknowledging():
         pass
-    lane.run("after the flood", lambda: None)
+    lane.run("after the flood", lambda: None, response_url=None)
     lane.stop()
     assert pauses == []
 
@@ -80,7 +80,7 @@ def test_failed_work_is_logged_and_counted(caplog: pytest.LogCaptureFixture) -> 
         raise RuntimeError("boom")
 
     with caplog.at_level(logging.ERROR, logger="bot.after_ack"), lane.acknowledging():
-        lane.run("a broken click", broken)
+        lane.run("a broken click", broken, response_url=None)
         lane.stop()
     assert "a broken click failed after its acknowledgement" in caplog.text
     assert pauses == pytest.approx([0.006])

@@ -1,10 +1,10 @@
-"""Receipts of inbound deliveries (Slack events, PagerDuty webhooks) by their ids."""
+"""Receipts of inbound deliveries (Slack events, PagerDuty webhooks); work owed behind acks."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Integer, String, UniqueConstraint
+from sqlalchemy import Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bot.db.base import Base
@@ -31,3 +31,27 @@ class InboundReceipt(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     __table_args__ = (UniqueConstraint("source", "key", name="uq_inbound_receipts_source_key"),)
+
+
+class AfterAckWork(Base):
+    """Work a Slack command or click still owes behind its acknowledgement (bot/after_ack.py).
+
+    Written while the work is owed (in batches: work done within one batch
+    interval is never written), deleted when it is done. The owner (one running
+    instance) keeps `lease_until` ahead while it lives; a row whose lease ran
+    out was left by an instance that died with the work queued.
+    """
+
+    __tablename__ = "after_ack_work"
+
+    key: Mapped[str] = mapped_column(String(32), primary_key=True)  # chosen by the instance
+    what: Mapped[str] = mapped_column(String(120))  # "/deploy start", never the user's text
+    response_url: Mapped[str | None] = mapped_column(Text)
+    owner: Mapped[str] = mapped_column(String(64))
+    lease_until: Mapped[datetime] = mapped_column(UTCDateTime())
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        Index("ix_after_ack_work_owner", "owner"),
+        Index("ix_after_ack_work_lease_until", "lease_until"),
+    )
