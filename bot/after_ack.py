@@ -15,9 +15,9 @@ pauses in proportion to the time the work took, so that all its threads
 together are busy at most `BUSY_SHARE` of the time. Elapsed time, not the
 thread's CPU time: most of a click's work is its database statements, and the
 database's CPU is taken from the same cores as the acknowledgements' (on the
-benchmark's two cores, a CPU-time budget let the lane's transactions through
-and the ack p99 ratio wandered between 1.2x and 1.6x; by elapsed time it was
-0.93x with a tight spread). Nothing waits when no request does, and under any
+benchmark's two cores, quick runs gave an ack p99 ratio of 1.2x to 1.6x with a
+CPU-time budget and 0.93x by elapsed time; a full run later still gave 1.34x,
+see README, Benchmarks). Nothing waits when no request does, and under any
 load the work keeps moving, only slower.
 
 A journal (bot/inbound/after_ack_journal.py) writes each piece down while it
