@@ -167,16 +167,30 @@ def rm_passwords(
     return passwords
 
 
-@pytest.fixture
-def rm_without_rds_iam(rm_admin_url: str) -> Iterator[bool]:
-    """Holds the rds_iam lock shared; yields whether rds_iam exists (on plain PostgreSQL: no)."""
+@pytest.fixture(autouse=True)
+def rm_rds_iam_lock(request: pytest.FixtureRequest, rm_admin_url: str) -> Iterator[None]:
+    """Holds the rds_iam lock shared through every test that does not create rds_iam.
+
+    Any `manage` grants rds_iam when it exists; a test on another worker dropping it
+    mid-test would take those grants away and make the catalog change under the test.
+    """
+    if "rm_with_rds_iam" in request.fixturenames:  # takes the lock exclusively itself
+        yield
+        return
     with psycopg.connect(rm_admin_url, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock_shared(%s)", (RDS_IAM_LOCK_KEY,))
         try:
-            row = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'rds_iam'").fetchone()
-            yield row is not None
+            yield
         finally:
             conn.execute("SELECT pg_advisory_unlock_shared(%s)", (RDS_IAM_LOCK_KEY,))
+
+
+@pytest.fixture
+def rm_rds_iam_exists(rm_admin_url: str, rm_rds_iam_lock: None) -> bool:
+    """Whether rds_iam exists (on plain PostgreSQL: no), steady under the shared lock."""
+    with psycopg.connect(rm_admin_url, autocommit=True) as conn:
+        row = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'rds_iam'").fetchone()
+        return row is not None
 
 
 @pytest.fixture

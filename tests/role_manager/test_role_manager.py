@@ -52,7 +52,7 @@ def catalog_snapshot(db: RmDatabase) -> list[Any]:
 
 
 def test_manage_creates_the_schema_and_both_roles(
-    rm_env: dict[str, str], rm_database: RmDatabase, rm_without_rds_iam: bool
+    rm_env: dict[str, str], rm_database: RmDatabase, rm_rds_iam_exists: bool
 ) -> None:
     result = invoke("manage")
 
@@ -73,7 +73,7 @@ def test_manage_creates_the_schema_and_both_roles(
     assert f"owner of schema {rm_database.schema}" in role(result, rm_database.migrator)["grants"]
     assert f"USAGE on schema {rm_database.schema}" in role(result, rm_database.app)["grants"]
     assert result["tables_reachable"] is True
-    if not rm_without_rds_iam:
+    if not rm_rds_iam_exists:
         # plain PostgreSQL: no rds_iam role; said so, everything else granted
         assert any("rds_iam does not exist" in w for w in result["warnings"])
         assert role(result, rm_database.app)["member_of"] == []
