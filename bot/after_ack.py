@@ -17,8 +17,13 @@ thread's CPU time: most of a click's work is its database statements, and the
 database's CPU is taken from the same cores as the acknowledgements' (on the
 benchmark's two cores, quick runs gave an ack p99 ratio of 1.2x to 1.6x with a
 CPU-time budget and 0.93x by elapsed time; a full run later still gave 1.34x,
-see README, Benchmarks). Nothing waits when no request does, and under any
-load the work keeps moving, only slower.
+see README, Benchmarks). A flood counts as going on until no request has been
+in hand for `QUIET_S`: with 200 requests in flight most of them wait in the
+server's socket and event loop, and the moments with none in Bolt's hands are
+gaps between them, not the flood's end (counting only requests in hand, the
+lane ran more of its work in those gaps than in its budget). Nothing waits once
+the flood is over, a pause included, and under any load the work keeps moving,
+only slower.
 
 A journal (bot/inbound/after_ack_journal.py) writes each piece down while it
 waits, so that work lost with a crashed instance is at least answered for.
@@ -40,12 +45,17 @@ log = logging.getLogger(__name__)
 # everyone's clicks, few enough to leave the interpreter to acknowledgements.
 AT_ONCE = 2
 # The share of the time the lane may be busy while acknowledgements wait. At a
-# twentieth, two threads still do several clicks' work a second in a flood
-# (bench/ack.py: 200 requests in flight, two thirds of them clicks).
-BUSY_SHARE = 0.05
+# fiftieth, two threads still do a click's work or two a second in a flood
+# (bench/ack.py: 200 requests in flight, two thirds of them clicks); each
+# click's answer then leaves from the outbox's threads, about as much again.
+BUSY_SHARE = 0.02
 # One piece of work that took long is not followed by a pause as long: the
-# budget is kept on average, not by stopping the lane for seconds.
-MAX_PAUSE_S = 0.5
+# budget is kept on average, not by stopping the lane for long (and a pause
+# ends soon after the flood does, however long it was).
+MAX_PAUSE_S = 5.0
+# How long after the last acknowledgement a flood counts as over. Between two
+# requests of a flood there are milliseconds; a person's next click is seconds.
+QUIET_S = 0.25
 
 
 class Journal(Protocol):
@@ -72,6 +82,7 @@ class AfterAck:
         self._clock = clock
         self._pause = pause
         self._waiting = 0
+        self._last_ack_s = float("-inf")
         self._lock = threading.Lock()
 
     @contextmanager
@@ -84,6 +95,7 @@ class AfterAck:
         finally:
             with self._lock:
                 self._waiting -= 1
+                self._last_ack_s = self._clock()
 
     def run(self, what: str, work: Callable[[], None], *, response_url: str | None) -> None:
         """Queue `work` for the request that `response_url` answers.
@@ -115,6 +127,17 @@ class AfterAck:
                 self._journal.cross_out(key)
             self._keep_to_budget(self._clock() - started)
 
+    def _flooded(self) -> bool:
+        with self._lock:
+            return self._waiting > 0 or self._clock() - self._last_ack_s < QUIET_S
+
     def _keep_to_budget(self, busy_s: float) -> None:
-        if self._waiting and busy_s > 0:
-            self._pause(min(busy_s * self._pause_per_busy_s, MAX_PAUSE_S))
+        if busy_s <= 0:
+            return
+        until = self._clock() + min(busy_s * self._pause_per_busy_s, MAX_PAUSE_S)
+        # In steps of QUIET_S at most, so that the pause ends soon after the flood does.
+        while self._flooded():
+            left = until - self._clock()
+            if left <= 0:
+                return
+            self._pause(min(left, QUIET_S))

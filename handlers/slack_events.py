@@ -86,8 +86,8 @@ def routes(runtime: Runtime) -> list[Route]:
                 {"error": "Slack is not configured: set SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN"},
                 status_code=503,
             )
-        body = await request.body()
         with runtime.after_ack.acknowledging():
+            body = await request.body()
             answer = await run_in_threadpool(bolt.dispatch, to_bolt_request(request, body))
         return to_starlette_response(answer)
 

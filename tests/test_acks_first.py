@@ -8,12 +8,13 @@ test wants, while a click goes through and its work runs in the lane.
 from __future__ import annotations
 
 import threading
+import time
 
 import httpx
 import pytest
 import sqlalchemy as sa
 
-from bot.after_ack import MAX_PAUSE_S, AfterAck
+from bot.after_ack import MAX_PAUSE_S, QUIET_S, AfterAck
 from bot.db.engine import make_engine
 from bot.incidents import render
 from bot.sandbox.slack import SlackEmulator
@@ -39,7 +40,12 @@ def test_the_lane_pauses_only_while_a_request_waits_for_its_ack(
 ) -> None:
     pauses: list[float] = []
     service.runtime.after_ack.stop()
-    service.runtime.after_ack = AfterAck(1, pause=pauses.append)
+
+    def pause(seconds: float) -> None:
+        pauses.append(seconds)
+        time.sleep(seconds)
+
+    service.runtime.after_ack = AfterAck(1, pause=pause)
     engine = make_engine(database_url)
     answers: list[httpx.Response] = []
     body = event_body({"type": "reaction_added", "user": "U0ALICE"}, event_id="EvHeld")
@@ -69,10 +75,20 @@ def test_the_lane_pauses_only_while_a_request_waits_for_its_ack(
     held.join(30)
     assert answers, "the held request was never answered"
 
-    # Every request answered, none counts as waiting: work runs without a pause.
-    service.runtime.after_ack.run("work after the flood", _some_cpu, response_url=None)
+    # Every request answered and none for QUIET_S: work runs without a pause.
+    time.sleep(QUIET_S)
+    before: list[int] = []
+
+    def after_the_flood() -> None:
+        before.append(len(pauses))  # the click's pause is over: one piece at a time
+        _some_cpu()
+
+    service.runtime.after_ack.run("work after the flood", after_the_flood, response_url=None)
     service.runtime.after_ack.stop()
     engine.dispose()
 
-    [pause] = pauses
-    assert 0 < pause <= MAX_PAUSE_S
+    [clicked] = before
+    assert pauses[clicked:] == []
+    # The click's work paused, in steps no longer than QUIET_S, MAX_PAUSE_S at most in all.
+    assert 0 < sum(pauses[:clicked]) <= MAX_PAUSE_S
+    assert all(step <= QUIET_S for step in pauses)
