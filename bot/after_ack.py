@@ -16,14 +16,15 @@ together are busy at most `BUSY_SHARE` of the time. Elapsed time, not the
 thread's CPU time: most of a click's work is its database statements, and the
 database's CPU is taken from the same cores as the acknowledgements' (on the
 benchmark's two cores, quick runs gave an ack p99 ratio of 1.2x to 1.6x with a
-CPU-time budget and 0.93x by elapsed time; a full run later still gave 1.34x,
-see README, Benchmarks). A flood counts as going on until no request has been
-in hand for `QUIET_S`: with 200 requests in flight most of them wait in the
-server's socket and event loop, and the moments with none in Bolt's hands are
-gaps between them, not the flood's end (counting only requests in hand, the
-lane ran more of its work in those gaps than in its budget). Nothing waits once
-the flood is over, a pause included, and under any load the work keeps moving,
-only slower.
+CPU-time budget and 0.93x by elapsed time; full runs 1.34x before the flood
+counted its gaps, below, and 0.96x after: see README, Benchmarks).
+
+A flood counts as going on until no request has been in hand for `QUIET_S`:
+with 200 requests in flight most of them wait in the server's socket and event
+loop, and the moments with none in Bolt's hands are gaps between them, not the
+flood's end (counting only requests in hand, the lane ran more of its work in
+those gaps than in its budget). Nothing waits once the flood is over, a pause
+included, and under any load the work keeps moving, only slower.
 
 A journal (bot/inbound/after_ack_journal.py) writes each piece down while it
 waits, so that work lost with a crashed instance is at least answered for.
