@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from bot.alarms import describe
@@ -28,6 +28,7 @@ from bot.alarms.parse import Alarm, MetricTrigger, parse_alarm
 from bot.alarms.render import notice_message
 from bot.alarms.routing import route_for
 from bot.config import Config
+from bot.db.statements import insert_new_row
 from bot.incidents import flows
 from bot.incidents import service as incidents
 from bot.incidents.models import OPEN, RESOLVED, Incident
@@ -45,35 +46,40 @@ class Inbound:
     subject: str | None = None
 
 
-def is_duplicate(db_session: Session, *, message_id: str) -> bool:
-    query = select(ReceivedMessage.id).where(ReceivedMessage.message_id == message_id)
-    return db_session.scalar(query) is not None
-
-
 def receive(db_session: Session, *, inbound: Inbound, config: Config, now: datetime) -> str:
     """Record and act on one message; return what was done (for logs and tests)."""
-    if is_duplicate(db_session, message_id=inbound.message_id):
-        return "duplicate"
     alarm = parse_alarm(inbound.body)
-    received = ReceivedMessage(
+    # A delivery of a MessageId already recorded (or being recorded by a concurrent
+    # transaction, which this one waits for) stops here, before any side effect.
+    received_id = insert_new_row(
+        db_session,
+        ReceivedMessage,
+        unique="message_id",
         message_id=inbound.message_id,
         via=inbound.via,
         topic_arn=inbound.topic_arn,
         kind="alarm" if alarm else "notice",
         subject=(inbound.subject or "")[:255] or None,
         body=inbound.body,
+        outcome="",
         received_at=now,
     )
-    db_session.add(received)
-    # A concurrent delivery of the same MessageId fails here, before any side effect.
-    db_session.flush()
+    if received_id is None:
+        return "duplicate"
     if alarm is None:
-        outcome = _notice(db_session, inbound=inbound, received=received, config=config, now=now)
+        outcome = _notice(
+            db_session, inbound=inbound, received_id=received_id, config=config, now=now
+        )
     else:
         outcome = apply_alarm(
             db_session, alarm=alarm, config=config, now=now, source_ref=inbound.message_id
         )
-    received.outcome = outcome[:255]
+    db_session.execute(
+        update(ReceivedMessage)
+        .where(ReceivedMessage.id == received_id)
+        .values(outcome=outcome[:255])
+        .execution_options(synchronize_session=False)
+    )
     return outcome
 
 
@@ -81,19 +87,20 @@ def _notice(
     db_session: Session,
     *,
     inbound: Inbound,
-    received: ReceivedMessage,
+    received_id: int,
     config: Config,
     now: datetime,
 ) -> str:
     channel = config.alarms.notices_channel or config.alarm_routes[-1].channel
     outbox.post_or_update(
         db_session,
-        key=f"notice:{received.id}",
+        key=f"notice:{received_id}",
         channel=channel,
         message=notice_message(
             subject=inbound.subject, body=inbound.body, topic_arn=inbound.topic_arn
         ),
         now=now,
+        new_key=True,
     )
     return "notice posted"
 
@@ -146,6 +153,10 @@ def _open_incident(db_session: Session, *, alarm: Alarm, config: Config, now: da
         routing_key_env=route.pagerduty_routing_key_env,
         remind_after_min=route.remind_after_min,
         escalate_after_min=route.escalate_after_min,
+        # Inserted in the alarm's state: no UPDATE follows the INSERT.
+        alarm_state=alarm.new_state,
+        state_changed_at=alarm.state_change_time,
+        transitions=1,
         snapshot=snapshot(alarm),
     )
 
@@ -228,12 +239,14 @@ def apply_alarm(
     if _is_late(alarm, incident):
         return _record_late(db_session, incident=incident, alarm=alarm, now=now, ref=source_ref)
 
-    from_state = incident.alarm_state
-    incident.alarm_state = alarm.new_state
-    incident.state_changed_at = alarm.state_change_time
-    incident.transitions += 1
-    incident.snapshot = snapshot(alarm)
-    incident.updated_at = now
+    from_state = None
+    if not created:
+        from_state = incident.alarm_state
+        incident.alarm_state = alarm.new_state
+        incident.state_changed_at = alarm.state_change_time
+        incident.transitions += 1
+        incident.snapshot = snapshot(alarm)
+        incident.updated_at = now
     incidents.add_event(
         db_session,
         incident=incident,
@@ -255,8 +268,9 @@ def apply_alarm(
         now=now,
         reopened=reopened,
         silenced=silenced,
+        created=created,
     )
-    flows.sync_message(db_session, incident=incident, now=now)
+    flows.sync_message(db_session, incident=incident, now=now, new=created)
     if not created:
         note = "reopened" if reopened else ("silenced" if silenced else None)
         flows.thread_transition(
@@ -275,6 +289,7 @@ def _apply_paging(
     now: datetime,
     reopened: bool,
     silenced: bool,
+    created: bool,
 ) -> str:
     if alarm.new_state == "OK":
         incident.status = RESOLVED
@@ -295,6 +310,8 @@ def _apply_paging(
         return ", paged again"
     if silenced:
         return ", silenced: not paged"
-    if not incident.paged and flows.page_trigger(db_session, incident=incident, now=now):
+    if not incident.paged and flows.page_trigger(
+        db_session, incident=incident, now=now, new=created
+    ):
         return ", paged"
     return ""

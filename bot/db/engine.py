@@ -47,6 +47,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 10)
+    # The connection used last is handed out first: the one the start-up warm-up
+    # used (its backend has the tables' catalog cached) serves the first alarm.
+    kwargs.setdefault("pool_use_lifo", True)
     return create_engine(url, **kwargs)
 
 

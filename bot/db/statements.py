@@ -1,10 +1,11 @@
-"""Executing bulk UPDATEs whose row count decides what happens next."""
+"""Statements whose outcome decides what happens next: bulk UPDATEs, INSERTs that may skip."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from sqlalchemy import CursorResult, Update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 
@@ -14,3 +15,23 @@ def update_rows(db_session: Session, statement: Update) -> int:
     assert isinstance(result, CursorResult)
     count: Any = result.rowcount
     return int(count)
+
+
+def insert_new_row(
+    db_session: Session, model: type[Any], *, unique: str, **values: Any
+) -> int | None:
+    """Insert a row; its id, or None when a row with the same `unique` column exists.
+
+    One statement (INSERT ... ON CONFLICT DO NOTHING RETURNING id) instead of a
+    SELECT and an INSERT; a concurrent insert of the same value waits for the
+    other transaction and then finds it, so it needs no retry.
+    """
+    dialect = postgresql if db_session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = (
+        dialect.insert(model)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=[unique])
+        .returning(model.id)
+    )
+    row_id: int | None = db_session.scalar(statement)
+    return row_id

@@ -27,14 +27,20 @@ def job_id(incident: Incident, job: str) -> str:
     return f"{incident.message_key}:{job.rsplit('.', 1)[-1]}"
 
 
-def sync_message(db_session: Session, *, incident: Incident, now: datetime) -> None:
-    """Post the incident's message, or update it in place, with its current state."""
+def sync_message(
+    db_session: Session, *, incident: Incident, now: datetime, new: bool = False
+) -> None:
+    """Post the incident's message, or update it in place, with its current state.
+
+    `new`: the incident was created in this transaction (nothing to look up).
+    """
     outbox.post_or_update(
         db_session,
         key=incident.message_key,
         channel=incident.channel,
         message=render.incident_message(incident),
         now=now,
+        new_key=new,
     )
 
 
@@ -98,8 +104,13 @@ def _trigger_body(incident: Incident) -> dict[str, Any]:
     return body
 
 
-def page_trigger(db_session: Session, *, incident: Incident, now: datetime) -> bool:
+def page_trigger(
+    db_session: Session, *, incident: Incident, now: datetime, new: bool = False
+) -> bool:
     """Page on-call for the incident; False when its route has no routing key.
+
+    `new`: the incident was created in this transaction, so its dedup key has
+    no event pending.
 
     Only called when PagerDuty has no open incident for the dedup key, so the
     page opens a new one there: what we knew of the last one is forgotten
@@ -114,6 +125,7 @@ def page_trigger(db_session: Session, *, incident: Incident, now: datetime) -> b
         action="trigger",
         body=_trigger_body(incident),
         now=now,
+        new_key=new,
     )
     incident.paged = True
     incident.pagerduty_incident_id = None

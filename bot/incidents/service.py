@@ -99,9 +99,8 @@ def list_open(db_session: Session, *, limit: int = 50) -> list[Incident]:
 
 def create(db_session: Session, *, now: datetime, **values: Any) -> Incident:
     values.setdefault("dedup_key", new_dedup_key())
-    incident = Incident(
-        status=OPEN, transitions=0, paged=False, opened_at=now, updated_at=now, **values
-    )
+    values.setdefault("transitions", 0)
+    incident = Incident(status=OPEN, paged=False, opened_at=now, updated_at=now, **values)
     db_session.add(incident)
     db_session.flush()
     return incident

@@ -97,26 +97,47 @@ def _add(db_session: Session, now: datetime, **values: Any) -> Delivery:
     return row
 
 
-def slack_message(db_session: Session, *, key: str, channel: str, now: datetime) -> SlackMessage:
-    """The Slack message the bot owns under `key`, created (not yet posted) if new."""
-    existing = db_session.scalars(select(SlackMessage).where(SlackMessage.key == key)).first()
-    if existing is not None:
-        return existing
+def slack_message(
+    db_session: Session, *, key: str, channel: str, now: datetime, new_key: bool = False
+) -> SlackMessage:
+    """The Slack message the bot owns under `key`, created (not yet posted) if new.
+
+    `new_key`: the caller made `key` in this transaction (a new incident's), so
+    there is nothing to look up; the row is flushed with the next flush.
+    """
+    if not new_key:
+        existing = db_session.scalars(select(SlackMessage).where(SlackMessage.key == key)).first()
+        if existing is not None:
+            return existing
     message = SlackMessage(key=key, channel=channel, created_at=now)
     db_session.add(message)
-    db_session.flush()
+    if not new_key:
+        db_session.flush()
     return message
 
 
 def post_or_update(
-    db_session: Session, *, key: str, channel: str, message: dict[str, Any], now: datetime
+    db_session: Session,
+    *,
+    key: str,
+    channel: str,
+    message: dict[str, Any],
+    now: datetime,
+    new_key: bool = False,
 ) -> None:
-    """Post the message under `key` the first time, update it in place afterwards."""
-    slack_message(db_session, key=key, channel=channel, now=now)
+    """Post the message under `key` the first time, update it in place afterwards.
+
+    `new_key`: the caller made `key` in this transaction, so nothing was ever
+    posted or queued under it (one SELECT fewer each for the message and its
+    pending update).
+    """
+    slack_message(db_session, key=key, channel=channel, now=now, new_key=new_key)
     _mark_dirty(db_session)
-    pending = _unclaimed_pending(
-        db_session, Delivery.kind == SLACK_MESSAGE, Delivery.message_key == key
-    )
+    pending = None
+    if not new_key:
+        pending = _unclaimed_pending(
+            db_session, Delivery.kind == SLACK_MESSAGE, Delivery.message_key == key
+        )
     if pending is not None and _replace_payload(db_session, pending, message, now):
         return
     _add(
@@ -191,13 +212,18 @@ def pagerduty_event(
     body: dict[str, Any],
     now: datetime,
     not_before: datetime | None = None,
+    new_key: bool = False,
 ) -> None:
-    """An Events API v2 event (trigger, acknowledge or resolve) for `dedup_key`."""
+    """An Events API v2 event (trigger, acknowledge or resolve) for `dedup_key`.
+
+    `new_key`: the caller made `dedup_key` in this transaction, so no event of it
+    is pending (one SELECT fewer on a new incident's first page).
+    """
     order_key = f"pd:{dedup_key}"
     payload = {"action": action, "dedup_key": dedup_key, "routing_key_env": routing_key_env, **body}
     # Only the oldest pending event of a dedup_key is ever claimed, so when the
     # newest is unclaimed it may still be folded into.
-    pending = _newest_pending(db_session, order_key)
+    pending = None if new_key else _newest_pending(db_session, order_key)
     if (
         pending is not None
         and pending.claimed_by is None

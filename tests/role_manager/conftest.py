@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -95,6 +96,23 @@ def rm_aws(rm_moto: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     return boto3.client("secretsmanager")
 
 
+def _drop_database(admin: psycopg.Connection[Any], dbname: str) -> None:
+    """DROP DATABASE, once the test's own sessions have ended.
+
+    A session the test closed may still be ending on the server; WITH (FORCE)
+    cannot end it for us, as it belongs to a role the admin is not a member of
+    (a `make test` run failed on it once), so wait for it a little.
+    """
+    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname))
+    for _ in range(50):
+        try:
+            admin.execute(drop)
+            return
+        except psycopg.errors.InsufficientPrivilege:
+            time.sleep(0.1)
+    admin.execute(drop)
+
+
 @pytest.fixture
 def rm_database(rm_admin_url: str) -> Iterator[RmDatabase]:
     """A fresh database with unique role and schema names; dropped with its roles after."""
@@ -117,9 +135,7 @@ def rm_database(rm_admin_url: str) -> Iterator[RmDatabase]:
         yield db
     finally:
         with psycopg.connect(rm_admin_url, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db.dbname))
-            )
+            _drop_database(admin, db.dbname)
             for role in (db.migrator, db.app):
                 admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 
