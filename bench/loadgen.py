@@ -23,16 +23,19 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import httpx
-
+from bench.http1 import Connection, HttpError
 from bench.slack_requests import kind_named, signed_headers
 
 RESEND_LIMIT = 5
 
 
-def _client(url: str, concurrency: int) -> httpx.AsyncClient:
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    return httpx.AsyncClient(base_url=url, limits=limits, timeout=httpx.Timeout(60.0))
+async def _post(connection: Connection, path: str, body: str, headers: dict[str, str]) -> str:
+    """The answer's status code, or the name of what failed."""
+    try:
+        status, _answer = await connection.post(path, body.encode(), headers)
+    except HttpError as exc:
+        return type(exc.__cause__ or exc).__name__
+    return str(status)
 
 
 async def ack(args: argparse.Namespace) -> dict[str, Any]:
@@ -41,38 +44,38 @@ async def ack(args: argparse.Namespace) -> dict[str, Any]:
     statuses: dict[str, Counter[str]] = {kind.name: Counter() for kind in kinds}
     sent: Counter[str] = Counter()  # warm-up included
 
-    async with _client(args.url, args.concurrency) as client:
+    # One keep-alive connection per worker, kept from the warm-up to the end.
+    connections = [Connection(args.url) for _ in range(args.concurrency)]
 
-        async def phase(count: int, record: bool) -> float:
-            numbers = itertools.count()
+    async def phase(count: int, record: bool) -> float:
+        numbers = itertools.count()
 
-            async def worker() -> None:
-                while (i := next(numbers)) < count:
-                    k = i % len(kinds)
-                    # Every request unique, as Slack's are (opsbot refuses replays), with a
-                    # response_url of its own (Slack's work 5 times each).
-                    body = kinds[k].body(
-                        f"{args.response_url}-{int(record)}-{i}", trigger_id=f"{record}.{i}.bench"
-                    )
-                    headers = signed_headers(args.secret, body)
-                    sent[kinds[k].name] += 1
-                    started = time.perf_counter()
-                    try:
-                        answer = await client.post("/slack/events", content=body, headers=headers)
-                        status = str(answer.status_code)
-                    except httpx.HTTPError as exc:
-                        status = type(exc).__name__
-                    took_ms = (time.perf_counter() - started) * 1000
-                    if record:
-                        latencies[kinds[k].name].append(round(took_ms, 3))
-                        statuses[kinds[k].name][status] += 1
+        async def worker(connection: Connection) -> None:
+            while (i := next(numbers)) < count:
+                k = i % len(kinds)
+                # Every request unique, as Slack's are (opsbot refuses replays), with a
+                # response_url of its own (Slack's work 5 times each).
+                body = kinds[k].body(
+                    f"{args.response_url}-{int(record)}-{i}", trigger_id=f"{record}.{i}.bench"
+                )
+                headers = signed_headers(args.secret, body)
+                sent[kinds[k].name] += 1
+                started = time.perf_counter()
+                status = await _post(connection, "/slack/events", body, headers)
+                took_ms = (time.perf_counter() - started) * 1000
+                if record:
+                    latencies[kinds[k].name].append(round(took_ms, 3))
+                    statuses[kinds[k].name][status] += 1
 
-            began = time.perf_counter()
-            await asyncio.gather(*(worker() for _ in range(args.concurrency)))
-            return time.perf_counter() - began
+        began = time.perf_counter()
+        await asyncio.gather(*(worker(c) for c in connections))
+        return time.perf_counter() - began
 
+    try:
         await phase(args.warmup, record=False)
         duration_s = await phase(args.requests, record=True)
+    finally:
+        await asyncio.gather(*(c.close() for c in connections))
     return {
         "concurrency": args.concurrency,
         "requests": args.requests,
@@ -98,34 +101,33 @@ async def storm(args: argparse.Namespace) -> dict[str, Any]:
     latencies_ms: list[float] = []
     resends = 0
 
-    async with _client(args.url, args.concurrency) as client:
-        numbers = itertools.count()
+    numbers = itertools.count()
 
-        async def worker() -> None:
-            nonlocal resends
-            while (i := next(numbers)) < len(requests):
-                request = requests[i]
-                started = time.perf_counter()
-                for attempt in range(RESEND_LIMIT + 1):
-                    try:
-                        answer = await client.post(
-                            request["path"], content=request["body"], headers=request["headers"]
-                        )
-                        status = str(answer.status_code)
-                        if answer.status_code < 500:
-                            break
-                    except httpx.HTTPError as exc:
-                        status = type(exc).__name__
-                    if attempt < RESEND_LIMIT:
-                        resends += 1
-                        await asyncio.sleep(0.05)
-                latencies_ms.append((time.perf_counter() - started) * 1000)
-                statuses[status] += 1
-                done_at.append(time.time())
+    async def worker(connection: Connection) -> None:
+        nonlocal resends
+        while (i := next(numbers)) < len(requests):
+            request = requests[i]
+            started = time.perf_counter()
+            for attempt in range(RESEND_LIMIT + 1):
+                status = await _post(
+                    connection, request["path"], request["body"], request["headers"]
+                )
+                if status.isdigit() and int(status) < 500:
+                    break
+                if attempt < RESEND_LIMIT:
+                    resends += 1
+                    await asyncio.sleep(0.05)
+            latencies_ms.append((time.perf_counter() - started) * 1000)
+            statuses[status] += 1
+            done_at.append(time.time())
 
-        started = time.time()
-        await asyncio.gather(*(worker() for _ in range(args.concurrency)))
+    connections = [Connection(args.url) for _ in range(args.concurrency)]
+    started = time.time()
+    try:
+        await asyncio.gather(*(worker(c) for c in connections))
+    finally:
         finished = time.time()
+        await asyncio.gather(*(c.close() for c in connections))
     return {
         "concurrency": args.concurrency,
         "sent": len(requests),
