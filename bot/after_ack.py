@@ -17,7 +17,8 @@ thread's CPU time: most of a click's work is its database statements, and the
 database's CPU is taken from the same cores as the acknowledgements' (on the
 benchmark's two cores, quick runs gave an ack p99 ratio of 1.2x to 1.6x with a
 CPU-time budget and 0.93x by elapsed time; full runs 1.34x before the flood
-counted its gaps, below, and 0.96x after: see README, Benchmarks).
+counted its gaps, below, and 0.96x after, with a load generator that took
+most of the CPU; 1.21x once it took little: see README, Benchmarks).
 
 A flood counts as going on until no request has been in hand for `QUIET_S`:
 with 200 requests in flight most of them wait in the server's socket and event
