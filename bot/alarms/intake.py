@@ -83,6 +83,7 @@ class AlarmIntake:
         paging = self.config.model_copy(
             update={"alarm_routes": [route.model_copy(update={"match": AlarmMatch()})]}
         )
+        # The real routes' patterns are compiled (and cached by fnmatch) here too.
         route_for(self.config.alarm_routes, alarm_name=name, account="", region="")
         with self.sessions() as db_session:
             event.listen(db_session, "before_flush", _negative_incident_ids)

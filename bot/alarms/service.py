@@ -28,7 +28,7 @@ from bot.alarms.parse import Alarm, MetricTrigger, parse_alarm
 from bot.alarms.render import notice_message
 from bot.alarms.routing import route_for
 from bot.config import Config
-from bot.db.statements import insert_new_row
+from bot.db.statements import insert_new_row, update_rows
 from bot.incidents import flows
 from bot.incidents import service as incidents
 from bot.incidents.models import OPEN, RESOLVED, Incident
@@ -74,11 +74,11 @@ def receive(db_session: Session, *, inbound: Inbound, config: Config, now: datet
         outcome = apply_alarm(
             db_session, alarm=alarm, config=config, now=now, source_ref=inbound.message_id
         )
-    db_session.execute(
+    update_rows(
+        db_session,
         update(ReceivedMessage)
         .where(ReceivedMessage.id == received_id)
-        .values(outcome=outcome[:255])
-        .execution_options(synchronize_session=False)
+        .values(outcome=outcome[:255]),
     )
     return outcome
 
