@@ -7,9 +7,8 @@ wires the edge to the domain. Nothing else in `bot/` imports `handlers`.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
-from slack_sdk import WebClient
 from sqlalchemy.orm import configure_mappers
 from starlette.applications import Starlette
 
@@ -53,6 +52,8 @@ from bot.outbox.wake import wake_after_commit
 from bot.outbox.worker import OutboxWorker, Send
 from bot.pagerduty.rest import PagerDutyRest
 from bot.people.directory import PeopleDirectory
+from bot.rights.service import Rights
+from bot.rights.workspace import Workspace
 from bot.runtime import Runtime
 from bot.scheduler.deferred import apply_after_commit
 from bot.scheduler.scheduler import JobScheduler
@@ -75,15 +76,6 @@ def _pacer(config: Config) -> Pacer:
         return delivery.slack_per_channel_per_s, float(delivery.slack_burst)
 
     return Pacer(limits=limits)
-
-
-def _group_members(client: WebClient | None) -> Callable[[str], list[str]]:
-    def members_of(group_id: str) -> list[str]:
-        if client is None:
-            return []  # no Slack: nobody is in any group
-        return list(client.usergroups_users_list(usergroup=group_id).get("users") or [])
-
-    return members_of
 
 
 def _open_connections(runtime: Runtime) -> None:
@@ -182,6 +174,8 @@ def build_runtime(
         )
     else:
         notes.append("POST /pagerduty/webhooks: refuses everything (PAGERDUTY_WEBHOOK_SECRETS)")
+    workspace = Workspace(slack_client)
+    rights = Rights(config=config, workspace=workspace)
     people = PeopleDirectory(
         sessions=sessions,
         slack=slack_client,
@@ -246,11 +240,12 @@ def build_runtime(
         slack_client=slack_client,
         outbox=outbox,
         scheduler=scheduler,
-        access=Access(_group_members(slack_client)),
+        access=Access(workspace),
+        rights=rights,
         pagerduty=rest,
         people=people,
         incident_actions=IncidentActions(
-            sessions=sessions, people=people, config=config, clock=clock
+            sessions=sessions, people=people, rights=rights, config=config, clock=clock
         ),
         webhook_sync=WebhookSync(
             sessions=sessions, people=people, pagerduty=rest, config=config, clock=clock

@@ -210,6 +210,29 @@ def _app_notes(config: Config) -> list[str]:
     return notes
 
 
+def _rights_notes(config: Config) -> list[str]:
+    """Rights that validate but that nobody holds."""
+    notes = []
+    doing = {
+        "respond": "acknowledge, resolve, escalate or add notes to",
+        "declare": "declare",
+        "silence": "silence",
+    }
+    for where, rights in [("rights.incidents", config.rights.incidents)] + [
+        (f"alarm_routes[{n}].rights", config.rights.incidents.for_route(route.rights))
+        for n, route in enumerate(config.alarm_routes)
+        if route.rights is not None
+    ]:
+        for right, what in doing.items():
+            if getattr(rights, right).is_empty:
+                notes.append(f"{where}.{right} names nobody: nobody may {what} these incidents")
+    if config.rights.admins.is_empty:
+        notes.append(
+            "rights.admins is empty: nobody may link PagerDuty identities for others from Slack"
+        )
+    return notes
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     settings = _settings()
     path = Path(args.path) if args.path else settings.config_path
@@ -221,7 +244,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         f"{source}: valid ({len(config.alarm_routes)} alarm routes, {len(config.apps)} apps "
         f"with {environments} environments)"
     )
-    for note in _app_notes(config):
+    for note in _app_notes(config) + _rights_notes(config):
         print(f"note: {note}")
     for env_name in missing:
         print(f"note: {env_name} is not set here; routes naming it cannot page until it is")
@@ -286,7 +309,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
             app=args.app,
             env=args.env,
             tag=args.tag,
-            actor=f"cli:{args.actor or settings.cli_user}",
+            identity=settings.cli_identity,
             force_reason=args.force,
             wait=args.wait,
             timeout_s=args.timeout_min * 60,
@@ -378,9 +401,6 @@ def parser() -> argparse.ArgumentParser:
         type=float,
         default=30.0,
         help="how long --wait waits (default: 30 minutes)",
-    )
-    deploy.add_argument(
-        "--actor", help="who is deploying (default: OPSBOT_ACTOR, GITHUB_ACTOR or the OS user)"
     )
     deploy.set_defaults(func=cmd_deploy)
     return root

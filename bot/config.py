@@ -39,6 +39,96 @@ class AlarmMatch(Strict):
         return self.alarm_name is None and self.account is None and self.region is None
 
 
+USER_ID = r"^[UW][A-Z0-9]+$"
+GROUP_ID = r"^S[A-Z0-9]+$"
+
+
+class People(Strict):
+    """Slack user ids (U...) and user group ids (S...)."""
+
+    users: list[Annotated[str, Field(pattern=USER_ID)]] = Field(default_factory=list)
+    groups: list[Annotated[str, Field(pattern=GROUP_ID)]] = Field(default_factory=list)
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.users and not self.groups
+
+
+class Who(Strict):
+    """A set of people: listed users and groups, the incident channel's members, or everyone.
+
+    `everyone` means every full member of the workspace; guests are in a set only
+    where the rights section says `guests: true` (or they are listed by id).
+    """
+
+    users: list[Annotated[str, Field(pattern=USER_ID)]] = Field(default_factory=list)
+    groups: list[Annotated[str, Field(pattern=GROUP_ID)]] = Field(default_factory=list)
+    channel_members: bool = False
+    everyone: bool = False
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.users or self.groups or self.channel_members or self.everyone)
+
+
+class SilenceWho(Who):
+    """Who may silence an alarm's incident, and for how long at most."""
+
+    max_min: int = Field(default=1440, ge=1, le=10_080)
+
+
+def _channel_members() -> Who:
+    return Who(channel_members=True)
+
+
+def _everyone() -> Who:
+    return Who(everyone=True)
+
+
+def _channel_silencers() -> SilenceWho:
+    return SilenceWho(channel_members=True)
+
+
+class RouteRights(Strict):
+    """A route's own rights: each key given replaces that whole entry of `rights.incidents`."""
+
+    respond: Who | None = None  # acknowledge, resolve, escalate, add notes
+    declare: Who | None = None  # declare an incident that pages through this route
+    silence: SilenceWho | None = None
+    guests: bool | None = None  # guests hold the rights above on this route
+
+
+class IncidentRights(Strict):
+    """The rights every route has unless it says otherwise."""
+
+    respond: Who = Field(default_factory=_channel_members)
+    declare: Who = Field(default_factory=_everyone)
+    silence: SilenceWho = Field(default_factory=_channel_silencers)
+    guests: bool = False
+
+    def for_route(self, route: RouteRights | None) -> IncidentRights:
+        """These rights with a route's own keys on top."""
+        if route is None:
+            return self
+        own = {k: v for k in RouteRights.model_fields if (v := getattr(route, k)) is not None}
+        return self.model_copy(update=own)
+
+
+CLI_IDENTITY = r"^(github|os):[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+
+
+class Rights(Strict):
+    """Who may do what with incidents, who administers opsbot, and who the CLI acts as."""
+
+    # Link a PagerDuty identity for someone else, retry abandoned deliveries.
+    admins: People = Field(default_factory=People)
+    incidents: IncidentRights = Field(default_factory=IncidentRights)
+    # `github:<actor>` (GitHub Actions) or `os:<user>` (a terminal) -> Slack user id.
+    cli: dict[
+        Annotated[str, Field(pattern=CLI_IDENTITY)], Annotated[str, Field(pattern=USER_ID)]
+    ] = Field(default_factory=dict)
+
+
 class AlarmRoute(Strict):
     name: str | None = None
     match: AlarmMatch = Field(default_factory=AlarmMatch)
@@ -51,6 +141,7 @@ class AlarmRoute(Strict):
     # escalates it in PagerDuty. Unset: neither.
     remind_after_min: float | None = Field(default=None, gt=0, le=10_080)
     escalate_after_min: float | None = Field(default=None, gt=0, le=10_080)
+    rights: RouteRights | None = None
 
     @field_validator("channel")
     @classmethod
@@ -229,17 +320,6 @@ class DeliverySettings(Strict):
 NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
 
-class People(Strict):
-    """Slack user ids (U...) and user group ids (S...)."""
-
-    users: list[Annotated[str, Field(pattern=r"^[UW][A-Z0-9]+$")]] = Field(default_factory=list)
-    groups: list[Annotated[str, Field(pattern=r"^S[A-Z0-9]+$")]] = Field(default_factory=list)
-
-    @property
-    def is_empty(self) -> bool:
-        return not self.users and not self.groups
-
-
 class FreezeWindow(Strict):
     """A change freeze: deploys are refused unless forced by an authorised person."""
 
@@ -347,6 +427,7 @@ class Config(Strict):
     apps: dict[Annotated[str, Field(pattern=NAME)], App] = Field(default_factory=dict)
     oncall: OnCallSettings = Field(default_factory=OnCallSettings)
     deploys: DeploySettings = Field(default_factory=DeploySettings)
+    rights: Rights = Field(default_factory=Rights)
 
     @model_validator(mode="after")
     def _default_route_last(self) -> Config:
@@ -379,6 +460,11 @@ class Config(Strict):
     def route_named(self, name: str) -> AlarmRoute | None:
         """The first route whose `name` (or, unnamed, channel) is `name`."""
         return next((r for r in self.alarm_routes if r.label == name), None)
+
+    def incident_rights(self, route_name: str | None) -> IncidentRights:
+        """The rights on incidents of the route named `route_name` (defaults if it is gone)."""
+        route = self.route_named(route_name) if route_name else None
+        return self.rights.incidents.for_route(route.rights if route else None)
 
     def routing_key_envs(self) -> set[str]:
         return {

@@ -14,6 +14,8 @@ Scopes are only what the bot calls:
     app_mentions:read               "@opsbot who is on call?" answered in the thread
     users:read, users:read.email    map a Slack user to a PagerDuty user by email
     usergroups:read                 resolve on-call and approver user groups
+    channels:read, groups:read      who is in an incident's channel (rights), and whether a
+                                    channel is private (who may see its incidents)
     channels:history, groups:history
                                     read back its own recent messages after a crash, so a
                                     delivery that was sent but not recorded is not posted twice
@@ -33,14 +35,20 @@ BOT_EVENTS: tuple[str, ...] = ("app_mention",)
 BOT_SCOPES: tuple[str, ...] = (
     "app_mentions:read",
     "channels:history",
+    "channels:read",
     "chat:write",
     "chat:write.public",
     "commands",
     "groups:history",
+    "groups:read",
     "usergroups:read",
     "users:read",
     "users:read.email",
 )
+
+# /opsbot names people (`link-pagerduty @someone ...`): Slack escapes mentions to
+# `<@U123|name>` only where asked, and a user id is what rights and links need.
+ESCAPED_COMMANDS = frozenset({"/opsbot"})
 
 # (command, description, usage hint)
 SLASH_COMMANDS: tuple[tuple[str, str, str], ...] = (
@@ -82,7 +90,7 @@ def build_manifest(base_url: str) -> dict[str, Any]:
                     "url": request_url,
                     "description": description,
                     "usage_hint": usage_hint,
-                    "should_escape": False,
+                    "should_escape": command in ESCAPED_COMMANDS,
                 }
                 for command, description, usage_hint in SLASH_COMMANDS
             ],

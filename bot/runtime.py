@@ -26,6 +26,7 @@ from bot.oncall.flows import OnCallAnswers
 from bot.outbox.worker import OutboxWorker
 from bot.pagerduty.rest import PagerDutyRest
 from bot.people.directory import PeopleDirectory
+from bot.rights.service import Rights
 from bot.scheduler.scheduler import JobScheduler
 from bot.settings import Settings
 from bot.sns.verify import SnsVerifier
@@ -51,7 +52,8 @@ class Runtime:
     slack_client: WebClient | None
     outbox: OutboxWorker
     scheduler: JobScheduler
-    access: Access
+    access: Access  # deploy rights: an app environment's deployers
+    rights: Rights  # incident rights and administration
     pagerduty: PagerDutyRest | None  # REST API v2; None without PAGERDUTY_API_TOKEN
     people: PeopleDirectory
     incident_actions: IncidentActions

@@ -107,10 +107,14 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION", "aws_region"),
     )
 
-    # Who runs `opsbot deploy` (recorded as cli:<name>): OPSBOT_ACTOR, else the
-    # GitHub Actions actor, else the operating-system user.
-    cli_actor: str | None = Field(
-        default=None, validation_alias=AliasChoices("OPSBOT_ACTOR", "GITHUB_ACTOR", "cli_actor")
+    # Who runs `opsbot deploy`: the GitHub Actions actor inside GitHub Actions (the
+    # runner sets both variables), else the operating-system user. Never a name the
+    # caller chooses: `rights.cli` in the config maps it to a Slack user.
+    github_actions: bool = Field(
+        default=False, validation_alias=AliasChoices("GITHUB_ACTIONS", "github_actions")
+    )
+    github_actor: str | None = Field(
+        default=None, validation_alias=AliasChoices("GITHUB_ACTOR", "github_actor")
     )
 
     @field_validator("pagerduty_webhook_secrets", "sns_topic_arns", mode="before")
@@ -167,14 +171,14 @@ class Settings(BaseSettings):
         return re.compile(self.sns_url_pattern)
 
     @property
-    def cli_user(self) -> str:
-        """The name `opsbot deploy` records as its actor (after `cli:`)."""
-        if self.cli_actor and self.cli_actor.strip():
-            return self.cli_actor.strip()
+    def cli_identity(self) -> str:
+        """Who runs the CLI: `github:<actor>` in GitHub Actions, else `os:<user>`."""
+        if self.github_actions and self.github_actor and self.github_actor.strip():
+            return f"github:{self.github_actor.strip()}"
         try:
-            return getpass.getuser()
+            return f"os:{getpass.getuser()}"
         except (KeyError, OSError):
-            return "unknown"
+            return "os:unknown"
 
     def with_secrets(self, secrets: dict[str, str]) -> Settings:
         """A copy that answers `env_secret(name)` from `secrets` before the environment.

@@ -244,7 +244,7 @@ def register(app: App, runtime: Runtime) -> None:
             ack()
             runtime.after_ack.run(
                 "/incident list",
-                lambda: list_open(command.get("response_url")),
+                lambda: list_open(_requester(command, "command")),
                 response_url=command.get("response_url"),
             )
             return
@@ -265,7 +265,7 @@ def register(app: App, runtime: Runtime) -> None:
             response_url=command.get("response_url"),
         )
 
-    def list_open(response_url: str | None) -> None:
-        message = actions.open_incidents()
-        if response_url:
-            replies.send(response_url, ephemeral(message["text"], message["blocks"]))
+    def list_open(requester: Requester) -> None:
+        message = actions.open_incidents(requester)
+        if requester.response_url:
+            replies.send(requester.response_url, ephemeral(message["text"], message["blocks"]))

@@ -1,4 +1,4 @@
-"""/opsbot: help and housekeeping (linking your PagerDuty user)."""
+"""/opsbot: help and housekeeping (your PagerDuty identity)."""
 
 from __future__ import annotations
 
@@ -9,23 +9,27 @@ from slack_bolt import Ack, App
 
 from bot.config import EMAIL
 from bot.outbox.replies import Replies, ephemeral
-from bot.pagerduty.errors import PagerDutyError
-from bot.people.errors import NoPagerDutyUser
+from bot.people.links import PagerDutyLinks
 from bot.runtime import Runtime
 
 USAGE = "\n".join(
     [
         "*opsbot* — incidents and releases from Slack",
         "`/opsbot help` — this message",
-        "`/opsbot link-pagerduty <email>` — act in PagerDuty as the user with this email",
-        "`/opsbot link-pagerduty` — show who you are in PagerDuty; "
-        "`/opsbot unlink-pagerduty` — forget the link",
+        "`/opsbot link-pagerduty` — show who you are in PagerDuty",
+        "`/opsbot link-pagerduty <your Slack email>` — link yourself by your own Slack email",
+        "`/opsbot link-pagerduty @someone <email>` — (admins) link someone to a PagerDuty email",
+        "`/opsbot unlink-pagerduty [@someone]` — forget a link (someone else's: admins)",
         "`/oncall [team or schedule]` — who is on call; `/incident help` — incidents",
         "Alarms arrive by themselves: CloudWatch → SNS → opsbot → this workspace and PagerDuty.",
     ]
 )
-LINK_USAGE = "Usage: `/opsbot link-pagerduty you@example.com`"
+LINK_USAGE = (
+    "Usage: `/opsbot link-pagerduty you@example.com` (your own Slack email), or, for admins, "
+    "`/opsbot link-pagerduty @someone someone@example.com`"
+)
 MAILTO = re.compile(r"^<mailto:([^|>]+)(\|[^>]*)?>$")
+USER_MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(\|[^>]*)?>$")
 
 
 def usage(problem: str | None = None) -> str:
@@ -38,37 +42,30 @@ def email_argument(word: str) -> str:
     return found.group(1) if found else word
 
 
+def _subject(words: list[str]) -> tuple[str | None, list[str]]:
+    """A leading `@someone` (as Slack escapes it: `<@U123|name>`) and the words after it."""
+    if words and (found := USER_MENTION.match(words[0])):
+        return found.group(1), words[1:]
+    return None, words
+
+
 def register(app: App, runtime: Runtime) -> None:
     replies = Replies(sessions=runtime.sessions, clock=runtime.clock)
-    people = runtime.people
+    links = PagerDutyLinks(
+        sessions=runtime.sessions,
+        people=runtime.people,
+        rights=runtime.rights,
+        workspace=runtime.rights.workspace,
+        clock=runtime.clock,
+    )
 
-    def link(user_id: str, email: str | None) -> str:
-        if email is None:
-            current = people.current_link(user_id)
-            if current is None:
-                return f"opsbot has not matched you to a PagerDuty user yet. {LINK_USAGE}"
-            user, linked = current
-            how = "linked by you" if linked else "found by your Slack email"
-            return f"You act in PagerDuty as *{user.name}* (`{user.email}`), {how}."
-        try:
-            user = people.link(user_id, email)
-        except NoPagerDutyUser as exc:
-            return f"{exc} {LINK_USAGE}"
-        except PagerDutyError as exc:
-            return f"opsbot cannot check that with PagerDuty right now ({exc}). Try again later."
-        return (
-            f":link: Linked: you act in PagerDuty as *{user.name}* (`{user.email}`). "
-            "This wins over the lookup by your Slack email."
+    def answer_later(command: dict[str, Any], verb: str, work: Any) -> None:
+        url = command.get("response_url")
+        runtime.after_ack.run(
+            f"/opsbot {verb}",
+            lambda: replies.send(url, ephemeral(work())) if url else work(),
+            response_url=url,
         )
-
-    def unlink(user_id: str, response_url: str) -> None:
-        removed = people.unlink(user_id)
-        text = (
-            "Unlinked: opsbot looks you up in PagerDuty by your Slack email again."
-            if removed
-            else "You had no PagerDuty link."
-        )
-        replies.send(response_url, ephemeral(text))
 
     @app.command("/opsbot")
     def opsbot(ack: Ack, command: dict[str, Any]) -> None:
@@ -77,24 +74,33 @@ def register(app: App, runtime: Runtime) -> None:
             ack(text=usage())
             return
         user_id = str(command.get("user_id"))
-        if words[0] == "link-pagerduty":
-            email = email_argument(words[1]) if len(words) > 1 else None
-            if len(words) > 2 or (email is not None and not EMAIL.match(email)):
-                ack(text=f"`{' '.join(words[1:])}` is not one email address. {LINK_USAGE}")
+        verb, rest = words[0], words[1:]
+        if verb == "link-pagerduty":
+            subject, rest = _subject(rest)
+            email = email_argument(rest[0]) if rest else None
+            if len(rest) > 1 or (email is not None and not EMAIL.match(email)):
+                ack(text=f"That is not one email address. {LINK_USAGE}")
+                return
+            if email is None:
+                if subject is not None:
+                    ack(text=f"Say which email to link. {LINK_USAGE}")
+                    return
+                ack()
+                answer_later(command, verb, lambda: links.show(user_id))
                 return
             ack()
-            runtime.after_ack.run(
-                "/opsbot link-pagerduty",
-                lambda: replies.send(command["response_url"], ephemeral(link(user_id, email))),
-                response_url=command.get("response_url"),
+            answer_later(
+                command,
+                verb,
+                lambda: links.link(requester=user_id, email=email, for_user=subject),
             )
             return
-        if words[0] == "unlink-pagerduty":
+        if verb == "unlink-pagerduty":
+            subject, rest = _subject(rest)
+            if rest:
+                ack(text="Usage: `/opsbot unlink-pagerduty` or `/opsbot unlink-pagerduty @someone`")
+                return
             ack()
-            runtime.after_ack.run(
-                "/opsbot unlink-pagerduty",
-                lambda: unlink(user_id, command["response_url"]),
-                response_url=command.get("response_url"),
-            )
+            answer_later(command, verb, lambda: links.unlink(requester=user_id, for_user=subject))
             return
         ack(text=usage(f"Unknown subcommand `{words[0]}`."))

@@ -63,6 +63,7 @@ OPSBOT_VARIABLES = (
     "PD_KEY_PROD",
     "OPSBOT_ACTOR",
     "GITHUB_ACTOR",
+    "GITHUB_ACTIONS",
 )
 
 TEST_CONFIG: dict[str, Any] = {

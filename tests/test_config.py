@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
-from bot.config import ConfigError, load_config, load_config_text
+from bot.config import ConfigError, load_config, load_config_text, parse_config
 
 GOOD = """
 alarm_routes:
@@ -106,3 +106,55 @@ def test_check_config_as_a_command(tmp_path: Path) -> None:
 def test_lease_must_outlive_requests() -> None:
     [problem] = problems(GOOD + "delivery: {lease_s: 10, request_timeout_s: 10}\n")
     assert problem == "delivery: lease_s must be at least twice request_timeout_s"
+
+
+def test_rights_default_to_the_channel_and_a_route_replaces_whole_entries() -> None:
+    config = parse_config(
+        {
+            "alarm_routes": [
+                {
+                    "name": "prod",
+                    "match": {"alarm_name": "prod-*"},
+                    "channel": "C0PRODALERTS",
+                    "rights": {"respond": {"groups": ["S0ONCALL"]}, "guests": True},
+                },
+                {"match": {}, "channel": "C0ALERTS"},
+            ]
+        }
+    )
+    default = config.incident_rights("C0ALERTS")
+    assert default.respond.channel_members and not default.respond.groups
+    assert default.declare.everyone and not default.guests
+    assert default.silence.max_min == 1440
+    prod = config.incident_rights("prod")
+    assert prod.respond.groups == ["S0ONCALL"] and not prod.respond.channel_members
+    assert prod.guests and prod.silence == default.silence
+    # A route that no longer exists (config changed since the incident opened): the defaults.
+    assert config.incident_rights("gone") == default
+
+
+@pytest.mark.parametrize(
+    ("rights", "problem"),
+    [
+        ({"cli": {"octocat": "U0ALICE"}}, "rights.cli.octocat"),
+        ({"cli": {"github:octocat": "alice"}}, "rights.cli.github:octocat"),
+        ({"admins": {"users": ["alice"]}}, "rights.admins.users[0]"),
+        ({"incidents": {"silence": {"max_min": 0}}}, "rights.incidents.silence.max_min"),
+        ({"incidents": {"respond": {"anyone": True}}}, "rights.incidents.respond.anyone"),
+    ],
+)
+def test_bad_rights_are_named(rights: dict[str, object], problem: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"alarm_routes": [{"match": {}, "channel": "C0ALERTS"}], "rights": rights})
+    assert any(p.startswith(problem) for p in caught.value.problems), caught.value.problems
+
+
+def test_check_config_notes_rights_nobody_holds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "rights.yaml"
+    path.write_text(GOOD + "rights:\n  incidents:\n    declare: {}\n", encoding="utf-8")
+    assert main(["check-config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "note: rights.incidents.declare names nobody: nobody may declare" in out
+    assert "note: rights.admins is empty" in out

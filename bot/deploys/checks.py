@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 from sqlalchemy.orm import Session
 
 from bot.adapters import ecr, ecs
-from bot.approvals.service import is_slack_user
 from bot.apps.errors import NotAllowed
 from bot.apps.registry import Target, get_target_or_raise
 from bot.deploys import render, service
@@ -44,15 +43,14 @@ log = logging.getLogger(__name__)
 
 
 def _require_rights(runtime: Runtime, request: Request, target: Target) -> None:
-    """Slack users need the environment's deployers; the CLI is the pipeline's trusted identity."""
-    if is_slack_user(request.actor):
-        verb = "roll back" if request.kind == ROLLBACK else "deploy to"
-        runtime.access.require(request.actor, target, action=verb)
+    """The requester (from the CLI: the Slack user its identity maps to) must be a deployer."""
+    verb = "roll back" if request.kind == ROLLBACK else "deploy to"
+    runtime.access.require(request.actor, target, action=verb)
 
 
 def _require_force_rights(runtime: Runtime, request: Request) -> None:
     people = runtime.config.deploys.force_allowed
-    if not is_slack_user(request.actor) or people.is_empty:
+    if people.is_empty:
         return
     if not runtime.access.is_member(request.actor, people):
         who = [f"<@{u}>" for u in people.users] + [f"<!subteam^{g}>" for g in people.groups]

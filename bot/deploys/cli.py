@@ -1,9 +1,10 @@
 """`opsbot deploy`: the Slack deploy path, driven from a terminal or a pipeline.
 
-The CLI has no Slack user: it is trusted as the pipeline's identity (whoever
-holds the database URL and the AWS credentials can deploy anyway), recorded as
-`cli:<name>`, and still held to everything else: the lock, manual locks, the
-freeze, the scan, and a protected environment's confirmation in Slack.
+The CLI acts as the Slack user its identity (`github:<actor>` in GitHub
+Actions, else `os:<user>`) maps to in `rights.cli`, and is held to everything
+that person would be in Slack: their rights and `force_allowed`, the locks,
+the freeze, the scan, and a protected environment's clicks, where nobody
+approves their own request. An identity with no mapping is refused.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ from sqlalchemy import func, select
 from bot.approvals import service as approvals
 from bot.approvals.models import DONE, EXECUTING, PENDING
 from bot.apps.errors import AppError
+from bot.audit import service as audit
 from bot.deploys import flows
 from bot.deploys.errors import DeployError, DeployRefused
 from bot.deploys.models import ACTIVE, COMPLETED, DEPLOY, Deployment
 from bot.deploys.plans import Request
 from bot.deploys.requests import submit
 from bot.deploys.rollout import counts_text
+from bot.rights.errors import RightMissing
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
@@ -57,13 +60,27 @@ def _started_since(runtime: Runtime, *, app: str, env: str, actor: str, after: i
         return db_session.scalar(query)
 
 
+def _refuse_identity(runtime: Runtime, *, identity: str, app: str, env: str, reason: str) -> None:
+    with runtime.sessions() as db_session:
+        audit.record(
+            db_session,
+            at=runtime.clock.now(),
+            actor=f"cli:{identity}",
+            action="deploy.request",
+            target=f"deploy:{app}/{env}",
+            outcome="refused",
+            detail={"reason": reason},
+        )
+        db_session.commit()
+
+
 def run_deploy(
     runtime: Runtime,
     *,
     app: str,
     env: str,
     tag: str,
-    actor: str,
+    identity: str,
     force_reason: str | None,
     wait: bool,
     timeout_s: float,
@@ -72,9 +89,21 @@ def run_deploy(
     monotonic: Callable[[], float] = time.monotonic,
 ) -> int:
     """Submit a deploy as /deploy does; with `wait`, follow it to its end. Return the exit code."""
+    try:
+        actor = runtime.rights.cli_user(identity)
+    except RightMissing as exc:
+        _refuse_identity(runtime, identity=identity, app=app, env=env, reason=str(exc))
+        say(f"refused: {exc}")
+        return REFUSED
     before = _newest_id(runtime, app=app, env=env)
     request = Request(
-        app=app, env=env, actor=actor, kind=DEPLOY, tag=tag, force_reason=force_reason
+        app=app,
+        env=env,
+        actor=actor,
+        kind=DEPLOY,
+        tag=tag,
+        force_reason=force_reason,
+        cli_identity=identity,
     )
     try:
         accepted = submit(runtime, request)

@@ -15,7 +15,7 @@ class Request:
 
     app: str
     env: str
-    actor: str  # Slack user id, or cli:<name>
+    actor: str  # Slack user id (from the CLI: the one `rights.cli` maps its identity to)
     kind: str = DEPLOY
     tag: str | None = None
     digest: str | None = None  # pinned: the image the approvers saw
@@ -23,6 +23,8 @@ class Request:
     force_reason: str | None = None
     # Where it was asked: announcements go there when there is no release channel.
     channel: str | None = None
+    # Asked through the CLI: its identity (`github:octocat`), for the audit.
+    cli_identity: str | None = None
 
     def to_payload(self) -> dict[str, Any]:
         return asdict(self)
@@ -44,6 +46,7 @@ class Request:
             rollback_of=int(rollback_of) if rollback_of is not None else None,
             force_reason=text("force_reason"),
             channel=text("channel"),
+            cli_identity=text("cli_identity"),
         )
 
     @property

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 from bot.approvals import flows as approval_flows
 from bot.approvals.render import actor_text
-from bot.approvals.service import is_slack_user
 from bot.apps.errors import NotAllowed
 from bot.audit import service as audit
 from bot.deploys import render
@@ -54,6 +53,8 @@ def _request_detail(request: Request) -> dict[str, Any]:
         detail["rollback_of"] = request.rollback_of
     if request.force_reason:
         detail["force_reason"] = request.force_reason
+    if request.cli_identity:
+        detail["cli"] = request.cli_identity
     return {k: v for k, v in detail.items() if v is not None}
 
 
@@ -65,11 +66,11 @@ def submit(runtime: Runtime, request: Request) -> Accepted:
         _refused(runtime, request, str(exc))
         raise
     settings = checked.target.settings
-    person = is_slack_user(request.actor)
+    from_slack = request.cli_identity is None
     approvals_needed = 1 if settings.require_approval else 0
-    # The requester confirms their own request; the CLI cannot click, so a
-    # deployer confirms for it (unless a second person's approval is asked anyway).
-    confirmation = settings.protected and (person or not approvals_needed)
+    # The requester confirms a request typed in Slack. A CLI run is deliberate in
+    # itself: it needs the requester's click only where no second person approves.
+    confirmation = settings.protected and (from_slack or not approvals_needed)
     if not confirmation and not approvals_needed:
         deployment = start(runtime, checked, approved_by=[])
         return Accepted(text=started_text(deployment), deployment_id=deployment.id)
@@ -90,7 +91,7 @@ def submit(runtime: Runtime, request: Request) -> Accepted:
         needs_confirmation=confirmation,
         required_approvals=approvals_needed,
     )
-    confirmer = "your confirmation" if person else "a deployer's confirmation"
+    confirmer = "your confirmation" if from_slack else "your confirmation in Slack"
     return Accepted(
         text=(
             f"`{request.label}` is protected: request #{action.id} waits for "

@@ -32,6 +32,8 @@ from bot.outbox.replies import ephemeral, reply
 from bot.pagerduty.errors import PagerDutyUnavailable
 from bot.people.directory import NOT_CONFIGURED, PeopleDirectory, mention
 from bot.people.errors import NoPagerDutyUser
+from bot.rights.errors import RightMissing
+from bot.rights.service import DECLARE_RIGHT, RESPOND_RIGHT, SILENCE_RIGHT, Rights
 
 ACKNOWLEDGE = "acknowledge"
 RESOLVE = "resolve"
@@ -41,12 +43,19 @@ SILENCE = "silence"
 DECLARE = "declare"
 
 PAST = {ACKNOWLEDGE: "acknowledged", RESOLVE: "resolved", ESCALATE: "escalated", NOTE: "noted"}
+DOING = {
+    ACKNOWLEDGE: "acknowledge",
+    RESOLVE: "resolve",
+    ESCALATE: "escalate",
+    NOTE: "add notes to",
+}
 ONGOING = {ACKNOWLEDGE: "acknowledged", RESOLVE: "resolved", ESCALATE: "escalated"}
 
 SEVERITIES = ("critical", "error", "warning", "info")
 PAGERDUTY_ID = re.compile(r"^[A-Z0-9]{6,20}$")
 SLACK_USER = re.compile(r"<@([UW][A-Z0-9]+)>")
 LIST_LIMIT = 50
+LIST_READ_LIMIT = 1000  # open incidents read to find the LIST_LIMIT a person can see
 MAX_MESSAGE_CHARS = 39_000  # Slack cuts a message past 40,000
 
 
@@ -101,11 +110,13 @@ class IncidentActions:
         *,
         sessions: sessionmaker[Session],
         people: PeopleDirectory,
+        rights: Rights,
         config: Config,
         clock: Clock,
     ) -> None:
         self.sessions = sessions
         self.people = people
+        self.rights = rights
         self.config = config
         self.clock = clock
 
@@ -125,13 +136,23 @@ class IncidentActions:
                 raise IncidentNotFound(f"There is no incident `{ref}`.")
             return found.id
 
-    def open_incidents(self) -> dict[str, Any]:
-        """`/incident list`: open incidents, newest first, as a message."""
+    def open_incidents(self, requester: Requester) -> dict[str, Any]:
+        """`/incident list`: the open incidents of channels the requester can see, newest first."""
         with self.sessions() as db_session:
-            found = incidents.list_open(db_session, limit=LIST_LIMIT + 1)
-            return render.incident_list(
-                found[:LIST_LIMIT], now=self.clock.now(), more=len(found) > LIST_LIMIT
-            )
+            found = incidents.list_open(db_session, limit=LIST_READ_LIMIT)
+        visible = self._visible(found, requester)
+        return render.incident_list(
+            visible[:LIST_LIMIT], now=self.clock.now(), more=len(visible) > LIST_LIMIT
+        )
+
+    def _visible(self, found: list[Incident], requester: Requester) -> list[Incident]:
+        user_id = requester.slack_user_id
+        if user_id is None:
+            return found
+        seen: dict[str, bool] = {}
+        for channel in {i.channel for i in found}:
+            seen[channel] = self.rights.may_see(user_id, channel)
+        return [i for i in found if seen[i.channel]]
 
     def timeline(self, incident_id: int) -> tuple[Incident, list[IncidentEvent]]:
         with self.sessions() as db_session:
@@ -139,8 +160,20 @@ class IncidentActions:
             return incident, incidents.timeline(db_session, incident_id=incident_id)
 
     def send_timeline(self, *, incident_id: int, markdown: bool, requester: Requester) -> None:
-        """`/incident timeline`: readable in Slack, or Markdown to paste into a postmortem."""
+        """`/incident timeline`: readable in Slack, or Markdown to paste into a postmortem.
+
+        Only for someone who can see the incident's channel: the timeline is its content.
+        """
         incident, events = self.timeline(incident_id)
+        user_id = requester.slack_user_id
+        if user_id is not None and not self.rights.may_see(user_id, incident.channel):
+            why = (
+                f"You cannot see {render.channel_ref(incident.channel)}, where incident "
+                f"#{incident.id} is posted, so opsbot does not show you its timeline. "
+                "Viewing an incident needs membership of its channel."
+            )
+            self._refuse(incident=incident, action="timeline", requester=requester, why=why)
+            return
         if markdown:
             texts = [incident.title, incident.acknowledged_by or ""]
             texts += [f"{e.actor or ''} {e.text}" for e in events]
@@ -188,23 +221,50 @@ class IncidentActions:
         return None
 
     def _refuse(
-        self, *, incident: Incident | int, action: str, requester: Requester, why: str
+        self, *, incident: Incident | int | str, action: str, requester: Requester, why: str
     ) -> None:
         now = self.clock.now()
+        if isinstance(incident, Incident):
+            target = incident.target
+        else:
+            target = incident if isinstance(incident, str) else f"incident:{incident}"
         with self.sessions() as db_session:
             audit.record(
                 db_session,
                 at=now,
                 actor=requester.audit_actor,
                 action=f"incident.{action}",
-                target=incident.target
-                if isinstance(incident, Incident)
-                else f"incident:{incident}",
+                target=target,
                 outcome="refused",
                 detail={"via": requester.via, "reason": why},
             )
             respond(db_session, requester=requester, text=why, now=now)
             db_session.commit()
+
+    def _missing_right(
+        self,
+        incident: Incident,
+        requester: Requester,
+        *,
+        right: str,
+        doing: str,
+        minutes: int | None = None,
+    ) -> str | None:
+        """Why the requester may not act on `incident`, or None (opsbot's own jobs always may)."""
+        if requester.slack_user_id is None:
+            return None
+        try:
+            self.rights.require_incident(
+                requester.slack_user_id,
+                right=right,
+                route_name=incident.route_name,
+                channel=incident.channel,
+                doing=doing,
+                minutes=minutes,
+            )
+        except RightMissing as exc:
+            return str(exc)
+        return None
 
     def _from_email(self, requester: Requester) -> str:
         if requester.slack_user_id is None:
@@ -219,6 +279,17 @@ class IncidentActions:
         """Acknowledge, resolve, escalate or add a note, as `requester`."""
         with self.sessions() as db_session:
             incident = incidents.get(db_session, incident_id=incident_id)
+        if incident is not None:
+            why = self._missing_right(
+                incident,
+                requester,
+                right=RESPOND_RIGHT,
+                doing=f"{DOING[action]} {_label(incident)}",
+            )
+            if why is not None:
+                self._refuse(incident=incident, action=action, requester=requester, why=why)
+                return
+        with self.sessions() as db_session:
             why = (
                 f"There is no incident #{incident_id}."
                 if incident is None
@@ -322,6 +393,16 @@ class IncidentActions:
 
     def silence(self, *, incident_id: int, minutes: int | None, requester: Requester) -> None:
         """Silence an alarm's incident for `minutes` (None: end the silence)."""
+        with self.sessions() as db_session:
+            seen = incidents.get(db_session, incident_id=incident_id)
+        if seen is not None:
+            doing = f"silence {_label(seen)}" if minutes else f"end the silence of {_label(seen)}"
+            why = self._missing_right(
+                seen, requester, right=SILENCE_RIGHT, doing=doing, minutes=minutes
+            )
+            if why is not None:
+                self._refuse(incident=seen, action=SILENCE, requester=requester, why=why)
+                return
         now = self.clock.now()
         with self.sessions() as db_session:
             incident = incidents.lock(db_session, incident_id=incident_id)
@@ -369,9 +450,29 @@ class IncidentActions:
         severity: str | None,
         route_name: str | None,
         requester: Requester,
-    ) -> int:
-        """Open an incident by hand, post it with its buttons and page through a route's key."""
+    ) -> int | None:
+        """Open an incident by hand, post it with its buttons and page through a route's key.
+
+        Its number; None when the requester may not declare there (they are told why).
+        """
         route = self.declare_route(route_name)
+        if requester.slack_user_id is not None:
+            try:
+                self.rights.require_incident(
+                    requester.slack_user_id,
+                    right=DECLARE_RIGHT,
+                    route_name=route.label,
+                    channel=route.channel,
+                    doing=f"declare incidents that page through route `{route.label}`",
+                )
+            except RightMissing as exc:
+                self._refuse(
+                    incident=f"route:{route.label}",
+                    action=DECLARE,
+                    requester=requester,
+                    why=str(exc),
+                )
+                return None
         now = self.clock.now()
         with self.sessions() as db_session:
             incident = incidents.create(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-LINK_HINT = (
-    "Link your PagerDuty account to your Slack user: `/opsbot link-pagerduty you@example.com`"
+ADMIN_LINK_HINT = (
+    "If PagerDuty knows you by another email, ask an opsbot admin to link it: "
+    "`/opsbot link-pagerduty @you you@example.com`."
 )
+LINK_HINT = "opsbot finds you in PagerDuty by the email of your Slack profile. " + ADMIN_LINK_HINT
 
 
 class NoPagerDutyUser(Exception):

@@ -149,19 +149,40 @@ class SlackEmulator:
         self.server.stop()
 
     def add_channel(
-        self, channel_id: str, name: str, *, private: bool = False, bot_member: bool = True
+        self,
+        channel_id: str,
+        name: str,
+        *,
+        private: bool = False,
+        bot_member: bool = True,
+        members: list[str] | None = None,
     ) -> None:
+        """A channel; `members` None: every full member of the workspace is in it."""
         with self.lock:
             self.channels[channel_id] = {
                 "id": channel_id,
                 "name": name,
                 "is_private": private,
                 "bot_member": bot_member,
+                "members": None if members is None else list(members),
             }
 
+    def set_channel_members(self, channel: str, members: list[str]) -> None:
+        with self.lock:
+            channel_id = self._resolve(channel)
+            assert channel_id is not None, f"no channel {channel}"
+            self.channels[channel_id]["members"] = list(members)
+
     def add_user(
-        self, user_id: str, name: str, *, email: str | None = None, real_name: str | None = None
+        self,
+        user_id: str,
+        name: str,
+        *,
+        email: str | None = None,
+        real_name: str | None = None,
+        guest: bool = False,
     ) -> None:
+        """A user; a `guest` is a multi-channel guest (is_restricted), in no channel by default."""
         with self.lock:
             profile: dict[str, Any] = {"real_name": real_name or name, "display_name": name}
             if email:
@@ -171,7 +192,15 @@ class SlackEmulator:
                 "name": name,
                 "real_name": real_name or name,
                 "profile": profile,
+                "is_restricted": guest,
+                "is_ultra_restricted": False,
             }
+
+    def _members_of(self, channel_id: str) -> list[str]:
+        listed = self.channels[channel_id].get("members")
+        if listed is not None:
+            return list(listed)
+        return [uid for uid, user in self.users.items() if not user.get("is_restricted")]
 
     def add_usergroup(self, group_id: str, handle: str, members: list[str]) -> None:
         with self.lock:
@@ -534,7 +563,29 @@ class SlackEmulator:
         info = self.channels.get(
             channel_id, {"id": channel_id, "name": channel_id, "is_private": False}
         )
-        return {"ok": True, "channel": {**info, "is_member": info.get("bot_member", True)}}
+        shown = {k: v for k, v in info.items() if k != "members"}
+        return {"ok": True, "channel": {**shown, "is_member": info.get("bot_member", True)}}
+
+    def api_conversations_members(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel_id = self._resolve(args.get("channel"))
+        if channel_id is None or channel_id not in self.channels:
+            return {"ok": False, "error": "channel_not_found"}
+        return self._page(self._members_of(channel_id), "members", args)
+
+    def api_conversations_list(self, args: dict[str, Any]) -> dict[str, Any]:
+        channels = [
+            {"id": c["id"], "name": c["name"], "is_private": c["is_private"]}
+            for c in self.channels.values()
+        ]
+        return self._page(channels, "channels", args)
+
+    def _page(self, items: list[Any], key: str, args: dict[str, Any]) -> dict[str, Any]:
+        """One page of a cursor-paginated listing, as Slack's `response_metadata` gives it."""
+        start = int(args.get("cursor") or 0)
+        limit = int(args.get("limit") or 100)
+        end = start + limit
+        cursor = str(end) if end < len(items) else ""
+        return {"ok": True, key: items[start:end], "response_metadata": {"next_cursor": cursor}}
 
     def api_users_info(self, args: dict[str, Any]) -> dict[str, Any]:
         user = self.users.get(str(args.get("user")))

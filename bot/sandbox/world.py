@@ -95,7 +95,7 @@ USERS = (
         "Carol Example",
         "carol@example.com",
         "PCAROL",
-        "developer: deploys staging only",
+        "developer: deploys staging only, not on call (prod pages refuse her)",
     ),
 )
 

@@ -14,11 +14,13 @@ import yaml
 
 from bot.app import build_runtime
 from bot.approvals import flows as approval_flows
+from bot.approvals.errors import ClickRefused
 from bot.audit.models import AuditRecord
 from bot.cli import main
 from bot.config import parse_config
 from bot.db.engine import make_engine, make_sessionmaker
 from bot.deploys.models import Deployment
+from bot.sandbox.slack import SlackEmulator
 from bot.settings import Settings
 from tests.deploys.conftest import deploy_config
 from tests.deploys.world import World
@@ -29,13 +31,20 @@ from tests.support import wait_for
 def cli_env(
     tmp_path: Path, database_url: str, moto_server: str, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[dict[str, Any]]:
-    """The environment a pipeline gives `opsbot deploy`: the database, AWS, the config."""
-    config = deploy_config(deploys={"poll_interval_s": 1, "starting_grace_s": 60})
+    """The environment GitHub Actions gives `opsbot deploy`: the database, AWS, the config.
+
+    The pipeline's identity, `github:octocat`, acts as Alice (U0ALICE).
+    """
+    config = deploy_config(
+        deploys={"poll_interval_s": 1, "starting_grace_s": 60},
+        rights={"cli": {"github:octocat": "U0ALICE", "github:carol-gh": "U0CAROL"}},
+    )
     path = tmp_path / "opsbot.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
     monkeypatch.setenv("OPSBOT_CONFIG", str(path))
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
     monkeypatch.setenv("GITHUB_ACTOR", "octocat")
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
@@ -63,7 +72,7 @@ def audit_trail(database_url: str) -> list[tuple[str, str, str]]:
     return rows
 
 
-def test_deploy_from_the_cli_takes_the_slack_path_as_the_pipeline(
+def test_deploy_from_the_cli_acts_as_the_slack_user_its_identity_maps_to(
     cli_env: dict[str, Any],
     world: World,
     database_url: str,
@@ -74,12 +83,12 @@ def test_deploy_from_the_cli_takes_the_slack_path_as_the_pipeline(
     assert "Deploy #1 of api 1.0.2 to api/staging started (api-staging:2)" in out
     assert world.service_task_definition("staging").endswith("api-staging:2")
     [row] = deployments(database_url)
-    assert row.actor == "cli:octocat" and row.status == "rolling_out"
+    assert row.actor == "U0ALICE" and row.status == "rolling_out"
 
     # Locks apply to the pipeline too: a second deploy is refused while this one runs.
-    assert main(["deploy", "api", "staging", "1.0.1", "--actor", "release-bot"]) == 3
+    assert main(["deploy", "api", "staging", "1.0.1"]) == 3
     out = capsys.readouterr().out
-    assert "refused: api/staging is busy: deployment #1 (api 1.0.2) by cli:octocat" in out
+    assert "refused: api/staging is busy: deployment #1 (api 1.0.2) by <@U0ALICE>" in out
 
     assert main(["deploy", "api", "staging", "0.0.0-nope"]) == 3
     assert capsys.readouterr().out == (
@@ -114,6 +123,7 @@ def test_a_protected_environment_waits_for_a_deployer_in_slack(
     database_url: str,
     settings: Settings,
     moto_server: str,
+    releases: SlackEmulator,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert main(["deploy", "api", "prod", "1.0.2"]) == 0
@@ -121,7 +131,8 @@ def test_a_protected_environment_waits_for_a_deployer_in_slack(
     assert "api/prod is protected: request #1 waits for the approval of a second person" in out
     assert world.service_task_definition("prod") == world.task_definitions["prod"]
 
-    # A deployer approves in Slack (the button's code path, without HTTP).
+    # Clicks in Slack (the button's code path, without HTTP): Alice asked through the
+    # pipeline, so she cannot approve her own request; Bob, a deployer, can.
     runtime = build_runtime(
         settings.model_copy(update={"aws_endpoint_url": moto_server}),
         parse_config(cli_env),
@@ -129,7 +140,10 @@ def test_a_protected_environment_waits_for_a_deployer_in_slack(
     )
     runtime.start()
     try:
-        outcome = approval_flows.click(runtime, action_id=1, user_id="U0ALICE", decision="approve")
+        with pytest.raises(ClickRefused, match="cannot approve your own request"):
+            approval_flows.click(runtime, action_id=1, user_id="U0ALICE", decision="approve")
+        assert world.service_task_definition("prod") == world.task_definitions["prod"]
+        outcome = approval_flows.click(runtime, action_id=1, user_id="U0BOB", decision="approve")
     finally:
         runtime.stop()
     assert outcome.ran and outcome.text.startswith("Deploy #1 of `api` `1.0.2` to `api/prod`")
@@ -137,17 +151,81 @@ def test_a_protected_environment_waits_for_a_deployer_in_slack(
     deployed = world.describe_task_definition(world.service_task_definition("prod"))
     assert deployed["containerDefinitions"][0]["image"] == world.image("1.0.2")
     [row] = deployments(database_url)
-    assert (row.actor, row.approved_by) == ("cli:octocat", ["U0ALICE"])
+    assert (row.actor, row.approved_by) == ("U0ALICE", ["U0BOB"])
 
 
-def test_force_from_the_cli_is_audited_under_the_pipeline_name(
+def test_force_from_the_cli_is_audited_under_the_mapped_user(
     cli_env: dict[str, Any], world: World, database_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["deploy", "api", "staging", "1.0.3"]) == 3
     assert "CRITICAL 2 finding(s)" in capsys.readouterr().out
     assert main(["deploy", "api", "staging", "1.0.3", "--force", "accepted risk, SEC-12"]) == 0
     assert audit_trail(database_url) == [
-        ("deploy.request", "cli:octocat", "refused"),
-        ("deploy.start", "cli:octocat", "ok"),
-        ("deploy.force", "cli:octocat", "ok"),
+        ("deploy.request", "U0ALICE", "refused"),
+        ("deploy.start", "U0ALICE", "ok"),
+        ("deploy.force", "U0ALICE", "ok"),
     ]
+
+
+def test_an_identity_without_a_mapping_is_refused_and_changes_nothing(
+    cli_env: dict[str, Any],
+    world: World,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("GITHUB_ACTOR", "mallory")
+    assert main(["deploy", "api", "staging", "1.0.2"]) == 3
+    out = capsys.readouterr().out
+    assert "refused: github:mallory is not a known CLI identity" in out
+    assert "rights.cli" in out
+    assert deployments(database_url) == []
+    assert world.service_task_definition("staging") == world.task_definitions["staging"]
+    assert audit_trail(database_url) == [("deploy.request", "cli:github:mallory", "refused")]
+
+
+def test_a_self_declared_actor_outside_github_actions_is_not_an_identity(
+    cli_env: dict[str, Any],
+    world: World,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Outside GitHub Actions, GITHUB_ACTOR (or OPSBOT_ACTOR) is just a variable anyone sets:
+    # the CLI is the operating-system user, which has no mapping here.
+    monkeypatch.delenv("GITHUB_ACTIONS")
+    monkeypatch.setenv("OPSBOT_ACTOR", "octocat")
+    assert main(["deploy", "api", "staging", "1.0.2"]) == 3
+    assert "refused: os:" in capsys.readouterr().out
+    assert deployments(database_url) == []
+
+
+def test_the_cli_is_held_to_the_mapped_users_rights(
+    cli_env: dict[str, Any],
+    world: World,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("GITHUB_ACTOR", "carol-gh")  # Carol is no deployer
+    assert main(["deploy", "api", "staging", "1.0.2"]) == 3
+    assert "refused: You may not deploy to api/staging" in capsys.readouterr().out
+    assert deployments(database_url) == []
+    assert audit_trail(database_url) == [("deploy.request", "U0CAROL", "refused")]
+
+
+def test_force_from_the_cli_needs_force_allowed(
+    tmp_path: Path,
+    cli_env: dict[str, Any],
+    world: World,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = {**cli_env, "deploys": {**cli_env["deploys"], "force_allowed": {"users": ["U0BOB"]}}}
+    path = tmp_path / "force.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    monkeypatch.setenv("OPSBOT_CONFIG", str(path))
+    assert main(["deploy", "api", "staging", "1.0.3", "--force", "accepted risk"]) == 3
+    assert "You may not force deploys" in capsys.readouterr().out
+    assert deployments(database_url) == []

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
+from bot.config import parse_config
 from bot.incidents import render
 from bot.sandbox.pagerduty import PagerDutyEmulator
 from bot.sandbox.slack import SlackEmulator
 from bot.sandbox.sns import SnsSigner
+from bot.settings import Settings
+from tests.conftest import TEST_CONFIG
 from tests.incidents.helpers import (
     T0,
     ack_text,
@@ -156,38 +160,54 @@ def test_hidden_slack_email_gets_told_how_to_link(
     assert pd_calls(pagerduty, "PUT") == []
 
 
-def test_link_pagerduty_wins_over_the_email_lookup(
-    service: LiveService, sns_signer: SnsSigner, slack: SlackEmulator, pagerduty: PagerDutyEmulator
+def test_an_admin_link_wins_over_the_email_lookup(
+    settings: Settings,
+    make_service: Callable[..., LiveService],
+    sns_signer: SnsSigner,
+    slack: SlackEmulator,
+    pagerduty: PagerDutyEmulator,
 ) -> None:
+    config = parse_config({**TEST_CONFIG, "rights": {"admins": {"users": ["U0ALICE"]}}})
+    service = make_service(settings, config)
     slack.add_user("U0CAROL", "carol", email="carol@corp.example")
+    pagerduty.add_user("PCAROL", "Carol Example", "carol@pagerduty.example")
     url = slack.response_url()
     command(
         service,
         "/opsbot",
-        "link-pagerduty <mailto:bob@example.com|bob@example.com>",
-        user_id="U0CAROL",
+        "link-pagerduty <@U0CAROL|carol> <mailto:carol@pagerduty.example|carol@pagerduty.example>",
+        user_id="U0ALICE",
         response_url=url,
     )
     [linked] = wait_for(lambda: responses_to(slack, url))
-    assert "Linked" in linked["text"] and "bob@example.com" in linked["text"]
+    assert (
+        "Linked: <@U0CAROL> acts" in linked["text"] and "carol@pagerduty.example" in linked["text"]
+    )
 
     incident_id, message = page(service, sns_signer, slack, pagerduty)
     click(service, render.ACKNOWLEDGE, str(incident_id), user_id="U0CAROL", response_url=url)
     [put] = wait_for(lambda: pd_calls(pagerduty, "PUT"))
-    assert put["from"] == "bob@example.com"
+    assert put["from"] == "carol@pagerduty.example"
     wait_for(lambda: "acknowledged by <@U0CAROL>" in message_text(message))
 
     shown = slack.response_url()
     command(service, "/opsbot", "link-pagerduty", user_id="U0CAROL", response_url=shown)
     [current] = wait_for(lambda: responses_to(slack, shown))
-    assert "Bob Example" in current["text"] and "linked by you" in current["text"]
+    assert "Carol Example" in current["text"] and "linked by hand" in current["text"]
 
 
 def test_link_to_an_unknown_email_is_refused(
     service: LiveService, slack: SlackEmulator, pagerduty: PagerDutyEmulator
 ) -> None:
+    slack.add_user("U0NOBODY", "nobody", email="nobody@example.com")
     url = slack.response_url()
-    command(service, "/opsbot", "link-pagerduty nobody@example.com", response_url=url)
+    command(
+        service,
+        "/opsbot",
+        "link-pagerduty nobody@example.com",
+        user_id="U0NOBODY",
+        response_url=url,
+    )
     [reply] = wait_for(lambda: responses_to(slack, url))
     assert "No PagerDuty user has the email `nobody@example.com`" in reply["text"]
     bad = command(service, "/opsbot", "link-pagerduty not-an-email", response_url=url)

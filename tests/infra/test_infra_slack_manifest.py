@@ -44,6 +44,8 @@ def test_bot_scopes_are_only_what_the_bot_uses() -> None:
         "users:read",
         "users:read.email",
         "usergroups:read",
+        "channels:read",  # rights: who is in an incident's channel (bot/rights/)
+        "groups:read",  # ... and whether it is private (who may see its incidents)
         "channels:history",
         "groups:history",
     }

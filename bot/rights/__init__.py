@@ -1,0 +1,6 @@
+"""Who may do what: the one gate every incident action and admin task passes, whatever its door.
+
+Rights come from the config (`rights`, a route's own `rights`); who someone is
+comes from Slack's signed payload, and what Slack knows of them (guest or not,
+channel and group memberships) from the Web API, cached briefly.
+"""

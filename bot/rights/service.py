@@ -1,0 +1,141 @@
+"""The rights gate: `require_*` raises RightMissing naming the missing right, or returns.
+
+Incident rights are per route (`rights.incidents`, overridden by a route's own
+`rights`); administration is `rights.admins`. Guests hold an incident right
+only where the route says `guests: true`, or where they are listed by id.
+"""
+
+from __future__ import annotations
+
+from bot.config import Config, IncidentRights, People, Who
+from bot.rights.errors import RightMissing, SlackFactsUnavailable
+from bot.rights.workspace import Workspace
+
+RESPOND_RIGHT = "respond"
+DECLARE_RIGHT = "declare"
+SILENCE_RIGHT = "silence"
+
+
+def describe(who: Who | People, *, channel: str | None = None) -> str:
+    """The people a right names, as Slack shows them."""
+    parts = [f"<@{u}>" for u in who.users] + [f"<!subteam^{g}>" for g in who.groups]
+    if isinstance(who, Who):
+        if who.everyone:
+            parts.append("every full member of the workspace")
+        elif who.channel_members and channel:
+            parts.append(f"members of {_channel_ref(channel)}")
+    return ", ".join(parts) or "nobody"
+
+
+def _channel_ref(channel: str) -> str:
+    return channel if channel.startswith("#") else f"<#{channel}>"
+
+
+class Rights:
+    def __init__(self, *, config: Config, workspace: Workspace) -> None:
+        self.config = config
+        self.workspace = workspace
+
+    def _in_set(self, user_id: str, who: Who | People, *, channel: str | None) -> bool:
+        if user_id in who.users:
+            return True
+        if isinstance(who, Who) and who.everyone:
+            return True
+        if isinstance(who, Who) and who.channel_members and channel:
+            return user_id in self.workspace.channel_members(channel) or any(
+                user_id in self.workspace.group_members(g) for g in who.groups
+            )
+        return any(user_id in self.workspace.group_members(g) for g in who.groups)
+
+    def holds(self, user_id: str, who: Who | People, *, channel: str | None, guests: bool) -> bool:
+        """Whether `user_id` is among `who`; SlackFactsUnavailable if Slack cannot say."""
+        if user_id in who.users:
+            return True  # named by id: no need to ask Slack anything
+        if not guests and self.workspace.member(user_id).is_guest:
+            return False
+        return self._in_set(user_id, who, channel=channel)
+
+    def incident_rights(self, route_name: str | None) -> IncidentRights:
+        return self.config.incident_rights(route_name)
+
+    def require_incident(
+        self,
+        user_id: str,
+        *,
+        right: str,
+        route_name: str | None,
+        channel: str,
+        doing: str,
+        minutes: int | None = None,
+    ) -> None:
+        """Raise RightMissing unless `user_id` holds `right` on the route's incidents."""
+        rights = self.incident_rights(route_name)
+        who: Who = getattr(rights, right)
+        where = f"route `{route_name}`" if route_name else "incidents"
+        name = f"`{right}` on {where}"
+        try:
+            allowed = self.holds(user_id, who, channel=channel, guests=rights.guests)
+            guest = not allowed and not rights.guests and self.workspace.member(user_id).is_guest
+        except SlackFactsUnavailable as exc:
+            raise RightMissing(
+                f"opsbot cannot check your right to {doing} ({exc}); nothing was done. "
+                "Try again in a minute.",
+                right=name,
+            ) from None
+        if guest:
+            raise RightMissing(
+                f"Guests may view incidents but not {doing}: {where} gives guests no rights. "
+                "Nothing was done.",
+                right=name,
+            )
+        if not allowed:
+            raise RightMissing(
+                f"You may not {doing}: that needs the {name} right, held by "
+                f"{describe(who, channel=channel)}. Nothing was done.",
+                right=name,
+            )
+        limit = getattr(who, "max_min", None)
+        if minutes is not None and limit is not None and minutes > limit:
+            raise RightMissing(
+                f"You may silence {where} for {limit} minutes at most, not {minutes}. "
+                "Nothing was done.",
+                right=f"{name} (up to {limit} min)",
+            )
+
+    def require_admin(self, user_id: str, *, doing: str) -> None:
+        """Raise RightMissing unless `user_id` is one of `rights.admins`."""
+        admins = self.config.rights.admins
+        try:
+            allowed = self.holds(user_id, admins, channel=None, guests=False)
+        except SlackFactsUnavailable as exc:
+            raise RightMissing(
+                f"opsbot cannot check your right to {doing} ({exc}); nothing was done.",
+                right="`admin`",
+            ) from None
+        if not allowed:
+            raise RightMissing(
+                f"You may not {doing}: that needs the `admin` right, held by "
+                f"{describe(admins)} (`rights.admins`). Nothing was done.",
+                right="`admin`",
+            )
+
+    def cli_user(self, identity: str) -> str:
+        """The Slack user the CLI's `identity` acts as; RightMissing if `rights.cli` has none."""
+        user_id = self.config.rights.cli.get(identity)
+        if user_id is None:
+            raise RightMissing(
+                f"`{identity}` is not a known CLI identity: map it to a Slack user in the "
+                f"config's `rights.cli` (e.g. `{identity}: U0123ABCD`), whose rights then apply.",
+                right="`rights.cli` mapping",
+            )
+        return user_id
+
+    def may_see(self, user_id: str, channel: str) -> bool:
+        """Whether `user_id` can read `channel` in Slack (and so its incidents here)."""
+        try:
+            public = not self.workspace.is_private(channel)
+            if public and not self.workspace.member(user_id).is_guest:
+                return True
+            return user_id in self.workspace.channel_members(channel)
+        except SlackFactsUnavailable:
+            return False
