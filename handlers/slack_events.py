@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from urllib.parse import parse_qsl
 
 from slack_bolt import App, BoltRequest, BoltResponse
 from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
@@ -18,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bot import json_depth
 from bot.inbound.receipts import SlackEventReceipts
 from bot.inbound.replay import ReplayGuard
 from bot.runtime import Runtime
@@ -77,6 +79,32 @@ def build_bolt_app(runtime: Runtime) -> App | None:
     return app
 
 
+def _too_deep(body: bytes, content_type: str | None) -> str | None:
+    """Why the JSON Bolt is about to parse (the body, or its `payload` field) is refused.
+
+    Bolt parses before it verifies the signature, as Bolt's `parse_body` decides:
+    JSON when the body is (by its type or its first character), else the form
+    field `payload` when there is one.
+    """
+    text = body.decode("utf-8", "replace")
+    document: str | None = None
+    if content_type == "application/json" or text.startswith("{"):
+        document = text
+    elif "payload" in text:
+        document = dict(parse_qsl(text, keep_blank_values=True)).get("payload")
+    if document is None:
+        return None
+    try:
+        json_depth.check_depth(document)
+    except json_depth.JsonTooDeep as exc:
+        return str(exc)
+    return None
+
+
+def _refused(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"status": status, "message": message}, status_code=status)
+
+
 def routes(runtime: Runtime) -> list[Route]:
     bolt = build_bolt_app(runtime)
 
@@ -88,7 +116,16 @@ def routes(runtime: Runtime) -> list[Route]:
             )
         with runtime.after_ack.acknowledging():
             body = await request.body()
-            answer = await run_in_threadpool(bolt.dispatch, to_bolt_request(request, body))
+            too_deep = _too_deep(body, request.headers.get("content-type"))
+            if too_deep is not None:
+                log.warning("refused a Slack request: %s", too_deep)
+                return _refused(400, too_deep)
+            try:
+                bolt_request = to_bolt_request(request, body)
+            except ValueError as exc:  # not UTF-8, or not the JSON it claims to be
+                log.warning("refused a Slack request: %s", type(exc).__name__)
+                return _refused(400, "body is not a Slack request")
+            answer = await run_in_threadpool(bolt.dispatch, bolt_request)
         return to_starlette_response(answer)
 
     return [Route("/slack/events", events, methods=["POST"])]
