@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 
 # Routes that take no body at all.
 NO_BODY_PATHS = ("/healthz", "/readyz")
+# A request line and headers larger than this are refused (431). Slack, SNS,
+# PagerDuty and the load balancer send a few hundred bytes.
+MAX_HEAD_BYTES = 16 * 1024
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,12 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
         if key == name:
             return bytes(value)
     return None
+
+
+def _head_bytes(scope: Scope) -> int:
+    """About how large the request line and headers were on the wire."""
+    line = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"") + 16
+    return line + sum(len(key) + len(value) + 4 for key, value in scope["headers"])
 
 
 def _shown(path: str) -> str:
@@ -171,6 +180,15 @@ class BoundedBodies:
             return
         cap = self.limits.cap_for(scope["path"])
         request = _Request(scope, receive, send, cap=cap, timeout_s=self.limits.body_timeout_s)
+        head = _head_bytes(scope)
+        if head > MAX_HEAD_BYTES:
+            # A head sent slowly meets h11's own cap (400); one that came whole, this.
+            await request.refuse(
+                431,
+                f"request head too large: at most {MAX_HEAD_BYTES} bytes",
+                why=f"request head of {head} bytes",
+            )
+            return
         if request.declared is not None and request.declared > cap:
             await request.refuse(
                 413,

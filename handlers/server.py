@@ -8,7 +8,8 @@
   otherwise the connection is closed, after a 408 when any of the head came.
   uvicorn itself has no such deadline: a client sending one header byte a
   minute would hold its connection forever.
-- Heads are capped at `MAX_HEAD_BYTES` (h11 answers 400 beyond).
+- A head still incomplete past `MAX_HEAD_BYTES` is answered 400 (h11); one that
+  arrived whole is measured by `handlers.limits` (431).
 - A connection whose request was answered before its body was read is closed.
 - Closing a connection whose request is still arriving (a refused body, a
   late head) half-closes it and discards what comes for `LINGER_S`, then
@@ -28,6 +29,7 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from bot.settings import Settings
+from handlers.limits import MAX_HEAD_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +37,6 @@ log = logging.getLogger(__name__)
 # load-balancer.tf): a connection the ALB reuses must not be one we just closed
 # (the ALB answers 502). uvicorn's default is 5 s.
 KEEP_ALIVE_S = 75
-MAX_HEAD_BYTES = 16 * 1024
 LINGER_S = 2.0
 BACKLOG = 1024
 
@@ -158,7 +159,8 @@ class BoundedH11Protocol(H11Protocol):
 
     def __init__(self, config: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
         super().__init__(config, *args, **kwargs)
-        self.header_timeout_s: float = getattr(config, "header_timeout_s", 10.0)
+        assert isinstance(config, ServerConfig), "built by server_config"
+        self.header_timeout_s = config.header_timeout_s
         self.lingering = False
         self._head_timer: asyncio.TimerHandle | None = None
         self._lingering_transport: _LingeringTransport | None = None

@@ -79,23 +79,20 @@ def build_bolt_app(runtime: Runtime) -> App | None:
     return app
 
 
-def _too_deep(body: bytes, content_type: str | None) -> str | None:
-    """Why the JSON Bolt is about to parse (the body, or its `payload` field) is refused.
+def _too_deep(body: bytes) -> str | None:
+    """Why the JSON Bolt may parse (the body itself, or its form field `payload`) is refused.
 
-    Bolt parses before it verifies the signature, as Bolt's `parse_body` decides:
-    JSON when the body is (by its type or its first character), else the form
-    field `payload` when there is one.
+    Bolt parses before it verifies the signature: the body as JSON when its type
+    says so or it starts with "{", else the field `payload` when there is one.
+    Both are checked, whatever the body claims to be.
     """
     text = body.decode("utf-8", "replace")
-    document: str | None = None
-    if content_type == "application/json" or text.startswith("{"):
-        document = text
-    elif "payload" in text:
-        document = dict(parse_qsl(text, keep_blank_values=True)).get("payload")
-    if document is None:
-        return None
+    documents = [text]
+    if "payload" in text:
+        documents.append(dict(parse_qsl(text, keep_blank_values=True)).get("payload") or "")
     try:
-        json_depth.check_depth(document)
+        for document in documents:
+            json_depth.check_depth(document)
     except json_depth.JsonTooDeep as exc:
         return str(exc)
     return None
@@ -116,7 +113,7 @@ def routes(runtime: Runtime) -> list[Route]:
             )
         with runtime.after_ack.acknowledging():
             body = await request.body()
-            too_deep = _too_deep(body, request.headers.get("content-type"))
+            too_deep = _too_deep(body)
             if too_deep is not None:
                 log.warning("refused a Slack request: %s", too_deep)
                 return _refused(400, too_deep)

@@ -203,25 +203,62 @@ def impatient(
     return make_service(settings.model_copy(update=update), config)
 
 
-@pytest.mark.parametrize("path", ROUTES)
-def test_a_half_sent_head_is_answered_408_and_closed(
-    impatient: LiveService, slack: SlackEmulator, pagerduty: PagerDutyEmulator, path: str
-) -> None:
-    host, port = host_port(impatient)
+def left_half_sent(service: LiveService, path: str, *, in_body: bool) -> attack.Answer:
+    """What the service does with a request stopped midway (its head, or its body)."""
+    host, port = host_port(service)
 
     async def attempt() -> attack.Answer:
-        request = attack.HalfSent(host, port, path, in_body=False)
+        request = attack.HalfSent(host, port, path, in_body=in_body)
         await request.start()
         try:
             return await request.outcome(timeout_s=20)
         finally:
             await request.close()
 
-    answer = asyncio.run(attempt())
+    return asyncio.run(attempt())
+
+
+@pytest.mark.parametrize("path", ROUTES)
+def test_a_half_sent_head_is_answered_408_and_closed(
+    impatient: LiveService, slack: SlackEmulator, pagerduty: PagerDutyEmulator, path: str
+) -> None:
+    answer = left_half_sent(impatient, path, in_body=False)
     assert answer.status == 408
     assert answer.closed
     assert "request head" in json.loads(answer.body)["message"]
     assert_nothing_happened(impatient, slack, pagerduty)
+
+
+def test_a_head_over_16_kib_is_refused_and_changes_nothing(
+    edge: LiveService, slack: SlackEmulator, pagerduty: PagerDutyEmulator
+) -> None:
+    host, port = host_port(edge)
+    headers = {"X-Padding": "a" * (20 * 1024)}
+    answer = asyncio.run(attack.upload(host, port, "/sns", size=10, chunked=False, headers=headers))
+    assert answer.status == 431
+    assert answer.closed
+    assert_nothing_happened(edge, slack, pagerduty)
+
+
+def test_a_head_over_16_kib_sent_slowly_is_refused(edge: LiveService) -> None:
+    """Well-formed header lines, a kibibyte at a time: refused at 16 KiB, not waited for."""
+    host, port = host_port(edge)
+
+    async def attempt() -> bytes:
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            writer.write(b"POST /sns HTTP/1.1\r\nHost: opsbot\r\n")
+            for number in range(20):
+                writer.write(b"X-Padding-%d: %s\r\n" % (number, b"a" * 1024))
+                await writer.drain()
+                await asyncio.sleep(0.01)
+            async with asyncio.timeout(20):
+                return await reader.read()
+        finally:
+            writer.close()
+
+    # 400 from the parser's cap (the head deadline, 10 s, would have answered 408).
+    assert asyncio.run(attempt()).startswith(b"HTTP/1.1 400 ")
 
 
 def test_a_connection_that_sends_nothing_is_closed(impatient: LiveService) -> None:
@@ -242,17 +279,7 @@ def test_a_connection_that_sends_nothing_is_closed(impatient: LiveService) -> No
 def test_a_stalled_body_is_answered_408_and_closed(
     impatient: LiveService, slack: SlackEmulator, pagerduty: PagerDutyEmulator, path: str
 ) -> None:
-    host, port = host_port(impatient)
-
-    async def attempt() -> attack.Answer:
-        request = attack.HalfSent(host, port, path, in_body=True)
-        await request.start()
-        try:
-            return await request.outcome(timeout_s=20)
-        finally:
-            await request.close()
-
-    answer = asyncio.run(attempt())
+    answer = left_half_sent(impatient, path, in_body=True)
     assert answer.status == 408
     assert answer.header("connection") == "close"
     assert answer.closed
@@ -341,16 +368,24 @@ def test_an_alarm_nested_up_to_the_limit_is_recorded(
     assert rows(edge)["incidents"] == 1
 
 
-@pytest.mark.parametrize("form", [False, True], ids=["json-body", "payload-field"])
+@pytest.mark.parametrize(
+    "form, content_type",
+    [
+        (False, "application/json"),
+        (False, "application/json; charset=utf-8"),  # Bolt drops the parameter
+        (True, "application/x-www-form-urlencoded"),
+    ],
+    ids=["json-body", "json-body-with-charset", "payload-field"],
+)
 def test_deep_slack_body_gets_400_before_bolt_and_changes_nothing(
-    edge: LiveService, slack: SlackEmulator, pagerduty: PagerDutyEmulator, form: bool
+    edge: LiveService,
+    slack: SlackEmulator,
+    pagerduty: PagerDutyEmulator,
+    form: bool,
+    content_type: str,
 ) -> None:
-    document = '{"type": "block_actions", "actions": ' + nested(5000) + "}"
-    if form:
-        body = urllib.parse.urlencode({"payload": document})
-        content_type = "application/x-www-form-urlencoded"
-    else:
-        body, content_type = document, "application/json"
+    document = ' [{"type": "block_actions", "actions": ' + nested(5000) + "}]"
+    body = urllib.parse.urlencode({"payload": document}) if form else document
     headers = {**slack_headers(SLACK_SIGNING_SECRET, body), "content-type": content_type}
     answer = edge.post("/slack/events", content=body, headers=headers)
     assert answer.status_code == 400
