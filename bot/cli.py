@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import logging
 import sys
@@ -68,21 +69,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-# uvicorn.run's exit status when the server could not start (the port taken, ...).
-EXIT_SERVER_FAILED = 3
-
-
 def _run_server(app: Any, settings: Settings, *, host: str, port: int, access_log: bool) -> None:
+    """Serve until stopped, as `uvicorn.run` does, with `handlers.server`'s configuration."""
     import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
 
     from handlers.server import server_config
 
     server = uvicorn.Server(
         server_config(app, settings, host=host, port=port, access_log=access_log)
     )
-    server.run()
+    # uvicorn re-raises the interrupt once it has shut down: Ctrl-C is a clean stop.
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
     if not server.started:
-        raise SystemExit(EXIT_SERVER_FAILED)
+        raise SystemExit(STARTUP_FAILURE)  # the port taken, the start-up failed, ...
 
 
 def _freeze_startup_heap() -> None:

@@ -105,9 +105,11 @@ class _Request:
             return await self._receive()
         if self._deadline is None:
             self._deadline = anyio.current_time() + self.timeout_s
+        remaining_s = self._deadline - anyio.current_time()
         try:
-            # Data already there is returned even past the deadline: only waiting times out.
-            with anyio.fail_after(max(0.0, self._deadline - anyio.current_time())):
+            if remaining_s <= 0:
+                raise TimeoutError
+            with anyio.fail_after(remaining_s):
                 message = await self._receive()
         except TimeoutError:
             await self.refuse(

@@ -91,8 +91,10 @@ def check_edge(table: str, data: dict[str, Any]) -> None:
         assert siege["page_s"] is not None  # the genuine alarm paged (however late)
         assert siege["half_sent_answers"] == {"408": settings["half_sent"]}
         assert siege["half_sent_closed_by_server"] == settings["half_sent"]
-        # Their certificate never came: refused, never recorded.
-        assert siege["request_statuses"] == {"403": settings["slow_certs"]}
+        # Their certificate never comes: each is answered, and none is recorded.
+        statuses = siege["request_statuses"]
+        assert sum(statuses.values()) == settings["slow_certs"]
+        assert all(code.isdigit() and code != "200" for code in statuses), statuses
     assert edge["summary"]["peak_over_idle_mb"] is not None
     edge_targets = [t for t in data["targets"] if "uploads to each route" in t["target"]]
     assert len(edge_targets) == 1 and edge_targets[0]["met"] is not None
