@@ -1,10 +1,10 @@
 """The floor: a slack-bolt app that only acknowledges, served the way opsbot serves Bolt.
 
-Same ASGI server and settings as `opsbot serve` (uvicorn, no access log, the
-same keep-alive timeout), the same Starlette route running Bolt's sync
-`dispatch` in the threadpool (as `handlers/slack_events.py` does), the same
-Bolt options (a client for the Slack emulator, no token verification at start)
-and the same logging set-up.
+Same ASGI server and settings as `opsbot serve` (`handlers.server.server_config`:
+uvicorn with opsbot's protocol, keep-alive and limits, no access log), the same
+Starlette route running Bolt's sync `dispatch` in the threadpool (as
+`handlers/slack_events.py` does), the same Bolt options (a client for the
+Slack emulator, no token verification at start) and the same logging set-up.
 It registers a listener that only acks for every kind in `bench.slack_requests.KINDS`.
 
     SLACK_SIGNING_SECRET=... SLACK_BOT_TOKEN=... SLACK_API_URL=... \
@@ -28,8 +28,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bench.slack_requests import KINDS
-from bot.cli import KEEP_ALIVE_S
 from bot.log import configure_logging
+from bot.settings import Settings
+from handlers.server import server_config
 
 
 def _only_ack(ack: Ack) -> None:
@@ -80,14 +81,8 @@ def main() -> int:
         token=os.environ["SLACK_BOT_TOKEN"],
         api_url=os.environ["SLACK_API_URL"],
     )
-    uvicorn.run(
-        create_app(bolt),
-        host=args.host,
-        port=args.port,
-        log_config=None,
-        access_log=False,
-        timeout_keep_alive=KEEP_ALIVE_S,
-    )
+    config = server_config(create_app(bolt), Settings(), host=args.host, port=args.port)
+    uvicorn.Server(config).run()
     return 0
 
 

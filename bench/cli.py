@@ -1,4 +1,4 @@
-"""`python -m bench [all|ack|storm|footprint] [--quick] ...`: run, print the table, write files."""
+"""`python -m bench [all|ack|storm|footprint|edge] [--quick] ...`: run, print, write files."""
 
 from __future__ import annotations
 
@@ -11,21 +11,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import ack, footprint, report, storm
+from bench import ack, edge, footprint, report, storm
 from bench.context import Context
 from bench.machine import describe, load_average
 from bench.sandbox import Databases
 from bot.sandbox.tls import make_test_ca
 
 RESULTS = Path(__file__).parent / "results"
-CHOICES = ("all", "ack", "storm", "footprint")
+CHOICES = ("all", "ack", "storm", "footprint", "edge")
 
 
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog="python -m bench",
         description="opsbot benchmarks: acknowledgement latency, an alarm storm against "
-        "Alertmanager, footprint. See docs/benchmarks.md.",
+        "Alertmanager, footprint, the HTTP edge under attack. See docs/benchmarks.md.",
     )
     root.add_argument("benchmark", nargs="?", choices=CHOICES, default="all")
     root.add_argument(
@@ -53,7 +53,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    selected = {"ack", "storm", "footprint"} if args.benchmark == "all" else {args.benchmark}
+    selected = set(CHOICES[1:]) if args.benchmark == "all" else {args.benchmark}
     admin_url = os.environ.get("TEST_DATABASE_URL") or None
     run_dir = Path(tempfile.mkdtemp(prefix="opsbot-bench-"))
     started = datetime.now(UTC)
@@ -97,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
                 args.alertmanager
             ]
             results["storm"] = storm.run(ctx, settings, alertmanager_mode=mode)
+        if "edge" in selected:
+            results["edge"] = edge.run(ctx, edge.EdgeSettings.for_mode(args.quick))
     finally:
         ctx.databases.drop_all()
         if args.keep:

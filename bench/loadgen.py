@@ -2,6 +2,8 @@
 
     python -m bench.loadgen ack --url URL --secret S --kinds NAME,... --out FILE
     python -m bench.loadgen storm --url URL --requests FILE --out FILE
+    python -m bench.loadgen uploads --url URL --path P --parallel N --size BYTES --out FILE
+    python -m bench.loadgen siege --url URL --requests FILE --half-sent N --out FILE
 
 `ack` keeps `--concurrency` requests in flight (closed loop, one keep-alive
 connection each), each signed at the moment it is sent; the first `--warmup`
@@ -9,6 +11,11 @@ requests open the connections and warm both sides and are not recorded.
 `storm` sends prepared requests (a JSON line each: path, headers, body) as fast
 as the server takes them, `--concurrency` at a time, and resends an answer of
 5xx or a failed connection (as SNS would, but at once) up to five times.
+`uploads` sends `--parallel` bodies of `--size` bytes at once (every other one
+chunked, the rest with a Content-Length), each stopping when the server answers.
+`siege` leaves `--half-sent` requests half-sent (half in their head, half in their
+body) and sends every prepared request at once, prints "ready" when all are on
+their way, and reports what the server did with each (bench/attack.py).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from bench import attack
 from bench.http1 import Connection, HttpError
 from bench.slack_requests import kind_named, signed_headers
 
@@ -140,6 +148,62 @@ async def storm(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _host_port(url: str) -> tuple[str, int]:
+    host, _, port = url.removeprefix("http://").partition(":")
+    return host, int(port.rstrip("/"))
+
+
+async def uploads(args: argparse.Namespace) -> dict[str, Any]:
+    host, port = _host_port(args.url)
+    headers = json.loads(args.headers)
+    began = time.perf_counter()
+    answers = await asyncio.gather(
+        *(
+            attack.upload(
+                host, port, args.path, size=args.size, chunked=i % 2 == 0, headers=headers
+            )
+            for i in range(args.parallel)
+        ),
+        return_exceptions=True,
+    )
+    took_s = time.perf_counter() - began
+    done = [a for a in answers if isinstance(a, attack.Answer)]
+    return {
+        "path": args.path,
+        "parallel": args.parallel,
+        "size": args.size,
+        "took_s": took_s,
+        "statuses": dict(Counter(str(a.status) for a in done)),
+        "failed": [repr(a) for a in answers if not isinstance(a, attack.Answer)],
+        "sent_before_answer": sorted(a.sent for a in done),
+        "closed": sum(a.closed for a in done),
+    }
+
+
+async def siege(args: argparse.Namespace) -> dict[str, Any]:
+    host, port = _host_port(args.url)
+    requests = [json.loads(line) for line in Path(args.requests).read_text().splitlines() if line]
+    half = [attack.HalfSent(host, port, "/sns", in_body=i % 2 == 1) for i in range(args.half_sent)]
+    await asyncio.gather(*(h.start() for h in half))
+    connections = [Connection(args.url, timeout_s=args.hold_s) for _ in requests]
+    posts = [
+        asyncio.create_task(_post(c, r["path"], r["body"], r["headers"]))
+        for c, r in zip(connections, requests, strict=True)
+    ]
+    await asyncio.sleep(0.2)  # the requests on their way, the half-sent ones waiting
+    print("ready", flush=True)
+    outcomes = await asyncio.gather(*(h.outcome(args.hold_s) for h in half))
+    statuses = await asyncio.gather(*posts)
+    await asyncio.gather(*(h.close() for h in half), *(c.close() for c in connections))
+    return {
+        "half_sent": args.half_sent,
+        "half_sent_answers": dict(Counter(str(o.status) for o in outcomes)),
+        "half_sent_closed_by_server": sum(o.closed for o in outcomes),
+        "requests": len(requests),
+        "request_statuses": dict(Counter(statuses)),
+    }
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="python -m bench.loadgen", description=__doc__)
     commands = root.add_subparsers(dest="command", required=True)
@@ -159,12 +223,25 @@ def parser() -> argparse.ArgumentParser:
     two.add_argument("--requests", required=True, help="a file of JSON lines: path, headers, body")
     two.add_argument("--concurrency", type=int, default=32)
     two.add_argument("--out", required=True)
+    three = commands.add_parser("uploads", help="huge bodies at once, stopping when answered")
+    three.add_argument("--url", required=True)
+    three.add_argument("--path", required=True)
+    three.add_argument("--headers", default="{}", help="JSON object of request headers")
+    three.add_argument("--parallel", type=int, default=20)
+    three.add_argument("--size", type=int, default=100_000_000)
+    three.add_argument("--out", required=True)
+    four = commands.add_parser("siege", help="half-sent requests and prepared ones, held")
+    four.add_argument("--url", required=True)
+    four.add_argument("--requests", required=True, help="a file of JSON lines: path, headers, body")
+    four.add_argument("--half-sent", type=int, default=50)
+    four.add_argument("--hold-s", type=float, default=300.0, help="the longest wait for answers")
+    four.add_argument("--out", required=True)
     return root
 
 
 def main() -> int:
     args = parser().parse_args()
-    run = ack if args.command == "ack" else storm
+    run = {"ack": ack, "storm": storm, "uploads": uploads, "siege": siege}[args.command]
     result = asyncio.run(run(args))
     Path(args.out).write_text(json.dumps(result))
     return 0

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from bench import edge as edge_bench
 from bench.ack import ALL
 from bench.machine import one_line
 from bench.stats import spread
@@ -180,10 +181,47 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                     "figure": f"highest opsbot peak (VmHWM) {max(peaks):.1f} MB",
                 }
             )
+    edge = results.get("edge")
+    if edge is not None:
+        found += _edge_targets(edge)
     return found
 
 
+def _edge_targets(edge: dict[str, Any]) -> list[dict[str, Any]]:
+    s = edge["settings"]
+    summary = edge["summary"]
+    over = summary["peak_over_idle_mb"]
+    delay = summary["page_delay_s"]
+    missed = summary["pages_missed_under_siege"]
+    limit_mb = edge_bench.RSS_TARGET_OVER_IDLE_MB
+    limit_s = edge_bench.PAGE_TARGET_OVER_ALONE_S
+    if missed:
+        paging = f"no page within {s['page_timeout_s']:.0f} s in {missed} of {s['rounds']} round(s)"
+    else:
+        paging = (
+            f"alone {fmt(summary['page_alone_s'], 3)} s, under siege "
+            f"{fmt(summary['page_besieged_s'], 3)} s (+{fmt(delay, 3)} s; medians)"
+        )
+    return [
+        {
+            "target": f"peak RSS within {limit_mb:.0f} MB of idle during {s['parallel']} "
+            f"parallel {s['upload_mb']} MB uploads to each route",
+            "met": None if over is None else over <= limit_mb,
+            "figure": f"idle {fmt(summary['idle_rss_mb'])} MB, peak {fmt(summary['peak_rss_mb'])} "
+            f"MB (+{fmt(over)} MB)",
+        },
+        {
+            "target": f"time to page with {s['slow_certs']} slow-certificate SNS messages and "
+            f"{s['half_sent']} half-sent requests in flight within {limit_s:.0f} s of alone",
+            "met": False if missed or delay is None else delay <= limit_s,
+            "figure": paging,
+        },
+    ]
+
+
 def summarise(results: dict[str, Any]) -> None:
+    if results.get("edge") is not None:
+        results["edge"]["summary"] = edge_bench.summary(results["edge"])
     if results.get("storm") is not None:
         results["storm"]["summary"] = storm_summary(results["storm"])
     results["footprint_summary"] = footprint_summary(results)
@@ -381,6 +419,55 @@ def _footprint_table(summary: dict[str, Any]) -> list[str]:
     ]
 
 
+def _edge_table(edge: dict[str, Any]) -> list[str]:
+    s = edge["settings"]
+    summary = edge["summary"]
+    lines = [
+        "",
+        f"4. The HTTP edge under attack: {s['parallel']} uploads of {s['upload_mb']} MB at once "
+        f"per route (half chunked); a genuine alarm alone and behind {s['slow_certs']} "
+        f"slow-certificate SNS messages and {s['half_sent']} half-sent requests, "
+        f"{s['rounds']} round(s)",
+    ]
+    rows = [["", "answers", "closed", "sent before the answer (MB, max)", "peak RSS (MB)"]]
+    for path, item in edge["uploads"].items():
+        answers = ", ".join(f"{n} x {code}" for code, n in sorted(item["statuses"].items()))
+        sent = item["sent_before_answer"]
+        rows.append(
+            [
+                f"uploads to {path}",
+                answers + (f", {len(item['failed'])} failed" if item["failed"] else ""),
+                f"{item['closed']}/{item['parallel']}",
+                fmt(max(sent) / 1e6 if sent else None),
+                fmt(item["peak_rss_mb"]),
+            ]
+        )
+    rows.append(["idle RSS before", "", "", "", fmt(summary["idle_rss_mb"])])
+    lines += _rows(rows)
+    besieged = edge["page_besieged"]
+    page_rows = [
+        ["", "median", "each round"],
+        [
+            "time to page alone (s)",
+            fmt(summary["page_alone_s"], 3),
+            ", ".join(fmt(v, 3) for v in edge["page_alone_s"]),
+        ],
+        [
+            "time to page under siege (s)",
+            fmt(summary["page_besieged_s"], 3),
+            ", ".join(fmt(r["page_s"], 3) for r in besieged),
+        ],
+    ]
+    lines += _rows(page_rows)
+    for number, r in enumerate(besieged, 1):
+        lines.append(
+            f"   siege {number}: half-sent answered {r.get('half_sent_answers')}, closed by "
+            f"opsbot {r.get('half_sent_closed_by_server')}/{s['half_sent']}; slow-certificate "
+            f"messages answered {r.get('request_statuses')}"
+        )
+    return lines
+
+
 def table(results: dict[str, Any]) -> str:
     lines = [
         f"opsbot benchmarks · {results['started']} · {'quick' if results['quick'] else 'full'}"
@@ -393,6 +480,8 @@ def table(results: dict[str, Any]) -> str:
     if results.get("storm") is not None:
         lines += _storm_table(results["storm"])
     lines += _footprint_table(results["footprint_summary"])
+    if results.get("edge") is not None:
+        lines += _edge_table(results["edge"])
     lines += ["", "Targets"]
     for item in results["targets"]:
         state = {True: "MET", False: "MISSED", None: "NOT EVALUATED"}[item["met"]]

@@ -188,6 +188,7 @@ def start_opsbot(
     run_dir: Path,
     label: str,
     settle_s: float = 2.0,
+    extra_env: dict[str, str] | None = None,
 ) -> Service:
     """`opsbot serve` in its own process on a free loopback port, once `/readyz` says 200."""
     config_path = run_dir / f"{label}.yaml"
@@ -195,6 +196,7 @@ def start_opsbot(
     port = free_port()
     argv = [sys.executable, "-m", "bot.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
     env = opsbot_environment(sandbox, database_url=database_url, config_path=config_path)
+    env.update(extra_env or {})
     return spawn(
         "opsbot",
         argv,

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 
 from sqlalchemy.orm import configure_mappers
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 
 from bot.adapters import aws, pagerduty, slack, tls
 from bot.adapters.aws import AwsClients
@@ -60,7 +61,7 @@ from bot.scheduler.scheduler import JobScheduler
 from bot.settings import Settings
 from bot.sns.fetch import make_fetch
 from bot.sns.verify import SnsVerifier
-from handlers import health, pagerduty_webhooks, slack_events, sns
+from handlers import health, limits, pagerduty_webhooks, slack_events, sns
 
 
 def _pacer(config: Config) -> Pacer:
@@ -98,7 +99,7 @@ def build_runtime(
     clock = clock or SystemClock()
     # Done once here rather than inside the first transaction, the first page's.
     configure_mappers()
-    engine = make_engine(settings.effective_database_url)
+    engine = make_engine(settings.effective_database_url, timeouts=settings.db_timeouts)
     sessions = make_sessionmaker(engine)
     context = tls.client_context(settings.ssl_cert_file)
     timeout_s = config.delivery.request_timeout_s
@@ -191,6 +192,7 @@ def build_runtime(
     # holds every connection of the main pool, and a page would queue behind it.
     outbox_engine = make_engine(
         settings.effective_database_url,
+        timeouts=settings.db_timeouts,
         pool_size=config.delivery.workers + 2,
         max_overflow=2,
     )
@@ -296,6 +298,12 @@ def create_app(runtime: Runtime) -> Starlette:
         from handlers import console
 
         routes += console.routes(runtime)
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[
+            Middleware(limits.BoundedBodies, limits.RequestLimits.from_settings(runtime.settings))
+        ],
+    )
     app.state.runtime = runtime
     return app

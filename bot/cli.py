@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import logging
 import sys
@@ -15,11 +16,6 @@ from pydantic import ValidationError
 from bot.config import Config, ConfigError, load_config
 from bot.log import configure_logging
 from bot.settings import Settings
-
-# Longer than the load balancer's idle timeout (60 s, infra/modules/service/
-# load-balancer.tf): a connection the ALB reuses must not be one we just closed
-# (the ALB answers 502). uvicorn's default is 5 s.
-KEEP_ALIVE_S = 75
 
 log = logging.getLogger("opsbot")
 
@@ -62,28 +58,32 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = _config(settings)
     configure_logging(settings.log_level, _secrets(settings, config))
     if not args.no_migrate:
-        upgrade(settings.effective_database_url)
+        upgrade(settings.effective_database_url, timeouts=settings.db_timeouts)
     runtime = build_runtime(settings, config)
     app = create_app(runtime)
     host = args.host or settings.host
     port = settings.port if args.port is None else args.port
     log.info("opsbot listening on http://%s:%d", host, port)
     _freeze_startup_heap()
-    _run_server(app, host=host, port=port, access_log=args.access_log)
+    _run_server(app, settings, host=host, port=port, access_log=args.access_log)
     return 0
 
 
-def _run_server(app: Any, *, host: str, port: int, access_log: bool) -> None:
+def _run_server(app: Any, settings: Settings, *, host: str, port: int, access_log: bool) -> None:
+    """Serve until stopped, as `uvicorn.run` does, with `handlers.server`'s configuration."""
     import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
 
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_config=None,
-        access_log=access_log,
-        timeout_keep_alive=KEEP_ALIVE_S,
+    from handlers.server import server_config
+
+    server = uvicorn.Server(
+        server_config(app, settings, host=host, port=port, access_log=access_log)
     )
+    # uvicorn re-raises the interrupt once it has shut down: Ctrl-C is a clean stop.
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    if not server.started:
+        raise SystemExit(STARTUP_FAILURE)  # the port taken, the start-up failed, ...
 
 
 def _freeze_startup_heap() -> None:
@@ -138,13 +138,13 @@ def cmd_dev(args: argparse.Namespace) -> int:
     try:
         settings = sandbox.settings(port=port, host=host, log_level=level)
         config = sandbox.config()
-        upgrade(settings.effective_database_url)
+        upgrade(settings.effective_database_url, timeouts=settings.db_timeouts)
         runtime = build_runtime(settings, config)
         console = ConsoleActions(sandbox)
         runtime.console = console
         app = create_app(runtime)
         _print_sandbox(settings, sandbox, host=host, port=port)
-        _run_server(app, host=host, port=port, access_log=args.access_log)
+        _run_server(app, settings, host=host, port=port, access_log=args.access_log)
     finally:
         if console is not None:
             console.close()
@@ -189,7 +189,7 @@ def cmd_db_upgrade(_args: argparse.Namespace) -> int:
 
     settings = _settings()
     configure_logging(settings.log_level, settings.secret_values())
-    upgrade(settings.effective_database_url)
+    upgrade(settings.effective_database_url, timeouts=settings.db_timeouts)
     print("database is up to date")
     return 0
 
@@ -257,7 +257,8 @@ def cmd_outbox(args: argparse.Namespace) -> int:
     from bot.outbox import service as outbox
 
     settings = _settings()
-    engine = make_engine(settings.effective_database_url)
+    configure_logging(settings.log_level, settings.secret_values())
+    engine = make_engine(settings.effective_database_url, timeouts=settings.db_timeouts)
     sessions = make_sessionmaker(engine)
     with sessions() as db_session:
         if args.outbox_command == "retry":

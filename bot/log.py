@@ -3,15 +3,30 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
+import threading
 from collections.abc import Iterable
+from types import TracebackType
 
 REDACTED = "[redacted]"
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
+# Credentials in a URL (scheme://user:password@host) and in a libpq connection
+# string or query (password=...), whatever their value: a library's error
+# message may quote a URL or a connection string that no configured secret names.
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]+@")
+_PASSWORD_PARAMETER = re.compile(
+    r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s'\"&,)]+)", re.IGNORECASE
+)
+
 
 class RedactSecrets(logging.Filter):
-    """Replaces secret values in messages and tracebacks before any handler writes them."""
+    """Replaces secret values in messages and tracebacks before any handler writes them.
+
+    Configured secrets are replaced wherever they appear; so is any password in
+    a URL's credentials or in a `password=` parameter.
+    """
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
@@ -23,11 +38,13 @@ class RedactSecrets(logging.Filter):
         for secret in self.secrets:
             if secret in text:
                 text = text.replace(secret, REDACTED)
+        if "://" in text:
+            text = _URL_PASSWORD.sub(rf"\g<1>{REDACTED}@", text)
+        if "assword" in text or "ASSWORD" in text:
+            text = _PASSWORD_PARAMETER.sub(rf"\g<1>{REDACTED}", text)
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self.secrets:
-            return True
         record.msg = self.redact(record.getMessage())
         record.args = None
         if record.exc_info:
@@ -50,3 +67,27 @@ def configure_logging(level: str, secrets: Iterable[str]) -> None:
     # Chatty libraries stay at WARNING unless debugging.
     for name in ("botocore", "urllib3", "httpx", "httpcore", "apscheduler", "slack_bolt"):
         logging.getLogger(name).setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
+    # An uncaught exception (a database URL that fails at start, a thread that dies)
+    # is written by this handler too, redacted, instead of raw by Python's default hook.
+    sys.excepthook = _log_uncaught
+    threading.excepthook = _log_uncaught_in_thread
+
+
+def _log_uncaught(
+    kind: type[BaseException], value: BaseException, traceback: TracebackType | None
+) -> None:
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, value, traceback)
+        return
+    logging.getLogger("opsbot").critical("uncaught exception", exc_info=(kind, value, traceback))
+
+
+def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit or args.exc_value is None:
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    logging.getLogger("opsbot").critical(
+        "uncaught exception in thread %s",
+        name,
+        exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+    )

@@ -16,6 +16,8 @@ from typing import Annotated, Any
 from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bot.db.engine import DbTimeouts, database_password_forms
+
 # Only SNS's own hosts may serve signing certificates or confirmation URLs.
 DEFAULT_SNS_URL_PATTERN = r"^https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/"
 
@@ -107,6 +109,51 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION", "aws_region"),
     )
 
+    # Bounds on what one request may cost (handlers/limits.py, handlers/server.py).
+    max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        validation_alias=AliasChoices("OPSBOT_MAX_BODY_BYTES", "max_body_bytes"),
+    )
+    header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        validation_alias=AliasChoices("OPSBOT_HEADER_TIMEOUT_S", "header_timeout_s"),
+    )
+    body_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        validation_alias=AliasChoices("OPSBOT_BODY_TIMEOUT_S", "body_timeout_s"),
+    )
+    max_connections: int = Field(
+        default=256,
+        ge=16,
+        validation_alias=AliasChoices("OPSBOT_MAX_CONNECTIONS", "max_connections"),
+    )
+
+    # Bounds on the database (bot/db/engine.py); PostgreSQL only, except the statement
+    # timeout, which is also how long SQLite waits for a lock.
+    db_connect_timeout_s: int = Field(
+        default=5,
+        ge=2,  # libpq's own minimum
+        le=300,
+        validation_alias=AliasChoices("OPSBOT_DB_CONNECT_TIMEOUT_S", "db_connect_timeout_s"),
+    )
+    db_statement_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        validation_alias=AliasChoices("OPSBOT_DB_STATEMENT_TIMEOUT_S", "db_statement_timeout_s"),
+    )
+    db_idle_in_transaction_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        validation_alias=AliasChoices(
+            "OPSBOT_DB_IDLE_IN_TRANSACTION_TIMEOUT_S", "db_idle_in_transaction_timeout_s"
+        ),
+    )
+
     # Who runs `opsbot deploy`: the GitHub Actions actor inside GitHub Actions (the
     # runner sets both variables), else the operating-system user. Never a name the
     # caller chooses: `rights.cli` in the config maps it to a Slack user.
@@ -121,6 +168,15 @@ class Settings(BaseSettings):
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         return _split_csv(value)
+
+    @field_validator("slack_bot_token", "slack_signing_secret", mode="before")
+    @classmethod
+    def _not_blank(cls, value: Any) -> Any:
+        # Unset means "disabled"; set but blank is a mistake (an empty secret in the
+        # task definition) that would otherwise start a service nobody can reach.
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("is set but empty: give its value, or unset it to disable Slack")
+        return value
 
     @field_validator("pagerduty_api_url", "pagerduty_events_url")
     @classmethod
@@ -153,6 +209,14 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.var_dir / 'opsbot.db').as_posix()}"
+
+    @property
+    def db_timeouts(self) -> DbTimeouts:
+        return DbTimeouts(
+            connect_s=self.db_connect_timeout_s,
+            statement_s=self.db_statement_timeout_s,
+            idle_in_transaction_s=self.db_idle_in_transaction_timeout_s,
+        )
 
     @property
     def slack_enabled(self) -> bool:
@@ -236,7 +300,7 @@ class Settings(BaseSettings):
         return rows
 
     def secret_values(self) -> list[str]:
-        """Every configured secret, for log redaction."""
+        """Every configured secret, for log redaction (the database password too)."""
         candidates: list[SecretStr | None] = [
             self.slack_bot_token,
             self.slack_signing_secret,
@@ -244,4 +308,7 @@ class Settings(BaseSettings):
             *self.pagerduty_webhook_secrets,
             *self._secrets.values(),
         ]
-        return [s.get_secret_value() for s in candidates if s is not None and s.get_secret_value()]
+        values = [
+            s.get_secret_value() for s in candidates if s is not None and s.get_secret_value()
+        ]
+        return values + database_password_forms(self.effective_database_url)

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from bot import json_depth
 from bot.pagerduty.webhooks import MAX_BODY_BYTES, MalformedWebhook, parse_event, signature_valid
 from bot.runtime import Runtime
 
@@ -36,7 +37,11 @@ def routes(runtime: Runtime) -> list[Route]:
             log.warning("PagerDuty webhook refused: bad or missing signature")
             return _answer(401, "signature not valid")
         try:
+            json_depth.check_depth(raw)
             event = parse_event(raw)
+        except json_depth.JsonTooDeep as exc:
+            log.warning("PagerDuty webhook refused: %s", exc)
+            return _answer(400, str(exc))
         except MalformedWebhook as exc:
             return _answer(400, f"not a PagerDuty v3 event: {exc}")
         webhook_id = request.headers.get("x-webhook-id") or None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from urllib.parse import parse_qsl
 
 from slack_bolt import App, BoltRequest, BoltResponse
 from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
@@ -18,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bot import json_depth
 from bot.inbound.receipts import SlackEventReceipts
 from bot.inbound.replay import ReplayGuard
 from bot.runtime import Runtime
@@ -77,6 +79,29 @@ def build_bolt_app(runtime: Runtime) -> App | None:
     return app
 
 
+def _too_deep(body: bytes) -> str | None:
+    """Why the JSON Bolt may parse (the body itself, or its form field `payload`) is refused.
+
+    Bolt parses before it verifies the signature: the body as JSON when its type
+    says so or it starts with "{", else the field `payload` when there is one.
+    Both are checked, whatever the body claims to be.
+    """
+    text = body.decode("utf-8", "replace")
+    documents = [text]
+    if "payload" in text:
+        documents.append(dict(parse_qsl(text, keep_blank_values=True)).get("payload") or "")
+    try:
+        for document in documents:
+            json_depth.check_depth(document)
+    except json_depth.JsonTooDeep as exc:
+        return str(exc)
+    return None
+
+
+def _refused(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"status": status, "message": message}, status_code=status)
+
+
 def routes(runtime: Runtime) -> list[Route]:
     bolt = build_bolt_app(runtime)
 
@@ -88,7 +113,16 @@ def routes(runtime: Runtime) -> list[Route]:
             )
         with runtime.after_ack.acknowledging():
             body = await request.body()
-            answer = await run_in_threadpool(bolt.dispatch, to_bolt_request(request, body))
+            too_deep = _too_deep(body)
+            if too_deep is not None:
+                log.warning("refused a Slack request: %s", too_deep)
+                return _refused(400, too_deep)
+            try:
+                bolt_request = to_bolt_request(request, body)
+            except ValueError as exc:  # not UTF-8, or not the JSON it claims to be
+                log.warning("refused a Slack request: %s", type(exc).__name__)
+                return _refused(400, "body is not a Slack request")
+            answer = await run_in_threadpool(bolt.dispatch, bolt_request)
         return to_starlette_response(answer)
 
     return [Route("/slack/events", events, methods=["POST"])]

@@ -19,6 +19,7 @@ from bot.config import Config
 from bot.runtime import Runtime
 from bot.sandbox import slack_requests
 from bot.settings import Settings
+from handlers.server import server_config
 
 
 def wait_for(
@@ -69,9 +70,7 @@ def start_service(
     runtime = build_runtime(settings, config, clock=clock, run_jobs=run_jobs)
     app = create_app(runtime)
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
-    )
+    server = uvicorn.Server(server_config(app, settings, host="127.0.0.1", port=port))
     thread = threading.Thread(target=server.run, name=f"opsbot-{port}", daemon=True)
     thread.start()
     wait_for(lambda: server.started, timeout_s=20)

@@ -4,8 +4,19 @@ from __future__ import annotations
 
 import io
 import logging
+import socket
+import subprocess
+import sys
+from pathlib import Path
 
+import pytest
+from sqlalchemy.exc import OperationalError
+
+from bot.cli import _secrets
+from bot.config import load_config
+from bot.db.engine import DbTimeouts, make_engine
 from bot.log import REDACTED, RedactSecrets
+from bot.settings import Settings
 
 SECRET = "s3cr3t-value-123"
 
@@ -39,3 +50,67 @@ def test_secret_in_a_traceback_is_redacted() -> None:
         log.exception("failed")
     assert SECRET not in stream.getvalue()
     assert "ValueError" in stream.getvalue()
+
+
+def test_the_database_password_never_reaches_a_log_line(tmp_path: Path) -> None:
+    """A failed connection logged with its URL, its error and its traceback: no password."""
+    password = "Db-pa55word-42"
+    url = f"postgresql://opsbot:{password}@127.0.0.1:{_closed_port()}/opsbot"
+    settings = Settings(database_url=url, var_dir=tmp_path)
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RedactSecrets(_secrets(settings, load_config(None))))
+    log = logging.getLogger("redaction-test-database")
+    log.addHandler(handler)
+    log.propagate = False
+
+    engine = make_engine(settings.effective_database_url, timeouts=DbTimeouts(connect_s=2))
+    try:
+        with pytest.raises(OperationalError) as failure:
+            engine.connect()
+    finally:
+        engine.dispose()
+    log.error("could not connect to %s: %s", settings.database_url, failure.value)
+    try:
+        raise RuntimeError(f"conninfo host=127.0.0.1 password={password} dbname=opsbot")
+    except RuntimeError:
+        log.exception("connection string refused")
+
+    output = stream.getvalue()
+    assert "could not connect to postgresql://opsbot:[redacted]@127.0.0.1" in output
+    assert "password=[redacted]" in output
+    assert password not in output
+
+
+def test_any_password_in_a_url_or_connection_string_is_redacted() -> None:
+    """Even one no setting names: a library may quote a URL or connection string of its own."""
+    filter_ = RedactSecrets([])
+    assert filter_.redact("postgresql+psycopg://u:hunter2x@db:5432/x?sslmode=require") == (
+        "postgresql+psycopg://u:[redacted]@db:5432/x?sslmode=require"
+    )
+    assert (
+        filter_.redact(r"host=db PASSWORD = 'a b\'c' user=x")
+        == "host=db PASSWORD = [redacted] user=x"
+    )
+    assert filter_.redact("see https://127.0.0.1:3000/sns") == "see https://127.0.0.1:3000/sns"
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_an_uncaught_exception_is_written_redacted() -> None:
+    """A crash (a database URL that fails at start) goes through the redacting handler too."""
+    program = (
+        "from bot.log import configure_logging\n"
+        f"configure_logging('INFO', [{SECRET!r}])\n"
+        f"raise RuntimeError('start failed: {SECRET} postgresql://u:pw-in-url@db/x')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert "uncaught exception" in result.stderr and "RuntimeError" in result.stderr
+    assert SECRET not in result.stderr and "pw-in-url" not in result.stderr

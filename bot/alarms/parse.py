@@ -7,10 +7,11 @@ as a plain notification instead of failing.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from bot import json_depth
 
 STATES = ("ALARM", "OK", "INSUFFICIENT_DATA")
 
@@ -243,7 +244,7 @@ def _arn_parts(arn: str) -> tuple[str, str, str]:
 def parse_alarm(message: str) -> Alarm | None:
     """The alarm in an SNS `Message`, or None when it is not a CloudWatch alarm."""
     try:
-        data = json.loads(message)
+        data = json_depth.loads(message)  # too deep is a ValueError: not an alarm
     except (TypeError, ValueError):
         return None
     if not isinstance(data, dict):

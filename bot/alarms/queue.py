@@ -8,12 +8,12 @@ message delivery is accepted.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable
 from typing import Any
 
+from bot import json_depth
 from bot.alarms.service import Inbound
 
 log = logging.getLogger(__name__)
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 def inbound_from_sqs(message: dict[str, Any]) -> Inbound:
     body = str(message.get("Body", ""))
     try:
-        data = json.loads(body)
+        data = json_depth.loads(body)  # too deep is a ValueError: taken as a raw message
     except ValueError:
         data = None
     if isinstance(data, dict) and data.get("Type") == "Notification" and "Message" in data:

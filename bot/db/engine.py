@@ -1,13 +1,43 @@
-"""Engines and sessions for SQLite (embedded default) and PostgreSQL (production)."""
+"""Engines and sessions for SQLite (embedded default) and PostgreSQL (production).
+
+Every engine is bounded: a PostgreSQL connection attempt gives up after
+`connect_s`, a statement is cancelled after `statement_s`, and a session left
+idle inside a transaction is ended after `idle_in_transaction_s`; a SQLite
+statement waits at most `statement_s` for the database lock.
+"""
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
+
+
+@dataclass(frozen=True)
+class DbTimeouts:
+    """How long connecting, one statement and an idle open transaction may take."""
+
+    connect_s: int = 5
+    statement_s: float = 30.0
+    idle_in_transaction_s: float = 60.0
+
+    def postgresql_options(self) -> str:
+        """libpq `options`: the server-side timeouts, set for every session at connect."""
+        statement_ms = max(1, round(self.statement_s * 1000))
+        idle_ms = max(1, round(self.idle_in_transaction_s * 1000))
+        return (
+            f"-c statement_timeout={statement_ms} -c idle_in_transaction_session_timeout={idle_ms}"
+        )
+
+
+DEFAULT_TIMEOUTS = DbTimeouts()
 
 
 def normalise_url(url: str) -> str:
@@ -17,7 +47,19 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def database_password_forms(url: str) -> list[str]:
+    """The password of a database URL as it is written and as it is decoded (for redaction)."""
+    try:
+        password = make_url(url).password
+    except ArgumentError:
+        return []
+    if not password:
+        return []
+    raw = urlsplit(url).netloc.rpartition("@")[0].partition(":")[2]
+    return sorted({str(password), raw, unquote(raw)} - {""})
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, busy_ms: int) -> None:
     # Autocommit at the driver level, so that SQLAlchemy's BEGIN below is the
     # only transaction control; IMMEDIATE takes the write lock up front and
     # avoids the "database is locked" upgrade failure under concurrent writers.
@@ -26,7 +68,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
     cursor.close()
 
 
@@ -34,16 +76,35 @@ def _sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+def _postgresql_connect_args(parsed: Any, timeouts: DbTimeouts) -> dict[str, Any]:
+    """Timeouts as libpq parameters; those the URL itself sets win."""
+    args: dict[str, Any] = {}
+    if "connect_timeout" not in parsed.query:
+        args["connect_timeout"] = timeouts.connect_s
+    given = parsed.query.get("options")
+    given = " ".join(given) if isinstance(given, tuple) else given
+    # Later settings win in `options`: the URL's own come after ours.
+    args["options"] = f"{timeouts.postgresql_options()} {given or ''}".strip()
+    return args
+
+
+def make_engine(url: str, *, timeouts: DbTimeouts = DEFAULT_TIMEOUTS, **kwargs: Any) -> Engine:
     url = normalise_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
-        event.listen(engine, "connect", _sqlite_pragmas)
+        busy_ms = max(1, round(timeouts.statement_s * 1000))
+        event.listen(engine, "connect", functools.partial(_sqlite_pragmas, busy_ms=busy_ms))
         event.listen(engine, "begin", _sqlite_begin)
         return engine
+    if parsed.get_backend_name() == "postgresql":
+        connect_args = {
+            **_postgresql_connect_args(parsed, timeouts),
+            **kwargs.pop("connect_args", {}),
+        }
+        kwargs["connect_args"] = connect_args
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 10)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
+
+from bot import json_depth
 
 NOTIFICATION = "Notification"
 SUBSCRIPTION_CONFIRMATION = "SubscriptionConfirmation"
@@ -67,7 +68,9 @@ def parse_envelope(raw: bytes) -> Envelope:
     if len(raw) > MAX_BODY_BYTES:
         raise MalformedEnvelope("body too large for an SNS message")
     try:
-        data = json.loads(raw)
+        data = json_depth.loads(raw)
+    except json_depth.JsonTooDeep as exc:
+        raise MalformedEnvelope(str(exc)) from None
     except (UnicodeDecodeError, ValueError):
         raise MalformedEnvelope("body is not JSON") from None
     if not isinstance(data, dict):
@@ -76,7 +79,7 @@ def parse_envelope(raw: bytes) -> Envelope:
     if kind not in TYPES:
         raise MalformedEnvelope(f"unknown Type {kind!r}")
     confirmation = kind != NOTIFICATION
-    return Envelope(
+    envelope = Envelope(
         type=kind,
         message_id=_field(data, "MessageId") or "",
         topic_arn=_field(data, "TopicArn") or "",
@@ -90,3 +93,10 @@ def parse_envelope(raw: bytes) -> Envelope:
         subscribe_url=_field(data, "SubscribeURL", required=confirmation),
         unsubscribe_url=_field(data, "UnsubscribeURL", required=False),
     )
+    if envelope.message.lstrip().startswith(("{", "[")):
+        # The alarm inside is JSON too, parsed once the signature holds.
+        try:
+            json_depth.check_depth(envelope.message)
+        except json_depth.JsonTooDeep as exc:
+            raise MalformedEnvelope(f"Message: {exc}") from None
+    return envelope

@@ -5,18 +5,18 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import text
 
-from bot.db.engine import make_engine
+from bot.db.engine import DEFAULT_TIMEOUTS, make_engine
+from bot.db.migrate import MIGRATION_LOCK, migration_timeouts
 from bot.db.registry import metadata
 
 config = context.config
-
-MIGRATION_LOCK = 0x0B5B08  # names "opsbot migrations" among advisory locks
 
 
 def run_migrations_online() -> None:
     url = config.get_main_option("sqlalchemy.url")
     assert url, "sqlalchemy.url is not set"
-    engine = make_engine(url)
+    timeouts = config.attributes.get("timeouts") or migration_timeouts(DEFAULT_TIMEOUTS)
+    engine = make_engine(url, timeouts=timeouts)
     with engine.connect() as connection:
         context.configure(
             connection=connection,

@@ -7,7 +7,8 @@
 # its own because terraform test cannot mock ephemeral resources yet: the database
 # module keeps its tests.) To rotate it,
 # bump login_password_version, apply, invoke the role manager with {"action":"manage"},
-# then force a new deployment of the service.
+# then force a new deployment of the service. Bumping it also rewrites the URL, e.g.
+# to a new sslmode.
 ephemeral "aws_secretsmanager_random_password" "login" {
   password_length     = 40
   exclude_punctuation = true # the password sits in a URL; letters and digits need no quoting
@@ -29,7 +30,9 @@ resource "aws_secretsmanager_secret_version" "login" {
     host     = var.host
     port     = var.port
     dbname   = var.database_name
-    url      = "postgresql+psycopg://${var.login_role}:${ephemeral.aws_secretsmanager_random_password.login.random_password}@${var.host}:${var.port}/${var.database_name}?sslmode=require"
+    # verify-full: the server's certificate must chain to the RDS CA bundle the image
+    # ships (Dockerfile) and name the host, so a man in the middle cannot pose as it.
+    url = "postgresql+psycopg://${var.login_role}:${ephemeral.aws_secretsmanager_random_password.login.random_password}@${var.host}:${var.port}/${var.database_name}?sslmode=verify-full&sslrootcert=${var.ca_bundle_path}"
   })
   secret_string_wo_version = var.login_password_version
 }

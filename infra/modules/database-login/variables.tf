@@ -39,3 +39,14 @@ variable "login_password_version" {
   type        = number
   default     = 1
 }
+
+variable "ca_bundle_path" {
+  description = "Path, inside the opsbot image, of the RDS CA bundle that verifies the database's certificate (the Dockerfile adds it)."
+  type        = string
+  default     = "/etc/ssl/certs/rds-global-bundle.pem"
+
+  validation {
+    condition     = can(regex("^/[A-Za-z0-9._/-]+$", var.ca_bundle_path))
+    error_message = "ca_bundle_path must be an absolute path of letters, digits, '.', '_', '-' and '/' (it sits in a URL)."
+  }
+}

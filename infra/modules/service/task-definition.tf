@@ -8,6 +8,11 @@ locals {
     OPSBOT_CONFIG          = local.config_path
     OPSBOT_ALARM_QUEUE_URL = var.alarm_queue_url
     OPSBOT_SNS_TOPIC_ARNS  = join(",", var.sns_topic_arns)
+    # libpq's defaults for what DATABASE_URL leaves unsaid: verify the database's
+    # certificate against the RDS CA bundle in the image. A URL still saying
+    # sslmode=require (written before verify-full) then verifies the CA too.
+    PGSSLMODE     = "verify-full"
+    PGSSLROOTCERT = var.database_ca_bundle_path
   })
 
   secrets = concat(

@@ -150,6 +150,12 @@ variable "access_log_retention_days" {
 
 # --- what the bot talks to -------------------------------------------------------
 
+variable "database_ca_bundle_path" {
+  description = "Path, inside the opsbot image, of the RDS CA bundle libpq verifies the database's certificate with (the Dockerfile adds it)."
+  type        = string
+  default     = "/etc/ssl/certs/rds-global-bundle.pem"
+}
+
 variable "database_url_secret_arn" {
   description = "Secrets Manager secret whose JSON key \"url\" is the bot's DATABASE_URL (its own database login, never the master user's)."
   type        = string

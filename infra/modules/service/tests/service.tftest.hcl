@@ -289,6 +289,14 @@ run "container_gets_its_settings_and_secrets" {
     condition     = jsondecode(aws_ecs_task_definition.service.container_definitions)[0].readonlyRootFilesystem
     error_message = "The container's root filesystem is read-only."
   }
+
+  assert {
+    condition = (
+      { for e in jsondecode(aws_ecs_task_definition.service.container_definitions)[0].environment : e.name => e.value }["PGSSLMODE"] == "verify-full"
+      && { for e in jsondecode(aws_ecs_task_definition.service.container_definitions)[0].environment : e.name => e.value }["PGSSLROOTCERT"] == "/etc/ssl/certs/rds-global-bundle.pem"
+    )
+    error_message = "libpq must verify the database's certificate and host against the RDS CA bundle in the image."
+  }
 }
 
 run "without_deploy_targets_the_bot_only_reads_its_queue" {

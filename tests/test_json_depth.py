@@ -1,0 +1,61 @@
+"""The one depth check every route's JSON passes: exact at the limit, whatever the strings hold."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bot.json_depth import MAX_DEPTH, JsonTooDeep, check_depth, loads
+
+
+def depth_of(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max((depth_of(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((depth_of(v) for v in value), default=0)
+    return 0
+
+
+documents = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(alphabet='[]{}"\\ab\n\u00e9'),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(st.text(alphabet='[]{}"\\a'), children, max_size=3)
+    ),
+    max_leaves=30,
+)
+
+
+@given(documents, st.integers(min_value=0, max_value=8))
+def test_the_check_agrees_with_the_parsed_depth(document: Any, limit: int) -> None:
+    text = json.dumps(document, ensure_ascii=False)
+    if depth_of(document) > limit:
+        with pytest.raises(JsonTooDeep):
+            check_depth(text, limit=limit)
+        with pytest.raises(JsonTooDeep):
+            check_depth(text.encode(), limit=limit)
+    else:
+        check_depth(text, limit=limit)
+        assert loads(text.encode(), limit=limit) == document
+
+
+def test_the_limit_is_400_levels() -> None:
+    check_depth("[" * MAX_DEPTH + "]" * MAX_DEPTH)
+    with pytest.raises(JsonTooDeep, match="nested deeper than 400 levels"):
+        loads('{"a": ' * (MAX_DEPTH + 1) + "1" + "}" * (MAX_DEPTH + 1))
+
+
+def test_a_body_far_too_deep_for_python_is_refused_not_crashed() -> None:
+    with pytest.raises(JsonTooDeep):
+        loads(b"[" * 1_000_000)
+    with pytest.raises(ValueError):  # JsonTooDeep is a ValueError: callers' handlers hold
+        loads("[" * 100_000 + "]" * 100_000)
+
+
+def test_brackets_inside_strings_do_not_count() -> None:
+    inside = json.dumps({"text": "[" * 5000, "escaped": '\\"' + "{" * 5000})
+    assert loads(inside)["text"] == "[" * 5000
