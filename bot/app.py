@@ -58,7 +58,7 @@ from bot.rights.workspace import Workspace
 from bot.runtime import Runtime
 from bot.scheduler.deferred import apply_after_commit
 from bot.scheduler.scheduler import JobScheduler
-from bot.settings import Settings
+from bot.settings import DEFAULT_SNS_URL_PATTERN, Settings
 from bot.sns.fetch import make_fetch
 from bot.sns.verify import SnsVerifier
 from handlers import health, limits, pagerduty_webhooks, slack_events, sns
@@ -103,7 +103,15 @@ def build_runtime(
     sessions = make_sessionmaker(engine)
     context = tls.client_context(settings.ssl_cert_file)
     timeout_s = config.delivery.request_timeout_s
-    fetch = make_fetch(context)
+    fetch = make_fetch(context, timeout_s=settings.sns_cert_fetch_timeout_s)
+    sns_verifier = SnsVerifier(
+        url_pattern=settings.sns_url_regex,
+        fetch=fetch,
+        clock=clock,
+        allow_signature_v1=settings.sns_allow_signature_v1,
+        # A fetch gives up after about its timeout; a message waits a little longer.
+        wait_s=2 * settings.sns_cert_fetch_timeout_s,
+    )
     notes: list[str] = [f"database: {engine.url.render_as_string(hide_password=True)}"]
 
     senders: dict[str, Send] = {}
@@ -210,18 +218,39 @@ def build_runtime(
     intake = AlarmIntake(sessions=sessions, config=config, clock=clock)
 
     consumer = None
-    if settings.alarm_queue_url:
+    if settings.alarm_queue_url and not (
+        settings.sns_topic_arns or settings.alarm_queue_raw_delivery
+    ):
+        # Every envelope would be refused: leave the alarms in the queue (its age
+        # alarm pages) rather than take them off it.
+        notes.append(
+            "alarm queue: NOT CONSUMED (OPSBOT_SNS_TOPIC_ARNS is empty, so every message"
+            " would be refused; set it, or OPSBOT_ALARM_QUEUE_RAW_DELIVERY=true)"
+        )
+    elif settings.alarm_queue_url:
         sqs = aws.client("sqs", region=settings.aws_region, endpoint_url=settings.aws_endpoint_url)
         consumer = AlarmQueueConsumer(
             sqs=sqs,
             queue_url=settings.alarm_queue_url,
             record=intake.record,
             allowed_topics=settings.sns_topic_arns,
+            verifier=None if settings.alarm_queue_raw_delivery else sns_verifier,
             wait_s=config.alarms.queue_wait_s,
         )
-        notes.append(f"alarm queue: consuming {settings.alarm_queue_url}")
+        trust = (
+            "raw delivery: the queue policy is the only check"
+            if settings.alarm_queue_raw_delivery
+            else "SNS signatures verified"
+        )
+        notes.append(f"alarm queue: consuming {settings.alarm_queue_url} ({trust})")
     else:
         notes.append("alarm queue: DISABLED (OPSBOT_ALARM_QUEUE_URL is not set)")
+    if settings.sns_url_pattern != DEFAULT_SNS_URL_PATTERN:
+        notes.append(
+            f"SNS certificates: from URLs matching {settings.sns_url_pattern} (not SNS's own hosts)"
+        )
+    if settings.sns_allow_signature_v1:
+        notes.append("SNS: SignatureVersion 1 (SHA1) accepted (OPSBOT_SNS_ALLOW_SIGNATURE_V1)")
     if settings.sns_topic_arns:
         notes.append(f"POST /sns accepts topics: {', '.join(settings.sns_topic_arns)}")
     else:
@@ -237,7 +266,7 @@ def build_runtime(
         tls=context,
         fetch=fetch,
         intake=intake,
-        sns_verifier=SnsVerifier(url_pattern=settings.sns_url_regex, fetch=fetch),
+        sns_verifier=sns_verifier,
         sns_url_pattern=settings.sns_url_regex,
         slack_client=slack_client,
         outbox=outbox,

@@ -18,8 +18,11 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.db.engine import DbTimeouts, database_password_forms
 
-# Only SNS's own hosts may serve signing certificates or confirmation URLs.
-DEFAULT_SNS_URL_PATTERN = r"^https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/"
+# Only SNS's own hosts may serve signing certificates or confirmation URLs: exactly
+# sns.<region>.amazonaws.com(.cn), the region a region code (us-east-1, us-gov-west-1,
+# cn-north-1, us-isob-east-1), and the "/" right after it, so no port and no userinfo.
+SNS_REGION_PATTERN = r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}"
+DEFAULT_SNS_URL_PATTERN = rf"^https://sns\.{SNS_REGION_PATTERN}\.amazonaws\.com(\.cn)?/"
 
 ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 
@@ -90,9 +93,31 @@ class Settings(BaseSettings):
         default=DEFAULT_SNS_URL_PATTERN,
         validation_alias=AliasChoices("OPSBOT_SNS_CERT_URL_PATTERN", "sns_url_pattern"),
     )
+    # How long fetching one SNS signing certificate may take. The whole /sns answer
+    # must stay under SNS's 15 s delivery timeout, and a message waits at most twice this.
+    sns_cert_fetch_timeout_s: float = Field(
+        default=3.0,
+        gt=0,
+        le=5,
+        validation_alias=AliasChoices(
+            "OPSBOT_SNS_CERT_FETCH_TIMEOUT_S", "sns_cert_fetch_timeout_s"
+        ),
+    )
+    sns_allow_signature_v1: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("OPSBOT_SNS_ALLOW_SIGNATURE_V1", "sns_allow_signature_v1"),
+    )
     alarm_queue_url: str | None = Field(
         default=None,
         validation_alias=AliasChoices("OPSBOT_ALARM_QUEUE_URL", "alarm_queue_url"),
+    )
+    # The queue's subscription strips the SNS envelope: nothing to verify, the
+    # queue's access policy is the only trust boundary.
+    alarm_queue_raw_delivery: bool = Field(
+        default=False,
+        validation_alias=AliasChoices(
+            "OPSBOT_ALARM_QUEUE_RAW_DELIVERY", "alarm_queue_raw_delivery"
+        ),
     )
     # Secrets the config file names by variable (routing keys), given in code rather
     # than by the environment: see `with_secrets`. Never read from the environment.

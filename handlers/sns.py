@@ -1,16 +1,26 @@
 """POST /sns: Amazon SNS over HTTPS.
 
 Order matters: parse the envelope (400 if it is not one), check the topic
-(403), verify the signature (403), and only then confirm or record. Nothing is
-written before the message is known to come from an allowed SNS topic.
+(403), check what needs nothing fetched (SignatureVersion, certificate URL,
+Timestamp: 403), get the signing certificate, verify the signature (403), and
+only then confirm or record. Nothing is written before the message is known to
+come from an allowed SNS topic.
+
+A certificate that must be fetched is waited for here, in the event loop,
+outside the one-at-a-time recording slot: the slot only ever holds messages
+whose key is in hand, so a slow certificate host delays nobody but its own
+messages. A certificate that cannot be had now (its host is slow or failing,
+or too many are being fetched) gets a 503, which SNS retries.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 
 import anyio
+from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -25,10 +35,11 @@ from bot.sns.envelope import (
     SUBSCRIPTION_CONFIRMATION,
     Envelope,
     MalformedEnvelope,
+    for_log,
     parse_envelope,
 )
 from bot.sns.fetch import FetchFailed
-from bot.sns.verify import SignatureInvalid
+from bot.sns.verify import CertificateUnavailable, SignatureInvalid
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +60,26 @@ AT_ONCE = 1
 
 def routes(runtime: Runtime) -> list[Route]:
     allowed = set(runtime.settings.sns_topic_arns)
+    verifier = runtime.sns_verifier
     limit: list[anyio.CapacityLimiter] = []  # made in the event loop, on first use
 
-    def verify_and_record(envelope: Envelope) -> str:
-        runtime.sns_verifier.verify(envelope)
+    async def signing_key(envelope: Envelope) -> rsa.RSAPublicKey:
+        """The message's key, from the cache or fetched without holding a thread or the slot.
+
+        Raises SignatureInvalid or CertificateUnavailable.
+        """
+        verifier.precheck(envelope)
+        url = envelope.signing_cert_url
+        key = verifier.cached_key(url)
+        if key is not None:
+            return key
+        future = verifier.key_future(url)
+        with anyio.move_on_after(verifier.wait_s):
+            return await asyncio.wrap_future(future)
+        raise CertificateUnavailable("signing certificate: still fetching")
+
+    def verify_and_record(envelope: Envelope, key: rsa.RSAPublicKey) -> str:
+        verifier.check_signature(envelope, key)
         inbound = Inbound(
             message_id=envelope.message_id,
             via="https",
@@ -62,19 +89,42 @@ def routes(runtime: Runtime) -> list[Route]:
         )
         return runtime.intake.record(inbound)
 
+    def refused(envelope: Envelope, exc: Exception) -> JSONResponse:
+        log.warning(
+            "SNS message %s from %s refused: %s",
+            for_log(envelope.message_id),
+            for_log(envelope.topic_arn),
+            exc,
+        )
+        return _answer(403, "signature not valid")
+
+    def unavailable(envelope: Envelope, exc: Exception) -> JSONResponse:
+        log.warning(
+            "SNS message %s from %s not verified yet, SNS will retry: %s",
+            for_log(envelope.message_id),
+            for_log(envelope.topic_arn),
+            exc,
+        )
+        return _answer(503, "signing certificate not available; retry")
+
     async def notification(envelope: Envelope) -> JSONResponse:
+        try:
+            key = await signing_key(envelope)
+        except SignatureInvalid as exc:
+            return refused(envelope, exc)
+        except CertificateUnavailable as exc:
+            return unavailable(envelope, exc)
         if not limit:
             limit.append(anyio.CapacityLimiter(AT_ONCE))
         try:
             # One trip to a thread for both: a storm's notifications each hop once.
             outcome = await anyio.to_thread.run_sync(
-                functools.partial(verify_and_record, envelope), limiter=limit[0]
+                functools.partial(verify_and_record, envelope, key), limiter=limit[0]
             )
         except SignatureInvalid as exc:
-            log.warning("SNS message %s refused: %s", envelope.message_id, exc)
-            return _answer(403, "signature not valid")
+            return refused(envelope, exc)
         except Exception:
-            log.exception("could not record SNS message %s", envelope.message_id)
+            log.exception("could not record SNS message %s", for_log(envelope.message_id))
             # 5xx makes SNS deliver it again; nothing was committed.
             return _answer(503, "could not record the message; retry")
         return _answer(200, outcome)
@@ -86,23 +136,35 @@ def routes(runtime: Runtime) -> list[Route]:
         try:
             envelope = parse_envelope(raw)
         except MalformedEnvelope as exc:
+            log.info("POST /sns refused: not an SNS message (%s)", exc)
             return _answer(400, f"not an SNS message: {exc}")
         header = request.headers.get("x-amz-sns-message-type")
         if header is not None and header != envelope.type:
+            log.info(
+                "POST /sns refused: header type %s, body Type %s",
+                for_log(header),
+                for_log(envelope.type),
+            )
             return _answer(400, "x-amz-sns-message-type does not match the body's Type")
         if envelope.topic_arn not in allowed:
-            log.warning("SNS message from a topic not allowed: %s", envelope.topic_arn)
+            log.warning(
+                "SNS message %s from a topic not allowed: %s",
+                for_log(envelope.message_id),
+                for_log(envelope.topic_arn),
+            )
             return _answer(403, "topic not allowed")
         if envelope.type == NOTIFICATION:
             return await notification(envelope)
 
         try:
-            await run_in_threadpool(runtime.sns_verifier.verify, envelope)
+            verifier.check_signature(envelope, await signing_key(envelope))
         except SignatureInvalid as exc:
-            log.warning("SNS message %s refused: %s", envelope.message_id, exc)
-            return _answer(403, "signature not valid")
+            return refused(envelope, exc)
+        except CertificateUnavailable as exc:
+            return unavailable(envelope, exc)
+        topic = for_log(envelope.topic_arn)
         if envelope.type != SUBSCRIPTION_CONFIRMATION:
-            log.info("unsubscribed from %s", envelope.topic_arn)
+            log.info("unsubscribed from %s", topic)
             return _answer(200, "noted")
         try:
             await run_in_threadpool(
@@ -111,13 +173,14 @@ def routes(runtime: Runtime) -> list[Route]:
                 url_pattern=runtime.sns_url_pattern,
                 fetch=runtime.fetch,
             )
-        except SignatureInvalid:
+        except SignatureInvalid as exc:
+            log.warning("subscription to %s not confirmed: %s", topic, exc)
             return _answer(403, "SubscribeURL not allowed")
         except FetchFailed as exc:
             # 5xx: SNS will send the confirmation again.
-            log.error("could not confirm subscription to %s: %s", envelope.topic_arn, exc)
+            log.error("could not confirm subscription to %s: %s", topic, exc)
             return _answer(502, "could not confirm the subscription")
-        log.info("confirmed the subscription to %s", envelope.topic_arn)
+        log.info("confirmed the subscription to %s", topic)
         return _answer(200, "subscription confirmed")
 
     return [Route("/sns", receive, methods=["POST"])]

@@ -1,13 +1,27 @@
 """Consuming the alarm queue (SNS to SQS): the durable intake.
 
-A message is deleted only after it is recorded; if recording fails it becomes
-visible again after the queue's visibility timeout. The queue's access policy
-is the trust boundary, so envelopes are not signature-checked here, and raw
-message delivery is accepted.
+A message is deleted only after it is recorded, or when it is refused for good.
+By default every message must be an SNS envelope from an allowed topic whose
+signature holds (the same verifier as POST /sns): the queue's access policy is
+not the only thing between the world and a page. With raw message delivery
+(`verifier=None`) there is no envelope to verify, and the queue policy is the
+only trust boundary.
+
+What happens to a message that is not recorded:
+- forged or junk (not an envelope, no TopicArn, a signature that does not hold,
+  a certificate URL off the pattern): logged and deleted; it would be refused
+  the same way on every redelivery.
+- genuine but refused by configuration (a correct signature, but from a topic
+  not in OPSBOT_SNS_TOPIC_ARNS or with SignatureVersion 1 not allowed): logged
+  and left, so that it reaches the dead-letter queue and can be redriven once
+  the configuration is fixed, instead of an alarm lost.
+- not verifiable now (the certificate could not be fetched) or not recordable
+  now (the database): left, and redelivered after the visibility timeout.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 import threading
 from collections.abc import Callable
@@ -15,23 +29,33 @@ from typing import Any
 
 from bot import json_depth
 from bot.alarms.service import Inbound
+from bot.sns.envelope import NOTIFICATION, Envelope, MalformedEnvelope, for_log, parse_envelope
+from bot.sns.verify import CertificateUnavailable, SignatureInvalid, SnsVerifier
 
 log = logging.getLogger(__name__)
 
 
+class Verdict(enum.Enum):
+    RECORDED = "recorded"
+    REFUSED = "refused"  # deleted
+    LEFT = "left"  # redelivered later, or dead-lettered
+
+
 def inbound_from_sqs(message: dict[str, Any]) -> Inbound:
+    """A message under raw delivery: an SNS envelope if it looks like one, else the bare body."""
     body = str(message.get("Body", ""))
     try:
         data = json_depth.loads(body)  # too deep is a ValueError: taken as a raw message
     except ValueError:
         data = None
-    if isinstance(data, dict) and data.get("Type") == "Notification" and "Message" in data:
+    if isinstance(data, dict) and data.get("Type") == NOTIFICATION and "Message" in data:
+        topic_arn, subject = data.get("TopicArn"), data.get("Subject")
         return Inbound(
             message_id=str(data.get("MessageId") or message["MessageId"]),
             via="sqs",
             body=str(data["Message"]),
-            topic_arn=data.get("TopicArn"),
-            subject=data.get("Subject"),
+            topic_arn=str(topic_arn) if topic_arn is not None else None,
+            subject=str(subject) if subject is not None else None,
         )
     # Raw message delivery: the SNS envelope (and its MessageId) is gone.
     return Inbound(message_id=f"sqs:{message['MessageId']}", via="sqs", body=body)
@@ -45,12 +69,14 @@ class AlarmQueueConsumer:
         queue_url: str,
         record: Callable[[Inbound], str],
         allowed_topics: list[str],
+        verifier: SnsVerifier | None,
         wait_s: int = 20,
     ) -> None:
         self.sqs = sqs
         self.queue_url = queue_url
         self.record = record
         self.allowed_topics = set(allowed_topics)
+        self.verifier = verifier
         self.wait_s = wait_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -75,7 +101,7 @@ class AlarmQueueConsumer:
                 self._stop.wait(5)
 
     def poll_once(self) -> int:
-        """Receive one batch, record it, delete what was recorded; return how many."""
+        """Receive one batch and deal with each message; return how many were deleted."""
         answer = self.sqs.receive_message(
             QueueUrl=self.queue_url,
             MaxNumberOfMessages=10,
@@ -83,16 +109,89 @@ class AlarmQueueConsumer:
         )
         done = []
         for message in answer.get("Messages", []):
-            inbound = inbound_from_sqs(message)
-            if self.allowed_topics and inbound.topic_arn not in (self.allowed_topics | {None}):
-                log.warning("dropping message from topic %s: not allowed", inbound.topic_arn)
-            else:
-                try:
-                    self.record(inbound)
-                except Exception:
-                    log.exception("could not record %s; it will be redelivered", inbound.message_id)
-                    continue
-            done.append({"Id": message["MessageId"], "ReceiptHandle": message["ReceiptHandle"]})
+            if self.handle(message) is not Verdict.LEFT:
+                done.append({"Id": message["MessageId"], "ReceiptHandle": message["ReceiptHandle"]})
         if done:
             self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=done)
         return len(done)
+
+    def handle(self, message: dict[str, Any]) -> Verdict:
+        """Record, refuse or leave one received message (the caller deletes unless left)."""
+        sqs_id = for_log(message.get("MessageId"))
+        if self.verifier is None:
+            inbound = inbound_from_sqs(message)
+            if self.allowed_topics and inbound.topic_arn not in (self.allowed_topics | {None}):
+                log.warning(
+                    "alarm queue message %s refused and deleted: topic %s not allowed",
+                    sqs_id,
+                    for_log(inbound.topic_arn),
+                )
+                return Verdict.REFUSED
+            return self._record(inbound)
+
+        try:
+            envelope = parse_envelope(str(message.get("Body", "")).encode("utf-8"))
+        except MalformedEnvelope as exc:
+            log.warning(
+                "alarm queue message %s refused and deleted: not an SNS envelope (%s)",
+                sqs_id,
+                exc,
+            )
+            return Verdict.REFUSED
+        ids = f"{sqs_id} (SNS {for_log(envelope.message_id)} from {for_log(envelope.topic_arn)})"
+        if envelope.type != NOTIFICATION:
+            log.warning(
+                "alarm queue message %s refused and deleted: a %s, not a Notification",
+                ids,
+                for_log(envelope.type),
+            )
+            return Verdict.REFUSED
+        if not envelope.topic_arn:
+            log.warning("alarm queue message %s refused and deleted: no TopicArn", ids)
+            return Verdict.REFUSED
+        try:
+            # The queue may hold a message for days (and redrive it later): its age
+            # is no reason to refuse it, and a replay is a duplicate MessageId.
+            self.verifier.verify(envelope, max_age=None, allow_signature_v1=True)
+        except SignatureInvalid as exc:
+            log.warning("alarm queue message %s refused and deleted: %s", ids, exc)
+            return Verdict.REFUSED
+        except CertificateUnavailable as exc:
+            log.warning("alarm queue message %s left for redelivery: %s", ids, exc)
+            return Verdict.LEFT
+        refusal = self._configuration_refuses(envelope)
+        if refusal:
+            log.error(
+                "alarm queue message %s is genuine but refused, left for the dead-letter queue: %s",
+                ids,
+                refusal,
+            )
+            return Verdict.LEFT
+        return self._record(
+            Inbound(
+                message_id=envelope.message_id,
+                via="sqs",
+                body=envelope.message,
+                topic_arn=envelope.topic_arn,
+                subject=envelope.subject,
+            )
+        )
+
+    def _configuration_refuses(self, envelope: Envelope) -> str | None:
+        if envelope.topic_arn not in self.allowed_topics:
+            return "its topic is not in OPSBOT_SNS_TOPIC_ARNS"
+        if envelope.signature_version == "1" and not (
+            self.verifier is not None and self.verifier.allow_signature_v1
+        ):
+            return "SignatureVersion 1 (set the topic's SignatureVersion to 2, or allow 1)"
+        return None
+
+    def _record(self, inbound: Inbound) -> Verdict:
+        try:
+            self.record(inbound)
+        except Exception:
+            log.exception(
+                "could not record %s; it will be redelivered", for_log(inbound.message_id)
+            )
+            return Verdict.LEFT
+        return Verdict.RECORDED

@@ -2,7 +2,8 @@
 
 The certificate is served over HTTPS on loopback; a verifier configured with
 `url_pattern` fetches it exactly as it would fetch SNS's. Subscription
-confirmations are answered at `/confirm` and recorded.
+confirmations are answered at `/confirm` and recorded. Messages are signed with
+SignatureVersion 2 and stamped with `clock`'s time unless told otherwise.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
+from bot.clock import Clock, SystemClock
 from bot.sandbox.server import HttpRequest, HttpResponse, LoopbackServer
 from bot.sns.envelope import NOTIFICATION, SUBSCRIPTION_CONFIRMATION, Envelope
 
@@ -27,8 +29,14 @@ HASHES = {"1": hashes.SHA1, "2": hashes.SHA256}
 CERT_PATH = "/SimpleNotificationService-sandbox.pem"
 
 
+def sns_timestamp(moment: dt.datetime) -> str:
+    """A time as SNS writes it: UTC, milliseconds, `Z`."""
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
 class SnsSigner:
-    def __init__(self, *, tls: ssl.SSLContext) -> None:
+    def __init__(self, *, tls: ssl.SSLContext, clock: Clock | None = None) -> None:
+        self.clock: Clock = clock or SystemClock()
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         now = dt.datetime.now(dt.UTC)
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sns.sandbox.opsbot")])
@@ -106,23 +114,26 @@ class SnsSigner:
         topic_arn: str,
         subject: str | None = None,
         message_id: str | None = None,
-        version: str = "1",
+        version: str = "2",
+        timestamp: dt.datetime | None = None,
+        cert_url: str | None = None,
     ) -> dict[str, Any]:
+        """A signed Notification; `cert_url` points it at another certificate (e.g. a forger's)."""
         envelope: dict[str, Any] = {
             "Type": NOTIFICATION,
             "MessageId": message_id or str(uuid.uuid4()),
             "TopicArn": topic_arn,
             "Message": message,
-            "Timestamp": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+            "Timestamp": sns_timestamp(timestamp or self.clock.now()),
             "SignatureVersion": version,
-            "SigningCertURL": self.cert_url,
+            "SigningCertURL": cert_url or self.cert_url,
             "UnsubscribeURL": f"{self.server.url}/unsubscribe",
         }
         if subject is not None:
             envelope["Subject"] = subject
         return self.sign(envelope)
 
-    def subscription_confirmation(self, *, topic_arn: str, version: str = "1") -> dict[str, Any]:
+    def subscription_confirmation(self, *, topic_arn: str, version: str = "2") -> dict[str, Any]:
         token = uuid.uuid4().hex
         return self.sign(
             {
@@ -132,7 +143,7 @@ class SnsSigner:
                 "TopicArn": topic_arn,
                 "Message": f"You have chosen to subscribe to the topic {topic_arn}.",
                 "SubscribeURL": self.subscribe_url(token),
-                "Timestamp": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+                "Timestamp": sns_timestamp(self.clock.now()),
                 "SignatureVersion": version,
                 "SigningCertURL": self.cert_url,
             }

@@ -14,6 +14,18 @@ TYPES = (NOTIFICATION, SUBSCRIPTION_CONFIRMATION, UNSUBSCRIBE_CONFIRMATION)
 MAX_BODY_BYTES = 512 * 1024  # SNS messages are at most 256 KiB; the envelope adds little
 
 
+def for_log(value: object, *, limit: int = 120) -> str:
+    """A value from outside, fit for a log line: quoted, control characters escaped, cut short.
+
+    repr() escapes newlines, carriage returns and every other non-printable
+    character, so a field can never end a log line and forge the next one.
+    """
+    text = value if isinstance(value, str) else str(value)
+    if len(text) > limit:
+        return repr(text[:limit]) + f"...({len(text)} chars)"
+    return repr(text)
+
+
 class MalformedEnvelope(ValueError):
     """The body is not an SNS envelope; the message says what is missing."""
 
@@ -77,7 +89,7 @@ def parse_envelope(raw: bytes) -> Envelope:
         raise MalformedEnvelope("body is not a JSON object")
     kind = _field(data, "Type")
     if kind not in TYPES:
-        raise MalformedEnvelope(f"unknown Type {kind!r}")
+        raise MalformedEnvelope(f"unknown Type {for_log(kind, limit=40)}")
     confirmation = kind != NOTIFICATION
     envelope = Envelope(
         type=kind,

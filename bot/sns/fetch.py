@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+import time
 from collections.abc import Callable
 
 import httpcore  # noqa: F401  # httpx imports it on a client's first use: 30 ms of the first alarm
@@ -12,20 +13,41 @@ MAX_BYTES = 64 * 1024
 
 
 class FetchFailed(Exception):
-    pass
+    """The GET did not return a usable answer; `transient` says whether trying again may help."""
+
+    def __init__(self, message: str, *, transient: bool) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
-def make_fetch(tls: ssl.SSLContext, *, timeout_s: float = 5.0) -> Callable[[str], bytes]:
+def make_fetch(tls: ssl.SSLContext, *, timeout_s: float = 3.0) -> Callable[[str], bytes]:
+    """A GET that gives up after about `timeout_s` in all (slow or endless answers included).
+
+    httpx's timeout bounds each network operation, not the whole request, so a
+    server that trickles its answer is cut off by a deadline checked per chunk.
+    """
+
     def fetch(url: str) -> bytes:
+        deadline = time.monotonic() + timeout_s
         try:
-            with httpx.Client(verify=tls, timeout=timeout_s, follow_redirects=False) as client:
-                response = client.get(url)
+            with (
+                httpx.Client(verify=tls, timeout=timeout_s, follow_redirects=False) as client,
+                client.stream("GET", url) as response,
+            ):
+                if response.status_code != 200:
+                    raise FetchFailed(
+                        f"GET answered {response.status_code}",
+                        transient=response.status_code == 429 or response.status_code >= 500,
+                    )
+                body = bytearray()
+                for chunk in response.iter_bytes():
+                    body += chunk
+                    if len(body) > MAX_BYTES:
+                        raise FetchFailed("response too large", transient=False)
+                    if time.monotonic() > deadline:
+                        raise FetchFailed("GET took too long", transient=True)
+                return bytes(body)
         except httpx.HTTPError as exc:
-            raise FetchFailed(f"GET failed: {type(exc).__name__}") from None
-        if response.status_code != 200:
-            raise FetchFailed(f"GET answered {response.status_code}")
-        if len(response.content) > MAX_BYTES:
-            raise FetchFailed("response too large")
-        return response.content
+            raise FetchFailed(f"GET failed: {type(exc).__name__}", transient=True) from None
 
     return fetch

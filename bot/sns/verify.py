@@ -1,8 +1,11 @@
-"""Verifying SNS signatures (SignatureVersion 1: SHA1, 2: SHA256, RSA PKCS#1 v1.5).
+"""Verifying SNS messages as AWS documents it, without a slow certificate host holding anyone up.
 
-A certificate is only ever fetched from a URL that matches the configured
-pattern (by default SNS's own hosts), over the pattern's scheme, with a path
-ending in `.pem`; certificates are cached by URL.
+`precheck` refuses on its face, before anything is fetched, a SignatureVersion
+not allowed, a SigningCertURL off the pattern and a Timestamp too far from now.
+Certificates are cached by URL, and so are failures (a bad URL costs one fetch,
+not one per message); at most `fetches_at_once` distinct ones are fetched at a
+time, each once, in threads of their own. A caller that needs a fetch waits on
+a future; one whose key is known never waits for anybody's fetch.
 """
 
 from __future__ import annotations
@@ -13,6 +16,10 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from cryptography import x509
@@ -20,87 +27,272 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from bot.sns.envelope import Envelope
+from bot.clock import Clock
+from bot.sns.envelope import Envelope, for_log
+from bot.sns.fetch import FetchFailed
 
 HASHES: dict[str, type[hashes.HashAlgorithm]] = {"1": hashes.SHA1, "2": hashes.SHA256}
 CACHE_SIZE = 32
+FAILURES_REMEMBERED = 256
+FETCHES_AT_ONCE = 4
+# A failure that says the URL is wrong (404, not a certificate) is remembered for
+# long; one that may pass (timeout, 5xx) for less than SNS waits between retries
+# (20 s), so a retry of a genuine message fetches again.
+FAILURE_TTL = timedelta(minutes=5)
+TRANSIENT_FAILURE_TTL = timedelta(seconds=15)
+# AWS's own validators refuse messages more than an hour old; a message that is
+# more than an hour in the future is not from SNS either.
+MAX_AGE = timedelta(hours=1)
+MAX_AHEAD = timedelta(hours=1)
 
 
 class SignatureInvalid(Exception):
     """The message cannot be trusted; the text says why (safe to log)."""
 
 
+class SignatureVersionNotAllowed(SignatureInvalid):
+    """SignatureVersion 1 while the operator has not allowed it."""
+
+
+class CertificateUnavailable(Exception):
+    """The signing certificate cannot be had now (slow or failing host, too many fetches).
+
+    Not a verdict on the message: trying again later may succeed.
+    """
+
+
 def check_url(url: str, pattern: re.Pattern[str], *, pem: bool = False) -> None:
-    """Refuse a URL off the pattern, with credentials or tricks, or (for certs) not a .pem."""
+    """Refuse a URL off the pattern, not https, with userinfo or tricks, or (certs) not a .pem."""
     if not pattern.match(url):
-        raise SignatureInvalid(f"URL not allowed: {url[:200]}")
+        raise SignatureInvalid(f"URL not allowed: {for_log(url)}")
     parts = urlsplit(url)
-    if "@" in parts.netloc or "\\" in url or any(ord(c) < 33 for c in url):
-        raise SignatureInvalid(f"URL not allowed: {url[:200]}")
+    if (
+        parts.scheme != "https"
+        or "@" in parts.netloc
+        or "\\" in url
+        or any(ord(c) < 33 or ord(c) == 127 for c in url)
+    ):
+        raise SignatureInvalid(f"URL not allowed: {for_log(url)}")
     if pem and (not parts.path.endswith(".pem") or parts.query or parts.fragment):
         raise SignatureInvalid("signing certificate URL must name a .pem file, nothing more")
 
 
+def parse_timestamp(value: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise SignatureInvalid(f"Timestamp is not an ISO 8601 time: {for_log(value)}") from None
+    if moment.tzinfo is None:
+        raise SignatureInvalid(f"Timestamp has no time zone: {for_log(value)}")
+    return moment
+
+
+@dataclass(frozen=True)
+class _Failure:
+    until: datetime
+    transient: bool
+    message: str
+
+    def error(self) -> Exception:
+        # A new exception each time: one instance raised in several threads would
+        # collect all their tracebacks.
+        if self.transient:
+            return CertificateUnavailable(self.message)
+        return SignatureInvalid(self.message)
+
+
 class SnsVerifier:
-    def __init__(self, *, url_pattern: re.Pattern[str], fetch: Callable[[str], bytes]) -> None:
+    def __init__(
+        self,
+        *,
+        url_pattern: re.Pattern[str],
+        fetch: Callable[[str], bytes],
+        clock: Clock,
+        allow_signature_v1: bool = False,
+        fetches_at_once: int = FETCHES_AT_ONCE,
+        wait_s: float = 10.0,
+    ) -> None:
         self.url_pattern = url_pattern
         self.fetch = fetch
+        self.clock = clock
+        self.allow_signature_v1 = allow_signature_v1
+        self.fetches_at_once = fetches_at_once
+        self.wait_s = wait_s  # the longest `verify` waits for a certificate
         self._certs: OrderedDict[str, rsa.RSAPublicKey] = OrderedDict()
+        self._failures: OrderedDict[str, _Failure] = OrderedDict()
+        self._fetching: dict[str, Future[rsa.RSAPublicKey]] = {}
         self._lock = threading.Lock()
-        self._fetching: dict[str, threading.Lock] = {}
 
-    def _cached(self, url: str) -> rsa.RSAPublicKey | None:
+    # -- checks that need nothing fetched ------------------------------------------------
+
+    def precheck(
+        self,
+        envelope: Envelope,
+        *,
+        max_age: timedelta | None = MAX_AGE,
+        allow_signature_v1: bool | None = None,
+    ) -> None:
+        """Refuse what is wrong on its face: version, certificate URL, Timestamp, encoding.
+
+        `max_age=None` bounds only how far ahead the Timestamp may be (the queue,
+        which can hold a message for days); `allow_signature_v1` overrides the
+        operator's choice (to tell a genuine version-1 message from a forgery).
+        """
+        if envelope.signature_version not in HASHES:
+            raise SignatureInvalid(
+                f"unsupported SignatureVersion {for_log(envelope.signature_version)}"
+            )
+        if allow_signature_v1 is None:
+            allow_signature_v1 = self.allow_signature_v1
+        if envelope.signature_version == "1" and not allow_signature_v1:
+            raise SignatureVersionNotAllowed(
+                "SignatureVersion 1 is not allowed (sign the topic with SignatureVersion 2,"
+                " or set OPSBOT_SNS_ALLOW_SIGNATURE_V1=true)"
+            )
+        check_url(envelope.signing_cert_url, self.url_pattern, pem=True)
+        moment = parse_timestamp(envelope.timestamp)
+        now = self.clock.now()
+        if max_age is not None and moment < now - max_age:
+            raise SignatureInvalid(f"Timestamp {for_log(envelope.timestamp)} is too old")
+        if moment > now + MAX_AHEAD:
+            raise SignatureInvalid(f"Timestamp {for_log(envelope.timestamp)} is in the future")
+        _signature_bytes(envelope)
+
+    def check_signature(self, envelope: Envelope, key: rsa.RSAPublicKey) -> None:
+        """The signature over the canonical string, with a key from `cached_key`/`key_future`."""
+        algorithm = HASHES[envelope.signature_version]
+        try:
+            key.verify(
+                _signature_bytes(envelope),
+                envelope.string_to_sign(),
+                padding.PKCS1v15(),
+                algorithm(),
+            )
+        except InvalidSignature:
+            raise SignatureInvalid("signature does not match") from None
+
+    def verify(
+        self,
+        envelope: Envelope,
+        *,
+        max_age: timedelta | None = MAX_AGE,
+        allow_signature_v1: bool | None = None,
+    ) -> None:
+        """Everything, blocking (for threads of their own: the queue consumer, tests).
+
+        Raises SignatureInvalid (never to be trusted) or CertificateUnavailable (try later).
+        """
+        self.precheck(envelope, max_age=max_age, allow_signature_v1=allow_signature_v1)
+        url = envelope.signing_cert_url
+        key = self.cached_key(url)
+        if key is None:
+            try:
+                key = self.key_future(url).result(timeout=self.wait_s)
+            except FutureTimeout:
+                raise CertificateUnavailable("signing certificate: still fetching") from None
+        self.check_signature(envelope, key)
+
+    # -- certificates ----------------------------------------------------------------
+
+    def cached_key(self, url: str) -> rsa.RSAPublicKey | None:
+        """The key if it is known; raises the failure if fetching it failed lately; else None."""
         with self._lock:
-            if url in self._certs:
-                self._certs.move_to_end(url)
-                return self._certs[url]
+            return self._known(url)
+
+    def key_future(self, url: str) -> Future[rsa.RSAPublicKey]:
+        """The key, fetched once in a thread of its own, however many callers ask.
+
+        Raises CertificateUnavailable at once when `fetches_at_once` other
+        certificates are being fetched: a flood of distinct URLs gets no more
+        threads or sockets than that.
+        """
+        with self._lock:
+            future = self._fetching.get(url)
+            if future is not None:
+                return future
+            future = Future()
+            future.set_running_or_notify_cancel()  # a waiter that gives up cannot cancel it
+            try:
+                key = self._known(url)
+            except Exception as exc:
+                future.set_exception(exc)
+                return future
+            if key is not None:
+                future.set_result(key)
+                return future
+            if len(self._fetching) >= self.fetches_at_once:
+                raise CertificateUnavailable(
+                    f"{len(self._fetching)} signing certificates are being fetched already"
+                )
+            self._fetching[url] = future
+        try:
+            threading.Thread(
+                target=self._fetch_into, args=(url, future), name="sns-certificate", daemon=True
+            ).start()
+        except RuntimeError:  # no thread to be had
+            with self._lock:
+                self._fetching.pop(url, None)
+            raise CertificateUnavailable("cannot start a certificate fetch") from None
+        return future
+
+    def _known(self, url: str) -> rsa.RSAPublicKey | None:
+        key = self._certs.get(url)
+        if key is not None:
+            self._certs.move_to_end(url)
+            return key
+        failure = self._failures.get(url)
+        if failure is not None:
+            if failure.until > self.clock.now():
+                raise failure.error()
+            del self._failures[url]
         return None
 
-    def _public_key(self, url: str) -> rsa.RSAPublicKey:
-        key = self._cached(url)
-        if key is not None:
-            return key
-        # One fetch per URL: the first messages of a storm all miss the cache at
-        # once, and should wait for that fetch rather than each make their own.
-        with self._lock:
-            fetching = self._fetching.setdefault(url, threading.Lock())
-        with fetching:
-            key = self._cached(url)
-            if key is None:
-                key = self._load(url)
-        with self._lock:
-            self._fetching.pop(url, None)
-        return key
-
-    def _load(self, url: str) -> rsa.RSAPublicKey:
+    def _fetch_into(self, url: str, future: Future[rsa.RSAPublicKey]) -> None:
         try:
-            cert = x509.load_pem_x509_certificate(self.fetch(url))
-        except SignatureInvalid:
-            raise
+            key = self._load(url)
         except Exception as exc:
-            raise SignatureInvalid(
-                f"cannot load signing certificate: {type(exc).__name__}"
-            ) from None
-        key = cert.public_key()
-        if not isinstance(key, rsa.RSAPublicKey):
-            raise SignatureInvalid("signing certificate does not hold an RSA key")
+            transient = isinstance(exc, CertificateUnavailable)
+            if not isinstance(exc, SignatureInvalid | CertificateUnavailable):
+                exc = SignatureInvalid(f"cannot load signing certificate: {type(exc).__name__}")
+            ttl = TRANSIENT_FAILURE_TTL if transient else FAILURE_TTL
+            failure = _Failure(until=self.clock.now() + ttl, transient=transient, message=str(exc))
+            with self._lock:
+                self._failures[url] = failure
+                while len(self._failures) > FAILURES_REMEMBERED:
+                    self._failures.popitem(last=False)
+                self._fetching.pop(url, None)
+            future.set_exception(failure.error())
+            return
         with self._lock:
             self._certs[url] = key
             while len(self._certs) > CACHE_SIZE:
                 self._certs.popitem(last=False)
+            self._fetching.pop(url, None)
+        future.set_result(key)
+
+    def _load(self, url: str) -> rsa.RSAPublicKey:
+        try:
+            pem = self.fetch(url)
+        except FetchFailed as exc:
+            if exc.transient:
+                raise CertificateUnavailable(f"cannot fetch signing certificate: {exc}") from None
+            raise SignatureInvalid(f"cannot fetch signing certificate: {exc}") from None
+        except Exception as exc:
+            raise SignatureInvalid(
+                f"cannot fetch signing certificate: {type(exc).__name__}"
+            ) from None
+        try:
+            cert = x509.load_pem_x509_certificate(pem)
+        except ValueError:
+            raise SignatureInvalid("signing certificate is not a PEM certificate") from None
+        key = cert.public_key()
+        if not isinstance(key, rsa.RSAPublicKey):
+            raise SignatureInvalid("signing certificate does not hold an RSA key")
         return key
 
-    def verify(self, envelope: Envelope) -> None:
-        algorithm = HASHES.get(envelope.signature_version)
-        if algorithm is None:
-            raise SignatureInvalid(f"unsupported SignatureVersion {envelope.signature_version!r}")
-        check_url(envelope.signing_cert_url, self.url_pattern, pem=True)
-        try:
-            signature = base64.b64decode(envelope.signature, validate=True)
-        except (binascii.Error, ValueError):
-            raise SignatureInvalid("signature is not base64") from None
-        key = self._public_key(envelope.signing_cert_url)
-        try:
-            key.verify(signature, envelope.string_to_sign(), padding.PKCS1v15(), algorithm())
-        except InvalidSignature:
-            raise SignatureInvalid("signature does not match") from None
+
+def _signature_bytes(envelope: Envelope) -> bytes:
+    try:
+        return base64.b64decode(envelope.signature, validate=True)
+    except (binascii.Error, ValueError):
+        raise SignatureInvalid("signature is not base64") from None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -56,12 +56,16 @@ def start(
     settings: Settings,
     make_service: Callable[..., LiveService],
     pagerduty: PagerDutyEmulator,
+    sns_signer: SnsSigner,
     clock: ManualClock,
-) -> Callable[[], LiveService]:
+) -> Iterator[Callable[[], LiveService]]:
     """A service whose jobs run only when the test says (`run_due` on the test clock)."""
     pagerduty.add_user("POPSBOT", "opsbot", "opsbot@example.com")
     config = reminding_config(5, 15)
-    return lambda: make_service(settings, config, clock=clock, run_jobs=False)
+    # The service checks an SNS message's Timestamp against its own clock.
+    stamped_by, sns_signer.clock = sns_signer.clock, clock
+    yield lambda: make_service(settings, config, clock=clock, run_jobs=False)
+    sns_signer.clock = stamped_by
 
 
 def due(service: LiveService, clock: ManualClock) -> list[str]:
