@@ -20,5 +20,5 @@ output "dead_letter_queue_arn" {
 
 output "kms_key_arn" {
   description = "KMS key of the topic and queues (the bot needs kms:Decrypt on it to read the queue)."
-  value       = aws_kms_key.alarms.arn
+  value       = module.kms.arn
 }

@@ -2,7 +2,7 @@
 # the bot's own alarms included.
 resource "aws_sns_topic" "alarms" {
   name              = "${var.name}-alarms"
-  kms_master_key_id = aws_kms_key.alarms.arn
+  kms_master_key_id = module.kms.arn
 }
 
 resource "aws_sns_topic_policy" "alarms" {

@@ -63,7 +63,7 @@ resource "aws_iam_role_policy" "execution" {
         Sid      = "DecryptSecretsAndParameters"
         Effect   = "Allow"
         Action   = "kms:Decrypt"
-        Resource = compact([aws_kms_key.service.arn, var.database_secret_kms_key_arn, var.image_kms_key_arn])
+        Resource = compact([module.kms.arn, var.database_secret_kms_key_arn, var.image_kms_key_arn])
       },
     ]
   })

@@ -7,7 +7,7 @@ resource "aws_secretsmanager_secret" "app" {
   #checkov:skip=CKV2_AWS_57:Slack and PagerDuty tokens are rotated at the vendor, not by a Lambda; the runbook rotates them by hand.
   name                    = "${var.name}/app"
   description             = "opsbot credentials (JSON): ${join(", ", var.app_secret_keys)}"
-  kms_key_id              = aws_kms_key.service.arn
+  kms_key_id              = module.kms.arn
   recovery_window_in_days = 7
 }
 
@@ -17,7 +17,7 @@ resource "aws_secretsmanager_secret" "app" {
 resource "aws_ssm_parameter" "config" {
   name   = "/${var.name}/config"
   type   = "SecureString"
-  key_id = aws_kms_key.service.arn
+  key_id = module.kms.arn
   tier   = "Intelligent-Tiering"
   value  = var.config_yaml
 }

@@ -67,13 +67,13 @@ run "topic_and_queues_are_encrypted_and_usable_by_cloudwatch" {
   command = apply
 
   assert {
-    condition     = aws_sns_topic.alarms.kms_master_key_id == aws_kms_key.alarms.arn && aws_sqs_queue.alarms.kms_master_key_id == aws_kms_key.alarms.arn && aws_sqs_queue.alarms_dlq.kms_master_key_id == aws_kms_key.alarms.arn
+    condition     = aws_sns_topic.alarms.kms_master_key_id == module.kms.arn && aws_sqs_queue.alarms.kms_master_key_id == module.kms.arn && aws_sqs_queue.alarms_dlq.kms_master_key_id == module.kms.arn
     error_message = "Topic and queues must be encrypted with the alarms key."
   }
 
   assert {
     condition = toset(one([
-      for s in jsondecode(aws_kms_key.alarms.policy).Statement : s.Principal.Service if s.Sid == "AlarmAndTopicServicesEncrypt"
+      for s in jsondecode(module.kms.policy).Statement : s.Principal.Service if s.Sid == "ServicesEncrypt"
     ])) == toset(["cloudwatch.amazonaws.com", "sns.amazonaws.com"])
     error_message = "CloudWatch and SNS must be able to use the key, or encrypted alarms are dropped."
   }
