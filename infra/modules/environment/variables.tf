@@ -93,7 +93,7 @@ variable "max_count" {
 }
 
 variable "config_yaml" {
-  description = "The bot's YAML config file content."
+  description = "The bot's YAML config file content (infra/envs/<env>/opsbot.yaml)."
   type        = string
 }
 

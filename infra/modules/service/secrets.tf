@@ -20,4 +20,11 @@ resource "aws_ssm_parameter" "config" {
   key_id = module.kms.arn
   tier   = "Intelligent-Tiering"
   value  = var.config_yaml
+
+  lifecycle {
+    precondition {
+      condition     = trimspace(var.config_yaml) != ""
+      error_message = "The bot's config is empty: write infra/envs/<environment>/opsbot.yaml (see the README's configuration section) and check it with `opsbot check-config`."
+    }
+  }
 }
