@@ -84,6 +84,8 @@ module "environment" {
   # Deliveries over HTTPS to /sns as well as the SQS queue.
   subscribe_bot_https         = false
   pagerduty_fallback_endpoint = var.pagerduty_fallback_endpoint
+  # Staging may run without it; production refuses to plan without it.
+  allow_unpaged_self_alarms = true
 
   # What the bot may deploy, flip and provision besides itself (docs/infrastructure.md).
   deployable_cluster_arns         = []

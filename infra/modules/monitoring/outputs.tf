@@ -22,3 +22,8 @@ output "kms_key_arn" {
   description = "KMS key of the topic and queues (the bot needs kms:Decrypt on it to read the queue)."
   value       = module.kms.arn
 }
+
+output "self_alarm_topic_arn" {
+  description = "Topic of the alarms on opsbot itself: subscribed to PagerDuty directly, never to the bot."
+  value       = aws_sns_topic.self_alarms.arn
+}

@@ -11,9 +11,12 @@ resource "aws_secretsmanager_secret" "app" {
   recovery_window_in_days = 7
 }
 
-# The YAML config file, handed to the container as OPSBOT_CONFIG_YAML and written to
-# OPSBOT_CONFIG by the image's entrypoint. Intelligent tiering moves it to the
-# advanced tier only if it grows past 4 KB.
+# The YAML config file (infra/envs/<env>/opsbot.yaml). Each apply that changes it writes
+# a new version of this parameter; SSM keeps the last 100. A task definition pins one
+# version (OPSBOT_CONFIG_VERSION, task-definition.tf) and the image's entrypoint reads
+# exactly that one into OPSBOT_CONFIG, so a restart never picks up an edit and rolling
+# back a revision rolls back its config with its image. Intelligent tiering moves it to
+# the advanced tier only if it grows past 4 KB.
 resource "aws_ssm_parameter" "config" {
   name   = "/${var.name}/config"
   type   = "SecureString"
