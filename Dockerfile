@@ -6,9 +6,10 @@
 # tests/infra/test_infra_dockerfile.py replays the build stage's pip commands in a fresh
 # virtualenv and starts the result (no Docker engine is needed for that test).
 
-# Both stages use the same base; Dependabot or a digest pin (python:3.11-slim-bookworm@sha256:...)
-# keeps it current and reproducible.
-FROM python:3.11-slim-bookworm AS build
+# Both stages use the same base, pinned by its multi-platform index digest so a build
+# is reproducible; Dependabot (.github/dependabot.yml) proposes the new digest when the
+# tag moves.
+FROM python:3.11-slim-bookworm@sha256:a36c24f9cbdf4fd0f52d67f0823eeac19c2028c637cecc392d97f980d4fec56b AS build
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -24,7 +25,7 @@ COPY handlers ./handlers
 RUN pip install --constraint requirements.lock .
 
 
-FROM python:3.11-slim-bookworm
+FROM python:3.11-slim-bookworm@sha256:a36c24f9cbdf4fd0f52d67f0823eeac19c2028c637cecc392d97f980d4fec56b
 
 LABEL org.opencontainers.image.title="opsbot" \
       org.opencontainers.image.description="Chat-ops bot for incidents and releases" \

@@ -1,19 +1,18 @@
-resource "aws_kms_key" "state" {
-  description         = "${var.name} Terraform state and locks"
-  enable_key_rotation = true
-  policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [{
-      Sid       = "AccountAdministers"
-      Effect    = "Allow"
-      Principal = { AWS = "arn:${local.partition}:iam::${local.account_id}:root" }
-      Action    = "kms:*"
-      Resource  = "*"
-    }]
-  })
+module "kms" {
+  source = "../modules/kms-key"
+
+  description = "${var.name} Terraform state and locks"
+  alias       = "${var.name}-terraform-state"
 }
 
-resource "aws_kms_alias" "state" {
-  name          = "alias/${var.name}-terraform-state"
-  target_key_id = aws_kms_key.state.key_id
+# The key was created here before modules/kms-key existed: move it, never replace it
+# (it encrypts every environment's state).
+moved {
+  from = aws_kms_key.state
+  to   = module.kms.aws_kms_key.this
+}
+
+moved {
+  from = aws_kms_alias.state
+  to   = module.kms.aws_kms_alias.this
 }

@@ -19,6 +19,6 @@ resource "aws_dynamodb_table" "locks" {
 
   server_side_encryption {
     enabled     = true
-    kms_key_arn = aws_kms_key.state.arn
+    kms_key_arn = module.kms.arn
   }
 }

@@ -10,7 +10,7 @@ output "lock_table" {
 
 output "state_kms_key_arn" {
   description = "KMS key of the state (backend \"kms_key_id\")."
-  value       = aws_kms_key.state.arn
+  value       = module.kms.arn
 }
 
 output "backend_config" {
@@ -19,7 +19,7 @@ output "backend_config" {
     bucket         = "${aws_s3_bucket.state.id}"
     region         = "${var.region}"
     dynamodb_table = "${aws_dynamodb_table.locks.name}"
-    kms_key_id     = "${aws_kms_key.state.arn}"
+    kms_key_id     = "${module.kms.arn}"
   EOT
 }
 

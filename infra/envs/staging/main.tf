@@ -1,3 +1,9 @@
+# The staging environment: this file is its whole description. Everything that
+# differs between environments is a value below; variables, defaults and descriptions
+# live once, in modules/environment. Replace the example values with your own (the
+# infra/bootstrap outputs for the image repository) and commit them: nothing here is
+# secret. Only the released image tag and the PagerDuty fallback URL come from outside
+# (deploy workflow: -var image_tag=..., TF_VAR_pagerduty_fallback_endpoint from a secret).
 terraform {
   required_version = ">= 1.11"
 
@@ -21,8 +27,12 @@ terraform {
   }
 }
 
+locals {
+  region = "eu-west-1"
+}
+
 provider "aws" {
-  region = var.region
+  region = local.region
 
   default_tags {
     tags = {
@@ -38,39 +48,68 @@ module "environment" {
 
   environment = "staging"
 
-  domain_name          = var.domain_name
-  availability_zones   = var.availability_zones
-  certificate_arn      = var.certificate_arn
-  vpc_cidr_block       = "10.20.0.0/16"
-  single_nat_gateway   = true # staging trades AZ-failure resilience for cost
-  deletion_protection  = false
-  image_repository_url = var.image_repository_url
-  image_repository_arn = var.image_repository_arn
-  image_kms_key_arn    = var.image_kms_key_arn
+  # Where and under which name.
+  availability_zones = ["eu-west-1a", "eu-west-1b"]
+  domain_name        = "opsbot-staging.example.com"
+  certificate_arn    = "arn:aws:acm:eu-west-1:123456789012:certificate/00000000-0000-0000-0000-000000000000"
+  vpc_cidr_block     = "10.20.0.0/16"
+  single_nat_gateway = true # staging trades AZ-failure resilience for cost
+
+  # infra/bootstrap outputs.
+  image_repository_url = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/opsbot"
+  image_repository_arn = "arn:aws:ecr:eu-west-1:123456789012:repository/opsbot"
+  image_kms_key_arn    = "arn:aws:kms:eu-west-1:123456789012:key/00000000-0000-0000-0000-000000000000"
   image_tag            = var.image_tag
-  min_count            = 1
-  max_count            = 2
-  config_yaml          = file(var.config_file)
-  extra_secret_keys    = var.extra_secret_keys
+
+  deletion_protection = false
+  min_count           = 1
+  max_count           = 2
+
+  # The bot's config file, beside this one; `opsbot check-config` runs on it before
+  # every deploy. Missing, the plan stops with a message (modules/environment).
+  config_yaml = fileexists("${path.module}/opsbot.yaml") ? file("${path.module}/opsbot.yaml") : ""
+  # PagerDuty routing keys the config file names, read from the bot's JSON secret.
+  extra_secret_keys = ["PD_KEY_PROD"]
 
   database_instance_count   = 1
   database_min_capacity_acu = 0.5
   database_max_capacity_acu = 2
 
-  role_manager_package_path = var.role_manager_package_path
+  role_manager_package_path = "${path.module}/../../../build/role-manager.zip"
 
   # Staging exercises the SSM flag backend, production AppConfig: both stay tested.
   feature_flag_backend = "ssm"
-  feature_flags        = var.feature_flags
+  feature_flags        = []
 
-  subscribe_bot_https         = var.subscribe_bot_https
+  # Deliveries over HTTPS to /sns as well as the SQS queue.
+  subscribe_bot_https         = false
   pagerduty_fallback_endpoint = var.pagerduty_fallback_endpoint
+  # Staging may run without it; production refuses to plan without it.
+  allow_unpaged_self_alarms = true
 
-  deployable_cluster_arns         = var.deployable_cluster_arns
-  deployable_service_arns         = var.deployable_service_arns
-  deployable_role_arns            = var.deployable_role_arns
-  deployable_repository_arns      = var.deployable_repository_arns
-  flag_appconfig_application_arns = var.flag_appconfig_application_arns
-  flag_ssm_service_names          = var.flag_ssm_service_names
-  role_manager_function_arns      = var.role_manager_function_arns
+  # What the bot may deploy, flip and provision besides itself (docs/infrastructure.md).
+  deployable_cluster_arns         = []
+  deployable_service_arns         = []
+  deployable_role_arns            = []
+  deployable_repository_arns      = []
+  flag_appconfig_application_arns = []
+  flag_ssm_service_names          = []
+  role_manager_function_arns      = []
+}
+
+variable "image_tag" {
+  description = "Image tag (full git SHA) of the first deployment; the deploy workflow passes the released one. Later releases go through `opsbot deploy`."
+  type        = string
+}
+
+variable "pagerduty_fallback_endpoint" {
+  description = "PagerDuty CloudWatch-integration URL that the bot's own alarms page through; TF_VAR_pagerduty_fallback_endpoint from a secret, never a committed file."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
+output "environment" {
+  description = "Everything modules/environment exposes (terraform output -json environment | jq -r .cluster_name)."
+  value       = module.environment
 }

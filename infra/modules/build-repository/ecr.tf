@@ -1,19 +1,14 @@
-data "aws_caller_identity" "current" {}
-data "aws_partition" "current" {}
+module "kms" {
+  source = "../kms-key"
 
-resource "aws_kms_key" "images" {
-  description         = "ECR repository ${var.name}"
-  enable_key_rotation = true
-  policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [{
-      Sid       = "AccountAdministers"
-      Effect    = "Allow"
-      Principal = { AWS = "arn:${data.aws_partition.current.partition}:iam::${data.aws_caller_identity.current.account_id}:root" }
-      Action    = "kms:*"
-      Resource  = "*"
-    }]
-  })
+  description = "ECR repository ${var.name}"
+  alias       = "${var.name}-images"
+}
+
+# The key was created here before modules/kms-key existed: move it, never replace it.
+moved {
+  from = aws_kms_key.images
+  to   = module.kms.aws_kms_key.this
 }
 
 # Tags are immutable: a tag is a git SHA and always names the same image, so what was
@@ -28,7 +23,7 @@ resource "aws_ecr_repository" "main" {
 
   encryption_configuration {
     encryption_type = "KMS"
-    kms_key         = aws_kms_key.images.arn
+    kms_key         = module.kms.arn
   }
 }
 

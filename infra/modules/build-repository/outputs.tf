@@ -15,5 +15,5 @@ output "repository_url" {
 
 output "kms_key_arn" {
   description = "KMS key encrypting the images."
-  value       = aws_kms_key.images.arn
+  value       = module.kms.arn
 }

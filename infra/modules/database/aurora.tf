@@ -27,7 +27,7 @@ resource "aws_rds_cluster_parameter_group" "main" {
 resource "aws_cloudwatch_log_group" "postgresql" {
   name              = "/aws/rds/cluster/${var.name}/postgresql"
   retention_in_days = var.log_retention_days
-  kms_key_id        = aws_kms_key.database.arn
+  kms_key_id        = module.kms.arn
 }
 
 resource "aws_rds_cluster" "main" {
@@ -41,11 +41,11 @@ resource "aws_rds_cluster" "main" {
 
   master_username               = var.master_username
   manage_master_user_password   = true # RDS generates and rotates it in Secrets Manager
-  master_user_secret_kms_key_id = aws_kms_key.database.arn
+  master_user_secret_kms_key_id = module.kms.arn
 
   iam_database_authentication_enabled = true
   storage_encrypted                   = true
-  kms_key_id                          = aws_kms_key.database.arn
+  kms_key_id                          = module.kms.arn
 
   db_subnet_group_name            = aws_db_subnet_group.main.name
   vpc_security_group_ids          = [aws_security_group.database.id]
@@ -81,7 +81,7 @@ resource "aws_rds_cluster_instance" "main" {
   auto_minor_version_upgrade            = true
   copy_tags_to_snapshot                 = true
   performance_insights_enabled          = true
-  performance_insights_kms_key_id       = aws_kms_key.database.arn
+  performance_insights_kms_key_id       = module.kms.arn
   performance_insights_retention_period = 7
   monitoring_interval                   = 60
   monitoring_role_arn                   = aws_iam_role.monitoring.arn

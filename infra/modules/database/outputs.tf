@@ -35,7 +35,7 @@ output "master_secret_arn" {
 
 output "kms_key_arn" {
   description = "KMS key of the storage and the master secret (also used for the bot's login secret)."
-  value       = aws_kms_key.database.arn
+  value       = module.kms.arn
 }
 
 

@@ -2,7 +2,8 @@
 # The roots in infra/envs/<env>/ call this module with their environment's settings.
 
 locals {
-  name = "opsbot-${var.environment}"
+  name          = "opsbot-${var.environment}"
+  emf_namespace = "opsbot/${var.environment}"
 }
 
 module "network" {
@@ -17,10 +18,11 @@ module "network" {
 module "monitoring" {
   source = "../monitoring"
 
-  name                            = local.name
-  bot_https_endpoint              = var.subscribe_bot_https ? "https://${var.domain_name}/sns" : null
-  pagerduty_fallback_endpoint     = var.pagerduty_fallback_endpoint
-  pagerduty_fallback_alarm_prefix = var.pagerduty_fallback_all_alarms ? "" : "${local.name}-"
+  name                        = local.name
+  bot_https_endpoint          = var.subscribe_bot_https ? "https://${var.domain_name}/sns" : null
+  pagerduty_fallback_endpoint = var.pagerduty_fallback_endpoint
+  pagerduty_endpoint_required = !var.allow_unpaged_self_alarms
+  pagerduty_all_alarms        = var.pagerduty_fallback_all_alarms
 }
 
 module "database" {
@@ -110,11 +112,13 @@ module "service" {
   database_security_group_id  = module.database.security_group_id
   database_port               = module.database.port
 
-  alarm_topic_arn         = module.monitoring.topic_arn
-  sns_topic_arns          = concat([module.monitoring.topic_arn], var.extra_sns_topic_arns)
-  alarm_queue_url         = module.monitoring.queue_url
-  alarm_queue_arn         = module.monitoring.queue_arn
-  alarm_queue_kms_key_arn = module.monitoring.kms_key_arn
+  self_alarm_topic_arn     = module.monitoring.self_alarm_topic_arn
+  emf_namespace            = local.emf_namespace
+  sns_topic_arns           = concat([module.monitoring.topic_arn], var.extra_sns_topic_arns)
+  alarm_queue_url          = module.monitoring.queue_url
+  alarm_queue_raw_delivery = module.monitoring.queue_raw_message_delivery
+  alarm_queue_arn          = module.monitoring.queue_arn
+  alarm_queue_kms_key_arn  = module.monitoring.kms_key_arn
 
   deployable_cluster_arns         = var.deployable_cluster_arns
   deployable_service_arns         = var.deployable_service_arns

@@ -50,3 +50,23 @@ output "feature_flags" {
     ssm_parameter_arns    = module.feature_flags.ssm_parameter_arns
   }
 }
+
+output "self_alarm_topic_arn" {
+  description = "Topic of the alarms on opsbot itself (PagerDuty only, never the bot)."
+  value       = module.monitoring.self_alarm_topic_arn
+}
+
+output "emf_namespace" {
+  description = "CloudWatch namespace of the bot's own metrics (OPSBOT_EMF_NAMESPACE)."
+  value       = module.service.emf_namespace
+}
+
+output "dashboard_name" {
+  description = "CloudWatch dashboard of opsbot itself."
+  value       = module.service.dashboard_name
+}
+
+output "task_definition_arn" {
+  description = "Terraform's latest task definition revision (infra/release_task_definition.py rolls it out)."
+  value       = module.service.task_definition_arn
+}

@@ -93,7 +93,7 @@ variable "max_count" {
 }
 
 variable "config_yaml" {
-  description = "The bot's YAML config file content."
+  description = "The bot's YAML config file content (infra/envs/<env>/opsbot.yaml)."
   type        = string
 }
 
@@ -116,14 +116,20 @@ variable "subscribe_bot_https" {
 }
 
 variable "pagerduty_fallback_endpoint" {
-  description = "PagerDuty CloudWatch-integration URL subscribed directly as a fallback pager (null for none). Sensitive: pass it with TF_VAR_pagerduty_fallback_endpoint."
+  description = "PagerDuty Amazon CloudWatch integration URL that the alarms on the bot itself page through, without the bot (null for none, then allow_unpaged_self_alarms must be set). Sensitive: pass it with TF_VAR_pagerduty_fallback_endpoint."
   type        = string
   default     = null
   sensitive   = true
 }
 
+variable "allow_unpaged_self_alarms" {
+  description = "Plan without pagerduty_fallback_endpoint: the alarms on the bot itself then page nobody (a sandbox or staging choice, never production's)."
+  type        = bool
+  default     = false
+}
+
 variable "pagerduty_fallback_all_alarms" {
-  description = "Send every alarm to the PagerDuty fallback, not only the bot's own (opsbot-<env>-*)."
+  description = "Subscribe the PagerDuty endpoint to the alarms topic too, so every alarm also pages directly (the bot's own alarms always do)."
   type        = bool
   default     = false
 }

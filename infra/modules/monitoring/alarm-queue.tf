@@ -2,13 +2,13 @@
 # drops the message, a queue keeps it for days while the bot is down or deploying.
 resource "aws_sqs_queue" "alarms_dlq" {
   name                      = "${var.name}-alarms-dlq"
-  kms_master_key_id         = aws_kms_key.alarms.arn
+  kms_master_key_id         = module.kms.arn
   message_retention_seconds = 1209600 # 14 days, the maximum: time to find out and replay
 }
 
 resource "aws_sqs_queue" "alarms" {
   name                       = "${var.name}-alarms"
-  kms_master_key_id          = aws_kms_key.alarms.arn
+  kms_master_key_id          = module.kms.arn
   message_retention_seconds  = var.queue_retention_seconds
   visibility_timeout_seconds = var.queue_visibility_timeout_seconds
   receive_wait_time_seconds  = 20 # long polling: fewer empty receives

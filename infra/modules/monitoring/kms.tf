@@ -7,35 +7,24 @@ locals {
   partition  = data.aws_partition.current.partition
 }
 
-# One key for the topic and both queues. CloudWatch (publishing alarms) and SNS
+# One key for both topics and both queues. CloudWatch (publishing alarms) and SNS
 # (delivering to the encrypted queue) must be able to use it, or alarms are dropped
 # silently: that is the usual way an encrypted alarm topic breaks.
-resource "aws_kms_key" "alarms" {
-  description         = "${var.name} alarm topic and queues"
-  enable_key_rotation = true
-  policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [
-      {
-        Sid       = "AccountAdministers"
-        Effect    = "Allow"
-        Principal = { AWS = "arn:${local.partition}:iam::${local.account_id}:root" }
-        Action    = "kms:*"
-        Resource  = "*"
-      },
-      {
-        Sid       = "AlarmAndTopicServicesEncrypt"
-        Effect    = "Allow"
-        Principal = { Service = ["cloudwatch.amazonaws.com", "sns.amazonaws.com"] }
-        Action    = ["kms:GenerateDataKey*", "kms:Decrypt"]
-        Resource  = "*"
-        Condition = { StringEquals = { "aws:SourceAccount" = local.account_id } }
-      },
-    ]
-  })
+module "kms" {
+  source = "../kms-key"
+
+  description        = "${var.name} alarm topics and queues"
+  alias              = "${var.name}-alarms"
+  service_principals = ["cloudwatch.amazonaws.com", "sns.amazonaws.com"]
 }
 
-resource "aws_kms_alias" "alarms" {
-  name          = "alias/${var.name}-alarms"
-  target_key_id = aws_kms_key.alarms.key_id
+# The key was created here before modules/kms-key existed: move it, never replace it.
+moved {
+  from = aws_kms_key.alarms
+  to   = module.kms.aws_kms_key.this
+}
+
+moved {
+  from = aws_kms_alias.alarms
+  to   = module.kms.aws_kms_alias.this
 }

@@ -8,6 +8,11 @@ output "queue_arn" {
   value       = aws_sqs_queue.alarms.arn
 }
 
+output "queue_raw_message_delivery" {
+  description = "Whether the queue receives bare alarm JSON (the bot's OPSBOT_ALARM_QUEUE_RAW_DELIVERY)."
+  value       = aws_sns_topic_subscription.alarms_queue.raw_message_delivery
+}
+
 output "queue_url" {
   description = "URL of the alarms queue (the bot's OPSBOT_ALARM_QUEUE_URL)."
   value       = aws_sqs_queue.alarms.id
@@ -20,5 +25,10 @@ output "dead_letter_queue_arn" {
 
 output "kms_key_arn" {
   description = "KMS key of the topic and queues (the bot needs kms:Decrypt on it to read the queue)."
-  value       = aws_kms_key.alarms.arn
+  value       = module.kms.arn
+}
+
+output "self_alarm_topic_arn" {
+  description = "Topic of the alarms on opsbot itself: subscribed to PagerDuty directly, never to the bot."
+  value       = aws_sns_topic.self_alarms.arn
 }

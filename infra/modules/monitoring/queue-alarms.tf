@@ -1,5 +1,6 @@
-# Alarms on the intake itself, so a stuck or crashing consumer is noticed. Their names
-# start with var.name so the PagerDuty fallback subscription receives them.
+# Alarms on the intake itself, so a stuck or crashing consumer is noticed. They page
+# through the self-alarms topic: sending them into the queue the bot is not consuming
+# would tell nobody.
 resource "aws_cloudwatch_metric_alarm" "queue_oldest_message" {
   alarm_name          = "${var.name}-alarm-queue-not-consumed"
   alarm_description   = "Alarms wait in ${aws_sqs_queue.alarms.name} for over ${var.queue_age_threshold_seconds}s: the bot is not consuming its queue."
@@ -12,8 +13,8 @@ resource "aws_cloudwatch_metric_alarm" "queue_oldest_message" {
   threshold           = var.queue_age_threshold_seconds
   comparison_operator = "GreaterThanThreshold"
   treat_missing_data  = "notBreaching"
-  alarm_actions       = [aws_sns_topic.alarms.arn]
-  ok_actions          = [aws_sns_topic.alarms.arn]
+  alarm_actions       = [aws_sns_topic.self_alarms.arn]
+  ok_actions          = [aws_sns_topic.self_alarms.arn]
 }
 
 resource "aws_cloudwatch_metric_alarm" "dead_letters" {
@@ -28,6 +29,6 @@ resource "aws_cloudwatch_metric_alarm" "dead_letters" {
   threshold           = 0
   comparison_operator = "GreaterThanThreshold"
   treat_missing_data  = "notBreaching"
-  alarm_actions       = [aws_sns_topic.alarms.arn]
-  ok_actions          = [aws_sns_topic.alarms.arn]
+  alarm_actions       = [aws_sns_topic.self_alarms.arn]
+  ok_actions          = [aws_sns_topic.self_alarms.arn]
 }

@@ -24,19 +24,13 @@ resource "aws_sns_topic_subscription" "bot_https" {
   })
 }
 
-# Optional fallback pager: PagerDuty's own CloudWatch integration, subscribed directly.
-# It pages when the bot cannot (the bot's own alarms), so by default it only receives
-# alarms whose name starts with the bot's prefix, filtered on the message body. Set the
-# prefix to "" to send it every alarm (expect double pages while the bot is healthy).
+# Optional: every alarm of the topic also pages PagerDuty directly (expect double pages
+# while the bot is healthy). The bot's own alarms always do, through self-alarms.tf.
 resource "aws_sns_topic_subscription" "pagerduty_fallback" {
-  count = var.pagerduty_fallback_endpoint == null ? 0 : 1
+  count = local.pagerduty_endpoint_set && var.pagerduty_all_alarms ? 1 : 0
 
   topic_arn              = aws_sns_topic.alarms.arn
   protocol               = "https"
   endpoint               = var.pagerduty_fallback_endpoint
   endpoint_auto_confirms = true
-  filter_policy_scope    = var.pagerduty_fallback_alarm_prefix == "" ? null : "MessageBody"
-  filter_policy = var.pagerduty_fallback_alarm_prefix == "" ? null : jsonencode({
-    AlarmName = [{ prefix = var.pagerduty_fallback_alarm_prefix }]
-  })
 }

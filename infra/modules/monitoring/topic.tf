@@ -2,7 +2,9 @@
 # the bot's own alarms included.
 resource "aws_sns_topic" "alarms" {
   name              = "${var.name}-alarms"
-  kms_master_key_id = aws_kms_key.alarms.arn
+  kms_master_key_id = module.kms.arn
+  # SHA256 signatures: opsbot refuses SignatureVersion 1 (SHA1) unless told otherwise.
+  signature_version = 2
 }
 
 resource "aws_sns_topic_policy" "alarms" {

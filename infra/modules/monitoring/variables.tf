@@ -45,14 +45,25 @@ variable "bot_https_endpoint" {
 }
 
 variable "pagerduty_fallback_endpoint" {
-  description = "Optional PagerDuty CloudWatch-integration URL (https://events.pagerduty.com/integration/<key>/enqueue) subscribed directly as a fallback pager; null for none. It holds an integration key: pass it from a secret store, not a committed file."
+  description = "PagerDuty Amazon CloudWatch integration URL (https://events.pagerduty.com/integration/<key>/enqueue) that the bot's own alarms page through; null or \"\" for none. It holds an integration key: pass it from a secret store, not a committed file."
   type        = string
   default     = null
   sensitive   = true
+
+  validation {
+    condition     = var.pagerduty_fallback_endpoint == null ? true : (var.pagerduty_fallback_endpoint == "" || startswith(var.pagerduty_fallback_endpoint, "https://"))
+    error_message = "pagerduty_fallback_endpoint must be an https:// URL."
+  }
 }
 
-variable "pagerduty_fallback_alarm_prefix" {
-  description = "Only alarms whose name starts with this go to the PagerDuty fallback; \"\" sends all."
-  type        = string
-  default     = ""
+variable "pagerduty_endpoint_required" {
+  description = "Refuse to plan without pagerduty_fallback_endpoint: without it the bot's own alarms page nobody."
+  type        = bool
+  default     = true
+}
+
+variable "pagerduty_all_alarms" {
+  description = "Also subscribe the PagerDuty endpoint to the alarms topic, so every alarm pages directly as well as through the bot (double pages while the bot is healthy)."
+  type        = bool
+  default     = false
 }

@@ -1,40 +1,24 @@
 # VPC flow logs: who talked to what, kept for incident forensics.
 data "aws_caller_identity" "current" {}
-data "aws_partition" "current" {}
 
-resource "aws_kms_key" "flow_logs" {
-  description         = "${var.name} VPC flow logs"
-  enable_key_rotation = true
-  policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [
-      {
-        Sid       = "AccountAdministers"
-        Effect    = "Allow"
-        Principal = { AWS = "arn:${data.aws_partition.current.partition}:iam::${data.aws_caller_identity.current.account_id}:root" }
-        Action    = "kms:*"
-        Resource  = "*"
-      },
-      {
-        Sid       = "CloudWatchLogsEncrypts"
-        Effect    = "Allow"
-        Principal = { Service = "logs.${data.aws_region.current.name}.amazonaws.com" }
-        Action    = ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"]
-        Resource  = "*"
-        Condition = {
-          ArnLike = {
-            "kms:EncryptionContext:aws:logs:arn" = "arn:${data.aws_partition.current.partition}:logs:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:log-group:/vpc/${var.name}/flow-logs"
-          }
-        }
-      },
-    ]
-  })
+module "kms" {
+  source = "../kms-key"
+
+  description            = "${var.name} VPC flow logs"
+  alias                  = "${var.name}-flow-logs"
+  log_group_name_pattern = "/vpc/${var.name}/flow-logs"
+}
+
+# The key was created here before modules/kms-key existed: move it, never replace it.
+moved {
+  from = aws_kms_key.flow_logs
+  to   = module.kms.aws_kms_key.this
 }
 
 resource "aws_cloudwatch_log_group" "flow_logs" {
   name              = "/vpc/${var.name}/flow-logs"
   retention_in_days = var.log_retention_days
-  kms_key_id        = aws_kms_key.flow_logs.arn
+  kms_key_id        = module.kms.arn
 }
 
 resource "aws_iam_role" "flow_logs" {

@@ -1,10 +1,8 @@
 data "aws_caller_identity" "current" {}
-data "aws_partition" "current" {}
 data "aws_region" "current" {}
 
 locals {
   account_id = data.aws_caller_identity.current.account_id
-  partition  = data.aws_partition.current.partition
 
   environment = { for k, v in {
     DB_HOST                      = var.db_host
@@ -40,7 +38,7 @@ resource "aws_lambda_function" "role_manager" {
   source_code_hash = filebase64sha256(var.package_path)
   timeout          = 60
   memory_size      = 256
-  kms_key_arn      = aws_kms_key.role_manager.arn
+  kms_key_arn      = module.kms.arn
 
   # One invocation at a time: role changes are serialised, and a burst of /dbrole
   # commands cannot open a burst of master-user connections.
@@ -58,37 +56,22 @@ resource "aws_lambda_function" "role_manager" {
   depends_on = [aws_cloudwatch_log_group.role_manager, aws_iam_role_policy.role_manager]
 }
 
-resource "aws_kms_key" "role_manager" {
-  description         = "${var.name} environment variables and logs"
-  enable_key_rotation = true
-  policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [
-      {
-        Sid       = "AccountAdministers"
-        Effect    = "Allow"
-        Principal = { AWS = "arn:${local.partition}:iam::${local.account_id}:root" }
-        Action    = "kms:*"
-        Resource  = "*"
-      },
-      {
-        Sid       = "CloudWatchLogsEncryptsFunctionLogs"
-        Effect    = "Allow"
-        Principal = { Service = "logs.${data.aws_region.current.name}.amazonaws.com" }
-        Action    = ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"]
-        Resource  = "*"
-        Condition = {
-          ArnLike = {
-            "kms:EncryptionContext:aws:logs:arn" = "arn:${local.partition}:logs:${data.aws_region.current.name}:${local.account_id}:log-group:/aws/lambda/${var.name}"
-          }
-        }
-      },
-    ]
-  })
+module "kms" {
+  source = "../kms-key"
+
+  description            = "${var.name} environment variables and logs"
+  alias                  = var.name
+  log_group_name_pattern = "/aws/lambda/${var.name}"
+}
+
+# The key was created here before modules/kms-key existed: move it, never replace it.
+moved {
+  from = aws_kms_key.role_manager
+  to   = module.kms.aws_kms_key.this
 }
 
 resource "aws_cloudwatch_log_group" "role_manager" {
   name              = "/aws/lambda/${var.name}"
   retention_in_days = var.log_retention_days
-  kms_key_id        = aws_kms_key.role_manager.arn
+  kms_key_id        = module.kms.arn
 }

@@ -28,7 +28,7 @@ resource "aws_iam_role_policy" "execution" {
   role = aws_iam_role.execution.id
   policy = jsonencode({
     Version = "2012-10-17"
-    Statement = [
+    Statement = concat([
       {
         Sid      = "EcrLogin"
         Effect   = "Allow"
@@ -54,18 +54,21 @@ resource "aws_iam_role_policy" "execution" {
         Resource = [aws_secretsmanager_secret.app.arn, var.database_url_secret_arn]
       },
       {
-        Sid      = "ReadParameters"
-        Effect   = "Allow"
-        Action   = "ssm:GetParameters"
-        Resource = concat([aws_ssm_parameter.config.arn], values(var.feature_flag_parameter_arns))
-      },
-      {
         Sid      = "DecryptSecretsAndParameters"
         Effect   = "Allow"
         Action   = "kms:Decrypt"
-        Resource = compact([aws_kms_key.service.arn, var.database_secret_kms_key_arn, var.image_kms_key_arn])
+        Resource = compact([module.kms.arn, var.database_secret_kms_key_arn, var.image_kms_key_arn])
       },
-    ]
+      ],
+      # SSM feature flags injected at start (FF_<flag>). The config parameter is read by
+      # the task itself, at the version its task definition pins (task-definition.tf).
+      length(var.feature_flag_parameter_arns) == 0 ? [] : [{
+        Sid      = "ReadFlagParameters"
+        Effect   = "Allow"
+        Action   = "ssm:GetParameters"
+        Resource = values(var.feature_flag_parameter_arns)
+      }],
+    )
   })
 }
 
@@ -110,6 +113,22 @@ locals {
           Effect   = "Allow"
           Action   = "kms:Decrypt"
           Resource = var.alarm_queue_kms_key_arn
+        },
+        {
+          # The entrypoint reads the config at the version the task definition pins
+          # (OPSBOT_CONFIG_PARAMETER:OPSBOT_CONFIG_VERSION): ECS cannot select an SSM
+          # parameter version in `secrets`, so the task does it.
+          Sid      = "ReadPinnedConfig"
+          Effect   = "Allow"
+          Action   = "ssm:GetParameter"
+          Resource = aws_ssm_parameter.config.arn
+        },
+        {
+          Sid       = "DecryptConfig"
+          Effect    = "Allow"
+          Action    = "kms:Decrypt"
+          Resource  = module.kms.arn
+          Condition = { StringEquals = { "kms:ViaService" = "ssm.${local.region}.amazonaws.com" } }
         },
       ]
     },

@@ -1,7 +1,8 @@
-# The bot's own alarms. Their names start with var.name, which is what the PagerDuty
-# fallback subscription filters on: when the bot is broken, these still page.
+# The bot's own alarms. They notify the self-alarms topic, which PagerDuty's CloudWatch
+# integration is subscribed to and the bot is not: when the bot is broken, these still
+# page. Their names start with var.name (the topic's policy admits only those).
 locals {
-  alarm_actions = [var.alarm_topic_arn]
+  alarm_actions = [var.self_alarm_topic_arn]
 
   alb_dimensions = { LoadBalancer = aws_lb.main.arn_suffix }
   tg_dimensions  = { LoadBalancer = aws_lb.main.arn_suffix, TargetGroup = aws_lb_target_group.service.arn_suffix }
@@ -121,4 +122,124 @@ resource "aws_cloudwatch_metric_alarm" "memory" {
   treat_missing_data  = "missing"
   alarm_actions       = local.alarm_actions
   ok_actions          = local.alarm_actions
+}
+
+# --- from the bot's own numbers (EMF lines in its log stream, every emf_interval_s) ----
+
+# The dead-man's switch: every task writes opsbot_heartbeat = 1 each interval. No
+# datapoint at all (no task alive, or none able to log) is what this alarm exists for,
+# so missing data counts as breaching.
+resource "aws_cloudwatch_metric_alarm" "heartbeat_missing" {
+  alarm_name          = "${var.name}-heartbeat-missing"
+  alarm_description   = "No opsbot task has reported a heartbeat for ${var.alarm_heartbeat_missing_minutes} minutes: the bot is down or cannot log. Alarms are not reaching Slack or PagerDuty through it."
+  namespace           = var.emf_namespace
+  metric_name         = "opsbot_heartbeat"
+  statistic           = "Sum"
+  period              = 60
+  evaluation_periods  = var.alarm_heartbeat_missing_minutes
+  datapoints_to_alarm = var.alarm_heartbeat_missing_minutes
+  threshold           = 1
+  comparison_operator = "LessThanThreshold"
+  treat_missing_data  = "breaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+}
+
+# A page (PagerDuty event) has waited in the outbox too long: PagerDuty is refusing or
+# unreachable, or the worker is stuck. Missing data is the heartbeat alarm's business.
+resource "aws_cloudwatch_metric_alarm" "page_waiting" {
+  alarm_name          = "${var.name}-page-waiting"
+  alarm_description   = "The oldest PagerDuty event in the outbox has waited over ${var.alarm_page_waiting_seconds}s: on-call is being paged late or not at all."
+  namespace           = var.emf_namespace
+  metric_name         = "opsbot_outbox_oldest_pending_seconds"
+  dimensions          = { target = "pagerduty" }
+  statistic           = "Maximum"
+  period              = 60
+  evaluation_periods  = 1
+  threshold           = var.alarm_page_waiting_seconds
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+}
+
+# A delivery was given up on (marked dead): a Slack message or a page will never be sent
+# unless someone retries it. No OK action: the page stays open until a person has
+# looked, even though the next minute's count is 0 again.
+resource "aws_cloudwatch_metric_alarm" "deliveries_dead" {
+  alarm_name          = "${var.name}-deliveries-dead"
+  alarm_description   = "opsbot gave up on at least one delivery (Slack post or PagerDuty event): see `opsbot outbox status`, fix the cause, `opsbot outbox retry`."
+  namespace           = var.emf_namespace
+  metric_name         = "opsbot_deliveries_dead"
+  statistic           = "Sum"
+  period              = 60
+  evaluation_periods  = 1
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+}
+
+# Slack refuses the bot's token (revoked, app uninstalled, rotated without updating the
+# secret): every task reports 0. Two minutes, so one failed check does not page.
+resource "aws_cloudwatch_metric_alarm" "slack_auth_lost" {
+  alarm_name          = "${var.name}-slack-auth-lost"
+  alarm_description   = "Slack refuses opsbot's bot token: nothing reaches Slack and commands fail. Check the app's installation and SLACK_BOT_TOKEN in the app secret."
+  namespace           = var.emf_namespace
+  metric_name         = "opsbot_slack_auth_ok"
+  statistic           = "Minimum"
+  period              = 60
+  evaluation_periods  = 2
+  datapoints_to_alarm = 2
+  threshold           = 1
+  comparison_operator = "LessThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+}
+
+# --- from ECS (Container Insights, enabled on the cluster in cluster.tf) ----------------
+
+# Fewer tasks running than the service wants, for 5 minutes: tasks crash at start
+# (config, secrets, database), or capacity is missing. A deployment's extra tasks only
+# push running above desired, so they never trip this.
+resource "aws_cloudwatch_metric_alarm" "tasks_below_desired" {
+  alarm_name          = "${var.name}-tasks-below-desired"
+  alarm_description   = "Fewer opsbot tasks run than desired for 5 minutes: tasks fail to start or keep dying. See the service's events and stopped tasks."
+  evaluation_periods  = 5
+  datapoints_to_alarm = 5
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+
+  metric_query {
+    id          = "missing_tasks"
+    expression  = "desired - running"
+    label       = "Desired tasks not running"
+    return_data = true
+  }
+
+  metric_query {
+    id = "desired"
+    metric {
+      namespace   = "ECS/ContainerInsights"
+      metric_name = "DesiredTaskCount"
+      dimensions  = local.ecs_dimensions
+      stat        = "Maximum"
+      period      = 60
+    }
+  }
+
+  metric_query {
+    id = "running"
+    metric {
+      namespace   = "ECS/ContainerInsights"
+      metric_name = "RunningTaskCount"
+      dimensions  = local.ecs_dimensions
+      stat        = "Minimum"
+      period      = 60
+    }
+  }
 }

@@ -1,5 +1,5 @@
 resource "aws_cloudwatch_log_group" "service" {
   name              = "/ecs/${var.name}"
   retention_in_days = var.log_retention_days
-  kms_key_id        = aws_kms_key.service.arn
+  kms_key_id        = module.kms.arn
 }

@@ -57,3 +57,18 @@ output "log_group_name" {
   description = "CloudWatch log group of the bot's containers."
   value       = aws_cloudwatch_log_group.service.name
 }
+
+output "emf_namespace" {
+  description = "CloudWatch namespace of the bot's own metrics (OPSBOT_EMF_NAMESPACE)."
+  value       = var.emf_namespace
+}
+
+output "dashboard_name" {
+  description = "CloudWatch dashboard of opsbot itself."
+  value       = aws_cloudwatch_dashboard.service.dashboard_name
+}
+
+output "task_definition_arn" {
+  description = "The task definition revision Terraform registered last: its settings, config version and all, with the image of the first deployment."
+  value       = aws_ecs_task_definition.service.arn
+}

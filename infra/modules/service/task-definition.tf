@@ -3,23 +3,30 @@ locals {
   config_path    = "/tmp/opsbot/config.yaml"
 
   environment = merge(var.environment, {
-    PORT                   = tostring(var.container_port)
-    AWS_REGION             = local.region
-    OPSBOT_CONFIG          = local.config_path
-    OPSBOT_ALARM_QUEUE_URL = var.alarm_queue_url
-    OPSBOT_SNS_TOPIC_ARNS  = join(",", var.sns_topic_arns)
+    PORT                            = tostring(var.container_port)
+    AWS_REGION                      = local.region
+    OPSBOT_CONFIG                   = local.config_path
+    OPSBOT_ALARM_QUEUE_URL          = var.alarm_queue_url
+    OPSBOT_SNS_TOPIC_ARNS           = join(",", var.sns_topic_arns)
+    OPSBOT_ALARM_QUEUE_RAW_DELIVERY = tostring(var.alarm_queue_raw_delivery)
     # libpq's defaults for what DATABASE_URL leaves unsaid: verify the database's
     # certificate against the RDS CA bundle in the image. A URL still saying
     # sslmode=require (written before verify-full) then verifies the CA too.
     PGSSLMODE     = "verify-full"
     PGSSLROOTCERT = var.database_ca_bundle_path
+    # The numbers the alarms in alarms.tf watch (CloudWatch Embedded Metric Format).
+    OPSBOT_EMF_NAMESPACE  = var.emf_namespace
+    OPSBOT_EMF_INTERVAL_S = tostring(var.emf_interval_s)
+    # The config version this revision runs: the entrypoint reads
+    # <parameter>:<version>, and the bot reports the version.
+    OPSBOT_CONFIG_PARAMETER = aws_ssm_parameter.config.name
+    OPSBOT_CONFIG_VERSION   = tostring(aws_ssm_parameter.config.version)
   })
 
   secrets = concat(
     [for key in var.app_secret_keys : { name = key, valueFrom = "${aws_secretsmanager_secret.app.arn}:${key}::" }],
     [
       { name = "DATABASE_URL", valueFrom = "${var.database_url_secret_arn}:url::" },
-      { name = "OPSBOT_CONFIG_YAML", valueFrom = aws_ssm_parameter.config.arn },
     ],
     # SSM-backed feature flags of this service, read at task start.
     [for flag, arn in var.feature_flag_parameter_arns : { name = "FF_${flag}", valueFrom = arn }],
@@ -34,6 +41,9 @@ resource "aws_ecs_task_definition" "service" {
   memory                   = var.memory
   execution_role_arn       = aws_iam_role.execution.arn
   task_role_arn            = aws_iam_role.task.arn
+  # Replaced revisions stay registered: a service can only be rolled back to an ACTIVE
+  # revision, and each revision pins a config version.
+  skip_destroy = true
 
   runtime_platform {
     operating_system_family = "LINUX"

@@ -177,9 +177,25 @@ variable "database_port" {
   default     = 5432
 }
 
-variable "alarm_topic_arn" {
-  description = "Alarms SNS topic: the service's own alarms notify it."
+variable "self_alarm_topic_arn" {
+  description = "Topic of the alarms on the bot itself, subscribed to PagerDuty directly (monitoring module's self_alarm_topic_arn); never the topic the bot consumes."
   type        = string
+}
+
+variable "emf_namespace" {
+  description = "CloudWatch namespace of the bot's Embedded Metric Format lines (OPSBOT_EMF_NAMESPACE), e.g. \"opsbot/prod\"."
+  type        = string
+}
+
+variable "emf_interval_s" {
+  description = "Seconds between the bot's EMF lines (OPSBOT_EMF_INTERVAL_S). The alarms on them evaluate 60-second periods: keep it at 60 or below."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.emf_interval_s >= 10 && var.emf_interval_s <= 60
+    error_message = "emf_interval_s must be between 10 and 60: every alarm period needs a datapoint from every task."
+  }
 }
 
 variable "sns_topic_arns" {
@@ -190,6 +206,12 @@ variable "sns_topic_arns" {
 variable "alarm_queue_url" {
   description = "URL of the alarms queue (OPSBOT_ALARM_QUEUE_URL)."
   type        = string
+}
+
+variable "alarm_queue_raw_delivery" {
+  description = "Whether the alarms queue's subscription uses raw message delivery (OPSBOT_ALARM_QUEUE_RAW_DELIVERY): the bot then has no signature to verify."
+  type        = bool
+  default     = false
 }
 
 variable "alarm_queue_arn" {
@@ -281,4 +303,16 @@ variable "self_deployable" {
   description = "Let the bot deploy and roll back its own service and image too (adds them to the deployable lists)."
   type        = bool
   default     = true
+}
+
+variable "alarm_page_waiting_seconds" {
+  description = "Age, in seconds, of the oldest page waiting in the outbox above which the bot is paging too late."
+  type        = number
+  default     = 120
+}
+
+variable "alarm_heartbeat_missing_minutes" {
+  description = "Minutes without any heartbeat from any task before the dead-man's switch pages."
+  type        = number
+  default     = 5
 }

@@ -112,7 +112,7 @@ resource "aws_wafv2_web_acl_association" "alb" {
 resource "aws_cloudwatch_log_group" "waf" {
   name              = "aws-waf-logs-${var.name}"
   retention_in_days = var.log_retention_days
-  kms_key_id        = aws_kms_key.service.arn
+  kms_key_id        = module.kms.arn
 }
 
 resource "aws_wafv2_web_acl_logging_configuration" "main" {

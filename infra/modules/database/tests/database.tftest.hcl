@@ -34,7 +34,7 @@ run "aurora_is_encrypted_with_iam_auth_and_a_managed_master_password" {
   command = apply
 
   assert {
-    condition     = aws_rds_cluster.main.storage_encrypted && aws_rds_cluster.main.kms_key_id == aws_kms_key.database.arn
+    condition     = aws_rds_cluster.main.storage_encrypted && aws_rds_cluster.main.kms_key_id == module.kms.arn
     error_message = "Storage must be encrypted with the database key."
   }
 

@@ -1,5 +1,6 @@
 # The alarm intake: alarms reach the topic, the topic reaches the bot's queue, failed
 # messages reach the dead-letter queue, and nothing but the topic may write the queue.
+# The alarms on the bot itself take another road: their own topic, PagerDuty only.
 
 mock_provider "aws" {
   mock_data "aws_caller_identity" {
@@ -22,8 +23,15 @@ mock_provider "aws" {
   }
 }
 
+# Distinct ARNs for the two topics, so "this topic and not that one" means something.
+override_resource {
+  target = aws_sns_topic.self_alarms
+  values = { arn = "arn:aws:sns:eu-west-1:123456789012:opsbot-test-self-alarms" }
+}
+
 variables {
-  name = "opsbot-test"
+  name                        = "opsbot-test"
+  pagerduty_fallback_endpoint = "https://events.pagerduty.com/integration/0123456789abcdef/enqueue"
 }
 
 run "queue_is_subscribed_with_a_dead_letter_queue" {
@@ -58,6 +66,11 @@ run "queue_is_subscribed_with_a_dead_letter_queue" {
   }
 
   assert {
+    condition     = aws_sns_topic.alarms.signature_version == 2
+    error_message = "The alarms topic signs with SHA256 (SignatureVersion 2): the bot refuses version 1 by default."
+  }
+
+  assert {
     condition     = length(aws_sns_topic_subscription.bot_https) == 0 && length(aws_sns_topic_subscription.pagerduty_fallback) == 0
     error_message = "HTTPS subscriptions are opt-in."
   }
@@ -67,13 +80,13 @@ run "topic_and_queues_are_encrypted_and_usable_by_cloudwatch" {
   command = apply
 
   assert {
-    condition     = aws_sns_topic.alarms.kms_master_key_id == aws_kms_key.alarms.arn && aws_sqs_queue.alarms.kms_master_key_id == aws_kms_key.alarms.arn && aws_sqs_queue.alarms_dlq.kms_master_key_id == aws_kms_key.alarms.arn
+    condition     = aws_sns_topic.alarms.kms_master_key_id == module.kms.arn && aws_sqs_queue.alarms.kms_master_key_id == module.kms.arn && aws_sqs_queue.alarms_dlq.kms_master_key_id == module.kms.arn
     error_message = "Topic and queues must be encrypted with the alarms key."
   }
 
   assert {
     condition = toset(one([
-      for s in jsondecode(aws_kms_key.alarms.policy).Statement : s.Principal.Service if s.Sid == "AlarmAndTopicServicesEncrypt"
+      for s in jsondecode(module.kms.policy).Statement : s.Principal.Service if s.Sid == "ServicesEncrypt"
     ])) == toset(["cloudwatch.amazonaws.com", "sns.amazonaws.com"])
     error_message = "CloudWatch and SNS must be able to use the key, or encrypted alarms are dropped."
   }
@@ -86,15 +99,70 @@ run "topic_and_queues_are_encrypted_and_usable_by_cloudwatch" {
   }
 }
 
-run "intake_alarms_notify_the_topic" {
+run "intake_alarms_page_directly_not_through_the_bot" {
   command = apply
 
   assert {
     condition = alltrue([
       for a in [aws_cloudwatch_metric_alarm.queue_oldest_message, aws_cloudwatch_metric_alarm.dead_letters] :
-      a.alarm_actions == toset([aws_sns_topic.alarms.arn]) && a.ok_actions == toset([aws_sns_topic.alarms.arn])
+      a.alarm_actions == toset([aws_sns_topic.self_alarms.arn]) && a.ok_actions == toset([aws_sns_topic.self_alarms.arn])
     ])
-    error_message = "The intake's alarms must notify the topic."
+    error_message = "The intake's alarms must page through the self-alarms topic."
+  }
+
+  assert {
+    condition     = !contains(flatten([aws_cloudwatch_metric_alarm.queue_oldest_message.alarm_actions, aws_cloudwatch_metric_alarm.dead_letters.alarm_actions]), aws_sns_topic.alarms.arn)
+    error_message = "An alarm about the intake must not go into the intake."
+  }
+}
+
+run "self_alarms_reach_pagerduty_and_only_pagerduty" {
+  command = apply
+
+  assert {
+    condition     = aws_sns_topic_subscription.self_alarms_pagerduty[0].topic_arn == aws_sns_topic.self_alarms.arn && aws_sns_topic_subscription.self_alarms_pagerduty[0].protocol == "https" && aws_sns_topic_subscription.self_alarms_pagerduty[0].endpoint == var.pagerduty_fallback_endpoint
+    error_message = "The self-alarms topic must be subscribed to PagerDuty's CloudWatch integration over HTTPS."
+  }
+
+  assert {
+    condition     = aws_sns_topic_subscription.alarms_queue.topic_arn != aws_sns_topic.self_alarms.arn && length(aws_sns_topic_subscription.pagerduty_fallback) == 0
+    error_message = "The bot's queue is never subscribed to the self-alarms topic, and PagerDuty gets the alarms topic only when asked."
+  }
+
+  assert {
+    condition     = aws_sns_topic.self_alarms.kms_master_key_id == module.kms.arn
+    error_message = "The self-alarms topic is encrypted with the alarms key (which CloudWatch may use)."
+  }
+
+  assert {
+    condition = one([
+      for s in jsondecode(aws_sns_topic_policy.self_alarms.policy).Statement : s.Condition.ArnLike["aws:SourceArn"] if s.Sid == "CloudWatchAlarmsOfThisAccountPublish"
+    ]) == "arn:aws:cloudwatch:eu-west-1:123456789012:alarm:opsbot-test-*"
+    error_message = "Only this environment's alarms may publish to its self-alarms topic."
+  }
+}
+
+run "without_a_pagerduty_endpoint_the_plan_stops" {
+  command = plan
+
+  variables {
+    pagerduty_fallback_endpoint = ""
+  }
+
+  expect_failures = [aws_sns_topic.self_alarms]
+}
+
+run "an_environment_may_opt_out_of_paging" {
+  command = apply
+
+  variables {
+    pagerduty_fallback_endpoint = null
+    pagerduty_endpoint_required = false
+  }
+
+  assert {
+    condition     = length(aws_sns_topic_subscription.self_alarms_pagerduty) == 0 && length(aws_sns_topic_subscription.pagerduty_fallback) == 0
+    error_message = "Without an endpoint nothing is subscribed."
   }
 }
 
@@ -102,9 +170,8 @@ run "optional_subscriptions" {
   command = apply
 
   variables {
-    bot_https_endpoint              = "https://opsbot.example.com/sns"
-    pagerduty_fallback_endpoint     = "https://events.pagerduty.com/integration/0123456789abcdef/enqueue"
-    pagerduty_fallback_alarm_prefix = "opsbot-test-"
+    bot_https_endpoint   = "https://opsbot.example.com/sns"
+    pagerduty_all_alarms = true
   }
 
   assert {
@@ -113,7 +180,17 @@ run "optional_subscriptions" {
   }
 
   assert {
-    condition     = jsondecode(aws_sns_topic_subscription.pagerduty_fallback[0].filter_policy).AlarmName[0].prefix == "opsbot-test-" && aws_sns_topic_subscription.pagerduty_fallback[0].filter_policy_scope == "MessageBody"
-    error_message = "The PagerDuty fallback only gets the bot's own alarms."
+    condition     = aws_sns_topic_subscription.pagerduty_fallback[0].topic_arn == aws_sns_topic.alarms.arn && aws_sns_topic_subscription.pagerduty_fallback[0].filter_policy == null
+    error_message = "pagerduty_all_alarms subscribes PagerDuty to every alarm of the topic."
   }
+}
+
+run "a_non_https_pagerduty_endpoint_is_refused" {
+  command = plan
+
+  variables {
+    pagerduty_fallback_endpoint = "http://events.pagerduty.com/integration/x/enqueue"
+  }
+
+  expect_failures = [var.pagerduty_fallback_endpoint]
 }

@@ -69,7 +69,8 @@ variables {
   database_url_secret_arn     = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:opsbot-test/database-login-AbCdEf"
   database_secret_kms_key_arn = "arn:aws:kms:eu-west-1:123456789012:key/db"
   database_security_group_id  = "sg-database"
-  alarm_topic_arn             = "arn:aws:sns:eu-west-1:123456789012:opsbot-test-alarms"
+  self_alarm_topic_arn        = "arn:aws:sns:eu-west-1:123456789012:opsbot-test-self-alarms"
+  emf_namespace               = "opsbot/test"
   sns_topic_arns              = ["arn:aws:sns:eu-west-1:123456789012:opsbot-test-alarms"]
   alarm_queue_url             = "https://sqs.eu-west-1.amazonaws.com/123456789012/opsbot-test-alarms"
   alarm_queue_arn             = "arn:aws:sqs:eu-west-1:123456789012:opsbot-test-alarms"
@@ -101,6 +102,7 @@ run "task_role_allows_exactly_what_the_bot_does" {
       "appconfig:CreateHostedConfigurationVersion", "appconfig:StartDeployment", "appconfig:GetDeployment",
       "appconfig:ListDeployments",
       "ssm:GetParametersByPath", "ssm:GetParameterHistory", "ssm:PutParameter",
+      "ssm:GetParameter",
       "lambda:InvokeFunction",
     ])
     error_message = "The task role's actions differ from the list in docs/infrastructure.md."
@@ -187,21 +189,134 @@ run "execution_role_reads_only_this_services_secrets" {
   }
 }
 
-run "alarms_notify_the_alarm_topic" {
+run "alarms_page_through_the_self_alarms_topic_not_the_bot" {
   command = plan
 
   assert {
     condition = alltrue([
       for a in [aws_cloudwatch_metric_alarm.alb_5xx, aws_cloudwatch_metric_alarm.target_5xx, aws_cloudwatch_metric_alarm.target_p99_latency,
-      aws_cloudwatch_metric_alarm.unhealthy_hosts, aws_cloudwatch_metric_alarm.no_healthy_hosts, aws_cloudwatch_metric_alarm.cpu, aws_cloudwatch_metric_alarm.memory] :
-      a.alarm_actions == toset([var.alarm_topic_arn]) && a.ok_actions == toset([var.alarm_topic_arn])
+        aws_cloudwatch_metric_alarm.unhealthy_hosts, aws_cloudwatch_metric_alarm.no_healthy_hosts, aws_cloudwatch_metric_alarm.cpu, aws_cloudwatch_metric_alarm.memory,
+        aws_cloudwatch_metric_alarm.heartbeat_missing, aws_cloudwatch_metric_alarm.page_waiting, aws_cloudwatch_metric_alarm.slack_auth_lost,
+      aws_cloudwatch_metric_alarm.tasks_below_desired] :
+      a.alarm_actions == toset([var.self_alarm_topic_arn]) && a.ok_actions == toset([var.self_alarm_topic_arn])
     ])
-    error_message = "Every service alarm must notify the alarm topic on ALARM and on OK."
+    error_message = "Every alarm on the bot must notify the self-alarms topic on ALARM and on OK."
+  }
+
+  assert {
+    condition = alltrue([
+      for a in [aws_cloudwatch_metric_alarm.alb_5xx, aws_cloudwatch_metric_alarm.target_5xx, aws_cloudwatch_metric_alarm.target_p99_latency,
+        aws_cloudwatch_metric_alarm.unhealthy_hosts, aws_cloudwatch_metric_alarm.no_healthy_hosts, aws_cloudwatch_metric_alarm.cpu, aws_cloudwatch_metric_alarm.memory,
+        aws_cloudwatch_metric_alarm.heartbeat_missing, aws_cloudwatch_metric_alarm.page_waiting, aws_cloudwatch_metric_alarm.deliveries_dead,
+      aws_cloudwatch_metric_alarm.slack_auth_lost, aws_cloudwatch_metric_alarm.tasks_below_desired] :
+      length(setintersection(setunion(a.alarm_actions, coalesce(a.ok_actions, toset([]))), toset(var.sns_topic_arns))) == 0
+    ])
+    error_message = "No alarm on the bot may notify a topic the bot itself consumes."
+  }
+
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.deliveries_dead.alarm_actions == toset([var.self_alarm_topic_arn]) && length(coalesce(aws_cloudwatch_metric_alarm.deliveries_dead.ok_actions, toset([]))) == 0
+    error_message = "A dead delivery pages and stays open until a person has looked (no OK action)."
   }
 
   assert {
     condition     = aws_cloudwatch_metric_alarm.target_p99_latency.extended_statistic == "p99"
     error_message = "The latency alarm watches p99."
+  }
+}
+
+run "the_dead_mans_switch_breaches_on_silence" {
+  command = plan
+
+  assert {
+    condition = (aws_cloudwatch_metric_alarm.heartbeat_missing.alarm_name == "opsbot-test-heartbeat-missing"
+      && aws_cloudwatch_metric_alarm.heartbeat_missing.namespace == "opsbot/test"
+      && aws_cloudwatch_metric_alarm.heartbeat_missing.metric_name == "opsbot_heartbeat"
+      && aws_cloudwatch_metric_alarm.heartbeat_missing.statistic == "Sum"
+      && aws_cloudwatch_metric_alarm.heartbeat_missing.period * aws_cloudwatch_metric_alarm.heartbeat_missing.evaluation_periods == 300
+      && aws_cloudwatch_metric_alarm.heartbeat_missing.datapoints_to_alarm == aws_cloudwatch_metric_alarm.heartbeat_missing.evaluation_periods
+      && aws_cloudwatch_metric_alarm.heartbeat_missing.comparison_operator == "LessThanThreshold"
+    && aws_cloudwatch_metric_alarm.heartbeat_missing.threshold == 1)
+    error_message = "The heartbeat alarm fires after 5 minutes without a heartbeat from any task."
+  }
+
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.heartbeat_missing.treat_missing_data == "breaching"
+    error_message = "No data at all is exactly what the dead-man's switch is for: missing data must breach."
+  }
+}
+
+run "the_bots_own_numbers_are_watched" {
+  command = plan
+
+  assert {
+    condition = (aws_cloudwatch_metric_alarm.page_waiting.alarm_name == "opsbot-test-page-waiting"
+      && aws_cloudwatch_metric_alarm.page_waiting.namespace == "opsbot/test"
+      && aws_cloudwatch_metric_alarm.page_waiting.metric_name == "opsbot_outbox_oldest_pending_seconds"
+      && aws_cloudwatch_metric_alarm.page_waiting.dimensions["target"] == "pagerduty" && length(aws_cloudwatch_metric_alarm.page_waiting.dimensions) == 1
+      && aws_cloudwatch_metric_alarm.page_waiting.statistic == "Maximum"
+      && aws_cloudwatch_metric_alarm.page_waiting.threshold == 120
+    && aws_cloudwatch_metric_alarm.page_waiting.comparison_operator == "GreaterThanThreshold")
+    error_message = "A page waiting over 2 minutes in the outbox must alarm."
+  }
+
+  assert {
+    condition = (aws_cloudwatch_metric_alarm.deliveries_dead.alarm_name == "opsbot-test-deliveries-dead"
+      && aws_cloudwatch_metric_alarm.deliveries_dead.metric_name == "opsbot_deliveries_dead"
+      && aws_cloudwatch_metric_alarm.deliveries_dead.statistic == "Sum"
+      && aws_cloudwatch_metric_alarm.deliveries_dead.threshold == 0
+    && aws_cloudwatch_metric_alarm.deliveries_dead.comparison_operator == "GreaterThanThreshold")
+    error_message = "Any dead delivery must alarm."
+  }
+
+  assert {
+    condition = (aws_cloudwatch_metric_alarm.slack_auth_lost.alarm_name == "opsbot-test-slack-auth-lost"
+      && aws_cloudwatch_metric_alarm.slack_auth_lost.metric_name == "opsbot_slack_auth_ok"
+      && aws_cloudwatch_metric_alarm.slack_auth_lost.statistic == "Minimum"
+      && aws_cloudwatch_metric_alarm.slack_auth_lost.threshold == 1
+    && aws_cloudwatch_metric_alarm.slack_auth_lost.comparison_operator == "LessThanThreshold")
+    error_message = "Slack auth lost on any task (minimum below 1) must alarm."
+  }
+
+  assert {
+    condition = (
+      one([for q in aws_cloudwatch_metric_alarm.tasks_below_desired.metric_query : q.expression if coalesce(q.return_data, false)]) == "desired - running"
+      && toset(flatten([for q in aws_cloudwatch_metric_alarm.tasks_below_desired.metric_query : [for m in q.metric : m.metric_name]])) == toset(["DesiredTaskCount", "RunningTaskCount"])
+      && alltrue(flatten([for q in aws_cloudwatch_metric_alarm.tasks_below_desired.metric_query : [for m in q.metric : m.namespace == "ECS/ContainerInsights"]]))
+      && aws_cloudwatch_metric_alarm.tasks_below_desired.threshold == 0
+    )
+    error_message = "Running tasks below desired (Container Insights, metric math) must alarm."
+  }
+
+  assert {
+    condition     = one([for s in aws_ecs_cluster.main.setting : s.value if s.name == "containerInsights"]) == "enabled"
+    error_message = "Container Insights must be on: the tasks alarm reads its metrics."
+  }
+
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.alb_5xx.metric_name == "HTTPCode_ELB_5XX_Count" && aws_cloudwatch_metric_alarm.alb_5xx.namespace == "AWS/ApplicationELB"
+    error_message = "The load balancer's 5xx alarm stays."
+  }
+}
+
+run "the_dashboard_shows_the_bots_numbers_and_alarms" {
+  command = plan
+
+  assert {
+    condition = toset(flatten([
+      for w in jsondecode(aws_cloudwatch_dashboard.service.dashboard_body).widgets : [for m in w.properties.metrics : m[1]] if w.type == "metric"
+      ])) == toset([
+      "opsbot_heartbeat", "opsbot_slack_auth_ok", "opsbot_outbox_oldest_pending_seconds", "opsbot_outbox_pending",
+      "opsbot_deliveries_dead", "opsbot_alarm_to_page_seconds", "RunningTaskCount", "DesiredTaskCount",
+      "CPUUtilization", "MemoryUtilization", "RequestCount", "HTTPCode_ELB_5XX_Count", "HTTPCode_Target_5XX_Count",
+      "TargetResponseTime", "HealthyHostCount", "ApproximateAgeOfOldestMessage",
+    ])
+    error_message = "The dashboard shows every opsbot_* metric and the ECS, load balancer and queue ones."
+  }
+
+  assert {
+    condition     = length(one([for w in jsondecode(aws_cloudwatch_dashboard.service.dashboard_body).widgets : w.properties.alarms if w.type == "alarm"])) == 8
+    error_message = "The dashboard's first row shows the paging alarms."
   }
 }
 
@@ -275,7 +390,7 @@ run "container_gets_its_settings_and_secrets" {
   assert {
     condition = toset([for s in jsondecode(aws_ecs_task_definition.service.container_definitions)[0].secrets : s.name]) == toset([
       "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "PAGERDUTY_API_TOKEN", "PAGERDUTY_WEBHOOK_SECRETS",
-      "DATABASE_URL", "OPSBOT_CONFIG_YAML", "FF_CHECKOUT_V2",
+      "DATABASE_URL", "FF_CHECKOUT_V2",
     ])
     error_message = "Secrets reach the container from Secrets Manager and SSM only."
   }
@@ -283,6 +398,14 @@ run "container_gets_its_settings_and_secrets" {
   assert {
     condition     = { for e in jsondecode(aws_ecs_task_definition.service.container_definitions)[0].environment : e.name => e.value }["OPSBOT_ALARM_QUEUE_URL"] == var.alarm_queue_url
     error_message = "The bot must be told its queue."
+  }
+
+  assert {
+    condition = (
+      { for e in jsondecode(aws_ecs_task_definition.service.container_definitions)[0].environment : e.name => e.value }["OPSBOT_EMF_NAMESPACE"] == "opsbot/test"
+      && { for e in jsondecode(aws_ecs_task_definition.service.container_definitions)[0].environment : e.name => e.value }["OPSBOT_EMF_INTERVAL_S"] == "60"
+    )
+    error_message = "The bot writes its EMF lines in the namespace the alarms watch, every 60 s."
   }
 
   assert {
@@ -314,7 +437,7 @@ run "without_deploy_targets_the_bot_only_reads_its_queue" {
   }
 
   assert {
-    condition     = [for s in jsondecode(aws_iam_role_policy.task.policy).Statement : s.Sid] == ["ConsumeAlarmQueue", "DecryptAlarmQueue"]
-    error_message = "With nothing to deploy, flip or provision, the task role reads its queue and nothing else."
+    condition     = [for s in jsondecode(aws_iam_role_policy.task.policy).Statement : s.Sid] == ["ConsumeAlarmQueue", "DecryptAlarmQueue", "ReadPinnedConfig", "DecryptConfig"]
+    error_message = "With nothing to deploy, flip or provision, the task role reads its queue and its config and nothing else."
   }
 }
