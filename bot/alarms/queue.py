@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bot.alarms.service import Inbound
+from bot.observability.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +47,14 @@ class AlarmQueueConsumer:
         record: Callable[[Inbound], str],
         allowed_topics: list[str],
         wait_s: int = 20,
+        metrics: Metrics | None = None,
     ) -> None:
         self.sqs = sqs
         self.queue_url = queue_url
         self.record = record
         self.allowed_topics = set(allowed_topics)
         self.wait_s = wait_s
+        self.metrics = metrics or Metrics()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -86,6 +89,7 @@ class AlarmQueueConsumer:
             inbound = inbound_from_sqs(message)
             if self.allowed_topics and inbound.topic_arn not in (self.allowed_topics | {None}):
                 log.warning("dropping message from topic %s: not allowed", inbound.topic_arn)
+                self.metrics.notifications.labels("sqs", "refused").inc()
             else:
                 try:
                     self.record(inbound)
