@@ -131,3 +131,15 @@ def test_the_cli_status_reads_the_same(
     assert "Slack token: OK" in out
     monitor = service.runtime.ops_monitor
     assert monitor is not None and f"{monitor.instance_id} (" in out and ": live" in out
+
+
+def test_a_guest_is_not_shown_the_status(
+    broken: tuple[LiveService, int], slack: SlackEmulator
+) -> None:
+    service, _ = broken
+    slack.add_user("U0GUEST", "guest", guest=True)
+    url = slack.response_url()
+    command(service, "/opsbot", "status", user_id="U0GUEST", response_url=url)
+    [answer] = wait_for(lambda: responses_to(slack, url))
+    assert answer["text"] == "Guests may not see opsbot's status."
+    assert "blocks" not in answer
