@@ -31,10 +31,17 @@ LABEL org.opencontainers.image.title="opsbot" \
       org.opencontainers.image.description="Chat-ops bot for incidents and releases" \
       org.opencontainers.image.licenses="Apache-2.0"
 
+# The commit the image is built from (docker build --build-arg OPSBOT_BUILD_COMMIT=<sha>),
+# shown by opsbot_build_info and /opsbot status.
+ARG OPSBOT_BUILD_COMMIT=unknown
+# JSON log lines and GET /metrics on 9100 (docs/operations.md).
 ENV PATH=/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    PORT=3000
+    PORT=3000 \
+    OPSBOT_LOG_FORMAT=json \
+    OPSBOT_METRICS_PORT=9100 \
+    OPSBOT_BUILD_COMMIT=$OPSBOT_BUILD_COMMIT
 
 RUN groupadd --system --gid 10001 opsbot \
  && useradd --system --uid 10001 --gid opsbot --home-dir /nonexistent --shell /usr/sbin/nologin opsbot

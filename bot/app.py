@@ -7,6 +7,7 @@ wires the edge to the domain. Nothing else in `bot/` imports `handlers`.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import AsyncIterator
 
 from sqlalchemy.orm import configure_mappers
@@ -34,9 +35,15 @@ from bot.incidents import jobs as incident_jobs
 from bot.incidents.actions import IncidentActions
 from bot.incidents.pagerduty_calls import PagerDutyActionSender
 from bot.incidents.pagerduty_sync import WebhookSync
+from bot.observability.metrics import Metrics
+from bot.observability.outbox_gauges import OutboxGauges
 from bot.oncall import jobs as oncall_jobs
 from bot.oncall.flows import OnCallAnswers
 from bot.oncall.service import OnCallLookup
+from bot.ops.flows import OpsStatus
+from bot.ops.instances import new_instance_id, package_version
+from bot.ops.monitor import OpsMonitor
+from bot.ops.watch import DeliveryWatch
 from bot.outbox import express
 from bot.outbox.models import (
     PAGERDUTY_EVENT,
@@ -62,6 +69,17 @@ from bot.settings import DEFAULT_SNS_URL_PATTERN, Settings
 from bot.sns.fetch import make_fetch
 from bot.sns.verify import SnsVerifier
 from handlers import health, limits, pagerduty_webhooks, slack_events, sns
+
+
+def make_metrics(
+    settings: Settings, config: Config, *, config_version: str | None = None
+) -> Metrics:
+    """The process's metrics, labelled with its version, commit and configuration version."""
+    return Metrics(
+        version=package_version(),
+        commit=settings.build_commit,
+        config_version=config_version or settings.config_version or _config_version(config),
+    )
 
 
 def _pacer(config: Config) -> Pacer:
@@ -92,11 +110,26 @@ def _warm_up_intake(runtime: Runtime) -> None:
     runtime.intake.warm_up()
 
 
+def _config_version(config: Config) -> str:
+    """For a configuration built in code (the sandbox, tests): a digest of what it holds."""
+    return "sha256:" + hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:12]
+
+
 def build_runtime(
-    settings: Settings, config: Config, *, clock: Clock | None = None, run_jobs: bool = True
+    settings: Settings,
+    config: Config,
+    *,
+    clock: Clock | None = None,
+    run_jobs: bool = True,
+    metrics: Metrics | None = None,
 ) -> Runtime:
-    """Everything one process runs. `run_jobs=False` leaves scheduled jobs to `run_due`."""
+    """Everything one process runs. `run_jobs=False` leaves scheduled jobs to `run_due`.
+
+    `metrics`: made beforehand when its port must be taken first (`opsbot serve`).
+    """
     clock = clock or SystemClock()
+    metrics = metrics or make_metrics(settings, config)
+    metrics.slack_auth(settings.slack_bot_token is not None)
     # Done once here rather than inside the first transaction, the first page's.
     configure_mappers()
     engine = make_engine(settings.effective_database_url, timeouts=settings.db_timeouts)
@@ -133,7 +166,9 @@ def build_runtime(
             retries=False,
         )
         sender = SlackSender(
-            outbound, lambda url: slack.webhook_client(url, tls=context, timeout_s=timeout_s)
+            outbound,
+            lambda url: slack.webhook_client(url, tls=context, timeout_s=timeout_s),
+            on_auth=metrics.slack_auth,
         )
         for kind in (SLACK_MESSAGE, SLACK_REPLY, SLACK_RESPONSE):
             senders[kind] = sender.send
@@ -152,7 +187,7 @@ def build_runtime(
         timeout_s=timeout_s,
     )
     senders[PAGERDUTY_EVENT] = PagerDutySender(client_for).send
-    for env_name in sorted(config.routing_key_envs()):
+    for env_name in sorted(config.paging_key_envs()):
         # Made now, not at the first page: building a client imports its HTTP
         # stack, which took hundreds of ms at the first page of a storm.
         client_for(env_name)
@@ -204,18 +239,21 @@ def build_runtime(
         pool_size=config.delivery.workers + 2,
         max_overflow=2,
     )
+    watch = DeliveryWatch(config=config)
     outbox = OutboxWorker(
         sessions=make_sessionmaker(outbox_engine),
         senders=senders,
         pacer=_pacer(config),
         settings=config.delivery,
         clock=clock,
+        metrics=metrics,
+        observer=watch,
     )
     wake_after_commit(sessions, outbox.wake)
     scheduler = JobScheduler(engine, background=run_jobs)
     apply_after_commit(sessions, scheduler)
     express.send_at_once(sessions, outbox)
-    intake = AlarmIntake(sessions=sessions, config=config, clock=clock)
+    intake = AlarmIntake(sessions=sessions, config=config, clock=clock, metrics=metrics)
 
     consumer = None
     if settings.alarm_queue_url and not (
@@ -236,6 +274,7 @@ def build_runtime(
             allowed_topics=settings.sns_topic_arns,
             verifier=None if settings.alarm_queue_raw_delivery else sns_verifier,
             wait_s=config.alarms.queue_wait_s,
+            metrics=metrics,
         )
         trust = (
             "raw delivery: the queue policy is the only check"
@@ -255,6 +294,31 @@ def build_runtime(
         notes.append(f"POST /sns accepts topics: {', '.join(settings.sns_topic_arns)}")
     else:
         notes.append("POST /sns: refuses every topic (OPSBOT_SNS_TOPIC_ARNS is empty)")
+
+    metrics.follow_leadership(lambda: scheduler.is_leader)
+    # Its own connection: a scrape in a storm neither waits for nor holds the intake's.
+    gauges = OutboxGauges(
+        make_engine(settings.effective_database_url, pool_size=1, max_overflow=0, pool_timeout=5),
+        clock=clock,
+    )
+    metrics.registry.register(gauges)
+    monitor = OpsMonitor(
+        sessions=sessions,
+        gauges=gauges,
+        metrics=metrics,
+        watch=watch,
+        config=config,
+        clock=clock,
+        instance_id=new_instance_id(),
+        is_leader=lambda: scheduler.is_leader,
+        heartbeat_s=settings.heartbeat_s,
+        emf_interval_s=settings.emf_interval_s,
+        emf_namespace=settings.emf_namespace,
+    )
+    if config.ops_channel:
+        notes.append(f"operator notices: {config.ops_channel}")
+    else:
+        notes.append("operator notices: DISABLED (no ops_channel): dead deliveries are only logged")
 
     return Runtime(
         settings=settings,
@@ -293,6 +357,17 @@ def build_runtime(
             )
         ),
         queue_consumer=consumer,
+        metrics=metrics,
+        outbox_gauges=gauges,
+        ops_monitor=monitor,
+        ops_status=OpsStatus(
+            sessions=sessions,
+            gauges=gauges,
+            rights=rights,
+            clock=clock,
+            identity=lambda: (metrics.version, metrics.commit, metrics.config_version),
+            heartbeat_s=settings.heartbeat_s,
+        ),
         notes=notes,
         on_start=[
             _open_connections,

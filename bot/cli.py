@@ -9,7 +9,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -17,9 +17,14 @@ from bot.config import Config, ConfigError, load_config
 from bot.log import configure_logging
 from bot.settings import Settings
 
+if TYPE_CHECKING:
+    from bot.ops.preflight import Preflight
+
 log = logging.getLogger("opsbot")
 
 EXIT_BAD_CONFIG = 2
+# The start-up checks ask Slack a few questions; it has this long to answer each.
+PREFLIGHT_TIMEOUT_S = 5.0
 
 
 def _settings() -> Settings:
@@ -43,29 +48,99 @@ def _config(settings: Settings, path: Path | None = None) -> Config:
 
 def _secrets(settings: Settings, config: Config) -> list[str]:
     values = settings.secret_values()
-    for env_name in config.routing_key_envs():
+    for env_name in config.paging_key_envs():
         secret = settings.env_secret(env_name)
         if secret is not None:
             values.append(secret.get_secret_value())
     return values
 
 
+def _logging(settings: Settings, secrets: list[str], level: str | None = None) -> None:
+    configure_logging(
+        level or settings.log_level, secrets, json_lines=settings.log_format == "json"
+    )
+
+
+def _preflight(settings: Settings, config: Config) -> Preflight:
+    """The start-up checks (bot/ops/preflight.py), with a Slack client of their own."""
+    from bot.adapters import slack, tls
+    from bot.ops.preflight import preflight
+
+    client = None
+    if settings.slack_bot_token is not None:
+        client = slack.web_client(
+            token=settings.slack_bot_token.get_secret_value(),
+            base_url=settings.slack_api_url,
+            tls=tls.client_context(settings.ssl_cert_file),
+            timeout_s=PREFLIGHT_TIMEOUT_S,
+            retries=False,
+        )
+    return preflight(
+        config, routing_key_set=lambda name: settings.env_secret(name) is not None, slack=client
+    )
+
+
+def _refuse_silence(settings: Settings, config: Config) -> Preflight:
+    """Exit 2, naming each key, when the configuration would fail in silence."""
+    checked = _preflight(settings, config)
+    for warning in checked.warnings:
+        log.warning("start-up check: %s", warning)
+    if not checked.ok:
+        print("refusing to start: this configuration would fail in silence:", file=sys.stderr)
+        for refusal in checked.refusals:
+            print(f"  {refusal}", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_CONFIG)
+    return checked
+
+
+def _config_version(settings: Settings) -> str:
+    from bot.config import config_digest
+
+    if settings.config_version:
+        return settings.config_version
+    try:
+        return config_digest(settings.config_path)
+    except OSError:
+        return "unknown"
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    from bot.app import build_runtime, create_app
+    from bot.app import build_runtime, create_app, make_metrics
     from bot.db.migrate import upgrade
+    from bot.observability.exporter import MetricsPortUnavailable, serve_metrics
 
     settings = _settings()
     config = _config(settings)
-    configure_logging(settings.log_level, _secrets(settings, config))
+    _logging(settings, _secrets(settings, config))
+    checked = _refuse_silence(settings, config)
+    metrics = make_metrics(settings, config, config_version=_config_version(settings))
+    metrics_port = settings.metrics_port if args.metrics_port is None else args.metrics_port
+    exporter = None
+    if metrics_port is not None:
+        try:
+            exporter = serve_metrics(
+                metrics.registry, host=settings.metrics_host, port=metrics_port
+            )
+        except MetricsPortUnavailable as exc:
+            print(f"opsbot serve: {exc}", file=sys.stderr)
+            return EXIT_BAD_CONFIG
     if not args.no_migrate:
         upgrade(settings.effective_database_url, timeouts=settings.db_timeouts)
-    runtime = build_runtime(settings, config)
+    runtime = build_runtime(settings, config, metrics=metrics)
+    if checked.slack_token_refused:
+        metrics.slack_auth(False)
+    if exporter is not None:
+        runtime.metrics_url = exporter.url
     app = create_app(runtime)
     host = args.host or settings.host
     port = settings.port if args.port is None else args.port
     log.info("opsbot listening on http://%s:%d", host, port)
     _freeze_startup_heap()
-    _run_server(app, settings, host=host, port=port, access_log=args.access_log)
+    try:
+        _run_server(app, settings, host=host, port=port, access_log=args.access_log)
+    finally:
+        if exporter is not None:
+            exporter.stop()
     return 0
 
 
@@ -118,8 +193,10 @@ def cmd_dev(args: argparse.Namespace) -> int:
         return EXIT_BAD_CONFIG
     from bot.app import build_runtime, create_app
     from bot.db.migrate import upgrade
+    from bot.observability.exporter import MetricsServer, serve_metrics
     from bot.sandbox.console import ConsoleActions
 
+    exporter: MetricsServer | None = None
     host = args.host
     level = str(args.log_level).upper()
     port = args.port if args.port else _free_port("127.0.0.1")
@@ -130,7 +207,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     var_dir.mkdir(parents=True, exist_ok=True)
     service_url = f"http://127.0.0.1:{port}"
     sandbox = Sandbox(var_dir=var_dir, service_url=service_url, rollout_s=args.rollout_s)
-    configure_logging(level, [*vars(sandbox.secrets).values()])
+    _logging(_settings(), [*vars(sandbox.secrets).values()], level)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server
     print("opsbot dev: starting the sandbox (Slack, PagerDuty, SNS and AWS on loopback)…")
     sandbox.start()
@@ -140,19 +217,26 @@ def cmd_dev(args: argparse.Namespace) -> int:
         config = sandbox.config()
         upgrade(settings.effective_database_url, timeouts=settings.db_timeouts)
         runtime = build_runtime(settings, config)
+        # Metrics on a port of their own, as in production: any free one on loopback.
+        exporter = serve_metrics(runtime.metrics.registry, host="127.0.0.1", port=0)
+        runtime.metrics_url = exporter.url
         console = ConsoleActions(sandbox)
         runtime.console = console
         app = create_app(runtime)
-        _print_sandbox(settings, sandbox, host=host, port=port)
+        _print_sandbox(settings, sandbox, host=host, port=port, metrics_url=exporter.url)
         _run_server(app, settings, host=host, port=port, access_log=args.access_log)
     finally:
+        if exporter is not None:
+            exporter.stop()
         if console is not None:
             console.close()
         sandbox.stop()
     return 0
 
 
-def _print_sandbox(settings: Settings, sandbox: Any, *, host: str, port: int) -> None:
+def _print_sandbox(
+    settings: Settings, sandbox: Any, *, host: str, port: int, metrics_url: str
+) -> None:
     from bot.sandbox import world
 
     shown = "127.0.0.1" if host in ("0.0.0.0", "::", "127.0.0.1") else host  # noqa: S104
@@ -168,6 +252,7 @@ def _print_sandbox(settings: Settings, sandbox: Any, *, host: str, port: int) ->
         "People: " + "; ".join(f"{u.real_name} ({u.slack_id}): {u.role}" for u in world.USERS),
         "",
         f"  Console: http://{shown}:{port}/",
+        f"  Metrics: {metrics_url}",
         "",
     ]
     if host not in ("127.0.0.1", "localhost", "::1"):
@@ -188,7 +273,7 @@ def cmd_db_upgrade(_args: argparse.Namespace) -> int:
     from bot.db.migrate import upgrade
 
     settings = _settings()
-    configure_logging(settings.log_level, settings.secret_values())
+    _logging(settings, settings.secret_values())
     upgrade(settings.effective_database_url, timeouts=settings.db_timeouts)
     print("database is up to date")
     return 0
@@ -237,18 +322,20 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     settings = _settings()
     path = Path(args.path) if args.path else settings.config_path
     config = _config(settings, path)
-    missing = sorted(e for e in config.routing_key_envs() if settings.env_secret(e) is None)
+    checked = _preflight(settings, config)
     source = str(path) if path else "embedded default configuration"
     environments = sum(len(app.environments) for app in config.apps.values())
     print(
         f"{source}: valid ({len(config.alarm_routes)} alarm routes, {len(config.apps)} apps "
         f"with {environments} environments)"
     )
-    for note in _app_notes(config) + _rights_notes(config):
+    for note in _app_notes(config) + _rights_notes(config) + checked.warnings:
         print(f"note: {note}")
-    for env_name in missing:
-        print(f"note: {env_name} is not set here; routes naming it cannot page until it is")
-    return 0
+    if not config.ops_channel:
+        print("note: ops_channel is not set: opsbot's own failures are only logged and counted")
+    for refusal in checked.refusals:
+        print(f"{refusal}", file=sys.stderr)
+    return 0 if checked.ok else EXIT_BAD_CONFIG
 
 
 def cmd_outbox(args: argparse.Namespace) -> int:
@@ -271,6 +358,33 @@ def cmd_outbox(args: argparse.Namespace) -> int:
             for row in outbox.dead(db_session, limit=20):
                 print(f"dead #{row.id} {row.kind} to {row.target}: {row.last_error}")
     engine.dispose()
+    return 0
+
+
+def cmd_status(_args: argparse.Namespace) -> int:
+    """`opsbot status`: what `/opsbot status` shows, read from the database."""
+    from bot.clock import SystemClock
+    from bot.db.engine import make_engine, make_sessionmaker
+    from bot.observability.outbox_gauges import read_backlog
+    from bot.ops import render
+    from bot.ops.instances import package_version
+    from bot.ops.status import gather
+
+    settings = _settings()
+    engine = make_engine(settings.effective_database_url)
+    now = SystemClock().now()
+    with make_sessionmaker(engine)() as db_session:
+        status = gather(
+            db_session,
+            backlog=read_backlog(db_session, now),
+            now=now,
+            version=package_version(),
+            commit=settings.build_commit,
+            config_version=_config_version(settings),
+            heartbeat_s=settings.heartbeat_s,
+        )
+    engine.dispose()
+    print(render.status_text(status))
     return 0
 
 
@@ -299,7 +413,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
     settings = _settings()
     config = _config(settings)
-    configure_logging(settings.log_level, _secrets(settings, config))
+    _logging(settings, _secrets(settings, config))
     runtime = build_runtime(settings, config, run_jobs=False)
     # Started only to write the watch job into the shared job store: the
     # serving bot's leader runs it (and sends the Slack messages).
@@ -332,6 +446,11 @@ def parser() -> argparse.ArgumentParser:
         "--no-migrate", action="store_true", help="do not apply database migrations at start"
     )
     serve.add_argument("--access-log", action="store_true", help="log every HTTP request")
+    serve.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve GET /metrics on this port (default: OPSBOT_METRICS_PORT, else none)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     dev = commands.add_parser(
@@ -370,6 +489,11 @@ def parser() -> argparse.ArgumentParser:
     retry = box_commands.add_parser("retry", help="send abandoned deliveries again")
     retry.add_argument("--id", type=int, help="only this delivery (default: every abandoned one)")
     box.set_defaults(func=cmd_outbox)
+
+    status = commands.add_parser(
+        "status", help="outbox depth, dead deliveries, Slack auth, instances, versions"
+    )
+    status.set_defaults(func=cmd_status)
 
     manifest = commands.add_parser("manifest", help="print the Slack app manifest")
     manifest.add_argument("--url", required=True, help="where opsbot is served: https://host")

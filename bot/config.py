@@ -6,6 +6,7 @@ Every error names the key that is wrong and why, e.g.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import datetime, time
 from importlib import resources
@@ -428,6 +429,24 @@ class Config(Strict):
     oncall: OnCallSettings = Field(default_factory=OnCallSettings)
     deploys: DeploySettings = Field(default_factory=DeploySettings)
     rights: Rights = Field(default_factory=Rights)
+    # Where opsbot tells operators about its own failures (dead deliveries, late
+    # pages); Slack's refusal of the token itself pages through this routing key.
+    ops_channel: str | None = None
+    ops_pagerduty_routing_key_env: str | None = None
+    # A page still waiting to reach PagerDuty this long after it was due is announced.
+    ops_page_late_after_s: float = Field(default=120.0, ge=10.0, le=3600.0)
+
+    @field_validator("ops_channel")
+    @classmethod
+    def _ops_channel(cls, value: str | None) -> str | None:
+        return None if value is None else _channel_or_raise(value)
+
+    @field_validator("ops_pagerduty_routing_key_env")
+    @classmethod
+    def _ops_key_env(cls, value: str | None) -> str | None:
+        if value is not None and not ENV_VAR.match(value):
+            raise ValueError("must be the name of an environment variable, e.g. PD_KEY_OPS")
+        return value
 
     @model_validator(mode="after")
     def _default_route_last(self) -> Config:
@@ -470,6 +489,11 @@ class Config(Strict):
         return {
             r.pagerduty_routing_key_env for r in self.alarm_routes if r.pagerduty_routing_key_env
         }
+
+    def paging_key_envs(self) -> set[str]:
+        """Every routing key variable opsbot may page through: the routes' and the ops key."""
+        ops = {self.ops_pagerduty_routing_key_env} if self.ops_pagerduty_routing_key_env else set()
+        return self.routing_key_envs() | ops
 
 
 class ConfigError(Exception):
@@ -535,11 +559,20 @@ def load_config_text(text: str, *, source: str) -> Config:
     return parse_config(data, source=source)
 
 
+def _default_text() -> str:
+    return resources.files("bot").joinpath("default_config.yaml").read_text(encoding="utf-8")
+
+
+def config_digest(path: Path | None) -> str:
+    """`sha256:` and 12 hex digits of the file at `path` (or of the embedded default)."""
+    data = path.read_bytes() if path is not None else _default_text().encode("utf-8")
+    return "sha256:" + hashlib.sha256(data).hexdigest()[:12]
+
+
 def load_config(path: Path | None) -> Config:
     """The file at `path`, or the embedded default configuration when no path is given."""
     if path is None:
-        text = resources.files("bot").joinpath("default_config.yaml").read_text(encoding="utf-8")
-        return load_config_text(text, source="embedded default configuration")
+        return load_config_text(_default_text(), source="embedded default configuration")
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:

@@ -9,6 +9,8 @@ import threading
 from collections.abc import Iterable
 from types import TracebackType
 
+from bot.observability.json_logs import JsonLines
+
 REDACTED = "[redacted]"
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -55,10 +57,12 @@ class RedactSecrets(logging.Filter):
         return True
 
 
-def configure_logging(level: str, secrets: Iterable[str]) -> None:
+def configure_logging(level: str, secrets: Iterable[str], *, json_lines: bool = False) -> None:
+    """Log to stderr at `level`, secrets redacted; as JSON lines with `json_lines`."""
+    redactor = RedactSecrets(secrets)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(FORMAT))
-    handler.addFilter(RedactSecrets(secrets))
+    handler.setFormatter(JsonLines(redactor.redact) if json_lines else logging.Formatter(FORMAT))
+    handler.addFilter(redactor)
     root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)

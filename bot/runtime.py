@@ -22,7 +22,11 @@ from bot.clock import Clock
 from bot.config import Config
 from bot.incidents.actions import IncidentActions
 from bot.incidents.pagerduty_sync import WebhookSync
+from bot.observability.metrics import Metrics
+from bot.observability.outbox_gauges import OutboxGauges
 from bot.oncall.flows import OnCallAnswers
+from bot.ops.flows import OpsStatus
+from bot.ops.monitor import OpsMonitor
 from bot.outbox.worker import OutboxWorker
 from bot.pagerduty.rest import PagerDutyRest
 from bot.people.directory import PeopleDirectory
@@ -68,6 +72,11 @@ class Runtime:
     on_start: list[Callable[[Runtime], None]] = field(default_factory=list)
     # Set by `opsbot dev` only: the sandbox's console, served by the same app.
     console: ConsoleActions | None = None
+    metrics: Metrics = field(default_factory=Metrics)  # this runtime's own registry
+    outbox_gauges: OutboxGauges | None = None
+    ops_monitor: OpsMonitor | None = None
+    ops_status: OpsStatus | None = None
+    metrics_url: str | None = None  # where GET /metrics is served, when it is
 
     def start(self) -> None:
         for note in self.notes:
@@ -82,8 +91,12 @@ class Runtime:
                 log.exception("start-up step %s failed; going on without it", hook.__name__)
         if self.queue_consumer is not None:
             self.queue_consumer.start()
+        if self.ops_monitor is not None:
+            self.ops_monitor.start()
 
     def stop(self) -> None:
+        if self.ops_monitor is not None:
+            self.ops_monitor.stop()
         if self.queue_consumer is not None:
             self.queue_consumer.stop()
         self.after_ack.stop()
@@ -91,4 +104,6 @@ class Runtime:
         self.outbox.stop()
         if self.outbox_engine is not None:
             self.outbox_engine.dispose()
+        if self.outbox_gauges is not None:
+            self.outbox_gauges.close()
         self.engine.dispose()

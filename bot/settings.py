@@ -11,7 +11,7 @@ import os
 import re
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -119,6 +119,39 @@ class Settings(BaseSettings):
             "OPSBOT_ALARM_QUEUE_RAW_DELIVERY", "alarm_queue_raw_delivery"
         ),
     )
+    # Operating opsbot itself (docs/operations.md).
+    metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        validation_alias=AliasChoices("OPSBOT_METRICS_PORT", "metrics_port"),
+    )
+    metrics_host: str = Field(
+        default="0.0.0.0",  # noqa: S104  # scraped from inside the VPC; the ALB never routes here
+        validation_alias=AliasChoices("OPSBOT_METRICS_HOST", "metrics_host"),
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", validation_alias=AliasChoices("OPSBOT_LOG_FORMAT", "log_format")
+    )
+    emf_interval_s: float = Field(
+        default=60.0, ge=0, validation_alias=AliasChoices("OPSBOT_EMF_INTERVAL_S", "emf_interval_s")
+    )
+    emf_namespace: str = Field(
+        default="opsbot",
+        min_length=1,
+        max_length=255,
+        validation_alias=AliasChoices("OPSBOT_EMF_NAMESPACE", "emf_namespace"),
+    )
+    heartbeat_s: float = Field(
+        default=15.0, gt=0, validation_alias=AliasChoices("OPSBOT_HEARTBEAT_S", "heartbeat_s")
+    )
+    build_commit: str = Field(
+        default="", validation_alias=AliasChoices("OPSBOT_BUILD_COMMIT", "build_commit")
+    )
+    config_version: str | None = Field(
+        default=None, validation_alias=AliasChoices("OPSBOT_CONFIG_VERSION", "config_version")
+    )
+
     # Secrets the config file names by variable (routing keys), given in code rather
     # than by the environment: see `with_secrets`. Never read from the environment.
     _secrets: dict[str, SecretStr] = PrivateAttr(default_factory=dict)
@@ -219,6 +252,11 @@ class Settings(BaseSettings):
         except re.error as exc:
             raise ValueError(f"not a valid regular expression: {exc}") from exc
         return value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("log_level")
     @classmethod

@@ -88,7 +88,8 @@ def routes(runtime: Runtime) -> list[Route]:
         return Response(_asset(name), media_type=ASSETS[name])
 
     async def state(_request: Request) -> Response:
-        return JSONResponse(await run_in_threadpool(actions.state))
+        shown = await run_in_threadpool(actions.state)
+        return JSONResponse({**shown, "metrics_url": runtime.metrics_url})
 
     def api(do: Callable[[ConsoleActions, dict[str, Any]], dict[str, Any]]) -> Any:
         async def endpoint(request: Request) -> Response:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from slack_bolt import Ack, App
@@ -139,13 +140,14 @@ def _incident_id(value: str | None) -> int | None:
     return int(head) if head.isdigit() else None
 
 
-def _requester(body: dict[str, Any], via: str) -> Requester:
+def _requester(body: dict[str, Any], via: str, clicked_at: datetime | None = None) -> Requester:
     user = body.get("user") or {}
     user_id = user.get("id") if isinstance(user, dict) else None
     return Requester(
         slack_user_id=str(user_id or body.get("user_id")),
         via=via,
         response_url=body.get("response_url"),
+        clicked_at=clicked_at,
     )
 
 
@@ -186,11 +188,12 @@ def register(app: App, runtime: Runtime) -> None:
     def button(action_name: str) -> Any:
         def listener(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
             ack()
+            clicked_at = runtime.clock.now()
             incident_id = _incident_id(action.get("value"))
             if incident_id is None:
                 log.warning("%s clicked without an incident id", action.get("action_id"))
                 return
-            requester = _requester(body, "button")
+            requester = _requester(body, "button", clicked_at)
             runtime.after_ack.run(
                 f"{action_name} button",
                 lambda: actions.request(

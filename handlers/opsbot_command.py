@@ -11,6 +11,7 @@ from bot.config import EMAIL
 from bot.outbox.replies import Replies, ephemeral
 from bot.people.links import PagerDutyLinks
 from bot.runtime import Runtime
+from handlers import ops_status
 
 USAGE = "\n".join(
     [
@@ -20,6 +21,8 @@ USAGE = "\n".join(
         "`/opsbot link-pagerduty <your Slack email>` — link yourself by your own Slack email",
         "`/opsbot link-pagerduty @someone <email>` — (admins) link someone to a PagerDuty email",
         "`/opsbot unlink-pagerduty [@someone]` — forget a link (someone else's: admins)",
+        "`/opsbot status` — opsbot's own health: outbox, dead deliveries (admins: Retry), "
+        "Slack auth, instances",
         "`/oncall [team or schedule]` — who is on call; `/incident help` — incidents",
         "Alarms arrive by themselves: CloudWatch → SNS → opsbot → this workspace and PagerDuty.",
     ]
@@ -94,6 +97,10 @@ def register(app: App, runtime: Runtime) -> None:
                 verb,
                 lambda: links.link(requester=user_id, email=email, for_user=subject),
             )
+            return
+        if verb == "status":
+            ack()
+            ops_status.answer(runtime, user_id=user_id, response_url=command.get("response_url"))
             return
         if verb == "unlink-pagerduty":
             subject, rest = _subject(rest)

@@ -9,6 +9,7 @@ deliveries are deduplicated by event_id before any listener sees them.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from urllib.parse import parse_qsl
 
@@ -23,7 +24,16 @@ from bot import json_depth
 from bot.inbound.receipts import SlackEventReceipts
 from bot.inbound.replay import ReplayGuard
 from bot.runtime import Runtime
-from handlers import approvals, dbroles, deploys, flags, incidents, oncall, opsbot_command
+from handlers import (
+    approvals,
+    dbroles,
+    deploys,
+    flags,
+    incidents,
+    oncall,
+    ops_status,
+    opsbot_command,
+)
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +86,7 @@ def build_bolt_app(runtime: Runtime) -> App | None:
     flags.register(app, runtime)
     dbroles.register(app, runtime)
     approvals.register(app, runtime)
+    ops_status.register(app, runtime)
     return app
 
 
@@ -111,6 +122,7 @@ def routes(runtime: Runtime) -> list[Route]:
                 {"error": "Slack is not configured: set SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN"},
                 status_code=503,
             )
+        started = time.perf_counter()
         with runtime.after_ack.acknowledging():
             body = await request.body()
             too_deep = _too_deep(body)
@@ -123,6 +135,8 @@ def routes(runtime: Runtime) -> list[Route]:
                 log.warning("refused a Slack request: %s", type(exc).__name__)
                 return _refused(400, "body is not a Slack request")
             answer = await run_in_threadpool(bolt.dispatch, bolt_request)
-        return to_starlette_response(answer)
+        response = to_starlette_response(answer)
+        runtime.metrics.slack_ack.observe(time.perf_counter() - started)
+        return response
 
     return [Route("/slack/events", events, methods=["POST"])]

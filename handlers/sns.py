@@ -56,6 +56,8 @@ def _answer(status: int, message: str) -> JSONResponse:
 # 0.099 s with 2, intake about 60/s with either; before verification moved
 # under the limit too, 4 at once and 40 (the threadpool's size) were slower.
 AT_ONCE = 1
+# Answers that refuse a message (opsbot_alarm_notifications_total{outcome="refused"}).
+REFUSED = frozenset({400, 403, 413})
 
 
 def routes(runtime: Runtime) -> list[Route]:
@@ -183,4 +185,10 @@ def routes(runtime: Runtime) -> list[Route]:
         log.info("confirmed the subscription to %s", topic)
         return _answer(200, "subscription confirmed")
 
-    return [Route("/sns", receive, methods=["POST"])]
+    async def counted(request: Request) -> JSONResponse:
+        answer = await receive(request)
+        if answer.status_code in REFUSED:
+            runtime.metrics.notifications.labels("https", "refused").inc()
+        return answer
+
+    return [Route("/sns", counted, methods=["POST"])]

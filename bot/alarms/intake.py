@@ -16,6 +16,7 @@ from bot.alarms.service import Inbound, receive
 from bot.clock import Clock
 from bot.config import AlarmMatch, Config
 from bot.incidents.models import Incident
+from bot.observability.metrics import Metrics
 
 log = logging.getLogger(__name__)
 ATTEMPTS = 3
@@ -28,13 +29,31 @@ def _negative_incident_ids(db_session: Session, _context: object, _instances: ob
 
 
 class AlarmIntake:
-    def __init__(self, *, sessions: sessionmaker[Session], config: Config, clock: Clock) -> None:
+    def __init__(
+        self,
+        *,
+        sessions: sessionmaker[Session],
+        config: Config,
+        clock: Clock,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.sessions = sessions
         self.config = config
         self.clock = clock
+        self.metrics = metrics or Metrics()
 
     def record(self, inbound: Inbound) -> str:
         """Durably record one message and everything it causes; return the outcome."""
+        try:
+            outcome = self._record(inbound)
+        except Exception:
+            self.metrics.notifications.labels(inbound.via, "error").inc()
+            raise
+        counted = "duplicate" if outcome == "duplicate" else "new"
+        self.metrics.notifications.labels(inbound.via, counted).inc()
+        return outcome
+
+    def _record(self, inbound: Inbound) -> str:
         for attempt in range(1, ATTEMPTS + 1):
             with self.sessions() as db_session:
                 try:
@@ -57,7 +76,13 @@ class AlarmIntake:
                     if code not in {"40001", "40P01"} or attempt == ATTEMPTS:
                         raise
                     continue
-            log.info("message %s via %s: %s", inbound.message_id, inbound.via, outcome)
+            log.info(
+                "message %s via %s: %s",
+                inbound.message_id,
+                inbound.via,
+                outcome,
+                extra={"message_id": inbound.message_id, "via": inbound.via},
+            )
             return outcome
         raise AssertionError("unreachable")
 

@@ -29,6 +29,7 @@ from typing import Any
 
 from bot import json_depth
 from bot.alarms.service import Inbound
+from bot.observability.metrics import Metrics
 from bot.sns.envelope import NOTIFICATION, Envelope, MalformedEnvelope, for_log, parse_envelope
 from bot.sns.verify import CertificateUnavailable, SignatureInvalid, SnsVerifier
 
@@ -71,6 +72,7 @@ class AlarmQueueConsumer:
         allowed_topics: list[str],
         verifier: SnsVerifier | None,
         wait_s: int = 20,
+        metrics: Metrics | None = None,
     ) -> None:
         self.sqs = sqs
         self.queue_url = queue_url
@@ -78,6 +80,7 @@ class AlarmQueueConsumer:
         self.allowed_topics = set(allowed_topics)
         self.verifier = verifier
         self.wait_s = wait_s
+        self.metrics = metrics or Metrics()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -109,7 +112,10 @@ class AlarmQueueConsumer:
         )
         done = []
         for message in answer.get("Messages", []):
-            if self.handle(message) is not Verdict.LEFT:
+            verdict = self.handle(message)
+            if verdict is Verdict.REFUSED:
+                self.metrics.notifications.labels("sqs", "refused").inc()
+            if verdict is not Verdict.LEFT:
                 done.append({"Id": message["MessageId"], "ReceiptHandle": message["ReceiptHandle"]})
         if done:
             self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=done)

@@ -98,6 +98,14 @@ def request(
             "required_approvals": required_approvals,
         },
     )
+    log.info(
+        "request %s (%s on %s) asked by %s",
+        action.id,
+        kind,
+        target,
+        requested_by,
+        extra={"request": action.id, "slack_user": requested_by, "target": target},
+    )
     return action
 
 
@@ -218,6 +226,13 @@ def click(runtime: Runtime, *, action_id: int, user_id: str, decision: str) -> C
         )
         sync_message(db_session, action=action, now=now)
         db_session.commit()
+        log.info(
+            "request %s: %s by %s",
+            action.id,
+            decision,
+            user_id,
+            extra={"request": action.id, "slack_user": user_id, "target": action.target},
+        )
         if decision == CANCEL:
             return ClickOutcome(f"Cancelled request #{action.id}.")
         if action.status != EXECUTING:
@@ -243,6 +258,13 @@ def execute(runtime: Runtime, *, action_id: int) -> str:
         approvals.finish(db_session, action=action, status=status, result=result)
         sync_message(db_session, action=action, now=runtime.clock.now())
         db_session.commit()
+    log.info(
+        "request %s (%s) %s",
+        action_id,
+        action.kind,
+        status,
+        extra={"request": action_id, "target": action.target},
+    )
     return result
 
 

@@ -9,6 +9,7 @@ from bot.db.base import Base
 from bot.deploys import models as deploys_models
 from bot.inbound import models as inbound_models
 from bot.incidents import models as incidents_models
+from bot.ops import models as ops_models
 from bot.outbox import models as outbox_models
 from bot.people import models as people_models
 
@@ -19,6 +20,7 @@ MODEL_MODULES = (
     deploys_models,
     inbound_models,
     incidents_models,
+    ops_models,
     outbox_models,
     people_models,
 )

@@ -224,6 +224,21 @@ def start(runtime: Runtime, checked: Plan, *, approved_by: list[str]) -> Deploym
         announce(db_session, deployment=deployment, now=now)
         db_session.commit()
         token = deployment.watch_job
+    log.info(
+        "deployment %s: %s of %s to %s/%s started by %s",
+        deployment.id,
+        request.kind,
+        checked.tag,
+        request.app,
+        request.env,
+        request.actor,
+        extra={
+            "deployment": deployment.id,
+            "app": request.app,
+            "env": request.env,
+            "slack_user": request.actor,
+        },
+    )
     runtime.scheduler.schedule(
         WATCH_JOB, at=now + poll, job_id=token, deployment_id=deployment.id, token=token
     )

@@ -12,6 +12,7 @@ and the person hears back through the response_url of their click or command.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -34,6 +35,8 @@ from bot.people.directory import NOT_CONFIGURED, PeopleDirectory, mention
 from bot.people.errors import NoPagerDutyUser
 from bot.rights.errors import RightMissing
 from bot.rights.service import DECLARE_RIGHT, RESPOND_RIGHT, SILENCE_RIGHT, Rights
+
+log = logging.getLogger(__name__)
 
 ACKNOWLEDGE = "acknowledge"
 RESOLVE = "resolve"
@@ -66,6 +69,7 @@ class Requester:
     slack_user_id: str | None  # None: opsbot itself (a scheduled job)
     via: str  # button | command | job
     response_url: str | None = None
+    clicked_at: datetime | None = None  # a button: when the click arrived
 
     @property
     def display(self) -> str:
@@ -228,6 +232,13 @@ class IncidentActions:
             target = incident.target
         else:
             target = incident if isinstance(incident, str) else f"incident:{incident}"
+        log.info(
+            "%s on %s refused for %s",
+            action,
+            target,
+            requester.audit_actor,
+            extra={"incident": target, "slack_user": requester.slack_user_id},
+        )
         with self.sessions() as db_session:
             audit.record(
                 db_session,
@@ -347,6 +358,11 @@ class IncidentActions:
                         "via": requester.via,
                         "response_url": requester.response_url,
                         "text": text,
+                        **(
+                            {"clicked_at": requester.clicked_at.isoformat()}
+                            if requester.clicked_at
+                            else {}
+                        ),
                     },
                     now=now,
                 )
@@ -355,6 +371,14 @@ class IncidentActions:
                     db_session, incident=locked, action=action, requester=requester, text=text
                 )
             db_session.commit()
+        log.info(
+            "incident %s: %s asked by %s via %s",
+            incident_id,
+            action,
+            requester.audit_actor,
+            requester.via,
+            extra={"incident": incident_id, "slack_user": requester.slack_user_id},
+        )
 
     def _apply_here(
         self,
@@ -373,6 +397,10 @@ class IncidentActions:
         elif action == RESOLVE:
             flows.resolve(
                 db_session, incident=incident, by=by, at=now, now=now, via=where, note=text
+            )
+        if requester.clicked_at is not None:
+            flows.sync_message(
+                db_session, incident=incident, now=now, clicked_at=requester.clicked_at
             )
         audit.record(
             db_session,

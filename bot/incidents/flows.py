@@ -28,17 +28,27 @@ def job_id(incident: Incident, job: str) -> str:
 
 
 def sync_message(
-    db_session: Session, *, incident: Incident, now: datetime, new: bool = False
+    db_session: Session,
+    *,
+    incident: Incident,
+    now: datetime,
+    new: bool = False,
+    clicked_at: datetime | None = None,
 ) -> None:
     """Post the incident's message, or update it in place, with its current state.
 
     `new`: the incident was created in this transaction (nothing to look up).
+    `clicked_at`: the update shows the effect of a click made then (measured
+    when it reaches Slack: opsbot_click_to_effect_seconds).
     """
+    message = render.incident_message(incident)
+    if clicked_at is not None:
+        message = {**message, outbox.CLICKED_AT: clicked_at.isoformat()}
     outbox.post_or_update(
         db_session,
         key=incident.message_key,
         channel=incident.channel,
-        message=render.incident_message(incident),
+        message=message,
         now=now,
         new_key=new,
     )

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -136,10 +136,12 @@ class PagerDutyActionSender:
         raise ValueError(f"unknown action {action!r}")
 
     def _requester(self, payload: dict[str, Any]) -> Requester:
+        clicked_at = payload.get("clicked_at")
         return Requester(
             slack_user_id=payload.get("actor_id"),
             via=str(payload.get("via") or "button"),
             response_url=payload.get("response_url"),
+            clicked_at=datetime.fromisoformat(clicked_at) if isinstance(clicked_at, str) else None,
         )
 
     def _succeeded(
@@ -194,7 +196,9 @@ class PagerDutyActionSender:
                 )
             if data is not None:  # after the change, which compares with what was known
                 flows.update_from_pagerduty(incident, data=data, assignees=assignees)
-            flows.sync_message(db_session, incident=incident, now=now)
+            flows.sync_message(
+                db_session, incident=incident, now=now, clicked_at=requester.clicked_at
+            )
             audit.record(
                 db_session,
                 at=now,
@@ -219,6 +223,17 @@ class PagerDutyActionSender:
                 )
             outbox.complete(db_session, delivery_id=job.id, status=SENT, error=None, now=now)
             db_session.commit()
+        log.info(
+            "incident %s: %s done in PagerDuty for %s",
+            payload["incident_id"],
+            action,
+            requester.audit_actor,
+            extra={
+                "incident": payload["incident_id"],
+                "delivery": job.id,
+                "slack_user": requester.slack_user_id,
+            },
+        )
         return Sent()
 
     def _failed(self, job: Job, error: str) -> Result:
@@ -261,5 +276,11 @@ class PagerDutyActionSender:
             )
             outbox.complete(db_session, delivery_id=job.id, status=DEAD, error=error, now=now)
             db_session.commit()
-        log.warning("incident %s: %s failed: %s", payload["incident_id"], action, error)
+        log.warning(
+            "incident %s: %s failed: %s",
+            payload["incident_id"],
+            action,
+            error,
+            extra={"incident": payload["incident_id"], "delivery": job.id},
+        )
         return Dead(error=error)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 
@@ -26,6 +27,7 @@ class Job:
     payload: dict[str, Any]
     attempts: int
     message: MessageRef | None
+    created_at: datetime | None = None  # written in the transaction that caused it
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,8 @@ class Retry:
     # The request may still land (a timeout, a reset): wait out the lease before
     # looking for it and trying again, so a late arrival is found, not doubled.
     ambiguous: bool = False
+    # Slack refused the bot's token (invalid_auth, token_revoked...): a person must act.
+    credentials_refused: bool = False
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,8 @@ from bot.outbox.models import (
 from bot.outbox.results import Job
 
 WAKE_FLAG = "outbox_wake"
+# In a Slack message's payload: when the click this update shows was made (ISO 8601).
+CLICKED_AT = "clicked_at"
 
 RenderItems = Callable[[list[dict[str, Any]]], dict[str, Any]]
 
@@ -138,8 +140,13 @@ def post_or_update(
         pending = _unclaimed_pending(
             db_session, Delivery.kind == SLACK_MESSAGE, Delivery.message_key == key
         )
-    if pending is not None and _replace_payload(db_session, pending, message, now):
-        return
+    if pending is not None:
+        # A click's time stays with the update that shows its effect (click_to_effect).
+        clicked_at = pending.payload.get(CLICKED_AT)
+        if clicked_at and not message.get(CLICKED_AT):
+            message = {**message, CLICKED_AT: clicked_at}
+        if _replace_payload(db_session, pending, message, now):
+            return
     _add(
         db_session,
         now,
@@ -288,7 +295,7 @@ def _add_to_send(
         version=1,
         **values,
     )
-    job = Job(row.id, kind, target, dict(row.payload), row.attempts, None)
+    job = Job(row.id, kind, target, dict(row.payload), row.attempts, None, created_at=now)
     express.note_claimed(db_session, job, order_key)
 
 

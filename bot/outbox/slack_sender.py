@@ -72,7 +72,11 @@ def classify(error: SlackApiError, job: Job) -> Result:
         retry_after = float(error.response.headers.get("Retry-After", "1") or 1)
         return Retry(error=code, after_s=retry_after, pause_target_s=retry_after)
     if code in NEEDS_OPERATOR:
-        return Retry(error=f"{code}: Slack refused the bot's credentials", after_s=300.0)
+        return Retry(
+            error=f"{code}: Slack refused the bot's credentials",
+            after_s=300.0,
+            credentials_refused=True,
+        )
     if status >= 500 or code in TRANSIENT:
         return Retry(error=code)
     if code == "message_not_found" and job.kind == SLACK_MESSAGE:
@@ -87,11 +91,26 @@ def classify(error: SlackApiError, job: Job) -> Result:
 class SlackSender:
     """Posts, updates and threads the bot's messages; answers response_urls."""
 
-    def __init__(self, client: WebClient, webhook: Callable[[str], WebhookClient]) -> None:
+    def __init__(
+        self,
+        client: WebClient,
+        webhook: Callable[[str], WebhookClient],
+        *,
+        on_auth: Callable[[bool], None] = lambda _ok: None,
+    ) -> None:
         self.client = client
         self.webhook = webhook
+        self.on_auth = on_auth  # told whether Slack accepted the token (opsbot_slack_auth_ok)
 
     def send(self, job: Job) -> Result:
+        result = self._send(job)
+        if isinstance(result, Retry) and result.credentials_refused:
+            self.on_auth(False)
+        elif isinstance(result, Sent) and job.kind != SLACK_RESPONSE:
+            self.on_auth(True)  # a response_url needs no token: it says nothing of it
+        return result
+
+    def _send(self, job: Job) -> Result:
         try:
             if job.kind == SLACK_MESSAGE:
                 return self._message(job)

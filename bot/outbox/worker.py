@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy import ColumnElement, and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
@@ -25,7 +26,16 @@ from sqlalchemy.orm import Session, aliased, sessionmaker
 from bot.clock import Clock, SystemClock
 from bot.config import DeliverySettings
 from bot.db.statements import update_rows
-from bot.outbox.models import DEAD, PENDING, SENT, Delivery, SlackMessage
+from bot.observability.metrics import Metrics, seconds_between
+from bot.outbox.models import (
+    DEAD,
+    PAGERDUTY_EVENT,
+    PENDING,
+    SENT,
+    SLACK_MESSAGE,
+    Delivery,
+    SlackMessage,
+)
 from bot.outbox.pacing import Pacer
 from bot.outbox.results import Dead, Job, MessageRef, Result, Retry, Sent
 
@@ -41,6 +51,32 @@ BATCH = 200
 PASS_SPACING_S = 0.05
 
 
+class DeliveryObserver(Protocol):
+    def recorded(self, db_session: Session, job: Job, result: Result, now: datetime) -> None:
+        """Called in the transaction that records `result`, before its commit.
+
+        What it writes goes in a SAVEPOINT of its own (`begin_nested`), so that
+        its failure cannot undo the record.
+        """
+
+
+def outcome_of(result: Result) -> str:
+    """The `outcome` label of opsbot_deliveries_total."""
+    if isinstance(result, Sent):
+        return "ok"
+    if isinstance(result, Dead):
+        return "dead"
+    return "rate_limited" if result.pause_target_s else "retry"
+
+
+def is_alarm_page(job: Job) -> bool:
+    """A PagerDuty trigger for an alarm (not a declared incident, not opsbot's own page)."""
+    if job.kind != PAGERDUTY_EVENT or job.payload.get("action") != "trigger":
+        return False
+    details = (job.payload.get("payload") or {}).get("custom_details") or {}
+    return bool(details.get("alarm_arn"))
+
+
 class OutboxWorker:
     def __init__(
         self,
@@ -51,6 +87,8 @@ class OutboxWorker:
         settings: DeliverySettings,
         clock: Clock | None = None,
         instance_id: str | None = None,
+        metrics: Metrics | None = None,
+        observer: DeliveryObserver | None = None,
     ) -> None:
         self.sessions = sessions
         self.senders = senders
@@ -64,6 +102,8 @@ class OutboxWorker:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self.metrics = metrics or Metrics()
+        self.observer = observer
 
     @property
     def kinds(self) -> Collection[str]:
@@ -202,7 +242,15 @@ class OutboxWorker:
             if found is not None:
                 message = MessageRef(found.key, found.channel, found.channel_id, found.ts)
         db_session.commit()
-        return Job(row.id, row.kind, row.target, dict(row.payload), row.attempts, message)
+        return Job(
+            row.id,
+            row.kind,
+            row.target,
+            dict(row.payload),
+            row.attempts,
+            message,
+            created_at=row.created_at,
+        )
 
     # -- claimed in the transaction that adds them (bot/outbox/express.py) -----
 
@@ -265,18 +313,20 @@ class OutboxWorker:
                     .values(status=SENT, sent_at=now, last_error=None, **release)
                     .execution_options(synchronize_session=False)
                 )
-                if (
-                    job.message is not None
-                    and result.ts is not None
-                    and job.kind == "slack.message"
-                ):
+                if job.message is not None and result.ts is not None and job.kind == SLACK_MESSAGE:
                     db_session.execute(
                         update(SlackMessage)
                         .where(SlackMessage.key == job.message.key)
                         .values(ts=result.ts, channel_id=result.channel_id, posted_at=now)
                         .execution_options(synchronize_session=False)
                     )
-                log.info("delivery %s sent (%s to %s)", job.id, job.kind, job.target)
+                log.info(
+                    "delivery %s sent (%s to %s)",
+                    job.id,
+                    job.kind,
+                    job.target,
+                    extra={"delivery": job.id, "kind": job.kind, "attempts": job.attempts},
+                )
             elif isinstance(result, Retry):
                 after = (
                     result.after_s if result.after_s is not None else self._backoff_s(job.attempts)
@@ -312,6 +362,7 @@ class OutboxWorker:
                     job.attempts,
                     after,
                     result.error,
+                    extra={"delivery": job.id, "kind": job.kind, "attempts": job.attempts},
                 )
             elif isinstance(result, Dead):
                 db_session.execute(
@@ -327,8 +378,34 @@ class OutboxWorker:
                     job.target,
                     job.attempts,
                     result.error,
+                    extra={"delivery": job.id, "kind": job.kind, "attempts": job.attempts},
                 )
+            self._observe_in(db_session, job, result, now)
             db_session.commit()
+        self._count(job, result, now)
+
+    def _observe_in(self, db_session: Session, job: Job, result: Result, now: datetime) -> None:
+        """Let the observer add to the record's transaction; its failure never loses the record."""
+        if self.observer is None:
+            return
+        try:
+            self.observer.recorded(db_session, job, result, now)
+        except Exception:
+            log.exception("delivery %s: noting it for operators failed", job.id)
+
+    def _count(self, job: Job, result: Result, now: datetime) -> None:
+        self.metrics.delivery(job.kind, outcome_of(result))
+        if not isinstance(result, Sent):
+            return
+        if job.created_at is not None and is_alarm_page(job):
+            self.metrics.page_accepted(seconds_between(job.created_at, now))
+        clicked_at = job.payload.get("clicked_at") if job.kind == SLACK_MESSAGE else None
+        if isinstance(clicked_at, str):
+            try:
+                clicked = datetime.fromisoformat(clicked_at)
+            except ValueError:
+                return
+            self.metrics.click_to_effect.observe(seconds_between(clicked, now))
 
 
 def pending_count(sessions: sessionmaker[Session], kinds: Collection[str] | None = None) -> int:

@@ -292,8 +292,18 @@ function renderUsers() {
   about();
 }
 
+function renderMetricsLink() {
+  const link = $("metrics-link");
+  const url = state.data.metrics_url;
+  if (url && /^http:\/\/[0-9.]+:[0-9]+\/metrics$/.test(url)) {
+    link.href = url;
+    link.hidden = false;
+  }
+}
+
 function render(scrollToEnd) {
   if (!state.data) return;
+  renderMetricsLink();
   renderUsers();
   renderChannels();
   renderMessages(scrollToEnd);

@@ -1,0 +1,1 @@
+"""How opsbot says it is failing: Prometheus metrics, JSON log lines, CloudWatch EMF lines."""

@@ -1,0 +1,88 @@
+"""CloudWatch Embedded Metric Format lines: the numbers the alarms on opsbot itself watch.
+
+Every interval one JSON line per dimension set is written to stdout, which
+the container's log driver sends to CloudWatch Logs, where each line becomes
+metric data (no agent needed). The contract the Terraform alarms are written
+against, in namespace `OPSBOT_EMF_NAMESPACE`:
+
+- no dimensions: `opsbot_heartbeat` (1), `opsbot_slack_auth_ok` (1 or 0),
+  `opsbot_deliveries_dead` (deliveries marked dead during the interval) and,
+  in an interval with a page, `opsbot_alarm_to_page_seconds` (the slowest);
+- dimension `target` (`pagerduty`, `slack`, `slack_response`, `pagerduty_rest`):
+  `opsbot_outbox_pending` and `opsbot_outbox_oldest_pending_seconds`.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from bot.observability.metrics import TARGETS
+from bot.observability.outbox_gauges import OutboxBacklog
+
+
+def _line(
+    namespace: str,
+    timestamp_ms: int,
+    dimensions: list[str],
+    metrics: list[tuple[str, str, float]],
+    members: dict[str, Any],
+) -> str:
+    document: dict[str, Any] = {
+        "_aws": {
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [
+                {
+                    "Namespace": namespace,
+                    "Dimensions": [dimensions],
+                    "Metrics": [{"Name": name, "Unit": unit} for name, unit, _ in metrics],
+                }
+            ],
+        },
+        **members,
+    }
+    for name, _unit, value in metrics:
+        document[name] = value
+    return json.dumps(document, separators=(",", ":"))
+
+
+def emf_lines(
+    *,
+    namespace: str,
+    now: datetime,
+    slack_auth_ok: float,
+    deliveries_dead: int,
+    slowest_page_s: float | None,
+    backlog: OutboxBacklog,
+    instance: str,
+) -> list[str]:
+    """The lines of one interval, ending at `now`."""
+    timestamp_ms = int(now.timestamp() * 1000)
+    members = {"instance": instance}
+    plain: list[tuple[str, str, float]] = [
+        ("opsbot_heartbeat", "Count", 1),
+        ("opsbot_slack_auth_ok", "None", slack_auth_ok),
+        ("opsbot_deliveries_dead", "Count", deliveries_dead),
+    ]
+    if slowest_page_s is not None:
+        plain.append(("opsbot_alarm_to_page_seconds", "Seconds", round(slowest_page_s, 3)))
+    lines = [_line(namespace, timestamp_ms, [], plain, members)]
+    for target in TARGETS:
+        lines.append(
+            _line(
+                namespace,
+                timestamp_ms,
+                ["target"],
+                [
+                    ("opsbot_outbox_pending", "Count", backlog.pending(target)),
+                    (
+                        "opsbot_outbox_oldest_pending_seconds",
+                        "Seconds",
+                        round(backlog.oldest_s(target, now), 3),
+                    ),
+                ],
+                {**members, "target": target},
+            )
+        )
+    return lines

@@ -1,0 +1,167 @@
+"""opsbot's Prometheus metrics: one `Metrics` per runtime, each with its own registry.
+
+The names are an interface (dashboards and alarms use them): renaming one is a
+breaking change. Label values are bounded sets (delivery families, outcomes),
+never a channel, a user or an incident. Every label combination is created up
+front, so a counter reads 0 before its first event rather than missing.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from bot.outbox.models import (
+    PAGERDUTY_EVENT,
+    PAGERDUTY_REST,
+    SLACK_MESSAGE,
+    SLACK_REPLY,
+    SLACK_RESPONSE,
+)
+
+# Delivery kinds (bot/outbox/models.py) by the family they are counted under.
+SLACK = "slack"
+PAGERDUTY = "pagerduty"
+FAMILIES: dict[str, str] = {
+    SLACK_MESSAGE: SLACK,
+    SLACK_REPLY: SLACK,
+    SLACK_RESPONSE: "slack_response",
+    PAGERDUTY_EVENT: PAGERDUTY,
+    PAGERDUTY_REST: "pagerduty_rest",
+}
+TARGETS = ("slack", "pagerduty", "slack_response", "pagerduty_rest")
+VIAS = ("https", "sqs")
+NOTIFICATION_OUTCOMES = ("new", "duplicate", "refused", "error")
+DELIVERY_OUTCOMES = ("ok", "retry", "rate_limited", "dead")
+
+# From a few milliseconds (a page sent straight after its commit) to minutes (an outage).
+PAGE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)
+# Slack allows 3 s for an acknowledgement.
+ACK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5)
+CLICK_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30, 60, 300)
+
+
+def family(kind: str) -> str:
+    """The `target` label of a delivery kind."""
+    return FAMILIES.get(kind, "other")
+
+
+def seconds_between(start: datetime, end: datetime) -> float:
+    return max(0.0, (end - start).total_seconds())
+
+
+class Metrics:
+    """Every metric one opsbot process exports, registered in `registry`."""
+
+    def __init__(
+        self, *, version: str = "unknown", commit: str = "", config_version: str = ""
+    ) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        registry = self.registry
+        self.notifications = Counter(
+            "opsbot_alarm_notifications",
+            "SNS notifications received, by transport and what became of them.",
+            ["via", "outcome"],
+            registry=registry,
+        )
+        for via in VIAS:
+            for outcome in NOTIFICATION_OUTCOMES:
+                self.notifications.labels(via, outcome)
+        self.deliveries = Counter(
+            "opsbot_deliveries",
+            "Outbox send attempts, by delivery family and outcome.",
+            ["target", "outcome"],
+            registry=registry,
+        )
+        for target in TARGETS:
+            for outcome in DELIVERY_OUTCOMES:
+                self.deliveries.labels(target, outcome)
+        self.alarm_to_page = Histogram(
+            "opsbot_alarm_to_page_seconds",
+            "From an alarm's receipt (SNS or SQS) to PagerDuty accepting its trigger event.",
+            buckets=PAGE_BUCKETS,
+            registry=registry,
+        )
+        self.slack_ack = Histogram(
+            "opsbot_slack_ack_seconds",
+            "From a Slack request's arrival to its acknowledgement being ready.",
+            buckets=ACK_BUCKETS,
+            registry=registry,
+        )
+        self.click_to_effect = Histogram(
+            "opsbot_click_to_effect_seconds",
+            "From a click on an incident button to its PagerDuty call and message update done.",
+            buckets=CLICK_BUCKETS,
+            registry=registry,
+        )
+        self.slack_auth_ok = Gauge(
+            "opsbot_slack_auth_ok",
+            "1 while Slack accepts the bot's token, 0 once it refused it (until a call succeeds).",
+            registry=registry,
+        )
+        self.leader = Gauge(
+            "opsbot_leader",
+            "1 on the instance that runs scheduled jobs (holds the scheduler's lock).",
+            registry=registry,
+        )
+        self.build_info = Gauge(
+            "opsbot_build_info",
+            "Always 1: the running version and the commit the image was built from.",
+            ["version", "commit"],
+            registry=registry,
+        )
+        self.build_info.labels(version, commit or "unknown").set(1)
+        self.config_info = Gauge(
+            "opsbot_config_info",
+            "Always 1: the configuration's version (OPSBOT_CONFIG_VERSION, else its sha256).",
+            ["version"],
+            registry=registry,
+        )
+        self.config_info.labels(config_version or "unknown").set(1)
+        self.version = version
+        self.commit = commit or "unknown"
+        self.config_version = config_version or "unknown"
+        # Read by the EMF lines: what happened since the last line.
+        self._lock = threading.Lock()
+        self._dead_since_emit = 0
+        self._page_max_since_emit: float | None = None
+        self._slack_auth = 0.0
+
+    # -- what the hot paths call ----------------------------------------------------------
+
+    def delivery(self, kind: str, outcome: str) -> None:
+        self.deliveries.labels(family(kind), outcome).inc()
+        if outcome == "dead":
+            with self._lock:
+                self._dead_since_emit += 1
+
+    def page_accepted(self, seconds: float) -> None:
+        self.alarm_to_page.observe(seconds)
+        with self._lock:
+            if self._page_max_since_emit is None or seconds > self._page_max_since_emit:
+                self._page_max_since_emit = seconds
+
+    def slack_auth(self, ok: bool) -> None:
+        """Slack accepted (True) or refused (False) the bot's token."""
+        value = 1.0 if ok else 0.0
+        self._slack_auth = value
+        self.slack_auth_ok.set(value)
+
+    def follow_leadership(self, is_leader: Callable[[], bool]) -> None:
+        self.leader.set_function(lambda: 1.0 if is_leader() else 0.0)
+
+    # -- what the EMF lines read ----------------------------------------------------------
+
+    def take_interval(self) -> tuple[int, float | None]:
+        """Deliveries marked dead and the slowest page since the last call; both start over."""
+        with self._lock:
+            dead, self._dead_since_emit = self._dead_since_emit, 0
+            slowest, self._page_max_since_emit = self._page_max_since_emit, None
+        return dead, slowest
+
+    @property
+    def slack_auth_value(self) -> float:
+        return self._slack_auth

@@ -1,0 +1,1 @@
+"""Operating opsbot itself: its instances, its own failures, `/opsbot status`, start-up checks."""

@@ -1,0 +1,166 @@
+"""The instance's own watch, in a thread of its own: heartbeat, late pages, EMF lines.
+
+Every `heartbeat_s` it records the instance in `ops_instances` and looks at
+the outbox's backlog (bot/observability/outbox_gauges.py): a PagerDuty event
+due for longer than `ops_page_late_after_s` opens the late-page episode in the
+ops channel, and its end closes it. Every `emf_interval_s` (0: never) it
+writes the EMF lines the alarms on opsbot watch. It depends on neither Slack
+nor the scheduler, so it goes on when they fail.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.clock import Clock
+from bot.config import Config
+from bot.observability.emf import emf_lines
+from bot.observability.metrics import PAGERDUTY, Metrics
+from bot.observability.outbox_gauges import OutboxGauges
+from bot.ops import instances, notices
+from bot.ops.watch import DeliveryWatch
+
+log = logging.getLogger(__name__)
+
+
+def _stdout(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+class OpsMonitor:
+    def __init__(
+        self,
+        *,
+        sessions: sessionmaker[Session],
+        gauges: OutboxGauges,
+        metrics: Metrics,
+        watch: DeliveryWatch,
+        config: Config,
+        clock: Clock,
+        instance_id: str,
+        is_leader: Callable[[], bool],
+        heartbeat_s: float,
+        emf_interval_s: float,
+        emf_namespace: str,
+        emit: Callable[[str], None] = _stdout,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.sessions = sessions
+        self.gauges = gauges
+        self.metrics = metrics
+        self.watch = watch
+        self.config = config
+        self.clock = clock
+        self.instance_id = instance_id
+        self.is_leader = is_leader
+        self.heartbeat_s = heartbeat_s
+        self.emf_interval_s = emf_interval_s
+        self.emf_namespace = emf_namespace
+        self.emit = emit
+        self.monotonic = monotonic
+        self.started_at: datetime | None = None
+        self._late_maybe_open = True  # unknown at start: looked at once
+        self._last_emf: float | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.started_at = self.clock.now()
+        self._last_emf = self.monotonic()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="ops-monitor", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def _loop(self) -> None:
+        wait_s = self.heartbeat_s
+        if self.emf_interval_s > 0:
+            wait_s = min(wait_s, self.emf_interval_s)
+        while True:
+            try:
+                self.tick()
+            except Exception:
+                log.exception("the ops monitor's round failed; next round in %.0f s", wait_s)
+            if self._stop.wait(wait_s):
+                return
+
+    def tick(self) -> None:
+        """One round: heartbeat, late pages, and the EMF lines when their interval is up."""
+        now = self.clock.now()
+        self._heartbeat(now)
+        self._late_pages(now)
+        due = self._last_emf is None or self.monotonic() - self._last_emf >= self.emf_interval_s
+        if self.emf_interval_s > 0 and due:
+            self.write_emf(now)
+
+    def _heartbeat(self, now: datetime) -> None:
+        with self.sessions() as db_session:
+            instances.heartbeat(
+                db_session,
+                instance_id=self.instance_id,
+                version=self.metrics.version,
+                commit=self.metrics.commit,
+                config_version=self.metrics.config_version,
+                leader=self.is_leader(),
+                slack_auth_ok=self.metrics.slack_auth_value > 0,
+                last_slack_ok_at=self.watch.last_slack_ok_at,
+                last_pagerduty_ok_at=self.watch.last_pagerduty_ok_at,
+                started_at=self.started_at or now,
+                now=now,
+            )
+            db_session.commit()
+
+    def _late_pages(self, now: datetime) -> None:
+        channel = self.config.ops_channel
+        if channel is None:
+            return
+        backlog = self.gauges.backlog()
+        waiting_s = backlog.oldest_s(PAGERDUTY, now)
+        late = waiting_s > self.config.ops_page_late_after_s
+        if not late and not self._late_maybe_open:
+            return
+        with self.sessions() as db_session:
+            change = notices.late_pages(
+                db_session,
+                ops_channel=channel,
+                late=late,
+                waiting_s=waiting_s,
+                pending=backlog.pending(PAGERDUTY),
+                now=now,
+            )
+            db_session.commit()
+        self._late_maybe_open = late
+        if change == "opened":
+            log.error(
+                "pages are late: a PagerDuty event has waited %.0f s",
+                waiting_s,
+                extra={"condition": notices.LATE_PAGE},
+            )
+        elif change == "closed":
+            log.info("pages are on time again", extra={"condition": notices.LATE_PAGE})
+
+    def write_emf(self, now: datetime) -> None:
+        self._last_emf = self.monotonic()
+        dead, slowest = self.metrics.take_interval()
+        for line in emf_lines(
+            namespace=self.emf_namespace,
+            now=now,
+            slack_auth_ok=self.metrics.slack_auth_value,
+            deliveries_dead=dead,
+            slowest_page_s=slowest,
+            backlog=self.gauges.backlog(),
+            instance=self.instance_id,
+        ):
+            self.emit(line)
