@@ -38,7 +38,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy bot handlers bench
+	$(BIN)/mypy bot handlers sandbox bench
 
 pytest: $(STAMP) browser
 	TEST_DATABASE_URL="$$(.ci/test-postgres)" $(BIN)/pytest $(PYTEST_ARGS)

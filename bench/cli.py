@@ -15,7 +15,7 @@ from bench import ack, edge, footprint, report, storm
 from bench.context import Context
 from bench.machine import describe, load_average
 from bench.sandbox import Databases
-from bot.sandbox.tls import make_test_ca
+from sandbox.tls import make_test_ca
 
 RESULTS = Path(__file__).parent / "results"
 CHOICES = ("all", "ack", "storm", "footprint", "edge")

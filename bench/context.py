@@ -8,7 +8,7 @@ from typing import Any
 
 from bench.procs import Service
 from bench.sandbox import Databases
-from bot.sandbox.tls import TestCA
+from sandbox.tls import TestCA
 
 
 @dataclass

@@ -31,8 +31,8 @@ import httpx
 from bench.context import Context
 from bench.procs import RssSampler, Service
 from bench.sandbox import TOPIC_ARN, Sandbox, opsbot_config, start_opsbot, team
-from bot.sandbox.alarms import alarm_message, alarm_subject
-from bot.sandbox.sns import body as sns_body
+from sandbox.alarms import alarm_message, alarm_subject
+from sandbox.sns import body as sns_body
 
 ROUTES = {
     "/sns": {"Content-Type": "text/plain; charset=UTF-8"},

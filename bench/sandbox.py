@@ -1,6 +1,6 @@
 """The world around the process under test: emulators, a test CA, throwaway databases.
 
-Slack and PagerDuty are the project's own emulators (`bot/sandbox/`), real
+Slack and PagerDuty are the project's own emulators (`sandbox/`), real
 HTTP servers on loopback; PagerDuty over TLS with a test CA that the process
 under test trusts through SSL_CERT_FILE, and SNS messages signed by the
 sandbox signer whose certificate is served on loopback.
@@ -20,11 +20,11 @@ from sqlalchemy.engine import make_url
 
 from bench.procs import Service, clean_environment, free_port, spawn
 from bot.db.engine import normalise_url
-from bot.sandbox.pagerduty import PagerDutyEmulator
-from bot.sandbox.server import HttpRequest, HttpResponse
-from bot.sandbox.slack import SlackEmulator
-from bot.sandbox.sns import SnsSigner
-from bot.sandbox.tls import TestCA
+from sandbox.pagerduty import PagerDutyEmulator
+from sandbox.server import HttpRequest, HttpResponse
+from sandbox.slack import SlackEmulator
+from sandbox.sns import SnsSigner
+from sandbox.tls import TestCA
 
 SIGNING_SECRET = "bench-signing-secret-8f742231b10e"  # noqa: S105  # the sandbox's own
 BOT_TOKEN = "fake-bench-token"  # noqa: S105  # the Slack emulator accepts exactly this

@@ -35,8 +35,8 @@ from bench.procs import RssSampler, Service
 from bench.sandbox import TOPIC_ARN, Sandbox, opsbot_config, start_opsbot, team
 from bench.stats import percentile
 from bot.db.engine import make_engine
-from bot.sandbox.alarms import alarm_message, alarm_subject
-from bot.sandbox.sns import body as sns_body
+from sandbox.alarms import alarm_message, alarm_subject
+from sandbox.sns import body as sns_body
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from sqlalchemy.orm import configure_mappers
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.routing import BaseRoute
 
 from bot.adapters import aws, pagerduty, slack, tls
 from bot.adapters.aws import AwsClients
@@ -379,8 +380,11 @@ def build_runtime(
     )
 
 
-def create_app(runtime: Runtime) -> Starlette:
-    """The ASGI app: the HTTP edge over a runtime, started and stopped with the server."""
+def create_app(runtime: Runtime, extra_routes: Sequence[BaseRoute] = ()) -> Starlette:
+    """The ASGI app: the HTTP edge over a runtime, started and stopped with the server.
+
+    `extra_routes` are served beside the bot's (the sandbox's console, under `opsbot dev`).
+    """
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -390,18 +394,13 @@ def create_app(runtime: Runtime) -> Starlette:
         finally:
             runtime.stop()
 
-    routes = [
+    routes: list[BaseRoute] = [
         *health.routes(runtime),
         *sns.routes(runtime),
         *slack_events.routes(runtime),
         *pagerduty_webhooks.routes(runtime),
+        *extra_routes,
     ]
-    if runtime.console is not None:
-        # A sandbox (`opsbot dev`): its console too. Imported here, so that the
-        # service proper never loads the sandbox.
-        from handlers import console
-
-        routes += console.routes(runtime)
     app = Starlette(
         routes=routes,
         lifespan=lifespan,

@@ -55,7 +55,7 @@ def _secrets(settings: Settings, config: Config) -> list[str]:
     return values
 
 
-def _logging(settings: Settings, secrets: list[str], level: str | None = None) -> None:
+def configure_logs(settings: Settings, secrets: list[str], level: str | None = None) -> None:
     configure_logging(
         level or settings.log_level, secrets, json_lines=settings.log_format == "json"
     )
@@ -111,7 +111,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings()
     config = _config(settings)
-    _logging(settings, _secrets(settings, config))
+    configure_logs(settings, _secrets(settings, config))
     checked = _refuse_silence(settings, config)
     metrics = make_metrics(settings, config, config_version=_config_version(settings))
     metrics_port = settings.metrics_port if args.metrics_port is None else args.metrics_port
@@ -137,14 +137,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     log.info("opsbot listening on http://%s:%d", host, port)
     _freeze_startup_heap()
     try:
-        _run_server(app, settings, host=host, port=port, access_log=args.access_log)
+        run_server(app, settings, host=host, port=port, access_log=args.access_log)
     finally:
         if exporter is not None:
             exporter.stop()
     return 0
 
 
-def _run_server(app: Any, settings: Settings, *, host: str, port: int, access_log: bool) -> None:
+def run_server(app: Any, settings: Settings, *, host: str, port: int, access_log: bool) -> None:
     """Serve until stopped, as `uvicorn.run` does, with `handlers.server`'s configuration."""
     import uvicorn
     from uvicorn.config import STARTUP_FAILURE
@@ -174,106 +174,26 @@ def _freeze_startup_heap() -> None:
     gc.freeze()
 
 
-def _free_port(host: str) -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
 def cmd_dev(args: argparse.Namespace) -> int:
     """The sandbox: the real service, with everything it talks to emulated on loopback."""
-    import shutil
-
     try:
-        from bot.sandbox.dev import Sandbox
-    except ImportError as exc:  # pragma: no cover - a production image has no moto
-        print(f"opsbot dev needs the dev extra (pip install -e '.[dev]'): {exc}", file=sys.stderr)
-        return EXIT_BAD_CONFIG
-    from bot.app import build_runtime, create_app
-    from bot.db.migrate import upgrade
-    from bot.observability.exporter import MetricsServer, serve_metrics
-    from bot.sandbox.console import ConsoleActions
-
-    exporter: MetricsServer | None = None
-    host = args.host
-    level = str(args.log_level).upper()
-    port = args.port if args.port else _free_port("127.0.0.1")
-    var_dir = Path(args.var_dir)
-    # The emulated world lives in memory and starts anew each time, so the
-    # database that remembers it does too.
-    shutil.rmtree(var_dir, ignore_errors=True)
-    var_dir.mkdir(parents=True, exist_ok=True)
-    service_url = f"http://127.0.0.1:{port}"
-    sandbox = Sandbox(var_dir=var_dir, service_url=service_url, rollout_s=args.rollout_s)
-    _logging(_settings(), [*vars(sandbox.secrets).values()], level)
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server
-    print("opsbot dev: starting the sandbox (Slack, PagerDuty, SNS and AWS on loopback)…")
-    sandbox.start()
-    console = None
-    try:
-        settings = sandbox.settings(port=port, host=host, log_level=level)
-        config = sandbox.config()
-        upgrade(settings.effective_database_url, timeouts=settings.db_timeouts)
-        runtime = build_runtime(settings, config)
-        # Metrics on a port of their own, as in production: any free one on loopback.
-        exporter = serve_metrics(runtime.metrics.registry, host="127.0.0.1", port=0)
-        runtime.metrics_url = exporter.url
-        console = ConsoleActions(sandbox)
-        runtime.console = console
-        app = create_app(runtime)
-        _print_sandbox(settings, sandbox, host=host, port=port, metrics_url=exporter.url)
-        _run_server(app, settings, host=host, port=port, access_log=args.access_log)
-    finally:
-        if exporter is not None:
-            exporter.stop()
-        if console is not None:
-            console.close()
-        sandbox.stop()
-    return 0
-
-
-def _print_sandbox(
-    settings: Settings, sandbox: Any, *, host: str, port: int, metrics_url: str
-) -> None:
-    from bot.sandbox import world
-
-    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "127.0.0.1") else host  # noqa: S104
-    lines = ["", "opsbot dev: every setting, pointed at the sandbox (secrets masked):"]
-    rows = settings.described()
-    width = max(len(name) for name, _ in rows)
-    lines += [f"  {name:<{width}}  {value}" for name, value in rows]
-    lines += [
-        f"  {'moto (behind AWS_ENDPOINT_URL)':<{width}}  {sandbox.moto_url}",
-        "",
-        "Demo world: app `checkout`, `prod` (protected) and `staging`; images "
-        + ", ".join(t for i in sandbox_images() for t in i),
-        "People: " + "; ".join(f"{u.real_name} ({u.slack_id}): {u.role}" for u in world.USERS),
-        "",
-        f"  Console: http://{shown}:{port}/",
-        f"  Metrics: {metrics_url}",
-        "",
-    ]
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        lines.append(
-            f"WARNING: listening on {host}: the console acts as anyone; "
-            "keep it off shared networks."
+        # The sandbox is a package of the checkout, beside bot/: the image has none.
+        from sandbox.run import run_dev
+    except ImportError as exc:
+        print(
+            f"opsbot dev needs the sandbox package and the dev extra, which a checkout has "
+            f"(make run): {exc}",
+            file=sys.stderr,
         )
-    print("\n".join(lines), flush=True)
-
-
-def sandbox_images() -> list[tuple[str, ...]]:
-    from bot.sandbox.ecr import IMAGES
-
-    return [i.tags for i in IMAGES]
+        return EXIT_BAD_CONFIG
+    return run_dev(args)
 
 
 def cmd_db_upgrade(_args: argparse.Namespace) -> int:
     from bot.db.migrate import upgrade
 
     settings = _settings()
-    _logging(settings, settings.secret_values())
+    configure_logs(settings, settings.secret_values())
     upgrade(settings.effective_database_url, timeouts=settings.db_timeouts)
     print("database is up to date")
     return 0
@@ -413,7 +333,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
     settings = _settings()
     config = _config(settings)
-    _logging(settings, _secrets(settings, config))
+    configure_logs(settings, _secrets(settings, config))
     runtime = build_runtime(settings, config, run_jobs=False)
     # Started only to write the watch job into the shared job store: the
     # serving bot's leader runs it (and sends the Slack messages).

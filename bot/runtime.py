@@ -7,7 +7,6 @@ import re
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from slack_sdk import WebClient
 from sqlalchemy import Engine
@@ -34,9 +33,6 @@ from bot.rights.service import Rights
 from bot.scheduler.scheduler import JobScheduler
 from bot.settings import Settings
 from bot.sns.verify import SnsVerifier
-
-if TYPE_CHECKING:
-    from bot.sandbox.console import ConsoleActions
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +66,6 @@ class Runtime:
     notes: list[str] = field(default_factory=list)  # what is on or off, said once at start
     # Run once the scheduler is up (e.g. re-scheduling jobs a crash may have lost).
     on_start: list[Callable[[Runtime], None]] = field(default_factory=list)
-    # Set by `opsbot dev` only: the sandbox's console, served by the same app.
-    console: ConsoleActions | None = None
     metrics: Metrics = field(default_factory=Metrics)  # this runtime's own registry
     outbox_gauges: OutboxGauges | None = None
     ops_monitor: OpsMonitor | None = None

@@ -21,11 +21,11 @@ from sqlalchemy.engine import make_url
 from bot.config import Config, parse_config
 from bot.db.engine import make_engine, normalise_url
 from bot.db.migrate import upgrade
-from bot.sandbox.pagerduty import PagerDutyEmulator
-from bot.sandbox.slack import SlackEmulator
-from bot.sandbox.sns import SnsSigner
-from bot.sandbox.tls import TestCA, make_test_ca
 from bot.settings import Settings
+from sandbox.pagerduty import PagerDutyEmulator
+from sandbox.slack import SlackEmulator
+from sandbox.sns import SnsSigner
+from sandbox.tls import TestCA, make_test_ca
 from tests.support import LiveService, start_service
 
 SLACK_SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"

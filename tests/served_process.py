@@ -13,10 +13,10 @@ import httpx
 import pytest
 import yaml
 
-from bot.sandbox.pagerduty import PagerDutyEmulator
-from bot.sandbox.slack import SlackEmulator
-from bot.sandbox.sns import SnsSigner
-from bot.sandbox.tls import TestCA
+from sandbox.pagerduty import PagerDutyEmulator
+from sandbox.slack import SlackEmulator
+from sandbox.sns import SnsSigner
+from sandbox.tls import TestCA
 from tests.conftest import (
     PD_API_TOKEN,
     PD_ROUTING_KEY,

@@ -17,9 +17,9 @@ from bot.app import build_runtime, create_app
 from bot.clock import Clock
 from bot.config import Config
 from bot.runtime import Runtime
-from bot.sandbox import slack_requests
 from bot.settings import Settings
 from handlers.server import server_config
+from sandbox import slack_requests
 
 
 def wait_for(

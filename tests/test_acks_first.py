@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from bot.after_ack import MAX_PAUSE_S, QUIET_S, AfterAck
 from bot.db.engine import make_engine
 from bot.incidents import render
-from bot.sandbox.slack import SlackEmulator
+from sandbox.slack import SlackEmulator
 from tests.conftest import SLACK_SIGNING_SECRET
 from tests.incidents.helpers import click, responses_to
 from tests.support import LiveService, event_body, slack_headers, wait_for

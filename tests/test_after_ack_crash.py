@@ -11,8 +11,8 @@ import yaml
 
 from bot.db.engine import make_engine
 from bot.inbound.models import AfterAckWork
-from bot.sandbox.pagerduty import PagerDutyEmulator
-from bot.sandbox.slack import SlackEmulator
+from sandbox.pagerduty import PagerDutyEmulator
+from sandbox.slack import SlackEmulator
 from tests.conftest import SLACK_SIGNING_SECRET, TEST_CONFIG
 from tests.incidents.helpers import responses_to
 from tests.served_process import Process, environment, processes  # noqa: F401  # fixtures

@@ -31,14 +31,14 @@ from bot.config import Config
 from bot.inbound.models import InboundReceipt
 from bot.incidents.models import Incident
 from bot.outbox.models import Delivery
-from bot.sandbox.alarms import alarm_message
-from bot.sandbox.pagerduty import PagerDutyEmulator
-from bot.sandbox.slack import SlackEmulator
-from bot.sandbox.sns import SnsSigner
-from bot.sandbox.sns import body as sns_body
 from bot.settings import Settings
 from handlers.limits import BoundedBodies, RequestLimits
 from handlers.server import server_config
+from sandbox.alarms import alarm_message
+from sandbox.pagerduty import PagerDutyEmulator
+from sandbox.slack import SlackEmulator
+from sandbox.sns import SnsSigner
+from sandbox.sns import body as sns_body
 from tests.conftest import SLACK_SIGNING_SECRET, TOPIC_ARN
 from tests.support import LiveService, free_port, slack_headers, wait_for
 

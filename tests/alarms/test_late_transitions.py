@@ -15,10 +15,10 @@ import sqlalchemy as sa
 from bot.config import parse_config
 from bot.incidents.models import Incident, IncidentEvent
 from bot.outbox.models import Delivery
-from bot.sandbox.pagerduty import PagerDutyEmulator
-from bot.sandbox.slack import SlackEmulator
-from bot.sandbox.sns import SnsSigner
 from bot.settings import Settings
+from sandbox.pagerduty import PagerDutyEmulator
+from sandbox.slack import SlackEmulator
+from sandbox.sns import SnsSigner
 from tests.alarms.test_pipeline import T0, alarm, send
 from tests.conftest import TEST_CONFIG
 from tests.support import LiveService, wait_for

@@ -16,7 +16,7 @@ from bot.alarms.parse import (
     parse_alarm,
     parse_time,
 )
-from bot.sandbox.alarms import alarm_message
+from sandbox.alarms import alarm_message
 
 # As AWS documents it (CloudWatch alarm notification for an SNS email/HTTP subscriber).
 AWS_SAMPLE = json.dumps(

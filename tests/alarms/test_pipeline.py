@@ -11,11 +11,11 @@ from bot.alarms.models import ReceivedMessage
 from bot.config import parse_config
 from bot.incidents.models import Incident, IncidentEvent
 from bot.outbox.models import Delivery
-from bot.sandbox.alarms import alarm_message, alarm_subject
-from bot.sandbox.pagerduty import PagerDutyEmulator
-from bot.sandbox.slack import SlackEmulator
-from bot.sandbox.sns import SnsSigner, body
 from bot.settings import Settings
+from sandbox.alarms import alarm_message, alarm_subject
+from sandbox.pagerduty import PagerDutyEmulator
+from sandbox.slack import SlackEmulator
+from sandbox.sns import SnsSigner, body
 from tests.conftest import TEST_CONFIG, TOPIC_ARN
 from tests.support import LiveService, wait_for
 

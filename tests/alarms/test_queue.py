@@ -19,11 +19,11 @@ from bot.config import Config
 from bot.db.engine import make_engine, make_sessionmaker
 from bot.incidents.models import Incident
 from bot.outbox.models import Delivery
-from bot.sandbox.alarms import alarm_message
-from bot.sandbox.pagerduty import PagerDutyEmulator
-from bot.sandbox.slack import SlackEmulator
-from bot.sandbox.sns import SnsSigner
 from bot.settings import Settings
+from sandbox.alarms import alarm_message
+from sandbox.pagerduty import PagerDutyEmulator
+from sandbox.slack import SlackEmulator
+from sandbox.sns import SnsSigner
 from tests.conftest import TOPIC_ARN
 from tests.support import LiveService, free_port, wait_for
 

@@ -15,7 +15,7 @@ from bot.config import parse_config
 from bot.db.engine import make_sessionmaker
 from bot.incidents.models import Incident
 from bot.outbox.models import Delivery
-from bot.sandbox.alarms import alarm_message
+from sandbox.alarms import alarm_message
 from tests.conftest import TEST_CONFIG
 
 BODY = alarm_message(name="prod-api-5xx", state="ALARM", at=datetime(2026, 11, 25, tzinfo=UTC))

@@ -15,7 +15,7 @@ from bot.config import Config, parse_config
 from bot.db.engine import make_sessionmaker
 from bot.incidents.models import Incident, IncidentEvent
 from bot.outbox.models import Delivery, SlackMessage
-from bot.sandbox.alarms import alarm_message
+from sandbox.alarms import alarm_message
 from tests.conftest import TEST_CONFIG
 
 TABLES = (ReceivedMessage, Incident, IncidentEvent, SlackMessage, Delivery)

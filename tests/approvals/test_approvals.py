@@ -21,8 +21,8 @@ from bot.approvals.registry import Kind, register
 from bot.clock import ManualClock
 from bot.config import Config
 from bot.runtime import Runtime
-from bot.sandbox.slack import SlackEmulator
 from bot.settings import Settings
+from sandbox.slack import SlackEmulator
 from tests.support import wait_for
 
 RAN: list[str] = []

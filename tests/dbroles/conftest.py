@@ -3,7 +3,7 @@
 moto runs a Lambda function's code only in Docker, which this machine lacks. So the
 functions are created in moto as they are in AWS (get_function and every other call
 is moto's), and their invocations are answered by the sandbox's front door
-(bot/sandbox/front_door.py) with the REAL role manager (infra/lambda/role_manager)
+(sandbox/front_door.py) with the REAL role manager (infra/lambda/role_manager)
 running in-process: its handler gets the event, its environment variables are the
 function's configuration, it reads the master secret from moto's Secrets Manager and
 works on a real PostgreSQL database created for the test.
@@ -29,11 +29,11 @@ from psycopg import sql
 
 from bot.clock import ManualClock
 from bot.config import Config, parse_config
-from bot.sandbox.appconfig import AppConfigGaps
-from bot.sandbox.front_door import AwsFrontDoor
-from bot.sandbox.lambdas import LAMBDA_TRUST_POLICY
-from bot.sandbox.slack import SlackEmulator
 from bot.settings import Settings
+from sandbox.appconfig import AppConfigGaps
+from sandbox.front_door import AwsFrontDoor
+from sandbox.lambdas import LAMBDA_TRUST_POLICY
+from sandbox.slack import SlackEmulator
 from tests.conftest import TEST_CONFIG
 from tests.deploys.conftest import T0
 from tests.support import LiveService

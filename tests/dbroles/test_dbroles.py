@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from bot.approvals.models import PendingAction
 from bot.audit.models import AuditRecord
-from bot.sandbox.slack import Message, SlackEmulator
+from sandbox.slack import Message, SlackEmulator
 from tests.conftest import SLACK_SIGNING_SECRET
 from tests.dbroles.conftest import RELEASES, LambdaWorld
 from tests.support import (

@@ -12,9 +12,9 @@ from bot.app import build_runtime
 from bot.clock import ManualClock
 from bot.config import Config, parse_config
 from bot.runtime import Runtime
-from bot.sandbox.ecs_rollouts import EcsRollouts
-from bot.sandbox.slack import SlackEmulator
 from bot.settings import Settings
+from sandbox.ecs_rollouts import EcsRollouts
+from sandbox.slack import SlackEmulator
 from tests.conftest import TEST_CONFIG
 from tests.deploys.world import World, build_world
 from tests.support import LiveService

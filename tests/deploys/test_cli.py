@@ -20,8 +20,8 @@ from bot.cli import main
 from bot.config import parse_config
 from bot.db.engine import make_engine, make_sessionmaker
 from bot.deploys.models import Deployment
-from bot.sandbox.slack import SlackEmulator
 from bot.settings import Settings
+from sandbox.slack import SlackEmulator
 from tests.deploys.conftest import deploy_config
 from tests.deploys.world import World
 from tests.support import wait_for

@@ -1,6 +1,6 @@
 """Deploying an image by tag: resolution in ECR, the checks, the new revision, the update.
 
-Rollouts move only when the test moves them: `world.rollouts` (bot/sandbox/ecs.py)
+Rollouts move only when the test moves them: `world.rollouts` (sandbox/ecs.py)
 plays ECS's deployment scheduler on moto's backend state (see test_watch.py).
 """
 
@@ -19,7 +19,7 @@ from bot.deploys.models import DeployLock, Deployment
 from bot.deploys.plans import Request
 from bot.deploys.requests import submit
 from bot.runtime import Runtime
-from bot.sandbox.slack import SlackEmulator
+from sandbox.slack import SlackEmulator
 from tests.deploys.conftest import RELEASES, deploy_config
 from tests.deploys.world import World
 from tests.support import wait_for

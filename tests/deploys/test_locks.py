@@ -11,7 +11,7 @@ from bot.deploys.errors import DeployError
 from bot.deploys.plans import Request
 from bot.deploys.requests import submit
 from bot.runtime import Runtime
-from bot.sandbox.slack import SlackEmulator
+from sandbox.slack import SlackEmulator
 from tests.deploys.conftest import RELEASES
 from tests.deploys.world import World
 from tests.support import wait_for

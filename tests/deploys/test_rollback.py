@@ -1,6 +1,6 @@
 """Rollback, history, status and releases.
 
-Each deployment is finished by `world.rollouts.complete` (bot/sandbox/ecs.py: ECS's
+Each deployment is finished by `world.rollouts.complete` (sandbox/ecs.py: ECS's
 deployment scheduler played on moto's state), then one run of its watch job.
 """
 
@@ -17,7 +17,7 @@ from bot.deploys.models import Deployment
 from bot.deploys.plans import Request
 from bot.deploys.requests import submit
 from bot.runtime import Runtime
-from bot.sandbox.slack import SlackEmulator
+from sandbox.slack import SlackEmulator
 from tests.deploys.conftest import RELEASES
 from tests.deploys.world import World
 from tests.support import wait_for

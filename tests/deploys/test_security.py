@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from bot.approvals.models import PendingAction
 from bot.audit.models import AuditRecord
 from bot.deploys.models import Deployment
-from bot.sandbox.slack import SlackEmulator
+from sandbox.slack import SlackEmulator
 from tests.deploys.conftest import DEPLOYERS_GROUP
 from tests.deploys.test_slack import answered, command
 from tests.deploys.world import World

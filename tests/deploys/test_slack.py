@@ -15,7 +15,7 @@ from bot.approvals.models import PendingAction
 from bot.audit.models import AuditRecord
 from bot.clock import ManualClock
 from bot.deploys.models import Deployment
-from bot.sandbox.slack import Message, SlackEmulator
+from sandbox.slack import Message, SlackEmulator
 from tests.conftest import SLACK_SIGNING_SECRET
 from tests.deploys.conftest import RELEASES
 from tests.deploys.world import World, manifest

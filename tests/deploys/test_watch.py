@@ -1,6 +1,6 @@
 """Watching a rollout: progress, the circuit breaker, stuck deployments, restarts, crashes.
 
-moto never moves an ECS deployment: `world.rollouts` (bot/sandbox/ecs.py)
+moto never moves an ECS deployment: `world.rollouts` (sandbox/ecs.py)
 plays ECS's part on moto's backend state. UpdateService starts a new PRIMARY
 deployment; `progress` and `complete` set its counts and rolloutState;
 `fail` starts and stops real moto tasks (RunTask with startedBy = the
@@ -26,7 +26,7 @@ from bot.deploys.models import DeployLock, Deployment
 from bot.deploys.plans import Request
 from bot.deploys.requests import submit
 from bot.runtime import Runtime
-from bot.sandbox.slack import SlackEmulator
+from sandbox.slack import SlackEmulator
 from tests.deploys.conftest import RELEASES, T0
 from tests.deploys.world import World
 from tests.support import wait_for

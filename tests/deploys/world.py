@@ -4,7 +4,7 @@ Seeded through the AWS APIs (boto3 against the moto server): a VPC, an ECR
 repository with images pushed from real manifests (so digests exist) and
 their scans, two ECS clusters with a Fargate task definition and service each.
 
-moto never runs an ECS rollout: `world.rollouts` (bot/sandbox/ecs_rollouts.py) plays
+moto never runs an ECS rollout: `world.rollouts` (sandbox/ecs_rollouts.py) plays
 ECS's deployment scheduler on moto's own backend state, openly: UpdateService
 starts a new PRIMARY deployment; `progress`, `complete` and `fail` move it as
 ECS would (`fail` stops real moto tasks with ECS's reasons and starts the
@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 from moto.ecr.models import ecr_backends
 
-from bot.sandbox.ecs_rollouts import ACCOUNT, REGION, EcsRollouts
+from sandbox.ecs_rollouts import ACCOUNT, REGION, EcsRollouts
 
 REPOSITORY = "api"
 TAGS = ["1.0.0", "1.0.1", "1.0.2", "1.0.3", "1.0.4"]

@@ -23,11 +23,11 @@ from sqlalchemy.engine import make_url
 from bot.config import Config
 from bot.incidents.models import Incident
 from bot.outbox.models import Delivery
-from bot.sandbox.alarms import alarm_message
-from bot.sandbox.pagerduty import PagerDutyEmulator
-from bot.sandbox.slack import SlackEmulator
-from bot.sandbox.sns import SnsSigner, body
 from bot.settings import Settings
+from sandbox.alarms import alarm_message
+from sandbox.pagerduty import PagerDutyEmulator
+from sandbox.slack import SlackEmulator
+from sandbox.sns import SnsSigner, body
 from tests.conftest import TOPIC_ARN, _admin_url
 from tests.support import LiveService, wait_for
 

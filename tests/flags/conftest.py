@@ -21,9 +21,9 @@ import pytest
 from bot.adapters.aws import client
 from bot.clock import ManualClock
 from bot.config import Config, parse_config
-from bot.sandbox.appconfig import AppConfigGaps
-from bot.sandbox.front_door import AwsFrontDoor
 from bot.settings import Settings
+from sandbox.appconfig import AppConfigGaps
+from sandbox.front_door import AwsFrontDoor
 from tests.deploys.conftest import (  # noqa: F401  # fixtures shared with the deploy tests
     RELEASES,
     T0,

@@ -24,7 +24,7 @@ from bot.flags.document import FlagDocument
 from bot.flags.errors import FlagConflict, FlagNotFound, FlagRefused
 from bot.flags.requests import Change
 from bot.runtime import Runtime
-from bot.sandbox.slack import SlackEmulator
+from sandbox.slack import SlackEmulator
 from tests.flags.conftest import FLAGS_DOCUMENT, RELEASES, FlagWorld
 from tests.support import wait_for
 

@@ -7,7 +7,7 @@ answers come back through the Slack emulator.
 from __future__ import annotations
 
 from bot.clock import ManualClock
-from bot.sandbox.slack import SlackEmulator
+from sandbox.slack import SlackEmulator
 from tests.deploys.test_slack import answered, buttons, click, command, confirmation
 from tests.flags.conftest import FlagWorld
 from tests.support import LiveService

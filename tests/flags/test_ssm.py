@@ -1,7 +1,7 @@
 """/flag on SSM parameters (api/staging): write, restart under the deploy lock, watch.
 
 moto covers SSM fully. The restart is a forced new ECS deployment; moto never
-runs one, so `world.rollouts` (bot/sandbox/ecs_rollouts.py) plays ECS's part
+runs one, so `world.rollouts` (sandbox/ecs_rollouts.py) plays ECS's part
 on moto's own state, as in the deploy tests; the bot sees it only through
 DescribeServices.
 """
@@ -21,7 +21,7 @@ from bot.flags import flows
 from bot.flags.errors import FlagNotFound, FlagRefused
 from bot.flags.requests import Change
 from bot.runtime import Runtime
-from bot.sandbox.slack import SlackEmulator
+from sandbox.slack import SlackEmulator
 from tests.deploys.world import World
 from tests.flags.conftest import RELEASES, FlagWorld
 from tests.support import wait_for

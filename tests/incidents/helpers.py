@@ -11,10 +11,10 @@ import sqlalchemy as sa
 from bot.audit.models import AuditRecord
 from bot.incidents.models import Incident, IncidentEvent
 from bot.outbox.models import Delivery
-from bot.sandbox.alarms import alarm_message
-from bot.sandbox.pagerduty import PagerDutyEmulator
-from bot.sandbox.slack import Message, SlackEmulator
-from bot.sandbox.sns import SnsSigner, body
+from sandbox.alarms import alarm_message
+from sandbox.pagerduty import PagerDutyEmulator
+from sandbox.slack import Message, SlackEmulator
+from sandbox.sns import SnsSigner, body
 from tests.conftest import SLACK_SIGNING_SECRET, TOPIC_ARN
 from tests.support import (
     LiveService,

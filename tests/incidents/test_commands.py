@@ -6,9 +6,9 @@ import sqlalchemy as sa
 
 from bot.audit.models import AuditRecord
 from bot.incidents import render
-from bot.sandbox.pagerduty import PagerDutyEmulator
-from bot.sandbox.slack import SlackEmulator
-from bot.sandbox.sns import SnsSigner
+from sandbox.pagerduty import PagerDutyEmulator
+from sandbox.slack import SlackEmulator
+from sandbox.sns import SnsSigner
 from tests.conftest import PD_ROUTING_KEY
 from tests.incidents.helpers import (
     ack_text,

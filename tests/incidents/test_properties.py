@@ -22,9 +22,9 @@ from bot.config import parse_config
 from bot.incidents.models import Incident, IncidentEvent
 from bot.outbox.models import Delivery
 from bot.pagerduty.webhooks import MalformedWebhook, parse_event
-from bot.sandbox.pagerduty import PagerDutyEmulator
 from bot.settings import Settings
 from handlers.incidents import Usage, parse
+from sandbox.pagerduty import PagerDutyEmulator
 from tests.conftest import TEST_CONFIG
 from tests.support import LiveService
 

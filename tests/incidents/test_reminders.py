@@ -15,11 +15,11 @@ from bot.clock import ManualClock
 from bot.config import Config, parse_config
 from bot.incidents import render
 from bot.runtime import Runtime
-from bot.sandbox.alarms import alarm_message
-from bot.sandbox.pagerduty import PagerDutyEmulator
-from bot.sandbox.slack import SlackEmulator
-from bot.sandbox.sns import SnsSigner
 from bot.settings import Settings
+from sandbox.alarms import alarm_message
+from sandbox.pagerduty import PagerDutyEmulator
+from sandbox.slack import SlackEmulator
+from sandbox.sns import SnsSigner
 from tests.conftest import TEST_CONFIG
 from tests.incidents.helpers import (
     T0,

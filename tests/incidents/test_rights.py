@@ -17,9 +17,9 @@ from bot.audit.models import AuditRecord
 from bot.config import Config, parse_config
 from bot.incidents import render
 from bot.incidents.models import Incident
-from bot.sandbox.pagerduty import PagerDutyEmulator
-from bot.sandbox.slack import SlackEmulator
-from bot.sandbox.sns import SnsSigner
+from sandbox.pagerduty import PagerDutyEmulator
+from sandbox.slack import SlackEmulator
+from sandbox.sns import SnsSigner
 from tests.conftest import TEST_CONFIG
 from tests.incidents.helpers import (
     audit_of,

@@ -13,10 +13,10 @@ from pydantic import SecretStr
 
 from bot.config import Config, parse_config
 from bot.incidents import render
-from bot.sandbox.pagerduty import PagerDutyEmulator
-from bot.sandbox.slack import SlackEmulator
-from bot.sandbox.sns import SnsSigner
 from bot.settings import Settings
+from sandbox.pagerduty import PagerDutyEmulator
+from sandbox.slack import SlackEmulator
+from sandbox.sns import SnsSigner
 from tests.conftest import TEST_CONFIG
 from tests.incidents.helpers import (
     click,

@@ -107,6 +107,14 @@ def test_image_install_steps_give_a_serving_opsbot(
     ran = replay_build_stage(infra_repo, tmp_path / "image", venv_dir)
     assert ran, "the Dockerfile's build stage has no pip install step"
     assert (venv_dir / "bin" / "opsbot").exists()
+    # The image ships the product only: the emulators and the console stay in the checkout.
+    shipped = subprocess.run(
+        [str(venv_dir / "bin" / "python"), "-c", "import sandbox"],
+        cwd=tmp_path,
+        capture_output=True,
+        check=False,
+    )
+    assert shipped.returncode != 0, "the image's install steps installed the sandbox"
 
     env = {
         key: value

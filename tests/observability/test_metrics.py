@@ -18,9 +18,9 @@ from bot.observability.exporter import MetricsPortUnavailable, serve_metrics
 from bot.observability.metrics import Metrics
 from bot.observability.outbox_gauges import OutboxGauges
 from bot.outbox import service as outbox
-from bot.sandbox.pagerduty import PagerDutyEmulator
-from bot.sandbox.slack import SlackEmulator
-from bot.sandbox.sns import SnsSigner
+from sandbox.pagerduty import PagerDutyEmulator
+from sandbox.slack import SlackEmulator
+from sandbox.sns import SnsSigner
 from tests.incidents.helpers import click, message_text, page
 from tests.support import LiveService, wait_for
 

@@ -15,9 +15,9 @@ from bot.config import Config, Handoff, parse_config
 from bot.inbound import service as inbound
 from bot.inbound.models import SLACK_EVENT
 from bot.oncall.jobs import handoff_key, next_run
-from bot.sandbox.pagerduty import PagerDutyEmulator
-from bot.sandbox.slack import Message, SlackEmulator
 from bot.settings import Settings
+from sandbox.pagerduty import PagerDutyEmulator
+from sandbox.slack import Message, SlackEmulator
 from tests.conftest import SLACK_SIGNING_SECRET, TEST_CONFIG
 from tests.incidents.helpers import command, responses_to
 from tests.support import LiveService, event_body, slack_headers, wait_for

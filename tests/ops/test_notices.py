@@ -13,10 +13,10 @@ import sqlalchemy as sa
 from bot.clock import ManualClock
 from bot.config import Config, parse_config
 from bot.outbox.models import Delivery
-from bot.sandbox.pagerduty import PagerDutyEmulator
-from bot.sandbox.slack import SlackEmulator
-from bot.sandbox.sns import SnsSigner
 from bot.settings import Settings
+from sandbox.pagerduty import PagerDutyEmulator
+from sandbox.slack import SlackEmulator
+from sandbox.sns import SnsSigner
 from tests.conftest import PD_ROUTING_KEY, SLACK_TOKEN, TEST_CONFIG
 from tests.incidents.helpers import outbox_idle, send_alarm
 from tests.support import LiveService, wait_for

@@ -17,8 +17,8 @@ from bot.adapters import tls
 from bot.cli import main
 from bot.config import parse_config
 from bot.ops.preflight import preflight
-from bot.sandbox.slack import SlackEmulator
 from bot.settings import Settings
+from sandbox.slack import SlackEmulator
 from tests.conftest import PD_ROUTING_KEY, SLACK_TOKEN, TEST_CONFIG
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,9 +13,9 @@ from bot.cli import main
 from bot.config import parse_config
 from bot.ops.render import RETRY_ACTION
 from bot.outbox.models import Delivery
-from bot.sandbox.slack import SlackEmulator
-from bot.sandbox.sns import SnsSigner
 from bot.settings import Settings
+from sandbox.slack import SlackEmulator
+from sandbox.sns import SnsSigner
 from tests.conftest import TEST_CONFIG
 from tests.incidents.helpers import click, command, outbox_idle, responses_to, send_alarm
 from tests.support import LiveService, wait_for

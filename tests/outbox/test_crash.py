@@ -12,10 +12,10 @@ import sqlalchemy as sa
 from bot.db.engine import make_engine
 from bot.incidents.models import Incident
 from bot.outbox.models import Delivery
-from bot.sandbox.alarms import alarm_message
-from bot.sandbox.pagerduty import PagerDutyEmulator
-from bot.sandbox.slack import SlackEmulator
-from bot.sandbox.sns import SnsSigner, body
+from sandbox.alarms import alarm_message
+from sandbox.pagerduty import PagerDutyEmulator
+from sandbox.slack import SlackEmulator
+from sandbox.sns import SnsSigner, body
 from tests.conftest import (
     PD_API_TOKEN,
     PD_ROUTING_KEY,

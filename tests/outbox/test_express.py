@@ -11,8 +11,8 @@ from bot.clock import ManualClock
 from bot.outbox import service as outbox
 from bot.outbox.models import PAGERDUTY_EVENT, SENT, Delivery
 from bot.outbox.worker import OutboxWorker
-from bot.sandbox.alarms import alarm_message
-from bot.sandbox.pagerduty import PagerDutyEmulator
+from sandbox.alarms import alarm_message
+from sandbox.pagerduty import PagerDutyEmulator
 from tests.support import LiveService, wait_for
 
 T0 = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)

@@ -11,10 +11,10 @@ import sqlalchemy as sa
 from bot.cli import main
 from bot.incidents.models import Incident
 from bot.outbox.models import Delivery
-from bot.sandbox.alarms import alarm_message
-from bot.sandbox.pagerduty import PagerDutyEmulator
-from bot.sandbox.slack import SlackEmulator
-from bot.sandbox.sns import SnsSigner, body
+from sandbox.alarms import alarm_message
+from sandbox.pagerduty import PagerDutyEmulator
+from sandbox.slack import SlackEmulator
+from sandbox.sns import SnsSigner, body
 from tests.conftest import TOPIC_ARN
 from tests.support import LiveService, wait_for
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from bot.adapters.aws import client
-from bot.sandbox import ecr
+from sandbox import ecr
 from tests.sandbox.dev_server import DevServer, start_dev_server
 from tests.support import wait_for
 

@@ -11,11 +11,11 @@ import pytest
 
 from bot.config import ConfigError, load_config_text
 from bot.log import RedactSecrets
-from bot.sandbox.appconfig import AppConfigGaps, AppConfigIds, Deployment, Strategy
-from bot.sandbox.dev import demo_config, demo_config_text
-from bot.sandbox.lambdas import stand_ins
-from bot.sandbox.slack import SlackEmulator
 from bot.settings import Settings
+from sandbox.appconfig import AppConfigGaps, AppConfigIds, Deployment, Strategy
+from sandbox.dev import demo_config, demo_config_text
+from sandbox.lambdas import stand_ins
+from sandbox.slack import SlackEmulator
 
 
 def test_secrets_given_in_code_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from bot.sandbox.server import HttpRequest, HttpResponse, LoopbackServer
-from bot.sandbox.tls import TestCA
 from bot.sns.fetch import MAX_BYTES
+from sandbox.server import HttpRequest, HttpResponse, LoopbackServer
+from sandbox.tls import TestCA
 
 HOLD_LIMIT_S = 60.0  # a held answer never outlives a failed test by much
 

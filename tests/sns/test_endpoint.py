@@ -19,12 +19,12 @@ from bot.clock import ManualClock
 from bot.config import Config
 from bot.incidents.models import Incident
 from bot.outbox.models import Delivery
-from bot.sandbox.alarms import alarm_message
-from bot.sandbox.pagerduty import PagerDutyEmulator
-from bot.sandbox.slack import SlackEmulator
-from bot.sandbox.sns import SnsSigner, body
 from bot.settings import Settings
 from bot.sns.verify import FAILURE_TTL, FETCHES_AT_ONCE
+from sandbox.alarms import alarm_message
+from sandbox.pagerduty import PagerDutyEmulator
+from sandbox.slack import SlackEmulator
+from sandbox.sns import SnsSigner, body
 from tests.conftest import TOPIC_ARN
 from tests.sns.conftest import CertHost
 from tests.support import LiveService, wait_for

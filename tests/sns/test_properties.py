@@ -15,10 +15,10 @@ from hypothesis import strategies as st
 from bot.alarms.models import ReceivedMessage
 from bot.alarms.parse import parse_alarm
 from bot.clock import SystemClock
-from bot.sandbox.alarms import alarm_message
-from bot.sandbox.sns import SnsSigner, body
 from bot.sns.envelope import MalformedEnvelope, parse_envelope
 from bot.sns.verify import CertificateUnavailable, SignatureInvalid, SnsVerifier
+from sandbox.alarms import alarm_message
+from sandbox.sns import SnsSigner, body
 from tests.conftest import TOPIC_ARN
 from tests.support import LiveService
 

@@ -10,8 +10,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bot.clock import Clock, ManualClock, SystemClock
-from bot.sandbox.sns import SnsSigner, body, sns_timestamp
-from bot.sandbox.tls import TestCA
 from bot.settings import DEFAULT_SNS_URL_PATTERN
 from bot.sns.envelope import MalformedEnvelope, parse_envelope
 from bot.sns.fetch import FetchFailed, make_fetch
@@ -26,6 +24,8 @@ from bot.sns.verify import (
     check_url,
     parse_timestamp,
 )
+from sandbox.sns import SnsSigner, body, sns_timestamp
+from sandbox.tls import TestCA
 from tests.sns.conftest import CertHost
 from tests.support import wait_for
 
@@ -156,7 +156,7 @@ def test_unknown_signature_versions_are_refused(sns_signer: SnsSigner, version: 
 
 
 def test_a_key_of_our_own_does_not_pass(sns_signer: SnsSigner, test_ca: object) -> None:
-    from bot.sandbox.tls import TestCA
+    from sandbox.tls import TestCA
 
     assert isinstance(test_ca, TestCA)
     forger = SnsSigner(tls=test_ca.server_context())  # a different key, same URL shape

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from bot.sandbox.world import ACCOUNT, REGION, REPOSITORY, Clients
+from sandbox.world import ACCOUNT, REGION, REPOSITORY, Clients
 
 MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
 

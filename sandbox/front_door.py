@@ -28,8 +28,8 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 from urllib.parse import unquote, urlencode, urlsplit
 
-from bot.sandbox.appconfig import AppConfigGaps
-from bot.sandbox.server import HttpRequest, HttpResponse, LoopbackServer
+from sandbox.appconfig import AppConfigGaps
+from sandbox.server import HttpRequest, HttpResponse, LoopbackServer
 
 log = logging.getLogger(__name__)
 

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.sandbox.server import HttpRequest, HttpResponse
-from bot.sandbox.world import ACCOUNT, APP, REGION, Clients
+from sandbox.server import HttpRequest, HttpResponse
+from sandbox.world import ACCOUNT, APP, REGION, Clients
 
 PROFILE = "feature-flags"
 ENVIRONMENT = "prod"

@@ -22,12 +22,12 @@ import zipfile
 from dataclasses import dataclass
 from typing import Any
 
-from bot.sandbox.world import ACCOUNT, APP, ENVIRONMENTS, REGION, Clients
+from sandbox.world import ACCOUNT, APP, ENVIRONMENTS, REGION, Clients
 
 ACTIONS = ("manage", "check")
 EXECUTION_ROLE = "role-manager"
 SOURCE = '''"""Sandbox placeholder: opsbot dev answers this function's invocations itself
-(bot/sandbox/lambdas.py); the real code is infra/lambda/role_manager/role_manager.py."""
+(sandbox/lambdas.py); the real code is infra/lambda/role_manager/role_manager.py."""
 
 
 def handler(event, context):

@@ -6,7 +6,7 @@ The convention of infra/modules/feature-flags: one String parameter per flag,
 
 from __future__ import annotations
 
-from bot.sandbox.world import Clients
+from sandbox.world import Clients
 
 SERVICE_NAME = "checkout-staging"
 FLAGS = {"NEW_CHECKOUT_FLOW": "true", "APPLE_PAY": "true", "MAINTENANCE_BANNER": "false"}

@@ -1,7 +1,7 @@
 """The sandbox's web console (`opsbot dev` only): a page, its assets, and a small JSON API.
 
-Served by the same app as the bot, and only when the runtime is a sandbox
-(create_app adds these routes then). The API refuses anything that could come
+Served by the same app as the bot, as the extra routes `opsbot dev` gives
+create_app. The API refuses anything that could come
 from another site: POSTs must be JSON (a cross-site form cannot send that
 without a CORS preflight, which is never granted) and the Host must be the
 sandbox's own (no DNS rebinding), since the console can act as anyone.
@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bot.runtime import Runtime
-from bot.sandbox.console import ConsoleActions, ConsoleError
+from sandbox.console import ConsoleActions, ConsoleError
 
 ASSETS = {
     "console.js": "text/javascript; charset=utf-8",
@@ -39,7 +39,7 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 
 
 def _asset(name: str) -> bytes:
-    return resources.files("bot.sandbox").joinpath("web", name).read_bytes()
+    return resources.files("sandbox").joinpath("web", name).read_bytes()
 
 
 def _host_allowed(request: Request, listen_host: str) -> bool:
@@ -57,9 +57,8 @@ def _text(body: dict[str, Any], key: str, *, required: bool = True) -> str | Non
     return value
 
 
-def routes(runtime: Runtime) -> list[Route]:
-    actions = runtime.console
-    assert actions is not None
+def routes(runtime: Runtime, actions: ConsoleActions) -> list[Route]:
+    """The console's page and API over the sandbox's runtime (create_app's extra routes)."""
     listen_host = runtime.settings.host
 
     def guarded(

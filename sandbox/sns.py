@@ -22,8 +22,8 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
 from bot.clock import Clock, SystemClock
-from bot.sandbox.server import HttpRequest, HttpResponse, LoopbackServer
 from bot.sns.envelope import NOTIFICATION, SUBSCRIPTION_CONFIRMATION, Envelope
+from sandbox.server import HttpRequest, HttpResponse, LoopbackServer
 
 HASHES = {"1": hashes.SHA1, "2": hashes.SHA256}
 CERT_PATH = "/SimpleNotificationService-sandbox.pem"

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot.sandbox.server import HttpRequest, HttpResponse, LoopbackServer
+from sandbox.server import HttpRequest, HttpResponse, LoopbackServer
 
 log = logging.getLogger(__name__)
 

@@ -22,14 +22,14 @@ from typing import Any
 
 from bot.adapters import aws
 from bot.config import Config, load_config_text
-from bot.sandbox import appconfig, ecr, ecs, lambdas, ssm, world
-from bot.sandbox.appconfig import AppConfigGaps, AppConfigIds
-from bot.sandbox.front_door import AwsFrontDoor
-from bot.sandbox.pagerduty import PagerDutyEmulator
-from bot.sandbox.slack import SlackEmulator
-from bot.sandbox.sns import SnsSigner
-from bot.sandbox.tls import TestCA, make_test_ca
 from bot.settings import Settings
+from sandbox import appconfig, ecr, ecs, lambdas, ssm, world
+from sandbox.appconfig import AppConfigGaps, AppConfigIds
+from sandbox.front_door import AwsFrontDoor
+from sandbox.pagerduty import PagerDutyEmulator
+from sandbox.slack import SlackEmulator
+from sandbox.sns import SnsSigner
+from sandbox.tls import TestCA, make_test_ca
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ AWS_KEY = "sandbox"  # moto accepts any credentials; these never leave loopback
 
 
 def demo_config_text() -> str:
-    return resources.files("bot.sandbox").joinpath("demo_config.yaml").read_text("utf-8")
+    return resources.files("sandbox").joinpath("demo_config.yaml").read_text("utf-8")
 
 
 def demo_config(ids: AppConfigIds) -> Config:
@@ -50,7 +50,7 @@ def demo_config(ids: AppConfigIds) -> Config:
         APPCONFIG_PROFILE_ID=ids.profile,
         APPCONFIG_STRATEGY_ID=ids.strategy,
     )
-    return load_config_text(text, source="bot/sandbox/demo_config.yaml")
+    return load_config_text(text, source="sandbox/demo_config.yaml")
 
 
 @dataclass

@@ -26,8 +26,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot.sandbox import ecr
-from bot.sandbox.world import (
+from sandbox import ecr
+from sandbox.world import (
     ACCOUNT,
     APP,
     CONTAINER,

@@ -1,4 +1,4 @@
-"""What the sandbox console shows and does, as plain data (handlers/console.py serves it).
+"""What the sandbox console shows and does, as plain data (sandbox/console_routes.py serves it).
 
 Every action goes to the service the way the outside world would send it:
 slash commands and button clicks as signed Slack requests to /slack/events,
@@ -20,10 +20,10 @@ from typing import Any
 import httpx
 
 from bot.manifest import SLASH_COMMANDS
-from bot.sandbox import ecr, slack_requests, world
-from bot.sandbox.alarms import alarm_message, alarm_subject
-from bot.sandbox.dev import Sandbox
-from bot.sandbox.slack import BOT_USER, Message
+from sandbox import ecr, slack_requests, world
+from sandbox.alarms import alarm_message, alarm_subject
+from sandbox.dev import Sandbox
+from sandbox.slack import BOT_USER, Message
 
 MAX_STORM = 200
 EXAMPLES = (

@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from bot.sandbox.faults import FaultPlan
+from sandbox.faults import FaultPlan
 
 log = logging.getLogger(__name__)
 

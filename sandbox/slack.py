@@ -16,7 +16,7 @@ from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.sandbox.server import HttpRequest, HttpResponse, LoopbackServer
+from sandbox.server import HttpRequest, HttpResponse, LoopbackServer
 
 BOT_USER = "U0OPSBOT"
 

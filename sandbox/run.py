@@ -1,0 +1,102 @@
+"""`opsbot dev` (`make run`): the real service, with everything it talks to emulated on loopback.
+
+The product's CLI (`bot/cli.py`) hands `opsbot dev` here when the checkout has this
+package; the image does not, so production never loads the emulators.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+from bot.app import build_runtime, create_app
+from bot.cli import _settings, configure_logs, run_server
+from bot.db.migrate import upgrade
+from bot.observability.exporter import MetricsServer, serve_metrics
+from bot.settings import Settings
+from sandbox import console_routes, world
+from sandbox.console import ConsoleActions
+from sandbox.dev import Sandbox
+
+
+def _free_port(host: str) -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def run_dev(args: argparse.Namespace) -> int:
+    """`opsbot dev`: the real service, with everything it talks to emulated on loopback."""
+    exporter: MetricsServer | None = None
+    host = args.host
+    level = str(args.log_level).upper()
+    port = args.port if args.port else _free_port("127.0.0.1")
+    var_dir = Path(args.var_dir)
+    # The emulated world lives in memory and starts anew each time, so the
+    # database that remembers it does too.
+    shutil.rmtree(var_dir, ignore_errors=True)
+    var_dir.mkdir(parents=True, exist_ok=True)
+    service_url = f"http://127.0.0.1:{port}"
+    sandbox = Sandbox(var_dir=var_dir, service_url=service_url, rollout_s=args.rollout_s)
+    configure_logs(_settings(), [*vars(sandbox.secrets).values()], level)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server
+    print("opsbot dev: starting the sandbox (Slack, PagerDuty, SNS and AWS on loopback)…")
+    sandbox.start()
+    console: ConsoleActions | None = None
+    try:
+        settings = sandbox.settings(port=port, host=host, log_level=level)
+        config = sandbox.config()
+        upgrade(settings.effective_database_url, timeouts=settings.db_timeouts)
+        runtime = build_runtime(settings, config)
+        # Metrics on a port of their own, as in production: any free one on loopback.
+        exporter = serve_metrics(runtime.metrics.registry, host="127.0.0.1", port=0)
+        runtime.metrics_url = exporter.url
+        console = ConsoleActions(sandbox)
+        app = create_app(runtime, extra_routes=console_routes.routes(runtime, console))
+        _print_sandbox(settings, sandbox, host=host, port=port, metrics_url=exporter.url)
+        run_server(app, settings, host=host, port=port, access_log=args.access_log)
+    finally:
+        if exporter is not None:
+            exporter.stop()
+        if console is not None:
+            console.close()
+        sandbox.stop()
+    return 0
+
+
+def _print_sandbox(
+    settings: Settings, sandbox: Any, *, host: str, port: int, metrics_url: str
+) -> None:
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "127.0.0.1") else host  # noqa: S104
+    lines = ["", "opsbot dev: every setting, pointed at the sandbox (secrets masked):"]
+    rows = settings.described()
+    width = max(len(name) for name, _ in rows)
+    lines += [f"  {name:<{width}}  {value}" for name, value in rows]
+    lines += [
+        f"  {'moto (behind AWS_ENDPOINT_URL)':<{width}}  {sandbox.moto_url}",
+        "",
+        "Demo world: app `checkout`, `prod` (protected) and `staging`; images "
+        + ", ".join(t for i in sandbox_images() for t in i),
+        "People: " + "; ".join(f"{u.real_name} ({u.slack_id}): {u.role}" for u in world.USERS),
+        "",
+        f"  Console: http://{shown}:{port}/",
+        f"  Metrics: {metrics_url}",
+        "",
+    ]
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        lines.append(
+            f"WARNING: listening on {host}: the console acts as anyone; "
+            "keep it off shared networks."
+        )
+    print("\n".join(lines), flush=True)
+
+
+def sandbox_images() -> list[tuple[str, ...]]:
+    from sandbox.ecr import IMAGES
+
+    return [i.tags for i in IMAGES]

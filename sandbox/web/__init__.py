@@ -1,0 +1,1 @@
+"""The sandbox console page, its styles and script, served by sandbox/console_routes.py."""
