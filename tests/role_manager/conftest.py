@@ -15,7 +15,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -269,6 +269,8 @@ class RdsLike:
     superuser_url: str
     master: str
     master_password: str
+    # Roles a test makes; dropped after the database (they may hold grants in it).
+    also_drop: list[str] = field(default_factory=list)
 
     def superuser(self, db: RmDatabase) -> psycopg.Connection[Any]:
         """A superuser's session in the test's database (pg_authid is readable)."""
@@ -294,6 +296,7 @@ def rm_rds(
     ident = sql.Identifier
     master = f"{rm_database.migrator.removesuffix('_migrator')}_master"
     password = uuid.uuid4().hex
+    rds = RdsLike(superuser_url=rm_superuser_url, master=master, master_password=password)
     with (
         psycopg.connect(rm_admin_url, autocommit=True) as locker,
         psycopg.connect(rm_superuser_url, autocommit=True) as su,
@@ -326,12 +329,13 @@ def rm_rds(
                 SecretString=json.dumps({"username": master, "password": password}),
             )
             monkeypatch.setenv("MASTER_SECRET_ARN", secret["ARN"])
-            yield RdsLike(superuser_url=rm_superuser_url, master=master, master_password=password)
+            yield rds
         finally:
             # The master owns the database: it goes first, then the roles made here.
             su.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident(rm_database.dbname))
             )
-            for name in (rm_database.migrator, rm_database.app, master, *reversed(created)):
+            roles = [rm_database.migrator, rm_database.app, master]
+            for name in [*reversed(rds.also_drop), *roles, *reversed(created)]:
                 su.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(ident(name)))
             locker.execute("SELECT pg_advisory_unlock(%s)", (RDS_IAM_LOCK_KEY,))

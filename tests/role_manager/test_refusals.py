@@ -164,31 +164,27 @@ def test_an_existing_role_in_rds_superuser_is_not_taken_over(
     ident = sql.Identifier
     # Through a group in between: the group's name says nothing, its membership does.
     admins, dba = f"{rm_database.app}_admins", f"{rm_database.app}_dba"
+    rm_rds.also_drop.extend([admins, dba])
     with rm_rds.superuser(rm_database) as conn:
         conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(ident(admins)))
         conn.execute(sql.SQL("GRANT rds_superuser TO {}").format(ident(admins)))
         conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN IN ROLE {}").format(ident(dba), ident(admins)))
-    try:
-        monkeypatch.setenv("APP_ROLE", dba)
-        roles = watched(rm_database, rm_rds, admins, dba)
-        before = snapshot(rm_database, rm_rds, roles)
+    monkeypatch.setenv("APP_ROLE", dba)
+    roles = watched(rm_database, rm_rds, admins, dba)
+    before = snapshot(rm_database, rm_rds, roles)
 
-        result = invoke("manage")
+    result = invoke("manage")
 
-        assert_refused(
-            result,
-            caplog,
-            action="manage",
-            setting="APP_ROLE",
-            name=dba,
-            why="already exists with membership in rds_superuser: the role manager never takes"
-            " over a role more powerful",
-        )
-        assert snapshot(rm_database, rm_rds, roles) == before
-    finally:
-        with rm_rds.superuser(rm_database) as conn:
-            for role in (dba, admins):
-                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(ident(role)))
+    assert_refused(
+        result,
+        caplog,
+        action="manage",
+        setting="APP_ROLE",
+        name=dba,
+        why="already exists with membership in rds_superuser: the role manager never takes"
+        " over a role more powerful",
+    )
+    assert snapshot(rm_database, rm_rds, roles) == before
 
 
 @pytest.mark.parametrize(
