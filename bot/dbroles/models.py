@@ -59,6 +59,9 @@ class ManagerResult:
     unreachable: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    # The function refused a name it must not touch (its errors say which and why) and
+    # changed nothing.
+    refused: bool = False
 
     @classmethod
     def from_payload(cls, payload: Any) -> ManagerResult | None:
@@ -86,6 +89,7 @@ class ManagerResult:
             unreachable=_strings(tables.get("unreachable")),
             warnings=_strings(payload.get("warnings")),
             errors=_strings(payload.get("errors")),
+            refused=payload.get("refused") is True,
         )
 
 
@@ -103,6 +107,11 @@ class Outcome:
     def ok(self) -> bool:
         return self.failure is None and self.result is not None and self.result.ok
 
+    @property
+    def refused(self) -> bool:
+        """The role manager refused to run as configured, and changed nothing."""
+        return self.failure is None and self.result is not None and self.result.refused
+
     def audit_detail(self) -> dict[str, Any]:
         detail: dict[str, Any] = {"function": self.function, "ok": self.ok}
         if self.failure is not None:
@@ -112,4 +121,6 @@ class Outcome:
             detail["errors"] = self.result.errors[:50]
             detail["warnings"] = self.result.warnings[:20]
             detail["tables_reachable"] = self.result.tables_reachable
+            if self.result.refused:
+                detail["refused"] = True
         return detail

@@ -43,6 +43,8 @@ def _headline(outcome: Outcome) -> str:
     result = outcome.result
     if outcome.failure is not None or result is None:
         return f":x: {where}: {outcome.failure or 'no result'}."
+    if result.refused:
+        return f":no_entry: {where}: refused, nothing was changed."
     if outcome.action == CHECK:
         if result.ok:
             return f":white_check_mark: {where}: everything is in order."
@@ -59,8 +61,10 @@ def _details(result: ManagerResult, *, action: str) -> list[str]:
     if action != CHECK:
         if result.changed:
             lines += ["*Changed*", *_bullets(result.changed)]
-        else:
+        elif result.ok:
             lines.append("*Changed*: nothing to change.")
+        else:  # refused or failed before a change: the errors say why
+            lines.append("*Changed*: nothing.")
     if result.errors:
         lines += ["*Errors*", *_bullets(result.errors)]
     if result.warnings:
@@ -90,7 +94,7 @@ def outcome_text(outcome: Outcome, *, icon: bool = True) -> str:
     lines = [headline(outcome, icon=icon)]
     if outcome.result is not None and outcome.failure is None:
         lines += _details(outcome.result, action=outcome.action)
-        if outcome.action == CHECK and not outcome.result.ok:
+        if outcome.action == CHECK and not outcome.result.ok and not outcome.result.refused:
             app, env = outcome.label.split("/", 1)
             lines.append(f"`/dbrole provision {app} {env}` repairs what can be repaired.")
     return clip("\n".join(lines), TEXT_CHARS)

@@ -84,6 +84,8 @@ def _refused(runtime: Runtime, *, actor: str, action: str, app: str, env: str, r
 def _outcome_word(outcome: Outcome) -> str:
     if outcome.failure is not None:
         return "failed"
+    if outcome.refused:
+        return "refused"
     return "ok" if outcome.ok else "problems"
 
 

@@ -66,4 +66,11 @@ def run(runtime: Runtime, *, target: Target, action: str) -> Outcome:
             failure=f"the role manager `{function}` answered something that is not a "
             "role-manager result (is `dbrole.function` the right function?)",
         )
+    if result.refused:
+        log.warning(
+            "role manager refused function=%r target=%s errors=%r",
+            function,
+            target.label,
+            [error[:300] for error in result.errors[:5]],
+        )
     return replace(base, result=result)

@@ -59,6 +59,10 @@ class RoleDatabase:
     schema: str
     migrator: str
     app: str
+    # A master user of the "misnamed" environment's function, as RDS makes one (LOGIN
+    # CREATEROLE CREATEDB): that function is told to manage it as its app role.
+    master: str
+    master_password: str
 
     def connect(self) -> psycopg.Connection[Any]:
         info = psycopg.conninfo.conninfo_to_dict(self.admin_url)
@@ -121,17 +125,24 @@ def role_database() -> Iterator[RoleDatabase]:
         schema=f"shop_{suffix}",
         migrator=f"dbr_{suffix}_migrator",
         app=f"dbr_{suffix}_app",
+        master=f"dbr_{suffix}_master",
+        master_password=uuid.uuid4().hex,
     )
     with psycopg.connect(admin_url, autocommit=True) as admin:
         admin.execute("SELECT pg_advisory_lock_shared(%s)", (RDS_IAM_LOCK_KEY,))
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db.dbname)))
+        admin.execute(
+            sql.SQL("CREATE ROLE {} LOGIN CREATEROLE CREATEDB PASSWORD {}").format(
+                sql.Identifier(db.master), sql.Literal(db.master_password)
+            )
+        )
         try:
             yield db
         finally:
             admin.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db.dbname))
             )
-            for role in (db.migrator, db.app):
+            for role in (db.migrator, db.app, db.master):
                 admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
             admin.execute("SELECT pg_advisory_unlock_shared(%s)", (RDS_IAM_LOCK_KEY,))
 
@@ -154,6 +165,7 @@ class LambdaWorld:
     staging: InProcessRoleManager
     prod: InProcessRoleManager
     vault: InProcessRoleManager  # protected, and a second person must approve
+    misnamed: InProcessRoleManager  # its APP_ROLE is its own master user
 
 
 @pytest.fixture
@@ -190,11 +202,23 @@ def lambdas(
     ]["Arn"]
     functions: dict[str, Any] = {}
     unreachable = {**environment, "DB_PORT": "1", "CONNECT_TIMEOUT_S": "2"}
+    master_secret = aws("secretsmanager").create_secret(
+        Name=f"rds!cluster-{suffix}-misnamed",
+        SecretString=json.dumps(
+            {"username": role_database.master, "password": role_database.master_password}
+        ),
+    )
+    misnamed = {
+        **environment,
+        "MASTER_SECRET_ARN": master_secret["ARN"],
+        "APP_ROLE": role_database.master,
+    }
     for name, variables, invoker in (
         ("staging", environment, InProcessRoleManager(environment)),
         ("prod", environment, InProcessRoleManager(environment)),
         ("vault", environment, InProcessRoleManager(environment)),
         ("down", unreachable, InProcessRoleManager(unreachable)),
+        ("misnamed", misnamed, InProcessRoleManager(misnamed)),
         ("broken", environment, PackageWithoutPsycopg()),
     ):
         function = f"shop-{name}-role-manager-{suffix}"
@@ -217,6 +241,7 @@ def lambdas(
             staging=functions[f"shop-staging-role-manager-{suffix}"],
             prod=functions[f"shop-prod-role-manager-{suffix}"],
             vault=functions[f"shop-vault-role-manager-{suffix}"],
+            misnamed=functions[f"shop-misnamed-role-manager-{suffix}"],
         )
     finally:
         door.stop()
@@ -249,6 +274,7 @@ def dbrole_config(suffix: str) -> dict[str, Any]:
                     "dev": env(None),  # no role manager configured
                     "qa": env("qa"),  # names a function that does not exist
                     "down": env("down"),  # its database does not answer
+                    "misnamed": env("misnamed"),  # told to manage its own master user
                     "broken": env("broken"),  # its code cannot even be imported
                 }
             }

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 
 from bot.approvals.models import PendingAction
@@ -243,7 +244,7 @@ def test_unknown_app_and_environment_answer_with_what_exists(
     assert ask(live, slack, "check nope staging") == "Unknown app `nope`. Apps: `shop`."
     assert ask(live, slack, "provision shop nowhere") == (
         "Unknown environment `nowhere` of `shop`. Environments: `broken`, `dev`, `down`, "
-        "`prod`, `qa`, `staging`, `vault`."
+        "`misnamed`, `prod`, `qa`, `staging`, `vault`."
     )
     assert lambdas.staging.events == []
 
@@ -296,6 +297,51 @@ def test_the_role_managers_own_errors_are_rendered(
     assert text.startswith(":warning: *Database roles of `shop/down`* (check): 1 problem(s).")
     assert "*Errors*\n• database error (OperationalError)" in text
     assert "password" not in text.lower()
+
+
+def test_a_role_manager_told_to_manage_its_master_refuses_and_the_person_sees_why(
+    live: LiveService, slack: SlackEmulator, lambdas: LambdaWorld
+) -> None:
+    db = lambdas.database
+
+    def master_state() -> Any:
+        with db.connect() as conn:
+            return conn.execute(
+                "SELECT rolcanlogin, rolcreaterole, rolcreatedb, rolsuper, rolconfig,"
+                " array(SELECT roleid::regrole::text FROM pg_auth_members WHERE member = oid)"
+                " FROM pg_roles WHERE rolname = %s",
+                (db.master,),
+            ).fetchone()
+
+    before = master_state()
+
+    text = ask(live, slack, "provision shop misnamed")
+
+    assert text.splitlines()[:4] == [
+        ":no_entry: *Database roles of `shop/misnamed`* (provision): refused, nothing was changed.",
+        "*Changed*: nothing.",
+        "*Errors*",
+        f"• refused, nothing was changed: APP_ROLE='{db.master}': it is the master user "
+        "(MASTER_SECRET_ARN's username): managing it would take its CREATEROLE and CREATEDB "
+        "and give it the app's login, locking out everything that uses the master secret",
+    ]
+    assert lambdas.misnamed.events == [{"action": "manage"}]
+    # Nothing changed: no role made, the master as it was and still logging in.
+    assert db.roles() == []
+    assert master_state() == before == (True, True, True, False, None, [])
+    info = psycopg.conninfo.conninfo_to_dict(db.admin_url)
+    info.update(dbname=db.dbname, user=db.master, password=db.master_password)
+    with psycopg.connect(psycopg.conninfo.make_conninfo(**info)) as conn:
+        assert conn.execute("SELECT current_user").fetchone() == (db.master,)
+    [(actor, action, target, outcome, detail)] = audits(live)
+    assert (actor, action, target, outcome) == (
+        "U0ALICE",
+        "dbrole.provision",
+        "dbrole:shop/misnamed",
+        "refused",
+    )
+    assert detail["refused"] is True and detail["changed"] == []
+    assert detail["errors"][0].startswith(f"refused, nothing was changed: APP_ROLE='{db.master}'")
 
 
 def test_mistyped_commands_get_the_usage_and_invoke_nothing(

@@ -15,7 +15,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,26 @@ def rm_admin_url() -> str:
             [str(REPO / ".ci" / "test-postgres")], check=True, capture_output=True, text=True
         ).stdout.strip()
     return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+@pytest.fixture(scope="session")
+def rm_superuser_url(rm_admin_url: str) -> str:
+    """libpq URL of a superuser of rm_admin_url's cluster (sets the cluster up like RDS)."""
+    url = os.environ.get("TEST_SUPERUSER_DATABASE_URL")
+    if not url:
+        url = subprocess.run(
+            [str(REPO / ".ci" / "test-postgres"), "--superuser"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    url = url.replace("postgresql+psycopg://", "postgresql://", 1)
+    ours, admins = (psycopg.conninfo.conninfo_to_dict(u) for u in (url, rm_admin_url))
+    if (ours.get("host"), ours.get("port")) != (admins.get("host"), admins.get("port")):
+        pytest.fail(
+            "TEST_SUPERUSER_DATABASE_URL must name a superuser of TEST_DATABASE_URL's cluster"
+        )
+    return url
 
 
 @pytest.fixture(scope="session")
@@ -190,7 +210,7 @@ def rm_rds_iam_lock(request: pytest.FixtureRequest, rm_admin_url: str) -> Iterat
     Any `manage` grants rds_iam when it exists; a test on another worker dropping it
     mid-test would take those grants away and make the catalog change under the test.
     """
-    if "rm_with_rds_iam" in request.fixturenames:  # takes the lock exclusively itself
+    if {"rm_with_rds_iam", "rm_rds"} & set(request.fixturenames):  # they lock exclusively
         yield
         return
     with psycopg.connect(rm_admin_url, autocommit=True) as conn:
@@ -227,3 +247,95 @@ def rm_with_rds_iam(rm_admin_url: str) -> Iterator[None]:
                     conn.execute("DROP ROLE rds_iam")
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (RDS_IAM_LOCK_KEY,))
+
+
+# The roles RDS makes in every cluster (as its superuser rdsadmin), as the fixture below
+# makes them: name -> attributes. rds_superuser is the master user's group.
+RDS_ROLES = {
+    "rdsadmin": "LOGIN SUPERUSER CREATEDB CREATEROLE REPLICATION BYPASSRLS",
+    "rds_superuser": "NOLOGIN CREATEDB CREATEROLE",
+    "rds_iam": "NOLOGIN",
+    "rds_password": "NOLOGIN",
+    "rds_replication": "NOLOGIN",
+}
+# What RDS grants its master's group WITH ADMIN OPTION.
+RDS_SUPERUSER_GROUPS = ("pg_monitor", "pg_signal_backend", "rds_password", "rds_replication")
+
+
+@dataclass(frozen=True)
+class RdsLike:
+    """rm_database set up as on RDS: its master is no superuser, but in rds_superuser."""
+
+    superuser_url: str
+    master: str
+    master_password: str
+    # Roles a test makes; dropped after the database (they may hold grants in it).
+    also_drop: list[str] = field(default_factory=list)
+
+    def superuser(self, db: RmDatabase) -> psycopg.Connection[Any]:
+        """A superuser's session in the test's database (pg_authid is readable)."""
+        info = psycopg.conninfo.conninfo_to_dict(self.superuser_url)
+        info["dbname"] = db.dbname
+        return psycopg.connect(psycopg.conninfo.make_conninfo(**info), autocommit=True)
+
+
+@pytest.fixture
+def rm_rds(
+    rm_admin_url: str,
+    rm_superuser_url: str,
+    rm_database: RmDatabase,
+    rm_env: dict[str, str],
+    rm_aws: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[RdsLike]:
+    """The cluster's RDS roles, and a master user as RDS makes one, whose secret the
+    function reads: LOGIN CREATEROLE CREATEDB, a member of rds_superuser, owner of the
+    test's database. Holds the rds_iam lock exclusively (rds_iam is created here too);
+    RDS roles that existed already are left as they were.
+    """
+    ident = sql.Identifier
+    master = f"{rm_database.migrator.removesuffix('_migrator')}_master"
+    password = uuid.uuid4().hex
+    rds = RdsLike(superuser_url=rm_superuser_url, master=master, master_password=password)
+    with (
+        psycopg.connect(rm_admin_url, autocommit=True) as locker,
+        psycopg.connect(rm_superuser_url, autocommit=True) as su,
+    ):
+        locker.execute("SELECT pg_advisory_lock(%s)", (RDS_IAM_LOCK_KEY,))
+        created: list[str] = []
+        try:
+            for name, attributes in RDS_ROLES.items():
+                if su.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone():
+                    continue
+                su.execute(sql.SQL("CREATE ROLE {} " + attributes).format(ident(name)))
+                created.append(name)
+            for group in RDS_SUPERUSER_GROUPS:
+                su.execute(
+                    sql.SQL("GRANT {} TO rds_superuser WITH ADMIN OPTION").format(ident(group))
+                )
+            su.execute(
+                sql.SQL("CREATE ROLE {} LOGIN CREATEROLE CREATEDB PASSWORD {}").format(
+                    ident(master), sql.Literal(password)
+                )
+            )
+            su.execute(sql.SQL("GRANT rds_superuser TO {}").format(ident(master)))
+            su.execute(
+                sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+                    ident(rm_database.dbname), ident(master)
+                )
+            )
+            secret = rm_aws.create_secret(
+                Name=f"rds!cluster-{rm_database.dbname}-master",
+                SecretString=json.dumps({"username": master, "password": password}),
+            )
+            monkeypatch.setenv("MASTER_SECRET_ARN", secret["ARN"])
+            yield rds
+        finally:
+            # The master owns the database: it goes first, then the roles made here.
+            su.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident(rm_database.dbname))
+            )
+            roles = [rm_database.migrator, rm_database.app, master]
+            for name in [*reversed(rds.also_drop), *roles, *reversed(created)]:
+                su.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(ident(name)))
+            locker.execute("SELECT pg_advisory_unlock(%s)", (RDS_IAM_LOCK_KEY,))

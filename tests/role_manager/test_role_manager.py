@@ -244,39 +244,49 @@ def test_existing_tables_are_granted_to_app(
     assert result["tables_reachable"] is True
 
 
+INVALID = "invalid configuration, nothing was run: "
+RESERVED = "refused, nothing was changed: "
+
+
 @pytest.mark.parametrize(
-    ("variable", "value"),
+    ("variable", "value", "prefix"),
     [
-        ("APP_ROLE", 'app"; DROP ROLE postgres; --'),
-        ("APP_ROLE", "app;drop"),
-        ("MIGRATOR_ROLE", "Migrator"),
-        ("SCHEMA_NAME", "1schema"),
-        ("SCHEMA_NAME", "x" * 64),
-        ("SCHEMA_NAME", "public"),
-        ("APP_ROLE", "pg_signal_backend"),
-        ("MIGRATOR_ROLE", "it's"),
+        ("APP_ROLE", 'app"; DROP ROLE postgres; --', INVALID),
+        ("APP_ROLE", "app;drop", INVALID),
+        ("MIGRATOR_ROLE", "Migrator", INVALID),
+        ("SCHEMA_NAME", "1schema", INVALID),
+        ("SCHEMA_NAME", "x" * 64, INVALID),
+        ("MIGRATOR_ROLE", "it's", INVALID),
+        ("SCHEMA_NAME", "public", RESERVED),
+        ("SCHEMA_NAME", "pg_catalog", RESERVED),
+        ("APP_ROLE", "pg_signal_backend", RESERVED),
+        ("MIGRATOR_ROLE", "rds_superuser", RESERVED),
+        ("APP_ROLE", "postgres", RESERVED),
     ],
 )
-def test_bad_names_are_refused_before_anything_runs(
+def test_bad_and_reserved_names_are_refused_before_anything_runs(
     rm_env: dict[str, str],
     rm_database: RmDatabase,
     monkeypatch: pytest.MonkeyPatch,
     variable: str,
     value: str,
+    prefix: str,
 ) -> None:
     monkeypatch.setenv(variable, value)
     # If the function got as far as AWS or the database, these would show up as errors.
     monkeypatch.setenv(
         "MASTER_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:123456789012:secret:missing"
     )
+    monkeypatch.setenv("DB_PORT", "1")
 
     result = invoke("manage")
 
     assert result["ok"] is False
+    assert result["refused"] is (prefix == RESERVED)
     assert result["changed"] == []
-    assert len(result["errors"]) == 1
-    assert result["errors"][0].startswith("invalid configuration, nothing was run:")
-    assert variable in result["errors"][0]
+    [error] = result["errors"]
+    assert error.startswith(prefix)
+    assert f"{variable}={value!r}" in error
     with rm_database.connect() as conn:
         rows = conn.execute(
             "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)",

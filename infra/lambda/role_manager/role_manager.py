@@ -27,6 +27,20 @@ The master credentials come from the RDS-managed Secrets Manager secret
 schema names come only from the environment, are validated against
 ``^[a-z_][a-z0-9_]{0,62}$`` and reach SQL only as ``psycopg.sql.Identifier``.
 
+It refuses what it must not touch, before its first change: the result has ``ok``
+false, ``refused`` true and one error per refused name saying which setting named what
+and why, and each refusal is logged once (``role manager refused: {...}``, the name as
+its repr). The function runs as the master user, so a role it manages gets the app's
+password or IAM login, and whoever holds those credentials gets that role's powers.
+Before it reads a secret or connects it refuses role names of RDS (``rds*``:
+rds_superuser, rds_iam, rdsadmin, ...) and of PostgreSQL (``pg_*``, ``postgres``,
+``public``, ``none``), and schema names of PostgreSQL (``pg_*``, ``information_schema``,
+``public``) and of RDS's extensions (``rds*``, ``aws_*``, ``apg_*``). Connected, in the
+transaction that would make the changes and before any of them, it refuses the master
+user's own name (the secret's username, the session's user), an existing role that is
+SUPERUSER, CREATEROLE, REPLICATION or BYPASSRLS or a member (directly or not) of a role
+it refuses by name or of the master, and an existing schema owned by such a role.
+
 The result is JSON the bot renders::
 
     {"action": "manage", "ok": true, "summary": "manage: 11 change(s) made",
@@ -35,7 +49,7 @@ The result is JSON the bot renders::
                 "member_of": ["rds_iam"]}],
      "schema": {"name": "app", "exists": true, "owner": "migrator"},
      "tables_reachable": true, "tables": {"count": 3, "unreachable": []},
-     "warnings": [...], "errors": [...]}
+     "warnings": [...], "errors": [...], "refused": false}
 """
 
 from __future__ import annotations
@@ -44,7 +58,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,8 +70,48 @@ log = logging.getLogger("role_manager")
 log.setLevel(logging.INFO)
 
 NAME_PATTERN = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-RESERVED_NAMES = frozenset({"public", "information_schema", "rds_iam", "postgres"})
 RDS_IAM_ROLE = "rds_iam"
+
+# Role names the function never manages, with the reason a person reads. Configured names
+# are lower-case only (NAME_PATTERN), so no case variant of these can be configured.
+RESERVED_ROLE_PREFIXES = (
+    (
+        "rds",
+        "RDS's own roles start with 'rds' (rds_superuser, rds_iam, rds_replication,"
+        " rds_password, rdsadmin, ...)",
+    ),
+    ("pg_", "PostgreSQL's predefined roles start with 'pg_' (pg_monitor, pg_read_all_data, ...)"),
+)
+RESERVED_ROLES = {
+    "postgres": "it is PostgreSQL's bootstrap superuser and RDS's default master user",
+    "public": "PostgreSQL reserves it: PUBLIC stands for every role",
+    "none": "PostgreSQL reserves it",
+    "information_schema": "it is PostgreSQL's own name (the catalog views' schema)",
+}
+# Schema names that belong to PostgreSQL or to RDS's extensions (aws_s3, aws_commons,
+# aws_lambda, aws_ml, rds_tools, apg_plan_mgmt): handing one to the migrator would give
+# the app's migrations the server's objects.
+RESERVED_SCHEMA_PREFIXES = (
+    ("pg_", "PostgreSQL's system schemas start with 'pg_' (pg_catalog, pg_toast, pg_temp_*)"),
+    ("rds", "schemas starting with 'rds' belong to RDS (rds_tools)"),
+    ("aws_", "schemas starting with 'aws_' belong to RDS's extensions (aws_s3, aws_commons, ...)"),
+    ("apg_", "schemas starting with 'apg_' belong to Aurora's extensions (apg_plan_mgmt)"),
+)
+RESERVED_SCHEMAS = {
+    "information_schema": "it is PostgreSQL's catalog views' schema",
+    "public": "every role shares it; the app's tables belong in a schema the migrator owns",
+}
+# A role the function makes never has these; an existing role that has one is not taken
+# over (its password or IAM login would hand the power to the app's credentials).
+POWER_ATTRIBUTES = (
+    ("rolsuper", "SUPERUSER"),
+    ("rolcreaterole", "CREATEROLE"),
+    ("rolreplication", "REPLICATION"),
+    ("rolbypassrls", "BYPASSRLS"),
+)
+# Memberships the function grants itself, or that confer nothing over other roles:
+# pg_database_owner's one member is the current database's owner.
+HARMLESS_GROUPS = frozenset({RDS_IAM_ROLE, "pg_database_owner"})
 ACTIONS = ("manage", "check")
 
 TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE")
@@ -80,6 +134,58 @@ class ConfigError(Exception):
 
 
 @dataclass(frozen=True)
+class Refusal:
+    """A name the function must not touch: the setting that names it, the name, and why."""
+
+    setting: str  # MIGRATOR_ROLE, APP_ROLE or SCHEMA_NAME
+    name: str
+    why: str
+
+    @property
+    def message(self) -> str:
+        """The error a person reads."""
+        return f"refused, nothing was changed: {self.setting}={self.name!r}: {self.why}"
+
+    def log(self, action: str) -> None:
+        """The refusal's one log line: JSON fields, the name as its repr."""
+        fields = {
+            "event": "role_manager.refused",
+            "action": action,
+            "setting": self.setting,
+            "refused_name": repr(self.name),
+            "reason": self.why,
+        }
+        log.warning("role manager refused: %s", json.dumps(fields), extra=fields)
+
+
+class Refused(Exception):
+    """The configuration names what the function must not touch; nothing was changed."""
+
+    def __init__(self, refusals: list[Refusal]) -> None:
+        super().__init__("; ".join(r.message for r in refusals))
+        self.refusals = refusals
+
+
+NEVER = "; the role manager never manages it"
+
+
+def role_name_refusal(name: str) -> str | None:
+    """Why the function never manages a role of this name, or None."""
+    for prefix, why in RESERVED_ROLE_PREFIXES:
+        if name.startswith(prefix):
+            return why
+    return RESERVED_ROLES.get(name)
+
+
+def schema_name_refusal(name: str) -> str | None:
+    """Why the function never manages a schema of this name, or None."""
+    for prefix, why in RESERVED_SCHEMA_PREFIXES:
+        if name.startswith(prefix):
+            return why
+    return RESERVED_SCHEMAS.get(name)
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything the function needs, read once from the environment."""
 
@@ -97,8 +203,13 @@ class Config:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Config:
-        """Build the config, or raise ConfigError naming every bad setting."""
+        """Build the config, or raise ConfigError naming every bad setting.
+
+        Raises Refused when every setting is well formed but a name is one the function
+        never manages.
+        """
         problems: list[str] = []
+        refused: list[Refusal] = []
 
         def required(key: str) -> str:
             value = env.get(key, "").strip()
@@ -106,23 +217,23 @@ class Config:
                 problems.append(f"{key} is not set")
             return value
 
-        def name(key: str, default: str) -> str:
+        def name(key: str, default: str, refusal: Callable[[str], str | None]) -> str:
             value = env.get(key, default)
             if not NAME_PATTERN.fullmatch(value):
                 problems.append(
                     f"{key}={value!r} is not a valid name: use lower-case letters, digits and"
                     " underscores, starting with a letter or underscore, at most 63 characters"
                 )
-            elif value in RESERVED_NAMES or value.startswith("pg_"):
-                problems.append(f"{key}={value!r} is a reserved name")
+            elif (why := refusal(value)) is not None:
+                refused.append(Refusal(key, value, why + NEVER))
             return value
 
         host = required("DB_HOST")
         dbname = required("DB_NAME")
         master_secret_arn = required("MASTER_SECRET_ARN")
-        schema = name("SCHEMA_NAME", "app")
-        migrator = name("MIGRATOR_ROLE", "migrator")
-        app = name("APP_ROLE", "app")
+        schema = name("SCHEMA_NAME", "app", schema_name_refusal)
+        migrator = name("MIGRATOR_ROLE", "migrator", role_name_refusal)
+        app = name("APP_ROLE", "app", role_name_refusal)
         if migrator == app:
             problems.append("MIGRATOR_ROLE and APP_ROLE must differ")
         port_text = env.get("DB_PORT", "5432")
@@ -133,7 +244,9 @@ class Config:
         if not timeout_text.isdigit():
             problems.append(f"CONNECT_TIMEOUT_S={timeout_text!r} is not a number of seconds")
         if problems:
-            raise ConfigError("; ".join(problems))
+            raise ConfigError("; ".join(problems + [r.message for r in refused]))
+        if refused:
+            raise Refused(refused)
         return cls(
             host=host,
             port=port,
@@ -175,10 +288,18 @@ class Report:
     tables: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    refused: bool = False
+
+    def refuse(self, refusals: list[Refusal]) -> None:
+        """Report a refusal: one error per refused name, nothing changed."""
+        self.refused = True
+        self.errors += [r.message for r in refusals]
 
     @property
     def summary(self) -> str:
         """One line for whoever reads the raw result (the bot renders its own)."""
+        if self.refused:
+            return f"{self.action}: refused, nothing was changed"
         if self.action == "manage" and not self.errors:
             if not self.changed:
                 return "manage: nothing to change, everything was in order"
@@ -199,6 +320,7 @@ class Report:
             "tables": self.tables,
             "warnings": self.warnings,
             "errors": self.errors,
+            "refused": self.refused,
         }
 
 
@@ -234,6 +356,12 @@ def role_row(conn: psycopg.Connection[Any], role: str) -> dict[str, Any] | None:
 
 def current_user(conn: psycopg.Connection[Any]) -> str:
     row = conn.execute("SELECT current_user").fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def session_user(conn: psycopg.Connection[Any]) -> str:
+    row = conn.execute("SELECT session_user").fetchone()
     assert row is not None
     return str(row[0])
 
@@ -357,6 +485,87 @@ def password_login_works(config: Config, role: str, password: str) -> bool:
             return True
     except psycopg.OperationalError:
         return False
+
+
+# --- what the function must not touch -----------------------------------------------------
+
+
+def powers_of(conn: psycopg.Connection[Any], role: str, masters: frozenset[str]) -> list[str]:
+    """What makes an existing role too powerful to take over; empty when it is not.
+
+    Its power attributes, and the roles it is a member of, directly or through other
+    roles, that the function refuses by name or that are the master user; of those, the
+    ones it reaches first (rds_superuser, not the pg_monitor that comes with it).
+    """
+    row = role_row(conn, role)
+    if row is None:
+        return []
+    powers = [label for column, label in POWER_ATTRIBUTES if row[column]]
+    groups = conn.execute(
+        "SELECT g.rolname FROM pg_roles g, pg_roles r WHERE r.rolname = %s"
+        " AND g.oid <> r.oid AND pg_has_role(r.oid, g.oid, 'MEMBER')",
+        (role,),
+    ).fetchall()
+    refused = [
+        group
+        for (group,) in groups
+        if group not in HARMLESS_GROUPS
+        and (role_name_refusal(group) is not None or group in masters)
+    ]
+    implied = conn.execute(
+        "SELECT b.rolname FROM pg_roles a, pg_roles b WHERE a.rolname = ANY(%(groups)s)"
+        " AND b.rolname = ANY(%(groups)s) AND a.oid <> b.oid"
+        " AND pg_has_role(a.oid, b.oid, 'MEMBER')",
+        {"groups": refused},
+    ).fetchall()
+    implied_names = {name for (name,) in implied}
+    powers += [f"membership in {g}" for g in sorted(refused) if g not in implied_names]
+    return powers
+
+
+def refusals(
+    conn: psycopg.Connection[Any], config: Config, masters: frozenset[str]
+) -> list[Refusal]:
+    """What the function must not touch in this database as configured; empty when none.
+
+    `masters` are the master user's names (the secret's username, the session's user).
+    Read-only: it runs before the first statement that changes anything.
+    """
+    found: list[Refusal] = []
+    for key, role in (("MIGRATOR_ROLE", config.migrator), ("APP_ROLE", config.app)):
+        if role in masters:
+            found.append(
+                Refusal(
+                    key,
+                    role,
+                    "it is the master user (MASTER_SECRET_ARN's username): managing it would"
+                    " take its CREATEROLE and CREATEDB and give it the app's login, locking"
+                    " out everything that uses the master secret",
+                )
+            )
+        elif powers := powers_of(conn, role, masters):
+            found.append(
+                Refusal(
+                    key,
+                    role,
+                    f"already exists with {', '.join(powers)}: the role manager never takes"
+                    " over a role more powerful than the ones it makes",
+                )
+            )
+    owner = schema_owner(conn, config.schema)
+    if owner is not None and owner not in masters | {config.migrator, config.app}:
+        why = role_name_refusal(owner)
+        powers = powers_of(conn, owner, masters)
+        if why is not None or powers:
+            found.append(
+                Refusal(
+                    "SCHEMA_NAME",
+                    config.schema,
+                    f"exists and belongs to {owner!r} ({why or ', '.join(powers)}): the role"
+                    " manager never takes a schema from such a role",
+                )
+            )
+    return found
 
 
 # --- what manage would do ----------------------------------------------------------------
@@ -643,8 +852,7 @@ def describe(conn: psycopg.Connection[Any], config: Config, report: Report) -> N
 # --- entry point -------------------------------------------------------------------------
 
 
-def connect_master(config: Config) -> psycopg.Connection[Any]:
-    secret = read_secret(config.master_secret_arn)
+def connect_master(config: Config, secret: Mapping[str, Any]) -> psycopg.Connection[Any]:
     return psycopg.connect(
         host=config.host,
         port=config.port,
@@ -666,9 +874,16 @@ def run(action: str, config: Config) -> Report:
         if arn:
             passwords[role] = str(read_secret(arn)["password"])
 
-    with connect_master(config) as conn:
+    master_secret = read_secret(config.master_secret_arn)
+    with connect_master(config, master_secret) as conn:
         if action == "check":
             conn.read_only = True  # proof that check changes nothing
+        # Checked in the transaction that makes the changes, before its first change;
+        # raising leaves the connection's block, which rolls the transaction back.
+        masters = frozenset({str(master_secret["username"]), session_user(conn)})
+        refused = refusals(conn, config, masters)
+        if refused:
+            raise Refused(refused)
         steps = plan(conn, config, passwords, report)
         if action == "manage":
             for step in steps:
@@ -689,6 +904,15 @@ def run(action: str, config: Config) -> Report:
     return report
 
 
+def refusal_result(action: str, refused: Refused) -> dict[str, Any]:
+    """The result of a refused run, each refusal logged once."""
+    report = Report(action=action)
+    for refusal in refused.refusals:
+        refusal.log(action)
+    report.refuse(refused.refusals)
+    return report.as_dict()
+
+
 def handler(event: Mapping[str, Any] | None, context: object = None) -> dict[str, Any]:
     """Lambda entry point: {"action": "manage" | "check"} -> the JSON report."""
     action = str((event or {}).get("action", ""))
@@ -698,12 +922,16 @@ def handler(event: Mapping[str, Any] | None, context: object = None) -> dict[str
         return report.as_dict()
     try:
         config = Config.from_env(os.environ)
+    except Refused as exc:
+        return refusal_result(action, exc)
     except ConfigError as exc:
         report = Report(action=action)
         report.errors.append(f"invalid configuration, nothing was run: {exc}")
         return report.as_dict()
     try:
         result = run(action, config).as_dict()
+    except Refused as exc:
+        return refusal_result(action, exc)
     except psycopg.Error as exc:
         report = Report(action=action)
         report.errors.append(f"database error ({type(exc).__name__}): {exc}".strip())
