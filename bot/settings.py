@@ -227,13 +227,16 @@ class Settings(BaseSettings):
     def _comma_separated(cls, value: Any) -> Any:
         return _split_csv(value)
 
-    @field_validator("slack_bot_token", "slack_signing_secret", mode="before")
+    @field_validator(
+        "slack_bot_token", "slack_signing_secret", "pagerduty_api_token", mode="before"
+    )
     @classmethod
     def _not_blank(cls, value: Any) -> Any:
         # Unset means "disabled"; set but blank is a mistake (an empty secret in the
-        # task definition) that would otherwise start a service nobody can reach.
+        # task definition) that would otherwise start a service nobody can reach, or
+        # one whose every PagerDuty call is refused.
         if isinstance(value, str) and not value.strip():
-            raise ValueError("is set but empty: give its value, or unset it to disable Slack")
+            raise ValueError("is set but empty: give its value, or unset it to disable it")
         return value
 
     @field_validator("pagerduty_api_url", "pagerduty_events_url")

@@ -1,4 +1,4 @@
-"""`opsbot serve` refuses to start on a Slack secret that is set but empty."""
+"""`opsbot serve` refuses to start on a Slack or PagerDuty secret that is set but empty."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("value", ["", "   "], ids=["empty", "whitespace"])
-@pytest.mark.parametrize("variable", ["SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN"])
-def test_a_blank_slack_secret_stops_the_start_and_names_the_variable(
+@pytest.mark.parametrize(
+    "variable", ["SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN", "PAGERDUTY_API_TOKEN"]
+)
+def test_a_blank_secret_stops_the_start_and_names_the_variable(
     tmp_path: Path, variable: str, value: str
 ) -> None:
     env = {**os.environ, "OPSBOT_VAR_DIR": str(tmp_path / "var"), variable: value}
@@ -32,9 +34,10 @@ def test_a_blank_slack_secret_stops_the_start_and_names_the_variable(
     assert not (tmp_path / "var").exists()
 
 
-def test_unset_slack_secrets_still_mean_disabled() -> None:
+def test_unset_secrets_still_mean_disabled() -> None:
     from bot.settings import Settings
 
     settings = Settings()
     assert settings.slack_signing_secret is None and settings.slack_bot_token is None
     assert not settings.slack_inbound_enabled
+    assert settings.pagerduty_api_token is None

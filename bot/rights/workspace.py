@@ -3,6 +3,9 @@
 Each answer is cached for `ttl_s` (a minute by default): a person removed from
 a channel or a group keeps its rights at most that long. A failure is never
 cached and never guessed: it raises SlackFactsUnavailable, and rights fail closed.
+A read that gets no answer at all (a timeout, a reset connection) is tried once
+more first: the person has been acknowledged already, and a lost packet should
+not refuse them.
 """
 
 from __future__ import annotations
@@ -64,7 +67,7 @@ class Workspace:
         if self.client is None:
             raise SlackFactsUnavailable("opsbot has no Slack token (SLACK_BOT_TOKEN)")
         try:
-            value = read(self.client)
+            value = self._read_twice(read, kind, key)
         except SlackApiError as exc:
             error = str(exc.response.get("error") or "error")
             log.warning("Slack %s for %s failed: %s", kind, key, error)
@@ -75,6 +78,21 @@ class Workspace:
         with self._lock:
             self._cache[(kind, key)] = (now, value)
         return value
+
+    def _read_twice(self, read: Callable[[WebClient], T], kind: str, key: str) -> T:
+        assert self.client is not None
+        try:
+            return read(self.client)
+        except (SlackClientError, OSError) as exc:
+            if isinstance(exc, SlackApiError):  # Slack answered: asking again changes nothing
+                raise
+            log.info(
+                "Slack %s for %s got no answer (%s); trying once more",
+                kind,
+                key,
+                type(exc).__name__,
+            )
+            return read(self.client)
 
     def member(self, user_id: str) -> Member:
         def read(client: WebClient) -> Member:

@@ -92,6 +92,21 @@ def test_a_guest_can_neither_acknowledge_nor_silence(
     ]
 
 
+def test_a_slack_lookup_that_times_out_once_is_asked_again(
+    service: LiveService, sns_signer: SnsSigner, slack: SlackEmulator, pagerduty: PagerDutyEmulator
+) -> None:
+    incident_id, _message = page(service, sns_signer, slack, pagerduty)
+    # Longer than the client's timeout (delivery.request_timeout_s, 2 s in tests).
+    slack.faults.hang_next(1, seconds=5, calls=("users.info",))
+    url = slack.response_url()
+    click(service, render.ACKNOWLEDGE, str(incident_id), user_id="U0ALICE", response_url=url)
+    [put] = wait_for(lambda: pd_calls(pagerduty, "PUT"))
+    assert put["from"] == "alice@example.com"
+    assert not any("cannot check" in r.get("text", "") for r in responses_to(slack, url))
+    [record] = wait_for(lambda: audit_of(service, incident_id))
+    assert (record.actor, record.outcome) == ("U0ALICE", "ok")
+
+
 def test_someone_outside_the_channel_may_not_respond(
     service: LiveService, sns_signer: SnsSigner, slack: SlackEmulator, pagerduty: PagerDutyEmulator
 ) -> None:
