@@ -32,6 +32,7 @@ from bot.outbox.replies import ephemeral, reply
 from bot.pagerduty.errors import PagerDutyUnavailable
 from bot.people.directory import NOT_CONFIGURED, PeopleDirectory, mention
 from bot.people.errors import NoPagerDutyUser
+from bot.slack_text import code
 
 ACKNOWLEDGE = "acknowledge"
 RESOLVE = "resolve"
@@ -92,7 +93,7 @@ def respond(
 
 
 def _label(incident: Incident) -> str:
-    return f"#{incident.id} ({render.clip(incident.title, 80)})"
+    return f"#{incident.id} ({render.title_text(incident, 80)})"
 
 
 class IncidentActions:
@@ -120,9 +121,9 @@ class IncidentActions:
             elif PAGERDUTY_ID.match(text):
                 found = incidents.get_by_pagerduty_id(db_session, pagerduty_incident_id=text)
             else:
-                raise IncidentNotFound(f"`{ref}` is not an incident number (e.g. `42`).")
+                raise IncidentNotFound(f"{code(ref)} is not an incident number (e.g. `42`).")
             if found is None:
-                raise IncidentNotFound(f"There is no incident `{ref}`.")
+                raise IncidentNotFound(f"There is no incident {code(ref)}.")
             return found.id
 
     def open_incidents(self) -> dict[str, Any]:
@@ -359,7 +360,7 @@ class IncidentActions:
             return paging[0]
         route = self.config.route_named(name)
         if route is None or route.pagerduty_routing_key_env is None:
-            raise IncidentError(f"No route `{name}` can page. Routes that can: {names}.")
+            raise IncidentError(f"No route {code(name)} can page. Routes that can: {names}.")
         return route
 
     def declare(

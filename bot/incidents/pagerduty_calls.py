@@ -30,6 +30,7 @@ from bot.pagerduty.errors import PagerDutyRefused, PagerDutyUnavailable
 from bot.pagerduty.rest import PagerDutyRest
 from bot.pagerduty.webhooks import IncidentData, parse_incident
 from bot.people.directory import NOT_CONFIGURED, PeopleDirectory
+from bot.slack_text import escape
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +242,9 @@ class PagerDutyActionSender:
             flows.thread_text(
                 db_session,
                 incident=incident,
-                text=f":warning: {requester.display} could not {verb} this incident: {error}",
+                text=(
+                    f":warning: {requester.display} could not {verb} this incident: {escape(error)}"
+                ),
                 now=now,
             )
             audit.record(
@@ -256,7 +259,7 @@ class PagerDutyActionSender:
             respond(
                 db_session,
                 requester=requester,
-                text=f":warning: Could not {verb} #{incident.id}: {error}",
+                text=f":warning: Could not {verb} #{incident.id}: {escape(error)}",
                 now=now,
             )
             outbox.complete(db_session, delivery_id=job.id, status=DEAD, error=error, now=now)

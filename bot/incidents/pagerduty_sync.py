@@ -28,6 +28,7 @@ from bot.pagerduty.errors import PagerDutyError
 from bot.pagerduty.rest import PagerDutyRest
 from bot.pagerduty.webhooks import IncidentData, WebhookEvent, parse_incident
 from bot.people.directory import PeopleDirectory
+from bot.slack_text import escape
 
 log = logging.getLogger(__name__)
 
@@ -267,7 +268,7 @@ class WebhookSync:
         if channel is None or event.note is not None or data.status not in OPEN_STATUSES:
             return None
         now = self.clock.now()
-        service = f" on {data.service.name}" if data.service else ""
+        service = f" on {escape(data.service.name)}" if data.service else ""
         opened_by = names.agent if event.event_type == "incident.triggered" else None
         incident = incidents.create(
             db_session,

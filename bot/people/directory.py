@@ -26,6 +26,7 @@ from bot.pagerduty.rest import PagerDutyRest, PagerDutyUser
 from bot.pagerduty.webhooks import Reference
 from bot.people import service
 from bot.people.errors import LINK_HINT, NoPagerDutyUser
+from bot.slack_text import escape
 
 log = logging.getLogger(__name__)
 
@@ -205,9 +206,9 @@ class PeopleDirectory:
     def display(self, ref: Reference) -> str:
         """A PagerDuty user as Slack shows them: a mention where one maps, else their name."""
         if not ref.is_user:  # services and integrations act too
-            return ref.name
+            return escape(ref.name)
         slack_user_id = self._slack_user_for(ref)
-        return mention(slack_user_id) if slack_user_id else ref.name
+        return mention(slack_user_id) if slack_user_id else escape(ref.name)
 
     def display_all(self, refs: Iterable[Reference]) -> list[str]:
         return [self.display(ref) for ref in refs]
