@@ -1,13 +1,16 @@
-"""Logging set-up, with every configured secret redacted from every line."""
+"""Logging set-up: every configured secret redacted, every message kept on one line."""
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import Iterable
 
 REDACTED = "[redacted]"
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# Line breaks and other control characters (tab aside) a message may carry from outside.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
 
 
 class RedactSecrets(logging.Filter):
@@ -38,10 +41,26 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+class OneLine(logging.Filter):
+    """Writes a control character in a message as its escape (`\\n`, `\\x1b`).
+
+    A TopicArn, an event id or a name from outside cannot then start a line
+    of its own that reads as opsbot's. Tracebacks are left as they are.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if _CONTROL.search(message):
+            record.msg = _CONTROL.sub(lambda m: repr(m.group())[1:-1], message)
+            record.args = None
+        return True
+
+
 def configure_logging(level: str, secrets: Iterable[str]) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(FORMAT))
     handler.addFilter(RedactSecrets(secrets))
+    handler.addFilter(OneLine())
     root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)

@@ -189,7 +189,7 @@ def register(app: App, runtime: Runtime) -> None:
             ack()
             incident_id = _incident_id(action.get("value"))
             if incident_id is None:
-                log.warning("%s clicked without an incident id", action.get("action_id"))
+                log.warning("%r clicked without an incident id", action.get("action_id"))
                 return
             requester = _requester(body, "button")
             runtime.after_ack.run(

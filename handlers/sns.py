@@ -71,10 +71,10 @@ def routes(runtime: Runtime) -> list[Route]:
                 functools.partial(verify_and_record, envelope), limiter=limit[0]
             )
         except SignatureInvalid as exc:
-            log.warning("SNS message %s refused: %s", envelope.message_id, exc)
+            log.warning("SNS message %r refused: %r", envelope.message_id, str(exc))
             return _answer(403, "signature not valid")
         except Exception:
-            log.exception("could not record SNS message %s", envelope.message_id)
+            log.exception("could not record SNS message %r", envelope.message_id)
             # 5xx makes SNS deliver it again; nothing was committed.
             return _answer(503, "could not record the message; retry")
         return _answer(200, outcome)
@@ -91,7 +91,7 @@ def routes(runtime: Runtime) -> list[Route]:
         if header is not None and header != envelope.type:
             return _answer(400, "x-amz-sns-message-type does not match the body's Type")
         if envelope.topic_arn not in allowed:
-            log.warning("SNS message from a topic not allowed: %s", envelope.topic_arn)
+            log.warning("SNS message from a topic not allowed: %r", envelope.topic_arn)
             return _answer(403, "topic not allowed")
         if envelope.type == NOTIFICATION:
             return await notification(envelope)
@@ -99,10 +99,10 @@ def routes(runtime: Runtime) -> list[Route]:
         try:
             await run_in_threadpool(runtime.sns_verifier.verify, envelope)
         except SignatureInvalid as exc:
-            log.warning("SNS message %s refused: %s", envelope.message_id, exc)
+            log.warning("SNS message %r refused: %r", envelope.message_id, str(exc))
             return _answer(403, "signature not valid")
         if envelope.type != SUBSCRIPTION_CONFIRMATION:
-            log.info("unsubscribed from %s", envelope.topic_arn)
+            log.info("unsubscribed from %r", envelope.topic_arn)
             return _answer(200, "noted")
         try:
             await run_in_threadpool(
@@ -115,9 +115,9 @@ def routes(runtime: Runtime) -> list[Route]:
             return _answer(403, "SubscribeURL not allowed")
         except FetchFailed as exc:
             # 5xx: SNS will send the confirmation again.
-            log.error("could not confirm subscription to %s: %s", envelope.topic_arn, exc)
+            log.error("could not confirm subscription to %r: %r", envelope.topic_arn, str(exc))
             return _answer(502, "could not confirm the subscription")
-        log.info("confirmed the subscription to %s", envelope.topic_arn)
+        log.info("confirmed the subscription to %r", envelope.topic_arn)
         return _answer(200, "subscription confirmed")
 
     return [Route("/sns", receive, methods=["POST"])]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import logging
 
-from bot.log import REDACTED, RedactSecrets
+from bot.log import REDACTED, OneLine, RedactSecrets
 
 SECRET = "s3cr3t-value-123"
 
@@ -39,3 +39,16 @@ def test_secret_in_a_traceback_is_redacted() -> None:
         log.exception("failed")
     assert SECRET not in stream.getvalue()
     assert "ValueError" in stream.getvalue()
+
+
+def test_a_line_break_from_outside_cannot_start_a_log_line_of_its_own() -> None:
+    stream = io.StringIO()
+    log = logger_with(stream)
+    log.handlers[0].addFilter(OneLine())
+    log.warning("topic %s refused", "arn:x\r\n2026 INFO ok\u2028\x1b[31m")
+    log.info(f"inline {SECRET}\nforged")
+    lines = stream.getvalue().splitlines()
+    assert lines == [
+        "topic arn:x\\r\\n2026 INFO ok\\u2028\\x1b[31m refused",
+        f"inline {REDACTED}\\nforged",
+    ]

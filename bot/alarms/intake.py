@@ -57,7 +57,7 @@ class AlarmIntake:
                     if code not in {"40001", "40P01"} or attempt == ATTEMPTS:
                         raise
                     continue
-            log.info("message %s via %s: %s", inbound.message_id, inbound.via, outcome)
+            log.info("message %r via %s: %s", inbound.message_id, inbound.via, outcome)
             return outcome
         raise AssertionError("unreachable")
 

@@ -85,12 +85,12 @@ class AlarmQueueConsumer:
         for message in answer.get("Messages", []):
             inbound = inbound_from_sqs(message)
             if self.allowed_topics and inbound.topic_arn not in (self.allowed_topics | {None}):
-                log.warning("dropping message from topic %s: not allowed", inbound.topic_arn)
+                log.warning("dropping message from topic %r: not allowed", inbound.topic_arn)
             else:
                 try:
                     self.record(inbound)
                 except Exception:
-                    log.exception("could not record %s; it will be redelivered", inbound.message_id)
+                    log.exception("could not record %r; it will be redelivered", inbound.message_id)
                     continue
             done.append({"Id": message["MessageId"], "ReceiptHandle": message["ReceiptHandle"]})
         if done:

@@ -81,7 +81,7 @@ def _on_call(runtime: Runtime, incident: Incident) -> list[str]:
                 if shown:
                     return shown
         except PagerDutyError as exc:
-            log.warning("incident %s: cannot read its assignees (%s)", incident.id, exc)
+            log.warning("incident %s: cannot read its assignees (%r)", incident.id, str(exc))
     if incident.assignees:
         return [keep_mentions(a) for a in incident.assignees]
     return [incident.mention] if incident.mention else []

@@ -264,5 +264,5 @@ class PagerDutyActionSender:
             )
             outbox.complete(db_session, delivery_id=job.id, status=DEAD, error=error, now=now)
             db_session.commit()
-        log.warning("incident %s: %s failed: %s", payload["incident_id"], action, error)
+        log.warning("incident %s: %s failed: %r", payload["incident_id"], action, error)
         return Dead(error=error)

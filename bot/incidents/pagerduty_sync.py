@@ -93,7 +93,7 @@ class WebhookSync:
         try:
             newest = self.pagerduty.find_incident_by_key(dedup_key)
         except PagerDutyError as exc:
-            log.warning("cannot tell which PagerDuty incident is current (%s)", exc)
+            log.warning("cannot tell which PagerDuty incident is current (%r)", str(exc))
             return data.status in OPEN_STATUSES
         return newest is None or str(newest["id"]) == data.id
 
@@ -110,7 +110,7 @@ class WebhookSync:
         try:
             level = parse_incident(self.pagerduty.get_incident(data.id)).escalation_level
         except PagerDutyError as exc:
-            log.warning("cannot read the escalation level of %s (%s)", data.id, exc)
+            log.warning("cannot read the escalation level of %r (%r)", data.id, str(exc))
             return event
         return dataclasses.replace(
             event, incident=dataclasses.replace(data, escalation_level=level)
@@ -142,7 +142,7 @@ class WebhookSync:
             except IntegrityError:
                 db_session.rollback()
                 return "duplicate"
-        log.info("PagerDuty %s %s: %s", event.event_type, event.id, outcome)
+        log.info("PagerDuty %r %r: %r", event.event_type, event.id, outcome)
         return outcome
 
     def _apply(
