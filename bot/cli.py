@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from bot.config import Config, ConfigError, load_config
 from bot.log import configure_logging
 from bot.settings import Settings
+from bot.slack_text import unescape
 
 # Longer than the load balancer's idle timeout (60 s, infra/modules/service/
 # load-balancer.tf): a connection the ALB reuses must not be one we just closed
@@ -265,8 +266,8 @@ def cmd_manifest(args: argparse.Namespace) -> int:
 
 
 def _plain(text: str) -> str:
-    """Slack markup, as a terminal should show it."""
-    return text.replace("`", "").replace("*", "")
+    """Slack markup, as a terminal should show it (entities back to their characters)."""
+    return unescape(text.replace("`", "").replace("*", ""))
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ from bot.outbox.replies import Replies, ephemeral
 from bot.pagerduty.errors import PagerDutyError
 from bot.people.errors import NoPagerDutyUser
 from bot.runtime import Runtime
+from bot.slack_text import code, escape
 
 USAGE = "\n".join(
     [
@@ -49,15 +50,16 @@ def register(app: App, runtime: Runtime) -> None:
                 return f"opsbot has not matched you to a PagerDuty user yet. {LINK_USAGE}"
             user, linked = current
             how = "linked by you" if linked else "found by your Slack email"
-            return f"You act in PagerDuty as *{user.name}* (`{user.email}`), {how}."
+            return f"You act in PagerDuty as *{escape(user.name)}* ({code(user.email)}), {how}."
         try:
             user = people.link(user_id, email)
         except NoPagerDutyUser as exc:
             return f"{exc} {LINK_USAGE}"
         except PagerDutyError as exc:
-            return f"opsbot cannot check that with PagerDuty right now ({exc}). Try again later."
+            said = escape(exc)
+            return f"opsbot cannot check that with PagerDuty right now ({said}). Try again later."
         return (
-            f":link: Linked: you act in PagerDuty as *{user.name}* (`{user.email}`). "
+            f":link: Linked: you act in PagerDuty as *{escape(user.name)}* ({code(user.email)}). "
             "This wins over the lookup by your Slack email."
         )
 
@@ -80,7 +82,7 @@ def register(app: App, runtime: Runtime) -> None:
         if words[0] == "link-pagerduty":
             email = email_argument(words[1]) if len(words) > 1 else None
             if len(words) > 2 or (email is not None and not EMAIL.match(email)):
-                ack(text=f"`{' '.join(words[1:])}` is not one email address. {LINK_USAGE}")
+                ack(text=f"{code(' '.join(words[1:]))} is not one email address. {LINK_USAGE}")
                 return
             ack()
             runtime.after_ack.run(
@@ -97,4 +99,4 @@ def register(app: App, runtime: Runtime) -> None:
                 response_url=command.get("response_url"),
             )
             return
-        ack(text=usage(f"Unknown subcommand `{words[0]}`."))
+        ack(text=usage(f"Unknown subcommand {code(words[0])}."))

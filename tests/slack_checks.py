@@ -12,8 +12,13 @@ from typing import Any
 # Slack's limits (https://api.slack.com/reference/block-kit/blocks and .../block-elements).
 LIMITS = {"header": 150, "section": 3000, "field": 2000, "context": 3000, "button": 75}
 
-# The markup opsbot builds itself: mentions from verified ids and configuration.
-OPSBOT_MARKUP = re.compile(r"<@U0[A-Z]+>|<!subteam\^S0[A-Z]+>|<#C0[A-Z]+>")
+# The markup opsbot builds itself: mentions from verified ids and configuration, dates
+# (`<!date^...>`, /oncall's times) and the placeholders of its usage texts (`<reason>`).
+OPSBOT_MARKUP = re.compile(
+    r"<@U0[A-Z]+>|<!subteam\^S0[A-Z]+>|<#C0[A-Z]+>"
+    r"|<!date\^\d+\^\{date_short_pretty\} \{time\}\|[^<>|]+>"
+    r"|<[a-z][a-z-]*>"
+)
 
 
 def _dicts(value: Any) -> list[dict[str, Any]]:
@@ -47,6 +52,11 @@ def urls(blocks: list[dict[str, Any]] | None) -> list[str]:
     for text in texts(None, blocks):
         found += re.findall(r"<(https?://[^|>]*)", text)
     return found
+
+
+def inert_problems(text: str | None, blocks: list[dict[str, Any]] | None) -> list[str]:
+    """Live markup and broken limits together: empty when what Slack got is inert and fits."""
+    return live_markup(text, blocks) + limit_problems(text, blocks)
 
 
 def limit_problems(text: str | None, blocks: list[dict[str, Any]] | None) -> list[str]:

@@ -39,7 +39,7 @@ CONSOLE_HOSTS = {
 }
 
 # The region codes of the partitions whose consoles opsbot links to (botocore 1.44's
-# list; tests/alarms/test_describe.py checks that it still covers botocore's).
+# list; tests/alarms/test_console_link.py checks that it still covers botocore's).
 REGIONS = {
     "aws": (
         "af-south-1",

@@ -32,7 +32,7 @@ from bot.outbox.replies import ephemeral, reply
 from bot.pagerduty.errors import PagerDutyUnavailable
 from bot.people.directory import NOT_CONFIGURED, PeopleDirectory, mention
 from bot.people.errors import NoPagerDutyUser
-from bot.slack_text import code
+from bot.slack_text import code, escape
 
 ACKNOWLEDGE = "acknowledge"
 RESOLVE = "resolve"
@@ -241,7 +241,10 @@ class IncidentActions:
                 self._refuse(incident=incident, action=action, requester=requester, why=str(exc))
                 return
             except PagerDutyUnavailable as exc:
-                why = f"opsbot cannot reach PagerDuty right now ({exc}). Try again in a minute."
+                why = (
+                    f"opsbot cannot reach PagerDuty right now ({escape(exc)}). "
+                    "Try again in a minute."
+                )
                 self._refuse(incident=incident, action=action, requester=requester, why=why)
                 return
         now = self.clock.now()
