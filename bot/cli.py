@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from bot.config import Config, ConfigError, load_config
 from bot.log import configure_logging
 from bot.settings import Settings
+from bot.slack_text import unescape
 
 if TYPE_CHECKING:
     from bot.ops.preflight import Preflight
@@ -323,8 +324,8 @@ def cmd_manifest(args: argparse.Namespace) -> int:
 
 
 def _plain(text: str) -> str:
-    """Slack markup, as a terminal should show it."""
-    return text.replace("`", "").replace("*", "")
+    """Slack markup, as a terminal should show it (entities back to their characters)."""
+    return unescape(text.replace("`", "").replace("*", ""))
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""Logging set-up, with every configured secret redacted from every line."""
+"""Logging set-up: every configured secret redacted, every message kept on one line."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from bot.observability.json_logs import JsonLines
 
 REDACTED = "[redacted]"
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# Line breaks and other control characters (tab aside) a message may carry from outside.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
 
 # Credentials in a URL (scheme://user:password@host) and in a libpq connection
 # string or query (password=...), whatever their value: a library's error
@@ -57,12 +59,28 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+class OneLine(logging.Filter):
+    """Writes a control character in a message as its escape (`\\n`, `\\x1b`).
+
+    A TopicArn, an event id or a name from outside cannot then start a line
+    of its own that reads as opsbot's. Tracebacks are left as they are.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if _CONTROL.search(message):
+            record.msg = _CONTROL.sub(lambda m: repr(m.group())[1:-1], message)
+            record.args = None
+        return True
+
+
 def configure_logging(level: str, secrets: Iterable[str], *, json_lines: bool = False) -> None:
     """Log to stderr at `level`, secrets redacted; as JSON lines with `json_lines`."""
     redactor = RedactSecrets(secrets)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonLines(redactor.redact) if json_lines else logging.Formatter(FORMAT))
     handler.addFilter(redactor)
+    handler.addFilter(OneLine())
     root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)

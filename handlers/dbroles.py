@@ -16,6 +16,7 @@ from bot.apps.errors import AppError
 from bot.dbroles import requests
 from bot.dbroles.errors import DbRoleError
 from bot.runtime import Runtime
+from bot.slack_text import code
 from handlers.command_text import Usage, parse_or_usage
 from handlers.replies import answer_after_ack
 
@@ -44,7 +45,7 @@ def parse(text: str) -> Command:
         return Command("help")
     verb = words[0]
     if verb not in VERBS:
-        raise Usage(f"`/dbrole` does not know `{verb}`.")
+        raise Usage(f"`/dbrole` does not know {code(verb)}.")
     if len(words) != 3:
         raise Usage(f"`/dbrole {verb} <app> <env>` needs an app and an environment, nothing more.")
     return Command(verb, app=words[1], env=words[2])
@@ -67,7 +68,7 @@ def _listen(runtime: Runtime) -> Any:
         doing = "Checking" if parsed.verb == "check" else "Provisioning"
         ack(
             text=f":hourglass_flowing_sand: {doing} the database roles of "
-            f"`{parsed.app}/{parsed.env}`…"
+            f"{code(f'{parsed.app}/{parsed.env}')}…"
         )
         answer_after_ack(
             runtime,

@@ -21,6 +21,7 @@ from bot.deploys.models import DEPLOY, ROLLBACK
 from bot.deploys.plans import Request
 from bot.deploys.requests import submit
 from bot.runtime import Runtime
+from bot.slack_text import code
 from handlers.command_text import Usage, command_words, parse_or_usage
 from handlers.replies import answer_after_ack
 
@@ -118,11 +119,11 @@ def parse_releases(text: str) -> Command:
 
 def _ack_text(command: Command) -> str | None:
     if command.verb == DEPLOY:
-        return (
-            f":hourglass_flowing_sand: Checking `{command.tag}` for `{command.app}/{command.env}`…"
-        )
+        where = code(f"{command.app}/{command.env}")
+        return f":hourglass_flowing_sand: Checking {code(command.tag)} for {where}…"
     if command.verb == ROLLBACK:
-        return f":hourglass_flowing_sand: Checking a rollback of `{command.app}/{command.env}`…"
+        where = code(f"{command.app}/{command.env}")
+        return f":hourglass_flowing_sand: Checking a rollback of {where}…"
     return None
 
 

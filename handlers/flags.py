@@ -18,6 +18,7 @@ from bot.flags import flows
 from bot.flags.errors import FlagError
 from bot.flags.requests import OFF, ON, SET, Change
 from bot.runtime import Runtime
+from bot.slack_text import code
 from handlers.command_text import Usage, command_words, parse_or_usage
 from handlers.replies import answer_after_ack
 
@@ -61,10 +62,10 @@ def parse(text: str) -> Command:
         for word in words[4:]:
             name, equals, value = word.partition("=")
             if not equals or not name:
-                raise Usage(f"`{word}` is not `<attribute>=<value>`.")
+                raise Usage(f"{code(word)} is not `<attribute>=<value>`.")
             attributes[name] = value
         return Command(verb, app=words[1], env=words[2], flag=words[3], attributes=attributes)
-    raise Usage(f"`/flag {words[0]}` is not a /flag command.")
+    raise Usage(f"{code(f'/flag {words[0]}')} is not a /flag command.")
 
 
 def run(runtime: Runtime, command: Command, *, user_id: str, channel_id: str | None) -> str:
@@ -93,8 +94,8 @@ def _listen(runtime: Runtime) -> Any:
         if parsed.verb == "list":
             ack()
         else:
-            label = f"{parsed.app}/{parsed.env}"
-            ack(text=f":hourglass_flowing_sand: Checking `{parsed.flag}` of `{label}`…")
+            label = code(f"{parsed.app}/{parsed.env}")
+            ack(text=f":hourglass_flowing_sand: Checking {code(parsed.flag)} of {label}…")
         answer_after_ack(
             runtime,
             command,

@@ -29,6 +29,7 @@ from bot.incidents.actions import (
 from bot.incidents.errors import IncidentError
 from bot.outbox.replies import Replies, ephemeral
 from bot.runtime import Runtime
+from bot.slack_text import code
 
 log = logging.getLogger(__name__)
 
@@ -103,14 +104,14 @@ def parse(text: str) -> Command:
             raise Usage(f"`{name}` needs an incident number, e.g. `42`.", name)
         ref, tail = rest[0], " ".join(rest[1:]).strip()
         if not re.match(r"^#?[A-Za-z0-9]+$", ref):
-            raise Usage(f"`{ref}` is not an incident number, e.g. `42`.", name)
+            raise Usage(f"{code(ref)} is not an incident number, e.g. `42`.", name)
         if name == "ack" and tail:
             raise Usage("`ack` takes only the incident number.", "ack")
         if name == "note" and not tail:
             raise Usage("`note` needs the text of the note.", "note")
         if name == "timeline":
             if tail.lower() not in ("", "markdown", "md", "--markdown"):
-                raise Usage(f"`{tail}`: say `markdown` for Markdown, or nothing.", "timeline")
+                raise Usage(f"{code(tail)}: say `markdown` for Markdown, or nothing.", "timeline")
             return Command("timeline", ref=ref, markdown=bool(tail))
         return Command(name, ref=ref, text=tail or None)
     if name == "declare":
@@ -118,9 +119,9 @@ def parse(text: str) -> Command:
         route = _take_option(rest, "route")
         stray = [w for w in rest if w.startswith("--")]
         if stray:
-            raise Usage(f"Unknown option `{stray[0]}`.", "declare")
+            raise Usage(f"Unknown option {code(stray[0])}.", "declare")
         if severity is not None and severity.lower() not in SEVERITIES:
-            raise Usage(f"`{severity}` is not a severity ({', '.join(SEVERITIES)}).", "declare")
+            raise Usage(f"{code(severity)} is not a severity ({', '.join(SEVERITIES)}).", "declare")
         summary = " ".join(rest).strip()
         if not summary:
             raise Usage("`declare` needs a summary of what is wrong.", "declare")
@@ -132,7 +133,7 @@ def parse(text: str) -> Command:
             severity=severity.lower() if severity else None,
             route=route,
         )
-    raise Usage(f"Unknown subcommand `{words[0]}`.")
+    raise Usage(f"Unknown subcommand {code(words[0])}.")
 
 
 def _incident_id(value: str | None) -> int | None:
@@ -191,7 +192,7 @@ def register(app: App, runtime: Runtime) -> None:
             clicked_at = runtime.clock.now()
             incident_id = _incident_id(action.get("value"))
             if incident_id is None:
-                log.warning("%s clicked without an incident id", action.get("action_id"))
+                log.warning("%r clicked without an incident id", action.get("action_id"))
                 return
             requester = _requester(body, "button", clicked_at)
             runtime.after_ack.run(

@@ -11,6 +11,7 @@ from bot.config import EMAIL
 from bot.outbox.replies import Replies, ephemeral
 from bot.people.links import PagerDutyLinks
 from bot.runtime import Runtime
+from bot.slack_text import code
 from handlers import ops_status
 
 USAGE = "\n".join(
@@ -18,8 +19,8 @@ USAGE = "\n".join(
         "*opsbot* — incidents and releases from Slack",
         "`/opsbot help` — this message",
         "`/opsbot link-pagerduty` — show who you are in PagerDuty",
-        "`/opsbot link-pagerduty <your Slack email>` — link yourself by your own Slack email",
-        "`/opsbot link-pagerduty @someone <email>` — (admins) link someone to a PagerDuty email",
+        "`/opsbot link-pagerduty &lt;your Slack email&gt;` — link yourself by your own Slack email",
+        "`/opsbot link-pagerduty @someone &lt;email&gt;` — (admins) link someone",
         "`/opsbot unlink-pagerduty [@someone]` — forget a link (someone else's: admins)",
         "`/opsbot status` — opsbot's own health: outbox, dead deliveries (admins: Retry), "
         "Slack auth, instances",
@@ -82,7 +83,7 @@ def register(app: App, runtime: Runtime) -> None:
             subject, rest = _subject(rest)
             email = email_argument(rest[0]) if rest else None
             if len(rest) > 1 or (email is not None and not EMAIL.match(email)):
-                ack(text=f"That is not one email address. {LINK_USAGE}")
+                ack(text=f"{code(' '.join(rest))} is not one email address. {LINK_USAGE}")
                 return
             if email is None:
                 if subject is not None:
@@ -110,4 +111,4 @@ def register(app: App, runtime: Runtime) -> None:
             ack()
             answer_later(command, verb, lambda: links.unlink(requester=user_id, for_user=subject))
             return
-        ack(text=usage(f"Unknown subcommand `{words[0]}`."))
+        ack(text=usage(f"Unknown subcommand {code(words[0])}."))

@@ -50,7 +50,7 @@ def routes(runtime: Runtime) -> list[Route]:
                 runtime.webhook_sync.receive, event, webhook_id=webhook_id
             )
         except Exception:
-            log.exception("could not apply PagerDuty event %s", event.id)
+            log.exception("could not apply PagerDuty event %r", event.id)
             return _answer(503, "could not record the event; retry")  # PagerDuty retries 5xx
         return _answer(200, outcome)
 

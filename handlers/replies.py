@@ -44,7 +44,9 @@ def answer_after_ack(
     answer too (a right missing, an unknown app, ...). Anything else is a bug
     on our side: logged, and the person is told so, never left waiting.
     """
-    verb = next(iter((command.get("text") or "").split()), "")  # not the rest: user text
+    # The first word only, printable and short: it names the work in logs and metrics.
+    verb = next(iter((command.get("text") or "").split()), "")
+    verb = "".join(c for c in verb[:40] if c.isprintable())
     what = f"{command.get('command')} {verb}"
 
     def run() -> None:

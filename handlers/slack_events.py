@@ -75,7 +75,7 @@ def build_bolt_app(runtime: Runtime) -> App | None:
         event_id = body.get("event_id") if body.get("type") == "event_callback" else None
         if event_id and not receipts.claim(str(event_id)):
             retry = req.headers.get("x-slack-retry-num", ["0"])[0]
-            log.info("event %s (retry %s) is a duplicate: answered, not processed", event_id, retry)
+            log.info("event %r (retry %r) is a duplicate: answered, not processed", event_id, retry)
             return BoltResponse(status=200, body="")
         return next()
 

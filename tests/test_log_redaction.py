@@ -15,7 +15,7 @@ from sqlalchemy.exc import OperationalError
 from bot.cli import _secrets
 from bot.config import load_config
 from bot.db.engine import DbTimeouts, make_engine
-from bot.log import REDACTED, RedactSecrets
+from bot.log import REDACTED, OneLine, RedactSecrets
 from bot.settings import Settings
 
 SECRET = "s3cr3t-value-123"
@@ -114,3 +114,16 @@ def test_an_uncaught_exception_is_written_redacted() -> None:
     assert result.returncode == 1
     assert "uncaught exception" in result.stderr and "RuntimeError" in result.stderr
     assert SECRET not in result.stderr and "pw-in-url" not in result.stderr
+
+
+def test_a_line_break_from_outside_cannot_start_a_log_line_of_its_own() -> None:
+    stream = io.StringIO()
+    log = logger_with(stream)
+    log.handlers[0].addFilter(OneLine())
+    log.warning("topic %s refused", "arn:x\r\n2026 INFO ok\u2028\x1b[31m")
+    log.info(f"inline {SECRET}\nforged")
+    lines = stream.getvalue().splitlines()
+    assert lines == [
+        "topic arn:x\\r\\n2026 INFO ok\\u2028\\x1b[31m refused",
+        f"inline {REDACTED}\\nforged",
+    ]

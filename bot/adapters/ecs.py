@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from bot.slack_text import code
+
 
 class ServiceNotFound(Exception):
     pass
@@ -126,7 +128,9 @@ def describe_service(client: Any, *, cluster: str, service: str) -> ServiceState
     answer = client.describe_services(cluster=cluster, services=[service])
     found = [s for s in answer.get("services") or [] if s.get("status") != "INACTIVE"]
     if not found:
-        raise ServiceNotFound(f"ECS service `{service}` was not found in cluster `{cluster}`")
+        raise ServiceNotFound(
+            f"ECS service {code(service)} was not found in cluster {code(cluster)}"
+        )
     return _service(found[0], cluster)
 
 
@@ -152,9 +156,9 @@ def register_with_image(
     read-only ones (arn, revision, status, registeredAt...) are left out.
     """
     if task_definition.image_of(container) is None:
-        names = ", ".join(f"`{n}`" for n in task_definition.container_names())
+        names = ", ".join(code(n) for n in task_definition.container_names())
         raise ContainerNotFound(
-            f"task definition `{task_definition.short}` has no container `{container}` "
+            f"task definition {code(task_definition.short)} has no container {code(container)} "
             f"(it has {names})"
         )
     accepted = client.meta.service_model.operation_model("RegisterTaskDefinition").input_shape

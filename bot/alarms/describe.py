@@ -1,7 +1,14 @@
-"""Short human descriptions of an alarm's metric, threshold and console link."""
+"""Short human descriptions of an alarm's metric, threshold and console link.
+
+The descriptions are plain text made of the alarm's own words (metric names,
+dimensions, rules): outside text, which the renderers escape. The console
+link is built only from a known console host and a region in `REGIONS`: the
+region comes from the alarm's ARN, which whoever publishes to the topic writes.
+"""
 
 from __future__ import annotations
 
+import logging
 from urllib.parse import quote
 
 from bot.alarms.parse import (
@@ -23,11 +30,57 @@ COMPARISONS = {
     "GreaterThanUpperThreshold": "above the band",
 }
 
+log = logging.getLogger(__name__)
+
 CONSOLE_HOSTS = {
     "aws": "console.aws.amazon.com",
     "aws-cn": "console.amazonaws.cn",
     "aws-us-gov": "console.amazonaws-us-gov.com",
 }
+
+# The region codes of the partitions whose consoles opsbot links to (botocore 1.44's
+# list; tests/alarms/test_console_link.py checks that it still covers botocore's).
+REGIONS = {
+    "aws": (
+        "af-south-1",
+        "ap-east-1",
+        "ap-east-2",
+        "ap-northeast-1",
+        "ap-northeast-2",
+        "ap-northeast-3",
+        "ap-south-1",
+        "ap-south-2",
+        "ap-southeast-1",
+        "ap-southeast-2",
+        "ap-southeast-3",
+        "ap-southeast-4",
+        "ap-southeast-5",
+        "ap-southeast-6",
+        "ap-southeast-7",
+        "ca-central-1",
+        "ca-west-1",
+        "eu-central-1",
+        "eu-central-2",
+        "eu-north-1",
+        "eu-south-1",
+        "eu-south-2",
+        "eu-west-1",
+        "eu-west-2",
+        "eu-west-3",
+        "il-central-1",
+        "me-central-1",
+        "me-south-1",
+        "mx-central-1",
+        "sa-east-1",
+        "us-east-1",
+        "us-east-2",
+        "us-west-1",
+        "us-west-2",
+    ),
+    "aws-cn": ("cn-north-1", "cn-northwest-1"),
+    "aws-us-gov": ("us-gov-east-1", "us-gov-west-1"),
+}
+PARTITION_OF = {region: partition for partition, codes in REGIONS.items() for region in codes}
 
 
 def _number(value: float) -> str:
@@ -88,9 +141,20 @@ def threshold_text(alarm: Alarm) -> str:
 
 
 def console_url(alarm: Alarm) -> str | None:
-    if not alarm.region:
+    """The alarm in its partition's CloudWatch console; None when its region is not a known one.
+
+    The partition follows from the region (the ARN's own partition field is
+    not trusted); each region has its own console host under its partition's.
+    """
+    partition = PARTITION_OF.get(alarm.region)
+    if partition is None:
+        if alarm.region:
+            log.warning(
+                "alarm %r: region %r is not a known AWS region: no console link",
+                alarm.name[:100],
+                alarm.region[:100],
+            )
         return None
-    host = CONSOLE_HOSTS.get(alarm.partition, CONSOLE_HOSTS["aws"])
-    region = alarm.region
+    region, host = alarm.region, CONSOLE_HOSTS[partition]
     name = quote(alarm.name, safe="")
     return f"https://{region}.{host}/cloudwatch/home?region={region}#alarmsV2:alarm/{name}"

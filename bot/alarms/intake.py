@@ -77,7 +77,7 @@ class AlarmIntake:
                         raise
                     continue
             log.info(
-                "message %s via %s: %s",
+                "message %r via %s: %s",
                 inbound.message_id,
                 inbound.via,
                 outcome,

@@ -1,4 +1,9 @@
-"""Block Kit for pending actions: the confirmation message, in each of its states."""
+"""Block Kit for pending actions: the confirmation message, in each of its states.
+
+A pending action's summary, details and result are mrkdwn its kind composed,
+with every outside word already escaped (bot/slack_text.py); they are cut
+here to Slack's limits, not escaped again.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,17 @@ from typing import Any
 
 from bot.approvals.models import CANCELLED, DONE, EXECUTING, EXPIRED, FAILED, PendingAction
 from bot.approvals.service import is_slack_user
-from bot.incidents.render import clip, hhmm
+from bot.incidents.render import hhmm
+from bot.slack_text import (
+    ANSWER_MAX,
+    BUTTON_MAX,
+    CONTEXT_MAX,
+    HEADER_MAX,
+    SECTION_MAX,
+    TEXT_MAX,
+    clip,
+    code,
+)
 
 ACTION_IDS = {
     "confirm": "approval_confirm",
@@ -19,7 +34,7 @@ def actor_text(actor: str | None) -> str:
     """A Slack user as a mention, anyone else (cli:<name>) as code."""
     if not actor:
         return "?"
-    return f"<@{actor}>" if is_slack_user(actor) else f"`{actor}`"
+    return f"<@{actor}>" if is_slack_user(actor) else code(actor)
 
 
 def _button(decision: str, text: str, action: PendingAction, style: str | None) -> dict[str, Any]:
@@ -76,14 +91,14 @@ def confirmation(action: PendingAction, *, confirm_label: str) -> dict[str, Any]
         else ":clipboard: Request #" + str(action.id)
     )
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": clip(title, 150)}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": clip(action.summary, 3000)}},
+        {"type": "header", "text": {"type": "plain_text", "text": clip(title, HEADER_MAX)}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": clip(action.summary, SECTION_MAX)}},
     ]
     if action.details:
         blocks.append(
             {
                 "type": "section",
-                "text": {"type": "mrkdwn", "text": clip("\n".join(action.details), 3000)},
+                "text": {"type": "mrkdwn", "text": clip("\n".join(action.details), SECTION_MAX)},
             }
         )
     context = [
@@ -97,26 +112,29 @@ def confirmation(action: PendingAction, *, confirm_label: str) -> dict[str, Any]
     blocks.append(
         {
             "type": "context",
-            "elements": [{"type": "mrkdwn", "text": clip(" · ".join(context), 2000)}],
+            "elements": [{"type": "mrkdwn", "text": clip(" · ".join(context), CONTEXT_MAX)}],
         }
     )
     if action.is_pending:
         buttons = []
         if action.confirmation_missing:
-            buttons.append(_button("confirm", clip(confirm_label, 75), action, "primary"))
+            buttons.append(_button("confirm", clip(confirm_label, BUTTON_MAX), action, "primary"))
         if action.approvals_missing:
             buttons.append(_button("approve", "Approve", action, None))
         buttons.append(_button("cancel", "Cancel", action, "danger"))
         blocks.append({"type": "actions", "block_id": action.message_key, "elements": buttons})
     else:
         blocks.append(
-            {"type": "section", "text": {"type": "mrkdwn", "text": clip(_ending(action), 3000)}}
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": clip(_ending(action), SECTION_MAX)},
+            }
         )
     status = "waiting" if action.is_pending else action.status
-    text = clip(f"Request #{action.id} ({status}): {action.summary}", 3000)
+    text = clip(f"Request #{action.id} ({status}): {action.summary}", TEXT_MAX)
     return {"text": text, "blocks": blocks}
 
 
 def ephemeral(text: str) -> dict[str, Any]:
-    """An answer only the person who clicked or typed sees (text only: up to 8,000 chars)."""
-    return {"response_type": "ephemeral", "replace_original": False, "text": clip(text, 8000)}
+    """An answer only the person who clicked or typed sees (mrkdwn opsbot composed, cut)."""
+    return {"response_type": "ephemeral", "replace_original": False, "text": clip(text, ANSWER_MAX)}

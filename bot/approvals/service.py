@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from bot.approvals.errors import ActionNotFound, ClickRefused
 from bot.approvals.models import CANCELLED, EXECUTING, EXPIRED, PENDING, PendingAction
 from bot.approvals.registry import APPROVE, CANCEL, CONFIRM
+from bot.slack_text import clip, code
 
 SLACK_USER = re.compile(r"^[UW][A-Z0-9]+$")
 
@@ -43,7 +44,7 @@ def create(
     action = PendingAction(
         kind=kind,
         target=target,
-        summary=summary[:1000],
+        summary=clip(summary, 1000),
         details=list(details),
         payload=dict(payload),
         requested_by=requested_by,
@@ -120,7 +121,7 @@ def apply_click(
             raise ClickRefused("You have already approved this request.")
         action.approvals = [*action.approvals, {"user": user_id, "at": now.isoformat()}]
     else:
-        raise ClickRefused(f"Unknown decision `{decision}`.")
+        raise ClickRefused(f"Unknown decision {code(decision)}.")
     if action.is_pending and action.ready:
         action.status = EXECUTING
         action.decided_by = user_id
@@ -130,7 +131,7 @@ def apply_click(
 
 def finish(db_session: Session, *, action: PendingAction, status: str, result: str) -> None:
     action.status = status
-    action.result = result[:4000]
+    action.result = clip(result, 4000)
     db_session.flush()
 
 

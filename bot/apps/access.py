@@ -9,6 +9,7 @@ from bot.apps.registry import Target
 from bot.config import People
 from bot.rights.errors import SlackFactsUnavailable
 from bot.rights.workspace import Workspace
+from bot.slack_text import code
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ class Access:
         people = target.settings.deployers
         if self.is_member(user_id, people):
             return
+        # Mentions built from configured ids: live on purpose.
         who = [f"<@{u}>" for u in people.users] + [f"<!subteam^{g}>" for g in people.groups]
         allowed = ", ".join(who) if who else "nobody (no deployers are configured)"
-        raise NotAllowed(f"You may not {action} `{target.label}`. Allowed: {allowed}.")
+        raise NotAllowed(f"You may not {action} {code(target.label)}. Allowed: {allowed}.")

@@ -1,4 +1,7 @@
-"""Finding an app environment by name, with an answer that lists what exists."""
+"""Finding an app environment by name, with an answer that lists what exists.
+
+The name asked for was typed by someone: the answer shows it inert.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ from dataclasses import dataclass
 
 from bot.apps.errors import AppNotFound
 from bot.config import App, AppEnvironment, Config
+from bot.slack_text import code
 
 
 @dataclass(frozen=True)
@@ -20,13 +24,13 @@ class Target:
 
 
 def _names(names: list[str]) -> str:
-    return ", ".join(f"`{n}`" for n in sorted(names)) or "none configured"
+    return ", ".join(code(n) for n in sorted(names)) or "none configured"
 
 
 def get_app_or_raise(config: Config, *, app: str) -> App:
     found = config.apps.get(app)
     if found is None:
-        raise AppNotFound(f"Unknown app `{app}`. Apps: {_names(list(config.apps))}.")
+        raise AppNotFound(f"Unknown app {code(app)}. Apps: {_names(list(config.apps))}.")
     return found
 
 
@@ -35,5 +39,5 @@ def get_target_or_raise(config: Config, *, app: str, env: str) -> Target:
     settings = found.environments.get(env)
     if settings is None:
         known = _names(list(found.environments))
-        raise AppNotFound(f"Unknown environment `{env}` of `{app}`. Environments: {known}.")
+        raise AppNotFound(f"Unknown environment {code(env)} of {code(app)}. Environments: {known}.")
     return Target(app=app, env=env, settings=settings)

@@ -1,9 +1,13 @@
-"""What /dbrole says: a role manager's result as Slack mrkdwn (pure functions of the outcome)."""
+"""What /dbrole says: a role manager's result as Slack mrkdwn (pure functions of the outcome).
+
+Everything the function reports (roles, grants, errors, schema and table names)
+is its own text, shown inert; an outcome's failure is mrkdwn already.
+"""
 
 from __future__ import annotations
 
 from bot.dbroles.models import CHECK, ManagerResult, Outcome, RoleState
-from bot.incidents.render import clip
+from bot.slack_text import clip, code, escape, inert
 
 # One answer stays readable (and under Slack's limits) however much the function reports.
 MAX_LINES = 25
@@ -13,7 +17,7 @@ VERB = {CHECK: "check", "manage": "provision"}
 
 
 def _bullets(items: list[str]) -> list[str]:
-    shown = [f"• {clip(item, 300)}" for item in items[:MAX_LINES]]
+    shown = [f"• {inert(item, 300)}" for item in items[:MAX_LINES]]
     if len(items) > MAX_LINES:
         shown.append(f"• … and {len(items) - MAX_LINES} more")
     return shown
@@ -21,13 +25,14 @@ def _bullets(items: list[str]) -> list[str]:
 
 def _role_lines(role: RoleState) -> list[str]:
     if not role.exists:
-        return [f"• `{role.name}`: does not exist"]
-    line = f"• `{role.name}`: {', '.join(role.attributes) or 'no attributes reported'}"
+        return [f"• {code(role.name)}: does not exist"]
+    attributes = ", ".join(role.attributes) or "no attributes reported"
+    line = f"• {code(role.name)}: {inert(attributes, 500)}"
     if role.member_of:
-        line += f" · member of {', '.join(role.member_of)}"
+        line += f" · member of {inert(', '.join(role.member_of), 500)}"
     lines = [line]
     if role.grants:
-        lines.append(f"    ↳ {'; '.join(role.grants)}")
+        lines.append(f"    ↳ {inert('; '.join(role.grants), 1000)}")
     return lines
 
 
@@ -39,7 +44,7 @@ def headline(outcome: Outcome, *, icon: bool = True) -> str:
 
 def _headline(outcome: Outcome) -> str:
     verb = VERB.get(outcome.action, outcome.action)
-    where = f"*Database roles of `{outcome.label}`* ({verb})"
+    where = f"*Database roles of {code(outcome.label)}* ({escape(verb)})"
     result = outcome.result
     if outcome.failure is not None or result is None:
         return f":x: {where}: {outcome.failure or 'no result'}."
@@ -75,13 +80,14 @@ def _details(result: ManagerResult, *, action: str) -> list[str]:
             lines += _role_lines(role)
     if result.schema_name:
         if result.schema_exists:
-            lines.append(f"*Schema* `{result.schema_name}` owned by `{result.schema_owner or '?'}`")
+            owner = code(result.schema_owner or "?")
+            lines.append(f"*Schema* {code(result.schema_name)} owned by {owner}")
         else:
-            lines.append(f"*Schema* `{result.schema_name}` does not exist")
+            lines.append(f"*Schema* {code(result.schema_name)} does not exist")
     if result.unreachable:
         lines.append(
             f"*Tables* {result.table_count}; the app role cannot use: "
-            + ", ".join(f"`{t}`" for t in result.unreachable[:MAX_LINES])
+            + ", ".join(code(t) for t in result.unreachable[:MAX_LINES])
         )
     elif result.schema_exists:
         reach = "all reachable by the app role" if result.tables_reachable else "not reachable"
@@ -96,5 +102,5 @@ def outcome_text(outcome: Outcome, *, icon: bool = True) -> str:
         lines += _details(outcome.result, action=outcome.action)
         if outcome.action == CHECK and not outcome.result.ok and not outcome.result.refused:
             app, env = outcome.label.split("/", 1)
-            lines.append(f"`/dbrole provision {app} {env}` repairs what can be repaired.")
+            lines.append(f"{code(f'/dbrole provision {app} {env}')} repairs what can be repaired.")
     return clip("\n".join(lines), TEXT_CHARS)

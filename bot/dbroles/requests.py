@@ -21,6 +21,7 @@ from bot.dbroles import render, service
 from bot.dbroles.errors import DbRoleError
 from bot.dbroles.models import CHECK, MANAGE, Outcome
 from bot.incidents.render import channel_ref
+from bot.slack_text import code
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
@@ -126,15 +127,16 @@ def provision(runtime: Runtime, *, app: str, env: str, actor: str, channel: str 
     where = settings.release_channel or channel
     if where is None:
         raise DbRoleError(
-            f"`{target.label}` needs a confirmation in Slack, but there is no channel to ask in."
+            f"{code(target.label)} needs a confirmation in Slack, but there is no channel to ask "
+            "in."
         )
     action = approval_flows.ask(
         runtime,
         kind=KIND,
         target=audit_target(target),
-        summary=f"{actor_text(actor)} asks to *provision database roles* of `{target.label}`",
+        summary=f"{actor_text(actor)} asks to *provision database roles* of {code(target.label)}",
         details=[
-            f"*Role manager* `{function}`",
+            f"*Role manager* {code(function)}",
             "*What it does* creates or repairs the schema, the migrator and app roles and "
             "their grants; it changes nothing that is already right",
         ],
@@ -145,7 +147,7 @@ def provision(runtime: Runtime, *, app: str, env: str, actor: str, channel: str 
         required_approvals=approvals_needed,
     )
     return (
-        f"`{target.label}` is protected: request #{action.id} to provision its database roles "
+        f"{code(target.label)} is protected: request #{action.id} to provision its database roles "
         f"waits for {approval_flows.waits_for(action)} in {channel_ref(where)}."
     )
 

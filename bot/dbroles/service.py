@@ -1,4 +1,7 @@
-"""Running an environment's role manager: one synchronous Lambda invocation, parsed."""
+"""Running an environment's role manager: one synchronous Lambda invocation, parsed.
+
+An outcome's failure is mrkdwn: AWS's and the function's words in it are escaped.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from bot.adapters import awslambda
 from bot.apps.registry import Target
 from bot.dbroles.errors import DbRoleNotConfigured
 from bot.dbroles.models import ManagerResult, Outcome
+from bot.slack_text import code, escape
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
@@ -22,9 +26,9 @@ def function_of_or_raise(target: Target) -> str:
     settings = target.settings.dbrole
     if settings is None:
         raise DbRoleNotConfigured(
-            f"`{target.label}` has no database role manager: set `dbrole.function` (the "
-            f"role-manager Lambda's name or ARN) under `apps.{target.app}.environments."
-            f"{target.env}` in the configuration."
+            f"{code(target.label)} has no database role manager: set `dbrole.function` (the "
+            "role-manager Lambda's name or ARN) under "
+            f"{code(f'apps.{target.app}.environments.{target.env}')} in the configuration."
         )
     return settings.function
 
@@ -38,32 +42,35 @@ def run(runtime: Runtime, *, target: Target, action: str) -> Outcome:
             runtime.aws.get("lambda"), function=function, event={"action": action}
         )
     except awslambda.InvokeFailed as exc:
-        log.warning("role manager %s of %s: %s", function, target.label, exc)
+        log.warning("role manager %r of %s: %r", function, target.label, str(exc))
+        said = escape(exc)
         if exc.code == "ResourceNotFoundException":
             failure = (
-                f"the role manager `{function}` does not exist ({exc}): check "
-                f"`dbrole.function` of `{target.label}`"
+                f"the role manager {code(function)} does not exist ({said}): check "
+                f"`dbrole.function` of {code(target.label)}"
             )
         elif exc.code in ("AccessDeniedException", "AccessDenied"):
             failure = (
-                f"opsbot may not invoke `{function}` ({exc}): its task role needs "
+                f"opsbot may not invoke {code(function)} ({said}): its task role needs "
                 "`lambda:InvokeFunction` on that function"
             )
         else:
-            failure = f"could not invoke the role manager `{function}` ({exc})"
+            failure = f"could not invoke the role manager {code(function)} ({said})"
         return replace(base, failure=failure)
     if invocation.failure is not None:
         log.warning(
-            "role manager %s of %s raised %s", function, target.label, invocation.failure.error_type
+            "role manager %r of %s raised %r",
+            function,
+            target.label,
+            invocation.failure.error_type[:200],
         )
-        return replace(
-            base, failure=f"the role manager `{function}` failed: {invocation.failure.text}"
-        )
+        said = escape(invocation.failure.text)
+        return replace(base, failure=f"the role manager {code(function)} failed: {said}")
     result = ManagerResult.from_payload(invocation.payload)
     if result is None:
         return replace(
             base,
-            failure=f"the role manager `{function}` answered something that is not a "
+            failure=f"the role manager {code(function)} answered something that is not a "
             "role-manager result (is `dbrole.function` the right function?)",
         )
     if result.refused:

@@ -4,7 +4,8 @@ What `--force "<reason>"` may override (a change freeze, blocking scan
 findings, a missing scan when one is required, redeploying the running image,
 a stuck deployment's lock) is gathered so that a refusal lists all of it at
 once. Rights, a missing image and someone else's manual lock are never
-overridden.
+overridden. Refusals are mrkdwn: a typed tag, ECR's tags and AWS's names in
+them are escaped.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from bot.deploys.policy import (
     tag_of,
 )
 from bot.incidents.render import when
+from bot.slack_text import code, escape
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
@@ -53,41 +55,42 @@ def _require_force_rights(runtime: Runtime, request: Request) -> None:
     if people.is_empty:
         return
     if not runtime.access.is_member(request.actor, people):
+        # Mentions built from configured ids: live on purpose.
         who = [f"<@{u}>" for u in people.users] + [f"<!subteam^{g}>" for g in people.groups]
         raise NotAllowed(f"You may not force deploys. Allowed: {', '.join(who)}.")
 
 
 def _tags_hint(runtime: Runtime, repository: str) -> str:
     limit = runtime.config.deploys.recent_tags
-    with aws_call(f"list the images of `{repository}`"):
+    with aws_call(f"list the images of {code(repository)}"):
         recent = ecr.recent_images(runtime.aws.get("ecr"), repository=repository, limit=limit)
     if not recent:
-        return f"`{repository}` has no tagged images."
-    tags = [f"`{t}`" for image in recent for t in image.tags][: limit * 2]
-    return f"Most recent tags in `{repository}`: {', '.join(tags)}."
+        return f"{code(repository)} has no tagged images."
+    tags = [code(t) for image in recent for t in image.tags][: limit * 2]
+    return f"Most recent tags in {code(repository)}: {', '.join(tags)}."
 
 
 def _resolve_image(runtime: Runtime, request: Request, target: Target) -> ecr.Image:
     """The image to deploy: by tag, or by the digest a confirmation pinned (a tag may move)."""
     repository = target.settings.repository
     client = runtime.aws.get("ecr")
-    with aws_call(f"read the image from `{repository}`"):
+    with aws_call(f"read the image from {code(repository)}"):
         if request.digest:
             image = ecr.find_image(client, repository=repository, digest=request.digest)
         else:
             image = ecr.find_image(client, repository=repository, tag=request.tag)
     if image is None and request.digest:
         raise DeployRefused(
-            f"The image that was asked for (`{request.tag}`, `{short_digest(request.digest)}`) "
-            f"is no longer in `{repository}`: ask again."
+            f"The image that was asked for ({code(request.tag)}, "
+            f"{code(short_digest(request.digest))}) is no longer in {code(repository)}: ask again."
         )
     if image is None:
         raise DeployRefused(
-            f"There is no image `{request.tag}` in `{repository}`. "
+            f"There is no image {code(request.tag)} in {code(repository)}. "
             f"{_tags_hint(runtime, repository)}"
         )
     if request.digest and request.tag and request.tag not in image.tags:
-        log.info("tag %s moved away from the approved digest %s", request.tag, request.digest)
+        log.info("tag %r moved away from the approved digest %r", request.tag, request.digest)
     return image
 
 
@@ -96,7 +99,7 @@ def _tag_of_running(runtime: Runtime, repository: str, image: str | None) -> str
     digest = digest_of(image)
     if digest is None:
         return tag_of(image)
-    with aws_call(f"read the image from `{repository}`"):
+    with aws_call(f"read the image from {code(repository)}"):
         found = ecr.find_image(runtime.aws.get("ecr"), repository=repository, digest=digest)
     return found.tags[0] if found is not None and found.tags else None
 
@@ -108,14 +111,16 @@ def _rollback_source(
         chosen = service.get(db_session, deployment_id=request.rollback_of)
         if chosen is None or (chosen.app, chosen.env) != (request.app, request.env):
             raise DeployRefused(
-                f"There is no deployment #{request.rollback_of} of `{request.label}`."
+                f"There is no deployment #{request.rollback_of} of {code(request.label)}."
             )
         if chosen.status != COMPLETED or not chosen.task_definition:
             candidates = service.completed(db_session, app=request.app, env=request.env, limit=5)
-            listed = ", ".join(f"#{d.id} (`{d.tag or short_digest(d.digest)}`)" for d in candidates)
+            listed = ", ".join(
+                f"#{d.id} ({code(d.tag or short_digest(d.digest))})" for d in candidates
+            )
             raise DeployRefused(
-                f"Deployment #{chosen.id} did not complete ({chosen.status}); roll back to one "
-                f"that did: {listed or 'none recorded'}."
+                f"Deployment #{chosen.id} did not complete ({escape(chosen.status)}); roll back "
+                f"to one that did: {listed or 'none recorded'}."
             )
         return chosen
     # Back past the deployment whose revision runs now (past what a rollback
@@ -135,8 +140,8 @@ def _rollback_source(
     if found is None:
         since = f" before the one running now (#{running.id})" if running is not None else ""
         raise DeployRefused(
-            f"No successful deployment of `{request.label}`{since} is recorded: "
-            f"deploy a tag instead (`/deploy {request.app} {request.env} <tag>`)."
+            f"No successful deployment of {code(request.label)}{since} is recorded: "
+            f"deploy a tag instead ({code(f'/deploy {request.app} {request.env} <tag>')})."
         )
     return found
 
@@ -153,8 +158,8 @@ def plan(runtime: Runtime, request: Request) -> Plan:
         manual = service.manual_lock(db_session, app=request.app, env=request.env)
         if manual is not None and manual.holder != request.actor:
             raise DeployRefused(
-                f"`{request.label}` is {render.lock_text(manual)}. Only they can deploy it until "
-                f"`/deploy unlock {request.app} {request.env}`."
+                f"{code(request.label)} is {render.lock_text(manual)}. Only they can deploy it "
+                f"until {code(f'/deploy unlock {request.app} {request.env}')}."
             )
     busy = busy_deployment(runtime, app=request.app, env=request.env)
 
@@ -165,8 +170,9 @@ def plan(runtime: Runtime, request: Request) -> Plan:
     current_image = current.image_of(settings.container)
     if current_image is None:
         raise DeployRefused(
-            f"The task definition `{current.short}` has no container `{settings.container}` "
-            f"(it has {', '.join(current.container_names())}): check the configuration."
+            f"The task definition {code(current.short)} has no container "
+            f"{code(settings.container)} (it has "
+            f"{', '.join(code(n) for n in current.container_names())}): check the configuration."
         )
 
     task_definition = None
@@ -176,8 +182,8 @@ def plan(runtime: Runtime, request: Request) -> Plan:
             source = _rollback_source(db_session, request, state.task_definition)
         if source.task_definition == state.task_definition:
             raise DeployRefused(
-                f"`{request.label}` already runs deployment #{source.id}'s revision "
-                f"`{short_task_definition(source.task_definition)}`."
+                f"{code(request.label)} already runs deployment #{source.id}'s revision "
+                f"{code(short_task_definition(source.task_definition))}."
             )
         digest = source.digest
         pinned = source.image
@@ -186,7 +192,7 @@ def plan(runtime: Runtime, request: Request) -> Plan:
         tag = source.tag
     else:
         image = _resolve_image(runtime, request, target)
-        with aws_call(f"read the repository `{settings.repository}`"):
+        with aws_call(f"read the repository {code(settings.repository)}"):
             uri = ecr.repository_uri(runtime.aws.get("ecr"), repository=settings.repository)
         digest = image.digest
         pinned = f"{uri}@{digest}"
@@ -200,24 +206,29 @@ def plan(runtime: Runtime, request: Request) -> Plan:
         blockers.append(
             (
                 "scan",
-                f"The image has {findings_text(blocking)} finding(s) in its ECR scan "
-                f"(all: {findings_text(scan.counts)}).",
+                f"The image has {escape(findings_text(blocking))} finding(s) in its ECR scan "
+                f"(all: {escape(findings_text(scan.counts))}).",
             )
         )
     elif knobs.require_scan and not scan.has_results:
-        blockers.append(("scan", f"The image has no completed ECR scan ({scan_text(scan)})."))
+        blockers.append(
+            ("scan", f"The image has no completed ECR scan ({escape(scan_text(scan))}).")
+        )
     freeze = active_freeze(settings, now=now)
     if freeze is not None:
         blockers.append(
             (
                 "freeze",
-                f"`{request.label}` is in a change freeze until {when(freeze.end)}: "
-                f"{freeze.reason}.",
+                f"{code(request.label)} is in a change freeze until {when(freeze.end)}: "
+                f"{escape(freeze.reason)}.",
             )
         )
     if request.kind == DEPLOY and digest_of(current_image) == digest:
         blockers.append(
-            ("redeploy", f"`{request.label}` already runs this image (`{short_image(pinned)}`).")
+            (
+                "redeploy",
+                f"{code(request.label)} already runs this image ({code(short_image(pinned))}).",
+            )
         )
     takeover = None
     if busy is not None:

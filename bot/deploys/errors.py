@@ -1,4 +1,7 @@
-"""Errors of the deploys domain; the message is what a person reads."""
+"""Errors of the deploys domain; the message is what a person reads, as Slack mrkdwn.
+
+Outside words in a message (a tag, an AWS error) are escaped where it is composed.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ from contextlib import contextmanager
 
 from bot.adapters.aws import AWS_ERRORS, describe_error
 from bot.adapters.ecs import ContainerNotFound, ServiceNotFound
+from bot.slack_text import escape
 
 
 class DeployError(Exception):
@@ -33,4 +37,4 @@ def aws_call(what: str) -> Iterator[None]:
     except (ServiceNotFound, ContainerNotFound) as exc:
         raise DeployRefused(f"{exc}: check the app's settings in the configuration.") from exc
     except AWS_ERRORS as exc:
-        raise DeployFailed(f"AWS refused to {what}: {describe_error(exc)}") from exc
+        raise DeployFailed(f"AWS refused to {what}: {escape(describe_error(exc))}") from exc

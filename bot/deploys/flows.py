@@ -45,6 +45,7 @@ from bot.deploys.policy import short_task_definition
 from bot.deploys.rollout import Seen, Verdict, assess, counts_text, ours
 from bot.incidents.render import duration
 from bot.outbox import service as outbox
+from bot.slack_text import code
 
 if TYPE_CHECKING:
     from bot.deploys.plans import Plan
@@ -163,7 +164,7 @@ def start(runtime: Runtime, checked: Plan, *, approved_by: list[str]) -> Deploym
             _take_over(db_session, deployment_id=checked.takeover, actor=request.actor, now=now)
         manual = service.manual_lock(db_session, app=request.app, env=request.env)
         if manual is not None and manual.holder != request.actor:
-            raise DeployRefused(f"`{request.label}` is {render.lock_text(manual)}.")
+            raise DeployRefused(f"{code(request.label)} is {render.lock_text(manual)}.")
         deployment = service.create(
             db_session,
             now=now,
@@ -199,7 +200,7 @@ def start(runtime: Runtime, checked: Plan, *, approved_by: list[str]) -> Deploym
             db_session.rollback()
             busy = service.active_for(db_session, app=request.app, env=request.env)
             raise DeployRefused(
-                render.busy_text(busy) if busy else f"`{request.label}` is busy; try again."
+                render.busy_text(busy) if busy else f"{code(request.label)} is busy; try again."
             )
         record(
             db_session,
@@ -313,8 +314,8 @@ def rolling_out(
         db_session,
         deployment=deployment,
         text=(
-            f"Service updated to `{short_task_definition(deployment.task_definition)}`"
-            + (f" (ECS deployment `{rollout_id}`)" if rollout_id else "")
+            f"Service updated to {code(short_task_definition(deployment.task_definition))}"
+            + (f" (ECS deployment {code(rollout_id)})" if rollout_id else "")
             + ": watching the rollout."
         ),
         now=now,
@@ -394,7 +395,7 @@ def observe(runtime: Runtime, *, deployment_id: int) -> str:
                     client, cluster=target.settings.cluster, started_by=rollout.id
                 )
     except DeployError as exc:
-        log.warning("deployment %s: cannot read the rollout: %s", deployment_id, exc)
+        log.warning("deployment %s: cannot read the rollout: %r", deployment_id, str(exc))
         return ROLLING_OUT if not seen.is_stuck else STUCK
     verdict = assess(
         seen, state, stopped=stopped, now=now, stuck_after=timedelta(minutes=knobs.stuck_after_min)
@@ -484,7 +485,7 @@ def _apply(
         took = duration((now - (deployment.started_at or deployment.created_at)).total_seconds())
         revision = short_task_definition(deployment.task_definition)
         if status == COMPLETED:
-            outcome = f"Completed in {took}: {counts_text(verdict.counts)} on `{revision}`."
+            outcome = f"Completed in {took}: {counts_text(verdict.counts)} on {code(revision)}."
         elif status == FAILED:
             outcome = f"Failed after {took}: {verdict.summary}."
         else:
@@ -601,7 +602,7 @@ def recover(runtime: Runtime, *, deployment_id: int) -> bool:
             return False
         after = observe(runtime, deployment_id=deployment_id)
     except DeployError as exc:
-        log.warning("cannot recover deployment %s: %s", deployment_id, exc)
+        log.warning("cannot recover deployment %s: %r", deployment_id, str(exc))
         return False
     if after in (ROLLING_OUT, STUCK):
         schedule_watch(runtime, deployment_id=deployment_id)

@@ -32,10 +32,10 @@ def watch(runtime: Runtime, *, deployment_id: int, token: str) -> None:
     try:
         status = flows.observe(runtime, deployment_id=deployment_id)
     except AppError as exc:  # the environment left the configuration: nothing to watch with
-        log.error("stopped watching deployment %s: %s", deployment_id, exc)
+        log.error("stopped watching deployment %s: %r", deployment_id, str(exc))
         return
     except DeployError as exc:
-        log.warning("watching deployment %s: %s", deployment_id, exc)
+        log.warning("watching deployment %s: %r", deployment_id, str(exc))
         status = "unknown"
     except Exception:
         # Keep watching: a deployment nobody watches holds its lock until someone asks.

@@ -18,6 +18,7 @@ from bot.deploys.errors import DeployRefused
 from bot.deploys.models import LOCK_MANUAL, DeployLock
 from bot.incidents.render import when
 from bot.outbox import service as outbox
+from bot.slack_text import code, inert
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
@@ -45,24 +46,25 @@ def lock(runtime: Runtime, *, app: str, env: str, actor: str, reason: str) -> st
     runtime.access.require(actor, target, action="lock")
     reason = reason.strip()
     if not reason:
-        raise DeployRefused(f"Say why: `/deploy lock {app} {env} <reason>`.")
+        raise DeployRefused(f"Say why: {code(f'/deploy lock {app} {env} <reason>')}.")
     now = runtime.clock.now()
     with runtime.sessions() as db_session:
         held = service.manual_lock(db_session, app=app, env=env)
         if held is not None and held.holder != actor:
-            raise DeployRefused(f"`{target.label}` is already {render.lock_text(held)}.")
+            raise DeployRefused(f"{code(target.label)} is already {render.lock_text(held)}.")
         if held is not None:
             held.reason = reason
-            text = f'You still hold `{target.label}`; the reason is now: "{reason}".'
+            shown = inert(reason, 500)
+            text = f'You still hold {code(target.label)}; the reason is now: "{shown}".'
         else:
             held = service.take_lock(
                 db_session, app=app, env=env, kind=LOCK_MANUAL, holder=actor, reason=reason, now=now
             )
             if held is None:
-                raise DeployRefused(f"`{target.label}` was locked by someone else just now.")
+                raise DeployRefused(f"{code(target.label)} was locked by someone else just now.")
             text = (
-                f":lock: `{target.label}` is locked: nobody else can deploy it until "
-                f"`/deploy unlock {app} {env}`."
+                f":lock: {code(target.label)} is locked: nobody else can deploy it until "
+                f"{code(f'/deploy unlock {app} {env}')}."
             )
         audit.record(
             db_session,
@@ -77,7 +79,7 @@ def lock(runtime: Runtime, *, app: str, env: str, actor: str, reason: str) -> st
             db_session,
             target=target,
             held=held,
-            text=f":lock: `{target.label}` {render.lock_text(held)}",
+            text=f":lock: {code(target.label)} {render.lock_text(held)}",
             suffix="taken",
             now=now,
         )
@@ -101,7 +103,7 @@ def unlock(runtime: Runtime, *, app: str, env: str, actor: str) -> str:
     with runtime.sessions() as db_session:
         held = service.manual_lock(db_session, app=app, env=env)
         if held is None:
-            raise DeployRefused(f"`{target.label}` is not locked.")
+            raise DeployRefused(f"{code(target.label)} is not locked.")
         holder, since, reason = held.holder, held.acquired_at, held.reason
         service.remove_lock(db_session, held=held)
         audit.record(
@@ -114,7 +116,7 @@ def unlock(runtime: Runtime, *, app: str, env: str, actor: str) -> str:
             detail={"holder": holder, "since": since.isoformat(), "reason": reason},
         )
         someone_else = holder != actor
-        notice = f":unlock: `{target.label}` unlocked by {actor_text(actor)}"
+        notice = f":unlock: {code(target.label)} unlocked by {actor_text(actor)}"
         if someone_else:
             notice += f" (it was {render.lock_text(held)})"
         _lock_notice(db_session, target=target, held=held, text=notice, suffix="released", now=now)
@@ -129,8 +131,8 @@ def unlock(runtime: Runtime, *, app: str, env: str, actor: str) -> str:
         db_session.commit()
     if someone_else:
         holder_text = actor_text(holder)
-        return f"Unlocked `{target.label}` (it was held by {holder_text} since {when(since)})."
-    return f"Unlocked `{target.label}`."
+        return f"Unlocked {code(target.label)} (it was held by {holder_text} since {when(since)})."
+    return f"Unlocked {code(target.label)}."
 
 
 def remind_lock(runtime: Runtime, *, lock_id: int) -> None:

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from bot.adapters.ecr import Scan
 from bot.config import AppEnvironment, FreezeWindow
+from bot.slack_text import code
 
 DIGEST = re.compile(r"@(sha256:[0-9a-f]{64})$")
 SEVERITY_ORDER = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL", "UNDEFINED")
@@ -72,9 +73,12 @@ def short_image(image: str | None) -> str:
 
 
 def image_text(image: str | None, tag: str | None) -> str:
-    """``1.2.3 (api@0123456789ab)``, or the short image alone when no tag is known."""
-    short = f"`{short_image(image)}`"
-    return f"`{tag}` ({short})" if tag else short
+    """``1.2.3 (api@0123456789ab)`` as mrkdwn code, or the short image alone when no tag is known.
+
+    Tags and image names are ECR's (whoever pushes writes them): shown inert.
+    """
+    short = code(short_image(image))
+    return f"{code(tag)} ({short})" if tag else short
 
 
 def short_task_definition(arn: str | None) -> str:

@@ -14,6 +14,7 @@ from bot.deploys import service
 from bot.deploys.errors import DeployError, aws_call
 from bot.deploys.models import DeployLock, Deployment
 from bot.deploys.policy import digest_of, tag_of
+from bot.slack_text import code
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
@@ -143,14 +144,14 @@ def releases(runtime: Runtime, *, app: str) -> ReleasesView:
     running: dict[str, list[str]] = {}
     for env, settings in config.environments.items():
         try:
-            with aws_call(f"read the service of {app}/{env}"):
+            with aws_call(f"read the service of {code(f'{app}/{env}')}"):
                 running[env] = _running_images(runtime, app=app, env=env)
         except DeployError as exc:
             problems.append(f"{env}: {exc}")
             running[env] = []
         by_repository.setdefault(settings.repository, [])
     for repository in by_repository:
-        with aws_call(f"list the images of `{repository}`"):
+        with aws_call(f"list the images of {code(repository)}"):
             images = ecr.recent_images(runtime.aws.get("ecr"), repository=repository, limit=limit)
         rows = []
         for image in images:

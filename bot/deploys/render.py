@@ -1,4 +1,10 @@
-"""Block Kit and text for deploys: pure functions of deployments, locks and views."""
+"""Block Kit and text for deploys: pure functions of deployments, locks and views.
+
+Tags, image names, revisions, ECS states and people's reasons are outside text:
+each is escaped (bot/slack_text.py) where it is put into a message. Texts
+stored as mrkdwn (a deployment's outcome, a pending action's summary, stopped
+tasks' lines) were escaped when they were composed.
+"""
 
 from __future__ import annotations
 
@@ -21,10 +27,18 @@ from bot.deploys.models import (
 from bot.deploys.policy import image_text, short_digest, short_image, short_task_definition
 from bot.deploys.queries import ReleasesView, StatusView
 from bot.deploys.rollout import counts_text
-from bot.incidents.render import clip, duration, hhmm, when
-
-# Answers without blocks: Slack shows up to 40,000 characters; keep them readable.
-ANSWER_MAX = 8000
+from bot.incidents.render import duration, hhmm, when
+from bot.slack_text import (
+    ANSWER_MAX,
+    CONTEXT_MAX,
+    FIELD_MAX,
+    SECTION_MAX,
+    TEXT_MAX,
+    clip,
+    code,
+    escape,
+    inert,
+)
 
 STATUS_ICON = {
     STARTING: ":hourglass_flowing_sand:",
@@ -48,19 +62,19 @@ def channel_text(channel: str | None) -> str:
     if not channel:
         return "no channel"
     if channel.startswith("#"):
-        return channel
-    return f"<#{channel}>"
+        return escape(channel)
+    return f"<#{channel}>" if channel.isalnum() else code(channel)
 
 
 def what(deployment: Deployment) -> str:
     """``api 1.2.3`` (the tag, or the short digest)."""
     version = deployment.tag or short_digest(deployment.digest)
-    return f"`{deployment.app}` `{version}`"
+    return f"{code(deployment.app)} {code(version)}"
 
 
 def headline(deployment: Deployment) -> str:
     icon = STATUS_ICON.get(deployment.status, "")
-    env = f"`{deployment.label}`"
+    env = code(deployment.label)
     if deployment.kind == FLAG_ROLL:
         verb = {
             STARTING: "Restarting",
@@ -70,7 +84,7 @@ def headline(deployment: Deployment) -> str:
             FAILED: "Restart failed:",
             SUPERSEDED: "Restart superseded:",
         }[deployment.status]
-        return f"{icon} {verb} {env} for the flag change `{deployment.tag}`"
+        return f"{icon} {verb} {env} for the flag change {code(deployment.tag)}"
     if deployment.kind == ROLLBACK:
         verb = {
             STARTING: "Rolling back",
@@ -108,9 +122,9 @@ def announcement(deployment: Deployment) -> dict[str, Any]:
         f"{image_text(deployment.previous_image, deployment.previous_tag)} → "
         f"{image_text(deployment.image, deployment.tag)}",
         "*Task definition*\n"
-        f"`{short_task_definition(deployment.previous_task_definition)}` → "
-        f"`{short_task_definition(deployment.task_definition)}`",
-        f"*Status*\n{STATUS_WORD.get(deployment.status, deployment.status)}"
+        f"{code(short_task_definition(deployment.previous_task_definition))} → "
+        f"{code(short_task_definition(deployment.task_definition))}",
+        f"*Status*\n{escape(STATUS_WORD.get(deployment.status, deployment.status))}"
         + (
             f" · {counts_text(deployment.observed)}"
             if deployment.observed.get("desired") is not None
@@ -119,34 +133,37 @@ def announcement(deployment: Deployment) -> dict[str, Any]:
     ]
     scan = deployment.scan or {}
     if scan:
-        fields.append(f"*Scan*\n{scan.get('text', '?')}")
+        fields.append(f"*Scan*\n{escape(scan.get('text', '?'))}")
     if deployment.force_reason and deployment.forced:
         fields.append(
-            f"*Forced* ({', '.join(deployment.forced)})\n>{clip(deployment.force_reason, 500)}"
+            f"*Forced* ({escape(', '.join(deployment.forced))})\n"
+            f">{inert(deployment.force_reason, 500)}"
         )
     blocks: list[dict[str, Any]] = [
-        {"type": "section", "text": {"type": "mrkdwn", "text": clip(headline(deployment), 3000)}},
         {
             "type": "section",
-            "fields": [{"type": "mrkdwn", "text": clip(f, 2000)} for f in fields[:10]],
+            "text": {"type": "mrkdwn", "text": clip(headline(deployment), SECTION_MAX)},
+        },
+        {
+            "type": "section",
+            "fields": [{"type": "mrkdwn", "text": clip(f, FIELD_MAX)} for f in fields[:10]],
         },
     ]
     if deployment.outcome:
-        blocks.append(
-            {"type": "section", "text": {"type": "mrkdwn", "text": clip(deployment.outcome, 3000)}}
-        )
+        outcome = clip(deployment.outcome, SECTION_MAX)
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": outcome}})
     context = [f"Deployment #{deployment.id}", f"started {when(deployment.created_at)}"]
     if deployment.finished_at:
         took = duration((deployment.finished_at - deployment.created_at).total_seconds())
         context.append(f"finished {hhmm(deployment.finished_at)} after {took}")
-    context.append(f"`{deployment.image}`")
+    context.append(code(deployment.image))
     blocks.append(
         {
             "type": "context",
-            "elements": [{"type": "mrkdwn", "text": clip(" · ".join(context), 2000)}],
+            "elements": [{"type": "mrkdwn", "text": clip(" · ".join(context), CONTEXT_MAX)}],
         }
     )
-    return {"text": clip(_plain(headline(deployment)), 3000), "blocks": blocks}
+    return {"text": clip(_plain(headline(deployment)), TEXT_MAX), "blocks": blocks}
 
 
 def progress_reply(items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -156,10 +173,10 @@ def progress_reply(items: list[dict[str, Any]]) -> dict[str, Any]:
     if len(items) > len(shown):
         lines.append(f"… {len(items) - len(shown)} earlier updates")
     for item in shown:
-        line = f"{hhmm(_parse(item.get('at')))} {item.get('state') or '?'}: {item.get('text', '')}"
-        lines.append(line)
+        state = escape(item.get("state") or "?")
+        lines.append(f"{hhmm(_parse(item.get('at')))} {state}: {item.get('text', '')}")
         lines.extend(f">{clip(s, 300)}" for s in item.get("stopped") or [])
-    return {"text": clip("\n".join(lines), 3000), "blocks": None}
+    return {"text": clip("\n".join(lines), SECTION_MAX), "blocks": None}
 
 
 def _parse(value: Any) -> datetime | None:
@@ -172,23 +189,26 @@ def _parse(value: Any) -> datetime | None:
 
 
 def text_reply(items: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"text": clip(str(items[-1]["text"]), 3000), "blocks": None}
+    """A thread reply of mrkdwn opsbot composed (outside words in it already escaped)."""
+    return {"text": clip(str(items[-1]["text"]), SECTION_MAX), "blocks": None}
 
 
 def stuck_alert(deployment: Deployment, *, minutes: float) -> dict[str, Any]:
     text = (
         f":warning: {_plain(headline(deployment))}: deployment #{deployment.id} has not moved for "
         f"{int(minutes)} min ({counts_text(deployment.observed)}). "
-        f"{actor_text(deployment.actor)}, have a look: `/deploy status {deployment.app} "
-        f"{deployment.env}`, or `/rollback {deployment.app} {deployment.env}`."
+        f"{actor_text(deployment.actor)}, have a look: "
+        f"{code(f'/deploy status {deployment.app} {deployment.env}')}, or "
+        f"{code(f'/rollback {deployment.app} {deployment.env}')}."
     )
-    return {"text": clip(text, 3000), "blocks": None}
+    return {"text": clip(text, TEXT_MAX), "blocks": None}
 
 
 def stopped_line(short_id: str, reason: str, containers: tuple[str, ...]) -> str:
-    line = f"task {short_id} stopped: {reason}"
+    """A stopped task as mrkdwn: ECS's reason and the containers' exit reasons, inert."""
+    line = f"task {escape(short_id)} stopped: {inert(reason, 300)}"
     if containers:
-        line += " (" + "; ".join(containers) + ")"
+        line += " (" + inert("; ".join(containers), 600) + ")"
     return line
 
 
@@ -196,14 +216,14 @@ def stopped_line(short_id: str, reason: str, containers: tuple[str, ...]) -> str
 
 
 def lock_text(held: DeployLock) -> str:
-    reason = f': "{held.reason}"' if held.reason else ""
+    reason = f': "{inert(held.reason, 500)}"' if held.reason else ""
     return f"locked by {actor_text(held.holder)} since {when(held.acquired_at)}{reason}"
 
 
 def busy_text(deployment: Deployment) -> str:
-    state = STATUS_WORD.get(deployment.status, deployment.status)
+    state = escape(STATUS_WORD.get(deployment.status, deployment.status))
     return (
-        f"`{deployment.label}` is busy: deployment #{deployment.id} ({what(deployment)}) by "
+        f"{code(deployment.label)} is busy: deployment #{deployment.id} ({what(deployment)}) by "
         f"{actor_text(deployment.actor)} since {when(deployment.created_at)} is {state}. "
         "One deploy at a time: wait for it to finish"
         + (', or add `--force "<reason>"` to take over.' if deployment.status == STUCK else ".")
@@ -212,22 +232,23 @@ def busy_text(deployment: Deployment) -> str:
 
 def reminder(held: DeployLock, *, age_min: float) -> dict[str, Any]:
     text = (
-        f":lock: You have held `{held.label}` locked for {duration(age_min * 60)}"
-        + (f' ("{held.reason}")' if held.reason else "")
-        + f". Nobody else can deploy it until `/deploy unlock {held.app} {held.env}`."
+        f":lock: You have held {code(held.label)} locked for {duration(age_min * 60)}"
+        + (f' ("{inert(held.reason, 500)}")' if held.reason else "")
+        + f". Nobody else can deploy it until {code(f'/deploy unlock {held.app} {held.env}')}."
     )
-    return {"text": clip(text, 3000), "blocks": None}
+    return {"text": clip(text, TEXT_MAX), "blocks": None}
 
 
 def lock_notice(text: str) -> dict[str, Any]:
-    return {"text": clip(text, 3000), "blocks": None}
+    """A notice opsbot composed as mrkdwn (outside words in it already escaped)."""
+    return {"text": clip(text, TEXT_MAX), "blocks": None}
 
 
 # -- answers to commands -------------------------------------------------------------------
 
 
 def status_message(view: StatusView) -> dict[str, Any]:
-    lines = [f"*{view.label}*"]
+    lines = [f"*{escape(view.label)}*"]
     if not view.revisions:
         lines.append("The service reports no deployments.")
     for revision in view.revisions:
@@ -238,19 +259,19 @@ def status_message(view: StatusView) -> dict[str, Any]:
         )
         role = "now" if revision.ecs_status == "PRIMARY" else "draining"
         lines.append(
-            f"• {role}: `{short_task_definition(revision.task_definition)}` · "
-            f"`{short_image(revision.image)}` · {revision.rollout_state or '?'} · "
+            f"• {role}: {code(short_task_definition(revision.task_definition))} · "
+            f"{code(short_image(revision.image))} · {escape(revision.rollout_state or '?')} · "
             f"{revision.running}/{revision.desired} running"
             f"{f', {revision.pending} pending' if revision.pending else ''}"
             f" · since {when(revision.since)} {by}"
         )
         if revision.image:
-            lines.append(f"   `{revision.image}`")
+            lines.append(f"   {code(revision.image)}")
     if view.active is not None:
         lines.append(
             f"• in progress: deployment #{view.active.id} ({what(view.active)}) by "
             f"{actor_text(view.active.actor)}: "
-            f"{STATUS_WORD.get(view.active.status, view.active.status)}"
+            f"{escape(STATUS_WORD.get(view.active.status, view.active.status))}"
         )
     if view.manual_lock is not None:
         lines.append(f"• :lock: {lock_text(view.manual_lock)}")
@@ -262,8 +283,8 @@ def status_message(view: StatusView) -> dict[str, Any]:
 
 def history_message(app: str, env: str, deployments: list[Deployment]) -> dict[str, Any]:
     if not deployments:
-        return {"text": f"No deployments of `{app}/{env}` yet.", "blocks": None}
-    lines = [f"*Deployments of {app}/{env}* (newest first)"]
+        return {"text": f"No deployments of {code(f'{app}/{env}')} yet.", "blocks": None}
+    lines = [f"*Deployments of {escape(f'{app}/{env}')}* (newest first)"]
     for d in deployments:
         took = ""
         if d.finished_at:
@@ -271,28 +292,29 @@ def history_message(app: str, env: str, deployments: list[Deployment]) -> dict[s
         kind = {ROLLBACK: "rollback", FLAG_ROLL: "flag roll"}.get(d.kind, "deploy")
         forced = " · forced" if d.forced else ""
         lines.append(
-            f"#{d.id} {when(d.created_at)} · {kind} `{d.tag or short_digest(d.digest)}` "
-            f"(`{short_digest(d.digest)}`, `{short_task_definition(d.task_definition)}`) · "
-            f"{actor_text(d.actor)} · {STATUS_WORD.get(d.status, d.status)}{took}{forced}"
+            f"#{d.id} {when(d.created_at)} · {kind} {code(d.tag or short_digest(d.digest))} "
+            f"({code(short_digest(d.digest))}, {code(short_task_definition(d.task_definition))}) · "
+            f"{actor_text(d.actor)} · {escape(STATUS_WORD.get(d.status, d.status))}{took}{forced}"
         )
     return {"text": clip("\n".join(lines), ANSWER_MAX), "blocks": None}
 
 
 def releases_message(view: ReleasesView) -> dict[str, Any]:
-    lines = [f"*Recent images of {view.app}*"]
+    lines = [f"*Recent images of {escape(view.app)}*"]
     for repository, rows in view.by_repository.items():
-        lines.append(f"`{repository}`")
+        lines.append(code(repository))
         if not rows:
             lines.append("• no tagged images")
         for row in rows:
-            tags = ", ".join(f"`{t}`" for t in row.image.tags[:5])
+            tags = ", ".join(code(t) for t in row.image.tags[:5])
             running = (
-                " · :large_green_circle: running in " + ", ".join(f"*{e}*" for e in row.running_in)
+                " · :large_green_circle: running in "
+                + ", ".join(f"*{escape(e)}*" for e in row.running_in)
                 if row.running_in
                 else ""
             )
             lines.append(
-                f"• {tags} · `{short_digest(row.image.digest)}` · pushed "
+                f"• {tags} · {code(short_digest(row.image.digest))} · pushed "
                 f"{when(row.image.pushed_at)}{running}"
             )
     for problem in view.problems:

@@ -21,6 +21,7 @@ from bot.deploys.flows import start
 from bot.deploys.models import ROLLBACK, Deployment
 from bot.deploys.plans import Plan, Request
 from bot.deploys.policy import image_text, short_digest, short_task_definition
+from bot.slack_text import code, escape, inert
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
@@ -76,7 +77,7 @@ def submit(runtime: Runtime, request: Request) -> Accepted:
         return Accepted(text=started_text(deployment), deployment_id=deployment.id)
     if checked.channel is None:
         raise DeployRefused(
-            f"`{request.label}` needs a confirmation in Slack, but it has no release_channel "
+            f"{code(request.label)} needs a confirmation in Slack, but it has no release_channel "
             "to ask in: deploy it from Slack, or configure one."
         )
     action = approval_flows.ask(
@@ -94,7 +95,7 @@ def submit(runtime: Runtime, request: Request) -> Accepted:
     confirmer = "your confirmation" if from_slack else "your confirmation in Slack"
     return Accepted(
         text=(
-            f"`{request.label}` is protected: request #{action.id} waits for "
+            f"{code(request.label)} is protected: request #{action.id} waits for "
             f"{approval_flows.waits_for(action, confirmer=confirmer)} in "
             f"{render.channel_text(checked.channel)}."
         ),
@@ -108,26 +109,27 @@ def _request_summary(checked: Plan) -> str:
     who = actor_text(request.actor)
     if request.kind == ROLLBACK:
         return (
-            f"{who} asks to *roll back* `{request.label}` to deployment #{request.rollback_of} "
-            f"(`{request.app}` `{version}`)"
+            f"{who} asks to *roll back* {code(request.label)} to deployment "
+            f"#{request.rollback_of} ({code(request.app)} {code(version)})"
         )
-    return f"{who} asks to *deploy* `{request.app}` `{version}` to `{request.label}`"
+    return f"{who} asks to *deploy* {code(request.app)} {code(version)} to {code(request.label)}"
 
 
 def _request_details(checked: Plan) -> list[str]:
     lines = [
         f"*Image* {image_text(checked.current_image, checked.current_tag)} → "
         f"{image_text(checked.image, checked.tag)}",
-        f"*Task definition* `{short_task_definition(checked.current_task_definition)}` → "
+        f"*Task definition* {code(short_task_definition(checked.current_task_definition))} → "
         + (
-            f"`{short_task_definition(checked.task_definition)}`"
+            code(short_task_definition(checked.task_definition))
             if checked.task_definition
             else "a new revision (only the image changes)"
         ),
-        f"*Scan* {checked.scan.get('text')}",
+        f"*Scan* {escape(checked.scan.get('text'))}",
     ]
     if checked.forced:
-        lines.append(f"*Forced* ({', '.join(checked.forced)}): {checked.request.force_reason}")
+        reason = inert(checked.request.force_reason or "", 1000)
+        lines.append(f"*Forced* ({escape(', '.join(checked.forced))}): {reason}")
         lines.extend(f">{note}" for note in checked.notes)
     return lines
 
@@ -138,8 +140,8 @@ def started_text(deployment: Deployment) -> str:
     )
     verb = "Rollback" if deployment.kind == ROLLBACK else "Deploy"
     return (
-        f"{verb} #{deployment.id} of {render.what(deployment)} to `{deployment.label}` started "
-        f"(`{short_task_definition(deployment.task_definition)}`){where}."
+        f"{verb} #{deployment.id} of {render.what(deployment)} to {code(deployment.label)} "
+        f"started ({code(short_task_definition(deployment.task_definition))}){where}."
     )
 
 

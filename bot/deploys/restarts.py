@@ -33,6 +33,8 @@ from bot.deploys.checks import busy_deployment
 from bot.deploys.errors import DeployError, DeployRefused, aws_call
 from bot.deploys.models import FAILED, FLAG_ROLL, LOCK_DEPLOY, STARTING, Deployment
 from bot.deploys.policy import digest_of, tag_of
+from bot.flags.errors import FlagError
+from bot.slack_text import code, escape
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
@@ -44,7 +46,7 @@ def check_free(runtime: Runtime, *, target: Target, actor: str) -> None:
         manual = service.manual_lock(db_session, app=target.app, env=target.env)
         if manual is not None and manual.holder != actor:
             raise DeployRefused(
-                f"`{target.label}` is {render.lock_text(manual)}. A flag roll restarts its "
+                f"{code(target.label)} is {render.lock_text(manual)}. A flag roll restarts its "
                 "tasks: ask them, or wait for `/deploy unlock`."
             )
     busy = busy_deployment(runtime, app=target.app, env=target.env)
@@ -103,7 +105,7 @@ def start_flag_roll(
             db_session.rollback()
             busy = service.active_for(db_session, app=target.app, env=target.env)
             raise DeployRefused(
-                render.busy_text(busy) if busy else f"`{target.label}` is busy; try again."
+                render.busy_text(busy) if busy else f"{code(target.label)} is busy; try again."
             )
         flows.record(
             db_session,
@@ -124,7 +126,7 @@ def start_flag_roll(
     try:
         change()
     except Exception as exc:
-        _fail(runtime, deployment_id=deployment_id, outcome=f"Nothing changed: {exc}")
+        _fail(runtime, deployment_id=deployment_id, outcome=f"Nothing changed: {_said(exc)}")
         raise
     try:
         with aws_call("force a new deployment of the service"):
@@ -157,6 +159,13 @@ def start_flag_roll(
             )
         db_session.commit()
         return row
+
+
+def _said(exc: Exception) -> str:
+    """What a failed change says, as mrkdwn: a domain error's message is mrkdwn already."""
+    if isinstance(exc, (DeployError, FlagError)):
+        return str(exc)
+    return escape(f"{type(exc).__name__}: {exc}")
 
 
 def _fail(runtime: Runtime, *, deployment_id: int, outcome: str) -> None:

@@ -2,7 +2,8 @@
 
 The watcher reads describe_services (and the stopped tasks of the deployment),
 then `assess` turns that into a verdict: progress, completed, failed (the
-circuit breaker rolled it back), superseded, stuck, or nothing new.
+circuit breaker rolled it back), superseded, stuck, or nothing new. A
+verdict's summary is mrkdwn: ECS's words in it are escaped.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from bot.adapters.ecs import Rollout, ServiceState, StoppedTask
 from bot.deploys.policy import short_task_definition
+from bot.slack_text import code, inert
 
 PROGRESS = "progress"
 UNCHANGED = "unchanged"
@@ -99,7 +101,7 @@ def assess(
                 seen.ecs_deployment_id,
                 summary=(
                     "the deployment is gone and the service is back on "
-                    f"`{short_task_definition(current)}` (rolled back)"
+                    f"{code(short_task_definition(current))} (rolled back)"
                 ),
                 new_stopped=new_stopped,
             )
@@ -107,15 +109,16 @@ def assess(
             SUPERSEDED,
             seen.observed,
             seen.ecs_deployment_id,
-            summary=f"replaced by another deployment of `{short_task_definition(current)}`",
+            summary=f"replaced by another deployment of {code(short_task_definition(current))}",
         )
     counts = counts_of(rollout)
     if rollout.rollout_state == "COMPLETED":
         return Verdict(COMPLETED, counts, rollout.id, new_stopped=new_stopped)
     if rollout.rollout_state == "FAILED":
-        reason = (rollout.reason or "the deployment failed").rstrip(". ")
+        reason = inert((rollout.reason or "the deployment failed").rstrip(". "), 1000)
         if primary is not None and primary.id != rollout.id:
-            reason += f"; ECS rolled back to `{short_task_definition(primary.task_definition)}`"
+            back = code(short_task_definition(primary.task_definition))
+            reason += f"; ECS rolled back to {back}"
         return Verdict(FAILED, counts, rollout.id, summary=reason, new_stopped=new_stopped)
     if rollout.status != "PRIMARY" and primary is not None:
         return Verdict(
@@ -124,7 +127,7 @@ def assess(
             rollout.id,
             summary=(
                 "replaced by another deployment of "
-                f"`{short_task_definition(primary.task_definition)}`"
+                f"{code(short_task_definition(primary.task_definition))}"
             ),
         )
     moved = not _same(counts, seen.observed) or bool(new_stopped)

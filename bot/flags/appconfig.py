@@ -16,6 +16,7 @@ from bot.adapters.aws import AWS_ERRORS, describe_error, error_code
 from bot.config import AppConfigFlags
 from bot.flags.document import FlagDocument
 from bot.flags.errors import FlagConflict, FlagFailed, FlagRefused, aws_call
+from bot.slack_text import code, escape
 
 # Deployment states: in progress, and how one ends (REVERTED: rolled back after COMPLETE).
 RUNNING = ("DEPLOYING", "BAKING", "VALIDATING", "ROLLING_BACK")
@@ -66,8 +67,9 @@ def latest_version(client: Any, flags: AppConfigFlags) -> Version:
         profile = client.get_configuration_profile(**_ids(flags))
     if profile.get("Type") != FEATURE_FLAGS:
         raise FlagRefused(
-            f"The configuration profile `{flags.profile}` is of type "
-            f"`{profile.get('Type') or 'freeform'}`, not `{FEATURE_FLAGS}`: check `flags.profile`."
+            f"The configuration profile {code(flags.profile)} is of type "
+            f"{code(profile.get('Type') or 'freeform')}, not `{FEATURE_FLAGS}`: "
+            "check `flags.profile`."
         )
     with aws_call("list the hosted configuration versions"):
         items = client.list_hosted_configuration_versions(**_ids(flags), MaxResults=50)["Items"]
@@ -102,7 +104,8 @@ def write_version(
                 "change was made from: nothing was written. Look again with `/flag list`."
             ) from exc
         raise FlagFailed(
-            f"AWS refused to write a new hosted configuration version: {describe_error(exc)}"
+            "AWS refused to write a new hosted configuration version: "
+            f"{escape(describe_error(exc))}"
         ) from exc
     return int(answer["VersionNumber"])
 

@@ -8,6 +8,7 @@ defines them (type `string`, `number`, `boolean`, `string[]`, `number[]`;
 arrays; `maxLength`, which some documents carry, is honoured too), so a wrong
 value is refused before anything is written. AppConfig itself validates the
 same on CreateHostedConfigurationVersion; we say it sooner and in words.
+A refusal shows the typed value and the document's own words inert.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.flags.errors import FlagNotFound, FlagRefused
+from bot.slack_text import code, escape
 
 # AttributeValue limits in the AppConfig API reference.
 STRING_MAX = 1024
@@ -40,7 +42,7 @@ class FlagState:
 
 
 def names_text(names: list[str]) -> str:
-    return ", ".join(f"`{n}`" for n in sorted(names)) or "none"
+    return ", ".join(code(n) for n in sorted(names)) or "none"
 
 
 class FlagDocument:
@@ -54,7 +56,7 @@ class FlagDocument:
         try:
             raw = json.loads(content or b"{}")
         except ValueError as exc:
-            raise FlagRefused(f"The hosted configuration is not JSON ({exc}).") from exc
+            raise FlagRefused(f"The hosted configuration is not JSON ({escape(exc)}).") from exc
         if not isinstance(raw, dict) or not isinstance(raw.get("flags", {}), dict):
             raise FlagRefused("The hosted configuration is not an AWS.AppConfig.FeatureFlags one.")
         return cls(raw)
@@ -72,7 +74,7 @@ class FlagDocument:
     def get_or_raise(self, key: str) -> FlagState:
         definition = (self.raw.get("flags") or {}).get(key)
         if not isinstance(definition, dict):
-            raise FlagNotFound(f"There is no flag `{key}`. Flags: {names_text(self.keys)}.")
+            raise FlagNotFound(f"There is no flag {code(key)}. Flags: {names_text(self.keys)}.")
         values = dict((self.raw.get("values") or {}).get(key) or {})
         enabled = bool(values.pop("enabled", False))
         constraints = {
@@ -113,12 +115,12 @@ def attribute_value(flag: FlagState, name: str, text: str) -> Any:
         raise FlagRefused("`enabled` is the flag itself: use `/flag on` or `/flag off`.")
     if name not in flag.constraints and name not in flag.values:
         raise FlagRefused(
-            f"Flag `{flag.key}` has no attribute `{name}`. "
+            f"Flag {code(flag.key)} has no attribute {code(name)}. "
             f"Attributes: {names_text(list({*flag.constraints, *flag.values}))}."
         )
     constraints = flag.constraints.get(name) or {}
     kind = constraints.get("type") or _kind_of(flag.values.get(name))
-    where = f"`{flag.key}.{name}`"
+    where = code(f"{flag.key}.{name}")
     if kind == "boolean":
         return _boolean(where, text)
     if kind == "number":
@@ -133,7 +135,9 @@ def attribute_value(flag: FlagState, name: str, text: str) -> Any:
         if kind == "number[]":
             return [_number(where, str(item), elements) for item in items]
         return [_string(where, str(item), elements) for item in items]
-    raise FlagRefused(f"{where} has a type this bot does not know (`{kind}`): change it in AWS.")
+    raise FlagRefused(
+        f"{where} has a type this bot does not know ({code(kind)}): change it in AWS."
+    )
 
 
 def _kind_of(value: Any) -> str:
@@ -155,25 +159,31 @@ def _boolean(where: str, text: str) -> bool:
     lowered = text.strip().lower()
     if lowered in ("true", "false"):
         return lowered == "true"
-    raise FlagRefused(f"{where} is a boolean (`true` or `false`); `{text}` is not.")
+    raise FlagRefused(f"{where} is a boolean (`true` or `false`); {code(text)} is not.")
 
 
 def _number(where: str, text: str, constraints: dict[str, Any]) -> int | float:
     try:
         number = float(text.strip())
     except ValueError:
-        raise FlagRefused(f"{where} is a number{_range(constraints)}; `{text}` is not.") from None
+        raise FlagRefused(
+            f"{where} is a number{_range(constraints)}; {code(text)} is not."
+        ) from None
     if not math.isfinite(number):
-        raise FlagRefused(f"{where} is a finite number; `{text}` is not.")
+        raise FlagRefused(f"{where} is a finite number; {code(text)} is not.")
     value: int | float = int(number) if number.is_integer() else number
     low, high = constraints.get("minimum"), constraints.get("maximum")
     if (low is not None and value < low) or (high is not None and value > high):
-        raise FlagRefused(f"{where} is a number{_range(constraints)}; `{text}` is out of range.")
+        raise FlagRefused(
+            f"{where} is a number{_range(constraints)}; {code(text)} is out of range."
+        )
     return value
 
 
 def _range(constraints: dict[str, Any]) -> str:
-    low, high = constraints.get("minimum"), constraints.get("maximum")
+    minimum, maximum = constraints.get("minimum"), constraints.get("maximum")
+    low = None if minimum is None else escape(minimum)
+    high = None if maximum is None else escape(maximum)
     if low is not None and high is not None:
         return f" from {low} to {high}"
     if low is not None:
@@ -189,7 +199,9 @@ def _string(where: str, text: str, constraints: dict[str, Any]) -> str:
         raise FlagRefused(f"{where} is at most {limit} characters; {len(text)} were given.")
     enum = constraints.get("enum")
     if enum and text not in enum:
-        raise FlagRefused(f"{where} is one of {names_text([str(e) for e in enum])}; not `{text}`.")
+        raise FlagRefused(
+            f"{where} is one of {names_text([str(e) for e in enum])}; not {code(text)}."
+        )
     pattern = constraints.get("pattern")
     if pattern:
         try:
@@ -197,7 +209,7 @@ def _string(where: str, text: str, constraints: dict[str, Any]) -> str:
         except re.error:
             matches = True  # a pattern Python cannot read: AppConfig's own check decides
         if not matches:
-            raise FlagRefused(f"{where} must match `{pattern}`; `{text}` does not.")
+            raise FlagRefused(f"{where} must match {code(pattern)}; {code(text)} does not.")
     return text
 
 
@@ -208,9 +220,11 @@ def _items(where: str, text: str) -> list[Any]:
         try:
             parsed = json.loads(stripped)
         except ValueError:
-            raise FlagRefused(f"{where} is a list: `[1, 2]` or `a,b`; `{text}` is not.") from None
+            raise FlagRefused(
+                f"{where} is a list: `[1, 2]` or `a,b`; {code(text)} is not."
+            ) from None
         if not isinstance(parsed, list):
-            raise FlagRefused(f"{where} is a list: `[1, 2]` or `a,b`; `{text}` is not.")
+            raise FlagRefused(f"{where} is a list: `[1, 2]` or `a,b`; {code(text)} is not.")
         return parsed
     return [part.strip() for part in stripped.split(",")] if stripped else []
 

@@ -1,4 +1,8 @@
-"""Errors of the flags domain; the message is what a person reads."""
+"""Errors of the flags domain; the message is what a person reads, as Slack mrkdwn.
+
+Outside words in a message (a flag's name, a value, an AWS error) are escaped
+where it is composed.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from bot.adapters.aws import AWS_ERRORS, describe_error
+from bot.slack_text import escape
 
 
 class FlagError(Exception):
@@ -34,4 +39,4 @@ def aws_call(what: str) -> Iterator[None]:
     try:
         yield
     except AWS_ERRORS as exc:
-        raise FlagFailed(f"AWS refused to {what}: {describe_error(exc)}") from exc
+        raise FlagFailed(f"AWS refused to {what}: {escape(describe_error(exc))}") from exc

@@ -12,6 +12,8 @@
   deploy lock (bot/deploys/restarts.py), watched like a deploy.
 
 Every change is audited (target `flag:<app>/<env>`) with the flag's before and after.
+Answers and messages are mrkdwn: flag names, values and AWS's words in them are
+escaped where they are composed.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from bot.flags.errors import FlagError, FlagFailed, FlagRefused
 from bot.flags.requests import ON, SET, Change
 from bot.incidents.render import hhmm
 from bot.outbox import service as outbox
+from bot.slack_text import code, escape, inert
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
@@ -66,7 +69,7 @@ def flags_or_raise(target: Target) -> AppConfigFlags | SsmFlags:
     flags = target.settings.flags
     if flags is None:
         raise FlagRefused(
-            f"`{target.label}` has no feature flags configured (`flags:` of the environment)."
+            f"{code(target.label)} has no feature flags configured (`flags:` of the environment)."
         )
     return flags
 
@@ -120,13 +123,13 @@ def list_flags(runtime: Runtime, *, app: str, env: str) -> str:
             )
         notes.append(
             f"Hosted version {latest.number}"
-            + (f": {latest.description}" if latest.description else "")
+            + (f": {inert(latest.description, 500)}" if latest.description else "")
         )
         running = appconfig.running_rollout(client, flags)
         if running is not None:
             notes.append(
                 f":hourglass_flowing_sand: AppConfig deployment {running.number} (version "
-                f"{running.version}) is {running.state} ({running.percent:g}%)."
+                f"{escape(running.version)}) is {escape(running.state)} ({running.percent:g}%)."
             )
         backend = "AWS AppConfig"
     else:
@@ -148,7 +151,7 @@ def list_flags(runtime: Runtime, *, app: str, env: str) -> str:
                     by_opsbot=mine,
                 )
             )
-        backend = f"SSM `{ssm.prefix(flags.service_name)}`"
+        backend = f"SSM {code(ssm.prefix(flags.service_name))}"
     return str(
         render.list_message(label=target.label, backend=backend, lines=lines, notes=notes)["text"]
     )
@@ -166,9 +169,9 @@ def prepare(runtime: Runtime, change: Change) -> Prepared:
         latest = appconfig.latest_version(runtime.aws.get("appconfig"), flags)
         if change.seen_version is not None and latest.number != change.seen_version:
             raise FlagRefused(
-                f"The flags of `{target.label}` changed since this was asked: version "
+                f"The flags of {code(target.label)} changed since this was asked: version "
                 f"{latest.number} was written after version {change.seen_version}"
-                + (f" ({latest.description})" if latest.description else "")
+                + (f" ({inert(latest.description, 500)})" if latest.description else "")
                 + ". Nothing was written: look again with `/flag list` and ask again."
             )
         current = latest.document.get_or_raise(change.flag)
@@ -189,8 +192,8 @@ def prepare(runtime: Runtime, change: Change) -> Prepared:
     else:
         if change.verb == SET:
             raise FlagRefused(
-                f"The flags of `{target.label}` are SSM parameters, `true` or `false`: they have "
-                "no attributes. Use `/flag on` or `/flag off`."
+                f"The flags of {code(target.label)} are SSM parameters, `true` or `false`: they "
+                "have no attributes. Use `/flag on` or `/flag off`."
             )
         found = ssm.find_or_raise(
             ssm.list_flags(runtime.aws.get("ssm"), service_name=flags.service_name),
@@ -205,7 +208,7 @@ def prepare(runtime: Runtime, change: Change) -> Prepared:
         )
     if prepared.before == prepared.after:
         raise FlagRefused(
-            f"`{prepared.change.flag}` of `{target.label}` is already "
+            f"{code(prepared.change.flag)} of {code(target.label)} is already "
             f"{render.state_text(prepared.after)}: nothing to change."
         )
     return prepared
@@ -239,7 +242,7 @@ def submit(runtime: Runtime, change: Change) -> str:
     channel = settings.release_channel or change.channel
     if channel is None:
         raise FlagRefused(
-            f"`{prepared.target.label}` needs a confirmation in Slack, but has no "
+            f"{code(prepared.target.label)} needs a confirmation in Slack, but has no "
             "release_channel to ask in."
         )
     action = approval_flows.ask(
@@ -247,8 +250,8 @@ def submit(runtime: Runtime, change: Change) -> str:
         kind="flag",  # bot/flags/confirm.py
         target=change.audit_target,
         summary=(
-            f"{actor_text(change.actor)} asks to set flag `{prepared.change.flag}` of "
-            f"`{prepared.target.label}` to *{render.state_text(prepared.after)}*"
+            f"{actor_text(change.actor)} asks to set flag {code(prepared.change.flag)} of "
+            f"{code(prepared.target.label)} to *{render.state_text(prepared.after)}*"
         ),
         details=_details(prepared),
         payload=prepared.change.to_payload(),
@@ -258,7 +261,7 @@ def submit(runtime: Runtime, change: Change) -> str:
         required_approvals=approvals_needed,
     )
     return (
-        f"`{prepared.target.label}` is protected: request #{action.id} waits for "
+        f"{code(prepared.target.label)} is protected: request #{action.id} waits for "
         f"{approval_flows.waits_for(action)} in {deploy_render.channel_text(channel)}."
     )
 
@@ -332,9 +335,9 @@ def _execute_appconfig(
     running = appconfig.running_rollout(client, flags)
     if running is not None:
         raise FlagRefused(
-            f"AppConfig deployment {running.number} of `{prepared.target.label}` is still "
-            f"{running.state} ({running.percent:g}%); AppConfig allows one at a time. Nothing "
-            "was written: try again when it is done."
+            f"AppConfig deployment {running.number} of {code(prepared.target.label)} is still "
+            f"{escape(running.state)} ({running.percent:g}%); AppConfig allows one at a time. "
+            "Nothing was written: try again when it is done."
         )
     who = f"opsbot for {change.actor}" + (
         f" (approved by {', '.join(approved_by)})" if approved_by else ""
@@ -401,7 +404,7 @@ def _execute_appconfig(
     schedule_watch(runtime, info=info, last="")
     where = f": follow it in {deploy_render.channel_text(channel)}" if channel else ""
     return (
-        f"Flag `{change.flag}` of `{prepared.target.label}` → "
+        f"Flag {code(change.flag)} of {code(prepared.target.label)} → "
         f"{render.state_text(prepared.after)}: version {version} written, AppConfig "
         f"deployment {number} started{where}."
     )
@@ -462,7 +465,8 @@ def _execute_ssm(
         db_session.commit()
     where = f": follow it in {deploy_render.channel_text(channel)}" if channel else ""
     return (
-        f"`{change.flag}` of `{prepared.target.label}` is now *{prepared.after['value']}* "
+        f"{code(change.flag)} of {code(prepared.target.label)} is now "
+        f"*{escape(prepared.after['value'])}* "
         f"(parameter version {written.get('version')}); restarting the service so its tasks "
         f"read it (deployment #{deployment.id}){where}."
     )
@@ -498,7 +502,10 @@ def observe(runtime: Runtime, *, info: dict[str, Any], last: str) -> str | None:
                 key=info["key"],
                 channel=channel,
                 fold_key=f"{info['key']}:progress",
-                item={"text": f"{hhmm(now)} {rollout.state}: {rollout.percent:g}% of the targets"},
+                item={
+                    "text": f"{hhmm(now)} {escape(rollout.state)}: "
+                    f"{rollout.percent:g}% of the targets"
+                },
                 render=render.progress_reply,
                 now=now,
             )
@@ -508,18 +515,19 @@ def observe(runtime: Runtime, *, info: dict[str, Any], last: str) -> str | None:
         if rollout.state == appconfig.COMPLETE:
             text = (
                 f":white_check_mark: AppConfig deployment {rollout.number} is COMPLETE: "
-                f"`{info['flag']}` is {info['after']} everywhere in `{info['label']}`."
+                f"{code(info['flag'])} is {info['after']} everywhere in {code(info['label'])}."
             )
             outcome = "ok"
         elif rollout.rolled_back:
             why = next((e for e in rollout.events if "ROLLBACK" in e or "STOP" in e), "")
             text = (
-                f":rewind: AppConfig deployment {rollout.number} was ROLLED BACK: `{info['flag']}` "
-                f"is back to {info['before']} in `{info['label']}`." + (f" ({why})" if why else "")
+                f":rewind: AppConfig deployment {rollout.number} was ROLLED BACK: "
+                f"{code(info['flag'])} is back to {info['before']} in {code(info['label'])}."
+                + (f" ({inert(why, 500)})" if why else "")
             )
             outcome = "rolled_back"
         else:
-            text = f"AppConfig deployment {rollout.number} ended {rollout.state}."
+            text = f"AppConfig deployment {rollout.number} ended {escape(rollout.state)}."
             outcome = "failed"
         audit.record(
             db_session,

@@ -26,13 +26,13 @@ def watch(runtime: Runtime, *, info: dict[str, Any], last: str) -> None:
     try:
         seen = flows.observe(runtime, info=info, last=last)
     except AppError as exc:  # the environment left the configuration
-        log.error("stopped watching AppConfig deployment %s: %s", info.get("deployment"), exc)
+        log.error("stopped watching AppConfig deployment %r: %r", info.get("deployment"), str(exc))
         return
     except FlagError as exc:
-        log.warning("watching AppConfig deployment %s: %s", info.get("deployment"), exc)
+        log.warning("watching AppConfig deployment %r: %r", info.get("deployment"), str(exc))
         seen = last
     except Exception:
-        log.exception("watching AppConfig deployment %s failed", info.get("deployment"))
+        log.exception("watching AppConfig deployment %r failed", info.get("deployment"))
         seen = last
     if seen is not None:
         flows.schedule_watch(runtime, info=info, last=seen)

@@ -1,4 +1,8 @@
-"""Text and Block Kit for flags: pure functions of flag states and changes."""
+"""Text and Block Kit for flags: pure functions of flag states and changes.
+
+Flag names, titles, values and who AWS says changed them are outside text
+(whoever writes the AppConfig document or the SSM parameter): escaped here.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,8 @@ from typing import Any
 
 from bot.approvals.render import actor_text
 from bot.flags.document import value_text
-from bot.incidents.render import clip, when
-
-ANSWER_MAX = 8000
+from bot.incidents.render import when
+from bot.slack_text import ANSWER_MAX, FIELD_MAX, SECTION_MAX, TEXT_MAX, clip, code, escape
 
 
 @dataclass(frozen=True)
@@ -28,20 +31,20 @@ class FlagLine:
 
 
 def state_text(values: dict[str, Any]) -> str:
-    """``on``, ``off · rollout_percent=25``, or an SSM value."""
+    """``on``, ``off · rollout_percent=25``, or an SSM value: as mrkdwn, the values inert."""
     parts = []
     if "enabled" in values:
         parts.append("on" if values["enabled"] else "off")
     if "value" in values:
         parts.append(str(values["value"]))
     parts.extend(f"{k}={value_text(v)}" for k, v in values.items() if k not in ("enabled", "value"))
-    return " · ".join(parts)
+    return escape(" · ".join(parts))
 
 
 def list_message(
     *, label: str, backend: str, lines: list[FlagLine], notes: list[str]
 ) -> dict[str, Any]:
-    out = [f"*Feature flags of {label}* ({backend})"]
+    out = [f"*Feature flags of {escape(label)}* ({backend})"]
     if not lines:
         out.append("No flags.")
     for line in lines:
@@ -49,16 +52,17 @@ def list_message(
             icon = ":grey_question:"
         else:
             icon = ":large_green_circle:" if line.enabled else ":white_circle:"
-        title = f" ({line.title})" if line.title and line.title != line.name else ""
-        text = f"{icon} `{line.name}`{title} *{line.value}*"
+        title = f" ({escape(line.title)})" if line.title and line.title != line.name else ""
+        text = f"{icon} {code(line.name)}{title} *{escape(line.value)}*"
         if line.attributes:
-            text += " · " + ", ".join(f"{k}={value_text(v)}" for k, v in line.attributes.items())
+            attributes = ", ".join(f"{k}={value_text(v)}" for k, v in line.attributes.items())
+            text += " · " + escape(attributes)
         if line.changed_by or line.changed_at:
-            who = actor_text(line.changed_by) if line.by_opsbot else (line.changed_by or "?")
+            who = actor_text(line.changed_by) if line.by_opsbot else escape(line.changed_by or "?")
             at = f" {when(line.changed_at)}" if line.changed_at else ""
             text += f" · last changed by {who}{at}"
         out.append(text)
-    out.extend(notes)
+    out.extend(notes)  # mrkdwn the caller composed
     return {"text": clip("\n".join(out), ANSWER_MAX), "blocks": None}
 
 
@@ -71,7 +75,8 @@ def change_announcement(info: dict[str, Any], *, state: str) -> dict[str, Any]:
         "FAILED": ":x:",
     }.get(state, ":triangular_flag_on_post:")
     headline = (
-        f"{icon} Flag `{info['flag']}` of `{info['label']}`: {info['before']} → {info['after']}"
+        f"{icon} Flag {code(info['flag'])} of {code(info['label'])}: "
+        f"{info['before']} → {info['after']}"
     )
     who = actor_text(info.get("actor"))
     if info.get("approved_by"):
@@ -79,18 +84,21 @@ def change_announcement(info: dict[str, Any], *, state: str) -> dict[str, Any]:
     fields = [
         f"*Who*\n{who}",
         f"*AppConfig*\nversion {info['version']} · deployment {info['deployment']}",
-        f"*Status*\n{state}",
+        f"*Status*\n{escape(state)}",
     ]
     blocks: list[dict[str, Any]] = [
-        {"type": "section", "text": {"type": "mrkdwn", "text": clip(headline, 3000)}},
-        {"type": "section", "fields": [{"type": "mrkdwn", "text": clip(f, 2000)} for f in fields]},
+        {"type": "section", "text": {"type": "mrkdwn", "text": clip(headline, SECTION_MAX)}},
+        {
+            "type": "section",
+            "fields": [{"type": "mrkdwn", "text": clip(f, FIELD_MAX)} for f in fields],
+        },
     ]
-    return {"text": clip(headline.replace("`", ""), 3000), "blocks": blocks}
+    return {"text": clip(headline.replace("`", ""), TEXT_MAX), "blocks": blocks}
 
 
 def progress_reply(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """One thread reply for AppConfig deployment looks that piled up unsent."""
+    """One thread reply for AppConfig deployment looks that piled up unsent (opsbot's mrkdwn)."""
     shown = items[-8:]
     lines = [f"… {len(items) - len(shown)} earlier updates"] if len(items) > len(shown) else []
     lines.extend(str(item.get("text", "")) for item in shown)
-    return {"text": clip("\n".join(lines), 3000), "blocks": None}
+    return {"text": clip("\n".join(lines), SECTION_MAX), "blocks": None}

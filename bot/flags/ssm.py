@@ -13,6 +13,7 @@ from typing import Any
 
 from bot.flags.document import names_text
 from bot.flags.errors import FlagNotFound, aws_call
+from bot.slack_text import code
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ def list_flags(client: Any, *, service_name: str) -> list[SsmFlag]:
     """
     path = prefix(service_name)
     values: dict[str, dict[str, Any]] = {}
-    with aws_call(f"read the parameters under `{path}`"):
+    with aws_call(f"read the parameters under {code(path)}"):
         for page in client.get_paginator("get_parameters_by_path").paginate(
             Path=path, Recursive=False
         ):
@@ -82,7 +83,7 @@ def find_or_raise(flags: list[SsmFlag], name: str, *, service_name: str) -> SsmF
     if len(same) == 1:
         return same[0]
     raise FlagNotFound(
-        f"There is no flag `{name}` under `{prefix(service_name)}`. "
+        f"There is no flag {code(name)} under {code(prefix(service_name))}. "
         f"Flags: {names_text([f.name for f in flags])}."
     )
 
@@ -90,7 +91,7 @@ def find_or_raise(flags: list[SsmFlag], name: str, *, service_name: str) -> SsmF
 def write(client: Any, *, service_name: str, flag: str, enabled: bool) -> int:
     """Overwrite the flag's parameter; its new version."""
     name = prefix(service_name) + flag
-    with aws_call(f"write `{name}`"):
+    with aws_call(f"write {code(name)}"):
         answer = client.put_parameter(
             Name=name, Value="true" if enabled else "false", Type="String", Overwrite=True
         )

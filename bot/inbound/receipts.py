@@ -51,7 +51,7 @@ class SlackEventReceipts:
             with self.sessions() as db_session:
                 service.release(db_session, source=SLACK_EVENT, key=event_id)
                 db_session.commit()
-            log.exception("event %s failed; Slack's next retry will process it", event_id)
+            log.exception("event %r failed; Slack's next retry will process it", event_id)
             raise
         with self.sessions() as db_session:
             service.complete(db_session, source=SLACK_EVENT, key=event_id)

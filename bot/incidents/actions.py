@@ -35,6 +35,7 @@ from bot.people.directory import NOT_CONFIGURED, PeopleDirectory, mention
 from bot.people.errors import NoPagerDutyUser
 from bot.rights.errors import RightMissing
 from bot.rights.service import DECLARE_RIGHT, RESPOND_RIGHT, SILENCE_RIGHT, Rights
+from bot.slack_text import code, escape
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ def respond(
 
 
 def _label(incident: Incident) -> str:
-    return f"#{incident.id} ({render.clip(incident.title, 80)})"
+    return f"#{incident.id} ({render.title_text(incident, 80)})"
 
 
 class IncidentActions:
@@ -135,9 +136,9 @@ class IncidentActions:
             elif PAGERDUTY_ID.match(text):
                 found = incidents.get_by_pagerduty_id(db_session, pagerduty_incident_id=text)
             else:
-                raise IncidentNotFound(f"`{ref}` is not an incident number (e.g. `42`).")
+                raise IncidentNotFound(f"{code(ref)} is not an incident number (e.g. `42`).")
             if found is None:
-                raise IncidentNotFound(f"There is no incident `{ref}`.")
+                raise IncidentNotFound(f"There is no incident {code(ref)}.")
             return found.id
 
     def open_incidents(self, requester: Requester) -> dict[str, Any]:
@@ -322,7 +323,10 @@ class IncidentActions:
                 self._refuse(incident=incident, action=action, requester=requester, why=str(exc))
                 return
             except PagerDutyUnavailable as exc:
-                why = f"opsbot cannot reach PagerDuty right now ({exc}). Try again in a minute."
+                why = (
+                    f"opsbot cannot reach PagerDuty right now ({escape(exc)}). "
+                    "Try again in a minute."
+                )
                 self._refuse(incident=incident, action=action, requester=requester, why=why)
                 return
         now = self.clock.now()
@@ -468,7 +472,7 @@ class IncidentActions:
             return paging[0]
         route = self.config.route_named(name)
         if route is None or route.pagerduty_routing_key_env is None:
-            raise IncidentError(f"No route `{name}` can page. Routes that can: {names}.")
+            raise IncidentError(f"No route {code(name)} can page. Routes that can: {names}.")
         return route
 
     def declare(

@@ -16,6 +16,7 @@ from bot.incidents.models import OPEN, RESOLVED, Incident
 from bot.outbox import service as outbox
 from bot.pagerduty.webhooks import IncidentData
 from bot.scheduler.deferred import cancel_after_commit, schedule_after_commit
+from bot.slack_text import escape
 
 # Job names (see bot/incidents/jobs.py) and the ids one incident's jobs use.
 REMIND_JOB = "incidents.remind"
@@ -92,7 +93,7 @@ def _trigger_body(incident: Incident) -> dict[str, Any]:
     if incident.opened_by:
         details["declared_by"] = incident.opened_by
     summary = (
-        render.summary_text(incident).split(" ", 1)[-1] if incident.alarm_arn else incident.title
+        render.summary_plain(incident).split(" ", 1)[-1] if incident.alarm_arn else incident.title
     )
     payload: dict[str, Any] = {
         "summary": render.clip(summary, 1024),
@@ -372,7 +373,8 @@ def add_note(
             **({"pagerduty_note_id": pagerduty_note_id} if pagerduty_note_id else {}),
         },
     )
-    thread_text(db_session, incident=incident, text=f":memo: Note from {by}: {text}", now=now)
+    note = escape(text)  # a person's or PagerDuty's words
+    thread_text(db_session, incident=incident, text=f":memo: Note from {by}: {note}", now=now)
     return True
 
 

@@ -22,6 +22,7 @@ from bot.incidents.models import OPEN, Incident
 from bot.pagerduty.errors import PagerDutyError
 from bot.pagerduty.webhooks import parse_incident
 from bot.scheduler.registry import job
+from bot.slack_text import keep_mentions
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
@@ -80,9 +81,9 @@ def _on_call(runtime: Runtime, incident: Incident) -> list[str]:
                 if shown:
                     return shown
         except PagerDutyError as exc:
-            log.warning("incident %s: cannot read its assignees (%s)", incident.id, exc)
+            log.warning("incident %s: cannot read its assignees (%r)", incident.id, str(exc))
     if incident.assignees:
-        return list(incident.assignees)
+        return [keep_mentions(a) for a in incident.assignees]
     return [incident.mention] if incident.mention else []
 
 

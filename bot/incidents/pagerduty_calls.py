@@ -30,6 +30,7 @@ from bot.pagerduty.errors import PagerDutyRefused, PagerDutyUnavailable
 from bot.pagerduty.rest import PagerDutyRest
 from bot.pagerduty.webhooks import IncidentData, parse_incident
 from bot.people.directory import NOT_CONFIGURED, PeopleDirectory
+from bot.slack_text import escape
 
 log = logging.getLogger(__name__)
 
@@ -256,7 +257,9 @@ class PagerDutyActionSender:
             flows.thread_text(
                 db_session,
                 incident=incident,
-                text=f":warning: {requester.display} could not {verb} this incident: {error}",
+                text=(
+                    f":warning: {requester.display} could not {verb} this incident: {escape(error)}"
+                ),
                 now=now,
             )
             audit.record(
@@ -271,13 +274,13 @@ class PagerDutyActionSender:
             respond(
                 db_session,
                 requester=requester,
-                text=f":warning: Could not {verb} #{incident.id}: {error}",
+                text=f":warning: Could not {verb} #{incident.id}: {escape(error)}",
                 now=now,
             )
             outbox.complete(db_session, delivery_id=job.id, status=DEAD, error=error, now=now)
             db_session.commit()
         log.warning(
-            "incident %s: %s failed: %s",
+            "incident %s: %s failed: %r",
             payload["incident_id"],
             action,
             error,

@@ -28,6 +28,7 @@ from bot.pagerduty.errors import PagerDutyError
 from bot.pagerduty.rest import PagerDutyRest
 from bot.pagerduty.webhooks import IncidentData, WebhookEvent, parse_incident
 from bot.people.directory import PeopleDirectory
+from bot.slack_text import escape
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ class WebhookSync:
         try:
             newest = self.pagerduty.find_incident_by_key(dedup_key)
         except PagerDutyError as exc:
-            log.warning("cannot tell which PagerDuty incident is current (%s)", exc)
+            log.warning("cannot tell which PagerDuty incident is current (%r)", str(exc))
             return data.status in OPEN_STATUSES
         return newest is None or str(newest["id"]) == data.id
 
@@ -109,7 +110,7 @@ class WebhookSync:
         try:
             level = parse_incident(self.pagerduty.get_incident(data.id)).escalation_level
         except PagerDutyError as exc:
-            log.warning("cannot read the escalation level of %s (%s)", data.id, exc)
+            log.warning("cannot read the escalation level of %r (%r)", data.id, str(exc))
             return event
         return dataclasses.replace(
             event, incident=dataclasses.replace(data, escalation_level=level)
@@ -141,7 +142,7 @@ class WebhookSync:
             except IntegrityError:
                 db_session.rollback()
                 return "duplicate"
-        log.info("PagerDuty %s %s: %s", event.event_type, event.id, outcome)
+        log.info("PagerDuty %r %r: %r", event.event_type, event.id, outcome)
         return outcome
 
     def _apply(
@@ -267,7 +268,7 @@ class WebhookSync:
         if channel is None or event.note is not None or data.status not in OPEN_STATUSES:
             return None
         now = self.clock.now()
-        service = f" on {data.service.name}" if data.service else ""
+        service = f" on {escape(data.service.name)}" if data.service else ""
         opened_by = names.agent if event.event_type == "incident.triggered" else None
         incident = incidents.create(
             db_session,

@@ -1,12 +1,37 @@
-"""Block Kit for incidents: pure functions of incident state, testable as data."""
+"""Block Kit for incidents: pure functions of incident state, testable as data.
+
+Titles, alarm reasons and descriptions, notes and PagerDuty's words are
+outside text: escaped here (bot/slack_text.py). People's names and the texts
+opsbot composes with mentions (`acknowledged_by`, an escalation's assignees)
+keep their mentions and lose any other markup. The route's `mention` is
+configuration and stays live. Links go only to known hosts.
+"""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
+from bot.alarms.describe import CONSOLE_HOSTS
 from bot.alarms.parse import parse_time
 from bot.incidents.models import ALARM, Incident, IncidentEvent
+from bot.slack_text import (
+    CONTEXT_MAX,
+    FIELD_MAX,
+    HEADER_MAX,
+    SECTION_MAX,
+    TEXT_MAX,
+    code_block_text,
+    escape,
+    fit_blocks,
+    inert,
+    keep_mentions,
+    link,
+    unescape,
+    url_on,
+)
+from bot.slack_text import clip as clip  # the domain's modules clip through render
 
 STATE_ICON = {
     "ALARM": ":red_circle:",
@@ -32,13 +57,13 @@ SILENCE_CHOICES = {"30m": 30, "2h": 120, "24h": 1440}
 SILENCE_LABELS = {"30m": "30 min", "2h": "2 h", "24h": "24 h"}
 UNSILENCE = "off"
 
-HEADER_MAX = 150
-SECTION_MAX = 3000
-FIELD_MAX = 2000
+# Where PagerDuty's html_url may point.
+PAGERDUTY_HOSTS = ("pagerduty.com",)
 
-
-def clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+# Event kinds whose text opsbot composes as mrkdwn, from people's mentions and escaped
+# names (see keep_mentions); every other kind's text is outside text (a note, an alarm
+# reason, an error) and is escaped.
+COMPOSED_EVENTS = frozenset({"escalated", "reminder", "paged", "reassigned", "opened"})
 
 
 def channel_ref(channel: str) -> str:
@@ -71,32 +96,49 @@ def _state(incident: Incident) -> str:
     return incident.alarm_state or ("OK" if not incident.is_open else "ALARM")
 
 
+def title_text(incident: Incident, limit: int) -> str:
+    """The incident's title, inert, in at most `limit` characters."""
+    return inert(incident.title, limit)
+
+
+def pagerduty_link(incident: Incident) -> str | None:
+    """PagerDuty's page of the incident, when it is on PagerDuty's own host."""
+    return url_on(incident.pagerduty_url, PAGERDUTY_HOSTS)
+
+
+def console_link(incident: Incident) -> str | None:
+    """The alarm in the CloudWatch console, when the snapshot's link is on a console host."""
+    return url_on((incident.snapshot or {}).get("console_url"), CONSOLE_HOSTS.values())
+
+
 def _pagerduty_text(incident: Incident) -> str:
     number = f"#{incident.pagerduty_number}" if incident.pagerduty_number else "incident"
-    link = f"<{incident.pagerduty_url}|{number}>" if incident.pagerduty_url else number
-    parts = [link if incident.pagerduty_incident_id else ("paged" if incident.paged else "")]
+    shown = link(incident.pagerduty_url, number, hosts=PAGERDUTY_HOSTS)
+    parts = [shown if incident.pagerduty_incident_id else ("paged" if incident.paged else "")]
     if incident.pagerduty_status:
-        parts.append(incident.pagerduty_status)
+        parts.append(escape(incident.pagerduty_status))
     if incident.escalation_level:
         parts.append(f"level {incident.escalation_level}")
     if incident.priority:
-        parts.append(incident.priority)
+        parts.append(escape(incident.priority))
     text = " · ".join(p for p in parts if p) or "not paged"
     if incident.assignees:
-        text += "\nassigned to " + ", ".join(incident.assignees)
+        text += "\nassigned to " + ", ".join(keep_mentions(a) for a in incident.assignees)
     return text
+
+
+def summary_plain(incident: Incident) -> str:
+    """What happened in one line, as plain (unescaped) text: for PagerDuty, not Slack."""
+    state = _state(incident)
+    where = ", ".join(p for p in (incident.region, incident.account) if p)
+    suffix = f" ({where})" if where else ""
+    icon, word = STATE_ICON.get(state, ""), STATE_WORD.get(state, state)
+    return f"{icon} {word}: {incident.title}{suffix}".strip()
 
 
 def summary_text(incident: Incident) -> str:
     """The notification fallback: what a phone shows in one line."""
-    state = _state(incident)
-    where = ", ".join(p for p in (incident.region, incident.account) if p)
-    suffix = f" ({where})" if where else ""
-    return clip(
-        f"{STATE_ICON.get(state, '')} {STATE_WORD.get(state, state)}: "
-        f"{incident.title}{suffix}".strip(),
-        3000,
-    )
+    return inert(summary_plain(incident), TEXT_MAX)
 
 
 def _fields(incident: Incident) -> list[dict[str, str]]:
@@ -105,14 +147,15 @@ def _fields(incident: Incident) -> list[dict[str, str]]:
     since = incident.state_changed_at or (
         incident.resolved_at or incident.acknowledged_at or incident.opened_at
     )
-    fields = [f"*State*\n{STATE_WORD.get(state, state)} since {hhmm(since)}"]
+    fields = [f"*State*\n{escape(STATE_WORD.get(state, state))} since {hhmm(since)}"]
     if snap.get("metric"):
-        fields.append(f"*Metric*\n{snap['metric']}")
+        fields.append(f"*Metric*\n{escape(snap['metric'])}")
     if snap.get("threshold"):
-        fields.append(f"*Threshold*\n{snap['threshold']}")
+        fields.append(f"*Threshold*\n{escape(snap['threshold'])}")
     if incident.account or incident.region:
-        fields.append(f"*Account / region*\n{incident.account or '?'} / {incident.region or '?'}")
-    fields.append(f"*Severity*\n{incident.severity}")
+        where = f"{incident.account or '?'} / {incident.region or '?'}"
+        fields.append(f"*Account / region*\n{escape(where)}")
+    fields.append(f"*Severity*\n{escape(incident.severity)}")
     if incident.routing_key_env or incident.in_pagerduty:
         fields.append(f"*PagerDuty*\n{_pagerduty_text(incident)}")
     return [{"type": "mrkdwn", "text": clip(text, FIELD_MAX)} for text in fields[:10]]
@@ -121,22 +164,23 @@ def _fields(incident: Incident) -> list[dict[str, str]]:
 def _context(incident: Incident) -> str:
     opened = f"opened {when(incident.opened_at)}"
     if incident.opened_by:
-        opened += f" by {incident.opened_by}"
+        opened += f" by {keep_mentions(incident.opened_by)}"
     parts = [f"Incident #{incident.id}", opened]
     if incident.transitions > 1:
         parts.append(f"{incident.transitions} transitions")
     if incident.acknowledged_by:
         parts.append(
-            f"acknowledged by {incident.acknowledged_by} at {hhmm(incident.acknowledged_at)}"
+            f"acknowledged by {keep_mentions(incident.acknowledged_by)} "
+            f"at {hhmm(incident.acknowledged_at)}"
         )
     if not incident.is_open and incident.resolved_at:
         took = duration((incident.resolved_at - incident.opened_at).total_seconds())
-        who = f" by {incident.resolved_by}" if incident.resolved_by else ""
+        who = f" by {keep_mentions(incident.resolved_by)}" if incident.resolved_by else ""
         parts.append(f"resolved{who} at {hhmm(incident.resolved_at)} after {took}")
     if incident.silenced_until:
-        by = f" by {incident.silenced_by}" if incident.silenced_by else ""
+        by = f" by {keep_mentions(incident.silenced_by)}" if incident.silenced_by else ""
         parts.append(f"silenced{by} until {hhmm(incident.silenced_until)}")
-    return " · ".join(parts)
+    return clip(" · ".join(parts), CONTEXT_MAX)
 
 
 def _button(action_id: str, text: str, value: str, style: str | None = None) -> dict[str, Any]:
@@ -167,7 +211,6 @@ def _silence_menu(incident: Incident) -> dict[str, Any]:
 
 
 def _actions(incident: Incident) -> list[dict[str, Any]]:
-    snap = incident.snapshot or {}
     elements: list[dict[str, Any]] = []
     value = str(incident.id)
     if incident.is_open:
@@ -178,15 +221,20 @@ def _actions(incident: Incident) -> list[dict[str, Any]]:
             elements.append(_button(ESCALATE, "Escalate", value))
     if incident.source == ALARM:
         elements.append(_silence_menu(incident))
-    if snap.get("console_url"):
-        elements.append(
-            {**_button(OPEN_CONSOLE, "Open in CloudWatch", value), "url": snap["console_url"]}
-        )
-    if incident.pagerduty_url:
-        elements.append(
-            {**_button(OPEN_PAGERDUTY, "Open in PagerDuty", value), "url": incident.pagerduty_url}
-        )
+    console = console_link(incident)
+    if console:
+        elements.append({**_button(OPEN_CONSOLE, "Open in CloudWatch", value), "url": console})
+    pagerduty = pagerduty_link(incident)
+    if pagerduty:
+        elements.append({**_button(OPEN_PAGERDUTY, "Open in PagerDuty", value), "url": pagerduty})
     return elements
+
+
+def _description(incident: Incident) -> str:
+    """The snapshot's description as mrkdwn: an alarm's is outside text; opsbot writes the
+    others ("Declared from Slack by <@U1>."), with mentions and outside names in them."""
+    description = str((incident.snapshot or {}).get("description") or "")
+    return escape(description) if incident.source == ALARM else keep_mentions(description)
 
 
 def incident_message(incident: Incident) -> dict[str, Any]:
@@ -194,11 +242,11 @@ def incident_message(incident: Incident) -> dict[str, Any]:
     snap = incident.snapshot or {}
     state = _state(incident)
     header = f"{STATE_ICON.get(state, '')} {STATE_WORD.get(state, state)} · {incident.title}"
-    body = snap.get("reason") or snap.get("description") or ""
+    body = escape(snap["reason"]) if snap.get("reason") else _description(incident)
     if incident.mention and incident.is_open and state in ("ALARM", "TRIGGERED"):
         body = f"{incident.mention} {body}"
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": clip(header, HEADER_MAX)}},
+        {"type": "header", "text": {"type": "plain_text", "text": inert(header, HEADER_MAX)}},
     ]
     if body:
         blocks.append(
@@ -208,7 +256,7 @@ def incident_message(incident: Incident) -> dict[str, Any]:
         blocks.append(
             {
                 "type": "context",
-                "elements": [{"type": "mrkdwn", "text": clip(snap["description"], 2000)}],
+                "elements": [{"type": "mrkdwn", "text": clip(_description(incident), CONTEXT_MAX)}],
             }
         )
     blocks.append({"type": "section", "fields": _fields(incident)})
@@ -226,11 +274,11 @@ def _transition_line(item: dict[str, Any]) -> str:
     old = STATE_WORD.get(item.get("from") or "", item.get("from") or "?")
     new = STATE_WORD.get(item.get("to") or "", item.get("to") or "?")
     icon = STATE_ICON.get(item.get("to") or "", "")
-    line = f"{icon} *{old} → {new}* at {hhmm(at)}"
+    line = f"{icon} *{escape(old)} → {escape(new)}* at {hhmm(at)}"
     if item.get("note"):
-        line += f" ({item['note']})"
+        line += f" ({escape(item['note'])})"
     if item.get("reason"):
-        line += f"\n>{clip(str(item['reason']), 500)}"
+        line += f"\n>{inert(item['reason'], 500)}"
     return line
 
 
@@ -241,7 +289,7 @@ def transitions_reply(items: list[dict[str, Any]]) -> dict[str, Any]:
         return {"text": clip(text, SECTION_MAX), "blocks": None}
     first = parse_time(items[0].get("at"))
     last_state = STATE_WORD.get(items[-1].get("to") or "", items[-1].get("to") or "?")
-    headline = f"Flapped {len(items)} times since {hhmm(first)}, now *{last_state}*"
+    headline = f"Flapped {len(items)} times since {hhmm(first)}, now *{escape(last_state)}*"
     shown = items[-10:]
     lines = [_transition_line({**item, "reason": None}) for item in shown]
     if len(items) > len(shown):
@@ -260,12 +308,12 @@ def list_line(incident: Incident, *, now: datetime) -> str:
     """One open incident in `/incident list`."""
     state = _state(incident)
     line = (
-        f"{STATE_ICON.get(state, '')} *#{incident.id}* {clip(incident.title, 120)} · "
-        f"{incident.severity} · {channel_ref(incident.channel)} · opened "
+        f"{STATE_ICON.get(state, '')} *#{incident.id}* {title_text(incident, 120)} · "
+        f"{escape(incident.severity)} · {channel_ref(incident.channel)} · opened "
         f"{_age((now - incident.opened_at).total_seconds())}"
     )
     if incident.acknowledged_by:
-        line += f" · acknowledged by {incident.acknowledged_by}"
+        line += f" · acknowledged by {keep_mentions(incident.acknowledged_by)}"
     elif incident.in_pagerduty:
         line += " · *not acknowledged*"
     if incident.silenced_until and incident.silenced_until > now:
@@ -273,7 +321,7 @@ def list_line(incident: Incident, *, now: datetime) -> str:
     return line
 
 
-def _sections(lines: list[str], *, max_blocks: int) -> list[dict[str, Any]]:
+def _sections(lines: list[str]) -> list[dict[str, Any]]:
     """Lines packed into as few sections as fit (3,000 characters each)."""
     blocks: list[dict[str, Any]] = []
     chunk = ""
@@ -285,11 +333,6 @@ def _sections(lines: list[str], *, max_blocks: int) -> list[dict[str, Any]]:
         chunk = f"{chunk}\n{line}" if chunk else line
     if chunk:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": chunk}})
-    if len(blocks) > max_blocks:
-        blocks = blocks[:max_blocks]
-        blocks.append(
-            {"type": "context", "elements": [{"type": "mrkdwn", "text": "… (cut to fit Slack)"}]}
-        )
     return blocks
 
 
@@ -299,7 +342,7 @@ def incident_list(incidents: list[Incident], *, now: datetime, more: bool) -> di
     lines = [list_line(i, now=now) for i in incidents]
     head = f"*Open incidents* ({len(incidents)}{'+' if more else ''}), newest first:"
     blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": head}}]
-    blocks += _sections(lines, max_blocks=45)
+    blocks = fit_blocks(blocks + _sections(lines))
     return {"text": f"{len(incidents)} open incidents", "blocks": blocks}
 
 
@@ -324,28 +367,37 @@ EVENT_WORDS = {
 }
 
 
-def _event_text(event: IncidentEvent) -> str:
+def _event_words(event: IncidentEvent) -> str:
+    """What happened, in opsbot's words (no outside text)."""
     word = EVENT_WORDS.get(event.kind, event.kind.replace("_", " "))
     if event.kind in ("alarm_state", "reopened", "late_transition") and event.to_state:
         old = STATE_WORD.get(event.from_state or "", event.from_state or "?")
         word = f"{word} {old} → {STATE_WORD.get(event.to_state, event.to_state)}"
-    by = f" by {event.actor}" if event.actor else ""
-    text = f": {event.text}" if event.text else ""
-    return f"{word}{by}{text}"
+    return word
+
+
+def _event_text(event: IncidentEvent) -> str:
+    """One event as mrkdwn: the actor keeps a mention, the text is inert."""
+    by = f" by {keep_mentions(event.actor)}" if event.actor else ""
+    text = ""
+    if event.text:
+        shown = keep_mentions if event.kind in COMPOSED_EVENTS else escape
+        text = f": {shown(event.text)}"
+    return f"{escape(_event_words(event))}{by}{text}"
 
 
 def timeline_message(incident: Incident, events: list[IncidentEvent]) -> dict[str, Any]:
     """The incident's events, oldest first, as Slack shows them."""
     state = _state(incident)
     head = (
-        f"{STATE_ICON.get(state, '')} *Incident #{incident.id}: {clip(incident.title, 200)}* "
+        f"{STATE_ICON.get(state, '')} *Incident #{incident.id}: {title_text(incident, 200)}* "
         f"({STATE_WORD.get(state, state)}), opened {when(incident.opened_at)}"
     )
     lines = [f"`{hhmm(e.at)}` {clip(_event_text(e), 600)}" for e in events]
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": clip(head, SECTION_MAX)}}
     ]
-    blocks += _sections(lines or ["(no events)"], max_blocks=45)
+    blocks = fit_blocks(blocks + _sections(lines or ["(no events)"]), max_blocks=49)
     blocks.append(
         {
             "type": "context",
@@ -360,51 +412,66 @@ def timeline_message(incident: Incident, events: list[IncidentEvent]) -> dict[st
     return {"text": f"Timeline of incident #{incident.id}", "blocks": blocks}
 
 
-def _plain(text: str, names: dict[str, str]) -> str:
-    """Slack markup as plain Markdown: mentions become @names, links become [text](url)."""
-    for user_id, name in names.items():
-        text = text.replace(f"<@{user_id}>", f"@{name}")
-    out = []
-    rest = text
-    while "<" in rest and ">" in rest.split("<", 1)[1]:
-        before, after = rest.split("<", 1)
-        inner, rest = after.split(">", 1)
-        out.append(before)
-        if inner.startswith(("http://", "https://")):
-            url, _, label = inner.partition("|")
-            out.append(f"[{label or url}]({url})")
-        elif inner.startswith("@"):
-            out.append(inner)
-        elif inner.startswith("#"):
-            out.append("#" + inner[1:].split("|")[-1])
-        elif inner.startswith("!subteam^"):
-            out.append("@" + (inner.split("|")[-1] if "|" in inner else "oncall"))
-        else:
-            out.append(inner.split("|")[-1])
-    out.append(rest)
-    return "".join(out).replace("|", "\\|")
+# The mentions keep_mentions leaves live, read back as names for a document.
+_MENTION_TOKEN = re.compile(
+    r"<@(?P<user>[UW][A-Z0-9]+)>"
+    r"|<!subteam\^[A-Z0-9]+(?:\|@?(?P<group>[^<>|]*))?>"
+    r"|<#(?P<channel>[CG][A-Z0-9]+)(?:\|(?P<channel_name>[^<>|]*))?>"
+)
+
+
+def _named(text: str, names: dict[str, str]) -> str:
+    """opsbot's mrkdwn (mentions, escaped names) as plain text: mentions become @names."""
+
+    def name(match: re.Match[str]) -> str:
+        if match.group("user"):
+            return "@" + names.get(match.group("user"), match.group("user"))
+        if match.group("channel"):
+            return "#" + (match.group("channel_name") or match.group("channel"))
+        return "@" + (match.group("group") or "oncall")
+
+    return unescape(_MENTION_TOKEN.sub(name, keep_mentions(text)))
+
+
+def _cell(text: str) -> str:
+    """Text as one Markdown table cell: one line, no column break."""
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def _event_plain(event: IncidentEvent, names: dict[str, str]) -> str:
+    by = f" by {_named(event.actor, names)}" if event.actor else ""
+    text = ""
+    if event.text:
+        text = ": " + (_named(event.text, names) if event.kind in COMPOSED_EVENTS else event.text)
+    return f"{_event_words(event)}{by}{text}"
 
 
 def timeline_markdown(
     incident: Incident, events: list[IncidentEvent], *, names: dict[str, str]
 ) -> str:
-    """The timeline as Markdown for a postmortem document."""
+    """The timeline as Markdown for a postmortem document, ready for a Slack code block.
+
+    Outside text is kept as written (a link in a note stays text); the whole
+    document goes through code_block_text, so nothing in it can close the
+    ``` block it is shown in nor act as Slack markup.
+    """
     state = _state(incident)
     lines = [
-        f"## Incident #{incident.id}: {_plain(incident.title, names)}",
+        f"## Incident #{incident.id}: {_cell(incident.title)}",
         "",
         f"- Status: {STATE_WORD.get(state, state)} ({incident.status})",
-        f"- Severity: {incident.severity}",
+        f"- Severity: {_cell(incident.severity)}",
         f"- Opened: {when(incident.opened_at)}",
     ]
     if incident.resolved_at:
         took = duration((incident.resolved_at - incident.opened_at).total_seconds())
         lines.append(f"- Resolved: {when(incident.resolved_at)} (after {took})")
     if incident.acknowledged_by:
-        lines.append(f"- Acknowledged by: {_plain(incident.acknowledged_by, names)}")
-    if incident.pagerduty_url:
-        lines.append(f"- PagerDuty: {incident.pagerduty_url}")
+        lines.append(f"- Acknowledged by: {_cell(_named(incident.acknowledged_by, names))}")
+    pagerduty = pagerduty_link(incident)
+    if pagerduty:
+        lines.append(f"- PagerDuty: {pagerduty}")
     lines += ["", "| Time (UTC) | Event |", "| --- | --- |"]
     for event in events:
-        lines.append(f"| {when(event.at)} | {_plain(_event_text(event), names)} |")
-    return "\n".join(lines)
+        lines.append(f"| {when(event.at)} | {_cell(_event_plain(event, names))} |")
+    return code_block_text("\n".join(lines))

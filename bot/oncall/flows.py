@@ -14,6 +14,7 @@ from bot.oncall.service import OnCallLookup, Target
 from bot.outbox import service as outbox
 from bot.outbox.replies import Replies, ephemeral
 from bot.pagerduty.errors import PagerDutyError
+from bot.slack_text import TEXT_MAX, clip
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ class OnCallAnswers:
         try:
             target = self.lookup.target(name)
         except OnCallError as exc:
-            return {"text": str(exc), "blocks": None}
+            return {"text": clip(str(exc), TEXT_MAX), "blocks": None}  # mrkdwn, names inert
         except PagerDutyError as exc:
             return render.unavailable_message(name or "everyone", str(exc))
         return self.report_message(target)
@@ -40,7 +41,7 @@ class OnCallAnswers:
         try:
             report = self.lookup.report(target)
         except PagerDutyError as exc:
-            log.warning("on-call lookup for %s failed: %s", target.title, exc)
+            log.warning("on-call lookup for %r failed: %r", target.title[:200], str(exc))
             return render.unavailable_message(target.title, str(exc))
         return render.handoff_message(report) if handoff else render.oncall_message(report)
 

@@ -1,12 +1,16 @@
-"""Block Kit for who is on call: pure functions of a report, testable as data."""
+"""Block Kit for who is on call: pure functions of a report, testable as data.
+
+Policy, schedule and target names are PagerDuty's (or typed): shown inert. A
+shift's person is already a mention or an escaped name (PeopleDirectory.display).
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from bot.incidents.render import clip
 from bot.oncall.service import Level, OnCallReport, Shift
+from bot.slack_text import CONTEXT_MAX, SECTION_MAX, TEXT_MAX, clip, escape, inert
 
 MAX_POLICIES = 40
 
@@ -21,7 +25,7 @@ def slack_time(moment: datetime) -> str:
 def _shift(shift: Shift, *, upcoming: bool) -> str:
     text = shift.person
     if shift.schedule:
-        text += f" ({shift.schedule})"
+        text += f" ({inert(shift.schedule, 200)})"
     if upcoming and shift.start is not None:
         text += f" from {slack_time(shift.start)}"
     elif not upcoming:
@@ -39,9 +43,9 @@ def _level(level: Level) -> str:
 
 def oncall_message(report: OnCallReport, *, heading: str | None = None) -> dict[str, Any]:
     """`/oncall`: per escalation policy, who is on call at each level now and who is next."""
-    title = heading or f":telephone_receiver: On call for *{report.target.title}*"
+    title = heading or f":telephone_receiver: On call for *{inert(report.target.title, 500)}*"
     blocks: list[dict[str, Any]] = [
-        {"type": "section", "text": {"type": "mrkdwn", "text": clip(title, 3000)}}
+        {"type": "section", "text": {"type": "mrkdwn", "text": clip(title, SECTION_MAX)}}
     ]
     if not report.policies:
         blocks.append(
@@ -51,33 +55,38 @@ def oncall_message(report: OnCallReport, *, heading: str | None = None) -> dict[
             }
         )
     for policy in report.policies[:MAX_POLICIES]:
-        lines = [f"*{policy.name}*", *(_level(level) for level in policy.levels)]
-        blocks.append(
-            {"type": "section", "text": {"type": "mrkdwn", "text": clip("\n".join(lines), 3000)}}
-        )
+        lines = [f"*{inert(policy.name, 500)}*", *(_level(level) for level in policy.levels)]
+        text = clip("\n".join(lines), SECTION_MAX)
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
     if len(report.policies) > MAX_POLICIES:
         more = len(report.policies) - MAX_POLICIES
         blocks.append(
             {
                 "type": "context",
-                "elements": [{"type": "mrkdwn", "text": f"… and {more} more escalation policies"}],
+                "elements": [
+                    {
+                        "type": "mrkdwn",
+                        "text": clip(f"… and {more} more escalation policies", CONTEXT_MAX),
+                    }
+                ],
             }
         )
     first = next((p for p in report.policies if p.levels and p.levels[0].now), None)
-    summary = f"On call for {report.target.title}: " + (
+    summary = f"On call for {escape(report.target.title)}: " + (
         ", ".join(s.person for s in first.levels[0].now) if first else "nobody"
     )
-    return {"text": clip(summary, 3000), "blocks": blocks}
+    return {"text": clip(summary, TEXT_MAX), "blocks": blocks}
 
 
 def handoff_message(report: OnCallReport) -> dict[str, Any]:
     heading = (
-        f":arrows_counterclockwise: *Shift handoff* for *{report.target.title}* "
+        f":arrows_counterclockwise: *Shift handoff* for *{inert(report.target.title, 500)}* "
         f"({slack_time(report.at)}): on call for the next shift"
     )
     return oncall_message(report, heading=heading)
 
 
 def unavailable_message(title: str, why: str) -> dict[str, Any]:
-    text = f":warning: Cannot tell who is on call for *{title}*: {why}"
-    return {"text": text, "blocks": None}
+    """Why PagerDuty could not say: the title (perhaps typed) and PagerDuty's error, inert."""
+    text = f":warning: Cannot tell who is on call for *{inert(title, 500)}*: {inert(why, 1000)}"
+    return {"text": clip(text, TEXT_MAX), "blocks": None}

@@ -19,6 +19,7 @@ from bot.pagerduty.errors import PagerDutyUnavailable
 from bot.pagerduty.rest import PagerDutyRest
 from bot.pagerduty.webhooks import Reference
 from bot.people.directory import NOT_CONFIGURED, PeopleDirectory
+from bot.slack_text import code
 
 
 @dataclass(frozen=True)
@@ -164,13 +165,13 @@ class OnCallLookup:
                     return Target(title=title, schedule_ids=ids)
                 return Target(title=title, escalation_policy_ids=ids)
             if len(found) > 1:
-                names = ", ".join(f"`{f.get('name')}`" for f in found[:10])
+                names = ", ".join(code(f.get("name")) for f in found[:10])
                 raise OnCallError(
-                    f"`{name}` matches several {resource.replace('_', ' ')}: {names}."
+                    f"{code(name)} matches several {resource.replace('_', ' ')}: {names}."
                 )
-        teams = ", ".join(f"`{t}`" for t in sorted(oncall.teams)) or "none configured"
+        teams = ", ".join(code(t) for t in sorted(oncall.teams)) or "none configured"
         raise OnCallError(
-            f"No team, schedule or escalation policy is called `{name}`. Teams: {teams}."
+            f"No team, schedule or escalation policy is called {code(name)}. Teams: {teams}."
         )
 
     def report(self, target: Target) -> OnCallReport:

@@ -26,6 +26,7 @@ from bot.pagerduty.rest import PagerDutyRest, PagerDutyUser
 from bot.pagerduty.webhooks import Reference
 from bot.people import service
 from bot.people.errors import LINK_HINT, NoPagerDutyUser
+from bot.slack_text import code, escape
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ class PeopleDirectory:
                 if service.remove(db_session, slack_user_id=slack_user_id, linked_too=False):
                     db_session.commit()
             raise NoPagerDutyUser(
-                f"No PagerDuty user has your Slack email `{email}`. If you use another "
+                f"No PagerDuty user has your Slack email {code(email)}. If you use another "
                 f"email in PagerDuty: {LINK_HINT}"
             )
         self._save(slack_user_id, user, linked=False)
@@ -135,7 +136,7 @@ class PeopleDirectory:
         """Map a Slack user to the PagerDuty user with `email`, overriding any lookup."""
         user = self._rest().find_user_by_email(email)
         if user is None:
-            raise NoPagerDutyUser(f"No PagerDuty user has the email `{email}`.")
+            raise NoPagerDutyUser(f"No PagerDuty user has the email {code(email)}.")
         self._save(slack_user_id, user, linked=True)
         return user
 
@@ -183,7 +184,7 @@ class PeopleDirectory:
         try:
             user = self.pagerduty.get_user(ref.id)
         except PagerDutyError as exc:
-            log.warning("cannot read PagerDuty user %s (%s)", ref.id, exc)
+            log.warning("cannot read PagerDuty user %r (%r)", ref.id, str(exc))
             return None
         if user is None or not user.email:
             return None
@@ -205,9 +206,9 @@ class PeopleDirectory:
     def display(self, ref: Reference) -> str:
         """A PagerDuty user as Slack shows them: a mention where one maps, else their name."""
         if not ref.is_user:  # services and integrations act too
-            return ref.name
+            return escape(ref.name)
         slack_user_id = self._slack_user_for(ref)
-        return mention(slack_user_id) if slack_user_id else ref.name
+        return mention(slack_user_id) if slack_user_id else escape(ref.name)
 
     def display_all(self, refs: Iterable[Reference]) -> list[str]:
         return [self.display(ref) for ref in refs]

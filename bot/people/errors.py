@@ -1,4 +1,4 @@
-"""Errors of the people domain; the message is what a person reads."""
+"""Errors of the people domain; the message is what a person reads, as Slack mrkdwn."""
 
 from __future__ import annotations
 

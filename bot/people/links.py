@@ -19,6 +19,7 @@ from bot.people.errors import ADMIN_LINK_HINT, NoPagerDutyUser
 from bot.rights.errors import RightMissing, SlackFactsUnavailable
 from bot.rights.service import Rights
 from bot.rights.workspace import Workspace
+from bot.slack_text import code, escape
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ class PagerDutyLinks:
             )
         user, linked = current
         how = "linked by hand" if linked else "found by your Slack email"
-        return f"You act in PagerDuty as *{user.name}* (`{user.email}`), {how}."
+        return f"You act in PagerDuty as *{escape(user.name)}* ({code(user.email)}), {how}."
 
     def link(self, *, requester: str, email: str, for_user: str | None = None) -> str:
         """Link `for_user` (default: the requester) to the PagerDuty user with `email`."""
@@ -85,9 +86,10 @@ class PagerDutyLinks:
         try:
             user = self.people.link(subject, email)
         except NoPagerDutyUser as exc:
-            return str(exc)
+            return escape(exc)
         except PagerDutyError as exc:
-            return f"opsbot cannot check that with PagerDuty right now ({exc}). Try again later."
+            said = escape(exc)
+            return f"opsbot cannot check that with PagerDuty right now ({said}). Try again later."
         self._audit(
             actor=requester,
             action="link",
@@ -97,7 +99,7 @@ class PagerDutyLinks:
             email=user.email,
         )
         who = "you act" if subject == requester else f"{mention(subject)} acts"
-        return f":link: Linked: {who} in PagerDuty as *{user.name}* (`{user.email}`)."
+        return f":link: Linked: {who} in PagerDuty as *{escape(user.name)}* ({code(user.email)})."
 
     def _authorize_link(self, *, requester: str, email: str, subject: str) -> None:
         if subject != requester:
@@ -115,7 +117,7 @@ class PagerDutyLinks:
         try:
             self.rights.require_admin(requester, doing="link an email that is not yours")
         except RightMissing:
-            yours = f"`{own}`" if own else "hidden in this workspace"
+            yours = code(own) if own else "hidden in this workspace"
             raise RightMissing(
                 f"You can link only the email of your own Slack profile ({yours}), so that "
                 f"nobody can act in PagerDuty as someone else. {ADMIN_LINK_HINT}",

@@ -10,6 +10,7 @@ from __future__ import annotations
 from bot.config import Config, IncidentRights, People, Who
 from bot.rights.errors import RightMissing, SlackFactsUnavailable
 from bot.rights.workspace import Workspace
+from bot.slack_text import escape
 
 RESPOND_RIGHT = "respond"
 DECLARE_RIGHT = "declare"
@@ -78,7 +79,7 @@ class Rights:
             guest = not allowed and not rights.guests and self.workspace.member(user_id).is_guest
         except SlackFactsUnavailable as exc:
             raise RightMissing(
-                f"opsbot cannot check your right to {doing} ({exc}); nothing was done. "
+                f"opsbot cannot check your right to {doing} ({escape(exc)}); nothing was done. "
                 "Try again in a minute.",
                 right=name,
             ) from None
@@ -109,7 +110,7 @@ class Rights:
             allowed = self.holds(user_id, admins, channel=None, guests=False)
         except SlackFactsUnavailable as exc:
             raise RightMissing(
-                f"opsbot cannot check your right to {doing} ({exc}); nothing was done.",
+                f"opsbot cannot check your right to {doing} ({escape(exc)}); nothing was done.",
                 right="`admin`",
             ) from None
         if not allowed:

@@ -75,7 +75,7 @@ def test_alarm_posts_once_and_pages_once(
     text = str(posted[0].blocks)
     assert "prod-api-5xx" in posted[0].text and "ALARM" in posted[0].text
     assert "AWS/ApplicationELB/HTTPCode_Target_5XX_Count" in text
-    assert "> 10 for 1 of 1 periods" in text
+    assert "&gt; 10 for 1 of 1 periods" in text  # Slack shows &gt; as >
     assert "123456789012 / us-east-1" in text
     assert "<!subteam^S0ONCALL>" in text
     assert (

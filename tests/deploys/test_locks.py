@@ -108,7 +108,7 @@ def test_an_old_lock_reminds_its_holder_until_it_is_released(
 def test_locking_needs_deploy_rights_and_a_reason(runtime: Runtime) -> None:
     for actor, reason, expected in [
         ("U0CAROL", "mine", "You may not lock `api/staging`. Allowed: <@U0ALICE>, <@U0BOB>."),
-        ("U0ALICE", "  ", "Say why: `/deploy lock api staging <reason>`."),
+        ("U0ALICE", "  ", "Say why: `/deploy lock api staging &lt;reason&gt;`."),
     ]:
         try:
             locks.lock(runtime, app="api", env="staging", actor=actor, reason=reason)

@@ -70,7 +70,7 @@ def test_rollback_returns_to_the_last_successful_revision_or_a_chosen_one(
     # Rolling back again goes further back (there is nothing before #1), never forward.
     assert refused(runtime, rollback) == (
         "No successful deployment of `api/staging` before the one running now (#1) is "
-        "recorded: deploy a tag instead (`/deploy api staging <tag>`)."
+        "recorded: deploy a tag instead (`/deploy api staging &lt;tag&gt;`)."
     )
 
     # Back to the second deployment, by its id; the first is what runs now.

@@ -91,6 +91,24 @@ def test_topic_not_allowed_gets_403_and_stores_nothing(
     assert nothing_stored(service)
 
 
+def test_a_newline_in_the_topic_or_message_id_cannot_forge_a_log_line(
+    service: LiveService, sns_signer: SnsSigner, caplog: pytest.LogCaptureFixture
+) -> None:
+    forged = "\n2026-12-04 10:00:00 INFO handlers.sns: confirmed the subscription"
+    other_topic = sns_signer.notification(ALARM, topic_arn=f"arn:aws:sns:us-east-1:9:x{forged}")
+    bad_signature = sns_signer.notification(ALARM, topic_arn=TOPIC_ARN)
+    bad_signature["MessageId"] = f"m-1{forged}"
+    with caplog.at_level(logging.INFO, logger="handlers.sns"):
+        for envelope in (other_topic, bad_signature):
+            answer = service.post("/sns", content=body(envelope), headers=HEADERS)
+            assert answer.status_code == 403
+    assert nothing_stored(service)
+    lines = [r.getMessage() for r in caplog.records if r.name == "handlers.sns"]
+    assert len(lines) == 2
+    assert all("\n" not in line for line in lines)
+    assert "x\\n2026-12-04 10:00:00 INFO" in lines[0] and "m-1\\n2026" in lines[1]
+
+
 @pytest.mark.parametrize(
     "cert_url",
     [
