@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from bot.alarms.parse import parse_time
+from bot.clock import parse_time
 from bot.incidents.models import ALARM, Incident, IncidentEvent
 
 STATE_ICON = {
