@@ -55,3 +55,8 @@ def parse_time(value: Any) -> datetime | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)
+
+
+def seconds_between(start: datetime, end: datetime) -> float:
+    """From `start` to `end` in seconds, never negative (clocks of two hosts disagree)."""
+    return max(0.0, (end - start).total_seconds())
