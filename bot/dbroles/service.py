@@ -12,7 +12,7 @@ from bot.dbroles.errors import DbRoleNotConfigured
 from bot.dbroles.models import ManagerResult, Outcome
 
 if TYPE_CHECKING:
-    from bot.runtime import Runtime
+    from bot.apps.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +29,13 @@ def function_of_or_raise(target: Target) -> str:
     return settings.function
 
 
-def run(runtime: Runtime, *, target: Target, action: str) -> Outcome:
+def run(services: Services, *, target: Target, action: str) -> Outcome:
     """Invoke the role manager with `action` and wait for its result (never raises for AWS)."""
     function = function_of_or_raise(target)
     base = Outcome(action=action, label=target.label, function=function)
     try:
         invocation = awslambda.invoke(
-            runtime.aws.get("lambda"), function=function, event={"action": action}
+            services.aws.get("lambda"), function=function, event={"action": action}
         )
     except awslambda.InvokeFailed as exc:
         log.warning("role manager %s of %s: %s", function, target.label, exc)
