@@ -1,4 +1,5 @@
 """Benchmarks: acknowledgement latency, an alarm storm against Alertmanager, footprint.
+Beside the product: it imports bot/, handlers/ and sandbox/; they never import it.
 
 `python -m bench` (or `make bench`) runs them all, prints a table and writes
 JSON and a PNG chart under `bench/results/`; `docs/benchmarks.md` says what is

@@ -20,16 +20,17 @@ from bot.adapters.aws import AwsClients
 from bot.after_ack import AfterAck
 from bot.alarms.intake import AlarmIntake
 from bot.alarms.queue import AlarmQueueConsumer
-from bot.approvals import jobs as approval_jobs  # noqa: F401  # registers its jobs
+from bot.approvals import jobs as approval_jobs
 from bot.apps.access import Access
+from bot.apps.services import AppServices
 from bot.clock import Clock, SystemClock
 from bot.config import Config
 from bot.db.engine import make_engine, make_sessionmaker, open_connections
 from bot.dbroles import confirm as dbrole_confirm  # noqa: F401  # registers the dbrole kind
 from bot.deploys import confirm as deploy_confirm  # noqa: F401  # registers the deploy kinds
-from bot.deploys import jobs as deploy_jobs  # noqa: F401  # registers its jobs
+from bot.deploys import jobs as deploy_jobs
 from bot.flags import confirm as flag_confirm  # noqa: F401  # registers the flag kind
-from bot.flags import jobs as flag_jobs  # noqa: F401  # registers its jobs
+from bot.flags import jobs as flag_jobs
 from bot.inbound.after_ack_journal import AfterAckJournal
 from bot.inbound.prune import prune_receipts
 from bot.incidents import jobs as incident_jobs
@@ -65,6 +66,7 @@ from bot.rights.service import Rights
 from bot.rights.workspace import Workspace
 from bot.runtime import Runtime
 from bot.scheduler.deferred import apply_after_commit
+from bot.scheduler.registry import jobs_table
 from bot.scheduler.scheduler import JobScheduler
 from bot.settings import DEFAULT_SNS_URL_PATTERN, Settings
 from bot.sns.fetch import make_fetch
@@ -321,6 +323,54 @@ def build_runtime(
     else:
         notes.append("operator notices: DISABLED (no ops_channel): dead deliveries are only logged")
 
+    access = Access(workspace)
+    incident_actions = IncidentActions(
+        sessions=sessions, people=people, rights=rights, config=config, clock=clock
+    )
+    oncall = OnCallAnswers(
+        sessions=sessions,
+        lookup=OnCallLookup(pagerduty=rest, people=people, config=config, clock=clock),
+        clock=clock,
+    )
+    aws_clients = AwsClients(region=settings.aws_region, endpoint_url=settings.aws_endpoint_url)
+    # What each scheduled job works with: its domain's dependencies, never the runtime.
+    app_services = AppServices(
+        config=config,
+        clock=clock,
+        sessions=sessions,
+        aws=aws_clients,
+        scheduler=scheduler,
+        access=access,
+        rights=rights,
+    )
+    incident_job_deps = incident_jobs.IncidentJobDeps(
+        sessions=sessions,
+        clock=clock,
+        pagerduty=rest,
+        people=people,
+        actions=incident_actions,
+        instance_id=outbox.instance_id,
+    )
+    handoff_deps = oncall_jobs.HandoffDeps(
+        config=config, clock=clock, scheduler=scheduler, answers=oncall
+    )
+    jobs = jobs_table(
+        incident_jobs.jobs(incident_job_deps),
+        oncall_jobs.jobs(handoff_deps),
+        approval_jobs.jobs(app_services),
+        deploy_jobs.jobs(app_services),
+        flag_jobs.jobs(app_services),
+    )
+
+    def reschedule_incident_jobs(_runtime: Runtime) -> None:
+        incident_jobs.reschedule(sessions)
+
+    def schedule_handoffs(_runtime: Runtime) -> None:
+        oncall_jobs.schedule_handoffs(handoff_deps)
+
+    def prune_inbound_receipts(_runtime: Runtime) -> None:
+        prune_receipts(sessions, clock)
+
     return Runtime(
         settings=settings,
         config=config,
@@ -336,22 +386,17 @@ def build_runtime(
         slack_client=slack_client,
         outbox=outbox,
         scheduler=scheduler,
-        access=Access(workspace),
+        access=access,
         rights=rights,
         pagerduty=rest,
         people=people,
-        incident_actions=IncidentActions(
-            sessions=sessions, people=people, rights=rights, config=config, clock=clock
-        ),
+        incident_actions=incident_actions,
         webhook_sync=WebhookSync(
             sessions=sessions, people=people, pagerduty=rest, config=config, clock=clock
         ),
-        oncall=OnCallAnswers(
-            sessions=sessions,
-            lookup=OnCallLookup(pagerduty=rest, people=people, config=config, clock=clock),
-            clock=clock,
-        ),
-        aws=AwsClients(region=settings.aws_region, endpoint_url=settings.aws_endpoint_url),
+        oncall=oncall,
+        aws=aws_clients,
+        jobs=jobs,
         after_ack=AfterAck(
             journal=AfterAckJournal(
                 sessions=sessions, clock=clock, lease_s=config.delivery.after_ack_lease_s
@@ -373,9 +418,9 @@ def build_runtime(
         on_start=[
             _open_connections,
             _warm_up_intake,
-            incident_jobs.reschedule,
-            oncall_jobs.schedule_handoffs,
-            prune_receipts,
+            reschedule_incident_jobs,
+            schedule_handoffs,
+            prune_inbound_receipts,
         ],
     )
 

@@ -338,7 +338,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     runtime = build_runtime(settings, config, run_jobs=False)
     # Started only to write the watch job into the shared job store: the
     # serving bot's leader runs it (and sends the Slack messages).
-    runtime.scheduler.start(runtime)
+    runtime.scheduler.start(runtime.jobs)
     try:
         return run_deploy(
             runtime,

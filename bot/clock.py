@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class Clock(Protocol):
@@ -41,3 +41,22 @@ class ManualClock:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def parse_time(value: Any) -> datetime | None:
+    """CloudWatch's `2021-11-10T02:45:55.640+0000` (and plain ISO 8601) as aware UTC; else None."""
+    text = str(value).strip() if value is not None else ""
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def seconds_between(start: datetime, end: datetime) -> float:
+    """From `start` to `end` in seconds, never negative (clocks of two hosts disagree)."""
+    return max(0.0, (end - start).total_seconds())

@@ -30,6 +30,7 @@ from bot.outbox.worker import OutboxWorker
 from bot.pagerduty.rest import PagerDutyRest
 from bot.people.directory import PeopleDirectory
 from bot.rights.service import Rights
+from bot.scheduler.registry import JobFunction
 from bot.scheduler.scheduler import JobScheduler
 from bot.settings import Settings
 from bot.sns.verify import SnsVerifier
@@ -61,6 +62,8 @@ class Runtime:
     oncall: OnCallAnswers
     aws: AwsClients  # boto3 clients by service name (ecs, ecr...), built on first use
     after_ack: AfterAck  # what Slack commands and clicks do after their acknowledgement
+    # The functions stored jobs name, each bound to its domain's dependencies.
+    jobs: dict[str, JobFunction] = field(default_factory=dict)
     queue_consumer: AlarmQueueConsumer | None = None
     outbox_engine: Engine | None = None  # the outbox's own connections, when not `engine`
     notes: list[str] = field(default_factory=list)  # what is on or off, said once at start
@@ -77,7 +80,7 @@ class Runtime:
             log.info("%s", note)
         self.outbox.start()
         self.after_ack.start()
-        self.scheduler.start(self)
+        self.scheduler.start(self.jobs)
         for hook in self.on_start:
             try:
                 hook(self)

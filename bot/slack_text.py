@@ -54,6 +54,14 @@ _MENTION = re.compile(
 _BACKTICK_PAIR = re.compile(r"`(?=`)")
 
 
+# The AWS consoles opsbot links to, by partition: a link elsewhere is not made.
+CONSOLE_HOSTS = {
+    "aws": "console.aws.amazon.com",
+    "aws-cn": "console.amazonaws.cn",
+    "aws-us-gov": "console.amazonaws-us-gov.com",
+}
+
+
 def entities(text: object) -> str:
     """`text` with `&`, `<` and `>` as the entities Slack shows as those characters."""
     return _CONTROL.sub(lambda m: _ENTITIES[m.group()], str(text))

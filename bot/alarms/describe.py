@@ -19,6 +19,7 @@ from bot.alarms.parse import (
     MetricQuery,
     MetricTrigger,
 )
+from bot.slack_text import CONSOLE_HOSTS
 
 COMPARISONS = {
     "GreaterThanOrEqualToThreshold": ">=",
@@ -31,12 +32,6 @@ COMPARISONS = {
 }
 
 log = logging.getLogger(__name__)
-
-CONSOLE_HOSTS = {
-    "aws": "console.aws.amazon.com",
-    "aws-cn": "console.amazonaws.cn",
-    "aws-us-gov": "console.amazonaws-us-gov.com",
-}
 
 # The region codes of the partitions whose consoles opsbot links to (botocore 1.44's
 # list; tests/alarms/test_console_link.py checks that it still covers botocore's).

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot import json_depth
+from bot.clock import parse_time
 
 STATES = ("ALARM", "OK", "INSUFFICIENT_DATA")
 
@@ -130,20 +131,6 @@ def _float(value: Any) -> float | None:
         return float(value) if value is not None else None
     except (TypeError, ValueError):
         return None
-
-
-def parse_time(value: Any) -> datetime | None:
-    """CloudWatch's `2021-11-10T02:45:55.640+0000` (and plain ISO 8601) as aware UTC."""
-    text = _str(value)
-    if text is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
 
 
 def normalise_treat_missing_data(value: Any) -> str | None:

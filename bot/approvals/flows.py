@@ -24,7 +24,7 @@ from bot.audit import service as audit
 from bot.outbox import service as outbox
 
 if TYPE_CHECKING:
-    from bot.runtime import Runtime
+    from bot.apps.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def sync_message(db_session: Session, *, action: PendingAction, now: Any) -> Non
 
 
 def request(
-    runtime: Runtime,
+    services: Services,
     db_session: Session,
     *,
     kind: str,
@@ -67,7 +67,7 @@ def request(
 ) -> PendingAction:
     """Record a pending action and post its confirmation message (then: `schedule_expiry`)."""
     get_or_raise(kind)
-    now = runtime.clock.now()
+    now = services.clock.now()
     action = approvals.create(
         db_session,
         kind=kind,
@@ -109,20 +109,20 @@ def request(
     return action
 
 
-def schedule_expiry(runtime: Runtime, *, action: PendingAction) -> None:
+def schedule_expiry(services: Services, *, action: PendingAction) -> None:
     """Schedule the action's expiry: call it after the commit that recorded the action.
 
     The job store writes in its own transaction (on SQLite it would wait for
     the caller's to end), and a job for an action that was never committed
     finds nothing and does nothing.
     """
-    runtime.scheduler.schedule(
+    services.scheduler.schedule(
         EXPIRE_JOB, at=action.expires_at, job_id=f"approval-expire-{action.id}", action_id=action.id
     )
 
 
 def ask(
-    runtime: Runtime,
+    services: Services,
     *,
     kind: str,
     target: str,
@@ -138,9 +138,9 @@ def ask(
 
     It lives for the configured `deploys.confirm_ttl_min`, whatever its kind.
     """
-    with runtime.sessions() as db_session:
+    with services.sessions() as db_session:
         action = request(
-            runtime,
+            services,
             db_session,
             kind=kind,
             target=target,
@@ -151,10 +151,10 @@ def ask(
             channel=channel,
             needs_confirmation=needs_confirmation,
             required_approvals=required_approvals,
-            ttl_min=runtime.config.deploys.confirm_ttl_min,
+            ttl_min=services.config.deploys.confirm_ttl_min,
         )
         db_session.commit()
-    schedule_expiry(runtime, action=action)
+    schedule_expiry(services, action=action)
     return action
 
 
@@ -167,12 +167,12 @@ def waits_for(action: PendingAction, *, confirmer: str = "your confirmation") ->
 
 
 def _refused_click(
-    runtime: Runtime, *, action: PendingAction, user_id: str, decision: str, reason: str
+    services: Services, *, action: PendingAction, user_id: str, decision: str, reason: str
 ) -> None:
-    with runtime.sessions() as db_session:
+    with services.sessions() as db_session:
         audit.record(
             db_session,
-            at=runtime.clock.now(),
+            at=services.clock.now(),
             actor=user_id,
             action=f"approval.{decision}",
             target=action.target,
@@ -182,24 +182,24 @@ def _refused_click(
         db_session.commit()
 
 
-def click(runtime: Runtime, *, action_id: int, user_id: str, decision: str) -> ClickOutcome:
+def click(services: Services, *, action_id: int, user_id: str, decision: str) -> ClickOutcome:
     """Apply one person's click; run the action if it was the last click needed.
 
     A click that does not count raises ClickRefused (and is audited as refused).
     Rights are checked before the row is locked: they may ask Slack who is in
     a user group, which must not happen inside a transaction.
     """
-    with runtime.sessions() as db_session:
+    with services.sessions() as db_session:
         seen = approvals.get_or_raise(db_session, action_id=action_id)
     kind = get_or_raise(seen.kind)
     try:
         if seen.is_pending:
-            kind.authorize(runtime, seen, user_id, decision)
+            kind.authorize(services, seen, user_id, decision)
     except ClickRefused as exc:
-        _refused_click(runtime, action=seen, user_id=user_id, decision=decision, reason=str(exc))
+        _refused_click(services, action=seen, user_id=user_id, decision=decision, reason=str(exc))
         raise
-    with runtime.sessions() as db_session:
-        now = runtime.clock.now()
+    with services.sessions() as db_session:
+        now = services.clock.now()
         action = approvals.get_or_raise(db_session, action_id=action_id, lock=True)
         if action.is_pending and now >= action.expires_at:
             _expire(db_session, action=action, now=now)
@@ -212,7 +212,7 @@ def click(runtime: Runtime, *, action_id: int, user_id: str, decision: str) -> C
         except ClickRefused as exc:
             db_session.rollback()
             _refused_click(
-                runtime, action=seen, user_id=user_id, decision=decision, reason=str(exc)
+                services, action=seen, user_id=user_id, decision=decision, reason=str(exc)
             )
             raise
         audit.record(
@@ -237,26 +237,26 @@ def click(runtime: Runtime, *, action_id: int, user_id: str, decision: str) -> C
             return ClickOutcome(f"Cancelled request #{action.id}.")
         if action.status != EXECUTING:
             return ClickOutcome(f"Noted. Now {render.state_text(action)}.")
-    return ClickOutcome(execute(runtime, action_id=action_id), ran=True)
+    return ClickOutcome(execute(services, action_id=action_id), ran=True)
 
 
-def execute(runtime: Runtime, *, action_id: int) -> str:
+def execute(services: Services, *, action_id: int) -> str:
     """Run an action whose clicks are all in, and record what came of it."""
-    with runtime.sessions() as db_session:
+    with services.sessions() as db_session:
         action = approvals.get_or_raise(db_session, action_id=action_id)
         kind = get_or_raise(action.kind)
     try:
-        result = kind.execute(runtime, action)
+        result = kind.execute(services, action)
         status = DONE
     except ActionFailed as exc:
         result, status = str(exc), FAILED
     except Exception as exc:
         log.exception("request %s (%s) failed", action_id, action.kind)
         result, status = f"Failed unexpectedly ({type(exc).__name__}); see the bot's logs.", FAILED
-    with runtime.sessions() as db_session:
+    with services.sessions() as db_session:
         action = approvals.get_or_raise(db_session, action_id=action_id, lock=True)
         approvals.finish(db_session, action=action, status=status, result=result)
-        sync_message(db_session, action=action, now=runtime.clock.now())
+        sync_message(db_session, action=action, now=services.clock.now())
         db_session.commit()
     log.info(
         "request %s (%s) %s",
@@ -282,11 +282,11 @@ def _expire(db_session: Session, *, action: PendingAction, now: Any) -> None:
         sync_message(db_session, action=action, now=now)
 
 
-def expire_if_due(runtime: Runtime, *, action_id: int) -> None:
+def expire_if_due(services: Services, *, action_id: int) -> None:
     """The expiry job: a request nobody finished expires; one whose run died fails."""
     retry_at = None
-    with runtime.sessions() as db_session:
-        now = runtime.clock.now()
+    with services.sessions() as db_session:
+        now = services.clock.now()
         action = approvals.get(db_session, action_id=action_id, lock=True)
         if action is None:
             return
@@ -307,7 +307,7 @@ def expire_if_due(runtime: Runtime, *, action_id: int) -> None:
             sync_message(db_session, action=action, now=now)
         db_session.commit()
     if retry_at is not None:
-        runtime.scheduler.schedule(
+        services.scheduler.schedule(
             EXPIRE_JOB,
             at=retry_at,
             job_id=f"approval-expire-{action_id}-{int(now.timestamp())}",

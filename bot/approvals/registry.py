@@ -15,7 +15,7 @@ from bot.approvals.errors import ActionNotFound
 
 if TYPE_CHECKING:
     from bot.approvals.models import PendingAction
-    from bot.runtime import Runtime
+    from bot.apps.services import Services
 
 CONFIRM = "confirm"
 APPROVE = "approve"
@@ -31,10 +31,10 @@ class Kind:
     # Raise ClickRefused unless `user_id` may take `decision` (confirm, approve,
     # cancel) on the action; the mechanism itself enforces who-is-who rules
     # (only the requester confirms, nobody approves their own request).
-    authorize: Callable[[Runtime, PendingAction, str, str], None]
+    authorize: Callable[[Services, PendingAction, str, str], None]
     # Run the action once every click is in; return what came of it (one line
     # for people), raise ActionFailed with the reason when it did not succeed.
-    execute: Callable[[Runtime, PendingAction], str]
+    execute: Callable[[Services, PendingAction], str]
 
 
 KINDS: dict[str, Kind] = {}

@@ -16,11 +16,11 @@ from bot.apps.registry import get_target_or_raise
 
 if TYPE_CHECKING:
     from bot.approvals.models import PendingAction
-    from bot.runtime import Runtime
+    from bot.apps.services import Services
 
 
 def require_right(
-    runtime: Runtime,
+    services: Services,
     action: PendingAction,
     user_id: str,
     decision: str,
@@ -33,8 +33,8 @@ def require_right(
     if decision == CANCEL and user_id == action.requested_by:
         return
     try:
-        target = get_target_or_raise(runtime.config, app=app, env=env)
-        runtime.access.require(user_id, target, action=f"{decision} {what}")
+        target = get_target_or_raise(services.config, app=app, env=env)
+        services.access.require(user_id, target, action=f"{decision} {what}")
     except AppError as exc:
         raise ClickRefused(str(exc)) from exc
 

@@ -14,20 +14,20 @@ from bot.dbroles.requests import KIND, Provision, execute
 
 if TYPE_CHECKING:
     from bot.approvals.models import PendingAction
-    from bot.runtime import Runtime
+    from bot.apps.services import Services
 
 
-def _authorize(runtime: Runtime, action: PendingAction, user_id: str, decision: str) -> None:
+def _authorize(services: Services, action: PendingAction, user_id: str, decision: str) -> None:
     request = Provision.from_payload(action.payload)
     what = "database roles of"
-    require_right(runtime, action, user_id, decision, app=request.app, env=request.env, what=what)
+    require_right(services, action, user_id, decision, app=request.app, env=request.env, what=what)
 
 
-def _execute(runtime: Runtime, action: PendingAction) -> str:
+def _execute(services: Services, action: PendingAction) -> str:
     request = Provision.from_payload(action.payload)
     try:
         approved_by = approvers(action, requester=request.actor)
-        outcome = execute(runtime, request, approved_by=approved_by)
+        outcome = execute(services, request, approved_by=approved_by)
     except (AppError, DbRoleError) as exc:
         raise ActionFailed(str(exc)) from exc
     # The confirmation message puts its own icon before what came of it.

@@ -24,7 +24,7 @@ from bot.incidents.render import channel_ref
 from bot.slack_text import code
 
 if TYPE_CHECKING:
-    from bot.runtime import Runtime
+    from bot.apps.services import Services
 
 KIND = "dbrole"
 
@@ -50,7 +50,7 @@ def audit_target(target: Target) -> str:
 
 
 def _audit(
-    runtime: Runtime,
+    services: Services,
     *,
     actor: str,
     action: str,
@@ -58,10 +58,10 @@ def _audit(
     outcome: str,
     detail: dict[str, Any],
 ) -> None:
-    with runtime.sessions() as db_session:
+    with services.sessions() as db_session:
         audit.record(
             db_session,
-            at=runtime.clock.now(),
+            at=services.clock.now(),
             actor=actor,
             action=action,
             target=target,
@@ -71,9 +71,11 @@ def _audit(
         db_session.commit()
 
 
-def _refused(runtime: Runtime, *, actor: str, action: str, app: str, env: str, reason: str) -> None:
+def _refused(
+    services: Services, *, actor: str, action: str, app: str, env: str, reason: str
+) -> None:
     _audit(
-        runtime,
+        services,
         actor=actor,
         action=action,
         target=f"dbrole:{app}/{env}",
@@ -90,17 +92,17 @@ def _outcome_word(outcome: Outcome) -> str:
     return "ok" if outcome.ok else "problems"
 
 
-def check(runtime: Runtime, *, app: str, env: str, actor: str) -> str:
+def check(services: Services, *, app: str, env: str, actor: str) -> str:
     """Run the role manager's read-only check; return the rendered answer."""
     try:
-        target = get_target_or_raise(runtime.config, app=app, env=env)
+        target = get_target_or_raise(services.config, app=app, env=env)
         service.function_of_or_raise(target)
     except (AppError, DbRoleError) as exc:
-        _refused(runtime, actor=actor, action="dbrole.check", app=app, env=env, reason=str(exc))
+        _refused(services, actor=actor, action="dbrole.check", app=app, env=env, reason=str(exc))
         raise
-    outcome = service.run(runtime, target=target, action=CHECK)
+    outcome = service.run(services, target=target, action=CHECK)
     _audit(
-        runtime,
+        services,
         actor=actor,
         action="dbrole.check",
         target=audit_target(target),
@@ -110,20 +112,22 @@ def check(runtime: Runtime, *, app: str, env: str, actor: str) -> str:
     return render.outcome_text(outcome)
 
 
-def provision(runtime: Runtime, *, app: str, env: str, actor: str, channel: str | None) -> str:
+def provision(services: Services, *, app: str, env: str, actor: str, channel: str | None) -> str:
     """Provision now, or ask for the clicks a protected environment needs; return the answer."""
     request = Provision(app=app, env=env, actor=actor)
     try:
-        target = get_target_or_raise(runtime.config, app=app, env=env)
+        target = get_target_or_raise(services.config, app=app, env=env)
         function = service.function_of_or_raise(target)
-        runtime.access.require(actor, target, action="provision database roles of")
+        services.access.require(actor, target, action="provision database roles of")
     except (AppError, DbRoleError) as exc:
-        _refused(runtime, actor=actor, action="dbrole.provision", app=app, env=env, reason=str(exc))
+        _refused(
+            services, actor=actor, action="dbrole.provision", app=app, env=env, reason=str(exc)
+        )
         raise
     settings = target.settings
     approvals_needed = 1 if settings.require_approval else 0
     if not settings.protected and not approvals_needed:
-        return render.outcome_text(execute(runtime, request, approved_by=[]))
+        return render.outcome_text(execute(services, request, approved_by=[]))
     where = settings.release_channel or channel
     if where is None:
         raise DbRoleError(
@@ -131,7 +135,7 @@ def provision(runtime: Runtime, *, app: str, env: str, actor: str, channel: str 
             "in."
         )
     action = approval_flows.ask(
-        runtime,
+        services,
         kind=KIND,
         target=audit_target(target),
         summary=f"{actor_text(actor)} asks to *provision database roles* of {code(target.label)}",
@@ -152,15 +156,15 @@ def provision(runtime: Runtime, *, app: str, env: str, actor: str, channel: str 
     )
 
 
-def execute(runtime: Runtime, request: Provision, *, approved_by: list[str]) -> Outcome:
+def execute(services: Services, request: Provision, *, approved_by: list[str]) -> Outcome:
     """Run the role manager's `manage` and audit what came of it."""
-    target = get_target_or_raise(runtime.config, app=request.app, env=request.env)
-    outcome = service.run(runtime, target=target, action=MANAGE)
+    target = get_target_or_raise(services.config, app=request.app, env=request.env)
+    outcome = service.run(services, target=target, action=MANAGE)
     detail = outcome.audit_detail()
     if approved_by:
         detail["approved_by"] = approved_by
     _audit(
-        runtime,
+        services,
         actor=request.actor,
         action="dbrole.provision",
         target=audit_target(target),

@@ -16,7 +16,7 @@ from bot.dbroles.models import ManagerResult, Outcome
 from bot.slack_text import code, escape
 
 if TYPE_CHECKING:
-    from bot.runtime import Runtime
+    from bot.apps.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +33,13 @@ def function_of_or_raise(target: Target) -> str:
     return settings.function
 
 
-def run(runtime: Runtime, *, target: Target, action: str) -> Outcome:
+def run(services: Services, *, target: Target, action: str) -> Outcome:
     """Invoke the role manager with `action` and wait for its result (never raises for AWS)."""
     function = function_of_or_raise(target)
     base = Outcome(action=action, label=target.label, function=function)
     try:
         invocation = awslambda.invoke(
-            runtime.aws.get("lambda"), function=function, event={"action": action}
+            services.aws.get("lambda"), function=function, event={"action": action}
         )
     except awslambda.InvokeFailed as exc:
         log.warning("role manager %r of %s: %r", function, target.label, str(exc))

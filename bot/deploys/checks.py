@@ -39,41 +39,41 @@ from bot.incidents.render import when
 from bot.slack_text import code, escape
 
 if TYPE_CHECKING:
-    from bot.runtime import Runtime
+    from bot.apps.services import Services
 
 log = logging.getLogger(__name__)
 
 
-def _require_rights(runtime: Runtime, request: Request, target: Target) -> None:
+def _require_rights(services: Services, request: Request, target: Target) -> None:
     """The requester (from the CLI: the Slack user its identity maps to) must be a deployer."""
     verb = "roll back" if request.kind == ROLLBACK else "deploy to"
-    runtime.access.require(request.actor, target, action=verb)
+    services.access.require(request.actor, target, action=verb)
 
 
-def _require_force_rights(runtime: Runtime, request: Request) -> None:
-    people = runtime.config.deploys.force_allowed
+def _require_force_rights(services: Services, request: Request) -> None:
+    people = services.config.deploys.force_allowed
     if people.is_empty:
         return
-    if not runtime.access.is_member(request.actor, people):
+    if not services.access.is_member(request.actor, people):
         # Mentions built from configured ids: live on purpose.
         who = [f"<@{u}>" for u in people.users] + [f"<!subteam^{g}>" for g in people.groups]
         raise NotAllowed(f"You may not force deploys. Allowed: {', '.join(who)}.")
 
 
-def _tags_hint(runtime: Runtime, repository: str) -> str:
-    limit = runtime.config.deploys.recent_tags
+def _tags_hint(services: Services, repository: str) -> str:
+    limit = services.config.deploys.recent_tags
     with aws_call(f"list the images of {code(repository)}"):
-        recent = ecr.recent_images(runtime.aws.get("ecr"), repository=repository, limit=limit)
+        recent = ecr.recent_images(services.aws.get("ecr"), repository=repository, limit=limit)
     if not recent:
         return f"{code(repository)} has no tagged images."
     tags = [code(t) for image in recent for t in image.tags][: limit * 2]
     return f"Most recent tags in {code(repository)}: {', '.join(tags)}."
 
 
-def _resolve_image(runtime: Runtime, request: Request, target: Target) -> ecr.Image:
+def _resolve_image(services: Services, request: Request, target: Target) -> ecr.Image:
     """The image to deploy: by tag, or by the digest a confirmation pinned (a tag may move)."""
     repository = target.settings.repository
-    client = runtime.aws.get("ecr")
+    client = services.aws.get("ecr")
     with aws_call(f"read the image from {code(repository)}"):
         if request.digest:
             image = ecr.find_image(client, repository=repository, digest=request.digest)
@@ -87,20 +87,20 @@ def _resolve_image(runtime: Runtime, request: Request, target: Target) -> ecr.Im
     if image is None:
         raise DeployRefused(
             f"There is no image {code(request.tag)} in {code(repository)}. "
-            f"{_tags_hint(runtime, repository)}"
+            f"{_tags_hint(services, repository)}"
         )
     if request.digest and request.tag and request.tag not in image.tags:
         log.info("tag %r moved away from the approved digest %r", request.tag, request.digest)
     return image
 
 
-def _tag_of_running(runtime: Runtime, repository: str, image: str | None) -> str | None:
+def _tag_of_running(services: Services, repository: str, image: str | None) -> str | None:
     """A tag of the running image: its own (repo:tag), or one ECR gives its digest."""
     digest = digest_of(image)
     if digest is None:
         return tag_of(image)
     with aws_call(f"read the image from {code(repository)}"):
-        found = ecr.find_image(runtime.aws.get("ecr"), repository=repository, digest=digest)
+        found = ecr.find_image(services.aws.get("ecr"), repository=repository, digest=digest)
     return found.tags[0] if found is not None and found.tags else None
 
 
@@ -146,24 +146,24 @@ def _rollback_source(
     return found
 
 
-def plan(runtime: Runtime, request: Request) -> Plan:
+def plan(services: Services, request: Request) -> Plan:
     """Check a request against everything; raise what stops it, or return the plan."""
-    target = get_target_or_raise(runtime.config, app=request.app, env=request.env)
+    target = get_target_or_raise(services.config, app=request.app, env=request.env)
     settings = target.settings
-    knobs = runtime.config.deploys
-    now = runtime.clock.now()
-    _require_rights(runtime, request, target)
+    knobs = services.config.deploys
+    now = services.clock.now()
+    _require_rights(services, request, target)
 
-    with runtime.sessions() as db_session:
+    with services.sessions() as db_session:
         manual = service.manual_lock(db_session, app=request.app, env=request.env)
         if manual is not None and manual.holder != request.actor:
             raise DeployRefused(
                 f"{code(request.label)} is {render.lock_text(manual)}. Only they can deploy it "
                 f"until {code(f'/deploy unlock {request.app} {request.env}')}."
             )
-    busy = busy_deployment(runtime, app=request.app, env=request.env)
+    busy = busy_deployment(services, app=request.app, env=request.env)
 
-    client = runtime.aws.get("ecs")
+    client = services.aws.get("ecs")
     with aws_call("read the service"):
         state = ecs.describe_service(client, cluster=settings.cluster, service=settings.service)
         current = ecs.describe_task_definition(client, arn=state.task_definition)
@@ -178,7 +178,7 @@ def plan(runtime: Runtime, request: Request) -> Plan:
     task_definition = None
     rollback_of = None
     if request.kind == ROLLBACK:
-        with runtime.sessions() as db_session:
+        with services.sessions() as db_session:
             source = _rollback_source(db_session, request, state.task_definition)
         if source.task_definition == state.task_definition:
             raise DeployRefused(
@@ -191,16 +191,16 @@ def plan(runtime: Runtime, request: Request) -> Plan:
         rollback_of = source.id
         tag = source.tag
     else:
-        image = _resolve_image(runtime, request, target)
+        image = _resolve_image(services, request, target)
         with aws_call(f"read the repository {code(settings.repository)}"):
-            uri = ecr.repository_uri(runtime.aws.get("ecr"), repository=settings.repository)
+            uri = ecr.repository_uri(services.aws.get("ecr"), repository=settings.repository)
         digest = image.digest
         pinned = f"{uri}@{digest}"
         tag = request.tag or (image.tags[0] if image.tags else None)
 
     blockers: list[tuple[str, str]] = []
     with aws_call("read the image's scan findings"):
-        scan = ecr.scan(runtime.aws.get("ecr"), repository=settings.repository, digest=digest)
+        scan = ecr.scan(services.aws.get("ecr"), repository=settings.repository, digest=digest)
     blocking = blocking_findings(scan, blocking=list(knobs.blocking_severities))
     if blocking:
         blockers.append(
@@ -243,7 +243,7 @@ def plan(runtime: Runtime, request: Request) -> Plan:
             lines = [text for _, text in blockers]
             lines.append('Add `--force "<reason>"` to go ahead anyway (it is audited).')
             raise DeployRefused("\n".join(lines))
-        _require_force_rights(runtime, request)
+        _require_force_rights(services, request)
         forced = tuple(name for name, _ in blockers)
 
     scan_record = {"status": scan.status, "counts": scan.counts, "text": scan_text(scan)}
@@ -256,7 +256,7 @@ def plan(runtime: Runtime, request: Request) -> Plan:
         task_definition=task_definition,
         current_task_definition=state.task_definition,
         current_image=current_image,
-        current_tag=_tag_of_running(runtime, settings.repository, current_image),
+        current_tag=_tag_of_running(services, settings.repository, current_image),
         scan=scan_record,
         forced=forced,
         takeover=takeover,
@@ -265,9 +265,9 @@ def plan(runtime: Runtime, request: Request) -> Plan:
     )
 
 
-def busy_deployment(runtime: Runtime, *, app: str, env: str) -> Deployment | None:
+def busy_deployment(services: Services, *, app: str, env: str) -> Deployment | None:
     """The deployment holding the environment's deploy lock, once a stale holder is recovered."""
-    with runtime.sessions() as db_session:
+    with services.sessions() as db_session:
         held = service.get_lock(db_session, app=app, env=env, kind=LOCK_DEPLOY)
         if held is None:
             return None
@@ -276,7 +276,7 @@ def busy_deployment(runtime: Runtime, *, app: str, env: str) -> Deployment | Non
             db_session.commit()
             return None
         holder_id = held.deployment_id
-    if recover(runtime, deployment_id=holder_id):
+    if recover(services, deployment_id=holder_id):
         return None
-    with runtime.sessions() as db_session:
+    with services.sessions() as db_session:
         return service.get(db_session, deployment_id=holder_id)

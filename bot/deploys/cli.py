@@ -28,7 +28,7 @@ from bot.deploys.rollout import counts_text
 from bot.rights.errors import RightMissing
 
 if TYPE_CHECKING:
-    from bot.runtime import Runtime
+    from bot.apps.services import Services
 
 # Exit codes (2 is the CLI's own: bad configuration or arguments).
 OK = 0  # started (with --wait: completed)
@@ -38,14 +38,14 @@ ROLLOUT_FAILED = 4  # --wait: the rollout failed (circuit breaker) or was supers
 TIMEOUT = 5  # --wait: not finished (or not confirmed) in time
 
 
-def _newest_id(runtime: Runtime, *, app: str, env: str) -> int:
-    with runtime.sessions() as db_session:
+def _newest_id(services: Services, *, app: str, env: str) -> int:
+    with services.sessions() as db_session:
         query = select(func.max(Deployment.id)).where(Deployment.app == app, Deployment.env == env)
         return int(db_session.scalar(query) or 0)
 
 
-def _started_since(runtime: Runtime, *, app: str, env: str, actor: str, after: int) -> int | None:
-    with runtime.sessions() as db_session:
+def _started_since(services: Services, *, app: str, env: str, actor: str, after: int) -> int | None:
+    with services.sessions() as db_session:
         query = (
             select(Deployment.id)
             .where(
@@ -60,11 +60,11 @@ def _started_since(runtime: Runtime, *, app: str, env: str, actor: str, after: i
         return db_session.scalar(query)
 
 
-def _refuse_identity(runtime: Runtime, *, identity: str, app: str, env: str, reason: str) -> None:
-    with runtime.sessions() as db_session:
+def _refuse_identity(services: Services, *, identity: str, app: str, env: str, reason: str) -> None:
+    with services.sessions() as db_session:
         audit.record(
             db_session,
-            at=runtime.clock.now(),
+            at=services.clock.now(),
             actor=f"cli:{identity}",
             action="deploy.request",
             target=f"deploy:{app}/{env}",
@@ -75,7 +75,7 @@ def _refuse_identity(runtime: Runtime, *, identity: str, app: str, env: str, rea
 
 
 def run_deploy(
-    runtime: Runtime,
+    services: Services,
     *,
     app: str,
     env: str,
@@ -90,12 +90,12 @@ def run_deploy(
 ) -> int:
     """Submit a deploy as /deploy does; with `wait`, follow it to its end. Return the exit code."""
     try:
-        actor = runtime.rights.cli_user(identity)
+        actor = services.rights.cli_user(identity)
     except RightMissing as exc:
-        _refuse_identity(runtime, identity=identity, app=app, env=env, reason=str(exc))
+        _refuse_identity(services, identity=identity, app=app, env=env, reason=str(exc))
         say(f"refused: {exc}")
         return REFUSED
-    before = _newest_id(runtime, app=app, env=env)
+    before = _newest_id(services, app=app, env=env)
     request = Request(
         app=app,
         env=env,
@@ -106,7 +106,7 @@ def run_deploy(
         cli_identity=identity,
     )
     try:
-        accepted = submit(runtime, request)
+        accepted = submit(services, request)
     except (AppError, DeployRefused) as exc:
         say(f"refused: {exc}")
         return REFUSED
@@ -117,11 +117,11 @@ def run_deploy(
     if not wait:
         return OK
     deadline = monotonic() + timeout_s
-    poll_s = runtime.config.deploys.poll_interval_s
+    poll_s = services.config.deploys.poll_interval_s
     deployment_id = accepted.deployment_id
     if accepted.request_id is not None:
         while True:
-            with runtime.sessions() as db_session:
+            with services.sessions() as db_session:
                 action = approvals.get_or_raise(db_session, action_id=accepted.request_id)
                 status, result = action.status, action.result
             if status not in (PENDING, EXECUTING):
@@ -133,7 +133,7 @@ def run_deploy(
         if status != DONE:
             say(f"not deployed: request #{accepted.request_id} {status}: {result or ''}".strip())
             return REFUSED
-        deployment_id = _started_since(runtime, app=app, env=env, actor=actor, after=before)
+        deployment_id = _started_since(services, app=app, env=env, actor=actor, after=before)
         if deployment_id is None:
             say("the request was confirmed but no deployment was recorded")
             return FAILED
@@ -141,11 +141,11 @@ def run_deploy(
     last = ""
     while True:
         try:
-            status = flows.observe(runtime, deployment_id=deployment_id)
+            status = flows.observe(services, deployment_id=deployment_id)
         except DeployError as exc:
             say(f"cannot read the rollout: {exc}")
             status = "unknown"
-        with runtime.sessions() as db_session:
+        with services.sessions() as db_session:
             deployment = db_session.get(Deployment, deployment_id)
             assert deployment is not None
             line = f"{deployment.status}: {counts_text(deployment.observed or {})}"

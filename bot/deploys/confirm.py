@@ -15,20 +15,20 @@ from bot.deploys.requests import execute_request, started_text
 
 if TYPE_CHECKING:
     from bot.approvals.models import PendingAction
-    from bot.runtime import Runtime
+    from bot.apps.services import Services
 
 
-def _authorize(runtime: Runtime, action: PendingAction, user_id: str, decision: str) -> None:
+def _authorize(services: Services, action: PendingAction, user_id: str, decision: str) -> None:
     request = Request.from_payload(action.payload)
     what = "rollbacks of" if request.kind == ROLLBACK else "deploys to"
-    require_right(runtime, action, user_id, decision, app=request.app, env=request.env, what=what)
+    require_right(services, action, user_id, decision, app=request.app, env=request.env, what=what)
 
 
-def _execute(runtime: Runtime, action: PendingAction) -> str:
+def _execute(services: Services, action: PendingAction) -> str:
     request = Request.from_payload(action.payload)
     try:
         approved_by = approvers(action, requester=request.actor)
-        deployment = execute_request(runtime, request, approved_by=approved_by)
+        deployment = execute_request(services, request, approved_by=approved_by)
     except (AppError, DeployError) as exc:
         raise ActionFailed(str(exc)) from exc
     return started_text(deployment)

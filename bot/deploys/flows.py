@@ -48,8 +48,8 @@ from bot.outbox import service as outbox
 from bot.slack_text import code
 
 if TYPE_CHECKING:
+    from bot.apps.services import Services
     from bot.deploys.plans import Plan
-    from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -153,13 +153,13 @@ def new_watch_token(deployment_id: int) -> str:
     return f"deploy-watch-{deployment_id}-{uuid.uuid4().hex[:10]}"
 
 
-def start(runtime: Runtime, checked: Plan, *, approved_by: list[str]) -> Deployment:
+def start(services: Services, checked: Plan, *, approved_by: list[str]) -> Deployment:
     """Take the lock, record the deployment, update the service, watch it."""
     request = checked.request
     settings = checked.target.settings
-    poll = timedelta(seconds=runtime.config.deploys.poll_interval_s)
-    now = runtime.clock.now()
-    with runtime.sessions() as db_session:
+    poll = timedelta(seconds=services.config.deploys.poll_interval_s)
+    now = services.clock.now()
+    with services.sessions() as db_session:
         if checked.takeover is not None:
             _take_over(db_session, deployment_id=checked.takeover, actor=request.actor, now=now)
         manual = service.manual_lock(db_session, app=request.app, env=request.env)
@@ -240,11 +240,11 @@ def start(runtime: Runtime, checked: Plan, *, approved_by: list[str]) -> Deploym
             "slack_user": request.actor,
         },
     )
-    runtime.scheduler.schedule(
+    services.scheduler.schedule(
         WATCH_JOB, at=now + poll, job_id=token, deployment_id=deployment.id, token=token
     )
 
-    client = runtime.aws.get("ecs")
+    client = services.aws.get("ecs")
     try:
         target_revision = checked.task_definition
         if target_revision is None:
@@ -254,7 +254,7 @@ def start(runtime: Runtime, checked: Plan, *, approved_by: list[str]) -> Deploym
                     client, current, container=settings.container, image=checked.image
                 )
             target_revision = registered.arn
-            with runtime.sessions() as db_session:
+            with services.sessions() as db_session:
                 row = service.get_or_raise(db_session, deployment_id=deployment.id, lock=True)
                 row.task_definition = target_revision
                 db_session.commit()
@@ -266,7 +266,7 @@ def start(runtime: Runtime, checked: Plan, *, approved_by: list[str]) -> Deploym
                 task_definition=target_revision,
             )
     except DeployError as exc:
-        with runtime.sessions() as db_session:
+        with services.sessions() as db_session:
             row = service.get_or_raise(db_session, deployment_id=deployment.id, lock=True)
             if row.is_active:
                 finish(
@@ -274,7 +274,7 @@ def start(runtime: Runtime, checked: Plan, *, approved_by: list[str]) -> Deploym
                     deployment=row,
                     status=FAILED,
                     outcome=str(exc),
-                    now=runtime.clock.now(),
+                    now=services.clock.now(),
                 )
             db_session.commit()
         raise
@@ -287,8 +287,8 @@ def start(runtime: Runtime, checked: Plan, *, approved_by: list[str]) -> Deploym
         ),
         state.primary,
     )
-    with runtime.sessions() as db_session:
-        now = runtime.clock.now()
+    with services.sessions() as db_session:
+        now = services.clock.now()
         row = service.get_or_raise(db_session, deployment_id=deployment.id, lock=True)
         row.task_definition = target_revision
         if row.status == STARTING:
@@ -339,37 +339,37 @@ def _take_over(db_session: Session, *, deployment_id: int, actor: str, now: date
 # -- watching ------------------------------------------------------------------------------
 
 
-def schedule_watch(runtime: Runtime, *, deployment_id: int, delay_s: float | None = None) -> None:
+def schedule_watch(services: Services, *, deployment_id: int, delay_s: float | None = None) -> None:
     """(Re)schedule the deployment's watch; any older watch job stands down."""
-    delay = runtime.config.deploys.poll_interval_s if delay_s is None else delay_s
-    with runtime.sessions() as db_session:
+    delay = services.config.deploys.poll_interval_s if delay_s is None else delay_s
+    with services.sessions() as db_session:
         row = service.get(db_session, deployment_id=deployment_id, lock=True)
         if row is None or not row.is_active:
             return
         token = new_watch_token(deployment_id)
         row.watch_job = token
         db_session.commit()
-    runtime.scheduler.schedule(
+    services.scheduler.schedule(
         WATCH_JOB,
-        at=runtime.clock.now() + timedelta(seconds=delay),
+        at=services.clock.now() + timedelta(seconds=delay),
         job_id=token,
         deployment_id=deployment_id,
         token=token,
     )
 
 
-def observe(runtime: Runtime, *, deployment_id: int) -> str:
+def observe(services: Services, *, deployment_id: int) -> str:
     """One look at the deployment's rollout; returns its status afterwards."""
-    knobs = runtime.config.deploys
-    now = runtime.clock.now()
-    with runtime.sessions() as db_session:
+    knobs = services.config.deploys
+    now = services.clock.now()
+    with services.sessions() as db_session:
         deployment = service.get_or_raise(db_session, deployment_id=deployment_id)
         if not deployment.is_active:
             return deployment.status
         if deployment.status == STARTING:
             if now - deployment.created_at < timedelta(seconds=knobs.starting_grace_s):
                 return STARTING
-            return reconcile(runtime, deployment_id=deployment_id)
+            return reconcile(services, deployment_id=deployment_id)
         seen_count = deployment.observations
         seen = Seen(
             ecs_deployment_id=deployment.ecs_deployment_id,
@@ -380,8 +380,8 @@ def observe(runtime: Runtime, *, deployment_id: int) -> str:
             is_stuck=deployment.status == STUCK,
         )
         app, env = deployment.app, deployment.env
-    target = get_target_or_raise(runtime.config, app=app, env=env)
-    client = runtime.aws.get("ecs")
+    target = get_target_or_raise(services.config, app=app, env=env)
+    client = services.aws.get("ecs")
     try:
         with aws_call("read the service"):
             state = ecs.describe_service(
@@ -400,7 +400,7 @@ def observe(runtime: Runtime, *, deployment_id: int) -> str:
     verdict = assess(
         seen, state, stopped=stopped, now=now, stuck_after=timedelta(minutes=knobs.stuck_after_min)
     )
-    with runtime.sessions() as db_session:
+    with services.sessions() as db_session:
         row = service.get_or_raise(db_session, deployment_id=deployment_id, lock=True)
         if row.observations != seen_count or not row.is_active:
             return row.status  # another observer applied a look meanwhile
@@ -502,21 +502,21 @@ FINAL_VERDICTS = {
 }
 
 
-def reconcile(runtime: Runtime, *, deployment_id: int) -> str:
+def reconcile(services: Services, *, deployment_id: int) -> str:
     """Settle a deployment left "starting" (the bot died mid-start) from the service's state.
 
     If the service already runs (or rolls out) the deployment's image or
     revision, the update happened: follow it. Otherwise nothing changed in
     ECS: the deployment failed, and its lock is released.
     """
-    with runtime.sessions() as db_session:
+    with services.sessions() as db_session:
         deployment = service.get_or_raise(db_session, deployment_id=deployment_id)
         if deployment.status != STARTING:
             return deployment.status
         app, env = deployment.app, deployment.env
         revision, image = deployment.task_definition, deployment.image
-    target = get_target_or_raise(runtime.config, app=app, env=env)
-    client = runtime.aws.get("ecs")
+    target = get_target_or_raise(services.config, app=app, env=env)
+    client = services.aws.get("ecs")
     with aws_call("read the service"):
         state = ecs.describe_service(
             client, cluster=target.settings.cluster, service=target.settings.service
@@ -531,8 +531,8 @@ def reconcile(runtime: Runtime, *, deployment_id: int) -> str:
         primary.task_definition == revision
         or (running_image is not None and running_image == image)
     )
-    with runtime.sessions() as db_session:
-        now = runtime.clock.now()
+    with services.sessions() as db_session:
+        now = services.clock.now()
         row = service.get_or_raise(db_session, deployment_id=deployment_id, lock=True)
         if row.status != STARTING:
             return row.status
@@ -564,20 +564,20 @@ def reconcile(runtime: Runtime, *, deployment_id: int) -> str:
         status = row.status
         db_session.commit()
     if status == ROLLING_OUT:
-        schedule_watch(runtime, deployment_id=deployment_id)
+        schedule_watch(services, deployment_id=deployment_id)
     return status
 
 
-def recover(runtime: Runtime, *, deployment_id: int) -> bool:
+def recover(services: Services, *, deployment_id: int) -> bool:
     """Make a deploy lock's holder tell the truth; True if the lock is now free.
 
     A terminal holder frees its lock; a "starting" one past its grace is
     reconciled; a rollout nobody has looked at for a while (its watch job was
     lost with a crash) gets a look now and a new watch.
     """
-    knobs = runtime.config.deploys
-    now = runtime.clock.now()
-    with runtime.sessions() as db_session:
+    knobs = services.config.deploys
+    now = services.clock.now()
+    with services.sessions() as db_session:
         deployment = service.get(db_session, deployment_id=deployment_id, lock=True)
         if deployment is None:
             return True
@@ -593,18 +593,18 @@ def recover(runtime: Runtime, *, deployment_id: int) -> bool:
         if status == STARTING:
             if now - created < timedelta(seconds=knobs.starting_grace_s):
                 return False
-            return reconcile(runtime, deployment_id=deployment_id) not in (
+            return reconcile(services, deployment_id=deployment_id) not in (
                 STARTING,
                 ROLLING_OUT,
                 STUCK,
             )
         if now - looked < stale_after:
             return False
-        after = observe(runtime, deployment_id=deployment_id)
+        after = observe(services, deployment_id=deployment_id)
     except DeployError as exc:
         log.warning("cannot recover deployment %s: %r", deployment_id, str(exc))
         return False
     if after in (ROLLING_OUT, STUCK):
-        schedule_watch(runtime, deployment_id=deployment_id)
+        schedule_watch(services, deployment_id=deployment_id)
         return False
     return True

@@ -21,7 +21,7 @@ from bot.outbox import service as outbox
 from bot.slack_text import code, inert
 
 if TYPE_CHECKING:
-    from bot.runtime import Runtime
+    from bot.apps.services import Services
 
 REMINDER_JOB = "deploys.lock_reminder"
 
@@ -40,15 +40,15 @@ def _lock_notice(
         )
 
 
-def lock(runtime: Runtime, *, app: str, env: str, actor: str, reason: str) -> str:
+def lock(services: Services, *, app: str, env: str, actor: str, reason: str) -> str:
     """Hold an environment on purpose: nobody else deploys it until it is unlocked."""
-    target = get_target_or_raise(runtime.config, app=app, env=env)
-    runtime.access.require(actor, target, action="lock")
+    target = get_target_or_raise(services.config, app=app, env=env)
+    services.access.require(actor, target, action="lock")
     reason = reason.strip()
     if not reason:
         raise DeployRefused(f"Say why: {code(f'/deploy lock {app} {env} <reason>')}.")
-    now = runtime.clock.now()
-    with runtime.sessions() as db_session:
+    now = services.clock.now()
+    with services.sessions() as db_session:
         held = service.manual_lock(db_session, app=app, env=env)
         if held is not None and held.holder != actor:
             raise DeployRefused(f"{code(target.label)} is already {render.lock_text(held)}.")
@@ -85,8 +85,8 @@ def lock(runtime: Runtime, *, app: str, env: str, actor: str, reason: str) -> st
         )
         db_session.commit()
         lock_id, acquired = held.id, held.acquired_at
-    after = timedelta(minutes=runtime.config.deploys.lock_reminder_after_min)
-    runtime.scheduler.schedule(
+    after = timedelta(minutes=services.config.deploys.lock_reminder_after_min)
+    services.scheduler.schedule(
         REMINDER_JOB,
         at=max(acquired + after, now),
         job_id=f"deploy-lock-reminder-{lock_id}-{uuid.uuid4().hex[:10]}",
@@ -95,12 +95,12 @@ def lock(runtime: Runtime, *, app: str, env: str, actor: str, reason: str) -> st
     return text
 
 
-def unlock(runtime: Runtime, *, app: str, env: str, actor: str) -> str:
+def unlock(services: Services, *, app: str, env: str, actor: str) -> str:
     """Release a manual lock: its holder's, or anyone's by a deployer (said out loud)."""
-    target = get_target_or_raise(runtime.config, app=app, env=env)
-    runtime.access.require(actor, target, action="unlock")
-    now = runtime.clock.now()
-    with runtime.sessions() as db_session:
+    target = get_target_or_raise(services.config, app=app, env=env)
+    services.access.require(actor, target, action="unlock")
+    now = services.clock.now()
+    with services.sessions() as db_session:
         held = service.manual_lock(db_session, app=app, env=env)
         if held is None:
             raise DeployRefused(f"{code(target.label)} is not locked.")
@@ -135,11 +135,11 @@ def unlock(runtime: Runtime, *, app: str, env: str, actor: str) -> str:
     return f"Unlocked {code(target.label)}."
 
 
-def remind_lock(runtime: Runtime, *, lock_id: int) -> None:
+def remind_lock(services: Services, *, lock_id: int) -> None:
     """The reminder job: tell the holder of an old manual lock, then again later."""
-    knobs = runtime.config.deploys
-    now = runtime.clock.now()
-    with runtime.sessions() as db_session:
+    knobs = services.config.deploys
+    now = services.clock.now()
+    with services.sessions() as db_session:
         held = service.get_lock_by_id(db_session, lock_id=lock_id)
         if held is None or held.kind != LOCK_MANUAL:
             return
@@ -155,7 +155,7 @@ def remind_lock(runtime: Runtime, *, lock_id: int) -> None:
                 channel = (
                     channel
                     or get_target_or_raise(
-                        runtime.config, app=held.app, env=held.env
+                        services.config, app=held.app, env=held.env
                     ).settings.release_channel
                 )
             except AppError:
@@ -171,7 +171,7 @@ def remind_lock(runtime: Runtime, *, lock_id: int) -> None:
             held.reminded_at = now
             due = now + timedelta(minutes=knobs.lock_reminder_every_min)
         db_session.commit()
-    runtime.scheduler.schedule(
+    services.scheduler.schedule(
         REMINDER_JOB,
         at=due,
         job_id=f"deploy-lock-reminder-{lock_id}-{uuid.uuid4().hex[:10]}",

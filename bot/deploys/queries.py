@@ -17,7 +17,7 @@ from bot.deploys.policy import digest_of, tag_of
 from bot.slack_text import code
 
 if TYPE_CHECKING:
-    from bot.runtime import Runtime
+    from bot.apps.services import Services
 
 
 @dataclass(frozen=True)
@@ -63,9 +63,9 @@ class ReleasesView:
     problems: list[str]  # environments that could not be read
 
 
-def status(runtime: Runtime, *, app: str, env: str) -> StatusView:
-    target = get_target_or_raise(runtime.config, app=app, env=env)
-    client = runtime.aws.get("ecs")
+def status(services: Services, *, app: str, env: str) -> StatusView:
+    target = get_target_or_raise(services.config, app=app, env=env)
+    client = services.aws.get("ecs")
     with aws_call("read the service"):
         state = ecs.describe_service(
             client, cluster=target.settings.cluster, service=target.settings.service
@@ -78,7 +78,7 @@ def status(runtime: Runtime, *, app: str, env: str) -> StatusView:
             if d.status in ("PRIMARY", "ACTIVE")
         }
     revisions = []
-    with runtime.sessions() as db_session:
+    with services.sessions() as db_session:
         for rollout in state.deployments:
             if rollout.status not in ("PRIMARY", "ACTIVE"):
                 continue
@@ -112,15 +112,15 @@ def status(runtime: Runtime, *, app: str, env: str) -> StatusView:
         )
 
 
-def history(runtime: Runtime, *, app: str, env: str, limit: int) -> list[Deployment]:
-    get_target_or_raise(runtime.config, app=app, env=env)
-    with runtime.sessions() as db_session:
+def history(services: Services, *, app: str, env: str, limit: int) -> list[Deployment]:
+    get_target_or_raise(services.config, app=app, env=env)
+    with services.sessions() as db_session:
         return service.history(db_session, app=app, env=env, limit=limit)
 
 
-def _running_images(runtime: Runtime, *, app: str, env: str) -> list[str]:
-    target = get_target_or_raise(runtime.config, app=app, env=env)
-    client = runtime.aws.get("ecs")
+def _running_images(services: Services, *, app: str, env: str) -> list[str]:
+    target = get_target_or_raise(services.config, app=app, env=env)
+    client = services.aws.get("ecs")
     state = ecs.describe_service(
         client, cluster=target.settings.cluster, service=target.settings.service
     )
@@ -135,24 +135,24 @@ def _running_images(runtime: Runtime, *, app: str, env: str) -> list[str]:
     return found
 
 
-def releases(runtime: Runtime, *, app: str) -> ReleasesView:
+def releases(services: Services, *, app: str) -> ReleasesView:
     """The newest images of the app's repositories, and which environment runs each."""
-    config = get_app_or_raise(runtime.config, app=app)
-    limit = runtime.config.deploys.releases_count
+    config = get_app_or_raise(services.config, app=app)
+    limit = services.config.deploys.releases_count
     by_repository: dict[str, list[Release]] = {}
     problems: list[str] = []
     running: dict[str, list[str]] = {}
     for env, settings in config.environments.items():
         try:
             with aws_call(f"read the service of {code(f'{app}/{env}')}"):
-                running[env] = _running_images(runtime, app=app, env=env)
+                running[env] = _running_images(services, app=app, env=env)
         except DeployError as exc:
             problems.append(f"{env}: {exc}")
             running[env] = []
         by_repository.setdefault(settings.repository, [])
     for repository in by_repository:
         with aws_call(f"list the images of {code(repository)}"):
-            images = ecr.recent_images(runtime.aws.get("ecr"), repository=repository, limit=limit)
+            images = ecr.recent_images(services.aws.get("ecr"), repository=repository, limit=limit)
         rows = []
         for image in images:
             envs = [

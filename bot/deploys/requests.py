@@ -24,7 +24,7 @@ from bot.deploys.policy import image_text, short_digest, short_task_definition
 from bot.slack_text import code, escape, inert
 
 if TYPE_CHECKING:
-    from bot.runtime import Runtime
+    from bot.apps.services import Services
 
 
 @dataclass(frozen=True)
@@ -34,11 +34,11 @@ class Accepted:
     request_id: int | None = None
 
 
-def _refused(runtime: Runtime, request: Request, reason: str) -> None:
-    with runtime.sessions() as db_session:
+def _refused(services: Services, request: Request, reason: str) -> None:
+    with services.sessions() as db_session:
         audit.record(
             db_session,
-            at=runtime.clock.now(),
+            at=services.clock.now(),
             actor=request.actor,
             action=f"{request.kind}.request",
             target=request.audit_target,
@@ -59,12 +59,12 @@ def _request_detail(request: Request) -> dict[str, Any]:
     return {k: v for k, v in detail.items() if v is not None}
 
 
-def submit(runtime: Runtime, request: Request) -> Accepted:
+def submit(services: Services, request: Request) -> Accepted:
     """Check a request; start it, or ask for the clicks its environment needs."""
     try:
-        checked = plan(runtime, request)
+        checked = plan(services, request)
     except (DeployRefused, NotAllowed) as exc:
-        _refused(runtime, request, str(exc))
+        _refused(services, request, str(exc))
         raise
     settings = checked.target.settings
     from_slack = request.cli_identity is None
@@ -73,7 +73,7 @@ def submit(runtime: Runtime, request: Request) -> Accepted:
     # itself: it needs the requester's click only where no second person approves.
     confirmation = settings.protected and (from_slack or not approvals_needed)
     if not confirmation and not approvals_needed:
-        deployment = start(runtime, checked, approved_by=[])
+        deployment = start(services, checked, approved_by=[])
         return Accepted(text=started_text(deployment), deployment_id=deployment.id)
     if checked.channel is None:
         raise DeployRefused(
@@ -81,7 +81,7 @@ def submit(runtime: Runtime, request: Request) -> Accepted:
             "to ask in: deploy it from Slack, or configure one."
         )
     action = approval_flows.ask(
-        runtime,
+        services,
         kind=request.kind,  # the deploy and rollback kinds (bot/deploys/confirm.py)
         target=request.audit_target,
         summary=_request_summary(checked),
@@ -145,6 +145,6 @@ def started_text(deployment: Deployment) -> str:
     )
 
 
-def execute_request(runtime: Runtime, request: Request, *, approved_by: list[str]) -> Deployment:
+def execute_request(services: Services, request: Request, *, approved_by: list[str]) -> Deployment:
     """Run a request whose clicks are in: every check again, then start."""
-    return start(runtime, plan(runtime, request), approved_by=approved_by)
+    return start(services, plan(services, request), approved_by=approved_by)

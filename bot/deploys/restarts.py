@@ -33,29 +33,28 @@ from bot.deploys.checks import busy_deployment
 from bot.deploys.errors import DeployError, DeployRefused, aws_call
 from bot.deploys.models import FAILED, FLAG_ROLL, LOCK_DEPLOY, STARTING, Deployment
 from bot.deploys.policy import digest_of, tag_of
-from bot.flags.errors import FlagError
 from bot.slack_text import code, escape
 
 if TYPE_CHECKING:
-    from bot.runtime import Runtime
+    from bot.apps.services import Services
 
 
-def check_free(runtime: Runtime, *, target: Target, actor: str) -> None:
+def check_free(services: Services, *, target: Target, actor: str) -> None:
     """Refuse (DeployRefused) if a deploy runs or someone else holds the environment."""
-    with runtime.sessions() as db_session:
+    with services.sessions() as db_session:
         manual = service.manual_lock(db_session, app=target.app, env=target.env)
         if manual is not None and manual.holder != actor:
             raise DeployRefused(
                 f"{code(target.label)} is {render.lock_text(manual)}. A flag roll restarts its "
                 "tasks: ask them, or wait for `/deploy unlock`."
             )
-    busy = busy_deployment(runtime, app=target.app, env=target.env)
+    busy = busy_deployment(services, app=target.app, env=target.env)
     if busy is not None:
         raise DeployRefused(render.busy_text(busy))
 
 
 def start_flag_roll(
-    runtime: Runtime,
+    services: Services,
     *,
     target: Target,
     actor: str,
@@ -66,14 +65,14 @@ def start_flag_roll(
 ) -> Deployment:
     """Hold the deploy lock, make `change`, force a new deployment, watch it."""
     settings = target.settings
-    check_free(runtime, target=target, actor=actor)
-    client = runtime.aws.get("ecs")
+    check_free(services, target=target, actor=actor)
+    client = services.aws.get("ecs")
     with aws_call("read the service"):
         state = ecs.describe_service(client, cluster=settings.cluster, service=settings.service)
         current = ecs.describe_task_definition(client, arn=state.task_definition)
     image = current.image_of(settings.container) or ""
-    now = runtime.clock.now()
-    with runtime.sessions() as db_session:
+    now = services.clock.now()
+    with services.sessions() as db_session:
         deployment = service.create(
             db_session,
             now=now,
@@ -118,15 +117,15 @@ def start_flag_roll(
         flows.announce(db_session, deployment=deployment, now=now)
         db_session.commit()
         deployment_id, token = deployment.id, deployment.watch_job
-    poll = timedelta(seconds=runtime.config.deploys.poll_interval_s)
-    runtime.scheduler.schedule(
+    poll = timedelta(seconds=services.config.deploys.poll_interval_s)
+    services.scheduler.schedule(
         flows.WATCH_JOB, at=now + poll, job_id=token, deployment_id=deployment_id, token=token
     )
 
     try:
         change()
     except Exception as exc:
-        _fail(runtime, deployment_id=deployment_id, outcome=f"Nothing changed: {_said(exc)}")
+        _fail(services, deployment_id=deployment_id, outcome=f"Nothing changed: {_said(exc)}")
         raise
     try:
         with aws_call("force a new deployment of the service"):
@@ -139,7 +138,7 @@ def start_flag_roll(
             )
     except DeployError as exc:
         _fail(
-            runtime,
+            services,
             deployment_id=deployment_id,
             outcome=(
                 f"The flag is written, but the service was not restarted ({exc}): running "
@@ -148,31 +147,35 @@ def start_flag_roll(
         )
         raise
     primary = updated.primary
-    with runtime.sessions() as db_session:
+    with services.sessions() as db_session:
         row = service.get_or_raise(db_session, deployment_id=deployment_id, lock=True)
         if row.status == STARTING:
             flows.rolling_out(
                 db_session,
                 deployment=row,
                 rollout_id=primary.id if primary else None,
-                now=runtime.clock.now(),
+                now=services.clock.now(),
             )
         db_session.commit()
         return row
 
 
 def _said(exc: Exception) -> str:
-    """What a failed change says, as mrkdwn: a domain error's message is mrkdwn already."""
-    if isinstance(exc, (DeployError, FlagError)):
+    """What a failed change says, as mrkdwn: a domain error's message is mrkdwn already.
+
+    The change comes from a domain above this one (flags): its errors say so with a
+    true `message_is_mrkdwn`, so that this module needs not know them.
+    """
+    if isinstance(exc, DeployError) or getattr(exc, "message_is_mrkdwn", False):
         return str(exc)
     return escape(f"{type(exc).__name__}: {exc}")
 
 
-def _fail(runtime: Runtime, *, deployment_id: int, outcome: str) -> None:
-    with runtime.sessions() as db_session:
+def _fail(services: Services, *, deployment_id: int, outcome: str) -> None:
+    with services.sessions() as db_session:
         row = service.get_or_raise(db_session, deployment_id=deployment_id, lock=True)
         if row.is_active:
             flows.finish(
-                db_session, deployment=row, status=FAILED, outcome=outcome, now=runtime.clock.now()
+                db_session, deployment=row, status=FAILED, outcome=outcome, now=services.clock.now()
             )
         db_session.commit()

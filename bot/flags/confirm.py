@@ -14,20 +14,20 @@ from bot.flags.requests import Change
 
 if TYPE_CHECKING:
     from bot.approvals.models import PendingAction
-    from bot.runtime import Runtime
+    from bot.apps.services import Services
 
 
-def _authorize(runtime: Runtime, action: PendingAction, user_id: str, decision: str) -> None:
+def _authorize(services: Services, action: PendingAction, user_id: str, decision: str) -> None:
     change = Change.from_payload(action.payload)
     what = "flag changes of"
-    require_right(runtime, action, user_id, decision, app=change.app, env=change.env, what=what)
+    require_right(services, action, user_id, decision, app=change.app, env=change.env, what=what)
 
 
-def _execute(runtime: Runtime, action: PendingAction) -> str:
+def _execute(services: Services, action: PendingAction) -> str:
     change = Change.from_payload(action.payload)
     try:
         approved_by = approvers(action, requester=change.actor)
-        return flows.execute(runtime, change, approved_by=approved_by)
+        return flows.execute(services, change, approved_by=approved_by)
     except (AppError, FlagError) as exc:
         raise ActionFailed(str(exc)) from exc
 

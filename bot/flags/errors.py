@@ -16,6 +16,8 @@ from bot.slack_text import escape
 class FlagError(Exception):
     """Base for flag errors a handler turns into an answer."""
 
+    message_is_mrkdwn = True  # built from escaped parts: shown as it is
+
 
 class FlagRefused(FlagError):
     """A check said no: a wrong value, a busy environment, nothing to change..."""

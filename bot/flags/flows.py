@@ -46,7 +46,7 @@ from bot.outbox import service as outbox
 from bot.slack_text import code, escape, inert
 
 if TYPE_CHECKING:
-    from bot.runtime import Runtime
+    from bot.apps.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +77,9 @@ def flags_or_raise(target: Target) -> AppConfigFlags | SsmFlags:
 # -- reading -------------------------------------------------------------------------------
 
 
-def _last_changes(runtime: Runtime, target: Target) -> dict[str, AuditRecord]:
+def _last_changes(services: Services, target: Target) -> dict[str, AuditRecord]:
     """The newest successful change of each flag made through opsbot."""
-    with runtime.sessions() as db_session:
+    with services.sessions() as db_session:
         query = (
             select(AuditRecord)
             .where(
@@ -97,15 +97,15 @@ def _last_changes(runtime: Runtime, target: Target) -> dict[str, AuditRecord]:
         return newest
 
 
-def list_flags(runtime: Runtime, *, app: str, env: str) -> str:
+def list_flags(services: Services, *, app: str, env: str) -> str:
     """`/flag list`: every flag, on or off, its attributes, who changed it last."""
-    target = get_target_or_raise(runtime.config, app=app, env=env)
+    target = get_target_or_raise(services.config, app=app, env=env)
     flags = flags_or_raise(target)
-    changes = _last_changes(runtime, target)
+    changes = _last_changes(services, target)
     lines: list[render.FlagLine] = []
     notes: list[str] = []
     if isinstance(flags, AppConfigFlags):
-        client = runtime.aws.get("appconfig")
+        client = services.aws.get("appconfig")
         latest = appconfig.latest_version(client, flags)
         for flag in latest.document.flags():
             ours = changes.get(flag.key)
@@ -133,7 +133,7 @@ def list_flags(runtime: Runtime, *, app: str, env: str) -> str:
             )
         backend = "AWS AppConfig"
     else:
-        for parameter in ssm.list_flags(runtime.aws.get("ssm"), service_name=flags.service_name):
+        for parameter in ssm.list_flags(services.aws.get("ssm"), service_name=flags.service_name):
             ours = changes.get(parameter.name)
             # opsbot's change is the last one only if SSM has seen no later write.
             mine = ours is not None and (ours.detail or {}).get("parameter_version") == (
@@ -160,13 +160,13 @@ def list_flags(runtime: Runtime, *, app: str, env: str) -> str:
 # -- checking ------------------------------------------------------------------------------
 
 
-def prepare(runtime: Runtime, change: Change) -> Prepared:
+def prepare(services: Services, change: Change) -> Prepared:
     """Check a change against the flags as they are now; nothing is written."""
-    target = get_target_or_raise(runtime.config, app=change.app, env=change.env)
+    target = get_target_or_raise(services.config, app=change.app, env=change.env)
     flags = flags_or_raise(target)
-    runtime.access.require(change.actor, target, action="change feature flags of")
+    services.access.require(change.actor, target, action="change feature flags of")
     if isinstance(flags, AppConfigFlags):
-        latest = appconfig.latest_version(runtime.aws.get("appconfig"), flags)
+        latest = appconfig.latest_version(services.aws.get("appconfig"), flags)
         if change.seen_version is not None and latest.number != change.seen_version:
             raise FlagRefused(
                 f"The flags of {code(target.label)} changed since this was asked: version "
@@ -196,7 +196,7 @@ def prepare(runtime: Runtime, change: Change) -> Prepared:
                 "have no attributes. Use `/flag on` or `/flag off`."
             )
         found = ssm.find_or_raise(
-            ssm.list_flags(runtime.aws.get("ssm"), service_name=flags.service_name),
+            ssm.list_flags(services.aws.get("ssm"), service_name=flags.service_name),
             change.flag,
             service_name=flags.service_name,
         )
@@ -214,11 +214,11 @@ def prepare(runtime: Runtime, change: Change) -> Prepared:
     return prepared
 
 
-def _refused(runtime: Runtime, change: Change, reason: str) -> None:
-    with runtime.sessions() as db_session:
+def _refused(services: Services, change: Change, reason: str) -> None:
+    with services.sessions() as db_session:
         audit.record(
             db_session,
-            at=runtime.clock.now(),
+            at=services.clock.now(),
             actor=change.actor,
             action=CHANGE,
             target=change.audit_target,
@@ -228,17 +228,17 @@ def _refused(runtime: Runtime, change: Change, reason: str) -> None:
         db_session.commit()
 
 
-def submit(runtime: Runtime, change: Change) -> str:
+def submit(services: Services, change: Change) -> str:
     """Check a change; make it, or ask for the clicks its environment needs."""
     try:
-        prepared = prepare(runtime, change)
+        prepared = prepare(services, change)
     except (FlagRefused, AppError) as exc:
-        _refused(runtime, change, str(exc))
+        _refused(services, change, str(exc))
         raise
     settings = prepared.target.settings
     approvals_needed = 1 if settings.require_approval else 0
     if not settings.protected and not approvals_needed:
-        return _execute(runtime, prepared, approved_by=[])
+        return _execute(services, prepared, approved_by=[])
     channel = settings.release_channel or change.channel
     if channel is None:
         raise FlagRefused(
@@ -246,7 +246,7 @@ def submit(runtime: Runtime, change: Change) -> str:
             "release_channel to ask in."
         )
     action = approval_flows.ask(
-        runtime,
+        services,
         kind="flag",  # bot/flags/confirm.py
         target=change.audit_target,
         summary=(
@@ -281,25 +281,25 @@ def _details(prepared: Prepared) -> list[str]:
     return lines
 
 
-def execute(runtime: Runtime, change: Change, *, approved_by: list[str]) -> str:
+def execute(services: Services, change: Change, *, approved_by: list[str]) -> str:
     """Make a change whose clicks are in: every check again first."""
     try:
-        prepared = prepare(runtime, change)
+        prepared = prepare(services, change)
     except (FlagRefused, AppError) as exc:
-        _refused(runtime, change, str(exc))
+        _refused(services, change, str(exc))
         raise
-    return _execute(runtime, prepared, approved_by=approved_by)
+    return _execute(services, prepared, approved_by=approved_by)
 
 
-def _execute(runtime: Runtime, prepared: Prepared, *, approved_by: list[str]) -> str:
+def _execute(services: Services, prepared: Prepared, *, approved_by: list[str]) -> str:
     flags = flags_or_raise(prepared.target)
     if isinstance(flags, AppConfigFlags):
-        return _execute_appconfig(runtime, prepared, flags, approved_by=approved_by)
-    return _execute_ssm(runtime, prepared, flags, approved_by=approved_by)
+        return _execute_appconfig(services, prepared, flags, approved_by=approved_by)
+    return _execute_ssm(services, prepared, flags, approved_by=approved_by)
 
 
 def _audit_change(
-    runtime: Runtime,
+    services: Services,
     db_session: Session,
     prepared: Prepared,
     *,
@@ -310,7 +310,7 @@ def _audit_change(
     change = prepared.change
     return audit.record(
         db_session,
-        at=runtime.clock.now(),
+        at=services.clock.now(),
         actor=change.actor,
         action=CHANGE,
         target=change.audit_target,
@@ -327,11 +327,11 @@ def _audit_change(
 
 
 def _execute_appconfig(
-    runtime: Runtime, prepared: Prepared, flags: AppConfigFlags, *, approved_by: list[str]
+    services: Services, prepared: Prepared, flags: AppConfigFlags, *, approved_by: list[str]
 ) -> str:
     change = prepared.change
     assert prepared.document is not None and change.seen_version is not None
-    client = runtime.aws.get("appconfig")
+    client = services.aws.get("appconfig")
     running = appconfig.running_rollout(client, flags)
     if running is not None:
         raise FlagRefused(
@@ -354,9 +354,9 @@ def _execute_appconfig(
             client, flags, version=version, description=f"{who}: {change.what}"
         )
     except FlagError as exc:
-        with runtime.sessions() as db_session:
+        with services.sessions() as db_session:
             _audit_change(
-                runtime,
+                services,
                 db_session,
                 prepared,
                 outcome="failed",
@@ -365,7 +365,7 @@ def _execute_appconfig(
             )
             db_session.commit()
         raise
-    now = runtime.clock.now()
+    now = services.clock.now()
     channel = prepared.target.settings.release_channel or change.channel
     info: dict[str, Any] = {
         "app": change.app,
@@ -381,9 +381,9 @@ def _execute_appconfig(
         "channel": channel,
         "key": f"flag-change:{change.app}/{change.env}:{number}:{uuid.uuid4().hex[:8]}",
     }
-    with runtime.sessions() as db_session:
+    with services.sessions() as db_session:
         _audit_change(
-            runtime,
+            services,
             db_session,
             prepared,
             outcome="ok",
@@ -401,7 +401,7 @@ def _execute_appconfig(
                 now=now,
             )
         db_session.commit()
-    schedule_watch(runtime, info=info, last="")
+    schedule_watch(services, info=info, last="")
     where = f": follow it in {deploy_render.channel_text(channel)}" if channel else ""
     return (
         f"Flag {code(change.flag)} of {code(prepared.target.label)} → "
@@ -411,7 +411,7 @@ def _execute_appconfig(
 
 
 def _execute_ssm(
-    runtime: Runtime, prepared: Prepared, flags: SsmFlags, *, approved_by: list[str]
+    services: Services, prepared: Prepared, flags: SsmFlags, *, approved_by: list[str]
 ) -> str:
     change = prepared.change
     enabled = prepared.after["value"] == "true"
@@ -419,7 +419,7 @@ def _execute_ssm(
 
     def write() -> None:
         written["version"] = ssm.write(
-            runtime.aws.get("ssm"),
+            services.aws.get("ssm"),
             service_name=flags.service_name,
             flag=change.flag,
             enabled=enabled,
@@ -428,7 +428,7 @@ def _execute_ssm(
     channel = prepared.target.settings.release_channel or change.channel
     try:
         deployment = start_flag_roll(
-            runtime,
+            services,
             target=prepared.target,
             actor=change.actor,
             what=f"FF_{change.flag}={'true' if enabled else 'false'}",
@@ -438,9 +438,9 @@ def _execute_ssm(
         )
     except (DeployError, FlagError) as exc:
         refused = "version" not in written
-        with runtime.sessions() as db_session:
+        with services.sessions() as db_session:
             _audit_change(
-                runtime,
+                services,
                 db_session,
                 prepared,
                 outcome="refused" if refused else "failed",
@@ -452,9 +452,9 @@ def _execute_ssm(
         if refused:
             raise FlagRefused(f"Nothing was written: {exc}") from exc
         raise FlagFailed(str(exc)) from exc
-    with runtime.sessions() as db_session:
+    with services.sessions() as db_session:
         _audit_change(
-            runtime,
+            services,
             db_session,
             prepared,
             outcome="ok",
@@ -475,27 +475,27 @@ def _execute_ssm(
 # -- watching an AppConfig deployment ------------------------------------------------------
 
 
-def schedule_watch(runtime: Runtime, *, info: dict[str, Any], last: str) -> None:
-    delay = timedelta(seconds=runtime.config.deploys.poll_interval_s)
-    runtime.scheduler.schedule(
+def schedule_watch(services: Services, *, info: dict[str, Any], last: str) -> None:
+    delay = timedelta(seconds=services.config.deploys.poll_interval_s)
+    services.scheduler.schedule(
         WATCH_JOB,
-        at=runtime.clock.now() + delay,
+        at=services.clock.now() + delay,
         job_id=f"flag-watch-{info['deployment']}-{uuid.uuid4().hex[:10]}",
         info=info,
         last=last,
     )
 
 
-def observe(runtime: Runtime, *, info: dict[str, Any], last: str) -> str | None:
+def observe(services: Services, *, info: dict[str, Any], last: str) -> str | None:
     """One look at the deployment: progress in the thread; the state, or None when it ended."""
-    target = get_target_or_raise(runtime.config, app=info["app"], env=info["env"])
+    target = get_target_or_raise(services.config, app=info["app"], env=info["env"])
     flags = flags_or_raise(target)
     assert isinstance(flags, AppConfigFlags)
-    rollout = appconfig.get_rollout(runtime.aws.get("appconfig"), flags, number=info["deployment"])
+    rollout = appconfig.get_rollout(services.aws.get("appconfig"), flags, number=info["deployment"])
     seen = f"{rollout.state}:{rollout.percent:g}"
-    now = runtime.clock.now()
+    now = services.clock.now()
     channel = info.get("channel")
-    with runtime.sessions() as db_session:
+    with services.sessions() as db_session:
         if seen != last and rollout.running and channel:
             outbox.reply_in_thread(
                 db_session,

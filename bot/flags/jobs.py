@@ -8,23 +8,23 @@ need, so no table is kept for it.
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from bot.apps.errors import AppError
 from bot.flags import flows
 from bot.flags.errors import FlagError
-from bot.scheduler.registry import job
+from bot.scheduler.registry import JobFunction
 
 if TYPE_CHECKING:
-    from bot.runtime import Runtime
+    from bot.apps.services import Services
 
 log = logging.getLogger(__name__)
 
 
-@job(flows.WATCH_JOB)
-def watch(runtime: Runtime, *, info: dict[str, Any], last: str) -> None:
+def watch(services: Services, *, info: dict[str, Any], last: str) -> None:
     try:
-        seen = flows.observe(runtime, info=info, last=last)
+        seen = flows.observe(services, info=info, last=last)
     except AppError as exc:  # the environment left the configuration
         log.error("stopped watching AppConfig deployment %r: %r", info.get("deployment"), str(exc))
         return
@@ -35,4 +35,9 @@ def watch(runtime: Runtime, *, info: dict[str, Any], last: str) -> None:
         log.exception("watching AppConfig deployment %r failed", info.get("deployment"))
         seen = last
     if seen is not None:
-        flows.schedule_watch(runtime, info=info, last=seen)
+        flows.schedule_watch(services, info=info, last=seen)
+
+
+def jobs(services: Services) -> dict[str, JobFunction]:
+    """The flags' jobs by name, bound to `services`."""
+    return {flows.WATCH_JOB: partial(watch, services)}

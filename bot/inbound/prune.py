@@ -8,23 +8,21 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 from sqlalchemy import delete
+from sqlalchemy.orm import Session, sessionmaker
 
+from bot.clock import Clock
 from bot.inbound.models import InboundReceipt
-
-if TYPE_CHECKING:
-    from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 KEEP = timedelta(days=7)
 
 
-def prune_receipts(runtime: Runtime) -> None:
-    cutoff = runtime.clock.now() - KEEP
-    with runtime.sessions() as db_session:
+def prune_receipts(sessions: sessionmaker[Session], clock: Clock) -> None:
+    cutoff = clock.now() - KEEP
+    with sessions() as db_session:
         result = db_session.execute(
             delete(InboundReceipt).where(InboundReceipt.received_at < cutoff)
         )

@@ -8,24 +8,25 @@ a restart re-scheduled it, or on a test clock) acts once.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from functools import partial
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
+from bot.clock import Clock
 from bot.db.statements import update_rows
 from bot.incidents import flows, render
 from bot.incidents import service as incidents
-from bot.incidents.actions import ESCALATE, Requester
+from bot.incidents.actions import ESCALATE, IncidentActions, Requester
 from bot.incidents.models import OPEN, Incident
 from bot.pagerduty.errors import PagerDutyError
+from bot.pagerduty.rest import PagerDutyRest
 from bot.pagerduty.webhooks import parse_incident
-from bot.scheduler.registry import job
+from bot.people.directory import PeopleDirectory
+from bot.scheduler.registry import JobFunction
 from bot.slack_text import keep_mentions
-
-if TYPE_CHECKING:
-    from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -33,16 +34,28 @@ log = logging.getLogger(__name__)
 GRACE = timedelta(seconds=1)
 
 
+@dataclass(frozen=True)
+class IncidentJobDeps:
+    """What the incident jobs work with, built by the composition root."""
+
+    sessions: sessionmaker[Session]
+    clock: Clock
+    pagerduty: PagerDutyRest | None  # REST API v2; None without PAGERDUTY_API_TOKEN
+    people: PeopleDirectory
+    actions: IncidentActions
+    instance_id: str  # this instance's (its outbox's), noted on the events jobs add
+
+
 def _claim(
-    runtime: Runtime,
+    deps: IncidentJobDeps,
     column: InstrumentedAttribute[datetime | None],
     *,
     incident_id: int,
     dedup_key: str,
 ) -> bool:
     """Clear a due time that is due, on an open unacknowledged incident; True if this did."""
-    now = runtime.clock.now()
-    with runtime.sessions() as db_session:
+    now = deps.clock.now()
+    with deps.sessions() as db_session:
         claimed = update_rows(
             db_session,
             update(Incident)
@@ -67,17 +80,17 @@ def _waited(after_min: float | None, incident: Incident, now: datetime) -> str:
     return render.duration((now - incident.opened_at).total_seconds())
 
 
-def _on_call(runtime: Runtime, incident: Incident) -> list[str]:
+def _on_call(deps: IncidentJobDeps, incident: Incident) -> list[str]:
     """Who to mention: PagerDuty's assignees now, else the last we heard, else the route's."""
-    if runtime.pagerduty is not None and incident.in_pagerduty:
+    if deps.pagerduty is not None and incident.in_pagerduty:
         try:
             found = (
-                runtime.pagerduty.get_incident(incident.pagerduty_incident_id)
+                deps.pagerduty.get_incident(incident.pagerduty_incident_id)
                 if incident.pagerduty_incident_id
-                else runtime.pagerduty.find_incident_by_key(incident.dedup_key)
+                else deps.pagerduty.find_incident_by_key(incident.dedup_key)
             )
             if found is not None:
-                shown = runtime.people.display_all(parse_incident(found).assignees)
+                shown = deps.people.display_all(parse_incident(found).assignees)
                 if shown:
                     return shown
         except PagerDutyError as exc:
@@ -87,19 +100,18 @@ def _on_call(runtime: Runtime, incident: Incident) -> list[str]:
     return [incident.mention] if incident.mention else []
 
 
-@job(flows.REMIND_JOB)
-def remind(runtime: Runtime, *, incident_id: int, dedup_key: str) -> None:
-    with runtime.sessions() as db_session:
+def remind(deps: IncidentJobDeps, *, incident_id: int, dedup_key: str) -> None:
+    with deps.sessions() as db_session:
         incident = incidents.get(db_session, incident_id=incident_id)
         if incident is None or incident.dedup_key != dedup_key or incident.remind_at is None:
             return
         if incident.acknowledged_at is not None or not incident.is_open:
             return
-    on_call = _on_call(runtime, incident)
-    if not _claim(runtime, Incident.remind_at, incident_id=incident_id, dedup_key=dedup_key):
+    on_call = _on_call(deps, incident)
+    if not _claim(deps, Incident.remind_at, incident_id=incident_id, dedup_key=dedup_key):
         return
-    now = runtime.clock.now()
-    with runtime.sessions() as db_session:
+    now = deps.clock.now()
+    with deps.sessions() as db_session:
         incident = incidents.lock(db_session, incident_id=incident_id)
         assert incident is not None
         minutes = _waited(incident.remind_after_min, incident, now)
@@ -116,17 +128,16 @@ def remind(runtime: Runtime, *, incident_id: int, dedup_key: str) -> None:
             now=now,
             actor="opsbot",
             text=f"reminded {who}",
-            data={"instance": runtime.outbox.instance_id},
+            data={"instance": deps.instance_id},
         )
         db_session.commit()
 
 
-@job(flows.ESCALATE_JOB)
-def escalate(runtime: Runtime, *, incident_id: int, dedup_key: str) -> None:
-    if not _claim(runtime, Incident.escalate_at, incident_id=incident_id, dedup_key=dedup_key):
+def escalate(deps: IncidentJobDeps, *, incident_id: int, dedup_key: str) -> None:
+    if not _claim(deps, Incident.escalate_at, incident_id=incident_id, dedup_key=dedup_key):
         return
-    now = runtime.clock.now()
-    with runtime.sessions() as db_session:
+    now = deps.clock.now()
+    with deps.sessions() as db_session:
         incident = incidents.get(db_session, incident_id=incident_id)
         assert incident is not None
         minutes = _waited(incident.escalate_after_min, incident, now)
@@ -147,19 +158,18 @@ def escalate(runtime: Runtime, *, incident_id: int, dedup_key: str) -> None:
             now=now,
             actor="opsbot",
             text=f"not acknowledged after {minutes}",
-            data={"instance": runtime.outbox.instance_id},
+            data={"instance": deps.instance_id},
         )
         db_session.commit()
-    runtime.incident_actions.request(
+    deps.actions.request(
         incident_id=incident_id, action=ESCALATE, requester=Requester(None, via="job")
     )
 
 
-@job(flows.SILENCE_END_JOB)
-def silence_end(runtime: Runtime, *, incident_id: int, until: str) -> None:
-    now = runtime.clock.now()
+def silence_end(deps: IncidentJobDeps, *, incident_id: int, until: str) -> None:
+    now = deps.clock.now()
     planned = datetime.fromisoformat(until)
-    with runtime.sessions() as db_session:
+    with deps.sessions() as db_session:
         incident = incidents.lock(db_session, incident_id=incident_id)
         if incident is None or incident.silenced_until is None:
             return
@@ -170,9 +180,9 @@ def silence_end(runtime: Runtime, *, incident_id: int, until: str) -> None:
     log.info("incident %s: %s", incident_id, outcome)
 
 
-def reschedule(runtime: Runtime) -> None:
+def reschedule(sessions: sessionmaker[Session]) -> None:
     """At start: make sure every stored due time has its job (a crash may have lost one)."""
-    with runtime.sessions() as db_session:
+    with sessions() as db_session:
         query = select(Incident).where(
             or_(
                 Incident.remind_at.is_not(None),
@@ -183,3 +193,12 @@ def reschedule(runtime: Runtime) -> None:
         for incident in db_session.scalars(query):
             flows.schedule_due_jobs(db_session, incident=incident)
         db_session.commit()
+
+
+def jobs(deps: IncidentJobDeps) -> dict[str, JobFunction]:
+    """The incident jobs by name, bound to `deps`."""
+    return {
+        flows.REMIND_JOB: partial(remind, deps),
+        flows.ESCALATE_JOB: partial(escalate, deps),
+        flows.SILENCE_END_JOB: partial(silence_end, deps),
+    }

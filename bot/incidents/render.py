@@ -13,10 +13,10 @@ import re
 from datetime import datetime
 from typing import Any
 
-from bot.alarms.describe import CONSOLE_HOSTS
-from bot.alarms.parse import parse_time
+from bot.clock import parse_time
 from bot.incidents.models import ALARM, Incident, IncidentEvent
 from bot.slack_text import (
+    CONSOLE_HOSTS,
     CONTEXT_MAX,
     FIELD_MAX,
     HEADER_MAX,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -47,10 +46,6 @@ CLICK_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30, 60, 300)
 def family(kind: str) -> str:
     """The `target` label of a delivery kind."""
     return FAMILIES.get(kind, "other")
-
-
-def seconds_between(start: datetime, end: datetime) -> float:
-    return max(0.0, (end - start).total_seconds())
 
 
 class Metrics:

@@ -24,9 +24,9 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine, and_, case, func, null, select, type_coerce
 from sqlalchemy.orm import Session
 
-from bot.clock import Clock
+from bot.clock import Clock, seconds_between
 from bot.db.types import UTCDateTime
-from bot.observability.metrics import TARGETS, family, seconds_between
+from bot.observability.metrics import TARGETS, family
 from bot.outbox.models import PENDING, Delivery
 
 log = logging.getLogger(__name__)

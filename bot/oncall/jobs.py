@@ -9,18 +9,29 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from functools import partial
 
-from bot.config import Handoff
-from bot.scheduler.registry import job
-
-if TYPE_CHECKING:
-    from bot.runtime import Runtime
+from bot.clock import Clock
+from bot.config import Config, Handoff
+from bot.oncall.flows import OnCallAnswers
+from bot.scheduler.registry import JobFunction
+from bot.scheduler.scheduler import JobScheduler
 
 log = logging.getLogger(__name__)
 
 HANDOFF_JOB = "oncall.handoff"
+
+
+@dataclass(frozen=True)
+class HandoffDeps:
+    """What the handoff job works with, built by the composition root."""
+
+    config: Config
+    clock: Clock
+    scheduler: JobScheduler
+    answers: OnCallAnswers
 
 
 def handoff_key(handoff: Handoff) -> str:
@@ -41,29 +52,33 @@ def next_run(handoff: Handoff, *, after: datetime) -> datetime:
     return candidate.astimezone(UTC)
 
 
-def _schedule(runtime: Runtime, handoff: Handoff, *, after: datetime) -> None:
+def _schedule(deps: HandoffDeps, handoff: Handoff, *, after: datetime) -> None:
     at = next_run(handoff, after=after)
     key = handoff_key(handoff)
     day = at.astimezone(handoff.zone).date().isoformat()
-    runtime.scheduler.schedule(HANDOFF_JOB, at=at, job_id=f"{HANDOFF_JOB}:{key}:{day}", key=key)
+    deps.scheduler.schedule(HANDOFF_JOB, at=at, job_id=f"{HANDOFF_JOB}:{key}:{day}", key=key)
 
 
-def schedule_handoffs(runtime: Runtime) -> None:
+def schedule_handoffs(deps: HandoffDeps) -> None:
     """At start: the next run of every configured handoff."""
-    now = runtime.clock.now()
-    for handoff in runtime.config.oncall.handoffs:
-        _schedule(runtime, handoff, after=now)
+    now = deps.clock.now()
+    for handoff in deps.config.oncall.handoffs:
+        _schedule(deps, handoff, after=now)
 
 
-@job(HANDOFF_JOB)
-def handoff(runtime: Runtime, *, key: str) -> None:
-    found = next((h for h in runtime.config.oncall.handoffs if handoff_key(h) == key), None)
+def handoff(deps: HandoffDeps, *, key: str) -> None:
+    found = next((h for h in deps.config.oncall.handoffs if handoff_key(h) == key), None)
     if found is None:
         log.info("handoff %s is no longer configured; dropping it", key)
         return
-    now = runtime.clock.now()
-    answers = runtime.oncall
+    now = deps.clock.now()
+    answers = deps.answers
     message = answers.report_message(answers.lookup.team(found.team), handoff=True)
     day = now.astimezone(found.zone).date().isoformat()
     answers.post(key=f"handoff:{key}:{day}", channel=found.channel, message=message)
-    _schedule(runtime, found, after=now + timedelta(minutes=1))
+    _schedule(deps, found, after=now + timedelta(minutes=1))
+
+
+def jobs(deps: HandoffDeps) -> dict[str, JobFunction]:
+    """The on-call jobs by name, bound to `deps`."""
+    return {HANDOFF_JOB: partial(handoff, deps)}

@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot.alarms.parse import parse_time
-from bot.clock import Clock
+from bot.clock import Clock, parse_time
 from bot.config import Config
 from bot.oncall.errors import OnCallError
 from bot.pagerduty.errors import PagerDutyUnavailable

@@ -20,13 +20,13 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from prometheus_client import Histogram
 from sqlalchemy import ColumnElement, and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
-from bot.clock import Clock, SystemClock
+from bot.clock import Clock, SystemClock, seconds_between
 from bot.config import DeliverySettings
 from bot.db.statements import update_rows
-from bot.observability.metrics import Metrics, seconds_between
 from bot.outbox.models import (
     DEAD,
     PAGERDUTY_EVENT,
@@ -49,6 +49,17 @@ BATCH = 200
 # a pass picks up everything that came meanwhile. Pages and answers do not
 # wait for a pass (bot/outbox/express.py).
 PASS_SPACING_S = 0.05
+
+
+class DeliveryMetrics(Protocol):
+    """What the worker counts: `bot.observability.metrics.Metrics` in the service."""
+
+    def delivery(self, kind: str, outcome: str) -> None: ...
+
+    def page_accepted(self, seconds: float) -> None: ...
+
+    @property
+    def click_to_effect(self) -> Histogram: ...
 
 
 class DeliveryObserver(Protocol):
@@ -87,7 +98,7 @@ class OutboxWorker:
         settings: DeliverySettings,
         clock: Clock | None = None,
         instance_id: str | None = None,
-        metrics: Metrics | None = None,
+        metrics: DeliveryMetrics,
         observer: DeliveryObserver | None = None,
     ) -> None:
         self.sessions = sessions
@@ -102,7 +113,7 @@ class OutboxWorker:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
-        self.metrics = metrics or Metrics()
+        self.metrics = metrics
         self.observer = observer
 
     @property

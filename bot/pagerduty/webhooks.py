@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from bot.alarms.parse import parse_time
+from bot.clock import parse_time
 
 MAX_BODY_BYTES = 512 * 1024
 

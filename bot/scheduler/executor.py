@@ -1,26 +1,38 @@
-"""An APScheduler thread-pool executor that runs jobs with its scheduler's runtime."""
+"""An APScheduler thread-pool executor that runs stored jobs with its own table of functions."""
 
 from __future__ import annotations
 
 import concurrent.futures
-import contextvars
-from typing import TYPE_CHECKING, Any
+import functools
+from typing import Any
 
 from apscheduler.executors.base import run_job
 from apscheduler.executors.pool import BasePoolExecutor
 
-from bot.scheduler.registry import CURRENT
-
-if TYPE_CHECKING:
-    from bot.runtime import Runtime
+from bot.scheduler.registry import Jobs, run_named
 
 
-class RuntimeExecutor(BasePoolExecutor):  # type: ignore[misc]
-    def __init__(self, runtime: Runtime, max_workers: int = 4) -> None:
+class _Named:
+    """A stored job as `run_job` sees it: its name and arguments, bound to `jobs`."""
+
+    def __init__(self, job: Any, jobs: Jobs) -> None:
+        self._job = job
+        self.id = job.id
+        self.misfire_grace_time = job.misfire_grace_time
+        self.func = functools.partial(run_named, jobs)
+        self.args = job.args
+        self.kwargs = job.kwargs
+
+    def __str__(self) -> str:
+        return str(self._job)
+
+
+class JobExecutor(BasePoolExecutor):  # type: ignore[misc]
+    def __init__(self, jobs: Jobs, max_workers: int = 4) -> None:
         super().__init__(
             concurrent.futures.ThreadPoolExecutor(max_workers, thread_name_prefix="job")
         )
-        self.runtime = runtime
+        self.jobs = jobs
 
     def _do_submit_job(self, job: Any, run_times: Any) -> None:
         def callback(future: concurrent.futures.Future[Any]) -> None:
@@ -30,12 +42,6 @@ class RuntimeExecutor(BasePoolExecutor):  # type: ignore[misc]
             else:
                 self._run_job_success(job.id, future.result())
 
-        def run() -> Any:
-            context = contextvars.copy_context()
-            return context.run(self._run_in_context, job, run_times)
-
-        self._pool.submit(run).add_done_callback(callback)
-
-    def _run_in_context(self, job: Any, run_times: Any) -> Any:
-        CURRENT.set(self.runtime)
-        return run_job(job, job._jobstore_alias, run_times, self._logger.name)
+        self._pool.submit(
+            run_job, _Named(job, self.jobs), job._jobstore_alias, run_times, self._logger.name
+        ).add_done_callback(callback)

@@ -1,41 +1,39 @@
 """Job functions by name. APScheduler stores a job as `dispatch(name, kwargs)`, so a
-job's code can move without breaking jobs already stored."""
+job's code can move without breaking jobs already stored; the composition root
+gives the scheduler the table of names to functions, each bound to what it needs."""
 
 from __future__ import annotations
 
-import contextvars
 import logging
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from bot.runtime import Runtime
+from collections.abc import Callable, Mapping
+from typing import Any
 
 log = logging.getLogger(__name__)
 
 JobFunction = Callable[..., None]
-JOBS: dict[str, JobFunction] = {}
-
-# The runtime of the scheduler running the job (set by its executor).
-CURRENT: contextvars.ContextVar[Runtime] = contextvars.ContextVar("opsbot_job_runtime")
+Jobs = Mapping[str, JobFunction]
 
 
-def job(name: str) -> Callable[[JobFunction], JobFunction]:
-    """Register `fn(runtime, **kwargs)` as the job called `name`."""
-
-    def register(fn: JobFunction) -> JobFunction:
-        if name in JOBS and JOBS[name] is not fn:
-            raise ValueError(f"job {name!r} is registered twice")
-        JOBS[name] = fn
-        return fn
-
-    return register
+def jobs_table(*tables: Jobs) -> dict[str, JobFunction]:
+    """One table from each domain's; a name two domains claim is refused."""
+    merged: dict[str, JobFunction] = {}
+    for table in tables:
+        for name, fn in table.items():
+            if name in merged:
+                raise ValueError(f"job {name!r} is registered twice")
+            merged[name] = fn
+    return merged
 
 
 def dispatch(name: str, kwargs: dict[str, Any]) -> None:
-    """What APScheduler calls: find the job by name and run it with the current runtime."""
-    fn = JOBS.get(name)
+    """The function every stored job names; `JobExecutor` runs it with its own table instead."""
+    raise RuntimeError(f"job {name!r} runs through the JobExecutor of a started JobScheduler")
+
+
+def run_named(jobs: Jobs, name: str, kwargs: dict[str, Any]) -> None:
+    """Find the job by name in `jobs` and run it with its stored arguments."""
+    fn = jobs.get(name)
     if fn is None:
         log.error("no job called %r is registered; dropping it", name)
         return
-    fn(CURRENT.get(), **kwargs)
+    fn(**kwargs)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
@@ -13,12 +13,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_RUNNING
 from sqlalchemy import Engine
 
-from bot.scheduler.executor import RuntimeExecutor
+from bot.scheduler.executor import JobExecutor
 from bot.scheduler.leader import Leadership
-from bot.scheduler.registry import CURRENT, dispatch
-
-if TYPE_CHECKING:
-    from bot.runtime import Runtime
+from bot.scheduler.registry import Jobs, dispatch, run_named
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +54,7 @@ class JobScheduler:
         self.leader_interval_s = leader_interval_s
         self._scheduler: BackgroundScheduler | None = None
         self._leadership: Leadership | None = None
-        self._runtime: Runtime | None = None
+        self._jobs: Jobs = {}
         self._stop = threading.Event()
         self._rescan: threading.Thread | None = None
 
@@ -65,12 +62,13 @@ class JobScheduler:
     def is_leader(self) -> bool:
         return self._leadership is not None and self._leadership.is_leader
 
-    def start(self, runtime: Runtime) -> None:
-        self._runtime = runtime
+    def start(self, jobs: Jobs) -> None:
+        """Start; `jobs` are the functions stored jobs name, bound to what they need."""
+        self._jobs = jobs
         self._stop.clear()
         scheduler = _LeaderScheduler(
             jobstores={"default": SQLAlchemyJobStore(engine=self.engine, tablename=TABLE)},
-            executors={"default": RuntimeExecutor(runtime)},
+            executors={"default": JobExecutor(jobs)},
             # Run late rather than never (a restart may come after the due time);
             # one instance of a job at a time.
             job_defaults={"coalesce": True, "misfire_grace_time": None, "max_instances": 1},
@@ -135,13 +133,9 @@ class JobScheduler:
             if job.next_run_time is None or job.next_run_time > now:
                 continue
             scheduler.remove_job(job.id)
-            token = CURRENT.set(self._runtime) if self._runtime is not None else None
             try:
-                job.func(*job.args, **job.kwargs)
+                run_named(self._jobs, *job.args, **job.kwargs)
             except Exception:
                 log.exception("job %s failed", job.id)
-            finally:
-                if token is not None:
-                    CURRENT.reset(token)
             ran.append(job.id)
         return ran

@@ -1,1 +1,3 @@
-"""Amazon SNS over HTTPS: the envelope, its signature, subscription confirmation."""
+"""Amazon SNS over HTTPS: the envelope, its signature, subscription confirmation.
+Infrastructure layer: imports only the infrastructure below it, never a domain.
+"""

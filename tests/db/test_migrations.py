@@ -14,7 +14,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import make_url
 
 from bot.db.migrate import alembic_config, upgrade
-from bot.db.registry import metadata
+from bot.models import metadata
 from tests.conftest import _admin_url
 
 

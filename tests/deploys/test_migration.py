@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 
 from bot.db.engine import make_engine, normalise_url
 from bot.db.migrate import alembic_config, upgrade
-from bot.db.registry import metadata
+from bot.models import metadata
 
 TABLES = {"deployments", "deploy_locks", "pending_actions"}
 

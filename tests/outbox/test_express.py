@@ -115,6 +115,7 @@ def test_a_page_claimed_by_a_process_that_stops_goes_out_once_its_lease_ends(
         settings=runtime.config.delivery,
         clock=clock,
         instance_id="another-instance",
+        metrics=runtime.metrics,
     )
     other.start()
     try:

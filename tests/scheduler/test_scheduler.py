@@ -12,7 +12,6 @@ from bot.app import build_runtime
 from bot.clock import ManualClock
 from bot.config import Config
 from bot.runtime import Runtime
-from bot.scheduler.registry import job
 from bot.settings import Settings
 from tests.support import wait_for
 
@@ -20,10 +19,15 @@ RAN: list[tuple[str, Any]] = []
 RAN_LOCK = threading.Lock()
 
 
-@job("test.record")
-def record(runtime: Runtime, *, label: str) -> None:
-    with RAN_LOCK:
-        RAN.append((label, runtime.outbox.instance_id))
+def with_record_job(runtime: Runtime) -> Runtime:
+    """`runtime`, with a job `test.record` that notes its label and the instance running it."""
+
+    def record(*, label: str) -> None:
+        with RAN_LOCK:
+            RAN.append((label, runtime.outbox.instance_id))
+
+    runtime.jobs["test.record"] = record
+    return runtime
 
 
 @pytest.fixture(autouse=True)
@@ -35,7 +39,7 @@ def test_job_runs_when_the_test_clock_says_so_and_survives_a_restart(
     settings: Settings, config: Config
 ) -> None:
     clock = ManualClock(datetime(2026, 11, 25, 10, 0, tzinfo=UTC))
-    first = build_runtime(settings, config, clock=clock, run_jobs=False)
+    first = with_record_job(build_runtime(settings, config, clock=clock, run_jobs=False))
     first.start()
     first.scheduler.schedule(
         "test.record", at=clock.now() + timedelta(minutes=5), job_id="j1", label="reminder"
@@ -43,7 +47,7 @@ def test_job_runs_when_the_test_clock_says_so_and_survives_a_restart(
     assert first.scheduler.run_due(clock.now()) == []
     first.stop()
 
-    second = build_runtime(settings, config, clock=clock, run_jobs=False)
+    second = with_record_job(build_runtime(settings, config, clock=clock, run_jobs=False))
     second.start()
     try:
         assert [job_id for job_id, _ in second.scheduler.pending()] == ["j1"]
@@ -57,7 +61,7 @@ def test_job_runs_when_the_test_clock_says_so_and_survives_a_restart(
 
 def test_cancelled_job_never_runs(settings: Settings, config: Config) -> None:
     clock = ManualClock()
-    runtime = build_runtime(settings, config, clock=clock, run_jobs=False)
+    runtime = with_record_job(build_runtime(settings, config, clock=clock, run_jobs=False))
     runtime.start()
     try:
         runtime.scheduler.schedule(
@@ -77,8 +81,8 @@ def test_only_the_leader_runs_jobs_and_leadership_moves_when_it_dies(
 ) -> None:
     if not database_url.startswith("postgresql"):
         pytest.skip("several instances need PostgreSQL; SQLite is the single-instance default")
-    one = build_runtime(settings, config)
-    two = build_runtime(settings, config)
+    one = with_record_job(build_runtime(settings, config))
+    two = with_record_job(build_runtime(settings, config))
     for runtime in (one, two):
         runtime.scheduler.leader_interval_s = 0.2
     one.start()
@@ -99,3 +103,37 @@ def test_only_the_leader_runs_jobs_and_leadership_moves_when_it_dies(
         assert RAN[-1] == ("after", two.outbox.instance_id)
     finally:
         two.stop()
+
+
+def test_every_job_a_domain_schedules_has_its_function(settings: Settings, config: Config) -> None:
+    from bot.approvals.flows import EXPIRE_JOB
+    from bot.deploys.flows import WATCH_JOB as DEPLOY_WATCH_JOB
+    from bot.deploys.locks import REMINDER_JOB
+    from bot.flags.flows import WATCH_JOB as FLAG_WATCH_JOB
+    from bot.incidents.flows import ESCALATE_JOB, REMIND_JOB, SILENCE_END_JOB
+    from bot.oncall.jobs import HANDOFF_JOB
+
+    runtime = build_runtime(settings, config, run_jobs=False)
+    try:
+        assert set(runtime.jobs) == {
+            EXPIRE_JOB,
+            DEPLOY_WATCH_JOB,
+            REMINDER_JOB,
+            FLAG_WATCH_JOB,
+            ESCALATE_JOB,
+            REMIND_JOB,
+            SILENCE_END_JOB,
+            HANDOFF_JOB,
+        }
+    finally:
+        runtime.engine.dispose()
+
+
+def test_a_job_name_two_domains_claim_is_refused() -> None:
+    from bot.scheduler.registry import jobs_table
+
+    def noop() -> None:
+        return None
+
+    with pytest.raises(ValueError, match="registered twice"):
+        jobs_table({"a.job": noop}, {"a.job": noop})

@@ -7,7 +7,7 @@ from sqlalchemy import text
 
 from bot.db.engine import DEFAULT_TIMEOUTS, make_engine
 from bot.db.migrate import MIGRATION_LOCK, migration_timeouts
-from bot.db.registry import metadata
+from bot.models import metadata
 
 config = context.config
 

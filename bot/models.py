@@ -1,4 +1,8 @@
-"""Imports every table so that `Base.metadata` is complete (for Alembic and tests)."""
+"""Every domain's tables, imported so that `Base.metadata` is complete (for Alembic and tests).
+
+It sits above the domains (as the migrations environment does), so that `bot.db`
+imports none of them.
+"""
 
 from __future__ import annotations
 
