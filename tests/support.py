@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import socket
 import threading
 import time
@@ -132,15 +131,4 @@ def block_action_body(
 
 def event_body(event: dict[str, Any], *, event_id: str = "Ev0001", team_id: str = "T0000") -> str:
     """An Events API delivery (`event_callback`), as JSON."""
-    return json.dumps(
-        {
-            "token": "legacy-ignored",
-            "team_id": team_id,
-            "api_app_id": "A0OPSBOT",
-            "event": event,
-            "type": "event_callback",
-            "event_id": event_id,
-            "event_time": int(time.time()),
-            "authorizations": [{"team_id": team_id, "user_id": "U0OPSBOT", "is_bot": True}],
-        }
-    )
+    return slack_requests.event_callback(event, event_id=event_id, team_id=team_id)
