@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from bench.context import Context
-from bench.procs import Service, clean_environment, free_port, spawn
+from bench.procs import Service, clean_environment, spawn
 from bench.request_kinds import KINDS, RequestKind
 from bench.sandbox import (
     BOT_TOKEN,
@@ -33,6 +33,7 @@ from bench.sandbox import (
 )
 from bench.stats import latency_summary, spread
 from sandbox import slack_requests
+from sandbox.server import free_port
 
 ALL = "all kinds"
 # After a run, the server has settled when it used under 2% of a core for a

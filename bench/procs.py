@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -39,12 +38,6 @@ OPSBOT_VARIABLES = (
 
 class StartFailed(RuntimeError):
     """A process under test exited or never became ready; the message ends with its log."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def clean_environment(extra: dict[str, str]) -> dict[str, str]:

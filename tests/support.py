@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from bot.runtime import Runtime
 from bot.settings import Settings
 from handlers.server import server_config
 from sandbox import slack_requests
+from sandbox.server import free_port
 
 
 def wait_for(
@@ -33,12 +33,6 @@ def wait_for(
         time.sleep(interval_s)
         value = predicate()
     return value
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
