@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from bench.context import Context
-from bench.procs import Service, clean_environment, spawn
+from bench.procs import Service, spawn
 from bench.request_kinds import KINDS, RequestKind
 from bench.sandbox import (
     BOT_TOKEN,
@@ -33,6 +33,7 @@ from bench.sandbox import (
 )
 from bench.stats import latency_summary, spread
 from sandbox import slack_requests
+from sandbox.environment import clean_environment
 from sandbox.server import free_port
 
 ALL = "all kinds"

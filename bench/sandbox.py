@@ -18,9 +18,10 @@ import sqlalchemy as sa
 import yaml
 from sqlalchemy.engine import make_url
 
-from bench.procs import Service, clean_environment, spawn
+from bench.procs import Service, spawn
 from bench.request_kinds import CHANNEL_ID
 from bot.db.engine import normalise_url
+from sandbox.environment import clean_environment
 from sandbox.pagerduty import PagerDutyEmulator
 from sandbox.server import HttpRequest, HttpResponse, free_port
 from sandbox.slack import SlackEmulator
