@@ -22,7 +22,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from bench.context import Context
-from bench.procs import Service, clean_environment, free_port, spawn
+from bench.procs import Service, spawn
+from bench.request_kinds import KINDS, RequestKind
 from bench.sandbox import (
     BOT_TOKEN,
     SIGNING_SECRET,
@@ -30,8 +31,10 @@ from bench.sandbox import (
     opsbot_config,
     start_opsbot,
 )
-from bench.slack_requests import KINDS, RequestKind, signed_headers
 from bench.stats import latency_summary, spread
+from sandbox import slack_requests
+from sandbox.environment import clean_environment
+from sandbox.server import free_port
 
 ALL = "all kinds"
 # After a run, the server has settled when it used under 2% of a core for a
@@ -79,7 +82,7 @@ def _probe(service: Service, kind: RequestKind, response_url: str) -> tuple[int,
     answer = httpx.post(
         service.url + "/slack/events",
         content=body,
-        headers=signed_headers(SIGNING_SECRET, body),
+        headers=slack_requests.signed_headers(SIGNING_SECRET, body),
         timeout=30,
     )
     return answer.status_code, answer.text[:200]

@@ -28,8 +28,10 @@ from typing import Any
 import yaml
 
 from bench.context import Context
-from bench.procs import Service, clean_environment, free_port, spawn
+from bench.procs import Service, spawn
 from bench.sandbox import Sandbox, routing_key, team
+from sandbox.environment import clean_environment
+from sandbox.server import free_port
 
 BINARIES = ("prometheus-alertmanager", "alertmanager")
 PACKAGE = "prometheus-alertmanager"

@@ -5,7 +5,7 @@ uvicorn with opsbot's protocol, keep-alive and limits, no access log), the same
 Starlette route running Bolt's sync `dispatch` in the threadpool (as
 `handlers/slack_events.py` does), the same Bolt options (a client for the
 Slack emulator, no token verification at start) and the same logging set-up.
-It registers a listener that only acks for every kind in `bench.slack_requests.KINDS`.
+It registers a listener that only acks for every kind in `bench.request_kinds.KINDS`.
 
     SLACK_SIGNING_SECRET=... SLACK_BOT_TOKEN=... SLACK_API_URL=... \
         python -m bench.bare_app --port 3001
@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bench.slack_requests import KINDS
+from bench.request_kinds import KINDS
 from bot.log import configure_logging
 from bot.settings import Settings
 from handlers.server import server_config

@@ -32,7 +32,8 @@ from typing import Any
 
 from bench import attack
 from bench.http1 import Connection, HttpError
-from bench.slack_requests import kind_named, signed_headers
+from bench.request_kinds import kind_named
+from sandbox.slack_requests import RequestSigner
 
 RESEND_LIMIT = 5
 
@@ -48,6 +49,7 @@ async def _post(connection: Connection, path: str, body: str, headers: dict[str,
 
 async def ack(args: argparse.Namespace) -> dict[str, Any]:
     kinds = [kind_named(name) for name in args.kinds.split(",")]
+    signer = RequestSigner(args.secret)
     latencies: dict[str, list[float]] = {kind.name: [] for kind in kinds}
     statuses: dict[str, Counter[str]] = {kind.name: Counter() for kind in kinds}
     sent: Counter[str] = Counter()  # warm-up included
@@ -66,7 +68,7 @@ async def ack(args: argparse.Namespace) -> dict[str, Any]:
                 body = kinds[k].body(
                     f"{args.response_url}-{int(record)}-{i}", trigger_id=f"{record}.{i}.bench"
                 )
-                headers = signed_headers(args.secret, body)
+                headers = signer.headers(body)
                 sent[kinds[k].name] += 1
                 started = time.perf_counter()
                 status = await _post(connection, "/slack/events", body, headers)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -13,44 +12,9 @@ from pathlib import Path
 
 import httpx
 
-# Variables a developer's shell may carry that must not reach a process under test.
-OPSBOT_VARIABLES = (
-    "DATABASE_URL",
-    "OPSBOT_CONFIG",
-    "OPSBOT_VAR_DIR",
-    "OPSBOT_LOG_LEVEL",
-    "OPSBOT_PUBLIC_URL",
-    "SLACK_BOT_TOKEN",
-    "SLACK_SIGNING_SECRET",
-    "SLACK_API_URL",
-    "PAGERDUTY_API_TOKEN",
-    "PAGERDUTY_API_URL",
-    "PAGERDUTY_EVENTS_URL",
-    "PAGERDUTY_WEBHOOK_SECRETS",
-    "OPSBOT_SNS_TOPIC_ARNS",
-    "OPSBOT_SNS_CERT_URL_PATTERN",
-    "OPSBOT_ALARM_QUEUE_URL",
-    "SSL_CERT_FILE",
-    "AWS_ENDPOINT_URL",
-    "HOST",
-    "PORT",
-)
-
 
 class StartFailed(RuntimeError):
     """A process under test exited or never became ready; the message ends with its log."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def clean_environment(extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in OPSBOT_VARIABLES}
-    env.update(extra)
-    return env
 
 
 def _status_kib(pid: int, field_name: str) -> int | None:

@@ -18,10 +18,12 @@ import sqlalchemy as sa
 import yaml
 from sqlalchemy.engine import make_url
 
-from bench.procs import Service, clean_environment, free_port, spawn
+from bench.procs import Service, spawn
+from bench.request_kinds import CHANNEL_ID
 from bot.db.engine import normalise_url
+from sandbox.environment import clean_environment
 from sandbox.pagerduty import PagerDutyEmulator
-from sandbox.server import HttpRequest, HttpResponse
+from sandbox.server import HttpRequest, HttpResponse, free_port
 from sandbox.slack import SlackEmulator
 from sandbox.sns import SnsSigner
 from sandbox.tls import TestCA
@@ -30,7 +32,7 @@ SIGNING_SECRET = "bench-signing-secret-8f742231b10e"  # noqa: S105  # the sandbo
 BOT_TOKEN = "fake-bench-token"  # noqa: S105  # the Slack emulator accepts exactly this
 PD_API_TOKEN = "pd-bench-sandbox-token"  # noqa: S105
 TOPIC_ARN = "arn:aws:sns:us-east-1:123456789012:alarms"
-DEFAULT_CHANNEL = "C0BENCHALERTS"
+DEFAULT_CHANNEL = CHANNEL_ID  # where the benchmark's Slack requests come from
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -630,6 +630,7 @@ class PagerDutyEmulator:
 
     @staticmethod
     def sign(body: bytes, secret: str) -> str:
+        """The `X-PagerDuty-Signature` of a v3 webhook: `v1=` + hex HMAC-SHA256 of the body."""
         return "v1=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
     def _emit(

@@ -20,14 +20,7 @@ from bot.settings import Settings
 from sandbox import console_routes, world
 from sandbox.console import ConsoleActions
 from sandbox.dev import Sandbox
-
-
-def _free_port(host: str) -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+from sandbox.server import free_port
 
 
 def run_dev(args: argparse.Namespace) -> int:
@@ -35,7 +28,7 @@ def run_dev(args: argparse.Namespace) -> int:
     exporter: MetricsServer | None = None
     host = args.host
     level = str(args.log_level).upper()
-    port = args.port if args.port else _free_port("127.0.0.1")
+    port = args.port if args.port else free_port()
     var_dir = Path(args.var_dir)
     # The emulated world lives in memory and starts anew each time, so the
     # database that remembers it does too.

@@ -1,35 +1,61 @@
-"""Requests as Slack sends them to an app: signed slash commands and button clicks.
+"""Requests as Slack sends them to an app: slash commands, button clicks, events, signed.
 
-The tests and the sandbox console use these to talk to opsbot's /slack/events
-exactly as Slack would: form-encoded bodies, `v0` HMAC-SHA256 signatures.
+The tests, `bench/` and the sandbox console use these to talk to opsbot's
+/slack/events exactly as Slack would. The signature is slack_sdk's own
+(`SignatureVerifier.generate_signature`, the code Bolt verifies with), so a
+request signed here holds for exactly the reason a real one does.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import time
 from typing import Any
 from urllib.parse import urlencode
 
+from slack_sdk.signature import SignatureVerifier
+
 TEAM_ID = "T0000"
 APP_ID = "A0OPSBOT"
+FORM = "application/x-www-form-urlencoded"  # commands and interactions
+JSON = "application/json"  # Events API deliveries
+
+
+class RequestSigner:
+    """Signs request bodies with one app's signing secret; build once, sign many."""
+
+    def __init__(self, signing_secret: str) -> None:
+        self._verifier = SignatureVerifier(signing_secret)
+
+    def signature(self, body: str, *, timestamp: int) -> str:
+        """`v0=` + hex HMAC-SHA256 of `v0:<timestamp>:<body>`, as Slack computes it."""
+        signature = self._verifier.generate_signature(timestamp=str(timestamp), body=body)
+        if signature is None:  # slack_sdk returns None only when the timestamp is None
+            raise ValueError("no timestamp to sign")
+        return signature
+
+    def headers(
+        self, body: str, *, timestamp: int | None = None, content_type: str = FORM
+    ) -> dict[str, str]:
+        """The headers Slack sends with `body`, signed at `timestamp` (default: now)."""
+        timestamp = int(time.time()) if timestamp is None else timestamp
+        return {
+            "Content-Type": content_type,
+            "X-Slack-Request-Timestamp": str(timestamp),
+            "X-Slack-Signature": self.signature(body, timestamp=timestamp),
+        }
 
 
 def signature(secret: str, timestamp: int, body: str) -> str:
-    """`v0=` + hex HMAC-SHA256 of `v0:<timestamp>:<body>`, keyed with the signing secret."""
-    base = f"v0:{timestamp}:{body}".encode()
-    return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+    """The `X-Slack-Signature` of `body` sent at `timestamp`."""
+    return RequestSigner(secret).signature(body, timestamp=timestamp)
 
 
-def signed_headers(secret: str, body: str, *, timestamp: int | None = None) -> dict[str, str]:
-    timestamp = int(time.time()) if timestamp is None else timestamp
-    return {
-        "Content-Type": "application/x-www-form-urlencoded",
-        "X-Slack-Request-Timestamp": str(timestamp),
-        "X-Slack-Signature": signature(secret, timestamp, body),
-    }
+def signed_headers(
+    secret: str, body: str, *, timestamp: int | None = None, content_type: str = FORM
+) -> dict[str, str]:
+    """The headers Slack sends with `body`; see `RequestSigner.headers`."""
+    return RequestSigner(secret).headers(body, timestamp=timestamp, content_type=content_type)
 
 
 def slash_command(
@@ -122,3 +148,19 @@ def block_action(
         "actions": [action],
     }
     return urlencode({"payload": json.dumps(payload)})
+
+
+def event_callback(event: dict[str, Any], *, event_id: str, team_id: str = TEAM_ID) -> str:
+    """The JSON body of an Events API delivery (`event_callback`); send it as `JSON`."""
+    return json.dumps(
+        {
+            "token": "legacy-ignored",
+            "team_id": team_id,
+            "api_app_id": APP_ID,
+            "event": event,
+            "type": "event_callback",
+            "event_id": event_id,
+            "event_time": int(time.time()),
+            "authorizations": [{"team_id": team_id, "user_id": "U0OPSBOT", "is_bot": True}],
+        }
+    )

@@ -22,6 +22,7 @@ from bot.config import Config, parse_config
 from bot.db.engine import make_engine, normalise_url
 from bot.db.migrate import upgrade
 from bot.settings import Settings
+from sandbox.environment import settings_variables
 from sandbox.pagerduty import PagerDutyEmulator
 from sandbox.slack import SlackEmulator
 from sandbox.sns import SnsSigner
@@ -40,34 +41,9 @@ hypothesis_settings.register_profile(
 )
 hypothesis_settings.load_profile("opsbot")
 
-# Variables a developer's shell may carry that must not leak into a test's service.
-OPSBOT_VARIABLES = (
-    "DATABASE_URL",
-    "OPSBOT_CONFIG",
-    "SLACK_BOT_TOKEN",
-    "SLACK_SIGNING_SECRET",
-    "SLACK_API_URL",
-    "PAGERDUTY_API_TOKEN",
-    "PAGERDUTY_API_URL",
-    "PAGERDUTY_EVENTS_URL",
-    "PAGERDUTY_WEBHOOK_SECRETS",
-    "OPSBOT_SNS_TOPIC_ARNS",
-    "OPSBOT_SNS_CERT_URL_PATTERN",
-    "OPSBOT_ALARM_QUEUE_URL",
-    "OPSBOT_ALARM_QUEUE_RAW_DELIVERY",
-    "OPSBOT_SNS_ALLOW_SIGNATURE_V1",
-    "OPSBOT_SNS_CERT_FETCH_TIMEOUT_S",
-    "SSL_CERT_FILE",
-    "AWS_ENDPOINT_URL",
-    "HOST",
-    "PORT",
-    "OPSBOT_VAR_DIR",
-    "OPSBOT_PUBLIC_URL",
-    "PD_KEY_PROD",
-    "OPSBOT_ACTOR",
-    "GITHUB_ACTOR",
-    "GITHUB_ACTIONS",
-)
+# Dropped too, beyond what Settings reads (sandbox.environment): the routing key
+# variable TEST_CONFIG names, and the deploy CLI's OPSBOT_ACTOR.
+OTHER_OPSBOT_VARIABLES = ("PD_KEY_PROD", "OPSBOT_ACTOR")
 
 TEST_CONFIG: dict[str, Any] = {
     "alarm_routes": [
@@ -93,7 +69,7 @@ TEST_CONFIG: dict[str, Any] = {
 
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in OPSBOT_VARIABLES:
+    for name in (*settings_variables(), *OTHER_OPSBOT_VARIABLES):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PD_KEY_PROD", PD_ROUTING_KEY)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from sandbox.pagerduty import PagerDutyEmulator
+from sandbox.server import free_port
 from sandbox.slack import SlackEmulator
 from sandbox.sns import SnsSigner
 from sandbox.tls import TestCA
@@ -25,7 +26,7 @@ from tests.conftest import (
     TEST_CONFIG,
     TOPIC_ARN,
 )
-from tests.support import free_port, wait_for
+from tests.support import wait_for
 
 
 class Process:

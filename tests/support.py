@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +18,7 @@ from bot.runtime import Runtime
 from bot.settings import Settings
 from handlers.server import server_config
 from sandbox import slack_requests
+from sandbox.server import free_port
 
 
 def wait_for(
@@ -34,12 +33,6 @@ def wait_for(
         time.sleep(interval_s)
         value = predicate()
     return value
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -132,15 +125,4 @@ def block_action_body(
 
 def event_body(event: dict[str, Any], *, event_id: str = "Ev0001", team_id: str = "T0000") -> str:
     """An Events API delivery (`event_callback`), as JSON."""
-    return json.dumps(
-        {
-            "token": "legacy-ignored",
-            "team_id": team_id,
-            "api_app_id": "A0OPSBOT",
-            "event": event,
-            "type": "event_callback",
-            "event_id": event_id,
-            "event_time": int(time.time()),
-            "authorizations": [{"team_id": team_id, "user_id": "U0OPSBOT", "is_bot": True}],
-        }
-    )
+    return slack_requests.event_callback(event, event_id=event_id, team_id=team_id)

@@ -7,8 +7,6 @@ nothing behind: no row, no Slack call, no PagerDuty event.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import threading
 import urllib.parse
@@ -36,11 +34,12 @@ from handlers.limits import BoundedBodies, RequestLimits
 from handlers.server import server_config
 from sandbox.alarms import alarm_message
 from sandbox.pagerduty import PagerDutyEmulator
+from sandbox.server import free_port
 from sandbox.slack import SlackEmulator
 from sandbox.sns import SnsSigner
 from sandbox.sns import body as sns_body
 from tests.conftest import SLACK_SIGNING_SECRET, TOPIC_ARN
-from tests.support import LiveService, free_port, slack_headers, wait_for
+from tests.support import LiveService, slack_headers, wait_for
 
 MIB = 1024 * 1024
 HUGE = 200 * MIB
@@ -79,10 +78,6 @@ def assert_nothing_happened(
         assert [c.method for c in slack.calls if c.method != "auth.test"] == []
     with pagerduty.lock:
         assert pagerduty.events == []
-
-
-def pagerduty_signature(body: bytes) -> str:
-    return "v1=" + hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
 
 
 # -- huge bodies ------------------------------------------------------------------------
@@ -406,7 +401,10 @@ def test_deep_pagerduty_webhook_gets_400_and_changes_nothing(
     body = (
         '{"event": {"id": "E1", "event_type": "incident.triggered", "data": ' + nested(5000) + "}}"
     ).encode()
-    headers = {"x-pagerduty-signature": pagerduty_signature(body), "x-webhook-id": "W1"}
+    headers = {
+        "x-pagerduty-signature": PagerDutyEmulator.sign(body, WEBHOOK_SECRET),
+        "x-webhook-id": "W1",
+    }
     answer = edge.post("/pagerduty/webhooks", content=body, headers=headers)
     assert answer.status_code == 400
     assert "nested deeper than 400" in answer.json()["message"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import logging
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from bot.config import load_config
 from bot.db.engine import DbTimeouts, make_engine
 from bot.log import REDACTED, OneLine, RedactSecrets
 from bot.settings import Settings
+from sandbox.server import free_port
 
 SECRET = "s3cr3t-value-123"
 
@@ -55,7 +55,7 @@ def test_secret_in_a_traceback_is_redacted() -> None:
 def test_the_database_password_never_reaches_a_log_line(tmp_path: Path) -> None:
     """A failed connection logged with its URL, its error and its traceback: no password."""
     password = "Db-pa55word-42"
-    url = f"postgresql://opsbot:{password}@127.0.0.1:{_closed_port()}/opsbot"
+    url = f"postgresql://opsbot:{password}@127.0.0.1:{free_port()}/opsbot"
     settings = Settings(database_url=url, var_dir=tmp_path)
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
@@ -93,12 +93,6 @@ def test_any_password_in_a_url_or_connection_string_is_redacted() -> None:
         == "host=db PASSWORD = [redacted] user=x"
     )
     assert filter_.redact("see https://127.0.0.1:3000/sns") == "see https://127.0.0.1:3000/sns"
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_an_uncaught_exception_is_written_redacted() -> None:

@@ -22,10 +22,11 @@ from bot.outbox.models import Delivery
 from bot.settings import Settings
 from sandbox.alarms import alarm_message
 from sandbox.pagerduty import PagerDutyEmulator
+from sandbox.server import free_port
 from sandbox.slack import SlackEmulator
 from sandbox.sns import SnsSigner
 from tests.conftest import TOPIC_ARN
-from tests.support import LiveService, free_port, wait_for
+from tests.support import LiveService, wait_for
 
 ALARM = alarm_message(name="prod-api-5xx", state="ALARM")
 OTHER_TOPIC = "arn:aws:sns:us-east-1:999999999999:other"

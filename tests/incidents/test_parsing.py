@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import copy
-import hashlib
-import hmac
 
 import pytest
 
@@ -13,13 +11,14 @@ from bot.pagerduty.webhooks import MalformedWebhook, parse_event, signature_vali
 from handlers.incidents import Usage, parse
 from handlers.oncall import mention_question
 from handlers.opsbot_command import email_argument
+from sandbox.pagerduty import PagerDutyEmulator
 from tests.conftest import TEST_CONFIG
 
 BODY = b'{"event": {"id": "E1", "event_type": "pagey.ping", "data": {}}}'
 
 
 def sign(secret: str, body: bytes = BODY) -> str:
-    return "v1=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return PagerDutyEmulator.sign(body, secret)
 
 
 @pytest.mark.parametrize(

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
+
+from sandbox.server import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -19,6 +20,4 @@ def infra_repo() -> Path:
 @pytest.fixture
 def infra_free_port() -> int:
     """A TCP port free on loopback right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_port()

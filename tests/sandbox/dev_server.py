@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from tests.support import free_port
+from sandbox.server import free_port
 
 
 @dataclass

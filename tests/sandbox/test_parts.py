@@ -14,8 +14,24 @@ from bot.log import RedactSecrets
 from bot.settings import Settings
 from sandbox.appconfig import AppConfigGaps, AppConfigIds, Deployment, Strategy
 from sandbox.dev import demo_config, demo_config_text
+from sandbox.environment import clean_environment, settings_variables
 from sandbox.lambdas import stand_ins
 from sandbox.slack import SlackEmulator
+
+
+def test_a_process_under_test_inherits_none_of_opsbots_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    names = settings_variables()
+    monkeypatch.setenv("OPSBOT_LOG_LEVEL", "WARNING")  # the names are the ones Settings reads
+    assert "OPSBOT_LOG_LEVEL" in names and Settings().log_level == "WARNING"
+    assert {"DATABASE_URL", "SLACK_BOT_TOKEN", "PAGERDUTY_API_TOKEN", "SSL_CERT_FILE"} <= set(names)
+    for name in names:
+        monkeypatch.setenv(name, "from-the-shell")
+    monkeypatch.setenv("SANDBOX_TEST_OTHER", "kept")
+    env = clean_environment({"DATABASE_URL": "sqlite://"})
+    assert [n for n in names if n in env] == ["DATABASE_URL"]
+    assert env["DATABASE_URL"] == "sqlite://" and env["SANDBOX_TEST_OTHER"] == "kept"
 
 
 def test_secrets_given_in_code_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
