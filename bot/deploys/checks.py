@@ -34,7 +34,7 @@ from bot.deploys.policy import (
     short_task_definition,
     tag_of,
 )
-from bot.incidents.render import when
+from bot.slack_dates import slack_date
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
@@ -211,7 +211,7 @@ def plan(runtime: Runtime, request: Request) -> Plan:
         blockers.append(
             (
                 "freeze",
-                f"`{request.label}` is in a change freeze until {when(freeze.end)}: "
+                f"`{request.label}` is in a change freeze until {slack_date(freeze.end)}: "
                 f"{freeze.reason}.",
             )
         )

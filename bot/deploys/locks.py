@@ -16,8 +16,8 @@ from bot.audit import service as audit
 from bot.deploys import render, service
 from bot.deploys.errors import DeployRefused
 from bot.deploys.models import LOCK_MANUAL, DeployLock
-from bot.incidents.render import when
 from bot.outbox import service as outbox
+from bot.slack_dates import slack_date
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
@@ -129,7 +129,9 @@ def unlock(runtime: Runtime, *, app: str, env: str, actor: str) -> str:
         db_session.commit()
     if someone_else:
         holder_text = actor_text(holder)
-        return f"Unlocked `{target.label}` (it was held by {holder_text} since {when(since)})."
+        return (
+            f"Unlocked `{target.label}` (it was held by {holder_text} since {slack_date(since)})."
+        )
     return f"Unlocked `{target.label}`."
 
 

@@ -21,7 +21,8 @@ from bot.deploys.models import (
 from bot.deploys.policy import image_text, short_digest, short_image, short_task_definition
 from bot.deploys.queries import ReleasesView, StatusView
 from bot.deploys.rollout import counts_text
-from bot.incidents.render import clip, duration, hhmm, when
+from bot.incidents.render import clip, duration
+from bot.slack_dates import slack_date
 
 # Answers without blocks: Slack shows up to 40,000 characters; keep them readable.
 ANSWER_MAX = 8000
@@ -135,10 +136,10 @@ def announcement(deployment: Deployment) -> dict[str, Any]:
         blocks.append(
             {"type": "section", "text": {"type": "mrkdwn", "text": clip(deployment.outcome, 3000)}}
         )
-    context = [f"Deployment #{deployment.id}", f"started {when(deployment.created_at)}"]
+    context = [f"Deployment #{deployment.id}", f"started {slack_date(deployment.created_at)}"]
     if deployment.finished_at:
         took = duration((deployment.finished_at - deployment.created_at).total_seconds())
-        context.append(f"finished {hhmm(deployment.finished_at)} after {took}")
+        context.append(f"finished {slack_date(deployment.finished_at)} after {took}")
     context.append(f"`{deployment.image}`")
     blocks.append(
         {
@@ -156,7 +157,8 @@ def progress_reply(items: list[dict[str, Any]]) -> dict[str, Any]:
     if len(items) > len(shown):
         lines.append(f"… {len(items) - len(shown)} earlier updates")
     for item in shown:
-        line = f"{hhmm(_parse(item.get('at')))} {item.get('state') or '?'}: {item.get('text', '')}"
+        at = slack_date(_parse(item.get("at")))
+        line = f"{at} {item.get('state') or '?'}: {item.get('text', '')}"
         lines.append(line)
         lines.extend(f">{clip(s, 300)}" for s in item.get("stopped") or [])
     return {"text": clip("\n".join(lines), 3000), "blocks": None}
@@ -197,14 +199,14 @@ def stopped_line(short_id: str, reason: str, containers: tuple[str, ...]) -> str
 
 def lock_text(held: DeployLock) -> str:
     reason = f': "{held.reason}"' if held.reason else ""
-    return f"locked by {actor_text(held.holder)} since {when(held.acquired_at)}{reason}"
+    return f"locked by {actor_text(held.holder)} since {slack_date(held.acquired_at)}{reason}"
 
 
 def busy_text(deployment: Deployment) -> str:
     state = STATUS_WORD.get(deployment.status, deployment.status)
     return (
         f"`{deployment.label}` is busy: deployment #{deployment.id} ({what(deployment)}) by "
-        f"{actor_text(deployment.actor)} since {when(deployment.created_at)} is {state}. "
+        f"{actor_text(deployment.actor)} since {slack_date(deployment.created_at)} is {state}. "
         "One deploy at a time: wait for it to finish"
         + (', or add `--force "<reason>"` to take over.' if deployment.status == STUCK else ".")
     )
@@ -242,7 +244,7 @@ def status_message(view: StatusView) -> dict[str, Any]:
             f"`{short_image(revision.image)}` · {revision.rollout_state or '?'} · "
             f"{revision.running}/{revision.desired} running"
             f"{f', {revision.pending} pending' if revision.pending else ''}"
-            f" · since {when(revision.since)} {by}"
+            f" · since {slack_date(revision.since)} {by}"
         )
         if revision.image:
             lines.append(f"   `{revision.image}`")
@@ -271,7 +273,7 @@ def history_message(app: str, env: str, deployments: list[Deployment]) -> dict[s
         kind = {ROLLBACK: "rollback", FLAG_ROLL: "flag roll"}.get(d.kind, "deploy")
         forced = " · forced" if d.forced else ""
         lines.append(
-            f"#{d.id} {when(d.created_at)} · {kind} `{d.tag or short_digest(d.digest)}` "
+            f"#{d.id} {slack_date(d.created_at)} · {kind} `{d.tag or short_digest(d.digest)}` "
             f"(`{short_digest(d.digest)}`, `{short_task_definition(d.task_definition)}`) · "
             f"{actor_text(d.actor)} · {STATUS_WORD.get(d.status, d.status)}{took}{forced}"
         )
@@ -293,7 +295,7 @@ def releases_message(view: ReleasesView) -> dict[str, Any]:
             )
             lines.append(
                 f"• {tags} · `{short_digest(row.image.digest)}` · pushed "
-                f"{when(row.image.pushed_at)}{running}"
+                f"{slack_date(row.image.pushed_at)}{running}"
             )
     for problem in view.problems:
         lines.append(f":warning: {problem}")

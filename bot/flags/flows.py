@@ -39,8 +39,8 @@ from bot.flags import appconfig, render, ssm
 from bot.flags.document import FlagDocument
 from bot.flags.errors import FlagError, FlagFailed, FlagRefused
 from bot.flags.requests import ON, SET, Change
-from bot.incidents.render import hhmm
 from bot.outbox import service as outbox
+from bot.slack_dates import slack_date
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
@@ -498,7 +498,10 @@ def observe(runtime: Runtime, *, info: dict[str, Any], last: str) -> str | None:
                 key=info["key"],
                 channel=channel,
                 fold_key=f"{info['key']}:progress",
-                item={"text": f"{hhmm(now)} {rollout.state}: {rollout.percent:g}% of the targets"},
+                item={
+                    "text": f"{slack_date(now)} {rollout.state}: "
+                    f"{rollout.percent:g}% of the targets"
+                },
                 render=render.progress_reply,
                 now=now,
             )

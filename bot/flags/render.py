@@ -8,7 +8,8 @@ from typing import Any
 
 from bot.approvals.render import actor_text
 from bot.flags.document import value_text
-from bot.incidents.render import clip, when
+from bot.incidents.render import clip
+from bot.slack_dates import slack_date
 
 ANSWER_MAX = 8000
 
@@ -55,7 +56,7 @@ def list_message(
             text += " · " + ", ".join(f"{k}={value_text(v)}" for k, v in line.attributes.items())
         if line.changed_by or line.changed_at:
             who = actor_text(line.changed_by) if line.by_opsbot else (line.changed_by or "?")
-            at = f" {when(line.changed_at)}" if line.changed_at else ""
+            at = f" {slack_date(line.changed_at)}" if line.changed_at else ""
             text += f" · last changed by {who}{at}"
         out.append(text)
     out.extend(notes)

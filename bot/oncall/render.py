@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from bot.incidents.render import clip
 from bot.oncall.service import Level, OnCallReport, Shift
+from bot.slack_dates import slack_date
 
 MAX_POLICIES = 40
-
-
-def slack_time(moment: datetime) -> str:
-    """A time every reader sees in their own time zone (with a UTC fallback)."""
-    epoch = int(moment.timestamp())
-    fallback = moment.strftime("%a %d %b %H:%M UTC")
-    return f"<!date^{epoch}^{{date_short_pretty}} {{time}}|{fallback}>"
 
 
 def _shift(shift: Shift, *, upcoming: bool) -> str:
@@ -23,9 +16,9 @@ def _shift(shift: Shift, *, upcoming: bool) -> str:
     if shift.schedule:
         text += f" ({shift.schedule})"
     if upcoming and shift.start is not None:
-        text += f" from {slack_time(shift.start)}"
+        text += f" from {slack_date(shift.start)}"
     elif not upcoming:
-        text += f" until {slack_time(shift.end)}" if shift.end else " (always on call)"
+        text += f" until {slack_date(shift.end)}" if shift.end else " (always on call)"
     return text
 
 
@@ -73,7 +66,7 @@ def oncall_message(report: OnCallReport, *, heading: str | None = None) -> dict[
 def handoff_message(report: OnCallReport) -> dict[str, Any]:
     heading = (
         f":arrows_counterclockwise: *Shift handoff* for *{report.target.title}* "
-        f"({slack_time(report.at)}): on call for the next shift"
+        f"({slack_date(report.at)}): on call for the next shift"
     )
     return oncall_message(report, heading=heading)
 
