@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from bot import slack_dates
 from bot.config import Config, ConfigError, load_config
 from bot.log import configure_logging
 from bot.settings import Settings
@@ -324,8 +325,8 @@ def cmd_manifest(args: argparse.Namespace) -> int:
 
 
 def _plain(text: str) -> str:
-    """Slack markup, as a terminal should show it (entities back to their characters)."""
-    return unescape(text.replace("`", "").replace("*", ""))
+    """Slack markup, as a terminal should show it (dates in UTC, entities as characters)."""
+    return unescape(slack_dates.plain(text).replace("`", "").replace("*", ""))
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ Every request Slack sends (slash commands, button clicks, events) goes to one ro
 Scopes are only what the bot calls:
     chat:write, chat:write.public   post and update alarm, incident and deploy messages,
                                     also in public channels it was not invited to
-    commands                        the slash commands below
+    commands                        the slash commands of bot/commands.py
     app_mentions:read               "@opsbot who is on call?" answered in the thread
     users:read, users:read.email    map a Slack user to a PagerDuty user by email
     usergroups:read                 resolve on-call and approver user groups
@@ -28,6 +28,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
+from bot.commands import COMMANDS
+
 EVENTS_PATH = "/slack/events"
 
 BOT_EVENTS: tuple[str, ...] = ("app_mention",)
@@ -44,26 +46,6 @@ BOT_SCOPES: tuple[str, ...] = (
     "usergroups:read",
     "users:read",
     "users:read.email",
-)
-
-# /opsbot names people (`link-pagerduty @someone ...`): Slack escapes mentions to
-# `<@U123|name>` only where asked, and a user id is what rights and links need.
-ESCAPED_COMMANDS = frozenset({"/opsbot"})
-
-# (command, description, usage hint)
-SLASH_COMMANDS: tuple[tuple[str, str, str], ...] = (
-    ("/opsbot", "opsbot help, status and settings", "help"),
-    (
-        "/incident",
-        "Declare, acknowledge, resolve or list incidents",
-        "[declare|ack|resolve|list] ...",
-    ),
-    ("/oncall", "Who is on call now", "[schedule or escalation policy]"),
-    ("/deploy", "Deploy an image to an app environment", "<app> <env> <tag>"),
-    ("/rollback", "Roll an app environment back to its previous release", "<app> <env>"),
-    ("/releases", "Recent releases of an app", "<app> [env]"),
-    ("/flag", "List or change feature flags", "list|on|off|set <app> <env> [flag] [attr=value]"),
-    ("/dbrole", "Check or provision an app's database roles", "check|provision <app> <env>"),
 )
 
 
@@ -86,13 +68,13 @@ def build_manifest(base_url: str) -> dict[str, Any]:
             "bot_user": {"display_name": "opsbot", "always_online": True},
             "slash_commands": [
                 {
-                    "command": command,
+                    "command": command.name,
                     "url": request_url,
-                    "description": description,
-                    "usage_hint": usage_hint,
-                    "should_escape": command in ESCAPED_COMMANDS,
+                    "description": command.summary,
+                    "usage_hint": command.hint,
+                    "should_escape": command.escaped,
                 }
-                for command, description, usage_hint in SLASH_COMMANDS
+                for command in COMMANDS
             ],
         },
         "oauth_config": {"scopes": {"bot": list(BOT_SCOPES)}},

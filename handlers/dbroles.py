@@ -12,6 +12,7 @@ from typing import Any
 
 from slack_bolt import Ack, App
 
+from bot import commands
 from bot.apps.errors import AppError
 from bot.dbroles import requests
 from bot.dbroles.errors import DbRoleError
@@ -20,15 +21,7 @@ from bot.slack_text import code
 from handlers.command_text import Usage, parse_or_usage
 from handlers.replies import answer_after_ack
 
-USAGE = "\n".join(
-    [
-        "*/dbrole* — an app's database roles, through its environment's role-manager Lambda",
-        "`/dbrole check <app> <env>` — roles, attributes, grants and whether the app's tables "
-        "are reachable; changes nothing",
-        "`/dbrole provision <app> <env>` — create or repair the schema, the migrator and app "
-        "roles and their grants (idempotent)",
-    ]
-)
+USAGE = commands.usage("/dbrole")
 VERBS = ("check", "provision")
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from slack_bolt import Ack, App
 
+from bot import commands
 from bot.apps.errors import AppError
 from bot.deploys import locks, queries, render
 from bot.deploys.errors import DeployError
@@ -25,19 +26,7 @@ from bot.slack_text import code
 from handlers.command_text import Usage, command_words, parse_or_usage
 from handlers.replies import answer_after_ack
 
-DEPLOY_USAGE = "\n".join(
-    [
-        "*/deploy* — releases from ECR to ECS",
-        '`/deploy <app> <env> <tag> [--force "<reason>"]` — deploy an image by tag',
-        "`/deploy status <app> <env>` — what runs now, since when, by whom",
-        "`/deploy history <app> <env> [n]` — the last deployments",
-        "`/deploy lock <app> <env> <reason>` — hold the environment: nobody else deploys it",
-        "`/deploy unlock <app> <env>` — release it",
-        '`/rollback <app> <env> [deployment-id] [--force "<reason>"]` — back to the last '
-        "successful deployment (or the one named)",
-        "`/releases <app>` — recent images and where each runs",
-    ]
-)
+DEPLOY_USAGE = commands.usage("/deploy")
 
 
 @dataclass(frozen=True)
@@ -170,12 +159,14 @@ def run(runtime: Runtime, command: Command, *, user_id: str, channel_id: str | N
     return DEPLOY_USAGE
 
 
-def _listener(runtime: Runtime, parse: Callable[[str], Command]) -> Callable[..., None]:
+def _listener(runtime: Runtime, parse: Callable[[str], Command], name: str) -> Callable[..., None]:
+    usage = commands.usage(name)
+
     def listen(ack: Ack, command: dict[str, Any]) -> None:
         # Bolt answers Slack as soon as ack() is called; the work is queued behind
         # it (bot/after_ack.py). (Lazy listeners would deep-copy the request
         # context, TLS-configured client included.)
-        parsed = parse_or_usage(ack, command.get("text"), parse, DEPLOY_USAGE)
+        parsed = parse_or_usage(ack, command.get("text"), parse, usage)
         if parsed is None:
             return
         text = _ack_text(parsed)
@@ -197,6 +188,9 @@ def _listener(runtime: Runtime, parse: Callable[[str], Command]) -> Callable[...
 
 
 def register(app: App, runtime: Runtime) -> None:
-    app.command("/deploy")(_listener(runtime, parse_deploy))
-    app.command("/rollback")(_listener(runtime, parse_rollback))
-    app.command("/releases")(_listener(runtime, parse_releases))
+    for name, parse in (
+        ("/deploy", parse_deploy),
+        ("/rollback", parse_rollback),
+        ("/releases", parse_releases),
+    ):
+        app.command(name)(_listener(runtime, parse, name))

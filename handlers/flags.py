@@ -12,6 +12,7 @@ from typing import Any
 
 from slack_bolt import Ack, App
 
+from bot import commands
 from bot.apps.errors import AppError
 from bot.deploys.errors import DeployError
 from bot.flags import flows
@@ -22,15 +23,7 @@ from bot.slack_text import code
 from handlers.command_text import Usage, command_words, parse_or_usage
 from handlers.replies import answer_after_ack
 
-USAGE = "\n".join(
-    [
-        "*/flag* — feature flags (AWS AppConfig or SSM parameters)",
-        "`/flag list <app> <env>` — every flag, on/off, its attributes, who changed it last",
-        "`/flag on <app> <env> <flag>` — turn a flag on",
-        "`/flag off <app> <env> <flag>` — turn a flag off",
-        "`/flag set <app> <env> <flag> <attribute>=<value> [...]` — set attributes (AppConfig)",
-    ]
-)
+USAGE = commands.usage("/flag")
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from typing import Any
 
 from slack_bolt import Ack, App
 
+from bot import commands
 from bot.incidents import render
 from bot.incidents.actions import (
     ACKNOWLEDGE,
@@ -33,21 +34,8 @@ from bot.slack_text import code
 
 log = logging.getLogger(__name__)
 
-USAGE_LINES = {
-    "list": "`/incident list` — open incidents, newest first",
-    "ack": "`/incident ack <id>` — acknowledge in PagerDuty, as you",
-    "resolve": "`/incident resolve <id> [note]` — resolve, with an optional resolution note",
-    "declare": (
-        "`/incident declare <summary> [--severity critical|error|warning|info] [--route NAME]`"
-        " — open an incident and page on-call"
-    ),
-    "note": "`/incident note <id> <text>` — add a note to the timeline and to PagerDuty",
-    "timeline": (
-        "`/incident timeline <id> [markdown]` — the incident's events (Markdown: for a postmortem)"
-    ),
-    "help": "`/incident help` — this message",
-}
-USAGE = "\n".join(["*/incident* — incidents from Slack", *USAGE_LINES.values()])
+INCIDENT = commands.command_named("/incident")
+USAGE = INCIDENT.usage()
 BUTTONS = {render.ACKNOWLEDGE: ACKNOWLEDGE, render.RESOLVE: RESOLVE, render.ESCALATE: ESCALATE}
 
 
@@ -59,8 +47,9 @@ class Usage(Exception):
         self.subcommand = subcommand
 
     def answer(self) -> str:
-        line = USAGE_LINES.get(self.subcommand or "")
-        return f"{self}\nUsage: {line}" if line else f"{self}\n\n{USAGE}"
+        if self.subcommand in INCIDENT.verbs:
+            return f"{self}\n{INCIDENT.usage_of(self.subcommand)}"
+        return f"{self}\n\n{USAGE}"
 
 
 @dataclass(frozen=True)

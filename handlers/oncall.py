@@ -7,6 +7,7 @@ from typing import Any
 
 from slack_bolt import Ack, App
 
+from bot import commands
 from bot.inbound.receipts import SlackEventReceipts
 from bot.runtime import Runtime
 
@@ -33,8 +34,11 @@ def register(app: App, runtime: Runtime, receipts: SlackEventReceipts) -> None:
 
     @app.command("/oncall")
     def oncall(ack: Ack, command: dict[str, Any]) -> None:
-        ack()
         name = (command.get("text") or "").strip() or None
+        if name == "help":
+            ack(text=commands.usage("/oncall"))
+            return
+        ack()
         runtime.after_ack.run(
             "/oncall",
             lambda: answers.respond(name=name, response_url=command["response_url"]),

@@ -7,6 +7,8 @@ from typing import Any
 
 from slack_bolt import Ack, App
 
+from bot import commands
+from bot.command_rights import rights_held
 from bot.config import EMAIL
 from bot.outbox.replies import Replies, ephemeral
 from bot.people.links import PagerDutyLinks
@@ -14,24 +16,9 @@ from bot.runtime import Runtime
 from bot.slack_text import code
 from handlers import ops_status
 
-USAGE = "\n".join(
-    [
-        "*opsbot* — incidents and releases from Slack",
-        "`/opsbot help` — this message",
-        "`/opsbot link-pagerduty` — show who you are in PagerDuty",
-        "`/opsbot link-pagerduty &lt;your Slack email&gt;` — link yourself by your own Slack email",
-        "`/opsbot link-pagerduty @someone &lt;email&gt;` — (admins) link someone",
-        "`/opsbot unlink-pagerduty [@someone]` — forget a link (someone else's: admins)",
-        "`/opsbot status` — opsbot's own health: outbox, dead deliveries (admins: Retry), "
-        "Slack auth, instances",
-        "`/oncall [team or schedule]` — who is on call; `/incident help` — incidents",
-        "Alarms arrive by themselves: CloudWatch → SNS → opsbot → this workspace and PagerDuty.",
-    ]
-)
-LINK_USAGE = (
-    "Usage: `/opsbot link-pagerduty you@example.com` (your own Slack email), or, for admins, "
-    "`/opsbot link-pagerduty @someone someone@example.com`"
-)
+USAGE = commands.usage("/opsbot")
+LINK_USAGE = commands.command_named("/opsbot").usage_of("link-pagerduty")
+UNLINK_USAGE = commands.command_named("/opsbot").usage_of("unlink-pagerduty")
 MAILTO = re.compile(r"^<mailto:([^|>]+)(\|[^>]*)?>$")
 USER_MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(\|[^>]*)?>$")
 
@@ -71,23 +58,31 @@ def register(app: App, runtime: Runtime) -> None:
             response_url=url,
         )
 
+    def help_for(user_id: str) -> str:
+        held = rights_held(
+            user_id=user_id, config=runtime.config, rights=runtime.rights, access=runtime.access
+        )
+        return commands.help_text(held.rights, unsure=held.unsure)
+
     @app.command("/opsbot")
     def opsbot(ack: Ack, command: dict[str, Any]) -> None:
         words = (command.get("text") or "").split()
-        if not words or words[0] == "help":
-            ack(text=usage())
-            return
         user_id = str(command.get("user_id"))
+        if not words or words[0] == "help":
+            # Rights may need Slack's answers (guest, user groups): after the ack.
+            ack()
+            answer_later(command, "help", lambda: help_for(user_id))
+            return
         verb, rest = words[0], words[1:]
         if verb == "link-pagerduty":
             subject, rest = _subject(rest)
             email = email_argument(rest[0]) if rest else None
             if len(rest) > 1 or (email is not None and not EMAIL.match(email)):
-                ack(text=f"{code(' '.join(rest))} is not one email address. {LINK_USAGE}")
+                ack(text=f"{code(' '.join(rest))} is not one email address.\n{LINK_USAGE}")
                 return
             if email is None:
                 if subject is not None:
-                    ack(text=f"Say which email to link. {LINK_USAGE}")
+                    ack(text=f"Say which email to link.\n{LINK_USAGE}")
                     return
                 ack()
                 answer_later(command, verb, lambda: links.show(user_id))
@@ -106,7 +101,7 @@ def register(app: App, runtime: Runtime) -> None:
         if verb == "unlink-pagerduty":
             subject, rest = _subject(rest)
             if rest:
-                ack(text="Usage: `/opsbot unlink-pagerduty` or `/opsbot unlink-pagerduty @someone`")
+                ack(text=UNLINK_USAGE)
                 return
             ack()
             answer_later(command, verb, lambda: links.unlink(requester=user_id, for_user=subject))

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from bot.manifest import SLASH_COMMANDS
+from bot.commands import COMMANDS
 from sandbox import ecr, slack_requests, world
 from sandbox.alarms import alarm_message, alarm_subject
 from sandbox.dev import Sandbox
@@ -121,7 +121,9 @@ class ConsoleActions:
             "incidents": self._incidents(),
             "services": self._services(),
             "alarms": [{"name": n, "about": about} for n, about in world.ALARMS],
-            "commands": [{"command": c, "about": d, "usage": u} for c, d, u in SLASH_COMMANDS],
+            "commands": [
+                {"command": c.name, "about": c.summary, "usage": c.hint} for c in COMMANDS
+            ],
             "examples": list(EXAMPLES),
         }
 

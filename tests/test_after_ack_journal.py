@@ -13,6 +13,7 @@ from bot.clock import ManualClock
 from bot.inbound.after_ack_journal import AfterAckJournal
 from bot.inbound.models import AfterAckWork
 from bot.outbox.models import Delivery
+from bot.slack_dates import slack_date
 
 T0 = datetime(2026, 12, 2, 3, 0, tzinfo=UTC)
 LEASE_S = 60.0
@@ -91,7 +92,7 @@ def test_work_left_by_a_dead_instance_is_answered_once(engine: sa.Engine) -> Non
     assert isinstance(body, dict)
     assert body["response_type"] == "ephemeral"
     assert body["text"] == (
-        "opsbot stopped before it finished your /deploy start (03:00 UTC). "
+        f"opsbot stopped before it finished your /deploy start ({slack_date(T0)}). "
         "It may or may not have been done: check, and ask again if need be."
     )
     assert survivor.tend() == 0

@@ -11,7 +11,7 @@ from typing import Any
 
 from bot.approvals.models import CANCELLED, DONE, EXECUTING, EXPIRED, FAILED, PendingAction
 from bot.approvals.service import is_slack_user
-from bot.incidents.render import hhmm
+from bot.slack_dates import slack_date
 from bot.slack_text import (
     ANSWER_MAX,
     BUTTON_MAX,
@@ -71,11 +71,11 @@ def state_text(action: PendingAction) -> str:
 def _ending(action: PendingAction) -> str:
     who = actor_text(action.decided_by)
     if action.status == CANCELLED:
-        return f":heavy_multiplication_x: Cancelled by {who} at {hhmm(action.decided_at)}"
+        return f":heavy_multiplication_x: Cancelled by {who} at {slack_date(action.decided_at)}"
     if action.status == EXPIRED:
-        return f":hourglass: Expired at {hhmm(action.expires_at)} without every click"
+        return f":hourglass: Expired at {slack_date(action.expires_at)} without every click"
     if action.status == EXECUTING:
-        return f":gear: Going ahead ({who} at {hhmm(action.decided_at)})…"
+        return f":gear: Going ahead ({who} at {slack_date(action.decided_at)})…"
     if action.status == DONE:
         return f":white_check_mark: {action.result or 'Done.'}"
     if action.status == FAILED:
@@ -102,10 +102,11 @@ def confirmation(action: PendingAction, *, confirm_label: str) -> dict[str, Any]
             }
         )
     context = [
-        f"Request #{action.id} by {actor_text(action.requested_by)} at {hhmm(action.requested_at)}"
+        f"Request #{action.id} by {actor_text(action.requested_by)} "
+        f"at {slack_date(action.requested_at)}"
     ]
     if action.is_pending:
-        context.append(f"expires {hhmm(action.expires_at)}")
+        context.append(f"expires {slack_date(action.expires_at)}")
     state = state_text(action)
     if state:
         context.append(state)

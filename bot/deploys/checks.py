@@ -35,7 +35,7 @@ from bot.deploys.policy import (
     short_task_definition,
     tag_of,
 )
-from bot.incidents.render import when
+from bot.slack_dates import slack_date
 from bot.slack_text import code, escape
 
 if TYPE_CHECKING:
@@ -219,7 +219,7 @@ def plan(services: Services, request: Request) -> Plan:
         blockers.append(
             (
                 "freeze",
-                f"{code(request.label)} is in a change freeze until {when(freeze.end)}: "
+                f"{code(request.label)} is in a change freeze until {slack_date(freeze.end)}: "
                 f"{escape(freeze.reason)}.",
             )
         )

@@ -16,8 +16,8 @@ from bot.audit import service as audit
 from bot.deploys import render, service
 from bot.deploys.errors import DeployRefused
 from bot.deploys.models import LOCK_MANUAL, DeployLock
-from bot.incidents.render import when
 from bot.outbox import service as outbox
+from bot.slack_dates import slack_date
 from bot.slack_text import code, inert
 
 if TYPE_CHECKING:
@@ -131,7 +131,8 @@ def unlock(services: Services, *, app: str, env: str, actor: str) -> str:
         db_session.commit()
     if someone_else:
         holder_text = actor_text(holder)
-        return f"Unlocked {code(target.label)} (it was held by {holder_text} since {when(since)})."
+        held = f"held by {holder_text} since {slack_date(since)}"
+        return f"Unlocked {code(target.label)} (it was {held})."
     return f"Unlocked {code(target.label)}."
 
 

@@ -27,7 +27,8 @@ from bot.deploys.models import (
 from bot.deploys.policy import image_text, short_digest, short_image, short_task_definition
 from bot.deploys.queries import ReleasesView, StatusView
 from bot.deploys.rollout import counts_text
-from bot.incidents.render import duration, hhmm, when
+from bot.incidents.render import duration
+from bot.slack_dates import slack_date
 from bot.slack_text import (
     ANSWER_MAX,
     CONTEXT_MAX,
@@ -152,10 +153,10 @@ def announcement(deployment: Deployment) -> dict[str, Any]:
     if deployment.outcome:
         outcome = clip(deployment.outcome, SECTION_MAX)
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": outcome}})
-    context = [f"Deployment #{deployment.id}", f"started {when(deployment.created_at)}"]
+    context = [f"Deployment #{deployment.id}", f"started {slack_date(deployment.created_at)}"]
     if deployment.finished_at:
         took = duration((deployment.finished_at - deployment.created_at).total_seconds())
-        context.append(f"finished {hhmm(deployment.finished_at)} after {took}")
+        context.append(f"finished {slack_date(deployment.finished_at)} after {took}")
     context.append(code(deployment.image))
     blocks.append(
         {
@@ -174,7 +175,7 @@ def progress_reply(items: list[dict[str, Any]]) -> dict[str, Any]:
         lines.append(f"… {len(items) - len(shown)} earlier updates")
     for item in shown:
         state = escape(item.get("state") or "?")
-        lines.append(f"{hhmm(_parse(item.get('at')))} {state}: {item.get('text', '')}")
+        lines.append(f"{slack_date(_parse(item.get('at')))} {state}: {item.get('text', '')}")
         lines.extend(f">{clip(s, 300)}" for s in item.get("stopped") or [])
     return {"text": clip("\n".join(lines), SECTION_MAX), "blocks": None}
 
@@ -217,14 +218,14 @@ def stopped_line(short_id: str, reason: str, containers: tuple[str, ...]) -> str
 
 def lock_text(held: DeployLock) -> str:
     reason = f': "{inert(held.reason, 500)}"' if held.reason else ""
-    return f"locked by {actor_text(held.holder)} since {when(held.acquired_at)}{reason}"
+    return f"locked by {actor_text(held.holder)} since {slack_date(held.acquired_at)}{reason}"
 
 
 def busy_text(deployment: Deployment) -> str:
     state = escape(STATUS_WORD.get(deployment.status, deployment.status))
     return (
         f"{code(deployment.label)} is busy: deployment #{deployment.id} ({what(deployment)}) by "
-        f"{actor_text(deployment.actor)} since {when(deployment.created_at)} is {state}. "
+        f"{actor_text(deployment.actor)} since {slack_date(deployment.created_at)} is {state}. "
         "One deploy at a time: wait for it to finish"
         + (', or add `--force "<reason>"` to take over.' if deployment.status == STUCK else ".")
     )
@@ -263,7 +264,7 @@ def status_message(view: StatusView) -> dict[str, Any]:
             f"{code(short_image(revision.image))} · {escape(revision.rollout_state or '?')} · "
             f"{revision.running}/{revision.desired} running"
             f"{f', {revision.pending} pending' if revision.pending else ''}"
-            f" · since {when(revision.since)} {by}"
+            f" · since {slack_date(revision.since)} {by}"
         )
         if revision.image:
             lines.append(f"   {code(revision.image)}")
@@ -292,7 +293,7 @@ def history_message(app: str, env: str, deployments: list[Deployment]) -> dict[s
         kind = {ROLLBACK: "rollback", FLAG_ROLL: "flag roll"}.get(d.kind, "deploy")
         forced = " · forced" if d.forced else ""
         lines.append(
-            f"#{d.id} {when(d.created_at)} · {kind} {code(d.tag or short_digest(d.digest))} "
+            f"#{d.id} {slack_date(d.created_at)} · {kind} {code(d.tag or short_digest(d.digest))} "
             f"({code(short_digest(d.digest))}, {code(short_task_definition(d.task_definition))}) · "
             f"{actor_text(d.actor)} · {escape(STATUS_WORD.get(d.status, d.status))}{took}{forced}"
         )
@@ -315,7 +316,7 @@ def releases_message(view: ReleasesView) -> dict[str, Any]:
             )
             lines.append(
                 f"• {tags} · {code(short_digest(row.image.digest))} · pushed "
-                f"{when(row.image.pushed_at)}{running}"
+                f"{slack_date(row.image.pushed_at)}{running}"
             )
     for problem in view.problems:
         lines.append(f":warning: {problem}")

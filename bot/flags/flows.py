@@ -41,8 +41,8 @@ from bot.flags import appconfig, render, ssm
 from bot.flags.document import FlagDocument
 from bot.flags.errors import FlagError, FlagFailed, FlagRefused
 from bot.flags.requests import ON, SET, Change
-from bot.incidents.render import hhmm
 from bot.outbox import service as outbox
+from bot.slack_dates import slack_date
 from bot.slack_text import code, escape, inert
 
 if TYPE_CHECKING:
@@ -503,7 +503,7 @@ def observe(services: Services, *, info: dict[str, Any], last: str) -> str | Non
                 channel=channel,
                 fold_key=f"{info['key']}:progress",
                 item={
-                    "text": f"{hhmm(now)} {escape(rollout.state)}: "
+                    "text": f"{slack_date(now)} {escape(rollout.state)}: "
                     f"{rollout.percent:g}% of the targets"
                 },
                 render=render.progress_reply,

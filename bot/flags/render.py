@@ -12,7 +12,7 @@ from typing import Any
 
 from bot.approvals.render import actor_text
 from bot.flags.document import value_text
-from bot.incidents.render import when
+from bot.slack_dates import slack_date
 from bot.slack_text import ANSWER_MAX, FIELD_MAX, SECTION_MAX, TEXT_MAX, clip, code, escape
 
 
@@ -59,7 +59,7 @@ def list_message(
             text += " · " + escape(attributes)
         if line.changed_by or line.changed_at:
             who = actor_text(line.changed_by) if line.by_opsbot else escape(line.changed_by or "?")
-            at = f" {when(line.changed_at)}" if line.changed_at else ""
+            at = f" {slack_date(line.changed_at)}" if line.changed_at else ""
             text += f" · last changed by {who}{at}"
         out.append(text)
     out.extend(notes)  # mrkdwn the caller composed

@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.clock import Clock
 from bot.inbound.models import AfterAckWork
 from bot.outbox.replies import ephemeral, reply
+from bot.slack_dates import slack_date
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ SWEEP_BATCH = 100
 
 def unfinished_text(what: str, received: str) -> str:
     return (
-        f"opsbot stopped before it finished your {what} ({received} UTC). "
+        f"opsbot stopped before it finished your {what} ({received}). "
         "It may or may not have been done: check, and ask again if need be."
     )
 
@@ -199,7 +200,7 @@ class AfterAckJournal:
             ).all()
             for entry in left:
                 if entry.response_url:
-                    received = entry.received_at.strftime("%H:%M")
+                    received = slack_date(entry.received_at)
                     reply(
                         db_session,
                         response_url=entry.response_url,

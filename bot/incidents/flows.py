@@ -16,6 +16,7 @@ from bot.incidents.models import OPEN, RESOLVED, Incident
 from bot.outbox import service as outbox
 from bot.pagerduty.webhooks import IncidentData
 from bot.scheduler.deferred import cancel_after_commit, schedule_after_commit
+from bot.slack_dates import utc_text
 from bot.slack_text import escape
 
 # Job names (see bot/incidents/jobs.py) and the ids one incident's jobs use.
@@ -404,7 +405,7 @@ def silence(
             at=now,
             now=now,
             actor=by,
-            text=f"until {render.when(until)}",
+            text=f"until {utc_text(until, seconds=True)}",
         )
         thread_text(
             db_session,

@@ -15,6 +15,7 @@ from typing import Any
 
 from bot.clock import parse_time
 from bot.incidents.models import ALARM, Incident, IncidentEvent
+from bot.slack_dates import slack_date, utc_text
 from bot.slack_text import (
     CONSOLE_HOSTS,
     CONTEXT_MAX,
@@ -72,11 +73,11 @@ def channel_ref(channel: str) -> str:
 
 
 def hhmm(moment: datetime | None) -> str:
-    return moment.strftime("%H:%M:%S UTC") if moment else "?"
+    return slack_date(moment)
 
 
 def when(moment: datetime | None) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "?"
+    return slack_date(moment)
 
 
 def duration(seconds: float) -> str:
@@ -393,7 +394,7 @@ def timeline_message(incident: Incident, events: list[IncidentEvent]) -> dict[st
         f"{STATE_ICON.get(state, '')} *Incident #{incident.id}: {title_text(incident, 200)}* "
         f"({STATE_WORD.get(state, state)}), opened {when(incident.opened_at)}"
     )
-    lines = [f"`{hhmm(e.at)}` {clip(_event_text(e), 600)}" for e in events]
+    lines = [f"{slack_date(e.at, seconds=True)} {clip(_event_text(e), 600)}" for e in events]
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": clip(head, SECTION_MAX)}}
     ]
@@ -461,11 +462,11 @@ def timeline_markdown(
         "",
         f"- Status: {STATE_WORD.get(state, state)} ({incident.status})",
         f"- Severity: {_cell(incident.severity)}",
-        f"- Opened: {when(incident.opened_at)}",
+        f"- Opened: {utc_text(incident.opened_at, seconds=True)}",
     ]
     if incident.resolved_at:
         took = duration((incident.resolved_at - incident.opened_at).total_seconds())
-        lines.append(f"- Resolved: {when(incident.resolved_at)} (after {took})")
+        lines.append(f"- Resolved: {utc_text(incident.resolved_at, seconds=True)} (after {took})")
     if incident.acknowledged_by:
         lines.append(f"- Acknowledged by: {_cell(_named(incident.acknowledged_by, names))}")
     pagerduty = pagerduty_link(incident)
@@ -473,5 +474,7 @@ def timeline_markdown(
         lines.append(f"- PagerDuty: {pagerduty}")
     lines += ["", "| Time (UTC) | Event |", "| --- | --- |"]
     for event in events:
-        lines.append(f"| {when(event.at)} | {_cell(_event_plain(event, names))} |")
+        lines.append(
+            f"| {utc_text(event.at, seconds=True)} | {_cell(_event_plain(event, names))} |"
+        )
     return code_block_text("\n".join(lines))

@@ -6,20 +6,13 @@ shift's person is already a mention or an escaped name (PeopleDirectory.display)
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from bot.oncall.service import Level, OnCallReport, Shift
+from bot.slack_dates import slack_date
 from bot.slack_text import CONTEXT_MAX, SECTION_MAX, TEXT_MAX, clip, escape, inert
 
 MAX_POLICIES = 40
-
-
-def slack_time(moment: datetime) -> str:
-    """A time every reader sees in their own time zone (with a UTC fallback)."""
-    epoch = int(moment.timestamp())
-    fallback = moment.strftime("%a %d %b %H:%M UTC")
-    return f"<!date^{epoch}^{{date_short_pretty}} {{time}}|{fallback}>"
 
 
 def _shift(shift: Shift, *, upcoming: bool) -> str:
@@ -27,9 +20,9 @@ def _shift(shift: Shift, *, upcoming: bool) -> str:
     if shift.schedule:
         text += f" ({inert(shift.schedule, 200)})"
     if upcoming and shift.start is not None:
-        text += f" from {slack_time(shift.start)}"
+        text += f" from {slack_date(shift.start)}"
     elif not upcoming:
-        text += f" until {slack_time(shift.end)}" if shift.end else " (always on call)"
+        text += f" until {slack_date(shift.end)}" if shift.end else " (always on call)"
     return text
 
 
@@ -81,7 +74,7 @@ def oncall_message(report: OnCallReport, *, heading: str | None = None) -> dict[
 def handoff_message(report: OnCallReport) -> dict[str, Any]:
     heading = (
         f":arrows_counterclockwise: *Shift handoff* for *{inert(report.target.title, 500)}* "
-        f"({slack_time(report.at)}): on call for the next shift"
+        f"({slack_date(report.at)}): on call for the next shift"
     )
     return oncall_message(report, heading=heading)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from bot.incidents.render import clip, duration, hhmm, when
+from bot.incidents.render import clip, duration
+from bot.slack_dates import plain, slack_date
 
 if TYPE_CHECKING:
     from bot.ops.status import Status
@@ -31,7 +32,7 @@ def _section(text: str) -> dict[str, Any]:
 def dead_deliveries(*, count: int, since: datetime, latest: dict[str, Any]) -> dict[str, Any]:
     what = "1 delivery was" if count == 1 else f"{count} deliveries were"
     text = (
-        f":skull: {what} abandoned since {hhmm(since)}: Slack or PagerDuty refused "
+        f":skull: {what} abandoned since {slack_date(since)}: Slack or PagerDuty refused "
         f"them for good. Latest: #{latest['delivery']} ({latest['kind']} to "
         f"`{escape(str(latest['target']))}`): `{escape(clip(str(latest['error']), 300))}`. "
         "Fix the cause, then retry them (`/opsbot status`, or `opsbot outbox retry`)."
@@ -45,12 +46,13 @@ def late_pages(
     if over_at is None:
         text = (
             f":hourglass_flowing_sand: Pages are late: a PagerDuty event has waited "
-            f"{duration(waiting_s)} to go out ({pending} waiting, since {hhmm(since)}). "
+            f"{duration(waiting_s)} to go out ({pending} waiting, since {slack_date(since)}). "
             "On-call may not be paged: check `/opsbot status`."
         )
     else:
         text = (
-            f":white_check_mark: Pages were late from {hhmm(since)} to {hhmm(over_at)}; "
+            f":white_check_mark: Pages were late from {slack_date(since)} "
+            f"to {slack_date(over_at)}; "
             "every PagerDuty event has gone out since."
         )
     return {"text": text, "blocks": [_section(text)]}
@@ -81,10 +83,10 @@ def _lines(status: Status) -> list[str]:
     lines = [f"opsbot {status.version} ({status.commit}), configuration {status.config_version}"]
     auth = "OK" if status.slack_auth_ok else "REFUSED"
     if status.slack_auth_lost_since is not None:
-        auth += f" (refused since {when(status.slack_auth_lost_since)})"
+        auth += f" (refused since {slack_date(status.slack_auth_lost_since)})"
     lines.append(f"Slack token: {auth}")
-    lines.append(f"Last Slack call accepted: {when(status.last_slack_ok_at)}")
-    lines.append(f"Last PagerDuty event accepted: {when(status.last_pagerduty_ok_at)}")
+    lines.append(f"Last Slack call accepted: {slack_date(status.last_slack_ok_at)}")
+    lines.append(f"Last PagerDuty event accepted: {slack_date(status.last_pagerduty_ok_at)}")
     lines.append(f"Leader (runs scheduled jobs): {status.leader or 'none seen'}")
     return lines
 
@@ -103,7 +105,7 @@ def status_text(status: Status) -> str:
         leader = ", leader" if seen.leader else ""
         lines.append(
             f"  {seen.id} ({seen.version}, {seen.commit}{leader}): {state}, "
-            f"last seen {when(seen.seen_at)}"
+            f"last seen {slack_date(seen.seen_at)}"
         )
     if not status.instances:
         lines.append("  none has reported yet")
@@ -112,7 +114,7 @@ def status_text(status: Status) -> str:
         lines.append(f"  #{row.id} {row.kind} to {row.target}: {clip(row.error, 200)}")
     if not status.dead:
         lines.append("  none")
-    return "\n".join(lines)
+    return plain("\n".join(lines))
 
 
 def status_message(status: Status) -> dict[str, Any]:
@@ -143,7 +145,7 @@ def status_message(status: Status) -> dict[str, Any]:
                     "type": "mrkdwn",
                     "text": clip(
                         f"#{row.id} {row.kind} to `{escape(row.target)}` "
-                        f"({hhmm(row.updated_at)}): `{escape(clip(row.error, 300))}`",
+                        f"({slack_date(row.updated_at)}): `{escape(clip(row.error, 300))}`",
                         3000,
                     ),
                 },

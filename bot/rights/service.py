@@ -56,6 +56,20 @@ class Rights:
             return False
         return self._in_set(user_id, who, channel=channel)
 
+    def may_hold_somewhere(self, user_id: str, who: Who | People, *, guests: bool) -> bool:
+        """Whether `user_id` is among `who` for some channel; SlackFactsUnavailable as `holds`.
+
+        A set of channel members holds anyone who may be in the channel: full
+        members, and guests where `guests` lets them.
+        """
+        if user_id in who.users:
+            return True
+        if not guests and self.workspace.member(user_id).is_guest:
+            return False
+        if isinstance(who, Who) and (who.everyone or who.channel_members):
+            return True
+        return any(user_id in self.workspace.group_members(g) for g in who.groups)
+
     def incident_rights(self, route_name: str | None) -> IncidentRights:
         return self.config.incident_rights(route_name)
 

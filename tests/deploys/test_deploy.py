@@ -7,6 +7,7 @@ plays ECS's deployment scheduler on moto's backend state (see test_watch.py).
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
@@ -19,8 +20,9 @@ from bot.deploys.models import DeployLock, Deployment
 from bot.deploys.plans import Request
 from bot.deploys.requests import submit
 from bot.runtime import Runtime
+from bot.slack_dates import slack_date
 from sandbox.slack import SlackEmulator
-from tests.deploys.conftest import RELEASES, deploy_config
+from tests.deploys.conftest import RELEASES, T0, deploy_config
 from tests.deploys.world import World
 from tests.support import wait_for
 
@@ -194,7 +196,10 @@ def test_a_freeze_refuses_and_only_allowed_people_may_force_it(
     before = world.service_task_definition("staging")
 
     message = refusal(runtime, Request(app="api", env="staging", actor="U0ALICE", tag="1.0.2"))
-    assert "change freeze until 2026-11-25 18:00:00 UTC: release train" in message
+    assert (
+        f"change freeze until {slack_date(datetime(2026, 11, 25, 18, 0, tzinfo=UTC))}: release train"
+        in message
+    )
     message = refusal(
         runtime,
         Request(app="api", env="staging", actor="U0ALICE", tag="1.0.2", force_reason="hotfix"),
@@ -223,5 +228,5 @@ def test_one_deploy_at_a_time_names_the_holder(runtime: Runtime, world: World) -
     revisions = world.revisions("api-staging")
     message = refusal(runtime, Request(app="api", env="staging", actor="U0ALICE", tag="1.0.1"))
     assert message.startswith("`api/staging` is busy: deployment #1 (`api` `1.0.2`) by <@U0BOB>")
-    assert "since 2026-11-25 10:00:00 UTC is rolling out" in message
+    assert f"since {slack_date(T0)} is rolling out" in message
     assert world.revisions("api-staging") == revisions

@@ -11,8 +11,9 @@ from bot.deploys.errors import DeployError
 from bot.deploys.plans import Request
 from bot.deploys.requests import submit
 from bot.runtime import Runtime
+from bot.slack_dates import slack_date
 from sandbox.slack import SlackEmulator
-from tests.deploys.conftest import RELEASES
+from tests.deploys.conftest import RELEASES, T0
 from tests.deploys.world import World
 from tests.support import wait_for
 
@@ -34,7 +35,7 @@ def test_a_manual_lock_refuses_everyone_but_its_holder(
     else:
         raise AssertionError("deployed through someone else's lock")
     assert message == (
-        '`api/staging` is locked by <@U0ALICE> since 2026-11-25 10:00:00 UTC: "database '
+        f'`api/staging` is locked by <@U0ALICE> since {slack_date(T0)}: "database '
         'migration". Only they can deploy it until `/deploy unlock api staging`.'
     )
     assert world.service_task_definition("staging") == before
@@ -49,9 +50,7 @@ def test_a_manual_lock_refuses_everyone_but_its_holder(
 
     # Anyone who may deploy can unlock, and the holder hears about it.
     said = locks.unlock(runtime, app="api", env="staging", actor="U0BOB")
-    assert said == (
-        "Unlocked `api/staging` (it was held by <@U0ALICE> since 2026-11-25 10:00:00 UTC)."
-    )
+    assert said == (f"Unlocked `api/staging` (it was held by <@U0ALICE> since {slack_date(T0)}).")
     wait_for(
         lambda: any(
             "unlocked by <@U0BOB>" in m.text

@@ -6,6 +6,8 @@ deployment scheduler played on moto's state), then one run of its watch job.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import sqlalchemy as sa
 
 from bot.adapters import ecs
@@ -17,6 +19,7 @@ from bot.deploys.models import Deployment
 from bot.deploys.plans import Request
 from bot.deploys.requests import submit
 from bot.runtime import Runtime
+from bot.slack_dates import slack_date
 from sandbox.slack import SlackEmulator
 from tests.deploys.conftest import RELEASES
 from tests.deploys.world import World
@@ -125,9 +128,13 @@ def test_history_lists_the_newest_deployments_first(
     text = render.history_message("api", "staging", rows[:2])["text"]
     lines = text.splitlines()
     assert lines[0] == "*Deployments of api/staging* (newest first)"
-    assert lines[1].startswith("#3 2026-11-25 10:00:20 UTC · rollback `1.0.1`")
+    assert lines[1].startswith(
+        f"#3 {slack_date(datetime(2026, 11, 25, 10, 0, 20, tzinfo=UTC))} · rollback `1.0.1`"
+    )
     assert "<@U0BOB> · rolling out" in lines[1]
-    assert lines[2].startswith("#2 2026-11-25 10:00:10 UTC · deploy `1.0.2`")
+    assert lines[2].startswith(
+        f"#2 {slack_date(datetime(2026, 11, 25, 10, 0, 10, tzinfo=UTC))} · deploy `1.0.2`"
+    )
     assert "completed in 10 s" in lines[2]
     assert len(lines) == 3
 
@@ -167,7 +174,7 @@ def test_status_and_releases_say_what_runs_where(
     }
     text = render.releases_message(releases)["text"]
     assert "`1.0.2` · `" in text and "running in *staging*" in text
-    assert "pushed 2026-11-20 09:04:00 UTC" in text
+    assert f"pushed {slack_date(datetime(2026, 11, 20, 9, 4, tzinfo=UTC))}" in text
 
 
 def test_a_rollback_of_a_protected_environment_asks_for_its_clicks(

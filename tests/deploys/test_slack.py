@@ -7,6 +7,7 @@ answers come back through the Slack emulator (response_urls, messages).
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -15,9 +16,10 @@ from bot.approvals.models import PendingAction
 from bot.audit.models import AuditRecord
 from bot.clock import ManualClock
 from bot.deploys.models import Deployment
+from bot.slack_dates import slack_date
 from sandbox.slack import Message, SlackEmulator
 from tests.conftest import SLACK_SIGNING_SECRET
-from tests.deploys.conftest import RELEASES
+from tests.deploys.conftest import RELEASES, T0
 from tests.deploys.world import World, manifest
 from tests.support import (
     LiveService,
@@ -178,7 +180,10 @@ def test_an_unanswered_request_expires(
     clock.advance(minutes=30)
     assert live.runtime.scheduler.run_due(clock.now()) == ["approval-expire-1"]
     wait_for(
-        lambda: "Expired at 10:30:00 UTC" in str(releases.channel_messages(RELEASES)[0].blocks)
+        lambda: (
+            f"Expired at {slack_date(datetime(2026, 11, 25, 10, 30, tzinfo=UTC))}"
+            in str(releases.channel_messages(RELEASES)[0].blocks)
+        )
     )
     url = click(live, releases, "approval_confirm", 1, user="U0ALICE")
     assert answered(releases, url) == "Request #1 is already expired."
@@ -191,7 +196,10 @@ def test_a_freeze_in_slack_names_itself_and_force_goes_through_with_its_reason(
     clock.advance(days=2)  # Black Friday freeze on prod
     _, url = command(live, releases, "/deploy", "api prod 1.0.2")
     text = answered(releases, url)
-    assert "`api/prod` is in a change freeze until 2026-11-30 00:00:00 UTC: Black Friday." in text
+    assert (
+        f"`api/prod` is in a change freeze until {slack_date(datetime(2026, 11, 30, 0, 0, tzinfo=UTC))}: Black Friday."
+        in text
+    )
     assert '--force "<reason>"' in text
 
     _, url = command(
@@ -227,7 +235,7 @@ def test_status_history_releases_lock_and_rollback_answer_in_slack(
     _, url = command(live, releases, "/deploy", "status api staging")
     assert "now: `api-staging:2`" in answered(releases, url)
     _, url = command(live, releases, "/deploy", "history api staging 5")
-    assert "#1 2026-11-25 10:00:00 UTC · deploy `1.0.1`" in answered(releases, url)
+    assert f"#1 {slack_date(T0)} · deploy `1.0.1`" in answered(releases, url)
     _, url = command(live, releases, "/releases", "api")
     assert "running in *staging*" in answered(releases, url)
     _, url = command(live, releases, "/deploy", 'lock api staging "load test, back at 3"')

@@ -24,7 +24,7 @@ def test_a_mistyped_command_answers_its_usage(
     ack, _ = command(live, releases, "/flag", "on api prod")
     assert ack["text"].startswith("`/flag on <app> <env> <flag>`.")
     ack, _ = command(live, releases, "/flag", "")
-    assert ack["text"].startswith("*/flag* — feature flags")
+    assert ack["text"].startswith("*/flag* — List or change feature flags")
     assert flag_world.versions() == [1]
 
 

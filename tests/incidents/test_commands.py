@@ -6,6 +6,7 @@ import sqlalchemy as sa
 
 from bot.audit.models import AuditRecord
 from bot.incidents import render
+from bot.slack_dates import slack_date
 from sandbox.pagerduty import PagerDutyEmulator
 from sandbox.slack import SlackEmulator
 from sandbox.sns import SnsSigner
@@ -154,6 +155,16 @@ def test_timeline_reads_in_slack_and_exports_markdown(
     text = markdown["text"]
     assert text.startswith("```\n## Incident #") and "| Time (UTC) | Event |" in text
     assert "acknowledged by @alice: from Slack" in text and "<@" not in text
+    # Slack shows every time as a Slack date (each reader's zone); Markdown keeps ISO UTC.
+    incident, events = incident_row(service, incident_id), events_of(service, incident_id)
+    assert events and incident.acknowledged_at is not None
+    assert slack_date(incident.opened_at) in message_text(message)
+    assert slack_date(incident.acknowledged_at) in message_text(message)
+    for event in events:
+        assert slack_date(event.at, seconds=True) in shown
+        assert f"| {event.at:%Y-%m-%d %H:%M:%S} UTC | " in text
+    assert f"- Opened: {incident.opened_at:%Y-%m-%d %H:%M:%S} UTC\n" in text
+    assert "<!date" not in text
 
 
 def test_ack_of_an_incident_that_was_never_paged_acts_in_slack_only(

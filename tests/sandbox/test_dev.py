@@ -158,13 +158,15 @@ def test_slash_commands_run_as_the_chosen_person(dev: DevServer) -> None:
         {"user": "U0CAROL", "channel": "C0ALERTS", "text": "/opsbot help"},
     )
     assert answer.json()["status"] == 200
-    assert "/opsbot help" in answer.json()["answer"]
-    shown = [
-        e
-        for e in dev.state()["ephemerals"]
-        if e["user"] == "U0CAROL" and "/opsbot help" in e["text"]
-    ]
-    assert shown and shown[0]["channel"] == "C0ALERTS"
+    # /opsbot help answers behind its ack (the caller's rights), to the caller alone.
+    shown = wait_for(
+        lambda: [
+            e
+            for e in dev.state()["ephemerals"]
+            if e["user"] == "U0CAROL" and "/opsbot help" in e["text"]
+        ]
+    )
+    assert shown[0]["channel"] == "C0ALERTS"
 
     dev.post("/console/api/command", {"user": "U0ALICE", "channel": "C0ALERTS", "text": "/oncall"})
     # /oncall answers later, through its response_url: shown to the caller alone.

@@ -1,0 +1,365 @@
+"""Every slash command opsbot answers: its uses, a one-line example of each, the right each needs.
+
+This table is the one source of `/opsbot help`, of each command's own `help`
+and usage answer, and of the Slack app manifest's slash commands
+(bot/manifest.py); a test holds the handlers' registrations and the README's
+command list to it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from bot.slack_text import escape
+
+
+class Right(StrEnum):
+    """What a use of a command needs; bot/command_rights.py says who holds which."""
+
+    ANYONE = "anyone"  # every member of the workspace, guests too
+    MEMBER = "member"  # full members: not guests
+    DECLARE = "declare"  # the incident `declare` right on some route
+    RESPOND = "respond"  # the incident `respond` right on some route
+    DEPLOY = "deploy"  # a deployer of some app environment (`apps.*.environments.*.deployers`)
+    ADMIN = "admin"  # `rights.admins`
+
+
+# How help names a right the caller does not hold.
+RIGHT_NAMES: dict[Right, str] = {
+    Right.MEMBER: "full membership of the workspace",
+    Right.DECLARE: "the incident `declare` right",
+    Right.RESPOND: "the incident `respond` right",
+    Right.DEPLOY: "being a deployer of an app environment",
+    Right.ADMIN: "the `admin` right (`rights.admins`)",
+}
+
+
+@dataclass(frozen=True)
+class Use:
+    """One way to use a command: `verb` is its subcommand (None: the command's bare form)."""
+
+    verb: str | None
+    usage: str
+    does: str
+    example: str
+    right: Right = Right.ANYONE
+
+    def line(self) -> str:
+        # Placeholders (`<app>`) are text to Slack, not markup.
+        return f"`{escape(self.usage)}` — {self.does}"
+
+
+@dataclass(frozen=True)
+class SlashCommand:
+    name: str
+    summary: str  # the manifest's description and the heading of the command's help
+    hint: str  # the manifest's usage hint
+    uses: tuple[Use, ...]
+    escaped: bool = False  # Slack sends mentions as `<@U123|name>` (the manifest's should_escape)
+
+    @property
+    def verbs(self) -> tuple[str, ...]:
+        return tuple(use.verb for use in self.uses if use.verb)
+
+    def usage(self) -> str:
+        """The command's own help: every use, one line each."""
+        return "\n".join([f"*{self.name}* — {self.summary}", *(use.line() for use in self.uses)])
+
+    def usage_of(self, verb: str | None) -> str:
+        """`Usage:` and the lines of `verb` (every line when the command has no such verb)."""
+        lines = [use.line() for use in self.uses if verb is not None and use.verb == verb]
+        if not lines:
+            return self.usage()
+        return "Usage: " + "\n".join(lines)
+
+
+COMMANDS: tuple[SlashCommand, ...] = (
+    SlashCommand(
+        "/opsbot",
+        "opsbot help, status and your PagerDuty identity",
+        "help | status | link-pagerduty [email] | unlink-pagerduty",
+        (
+            Use("help", "/opsbot help", "the commands you may use", "/opsbot help"),
+            Use(
+                "status",
+                "/opsbot status",
+                "opsbot's own health: outbox, dead deliveries (admins: Retry), Slack auth, "
+                "instances",
+                "/opsbot status",
+                Right.MEMBER,
+            ),
+            Use(
+                "link-pagerduty",
+                "/opsbot link-pagerduty [<your Slack email>]",
+                "show who you are in PagerDuty, or link yourself by your own Slack email",
+                "/opsbot link-pagerduty alice@example.com",
+            ),
+            Use(
+                "link-pagerduty",
+                "/opsbot link-pagerduty @someone <email>",
+                "link someone else to a PagerDuty email",
+                "/opsbot link-pagerduty @bob bob@example.com",
+                Right.ADMIN,
+            ),
+            Use(
+                "unlink-pagerduty",
+                "/opsbot unlink-pagerduty",
+                "forget your link to PagerDuty",
+                "/opsbot unlink-pagerduty",
+            ),
+            Use(
+                "unlink-pagerduty",
+                "/opsbot unlink-pagerduty @someone",
+                "forget someone else's link",
+                "/opsbot unlink-pagerduty @bob",
+                Right.ADMIN,
+            ),
+        ),
+        escaped=True,
+    ),
+    SlashCommand(
+        "/incident",
+        "Declare, acknowledge, resolve or list incidents",
+        "list | ack <id> | resolve <id> [note] | note <id> <text> | timeline <id> | declare …",
+        (
+            Use("list", "/incident list", "open incidents, newest first", "/incident list"),
+            Use(
+                "ack",
+                "/incident ack <id>",
+                "acknowledge in PagerDuty, as you",
+                "/incident ack 42",
+                Right.RESPOND,
+            ),
+            Use(
+                "resolve",
+                "/incident resolve <id> [note]",
+                "resolve, with an optional resolution note",
+                "/incident resolve 42 rolled back to 1.4.1",
+                Right.RESPOND,
+            ),
+            Use(
+                "note",
+                "/incident note <id> <text>",
+                "add a note to the timeline and to PagerDuty",
+                "/incident note 42 the database failed over at 10:02",
+                Right.RESPOND,
+            ),
+            Use(
+                "timeline",
+                "/incident timeline <id> [markdown]",
+                "the incident's events (Markdown: for a postmortem)",
+                "/incident timeline 42 markdown",
+            ),
+            Use(
+                "declare",
+                "/incident declare <summary> [--severity critical|error|warning|info] "
+                "[--route NAME]",
+                "open an incident and page on-call",
+                "/incident declare Checkout is down --severity critical --route prod",
+                Right.DECLARE,
+            ),
+            Use("help", "/incident help", "this message", "/incident help"),
+        ),
+    ),
+    SlashCommand(
+        "/oncall",
+        "Who is on call now and next",
+        "[team or schedule]",
+        (
+            Use(
+                None,
+                "/oncall [team or schedule]",
+                "who is on call now and next",
+                "/oncall payments",
+            ),
+            Use("help", "/oncall help", "this message", "/oncall help"),
+        ),
+    ),
+    SlashCommand(
+        "/deploy",
+        "Deploy an image to an app environment",
+        '<app> <env> <tag> [--force "reason"] | status | history | lock | unlock',
+        (
+            Use(
+                None,
+                '/deploy <app> <env> <tag> [--force "<reason>"]',
+                "deploy an image by tag",
+                "/deploy checkout prod 1.4.2",
+                Right.DEPLOY,
+            ),
+            Use(
+                "status",
+                "/deploy status <app> <env>",
+                "what runs now, since when, by whom",
+                "/deploy status checkout prod",
+            ),
+            Use(
+                "history",
+                "/deploy history <app> <env> [n]",
+                "the last deployments",
+                "/deploy history checkout prod 5",
+            ),
+            Use(
+                "lock",
+                "/deploy lock <app> <env> <reason>",
+                "hold the environment: nobody else deploys it",
+                "/deploy lock checkout prod migrating the orders table",
+                Right.DEPLOY,
+            ),
+            Use(
+                "unlock",
+                "/deploy unlock <app> <env>",
+                "release it",
+                "/deploy unlock checkout prod",
+                Right.DEPLOY,
+            ),
+            Use("help", "/deploy help", "this message", "/deploy help"),
+        ),
+    ),
+    SlashCommand(
+        "/rollback",
+        "Roll an app environment back to its previous release",
+        '<app> <env> [deployment-id] [--force "reason"]',
+        (
+            Use(
+                None,
+                '/rollback <app> <env> [deployment-id] [--force "<reason>"]',
+                "back to the last successful deployment (or the one named)",
+                "/rollback checkout prod",
+                Right.DEPLOY,
+            ),
+            Use("help", "/rollback help", "this message", "/rollback help"),
+        ),
+    ),
+    SlashCommand(
+        "/releases",
+        "Recent images of an app and where each runs",
+        "<app>",
+        (
+            Use(
+                None,
+                "/releases <app>",
+                "recent images and where each runs",
+                "/releases checkout",
+            ),
+            Use("help", "/releases help", "this message", "/releases help"),
+        ),
+    ),
+    SlashCommand(
+        "/flag",
+        "List or change feature flags (AWS AppConfig or SSM parameters)",
+        "list | on | off | set <app> <env> [flag] [attr=value]",
+        (
+            Use(
+                "list",
+                "/flag list <app> <env>",
+                "every flag, on/off, its attributes, who changed it last",
+                "/flag list checkout prod",
+            ),
+            Use(
+                "on",
+                "/flag on <app> <env> <flag>",
+                "turn a flag on",
+                "/flag on checkout prod new-cart",
+                Right.DEPLOY,
+            ),
+            Use(
+                "off",
+                "/flag off <app> <env> <flag>",
+                "turn a flag off",
+                "/flag off checkout prod new-cart",
+                Right.DEPLOY,
+            ),
+            Use(
+                "set",
+                "/flag set <app> <env> <flag> <attribute>=<value> [...]",
+                "set attributes (AppConfig)",
+                "/flag set checkout prod new-cart percent=25",
+                Right.DEPLOY,
+            ),
+            Use("help", "/flag help", "this message", "/flag help"),
+        ),
+    ),
+    SlashCommand(
+        "/dbrole",
+        "Check or provision an app's database roles",
+        "check | provision <app> <env>",
+        (
+            Use(
+                "check",
+                "/dbrole check <app> <env>",
+                "roles, attributes, grants and whether the app's tables are reachable; "
+                "changes nothing",
+                "/dbrole check checkout prod",
+            ),
+            Use(
+                "provision",
+                "/dbrole provision <app> <env>",
+                "create or repair the schema, the migrator and app roles and their grants "
+                "(idempotent)",
+                "/dbrole provision checkout prod",
+                Right.DEPLOY,
+            ),
+            Use("help", "/dbrole help", "this message", "/dbrole help"),
+        ),
+    ),
+)
+
+BY_NAME: dict[str, SlashCommand] = {command.name: command for command in COMMANDS}
+
+HELP_HEADING = "*opsbot* — incidents and releases from Slack. The commands you may use:"
+HELP_FOOTER = (
+    "Alarms arrive by themselves: CloudWatch → SNS → opsbot → this workspace and PagerDuty."
+)
+
+
+def _head(usage: str) -> str:
+    """A usage line up to its first placeholder: `/deploy lock <app> <env>` -> `/deploy lock`."""
+    return re.split(r" [<\[]", usage, maxsplit=1)[0]
+
+
+def command_named(name: str) -> SlashCommand:
+    """The table's entry for `name` (KeyError for a command opsbot does not have)."""
+    return BY_NAME[name]
+
+
+def usage(name: str) -> str:
+    """A command's own help, from the table."""
+    return BY_NAME[name].usage()
+
+
+def help_text(held: Iterable[Right], *, unsure: bool = False) -> str:
+    """`/opsbot help` for someone holding `held`: only the uses they may make, with an example.
+
+    Uses needing a right they lack are left out; one line at the end names those
+    rights, so nobody mistakes a hidden command for a missing one. `unsure`: Slack
+    could not say whether they hold some right, so more may be open to them.
+    """
+    rights = frozenset(held) | {Right.ANYONE}
+    lines = [HELP_HEADING]
+    missing: dict[Right, list[str]] = {}
+    for command in COMMANDS:
+        shown = [use for use in command.uses if use.right in rights]
+        for use in command.uses:
+            if use.right not in rights:
+                missing.setdefault(use.right, []).append(f"`{escape(_head(use.usage))}`")
+        if not shown:
+            continue
+        lines.append(f"*{command.name}* — {command.summary}")
+        lines.extend(f"• {use.line()}  e.g. `{escape(use.example)}`" for use in shown)
+    if missing:
+        needs = "; ".join(
+            f"{', '.join(dict.fromkeys(names))} need {RIGHT_NAMES[right]}"
+            for right, names in missing.items()
+        )
+        lines.append(f"_Not shown, because you do not hold the right: {needs}._")
+    if unsure:
+        lines.append(
+            "_opsbot could not ask Slack about all of your rights just now: "
+            "some commands may be missing. Try again in a minute._"
+        )
+    lines.append(HELP_FOOTER)
+    return "\n".join(lines)
