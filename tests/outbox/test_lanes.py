@@ -195,3 +195,21 @@ def test_pagerduty_rest_is_paced_per_token_apart_from_the_events_api(
     assert len(pd_calls(pagerduty, "PUT")) == 1
     assert pending(service, PAGERDUTY_REST) == 1
     assert "pd:rest" in service.runtime.outbox.pacer.waiting()
+
+
+def test_a_429_from_pagerduty_rest_holds_the_token_for_its_retry_after_and_not_the_events(
+    service: LiveService, sns_signer: SnsSigner, slack: SlackEmulator, pagerduty: PagerDutyEmulator
+) -> None:
+    first, _ = page(service, sns_signer, slack, pagerduty, "prod-first")
+    # Twice: the client itself asks once more after a short pause, then hands the 429 back.
+    pagerduty.faults.fail_next(2, status=429, retry_after_s=HOUR_S, calls=("/incidents/",))
+    click(service, render.ACKNOWLEDGE, str(first), response_url=slack.response_url())
+    wait_for(lambda: "pd:rest" in service.runtime.outbox.pacer.waiting())
+    assert service.runtime.outbox.pacer.waiting()["pd:rest"] > HOUR_S / 2
+    assert pd_calls(pagerduty, "PUT") == []
+    assert pending(service, PAGERDUTY_REST) == 1  # kept, not given up
+
+    send_alarm(service, sns_signer, "prod-second", "ALARM")
+    second = wait_for(lambda: only_incident(service, "prod-second"))
+    wait_for(lambda: pagerduty.incidents_for(second.dedup_key))
+    wait_for(lambda: incident_message(slack, second))
