@@ -54,7 +54,7 @@ from bot.outbox.models import (
     SLACK_REPLY,
     SLACK_RESPONSE,
 )
-from bot.outbox.pacing import Pacer
+from bot.outbox.pacing import SLACK_UPDATES, Pacer
 from bot.outbox.pagerduty_sender import PagerDutySender
 from bot.outbox.service import PAGERDUTY_REST_TARGET, SLACK_RESPONSE_TARGET
 from bot.outbox.slack_sender import SlackSender
@@ -86,15 +86,18 @@ def make_metrics(
 
 
 def _pacer(config: Config) -> Pacer:
+    """Each lane (bot/outbox/pacing.py) paced by its method's limit from `delivery:`."""
     delivery = config.delivery
 
-    def limits(target: str) -> tuple[float, float]:
-        if target == PAGERDUTY_REST_TARGET:
-            return 16.0, 16.0  # REST API v2: 960 requests a minute
-        if target.startswith("pd:"):
+    def limits(lane: str) -> tuple[float, float]:
+        if lane == SLACK_UPDATES:
+            return delivery.slack_updates_per_min / 60.0, float(delivery.slack_updates_burst)
+        if lane == SLACK_RESPONSE_TARGET:
+            return delivery.slack_responses_per_s, float(delivery.slack_responses_burst)
+        if lane == PAGERDUTY_REST_TARGET:
+            return delivery.pagerduty_rest_per_min / 60.0, float(delivery.pagerduty_rest_burst)
+        if lane.startswith("pd:"):
             return delivery.pagerduty_per_min / 60.0, float(delivery.pagerduty_burst)
-        if target == SLACK_RESPONSE_TARGET:
-            return 50.0, 50.0
         return delivery.slack_per_channel_per_s, float(delivery.slack_burst)
 
     return Pacer(limits=limits)

@@ -294,12 +294,28 @@ class OnCallSettings(Strict):
 
 
 class DeliverySettings(Strict):
-    """How the outbox paces and retries Slack and PagerDuty calls."""
+    """How the outbox paces and retries Slack and PagerDuty calls.
 
+    Each method is paced by its own documented limit (a token bucket: a
+    sustained rate and a burst); a 429 pauses only the method it answered.
+    """
+
+    # chat.postMessage: about one message a second per channel, short bursts allowed.
     slack_per_channel_per_s: float = Field(default=1.0, gt=0)
     slack_burst: int = Field(default=4, ge=1)
+    # chat.update of the bot's own messages, across the workspace: Tier 3
+    # (50+ a minute, "sporadic bursts are welcome"), whatever the channel.
+    slack_updates_per_min: float = Field(default=50.0, gt=0)
+    slack_updates_burst: int = Field(default=50, ge=1)
+    # Answers through a response_url: no tier; each URL takes 5 answers in 30 minutes.
+    slack_responses_per_s: float = Field(default=50.0, gt=0)
+    slack_responses_burst: int = Field(default=50, ge=1)
+    # Events API v2: about 120 events a minute per routing key.
     pagerduty_per_min: float = Field(default=120.0, gt=0)
     pagerduty_burst: int = Field(default=20, ge=1)
+    # REST API v2 (acknowledge, resolve, escalate, note): 960 requests a minute per token.
+    pagerduty_rest_per_min: float = Field(default=960.0, gt=0)
+    pagerduty_rest_burst: int = Field(default=60, ge=1)
     workers: int = Field(default=8, ge=1, le=64)
     lease_s: float = Field(default=30.0, gt=0)
     poll_interval_s: float = Field(default=1.0, gt=0)

@@ -108,6 +108,15 @@ def test_lease_must_outlive_requests() -> None:
     assert problem == "delivery: lease_s must be at least twice request_timeout_s"
 
 
+def test_each_method_has_its_own_pace_and_a_pace_of_zero_is_refused() -> None:
+    delivery = load_config_text(GOOD, source="test.yaml").delivery
+    assert (delivery.slack_per_channel_per_s, delivery.slack_burst) == (1.0, 4)
+    assert (delivery.slack_updates_per_min, delivery.slack_updates_burst) == (50.0, 50)
+    assert (delivery.pagerduty_rest_per_min, delivery.pagerduty_rest_burst) == (960.0, 60)
+    [problem] = problems(GOOD + "delivery: {slack_updates_per_min: 0}\n")
+    assert problem.startswith("delivery.slack_updates_per_min:")
+
+
 def test_rights_default_to_the_channel_and_a_route_replaces_whole_entries() -> None:
     config = parse_config(
         {

@@ -131,8 +131,8 @@ def unlock(services: Services, *, app: str, env: str, actor: str) -> str:
         db_session.commit()
     if someone_else:
         holder_text = actor_text(holder)
-        held = f"held by {holder_text} since {slack_date(since)}"
-        return f"Unlocked {code(target.label)} (it was {held})."
+        was = f"held by {holder_text} since {slack_date(since)}"
+        return f"Unlocked {code(target.label)} (it was {was})."
     return f"Unlocked {code(target.label)}."
 
 

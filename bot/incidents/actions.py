@@ -28,7 +28,7 @@ from bot.incidents import service as incidents
 from bot.incidents.errors import IncidentError, IncidentNotFound
 from bot.incidents.models import ALARM, MANUAL, Incident, IncidentEvent
 from bot.outbox import service as outbox
-from bot.outbox.models import PAGERDUTY_REST
+from bot.outbox.models import BULK, PAGERDUTY_REST, PERSON
 from bot.outbox.replies import ephemeral, reply
 from bot.pagerduty.errors import PagerDutyUnavailable
 from bot.people.directory import NOT_CONFIGURED, PeopleDirectory, mention
@@ -79,6 +79,11 @@ class Requester:
     @property
     def audit_actor(self) -> str:
         return self.slack_user_id or "opsbot"
+
+    @property
+    def priority(self) -> int:
+        """The outbox lane of what it asked for: a person waits; a job does not."""
+        return BULK if self.slack_user_id is None else PERSON
 
     @property
     def where(self) -> str:
@@ -369,6 +374,7 @@ class IncidentActions:
                         ),
                     },
                     now=now,
+                    priority=requester.priority,
                 )
             else:
                 self._apply_here(

@@ -14,6 +14,7 @@ from bot.incidents import render
 from bot.incidents import service as incidents
 from bot.incidents.models import OPEN, RESOLVED, Incident
 from bot.outbox import service as outbox
+from bot.outbox.models import BULK, PERSON
 from bot.pagerduty.webhooks import IncidentData
 from bot.scheduler.deferred import cancel_after_commit, schedule_after_commit
 from bot.slack_dates import utc_text
@@ -41,11 +42,14 @@ def sync_message(
 
     `new`: the incident was created in this transaction (nothing to look up).
     `clicked_at`: the update shows the effect of a click made then (measured
-    when it reaches Slack: opsbot_click_to_effect_seconds).
+    when it reaches Slack: opsbot_click_to_effect_seconds), so it goes in the
+    outbox's PERSON lane, before bulk work.
     """
     message = render.incident_message(incident)
+    priority = BULK
     if clicked_at is not None:
         message = {**message, outbox.CLICKED_AT: clicked_at.isoformat()}
+        priority = PERSON
     outbox.post_or_update(
         db_session,
         key=incident.message_key,
@@ -53,6 +57,7 @@ def sync_message(
         message=message,
         now=now,
         new_key=new,
+        priority=priority,
     )
 
 
@@ -71,8 +76,13 @@ def thread_transition(
     )
 
 
-def thread_text(db_session: Session, *, incident: Incident, text: str, now: datetime) -> None:
-    """A one-off threaded reply (an error, a note) that never folds with others."""
+def thread_text(
+    db_session: Session, *, incident: Incident, text: str, now: datetime, priority: int = BULK
+) -> None:
+    """A one-off threaded reply (an error, a note) that never folds with others.
+
+    `priority`: PERSON when it is what someone's click came to.
+    """
     outbox.reply_in_thread(
         db_session,
         key=incident.message_key,
@@ -81,6 +91,7 @@ def thread_text(db_session: Session, *, incident: Incident, text: str, now: date
         item={"text": text},
         render=lambda items: {"text": render.clip(items[-1]["text"], 3000), "blocks": None},
         now=now,
+        priority=priority,
     )
 
 

@@ -79,6 +79,10 @@ class PagerDutyActionSender:
                 return Retry(error=str(exc), after_s=2.0)
             return self._failed(job, "PagerDuty has no incident for this page")
         except PagerDutyUnavailable as exc:
+            if job.attempts < MAX_ATTEMPTS and exc.retry_after_s is not None:
+                # A 429: the REST token's lane waits as long as PagerDuty asked.
+                wait_s = exc.retry_after_s
+                return Retry(error=str(exc), after_s=wait_s, pause_target_s=wait_s)
             if job.attempts < MAX_ATTEMPTS:
                 return Retry(error=str(exc))
             return self._failed(job, f"PagerDuty did not answer ({exc})")
@@ -261,6 +265,7 @@ class PagerDutyActionSender:
                     f":warning: {requester.display} could not {verb} this incident: {escape(error)}"
                 ),
                 now=now,
+                priority=requester.priority,
             )
             audit.record(
                 db_session,

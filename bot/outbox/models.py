@@ -22,6 +22,10 @@ SLACK_RESPONSE = "slack.response"  # a reply through a response_url
 PAGERDUTY_EVENT = "pagerduty.event"  # Events API v2
 PAGERDUTY_REST = "pagerduty.rest"  # REST API v2: a person's (or the bot's) action on an incident
 
+# Lanes: the worker claims the lowest `priority` first, then the oldest.
+PERSON = 0  # someone is waiting for it: a click's PagerDuty call, its message update, an answer
+BULK = 1  # nobody is watching for this one: a storm's posts, reminders, handoffs
+
 
 class Delivery(Base):
     __tablename__ = "deliveries"
@@ -37,6 +41,7 @@ class Delivery(Base):
     # Pending replies with the same fold_key merge into one.
     fold_key: Mapped[str | None] = mapped_column(String(255))
     payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    priority: Mapped[int] = mapped_column(Integer, default=BULK, server_default=text(str(BULK)))
     status: Mapped[str] = mapped_column(String(20), default=PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     # Optimistic concurrency: coalescing and claiming both bump it.
@@ -53,6 +58,13 @@ class Delivery(Base):
         Index(
             "ix_deliveries_pending_not_before",
             "not_before",
+            sqlite_where=text("status = 'pending'"),
+            postgresql_where=text("status = 'pending'"),
+        ),
+        Index(
+            "ix_deliveries_pending_priority_id",
+            "priority",
+            "id",
             sqlite_where=text("status = 'pending'"),
             postgresql_where=text("status = 'pending'"),
         ),

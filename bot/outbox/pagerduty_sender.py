@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 import pagerduty
 
-from bot.outbox.results import Dead, Job, Result, Retry, Sent
+from bot.outbox.results import Dead, Job, Result, Retry, Sent, retry_after_s
 
-# PagerDuty sends no Retry-After on the Events API; hold the routing key this long.
+# The Events API documents no Retry-After; without one, hold the routing key this long.
 RATE_LIMIT_PAUSE_S = 20.0
 
 
@@ -33,11 +33,10 @@ class PagerDutySender:
             response = exc.response
             assert response is not None  # HttpError always carries its response
             status = response.status_code
-            if status == 429:
+            if status == 429:  # pauses this routing key only
+                pause_s = retry_after_s(response.headers, default=RATE_LIMIT_PAUSE_S)
                 return Retry(
-                    error="PagerDuty rate limit (429)",
-                    after_s=RATE_LIMIT_PAUSE_S,
-                    pause_target_s=RATE_LIMIT_PAUSE_S,
+                    error="PagerDuty rate limit (429)", after_s=pause_s, pause_target_s=pause_s
                 )
             if status >= 500:
                 return Retry(error=f"PagerDuty answered {status}")

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+# A Retry-After beyond this is taken as this: one odd header must not stop a lane for days.
+MAX_RETRY_AFTER_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,13 @@ class Job:
     attempts: int
     message: MessageRef | None
     created_at: datetime | None = None  # written in the transaction that caused it
+    # The pacing lane its send counts against, when not its target: a posted
+    # message's update counts against the workspace's chat.update budget.
+    lane: str | None = None
+
+    @property
+    def paced_by(self) -> str:
+        return self.lane or self.target
 
 
 @dataclass(frozen=True)
@@ -40,7 +51,7 @@ class Sent:
 class Retry:
     error: str
     after_s: float | None = None  # None: exponential backoff
-    pause_target_s: float | None = None  # a 429: hold the whole target
+    pause_target_s: float | None = None  # a 429: hold the job's whole lane (`Job.paced_by`)
     forget_ts: bool = False  # the message was deleted in Slack: post it anew
     # The request may still land (a timeout, a reset): wait out the lease before
     # looking for it and trying again, so a late arrival is found, not doubled.
@@ -55,3 +66,18 @@ class Dead:
 
 
 Result = Sent | Retry | Dead
+
+
+def retry_after_s(headers: Mapping[str, Any] | None, *, default: float) -> float:
+    """The seconds a 429's `Retry-After` header asks for (any case), or `default`
+    when it is absent or not a number of seconds."""
+    for name, value in (headers or {}).items():
+        if name.lower() == "retry-after":
+            try:
+                seconds = float(value[0] if isinstance(value, list) else value)
+            except (TypeError, ValueError):
+                return default
+            if seconds != seconds:  # NaN
+                return default
+            return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
+    return default

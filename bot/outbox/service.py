@@ -6,6 +6,11 @@ replies with the same fold key merge into one; a PagerDuty event replaces an
 unsent event of the same action for the same dedup_key. Coalescing only ever
 touches rows no worker has claimed (checked atomically through `version`), so
 nothing already on the wire is altered.
+
+Whoever enqueues says whose work it is: `PERSON` (someone clicked and waits
+for the effect) or `BULK`. A person's delivery lifts what must go out before it
+(pending work under its order key, or the update it folds into) to its lane,
+so it never waits behind bulk work of its own message.
 """
 
 from __future__ import annotations
@@ -14,17 +19,19 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, case, func, select, update
 from sqlalchemy.orm import Session
 
 from bot.db.statements import update_rows
 from bot.outbox import express
 from bot.outbox.models import (
+    BULK,
     CANCELLED,
     DEAD,
     PAGERDUTY_EVENT,
     PAGERDUTY_REST,
     PENDING,
+    PERSON,
     SENT,
     SLACK_MESSAGE,
     SLACK_REPLY,
@@ -58,10 +65,42 @@ def _mark_dirty(db_session: Session) -> None:
     db_session.info[WAKE_FLAG] = True
 
 
+def _more_urgent(priority: int) -> ColumnElement[int]:
+    """A row's priority, raised to `priority` when that is more urgent (lower)."""
+    return case((Delivery.priority > priority, priority), else_=Delivery.priority)
+
+
+def _lift_earlier(db_session: Session, *, order_key: str, priority: int) -> None:
+    """Raise pending deliveries under `order_key` (which go out first) to `priority`.
+
+    Ordering only: a claimed row keeps its lease and its version.
+    """
+    if priority >= BULK:
+        return
+    db_session.execute(
+        update(Delivery)
+        .where(
+            Delivery.order_key == order_key,
+            Delivery.status == PENDING,
+            Delivery.priority > priority,
+        )
+        .values(priority=priority)
+        .execution_options(synchronize_session=False)
+    )
+
+
 def _replace_payload(
-    db_session: Session, row: Delivery, payload: dict[str, Any], now: datetime
+    db_session: Session,
+    row: Delivery,
+    payload: dict[str, Any],
+    now: datetime,
+    *,
+    priority: int = BULK,
 ) -> bool:
-    """Swap the payload of an unclaimed pending row; False if a worker got to it first."""
+    """Swap the payload of an unclaimed pending row; False if a worker got to it first.
+
+    The row keeps the more urgent of its own priority and `priority`.
+    """
     changed = update_rows(
         db_session,
         update(Delivery)
@@ -71,7 +110,12 @@ def _replace_payload(
             Delivery.status == PENDING,
             Delivery.claimed_by.is_(None),
         )
-        .values(payload=payload, version=Delivery.version + 1, updated_at=now),
+        .values(
+            payload=payload,
+            priority=_more_urgent(priority),
+            version=Delivery.version + 1,
+            updated_at=now,
+        ),
     )
     if changed == 1:
         db_session.expire(row)
@@ -126,17 +170,20 @@ def post_or_update(
     message: dict[str, Any],
     now: datetime,
     new_key: bool = False,
+    priority: int = BULK,
 ) -> None:
     """Post the message under `key` the first time, update it in place afterwards.
 
     `new_key`: the caller made `key` in this transaction, so nothing was ever
     posted or queued under it (one SELECT fewer each for the message and its
-    pending update).
+    pending update). `priority`: PERSON when it shows the effect of a click.
     """
     slack_message(db_session, key=key, channel=channel, now=now, new_key=new_key)
     _mark_dirty(db_session)
+    order_key = f"slack:{key}"
     pending = None
     if not new_key:
+        _lift_earlier(db_session, order_key=order_key, priority=priority)
         pending = _unclaimed_pending(
             db_session, Delivery.kind == SLACK_MESSAGE, Delivery.message_key == key
         )
@@ -145,16 +192,17 @@ def post_or_update(
         clicked_at = pending.payload.get(CLICKED_AT)
         if clicked_at and not message.get(CLICKED_AT):
             message = {**message, CLICKED_AT: clicked_at}
-        if _replace_payload(db_session, pending, message, now):
+        if _replace_payload(db_session, pending, message, now, priority=priority):
             return
     _add(
         db_session,
         now,
         kind=SLACK_MESSAGE,
         target=slack_target(channel),
-        order_key=f"slack:{key}",
+        order_key=order_key,
         message_key=key,
         payload=message,
+        priority=priority,
     )
 
 
@@ -167,6 +215,7 @@ def reply_in_thread(
     item: dict[str, Any],
     render: RenderItems,
     now: datetime,
+    priority: int = BULK,
 ) -> None:
     """A threaded reply under the message `key`.
 
@@ -174,6 +223,8 @@ def reply_in_thread(
     """
     slack_message(db_session, key=key, channel=channel, now=now)
     _mark_dirty(db_session)
+    order_key = f"slack:{key}"
+    _lift_earlier(db_session, order_key=order_key, priority=priority)
     pending = None
     if fold_key is not None:
         pending = _unclaimed_pending(
@@ -181,24 +232,29 @@ def reply_in_thread(
         )
     if pending is not None:
         items = [*pending.payload.get("items", []), item]
-        if _replace_payload(db_session, pending, {**render(items), "items": items}, now):
+        payload = {**render(items), "items": items}
+        if _replace_payload(db_session, pending, payload, now, priority=priority):
             return
     _add(
         db_session,
         now,
         kind=SLACK_REPLY,
         target=slack_target(channel),
-        order_key=f"slack:{key}",
+        order_key=order_key,
         message_key=key,
         fold_key=fold_key,
         payload={**render([item]), "items": [item]},
+        priority=priority,
     )
 
 
 def respond(
     db_session: Session, *, response_url: str, body: dict[str, Any], order_key: str, now: datetime
 ) -> None:
-    """Answer a slash command or button through its response_url, after the commit."""
+    """Answer a slash command or button through its response_url, after the commit.
+
+    Someone is waiting for it: it goes in the PERSON lane.
+    """
     _add_to_send(
         db_session,
         now,
@@ -207,6 +263,7 @@ def respond(
         target=SLACK_RESPONSE_TARGET,
         order_key=order_key,
         payload={"response_url": response_url, "body": body},
+        priority=PERSON,
     )
 
 
@@ -354,13 +411,20 @@ def retry_dead(db_session: Session, *, now: datetime, delivery_id: int | None = 
 
 
 def pagerduty_rest(
-    db_session: Session, *, order_key: str, payload: dict[str, Any], now: datetime
+    db_session: Session,
+    *,
+    order_key: str,
+    payload: dict[str, Any],
+    now: datetime,
+    priority: int = BULK,
 ) -> None:
     """A PagerDuty REST call, sent in order with others under the same `order_key`.
 
     Its sender records the outcome itself, together with `complete`.
+    `priority`: PERSON when someone asked for it and waits for the effect.
     """
     _mark_dirty(db_session)
+    _lift_earlier(db_session, order_key=order_key, priority=priority)
     _add(
         db_session,
         now,
@@ -368,6 +432,7 @@ def pagerduty_rest(
         target=PAGERDUTY_REST_TARGET,
         order_key=order_key,
         payload=payload,
+        priority=priority,
     )
 
 

@@ -11,7 +11,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.webhook import WebhookClient
 
 from bot.outbox.models import SLACK_MESSAGE, SLACK_REPLY, SLACK_RESPONSE
-from bot.outbox.results import Dead, Job, MessageRef, Result, Retry, Sent
+from bot.outbox.results import Dead, Job, MessageRef, Result, Retry, Sent, retry_after_s
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,8 @@ def classify(error: SlackApiError, job: Job) -> Result:
     status = error.response.status_code
     code = str(error.response.get("error") or f"http_{status}")
     if status == 429 or code == "ratelimited":
-        retry_after = float(error.response.headers.get("Retry-After", "1") or 1)
+        # Pauses only the lane of this call: a channel's posts, or the workspace's updates.
+        retry_after = retry_after_s(error.response.headers, default=1.0)
         return Retry(error=code, after_s=retry_after, pause_target_s=retry_after)
     if code in NEEDS_OPERATOR:
         return Retry(
@@ -174,7 +175,12 @@ class SlackSender:
         response = self.webhook(job.payload["response_url"]).send_dict(job.payload["body"])
         if response.status_code == 200:
             return Sent()
-        if response.status_code == 429 or response.status_code >= 500:
+        if response.status_code == 429:
+            retry_after = retry_after_s(response.headers, default=1.0)
+            return Retry(
+                error="response_url answered 429", after_s=retry_after, pause_target_s=retry_after
+            )
+        if response.status_code >= 500:
             return Retry(error=f"response_url answered {response.status_code}")
         # response_url expires after 30 minutes or 5 uses: nothing more to do.
         return Dead(error=f"response_url answered {response.status_code}: {response.body}")

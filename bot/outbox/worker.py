@@ -7,6 +7,11 @@ instances can share one outbox and a crashed instance's work is taken over
 when its lease runs out. A claim bumps `attempts` before anything goes on the
 wire, which is how the Slack sender knows to look for an earlier post before
 posting again.
+
+What is due is claimed lowest `priority` first (a person's click before bulk
+work), then oldest, and only from lanes the pacer lets through now. A lane is
+the rate limit a send counts against: a channel's posts, the workspace's
+`chat.update`s, response_url answers, one routing key's events, the REST token.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from prometheus_client import Histogram
-from sqlalchemy import ColumnElement, and_, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, exists, func, literal, or_, select, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from bot.clock import Clock, SystemClock, seconds_between
@@ -36,7 +41,7 @@ from bot.outbox.models import (
     Delivery,
     SlackMessage,
 )
-from bot.outbox.pacing import Pacer
+from bot.outbox.pacing import SLACK_UPDATES, Pacer
 from bot.outbox.results import Dead, Job, MessageRef, Result, Retry, Sent
 
 log = logging.getLogger(__name__)
@@ -78,6 +83,17 @@ def outcome_of(result: Result) -> str:
     if isinstance(result, Dead):
         return "dead"
     return "rate_limited" if result.pause_target_s else "retry"
+
+
+def lane_of() -> ColumnElement[str]:
+    """A delivery's pacing lane, in SQL: a message already in Slack is updated
+    (`chat.update`, paced across the workspace); anything else counts against
+    its target (a channel's posts, a routing key, the REST token, answers)."""
+    posted = exists().where(SlackMessage.key == Delivery.message_key, SlackMessage.ts.is_not(None))
+    return case(
+        (and_(Delivery.kind == SLACK_MESSAGE, posted), literal(SLACK_UPDATES)),
+        else_=Delivery.target,
+    )
 
 
 def is_alarm_page(job: Job) -> bool:
@@ -152,15 +168,15 @@ class OutboxWorker:
     # -- choosing work -------------------------------------------------------
 
     def _pending(self, waiting: Collection[str]) -> ColumnElement[bool]:
-        """Pending deliveries of this worker's kinds to targets not being paced."""
+        """Pending deliveries of this worker's kinds in lanes not being paced."""
         criteria = [Delivery.status == PENDING, Delivery.kind.in_(list(self.kinds))]
         if waiting:
-            criteria.append(Delivery.target.not_in(list(waiting)))
+            criteria.append(lane_of().not_in(list(waiting)))
         return and_(*criteria)
 
     def _due(
         self, db_session: Session, now: datetime, *, waiting: Collection[str], limit: int
-    ) -> list[Delivery]:
+    ) -> list[tuple[Delivery, str]]:
         earlier = aliased(Delivery)
         blocked = exists().where(
             earlier.order_key == Delivery.order_key,
@@ -168,17 +184,17 @@ class OutboxWorker:
             earlier.id < Delivery.id,
         )
         query = (
-            select(Delivery)
+            select(Delivery, lane_of())
             .where(
                 self._pending(waiting),
                 Delivery.not_before <= now,
                 or_(Delivery.claimed_by.is_(None), Delivery.claimed_until < now),
                 ~blocked,
             )
-            .order_by(Delivery.id)
+            .order_by(Delivery.priority, Delivery.id)
             .limit(limit)
         )
-        return list(db_session.scalars(query))
+        return [(row, str(lane)) for row, lane in db_session.execute(query)]
 
     def _next_due_s(self, db_session: Session, now: datetime, waiting: Collection[str]) -> float:
         query = select(func.min(Delivery.not_before)).where(self._pending(waiting))
@@ -190,8 +206,8 @@ class OutboxWorker:
     def dispatch_due(self) -> float:
         """Claim and start what is due; return seconds until something may be due.
 
-        Only as much as the senders can start now is looked at, and nothing for
-        a target being paced: under a flood (a backlog of answers, a paused
+        Only as much as the senders can start now is looked at, and nothing in
+        a lane being paced: under a flood (a backlog of answers, a paused
         channel) a pass stays as cheap as when all is quiet.
         """
         now = self.clock.now()
@@ -206,15 +222,15 @@ class OutboxWorker:
             candidates = self._due(db_session, now, waiting=waiting, limit=min(BATCH, 2 * free))
             if not candidates:
                 return min(delay, self._next_due_s(db_session, now, waiting))
-            for row in candidates:
+            for row, lane in candidates:
                 with self._lock:
                     if row.order_key in self._in_flight:
                         continue
-                wait = self.pacer.wait_s(row.target)
-                if wait > 0 or not self.pacer.take(row.target):
+                wait = self.pacer.wait_s(lane)
+                if wait > 0 or not self.pacer.take(lane):
                     delay = min(delay, max(wait, 0.01))
                     continue
-                job = self._claim(db_session, row, now)
+                job = self._claim(db_session, row, now, lane)
                 if job is None:
                     continue
                 with self._lock:
@@ -223,7 +239,7 @@ class OutboxWorker:
                 self._pool.submit(self._send, job, row.order_key)
         return delay
 
-    def _claim(self, db_session: Session, row: Delivery, now: datetime) -> Job | None:
+    def _claim(self, db_session: Session, row: Delivery, now: datetime, lane: str) -> Job | None:
         lease_until = now + timedelta(seconds=self.settings.lease_s)
         claimed = update_rows(
             db_session,
@@ -261,6 +277,7 @@ class OutboxWorker:
             row.attempts,
             message,
             created_at=row.created_at,
+            lane=lane,
         )
 
     # -- claimed in the transaction that adds them (bot/outbox/express.py) -----
@@ -346,7 +363,15 @@ class OutboxWorker:
                 if result.ambiguous:
                     after = max(after, self.settings.lease_s)
                 if result.pause_target_s:
-                    self.pacer.pause(job.target, result.pause_target_s)
+                    self.pacer.pause(job.paced_by, result.pause_target_s)
+                    log.warning(
+                        "lane %s paused for %.1f s: delivery %s was refused (%s)",
+                        job.paced_by,
+                        result.pause_target_s,
+                        job.id,
+                        result.error[:200],
+                        extra={"delivery": job.id, "kind": job.kind, "lane": job.paced_by},
+                    )
                 if result.forget_ts and job.message is not None:
                     db_session.execute(
                         update(SlackMessage)

@@ -16,4 +16,12 @@ class PagerDutyRefused(PagerDutyError):
 
 
 class PagerDutyUnavailable(PagerDutyError):
-    """No usable answer (429, 5xx, network): worth asking again later."""
+    """No usable answer (429, 5xx, network): worth asking again later.
+
+    `retry_after_s`: on a 429, the seconds PagerDuty asked to wait (its
+    `ratelimit-reset` header, else `Retry-After`), when it said.
+    """
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

@@ -56,13 +56,36 @@ def _reason(response: Any) -> str:
     return "".join(parts)[:500]
 
 
+# A wait beyond this is taken as this: one odd header must not stop the token for days.
+MAX_WAIT_S = 3600.0
+
+
+def _wait_s(response: Any) -> float | None:
+    """Seconds a 429 asks to wait: `ratelimit-reset` (PagerDuty's), else `Retry-After`."""
+    for name in ("ratelimit-reset", "retry-after"):
+        value = response.headers.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            continue
+        if seconds == seconds:  # not NaN
+            return min(max(seconds, 0.0), MAX_WAIT_S)
+    return None
+
+
 def _call(fn: Callable[[], T]) -> T:
     try:
         return fn()
     except pagerduty.HttpError as exc:
         response = exc.response
         status = response.status_code if response is not None else 0
-        if status == 429 or status >= 500 or response is None:
+        if status == 429 and response is not None:
+            raise PagerDutyUnavailable(
+                "PagerDuty answered 429 (rate limit)", retry_after_s=_wait_s(response)
+            ) from None
+        if status >= 500 or response is None:
             raise PagerDutyUnavailable(f"PagerDuty answered {status or 'nothing'}") from None
         raise PagerDutyRefused(_reason(response), status=status) from None
     except pagerduty.Error as exc:
