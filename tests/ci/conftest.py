@@ -22,6 +22,7 @@ SCRIPT_VARIABLES = (
     "PG_BINDIR",
     "OPSBOT_PG_DIR",
     "OPSBOT_PG_USER",
+    "OPSBOT_TOOLS_VENV",
 )
 
 Run = Callable[..., subprocess.CompletedProcess[str]]

@@ -7,6 +7,7 @@ mirror is a directory tree made here, so the tests do not depend on what the mac
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import sys
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ci.conftest import Run, pinned_aws_version, terraform_platform
+from tests.ci.conftest import REPO, Run, pinned_aws_version, terraform_platform
 
 
 def path_without(program: str, scratch: Path) -> str:
@@ -52,16 +53,26 @@ def fake_mirror(root: Path) -> Path:
     return root
 
 
+def installed_tools(venv: Path) -> Path:
+    """A tools virtualenv as .ci/check-infra leaves it: stamped for the current pins."""
+    digest = hashlib.sha256((REPO / ".ci" / "infra-tools.txt").read_bytes()).hexdigest()
+    venv.mkdir(parents=True)
+    (venv / f".installed-{digest[:16]}").touch()
+    return venv
+
+
 @pytest.fixture
 def ready_env(ci_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
     """An environment in which every check passes: the real Python, a TEST_DATABASE_URL
-    (no cluster needed), a terraform of the required version, a mirror with the pin."""
+    (no cluster needed), a terraform of the required version, a mirror with the pin, the
+    infra check tools installed."""
     terraform = fake_program(tmp_path / "tf" / "terraform", "Terraform v1.11.4\non linux_amd64")
     return ci_env | {
         "PYTHON": sys.executable,
         "TEST_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
         "TERRAFORM": str(terraform),
         "TF_PROVIDER_MIRROR": str(fake_mirror(tmp_path / "mirror")),
+        "OPSBOT_TOOLS_VENV": str(installed_tools(tmp_path / "tools")),
     }
 
 
@@ -131,6 +142,22 @@ def test_an_old_python_is_named_with_its_version(
     assert "set PYTHON=" in line
 
 
+def test_a_python_too_old_for_the_infra_tools_is_refused_until_they_are_installed(
+    ci_run: Run, ready_env: dict[str, str], tmp_path: Path
+) -> None:
+    python = fake_program(tmp_path / "py" / "python3", "3.11.2")
+    env = ready_env | {"PYTHON": str(python), "OPSBOT_TOOLS_VENV": str(tmp_path / "no-tools")}
+
+    result = ci_run("preflight", env=env)
+
+    assert result.returncode == 1
+    [line] = lines(result.stderr)
+    assert line.startswith(f"preflight: Python 3.11.2 (PYTHON={python}) is older than the 3.11.5")
+    assert "infra check tools need (.ci/infra-tools.txt)" in line
+    installed = ci_run("preflight", env=env | {"OPSBOT_TOOLS_VENV": ready_env["OPSBOT_TOOLS_VENV"]})
+    assert (installed.returncode, installed.stderr) == (0, "")
+
+
 def test_postgresql_programs_missing_name_pg_bindir_and_test_database_url(
     ci_run: Run, ready_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -178,5 +205,5 @@ def test_checks_can_be_chosen_and_unknown_ones_are_refused(
 
     assert result.returncode == 1
     assert lines(result.stderr) == [
-        "preflight: unknown check 'pyhton' (python, postgres, terraform, mirror)"
+        "preflight: unknown check 'pyhton' (python, postgres, terraform, mirror, tools)"
     ]
