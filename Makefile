@@ -10,7 +10,7 @@ PYTEST_WORKERS ?= 4
 PYTEST_ARGS ?= -n $(PYTEST_WORKERS)
 
 .DEFAULT_GOAL := help
-.PHONY: help run serve test test-slow lint typecheck pytest browser screenshot infra-check bench lock clean
+.PHONY: help run serve test test-slow lint typecheck pytest browser screenshot infra-check bench lock clean preflight stop-db
 
 help:
 	@echo "make run        the sandbox: opsbot with Slack, PagerDuty and AWS emulated, and a web console"
@@ -18,9 +18,11 @@ help:
 	@echo "make test       lint, type-check and run the whole suite (SQLite and PostgreSQL)"
 	@echo "make test-slow  the long fault-injection tests"
 	@echo "make bench      benchmarks; prints a table, writes bench/results/"
+	@echo "make stop-db    stop the private PostgreSQL cluster that make test starts and leaves running"
 	@echo "make lock       re-pin requirements.lock from pyproject.toml"
 
 $(STAMP): pyproject.toml requirements.lock
+	.ci/preflight python
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
@@ -41,13 +43,23 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy bot handlers sandbox bench
 
+# TEST_DATABASE_URL when set, else this checkout's private cluster (started once, reused).
 pytest: $(STAMP) browser
-	TEST_DATABASE_URL="$$(.ci/test-postgres)" $(BIN)/pytest $(PYTEST_ARGS)
+	url="$$(.ci/test-postgres)" && TEST_DATABASE_URL="$$url" $(BIN)/pytest $(PYTEST_ARGS)
 
-test: lint typecheck pytest infra-check
+# What the machine must have (Python, PostgreSQL, Terraform, the provider mirror) is
+# checked first, one line per missing piece; only then the rest, in this order.
+test: preflight
+	$(MAKE) --no-print-directory lint typecheck pytest infra-check
+
+preflight:
+	.ci/preflight
+
+stop-db:
+	.ci/test-postgres stop
 
 test-slow: $(STAMP)
-	TEST_DATABASE_URL="$$(.ci/test-postgres)" $(BIN)/pytest -m slow $(PYTEST_ARGS)
+	url="$$(.ci/test-postgres)" && TEST_DATABASE_URL="$$url" $(BIN)/pytest -m slow $(PYTEST_ARGS)
 
 # Debian's Chromium for the browser tests (they skip, saying why, where it cannot be installed).
 browser:
