@@ -40,7 +40,10 @@ def parse(text: str) -> Command:
     if verb not in VERBS:
         raise Usage(f"`/dbrole` does not know {code(verb)}.")
     if len(words) != 3:
-        raise Usage(f"`/dbrole {verb} <app> <env>` needs an app and an environment, nothing more.")
+        raise Usage(
+            f"`/dbrole {verb} &lt;app&gt; &lt;env&gt;` needs an app and an environment, "
+            "nothing more."
+        )
     return Command(verb, app=words[1], env=words[2])
 
 

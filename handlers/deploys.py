@@ -64,21 +64,23 @@ def parse_deploy(text: str) -> Command:
         if force:
             raise Usage(f"`--force` does not apply to `/deploy {verb}`.")
         if len(words) < 3:
-            raise Usage(f"`/deploy {verb} <app> <env>` needs an app and an environment.")
+            raise Usage(
+                f"`/deploy {verb} &lt;app&gt; &lt;env&gt;` needs an app and an environment."
+            )
         app, env, rest = words[1], words[2], words[3:]
         if verb == "history":
             if len(rest) > 1 or (rest and not (rest[0].isascii() and rest[0].isdigit())):
-                raise Usage("`/deploy history <app> <env> [n]`: n is a number.")
+                raise Usage("`/deploy history &lt;app&gt; &lt;env&gt; [n]`: n is a number.")
             return Command(verb, app=app, env=env, count=int(rest[0]) if rest else None)
         if verb == "lock":
             if not rest:
-                raise Usage("Say why: `/deploy lock <app> <env> <reason>`.")
+                raise Usage("Say why: `/deploy lock &lt;app&gt; &lt;env&gt; &lt;reason&gt;`.")
             return Command(verb, app=app, env=env, reason=" ".join(rest))
         if rest:
-            raise Usage(f"`/deploy {verb} <app> <env>` takes nothing more.")
+            raise Usage(f"`/deploy {verb} &lt;app&gt; &lt;env&gt;` takes nothing more.")
         return Command(verb, app=app, env=env)
     if len(words) != 3:
-        raise Usage('`/deploy <app> <env> <tag> [--force "<reason>"]`.')
+        raise Usage('`/deploy &lt;app&gt; &lt;env&gt; &lt;tag&gt; [--force "&lt;reason&gt;"]`.')
     return Command(DEPLOY, app=words[0], env=words[1], tag=words[2], force_reason=force)
 
 
@@ -87,7 +89,9 @@ def parse_rollback(text: str) -> Command:
     if not words or words[0] == "help":
         return Command("help")
     if len(words) not in (2, 3):
-        raise Usage('`/rollback <app> <env> [deployment-id] [--force "<reason>"]`.')
+        raise Usage(
+            '`/rollback &lt;app&gt; &lt;env&gt; [deployment-id] [--force "&lt;reason&gt;"]`.'
+        )
     deployment_id = None
     if len(words) == 3:
         number = words[2].lstrip("#")

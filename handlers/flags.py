@@ -42,15 +42,17 @@ def parse(text: str) -> Command:
     verb = words[0].lower()
     if verb == "list":
         if len(words) != 3:
-            raise Usage("`/flag list <app> <env>`.")
+            raise Usage("`/flag list &lt;app&gt; &lt;env&gt;`.")
         return Command(verb, app=words[1], env=words[2])
     if verb in (ON, OFF):
         if len(words) != 4:
-            raise Usage(f"`/flag {verb} <app> <env> <flag>`.")
+            raise Usage(f"`/flag {verb} &lt;app&gt; &lt;env&gt; &lt;flag&gt;`.")
         return Command(verb, app=words[1], env=words[2], flag=words[3])
     if verb == SET:
         if len(words) < 5:
-            raise Usage("`/flag set <app> <env> <flag> <attribute>=<value>`.")
+            raise Usage(
+                "`/flag set &lt;app&gt; &lt;env&gt; &lt;flag&gt; &lt;attribute&gt;=&lt;value&gt;`."
+            )
         attributes: dict[str, str] = {}
         for word in words[4:]:
             name, equals, value = word.partition("=")

@@ -16,7 +16,7 @@ LIMITS = {"header": 150, "section": 3000, "field": 2000, "context": 3000, "butto
 # (`<!date^...>`, /oncall's times) and the placeholders of its usage texts (`<reason>`).
 OPSBOT_MARKUP = re.compile(
     r"<@U0[A-Z]+>|<!subteam\^S0[A-Z]+>|<#C0[A-Z]+>"
-    r"|<!date\^\d+\^\{date_short_pretty\} \{time\}\|[^<>|]+>"
+    r"|<!date\^\d+\^\{date_short_pretty\} \{time(?:_secs)?\}\|[^<>|]+>"
     r"|<[a-z][a-z-]*>"
 )
 

@@ -349,10 +349,15 @@ def test_mistyped_commands_get_the_usage_and_invoke_nothing(
 ) -> None:
     ack, _ = dbrole(live, slack, "chek shop staging")
     assert ack.startswith("`/dbrole` does not know `chek`.")
-    assert "`/dbrole check <app> <env>`" in ack and "`/dbrole provision <app> <env>`" in ack
+    assert (
+        "`/dbrole check &lt;app&gt; &lt;env&gt;`" in ack
+        and "`/dbrole provision &lt;app&gt; &lt;env&gt;`" in ack
+    )
 
     ack, _ = dbrole(live, slack, "provision shop")
-    assert ack.startswith("`/dbrole provision <app> <env>` needs an app and an environment")
+    assert ack.startswith(
+        "`/dbrole provision &lt;app&gt; &lt;env&gt;` needs an app and an environment"
+    )
 
     ack, _ = dbrole(live, slack, "")
     assert ack.startswith("*/dbrole*")

@@ -250,7 +250,9 @@ def test_status_history_releases_lock_and_rollback_answer_in_slack(
     )
 
     ack, _ = command(live, releases, "/deploy", "api staging")
-    assert ack["text"].startswith('`/deploy <app> <env> <tag> [--force "<reason>"]`.')
+    assert ack["text"].startswith(
+        '`/deploy &lt;app&gt; &lt;env&gt; &lt;tag&gt; [--force "&lt;reason&gt;"]`.'
+    )
     ack, _ = command(live, releases, "/deploy", "api staging 1.0.2 --force")
     assert ack["text"].startswith("`--force` needs a reason")
 

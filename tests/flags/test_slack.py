@@ -18,11 +18,14 @@ def test_a_mistyped_command_answers_its_usage(
 ) -> None:
     ack, _ = command(live, releases, "/flag", "flip api prod apple_pay")
     assert ack["text"].startswith("`/flag flip` is not a /flag command.")
-    assert "`/flag set <app> <env> <flag> <attribute>=<value> [...]`" in ack["text"]
+    assert (
+        "`/flag set &lt;app&gt; &lt;env&gt; &lt;flag&gt; &lt;attribute&gt;=&lt;value&gt; [...]`"
+        in ack["text"]
+    )
     ack, _ = command(live, releases, "/flag", "set api prod new_checkout_flow rollout_percent")
     assert ack["text"].startswith("`rollout_percent` is not `<attribute>=<value>`.")
     ack, _ = command(live, releases, "/flag", "on api prod")
-    assert ack["text"].startswith("`/flag on <app> <env> <flag>`.")
+    assert ack["text"].startswith("`/flag on &lt;app&gt; &lt;env&gt; &lt;flag&gt;`.")
     ack, _ = command(live, releases, "/flag", "")
     assert ack["text"].startswith("*/flag* — List or change feature flags")
     assert flag_world.versions() == [1]

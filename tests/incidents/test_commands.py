@@ -110,7 +110,7 @@ def test_declare_with_bad_input_answers_with_the_usage_line(
     url = slack.response_url()
     bad = command(service, "/incident", "declare DB down --severity sev1", response_url=url)
     assert "`sev1` is not a severity" in ack_text(bad)
-    assert "Usage: `/incident declare <summary>" in ack_text(bad)
+    assert "Usage: `/incident declare &lt;summary&gt;" in ack_text(bad)
     empty = command(service, "/incident", "declare --route prod", response_url=url)
     assert "`declare` needs a summary" in ack_text(empty)
     command(service, "/incident", "declare DB down --route nowhere", response_url=url)
@@ -185,18 +185,18 @@ def test_ack_of_an_incident_that_was_never_paged_acts_in_slack_only(
 
 def test_help_unknown_and_malformed_commands(service: LiveService, slack: SlackEmulator) -> None:
     url = slack.response_url()
-    assert "`/incident declare <summary>" in ack_text(
+    assert "`/incident declare &lt;summary&gt;" in ack_text(
         command(service, "/incident", "help", response_url=url)
     )
     unknown = ack_text(command(service, "/incident", "frobnicate 3", response_url=url))
     assert unknown.startswith("Unknown subcommand `frobnicate`.") and "/incident list" in unknown
     missing = ack_text(command(service, "/incident", "ack", response_url=url))
     assert "`ack` needs an incident number" in missing
-    assert "Usage: `/incident ack <id>`" in missing
+    assert "Usage: `/incident ack &lt;id&gt;`" in missing
     note = ack_text(command(service, "/incident", "note 4", response_url=url))
     assert "`note` needs the text of the note" in note
 
     command(service, "/incident", "ack 999", response_url=url)
     [reply] = wait_for(lambda: responses_to(slack, url))
     assert reply["text"].startswith("There is no incident `999`.")
-    assert "Usage: `/incident ack <id>`" in reply["text"]
+    assert "Usage: `/incident ack &lt;id&gt;`" in reply["text"]
