@@ -117,6 +117,7 @@ def snapshot(alarm: Alarm, config: Config) -> dict[str, Any]:
     return {
         "app": claim.app if claim else None,
         "env": claim.env if claim else None,
+        "changes_window_min": config.alarms.changes_window_min if claim else None,
         "kind": alarm.kind,
         "reason": alarm.reason,
         "description": alarm.description,

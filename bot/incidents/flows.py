@@ -5,17 +5,24 @@ Everything here goes through the outbox in the caller's transaction.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from bot.changes import render as changes_render
+from bot.changes.service import changes_view
 from bot.incidents import render
 from bot.incidents import service as incidents
 from bot.incidents.models import OPEN, RESOLVED, Incident
 from bot.outbox import service as outbox
 from bot.pagerduty.webhooks import IncidentData
 from bot.scheduler.deferred import cancel_after_commit, schedule_after_commit
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WINDOW_MIN = 120.0  # alarms.changes_window_min, for incidents opened without it
 
 # Job names (see bot/incidents/jobs.py) and the ids one incident's jobs use.
 REMIND_JOB = "incidents.remind"
@@ -41,7 +48,8 @@ def sync_message(
     `clicked_at`: the update shows the effect of a click made then (measured
     when it reaches Slack: opsbot_click_to_effect_seconds).
     """
-    message = render.incident_message(incident)
+    extra = changes_section(db_session, incident=incident, now=now, new=new)
+    message = render.incident_message(incident, extra_blocks=extra)
     if clicked_at is not None:
         message = {**message, outbox.CLICKED_AT: clicked_at.isoformat()}
     outbox.post_or_update(
@@ -52,6 +60,36 @@ def sync_message(
         now=now,
         new_key=new,
     )
+
+
+def changes_section(
+    db_session: Session, *, incident: Incident, now: datetime, new: bool = False
+) -> list[dict[str, Any]]:
+    """ "Changes before this alarm", when the alarm belongs to an app environment.
+
+    Read from opsbot's own tables in the caller's transaction (never AWS), in a
+    savepoint: a failure shows one line instead of the section and never stops
+    the message, or the page beside it.
+    """
+    snap = incident.snapshot or {}
+    app, env = snap.get("app"), snap.get("env")
+    if not app or not env:
+        return []
+    try:
+        with db_session.begin_nested():
+            view = changes_view(
+                db_session,
+                app=str(app),
+                env=str(env),
+                alarm_at=incident.opened_at,
+                window_min=float(snap.get("changes_window_min") or DEFAULT_WINDOW_MIN),
+                incident_id=None if new else incident.id,
+                now=now,
+            )
+    except Exception:
+        log.exception("incident %s: cannot read the changes of %s/%s", incident.id, app, env)
+        return [changes_render.unavailable(app=str(app), env=str(env))]
+    return changes_render.changes_blocks(view, incident_id=incident.id)
 
 
 def thread_transition(
