@@ -87,23 +87,33 @@ def _what(undo: Undo) -> str:
 def _claim(
     runtime: Runtime, *, incident_id: int, key: str, user_id: str
 ) -> tuple[Incident, ChangeItem, int]:
-    """Check the click and mark the undo running on the incident; raise UndoRefused if not."""
-    now = runtime.clock.now()
+    """Check the click and mark the undo running on the incident; raise UndoRefused if not.
+
+    The right is checked between two transactions: it may ask Slack who is in
+    a user group, which must not happen while the incident's row is locked.
+    """
     with runtime.sessions() as db_session:
-        incident = incidents.lock(db_session, incident_id=incident_id)
+        incident = incidents.get(db_session, incident_id=incident_id)
         if incident is None:
             raise UndoRefused(f"There is no incident #{incident_id}.")
-        item = _listed(db_session, incident=incident, key=key, now=now)
+        item = _listed(db_session, incident=incident, key=key, now=runtime.clock.now())
+    assert item.undo is not None
+    snap = incident.snapshot or {}
+    try:
+        target = get_target_or_raise(runtime.config, app=str(snap["app"]), env=str(snap["env"]))
+        runtime.access.require(user_id, target, action=_what(item.undo))
+    except AppError as exc:
+        raise UndoRefused(str(exc)) from exc
+    now = runtime.clock.now()
+    with runtime.sessions() as db_session:
+        locked = incidents.lock(db_session, incident_id=incident_id)
+        if locked is None:
+            raise UndoRefused(f"There is no incident #{incident_id}.")
+        item = _listed(db_session, incident=locked, key=key, now=now)  # a click just before?
         assert item.undo is not None
-        snap = incident.snapshot or {}
-        try:
-            target = get_target_or_raise(runtime.config, app=str(snap["app"]), env=str(snap["env"]))
-            runtime.access.require(user_id, target, action=_what(item.undo))
-        except AppError as exc:
-            raise UndoRefused(str(exc)) from exc
         event = incidents.add_event(
             db_session,
-            incident=incident,
+            incident=locked,
             kind=UNDO_EVENT,
             at=now,
             now=now,
@@ -112,7 +122,7 @@ def _claim(
             data={"change": key, "status": RUNNING},
         )
         db_session.commit()
-        return incident, item, event.id
+        return locked, item, event.id
 
 
 def _submit(runtime: Runtime, incident: Incident, undo: Undo, *, user_id: str) -> str:

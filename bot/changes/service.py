@@ -13,7 +13,7 @@ being undone right now).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -335,13 +335,7 @@ def changes_view(
     )
     if running:
         items = [
-            ChangeItem(
-                **{
-                    **item.__dict__,
-                    "undo": None,
-                    "no_undo": f"being undone by {_mention(running[item.key])}",
-                }
-            )
+            replace(item, undo=None, no_undo=f"being undone by {_mention(running[item.key])}")
             if item.key in running
             else item
             for item in items

@@ -38,7 +38,6 @@ from tests.incidents.helpers import (
     incident_message,
     message_text,
     only_incident,
-    outbox_idle,
     responses_to,
 )
 from tests.support import LiveService, wait_for
@@ -74,7 +73,6 @@ def alarm(
     assert answer.status_code == 200, answer.text
     incident = wait_for(lambda: only_incident(live, name))
     message = wait_for(lambda: incident_message(slack, incident))
-    wait_for(lambda: outbox_idle(live))
     return incident, message
 
 
