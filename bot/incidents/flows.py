@@ -9,6 +9,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from bot.changes import render as changes_render
@@ -67,25 +68,28 @@ def changes_section(
 ) -> list[dict[str, Any]]:
     """ "Changes before this alarm", when the alarm belongs to an app environment.
 
-    Read from opsbot's own tables in the caller's transaction (never AWS), in a
-    savepoint: a failure shows one line instead of the section and never stops
-    the message, or the page beside it.
+    Read from opsbot's own tables in the caller's transaction (never AWS). A
+    failure to make sense of what was read shows one line instead of the
+    section and never stops the message, or the page beside it; a database
+    error is the transaction's own and goes up. (No savepoint: releasing one
+    fires the session's after-commit hooks, which would send the page early.)
     """
     snap = incident.snapshot or {}
     app, env = snap.get("app"), snap.get("env")
     if not app or not env:
         return []
     try:
-        with db_session.begin_nested():
-            view = changes_view(
-                db_session,
-                app=str(app),
-                env=str(env),
-                alarm_at=incident.opened_at,
-                window_min=float(snap.get("changes_window_min") or DEFAULT_WINDOW_MIN),
-                incident_id=None if new else incident.id,
-                now=now,
-            )
+        view = changes_view(
+            db_session,
+            app=str(app),
+            env=str(env),
+            alarm_at=incident.opened_at,
+            window_min=float(snap.get("changes_window_min") or DEFAULT_WINDOW_MIN),
+            incident_id=None if new else incident.id,
+            now=now,
+        )
+    except SQLAlchemyError:
+        raise
     except Exception:
         log.exception("incident %s: cannot read the changes of %s/%s", incident.id, app, env)
         return [changes_render.unavailable(app=str(app), env=str(env))]
