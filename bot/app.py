@@ -23,6 +23,7 @@ from bot.alarms.queue import AlarmQueueConsumer
 from bot.approvals import jobs as approval_jobs
 from bot.apps.access import Access
 from bot.apps.services import AppServices
+from bot.changes import flows as changes_flows
 from bot.clock import Clock, SystemClock
 from bot.config import Config
 from bot.db.engine import make_engine, make_sessionmaker, open_connections
@@ -33,6 +34,7 @@ from bot.flags import confirm as flag_confirm  # noqa: F401  # registers the fla
 from bot.flags import jobs as flag_jobs
 from bot.inbound.after_ack_journal import AfterAckJournal
 from bot.inbound.prune import prune_receipts
+from bot.incidents import flows as incident_flows
 from bot.incidents import jobs as incident_jobs
 from bot.incidents.actions import IncidentActions
 from bot.incidents.pagerduty_calls import PagerDutyActionSender
@@ -135,6 +137,8 @@ def build_runtime(
     """
     clock = clock or SystemClock()
     metrics = metrics or make_metrics(settings, config)
+    # Every incident message lists what changed before its alarm (bot/changes).
+    incident_flows.register_section(changes_flows.changes_section)
     metrics.slack_auth(settings.slack_bot_token is not None)
     # Done once here rather than inside the first transaction, the first page's.
     configure_mappers()

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from bot import slack_dates
+from bot.apps.claims import overlapping_globs
 from bot.config import Config, ConfigError, load_config
 from bot.log import configure_logging
 from bot.settings import Settings
@@ -251,7 +252,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         f"{source}: valid ({len(config.alarm_routes)} alarm routes, {len(config.apps)} apps "
         f"with {environments} environments)"
     )
-    for note in _app_notes(config) + _rights_notes(config) + checked.warnings:
+    for note in _app_notes(config) + overlapping_globs(config) + _rights_notes(config):
+        print(f"note: {note}")
+    for note in checked.warnings:
         print(f"note: {note}")
     if not config.ops_channel:
         print("note: ops_channel is not set: opsbot's own failures are only logged and counted")

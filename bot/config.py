@@ -183,6 +183,9 @@ class AlarmSettings(Strict):
     notices_channel: str | None = None
     # SQS long-poll wait; lower only to make shutdown quicker in tests.
     queue_wait_s: int = Field(default=20, ge=0, le=20)
+    # How far back an incident's message lists the changes opsbot made to the
+    # app environment its alarm belongs to (deploys, rollbacks, flag changes).
+    changes_window_min: float = Field(default=120.0, gt=0, le=10_080)
 
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -388,6 +391,13 @@ class AppEnvironment(Strict):
     freezes: list[FreezeWindow] = Field(default_factory=list)
     flags: Annotated[AppConfigFlags | SsmFlags, Field(discriminator="backend")] | None = None
     dbrole: DbRoleSettings | None = None
+    # Alarms of this environment, by name (globs); besides them, an alarm whose
+    # dimensions name its ECS service, load balancer or target group is its own.
+    alarms: list[Annotated[str, Field(min_length=1, max_length=255)]] = Field(default_factory=list)
+    # CloudWatch's LoadBalancer (app/<name>/<id>) and TargetGroup
+    # (targetgroup/<name>/<id>) dimension values, or their ARNs.
+    load_balancer: str | None = None
+    target_group: str | None = None
 
     @field_validator("release_channel")
     @classmethod

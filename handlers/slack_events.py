@@ -26,6 +26,7 @@ from bot.inbound.replay import ReplayGuard
 from bot.runtime import Runtime
 from handlers import (
     approvals,
+    changes,
     dbroles,
     deploys,
     flags,
@@ -81,6 +82,7 @@ def build_bolt_app(runtime: Runtime) -> App | None:
 
     opsbot_command.register(app, runtime)
     incidents.register(app, runtime)
+    changes.register(app, runtime)
     oncall.register(app, runtime, receipts)
     deploys.register(app, runtime)
     flags.register(app, runtime)

@@ -111,6 +111,15 @@ class Alarm:
             return "metric"
         return "unknown"
 
+    @property
+    def dimensions(self) -> tuple[Dimension, ...]:
+        """The dimensions of every metric the alarm watches (none for a composite)."""
+        if isinstance(self.trigger, MetricTrigger):
+            return self.trigger.dimensions
+        if isinstance(self.trigger, MetricMathTrigger):
+            return tuple(d for q in self.trigger.queries for d in q.dimensions)
+        return ()
+
 
 def _str(value: Any) -> str | None:
     if value is None:

@@ -27,6 +27,7 @@ from bot.alarms.models import ReceivedMessage
 from bot.alarms.parse import Alarm, MetricTrigger, parse_alarm
 from bot.alarms.render import notice_message
 from bot.alarms.routing import route_for
+from bot.apps.claims import claim_for
 from bot.config import Config
 from bot.db.statements import insert_new_row, update_rows
 from bot.incidents import flows
@@ -105,12 +106,18 @@ def _notice(
     return "notice posted"
 
 
-def snapshot(alarm: Alarm) -> dict[str, Any]:
-    """What the incident's message shows of the alarm's latest state."""
+def snapshot(alarm: Alarm, config: Config) -> dict[str, Any]:
+    """What the incident's message shows of the alarm's latest state, and whose alarm it is."""
     component = None
     if isinstance(alarm.trigger, MetricTrigger):
         component = f"{alarm.trigger.namespace}/{alarm.trigger.metric_name}".strip("/")
+    claim = claim_for(
+        config, alarm_name=alarm.name, dimensions=((d.name, d.value) for d in alarm.dimensions)
+    )
     return {
+        "app": claim.app if claim else None,
+        "env": claim.env if claim else None,
+        "changes_window_min": config.alarms.changes_window_min if claim else None,
         "kind": alarm.kind,
         "reason": alarm.reason,
         "description": alarm.description,
@@ -157,7 +164,7 @@ def _open_incident(db_session: Session, *, alarm: Alarm, config: Config, now: da
         alarm_state=alarm.new_state,
         state_changed_at=alarm.state_change_time,
         transitions=1,
-        snapshot=snapshot(alarm),
+        snapshot=snapshot(alarm, config),
     )
 
 
@@ -245,7 +252,7 @@ def apply_alarm(
         incident.alarm_state = alarm.new_state
         incident.state_changed_at = alarm.state_change_time
         incident.transitions += 1
-        incident.snapshot = snapshot(alarm)
+        incident.snapshot = snapshot(alarm, config)
         incident.updated_at = now
     incidents.add_event(
         db_session,

@@ -5,8 +5,9 @@ Everything here goes through the outbox in the caller's transaction.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
@@ -20,6 +21,10 @@ from bot.scheduler.deferred import cancel_after_commit, schedule_after_commit
 from bot.slack_dates import utc_text
 from bot.slack_text import escape
 
+log = logging.getLogger(__name__)
+
+DEFAULT_WINDOW_MIN = 120.0  # alarms.changes_window_min, for incidents opened without it
+
 # Job names (see bot/incidents/jobs.py) and the ids one incident's jobs use.
 REMIND_JOB = "incidents.remind"
 ESCALATE_JOB = "incidents.escalate"
@@ -28,6 +33,24 @@ SILENCE_END_JOB = "incidents.silence_end"
 
 def job_id(incident: Incident, job: str) -> str:
     return f"{incident.message_key}:{job.rsplit('.', 1)[-1]}"
+
+
+class ExtraSection(Protocol):
+    def __call__(
+        self, db_session: Session, *, incident: Incident, now: datetime, new: bool
+    ) -> list[dict[str, Any]]: ...
+
+
+# Sections a domain above this one adds to every incident message ("Changes before
+# this alarm"), in the caller's transaction: the composition root registers them, so
+# incidents need not import the domains that own them.
+EXTRA_SECTIONS: list[ExtraSection] = []
+
+
+def register_section(section: ExtraSection) -> None:
+    """Add `section` to every incident message (once, however often it is registered)."""
+    if section not in EXTRA_SECTIONS:
+        EXTRA_SECTIONS.append(section)
 
 
 def sync_message(
@@ -45,7 +68,12 @@ def sync_message(
     when it reaches Slack: opsbot_click_to_effect_seconds), so it goes in the
     outbox's PERSON lane, before bulk work.
     """
-    message = render.incident_message(incident)
+    extra = [
+        block
+        for section in EXTRA_SECTIONS
+        for block in section(db_session, incident=incident, now=now, new=new)
+    ]
+    message = render.incident_message(incident, extra_blocks=extra)
     priority = BULK
     if clicked_at is not None:
         message = {**message, outbox.CLICKED_AT: clicked_at.isoformat()}

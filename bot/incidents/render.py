@@ -238,8 +238,13 @@ def _description(incident: Incident) -> str:
     return escape(description) if incident.source == ALARM else keep_mentions(description)
 
 
-def incident_message(incident: Incident) -> dict[str, Any]:
-    """The one message an incident has in Slack, in its current state."""
+def incident_message(
+    incident: Incident, *, extra_blocks: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """The one message an incident has in Slack, in its current state.
+
+    `extra_blocks` (what changed before the alarm) follow the incident's own buttons.
+    """
     snap = incident.snapshot or {}
     state = _state(incident)
     header = f"{STATE_ICON.get(state, '')} {STATE_WORD.get(state, state)} · {incident.title}"
@@ -267,6 +272,7 @@ def incident_message(incident: Incident) -> dict[str, Any]:
         blocks.append(
             {"type": "actions", "block_id": f"incident:{incident.id}", "elements": actions}
         )
+    blocks += extra_blocks or []
     return {"text": summary_text(incident), "blocks": blocks}
 
 

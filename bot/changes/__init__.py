@@ -1,0 +1,1 @@
+"""What opsbot changed on an app environment before an alarm, and how to undo it."""

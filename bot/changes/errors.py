@@ -1,0 +1,7 @@
+"""Why an undo clicked on an incident's message did not run."""
+
+from __future__ import annotations
+
+
+class UndoRefused(Exception):
+    """The message a person reads: nothing was changed."""

@@ -1,0 +1,109 @@
+"""Block Kit for "Changes before this alarm": pure functions of a ChangesView.
+
+Versions, flag names and flag values come from outside (ECR tags, AppConfig
+documents, what people typed): `escape` makes them safe in mrkdwn, and it is
+the one place to switch to a shared helper.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from bot.approvals.render import actor_text
+from bot.changes.service import ROLLBACK_UNDO, ChangeItem, ChangesView, Undo
+from bot.incidents.render import clip, duration
+from bot.slack_text import escape
+
+UNDO = "incident_undo"  # action ids are UNDO + ":" + the change's key (handlers/changes.py)
+UNDO_PATTERN = r"^incident_undo:(deploy|flag):[0-9]{1,12}$"
+BUTTON_TEXT_MAX = 75
+MAX_BUTTONS = 5
+ICONS = {"deploy": ":rocket:", "rollback": ":rewind:", "flag": ":triangular_flag_on_post:"}
+
+
+def slack_date(moment: datetime) -> str:
+    """`<!date^...>`: shown in each reader's own time zone, relative when it is recent."""
+    fallback = moment.strftime("%Y-%m-%d %H:%M UTC")
+    return f"<!date^{int(moment.timestamp())}^{{date_short_pretty}} {{time}}|{fallback}>"
+
+
+def code(text: str) -> str:
+    shown = escape(clip(text.replace("`", "'"), 120))
+    return f"`{shown}`"
+
+
+def undo_label(undo: Undo) -> str:
+    """The button's words: `Roll back to 1.4.1`, `Turn apple_pay off again`."""
+    if undo.kind == ROLLBACK_UNDO:
+        return clip(f"Roll back to {undo.target_version}", BUTTON_TEXT_MAX)
+    return clip(f"Turn {undo.flag} {undo.verb} again", BUTTON_TEXT_MAX)
+
+
+def _what(item: ChangeItem) -> str:
+    if item.kind == "flag":
+        return f"Flag {code(item.subject)} {code(item.before or '?')} → {code(item.after or '?')}"
+    if item.kind == "rollback":
+        return f"Rollback to {code(item.subject)}"
+    since = f" (from {code(item.before)})" if item.before else ""
+    return f"Deploy {code(item.subject)}{since}"
+
+
+def _line(item: ChangeItem) -> str:
+    actor = actor_text(item.actor)
+    line = (
+        f"{ICONS.get(item.kind, '•')} {_what(item)} by {actor} {slack_date(item.at)} · "
+        f"{escape(item.status)}"
+    )
+    if item.no_undo:
+        line += f" · _{item.no_undo}_"
+    return line
+
+
+def window_text(minutes: float) -> str:
+    return duration(minutes * 60)
+
+
+def changes_blocks(view: ChangesView, *, incident_id: int) -> list[dict[str, Any]]:
+    """The section of an incident's message, with an undo button per change that has one."""
+    window = window_text(view.window_min)
+    where = f"`{view.label}`"
+    if not view.items:
+        text = (
+            f":white_check_mark: No deploys, rollbacks or flag changes by opsbot on {where} in "
+            f"the {window} before this alarm."
+        )
+        return [{"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}]
+    lines = [f"*Changes to {where} in the {window} before this alarm*"]
+    lines += [_line(item) for item in view.items]
+    if view.more:
+        lines.append(f"… and {view.more} more: `/deploy history {view.app} {view.env}`")
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": clip("\n".join(lines), 3000)}}
+    ]
+    buttons = [
+        {
+            "type": "button",
+            "action_id": f"{UNDO}:{item.key}",
+            "text": {"type": "plain_text", "text": undo_label(item.undo)},
+            "value": f"{incident_id}:{item.key}",
+        }
+        for item in view.items
+        if item.undo is not None
+    ][:MAX_BUTTONS]
+    if buttons:
+        block_id = f"changes:{incident_id}"
+        blocks.append({"type": "actions", "block_id": block_id, "elements": buttons})
+    return blocks
+
+
+def unavailable(*, app: str, env: str) -> dict[str, Any]:
+    """The one line shown when the changes could not be read."""
+    text = f":grey_question: Could not look up the recent changes of `{app}/{env}` (it is logged)."
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}
+
+
+def undo_reply(*, user_id: str, undo: Undo, answer: str) -> str:
+    """The incident's thread: who clicked which undo, and what /rollback or /flag answered."""
+    label = escape(undo_label(undo))
+    return f":leftwards_arrow_with_hook: {actor_text(user_id)} clicked *{label}*: {answer}"

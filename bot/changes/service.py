@@ -1,0 +1,350 @@
+"""The changes opsbot made to an app environment in a window: read from its own tables only.
+
+Deploys and rollbacks come from `deployments`, flag changes from the audit
+trail (`flag.change`, and `flag.deployment` for how an AppConfig rollout
+ended), requests still waiting for clicks from `pending_actions`. Nothing
+here calls AWS: the view is built in the alarm intake's transaction, on the
+paging path, and again whenever the incident's message is rendered.
+
+For each change the view says whether it can still be undone in one click,
+or why not (already undone, replaced by a newer change, waiting for approval,
+being undone right now).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot.approvals.models import EXECUTING, PENDING, PendingAction
+from bot.approvals.render import actor_text
+from bot.audit.models import AuditRecord
+from bot.deploys.models import COMPLETED, DEPLOY, FAILED, ROLLBACK, SUPERSEDED, Deployment
+from bot.deploys.policy import short_digest
+from bot.flags.render import state_text
+from bot.incidents.models import IncidentEvent
+
+FLAG_CHANGE = "flag.change"  # bot/flags/flows.py audits every change under this action
+FLAG_DEPLOYMENT = "flag.deployment"  # ... and how each AppConfig rollout ended
+UNDO_EVENT = "undo"  # an incident's timeline: an undo clicked on its message
+RUNNING = "running"  # an undo event whose change is being made right now
+# An undo still "running" after this was lost with its process: its button comes back.
+RUNNING_FOR_AT_MOST = timedelta(minutes=10)
+MAX_ITEMS = 10
+
+ROLLBACK_UNDO = "rollback"
+FLAG_UNDO = "flag"
+
+
+@dataclass(frozen=True)
+class Undo:
+    """What one click would run: `/rollback` to a deployment, or `/flag on|off`."""
+
+    kind: str  # rollback | flag
+    target_version: str | None = None  # rollback: the version it returns to
+    rollback_of: int | None = None  # rollback: the deployment restored
+    flag: str | None = None
+    verb: str | None = None  # flag: on | off
+
+
+@dataclass(frozen=True)
+class ChangeItem:
+    key: str  # deploy:<deployment id> | flag:<audit record id>
+    kind: str  # deploy | rollback | flag
+    at: datetime
+    actor: str
+    subject: str  # a version, or a flag's name (text from outside: escaped when shown)
+    before: str | None  # the version or flag state it replaced
+    after: str | None  # a flag's state after the change
+    status: str
+    undo: Undo | None = None
+    # Why there is no button, as mrkdwn made of mentions, ids and words (no outside text).
+    no_undo: str | None = None
+
+
+@dataclass(frozen=True)
+class ChangesView:
+    app: str
+    env: str
+    window_min: float
+    items: list[ChangeItem] = field(default_factory=list)  # newest first
+    more: int = 0  # changes in the window not listed
+
+    @property
+    def label(self) -> str:
+        return f"{self.app}/{self.env}"
+
+
+def _version(deployment: Deployment) -> str:
+    return deployment.tag or short_digest(deployment.digest)
+
+
+def _mention(actor: str) -> str:
+    return actor_text(actor)
+
+
+def _pending(db_session: Session, *, kind: str, target: str) -> list[PendingAction]:
+    query = select(PendingAction).where(
+        PendingAction.kind == kind,
+        PendingAction.target == target,
+        PendingAction.status.in_((PENDING, EXECUTING)),
+    )
+    return list(db_session.scalars(query.order_by(PendingAction.id)))
+
+
+def _running_undos(db_session: Session, *, incident_id: int, now: datetime) -> dict[str, str]:
+    """Changes whose undo, clicked on this incident, is being made now: key -> who clicked."""
+    query = select(IncidentEvent).where(
+        IncidentEvent.incident_id == incident_id,
+        IncidentEvent.kind == UNDO_EVENT,
+        IncidentEvent.recorded_at >= now - RUNNING_FOR_AT_MOST,
+    )
+    running: dict[str, str] = {}
+    for event in db_session.scalars(query.order_by(IncidentEvent.id)):
+        key = str((event.data or {}).get("change"))
+        if (event.data or {}).get("status") == RUNNING:
+            running[key] = event.actor or "?"
+        else:
+            running.pop(key, None)
+    return running
+
+
+def _deploy_items(
+    db_session: Session, *, app: str, env: str, since: datetime, until: datetime
+) -> tuple[list[ChangeItem], int]:
+    query = select(Deployment).where(
+        Deployment.app == app,
+        Deployment.env == env,
+        Deployment.kind.in_((DEPLOY, ROLLBACK)),
+        Deployment.created_at >= since,
+        Deployment.created_at <= until,
+    )
+    rows = list(db_session.scalars(query.order_by(Deployment.id.desc()).limit(MAX_ITEMS + 1)))
+    items: list[ChangeItem] = []
+    latest_deploy = next((d for d in rows if d.kind == DEPLOY), None)
+    for row in rows[:MAX_ITEMS]:
+        undo, no_undo = None, None
+        if row is latest_deploy:
+            undo, no_undo = _rollback_of(db_session, row)
+        items.append(
+            ChangeItem(
+                key=f"deploy:{row.id}",
+                kind=row.kind,
+                at=row.created_at,
+                actor=row.actor,
+                subject=_version(row),
+                before=row.previous_tag or (short_digest(row.previous_image or "") or None),
+                after=None,
+                status=row.status.replace("_", " "),
+                undo=undo,
+                no_undo=no_undo,
+            )
+        )
+    return items, max(0, len(rows) - MAX_ITEMS)
+
+
+def _rollback_of(db_session: Session, deployment: Deployment) -> tuple[Undo | None, str | None]:
+    """The rollback button of the newest deploy, or why it has none."""
+    if deployment.status in (FAILED, SUPERSEDED):
+        return None, None  # nothing of it runs: the status says so
+    later_query = select(Deployment).where(
+        Deployment.app == deployment.app,
+        Deployment.env == deployment.env,
+        Deployment.kind.in_((DEPLOY, ROLLBACK)),
+        Deployment.id > deployment.id,
+        Deployment.status != FAILED,
+    )
+    later = db_session.scalars(later_query.order_by(Deployment.id.desc()).limit(1)).first()
+    if later is not None and later.kind == ROLLBACK:
+        status = later.status.replace("_", " ")
+        return None, f"already rolled back by {_mention(later.actor)} (#{later.id}, {status})"
+    if later is not None:
+        return None, f"replaced by #{later.id}"
+    waiting = _pending(db_session, kind=ROLLBACK, target=f"deploy:{deployment.label}")
+    if waiting:
+        return None, f"a rollback of it waits for approval (request #{waiting[-1].id})"
+    if not deployment.previous_task_definition:
+        return None, "nothing recorded to roll back to"
+    target_query = select(Deployment).where(
+        Deployment.app == deployment.app,
+        Deployment.env == deployment.env,
+        Deployment.status == COMPLETED,
+        Deployment.task_definition == deployment.previous_task_definition,
+        Deployment.id < deployment.id,
+    )
+    target = db_session.scalars(target_query.order_by(Deployment.id.desc()).limit(1)).first()
+    if target is None:
+        return None, (
+            "the version before it was not deployed by opsbot (roll back by hand: "
+            f"`/rollback {deployment.app} {deployment.env} <deployment-id>`)"
+        )
+    return Undo(kind=ROLLBACK_UNDO, target_version=_version(target), rollback_of=target.id), None
+
+
+def enabled_of(state: dict[str, Any]) -> bool | None:
+    """A flag's on/off in an audited before/after (AppConfig's `enabled`, SSM's value)."""
+    if "enabled" in state:
+        return bool(state["enabled"])
+    if state.get("value") in ("true", "false"):
+        return bool(state["value"] == "true")
+    return None
+
+
+def _state(value: Any) -> dict[str, Any]:
+    return {str(k): v for k, v in value.items()} if isinstance(value, dict) else {}
+
+
+def _state_text(state: dict[str, Any]) -> str:
+    return state_text(state)
+
+
+def _flag_status(
+    db_session: Session, entry: AuditRecord, ended: dict[tuple[str, int], AuditRecord]
+) -> str:
+    detail = entry.detail or {}
+    number = detail.get("deployment")
+    if "parameter_version" in detail:  # SSM: the service restarts so its tasks read it
+        row = db_session.get(Deployment, number) if isinstance(number, int) else None
+        return f"restart {row.status.replace('_', ' ')}" if row is not None else "written"
+    if not isinstance(number, int):
+        return "written"
+    end = ended.get((str(detail.get("flag")), number))
+    if end is None:
+        return "deploying"
+    return {"ok": "complete", "rolled_back": "rolled back by AppConfig"}.get(
+        end.outcome, end.outcome
+    )
+
+
+def _flag_items(
+    db_session: Session, *, app: str, env: str, since: datetime, until: datetime
+) -> tuple[list[ChangeItem], int]:
+    target = f"flag:{app}/{env}"
+    query = select(AuditRecord).where(
+        AuditRecord.target == target,
+        AuditRecord.action == FLAG_CHANGE,
+        AuditRecord.outcome == "ok",
+        AuditRecord.at >= since,
+        AuditRecord.at <= until,
+    )
+    order = (AuditRecord.at.desc(), AuditRecord.id.desc())
+    rows = list(db_session.scalars(query.order_by(*order).limit(MAX_ITEMS + 1)))
+    if not rows:
+        return [], 0
+    oldest = min(r.id for r in rows)
+    since_then = select(AuditRecord).where(
+        AuditRecord.target == target,
+        AuditRecord.action.in_((FLAG_CHANGE, FLAG_DEPLOYMENT)),
+        AuditRecord.at >= since,
+        AuditRecord.id > oldest,
+    )
+    later = list(db_session.scalars(since_then.order_by(AuditRecord.id)))
+    ended = {
+        (str((e.detail or {}).get("flag")), int((e.detail or {}).get("deployment") or 0)): e
+        for e in later
+        if e.action == FLAG_DEPLOYMENT
+    }
+    waiting = _pending(db_session, kind=FLAG_UNDO, target=target)
+    items = []
+    for entry in rows[:MAX_ITEMS]:
+        detail = entry.detail or {}
+        flag = str(detail.get("flag") or "?")
+        before = _state(detail.get("before"))
+        after = _state(detail.get("after"))
+        status = _flag_status(db_session, entry, ended)
+        undo, no_undo = _flag_undo(
+            entry, flag=flag, before=before, after=after, status=status, later=later
+        )
+        if undo is not None:
+            asked = [a for a in waiting if (a.payload or {}).get("flag") == flag]
+            if asked:
+                undo, no_undo = None, f"a change of it waits for approval (request #{asked[-1].id})"
+        items.append(
+            ChangeItem(
+                key=f"flag:{entry.id}",
+                kind="flag",
+                at=entry.at,
+                actor=entry.actor,
+                subject=flag,
+                before=_state_text(before),
+                after=_state_text(after),
+                status=status,
+                undo=undo,
+                no_undo=no_undo,
+            )
+        )
+    return items, max(0, len(rows) - MAX_ITEMS)
+
+
+def _flag_undo(
+    entry: AuditRecord,
+    *,
+    flag: str,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    status: str,
+    later: list[AuditRecord],
+) -> tuple[Undo | None, str | None]:
+    was, now = enabled_of(before), enabled_of(after)
+    if was is None or now is None or was == now:
+        return None, None  # attributes only: no one-click undo
+    newer = [
+        e
+        for e in later
+        if e.action == FLAG_CHANGE
+        and e.outcome == "ok"
+        and e.id > entry.id
+        and (e.detail or {}).get("flag") == flag
+    ]
+    if newer:
+        latest = newer[-1]
+        latest_after = (latest.detail or {}).get("after")
+        state = enabled_of(latest_after) if isinstance(latest_after, dict) else None
+        if state == was:
+            word = "on" if was else "off"
+            return None, f"already turned {word} again by {_mention(latest.actor)}"
+        return None, f"changed again since, by {_mention(latest.actor)}"
+    if status == "rolled back by AppConfig":
+        return None, None
+    return Undo(kind=FLAG_UNDO, flag=flag, verb="on" if was else "off"), None
+
+
+def changes_view(
+    db_session: Session,
+    *,
+    app: str,
+    env: str,
+    alarm_at: datetime,
+    window_min: float,
+    incident_id: int | None,
+    now: datetime,
+) -> ChangesView:
+    """Deploys, rollbacks and flag changes of `app/env` in the window before `alarm_at`."""
+    since = alarm_at - timedelta(minutes=window_min)
+    deploys, more_deploys = _deploy_items(db_session, app=app, env=env, since=since, until=alarm_at)
+    flags, more_flags = _flag_items(db_session, app=app, env=env, since=since, until=alarm_at)
+    items = sorted(deploys + flags, key=lambda i: i.at, reverse=True)
+    running = (
+        _running_undos(db_session, incident_id=incident_id, now=now)
+        if incident_id is not None
+        else {}
+    )
+    if running:
+        items = [
+            replace(item, undo=None, no_undo=f"being undone by {_mention(running[item.key])}")
+            if item.key in running
+            else item
+            for item in items
+        ]
+    shown = items[:MAX_ITEMS]
+    return ChangesView(
+        app=app,
+        env=env,
+        window_min=window_min,
+        items=shown,
+        more=more_deploys + more_flags + len(items) - len(shown),
+    )

@@ -1,0 +1,53 @@
+"""The undo buttons of "Changes before this alarm" on incident messages.
+
+The click is acknowledged at once; the undo runs after the ack
+(bot/changes/flows.py), and the person hears back through the click's
+response_url, refusals included.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from slack_bolt import Ack, App
+
+from bot.changes.errors import UndoRefused
+from bot.changes.flows import undo
+from bot.changes.render import UNDO, UNDO_PATTERN
+from bot.runtime import Runtime
+from handlers.replies import answer
+
+log = logging.getLogger(__name__)
+
+VALUE = re.compile(r"^([0-9]{1,12}):((deploy|flag):[0-9]{1,12})$")
+
+
+def register(app: App, runtime: Runtime) -> None:
+    @app.action(re.compile(UNDO_PATTERN))
+    def undo_clicked(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
+        ack()
+        response_url = body.get("response_url")
+        user_id = str((body.get("user") or {}).get("id") or "")
+        value = str(action.get("value") or "")
+        found = VALUE.match(value)
+        if found is None or action.get("action_id") != f"{UNDO}:{found.group(2)}" or not user_id:
+            log.warning("undo button sent %r", value[:80])
+            answer(runtime, response_url=response_url, text="That button names no change.")
+            return
+        incident_id, key = int(found.group(1)), found.group(2)
+
+        def work() -> None:
+            try:
+                text = undo(runtime, incident_id=incident_id, key=key, user_id=user_id)
+            except UndoRefused as exc:
+                text = str(exc)
+            except Exception:
+                log.exception("undo of %s on incident %s failed", key, incident_id)
+                text = (
+                    "Something went wrong on the bot's side (it is logged); nothing more was done."
+                )
+            answer(runtime, response_url=response_url, text=text)
+
+        runtime.after_ack.run("undo click", work, response_url=response_url)
