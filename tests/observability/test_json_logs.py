@@ -12,7 +12,7 @@ import pytest
 from bot.log import RedactSecrets, configure_logging
 from bot.observability.json_logs import JsonLines
 
-SECRET = "xoxb-super-secret-token"
+SECRET = "fake-token-for-tests-0000"
 
 
 @pytest.fixture
