@@ -107,14 +107,20 @@ class EcsRollouts:
         for deployment in service.deployments:
             if deployment["status"] == "PRIMARY":
                 deployment["status"] = "ACTIVE"
+        deployment = self._deployment_of(service, service.task_definition)
+        service.deployments.insert(0, deployment)
+        return deployment
+
+    def _deployment_of(self, service: Any, task_definition: str) -> dict[str, Any]:
+        """A new PRIMARY deployment of `task_definition`, not yet in the service's list."""
         template = service.deployments[0] if service.deployments else {}
         deployment_id = f"ecs-svc/{secrets.randbelow(10**18 - 10**17) + 10**17}"
         now = utcnow()
-        deployment = {
+        return {
             **template,
             "id": deployment_id,
             "status": "PRIMARY",
-            "taskDefinition": service.task_definition,
+            "taskDefinition": task_definition,
             "desiredCount": service.desired_count,
             "runningCount": 0,
             "pendingCount": 0,
@@ -124,8 +130,6 @@ class EcsRollouts:
             "rolloutState": "IN_PROGRESS",
             "rolloutStateReason": f"ECS deployment {deployment_id} in progress.",
         }
-        service.deployments.insert(0, deployment)
-        return deployment
 
     def progress(self, cluster: str, *, running: int, pending: int, name: str = "api") -> None:
         deployment = self.primary(cluster, name)
@@ -162,16 +166,20 @@ class EcsRollouts:
             )["tasks"]
             ecs.stop_task(cluster=cluster, task=task["taskArn"], reason=reason)
         previous = next(d for d in service.deployments if d["status"] == "ACTIVE")
-        failed.update(
-            failedTasks=len(reasons),
-            runningCount=0,
-            pendingCount=0,
-            rolloutState="FAILED",
-            rolloutStateReason="ECS deployment circuit breaker: tasks failed to start.",
-            updatedAt=utcnow(),
-        )
+        # A watcher describes the service from another thread at any moment: it must see
+        # the rollout either still in progress or already failed and rolled back, never a
+        # FAILED primary, so the new deployments are built aside and swapped in at once.
+        failed_now = {
+            **failed,
+            "status": "ACTIVE",
+            "failedTasks": len(reasons),
+            "runningCount": 0,
+            "pendingCount": 0,
+            "rolloutState": "FAILED",
+            "rolloutStateReason": "ECS deployment circuit breaker: tasks failed to start.",
+            "updatedAt": utcnow(),
+        }
+        rollback = self._deployment_of(service, previous["taskDefinition"])
         service.task_definition = previous["taskDefinition"]
-        rollback = self._new_deployment(service)
-        failed["status"] = "ACTIVE"
-        service.deployments[:] = [rollback, failed]
+        service.deployments[:] = [rollback, failed_now]
         return rollback
