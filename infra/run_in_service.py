@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""Run one opsbot command as a one-off ECS task of the service, where the bot itself runs.
+
+    python infra/run_in_service.py --cluster C --service S [--container opsbot] \\
+        [--actor NAME] [--timeout-min 30] -- opsbot deploy opsbot prod v1.4.2
+
+Commands such as `opsbot deploy` need what only the service has: its database (locks,
+history and the watch job the serving bot's leader picks up), its secrets and its
+network. A CI runner has none of them, so this starts a task of the service's running
+revision in the service's own subnets and security groups, with the command as the
+container's command, and waits for it to stop. The task's log stream is printed so the
+run can be read in CloudWatch. `--actor` becomes the command's identity
+(`github:<actor>`, as `opsbot` names a GitHub Actions caller).
+
+Exit codes: the command's own exit code; 1 when the task could not be started or
+stopped without one; 5 when --timeout-min passed first (the task is stopped).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from bot.adapters.aws import client as aws_client
+
+FAILED, TIMEOUT = 1, 5
+
+
+def start(
+    client: Any, *, cluster: str, service: str, container: str, command: list[str], actor: str
+) -> str:
+    """Start the one-off task; return its ARN."""
+    [state] = client.describe_services(cluster=cluster, services=[service]).get("services") or [
+        None
+    ]
+    if state is None or state.get("status") != "ACTIVE":
+        raise LookupError(f"service {service!r} is not active in cluster {cluster!r}")
+    run: dict[str, Any] = {
+        "cluster": cluster,
+        "taskDefinition": state["taskDefinition"],
+        "count": 1,
+        "startedBy": "opsbot-run-in-service",
+        "overrides": {
+            "containerOverrides": [
+                {
+                    "name": container,
+                    "command": command,
+                    "environment": [
+                        {"name": "GITHUB_ACTIONS", "value": "true"},
+                        {"name": "GITHUB_ACTOR", "value": actor},
+                    ],
+                }
+            ]
+        },
+    }
+    if state.get("networkConfiguration"):
+        run["networkConfiguration"] = state["networkConfiguration"]
+    if state.get("capacityProviderStrategy"):
+        run["capacityProviderStrategy"] = state["capacityProviderStrategy"]
+    else:
+        run["launchType"] = state.get("launchType") or "FARGATE"
+    answer = client.run_task(**run)
+    if not answer.get("tasks"):
+        reasons = "; ".join(f.get("reason", "?") for f in answer.get("failures") or [])
+        raise LookupError(f"ECS did not start the task: {reasons or 'no reason given'}")
+    return str(answer["tasks"][0]["taskArn"])
+
+
+def wait(
+    client: Any,
+    *,
+    cluster: str,
+    task: str,
+    container: str,
+    timeout_s: float,
+    say: Callable[[str], None],
+    poll_s: float = 5.0,
+    sleep: Callable[[float], None] = time.sleep,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> int:
+    """Follow the task until it stops; return its container's exit code."""
+    deadline = monotonic() + timeout_s
+    last = ""
+    while True:
+        [described] = client.describe_tasks(cluster=cluster, tasks=[task])["tasks"]
+        status = str(described.get("lastStatus", "?"))
+        if status != last:
+            say(f"task {task.rsplit('/', 1)[-1]}: {status}")
+            last = status
+        if status == "STOPPED":
+            mine = next(
+                (c for c in described.get("containers") or [] if c.get("name") == container), {}
+            )
+            if mine.get("exitCode") is None:
+                say(
+                    f"stopped without an exit code: {described.get('stoppedReason') or 'no reason'}"
+                )
+                return FAILED
+            return int(mine["exitCode"])
+        if monotonic() > deadline:
+            client.stop_task(cluster=cluster, task=task, reason="run_in_service: timed out")
+            say("timed out; the task is stopped")
+            return TIMEOUT
+        sleep(poll_s)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--cluster", required=True)
+    parser.add_argument("--service", required=True)
+    parser.add_argument("--container", default="opsbot")
+    parser.add_argument("--actor", default=os.environ.get("GITHUB_ACTOR", "unknown"))
+    parser.add_argument("--timeout-min", type=float, default=30.0)
+    parser.add_argument("--poll-s", type=float, default=5.0)
+    parser.add_argument("command", nargs="+", help="the container's command, after --")
+    args = parser.parse_args(argv)
+
+    def say(text: str) -> None:
+        print(text, flush=True)
+
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if not region:
+        say("AWS_REGION is not set")
+        return FAILED
+    client = aws_client("ecs", region=region, endpoint_url=os.environ.get("AWS_ENDPOINT_URL"))
+    try:
+        task = start(
+            client,
+            cluster=args.cluster,
+            service=args.service,
+            container=args.container,
+            command=args.command,
+            actor=args.actor,
+        )
+        task_id = task.rsplit("/", 1)[-1]
+        say(f"started {task} ({' '.join(args.command)}); log stream */{args.container}/{task_id}")
+        return wait(
+            client,
+            cluster=args.cluster,
+            task=task,
+            container=args.container,
+            timeout_s=args.timeout_min * 60,
+            say=say,
+            poll_s=args.poll_s,
+        )
+    except LookupError as exc:
+        say(f"failed: {exc}")
+        return FAILED
+    except (BotoCoreError, ClientError) as exc:
+        say(f"failed: AWS answered {exc}")
+        return FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
