@@ -185,6 +185,11 @@ def schema_name_refusal(name: str) -> str | None:
     return RESERVED_SCHEMAS.get(name)
 
 
+# libpq's modes; Terraform allows only those that encrypt (infra/modules/role-manager), and
+# the two verify modes need PGSSLROOTCERT, the RDS CA bundle the package carries.
+SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything the function needs, read once from the environment."""
@@ -238,6 +243,18 @@ class Config:
             problems.append("MIGRATOR_ROLE and APP_ROLE must differ")
         port_text = env.get("DB_PORT", "5432")
         timeout_text = env.get("CONNECT_TIMEOUT_S", "10")
+        sslmode = env.get("DB_SSLMODE", "verify-full")
+        if sslmode not in SSLMODES:
+            problems.append(f"DB_SSLMODE={sslmode!r} is not one of {', '.join(SSLMODES)}")
+        elif sslmode.startswith("verify-"):
+            # libpq reads the CA bundle from PGSSLROOTCERT; say so here rather than let
+            # every connection fail with libpq's own words.
+            root = env.get("PGSSLROOTCERT", "")
+            if not root or not os.path.isfile(root):
+                problems.append(
+                    f"DB_SSLMODE={sslmode} needs PGSSLROOTCERT, the RDS CA bundle in the "
+                    f"package (it is {root!r})"
+                )
         port = int(port_text) if port_text.isdigit() else 0
         if not 0 < port < 65536:
             problems.append(f"DB_PORT={port_text!r} is not a port number")
@@ -251,7 +268,7 @@ class Config:
             host=host,
             port=port,
             dbname=dbname,
-            sslmode=env.get("DB_SSLMODE", "require"),
+            sslmode=sslmode,
             master_secret_arn=master_secret_arn,
             schema=schema,
             migrator=migrator,

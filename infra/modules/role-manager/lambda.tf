@@ -3,12 +3,16 @@ data "aws_region" "current" {}
 
 locals {
   account_id = data.aws_caller_identity.current.account_id
+  # The package's copy of Amazon RDS's CA bundle (infra/lambda/build_role_manager.py);
+  # /var/task is where Lambda unpacks it.
+  ca_bundle_name = "rds-global-bundle.pem"
 
   environment = { for k, v in {
     DB_HOST                      = var.db_host
     DB_PORT                      = tostring(var.db_port)
     DB_NAME                      = var.db_name
     DB_SSLMODE                   = var.db_sslmode
+    PGSSLROOTCERT                = "/var/task/${local.ca_bundle_name}"
     MASTER_SECRET_ARN            = var.master_secret_arn
     SCHEMA_NAME                  = var.schema_name
     MIGRATOR_ROLE                = var.migrator_role

@@ -40,9 +40,14 @@ variable "db_name" {
 }
 
 variable "db_sslmode" {
-  description = "libpq sslmode for the connection (require: encrypted; verify-full needs the RDS CA bundle in the package)."
+  description = "libpq sslmode for the connection. verify-full (the default) checks the database's certificate and host name against the RDS CA bundle the package carries (PGSSLROOTCERT)."
   type        = string
-  default     = "require"
+  default     = "verify-full"
+
+  validation {
+    condition     = contains(["require", "verify-ca", "verify-full"], var.db_sslmode)
+    error_message = "db_sslmode must encrypt: require, verify-ca or verify-full."
+  }
 }
 
 variable "db_security_group_id" {

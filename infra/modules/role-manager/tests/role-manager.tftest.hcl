@@ -51,6 +51,11 @@ run "function_runs_in_the_vpc_with_names_not_secrets" {
   }
 
   assert {
+    condition     = aws_lambda_function.role_manager.environment[0].variables.DB_SSLMODE == "verify-full" && aws_lambda_function.role_manager.environment[0].variables.PGSSLROOTCERT == "/var/task/rds-global-bundle.pem"
+    error_message = "The function verifies the database's certificate and host name with the package's RDS CA bundle."
+  }
+
+  assert {
     condition     = aws_lambda_function.role_manager.reserved_concurrent_executions == 1
     error_message = "Role changes are serialised."
   }
@@ -79,4 +84,14 @@ run "invalid_role_names_are_refused_at_plan" {
   }
 
   expect_failures = [var.app_role]
+}
+
+run "an_sslmode_that_does_not_encrypt_is_refused" {
+  command = plan
+
+  variables {
+    db_sslmode = "prefer"
+  }
+
+  expect_failures = [var.db_sslmode]
 }
