@@ -62,11 +62,36 @@ function angle(inner) {
     const handle = label ? label.replace(/^@/, "") : nameOf("group", target.slice(9));
     return el("span", { class: "mention" }, "@" + handle);
   }
+  if (target.startsWith("!date^")) return slackDate(target, label);
   if (target.startsWith("!")) return el("span", { class: "mention" }, "@" + (label || target.slice(1)));
   const href = safeHref(unescapeSlack(target));
   const text = unescapeSlack(label || target.replace(/^mailto:/, ""));
   if (!href) return document.createTextNode(text);
   return el("a", { href, target: "_blank", rel: "noopener noreferrer" }, text);
+}
+
+// `<!date^EPOCH^FORMAT|fallback>`: the reader's own time zone, as Slack shows it.
+function slackDate(target, label) {
+  const [, epoch, format] = target.split("^");
+  const moment = new Date(Number(epoch) * 1000);
+  if (!format || Number.isNaN(moment.getTime())) return document.createTextNode(unescapeSlack(label || ""));
+  const day = (d) => d.toDateString();
+  const today = new Date();
+  const yesterday = new Date(today.getTime() - 86400000);
+  const tomorrow = new Date(today.getTime() + 86400000);
+  const pretty =
+    day(moment) === day(today) ? "Today" :
+    day(moment) === day(yesterday) ? "Yesterday" :
+    day(moment) === day(tomorrow) ? "Tomorrow" :
+    moment.toLocaleDateString(undefined, { month: "short", day: "numeric" });
+  const clock = (secs) =>
+    moment.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit", ...(secs ? { second: "2-digit" } : {}) });
+  const shown = format
+    .replace("{date_short_pretty}", pretty)
+    .replace("{date_short}", moment.toLocaleDateString(undefined, { month: "short", day: "numeric", year: "numeric" }))
+    .replace("{time_secs}", clock(true))
+    .replace("{time}", clock(false));
+  return el("time", { datetime: moment.toISOString(), title: unescapeSlack(label || "") }, shown);
 }
 
 const TOKEN = /```([\s\S]+?)```|`([^`\n]+)`|<([^<>\n]+)>|\*([^*\n]+)\*|(?<![A-Za-z0-9])_([^_\n]+)_(?![A-Za-z0-9])|~([^~\n]+)~|:([a-z0-9_+-]+):/g;

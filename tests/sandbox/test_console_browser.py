@@ -65,6 +65,10 @@ def test_fire_an_alarm_then_acknowledge_it_from_its_message(page: Any) -> None:
 
     expect(message).to_contain_text("acknowledged by", timeout=TIMEOUT_MS)
     expect(message).to_contain_text("(edited)")
+    # Slack dates show in the reader's own time, not as their UTC fallback text.
+    expect(message.locator("time").first).to_be_visible()
+    expect(message).not_to_contain_text("@20")
+    expect(message).not_to_contain_text(" UTC")
     expect(message.get_by_role("button", name="Acknowledge", exact=True)).to_have_count(0)
     incident = page.locator("#incidents li", has_text=name)
     expect(incident).to_contain_text("acknowledged", timeout=TIMEOUT_MS)
