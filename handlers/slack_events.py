@@ -24,6 +24,7 @@ from bot import json_depth
 from bot.inbound.receipts import SlackEventReceipts
 from bot.inbound.replay import ReplayGuard
 from bot.runtime import Runtime
+from bot.slack_text import unescape
 from handlers import (
     approvals,
     changes,
@@ -78,6 +79,17 @@ def build_bolt_app(runtime: Runtime) -> App | None:
             retry = req.headers.get("x-slack-retry-num", ["0"])[0]
             log.info("event %r (retry %r) is a duplicate: answered, not processed", event_id, retry)
             return BoltResponse(status=200, body="")
+        return next()
+
+    @app.middleware
+    def typed_text_as_typed(
+        req: BoltRequest, resp: BoltResponse, next: Callable[[], BoltResponse]
+    ) -> BoltResponse:
+        # Slack sends a slash command's text with &, < and > as entities. Everything
+        # inside opsbot holds the characters the person typed (PagerDuty gets them as
+        # such) and escapes once on the way out to Slack.
+        if req.body.get("command") and isinstance(req.body.get("text"), str):
+            req.body["text"] = unescape(req.body["text"])
         return next()
 
     opsbot_command.register(app, runtime)

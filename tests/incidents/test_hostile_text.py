@@ -67,14 +67,19 @@ def test_a_note_typed_in_slack_reaches_the_thread_and_timelines_inert(
     service: LiveService, sns_signer: SnsSigner, slack: SlackEmulator, pagerduty: PagerDutyEmulator
 ) -> None:
     incident_id, message = page(service, sns_signer, slack, pagerduty)
-    note = f"{PINGS} ```\n</code> `x` &lt;"
+    # As Slack sends it: markup the person picked is live, what they typed is entities.
+    note = f"{PINGS} ```\n</code> `x` &amp;lt; 5 &lt; 6 &amp;&amp;"
     command(service, "/incident", f"note {incident_id} {note}", response_url=slack.response_url())
     [reply] = wait_for(lambda: slack.thread("C0PRODALERTS", message.ts))
     assert reply.text.startswith(":memo: Note from <@U0ALICE>: &lt;!channel&gt;")
     assert live_markup(reply.text, reply.blocks) == []  # only opsbot's mention of the author
-    assert "<@U0BOB>" not in reply.text and "&amp;lt;" in reply.text
+    assert "<@U0BOB>" not in reply.text
+    # Escaped once on the way out: Slack shows "&lt; 5 < 6 &&", what was typed.
+    assert reply.text.endswith("&amp;lt; 5 &lt; 6 &amp;&amp;")
     [post] = wait_for(lambda: [c for c in pagerduty.rest_calls if c["method"] == "POST"])
-    assert post["body"]["note"]["content"].startswith("<!channel>")  # PagerDuty gets the words
+    # PagerDuty gets the words as typed, not Slack's entities.
+    assert post["body"]["note"]["content"].startswith("<!channel>")
+    assert post["body"]["note"]["content"].endswith("&lt; 5 < 6 &&")
 
     url = slack.response_url()
     command(service, "/incident", f"timeline {incident_id}", response_url=url)
