@@ -9,7 +9,9 @@ from __future__ import annotations
 import itertools
 import json
 import threading
+import time
 from typing import Any
+from urllib.parse import urlencode
 
 from sandbox import slack_requests
 
@@ -63,3 +65,33 @@ def app_home_opened(user_id: str, *, event_id: str, tab: str = "home") -> str:
         "event_ts": "1.000001",
     }
     return slack_requests.event_callback(event, event_id=event_id)
+
+
+def home_block_action(
+    action_id: str,
+    value: str | None,
+    *,
+    user_id: str,
+    view: dict[str, Any],
+    block_id: str = "b",
+) -> str:
+    """The form body of a click on `user_id`'s Home tab: no channel, no response_url."""
+    action: dict[str, Any] = {
+        "action_id": action_id,
+        "block_id": block_id,
+        "type": "button",
+        "action_ts": f"{time.time():.6f}",
+    }
+    if value is not None:
+        action["value"] = value
+    payload = {
+        "type": "block_actions",
+        "team": {"id": slack_requests.TEAM_ID, "domain": "sandbox"},
+        "user": {"id": user_id, "team_id": slack_requests.TEAM_ID},
+        "api_app_id": slack_requests.APP_ID,
+        "container": {"type": "view", "view_id": view.get("id")},
+        "trigger_id": f"{int(time.time())}.home",
+        "view": {"id": view.get("id"), "type": "home", "blocks": view.get("blocks", [])},
+        "actions": [action],
+    }
+    return urlencode({"payload": json.dumps(payload)})
