@@ -88,6 +88,8 @@ def message_section(
     """The incident message's line while a window holds its page (bot/incidents EXTRA_SECTIONS)."""
     if incident.paged or not incident.is_open or not incident.routing_key_env:
         return []
+    if incident.alarm_state != "ALARM":
+        return []  # nothing to page: nothing held
     window = windows.active_for(db_session, incident=incident, now=now)
     if window is None:
         return []
