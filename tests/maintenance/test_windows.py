@@ -154,6 +154,26 @@ def test_a_planned_window_not_yet_begun_lets_alarms_page(
     page(service, sns_signer, slack, pagerduty)  # pages: the window has not begun
 
 
+def test_a_planned_window_holds_once_begun_and_its_end_survives_a_restart(
+    start: Callable[..., LiveService],
+    clock: ManualClock,
+    sns_signer: SnsSigner,
+    slack: SlackEmulator,
+    pagerduty: PagerDutyEmulator,
+) -> None:
+    first = start()
+    silence(first, slack, "silence prod-api-* in 30m for 1h reason upgrade")
+    first.stop()
+    second = start()  # the end job is scheduled again at start
+    assert second.runtime.scheduler.pending() == [("maintenance:1:end", T0 + timedelta(minutes=90))]
+    clock.advance(minutes=30)
+    send_alarm(second, sns_signer, "prod-api-5xx", "ALARM", clock.now())
+    held = wait_for(lambda: only_incident(second, "prod-api-5xx"))
+    wait_for(lambda: incident_message(slack, held))
+    wait_for(lambda: outbox_idle(second))
+    assert pagerduty.events_for(held.dedup_key) == []
+
+
 def test_the_listing_shows_windows_with_end_buttons_only_for_those_who_may(
     start: Callable[..., LiveService],
     slack: SlackEmulator,
