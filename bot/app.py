@@ -32,6 +32,8 @@ from bot.deploys import confirm as deploy_confirm  # noqa: F401  # registers the
 from bot.deploys import jobs as deploy_jobs
 from bot.flags import confirm as flag_confirm  # noqa: F401  # registers the flag kind
 from bot.flags import jobs as flag_jobs
+from bot.home.flows import HomeViews
+from bot.home.jobs import HomeRefresher
 from bot.inbound.after_ack_journal import AfterAckJournal
 from bot.inbound.prune import prune_receipts
 from bot.incidents import flows as incident_flows
@@ -39,6 +41,9 @@ from bot.incidents import jobs as incident_jobs
 from bot.incidents.actions import IncidentActions
 from bot.incidents.pagerduty_calls import PagerDutyActionSender
 from bot.incidents.pagerduty_sync import WebhookSync
+from bot.maintenance import flows as maintenance_flows
+from bot.maintenance import jobs as maintenance_jobs
+from bot.maintenance.actions import MaintenanceWindows
 from bot.observability.metrics import Metrics
 from bot.observability.outbox_gauges import OutboxGauges
 from bot.oncall import jobs as oncall_jobs
@@ -139,6 +144,8 @@ def build_runtime(
     metrics = metrics or make_metrics(settings, config)
     # Every incident message lists what changed before its alarm (bot/changes).
     incident_flows.register_section(changes_flows.changes_section)
+    # ... and the maintenance window holding its page, while one does (bot/maintenance).
+    incident_flows.register_section(maintenance_flows.message_section)
     metrics.slack_auth(settings.slack_bot_token is not None)
     # Done once here rather than inside the first transaction, the first page's.
     configure_mappers()
@@ -361,8 +368,11 @@ def build_runtime(
     handoff_deps = oncall_jobs.HandoffDeps(
         config=config, clock=clock, scheduler=scheduler, answers=oncall
     )
+    maintenance = MaintenanceWindows(sessions=sessions, rights=rights, config=config, clock=clock)
+    maintenance_flows.count_held_after_commit(sessions, metrics)
     jobs = jobs_table(
         incident_jobs.jobs(incident_job_deps),
+        maintenance_jobs.jobs(maintenance_jobs.MaintenanceJobDeps(sessions=sessions, clock=clock)),
         oncall_jobs.jobs(handoff_deps),
         approval_jobs.jobs(app_services),
         deploy_jobs.jobs(app_services),
@@ -371,6 +381,9 @@ def build_runtime(
 
     def reschedule_incident_jobs(_runtime: Runtime) -> None:
         incident_jobs.reschedule(sessions)
+
+    def reschedule_maintenance_ends(_runtime: Runtime) -> None:
+        maintenance_jobs.reschedule(sessions)
 
     def schedule_handoffs(_runtime: Runtime) -> None:
         oncall_jobs.schedule_handoffs(handoff_deps)
@@ -398,6 +411,22 @@ def build_runtime(
         pagerduty=rest,
         people=people,
         incident_actions=incident_actions,
+        maintenance=maintenance,
+        home=HomeRefresher(
+            views=HomeViews(
+                sessions=sessions,
+                rights=rights,
+                people=people,
+                oncall=oncall if rest is not None else None,
+                maintenance=maintenance,
+                slack=slack_client,
+                clock=clock,
+                metrics=metrics,
+            ),
+            settings=config.home,
+            clock=clock,
+            is_leader=lambda: scheduler.is_leader,
+        ),
         webhook_sync=WebhookSync(
             sessions=sessions, people=people, pagerduty=rest, config=config, clock=clock
         ),
@@ -426,6 +455,7 @@ def build_runtime(
             _open_connections,
             _warm_up_intake,
             reschedule_incident_jobs,
+            reschedule_maintenance_ends,
             schedule_handoffs,
             prune_inbound_receipts,
         ],

@@ -43,6 +43,9 @@ def rights_held(*, user_id: str, config: Config, rights: Rights, access: Access)
         Right.RESPOND: lambda: any(
             rights.may_hold_somewhere(user_id, r.respond, guests=r.guests) for r in incident
         ),
+        Right.SILENCE: lambda: any(
+            rights.may_hold_somewhere(user_id, r.silence, guests=r.guests) for r in incident
+        ),
         Right.DEPLOY: lambda: any(access.is_member(user_id, people) for people in deployers),
         Right.ADMIN: lambda: rights.holds(
             user_id, config.rights.admins, channel=None, guests=False

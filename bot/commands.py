@@ -23,6 +23,7 @@ class Right(StrEnum):
     MEMBER = "member"  # full members: not guests
     DECLARE = "declare"  # the incident `declare` right on some route
     RESPOND = "respond"  # the incident `respond` right on some route
+    SILENCE = "silence"  # the incident `silence` right on some route
     DEPLOY = "deploy"  # a deployer of some app environment (`apps.*.environments.*.deployers`)
     ADMIN = "admin"  # `rights.admins`
 
@@ -32,6 +33,7 @@ RIGHT_NAMES: dict[Right, str] = {
     Right.MEMBER: "full membership of the workspace",
     Right.DECLARE: "the incident `declare` right",
     Right.RESPOND: "the incident `respond` right",
+    Right.SILENCE: "the incident `silence` right",
     Right.DEPLOY: "being a deployer of an app environment",
     Right.ADMIN: "the `admin` right (`rights.admins`)",
 }
@@ -123,7 +125,8 @@ COMMANDS: tuple[SlashCommand, ...] = (
     SlashCommand(
         "/incident",
         "Declare, acknowledge, resolve or list incidents",
-        "list | ack <id> | resolve <id> [note] | note <id> <text> | timeline <id> | declare …",
+        "list | ack <id> | resolve <id> [note] | note <id> <text> | timeline <id> | declare … "
+        "| silence … | silences",
         (
             Use("list", "/incident list", "open incidents, newest first", "/incident list"),
             Use(
@@ -160,6 +163,28 @@ COMMANDS: tuple[SlashCommand, ...] = (
                 "open an incident and page on-call",
                 "/incident declare Checkout is down --severity critical --route prod",
                 Right.DECLARE,
+            ),
+            Use(
+                "silence",
+                "/incident silence <route|alarm-glob> [in <duration>|at <time>] for <duration> "
+                "reason <text>",
+                "a maintenance window: matching alarms are posted and recorded but not paged "
+                "(paged at its end if still firing)",
+                "/incident silence prod-db-* at 22:00 for 2h reason database upgrade",
+                Right.SILENCE,
+            ),
+            Use(
+                "silence",
+                "/incident silence end <id>",
+                "end a maintenance window early (or cancel a planned one)",
+                "/incident silence end 3",
+                Right.SILENCE,
+            ),
+            Use(
+                "silences",
+                "/incident silences",
+                "maintenance windows in force and planned, with End buttons",
+                "/incident silences",
             ),
             Use("help", "/incident help", "this message", "/incident help"),
         ),

@@ -252,6 +252,20 @@ class Handoff(Strict):
         return ZoneInfo(self.timezone)
 
 
+class HomeSettings(Strict):
+    """App Home: who gets a refreshed view, how often (views.publish is Slack's Tier 4)."""
+
+    # How often the leader looks for changes Home shows; 0: only when someone opens Home.
+    refresh_interval_s: float = Field(default=5.0, ge=0, le=300)
+    # Whose Home is refreshed: people who opened it this recently.
+    recent_h: float = Field(default=12.0, gt=0, le=168)
+    # A person's Home is refreshed at most once per this many seconds (changes coalesce).
+    debounce_s: float = Field(default=30.0, ge=0, le=3600)
+    # Refreshes per minute for the whole workspace, leaving room under Tier 4 (~100/min)
+    # for the publishes of people opening Home.
+    max_refreshes_per_min: int = Field(default=50, ge=1, le=90)
+
+
 class OnCallSettings(Strict):
     """On-call in Slack: acting on pages, /oncall, /incident, handoffs."""
 
@@ -453,6 +467,7 @@ class Config(Strict):
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     apps: dict[Annotated[str, Field(pattern=NAME)], App] = Field(default_factory=dict)
     oncall: OnCallSettings = Field(default_factory=OnCallSettings)
+    home: HomeSettings = Field(default_factory=HomeSettings)
     deploys: DeploySettings = Field(default_factory=DeploySettings)
     rights: Rights = Field(default_factory=Rights)
     # Where opsbot tells operators about its own failures (dead deliveries, late

@@ -19,8 +19,10 @@ Scopes are only what the bot calls:
     channels:history, groups:history
                                     read back its own recent messages after a crash, so a
                                     delivery that was sent but not recorded is not posted twice
-One bot event is subscribed, app_mention; everything else arrives as commands and
-buttons at the interactivity URL, and history is read through the Web API.
+Two bot events are subscribed: app_mention, and app_home_opened (the Home tab,
+published with views.publish, which needs no scope of its own); everything else
+arrives as commands and buttons at the interactivity URL, and history is read
+through the Web API.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from bot.commands import COMMANDS
 
 EVENTS_PATH = "/slack/events"
 
-BOT_EVENTS: tuple[str, ...] = ("app_mention",)
+BOT_EVENTS: tuple[str, ...] = ("app_mention", "app_home_opened")
 
 BOT_SCOPES: tuple[str, ...] = (
     "app_mentions:read",
@@ -66,6 +68,11 @@ def build_manifest(base_url: str) -> dict[str, Any]:
         },
         "features": {
             "bot_user": {"display_name": "opsbot", "always_online": True},
+            "app_home": {
+                "home_tab_enabled": True,
+                "messages_tab_enabled": False,
+                "messages_tab_read_only_enabled": False,
+            },
             "slash_commands": [
                 {
                     "command": command.name,

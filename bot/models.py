@@ -11,8 +11,10 @@ from bot.approvals import models as approvals_models
 from bot.audit import models as audit_models
 from bot.db.base import Base
 from bot.deploys import models as deploys_models
+from bot.home import models as home_models
 from bot.inbound import models as inbound_models
 from bot.incidents import models as incidents_models
+from bot.maintenance import models as maintenance_models
 from bot.ops import models as ops_models
 from bot.outbox import models as outbox_models
 from bot.people import models as people_models
@@ -22,8 +24,10 @@ MODEL_MODULES = (
     approvals_models,
     audit_models,
     deploys_models,
+    home_models,
     inbound_models,
     incidents_models,
+    maintenance_models,
     ops_models,
     outbox_models,
     people_models,

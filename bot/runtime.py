@@ -19,8 +19,10 @@ from bot.alarms.queue import AlarmQueueConsumer
 from bot.apps.access import Access
 from bot.clock import Clock
 from bot.config import Config
+from bot.home.jobs import HomeRefresher
 from bot.incidents.actions import IncidentActions
 from bot.incidents.pagerduty_sync import WebhookSync
+from bot.maintenance.actions import MaintenanceWindows
 from bot.observability.metrics import Metrics
 from bot.observability.outbox_gauges import OutboxGauges
 from bot.oncall.flows import OnCallAnswers
@@ -74,6 +76,8 @@ class Runtime:
     ops_monitor: OpsMonitor | None = None
     ops_status: OpsStatus | None = None
     metrics_url: str | None = None  # where GET /metrics is served, when it is
+    maintenance: MaintenanceWindows | None = None  # maintenance windows (/incident silence)
+    home: HomeRefresher | None = None  # App Home: published on open, refreshed on change
 
     def start(self) -> None:
         for note in self.notes:
@@ -90,8 +94,12 @@ class Runtime:
             self.queue_consumer.start()
         if self.ops_monitor is not None:
             self.ops_monitor.start()
+        if self.home is not None:
+            self.home.start()
 
     def stop(self) -> None:
+        if self.home is not None:
+            self.home.stop()
         if self.ops_monitor is not None:
             self.ops_monitor.stop()
         if self.queue_consumer is not None:

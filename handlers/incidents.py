@@ -28,6 +28,9 @@ from bot.incidents.actions import (
     Requester,
 )
 from bot.incidents.errors import IncidentError
+from bot.maintenance.errors import BadWindow
+from bot.maintenance.requests import parse_window
+from bot.maintenance.requests import window_id as window_id_of
 from bot.outbox.replies import Replies, ephemeral
 from bot.runtime import Runtime
 from bot.slack_text import code
@@ -122,6 +125,15 @@ def parse(text: str) -> Command:
             severity=severity.lower() if severity else None,
             route=route,
         )
+    if name == "silences":
+        if rest:
+            raise Usage("`silences` takes nothing after it.", "silences")
+        return Command("silences")
+    if name == "silence":
+        if not rest:
+            raise Usage("`silence` needs a route or an alarm-name glob.", "silence")
+        # Parsed with the clock by bot/maintenance/requests.py when it arrives.
+        return Command("silence", text=" ".join(rest))
     raise Usage(f"Unknown subcommand {code(words[0])}.")
 
 
@@ -233,6 +245,9 @@ def register(app: App, runtime: Runtime) -> None:
         if parsed.name == "help":
             ack(text=USAGE)
             return
+        if parsed.name in ("silence", "silences"):
+            maintenance_command(ack, command, parsed)
+            return
         if parsed.name == "list":
             ack()
             runtime.after_ack.run(
@@ -255,6 +270,53 @@ def register(app: App, runtime: Runtime) -> None:
         runtime.after_ack.run(
             f"/incident {parsed.name}",
             lambda: _run(actions, replies, parsed, requester),
+            response_url=command.get("response_url"),
+        )
+
+    def maintenance_command(ack: Ack, command: dict[str, Any], parsed: Command) -> None:
+        """`/incident silence …` and `/incident silences`: maintenance windows."""
+        windows = runtime.maintenance
+        if windows is None:
+            ack(text="Maintenance windows are not available here.")
+            return
+        requester = _requester(command, "command")
+        if parsed.name == "silences":
+            ack()
+            runtime.after_ack.run(
+                "/incident silences",
+                lambda: windows.send_listing(requester),
+                response_url=command.get("response_url"),
+            )
+            return
+        words = (parsed.text or "").split()
+        try:
+            if words[0].lower() == "end":
+                if len(words) != 2:
+                    raise BadWindow("`silence end` takes the window's number, e.g. `3`.")
+                window_id = window_id_of(words[1])
+                ack(text=f"Ending maintenance window #{window_id}…")
+
+                def end() -> None:
+                    windows.end(window_id=window_id, requester=requester)
+
+                runtime.after_ack.run(
+                    "/incident silence end",
+                    end,
+                    response_url=command.get("response_url"),
+                )
+                return
+            request = parse_window(words, now=runtime.clock.now())
+        except BadWindow as exc:
+            ack(text=Usage(str(exc), "silence").answer())
+            return
+        ack(text="Making the maintenance window…")
+
+        def create() -> None:
+            windows.create(request=request, requester=requester)
+
+        runtime.after_ack.run(
+            "/incident silence",
+            create,
             response_url=command.get("response_url"),
         )
 

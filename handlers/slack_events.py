@@ -31,6 +31,7 @@ from handlers import (
     dbroles,
     deploys,
     flags,
+    home,
     incidents,
     oncall,
     ops_status,
@@ -101,6 +102,7 @@ def build_bolt_app(runtime: Runtime) -> App | None:
     dbroles.register(app, runtime)
     approvals.register(app, runtime)
     ops_status.register(app, runtime)
+    home.register(app, runtime)
     return app
 
 

@@ -21,9 +21,11 @@ from starlette.routing import Route
 
 from bot.runtime import Runtime
 from sandbox.console import ConsoleActions, ConsoleError
+from sandbox.console_home import ConsoleHome, ConsoleHomeError
 
 ASSETS = {
     "console.js": "text/javascript; charset=utf-8",
+    "console_home.js": "text/javascript; charset=utf-8",
     "console.css": "text/css; charset=utf-8",
 }
 SECURITY_HEADERS = {
@@ -137,6 +139,32 @@ def routes(runtime: Runtime, actions: ConsoleActions) -> list[Route]:
             user_id=str(_text(body, "user")),
         )
 
+    home = ConsoleHome(
+        slack=actions.sandbox.slack,
+        signing_secret=actions.sandbox.secrets.slack_signing_secret,
+        service_url=actions.sandbox.service_url,
+    )
+
+    def home_api(do: Callable[[dict[str, Any]], dict[str, Any]]) -> Any:
+        async def endpoint(request: Request) -> Response:
+            try:
+                body = json.loads(await request.body() or b"{}")
+                if not isinstance(body, dict):
+                    raise ConsoleError("send a JSON object")
+                return JSONResponse(await run_in_threadpool(do, body))
+            except (ConsoleError, ConsoleHomeError, ValueError) as exc:
+                return JSONResponse({"error": str(exc)}, status_code=400)
+
+        return endpoint
+
+    def home_click(body: dict[str, Any]) -> dict[str, Any]:
+        return home.click(
+            str(_text(body, "user")),
+            action_id=str(_text(body, "action_id")),
+            value=_text(body, "value", required=False),
+            block_id=_text(body, "block_id", required=False) or "b",
+        )
+
     async def no_icon(_request: Request) -> Response:
         return Response(status_code=204)
 
@@ -149,4 +177,16 @@ def routes(runtime: Runtime, actions: ConsoleActions) -> list[Route]:
         Route("/console/api/click", guarded(api(click)), methods=["POST"]),
         Route("/console/api/alarm", guarded(api(alarm)), methods=["POST"]),
         Route("/console/api/pagerduty", guarded(api(pagerduty)), methods=["POST"]),
+        # App Home (sandbox/console_home.py, sandbox/web/console_home.js).
+        Route(
+            "/console/api/home/view",
+            guarded(home_api(lambda body: home.view(str(_text(body, "user"))))),
+            methods=["POST"],
+        ),
+        Route(
+            "/console/api/home/open",
+            guarded(home_api(lambda body: home.open(str(_text(body, "user"))))),
+            methods=["POST"],
+        ),
+        Route("/console/api/home/click", guarded(home_api(home_click)), methods=["POST"]),
     ]

@@ -9,6 +9,9 @@ parses it, and applies the alarm's transition to the alarm's incident:
 - OK resolves the open incident; the PagerDuty resolve waits out the window.
 - While an alarm is silenced, its transitions go on in its last incident (even
   a resolved one): recorded and threaded, never posted anew nor paged.
+- While a maintenance window covers an alarm (bot/maintenance), it is posted,
+  recorded and threaded as usual but not paged; the window's end pages it if
+  it still fires.
 - A transition older than the one already applied (SNS does not guarantee
   order) is kept in the timeline but changes nothing.
 """
@@ -33,6 +36,7 @@ from bot.db.statements import insert_new_row, update_rows
 from bot.incidents import flows
 from bot.incidents import service as incidents
 from bot.incidents.models import OPEN, RESOLVED, Incident
+from bot.maintenance import flows as maintenance
 from bot.outbox import service as outbox
 
 
@@ -267,6 +271,16 @@ def apply_alarm(
     )
 
     silenced = incident.silenced_until is not None and incident.silenced_until > now
+    # A maintenance window holds the page (the alarm is still posted and threaded).
+    held = maintenance.hold(
+        db_session,
+        incident=incident,
+        state=alarm.new_state,
+        created=created,
+        reopened=reopened,
+        silenced=silenced,
+        now=now,
+    )
     outcome = _apply_paging(
         db_session,
         incident=incident,
@@ -274,7 +288,7 @@ def apply_alarm(
         config=config,
         now=now,
         reopened=reopened,
-        silenced=silenced,
+        silenced=silenced or held is not None,
         created=created,
     )
     flows.sync_message(db_session, incident=incident, now=now, new=created)

@@ -92,6 +92,20 @@ class Metrics:
             buckets=CLICK_BUCKETS,
             registry=registry,
         )
+        self.maintenance_held = Counter(
+            "opsbot_maintenance_held_pages",
+            "Alarm pages held back because a maintenance window covered the alarm.",
+            registry=registry,
+        )
+        self.home_publishes = Counter(
+            "opsbot_home_publishes",
+            "App Home views published (views.publish), by why and outcome.",
+            ["why", "outcome"],
+            registry=registry,
+        )
+        for why in ("opened", "refresh"):
+            for outcome in ("ok", "error", "unchanged"):
+                self.home_publishes.labels(why, outcome)
         self.slack_auth_ok = Gauge(
             "opsbot_slack_auth_ok",
             "1 while Slack accepts the bot's token, 0 once it refused it (until a call succeeds).",

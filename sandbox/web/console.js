@@ -363,6 +363,7 @@ async function act(label, path, body) {
 }
 
 function click(where, action) {
+  if (where.home) return homeClick(action);  // a button of the App Home tab (console_home.js)
   act("click " + action.action_id, "/console/api/click", { user: state.user, channel: where.channel, message_ts: where.message_ts || null, ephemeral_id: where.ephemeral_id || null, ...action });
 }
 

@@ -30,8 +30,9 @@ def test_every_command_and_url_points_at_slack_events() -> None:
     assert manifest["settings"]["interactivity"] == {"is_enabled": True, "request_url": url}
     assert manifest["settings"]["event_subscriptions"] == {
         "request_url": url,
-        "bot_events": ["app_mention"],
+        "bot_events": ["app_mention", "app_home_opened"],
     }
+    assert manifest["features"]["app_home"]["home_tab_enabled"] is True
     assert all(len(c["description"]) <= 100 for c in commands)
 
 

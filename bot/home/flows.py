@@ -1,0 +1,188 @@
+"""Building and publishing each person's App Home (views.publish).
+
+A view shows only what its viewer may see (incidents of channels they can
+read) and buttons only for what they may do (respond on the incident's route,
+end a window); every click is authorized again where it acts. A view is
+published when its owner opens Home, and refreshed by bot/home/jobs.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.clock import Clock
+from bot.home import render
+from bot.home import service as home
+from bot.maintenance.actions import MaintenanceWindows
+from bot.observability.metrics import Metrics
+from bot.oncall.flows import OnCallAnswers
+from bot.people.directory import PeopleDirectory
+from bot.rights.errors import RightMissing
+from bot.rights.service import RESPOND_RIGHT, Rights
+from bot.slack_text import code, inert
+
+log = logging.getLogger(__name__)
+
+INCIDENTS_READ = 200  # open incidents read to find those a viewer can see
+ONCALL_CACHE_S = 60.0  # one PagerDuty on-call lookup serves every view for this long
+
+
+def start_of_day(now: datetime) -> datetime:
+    return now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def digest(view: dict[str, Any]) -> str:
+    """What identifies a view's content, its "as of" line left out."""
+    blocks = [b for i, b in enumerate(view.get("blocks", [])) if i != 1]
+    return hashlib.sha256(json.dumps(blocks, sort_keys=True).encode()).hexdigest()
+
+
+class HomeViews:
+    def __init__(
+        self,
+        *,
+        sessions: sessionmaker[Session],
+        rights: Rights,
+        people: PeopleDirectory,
+        oncall: OnCallAnswers | None,
+        maintenance: MaintenanceWindows,
+        slack: WebClient | None,
+        clock: Clock,
+        metrics: Metrics,
+    ) -> None:
+        self.sessions = sessions
+        self.rights = rights
+        self.people = people
+        self.oncall = oncall
+        self.maintenance = maintenance
+        self.slack = slack
+        self.clock = clock
+        self.metrics = metrics
+        self._oncall_lock = threading.Lock()
+        self._oncall_cached: tuple[float, list[dict[str, Any]]] | None = None
+
+    def _oncall_blocks(self) -> list[dict[str, Any]]:
+        if self.oncall is None:
+            return []
+        with self._oncall_lock:
+            cached = self._oncall_cached
+            if cached is not None and time.monotonic() - cached[0] < ONCALL_CACHE_S:
+                return cached[1]
+            message = self.oncall.message(None)
+            blocks = message.get("blocks") or [
+                {"type": "section", "text": {"type": "mrkdwn", "text": message["text"]}}
+            ]
+            self._oncall_cached = (time.monotonic(), blocks)
+            return blocks
+
+    def _may_respond(self, user_id: str, *, route_name: str, channel: str) -> bool:
+        try:
+            self.rights.require_incident(
+                user_id,
+                right=RESPOND_RIGHT,
+                route_name=route_name,
+                channel=channel,
+                doing="respond",
+            )
+        except RightMissing:
+            return False
+        return True
+
+    def content(self, user_id: str) -> render.HomeContent:
+        """What `user_id` may see on Home now."""
+        now = self.clock.now()
+        today = start_of_day(now)
+        content = render.HomeContent(viewer=user_id, now=now)
+        with self.sessions() as db_session:
+            incidents = home.open_incidents(db_session, limit=INCIDENTS_READ)
+            seen = [i for i in incidents if self.rights.may_see(user_id, i.channel)]
+            messages = home.messages_of(db_session, keys=[i.message_key for i in seen])
+            content.deploys = home.deploys_since(db_session, since=today, limit=render.ROWS_SHOWN)
+            content.flag_changes = home.flag_changes_since(
+                db_session, since=today, limit=render.ROWS_SHOWN
+            )
+        for incident in seen[: render.INCIDENTS_SHOWN]:
+            message = messages.get(incident.message_key)
+            link = None
+            if message is not None and message.channel_id and message.ts:
+                ts = message.ts.replace(".", "")
+                link = f"https://slack.com/archives/{message.channel_id}/p{ts}"
+            content.incidents.append(
+                render.HomeIncident(
+                    incident=incident,
+                    link=link,
+                    may_respond=self._may_respond(
+                        user_id, route_name=incident.route_name, channel=incident.channel
+                    ),
+                )
+            )
+        content.more_incidents = max(0, len(seen) - render.INCIDENTS_SHOWN)
+        content.windows = [
+            render.HomeWindow(window=w, may_end=self.maintenance.may_end(user_id, w))
+            for w in self.maintenance.current()
+        ]
+        try:
+            content.oncall = self._oncall_blocks()
+        except Exception:
+            log.warning("App Home: on-call lookup failed", exc_info=True)
+        linked = self.people.current_link(user_id)
+        if linked is not None:
+            user, by_hand = linked
+            how = "linked by an admin" if by_hand else "found by your Slack email"
+            content.pagerduty = (
+                f"{inert(user.name, 200)} ({inert(user.email, 200)}, {code(user.id)}), {how}."
+            )
+        return content
+
+    def publish(self, user_id: str, *, why: str, force: bool) -> str:
+        """Publish `user_id`'s Home; unless `force`, only when it changed. The outcome."""
+        if self.slack is None:
+            return "no slack"
+        view = render.home_view(self.content(user_id))
+        state = digest(view)
+        with self.sessions() as db_session:
+            if not force and home.last_state(db_session, user_id=user_id) == state:
+                self.metrics.home_publishes.labels(why, "unchanged").inc()
+                return "unchanged"
+        try:
+            self.slack.views_publish(user_id=user_id, view=view)
+        except (SlackApiError, SlackClientError) as exc:
+            self.metrics.home_publishes.labels(why, "error").inc()
+            log.warning(
+                "App Home of %s not published: %s",
+                user_id,
+                type(exc).__name__,
+                extra={"slack_user": user_id},
+            )
+            return "error"
+        with self.sessions() as db_session:
+            home.published(db_session, user_id=user_id, state=state, now=self.clock.now())
+            db_session.commit()
+        self.metrics.home_publishes.labels(why, "ok").inc()
+        log.info("App Home of %s published (%s)", user_id, why, extra={"slack_user": user_id})
+        return "ok"
+
+    def opened(self, user_id: str) -> str:
+        """`user_id` opened App Home: note it (for refreshes) and publish their view."""
+        with self.sessions() as db_session:
+            home.opened(db_session, user_id=user_id, now=self.clock.now())
+            db_session.commit()
+        return self.publish(user_id, why="opened", force=True)
+
+    def recent_viewers(self, *, since: datetime, limit: int) -> list[str]:
+        with self.sessions() as db_session:
+            return home.recent_viewers(db_session, since=since, limit=limit)
+
+    def fingerprint(self, *, now: datetime) -> str:
+        with self.sessions() as db_session:
+            return home.fingerprint(db_session, since=start_of_day(now), now=now)

@@ -1,0 +1,122 @@
+"""Who opened App Home when, and what the home shows: read from opsbot's own tables."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from bot.audit.models import AuditRecord
+from bot.db.statements import update_rows
+from bot.deploys.models import Deployment
+from bot.home.models import HomeView
+from bot.incidents.models import OPEN, Incident
+from bot.maintenance.models import MaintenanceWindow
+from bot.outbox.models import SlackMessage
+
+FLAG_CHANGE = "flag.change"  # bot/flags/flows.py audits every change under this action
+
+
+def opened(db_session: Session, *, user_id: str, now: datetime) -> None:
+    """Note that `user_id` opened App Home now."""
+    dialect = postgresql if db_session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(HomeView).values(user_id=user_id, opened_at=now)
+    db_session.execute(
+        statement.on_conflict_do_update(index_elements=["user_id"], set_={"opened_at": now})
+    )
+
+
+def published(db_session: Session, *, user_id: str, state: str, now: datetime) -> None:
+    update_rows(
+        db_session,
+        update(HomeView)
+        .where(HomeView.user_id == user_id)
+        .values(published_at=now, published_state=state),
+    )
+
+
+def last_state(db_session: Session, *, user_id: str) -> str | None:
+    return db_session.scalar(select(HomeView.published_state).where(HomeView.user_id == user_id))
+
+
+def recent_viewers(db_session: Session, *, since: datetime, limit: int) -> list[str]:
+    """Who opened Home since `since`, most recent first."""
+    query = (
+        select(HomeView.user_id)
+        .where(HomeView.opened_at >= since)
+        .order_by(HomeView.opened_at.desc())
+        .limit(limit)
+    )
+    return list(db_session.scalars(query))
+
+
+def open_incidents(db_session: Session, *, limit: int) -> list[Incident]:
+    query = select(Incident).where(Incident.status == OPEN).order_by(Incident.id.desc())
+    return list(db_session.scalars(query.limit(limit)))
+
+
+def messages_of(db_session: Session, *, keys: list[str]) -> dict[str, SlackMessage]:
+    if not keys:
+        return {}
+    rows = db_session.scalars(select(SlackMessage).where(SlackMessage.key.in_(keys)))
+    return {row.key: row for row in rows}
+
+
+def deploys_since(db_session: Session, *, since: datetime, limit: int) -> list[Deployment]:
+    query = (
+        select(Deployment)
+        .where(Deployment.created_at >= since)
+        .order_by(Deployment.created_at.desc(), Deployment.id.desc())
+        .limit(limit)
+    )
+    return list(db_session.scalars(query))
+
+
+def flag_changes_since(db_session: Session, *, since: datetime, limit: int) -> list[AuditRecord]:
+    query = (
+        select(AuditRecord)
+        .where(
+            AuditRecord.action == FLAG_CHANGE,
+            AuditRecord.outcome == "ok",
+            AuditRecord.at >= since,
+        )
+        .order_by(AuditRecord.at.desc(), AuditRecord.id.desc())
+        .limit(limit)
+    )
+    return list(db_session.scalars(query))
+
+
+def fingerprint(db_session: Session, *, since: datetime, now: datetime) -> str:
+    """What changes whenever anything Home shows changes (cheap: a few aggregates)."""
+    incidents = db_session.execute(
+        select(func.count(), func.max(Incident.updated_at)).where(Incident.status == OPEN)
+    ).one()
+    last_incident = db_session.scalar(select(func.max(Incident.updated_at)))
+    deploys = db_session.execute(
+        select(
+            func.count(),
+            func.max(Deployment.id),
+            func.max(Deployment.started_at),
+            func.max(Deployment.finished_at),
+        ).where(Deployment.created_at >= since)
+    ).one()
+    flags = db_session.scalar(
+        select(func.max(AuditRecord.id)).where(
+            AuditRecord.action == FLAG_CHANGE, AuditRecord.at >= since
+        )
+    )
+    windows = db_session.execute(
+        select(func.count(), func.max(MaintenanceWindow.updated_at)).where(
+            MaintenanceWindow.ended_at.is_(None), MaintenanceWindow.ends_at > now
+        )
+    ).one()
+    started = db_session.scalar(
+        select(func.count()).where(
+            MaintenanceWindow.ended_at.is_(None),
+            MaintenanceWindow.starts_at <= now,
+            MaintenanceWindow.ends_at > now,
+        )
+    )
+    return repr((tuple(incidents), last_incident, tuple(deploys), flags, tuple(windows), started))

@@ -1,0 +1,180 @@
+"""What a maintenance window does to alarms: hold their pages, and page at its end what still fires.
+
+`hold` is the one call at the alarm's paging decision (bot/alarms/service.py).
+When a window ends (its time, or someone ending it early), every open incident
+it covered that is still in ALARM, unpaged, not silenced and not under another
+window is paged then: a window delays pages, it never loses one.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.incidents import flows as incident_flows
+from bot.incidents import service as incidents
+from bot.incidents.models import Incident
+from bot.maintenance import render
+from bot.maintenance import service as windows
+from bot.maintenance.models import MaintenanceWindow
+from bot.observability.metrics import Metrics
+from bot.outbox import service as outbox
+from bot.scheduler.deferred import cancel_after_commit, schedule_after_commit
+
+log = logging.getLogger(__name__)
+
+END_JOB = "maintenance.window_end"
+HELD = "maintenance_held"  # db_session.info: pages held in this transaction (for the metric)
+
+
+def job_id(window: MaintenanceWindow) -> str:
+    return f"maintenance:{window.id}:end"
+
+
+def hold(
+    db_session: Session,
+    *,
+    incident: Incident,
+    state: str,
+    created: bool,
+    reopened: bool,
+    silenced: bool,
+    now: datetime,
+) -> MaintenanceWindow | None:
+    """The window that holds this ALARM's page, noted on the timeline and thread; or None.
+
+    Only a transition that would page is held: an ALARM on a route with a
+    routing key, of an incident not already paged (or reopened), not silenced.
+    A new incident's message carries the window's line (`message_section`); a
+    reply in its thread says it for a transition of an existing one.
+    """
+    if state != "ALARM" or silenced or not incident.routing_key_env:
+        return None
+    if incident.paged and not reopened:
+        return None
+    window = windows.active_for(db_session, incident=incident, now=now)
+    if window is None:
+        return None
+    incidents.add_event(
+        db_session,
+        incident=incident,
+        kind="maintenance",
+        at=now,
+        now=now,
+        text=f"in maintenance window #{window.id}: not paged",
+        data={"window_id": window.id},
+    )
+    if not created:  # a new incident's message is not posted yet: it says so itself
+        incident_flows.thread_text(
+            db_session, incident=incident, text=render.held_line(window), now=now
+        )
+    db_session.info[HELD] = db_session.info.get(HELD, 0) + 1
+    log.info(
+        "incident %s held by maintenance window %s",
+        incident.id,
+        window.id,
+        extra={"incident": incident.id, "window": window.id},
+    )
+    return window
+
+
+def message_section(
+    db_session: Session, *, incident: Incident, now: datetime, new: bool
+) -> list[dict[str, Any]]:
+    """The incident message's line while a window holds its page (bot/incidents EXTRA_SECTIONS)."""
+    if incident.paged or not incident.is_open or not incident.routing_key_env:
+        return []
+    if incident.alarm_state != "ALARM":
+        return []  # nothing to page: nothing held
+    window = windows.active_for(db_session, incident=incident, now=now)
+    if window is None:
+        return []
+    return [{"type": "context", "elements": [{"type": "mrkdwn", "text": render.held_line(window)}]}]
+
+
+def schedule_end(db_session: Session, *, window: MaintenanceWindow) -> None:
+    schedule_after_commit(
+        db_session, END_JOB, at=window.ends_at, job_id=job_id(window), window_id=window.id
+    )
+
+
+def close(db_session: Session, *, window: MaintenanceWindow, by: str | None, now: datetime) -> int:
+    """Mark the window over and page what it held that still fires; how many were paged."""
+    window.ended_at = now
+    window.ended_by = by
+    window.updated_at = now
+    if by is not None:
+        cancel_after_commit(db_session, job_id(window))
+    db_session.flush()
+    in_force = windows.active(db_session, now=now)
+    paged = 0
+    for incident in windows.firing_unpaged_candidates(db_session):
+        if not windows.covers(window, incident):
+            continue
+        if incident.silenced_until is not None and incident.silenced_until > now:
+            continue
+        if any(windows.covers(other, incident) for other in in_force):
+            continue
+        if _page_if_owed(db_session, incident=incident, window=window, now=now):
+            paged += 1
+    return paged
+
+
+def _page_if_owed(
+    db_session: Session, *, incident: Incident, window: MaintenanceWindow, now: datetime
+) -> bool:
+    last = outbox.last_pagerduty_event(db_session, dedup_key=incident.dedup_key)
+    last_action = last.payload.get("action") if last is not None else None
+    if incident.paged and last_action != "resolve":
+        return False  # its page is on (it was paged before the window began)
+    if last_action == "resolve" and incident_flows.withdraw_resolve(
+        db_session, incident=incident, now=now
+    ):
+        outcome = "the pending PagerDuty resolve was withdrawn"
+    else:
+        incident_flows.page_trigger(db_session, incident=incident, now=now)
+        outcome = "paged"
+    incidents.add_event(
+        db_session,
+        incident=incident,
+        kind="maintenance_end",
+        at=now,
+        now=now,
+        text=f"maintenance window #{window.id} over, still in ALARM: {outcome}",
+        data={"window_id": window.id},
+    )
+    incident_flows.thread_text(
+        db_session,
+        incident=incident,
+        text=(
+            f":bell: Maintenance window #{window.id} is over and this alarm still fires: {outcome}."
+        ),
+        now=now,
+    )
+    incident.updated_at = now
+    incident_flows.sync_message(db_session, incident=incident, now=now)
+    log.info(
+        "incident %s paged at the end of maintenance window %s",
+        incident.id,
+        window.id,
+        extra={"incident": incident.id, "window": window.id},
+    )
+    return True
+
+
+def count_held_after_commit(sessions: sessionmaker[Session], metrics: Metrics) -> None:
+    """Count the pages windows held once their transaction commits (never a rolled-back one)."""
+
+    @event.listens_for(sessions, "after_commit")
+    def after_commit(db_session: Session) -> None:
+        held = db_session.info.pop(HELD, 0)
+        if held:
+            metrics.maintenance_held.inc(held)
+
+    @event.listens_for(sessions, "after_rollback")
+    def after_rollback(db_session: Session) -> None:
+        db_session.info.pop(HELD, None)

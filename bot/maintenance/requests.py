@@ -1,0 +1,123 @@
+"""`/incident silence …` as typed, to a window request; BadWindow says what is wrong.
+
+The grammar reads as a sentence:
+
+    silence <route | alarm-glob> [in <duration> | at <time>] for <duration> reason <text>
+    silence end <id>
+
+A duration is `90m`, `2h`, `1h30m` or `1d`; a time is `22:00` (today, UTC) or
+`2026-12-05T22:00` (UTC unless it carries an offset). The target is a route when
+a route has that name, else a glob over alarm names (`prod-db-*`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from bot.maintenance.errors import BadWindow
+from bot.slack_text import code
+
+DURATION = re.compile(r"^(?:(\d{1,3})d)?(?:(\d{1,4})h)?(?:(\d{1,5})m)?$")
+CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+GLOB = re.compile(r"^[A-Za-z0-9_.:/#*?\[\]!+=@-]+$")
+MAX_GLOB = 200
+MAX_REASON = 500
+MAX_AHEAD = timedelta(days=30)
+
+
+@dataclass(frozen=True)
+class WindowRequest:
+    target: str  # a route's name or an alarm-name glob
+    starts_at: datetime
+    minutes: int
+    reason: str
+
+    @property
+    def ends_at(self) -> datetime:
+        return self.starts_at + timedelta(minutes=self.minutes)
+
+
+def minutes_of(text: str) -> int:
+    """`1h30m` -> 90; BadWindow for anything else (or nothing)."""
+    found = DURATION.match(text.strip().lower())
+    if not text.strip() or found is None:
+        raise BadWindow(f"{code(text)} is not a duration: say e.g. `90m`, `2h`, `1h30m` or `1d`.")
+    days, hours, mins = (int(part or 0) for part in found.groups())
+    total = days * 1440 + hours * 60 + mins
+    if total < 1:
+        raise BadWindow("A window lasts at least a minute.")
+    return total
+
+
+def moment_of(text: str, *, now: datetime) -> datetime:
+    """`22:00` (today, UTC) or an ISO 8601 time; BadWindow if neither."""
+    clock = CLOCK.match(text)
+    if clock is not None:
+        return now.astimezone(UTC).replace(
+            hour=int(clock.group(1)), minute=int(clock.group(2)), second=0, microsecond=0
+        )
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadWindow(
+            f"{code(text)} is not a time: say e.g. `22:00` (UTC) or `2026-12-05T22:00`."
+        ) from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def is_catch_all(glob: str) -> bool:
+    """A glob every alarm name matches (`*`, `**`, `*?*` ...)."""
+    return "*" in glob and set(glob) <= {"*", "?"}
+
+
+def parse_window(words: list[str], *, now: datetime) -> WindowRequest:
+    """The words after `silence` (not `end`), as a request; BadWindow if they do not parse."""
+    if not words:
+        raise BadWindow("`silence` needs a route or an alarm-name glob, e.g. `prod-db-*`.")
+    target, rest = words[0], words[1:]
+    if len(target) > MAX_GLOB:
+        raise BadWindow(f"The route or glob is too long ({MAX_GLOB} characters at most).")
+    if not GLOB.match(target):
+        raise BadWindow(f"{code(target)} is not a route name or an alarm-name glob.")
+    starts_at = now
+    lowered = [w.lower() for w in rest]
+    if lowered[:1] == ["in"]:
+        if len(rest) < 2:
+            raise BadWindow("`in` needs a duration, e.g. `in 30m`.")
+        starts_at = now + timedelta(minutes=minutes_of(rest[1]))
+        rest, lowered = rest[2:], lowered[2:]
+    elif lowered[:1] == ["at"]:
+        if len(rest) < 2:
+            raise BadWindow("`at` needs a time, e.g. `at 22:00` (UTC).")
+        starts_at = moment_of(rest[1], now=now)
+        if starts_at < now - timedelta(minutes=1):
+            raise BadWindow(
+                f"{code(rest[1])} is in the past ({starts_at:%Y-%m-%d %H:%M} UTC): "
+                "a window starts now or later."
+            )
+        starts_at = max(starts_at, now)
+        rest, lowered = rest[2:], lowered[2:]
+    if starts_at - now > MAX_AHEAD:
+        raise BadWindow(f"A window may be planned {MAX_AHEAD.days} days ahead at most.")
+    if lowered[:1] != ["for"] or len(rest) < 2:
+        raise BadWindow("Say how long the window lasts: `for 2h`.")
+    minutes = minutes_of(rest[1])
+    rest, lowered = rest[2:], lowered[2:]
+    if lowered[:1] != ["reason"]:
+        raise BadWindow("Say why, last: `reason <text>`.")
+    reason = " ".join(rest[1:]).strip()
+    if not reason:
+        raise BadWindow("`reason` needs some words: what is being maintained.")
+    if len(reason) > MAX_REASON:
+        raise BadWindow(f"The reason is too long ({MAX_REASON} characters at most).")
+    return WindowRequest(target=target, starts_at=starts_at, minutes=minutes, reason=reason)
+
+
+def window_id(text: str) -> int:
+    """`3` or `#3`; BadWindow otherwise."""
+    digits = text.strip().removeprefix("#")
+    if not digits.isdigit() or len(digits) > 9:
+        raise BadWindow(f"{code(text)} is not a window number, e.g. `3`.")
+    return int(digits)

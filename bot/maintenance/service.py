@@ -1,0 +1,120 @@
+"""Reading and writing maintenance windows; callers own the transaction."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from fnmatch import fnmatchcase
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from bot.incidents.models import ALARM, Incident
+from bot.maintenance.models import ROUTE, MaintenanceWindow
+
+
+def matches(window: MaintenanceWindow, *, route_name: str | None, alarm_name: str | None) -> bool:
+    """Whether an alarm of `alarm_name` on route `route_name` falls under the window."""
+    if window.kind == ROUTE:
+        return route_name == window.pattern
+    return alarm_name is not None and fnmatchcase(alarm_name, window.pattern)
+
+
+def covers(window: MaintenanceWindow, incident: Incident) -> bool:
+    return incident.source == ALARM and matches(
+        window, route_name=incident.route_name, alarm_name=incident.alarm_name
+    )
+
+
+def active(db_session: Session, *, now: datetime) -> list[MaintenanceWindow]:
+    """Windows in force at `now`, oldest first."""
+    query = (
+        select(MaintenanceWindow)
+        .where(
+            MaintenanceWindow.ended_at.is_(None),
+            MaintenanceWindow.starts_at <= now,
+            MaintenanceWindow.ends_at > now,
+        )
+        .order_by(MaintenanceWindow.id)
+    )
+    return list(db_session.scalars(query))
+
+
+def active_for(
+    db_session: Session, *, incident: Incident, now: datetime
+) -> MaintenanceWindow | None:
+    """The first window in force that covers `incident`, or None."""
+    if incident.source != ALARM:
+        return None
+    return next((w for w in active(db_session, now=now) if covers(w, incident)), None)
+
+
+def current_and_planned(
+    db_session: Session, *, now: datetime, limit: int = 50
+) -> list[MaintenanceWindow]:
+    """Windows not over yet (in force or planned), soonest start first."""
+    query = (
+        select(MaintenanceWindow)
+        .where(
+            MaintenanceWindow.ended_at.is_(None),
+            or_(MaintenanceWindow.ends_at > now),
+        )
+        .order_by(MaintenanceWindow.starts_at, MaintenanceWindow.id)
+        .limit(limit)
+    )
+    return list(db_session.scalars(query))
+
+
+def get(db_session: Session, *, window_id: int) -> MaintenanceWindow | None:
+    return db_session.get(MaintenanceWindow, window_id)
+
+
+def lock(db_session: Session, *, window_id: int) -> MaintenanceWindow | None:
+    query = select(MaintenanceWindow).where(MaintenanceWindow.id == window_id).with_for_update()
+    return db_session.scalars(query).first()
+
+
+def create(
+    db_session: Session,
+    *,
+    kind: str,
+    pattern: str,
+    reason: str,
+    created_by: str,
+    starts_at: datetime,
+    ends_at: datetime,
+    now: datetime,
+) -> MaintenanceWindow:
+    window = MaintenanceWindow(
+        kind=kind,
+        pattern=pattern,
+        reason=reason,
+        created_by=created_by,
+        created_at=now,
+        starts_at=starts_at,
+        ends_at=ends_at,
+        updated_at=now,
+    )
+    db_session.add(window)
+    db_session.flush()
+    return window
+
+
+def unended(db_session: Session) -> list[MaintenanceWindow]:
+    """Every window whose end has not been handled yet (for rescheduling at start)."""
+    query = select(MaintenanceWindow).where(MaintenanceWindow.ended_at.is_(None))
+    return list(db_session.scalars(query))
+
+
+def firing_unpaged_candidates(db_session: Session) -> list[Incident]:
+    """Open alarm incidents in ALARM that page through a routing key."""
+    query = (
+        select(Incident)
+        .where(
+            Incident.status == "open",
+            Incident.source == ALARM,
+            Incident.alarm_state == "ALARM",
+            Incident.routing_key_env.is_not(None),
+        )
+        .order_by(Incident.id)
+    )
+    return list(db_session.scalars(query))

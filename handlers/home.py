@@ -1,0 +1,59 @@
+"""App Home (`app_home_opened`) and the End buttons of maintenance windows.
+
+Each acknowledges first; the work runs behind the ack (bot/after_ack.py). The
+End button is authorized again in bot/maintenance, wherever it was shown.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt import Ack, App
+
+from bot.incidents.actions import Requester
+from bot.maintenance import render as maintenance_render
+from bot.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def register(app: App, runtime: Runtime) -> None:
+    @app.event("app_home_opened")
+    def home_opened(event: dict[str, Any]) -> None:
+        refresher = runtime.home
+        user_id = str(event.get("user") or "")
+        if refresher is None or event.get("tab", "home") != "home" or not user_id:
+            return
+        if not (user_id.startswith(("U", "W")) and user_id.isalnum() and len(user_id) <= 32):
+            log.warning("app_home_opened without a user id")
+            return
+
+        def publish() -> None:
+            refresher.opened(user_id)
+
+        runtime.after_ack.run("App Home", publish, response_url=None)
+
+    @app.action(maintenance_render.END)
+    def end_window(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
+        ack()
+        windows = runtime.maintenance
+        value = str(action.get("value") or "")
+        user = body.get("user") or {}
+        user_id = user.get("id") if isinstance(user, dict) else None
+        if windows is None or not value.isdigit() or len(value) > 9 or not user_id:
+            log.warning("maintenance End clicked with %r", value[:40])
+            return
+        requester = Requester(
+            slack_user_id=str(user_id),
+            via="button",
+            response_url=body.get("response_url"),
+            clicked_at=runtime.clock.now(),
+        )
+
+        def end() -> None:
+            windows.end(window_id=int(value), requester=requester)
+            if runtime.home is not None and body.get("view", {}).get("type") == "home":
+                runtime.home.opened(requester.slack_user_id or "")
+
+        runtime.after_ack.run("maintenance End button", end, response_url=body.get("response_url"))

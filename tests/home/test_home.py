@@ -1,0 +1,230 @@
+"""App Home through Bolt and the emulators: published on open, refreshed on change, per viewer.
+
+The view shows each person only the incidents of channels they can read, and
+buttons only for what they may do; refreshes follow changes, at most once per
+person per debounce interval.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from bot.clock import ManualClock
+from bot.config import parse_config
+from bot.incidents import render as incident_render
+from bot.maintenance import render as maintenance_render
+from bot.settings import Settings
+from sandbox.pagerduty import PagerDutyEmulator
+from sandbox.slack import SlackEmulator
+from sandbox.slack_home import app_home_opened
+from sandbox.sns import SnsSigner
+from tests.conftest import SLACK_SIGNING_SECRET, TEST_CONFIG
+from tests.incidents.helpers import T0, command, outbox_idle, page, responses_to, send_alarm
+from tests.support import LiveService, slack_headers, wait_for
+
+HOME_CONFIG: dict[str, Any] = {**TEST_CONFIG, "home": {"refresh_interval_s": 0, "debounce_s": 30}}
+_event_ids = itertools.count(1)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(T0)
+
+
+@pytest.fixture
+def service(
+    settings: Settings,
+    make_service: Callable[..., LiveService],
+    sns_signer: SnsSigner,
+    clock: ManualClock,
+) -> Iterator[LiveService]:
+    stamped_by, sns_signer.clock = sns_signer.clock, clock
+    yield make_service(settings, parse_config(HOME_CONFIG), clock=clock, run_jobs=False)
+    sns_signer.clock = stamped_by
+
+
+def publishes(slack: SlackEmulator, user_id: str) -> int:
+    return sum(1 for c in slack.calls_to("views.publish") if c.args.get("user_id") == user_id)
+
+
+def open_home(service: LiveService, slack: SlackEmulator, user_id: str) -> dict[str, Any]:
+    """Send a signed `app_home_opened` and wait for the view it publishes."""
+    before = publishes(slack, user_id)
+    body = app_home_opened(user_id, event_id=f"EvHOME{next(_event_ids)}")
+    headers = {**slack_headers(SLACK_SIGNING_SECRET, body), "Content-Type": "application/json"}
+    assert service.post("/slack/events", content=body, headers=headers).status_code == 200
+    wait_for(lambda: publishes(slack, user_id) > before)
+    view = slack.home_of(user_id)
+    assert view is not None
+    return view
+
+
+def headers_of(view: dict[str, Any]) -> list[str]:
+    return [b["text"]["text"] for b in view["blocks"] if b["type"] == "header"]
+
+
+def test_home_shows_incidents_oncall_today_windows_and_the_pagerduty_link(
+    service: LiveService,
+    sns_signer: SnsSigner,
+    slack: SlackEmulator,
+    pagerduty: PagerDutyEmulator,
+) -> None:
+    incident_id, message = page(service, sns_signer, slack, pagerduty)
+    url = slack.response_url()
+    command(
+        service, "/incident", "silence prod-db-* at 11:00 for 1h reason vacuum", response_url=url
+    )
+    wait_for(lambda: responses_to(slack, url))
+    url = slack.response_url()
+    command(service, "/opsbot", "link-pagerduty alice@example.com", response_url=url)
+    wait_for(lambda: responses_to(slack, url))
+
+    view = open_home(service, slack, "U0ALICE")
+    assert view["type"] == "home"
+    assert headers_of(view) == [
+        "opsbot",
+        "Open incidents (1)",
+        "On call",
+        "Today",
+        "Maintenance windows",
+        "You in PagerDuty",
+    ]
+    text = str(view["blocks"])
+    assert f"*#{incident_id}* prod-api-5xx" in text
+    assert f"https://slack.com/archives/C0PRODALERTS/p{message.ts.replace('.', '')}" in text
+    buttons = [
+        (e["action_id"], e["value"])
+        for b in view["blocks"]
+        if b["type"] == "actions"
+        for e in b["elements"]
+    ]
+    assert buttons == [
+        (incident_render.ACKNOWLEDGE, str(incident_id)),
+        (incident_render.RESOLVE, str(incident_id)),
+    ]
+    assert "Production" in text and "Alice Example" in text  # on call now, from PagerDuty
+    assert "#1 alarms `prod-db-*` (vacuum, by <@U0ALICE>) from <!date^" in text
+    assert maintenance_render.END in text
+    assert "alice@example.com" in text and "`PALICE`" in text
+
+
+def test_a_viewer_sees_only_the_incidents_and_buttons_their_rights_allow(
+    service: LiveService,
+    sns_signer: SnsSigner,
+    slack: SlackEmulator,
+    pagerduty: PagerDutyEmulator,
+) -> None:
+    slack.channels["C0PRODALERTS"]["is_private"] = True
+    slack.set_channel_members("C0PRODALERTS", ["U0ALICE"])
+    page(service, sns_signer, slack, pagerduty)
+    url = slack.response_url()
+    command(service, "/incident", "silence prod for 1h reason drill", response_url=url)
+    wait_for(lambda: responses_to(slack, url))
+
+    view = open_home(service, slack, "U0BOB")
+    text = str(view["blocks"])
+    assert "Open incidents (0)" in text and "prod-api-5xx" not in text
+    assert incident_render.ACKNOWLEDGE not in text
+    assert "#1 route `prod`" in text and maintenance_render.END not in text
+
+    # Alice, in the channel and holding the rights, sees the incident and the buttons.
+    alice = str(open_home(service, slack, "U0ALICE")["blocks"])
+    assert "prod-api-5xx" in alice and maintenance_render.END in alice
+
+
+def test_home_is_refreshed_after_an_incident_opens_and_refreshes_are_debounced(
+    service: LiveService,
+    clock: ManualClock,
+    sns_signer: SnsSigner,
+    slack: SlackEmulator,
+) -> None:
+    refresher = service.runtime.home
+    assert refresher is not None
+    open_home(service, slack, "U0ALICE")
+    assert "Open incidents (0)" in str(slack.home_of("U0ALICE"))
+    assert refresher.tick() == []  # the first look: nothing owed yet
+
+    send_alarm(service, sns_signer, "prod-api-5xx", "ALARM", T0)
+    wait_for(lambda: outbox_idle(service))
+    assert refresher.tick() == []  # opened at T0: within the debounce interval
+    clock.advance(seconds=31)
+    assert refresher.tick() == ["U0ALICE"]
+    assert "prod-api-5xx" in str(slack.home_of("U0ALICE"))
+    assert publishes(slack, "U0ALICE") == 2
+
+    # Two more changes inside the interval: one refresh once it has passed.
+    send_alarm(service, sns_signer, "prod-db-cpu", "ALARM", T0)
+    wait_for(lambda: outbox_idle(service))
+    clock.advance(seconds=5)
+    assert refresher.tick() == []
+    send_alarm(service, sns_signer, "prod-db-disk", "ALARM", T0)
+    wait_for(lambda: outbox_idle(service))
+    clock.advance(seconds=5)
+    assert refresher.tick() == []
+    assert publishes(slack, "U0ALICE") == 2
+    clock.advance(seconds=30)
+    assert refresher.tick() == ["U0ALICE"]
+    assert refresher.tick() == []  # nothing changed since
+    text = str(slack.home_of("U0ALICE"))
+    assert "prod-db-cpu" in text and "prod-db-disk" in text
+    assert publishes(slack, "U0ALICE") == 3
+
+    # Someone who opened Home long ago is not refreshed.
+    clock.advance(hours=13)
+    send_alarm(service, sns_signer, "prod-api-latency", "ALARM", T0 + timedelta(hours=13))
+    wait_for(lambda: outbox_idle(service))
+    assert refresher.tick() == []
+
+
+def test_refreshes_are_capped_per_minute(
+    settings: Settings,
+    make_service: Callable[..., LiveService],
+    clock: ManualClock,
+    sns_signer: SnsSigner,
+    slack: SlackEmulator,
+) -> None:
+    config = parse_config(
+        {
+            **HOME_CONFIG,
+            "home": {"refresh_interval_s": 0, "debounce_s": 0, "max_refreshes_per_min": 2},
+        }
+    )
+    stamped_by, sns_signer.clock = sns_signer.clock, clock
+    try:
+        service = make_service(settings, config, clock=clock, run_jobs=False)
+        refresher = service.runtime.home
+        assert refresher is not None
+        for user in ("U0CAROL", "U0DAN", "U0ERIN"):
+            slack.add_user(user, user.lower())
+        for user in ("U0ALICE", "U0BOB", "U0CAROL", "U0DAN", "U0ERIN"):
+            open_home(service, slack, user)
+        refresher.tick()
+        send_alarm(service, sns_signer, "prod-api-5xx", "ALARM", T0)
+        wait_for(lambda: outbox_idle(service))
+        assert len(refresher.tick()) == 2
+        assert refresher.tick() == []  # the minute's budget is spent
+        clock.advance(seconds=61)
+        assert len(refresher.tick()) == 2
+        clock.advance(seconds=61)
+        assert len(refresher.tick()) == 1
+    finally:
+        sns_signer.clock = stamped_by
+
+
+def test_an_event_for_another_tab_publishes_nothing(
+    service: LiveService, slack: SlackEmulator
+) -> None:
+    body = app_home_opened("U0ALICE", event_id="EvMESSAGES", tab="messages")
+    headers = {**slack_headers(SLACK_SIGNING_SECRET, body), "Content-Type": "application/json"}
+    assert service.post("/slack/events", content=body, headers=headers).status_code == 200
+    open_home(service, slack, "U0BOB")  # a later event is handled: the first was let go
+    assert slack.home_of("U0ALICE") is None
+    forged = service.post(
+        "/slack/events", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert forged.status_code == 401
