@@ -44,16 +44,34 @@ def register(app: App, runtime: Runtime) -> None:
             return
         incident_id, key = int(found.group(1)), found.group(2)
 
+        kind = "rollback" if key.startswith("deploy:") else "flag"
+
         def work() -> None:
+            outcome = "done"
             try:
                 text = undo(runtime, incident_id=incident_id, key=key, user_id=user_id)
             except UndoRefused as exc:
-                text = str(exc)
+                text, outcome = str(exc), "refused"
             except Exception:
                 log.exception("undo of %s on incident %s failed", key, incident_id)
                 text = (
                     "Something went wrong on the bot's side (it is logged); nothing more was done."
                 )
+                outcome = "failed"
+            runtime.metrics.undo(kind, outcome)
+            log.info(
+                "undo click on incident %s: %s %s",
+                incident_id,
+                key,
+                outcome,
+                extra={
+                    "incident": incident_id,
+                    "slack_user": user_id,
+                    "change": key,
+                    "kind": kind,
+                    "outcome": outcome,
+                },
+            )
             answer(runtime, response_url=response_url, text=text)
 
         runtime.after_ack.run("undo click", work, response_url=response_url)

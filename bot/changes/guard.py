@@ -23,9 +23,6 @@ import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from bot.approvals.render import actor_text
 from bot.audit import service as audit
 from bot.changes.errors import QuestionRefused
@@ -37,7 +34,7 @@ from bot.flags.requests import VERBS, Change
 from bot.inbound import service as receipts
 from bot.incidents import flows as incident_flows
 from bot.incidents import service as incidents
-from bot.incidents.models import OPEN, Incident
+from bot.incidents.models import Incident
 from bot.incidents.render import clip
 from bot.slack_text import code, escape
 
@@ -66,17 +63,6 @@ class Question:
     """The ephemeral answer that asks before a change (an answer body for a response_url)."""
 
     body: dict[str, Any]
-
-
-def open_on(db_session: Session, *, app: str, env: str) -> list[Incident]:
-    """Open incidents whose alarm the app environment claims (oldest first)."""
-    query = select(Incident).where(Incident.status == OPEN).order_by(Incident.id)
-    return [
-        incident
-        for incident in db_session.scalars(query)
-        if (incident.snapshot or {}).get("app") == app
-        and (incident.snapshot or {}).get("env") == env
-    ]
 
 
 def _names(found: list[Incident]) -> str:
@@ -142,7 +128,7 @@ def _flag_payload(change: Change) -> dict[str, Any]:
 def deploy(services: Services, request: Request) -> Question | str:
     """`/deploy` and `/rollback`: ask first when an incident is open there, else submit."""
     with services.sessions() as db_session:
-        found = open_on(db_session, app=request.app, env=request.env)
+        found = incidents.open_for_app(db_session, app=request.app, env=request.env)
     if found:
         return _question(
             found=found, kind=request.kind, label=request.label, payload=_deploy_payload(request)
@@ -153,7 +139,7 @@ def deploy(services: Services, request: Request) -> Question | str:
 def flag(services: Services, change: Change) -> Question | str:
     """`/flag on|off|set`: ask first when an incident is open there, else submit."""
     with services.sessions() as db_session:
-        found = open_on(db_session, app=change.app, env=change.env)
+        found = incidents.open_for_app(db_session, app=change.app, env=change.env)
     if found:
         return _question(found=found, kind=FLAG, label=change.label, payload=_flag_payload(change))
     return flag_flows.submit(services, change)
@@ -202,7 +188,7 @@ def _link(services: Services, *, app: str, env: str, user_id: str, what: str, an
     """Put a change made while incidents were open on their timelines and threads."""
     now = services.clock.now()
     with services.sessions() as db_session:
-        for incident in open_on(db_session, app=app, env=env):
+        for incident in incidents.open_for_app(db_session, app=app, env=env):
             locked = incidents.lock(db_session, incident_id=incident.id)
             if locked is None:
                 continue
