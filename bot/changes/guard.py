@@ -4,6 +4,7 @@
 the same app environment (the claims put `app`/`env` on every alarm's
 incident), the person is asked, ephemerally, "#42 prod-api-5xx is open;
 deploy anyway?" with Continue and Cancel. The question carries no authority:
+Someone who may not make the change is refused at once (audited), not asked.
 Continue rebuilds the request with the clicker's verified Slack id and runs
 it through `bot/deploys/requests.submit` or `bot/flags/flows.submit`, every
 gate again (rights, locks, freeze, confirmation and approval, the audit). A
@@ -24,6 +25,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bot.approvals.render import actor_text
+from bot.apps.errors import AppError
+from bot.apps.registry import get_target_or_raise
 from bot.audit import service as audit
 from bot.changes.errors import QuestionRefused
 from bot.deploys.models import ROLLBACK
@@ -125,11 +128,49 @@ def _flag_payload(change: Change) -> dict[str, Any]:
     return _only(change.to_payload(), FLAG_FIELDS)
 
 
+def _may(
+    services: Services,
+    *,
+    actor: str,
+    app: str,
+    env: str,
+    action: str,
+    audit_action: str,
+    detail: dict[str, Any],
+) -> None:
+    """Refuse at once (audited) whoever may not make the change: they are not asked."""
+    try:
+        target = get_target_or_raise(services.config, app=app, env=env)
+        services.access.require(actor, target, action=action)
+    except AppError as exc:
+        with services.sessions() as db_session:
+            audit.record(
+                db_session,
+                at=services.clock.now(),
+                actor=actor,
+                action=audit_action,
+                target=f"{'flag' if audit_action.startswith('flag') else 'deploy'}:{app}/{env}",
+                outcome="refused",
+                detail={**detail, "reason": str(exc)},
+            )
+            db_session.commit()
+        raise
+
+
 def deploy(services: Services, request: Request) -> Question | str:
     """`/deploy` and `/rollback`: ask first when an incident is open there, else submit."""
     with services.sessions() as db_session:
         found = incidents.open_for_app(db_session, app=request.app, env=request.env)
     if found:
+        _may(
+            services,
+            actor=request.actor,
+            app=request.app,
+            env=request.env,
+            action="roll back" if request.kind == ROLLBACK else "deploy to",
+            audit_action=f"{request.kind}.request",
+            detail=_deploy_payload(request),
+        )
         return _question(
             found=found, kind=request.kind, label=request.label, payload=_deploy_payload(request)
         )
@@ -141,6 +182,15 @@ def flag(services: Services, change: Change) -> Question | str:
     with services.sessions() as db_session:
         found = incidents.open_for_app(db_session, app=change.app, env=change.env)
     if found:
+        _may(
+            services,
+            actor=change.actor,
+            app=change.app,
+            env=change.env,
+            action="change feature flags of",
+            audit_action="flag.change",
+            detail={"flag": change.flag, "asked": change.what},
+        )
         return _question(found=found, kind=FLAG, label=change.label, payload=_flag_payload(change))
     return flag_flows.submit(services, change)
 

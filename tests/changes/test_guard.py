@@ -110,21 +110,21 @@ def test_continue_carries_no_authority_and_cancel_answers_the_question(
 ) -> None:
     incident, _ = alarm(live, sns_signer, releases, CLAIMED)
 
-    # Carol may not deploy: she is asked too, and Continue is refused by /deploy's own gate.
-    question = ask(live, releases, "/deploy", "api prod 1.0.2", user="U0CAROL")
-    value = buttons(question)["change_anyway:continue"]["value"]
-    refused = press(live, releases, "change_anyway:continue", value, user="U0CAROL")
+    # Carol may not deploy: refused at once, not asked.
+    refused = ask(live, releases, "/deploy", "api prod 1.0.2", user="U0CAROL")
     assert refused["text"].startswith("You may not deploy to `api/prod`"), refused
-    assert deployments(live) == []
-    assert change_events(live, incident) == []
+    assert not buttons(refused)
 
-    # A value forged to name Alice (or the CLI) still runs as the one who clicked.
+    # Alice's question, with its value forged to name Alice (or the CLI), clicked by Carol:
+    # it runs as the one who clicked, through /deploy's own gate.
+    question = ask(live, releases, "/deploy", "api prod 1.0.2", user="U0ALICE")
+    value = buttons(question)["change_anyway:continue"]["value"]
     forged = json.loads(value)
-    forged["t"] = "forged-token-0001"
     forged["p"].update(actor="U0ALICE", cli_identity="github:alice", digest="sha256:" + "0" * 64)
     refused = press(live, releases, "change_anyway:continue", json.dumps(forged), user="U0CAROL")
     assert refused["text"].startswith("You may not deploy to `api/prod`"), refused
     assert deployments(live) == []
+    assert change_events(live, incident) == []
     with live.runtime.sessions() as db:
         audits = db.scalars(
             sa.select(AuditRecord).where(
