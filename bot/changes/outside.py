@@ -154,6 +154,9 @@ def look(
             error = "ServiceNotFound"
         except AWS_ERRORS as exc:
             error = error_code(exc) or type(exc).__name__
+        except Exception:  # an answer we cannot read: say so rather than look again and again
+            log.exception("looking at ECS for %s/%s failed", app, env)
+            error = "unreadable answer (logged)"
         outcome = "failed" if error else "ok"
         count(outcome)
         log.info(
