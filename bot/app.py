@@ -24,6 +24,7 @@ from bot.approvals import jobs as approval_jobs
 from bot.apps.access import Access
 from bot.apps.services import AppServices
 from bot.changes import flows as changes_flows
+from bot.changes import jobs as changes_jobs
 from bot.clock import Clock, SystemClock
 from bot.config import Config
 from bot.db.engine import make_engine, make_sessionmaker, open_connections
@@ -377,6 +378,11 @@ def build_runtime(
         approval_jobs.jobs(app_services),
         deploy_jobs.jobs(app_services),
         flag_jobs.jobs(app_services),
+        changes_jobs.jobs(
+            changes_jobs.LookDeps(
+                config=config, clock=clock, sessions=sessions, aws=aws_clients, metrics=metrics
+            )
+        ),
     )
 
     def reschedule_incident_jobs(_runtime: Runtime) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from bot.alarms import models as alarms_models
 from bot.approvals import models as approvals_models
 from bot.audit import models as audit_models
+from bot.changes import models as changes_models
 from bot.db.base import Base
 from bot.deploys import models as deploys_models
 from bot.home import models as home_models
@@ -23,6 +24,7 @@ MODEL_MODULES = (
     alarms_models,
     approvals_models,
     audit_models,
+    changes_models,
     deploys_models,
     home_models,
     inbound_models,

@@ -16,11 +16,11 @@ from slack_bolt import Ack, App
 
 from bot import commands
 from bot.apps.errors import AppError
+from bot.changes import guard
 from bot.deploys import locks, queries, render
 from bot.deploys.errors import DeployError
 from bot.deploys.models import DEPLOY, ROLLBACK
 from bot.deploys.plans import Request
-from bot.deploys.requests import submit
 from bot.runtime import Runtime
 from bot.slack_text import code
 from handlers.command_text import Usage, command_words, parse_or_usage
@@ -120,8 +120,14 @@ def _ack_text(command: Command) -> str | None:
     return None
 
 
-def run(runtime: Runtime, command: Command, *, user_id: str, channel_id: str | None) -> str:
-    """Do what a parsed command asks; return the answer for the person who typed it."""
+def run(
+    runtime: Runtime, command: Command, *, user_id: str, channel_id: str | None
+) -> str | dict[str, Any]:
+    """Do what a parsed command asks; return the answer for the person who typed it.
+
+    A deploy or rollback while an incident is open on its app environment is
+    asked about first (bot/changes/guard.py): the answer is then a question.
+    """
     knobs = runtime.config.deploys
     if command.verb in (DEPLOY, ROLLBACK):
         assert command.app and command.env
@@ -135,7 +141,8 @@ def run(runtime: Runtime, command: Command, *, user_id: str, channel_id: str | N
             force_reason=command.force_reason,
             channel=channel_id,
         )
-        return submit(runtime, request).text
+        asked = guard.deploy(runtime, request)
+        return asked.body if isinstance(asked, guard.Question) else asked
     if command.verb == "status":
         assert command.app and command.env
         view = queries.status(runtime, app=command.app, env=command.env)

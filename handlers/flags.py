@@ -14,6 +14,7 @@ from slack_bolt import Ack, App
 
 from bot import commands
 from bot.apps.errors import AppError
+from bot.changes import guard
 from bot.deploys.errors import DeployError
 from bot.flags import flows
 from bot.flags.errors import FlagError
@@ -63,8 +64,14 @@ def parse(text: str) -> Command:
     raise Usage(f"{code(f'/flag {words[0]}')} is not a /flag command.")
 
 
-def run(runtime: Runtime, command: Command, *, user_id: str, channel_id: str | None) -> str:
-    """Do what a parsed command asks; return the answer for the person who typed it."""
+def run(
+    runtime: Runtime, command: Command, *, user_id: str, channel_id: str | None
+) -> str | dict[str, Any]:
+    """Do what a parsed command asks; return the answer for the person who typed it.
+
+    A change while an incident is open on the app environment is asked about
+    first (bot/changes/guard.py): the answer is then a question.
+    """
     if command.verb == "list":
         return flows.list_flags(runtime, app=command.app, env=command.env)
     if command.verb in (ON, OFF, SET):
@@ -77,7 +84,8 @@ def run(runtime: Runtime, command: Command, *, user_id: str, channel_id: str | N
             attributes=dict(command.attributes),
             channel=channel_id,
         )
-        return flows.submit(runtime, change)
+        asked = guard.flag(runtime, change)
+        return asked.body if isinstance(asked, guard.Question) else asked
     return USAGE
 
 

@@ -14,8 +14,17 @@ from bot.runtime import Runtime
 log = logging.getLogger(__name__)
 
 
-def answer(runtime: Runtime, *, response_url: str | None, text: str) -> None:
-    """An ephemeral answer via the request's response_url (retried by the outbox)."""
+def answer(
+    runtime: Runtime,
+    *,
+    response_url: str | None,
+    text: str,
+    body: dict[str, Any] | None = None,
+) -> None:
+    """An ephemeral answer via the request's response_url (retried by the outbox).
+
+    `body`: a whole answer (blocks, replace_original) instead of `text` alone.
+    """
     if not response_url:
         return
     order = hashlib.sha256(response_url.encode()).hexdigest()[:32]
@@ -23,7 +32,7 @@ def answer(runtime: Runtime, *, response_url: str | None, text: str) -> None:
         outbox.respond(
             db_session,
             response_url=response_url,
-            body=ephemeral(text),
+            body=body or ephemeral(text),
             order_key=f"slack-response:{order}",
             now=runtime.clock.now(),
         )
@@ -33,14 +42,15 @@ def answer(runtime: Runtime, *, response_url: str | None, text: str) -> None:
 def answer_after_ack(
     runtime: Runtime,
     command: dict[str, Any],
-    work: Callable[[str, str | None], str],
+    work: Callable[[str, str | None], str | dict[str, Any]],
     *,
     refusals: tuple[type[Exception], ...],
     hint: str = "",
 ) -> None:
     """Queue a command's work behind its ack (bot/after_ack.py); answer its response_url.
 
-    `work(user_id, channel_id)` returns the answer; one of `refusals` is the
+    `work(user_id, channel_id)` returns the answer (text, or a whole answer body
+    with buttons); one of `refusals` is the
     answer too (a right missing, an unknown app, ...). Anything else is a bug
     on our side: logged, and the person is told so, never left waiting.
     """
@@ -50,14 +60,19 @@ def answer_after_ack(
     what = f"{command.get('command')} {verb}"
 
     def run() -> None:
+        body: dict[str, Any] | None = None
         try:
-            text = work(str(command.get("user_id") or ""), command.get("channel_id"))
+            done = work(str(command.get("user_id") or ""), command.get("channel_id"))
+            if isinstance(done, dict):
+                body, text = done, str(done.get("text") or "")
+            else:
+                text = done
         except refusals as exc:
             text = str(exc)
         except Exception:
             log.exception("%s failed", what)
             text = " ".join(["Something went wrong on the bot's side (it is logged).", hint])
             text = text.strip()
-        answer(runtime, response_url=command.get("response_url"), text=text)
+        answer(runtime, response_url=command.get("response_url"), text=text, body=body)
 
     runtime.after_ack.run(what, run, response_url=command.get("response_url"))

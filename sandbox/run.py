@@ -17,7 +17,7 @@ from bot.cli import _settings, configure_logs, run_server
 from bot.db.migrate import upgrade
 from bot.observability.exporter import MetricsServer, serve_metrics
 from bot.settings import Settings
-from sandbox import console_routes, world
+from sandbox import console_routes, history, world
 from sandbox.console import ConsoleActions
 from sandbox.dev import Sandbox
 from sandbox.server import free_port
@@ -46,6 +46,7 @@ def run_dev(args: argparse.Namespace) -> int:
         config = sandbox.config()
         upgrade(settings.effective_database_url, timeouts=settings.db_timeouts)
         runtime = build_runtime(settings, config)
+        history.seed(runtime, sandbox.client)  # the first prod alarm lists recent changes
         # Metrics on a port of their own, as in production: any free one on loopback.
         exporter = serve_metrics(runtime.metrics.registry, host="127.0.0.1", port=0)
         runtime.metrics_url = exporter.url

@@ -125,3 +125,14 @@ ALARMS = (
     ("prod-checkout-latency-p99", "p99 latency of prod checkout: pages on-call"),
     ("staging-checkout-errors", "errors in staging: posted to #alerts, no page"),
 )
+
+# What opsbot "did" before the sandbox started, so the first prod alarm lists changes
+# with their undo buttons (sandbox/history.py): prod ran 1.3.0, Bob deployed what it
+# runs now (1.4.0) a little before, and Alice turned a flag on (it is on in the world).
+HISTORY_ENV = "prod"  # claimed by the first demo alarm, prod-checkout-5xx
+HISTORY_PREVIOUS_TAG = "1.3.0"
+HISTORY_DEPLOYER = "U0BOB"
+HISTORY_DEPLOY_MIN_AGO = 25
+HISTORY_FLAG = "new_checkout_flow"
+HISTORY_FLAGGER = "U0ALICE"
+HISTORY_FLAG_MIN_AGO = 10

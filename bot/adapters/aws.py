@@ -15,11 +15,19 @@ from botocore.exceptions import BotoCoreError, ClientError
 READ_TIMEOUT_S = {"lambda": 905}
 
 
-def client(service: str, *, region: str, endpoint_url: str | None, **kwargs: Any) -> Any:
+def client(
+    service: str,
+    *,
+    region: str,
+    endpoint_url: str | None,
+    timeout_s: float | None = None,
+    **kwargs: Any,
+) -> Any:
+    """A boto3 client; `timeout_s`: a quick look that tries once and waits at most that long."""
     config = BotoConfig(
-        retries={"max_attempts": 3, "mode": "standard"},
-        connect_timeout=5,
-        read_timeout=READ_TIMEOUT_S.get(service, 60),
+        retries={"max_attempts": 1 if timeout_s else 3, "mode": "standard"},
+        connect_timeout=timeout_s or 5,
+        read_timeout=timeout_s or READ_TIMEOUT_S.get(service, 60),
     )
     return boto3.client(
         service, region_name=region, endpoint_url=endpoint_url, config=config, **kwargs
@@ -36,12 +44,16 @@ class AwsClients:
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
 
-    def get(self, service: str) -> Any:
+    def get(self, service: str, *, timeout_s: float | None = None) -> Any:
+        """The client of `service`; with `timeout_s`, a separate one for quick bounded looks."""
+        key = f"{service}:{timeout_s}" if timeout_s else service
         with self._lock:
-            found = self._clients.get(service)
+            found = self._clients.get(key)
             if found is None:
-                found = client(service, region=self.region, endpoint_url=self.endpoint_url)
-                self._clients[service] = found
+                found = client(
+                    service, region=self.region, endpoint_url=self.endpoint_url, timeout_s=timeout_s
+                )
+                self._clients[key] = found
             return found
 
 

@@ -14,7 +14,7 @@ on the incident, kept on its timeline and audited.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from bot.apps.errors import AppError
 from bot.apps.registry import get_target_or_raise
 from bot.audit import service as audit
-from bot.changes import render
+from bot.changes import outside, render
 from bot.changes.errors import UndoRefused
 from bot.changes.service import (
     ROLLBACK_UNDO,
@@ -44,12 +44,14 @@ from bot.incidents import flows as incident_flows
 from bot.incidents import service as incidents
 from bot.incidents.flows import DEFAULT_WINDOW_MIN
 from bot.incidents.models import Incident, IncidentEvent
+from bot.scheduler.deferred import schedule_after_commit
 
 if TYPE_CHECKING:
     from bot.apps.services import Services
 
 log = logging.getLogger(__name__)
 
+LOOK_JOB = "changes.look_at_ecs"  # bot/changes/jobs.py
 AUDIT_ACTION = "incident.undo"
 DONE = "done"
 REFUSED = "refused"
@@ -274,29 +276,44 @@ def changes_section(
 ) -> list[dict[str, Any]]:
     """ "Changes before this alarm", when the alarm belongs to an app environment.
 
-    Read from opsbot's own tables in the caller's transaction (never AWS). A
-    failure to make sense of what was read shows one line instead of the
-    section and never stops the message, or the page beside it; a database
-    error is the transaction's own and goes up. (No savepoint: releasing one
-    fires the session's after-commit hooks, which would send the page early.)
+    Read from opsbot's own tables in the caller's transaction (never AWS: an
+    open incident without a usable look at ECS says it is looking, and a job
+    looks after the commit, see bot/changes/outside.py). A failure to make
+    sense of what was read shows one line instead of the section and never
+    stops the message, or the page beside it; a database error is the
+    transaction's own and goes up. (No savepoint: releasing one fires the
+    session's after-commit hooks, which would send the page early.)
     """
     snap = incident.snapshot or {}
     app, env = snap.get("app"), snap.get("env")
     if not app or not env:
         return []
     try:
+        window_min = float(snap.get("changes_window_min") or DEFAULT_WINDOW_MIN)
         view = changes_view(
             db_session,
             app=str(app),
             env=str(env),
             alarm_at=incident.opened_at,
-            window_min=float(snap.get("changes_window_min") or DEFAULT_WINDOW_MIN),
+            window_min=window_min,
             incident_id=None if new else incident.id,
             now=now,
+        )
+        seen = outside.outside_view(
+            db_session,
+            app=str(app),
+            env=str(env),
+            since=incident.opened_at - timedelta(minutes=window_min),
+            until=incident.opened_at,
         )
     except SQLAlchemyError:
         raise
     except Exception:
         log.exception("incident %s: cannot read the changes of %s/%s", incident.id, app, env)
         return [render.unavailable(app=str(app), env=str(env))]
-    return render.changes_blocks(view, incident_id=incident.id)
+    if seen.state == outside.LOOKING and not incident.is_open:
+        return render.changes_blocks(view, incident_id=incident.id)  # nobody will look now
+    if seen.state == outside.LOOKING:
+        job_id = f"{incident.message_key}:ecs_look"
+        schedule_after_commit(db_session, LOOK_JOB, at=now, job_id=job_id, incident_id=incident.id)
+    return render.changes_blocks(view, incident_id=incident.id, outside=seen)

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.approvals.render import actor_text
+from bot.changes.outside import FAILED, LOOKING, OutsideView, Seen
 from bot.changes.service import ROLLBACK_UNDO, ChangeItem, ChangesView, Undo
 from bot.incidents.render import clip, duration
 from bot.slack_text import escape
@@ -64,23 +65,60 @@ def window_text(minutes: float) -> str:
     return duration(minutes * 60)
 
 
-def changes_blocks(view: ChangesView, *, incident_id: int) -> list[dict[str, Any]]:
-    """The section of an incident's message, with an undo button per change that has one."""
+def _seen_line(seen: Seen) -> str:
+    return (
+        f":eyes: Task definition {code(seen.task_definition)} (image {code(seen.image)}) "
+        f"rolled out {slack_date(seen.at)} · _seen on ECS, not made by opsbot_"
+    )
+
+
+def _ecs_line(outside: OutsideView | None) -> str | None:
+    """The one line about the look at ECS when there is nothing of it to list."""
+    if outside is None:
+        return None
+    if outside.state == LOOKING:
+        return ":mag: Looking at ECS for deploys made outside opsbot…"
+    if outside.state == FAILED:
+        why = code(outside.error or "unknown")
+        return f":grey_question: Could not look at ECS for deploys made outside opsbot ({why})."
+    return None
+
+
+def changes_blocks(
+    view: ChangesView, *, incident_id: int, outside: OutsideView | None = None
+) -> list[dict[str, Any]]:
+    """The section of an incident's message, with an undo button per change that has one.
+
+    `outside`: what a look at the ECS service found (None: no look is wanted).
+    """
     window = window_text(view.window_min)
     where = f"`{view.label}`"
-    if not view.items:
+    seen = list(outside.seen) if outside is not None else []
+    ecs_line = _ecs_line(outside)
+    if not view.items and not seen:
         text = (
             f":white_check_mark: No deploys, rollbacks or flag changes by opsbot on {where} in "
             f"the {window} before this alarm."
         )
-        return [{"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}]
+        if outside is not None and outside.state not in (LOOKING, FAILED):
+            text = (
+                f":white_check_mark: No deploys, rollbacks or flag changes on {where} in the "
+                f"{window} before this alarm (by opsbot, or seen on ECS)."
+            )
+        elements = [{"type": "mrkdwn", "text": text}]
+        if ecs_line:
+            elements.append({"type": "mrkdwn", "text": ecs_line})
+        return [{"type": "context", "elements": elements}]
     lines = [f"*Changes to {where} in the {window} before this alarm*"]
-    lines += [_line(item) for item in view.items]
+    dated = [(item.at, _line(item)) for item in view.items] + [(s.at, _seen_line(s)) for s in seen]
+    lines += [line for _, line in sorted(dated, key=lambda pair: pair[0], reverse=True)]
     if view.more:
         lines.append(f"… and {view.more} more: `/deploy history {view.app} {view.env}`")
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": clip("\n".join(lines), 3000)}}
     ]
+    if ecs_line:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": ecs_line}]})
     buttons = [
         {
             "type": "button",

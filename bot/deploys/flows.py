@@ -43,6 +43,8 @@ from bot.deploys.models import (
 )
 from bot.deploys.policy import short_task_definition
 from bot.deploys.rollout import Seen, Verdict, assess, counts_text, ours
+from bot.incidents import flows as incident_flows
+from bot.incidents import service as incidents
 from bot.incidents.render import duration
 from bot.outbox import service as outbox
 from bot.slack_text import code
@@ -146,6 +148,17 @@ def finish(
     _thread(
         db_session, deployment=deployment, text=f"{render.headline(deployment)}\n{outcome}", now=now
     )
+    refresh_incidents(db_session, app=deployment.app, env=deployment.env, now=now)
+
+
+def refresh_incidents(db_session: Session, *, app: str, env: str, now: datetime) -> None:
+    """Re-render the messages of the open incidents of `app/env`.
+
+    A change of theirs just ended (a rollback clicked on one of them, say): the
+    status their "Changes before this alarm" shows moves with it.
+    """
+    for incident in incidents.open_for_app(db_session, app=app, env=env):
+        incident_flows.sync_message(db_session, incident=incident, now=now)
 
 
 def new_watch_token(deployment_id: int) -> str:

@@ -36,6 +36,7 @@ from bot.audit.models import AuditRecord
 from bot.config import AppConfigFlags, SsmFlags
 from bot.deploys import render as deploy_render
 from bot.deploys.errors import DeployError
+from bot.deploys.flows import refresh_incidents
 from bot.deploys.restarts import start_flag_roll
 from bot.flags import appconfig, render, ssm
 from bot.flags.document import FlagDocument
@@ -544,6 +545,7 @@ def observe(services: Services, *, info: dict[str, Any], last: str) -> str | Non
                 "requested_by": info.get("actor"),
             },
         )
+        refresh_incidents(db_session, app=str(info["app"]), env=str(info["env"]), now=now)
         if channel:
             outbox.post_or_update(
                 db_session,

@@ -144,3 +144,14 @@ def timeline(db_session: Session, *, incident_id: int) -> list[IncidentEvent]:
         .order_by(IncidentEvent.at, IncidentEvent.id)
     )
     return list(db_session.scalars(query))
+
+
+def open_for_app(db_session: Session, *, app: str, env: str) -> list[Incident]:
+    """Open incidents whose alarm the app environment claims (its snapshot's app and env)."""
+    query = select(Incident).where(Incident.status == OPEN).order_by(Incident.id)
+    return [
+        incident
+        for incident in db_session.scalars(query)
+        if (incident.snapshot or {}).get("app") == app
+        and (incident.snapshot or {}).get("env") == env
+    ]

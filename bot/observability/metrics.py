@@ -35,6 +35,9 @@ TARGETS = ("slack", "pagerduty", "slack_response", "pagerduty_rest")
 VIAS = ("https", "sqs")
 NOTIFICATION_OUTCOMES = ("new", "duplicate", "refused", "error")
 DELIVERY_OUTCOMES = ("ok", "retry", "rate_limited", "dead")
+UNDO_KINDS = ("rollback", "flag", "unknown")  # an undo button on an incident's changes
+UNDO_OUTCOMES = ("done", "refused", "failed")
+ECS_LOOK_OUTCOMES = ("ok", "failed", "cached")  # a look at ECS for deploys made outside opsbot
 
 # From a few milliseconds (a page sent straight after its commit) to minutes (an outage).
 PAGE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)
@@ -74,6 +77,23 @@ class Metrics:
         for target in TARGETS:
             for outcome in DELIVERY_OUTCOMES:
                 self.deliveries.labels(target, outcome)
+        self.undo_clicks = Counter(
+            "opsbot_undo",
+            "Undo buttons clicked on incidents' changes, by what they undo and what came of it.",
+            ["kind", "outcome"],
+            registry=registry,
+        )
+        for kind in UNDO_KINDS:
+            for outcome in UNDO_OUTCOMES:
+                self.undo_clicks.labels(kind, outcome)
+        self.ecs_looks = Counter(
+            "opsbot_ecs_looks",
+            "Looks at an app environment's ECS service for deploys made outside opsbot.",
+            ["outcome"],
+            registry=registry,
+        )
+        for outcome in ECS_LOOK_OUTCOMES:
+            self.ecs_looks.labels(outcome)
         self.alarm_to_page = Histogram(
             "opsbot_alarm_to_page_seconds",
             "From an alarm's receipt (SNS or SQS) to PagerDuty accepting its trigger event.",
@@ -140,6 +160,12 @@ class Metrics:
         self._slack_auth = 0.0
 
     # -- what the hot paths call ----------------------------------------------------------
+
+    def undo(self, kind: str, outcome: str) -> None:
+        self.undo_clicks.labels(kind if kind in UNDO_KINDS else "unknown", outcome).inc()
+
+    def ecs_look(self, outcome: str) -> None:
+        self.ecs_looks.labels(outcome).inc()
 
     def delivery(self, kind: str, outcome: str) -> None:
         self.deliveries.labels(family(kind), outcome).inc()

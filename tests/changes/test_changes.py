@@ -93,6 +93,10 @@ def latest(slack: SlackEmulator, incident: Incident) -> Message:
     return found
 
 
+def latest_text(slack: SlackEmulator, incident: Incident) -> str:
+    return message_text(latest(slack, incident))
+
+
 def press(live: LiveService, slack: SlackEmulator, button: dict[str, Any], *, user: str) -> str:
     url = slack.response_url()
     click(live, button["action_id"], button["value"], user_id=user, response_url=url)
@@ -181,6 +185,23 @@ def test_the_incident_lists_the_deploy_and_the_flag_change_and_undoes_them_throu
     assert answer == "Nothing was done: already turned off again by <@U0ALICE>."
     assert flag_world.versions() == versions
     wait_for(lambda: not undo_buttons(latest(releases, incident)))
+
+    # Every click is counted by what it undoes and what came of it.
+    def undos(kind: str, outcome: str) -> float:
+        labels = {"kind": kind, "outcome": outcome}
+        return float(runtime.metrics.registry.get_sample_value("opsbot_undo_total", labels) or 0)
+
+    assert [undos("rollback", o) for o in ("done", "refused", "failed")] == [1, 2, 0]
+    assert [undos("flag", o) for o in ("done", "refused", "failed")] == [1, 2, 0]
+
+    # When the clicked rollback ends, the incident's message shows it, without anyone asking.
+    runtime.scheduler.run_due(clock.now())  # the look at ECS re-renders it once, first
+    wait_for(lambda: "Looking at ECS" not in latest_text(releases, incident))
+    assert "(#3, rolling out)" in latest_text(releases, incident)
+    world.rollouts.complete("prod")
+    clock.advance(seconds=10)
+    runtime.scheduler.run_due(clock.now())
+    wait_for(lambda: "rolled back by <@U0BOB> (#3, completed)" in latest_text(releases, incident))
 
 
 def test_an_alarm_of_no_app_has_no_changes_and_a_quiet_window_says_so_in_one_line(

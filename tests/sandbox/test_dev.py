@@ -413,3 +413,23 @@ def test_stops_cleanly_on_interrupt(tmp_path: Path) -> None:
     server = start_dev_server(tmp_path)
     server.stop()
     assert server.process.returncode == 0, server.output()
+
+
+def test_the_first_prod_alarm_lists_the_seeded_changes_with_their_undo_buttons(
+    dev: DevServer,
+) -> None:
+    name = f"prod-checkout-5xx-{uuid.uuid4().hex[:6]}"
+    dev.post("/console/api/alarm", {"name": name, "state": "ALARM", "count": 1})
+    posted = wait_for(lambda: messages_about(dev, "prod-alerts", name))[0]
+    text = json.dumps(posted["blocks"])
+    assert "*Changes to `checkout/prod` in the 2 h 0 min before this alarm*" in text
+    assert "Deploy `1.4.0` (from `1.3.0`) by <@U0BOB>" in text
+    assert "Flag `new_checkout_flow` `off` \\u2192 `on` by <@U0ALICE>" in text
+    buttons = [
+        e["text"]["text"]
+        for block in posted["blocks"]
+        if block["type"] == "actions"
+        for e in block["elements"]
+        if e["action_id"].startswith("incident_undo:")
+    ]
+    assert sorted(buttons) == ["Roll back to 1.3.0", "Turn new_checkout_flow off again"]

@@ -1,0 +1,69 @@
+"""Scheduled work of the changes section: looking at ECS for deploys made outside opsbot."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import partial
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.adapters.aws import AwsClients
+from bot.apps.errors import AppError
+from bot.apps.registry import get_target_or_raise
+from bot.changes import outside
+from bot.changes.flows import LOOK_JOB
+from bot.clock import Clock
+from bot.config import Config
+from bot.incidents import flows as incident_flows
+from bot.incidents import service as incidents
+from bot.observability.metrics import Metrics
+from bot.scheduler.registry import JobFunction
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LookDeps:
+    """What a look at ECS works with (built by the composition root)."""
+
+    config: Config
+    clock: Clock
+    sessions: sessionmaker[Session]
+    aws: AwsClients
+    metrics: Metrics
+
+
+def look_at_ecs(deps: LookDeps, *, incident_id: int) -> None:
+    """Look at the ECS service of the incident's app environment, then re-render its message."""
+    with deps.sessions() as db_session:
+        incident = incidents.get(db_session, incident_id=incident_id)
+        if incident is None or not incident.is_open:
+            return
+        snap = incident.snapshot or {}
+        app, env = str(snap.get("app") or ""), str(snap.get("env") or "")
+    try:
+        target = get_target_or_raise(deps.config, app=app, env=env)
+    except AppError:  # the environment left the configuration since the alarm
+        log.info("incident %s: %s/%s is no longer configured", incident_id, app, env)
+        return
+    outside.look(
+        sessions=deps.sessions,
+        aws=deps.aws,
+        app=app,
+        env=env,
+        settings=target.settings,
+        now=deps.clock.now(),
+        count=deps.metrics.ecs_look,
+    )
+    with deps.sessions() as db_session:
+        locked = incidents.lock(db_session, incident_id=incident_id)
+        if locked is None:
+            return
+        incident_flows.sync_message(db_session, incident=locked, now=deps.clock.now())
+        db_session.commit()
+
+
+def jobs(deps: LookDeps) -> dict[str, JobFunction]:
+    """The changes' jobs by name, bound to `deps`."""
+    return {LOOK_JOB: partial(look_at_ecs, deps)}

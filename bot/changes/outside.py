@@ -1,0 +1,201 @@
+"""Deploys made outside opsbot: the ECS service's deployments of task definitions it never made.
+
+Reading ECS is never on the paging path. The first render of an incident
+shows "looking at ECS" and schedules a job (bot/changes/jobs.py); the job
+reads the service with a quick, single-try client (`LOOK_TIMEOUT_S`), keeps
+what it saw in `ecs_looks` (one row per app environment, shared by every
+instance) and re-renders the message. A look younger than `FRESH_FOR` is
+reused, so a storm on one service reads ECS once a minute at most. If AWS is
+unreachable or refuses, the row keeps why, and the section says in one line
+that it could not look.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.adapters import ecs
+from bot.adapters.aws import AWS_ERRORS, AwsClients, error_code
+from bot.changes.models import EcsLook
+from bot.config import AppEnvironment
+from bot.deploys.models import Deployment
+from bot.deploys.policy import digest_of, short_digest, tag_of
+
+log = logging.getLogger(__name__)
+
+LOOK_TIMEOUT_S = 2.0  # each ECS call of a look: one try, at most this long to connect or read
+FRESH_FOR = timedelta(seconds=60)  # a look this young is reused
+MAX_DESCRIBED = 4  # task definitions described per look (a service lists 1 to 3 deployments)
+
+LOOKED = "looked"
+LOOKING = "looking"
+FAILED = "failed"
+
+_locks: dict[tuple[str, str], threading.Lock] = {}
+_locks_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A task definition ECS rolled out that opsbot did not register."""
+
+    task_definition: str  # family:revision
+    image: str  # a tag or a short digest (from the task definition: text from outside)
+    at: datetime  # when ECS started the deployment
+
+
+@dataclass(frozen=True)
+class OutsideView:
+    state: str  # looked | looking | failed
+    seen: tuple[Seen, ...] = ()
+    error: str | None = None
+
+
+def _opsbot_task_definitions(db_session: Session, *, app: str, env: str) -> set[str]:
+    query = select(Deployment.task_definition).where(
+        Deployment.app == app, Deployment.env == env, Deployment.task_definition.is_not(None)
+    )
+    return {str(arn) for arn in db_session.scalars(query)}
+
+
+def _image_text(image: str | None) -> str:
+    if not image:
+        return "?"
+    return tag_of(image) or f"sha256:{short_digest(digest_of(image))}"
+
+
+def read_service(client: Any, *, settings: AppEnvironment, known: set[str]) -> list[dict[str, Any]]:
+    """The service's deployments of task definitions not in `known`, as stored in `seen`."""
+    state = ecs.describe_service(client, cluster=settings.cluster, service=settings.service)
+    found: list[dict[str, Any]] = []
+    for rollout in state.deployments:
+        arn = rollout.task_definition
+        if not arn or arn in known or rollout.created_at is None:
+            continue
+        if any(item["arn"] == arn for item in found) or len(found) >= MAX_DESCRIBED:
+            continue
+        definition = ecs.describe_task_definition(client, arn=arn)
+        found.append(
+            {
+                "arn": arn,
+                "task_definition": definition.short,
+                "image": _image_text(definition.image_of(settings.container)),
+                "at": rollout.created_at.isoformat(),
+            }
+        )
+    return found
+
+
+def latest(db_session: Session, *, app: str, env: str) -> EcsLook | None:
+    query = select(EcsLook).where(EcsLook.app == app, EcsLook.env == env)
+    return db_session.scalars(query).first()
+
+
+def _store(
+    sessions: sessionmaker[Session],
+    *,
+    app: str,
+    env: str,
+    now: datetime,
+    seen: list[dict[str, Any]],
+    error: str | None,
+) -> None:
+    with sessions() as db_session:
+        row = latest(db_session, app=app, env=env)
+        if row is None:
+            row = EcsLook(app=app, env=env, looked_at=now, error=error, seen=seen)
+            db_session.add(row)
+        else:
+            row.looked_at, row.error, row.seen = now, error, seen
+        try:
+            db_session.commit()
+        except IntegrityError:  # another instance stored its look first: as good as ours
+            db_session.rollback()
+
+
+def look(
+    *,
+    sessions: sessionmaker[Session],
+    aws: AwsClients,
+    app: str,
+    env: str,
+    settings: AppEnvironment,
+    now: datetime,
+    count: Callable[[str], None],
+) -> None:
+    """Make sure `ecs_looks` holds a look at `app/env` made at most `FRESH_FOR` ago.
+
+    `count` hears the outcome (ok, failed, cached): the opsbot_ecs_looks metric.
+    """
+    with _locks_lock:
+        lock = _locks.setdefault((app, env), threading.Lock())
+    with lock:  # a second job of the same storm waits, then reuses the first one's look
+        with sessions() as db_session:
+            row = latest(db_session, app=app, env=env)
+            if row is not None and row.looked_at >= now - FRESH_FOR:
+                count("cached")
+                return
+            known = _opsbot_task_definitions(db_session, app=app, env=env)
+        error: str | None = None
+        seen: list[dict[str, Any]] = []
+        try:
+            client = aws.get("ecs", timeout_s=LOOK_TIMEOUT_S)
+            seen = read_service(client, settings=settings, known=known)
+        except ecs.ServiceNotFound:
+            error = "ServiceNotFound"
+        except AWS_ERRORS as exc:
+            error = error_code(exc) or type(exc).__name__
+        except Exception:  # an answer we cannot read: say so rather than look again and again
+            log.exception("looking at ECS for %s/%s failed", app, env)
+            error = "unreadable answer (logged)"
+        outcome = "failed" if error else "ok"
+        count(outcome)
+        log.info(
+            "looked at ECS for %s/%s: %s",
+            app,
+            env,
+            error or f"{len(seen)} task definition(s) not made by opsbot",
+            extra={"app": app, "env": env, "outcome": outcome, "seen": len(seen)},
+        )
+        _store(sessions, app=app, env=env, now=now, seen=seen, error=error)
+
+
+def _when(value: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+
+
+def outside_view(
+    db_session: Session, *, app: str, env: str, since: datetime, until: datetime
+) -> OutsideView:
+    """What the latest look says about the window, or that there is no usable look yet."""
+    row = latest(db_session, app=app, env=env)
+    if row is None or row.looked_at < until - FRESH_FOR:
+        return OutsideView(state=LOOKING)
+    if row.error:
+        return OutsideView(state=FAILED, error=row.error)
+    known = _opsbot_task_definitions(db_session, app=app, env=env)
+    seen = []
+    for item in row.seen or []:
+        at = _when(item.get("at"))
+        if at is None or not since <= at <= until or item.get("arn") in known:
+            continue
+        seen.append(
+            Seen(
+                task_definition=str(item.get("task_definition") or "?"),
+                image=str(item.get("image") or "?"),
+                at=at,
+            )
+        )
+    return OutsideView(state=LOOKED, seen=tuple(sorted(seen, key=lambda s: s.at, reverse=True)))
