@@ -19,6 +19,9 @@ Scopes are only what the bot calls:
     channels:history, groups:history
                                     read back its own recent messages after a crash, so a
                                     delivery that was sent but not recorded is not posted twice
+    channels:manage                 create an incident's own channel, invite its responders,
+                                    set its topic and archive it after the resolve
+    pins:write                      pin the incident's summary in its channel
 One bot event is subscribed, app_mention; everything else arrives as commands and
 buttons at the interactivity URL, and history is read through the Web API.
 """
@@ -37,12 +40,14 @@ BOT_EVENTS: tuple[str, ...] = ("app_mention",)
 BOT_SCOPES: tuple[str, ...] = (
     "app_mentions:read",
     "channels:history",
+    "channels:manage",
     "channels:read",
     "chat:write",
     "chat:write.public",
     "commands",
     "groups:history",
     "groups:read",
+    "pins:write",
     "usergroups:read",
     "users:read",
     "users:read.email",

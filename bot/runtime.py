@@ -20,6 +20,7 @@ from bot.apps.access import Access
 from bot.clock import Clock
 from bot.config import Config
 from bot.incidents.actions import IncidentActions
+from bot.incidents.channels import IncidentChannels
 from bot.incidents.pagerduty_sync import WebhookSync
 from bot.observability.metrics import Metrics
 from bot.observability.outbox_gauges import OutboxGauges
@@ -58,6 +59,7 @@ class Runtime:
     pagerduty: PagerDutyRest | None  # REST API v2; None without PAGERDUTY_API_TOKEN
     people: PeopleDirectory
     incident_actions: IncidentActions
+    incident_channels: IncidentChannels  # an incident's own channel, and notes typed there
     webhook_sync: WebhookSync
     oncall: OnCallAnswers
     aws: AwsClients  # boto3 clients by service name (ecs, ecr...), built on first use
