@@ -178,9 +178,7 @@ def test_declare_creates_the_channel_invites_pins_and_mirrors_notes_both_ways(
     wait_for(lambda: "failover done" in texts_in(slack, channel))
 
 
-def test_a_note_elsewhere_still_needs_a_number(
-    service: LiveService, slack: SlackEmulator
-) -> None:
+def test_a_note_elsewhere_still_needs_a_number(service: LiveService, slack: SlackEmulator) -> None:
     url = slack.response_url()
     command(service, "/incident", "note the database failed over", response_url=url)
     wait_for(lambda: responses_to(slack, url))
@@ -276,7 +274,7 @@ def test_a_missing_scope_is_explained_and_the_thread_goes_on(
 def test_a_double_click_makes_one_channel(
     service: LiveService, sns_signer: SnsSigner, slack: SlackEmulator, pagerduty: PagerDutyEmulator
 ) -> None:
-    incident_id, message = page(service, sns_signer, slack, pagerduty)
+    incident_id, _message = page(service, sns_signer, slack, pagerduty)
     first, second = slack.response_url(), slack.response_url()
     click(service, render.START_CHANNEL, str(incident_id), response_url=first)
     click(service, render.START_CHANNEL, str(incident_id), user_id="U0BOB", response_url=second)
