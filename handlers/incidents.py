@@ -94,6 +94,8 @@ def parse(text: str) -> Command:
         # In an incident's own channel the number may be left out: decided after the ack.
         if not rest:
             raise Usage("`note` needs an incident number and the text of the note.", "note")
+        if len(rest) == 1 and re.match(r"^#?\d+$", rest[0]):
+            raise Usage("`note` needs the text of the note.", "note")
         if len(" ".join(rest)) > NOTE_MAX:
             raise Usage(f"The note is too long ({NOTE_MAX:,} characters at most).", "note")
         return Command("note", ref=rest[0], text=" ".join(rest[1:]).strip() or None, words=rest)

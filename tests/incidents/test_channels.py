@@ -30,6 +30,7 @@ from sandbox.sns import SnsSigner
 from tests.conftest import TEST_CONFIG
 from tests.incidents.helpers import (
     T0,
+    ack_text,
     audit_of,
     click,
     command,
@@ -184,9 +185,11 @@ def test_a_note_elsewhere_still_needs_a_number(service: LiveService, slack: Slac
     wait_for(lambda: responses_to(slack, url))
     assert "`the` is not an incident number" in said(slack, url)
     single = slack.response_url()
-    command(service, "/incident", "note 7", response_url=single)
+    command(service, "/incident", "note fixed", response_url=single)
     wait_for(lambda: responses_to(slack, single))
     assert "`note` needs an incident number and the text" in said(slack, single)
+    bare = command(service, "/incident", "note 7", response_url=slack.response_url())
+    assert "`note` needs the text of the note" in ack_text(bare)
     with service.runtime.sessions() as db:
         assert db.scalar(sa.select(sa.func.count()).select_from(Incident)) == 0
 
