@@ -21,6 +21,8 @@ Scopes are only what the bot calls:
                                     delivery that was sent but not recorded is not posted twice
     channels:manage                 create an incident's own channel, invite its responders,
                                     set its topic and archive it after the resolve
+    groups:write                    ... the same for a private one (an incident of a private
+                                    channel gets a private channel)
     pins:write                      pin the incident's summary in its channel
 One bot event is subscribed, app_mention; everything else arrives as commands and
 buttons at the interactivity URL, and history is read through the Web API.
@@ -47,6 +49,7 @@ BOT_SCOPES: tuple[str, ...] = (
     "commands",
     "groups:history",
     "groups:read",
+    "groups:write",
     "pins:write",
     "usergroups:read",
     "users:read",

@@ -5,7 +5,8 @@ A mixin of `SlackEmulator` (sandbox/slack.py), which owns the state it reads
 rules are kept where opsbot depends on them: names are at most 80 characters of
 lowercase letters, digits, `-` and `_`; a name in use (archived channels too)
 answers `name_taken`; every method answers `missing_scope` (with `needed`) when
-the scope it needs was taken from the app (`revoke_scope`).
+the scope it needs was taken from the app (`revoke_scope`; a private channel
+needs `groups:write`).
 """
 
 from __future__ import annotations
@@ -58,8 +59,8 @@ class SlackChannelsMixin:
 
     # -- the API -----------------------------------------------------------------
 
-    def _lacks(self, method: str) -> dict[str, Any] | None:
-        needed = SCOPES[method]
+    def _lacks(self, method: str, *, private: bool = False) -> dict[str, Any] | None:
+        needed = "groups:write" if private else SCOPES[method]
         if needed in getattr(self, "revoked_scopes", set()):
             return {"ok": False, "error": "missing_scope", "needed": needed, "provided": ""}
         return None
@@ -74,7 +75,8 @@ class SlackChannelsMixin:
         return info, None
 
     def api_conversations_create(self, args: dict[str, Any]) -> dict[str, Any]:
-        lacking = self._lacks("conversations.create")
+        private = str(args.get("is_private", "")).lower() in ("true", "1")
+        lacking = self._lacks("conversations.create", private=private)
         if lacking is not None:
             return lacking
         name = str(args.get("name") or "")
@@ -82,7 +84,6 @@ class SlackChannelsMixin:
             return {"ok": False, "error": "invalid_name_specials" if name else "invalid_name"}
         if any(c["name"] == name for c in self.channels.values()):
             return {"ok": False, "error": "name_taken"}
-        private = str(args.get("is_private", "")).lower() in ("true", "1")
         channel_id = f"C{next(_ids):04d}INC"
         self.channels[channel_id] = {
             "id": channel_id,

@@ -3,16 +3,17 @@
 `IncidentChannels.start` is the one entry, whatever the door: it checks the
 `respond` right on the incident's route (bot/rights), claims the incident under
 its lock so that a double click makes one channel (the incident row holds the
-claim, then the channel), creates the channel (a name Slack says is taken gets
-`-2`, `-3`, …), invites the responders and who is on call, posts and pins a
-copy of the incident message and records the channel on the incident. From
-then on the outbox keeps that copy in step and shows every timeline event there
-(bot/incidents/flows.py: follow_in_channel), and a resolve posts the
-postmortem draft. Creating, inviting and pinning are calls a person waits for
-and must hear the outcome of, so they are made here, behind the ack; what
-follows goes through the outbox. When Slack refuses (a missing scope, any
-error), the person is told why in plain words and the incident goes on in its
-thread.
+claim, then the channel), creates the channel (private when the incident's
+channel is; a name Slack says is taken gets `-2`, `-3`, …), invites the
+responders and who is on call, posts and pins a copy of the incident message
+and records the channel on the incident. From then on the outbox keeps that
+copy in step and shows every timeline event there (bot/incidents/flows.py:
+follow_in_channel), and a resolve posts the postmortem draft.
+
+Creating, inviting and pinning are calls a person waits for and must hear the
+outcome of, so they are made here, behind the ack; what follows goes through
+the outbox. When Slack refuses (a missing scope, any error), the person is told
+why in plain words and the incident goes on in its thread.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from bot.incidents import service as incidents
 from bot.incidents.actions import SLACK_USER, IncidentActions, Requester, respond
 from bot.incidents.models import Incident
 from bot.outbox.models import SlackMessage
+from bot.rights.errors import SlackFactsUnavailable
 from bot.rights.service import RESPOND_RIGHT
 from bot.slack_text import code, keep_mentions
 
@@ -187,14 +189,22 @@ class IncidentChannels:
         incident.channel_requested_by = requester.display
         return None
 
+    def _private(self, incident: Incident) -> bool:
+        """Private when the incident's own channel is (or Slack cannot say): never a leak."""
+        try:
+            return self.actions.rights.workspace.is_private(incident.channel)
+        except SlackFactsUnavailable:
+            return True
+
     def _create(self, incident: Incident) -> tuple[str, str]:
         assert self.slack is not None
         pattern = self.config.incident_channels.name_pattern
+        private = self._private(incident)
         error, needed = "name_taken", None
         for suffix in range(1, MAX_SUFFIX + 1):
             name = channel_name(pattern, incident, suffix=suffix)
             try:
-                answer = self.slack.conversations_create(name=name, is_private=False)
+                answer = self.slack.conversations_create(name=name, is_private=private)
             except SlackApiError as exc:
                 error = str(exc.response.get("error") or f"http_{exc.response.status_code}")
                 needed = exc.response.get("needed")

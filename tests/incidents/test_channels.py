@@ -345,3 +345,20 @@ def test_without_the_respond_right_nothing_is_created(
             sa.select(AuditRecord).where(AuditRecord.action == "incident.start_channel")
         ).all()
     assert [(r.actor, r.outcome) for r in records] == [("U0ALICE", "refused")]
+
+
+def test_an_incident_of_a_private_channel_gets_a_private_channel(
+    service: LiveService, sns_signer: SnsSigner, slack: SlackEmulator, pagerduty: PagerDutyEmulator
+) -> None:
+    slack.channels["C0PRODALERTS"]["is_private"] = True
+    incident_id, _message = page(service, sns_signer, slack, pagerduty)
+    click(service, render.START_CHANNEL, str(incident_id), response_url=slack.response_url())
+    channel = wait_for(lambda: channel_of(service, incident_id))
+    assert slack.channels[channel]["is_private"] is True
+    # Without groups:write Slack refuses a private one, and the person is told which scope.
+    slack.revoke_scope("groups:write")
+    incident_id, _message = page(service, sns_signer, slack, pagerduty, "prod-db-cpu")
+    url = slack.response_url()
+    click(service, render.START_CHANNEL, str(incident_id), response_url=url)
+    wait_for(lambda: "lacks the `groups:write` permission" in said(slack, url))
+    assert channel_of(service, incident_id) is None
