@@ -38,7 +38,6 @@ INCIDENT = commands.command_named("/incident")
 USAGE = INCIDENT.usage()
 BUTTONS = {render.ACKNOWLEDGE: ACKNOWLEDGE, render.RESOLVE: RESOLVE, render.ESCALATE: ESCALATE}
 NOTE_MAX = 3000
-INCIDENT_REF = re.compile(r"^#?[A-Za-z0-9]+$")
 
 
 class Usage(Exception):
@@ -151,31 +150,6 @@ def _requester(body: dict[str, Any], via: str, clicked_at: datetime | None = Non
     )
 
 
-def _note_target(
-    channels: IncidentChannels, command: Command, channel_id: str | None
-) -> tuple[int, str]:
-    """The incident a note is for and its text: the channel's own incident, else the number.
-
-    In an incident's channel a leading number is that incident's only when it is its
-    number (`/incident note 42 …` in #inc-42-…); otherwise it is part of the note.
-    """
-    words = list(command.words)
-    own = channels.incident_of_channel(channel_id) if channel_id else None
-    if own is not None:
-        if words and words[0].removeprefix("#") == str(own) and len(words) > 1:
-            words = words[1:]
-        return own, " ".join(words)
-    if not INCIDENT_REF.match(words[0]):
-        raise Usage(f"{code(words[0])} is not an incident number, e.g. `42`.", "note")
-    if not command.text:
-        raise Usage(
-            "`note` needs an incident number and the text of the note "
-            "(in an incident's own channel, the text alone).",
-            "note",
-        )
-    return channels.actions.find_id(words[0]), command.text
-
-
 def _run(
     channels: IncidentChannels,
     replies: Replies,
@@ -198,7 +172,7 @@ def _run(
                 channels.after_declare(incident_id=declared, requester=requester)
             return
         if command.name == "note":
-            incident_id, text = _note_target(channels, command, channel_id)
+            incident_id, text = channels.note_target(list(command.words), channel_id=channel_id)
             actions.request(incident_id=incident_id, action=NOTE, requester=requester, text=text)
             return
         assert command.ref is not None
@@ -212,9 +186,6 @@ def _run(
         actions.request(
             incident_id=incident_id, action=action, requester=requester, text=command.text
         )
-    except Usage as exc:
-        if requester.response_url:
-            replies.send(requester.response_url, ephemeral(exc.answer()))
     except IncidentError as exc:
         if requester.response_url:
             replies.send(requester.response_url, ephemeral(Usage(str(exc), command.name).answer()))

@@ -34,6 +34,7 @@ from bot.config import Config
 from bot.incidents import flows, render
 from bot.incidents import service as incidents
 from bot.incidents.actions import SLACK_USER, IncidentActions, Requester, respond
+from bot.incidents.errors import IncidentError
 from bot.incidents.models import Incident
 from bot.outbox.models import SlackMessage
 from bot.rights.errors import SlackFactsUnavailable
@@ -47,6 +48,7 @@ NAME_MAX = 80  # Slack's limit on a channel name
 MAX_SUFFIX = 9  # name, name-2 … name-9, then give up
 CLAIM_S = 120.0  # a start that never finished (a crash) stops blocking the next after this
 TOPIC_MAX = 250
+INCIDENT_REF = re.compile(r"^#?[A-Za-z0-9]+$")  # opsbot's number or PagerDuty's id
 
 # Who is on call now for a team (Slack user ids); the composition root binds it to
 # bot/oncall (a domain above this one). It may raise: the channel starts without them.
@@ -118,6 +120,28 @@ class IncidentChannels:
         with self.sessions() as db_session:
             found = incidents.get_by_slack_channel(db_session, slack_channel_id=channel_id)
             return found.id if found is not None else None
+
+    def note_target(self, words: list[str], *, channel_id: str | None) -> tuple[int, str]:
+        """`/incident note WORDS` typed in `channel_id`: the incident it is for, and its text.
+
+        In an incident's own channel the number may be left out; a leading number is
+        taken as the incident's only when it is that incident's (`note 42 …` in
+        #inc-42-…), else it is part of the note. Elsewhere the number is needed.
+        """
+        own = self.incident_of_channel(channel_id) if channel_id else None
+        if own is not None:
+            if len(words) > 1 and words[0].removeprefix("#") == str(own):
+                words = words[1:]
+            return own, " ".join(words)
+        if not INCIDENT_REF.match(words[0]):
+            raise IncidentError(f"{code(words[0])} is not an incident number, e.g. `42`.")
+        text = " ".join(words[1:]).strip()
+        if not text:
+            raise IncidentError(
+                "`note` needs an incident number and the text of the note "
+                "(in an incident's own channel, the text alone)."
+            )
+        return self.actions.find_id(words[0]), text
 
     def after_declare(self, *, incident_id: int, requester: Requester) -> None:
         """`/incident declare` starts the channel when the incident's route says so."""
