@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import re
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 
@@ -146,7 +147,8 @@ def _postmortem_changes(
     rows = []
     for item in view.items:
         change = f"{item.kind} {item.subject}" + (f" (was {item.before})" if item.before else "")
-        rows.append((item.at, f"{change} by {item.actor} in {view.label}, {item.status}"))
+        actor = f"<@{item.actor}>" if re.fullmatch(r"[UW][A-Z0-9]+", item.actor) else item.actor
+        rows.append((item.at, f"{change} by {actor} in {view.label}, {item.status}"))
     return rows
 
 

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from bot.incidents import render
 from bot.incidents import service as incidents
-from bot.incidents.models import OPEN, RESOLVED, Incident, IncidentEvent
+from bot.incidents.models import OPEN, RESOLVED, Incident
 from bot.outbox import service as outbox
 from bot.outbox.models import BULK, PERSON
 from bot.pagerduty.webhooks import IncidentData
@@ -158,9 +158,8 @@ def follow_in_channel(db_session: Session, *, incident: Incident, now: datetime)
         cancel_after_commit(db_session, job_id(incident, ARCHIVE_CHANNEL_JOB))
 
 
-def _names(db_session: Session, events: list[IncidentEvent]) -> dict[str, str]:
-    """Names of the Slack users in the events, as opsbot knows them (no Slack call)."""
-    texts = " ".join(f"{e.actor or ''} {e.text}" for e in events)
+def _names(db_session: Session, texts: str) -> dict[str, str]:
+    """Names of the Slack users mentioned in `texts`, as opsbot knows them (no Slack call)."""
     names: dict[str, str] = {}
     for user_id in set(re.findall(r"<@([UW][A-Z0-9]+)>", texts)):
         link = people.get(db_session, slack_user_id=user_id)
@@ -177,8 +176,9 @@ def post_postmortem(db_session: Session, *, incident: Incident, now: datetime) -
     changes = [
         row for hook in POSTMORTEM_CHANGES for row in hook(db_session, incident=incident, now=now)
     ]
+    texts = [f"{e.actor or ''} {e.text}" for e in events] + [text for _, text in changes]
     document = render.postmortem_markdown(
-        incident, events, names=_names(db_session, events), changes=changes
+        incident, events, names=_names(db_session, " ".join(texts)), changes=changes
     )
     text = (
         f":memo: Postmortem draft for incident #{incident.id}, from its timeline: "

@@ -261,7 +261,9 @@ def test_a_missing_scope_is_explained_and_the_thread_goes_on(
     assert f"Incident #{incident_id} goes on in its thread in <#C0PRODALERTS>" in answer
     row = incident_row(service, incident_id)
     assert row.slack_channel_id is None and row.channel_requested_at is None
-    assert [c.method for c in slack.calls if c.method.startswith(("conversations.inv", "pins"))] == []
+    assert [
+        c.method for c in slack.calls if c.method.startswith(("conversations.inv", "pins"))
+    ] == []
     [record] = [r for r in audit_of(service, incident_id) if r.action == "incident.start_channel"]
     assert record.outcome == "failed"
     # The thread goes on: a note lands there, and the button is still offered.
