@@ -41,6 +41,7 @@ from tests.incidents.helpers import (
     outbox_idle,
     page,
     responses_to,
+    send_alarm,
 )
 from tests.support import LiveService, wait_for
 
@@ -48,9 +49,10 @@ TITLE = "Checkout 5xx after the deploy"
 NAME = "inc-1-checkout-5xx-after-the-deploy"
 
 
-def channel_config(**channels: Any) -> Config:
+def channel_config(reopen_window_s: int = 0, **channels: Any) -> Config:
     """TEST_CONFIG with on-call teams and an `incident_channels` section."""
     data: dict[str, Any] = copy.deepcopy(TEST_CONFIG)
+    data["alarms"]["reopen_window_s"] = reopen_window_s
     data["oncall"] = {
         "pagerduty_from": "opsbot@example.com",
         "default_team": "prod",
@@ -364,3 +366,27 @@ def test_an_incident_of_a_private_channel_gets_a_private_channel(
     click(service, render.START_CHANNEL, str(incident_id), response_url=url)
     wait_for(lambda: "lacks the `groups:write` permission" in said(slack, url))
     assert channel_of(service, incident_id) is None
+
+
+def test_an_alarm_that_recovers_gets_its_draft_and_a_reopen_withdraws_the_archive(
+    start: Callable[[Config], LiveService],
+    sns_signer: SnsSigner,
+    slack: SlackEmulator,
+    pagerduty: PagerDutyEmulator,
+    clock: ManualClock,
+) -> None:
+    service = start(channel_config(reopen_window_s=300, archive_after_days=1))
+    incident_id, _message = page(service, sns_signer, slack, pagerduty, at=clock.now())
+    click(service, render.START_CHANNEL, str(incident_id), response_url=slack.response_url())
+    channel = wait_for(lambda: channel_of(service, incident_id))
+    clock.advance(minutes=5)
+    send_alarm(service, sns_signer, "prod-api-5xx", "OK", at=clock.now())
+    wait_for(lambda: "Postmortem draft" in texts_in(slack, channel))
+    assert incident_row(service, incident_id).channel_archive_at is not None
+    clock.advance(minutes=1)
+    send_alarm(service, sns_signer, "prod-api-5xx", "ALARM", at=clock.now())
+    wait_for(lambda: incident_row(service, incident_id).status == "open")
+    assert incident_row(service, incident_id).channel_archive_at is None
+    clock.advance(days=2)
+    assert service.runtime.scheduler.run_due(clock.now()) == []
+    assert not slack.channels[channel].get("is_archived")
