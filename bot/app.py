@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import re
 from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
 
-from sqlalchemy.orm import configure_mappers
+from sqlalchemy.orm import Session, configure_mappers
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
@@ -25,6 +27,7 @@ from bot.apps.access import Access
 from bot.apps.services import AppServices
 from bot.changes import flows as changes_flows
 from bot.changes import jobs as changes_jobs
+from bot.changes import service as changes_service
 from bot.clock import Clock, SystemClock
 from bot.config import Config
 from bot.db.engine import make_engine, make_sessionmaker, open_connections
@@ -40,6 +43,8 @@ from bot.inbound.prune import prune_receipts
 from bot.incidents import flows as incident_flows
 from bot.incidents import jobs as incident_jobs
 from bot.incidents.actions import IncidentActions
+from bot.incidents.channels import IncidentChannels
+from bot.incidents.models import Incident
 from bot.incidents.pagerduty_calls import PagerDutyActionSender
 from bot.incidents.pagerduty_sync import WebhookSync
 from bot.maintenance import flows as maintenance_flows
@@ -129,6 +134,30 @@ def _config_version(config: Config) -> str:
     return "sha256:" + hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:12]
 
 
+def _postmortem_changes(
+    db_session: Session, *, incident: Incident, now: datetime
+) -> list[tuple[datetime, str]]:
+    """The changes listed on an incident, as rows of its postmortem draft's timeline."""
+    snap = incident.snapshot or {}
+    if not snap.get("app") or not snap.get("env"):
+        return []
+    view = changes_service.changes_view(
+        db_session,
+        app=str(snap["app"]),
+        env=str(snap["env"]),
+        alarm_at=incident.opened_at,
+        window_min=float(snap.get("changes_window_min") or incident_flows.DEFAULT_WINDOW_MIN),
+        incident_id=None,
+        now=now,
+    )
+    rows = []
+    for item in view.items:
+        change = f"{item.kind} {item.subject}" + (f" (was {item.before})" if item.before else "")
+        actor = f"<@{item.actor}>" if re.fullmatch(r"[UW][A-Z0-9]+", item.actor) else item.actor
+        rows.append((item.at, f"{change} by {actor} in {view.label}, {item.status}"))
+    return rows
+
+
 def build_runtime(
     settings: Settings,
     config: Config,
@@ -147,6 +176,8 @@ def build_runtime(
     incident_flows.register_section(changes_flows.changes_section)
     # ... and the maintenance window holding its page, while one does (bot/maintenance).
     incident_flows.register_section(maintenance_flows.message_section)
+    # ... and their postmortem drafts list those changes in their timeline.
+    incident_flows.register_postmortem_changes(_postmortem_changes)
     metrics.slack_auth(settings.slack_bot_token is not None)
     # Done once here rather than inside the first transaction, the first page's.
     configure_mappers()
@@ -342,10 +373,16 @@ def build_runtime(
     incident_actions = IncidentActions(
         sessions=sessions, people=people, rights=rights, config=config, clock=clock
     )
-    oncall = OnCallAnswers(
+    oncall_lookup = OnCallLookup(pagerduty=rest, people=people, config=config, clock=clock)
+    oncall = OnCallAnswers(sessions=sessions, lookup=oncall_lookup, clock=clock)
+    incident_channels = IncidentChannels(
         sessions=sessions,
-        lookup=OnCallLookup(pagerduty=rest, people=people, config=config, clock=clock),
+        slack=slack_client,
+        actions=incident_actions,
+        config=config,
         clock=clock,
+        oncall=oncall_lookup.first_responders if rest is not None else None,
+        count=metrics.incident_channel,
     )
     aws_clients = AwsClients(region=settings.aws_region, endpoint_url=settings.aws_endpoint_url)
     # What each scheduled job works with: its domain's dependencies, never the runtime.
@@ -365,6 +402,8 @@ def build_runtime(
         people=people,
         actions=incident_actions,
         instance_id=outbox.instance_id,
+        slack=slack_client,
+        count_channel=metrics.incident_channel,
     )
     handoff_deps = oncall_jobs.HandoffDeps(
         config=config, clock=clock, scheduler=scheduler, answers=oncall
@@ -433,6 +472,7 @@ def build_runtime(
             clock=clock,
             is_leader=lambda: scheduler.is_leader,
         ),
+        incident_channels=incident_channels,
         webhook_sync=WebhookSync(
             sessions=sessions, people=people, pagerduty=rest, config=config, clock=clock
         ),

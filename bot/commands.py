@@ -146,7 +146,8 @@ COMMANDS: tuple[SlashCommand, ...] = (
             Use(
                 "note",
                 "/incident note <id> <text>",
-                "add a note to the timeline and to PagerDuty",
+                "add a note to the timeline and to PagerDuty "
+                "(in an incident's own channel: no number)",
                 "/incident note 42 the database failed over at 10:02",
                 Right.RESPOND,
             ),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import string
 from datetime import datetime, time
 from importlib import resources
 from pathlib import Path
@@ -143,6 +144,9 @@ class AlarmRoute(Strict):
     remind_after_min: float | None = Field(default=None, gt=0, le=10_080)
     escalate_after_min: float | None = Field(default=None, gt=0, le=10_080)
     rights: RouteRights | None = None
+    # `/incident declare` on this route also starts the incident's own channel
+    # (None: as `incident_channels.create_on_declare` says).
+    create_incident_channel: bool | None = None
 
     @field_validator("channel")
     @classmethod
@@ -264,6 +268,45 @@ class HomeSettings(Strict):
     # Refreshes per minute for the whole workspace, leaving room under Tier 4 (~100/min)
     # for the publishes of people opening Home.
     max_refreshes_per_min: int = Field(default=50, ge=1, le=90)
+
+
+INCIDENT_CHANNEL_FIELDS = frozenset({"number", "slug", "route", "severity"})
+
+
+class IncidentChannelSettings(Strict):
+    """A Slack channel per incident (bot/incidents/channels.py)."""
+
+    # The channel's name: {number} (opsbot's incident number, required: it makes the
+    # name unique), {slug} (the title), {route}, {severity}; made to Slack's rules.
+    name_pattern: str = "inc-{number}-{slug}"
+    # Whether `/incident declare` starts one by itself (a route may say otherwise);
+    # the Start a channel button is on every open incident either way.
+    create_on_declare: bool = False
+    # Archive the channel this many days after the incident is resolved (unset: never).
+    archive_after_days: float | None = Field(default=None, gt=0, le=365)
+    # Who is on call in this `oncall.teams` entry is invited (unset: oncall.default_team;
+    # neither: only the responders).
+    oncall_team: str | None = None
+
+    @field_validator("name_pattern")
+    @classmethod
+    def _pattern(cls, value: str) -> str:
+        try:
+            names = {f for _, f, _, _ in string.Formatter().parse(value) if f is not None}
+        except ValueError as exc:
+            raise ValueError(f"is not a valid pattern ({exc})") from None
+        unknown = names - INCIDENT_CHANNEL_FIELDS
+        if unknown:
+            known = ", ".join("{" + f + "}" for f in sorted(INCIDENT_CHANNEL_FIELDS))
+            raise ValueError(f"knows only {known}, not {{{sorted(unknown)[0]}}}")
+        if "number" not in names:
+            raise ValueError("must contain {number}, which keeps names unique")
+        literal = value
+        for name in names:
+            literal = literal.replace("{" + name + "}", "")
+        if not re.fullmatch(r"[a-z0-9_-]*", literal):
+            raise ValueError("may hold only a-z, 0-9, - and _ besides its {fields}")
+        return value
 
 
 class OnCallSettings(Strict):
@@ -468,6 +511,7 @@ class Config(Strict):
     apps: dict[Annotated[str, Field(pattern=NAME)], App] = Field(default_factory=dict)
     oncall: OnCallSettings = Field(default_factory=OnCallSettings)
     home: HomeSettings = Field(default_factory=HomeSettings)
+    incident_channels: IncidentChannelSettings = Field(default_factory=IncidentChannelSettings)
     deploys: DeploySettings = Field(default_factory=DeploySettings)
     rights: Rights = Field(default_factory=Rights)
     # Where opsbot tells operators about its own failures (dead deliveries, late
@@ -515,7 +559,21 @@ class Config(Strict):
                 raise ValueError(
                     f"oncall.declare_route: route {name!r} has no pagerduty_routing_key_env"
                 )
+        team = self.incident_channels.oncall_team
+        if team is not None and team not in self.oncall.teams:
+            raise ValueError(f"incident_channels.oncall_team: {team!r} is not one of oncall.teams")
         return self
+
+    def creates_incident_channel(self, route_name: str) -> bool:
+        """Whether `/incident declare` on the route named `route_name` starts a channel."""
+        route = self.route_named(route_name)
+        if route is not None and route.create_incident_channel is not None:
+            return route.create_incident_channel
+        return self.incident_channels.create_on_declare
+
+    def incident_oncall_team(self) -> str | None:
+        """The team whose on-call an incident's channel invites."""
+        return self.incident_channels.oncall_team or self.oncall.default_team
 
     def route_named(self, name: str) -> AlarmRoute | None:
         """The first route whose `name` (or, unnamed, channel) is `name`."""

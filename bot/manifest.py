@@ -19,6 +19,11 @@ Scopes are only what the bot calls:
     channels:history, groups:history
                                     read back its own recent messages after a crash, so a
                                     delivery that was sent but not recorded is not posted twice
+    channels:manage                 create an incident's own channel, invite its responders,
+                                    set its topic and archive it after the resolve
+    groups:write                    ... the same for a private one (an incident of a private
+                                    channel gets a private channel)
+    pins:write                      pin the incident's summary in its channel
 Two bot events are subscribed: app_mention, and app_home_opened (the Home tab,
 published with views.publish, which needs no scope of its own); everything else
 arrives as commands and buttons at the interactivity URL, and history is read
@@ -39,12 +44,15 @@ BOT_EVENTS: tuple[str, ...] = ("app_mention", "app_home_opened")
 BOT_SCOPES: tuple[str, ...] = (
     "app_mentions:read",
     "channels:history",
+    "channels:manage",
     "channels:read",
     "chat:write",
     "chat:write.public",
     "commands",
     "groups:history",
     "groups:read",
+    "groups:write",
+    "pins:write",
     "usergroups:read",
     "users:read",
     "users:read.email",

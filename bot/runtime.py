@@ -21,6 +21,7 @@ from bot.clock import Clock
 from bot.config import Config
 from bot.home.jobs import HomeRefresher
 from bot.incidents.actions import IncidentActions
+from bot.incidents.channels import IncidentChannels
 from bot.incidents.pagerduty_sync import WebhookSync
 from bot.maintenance.actions import MaintenanceWindows
 from bot.observability.metrics import Metrics
@@ -60,6 +61,7 @@ class Runtime:
     pagerduty: PagerDutyRest | None  # REST API v2; None without PAGERDUTY_API_TOKEN
     people: PeopleDirectory
     incident_actions: IncidentActions
+    incident_channels: IncidentChannels  # an incident's own channel, and notes typed there
     webhook_sync: WebhookSync
     oncall: OnCallAnswers
     aws: AwsClients  # boto3 clients by service name (ecs, ecr...), built on first use

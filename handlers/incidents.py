@@ -24,9 +24,9 @@ from bot.incidents.actions import (
     NOTE,
     RESOLVE,
     SEVERITIES,
-    IncidentActions,
     Requester,
 )
+from bot.incidents.channels import IncidentChannels
 from bot.incidents.errors import IncidentError
 from bot.maintenance.errors import BadWindow
 from bot.maintenance.requests import parse_window
@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 INCIDENT = commands.command_named("/incident")
 USAGE = INCIDENT.usage()
 BUTTONS = {render.ACKNOWLEDGE: ACKNOWLEDGE, render.RESOLVE: RESOLVE, render.ESCALATE: ESCALATE}
+NOTE_MAX = 3000
 
 
 class Usage(Exception):
@@ -63,6 +64,7 @@ class Command:
     severity: str | None = None
     route: str | None = None
     markdown: bool = False
+    words: tuple[str, ...] | list[str] = ()  # `note`: everything after it
 
 
 def _take_option(words: list[str], name: str) -> str | None:
@@ -90,7 +92,16 @@ def parse(text: str) -> Command:
         if rest:
             raise Usage("`list` takes nothing after it.", "list")
         return Command("list")
-    if name in ("ack", "acknowledge", "resolve", "note", "timeline"):
+    if name == "note":
+        # In an incident's own channel the number may be left out: decided after the ack.
+        if not rest:
+            raise Usage("`note` needs an incident number and the text of the note.", "note")
+        if len(rest) == 1 and re.match(r"^#?\d+$", rest[0]):
+            raise Usage("`note` needs the text of the note.", "note")
+        if len(" ".join(rest)) > NOTE_MAX:
+            raise Usage(f"The note is too long ({NOTE_MAX:,} characters at most).", "note")
+        return Command("note", ref=rest[0], text=" ".join(rest[1:]).strip() or None, words=rest)
+    if name in ("ack", "acknowledge", "resolve", "timeline"):
         name = "ack" if name == "acknowledge" else name
         if not rest:
             raise Usage(f"`{name}` needs an incident number, e.g. `42`.", name)
@@ -99,8 +110,6 @@ def parse(text: str) -> Command:
             raise Usage(f"{code(ref)} is not an incident number, e.g. `42`.", name)
         if name == "ack" and tail:
             raise Usage("`ack` takes only the incident number.", "ack")
-        if name == "note" and not tail:
-            raise Usage("`note` needs the text of the note.", "note")
         if name == "timeline":
             if tail.lower() not in ("", "markdown", "md", "--markdown"):
                 raise Usage(f"{code(tail)}: say `markdown` for Markdown, or nothing.", "timeline")
@@ -154,18 +163,29 @@ def _requester(body: dict[str, Any], via: str, clicked_at: datetime | None = Non
 
 
 def _run(
-    actions: IncidentActions, replies: Replies, command: Command, requester: Requester
+    channels: IncidentChannels,
+    replies: Replies,
+    command: Command,
+    requester: Requester,
+    channel_id: str | None = None,
 ) -> None:
     """What a command does after its acknowledgement."""
+    actions = channels.actions
     try:
         if command.name == "declare":
             assert command.text is not None
-            actions.declare(
+            declared = actions.declare(
                 summary=command.text,
                 severity=command.severity,
                 route_name=command.route,
                 requester=requester,
             )
+            if declared is not None:
+                channels.after_declare(incident_id=declared, requester=requester)
+            return
+        if command.name == "note":
+            incident_id, text = channels.note_target(list(command.words), channel_id=channel_id)
+            actions.request(incident_id=incident_id, action=NOTE, requester=requester, text=text)
             return
         assert command.ref is not None
         incident_id = actions.find_id(command.ref)
@@ -174,7 +194,7 @@ def _run(
                 incident_id=incident_id, markdown=command.markdown, requester=requester
             )
             return
-        action = {"ack": ACKNOWLEDGE, "resolve": RESOLVE, "note": NOTE}[command.name]
+        action = {"ack": ACKNOWLEDGE, "resolve": RESOLVE}[command.name]
         actions.request(
             incident_id=incident_id, action=action, requester=requester, text=command.text
         )
@@ -184,7 +204,8 @@ def _run(
 
 
 def register(app: App, runtime: Runtime) -> None:
-    actions = runtime.incident_actions
+    channels = runtime.incident_channels
+    actions = channels.actions
     replies = Replies(sessions=runtime.sessions, clock=runtime.clock)
 
     def button(action_name: str) -> Any:
@@ -209,6 +230,20 @@ def register(app: App, runtime: Runtime) -> None:
 
     for action_id, action_name in BUTTONS.items():
         app.action(action_id)(button(action_name))
+
+    @app.action(render.START_CHANNEL)
+    def start_channel(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
+        ack()
+        incident_id = _incident_id(action.get("value"))
+        if incident_id is None:
+            log.warning("start channel clicked without an incident id")
+            return
+        requester = _requester(body, "button", runtime.clock.now())
+        runtime.after_ack.run(
+            "start channel button",
+            lambda: channels.start(incident_id=incident_id, requester=requester),
+            response_url=body.get("response_url"),
+        )
 
     @app.action(render.SILENCE)
     def silence(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
@@ -259,7 +294,7 @@ def register(app: App, runtime: Runtime) -> None:
         working = {
             "ack": f"Acknowledging {parsed.ref}…",
             "resolve": f"Resolving {parsed.ref}…",
-            "note": f"Adding the note to {parsed.ref}…",
+            "note": "Adding the note…",
             "declare": "Declaring the incident…",
         }.get(parsed.name)
         if working:
@@ -269,7 +304,7 @@ def register(app: App, runtime: Runtime) -> None:
         requester = _requester(command, "command")
         runtime.after_ack.run(
             f"/incident {parsed.name}",
-            lambda: _run(actions, replies, parsed, requester),
+            lambda: _run(channels, replies, parsed, requester, command.get("channel_id")),
             response_url=command.get("response_url"),
         )
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sandbox.server import HttpRequest, HttpResponse, LoopbackServer
+from sandbox.slack_channels import SlackChannelsMixin
 from sandbox.slack_home import SlackHomeMixin
 
 BOT_USER = "U0OPSBOT"
@@ -96,7 +97,7 @@ def _decode(value: Any) -> Any:
     return value
 
 
-class SlackEmulator(SlackHomeMixin):
+class SlackEmulator(SlackHomeMixin, SlackChannelsMixin):
     def __init__(
         self,
         *,

@@ -182,7 +182,7 @@ class IncidentActions:
                 f"#{incident.id} is posted, so opsbot does not show you its timeline. "
                 "Viewing an incident needs membership of its channel."
             )
-            self._refuse(incident=incident, action="timeline", requester=requester, why=why)
+            self.refuse(incident=incident, action="timeline", requester=requester, why=why)
             return
         if markdown:
             texts = [incident.title, incident.acknowledged_by or ""]
@@ -230,7 +230,7 @@ class IncidentActions:
                 return f"{_label(incident)} is being {ONGOING[action]} by {pending.get('actor')}."
         return None
 
-    def _refuse(
+    def refuse(
         self, *, incident: Incident | int | str, action: str, requester: Requester, why: str
     ) -> None:
         now = self.clock.now()
@@ -258,7 +258,7 @@ class IncidentActions:
             respond(db_session, requester=requester, text=why, now=now)
             db_session.commit()
 
-    def _missing_right(
+    def missing_right(
         self,
         incident: Incident,
         requester: Requester,
@@ -297,14 +297,14 @@ class IncidentActions:
         with self.sessions() as db_session:
             incident = incidents.get(db_session, incident_id=incident_id)
         if incident is not None:
-            why = self._missing_right(
+            why = self.missing_right(
                 incident,
                 requester,
                 right=RESPOND_RIGHT,
                 doing=f"{DOING[action]} {_label(incident)}",
             )
             if why is not None:
-                self._refuse(incident=incident, action=action, requester=requester, why=why)
+                self.refuse(incident=incident, action=action, requester=requester, why=why)
                 return
         with self.sessions() as db_session:
             why = (
@@ -313,26 +313,26 @@ class IncidentActions:
                 else self._refusal(db_session, incident, action)
             )
         if incident is None or why is not None:
-            self._refuse(
+            self.refuse(
                 incident=incident or incident_id, action=action, requester=requester, why=str(why)
             )
             return
         from_email = None
         if incident.in_pagerduty and self.people.pagerduty is None:
-            self._refuse(incident=incident, action=action, requester=requester, why=NOT_CONFIGURED)
+            self.refuse(incident=incident, action=action, requester=requester, why=NOT_CONFIGURED)
             return
         if incident.in_pagerduty:
             try:
                 from_email = self._from_email(requester)
             except NoPagerDutyUser as exc:
-                self._refuse(incident=incident, action=action, requester=requester, why=str(exc))
+                self.refuse(incident=incident, action=action, requester=requester, why=str(exc))
                 return
             except PagerDutyUnavailable as exc:
                 why = (
                     f"opsbot cannot reach PagerDuty right now ({escape(exc)}). "
                     "Try again in a minute."
                 )
-                self._refuse(incident=incident, action=action, requester=requester, why=why)
+                self.refuse(incident=incident, action=action, requester=requester, why=why)
                 return
         now = self.clock.now()
         with self.sessions() as db_session:
@@ -341,7 +341,7 @@ class IncidentActions:
             why = self._refusal(db_session, locked, action)
             if why is not None:
                 db_session.rollback()
-                self._refuse(incident=locked, action=action, requester=requester, why=why)
+                self.refuse(incident=locked, action=action, requester=requester, why=why)
                 return
             if action == NOTE and text:
                 # Ours at once, whatever PagerDuty makes of it.
@@ -435,11 +435,11 @@ class IncidentActions:
             seen = incidents.get(db_session, incident_id=incident_id)
         if seen is not None:
             doing = f"silence {_label(seen)}" if minutes else f"end the silence of {_label(seen)}"
-            why = self._missing_right(
+            why = self.missing_right(
                 seen, requester, right=SILENCE_RIGHT, doing=doing, minutes=minutes
             )
             if why is not None:
-                self._refuse(incident=seen, action=SILENCE, requester=requester, why=why)
+                self.refuse(incident=seen, action=SILENCE, requester=requester, why=why)
                 return
         now = self.clock.now()
         with self.sessions() as db_session:
@@ -447,7 +447,7 @@ class IncidentActions:
             if incident is None or incident.source != ALARM:
                 db_session.rollback()
                 why = "Only an alarm's incident can be silenced."
-                self._refuse(
+                self.refuse(
                     incident=incident or incident_id, action=SILENCE, requester=requester, why=why
                 )
                 return
@@ -504,7 +504,7 @@ class IncidentActions:
                     doing=f"declare incidents that page through route `{route.label}`",
                 )
             except RightMissing as exc:
-                self._refuse(
+                self.refuse(
                     incident=f"route:{route.label}",
                     action=DECLARE,
                     requester=requester,

@@ -6,6 +6,7 @@ Everything here goes through the outbox in the caller's transaction.
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -17,18 +18,24 @@ from bot.incidents.models import OPEN, RESOLVED, Incident
 from bot.outbox import service as outbox
 from bot.outbox.models import BULK, PERSON
 from bot.pagerduty.webhooks import IncidentData
+from bot.people import service as people
 from bot.scheduler.deferred import cancel_after_commit, schedule_after_commit
 from bot.slack_dates import utc_text
 from bot.slack_text import escape
 
 log = logging.getLogger(__name__)
 
+MAX_MESSAGE_CHARS = 39_000  # Slack cuts a message past 40,000
 DEFAULT_WINDOW_MIN = 120.0  # alarms.changes_window_min, for incidents opened without it
 
 # Job names (see bot/incidents/jobs.py) and the ids one incident's jobs use.
 REMIND_JOB = "incidents.remind"
 ESCALATE_JOB = "incidents.escalate"
 SILENCE_END_JOB = "incidents.silence_end"
+ARCHIVE_CHANNEL_JOB = "incidents.archive_channel"
+
+# Timeline events whose arrival on a resolved incident calls for a postmortem draft.
+RESOLVING = frozenset({"resolved", "alarm_state"})
 
 
 def job_id(incident: Incident, job: str) -> str:
@@ -51,6 +58,22 @@ def register_section(section: ExtraSection) -> None:
     """Add `section` to every incident message (once, however often it is registered)."""
     if section not in EXTRA_SECTIONS:
         EXTRA_SECTIONS.append(section)
+
+
+class PostmortemChanges(Protocol):
+    def __call__(
+        self, db_session: Session, *, incident: Incident, now: datetime
+    ) -> list[tuple[datetime, str]]: ...
+
+
+# What changed before the incident, as (when, opsbot's mrkdwn) rows of its postmortem
+# draft's timeline: registered by the composition root, like EXTRA_SECTIONS.
+POSTMORTEM_CHANGES: list[PostmortemChanges] = []
+
+
+def register_postmortem_changes(changes: PostmortemChanges) -> None:
+    if changes not in POSTMORTEM_CHANGES:
+        POSTMORTEM_CHANGES.append(changes)
 
 
 def sync_message(
@@ -87,6 +110,113 @@ def sync_message(
         new_key=new,
         priority=priority,
     )
+    if incident.slack_channel_id is not None and incident.has_live_channel:
+        # The pinned copy in the incident's own channel shows the same state and buttons.
+        pinned = {k: v for k, v in message.items() if k != outbox.CLICKED_AT}
+        outbox.post_or_update(
+            db_session,
+            key=incident.channel_key,
+            channel=incident.slack_channel_id,
+            message=pinned,
+            now=now,
+            priority=priority,
+        )
+        follow_in_channel(db_session, incident=incident, now=now)
+
+
+# -- the incident's own channel -------------------------------------------------------------
+
+
+def follow_in_channel(db_session: Session, *, incident: Incident, now: datetime) -> None:
+    """Show the timeline events the incident's channel has not seen yet, there.
+
+    The timeline is the one source: whatever was done (in the channel, on the
+    original thread, in PagerDuty, by the alarm) reaches the channel from it, in
+    one message per call. A resolve also posts the postmortem draft and plans
+    the archive; a reopen withdraws the archive.
+    """
+    channel = incident.slack_channel_id
+    if channel is None or not incident.has_live_channel:
+        return
+    seen = incident.channel_event_id or 0
+    events = [e for e in incidents.timeline(db_session, incident_id=incident.id) if e.id > seen]
+    if events:
+        first, last = events[0].id, events[-1].id
+        outbox.post_or_update(
+            db_session,
+            key=f"{incident.channel_key}:events:{first}-{last}",
+            channel=channel,
+            message=render.channel_events(events),
+            now=now,
+        )
+        incident.channel_event_id = last
+    if not incident.is_open and any(e.kind in RESOLVING for e in events):
+        post_postmortem(db_session, incident=incident, now=now)
+        _plan_archive(db_session, incident=incident, now=now)
+    elif incident.is_open and incident.channel_archive_at is not None:
+        incident.channel_archive_at = None
+        cancel_after_commit(db_session, job_id(incident, ARCHIVE_CHANNEL_JOB))
+
+
+def _names(db_session: Session, texts: str) -> dict[str, str]:
+    """Names of the Slack users mentioned in `texts`, as opsbot knows them (no Slack call)."""
+    names: dict[str, str] = {}
+    for user_id in set(re.findall(r"<@([UW][A-Z0-9]+)>", texts)):
+        link = people.get(db_session, slack_user_id=user_id)
+        if link is not None and link.pagerduty_name:
+            names[user_id] = link.pagerduty_name
+    return names
+
+
+def post_postmortem(db_session: Session, *, incident: Incident, now: datetime) -> None:
+    """The postmortem draft in the incident's channel (updated in place on a later resolve)."""
+    if incident.slack_channel_id is None or not incident.has_live_channel:
+        return
+    events = incidents.timeline(db_session, incident_id=incident.id)
+    changes = [
+        row for hook in POSTMORTEM_CHANGES for row in hook(db_session, incident=incident, now=now)
+    ]
+    texts = [f"{e.actor or ''} {e.text}" for e in events] + [text for _, text in changes]
+    document = render.postmortem_markdown(
+        incident, events, names=_names(db_session, " ".join(texts)), changes=changes
+    )
+    text = (
+        f":memo: Postmortem draft for incident #{incident.id}, from its timeline: "
+        f"copy it into your postmortem document.\n```\n{document}\n```"
+    )
+    outbox.post_or_update(
+        db_session,
+        key=f"{incident.channel_key}:postmortem",
+        channel=incident.slack_channel_id,
+        message={"text": render.clip(text, MAX_MESSAGE_CHARS), "blocks": None},
+        now=now,
+    )
+    log.info(
+        "incident %s: postmortem draft for %s",
+        incident.id,
+        incident.slack_channel_id,
+        extra={"incident": incident.id, "slack_channel": incident.slack_channel_id},
+    )
+
+
+def _plan_archive(db_session: Session, *, incident: Incident, now: datetime) -> None:
+    days = incident.channel_archive_after_days
+    if days is None or incident.slack_channel_id is None:
+        return
+    incident.channel_archive_at = (incident.resolved_at or now) + timedelta(days=days)
+    _schedule_archive(db_session, incident=incident)
+
+
+def _schedule_archive(db_session: Session, *, incident: Incident) -> None:
+    assert incident.channel_archive_at is not None
+    schedule_after_commit(
+        db_session,
+        ARCHIVE_CHANNEL_JOB,
+        at=incident.channel_archive_at,
+        job_id=job_id(incident, ARCHIVE_CHANNEL_JOB),
+        incident_id=incident.id,
+        channel=incident.slack_channel_id,
+    )
 
 
 def thread_transition(
@@ -102,6 +232,7 @@ def thread_transition(
         render=render.transitions_reply,
         now=now,
     )
+    follow_in_channel(db_session, incident=incident, now=now)
 
 
 def thread_text(
@@ -121,6 +252,7 @@ def thread_text(
         now=now,
         priority=priority,
     )
+    follow_in_channel(db_session, incident=incident, now=now)
 
 
 def _trigger_body(incident: Incident) -> dict[str, Any]:
@@ -253,6 +385,8 @@ def schedule_due_jobs(db_session: Session, *, incident: Incident) -> None:
     _schedule_reminder_jobs(db_session, incident=incident)
     if incident.silenced_until is not None:
         _schedule_silence_end(db_session, incident=incident)
+    if incident.channel_archive_at is not None:
+        _schedule_archive(db_session, incident=incident)
 
 
 # -- what people (or PagerDuty) do to an incident -------------------------------------------

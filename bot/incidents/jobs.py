@@ -8,10 +8,13 @@ a restart re-scheduled it, or on a test clock) acts once.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
@@ -44,6 +47,8 @@ class IncidentJobDeps:
     people: PeopleDirectory
     actions: IncidentActions
     instance_id: str  # this instance's (its outbox's), noted on the events jobs add
+    slack: WebClient | None = None  # archives incident channels; None without a token
+    count_channel: Callable[[str], None] = lambda _outcome: None  # opsbot_incident_channels
 
 
 def _claim(
@@ -180,6 +185,61 @@ def silence_end(deps: IncidentJobDeps, *, incident_id: int, until: str) -> None:
     log.info("incident %s: %s", incident_id, outcome)
 
 
+def archive_channel(deps: IncidentJobDeps, *, incident_id: int, channel: str) -> None:
+    """Archive a resolved incident's channel when its time came (a reopen withdrew it)."""
+    now = deps.clock.now()
+    with deps.sessions() as db_session:
+        incident = incidents.get(db_session, incident_id=incident_id)
+        if incident is None or incident.slack_channel_id != channel:
+            return
+        due = incident.channel_archive_at
+        if incident.is_open or due is None or due > now + GRACE:
+            return
+    if deps.slack is None:
+        log.warning("incident %s: no Slack token to archive %s", incident_id, channel)
+        return
+    error = None
+    try:
+        deps.slack.conversations_archive(channel=channel)
+    except SlackApiError as exc:
+        error = str(exc.response.get("error") or "error")
+    except (SlackClientError, OSError) as exc:
+        error = type(exc).__name__
+    if error not in (None, "already_archived"):
+        deps.count_channel("archive_failed")
+        log.warning(
+            "incident %s: cannot archive %s (%s)",
+            incident_id,
+            channel,
+            error,
+            extra={"incident": incident_id, "slack_channel": channel},
+        )
+        return
+    with deps.sessions() as db_session:
+        locked = incidents.lock(db_session, incident_id=incident_id)
+        assert locked is not None
+        locked.channel_archive_at = None
+        locked.channel_archived_at = now
+        incidents.add_event(
+            db_session,
+            incident=locked,
+            kind="channel_archived",
+            at=now,
+            now=now,
+            actor="opsbot",
+            text=f"#{locked.slack_channel_name or channel}",
+            data={"instance": deps.instance_id},
+        )
+        db_session.commit()
+    deps.count_channel("archived")
+    log.info(
+        "incident %s: channel %s archived",
+        incident_id,
+        channel,
+        extra={"incident": incident_id, "slack_channel": channel},
+    )
+
+
 def reschedule(sessions: sessionmaker[Session]) -> None:
     """At start: make sure every stored due time has its job (a crash may have lost one)."""
     with sessions() as db_session:
@@ -188,6 +248,7 @@ def reschedule(sessions: sessionmaker[Session]) -> None:
                 Incident.remind_at.is_not(None),
                 Incident.escalate_at.is_not(None),
                 Incident.silenced_until.is_not(None),
+                Incident.channel_archive_at.is_not(None),
             )
         )
         for incident in db_session.scalars(query):
@@ -201,4 +262,5 @@ def jobs(deps: IncidentJobDeps) -> dict[str, JobFunction]:
         flows.REMIND_JOB: partial(remind, deps),
         flows.ESCALATE_JOB: partial(escalate, deps),
         flows.SILENCE_END_JOB: partial(silence_end, deps),
+        flows.ARCHIVE_CHANNEL_JOB: partial(archive_channel, deps),
     }

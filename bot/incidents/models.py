@@ -72,6 +72,19 @@ class Incident(Base):
     remind_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     escalate_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
+    # Its own Slack channel (bot/incidents/channels.py), when one was started: the id
+    # Slack gave it, its name, who asked and since when (a claim, so that a double click
+    # makes one channel), the newest timeline event already shown there, and when it is
+    # archived (`incident_channels.archive_after_days` after the resolve).
+    slack_channel_id: Mapped[str | None] = mapped_column(String(32))
+    slack_channel_name: Mapped[str | None] = mapped_column(String(80))
+    channel_requested_by: Mapped[str | None] = mapped_column(String(255))
+    channel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    channel_event_id: Mapped[int | None] = mapped_column(Integer)
+    channel_archive_after_days: Mapped[float | None] = mapped_column(Float)
+    channel_archive_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    channel_archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -92,6 +105,7 @@ class Incident(Base):
         Index("ix_incidents_alarm_arn_resolved_at", "alarm_arn", "resolved_at"),
         Index("ix_incidents_status_opened_at", "status", "opened_at"),
         Index("ix_incidents_pagerduty_incident_id", "pagerduty_incident_id"),
+        Index("ix_incidents_slack_channel_id", "slack_channel_id"),
     )
 
     @property
@@ -106,6 +120,16 @@ class Incident(Base):
     def target(self) -> str:
         """How the audit trail names it."""
         return f"incident:{self.id}"
+
+    @property
+    def channel_key(self) -> str:
+        """The key of its summary message in its own channel (bot/outbox)."""
+        return f"incident:{self.id}:channel"
+
+    @property
+    def has_live_channel(self) -> bool:
+        """Whether it has its own channel, not archived: the outbox keeps that in step."""
+        return self.slack_channel_id is not None and self.channel_archived_at is None
 
     @property
     def in_pagerduty(self) -> bool:

@@ -10,6 +10,7 @@ configuration and stays live. Links go only to known hosts.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -51,6 +52,7 @@ ESCALATE = "incident_escalate"
 SILENCE = "incident_silence"
 OPEN_CONSOLE = "incident_open_console"
 OPEN_PAGERDUTY = "incident_open_pagerduty"
+START_CHANNEL = "incident_start_channel"
 LINK_ACTIONS = (OPEN_CONSOLE, OPEN_PAGERDUTY)
 
 # Silence menu: option value suffix -> minutes (0 ends a silence).
@@ -181,6 +183,8 @@ def _context(incident: Incident) -> str:
     if incident.silenced_until:
         by = f" by {keep_mentions(incident.silenced_by)}" if incident.silenced_by else ""
         parts.append(f"silenced{by} until {hhmm(incident.silenced_until)}")
+    if incident.slack_channel_id:
+        parts.append(f"channel {channel_ref(incident.slack_channel_id)}")
     return clip(" · ".join(parts), CONTEXT_MAX)
 
 
@@ -220,6 +224,8 @@ def _actions(incident: Incident) -> list[dict[str, Any]]:
         elements.append(_button(RESOLVE, "Resolve", value))
         if incident.in_pagerduty:
             elements.append(_button(ESCALATE, "Escalate", value))
+        if incident.slack_channel_id is None:
+            elements.append(_button(START_CHANNEL, "Start a channel", value))
     if incident.source == ALARM:
         elements.append(_silence_menu(incident))
     console = console_link(incident)
@@ -371,6 +377,8 @@ EVENT_WORDS = {
     "silenced": "silenced",
     "unsilenced": "silence ended",
     "pagerduty_refused": "PagerDuty action failed",
+    "channel": "channel started",
+    "channel_archived": "channel archived",
 }
 
 
@@ -462,6 +470,17 @@ def timeline_markdown(
     document goes through code_block_text, so nothing in it can close the
     ``` block it is shown in nor act as Slack markup.
     """
+    return code_block_text("\n".join(_timeline_lines(incident, events, names=names)))
+
+
+def _timeline_lines(
+    incident: Incident,
+    events: list[IncidentEvent],
+    *,
+    names: dict[str, str],
+    changes: Sequence[tuple[datetime, str]] = (),
+) -> list[str]:
+    """The incident's facts and its timeline table (with `changes` among the events)."""
     state = _state(incident)
     lines = [
         f"## Incident #{incident.id}: {_cell(incident.title)}",
@@ -478,9 +497,81 @@ def timeline_markdown(
     pagerduty = pagerduty_link(incident)
     if pagerduty:
         lines.append(f"- PagerDuty: {pagerduty}")
+    rows = [(event.at, _event_plain(event, names)) for event in events]
+    rows += [(at, f"change: {_named(text, names)}") for at, text in changes]
     lines += ["", "| Time (UTC) | Event |", "| --- | --- |"]
+    for at, text in sorted(rows, key=lambda row: row[0]):
+        lines.append(f"| {utc_text(at, seconds=True)} | {_cell(text)} |")
+    return lines
+
+
+def _acted(events: list[IncidentEvent], names: dict[str, str]) -> list[str]:
+    """Who acted on the incident and what each did, in the order they first acted."""
+    done: dict[str, list[str]] = {}
     for event in events:
-        lines.append(
-            f"| {utc_text(event.at, seconds=True)} | {_cell(_event_plain(event, names))} |"
-        )
+        if not event.actor or event.actor == "opsbot":
+            continue
+        who = _named(event.actor, names)
+        word = EVENT_WORDS.get(event.kind, event.kind.replace("_", " "))
+        if word not in done.setdefault(who, []):
+            done[who].append(word)
+    return [f"- {_cell(who)}: {', '.join(words)}" for who, words in done.items()]
+
+
+def postmortem_markdown(
+    incident: Incident,
+    events: list[IncidentEvent],
+    *,
+    names: dict[str, str],
+    changes: list[tuple[datetime, str]],
+) -> str:
+    """A postmortem draft in Markdown: summary, impact window, timeline with the changes
+    before it, who acted, and the headings left to fill. Same rules as timeline_markdown."""
+    end = incident.resolved_at
+    took = duration((end - incident.opened_at).total_seconds()) if end else None
+    lines = [
+        f"# Postmortem (draft): incident #{incident.id}",
+        "",
+        "## Summary",
+        "",
+        f"{_cell(incident.title)} (severity {_cell(incident.severity)}, "
+        f"route {_cell(incident.route_name)}).",
+        "",
+        "## Impact window",
+        "",
+        f"- Start: {utc_text(incident.opened_at, seconds=True)}",
+        f"- End: {utc_text(end, seconds=True) + f' (after {took})' if end else 'still open'}",
+        "",
+        "## Timeline",
+        "",
+        *_timeline_lines(incident, events, names=names, changes=changes),
+        "",
+        "## Who acted",
+        "",
+        *(_acted(events, names) or ["- nobody but opsbot"]),
+        "",
+        "## What happened and why",
+        "",
+        "## What we change",
+        "",
+    ]
     return code_block_text("\n".join(lines))
+
+
+def channel_events(events: list[IncidentEvent]) -> dict[str, Any]:
+    """Timeline events shown in the incident's own channel, one line each."""
+    lines = [f"{slack_date(e.at, seconds=True)} {clip(_event_text(e), 600)}" for e in events]
+    blocks = fit_blocks(_sections(lines), max_blocks=49)
+    return {"text": clip(_plain_lines(events), TEXT_MAX), "blocks": blocks}
+
+
+def _plain_lines(events: list[IncidentEvent]) -> str:
+    return "; ".join(inert(_event_words(e), 200) for e in events)
+
+
+def channel_intro(incident: Incident, *, by: str) -> str:
+    """The thread reply saying where the incident is worked on now."""
+    return (
+        f":hash: {keep_mentions(by)} started {channel_ref(incident.slack_channel_id or '')} "
+        f"for incident #{incident.id}: what happens there shows here too, and the other way."
+    )

@@ -81,6 +81,12 @@ def get_by_pagerduty_number(db_session: Session, *, number: int) -> Incident | N
     return db_session.scalars(query.order_by(Incident.id.desc())).first()
 
 
+def get_by_slack_channel(db_session: Session, *, slack_channel_id: str) -> Incident | None:
+    """The incident whose own channel this is (bot/incidents/channels.py)."""
+    query = select(Incident).where(Incident.slack_channel_id == slack_channel_id)
+    return db_session.scalars(query.order_by(Incident.id.desc())).first()
+
+
 def lock(db_session: Session, *, incident_id: int) -> Incident | None:
     """The incident, locked for this transaction (PostgreSQL; SQLite locks the whole file)."""
     query = select(Incident).where(Incident.id == incident_id).with_for_update()

@@ -38,6 +38,8 @@ DELIVERY_OUTCOMES = ("ok", "retry", "rate_limited", "dead")
 UNDO_KINDS = ("rollback", "flag", "unknown")  # an undo button on an incident's changes
 UNDO_OUTCOMES = ("done", "refused", "failed")
 ECS_LOOK_OUTCOMES = ("ok", "failed", "cached")  # a look at ECS for deploys made outside opsbot
+# What became of a request for an incident's own channel (bot/incidents/channels.py).
+CHANNEL_OUTCOMES = ("created", "refused", "already", "failed", "archived", "archive_failed")
 
 # From a few milliseconds (a page sent straight after its commit) to minutes (an outage).
 PAGE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)
@@ -126,6 +128,14 @@ class Metrics:
         for why in ("opened", "refresh"):
             for outcome in ("ok", "error", "unchanged"):
                 self.home_publishes.labels(why, outcome)
+        self.incident_channels = Counter(
+            "opsbot_incident_channels",
+            "Requests for an incident's own Slack channel, and its archives, by outcome.",
+            ["outcome"],
+            registry=registry,
+        )
+        for outcome in CHANNEL_OUTCOMES:
+            self.incident_channels.labels(outcome)
         self.slack_auth_ok = Gauge(
             "opsbot_slack_auth_ok",
             "1 while Slack accepts the bot's token, 0 once it refused it (until a call succeeds).",
@@ -166,6 +176,9 @@ class Metrics:
 
     def ecs_look(self, outcome: str) -> None:
         self.ecs_looks.labels(outcome).inc()
+
+    def incident_channel(self, outcome: str) -> None:
+        self.incident_channels.labels(outcome).inc()
 
     def delivery(self, kind: str, outcome: str) -> None:
         self.deliveries.labels(family(kind), outcome).inc()

@@ -6,6 +6,7 @@ then as a PagerDuty schedule, then as an escalation policy.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -19,6 +20,8 @@ from bot.pagerduty.rest import PagerDutyRest
 from bot.pagerduty.webhooks import Reference
 from bot.people.directory import NOT_CONFIGURED, PeopleDirectory
 from bot.slack_text import code
+
+SLACK_MENTION = re.compile(r"^<@([UW][A-Z0-9]+)>$")
 
 
 @dataclass(frozen=True)
@@ -221,3 +224,18 @@ class OnCallLookup:
             start=entry.start,
             end=until,
         )
+
+    def first_responders(self, team: str) -> list[str]:
+        """Slack user ids of who is on call now at the first level of `team`'s policies.
+
+        Only those PagerDuty users that map to a Slack user (bot/people) are named.
+        """
+        report = self.report(self.team(team))
+        found: list[str] = []
+        for policy in report.policies:
+            levels = sorted(policy.levels, key=lambda level: level.number)
+            for shift in levels[0].now if levels else []:
+                for user_id in SLACK_MENTION.findall(shift.person):
+                    if user_id not in found:
+                        found.append(user_id)
+        return found

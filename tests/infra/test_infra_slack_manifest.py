@@ -49,6 +49,9 @@ def test_bot_scopes_are_only_what_the_bot_uses() -> None:
         "groups:read",  # ... and whether it is private (who may see its incidents)
         "channels:history",
         "groups:history",
+        "channels:manage",  # an incident's own channel: create, invite, topic, archive
+        "groups:write",  # ... a private one for an incident of a private channel
+        "pins:write",  # ... and its pinned summary (bot/incidents/channels.py)
     }
     assert "user" not in build_manifest(BASE_URL)["oauth_config"]["scopes"]
 

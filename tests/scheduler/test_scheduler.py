@@ -111,7 +111,13 @@ def test_every_job_a_domain_schedules_has_its_function(settings: Settings, confi
     from bot.deploys.flows import WATCH_JOB as DEPLOY_WATCH_JOB
     from bot.deploys.locks import REMINDER_JOB
     from bot.flags.flows import WATCH_JOB as FLAG_WATCH_JOB
-    from bot.incidents.flows import ESCALATE_JOB, REMIND_JOB, SILENCE_END_JOB
+    from bot.incidents.flows import (
+        ARCHIVE_CHANNEL_JOB,
+        ESCALATE_JOB,
+        REMIND_JOB,
+        SILENCE_END_JOB,
+    )
+    from bot.maintenance.flows import END_JOB as WINDOW_END_JOB
     from bot.oncall.jobs import HANDOFF_JOB
 
     runtime = build_runtime(settings, config, run_jobs=False)
@@ -124,8 +130,10 @@ def test_every_job_a_domain_schedules_has_its_function(settings: Settings, confi
             ESCALATE_JOB,
             REMIND_JOB,
             SILENCE_END_JOB,
+            ARCHIVE_CHANNEL_JOB,
             HANDOFF_JOB,
             LOOK_JOB,
+            WINDOW_END_JOB,
         }
     finally:
         runtime.engine.dispose()

@@ -1,0 +1,432 @@
+"""An incident's own Slack channel: started by `/incident declare` or the Start a channel button.
+
+`IncidentChannels.start` is the one entry, whatever the door: it checks the
+`respond` right on the incident's route (bot/rights), claims the incident under
+its lock so that a double click makes one channel (the incident row holds the
+claim, then the channel), creates the channel (private when the incident's
+channel is; a name Slack says is taken gets `-2`, `-3`, …), invites the
+responders and who is on call, posts and pins a copy of the incident message
+and records the channel on the incident. From then on the outbox keeps that
+copy in step and shows every timeline event there (bot/incidents/flows.py:
+follow_in_channel), and a resolve posts the postmortem draft.
+
+Creating, inviting and pinning are calls a person waits for and must hear the
+outcome of, so they are made here, behind the ack; what follows goes through
+the outbox. When Slack refuses (a missing scope, any error), the person is told
+why in plain words and the incident goes on in its thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.audit import service as audit
+from bot.clock import Clock
+from bot.config import Config
+from bot.incidents import flows, render
+from bot.incidents import service as incidents
+from bot.incidents.actions import SLACK_USER, IncidentActions, Requester, respond
+from bot.incidents.errors import IncidentError
+from bot.incidents.models import Incident
+from bot.outbox.models import SlackMessage
+from bot.rights.errors import SlackFactsUnavailable
+from bot.rights.service import RESPOND_RIGHT
+from bot.slack_text import code, keep_mentions
+
+log = logging.getLogger(__name__)
+
+START = "start_channel"
+NAME_MAX = 80  # Slack's limit on a channel name
+MAX_SUFFIX = 9  # name, name-2 … name-9, then give up
+CLAIM_S = 120.0  # a start that never finished (a crash) stops blocking the next after this
+TOPIC_MAX = 250
+INCIDENT_REF = re.compile(r"^#?[A-Za-z0-9]+$")  # opsbot's number or PagerDuty's id
+
+# Who is on call now for a team (Slack user ids); the composition root binds it to
+# bot/oncall (a domain above this one). It may raise: the channel starts without them.
+OnCallFinder = Callable[[str], list[str]]
+
+
+def slug(text: str) -> str:
+    """`text` as Slack allows in a channel name: lowercase a-z, 0-9 and single dashes."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+
+
+def channel_name(pattern: str, incident: Incident, *, suffix: int = 1) -> str:
+    """The channel's name from the configured pattern, within Slack's rules and 80 characters."""
+    name = pattern.format(
+        number=incident.id,
+        slug=slug(incident.title),
+        route=slug(incident.route_name),
+        severity=slug(incident.severity),
+    )
+    name = re.sub(r"-{2,}", "-", re.sub(r"[^a-z0-9_-]", "-", name.lower())).strip("-_")
+    tail = f"-{suffix}" if suffix > 1 else ""
+    name = name[: NAME_MAX - len(tail)].rstrip("-_") + tail
+    return name or f"inc-{incident.id}{tail}"
+
+
+def _why(error: str, needed: str | None) -> str:
+    """What a person reads when Slack refuses to make the channel."""
+    if error == "missing_scope":
+        scope = f" `{needed}`" if needed else ""
+        return (
+            f"opsbot's Slack app lacks the{scope} permission (scope) needed to create and "
+            "manage channels. A Slack admin must add it to the app and reinstall it "
+            "(docs/security.md lists the scopes)."
+        )
+    if error in ("restricted_action", "no_permission"):
+        return "this workspace's settings do not let opsbot create channels."
+    if error == "name_taken":
+        return "every name tried was taken."
+    return f"Slack answered {code(error)}."
+
+
+class ChannelRefused(Exception):
+    """Slack refused to make the channel; the message says why, in plain words."""
+
+
+class IncidentChannels:
+    def __init__(
+        self,
+        *,
+        sessions: sessionmaker[Session],
+        slack: WebClient | None,
+        actions: IncidentActions,
+        config: Config,
+        clock: Clock,
+        oncall: OnCallFinder | None = None,
+        count: Callable[[str], None] = lambda _outcome: None,
+    ) -> None:
+        self.sessions = sessions
+        self.slack = slack
+        self.actions = actions
+        self.config = config
+        self.clock = clock
+        self.oncall = oncall
+        self.count = count  # opsbot_incident_channels_total{outcome}
+
+    def incident_of_channel(self, channel_id: str) -> int | None:
+        """The incident whose own channel `channel_id` is, if any."""
+        with self.sessions() as db_session:
+            found = incidents.get_by_slack_channel(db_session, slack_channel_id=channel_id)
+            return found.id if found is not None else None
+
+    def note_target(self, words: list[str], *, channel_id: str | None) -> tuple[int, str]:
+        """`/incident note WORDS` typed in `channel_id`: the incident it is for, and its text.
+
+        In an incident's own channel the number may be left out; a leading number is
+        taken as the incident's only when it is that incident's (`note 42 …` in
+        #inc-42-…), else it is part of the note. Elsewhere the number is needed.
+        """
+        own = self.incident_of_channel(channel_id) if channel_id else None
+        if own is not None:
+            if len(words) > 1 and words[0].removeprefix("#") == str(own):
+                words = words[1:]
+            return own, " ".join(words)
+        if not INCIDENT_REF.match(words[0]):
+            raise IncidentError(f"{code(words[0])} is not an incident number, e.g. `42`.")
+        text = " ".join(words[1:]).strip()
+        if not text:
+            raise IncidentError(
+                "`note` needs an incident number and the text of the note "
+                "(in an incident's own channel, the text alone)."
+            )
+        return self.actions.find_id(words[0]), text
+
+    def after_declare(self, *, incident_id: int, requester: Requester) -> None:
+        """`/incident declare` starts the channel when the incident's route says so."""
+        with self.sessions() as db_session:
+            incident = incidents.get_or_raise(db_session, incident_id=incident_id)
+            route_name = incident.route_name
+        if self.config.creates_incident_channel(route_name):
+            self.start(incident_id=incident_id, requester=requester)
+
+    def start(self, *, incident_id: int, requester: Requester) -> None:
+        """Start the incident's channel as `requester`; they are told how it went."""
+        with self.sessions() as db_session:
+            seen = incidents.get(db_session, incident_id=incident_id)
+        if seen is None:
+            self.actions.refuse(
+                incident=incident_id,
+                action=START,
+                requester=requester,
+                why=f"There is no incident #{incident_id}.",
+            )
+            return
+        label = f"#{seen.id} ({render.title_text(seen, 80)})"
+        why_not = self.actions.missing_right(
+            seen, requester, right=RESPOND_RIGHT, doing=f"start a channel for {label}"
+        )
+        if why_not is not None:
+            self.count("refused")
+            self.actions.refuse(incident=seen, action=START, requester=requester, why=why_not)
+            return
+        if self.slack is None:
+            why = "opsbot has no Slack token (SLACK_BOT_TOKEN), so it cannot create channels."
+            self.actions.refuse(incident=seen, action=START, requester=requester, why=why)
+            return
+        now = self.clock.now()
+        with self.sessions() as db_session:
+            incident = incidents.lock(db_session, incident_id=incident_id)
+            assert incident is not None
+            taken = self._claim(incident, requester=requester, now=now)
+            db_session.commit()
+        if taken is not None:
+            self.count("already")
+            self.actions.refuse(incident=incident, action=START, requester=requester, why=taken)
+            return
+        try:
+            channel_id, name = self._create(incident)
+        except ChannelRefused as exc:
+            self.count("failed")
+            self._failed(incident_id, requester=requester, why=str(exc))
+            return
+        invited = self._invite(channel_id, self._people(incident, requester))
+        ts = self._post_and_pin(channel_id, incident)
+        self._record(incident_id, channel_id, name, ts, requester=requester, invited=invited)
+        self.count("created")
+
+    # -- the steps ----------------------------------------------------------------------
+
+    def _claim(self, incident: Incident, *, requester: Requester, now: datetime) -> str | None:
+        """Why no channel is started now (one exists, or is being started), or None: ours."""
+        if incident.slack_channel_id is not None:
+            return (
+                f"Incident #{incident.id} already has its channel "
+                f"{render.channel_ref(incident.slack_channel_id)}."
+            )
+        started = incident.channel_requested_at
+        if started is not None and now - started < timedelta(seconds=CLAIM_S):
+            by = keep_mentions(incident.channel_requested_by or "someone")
+            return f"{by} is starting a channel for incident #{incident.id}; it comes in a moment."
+        incident.channel_requested_at = now
+        incident.channel_requested_by = requester.display
+        return None
+
+    def _private(self, incident: Incident) -> bool:
+        """Private when the incident's own channel is (or Slack cannot say): never a leak."""
+        try:
+            return self.actions.rights.workspace.is_private(incident.channel)
+        except SlackFactsUnavailable:
+            return True
+
+    def _create(self, incident: Incident) -> tuple[str, str]:
+        assert self.slack is not None
+        pattern = self.config.incident_channels.name_pattern
+        private = self._private(incident)
+        error, needed = "name_taken", None
+        for suffix in range(1, MAX_SUFFIX + 1):
+            name = channel_name(pattern, incident, suffix=suffix)
+            try:
+                answer = self.slack.conversations_create(name=name, is_private=private)
+            except SlackApiError as exc:
+                error = str(exc.response.get("error") or f"http_{exc.response.status_code}")
+                needed = exc.response.get("needed")
+                log.info(
+                    "incident %s: conversations.create %s refused (%s)",
+                    incident.id,
+                    name,
+                    error,
+                    extra={"incident": incident.id},
+                )
+                if error == "name_taken":
+                    continue
+                break
+            except (SlackClientError, OSError) as exc:
+                raise ChannelRefused(
+                    f"opsbot could not reach Slack ({type(exc).__name__}). Try again in a minute."
+                ) from None
+            channel = answer.get("channel") or {}
+            return str(channel["id"]), str(channel.get("name") or name)
+        raise ChannelRefused(f"opsbot could not create a channel: {_why(error, needed)}")
+
+    def _people(self, incident: Incident, requester: Requester) -> list[str]:
+        """Who is invited: the requester, everyone who acted on the incident, and on-call."""
+        people: list[str] = []
+        if requester.slack_user_id:
+            people.append(requester.slack_user_id)
+        with self.sessions() as db_session:
+            events = incidents.timeline(db_session, incident_id=incident.id)
+        texts = [incident.opened_by or "", incident.acknowledged_by or ""]
+        texts += [e.actor or "" for e in events]
+        people += SLACK_USER.findall(" ".join(texts))
+        team = self.config.incident_oncall_team()
+        if team is not None and self.oncall is not None:
+            try:
+                people += self.oncall(team)
+            except Exception as exc:  # on-call is a courtesy: the channel starts without it
+                log.warning(
+                    "incident %s: cannot find who is on call in %s (%s)",
+                    incident.id,
+                    team,
+                    type(exc).__name__,
+                    extra={"incident": incident.id},
+                )
+        return list(dict.fromkeys(people))
+
+    def _invite(self, channel_id: str, people: list[str]) -> list[str]:
+        """Invite each person (one refusal does not stop the others); who is in."""
+        assert self.slack is not None
+        invited: list[str] = []
+        for user_id in people:
+            try:
+                self.slack.conversations_invite(channel=channel_id, users=user_id)
+                invited.append(user_id)
+            except SlackApiError as exc:
+                error = exc.response.get("error")
+                if error == "already_in_channel":
+                    invited.append(user_id)
+                else:
+                    log.warning(
+                        "cannot invite %s to %s (%s)",
+                        user_id,
+                        channel_id,
+                        error,
+                        extra={"slack_channel": channel_id, "slack_user": user_id},
+                    )
+            except (SlackClientError, OSError) as exc:
+                log.warning("cannot invite %s to %s (%s)", user_id, channel_id, exc)
+        return invited
+
+    def _post_and_pin(self, channel_id: str, incident: Incident) -> str | None:
+        """The summary's first post, pinned; its content comes through the outbox after."""
+        assert self.slack is not None
+        try:
+            topic = render.clip(
+                f"Incident #{incident.id}: {incident.title} ({incident.severity})", TOPIC_MAX
+            )
+            self.slack.conversations_setTopic(channel=channel_id, topic=topic)
+        except (SlackApiError, SlackClientError, OSError) as exc:
+            log.warning("cannot set the topic of %s (%s)", channel_id, type(exc).__name__)
+        try:
+            posted = self.slack.chat_postMessage(
+                channel=channel_id, text=render.summary_text(incident)
+            )
+            ts = str(posted["ts"])
+        except (SlackApiError, SlackClientError, OSError) as exc:
+            # The outbox posts it instead (unpinned).
+            log.warning("cannot post the summary in %s (%s)", channel_id, type(exc).__name__)
+            return None
+        try:
+            self.slack.pins_add(channel=channel_id, timestamp=ts)
+        except (SlackApiError, SlackClientError, OSError) as exc:
+            log.warning("cannot pin the summary in %s (%s)", channel_id, type(exc).__name__)
+        return ts
+
+    def _record(
+        self,
+        incident_id: int,
+        channel_id: str,
+        name: str,
+        ts: str | None,
+        *,
+        requester: Requester,
+        invited: list[str],
+    ) -> None:
+        now = self.clock.now()
+        with self.sessions() as db_session:
+            incident = incidents.lock(db_session, incident_id=incident_id)
+            assert incident is not None
+            incident.slack_channel_id = channel_id
+            incident.slack_channel_name = name
+            incident.channel_requested_at = None
+            incident.channel_archive_after_days = self.config.incident_channels.archive_after_days
+            if ts is not None:
+                db_session.add(
+                    SlackMessage(
+                        key=incident.channel_key,
+                        channel=channel_id,
+                        channel_id=channel_id,
+                        ts=ts,
+                        created_at=now,
+                        posted_at=now,
+                    )
+                )
+                db_session.flush()
+            incidents.add_event(
+                db_session,
+                incident=incident,
+                kind="channel",
+                at=now,
+                now=now,
+                actor=requester.display,
+                text=f"#{name}",
+                data={"channel": channel_id, "invited": invited},
+            )
+            flows.thread_text(
+                db_session,
+                incident=incident,
+                text=render.channel_intro(incident, by=requester.display),
+                now=now,
+                priority=requester.priority,
+            )
+            incident.updated_at = now
+            flows.sync_message(
+                db_session, incident=incident, now=now, clicked_at=requester.clicked_at
+            )
+            audit.record(
+                db_session,
+                at=now,
+                actor=requester.audit_actor,
+                action=f"incident.{START}",
+                target=incident.target,
+                outcome="ok",
+                detail={"via": requester.via, "channel": channel_id, "name": name},
+            )
+            respond(
+                db_session,
+                requester=requester,
+                text=(
+                    f":hash: Started {render.channel_ref(channel_id)} for incident "
+                    f"#{incident.id} and invited {len(invited)} people."
+                ),
+                now=now,
+            )
+            db_session.commit()
+        log.info(
+            "incident %s: channel %s started by %s",
+            incident_id,
+            channel_id,
+            requester.audit_actor,
+            extra={"incident": incident_id, "slack_channel": channel_id},
+        )
+
+    def _failed(self, incident_id: int, *, requester: Requester, why: str) -> None:
+        """Slack refused: drop the claim, audit, and tell the person; the thread goes on."""
+        now = self.clock.now()
+        with self.sessions() as db_session:
+            incident = incidents.lock(db_session, incident_id=incident_id)
+            assert incident is not None
+            incident.channel_requested_at = None
+            incident.channel_requested_by = None
+            audit.record(
+                db_session,
+                at=now,
+                actor=requester.audit_actor,
+                action=f"incident.{START}",
+                target=incident.target,
+                outcome="failed",
+                detail={"via": requester.via, "reason": why},
+            )
+            text = (
+                f"{why} Incident #{incident.id} goes on in its thread in "
+                f"{render.channel_ref(incident.channel)}."
+            )
+            respond(db_session, requester=requester, text=text, now=now)
+            db_session.commit()
+        log.warning(
+            "incident %s: channel not started (%s)",
+            incident_id,
+            why,
+            extra={"incident": incident_id, "slack_user": requester.slack_user_id},
+        )
