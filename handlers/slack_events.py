@@ -31,6 +31,7 @@ from handlers import (
     deploys,
     flags,
     incidents,
+    modals,
     oncall,
     ops_status,
     opsbot_command,
@@ -80,6 +81,8 @@ def build_bolt_app(runtime: Runtime) -> App | None:
             return BoltResponse(status=200, body="")
         return next()
 
+    # Before the commands' own listeners: a bare command opens its modal.
+    modals.register(app, runtime)
     opsbot_command.register(app, runtime)
     incidents.register(app, runtime)
     changes.register(app, runtime)

@@ -1,0 +1,464 @@
+"""Modals: `/deploy`, `/flag`, `/dbrole` and `/incident declare` typed bare open a form.
+
+Opening: the bare command is acknowledged, then `views.open` is called with its
+trigger_id at once (a trigger lasts three seconds; the form needs only the
+configuration). An expired trigger is answered with the command's typed usage.
+
+Submitting: the view's state is read as hostile input against the form
+(bot/modals/state.py), converted into the command the typed text parses into,
+and handed to that command's own `run` (rights, locks, freezes, approvals,
+audit: the same path). Its refusal is shown on a field (`response_action:
+errors`), its answer goes to the command's response_url. A view acts once
+(bot/modals/submissions.py). The work runs behind the acknowledgement
+(bot/after_ack.py); the acknowledgement waits for it up to `SUBMIT_WAIT_S` and
+then closes the form, the answer following by message.
+
+Other modals plug in with `register_modal`: a callback_id, its form and what a
+submission does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from slack_bolt import Ack, App
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot import commands
+from bot.adapters.aws import AWS_ERRORS
+from bot.apps.errors import AppError, NotAllowed
+from bot.dbroles.errors import DbRoleError
+from bot.deploys.errors import DeployError
+from bot.deploys.models import DEPLOY
+from bot.flags.errors import FlagError
+from bot.flags.requests import SET
+from bot.incidents.actions import Requester
+from bot.incidents.errors import IncidentError
+from bot.modals import render, service
+from bot.modals import state as view_state
+from bot.modals.errors import FieldErrors
+from bot.modals.forms import Choice, Form
+from bot.modals.submissions import SubmittedViews
+from bot.rights.errors import RightMissing
+from bot.runtime import Runtime
+from handlers import dbroles, deploys, flags
+from handlers.command_text import Usage, command_words
+from handlers.replies import answer
+
+log = logging.getLogger(__name__)
+
+# Slack waits three seconds for a view_submission's answer; the rest is margin.
+SUBMIT_WAIT_S = 2.0
+VIEW_ID = re.compile(r"V[A-Z0-9]{1,40}")
+CHANNEL_ID = re.compile(r"[CDG][A-Z0-9]{1,40}")
+RESPONSE_URL_MAX = 500
+WENT_WRONG = "Something went wrong on the bot's side (it is logged): nothing was done."
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where the form was opened: the channel and the command's response_url (private_metadata)."""
+
+    channel_id: str | None = None
+    response_url: str | None = None
+
+    def metadata(self) -> str:
+        return json.dumps({"channel": self.channel_id, "response_url": self.response_url})
+
+    @classmethod
+    def parse(cls, raw: Any) -> Origin:
+        """Read back from a submission; anything unexpected is dropped, never trusted."""
+        try:
+            data = json.loads(raw) if isinstance(raw, str) and len(raw) <= 3000 else {}
+        except ValueError:
+            data = {}
+        data = data if isinstance(data, dict) else {}
+        channel, url = data.get("channel"), data.get("response_url")
+        if not (isinstance(channel, str) and CHANNEL_ID.fullmatch(channel)):
+            channel = None
+        if not (
+            isinstance(url, str)
+            and len(url) <= RESPONSE_URL_MAX
+            and url.startswith(("https://", "http://"))
+        ):
+            url = None
+        return cls(channel_id=channel, response_url=url)
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A submitted form: who (Slack's signed user id), from where, and its checked values."""
+
+    user_id: str
+    origin: Origin
+    values: dict[str, str | None]
+
+    def text(self, name: str) -> str:
+        return self.values.get(name) or ""
+
+
+@dataclass(frozen=True)
+class Modal:
+    """One modal: the typed command it stands for, its form, and what a submission does."""
+
+    command: str  # "/deploy"
+    verb: str | None  # the subcommand typed to open it ("declare"), None: the bare command
+    build: Callable[[Runtime], Form]
+    # The typed command's path; its answer for the person (None: the domain answered them).
+    act: Callable[[Runtime, Submission], str | None]
+    refusals: tuple[type[Exception], ...]
+    subject: str  # the field a refusal other than a missing right is shown on
+    right: commands.Right = commands.Right.ANYONE  # what help calls the right it needs
+
+    def usage(self) -> str:
+        return commands.command_named(self.command).usage_of(self.verb)
+
+
+MODALS: dict[str, Modal] = {}
+
+
+def register_modal(callback_id: str, modal: Modal) -> None:
+    """Add a modal (before `register` runs): its command typed bare opens it."""
+    MODALS[callback_id] = modal
+
+
+# -- the four modals: each submission becomes the typed command ---------------------------
+
+
+def _target(submission: Submission) -> tuple[str, str]:
+    return service.split_target(submission.text(service.TARGET))
+
+
+def _deploy(runtime: Runtime, submission: Submission) -> str:
+    app, env = _target(submission)
+    command = deploys.Command(
+        DEPLOY,
+        app=app,
+        env=env,
+        tag=submission.text(service.TAG),
+        force_reason=submission.values.get(service.FORCE),
+    )
+    return deploys.run(
+        runtime, command, user_id=submission.user_id, channel_id=submission.origin.channel_id
+    )
+
+
+def _flag(runtime: Runtime, submission: Submission) -> str:
+    app, env = _target(submission)
+    verb = submission.text(service.FLAG_VERB)
+    words = command_words(submission.text(service.ATTRIBUTES))
+    if verb == SET and not words:
+        raise FieldErrors({service.ATTRIBUTES: "Set needs attributes: rollout_percent=25 …"})
+    if verb != SET and words:
+        raise FieldErrors({service.ATTRIBUTES: "Attributes are only for Set: leave this empty."})
+    try:
+        attributes = flags.parse_attributes(words)
+    except Usage as exc:
+        raise FieldErrors({service.ATTRIBUTES: render.plain_error(str(exc))}) from exc
+    command = flags.Command(
+        verb, app=app, env=env, flag=submission.text(service.FLAG_NAME), attributes=attributes
+    )
+    return flags.run(
+        runtime, command, user_id=submission.user_id, channel_id=submission.origin.channel_id
+    )
+
+
+def _dbrole(runtime: Runtime, submission: Submission) -> str:
+    app, env = _target(submission)
+    command = dbroles.Command(submission.text(service.DBROLE_VERB), app=app, env=env)
+    return dbroles.run(
+        runtime, command, user_id=submission.user_id, channel_id=submission.origin.channel_id
+    )
+
+
+def _declare(runtime: Runtime, submission: Submission) -> None:
+    requester = Requester(
+        slack_user_id=submission.user_id,
+        via="modal",
+        response_url=submission.origin.response_url,
+    )
+    try:
+        runtime.incident_actions.declare(
+            summary=submission.text(service.SUMMARY),
+            severity=submission.values.get(service.SEVERITY),
+            route_name=submission.values.get(service.ROUTE),
+            requester=requester,
+            refusal_raises=True,
+        )
+    except IncidentError as exc:
+        if isinstance(exc.__cause__, RightMissing):
+            raise
+        raise FieldErrors({service.ROUTE: render.plain_error(str(exc))}) from exc
+
+
+register_modal(
+    service.DEPLOY,
+    Modal(
+        "/deploy",
+        None,
+        lambda runtime: service.deploy_form(runtime.config),
+        _deploy,
+        (AppError, DeployError),
+        subject=service.TAG,
+        right=commands.Right.DEPLOY,
+    ),
+)
+register_modal(
+    service.FLAG,
+    Modal(
+        "/flag",
+        None,
+        lambda runtime: service.flag_form(runtime.config),
+        _flag,
+        (AppError, FlagError, DeployError),
+        subject=service.FLAG_NAME,
+        right=commands.Right.DEPLOY,
+    ),
+)
+register_modal(
+    service.DBROLE,
+    Modal(
+        "/dbrole",
+        None,
+        lambda runtime: service.dbrole_form(runtime.config),
+        _dbrole,
+        (AppError, DbRoleError),
+        subject=service.DBROLE_VERB,
+        right=commands.Right.DEPLOY,
+    ),
+)
+register_modal(
+    service.DECLARE,
+    Modal(
+        "/incident",
+        "declare",
+        lambda runtime: service.declare_form(runtime.config),
+        _declare,
+        (IncidentError,),
+        subject=service.SUMMARY,
+        right=commands.Right.DECLARE,
+    ),
+)
+
+
+# -- submitting ----------------------------------------------------------------------------
+
+
+class _Handoff:
+    """The submission's result, from the lane behind the ack to the listener while it waits."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._abandoned = False
+        self.errors: dict[str, str] | None = None
+
+    def finish(self, errors: dict[str, str] | None) -> bool:
+        """Hand over the result; False when the listener no longer waits (answer by message)."""
+        with self._lock:
+            if self._abandoned:
+                return False
+            self.errors = errors
+            self._done.set()
+            return True
+
+    def wait(self, timeout_s: float) -> bool:
+        """True with the result in; False after the timeout (the work then answers by message)."""
+        if self._done.wait(timeout_s):
+            return True
+        with self._lock:
+            if self._done.is_set():
+                return True
+            self._abandoned = True
+            return False
+
+
+def _refusal_errors(modal: Modal, form: Form, exc: Exception) -> dict[str, str]:
+    """Where a refusal shows: a missing right on the first field, naming it; else the subject."""
+    text = render.plain_error(str(exc))
+    if isinstance(exc, NotAllowed) or isinstance(exc.__cause__, RightMissing):
+        needs = commands.RIGHT_NAMES.get(modal.right, "a right")
+        return {form.first: render.plain_error(f"Missing right ({needs}): {text}")}
+    return {modal.subject: text}
+
+
+def _submit(
+    runtime: Runtime, modal: Modal, form: Form, submission: Submission
+) -> tuple[str, dict[str, str] | None, str | None]:
+    """Run a submission: its outcome, its field errors, and its answer for the person."""
+    try:
+        text = modal.act(runtime, submission)
+    except FieldErrors as exc:
+        return "refused", exc.errors, "\n".join(exc.errors.values())
+    except modal.refusals as exc:
+        return "refused", _refusal_errors(modal, form, exc), str(exc)
+    except Exception:
+        log.exception("the %s modal's submission failed", modal.command)
+        return "failed", {form.first: WENT_WRONG}, WENT_WRONG
+    return "done", None, text
+
+
+def _submitted(runtime: Runtime, views: SubmittedViews) -> Callable[..., None]:
+    def submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        callback_id = str(view.get("callback_id") or "")
+        modal = MODALS.get(callback_id)
+        if modal is None:
+            ack()
+            return
+        form = modal.build(runtime)
+        user = body.get("user") or {}
+        user_id = str(user.get("id") or "") if isinstance(user, dict) else ""
+        view_id = str(view.get("id") or "")
+        try:
+            if not user_id or not VIEW_ID.fullmatch(view_id):
+                raise FieldErrors({form.first: "This form cannot be read: open it again."})
+            values = view_state.read(form, view.get("state"))
+        except FieldErrors as exc:
+            runtime.metrics.modal(callback_id, "invalid")
+            log.info("%s modal refused: %s", modal.command, ", ".join(exc.errors))
+            ack(response_action="errors", errors=exc.errors)
+            return
+        if not views.claim(view_id):
+            runtime.metrics.modal(callback_id, "duplicate")
+            log.info("view %s submitted again: acted on once", view_id)
+            ack()
+            return
+        submission = Submission(user_id, Origin.parse(view.get("private_metadata")), values)
+        handoff = _Handoff()
+        response_url = submission.origin.response_url
+
+        def work() -> None:
+            outcome, errors, text = _submit(runtime, modal, form, submission)
+            if outcome == "done":
+                views.acted(view_id)
+            else:
+                views.release(view_id)
+            runtime.metrics.modal(callback_id, outcome)
+            log.info(
+                "%s modal submitted: %s",
+                modal.command,
+                outcome,
+                extra={"view_id": view_id, "slack_user": user_id},
+            )
+            waited = handoff.finish(errors)
+            if not waited:
+                runtime.metrics.modal(callback_id, "late")
+            if text and (outcome == "done" or not waited):
+                answer(runtime, response_url=response_url, text=text)
+
+        runtime.after_ack.run(f"{modal.command} modal", work, response_url=response_url)
+        if handoff.wait(SUBMIT_WAIT_S) and handoff.errors:
+            ack(response_action="errors", errors=handoff.errors)
+        else:
+            ack()
+
+    return submitted
+
+
+# -- opening -------------------------------------------------------------------------------
+
+
+def _opens(modal: Modal) -> Callable[..., bool]:
+    """Bolt matcher: the command typed bare (or with only the modal's verb)."""
+    wanted = modal.verb or ""
+
+    def bare(body: dict[str, Any]) -> bool:
+        return str(body.get("text") or "").strip().lower() == wanted
+
+    return bare
+
+
+def _opener(runtime: Runtime, callback_id: str, modal: Modal) -> Callable[..., None]:
+    def open_modal(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        ack()
+        origin = Origin(
+            channel_id=str(body.get("channel_id") or "") or None,
+            response_url=str(body.get("response_url") or "") or None,
+        )
+        origin = Origin.parse(origin.metadata())
+        try:
+            client.views_open(
+                trigger_id=str(body.get("trigger_id") or ""),
+                view=render.view(modal.build(runtime), metadata=origin.metadata()),
+            )
+        except SlackApiError as exc:
+            error = str(exc.response.get("error") or "")
+            expired = error == "expired_trigger_id"
+            runtime.metrics.modal(callback_id, "expired" if expired else "open_failed")
+            log.warning("views.open of the %s modal failed: %s", modal.command, error)
+            lead = "" if expired else "The form could not be opened. "
+            answer(
+                runtime,
+                response_url=origin.response_url,
+                text=f"{lead}Type the command instead:\n{modal.usage()}",
+            )
+        except Exception:
+            runtime.metrics.modal(callback_id, "open_failed")
+            log.exception("views.open of the %s modal failed", modal.command)
+            answer(
+                runtime,
+                response_url=origin.response_url,
+                text=f"The form could not be opened. Type the command instead:\n{modal.usage()}",
+            )
+        else:
+            runtime.metrics.modal(callback_id, "opened")
+            log.info("%s modal opened", modal.command, extra={"slack_user": body.get("user_id")})
+
+    return open_modal
+
+
+# -- searching (block_suggestion) ----------------------------------------------------------
+
+
+def _chosen(body: dict[str, Any], form: Form, name: str) -> str | None:
+    """A select's current choice in the view the search comes from, if the form offers it."""
+    view = body.get("view")
+    try:
+        values = view_state.read(
+            Form(form.callback_id, form.title, form.submit, (form.field(name),)),
+            view.get("state") if isinstance(view, dict) else None,
+        )
+    except FieldErrors:
+        return None
+    return values.get(name)
+
+
+def _searcher(
+    runtime: Runtime,
+    build: Callable[[Runtime], Form],
+    search: Callable[..., list[str]],
+) -> Callable[..., None]:
+    def options(ack: Ack, body: dict[str, Any]) -> None:
+        typed = body.get("value")
+        prefix = typed if isinstance(typed, str) else ""
+        target = _chosen(body, build(runtime), service.TARGET)
+        names: list[str] = []
+        if target is not None:
+            try:
+                names = search(runtime, target=target, prefix=prefix)
+            except (AppError, DeployError, FlagError, *AWS_ERRORS) as exc:
+                log.warning("options for %s failed: %s", target, type(exc).__name__)
+        ack(options=[render.option(Choice(name, name)) for name in names])
+
+    return options
+
+
+def register(app: App, runtime: Runtime) -> None:
+    """Register before the commands' own listeners: a bare command is the modal's."""
+    views = SubmittedViews(sessions=runtime.sessions, clock=runtime.clock)
+    for callback_id, modal in MODALS.items():
+        app.command(modal.command, matchers=[_opens(modal)])(_opener(runtime, callback_id, modal))
+        app.view(callback_id)(_submitted(runtime, views))
+    app.options(service.TAG)(
+        _searcher(runtime, lambda r: service.deploy_form(r.config), service.search_tags)
+    )
+    app.options(service.FLAG_NAME)(
+        _searcher(runtime, lambda r: service.flag_form(r.config), service.search_flags)
+    )
