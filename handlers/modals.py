@@ -9,9 +9,9 @@ Submitting: the view's state is read as hostile input against the form
 and handed to that command's own `run` (rights, locks, freezes, approvals,
 audit: the same path). Its refusal is shown on a field (`response_action:
 errors`), its answer goes to the command's response_url. A view acts once
-(bot/modals/submissions.py). The work runs behind the acknowledgement
-(bot/after_ack.py); the acknowledgement waits for it up to `SUBMIT_WAIT_S` and
-then closes the form, the answer following by message.
+(bot/modals/submissions.py). The acknowledgement must carry the field errors,
+so it waits for the work (in threads of its own) up to `SUBMIT_WAIT_S`; past
+that it closes the form and the outcome follows by message.
 
 Other modals plug in with `register_modal`: a callback_id, its form and what a
 submission does.
@@ -24,6 +24,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,7 +45,7 @@ from bot.incidents.errors import IncidentError
 from bot.modals import render, service
 from bot.modals import state as view_state
 from bot.modals.errors import FieldErrors
-from bot.modals.forms import Choice, Form
+from bot.modals.forms import SELECT, Choice, Form
 from bot.modals.submissions import SubmittedViews
 from bot.rights.errors import RightMissing
 from bot.runtime import Runtime
@@ -56,6 +57,8 @@ log = logging.getLogger(__name__)
 
 # Slack waits three seconds for a view_submission's answer; the rest is margin.
 SUBMIT_WAIT_S = 2.0
+# Submissions worked on at once; more wait their turn (and are answered by message if late).
+SUBMITTING_AT_ONCE = 4
 VIEW_ID = re.compile(r"V[A-Z0-9]{1,40}")
 CHANNEL_ID = re.compile(r"[CDG][A-Z0-9]{1,40}")
 RESPONSE_URL_MAX = 500
@@ -283,8 +286,10 @@ class _Handoff:
 def _refusal_errors(modal: Modal, form: Form, exc: Exception) -> dict[str, str]:
     """Where a refusal shows: a missing right on the first field, naming it; else the subject."""
     text = render.plain_error(str(exc))
-    if isinstance(exc, NotAllowed) or isinstance(exc.__cause__, RightMissing):
-        needs = commands.RIGHT_NAMES.get(modal.right, "a right")
+    cause = exc.__cause__
+    if isinstance(exc, NotAllowed) or isinstance(cause, RightMissing):
+        needs = cause.right if isinstance(cause, RightMissing) else None
+        needs = needs or commands.RIGHT_NAMES.get(modal.right, "a right")
         return {form.first: render.plain_error(f"Missing right ({needs}): {text}")}
     return {modal.subject: text}
 
@@ -305,7 +310,9 @@ def _submit(
     return "done", None, text
 
 
-def _submitted(runtime: Runtime, views: SubmittedViews) -> Callable[..., None]:
+def _submitted(
+    runtime: Runtime, views: SubmittedViews, pool: ThreadPoolExecutor
+) -> Callable[..., None]:
     def submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
         callback_id = str(view.get("callback_id") or "")
         modal = MODALS.get(callback_id)
@@ -353,7 +360,7 @@ def _submitted(runtime: Runtime, views: SubmittedViews) -> Callable[..., None]:
             if text and (outcome == "done" or not waited):
                 answer(runtime, response_url=response_url, text=text)
 
-        runtime.after_ack.run(f"{modal.command} modal", work, response_url=response_url)
+        pool.submit(work)
         if handoff.wait(SUBMIT_WAIT_S) and handoff.errors:
             ack(response_action="errors", errors=handoff.errors)
         else:
@@ -383,10 +390,21 @@ def _opener(runtime: Runtime, callback_id: str, modal: Modal) -> Callable[..., N
             response_url=str(body.get("response_url") or "") or None,
         )
         origin = Origin.parse(origin.metadata())
+        form = modal.build(runtime)
+        empty = next((f for f in form.fields if f.kind == SELECT and not f.choices), None)
+        if empty is not None and not empty.optional:
+            runtime.metrics.modal(callback_id, "open_failed")
+            answer(
+                runtime,
+                response_url=origin.response_url,
+                text=f"Nothing to choose as *{empty.label}*: the configuration has none for "
+                f"this command.\n{modal.usage()}",
+            )
+            return
         try:
             client.views_open(
                 trigger_id=str(body.get("trigger_id") or ""),
-                view=render.view(modal.build(runtime), metadata=origin.metadata()),
+                view=render.view(form, metadata=origin.metadata()),
             )
         except SlackApiError as exc:
             error = str(exc.response.get("error") or "")
@@ -453,9 +471,12 @@ def _searcher(
 def register(app: App, runtime: Runtime) -> None:
     """Register before the commands' own listeners: a bare command is the modal's."""
     views = SubmittedViews(sessions=runtime.sessions, clock=runtime.clock)
+    # Not the after-ack lane: that lane yields to requests in flight, and the
+    # submission's own request is in flight while it waits for its outcome.
+    pool = ThreadPoolExecutor(SUBMITTING_AT_ONCE, thread_name_prefix="modal-submit")
     for callback_id, modal in MODALS.items():
         app.command(modal.command, matchers=[_opens(modal)])(_opener(runtime, callback_id, modal))
-        app.view(callback_id)(_submitted(runtime, views))
+        app.view(callback_id)(_submitted(runtime, views, pool))
     app.options(service.TAG)(
         _searcher(runtime, lambda r: service.deploy_form(r.config), service.search_tags)
     )

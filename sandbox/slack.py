@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sandbox.server import HttpRequest, HttpResponse, LoopbackServer
+from sandbox.slack_views import SlackViewsMixin
 
 BOT_USER = "U0OPSBOT"
 
@@ -95,7 +96,7 @@ def _decode(value: Any) -> Any:
     return value
 
 
-class SlackEmulator:
+class SlackEmulator(SlackViewsMixin):
     def __init__(
         self,
         *,
