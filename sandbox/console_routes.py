@@ -20,11 +20,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bot.runtime import Runtime
+from sandbox import console_modals
 from sandbox.console import ConsoleActions, ConsoleError
 
 ASSETS = {
     "console.js": "text/javascript; charset=utf-8",
     "console.css": "text/css; charset=utf-8",
+    "modals.js": "text/javascript; charset=utf-8",
+    "modals.css": "text/css; charset=utf-8",
 }
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -149,4 +152,5 @@ def routes(runtime: Runtime, actions: ConsoleActions) -> list[Route]:
         Route("/console/api/click", guarded(api(click)), methods=["POST"]),
         Route("/console/api/alarm", guarded(api(alarm)), methods=["POST"]),
         Route("/console/api/pagerduty", guarded(api(pagerduty)), methods=["POST"]),
+        *console_modals.routes(actions, guarded, api),
     ]
