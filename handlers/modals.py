@@ -25,7 +25,7 @@ import re
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from slack_bolt import Ack, App
@@ -107,6 +107,10 @@ class Submission:
         return self.values.get(name) or ""
 
 
+# A search field's answer to an `options` request.
+Search = Callable[..., list[str]]
+
+
 @dataclass(frozen=True)
 class Modal:
     """One modal: the typed command it stands for, its form, and what a submission does."""
@@ -119,11 +123,16 @@ class Modal:
     refusals: tuple[type[Exception], ...]
     subject: str  # the field a refusal other than a missing right is shown on
     right: commands.Right = commands.Right.ANYONE  # what help calls the right it needs
+    # Search fields (external_select) by name: (services, filled=, prefix=) -> option values,
+    # `filled` being the form's other fields as far as they are chosen and valid.
+    searches: dict[str, Search] = field(default_factory=dict)
 
     def usage(self) -> str:
         return commands.command_named(self.command).usage_of(self.verb)
 
 
+# callback_id -> modal. A search field's name is the action_id its `options` requests are
+# routed by: it must be unique across modals.
 MODALS: dict[str, Modal] = {}
 
 
@@ -211,6 +220,7 @@ register_modal(
         (AppError, DeployError),
         subject=service.TAG,
         right=commands.Right.DEPLOY,
+        searches={service.TAG: service.search_tags},
     ),
 )
 register_modal(
@@ -223,6 +233,7 @@ register_modal(
         (AppError, FlagError, DeployError),
         subject=service.FLAG_NAME,
         right=commands.Right.DEPLOY,
+        searches={service.FLAG_NAME: service.search_flags},
     ),
 )
 register_modal(
@@ -435,34 +446,18 @@ def _opener(runtime: Runtime, callback_id: str, modal: Modal) -> Callable[..., N
 # -- searching (block_suggestion) ----------------------------------------------------------
 
 
-def _chosen(body: dict[str, Any], form: Form, name: str) -> str | None:
-    """A select's current choice in the view the search comes from, if the form offers it."""
-    view = body.get("view")
-    try:
-        values = view_state.read(
-            Form(form.callback_id, form.title, form.submit, (form.field(name),)),
-            view.get("state") if isinstance(view, dict) else None,
-        )
-    except FieldErrors:
-        return None
-    return values.get(name)
-
-
-def _searcher(
-    runtime: Runtime,
-    build: Callable[[Runtime], Form],
-    search: Callable[..., list[str]],
-) -> Callable[..., None]:
+def _searcher(runtime: Runtime, modal: Modal, search: Search) -> Callable[..., None]:
     def options(ack: Ack, body: dict[str, Any]) -> None:
         typed = body.get("value")
         prefix = typed if isinstance(typed, str) else ""
-        target = _chosen(body, build(runtime), service.TARGET)
+        view = body.get("view")
+        form = modal.build(runtime)
+        filled = view_state.read_filled(form, view.get("state") if isinstance(view, dict) else None)
         names: list[str] = []
-        if target is not None:
-            try:
-                names = search(runtime, target=target, prefix=prefix)
-            except (AppError, DeployError, FlagError, *AWS_ERRORS) as exc:
-                log.warning("options for %s failed: %s", target, type(exc).__name__)
+        try:
+            names = search(runtime, filled=filled, prefix=prefix)
+        except (*modal.refusals, *AWS_ERRORS) as exc:
+            log.warning("options for %s failed: %s", form.callback_id, type(exc).__name__)
         ack(options=[render.option(Choice(name, name)) for name in names])
 
     return options
@@ -477,9 +472,5 @@ def register(app: App, runtime: Runtime) -> None:
     for callback_id, modal in MODALS.items():
         app.command(modal.command, matchers=[_opens(modal)])(_opener(runtime, callback_id, modal))
         app.view(callback_id)(_submitted(runtime, views, pool))
-    app.options(service.TAG)(
-        _searcher(runtime, lambda r: service.deploy_form(r.config), service.search_tags)
-    )
-    app.options(service.FLAG_NAME)(
-        _searcher(runtime, lambda r: service.flag_form(r.config), service.search_flags)
-    )
+        for name, search in modal.searches.items():
+            app.options(name)(_searcher(runtime, modal, search))

@@ -195,17 +195,21 @@ def _matching(names: list[str], prefix: str) -> list[str]:
     return [name for name in dict.fromkeys(names) if name.lower().startswith(wanted)][:OPTIONS_MAX]
 
 
-def search_tags(services: Services, *, target: str, prefix: str) -> list[str]:
-    """The tags of the target's ECR repository that start with `prefix`, newest first."""
-    app, env = split_target(target)
+def search_tags(services: Services, *, filled: dict[str, str], prefix: str) -> list[str]:
+    """The tags of the chosen target's ECR repository that start with `prefix`, newest first."""
+    if TARGET not in filled:
+        return []
+    app, env = split_target(filled[TARGET])
     repository = get_target_or_raise(services.config, app=app, env=env).settings.repository
     images = ecr.recent_images(services.aws.get("ecr"), repository=repository, limit=1000)
     return _matching([tag for image in images for tag in image.tags], prefix[:PREFIX_MAX])
 
 
-def search_flags(services: Services, *, target: str, prefix: str) -> list[str]:
-    """The target's flag names that start with `prefix`, from its backend (AppConfig or SSM)."""
-    app, env = split_target(target)
+def search_flags(services: Services, *, filled: dict[str, str], prefix: str) -> list[str]:
+    """The chosen target's flag names that start with `prefix`, from its backend."""
+    if TARGET not in filled:
+        return []
+    app, env = split_target(filled[TARGET])
     flags = flags_or_raise(get_target_or_raise(services.config, app=app, env=env))
     if isinstance(flags, AppConfigFlags):
         names = appconfig.latest_version(services.aws.get("appconfig"), flags).document.keys

@@ -64,6 +64,22 @@ def _value(field: Field, entry: Any) -> str | None:
     return value or None
 
 
+def read_filled(form: Form, state: Any) -> dict[str, str]:
+    """The fields filled in and valid so far (a search reads what else was chosen)."""
+    values = state.get("values") if isinstance(state, dict) else None
+    filled: dict[str, str] = {}
+    for field in form.fields:
+        block = values.get(field.name) if isinstance(values, dict) else None
+        entry = block.get(field.name) if isinstance(block, dict) else None
+        try:
+            value = _value(field, entry)
+        except ValueError:
+            continue
+        if value is not None:
+            filled[field.name] = value
+    return filled
+
+
 def read(form: Form, state: Any) -> dict[str, str | None]:
     """Each field's value by name; FieldErrors when any value is wrong or a required one missing."""
     values = state.get("values") if isinstance(state, dict) else None
