@@ -396,11 +396,9 @@ def _opens(modal: Modal) -> Callable[..., bool]:
 def _opener(runtime: Runtime, callback_id: str, modal: Modal) -> Callable[..., None]:
     def open_modal(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         ack()
-        origin = Origin(
-            channel_id=str(body.get("channel_id") or "") or None,
-            response_url=str(body.get("response_url") or "") or None,
-        )
-        origin = Origin.parse(origin.metadata())
+        # The command's own fields, checked as a submission's metadata will be.
+        command = {"channel": body.get("channel_id"), "response_url": body.get("response_url")}
+        origin = Origin.parse(json.dumps(command))
         form = modal.build(runtime)
         empty = next((f for f in form.fields if f.kind == SELECT and not f.choices), None)
         if empty is not None and not empty.optional:

@@ -19,8 +19,10 @@ from bot.deploys.models import Deployment
 from bot.incidents.models import Incident
 from bot.modals import service
 from bot.runtime import Runtime
+from sandbox import slack_requests, slack_view_requests
 from sandbox.slack_view_requests import state_values
 from sandbox.slack_views import OpenView
+from tests.conftest import SLACK_SIGNING_SECRET
 from tests.deploys.world import REPOSITORY, World
 from tests.flags.conftest import FlagWorld
 from tests.modals.conftest import Modals
@@ -47,6 +49,12 @@ def audits(runtime: Runtime, action: str) -> list[AuditRecord]:
 def running_image(world: World, cluster: str) -> str:
     task_definition = world.describe_task_definition(world.service_task_definition(cluster))
     return str(task_definition["containerDefinitions"][0]["image"])
+
+
+def counted(live: LiveService, modal: str, outcome: str) -> float:
+    registry = live.runtime.metrics.registry
+    value = registry.get_sample_value("opsbot_modals_total", {"modal": modal, "outcome": outcome})
+    return float(value or 0)
 
 
 def open_modal(modals: Modals, name: str, text: str = "", *, user: str = "U0ALICE") -> OpenView:
@@ -147,6 +155,7 @@ def test_a_deploy_submitted_from_the_modal_deploys_like_the_typed_command(
     [deployment] = deployments(live.runtime)
     assert (deployment.actor, deployment.tag) == ("U0ALICE", "1.0.1")
     assert [a.outcome for a in audits(live.runtime, "deploy.start")] == ["ok"]
+    assert counted(live, "deploy", "opened") == 1 and counted(live, "deploy", "done") == 1
 
 
 def test_a_double_submit_acts_once(modals: Modals, live: LiveService, world: World) -> None:
@@ -158,6 +167,7 @@ def test_a_double_submit_acts_once(modals: Modals, live: LiveService, world: Wor
     assert not first and not second
     assert len(deployments(live.runtime)) == 1
     assert running_image(world, "staging") == world.image("1.0.2")
+    assert counted(live, "deploy", "duplicate") == 1
 
 
 def test_a_double_click_sending_both_submissions_at_once_acts_once(
@@ -408,3 +418,20 @@ def test_declaring_without_the_right_is_shown_on_the_first_field(
         assert db.scalars(sa.select(Incident)).all() == []
     [refusal] = audits(live.runtime, "incident.declare")
     assert (refusal.actor, refusal.outcome) == ("U0BOB", "refused")
+
+
+def test_hostile_searches_and_unknown_forms_change_nothing(
+    modals: Modals, live: LiveService, world: World
+) -> None:
+    view = open_modal(modals, "/deploy")
+    chosen = {service.TARGET: STAGING}
+    assert modals.suggest(view, service.TAG, "1" * 100_000, chosen) == []
+    assert modals.suggest(view, service.TAG, "%00<script>", chosen) == []
+    # A submission of a form opsbot never opened has no listener: Bolt answers 404.
+    forged = {**modals.api_view(view), "callback_id": "opsbot.drop_tables"}
+    body = slack_view_requests.view_submission(
+        forged, user_id="U0ALICE", values=state_values(view.view, {service.TARGET: STAGING})
+    )
+    headers = slack_requests.signed_headers(SLACK_SIGNING_SECRET, body)
+    assert live.post("/slack/events", content=body, headers=headers).status_code == 404
+    assert deployments(live.runtime) == []
