@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from bot.approvals.models import PendingAction
 from bot.audit.models import AuditRecord
 from bot.deploys.models import Deployment
 from bot.incidents.models import Incident
@@ -435,3 +436,21 @@ def test_hostile_searches_and_unknown_forms_change_nothing(
     headers = slack_requests.signed_headers(SLACK_SIGNING_SECRET, body)
     assert live.post("/slack/events", content=body, headers=headers).status_code == 404
     assert deployments(live.runtime) == []
+
+
+def test_a_protected_flag_from_the_modal_asks_for_its_confirmation_like_the_typed_command(
+    modals: Modals, live: LiveService, flag_world: FlagWorld
+) -> None:
+    opened = modals.command("/flag")
+    assert opened.view is not None
+    answer = modals.submit(
+        opened.view,
+        {service.TARGET: "api/prod", service.FLAG_NAME: "apple_pay", service.FLAG_VERB: "on"},
+    )
+    assert not answer
+    text = modals.answered(opened.response_url)
+    assert "`api/prod` is protected: request #1 waits for" in text
+    with live.runtime.sessions() as db:
+        [pending] = db.scalars(sa.select(PendingAction)).all()
+    assert pending.requested_by == "U0ALICE"
+    assert flag_world.versions() == [1]  # nothing written before the confirmation
