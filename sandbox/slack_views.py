@@ -93,6 +93,14 @@ def _view_problem(view: Any) -> str | None:
     return None
 
 
+def _refusal(view: Any) -> dict[str, Any] | None:
+    """Slack's answer to a view it refuses, or None."""
+    problem = _view_problem(view)
+    if problem is None:
+        return None
+    return {"ok": False, "error": "invalid_arguments", "response_metadata": {"messages": [problem]}}
+
+
 class SlackViewsMixin:
     """views.* of the Slack emulator (mixed into SlackEmulator, which provides `lock`)."""
 
@@ -211,13 +219,9 @@ class SlackViewsMixin:
 
     def api_views_open(self, args: dict[str, Any]) -> dict[str, Any]:
         view = args.get("view")
-        problem = _view_problem(view)
-        if problem is not None:
-            return {
-                "ok": False,
-                "error": "invalid_arguments",
-                "response_metadata": {"messages": [problem]},
-            }
+        refused = _refusal(view)
+        if refused is not None:
+            return refused
         trigger = self._use_trigger(args.get("trigger_id"))
         if isinstance(trigger, str):
             return {"ok": False, "error": trigger}
@@ -227,13 +231,9 @@ class SlackViewsMixin:
 
     def api_views_push(self, args: dict[str, Any]) -> dict[str, Any]:
         view = args.get("view")
-        problem = _view_problem(view)
-        if problem is not None:
-            return {
-                "ok": False,
-                "error": "invalid_arguments",
-                "response_metadata": {"messages": [problem]},
-            }
+        refused = _refusal(view)
+        if refused is not None:
+            return refused
         trigger = self._use_trigger(args.get("trigger_id"))
         if isinstance(trigger, str):
             return {"ok": False, "error": trigger}
@@ -251,13 +251,9 @@ class SlackViewsMixin:
     def api_views_update(self, args: dict[str, Any]) -> dict[str, Any]:
         _, views = self._views_state()
         view = args.get("view")
-        problem = _view_problem(view)
-        if problem is not None:
-            return {
-                "ok": False,
-                "error": "invalid_arguments",
-                "response_metadata": {"messages": [problem]},
-            }
+        refused = _refusal(view)
+        if refused is not None:
+            return refused
         assert isinstance(view, dict)
         shown: OpenView | None = None
         if args.get("view_id"):
