@@ -95,7 +95,12 @@ def build_manifest(base_url: str) -> dict[str, Any]:
         "oauth_config": {"scopes": {"bot": list(BOT_SCOPES)}},
         "settings": {
             "event_subscriptions": {"request_url": request_url, "bot_events": list(BOT_EVENTS)},
-            "interactivity": {"is_enabled": True, "request_url": request_url},
+            # The options URL answers the modals' searches (external_select: ECR tags, flags).
+            "interactivity": {
+                "is_enabled": True,
+                "request_url": request_url,
+                "message_menu_options_url": request_url,
+            },
             "org_deploy_enabled": False,
             "socket_mode_enabled": False,
             "token_rotation_enabled": False,

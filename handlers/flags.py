@@ -36,6 +36,17 @@ class Command:
     attributes: dict[str, str] = field(default_factory=dict)
 
 
+def parse_attributes(words: list[str]) -> dict[str, str]:
+    """`name=value` words as attributes; Usage names the first word that is not one."""
+    attributes: dict[str, str] = {}
+    for word in words:
+        name, equals, value = word.partition("=")
+        if not equals or not name:
+            raise Usage(f"{code(word)} is not `<attribute>=<value>`.")
+        attributes[name] = value
+    return attributes
+
+
 def parse(text: str) -> Command:
     words = command_words(text)
     if not words or words[0] == "help":
@@ -54,12 +65,7 @@ def parse(text: str) -> Command:
             raise Usage(
                 "`/flag set &lt;app&gt; &lt;env&gt; &lt;flag&gt; &lt;attribute&gt;=&lt;value&gt;`."
             )
-        attributes: dict[str, str] = {}
-        for word in words[4:]:
-            name, equals, value = word.partition("=")
-            if not equals or not name:
-                raise Usage(f"{code(word)} is not `<attribute>=<value>`.")
-            attributes[name] = value
+        attributes = parse_attributes(words[4:])
         return Command(verb, app=words[1], env=words[2], flag=words[3], attributes=attributes)
     raise Usage(f"{code(f'/flag {words[0]}')} is not a /flag command.")
 

@@ -33,6 +33,7 @@ from handlers import (
     flags,
     home,
     incidents,
+    modals,
     oncall,
     ops_status,
     opsbot_command,
@@ -93,6 +94,8 @@ def build_bolt_app(runtime: Runtime) -> App | None:
             req.body["text"] = unescape(req.body["text"])
         return next()
 
+    # Before the commands' own listeners: a bare command opens its modal.
+    modals.register(app, runtime)
     opsbot_command.register(app, runtime)
     incidents.register(app, runtime)
     changes.register(app, runtime)

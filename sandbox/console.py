@@ -12,7 +12,6 @@ import itertools
 import json
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -255,7 +254,7 @@ class ConsoleActions:
             channel_id=channel_id,
             channel_name=channel_name,
             response_url=response_url,
-            trigger_id=f"{int(time.time())}.{uuid.uuid4().hex[:8]}",
+            trigger_id=self.sandbox.slack.trigger_id(user=user_id, channel=channel_id),
         )
         interaction = self._record("command", user.name, text)
         answer = self._post_slack(body)
@@ -356,7 +355,7 @@ class ConsoleActions:
             selected_option=selected_option,
             message=message,
             is_ephemeral=ephemeral_id is not None,
-            trigger_id=f"{int(time.time())}.{uuid.uuid4().hex[:8]}",
+            trigger_id=self.sandbox.slack.trigger_id(user=user_id, channel=channel_id),
         )
         label = selected_option or value or ""
         interaction = self._record("action", user.name, f"clicked {action_id} ({label})")

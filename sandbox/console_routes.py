@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bot.runtime import Runtime
+from sandbox import console_modals
 from sandbox.console import ConsoleActions, ConsoleError
 from sandbox.console_home import ConsoleHome, ConsoleHomeError
 
@@ -27,6 +28,8 @@ ASSETS = {
     "console.js": "text/javascript; charset=utf-8",
     "console_home.js": "text/javascript; charset=utf-8",
     "console.css": "text/css; charset=utf-8",
+    "modals.js": "text/javascript; charset=utf-8",
+    "modals.css": "text/css; charset=utf-8",
 }
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -189,4 +192,5 @@ def routes(runtime: Runtime, actions: ConsoleActions) -> list[Route]:
             methods=["POST"],
         ),
         Route("/console/api/home/click", guarded(home_api(home_click)), methods=["POST"]),
+        *console_modals.routes(actions, guarded, api),
     ]

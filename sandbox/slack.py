@@ -19,6 +19,7 @@ from typing import Any
 from sandbox.server import HttpRequest, HttpResponse, LoopbackServer
 from sandbox.slack_channels import SlackChannelsMixin
 from sandbox.slack_home import SlackHomeMixin
+from sandbox.slack_views import SlackViewsMixin
 
 BOT_USER = "U0OPSBOT"
 
@@ -97,7 +98,7 @@ def _decode(value: Any) -> Any:
     return value
 
 
-class SlackEmulator(SlackHomeMixin, SlackChannelsMixin):
+class SlackEmulator(SlackHomeMixin, SlackChannelsMixin, SlackViewsMixin):
     def __init__(
         self,
         *,

@@ -97,8 +97,9 @@ def help_for(live: LiveService, slack: SlackEmulator, user_id: str) -> str:
 def test_every_registered_command_is_in_the_table_the_help_and_the_readme(
     live: LiveService, slack: SlackEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    registered = registered_commands(live, monkeypatch)
-    assert sorted(registered) == sorted(c.name for c in COMMANDS)
+    # A command may have several listeners (its modal's, for the bare command, first).
+    registered = sorted(set(registered_commands(live, monkeypatch)))
+    assert registered == sorted(c.name for c in COMMANDS)
     shown = help_for(live, slack, ADMIN)
     readme = readme_commands()
     for name in registered:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -488,10 +488,13 @@ class IncidentActions:
         severity: str | None,
         route_name: str | None,
         requester: Requester,
+        refusal_raises: bool = False,
     ) -> int | None:
         """Open an incident by hand, post it with its buttons and page through a route's key.
 
         Its number; None when the requester may not declare there (they are told why).
+        `refusal_raises` (a modal, which shows the refusal on its field): the refusal
+        is audited and raised as IncidentError instead of being told.
         """
         route = self.declare_route(route_name)
         if requester.slack_user_id is not None:
@@ -507,9 +510,13 @@ class IncidentActions:
                 self.refuse(
                     incident=f"route:{route.label}",
                     action=DECLARE,
-                    requester=requester,
+                    requester=replace(requester, response_url=None)
+                    if refusal_raises
+                    else requester,
                     why=str(exc),
                 )
+                if refusal_raises:
+                    raise IncidentError(str(exc)) from exc
                 return None
         now = self.clock.now()
         with self.sessions() as db_session:

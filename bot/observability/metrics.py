@@ -46,6 +46,18 @@ PAGE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 3
 # Slack allows 3 s for an acknowledgement.
 ACK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5)
 CLICK_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30, 60, 300)
+# Modals (handlers/modals.py), by their callback_id's last part, and what became of them.
+MODALS = ("deploy", "flag", "dbrole", "incident_declare", "silence")
+MODAL_OUTCOMES = (
+    "opened",  # views.open accepted
+    "expired",  # the trigger had expired: the typed usage was answered instead
+    "open_failed",  # Slack refused views.open otherwise
+    "done",  # the submission went through the typed command's path
+    "refused",  # ... which said no: shown on a field
+    "invalid",  # the view's state did not hold what the form offered
+    "duplicate",  # the same view submitted again (a double click)
+    "late",  # the work outlived the submission's wait: answered by message
+)
 
 
 def family(kind: str) -> str:
@@ -136,6 +148,15 @@ class Metrics:
         )
         for outcome in CHANNEL_OUTCOMES:
             self.incident_channels.labels(outcome)
+        self.modals = Counter(
+            "opsbot_modals",
+            "Modals opened and submitted, by modal and what became of them.",
+            ["modal", "outcome"],
+            registry=registry,
+        )
+        for modal in MODALS:
+            for outcome in MODAL_OUTCOMES:
+                self.modals.labels(modal, outcome)
         self.slack_auth_ok = Gauge(
             "opsbot_slack_auth_ok",
             "1 while Slack accepts the bot's token, 0 once it refused it (until a call succeeds).",
@@ -185,6 +206,11 @@ class Metrics:
         if outcome == "dead":
             with self._lock:
                 self._dead_since_emit += 1
+
+    def modal(self, callback_id: str, outcome: str) -> None:
+        """Count a modal's outcome; `callback_id` is `opsbot.<modal>`."""
+        name = callback_id.removeprefix("opsbot.")
+        self.modals.labels(name if name in MODALS else "other", outcome).inc()
 
     def page_accepted(self, seconds: float) -> None:
         self.alarm_to_page.observe(seconds)

@@ -27,7 +27,11 @@ def test_every_command_and_url_points_at_slack_events() -> None:
     ]  # fmt: skip
     url = "https://opsbot.example.com/slack/events"
     assert {c["url"] for c in commands} == {url}
-    assert manifest["settings"]["interactivity"] == {"is_enabled": True, "request_url": url}
+    assert manifest["settings"]["interactivity"] == {
+        "is_enabled": True,
+        "request_url": url,
+        "message_menu_options_url": url,  # the modals' searches (block_suggestion)
+    }
     assert manifest["settings"]["event_subscriptions"] == {
         "request_url": url,
         "bot_events": ["app_mention", "app_home_opened"],

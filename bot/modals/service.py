@@ -1,0 +1,219 @@
+"""The four forms opsbot opens, built from the configuration, and the searches that fill them.
+
+The forms need nothing but the configuration, so `views.open` leaves at once
+(a trigger lasts three seconds); image tags and flag names, which come from
+AWS and may be many, are searched when the person types (`options` requests)
+within the app environment chosen in the same form.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from bot.adapters import ecr
+from bot.apps.registry import get_target_or_raise
+from bot.config import AppConfigFlags, Config
+from bot.flags import appconfig, ssm
+from bot.flags.flows import flags_or_raise
+from bot.flags.requests import OFF, ON, SET
+from bot.incidents.actions import SEVERITIES
+from bot.modals.forms import LONG_TEXT, SEARCH, SELECT, TEXT, Choice, Field, Form
+from bot.modals.render import OPTIONS_MAX
+
+if TYPE_CHECKING:
+    from bot.apps.services import Services
+
+log = logging.getLogger(__name__)
+
+DEPLOY = "opsbot.deploy"
+FLAG = "opsbot.flag"
+DBROLE = "opsbot.dbrole"
+DECLARE = "opsbot.incident_declare"
+
+# Field names: a form's block_id and action_id. The two searches have names of
+# their own, as an `options` request is routed by its action_id alone.
+TARGET = "target"
+TAG = "modal_tag"
+FORCE = "force_reason"
+FLAG_NAME = "modal_flag"
+FLAG_VERB = "verb"
+ATTRIBUTES = "attributes"
+DBROLE_VERB = "verb"
+SUMMARY = "summary"
+SEVERITY = "severity"
+ROUTE = "route"
+# The longest prefix a search takes (a tag is at most 128 characters).
+PREFIX_MAX = 128
+
+
+def _targets(config: Config, *, flags: bool = False, dbrole: bool = False) -> tuple[Choice, ...]:
+    """Every app environment as one choice (`api/prod`), those with flags or roles if asked."""
+    choices = []
+    for app_name, app in sorted(config.apps.items()):
+        for env_name, env in app.environments.items():
+            if (flags and env.flags is None) or (dbrole and env.dbrole is None):
+                continue
+            label = f"{app_name} / {env_name}"
+            choices.append(Choice(value=f"{app_name}/{env_name}", label=label))
+    return tuple(choices[:OPTIONS_MAX])
+
+
+def _target_field(config: Config, **only: bool) -> Field:
+    return Field(
+        TARGET,
+        "App environment",
+        SELECT,
+        choices=_targets(config, **only),
+        placeholder="Choose an app environment",
+    )
+
+
+def split_target(value: str) -> tuple[str, str]:
+    """`api/prod` -> (`api`, `prod`): a target choice's app and environment."""
+    app, _, env = value.partition("/")
+    return app, env
+
+
+def deploy_form(config: Config) -> Form:
+    return Form(
+        callback_id=DEPLOY,
+        title="Deploy",
+        submit="Deploy",
+        fields=(
+            _target_field(config),
+            Field(
+                TAG,
+                "Image tag",
+                SEARCH,
+                max_length=128,
+                placeholder="Type to search the app's ECR tags",
+                hint="Choose the app environment first: its ECR repository is searched.",
+            ),
+            Field(
+                FORCE,
+                "Force, because…",
+                TEXT,
+                optional=True,
+                max_length=500,
+                hint="Only to override a freeze, a scan or a stuck lock, as `--force` does.",
+            ),
+        ),
+    )
+
+
+def flag_form(config: Config) -> Form:
+    return Form(
+        callback_id=FLAG,
+        title="Feature flag",
+        submit="Change",
+        fields=(
+            _target_field(config, flags=True),
+            Field(
+                FLAG_NAME,
+                "Flag",
+                SEARCH,
+                max_length=128,
+                placeholder="Type to search the flags",
+                hint="Choose the app environment first: its flags are listed.",
+            ),
+            Field(
+                FLAG_VERB,
+                "Change",
+                SELECT,
+                choices=(
+                    Choice(ON, "Turn on"),
+                    Choice(OFF, "Turn off"),
+                    Choice(SET, "Set attributes"),
+                ),
+                initial=ON,
+            ),
+            Field(
+                ATTRIBUTES,
+                "Attributes (for Set)",
+                TEXT,
+                optional=True,
+                max_length=1000,
+                placeholder="rollout_percent=25 variant=b",
+            ),
+        ),
+    )
+
+
+def dbrole_form(config: Config) -> Form:
+    return Form(
+        callback_id=DBROLE,
+        title="Database roles",
+        submit="Go",
+        fields=(
+            _target_field(config, dbrole=True),
+            Field(
+                DBROLE_VERB,
+                "What to do",
+                SELECT,
+                choices=(
+                    Choice("check", "Check (changes nothing)"),
+                    Choice("provision", "Provision (create or repair)"),
+                ),
+                initial="check",
+            ),
+        ),
+    )
+
+
+def declare_form(config: Config) -> Form:
+    paging = [route for route in config.alarm_routes if route.pagerduty_routing_key_env]
+    routes = tuple(Choice(route.label, route.label) for route in paging)[:OPTIONS_MAX]
+    return Form(
+        callback_id=DECLARE,
+        title="Declare an incident",
+        submit="Declare",
+        fields=(
+            Field(SUMMARY, "What is wrong", LONG_TEXT, max_length=1000),
+            Field(
+                SEVERITY,
+                "Severity",
+                SELECT,
+                choices=tuple(Choice(s, s.capitalize()) for s in SEVERITIES),
+                optional=True,
+                hint="Empty: the route's own severity.",
+            ),
+            Field(
+                ROUTE,
+                "Page through route",
+                SELECT,
+                choices=routes,
+                optional=True,
+                hint="Empty: the configured declare route.",
+            ),
+        ),
+    )
+
+
+def _matching(names: list[str], prefix: str) -> list[str]:
+    wanted = prefix.strip().lower()
+    return [name for name in dict.fromkeys(names) if name.lower().startswith(wanted)][:OPTIONS_MAX]
+
+
+def search_tags(services: Services, *, filled: dict[str, str], prefix: str) -> list[str]:
+    """The tags of the chosen target's ECR repository that start with `prefix`, newest first."""
+    if TARGET not in filled:
+        return []
+    app, env = split_target(filled[TARGET])
+    repository = get_target_or_raise(services.config, app=app, env=env).settings.repository
+    images = ecr.recent_images(services.aws.get("ecr"), repository=repository, limit=1000)
+    return _matching([tag for image in images for tag in image.tags], prefix[:PREFIX_MAX])
+
+
+def search_flags(services: Services, *, filled: dict[str, str], prefix: str) -> list[str]:
+    """The chosen target's flag names that start with `prefix`, from its backend."""
+    if TARGET not in filled:
+        return []
+    app, env = split_target(filled[TARGET])
+    flags = flags_or_raise(get_target_or_raise(services.config, app=app, env=env))
+    if isinstance(flags, AppConfigFlags):
+        names = appconfig.latest_version(services.aws.get("appconfig"), flags).document.keys
+    else:
+        client = services.aws.get("ssm")
+        names = [flag.name for flag in ssm.list_flags(client, service_name=flags.service_name)]
+    return _matching(sorted(names), prefix[:PREFIX_MAX])

@@ -1,0 +1,337 @@
+"""The machinery of modals: opening one for a bare command, its submissions, its searches.
+
+Opening: the bare command is acknowledged, then `views.open` is called with its
+trigger_id at once (a trigger lasts three seconds; a form needs only the
+configuration). An expired trigger is answered with the command's typed usage.
+
+Submitting: the view's state is read as hostile input against the form
+(bot/modals/state.py), claimed by its view id (bot/modals/submissions.py: it
+acts once) and handed to the modal's `act`, the typed command's own path. Its
+refusal is shown on a field (`response_action: errors`), its answer goes to the
+command's response_url (kept in the view's private_metadata). The acknowledgement
+must carry the field errors, so it waits for the work (in threads of its own)
+up to `SUBMIT_WAIT_S`; past that it closes the form and the outcome follows by
+message. What each modal is and does: handlers/modals.py.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from slack_bolt import Ack, App
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot import commands
+from bot.adapters.aws import AWS_ERRORS
+from bot.apps.errors import NotAllowed
+from bot.modals import render
+from bot.modals import state as view_state
+from bot.modals.errors import FieldErrors
+from bot.modals.forms import SELECT, Choice, Form
+from bot.modals.submissions import SubmittedViews
+from bot.rights.errors import RightMissing
+from bot.runtime import Runtime
+from handlers.replies import answer
+
+log = logging.getLogger(__name__)
+
+# Slack waits three seconds for a view_submission's answer; the rest is margin.
+SUBMIT_WAIT_S = 2.0
+# Submissions worked on at once; more wait their turn (and are answered by message if late).
+SUBMITTING_AT_ONCE = 4
+VIEW_ID = re.compile(r"V[A-Z0-9]{1,40}")
+CHANNEL_ID = re.compile(r"[CDG][A-Z0-9]{1,40}")
+RESPONSE_URL_MAX = 500
+WENT_WRONG = "Something went wrong on the bot's side (it is logged): nothing was done."
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where the form was opened: the channel and the command's response_url (private_metadata)."""
+
+    channel_id: str | None = None
+    response_url: str | None = None
+
+    def metadata(self) -> str:
+        return json.dumps({"channel": self.channel_id, "response_url": self.response_url})
+
+    @classmethod
+    def parse(cls, raw: Any) -> Origin:
+        """Read back from a submission; anything unexpected is dropped, never trusted."""
+        try:
+            data = json.loads(raw) if isinstance(raw, str) and len(raw) <= 3000 else {}
+        except ValueError:
+            data = {}
+        data = data if isinstance(data, dict) else {}
+        channel, url = data.get("channel"), data.get("response_url")
+        if not (isinstance(channel, str) and CHANNEL_ID.fullmatch(channel)):
+            channel = None
+        if not (
+            isinstance(url, str)
+            and len(url) <= RESPONSE_URL_MAX
+            and url.startswith(("https://", "http://"))
+        ):
+            url = None
+        return cls(channel_id=channel, response_url=url)
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A submitted form: who (Slack's signed user id), from where, and its checked values."""
+
+    user_id: str
+    origin: Origin
+    values: dict[str, str | None]
+
+    def text(self, name: str) -> str:
+        return self.values.get(name) or ""
+
+
+# A search field's answer to an `options` request.
+Search = Callable[..., list[str]]
+
+
+@dataclass(frozen=True)
+class Modal:
+    """One modal: the typed command it stands for, its form, and what a submission does."""
+
+    command: str  # "/deploy"
+    verb: str | None  # the subcommand typed to open it ("declare"), None: the bare command
+    build: Callable[[Runtime], Form]
+    # The typed command's path; its answer for the person (None: the domain answered them).
+    # The typed command's answer: text, or a whole answer body (a question with buttons).
+    act: Callable[[Runtime, Submission], str | dict[str, Any] | None]
+    refusals: tuple[type[Exception], ...]
+    subject: str  # the field a refusal other than a missing right is shown on
+    right: commands.Right = commands.Right.ANYONE  # what help calls the right it needs
+    # Search fields (external_select) by name: (services, filled=, prefix=) -> option values,
+    # `filled` being the form's other fields as far as they are chosen and valid.
+    searches: dict[str, Search] = field(default_factory=dict)
+
+    def usage(self) -> str:
+        return commands.command_named(self.command).usage_of(self.verb)
+
+
+# callback_id -> modal. A search field's name is the action_id its `options` requests are
+# routed by: it must be unique across modals.
+
+# -- submitting ----------------------------------------------------------------------------
+
+
+class _Handoff:
+    """The submission's result, from the lane behind the ack to the listener while it waits."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._abandoned = False
+        self.errors: dict[str, str] | None = None
+
+    def finish(self, errors: dict[str, str] | None) -> bool:
+        """Hand over the result; False when the listener no longer waits (answer by message)."""
+        with self._lock:
+            if self._abandoned:
+                return False
+            self.errors = errors
+            self._done.set()
+            return True
+
+    def wait(self, timeout_s: float) -> bool:
+        """True with the result in; False after the timeout (the work then answers by message)."""
+        if self._done.wait(timeout_s):
+            return True
+        with self._lock:
+            if self._done.is_set():
+                return True
+            self._abandoned = True
+            return False
+
+
+def _refusal_errors(modal: Modal, form: Form, exc: Exception) -> dict[str, str]:
+    """Where a refusal shows: a missing right on the first field, naming it; else the subject."""
+    text = render.plain_error(str(exc))
+    cause = exc.__cause__
+    if isinstance(exc, NotAllowed) or isinstance(cause, RightMissing):
+        needs = cause.right if isinstance(cause, RightMissing) else None
+        needs = needs or commands.RIGHT_NAMES.get(modal.right, "a right")
+        return {form.first: render.plain_error(f"Missing right ({needs}): {text}")}
+    return {modal.subject: text}
+
+
+def _submit(
+    runtime: Runtime, modal: Modal, form: Form, submission: Submission
+) -> tuple[str, dict[str, str] | None, str | dict[str, Any] | None]:
+    """Run a submission: its outcome, its field errors, and its answer for the person."""
+    try:
+        text = modal.act(runtime, submission)
+    except FieldErrors as exc:
+        return "refused", exc.errors, "\n".join(exc.errors.values())
+    except modal.refusals as exc:
+        return "refused", _refusal_errors(modal, form, exc), str(exc)
+    except Exception:
+        log.exception("the %s modal's submission failed", modal.command)
+        return "failed", {form.first: WENT_WRONG}, WENT_WRONG
+    return "done", None, text
+
+
+def _submitted(
+    runtime: Runtime,
+    views: SubmittedViews,
+    pool: ThreadPoolExecutor,
+    callback_id: str,
+    modal: Modal,
+) -> Callable[..., None]:
+    def submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        form = modal.build(runtime)
+        user = body.get("user") or {}
+        user_id = str(user.get("id") or "") if isinstance(user, dict) else ""
+        view_id = str(view.get("id") or "")
+        try:
+            if not user_id or not VIEW_ID.fullmatch(view_id):
+                raise FieldErrors({form.first: "This form cannot be read: open it again."})
+            values = view_state.read(form, view.get("state"))
+        except FieldErrors as exc:
+            runtime.metrics.modal(callback_id, "invalid")
+            log.info("%s modal refused: %s", modal.command, ", ".join(exc.errors))
+            ack(response_action="errors", errors=exc.errors)
+            return
+        if not views.claim(view_id):
+            runtime.metrics.modal(callback_id, "duplicate")
+            log.info("view %s submitted again: acted on once", view_id)
+            ack()
+            return
+        submission = Submission(user_id, Origin.parse(view.get("private_metadata")), values)
+        handoff = _Handoff()
+        response_url = submission.origin.response_url
+
+        def work() -> None:
+            outcome, errors, text = _submit(runtime, modal, form, submission)
+            if outcome == "done":
+                views.acted(view_id)
+            else:
+                views.release(view_id)
+            runtime.metrics.modal(callback_id, outcome)
+            log.info(
+                "%s modal submitted: %s",
+                modal.command,
+                outcome,
+                extra={"view_id": view_id, "slack_user": user_id},
+            )
+            waited = handoff.finish(errors)
+            if not waited:
+                runtime.metrics.modal(callback_id, "late")
+            if text and (outcome == "done" or not waited):
+                if isinstance(text, dict):
+                    answer(runtime, response_url=response_url, text="", body=text)
+                else:
+                    answer(runtime, response_url=response_url, text=text)
+
+        pool.submit(work)
+        if handoff.wait(SUBMIT_WAIT_S) and handoff.errors:
+            ack(response_action="errors", errors=handoff.errors)
+        else:
+            ack()
+
+    return submitted
+
+
+# -- opening -------------------------------------------------------------------------------
+
+
+def _opens(modal: Modal) -> Callable[..., bool]:
+    """Bolt matcher: the command typed bare (or with only the modal's verb)."""
+    wanted = modal.verb or ""
+
+    def bare(body: dict[str, Any]) -> bool:
+        return str(body.get("text") or "").strip().lower() == wanted
+
+    return bare
+
+
+def _opener(runtime: Runtime, callback_id: str, modal: Modal) -> Callable[..., None]:
+    def open_modal(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        ack()
+        # The command's own fields, checked as a submission's metadata will be.
+        command = {"channel": body.get("channel_id"), "response_url": body.get("response_url")}
+        origin = Origin.parse(json.dumps(command))
+        form = modal.build(runtime)
+        empty = next((f for f in form.fields if f.kind == SELECT and not f.choices), None)
+        if empty is not None and not empty.optional:
+            runtime.metrics.modal(callback_id, "open_failed")
+            answer(
+                runtime,
+                response_url=origin.response_url,
+                text=f"Nothing to choose as *{empty.label}*: the configuration has none for "
+                f"this command.\n{modal.usage()}",
+            )
+            return
+        try:
+            client.views_open(
+                trigger_id=str(body.get("trigger_id") or ""),
+                view=render.view(form, metadata=origin.metadata()),
+            )
+        except SlackApiError as exc:
+            error = str(exc.response.get("error") or "")
+            expired = error == "expired_trigger_id"
+            runtime.metrics.modal(callback_id, "expired" if expired else "open_failed")
+            log.warning("views.open of the %s modal failed: %s", modal.command, error)
+            lead = "" if expired else "The form could not be opened. "
+            answer(
+                runtime,
+                response_url=origin.response_url,
+                text=f"{lead}Type the command instead:\n{modal.usage()}",
+            )
+        except Exception:
+            runtime.metrics.modal(callback_id, "open_failed")
+            log.exception("views.open of the %s modal failed", modal.command)
+            answer(
+                runtime,
+                response_url=origin.response_url,
+                text=f"The form could not be opened. Type the command instead:\n{modal.usage()}",
+            )
+        else:
+            runtime.metrics.modal(callback_id, "opened")
+            log.info("%s modal opened", modal.command, extra={"slack_user": body.get("user_id")})
+
+    return open_modal
+
+
+# -- searching (block_suggestion) ----------------------------------------------------------
+
+
+def _searcher(runtime: Runtime, modal: Modal, search: Search) -> Callable[..., None]:
+    def options(ack: Ack, body: dict[str, Any]) -> None:
+        typed = body.get("value")
+        prefix = typed if isinstance(typed, str) else ""
+        view = body.get("view")
+        form = modal.build(runtime)
+        filled = view_state.read_filled(form, view.get("state") if isinstance(view, dict) else None)
+        names: list[str] = []
+        try:
+            names = search(runtime, filled=filled, prefix=prefix)
+        except (*modal.refusals, *AWS_ERRORS) as exc:
+            log.warning("options for %s failed: %s", form.callback_id, type(exc).__name__)
+        ack(options=[render.option(Choice(name, name)) for name in names])
+
+    return options
+
+
+def register(app: App, runtime: Runtime, modals: dict[str, Modal]) -> None:
+    """Listen for `modals`: their bare commands, submissions and searches."""
+    views = SubmittedViews(sessions=runtime.sessions, clock=runtime.clock)
+    # Not the after-ack lane: that lane yields to requests in flight, and the
+    # submission's own request is in flight while it waits for its outcome.
+    pool = ThreadPoolExecutor(SUBMITTING_AT_ONCE, thread_name_prefix="modal-submit")
+    for callback_id, modal in modals.items():
+        app.command(modal.command, matchers=[_opens(modal)])(_opener(runtime, callback_id, modal))
+        app.view(callback_id)(_submitted(runtime, views, pool, callback_id, modal))
+        for name, search in modal.searches.items():
+            app.options(name)(_searcher(runtime, modal, search))
