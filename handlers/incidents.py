@@ -31,11 +31,11 @@ from bot.incidents.errors import IncidentError
 from bot.outbox.replies import Replies, ephemeral
 from bot.runtime import Runtime
 from bot.slack_text import code
+from handlers.command_text import slash_command
 
 log = logging.getLogger(__name__)
 
 INCIDENT = commands.command_named("/incident")
-USAGE = INCIDENT.usage()
 BUTTONS = {render.ACKNOWLEDGE: ACKNOWLEDGE, render.RESOLVE: RESOLVE, render.ESCALATE: ESCALATE}
 
 
@@ -46,10 +46,10 @@ class Usage(Exception):
         super().__init__(problem)
         self.subcommand = subcommand
 
-    def answer(self) -> str:
+    def answer(self, naming: commands.Naming) -> str:
         if self.subcommand in INCIDENT.verbs:
-            return f"{self}\n{INCIDENT.usage_of(self.subcommand)}"
-        return f"{self}\n\n{USAGE}"
+            return f"{self}\n{INCIDENT.usage_of(self.subcommand, naming)}"
+        return f"{self}\n\n{INCIDENT.usage(naming)}"
 
 
 @dataclass(frozen=True)
@@ -142,7 +142,11 @@ def _requester(body: dict[str, Any], via: str, clicked_at: datetime | None = Non
 
 
 def _run(
-    actions: IncidentActions, replies: Replies, command: Command, requester: Requester
+    actions: IncidentActions,
+    replies: Replies,
+    command: Command,
+    requester: Requester,
+    naming: commands.Naming,
 ) -> None:
     """What a command does after its acknowledgement."""
     try:
@@ -168,7 +172,9 @@ def _run(
         )
     except IncidentError as exc:
         if requester.response_url:
-            replies.send(requester.response_url, ephemeral(Usage(str(exc), command.name).answer()))
+            replies.send(
+                requester.response_url, ephemeral(Usage(str(exc), command.name).answer(naming))
+            )
 
 
 def register(app: App, runtime: Runtime) -> None:
@@ -223,15 +229,17 @@ def register(app: App, runtime: Runtime) -> None:
         # Link buttons open a URL; Slack still tells the app, which must answer.
         app.action(link)(lambda ack: ack())
 
-    @app.command("/incident")
+    naming = runtime.config.commands.naming
+
+    @slash_command(app, naming, "/incident")
     def incident(ack: Ack, command: dict[str, Any]) -> None:
         try:
             parsed = parse(command.get("text") or "")
         except Usage as exc:
-            ack(text=exc.answer())
+            ack(text=exc.answer(naming))
             return
         if parsed.name == "help":
-            ack(text=USAGE)
+            ack(text=INCIDENT.usage(naming))
             return
         if parsed.name == "list":
             ack()
@@ -254,7 +262,7 @@ def register(app: App, runtime: Runtime) -> None:
         requester = _requester(command, "command")
         runtime.after_ack.run(
             f"/incident {parsed.name}",
-            lambda: _run(actions, replies, parsed, requester),
+            lambda: _run(actions, replies, parsed, requester, naming),
             response_url=command.get("response_url"),
         )
 

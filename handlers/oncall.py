@@ -10,6 +10,7 @@ from slack_bolt import Ack, App
 from bot import commands
 from bot.inbound.receipts import SlackEventReceipts
 from bot.runtime import Runtime
+from handlers.command_text import slash_command
 
 ONCALL_WORDS = re.compile(r"\b(on[ -]?call|oncall)\b[?!.]*\s*(.*)$", re.IGNORECASE)
 MENTION = re.compile(r"<@[UW][A-Z0-9]+>")
@@ -32,11 +33,13 @@ def mention_question(text: str) -> tuple[bool, str | None]:
 def register(app: App, runtime: Runtime, receipts: SlackEventReceipts) -> None:
     answers = runtime.oncall
 
-    @app.command("/oncall")
+    naming = runtime.config.commands.naming
+
+    @slash_command(app, naming, "/oncall")
     def oncall(ack: Ack, command: dict[str, Any]) -> None:
         name = (command.get("text") or "").strip() or None
         if name == "help":
-            ack(text=commands.usage("/oncall"))
+            ack(text=commands.usage("/oncall", naming))
             return
         ack()
         runtime.after_ack.run(

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sandbox.server import HttpRequest, HttpResponse, LoopbackServer
+from sandbox.slack_socket import SlackSocketMixin
 
 BOT_USER = "U0OPSBOT"
 
@@ -95,7 +96,7 @@ def _decode(value: Any) -> Any:
     return value
 
 
-class SlackEmulator:
+class SlackEmulator(SlackSocketMixin):
     def __init__(
         self,
         *,
@@ -350,7 +351,7 @@ class SlackEmulator:
         auth = request.headers.get("authorization", "")
         token = auth.removeprefix("Bearer ").strip() or str(args.get("token", ""))
         with self.lock:
-            if token != self.token:
+            if not self.accepts_token(method, token):
                 return self._answer(method, args, {"ok": False, "error": "invalid_auth"})
             handler = getattr(self, "api_" + method.replace(".", "_"), None)
             if handler is None:
