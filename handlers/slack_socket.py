@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import threading
 import time
 from typing import Any
@@ -42,7 +43,21 @@ from bot.runtime import Runtime
 log = logging.getLogger(__name__)
 
 KINDS = frozenset({"slash_commands", "interactive", "events_api"})
+ENVELOPE_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")  # logged only when it looks like Slack's
 MAX_MESSAGE_CHARS = 1024 * 1024  # as POST /slack/events bounds a body (OPSBOT_MAX_BODY_BYTES)
+
+
+def backoff_s(failures: int, *, first_s: float, max_s: float) -> float:
+    """The wait before the next attempt after `failures` failed ones in a row.
+
+    None failed: at once. Then `first_s`, doubling each time up to `max_s`, each
+    drawn between half of that and all of it, so that instances cut off together
+    do not all come back at the same moment.
+    """
+    if failures <= 0:
+        return 0.0
+    ceiling = min(max_s, first_s * 2.0 ** min(failures - 1, 30))
+    return float(ceiling * random.uniform(0.5, 1.0))  # jitter, not a secret
 
 
 def refusal(message: dict[str, Any]) -> str | None:
@@ -64,11 +79,8 @@ class _Client(SocketModeClient):
         super().__init__(**kwargs)
 
     def enqueue_message(self, message: str) -> None:
-        why = self._owner.refusal_of_text(message)
-        if why is None:
+        if self._owner.accepts(message):
             super().enqueue_message(message)
-        else:
-            self._owner.refuse(why, envelope_id=None, kind=None)
 
 
 class SlackSocket:
@@ -115,13 +127,6 @@ class SlackSocket:
 
     # -- the connection ------------------------------------------------------------
 
-    def backoff_s(self, failures: int) -> float:
-        """The wait before the next attempt after `failures` failed ones in a row."""
-        if failures <= 0:
-            return 0.0
-        ceiling = min(self._backoff_max_s, self._ping_s * 2.0 ** min(failures - 1, 16))
-        return ceiling * random.uniform(0.5, 1.0)  # jitter, not a secret
-
     def _keep_connected(self) -> None:
         failures = 0
         while not self._stopped.is_set():
@@ -132,7 +137,8 @@ class SlackSocket:
             if self._was_connected:
                 log.warning("Slack Socket Mode: connection lost; opening another")
                 self._was_connected = False
-            if self._stopped.wait(self.backoff_s(failures)):
+            wait_s = backoff_s(failures, first_s=self._ping_s, max_s=self._backoff_max_s)
+            if self._stopped.wait(wait_s):
                 return
             self.attempts += 1
             try:
@@ -156,34 +162,42 @@ class SlackSocket:
                 self._metrics.slack_socket_connected.set(1)
             else:
                 failures += 1
+                self._metrics.slack_socket_connect_failures.inc()
 
     # -- the envelopes -----------------------------------------------------------------
 
-    def refusal_of_text(self, message: str) -> str | None:
-        """Why a text frame is refused before it is parsed (None: it may be parsed)."""
+    def accepts(self, message: str) -> bool:
+        """Whether a text frame goes on to the client's parsing and Bolt (else: logged, counted)."""
+        parsed: Any = None
         if len(message) > MAX_MESSAGE_CHARS:
-            return "too long"
-        try:
-            json_depth.check_depth(message)
-            parsed = json.loads(message)
-        except json_depth.JsonTooDeep:
-            return "nested too deep"
-        except ValueError:
-            return "not JSON"
-        if not isinstance(parsed, dict):
-            return "not a JSON object"
-        if parsed.get("type") in ("hello", "disconnect"):
-            return None  # the client's own business
-        return refusal(parsed)
-
-    def refuse(self, why: str, *, envelope_id: str | None, kind: str | None) -> None:
+            why: str | None = "too long"
+        else:
+            try:
+                json_depth.check_depth(message)
+                parsed = json.loads(message)
+            except json_depth.JsonTooDeep:
+                why = "nested too deep"
+            except ValueError:
+                why = "not JSON"
+            else:
+                if not isinstance(parsed, dict):
+                    why = "not a JSON object"
+                elif parsed.get("type") in ("hello", "disconnect"):
+                    why = None  # the client's own business
+                else:
+                    why = refusal(parsed)
+        if why is None:
+            return True
+        fields = parsed if isinstance(parsed, dict) else {}
+        envelope_id, kind = fields.get("envelope_id"), fields.get("type")
         self._metrics.slack_socket_refused.inc()
         log.warning(
             "Slack Socket Mode: refused a message (%s; envelope %s, type %s)",
             why,
-            envelope_id or "-",
+            envelope_id if isinstance(envelope_id, str) and ENVELOPE_ID.match(envelope_id) else "-",
             kind if kind in KINDS else "-",
         )
+        return False
 
     def _handle(self, client: SocketModeClient, request: SocketModeRequest) -> None:
         started = time.perf_counter()

@@ -107,6 +107,11 @@ class Metrics:
             "Socket Mode: websocket connections opened again after one was lost.",
             registry=registry,
         )
+        self.slack_socket_connect_failures = Counter(
+            "opsbot_slack_socket_connect_failures",
+            "Socket Mode: attempts to open the websocket that failed (each waits longer).",
+            registry=registry,
+        )
         self.slack_socket_refused = Counter(
             "opsbot_slack_socket_refused",
             "Socket Mode: messages refused before Bolt saw them (not JSON, too deep, bad shape).",
