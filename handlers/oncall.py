@@ -14,10 +14,14 @@ from handlers.command_text import slash_command
 
 ONCALL_WORDS = re.compile(r"\b(on[ -]?call|oncall)\b[?!.]*\s*(.*)$", re.IGNORECASE)
 MENTION = re.compile(r"<@[UW][A-Z0-9]+>")
-HELP = (
-    "Ask me `@opsbot oncall [team or schedule]`, or use `/oncall`, `/incident help` "
-    "and `/opsbot help`."
-)
+
+
+def mention_help(naming: commands.Naming) -> str:
+    """What a mention that asks nothing is answered, with the commands as Slack names them."""
+    return (
+        f"Ask me `@opsbot oncall [team or schedule]`, or use `{naming.render('/oncall')}`, "
+        f"`{naming.render('/incident help')}` and `{naming.render('/opsbot help')}`."
+    )
 
 
 def mention_question(text: str) -> tuple[bool, str | None]:
@@ -64,6 +68,6 @@ def register(app: App, runtime: Runtime, receipts: SlackEventReceipts) -> None:
                 answers.post(
                     key=key,
                     channel=channel,
-                    message={"text": HELP, "blocks": None},
+                    message={"text": mention_help(naming), "blocks": None},
                     thread_ts=thread_ts,
                 )

@@ -18,19 +18,20 @@ import pytest
 import sqlalchemy as sa
 from pydantic import SecretStr
 
+from bot import commands
 from bot.commands import SEPARATE
 from bot.config import parse_config
 from bot.incidents import render
-from bot.incidents.models import Incident
 from bot.outbox.models import Delivery
 from bot.settings import Settings
 from handlers.slack_socket import backoff_s
 from sandbox.pagerduty import PagerDutyEmulator
 from sandbox.slack import SlackEmulator
-from sandbox.slack_requests import block_action, slash_command
+from sandbox.slack_requests import block_action, event_callback, slash_command
 from sandbox.sns import SnsSigner
 from tests.conftest import SLACK_SIGNING_SECRET, TEST_CONFIG
 from tests.incidents.helpers import (
+    incident_row,
     message_text,
     outbox_idle,
     page,
@@ -122,16 +123,13 @@ def test_a_command_and_a_click_over_the_socket_act_as_over_http(
     slack.socket_ack(envelope)
     wait_for(lambda: len(pd_calls(pagerduty, "PUT")) == 2)
     assert pd_calls(pagerduty, "PUT")[1]["from"] == "bob@example.com"
-    with live.runtime.sessions() as db_session:
-        row = db_session.get(Incident, incident_id)
-        assert row is not None and row.status == "resolved"
+    wait_for(lambda: incident_row(live, incident_id).status == "resolved")
+    wait_for(lambda: "resolved by <@U0BOB>" in message_text(message))
 
     # A command's answer rides the acknowledgement: the same usage text HTTP answers.
     envelope = slack.socket_send(
         "slash_commands", command_payload("/deploy", "help", response_url=slack.response_url())
     )
-    from bot import commands
-
     assert slack.socket_ack(envelope)["payload"]["text"] == commands.usage("/deploy", SEPARATE)
 
     # The HTTP door is shut without a signing secret, even to a signed request.
@@ -255,3 +253,26 @@ def test_a_message_of_a_bad_shape_is_refused_and_the_next_one_handled(
     for bad in ("e1", "e2", "e3"):
         assert not slack.socket_acked(bad)
     assert slack.socket_accepted == 1  # the same connection all along
+
+
+def test_an_event_over_the_socket_is_answered_once_though_slack_sends_it_again(
+    live: LiveService, slack: SlackEmulator
+) -> None:
+    slack.socket_wait_connected()
+    text = "<@U0OPSBOT> who is on call?"
+    asked = slack.add_message(channel="C0ALERTS", text=text, user="U0BOB")
+    mention = {
+        "type": "app_mention",
+        "user": "U0BOB",
+        "text": text,
+        "ts": asked.ts,
+        "channel": "C0ALERTS",
+    }
+    body = json.loads(event_callback(mention, event_id="Ev0SOCKET1"))
+    first = slack.socket_send("events_api", body)
+    assert "payload" not in slack.socket_ack(first)
+    [answer] = wait_for(lambda: slack.thread("C0ALERTS", mention["ts"]))
+    again = slack.socket_send("events_api", body, retry_attempt=1, retry_reason="timeout")
+    slack.socket_ack(again)
+    wait_for(lambda: outbox_idle(live))
+    assert slack.thread("C0ALERTS", mention["ts"]) == [answer]
