@@ -320,3 +320,21 @@ def test_the_table_leaves_room_for_one_command() -> None:
     for table in COMMANDS:
         for use in table.uses:
             assert use.usage.split()[0] == table.name and use.example.split()[0] == table.name
+
+
+def test_opsbot_manifest_names_the_commands_as_the_config_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "opsbot.yaml"
+    path.write_text(yaml.safe_dump({**CONFIG, "commands": {"style": "prefixed", "prefix": "acme"}}))
+    assert main(["manifest", "--socket-mode", "--config", str(path)]) == 0
+    manifest = yaml.safe_load(capsys.readouterr().out)
+    assert manifest["settings"]["socket_mode_enabled"] is True
+    names = [c["command"] for c in manifest["features"]["slash_commands"]]
+    assert names == list(Naming("prefixed", "acme").slack_names())
+    assert names[:2] == ["/acme", "/acme-incident"]
+    assert main(["manifest", "--url", "https://opsbot.example.com", "--config", str(path)]) == 0
+    over_http = yaml.safe_load(capsys.readouterr().out)
+    assert over_http["settings"]["interactivity"]["request_url"].endswith("/slack/events")
+    assert main(["manifest", "--config", str(path)]) == 2  # neither a URL nor Socket Mode
+    assert "--socket-mode" in capsys.readouterr().err

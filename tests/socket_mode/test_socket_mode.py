@@ -10,6 +10,7 @@ refused and the next one handled.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qsl
@@ -276,3 +277,14 @@ def test_an_event_over_the_socket_is_answered_once_though_slack_sends_it_again(
     slack.socket_ack(again)
     wait_for(lambda: outbox_idle(live))
     assert slack.thread("C0ALERTS", mention["ts"]) == [answer]
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [("xoxb-a-bot-token", "app-level token (xapp-"), ("  ", "is set but empty")],
+)
+def test_an_app_token_that_is_none_is_refused(value: str, why: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(why)):
+        Settings(slack_bot_token="xoxb-1", slack_app_token=value)
+    assert Settings(slack_bot_token="xoxb-1", slack_app_token="xapp-1-A").slack_socket_mode
+    assert not Settings(slack_app_token="xapp-1-A").slack_inbound_enabled  # no bot token
