@@ -95,7 +95,8 @@ class SlackSocket:
         self._metrics = runtime.metrics
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
-        self._was_connected = False
+        self._was_connected = False  # the connection this loop last opened is (was) open
+        self._ever_connected = False
         self.attempts = 0  # attempts to open a connection, ever
         self.client = _Client(
             socket=self,
@@ -150,8 +151,9 @@ class SlackSocket:
                     failures + 1,
                 )
             if self.connected:
-                if self.attempts > 1:
+                if self._ever_connected:
                     self._metrics.slack_socket_reconnects.inc()
+                self._ever_connected = True
                 log.info(
                     "Slack Socket Mode: connected (session %s, attempt %d)",
                     self.client.session_id(),
