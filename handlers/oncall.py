@@ -36,7 +36,6 @@ def mention_question(text: str) -> tuple[bool, str | None]:
 
 def register(app: App, runtime: Runtime, receipts: SlackEventReceipts) -> None:
     answers = runtime.oncall
-
     naming = runtime.config.commands.naming
 
     @slash_command(app, naming, "/oncall")

@@ -36,6 +36,7 @@ def _subject(words: list[str]) -> tuple[str | None, list[str]]:
 
 
 def register(app: App, runtime: Runtime) -> None:
+    naming = runtime.config.commands.naming
     replies = Replies(sessions=runtime.sessions, clock=runtime.clock)
     links = PagerDutyLinks(
         sessions=runtime.sessions,
@@ -59,7 +60,6 @@ def register(app: App, runtime: Runtime) -> None:
         )
         return commands.help_text(held.rights, naming, unsure=held.unsure)
 
-    naming = runtime.config.commands.naming
     link_usage = OWN.usage_of("link-pagerduty", naming)
     unlink_usage = OWN.usage_of("unlink-pagerduty", naming)
 
