@@ -84,7 +84,7 @@ from bot.scheduler.scheduler import JobScheduler
 from bot.settings import DEFAULT_SNS_URL_PATTERN, Settings
 from bot.sns.fetch import make_fetch
 from bot.sns.verify import SnsVerifier
-from handlers import health, limits, pagerduty_webhooks, slack_events, sns
+from handlers import health, limits, pagerduty_webhooks, slack_events, slack_socket, sns
 
 
 def make_metrics(
@@ -224,6 +224,11 @@ def build_runtime(
         notes.append(f"Slack: posting through {settings.slack_api_url}")
     else:
         notes.append("Slack: DISABLED (SLACK_BOT_TOKEN is not set); messages wait in the outbox")
+    if settings.slack_socket_mode:
+        notes.append(
+            "Slack commands, buttons and events: over Socket Mode (SLACK_APP_TOKEN)"
+            + ("; POST /slack/events too" if settings.slack_signing_secret else "")
+        )
     if not settings.slack_inbound_enabled:
         notes.append(
             "Slack commands and buttons: DISABLED (set SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN)"
@@ -517,15 +522,24 @@ def create_app(runtime: Runtime, extra_routes: Sequence[BaseRoute] = ()) -> Star
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         runtime.start()
+        if socket is not None:
+            socket.start()
         try:
             yield
         finally:
+            if socket is not None:
+                socket.stop()
             runtime.stop()
 
+    bolt = slack_events.build_bolt_app(runtime)  # one app, whichever way Slack reaches it
+    app_token = runtime.settings.slack_app_token
+    socket = None
+    if bolt is not None and app_token is not None:
+        socket = slack_socket.SlackSocket(runtime, bolt, app_token=app_token.get_secret_value())
     routes: list[BaseRoute] = [
-        *health.routes(runtime),
+        *health.routes(runtime, slack_socket=(lambda: socket.connected) if socket else None),
         *sns.routes(runtime),
-        *slack_events.routes(runtime),
+        *slack_events.routes(runtime, bolt),
         *pagerduty_webhooks.routes(runtime),
         *extra_routes,
     ]

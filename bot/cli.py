@@ -318,8 +318,17 @@ def cmd_manifest(args: argparse.Namespace) -> int:
 
     from bot.manifest import build_manifest
 
+    settings = _settings()
+    naming = _config(settings, Path(args.config) if args.config else None).commands.naming
+    if args.socket_mode is None:
+        socket_mode = settings.slack_app_token is not None
+    else:
+        socket_mode = args.socket_mode
+    if not socket_mode and not args.url:
+        print("--url: where opsbot is served (https://host), or --socket-mode", file=sys.stderr)
+        return EXIT_BAD_CONFIG
     try:
-        manifest = build_manifest(args.url)
+        manifest = build_manifest(args.url, naming, socket_mode=socket_mode)
     except ValueError as exc:
         print(f"--url: {exc}", file=sys.stderr)
         return EXIT_BAD_CONFIG
@@ -421,7 +430,16 @@ def parser() -> argparse.ArgumentParser:
     status.set_defaults(func=cmd_status)
 
     manifest = commands.add_parser("manifest", help="print the Slack app manifest")
-    manifest.add_argument("--url", required=True, help="where opsbot is served: https://host")
+    manifest.add_argument("--url", help="where opsbot is served: https://host (HTTP mode)")
+    manifest.add_argument(
+        "--socket-mode",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="Slack talks to opsbot over Socket Mode (default: whether SLACK_APP_TOKEN is set)",
+    )
+    manifest.add_argument(
+        "--config", help="the configuration whose `commands:` names the commands (OPSBOT_CONFIG)"
+    )
     manifest.set_defaults(func=cmd_manifest)
 
     check = commands.add_parser("check-config", help="validate a configuration file")

@@ -4,6 +4,11 @@ This table is the one source of `/opsbot help`, of each command's own `help`
 and usage answer, and of the Slack app manifest's slash commands
 (bot/manifest.py); a test holds the handlers' registrations and the README's
 command list to it.
+
+The table names commands as they are by default (`/deploy`); a `Naming` (the
+config's `commands:` section) says what Slack calls them: the same, one command
+for all (`/ops deploy …`), or a prefix on each (`/ops-deploy …`). Every text
+shown to people is written through it.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Literal
 
 from bot.slack_text import escape
 
@@ -49,9 +55,9 @@ class Use:
     example: str
     right: Right = Right.ANYONE
 
-    def line(self) -> str:
+    def line(self, naming: Naming) -> str:
         # Placeholders (`<app>`) are text to Slack, not markup.
-        return f"`{escape(self.usage)}` — {self.does}"
+        return f"`{escape(naming.render(self.usage))}` — {self.does}"
 
 
 @dataclass(frozen=True)
@@ -66,15 +72,16 @@ class SlashCommand:
     def verbs(self) -> tuple[str, ...]:
         return tuple(use.verb for use in self.uses if use.verb)
 
-    def usage(self) -> str:
+    def usage(self, naming: Naming) -> str:
         """The command's own help: every use, one line each."""
-        return "\n".join([f"*{self.name}* — {self.summary}", *(use.line() for use in self.uses)])
+        heading = f"*{naming.typed(self.name)}* — {self.summary}"
+        return "\n".join([heading, *(use.line(naming) for use in self.uses)])
 
-    def usage_of(self, verb: str | None) -> str:
+    def usage_of(self, verb: str | None, naming: Naming) -> str:
         """`Usage:` and the lines of `verb` (every line when the command has no such verb)."""
-        lines = [use.line() for use in self.uses if verb is not None and use.verb == verb]
+        lines = [use.line(naming) for use in self.uses if verb is not None and use.verb == verb]
         if not lines:
-            return self.usage()
+            return self.usage(naming)
         return "Usage: " + "\n".join(lines)
 
 
@@ -336,6 +343,135 @@ COMMANDS: tuple[SlashCommand, ...] = (
 
 BY_NAME: dict[str, SlashCommand] = {command.name: command for command in COMMANDS}
 
+# The table's own command: opsbot's help and housekeeping. With a prefix, it is
+# the prefix alone (`/ops help`); in `single` style its verbs are the prefix's own.
+OWN = "/opsbot"
+
+# Slack reserves these for itself: an app's command of the same name is never sent.
+SLACK_BUILTINS = frozenset(
+    [
+        "/active",
+        "/all",
+        "/apps",
+        "/archive",
+        "/away",
+        "/call",
+        "/close",
+        "/collapse",
+        "/dm",
+        "/dnd",
+        "/expand",
+        "/feed",
+        "/feedback",
+        "/giphy",
+        "/help",
+        "/invite",
+        "/join",
+        "/kick",
+        "/leave",
+        "/me",
+        "/msg",
+        "/mute",
+        "/open",
+        "/part",
+        "/prefs",
+        "/remind",
+        "/remove",
+        "/rename",
+        "/search",
+        "/shortcuts",
+        "/shrug",
+        "/star",
+        "/status",
+        "/topic",
+        "/who",
+    ]
+)
+SLACK_NAME_MAX = 32  # characters, the slash included (the manifest's limit)
+PREFIX = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+Style = Literal["separate", "single", "prefixed"]
+
+
+@dataclass(frozen=True)
+class Naming:
+    """What Slack calls the table's commands.
+
+    `separate`: the table's own names (`/deploy`, `/flag` …). `single`: one
+    command, `/<prefix>`, whose first word picks the table's command (`/ops
+    deploy …`; opsbot's own verbs stay first words: `/ops help`). `prefixed`:
+    `/<prefix>-deploy`, `/<prefix>-flag` …, and `/<prefix>` for opsbot's own.
+    """
+
+    style: Style = "separate"
+    prefix: str | None = None
+
+    def slack_name(self, name: str) -> str:
+        """The Slack command that carries the table's command `name`."""
+        if self.style == "separate" or self.prefix is None:
+            return name
+        if self.style == "single" or name == OWN:
+            return f"/{self.prefix}"
+        return f"/{self.prefix}-{name.removeprefix('/')}"
+
+    def selector(self, name: str) -> str | None:
+        """`single` style: the first word that picks `name` (None: opsbot's own, other styles)."""
+        if self.style != "single" or name == OWN:
+            return None
+        return name.removeprefix("/")
+
+    def typed(self, name: str) -> str:
+        """What a person types to start `name`: `/deploy`, `/ops deploy` or `/ops-deploy`."""
+        selector = self.selector(name)
+        head = self.slack_name(name)
+        return f"{head} {selector}" if selector else head
+
+    def render(self, text: str) -> str:
+        """A usage line or example of the table (`/deploy lock <app>`) as people type it here."""
+        for command in COMMANDS:
+            if text == command.name or text.startswith(command.name + " "):
+                return self.typed(command.name) + text[len(command.name) :]
+        return text
+
+    def slack_names(self) -> tuple[str, ...]:
+        """Every Slack command registered, in the table's order, each once."""
+        return tuple(dict.fromkeys(self.slack_name(c.name) for c in COMMANDS))
+
+    def problems(self) -> list[str]:
+        """Why Slack or the table cannot work with this naming ([] when they can)."""
+        if self.style == "separate":
+            return []
+        if self.prefix is None:
+            return [f"prefix: the `{self.style}` style needs a prefix, e.g. ops"]
+        if not PREFIX.match(self.prefix):
+            return [
+                f"prefix: {self.prefix!r} is not a Slack command name: lower-case letters, "
+                "digits, - and _, starting with a letter or digit, without the slash"
+            ]
+        problems: list[str] = []
+        names = self.slack_names()
+        for slack_name in names:
+            if len(slack_name) > SLACK_NAME_MAX:
+                problems.append(
+                    f"prefix: {slack_name} is longer than Slack's {SLACK_NAME_MAX} characters"
+                )
+            if slack_name in SLACK_BUILTINS:
+                problems.append(f"prefix: {slack_name} is one of Slack's own commands")
+            if slack_name != OWN and slack_name in BY_NAME:
+                problems.append(
+                    f"prefix: {slack_name} is the name of opsbot's own {slack_name} in the "
+                    "separate style: choose a prefix no command has"
+                )
+        own_verbs = set(BY_NAME[OWN].verbs)
+        for command in COMMANDS:
+            selector = self.selector(command.name)
+            if selector is not None and selector in own_verbs:
+                problems.append(f"{command.name} collides with `{self.typed(OWN)} {selector}`")
+        return problems
+
+
+SEPARATE = Naming()
+
 HELP_HEADING = "*opsbot* — incidents and releases from Slack. The commands you may use:"
 HELP_FOOTER = (
     "Alarms arrive by themselves: CloudWatch → SNS → opsbot → this workspace and PagerDuty."
@@ -352,12 +488,12 @@ def command_named(name: str) -> SlashCommand:
     return BY_NAME[name]
 
 
-def usage(name: str) -> str:
-    """A command's own help, from the table."""
-    return BY_NAME[name].usage()
+def usage(name: str, naming: Naming) -> str:
+    """A command's own help, from the table, as `naming` names it."""
+    return BY_NAME[name].usage(naming)
 
 
-def help_text(held: Iterable[Right], *, unsure: bool = False) -> str:
+def help_text(held: Iterable[Right], naming: Naming, *, unsure: bool = False) -> str:
     """`/opsbot help` for someone holding `held`: only the uses they may make, with an example.
 
     Uses needing a right they lack are left out; one line at the end names those
@@ -371,11 +507,14 @@ def help_text(held: Iterable[Right], *, unsure: bool = False) -> str:
         shown = [use for use in command.uses if use.right in rights]
         for use in command.uses:
             if use.right not in rights:
-                missing.setdefault(use.right, []).append(f"`{escape(_head(use.usage))}`")
+                head = naming.render(_head(use.usage))
+                missing.setdefault(use.right, []).append(f"`{escape(head)}`")
         if not shown:
             continue
-        lines.append(f"*{command.name}* — {command.summary}")
-        lines.extend(f"• {use.line()}  e.g. `{escape(use.example)}`" for use in shown)
+        lines.append(f"*{naming.typed(command.name)}* — {command.summary}")
+        lines.extend(
+            f"• {use.line(naming)}  e.g. `{escape(naming.render(use.example))}`" for use in shown
+        )
     if missing:
         needs = "; ".join(
             f"{', '.join(dict.fromkeys(names))} need {RIGHT_NAMES[right]}"

@@ -18,6 +18,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bot.commands import Naming, Style
+
 Severity = Literal["critical", "error", "warning", "info"]
 
 # Channel ids (C/G/D + upper-case alphanumerics) or public channel names.
@@ -504,6 +506,25 @@ class DeploySettings(Strict):
     force_allowed: People = Field(default_factory=People)
 
 
+class SlashCommands(Strict):
+    """What Slack calls opsbot's commands (bot/commands.py `Naming`): `/deploy`, `/ops deploy`
+    or `/ops-deploy`; the manifest (`opsbot manifest`) follows."""
+
+    style: Style = "separate"
+    prefix: str | None = None
+
+    @model_validator(mode="after")
+    def _usable(self) -> SlashCommands:
+        problems = self.naming.problems()
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def naming(self) -> Naming:
+        return Naming(style=self.style, prefix=self.prefix)
+
+
 class Config(Strict):
     alarm_routes: list[AlarmRoute] = Field(min_length=1)
     alarms: AlarmSettings = Field(default_factory=AlarmSettings)
@@ -514,6 +535,7 @@ class Config(Strict):
     incident_channels: IncidentChannelSettings = Field(default_factory=IncidentChannelSettings)
     deploys: DeploySettings = Field(default_factory=DeploySettings)
     rights: Rights = Field(default_factory=Rights)
+    commands: SlashCommands = Field(default_factory=SlashCommands)
     # Where opsbot tells operators about its own failures (dead deliveries, late
     # pages); Slack's refusal of the token itself pages through this routing key.
     ops_channel: str | None = None

@@ -5,7 +5,12 @@ copy built for https://opsbot.example.com (a test keeps the two in step). Paste 
 https://api.slack.com/apps -> Create New App -> From an app manifest.
 
 Every request Slack sends (slash commands, button clicks, events) goes to one route,
-/slack/events, where Bolt verifies the signature and dispatches.
+/slack/events, where Bolt verifies the signature and dispatches. In Socket Mode
+(`opsbot manifest --socket-mode`, SLACK_APP_TOKEN) there is no URL: Slack sends them
+over the websocket opsbot opens.
+
+The slash commands are named as the config's `commands:` section says
+(bot/commands.py `Naming`): `/deploy` …, one `/ops`, or `/ops-deploy` ….
 
 Scopes are only what the bot calls:
     chat:write, chat:write.public   post and update alarm, incident and deploy messages,
@@ -35,7 +40,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from bot.commands import COMMANDS
+from bot.commands import COMMANDS, OWN, SEPARATE, Naming
 
 EVENTS_PATH = "/slack/events"
 
@@ -59,14 +64,43 @@ BOT_SCOPES: tuple[str, ...] = (
 )
 
 
-def build_manifest(base_url: str) -> dict[str, Any]:
-    """The Slack app manifest for a bot served at base_url (https://host[:port][/prefix])."""
-    parts = urlsplit(base_url.strip())
-    if parts.scheme != "https" or not parts.netloc:
-        raise ValueError(f"Slack needs an https:// URL for its requests, got {base_url!r}")
-    if parts.query or parts.fragment:
-        raise ValueError(f"the base URL must not have a query or fragment: {base_url!r}")
-    request_url = f"https://{parts.netloc}{parts.path.rstrip('/')}{EVENTS_PATH}"
+def slash_commands(naming: Naming, url: str | None) -> list[dict[str, Any]]:
+    """The manifest's slash commands: the table's, as `naming` names them."""
+    where = {"url": url} if url else {}
+    if naming.style == "single":
+        hint = " | ".join(
+            c.hint if c.name == OWN else f"{naming.selector(c.name)} …" for c in COMMANDS
+        )
+        return [
+            {
+                "command": naming.slack_name(OWN),
+                **where,
+                "description": "opsbot: incidents, on-call, deploys, flags and database roles",
+                "usage_hint": hint,
+                "should_escape": any(c.escaped for c in COMMANDS),
+            }
+        ]
+    return [
+        {
+            "command": naming.slack_name(command.name),
+            **where,
+            "description": command.summary,
+            "usage_hint": command.hint,
+            "should_escape": command.escaped,
+        }
+        for command in COMMANDS
+    ]
+
+
+def build_manifest(
+    base_url: str | None, naming: Naming = SEPARATE, *, socket_mode: bool = False
+) -> dict[str, Any]:
+    """The Slack app manifest for a bot served at base_url (https://host[:port][/prefix]).
+
+    `socket_mode`: Slack sends everything over Socket Mode; base_url is not used.
+    """
+    request_url = None if socket_mode else _request_url(base_url)
+    where = {"request_url": request_url} if request_url else {}
     return {
         "_metadata": {"major_version": 1, "minor_version": 1},
         "display_information": {
@@ -81,28 +115,28 @@ def build_manifest(base_url: str) -> dict[str, Any]:
                 "messages_tab_enabled": False,
                 "messages_tab_read_only_enabled": False,
             },
-            "slash_commands": [
-                {
-                    "command": command.name,
-                    "url": request_url,
-                    "description": command.summary,
-                    "usage_hint": command.hint,
-                    "should_escape": command.escaped,
-                }
-                for command in COMMANDS
-            ],
+            "slash_commands": slash_commands(naming, request_url),
         },
         "oauth_config": {"scopes": {"bot": list(BOT_SCOPES)}},
         "settings": {
-            "event_subscriptions": {"request_url": request_url, "bot_events": list(BOT_EVENTS)},
+            "event_subscriptions": {**where, "bot_events": list(BOT_EVENTS)},
             # The options URL answers the modals' searches (external_select: ECR tags, flags).
             "interactivity": {
                 "is_enabled": True,
-                "request_url": request_url,
-                "message_menu_options_url": request_url,
+                **where,
+                **({"message_menu_options_url": request_url} if request_url else {}),
             },
             "org_deploy_enabled": False,
-            "socket_mode_enabled": False,
+            "socket_mode_enabled": socket_mode,
             "token_rotation_enabled": False,
         },
     }
+
+
+def _request_url(base_url: str | None) -> str:
+    parts = urlsplit((base_url or "").strip())
+    if parts.scheme != "https" or not parts.netloc:
+        raise ValueError(f"Slack needs an https:// URL for its requests, got {base_url!r}")
+    if parts.query or parts.fragment:
+        raise ValueError(f"the base URL must not have a query or fragment: {base_url!r}")
+    return f"https://{parts.netloc}{parts.path.rstrip('/')}{EVENTS_PATH}"

@@ -63,6 +63,28 @@ class Settings(BaseSettings):
         default=None,
         validation_alias=AliasChoices("SLACK_SIGNING_SECRET", "slack_signing_secret"),
     )
+    # An app-level token (xapp-…, scope connections:write): opsbot then takes Slack's
+    # commands, clicks and events over Socket Mode instead of POST /slack/events.
+    slack_app_token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("SLACK_APP_TOKEN", "slack_app_token")
+    )
+    # Socket Mode: how often the websocket is pinged (a connection that answers no ping
+    # for four of these is dropped and opened again), and the longest wait between two
+    # attempts to open one (each failed attempt doubles the wait, from the ping interval).
+    slack_socket_ping_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        validation_alias=AliasChoices("OPSBOT_SLACK_SOCKET_PING_S", "slack_socket_ping_s"),
+    )
+    slack_socket_backoff_max_s: float = Field(
+        default=60.0,
+        gt=0,
+        le=600,
+        validation_alias=AliasChoices(
+            "OPSBOT_SLACK_SOCKET_BACKOFF_MAX_S", "slack_socket_backoff_max_s"
+        ),
+    )
     slack_api_url: str = Field(
         default="https://slack.com/api/",
         validation_alias=AliasChoices("SLACK_API_URL", "slack_api_url"),
@@ -228,7 +250,11 @@ class Settings(BaseSettings):
         return _split_csv(value)
 
     @field_validator(
-        "slack_bot_token", "slack_signing_secret", "pagerduty_api_token", mode="before"
+        "slack_bot_token",
+        "slack_signing_secret",
+        "slack_app_token",
+        "pagerduty_api_token",
+        mode="before",
     )
     @classmethod
     def _not_blank(cls, value: Any) -> Any:
@@ -237,6 +263,14 @@ class Settings(BaseSettings):
         # one whose every PagerDuty call is refused.
         if isinstance(value, str) and not value.strip():
             raise ValueError("is set but empty: give its value, or unset it to disable it")
+        return value
+
+    @field_validator("slack_app_token")
+    @classmethod
+    def _app_token(cls, value: SecretStr | None) -> SecretStr | None:
+        # A bot token (xoxb-) here would be sent to apps.connections.open and refused.
+        if value is not None and not value.get_secret_value().startswith("xapp-"):
+            raise ValueError("must be an app-level token (xapp-…), not a bot token")
         return value
 
     @field_validator("pagerduty_api_url", "pagerduty_events_url")
@@ -290,7 +324,14 @@ class Settings(BaseSettings):
 
     @property
     def slack_inbound_enabled(self) -> bool:
-        return self.slack_signing_secret is not None and self.slack_bot_token is not None
+        """Slack's commands, clicks and events reach opsbot: over HTTP or Socket Mode."""
+        return self.slack_bot_token is not None and (
+            self.slack_signing_secret is not None or self.slack_app_token is not None
+        )
+
+    @property
+    def slack_socket_mode(self) -> bool:
+        return self.slack_bot_token is not None and self.slack_app_token is not None
 
     @property
     def pagerduty_rest_enabled(self) -> bool:
@@ -370,6 +411,7 @@ class Settings(BaseSettings):
         candidates: list[SecretStr | None] = [
             self.slack_bot_token,
             self.slack_signing_secret,
+            self.slack_app_token,
             self.pagerduty_api_token,
             *self.pagerduty_webhook_secrets,
             *self._secrets.values(),

@@ -1,12 +1,17 @@
-"""The text of a slash command: its words, and answering with the usage when it does not parse."""
+"""The text of a slash command: its words, and answering with the usage when it does not parse.
+
+And `slash_command`: a listener registered under the name the config gives the command.
+"""
 
 from __future__ import annotations
 
 import shlex
 from collections.abc import Callable
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from slack_bolt import Ack
+from slack_bolt import Ack, App
+
+from bot.commands import COMMANDS, Naming
 
 # Slack clients on phones turn straight quotes into curly ones.
 QUOTES = str.maketrans({"\u201c": '"', "\u201d": '"', "\u201e": '"', "\u2018": "'", "\u2019": "'"})
@@ -44,3 +49,46 @@ def parse_or_usage(ack: Ack, text: str | None, parse: Callable[[str], P], usage:
         ack(text=usage)
         return None
     return parsed
+
+
+def _first_word(text: str) -> tuple[str, str]:
+    words = (text or "").strip().split(None, 1)
+    return (words[0].lower(), words[1] if len(words) > 1 else "") if words else ("", "")
+
+
+def slash_command(
+    app: App, naming: Naming, name: str, *, when: Callable[[str], bool] | None = None
+) -> Callable[[Callable[..., None]], Any]:
+    """Register a listener of the table's command `name` under the name Slack gives it.
+
+    In the `single` style all commands are one Slack command: its first word picks
+    the listener (none: opsbot's own), which sees the text after that word.
+    `when`: the listener only takes the command when its text (as it sees it) passes.
+    """
+    slack_name = naming.slack_name(name)
+    single = naming.style == "single"
+    selector = naming.selector(name) if single else None
+    others = {s for c in COMMANDS if (s := naming.selector(c.name)) is not None}
+
+    def own_text(body: dict[str, Any]) -> str | None:
+        """The text the listener sees; None when the command is another listener's."""
+        text = str(body.get("text") or "")
+        if not single:
+            return text
+        first, rest = _first_word(text)
+        if selector is None:
+            return None if first in others else text
+        return rest if first == selector else None
+
+    def picked(body: dict[str, Any]) -> bool:
+        text = own_text(body)
+        return text is not None and (when is None or when(text))
+
+    def after_selector(body: dict[str, Any], next: Callable[[], None]) -> None:
+        if selector is not None:
+            body["text"] = _first_word(str(body.get("text") or ""))[1]
+        next()
+
+    if not single:
+        return app.command(slack_name, matchers=[picked]) if when else app.command(slack_name)
+    return app.command(slack_name, matchers=[picked], middleware=[after_selector])

@@ -18,10 +18,9 @@ from bot.dbroles import requests
 from bot.dbroles.errors import DbRoleError
 from bot.runtime import Runtime
 from bot.slack_text import code
-from handlers.command_text import Usage, parse_or_usage
+from handlers.command_text import Usage, parse_or_usage, slash_command
 from handlers.replies import answer_after_ack
 
-USAGE = commands.usage("/dbrole")
 VERBS = ("check", "provision")
 
 
@@ -57,8 +56,10 @@ def run(runtime: Runtime, command: Command, *, user_id: str, channel_id: str | N
 
 
 def _listen(runtime: Runtime) -> Any:
+    usage = commands.usage("/dbrole", runtime.config.commands.naming)
+
     def listen(ack: Ack, command: dict[str, Any]) -> None:
-        parsed = parse_or_usage(ack, command.get("text"), parse, USAGE)
+        parsed = parse_or_usage(ack, command.get("text"), parse, usage)
         if parsed is None:
             return
         doing = "Checking" if parsed.verb == "check" else "Provisioning"
@@ -79,4 +80,4 @@ def _listen(runtime: Runtime) -> Any:
 
 
 def register(app: App, runtime: Runtime) -> None:
-    app.command("/dbrole")(_listen(runtime))
+    slash_command(app, runtime.config.commands.naming, "/dbrole")(_listen(runtime))

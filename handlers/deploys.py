@@ -23,10 +23,8 @@ from bot.deploys.models import DEPLOY, ROLLBACK
 from bot.deploys.plans import Request
 from bot.runtime import Runtime
 from bot.slack_text import code
-from handlers.command_text import Usage, command_words, parse_or_usage
+from handlers.command_text import Usage, command_words, parse_or_usage, slash_command
 from handlers.replies import answer_after_ack
-
-DEPLOY_USAGE = commands.usage("/deploy")
 
 
 @dataclass(frozen=True)
@@ -167,11 +165,12 @@ def run(
     if command.verb == "releases":
         assert command.app
         return str(render.releases_message(queries.releases(runtime, app=command.app))["text"])
-    return DEPLOY_USAGE
+    return commands.usage("/deploy", runtime.config.commands.naming)
 
 
 def _listener(runtime: Runtime, parse: Callable[[str], Command], name: str) -> Callable[..., None]:
-    usage = commands.usage(name)
+    naming = runtime.config.commands.naming
+    usage = commands.usage(name, naming)
 
     def listen(ack: Ack, command: dict[str, Any]) -> None:
         # Bolt answers Slack as soon as ack() is called; the work is queued behind
@@ -192,7 +191,7 @@ def _listener(runtime: Runtime, parse: Callable[[str], Command], name: str) -> C
                 runtime, parsed, user_id=user_id, channel_id=channel_id
             ),
             refusals=(AppError, DeployError),
-            hint="Check `/deploy status`.",
+            hint=f"Check `{naming.render('/deploy status')}`.",
         )
 
     return listen
@@ -204,4 +203,4 @@ def register(app: App, runtime: Runtime) -> None:
         ("/rollback", parse_rollback),
         ("/releases", parse_releases),
     ):
-        app.command(name)(_listener(runtime, parse, name))
+        slash_command(app, runtime.config.commands.naming, name)(_listener(runtime, parse, name))

@@ -21,10 +21,8 @@ from bot.flags.errors import FlagError
 from bot.flags.requests import OFF, ON, SET, Change
 from bot.runtime import Runtime
 from bot.slack_text import code
-from handlers.command_text import Usage, command_words, parse_or_usage
+from handlers.command_text import Usage, command_words, parse_or_usage, slash_command
 from handlers.replies import answer_after_ack
-
-USAGE = commands.usage("/flag")
 
 
 @dataclass(frozen=True)
@@ -92,12 +90,15 @@ def run(
         )
         asked = guard.flag(runtime, change)
         return asked.body if isinstance(asked, guard.Question) else asked
-    return USAGE
+    return commands.usage("/flag", runtime.config.commands.naming)
 
 
 def _listen(runtime: Runtime) -> Any:
+    naming = runtime.config.commands.naming
+    usage = commands.usage("/flag", naming)
+
     def listen(ack: Ack, command: dict[str, Any]) -> None:
-        parsed = parse_or_usage(ack, command.get("text"), parse, USAGE)
+        parsed = parse_or_usage(ack, command.get("text"), parse, usage)
         if parsed is None:
             return
         if parsed.verb == "list":
@@ -112,11 +113,11 @@ def _listen(runtime: Runtime) -> Any:
                 runtime, parsed, user_id=user_id, channel_id=channel_id
             ),
             refusals=(AppError, FlagError, DeployError),
-            hint="Check `/flag list`.",
+            hint=f"Check `{naming.render('/flag list')}`.",
         )
 
     return listen
 
 
 def register(app: App, runtime: Runtime) -> None:
-    app.command("/flag")(_listen(runtime))
+    slash_command(app, runtime.config.commands.naming, "/flag")(_listen(runtime))

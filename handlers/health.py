@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
@@ -16,7 +17,9 @@ from bot.runtime import Runtime
 log = logging.getLogger(__name__)
 
 
-def routes(runtime: Runtime) -> list[Route]:
+def routes(runtime: Runtime, slack_socket: Callable[[], bool] | None = None) -> list[Route]:
+    """`slack_socket`: in Socket Mode, whether the websocket to Slack is open (else not ready)."""
+
     async def healthz(_request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
@@ -35,6 +38,15 @@ def routes(runtime: Runtime) -> list[Route]:
         problem = await run_in_threadpool(database_ready)
         if problem is not None:
             return JSONResponse({"status": "unavailable", "database": problem}, status_code=503)
-        return JSONResponse({"status": "ready", "database": "ok"})
+        if slack_socket is not None and not slack_socket():
+            # Slack can reach no instance that has no socket: another instance should take it.
+            return JSONResponse(
+                {"status": "unavailable", "database": "ok", "slack_socket": "disconnected"},
+                status_code=503,
+            )
+        answer = {"status": "ready", "database": "ok"}
+        if slack_socket is not None:
+            answer["slack_socket"] = "connected"
+        return JSONResponse(answer)
 
     return [Route("/healthz", healthz, methods=["GET"]), Route("/readyz", readyz, methods=["GET"])]

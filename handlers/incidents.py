@@ -34,11 +34,11 @@ from bot.maintenance.requests import window_id as window_id_of
 from bot.outbox.replies import Replies, ephemeral
 from bot.runtime import Runtime
 from bot.slack_text import code
+from handlers.command_text import slash_command
 
 log = logging.getLogger(__name__)
 
 INCIDENT = commands.command_named("/incident")
-USAGE = INCIDENT.usage()
 BUTTONS = {render.ACKNOWLEDGE: ACKNOWLEDGE, render.RESOLVE: RESOLVE, render.ESCALATE: ESCALATE}
 NOTE_MAX = 3000
 
@@ -50,10 +50,10 @@ class Usage(Exception):
         super().__init__(problem)
         self.subcommand = subcommand
 
-    def answer(self) -> str:
+    def answer(self, naming: commands.Naming) -> str:
         if self.subcommand in INCIDENT.verbs:
-            return f"{self}\n{INCIDENT.usage_of(self.subcommand)}"
-        return f"{self}\n\n{USAGE}"
+            return f"{self}\n{INCIDENT.usage_of(self.subcommand, naming)}"
+        return f"{self}\n\n{INCIDENT.usage(naming)}"
 
 
 @dataclass(frozen=True)
@@ -167,6 +167,7 @@ def _run(
     replies: Replies,
     command: Command,
     requester: Requester,
+    naming: commands.Naming,
     channel_id: str | None = None,
 ) -> None:
     """What a command does after its acknowledgement."""
@@ -200,7 +201,9 @@ def _run(
         )
     except IncidentError as exc:
         if requester.response_url:
-            replies.send(requester.response_url, ephemeral(Usage(str(exc), command.name).answer()))
+            replies.send(
+                requester.response_url, ephemeral(Usage(str(exc), command.name).answer(naming))
+            )
 
 
 def register(app: App, runtime: Runtime) -> None:
@@ -270,15 +273,17 @@ def register(app: App, runtime: Runtime) -> None:
         # Link buttons open a URL; Slack still tells the app, which must answer.
         app.action(link)(lambda ack: ack())
 
-    @app.command("/incident")
+    naming = runtime.config.commands.naming
+
+    @slash_command(app, naming, "/incident")
     def incident(ack: Ack, command: dict[str, Any]) -> None:
         try:
             parsed = parse(command.get("text") or "")
         except Usage as exc:
-            ack(text=exc.answer())
+            ack(text=exc.answer(naming))
             return
         if parsed.name == "help":
-            ack(text=USAGE)
+            ack(text=INCIDENT.usage(naming))
             return
         if parsed.name in ("silence", "silences"):
             maintenance_command(ack, command, parsed)
@@ -304,7 +309,7 @@ def register(app: App, runtime: Runtime) -> None:
         requester = _requester(command, "command")
         runtime.after_ack.run(
             f"/incident {parsed.name}",
-            lambda: _run(channels, replies, parsed, requester, command.get("channel_id")),
+            lambda: _run(channels, replies, parsed, requester, naming, command.get("channel_id")),
             response_url=command.get("response_url"),
         )
 
@@ -342,7 +347,7 @@ def register(app: App, runtime: Runtime) -> None:
                 return
             request = parse_window(words, now=runtime.clock.now())
         except BadWindow as exc:
-            ack(text=Usage(str(exc), "silence").answer())
+            ack(text=Usage(str(exc), "silence").answer(naming))
             return
         ack(text="Making the maintenance window…")
 

@@ -39,6 +39,7 @@ from bot.modals.forms import SELECT, Choice, Form
 from bot.modals.submissions import SubmittedViews
 from bot.rights.errors import RightMissing
 from bot.runtime import Runtime
+from handlers.command_text import slash_command
 from handlers.replies import answer
 
 log = logging.getLogger(__name__)
@@ -106,8 +107,8 @@ class Modal:
     command: str  # "/deploy"
     verb: str | None  # the subcommand typed to open it ("declare"), None: the bare command
     build: Callable[[Runtime], Form]
-    # The typed command's path; its answer for the person (None: the domain answered them).
-    # The typed command's answer: text, or a whole answer body (a question with buttons).
+    # The typed command's path; its answer for the person: text, a whole answer body (a
+    # question with buttons), or None when the domain answered them.
     act: Callable[[Runtime, Submission], str | dict[str, Any] | None]
     refusals: tuple[type[Exception], ...]
     subject: str  # the field a refusal other than a missing right is shown on
@@ -116,8 +117,8 @@ class Modal:
     # `filled` being the form's other fields as far as they are chosen and valid.
     searches: dict[str, Search] = field(default_factory=dict)
 
-    def usage(self) -> str:
-        return commands.command_named(self.command).usage_of(self.verb)
+    def usage(self, naming: commands.Naming) -> str:
+        return commands.command_named(self.command).usage_of(self.verb, naming)
 
 
 # callback_id -> modal. A search field's name is the action_id its `options` requests are
@@ -246,12 +247,12 @@ def _submitted(
 # -- opening -------------------------------------------------------------------------------
 
 
-def _opens(modal: Modal) -> Callable[..., bool]:
-    """Bolt matcher: the command typed bare (or with only the modal's verb)."""
+def _opens(modal: Modal) -> Callable[[str], bool]:
+    """The command typed bare (or with only the modal's verb)."""
     wanted = modal.verb or ""
 
-    def bare(body: dict[str, Any]) -> bool:
-        return str(body.get("text") or "").strip().lower() == wanted
+    def bare(text: str) -> bool:
+        return text.strip().lower() == wanted
 
     return bare
 
@@ -259,6 +260,7 @@ def _opens(modal: Modal) -> Callable[..., bool]:
 def _opener(runtime: Runtime, callback_id: str, modal: Modal) -> Callable[..., None]:
     def open_modal(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         ack()
+        usage = modal.usage(runtime.config.commands.naming)
         # The command's own fields, checked as a submission's metadata will be.
         command = {"channel": body.get("channel_id"), "response_url": body.get("response_url")}
         origin = Origin.parse(json.dumps(command))
@@ -270,7 +272,7 @@ def _opener(runtime: Runtime, callback_id: str, modal: Modal) -> Callable[..., N
                 runtime,
                 response_url=origin.response_url,
                 text=f"Nothing to choose as *{empty.label}*: the configuration has none for "
-                f"this command.\n{modal.usage()}",
+                f"this command.\n{usage}",
             )
             return
         try:
@@ -287,7 +289,7 @@ def _opener(runtime: Runtime, callback_id: str, modal: Modal) -> Callable[..., N
             answer(
                 runtime,
                 response_url=origin.response_url,
-                text=f"{lead}Type the command instead:\n{modal.usage()}",
+                text=f"{lead}Type the command instead:\n{usage}",
             )
         except Exception:
             runtime.metrics.modal(callback_id, "open_failed")
@@ -295,7 +297,7 @@ def _opener(runtime: Runtime, callback_id: str, modal: Modal) -> Callable[..., N
             answer(
                 runtime,
                 response_url=origin.response_url,
-                text=f"The form could not be opened. Type the command instead:\n{modal.usage()}",
+                text=f"The form could not be opened. Type the command instead:\n{usage}",
             )
         else:
             runtime.metrics.modal(callback_id, "opened")
@@ -331,7 +333,10 @@ def register(app: App, runtime: Runtime, modals: dict[str, Modal]) -> None:
     # submission's own request is in flight while it waits for its outcome.
     pool = ThreadPoolExecutor(SUBMITTING_AT_ONCE, thread_name_prefix="modal-submit")
     for callback_id, modal in modals.items():
-        app.command(modal.command, matchers=[_opens(modal)])(_opener(runtime, callback_id, modal))
+        opens = slash_command(
+            app, runtime.config.commands.naming, modal.command, when=_opens(modal)
+        )
+        opens(_opener(runtime, callback_id, modal))
         app.view(callback_id)(_submitted(runtime, views, pool, callback_id, modal))
         for name, search in modal.searches.items():
             app.options(name)(_searcher(runtime, modal, search))

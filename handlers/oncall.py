@@ -10,13 +10,18 @@ from slack_bolt import Ack, App
 from bot import commands
 from bot.inbound.receipts import SlackEventReceipts
 from bot.runtime import Runtime
+from handlers.command_text import slash_command
 
 ONCALL_WORDS = re.compile(r"\b(on[ -]?call|oncall)\b[?!.]*\s*(.*)$", re.IGNORECASE)
 MENTION = re.compile(r"<@[UW][A-Z0-9]+>")
-HELP = (
-    "Ask me `@opsbot oncall [team or schedule]`, or use `/oncall`, `/incident help` "
-    "and `/opsbot help`."
-)
+
+
+def mention_help(naming: commands.Naming) -> str:
+    """What a mention that asks nothing is answered, with the commands as Slack names them."""
+    return (
+        f"Ask me `@opsbot oncall [team or schedule]`, or use `{naming.render('/oncall')}`, "
+        f"`{naming.render('/incident help')}` and `{naming.render('/opsbot help')}`."
+    )
 
 
 def mention_question(text: str) -> tuple[bool, str | None]:
@@ -31,12 +36,13 @@ def mention_question(text: str) -> tuple[bool, str | None]:
 
 def register(app: App, runtime: Runtime, receipts: SlackEventReceipts) -> None:
     answers = runtime.oncall
+    naming = runtime.config.commands.naming
 
-    @app.command("/oncall")
+    @slash_command(app, naming, "/oncall")
     def oncall(ack: Ack, command: dict[str, Any]) -> None:
         name = (command.get("text") or "").strip() or None
         if name == "help":
-            ack(text=commands.usage("/oncall"))
+            ack(text=commands.usage("/oncall", naming))
             return
         ack()
         runtime.after_ack.run(
@@ -61,6 +67,6 @@ def register(app: App, runtime: Runtime, receipts: SlackEventReceipts) -> None:
                 answers.post(
                     key=key,
                     channel=channel,
-                    message={"text": HELP, "blocks": None},
+                    message={"text": mention_help(naming), "blocks": None},
                     thread_ts=thread_ts,
                 )

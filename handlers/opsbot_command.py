@@ -15,16 +15,11 @@ from bot.people.links import PagerDutyLinks
 from bot.runtime import Runtime
 from bot.slack_text import code
 from handlers import ops_status
+from handlers.command_text import slash_command
 
-USAGE = commands.usage("/opsbot")
-LINK_USAGE = commands.command_named("/opsbot").usage_of("link-pagerduty")
-UNLINK_USAGE = commands.command_named("/opsbot").usage_of("unlink-pagerduty")
+OWN = commands.command_named(commands.OWN)
 MAILTO = re.compile(r"^<mailto:([^|>]+)(\|[^>]*)?>$")
 USER_MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(\|[^>]*)?>$")
-
-
-def usage(problem: str | None = None) -> str:
-    return f"{problem}\n\n{USAGE}" if problem else USAGE
 
 
 def email_argument(word: str) -> str:
@@ -41,6 +36,7 @@ def _subject(words: list[str]) -> tuple[str | None, list[str]]:
 
 
 def register(app: App, runtime: Runtime) -> None:
+    naming = runtime.config.commands.naming
     replies = Replies(sessions=runtime.sessions, clock=runtime.clock)
     links = PagerDutyLinks(
         sessions=runtime.sessions,
@@ -62,9 +58,12 @@ def register(app: App, runtime: Runtime) -> None:
         held = rights_held(
             user_id=user_id, config=runtime.config, rights=runtime.rights, access=runtime.access
         )
-        return commands.help_text(held.rights, unsure=held.unsure)
+        return commands.help_text(held.rights, naming, unsure=held.unsure)
 
-    @app.command("/opsbot")
+    link_usage = OWN.usage_of("link-pagerduty", naming)
+    unlink_usage = OWN.usage_of("unlink-pagerduty", naming)
+
+    @slash_command(app, naming, commands.OWN)
     def opsbot(ack: Ack, command: dict[str, Any]) -> None:
         words = (command.get("text") or "").split()
         user_id = str(command.get("user_id"))
@@ -78,11 +77,11 @@ def register(app: App, runtime: Runtime) -> None:
             subject, rest = _subject(rest)
             email = email_argument(rest[0]) if rest else None
             if len(rest) > 1 or (email is not None and not EMAIL.match(email)):
-                ack(text=f"{code(' '.join(rest))} is not one email address.\n{LINK_USAGE}")
+                ack(text=f"{code(' '.join(rest))} is not one email address.\n{link_usage}")
                 return
             if email is None:
                 if subject is not None:
-                    ack(text=f"Say which email to link.\n{LINK_USAGE}")
+                    ack(text=f"Say which email to link.\n{link_usage}")
                     return
                 ack()
                 answer_later(command, verb, lambda: links.show(user_id))
@@ -101,9 +100,9 @@ def register(app: App, runtime: Runtime) -> None:
         if verb == "unlink-pagerduty":
             subject, rest = _subject(rest)
             if rest:
-                ack(text=UNLINK_USAGE)
+                ack(text=unlink_usage)
                 return
             ack()
             answer_later(command, verb, lambda: links.unlink(requester=user_id, for_user=subject))
             return
-        ack(text=usage(f"Unknown subcommand {code(words[0])}."))
+        ack(text=f"Unknown subcommand {code(words[0])}.\n\n{OWN.usage(naming)}")

@@ -43,12 +43,16 @@ log = logging.getLogger(__name__)
 
 
 def build_bolt_app(runtime: Runtime) -> App | None:
+    """The one Bolt app of this process: POST /slack/events and Socket Mode both feed it."""
     settings = runtime.settings
     if not settings.slack_inbound_enabled or runtime.slack_client is None:
         return None
-    assert settings.slack_signing_secret is not None
+    secret = settings.slack_signing_secret
     app = App(
-        signing_secret=settings.slack_signing_secret.get_secret_value(),
+        # Without a signing secret (Socket Mode only) the HTTP route serves nothing:
+        # `routes` answers 404 before Bolt, whose check is then off.
+        signing_secret=secret.get_secret_value() if secret is not None else "",
+        request_verification_enabled=secret is not None,
         client=runtime.slack_client,
         # Starting must not depend on Slack answering auth.test.
         token_verification_enabled=False,
@@ -132,11 +136,18 @@ def _refused(status: int, message: str) -> JSONResponse:
     return JSONResponse({"status": status, "message": message}, status_code=status)
 
 
-def routes(runtime: Runtime) -> list[Route]:
-    bolt = build_bolt_app(runtime)
+def routes(runtime: Runtime, bolt: App | None) -> list[Route]:
+    """POST /slack/events over `bolt` (build_bolt_app's), when a signing secret verifies it."""
+    if runtime.settings.slack_signing_secret is None:
+        bolt = None
 
     async def events(request: Request) -> Response:
         if bolt is None:
+            if runtime.settings.slack_socket_mode:
+                return JSONResponse(
+                    {"error": "Slack reaches this opsbot over Socket Mode (SLACK_APP_TOKEN)"},
+                    status_code=404,
+                )
             return JSONResponse(
                 {"error": "Slack is not configured: set SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN"},
                 status_code=503,

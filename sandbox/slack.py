@@ -19,6 +19,7 @@ from typing import Any
 from sandbox.server import HttpRequest, HttpResponse, LoopbackServer
 from sandbox.slack_channels import SlackChannelsMixin
 from sandbox.slack_home import SlackHomeMixin
+from sandbox.slack_socket import SlackSocketMixin
 from sandbox.slack_views import SlackViewsMixin
 
 BOT_USER = "U0OPSBOT"
@@ -98,7 +99,7 @@ def _decode(value: Any) -> Any:
     return value
 
 
-class SlackEmulator(SlackHomeMixin, SlackChannelsMixin, SlackViewsMixin):
+class SlackEmulator(SlackHomeMixin, SlackChannelsMixin, SlackViewsMixin, SlackSocketMixin):
     def __init__(
         self,
         *,
@@ -353,7 +354,7 @@ class SlackEmulator(SlackHomeMixin, SlackChannelsMixin, SlackViewsMixin):
         auth = request.headers.get("authorization", "")
         token = auth.removeprefix("Bearer ").strip() or str(args.get("token", ""))
         with self.lock:
-            if token != self.token:
+            if not self.accepts_token(method, token):
                 return self._answer(method, args, {"ok": False, "error": "invalid_auth"})
             handler = getattr(self, "api_" + method.replace(".", "_"), None)
             if handler is None:

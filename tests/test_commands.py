@@ -14,10 +14,12 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+import yaml
 from slack_bolt import App
 
 from bot import commands
-from bot.commands import COMMANDS, Right
+from bot.cli import main
+from bot.commands import COMMANDS, OWN, SEPARATE, Naming, Right
 from bot.config import parse_config
 from bot.manifest import build_manifest
 from bot.outbox.models import Delivery
@@ -25,9 +27,9 @@ from bot.settings import Settings
 from bot.slack_text import unescape
 from handlers.slack_events import build_bolt_app
 from sandbox.slack import SlackEmulator
-from tests.conftest import TEST_CONFIG
+from tests.conftest import SLACK_SIGNING_SECRET, TEST_CONFIG
 from tests.incidents.helpers import ack_text, command, responses_to
-from tests.support import LiveService, wait_for
+from tests.support import LiveService, slack_headers, slash_command_body, wait_for
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 ADMIN = "U0ALICE"  # an admin and a deployer of checkout/prod
@@ -61,6 +63,12 @@ def live(
     return make_service(settings, parse_config(CONFIG))
 
 
+def typed(naming: Naming, name: str, text: str) -> tuple[str, str]:
+    """The Slack command and the text a person sends for the table's `name` and `text`."""
+    selector = naming.selector(name)
+    return naming.slack_name(name), f"{selector} {text}".strip() if selector else text
+
+
 def registered_commands(live: LiveService, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The slash commands the handlers register on a Bolt app, as Bolt is asked for them."""
     seen: list[str] = []
@@ -83,9 +91,11 @@ def readme_commands() -> list[str]:
     return [line.strip() for line in block.splitlines() if line.startswith("    /")]
 
 
-def help_for(live: LiveService, slack: SlackEmulator, user_id: str) -> str:
+def help_for(
+    live: LiveService, slack: SlackEmulator, user_id: str, naming: Naming = SEPARATE
+) -> str:
     url = slack.response_url()
-    answer = command(live, "/opsbot", "help", user_id=user_id, response_url=url)
+    answer = command(live, *typed(naming, OWN, "help"), user_id=user_id, response_url=url)
     assert ack_text(answer) == ""  # rights may ask Slack: the help comes after the ack
     [reply] = wait_for(lambda: responses_to(slack, url))
     assert reply["response_type"] == "ephemeral"
@@ -141,14 +151,14 @@ def test_a_guest_and_a_member_see_only_what_they_may_use(
     ("name", "text", "expected"),
     [
         ("/incident", "ack", "Usage: `/incident ack <id>`"),
-        ("/incident", "frobnicate 42", commands.usage("/incident")),
-        ("/deploy", "history checkout prod lots", commands.usage("/deploy")),
-        ("/deploy", "checkout prod", commands.usage("/deploy")),
-        ("/rollback", "checkout", commands.usage("/rollback")),
-        ("/releases", "checkout prod", commands.usage("/releases")),
-        ("/flag", "list checkout", commands.usage("/flag")),
-        ("/dbrole", "drop checkout prod", commands.usage("/dbrole")),
-        ("/opsbot", "hlep", commands.usage("/opsbot")),
+        ("/incident", "frobnicate 42", commands.usage("/incident", SEPARATE)),
+        ("/deploy", "history checkout prod lots", commands.usage("/deploy", SEPARATE)),
+        ("/deploy", "checkout prod", commands.usage("/deploy", SEPARATE)),
+        ("/rollback", "checkout", commands.usage("/rollback", SEPARATE)),
+        ("/releases", "checkout prod", commands.usage("/releases", SEPARATE)),
+        ("/flag", "list checkout", commands.usage("/flag", SEPARATE)),
+        ("/dbrole", "drop checkout prod", commands.usage("/dbrole", SEPARATE)),
+        ("/opsbot", "hlep", commands.usage("/opsbot", SEPARATE)),
         ("/opsbot", "unlink-pagerduty now", "Usage: `/opsbot unlink-pagerduty`"),
     ],
 )
@@ -175,7 +185,7 @@ def test_each_commands_help_is_its_table_usage(
     if name == "/opsbot":
         return  # `/opsbot help` is the whole list, tested above
     answer = command(live, name, "help", response_url=slack.response_url())
-    assert ack_text(answer) == commands.usage(name)
+    assert ack_text(answer) == commands.usage(name, SEPARATE)
 
 
 def test_the_manifest_takes_its_commands_from_the_table() -> None:
@@ -187,9 +197,145 @@ def test_the_manifest_takes_its_commands_from_the_table() -> None:
 
 
 def test_help_names_the_rights_it_leaves_out() -> None:
-    text = commands.help_text({Right.MEMBER}, unsure=True)
+    text = commands.help_text({Right.MEMBER}, SEPARATE, unsure=True)
     assert "`/deploy`, `/deploy lock`, `/deploy unlock`, `/rollback`" in text
     assert "need the `admin` right (`rights.admins`)" in text
     assert "could not ask Slack" in text
-    full = commands.help_text(set(Right))
+    full = commands.help_text(set(Right), SEPARATE)
     assert "Not shown" not in full and "could not ask Slack" not in full
+
+
+# -- what Slack calls the commands (the config's `commands:`) ------------------------------
+
+NAMINGS = [SEPARATE, Naming("single", "ops"), Naming("prefixed", "ops")]
+STYLES = [naming.style for naming in NAMINGS]
+TABLE_NAMES = re.compile(r"`/(opsbot|incident|oncall|deploy|rollback|releases|flag|dbrole)\b")
+
+
+def named_live(
+    settings: Settings, make_service: Callable[..., LiveService], naming: Naming
+) -> LiveService:
+    named = {"style": naming.style, **({"prefix": naming.prefix} if naming.prefix else {})}
+    return make_service(settings, parse_config({**CONFIG, "commands": named}))
+
+
+@pytest.mark.parametrize("naming", NAMINGS, ids=STYLES)
+def test_each_naming_registers_helps_and_manifests_the_table_alike(
+    settings: Settings,
+    make_service: Callable[..., LiveService],
+    slack: SlackEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+    naming: Naming,
+) -> None:
+    assert naming.problems() == []
+    live = named_live(settings, make_service, naming)
+    registered = registered_commands(live, monkeypatch)
+    assert list(dict.fromkeys(registered)) == list(naming.slack_names())
+    assert len(registered) == len(COMMANDS)  # one listener each, under a shared name or not
+    shown = help_for(live, slack, ADMIN, naming)
+    for table in COMMANDS:
+        assert f"*{naming.typed(table.name)}* — {table.summary}" in shown
+        for use in table.uses:
+            assert f"`{naming.render(use.usage)}`" in shown, use.usage
+            assert f"e.g. `{naming.render(use.example)}`" in shown, use.example
+        if table.name == OWN:
+            continue
+        # The command's own help and a wrong argument's usage, asked as this naming takes them.
+        answer = command(
+            live, *typed(naming, table.name, "help"), response_url=slack.response_url()
+        )
+        assert ack_text(answer) == table.usage(naming)
+        if naming.style != "separate":
+            assert not TABLE_NAMES.search(ack_text(answer)), ack_text(answer)
+    wrong = command(live, *typed(naming, "/dbrole", "drop checkout prod"), response_url="")
+    assert unescape(commands.usage("/dbrole", naming)) in unescape(ack_text(wrong))
+    if naming.style != "separate":
+        assert not TABLE_NAMES.search(shown)
+    listed = build_manifest("https://opsbot.example.com", naming)["features"]["slash_commands"]
+    assert [c["command"] for c in listed] == list(naming.slack_names())
+    socket = build_manifest(None, naming, socket_mode=True)
+    assert socket["settings"]["socket_mode_enabled"] is True
+    assert [c["command"] for c in socket["features"]["slash_commands"]] == list(
+        naming.slack_names()
+    )
+    assert "url" not in str(socket)
+
+
+@pytest.mark.parametrize("naming", NAMINGS, ids=STYLES)
+def test_a_command_named_as_another_style_has_is_not_answered(
+    settings: Settings,
+    make_service: Callable[..., LiveService],
+    slack: SlackEmulator,
+    naming: Naming,
+) -> None:
+    live = named_live(settings, make_service, naming)
+    others = {n.slack_name(c.name) for n in NAMINGS for c in COMMANDS} - set(naming.slack_names())
+    assert others
+    url = slack.response_url()
+    for name in sorted(others):
+        body = slash_command_body(name, "lock checkout prod mine", user_id=ADMIN, response_url=url)
+        answer = live.post(
+            "/slack/events", content=body, headers=slack_headers(SLACK_SIGNING_SECRET, body)
+        )
+        assert answer.status_code == 404, (name, answer.text)  # Bolt: no listener for it
+    later = slack.response_url()
+    command(live, *typed(naming, OWN, "help"), user_id=ADMIN, response_url=later)
+    wait_for(lambda: responses_to(slack, later))
+    assert responses_to(slack, url) == []
+    with live.runtime.sessions() as db_session:
+        payloads = db_session.scalars(sa.select(Delivery.payload)).all()
+    assert [p for p in payloads if p.get("response_url") == url] == []
+    status = command(live, *typed(naming, "/deploy", "status checkout prod"), response_url=later)
+    assert status.status_code == 200  # the same words, under this naming's name, are taken
+
+
+@pytest.mark.parametrize(
+    ("named", "why"),
+    [
+        ({"style": "single"}, "needs a prefix"),
+        ({"style": "prefixed", "prefix": "Ops"}, "is not a Slack command name"),
+        ({"style": "single", "prefix": "/ops"}, "is not a Slack command name"),
+        ({"style": "single", "prefix": "ops bot"}, "is not a Slack command name"),
+        ({"style": "prefixed", "prefix": "a" * 23}, "longer than Slack's 32 characters"),
+        ({"style": "single", "prefix": "deploy"}, "/deploy is the name of opsbot's own"),
+        ({"style": "prefixed", "prefix": "incident"}, "/incident is the name of opsbot's own"),
+        ({"style": "single", "prefix": "remind"}, "/remind is one of Slack's own commands"),
+        ({"style": "sideways", "prefix": "ops"}, "commands.style"),
+    ],
+)
+def test_a_prefix_slack_cannot_take_is_refused_by_check_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], named: dict[str, str], why: str
+) -> None:
+    path = tmp_path / "opsbot.yaml"
+    path.write_text(yaml.safe_dump({**CONFIG, "commands": named}))
+    with pytest.raises(SystemExit) as exited:
+        main(["check-config", str(path)])
+    assert exited.value.code == 2
+    assert why in capsys.readouterr().err
+
+
+def test_the_table_leaves_room_for_one_command() -> None:
+    # In the single style opsbot's own verbs and the other commands share the first word.
+    own = set(commands.command_named(OWN).verbs)
+    assert own.isdisjoint(c.name.removeprefix("/") for c in COMMANDS)
+    for table in COMMANDS:
+        for use in table.uses:
+            assert use.usage.split()[0] == table.name and use.example.split()[0] == table.name
+
+
+def test_opsbot_manifest_names_the_commands_as_the_config_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "opsbot.yaml"
+    path.write_text(yaml.safe_dump({**CONFIG, "commands": {"style": "prefixed", "prefix": "acme"}}))
+    assert main(["manifest", "--socket-mode", "--config", str(path)]) == 0
+    manifest = yaml.safe_load(capsys.readouterr().out)
+    assert manifest["settings"]["socket_mode_enabled"] is True
+    names = [c["command"] for c in manifest["features"]["slash_commands"]]
+    assert names == list(Naming("prefixed", "acme").slack_names())
+    assert names[:2] == ["/acme", "/acme-incident"]
+    assert main(["manifest", "--url", "https://opsbot.example.com", "--config", str(path)]) == 0
+    over_http = yaml.safe_load(capsys.readouterr().out)
+    assert over_http["settings"]["interactivity"]["request_url"].endswith("/slack/events")
+    assert main(["manifest", "--config", str(path)]) == 2  # neither a URL nor Socket Mode
+    assert "--socket-mode" in capsys.readouterr().err

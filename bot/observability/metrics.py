@@ -162,6 +162,26 @@ class Metrics:
             "1 while Slack accepts the bot's token, 0 once it refused it (until a call succeeds).",
             registry=registry,
         )
+        self.slack_socket_connected = Gauge(
+            "opsbot_slack_socket_connected",
+            "Socket Mode (SLACK_APP_TOKEN): 1 while the websocket to Slack is open, else 0.",
+            registry=registry,
+        )
+        self.slack_socket_reconnects = Counter(
+            "opsbot_slack_socket_reconnects",
+            "Socket Mode: websocket connections opened again after one was lost.",
+            registry=registry,
+        )
+        self.slack_socket_connect_failures = Counter(
+            "opsbot_slack_socket_connect_failures",
+            "Socket Mode: attempts to open the websocket that failed (each waits longer).",
+            registry=registry,
+        )
+        self.slack_socket_refused = Counter(
+            "opsbot_slack_socket_refused",
+            "Socket Mode: messages refused before Bolt saw them (not JSON, too deep, bad shape).",
+            registry=registry,
+        )
         self.leader = Gauge(
             "opsbot_leader",
             "1 on the instance that runs scheduled jobs (holds the scheduler's lock).",

@@ -6,6 +6,7 @@ import copy
 
 import pytest
 
+from bot.commands import SEPARATE
 from bot.config import ConfigError, parse_config
 from bot.pagerduty.webhooks import MalformedWebhook, parse_event, signature_valid
 from handlers.incidents import Usage, parse
@@ -98,7 +99,7 @@ def test_incident_commands_parse(text: str, name: str, fields: dict[str, object]
 def test_bad_incident_commands_say_what_is_wrong(text: str, problem: str) -> None:
     with pytest.raises(Usage) as caught:
         parse(text)
-    assert problem in caught.value.answer()
+    assert problem in caught.value.answer(SEPARATE)
 
 
 @pytest.mark.parametrize(

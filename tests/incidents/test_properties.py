@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from bot.audit.models import AuditRecord
+from bot.commands import SEPARATE
 from bot.config import parse_config
 from bot.incidents.models import Incident, IncidentEvent
 from bot.outbox.models import Delivery
@@ -57,7 +58,8 @@ def test_incident_command_text_parses_or_gets_usage(text: str) -> None:
     try:
         command = parse(text)
     except Usage as usage:
-        assert "Usage" in usage.answer() or "/incident" in usage.answer()
+        answer = usage.answer(SEPARATE)
+        assert "Usage" in answer or "/incident" in answer
         return
     assert command.name in {"help", "list", "ack", "resolve", "declare", "note", "timeline"}
 
