@@ -60,10 +60,13 @@ def sync_message(
     now: datetime,
     new: bool = False,
     clicked_at: datetime | None = None,
+    thread_of: str | None = None,
 ) -> None:
     """Post the incident's message, or update it in place, with its current state.
 
     `new`: the incident was created in this transaction (nothing to look up).
+    `thread_of`: a new message is posted in the thread of the message under that
+    key (an alarm listed in a group, bot/alarms/flows.py).
     `clicked_at`: the update shows the effect of a click made then (measured
     when it reaches Slack: opsbot_click_to_effect_seconds), so it goes in the
     outbox's PERSON lane, before bulk work.
@@ -86,13 +89,22 @@ def sync_message(
         now=now,
         new_key=new,
         priority=priority,
+        parent_key=thread_of,
     )
 
 
 def thread_transition(
-    db_session: Session, *, incident: Incident, item: dict[str, Any], now: datetime
+    db_session: Session,
+    *,
+    incident: Incident,
+    item: dict[str, Any],
+    now: datetime,
+    hold_s: float = 0.0,
 ) -> None:
-    """A threaded reply for a state transition; unsent ones fold into one reply."""
+    """A threaded reply for a state transition; unsent ones fold into one reply.
+
+    `hold_s`: the reply waits that long for the transitions that follow to fold in.
+    """
     outbox.reply_in_thread(
         db_session,
         key=incident.message_key,
@@ -101,6 +113,7 @@ def thread_transition(
         item=item,
         render=render.transitions_reply,
         now=now,
+        hold_s=hold_s,
     )
 
 

@@ -83,5 +83,7 @@ class SlackMessage(Base):
     channel: Mapped[str] = mapped_column(String(80))  # as configured: an id or a #name
     channel_id: Mapped[str | None] = mapped_column(String(32))  # as Slack answered
     ts: Mapped[str | None] = mapped_column(String(32))
+    # The message whose thread this one is posted in (an alarm listed in a group).
+    parent_key: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     posted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
