@@ -92,6 +92,12 @@ class Metrics:
             buckets=CLICK_BUCKETS,
             registry=registry,
         )
+        self.folded_items = Counter(
+            "opsbot_slack_folded_items",
+            "Items (an incident's alarm transitions) that reached Slack folded into one "
+            "thread reply with others, beyond the first of each reply: posts saved.",
+            registry=registry,
+        )
         self.slack_auth_ok = Gauge(
             "opsbot_slack_auth_ok",
             "1 while Slack accepts the bot's token, 0 once it refused it (until a call succeeds).",
@@ -132,6 +138,9 @@ class Metrics:
         if outcome == "dead":
             with self._lock:
                 self._dead_since_emit += 1
+
+    def folded(self, items: int) -> None:
+        self.folded_items.inc(items)
 
     def page_accepted(self, seconds: float) -> None:
         self.alarm_to_page.observe(seconds)

@@ -64,6 +64,8 @@ class DeliveryMetrics(Protocol):
 
     def page_accepted(self, seconds: float) -> None: ...
 
+    def folded(self, items: int) -> None: ...
+
     @property
     def click_to_effect(self) -> Histogram: ...
 
@@ -471,6 +473,9 @@ class OutboxWorker:
         self.metrics.delivery(job.kind, outcome_of(result))
         if not isinstance(result, Sent):
             return
+        items = job.payload.get("items") if job.kind == SLACK_REPLY else None
+        if isinstance(items, list) and len(items) > 1:
+            self.metrics.folded(len(items) - 1)
         if job.created_at is not None and is_alarm_page(job):
             self.metrics.page_accepted(seconds_between(job.created_at, now))
         clicked_at = job.payload.get("clicked_at") if job.kind == SLACK_MESSAGE else None

@@ -85,6 +85,8 @@ def test_transitions_in_a_window_fold_into_one_reply_with_the_count_and_last_sta
     assert "ALARM → OK → ALARM …* 5 times in 4 min, last: *OK*" in reply.text
     assert [m.ts for m in slack.channel_messages(CHANNEL)] == [message.ts]
     assert [e["event_action"] for e in pagerduty.events] == ["trigger"]  # resolve: reopen window
+    registry = service.runtime.metrics.registry
+    assert registry.get_sample_value("opsbot_slack_folded_items_total") == 4  # posts spared
 
     # The next transition opens a window of its own.
     send(service, sns_signer, alarm("prod-flappy", "ALARM", T0 + timedelta(minutes=9)))
