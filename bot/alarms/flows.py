@@ -16,7 +16,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
 from bot.alarms.models import AlarmGroup, AlarmGroupMember
@@ -43,8 +43,10 @@ def show(
     list it in its route's group (forming one when this alarm is one too many)."""
     if created:
         group, threaded = _join_group(db_session, incident=incident, config=config, now=now)
-        if group is not None:
-            sync_group(db_session, group=group, now=now)  # queued before its members' posts
+        if group is not None and group.opened_at == now:
+            sync_group(db_session, group=group, now=now)  # its post goes before its members'
+        elif group is not None:
+            _sync_at_commit(db_session, group=group, now=now)
     else:
         group, threaded = _group_of(db_session, incident=incident)
     flows.sync_message(
@@ -63,7 +65,29 @@ def show(
             hold_s=config.alarms.fold_window_s,
         )
     if group is not None and not created:
-        sync_group(db_session, group=group, now=now)
+        _sync_at_commit(db_session, group=group, now=now)
+
+
+# Groups whose message must show a change made in this transaction: rendered once,
+# just before it commits, however many of their alarms it changed (a batch of
+# notifications in one transaction, a storm).
+GROUPS_TO_SYNC = "alarm_groups_to_sync"
+GROUPS_HOOKED = "alarm_groups_hooked"
+
+
+def _sync_at_commit(db_session: Session, *, group: AlarmGroup, now: datetime) -> None:
+    db_session.info.setdefault(GROUPS_TO_SYNC, {})[group.id] = now
+    if not db_session.info.get(GROUPS_HOOKED):
+        db_session.info[GROUPS_HOOKED] = True
+        event.listen(db_session, "before_commit", _sync_marked)
+
+
+def _sync_marked(db_session: Session) -> None:
+    marked: dict[int, datetime] = db_session.info.pop(GROUPS_TO_SYNC, {})
+    for group_id, now in marked.items():
+        group = db_session.get(AlarmGroup, group_id)
+        if group is not None:  # else rolled back since it was marked
+            sync_group(db_session, group=group, now=now)
 
 
 def _group_of(db_session: Session, *, incident: Incident) -> tuple[AlarmGroup | None, bool]:
