@@ -198,3 +198,42 @@ def test_up_to_the_limit_alarms_are_not_grouped(
     ]
     with service.runtime.sessions() as db:
         assert db.scalars(sa.select(AlarmGroup)).all() == []
+
+
+def test_a_grouped_storm_keeps_to_the_channel_budget_without_a_429(
+    settings: Settings,
+    sns_signer: SnsSigner,
+    pagerduty: PagerDutyEmulator,
+    make_service: Callable[..., LiveService],
+) -> None:
+    # Slack as it is: a channel takes one post a second after a burst of 5.
+    slack = SlackEmulator(
+        token="xoxb-sandbox", enforce_rate_limit=True, rate_limit_burst=5, rate_limit_per_s=1.0
+    )
+    slack.add_channel(CHANNEL, "prod-alerts")
+    slack.start()
+    try:
+        service = make_service(
+            settings.model_copy(update={"slack_api_url": slack.api_url}),
+            storm_config(reopen_window_s=600, group_above=5, group_window_s=600),
+        )
+        names = [f"prod-node-{n}" for n in range(10)]
+        for step, state in enumerate(["ALARM", "OK", "ALARM"]):
+            for n, name in enumerate(names):
+                at = T0 + timedelta(minutes=step, seconds=n)
+                assert send(service, sns_signer, alarm(name, state, at)) == 200
+        wait_for(lambda: outbox_empty(service), timeout_s=90, interval_s=0.2)
+
+        assert [c for c in slack.calls if c.error == "ratelimited"] == []
+        top = slack.channel_messages(CHANNEL)
+        [parent] = [m for m in top if "alarms on prod" in m.text]
+        everything = slack.all_messages()
+        for name in names:  # every alarm's message shows its last state
+            [mine] = [m for m in everything if m.text.startswith(f":red_circle: ALARM: {name} ")]
+            assert mine.thread_ts in (None, parent.ts)
+        assert "10 alarms on prod, 10 in ALARM" in parent.text
+        for incident_key in {e["dedup_key"] for e in pagerduty.events}:
+            assert len(pagerduty.incidents_for(incident_key)) == 1
+        assert len({e["dedup_key"] for e in pagerduty.events}) == len(names)
+    finally:
+        slack.stop()
