@@ -26,6 +26,7 @@ from bot.db.statements import update_rows
 from bot.incidents import flows
 from bot.incidents.models import ALARM, OPEN, Incident
 from bot.outbox import service as outbox
+from bot.outbox.models import BULK, LATER
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,8 @@ def show(
         now=now,
         new=created,
         thread_of=group.message_key if group is not None and created and threaded else None,
+        # Its group's message shows its state: under Slack's update tier, that one first.
+        priority=LATER if threaded and not created else BULK,
     )
     if transition is not None and not threaded:
         flows.thread_transition(

@@ -61,12 +61,14 @@ def sync_message(
     new: bool = False,
     clicked_at: datetime | None = None,
     thread_of: str | None = None,
+    priority: int = BULK,
 ) -> None:
     """Post the incident's message, or update it in place, with its current state.
 
     `new`: the incident was created in this transaction (nothing to look up).
     `thread_of`: a new message is posted in the thread of the message under that
-    key (an alarm listed in a group, bot/alarms/flows.py).
+    key (an alarm listed in a group, bot/alarms/flows.py). `priority`: its lane when
+    nobody clicked (LATER for an alarm whose group's message shows its state).
     `clicked_at`: the update shows the effect of a click made then (measured
     when it reaches Slack: opsbot_click_to_effect_seconds), so it goes in the
     outbox's PERSON lane, before bulk work.
@@ -77,7 +79,6 @@ def sync_message(
         for block in section(db_session, incident=incident, now=now, new=new)
     ]
     message = render.incident_message(incident, extra_blocks=extra)
-    priority = BULK
     if clicked_at is not None:
         message = {**message, outbox.CLICKED_AT: clicked_at.isoformat()}
         priority = PERSON

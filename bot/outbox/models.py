@@ -25,6 +25,9 @@ PAGERDUTY_REST = "pagerduty.rest"  # REST API v2: a person's (or the bot's) acti
 # Lanes: the worker claims the lowest `priority` first, then the oldest.
 PERSON = 0  # someone is waiting for it: a click's PagerDuty call, its message update, an answer
 BULK = 1  # nobody is watching for this one: a storm's posts, reminders, handoffs
+# Bulk that may wait for other bulk: an update of an alarm's message inside its group's
+# thread, whose state the group's message (BULK) already shows.
+LATER = 2
 
 
 class Delivery(Base):

@@ -8,9 +8,10 @@ touches rows no worker has claimed (checked atomically through `version`), so
 nothing already on the wire is altered.
 
 Whoever enqueues says whose work it is: `PERSON` (someone clicked and waits
-for the effect) or `BULK`. A person's delivery lifts what must go out before it
-(pending work under its order key, or the update it folds into) to its lane,
-so it never waits behind bulk work of its own message.
+for the effect), `BULK`, or `LATER` (bulk that may wait for other bulk). A
+person's delivery lifts what must go out before it (pending work under its
+order key, or the update it folds into) to its lane, so it never waits behind
+bulk work of its own message.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from bot.clock import ManualClock
 from bot.config import Config, parse_config
 from bot.incidents.models import Incident
 from bot.incidents.render import ACKNOWLEDGE
-from bot.outbox.models import PENDING, SLACK_REPLY, Delivery
+from bot.outbox.models import LATER, PENDING, SLACK_REPLY, Delivery
 from bot.settings import Settings
 from sandbox.pagerduty import PagerDutyEmulator
 from sandbox.slack import Message, SlackEmulator
@@ -237,3 +237,35 @@ def test_a_grouped_storm_keeps_to_the_channel_budget_without_a_429(
         assert len({e["dedup_key"] for e in pagerduty.events}) == len(names)
     finally:
         slack.stop()
+
+
+def test_under_the_update_tier_a_group_shows_a_change_before_the_alarm_s_own_message(
+    settings: Settings,
+    sns_signer: SnsSigner,
+    slack: SlackEmulator,
+    make_service: Callable[..., LiveService],
+) -> None:
+    # One chat.update may go in this test, none after it: which one goes first?
+    config = {
+        **TEST_CONFIG,
+        "alarms": {**TEST_CONFIG["alarms"], "group_above": 1, "group_window_s": 600},
+        "delivery": {
+            **TEST_CONFIG["delivery"],
+            "slack_updates_per_min": 0.001,
+            "slack_updates_burst": 1,
+        },
+    }
+    service = make_service(settings, parse_config(config))
+    send(service, sns_signer, alarm("prod-first", "ALARM", T0))
+    send(service, sns_signer, alarm("prod-second", "ALARM", T0 + timedelta(seconds=1)))
+    wait_for(lambda: outbox_empty(service))
+    [parent] = [m for m in slack.channel_messages(CHANNEL) if "alarms on prod" in m.text]
+    [second] = slack.thread(CHANNEL, parent.ts)
+    assert "2 alarms on prod, 2 in ALARM" in parent.text
+
+    send(service, sns_signer, alarm("prod-second", "OK", T0 + timedelta(minutes=1)))
+    wait_for(lambda: "2 alarms on prod, 1 in ALARM" in parent.text)
+    assert shows(second, "ALARM")  # its own update waits: the group said it first
+    with service.runtime.sessions() as db:
+        [owed] = db.scalars(sa.select(Delivery).where(Delivery.status == PENDING)).all()
+    assert owed.priority == LATER and owed.payload["text"].startswith(":large_green_circle: OK")
