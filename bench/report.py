@@ -13,6 +13,7 @@ from bench.machine import one_line
 from bench.stats import spread
 
 ACK_RATIO_TARGET = 1.25
+STORM_QUIET_TARGET_S = 120.0  # issue 19: Slack quiet again this soon after the storm starts
 PEAK_RSS_TARGET_MB = 200.0
 
 
@@ -112,6 +113,10 @@ def storm_summary(storm: dict[str, Any]) -> dict[str, Any]:
             summary[system]["slack_messages_posted_twice"] = [
                 r["checks"]["slack_messages_posted_twice"] for r in mine
             ]
+            summary[system]["slack_429s"] = [r.get("slack_429s", 0) for r in mine]
+            summary[system]["slack_posts"] = [
+                (r.get("slack_top_level_posts"), r.get("slack_thread_posts")) for r in mine
+            ]
     return summary
 
 
@@ -143,6 +148,21 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                     f"{'1 in every run' if once else 'NOT 1 in some run'}; "
                     f"Slack messages posted twice: {twice}"
                 ),
+            }
+        )
+        quiet = summary["last_slack_update_s"]
+        refused = sum(summary["slack_429s"])
+        wrong = sum(summary["alarms_in_wrong_state"])
+        found.append(
+            {
+                "target": f"Slack quiet again within {STORM_QUIET_TARGET_S:.0f} s of the storm's "
+                "start, zero 429s, no alarm left in a wrong state",
+                "met": quiet["max"] is not None
+                and quiet["max"] <= STORM_QUIET_TARGET_S
+                and refused == 0
+                and wrong == 0,
+                "figure": f"last Slack call {fmt(quiet, 1)} s; 429s: {refused}; "
+                f"alarms in a wrong state: {wrong}",
             }
         )
         am = storm["summary"].get("alertmanager")
@@ -353,6 +373,18 @@ def _storm_table(storm: dict[str, Any]) -> list[str]:
             ),
         ),
         row("Slack calls (mean per run)", calls),
+        row(
+            "Slack posts: top-level + in threads",
+            lambda i, n: (
+                ", ".join(f"{top} + {thread}" for top, thread in i["slack_posts"])
+                if n == "opsbot"
+                else "n/a"
+            ),
+        ),
+        row(
+            "Slack 429s",
+            lambda i, n: ", ".join(str(x) for x in i["slack_429s"]) if n == "opsbot" else "n/a",
+        ),
         row(
             "Slack messages per alarm",
             lambda i, _n: (

@@ -56,8 +56,12 @@ class TimedSlackEmulator(SlackEmulator):
     """The Slack emulator, with the time of each incoming-webhook and response_url post
     recorded too."""
 
-    def __init__(self, *, token: str) -> None:
-        super().__init__(token=token)
+    def __init__(self, *, token: str, rate_limited: bool = False) -> None:
+        # rate_limited: chat.postMessage refused (429) beyond 1 a second per channel
+        # after a burst of 5, as Slack does.
+        super().__init__(
+            token=token, enforce_rate_limit=rate_limited, rate_limit_burst=5, rate_limit_per_s=1.0
+        )
         self.answered: list[tuple[str, float]] = []  # (response_url path, time)
 
     def answers_under(self, prefix: str) -> list[float]:
@@ -81,10 +85,10 @@ class TimedSlackEmulator(SlackEmulator):
 class Sandbox:
     """Slack, PagerDuty and an SNS signer for `teams` teams, each a channel and a routing key."""
 
-    def __init__(self, ca: TestCA, *, teams: int) -> None:
+    def __init__(self, ca: TestCA, *, teams: int, slack_rate_limited: bool = False) -> None:
         self.ca = ca
         self.teams = teams
-        self.slack = TimedSlackEmulator(token=BOT_TOKEN)
+        self.slack = TimedSlackEmulator(token=BOT_TOKEN, rate_limited=slack_rate_limited)
         self.slack.add_channel(DEFAULT_CHANNEL, "alerts")
         self.pagerduty = PagerDutyEmulator(tls=ca.server_context(), api_token=PD_API_TOKEN)
         self.pagerduty.add_escalation_policy("PBENCH", "Bench")

@@ -65,7 +65,7 @@ class StormSettings:
             base = cls(
                 notifications=2000,
                 alarms=100,
-                teams=4,
+                teams=1,
                 reopen_window_s=30,
                 concurrency=32,
                 runs=3,
@@ -261,7 +261,7 @@ def run_opsbot(
     ctx: Context, settings: StormSettings, changes: list[Change], number: int
 ) -> dict[str, Any]:
     label = f"storm-opsbot-{number}"
-    with Sandbox(ctx.ca, teams=settings.teams) as sandbox:
+    with Sandbox(ctx.ca, teams=settings.teams, slack_rate_limited=True) as sandbox:
         database_url = ctx.databases.create("storm")
         requests = sns_requests(changes, sandbox)
         service = start_opsbot(
@@ -342,6 +342,7 @@ def _analyse_opsbot(
             for c in sandbox.slack.calls
             if c.ok and c.method in ("chat.postMessage", "chat.update")
         ]
+        refused = [c for c in sandbox.slack.calls if c.error == "ratelimited"]
 
     alarm_by_key = {i["dedup_key"]: i["alarm_name"] for i in incidents}
     incident_alarm = {i["id"]: i["alarm_name"] for i in incidents}
@@ -357,16 +358,17 @@ def _analyse_opsbot(
     events_per_alarm = Counter(alarm_by_key.get(e["dedup_key"], "?") for e in events)
     triggers = [e["received_at"] for e in events if e.get("event_action") == "trigger"]
 
-    # Slack: one top-level message per incident, and nothing posted twice.
+    # Slack: one message per incident (top-level, or in its group's thread), one
+    # top-level message per group, and nothing posted twice.
     known = {(m["channel_id"], m["ts"]): m["key"] for m in messages_db if m["ts"]}
     top = [m for m in messages if m.thread_ts is None]
     orphans = [m for m in top if (m.channel, m.ts) not in known]
     alarm_of_message: dict[tuple[str, str], str] = {}
-    for m in top:
+    for m in messages:
         key = known.get((m.channel, m.ts))
         if key is not None and key.startswith("incident:"):
             alarm_of_message[(m.channel, m.ts)] = incident_alarm.get(int(key.split(":", 1)[1]), "?")
-    top_per_key = Counter(known.get((m.channel, m.ts)) for m in top if (m.channel, m.ts) in known)
+    per_key = Counter(known.get((m.channel, m.ts)) for m in messages if (m.channel, m.ts) in known)
     deliveries = Counter(
         ((m.metadata or {}).get("event_payload") or {}).get("delivery")
         for m in messages
@@ -376,16 +378,19 @@ def _analyse_opsbot(
     posts_per_alarm: Counter[str] = Counter()
     updates_per_alarm: Counter[str] = Counter()
     for m in messages:
-        parent = (m.channel, m.thread_ts or m.ts)
-        alarm = alarm_of_message.get(parent, "?")
+        alarm = alarm_of_message.get((m.channel, m.ts)) or alarm_of_message.get(
+            (m.channel, m.thread_ts or m.ts), "?"
+        )
         posts_per_alarm[alarm] += 1
         updates_per_alarm[alarm] += m.updates
 
-    # The end state is right: open incidents for alarms last in ALARM, resolved for OK.
+    # The end state is right: open incidents for alarms last in ALARM, resolved for OK,
+    # and the last PagerDuty event of each says so too.
     wrong_final = []
     latest_incident = {i["alarm_name"]: i for i in incidents}
     pd_by_key = {i["incident_key"]: i for i in pd_incidents}
-    text_by_key = {known[(m.channel, m.ts)]: m.text for m in top if (m.channel, m.ts) in known}
+    last_event = {e["dedup_key"]: e.get("event_action") for e in events}
+    text_by_key = {known[(m.channel, m.ts)]: m.text for m in messages if (m.channel, m.ts) in known}
     for alarm, state in finals.items():
         incident = latest_incident.get(alarm)
         if incident is None:
@@ -397,6 +402,10 @@ def _analyse_opsbot(
         pd = pd_by_key.get(incident["dedup_key"])
         if pd is None or (pd["status"] != "resolved") != want_open:
             wrong_final.append(f"{alarm}: PagerDuty {pd and pd['status']}, expected {state}")
+        want_event = "trigger" if want_open else "resolve"
+        if last_event.get(incident["dedup_key"]) != want_event:
+            got = last_event.get(incident["dedup_key"])
+            wrong_final.append(f"{alarm}: last PagerDuty event {got}, expected {want_event}")
         shown = text_by_key.get(f"incident:{incident['id']}", "")
         if f" {state}: " not in shown:
             wrong_final.append(f"{alarm}: Slack shows {shown[:60]!r}, expected {state}")
@@ -404,7 +413,7 @@ def _analyse_opsbot(
     slack_times = [c.at for c in calls]
     pd_times = [e["received_at"] for e in events]
     exactly_once = bool(pd_per_incident) and all(n == 1 for n in pd_per_incident) and not strangers
-    no_duplicates = not orphans and not posted_twice and all(n == 1 for n in top_per_key.values())
+    no_duplicates = not orphans and not posted_twice and all(n == 1 for n in per_key.values())
     return {
         "intake": _intake(load),
         "first_page_s": min(triggers) - started if triggers else None,
@@ -418,12 +427,16 @@ def _analyse_opsbot(
         "pagerduty_incidents_per_alarm": _per_alarm(pd_per_alarm, alarms),
         "incidents_per_alarm": _per_alarm(incidents_per_alarm, alarms),
         "slack_calls": dict(Counter(c.method for c in calls)),
+        "slack_top_level_posts": len(top),
+        "slack_thread_posts": len(messages) - len(top),
+        "slack_429s": len(refused),
         "slack_messages_per_alarm": _per_alarm(posts_per_alarm, alarms),
         "slack_updates_per_alarm": _per_alarm(updates_per_alarm, alarms),
         "checks": {
             "one_pagerduty_incident_per_incident": exactly_once,
             "pagerduty_incidents_not_from_an_incident": len(strangers),
             "no_slack_message_posted_twice": no_duplicates,
+            "no_slack_429": not refused,
             "slack_messages_posted_twice": len(posted_twice) + len(orphans),
             "final_state_right": not wrong_final,
             "alarms_in_wrong_state": len({w.split(":", 1)[0] for w in wrong_final}),

@@ -192,6 +192,14 @@ class AlarmSettings(Strict):
     # How far back an incident's message lists the changes opsbot made to the
     # app environment its alarm belongs to (deploys, rollbacks, flag changes).
     changes_window_min: float = Field(default=120.0, gt=0, le=10_080)
+    # Transitions of one incident within this many seconds of the first go into one
+    # thread reply, sent when the window ends (0: each goes as soon as it can, still
+    # folding those that pile up unsent). The incident's message shows each at once.
+    fold_window_s: float = Field(default=30.0, ge=0, le=3_600)
+    # More than this many alarms opening on one route within group_window_s are
+    # listed in one parent message, each alarm's own message in its thread (0: never).
+    group_above: int = Field(default=5, ge=0, le=1_000)
+    group_window_s: float = Field(default=60.0, gt=0, le=86_400)
 
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")

@@ -106,10 +106,16 @@ class SlackEmulator(SlackHomeMixin, SlackChannelsMixin, SlackViewsMixin, SlackSo
         token: str = "xoxb-sandbox",  # noqa: S107  # the emulator's own fake token
         enforce_rate_limit: bool = False,
         rate_limit_burst: int = 3,
+        rate_limit_per_s: float | None = None,
     ) -> None:
+        """`enforce_rate_limit`: chat.postMessage answers 429 beyond `rate_limit_burst`
+        posts a second per channel or, with `rate_limit_per_s`, beyond a token bucket
+        of that rate and burst (Slack's "1 a second, short bursts allowed")."""
         self.token = token
         self.enforce_rate_limit = enforce_rate_limit
         self.rate_limit_burst = rate_limit_burst
+        self.rate_limit_per_s = rate_limit_per_s
+        self._post_tokens: dict[str, tuple[float, float]] = {}  # channel -> (tokens, at)
         self.lock = threading.RLock()
         self.channels: dict[str, dict[str, Any]] = {}
         self.users: dict[str, dict[str, Any]] = {}
@@ -373,6 +379,17 @@ class SlackEmulator(SlackHomeMixin, SlackChannelsMixin, SlackViewsMixin, SlackSo
             return None
         channel = self._resolve(args.get("channel")) or str(args.get("channel"))
         now = time.monotonic()
+        if self.rate_limit_per_s is not None:
+            tokens, at = self._post_tokens.get(channel, (float(self.rate_limit_burst), now))
+            tokens = min(float(self.rate_limit_burst), tokens + (now - at) * self.rate_limit_per_s)
+            if tokens < 1:
+                self._post_tokens[channel] = (tokens, now)
+                self.calls.append(Call(method, args, time.time(), False, "ratelimited"))
+                return HttpResponse.json(
+                    {"ok": False, "error": "ratelimited"}, 429, {"Retry-After": "1"}
+                )
+            self._post_tokens[channel] = (tokens - 1, now)
+            return None
         recent = self._recent_posts[channel]
         while recent and now - recent[0] > 1.0:
             recent.popleft()

@@ -57,7 +57,8 @@ TEST_CONFIG: dict[str, Any] = {
         },
         {"name": "default", "match": {}, "channel": "C0ALERTS"},
     ],
-    "alarms": {"reopen_window_s": 0, "queue_wait_s": 1},
+    # Folding and grouping are off here; tests/alarms/test_storm_reading.py turns them on.
+    "alarms": {"reopen_window_s": 0, "queue_wait_s": 1, "fold_window_s": 0, "group_above": 0},
     "delivery": {
         "max_backoff_s": 1.0,
         "lease_s": 5.0,

@@ -1,10 +1,11 @@
-"""What arrived: every SNS message, kept by its MessageId so a redelivery is a no-op."""
+"""What arrived: every SNS message, kept by its MessageId so a redelivery is a no-op;
+and the groups alarms that open together are listed in."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Integer, String, Text
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bot.db.base import Base
@@ -23,3 +24,51 @@ class ReceivedMessage(Base):
     body: Mapped[str] = mapped_column(Text)
     outcome: Mapped[str] = mapped_column(String(255), default="")
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AlarmGroup(Base):
+    """Alarms that opened together on one route, listed in one parent message.
+
+    A route has at most one open group (`closed_at` empty); an alarm opening on the
+    route joins it while its last member joined within `alarms.group_window_s`.
+    """
+
+    __tablename__ = "alarm_groups"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    route_name: Mapped[str] = mapped_column(String(255))
+    channel: Mapped[str] = mapped_column(String(80))
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_joined_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        Index(
+            "uq_alarm_groups_open_route",
+            "route_name",
+            unique=True,
+            sqlite_where=text("closed_at IS NULL"),
+            postgresql_where=text("closed_at IS NULL"),
+        ),
+    )
+
+    @property
+    def message_key(self) -> str:
+        return f"alarm_group:{self.id}"
+
+
+class AlarmGroupMember(Base):
+    """An incident listed in a group; `threaded`: its own message is in the group's thread
+    (else it was posted in the channel before the group formed)."""
+
+    __tablename__ = "alarm_group_members"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("alarm_groups.id", ondelete="CASCADE"))
+    incident_id: Mapped[int] = mapped_column(
+        ForeignKey("incidents.id", ondelete="CASCADE"), unique=True
+    )
+    threaded: Mapped[bool] = mapped_column(Boolean, default=False)
+    joined_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_alarm_group_members_group_id", "group_id"),)

@@ -1,14 +1,29 @@
-"""Block Kit for SNS messages that are not CloudWatch alarms.
+"""Block Kit for SNS messages that are not CloudWatch alarms, and for alarm groups.
 
-The subject and the body are whatever was published to the topic: both are
-shown as inert text.
+The subject and the body are whatever was published to the topic, and alarm
+names are whatever the alarm's owner typed: all are shown as inert text.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from bot.slack_text import CONTEXT_MAX, HEADER_MAX, SECTION_MAX, TEXT_MAX, clip, code, inert
+from bot.incidents.render import STATE_ICON, STATE_WORD
+from bot.slack_dates import slack_date
+from bot.slack_text import (
+    CONTEXT_MAX,
+    HEADER_MAX,
+    SECTION_MAX,
+    TEXT_MAX,
+    clip,
+    code,
+    escape,
+    fit_blocks,
+    inert,
+    keep_mentions,
+)
 
 
 def _text(kind: str, text: str) -> dict[str, str]:
@@ -25,3 +40,60 @@ def notice_message(*, subject: str | None, body: str, topic_arn: str | None) -> 
         source = clip(f"from {code(topic_arn)}", CONTEXT_MAX)
         blocks.append({"type": "context", "elements": [_text("mrkdwn", source)]})
     return {"text": inert(f"{title}: {body}", TEXT_MAX), "blocks": blocks}
+
+
+@dataclass(frozen=True)
+class GroupLine:
+    """One alarm listed in a group's message."""
+
+    incident_id: int
+    title: str
+    state: str  # the alarm's state (ALARM, OK, INSUFFICIENT_DATA)
+    is_open: bool
+    acknowledged_by: str | None
+    threaded: bool  # its own message is in the group's thread
+
+
+def _group_line(line: GroupLine) -> str:
+    icon, word = STATE_ICON.get(line.state, ""), STATE_WORD.get(line.state, line.state)
+    where = "in this thread" if line.threaded else "in the channel"
+    text = f"{icon} *{escape(word)}* {inert(line.title, 200)} · #{line.incident_id} ({where})"
+    if line.is_open and line.acknowledged_by:
+        text += f" · acknowledged by {keep_mentions(line.acknowledged_by)}"
+    elif not line.is_open:
+        text += " · resolved"
+    return text
+
+
+def group_message(
+    *, route_name: str, opened_at: datetime, lines: list[GroupLine]
+) -> dict[str, Any]:
+    """The parent message of alarms that opened together on one route, in their current
+    states; each alarm's own message (with its buttons) is in its thread."""
+    firing = sum(1 for line in lines if line.state == "ALARM")
+    head = (
+        f"{STATE_ICON['ALARM'] if firing else STATE_ICON['OK']} {len(lines)} alarms on "
+        f"{route_name}, {firing} in ALARM"
+    )
+    rows = [_group_line(line) for line in lines]
+    sections: list[dict[str, Any]] = []
+    chunk = ""
+    for row in rows:
+        row = clip(row, SECTION_MAX)
+        if chunk and len(chunk) + 1 + len(row) > SECTION_MAX:
+            sections.append({"type": "section", "text": _text("mrkdwn", chunk)})
+            chunk = ""
+        chunk = f"{chunk}\n{row}" if chunk else row
+    if chunk:
+        sections.append({"type": "section", "text": _text("mrkdwn", chunk)})
+    note = (
+        f"Opened together since {slack_date(opened_at)}. Each alarm has its own incident, "
+        "page and buttons: its message is in this thread (or in the channel, for those "
+        "posted before the group formed)."
+    )
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": _text("plain_text", inert(head, HEADER_MAX))},
+        *sections,
+        {"type": "context", "elements": [_text("mrkdwn", clip(note, CONTEXT_MAX))]},
+    ]
+    return {"text": inert(head, TEXT_MAX), "blocks": fit_blocks(blocks)}

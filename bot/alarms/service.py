@@ -26,6 +26,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from bot.alarms import describe
+from bot.alarms import flows as alarm_flows
 from bot.alarms.models import ReceivedMessage
 from bot.alarms.parse import Alarm, MetricTrigger, parse_alarm
 from bot.alarms.render import notice_message
@@ -194,7 +195,13 @@ def _record_late(
 
 
 def _note_newer_ok(
-    db_session: Session, *, incident: Incident, alarm: Alarm, now: datetime, ref: str
+    db_session: Session,
+    *,
+    incident: Incident,
+    alarm: Alarm,
+    config: Config,
+    now: datetime,
+    ref: str,
 ) -> None:
     """An OK newer than what the resolved incident last saw: keep its time, so that an
     older ALARM arriving after it (SNS does not keep order) is known to be late."""
@@ -214,7 +221,9 @@ def _note_newer_ok(
         source_ref=ref,
     )
     if shown_changes:
-        flows.sync_message(db_session, incident=incident, now=now)
+        alarm_flows.show(
+            db_session, incident=incident, created=False, transition=None, config=config, now=now
+        )
 
 
 def apply_alarm(
@@ -231,7 +240,14 @@ def apply_alarm(
             return _record_late(db_session, incident=recent, alarm=alarm, now=now, ref=source_ref)
         if alarm.new_state == "OK":
             if recent is not None:
-                _note_newer_ok(db_session, incident=recent, alarm=alarm, now=now, ref=source_ref)
+                _note_newer_ok(
+                    db_session,
+                    incident=recent,
+                    alarm=alarm,
+                    config=config,
+                    now=now,
+                    ref=source_ref,
+                )
             return "OK with no open incident: nothing to resolve"
         incident = recent
         silenced_one = incidents.silenced_for_alarm(db_session, alarm_arn=alarm.arn, now=now)
@@ -291,12 +307,18 @@ def apply_alarm(
         silenced=silenced or held is not None,
         created=created,
     )
-    flows.sync_message(db_session, incident=incident, now=now, new=created)
+    transition = None
     if not created:
         note = "reopened" if reopened else ("silenced" if silenced else None)
-        flows.thread_transition(
-            db_session, incident=incident, item=_transition(alarm, from_state, note), now=now
-        )
+        transition = _transition(alarm, from_state, note)
+    alarm_flows.show(
+        db_session,
+        incident=incident,
+        created=created,
+        transition=transition,
+        config=config,
+        now=now,
+    )
     verb = "opened" if created else ("reopened" if reopened else "updated")
     return f"incident {incident.id} {verb}: {alarm.new_state}{outcome}"
 

@@ -83,10 +83,15 @@ def sync_message(
     now: datetime,
     new: bool = False,
     clicked_at: datetime | None = None,
+    thread_of: str | None = None,
+    priority: int = BULK,
 ) -> None:
     """Post the incident's message, or update it in place, with its current state.
 
     `new`: the incident was created in this transaction (nothing to look up).
+    `thread_of`: a new message is posted in the thread of the message under that
+    key (an alarm listed in a group, bot/alarms/flows.py). `priority`: its lane when
+    nobody clicked (LATER for an alarm whose group's message shows its state).
     `clicked_at`: the update shows the effect of a click made then (measured
     when it reaches Slack: opsbot_click_to_effect_seconds), so it goes in the
     outbox's PERSON lane, before bulk work.
@@ -97,7 +102,6 @@ def sync_message(
         for block in section(db_session, incident=incident, now=now, new=new)
     ]
     message = render.incident_message(incident, extra_blocks=extra)
-    priority = BULK
     if clicked_at is not None:
         message = {**message, outbox.CLICKED_AT: clicked_at.isoformat()}
         priority = PERSON
@@ -109,6 +113,7 @@ def sync_message(
         now=now,
         new_key=new,
         priority=priority,
+        parent_key=thread_of,
     )
     if incident.slack_channel_id is not None and incident.has_live_channel:
         # The pinned copy in the incident's own channel shows the same state and buttons.
@@ -220,9 +225,17 @@ def _schedule_archive(db_session: Session, *, incident: Incident) -> None:
 
 
 def thread_transition(
-    db_session: Session, *, incident: Incident, item: dict[str, Any], now: datetime
+    db_session: Session,
+    *,
+    incident: Incident,
+    item: dict[str, Any],
+    now: datetime,
+    hold_s: float = 0.0,
 ) -> None:
-    """A threaded reply for a state transition; unsent ones fold into one reply."""
+    """A threaded reply for a state transition; unsent ones fold into one reply.
+
+    `hold_s`: the reply waits that long for the transitions that follow to fold in.
+    """
     outbox.reply_in_thread(
         db_session,
         key=incident.message_key,
@@ -231,6 +244,7 @@ def thread_transition(
         item=item,
         render=render.transitions_reply,
         now=now,
+        hold_s=hold_s,
     )
     follow_in_channel(db_session, incident=incident, now=now)
 

@@ -296,13 +296,25 @@ def _transition_line(item: dict[str, Any]) -> str:
 
 
 def transitions_reply(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """One thread reply for one or more transitions that piled up while unsent."""
+    """One thread reply for the transitions folded within a window (or while unsent).
+
+    Several read as one line first: "ALARM → OK → ALARM … 7 times in 30 s, last: ALARM
+    at <date>", then the last ten, one a line.
+    """
     if len(items) == 1:
         text = _transition_line(items[0])
         return {"text": clip(text, SECTION_MAX), "blocks": None}
-    first = parse_time(items[0].get("at"))
-    last_state = STATE_WORD.get(items[-1].get("to") or "", items[-1].get("to") or "?")
-    headline = f"Flapped {len(items)} times since {hhmm(first)}, now *{escape(last_state)}*"
+    first, last = parse_time(items[0].get("at")), parse_time(items[-1].get("at"))
+    states = [items[0].get("from") or "?", *(item.get("to") or "?" for item in items)]
+    chain = " → ".join(STATE_WORD.get(state, state) for state in states[:3])
+    if len(states) > 3:
+        chain += " …"
+    last_state = items[-1].get("to") or "?"
+    span = duration((last - first).total_seconds()) if first and last else "?"
+    headline = (
+        f"{STATE_ICON.get(last_state, '')} *{escape(chain)}* {len(items)} times in {span}, "
+        f"last: *{escape(STATE_WORD.get(last_state, last_state))}* at {hhmm(last)}"
+    )
     shown = items[-10:]
     lines = [_transition_line({**item, "reason": None}) for item in shown]
     if len(items) > len(shown):

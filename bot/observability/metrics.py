@@ -157,6 +157,12 @@ class Metrics:
         for modal in MODALS:
             for outcome in MODAL_OUTCOMES:
                 self.modals.labels(modal, outcome)
+        self.folded_items = Counter(
+            "opsbot_slack_folded_items",
+            "Items (an incident's alarm transitions) that reached Slack folded into one "
+            "thread reply with others, beyond the first of each reply: posts saved.",
+            registry=registry,
+        )
         self.slack_auth_ok = Gauge(
             "opsbot_slack_auth_ok",
             "1 while Slack accepts the bot's token, 0 once it refused it (until a call succeeds).",
@@ -231,6 +237,9 @@ class Metrics:
         """Count a modal's outcome; `callback_id` is `opsbot.<modal>`."""
         name = callback_id.removeprefix("opsbot.")
         self.modals.labels(name if name in MODALS else "other", outcome).inc()
+
+    def folded(self, items: int) -> None:
+        self.folded_items.inc(items)
 
     def page_accepted(self, seconds: float) -> None:
         self.alarm_to_page.observe(seconds)

@@ -25,6 +25,9 @@ PAGERDUTY_REST = "pagerduty.rest"  # REST API v2: a person's (or the bot's) acti
 # Lanes: the worker claims the lowest `priority` first, then the oldest.
 PERSON = 0  # someone is waiting for it: a click's PagerDuty call, its message update, an answer
 BULK = 1  # nobody is watching for this one: a storm's posts, reminders, handoffs
+# Bulk that may wait for other bulk: an update of an alarm's message inside its group's
+# thread, whose state the group's message (BULK) already shows.
+LATER = 2
 
 
 class Delivery(Base):
@@ -83,5 +86,7 @@ class SlackMessage(Base):
     channel: Mapped[str] = mapped_column(String(80))  # as configured: an id or a #name
     channel_id: Mapped[str | None] = mapped_column(String(32))  # as Slack answered
     ts: Mapped[str | None] = mapped_column(String(32))
+    # The message whose thread this one is posted in (an alarm listed in a group).
+    parent_key: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     posted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -19,6 +19,8 @@ class MessageRef:
     channel: str
     channel_id: str | None
     ts: str | None
+    # The thread the message is (to be) posted in: its parent's ts, once posted.
+    thread_ts: str | None = None
 
 
 @dataclass(frozen=True)

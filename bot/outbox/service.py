@@ -8,15 +8,16 @@ touches rows no worker has claimed (checked atomically through `version`), so
 nothing already on the wire is altered.
 
 Whoever enqueues says whose work it is: `PERSON` (someone clicked and waits
-for the effect) or `BULK`. A person's delivery lifts what must go out before it
-(pending work under its order key, or the update it folds into) to its lane,
-so it never waits behind bulk work of its own message.
+for the effect), `BULK`, or `LATER` (bulk that may wait for other bulk). A
+person's delivery lifts what must go out before it (pending work under its
+order key, or the update it folds into) to its lane, so it never waits behind
+bulk work of its own message.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, case, func, select, update
@@ -144,18 +145,26 @@ def _add(db_session: Session, now: datetime, **values: Any) -> Delivery:
 
 
 def slack_message(
-    db_session: Session, *, key: str, channel: str, now: datetime, new_key: bool = False
+    db_session: Session,
+    *,
+    key: str,
+    channel: str,
+    now: datetime,
+    new_key: bool = False,
+    parent_key: str | None = None,
 ) -> SlackMessage:
     """The Slack message the bot owns under `key`, created (not yet posted) if new.
 
     `new_key`: the caller made `key` in this transaction (a new incident's), so
     there is nothing to look up; the row is flushed with the next flush.
+    `parent_key`: a new message is posted in the thread of the message under that
+    key, once that one is posted (at the top level if it never is).
     """
     if not new_key:
         existing = db_session.scalars(select(SlackMessage).where(SlackMessage.key == key)).first()
         if existing is not None:
             return existing
-    message = SlackMessage(key=key, channel=channel, created_at=now)
+    message = SlackMessage(key=key, channel=channel, created_at=now, parent_key=parent_key)
     db_session.add(message)
     if not new_key:
         db_session.flush()
@@ -171,14 +180,19 @@ def post_or_update(
     now: datetime,
     new_key: bool = False,
     priority: int = BULK,
+    parent_key: str | None = None,
 ) -> None:
     """Post the message under `key` the first time, update it in place afterwards.
 
     `new_key`: the caller made `key` in this transaction, so nothing was ever
     posted or queued under it (one SELECT fewer each for the message and its
     pending update). `priority`: PERSON when it shows the effect of a click.
+    `parent_key`: a new message goes in that message's thread (see slack_message).
+    Updates not yet sent coalesce: only the latest render goes out.
     """
-    slack_message(db_session, key=key, channel=channel, now=now, new_key=new_key)
+    slack_message(
+        db_session, key=key, channel=channel, now=now, new_key=new_key, parent_key=parent_key
+    )
     _mark_dirty(db_session)
     order_key = f"slack:{key}"
     pending = None
@@ -216,10 +230,13 @@ def reply_in_thread(
     render: RenderItems,
     now: datetime,
     priority: int = BULK,
+    hold_s: float = 0.0,
 ) -> None:
     """A threaded reply under the message `key`.
 
     Unsent replies with the same `fold_key` merge into one; None never folds.
+    `hold_s`: a new reply waits this long for more items to fold into it (the
+    wait is a `not_before` in the outbox, so a restart keeps it).
     """
     slack_message(db_session, key=key, channel=channel, now=now)
     _mark_dirty(db_session)
@@ -245,6 +262,7 @@ def reply_in_thread(
         fold_key=fold_key,
         payload={**render([item]), "items": [item]},
         priority=priority,
+        not_before=now + timedelta(seconds=hold_s),
     )
 
 

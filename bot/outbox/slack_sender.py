@@ -135,7 +135,8 @@ class SlackSender:
         message = job.message
         assert message is not None
         ts, channel_id = message.ts, message.channel_id
-        thread_ts = job.payload.get("thread_ts")  # a message the bot owns inside a thread
+        # A message the bot owns inside a thread: one it answers in, or its parent's.
+        thread_ts: str | None = job.payload.get("thread_ts") or message.thread_ts
         if ts is None and job.attempts > 1:
             if thread_ts:
                 parent = MessageRef(message.key, message.channel, message.channel, str(thread_ts))
@@ -148,7 +149,7 @@ class SlackSender:
         response = self.client.chat_postMessage(
             channel=message.channel,
             metadata=_metadata(job),
-            **({"thread_ts": thread_ts} if thread_ts else {}),
+            thread_ts=thread_ts or None,
             **self._content(job),
         )
         return Sent(ts=response["ts"], channel_id=response["channel"])
@@ -158,14 +159,18 @@ class SlackSender:
         assert parent is not None
         if parent.ts is None or parent.channel_id is None:
             return Dead(error="the message this reply belongs under was never posted")
+        # Under a message that itself lives in a thread (an alarm of a group): in that thread.
+        thread = MessageRef(
+            parent.key, parent.channel, parent.channel_id, parent.thread_ts or parent.ts
+        )
         if job.attempts > 1:
-            found = self._find_in_thread(job, parent)
+            found = self._find_in_thread(job, thread)
             if found is not None:
                 self.client.chat_update(channel=parent.channel_id, ts=found, **self._content(job))
                 return Sent(ts=found, channel_id=parent.channel_id)
         response = self.client.chat_postMessage(
             channel=parent.channel_id,
-            thread_ts=parent.ts,
+            thread_ts=thread.ts,
             metadata=_metadata(job),
             **self._content(job),
         )

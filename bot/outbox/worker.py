@@ -38,6 +38,7 @@ from bot.outbox.models import (
     PENDING,
     SENT,
     SLACK_MESSAGE,
+    SLACK_REPLY,
     Delivery,
     SlackMessage,
 )
@@ -62,6 +63,8 @@ class DeliveryMetrics(Protocol):
     def delivery(self, kind: str, outcome: str) -> None: ...
 
     def page_accepted(self, seconds: float) -> None: ...
+
+    def folded(self, items: int) -> None: ...
 
     @property
     def click_to_effect(self) -> Histogram: ...
@@ -93,6 +96,29 @@ def lane_of() -> ColumnElement[str]:
     return case(
         (and_(Delivery.kind == SLACK_MESSAGE, posted), literal(SLACK_UPDATES)),
         else_=Delivery.target,
+    )
+
+
+def waits_for_parent() -> ColumnElement[bool]:
+    """A message to be posted in another's thread, while that one is still on its way.
+
+    Once the parent is posted (or nothing more of it is pending: it never will be)
+    the message goes, in the thread or at the top level.
+    """
+    child, parent = aliased(SlackMessage), aliased(SlackMessage)
+    parent_owed = aliased(Delivery)
+    return exists().where(
+        Delivery.kind == SLACK_MESSAGE,
+        child.key == Delivery.message_key,
+        child.ts.is_(None),
+        child.parent_key.is_not(None),
+        parent.key == child.parent_key,
+        parent.ts.is_(None),
+        exists().where(
+            parent_owed.message_key == child.parent_key,
+            parent_owed.kind == SLACK_MESSAGE,
+            parent_owed.status == PENDING,
+        ),
     )
 
 
@@ -182,6 +208,12 @@ class OutboxWorker:
             earlier.order_key == Delivery.order_key,
             earlier.status == PENDING,
             earlier.id < Delivery.id,
+            # A message's update does not wait for the replies in its thread, and
+            # nothing waits for a folded reply held until its window ends.
+            ~and_(
+                earlier.kind == SLACK_REPLY,
+                or_(Delivery.kind == SLACK_MESSAGE, earlier.not_before > now),
+            ),
         )
         query = (
             select(Delivery, lane_of())
@@ -190,6 +222,7 @@ class OutboxWorker:
                 Delivery.not_before <= now,
                 or_(Delivery.claimed_by.is_(None), Delivery.claimed_until < now),
                 ~blocked,
+                ~waits_for_parent(),
             )
             .order_by(Delivery.priority, Delivery.id)
             .limit(limit)
@@ -267,7 +300,14 @@ class OutboxWorker:
                 select(SlackMessage).where(SlackMessage.key == row.message_key)
             ).first()
             if found is not None:
-                message = MessageRef(found.key, found.channel, found.channel_id, found.ts)
+                thread_ts = None
+                if found.parent_key is not None:
+                    thread_ts = db_session.scalar(
+                        select(SlackMessage.ts).where(SlackMessage.key == found.parent_key)
+                    )
+                message = MessageRef(
+                    found.key, found.channel, found.channel_id, found.ts, thread_ts=thread_ts
+                )
         db_session.commit()
         return Job(
             row.id,
@@ -433,6 +473,9 @@ class OutboxWorker:
         self.metrics.delivery(job.kind, outcome_of(result))
         if not isinstance(result, Sent):
             return
+        items = job.payload.get("items") if job.kind == SLACK_REPLY else None
+        if isinstance(items, list) and len(items) > 1:
+            self.metrics.folded(len(items) - 1)
         if job.created_at is not None and is_alarm_page(job):
             self.metrics.page_accepted(seconds_between(job.created_at, now))
         clicked_at = job.payload.get("clicked_at") if job.kind == SLACK_MESSAGE else None

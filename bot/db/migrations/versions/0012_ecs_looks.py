@@ -1,7 +1,7 @@
 """ecs_looks: the latest look at an app environment's ECS service (deploys made outside opsbot)
 
-Revision ID: 0014
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-04
 """
 
@@ -15,8 +15,8 @@ from sqlalchemy.dialects import postgresql
 
 import bot.db.types
 
-revision: str = "0014"
-down_revision: str | Sequence[str] | None = "0010"
+revision: str = "0012"
+down_revision: str | Sequence[str] | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,217 @@
+"""What an alarm's transition shows in Slack, so that a storm reads like one event.
+
+Each incident has one message, updated in place to its current state, and its
+transitions within `alarms.fold_window_s` fold into one thread reply held in the
+outbox until the window ends (a restart keeps it). When more than
+`alarms.group_above` alarms open on one route within `alarms.group_window_s`,
+they are listed in one parent message, updated in place, and each new one's own
+message (its incident, page and buttons unchanged) is posted in that parent's
+thread, where its transitions show in place rather than as replies: the channel
+gets one post for the storm and one a second at most for its alarms.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import event, select, update
+from sqlalchemy.orm import Session
+
+from bot.alarms.models import AlarmGroup, AlarmGroupMember
+from bot.alarms.render import GroupLine, group_message
+from bot.config import Config
+from bot.db.statements import update_rows
+from bot.incidents import flows
+from bot.incidents.models import ALARM, OPEN, Incident
+from bot.outbox import service as outbox
+from bot.outbox.models import BULK, LATER
+
+log = logging.getLogger(__name__)
+
+
+def show(
+    db_session: Session,
+    *,
+    incident: Incident,
+    created: bool,
+    transition: dict[str, Any] | None,
+    config: Config,
+    now: datetime,
+) -> None:
+    """Post or update the incident's message, fold `transition` into its thread, and
+    list it in its route's group (forming one when this alarm is one too many)."""
+    if created:
+        group, threaded = _join_group(db_session, incident=incident, config=config, now=now)
+        if group is not None and group.opened_at == now:
+            sync_group(db_session, group=group, now=now)  # its post goes before its members'
+        elif group is not None:
+            _sync_at_commit(db_session, group=group, now=now)
+    else:
+        group, threaded = _group_of(db_session, incident=incident)
+    flows.sync_message(
+        db_session,
+        incident=incident,
+        now=now,
+        new=created,
+        thread_of=group.message_key if group is not None and created and threaded else None,
+        # Its group's message shows its state: under Slack's update tier, that one first.
+        priority=LATER if threaded and not created else BULK,
+    )
+    if transition is not None and not threaded:
+        flows.thread_transition(
+            db_session,
+            incident=incident,
+            item=transition,
+            now=now,
+            hold_s=config.alarms.fold_window_s,
+        )
+    if group is not None and not created:
+        _sync_at_commit(db_session, group=group, now=now)
+
+
+# Groups whose message must show a change made in this transaction: rendered once,
+# just before it commits, however many of their alarms it changed (a batch of
+# notifications in one transaction, a storm).
+GROUPS_TO_SYNC = "alarm_groups_to_sync"
+GROUPS_HOOKED = "alarm_groups_hooked"
+
+
+def _sync_at_commit(db_session: Session, *, group: AlarmGroup, now: datetime) -> None:
+    db_session.info.setdefault(GROUPS_TO_SYNC, {})[group.id] = now
+    if not db_session.info.get(GROUPS_HOOKED):
+        db_session.info[GROUPS_HOOKED] = True
+        event.listen(db_session, "before_commit", _sync_marked)
+
+
+def _sync_marked(db_session: Session) -> None:
+    marked: dict[int, datetime] = db_session.info.pop(GROUPS_TO_SYNC, {})
+    for group_id, now in marked.items():
+        group = db_session.get(AlarmGroup, group_id)
+        if group is not None:  # else rolled back since it was marked
+            sync_group(db_session, group=group, now=now)
+
+
+def _group_of(db_session: Session, *, incident: Incident) -> tuple[AlarmGroup | None, bool]:
+    row = db_session.execute(
+        select(AlarmGroup, AlarmGroupMember.threaded)
+        .join(AlarmGroupMember, AlarmGroupMember.group_id == AlarmGroup.id)
+        .where(AlarmGroupMember.incident_id == incident.id)
+    ).first()
+    if row is None:
+        return None, False
+    return row[0], bool(row[1])
+
+
+def _join_group(
+    db_session: Session, *, incident: Incident, config: Config, now: datetime
+) -> tuple[AlarmGroup | None, bool]:
+    """The group a new alarm incident joins, if any, and whether its message is in its
+    thread. A route's open group takes it while its last member joined within the
+    window; else, when more than `group_above` alarms opened on the route within
+    the window, a new group lists them all (those already posted stay where they are).
+    """
+    above = config.alarms.group_above
+    if above <= 0 or incident.source != ALARM:
+        return None, False
+    since = now - timedelta(seconds=config.alarms.group_window_s)
+    group = db_session.scalars(
+        select(AlarmGroup).where(
+            AlarmGroup.route_name == incident.route_name, AlarmGroup.closed_at.is_(None)
+        )
+    ).first()
+    if group is not None and group.last_joined_at >= since:
+        group.last_joined_at = now
+        _add_member(db_session, group=group, incident_id=incident.id, threaded=True, now=now)
+        return group, True
+    if group is not None:
+        # Quiet for a window: the next storm on this route gets a parent of its own.
+        update_rows(
+            db_session,
+            update(AlarmGroup)
+            .where(AlarmGroup.id == group.id, AlarmGroup.closed_at.is_(None))
+            .values(closed_at=now),
+        )
+        db_session.expire(group)
+    grouped = select(AlarmGroupMember.incident_id)
+    recent = list(
+        db_session.scalars(
+            select(Incident.id)
+            .where(
+                Incident.route_name == incident.route_name,
+                Incident.source == ALARM,
+                Incident.opened_at >= since,
+                Incident.id != incident.id,
+                Incident.id.not_in(grouped),
+            )
+            .order_by(Incident.id)
+        )
+    )
+    if len(recent) + 1 <= above:
+        return None, False
+    group = AlarmGroup(
+        route_name=incident.route_name, channel=incident.channel, opened_at=now, last_joined_at=now
+    )
+    db_session.add(group)
+    db_session.flush()
+    for incident_id in recent:
+        _add_member(db_session, group=group, incident_id=incident_id, threaded=False, now=now)
+    _add_member(db_session, group=group, incident_id=incident.id, threaded=True, now=now)
+    log.info(
+        "alarm group %s formed on route %s with %d alarms",
+        group.id,
+        incident.route_name,
+        len(recent) + 1,
+        extra={"group": group.id, "route": incident.route_name, "incident": incident.id},
+    )
+    return group, True
+
+
+def _add_member(
+    db_session: Session, *, group: AlarmGroup, incident_id: int, threaded: bool, now: datetime
+) -> None:
+    db_session.add(
+        AlarmGroupMember(
+            group_id=group.id, incident_id=incident_id, threaded=threaded, joined_at=now
+        )
+    )
+
+
+def sync_group(db_session: Session, *, group: AlarmGroup, now: datetime) -> None:
+    """Post the group's message, or update it in place, listing its alarms as they are now.
+
+    Its pending update coalesces with the next: one `chat.update` for many transitions.
+    """
+    db_session.flush()
+    rows = db_session.execute(
+        select(
+            Incident.id,
+            Incident.title,
+            Incident.alarm_state,
+            Incident.status,
+            Incident.acknowledged_by,
+            AlarmGroupMember.threaded,
+        )
+        .join(AlarmGroupMember, AlarmGroupMember.incident_id == Incident.id)
+        .where(AlarmGroupMember.group_id == group.id)
+        .order_by(AlarmGroupMember.id)
+    ).all()
+    lines = [
+        GroupLine(
+            incident_id=incident_id,
+            title=title,
+            state=state or "ALARM",
+            is_open=status == OPEN,
+            acknowledged_by=acknowledged_by,
+            threaded=bool(threaded),
+        )
+        for incident_id, title, state, status, acknowledged_by, threaded in rows
+    ]
+    outbox.post_or_update(
+        db_session,
+        key=group.message_key,
+        channel=group.channel,
+        message=group_message(route_name=group.route_name, opened_at=group.opened_at, lines=lines),
+        now=now,
+    )
