@@ -407,7 +407,8 @@ def build_runtime(
         after_ack=AfterAck(
             journal=AfterAckJournal(
                 sessions=sessions, clock=clock, lease_s=config.delivery.after_ack_lease_s
-            )
+            ),
+            metrics=metrics,
         ),
         queue_consumer=consumer,
         metrics=metrics,
