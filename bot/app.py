@@ -109,13 +109,15 @@ def _open_connections(runtime: Runtime) -> None:
     # A PostgreSQL connection takes tens of milliseconds to open: open the ones
     # an alarm's first page needs (intake, then the outbox's claim and record)
     # at start, not during the first alarm.
-    open_connections(runtime.engine, sns.AT_ONCE)
+    # One for the intake's writer (bot/alarms/batch.py), which records every batch.
+    open_connections(runtime.engine, 1)
     if runtime.outbox_engine is not None:
         open_connections(runtime.outbox_engine, 2)
 
 
 def _warm_up_intake(runtime: Runtime) -> None:
     runtime.intake.warm_up()
+    runtime.intake.start()
 
 
 def _config_version(config: Config) -> str:
