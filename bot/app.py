@@ -283,6 +283,7 @@ def build_runtime(
             sqs=sqs,
             queue_url=settings.alarm_queue_url,
             record=intake.record,
+            record_batch=intake.record_batch,
             allowed_topics=settings.sns_topic_arns,
             verifier=None if settings.alarm_queue_raw_delivery else sns_verifier,
             wait_s=config.alarms.queue_wait_s,

@@ -25,7 +25,10 @@ from tests.support import LiveService, event_body, slack_headers, wait_for
 
 def _waits_on_a_lock(engine: sa.Engine) -> bool:
     with engine.connect() as connection:
-        query = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+        query = (
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND datname = current_database()"
+        )
         return bool(connection.exec_driver_sql(query).scalar())
 
 

@@ -76,6 +76,10 @@ class GroupCommit:
             self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
             self._thread.start()
 
+    def waiting(self) -> int:
+        """Notifications queued for a batch not begun yet."""
+        return self._queue.qsize()
+
     def stop(self, timeout_s: float = 30.0) -> None:
         """Record what was queued, then stop the writer."""
         with self._lock:

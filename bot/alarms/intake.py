@@ -63,6 +63,10 @@ class AlarmIntake:
         """Record `inbound` with whatever arrives with it; the future resolves once committed."""
         return self._batches().submit(inbound)
 
+    def waiting(self) -> int:
+        """Notifications waiting for the next batch (tests, and the curious)."""
+        return self._batches().waiting()
+
     def _batches(self) -> GroupCommit:
         with self._lock:
             if self._group is None:
