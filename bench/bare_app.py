@@ -26,16 +26,13 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import uvicorn
 from slack_bolt import Ack, App
-from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
-from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk import WebClient
-from slack_sdk.web.async_client import AsyncWebClient
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -47,6 +44,11 @@ from bot.after_ack import AfterAck
 from bot.log import configure_logging
 from bot.settings import Settings
 from handlers.server import server_config
+
+if TYPE_CHECKING:
+    # Bolt's async side needs aiohttp, which opsbot does not depend on: imported
+    # only for `--style async` (and for mypy).
+    from slack_bolt.async_app import AsyncApp
 
 
 def _only_ack(ack: Ack) -> None:
@@ -110,6 +112,9 @@ def build_async_app(
     *, signing_secret: str, token: str, api_url: str, lane: AfterAck, work_ms: float
 ) -> AsyncApp:
     """Bolt's AsyncApp acking on the event loop; the same work handed to the same pool."""
+    from slack_bolt.async_app import AsyncAck, AsyncApp
+    from slack_sdk.web.async_client import AsyncWebClient
+
     app = AsyncApp(
         signing_secret=signing_secret,
         client=AsyncWebClient(token=token, base_url=api_url),
@@ -131,6 +136,8 @@ def build_async_app(
 
 
 def create_async_app(bolt: AsyncApp) -> Starlette:
+    from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
+
     handler = AsyncSlackRequestHandler(bolt)
 
     async def events(request: Request) -> Response:
