@@ -3,8 +3,9 @@
 `record_batch` records the notifications that arrived together (bot/alarms/batch.py
 gathers them) in one transaction: all of them are durable, or none is and each
 is told so (SNS and SQS deliver them again). A failure that is not the
-database's (a notification this code cannot take) is not held against the rest:
-the batch is then recorded one notification at a time, so only that one fails.
+database's or its connection's (one notification the database or this code
+refuses) is not held against the rest: the batch is then recorded one
+notification at a time, so only that one fails.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import uuid
 from concurrent.futures import Future
 
 from sqlalchemy import event
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.alarms.batch import GroupCommit, Outcome
@@ -94,10 +95,14 @@ class AlarmIntake:
         outcomes: list[Outcome]
         try:
             outcomes = list(self._record(inbounds))
-        except DBAPIError as exc:
-            # The database: nothing of the batch was committed, and none would be alone.
+        except (OperationalError, InterfaceError) as exc:
+            # The database or the connection to it: nothing of the batch was committed,
+            # and none would be alone.
             outcomes = [exc] * len(inbounds)
         except Exception as exc:
+            # One notification the database or this code refuses (a NUL in its text
+            # on PostgreSQL, a bug): nothing of the batch was committed; alone, the
+            # others are.
             if len(inbounds) == 1:
                 outcomes = [exc]
             else:

@@ -13,7 +13,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import httpx
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.exc import DataError
 
+from bot.alarms.models import ReceivedMessage
+from bot.alarms.service import Inbound
 from bot.db.engine import make_engine
 from sandbox.alarms import alarm_message
 from sandbox.sns import SnsSigner, body
@@ -151,3 +154,27 @@ def test_a_burst_is_answered_in_full_on_either_database(
 
 def post_raw(service: LiveService, raw: bytes) -> httpx.Response:
     return service.post("/sns", content=raw, headers=HEADERS)
+
+
+@POSTGRESQL
+def test_a_notification_the_database_refuses_fails_alone_and_the_rest_of_its_batch_commits(
+    service: LiveService,
+) -> None:
+    intake = service.runtime.intake
+    good = [
+        Inbound(
+            message_id=f"m-good-{n}",
+            via="https",
+            body=alarm_message(name=f"prod-ok-{n}-5xx", state="ALARM"),
+        )
+        for n in range(2)
+    ]
+    # PostgreSQL refuses a NUL in text: a genuine publisher could send one.
+    refused = Inbound(message_id="m-nul", via="https", body="a notice with a \x00 in it")
+    outcomes = intake.record_batch([good[0], refused, good[1]])
+    assert isinstance(outcomes[1], DataError)
+    assert all(isinstance(o, str) and o.startswith("incident ") for o in (outcomes[0], outcomes[2]))
+    assert _incident_names(service) == {"prod-ok-0-5xx", "prod-ok-1-5xx"}
+    with service.runtime.sessions() as db:
+        ids = set(db.scalars(sa.select(ReceivedMessage.message_id)))
+    assert ids == {"m-good-0", "m-good-1"}
