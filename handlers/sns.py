@@ -67,7 +67,7 @@ def routes(runtime: Runtime) -> list[Route]:
     verifying: list[anyio.CapacityLimiter] = []  # made in the event loop, on first use
 
     async def signing_key(envelope: Envelope) -> rsa.RSAPublicKey:
-        """The message's key, from the cache or fetched without holding a thread or the slot.
+        """The message's key, from the cache or fetched without holding a thread.
 
         Raises SignatureInvalid or CertificateUnavailable.
         """
@@ -126,7 +126,7 @@ def routes(runtime: Runtime) -> list[Route]:
             outcome = await asyncio.wrap_future(runtime.intake.submit(inbound))
         except Exception:
             log.exception("could not record SNS message %s", for_log(envelope.message_id))
-            # 5xx makes SNS deliver it again; nothing of its batch was committed.
+            # 5xx makes SNS deliver it again; nothing of it was committed.
             return _answer(503, "could not record the message; retry")
         return _answer(200, outcome)
 
