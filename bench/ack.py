@@ -57,7 +57,9 @@ class AckSettings:
         return cls(concurrency=200, requests=3000, warmup=500, rounds=5)
 
 
-def _start_bare(sandbox: Sandbox, ctx: Context) -> Service:
+def _start_bare(
+    sandbox: Sandbox, ctx: Context, *, style: str = "sync", work_ms: float = 0.0
+) -> Service:
     port = free_port()
     env = clean_environment(
         {
@@ -67,12 +69,24 @@ def _start_bare(sandbox: Sandbox, ctx: Context) -> Service:
         }
     )
     return spawn(
-        "bare-bolt",
-        [sys.executable, "-m", "bench.bare_app", "--host", "127.0.0.1", "--port", str(port)],
+        f"bare-bolt-{style}" if work_ms else "bare-bolt",
+        [
+            sys.executable,
+            "-m",
+            "bench.bare_app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--style",
+            style,
+            "--work-ms",
+            str(work_ms),
+        ],
         env=env,
         url=f"http://127.0.0.1:{port}",
         ready_path="/readyz",
-        log_path=ctx.run_dir / "ack-bare.log",
+        log_path=ctx.run_dir / f"ack-bare-{style}-{work_ms:g}.log",
         settle_s=0.2 if ctx.quick else 2.0,
     )
 
@@ -274,3 +288,73 @@ def _summarise(rounds: list[dict[str, Any]], kinds: list[str]) -> dict[str, Any]
     )
     summary["ratio_opsbot_over_bare"] = ratios
     return summary
+
+
+# The work each request leaves behind its ack in `run_styles`: CPU standing for
+# a click's statements and calls (opsbot's took about 0.3 ms of its own CPU per
+# request in the ack benchmark, and its database's on the same cores).
+STYLE_WORK_MS = 2.0
+
+
+def run_styles(ctx: Context, settings: AckSettings) -> dict[str, Any]:
+    """Issue 19.2: Bolt's sync App in listener threads against AsyncApp acking on the
+    event loop, each leaving the same work behind its ack to opsbot's pool
+    (bot/after_ack.py). Loaded in turn, like `run`; ack latency and when the last
+    piece of work answered."""
+    with Sandbox(ctx.ca, teams=1) as sandbox:
+        response_url = sandbox.slack.response_url()
+        services = {
+            style: _start_bare(sandbox, ctx, style=style, work_ms=STYLE_WORK_MS)
+            for style in ("sync", "async")
+        }
+        for service in services.values():
+            ctx.record_start(service, what="ack styles", database="none")
+        try:
+            for style, service in services.items():
+                for kind in KINDS:
+                    status, text = _probe(service, kind, response_url)
+                    if status != 200:
+                        raise RuntimeError(f"the {style} app answered {status}: {text}")
+            rounds: list[dict[str, Any]] = []
+            for number in range(settings.rounds):
+                order = ["sync", "async"] if number % 2 == 0 else ["async", "sync"]
+                this_round: dict[str, Any] = {}
+                for style in order:
+                    ctx.say(
+                        f"ack styles round {number + 1}/{settings.rounds}: {style}, "
+                        f"{settings.requests} requests, {settings.concurrency} in flight"
+                    )
+                    label = f"ack-style-{style}-{number + 1}"
+                    this_round[style] = _load(
+                        ctx,
+                        services[style],
+                        list(KINDS),
+                        settings,
+                        f"{response_url}-{label}",
+                        sandbox.slack.answers_under,
+                        label,
+                    )
+                rounds.append(this_round)
+        finally:
+            for service in services.values():
+                service.stop()
+    summary: dict[str, Any] = {}
+    for style in ("sync", "async"):
+        summary[style] = {
+            stat: spread(r[style]["kinds"][ALL][stat] for r in rounds)
+            for stat in ("p50_ms", "p99_ms", "max_ms")
+        }
+        summary[style]["last_answer_s"] = spread(
+            r[style]["work_behind"]["last_answer_s"] for r in rounds
+        )
+        summary[style]["answers"] = spread(r[style]["work_behind"]["answers"] for r in rounds)
+        summary[style]["errors"] = sum(r[style]["errors"] for r in rounds)
+    summary["p99_async_over_sync"] = spread(
+        r["async"]["kinds"][ALL]["p99_ms"] / r["sync"]["kinds"][ALL]["p99_ms"] for r in rounds
+    )
+    return {
+        "settings": settings.__dict__,
+        "work_ms": STYLE_WORK_MS,
+        "rounds": rounds,
+        "summary": summary,
+    }

@@ -1,39 +1,29 @@
-"""The work a Slack command or click does after its acknowledgement, a few at a time.
+"""The work a Slack command or click does after its acknowledgement, in the order it came.
 
-Slack waits three seconds for the acknowledgement and then shows the person an
-error; the answer may follow for thirty minutes. So listeners acknowledge in
-Bolt's listener threads and hand the rest here: a flood of commands and clicks
-is acknowledged at once and worked through behind, in the order it came.
-(Bolt runs a listener whole in one of its ten threads and answers Slack only
-once `ack()` was called in it: work done in those threads made later
-acknowledgements wait for a free thread.)
+Listeners acknowledge first and hand everything else here, so an
+acknowledgement never waits for another request's work (only, like everything,
+for its share of the machine). The work runs on a fixed pool of threads sized
+for the machine (`workers_for_this_machine`), which takes pieces strictly in
+the order they arrived, so each click's effect waits only for the pieces
+queued before it and nothing ever slows the pool down as a whole. Each piece is
+written down in a journal (bot/inbound/after_ack_journal.py) before its ack
+leaves and crossed out once done, so work lost with a crashed instance is
+answered for.
 
-The work still shares the machine with the acknowledgements. While Slack
-requests are waiting for theirs, the lane keeps to a budget, the way
-PostgreSQL's autovacuum keeps to its cost limit: after each piece of work it
-pauses in proportion to the time the work took, so that all its threads
-together are busy at most `BUSY_SHARE` of the time. Elapsed time, not the
-thread's CPU time: most of a click's work is its database statements, and the
-database's CPU is taken from the same cores as the acknowledgements' (on the
-benchmark's two cores, quick runs gave an ack p99 ratio of 1.2x to 1.6x with a
-CPU-time budget and 0.93x by elapsed time; full runs 1.34x before the flood
-counted its gaps, below, and 0.96x after, with a load generator that took
-most of the CPU; 1.21x once it took little: see README, Benchmarks).
-
-A flood counts as going on until no request has been in hand for `QUIET_S`:
-with 200 requests in flight most of them wait in the server's socket and event
-loop, and the moments with none in Bolt's hands are gaps between them, not the
-flood's end (counting only requests in hand, the lane ran more of its work in
-those gaps than in its budget). Nothing waits once the flood is over, a pause
-included, and under any load the work keeps moving, only slower.
-
-A journal (bot/inbound/after_ack_journal.py) writes each piece down while it
-waits, so that work lost with a crashed instance is at least answered for.
+(Bolt runs a listener whole in one of its threads and answers Slack only once
+`ack()` was called in it: work done in those threads made later
+acknowledgements wait for a free thread. Until issue 19 this lane also paused
+itself while any acknowledgement was pending, to keep the interpreter for
+them; under a flood that starved the work, the last click's effect landing
+tens of seconds after its ack. The pool's size now bounds what the work can
+take from acknowledgements instead: see docs/architecture.md, "Work behind
+acks".)
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -43,21 +33,42 @@ from typing import Protocol
 
 log = logging.getLogger(__name__)
 
-# Enough that a slow call (an AWS API, PagerDuty's REST API) does not hold up
-# everyone's clicks, few enough to leave the interpreter to acknowledgements.
-AT_ONCE = 2
-# The share of the time the lane may be busy while acknowledgements wait. At a
-# fiftieth, two threads still do a click's work or two a second in a flood
-# (bench/ack.py: 200 requests in flight, two thirds of them clicks); each
-# click's answer then leaves from the outbox's threads, about as much again.
-BUSY_SHARE = 0.02
-# One piece of work that took long is not followed by a pause as long: the
-# budget is kept on average, not by stopping the lane for long (and a pause
-# ends soon after the flood does, however long it was).
-MAX_PAUSE_S = 5.0
-# How long after the last acknowledgement a flood counts as over. Between two
-# requests of a flood there are milliseconds; a person's next click is seconds.
-QUIET_S = 0.25
+# Threads per core: a click's work mostly waits on the database, Slack or
+# PagerDuty (and holds no interpreter then), so a few per core keep the cores
+# busy without letting the work crowd out acknowledgements.
+PER_CORE = 4
+# However large the machine: each thread may hold a database connection of the
+# main pool (10 + 10 overflow), which the intake and the acknowledgements need too.
+MOST = 16
+
+
+def workers_for_this_machine(cores: int | None = None) -> int:
+    """The pool's size: `PER_CORE` threads for each core this process may use, `MOST` at most."""
+    if cores is None:
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except AttributeError:  # not on Linux
+            cores = os.cpu_count() or 1
+    return max(2, min(MOST, PER_CORE * cores))
+
+
+class _Histogram(Protocol):
+    def observe(self, amount: float) -> None: ...
+
+
+class _Gauge(Protocol):
+    def set_function(self, f: Callable[[], float]) -> None: ...
+
+
+class Meters(Protocol):
+    """What of bot/observability/metrics.py's Metrics the pool feeds (a layer above it)."""
+
+    @property
+    def after_ack_wait(self) -> _Histogram: ...
+    @property
+    def after_ack_queued(self) -> _Gauge: ...
+    @property
+    def slack_acks_pending(self) -> _Gauge: ...
 
 
 class Journal(Protocol):
@@ -70,34 +81,38 @@ class Journal(Protocol):
 class AfterAck:
     def __init__(
         self,
-        workers: int = AT_ONCE,
+        workers: int | None = None,
         *,
         journal: Journal | None = None,
-        busy_share: float = BUSY_SHARE,
+        metrics: Meters | None = None,
         clock: Callable[[], float] = time.perf_counter,
-        pause: Callable[[float], None] = time.sleep,
     ) -> None:
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="after-ack")
+        self.workers = workers or workers_for_this_machine()
+        # A ThreadPoolExecutor's queue is first in, first out: the arrival order.
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="after-ack")
         self._journal = journal
-        # Each thread's own pause keeps the sum of all of them within the share.
-        self._pause_per_busy_s = workers / busy_share - 1
+        self._metrics = metrics
         self._clock = clock
-        self._pause = pause
-        self._waiting = 0
-        self._last_ack_s = float("-inf")
         self._lock = threading.Lock()
+        self._queued = 0
+        self._acknowledging = 0
+        if metrics is not None:
+            metrics.after_ack_queued.set_function(lambda: self._queued)
+            metrics.slack_acks_pending.set_function(lambda: self._acknowledging)
 
     @contextmanager
     def acknowledging(self) -> Iterator[None]:
-        """Around the handling of a Slack request, until its acknowledgement is sent."""
+        """Around the handling of a Slack request until its acknowledgement is ready.
+
+        Only counted (opsbot_slack_acks_pending): the pool does not look at it.
+        """
         with self._lock:
-            self._waiting += 1
+            self._acknowledging += 1
         try:
             yield
         finally:
             with self._lock:
-                self._waiting -= 1
-                self._last_ack_s = self._clock()
+                self._acknowledging -= 1
 
     def run(self, what: str, work: Callable[[], None], *, response_url: str | None) -> None:
         """Queue `work` for the request that `response_url` answers.
@@ -106,7 +121,9 @@ class AfterAck:
         instance dies before it is done (never the user's text).
         """
         key = self._journal.write(what, response_url) if self._journal else None
-        self._pool.submit(self._guarded, what, work, key)
+        with self._lock:
+            self._queued += 1
+        self._pool.submit(self._guarded, what, work, key, self._clock())
 
     def start(self) -> None:
         if self._journal is not None:
@@ -118,8 +135,13 @@ class AfterAck:
         if self._journal is not None:
             self._journal.stop()
 
-    def _guarded(self, what: str, work: Callable[[], None], key: str | None) -> None:
-        started = self._clock()
+    def _guarded(
+        self, what: str, work: Callable[[], None], key: str | None, queued_at: float
+    ) -> None:
+        with self._lock:
+            self._queued -= 1
+        if self._metrics is not None:
+            self._metrics.after_ack_wait.observe(max(0.0, self._clock() - queued_at))
         try:
             work()
         except Exception:
@@ -127,19 +149,3 @@ class AfterAck:
         finally:
             if self._journal is not None and key is not None:
                 self._journal.cross_out(key)
-            self._keep_to_budget(self._clock() - started)
-
-    def _flooded(self) -> bool:
-        with self._lock:
-            return self._waiting > 0 or self._clock() - self._last_ack_s < QUIET_S
-
-    def _keep_to_budget(self, busy_s: float) -> None:
-        if busy_s <= 0:
-            return
-        until = self._clock() + min(busy_s * self._pause_per_busy_s, MAX_PAUSE_S)
-        # In steps of QUIET_S at most, so that the pause ends soon after the flood does.
-        while self._flooded():
-            left = until - self._clock()
-            if left <= 0:
-                return
-            self._pause(min(left, QUIET_S))

@@ -120,13 +120,15 @@ def _open_connections(runtime: Runtime) -> None:
     # A PostgreSQL connection takes tens of milliseconds to open: open the ones
     # an alarm's first page needs (intake, then the outbox's claim and record)
     # at start, not during the first alarm.
-    open_connections(runtime.engine, sns.AT_ONCE)
+    # One for the intake's writer (bot/alarms/batch.py), which records every batch.
+    open_connections(runtime.engine, 1)
     if runtime.outbox_engine is not None:
         open_connections(runtime.outbox_engine, 2)
 
 
 def _warm_up_intake(runtime: Runtime) -> None:
     runtime.intake.warm_up()
+    runtime.intake.start()
 
 
 def _config_version(config: Config) -> str:
@@ -325,6 +327,7 @@ def build_runtime(
             sqs=sqs,
             queue_url=settings.alarm_queue_url,
             record=intake.record,
+            record_batch=intake.record_batch,
             allowed_topics=settings.sns_topic_arns,
             verifier=None if settings.alarm_queue_raw_delivery else sns_verifier,
             wait_s=config.alarms.queue_wait_s,
@@ -487,7 +490,8 @@ def build_runtime(
         after_ack=AfterAck(
             journal=AfterAckJournal(
                 sessions=sessions, clock=clock, lease_s=config.delivery.after_ack_lease_s
-            )
+            ),
+            metrics=metrics,
         ),
         queue_consumer=consumer,
         metrics=metrics,

@@ -106,6 +106,7 @@ class Runtime:
             self.ops_monitor.stop()
         if self.queue_consumer is not None:
             self.queue_consumer.stop()
+        self.intake.stop()
         self.after_ack.stop()
         self.scheduler.stop()
         self.outbox.stop()

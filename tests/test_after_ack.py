@@ -1,129 +1,109 @@
-"""The lane behind Slack acknowledgements keeps to its budget during a flood of them."""
+"""The pool behind Slack acknowledgements: sized for the machine, first come first served,
+never paused while acknowledgements wait."""
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Callable
+import threading
 
 import pytest
 
-from bot.after_ack import MAX_PAUSE_S, QUIET_S, AfterAck
+from bot.after_ack import MOST, PER_CORE, AfterAck, workers_for_this_machine
+from bot.observability.metrics import Metrics
+
+EVENTUALLY_S = 30.0
 
 
-class Time:
-    """The lane's clock and pause: a pause moves the clock on, as work does."""
-
-    def __init__(self, now: float = 100.0) -> None:
-        self.now = now
-        self.pauses: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def pause(self, seconds: float) -> None:
-        self.pauses.append(seconds)
-        self.now += seconds
-
-    def work(
-        self, seconds: float, done: list[str] | None = None, name: str = ""
-    ) -> Callable[[], None]:
-        def piece() -> None:
-            self.now += seconds
-            if done is not None:
-                done.append(name)
-
-        return piece
+def test_the_pool_is_sized_for_the_machine() -> None:
+    assert workers_for_this_machine(1) == PER_CORE
+    assert workers_for_this_machine(2) == 2 * PER_CORE
+    assert workers_for_this_machine(64) == MOST
+    assert 2 <= AfterAck().workers <= MOST
 
 
-def _lane(time: Time, workers: int = 1, busy_share: float = 0.25) -> AfterAck:
-    # One thread unless said: pieces of work run, and read the clock, in the order queued.
-    return AfterAck(workers, busy_share=busy_share, clock=time, pause=time.pause)
+def test_work_starts_in_the_order_it_arrived() -> None:
+    # One thread: with more, two pieces taken in order may note their start out of it.
+    lane = AfterAck(1)
+    gate = threading.Event()
+    started: list[int] = []
+    lock = threading.Lock()
 
+    def piece(n: int) -> None:
+        with lock:
+            started.append(n)
+        gate.wait(EVENTUALLY_S)
 
-def test_no_pause_when_no_acknowledgement_was_asked_for() -> None:
-    time = Time()
-    done: list[str] = []
-    lane = _lane(time)
-    lane.run("first", time.work(0.004, done, "first"), response_url=None)
-    lane.run("second", time.work(0.010, done, "second"), response_url=None)
+    for n in range(12):
+        lane.run(f"piece {n}", functools.partial(piece, n), response_url=None)
+    gate.set()
     lane.stop()
-    assert done == ["first", "second"]
-    assert time.pauses == []
+    assert started == list(range(12))
 
 
-def test_pauses_in_proportion_to_the_work_while_acknowledgements_wait() -> None:
-    time = Time()
-    lane = _lane(time)
-    with lane.acknowledging():
-        lane.run("a click", time.work(0.004), response_url=None)
-        lane.run("another", time.work(0.010), response_url=None)
-        lane.stop()
-    # A quarter of the time: 3 s of pause for each second of work.
-    assert time.pauses == pytest.approx([0.012, 0.030])
+def test_no_more_than_the_pool_runs_at_once() -> None:
+    lane = AfterAck(3)
+    lock = threading.Lock()
+    running = [0]
+    most = [0]
+    three_in = threading.Barrier(3)
 
+    def piece() -> None:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        three_in.wait(EVENTUALLY_S)  # the pool's three threads are all busy at once
+        with lock:
+            running[0] -= 1
 
-def test_the_budget_is_shared_between_the_threads() -> None:
-    time = Time()
-    lane = _lane(time, workers=2)
-    with lane.acknowledging():
-        lane.run("a click", time.work(0.001), response_url=None)
-        lane.stop()
-    # Two threads each pausing 7x their work take a quarter between them.
-    assert time.pauses == pytest.approx([0.007])
-
-
-def test_a_gap_between_two_requests_of_a_flood_does_not_end_it() -> None:
-    time = Time()
-    lane = _lane(time)
-    with lane.acknowledging():
-        pass  # acknowledged; the flood's next request is not in hand yet
-    lane.run("a click", time.work(0.004), response_url=None)
+    for n in range(9):
+        lane.run(f"piece {n}", piece, response_url=None)
     lane.stop()
-    assert time.pauses == pytest.approx([0.012])
+    assert most[0] == 3
 
 
-def test_the_pause_ends_soon_after_the_flood_does() -> None:
-    time = Time()
-    lane = _lane(time, busy_share=0.05)
-    with lane.acknowledging():
-        pass
-    lane.run("a click", time.work(0.1), response_url=None)  # owes 1.9 s of pause
-    lane.stop()
-    # The last acknowledgement was 0.1 s before the work ended: QUIET_S after it, no pause.
-    assert sum(time.pauses) == pytest.approx(QUIET_S)
-    assert all(step <= QUIET_S for step in time.pauses)
-
-
-def test_no_pause_once_the_flood_is_over() -> None:
-    time = Time()
-    lane = _lane(time)
+def test_work_runs_while_acknowledgements_are_pending() -> None:
+    metrics = Metrics()
+    lane = AfterAck(1, metrics=metrics)
+    done = threading.Event()
     with lane.acknowledging(), lane.acknowledging():
-        pass
-    time.now += QUIET_S
-    lane.run("after the flood", time.work(0.004), response_url=None)
+        assert metrics.registry.get_sample_value("opsbot_slack_acks_pending") == 2
+        lane.run("a click", done.set, response_url=None)
+        # Not paused, not waiting for the acknowledgements: done while they are pending.
+        assert done.wait(EVENTUALLY_S)
+    assert metrics.registry.get_sample_value("opsbot_slack_acks_pending") == 0
     lane.stop()
-    assert time.pauses == []
+    assert metrics.registry.get_sample_value("opsbot_after_ack_wait_seconds_count") == 1
 
 
-def test_a_long_piece_of_work_is_not_followed_by_a_long_stop() -> None:
-    time = Time()
-    lane = _lane(time, busy_share=0.05)
-    with lane.acknowledging():
-        lane.run("a slow command", time.work(2.0), response_url=None)
-        lane.stop()
-    assert sum(time.pauses) == pytest.approx(MAX_PAUSE_S)
+def test_the_queue_is_counted() -> None:
+    metrics = Metrics()
+    lane = AfterAck(1, metrics=metrics)
+    gate = threading.Event()
+
+    def hold() -> None:
+        gate.wait(EVENTUALLY_S)
+
+    lane.run("holds the thread", hold, response_url=None)
+    lane.run("waits", lambda: None, response_url=None)
+    lane.run("waits too", lambda: None, response_url=None)
+    queued = metrics.registry.get_sample_value("opsbot_after_ack_queued")
+    assert queued is not None and queued >= 2
+    gate.set()
+    lane.stop()
+    assert metrics.registry.get_sample_value("opsbot_after_ack_queued") == 0
 
 
-def test_failed_work_is_logged_and_counted(caplog: pytest.LogCaptureFixture) -> None:
-    time = Time()
-    lane = _lane(time)
+def test_failed_work_is_logged_and_the_next_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    lane = AfterAck(1)
+    done: list[str] = []
 
     def broken() -> None:
-        time.now += 0.002
         raise RuntimeError("boom")
 
-    with caplog.at_level(logging.ERROR, logger="bot.after_ack"), lane.acknowledging():
+    with caplog.at_level(logging.ERROR, logger="bot.after_ack"):
         lane.run("a broken click", broken, response_url=None)
+        lane.run("the next click", lambda: done.append("next"), response_url=None)
         lane.stop()
     assert "a broken click failed after its acknowledgement" in caplog.text
-    assert time.pauses == pytest.approx([0.006])
+    assert done == ["next"]

@@ -1,16 +1,28 @@
-"""Recording inbound messages in their own transaction, safe against concurrent redelivery."""
+"""Recording inbound messages, a batch to a transaction, safe against concurrent redelivery.
+
+`record_batch` records the notifications that arrived together (bot/alarms/batch.py
+gathers them) in one transaction: all of them are durable, or none is and each
+is told so (SNS and SQS deliver them again). A failure that is not the
+database's or its connection's (one notification the database or this code
+refuses) is not held against the rest: the batch is then recorded one
+notification at a time, so only that one fails.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import secrets
+import threading
+import time
 import uuid
+from concurrent.futures import Future
 
 from sqlalchemy import event
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.alarms.batch import GroupCommit, Outcome
 from bot.alarms.routing import route_for
 from bot.alarms.service import Inbound, receive
 from bot.clock import Clock
@@ -41,30 +53,91 @@ class AlarmIntake:
         self.config = config
         self.clock = clock
         self.metrics = metrics or Metrics()
+        self._lock = threading.Lock()
+        self._group: GroupCommit | None = None
+
+    def start(self) -> None:
+        """Start the batches' writer (bot/alarms/batch.py) before the first notification."""
+        self._batches().start()
+
+    def submit(self, inbound: Inbound) -> Future[str]:
+        """Record `inbound` with whatever arrives with it; the future resolves once committed."""
+        return self._batches().submit(inbound)
+
+    def waiting(self) -> int:
+        """Notifications waiting for the next batch (tests, and the curious)."""
+        return self._batches().waiting()
+
+    def _batches(self) -> GroupCommit:
+        with self._lock:
+            if self._group is None:
+                self._group = GroupCommit(self.record_batch)
+            return self._group
+
+    def stop(self) -> None:
+        """Record the notifications already queued; refuse any after (they get a 5xx)."""
+        self._batches().stop()
 
     def record(self, inbound: Inbound) -> str:
         """Durably record one message and everything it causes; return the outcome."""
-        try:
-            outcome = self._record(inbound)
-        except Exception:
-            self.metrics.notifications.labels(inbound.via, "error").inc()
-            raise
-        counted = "duplicate" if outcome == "duplicate" else "new"
-        self.metrics.notifications.labels(inbound.via, counted).inc()
+        [outcome] = self.record_batch([inbound])
+        if isinstance(outcome, BaseException):
+            raise outcome
         return outcome
 
-    def _record(self, inbound: Inbound) -> str:
+    def record_batch(self, inbounds: list[Inbound]) -> list[Outcome]:
+        """Record `inbounds` in one transaction; each one's outcome, or the exception
+        that kept it from being recorded (then nothing of it was committed)."""
+        if not inbounds:
+            return []
+        via = inbounds[0].via
+        started = time.perf_counter()
+        outcomes: list[Outcome]
+        try:
+            outcomes = list(self._record(inbounds))
+        except (OperationalError, InterfaceError) as exc:
+            # The database or the connection to it: nothing of the batch was committed,
+            # and none would be alone.
+            outcomes = [exc] * len(inbounds)
+        except Exception as exc:
+            # One notification the database or this code refuses (a NUL in its text
+            # on PostgreSQL, a bug): nothing of the batch was committed; alone, the
+            # others are.
+            if len(inbounds) == 1:
+                outcomes = [exc]
+            else:
+                log.exception(
+                    "a batch of %d notifications failed; recording them one by one",
+                    len(inbounds),
+                )
+                outcomes = [self.record_batch([inbound])[0] for inbound in inbounds]
+                # Counted in the calls above.
+                return outcomes
+        self.metrics.intake_batch_size.labels(via).observe(len(inbounds))
+        self.metrics.intake_commit.labels(via).observe(time.perf_counter() - started)
+        for inbound, outcome in zip(inbounds, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                counted = "error"
+            else:
+                counted = "duplicate" if outcome == "duplicate" else "new"
+            self.metrics.notifications.labels(inbound.via, counted).inc()
+        return outcomes
+
+    def _record(self, inbounds: list[Inbound]) -> list[str]:
         for attempt in range(1, ATTEMPTS + 1):
             with self.sessions() as db_session:
                 try:
-                    outcome = receive(
-                        db_session, inbound=inbound, config=self.config, now=self.clock.now()
-                    )
+                    outcomes = [
+                        receive(
+                            db_session, inbound=inbound, config=self.config, now=self.clock.now()
+                        )
+                        for inbound in inbounds
+                    ]
                     db_session.commit()
                 except IntegrityError:
-                    # Another message opened this alarm's incident first: go again.
-                    # (A redelivery of the same MessageId is not an error: receive
-                    # answers "duplicate".)
+                    # Another transaction opened one of these alarms' incidents first:
+                    # go again. (A redelivery of the same MessageId is not an error:
+                    # receive answers "duplicate".)
                     db_session.rollback()
                     if attempt == ATTEMPTS:
                         raise
@@ -76,14 +149,19 @@ class AlarmIntake:
                     if code not in {"40001", "40P01"} or attempt == ATTEMPTS:
                         raise
                     continue
-            log.info(
-                "message %r via %s: %s",
-                inbound.message_id,
-                inbound.via,
-                outcome,
-                extra={"message_id": inbound.message_id, "via": inbound.via},
-            )
-            return outcome
+            for inbound, outcome in zip(inbounds, outcomes, strict=True):
+                log.info(
+                    "message %r via %s: %s",
+                    inbound.message_id,
+                    inbound.via,
+                    outcome,
+                    extra={
+                        "message_id": inbound.message_id,
+                        "via": inbound.via,
+                        "batch": len(inbounds),
+                    },
+                )
+            return outcomes
         raise AssertionError("unreachable")
 
     def warm_up(self) -> None:

@@ -1,6 +1,8 @@
 """Consuming the alarm queue (SNS to SQS): the durable intake.
 
 A message is deleted only after it is recorded, or when it is refused for good.
+A poll's messages (up to 10) are checked one by one and recorded together, in
+one transaction (`record_batch`, bot/alarms/intake.py).
 By default every message must be an SNS envelope from an allowed topic whose
 signature holds (the same verifier as POST /sns): the queue's access policy is
 not the only thing between the world and a page. With raw message delivery
@@ -69,6 +71,7 @@ class AlarmQueueConsumer:
         sqs: Any,
         queue_url: str,
         record: Callable[[Inbound], str],
+        record_batch: Callable[[list[Inbound]], list[str | BaseException]] | None = None,
         allowed_topics: list[str],
         verifier: SnsVerifier | None,
         wait_s: int = 20,
@@ -77,6 +80,8 @@ class AlarmQueueConsumer:
         self.sqs = sqs
         self.queue_url = queue_url
         self.record = record
+        # A poll's messages in one transaction (bot/alarms/intake.py), when given.
+        self.record_batch = record_batch
         self.allowed_topics = set(allowed_topics)
         self.verifier = verifier
         self.wait_s = wait_s
@@ -110,9 +115,16 @@ class AlarmQueueConsumer:
             MaxNumberOfMessages=10,
             WaitTimeSeconds=self.wait_s,
         )
+        messages = answer.get("Messages", [])
+        checked = [self.check(message) for message in messages]
+        to_record = [c for c in checked if isinstance(c, Inbound)]
+        if to_record and self.record_batch is not None:
+            recorded = iter(self._record_all(to_record))
+        else:
+            recorded = iter([self._record(inbound) for inbound in to_record])
         done = []
-        for message in answer.get("Messages", []):
-            verdict = self.handle(message)
+        for message, check in zip(messages, checked, strict=True):
+            verdict = next(recorded) if isinstance(check, Inbound) else check
             if verdict is Verdict.REFUSED:
                 self.metrics.notifications.labels("sqs", "refused").inc()
             if verdict is not Verdict.LEFT:
@@ -123,6 +135,11 @@ class AlarmQueueConsumer:
 
     def handle(self, message: dict[str, Any]) -> Verdict:
         """Record, refuse or leave one received message (the caller deletes unless left)."""
+        check = self.check(message)
+        return self._record(check) if isinstance(check, Inbound) else check
+
+    def check(self, message: dict[str, Any]) -> Verdict | Inbound:
+        """What to record of one received message, or why it is refused or left."""
         sqs_id = for_log(message.get("MessageId"))
         if self.verifier is None:
             inbound = inbound_from_sqs(message)
@@ -133,7 +150,7 @@ class AlarmQueueConsumer:
                     for_log(inbound.topic_arn),
                 )
                 return Verdict.REFUSED
-            return self._record(inbound)
+            return inbound
 
         try:
             envelope = parse_envelope(str(message.get("Body", "")).encode("utf-8"))
@@ -173,14 +190,12 @@ class AlarmQueueConsumer:
                 refusal,
             )
             return Verdict.LEFT
-        return self._record(
-            Inbound(
-                message_id=envelope.message_id,
-                via="sqs",
-                body=envelope.message,
-                topic_arn=envelope.topic_arn,
-                subject=envelope.subject,
-            )
+        return Inbound(
+            message_id=envelope.message_id,
+            via="sqs",
+            body=envelope.message,
+            topic_arn=envelope.topic_arn,
+            subject=envelope.subject,
         )
 
     def _configuration_refuses(self, envelope: Envelope) -> str | None:
@@ -191,6 +206,26 @@ class AlarmQueueConsumer:
         ):
             return "SignatureVersion 1 (set the topic's SignatureVersion to 2, or allow 1)"
         return None
+
+    def _record_all(self, inbounds: list[Inbound]) -> list[Verdict]:
+        assert self.record_batch is not None
+        try:
+            outcomes = self.record_batch(inbounds)
+        except Exception:
+            outcomes = [RuntimeError("the batch failed")] * len(inbounds)
+            log.exception("could not record a batch of %d; redelivered later", len(inbounds))
+        verdicts = []
+        for inbound, outcome in zip(inbounds, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                log.error(
+                    "could not record %s; it will be redelivered: %s",
+                    for_log(inbound.message_id),
+                    type(outcome).__name__,
+                )
+                verdicts.append(Verdict.LEFT)
+            else:
+                verdicts.append(Verdict.RECORDED)
+        return verdicts
 
     def _record(self, inbound: Inbound) -> Verdict:
         try:

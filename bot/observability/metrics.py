@@ -58,6 +58,11 @@ MODAL_OUTCOMES = (
     "duplicate",  # the same view submitted again (a double click)
     "late",  # the work outlived the submission's wait: answered by message
 )
+# Work behind acks (bot/after_ack.py): from queued to started.
+AFTER_ACK_WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
+# The intake's group commit (bot/alarms/batch.py).
+BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+COMMIT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 
 
 def family(kind: str) -> str:
@@ -161,6 +166,36 @@ class Metrics:
             "opsbot_slack_folded_items",
             "Items (an incident's alarm transitions) that reached Slack folded into one "
             "thread reply with others, beyond the first of each reply: posts saved.",
+            registry=registry,
+        )
+        self.after_ack_wait = Histogram(
+            "opsbot_after_ack_wait_seconds",
+            "From a command's or click's work being queued behind its ack to its start.",
+            buckets=AFTER_ACK_WAIT_BUCKETS,
+            registry=registry,
+        )
+        self.after_ack_queued = Gauge(
+            "opsbot_after_ack_queued",
+            "Pieces of work behind acks queued and not yet started.",
+            registry=registry,
+        )
+        self.slack_acks_pending = Gauge(
+            "opsbot_slack_acks_pending",
+            "Slack requests in hand whose acknowledgement is not ready yet.",
+            registry=registry,
+        )
+        self.intake_batch_size = Histogram(
+            "opsbot_intake_batch_size",
+            "Notifications recorded together in one transaction (the intake's group commit).",
+            ["via"],
+            buckets=BATCH_SIZE_BUCKETS,
+            registry=registry,
+        )
+        self.intake_commit = Histogram(
+            "opsbot_intake_commit_seconds",
+            "One intake batch: from its first statement to its commit done.",
+            ["via"],
+            buckets=COMMIT_BUCKETS,
             registry=registry,
         )
         self.slack_auth_ok = Gauge(
