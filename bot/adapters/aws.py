@@ -5,8 +5,6 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-import boto3
-from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 # A synchronous Lambda invocation answers when the function ends: wait longer than the
@@ -16,6 +14,10 @@ READ_TIMEOUT_S = {"lambda": 905}
 
 
 def client(service: str, *, region: str, endpoint_url: str | None, **kwargs: Any) -> Any:
+    # boto3 (~20 MB) loads on the first AWS call: most deployments never make one.
+    import boto3
+    from botocore.config import Config as BotoConfig
+
     config = BotoConfig(
         retries={"max_attempts": 3, "mode": "standard"},
         connect_timeout=5,
