@@ -398,7 +398,7 @@ def click_and_wait(
 # -- the servers ------------------------------------------------------------------------------
 
 
-def start_plain(sandbox: Sandbox, ctx: Context) -> Service:
+def start_plain(sandbox: Sandbox, ctx: Context, *, settle_s: float = 0.5) -> Service:
     port = free_port()
     env = clean_environment(
         {
@@ -417,7 +417,7 @@ def start_plain(sandbox: Sandbox, ctx: Context) -> Service:
         url=f"http://127.0.0.1:{port}",
         ready_path="/readyz",
         log_path=ctx.run_dir / "click-plain.log",
-        settle_s=0.5,
+        settle_s=settle_s,
     )
 
 

@@ -71,6 +71,8 @@ def footprint_summary(results: dict[str, Any]) -> dict[str, Any]:
         ),
         "bare_ready_s": spread(s["ready_s"] for s in pick("bare-bolt")),
         "bare_idle_rss_mb": spread(s["idle_rss_mb"] for s in pick("bare-bolt")),
+        "plain_ready_s": spread(s["ready_s"] for s in pick("plain-bolt")),
+        "plain_idle_rss_mb": spread(s["idle_rss_mb"] for s in pick("plain-bolt")),
         "starts_counted": len(starts),
     }
 
@@ -469,6 +471,15 @@ def _footprint_table(summary: dict[str, Any]) -> list[str]:
     ]
 
 
+def _plain_footprint_line(summary: dict[str, Any]) -> list[str]:
+    if not summary.get("plain_idle_rss_mb", {}).get("runs"):
+        return []
+    return [
+        f"   plain Bolt app (bench/plain_app.py): ready {fmt(summary['plain_ready_s'], 2)} s, "
+        f"idle RSS {fmt(summary['plain_idle_rss_mb'], 1)} MB"
+    ]
+
+
 def _edge_table(edge: dict[str, Any]) -> list[str]:
     s = edge["settings"]
     summary = edge["summary"]
@@ -530,6 +541,7 @@ def table(results: dict[str, Any]) -> str:
     if results.get("storm") is not None:
         lines += _storm_table(results["storm"])
     lines += _footprint_table(results["footprint_summary"])
+    lines += _plain_footprint_line(results["footprint_summary"])
     if results.get("edge") is not None:
         lines += _edge_table(results["edge"])
     if results.get("click") is not None:
