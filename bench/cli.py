@@ -12,21 +12,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import ack, edge, footprint, report, storm
+from bench import ack, click, edge, footprint, report, storm
 from bench.context import Context
 from bench.machine import describe, load_average
 from bench.sandbox import Databases
 from sandbox.tls import make_test_ca
 
 RESULTS = Path(__file__).parent / "results"
-CHOICES = ("all", "ack", "storm", "footprint", "edge", "ack-styles")
+CHOICES = ("all", "ack", "storm", "footprint", "edge", "ack-styles", "click")
 
 
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog="python -m bench",
         description="opsbot benchmarks: acknowledgement latency, an alarm storm against "
-        "Alertmanager, footprint, the HTTP edge under attack. See docs/benchmarks.md.",
+        "Alertmanager, footprint, the HTTP edge under attack, a click's effect against a plain "
+        "Bolt app. See docs/benchmarks.md.",
     )
     root.add_argument("benchmark", nargs="?", choices=CHOICES, default="all")
     root.add_argument(
@@ -115,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
             results["storm"] = storm.run(ctx, settings, alertmanager_mode=mode)
         if "edge" in selected:
             results["edge"] = edge.run(ctx, edge.EdgeSettings.for_mode(args.quick))
+        if "click" in selected:
+            results["click"] = click.run(ctx, click.ClickSettings.for_mode(args.quick))
     finally:
         ctx.databases.drop_all()
         if args.keep:

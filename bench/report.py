@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from bench import click as click_bench
 from bench import edge as edge_bench
 from bench.ack import ALL
 from bench.machine import one_line
@@ -71,6 +72,8 @@ def footprint_summary(results: dict[str, Any]) -> dict[str, Any]:
         ),
         "bare_ready_s": spread(s["ready_s"] for s in pick("bare-bolt")),
         "bare_idle_rss_mb": spread(s["idle_rss_mb"] for s in pick("bare-bolt")),
+        "plain_ready_s": spread(s["ready_s"] for s in pick("plain-bolt")),
+        "plain_idle_rss_mb": spread(s["idle_rss_mb"] for s in pick("plain-bolt")),
         "starts_counted": len(starts),
     }
 
@@ -204,6 +207,55 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     edge = results.get("edge")
     if edge is not None:
         found += _edge_targets(edge)
+    found += _footprint_targets(results)
+    if results.get("click") is not None:
+        found += click_bench.targets(results["click"])
+    return found
+
+
+IDLE_RSS_TARGET_MB = 80.0  # issue 19: idle, start to ready, and the storm's peak
+READY_TARGET_S = 1.5
+STORM_PEAK_RSS_TARGET_MB = 150.0
+
+
+def _footprint_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Idle RSS and time to ready over every opsbot start of the run; the storm's peak."""
+    starts = [s for s in results.get("starts", []) if s["process"] == "opsbot"]
+    found: list[dict[str, Any]] = []
+    idle = [s["idle_rss_mb"] for s in starts if s["idle_rss_mb"] is not None]
+    if idle:
+        found.append(
+            {
+                "target": f"idle RSS at most {IDLE_RSS_TARGET_MB:.0f} MB",
+                "met": max(idle) <= IDLE_RSS_TARGET_MB,
+                "figure": f"opsbot {fmt(spread(idle))} MB over {len(idle)} start(s), "
+                f"highest {max(idle):.1f} MB",
+            }
+        )
+    migrated = [s["ready_s"] for s in starts if s["database"] == "migrated"]
+    ready = migrated or [s["ready_s"] for s in starts]
+    if ready:
+        found.append(
+            {
+                "target": f"start to /readyz 200 within {READY_TARGET_S} s"
+                + (" (migrated database)" if migrated else ""),
+                "met": max(ready) <= READY_TARGET_S,
+                "figure": f"{fmt(spread(ready), 2)} s over {len(ready)} start(s), "
+                f"slowest {max(ready):.2f} s",
+            }
+        )
+    storm_runs = (results.get("storm") or {}).get("runs", [])
+    peaks = [
+        r["opsbot"]["peak_rss_mb"] for r in storm_runs if r.get("opsbot", {}).get("peak_rss_mb")
+    ]
+    if peaks:
+        found.append(
+            {
+                "target": f"peak RSS during the storm at most {STORM_PEAK_RSS_TARGET_MB:.0f} MB",
+                "met": max(peaks) <= STORM_PEAK_RSS_TARGET_MB,
+                "figure": f"highest opsbot peak (VmHWM) {max(peaks):.1f} MB",
+            }
+        )
     return found
 
 
@@ -451,6 +503,15 @@ def _footprint_table(summary: dict[str, Any]) -> list[str]:
     ]
 
 
+def _plain_footprint_line(summary: dict[str, Any]) -> list[str]:
+    if not summary.get("plain_idle_rss_mb", {}).get("runs"):
+        return []
+    return [
+        f"   plain Bolt app (bench/plain_app.py): ready {fmt(summary['plain_ready_s'], 2)} s, "
+        f"idle RSS {fmt(summary['plain_idle_rss_mb'], 1)} MB"
+    ]
+
+
 def _edge_table(edge: dict[str, Any]) -> list[str]:
     s = edge["settings"]
     summary = edge["summary"]
@@ -512,8 +573,11 @@ def table(results: dict[str, Any]) -> str:
     if results.get("storm") is not None:
         lines += _storm_table(results["storm"])
     lines += _footprint_table(results["footprint_summary"])
+    lines += _plain_footprint_line(results["footprint_summary"])
     if results.get("edge") is not None:
         lines += _edge_table(results["edge"])
+    if results.get("click") is not None:
+        lines += click_bench.table(results["click"])
     lines += ["", "Targets"]
     for item in results["targets"]:
         state = {True: "MET", False: "MISSED", None: "NOT EVALUATED"}[item["met"]]

@@ -85,12 +85,23 @@ class TimedSlackEmulator(SlackEmulator):
 class Sandbox:
     """Slack, PagerDuty and an SNS signer for `teams` teams, each a channel and a routing key."""
 
-    def __init__(self, ca: TestCA, *, teams: int, slack_rate_limited: bool = False) -> None:
+    def __init__(
+        self,
+        ca: TestCA,
+        *,
+        teams: int,
+        slack_rate_limited: bool = False,
+        slack: TimedSlackEmulator | None = None,
+        pagerduty: PagerDutyEmulator | None = None,
+    ) -> None:
+        """`slack`, `pagerduty`: emulators of one's own (e.g. with rate limits), not started."""
         self.ca = ca
         self.teams = teams
-        self.slack = TimedSlackEmulator(token=BOT_TOKEN, rate_limited=slack_rate_limited)
+        self.slack = slack or TimedSlackEmulator(token=BOT_TOKEN, rate_limited=slack_rate_limited)
         self.slack.add_channel(DEFAULT_CHANNEL, "alerts")
-        self.pagerduty = PagerDutyEmulator(tls=ca.server_context(), api_token=PD_API_TOKEN)
+        self.pagerduty = pagerduty or PagerDutyEmulator(
+            tls=ca.server_context(), api_token=PD_API_TOKEN
+        )
         self.pagerduty.add_escalation_policy("PBENCH", "Bench")
         for k in range(1, teams + 1):
             self.slack.add_channel(channel_id(k), team(k))

@@ -5,8 +5,6 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-import boto3
-from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 # A synchronous Lambda invocation answers when the function ends: wait longer than the
@@ -24,6 +22,10 @@ def client(
     **kwargs: Any,
 ) -> Any:
     """A boto3 client; `timeout_s`: a quick look that tries once and waits at most that long."""
+    # boto3 (~20 MB) loads on the first AWS call: most deployments never make one.
+    import boto3
+    from botocore.config import Config as BotoConfig
+
     config = BotoConfig(
         retries={"max_attempts": 1 if timeout_s else 3, "mode": "standard"},
         connect_timeout=timeout_s or 5,

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, inspect, text
 
-from bot.db.engine import DEFAULT_TIMEOUTS, DbTimeouts, normalise_url
+from bot.db.engine import DEFAULT_TIMEOUTS, DbTimeouts, make_engine, normalise_url
+
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 MIGRATION_LOCK = 0x0B5B08  # names "opsbot migrations" among advisory locks
@@ -29,6 +32,8 @@ def migration_timeouts(timeouts: DbTimeouts) -> DbTimeouts:
 
 
 def alembic_config(database_url: str, *, timeouts: DbTimeouts = DEFAULT_TIMEOUTS) -> AlembicConfig:
+    from alembic.config import Config as AlembicConfig
+
     config = AlembicConfig()
     config.set_main_option("script_location", str(MIGRATIONS))
     # ConfigParser interpolation would choke on '%' in a URL-encoded password.
@@ -40,8 +45,52 @@ def alembic_config(database_url: str, *, timeouts: DbTimeouts = DEFAULT_TIMEOUTS
 def upgrade(
     database_url: str, revision: str = "heads", *, timeouts: DbTimeouts = DEFAULT_TIMEOUTS
 ) -> None:
-    """Bring the schema to `revision` (all heads by default)."""
+    """Bring the schema to `revision` (all heads by default).
+
+    A database already at the heads (every restart) is left alone without loading
+    Alembic, which then stays out of the serving process's memory.
+    """
+    if revision == "heads" and _applied(database_url, timeouts) == script_heads():
+        return
+    from alembic import command
+
     command.upgrade(alembic_config(database_url, timeouts=timeouts), revision)
+
+
+def script_heads() -> frozenset[str]:
+    """The revisions no other migration revises, read from the migration files' literals."""
+    revisions: set[str] = set()
+    revised: set[str] = set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            target: ast.expr
+            if isinstance(node, ast.AnnAssign) and node.value is not None:
+                target, value = node.target, node.value
+            elif isinstance(node, ast.Assign) and len(node.targets) == 1:
+                target, value = node.targets[0], node.value
+            else:
+                continue
+            if not isinstance(target, ast.Name):
+                continue
+            if target.id == "revision":
+                revisions.add(ast.literal_eval(value))
+            elif target.id == "down_revision":
+                down = ast.literal_eval(value)
+                revised.update([down] if isinstance(down, str) else down or ())
+    return frozenset(revisions - revised)
+
+
+def _applied(database_url: str, timeouts: DbTimeouts) -> frozenset[str]:
+    """The revisions the database records as applied (none before its first migration)."""
+    engine = make_engine(database_url, timeouts=timeouts)
+    try:
+        with engine.connect() as connection:
+            if not inspect(connection).has_table("alembic_version"):
+                return frozenset()
+            rows = connection.execute(text("SELECT version_num FROM alembic_version"))
+            return frozenset(str(row[0]) for row in rows)
+    finally:
+        engine.dispose()
 
 
 def is_current(engine: Engine) -> bool:

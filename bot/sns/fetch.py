@@ -6,8 +6,11 @@ import ssl
 import time
 from collections.abc import Callable
 
-import httpcore  # noqa: F401  # httpx imports it on a client's first use: 30 ms of the first alarm
-import httpx
+# httpx2 is the PagerDuty client's own HTTP stack: sharing it keeps a second one (httpx,
+# httpcore) out of memory. It imports httpcore2 on a client's first use: 30 ms of the
+# first alarm, so here at start instead.
+import httpcore2  # noqa: F401
+import httpx2
 
 MAX_BYTES = 64 * 1024
 
@@ -23,7 +26,7 @@ class FetchFailed(Exception):
 def make_fetch(tls: ssl.SSLContext, *, timeout_s: float = 3.0) -> Callable[[str], bytes]:
     """A GET that gives up after about `timeout_s` in all (slow or endless answers included).
 
-    httpx's timeout bounds each network operation, not the whole request, so a
+    httpx2's timeout bounds each network operation, not the whole request, so a
     server that trickles its answer is cut off by a deadline checked per chunk.
     """
 
@@ -31,7 +34,7 @@ def make_fetch(tls: ssl.SSLContext, *, timeout_s: float = 3.0) -> Callable[[str]
         deadline = time.monotonic() + timeout_s
         try:
             with (
-                httpx.Client(verify=tls, timeout=timeout_s, follow_redirects=False) as client,
+                httpx2.Client(verify=tls, timeout=timeout_s, follow_redirects=False) as client,
                 client.stream("GET", url) as response,
             ):
                 if response.status_code != 200:
@@ -47,7 +50,7 @@ def make_fetch(tls: ssl.SSLContext, *, timeout_s: float = 3.0) -> Callable[[str]
                     if time.monotonic() > deadline:
                         raise FetchFailed("GET took too long", transient=True)
                 return bytes(body)
-        except httpx.HTTPError as exc:
+        except httpx2.HTTPError as exc:
             raise FetchFailed(f"GET failed: {type(exc).__name__}", transient=True) from None
 
     return fetch
