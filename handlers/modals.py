@@ -1,4 +1,5 @@
-"""Modals: `/deploy`, `/flag`, `/dbrole` and `/incident declare` typed bare open a form.
+"""Modals: `/deploy`, `/flag`, `/dbrole`, `/incident declare` and `/incident silence`
+typed bare open a form.
 
 Each modal is the form of a typed command (bot/modals/service.py) and a
 conversion of its submission into the command that typed text parses into,
@@ -23,6 +24,7 @@ from bot.flags.errors import FlagError
 from bot.flags.requests import SET
 from bot.incidents.actions import Requester
 from bot.incidents.errors import IncidentError
+from bot.maintenance.errors import MaintenanceError
 from bot.modals import render, service
 from bot.modals.errors import FieldErrors
 from bot.rights.errors import RightMissing
@@ -110,6 +112,19 @@ def _declare(runtime: Runtime, submission: Submission) -> None:
         raise FieldErrors({service.ROUTE: render.plain_error(str(exc))}) from exc
 
 
+def _silence(runtime: Runtime, submission: Submission) -> None:
+    windows = runtime.maintenance
+    if windows is None:
+        raise FieldErrors({service.SILENCE_ROUTE: "Maintenance windows are not available here."})
+    request = service.silence_request(submission.values, now=runtime.clock.now())
+    requester = Requester(
+        slack_user_id=submission.user_id,
+        via="modal",
+        response_url=submission.origin.response_url,
+    )
+    windows.create(request=request, requester=requester, refusal_raises=True)
+
+
 register_modal(
     service.DEPLOY,
     Modal(
@@ -158,6 +173,20 @@ register_modal(
         (IncidentError,),
         subject=service.SUMMARY,
         right=commands.Right.DECLARE,
+    ),
+)
+
+
+register_modal(
+    service.SILENCE,
+    Modal(
+        "/incident",
+        "silence",
+        lambda runtime: service.silence_form(runtime.config),
+        _silence,
+        (MaintenanceError,),
+        subject=service.SILENCE_ROUTE,
+        right=commands.Right.SILENCE,
     ),
 )
 

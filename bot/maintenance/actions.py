@@ -10,6 +10,7 @@ well. A refusal is an answer and an audit line, nothing else.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -105,8 +106,14 @@ class MaintenanceWindows:
     def kind_of(self, target: str) -> str:
         return ROUTE if self.config.route_named(target) is not None else ALARMS
 
-    def create(self, *, request: WindowRequest, requester: Requester) -> int | None:
-        """Store the window and schedule its end; its id, or None when refused (told why)."""
+    def create(
+        self, *, request: WindowRequest, requester: Requester, refusal_raises: bool = False
+    ) -> int | None:
+        """Store the window and schedule its end; its id, or None when refused (told why).
+
+        `refusal_raises` (a modal, which shows the refusal on its field): the refusal
+        is audited and raised as MaintenanceError instead of being told.
+        """
         assert requester.slack_user_id is not None
         kind = self.kind_of(request.target)
         target = f"{kind}:{request.target}"
@@ -115,7 +122,12 @@ class MaintenanceWindows:
                 requester.slack_user_id, kind=kind, pattern=request.target, minutes=request.minutes
             )
         except RightMissing as exc:
-            self._refuse(action=CREATE, target=target, requester=requester, why=str(exc))
+            told = (
+                dataclasses.replace(requester, response_url=None) if refusal_raises else requester
+            )
+            self._refuse(action=CREATE, target=target, requester=told, why=str(exc))
+            if refusal_raises:
+                raise MaintenanceError(str(exc)) from exc
             return None
         now = self.clock.now()
         with self.sessions() as db_session:

@@ -1,4 +1,4 @@
-"""The four forms opsbot opens, built from the configuration, and the searches that fill them.
+"""The five forms opsbot opens, built from the configuration, and the searches that fill them.
 
 The forms need nothing but the configuration, so `views.open` leaves at once
 (a trigger lasts three seconds); image tags and flag names, which come from
@@ -9,6 +9,8 @@ within the app environment chosen in the same form.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from bot.adapters import ecr
@@ -18,6 +20,9 @@ from bot.flags import appconfig, ssm
 from bot.flags.flows import flags_or_raise
 from bot.flags.requests import OFF, ON, SET
 from bot.incidents.actions import SEVERITIES
+from bot.maintenance.errors import BadWindow
+from bot.maintenance.requests import MAX_GLOB, MAX_REASON, WindowRequest, parse_window
+from bot.modals.errors import FieldErrors
 from bot.modals.forms import LONG_TEXT, SEARCH, SELECT, TEXT, Choice, Field, Form
 from bot.modals.render import OPTIONS_MAX
 
@@ -30,6 +35,7 @@ DEPLOY = "opsbot.deploy"
 FLAG = "opsbot.flag"
 DBROLE = "opsbot.dbrole"
 DECLARE = "opsbot.incident_declare"
+SILENCE = "opsbot.silence"
 
 # Field names: a form's block_id and action_id. The two searches have names of
 # their own, as an `options` request is routed by its action_id alone.
@@ -43,6 +49,22 @@ DBROLE_VERB = "verb"
 SUMMARY = "summary"
 SEVERITY = "severity"
 ROUTE = "route"
+SILENCE_ROUTE = "silence_route"
+SILENCE_GLOB = "silence_glob"
+STARTS = "starts"
+LASTS = "lasts"
+REASON = "reason"
+# A window's lengths to choose from (the typed command takes any duration).
+LENGTHS = {
+    "30m": "30 minutes",
+    "1h": "1 hour",
+    "2h": "2 hours",
+    "4h": "4 hours",
+    "8h": "8 hours",
+    "12h": "12 hours",
+    "1d": "1 day",
+    "3d": "3 days",
+}
 # The longest prefix a search takes (a tag is at most 128 characters).
 PREFIX_MAX = 128
 
@@ -188,6 +210,84 @@ def declare_form(config: Config) -> Form:
             ),
         ),
     )
+
+
+def silence_form(config: Config) -> Form:
+    routes = tuple(Choice(r.label, r.label) for r in config.alarm_routes)[:OPTIONS_MAX]
+    return Form(
+        callback_id=SILENCE,
+        title="Maintenance window",
+        submit="Hold pages",
+        intro=(
+            "Alarms the window covers are posted and recorded but not paged; whatever "
+            "still fires when it ends is paged then."
+        ),
+        fields=(
+            Field(
+                SILENCE_ROUTE,
+                "Route",
+                SELECT,
+                choices=routes,
+                optional=True,
+                hint="Every alarm of this route; or name the alarms below instead.",
+            ),
+            Field(
+                SILENCE_GLOB,
+                "Or alarms named",
+                TEXT,
+                optional=True,
+                max_length=MAX_GLOB,
+                placeholder="prod-db-*",
+            ),
+            Field(
+                STARTS,
+                "Starts",
+                TEXT,
+                optional=True,
+                max_length=40,
+                placeholder="now",
+                hint="Empty: now. Or `in 30m`, `22:00` or `2026-12-05T22:00` (UTC).",
+            ),
+            Field(
+                LASTS,
+                "For",
+                SELECT,
+                choices=tuple(Choice(value, label) for value, label in LENGTHS.items()),
+                initial="1h",
+            ),
+            Field(REASON, "Reason", LONG_TEXT, max_length=MAX_REASON),
+        ),
+    )
+
+
+def silence_request(values: Mapping[str, str | None], *, now: datetime) -> WindowRequest:
+    """A submitted silence form as the typed command's request.
+
+    FieldErrors name the field at fault.
+    """
+    route = values.get(SILENCE_ROUTE) or ""
+    glob = (values.get(SILENCE_GLOB) or "").strip()
+    if bool(route) == bool(glob):
+        say = "Choose a route or name the alarms: one of the two."
+        raise FieldErrors({SILENCE_ROUTE: say, SILENCE_GLOB: say})
+    target_field = SILENCE_ROUTE if route else SILENCE_GLOB
+    target = route or glob
+    starts = (values.get(STARTS) or "").split()
+    if [w.lower() for w in starts] == ["now"]:
+        starts = []
+    elif starts and starts[0].lower() not in ("in", "at"):
+        starts = ["at", *starts]
+    reason = (values.get(REASON) or "").split()
+    try:  # the target alone first, so that its error shows on its own field
+        parse_window([target, "for", "1m", "reason", "-"], now=now)
+    except BadWindow as exc:
+        raise FieldErrors({target_field: str(exc)}) from exc
+    try:
+        return parse_window(
+            [target, *starts, "for", values.get(LASTS) or "", "reason", *reason], now=now
+        )
+    except BadWindow as exc:
+        raise FieldErrors({STARTS if starts else REASON: str(exc)}) from exc
 
 
 def _matching(names: list[str], prefix: str) -> list[str]:

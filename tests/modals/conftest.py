@@ -43,11 +43,18 @@ _STAMPS = itertools.count(int(time.time()) - 120)
 
 
 def modal_config(fw: FlagWorld) -> dict[str, Any]:
-    """The flag tests' config; staging has a role manager; declaring on prod is Alice's alone."""
+    """The flag tests' config; staging has a role manager; declaring on prod and holding
+    its pages (for at most a day) are Alice's alone."""
     config = flag_config(fw)
     config["apps"]["api"]["environments"]["staging"]["dbrole"] = {"function": "api-roles"}
     config["alarm_routes"] = [
-        {**config["alarm_routes"][0], "rights": {"declare": {"users": ["U0ALICE"]}}},
+        {
+            **config["alarm_routes"][0],
+            "rights": {
+                "declare": {"users": ["U0ALICE"]},
+                "silence": {"users": ["U0ALICE"], "max_min": 1440},
+            },
+        },
         *config["alarm_routes"][1:],
     ]
     return config

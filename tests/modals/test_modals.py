@@ -1,4 +1,5 @@
-"""The modals of `/deploy`, `/flag`, `/dbrole` and `/incident declare`, through Bolt and the emulator.
+"""The modals of `/deploy`, `/flag`, `/dbrole`, `/incident declare` and `/incident silence`,
+through Bolt and the emulator.
 
 Each test types a bare command as a person would, reads the modal the bot
 opened in the Slack emulator, and submits it signed as Slack does; effects are
@@ -9,6 +10,7 @@ form's fields with nothing changed.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -18,6 +20,7 @@ from bot.approvals.models import PendingAction
 from bot.audit.models import AuditRecord
 from bot.deploys.models import Deployment
 from bot.incidents.models import Incident
+from bot.maintenance.models import MaintenanceWindow
 from bot.modals import service
 from bot.runtime import Runtime
 from sandbox import slack_requests, slack_view_requests
@@ -454,3 +457,85 @@ def test_a_protected_flag_from_the_modal_asks_for_its_confirmation_like_the_type
         [pending] = db.scalars(sa.select(PendingAction)).all()
     assert pending.requested_by == "U0ALICE"
     assert flag_world.versions() == [1]  # nothing written before the confirmation
+
+
+# -- maintenance windows ----------------------------------------------------------------
+
+
+def windows(runtime: Runtime) -> list[MaintenanceWindow]:
+    with runtime.sessions() as db:
+        return list(db.scalars(sa.select(MaintenanceWindow)))
+
+
+def test_a_window_made_from_the_modal_holds_the_route_like_the_typed_command(
+    modals: Modals, live: LiveService
+) -> None:
+    opened = modals.command("/incident", "silence")
+    assert opened.view is not None
+    assert opened.view.view["callback_id"] == service.SILENCE
+    assert "prod" in options(opened.view, service.SILENCE_ROUTE)
+    answer = modals.submit(
+        opened.view,
+        {
+            service.SILENCE_ROUTE: "prod",
+            service.STARTS: "in 30m",
+            service.LASTS: "2h",
+            service.REASON: "Database failover drill",
+        },
+    )
+    assert not answer
+    [window] = windows(live.runtime)
+    assert (window.kind, window.pattern, window.created_by) == ("route", "prod", "U0ALICE")
+    assert window.ends_at - window.starts_at == timedelta(hours=2)
+    assert window.reason == "Database failover drill"
+    assert "Maintenance window #" in modals.answered(opened.response_url)
+    [made] = audits(live.runtime, "maintenance.create")
+    assert (made.actor, made.outcome) == ("U0ALICE", "ok")
+    assert counted(live, "silence", "done") == 1
+
+
+@pytest.mark.parametrize(
+    ("answers", "field", "says"),
+    [
+        ({service.REASON: "drill"}, service.SILENCE_ROUTE, "one of the two"),
+        (
+            {service.SILENCE_ROUTE: "prod", service.SILENCE_GLOB: "prod-*", service.REASON: "x"},
+            service.SILENCE_GLOB,
+            "one of the two",
+        ),
+        ({service.SILENCE_GLOB: "prod db", service.REASON: "x"}, service.SILENCE_GLOB, "not a"),
+        (
+            {service.SILENCE_ROUTE: "prod", service.STARTS: "yesterday", service.REASON: "x"},
+            service.STARTS,
+            "is not a time",
+        ),
+        (
+            {service.SILENCE_ROUTE: "prod", service.STARTS: "in 40d", service.REASON: "x"},
+            service.STARTS,
+            "ahead at most",
+        ),
+    ],
+)
+def test_a_window_that_does_not_parse_is_shown_on_its_field_and_stores_nothing(
+    modals: Modals, live: LiveService, answers: dict[str, str], field: str, says: str
+) -> None:
+    view = open_modal(modals, "/incident", "silence")
+    answer = modals.submit(view, {service.LASTS: "1h", **answers})
+    assert says in answer["errors"][field]
+    assert windows(live.runtime) == []
+    assert audits(live.runtime, "maintenance.create") == []
+
+
+def test_a_window_without_the_right_is_shown_on_the_first_field_and_audited(
+    modals: Modals, live: LiveService
+) -> None:
+    view = open_modal(modals, "/incident", "silence", user="U0BOB")
+    answer = modals.submit(
+        view,
+        {service.SILENCE_ROUTE: "prod", service.LASTS: "1h", service.REASON: "drill"},
+        user="U0BOB",
+    )
+    assert answer["errors"][service.SILENCE_ROUTE].startswith("Missing right")
+    assert windows(live.runtime) == []
+    [refusal] = audits(live.runtime, "maintenance.create")
+    assert (refusal.actor, refusal.outcome) == ("U0BOB", "refused")
