@@ -257,7 +257,9 @@ def _opens(modal: Modal) -> Callable[[str], bool]:
     return bare
 
 
-def _opener(runtime: Runtime, callback_id: str, modal: Modal) -> Callable[..., None]:
+def opener(runtime: Runtime, callback_id: str, modal: Modal) -> Callable[..., None]:
+    """A Bolt listener opening `modal` with the request's trigger (a bare command, a button)."""
+
     def open_modal(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         ack()
         usage = modal.usage(runtime.config.commands.naming)
@@ -336,7 +338,7 @@ def register(app: App, runtime: Runtime, modals: dict[str, Modal]) -> None:
         opens = slash_command(
             app, runtime.config.commands.naming, modal.command, when=_opens(modal)
         )
-        opens(_opener(runtime, callback_id, modal))
+        opens(opener(runtime, callback_id, modal))
         app.view(callback_id)(_submitted(runtime, views, pool, callback_id, modal))
         for name, search in modal.searches.items():
             app.options(name)(_searcher(runtime, modal, search))

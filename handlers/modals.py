@@ -22,6 +22,7 @@ from bot.deploys.errors import DeployError
 from bot.deploys.models import DEPLOY
 from bot.flags.errors import FlagError
 from bot.flags.requests import SET
+from bot.home import render as home_render
 from bot.incidents.actions import Requester
 from bot.incidents.errors import IncidentError
 from bot.maintenance.errors import MaintenanceError
@@ -194,3 +195,6 @@ register_modal(
 def register(app: App, runtime: Runtime) -> None:
     """Register before the commands' own listeners: a bare command is the modal's."""
     modal_views.register(app, runtime, MODALS)
+    # App Home's "Plan a maintenance window…" button opens the Silence form.
+    plan = modal_views.opener(runtime, service.SILENCE, MODALS[service.SILENCE])
+    app.action(home_render.PLAN_WINDOW)(plan)

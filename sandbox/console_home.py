@@ -57,6 +57,10 @@ class ConsoleHome:
         view = self.slack.home_of(self._user(user_id))
         if view is None:
             raise ConsoleHomeError("open App Home first")
-        body = home_block_action(action_id, value, user_id=user_id, view=view, block_id=block_id)
+        # A trigger as Slack gives each click: a button may open a modal with it.
+        trigger = self.slack.trigger_id(user=user_id)
+        body = home_block_action(
+            action_id, value, user_id=user_id, view=view, block_id=block_id, trigger_id=trigger
+        )
         answer = self._post(body, slack_requests.FORM)
         return {"status": answer.status_code}

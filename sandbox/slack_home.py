@@ -74,8 +74,12 @@ def home_block_action(
     user_id: str,
     view: dict[str, Any],
     block_id: str = "b",
+    trigger_id: str | None = None,
 ) -> str:
-    """The form body of a click on `user_id`'s Home tab: no channel, no response_url."""
+    """The form body of a click on `user_id`'s Home tab: no channel, no response_url.
+
+    `trigger_id`: one the emulator minted, for a click that opens a modal.
+    """
     action: dict[str, Any] = {
         "action_id": action_id,
         "block_id": block_id,
@@ -90,7 +94,7 @@ def home_block_action(
         "user": {"id": user_id, "team_id": slack_requests.TEAM_ID},
         "api_app_id": slack_requests.APP_ID,
         "container": {"type": "view", "view_id": view.get("id")},
-        "trigger_id": f"{int(time.time())}.home",
+        "trigger_id": trigger_id or f"{int(time.time())}.home",
         "view": {"id": view.get("id"), "type": "home", "blocks": view.get("blocks", [])},
         "actions": [action],
     }

@@ -18,6 +18,8 @@ from bot.slack_text import CONTEXT_MAX, SECTION_MAX, clip, code, inert
 BLOCKS_MAX = 100  # a Home view holds up to 100 blocks
 INCIDENTS_SHOWN = 15
 ROWS_SHOWN = 20
+# Opens the maintenance window form (handlers/modals.py); the form checks the right.
+PLAN_WINDOW = "opsbot.home.plan_window"
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,8 @@ def home_view(content: HomeContent) -> dict[str, Any]:
     blocks.append(_header("Maintenance windows"))
     if not content.windows:
         blocks.append(_section("No maintenance window is in force or planned."))
+    plan = _button(PLAN_WINDOW, "Plan a maintenance window…", "silence")
+    blocks.append({"type": "actions", "block_id": "home:plan_window", "elements": [plan]})
     blocks.extend(
         maintenance_render.window_blocks(
             [w.window for w in content.windows],

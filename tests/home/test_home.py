@@ -16,12 +16,15 @@ import pytest
 
 from bot.clock import ManualClock
 from bot.config import parse_config
+from bot.home import render as home_render
 from bot.incidents import render as incident_render
 from bot.maintenance import render as maintenance_render
+from bot.modals import service as modal_service
 from bot.settings import Settings
 from sandbox.pagerduty import PagerDutyEmulator
 from sandbox.slack import SlackEmulator
-from sandbox.slack_home import app_home_opened
+from sandbox.slack_home import app_home_opened, home_block_action
+from sandbox.slack_requests import FORM
 from sandbox.sns import SnsSigner
 from tests.conftest import SLACK_SIGNING_SECRET, TEST_CONFIG
 from tests.incidents.helpers import T0, command, outbox_idle, page, responses_to, send_alarm
@@ -106,6 +109,7 @@ def test_home_shows_incidents_oncall_today_windows_and_the_pagerduty_link(
     assert buttons == [
         (incident_render.ACKNOWLEDGE, str(incident_id)),
         (incident_render.RESOLVE, str(incident_id)),
+        (home_render.PLAN_WINDOW, "silence"),  # the form checks the right when submitted
     ]
     assert "Production" in text and "Alice Example" in text  # on call now, from PagerDuty
     assert "#1 alarms `prod-db-*` (vacuum, by <@U0ALICE>) from <!date^" in text
@@ -228,3 +232,27 @@ def test_an_event_for_another_tab_publishes_nothing(
         "/slack/events", content=body, headers={"Content-Type": "application/json"}
     )
     assert forged.status_code == 401
+
+
+def test_the_plan_button_opens_the_maintenance_window_form(
+    service: LiveService, slack: SlackEmulator
+) -> None:
+    view = open_home(service, slack, "U0ALICE")
+    [plan] = [
+        element
+        for block in view["blocks"]
+        if block["type"] == "actions"
+        for element in block["elements"]
+        if element["action_id"] == home_render.PLAN_WINDOW
+    ]
+    body = home_block_action(
+        plan["action_id"],
+        plan["value"],
+        user_id="U0ALICE",
+        view=view,
+        trigger_id=slack.trigger_id(user="U0ALICE"),
+    )
+    headers = {**slack_headers(SLACK_SIGNING_SECRET, body), "Content-Type": FORM}
+    assert service.post("/slack/events", content=body, headers=headers).status_code == 200
+    [opened] = wait_for(lambda: slack.open_views("U0ALICE"))
+    assert opened.view["callback_id"] == modal_service.SILENCE

@@ -1,7 +1,8 @@
 """docs/console.png: the sandbox console after a short demo (`make screenshot`).
 
-Starts `opsbot dev`, fires a prod alarm, acknowledges it from its message, asks
-/oncall, and photographs the console in Debian's Chromium.
+Starts `opsbot dev`, fires a prod alarm (its message lists the seeded deploy and
+flag flip before it, with their undo buttons), acknowledges it from its message,
+asks /oncall, and photographs the console in Debian's Chromium.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ def main(target: str) -> int:
                 expect(
                     message.get_by_role("button", name="Acknowledge", exact=True)
                 ).to_be_visible()
+                expect(message).to_contain_text("before this alarm")
+                expect(message.get_by_role("button", name="Roll back to")).to_be_visible()
                 message.get_by_role("button", name="Acknowledge", exact=True).click()
                 expect(message).to_contain_text("acknowledged by")
                 page.locator("#command").fill("/oncall")
