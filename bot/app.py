@@ -220,6 +220,7 @@ def build_runtime(
             outbound,
             lambda url: slack.webhook_client(url, tls=context, timeout_s=timeout_s),
             on_auth=metrics.slack_auth,
+            naming=config.commands.naming,
         )
         for kind in (SLACK_MESSAGE, SLACK_REPLY, SLACK_RESPONSE):
             senders[kind] = sender.send
@@ -475,6 +476,7 @@ def build_runtime(
                 slack=slack_client,
                 clock=clock,
                 metrics=metrics,
+                naming=config.commands.naming,
             ),
             settings=config.home,
             clock=clock,

@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from bot.slack_text import escape
 
@@ -392,6 +392,14 @@ PREFIX = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 Style = Literal["separate", "single", "prefixed"]
 
+# A command of the table named in backticks in a text shown to people (`/deploy history …`),
+# the longest names first so that `/opsbot` is not read as a shorter one.
+MENTION = re.compile(
+    "`("
+    + "|".join(re.escape(c.name) for c in sorted(COMMANDS, key=lambda c: -len(c.name)))
+    + r")(?![\w-])"
+)
+
 
 @dataclass(frozen=True)
 class Naming:
@@ -432,6 +440,28 @@ class Naming:
             if text == command.name or text.startswith(command.name + " "):
                 return self.typed(command.name) + text[len(command.name) :]
         return text
+
+    @property
+    def is_default(self) -> bool:
+        return self.slack_name("/deploy") == "/deploy"
+
+    def named(self, text: str) -> str:
+        """`text` with every command shown in backticks (`/deploy history …`) as typed here."""
+        if self.is_default or "`/" not in text:
+            return text
+        return MENTION.sub(lambda found: "`" + self.typed(found.group(1)), text)
+
+    def named_body(self, body: Any) -> Any:
+        """`named` applied to every string of a Slack body (text, blocks, a view)."""
+        if self.is_default:
+            return body
+        if isinstance(body, str):
+            return self.named(body)
+        if isinstance(body, dict):
+            return {key: self.named_body(value) for key, value in body.items()}
+        if isinstance(body, list):
+            return [self.named_body(value) for value in body]
+        return body
 
     def slack_names(self) -> tuple[str, ...]:
         """Every Slack command registered, in the table's order, each once."""

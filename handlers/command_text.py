@@ -9,7 +9,7 @@ import shlex
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
-from slack_bolt import Ack, App
+from slack_bolt import Ack, App, BoltResponse
 
 from bot.commands import COMMANDS, Naming
 
@@ -92,3 +92,14 @@ def slash_command(
     if not single:
         return app.command(slack_name, matchers=[picked]) if when else app.command(slack_name)
     return app.command(slack_name, matchers=[picked], middleware=[after_selector])
+
+
+def as_named(naming: Naming, answer: BoltResponse) -> BoltResponse:
+    """Bolt's answer to Slack with the commands it mentions named as this workspace types them.
+
+    Texts are written with the table's names (`/deploy history …`); this is where an
+    acknowledgement leaves for Slack, whichever way it came (HTTP or Socket Mode).
+    """
+    if not naming.is_default and isinstance(answer.body, str):
+        answer.body = naming.named(answer.body)
+    return answer

@@ -280,7 +280,9 @@ def opener(runtime: Runtime, callback_id: str, modal: Modal) -> Callable[..., No
         try:
             client.views_open(
                 trigger_id=str(body.get("trigger_id") or ""),
-                view=render.view(form, metadata=origin.metadata()),
+                view=runtime.config.commands.naming.named_body(
+                    render.view(form, metadata=origin.metadata())
+                ),
             )
         except SlackApiError as exc:
             error = str(exc.response.get("error") or "")

@@ -38,6 +38,7 @@ from handlers import (
     ops_status,
     opsbot_command,
 )
+from handlers.command_text import as_named
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +166,7 @@ def routes(runtime: Runtime, bolt: App | None) -> list[Route]:
                 log.warning("refused a Slack request: %s", type(exc).__name__)
                 return _refused(400, "body is not a Slack request")
             answer = await run_in_threadpool(bolt.dispatch, bolt_request)
+            answer = as_named(runtime.config.commands.naming, answer)
         response = to_starlette_response(answer)
         runtime.metrics.slack_ack.observe(time.perf_counter() - started)
         return response

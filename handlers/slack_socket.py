@@ -39,6 +39,7 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 
 from bot import json_depth
 from bot.runtime import Runtime
+from handlers.command_text import as_named
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +205,8 @@ class SlackSocket:
     def _handle(self, client: SocketModeClient, request: SocketModeRequest) -> None:
         started = time.perf_counter()
         with self._runtime.after_ack.acknowledging():
-            response = run_bolt_app(self._bolt, request)
+            response = as_named(
+                self._runtime.config.commands.naming, run_bolt_app(self._bolt, request)
+            )
             send_response(client, request, response, started)
         self._metrics.slack_ack.observe(time.perf_counter() - started)

@@ -26,9 +26,12 @@ from bot.outbox.models import Delivery
 from bot.settings import Settings
 from bot.slack_text import unescape
 from handlers.slack_events import build_bolt_app
+from sandbox.pagerduty import PagerDutyEmulator
 from sandbox.slack import SlackEmulator
+from sandbox.slack_home import app_home_opened
+from sandbox.sns import SnsSigner
 from tests.conftest import SLACK_SIGNING_SECRET, TEST_CONFIG
-from tests.incidents.helpers import ack_text, command, responses_to
+from tests.incidents.helpers import ack_text, command, page, responses_to
 from tests.support import LiveService, slack_headers, slash_command_body, wait_for
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -339,3 +342,33 @@ def test_opsbot_manifest_names_the_commands_as_the_config_does(
     assert over_http["settings"]["interactivity"]["request_url"].endswith("/slack/events")
     assert main(["manifest", "--config", str(path)]) == 2  # neither a URL nor Socket Mode
     assert "--socket-mode" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("naming", NAMINGS[1:], ids=STYLES[1:])
+def test_what_opsbot_says_names_the_commands_as_the_workspace_types_them(
+    settings: Settings,
+    make_service: Callable[..., LiveService],
+    slack: SlackEmulator,
+    pagerduty: PagerDutyEmulator,
+    sns_signer: SnsSigner,
+    naming: Naming,
+) -> None:
+    live = named_live(settings, make_service, naming)
+    # An acknowledgement: a wrong argument's own words name /deploy history.
+    wrong = command(live, *typed(naming, "/deploy", "history checkout prod many"), response_url="")
+    assert f"`{naming.typed('/deploy')} history" in ack_text(wrong)
+    assert not TABLE_NAMES.search(ack_text(wrong)), ack_text(wrong)
+    # An answer through the outbox: the timeline names its Markdown export.
+    incident_id, _message = page(live, sns_signer, slack, pagerduty)
+    url = slack.response_url()
+    command(live, *typed(naming, "/incident", f"timeline {incident_id}"), response_url=url)
+    [reply] = wait_for(lambda: responses_to(slack, url))
+    assert f"`{naming.typed('/incident')} timeline {incident_id} markdown`" in str(reply)
+    assert not TABLE_NAMES.search(str(reply))
+    # App Home, published with views.publish.
+    body = app_home_opened(ADMIN, event_id="EvNAMED")
+    headers = {**slack_headers(SLACK_SIGNING_SECRET, body), "Content-Type": "application/json"}
+    assert live.post("/slack/events", content=body, headers=headers).status_code == 200
+    home = wait_for(lambda: slack.home_of(ADMIN))
+    assert f"`{naming.typed('/opsbot')} help`" in str(home)
+    assert not TABLE_NAMES.search(str(home))

@@ -21,6 +21,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.clock import Clock
+from bot.commands import SEPARATE, Naming
 from bot.home import render
 from bot.home import service as home
 from bot.maintenance.actions import MaintenanceWindows
@@ -59,8 +60,10 @@ class HomeViews:
         slack: WebClient | None,
         clock: Clock,
         metrics: Metrics,
+        naming: Naming = SEPARATE,
     ) -> None:
         self.sessions = sessions
+        self.naming = naming  # what the workspace calls the commands the view mentions
         self.rights = rights
         self.people = people
         self.oncall = oncall
@@ -148,7 +151,7 @@ class HomeViews:
         """Publish `user_id`'s Home; unless `force`, only when it changed. The outcome."""
         if self.slack is None:
             return "no slack"
-        view = render.home_view(self.content(user_id))
+        view = self.naming.named_body(render.home_view(self.content(user_id)))
         state = digest(view)
         with self.sessions() as db_session:
             if not force and home.last_state(db_session, user_id=user_id) == state:

@@ -10,6 +10,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.webhook import WebhookClient
 
+from bot.commands import SEPARATE, Naming
 from bot.outbox.models import SLACK_MESSAGE, SLACK_REPLY, SLACK_RESPONSE
 from bot.outbox.results import Dead, Job, MessageRef, Result, Retry, Sent, retry_after_s
 
@@ -98,9 +99,13 @@ class SlackSender:
         webhook: Callable[[str], WebhookClient],
         *,
         on_auth: Callable[[bool], None] = lambda _ok: None,
+        naming: Naming = SEPARATE,
     ) -> None:
         self.client = client
         self.webhook = webhook
+        # Texts name commands by the table's names; here they leave named as the
+        # workspace types them (`/ops deploy …`).
+        self.naming = naming
         self.on_auth = on_auth  # told whether Slack accepted the token (opsbot_slack_auth_ok)
 
     def send(self, job: Job) -> Result:
@@ -129,7 +134,8 @@ class SlackSender:
             return Retry(error=f"{type(exc).__name__}: {exc}", ambiguous=not refused)
 
     def _content(self, job: Job) -> dict[str, Any]:
-        return {"text": job.payload.get("text", ""), "blocks": job.payload.get("blocks")}
+        content = {"text": job.payload.get("text", ""), "blocks": job.payload.get("blocks")}
+        return dict(self.naming.named_body(content))
 
     def _message(self, job: Job) -> Result:
         message = job.message
@@ -177,7 +183,8 @@ class SlackSender:
         return Sent(ts=response["ts"], channel_id=parent.channel_id)
 
     def _respond(self, job: Job) -> Result:
-        response = self.webhook(job.payload["response_url"]).send_dict(job.payload["body"])
+        body = self.naming.named_body(job.payload["body"])
+        response = self.webhook(job.payload["response_url"]).send_dict(body)
         if response.status_code == 200:
             return Sent()
         if response.status_code == 429:
