@@ -2,7 +2,8 @@
 
 A person's path through the console: fire an alarm, see it posted, click
 Acknowledge on the message, see it acknowledged in Slack and in PagerDuty;
-and deploy to a protected environment, confirm, watch the rollout finish.
+and, while an alarm of the environment is open, deploy to it: continue past the
+question, confirm (it is protected), watch the rollout finish.
 """
 
 from __future__ import annotations
@@ -80,10 +81,23 @@ def test_deploy_to_a_protected_environment_confirm_and_watch_the_rollout(
 ) -> None:
     from playwright.sync_api import expect
 
+    # An alarm of checkout/prod is open: the deploy asks first (the reverse link).
+    name = f"prod-checkout-5xx-{uuid.uuid4().hex[:6]}"
+    page.get_by_label("Alarm", exact=True).fill(name)
+    page.keyboard.press("Escape")
+    page.get_by_role("button", name="Fire ALARM").click()
+    page.locator("nav.channels button", has_text="prod-alerts").click()
+    alarm = page.locator("#messages > li.message", has_text=name)
+    expect(alarm).to_contain_text("ALARM", timeout=TIMEOUT_MS)
+
     page.get_by_label("Acting as").select_option("U0ALICE")
     page.locator("nav.channels button", has_text="releases").click()
     page.locator("#command").fill("/deploy checkout prod 1.5.0")
     page.get_by_role("button", name="Run", exact=True).click()
+    asked = page.locator("#messages").get_by_role("button", name="Continue: deploy")
+    expect(asked).to_be_visible(timeout=TIMEOUT_MS)
+    expect(page.locator("#messages")).to_contain_text("deploy anyway?")
+    asked.click()
 
     # prod is protected: a confirmation with a Deploy (or Confirm) button comes first.
     confirm = page.locator("#messages").get_by_role(
