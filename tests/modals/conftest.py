@@ -8,7 +8,6 @@ live service, and the emulator does with the bot's answer what Slack does.
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,7 +38,14 @@ from tests.support import LiveService, wait_for
 
 CHANNEL = "C0ALERTS"
 # A different timestamp per request: the same signature twice is refused as a replay.
-_STAMPS = itertools.count(int(time.time()) - 120)
+_last_stamp = [0]
+
+
+def _stamp() -> int:
+    """A recent timestamp (within Slack's five minutes however long the suite runs), never
+    the same twice."""
+    _last_stamp[0] = max(_last_stamp[0] + 1, int(time.time()) - 120)
+    return _last_stamp[0]
 
 
 def modal_config(fw: FlagWorld) -> dict[str, Any]:
@@ -78,7 +84,7 @@ class Modals:
         self.slack = slack
 
     def post(self, body: str) -> Any:
-        headers = slack_requests.signed_headers(SLACK_SIGNING_SECRET, body, timestamp=next(_STAMPS))
+        headers = slack_requests.signed_headers(SLACK_SIGNING_SECRET, body, timestamp=_stamp())
         answer = self.live.post("/slack/events", content=body, headers=headers)
         assert answer.status_code == 200, answer.text
         if answer.headers.get("content-type", "").startswith("application/json"):
