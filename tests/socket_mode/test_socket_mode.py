@@ -281,7 +281,7 @@ def test_an_event_over_the_socket_is_answered_once_though_slack_sends_it_again(
 
 @pytest.mark.parametrize(
     ("value", "why"),
-    [("xoxb-a-bot-token", "app-level token (xapp-"), ("  ", "is set but empty")],
+    [("FAKE-bot-token-not-an-app-token", "app-level token (xapp-"), ("  ", "is set but empty")],
 )
 def test_an_app_token_that_is_none_is_refused(value: str, why: str) -> None:
     with pytest.raises(ValueError, match=re.escape(why)):
