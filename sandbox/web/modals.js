@@ -6,7 +6,7 @@
 
 (() => {
   const POLL_MS = 700;
-  const modal = { id: null, shown: "", answers: {}, options: {}, busy: false, polls: 0, drawn: 0 };
+  const modal = { id: null, shown: "", answers: {}, options: {}, searches: 0, busy: false, polls: 0, drawn: 0 };
   const $ = (id) => document.getElementById(id);
 
   function node(tag, attrs, ...children) {
@@ -54,11 +54,13 @@
   }
 
   async function search(view, field, input) {
+    // Only the newest search fills the list: a focus's search may answer after the typing's.
+    const asked = ++modal.searches;
     try {
       const data = await post("/console/api/modal/options", {
         view_id: view.id, user: user(), action_id: field.action_id, value: input.value, answers: modal.answers,
       });
-      if (modal.id !== view.id) return;
+      if (modal.id !== view.id || asked !== modal.searches) return;
       modal.options[field.block_id] = data.options;
       fillOptions(field);
     } catch (error) {
