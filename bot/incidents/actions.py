@@ -114,6 +114,37 @@ def _label(incident: Incident) -> str:
     return f"#{incident.id} ({render.title_text(incident, 80)})"
 
 
+def record_refusal(
+    sessions: sessionmaker[Session],
+    *,
+    now: datetime,
+    action: str,
+    target: str,
+    requester: Requester,
+    why: str,
+) -> None:
+    """A refusal's only traces: a log line, an audit line and the answer to the person."""
+    log.info(
+        "%s on %s refused for %s",
+        action,
+        target,
+        requester.audit_actor,
+        extra={"target": target, "slack_user": requester.slack_user_id},
+    )
+    with sessions() as db_session:
+        audit.record(
+            db_session,
+            at=now,
+            actor=requester.audit_actor,
+            action=action,
+            target=target,
+            outcome="refused",
+            detail={"via": requester.via, "reason": why},
+        )
+        respond(db_session, requester=requester, text=why, now=now)
+        db_session.commit()
+
+
 class IncidentActions:
     def __init__(
         self,
@@ -233,30 +264,18 @@ class IncidentActions:
     def refuse(
         self, *, incident: Incident | int | str, action: str, requester: Requester, why: str
     ) -> None:
-        now = self.clock.now()
         if isinstance(incident, Incident):
             target = incident.target
         else:
             target = incident if isinstance(incident, str) else f"incident:{incident}"
-        log.info(
-            "%s on %s refused for %s",
-            action,
-            target,
-            requester.audit_actor,
-            extra={"incident": target, "slack_user": requester.slack_user_id},
+        record_refusal(
+            self.sessions,
+            now=self.clock.now(),
+            action=f"incident.{action}",
+            target=target,
+            requester=requester,
+            why=why,
         )
-        with self.sessions() as db_session:
-            audit.record(
-                db_session,
-                at=now,
-                actor=requester.audit_actor,
-                action=f"incident.{action}",
-                target=target,
-                outcome="refused",
-                detail={"via": requester.via, "reason": why},
-            )
-            respond(db_session, requester=requester, text=why, now=now)
-            db_session.commit()
 
     def missing_right(
         self,

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.audit import service as audit
 from bot.clock import Clock
 from bot.config import AlarmRoute, Config
-from bot.incidents.actions import Requester, respond
+from bot.incidents.actions import Requester, record_refusal, respond
 from bot.maintenance import flows, render
 from bot.maintenance import service as windows
 from bot.maintenance.errors import BadWindow, MaintenanceError
@@ -80,26 +80,14 @@ class MaintenanceWindows:
         return True
 
     def _refuse(self, *, action: str, target: str, requester: Requester, why: str) -> None:
-        now = self.clock.now()
-        log.info(
-            "%s on %s refused for %s",
-            action,
-            target,
-            requester.audit_actor,
-            extra={"target": target, "slack_user": requester.slack_user_id},
+        record_refusal(
+            self.sessions,
+            now=self.clock.now(),
+            action=action,
+            target=target,
+            requester=requester,
+            why=why,
         )
-        with self.sessions() as db_session:
-            audit.record(
-                db_session,
-                at=now,
-                actor=requester.audit_actor,
-                action=action,
-                target=target,
-                outcome="refused",
-                detail={"via": requester.via, "reason": why},
-            )
-            respond(db_session, requester=requester, text=why, now=now)
-            db_session.commit()
 
     # -- acting -------------------------------------------------------------------------
 
