@@ -43,7 +43,7 @@ def chromium() -> tuple[str | None, str]:
     return None, f"Debian's chromium is not installed and could not be installed: {why}"
 
 
-EXPECT_TIMEOUT_MS = 30_000
+TIMEOUT_MS = 30_000
 
 
 @contextmanager
@@ -51,7 +51,7 @@ def browser_page(executable: str, **context: Any) -> Iterator[Any]:
     from playwright.sync_api import expect, sync_playwright
 
     # A loaded CI machine answers slower than Playwright's five-second default for expect.
-    expect.set_options(timeout=EXPECT_TIMEOUT_MS)
+    expect.set_options(timeout=TIMEOUT_MS)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         try:

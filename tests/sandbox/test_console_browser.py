@@ -10,41 +10,9 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-
-from tests.sandbox.browser import browser_page, chromium
-from tests.sandbox.dev_server import DevServer, start_dev_server
-
-TIMEOUT_MS = 30_000
-
-
-@pytest.fixture(scope="module")
-def executable() -> str:
-    path, why = chromium()
-    if path is None:
-        pytest.skip(why)
-    return path
-
-
-@pytest.fixture(scope="module")
-def dev(tmp_path_factory: pytest.TempPathFactory, executable: str) -> Iterator[DevServer]:
-    server = start_dev_server(tmp_path_factory.mktemp("browser"), rollout_s=3.0)
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def page(dev: DevServer, executable: str) -> Iterator[Any]:
-    with browser_page(executable, viewport={"width": 1440, "height": 900}) as page:
-        errors: list[str] = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        page.set_default_timeout(TIMEOUT_MS)
-        page.goto(dev.url + "/")
-        yield page
-        assert errors == [], f"the console's JavaScript failed: {errors}"
+from tests.sandbox.browser import TIMEOUT_MS
 
 
 def test_fire_an_alarm_then_acknowledge_it_from_its_message(page: Any) -> None:
@@ -76,9 +44,7 @@ def test_fire_an_alarm_then_acknowledge_it_from_its_message(page: Any) -> None:
     expect(incident).to_contain_text("acknowledged by Alice Example")
 
 
-def test_deploy_to_a_protected_environment_confirm_and_watch_the_rollout(
-    page: Any, dev: DevServer
-) -> None:
+def test_deploy_to_a_protected_environment_confirm_and_watch_the_rollout(page: Any) -> None:
     from playwright.sync_api import expect
 
     # An alarm of checkout/prod is open: the deploy asks first (the reverse link).

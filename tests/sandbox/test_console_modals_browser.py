@@ -7,41 +7,9 @@ service roll out; a tag that is not there is shown under its field first.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-
-from tests.sandbox.browser import browser_page, chromium
-from tests.sandbox.dev_server import DevServer, start_dev_server
-
-TIMEOUT_MS = 30_000
-
-
-@pytest.fixture(scope="module")
-def executable() -> str:
-    path, why = chromium()
-    if path is None:
-        pytest.skip(why)
-    return path
-
-
-@pytest.fixture(scope="module")
-def dev(tmp_path_factory: pytest.TempPathFactory, executable: str) -> Iterator[DevServer]:
-    server = start_dev_server(tmp_path_factory.mktemp("modals"), rollout_s=3.0)
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def page(dev: DevServer, executable: str) -> Iterator[Any]:
-    with browser_page(executable, viewport={"width": 1440, "height": 900}) as page:
-        errors: list[str] = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        page.set_default_timeout(TIMEOUT_MS)
-        page.goto(dev.url + "/")
-        yield page
-        assert errors == [], f"the console's JavaScript failed: {errors}"
+from tests.sandbox.browser import TIMEOUT_MS
 
 
 def test_deploy_from_the_modal_the_bare_command_opens(page: Any) -> None:
