@@ -21,17 +21,15 @@ adapter) and AWS credentials that may describe, register and update.
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
 
+import ecs_script  # beside this file
 from botocore.exceptions import BotoCoreError, ClientError
 
 from bot.adapters import ecs
-from bot.adapters.aws import client as aws_client
 
 BASE_TAG = "opsbot:terraform-revision"
 OK, FAILED, ROLLOUT_FAILED, TIMEOUT = 0, 1, 4, 5
@@ -127,23 +125,15 @@ def wait(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cluster", required=True)
-    parser.add_argument("--service", required=True)
-    parser.add_argument("--container", default="opsbot")
+    parser = ecs_script.parser(__doc__, timeout_min=20.0)
     parser.add_argument("--terraform-revision", required=True, help="ARN (terraform output)")
     parser.add_argument("--wait", action="store_true", help="follow the rollout to its end")
-    parser.add_argument("--timeout-min", type=float, default=20.0)
     args = parser.parse_args(argv)
+    say = ecs_script.say
 
-    def say(text: str) -> None:
-        print(text, flush=True)
-
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    if not region:
-        say("AWS_REGION is not set")
+    client = ecs_script.ecs_client()
+    if client is None:
         return FAILED
-    client = aws_client("ecs", region=region, endpoint_url=os.environ.get("AWS_ENDPOINT_URL"))
     try:
         revision = release(
             client,

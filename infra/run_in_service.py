@@ -18,16 +18,14 @@ stopped without one; 5 when --timeout-min passed first (the task is stopped).
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
+import ecs_script  # beside this file
 from botocore.exceptions import BotoCoreError, ClientError
-
-from bot.adapters.aws import client as aws_client
 
 FAILED, TIMEOUT = 1, 5
 
@@ -111,24 +109,16 @@ def wait(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--cluster", required=True)
-    parser.add_argument("--service", required=True)
-    parser.add_argument("--container", default="opsbot")
+    parser = ecs_script.parser(__doc__, timeout_min=30.0)
     parser.add_argument("--actor", default=os.environ.get("GITHUB_ACTOR", "unknown"))
-    parser.add_argument("--timeout-min", type=float, default=30.0)
     parser.add_argument("--poll-s", type=float, default=5.0)
     parser.add_argument("command", nargs="+", help="the container's command, after --")
     args = parser.parse_args(argv)
+    say = ecs_script.say
 
-    def say(text: str) -> None:
-        print(text, flush=True)
-
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    if not region:
-        say("AWS_REGION is not set")
+    client = ecs_script.ecs_client()
+    if client is None:
         return FAILED
-    client = aws_client("ecs", region=region, endpoint_url=os.environ.get("AWS_ENDPOINT_URL"))
     try:
         task = start(
             client,
