@@ -6,11 +6,20 @@ all in one transaction (`AlarmIntake.record_batch`) and only then resolves each
 one's future with its outcome, or every future of a batch that failed with
 the failure: nobody is answered before their notification is durable.
 
-A notification that finds the writer idle goes alone and at once (the first
-page of a storm waits for no batch). While a batch commits the next ones
-queue; after a batch of more than one (a storm is on), the writer lingers
-`LINGER_S` for more before it starts the next, so batches fill instead of
-going out in ones.
+A notification that finds the writer idle goes alone and at once, recorded and
+applied in one transaction (the first page of a storm waits for no batch).
+While a batch commits the next ones queue; after a batch of more than one (a
+storm is on), the writer lingers `LINGER_S` for more before it starts the next,
+so batches fill instead of going out in ones.
+
+In a storm (a batch of more than one, or anything still pending) the writer
+only records, answers, and leaves the applying for later (`Later`): recording
+a notification costs a fraction of applying it, so a storm is answered at the
+rate it is recorded. What is pending is applied a slice at a time whenever
+nothing waits to be recorded, and at least every `APPLY_EVERY_S` even while
+notifications keep coming, so a flood that never pauses delays its incidents
+and pages but never stops them. One thread does both, so they apply in the
+order they were recorded.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
+from typing import Protocol
 
 from bot.alarms.service import Inbound
 
@@ -32,21 +42,41 @@ log = logging.getLogger(__name__)
 MOST = 64
 # How long a writer in a storm waits for a batch to fill; a lone notification never waits.
 LINGER_S = 0.002
+# While notifications keep coming, what is pending is still applied this often.
+APPLY_EVERY_S = 0.25
+# The database refused to apply: try again after this (arrivals are recorded meanwhile).
+APPLY_RETRY_S = 1.0
+# When idle, look this often for what another instance left pending.
+SWEEP_EVERY_S = 30.0
+# On stop, applying what is pending stops after this (the rest waits for the next start).
+STOP_APPLY_S = 10.0
 
 Outcome = str | BaseException
 _Item = tuple[Inbound, "Future[str]"]
+Record = Callable[[list[Inbound]], list[Outcome]]
+
+
+class Later(Protocol):
+    """Recording now and applying after (bot/alarms/intake.py)."""
+
+    def record_later(self, inbounds: list[Inbound]) -> list[Outcome]: ...
+    def apply_later(self) -> int: ...
+    def backlog(self) -> int: ...
+    def sweep(self) -> int: ...
 
 
 class GroupCommit:
     def __init__(
         self,
-        record_batch: Callable[[list[Inbound]], list[Outcome]],
+        record_batch: Record,
         *,
+        later: Later | None = None,
         most: int = MOST,
         linger_s: float = LINGER_S,
         name: str = "intake-writer",
     ) -> None:
         self._record_batch = record_batch
+        self._later = later
         self._most = most
         self._linger_s = linger_s
         self._name = name
@@ -67,8 +97,9 @@ class GroupCommit:
             if self._stopped:
                 future.set_exception(RuntimeError("the intake is stopping"))
                 return future
-            self._start()
+            # Queued before a new writer starts: its first look sees it.
             self._queue.put((inbound, future))
+            self._start()
         return future
 
     def _start(self) -> None:
@@ -91,14 +122,40 @@ class GroupCommit:
 
     def _loop(self) -> None:
         storm = False
+        applied_at = time.monotonic()
         while True:
-            first = self._queue.get()
+            pending = self._later is not None and self._later.backlog() > 0
+            wait: float | None = SWEEP_EVERY_S if self._later is not None else None
+            if pending and self._later is not None:
+                due = time.monotonic() - applied_at >= APPLY_EVERY_S
+                if due or self._queue.empty():
+                    took = self._later.apply_later()
+                    applied_at = time.monotonic()
+                    if took:
+                        continue
+                    wait = APPLY_RETRY_S
+                else:
+                    wait = APPLY_EVERY_S
+            try:
+                first = self._queue.get(timeout=wait)
+            except queue.Empty:
+                if not pending and self._later is not None:
+                    self._later.sweep()
+                continue
             if first is None:
+                self._apply_before_stopping()
                 return
             batch, stopping = self._gather(first, linger_s=self._linger_s if storm else 0.0)
-            self._commit(batch)
+            self._commit(batch, storm=len(batch) > 1)
             storm = len(batch) > 1
             if stopping:
+                self._apply_before_stopping()
+                return
+
+    def _apply_before_stopping(self) -> None:
+        until = time.monotonic() + STOP_APPLY_S
+        while self._later is not None and time.monotonic() < until:
+            if not self._later.apply_later():
                 return
 
     def _gather(self, first: _Item, *, linger_s: float) -> tuple[list[_Item], bool]:
@@ -115,9 +172,13 @@ class GroupCommit:
             batch.append(item)
         return batch, False
 
-    def _commit(self, batch: list[_Item]) -> None:
+    def _commit(self, batch: list[_Item], *, storm: bool) -> None:
+        record = self._record_batch
+        if self._later is not None and (storm or self._later.backlog() > 0):
+            # Behind what is pending, a lone notification waits its turn too: in order.
+            record = self._later.record_later
         try:
-            outcomes = self._record_batch([inbound for inbound, _ in batch])
+            outcomes = record([inbound for inbound, _ in batch])
         except Exception as exc:  # the whole batch failed: every one of them is told
             outcomes = [exc] * len(batch)
         for (_inbound, future), outcome in zip(batch, outcomes, strict=True):

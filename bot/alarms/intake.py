@@ -1,11 +1,18 @@
 """Recording inbound messages, a batch to a transaction, safe against concurrent redelivery.
 
 `record_batch` records the notifications that arrived together (bot/alarms/batch.py
-gathers them) in one transaction: all of them are durable, or none is and each
-is told so (SNS and SQS deliver them again). A failure that is not the
-database's or its connection's (one notification the database or this code
-refuses) is not held against the rest: the batch is then recorded one
-notification at a time, so only that one fails.
+gathers them) and applies them to their incidents in one transaction: all of
+them are durable, or none is and each is told so (SNS and SQS deliver them
+again). A failure that is not the database's or its connection's (one
+notification the database or this code refuses) is not held against the rest:
+the batch is then recorded one notification at a time, so only that one fails.
+
+In a storm, applying (about 5 ms of the interpreter per notification) would
+hold every answer back, so `record_later` only records a batch, each row
+marked PENDING, and `apply_later` applies what is pending, oldest first, a
+slice to a transaction, claiming each row so that it is applied once even when
+two instances reach it. A restart, or another instance's sweep, applies what a
+crash left pending.
 """
 
 from __future__ import annotations
@@ -16,22 +23,40 @@ import secrets
 import threading
 import time
 import uuid
+from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future
+from datetime import datetime, timedelta
 
-from sqlalchemy import event
+from sqlalchemy import event, select, update
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.alarms.batch import GroupCommit, Outcome
+from bot.alarms.models import PENDING, ReceivedMessage
+from bot.alarms.parse import parse_alarm
 from bot.alarms.routing import route_for
-from bot.alarms.service import Inbound, receive
+from bot.alarms.service import Inbound, apply_recorded, receive, record
 from bot.clock import Clock
 from bot.config import AlarmMatch, Config
+from bot.db.statements import update_rows
 from bot.incidents.models import Incident
 from bot.observability.metrics import Metrics
 
 log = logging.getLogger(__name__)
 ATTEMPTS = 3
+# What a notification recorded for later is answered.
+RECORDED = "recorded; applied in turn"
+# Notifications applied in one transaction of `apply_later`: a few tens of
+# milliseconds, so that a batch of arrivals never waits long behind one.
+APPLY_SLICE = 8
+# Pending rows older than this are another instance's that it did not live to apply.
+ORPHANED_S = 60.0
+
+# (its id, when it was recorded) for each notification recorded for later.
+_Pending = tuple[int, datetime]
+# One notification's work in `_record`: its outcome, and its row when it is left pending.
+_Work = Callable[[Session, Inbound, datetime], tuple[str, int | None]]
 
 
 def _negative_incident_ids(db_session: Session, _context: object, _instances: object) -> None:
@@ -55,9 +80,13 @@ class AlarmIntake:
         self.metrics = metrics or Metrics()
         self._lock = threading.Lock()
         self._group: GroupCommit | None = None
+        self._pending: deque[_Pending] = deque()
+        self._pending_ids: set[int] = set()
 
     def start(self) -> None:
-        """Start the batches' writer (bot/alarms/batch.py) before the first notification."""
+        """Start the batches' writer (bot/alarms/batch.py) before the first notification,
+        with what a crash left pending to apply first."""
+        self.sweep(older_than_s=0.0)
         self._batches().start()
 
     def submit(self, inbound: Inbound) -> Future[str]:
@@ -71,7 +100,7 @@ class AlarmIntake:
     def _batches(self) -> GroupCommit:
         with self._lock:
             if self._group is None:
-                self._group = GroupCommit(self.record_batch)
+                self._group = GroupCommit(self.record_batch, later=self)
             return self._group
 
     def stop(self) -> None:
@@ -86,15 +115,27 @@ class AlarmIntake:
         return outcome
 
     def record_batch(self, inbounds: list[Inbound]) -> list[Outcome]:
-        """Record `inbounds` in one transaction; each one's outcome, or the exception
-        that kept it from being recorded (then nothing of it was committed)."""
+        """Record `inbounds` and apply them in one transaction; each one's outcome, or the
+        exception that kept it from being recorded (then nothing of it was committed)."""
+        return self._batch(inbounds, self._receive)
+
+    def record_later(self, inbounds: list[Inbound]) -> list[Outcome]:
+        """Record `inbounds` in one transaction, to be applied by `apply_later`; each one's
+        answer (RECORDED, or "duplicate"), or the exception that kept it from being recorded."""
+        return self._batch(inbounds, self._record_pending)
+
+    def backlog(self) -> int:
+        """Notifications recorded for later and not applied yet (by this process)."""
+        return len(self._pending)
+
+    def _batch(self, inbounds: list[Inbound], work: _Work) -> list[Outcome]:
         if not inbounds:
             return []
         via = inbounds[0].via
         started = time.perf_counter()
         outcomes: list[Outcome]
         try:
-            outcomes = list(self._record(inbounds))
+            outcomes = list(self._record(inbounds, work))
         except (OperationalError, InterfaceError) as exc:
             # The database or the connection to it: nothing of the batch was committed,
             # and none would be alone.
@@ -110,7 +151,7 @@ class AlarmIntake:
                     "a batch of %d notifications failed; recording them one by one",
                     len(inbounds),
                 )
-                outcomes = [self.record_batch([inbound])[0] for inbound in inbounds]
+                outcomes = [self._batch([inbound], work)[0] for inbound in inbounds]
                 # Counted in the calls above.
                 return outcomes
         self.metrics.intake_batch_size.labels(via).observe(len(inbounds))
@@ -123,21 +164,29 @@ class AlarmIntake:
             self.metrics.notifications.labels(inbound.via, counted).inc()
         return outcomes
 
-    def _record(self, inbounds: list[Inbound]) -> list[str]:
+    def _receive(
+        self, db_session: Session, inbound: Inbound, now: datetime
+    ) -> tuple[str, int | None]:
+        return receive(db_session, inbound=inbound, config=self.config, now=now), None
+
+    def _record_pending(
+        self, db_session: Session, inbound: Inbound, now: datetime
+    ) -> tuple[str, int | None]:
+        alarm = parse_alarm(inbound.body)
+        received_id = record(db_session, inbound=inbound, now=now, alarm=alarm, outcome=PENDING)
+        return ("duplicate", None) if received_id is None else (RECORDED, received_id)
+
+    def _record(self, inbounds: list[Inbound], work: _Work) -> list[str]:
         for attempt in range(1, ATTEMPTS + 1):
             with self.sessions() as db_session:
+                now = self.clock.now()
                 try:
-                    outcomes = [
-                        receive(
-                            db_session, inbound=inbound, config=self.config, now=self.clock.now()
-                        )
-                        for inbound in inbounds
-                    ]
+                    done = [work(db_session, inbound, now) for inbound in inbounds]
                     db_session.commit()
                 except IntegrityError:
                     # Another transaction opened one of these alarms' incidents first:
                     # go again. (A redelivery of the same MessageId is not an error:
-                    # receive answers "duplicate".)
+                    # it is answered "duplicate".)
                     db_session.rollback()
                     if attempt == ATTEMPTS:
                         raise
@@ -149,7 +198,8 @@ class AlarmIntake:
                     if code not in {"40001", "40P01"} or attempt == ATTEMPTS:
                         raise
                     continue
-            for inbound, outcome in zip(inbounds, outcomes, strict=True):
+            self._keep_pending([(row, now) for _, row in done if row is not None])
+            for inbound, (outcome, _) in zip(inbounds, done, strict=True):
                 log.info(
                     "message %r via %s: %s",
                     inbound.message_id,
@@ -161,8 +211,143 @@ class AlarmIntake:
                         "batch": len(inbounds),
                     },
                 )
-            return outcomes
+            return [outcome for outcome, _ in done]
         raise AssertionError("unreachable")
+
+    # -- applying what was recorded for later ----------------------------------------------
+
+    def _keep_pending(self, rows: list[_Pending]) -> None:
+        with self._lock:
+            for row in rows:
+                if row[0] not in self._pending_ids:
+                    self._pending_ids.add(row[0])
+                    self._pending.append(row)
+            self.metrics.intake_backlog.set(len(self._pending))
+
+    def _take_pending(self, most: int) -> list[_Pending]:
+        with self._lock:
+            taken = [self._pending.popleft() for _ in range(min(most, len(self._pending)))]
+            return taken
+
+    def _done_pending(self, rows: list[_Pending]) -> None:
+        with self._lock:
+            self._pending_ids.difference_update(row for row, _ in rows)
+            self.metrics.intake_backlog.set(len(self._pending))
+
+    def _put_back(self, rows: list[_Pending]) -> None:
+        with self._lock:
+            self._pending.extendleft(reversed(rows))
+
+    def apply_later(self, most: int = APPLY_SLICE) -> int:
+        """Apply up to `most` of the notifications recorded for later, oldest first, in one
+        transaction; how many were taken (0: none pending, or the database refused and
+        they wait for the next call)."""
+        rows = self._take_pending(most)
+        if not rows:
+            return 0
+        try:
+            outcomes = self._apply(rows)
+        except (OperationalError, InterfaceError) as exc:
+            # The database: they stay pending, in order, for the next turn.
+            self._put_back(rows)
+            log.warning("could not apply %d recorded notifications: %s", len(rows), exc)
+            return 0
+        except Exception:
+            if len(rows) > 1:
+                # One of them this code or the database refuses: alone, the others go.
+                return sum(self._apply_alone(row) for row in rows)
+            self._failed(rows[0])
+            return 1
+        self._applied(rows, outcomes)
+        return len(rows)
+
+    def _apply_alone(self, row: _Pending) -> int:
+        try:
+            outcomes = self._apply([row])
+        except (OperationalError, InterfaceError) as exc:
+            self._put_back([row])
+            log.warning("could not apply recorded notification %s: %s", row[0], exc)
+            return 0
+        except Exception:
+            self._failed(row)
+            return 1
+        self._applied([row], outcomes)
+        return 1
+
+    def _apply(self, rows: list[_Pending]) -> list[str | None]:
+        for attempt in range(1, ATTEMPTS + 1):
+            with self.sessions() as db_session:
+                now = self.clock.now()
+                try:
+                    outcomes = [
+                        apply_recorded(db_session, received_id=row, config=self.config, now=now)
+                        for row, _ in rows
+                    ]
+                    db_session.commit()
+                    return outcomes
+                except IntegrityError:
+                    db_session.rollback()
+                    if attempt == ATTEMPTS:
+                        raise
+                except OperationalError as exc:
+                    db_session.rollback()
+                    code = getattr(exc.orig, "sqlstate", None)
+                    if code not in {"40001", "40P01"} or attempt == ATTEMPTS:
+                        raise
+        raise AssertionError("unreachable")
+
+    def _applied(self, rows: list[_Pending], outcomes: list[str | None]) -> None:
+        self._done_pending(rows)
+        now = self.clock.now()
+        for (row, recorded_at), outcome in zip(rows, outcomes, strict=True):
+            if outcome is None:
+                continue  # another instance applied it
+            self.metrics.intake_apply_lag.observe(max(0.0, (now - recorded_at).total_seconds()))
+            log.info(
+                "recorded notification %s applied: %s",
+                row,
+                outcome,
+                extra={"received_message": row, "lag_s": (now - recorded_at).total_seconds()},
+            )
+
+    def _failed(self, row: _Pending) -> None:
+        """Applying it fails by itself: it is kept, marked, logged and counted, not retried
+        for ever (SNS was answered; a person reads it in `received_messages`)."""
+        log.exception("recorded notification %s cannot be applied", row[0])
+        self.metrics.intake_apply_failed.inc()
+        self._done_pending([row])
+        try:
+            with self.sessions() as db_session:
+                update_rows(
+                    db_session,
+                    update(ReceivedMessage)
+                    .where(ReceivedMessage.id == row[0], ReceivedMessage.outcome == PENDING)
+                    .values(outcome="failed: could not be applied (see the log)"),
+                )
+                db_session.commit()
+        except (OperationalError, InterfaceError):
+            log.warning("recorded notification %s stays pending", row[0])
+
+    def sweep(self, *, older_than_s: float = ORPHANED_S) -> int:
+        """Take up notifications left pending (by a crash, or by an instance gone since)
+        recorded more than `older_than_s` ago; how many were new to this process."""
+        since = self.clock.now() - timedelta(seconds=older_than_s)
+        try:
+            with self.sessions() as db_session:
+                rows = db_session.execute(
+                    select(ReceivedMessage.id, ReceivedMessage.received_at)
+                    .where(ReceivedMessage.outcome == PENDING, ReceivedMessage.received_at <= since)
+                    .order_by(ReceivedMessage.id)
+                ).all()
+        except (OperationalError, InterfaceError) as exc:
+            log.warning("could not look for pending notifications: %s", exc)
+            return 0
+        before = self.backlog()
+        self._keep_pending([(row_id, received_at) for row_id, received_at in rows])
+        found = self.backlog() - before
+        if found:
+            log.info("%d recorded notifications left pending: applying them", found)
+        return found
 
     def warm_up(self) -> None:
         """Run the intake's statements once, in a transaction that is rolled back.

@@ -11,6 +11,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from bot.db.base import Base
 from bot.db.types import UTCDateTime
 
+PENDING = "pending"
+
 
 class ReceivedMessage(Base):
     __tablename__ = "received_messages"
@@ -22,8 +24,18 @@ class ReceivedMessage(Base):
     kind: Mapped[str] = mapped_column(String(20))  # alarm | notice
     subject: Mapped[str | None] = mapped_column(String(255))
     body: Mapped[str] = mapped_column(Text)
+    # What was done; PENDING while it is recorded but not applied yet (bot/alarms/intake.py).
     outcome: Mapped[str] = mapped_column(String(255), default="")
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        Index(
+            "ix_received_messages_pending",
+            "id",
+            sqlite_where=text("outcome = 'pending'"),
+            postgresql_where=text("outcome = 'pending'"),
+        ),
+    )
 
 
 class AlarmGroup(Base):

@@ -1,7 +1,9 @@
 """From an SNS message to incidents, Slack messages and pages, in one transaction.
 
 `receive` records the message by its MessageId (a redelivery is a no-op),
-parses it, and applies the alarm's transition to the alarm's incident:
+parses it, and applies the alarm's transition to the alarm's incident; in a
+storm the intake does the two apart, `record` now and `apply_recorded` after
+(bot/alarms/intake.py):
 
 - ALARM or INSUFFICIENT_DATA with no open incident opens one (only ALARM pages);
   a re-ALARM within the reopen window reopens the incident that just resolved
@@ -22,12 +24,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from bot.alarms import describe
 from bot.alarms import flows as alarm_flows
-from bot.alarms.models import ReceivedMessage
+from bot.alarms.models import PENDING, ReceivedMessage
 from bot.alarms.parse import Alarm, MetricTrigger, parse_alarm
 from bot.alarms.render import notice_message
 from bot.alarms.routing import route_for
@@ -39,6 +41,9 @@ from bot.incidents import service as incidents
 from bot.incidents.models import OPEN, RESOLVED, Incident
 from bot.maintenance import flows as maintenance
 from bot.outbox import service as outbox
+
+# A recorded message's outcome while its transaction applies it.
+APPLYING = "applying"
 
 
 @dataclass(frozen=True)
@@ -55,23 +60,88 @@ class Inbound:
 def receive(db_session: Session, *, inbound: Inbound, config: Config, now: datetime) -> str:
     """Record and act on one message; return what was done (for logs and tests)."""
     alarm = parse_alarm(inbound.body)
-    # A delivery of a MessageId already recorded (or being recorded by a concurrent
-    # transaction, which this one waits for) stops here, before any side effect.
-    received_id = insert_new_row(
+    received_id = record(db_session, inbound=inbound, now=now, alarm=alarm)
+    if received_id is None:
+        return "duplicate"
+    return _act(
+        db_session, received_id=received_id, inbound=inbound, alarm=alarm, config=config, now=now
+    )
+
+
+def record(
+    db_session: Session,
+    *,
+    inbound: Inbound,
+    now: datetime,
+    alarm: Alarm | None,
+    outcome: str = "",
+) -> int | None:
+    """Record the message; its row's id, or None when its MessageId was recorded before.
+
+    A delivery of a MessageId already recorded (or being recorded by a concurrent
+    transaction, which this one waits for) stops here, before any side effect.
+    `alarm`: the message parsed (None: a notice). `outcome`: PENDING for a message
+    recorded now and applied later (`apply_recorded`).
+    """
+    return insert_new_row(
         db_session,
         ReceivedMessage,
         unique="message_id",
         message_id=inbound.message_id,
         via=inbound.via,
         topic_arn=inbound.topic_arn,
-        kind="alarm" if alarm else "notice",
+        kind="notice" if alarm is None else "alarm",
         subject=(inbound.subject or "")[:255] or None,
         body=inbound.body,
-        outcome="",
+        outcome=outcome,
         received_at=now,
     )
-    if received_id is None:
-        return "duplicate"
+
+
+def apply_recorded(
+    db_session: Session, *, received_id: int, config: Config, now: datetime
+) -> str | None:
+    """Act on a message recorded as PENDING; None when another transaction took it first
+    (a second instance sweeping what this one recorded)."""
+    claimed = update_rows(
+        db_session,
+        update(ReceivedMessage)
+        .where(ReceivedMessage.id == received_id, ReceivedMessage.outcome == PENDING)
+        .values(outcome=APPLYING),
+    )
+    if not claimed:
+        return None
+    row = db_session.execute(
+        select(
+            ReceivedMessage.message_id,
+            ReceivedMessage.via,
+            ReceivedMessage.body,
+            ReceivedMessage.topic_arn,
+            ReceivedMessage.subject,
+        ).where(ReceivedMessage.id == received_id)
+    ).one()
+    inbound = Inbound(
+        message_id=row.message_id,
+        via=row.via,
+        body=row.body,
+        topic_arn=row.topic_arn,
+        subject=row.subject,
+    )
+    alarm = parse_alarm(inbound.body)
+    return _act(
+        db_session, received_id=received_id, inbound=inbound, alarm=alarm, config=config, now=now
+    )
+
+
+def _act(
+    db_session: Session,
+    *,
+    received_id: int,
+    inbound: Inbound,
+    alarm: Alarm | None,
+    config: Config,
+    now: datetime,
+) -> str:
     if alarm is None:
         outcome = _notice(
             db_session, inbound=inbound, received_id=received_id, config=config, now=now

@@ -63,6 +63,8 @@ AFTER_ACK_WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
 # The intake's group commit (bot/alarms/batch.py).
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 COMMIT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+# A notification recorded in a storm waits this long to be applied (bot/alarms/intake.py).
+APPLY_LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
 
 def family(kind: str) -> str:
@@ -196,6 +198,22 @@ class Metrics:
             "One intake batch: from its first statement to its commit done.",
             ["via"],
             buckets=COMMIT_BUCKETS,
+            registry=registry,
+        )
+        self.intake_backlog = Gauge(
+            "opsbot_intake_backlog",
+            "Notifications recorded in a storm and not applied yet by this process.",
+            registry=registry,
+        )
+        self.intake_apply_lag = Histogram(
+            "opsbot_intake_apply_lag_seconds",
+            "A notification recorded for later: from its commit to its alarm's incident changed.",
+            buckets=APPLY_LAG_BUCKETS,
+            registry=registry,
+        )
+        self.intake_apply_failed = Counter(
+            "opsbot_intake_apply_failed",
+            "Notifications recorded for later that could not be applied (logged with their ids).",
             registry=registry,
         )
         self.slack_auth_ok = Gauge(

@@ -1,5 +1,5 @@
 """POST /sns in batches: notifications that arrive together are recorded in one transaction,
-each answered only once that transaction is committed.
+each answered only once that transaction is committed, and applied after.
 
 Held for real: the test locks a table on PostgreSQL, so the intake's writer
 waits inside a batch for as long as the test wants while more notifications
@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import DataError
 
+from bot.alarms.intake import RECORDED
 from bot.alarms.models import ReceivedMessage
 from bot.alarms.service import Inbound
 from bot.db.engine import make_engine
@@ -94,6 +95,10 @@ def test_notifications_that_arrive_together_commit_together_and_a_forged_one_alo
             lock.rollback()
         assert held.result(30).status_code == 200
         assert [a.result(30).status_code for a in answers] == [200] * 5
+        # The first was applied before its answer; the five behind it, recorded
+        # together, after theirs.
+        assert held.result().json()["message"].startswith("incident ")
+        assert {a.result().json()["message"] for a in answers} == {RECORDED}
     engine.dispose()
     # Six recorded in two transactions: the five behind the first went together
     # (the warm-up's is not counted: it records via "warm-up").
@@ -104,7 +109,7 @@ def test_notifications_that_arrive_together_commit_together_and_a_forged_one_alo
         "opsbot_intake_batch_size_bucket", {"via": "https", "le": "1.0"}
     )
     assert alone == 1
-    assert _incident_names(service) == {f"prod-batch-{n}-5xx" for n in range(6)}
+    wait_for(lambda: _incident_names(service) == {f"prod-batch-{n}-5xx" for n in range(6)})
     assert rows(service)["received_messages"] == 6
 
 
@@ -115,8 +120,8 @@ def test_a_batch_whose_connection_dies_mid_way_answers_5xx_to_all_and_writes_not
     first, *together = _alarms(sns_signer, 5, "prod-lost")
     engine = make_engine(database_url)
     with ThreadPoolExecutor(8) as pool, engine.connect() as lock:
-        # The received message is written, then the batch waits on the incidents.
-        lock.exec_driver_sql("LOCK TABLE incidents IN ACCESS EXCLUSIVE MODE")
+        # Every batch, recorded and applied or only recorded, waits to write its rows.
+        lock.exec_driver_sql("LOCK TABLE received_messages IN ACCESS EXCLUSIVE MODE")
         try:
             held = _send(service, pool, first)
             [writer] = wait_for(lambda: _waiting_on_a_lock(engine))
@@ -150,7 +155,7 @@ def test_a_burst_is_answered_in_full_on_either_database(
         forged = _send(service, pool, _forged(sns_signer))
         assert [a.result(60).status_code for a in answers] == [200] * 12
         assert forged.result(60).status_code == 403
-    assert _incident_names(service) == {f"prod-burst-{n}-5xx" for n in range(12)}
+    wait_for(lambda: _incident_names(service) == {f"prod-burst-{n}-5xx" for n in range(12)})
     assert _batches(service)[1] == 12
     # Again, all of them: duplicates, answered and not recorded twice.
     assert all(post_raw(service, raw).status_code == 200 for raw in alarms)
