@@ -8,6 +8,8 @@ import os
 import shutil
 import tempfile
 import time
+import traceback
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -82,16 +84,27 @@ def main(argv: list[str] | None = None) -> int:
         databases=Databases(admin_url, run_dir),
     )
     began = time.monotonic()
+    failed: dict[str, str] = {}
+
+    def attempt(name: str, run: Callable[[], Any]) -> None:
+        """Run one benchmark; a failure is reported and the others still run."""
+        try:
+            results[name] = run()
+        except Exception as exc:
+            failed[name] = f"{type(exc).__name__}: {exc}"
+            traceback.print_exc()
+            ctx.say(f"{name}: FAILED ({failed[name]}); going on with the others")
+
     try:
         if "footprint" in selected:
-            results["footprint"] = footprint.run(ctx)
+            attempt("footprint", lambda: footprint.run(ctx))
         if "ack" in selected:
             rounds_settings = ack.AckSettings.for_mode(args.quick)
             if args.rounds:
                 rounds_settings = ack.AckSettings(
                     **{**rounds_settings.__dict__, "rounds": args.rounds}
                 )
-            results["ack"] = ack.run(ctx, rounds_settings)
+            attempt("ack", lambda: ack.run(ctx, rounds_settings))
         if "ack-styles" in selected:
             style_settings = ack.AckSettings.for_mode(args.quick)
             if args.rounds:
@@ -113,17 +126,18 @@ def main(argv: list[str] | None = None) -> int:
             mode = {"install": "install", "installed": "installed", "skip": "skip"}[
                 args.alertmanager
             ]
-            results["storm"] = storm.run(ctx, settings, alertmanager_mode=mode)
+            attempt("storm", lambda: storm.run(ctx, settings, alertmanager_mode=mode))
         if "edge" in selected:
-            results["edge"] = edge.run(ctx, edge.EdgeSettings.for_mode(args.quick))
+            attempt("edge", lambda: edge.run(ctx, edge.EdgeSettings.for_mode(args.quick)))
         if "click" in selected:
-            results["click"] = click.run(ctx, click.ClickSettings.for_mode(args.quick))
+            attempt("click", lambda: click.run(ctx, click.ClickSettings.for_mode(args.quick)))
     finally:
         ctx.databases.drop_all()
         if args.keep:
             print(f"  · logs and configuration kept in {run_dir}")
         else:
             shutil.rmtree(run_dir, ignore_errors=True)
+    results["failed"] = failed
     results["starts"] = ctx.starts
     results["notes"] = ctx.log
     results["took_s"] = time.monotonic() - began
@@ -139,4 +153,6 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"written: {args.out / f'{stem}.json'}")
     print(why_not or f"written: {args.out / f'{stem}.png'}")
-    return 0
+    for name, why in failed.items():
+        print(f"{name}: FAILED: {why}")
+    return 1 if failed else 0

@@ -267,7 +267,9 @@ def opsbot_targets(sandbox: Sandbox, names: list[str], timeout_s: float) -> list
             }
             for channel, messages in slack.messages.items():
                 for message in messages:
-                    button = _button(message) if message.thread_ts is None else None
+                    # In the channel, or in its group's thread (bot/alarms/flows.py): an
+                    # alarm's own message is the one with its buttons.
+                    button = _button(message)
                     name = next((n for n in names if n in message.text), None)
                     if button and name and name in incidents:
                         found[name] = Target(channel, message.ts, *button, incidents[name])

@@ -439,13 +439,15 @@ def pagerduty_rest(
     """A PagerDuty REST call, sent in order with others under the same `order_key`.
 
     Its sender records the outcome itself, together with `complete`.
-    `priority`: PERSON when someone asked for it and waits for the effect.
+    `priority`: PERSON when someone asked for it and waits for the effect: then,
+    with nothing before it under `order_key`, it leaves right after the commit
+    (bot/outbox/express.py), within the REST token's pace like any other.
     """
-    _mark_dirty(db_session)
     _lift_earlier(db_session, order_key=order_key, priority=priority)
-    _add(
+    _add_to_send(
         db_session,
         now,
+        at_once=priority == PERSON and _newest_pending(db_session, order_key) is None,
         kind=PAGERDUTY_REST,
         target=PAGERDUTY_REST_TARGET,
         order_key=order_key,
