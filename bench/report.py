@@ -14,6 +14,8 @@ from bench.machine import one_line
 from bench.stats import spread
 
 ACK_RATIO_TARGET = 1.25
+INTAKE_TARGET_PER_S = 1000.0  # issue 19.4, on SQLite and on PostgreSQL
+INTAKE_P99_TARGET_MS = 250.0
 STORM_QUIET_TARGET_S = 120.0  # issue 19: Slack quiet again this soon after the storm starts
 PEAK_RSS_TARGET_MB = 200.0
 
@@ -87,6 +89,8 @@ def storm_summary(storm: dict[str, Any]) -> dict[str, Any]:
         mine = [run[system] for run in runs if system in run]
         summary[system] = {
             "intake_rate_per_s": _storm_spread(runs, system, "intake", "intake_rate_per_s"),
+            "request_p50_ms": _storm_spread(runs, system, "intake", "request_p50_ms"),
+            "request_p99_ms": _storm_spread(runs, system, "intake", "request_p99_ms"),
             "first_page_s": _storm_spread(runs, system, "first_page_s"),
             "last_trigger_s": _storm_spread(runs, system, "last_trigger_s"),
             "last_pagerduty_event_s": _storm_spread(runs, system, "last_pagerduty_event_s"),
@@ -166,6 +170,19 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                 and wrong == 0,
                 "figure": f"last Slack call {fmt(quiet, 1)} s; 429s: {refused}; "
                 f"alarms in a wrong state: {wrong}",
+            }
+        )
+        rate, p99 = summary["intake_rate_per_s"], summary["request_p99_ms"]
+        found.append(
+            {
+                "target": f"intake at least {INTAKE_TARGET_PER_S:,.0f} notifications/s with "
+                f"answers p99 within {INTAKE_P99_TARGET_MS:.0f} ms "
+                f"({str(results.get('database', '?')).split(' ')[0]})",
+                "met": rate["min"] is not None
+                and p99["max"] is not None
+                and rate["min"] >= INTAKE_TARGET_PER_S
+                and p99["max"] <= INTAKE_P99_TARGET_MS,
+                "figure": f"{fmt(rate, 0)} notifications/s, answers p99 {fmt(p99, 0)} ms",
             }
         )
         am = storm["summary"].get("alertmanager")
@@ -412,6 +429,8 @@ def _storm_table(storm: dict[str, Any]) -> list[str]:
     rows = [
         header,
         row("intake rate (notifications/s)", lambda i, _n: fmt(i["intake_rate_per_s"], 0)),
+        row("answer p50 (ms)", lambda i, _n: fmt(i["request_p50_ms"], 0)),
+        row("answer p99 (ms)", lambda i, _n: fmt(i["request_p99_ms"], 0)),
         row("time to first page (s)", lambda i, _n: fmt(i["first_page_s"], 3)),
         row("last PagerDuty trigger (s)", lambda i, _n: fmt(i["last_trigger_s"], 1)),
         row("last PagerDuty event (s)", lambda i, _n: fmt(i["last_pagerduty_event_s"], 1)),

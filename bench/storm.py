@@ -251,10 +251,15 @@ def _per_alarm(counts: dict[str, int], alarms: list[str]) -> dict[str, Any]:
 
 
 def _pending(engine: Any) -> int:
+    """Work opsbot still owes: deliveries not sent, notifications recorded but not applied."""
     with engine.connect() as connection:
         return int(
             connection.execute(
-                text("SELECT count(*) FROM deliveries WHERE status = 'pending'")
+                text(
+                    "SELECT (SELECT count(*) FROM deliveries WHERE status = 'pending')"
+                    " + (SELECT count(*) FROM received_messages"
+                    " WHERE outcome = 'pending')"
+                )
             ).scalar_one()
         )
 

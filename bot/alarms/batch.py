@@ -8,16 +8,16 @@ the failure: nobody is answered before their notification is durable.
 
 A notification that finds the writer idle goes alone and at once, recorded and
 applied in one transaction (the first page of a storm waits for no batch).
-While a batch commits the next ones queue; after a batch of more than one (a
-storm is on), the writer lingers `LINGER_S` for more before it starts the next,
-so batches fill instead of going out in ones.
+While a batch commits the next ones queue, and the writer takes them all as the
+next batch: it never waits for a batch to fill (waiting 2 ms for more cost a
+storm's intake a tenth of its rate).
 
 In a storm (a batch of more than one, or anything still pending) the writer
 only records, answers, and leaves the applying for later (`Later`): recording
 a notification costs a fraction of applying it, so a storm is answered at the
-rate it is recorded. What is pending is applied a slice at a time whenever
-nothing waits to be recorded, and at least every `APPLY_EVERY_S` even while
-notifications keep coming, so a flood that never pauses delays its incidents
+rate it is recorded. What is pending is applied a slice at a time once no
+notification has arrived for `QUIET_S`, and at least every `APPLY_EVERY_S`
+even while they keep coming, so a flood that never pauses delays its incidents
 and pages but never stops them. One thread does both, so they apply in the
 order they were recorded.
 """
@@ -40,10 +40,14 @@ log = logging.getLogger(__name__)
 # flight go in one or two, few enough that one batch's statements keep each
 # answer well within SNS's 15 s timeout.
 MOST = 64
-# How long a writer in a storm waits for a batch to fill; a lone notification never waits.
-LINGER_S = 0.002
-# While notifications keep coming, what is pending is still applied this often.
-APPLY_EVERY_S = 0.25
+# What is pending is applied once no notification has arrived for this long ...
+QUIET_S = 0.1
+# ... and, while they keep coming, a slice at least this often.
+APPLY_EVERY_S = 0.5
+# Notifications applied in one transaction: a few tens of milliseconds once the
+# storm pauses; a couple while it goes on, so that arrivals hardly wait behind them.
+APPLY_SLICE = 8
+FLOOD_SLICE = 2
 # The database refused to apply: try again after this (arrivals are recorded meanwhile).
 APPLY_RETRY_S = 1.0
 # When idle, look this often for what another instance left pending.
@@ -60,7 +64,7 @@ class Later(Protocol):
     """Recording now and applying after (bot/alarms/intake.py)."""
 
     def record_later(self, inbounds: list[Inbound]) -> list[Outcome]: ...
-    def apply_later(self) -> int: ...
+    def apply_later(self, most: int = ...) -> int: ...
     def backlog(self) -> int: ...
     def sweep(self) -> int: ...
 
@@ -72,13 +76,11 @@ class GroupCommit:
         *,
         later: Later | None = None,
         most: int = MOST,
-        linger_s: float = LINGER_S,
         name: str = "intake-writer",
     ) -> None:
         self._record_batch = record_batch
         self._later = later
         self._most = most
-        self._linger_s = linger_s
         self._name = name
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -121,33 +123,37 @@ class GroupCommit:
             thread.join(timeout_s)
 
     def _loop(self) -> None:
-        storm = False
-        applied_at = time.monotonic()
+        applied_at = arrived_at = retry_at = time.monotonic()
+        later = self._later
         while True:
-            pending = self._later is not None and self._later.backlog() > 0
-            wait: float | None = SWEEP_EVERY_S if self._later is not None else None
-            if pending and self._later is not None:
-                due = time.monotonic() - applied_at >= APPLY_EVERY_S
-                if due or self._queue.empty():
-                    took = self._later.apply_later()
-                    applied_at = time.monotonic()
-                    if took:
+            now = time.monotonic()
+            pending = later is not None and later.backlog() > 0
+            wait: float | None = None if later is None else SWEEP_EVERY_S
+            if later is not None and pending and now >= retry_at:
+                quiet = self._queue.empty() and now - arrived_at >= QUIET_S
+                if quiet or now - applied_at >= APPLY_EVERY_S:
+                    applied_at = now
+                    # While they keep coming, a small slice: the arrivals wait behind it.
+                    if later.apply_later(APPLY_SLICE if quiet else FLOOD_SLICE):
                         continue
+                    retry_at = now + APPLY_RETRY_S  # the database refused
                     wait = APPLY_RETRY_S
                 else:
-                    wait = APPLY_EVERY_S
+                    wait = max(0.0, min(arrived_at + QUIET_S, applied_at + APPLY_EVERY_S) - now)
+            elif pending:
+                wait = retry_at - now
             try:
                 first = self._queue.get(timeout=wait)
             except queue.Empty:
-                if not pending and self._later is not None:
-                    self._later.sweep()
+                if later is not None and not pending:
+                    later.sweep()
                 continue
+            arrived_at = time.monotonic()
             if first is None:
                 self._apply_before_stopping()
                 return
-            batch, stopping = self._gather(first, linger_s=self._linger_s if storm else 0.0)
-            self._commit(batch, storm=len(batch) > 1)
-            storm = len(batch) > 1
+            batch, stopping = self._gather(first)
+            self._commit(batch)
             if stopping:
                 self._apply_before_stopping()
                 return
@@ -158,13 +164,11 @@ class GroupCommit:
             if not self._later.apply_later():
                 return
 
-    def _gather(self, first: _Item, *, linger_s: float) -> tuple[list[_Item], bool]:
+    def _gather(self, first: _Item) -> tuple[list[_Item], bool]:
         batch = [first]
-        until = time.monotonic() + linger_s
         while len(batch) < self._most:
-            left = until - time.monotonic()
             try:
-                item = self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait()
+                item = self._queue.get_nowait()
             except queue.Empty:
                 break
             if item is None:
@@ -172,9 +176,9 @@ class GroupCommit:
             batch.append(item)
         return batch, False
 
-    def _commit(self, batch: list[_Item], *, storm: bool) -> None:
+    def _commit(self, batch: list[_Item]) -> None:
         record = self._record_batch
-        if self._later is not None and (storm or self._later.backlog() > 0):
+        if self._later is not None and (len(batch) > 1 or self._later.backlog() > 0):
             # Behind what is pending, a lone notification waits its turn too: in order.
             record = self._later.record_later
         try:

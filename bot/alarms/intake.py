@@ -32,11 +32,10 @@ from sqlalchemy import event, select, update
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.alarms.batch import GroupCommit, Outcome
+from bot.alarms.batch import APPLY_SLICE, GroupCommit, Outcome
 from bot.alarms.models import PENDING, ReceivedMessage
-from bot.alarms.parse import parse_alarm
 from bot.alarms.routing import route_for
-from bot.alarms.service import Inbound, apply_recorded, receive, record
+from bot.alarms.service import Inbound, apply_recorded, receive, record_for_later
 from bot.clock import Clock
 from bot.config import AlarmMatch, Config
 from bot.db.statements import update_rows
@@ -47,16 +46,13 @@ log = logging.getLogger(__name__)
 ATTEMPTS = 3
 # What a notification recorded for later is answered.
 RECORDED = "recorded; applied in turn"
-# Notifications applied in one transaction of `apply_later`: a few tens of
-# milliseconds, so that a batch of arrivals never waits long behind one.
-APPLY_SLICE = 8
 # Pending rows older than this are another instance's that it did not live to apply.
 ORPHANED_S = 60.0
 
 # (its id, when it was recorded) for each notification recorded for later.
 _Pending = tuple[int, datetime]
-# One notification's work in `_record`: its outcome, and its row when it is left pending.
-_Work = Callable[[Session, Inbound, datetime], tuple[str, int | None]]
+# A batch's work in `_record`: each one's outcome, and its row when it is left pending.
+_Work = Callable[[Session, list[Inbound], datetime], list[tuple[str, int | None]]]
 
 
 def _negative_incident_ids(db_session: Session, _context: object, _instances: object) -> None:
@@ -165,23 +161,26 @@ class AlarmIntake:
         return outcomes
 
     def _receive(
-        self, db_session: Session, inbound: Inbound, now: datetime
-    ) -> tuple[str, int | None]:
-        return receive(db_session, inbound=inbound, config=self.config, now=now), None
+        self, db_session: Session, inbounds: list[Inbound], now: datetime
+    ) -> list[tuple[str, int | None]]:
+        return [
+            (receive(db_session, inbound=inbound, config=self.config, now=now), None)
+            for inbound in inbounds
+        ]
 
+    @staticmethod
     def _record_pending(
-        self, db_session: Session, inbound: Inbound, now: datetime
-    ) -> tuple[str, int | None]:
-        alarm = parse_alarm(inbound.body)
-        received_id = record(db_session, inbound=inbound, now=now, alarm=alarm, outcome=PENDING)
-        return ("duplicate", None) if received_id is None else (RECORDED, received_id)
+        db_session: Session, inbounds: list[Inbound], now: datetime
+    ) -> list[tuple[str, int | None]]:
+        rows = record_for_later(db_session, inbounds=inbounds, now=now)
+        return [("duplicate", None) if row is None else (RECORDED, row) for row in rows]
 
     def _record(self, inbounds: list[Inbound], work: _Work) -> list[str]:
         for attempt in range(1, ATTEMPTS + 1):
             with self.sessions() as db_session:
                 now = self.clock.now()
                 try:
-                    done = [work(db_session, inbound, now) for inbound in inbounds]
+                    done = work(db_session, inbounds, now)
                     db_session.commit()
                 except IntegrityError:
                     # Another transaction opened one of these alarms' incidents first:
@@ -198,19 +197,35 @@ class AlarmIntake:
                     if code not in {"40001", "40P01"} or attempt == ATTEMPTS:
                         raise
                     continue
-            self._keep_pending([(row, now) for _, row in done if row is not None])
-            for inbound, (outcome, _) in zip(inbounds, done, strict=True):
+            later = [(row, now) for _, row in done if row is not None]
+            self._keep_pending(later)
+            if later:
+                # A storm's batch: one line, the ids to find each by.
                 log.info(
-                    "message %r via %s: %s",
-                    inbound.message_id,
-                    inbound.via,
-                    outcome,
+                    "%d notifications via %s recorded for later (%d duplicates)",
+                    len(later),
+                    inbounds[0].via,
+                    len(inbounds) - len(later),
                     extra={
-                        "message_id": inbound.message_id,
-                        "via": inbound.via,
+                        "message_ids": [i.message_id for i in inbounds],
+                        "received_messages": [row for row, _ in later],
+                        "via": inbounds[0].via,
                         "batch": len(inbounds),
                     },
                 )
+            else:
+                for inbound, (outcome, _) in zip(inbounds, done, strict=True):
+                    log.info(
+                        "message %r via %s: %s",
+                        inbound.message_id,
+                        inbound.via,
+                        outcome,
+                        extra={
+                            "message_id": inbound.message_id,
+                            "via": inbound.via,
+                            "batch": len(inbounds),
+                        },
+                    )
             return [outcome for outcome, _ in done]
         raise AssertionError("unreachable")
 

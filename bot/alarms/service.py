@@ -2,8 +2,8 @@
 
 `receive` records the message by its MessageId (a redelivery is a no-op),
 parses it, and applies the alarm's transition to the alarm's incident; in a
-storm the intake does the two apart, `record` now and `apply_recorded` after
-(bot/alarms/intake.py):
+storm the intake does the two apart, `record_for_later` now and
+`apply_recorded` after (bot/alarms/intake.py):
 
 - ALARM or INSUFFICIENT_DATA with no open incident opens one (only ALARM pages);
   a re-ALARM within the reopen window reopens the incident that just resolved
@@ -35,7 +35,7 @@ from bot.alarms.render import notice_message
 from bot.alarms.routing import route_for
 from bot.apps.claims import claim_for
 from bot.config import Config
-from bot.db.statements import insert_new_row, update_rows
+from bot.db.statements import insert_new_row, insert_new_rows, update_rows
 from bot.incidents import flows
 from bot.incidents import service as incidents
 from bot.incidents.models import OPEN, RESOLVED, Incident
@@ -69,33 +69,51 @@ def receive(db_session: Session, *, inbound: Inbound, config: Config, now: datet
 
 
 def record(
-    db_session: Session,
-    *,
-    inbound: Inbound,
-    now: datetime,
-    alarm: Alarm | None,
-    outcome: str = "",
+    db_session: Session, *, inbound: Inbound, now: datetime, alarm: Alarm | None
 ) -> int | None:
     """Record the message; its row's id, or None when its MessageId was recorded before.
 
     A delivery of a MessageId already recorded (or being recorded by a concurrent
     transaction, which this one waits for) stops here, before any side effect.
-    `alarm`: the message parsed (None: a notice). `outcome`: PENDING for a message
-    recorded now and applied later (`apply_recorded`).
+    `alarm`: the message parsed (None: a notice).
     """
     return insert_new_row(
         db_session,
         ReceivedMessage,
         unique="message_id",
-        message_id=inbound.message_id,
-        via=inbound.via,
-        topic_arn=inbound.topic_arn,
-        kind="notice" if alarm is None else "alarm",
-        subject=(inbound.subject or "")[:255] or None,
-        body=inbound.body,
-        outcome=outcome,
-        received_at=now,
+        **_received_row(inbound, alarm=alarm, now=now, outcome=""),
     )
+
+
+def record_for_later(
+    db_session: Session, *, inbounds: list[Inbound], now: datetime
+) -> list[int | None]:
+    """Record messages to be applied later (`apply_recorded`), in one statement; each
+    one's row id, or None when its MessageId was recorded before."""
+    return insert_new_rows(
+        db_session,
+        ReceivedMessage,
+        unique="message_id",
+        rows=[
+            _received_row(inbound, alarm=parse_alarm(inbound.body), now=now, outcome=PENDING)
+            for inbound in inbounds
+        ],
+    )
+
+
+def _received_row(
+    inbound: Inbound, *, alarm: Alarm | None, now: datetime, outcome: str
+) -> dict[str, Any]:
+    return {
+        "message_id": inbound.message_id,
+        "via": inbound.via,
+        "topic_arn": inbound.topic_arn,
+        "kind": "notice" if alarm is None else "alarm",
+        "subject": (inbound.subject or "")[:255] or None,
+        "body": inbound.body,
+        "outcome": outcome,
+        "received_at": now,
+    }
 
 
 def apply_recorded(

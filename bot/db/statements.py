@@ -35,3 +35,25 @@ def insert_new_row(
     )
     row_id: int | None = db_session.scalar(statement)
     return row_id
+
+
+def insert_new_rows(
+    db_session: Session, model: type[Any], *, unique: str, rows: list[dict[str, Any]]
+) -> list[int | None]:
+    """Insert `rows` in one statement; for each, its id, or None when a row with the same
+    `unique` value exists already (or came earlier in `rows`)."""
+    if not rows:
+        return []
+    dialect = postgresql if db_session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = (
+        dialect.insert(model)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=[unique])
+        .returning(model.id, getattr(model, unique))
+    )
+    made = {value: row_id for row_id, value in db_session.execute(statement)}
+    ids: list[int | None] = []
+    for row in rows:
+        # Only its first occurrence takes the new row.
+        ids.append(made.pop(row[unique], None))
+    return ids

@@ -77,9 +77,9 @@ def check_table_and_exactly_once(table: str, data: dict[str, Any], out: Path) ->
     assert storm["pagerduty_incidents_per_alarm"]["min"] >= 1
 
     verdicts = {t["target"]: t["met"] for t in data["targets"]}
-    # ack 1, storm 4 (quiet Slack among them), edge 2; footprint 3 (idle RSS, time to
+    # ack 1, storm 5 (quiet Slack and the intake among them), edge 2; footprint 3 (idle RSS, time to
     # ready, the storm's peak); click 4
-    assert len(verdicts) == 14
+    assert len(verdicts) == 15
     assert sum("click" in target for target in verdicts) == 4
     assert verdicts["time to first page no worse than Alertmanager's"] is None  # skipped
     assert (out / "all-quick.png").exists() or "no chart" in table
