@@ -315,6 +315,12 @@ class IncidentActions:
         """Acknowledge, resolve, escalate or add a note, as `requester`."""
         with self.sessions() as db_session:
             incident = incidents.get(db_session, incident_id=incident_id)
+            # Read with it (one transaction); told only to someone with the right.
+            state_refusal = (
+                f"There is no incident #{incident_id}."
+                if incident is None
+                else self._refusal(db_session, incident, action)
+            )
         if incident is not None:
             why = self.missing_right(
                 incident,
@@ -325,12 +331,7 @@ class IncidentActions:
             if why is not None:
                 self.refuse(incident=incident, action=action, requester=requester, why=why)
                 return
-        with self.sessions() as db_session:
-            why = (
-                f"There is no incident #{incident_id}."
-                if incident is None
-                else self._refusal(db_session, incident, action)
-            )
+        why = state_refusal
         if incident is None or why is not None:
             self.refuse(
                 incident=incident or incident_id, action=action, requester=requester, why=str(why)
