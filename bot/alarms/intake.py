@@ -27,6 +27,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy import event, select, update
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
@@ -43,6 +44,7 @@ from bot.incidents.models import Incident
 from bot.observability.metrics import Metrics
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 ATTEMPTS = 3
 # What a notification recorded for later is answered.
 RECORDED = "recorded; applied in turn"
@@ -175,13 +177,16 @@ class AlarmIntake:
         rows = record_for_later(db_session, inbounds=inbounds, now=now)
         return [("duplicate", None) if row is None else (RECORDED, row) for row in rows]
 
-    def _record(self, inbounds: list[Inbound], work: _Work) -> list[str]:
+    def _committed(self, work: Callable[[Session, datetime], _T]) -> tuple[_T, datetime]:
+        """`work` in a transaction, committed; run again when another transaction got in
+        the way. Its result and the time it ran with."""
         for attempt in range(1, ATTEMPTS + 1):
             with self.sessions() as db_session:
                 now = self.clock.now()
                 try:
-                    done = work(db_session, inbounds, now)
+                    done = work(db_session, now)
                     db_session.commit()
+                    return done, now
                 except IntegrityError:
                     # Another transaction opened one of these alarms' incidents first:
                     # go again. (A redelivery of the same MessageId is not an error:
@@ -189,45 +194,46 @@ class AlarmIntake:
                     db_session.rollback()
                     if attempt == ATTEMPTS:
                         raise
-                    continue
                 except OperationalError as exc:
                     db_session.rollback()
                     # PostgreSQL deadlock or serialization failure: retry; else re-raise.
                     code = getattr(exc.orig, "sqlstate", None)
                     if code not in {"40001", "40P01"} or attempt == ATTEMPTS:
                         raise
-                    continue
-            later = [(row, now) for _, row in done if row is not None]
-            self._keep_pending(later)
-            if later:
-                # A storm's batch: one line, the ids to find each by.
+        raise AssertionError("unreachable")
+
+    def _record(self, inbounds: list[Inbound], work: _Work) -> list[str]:
+        done, now = self._committed(lambda db_session, now: work(db_session, inbounds, now))
+        later = [(row, now) for _, row in done if row is not None]
+        self._keep_pending(later)
+        if later:
+            # A storm's batch: one line, the ids to find each by.
+            log.info(
+                "%d notifications via %s recorded for later (%d duplicates)",
+                len(later),
+                inbounds[0].via,
+                len(inbounds) - len(later),
+                extra={
+                    "message_ids": [i.message_id for i in inbounds],
+                    "received_messages": [row for row, _ in later],
+                    "via": inbounds[0].via,
+                    "batch": len(inbounds),
+                },
+            )
+        else:
+            for inbound, (outcome, _) in zip(inbounds, done, strict=True):
                 log.info(
-                    "%d notifications via %s recorded for later (%d duplicates)",
-                    len(later),
-                    inbounds[0].via,
-                    len(inbounds) - len(later),
+                    "message %r via %s: %s",
+                    inbound.message_id,
+                    inbound.via,
+                    outcome,
                     extra={
-                        "message_ids": [i.message_id for i in inbounds],
-                        "received_messages": [row for row, _ in later],
-                        "via": inbounds[0].via,
+                        "message_id": inbound.message_id,
+                        "via": inbound.via,
                         "batch": len(inbounds),
                     },
                 )
-            else:
-                for inbound, (outcome, _) in zip(inbounds, done, strict=True):
-                    log.info(
-                        "message %r via %s: %s",
-                        inbound.message_id,
-                        inbound.via,
-                        outcome,
-                        extra={
-                            "message_id": inbound.message_id,
-                            "via": inbound.via,
-                            "batch": len(inbounds),
-                        },
-                    )
-            return [outcome for outcome, _ in done]
-        raise AssertionError("unreachable")
+        return [outcome for outcome, _ in done]
 
     # -- applying what was recorded for later ----------------------------------------------
 
@@ -290,26 +296,13 @@ class AlarmIntake:
         return 1
 
     def _apply(self, rows: list[_Pending]) -> list[str | None]:
-        for attempt in range(1, ATTEMPTS + 1):
-            with self.sessions() as db_session:
-                now = self.clock.now()
-                try:
-                    outcomes = [
-                        apply_recorded(db_session, received_id=row, config=self.config, now=now)
-                        for row, _ in rows
-                    ]
-                    db_session.commit()
-                    return outcomes
-                except IntegrityError:
-                    db_session.rollback()
-                    if attempt == ATTEMPTS:
-                        raise
-                except OperationalError as exc:
-                    db_session.rollback()
-                    code = getattr(exc.orig, "sqlstate", None)
-                    if code not in {"40001", "40P01"} or attempt == ATTEMPTS:
-                        raise
-        raise AssertionError("unreachable")
+        outcomes, _ = self._committed(
+            lambda db_session, now: [
+                apply_recorded(db_session, received_id=row, config=self.config, now=now)
+                for row, _ in rows
+            ]
+        )
+        return outcomes
 
     def _applied(self, rows: list[_Pending], outcomes: list[str | None]) -> None:
         self._done_pending(rows)
