@@ -55,6 +55,12 @@ def running_image(world: World, cluster: str) -> str:
     return str(task_definition["containerDefinitions"][0]["image"])
 
 
+def wait_until_running(world: World, cluster: str, tag: str) -> None:
+    """The deploy may outlive the submission's wait on a loaded machine (then it is answered
+    by message), so the test waits for the service rather than reading it once."""
+    wait_for(lambda: running_image(world, cluster) == world.image(tag))
+
+
 def counted(live: LiveService, modal: str, outcome: str) -> float:
     registry = live.runtime.metrics.registry
     value = registry.get_sample_value("opsbot_modals_total", {"modal": modal, "outcome": outcome})
@@ -153,7 +159,7 @@ def test_a_deploy_submitted_from_the_modal_deploys_like_the_typed_command(
     answer = modals.submit(opened.view, {service.TARGET: STAGING, service.TAG: "1.0.1"})
     assert not answer  # an empty ack: the modal closes
     assert modals.slack.open_views() == []
-    assert running_image(world, "staging") == world.image("1.0.1")
+    wait_until_running(world, "staging", "1.0.1")
     text = modals.answered(opened.response_url)
     assert "Deploy #1" in text and "started" in text
     [deployment] = deployments(live.runtime)
@@ -169,8 +175,8 @@ def test_a_double_submit_acts_once(modals: Modals, live: LiveService, world: Wor
     first = modals.submit_state(view, state)
     second = modals.submit_state(view, state)  # the same view, clicked again
     assert not first and not second
+    wait_until_running(world, "staging", "1.0.2")
     assert len(deployments(live.runtime)) == 1
-    assert running_image(world, "staging") == world.image("1.0.2")
     assert counted(live, "deploy", "duplicate") == 1
 
 
@@ -204,7 +210,7 @@ def test_an_unknown_tag_is_shown_on_the_tag_field_and_nothing_changes(
     # The form stays open: corrected, the same view goes through.
     answer = modals.submit(view, {service.TARGET: STAGING, service.TAG: "1.0.1"})
     assert not answer
-    assert running_image(world, "staging") == world.image("1.0.1")
+    wait_until_running(world, "staging", "1.0.1")
 
 
 def test_a_tag_deleted_while_the_modal_was_open_is_shown_on_the_tag_field(
