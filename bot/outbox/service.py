@@ -40,7 +40,8 @@ from bot.outbox.models import (
     Delivery,
     SlackMessage,
 )
-from bot.outbox.results import Job
+from bot.outbox.pacing import SLACK_UPDATES
+from bot.outbox.results import Job, MessageRef
 
 WAKE_FLAG = "outbox_wake"
 # In a Slack message's payload: when the click this update shows was made (ISO 8601).
@@ -190,7 +191,7 @@ def post_or_update(
     `parent_key`: a new message goes in that message's thread (see slack_message).
     Updates not yet sent coalesce: only the latest render goes out.
     """
-    slack_message(
+    owned = slack_message(
         db_session, key=key, channel=channel, now=now, new_key=new_key, parent_key=parent_key
     )
     _mark_dirty(db_session)
@@ -201,6 +202,27 @@ def post_or_update(
         pending = _unclaimed_pending(
             db_session, Delivery.kind == SLACK_MESSAGE, Delivery.message_key == key
         )
+        if _goes_at_once(
+            db_session, owned, order_key=order_key, priority=priority, pending=pending
+        ):
+            ref = MessageRef(owned.key, owned.channel, owned.channel_id, owned.ts)
+            if pending is None:
+                _add_to_send(
+                    db_session,
+                    now,
+                    at_once=True,
+                    kind=SLACK_MESSAGE,
+                    target=slack_target(channel),
+                    lane=SLACK_UPDATES,
+                    message=ref,
+                    order_key=order_key,
+                    message_key=key,
+                    payload=message,
+                    priority=priority,
+                )
+                return
+            if _claim_at_once(db_session, pending, message, ref, now=now):
+                return
     if pending is not None:
         # A click's time stays with the update that shows its effect (click_to_effect).
         clicked_at = pending.payload.get(CLICKED_AT)
@@ -218,6 +240,70 @@ def post_or_update(
         payload=message,
         priority=priority,
     )
+
+
+def _goes_at_once(
+    db_session: Session,
+    owned: SlackMessage,
+    *,
+    order_key: str,
+    priority: int,
+    pending: Delivery | None,
+) -> bool:
+    """A click's effect on a posted message with nothing of it on its way (at most
+    the unclaimed update it replaces): it may leave right after the commit."""
+    if priority != PERSON or owned.ts is None or owned.channel_id is None:
+        return False
+    owed = select(func.count()).where(Delivery.order_key == order_key, Delivery.status == PENDING)
+    return db_session.scalar(owed) == (0 if pending is None else 1)
+
+
+def _claim_at_once(
+    db_session: Session, row: Delivery, payload: dict[str, Any], ref: MessageRef, *, now: datetime
+) -> bool:
+    """Put `payload` in the unclaimed update `row` and claim it for sending after the
+    commit (bot/outbox/express.py); False when that may not be (the caller folds)."""
+    claimant = express.claimant_of(db_session)
+    if claimant is None:
+        return False
+    lease_until = claimant.lease_until(target=SLACK_UPDATES, order_key=row.order_key, now=now)
+    if lease_until is None:
+        return False
+    claimed = update_rows(
+        db_session,
+        update(Delivery)
+        .where(
+            Delivery.id == row.id,
+            Delivery.version == row.version,
+            Delivery.status == PENDING,
+            Delivery.claimed_by.is_(None),
+        )
+        .values(
+            payload=payload,
+            priority=PERSON,
+            claimed_by=claimant.instance_id,
+            claimed_until=lease_until,
+            attempts=Delivery.attempts + 1,
+            version=Delivery.version + 1,
+            updated_at=now,
+        ),
+    )
+    if claimed != 1:
+        return False
+    attempts = row.attempts + 1
+    db_session.expire(row)
+    job = Job(
+        row.id,
+        SLACK_MESSAGE,
+        row.target,
+        dict(payload),
+        attempts,
+        ref,
+        created_at=now,
+        lane=SLACK_UPDATES,
+    )
+    express.note_claimed(db_session, job, row.order_key)
+    return True
 
 
 def reply_in_thread(
@@ -344,16 +430,19 @@ def _add_to_send(
     kind: str,
     target: str,
     order_key: str,
+    lane: str | None = None,
+    message: MessageRef | None = None,
     **values: Any,
 ) -> None:
     """Add a delivery: claimed for sending straight after the commit
     (bot/outbox/express.py) when the caller says it may go `at_once` (nothing
     pending before it under its order key), this session has a claimant and its
-    target is not being paced; else for the worker, woken after the commit."""
+    `lane` (by default its target) is not being paced; else for the worker,
+    woken after the commit. `message`: the Slack message it posts or updates."""
     claimant = express.claimant_of(db_session)
     lease_until = None
     if claimant is not None and at_once:
-        lease_until = claimant.lease_until(target=target, order_key=order_key, now=now)
+        lease_until = claimant.lease_until(target=lane or target, order_key=order_key, now=now)
     if claimant is None or lease_until is None:
         _mark_dirty(db_session)
         _add(db_session, now, kind=kind, target=target, order_key=order_key, **values)
@@ -370,7 +459,9 @@ def _add_to_send(
         version=1,
         **values,
     )
-    job = Job(row.id, kind, target, dict(row.payload), row.attempts, None, created_at=now)
+    job = Job(
+        row.id, kind, target, dict(row.payload), row.attempts, message, created_at=now, lane=lane
+    )
     express.note_claimed(db_session, job, order_key)
 
 

@@ -1,4 +1,5 @@
-"""A page claimed in the transaction that records it, and sent right after its commit."""
+"""A page, or a click's update of a posted message, claimed in the transaction that records
+it and sent right after its commit."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import sqlalchemy as sa
 from bot.alarms.service import Inbound, receive
 from bot.clock import ManualClock
 from bot.outbox import service as outbox
-from bot.outbox.models import PAGERDUTY_EVENT, SENT, Delivery
+from bot.outbox.models import PAGERDUTY_EVENT, PERSON, SENT, SLACK_MESSAGE, Delivery
+from bot.outbox.pacing import SLACK_UPDATES
 from bot.outbox.worker import OutboxWorker
 from sandbox.alarms import alarm_message
 from sandbox.pagerduty import PagerDutyEmulator
@@ -125,3 +127,115 @@ def test_a_page_claimed_by_a_process_that_stops_goes_out_once_its_lease_ends(
         other.stop()
     assert [e["event_action"] for e in pagerduty.events] == ["trigger"]
     assert len(pagerduty.incidents) == 1
+
+
+# -- a click's effect on a posted message --------------------------------------------------
+
+
+def posted_message(db: sa.orm.Session, now: datetime, key: str = "incident:1") -> None:
+    message = outbox.slack_message(db, key=key, channel="#alerts", now=now)
+    message.ts, message.channel_id = "1700000000.000100", "C0ALERTS"
+    db.flush()
+
+
+def updates(db: sa.orm.Session) -> list[tuple[str, int, str | None]]:
+    rows = db.scalars(
+        sa.select(Delivery).where(Delivery.kind == SLACK_MESSAGE).order_by(Delivery.id)
+    )
+    return [(r.payload["text"], r.priority, r.claimed_by) for r in rows]
+
+
+def test_a_click_s_update_of_a_posted_message_is_claimed_before_its_commit(
+    service: LiveService,
+) -> None:
+    runtime = service.runtime
+    me = runtime.outbox.instance_id
+    with runtime.sessions() as db:
+        now = runtime.clock.now()
+        posted_message(db, now)
+        outbox.post_or_update(
+            db,
+            key="incident:1",
+            channel="#alerts",
+            message={"text": "acked"},
+            now=now,
+            priority=PERSON,
+        )
+        db.flush()
+        assert updates(db) == [("acked", PERSON, me)]
+        db.rollback()
+
+    with runtime.sessions() as db:
+        # The transaction had already queued a plain update of the message: the
+        # click's render replaces it and that row is the one claimed.
+        posted_message(db, now)
+        outbox.post_or_update(
+            db, key="incident:1", channel="#alerts", message={"text": "plain"}, now=now
+        )
+        outbox.post_or_update(
+            db,
+            key="incident:1",
+            channel="#alerts",
+            message={"text": "acked"},
+            now=now,
+            priority=PERSON,
+        )
+        db.flush()
+        assert updates(db) == [("acked", PERSON, me)]
+        db.rollback()
+
+
+def test_a_click_s_update_waits_its_turn_behind_another_on_its_way_or_a_paused_tier(
+    service: LiveService,
+) -> None:
+    runtime = service.runtime
+    me = runtime.outbox.instance_id
+    with runtime.sessions() as db:
+        now = runtime.clock.now()
+        posted_message(db, now)
+        # An update already claimed (on the wire): the click's is folded for the worker.
+        outbox.post_or_update(
+            db,
+            key="incident:1",
+            channel="#alerts",
+            message={"text": "first"},
+            now=now,
+            priority=PERSON,
+        )
+        outbox.post_or_update(
+            db,
+            key="incident:1",
+            channel="#alerts",
+            message={"text": "second"},
+            now=now,
+            priority=PERSON,
+        )
+        db.flush()
+        assert updates(db) == [("first", PERSON, me), ("second", PERSON, None)]
+        db.rollback()
+
+    runtime.outbox.pacer.pause(SLACK_UPDATES, 60)
+    with runtime.sessions() as db:
+        posted_message(db, now)
+        outbox.post_or_update(
+            db,
+            key="incident:1",
+            channel="#alerts",
+            message={"text": "acked"},
+            now=now,
+            priority=PERSON,
+        )
+        db.flush()
+        assert updates(db) == [("acked", PERSON, None)]
+        # A message not yet posted is the worker's to post (it may thread or find it).
+        outbox.post_or_update(
+            db,
+            key="incident:2",
+            channel="#alerts",
+            message={"text": "new"},
+            now=now,
+            priority=PERSON,
+        )
+        db.flush()
+        assert updates(db)[-1] == ("new", PERSON, None)
+        db.rollback()
