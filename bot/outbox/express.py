@@ -1,6 +1,7 @@
 """Pages and answers that leave the moment they are committed, not at the worker's next pass.
 
-A new PagerDuty trigger, or an answer through a response_url, is written
+A new PagerDuty trigger, an answer through a response_url, a person's
+PagerDuty REST call or a click's update of a posted Slack message is written
 already claimed by this process's outbox worker (a lease, like the worker's own
 claims) when nothing else is pending under its order key and its target is not
 being paced; right after the commit the worker sends it. Should the process die
@@ -11,8 +12,9 @@ opening a second incident).
 It saves each of them the worker's wake-up, its query for due work and its
 claim: for the first page of a storm, time spent next to the following alarms'
 transactions; under a flood of clicks, two transactions per answer.
-Slack messages and thread replies are left to the worker, which folds their
-pending updates together.
+Other Slack messages and thread replies are left to the worker, which folds
+their pending updates together (a click's update that finds another of its
+message still on its way is folded too).
 """
 
 from __future__ import annotations
