@@ -277,6 +277,8 @@ def _claim_at_once(
             Delivery.version == row.version,
             Delivery.status == PENDING,
             Delivery.claimed_by.is_(None),
+            # Not one waiting out a backoff after a failed attempt.
+            Delivery.not_before <= now,
         )
         .values(
             payload=payload,

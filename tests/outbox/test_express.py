@@ -214,6 +214,26 @@ def test_a_click_s_update_waits_its_turn_behind_another_on_its_way_or_a_paused_t
         assert updates(db) == [("first", PERSON, me), ("second", PERSON, None)]
         db.rollback()
 
+    with runtime.sessions() as db:
+        # An update waiting out its backoff after a failed attempt keeps waiting.
+        posted_message(db, now)
+        outbox.post_or_update(
+            db, key="incident:1", channel="#alerts", message={"text": "plain"}, now=now
+        )
+        db.flush()
+        db.execute(sa.update(Delivery).values(not_before=now + timedelta(seconds=30)))
+        outbox.post_or_update(
+            db,
+            key="incident:1",
+            channel="#alerts",
+            message={"text": "acked"},
+            now=now,
+            priority=PERSON,
+        )
+        db.flush()
+        assert updates(db) == [("acked", PERSON, None)]
+        db.rollback()
+
     runtime.outbox.pacer.pause(SLACK_UPDATES, 60)
     with runtime.sessions() as db:
         posted_message(db, now)
