@@ -41,17 +41,22 @@ def insert_new_rows(
     db_session: Session, model: type[Any], *, unique: str, rows: list[dict[str, Any]]
 ) -> list[int | None]:
     """Insert `rows` in one statement; for each, its id, or None when a row with the same
-    `unique` value exists already (or came earlier in `rows`)."""
+    `unique` value exists already (or came earlier in `rows`).
+
+    The rows go as parameters of a one-row statement, which SQLAlchemy sends as one
+    multi-row INSERT ("insertmanyvalues"): compiled once for every batch size,
+    where rows written into the statement made each size a statement of its own
+    to compile (measured: about a third of the CPU).
+    """
     if not rows:
         return []
     dialect = postgresql if db_session.get_bind().dialect.name == "postgresql" else sqlite
     statement = (
         dialect.insert(model)
-        .values(rows)
         .on_conflict_do_nothing(index_elements=[unique])
         .returning(model.id, getattr(model, unique))
     )
-    made = {value: row_id for row_id, value in db_session.execute(statement)}
+    made = {value: row_id for row_id, value in db_session.execute(statement, rows)}
     ids: list[int | None] = []
     for row in rows:
         # Only its first occurrence takes the new row.
