@@ -20,7 +20,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, func, select, update
+from sqlalchemy import ColumnElement, Update, case, func, select, update
 from sqlalchemy.orm import Session
 
 from bot.db.statements import update_rows
@@ -91,6 +91,17 @@ def _lift_earlier(db_session: Session, *, order_key: str, priority: int) -> None
     )
 
 
+def _if_unchanged(row: Delivery) -> Update:
+    """An UPDATE of `row` that applies only while it is as it was read: pending,
+    unclaimed, at the same version (else a worker or another transaction has it)."""
+    return update(Delivery).where(
+        Delivery.id == row.id,
+        Delivery.version == row.version,
+        Delivery.status == PENDING,
+        Delivery.claimed_by.is_(None),
+    )
+
+
 def _replace_payload(
     db_session: Session,
     row: Delivery,
@@ -105,14 +116,7 @@ def _replace_payload(
     """
     changed = update_rows(
         db_session,
-        update(Delivery)
-        .where(
-            Delivery.id == row.id,
-            Delivery.version == row.version,
-            Delivery.status == PENDING,
-            Delivery.claimed_by.is_(None),
-        )
-        .values(
+        _if_unchanged(row).values(
             payload=payload,
             priority=_more_urgent(priority),
             version=Delivery.version + 1,
@@ -271,15 +275,9 @@ def _claim_at_once(
         return False
     claimed = update_rows(
         db_session,
-        update(Delivery)
-        .where(
-            Delivery.id == row.id,
-            Delivery.version == row.version,
-            Delivery.status == PENDING,
-            Delivery.claimed_by.is_(None),
-            # Not one waiting out a backoff after a failed attempt.
-            Delivery.not_before <= now,
-        )
+        _if_unchanged(row)
+        # Not one waiting out a backoff after a failed attempt.
+        .where(Delivery.not_before <= now)
         .values(
             payload=payload,
             priority=PERSON,
@@ -476,14 +474,9 @@ def cancel_pagerduty_event(
         return False
     changed = update_rows(
         db_session,
-        update(Delivery)
-        .where(
-            Delivery.id == pending.id,
-            Delivery.version == pending.version,
-            Delivery.status == PENDING,
-            Delivery.claimed_by.is_(None),
-        )
-        .values(status=CANCELLED, version=Delivery.version + 1, updated_at=now),
+        _if_unchanged(pending).values(
+            status=CANCELLED, version=Delivery.version + 1, updated_at=now
+        ),
     )
     return changed == 1
 

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from bot.alarms.service import Inbound, receive
 from bot.clock import ManualClock
 from bot.outbox import service as outbox
-from bot.outbox.models import PAGERDUTY_EVENT, PERSON, SENT, SLACK_MESSAGE, Delivery
+from bot.outbox.models import BULK, PAGERDUTY_EVENT, PERSON, SENT, SLACK_MESSAGE, Delivery
 from bot.outbox.pacing import SLACK_UPDATES
 from bot.outbox.worker import OutboxWorker
 from sandbox.alarms import alarm_message
@@ -138,6 +138,21 @@ def posted_message(db: sa.orm.Session, now: datetime, key: str = "incident:1") -
     db.flush()
 
 
+def update(
+    db: sa.orm.Session, text: str, now: datetime, *, clicked: bool = True, key: str = "incident:1"
+) -> None:
+    """An update of the message under `key`: a click's (PERSON) or a plain one."""
+    outbox.post_or_update(
+        db,
+        key=key,
+        channel="#alerts",
+        message={"text": text},
+        now=now,
+        priority=PERSON if clicked else BULK,
+    )
+    db.flush()
+
+
 def updates(db: sa.orm.Session) -> list[tuple[str, int, str | None]]:
     rows = db.scalars(
         sa.select(Delivery).where(Delivery.kind == SLACK_MESSAGE).order_by(Delivery.id)
@@ -153,15 +168,7 @@ def test_a_click_s_update_of_a_posted_message_is_claimed_before_its_commit(
     with runtime.sessions() as db:
         now = runtime.clock.now()
         posted_message(db, now)
-        outbox.post_or_update(
-            db,
-            key="incident:1",
-            channel="#alerts",
-            message={"text": "acked"},
-            now=now,
-            priority=PERSON,
-        )
-        db.flush()
+        update(db, "acked", now)
         assert updates(db) == [("acked", PERSON, me)]
         db.rollback()
 
@@ -169,18 +176,8 @@ def test_a_click_s_update_of_a_posted_message_is_claimed_before_its_commit(
         # The transaction had already queued a plain update of the message: the
         # click's render replaces it and that row is the one claimed.
         posted_message(db, now)
-        outbox.post_or_update(
-            db, key="incident:1", channel="#alerts", message={"text": "plain"}, now=now
-        )
-        outbox.post_or_update(
-            db,
-            key="incident:1",
-            channel="#alerts",
-            message={"text": "acked"},
-            now=now,
-            priority=PERSON,
-        )
-        db.flush()
+        update(db, "plain", now, clicked=False)
+        update(db, "acked", now)
         assert updates(db) == [("acked", PERSON, me)]
         db.rollback()
 
@@ -193,69 +190,27 @@ def test_a_click_s_update_waits_its_turn_behind_another_on_its_way_or_a_paused_t
     with runtime.sessions() as db:
         now = runtime.clock.now()
         posted_message(db, now)
-        # An update already claimed (on the wire): the click's is folded for the worker.
-        outbox.post_or_update(
-            db,
-            key="incident:1",
-            channel="#alerts",
-            message={"text": "first"},
-            now=now,
-            priority=PERSON,
-        )
-        outbox.post_or_update(
-            db,
-            key="incident:1",
-            channel="#alerts",
-            message={"text": "second"},
-            now=now,
-            priority=PERSON,
-        )
-        db.flush()
+        # An update already claimed (on the wire): the click's waits for the worker.
+        update(db, "first", now)
+        update(db, "second", now)
         assert updates(db) == [("first", PERSON, me), ("second", PERSON, None)]
         db.rollback()
 
     with runtime.sessions() as db:
         # An update waiting out its backoff after a failed attempt keeps waiting.
         posted_message(db, now)
-        outbox.post_or_update(
-            db, key="incident:1", channel="#alerts", message={"text": "plain"}, now=now
-        )
-        db.flush()
+        update(db, "plain", now, clicked=False)
         db.execute(sa.update(Delivery).values(not_before=now + timedelta(seconds=30)))
-        outbox.post_or_update(
-            db,
-            key="incident:1",
-            channel="#alerts",
-            message={"text": "acked"},
-            now=now,
-            priority=PERSON,
-        )
-        db.flush()
+        update(db, "acked", now)
         assert updates(db) == [("acked", PERSON, None)]
         db.rollback()
 
     runtime.outbox.pacer.pause(SLACK_UPDATES, 60)
     with runtime.sessions() as db:
         posted_message(db, now)
-        outbox.post_or_update(
-            db,
-            key="incident:1",
-            channel="#alerts",
-            message={"text": "acked"},
-            now=now,
-            priority=PERSON,
-        )
-        db.flush()
+        update(db, "acked", now)
         assert updates(db) == [("acked", PERSON, None)]
         # A message not yet posted is the worker's to post (it may thread or find it).
-        outbox.post_or_update(
-            db,
-            key="incident:2",
-            channel="#alerts",
-            message={"text": "new"},
-            now=now,
-            priority=PERSON,
-        )
-        db.flush()
+        update(db, "new", now, key="incident:2")
         assert updates(db)[-1] == ("new", PERSON, None)
         db.rollback()
