@@ -359,7 +359,10 @@ class OutboxWorker:
         if self._pool is None or self._stop.is_set():
             return None
         with self._lock:
-            if order_key in self._in_flight:
+            # Only when a sender is free: a delivery claimed now but sent after
+            # others queued before it would spend its share of the pace early,
+            # and calls bunched up that way draw 429s.
+            if order_key in self._in_flight or len(self._in_flight) >= self.settings.workers:
                 return None
         if not self.pacer.take(target):
             return None

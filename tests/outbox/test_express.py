@@ -3,6 +3,7 @@ it and sent right after its commit."""
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
@@ -11,7 +12,8 @@ from bot.alarms.service import Inbound, receive
 from bot.clock import ManualClock
 from bot.outbox import service as outbox
 from bot.outbox.models import BULK, PAGERDUTY_EVENT, PERSON, SENT, SLACK_MESSAGE, Delivery
-from bot.outbox.pacing import SLACK_UPDATES
+from bot.outbox.pacing import SLACK_UPDATES, Pacer
+from bot.outbox.results import Job, Result, Sent
 from bot.outbox.worker import OutboxWorker
 from sandbox.alarms import alarm_message
 from sandbox.pagerduty import PagerDutyEmulator
@@ -214,3 +216,35 @@ def test_a_click_s_update_waits_its_turn_behind_another_on_its_way_or_a_paused_t
         update(db, "new", now, key="incident:2")
         assert updates(db)[-1] == ("new", PERSON, None)
         db.rollback()
+
+
+def test_nothing_is_claimed_at_once_while_every_sender_is_busy(service: LiveService) -> None:
+    runtime = service.runtime
+    gate = threading.Event()
+
+    def slow(job: Job) -> Result:
+        gate.wait(30)
+        return Sent()
+
+    settings = runtime.config.delivery.model_copy(update={"workers": 1})
+    worker = OutboxWorker(
+        sessions=runtime.sessions,
+        senders={SLACK_MESSAGE: slow},
+        pacer=Pacer(lambda lane: (100.0, 100.0)),
+        settings=settings,
+        instance_id="one-sender",
+        metrics=runtime.metrics,
+    )
+    worker.start()
+    try:
+        now = runtime.clock.now()
+        assert worker.lease_until(target="slack:#alerts", order_key="slack:a", now=now)
+        job = Job(0, SLACK_MESSAGE, "slack:#alerts", {"text": "a"}, 1, None)
+        worker.send_claimed([(job, "slack:a")])  # the only sender is busy with it
+        # Claimed now, it would wait behind that one with its share of the pace spent.
+        assert worker.lease_until(target="slack:#alerts", order_key="slack:b", now=now) is None
+        gate.set()
+        wait_for(lambda: worker.lease_until(target="slack:#alerts", order_key="slack:b", now=now))
+    finally:
+        gate.set()
+        worker.stop()
