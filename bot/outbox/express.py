@@ -3,8 +3,9 @@
 A new PagerDuty trigger, an answer through a response_url, a person's
 PagerDuty REST call or a click's update of a posted Slack message is written
 already claimed by this process's outbox worker (a lease, like the worker's own
-claims) when nothing else is pending under its order key and its target is not
-being paced; right after the commit the worker sends it. Should the process die
+claims) when nothing else is pending under its order key, its target is not
+being paced and one of the worker's senders is free; right after the commit the
+worker sends it. Should the process die
 in between, the lease runs out and any instance's worker sends it then, as it
 would any claimed delivery (PagerDuty's dedup key keeps a second trigger from
 opening a second incident).
