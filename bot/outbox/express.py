@@ -5,10 +5,9 @@ PagerDuty REST call or a click's update of a posted Slack message is written
 already claimed by this process's outbox worker (a lease, like the worker's own
 claims) when nothing else is pending under its order key, its target is not
 being paced and one of the worker's senders is free; right after the commit the
-worker sends it. Should the process die
-in between, the lease runs out and any instance's worker sends it then, as it
-would any claimed delivery (PagerDuty's dedup key keeps a second trigger from
-opening a second incident).
+worker sends it. Should the process die in between, the lease runs out and any
+instance's worker sends it then, as it would any claimed delivery (PagerDuty's
+dedup key keeps a second trigger from opening a second incident).
 
 It saves each of them the worker's wake-up, its query for due work and its
 claim: for the first page of a storm, time spent next to the following alarms'

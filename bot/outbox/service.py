@@ -200,33 +200,23 @@ def post_or_update(
     )
     _mark_dirty(db_session)
     order_key = f"slack:{key}"
+    ref = MessageRef(owned.key, owned.channel, owned.channel_id, owned.ts)
     pending = None
+    at_once = False
     if not new_key:
         _lift_earlier(db_session, order_key=order_key, priority=priority)
         pending = _unclaimed_pending(
             db_session, Delivery.kind == SLACK_MESSAGE, Delivery.message_key == key
         )
-        if _goes_at_once(
+        at_once = _goes_at_once(
             db_session, owned, order_key=order_key, priority=priority, pending=pending
+        )
+        if (
+            at_once
+            and pending is not None
+            and _claim_at_once(db_session, pending, message, ref, now=now)
         ):
-            ref = MessageRef(owned.key, owned.channel, owned.channel_id, owned.ts)
-            if pending is None:
-                _add_to_send(
-                    db_session,
-                    now,
-                    at_once=True,
-                    kind=SLACK_MESSAGE,
-                    target=slack_target(channel),
-                    lane=SLACK_UPDATES,
-                    message=ref,
-                    order_key=order_key,
-                    message_key=key,
-                    payload=message,
-                    priority=priority,
-                )
-                return
-            if _claim_at_once(db_session, pending, message, ref, now=now):
-                return
+            return
     if pending is not None:
         # A click's time stays with the update that shows its effect (click_to_effect).
         clicked_at = pending.payload.get(CLICKED_AT)
@@ -234,11 +224,14 @@ def post_or_update(
             message = {**message, CLICKED_AT: clicked_at}
         if _replace_payload(db_session, pending, message, now, priority=priority):
             return
-    _add(
+    _add_to_send(
         db_session,
         now,
+        at_once=at_once and pending is None,
         kind=SLACK_MESSAGE,
         target=slack_target(channel),
+        lane=SLACK_UPDATES,
+        message=ref,
         order_key=order_key,
         message_key=key,
         payload=message,
@@ -267,12 +260,10 @@ def _claim_at_once(
 ) -> bool:
     """Put `payload` in the unclaimed update `row` and claim it for sending after the
     commit (bot/outbox/express.py); False when that may not be (the caller folds)."""
-    claimant = express.claimant_of(db_session)
-    if claimant is None:
+    lease = _express_lease(db_session, lane=SLACK_UPDATES, order_key=row.order_key, now=now)
+    if lease is None:
         return False
-    lease_until = claimant.lease_until(target=SLACK_UPDATES, order_key=row.order_key, now=now)
-    if lease_until is None:
-        return False
+    claimant, lease_until = lease
     claimed = update_rows(
         db_session,
         _if_unchanged(row)
@@ -290,18 +281,17 @@ def _claim_at_once(
     )
     if claimed != 1:
         return False
-    attempts = row.attempts + 1
-    db_session.expire(row)
     job = Job(
         row.id,
         SLACK_MESSAGE,
         row.target,
         dict(payload),
-        attempts,
+        row.attempts + 1,
         ref,
         created_at=now,
         lane=SLACK_UPDATES,
     )
+    db_session.expire(row)
     express.note_claimed(db_session, job, row.order_key)
     return True
 
@@ -439,14 +429,16 @@ def _add_to_send(
     pending before it under its order key), this session has a claimant and its
     `lane` (by default its target) is not being paced; else for the worker,
     woken after the commit. `message`: the Slack message it posts or updates."""
-    claimant = express.claimant_of(db_session)
-    lease_until = None
-    if claimant is not None and at_once:
-        lease_until = claimant.lease_until(target=lane or target, order_key=order_key, now=now)
-    if claimant is None or lease_until is None:
+    lease = (
+        _express_lease(db_session, lane=lane or target, order_key=order_key, now=now)
+        if at_once
+        else None
+    )
+    if lease is None:
         _mark_dirty(db_session)
         _add(db_session, now, kind=kind, target=target, order_key=order_key, **values)
         return
+    claimant, lease_until = lease
     row = _add(
         db_session,
         now,
@@ -463,6 +455,18 @@ def _add_to_send(
         row.id, kind, target, dict(row.payload), row.attempts, message, created_at=now, lane=lane
     )
     express.note_claimed(db_session, job, order_key)
+
+
+def _express_lease(
+    db_session: Session, *, lane: str, order_key: str, now: datetime
+) -> tuple[express.Claimant, datetime] | None:
+    """This session's claimant and the end of its lease on a delivery under
+    `order_key` in `lane`, or None: the delivery waits for the worker."""
+    claimant = express.claimant_of(db_session)
+    if claimant is None:
+        return None
+    lease_until = claimant.lease_until(target=lane, order_key=order_key, now=now)
+    return None if lease_until is None else (claimant, lease_until)
 
 
 def cancel_pagerduty_event(

@@ -207,20 +207,23 @@ class OutboxWorker:
 
     # -- choosing work -------------------------------------------------------
 
-    def _pending(self, waiting: Collection[str]) -> ColumnElement[bool]:
-        """Pending deliveries of this worker's kinds in lanes not being paced."""
-        criteria = [Delivery.status == PENDING, Delivery.kind.in_(list(self.kinds))]
-        if waiting:
-            criteria.append(lane_of().not_in(list(waiting)))
+    def _pending(self, *, paced_lanes: bool) -> ColumnElement[bool]:
+        """Pending deliveries of this worker's kinds in lanes not being paced (those
+        bound as `waiting` when there are any)."""
+        criteria = [Delivery.status == PENDING, Delivery.kind.in_(sorted(self.kinds))]
+        if paced_lanes:
+            criteria.append(lane_of().not_in(bindparam("waiting", expanding=True)))
         return and_(*criteria)
+
+    @staticmethod
+    def _values(waiting: Collection[str], **values: Any) -> dict[str, Any]:
+        return {**values, "waiting": list(waiting)} if waiting else values
 
     def _due(
         self, db_session: Session, now: datetime, *, waiting: Collection[str], limit: int
     ) -> list[tuple[Delivery, str]]:
         query = self._due_query(paced_lanes=bool(waiting))
-        values: dict[str, Any] = {"now": now, "limit": limit}
-        if waiting:
-            values["waiting"] = list(waiting)
+        values = self._values(waiting, now=now, limit=limit)
         return [(row, str(lane)) for row, lane in db_session.execute(query, values)]
 
     def _due_query(self, *, paced_lanes: bool) -> Select[Delivery, str]:
@@ -244,13 +247,10 @@ class OutboxWorker:
                 or_(Delivery.kind == SLACK_MESSAGE, earlier.not_before > now),
             ),
         )
-        criteria = [Delivery.status == PENDING, Delivery.kind.in_(shape[1])]
-        if paced_lanes:
-            criteria.append(lane_of().not_in(bindparam("waiting", expanding=True)))
         query = (
             select(Delivery, lane_of())
             .where(
-                *criteria,
+                self._pending(paced_lanes=paced_lanes),
                 Delivery.not_before <= now,
                 or_(Delivery.claimed_by.is_(None), Delivery.claimed_until < now),
                 ~blocked,
@@ -263,8 +263,9 @@ class OutboxWorker:
         return query
 
     def _next_due_s(self, db_session: Session, now: datetime, waiting: Collection[str]) -> float:
-        query = select(func.min(Delivery.not_before)).where(self._pending(waiting))
-        soonest = db_session.scalar(query)
+        paced_lanes = bool(waiting)
+        query = select(func.min(Delivery.not_before)).where(self._pending(paced_lanes=paced_lanes))
+        soonest = db_session.scalar(query, self._values(waiting))
         if soonest is None:
             return self.settings.poll_interval_s
         return max(0.0, (soonest - now).total_seconds())

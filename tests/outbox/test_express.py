@@ -4,6 +4,8 @@ it and sent right after its commit."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
@@ -162,60 +164,56 @@ def updates(db: sa.orm.Session) -> list[tuple[str, int, str | None]]:
     return [(r.payload["text"], r.priority, r.claimed_by) for r in rows]
 
 
+@contextmanager
+def posted(service: LiveService) -> Iterator[tuple[sa.orm.Session, datetime]]:
+    """A transaction in which the message under incident:1 is posted; rolled back after."""
+    with service.runtime.sessions() as db:
+        now = service.runtime.clock.now()
+        posted_message(db, now)
+        yield db, now
+        db.rollback()
+
+
 def test_a_click_s_update_of_a_posted_message_is_claimed_before_its_commit(
     service: LiveService,
 ) -> None:
-    runtime = service.runtime
-    me = runtime.outbox.instance_id
-    with runtime.sessions() as db:
-        now = runtime.clock.now()
-        posted_message(db, now)
+    me = service.runtime.outbox.instance_id
+    with posted(service) as (db, now):
         update(db, "acked", now)
         assert updates(db) == [("acked", PERSON, me)]
-        db.rollback()
 
-    with runtime.sessions() as db:
+    with posted(service) as (db, now):
         # The transaction had already queued a plain update of the message: the
         # click's render replaces it and that row is the one claimed.
-        posted_message(db, now)
         update(db, "plain", now, clicked=False)
         update(db, "acked", now)
         assert updates(db) == [("acked", PERSON, me)]
-        db.rollback()
 
 
 def test_a_click_s_update_waits_its_turn_behind_another_on_its_way_or_a_paused_tier(
     service: LiveService,
 ) -> None:
-    runtime = service.runtime
-    me = runtime.outbox.instance_id
-    with runtime.sessions() as db:
-        now = runtime.clock.now()
-        posted_message(db, now)
+    me = service.runtime.outbox.instance_id
+    with posted(service) as (db, now):
         # An update already claimed (on the wire): the click's waits for the worker.
         update(db, "first", now)
         update(db, "second", now)
         assert updates(db) == [("first", PERSON, me), ("second", PERSON, None)]
-        db.rollback()
 
-    with runtime.sessions() as db:
+    with posted(service) as (db, now):
         # An update waiting out its backoff after a failed attempt keeps waiting.
-        posted_message(db, now)
         update(db, "plain", now, clicked=False)
         db.execute(sa.update(Delivery).values(not_before=now + timedelta(seconds=30)))
         update(db, "acked", now)
         assert updates(db) == [("acked", PERSON, None)]
-        db.rollback()
 
-    runtime.outbox.pacer.pause(SLACK_UPDATES, 60)
-    with runtime.sessions() as db:
-        posted_message(db, now)
+    service.runtime.outbox.pacer.pause(SLACK_UPDATES, 60)
+    with posted(service) as (db, now):
         update(db, "acked", now)
         assert updates(db) == [("acked", PERSON, None)]
         # A message not yet posted is the worker's to post (it may thread or find it).
         update(db, "new", now, key="incident:2")
         assert updates(db)[-1] == ("new", PERSON, None)
-        db.rollback()
 
 
 def test_nothing_is_claimed_at_once_while_every_sender_is_busy(service: LiveService) -> None:
