@@ -422,16 +422,15 @@ class IncidentActions:
         """An incident PagerDuty has no part in changes in opsbot only."""
         now = self.clock.now()
         by, where = requester.display, requester.where
-        if action == ACKNOWLEDGE:
-            flows.acknowledge(db_session, incident=incident, by=by, at=now, now=now, via=where)
-        elif action == RESOLVE:
-            flows.resolve(
-                db_session, incident=incident, by=by, at=now, now=now, via=where, note=text
-            )
-        if requester.clicked_at is not None:
-            flows.sync_message(
-                db_session, incident=incident, now=now, clicked_at=requester.clicked_at
-            )
+        with flows.message_updated_once(
+            db_session, incident=incident, now=now, clicked_at=requester.clicked_at
+        ):
+            if action == ACKNOWLEDGE:
+                flows.acknowledge(db_session, incident=incident, by=by, at=now, now=now, via=where)
+            elif action == RESOLVE:
+                flows.resolve(
+                    db_session, incident=incident, by=by, at=now, now=now, via=where, note=text
+                )
         audit.record(
             db_session,
             at=now,

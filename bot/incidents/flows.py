@@ -5,8 +5,10 @@ Everything here goes through the outbox in the caller's transaction.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -406,8 +408,45 @@ def schedule_due_jobs(db_session: Session, *, incident: Incident) -> None:
 # -- what people (or PagerDuty) do to an incident -------------------------------------------
 
 
+# Session.info: incidents whose message a caller updates once, on leaving
+# `message_updated_once`, mapped to whether a change inside asked for it.
+_UPDATE_ON_LEAVING = "incident_message_update_on_leaving"
+
+
+@contextlib.contextmanager
+def message_updated_once(
+    db_session: Session,
+    *,
+    incident: Incident,
+    now: datetime,
+    clicked_at: datetime | None = None,
+    always: bool = False,
+) -> Iterator[None]:
+    """The changes made inside update the incident's message once, on leaving.
+
+    Each change alone would render and queue the message (and its pinned copy);
+    a click's answer makes one or two changes and then shows their effect. The
+    update is made when a change asked for it, when `clicked_at` says a click's
+    effect is shown (in the PERSON lane), or `always` (the caller changed what the
+    message shows without a change of its own, as PagerDuty's fields).
+    """
+    owed = db_session.info.setdefault(_UPDATE_ON_LEAVING, {})
+    owed[incident.id] = False
+    try:
+        yield
+        changed = owed[incident.id]
+    finally:
+        del owed[incident.id]
+    if changed or always or clicked_at is not None:
+        sync_message(db_session, incident=incident, now=now, clicked_at=clicked_at)
+
+
 def _changed(db_session: Session, *, incident: Incident, now: datetime) -> None:
     incident.updated_at = now
+    owed = db_session.info.get(_UPDATE_ON_LEAVING, {})
+    if incident.id in owed:
+        owed[incident.id] = True
+        return
     sync_message(db_session, incident=incident, now=now)
 
 

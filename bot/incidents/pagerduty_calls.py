@@ -165,45 +165,51 @@ class PagerDutyActionSender:
             incident = incidents.lock(db_session, incident_id=int(payload["incident_id"]))
             assert incident is not None
             incident.pagerduty_incident_id = pagerduty_id
-            if action == ACKNOWLEDGE:
-                flows.acknowledge(db_session, incident=incident, by=by, at=now, now=now, via=where)
-            elif action == RESOLVE:
-                flows.resolve(
-                    db_session,
-                    incident=incident,
-                    by=by,
-                    at=now,
-                    now=now,
-                    via=where,
-                    note=payload.get("text"),
-                )
-            elif action == ESCALATE:
-                flows.escalated(
-                    db_session,
-                    incident=incident,
-                    level=data.escalation_level if data else None,
-                    assignees=assignees or [],
-                    by=by,
-                    at=now,
-                    now=now,
-                    via=where,
-                )
-            elif action == NOTE:
-                flows.add_note(
-                    db_session,
-                    incident=incident,
-                    text=str(payload["text"]),
-                    by=by,
-                    at=now,
-                    now=now,
-                    via=where,
-                    pagerduty_note_id=note_id,
-                )
-            if data is not None:  # after the change, which compares with what was known
-                flows.update_from_pagerduty(incident, data=data, assignees=assignees)
-            flows.sync_message(
-                db_session, incident=incident, now=now, clicked_at=requester.clicked_at
-            )
+            with flows.message_updated_once(
+                db_session,
+                incident=incident,
+                now=now,
+                clicked_at=requester.clicked_at,
+                always=True,  # the PagerDuty id and fields it now shows
+            ):
+                if action == ACKNOWLEDGE:
+                    flows.acknowledge(
+                        db_session, incident=incident, by=by, at=now, now=now, via=where
+                    )
+                elif action == RESOLVE:
+                    flows.resolve(
+                        db_session,
+                        incident=incident,
+                        by=by,
+                        at=now,
+                        now=now,
+                        via=where,
+                        note=payload.get("text"),
+                    )
+                elif action == ESCALATE:
+                    flows.escalated(
+                        db_session,
+                        incident=incident,
+                        level=data.escalation_level if data else None,
+                        assignees=assignees or [],
+                        by=by,
+                        at=now,
+                        now=now,
+                        via=where,
+                    )
+                elif action == NOTE:
+                    flows.add_note(
+                        db_session,
+                        incident=incident,
+                        text=str(payload["text"]),
+                        by=by,
+                        at=now,
+                        now=now,
+                        via=where,
+                        pagerduty_note_id=note_id,
+                    )
+                if data is not None:  # after the change, which compares with what was known
+                    flows.update_from_pagerduty(incident, data=data, assignees=assignees)
             audit.record(
                 db_session,
                 at=now,

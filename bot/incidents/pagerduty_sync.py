@@ -181,11 +181,11 @@ class WebhookSync:
         incident.pagerduty_incident_id = data.id
         if state_changing:
             incident.pagerduty_synced_at = at
-        if not (opened_here and event.event_type == "incident.triggered"):  # said by "opened"
-            self._change(db_session, incident, event, names)
-        if state_changing:  # after the change, which compares with what was known
-            flows.update_from_pagerduty(incident, data=data, assignees=names.assignees)
-        flows.sync_message(db_session, incident=incident, now=now)
+        with flows.message_updated_once(db_session, incident=incident, now=now, always=True):
+            if not (opened_here and event.event_type == "incident.triggered"):  # said by "opened"
+                self._change(db_session, incident, event, names)
+            if state_changing:  # after the change, which compares with what was known
+                flows.update_from_pagerduty(incident, data=data, assignees=names.assignees)
         return f"incident {incident.id}: {event.event_type}"
 
     def _change(

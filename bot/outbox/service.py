@@ -291,8 +291,8 @@ def _claim_at_once(
         created_at=now,
         lane=SLACK_UPDATES,
     )
-    db_session.expire(row)
     express.note_claimed(db_session, job, row.order_key)
+    db_session.expire(row)
     return True
 
 
