@@ -74,5 +74,5 @@ def test_without_a_click_only_a_change_updates_the_message(
         # Outside the block a change updates the message as it always does.
         flows.resolve(db, incident=incident, by="<@U0BOB>", at=now, now=now, via="x")
         [(_, text)] = message_updates(db)  # folded into the one still unsent
-        assert "Resolved" in text or "resolved" in text
+        assert "resolved by <@U0BOB>" in text
         db.rollback()
