@@ -38,6 +38,10 @@ DELIVERY_OUTCOMES = ("ok", "retry", "rate_limited", "dead")
 UNDO_KINDS = ("rollback", "flag", "unknown")  # an undo button on an incident's changes
 UNDO_OUTCOMES = ("done", "refused", "failed")
 ECS_LOOK_OUTCOMES = ("ok", "failed", "cached")  # a look at ECS for deploys made outside opsbot
+# A delivery offered to leave right after its commit (bot/outbox/express.py): leased, or
+# left to the worker because another of its order is on its way, every sender is busy
+# or its lane is being paced.
+AT_ONCE_OUTCOMES = ("leased", "behind", "busy", "paced")
 # What became of a request for an incident's own channel (bot/incidents/channels.py).
 CHANNEL_OUTCOMES = ("created", "refused", "already", "failed", "archived", "archive_failed")
 
@@ -133,6 +137,14 @@ class Metrics:
             buckets=CLICK_BUCKETS,
             registry=registry,
         )
+        self.outbox_at_once = Counter(
+            "opsbot_outbox_at_once",
+            "Deliveries offered to leave right after their commit, by what became of the offer.",
+            ["outcome"],
+            registry=registry,
+        )
+        for outcome in AT_ONCE_OUTCOMES:
+            self.outbox_at_once.labels(outcome)
         self.maintenance_held = Counter(
             "opsbot_maintenance_held_pages",
             "Alarm pages held back because a maintenance window covered the alarm.",
@@ -293,6 +305,9 @@ class Metrics:
 
     def folded(self, items: int) -> None:
         self.folded_items.inc(items)
+
+    def at_once(self, outcome: str) -> None:
+        self.outbox_at_once.labels(outcome).inc()
 
     def page_accepted(self, seconds: float) -> None:
         self.alarm_to_page.observe(seconds)

@@ -79,6 +79,9 @@ class DeliveryMetrics(Protocol):
 
     def folded(self, items: int) -> None: ...
 
+    def at_once(self, outcome: str) -> None:
+        """An offer to send a delivery right after its commit: `leased`, or why not."""
+
     @property
     def click_to_effect(self) -> Histogram: ...
 
@@ -360,14 +363,16 @@ class OutboxWorker:
         if self._pool is None or self._stop.is_set():
             return None
         with self._lock:
+            behind = order_key in self._in_flight
             # Only when a sender is free: a delivery claimed now but sent after
             # others queued before it would spend its share of the pace early,
             # and calls bunched up that way draw 429s.
-            if order_key in self._in_flight or len(self._in_flight) >= self.settings.workers:
-                return None
-        if not self.pacer.take(target):
-            return None
-        return now + timedelta(seconds=self.settings.lease_s)
+            busy = len(self._in_flight) >= self.settings.workers
+        outcome = "behind" if behind else "busy" if busy else None
+        if outcome is None and not self.pacer.take(target):
+            outcome = "paced"
+        self.metrics.at_once(outcome or "leased")
+        return None if outcome else now + timedelta(seconds=self.settings.lease_s)
 
     def send_claimed(self, jobs: list[tuple[Job, str]]) -> None:
         pool = self._pool

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from bot.alarms.service import Inbound, receive
 from bot.clock import ManualClock
+from bot.observability.metrics import AT_ONCE_OUTCOMES, Metrics
 from bot.outbox import service as outbox
 from bot.outbox.models import BULK, PAGERDUTY_EVENT, PERSON, SENT, SLACK_MESSAGE, Delivery
 from bot.outbox.pacing import SLACK_UPDATES, Pacer
@@ -208,9 +209,13 @@ def test_a_click_s_update_waits_its_turn_behind_another_on_its_way_or_a_paused_t
         assert updates(db) == [("acked", PERSON, None)]
 
     service.runtime.outbox.pacer.pause(SLACK_UPDATES, 60)
+    registry = service.runtime.metrics.registry
+    paced = {"outcome": "paced"}
+    offered = registry.get_sample_value("opsbot_outbox_at_once_total", paced)
     with posted(service) as (db, now):
         update(db, "acked", now)
         assert updates(db) == [("acked", PERSON, None)]
+        assert registry.get_sample_value("opsbot_outbox_at_once_total", paced) == offered + 1
         # A message not yet posted is the worker's to post (it may thread or find it).
         update(db, "new", now, key="incident:2")
         assert updates(db)[-1] == ("new", PERSON, None)
@@ -225,13 +230,24 @@ def test_nothing_is_claimed_at_once_while_every_sender_is_busy(service: LiveServ
         return Sent()
 
     settings = runtime.config.delivery.model_copy(update={"workers": 1})
+    metrics = Metrics()  # this worker's offers only (opsbot_outbox_at_once)
+
+    def offers() -> dict[str, float]:
+        return {
+            outcome: metrics.registry.get_sample_value(
+                "opsbot_outbox_at_once_total", {"outcome": outcome}
+            )
+            or 0.0
+            for outcome in AT_ONCE_OUTCOMES
+        }
+
     worker = OutboxWorker(
         sessions=runtime.sessions,
         senders={SLACK_MESSAGE: slow},
         pacer=Pacer(lambda lane: (100.0, 100.0)),
         settings=settings,
         instance_id="one-sender",
-        metrics=runtime.metrics,
+        metrics=metrics,
     )
     worker.start()
     try:
@@ -241,8 +257,11 @@ def test_nothing_is_claimed_at_once_while_every_sender_is_busy(service: LiveServ
         worker.send_claimed([(job, "slack:a")])  # the only sender is busy with it
         # Claimed now, it would wait behind that one with its share of the pace spent.
         assert worker.lease_until(target="slack:#alerts", order_key="slack:b", now=now) is None
+        assert worker.lease_until(target="slack:#alerts", order_key="slack:a", now=now) is None
+        assert offers() == {"leased": 1, "behind": 1, "busy": 1, "paced": 0}
         gate.set()
         wait_for(lambda: worker.lease_until(target="slack:#alerts", order_key="slack:b", now=now))
+        assert offers()["leased"] == 2
     finally:
         gate.set()
         worker.stop()
