@@ -10,7 +10,8 @@ acts once) and handed to the modal's `act`, the typed command's own path. Its
 refusal is shown on a field (`response_action: errors`), its answer goes to the
 command's response_url (kept in the view's private_metadata). The acknowledgement
 must carry the field errors, so it waits for the work (in threads of its own)
-up to `SUBMIT_WAIT_S`; past that it closes the form and the outcome follows by
+until `SUBMIT_WAIT_S` after the submission reached its listener (reading and
+claiming it count); past that it closes the form and the outcome follows by
 message. What each modal is and does: handlers/modals.py.
 """
 
@@ -20,6 +21,7 @@ import json
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -191,6 +193,9 @@ def _submitted(
     modal: Modal,
 ) -> Callable[..., None]:
     def submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        # Bolt answers 404 when a listener has not acked within three seconds of its
+        # start: the wait for the work is what is left of SUBMIT_WAIT_S after the claim.
+        deadline = time.monotonic() + SUBMIT_WAIT_S
         form = modal.build(runtime)
         user = body.get("user") or {}
         user_id = str(user.get("id") or "") if isinstance(user, dict) else ""
@@ -236,7 +241,7 @@ def _submitted(
                     answer(runtime, response_url=response_url, text=text)
 
         pool.submit(work)
-        if handoff.wait(SUBMIT_WAIT_S) and handoff.errors:
+        if handoff.wait(max(0.0, deadline - time.monotonic())) and handoff.errors:
             ack(response_action="errors", errors=handoff.errors)
         else:
             ack()
