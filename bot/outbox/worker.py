@@ -171,7 +171,7 @@ class OutboxWorker:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
-        self._due_queries: dict[tuple[bool, tuple[str, ...]], Select[Delivery, str]] = {}
+        self._due_queries: dict[bool, Select[Delivery, str]] = {}  # by paced_lanes
         self.metrics = metrics
         self.observer = observer
 
@@ -233,8 +233,7 @@ class OutboxWorker:
         """What is due, oldest first within the most urgent priority: built once for each
         shape and run with `now`, `limit` and the `waiting` lanes bound (building it
         took more CPU than running it, at every pass)."""
-        shape = (paced_lanes, tuple(sorted(self.kinds)))
-        query = self._due_queries.get(shape)
+        query = self._due_queries.get(paced_lanes)  # the kinds are this worker's, fixed
         if query is not None:
             return query
         now: BindParameter[datetime] = bindparam("now")
@@ -262,7 +261,7 @@ class OutboxWorker:
             .order_by(Delivery.priority, Delivery.id)
             .limit(bindparam("limit"))
         )
-        self._due_queries[shape] = query
+        self._due_queries[paced_lanes] = query
         return query
 
     def _next_due_s(self, db_session: Session, now: datetime, waiting: Collection[str]) -> float:
