@@ -11,6 +11,7 @@ from typing import Any
 
 from slack_bolt import Ack, App
 
+from bot.home.service import FROM_HOME
 from bot.incidents.actions import Requester
 from bot.maintenance import render as maintenance_render
 from bot.runtime import Runtime
@@ -44,16 +45,17 @@ def register(app: App, runtime: Runtime) -> None:
         if windows is None or not value.isdigit() or len(value) > 9 or not user_id:
             log.warning("maintenance End clicked with %r", value[:40])
             return
+        on_home = (body.get("view") or {}).get("type") == "home"
         requester = Requester(
             slack_user_id=str(user_id),
-            via="button",
+            via=FROM_HOME if on_home else "button",
             response_url=body.get("response_url"),
             clicked_at=runtime.clock.now(),
         )
 
         def end() -> None:
             windows.end(window_id=int(value), requester=requester)
-            if runtime.home is not None and body.get("view", {}).get("type") == "home":
-                runtime.home.opened(requester.slack_user_id or "")
+            if runtime.home is not None and on_home:
+                runtime.home.clicked(str(user_id))
 
         runtime.after_ack.run("maintenance End button", end, response_url=body.get("response_url"))

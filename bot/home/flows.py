@@ -3,7 +3,10 @@
 A view shows only what its viewer may see (incidents of channels they can
 read) and buttons only for what they may do (respond on the incident's route,
 end a window); every click is authorized again where it acts. A view is
-published when its owner opens Home, and refreshed by bot/home/jobs.py.
+published when its owner opens Home, after they click one of its buttons, and
+refreshed by bot/home/jobs.py. A click on Home has no response_url, so the
+view is its answer: a refusal (its audit line, `via` home) shows at the top of
+the clicker's Home for ten minutes, saying which right is missing.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import json
 import logging
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from slack_sdk import WebClient
@@ -36,6 +39,9 @@ log = logging.getLogger(__name__)
 
 INCIDENTS_READ = 200  # open incidents read to find those a viewer can see
 ONCALL_CACHE_S = 60.0  # one PagerDuty on-call lookup serves every view for this long
+# A click on Home has no response_url: its refusal is shown on the viewer's Home for this long.
+REFUSAL_SHOWN = timedelta(minutes=10)
+REFUSALS_SHOWN = 3
 
 
 def start_of_day(now: datetime) -> datetime:
@@ -114,6 +120,9 @@ class HomeViews:
             content.flag_changes = home.flag_changes_since(
                 db_session, since=today, limit=render.ROWS_SHOWN
             )
+            content.refusals = home.refusals_from_home(
+                db_session, user_id=user_id, since=now - REFUSAL_SHOWN, limit=REFUSALS_SHOWN
+            )
         for incident in seen[: render.INCIDENTS_SHOWN]:
             message = messages.get(incident.message_key)
             link = None
@@ -181,6 +190,10 @@ class HomeViews:
             home.opened(db_session, user_id=user_id, now=self.clock.now())
             db_session.commit()
         return self.publish(user_id, why="opened", force=True)
+
+    def clicked(self, user_id: str) -> str:
+        """`user_id` clicked a button on Home: show them what it did, or why it was refused."""
+        return self.publish(user_id, why="clicked", force=False)
 
     def recent_viewers(self, *, since: datetime, limit: int) -> list[str]:
         with self.sessions() as db_session:

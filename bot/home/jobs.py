@@ -72,12 +72,20 @@ class HomeRefresher:
             except Exception:
                 log.exception("App Home refresh failed; trying again at the next tick")
 
-    def opened(self, user_id: str) -> str:
-        """`user_id` opened Home: publish their view; it counts as their last refresh."""
+    def _refreshed_now(self, user_id: str) -> None:
         with self._lock:
             self._owed.pop(user_id, None)
             self._last_refresh[user_id] = self.clock.now()
+
+    def opened(self, user_id: str) -> str:
+        """`user_id` opened Home: publish their view; it counts as their last refresh."""
+        self._refreshed_now(user_id)
         return self.views.opened(user_id)
+
+    def clicked(self, user_id: str) -> str:
+        """`user_id` clicked on Home: publish what it did (or why it was refused) now."""
+        self._refreshed_now(user_id)
+        return self.views.clicked(user_id)
 
     def tick(self) -> list[str]:
         """One round: note a change, then publish to whoever is owed and may be; who was."""

@@ -46,6 +46,7 @@ class HomeContent:
     flag_changes: list[AuditRecord] = field(default_factory=list)
     pagerduty: str | None = None  # the viewer's linked PagerDuty identity, as text
     windows: list[HomeWindow] = field(default_factory=list)
+    refusals: list[AuditRecord] = field(default_factory=list)  # the viewer's refused clicks
 
 
 def _header(text: str) -> dict[str, Any]:
@@ -109,12 +110,19 @@ def _flag_line(record: AuditRecord) -> str:
     return f"• {slack_date(record.at)} {flag} on {where}: {asked} by {who}"
 
 
+def _refusal_line(record: AuditRecord) -> str:
+    # The reason is opsbot's own answer text, already written as mrkdwn for Slack.
+    reason = str((record.detail or {}).get("reason") or "refused")
+    return f":no_entry: Not done ({slack_date(record.at)}, {code(record.action)}): {reason}"
+
+
 def home_view(content: HomeContent) -> dict[str, Any]:
     """The Home tab for `content.viewer`."""
     now = content.now
     blocks: list[dict[str, Any]] = [
         _header("opsbot"),
         _context(f"As of {slack_date(now)} · `/opsbot help` lists what you may do"),
+        *(_section(_refusal_line(r)) for r in content.refusals),
         _header(f"Open incidents ({len(content.incidents) + content.more_incidents})"),
     ]
     if not content.incidents:

@@ -17,6 +17,7 @@ from bot.maintenance.models import MaintenanceWindow
 from bot.outbox.models import SlackMessage
 
 FLAG_CHANGE = "flag.change"  # bot/flags/flows.py audits every change under this action
+FROM_HOME = "home"  # the `via` of a click on a Home tab (no response_url to answer it)
 
 
 def opened(db_session: Session, *, user_id: str, now: datetime) -> None:
@@ -86,6 +87,24 @@ def flag_changes_since(db_session: Session, *, since: datetime, limit: int) -> l
         .limit(limit)
     )
     return list(db_session.scalars(query))
+
+
+def refusals_from_home(
+    db_session: Session, *, user_id: str, since: datetime, limit: int
+) -> list[AuditRecord]:
+    """`user_id`'s clicks on Home refused since `since`, newest first: Home is their answer."""
+    query = (
+        select(AuditRecord)
+        .where(
+            AuditRecord.actor == user_id,
+            AuditRecord.outcome == "refused",
+            AuditRecord.at >= since,
+        )
+        .order_by(AuditRecord.at.desc(), AuditRecord.id.desc())
+        .limit(limit * 4)  # the actor's other refusals were answered where they were asked
+    )
+    rows = db_session.scalars(query)
+    return [r for r in rows if (r.detail or {}).get("via") == FROM_HOME][:limit]
 
 
 def fingerprint(db_session: Session, *, since: datetime, now: datetime) -> str:

@@ -68,7 +68,7 @@ class Requester:
     """Who asked, and where to answer them."""
 
     slack_user_id: str | None  # None: opsbot itself (a scheduled job)
-    via: str  # button | command | job
+    via: str  # button | home (a button on App Home) | command | job
     response_url: str | None = None
     clicked_at: datetime | None = None  # a button: when the click arrived
 

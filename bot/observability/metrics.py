@@ -156,7 +156,7 @@ class Metrics:
             ["why", "outcome"],
             registry=registry,
         )
-        for why in ("opened", "refresh"):
+        for why in ("opened", "refresh", "clicked"):
             for outcome in ("ok", "error", "unchanged"):
                 self.home_publishes.labels(why, outcome)
         self.incident_channels = Counter(

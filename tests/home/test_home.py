@@ -27,7 +27,17 @@ from sandbox.slack_home import app_home_opened, home_block_action
 from sandbox.slack_requests import FORM
 from sandbox.sns import SnsSigner
 from tests.conftest import SLACK_SIGNING_SECRET, TEST_CONFIG
-from tests.incidents.helpers import T0, command, outbox_idle, page, responses_to, send_alarm
+from tests.incidents.helpers import (
+    T0,
+    audit_of,
+    command,
+    incident_row,
+    outbox_idle,
+    page,
+    pd_calls,
+    responses_to,
+    send_alarm,
+)
 from tests.support import LiveService, slack_headers, wait_for
 
 HOME_CONFIG: dict[str, Any] = {**TEST_CONFIG, "home": {"refresh_interval_s": 0, "debounce_s": 30}}
@@ -256,3 +266,50 @@ def test_the_plan_button_opens_the_maintenance_window_form(
     assert service.post("/slack/events", content=body, headers=headers).status_code == 200
     [opened] = wait_for(lambda: slack.open_views("U0ALICE"))
     assert opened.view["callback_id"] == modal_service.SILENCE
+
+
+def click_on_home(
+    service: LiveService, view: dict[str, Any], action_id: str, value: str, *, user_id: str
+) -> None:
+    body = home_block_action(action_id, value, user_id=user_id, view=view)
+    headers = {**slack_headers(SLACK_SIGNING_SECRET, body), "Content-Type": FORM}
+    assert service.post("/slack/events", content=body, headers=headers).status_code == 200
+
+
+def test_a_refused_click_on_home_is_answered_on_home_and_changes_nothing(
+    service: LiveService,
+    sns_signer: SnsSigner,
+    slack: SlackEmulator,
+    pagerduty: PagerDutyEmulator,
+) -> None:
+    slack.set_channel_members("C0PRODALERTS", ["U0ALICE"])
+    incident_id, message = page(service, sns_signer, slack, pagerduty)
+    updates = message.updates
+    view = open_home(service, slack, "U0BOB")
+    assert ":no_entry:" not in str(view["blocks"])
+
+    # Bob's view has no button for it; a click forged (or from a view older than his
+    # rights) is refused where it acts, and Home, which has no response_url, says why.
+    before = publishes(slack, "U0BOB")
+    click_on_home(service, view, incident_render.ACKNOWLEDGE, str(incident_id), user_id="U0BOB")
+    wait_for(lambda: publishes(slack, "U0BOB") > before)
+    wait_for(lambda: outbox_idle(service))
+    home = slack.home_of("U0BOB")
+    assert home is not None
+    [notice] = [b["text"]["text"] for b in home["blocks"] if ":no_entry:" in str(b)]
+    assert "Not done" in notice and "`incident.acknowledge`" in notice
+    assert "needs the `respond` on route `prod` right" in notice
+
+    assert pd_calls(pagerduty, "PUT") == []
+    assert message.updates == updates
+    [record] = audit_of(service, incident_id)
+    assert (record.actor, record.outcome, record.detail["via"]) == ("U0BOB", "refused", "home")
+    assert record.detail["reason"] in notice
+
+    # Alice may: her click acknowledges, and her Home shows no refusal.
+    view = open_home(service, slack, "U0ALICE")
+    click_on_home(service, view, incident_render.ACKNOWLEDGE, str(incident_id), user_id="U0ALICE")
+    wait_for(lambda: incident_row(service, incident_id).acknowledged_at is not None)
+    wait_for(lambda: outbox_idle(service))
+    assert [r.outcome for r in audit_of(service, incident_id)] == ["refused", "ok"]
+    assert ":no_entry:" not in str(slack.home_of("U0ALICE"))
