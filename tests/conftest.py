@@ -6,6 +6,7 @@ PostgreSQL (TEST_DATABASE_URL, which `make test` provides via .ci/test-postgres)
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -77,6 +78,26 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Iterator[None]:
+    """The root logger's handlers as before the test.
+
+    A test that runs the CLI in-process gets `configure_logging`'s handler on the
+    stderr pytest captured for that test; left in place, every later log line of
+    a thread still running (an outbox sender retrying) would go to a closed file.
+    """
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)
 
 
 # -- databases --------------------------------------------------------------------------

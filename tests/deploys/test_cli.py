@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,14 +45,7 @@ def cli_env(
     monkeypatch.setenv("OPSBOT_CONFIG", str(path))
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     monkeypatch.setenv("GITHUB_ACTOR", "octocat")
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield config
-    for handler in list(root.handlers):  # configure_logging replaced pytest's handlers
-        root.removeHandler(handler)
-    for handler in handlers:
-        root.addHandler(handler)
-    root.setLevel(level)
+    yield config  # tests/conftest.py puts back the logging handlers the CLI replaced
 
 
 def deployments(database_url: str) -> list[Deployment]:
