@@ -145,6 +145,12 @@ class Metrics:
         )
         for outcome in AT_ONCE_OUTCOMES:
             self.outbox_at_once.labels(outcome)
+        self.outbox_analyzed_total = Counter(
+            "opsbot_outbox_analyzed",
+            "Times the outbox worker had PostgreSQL take the statistics of its table again "
+            "after a slow query for due work (a stale plan under a sudden backlog).",
+            registry=registry,
+        )
         self.maintenance_held = Counter(
             "opsbot_maintenance_held_pages",
             "Alarm pages held back because a maintenance window covered the alarm.",
@@ -308,6 +314,9 @@ class Metrics:
 
     def at_once(self, outcome: str) -> None:
         self.outbox_at_once.labels(outcome).inc()
+
+    def outbox_analyzed(self) -> None:
+        self.outbox_analyzed_total.inc()
 
     def page_accepted(self, seconds: float) -> None:
         self.alarm_to_page.observe(seconds)
