@@ -95,7 +95,6 @@ def test_a_slow_pass_has_postgresql_take_the_statistics_again_once_a_minute(
         connection.execute(sa.insert(Delivery), _rows(PENDING, 1 + BACKLOG, BACKLOG, now))
     worker.dispatch_due()  # slow again within the minute: not again
     assert _analyzed(metrics) == 1
-    assert _estimated_rows(engine) == 1 + BACKLOG
 
 
 def test_a_pass_within_the_threshold_leaves_the_statistics_alone(engine: sa.Engine) -> None:
