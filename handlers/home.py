@@ -11,7 +11,7 @@ from typing import Any
 
 from slack_bolt import Ack, App
 
-from bot.home.service import FROM_HOME
+from bot.home.service import FROM_HOME, click_via
 from bot.incidents.actions import Requester
 from bot.maintenance import render as maintenance_render
 from bot.runtime import Runtime
@@ -45,17 +45,16 @@ def register(app: App, runtime: Runtime) -> None:
         if windows is None or not value.isdigit() or len(value) > 9 or not user_id:
             log.warning("maintenance End clicked with %r", value[:40])
             return
-        on_home = (body.get("view") or {}).get("type") == "home"
         requester = Requester(
             slack_user_id=str(user_id),
-            via=FROM_HOME if on_home else "button",
+            via=click_via(body),
             response_url=body.get("response_url"),
             clicked_at=runtime.clock.now(),
         )
 
         def end() -> None:
             windows.end(window_id=int(value), requester=requester)
-            if runtime.home is not None and on_home:
+            if runtime.home is not None and requester.via == FROM_HOME:
                 runtime.home.clicked(str(user_id))
 
         runtime.after_ack.run("maintenance End button", end, response_url=body.get("response_url"))

@@ -17,7 +17,7 @@ from typing import Any
 from slack_bolt import Ack, App
 
 from bot import commands
-from bot.home.service import FROM_HOME
+from bot.home.service import FROM_HOME, click_via
 from bot.incidents import render
 from bot.incidents.actions import (
     ACKNOWLEDGE,
@@ -220,13 +220,13 @@ def register(app: App, runtime: Runtime) -> None:
             if incident_id is None:
                 log.warning("%r clicked without an incident id", action.get("action_id"))
                 return
-            on_home = (body.get("view") or {}).get("type") == "home"
-            requester = _requester(body, FROM_HOME if on_home else "button", clicked_at)
+            requester = _requester(body, click_via(body), clicked_at)
 
             def act() -> None:
                 actions.request(incident_id=incident_id, action=action_name, requester=requester)
-                if on_home and runtime.home is not None and requester.slack_user_id:
-                    runtime.home.clicked(requester.slack_user_id)
+                home = runtime.home
+                if requester.via == FROM_HOME and home is not None and requester.slack_user_id:
+                    home.clicked(requester.slack_user_id)
 
             runtime.after_ack.run(
                 f"{action_name} button", act, response_url=body.get("response_url")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -18,6 +19,12 @@ from bot.outbox.models import SlackMessage
 
 FLAG_CHANGE = "flag.change"  # bot/flags/flows.py audits every change under this action
 FROM_HOME = "home"  # the `via` of a click on a Home tab (no response_url to answer it)
+
+
+def click_via(body: dict[str, Any]) -> str:
+    """The `via` of a button click's payload: `home` from a Home tab, else `button`."""
+    view = body.get("view")
+    return FROM_HOME if isinstance(view, dict) and view.get("type") == "home" else "button"
 
 
 def opened(db_session: Session, *, user_id: str, now: datetime) -> None:
