@@ -4,9 +4,12 @@
 `respond` right on the incident's route (bot/rights), claims the incident under
 its lock so that a double click makes one channel (the incident row holds the
 claim, then the channel), creates the channel (private when the incident's
-channel is; a name Slack says is taken gets `-2`, `-3`, …), invites the
-responders and who is on call, posts and pins a copy of the incident message
-and records the channel on the incident. From then on the outbox keeps that
+channel is; a name Slack says is taken gets `-2`, `-3`, …) and holds it on the
+incident at once, invites the responders and who is on call, posts and pins a
+copy of the incident message and records the setup as done. A start that
+stopped midway (its instance died) holds the claim until it is `CLAIM_S` old;
+the next start then finishes the setup in the channel already made, so a crash
+never leaves a second channel beside an orphan. From then on the outbox keeps that
 copy in step and shows every timeline event there (bot/incidents/flows.py:
 follow_in_channel), and a resolve posts the postmortem draft.
 
@@ -39,6 +42,7 @@ from bot.incidents.models import Incident
 from bot.outbox.models import SlackMessage
 from bot.rights.errors import SlackFactsUnavailable
 from bot.rights.service import RESPOND_RIGHT
+from bot.slack_dates import slack_date
 from bot.slack_text import code, keep_mentions
 
 log = logging.getLogger(__name__)
@@ -180,35 +184,57 @@ class IncidentChannels:
             incident = incidents.lock(db_session, incident_id=incident_id)
             assert incident is not None
             taken = self._claim(incident, requester=requester, now=now)
+            made = incident.slack_channel_id, incident.slack_channel_name
             db_session.commit()
         if taken is not None:
             self.count("already")
             self.actions.refuse(incident=incident, action=START, requester=requester, why=taken)
             return
-        try:
-            channel_id, name = self._create(incident)
-        except ChannelRefused as exc:
-            self.count("failed")
-            self._failed(incident_id, requester=requester, why=str(exc))
-            return
+        channel_id, name = made
+        if channel_id is not None:
+            # A start that stopped after Slack made the channel (a crash) is finished there.
+            name = name or channel_id
+            log.info(
+                "incident %s: finishing the setup of %s, left unfinished",
+                incident_id,
+                channel_id,
+                extra={"incident": incident_id, "slack_channel": channel_id},
+            )
+        else:
+            try:
+                channel_id, name = self._create(incident)
+            except ChannelRefused as exc:
+                self.count("failed")
+                self._failed(incident_id, requester=requester, why=str(exc))
+                return
+            self._note_made(incident_id, channel_id, name)
         invited = self._invite(channel_id, self._people(incident, requester))
         ts = self._post_and_pin(channel_id, incident)
         self._record(incident_id, channel_id, name, ts, requester=requester, invited=invited)
-        self.count("created")
+        self.count("created" if made[0] is None else "resumed")
 
     # -- the steps ----------------------------------------------------------------------
 
     def _claim(self, incident: Incident, *, requester: Requester, now: datetime) -> str | None:
-        """Why no channel is started now (one exists, or is being started), or None: ours."""
-        if incident.slack_channel_id is not None:
+        """Why no channel is started now (one exists, or is being started), or None: ours.
+
+        A claim older than `CLAIM_S` was left by a start that never finished (its
+        instance died); the new start takes it over, and finishes the setup in the
+        channel that start made, if it got that far.
+        """
+        if incident.has_channel:
             return (
                 f"Incident #{incident.id} already has its channel "
-                f"{render.channel_ref(incident.slack_channel_id)}."
+                f"{render.channel_ref(incident.slack_channel_id or '')}."
             )
         started = incident.channel_requested_at
         if started is not None and now - started < timedelta(seconds=CLAIM_S):
             by = keep_mentions(incident.channel_requested_by or "someone")
-            return f"{by} is starting a channel for incident #{incident.id}; it comes in a moment."
+            again = slack_date(started + timedelta(seconds=CLAIM_S))
+            return (
+                f"{by} is starting a channel for incident #{incident.id}; it comes in a "
+                f"moment. If it has not come by {again}, start it again."
+            )
         incident.channel_requested_at = now
         incident.channel_requested_by = requester.display
         return None
@@ -249,6 +275,19 @@ class IncidentChannels:
             channel = answer.get("channel") or {}
             return str(channel["id"]), str(channel.get("name") or name)
         raise ChannelRefused(f"opsbot could not create a channel: {_why(error, needed)}")
+
+    def _note_made(self, incident_id: int, channel_id: str, name: str) -> None:
+        """Hold the new channel on the incident at once, still claimed (not yet set up).
+
+        A crash before the setup is recorded then leaves the incident pointing at
+        its channel, and the next start finishes it there instead of making a second.
+        """
+        with self.sessions() as db_session:
+            incident = incidents.lock(db_session, incident_id=incident_id)
+            assert incident is not None
+            incident.slack_channel_id = channel_id
+            incident.slack_channel_name = name
+            db_session.commit()
 
     def _people(self, incident: Incident, requester: Requester) -> list[str]:
         """Who is invited: the requester, everyone who acted on the incident, and on-call."""

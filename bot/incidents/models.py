@@ -127,9 +127,14 @@ class Incident(Base):
         return f"incident:{self.id}:channel"
 
     @property
+    def has_channel(self) -> bool:
+        """Whether its own channel is made and set up (a start that stopped midway is not)."""
+        return self.slack_channel_id is not None and self.channel_requested_at is None
+
+    @property
     def has_live_channel(self) -> bool:
         """Whether it has its own channel, not archived: the outbox keeps that in step."""
-        return self.slack_channel_id is not None and self.channel_archived_at is None
+        return self.has_channel and self.channel_archived_at is None
 
     @property
     def in_pagerduty(self) -> bool:

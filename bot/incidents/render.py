@@ -183,7 +183,7 @@ def _context(incident: Incident) -> str:
     if incident.silenced_until:
         by = f" by {keep_mentions(incident.silenced_by)}" if incident.silenced_by else ""
         parts.append(f"silenced{by} until {hhmm(incident.silenced_until)}")
-    if incident.slack_channel_id:
+    if incident.has_channel and incident.slack_channel_id:
         parts.append(f"channel {channel_ref(incident.slack_channel_id)}")
     return clip(" · ".join(parts), CONTEXT_MAX)
 
@@ -224,7 +224,7 @@ def _actions(incident: Incident) -> list[dict[str, Any]]:
         elements.append(_button(RESOLVE, "Resolve", value))
         if incident.in_pagerduty:
             elements.append(_button(ESCALATE, "Escalate", value))
-        if incident.slack_channel_id is None:
+        if not incident.has_channel:
             elements.append(_button(START_CHANNEL, "Start a channel", value))
     if incident.source == ALARM:
         elements.append(_silence_menu(incident))

@@ -43,7 +43,15 @@ ECS_LOOK_OUTCOMES = ("ok", "failed", "cached")  # a look at ECS for deploys made
 # or its lane is being paced.
 AT_ONCE_OUTCOMES = ("leased", "behind", "busy", "paced")
 # What became of a request for an incident's own channel (bot/incidents/channels.py).
-CHANNEL_OUTCOMES = ("created", "refused", "already", "failed", "archived", "archive_failed")
+CHANNEL_OUTCOMES = (
+    "created",
+    "resumed",
+    "refused",
+    "already",
+    "failed",
+    "archived",
+    "archive_failed",
+)
 
 # From a few milliseconds (a page sent straight after its commit) to minutes (an outage).
 PAGE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)

@@ -50,7 +50,7 @@ def test_the_postmortem_draft_lists_the_deploy_before_the_alarm(
     def channel() -> str | None:
         with live.runtime.sessions() as db:
             found = db.get(Incident, incident.id)
-            return found.slack_channel_id if found is not None else None
+            return found.slack_channel_id if found is not None and found.has_channel else None
 
     created = wait_for(channel)
     command(

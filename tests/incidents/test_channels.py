@@ -89,9 +89,10 @@ def declare(service: LiveService, slack: SlackEmulator, *, user_id: str = "U0BOB
 
 
 def channel_of(service: LiveService, incident_id: int) -> str | None:
+    """The incident's channel once it is set up (it is held on the incident before)."""
     with service.runtime.sessions() as db:
         found = db.get(Incident, incident_id)
-        return found.slack_channel_id if found is not None else None
+        return found.slack_channel_id if found is not None and found.has_channel else None
 
 
 def texts_in(slack: SlackEmulator, channel: str) -> str:
