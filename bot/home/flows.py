@@ -120,7 +120,7 @@ class HomeViews:
             content.flag_changes = home.flag_changes_since(
                 db_session, since=today, limit=render.ROWS_SHOWN
             )
-            content.refusals = home.refusals_from_home(
+            content.refusals = home.not_done_from_home(
                 db_session, user_id=user_id, since=now - REFUSAL_SHOWN, limit=REFUSALS_SHOWN
             )
         for incident in seen[: render.INCIDENTS_SHOWN]:

@@ -18,6 +18,7 @@ from bot.slack_text import CONTEXT_MAX, SECTION_MAX, clip, code, inert
 BLOCKS_MAX = 100  # a Home view holds up to 100 blocks
 INCIDENTS_SHOWN = 15
 ROWS_SHOWN = 20
+NOT_DONE_MAX = 500  # of PagerDuty's words about a failed click
 # Opens the maintenance window form (handlers/modals.py); the form checks the right.
 PLAN_WINDOW = "opsbot.home.plan_window"
 
@@ -46,7 +47,7 @@ class HomeContent:
     flag_changes: list[AuditRecord] = field(default_factory=list)
     pagerduty: str | None = None  # the viewer's linked PagerDuty identity, as text
     windows: list[HomeWindow] = field(default_factory=list)
-    refusals: list[AuditRecord] = field(default_factory=list)  # the viewer's refused clicks
+    refusals: list[AuditRecord] = field(default_factory=list)  # the viewer's clicks not done
 
 
 def _header(text: str) -> dict[str, Any]:
@@ -110,10 +111,15 @@ def _flag_line(record: AuditRecord) -> str:
     return f"• {slack_date(record.at)} {flag} on {where}: {asked} by {who}"
 
 
-def _refusal_line(record: AuditRecord) -> str:
-    # The reason is opsbot's own answer text, already written as mrkdwn for Slack.
-    reason = str((record.detail or {}).get("reason") or "refused")
-    return f":no_entry: Not done ({slack_date(record.at)}, {code(record.action)}): {reason}"
+def _not_done_line(record: AuditRecord) -> str:
+    detail = record.detail or {}
+    when = f"({slack_date(record.at)}, {code(record.action)})"
+    if record.outcome == "failed":
+        # Allowed, then refused by PagerDuty: its words are outside text.
+        error = inert(str(detail.get("error") or "no reason given"), NOT_DONE_MAX)
+        return f":warning: Failed {when}: {error}"
+    # A refusal's reason is opsbot's own answer text, already written as mrkdwn for Slack.
+    return f":no_entry: Not done {when}: {detail.get('reason') or 'refused'}"
 
 
 def home_view(content: HomeContent) -> dict[str, Any]:
@@ -122,7 +128,7 @@ def home_view(content: HomeContent) -> dict[str, Any]:
     blocks: list[dict[str, Any]] = [
         _header("opsbot"),
         _context(f"As of {slack_date(now)} · `/opsbot help` lists what you may do"),
-        *(_section(_refusal_line(r)) for r in content.refusals),
+        *(_section(_not_done_line(r)) for r in content.refusals),
         _header(f"Open incidents ({len(content.incidents) + content.more_incidents})"),
     ]
     if not content.incidents:

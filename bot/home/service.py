@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -19,6 +19,8 @@ from bot.outbox.models import SlackMessage
 
 FLAG_CHANGE = "flag.change"  # bot/flags/flows.py audits every change under this action
 FROM_HOME = "home"  # the `via` of a click on a Home tab (no response_url to answer it)
+FAILED = "failed"  # an audit outcome: allowed, but what it asked of PagerDuty or AWS failed
+NOT_DONE = ("refused", FAILED)
 
 
 def click_via(body: dict[str, Any]) -> str:
@@ -96,15 +98,18 @@ def flag_changes_since(db_session: Session, *, since: datetime, limit: int) -> l
     return list(db_session.scalars(query))
 
 
-def refusals_from_home(
+def not_done_from_home(
     db_session: Session, *, user_id: str, since: datetime, limit: int
 ) -> list[AuditRecord]:
-    """`user_id`'s clicks on Home refused since `since`, newest first: Home is their answer."""
+    """`user_id`'s clicks on Home refused, or failed later (PagerDuty said no), since `since`.
+
+    Newest first: a click on Home has no response_url, so Home is its answer.
+    """
     query = (
         select(AuditRecord)
         .where(
             AuditRecord.actor == user_id,
-            AuditRecord.outcome == "refused",
+            AuditRecord.outcome.in_(NOT_DONE),
             AuditRecord.at >= since,
         )
         .order_by(AuditRecord.at.desc(), AuditRecord.id.desc())
@@ -128,11 +133,13 @@ def fingerprint(db_session: Session, *, since: datetime, now: datetime) -> str:
             func.max(Deployment.finished_at),
         ).where(Deployment.created_at >= since)
     ).one()
-    flags = db_session.scalar(
-        select(func.max(AuditRecord.id)).where(
-            AuditRecord.action == FLAG_CHANGE, AuditRecord.at >= since
-        )
-    )
+    # Flag changes are listed on Home, and a failure may be a Home click's only answer.
+    flags, failures = db_session.execute(
+        select(
+            func.max(case((AuditRecord.action == FLAG_CHANGE, AuditRecord.id))),
+            func.max(case((AuditRecord.outcome == FAILED, AuditRecord.id))),
+        ).where(AuditRecord.at >= since)
+    ).one()
     windows = db_session.execute(
         select(func.count(), func.max(MaintenanceWindow.updated_at)).where(
             MaintenanceWindow.ended_at.is_(None), MaintenanceWindow.ends_at > now
@@ -145,4 +152,6 @@ def fingerprint(db_session: Session, *, since: datetime, now: datetime) -> str:
             MaintenanceWindow.ends_at > now,
         )
     )
-    return repr((tuple(incidents), last_incident, tuple(deploys), flags, tuple(windows), started))
+    return repr(
+        (tuple(incidents), last_incident, tuple(deploys), flags, failures, tuple(windows), started)
+    )

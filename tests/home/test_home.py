@@ -313,3 +313,34 @@ def test_a_refused_click_on_home_is_answered_on_home_and_changes_nothing(
     wait_for(lambda: outbox_idle(service))
     assert [r.outcome for r in audit_of(service, incident_id)] == ["refused", "ok"]
     assert ":no_entry:" not in str(slack.home_of("U0ALICE"))
+
+
+def test_a_click_on_home_that_pagerduty_refuses_is_shown_on_home(
+    service: LiveService,
+    clock: ManualClock,
+    sns_signer: SnsSigner,
+    slack: SlackEmulator,
+    pagerduty: PagerDutyEmulator,
+) -> None:
+    refresher = service.runtime.home
+    assert refresher is not None
+    incident_id, _message = page(service, sns_signer, slack, pagerduty)
+    view = open_home(service, slack, "U0ALICE")
+    assert refresher.tick() == []  # the first look: nothing owed yet
+    pagerduty.faults.fail_next(1, status=403, calls=("/incidents/",))
+
+    # Allowed, so acknowledged in opsbot at once; PagerDuty then says no, which a
+    # click on Home (no response_url) would otherwise hear only in the incident's thread.
+    click_on_home(service, view, incident_render.ACKNOWLEDGE, str(incident_id), user_id="U0ALICE")
+    wait_for(lambda: "failed" in [r.outcome for r in audit_of(service, incident_id)])
+    wait_for(lambda: outbox_idle(service))
+    clock.advance(seconds=31)
+    assert refresher.tick() == ["U0ALICE"]
+    home = slack.home_of("U0ALICE")
+    assert home is not None
+    [notice] = [b["text"]["text"] for b in home["blocks"] if ":warning: Failed" in str(b)]
+    assert "`incident.acknowledge`" in notice
+    [failed] = [r for r in audit_of(service, incident_id) if r.outcome == "failed"]
+    assert (failed.actor, failed.detail["via"]) == ("U0ALICE", "home")
+    # Another person's Home does not show Alice's failure.
+    assert ":warning: Failed" not in str(open_home(service, slack, "U0BOB")["blocks"])
