@@ -11,13 +11,10 @@ leaves and crossed out once done, so work lost with a crashed instance is
 answered for.
 
 (Bolt runs a listener whole in one of its threads and answers Slack only once
-`ack()` was called in it: work done in those threads made later
-acknowledgements wait for a free thread. Until issue 19 this lane also paused
-itself while any acknowledgement was pending, to keep the interpreter for
-them; under a flood that starved the work, the last click's effect landing
-tens of seconds after its ack. The pool's size now bounds what the work can
-take from acknowledgements instead: see docs/architecture.md, "Work behind
-acks".)
+`ack()` was called in it: work done in those threads would make later
+acknowledgements wait for a free thread. The pool's size bounds what the work
+can take from acknowledgements, and nothing pauses it: see
+docs/architecture.md, "Work behind acks".)
 """
 
 from __future__ import annotations
