@@ -2,18 +2,20 @@
 
 Listeners acknowledge first and hand everything else here, so an
 acknowledgement never waits for another request's work (only, like everything,
-for its share of the machine). The work runs on a fixed pool of threads sized
-for the machine (`workers_for_this_machine`), which takes pieces strictly in
-the order they arrived, so each click's effect waits only for the pieces
-queued before it and nothing ever slows the pool down as a whole. Each piece is
-written down in a journal (bot/inbound/after_ack_journal.py) before its ack
-leaves and crossed out once done, so work lost with a crashed instance is
-answered for.
+for its share of the machine). The work runs on a pool of threads that takes
+pieces strictly in the order they arrived, one thread a core while the pieces
+keep the interpreter busy, growing (to four a core) only while every thread
+waits on the network or the database with work queued and the interpreter has
+room; so each click's effect waits only for the pieces queued before it, and
+nothing ever slows the pool down as a whole. Each piece is written down in a
+journal (bot/inbound/after_ack_journal.py) before its ack leaves and crossed
+out once done, so work lost with a crashed instance is answered for.
 
 (Bolt runs a listener whole in one of its threads and answers Slack only once
 `ack()` was called in it: work done in those threads would make later
-acknowledgements wait for a free thread. The pool's size bounds what the work
-can take from acknowledgements, and nothing pauses it: see
+acknowledgements wait for a free thread. Threads beyond one a core buy nothing
+while the work holds the interpreter, and each runnable one costs the others a
+handoff of it at every statement or call, acknowledgements included: see
 docs/architecture.md, "Work behind acks".)
 """
 
@@ -23,30 +25,60 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Protocol
 
 log = logging.getLogger(__name__)
 
-# Threads per core: a click's work mostly waits on the database, Slack or
-# PagerDuty (and holds no interpreter then), so a few per core keep the cores
-# busy without letting the work crowd out acknowledgements.
+# Threads always there: one a core (two at least, so that one slow piece never
+# holds up the next alone).
+BASE_PER_CORE = 1
+# At most, while the threads wait on I/O: a click's work mostly waits on the
+# database, Slack or PagerDuty, and holds no interpreter then.
 PER_CORE = 4
 # However large the machine: each thread may hold a database connection of the
 # main pool (10 + 10 overflow), which the intake and the acknowledgements need too.
 MOST = 16
+# How often the pool looks at itself while work is queued and no thread is free.
+CHECK_S = 0.1
+# The process used less than this share of a core over the last check: its
+# threads wait on I/O, so more of them would start the queued work sooner.
+SPARE_SHARE = 0.5
+# Every busy thread has been on its piece this long: they wait (an AWS call
+# timing out), whatever the interpreter's load; more threads let the queue move.
+STUCK_S = 2.0
+# A thread beyond the base that found nothing to do for this long ends.
+IDLE_S = 10.0
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def base_for_this_machine(cores: int | None = None) -> int:
+    """The threads always there: `BASE_PER_CORE` for each core this process may use."""
+    return max(2, min(MOST, BASE_PER_CORE * (cores or _cores())))
 
 
 def workers_for_this_machine(cores: int | None = None) -> int:
-    """The pool's size: `PER_CORE` threads for each core this process may use, `MOST` at most."""
-    if cores is None:
-        try:
-            cores = len(os.sched_getaffinity(0))
-        except AttributeError:  # not on Linux
-            cores = os.cpu_count() or 1
-    return max(2, min(MOST, PER_CORE * cores))
+    """The most threads: `PER_CORE` for each core this process may use, `MOST` at most."""
+    return max(2, min(MOST, PER_CORE * (cores or _cores())))
+
+
+def threads_to_add(
+    *, queued: int, idle: int, threads: int, most: int, share: float, waited_s: float
+) -> int:
+    """How many threads the pool starts now (0 when more would not help)."""
+    if queued == 0 or idle > 0 or threads >= most:
+        return 0
+    if share < SPARE_SHARE or waited_s >= STUCK_S:
+        return min(queued, most - threads)
+    return 0
 
 
 class _Histogram(Protocol):
@@ -65,6 +97,8 @@ class Meters(Protocol):
     @property
     def after_ack_queued(self) -> _Gauge: ...
     @property
+    def after_ack_threads(self) -> _Gauge: ...
+    @property
     def slack_acks_pending(self) -> _Gauge: ...
 
 
@@ -75,18 +109,144 @@ class Journal(Protocol):
     def stop(self) -> None: ...
 
 
+class _Pool:
+    """Threads taking pieces first in, first out: `base` always, up to `most` while they wait."""
+
+    def __init__(
+        self, base: int, most: int, *, idle_s: float, cpu: Callable[[], float] = time.process_time
+    ) -> None:
+        self.base, self.most = base, max(base, most)
+        self._idle_s = idle_s
+        self._cpu = cpu
+        self._cond = threading.Condition()
+        self._queue: deque[Callable[[], None]] = deque()
+        self._threads: set[threading.Thread] = set()
+        self._idle = 0
+        self._started: dict[int, float] = {}  # busy thread -> when it took its piece
+        self._closed = False
+        self._backlog = threading.Event()  # work queued with no thread free: the watcher looks
+        # Threads start with the first pieces (a runtime built and never used starts none).
+        self._watcher = threading.Thread(target=self._watch, name="after-ack-watch", daemon=True)
+
+    @property
+    def threads(self) -> int:
+        return len(self._threads)
+
+    def submit(self, piece: Callable[[], None]) -> None:
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("the pool behind acknowledgements is stopped")
+            self._queue.append(piece)
+            if not self._watcher.is_alive():
+                self._watcher.start()
+            if self._idle:
+                self._cond.notify()
+            elif len(self._threads) < self.base:
+                self._spawn()
+            if len(self._queue) > self._idle:
+                self._backlog.set()
+
+    def shutdown(self) -> None:
+        """Run what is queued, then end every thread."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+            threads = list(self._threads)
+        self._backlog.set()
+        for thread in threads:
+            thread.join()
+        if self._watcher.is_alive():
+            self._watcher.join()
+
+    def _spawn(self) -> None:
+        # Called holding the condition's lock.
+        thread = threading.Thread(target=self._work, name="after-ack", daemon=True)
+        self._threads.add(thread)
+        thread.start()
+
+    def _take(self) -> Callable[[], None] | None:
+        """The next piece, or None when this thread is to end (stopped, or idle beyond the base)."""
+        me = threading.current_thread()
+        with self._cond:
+            self._idle += 1
+            try:
+                while not self._queue:
+                    if self._closed:
+                        self._threads.discard(me)
+                        return None
+                    woken = self._cond.wait(self._idle_s)
+                    if not woken and not self._queue and len(self._threads) > self.base:
+                        self._threads.discard(me)  # under the lock: never below the base
+                        return None
+                self._started[threading.get_ident()] = time.monotonic()
+                return self._queue.popleft()
+            finally:
+                self._idle -= 1
+
+    def _work(self) -> None:
+        me = threading.current_thread()
+        try:
+            while (piece := self._take()) is not None:
+                try:
+                    piece()  # AfterAck's pieces catch and log their own errors
+                finally:
+                    with self._cond:
+                        self._started.pop(me.ident or 0, None)
+        finally:
+            with self._cond:
+                self._threads.discard(me)
+
+    def _watch(self) -> None:
+        while True:
+            self._backlog.wait()
+            if self._closed:
+                return
+            cpu, at = self._cpu(), time.monotonic()
+            time.sleep(CHECK_S)
+            share = (self._cpu() - cpu) / max(time.monotonic() - at, 1e-6)
+            with self._cond:
+                if self._closed:
+                    return
+                now = time.monotonic()
+                youngest = max(self._started.values(), default=now)
+                adding = threads_to_add(
+                    queued=len(self._queue),
+                    idle=self._idle,
+                    threads=len(self._threads),
+                    most=self.most,
+                    share=share,
+                    waited_s=now - youngest,
+                )
+                for _ in range(adding):
+                    self._spawn()
+                if not self._queue or len(self._threads) >= self.most:
+                    self._backlog.clear()
+            if adding:
+                log.info(
+                    "work behind acks: %d threads (%d added: %d queued, the process used "
+                    "%.0f%% of a core, the youngest piece running for %.1f s)",
+                    len(self._threads),
+                    adding,
+                    len(self._queue),
+                    share * 100,
+                    now - youngest,
+                )
+
+
 class AfterAck:
     def __init__(
         self,
         workers: int | None = None,
         *,
+        most: int | None = None,
         journal: Journal | None = None,
         metrics: Meters | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        idle_s: float = IDLE_S,
     ) -> None:
-        self.workers = workers or workers_for_this_machine()
-        # A ThreadPoolExecutor's queue is first in, first out: the arrival order.
-        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="after-ack")
+        self.workers = workers or base_for_this_machine()
+        self.most = max(self.workers, most or workers_for_this_machine())
+        self._pool = _Pool(self.workers, self.most, idle_s=idle_s)
         self._journal = journal
         self._metrics = metrics
         self._clock = clock
@@ -95,7 +255,13 @@ class AfterAck:
         self._acknowledging = 0
         if metrics is not None:
             metrics.after_ack_queued.set_function(lambda: self._queued)
+            metrics.after_ack_threads.set_function(lambda: self._pool.threads)
             metrics.slack_acks_pending.set_function(lambda: self._acknowledging)
+
+    @property
+    def threads(self) -> int:
+        """The pool's threads now."""
+        return self._pool.threads
 
     @contextmanager
     def acknowledging(self) -> Iterator[None]:
@@ -120,7 +286,8 @@ class AfterAck:
         key = self._journal.write(what, response_url) if self._journal else None
         with self._lock:
             self._queued += 1
-        self._pool.submit(self._guarded, what, work, key, self._clock())
+        queued_at = self._clock()
+        self._pool.submit(lambda: self._guarded(what, work, key, queued_at))
 
     def start(self) -> None:
         if self._journal is not None:
@@ -128,7 +295,7 @@ class AfterAck:
 
     def stop(self) -> None:
         """Finish the work queued (SIGTERM: ECS waits its stop timeout for it), then stop."""
-        self._pool.shutdown(wait=True)
+        self._pool.shutdown()
         if self._journal is not None:
             self._journal.stop()
 

@@ -1,5 +1,5 @@
 """The pool behind Slack acknowledgements: sized for the machine, first come first served,
-never paused while acknowledgements wait."""
+never paused while acknowledgements wait, growing only while its threads wait."""
 
 from __future__ import annotations
 
@@ -9,8 +9,18 @@ import threading
 
 import pytest
 
-from bot.after_ack import MOST, PER_CORE, AfterAck, workers_for_this_machine
+from bot.after_ack import (
+    MOST,
+    PER_CORE,
+    SPARE_SHARE,
+    STUCK_S,
+    AfterAck,
+    base_for_this_machine,
+    threads_to_add,
+    workers_for_this_machine,
+)
 from bot.observability.metrics import Metrics
+from tests.support import wait_for
 
 EVENTUALLY_S = 30.0
 
@@ -19,12 +29,17 @@ def test_the_pool_is_sized_for_the_machine() -> None:
     assert workers_for_this_machine(1) == PER_CORE
     assert workers_for_this_machine(2) == 2 * PER_CORE
     assert workers_for_this_machine(64) == MOST
-    assert 2 <= AfterAck().workers <= MOST
+    assert (base_for_this_machine(1), base_for_this_machine(2)) == (2, 2)
+    assert (base_for_this_machine(8), base_for_this_machine(64)) == (8, MOST)
+    lane = AfterAck()
+    assert (lane.workers, lane.most) == (base_for_this_machine(), workers_for_this_machine())
+    assert lane.threads == 0  # until the first piece
+    lane.stop()
 
 
 def test_work_starts_in_the_order_it_arrived() -> None:
     # One thread: with more, two pieces taken in order may note their start out of it.
-    lane = AfterAck(1)
+    lane = AfterAck(1, most=1)
     gate = threading.Event()
     started: list[int] = []
     lock = threading.Lock()
@@ -42,7 +57,7 @@ def test_work_starts_in_the_order_it_arrived() -> None:
 
 
 def test_no_more_than_the_pool_runs_at_once() -> None:
-    lane = AfterAck(3)
+    lane = AfterAck(3, most=3)
     lock = threading.Lock()
     running = [0]
     most = [0]
@@ -107,3 +122,51 @@ def test_failed_work_is_logged_and_the_next_goes_on(caplog: pytest.LogCaptureFix
         lane.stop()
     assert "a broken click failed after its acknowledgement" in caplog.text
     assert done == ["next"]
+
+
+def test_threads_are_added_while_every_one_waits_and_end_when_idle() -> None:
+    metrics = Metrics()
+    lane = AfterAck(2, most=5, metrics=metrics, idle_s=0.2)
+    gate = threading.Event()
+    lock = threading.Lock()
+    running = [0]
+
+    def waits_on_io() -> None:  # holds a thread, not the interpreter (like a slow AWS call)
+        with lock:
+            running[0] += 1
+        gate.wait(EVENTUALLY_S)
+
+    for n in range(7):
+        lane.run(f"piece {n}", waits_on_io, response_url=None)
+    wait_for(lambda: running[0] == 5, timeout_s=EVENTUALLY_S)
+    assert lane.threads == 5  # never beyond `most`, with two pieces still queued
+    assert metrics.registry.get_sample_value("opsbot_after_ack_threads") == 5
+    gate.set()
+    wait_for(lambda: running[0] == 7, timeout_s=EVENTUALLY_S)
+    wait_for(lambda: lane.threads == 2, timeout_s=EVENTUALLY_S)  # back to the base, not below
+    lane.run("after", lambda: None, response_url=None)
+    lane.stop()
+    assert metrics.registry.get_sample_value("opsbot_after_ack_queued") == 0
+
+
+@pytest.mark.parametrize(
+    ("queued", "idle", "threads", "share", "waited_s", "added"),
+    [
+        (0, 0, 2, 0.0, 0.0, 0),  # nothing queued
+        (3, 1, 2, 0.0, 0.0, 0),  # a thread is free: it takes the next piece
+        (3, 0, 8, 0.0, 0.0, 0),  # already at the most
+        (3, 0, 2, SPARE_SHARE / 2, 0.0, 3),  # the threads wait on I/O: start every queued piece
+        (9, 0, 2, SPARE_SHARE / 2, 0.0, 6),  # ... up to the most
+        (3, 0, 2, 1.0, 0.1, 0),  # the interpreter is busy: more threads would only contend
+        (3, 0, 2, 1.0, STUCK_S, 3),  # busy, but every piece has run for long: stuck on I/O
+    ],
+)
+def test_when_threads_are_added(
+    queued: int, idle: int, threads: int, share: float, waited_s: float, added: int
+) -> None:
+    assert (
+        threads_to_add(
+            queued=queued, idle=idle, threads=threads, most=8, share=share, waited_s=waited_s
+        )
+        == added
+    )

@@ -207,6 +207,11 @@ class Metrics:
             "Pieces of work behind acks queued and not yet started.",
             registry=registry,
         )
+        self.after_ack_threads = Gauge(
+            "opsbot_after_ack_threads",
+            "Threads of the pool behind acks: one a core, more while they wait on I/O.",
+            registry=registry,
+        )
         self.slack_acks_pending = Gauge(
             "opsbot_slack_acks_pending",
             "Slack requests in hand whose acknowledgement is not ready yet.",
