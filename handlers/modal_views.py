@@ -267,6 +267,21 @@ def opener(runtime: Runtime, callback_id: str, modal: Modal) -> Callable[..., No
 
     def open_modal(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         ack()
+        # Bolt answers Slack when this returns (process_before_response): the answer does
+        # not wait on views.open, which gets a thread of its own at once (the trigger
+        # lasts three seconds, too short to wait behind other work in the pool).
+        threading.Thread(
+            target=open_now, args=(body, client), name="modal-open", daemon=True
+        ).start()
+
+    def open_now(body: dict[str, Any], client: WebClient) -> None:
+        try:
+            open_form(body, client)
+        except Exception:
+            runtime.metrics.modal(callback_id, "open_failed")
+            log.exception("opening the %s modal failed", modal.command)
+
+    def open_form(body: dict[str, Any], client: WebClient) -> None:
         usage = modal.usage(runtime.config.commands.naming)
         # The command's own fields, checked as a submission's metadata will be.
         command = {"channel": body.get("channel_id"), "response_url": body.get("response_url")}

@@ -1,8 +1,9 @@
 """POST /slack/events: slash commands, buttons and events, through Slack Bolt.
 
 Bolt verifies the signature on the raw body and answers within Slack's three
-seconds; listeners ack first and finish their work afterwards. Bolt's sync app
-runs in a worker thread so the event loop never waits on it. Events API
+seconds: each listener acks, hands its work to the pool behind acks
+(bot/after_ack.py) and returns, and Bolt answers then. Bolt's sync app runs in
+a worker thread so the event loop never waits on it. Events API
 deliveries are deduplicated by event_id before any listener sees them.
 """
 
@@ -58,6 +59,10 @@ def build_bolt_app(runtime: Runtime) -> App | None:
         # Starting must not depend on Slack answering auth.test.
         token_verification_enabled=False,
         logger=logging.getLogger("opsbot.slack"),
+        # Each listener acks, hands its work to the pool behind acks and returns: run
+        # it in the request's thread and answer then, rather than in a listener thread
+        # of Bolt's while the request's thread polls for the ack every 10 ms.
+        process_before_response=True,
     )
     receipts = SlackEventReceipts(sessions=runtime.sessions, clock=runtime.clock)
     replays = ReplayGuard()

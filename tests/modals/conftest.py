@@ -116,7 +116,7 @@ class Modals:
             trigger_id=trigger,
         )
         ack = self.post(body)
-        # Bolt answers at ack(); views.open follows it in the listener's thread.
+        # Bolt answers when the listener returns; views.open follows in a thread of its own.
         if opens:
             wait_for(lambda: [v for v in self.slack.open_views(user) if v.id not in before])
         new = [v for v in self.slack.open_views(user) if v.id not in before]

@@ -117,6 +117,16 @@ def test_an_expired_trigger_answers_with_the_typed_usage(modals: Modals, live: L
     assert modals.slack.open_views() == []
 
 
+def test_the_answer_to_a_bare_command_does_not_wait_for_views_open(modals: Modals) -> None:
+    # Slack is slow to open the form: the command is answered first all the same.
+    modals.slack.faults.hang_next(1, seconds=1.5, calls=("views.open",))
+    opened = modals.command("/deploy", opens=False)
+    assert opened.view is None  # answered while views.open was still on its way
+    wait_for(lambda: modals.slack.open_views("U0ALICE"))
+    [view] = modals.slack.open_views("U0ALICE")
+    assert view.view["callback_id"] == service.DEPLOY
+
+
 # -- searching ------------------------------------------------------------------------------
 
 
