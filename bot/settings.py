@@ -85,6 +85,14 @@ class Settings(BaseSettings):
             "OPSBOT_SLACK_SOCKET_BACKOFF_MAX_S", "slack_socket_backoff_max_s"
         ),
     )
+    # How long a form's submission waits for its outcome before it closes the form and the
+    # outcome follows by message: Slack waits three seconds for the answer.
+    slack_form_wait_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=60,
+        validation_alias=AliasChoices("OPSBOT_SLACK_FORM_WAIT_S", "slack_form_wait_s"),
+    )
     slack_api_url: str = Field(
         default="https://slack.com/api/",
         validation_alias=AliasChoices("SLACK_API_URL", "slack_api_url"),

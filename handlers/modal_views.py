@@ -10,8 +10,8 @@ acts once) and handed to the modal's `act`, the typed command's own path. Its
 refusal is shown on a field (`response_action: errors`), its answer goes to the
 command's response_url (kept in the view's private_metadata). The acknowledgement
 must carry the field errors, so it waits for the work (in threads of its own)
-until `SUBMIT_WAIT_S` after the submission reached its listener (reading and
-claiming it count); past that it closes the form and the outcome follows by
+until `slack_form_wait_s` (2 s) after the submission reached its listener
+(reading and claiming it count); past that it closes the form and the outcome follows by
 message. What each modal is and does: handlers/modals.py.
 """
 
@@ -46,8 +46,6 @@ from handlers.replies import answer
 
 log = logging.getLogger(__name__)
 
-# Slack waits three seconds for a view_submission's answer; the rest is margin.
-SUBMIT_WAIT_S = 2.0
 # Submissions worked on at once; more wait their turn (and are answered by message if late).
 SUBMITTING_AT_ONCE = 4
 VIEW_ID = re.compile(r"V[A-Z0-9]{1,40}")
@@ -194,8 +192,8 @@ def _submitted(
 ) -> Callable[..., None]:
     def submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
         # Bolt answers 404 when a listener has not acked within three seconds of its
-        # start: the wait for the work is what is left of SUBMIT_WAIT_S after the claim.
-        deadline = time.monotonic() + SUBMIT_WAIT_S
+        # start: the wait for the work is what is left of slack_form_wait_s after the claim.
+        deadline = time.monotonic() + runtime.settings.slack_form_wait_s
         form = modal.build(runtime)
         user = body.get("user") or {}
         user_id = str(user.get("id") or "") if isinstance(user, dict) else ""

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from bot.config import Config, parse_config
+from bot.settings import Settings
 from sandbox import slack_requests, slack_view_requests
 from sandbox.slack import SlackEmulator
 from sandbox.slack_views import OpenView
@@ -24,7 +25,6 @@ from tests.flags.conftest import (  # noqa: F401  # fixtures shared with the fla
     RELEASES,
     T0,
     FlagWorld,
-    aws_settings,
     clock,
     flag_config,
     flag_world,
@@ -64,6 +64,13 @@ def modal_config(fw: FlagWorld) -> dict[str, Any]:
         *config["alarm_routes"][1:],
     ]
     return config
+
+
+@pytest.fixture
+def aws_settings(settings: Settings, moto_server: str) -> Settings:
+    # A form waits for its outcome as long as a loaded test machine may need, so a refusal
+    # always shows on its field; the wait's end has a test of its own.
+    return settings.model_copy(update={"aws_endpoint_url": moto_server, "slack_form_wait_s": 60.0})
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ form's fields with nothing changed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
@@ -18,12 +19,16 @@ import sqlalchemy as sa
 
 from bot.approvals.models import PendingAction
 from bot.audit.models import AuditRecord
+from bot.clock import ManualClock
+from bot.config import Config
 from bot.deploys.models import Deployment
 from bot.incidents.models import Incident
 from bot.maintenance.models import MaintenanceWindow
 from bot.modals import service
 from bot.runtime import Runtime
+from bot.settings import Settings
 from sandbox import slack_requests, slack_view_requests
+from sandbox.slack import SlackEmulator
 from sandbox.slack_view_requests import state_values
 from sandbox.slack_views import OpenView
 from tests.conftest import SLACK_SIGNING_SECRET
@@ -395,6 +400,27 @@ def test_flag_refusals_show_on_their_fields(
     # The typed command's own usage answer, as plain text.
     assert "nonsense is not attribute=value" in answer["errors"][service.ATTRIBUTES]
     assert flag_world.ssm_value("APPLE_PAY") == "false"
+    assert flag_world.versions() == [1]
+
+
+def test_a_submission_past_its_wait_closes_the_form_and_the_refusal_follows_by_message(
+    aws_settings: Settings,
+    app_config: Config,
+    clock: ManualClock,
+    releases: SlackEmulator,
+    make_service: Callable[..., LiveService],
+    flag_world: FlagWorld,
+) -> None:
+    hurried = aws_settings.model_copy(update={"slack_form_wait_s": 0.001})
+    modals = Modals(make_service(hurried, app_config, clock=clock, run_jobs=False), releases)
+    opened = modals.command("/flag")
+    assert opened.view is not None
+    answer = modals.submit(
+        opened.view,
+        {service.TARGET: STAGING, service.FLAG_NAME: "NO_SUCH", service.FLAG_VERB: "on"},
+    )
+    assert not (isinstance(answer, dict) and answer.get("errors"))  # the form closes
+    assert "NO_SUCH" in modals.answered(opened.response_url)
     assert flag_world.versions() == [1]
 
 

@@ -186,6 +186,8 @@ def test_pagerduty_rest_is_paced_per_token_apart_from_the_events_api(
     second, _ = page(service, sns_signer, slack, pagerduty, "prod-second")
     click(service, render.ACKNOWLEDGE, str(first), response_url=slack.response_url())
     wait_for(lambda: pd_calls(pagerduty, "PUT"))
+    # The first call is recorded after PagerDuty answers: until then it, too, is pending.
+    wait_for(lambda: pending(service, PAGERDUTY_REST) == 0)
     click(service, render.ACKNOWLEDGE, str(second), response_url=slack.response_url())
     wait_for(lambda: pending(service, PAGERDUTY_REST) == 1)
 
