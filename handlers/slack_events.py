@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl
 
 from slack_bolt import App, BoltRequest, BoltResponse
 from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
+from slack_bolt.middleware import Middleware
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -43,6 +44,9 @@ from handlers.command_text import as_named
 
 log = logging.getLogger(__name__)
 
+# How an opening bracket may appear in a body, as JSON or in a form field (lowered).
+_OPENINGS = (b"[", b"{", b"%5b", b"%7b")
+
 
 def build_bolt_app(runtime: Runtime) -> App | None:
     """The one Bolt app of this process: POST /slack/events and Socket Mode both feed it."""
@@ -65,44 +69,7 @@ def build_bolt_app(runtime: Runtime) -> App | None:
         process_before_response=True,
     )
     receipts = SlackEventReceipts(sessions=runtime.sessions, clock=runtime.clock)
-    replays = ReplayGuard()
-
-    @app.middleware
-    def refuse_replays(
-        req: BoltRequest, resp: BoltResponse, next: Callable[[], BoltResponse]
-    ) -> BoltResponse:
-        # Runs after Bolt verified the signature. Events are left to the event-id
-        # deduplication below, which answers Slack's retries without processing them.
-        if req.body.get("type") == "event_callback":
-            return next()
-        signature = req.headers.get("x-slack-signature", [""])[0]
-        if signature and not replays.first_time(signature):
-            log.warning("refused a replayed Slack request")
-            return BoltResponse(status=401, body="replayed request")
-        return next()
-
-    @app.middleware
-    def deduplicate_events(
-        req: BoltRequest, resp: BoltResponse, next: Callable[[], BoltResponse]
-    ) -> BoltResponse:
-        body = req.body
-        event_id = body.get("event_id") if body.get("type") == "event_callback" else None
-        if event_id and not receipts.claim(str(event_id)):
-            retry = req.headers.get("x-slack-retry-num", ["0"])[0]
-            log.info("event %r (retry %r) is a duplicate: answered, not processed", event_id, retry)
-            return BoltResponse(status=200, body="")
-        return next()
-
-    @app.middleware
-    def typed_text_as_typed(
-        req: BoltRequest, resp: BoltResponse, next: Callable[[], BoltResponse]
-    ) -> BoltResponse:
-        # Slack sends a slash command's text with &, < and > as entities. Everything
-        # inside opsbot holds the characters the person typed (PagerDuty gets them as
-        # such) and escapes once on the way out to Slack.
-        if req.body.get("command") and isinstance(req.body.get("text"), str):
-            req.body["text"] = unescape(req.body["text"])
-        return next()
+    app.use(_Admission(receipts, ReplayGuard()))
 
     # Before the commands' own listeners: a bare command opens its modal.
     modals.register(app, runtime)
@@ -119,13 +86,58 @@ def build_bolt_app(runtime: Runtime) -> App | None:
     return app
 
 
+class _Admission(Middleware):
+    """What every request passes after Bolt verified its signature, before any listener.
+
+    A replayed signature is refused; an event Slack sends again (by its event id)
+    is answered and not processed; a slash command's text is unescaped. One
+    middleware object, called directly: a function middleware costs Bolt a
+    build of every injectable argument on each request.
+    """
+
+    def __init__(self, receipts: SlackEventReceipts, replays: ReplayGuard) -> None:
+        self.receipts = receipts
+        self.replays = replays
+
+    def process(
+        self, *, req: BoltRequest, resp: BoltResponse, next: Callable[[], BoltResponse]
+    ) -> BoltResponse:
+        body = req.body
+        if body.get("type") == "event_callback":
+            # Events are left to the event-id deduplication, which answers Slack's
+            # retries without processing them.
+            event_id = body.get("event_id")
+            if event_id and not self.receipts.claim(str(event_id)):
+                retry = req.headers.get("x-slack-retry-num", ["0"])[0]
+                log.info(
+                    "event %r (retry %r) is a duplicate: answered, not processed", event_id, retry
+                )
+                return BoltResponse(status=200, body="")
+            return next()
+        signature = req.headers.get("x-slack-signature", [""])[0]
+        if signature and not self.replays.first_time(signature):
+            log.warning("refused a replayed Slack request")
+            return BoltResponse(status=401, body="replayed request")
+        # Slack sends a slash command's text with &, < and > as entities. Everything
+        # inside opsbot holds the characters the person typed (PagerDuty gets them as
+        # such) and escapes once on the way out to Slack.
+        if body.get("command") and isinstance(body.get("text"), str):
+            body["text"] = unescape(body["text"])
+        return next()
+
+
 def _too_deep(body: bytes) -> str | None:
     """Why the JSON Bolt may parse (the body itself, or its form field `payload`) is refused.
 
     Bolt parses before it verifies the signature: the body as JSON when its type
     says so or it starts with "{", else the field `payload` when there is one.
-    Both are checked, whatever the body claims to be.
+    Both are checked, whatever the body claims to be. A bracket in a form field is
+    itself or percent-encoded, so a body with no more of those than the limit
+    holds nothing deeper, whatever it decodes to: nearly every request stops there.
     """
+    lowered = body.lower()
+    if sum(lowered.count(opening) for opening in _OPENINGS) <= json_depth.MAX_DEPTH:
+        return None
     text = body.decode("utf-8", "replace")
     documents = [text]
     if "payload" in text:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -382,6 +383,26 @@ def test_deep_slack_body_gets_400_before_bolt_and_changes_nothing(
     document = ' [{"type": "block_actions", "actions": ' + nested(5000) + "}]"
     body = urllib.parse.urlencode({"payload": document}) if form else document
     headers = {**slack_headers(SLACK_SIGNING_SECRET, body), "content-type": content_type}
+    answer = edge.post("/slack/events", content=body, headers=headers)
+    assert answer.status_code == 400
+    assert "nested deeper than 400" in answer.json()["message"]
+    assert_nothing_happened(edge, slack, pagerduty)
+
+
+def test_deep_payload_in_lowercase_percent_escapes_gets_400_and_changes_nothing(
+    edge: LiveService, slack: SlackEmulator, pagerduty: PagerDutyEmulator
+) -> None:
+    document = '{"type": "block_actions", "actions": ' + nested(5000) + "}"
+    body = re.sub(
+        r"%[0-9A-F]{2}",
+        lambda escape: escape.group().lower(),
+        urllib.parse.urlencode({"payload": document}),
+    )
+    assert "%5b" in body and "%5B" not in body
+    headers = {
+        **slack_headers(SLACK_SIGNING_SECRET, body),
+        "content-type": "application/x-www-form-urlencoded",
+    }
     answer = edge.post("/slack/events", content=body, headers=headers)
     assert answer.status_code == 400
     assert "nested deeper than 400" in answer.json()["message"]

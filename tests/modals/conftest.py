@@ -67,10 +67,12 @@ def modal_config(fw: FlagWorld) -> dict[str, Any]:
 
 
 @pytest.fixture
-def aws_settings(settings: Settings, moto_server: str) -> Settings:
-    # A form waits for its outcome as long as a loaded test machine may need, so a refusal
-    # always shows on its field; the wait's end has a test of its own.
-    return settings.model_copy(update={"aws_endpoint_url": moto_server, "slack_form_wait_s": 60.0})
+def aws_settings(settings: Settings, flag_world: FlagWorld) -> Settings:  # noqa: F811
+    # The flag tests' AWS; a form waits for its outcome as long as a loaded test machine
+    # may need, so a refusal always shows on its field (the wait's end has a test of its own).
+    return settings.model_copy(
+        update={"aws_endpoint_url": flag_world.front_door.url, "slack_form_wait_s": 60.0}
+    )
 
 
 @pytest.fixture
