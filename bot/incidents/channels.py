@@ -9,7 +9,9 @@ incident at once, invites the responders and who is on call, posts and pins a
 copy of the incident message and records the setup as done. A start that
 stopped midway (its instance died) holds the claim until it is `CLAIM_S` old;
 the next start then finishes the setup in the channel already made, so a crash
-never leaves a second channel beside an orphan. From then on the outbox keeps that
+never leaves a second channel beside an orphan, nor a second summary: the summary
+carries the incident in its metadata, and a start that finishes another's looks
+for it in the channel before posting. From then on the outbox keeps that
 copy in step and shows every timeline event there (bot/incidents/flows.py:
 follow_in_channel), and a resolve posts the postmortem draft.
 
@@ -52,6 +54,7 @@ NAME_MAX = 80  # Slack's limit on a channel name
 MAX_SUFFIX = 9  # name, name-2 … name-9, then give up
 CLAIM_S = 120.0  # a start that never finished (a crash) stops blocking the next after this
 TOPIC_MAX = 250
+SUMMARY_EVENT = "opsbot_channel_summary"  # the metadata that marks a channel's summary
 INCIDENT_REF = re.compile(r"^#?[A-Za-z0-9]+$")  # opsbot's number or PagerDuty's id
 
 # Who is on call now for a team (Slack user ids); the composition root binds it to
@@ -209,7 +212,7 @@ class IncidentChannels:
                 return
             self._note_made(incident_id, channel_id, name)
         invited = self._invite(channel_id, self._people(incident, requester))
-        ts = self._post_and_pin(channel_id, incident)
+        ts = self._post_and_pin(channel_id, incident, resumed=made[0] is not None)
         self._record(incident_id, channel_id, name, ts, requester=requester, invited=invited)
         self.count("created" if made[0] is None else "resumed")
 
@@ -337,8 +340,11 @@ class IncidentChannels:
                 log.warning("cannot invite %s to %s (%s)", user_id, channel_id, exc)
         return invited
 
-    def _post_and_pin(self, channel_id: str, incident: Incident) -> str | None:
-        """The summary's first post, pinned; its content comes through the outbox after."""
+    def _post_and_pin(self, channel_id: str, incident: Incident, *, resumed: bool) -> str | None:
+        """The summary's first post, pinned; its content comes through the outbox after.
+
+        `resumed`: the start that made the channel may have posted it before it died.
+        """
         assert self.slack is not None
         try:
             topic = render.clip(
@@ -347,20 +353,59 @@ class IncidentChannels:
             self.slack.conversations_setTopic(channel=channel_id, topic=topic)
         except (SlackApiError, SlackClientError, OSError) as exc:
             log.warning("cannot set the topic of %s (%s)", channel_id, type(exc).__name__)
-        try:
-            posted = self.slack.chat_postMessage(
-                channel=channel_id, text=render.summary_text(incident)
-            )
-            ts = str(posted["ts"])
-        except (SlackApiError, SlackClientError, OSError) as exc:
-            # The outbox posts it instead (unpinned).
-            log.warning("cannot post the summary in %s (%s)", channel_id, type(exc).__name__)
-            return None
+        ts = self._posted_summary(channel_id, incident.id) if resumed else None
+        if ts is None:
+            try:
+                posted = self.slack.chat_postMessage(
+                    channel=channel_id,
+                    text=render.summary_text(incident),
+                    metadata={
+                        "event_type": SUMMARY_EVENT,
+                        "event_payload": {"incident": incident.id},
+                    },
+                )
+                ts = str(posted["ts"])
+            except (SlackApiError, SlackClientError, OSError) as exc:
+                # The outbox posts it instead (unpinned).
+                log.warning("cannot post the summary in %s (%s)", channel_id, type(exc).__name__)
+                return None
         try:
             self.slack.pins_add(channel=channel_id, timestamp=ts)
-        except (SlackApiError, SlackClientError, OSError) as exc:
+        except SlackApiError as exc:
+            if exc.response.get("error") != "already_pinned":  # by the start that died
+                log.warning(
+                    "cannot pin the summary in %s (%s)", channel_id, exc.response.get("error")
+                )
+        except (SlackClientError, OSError) as exc:
             log.warning("cannot pin the summary in %s (%s)", channel_id, type(exc).__name__)
         return ts
+
+    def _posted_summary(self, channel_id: str, incident_id: int) -> str | None:
+        """The summary a dead start posted in the channel, or None (none, or unreadable)."""
+        assert self.slack is not None
+        try:
+            history = self.slack.conversations_history(
+                channel=channel_id, include_all_metadata=True, limit=100
+            )
+        except (SlackApiError, SlackClientError, OSError) as exc:
+            log.warning(
+                "cannot read back %s (%s): posting the summary without the check",
+                channel_id,
+                type(exc).__name__,
+            )
+            return None
+        for message in history.get("messages") or []:
+            meta = message.get("metadata") or {}
+            payload = meta.get("event_payload") or {}
+            if meta.get("event_type") == SUMMARY_EVENT and payload.get("incident") == incident_id:
+                log.info(
+                    "incident %s: the summary in %s was posted by the start that died",
+                    incident_id,
+                    channel_id,
+                    extra={"incident": incident_id, "slack_channel": channel_id},
+                )
+                return str(message["ts"])
+        return None
 
     def _record(
         self,

@@ -4,23 +4,27 @@ The first `opsbot serve` is killed while Slack is slow to answer its invites:
 the channel exists in Slack, the setup is not recorded. A start within the
 claim's time is told when to try again; the one after finishes the setup in
 the channel already made (no second `conversations.create`, no `-2` beside an
-orphan).
+orphan). Killed later, while Slack is slow to pin the summary it has posted,
+the next start pins that summary rather than posting a second.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import pytest
 import sqlalchemy as sa
+from sqlalchemy import Engine
 
 from bot.clock import ManualClock
 from bot.config import parse_config
 from bot.db.engine import make_engine
 from bot.incidents import render
-from bot.incidents.channels import CLAIM_S
+from bot.incidents.channels import CLAIM_S, SUMMARY_EVENT
 from bot.incidents.models import Incident
 from bot.settings import Settings
 from sandbox.alarms import alarm_message
@@ -41,17 +45,42 @@ from tests.support import LiveService, block_action_body, slack_headers, wait_fo
 ALARM_AT = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
 
 
-def test_a_start_killed_after_slack_made_the_channel_is_finished_there(
+@dataclass
+class Paged:
+    """A served `opsbot serve` (the first instance) and the incident its alarm opened."""
+
+    process: Process
+    base: str
+    engine: Engine
+
+    def incident(self) -> Incident | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(sa.select(Incident)).first()
+        return Incident(**row._mapping) if row is not None else None
+
+    def incident_id(self) -> int:
+        return int(wait_for(lambda: (found := self.incident()) and found.id))
+
+    def made_channel(self) -> str:
+        """The channel Slack made, once the incident holds it."""
+        return str(
+            wait_for(
+                lambda: (found := self.incident()) and found.slack_channel_id,
+                timeout_s=20,
+                interval_s=0.02,
+            )
+        )
+
+
+@pytest.fixture
+def paged(
     environment: dict[str, str],  # noqa: F811
     processes: list[Process],  # noqa: F811
     tmp_path: Path,
     database_url: str,
-    settings: Settings,
-    make_service: Callable[..., LiveService],
     sns_signer: SnsSigner,
-    slack: SlackEmulator,
     pagerduty: PagerDutyEmulator,
-) -> None:
+) -> Iterator[Paged]:
     first = Process(environment, tmp_path / "opsbot.log")
     processes.append(first)
     base = f"http://127.0.0.1:{first.port}"
@@ -60,24 +89,42 @@ def test_a_start_killed_after_slack_made_the_channel_is_finished_there(
     )
     assert httpx.post(f"{base}/sns", content=body(envelope), timeout=10).status_code == 200
     engine = make_engine(database_url)
+    yield Paged(first, base, engine)
+    engine.dispose()
 
-    def incident() -> Incident | None:
-        with engine.connect() as connection:
-            row = connection.execute(sa.select(Incident)).first()
-        return Incident(**row._mapping) if row is not None else None
 
-    incident_id = wait_for(lambda: (found := incident()) and found.id)
-    # Slack answers each invite slowly (within opsbot's request timeout): the kill
-    # comes after the channel is made and held on the incident, before its setup ends.
-    slack.faults.hang_next(20, seconds=1.5, calls=("conversations.invite",))
-    first_answer = slack.response_url()
-    payload = block_action_body(render.START_CHANNEL, str(incident_id), response_url=first_answer)
+def start_a_channel(base: str, incident_id: int, slack: SlackEmulator) -> None:
+    """Click Start a channel on the served process at `base`."""
+    payload = block_action_body(
+        render.START_CHANNEL, str(incident_id), response_url=slack.response_url()
+    )
     signed = slack_headers(SLACK_SIGNING_SECRET, payload)
     answer = httpx.post(f"{base}/slack/events", content=payload, headers=signed, timeout=10)
     assert answer.status_code == 200
-    made = wait_for(
-        lambda: (found := incident()) and found.slack_channel_id, timeout_s=20, interval_s=0.02
-    )
+
+
+def summaries(slack: SlackEmulator, channel: str) -> list[str]:
+    """The timestamps of the channel's messages marked as an incident's summary."""
+    return [
+        m.ts
+        for m in slack.channel_messages(channel)
+        if (m.metadata or {}).get("event_type") == SUMMARY_EVENT
+    ]
+
+
+def test_a_start_killed_after_slack_made_the_channel_is_finished_there(
+    paged: Paged,
+    settings: Settings,
+    make_service: Callable[..., LiveService],
+    slack: SlackEmulator,
+) -> None:
+    first, base, incident = paged.process, paged.base, paged.incident
+    incident_id = paged.incident_id()
+    # Slack answers each invite slowly (within opsbot's request timeout): the kill
+    # comes after the channel is made and held on the incident, before its setup ends.
+    slack.faults.hang_next(20, seconds=1.5, calls=("conversations.invite",))
+    start_a_channel(base, incident_id, slack)
+    made = paged.made_channel()
     first.kill()
     slack.faults.clear()
     assert len(slack.calls_to("conversations.create")) == 1
@@ -119,3 +166,31 @@ def test_a_start_killed_after_slack_made_the_channel_is_finished_there(
     registry = second.runtime.metrics.registry
     resumed = {"outcome": "resumed"}
     assert registry.get_sample_value("opsbot_incident_channels_total", resumed) == 1.0
+
+
+def test_a_start_killed_after_it_posted_the_summary_leaves_one_summary(
+    paged: Paged,
+    settings: Settings,
+    make_service: Callable[..., LiveService],
+    slack: SlackEmulator,
+) -> None:
+    first, base = paged.process, paged.base
+    incident_id = paged.incident_id()
+    # Slack pins slowly: the kill comes after the summary is posted, before the setup ends.
+    slack.faults.hang_next(1, seconds=3.0, calls=("pins.add",))
+    start_a_channel(base, incident_id, slack)
+    made = paged.made_channel()
+    posted = wait_for(lambda: summaries(slack, made), timeout_s=20, interval_s=0.02)
+    first.kill()
+    slack.faults.clear()
+
+    clock = ManualClock(datetime.now(UTC))
+    second = make_service(settings, parse_config(TEST_CONFIG), clock=clock, run_jobs=False)
+    clock.advance(seconds=CLAIM_S + 1)
+    later = slack.response_url()
+    click(second, render.START_CHANNEL, str(incident_id), user_id="U0BOB", response_url=later)
+    wait_for(lambda: responses_to(slack, later))
+    wait_for(lambda: outbox_idle(second))
+    assert f"Started <#{made}>" in " ".join(str(r.get("text")) for r in responses_to(slack, later))
+    assert summaries(slack, made) == posted  # the same one, not a second
+    assert slack.pins(made) == posted
