@@ -45,6 +45,7 @@ from bot.outbox.models import SlackMessage
 from bot.rights.errors import SlackFactsUnavailable
 from bot.rights.service import RESPOND_RIGHT
 from bot.slack_dates import slack_date
+from bot.slack_metadata import carries, marked
 from bot.slack_text import code, keep_mentions
 
 log = logging.getLogger(__name__)
@@ -359,10 +360,7 @@ class IncidentChannels:
                 posted = self.slack.chat_postMessage(
                     channel=channel_id,
                     text=render.summary_text(incident),
-                    metadata={
-                        "event_type": SUMMARY_EVENT,
-                        "event_payload": {"incident": incident.id},
-                    },
+                    metadata=marked(SUMMARY_EVENT, {"incident": incident.id}),
                 )
                 ts = str(posted["ts"])
             except (SlackApiError, SlackClientError, OSError) as exc:
@@ -395,9 +393,7 @@ class IncidentChannels:
             )
             return None
         for message in history.get("messages") or []:
-            meta = message.get("metadata") or {}
-            payload = meta.get("event_payload") or {}
-            if meta.get("event_type") == SUMMARY_EVENT and payload.get("incident") == incident_id:
+            if carries(message, SUMMARY_EVENT, {"incident": incident_id}):
                 log.info(
                     "incident %s: the summary in %s was posted by the start that died",
                     incident_id,

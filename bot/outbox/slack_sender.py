@@ -13,6 +13,7 @@ from slack_sdk.webhook import WebhookClient
 from bot.commands import SEPARATE, Naming
 from bot.outbox.models import SLACK_MESSAGE, SLACK_REPLY, SLACK_RESPONSE
 from bot.outbox.results import Dead, Job, MessageRef, Result, Retry, Sent, retry_after_s
+from bot.slack_metadata import carries, marked
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +58,11 @@ MAX_UNKNOWN_ATTEMPTS = 8
 
 
 def _metadata(job: Job) -> dict[str, Any]:
-    return {"event_type": METADATA_EVENT, "event_payload": {"delivery": job.id}}
+    return marked(METADATA_EVENT, {"delivery": job.id})
 
 
 def _carries(message: dict[str, Any], job: Job) -> bool:
-    meta = message.get("metadata") or {}
-    payload = meta.get("event_payload") or {}
-    return meta.get("event_type") == METADATA_EVENT and payload.get("delivery") == job.id
+    return carries(message, METADATA_EVENT, {"delivery": job.id})
 
 
 def classify(error: SlackApiError, job: Job) -> Result:
