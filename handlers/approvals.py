@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from slack_bolt import Ack, App
+from slack_bolt import Ack
 
 from bot.approvals import flows
 from bot.approvals.errors import ApprovalError
@@ -14,6 +14,7 @@ from bot.approvals.registry import DECISIONS
 from bot.approvals.render import ACTION_IDS
 from bot.runtime import Runtime
 from handlers.replies import answer
+from handlers.routing import Routes
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,6 @@ def _clicked(runtime: Runtime, decision: str) -> Callable[..., None]:
     return listen
 
 
-def register(app: App, runtime: Runtime) -> None:
+def register(routes: Routes, runtime: Runtime) -> None:
     for decision in DECISIONS:
-        app.action(ACTION_IDS[decision])(_clicked(runtime, decision))
+        routes.action(ACTION_IDS[decision])(_clicked(runtime, decision))

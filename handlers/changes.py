@@ -12,7 +12,7 @@ import logging
 import re
 from typing import Any
 
-from slack_bolt import Ack, App
+from slack_bolt import Ack
 
 from bot.approvals.render import ephemeral
 from bot.apps.errors import AppError
@@ -24,14 +24,15 @@ from bot.deploys.errors import DeployError
 from bot.flags.errors import FlagError
 from bot.runtime import Runtime
 from handlers.replies import answer
+from handlers.routing import Routes
 
 log = logging.getLogger(__name__)
 
 VALUE = re.compile(r"^([0-9]{1,12}):((deploy|flag):[0-9]{1,12})$")
 
 
-def register(app: App, runtime: Runtime) -> None:
-    @app.action(re.compile(UNDO_PATTERN))
+def register(routes: Routes, runtime: Runtime) -> None:
+    @routes.action(re.compile(UNDO_PATTERN))
     def undo_clicked(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
         ack()
         response_url = body.get("response_url")
@@ -76,7 +77,7 @@ def register(app: App, runtime: Runtime) -> None:
 
         runtime.after_ack.run("undo click", work, response_url=response_url)
 
-    @app.action(re.compile(guard.ACTION_PATTERN))
+    @routes.action(re.compile(guard.ACTION_PATTERN))
     def question_answered(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
         ack()
         response_url = body.get("response_url")

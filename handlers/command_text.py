@@ -9,9 +9,10 @@ import shlex
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
-from slack_bolt import Ack, App, BoltResponse
+from slack_bolt import Ack, BoltResponse
 
 from bot.commands import COMMANDS, Naming
+from handlers.routing import Routes
 
 # Slack clients on phones turn straight quotes into curly ones.
 QUOTES = str.maketrans({"\u201c": '"', "\u201d": '"', "\u201e": '"', "\u2018": "'", "\u2019": "'"})
@@ -57,7 +58,7 @@ def _first_word(text: str) -> tuple[str, str]:
 
 
 def slash_command(
-    app: App, naming: Naming, name: str, *, when: Callable[[str], bool] | None = None
+    routes: Routes, naming: Naming, name: str, *, when: Callable[[str], bool] | None = None
 ) -> Callable[[Callable[..., None]], Any]:
     """Register a listener of the table's command `name` under the name Slack gives it.
 
@@ -84,14 +85,13 @@ def slash_command(
         text = own_text(body)
         return text is not None and (when is None or when(text))
 
-    def after_selector(body: dict[str, Any], next: Callable[[], None]) -> None:
+    def after_selector(body: dict[str, Any]) -> None:
         if selector is not None:
             body["text"] = _first_word(str(body.get("text") or ""))[1]
-        next()
 
     if not single:
-        return app.command(slack_name, matchers=[picked]) if when else app.command(slack_name)
-    return app.command(slack_name, matchers=[picked], middleware=[after_selector])
+        return routes.command(slack_name, matchers=[picked] if when else [])
+    return routes.command(slack_name, matchers=[picked], prepare=after_selector)
 
 
 def as_named(naming: Naming, answer: BoltResponse) -> BoltResponse:

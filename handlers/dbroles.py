@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from slack_bolt import Ack, App
+from slack_bolt import Ack
 
 from bot import commands
 from bot.apps.errors import AppError
@@ -20,6 +20,7 @@ from bot.runtime import Runtime
 from bot.slack_text import code
 from handlers.command_text import Usage, parse_or_usage, slash_command
 from handlers.replies import answer_after_ack
+from handlers.routing import Routes
 
 VERBS = ("check", "provision")
 
@@ -79,5 +80,5 @@ def _listen(runtime: Runtime) -> Any:
     return listen
 
 
-def register(app: App, runtime: Runtime) -> None:
-    slash_command(app, runtime.config.commands.naming, "/dbrole")(_listen(runtime))
+def register(routes: Routes, runtime: Runtime) -> None:
+    slash_command(routes, runtime.config.commands.naming, "/dbrole")(_listen(runtime))

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from slack_bolt import Ack, App
+from slack_bolt import Ack
 
 from bot import commands
 from bot.apps.errors import AppError
@@ -25,6 +25,7 @@ from bot.runtime import Runtime
 from bot.slack_text import code
 from handlers.command_text import Usage, command_words, parse_or_usage, slash_command
 from handlers.replies import answer_after_ack
+from handlers.routing import Routes
 
 
 @dataclass(frozen=True)
@@ -197,10 +198,10 @@ def _listener(runtime: Runtime, parse: Callable[[str], Command], name: str) -> C
     return listen
 
 
-def register(app: App, runtime: Runtime) -> None:
+def register(routes: Routes, runtime: Runtime) -> None:
     for name, parse in (
         ("/deploy", parse_deploy),
         ("/rollback", parse_rollback),
         ("/releases", parse_releases),
     ):
-        slash_command(app, runtime.config.commands.naming, name)(_listener(runtime, parse, name))
+        slash_command(routes, runtime.config.commands.naming, name)(_listener(runtime, parse, name))

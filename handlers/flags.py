@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from slack_bolt import Ack, App
+from slack_bolt import Ack
 
 from bot import commands
 from bot.apps.errors import AppError
@@ -23,6 +23,7 @@ from bot.runtime import Runtime
 from bot.slack_text import code
 from handlers.command_text import Usage, command_words, parse_or_usage, slash_command
 from handlers.replies import answer_after_ack
+from handlers.routing import Routes
 
 
 @dataclass(frozen=True)
@@ -119,5 +120,5 @@ def _listen(runtime: Runtime) -> Any:
     return listen
 
 
-def register(app: App, runtime: Runtime) -> None:
-    slash_command(app, runtime.config.commands.naming, "/flag")(_listen(runtime))
+def register(routes: Routes, runtime: Runtime) -> None:
+    slash_command(routes, runtime.config.commands.naming, "/flag")(_listen(runtime))

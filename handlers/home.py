@@ -9,18 +9,19 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from slack_bolt import Ack, App
+from slack_bolt import Ack
 
 from bot.home.service import FROM_HOME, click_via
 from bot.incidents.actions import Requester
 from bot.maintenance import render as maintenance_render
 from bot.runtime import Runtime
+from handlers.routing import Routes
 
 log = logging.getLogger(__name__)
 
 
-def register(app: App, runtime: Runtime) -> None:
-    @app.event("app_home_opened")
+def register(routes: Routes, runtime: Runtime) -> None:
+    @routes.event("app_home_opened")
     def home_opened(event: dict[str, Any]) -> None:
         refresher = runtime.home
         user_id = str(event.get("user") or "")
@@ -35,7 +36,7 @@ def register(app: App, runtime: Runtime) -> None:
 
         runtime.after_ack.run("App Home", publish, response_url=None)
 
-    @app.action(maintenance_render.END)
+    @routes.action(maintenance_render.END)
     def end_window(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
         ack()
         windows = runtime.maintenance

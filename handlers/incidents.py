@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from slack_bolt import Ack, App
+from slack_bolt import Ack
 
 from bot import commands
 from bot.home.service import FROM_HOME, click_via
@@ -36,6 +36,7 @@ from bot.outbox.replies import Replies, ephemeral
 from bot.runtime import Runtime
 from bot.slack_text import code
 from handlers.command_text import slash_command
+from handlers.routing import Routes
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +208,7 @@ def _run(
             )
 
 
-def register(app: App, runtime: Runtime) -> None:
+def register(routes: Routes, runtime: Runtime) -> None:
     channels = runtime.incident_channels
     actions = channels.actions
     replies = Replies(sessions=runtime.sessions, clock=runtime.clock)
@@ -236,9 +237,9 @@ def register(app: App, runtime: Runtime) -> None:
         return listener
 
     for action_id, action_name in BUTTONS.items():
-        app.action(action_id)(button(action_name))
+        routes.action(action_id)(button(action_name))
 
-    @app.action(render.START_CHANNEL)
+    @routes.action(render.START_CHANNEL)
     def start_channel(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
         ack()
         incident_id = _incident_id(action.get("value"))
@@ -252,7 +253,7 @@ def register(app: App, runtime: Runtime) -> None:
             response_url=body.get("response_url"),
         )
 
-    @app.action(render.SILENCE)
+    @routes.action(render.SILENCE)
     def silence(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
         ack()
         value = str((action.get("selected_option") or {}).get("value") or action.get("value") or "")
@@ -275,11 +276,11 @@ def register(app: App, runtime: Runtime) -> None:
 
     for link in render.LINK_ACTIONS:
         # Link buttons open a URL; Slack still tells the app, which must answer.
-        app.action(link)(lambda ack: ack())
+        routes.action(link)(lambda ack: ack())
 
     naming = runtime.config.commands.naming
 
-    @slash_command(app, naming, "/incident")
+    @slash_command(routes, naming, "/incident")
     def incident(ack: Ack, command: dict[str, Any]) -> None:
         try:
             parsed = parse(command.get("text") or "")

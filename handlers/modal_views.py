@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from slack_bolt import Ack, App
+from slack_bolt import Ack
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
@@ -43,6 +43,7 @@ from bot.rights.errors import RightMissing
 from bot.runtime import Runtime
 from handlers.command_text import slash_command
 from handlers.replies import answer
+from handlers.routing import Routes
 
 log = logging.getLogger(__name__)
 
@@ -348,7 +349,7 @@ def _searcher(runtime: Runtime, modal: Modal, search: Search) -> Callable[..., N
     return options
 
 
-def register(app: App, runtime: Runtime, modals: dict[str, Modal]) -> None:
+def register(routes: Routes, runtime: Runtime, modals: dict[str, Modal]) -> None:
     """Listen for `modals`: their bare commands, submissions and searches."""
     views = SubmittedViews(sessions=runtime.sessions, clock=runtime.clock)
     # Not the after-ack lane: that lane yields to requests in flight, and the
@@ -356,9 +357,9 @@ def register(app: App, runtime: Runtime, modals: dict[str, Modal]) -> None:
     pool = ThreadPoolExecutor(SUBMITTING_AT_ONCE, thread_name_prefix="modal-submit")
     for callback_id, modal in modals.items():
         opens = slash_command(
-            app, runtime.config.commands.naming, modal.command, when=_opens(modal)
+            routes, runtime.config.commands.naming, modal.command, when=_opens(modal)
         )
         opens(opener(runtime, callback_id, modal))
-        app.view(callback_id)(_submitted(runtime, views, pool, callback_id, modal))
+        routes.view(callback_id)(_submitted(runtime, views, pool, callback_id, modal))
         for name, search in modal.searches.items():
-            app.options(name)(_searcher(runtime, modal, search))
+            routes.options(name)(_searcher(runtime, modal, search))

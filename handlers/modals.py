@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from slack_bolt import App
-
 from bot import commands
 from bot.apps.errors import AppError
 from bot.dbroles.errors import DbRoleError
@@ -33,6 +31,7 @@ from bot.runtime import Runtime
 from handlers import dbroles, deploys, flags, modal_views
 from handlers.command_text import Usage, command_words
 from handlers.modal_views import Modal, Submission
+from handlers.routing import Routes
 
 # callback_id -> modal. A search field's name is the action_id its `options` requests are
 # routed by: it must be unique across modals.
@@ -192,9 +191,9 @@ register_modal(
 )
 
 
-def register(app: App, runtime: Runtime) -> None:
+def register(routes: Routes, runtime: Runtime) -> None:
     """Register before the commands' own listeners: a bare command is the modal's."""
-    modal_views.register(app, runtime, MODALS)
+    modal_views.register(routes, runtime, MODALS)
     # App Home's "Plan a maintenance window…" button opens the Silence form.
     plan = modal_views.opener(runtime, service.SILENCE, MODALS[service.SILENCE])
-    app.action(home_render.PLAN_WINDOW)(plan)
+    routes.action(home_render.PLAN_WINDOW)(plan)

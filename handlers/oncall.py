@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from slack_bolt import Ack, App
+from slack_bolt import Ack
 
 from bot import commands
 from bot.inbound.receipts import SlackEventReceipts
 from bot.runtime import Runtime
 from handlers.command_text import slash_command
+from handlers.routing import Routes
 
 ONCALL_WORDS = re.compile(r"\b(on[ -]?call|oncall)\b[?!.]*\s*(.*)$", re.IGNORECASE)
 MENTION = re.compile(r"<@[UW][A-Z0-9]+>")
@@ -34,11 +35,11 @@ def mention_question(text: str) -> tuple[bool, str | None]:
     return True, rest or None
 
 
-def register(app: App, runtime: Runtime, receipts: SlackEventReceipts) -> None:
+def register(routes: Routes, runtime: Runtime, receipts: SlackEventReceipts) -> None:
     answers = runtime.oncall
     naming = runtime.config.commands.naming
 
-    @slash_command(app, naming, "/oncall")
+    @slash_command(routes, naming, "/oncall")
     def oncall(ack: Ack, command: dict[str, Any]) -> None:
         name = (command.get("text") or "").strip() or None
         if name == "help":
@@ -51,7 +52,7 @@ def register(app: App, runtime: Runtime, receipts: SlackEventReceipts) -> None:
             response_url=command.get("response_url"),
         )
 
-    @app.event("app_mention")
+    @routes.event("app_mention")
     def mentioned(body: dict[str, Any], event: dict[str, Any]) -> None:
         event_id = str(body.get("event_id") or "")
         with receipts.processing(event_id):

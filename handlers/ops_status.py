@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from slack_bolt import Ack, App
+from slack_bolt import Ack
 
 from bot.ops.render import RETRY_ACTION
 from bot.runtime import Runtime
+from handlers.routing import Routes
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +31,8 @@ def answer(runtime: Runtime, *, user_id: str, response_url: str | None) -> None:
     )
 
 
-def register(app: App, runtime: Runtime) -> None:
-    @app.action(RETRY_ACTION)
+def register(routes: Routes, runtime: Runtime) -> None:
+    @routes.action(RETRY_ACTION)
     def retry(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
         ack()
         status = runtime.ops_status

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from slack_bolt import Ack, App
+from slack_bolt import Ack
 
 from bot import commands
 from bot.command_rights import rights_held
@@ -16,6 +16,7 @@ from bot.runtime import Runtime
 from bot.slack_text import code
 from handlers import ops_status
 from handlers.command_text import slash_command
+from handlers.routing import Routes
 
 OWN = commands.command_named(commands.OWN)
 MAILTO = re.compile(r"^<mailto:([^|>]+)(\|[^>]*)?>$")
@@ -35,7 +36,7 @@ def _subject(words: list[str]) -> tuple[str | None, list[str]]:
     return None, words
 
 
-def register(app: App, runtime: Runtime) -> None:
+def register(routes: Routes, runtime: Runtime) -> None:
     naming = runtime.config.commands.naming
     replies = Replies(sessions=runtime.sessions, clock=runtime.clock)
     links = PagerDutyLinks(
@@ -63,7 +64,7 @@ def register(app: App, runtime: Runtime) -> None:
     link_usage = OWN.usage_of("link-pagerduty", naming)
     unlink_usage = OWN.usage_of("unlink-pagerduty", naming)
 
-    @slash_command(app, naming, commands.OWN)
+    @slash_command(routes, naming, commands.OWN)
     def opsbot(ack: Ack, command: dict[str, Any]) -> None:
         words = (command.get("text") or "").split()
         user_id = str(command.get("user_id"))

@@ -41,6 +41,7 @@ from handlers import (
     opsbot_command,
 )
 from handlers.command_text import as_named
+from handlers.routing import Routes
 
 log = logging.getLogger(__name__)
 
@@ -71,18 +72,19 @@ def build_bolt_app(runtime: Runtime) -> App | None:
     receipts = SlackEventReceipts(sessions=runtime.sessions, clock=runtime.clock)
     app.use(_Admission(receipts, ReplayGuard()))
 
+    routes = Routes(app)
     # Before the commands' own listeners: a bare command opens its modal.
-    modals.register(app, runtime)
-    opsbot_command.register(app, runtime)
-    incidents.register(app, runtime)
-    changes.register(app, runtime)
-    oncall.register(app, runtime, receipts)
-    deploys.register(app, runtime)
-    flags.register(app, runtime)
-    dbroles.register(app, runtime)
-    approvals.register(app, runtime)
-    ops_status.register(app, runtime)
-    home.register(app, runtime)
+    modals.register(routes, runtime)
+    opsbot_command.register(routes, runtime)
+    incidents.register(routes, runtime)
+    changes.register(routes, runtime)
+    oncall.register(routes, runtime, receipts)
+    deploys.register(routes, runtime)
+    flags.register(routes, runtime)
+    dbroles.register(routes, runtime)
+    approvals.register(routes, runtime)
+    ops_status.register(routes, runtime)
+    home.register(routes, runtime)
     return app
 
 

@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 import yaml
-from slack_bolt import App
 
 from bot import commands
 from bot.cli import main
@@ -26,6 +25,7 @@ from bot.outbox.models import Delivery
 from bot.settings import Settings
 from bot.slack_text import unescape
 from handlers.modals import MODALS
+from handlers.routing import Routes
 from handlers.slack_events import build_bolt_app
 from sandbox.pagerduty import PagerDutyEmulator
 from sandbox.slack import SlackEmulator
@@ -74,15 +74,15 @@ def typed(naming: Naming, name: str, text: str) -> tuple[str, str]:
 
 
 def registered_commands(live: LiveService, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The slash commands the handlers register on a Bolt app, as Bolt is asked for them."""
+    """The slash commands the handlers register, as the Bolt app's routes are asked for them."""
     seen: list[str] = []
-    register = App.command
+    register = Routes.command
 
-    def recording(self: App, command: Any, *args: Any, **kwargs: Any) -> Any:
+    def recording(self: Routes, command: str, *args: Any, **kwargs: Any) -> Any:
         seen.append(command)
         return register(self, command, *args, **kwargs)
 
-    monkeypatch.setattr(App, "command", recording)
+    monkeypatch.setattr(Routes, "command", recording)
     assert build_bolt_app(live.runtime) is not None
     return seen
 
