@@ -297,8 +297,8 @@ STYLE_WORK_MS = 2.0
 
 
 def run_styles(ctx: Context, settings: AckSettings) -> dict[str, Any]:
-    """Issue 19.2: Bolt's sync App in listener threads against AsyncApp acking on the
-    event loop, each leaving the same work behind its ack to opsbot's pool
+    """Issue 19.2: Bolt's sync App in the threadpool (opsbot's way) against AsyncApp
+    acking on the event loop, each leaving the same work behind its ack to opsbot's pool
     (bot/after_ack.py). Loaded in turn, like `run`; ack latency and when the last
     piece of work answered."""
     with Sandbox(ctx.ca, teams=1) as sandbox:

@@ -5,13 +5,16 @@ uvicorn with opsbot's protocol, keep-alive and limits, no access log), the same
 Starlette route running Bolt's sync `dispatch` in the threadpool (as
 `handlers/slack_events.py` does), the same Bolt options (a client for the
 Slack emulator, no token verification at start) and the same logging set-up.
-It registers a listener that only acks for every kind in `bench.request_kinds.KINDS`.
+It registers a listener that only acks for every kind in `bench.request_kinds.KINDS`,
+run as Bolt runs it by default (in a thread of Bolt's, the request's thread
+waiting for the ack): a bare app as a team would write it.
 
 With `--work-ms N` each listener also leaves work behind its ack, the way
 opsbot's do: `N` ms of CPU (standing for a click's statements) and then an
 answer POSTed to the request's response_url, run by opsbot's own pool
-(bot/after_ack.py). `--style sync` keeps Bolt's sync `App` in the threadpool
-(opsbot today); `--style async` acks on the event loop with Bolt's `AsyncApp`
+(bot/after_ack.py). `--style sync` is opsbot's way: Bolt's sync `App` in the
+threadpool, each listener run in the request's own thread
+(`process_before_response`); `--style async` acks on the event loop with Bolt's `AsyncApp`
 and hands the same work to the same pool (issue 19.2: does acking on the loop
 remove the contention between acks and the work behind them?).
 
@@ -93,6 +96,7 @@ def build_working_app(
         client=WebClient(token=token, base_url=api_url),
         token_verification_enabled=False,
         logger=logging.getLogger("bare.slack"),
+        process_before_response=True,
     )
     work = _work_behind(work_ms, httpx.Client(timeout=30))
 
