@@ -6,7 +6,6 @@ import argparse
 import contextlib
 import gc
 import logging
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -110,15 +109,13 @@ def _config_version(settings: Settings) -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from bot.app import build_runtime, create_app, make_metrics
+    from bot.observability.exporter import MetricsPortUnavailable, serve_metrics
+
     settings = _settings()
     config = _config(settings)
     configure_logs(settings, _secrets(settings, config))
     checked = _refuse_silence(settings, config)
-    migration = None if args.no_migrate else _start_migration(settings)
-    # Loaded while a pending migration runs in its child, on another core.
-    from bot.app import build_runtime, create_app, make_metrics
-    from bot.observability.exporter import MetricsPortUnavailable, serve_metrics
-
     metrics = make_metrics(settings, config, config_version=_config_version(settings))
     metrics_port = settings.metrics_port if args.metrics_port is None else args.metrics_port
     exporter = None
@@ -129,9 +126,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             )
         except MetricsPortUnavailable as exc:
             print(f"opsbot serve: {exc}", file=sys.stderr)
-            _finish_migration(migration)  # a migration under way ends, it is not cut short
             return EXIT_BAD_CONFIG
-    _finish_migration(migration)
+    if not args.no_migrate:
+        _migrate(settings)
     runtime = build_runtime(settings, config, metrics=metrics)
     if checked.slack_token_refused:
         metrics.slack_auth(False)
@@ -150,32 +147,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _start_migration(settings: Settings) -> subprocess.Popen[bytes] | None:
-    """A child `opsbot db upgrade` when the schema is behind its heads; None when it is not.
+def _migrate(settings: Settings) -> None:
+    """Bring the schema to its heads before serving; a failed migration stops the start.
 
-    Alembic, with the Mako and Pygments it loads, holds about 9 MB for the life
-    of the process that imports it, and a service migrates once in its life (its
-    first start on a new database). The child reads the same environment, takes
-    the same migration lock, and its memory goes with it.
+    Migrated in this process: a child `opsbot db upgrade` would keep Alembic
+    (about 9 MB) out of it, but the first storm on a new database paged about
+    17 ms later that way (docs/benchmarks.md, "Memory at idle").
     """
-    from bot.db.migrate import at_heads
+    from bot.db.migrate import upgrade
 
-    if at_heads(settings.effective_database_url, timeouts=settings.db_timeouts):
-        return None
-    log.info("migrating the database before serving (opsbot db upgrade)")
-    return subprocess.Popen([sys.executable, "-m", "bot.cli", "db", "upgrade"])
-
-
-def _finish_migration(migration: subprocess.Popen[bytes] | None) -> None:
-    """Wait for the migrating child; a failed migration stops the start (exit 1)."""
-    if migration is None or migration.wait() == 0:
-        return
-    print(
-        f"opsbot serve: the database migration failed (exit {migration.returncode}); "
-        "the lines above say why",
-        file=sys.stderr,
-    )
-    raise SystemExit(EXIT_MIGRATION_FAILED)
+    try:
+        upgrade(settings.effective_database_url, timeouts=settings.db_timeouts)
+    except Exception:
+        log.exception("the database migration failed")
+        print(
+            "opsbot serve: the database migration failed; the lines above say why",
+            file=sys.stderr,
+        )
+        raise SystemExit(EXIT_MIGRATION_FAILED) from None
 
 
 def run_server(app: Any, settings: Settings, *, host: str, port: int, access_log: bool) -> None:
