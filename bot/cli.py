@@ -150,9 +150,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def _migrate(settings: Settings) -> None:
     """Bring the schema to its heads before serving; a failed migration stops the start.
 
-    Migrated in this process: a child `opsbot db upgrade` would keep Alembic
-    (about 9 MB) out of it, but the first storm on a new database paged about
-    17 ms later that way (docs/benchmarks.md, "Memory at idle").
+    In this process rather than a child `opsbot db upgrade`: the child keeps
+    Alembic out of memory but makes the first storm on a new database page later
+    (docs/benchmarks.md, "Memory at idle").
     """
     from bot.db.migrate import upgrade
 

@@ -33,22 +33,10 @@ Listener = TypeVar("Listener", bound=Callable[..., Any])
 ARGUMENTS = frozenset({"ack", "body", "action", "command", "client"})
 
 
-def _unhandled(body: dict[str, Any]) -> BoltResponse:
+def _unhandled(kind: str, name: object) -> BoltResponse:
     """Bolt's own answer to a request no listener takes."""
-    log.warning(
-        "no listener for this %s request (%r)",
-        body.get("type") or "slash command",
-        body.get("command") or _action_id(body),
-    )
+    log.warning("no listener for the %s %r", kind, name)
     return BoltResponse(status=404, body={"error": "unhandled request"})
-
-
-def _action_id(body: dict[str, Any]) -> str | None:
-    actions = body.get("actions")
-    if body.get("type") != "block_actions" or not isinstance(actions, list) or not actions:
-        return None
-    action_id = actions[0].get("action_id") if isinstance(actions[0], dict) else None
-    return action_id if isinstance(action_id, str) else None
 
 
 @dataclass(frozen=True)
@@ -150,16 +138,20 @@ class Routes:
     def _route_action(
         self, ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient
     ) -> Any:
-        routed = self._find_action(_action_id(body))
+        # Bolt's `action` is a block action's first, or the whole payload of other kinds.
+        is_block = body.get("type") == "block_actions"
+        action_id = action.get("action_id") if is_block else None
+        routed = self._find_action(action_id if isinstance(action_id, str) else None)
         if routed is None:
-            return _unhandled(body)
+            return _unhandled("action", action_id)
         return routed.call({"ack": ack, "body": body, "action": action, "client": client})
 
     def _route_command(
         self, ack: Ack, body: dict[str, Any], command: dict[str, Any], client: WebClient
     ) -> Any:
-        for routed in self._commands.get(str(body.get("command") or ""), ()):
+        name = str(body.get("command") or "")
+        for routed in self._commands.get(name, ()):
             if routed.takes(body):
                 given = {"ack": ack, "body": body, "command": command, "client": client}
                 return routed.call(given)
-        return _unhandled(body)
+        return _unhandled("slash command", name)

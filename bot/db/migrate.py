@@ -50,16 +50,11 @@ def upgrade(
     A database already at the heads (every restart) is left alone without loading
     Alembic, which then stays out of the serving process's memory.
     """
-    if revision == "heads" and at_heads(database_url, timeouts=timeouts):
+    if revision == "heads" and _applied(database_url, timeouts) == script_heads():
         return
     from alembic import command
 
     command.upgrade(alembic_config(database_url, timeouts=timeouts), revision)
-
-
-def at_heads(database_url: str, *, timeouts: DbTimeouts = DEFAULT_TIMEOUTS) -> bool:
-    """Whether the database has every migration applied, read without loading Alembic."""
-    return _applied(database_url, timeouts) == script_heads()
 
 
 def script_heads() -> frozenset[str]:
