@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from bench.bare_app import STYLES
 from bench.context import Context
 from bench.procs import Service, spawn
 from bench.request_kinds import KINDS, RequestKind
@@ -58,7 +59,7 @@ class AckSettings:
 
 
 def _start_bare(
-    sandbox: Sandbox, ctx: Context, *, style: str = "sync", work_ms: float = 0.0
+    sandbox: Sandbox, ctx: Context, *, style: str = "threads", work_ms: float = 0.0
 ) -> Service:
     port = free_port()
     env = clean_environment(
@@ -297,15 +298,14 @@ STYLE_WORK_MS = 2.0
 
 
 def run_styles(ctx: Context, settings: AckSettings) -> dict[str, Any]:
-    """Issue 19.2: Bolt's sync App in the threadpool (opsbot's way) against AsyncApp
-    acking on the event loop, each leaving the same work behind its ack to opsbot's pool
-    (bot/after_ack.py). Loaded in turn, like `run`; ack latency and when the last
-    piece of work answered."""
+    """Issue 19.2: Bolt's sync App dispatched in the threadpool, the same app dispatched
+    on the event loop (opsbot's way for buttons and commands) and AsyncApp, each
+    leaving the same work behind its ack to opsbot's pool (bot/after_ack.py).
+    Loaded in turn, like `run`; ack latency and when the last piece of work answered."""
     with Sandbox(ctx.ca, teams=1) as sandbox:
         response_url = sandbox.slack.response_url()
         services = {
-            style: _start_bare(sandbox, ctx, style=style, work_ms=STYLE_WORK_MS)
-            for style in ("sync", "async")
+            style: _start_bare(sandbox, ctx, style=style, work_ms=STYLE_WORK_MS) for style in STYLES
         }
         for service in services.values():
             ctx.record_start(service, what="ack styles", database="none")
@@ -317,7 +317,7 @@ def run_styles(ctx: Context, settings: AckSettings) -> dict[str, Any]:
                         raise RuntimeError(f"the {style} app answered {status}: {text}")
             rounds: list[dict[str, Any]] = []
             for number in range(settings.rounds):
-                order = ["sync", "async"] if number % 2 == 0 else ["async", "sync"]
+                order = list(STYLES) if number % 2 == 0 else list(reversed(STYLES))
                 this_round: dict[str, Any] = {}
                 for style in order:
                     ctx.say(
@@ -339,7 +339,7 @@ def run_styles(ctx: Context, settings: AckSettings) -> dict[str, Any]:
             for service in services.values():
                 service.stop()
     summary: dict[str, Any] = {}
-    for style in ("sync", "async"):
+    for style in STYLES:
         summary[style] = {
             stat: spread(r[style]["kinds"][ALL][stat] for r in rounds)
             for stat in ("p50_ms", "p99_ms", "max_ms")
@@ -349,9 +349,10 @@ def run_styles(ctx: Context, settings: AckSettings) -> dict[str, Any]:
         )
         summary[style]["answers"] = spread(r[style]["work_behind"]["answers"] for r in rounds)
         summary[style]["errors"] = sum(r[style]["errors"] for r in rounds)
-    summary["p99_async_over_sync"] = spread(
-        r["async"]["kinds"][ALL]["p99_ms"] / r["sync"]["kinds"][ALL]["p99_ms"] for r in rounds
-    )
+    for style in ("loop", "async"):
+        summary[f"p99_{style}_over_threads"] = spread(
+            r[style]["kinds"][ALL]["p99_ms"] / r["threads"]["kinds"][ALL]["p99_ms"] for r in rounds
+        )
     return {
         "settings": settings.__dict__,
         "work_ms": STYLE_WORK_MS,

@@ -12,14 +12,17 @@ waiting for the ack): a bare app as a team would write it.
 With `--work-ms N` each listener also leaves work behind its ack, the way
 opsbot's do: `N` ms of CPU (standing for a click's statements) and then an
 answer POSTed to the request's response_url, run by opsbot's own pool
-(bot/after_ack.py). `--style sync` is opsbot's way: Bolt's sync `App` in the
-threadpool, each listener run in the request's own thread
-(`process_before_response`); `--style async` acks on the event loop with Bolt's `AsyncApp`
-and hands the same work to the same pool (issue 19.2: does acking on the loop
-remove the contention between acks and the work behind them?).
+(bot/after_ack.py). Where the ack is made (issue 19.2: does acking on the
+event loop remove the contention between acks and the work behind them?):
+
+- `--style threads`: Bolt's sync `App` dispatched in Starlette's threadpool,
+  each listener run in the request's own thread (`process_before_response`);
+- `--style loop`: the same app dispatched on the event loop, as opsbot
+  dispatches buttons and commands (handlers/slack_events.py);
+- `--style async`: Bolt's `AsyncApp` on the event loop.
 
     SLACK_SIGNING_SECRET=... SLACK_BOT_TOKEN=... SLACK_API_URL=... \
-        python -m bench.bare_app --port 3001 [--style async --work-ms 2]
+        python -m bench.bare_app --port 3001 [--style loop --work-ms 2]
 """
 
 from __future__ import annotations
@@ -52,6 +55,10 @@ if TYPE_CHECKING:
     # Bolt's async side needs aiohttp, which opsbot does not depend on: imported
     # only for `--style async` (and for mypy).
     from slack_bolt.async_app import AsyncApp
+
+
+# Where a working app (--work-ms) acks; see the docstring.
+STYLES = ("threads", "loop", "async")
 
 
 def _only_ack(ack: Ack) -> None:
@@ -90,7 +97,7 @@ def _work_behind(work_ms: float, http: httpx.Client) -> Callable[[dict[str, Any]
 def build_working_app(
     *, signing_secret: str, token: str, api_url: str, lane: AfterAck, work_ms: float
 ) -> App:
-    """A sync app whose listeners ack, then queue `work_ms` of work in `lane` (opsbot's way)."""
+    """A sync app whose listeners ack, then queue `work_ms` of work in `lane` (as opsbot's do)."""
     app = App(
         signing_secret=signing_secret,
         client=WebClient(token=token, base_url=api_url),
@@ -158,10 +165,15 @@ def create_async_app(bolt: AsyncApp) -> Starlette:
     )
 
 
-def create_app(bolt: App) -> Starlette:
+def create_app(bolt: App, *, on_loop: bool = False) -> Starlette:
+    """Bolt's sync `dispatch` in Starlette's threadpool, or with `on_loop` on the event loop."""
+
     async def events(request: Request) -> Response:
         body = await request.body()
-        answer = await run_in_threadpool(bolt.dispatch, to_bolt_request(request, body))
+        if on_loop:
+            answer = bolt.dispatch(to_bolt_request(request, body))
+        else:
+            answer = await run_in_threadpool(bolt.dispatch, to_bolt_request(request, body))
         return to_starlette_response(answer)
 
     async def readyz(_request: Request) -> JSONResponse:
@@ -179,7 +191,7 @@ def main() -> int:
     root = argparse.ArgumentParser(prog="python -m bench.bare_app", description=__doc__)
     root.add_argument("--host", default="127.0.0.1")
     root.add_argument("--port", type=int, required=True)
-    root.add_argument("--style", choices=("sync", "async"), default="sync")
+    root.add_argument("--style", choices=STYLES, default="threads")
     root.add_argument("--work-ms", type=float, default=0.0, help="CPU ms of work behind each ack")
     args = root.parse_args()
     secret = os.environ["SLACK_SIGNING_SECRET"]
@@ -193,7 +205,10 @@ def main() -> int:
     if args.style == "async":
         app = create_async_app(build_async_app(**slack, lane=AfterAck(), work_ms=args.work_ms))
     elif args.work_ms > 0:
-        app = create_app(build_working_app(**slack, lane=AfterAck(), work_ms=args.work_ms))
+        app = create_app(
+            build_working_app(**slack, lane=AfterAck(), work_ms=args.work_ms),
+            on_loop=args.style == "loop",
+        )
     else:
         app = create_app(build_bolt_app(**slack))
     config = server_config(app, Settings(), host=args.host, port=args.port)

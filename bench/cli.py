@@ -62,7 +62,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    # `ack-styles` (issue 19.2's sync App against AsyncApp) runs only when asked for.
+    # `ack-styles` (issue 19.2: where the ack is made) runs only when asked for.
     selected = set(CHOICES[1:]) - {"ack-styles"} if args.benchmark == "all" else {args.benchmark}
     admin_url = os.environ.get("TEST_DATABASE_URL") or None
     run_dir = Path(tempfile.mkdtemp(prefix="opsbot-bench-"))

@@ -541,7 +541,7 @@ def create_app(runtime: Runtime, extra_routes: Sequence[BaseRoute] = ()) -> Star
     app_token = runtime.settings.slack_app_token
     socket = None
     if bolt is not None and app_token is not None:
-        socket = slack_socket.SlackSocket(runtime, bolt, app_token=app_token.get_secret_value())
+        socket = slack_socket.SlackSocket(runtime, bolt.app, app_token=app_token.get_secret_value())
     routes: list[BaseRoute] = [
         *health.routes(runtime, slack_socket=(lambda: socket.connected) if socket else None),
         *sns.routes(runtime),

@@ -41,7 +41,13 @@ def register(routes: Routes, runtime: Runtime) -> None:
         found = VALUE.match(value)
         if found is None or action.get("action_id") != f"{UNDO}:{found.group(2)}" or not user_id:
             log.warning("undo button sent %r", value[:80])
-            answer(runtime, response_url=response_url, text="That button names no change.")
+            runtime.after_ack.run(
+                "undo click",
+                lambda: answer(
+                    runtime, response_url=response_url, text="That button names no change."
+                ),
+                response_url=response_url,
+            )
             return
         incident_id, key = int(found.group(1)), found.group(2)
 

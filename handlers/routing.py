@@ -11,6 +11,12 @@ stay Bolt's own listeners.
 
 The order Bolt gives is kept: among the listeners of one command, or the
 actions an id and a pattern both match, the first registered wins.
+
+A routed listener acks and queues its work (`runtime.after_ack`, or a thread
+of its own); it never waits on the network or the database. That is what lets
+the HTTP route run the dispatch of a button or a command on the event loop
+(handlers/slack_events.py): a listener that waited there would stall every
+request. Views, options and events may wait, and are dispatched in threads.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from slack_bolt import Ack, App, BoltResponse
+from slack_bolt.request.payload_utils import is_block_actions, is_slash_command
 from slack_sdk import WebClient
 
 log = logging.getLogger(__name__)
@@ -31,6 +38,11 @@ Listener = TypeVar("Listener", bound=Callable[..., Any])
 
 # What a routed listener may ask for, by name, as Bolt would give it.
 ARGUMENTS = frozenset({"ack", "body", "action", "command", "client"})
+
+
+def routed(body: dict[str, Any]) -> bool:
+    """Whether Bolt hands this request to a routed listener: a block action or a slash command."""
+    return is_block_actions(body) or is_slash_command(body)
 
 
 def _unhandled(kind: str, name: object) -> BoltResponse:

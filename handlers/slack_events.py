@@ -2,9 +2,11 @@
 
 Bolt verifies the signature on the raw body and answers within Slack's three
 seconds: each listener acks, hands its work to the pool behind acks
-(bot/after_ack.py) and returns, and Bolt answers then. Bolt's sync app runs in
-a worker thread so the event loop never waits on it. Events API
+(bot/after_ack.py) and returns, and Bolt answers then. Events API
 deliveries are deduplicated by event_id before any listener sees them.
+
+A button's or a command's dispatch runs on the event loop, everything else's
+in Starlette's threadpool (`SlackBolt.dispatch` says why).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
 from slack_bolt import App, BoltRequest, BoltResponse
@@ -41,7 +44,7 @@ from handlers import (
     opsbot_command,
 )
 from handlers.command_text import as_named
-from handlers.routing import Routes
+from handlers.routing import Routes, routed
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +52,32 @@ log = logging.getLogger(__name__)
 _OPENINGS = (b"[", b"{", b"%5b", b"%7b")
 
 
-def build_bolt_app(runtime: Runtime) -> App | None:
+@dataclass(frozen=True)
+class SlackBolt:
+    """The one Bolt app of this process, and where an HTTP request's dispatch runs."""
+
+    app: App
+    admission: Admission
+
+    async def dispatch(self, request: BoltRequest) -> BoltResponse:
+        """Bolt's answer to `request`: on the event loop for a button or a command.
+
+        Their listeners only ack and queue (handlers/routing.py), so the dispatch
+        never waits there. Handing it to a thread and back cost more than the
+        dispatch itself, and in a flood those threads took turns at the
+        interpreter with the event loop and the work behind the acks: acks were
+        slower and the process busier (docs/benchmarks.md, "Acknowledging on the
+        event loop"). Views, options and events may wait (on the database, AWS,
+        a submission's outcome), and so does any request until Bolt knows who
+        its token is (auth.test, asked on the first request and again after a
+        failure): those go to a thread.
+        """
+        if self.admission.authorized and routed(request.body):
+            return self.app.dispatch(request)
+        return await run_in_threadpool(self.app.dispatch, request)
+
+
+def build_bolt_app(runtime: Runtime) -> SlackBolt | None:
     """The one Bolt app of this process: POST /slack/events and Socket Mode both feed it."""
     settings = runtime.settings
     if not settings.slack_inbound_enabled or runtime.slack_client is None:
@@ -70,7 +98,8 @@ def build_bolt_app(runtime: Runtime) -> App | None:
         process_before_response=True,
     )
     receipts = SlackEventReceipts(sessions=runtime.sessions, clock=runtime.clock)
-    app.use(_Admission(receipts, ReplayGuard()))
+    admission = Admission(receipts, ReplayGuard())
+    app.use(admission)
 
     routes = Routes(app)
     # Before the commands' own listeners: a bare command opens its modal.
@@ -85,10 +114,10 @@ def build_bolt_app(runtime: Runtime) -> App | None:
     approvals.register(routes, runtime)
     ops_status.register(routes, runtime)
     home.register(routes, runtime)
-    return app
+    return SlackBolt(app, admission)
 
 
-class _Admission(Middleware):
+class Admission(Middleware):
     """What every request passes after Bolt verified its signature, before any listener.
 
     A replayed signature is refused; an event Slack sends again (by its event id)
@@ -100,6 +129,9 @@ class _Admission(Middleware):
     def __init__(self, receipts: SlackEventReceipts, replays: ReplayGuard) -> None:
         self.receipts = receipts
         self.replays = replays
+        # Whether a button or a command has passed Bolt's authorization: Bolt asked
+        # Slack who its token is (auth.test) and answers from memory from then on.
+        self.authorized = False
 
     def process(
         self, *, req: BoltRequest, resp: BoltResponse, next: Callable[[], BoltResponse]
@@ -116,6 +148,8 @@ class _Admission(Middleware):
                 )
                 return BoltResponse(status=200, body="")
             return next()
+        if req.context.authorize_result is not None:
+            self.authorized = True
         signature = req.headers.get("x-slack-signature", [""])[0]
         if signature and not self.replays.first_time(signature):
             log.warning("refused a replayed Slack request")
@@ -156,7 +190,7 @@ def _refused(status: int, message: str) -> JSONResponse:
     return JSONResponse({"status": status, "message": message}, status_code=status)
 
 
-def routes(runtime: Runtime, bolt: App | None) -> list[Route]:
+def routes(runtime: Runtime, bolt: SlackBolt | None) -> list[Route]:
     """POST /slack/events over `bolt` (build_bolt_app's), when a signing secret verifies it."""
     if runtime.settings.slack_signing_secret is None:
         bolt = None
@@ -184,7 +218,7 @@ def routes(runtime: Runtime, bolt: App | None) -> list[Route]:
             except ValueError as exc:  # not UTF-8, or not the JSON it claims to be
                 log.warning("refused a Slack request: %s", type(exc).__name__)
                 return _refused(400, "body is not a Slack request")
-            answer = await run_in_threadpool(bolt.dispatch, bolt_request)
+            answer = await bolt.dispatch(bolt_request)
             answer = as_named(runtime.config.commands.naming, answer)
         response = to_starlette_response(answer)
         runtime.metrics.slack_ack.observe(time.perf_counter() - started)
