@@ -7,7 +7,9 @@ one's future with its outcome, or every future of a batch that failed with
 the failure: nobody is answered before their notification is durable.
 
 A notification that finds the writer idle goes alone and at once, recorded and
-applied in one transaction (the first page of a storm waits for no batch).
+applied in one transaction, and so does the first of a batch when nothing is
+pending (the first page of a storm waits for no batch: its first notifications
+arrive together, having waited for the signing certificate).
 While a batch commits the next ones queue, and the writer takes them all as the
 next batch: it never waits for a batch to fill (waiting 2 ms for more cost a
 storm's intake a tenth of its rate).
@@ -177,10 +179,21 @@ class GroupCommit:
         return batch, False
 
     def _commit(self, batch: list[_Item]) -> None:
+        if self._later is not None and len(batch) > 1 and self._later.backlog() == 0:
+            # The first of a storm is applied at once, alone: its page waits neither
+            # for the applying of a slice (which would share the interpreter with the
+            # checks of the notifications arriving meanwhile) nor for the others.
+            self._write(self._record_batch, batch[:1])
+            batch = batch[1:]
         record = self._record_batch
         if self._later is not None and (len(batch) > 1 or self._later.backlog() > 0):
             # Behind what is pending, a lone notification waits its turn too: in order.
             record = self._later.record_later
+        self._write(record, batch)
+
+    @staticmethod
+    def _write(record: Record, batch: list[_Item]) -> None:
+        """Record `batch` and answer each of it."""
         try:
             outcomes = record([inbound for inbound, _ in batch])
         except Exception as exc:  # the whole batch failed: every one of them is told

@@ -8,11 +8,13 @@ instances.
 from __future__ import annotations
 
 import threading
+from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
 
+from bot.alarms.batch import GroupCommit
 from bot.alarms.intake import RECORDED, AlarmIntake
 from bot.alarms.models import PENDING, ReceivedMessage
 from bot.alarms.service import Inbound
@@ -206,3 +208,62 @@ def test_a_notification_that_cannot_be_applied_is_marked_counted_and_the_rest_go
     assert outcomes(engine)[1].startswith("incident ")
     assert states(engine) == {"prod-good-5xx": ("open", "ALARM")}
     assert intake.metrics.registry.get_sample_value("opsbot_intake_apply_failed_total") == 1
+
+
+def _commit_together(intake: AlarmIntake, arrivals: list[Inbound]) -> list[str | BaseException]:
+    """What each of `arrivals` is answered when the intake's writer takes them as one batch."""
+    group = GroupCommit(intake.record_batch, later=intake)
+    futures: list[Future[str]] = [Future() for _ in arrivals]
+    group._commit(list(zip(arrivals, futures, strict=True)))
+    return [f.exception() or f.result() for f in futures]
+
+
+def test_the_first_of_a_batch_with_nothing_pending_is_applied_at_once_and_the_rest_later(
+    engine: sa.Engine,
+) -> None:
+    intake = make_intake(engine)
+    arrivals = storm(3)
+
+    answers = _commit_together(intake, arrivals)
+
+    # The first is paged now; the others are answered once recorded, in order after it.
+    assert isinstance(answers[0], str) and "paged" in answers[0]
+    assert answers[1:] == [RECORDED] * (len(arrivals) - 1)
+    assert states(engine) == {"prod-svc0-5xx": ("open", "ALARM")}
+    assert len(triggers(engine)) == 1
+    assert intake.backlog() == len(arrivals) - 1
+
+    apply_all(intake)
+
+    assert PENDING not in outcomes(engine)
+    assert paged_once_each(engine, 3)
+
+
+def test_a_batch_behind_pending_notifications_is_only_recorded(engine: sa.Engine) -> None:
+    intake = make_intake(engine)
+    intake.record_later([change("prod-early-5xx", "ALARM", second=0)])
+
+    answers = _commit_together(intake, storm(2))
+
+    assert answers == [RECORDED] * 6
+    assert states(engine) == {}
+
+
+def test_a_first_that_cannot_be_applied_is_refused_alone_and_the_rest_recorded(
+    engine: sa.Engine,
+) -> None:
+    intake = make_intake(engine)
+    arrivals = storm(2)
+    with engine.begin() as connection:  # applying needs the incidents; recording does not
+        connection.execute(sa.text("ALTER TABLE incidents RENAME TO incidents_away"))
+    try:
+        answers = _commit_together(intake, arrivals)
+    finally:
+        with engine.begin() as connection:
+            connection.execute(sa.text("ALTER TABLE incidents_away RENAME TO incidents"))
+
+    # The first is answered its failure (a 503: SNS delivers it again) and left no row;
+    # the others are recorded, as a lone notification's failure never held up the next.
+    assert isinstance(answers[0], sa.exc.DBAPIError)
+    assert answers[1:] == [RECORDED] * (len(arrivals) - 1)
+    assert outcomes(engine) == [PENDING] * (len(arrivals) - 1)
