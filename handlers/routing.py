@@ -45,10 +45,9 @@ def routed(body: dict[str, Any]) -> bool:
     return is_block_actions(body) or is_slash_command(body)
 
 
-def _unhandled(kind: str, name: object) -> BoltResponse:
-    """Bolt's own answer to a request no listener takes."""
-    log.warning("no listener for the %s %r", kind, name)
-    return BoltResponse(status=404, body={"error": "unhandled request"})
+# The kinds of request a route may find no listener for (`Routes(on_unhandled=...)`).
+ACTION = "action"
+COMMAND = "command"
 
 
 @dataclass(frozen=True)
@@ -86,8 +85,10 @@ class _Routed:
 class Routes:
     """What handlers register their listeners with: Bolt's decorators, routed by id."""
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: App, *, on_unhandled: Callable[[str], None] | None = None) -> None:
+        """`on_unhandled(kind)` is told of each request no listener takes (to count it)."""
         self.app = app
+        self._on_unhandled = on_unhandled
         # action id -> (registration number, listener); patterns in registration order.
         self._actions: dict[str, tuple[int, _Routed]] = {}
         self._action_patterns: list[tuple[int, re.Pattern[str], _Routed]] = []
@@ -155,7 +156,7 @@ class Routes:
         action_id = action.get("action_id") if is_block else None
         routed = self._find_action(action_id if isinstance(action_id, str) else None)
         if routed is None:
-            return _unhandled("action", action_id)
+            return self._unhandled(ACTION, action_id)
         return routed.call({"ack": ack, "body": body, "action": action, "client": client})
 
     def _route_command(
@@ -166,4 +167,11 @@ class Routes:
             if routed.takes(body):
                 given = {"ack": ack, "body": body, "command": command, "client": client}
                 return routed.call(given)
-        return _unhandled("slash command", name)
+        return self._unhandled(COMMAND, name)
+
+    def _unhandled(self, kind: str, name: object) -> BoltResponse:
+        """Bolt's own answer to a request no listener takes."""
+        log.warning("no listener for the %s %r", kind, name)
+        if self._on_unhandled is not None:
+            self._on_unhandled(kind)
+        return BoltResponse(status=404, body={"error": "unhandled request"})

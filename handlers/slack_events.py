@@ -101,7 +101,9 @@ def build_bolt_app(runtime: Runtime) -> SlackBolt | None:
     admission = Admission(receipts, ReplayGuard())
     app.use(admission)
 
-    routes = Routes(app)
+    routes = Routes(
+        app, on_unhandled=lambda kind: runtime.metrics.slack_unhandled.labels(kind).inc()
+    )
     # Before the commands' own listeners: a bare command opens its modal.
     modals.register(routes, runtime)
     opsbot_command.register(routes, runtime)

@@ -267,6 +267,13 @@ class Metrics:
             "Socket Mode: attempts to open the websocket that failed (each waits longer).",
             registry=registry,
         )
+        self.slack_unhandled = Counter(
+            "opsbot_slack_unhandled",
+            "Slack buttons and slash commands no listener of this version takes "
+            "(answered 404): the Slack app's configuration and opsbot disagree.",
+            ["kind"],
+            registry=registry,
+        )
         self.slack_socket_refused = Counter(
             "opsbot_slack_socket_refused",
             "Socket Mode: messages refused before Bolt saw them (not JSON, too deep, bad shape).",
