@@ -169,11 +169,11 @@ def create_app(bolt: App, *, on_loop: bool = False) -> Starlette:
     """Bolt's sync `dispatch` in Starlette's threadpool, or with `on_loop` on the event loop."""
 
     async def events(request: Request) -> Response:
-        body = await request.body()
+        bolt_request = to_bolt_request(request, await request.body())
         if on_loop:
-            answer = bolt.dispatch(to_bolt_request(request, body))
+            answer = bolt.dispatch(bolt_request)
         else:
-            answer = await run_in_threadpool(bolt.dispatch, to_bolt_request(request, body))
+            answer = await run_in_threadpool(bolt.dispatch, bolt_request)
         return to_starlette_response(answer)
 
     async def readyz(_request: Request) -> JSONResponse:

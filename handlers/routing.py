@@ -152,8 +152,7 @@ class Routes:
         self, ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient
     ) -> Any:
         # Bolt's `action` is a block action's first, or the whole payload of other kinds.
-        is_block = body.get("type") == "block_actions"
-        action_id = action.get("action_id") if is_block else None
+        action_id = action.get("action_id") if is_block_actions(body) else None
         routed = self._find_action(action_id if isinstance(action_id, str) else None)
         if routed is None:
             return self._unhandled(ACTION, action_id)

@@ -131,8 +131,9 @@ class Admission(Middleware):
     def __init__(self, receipts: SlackEventReceipts, replays: ReplayGuard) -> None:
         self.receipts = receipts
         self.replays = replays
-        # Whether a button or a command has passed Bolt's authorization: Bolt asked
-        # Slack who its token is (auth.test) and answers from memory from then on.
+        # Whether a request other than an event has passed Bolt's authorization: Bolt
+        # asked Slack who its token is (auth.test) and answers from memory from then on.
+        # (Some events pass without that question: they do not count.)
         self.authorized = False
 
     def process(

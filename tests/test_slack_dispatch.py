@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from typing import Any
 
 import sqlalchemy as sa
 from slack_bolt import Ack, App, BoltRequest, BoltResponse
@@ -54,54 +53,50 @@ def _slack_bolt(
     return SlackBolt(app, admission), Routes(app)
 
 
-def _where(threads: list[str], loop_thread: list[int]) -> Callable[[], None]:
-    def record() -> None:
-        threads.append("loop" if threading.get_ident() in loop_thread else "thread")
+class Where:
+    """Where the calls it is told of ran: on the event loop `dispatch_all` runs, or a thread."""
 
-    return record
+    def __init__(self) -> None:
+        self.loop_thread: int | None = None
+        self.seen: list[str] = []
 
+    def note(self) -> None:
+        self.seen.append("loop" if threading.get_ident() == self.loop_thread else "thread")
 
-def _recording(threads: list[str], loop_thread: list[int]) -> Any:
-    def listener(ack: Ack) -> None:
-        _where(threads, loop_thread)()
+    def listener(self, ack: Ack) -> None:
+        self.note()
         ack()
 
-    return listener
+    def dispatch_all(self, bolt: SlackBolt, bodies: list[str]) -> list[int]:
+        async def run() -> list[int]:
+            self.loop_thread = threading.get_ident()
+            return [
+                (await bolt.dispatch(BoltRequest(body=body, headers={}))).status for body in bodies
+            ]
 
-
-def _dispatch_all(bolt: SlackBolt, bodies: list[str], loop_thread: list[int]) -> list[int]:
-    async def run() -> list[int]:
-        loop_thread.append(threading.get_ident())
-        answers: list[BoltResponse] = []
-        for body in bodies:
-            answers.append(await bolt.dispatch(BoltRequest(body=body, headers={})))
-        return [answer.status for answer in answers]
-
-    return asyncio.run(run())
+        return asyncio.run(run())
 
 
 def test_a_click_and_a_command_run_on_the_event_loop_once_bolt_knows_its_token(
     slack: SlackEmulator, engine: sa.Engine
 ) -> None:
     bolt, routes = _slack_bolt(slack.api_url, engine)
-    threads: list[str] = []
-    loop_thread: list[int] = []
-    routes.action("a")(_recording(threads, loop_thread))
-    routes.command("/opsbot")(_recording(threads, loop_thread))
+    where = Where()
+    routes.action("a")(where.listener)
+    routes.command("/opsbot")(where.listener)
 
-    statuses = _dispatch_all(
+    statuses = where.dispatch_all(
         bolt,
         [
             block_action_body("a", "1"),
             block_action_body("a", "2"),
             slash_command_body("/opsbot", "help"),
         ],
-        loop_thread,
     )
 
     assert statuses == [200, 200, 200]
     # The first asked Slack who the token is, from a thread; the rest needed no call.
-    assert threads == ["thread", "loop", "loop"]
+    assert where.seen == ["thread", "loop", "loop"]
     assert len(slack.calls_to("auth.test")) == 1
 
 
@@ -109,38 +104,35 @@ def test_a_view_submission_runs_in_a_thread_whatever_bolt_knows(
     slack: SlackEmulator, engine: sa.Engine
 ) -> None:
     bolt, routes = _slack_bolt(slack.api_url, engine)
-    threads: list[str] = []
-    loop_thread: list[int] = []
-    routes.action("a")(_recording(threads, loop_thread))
-    routes.view("form")(_recording(threads, loop_thread))
+    where = Where()
+    routes.action("a")(where.listener)
+    routes.view("form")(where.listener)
     submission = slack_view_requests.view_submission(
         {"id": "V1", "callback_id": "form", "type": "modal"}, user_id="U0ALICE", values={}
     )
 
-    statuses = _dispatch_all(
-        bolt, [block_action_body("a", "1"), block_action_body("a", "2"), submission], loop_thread
+    statuses = where.dispatch_all(
+        bolt, [block_action_body("a", "1"), block_action_body("a", "2"), submission]
     )
 
     assert statuses == [200, 200, 200]
-    assert threads == ["thread", "loop", "thread"]
+    assert where.seen == ["thread", "loop", "thread"]
 
 
 def test_while_slack_cannot_say_who_the_token_is_nothing_runs_on_the_event_loop(
     engine: sa.Engine,
 ) -> None:
     nobody_listens = f"http://127.0.0.1:{free_port()}/api/"
-    threads: list[str] = []
-    loop_thread: list[int] = []
-    dispatched: list[str] = []
-    bolt, routes = _slack_bolt(nobody_listens, engine, _where(dispatched, loop_thread))
-    routes.action("a")(_recording(threads, loop_thread))
+    dispatched, listened = Where(), Where()
+    bolt, routes = _slack_bolt(nobody_listens, engine, dispatched.note)
+    routes.action("a")(listened.listener)
 
-    statuses = _dispatch_all(
-        bolt, [block_action_body("a", "1"), block_action_body("a", "2")], loop_thread
+    statuses = dispatched.dispatch_all(
+        bolt, [block_action_body("a", "1"), block_action_body("a", "2")]
     )
 
     # Bolt refuses both (it cannot authorize them); each asked Slack again, from a thread.
     assert all(status >= 400 for status in statuses)
-    assert dispatched == ["thread", "thread"]
-    assert threads == []
+    assert dispatched.seen == ["thread", "thread"]
+    assert listened.seen == []
     assert bolt.admission.authorized is False
