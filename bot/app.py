@@ -6,6 +6,7 @@ wires the edge to the domain. Nothing else in `bot/` imports `handlers`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import re
@@ -50,6 +51,7 @@ from bot.incidents.pagerduty_sync import WebhookSync
 from bot.maintenance import flows as maintenance_flows
 from bot.maintenance import jobs as maintenance_jobs
 from bot.maintenance.actions import MaintenanceWindows
+from bot.observability.loop_watch import LoopWatch
 from bot.observability.metrics import Metrics
 from bot.observability.outbox_gauges import OutboxGauges
 from bot.oncall import jobs as oncall_jobs
@@ -530,9 +532,16 @@ def create_app(runtime: Runtime, extra_routes: Sequence[BaseRoute] = ()) -> Star
         runtime.start()
         if socket is not None:
             socket.start()
+        watch = LoopWatch(
+            lag=runtime.metrics.event_loop_lag, warn_s=runtime.settings.loop_stall_warn_s
+        )
+        watching = asyncio.create_task(watch.run(), name="loop-watch")
         try:
             yield
         finally:
+            watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watching
             if socket is not None:
                 socket.stop()
             runtime.stop()

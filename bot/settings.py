@@ -175,6 +175,11 @@ class Settings(BaseSettings):
     heartbeat_s: float = Field(
         default=15.0, gt=0, validation_alias=AliasChoices("OPSBOT_HEARTBEAT_S", "heartbeat_s")
     )
+    loop_stall_warn_s: float = Field(
+        default=0.25,
+        gt=0,
+        validation_alias=AliasChoices("OPSBOT_LOOP_STALL_WARN_S", "loop_stall_warn_s"),
+    )
     build_commit: str = Field(
         default="", validation_alias=AliasChoices("OPSBOT_BUILD_COMMIT", "build_commit")
     )

@@ -45,9 +45,18 @@ def routed(body: dict[str, Any]) -> bool:
     return is_block_actions(body) or is_slash_command(body)
 
 
-# The kinds of request a route may find no listener for (`Routes(on_unhandled=...)`).
+# The kinds of request a route takes (`Routes(on_unhandled=...)`, `routed_name`).
 ACTION = "action"
 COMMAND = "command"
+
+
+def routed_name(body: dict[str, Any]) -> tuple[str, str]:
+    """The kind of a routed request and what names its listener: an action id or a command."""
+    if is_slash_command(body):
+        return COMMAND, str(body.get("command") or "")
+    actions = body.get("actions") or [{}]
+    first = actions[0] if isinstance(actions, list) and isinstance(actions[0], dict) else {}
+    return ACTION, str(first.get("action_id") or "")
 
 
 @dataclass(frozen=True)

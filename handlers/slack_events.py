@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qsl
 
 from slack_bolt import App, BoltRequest, BoltResponse
@@ -44,7 +45,7 @@ from handlers import (
     opsbot_command,
 )
 from handlers.command_text import as_named
-from handlers.routing import Routes, routed
+from handlers.routing import Routes, routed, routed_name
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,10 @@ class SlackBolt:
 
     app: App
     admission: Admission
+    # A dispatch on the event loop that takes this long held every other request:
+    # it is logged with the action or command, and given to `on_stall` (a metric).
+    stall_s: float = 0.25
+    on_stall: Callable[[str], None] = lambda kind: None
 
     async def dispatch(self, request: BoltRequest) -> BoltResponse:
         """Bolt's answer to `request`: on the event loop for a button or a command.
@@ -73,8 +78,27 @@ class SlackBolt:
         failure): those go to a thread.
         """
         if self.admission.authorized and routed(request.body):
-            return self.app.dispatch(request)
+            started = time.perf_counter()
+            answer = self.app.dispatch(request)
+            held_s = time.perf_counter() - started
+            if held_s >= self.stall_s:
+                self._stalled(request.body, held_s)
+            return answer
         return await run_in_threadpool(self.app.dispatch, request)
+
+    def _stalled(self, body: dict[str, Any], held_s: float) -> None:
+        # Nothing enforces that a routed listener never waits: this is how a
+        # listener that does is found (its id), and counted.
+        kind, name = routed_name(body)
+        log.warning(
+            "the dispatch of %s %r held the event loop %.3f s: its listener must only ack "
+            "and queue (handlers/routing.py)",
+            kind,
+            name,
+            held_s,
+            extra={"kind": kind, "listener": name, "held_s": round(held_s, 3)},
+        )
+        self.on_stall(kind)
 
 
 def build_bolt_app(runtime: Runtime) -> SlackBolt | None:
@@ -116,7 +140,12 @@ def build_bolt_app(runtime: Runtime) -> SlackBolt | None:
     approvals.register(routes, runtime)
     ops_status.register(routes, runtime)
     home.register(routes, runtime)
-    return SlackBolt(app, admission)
+    return SlackBolt(
+        app,
+        admission,
+        stall_s=settings.loop_stall_warn_s,
+        on_stall=lambda kind: runtime.metrics.slack_loop_stalls.labels(kind).inc(),
+    )
 
 
 class Admission(Middleware):

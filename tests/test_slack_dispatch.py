@@ -9,9 +9,12 @@ on the first request).
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
+import time
 from collections.abc import Callable
 
+import pytest
 import sqlalchemy as sa
 from slack_bolt import Ack, App, BoltRequest, BoltResponse
 from slack_sdk import WebClient
@@ -30,7 +33,12 @@ from tests.support import block_action_body, slash_command_body
 
 
 def _slack_bolt(
-    api_url: str, engine: sa.Engine, dispatched: Callable[[], None] | None = None
+    api_url: str,
+    engine: sa.Engine,
+    dispatched: Callable[[], None] | None = None,
+    *,
+    stall_s: float = 0.25,
+    on_stall: Callable[[str], None] = lambda kind: None,
 ) -> tuple[SlackBolt, Routes]:
     """`dispatched` is called at the start of each dispatch, before Bolt authorizes."""
 
@@ -50,7 +58,7 @@ def _slack_bolt(
     receipts = SlackEventReceipts(sessions=make_sessionmaker(engine), clock=SystemClock())
     admission = Admission(receipts, ReplayGuard())
     app.use(admission)
-    return SlackBolt(app, admission), Routes(app)
+    return SlackBolt(app, admission, stall_s=stall_s, on_stall=on_stall), Routes(app)
 
 
 class Where:
@@ -136,3 +144,31 @@ def test_while_slack_cannot_say_who_the_token_is_nothing_runs_on_the_event_loop(
     assert dispatched.seen == ["thread", "thread"]
     assert listened.seen == []
     assert bolt.admission.authorized is False
+
+
+def test_a_listener_that_waits_on_the_event_loop_is_named_and_counted(
+    slack: SlackEmulator, engine: sa.Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    stalls: list[str] = []
+    bolt, routes = _slack_bolt(slack.api_url, engine, stall_s=0.05, on_stall=stalls.append)
+    where = Where()
+
+    @routes.action("slow_button")
+    def waits(ack: Ack) -> None:
+        where.note()
+        time.sleep(0.1)  # what a listener must never do: wait before it returns
+        ack()
+
+    with caplog.at_level(logging.WARNING, logger="handlers.slack_events"):
+        statuses = where.dispatch_all(
+            bolt, [block_action_body("slow_button", "1"), block_action_body("slow_button", "2")]
+        )
+
+    assert statuses == [200, 200]
+    # The first ran in a thread (Bolt asked who its token is): it held nothing.
+    assert where.seen == ["thread", "loop"]
+    assert stalls == ["action"]
+    [line] = [r for r in caplog.records if "held the event loop" in r.getMessage()]
+    assert "'slow_button'" in line.getMessage()
+    assert line.name == "handlers.slack_events"
+    assert getattr(line, "held_s", 0) >= 0.1

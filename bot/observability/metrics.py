@@ -77,6 +77,9 @@ BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 COMMIT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 # A notification recorded in a storm waits this long to be applied (bot/alarms/intake.py).
 APPLY_LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+# How late the event loop runs what is due (bot/observability/loop_watch.py): every
+# HTTP request, SNS notifications included, waits at least that long.
+LOOP_LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
 def family(kind: str) -> str:
@@ -272,6 +275,19 @@ class Metrics:
             "Slack buttons and slash commands no listener of this version takes "
             "(answered 404): the Slack app's configuration and opsbot disagree.",
             ["kind"],
+            registry=registry,
+        )
+        self.slack_loop_stalls = Counter(
+            "opsbot_slack_loop_stalls",
+            "Slack buttons and slash commands whose dispatch held the event loop longer "
+            "than OPSBOT_LOOP_STALL_WARN_S: a listener waited where none may.",
+            ["kind"],
+            registry=registry,
+        )
+        self.event_loop_lag = Histogram(
+            "opsbot_event_loop_lag_seconds",
+            "How late the event loop ran a timer due on it, looked at every 0.1 s.",
+            buckets=LOOP_LAG_BUCKETS,
             registry=registry,
         )
         self.slack_socket_refused = Counter(
