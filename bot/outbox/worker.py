@@ -365,7 +365,8 @@ class OutboxWorker:
         db_session.commit()
         if claimed != 1:
             return None
-        db_session.refresh(row)
+        # The row was claimed at the version read, so nothing else changed it: this
+        # claim made its attempt `attempts + 1` (no SELECT to read it back).
         message = None
         if row.message_key is not None:
             found = db_session.scalars(
@@ -380,13 +381,13 @@ class OutboxWorker:
                 message = MessageRef(
                     found.key, found.channel, found.channel_id, found.ts, thread_ts=thread_ts
                 )
-        db_session.commit()
+            db_session.commit()
         return Job(
             row.id,
             row.kind,
             row.target,
             dict(row.payload),
-            row.attempts,
+            row.attempts + 1,
             message,
             created_at=row.created_at,
             lane=lane,
