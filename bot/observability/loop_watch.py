@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 log = logging.getLogger(__name__)
@@ -26,10 +27,18 @@ class _Histogram(Protocol):
 
 
 class LoopWatch:
-    def __init__(self, *, lag: _Histogram, warn_s: float, every_s: float = EVERY_S) -> None:
+    def __init__(
+        self,
+        *,
+        lag: _Histogram,
+        warn_s: float,
+        every_s: float = EVERY_S,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.lag = lag
         self.warn_s = warn_s
         self.every_s = every_s
+        self.monotonic = monotonic
         self._late = 0
         self._worst_s = 0.0
         self._warned_at: float | None = None
@@ -48,7 +57,7 @@ class LoopWatch:
             return
         self._late += 1
         self._worst_s = max(self._worst_s, late_s)
-        now = time.monotonic()
+        now = self.monotonic()
         if self._warned_at is not None and now - self._warned_at < WARN_EVERY_S:
             return
         log.warning(

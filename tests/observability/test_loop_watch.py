@@ -43,23 +43,28 @@ def test_a_loop_held_past_the_threshold_is_observed_and_warned_of(
     assert getattr(line, "times", 0) == 1
 
 
-def test_a_loop_late_again_within_a_minute_is_one_line_later_with_the_count(
+def test_a_loop_late_again_within_a_minute_is_told_a_minute_later_with_the_count(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     metrics = Metrics()
-    watch = LoopWatch(lag=metrics.event_loop_lag, warn_s=0.2)
+    now = [0.0]
+    watch = LoopWatch(lag=metrics.event_loop_lag, warn_s=0.2, monotonic=lambda: now[0])
 
     with caplog.at_level(logging.WARNING, logger="bot.observability.loop_watch"):
         watch.observe(0.5)
+        now[0] = 30.0
         watch.observe(0.7)
+        watch.observe(0.01)  # on time: observed, not counted
+        now[0] = 59.0
         watch.observe(0.3)
-        watch.observe(0.01)
+        assert len(caplog.records) == 1
+        now[0] = 61.0
+        watch.observe(0.25)
 
-    [line] = caplog.records
-    assert getattr(line, "late_s", None) == 0.5
-    assert _lag(metrics, "count") == 4
-    # The two since that line wait for the next, a minute after it.
-    assert (watch._late, watch._worst_s) == (2, 0.7)
+    assert _lag(metrics, "count") == 5
+    told = [(getattr(r, "late_s", None), getattr(r, "times", None)) for r in caplog.records]
+    # The second line: the three late since the first, the worst of them.
+    assert told == [(0.5, 1), (0.7, 3)]
 
 
 def test_the_served_app_watches_its_loop(service: LiveService) -> None:
