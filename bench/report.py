@@ -328,6 +328,12 @@ def _rows(rows: list[list[str]], indent: str = "  ") -> list[str]:
     ]
 
 
+def _ack_round(run: dict[str, Any]) -> str:
+    ratio = run["opsbot"]["kinds"][ALL]["p99_ms"] / run["bare"]["kinds"][ALL]["p99_ms"]
+    cpu = run["opsbot"]["server_cpu_ms_per_request"]
+    return f"{ratio:.2f}x ({'?' if cpu is None else f'{cpu:.2f}'})"
+
+
 def _ack_table(ack: dict[str, Any]) -> list[str]:
     s = ack["settings"]
     lines = [
@@ -376,6 +382,11 @@ def _ack_table(ack: dict[str, Any]) -> list[str]:
     )
     behind = summary["opsbot"]
     lines += _rows(rows)
+    if len(ack["rounds"]) > 1:
+        # One run's rounds differ widely, with how much of the work behind the acks
+        # runs during the flood (docs/benchmarks.md): each is shown with opsbot's CPU.
+        each = ", ".join(_ack_round(r) for r in ack["rounds"])
+        lines.append(f"   each run, p99 ratio (opsbot's CPU ms/req): {each}")
     if behind.get("answers", {}).get("median"):
         lines.append(
             f"   behind the acks: opsbot answered {fmt(behind['answers'], 0)} clicks per run "
