@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from slack_bolt import Ack, App, BoltResponse
-from slack_bolt.request.payload_utils import is_block_actions, is_slash_command
+from slack_bolt.request.payload_utils import is_block_actions, is_slash_command, to_action
 from slack_sdk import WebClient
 
 log = logging.getLogger(__name__)
@@ -54,9 +54,8 @@ def routed_name(body: dict[str, Any]) -> tuple[str, str]:
     """The kind of a routed request and what names its listener: an action id or a command."""
     if is_slash_command(body):
         return COMMAND, str(body.get("command") or "")
-    actions = body.get("actions") or [{}]
-    first = actions[0] if isinstance(actions, list) and isinstance(actions[0], dict) else {}
-    return ACTION, str(first.get("action_id") or "")
+    # Bolt's own reading of the action, which it made for the listener already.
+    return ACTION, str((to_action(body) or {}).get("action_id") or "")
 
 
 @dataclass(frozen=True)
