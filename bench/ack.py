@@ -23,7 +23,7 @@ import httpx
 
 from bench.bare_app import STYLES
 from bench.context import Context
-from bench.procs import Service, spawn
+from bench.procs import Service, spawn_on_free_port
 from bench.request_kinds import KINDS, RequestKind
 from bench.sandbox import (
     BOT_TOKEN,
@@ -35,7 +35,6 @@ from bench.sandbox import (
 from bench.stats import latency_summary, spread
 from sandbox import slack_requests
 from sandbox.environment import clean_environment
-from sandbox.server import free_port
 
 ALL = "all kinds"
 # After a run, the server has settled when it used under 2% of a core for a
@@ -61,7 +60,6 @@ class AckSettings:
 def _start_bare(
     sandbox: Sandbox, ctx: Context, *, style: str = "threads", work_ms: float = 0.0
 ) -> Service:
-    port = free_port()
     env = clean_environment(
         {
             "SLACK_SIGNING_SECRET": SIGNING_SECRET,
@@ -69,23 +67,13 @@ def _start_bare(
             "SLACK_API_URL": sandbox.slack.api_url,
         }
     )
-    return spawn(
+    return spawn_on_free_port(
         f"bare-bolt-{style}" if work_ms else "bare-bolt",
-        [
-            sys.executable,
-            "-m",
-            "bench.bare_app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--style",
-            style,
-            "--work-ms",
-            str(work_ms),
+        lambda port: [
+            *(sys.executable, "-m", "bench.bare_app", "--host", "127.0.0.1", "--port", str(port)),
+            *("--style", style, "--work-ms", str(work_ms)),
         ],
         env=env,
-        url=f"http://127.0.0.1:{port}",
         ready_path="/readyz",
         log_path=ctx.run_dir / f"ack-bare-{style}-{work_ms:g}.log",
         settle_s=0.2 if ctx.quick else 2.0,

@@ -28,10 +28,9 @@ from typing import Any
 import yaml
 
 from bench.context import Context
-from bench.procs import Service, spawn
+from bench.procs import Service, spawn_on_free_port
 from bench.sandbox import Sandbox, routing_key, team
 from sandbox.environment import clean_environment
-from sandbox.server import free_port
 
 BINARIES = ("prometheus-alertmanager", "alertmanager")
 PACKAGE = "prometheus-alertmanager"
@@ -155,20 +154,17 @@ def start(
     config_path.write_text(
         yaml.safe_dump(config(sandbox, group_interval_s=group_interval_s), sort_keys=False)
     )
-    port = free_port()
-    argv = [
-        path,
-        f"--config.file={config_path}",
-        f"--storage.path={directory / 'data'}",
-        f"--web.listen-address=127.0.0.1:{port}",
-        "--cluster.listen-address=",
-        "--log.level=info",
-    ]
-    return spawn(
+    return spawn_on_free_port(
         "alertmanager",
-        argv,
+        lambda port: [
+            path,
+            f"--config.file={config_path}",
+            f"--storage.path={directory / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+            "--log.level=info",
+        ],
         env=clean_environment({}),
-        url=f"http://127.0.0.1:{port}",
         ready_path="/-/ready",
         log_path=Path(directory / "alertmanager.log"),
         settle_s=0.2 if ctx.quick else 2.0,

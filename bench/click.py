@@ -34,7 +34,7 @@ from typing import Any
 import httpx
 
 from bench.context import Context
-from bench.procs import Service, spawn
+from bench.procs import Service, spawn_on_free_port
 from bench.request_kinds import KINDS
 from bench.sandbox import (
     BOT_TOKEN,
@@ -53,7 +53,7 @@ from sandbox import slack_requests
 from sandbox.alarms import alarm_message, alarm_subject
 from sandbox.environment import clean_environment
 from sandbox.pagerduty import PagerDutyEmulator
-from sandbox.server import HttpRequest, HttpResponse, free_port
+from sandbox.server import HttpRequest, HttpResponse
 from sandbox.sns import body as sns_body
 from sandbox.tls import TestCA
 
@@ -401,7 +401,6 @@ def click_and_wait(
 
 
 def start_plain(sandbox: Sandbox, ctx: Context, *, settle_s: float = 0.5) -> Service:
-    port = free_port()
     env = clean_environment(
         {
             "SLACK_SIGNING_SECRET": SIGNING_SECRET,
@@ -412,11 +411,13 @@ def start_plain(sandbox: Sandbox, ctx: Context, *, settle_s: float = 0.5) -> Ser
             "SSL_CERT_FILE": str(sandbox.ca.ca_file),
         }
     )
-    return spawn(
+    return spawn_on_free_port(
         "plain-bolt",
-        [sys.executable, "-m", "bench.plain_app", "--host", "127.0.0.1", "--port", str(port)],
+        lambda port: [
+            *(sys.executable, "-m", "bench.plain_app"),
+            *("--host", "127.0.0.1", "--port", str(port)),
+        ],
         env=env,
-        url=f"http://127.0.0.1:{port}",
         ready_path="/readyz",
         log_path=ctx.run_dir / "click-plain.log",
         settle_s=settle_s,

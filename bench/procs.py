@@ -7,10 +7,13 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from sandbox.server import free_port
 
 
 class StartFailed(RuntimeError):
@@ -171,3 +174,44 @@ def spawn(
         time.sleep(settle_s)
     service.idle_rss_mb = service.rss_mb()
     return service
+
+
+# How often a server is started again on another port when its first was taken.
+PORT_ATTEMPTS = 3
+
+
+def spawn_on_free_port(
+    name: str,
+    argv_for: Callable[[int], list[str]],
+    *,
+    env: dict[str, str],
+    ready_path: str,
+    log_path: Path,
+    settle_s: float = 0.0,
+    pick_port: Callable[[], int] = free_port,
+) -> Service:
+    """`spawn` a server listening on a loopback port the kernel picks (`argv_for(port)`).
+
+    A port the kernel calls free may be taken before the child binds it (by a
+    server of a test running in parallel, or as the local end of a connection):
+    the child then exits saying so, and starts again on another port.
+    """
+
+    def on(port: int) -> Service:
+        return spawn(
+            name,
+            argv_for(port),
+            env=env,
+            url=f"http://127.0.0.1:{port}",
+            ready_path=ready_path,
+            log_path=log_path,
+            settle_s=settle_s,
+        )
+
+    for _ in range(PORT_ATTEMPTS - 1):
+        try:
+            return on(pick_port())
+        except StartFailed as exc:
+            if "address already in use" not in str(exc).lower():
+                raise
+    return on(pick_port())

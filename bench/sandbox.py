@@ -18,12 +18,12 @@ import sqlalchemy as sa
 import yaml
 from sqlalchemy.engine import make_url
 
-from bench.procs import Service, spawn
+from bench.procs import Service, spawn_on_free_port
 from bench.request_kinds import CHANNEL_ID
 from bot.db.engine import normalise_url
 from sandbox.environment import clean_environment
 from sandbox.pagerduty import PagerDutyEmulator
-from sandbox.server import HttpRequest, HttpResponse, free_port
+from sandbox.server import HttpRequest, HttpResponse
 from sandbox.slack import SlackEmulator
 from sandbox.sns import SnsSigner
 from sandbox.tls import TestCA
@@ -210,15 +210,15 @@ def start_opsbot(
     """`opsbot serve` in its own process on a free loopback port, once `/readyz` says 200."""
     config_path = run_dir / f"{label}.yaml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-    port = free_port()
-    argv = [sys.executable, "-m", "bot.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
     env = opsbot_environment(sandbox, database_url=database_url, config_path=config_path)
     env.update(extra_env or {})
-    return spawn(
+    return spawn_on_free_port(
         "opsbot",
-        argv,
+        lambda port: [
+            *(sys.executable, "-m", "bot.cli", "serve"),
+            *("--host", "127.0.0.1", "--port", str(port)),
+        ],
         env=env,
-        url=f"http://127.0.0.1:{port}",
         ready_path="/readyz",
         log_path=run_dir / f"{label}.log",
         settle_s=settle_s,

@@ -28,19 +28,33 @@ from tests.conftest import (
 )
 from tests.support import wait_for
 
+# How often `opsbot serve` is started again on another port when its port was taken.
+PORT_ATTEMPTS = 3
+
 
 class Process:
+    """`opsbot serve` on `env["PORT"]`; when another process took that port before
+    the server bound it, a new port goes into `env` (restarts use it too)."""
+
     def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.port = int(env["PORT"])
         self.log = log
-        with log.open("ab") as out:
-            self.popen = subprocess.Popen(
-                [sys.executable, "-m", "bot.cli", "serve", "--host", "127.0.0.1"],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        wait_for(self.ready, timeout_s=30)
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            self.port = int(env["PORT"])
+            logged = log.stat().st_size if log.exists() else 0
+            with log.open("ab") as out:
+                self.popen = subprocess.Popen(
+                    [sys.executable, "-m", "bot.cli", "serve", "--host", "127.0.0.1"],
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            wait_for(lambda: self.popen.poll() is not None or self.ready(), timeout_s=30)
+            if self.popen.poll() is None:
+                return
+            said = log.read_bytes()[logged:].decode(errors="replace")
+            if attempt == PORT_ATTEMPTS or "address already in use" not in said.lower():
+                raise RuntimeError(f"opsbot serve exited with {self.popen.returncode}:\n{said}")
+            env["PORT"] = str(free_port())
 
     def ready(self) -> bool:
         try:

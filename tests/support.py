@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -18,7 +19,6 @@ from bot.runtime import Runtime
 from bot.settings import Settings
 from handlers.server import server_config
 from sandbox import slack_requests
-from sandbox.server import free_port
 
 
 def wait_for(
@@ -57,14 +57,27 @@ class LiveService:
         self.thread.join(30)
 
 
+def loopback_socket() -> tuple[socket.socket, int]:
+    """A socket bound to a free loopback port, and the port, for a server started in-process.
+
+    Handing uvicorn the bound socket leaves no moment in which a parallel test
+    could take the port, as a port found free and bound later could be.
+    """
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    return sock, int(sock.getsockname()[1])
+
+
 def start_service(
     settings: Settings, config: Config, *, clock: Clock | None = None, run_jobs: bool = True
 ) -> LiveService:
     runtime = build_runtime(settings, config, clock=clock, run_jobs=run_jobs)
     app = create_app(runtime)
-    port = free_port()
+    sock, port = loopback_socket()
     server = uvicorn.Server(server_config(app, settings, host="127.0.0.1", port=port))
-    thread = threading.Thread(target=server.run, name=f"opsbot-{port}", daemon=True)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name=f"opsbot-{port}", daemon=True
+    )
     thread.start()
     wait_for(lambda: server.started, timeout_s=20)
     return LiveService(

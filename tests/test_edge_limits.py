@@ -35,12 +35,11 @@ from handlers.limits import BoundedBodies, RequestLimits
 from handlers.server import server_config
 from sandbox.alarms import alarm_message
 from sandbox.pagerduty import PagerDutyEmulator
-from sandbox.server import free_port
 from sandbox.slack import SlackEmulator
 from sandbox.sns import SnsSigner
 from sandbox.sns import body as sns_body
 from tests.conftest import SLACK_SIGNING_SECRET, TOPIC_ARN
-from tests.support import LiveService, slack_headers, wait_for
+from tests.support import LiveService, loopback_socket, slack_headers, wait_for
 
 MIB = 1024 * 1024
 HUGE = 200 * MIB
@@ -138,9 +137,9 @@ def counting_server() -> Iterator[CountingServer]:
         routes=[Route("/count", count, methods=["POST"])],
         middleware=[Middleware(BoundedBodies, limits)],
     )
-    port = free_port()
+    sock, port = loopback_socket()
     server = uvicorn.Server(server_config(app, settings, host="127.0.0.1", port=port))
-    thread = threading.Thread(target=server.run, daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     wait_for(lambda: server.started)
     yield CountingServer(f"http://127.0.0.1:{port}", counted, server, thread)
