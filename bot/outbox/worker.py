@@ -40,13 +40,13 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    tuple_,
     update,
 )
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from bot.clock import Clock, SystemClock, seconds_between
 from bot.config import DeliverySettings
-from bot.db.statements import update_rows
 from bot.outbox.models import (
     DEAD,
     PAGERDUTY_EVENT,
@@ -309,21 +309,23 @@ class OutboxWorker:
             self._after_due(db_session, took_s=time.monotonic() - started)
             if not candidates:
                 return min(delay, self._next_due_s(db_session, now, waiting))
+            chosen: list[tuple[Delivery, str]] = []
             for row, lane in candidates:
                 with self._lock:
                     if row.order_key in self._in_flight:
                         continue
+                if any(row.order_key == other.order_key for other, _ in chosen):
+                    continue  # one at a time under an order key
                 wait = self.pacer.wait_s(lane)
                 if wait > 0 or not self.pacer.take(lane):
                     delay = min(delay, max(wait, 0.01))
                     continue
-                job = self._claim(db_session, row, now, lane)
-                if job is None:
-                    continue
+                chosen.append((row, lane))
+            for job, order_key in self._claim(db_session, chosen, now):
                 with self._lock:
-                    self._in_flight.add(row.order_key)
+                    self._in_flight.add(order_key)
                 assert self._pool is not None
-                self._pool.submit(self._send, job, row.order_key)
+                self._pool.submit(self._send, job, order_key)
         return delay
 
     def _after_due(self, db_session: Session, *, took_s: float) -> None:
@@ -344,54 +346,84 @@ class OutboxWorker:
             analyzing.commit()
         self.metrics.outbox_analyzed()
 
-    def _claim(self, db_session: Session, row: Delivery, now: datetime, lane: str) -> Job | None:
-        lease_until = now + timedelta(seconds=self.settings.lease_s)
-        claimed = update_rows(
-            db_session,
-            update(Delivery)
-            .where(
-                Delivery.id == row.id,
-                Delivery.version == row.version,
-                Delivery.status == PENDING,
+    def _claim(
+        self, db_session: Session, chosen: list[tuple[Delivery, str]], now: datetime
+    ) -> list[tuple[Job, str]]:
+        """Claim the chosen rows in one statement; (job, order key) for each claimed.
+
+        A row is claimed only at the version read, so one that changed since (its
+        payload folded into, another instance's claim) waits for the next pass,
+        and each claim makes its attempt the one read plus one (no read back).
+        """
+        if not chosen:
+            return []
+        claimed = set(
+            db_session.scalars(
+                update(Delivery)
+                .where(
+                    tuple_(Delivery.id, Delivery.version).in_(
+                        [(row.id, row.version) for row, _ in chosen]
+                    ),
+                    Delivery.status == PENDING,
+                )
+                .values(
+                    claimed_by=self.instance_id,
+                    claimed_until=now + timedelta(seconds=self.settings.lease_s),
+                    attempts=Delivery.attempts + 1,
+                    version=Delivery.version + 1,
+                    updated_at=now,
+                )
+                .returning(Delivery.id)
+                .execution_options(synchronize_session=False)
             )
-            .values(
-                claimed_by=self.instance_id,
-                claimed_until=lease_until,
-                attempts=Delivery.attempts + 1,
-                version=Delivery.version + 1,
-                updated_at=now,
-            ),
         )
         db_session.commit()
-        if claimed != 1:
-            return None
-        # The row was claimed at the version read, so nothing else changed it: this
-        # claim made its attempt `attempts + 1` (no SELECT to read it back).
-        message = None
-        if row.message_key is not None:
-            found = db_session.scalars(
-                select(SlackMessage).where(SlackMessage.key == row.message_key)
-            ).first()
-            if found is not None:
-                thread_ts = None
-                if found.parent_key is not None:
-                    thread_ts = db_session.scalar(
-                        select(SlackMessage.ts).where(SlackMessage.key == found.parent_key)
-                    )
-                message = MessageRef(
-                    found.key, found.channel, found.channel_id, found.ts, thread_ts=thread_ts
+        rows = [(row, lane) for row, lane in chosen if row.id in claimed]
+        messages = self._messages(db_session, {row.message_key for row, _ in rows})
+        db_session.commit()
+        return [
+            (
+                Job(
+                    row.id,
+                    row.kind,
+                    row.target,
+                    dict(row.payload),
+                    row.attempts + 1,
+                    messages.get(row.message_key) if row.message_key else None,
+                    created_at=row.created_at,
+                    lane=lane,
+                ),
+                row.order_key,
+            )
+            for row, lane in rows
+        ]
+
+    @staticmethod
+    def _messages(db_session: Session, keys: set[str | None]) -> dict[str, MessageRef]:
+        """The Slack messages (and the ts of their thread's parent) the claimed rows change."""
+        wanted = sorted(key for key in keys if key is not None)
+        if not wanted:
+            return {}
+        found = db_session.scalars(select(SlackMessage).where(SlackMessage.key.in_(wanted))).all()
+        parents = sorted({m.parent_key for m in found if m.parent_key is not None})
+        parent_ts: dict[str, str | None] = {}
+        if parents:
+            parent_ts = {
+                key: ts
+                for key, ts in db_session.execute(
+                    select(SlackMessage.key, SlackMessage.ts).where(SlackMessage.key.in_(parents))
                 )
-            db_session.commit()
-        return Job(
-            row.id,
-            row.kind,
-            row.target,
-            dict(row.payload),
-            row.attempts + 1,
-            message,
-            created_at=row.created_at,
-            lane=lane,
-        )
+            }
+        return {
+            m.key: MessageRef(
+                m.key,
+                m.channel,
+                m.channel_id,
+                m.ts,
+                thread_ts=parent_ts.get(m.parent_key) if m.parent_key is not None else None,
+            )
+            for m in found
+        }
 
     # -- claimed in the transaction that adds them (bot/outbox/express.py) -----
 

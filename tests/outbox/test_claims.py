@@ -1,6 +1,10 @@
-"""A delivery claimed by the worker: the sender is told which attempt it makes, and the row says so."""
+"""Deliveries claimed by the worker: all that a pass may send in one statement, each
+only as it was read, and the sender told which attempt it makes."""
 
 from __future__ import annotations
+
+import threading
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -50,6 +54,105 @@ def test_each_claim_hands_the_sender_its_attempt_and_the_row_keeps_the_count(
 
     assert attempts == [1, 2, 3]
     assert _row(engine) == (SENT, 3, 3, None)
+
+
+def _answers_due(engine: sa.Engine, count: int) -> list[int]:
+    sessions = make_sessionmaker(engine)
+    with sessions() as db_session:
+        for n in range(count):
+            outbox.respond(
+                db_session,
+                response_url=f"https://hooks.slack.test/commands/{n}",
+                body={"text": f"answer {n}"},
+                order_key=f"respond:{n}",
+                now=SystemClock().now(),
+            )
+        db_session.commit()
+        return list(db_session.scalars(sa.select(Delivery.id).order_by(Delivery.id)))
+
+
+def _worker(engine: sa.Engine, sender: Any) -> OutboxWorker:
+    return OutboxWorker(
+        sessions=make_sessionmaker(engine),
+        senders={SLACK_RESPONSE: sender},
+        pacer=Pacer(lambda lane: (100.0, 100.0)),
+        settings=DeliverySettings(),
+        metrics=Metrics(),
+    )
+
+
+def _is_claim(statement: str) -> bool:
+    return statement.lstrip().upper().startswith("UPDATE DELIVERIES") and "attempts" in statement
+
+
+def test_what_one_pass_may_send_is_claimed_in_one_statement(engine: sa.Engine) -> None:
+    ids = _answers_due(engine, 5)
+    claims: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if _is_claim(statement):
+            claims.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", count)
+    sent: list[int] = []
+    lock = threading.Lock()
+
+    def sender(job: Job) -> Result:
+        with lock:
+            sent.append(job.id)
+        return Sent()
+
+    worker = _worker(engine, sender)
+    worker.start()
+    try:
+        wait_for(lambda: len(sent) == 5)
+    finally:
+        worker.stop()
+        sa.event.remove(engine, "before_cursor_execute", count)
+
+    assert sorted(sent) == ids
+    assert len(claims) == 1
+
+
+def test_a_row_changed_after_it_was_read_is_sent_as_it_is_now(engine: sa.Engine) -> None:
+    first, *_ = _answers_due(engine, 3)
+    changed = {"response_url": "https://hooks.slack.test/commands/0", "body": {"text": "changed"}}
+    fired: list[bool] = []
+
+    def change_first_before_the_claim(
+        connection: sa.Connection, _cursor: Any, statement: str, *_args: Any
+    ) -> None:
+        # Between the worker's read and its claim, as a fold into the row would.
+        if _is_claim(statement) and not fired:
+            fired.append(True)
+            connection.execute(
+                sa.update(Delivery)
+                .where(Delivery.id == first)
+                .values(version=Delivery.version + 1, payload=changed)
+            )
+
+    sa.event.listen(engine, "before_cursor_execute", change_first_before_the_claim)
+    bodies: dict[int, list[str]] = {}
+    lock = threading.Lock()
+
+    def sender(job: Job) -> Result:
+        with lock:
+            bodies.setdefault(job.id, []).append(job.payload["body"]["text"])
+        return Sent()
+
+    worker = _worker(engine, sender)
+    worker.start()
+    try:
+        wait_for(lambda: len(bodies) == 3)
+    finally:
+        worker.stop()
+        sa.event.remove(engine, "before_cursor_execute", change_first_before_the_claim)
+
+    assert bodies[first] == ["changed"]
+    assert sorted(len(texts) for texts in bodies.values()) == [1, 1, 1]
+    with engine.connect() as connection:
+        tries = dict(connection.execute(sa.select(Delivery.id, Delivery.attempts)).all())
+    assert set(tries.values()) == {1}
 
 
 def _row(engine: sa.Engine) -> tuple[str, int, int, str | None]:
