@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import hashlib
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 
 from sqlalchemy.orm import Session, configure_mappers
@@ -199,6 +199,7 @@ def build_runtime(
         wait_s=2 * settings.sns_cert_fetch_timeout_s,
     )
     notes: list[str] = [f"database: {engine.url.render_as_string(hide_password=True)}"]
+    closing: list[Callable[[], None]] = []  # clients to close when the runtime stops
 
     senders: dict[str, Send] = {}
     slack_client = None
@@ -218,9 +219,11 @@ def build_runtime(
             timeout_s=timeout_s,
             retries=False,
         )
+        answers = slack.ResponseUrls(tls=context, timeout_s=timeout_s)
+        closing.append(answers.close)
         sender = SlackSender(
             outbound,
-            lambda url: slack.webhook_client(url, tls=context, timeout_s=timeout_s),
+            answers.post,
             on_auth=metrics.slack_auth,
             naming=config.commands.naming,
         )
@@ -510,6 +513,7 @@ def build_runtime(
             heartbeat_s=settings.heartbeat_s,
         ),
         notes=notes,
+        on_stop=closing,
         on_start=[
             _open_connections,
             _warm_up_intake,

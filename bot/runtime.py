@@ -73,6 +73,8 @@ class Runtime:
     notes: list[str] = field(default_factory=list)  # what is on or off, said once at start
     # Run once the scheduler is up (e.g. re-scheduling jobs a crash may have lost).
     on_start: list[Callable[[Runtime], None]] = field(default_factory=list)
+    # Run last when it stops (e.g. closing kept-alive HTTP connections).
+    on_stop: list[Callable[[], None]] = field(default_factory=list)
     metrics: Metrics = field(default_factory=Metrics)  # this runtime's own registry
     outbox_gauges: OutboxGauges | None = None
     ops_monitor: OpsMonitor | None = None
@@ -115,3 +117,5 @@ class Runtime:
         if self.outbox_gauges is not None:
             self.outbox_gauges.close()
         self.engine.dispose()
+        for hook in self.on_stop:
+            hook()

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
-from slack_sdk.webhook import WebhookClient
 
 from bot.commands import SEPARATE, Naming
 from bot.outbox.models import SLACK_MESSAGE, SLACK_REPLY, SLACK_RESPONSE
@@ -89,19 +88,36 @@ def classify(error: SlackApiError, job: Job) -> Result:
     return Retry(error=code)
 
 
+class Answer(Protocol):
+    """What a response_url said to an answer posted to it."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    @property
+    def body(self) -> str: ...
+
+
 class SlackSender:
-    """Posts, updates and threads the bot's messages; answers response_urls."""
+    """Posts, updates and threads the bot's messages; answers response_urls.
+
+    `answer(url, body)` posts an answer; it raises ConnectionRefusedError when the
+    answer could not leave, any other OSError when Slack may have it.
+    """
 
     def __init__(
         self,
         client: WebClient,
-        webhook: Callable[[str], WebhookClient],
+        answer: Callable[[str, Mapping[str, Any]], Answer],
         *,
         on_auth: Callable[[bool], None] = lambda _ok: None,
         naming: Naming = SEPARATE,
     ) -> None:
         self.client = client
-        self.webhook = webhook
+        self.answer = answer
         # Texts name commands by the table's names; here they leave named as the
         # workspace types them (`/ops deploy …`).
         self.naming = naming
@@ -183,7 +199,7 @@ class SlackSender:
 
     def _respond(self, job: Job) -> Result:
         body = self.naming.named_body(job.payload["body"])
-        response = self.webhook(job.payload["response_url"]).send_dict(body)
+        response = self.answer(job.payload["response_url"], body)
         if response.status_code == 200:
             return Sent()
         if response.status_code == 429:
