@@ -49,10 +49,31 @@ class DevServer:
                 self.process.wait(10)
 
 
+# How often `opsbot dev` is started again when one of its ports was taken first.
+PORT_ATTEMPTS = 3
+
+
+class PortTaken(AssertionError):
+    """`opsbot dev` exited because another process bound one of its ports first."""
+
+
 def start_dev_server(
     directory: Path, *, rollout_s: float = 3.0, timeout_s: float = 90
 ) -> DevServer:
-    """Start `opsbot dev` with its var dir in `directory`; wait until it serves."""
+    """Start `opsbot dev` with its var dir in `directory`; wait until it serves.
+
+    A port found free may be taken before the server binds it (by a parallel
+    test): it is then started again on another.
+    """
+    for _ in range(PORT_ATTEMPTS - 1):
+        try:
+            return _start(directory, rollout_s=rollout_s, timeout_s=timeout_s)
+        except PortTaken:
+            pass
+    return _start(directory, rollout_s=rollout_s, timeout_s=timeout_s)
+
+
+def _start(directory: Path, *, rollout_s: float, timeout_s: float) -> DevServer:
     port = free_port()
     log = directory / "opsbot-dev.log"
     env = {
@@ -86,7 +107,9 @@ def start_dev_server(
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(f"opsbot dev exited with {process.returncode}:\n{server.output()}")
+            said = server.output()
+            failed = PortTaken if "address already in use" in said.lower() else AssertionError
+            raise failed(f"opsbot dev exited with {process.returncode}:\n{said}")
         try:
             if server.get("/healthz").status_code == 200:
                 break
