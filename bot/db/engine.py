@@ -4,19 +4,26 @@ Every engine is bounded: a PostgreSQL connection attempt gives up after
 `connect_s`, a statement is cancelled after `statement_s`, and a session left
 idle inside a transaction is ended after `idle_in_transaction_s`; a SQLite
 statement waits at most `statement_s` for the database lock.
+
+A pooled PostgreSQL connection the server has ended is replaced before use
+(`_check_out`), without the round trip SQLAlchemy's `pool_pre_ping` spends on
+every checkout.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
+import select
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.exc import ArgumentError, InvalidatePoolError
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -88,7 +95,61 @@ def _postgresql_connect_args(parsed: Any, timeouts: DbTimeouts) -> dict[str, Any
     return args
 
 
-def make_engine(url: str, *, timeouts: DbTimeouts = DEFAULT_TIMEOUTS, **kwargs: Any) -> Engine:
+log = logging.getLogger(__name__)
+
+# A pooled connection idle longer than this is pinged before use: a network path
+# (a NAT, a failover) may drop an idle connection without telling either end.
+PING_AFTER_IDLE_S = 30.0
+IDLE_SINCE = "opsbot_idle_since"  # the connection record's info: time.monotonic() at check-in
+
+
+def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+    record.info[IDLE_SINCE] = time.monotonic()
+
+
+def _readable(fileno: int) -> bool:
+    poller = select.poll()
+    poller.register(fileno, select.POLLIN | select.POLLPRI)
+    return bool(poller.poll(0))
+
+
+def _check_out(
+    dialect: Dialect, ping_after_idle_s: float, dbapi_connection: Any, record: Any, _proxy: Any
+) -> None:
+    """Replace a pooled connection the server has ended, and every older one with it.
+
+    A server that ends a session (a restart, a failover, pg_terminate_backend)
+    sends its reason and closes the socket, which leaves an idle connection's
+    socket readable: a look at it costs no round trip. Only a connection idle
+    longer than `ping_after_idle_s` is pinged as well.
+    """
+    idle_since = record.info.get(IDLE_SINCE)
+    if idle_since is None:  # just connected
+        return
+    why = None
+    if dbapi_connection.closed or dbapi_connection.broken or _readable(dbapi_connection.fileno()):
+        why = "the server ended it"
+    elif time.monotonic() - idle_since > ping_after_idle_s:
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            why = f"it did not answer a ping ({type(exc).__name__})"
+    if why is not None:
+        log.warning(
+            "database: a pooled connection is replaced, and every older one: %s",
+            why,
+            extra={"reason": why},
+        )
+        raise InvalidatePoolError(why)
+
+
+def make_engine(
+    url: str,
+    *,
+    timeouts: DbTimeouts = DEFAULT_TIMEOUTS,
+    ping_after_idle_s: float = PING_AFTER_IDLE_S,
+    **kwargs: Any,
+) -> Engine:
     url = normalise_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -105,13 +166,17 @@ def make_engine(url: str, *, timeouts: DbTimeouts = DEFAULT_TIMEOUTS, **kwargs: 
             **kwargs.pop("connect_args", {}),
         }
         kwargs["connect_args"] = connect_args
-    kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 10)
     # The connection used last is handed out first: the one the start-up warm-up
     # used (its backend has the tables' catalog cached) serves the first alarm.
     kwargs.setdefault("pool_use_lifo", True)
-    return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+    event.listen(engine, "checkin", _checked_in)
+    event.listen(
+        engine, "checkout", functools.partial(_check_out, engine.dialect, ping_after_idle_s)
+    )
+    return engine
 
 
 def open_connections(engine: Engine, count: int) -> None:
