@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 from bench.procs import Service, spawn_on_free_port
 from bench.request_kinds import CHANNEL_ID
 from bot.db.engine import normalise_url
+from sandbox.databases import drop_database
 from sandbox.environment import clean_environment
 from sandbox.pagerduty import PagerDutyEmulator
 from sandbox.server import HttpRequest, HttpResponse
@@ -156,7 +157,7 @@ class Databases:
         engine = sa.create_engine(make_url(self.admin_url), isolation_level="AUTOCOMMIT")
         with engine.connect() as connection:
             for name in self._created:
-                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                drop_database(connection, name)
         engine.dispose()
         self._created.clear()
 

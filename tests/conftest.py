@@ -23,6 +23,7 @@ from bot.config import Config, parse_config
 from bot.db.engine import make_engine, normalise_url
 from bot.db.migrate import upgrade
 from bot.settings import Settings
+from sandbox.databases import drop_database
 from sandbox.environment import settings_variables
 from sandbox.pagerduty import PagerDutyEmulator
 from sandbox.slack import SlackEmulator
@@ -122,7 +123,7 @@ def postgres_url() -> Iterator[str]:
     upgrade(url)
     yield url
     with engine.connect() as connection:
-        connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(connection, name)
     engine.dispose()
 
 

@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 
 from bot.db.migrate import alembic_config, upgrade
 from bot.models import metadata
+from sandbox.databases import drop_database
 from tests.conftest import _admin_url
 
 
@@ -58,7 +59,7 @@ def test_concurrent_upgrades_on_postgresql() -> None:
         assert [run.returncode for run in runs] == [0, 0, 0], outputs
     finally:
         with engine.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            drop_database(connection, name)
         engine.dispose()
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 from bot.db.engine import make_engine, normalise_url
 from bot.db.migrate import alembic_config, upgrade
 from bot.models import metadata
+from sandbox.databases import drop_database
 
 TABLES = {"deployments", "deploy_locks", "pending_actions"}
 
@@ -33,7 +34,7 @@ def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
     yield admin.set(database=name).render_as_string(hide_password=False)
     with engine.connect() as connection:
-        connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(connection, name)
     engine.dispose()
 
 
