@@ -310,17 +310,19 @@ class OutboxWorker:
             if not candidates:
                 return min(delay, self._next_due_s(db_session, now, waiting))
             chosen: list[tuple[Delivery, str]] = []
+            keys: set[str] = set()  # one at a time under an order key
             for row, lane in candidates:
                 with self._lock:
                     if row.order_key in self._in_flight:
                         continue
-                if any(row.order_key == other.order_key for other, _ in chosen):
-                    continue  # one at a time under an order key
+                if row.order_key in keys:
+                    continue
                 wait = self.pacer.wait_s(lane)
                 if wait > 0 or not self.pacer.take(lane):
                     delay = min(delay, max(wait, 0.01))
                     continue
                 chosen.append((row, lane))
+                keys.add(row.order_key)
             for job, order_key in self._claim(db_session, chosen, now):
                 with self._lock:
                     self._in_flight.add(order_key)

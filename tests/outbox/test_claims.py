@@ -81,6 +81,18 @@ def _worker(engine: sa.Engine, sender: Any) -> OutboxWorker:
     )
 
 
+def _run_until(engine: sa.Engine, sender: Any, done: Any, *, watching: Any) -> None:
+    """Run a worker with `sender` until `done()`, `watching` every statement sent."""
+    sa.event.listen(engine, "before_cursor_execute", watching)
+    worker = _worker(engine, sender)
+    worker.start()
+    try:
+        wait_for(done)
+    finally:
+        worker.stop()
+        sa.event.remove(engine, "before_cursor_execute", watching)
+
+
 def _is_claim(statement: str) -> bool:
     return statement.lstrip().upper().startswith("UPDATE DELIVERIES") and "attempts" in statement
 
@@ -93,7 +105,6 @@ def test_what_one_pass_may_send_is_claimed_in_one_statement(engine: sa.Engine) -
         if _is_claim(statement):
             claims.append(statement)
 
-    sa.event.listen(engine, "before_cursor_execute", count)
     sent: list[int] = []
     lock = threading.Lock()
 
@@ -102,13 +113,7 @@ def test_what_one_pass_may_send_is_claimed_in_one_statement(engine: sa.Engine) -
             sent.append(job.id)
         return Sent()
 
-    worker = _worker(engine, sender)
-    worker.start()
-    try:
-        wait_for(lambda: len(sent) == 5)
-    finally:
-        worker.stop()
-        sa.event.remove(engine, "before_cursor_execute", count)
+    _run_until(engine, sender, lambda: len(sent) == 5, watching=count)
 
     assert sorted(sent) == ids
     assert len(claims) == 1
@@ -131,7 +136,6 @@ def test_a_row_changed_after_it_was_read_is_sent_as_it_is_now(engine: sa.Engine)
                 .values(version=Delivery.version + 1, payload=changed)
             )
 
-    sa.event.listen(engine, "before_cursor_execute", change_first_before_the_claim)
     bodies: dict[int, list[str]] = {}
     lock = threading.Lock()
 
@@ -140,13 +144,7 @@ def test_a_row_changed_after_it_was_read_is_sent_as_it_is_now(engine: sa.Engine)
             bodies.setdefault(job.id, []).append(job.payload["body"]["text"])
         return Sent()
 
-    worker = _worker(engine, sender)
-    worker.start()
-    try:
-        wait_for(lambda: len(bodies) == 3)
-    finally:
-        worker.stop()
-        sa.event.remove(engine, "before_cursor_execute", change_first_before_the_claim)
+    _run_until(engine, sender, lambda: len(bodies) == 3, watching=change_first_before_the_claim)
 
     assert bodies[first] == ["changed"]
     assert sorted(len(texts) for texts in bodies.values()) == [1, 1, 1]
