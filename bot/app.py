@@ -220,7 +220,7 @@ def build_runtime(
             retries=False,
         )
         answers = slack.ResponseUrls(tls=context, timeout_s=timeout_s)
-        closing.append(answers.close)
+        closing.extend((slack_client.close, outbound.close, answers.close))
         sender = SlackSender(
             outbound,
             answers.post,

@@ -79,9 +79,13 @@ def _preflight(settings: Settings, config: Config) -> Preflight:
             timeout_s=PREFLIGHT_TIMEOUT_S,
             retries=False,
         )
-    return preflight(
-        config, routing_key_set=lambda name: settings.env_secret(name) is not None, slack=client
-    )
+    try:
+        return preflight(
+            config, routing_key_set=lambda name: settings.env_secret(name) is not None, slack=client
+        )
+    finally:
+        if client is not None:
+            client.close()
 
 
 def _refuse_silence(settings: Settings, config: Config) -> Preflight:

@@ -1,4 +1,5 @@
-"""Helpers the tests share: waiting, a live service on loopback, signed Slack requests."""
+"""Helpers the tests share: waiting, a live service on loopback, signed Slack requests,
+a recording HTTP server."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -139,3 +141,50 @@ def block_action_body(
 def event_body(event: dict[str, Any], *, event_id: str = "Ev0001", team_id: str = "T0000") -> str:
     """An Events API delivery (`event_callback`), as JSON."""
     return slack_requests.event_callback(event, event_id=event_id, team_id=team_id)
+
+
+class RecordingServer:
+    """Answers every POST with one status, headers and body over HTTP/1.1 (connections
+    kept alive), recording each request's client port, path, body and headers (names
+    in lower case)."""
+
+    def __init__(
+        self,
+        *,
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+        body: bytes = b"ok",
+    ) -> None:
+        self.requests: list[tuple[int, str, bytes, dict[str, str]]] = []
+        recorded = self.requests
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                received = self.rfile.read(int(self.headers["Content-Length"]))
+                names = {name.lower(): value for name, value in self.headers.items()}
+                request = (self.client_address[1], self.path, received, names)
+                recorded.append(request)
+                self.send_response(status)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def client_ports(self) -> set[int]:
+        return {port for port, *_ in self.requests}
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

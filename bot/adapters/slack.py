@@ -2,22 +2,77 @@
 
 from __future__ import annotations
 
+import io
 import json
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
+from http.client import HTTPMessage
 from typing import Any
+from urllib.error import HTTPError, URLError
+from urllib.request import Request
 
 import httpx2
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackRequestError
+
+
+class KeptAliveWebClient(WebClient):
+    """slack_sdk's WebClient, its calls sent over kept-alive connections.
+
+    slack_sdk sends each call through urllib's `urlopen`, which builds a new
+    opener (a dozen handlers) and opens a connection and a TLS session every
+    time; every call goes to one host, so this sends them through one httpx2
+    pool instead. slack_sdk gets back what urllib gives it: the answer, an
+    HTTPError for a status outside 2xx (its retry handlers and SlackApiError
+    work unchanged), a URLError when the connection failed, whose reason is
+    ConnectionRefusedError when nothing could have reached Slack.
+    """
+
+    def __init__(self, *, tls: ssl.SSLContext, **kwargs: Any) -> None:
+        super().__init__(ssl=tls, **kwargs)
+        self._http = httpx2.Client(verify=tls, timeout=self.timeout, follow_redirects=False)
+
+    def _perform_urllib_http_request_internal(self, url: str, req: Request) -> dict[str, Any]:
+        if not url.lower().startswith(("http://", "https://")):
+            raise SlackRequestError(f"Invalid URL detected: {url}")
+        body = req.data  # slack_sdk encodes every body, files included, to bytes
+        if body is not None and not isinstance(body, bytes):
+            raise SlackRequestError(f"Unexpected request body: {type(body).__name__}")
+        try:
+            response = self._http.request(
+                req.get_method(), url, content=body, headers=dict(req.header_items())
+            )
+        except (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout) as exc:
+            raise URLError(ConnectionRefusedError(f"Slack unreachable: {exc!r}")) from None
+        except httpx2.TimeoutException as exc:
+            raise TimeoutError(f"Slack did not answer in time: {exc!r}") from None
+        except httpx2.HTTPError as exc:
+            raise URLError(ConnectionResetError(f"Slack's answer broke off: {exc!r}")) from None
+        headers = HTTPMessage()
+        for name, value in response.headers.multi_items():
+            headers[name] = value  # adds: a repeated header keeps every value
+        if not response.is_success:
+            content = io.BytesIO(response.content)
+            raise HTTPError(url, response.status_code, response.reason_phrase, headers, content)
+        answer: str | bytes = response.content
+        if headers.get_content_type() != "application/gzip":
+            answer = response.content.decode(headers.get_content_charset() or "utf-8")
+        return {"status": response.status_code, "headers": headers, "body": answer}
+
+    def close(self) -> None:
+        self._http.close()
 
 
 def web_client(
     *, token: str | None, base_url: str, tls: ssl.SSLContext, timeout_s: float, retries: bool
-) -> WebClient:
-    """A WebClient; the outbox's has no retry handlers because the outbox owns retries."""
+) -> KeptAliveWebClient:
+    """A WebClient; the outbox's has no retry handlers because the outbox owns retries.
+
+    The caller closes it (its pool of connections) when done.
+    """
     base = base_url if base_url.endswith("/") else base_url + "/"
-    client = WebClient(token=token, base_url=base, ssl=tls, timeout=int(max(1, timeout_s)))
+    client = KeptAliveWebClient(token=token, base_url=base, tls=tls, timeout=int(max(1, timeout_s)))
     if not retries:
         client.retry_handlers = []
     return client
