@@ -59,6 +59,8 @@ def pagerduty_target(routing_key_env: str) -> str:
 
 
 PAGERDUTY_REST_TARGET = "pd:rest"
+# Pending deliveries read under one order key when adding another (see _owed).
+OWED_READ = 16
 SLACK_RESPONSE_TARGET = "slack:response_url"
 
 
@@ -72,12 +74,18 @@ def _more_urgent(priority: int) -> ColumnElement[int]:
     return case((Delivery.priority > priority, priority), else_=Delivery.priority)
 
 
-def _lift_earlier(db_session: Session, *, order_key: str, priority: int) -> None:
+def _lift_earlier(
+    db_session: Session, *, order_key: str, priority: int, owed: list[Delivery] | None = None
+) -> None:
     """Raise pending deliveries under `order_key` (which go out first) to `priority`.
 
-    Ordering only: a claimed row keeps its lease and its version.
+    Ordering only: a claimed row keeps its lease and its version. `owed`: those
+    rows, read in this transaction (see `_owed`); when none of them is less
+    urgent there is nothing to raise and no UPDATE is sent.
     """
     if priority >= BULK:
+        return
+    if owed is not None and len(owed) < OWED_READ and all(r.priority <= priority for r in owed):
         return
     db_session.execute(
         update(Delivery)
@@ -87,8 +95,21 @@ def _lift_earlier(db_session: Session, *, order_key: str, priority: int) -> None
             Delivery.priority > priority,
         )
         .values(priority=priority)
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session="evaluate")
     )
+
+
+def _owed(db_session: Session, order_key: str) -> list[Delivery]:
+    """The deliveries pending under `order_key`, newest first, at most OWED_READ:
+    usually none or one, read once for what a new one may fold into, lift and
+    leave behind. A full read may not be all (a backlog while Slack is away)."""
+    query = (
+        select(Delivery)
+        .where(Delivery.order_key == order_key, Delivery.status == PENDING)
+        .order_by(Delivery.id.desc())
+        .limit(OWED_READ)
+    )
+    return list(db_session.scalars(query))
 
 
 def _if_unchanged(row: Delivery) -> Update:
@@ -204,13 +225,17 @@ def post_or_update(
     pending = None
     at_once = False
     if not new_key:
-        _lift_earlier(db_session, order_key=order_key, priority=priority)
-        pending = _unclaimed_pending(
-            db_session, Delivery.kind == SLACK_MESSAGE, Delivery.message_key == key
+        owed = _owed(db_session, order_key)
+        _lift_earlier(db_session, order_key=order_key, priority=priority, owed=owed)
+        pending = next(
+            (
+                row
+                for row in owed
+                if row.claimed_by is None and row.kind == SLACK_MESSAGE and row.message_key == key
+            ),
+            None,
         )
-        at_once = _goes_at_once(
-            db_session, owned, order_key=order_key, priority=priority, pending=pending
-        )
+        at_once = _goes_at_once(owned, priority=priority, owed=owed, pending=pending)
         if (
             at_once
             and pending is not None
@@ -240,19 +265,13 @@ def post_or_update(
 
 
 def _goes_at_once(
-    db_session: Session,
-    owned: SlackMessage,
-    *,
-    order_key: str,
-    priority: int,
-    pending: Delivery | None,
+    owned: SlackMessage, *, priority: int, owed: list[Delivery], pending: Delivery | None
 ) -> bool:
     """A click's effect on a posted message with nothing of it on its way (at most
     the unclaimed update it replaces): it may leave right after the commit."""
     if priority != PERSON or owned.ts is None or owned.channel_id is None:
         return False
-    owed = select(func.count()).where(Delivery.order_key == order_key, Delivery.status == PENDING)
-    return db_session.scalar(owed) == (0 if pending is None else 1)
+    return len(owed) == (0 if pending is None else 1)
 
 
 def _claim_at_once(
@@ -533,11 +552,12 @@ def pagerduty_rest(
     with nothing before it under `order_key`, it leaves right after the commit
     (bot/outbox/express.py), within the REST token's pace like any other.
     """
-    _lift_earlier(db_session, order_key=order_key, priority=priority)
+    owed = _owed(db_session, order_key)
+    _lift_earlier(db_session, order_key=order_key, priority=priority, owed=owed)
     _add_to_send(
         db_session,
         now,
-        at_once=priority == PERSON and _newest_pending(db_session, order_key) is None,
+        at_once=priority == PERSON and not owed,
         kind=PAGERDUTY_REST,
         target=PAGERDUTY_REST_TARGET,
         order_key=order_key,

@@ -221,6 +221,42 @@ def test_a_click_s_update_waits_its_turn_behind_another_on_its_way_or_a_paused_t
         assert updates(db)[-1] == ("new", PERSON, None)
 
 
+@contextmanager
+def statements_sent(engine: sa.Engine) -> Iterator[list[str]]:
+    sent: list[str] = []
+
+    def watching(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        sent.append(" ".join(statement.split()).upper())
+
+    sa.event.listen(engine, "before_cursor_execute", watching)
+    try:
+        yield sent
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", watching)
+
+
+def test_a_click_s_update_reads_what_is_owed_once_and_lifts_only_what_waits_lower(
+    service: LiveService,
+) -> None:
+    engine = service.runtime.engine
+    with posted(service) as (db, now), statements_sent(engine) as sent:
+        update(db, "acked", now)
+
+    on_deliveries = [s for s in sent if "DELIVERIES" in s]
+    # One read of what is owed, no count, no lift (nothing waits), then the row, claimed.
+    assert [s.split()[0] for s in on_deliveries] == ["SELECT", "INSERT"]
+    assert "COUNT(" not in on_deliveries[0]
+
+    with posted(service) as (db, now):
+        # A plain update on the wire: the click's waits behind it, which goes at its pace.
+        update(db, "plain", now, clicked=False)
+        db.execute(sa.update(Delivery).values(claimed_by="elsewhere"))
+        with statements_sent(engine) as sent:
+            update(db, "acked", now)
+        assert updates(db) == [("plain", PERSON, "elsewhere"), ("acked", PERSON, None)]
+    assert len([s for s in sent if s.startswith("UPDATE DELIVERIES SET PRIORITY")]) == 1
+
+
 def test_nothing_is_claimed_at_once_while_every_sender_is_busy(service: LiveService) -> None:
     runtime = service.runtime
     gate = threading.Event()
