@@ -89,4 +89,4 @@ class SlackMessage(Base):
     # The message whose thread this one is posted in (an alarm listed in a group).
     parent_key: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    posted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    posted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # its first post

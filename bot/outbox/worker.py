@@ -493,10 +493,15 @@ class OutboxWorker:
                     .values(status=SENT, sent_at=now, last_error=None, **release)
                     .execution_options(synchronize_session=False)
                 )
-                if job.message is not None and result.ts is not None and job.kind == SLACK_MESSAGE:
+                message = job.message
+                if (
+                    job.kind == SLACK_MESSAGE
+                    and message is not None
+                    and _newly_posted(message, result)
+                ):
                     db_session.execute(
                         update(SlackMessage)
-                        .where(SlackMessage.key == job.message.key)
+                        .where(SlackMessage.key == message.key)
                         .values(ts=result.ts, channel_id=result.channel_id, posted_at=now)
                         .execution_options(synchronize_session=False)
                     )
@@ -605,3 +610,12 @@ def pending_count(sessions: sessionmaker[Session], kinds: Collection[str] | None
         if kinds is not None:
             query = query.where(Delivery.kind.in_(list(kinds)))
         return int(db_session.scalar(query) or 0)
+
+
+def _newly_posted(message: MessageRef, result: Sent) -> bool:
+    """Whether a sent message's place is news to its row: a first post, or one found
+    again after an ambiguous attempt. An update of a posted message leaves the row
+    (its ts, its channel, when it was first posted) as it is: nothing to write."""
+    if result.ts is None:
+        return False
+    return (message.ts, message.channel_id) != (result.ts, result.channel_id)

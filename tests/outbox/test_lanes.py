@@ -147,6 +147,26 @@ def test_a_persons_delivery_goes_before_older_bulk_work_and_lifts_what_it_waits_
     assert posts(slack) == ["bulk 3", "for a person", "bulk 0", "bulk 1", "bulk 2", "bulk 4"]
 
 
+def test_an_update_of_a_posted_message_leaves_its_row_as_first_posted(
+    service: LiveService, sns_signer: SnsSigner, slack: SlackEmulator, pagerduty: PagerDutyEmulator
+) -> None:
+    def place(ts: str) -> tuple[str | None, str | None, object]:
+        with service.runtime.sessions() as db:
+            row = db.scalars(sa.select(SlackMessage).where(SlackMessage.ts == ts)).one()
+            return row.ts, row.channel_id, row.posted_at
+
+    incident_id, message = page(service, sns_signer, slack, pagerduty, "prod-posted")
+    first = place(message.ts)
+    assert first[2] is not None
+
+    click(service, render.ACKNOWLEDGE, str(incident_id), response_url=slack.response_url())
+    wait_for(lambda: "acknowledged by <@U0ALICE>" in message_text(message))
+    wait_for(lambda: outbox_idle(service))
+
+    assert message.updates >= 1
+    assert place(message.ts) == first  # ts, channel and the first post's time, unwritten
+
+
 def test_a_429_on_chat_update_holds_updates_only(
     service: LiveService, sns_signer: SnsSigner, slack: SlackEmulator, pagerduty: PagerDutyEmulator
 ) -> None:
