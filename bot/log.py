@@ -86,8 +86,10 @@ def configure_logging(level: str, secrets: Iterable[str], *, json_lines: bool = 
         root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(level)
-    # Chatty libraries stay at WARNING unless debugging.
-    for name in ("botocore", "urllib3", "httpx", "httpcore", "apscheduler", "slack_bolt"):
+    # Chatty libraries stay at WARNING unless debugging. The HTTP stacks would log
+    # every call's URL at INFO, and a response_url is a capability.
+    http = ("urllib3", "httpx", "httpcore", "httpx2", "httpcore2")
+    for name in ("botocore", *http, "apscheduler", "slack_bolt"):
         logging.getLogger(name).setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
     # An uncaught exception (a database URL that fails at start, a thread that dies)
     # is written by this handler too, redacted, instead of raw by Python's default hook.

@@ -121,3 +121,30 @@ def test_a_line_break_from_outside_cannot_start_a_log_line_of_its_own() -> None:
         "topic arn:x\\r\\n2026 INFO ok\\u2028\\x1b[31m refused",
         f"inline {REDACTED}\\nforged",
     ]
+
+
+def test_http_clients_name_no_url_at_info() -> None:
+    """A response_url is a capability (anyone holding it may post in the channel) and
+    every Slack or PagerDuty call would be a line: the HTTP stacks log only warnings."""
+    program = (
+        "import logging, ssl\n"
+        "from bot.log import configure_logging\n"
+        "configure_logging('INFO', [])\n"
+        "from bot.adapters.slack import ResponseUrls, web_client\n"
+        "from sandbox.server import HttpResponse, LoopbackServer\n"
+        "server = LoopbackServer(lambda request: HttpResponse.json({'ok': True}))\n"
+        "server.start()\n"
+        "tls = ssl.create_default_context()\n"
+        "ResponseUrls(tls=tls, timeout_s=5).post(\n"
+        "    server.url + '/commands/T0/1/capability', {'text': 'x'})\n"
+        "web_client(token='xoxb-x', base_url=server.url + '/api', tls=tls, timeout_s=5,\n"
+        "    retries=False).auth_test()\n"
+        "logging.getLogger('bot').info('calls made')\n"
+        "server.stop()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "calls made" in result.stderr
+    assert "capability" not in result.stderr and "auth.test" not in result.stderr
