@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from sandbox.server import free_port
+from sandbox.server import PORT_ATTEMPTS, free_port, port_taken
 
 
 class StartFailed(RuntimeError):
@@ -176,10 +176,6 @@ def spawn(
     return service
 
 
-# How often a server is started again on another port when its first was taken.
-PORT_ATTEMPTS = 3
-
-
 def spawn_on_free_port(
     name: str,
     argv_for: Callable[[int], list[str]],
@@ -212,6 +208,6 @@ def spawn_on_free_port(
         try:
             return on(pick_port())
         except StartFailed as exc:
-            if "address already in use" not in str(exc).lower():
+            if not port_taken(str(exc)):
                 raise
     return on(pick_port())

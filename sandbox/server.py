@@ -27,6 +27,17 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+# A port free_port found may be taken before the server binds it (by a server of a
+# test running in parallel, or as the local end of a connection): a server started
+# on one is started again on another, at most this many times in all.
+PORT_ATTEMPTS = 3
+
+
+def port_taken(said: str) -> bool:
+    """Whether a server's last words (its log, its error) say its port was taken."""
+    return "address already in use" in said.lower()
+
+
 class _QuietServer(ThreadingHTTPServer):
     """Says nothing when a client hangs up mid-answer (a test that got what it
     wanted, a client that timed out): a printed traceback parses source lines in

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from sandbox.pagerduty import PagerDutyEmulator
-from sandbox.server import free_port
+from sandbox.server import PORT_ATTEMPTS, free_port, port_taken
 from sandbox.slack import SlackEmulator
 from sandbox.sns import SnsSigner
 from sandbox.tls import TestCA
@@ -27,9 +27,6 @@ from tests.conftest import (
     TOPIC_ARN,
 )
 from tests.support import wait_for
-
-# How often `opsbot serve` is started again on another port when its port was taken.
-PORT_ATTEMPTS = 3
 
 
 class Process:
@@ -52,7 +49,7 @@ class Process:
             if self.popen.poll() is None:
                 return
             said = log.read_bytes()[logged:].decode(errors="replace")
-            if attempt == PORT_ATTEMPTS or "address already in use" not in said.lower():
+            if attempt == PORT_ATTEMPTS or not port_taken(said):
                 raise RuntimeError(f"opsbot serve exited with {self.popen.returncode}:\n{said}")
             env["PORT"] = str(free_port())
 

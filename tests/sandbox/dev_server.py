@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from sandbox.server import free_port
+from sandbox.server import PORT_ATTEMPTS, free_port, port_taken
 
 
 @dataclass
@@ -47,10 +47,6 @@ class DevServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(10)
-
-
-# How often `opsbot dev` is started again when one of its ports was taken first.
-PORT_ATTEMPTS = 3
 
 
 class PortTaken(AssertionError):
@@ -108,7 +104,7 @@ def _start(directory: Path, *, rollout_s: float, timeout_s: float) -> DevServer:
     while time.monotonic() < deadline:
         if process.poll() is not None:
             said = server.output()
-            failed = PortTaken if "address already in use" in said.lower() else AssertionError
+            failed = PortTaken if port_taken(said) else AssertionError
             raise failed(f"opsbot dev exited with {process.returncode}:\n{said}")
         try:
             if server.get("/healthz").status_code == 200:
