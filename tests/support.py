@@ -6,12 +6,14 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
+import sqlalchemy as sa
 import uvicorn
 
 from bot.app import build_runtime, create_app
@@ -188,3 +190,25 @@ class RecordingServer:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+@contextmanager
+def statements_sent(*engines: sa.Engine | None) -> Iterator[list[tuple[str, list[Any]]]]:
+    """Every statement the `engines` send meanwhile (upper case, spaces collapsed),
+    with its parameters' values; None stands for an engine a runtime does not have."""
+    sent: list[tuple[str, list[Any]]] = []
+
+    def watching(
+        _conn: object, _cursor: object, statement: str, parameters: Any, *_args: object
+    ) -> None:
+        values = list(parameters.values() if isinstance(parameters, dict) else parameters or ())
+        sent.append((" ".join(statement.split()).upper(), values))
+
+    watched = [engine for engine in engines if engine is not None]
+    for engine in watched:
+        sa.event.listen(engine, "before_cursor_execute", watching)
+    try:
+        yield sent
+    finally:
+        for engine in watched:
+            sa.event.remove(engine, "before_cursor_execute", watching)

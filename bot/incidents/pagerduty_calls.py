@@ -245,7 +245,7 @@ class PagerDutyActionSender:
                 "slack_user": requester.slack_user_id,
             },
         )
-        return Sent()
+        return Sent(recorded=True)
 
     def _failed(self, job: Job, error: str) -> Result:
         payload = job.payload

@@ -47,6 +47,9 @@ class Job:
 class Sent:
     ts: str | None = None
     channel_id: str | None = None
+    # The sender closed the delivery in the transaction that recorded its effect
+    # (service.complete): the worker has nothing left to write.
+    recorded: bool = False
 
 
 @dataclass(frozen=True)

@@ -579,12 +579,17 @@ def pending_payloads(db_session: Session, *, kind: str, order_key: str) -> list[
 def complete(
     db_session: Session, *, delivery_id: int, status: str, error: str | None, now: datetime
 ) -> None:
-    """Close a claimed delivery in the transaction that records its outcome.
-
-    The worker closes it again after `send` returns (harmlessly); closing it
-    here as well means a crash in between cannot make it run twice.
+    """Close a claimed delivery in the transaction that records its outcome, its
+    claim released: a crash after the commit cannot make it run twice, and a
+    sender that says so (`Sent(recorded=True)`) leaves the worker nothing to write.
     """
-    values: dict[str, Any] = {"status": status, "last_error": error, "updated_at": now}
+    values: dict[str, Any] = {
+        "status": status,
+        "last_error": error,
+        "updated_at": now,
+        "claimed_by": None,
+        "claimed_until": None,
+    }
     if status == SENT:
         values["sent_at"] = now
     update_rows(

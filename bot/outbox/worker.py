@@ -487,12 +487,13 @@ class OutboxWorker:
         release = {"claimed_by": None, "claimed_until": None, "updated_at": now}
         with self.sessions() as db_session:
             if isinstance(result, Sent):
-                db_session.execute(
-                    update(Delivery)
-                    .where(*mine)
-                    .values(status=SENT, sent_at=now, last_error=None, **release)
-                    .execution_options(synchronize_session=False)
-                )
+                if not result.recorded:
+                    db_session.execute(
+                        update(Delivery)
+                        .where(*mine)
+                        .values(status=SENT, sent_at=now, last_error=None, **release)
+                        .execution_options(synchronize_session=False)
+                    )
                 message = job.message
                 if (
                     job.kind == SLACK_MESSAGE

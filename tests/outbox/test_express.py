@@ -20,7 +20,7 @@ from bot.outbox.results import Job, Result, Sent
 from bot.outbox.worker import OutboxWorker
 from sandbox.alarms import alarm_message
 from sandbox.pagerduty import PagerDutyEmulator
-from tests.support import LiveService, wait_for
+from tests.support import LiveService, statements_sent, wait_for
 
 T0 = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
 ROUTING_KEY_ENV = "PD_KEY_PROD"  # the prod route's, in tests/conftest.py
@@ -221,20 +221,6 @@ def test_a_click_s_update_waits_its_turn_behind_another_on_its_way_or_a_paused_t
         assert updates(db)[-1] == ("new", PERSON, None)
 
 
-@contextmanager
-def statements_sent(engine: sa.Engine) -> Iterator[list[str]]:
-    sent: list[str] = []
-
-    def watching(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
-        sent.append(" ".join(statement.split()).upper())
-
-    sa.event.listen(engine, "before_cursor_execute", watching)
-    try:
-        yield sent
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", watching)
-
-
 def test_a_click_s_update_reads_what_is_owed_once_and_lifts_only_what_waits_lower(
     service: LiveService,
 ) -> None:
@@ -242,7 +228,7 @@ def test_a_click_s_update_reads_what_is_owed_once_and_lifts_only_what_waits_lowe
     with posted(service) as (db, now), statements_sent(engine) as sent:
         update(db, "acked", now)
 
-    on_deliveries = [s for s in sent if "DELIVERIES" in s]
+    on_deliveries = [s for s, _ in sent if "DELIVERIES" in s]
     # One read of what is owed, no count, no lift (nothing waits), then the row, claimed.
     assert [s.split()[0] for s in on_deliveries] == ["SELECT", "INSERT"]
     assert "COUNT(" not in on_deliveries[0]
@@ -254,7 +240,7 @@ def test_a_click_s_update_reads_what_is_owed_once_and_lifts_only_what_waits_lowe
         with statements_sent(engine) as sent:
             update(db, "acked", now)
         assert updates(db) == [("plain", PERSON, "elsewhere"), ("acked", PERSON, None)]
-    assert len([s for s in sent if s.startswith("UPDATE DELIVERIES SET PRIORITY")]) == 1
+    assert len([s for s, _ in sent if s.startswith("UPDATE DELIVERIES SET PRIORITY")]) == 1
 
 
 def test_nothing_is_claimed_at_once_while_every_sender_is_busy(service: LiveService) -> None:

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from bot.config import parse_config
 from bot.incidents import render
+from bot.observability.metrics import family
 from bot.outbox import service as outbox
 from bot.outbox.models import (
     PAGERDUTY_REST,
@@ -39,7 +40,7 @@ from tests.incidents.helpers import (
     pd_calls,
     send_alarm,
 )
-from tests.support import LiveService, wait_for
+from tests.support import LiveService, statements_sent, wait_for
 
 CHANNEL = "C0PRODALERTS"  # the paging route's channel (tests/conftest.py)
 HOUR_S = 3600.0
@@ -165,6 +166,34 @@ def test_an_update_of_a_posted_message_leaves_its_row_as_first_posted(
 
     assert message.updates >= 1
     assert place(message.ts) == first  # ts, channel and the first post's time, unwritten
+
+
+def test_a_click_s_pagerduty_call_is_closed_once_in_the_transaction_that_records_it(
+    service: LiveService, sns_signer: SnsSigner, slack: SlackEmulator, pagerduty: PagerDutyEmulator
+) -> None:
+    incident_id, message = page(service, sns_signer, slack, pagerduty, "prod-closed")
+    registry = service.runtime.metrics.registry
+    labels = {"target": family(PAGERDUTY_REST), "outcome": "ok"}
+
+    def calls_done() -> float:  # counted after the worker is done with a call
+        return registry.get_sample_value("opsbot_deliveries_total", labels) or 0.0
+
+    before = calls_done()
+    runtime = service.runtime
+    with statements_sent(runtime.engine, runtime.outbox_engine) as sent:
+        click(service, render.ACKNOWLEDGE, str(incident_id), response_url=slack.response_url())
+        wait_for(lambda: "acknowledged by <@U0ALICE>" in message_text(message))
+        wait_for(lambda: calls_done() == before + 1)
+
+    with service.runtime.sessions() as db:
+        call = db.scalars(sa.select(Delivery).where(Delivery.kind == PAGERDUTY_REST)).one()
+        assert (call.status, call.claimed_by, call.claimed_until) == ("sent", None, None)
+    closing = [
+        statement
+        for statement, values in sent
+        if statement.startswith("UPDATE DELIVERIES SET STATUS") and call.id in values
+    ]
+    assert len(closing) == 1  # the sender's, with its effect; the worker writes nothing after
 
 
 def test_a_429_on_chat_update_holds_updates_only(
