@@ -288,6 +288,7 @@ def build_runtime(
         pagerduty=rest,
         clock=clock,
         cache_h=config.oncall.people_cache_h,
+        workspace=workspace,
     )
     senders[PAGERDUTY_REST] = PagerDutyActionSender(
         sessions=sessions, pagerduty=rest, people=people, clock=clock

@@ -26,6 +26,8 @@ from bot.pagerduty.rest import PagerDutyRest, PagerDutyUser
 from bot.pagerduty.webhooks import Reference
 from bot.people import service
 from bot.people.errors import LINK_HINT, NoPagerDutyUser
+from bot.rights.errors import SlackFactsUnavailable
+from bot.rights.workspace import Workspace
 from bot.slack_text import code, escape
 
 log = logging.getLogger(__name__)
@@ -47,10 +49,13 @@ class PeopleDirectory:
         pagerduty: PagerDutyRest | None,
         clock: Clock,
         cache_h: float,
+        workspace: Workspace,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.sessions = sessions
         self.slack = slack
+        # The rights check has just read the clicker's profile there, email included.
+        self.workspace = workspace
         self.pagerduty = pagerduty
         self.clock = clock
         self.cache = timedelta(hours=cache_h)
@@ -96,16 +101,10 @@ class PeopleDirectory:
         return names
 
     def slack_email(self, slack_user_id: str) -> str | None:
-        if self.slack is None:
-            return None
         try:
-            answer = self.slack.users_info(user=slack_user_id)
-        except (SlackApiError, SlackClientError, OSError) as exc:
-            log.warning("users.info for %s failed (%s)", slack_user_id, type(exc).__name__)
+            return self.workspace.member(slack_user_id).email
+        except SlackFactsUnavailable:  # logged by the workspace
             return None
-        user = answer.get("user") or {}
-        email = (user.get("profile") or {}).get("email")
-        return str(email) if email else None
 
     def pagerduty_user_for(self, slack_user_id: str) -> PagerDutyUser:
         """The PagerDuty user a Slack user acts as; NoPagerDutyUser says why there is none."""

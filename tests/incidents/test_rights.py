@@ -260,6 +260,18 @@ def link_audit(service: LiveService) -> list[tuple[str, str, str, str]]:
         return [(r.actor, r.action, r.target, r.outcome) for r in rows]
 
 
+def test_a_first_click_reads_the_clickers_slack_profile_once(
+    service: LiveService, sns_signer: SnsSigner, slack: SlackEmulator, pagerduty: PagerDutyEmulator
+) -> None:
+    # The rights check and the PagerDuty identity both need it: one users.info.
+    incident_id, _message = page(service, sns_signer, slack, pagerduty)
+    before = len(slack.calls_to("users.info"))
+    click(service, render.ACKNOWLEDGE, str(incident_id), response_url=slack.response_url())
+    [put] = wait_for(lambda: pd_calls(pagerduty, "PUT"))
+    assert put["from"] == "alice@example.com"
+    assert len(slack.calls_to("users.info")) - before == 1
+
+
 def test_nobody_links_themselves_to_someone_elses_pagerduty_identity(
     service: LiveService, sns_signer: SnsSigner, slack: SlackEmulator, pagerduty: PagerDutyEmulator
 ) -> None:
