@@ -552,12 +552,13 @@ def pagerduty_rest(
     with nothing before it under `order_key`, it leaves right after the commit
     (bot/outbox/express.py), within the REST token's pace like any other.
     """
-    owed = _owed(db_session, order_key)
+    # Only a person's call looks at what is owed: it may lift it, or leave at once.
+    owed = _owed(db_session, order_key) if priority == PERSON else None
     _lift_earlier(db_session, order_key=order_key, priority=priority, owed=owed)
     _add_to_send(
         db_session,
         now,
-        at_once=priority == PERSON and not owed,
+        at_once=owed is not None and not owed,
         kind=PAGERDUTY_REST,
         target=PAGERDUTY_REST_TARGET,
         order_key=order_key,
