@@ -16,6 +16,9 @@ import httpx2
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackRequestError
 
+# Failures before a request could leave: nothing reached Slack, so it may go again at once.
+NOTHING_SENT = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout)
+
 
 class KeptAliveWebClient(WebClient):
     """slack_sdk's WebClient, its calls sent over kept-alive connections.
@@ -43,7 +46,7 @@ class KeptAliveWebClient(WebClient):
             response = self._http.request(
                 req.get_method(), url, content=body, headers=dict(req.header_items())
             )
-        except (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout) as exc:
+        except NOTHING_SENT as exc:
             raise URLError(ConnectionRefusedError(f"Slack unreachable: {exc!r}")) from None
         except httpx2.TimeoutException as exc:
             raise TimeoutError(f"Slack did not answer in time: {exc!r}") from None
@@ -107,7 +110,7 @@ class ResponseUrls:
                 content=json.dumps(body).encode(),
                 headers={"Content-Type": "application/json;charset=utf-8"},
             )
-        except (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout) as exc:
+        except NOTHING_SENT as exc:
             raise ConnectionRefusedError(
                 f"response_url unreachable: {type(exc).__name__}"
             ) from None
