@@ -85,6 +85,7 @@ from bot.scheduler.registry import jobs_table
 from bot.scheduler.scheduler import JobScheduler
 from bot.settings import DEFAULT_SNS_URL_PATTERN, Settings
 from bot.sns.fetch import make_fetch
+from bot.sns.jobs import CertificateKeeper
 from bot.sns.verify import SnsVerifier
 from handlers import health, limits, pagerduty_webhooks, slack_events, slack_socket, sns
 
@@ -190,6 +191,13 @@ def build_runtime(
     context = tls.client_context(settings.ssl_cert_file)
     timeout_s = config.delivery.request_timeout_s
     fetch = make_fetch(context, timeout_s=settings.sns_cert_fetch_timeout_s)
+    certificates = CertificateKeeper(sessions=sessions, clock=clock)
+
+    def load_kept_certificates(runtime: Runtime) -> None:
+        # Before the intake starts: the first notification after a restart (a
+        # deploy's) then finds its certificate without a fetch.
+        certificates.preload(runtime.sns_verifier)
+
     sns_verifier = SnsVerifier(
         url_pattern=settings.sns_url_regex,
         fetch=fetch,
@@ -197,9 +205,10 @@ def build_runtime(
         allow_signature_v1=settings.sns_allow_signature_v1,
         # A fetch gives up after about its timeout; a message waits a little longer.
         wait_s=2 * settings.sns_cert_fetch_timeout_s,
+        on_fetched=certificates.fetched,
     )
     notes: list[str] = [f"database: {engine.url.render_as_string(hide_password=True)}"]
-    closing: list[Callable[[], None]] = []  # clients to close when the runtime stops
+    closing: list[Callable[[], None]] = [certificates.stop]  # to close when the runtime stops
 
     senders: dict[str, Send] = {}
     slack_client = None
@@ -517,6 +526,7 @@ def build_runtime(
         on_stop=closing,
         on_start=[
             _open_connections,
+            load_kept_certificates,
             _warm_up_intake,
             reschedule_incident_jobs,
             reschedule_maintenance_ends,

@@ -19,6 +19,7 @@ from bot.maintenance import models as maintenance_models
 from bot.ops import models as ops_models
 from bot.outbox import models as outbox_models
 from bot.people import models as people_models
+from bot.sns import models as sns_models
 
 MODEL_MODULES = (
     alarms_models,
@@ -33,6 +34,7 @@ MODEL_MODULES = (
     ops_models,
     outbox_models,
     people_models,
+    sns_models,
 )
 
 metadata = Base.metadata

@@ -382,3 +382,28 @@ def test_a_waiter_that_gives_up_does_not_cancel_the_fetch_for_others(
     assert not future.cancel()  # what asyncio does to it when a waiting request times out
     cert_host.release()
     assert isinstance(future.exception(timeout=30), SignatureInvalid)
+
+
+def test_a_preloaded_certificate_verifies_without_a_fetch(sns_signer: SnsSigner) -> None:
+    def fetch(url: str) -> bytes:
+        raise AssertionError(f"fetched {url}")
+
+    verifier = verifier_for(sns_signer, fetch=fetch)
+    assert verifier.preload(sns_signer.cert_url, sns_signer.cert_pem)
+    verifier.verify(parse_envelope(body(sns_signer.notification("hi", topic_arn=TOPIC))))
+
+
+@pytest.mark.parametrize(
+    ("url", "pem"),
+    [
+        ("{cert_url}", b"not a certificate"),
+        ("https://sns.example.org/SimpleNotificationService-x.pem", None),  # off the pattern
+    ],
+)
+def test_preload_refuses_what_it_could_not_fetch(
+    sns_signer: SnsSigner, url: str, pem: bytes | None
+) -> None:
+    verifier = verifier_for(sns_signer)
+    url = url.format(cert_url=sns_signer.cert_url)
+    assert not verifier.preload(url, pem or sns_signer.cert_pem)
+    assert verifier.cached_key(url) is None
