@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import re
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -186,7 +187,11 @@ def build_runtime(
     metrics.slack_auth(settings.slack_bot_token is not None)
     # Done once here rather than inside the first transaction, the first page's.
     configure_mappers()
-    engine = make_engine(settings.effective_database_url, timeouts=settings.db_timeouts)
+    engine = make_engine(
+        settings.effective_database_url,
+        timeouts=settings.db_timeouts,
+        on_replaced=functools.partial(metrics.db_pool_invalidated, "main"),
+    )
     sessions = make_sessionmaker(engine)
     context = tls.client_context(settings.ssl_cert_file)
     timeout_s = config.delivery.request_timeout_s
@@ -310,6 +315,7 @@ def build_runtime(
         timeouts=settings.db_timeouts,
         pool_size=config.delivery.workers + 2,
         max_overflow=2,
+        on_replaced=functools.partial(metrics.db_pool_invalidated, "outbox"),
     )
     watch = DeliveryWatch(config=config)
     outbox = OutboxWorker(
@@ -371,7 +377,13 @@ def build_runtime(
     metrics.follow_leadership(lambda: scheduler.is_leader)
     # Its own connection: a scrape in a storm neither waits for nor holds the intake's.
     gauges = OutboxGauges(
-        make_engine(settings.effective_database_url, pool_size=1, max_overflow=0, pool_timeout=5),
+        make_engine(
+            settings.effective_database_url,
+            pool_size=1,
+            max_overflow=0,
+            pool_timeout=5,
+            on_replaced=functools.partial(metrics.db_pool_invalidated, "gauges"),
+        ),
         clock=clock,
     )
     metrics.registry.register(gauges)

@@ -16,6 +16,7 @@ import functools
 import logging
 import select
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,8 +114,17 @@ def _readable(fileno: int) -> bool:
     return bool(poller.poll(0))
 
 
+ENDED = "ended"  # on_replaced's reasons
+UNANSWERED = "unanswered_ping"
+
+
 def _check_out(
-    dialect: Dialect, ping_after_idle_s: float, dbapi_connection: Any, record: Any, _proxy: Any
+    dialect: Dialect,
+    ping_after_idle_s: float,
+    on_replaced: Callable[[str], None] | None,
+    dbapi_connection: Any,
+    record: Any,
+    _proxy: Any,
 ) -> None:
     """Replace a pooled connection the server has ended, and every older one with it.
 
@@ -126,15 +136,17 @@ def _check_out(
     idle_since = record.info.get(IDLE_SINCE)
     if idle_since is None:  # just connected
         return
-    why = None
+    why = reason = None
     if dbapi_connection.closed or dbapi_connection.broken or _readable(dbapi_connection.fileno()):
-        why = "the server ended it"
+        why, reason = "the server ended it", ENDED
     elif time.monotonic() - idle_since > ping_after_idle_s:
         try:
             dialect.do_ping(dbapi_connection)
         except Exception as exc:
-            why = f"it did not answer a ping ({type(exc).__name__})"
-    if why is not None:
+            why, reason = f"it did not answer a ping ({type(exc).__name__})", UNANSWERED
+    if why is not None and reason is not None:
+        if on_replaced is not None:
+            on_replaced(reason)
         log.warning(
             "database: a pooled connection is replaced, and every older one: %s",
             why,
@@ -148,8 +160,11 @@ def make_engine(
     *,
     timeouts: DbTimeouts = DEFAULT_TIMEOUTS,
     ping_after_idle_s: float = PING_AFTER_IDLE_S,
+    on_replaced: Callable[[str], None] | None = None,
     **kwargs: Any,
 ) -> Engine:
+    """`on_replaced(reason)`: told of each pooled connection found dead at checkout
+    (PostgreSQL), `ENDED` by the server or an `UNANSWERED` ping."""
     url = normalise_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -174,7 +189,9 @@ def make_engine(
     engine = create_engine(url, **kwargs)
     event.listen(engine, "checkin", _checked_in)
     event.listen(
-        engine, "checkout", functools.partial(_check_out, engine.dialect, ping_after_idle_s)
+        engine,
+        "checkout",
+        functools.partial(_check_out, engine.dialect, ping_after_idle_s, on_replaced),
     )
     return engine
 

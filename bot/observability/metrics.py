@@ -245,6 +245,13 @@ class Metrics:
             buckets=APPLY_LAG_BUCKETS,
             registry=registry,
         )
+        self.db_pool_invalidations = Counter(
+            "opsbot_db_pool_invalidations",
+            "A pooled database connection found dead at checkout (`reason`: the server "
+            "ended it, or it did not answer a ping): it and every older one were replaced.",
+            ["pool", "reason"],
+            registry=registry,
+        )
         self.intake_apply_failed = Counter(
             "opsbot_intake_apply_failed",
             "Notifications recorded for later that could not be applied (logged with their ids).",
@@ -353,6 +360,9 @@ class Metrics:
 
     def outbox_analyzed(self) -> None:
         self.outbox_analyzed_total.inc()
+
+    def db_pool_invalidated(self, pool: str, reason: str) -> None:
+        self.db_pool_invalidations.labels(pool=pool, reason=reason).inc()
 
     def page_accepted(self, seconds: float) -> None:
         self.alarm_to_page.observe(seconds)
