@@ -112,10 +112,12 @@ class Runtime:
         self.after_ack.stop()
         self.scheduler.stop()
         self.outbox.stop()
+        # Nothing sends any more: close the clients, and cancel what would still
+        # write (a certificate kept late), before the pools go.
+        for hook in self.on_stop:
+            hook()
         if self.outbox_engine is not None:
             self.outbox_engine.dispose()
         if self.outbox_gauges is not None:
             self.outbox_gauges.close()
         self.engine.dispose()
-        for hook in self.on_stop:
-            hook()

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
 
+from bot.clock import SystemClock
 from bot.config import Config
+from bot.db.engine import make_sessionmaker
 from bot.settings import Settings
 from bot.sns import service as kept
-from bot.sns.jobs import KEPT_FOR
+from bot.sns.jobs import KEPT_FOR, CertificateKeeper
 from bot.sns.models import SnsCertificate
 from sandbox.alarms import alarm_message
 from sandbox.sns import SnsSigner, body
@@ -108,3 +111,22 @@ def test_only_the_certificates_fetched_last_are_kept(
             f"https://sns.us-east-1.amazonaws.com/SimpleNotificationService-{n}.pem"
             for n in (2, 3, 4)
         ]
+
+
+def test_a_certificate_is_kept_after_its_fetch_and_not_once_the_keeper_stopped(
+    engine: sa.Engine, sns_signer: SnsSigner
+) -> None:
+    sessions = make_sessionmaker(engine)
+
+    def urls() -> list[str]:
+        with sessions() as db:
+            return list(db.scalars(sa.select(SnsCertificate.url)))
+
+    stopped = CertificateKeeper(sessions=sessions, clock=SystemClock(), keep_after_s=0.1)
+    stopped.fetched("https://sns.us-east-1.amazonaws.com/a.pem", sns_signer.cert_pem)
+    stopped.stop()
+    running = CertificateKeeper(sessions=sessions, clock=SystemClock(), keep_after_s=0.1)
+    running.fetched("https://sns.us-east-1.amazonaws.com/b.pem", sns_signer.cert_pem)
+    wait_for(lambda: urls() == ["https://sns.us-east-1.amazonaws.com/b.pem"])
+    time.sleep(0.3)  # three times the delay: a write not cancelled would have landed
+    assert urls() == ["https://sns.us-east-1.amazonaws.com/b.pem"]
