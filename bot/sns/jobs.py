@@ -12,6 +12,7 @@ import logging
 import threading
 from datetime import timedelta
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.clock import Clock
@@ -58,6 +59,9 @@ class CertificateKeeper:
             with self.sessions() as db_session:
                 service.keep(db_session, url=url, pem=pem, now=self.clock.now(), most=CACHE_SIZE)
                 db_session.commit()
+        except IntegrityError:  # another instance kept it at the same moment
+            log.info("SNS certificate %s: kept by another instance", url, extra={"url": url})
+            return
         except Exception:
             log.exception("SNS certificate %s: not kept; a restart fetches it again", url)
             return

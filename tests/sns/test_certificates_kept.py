@@ -130,3 +130,32 @@ def test_a_certificate_is_kept_after_its_fetch_and_not_once_the_keeper_stopped(
     wait_for(lambda: urls() == ["https://sns.us-east-1.amazonaws.com/b.pem"])
     time.sleep(0.3)  # three times the delay: a write not cancelled would have landed
     assert urls() == ["https://sns.us-east-1.amazonaws.com/b.pem"]
+
+
+def waiting_on_a_lock(engine: sa.Engine) -> int:
+    # Its own transaction each time: pg_stat_activity is a snapshot within one.
+    with engine.connect() as connection:
+        query = (
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND datname = current_database() AND query LIKE 'INSERT INTO sns_certificates%'"
+        )
+        return int(connection.scalar(sa.text(query)) or 0)
+
+
+def test_two_instances_keeping_one_certificate_at_once_keep_it_once(
+    engine: sa.Engine, sns_signer: SnsSigner, caplog: pytest.LogCaptureFixture
+) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite lets one writer at a time in: there is no race to lose")
+    sessions = make_sessionmaker(engine)
+    url = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-x.pem"
+    keeper = CertificateKeeper(sessions=sessions, clock=SystemClock(), keep_after_s=0.0)
+    with sessions() as other, caplog.at_level(logging.INFO, logger="bot.sns.jobs"):
+        kept.keep(other, url=url, pem=sns_signer.cert_pem, now=SystemClock().now(), most=32)
+        keeper.fetched(url, sns_signer.cert_pem)  # its INSERT waits for this transaction
+        wait_for(lambda: waiting_on_a_lock(engine))
+        other.commit()
+        wait_for(lambda: any("kept by another" in r.getMessage() for r in caplog.records))
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    with sessions() as db:
+        assert db.scalar(sa.select(sa.func.count()).select_from(SnsCertificate)) == 1
