@@ -238,8 +238,11 @@ class IncidentActions:
 
     # -- acting -------------------------------------------------------------------------
 
-    def _refusal(self, db_session: Session, incident: Incident, action: str) -> str | None:
-        """Why `action` would change nothing (or must not happen), or None."""
+    def _refusal(
+        self, db_session: Session, incident: Incident, action: str, *, calls: bool = True
+    ) -> str | None:
+        """Why `action` would change nothing (or must not happen), or None; `calls`: look
+        at the PagerDuty calls on their way too (a statement more)."""
         if action == NOTE:
             return None
         if not incident.is_open:
@@ -254,6 +257,8 @@ class IncidentActions:
             )
         if action == ESCALATE and not incident.in_pagerduty:
             return f"{_label(incident)} was not paged: there is nothing to escalate in PagerDuty."
+        if not calls:
+            return None
         for pending in outbox.pending_payloads(
             db_session, kind=PAGERDUTY_REST, order_key=rest_order_key(incident.id)
         ):
@@ -316,10 +321,12 @@ class IncidentActions:
         with self.sessions() as db_session:
             incident = incidents.get(db_session, incident_id=incident_id)
             # Read with it (one transaction); told only to someone with the right.
+            # A call on its way is looked for once, under the lock below: a second
+            # click a moment after the first is rare, every click pays for a look.
             state_refusal = (
                 f"There is no incident #{incident_id}."
                 if incident is None
-                else self._refusal(db_session, incident, action)
+                else self._refusal(db_session, incident, action, calls=False)
             )
         if incident is not None:
             why = self.missing_right(
@@ -361,7 +368,9 @@ class IncidentActions:
             why = self._refusal(db_session, locked, action)
             if why is not None:
                 db_session.rollback()
-                self.refuse(incident=locked, action=action, requester=requester, why=why)
+                # By its id: `locked` is expired by the rollback, and reading it again
+                # would take SQLite's write lock back while the refusal is recorded.
+                self.refuse(incident=incident_id, action=action, requester=requester, why=why)
                 return
             if action == NOTE and text:
                 # Ours at once, whatever PagerDuty makes of it.
@@ -466,9 +475,7 @@ class IncidentActions:
             if incident is None or incident.source != ALARM:
                 db_session.rollback()
                 why = "Only an alarm's incident can be silenced."
-                self.refuse(
-                    incident=incident or incident_id, action=SILENCE, requester=requester, why=why
-                )
+                self.refuse(incident=incident_id, action=SILENCE, requester=requester, why=why)
                 return
             until = now + timedelta(minutes=minutes) if minutes else None
             flows.silence(db_session, incident=incident, until=until, by=requester.display, now=now)

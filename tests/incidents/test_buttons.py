@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
+import sqlalchemy as sa
+
 from bot.config import parse_config
 from bot.incidents import render
+from bot.outbox.models import PAGERDUTY_REST, PENDING, Delivery
 from bot.settings import Settings
 from sandbox.pagerduty import PagerDutyEmulator
 from sandbox.slack import SlackEmulator
@@ -27,7 +30,7 @@ from tests.incidents.helpers import (
     responses_to,
     send_alarm,
 )
-from tests.support import LiveService, wait_for
+from tests.support import LiveService, statements_sent, wait_for
 
 
 def test_acknowledge_acts_in_pagerduty_as_the_clicker_and_updates_the_message(
@@ -76,6 +79,52 @@ def test_second_acknowledge_is_a_no_op_that_says_who_already_did(
     assert len(pd_calls(pagerduty, "PUT")) == 1
     assert message.updates == updates
     assert [r.outcome for r in audit_of(service, incident_id)] == ["ok", "refused"]
+
+
+def pending_calls(service: LiveService) -> int:
+    with service.runtime.sessions() as db:
+        query = sa.select(sa.func.count()).where(
+            Delivery.kind == PAGERDUTY_REST, Delivery.status == PENDING
+        )
+        return int(db.scalar(query) or 0)
+
+
+def test_acknowledge_while_another_is_on_its_way_says_who_and_calls_pagerduty_once(
+    service: LiveService, sns_signer: SnsSigner, slack: SlackEmulator, pagerduty: PagerDutyEmulator
+) -> None:
+    incident_id, message = page(service, sns_signer, slack, pagerduty)
+    pagerduty.faults.hang_next(1, seconds=3, calls=("/incidents",))  # Alice's call waits
+    click(service, render.ACKNOWLEDGE, str(incident_id), response_url=slack.response_url())
+    wait_for(lambda: pending_calls(service))
+
+    second = slack.response_url()
+    click(service, render.ACKNOWLEDGE, str(incident_id), user_id="U0BOB", response_url=second)
+    [reply] = wait_for(lambda: responses_to(slack, second))
+    assert "is being acknowledged by <@U0ALICE>" in reply["text"]
+    wait_for(lambda: "acknowledged by <@U0ALICE>" in message_text(message))
+    wait_for(lambda: outbox_idle(service))
+    [put] = pd_calls(pagerduty, "PUT")
+    assert put["from"] == "alice@example.com"
+    assert sorted((r.actor, r.outcome) for r in audit_of(service, incident_id)) == [
+        ("U0ALICE", "ok"),
+        ("U0BOB", "refused"),
+    ]
+
+
+def test_a_click_looks_for_calls_on_their_way_once(
+    service: LiveService, sns_signer: SnsSigner, slack: SlackEmulator, pagerduty: PagerDutyEmulator
+) -> None:
+    incident_id, message = page(service, sns_signer, slack, pagerduty)
+    order_key = f"pdrest:incident:{incident_id}"
+    with statements_sent(service.runtime.engine) as sent:
+        click(service, render.ACKNOWLEDGE, str(incident_id), response_url=slack.response_url())
+        wait_for(lambda: "acknowledged by <@U0ALICE>" in message_text(message))
+    looks = [
+        statement
+        for statement, values in sent
+        if statement.startswith("SELECT DELIVERIES.PAYLOAD") and order_key in values
+    ]
+    assert len(looks) == 1  # the locked re-check's, before the call is recorded
 
 
 def test_resolve_acts_as_the_clicker_and_shows_who_resolved(
