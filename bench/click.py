@@ -28,7 +28,6 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -40,9 +39,9 @@ from bench.sandbox import (
     BOT_TOKEN,
     PD_API_TOKEN,
     SIGNING_SECRET,
-    TOPIC_ARN,
     Sandbox,
     TimedSlackEmulator,
+    alarm_request,
     channel_id,
     opsbot_config,
     start_opsbot,
@@ -50,11 +49,9 @@ from bench.sandbox import (
 )
 from bench.stats import percentile
 from sandbox import slack_requests
-from sandbox.alarms import alarm_message, alarm_subject
 from sandbox.environment import clean_environment
 from sandbox.pagerduty import PagerDutyEmulator
 from sandbox.server import HttpRequest, HttpResponse
-from sandbox.sns import body as sns_body
 from sandbox.tls import TestCA
 
 ACKNOWLEDGE = "incident_acknowledge"
@@ -214,24 +211,9 @@ class Target:
     pagerduty_id: str
 
 
-def _sns_request(sandbox: Sandbox, name: str) -> tuple[bytes, dict[str, str]]:
-    envelope = sandbox.sns.notification(
-        alarm_message(name=name, state="ALARM", old_state="OK", at=datetime.now(UTC)),
-        topic_arn=TOPIC_ARN,
-        subject=alarm_subject(name, "ALARM"),
-    )
-    headers = {
-        "Content-Type": "text/plain; charset=UTF-8",
-        "x-amz-sns-message-type": "Notification",
-        "x-amz-sns-message-id": envelope["MessageId"],
-        "x-amz-sns-topic-arn": TOPIC_ARN,
-    }
-    return sns_body(envelope), headers
-
-
 def send_alarms(service: Service, sandbox: Sandbox, names: list[str]) -> None:
     """Each alarm's ALARM notification, signed, to opsbot's /sns, 8 at a time."""
-    requests = [_sns_request(sandbox, name) for name in names]
+    requests = [alarm_request(sandbox, name) for name in names]
 
     def post(item: tuple[bytes, dict[str, str]]) -> None:
         for _attempt in range(5):

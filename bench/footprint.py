@@ -7,22 +7,53 @@ database (a restart, as when ECS replaces a task), and one start each of the
 bare and the plain Bolt apps (`bench/bare_app.py`, `bench/plain_app.py`), the
 peers opsbot's idle memory is read against. Memory after the storm comes from
 the storm benchmark.
+
+After each of its own starts, once its idle memory is read, one alarm is sent
+and timed to its page: on a fresh database opsbot fetches the SNS signing
+certificate first; on the restart it verifies with the one it kept
+(`bot/sns/jobs.py`), as after a deploy.
 """
 
 from __future__ import annotations
 
+import time
 from functools import partial
 from typing import Any
+
+import httpx
 
 from bench.ack import _start_bare
 from bench.click import start_plain
 from bench.context import Context
-from bench.sandbox import Sandbox, opsbot_config, start_opsbot
+from bench.procs import Service
+from bench.sandbox import Sandbox, alarm_request, opsbot_config, start_opsbot
+from bot.sns.jobs import KEEP_AFTER_S
+
+PAGE_TIMEOUT_S = 10.0
+
+
+def first_page_s(service: Service, sandbox: Sandbox, name: str) -> float | None:
+    """From posting one signed alarm to PagerDuty's trigger for it; None if none came."""
+    pagerduty = sandbox.pagerduty
+    with pagerduty.lock:
+        before = len(pagerduty.events)
+    body, headers = alarm_request(sandbox, name)
+    sent = time.time()
+    httpx.post(service.url + "/sns", content=body, headers=headers, timeout=30)
+    deadline = time.monotonic() + PAGE_TIMEOUT_S
+    while time.monotonic() < deadline:
+        with pagerduty.lock:
+            new = pagerduty.events[before:]
+        if new:
+            return float(new[0]["received_at"]) - sent
+        time.sleep(0.002)
+    return None
 
 
 def run(ctx: Context) -> dict[str, Any]:
     # --quick adds no starts of its own: those of the other benchmarks count.
     starts = 0 if ctx.quick else 3
+    pages: list[dict[str, Any]] = []  # the first alarm after each start, timed to its page
     with Sandbox(ctx.ca, teams=1) as sandbox:
         config = opsbot_config(1, reopen_window_s=300)
         for number in range(1, starts + 1):
@@ -39,6 +70,10 @@ def run(ctx: Context) -> dict[str, Any]:
                     settle_s=1.0 if ctx.quick else 3.0,
                 )
                 ctx.record_start(service, what="footprint", database=database)
+                page_s = first_page_s(service, sandbox, f"team1-{label}")
+                pages.append({"database": database, "page_s": page_s})
+                if database == "fresh":
+                    time.sleep(KEEP_AFTER_S + 1.0)  # the certificate fetched is kept
                 service.stop()
         if starts:
             # Read after the same settling as the bare app's (2 s in a full run).
@@ -47,4 +82,4 @@ def run(ctx: Context) -> dict[str, Any]:
                 peer = start_peer(sandbox, ctx)
                 ctx.record_start(peer, what="footprint", database="none")
                 peer.stop()
-    return {"starts": starts}
+    return {"starts": starts, "pages": pages}

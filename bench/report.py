@@ -60,7 +60,14 @@ def footprint_summary(results: dict[str, Any]) -> dict[str, Any]:
         ]
 
     storm_runs = (results.get("storm") or {}).get("runs", [])
+    pages = (results.get("footprint") or {}).get("pages", [])
+
+    def page_s(database: str) -> dict[str, Any]:
+        return spread(p["page_s"] for p in pages if p["database"] == database)
+
     return {
+        "opsbot_first_page_s_fresh_database": page_s("fresh"),
+        "opsbot_first_page_s_migrated_database": page_s("migrated"),
         "opsbot_ready_s_fresh_database": spread(s["ready_s"] for s in pick("opsbot", "fresh")),
         "opsbot_ready_s_migrated_database": spread(
             s["ready_s"] for s in pick("opsbot", "migrated")
@@ -509,6 +516,18 @@ def _footprint_table(summary: dict[str, Any]) -> list[str]:
         [
             "time to ready, migrated database (s)",
             fmt(summary["opsbot_ready_s_migrated_database"], 2),
+            "",
+            "",
+        ],
+        [
+            "first alarm paged after start, fresh database (s)",
+            fmt(summary.get("opsbot_first_page_s_fresh_database", {}), 3),
+            "",
+            "",
+        ],
+        [
+            "... after a restart, certificate kept (s)",
+            fmt(summary.get("opsbot_first_page_s_migrated_database", {}), 3),
             "",
             "",
         ],

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +22,14 @@ from sqlalchemy.engine import make_url
 from bench.procs import Service, spawn_on_free_port
 from bench.request_kinds import CHANNEL_ID
 from bot.db.engine import normalise_url
+from sandbox.alarms import alarm_message, alarm_subject
 from sandbox.databases import drop_database
 from sandbox.environment import clean_environment
 from sandbox.pagerduty import PagerDutyEmulator
 from sandbox.server import HttpRequest, HttpResponse
 from sandbox.slack import SlackEmulator
 from sandbox.sns import SnsSigner
+from sandbox.sns import body as sns_body
 from sandbox.tls import TestCA
 
 SIGNING_SECRET = "bench-signing-secret-8f742231b10e"  # noqa: S105  # the sandbox's own
@@ -124,6 +127,22 @@ class Sandbox:
 
     def webhook_url(self, k: int) -> str:
         return self.slack.webhook_url(team(k))
+
+
+def alarm_request(sandbox: Sandbox, name: str) -> tuple[bytes, dict[str, str]]:
+    """An alarm's ALARM notification, signed by the sandbox's SNS: (body, headers) for /sns."""
+    envelope = sandbox.sns.notification(
+        alarm_message(name=name, state="ALARM", old_state="OK", at=datetime.now(UTC)),
+        topic_arn=TOPIC_ARN,
+        subject=alarm_subject(name, "ALARM"),
+    )
+    headers = {
+        "Content-Type": "text/plain; charset=UTF-8",
+        "x-amz-sns-message-type": "Notification",
+        "x-amz-sns-message-id": envelope["MessageId"],
+        "x-amz-sns-topic-arn": TOPIC_ARN,
+    }
+    return sns_body(envelope), headers
 
 
 class Databases:
