@@ -23,15 +23,12 @@ import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from typing import Any
-
-import httpx
 
 from bench.context import Context
 from bench.procs import RssSampler, Service
-from bench.sandbox import TOPIC_ARN, Sandbox, opsbot_config, start_opsbot, team
-from sandbox.alarms import alarm_message, alarm_subject
+from bench.sandbox import TOPIC_ARN, Sandbox, opsbot_config, start_opsbot, team, time_to_page
+from sandbox.alarms import alarm_message
 from sandbox.sns import body as sns_body
 
 ROUTES = {
@@ -132,15 +129,6 @@ def _uploads(
     return result
 
 
-def _alarm_request(sandbox: Sandbox, name: str) -> bytes:
-    envelope = sandbox.sns.notification(
-        alarm_message(name=name, state="ALARM", at=datetime.now(UTC)),
-        topic_arn=TOPIC_ARN,
-        subject=alarm_subject(name, "ALARM"),
-    )
-    return sns_body(envelope)
-
-
 def _slow_cert_requests(sandbox: Sandbox, silent: SilentHost, count: int) -> list[dict[str, Any]]:
     """Notifications whose certificate URL (allowed, each its own) leads to the silent host."""
     lines = []
@@ -157,45 +145,6 @@ def _slow_cert_requests(sandbox: Sandbox, silent: SilentHost, count: int) -> lis
             }
         )
     return lines
-
-
-def _time_to_page(
-    sandbox: Sandbox, service: Service, name: str, timeout_s: float
-) -> tuple[float | None, int | None]:
-    """(seconds from the POST to the alarm's PagerDuty trigger, the POST's status)."""
-    body = _alarm_request(sandbox, name)
-    status: list[int] = []
-
-    def post() -> None:
-        try:
-            answer = httpx.post(
-                service.url + "/sns",
-                content=body,
-                headers={"Content-Type": "text/plain; charset=UTF-8"},
-                timeout=timeout_s,
-            )
-            status.append(answer.status_code)
-        except httpx.HTTPError:
-            status.append(0)
-
-    # The POST may itself wait behind the siege: the clock runs from sending it.
-    sender = threading.Thread(target=post, daemon=True)
-    sent_at = time.time()
-    sender.start()
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with sandbox.pagerduty.lock:
-            triggers = [
-                e["received_at"]
-                for e in sandbox.pagerduty.events
-                if e.get("event_action") == "trigger" and name in json.dumps(e.get("payload"))
-            ]
-        if triggers:
-            sender.join(timeout_s)
-            return min(triggers) - sent_at, status[0] if status else None
-        time.sleep(0.01)
-    sender.join(1)
-    return None, status[0] if status else None
 
 
 def _siege(
@@ -231,7 +180,7 @@ def _siege(
         assert siege.stdout is not None
         ready = siege.stdout.readline().strip() == "ready"
         page_s, status = (
-            _time_to_page(
+            time_to_page(
                 sandbox, service, f"{team(1)}-under-siege-{number}", settings.page_timeout_s
             )
             if ready
@@ -268,7 +217,7 @@ def run(ctx: Context, settings: EdgeSettings) -> dict[str, Any]:
             besieged: list[dict[str, Any]] = []
             for number in range(1, settings.rounds + 1):
                 ctx.say(f"edge: round {number}/{settings.rounds}, a genuine alarm alone")
-                page_s, _status = _time_to_page(
+                page_s, _status = time_to_page(
                     sandbox, service, f"{team(1)}-alone-{number}", settings.page_timeout_s
                 )
                 alone.append(page_s)

@@ -20,34 +20,13 @@ import time
 from functools import partial
 from typing import Any
 
-import httpx
-
 from bench.ack import _start_bare
 from bench.click import start_plain
 from bench.context import Context
-from bench.procs import Service
-from bench.sandbox import Sandbox, alarm_request, opsbot_config, start_opsbot
+from bench.sandbox import Sandbox, opsbot_config, start_opsbot, time_to_page
 from bot.sns.jobs import KEEP_AFTER_S
 
 PAGE_TIMEOUT_S = 10.0
-
-
-def first_page_s(service: Service, sandbox: Sandbox, name: str) -> float | None:
-    """From posting one signed alarm to PagerDuty's trigger for it; None if none came."""
-    pagerduty = sandbox.pagerduty
-    with pagerduty.lock:
-        before = len(pagerduty.events)
-    body, headers = alarm_request(sandbox, name)
-    sent = time.time()
-    httpx.post(service.url + "/sns", content=body, headers=headers, timeout=30)
-    deadline = time.monotonic() + PAGE_TIMEOUT_S
-    while time.monotonic() < deadline:
-        with pagerduty.lock:
-            new = pagerduty.events[before:]
-        if new:
-            return float(new[0]["received_at"]) - sent
-        time.sleep(0.002)
-    return None
 
 
 def run(ctx: Context) -> dict[str, Any]:
@@ -70,7 +49,7 @@ def run(ctx: Context) -> dict[str, Any]:
                     settle_s=1.0 if ctx.quick else 3.0,
                 )
                 ctx.record_start(service, what="footprint", database=database)
-                page_s = first_page_s(service, sandbox, f"team1-{label}")
+                page_s, _status = time_to_page(sandbox, service, f"team1-{label}", PAGE_TIMEOUT_S)
                 pages.append({"database": database, "page_s": page_s})
                 if database == "fresh":
                     time.sleep(KEEP_AFTER_S + 1.0)  # the certificate fetched is kept

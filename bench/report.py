@@ -521,13 +521,13 @@ def _footprint_table(summary: dict[str, Any]) -> list[str]:
         ],
         [
             "first alarm paged after start, fresh database (s)",
-            fmt(summary.get("opsbot_first_page_s_fresh_database", {}), 3),
+            fmt(summary["opsbot_first_page_s_fresh_database"], 3),
             "",
             "",
         ],
         [
             "... after a restart, certificate kept (s)",
-            fmt(summary.get("opsbot_first_page_s_migrated_database", {}), 3),
+            fmt(summary["opsbot_first_page_s_migrated_database"], 3),
             "",
             "",
         ],

@@ -8,13 +8,16 @@ sandbox signer whose certificate is served on loopback.
 
 from __future__ import annotations
 
+import json
 import sys
+import threading
 import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import sqlalchemy as sa
 import yaml
 from sqlalchemy.engine import make_url
@@ -143,6 +146,45 @@ def alarm_request(sandbox: Sandbox, name: str) -> tuple[bytes, dict[str, str]]:
         "x-amz-sns-topic-arn": TOPIC_ARN,
     }
     return sns_body(envelope), headers
+
+
+def time_to_page(
+    sandbox: Sandbox, service: Service, name: str, timeout_s: float
+) -> tuple[float | None, int | None]:
+    """(seconds from the POST to the alarm's PagerDuty trigger, the POST's status)."""
+    body, headers = alarm_request(sandbox, name)
+    status: list[int] = []
+
+    def post() -> None:
+        try:
+            answer = httpx.post(
+                service.url + "/sns",
+                content=body,
+                headers=headers,
+                timeout=timeout_s,
+            )
+            status.append(answer.status_code)
+        except httpx.HTTPError:
+            status.append(0)
+
+    # The POST may itself wait behind the siege: the clock runs from sending it.
+    sender = threading.Thread(target=post, daemon=True)
+    sent_at = time.time()
+    sender.start()
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with sandbox.pagerduty.lock:
+            triggers = [
+                e["received_at"]
+                for e in sandbox.pagerduty.events
+                if e.get("event_action") == "trigger" and name in json.dumps(e.get("payload"))
+            ]
+        if triggers:
+            sender.join(timeout_s)
+            return min(triggers) - sent_at, status[0] if status else None
+        time.sleep(0.01)
+    sender.join(1)
+    return None, status[0] if status else None
 
 
 class Databases:

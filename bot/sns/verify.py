@@ -251,10 +251,14 @@ class SnsVerifier:
         except SignatureInvalid:
             return False
         with self._lock:
-            self._certs[url] = key
-            while len(self._certs) > CACHE_SIZE:
-                self._certs.popitem(last=False)
+            self._remember(url, key)
         return True
+
+    def _remember(self, url: str, key: rsa.RSAPublicKey) -> None:
+        """Cache `key` for `url`, the least recently used going past CACHE_SIZE (under the lock)."""
+        self._certs[url] = key
+        while len(self._certs) > CACHE_SIZE:
+            self._certs.popitem(last=False)
 
     def _known(self, url: str) -> rsa.RSAPublicKey | None:
         key = self._certs.get(url)
@@ -285,9 +289,7 @@ class SnsVerifier:
             future.set_exception(failure.error())
             return
         with self._lock:
-            self._certs[url] = key
-            while len(self._certs) > CACHE_SIZE:
-                self._certs.popitem(last=False)
+            self._remember(url, key)
             self._fetching.pop(url, None)
         future.set_result(key)
         if self.on_fetched is not None:
