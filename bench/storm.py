@@ -8,9 +8,13 @@ least once), so half the alarms end in ALARM and half in OK. The notifications
 go out round by round (every alarm's first change, then every alarm's second,
 ...), shuffled within a round, as fast as the service takes them.
 
-opsbot gets them as signed SNS notifications on `POST /sns`; Alertmanager gets
-the same changes as alerts on `POST /api/v2/alerts` (firing for ALARM,
-resolved with `endsAt` for OK), one alert per request.
+opsbot gets them as signed SNS notifications on `POST /sns`, once its
+subscription to the topic is confirmed, since SNS sends nothing before that:
+the storm is signed with the certificate the confirmation was verified with
+and opsbot kept (the first page that also fetches it is the footprint's, on a
+fresh database). Alertmanager gets the same changes as alerts on
+`POST /api/v2/alerts` (firing for ALARM, resolved with `endsAt` for OK), one
+alert per request.
 """
 
 from __future__ import annotations
@@ -32,9 +36,17 @@ from sqlalchemy import text
 from bench import alertmanager
 from bench.context import Context
 from bench.procs import RssSampler, Service
-from bench.sandbox import TOPIC_ARN, Sandbox, opsbot_config, start_opsbot, team
+from bench.sandbox import (
+    TOPIC_ARN,
+    Sandbox,
+    confirm_subscription,
+    opsbot_config,
+    start_opsbot,
+    team,
+)
 from bench.stats import percentile
 from bot.db.engine import make_engine
+from bot.sns.jobs import KEEP_AFTER_S
 from sandbox.alarms import alarm_message, alarm_subject
 from sandbox.sns import body as sns_body
 
@@ -280,10 +292,13 @@ def run_opsbot(
             settle_s=0.2 if ctx.quick else 2.0,
         )
         ctx.record_start(service, what="storm", database="fresh")
+        confirm_subscription(sandbox, service)
+        time.sleep(KEEP_AFTER_S + 1.0)  # the certificate is kept before the storm, as it would be
         engine = make_engine(database_url)
         try:
             with RssSampler(service.pid) as sampler:
                 cpu_before = service.cpu_seconds()
+                fetched_before = sandbox.sns.cert_fetches
                 ctx.say(f"storm {number}: {len(requests)} SNS notifications to opsbot")
                 load = _send(ctx, service, requests, label, settings.concurrency)
                 deadline = time.monotonic() + settings.drain_timeout_s
@@ -299,6 +314,8 @@ def run_opsbot(
             rss_after = service.rss_mb()
             peak = service.peak_rss_mb()
             result = _analyse_opsbot(sandbox, engine, changes, load)
+            # None: the storm is verified with the certificate of the confirmation.
+            result["certificate_fetches_in_storm"] = sandbox.sns.cert_fetches - fetched_before
         finally:
             engine.dispose()
             service.stop()
