@@ -573,6 +573,27 @@ class Config(Strict):
         return self
 
     @model_validator(mode="after")
+    def _shared_labels_share_rights(self) -> Config:
+        # An incident keeps its route's label (its name, else its channel), and its
+        # rights are found by it: routes known by one label must agree on them, or
+        # every incident of theirs would take the first one's.
+        first_of: dict[str, int] = {}
+        for index, route in enumerate(self.alarm_routes):
+            first = first_of.setdefault(route.label, index)
+            earlier = self.alarm_routes[first]
+            if (route.rights, route.create_incident_channel) != (
+                earlier.rights,
+                earlier.create_incident_channel,
+            ):
+                raise ValueError(
+                    f"alarm_routes[{first}] and alarm_routes[{index}] are both known as "
+                    f"{route.label!r} (a route without a name is known by its channel) "
+                    "but differ in rights or create_incident_channel: give them distinct "
+                    "names, since an incident finds its route's rights by it"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _oncall_consistent(self) -> Config:
         escalating = [r.label for r in self.alarm_routes if r.escalate_after_min is not None]
         if escalating and self.oncall.pagerduty_from is None:

@@ -16,11 +16,14 @@ class Fault:
     remaining: int | None = None  # how many requests it applies to (None: until `until`)
     until: float | None = None  # monotonic deadline
     match: Callable[[str], bool] | None = None  # which calls (by method or path)
+    method: str | None = None  # and, when set, only requests of this HTTP method
 
-    def applies(self, call: str, now: float) -> bool:
+    def applies(self, call: str, now: float, method: str | None = None) -> bool:
         if self.until is not None and now >= self.until:
             return False
         if self.remaining is not None and self.remaining <= 0:
+            return False
+        if self.method is not None and method != self.method:
             return False
         return self.match is None or self.match(call)
 
@@ -73,8 +76,24 @@ class FaultPlan:
             )
         )
 
-    def hang_next(self, count: int, *, seconds: float, calls: tuple[str, ...] = ()) -> None:
-        self._add(Fault(status=0, delay_s=seconds, remaining=count, match=self._matcher(calls)))
+    def hang_next(
+        self,
+        count: int,
+        *,
+        seconds: float,
+        calls: tuple[str, ...] = (),
+        method: str | None = None,
+    ) -> None:
+        """The next `count` calls wait `seconds`, then are answered (and done) as usual."""
+        self._add(
+            Fault(
+                status=0,
+                delay_s=seconds,
+                remaining=count,
+                match=self._matcher(calls),
+                method=method,
+            )
+        )
 
     def down_for(self, seconds: float) -> None:
         """Every call fails with 503 for `seconds`: an outage."""
@@ -88,12 +107,12 @@ class FaultPlan:
         with self._lock:
             self._faults.append(fault)
 
-    def take(self, call: str) -> Fault | None:
+    def take(self, call: str, method: str | None = None) -> Fault | None:
         now = time.monotonic()
         with self._lock:
             self._faults = [f for f in self._faults if f.until is None or now < f.until]
             for fault in self._faults:
-                if fault.applies(call, now):
+                if fault.applies(call, now, method):
                     if fault.remaining is not None:
                         fault.remaining -= 1
                     return fault

@@ -161,7 +161,7 @@ class LoopbackServer:
         return f"{scheme}://127.0.0.1:{self.port}"
 
     def dispatch(self, request: HttpRequest) -> HttpResponse | None:
-        fault = self.faults.take(self._call_name(request))
+        fault = self.faults.take(self._call_name(request), request.method)
         if fault is not None:
             if fault.delay_s:
                 time.sleep(fault.delay_s)

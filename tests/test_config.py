@@ -64,6 +64,32 @@ def test_last_rule_must_catch_everything() -> None:
     assert "the last rule must match everything" in problem
 
 
+def test_routes_known_by_one_name_must_agree_on_rights() -> None:
+    # An incident keeps its route's name (a route without one: its channel), and its
+    # rights are found by it: two routes by one name differing in rights would be one.
+    shared_channel = """
+alarm_routes:
+  - match: {alarm_name: "prod-*"}
+    channel: C0ALERTS
+    pagerduty_routing_key_env: PD_KEY_PROD
+    rights: {respond: {groups: [S0ONCALL]}}
+  - match: {}
+    channel: C0ALERTS
+"""
+    [problem] = problems(shared_channel)
+    assert "alarm_routes[0] and alarm_routes[1]" in problem and "'C0ALERTS'" in problem
+    assert "differ in rights" in problem
+    named = shared_channel.replace("  - match: {}\n", "  - match: {}\n    name: rest\n")
+    assert [r.label for r in load_config_text(named, source="test.yaml").alarm_routes] == [
+        "C0ALERTS",
+        "rest",
+    ]
+    # Routes that only route differently may share a channel, and so a name.
+    same_rights = shared_channel.replace("    rights: {respond: {groups: [S0ONCALL]}}\n", "")
+    routes = load_config_text(same_rights, source="test.yaml").alarm_routes
+    assert [r.label for r in routes] == ["C0ALERTS", "C0ALERTS"]
+
+
 def test_missing_channel_is_named() -> None:
     assert problems("alarm_routes:\n  - match: {}\n") == ["alarm_routes[0].channel: Field required"]
 

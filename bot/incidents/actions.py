@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -315,9 +316,20 @@ class IncidentActions:
         return self.people.pagerduty_user_for(requester.slack_user_id).email
 
     def request(
-        self, *, incident_id: int, action: str, requester: Requester, text: str | None = None
+        self,
+        *,
+        incident_id: int,
+        action: str,
+        requester: Requester,
+        text: str | None = None,
+        claim: Callable[[Session, Incident], bool] | None = None,
     ) -> None:
-        """Acknowledge, resolve, escalate or add a note, as `requester`."""
+        """Acknowledge, resolve, escalate or add a note, as `requester`.
+
+        `claim`, when given, runs under the incident's lock once the request is
+        not refused, in the transaction that records it: what must happen with
+        the request or not at all (a job's due time). False: nothing is done.
+        """
         with self.sessions() as db_session:
             incident = incidents.get(db_session, incident_id=incident_id)
             # Read with it (one transaction); told only to someone with the right.
@@ -371,6 +383,9 @@ class IncidentActions:
                 # By its id: `locked` is expired by the rollback, and reading it again
                 # would take SQLite's write lock back while the refusal is recorded.
                 self.refuse(incident=incident_id, action=action, requester=requester, why=why)
+                return
+            if claim is not None and not claim(db_session, locked):
+                db_session.rollback()
                 return
             if action == NOTE and text:
                 # Ours at once, whatever PagerDuty makes of it.

@@ -1,8 +1,10 @@
 """Scheduled work on incidents: reminders, escalation, the end of a silence.
 
 Each job checks the incident's own due time before acting and clears it in
-the same transaction as the reply it sends, so a job that runs twice (after
-a restart re-scheduled it, or on a test clock) acts once.
+the same transaction as the reply it sends (an escalation: and the call it
+queues), so a job that runs twice (after a restart re-scheduled it, or on a
+test clock) acts once, and one that fails before its commit leaves the due
+time for the next start to schedule again.
 """
 
 from __future__ import annotations
@@ -52,30 +54,47 @@ class IncidentJobDeps:
 
 
 def _claim(
-    deps: IncidentJobDeps,
+    db_session: Session,
     column: InstrumentedAttribute[datetime | None],
     *,
     incident_id: int,
     dedup_key: str,
+    now: datetime,
 ) -> bool:
-    """Clear a due time that is due, on an open unacknowledged incident; True if this did."""
-    now = deps.clock.now()
-    with deps.sessions() as db_session:
-        claimed = update_rows(
-            db_session,
-            update(Incident)
-            .where(
-                Incident.id == incident_id,
-                Incident.dedup_key == dedup_key,
-                Incident.status == OPEN,
-                Incident.acknowledged_at.is_(None),
-                column.is_not(None),
-                column <= now + GRACE,
-            )
-            .values({column.key: None}),
+    """Clear a due time that is due, on an open unacknowledged incident; True if this did.
+
+    Not committed: the caller commits it with what the job does.
+    """
+    claimed = update_rows(
+        db_session,
+        update(Incident)
+        .where(
+            Incident.id == incident_id,
+            Incident.dedup_key == dedup_key,
+            Incident.status == OPEN,
+            Incident.acknowledged_at.is_(None),
+            column.is_not(None),
+            column <= now + GRACE,
         )
-        db_session.commit()
+        .values({column.key: None}),
+    )
     return claimed == 1
+
+
+def _due(
+    incident: Incident | None,
+    column: InstrumentedAttribute[datetime | None],
+    *,
+    dedup_key: str,
+    now: datetime,
+) -> bool:
+    """Whether a job on `incident` has anything to do (its claim checks again, under lock)."""
+    if incident is None or incident.dedup_key != dedup_key:
+        return False
+    due_at: datetime | None = getattr(incident, column.key)
+    if due_at is None or incident.acknowledged_at is not None or not incident.is_open:
+        return False
+    return due_at <= now + GRACE
 
 
 def _waited(after_min: float | None, incident: Incident, now: datetime) -> str:
@@ -108,15 +127,17 @@ def _on_call(deps: IncidentJobDeps, incident: Incident) -> list[str]:
 def remind(deps: IncidentJobDeps, *, incident_id: int, dedup_key: str) -> None:
     with deps.sessions() as db_session:
         incident = incidents.get(db_session, incident_id=incident_id)
-        if incident is None or incident.dedup_key != dedup_key or incident.remind_at is None:
+        if not _due(incident, Incident.remind_at, dedup_key=dedup_key, now=deps.clock.now()):
             return
-        if incident.acknowledged_at is not None or not incident.is_open:
-            return
+    assert incident is not None
     on_call = _on_call(deps, incident)
-    if not _claim(deps, Incident.remind_at, incident_id=incident_id, dedup_key=dedup_key):
-        return
     now = deps.clock.now()
     with deps.sessions() as db_session:
+        claimed = _claim(
+            db_session, Incident.remind_at, incident_id=incident_id, dedup_key=dedup_key, now=now
+        )
+        if not claimed:
+            return
         incident = incidents.lock(db_session, incident_id=incident_id)
         assert incident is not None
         minutes = _waited(incident.remind_after_min, incident, now)
@@ -139,12 +160,19 @@ def remind(deps: IncidentJobDeps, *, incident_id: int, dedup_key: str) -> None:
 
 
 def escalate(deps: IncidentJobDeps, *, incident_id: int, dedup_key: str) -> None:
-    if not _claim(deps, Incident.escalate_at, incident_id=incident_id, dedup_key=dedup_key):
-        return
     now = deps.clock.now()
     with deps.sessions() as db_session:
         incident = incidents.get(db_session, incident_id=incident_id)
-        assert incident is not None
+        if not _due(incident, Incident.escalate_at, dedup_key=dedup_key, now=now):
+            return
+
+    def claim(db_session: Session, incident: Incident) -> bool:
+        """With the escalation's call: the due time cleared, the thread and timeline told."""
+        claimed = _claim(
+            db_session, Incident.escalate_at, incident_id=incident_id, dedup_key=dedup_key, now=now
+        )
+        if not claimed:
+            return False
         minutes = _waited(incident.escalate_after_min, incident, now)
         flows.thread_text(
             db_session,
@@ -165,10 +193,18 @@ def escalate(deps: IncidentJobDeps, *, incident_id: int, dedup_key: str) -> None
             text=f"not acknowledged after {minutes}",
             data={"instance": deps.instance_id},
         )
-        db_session.commit()
+        return True
+
     deps.actions.request(
-        incident_id=incident_id, action=ESCALATE, requester=Requester(None, via="job")
+        incident_id=incident_id, action=ESCALATE, requester=Requester(None, via="job"), claim=claim
     )
+    # Refused (acknowledged meanwhile, a call already on its way, PagerDuty out of
+    # reach): the refusal was told once, so the due time goes too.
+    with deps.sessions() as db_session:
+        _claim(
+            db_session, Incident.escalate_at, incident_id=incident_id, dedup_key=dedup_key, now=now
+        )
+        db_session.commit()
 
 
 def silence_end(deps: IncidentJobDeps, *, incident_id: int, until: str) -> None:

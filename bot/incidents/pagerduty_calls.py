@@ -73,7 +73,7 @@ class PagerDutyActionSender:
             if self.pagerduty is None:
                 raise PagerDutyRefused(NOT_CONFIGURED, status=0)
             pagerduty_id = known_id or self._find(self.pagerduty, dedup_key)
-            data, note_id = self._call(self.pagerduty, pagerduty_id, payload)
+            data, note_id = self._call(self.pagerduty, pagerduty_id, job)
         except _NotYet as exc:
             if job.attempts < MAX_ATTEMPTS * 4:
                 return Retry(error=str(exc), after_s=2.0)
@@ -109,8 +109,9 @@ class PagerDutyActionSender:
         raise PagerDutyRefused("it has no incident for this page", status=404)
 
     def _call(
-        self, rest: PagerDutyRest, pagerduty_id: str, payload: dict[str, Any]
+        self, rest: PagerDutyRest, pagerduty_id: str, job: Job
     ) -> tuple[IncidentData | None, str | None]:
+        payload = job.payload
         action, sender = payload["action"], str(payload["from_email"])
         if action == ACKNOWLEDGE:
             acknowledged = rest.update_incident(
@@ -125,8 +126,7 @@ class PagerDutyActionSender:
                 rest.update_incident(pagerduty_id, from_email=sender, change=change)
             ), None
         if action == ESCALATE:
-            current = parse_incident(rest.get_incident(pagerduty_id))
-            level = (current.escalation_level or 1) + 1
+            level = int(payload.get("level") or self._next_level(rest, pagerduty_id, job))
             escalated = parse_incident(
                 rest.update_incident(
                     pagerduty_id, from_email=sender, change={"escalation_level": level}
@@ -139,6 +139,21 @@ class PagerDutyActionSender:
             note = rest.add_note(pagerduty_id, from_email=sender, content=str(payload["text"]))
             return None, str(note.get("id") or "") or None
         raise ValueError(f"unknown action {action!r}")
+
+    def _next_level(self, rest: PagerDutyRest, pagerduty_id: str, job: Job) -> int:
+        """The level above PagerDuty's, kept on the delivery before it is asked for.
+
+        An escalation whose answer was lost (a timeout, a 5xx, a crash) may have
+        happened: the next attempt asks for the same level, not the one above it.
+        """
+        current = parse_incident(rest.get_incident(pagerduty_id))
+        level = (current.escalation_level or 1) + 1
+        with self.sessions() as db_session:
+            outbox.amend_payload(
+                db_session, delivery_id=job.id, values={"level": level}, now=self.clock.now()
+            )
+            db_session.commit()
+        return level
 
     def _requester(self, payload: dict[str, Any]) -> Requester:
         clicked_at = payload.get("clicked_at")

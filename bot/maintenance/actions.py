@@ -49,9 +49,8 @@ class MaintenanceWindows:
 
     def _routes(self, kind: str, pattern: str) -> list[AlarmRoute]:
         """The routes a window's alarms may come through."""
-        if kind == ROUTE:
-            route = self.config.route_named(pattern)
-            return [route] if route is not None else []
+        if kind == ROUTE:  # every route known by that name: the window holds them all
+            return [r for r in self.config.alarm_routes if r.label == pattern]
         paging = [r for r in self.config.alarm_routes if r.pagerduty_routing_key_env]
         return paging or list(self.config.alarm_routes)
 

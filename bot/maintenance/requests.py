@@ -23,6 +23,8 @@ DURATION = re.compile(r"^(?:(\d{1,3})d)?(?:(\d{1,4})h)?(?:(\d{1,5})m)?$")
 CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 GLOB = re.compile(r"^[A-Za-z0-9_.:/#*?\[\]!+=@-]+$")
 MAX_GLOB = 200
+# A bracket expression as fnmatch reads it: `]` first in the set is one of its characters.
+BRACKETS = re.compile(r"\[!?\]?[^\]]*\]")
 MAX_REASON = 500
 MAX_AHEAD = timedelta(days=30)
 
@@ -68,8 +70,13 @@ def moment_of(text: str, *, now: datetime) -> datetime:
 
 
 def is_catch_all(glob: str) -> bool:
-    """A glob every alarm name matches (`*`, `**`, `*?*` ...)."""
-    return "*" in glob and set(glob) <= {"*", "?"}
+    """A glob that may match every alarm name: a `*`, and no character a name must have.
+
+    A bracket (`[!~]`, `[a-z]`) names a set of characters, not one a name must
+    have, so `[!~]*` counts as `*` does; an unclosed `[` is a literal.
+    """
+    named = BRACKETS.sub("", glob).replace("*", "").replace("?", "")
+    return "*" in glob and not named
 
 
 def parse_window(words: list[str], *, now: datetime) -> WindowRequest:

@@ -567,6 +567,17 @@ def pagerduty_rest(
     )
 
 
+def amend_payload(
+    db_session: Session, *, delivery_id: int, values: dict[str, Any], now: datetime
+) -> None:
+    """Add `values` to a pending delivery's payload: what its next attempts must reuse."""
+    row = db_session.get(Delivery, delivery_id)
+    if row is None or row.status != PENDING:
+        return
+    row.payload = {**row.payload, **values}
+    row.updated_at = now
+
+
 def pending_payloads(db_session: Session, *, kind: str, order_key: str) -> list[dict[str, Any]]:
     """Payloads of the deliveries still to go out under `order_key`, oldest first."""
     query = (

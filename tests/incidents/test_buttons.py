@@ -162,6 +162,24 @@ def test_escalate_moves_the_page_to_the_next_level(
     assert audit_of(service, incident_id)[-1].detail["level"] == 2
 
 
+def test_an_escalation_whose_answer_was_lost_asks_for_the_same_level_again(
+    service: LiveService, sns_signer: SnsSigner, slack: SlackEmulator, pagerduty: PagerDutyEmulator
+) -> None:
+    incident_id, message = page(service, sns_signer, slack, pagerduty)
+    # PagerDuty escalates, but answers after opsbot stopped waiting (2 s here), and
+    # so again when the client tries once more: the delivery's next attempt must
+    # not read level 2 and ask for a third, which this policy does not have.
+    pagerduty.faults.hang_next(2, seconds=2.05, calls=("/incidents/",), method="PUT")
+    click(service, render.ESCALATE, str(incident_id), response_url=slack.response_url())
+    wait_for(lambda: len(pd_calls(pagerduty, "PUT")) == 3, timeout_s=20)
+    wait_for(lambda: outbox_idle(service))
+    levels = [put["body"]["incident"]["escalation_level"] for put in pd_calls(pagerduty, "PUT")]
+    assert levels == [2, 2, 2]
+    wait_for(lambda: "level 2" in message_text(message))
+    assert [r.outcome for r in audit_of(service, incident_id)] == ["ok"]
+    assert not any("could not" in m.text for m in slack.thread("C0PRODALERTS", message.ts))
+
+
 def test_refusal_by_pagerduty_is_shown_in_the_thread(
     service: LiveService, sns_signer: SnsSigner, slack: SlackEmulator, pagerduty: PagerDutyEmulator
 ) -> None:

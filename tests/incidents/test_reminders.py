@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -155,6 +156,72 @@ def test_a_lost_job_is_scheduled_again_at_start(
     clock.advance(minutes=5)
     assert f"incident:{incident_id}:remind" in due(second, clock)
     wait_for(lambda: slack.thread("C0PRODALERTS", message.ts))
+
+
+@contextmanager
+def events_refused(service: LiveService, kind: str) -> Iterator[None]:
+    """A fault in the database: a timeline event of `kind` cannot be inserted meanwhile."""
+    engine = service.runtime.engine
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.exec_driver_sql(
+                "CREATE FUNCTION refuse_event() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$"
+            )
+            connection.exec_driver_sql(
+                "CREATE TRIGGER refuse_event BEFORE INSERT ON incident_events FOR EACH ROW "
+                f"WHEN (NEW.kind = '{kind}') EXECUTE FUNCTION refuse_event()"
+            )
+        else:
+            connection.exec_driver_sql(
+                "CREATE TRIGGER refuse_event BEFORE INSERT ON incident_events "
+                f"WHEN NEW.kind = '{kind}' BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+            )
+    try:
+        yield
+    finally:
+        with engine.begin() as connection:
+            if engine.dialect.name == "postgresql":
+                connection.exec_driver_sql("DROP TRIGGER refuse_event ON incident_events")
+                connection.exec_driver_sql("DROP FUNCTION refuse_event()")
+            else:
+                connection.exec_driver_sql("DROP TRIGGER refuse_event")
+
+
+def test_a_reminder_or_escalation_that_fails_midway_is_not_lost(
+    start: Callable[[], LiveService],
+    clock: ManualClock,
+    sns_signer: SnsSigner,
+    slack: SlackEmulator,
+    pagerduty: PagerDutyEmulator,
+) -> None:
+    first = start()
+    incident_id, message = page(first, sns_signer, slack, pagerduty)
+    clock.advance(minutes=5)
+    with events_refused(first, "reminder"):
+        # The job fails before its reply is recorded: its due time stays for the next start.
+        assert due(first, clock) == [f"incident:{incident_id}:remind"]
+    assert incident_row(first, incident_id).remind_at is not None
+    clock.advance(minutes=10)
+    with events_refused(first, "escalating"):
+        assert due(first, clock) == [f"incident:{incident_id}:escalate"]
+    assert incident_row(first, incident_id).escalate_at is not None
+    wait_for(lambda: outbox_idle(first))
+    assert slack.thread("C0PRODALERTS", message.ts) == []
+    assert pd_calls(pagerduty, "PUT") == []
+    first.stop()
+
+    second = start()
+    ran = due(second, clock)
+    assert sorted(ran) == [f"incident:{incident_id}:escalate", f"incident:{incident_id}:remind"]
+    [put] = wait_for(lambda: pd_calls(pagerduty, "PUT"))
+    assert put["body"]["incident"]["escalation_level"] == 2
+    wait_for(lambda: len(slack.thread("C0PRODALERTS", message.ts)) == 2)
+    texts = [m.text for m in slack.thread("C0PRODALERTS", message.ts)]
+    assert any("Still not acknowledged after 5 min" in t for t in texts)
+    assert any("escalating in PagerDuty" in t for t in texts)
+    assert [e.kind for e in events_of(second, incident_id)].count("reminder") == 1
+    assert due(second, clock) == []
 
 
 def test_silence_end_pages_again_when_the_alarm_still_fires(

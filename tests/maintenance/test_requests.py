@@ -33,7 +33,22 @@ def test_a_window_reads_as_a_sentence() -> None:
 
 @pytest.mark.parametrize(
     ("glob", "everything"),
-    [("*", True), ("**", True), ("*?", True), ("?", False), ("prod-*", False), ("*-5xx", False)],
+    [
+        ("*", True),
+        ("**", True),
+        ("*?", True),
+        ("?", False),
+        ("prod-*", False),
+        ("*-5xx", False),
+        # Brackets name a set, not a character every name must have.
+        ("[!~]*", True),
+        ("[!]]*", True),
+        ("[a-z]*", True),
+        ("*[!x]", True),
+        ("[!~]", False),
+        ("[p]rod-*", False),
+        ("[*", False),  # an unclosed bracket is a literal `[`
+    ],
 )
 def test_a_glob_over_every_alarm_is_known(glob: str, everything: bool) -> None:
     assert is_catch_all(glob) is everything

@@ -233,11 +233,32 @@ def test_without_the_silence_right_nothing_is_stored_but_an_audit_line(
     assert windows_of(service) == []
 
 
+def test_a_window_over_a_route_name_needs_the_right_on_every_route_of_that_name(
+    start: Callable[..., LiveService], slack: SlackEmulator
+) -> None:
+    # Two routes named `prod`, in two channels: a window over `prod` holds both.
+    slack.add_channel("C0PRODDB", "prod-db")
+    slack.set_channel_members("C0PRODALERTS", ["U0ALICE", "U0BOB"])
+    slack.set_channel_members("C0PRODDB", ["U0ALICE"])
+    prod, default = TEST_CONFIG["alarm_routes"]
+    db_route = {**prod, "match": {"alarm_name": "prod-db-*"}, "channel": "C0PRODDB"}
+    service = start(config_with(alarm_routes=[prod, db_route, default]))
+    _, reply = silence(service, slack, "silence prod for 1h reason mine", user_id="U0BOB")
+    assert reply is not None and "You may not hold pages of route `prod`" in reply
+    assert windows_of(service) == []
+    _, reply = silence(service, slack, "silence prod for 1h reason mine")
+    assert reply is not None and "Maintenance window #1" in reply
+
+
 def test_a_window_over_every_alarm_needs_an_admin(
     start: Callable[..., LiveService], slack: SlackEmulator
 ) -> None:
     service = start(config_with(rights={"admins": {"users": ["U0BOB"]}}))
     _, reply = silence(service, slack, "silence * for 1h reason everything")
+    assert reply is not None and "needs the `admin` right" in reply
+    assert windows_of(service) == []
+    # A glob naming no character matches every alarm too, whatever its brackets say.
+    _, reply = silence(service, slack, "silence [!_]* for 1h reason everything")
     assert reply is not None and "needs the `admin` right" in reply
     assert windows_of(service) == []
     _, reply = silence(service, slack, "silence * for 1h reason everything", user_id="U0BOB")
