@@ -274,15 +274,15 @@ def build_runtime(
 
     rest = None
     if settings.pagerduty_api_token is not None:
-        rest = PagerDutyRest(
-            pagerduty.rest_client(
-                settings.pagerduty_api_token.get_secret_value(),
-                base_url=settings.pagerduty_api_url,
-                tls=context,
-                timeout_s=timeout_s,
-                default_from=config.oncall.pagerduty_from,
-            )
+        rest_client = functools.partial(
+            pagerduty.rest_client,
+            settings.pagerduty_api_token.get_secret_value(),
+            base_url=settings.pagerduty_api_url,
+            tls=context,
+            timeout_s=timeout_s,
+            default_from=config.oncall.pagerduty_from,
         )
+        rest = PagerDutyRest(rest_client(), once=rest_client(network_retries=0))
         notes.append(f"PagerDuty REST: acting through {settings.pagerduty_api_url}")
     else:
         notes.append(

@@ -441,6 +441,11 @@ class PagerDutyEmulator:
         if match and method == "PUT":
             return self._update_incident(match.group(1), request)
         match = NOTES_PATH.match(path)
+        if match and method == "GET":
+            found = self.incidents.get(match.group(1))
+            if found is None:
+                return self._error(404, "Not Found")
+            return HttpResponse.json({"notes": list(self.notes.get(found["id"], []))})
         if match and method == "POST":
             return self._add_note(match.group(1), request)
         return self._error(404, "Not Found")

@@ -55,13 +55,19 @@ def events_clients(
 
 
 def rest_client(
-    token: str, *, base_url: str, tls: ssl.SSLContext, timeout_s: float, default_from: str | None
+    token: str,
+    *,
+    base_url: str,
+    tls: ssl.SSLContext,
+    timeout_s: float,
+    default_from: str | None,
+    network_retries: int = 1,
 ) -> pagerduty.RestApiV2Client:
     client = pagerduty.RestApiV2Client(
         token, default_from=default_from, base_url=base_url, verify=tls
     )
     client.retry = dict(RETRY_429_ONCE)
-    client.max_network_attempts = 1
+    client.max_network_attempts = network_retries
     client.sleep_timer = SHORT_PAUSE_S
     client.timeout = timeout_s  # type: ignore[assignment]  # httpx2 takes float seconds
     return client

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5  # a person is waiting: give up after about 15 s of backoff
 TRIGGER_SETTLE = timedelta(minutes=2)  # Events API incidents appear a little after the 202
+NOTE_CLOCK_SKEW = timedelta(minutes=1)  # PagerDuty's clock against ours, when looking for a note
 VERBS = {
     ACKNOWLEDGE: "acknowledge",
     RESOLVE: "resolve",
@@ -84,7 +85,9 @@ class PagerDutyActionSender:
                 wait_s = exc.retry_after_s
                 return Retry(error=str(exc), after_s=wait_s, pause_target_s=wait_s)
             if job.attempts < MAX_ATTEMPTS:
-                return Retry(error=str(exc))
+                # A note may still land late: the next attempt waits out the lease and
+                # looks for it before posting again.
+                return Retry(error=str(exc), ambiguous=payload["action"] == NOTE)
             return self._failed(job, f"PagerDuty did not answer ({exc})")
         except PagerDutyRefused as exc:
             actor_id = payload.get("actor_id")
@@ -136,7 +139,14 @@ class PagerDutyActionSender:
                 escalated = dataclasses.replace(escalated, escalation_level=level)
             return escalated, None
         if action == NOTE:
-            note = rest.add_note(pagerduty_id, from_email=sender, content=str(payload["text"]))
+            content = str(payload["text"])
+            if job.attempts > 1:
+                # The attempt before may have landed, its answer lost: look first.
+                since = job.created_at - NOTE_CLOCK_SKEW if job.created_at else None
+                found = rest.find_note(pagerduty_id, content=content, since=since)
+                if found is not None:
+                    return None, found
+            note = rest.add_note(pagerduty_id, from_email=sender, content=content)
             return None, str(note.get("id") or "") or None
         raise ValueError(f"unknown action {action!r}")
 

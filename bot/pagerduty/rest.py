@@ -94,9 +94,25 @@ def _call(fn: Callable[[], T]) -> T:
         raise PagerDutyUnavailable(f"PagerDuty unreachable: {type(exc).__name__}") from None
 
 
+def _when(text: Any) -> datetime | None:
+    """A PagerDuty timestamp (ISO 8601, `Z` for UTC), or None."""
+    if not isinstance(text, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 class PagerDutyRest:
-    def __init__(self, client: pagerduty.RestApiV2Client) -> None:
+    def __init__(
+        self, client: pagerduty.RestApiV2Client, *, once: pagerduty.RestApiV2Client | None = None
+    ) -> None:
         self.client = client
+        # A POST that may have landed must not be sent again blindly: these go
+        # through a client that makes no network retries of its own.
+        self.once = once or client
 
     # -- users ----------------------------------------------------------------------
 
@@ -144,7 +160,7 @@ class PagerDutyRest:
 
     def add_note(self, incident_id: str, *, from_email: str, content: str) -> dict[str, Any]:
         data = _call(
-            lambda: self.client.rpost(
+            lambda: self.once.rpost(
                 f"/incidents/{incident_id}/notes",
                 json={"note": {"content": content}},
                 headers={"From": from_email},
@@ -152,6 +168,17 @@ class PagerDutyRest:
         )
         assert isinstance(data, dict)
         return data
+
+    def find_note(self, incident_id: str, *, content: str, since: datetime | None) -> str | None:
+        """The id of a note on the incident saying `content`, made at or after `since`."""
+        notes = _call(lambda: self.client.rget(f"/incidents/{incident_id}/notes"))
+        for note in notes if isinstance(notes, list) else []:
+            if not isinstance(note, dict) or note.get("content") != content:
+                continue
+            made = _when(note.get("created_at"))
+            if since is None or (made is not None and made >= since):
+                return str(note.get("id") or "") or None
+        return None
 
     # -- on-call -----------------------------------------------------------------------
 

@@ -136,6 +136,30 @@ def test_note_goes_to_the_timeline_the_thread_and_pagerduty(
     assert audit_of(service, incident_id)[-1].action == "incident.note"
 
 
+def test_a_note_whose_answer_was_lost_is_found_not_posted_again(
+    service: LiveService, sns_signer: SnsSigner, slack: SlackEmulator, pagerduty: PagerDutyEmulator
+) -> None:
+    incident_id, message = page(service, sns_signer, slack, pagerduty)
+    # PagerDuty keeps the note but answers after opsbot stopped waiting (2 s here).
+    pagerduty.faults.hang_next(1, seconds=2.05, calls=("/incidents/",), method="POST")
+    url = slack.response_url()
+    command(service, "/incident", f"note {incident_id} restarted the api pods", response_url=url)
+
+    def noted() -> bool:
+        notes = [e for e in events_of(service, incident_id) if e.kind == "note"]
+        return bool(notes) and bool(notes[0].data.get("pagerduty_note_id"))
+
+    wait_for(noted, timeout_s=20)
+    wait_for(lambda: outbox_idle(service))
+    with pagerduty.lock:
+        contents = [n["content"] for notes in pagerduty.notes.values() for n in notes]
+    assert contents == ["restarted the api pods"]
+    assert len(pd_calls(pagerduty, "POST")) == 1  # the second attempt looked, and found it
+    assert [e.kind for e in events_of(service, incident_id)].count("note") == 1
+    replies = [m.text for m in slack.thread("C0PRODALERTS", message.ts)]
+    assert replies == [":memo: Note from <@U0ALICE>: restarted the api pods"]
+
+
 def test_timeline_reads_in_slack_and_exports_markdown(
     service: LiveService, sns_signer: SnsSigner, slack: SlackEmulator, pagerduty: PagerDutyEmulator
 ) -> None:
