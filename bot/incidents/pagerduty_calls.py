@@ -129,7 +129,16 @@ class PagerDutyActionSender:
                 rest.update_incident(pagerduty_id, from_email=sender, change=change)
             ), None
         if action == ESCALATE:
-            level = int(payload.get("level") or self._next_level(rest, pagerduty_id, job))
+            kept = payload.get("level")
+            if kept is None:
+                level = self._next_level(rest, pagerduty_id, job)
+            else:
+                # The attempt before may have landed, or PagerDuty escalated by itself
+                # since: at that level or above, there is nothing left to ask.
+                level = int(kept)
+                current = parse_incident(rest.get_incident(pagerduty_id))
+                if (current.escalation_level or 1) >= level:
+                    return current, None
             escalated = parse_incident(
                 rest.update_incident(
                     pagerduty_id, from_email=sender, change={"escalation_level": level}
