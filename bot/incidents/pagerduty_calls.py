@@ -35,6 +35,10 @@ from bot.slack_text import escape
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5  # a person is waiting: give up after about 15 s of backoff
+# An escalation opsbot's own job asked for has nobody waiting on its answer, and
+# on-call has not acknowledged: it keeps trying through about an hour of
+# PagerDuty out of reach (the backoff grows to `delivery.max_backoff_s`).
+UNATTENDED_ATTEMPTS = 24
 TRIGGER_SETTLE = timedelta(minutes=2)  # Events API incidents appear a little after the 202
 NOTE_CLOCK_SKEW = timedelta(minutes=1)  # PagerDuty's clock against ours, when looking for a note
 VERBS = {
@@ -80,11 +84,12 @@ class PagerDutyActionSender:
                 return Retry(error=str(exc), after_s=2.0)
             return self._failed(job, "PagerDuty has no incident for this page")
         except PagerDutyUnavailable as exc:
-            if job.attempts < MAX_ATTEMPTS and exc.retry_after_s is not None:
+            most = UNATTENDED_ATTEMPTS if payload.get("via") == "job" else MAX_ATTEMPTS
+            if job.attempts < most and exc.retry_after_s is not None:
                 # A 429: the REST token's lane waits as long as PagerDuty asked.
                 wait_s = exc.retry_after_s
                 return Retry(error=str(exc), after_s=wait_s, pause_target_s=wait_s)
-            if job.attempts < MAX_ATTEMPTS:
+            if job.attempts < most:
                 # A note may still land late: the next attempt waits out the lease and
                 # looks for it before posting again.
                 return Retry(error=str(exc), ambiguous=payload["action"] == NOTE)

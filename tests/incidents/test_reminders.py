@@ -224,6 +224,33 @@ def test_a_reminder_or_escalation_that_fails_midway_is_not_lost(
     assert due(second, clock) == []
 
 
+def test_an_escalation_keeps_trying_through_a_pagerduty_outage(
+    start: Callable[[], LiveService],
+    clock: ManualClock,
+    sns_signer: SnsSigner,
+    slack: SlackEmulator,
+    pagerduty: PagerDutyEmulator,
+) -> None:
+    service = start()
+    incident_id, message = page(service, sns_signer, slack, pagerduty)
+    # Longer than a person's call is tried for (5 attempts of the tests' backoff, at
+    # most 1 s each, on a test clock running twice as fast as this one): nobody waits
+    # on the job's answer, and on-call is not answering.
+    pagerduty.faults.fail_for(5, status=503, calls=("/incidents/",))
+    clock.advance(minutes=15)
+    assert f"incident:{incident_id}:escalate" in due(service, clock)
+
+    def escalated() -> list[dict[str, Any]]:
+        clock.advance(seconds=0.5)
+        return pd_calls(pagerduty, "PUT")
+
+    [put] = wait_for(escalated, timeout_s=40, interval_s=0.25)
+    assert put["body"]["incident"]["escalation_level"] == 2
+    wait_for(lambda: "level 2" in message_text(message), timeout_s=10)
+    assert [r.outcome for r in audit_of(service, incident_id)] == ["ok"]
+    assert not any("could not" in m.text for m in slack.thread("C0PRODALERTS", message.ts))
+
+
 def test_silence_end_pages_again_when_the_alarm_still_fires(
     start: Callable[[], LiveService],
     clock: ManualClock,
