@@ -305,7 +305,7 @@ def build_runtime(
         workspace=workspace,
     )
     senders[PAGERDUTY_REST] = PagerDutyActionSender(
-        sessions=sessions, pagerduty=rest, people=people, clock=clock
+        sessions=sessions, pagerduty=rest, people=people, clock=clock, metrics=metrics
     ).send
 
     # The outbox has database connections of its own: in a storm the intake

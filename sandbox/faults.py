@@ -48,6 +48,7 @@ class FaultPlan:
         status: int = 500,
         retry_after_s: float | None = None,
         calls: tuple[str, ...] = (),
+        method: str | None = None,
     ) -> None:
         self._add(
             Fault(
@@ -55,6 +56,7 @@ class FaultPlan:
                 retry_after_s=retry_after_s,
                 remaining=count,
                 match=self._matcher(calls),
+                method=method,
             )
         )
 
@@ -65,6 +67,7 @@ class FaultPlan:
         status: int = 500,
         retry_after_s: float | None = None,
         calls: tuple[str, ...] = (),
+        method: str | None = None,
     ) -> None:
         deadline = time.monotonic() + seconds
         self._add(
@@ -73,6 +76,7 @@ class FaultPlan:
                 retry_after_s=retry_after_s,
                 until=deadline,
                 match=self._matcher(calls),
+                method=method,
             )
         )
 

@@ -61,6 +61,11 @@ class LiveService:
         self.thread.join(30)
 
 
+def metric(service: LiveService, name: str, **labels: str) -> float:
+    """A sample of the service's own registry (0 when never set)."""
+    return service.runtime.metrics.registry.get_sample_value(name, labels) or 0.0
+
+
 def loopback_socket() -> tuple[socket.socket, int]:
     """A socket bound to a free loopback port, and the port, for a server started in-process.
 

@@ -23,6 +23,7 @@ from bot.clock import Clock
 from bot.incidents import flows
 from bot.incidents import service as incidents
 from bot.incidents.actions import ACKNOWLEDGE, ESCALATE, NOTE, PAST, RESOLVE, Requester, respond
+from bot.observability.metrics import Metrics
 from bot.outbox import service as outbox
 from bot.outbox.models import DEAD, PENDING, SENT
 from bot.outbox.results import Dead, Job, Result, Retry, Sent
@@ -61,11 +62,13 @@ class PagerDutyActionSender:
         pagerduty: PagerDutyRest | None,
         people: PeopleDirectory,
         clock: Clock,
+        metrics: Metrics,
     ) -> None:
         self.sessions = sessions
         self.pagerduty = pagerduty
         self.people = people
         self.clock = clock
+        self.metrics = metrics
 
     def send(self, job: Job) -> Result:
         payload = job.payload
@@ -90,9 +93,11 @@ class PagerDutyActionSender:
                 wait_s = exc.retry_after_s
                 return Retry(error=str(exc), after_s=wait_s, pause_target_s=wait_s)
             if job.attempts < most:
-                # A note may still land late: the next attempt waits out the lease and
-                # looks for it before posting again.
-                return Retry(error=str(exc), ambiguous=payload["action"] == NOTE)
+                # A note that may have reached PagerDuty may still land late: the next
+                # attempt waits out the lease and looks for it before posting again.
+                # The other calls are safe to repeat (see `_call`).
+                ambiguous = exc.may_have_landed and payload["action"] == NOTE
+                return Retry(error=str(exc), ambiguous=ambiguous)
             return self._failed(job, f"PagerDuty did not answer ({exc})")
         except PagerDutyRefused as exc:
             actor_id = payload.get("actor_id")
@@ -143,6 +148,7 @@ class PagerDutyActionSender:
                 level = int(kept)
                 current = parse_incident(rest.get_incident(pagerduty_id))
                 if (current.escalation_level or 1) >= level:
+                    self._found_done(job, pagerduty_id)
                     return current, None
             escalated = parse_incident(
                 rest.update_incident(
@@ -159,10 +165,27 @@ class PagerDutyActionSender:
                 since = job.created_at - NOTE_CLOCK_SKEW if job.created_at else None
                 found = rest.find_note(pagerduty_id, content=content, since=since)
                 if found is not None:
+                    self._found_done(job, pagerduty_id)
                     return None, found
             note = rest.add_note(pagerduty_id, from_email=sender, content=content)
             return None, str(note.get("id") or "") or None
         raise ValueError(f"unknown action {action!r}")
+
+    def _found_done(self, job: Job, pagerduty_id: str) -> None:
+        """An attempt before this one landed though its answer was lost: not asked again."""
+        action = str(job.payload["action"])
+        self.metrics.pagerduty_found_done.labels(action).inc()
+        log.info(
+            "incident %s: %s found already done in PagerDuty on attempt %d; not asked again",
+            job.payload["incident_id"],
+            action,
+            job.attempts,
+            extra={
+                "incident": job.payload["incident_id"],
+                "delivery": job.id,
+                "pagerduty_incident": pagerduty_id,
+            },
+        )
 
     def _next_level(self, rest: PagerDutyRest, pagerduty_id: str, job: Job) -> int:
         """The level above PagerDuty's, kept on the delivery before it is asked for.

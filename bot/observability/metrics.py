@@ -37,6 +37,8 @@ NOTIFICATION_OUTCOMES = ("new", "duplicate", "refused", "error")
 DELIVERY_OUTCOMES = ("ok", "retry", "rate_limited", "dead")
 UNDO_KINDS = ("rollback", "flag", "unknown")  # an undo button on an incident's changes
 UNDO_OUTCOMES = ("done", "refused", "failed")
+# PagerDuty calls looked for before they are made again (bot/incidents/pagerduty_calls.py).
+FOUND_DONE_ACTIONS = ("note", "escalate")
 ECS_LOOK_OUTCOMES = ("ok", "failed", "cached")  # a look at ECS for deploys made outside opsbot
 # A delivery offered to leave right after its commit (bot/outbox/express.py): leased, or
 # left to the worker because another of its order is on its way, every sender is busy
@@ -122,6 +124,15 @@ class Metrics:
         for kind in UNDO_KINDS:
             for outcome in UNDO_OUTCOMES:
                 self.undo_clicks.labels(kind, outcome)
+        self.pagerduty_found_done = Counter(
+            "opsbot_pagerduty_found_done",
+            "PagerDuty calls whose answer was lost, found already done when tried again "
+            "and not asked again, by action.",
+            ["action"],
+            registry=registry,
+        )
+        for action in FOUND_DONE_ACTIONS:
+            self.pagerduty_found_done.labels(action)
         self.ecs_looks = Counter(
             "opsbot_ecs_looks",
             "Looks at an app environment's ECS service for deploys made outside opsbot.",

@@ -20,8 +20,15 @@ class PagerDutyUnavailable(PagerDutyError):
 
     `retry_after_s`: on a 429, the seconds PagerDuty asked to wait (its
     `ratelimit-reset` header, else `Retry-After`), when it said.
+    `may_have_landed`: the request reached PagerDuty, or may have (an answer
+    timed out, a connection reset, a 5xx other than 503), so a call that is not
+    safe to repeat must be looked for before it is made again. False when the
+    request surely did nothing: a 429, a 503, a connection never made.
     """
 
-    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, retry_after_s: float | None = None, may_have_landed: bool = False
+    ) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+        self.may_have_landed = may_have_landed

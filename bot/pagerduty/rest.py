@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from itertools import islice
 from typing import Any, TypeVar
 
+import httpx2
 import pagerduty
 
 from bot.pagerduty.errors import PagerDutyRefused, PagerDutyUnavailable
@@ -75,6 +76,10 @@ def _wait_s(response: Any) -> float | None:
     return None
 
 
+# Failures after which the request surely never reached PagerDuty.
+NEVER_SENT = (httpx2.ConnectError, httpx2.ConnectTimeout, ConnectionRefusedError)
+
+
 def _call(fn: Callable[[], T]) -> T:
     try:
         return fn()
@@ -86,12 +91,21 @@ def _call(fn: Callable[[], T]) -> T:
                 "PagerDuty answered 429 (rate limit)", retry_after_s=_wait_s(response)
             ) from None
         if status >= 500 or response is None:
-            raise PagerDutyUnavailable(f"PagerDuty answered {status or 'nothing'}") from None
+            raise PagerDutyUnavailable(
+                f"PagerDuty answered {status or 'nothing'}", may_have_landed=status != 503
+            ) from None
         raise PagerDutyRefused(_reason(response), status=status) from None
     except pagerduty.Error as exc:
-        raise PagerDutyUnavailable(f"PagerDuty unreachable: {exc}") from None
+        # The client wraps the transport's last failure: was a byte ever sent?
+        never_sent = isinstance(exc.__cause__, NEVER_SENT)
+        raise PagerDutyUnavailable(
+            f"PagerDuty unreachable: {exc}", may_have_landed=not never_sent
+        ) from None
     except OSError as exc:
-        raise PagerDutyUnavailable(f"PagerDuty unreachable: {type(exc).__name__}") from None
+        raise PagerDutyUnavailable(
+            f"PagerDuty unreachable: {type(exc).__name__}",
+            may_have_landed=not isinstance(exc, NEVER_SENT),
+        ) from None
 
 
 def _when(text: Any) -> datetime | None:

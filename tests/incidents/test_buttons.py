@@ -30,7 +30,7 @@ from tests.incidents.helpers import (
     responses_to,
     send_alarm,
 )
-from tests.support import LiveService, statements_sent, wait_for
+from tests.support import LiveService, metric, statements_sent, wait_for
 
 
 def test_acknowledge_acts_in_pagerduty_as_the_clicker_and_updates_the_message(
@@ -177,6 +177,7 @@ def test_an_escalation_whose_answer_was_lost_asks_for_the_same_level_again(
     levels = [put["body"]["incident"]["escalation_level"] for put in pd_calls(pagerduty, "PUT")]
     assert levels == [2, 2]
     assert len(pd_calls(pagerduty, "GET")) >= 2  # the level read before, and again after
+    assert metric(service, "opsbot_pagerduty_found_done_total", action="escalate") == 1
     assert [r.outcome for r in audit_of(service, incident_id)] == ["ok"]
     assert not any("could not" in m.text for m in slack.thread("C0PRODALERTS", message.ts))
 

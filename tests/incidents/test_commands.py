@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import sqlalchemy as sa
 
 from bot.audit.models import AuditRecord
 from bot.incidents import render
+from bot.outbox.models import PAGERDUTY_REST, Delivery
 from bot.slack_dates import slack_date
 from sandbox.pagerduty import PagerDutyEmulator
 from sandbox.slack import SlackEmulator
@@ -25,7 +28,7 @@ from tests.incidents.helpers import (
     responses_to,
     send_alarm,
 )
-from tests.support import LiveService, wait_for
+from tests.support import LiveService, metric, wait_for
 
 
 def test_list_shows_open_incidents_newest_first(
@@ -158,6 +161,34 @@ def test_a_note_whose_answer_was_lost_is_found_not_posted_again(
     assert [e.kind for e in events_of(service, incident_id)].count("note") == 1
     replies = [m.text for m in slack.thread("C0PRODALERTS", message.ts)]
     assert replies == [":memo: Note from <@U0ALICE>: restarted the api pods"]
+    assert metric(service, "opsbot_pagerduty_found_done_total", action="note") == 1
+
+
+def test_a_note_pagerduty_surely_did_not_take_is_retried_without_waiting_for_a_late_one(
+    service: LiveService, sns_signer: SnsSigner, slack: SlackEmulator, pagerduty: PagerDutyEmulator
+) -> None:
+    incident_id, _message = page(service, sns_signer, slack, pagerduty)
+    # A 503 did nothing: the next attempt comes after the usual backoff, not after
+    # the lease a note that may have landed waits out.
+    pagerduty.faults.fail_for(60, status=503, calls=("/incidents/",), method="POST")
+    command(
+        service, "/incident", f"note {incident_id} rolled back", response_url=slack.response_url()
+    )
+
+    def retried() -> list[Delivery]:
+        with service.runtime.sessions() as db:
+            rows = db.scalars(sa.select(Delivery).where(Delivery.kind == PAGERDUTY_REST)).all()
+        return [r for r in rows if r.attempts >= 1 and "503" in (r.last_error or "")]
+
+    [delivery] = wait_for(retried, timeout_s=10)
+    lease_s = service.runtime.config.delivery.lease_s
+    assert delivery.not_before - delivery.updated_at < timedelta(seconds=lease_s)
+    pagerduty.faults.clear()
+    wait_for(lambda: [e.kind for e in events_of(service, incident_id)].count("note") == 1)
+    wait_for(lambda: outbox_idle(service))
+    with pagerduty.lock:
+        assert [n["content"] for ns in pagerduty.notes.values() for n in ns] == ["rolled back"]
+    assert metric(service, "opsbot_pagerduty_found_done_total", action="note") == 0
 
 
 def test_timeline_reads_in_slack_and_exports_markdown(

@@ -19,7 +19,7 @@ from sandbox.slack import SlackEmulator
 from sandbox.sns import SnsSigner
 from tests.conftest import PD_ROUTING_KEY, SLACK_TOKEN, TEST_CONFIG
 from tests.incidents.helpers import outbox_idle, send_alarm
-from tests.support import LiveService, wait_for
+from tests.support import LiveService, metric, wait_for
 
 
 def ops_config(**changes: Any) -> Config:
@@ -38,10 +38,6 @@ def quiet(settings: Settings) -> Settings:
 def deliveries_to(service: LiveService, target: str) -> list[Delivery]:
     with service.runtime.sessions() as db:
         return list(db.scalars(sa.select(Delivery).where(Delivery.target == target)))
-
-
-def metric(service: LiveService, name: str, **labels: str) -> float:
-    return service.runtime.metrics.registry.get_sample_value(name, labels) or 0.0
 
 
 def test_dead_deliveries_are_announced_once_per_episode_and_counted(
