@@ -323,8 +323,8 @@ class IncidentActions:
         requester: Requester,
         text: str | None = None,
         claim: Callable[[Session, Incident], bool] | None = None,
-    ) -> None:
-        """Acknowledge, resolve, escalate or add a note, as `requester`.
+    ) -> bool:
+        """Acknowledge, resolve, escalate or add a note, as `requester`; True if recorded.
 
         `claim`, when given, runs under the incident's lock once the request is
         not refused, in the transaction that records it: what must happen with
@@ -349,30 +349,30 @@ class IncidentActions:
             )
             if why is not None:
                 self.refuse(incident=incident, action=action, requester=requester, why=why)
-                return
+                return False
         why = state_refusal
         if incident is None or why is not None:
             self.refuse(
                 incident=incident or incident_id, action=action, requester=requester, why=str(why)
             )
-            return
+            return False
         from_email = None
         if incident.in_pagerduty and self.people.pagerduty is None:
             self.refuse(incident=incident, action=action, requester=requester, why=NOT_CONFIGURED)
-            return
+            return False
         if incident.in_pagerduty:
             try:
                 from_email = self._from_email(requester)
             except NoPagerDutyUser as exc:
                 self.refuse(incident=incident, action=action, requester=requester, why=str(exc))
-                return
+                return False
             except PagerDutyUnavailable as exc:
                 why = (
                     f"opsbot cannot reach PagerDuty right now ({escape(exc)}). "
                     "Try again in a minute."
                 )
                 self.refuse(incident=incident, action=action, requester=requester, why=why)
-                return
+                return False
         now = self.clock.now()
         with self.sessions() as db_session:
             locked = incidents.lock(db_session, incident_id=incident_id)
@@ -383,10 +383,10 @@ class IncidentActions:
                 # By its id: `locked` is expired by the rollback, and reading it again
                 # would take SQLite's write lock back while the refusal is recorded.
                 self.refuse(incident=incident_id, action=action, requester=requester, why=why)
-                return
+                return False
             if claim is not None and not claim(db_session, locked):
                 db_session.rollback()
-                return
+                return False
             if action == NOTE and text:
                 # Ours at once, whatever PagerDuty makes of it.
                 flows.add_note(
@@ -433,6 +433,7 @@ class IncidentActions:
             requester.via,
             extra={"incident": incident_id, "slack_user": requester.slack_user_id},
         )
+        return True
 
     def _apply_here(
         self,

@@ -17,7 +17,7 @@ from functools import partial
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from bot.clock import Clock
@@ -53,6 +53,37 @@ class IncidentJobDeps:
     count_channel: Callable[[str], None] = lambda _outcome: None  # opsbot_incident_channels
 
 
+def _due_where(
+    column: InstrumentedAttribute[datetime | None],
+    *,
+    incident_id: int,
+    dedup_key: str,
+    now: datetime,
+) -> tuple[ColumnElement[bool], ...]:
+    """A job on this incident has something to do: open, unacknowledged, its time come."""
+    return (
+        Incident.id == incident_id,
+        Incident.dedup_key == dedup_key,
+        Incident.status == OPEN,
+        Incident.acknowledged_at.is_(None),
+        column.is_not(None),
+        column <= now + GRACE,
+    )
+
+
+def _due(
+    db_session: Session,
+    column: InstrumentedAttribute[datetime | None],
+    *,
+    incident_id: int,
+    dedup_key: str,
+    now: datetime,
+) -> Incident | None:
+    """The incident, if a job on it has something to do (its claim checks again)."""
+    where = _due_where(column, incident_id=incident_id, dedup_key=dedup_key, now=now)
+    return db_session.scalars(select(Incident).where(*where)).first()
+
+
 def _claim(
     db_session: Session,
     column: InstrumentedAttribute[datetime | None],
@@ -61,40 +92,13 @@ def _claim(
     dedup_key: str,
     now: datetime,
 ) -> bool:
-    """Clear a due time that is due, on an open unacknowledged incident; True if this did.
+    """Clear a due time that is due; True if this did.
 
     Not committed: the caller commits it with what the job does.
     """
-    claimed = update_rows(
-        db_session,
-        update(Incident)
-        .where(
-            Incident.id == incident_id,
-            Incident.dedup_key == dedup_key,
-            Incident.status == OPEN,
-            Incident.acknowledged_at.is_(None),
-            column.is_not(None),
-            column <= now + GRACE,
-        )
-        .values({column.key: None}),
-    )
+    where = _due_where(column, incident_id=incident_id, dedup_key=dedup_key, now=now)
+    claimed = update_rows(db_session, update(Incident).where(*where).values({column.key: None}))
     return claimed == 1
-
-
-def _due(
-    incident: Incident | None,
-    column: InstrumentedAttribute[datetime | None],
-    *,
-    dedup_key: str,
-    now: datetime,
-) -> bool:
-    """Whether a job on `incident` has anything to do (its claim checks again, under lock)."""
-    if incident is None or incident.dedup_key != dedup_key:
-        return False
-    due_at: datetime | None = getattr(incident, column.key)
-    if due_at is None or incident.acknowledged_at is not None or not incident.is_open:
-        return False
-    return due_at <= now + GRACE
 
 
 def _waited(after_min: float | None, incident: Incident, now: datetime) -> str:
@@ -126,10 +130,15 @@ def _on_call(deps: IncidentJobDeps, incident: Incident) -> list[str]:
 
 def remind(deps: IncidentJobDeps, *, incident_id: int, dedup_key: str) -> None:
     with deps.sessions() as db_session:
-        incident = incidents.get(db_session, incident_id=incident_id)
-        if not _due(incident, Incident.remind_at, dedup_key=dedup_key, now=deps.clock.now()):
-            return
-    assert incident is not None
+        incident = _due(
+            db_session,
+            Incident.remind_at,
+            incident_id=incident_id,
+            dedup_key=dedup_key,
+            now=deps.clock.now(),
+        )
+    if incident is None:
+        return
     on_call = _on_call(deps, incident)
     now = deps.clock.now()
     with deps.sessions() as db_session:
@@ -162,9 +171,11 @@ def remind(deps: IncidentJobDeps, *, incident_id: int, dedup_key: str) -> None:
 def escalate(deps: IncidentJobDeps, *, incident_id: int, dedup_key: str) -> None:
     now = deps.clock.now()
     with deps.sessions() as db_session:
-        incident = incidents.get(db_session, incident_id=incident_id)
-        if not _due(incident, Incident.escalate_at, dedup_key=dedup_key, now=now):
-            return
+        due = _due(
+            db_session, Incident.escalate_at, incident_id=incident_id, dedup_key=dedup_key, now=now
+        )
+    if due is None:
+        return
 
     def claim(db_session: Session, incident: Incident) -> bool:
         """With the escalation's call: the due time cleared, the thread and timeline told."""
@@ -195,9 +206,11 @@ def escalate(deps: IncidentJobDeps, *, incident_id: int, dedup_key: str) -> None
         )
         return True
 
-    deps.actions.request(
+    asked = deps.actions.request(
         incident_id=incident_id, action=ESCALATE, requester=Requester(None, via="job"), claim=claim
     )
+    if asked:
+        return
     # Refused (acknowledged meanwhile, a call already on its way, PagerDuty out of
     # reach): the refusal was told once, so the due time goes too.
     with deps.sessions() as db_session:
