@@ -18,10 +18,14 @@ from typing import Any
 
 MAX_DEPTH = 400
 
-# A JSON string: a quote, then runs of plain characters or escapes, then a quote.
-# Valid JSON has no quote outside strings, so removing every match leaves only
-# the structure; in malformed JSON what is left may be wrong, and parsing fails anyway.
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+# A JSON string: a quote, then runs of plain characters or escapes, then its
+# closing quote, or the end of the body. Valid JSON has no quote outside strings,
+# so removing every match leaves only the structure; in malformed JSON what is
+# left may be wrong, and parsing fails anyway. The closing quote is optional so
+# that every match attempt succeeds: an unterminated string (`"\"\"\"...`) is
+# consumed once, where a required quote made each escaped one start a scan to
+# the end, and a 512 KiB body took minutes.
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 # An opening bracket becomes 2, a closing one 0: minus 1, a step up or down.
 _STEPS = bytes.maketrans(b"[{]}", b"\x02\x02\x00\x00")

@@ -341,6 +341,16 @@ def test_deep_sns_envelope_gets_400_and_stores_nothing(
     assert_nothing_happened(edge, slack, pagerduty)
 
 
+def test_an_sns_body_of_escaped_quotes_gets_400_and_stores_nothing(
+    edge: LiveService, slack: SlackEmulator, pagerduty: PagerDutyEmulator
+) -> None:
+    # Unsigned and malformed: refused at once. The depth check before the parse
+    # once took minutes over it, and held the whole process meanwhile.
+    answer = edge.post("/sns", content=b'"' + b'\\"' * 250_000)
+    assert answer.status_code == 400
+    assert_nothing_happened(edge, slack, pagerduty)
+
+
 def test_deep_alarm_inside_a_signed_sns_message_gets_400_and_stores_nothing(
     edge: LiveService, sns_signer: SnsSigner, slack: SlackEmulator, pagerduty: PagerDutyEmulator
 ) -> None:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.json_depth import MAX_DEPTH, JsonTooDeep, check_depth, loads
+from bot.json_depth import _STRING, MAX_DEPTH, JsonTooDeep, check_depth, loads
 
 
 def depth_of(value: Any) -> int:
@@ -59,3 +59,21 @@ def test_a_body_far_too_deep_for_python_is_refused_not_crashed() -> None:
 def test_brackets_inside_strings_do_not_count() -> None:
     inside = json.dumps({"text": "[" * 5000, "escaped": '\\"' + "{" * 5000})
     assert loads(inside)["text"] == "[" * 5000
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'"' + b'\\"' * 1000, b'"abc', b'{"a": "b\\"c', b'["x", "' + b"\\\\" * 50],
+    ids=["escaped-quotes", "plain", "after-an-object-key", "escaped-backslashes"],
+)
+def test_a_string_left_open_is_taken_to_the_end_in_one_match(body: bytes) -> None:
+    # Every quote that starts a match is consumed by it: no quote inside an
+    # unterminated string starts a scan of its own to the end of the body (which
+    # made the check take time in the square of the body's size).
+    matches = list(_STRING.finditer(body))
+    assert matches and matches[-1].end() == len(body)
+
+
+def test_a_body_of_escaped_quotes_is_refused_as_malformed() -> None:
+    with pytest.raises(ValueError):
+        loads(b'"' + b'\\"' * 250_000)  # 500 KB: minutes before, a few milliseconds now
