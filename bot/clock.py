@@ -54,7 +54,10 @@ def parse_time(value: Any) -> datetime | None:
         return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # `0001-01-01T00:00:00+05:00` has no UTC date
+        return None
 
 
 def seconds_between(start: datetime, end: datetime) -> float:

@@ -166,3 +166,13 @@ def test_cloudwatch_time_format() -> None:
         2021, 11, 10, 2, 45, 55, 640000, tzinfo=UTC
     )
     assert parse_time("not a time") is None
+    # Out of datetime's range once in UTC: no time, as for any other bad value.
+    assert parse_time("0001-01-01T00:00:00+05:00") is None
+    assert parse_time("9999-12-31T23:59:59-05:00") is None
+
+
+def test_an_alarm_whose_time_has_no_utc_date_is_still_read() -> None:
+    message = json.loads(AWS_SAMPLE)
+    message["StateChangeTime"] = "9999-12-31T23:59:59-05:00"
+    alarm = parse_alarm(json.dumps(message))
+    assert alarm is not None and alarm.state_change_time.year < 9999
