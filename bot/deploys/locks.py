@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from bot.approvals.render import actor_text
 from bot.approvals.service import is_slack_user
-from bot.apps.errors import AppError
+from bot.apps.errors import AppError, NotAllowed
 from bot.apps.registry import Target, get_target_or_raise
 from bot.audit import service as audit
 from bot.deploys import render, service
@@ -40,10 +40,29 @@ def _lock_notice(
         )
 
 
+def _require(services: Services, actor: str, target: Target, *, action: str) -> None:
+    """The deployers' right to `action` the target; a refusal leaves its audit line."""
+    try:
+        services.access.require(actor, target, action=action)
+    except NotAllowed as exc:
+        with services.sessions() as db_session:
+            audit.record(
+                db_session,
+                at=services.clock.now(),
+                actor=actor,
+                action=f"deploy.{action}",
+                target=f"deploy:{target.label}",
+                outcome="refused",
+                detail={"reason": str(exc)},
+            )
+            db_session.commit()
+        raise
+
+
 def lock(services: Services, *, app: str, env: str, actor: str, reason: str) -> str:
     """Hold an environment on purpose: nobody else deploys it until it is unlocked."""
     target = get_target_or_raise(services.config, app=app, env=env)
-    services.access.require(actor, target, action="lock")
+    _require(services, actor, target, action="lock")
     reason = reason.strip()
     if not reason:
         raise DeployRefused(f"Say why: {code(f'/deploy lock {app} {env} <reason>')}.")
@@ -98,7 +117,7 @@ def lock(services: Services, *, app: str, env: str, actor: str, reason: str) -> 
 def unlock(services: Services, *, app: str, env: str, actor: str) -> str:
     """Release a manual lock: its holder's, or anyone's by a deployer (said out loud)."""
     target = get_target_or_raise(services.config, app=app, env=env)
-    services.access.require(actor, target, action="unlock")
+    _require(services, actor, target, action="unlock")
     now = services.clock.now()
     with services.sessions() as db_session:
         held = service.manual_lock(db_session, app=app, env=env)

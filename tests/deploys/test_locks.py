@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from bot.apps.errors import NotAllowed
 from bot.audit.models import AuditRecord
 from bot.clock import ManualClock
 from bot.deploys import locks
+from bot.deploys import service as deploys
 from bot.deploys.errors import DeployError
 from bot.deploys.plans import Request
 from bot.deploys.requests import submit
@@ -115,3 +117,27 @@ def test_locking_needs_deploy_rights_and_a_reason(runtime: Runtime) -> None:
             assert str(exc) == expected
         else:
             raise AssertionError(f"{actor} locked api/staging")
+
+
+def test_a_lock_or_unlock_without_the_right_leaves_only_an_audit_line(runtime: Runtime) -> None:
+    locks.lock(runtime, app="api", env="staging", actor="U0ALICE", reason="load test")
+    for attempt in (
+        lambda: locks.lock(runtime, app="api", env="staging", actor="U0CAROL", reason="mine"),
+        lambda: locks.unlock(runtime, app="api", env="staging", actor="U0CAROL"),
+    ):
+        try:
+            attempt()
+        except NotAllowed as exc:
+            assert "You may not" in str(exc) and "Allowed: <@U0ALICE>, <@U0BOB>." in str(exc)
+        else:
+            raise AssertionError("Carol changed the lock of api/staging")
+    with runtime.sessions() as db:
+        records = db.scalars(sa.select(AuditRecord).order_by(AuditRecord.id)).all()
+        held = deploys.manual_lock(db, app="api", env="staging")
+    assert [(r.actor, r.action, r.outcome) for r in records] == [
+        ("U0ALICE", "deploy.lock", "ok"),
+        ("U0CAROL", "deploy.lock", "refused"),
+        ("U0CAROL", "deploy.unlock", "refused"),
+    ]
+    assert records[2].detail["reason"].startswith("You may not unlock `api/staging`")
+    assert held is not None and held.holder == "U0ALICE"
