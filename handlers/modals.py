@@ -11,6 +11,7 @@ searching are handlers/modal_views.py's. Another modal plugs in with
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from bot import commands
@@ -99,7 +100,7 @@ def _declare(runtime: Runtime, submission: Submission) -> None:
         response_url=submission.origin.response_url,
     )
     try:
-        runtime.incident_actions.declare(
+        declared = runtime.incident_actions.declare(
             summary=submission.text(service.SUMMARY),
             severity=submission.values.get(service.SEVERITY),
             route_name=submission.values.get(service.ROUTE),
@@ -110,6 +111,16 @@ def _declare(runtime: Runtime, submission: Submission) -> None:
         if isinstance(exc.__cause__, RightMissing):
             raise
         raise FieldErrors({service.ROUTE: render.plain_error(str(exc))}) from exc
+    if declared is not None:
+        # As the typed `/incident declare` does; queued, so the form closes on the
+        # declaration, not on Slack's channel calls.
+        runtime.after_ack.run(
+            "start the declared incident's channel",
+            partial(
+                runtime.incident_channels.after_declare, incident_id=declared, requester=requester
+            ),
+            response_url=requester.response_url,
+        )
 
 
 def _silence(runtime: Runtime, submission: Submission) -> None:
