@@ -33,7 +33,7 @@ from bot import json_depth
 from bot.alarms.service import Inbound
 from bot.observability.metrics import Metrics
 from bot.sns.envelope import NOTIFICATION, Envelope, MalformedEnvelope, for_log, parse_envelope
-from bot.sns.verify import CertificateUnavailable, SignatureInvalid, SnsVerifier
+from bot.sns.verify import QUEUE, CertificateUnavailable, SignatureInvalid, SnsVerifier
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +175,7 @@ class AlarmQueueConsumer:
         try:
             # The queue may hold a message for days (and redrive it later): its age
             # is no reason to refuse it, and a replay is a duplicate MessageId.
-            self.verifier.verify(envelope, max_age=None, allow_signature_v1=True)
+            self.verifier.verify(envelope, max_age=None, allow_signature_v1=True, lane=QUEUE)
         except SignatureInvalid as exc:
             log.warning("alarm queue message %s refused and deleted: %s", ids, exc)
             return Verdict.REFUSED

@@ -40,6 +40,12 @@ HASHES: dict[str, type[hashes.HashAlgorithm]] = {"1": hashes.SHA1, "2": hashes.S
 CACHE_SIZE = 32
 FAILURES_REMEMBERED = 256
 FETCHES_AT_ONCE = 4
+# The alarm queue takes messages only from the topic (its policy says so), so its
+# fetches have slots of their own: a flood of forged certificate URLs on the
+# public endpoint cannot keep the queue's genuine messages from being verified.
+QUEUE_FETCHES_AT_ONCE = 2
+PUBLIC = "public"  # /sns over HTTPS: anyone can send anything
+QUEUE = "queue"  # the alarm queue: only the topic sends
 # A failure that says the URL is wrong (404, not a certificate) is remembered for
 # long; one that may pass (timeout, 5xx) for less than SNS waits between retries
 # (20 s), so a retry of a genuine message fetches again.
@@ -115,6 +121,7 @@ class SnsVerifier:
         clock: Clock,
         allow_signature_v1: bool = False,
         fetches_at_once: int = FETCHES_AT_ONCE,
+        queue_fetches_at_once: int = QUEUE_FETCHES_AT_ONCE,
         wait_s: float = 10.0,
         on_fetched: Callable[[str, bytes], None] | None = None,
     ) -> None:
@@ -122,12 +129,13 @@ class SnsVerifier:
         self.fetch = fetch
         self.clock = clock
         self.allow_signature_v1 = allow_signature_v1
-        self.fetches_at_once = fetches_at_once
+        self.slots = {PUBLIC: fetches_at_once, QUEUE: queue_fetches_at_once}
         self.wait_s = wait_s  # the longest `verify` waits for a certificate
         self.on_fetched = on_fetched
         self._certs: OrderedDict[str, rsa.RSAPublicKey] = OrderedDict()
         self._failures: OrderedDict[str, _Failure] = OrderedDict()
         self._fetching: dict[str, Future[rsa.RSAPublicKey]] = {}
+        self._lane_of: dict[str, str] = {}  # each fetch in `_fetching`: whose slot it holds
         self._lock = threading.Lock()
 
     # -- checks that need nothing fetched ------------------------------------------------
@@ -184,6 +192,7 @@ class SnsVerifier:
         *,
         max_age: timedelta | None = MAX_AGE,
         allow_signature_v1: bool | None = None,
+        lane: str = PUBLIC,
     ) -> None:
         """Everything, blocking (for threads of their own: the queue consumer, tests).
 
@@ -194,7 +203,7 @@ class SnsVerifier:
         key = self.cached_key(url)
         if key is None:
             try:
-                key = self.key_future(url).result(timeout=self.wait_s)
+                key = self.key_future(url, lane=lane).result(timeout=self.wait_s)
             except FutureTimeout:
                 raise CertificateUnavailable("signing certificate: still fetching") from None
         self.check_signature(envelope, key)
@@ -206,12 +215,13 @@ class SnsVerifier:
         with self._lock:
             return self._known(url)
 
-    def key_future(self, url: str) -> Future[rsa.RSAPublicKey]:
+    def key_future(self, url: str, *, lane: str = PUBLIC) -> Future[rsa.RSAPublicKey]:
         """The key, fetched once in a thread of its own, however many callers ask.
 
-        Raises CertificateUnavailable at once when `fetches_at_once` other
-        certificates are being fetched: a flood of distinct URLs gets no more
-        threads or sockets than that.
+        Raises CertificateUnavailable at once when the `lane`'s slots (`slots`)
+        are all taken by other certificates being fetched: a flood of distinct
+        URLs gets no more threads or sockets than that, and takes only its own
+        lane's.
         """
         with self._lock:
             future = self._fetching.get(url)
@@ -227,11 +237,13 @@ class SnsVerifier:
             if key is not None:
                 future.set_result(key)
                 return future
-            if len(self._fetching) >= self.fetches_at_once:
+            taken = sum(1 for held in self._lane_of.values() if held == lane)
+            if taken >= self.slots[lane]:
                 raise CertificateUnavailable(
-                    f"{len(self._fetching)} signing certificates are being fetched already"
+                    f"{taken} signing certificates are being fetched already ({lane})"
                 )
             self._fetching[url] = future
+            self._lane_of[url] = lane
         try:
             threading.Thread(
                 target=self._fetch_into, args=(url, future), name="sns-certificate", daemon=True
@@ -239,6 +251,7 @@ class SnsVerifier:
         except RuntimeError:  # no thread to be had
             with self._lock:
                 self._fetching.pop(url, None)
+                self._lane_of.pop(url, None)
             raise CertificateUnavailable("cannot start a certificate fetch") from None
         return future
 
@@ -286,11 +299,13 @@ class SnsVerifier:
                 while len(self._failures) > FAILURES_REMEMBERED:
                     self._failures.popitem(last=False)
                 self._fetching.pop(url, None)
+                self._lane_of.pop(url, None)
             future.set_exception(failure.error())
             return
         with self._lock:
             self._remember(url, key)
             self._fetching.pop(url, None)
+            self._lane_of.pop(url, None)
         future.set_result(key)
         if self.on_fetched is not None:
             self.on_fetched(url, pem)

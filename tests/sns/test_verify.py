@@ -16,6 +16,7 @@ from bot.sns.fetch import FetchFailed, make_fetch
 from bot.sns.verify import (
     FAILURE_TTL,
     FETCHES_AT_ONCE,
+    QUEUE,
     TRANSIENT_FAILURE_TTL,
     CertificateUnavailable,
     SignatureInvalid,
@@ -350,6 +351,29 @@ def test_at_most_a_few_certificates_are_fetched_at_once_and_a_known_one_never_wa
     # The slots are free again.
     with pytest.raises(SignatureInvalid, match="404"):
         verifier.key_future(cert_host.url("/held/one-too-many.pem")).result(timeout=30)
+
+
+def test_a_flood_of_forged_urls_on_the_public_endpoint_leaves_the_queue_its_own_fetches(
+    cert_host: CertHost, test_ca: TestCA, sns_signer: SnsSigner
+) -> None:
+    cert_host.cert_pem = sns_signer.cert_pem
+    verifier = fetching_verifier(cert_host, test_ca, SystemClock())
+    # Forged notifications on /sns, each naming a certificate URL of its own, hold
+    # every public slot (their fetches hang here; against AWS each would fail).
+    held = [verifier.key_future(cert_host.url(f"/held/{n}.pem")) for n in range(FETCHES_AT_ONCE)]
+    wait_for(lambda: cert_host.holding == FETCHES_AT_ONCE)
+    genuine = sns_signer.notification(
+        "genuine", topic_arn=TOPIC, cert_url=cert_host.url("/cert/b.pem")
+    )
+    with pytest.raises(CertificateUnavailable, match="being fetched already"):
+        verifier.verify(parse_envelope(body(genuine)))
+    # The alarm queue's copy of the same message fetches in a slot of its own.
+    verifier.verify(parse_envelope(body(genuine)), lane=QUEUE)
+    assert cert_host.requests["/cert/b.pem"] == 1
+    cert_host.release()
+    for future in held:
+        with pytest.raises(SignatureInvalid, match="404"):
+            future.result(timeout=30)
 
 
 @pytest.mark.parametrize(
