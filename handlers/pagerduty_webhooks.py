@@ -3,7 +3,9 @@
 Order matters: the signature over the raw body is checked against every
 configured secret first (401, nothing written), then the event is parsed
 (400), recorded and applied. A replay of a delivery (X-Webhook-Id) or of an
-event (its id) is answered 200 and changes nothing.
+event (its id) is answered 200 and changes nothing. An event that could not be
+recorded and applied (the database, or a clash that is not a replay) is answered
+503, so that PagerDuty delivers it again.
 """
 
 from __future__ import annotations

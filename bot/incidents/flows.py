@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from bot.incidents import render
 from bot.incidents import service as incidents
-from bot.incidents.models import OPEN, RESOLVED, Incident
+from bot.incidents.models import MAX_SUPERSEDED_IDS, OPEN, RESOLVED, Incident
 from bot.outbox import service as outbox
 from bot.outbox.models import BULK, PERSON
 from bot.pagerduty.webhooks import IncidentData
@@ -327,6 +327,11 @@ def page_trigger(
         new_key=new,
     )
     incident.paged = True
+    if incident.pagerduty_incident_id is not None:
+        # Remembered, so that the old incident's late webhooks (a resolve still on
+        # its way) are not taken for the new one's: both carry our dedup key.
+        superseded = [*incident.pagerduty_superseded_ids, incident.pagerduty_incident_id]
+        incident.pagerduty_superseded_ids = superseded[-MAX_SUPERSEDED_IDS:]
     incident.pagerduty_incident_id = None
     incident.pagerduty_number = None
     incident.pagerduty_url = None

@@ -19,6 +19,11 @@ ALARM = "alarm"
 MANUAL = "manual"  # /incident declare
 PAGERDUTY = "pagerduty"  # opened in PagerDuty by someone else
 
+# How many superseded PagerDuty incident ids an incident keeps: each needs a
+# resolve that reached PagerDuty and a new page, so more is a flapping alarm
+# whose oldest pages have long gone quiet.
+MAX_SUPERSEDED_IDS = 20
+
 
 class Incident(Base):
     __tablename__ = "incidents"
@@ -48,6 +53,10 @@ class Incident(Base):
     paged: Mapped[bool] = mapped_column(Boolean, default=False)
 
     pagerduty_incident_id: Mapped[str | None] = mapped_column(String(64))
+    # PagerDuty incidents this one was paged away from (a re-page after PagerDuty's
+    # was resolved opens a new one with the same dedup key): their late webhooks
+    # must not change this incident. Oldest first, the newest MAX_SUPERSEDED_IDS kept.
+    pagerduty_superseded_ids: Mapped[list[str]] = mapped_column(JSONType, default=list)
     acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     acknowledged_by: Mapped[str | None] = mapped_column(String(255))
     resolved_by: Mapped[str | None] = mapped_column(String(255))

@@ -2,8 +2,12 @@
 
 Each event is recorded by its id (and its delivery's X-Webhook-Id) in the
 transaction that applies it, so a replay or a concurrent retry changes nothing.
+Only a clash on those receipts is a duplicate: when two instances apply
+events of one new PagerDuty incident at once and both create our incident for
+it, the one that loses applies its event again to the incident the other made.
 Events about one PagerDuty incident can arrive out of order: a state change
-older than the newest one applied is kept in the timeline only. An incident
+older than the newest one applied is kept in the timeline only, and so is any
+event of a PagerDuty incident ours was paged away from. An incident
 that none of our alarms or declarations opened is posted in
 `oncall.pagerduty_channel`, with the same buttons.
 """
@@ -34,6 +38,10 @@ log = logging.getLogger(__name__)
 
 IN_PAGERDUTY = "in PagerDuty"
 OPEN_STATUSES = ("triggered", "acknowledged")
+# A unique-key clash that is not a duplicate (two instances creating the incident
+# for one PagerDuty incident) commits the other side's row: the second attempt
+# finds it. A clash on that attempt too is answered 5xx, so PagerDuty retries.
+APPLY_ATTEMPTS = 2
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,18 @@ def _find(db_session: Session, data: IncidentData) -> Incident | None:
     if found is None and data.incident_key:
         found = incidents.get_by_dedup_key(db_session, dedup_key=data.incident_key)
     return found
+
+
+def _superseded(incident: Incident, data: IncidentData) -> bool:
+    """Whether `data` is a PagerDuty incident ours was paged away from.
+
+    Both carry our dedup key, and until PagerDuty opens the new one, asking it
+    for the newest incident with that key still names the old one: only what
+    we remember at the re-page tells them apart, with or without an API token.
+    """
+    return data.id != incident.pagerduty_incident_id and data.id in (
+        incident.pagerduty_superseded_ids or ()
+    )
 
 
 class WebhookSync:
@@ -87,6 +107,8 @@ class WebhookSync:
             incident = _find(db_session, data)
             if incident is None or incident.pagerduty_incident_id == data.id:
                 return True
+            if _superseded(incident, data):
+                return False  # known without asking PagerDuty
             dedup_key = incident.dedup_key
         if event.event_type == "incident.triggered" or self.pagerduty is None:
             return True
@@ -130,19 +152,38 @@ class WebhookSync:
             agent=self.people.display(event.agent) if event.agent else "PagerDuty",
             assignees=self.people.display_all(event.incident.assignees),
         )
-        belongs = self._belongs(event)
-        now = self.clock.now()
-        with self.sessions() as db_session:
+        for attempt in range(1, APPLY_ATTEMPTS + 1):
             try:
-                inbound.record(db_session, source=PAGERDUTY_EVENT, key=event.id, now=now)
-                if webhook_id is not None:
-                    inbound.record(db_session, source=PAGERDUTY_WEBHOOK, key=webhook_id, now=now)
-                outcome = self._apply(db_session, event, names, belongs=belongs)
-                db_session.commit()
+                outcome = self._record_and_apply(event, webhook_id, names)
             except IntegrityError:
-                db_session.rollback()
-                return "duplicate"
-        log.info("PagerDuty %r %r: %r", event.event_type, event.id, outcome)
+                # Only a clash on this event's (or delivery's) own receipt is a
+                # duplicate. Any other clash, such as another instance creating the
+                # incident for the same PagerDuty incident at the same time, rolled
+                # this event back: answering 200 then would lose it for good.
+                if self._seen(event, webhook_id):
+                    return "duplicate"
+                if attempt == APPLY_ATTEMPTS:
+                    raise  # answered 5xx: PagerDuty delivers it again later
+                log.info(
+                    "PagerDuty %r %r clashed with a concurrent change; applying it again",
+                    event.event_type,
+                    event.id,
+                )
+                continue
+            log.info("PagerDuty %r %r: %r", event.event_type, event.id, outcome)
+            return outcome
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _record_and_apply(self, event: WebhookEvent, webhook_id: str | None, names: _Names) -> str:
+        """Record the event's receipts and apply it, in one transaction."""
+        belongs = self._belongs(event)  # again on a retry: the incident may exist by now
+        now = self.clock.now()
+        with self.sessions() as db_session:  # closing it rolls back whatever failed
+            inbound.record(db_session, source=PAGERDUTY_EVENT, key=event.id, now=now)
+            if webhook_id is not None:
+                inbound.record(db_session, source=PAGERDUTY_WEBHOOK, key=webhook_id, now=now)
+            outcome = self._apply(db_session, event, names, belongs=belongs)
+            db_session.commit()
         return outcome
 
     def _apply(
@@ -162,7 +203,19 @@ class WebhookSync:
             incident = incidents.lock(db_session, incident_id=incident.id) or incident
         state_changing = event.note is None  # a note changes no state: it is never late
         skip = None
-        if not belongs:
+        if _superseded(incident, data):
+            # Checked here, under the incident's lock, rather than in `_belongs`: a
+            # re-page between the two would otherwise let the old incident's event in.
+            skip = f"is about PagerDuty incident {data.id}, which a new page replaced"
+            log.info(
+                "PagerDuty %r %r ignored: incident %d was paged again after %r (now %r)",
+                event.event_type,
+                event.id,
+                incident.id,
+                data.id,
+                incident.pagerduty_incident_id,
+            )
+        elif not belongs:
             skip = f"is about an older PagerDuty incident ({data.id})"
         elif state_changing and incident.pagerduty_synced_at and at < incident.pagerduty_synced_at:
             skip = "arrived after a newer change"
