@@ -77,10 +77,11 @@ class PagerDutyActionSender:
             if incident is None:
                 return Dead(error="the incident no longer exists")
             known_id, dedup_key = incident.pagerduty_incident_id, incident.dedup_key
+            left_behind = set(incident.pagerduty_superseded_ids or ())
         try:
             if self.pagerduty is None:
                 raise PagerDutyRefused(NOT_CONFIGURED, status=0)
-            pagerduty_id = known_id or self._find(self.pagerduty, dedup_key)
+            pagerduty_id = known_id or self._find(self.pagerduty, dedup_key, left_behind)
             data, note_id = self._call(self.pagerduty, pagerduty_id, job)
         except _NotYet as exc:
             if job.attempts < MAX_ATTEMPTS * 4:
@@ -107,9 +108,11 @@ class PagerDutyActionSender:
         assignees = self.people.display_all(data.assignees) if data is not None else None
         return self._succeeded(job, pagerduty_id, data, assignees, note_id)
 
-    def _find(self, rest: PagerDutyRest, dedup_key: str) -> str:
+    def _find(self, rest: PagerDutyRest, dedup_key: str, left_behind: set[str]) -> str:
         found = rest.find_incident_by_key(dedup_key)
-        if found is not None:
+        # Until PagerDuty opens a re-page's incident, the newest with our key is the
+        # one the re-page left behind: not the one to act on.
+        if found is not None and str(found["id"]) not in left_behind:
             return str(found["id"])
         with self.sessions() as db_session:
             last = outbox.last_pagerduty_event(db_session, dedup_key=dedup_key)
@@ -294,7 +297,10 @@ class PagerDutyActionSender:
                     text=f"{PAST[action].capitalize()} #{incident.id} in PagerDuty.",
                     now=now,
                 )
-            outbox.complete(db_session, delivery_id=job.id, status=SENT, error=None, now=now)
+            if not outbox.complete(
+                db_session, delivery_id=job.id, status=SENT, error=None, now=now
+            ):
+                return self._recorded_elsewhere(db_session, job)
             db_session.commit()
         log.info(
             "incident %s: %s done in PagerDuty for %s",
@@ -306,6 +312,17 @@ class PagerDutyActionSender:
                 "delivery": job.id,
                 "slack_user": requester.slack_user_id,
             },
+        )
+        return Sent(recorded=True)
+
+    def _recorded_elsewhere(self, db_session: Session, job: Job) -> Result:
+        """The call outlived its lease and another instance recorded it first: not twice."""
+        db_session.rollback()
+        log.warning(
+            "incident %s: %s outlived its lease; another instance recorded it, not again",
+            job.payload["incident_id"],
+            job.payload["action"],
+            extra={"incident": job.payload["incident_id"], "delivery": job.id},
         )
         return Sent(recorded=True)
 
@@ -350,7 +367,10 @@ class PagerDutyActionSender:
                 text=f":warning: Could not {verb} #{incident.id}: {escape(error)}",
                 now=now,
             )
-            outbox.complete(db_session, delivery_id=job.id, status=DEAD, error=error, now=now)
+            if not outbox.complete(
+                db_session, delivery_id=job.id, status=DEAD, error=error, now=now
+            ):
+                return self._recorded_elsewhere(db_session, job)
             db_session.commit()
         log.warning(
             "incident %s: %s failed: %r",

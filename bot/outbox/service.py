@@ -590,10 +590,13 @@ def pending_payloads(db_session: Session, *, kind: str, order_key: str) -> list[
 
 def complete(
     db_session: Session, *, delivery_id: int, status: str, error: str | None, now: datetime
-) -> None:
+) -> bool:
     """Close a claimed delivery in the transaction that records its outcome, its
     claim released: a crash after the commit cannot make it run twice, and a
     sender that says so (`Sent(recorded=True)`) leaves the worker nothing to write.
+
+    False when it was closed already (another instance took it over when its
+    lease ran out, and recorded it first): the caller rolls its record back.
     """
     values: dict[str, Any] = {
         "status": status,
@@ -604,12 +607,13 @@ def complete(
     }
     if status == SENT:
         values["sent_at"] = now
-    update_rows(
+    closed = update_rows(
         db_session,
         update(Delivery)
         .where(Delivery.id == delivery_id, Delivery.status == PENDING)
         .values(**values),
     )
+    return closed == 1
 
 
 def last_pagerduty_event(db_session: Session, *, dedup_key: str) -> Delivery | None:

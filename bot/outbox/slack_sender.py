@@ -60,6 +60,12 @@ def _metadata(job: Job) -> dict[str, Any]:
     return marked(METADATA_EVENT, {"delivery": job.id})
 
 
+def _answers_later(error: SlackApiError) -> bool:
+    """Slack could not answer now (a rate limit, its own trouble), but will later."""
+    status = error.response.status_code
+    return status == 429 or status >= 500 or error.response.get("error") in TRANSIENT
+
+
 def _carries(message: dict[str, Any], job: Job) -> bool:
     return carries(message, METADATA_EVENT, {"delivery": job.id})
 
@@ -220,6 +226,10 @@ class SlackSender:
                 channel=channel, include_all_metadata=True, limit=100
             )
         except SlackApiError as exc:
+            if _answers_later(exc):
+                raise  # the attempt before may have landed: look again later, never post blind
+            # Slack will never let the bot look (a scope, the channel): not posting
+            # would lose the message, so it is posted, at the risk of a double.
             log.warning(
                 "cannot read back channel %s (%s): posting without the check",
                 channel,
@@ -240,6 +250,8 @@ class SlackSender:
                 limit=200,
             )
         except SlackApiError as exc:
+            if _answers_later(exc):
+                raise  # as for a channel: look again later
             log.warning("cannot read back thread (%s)", exc.response.get("error"))
             return None
         for item in replies.get("messages") or []:

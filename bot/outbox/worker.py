@@ -47,6 +47,7 @@ from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from bot.clock import Clock, SystemClock, seconds_between
 from bot.config import DeliverySettings
+from bot.db.statements import update_rows
 from bot.outbox.models import (
     DEAD,
     PAGERDUTY_EVENT,
@@ -312,6 +313,10 @@ class OutboxWorker:
             chosen: list[tuple[Delivery, str]] = []
             keys: set[str] = set()  # one at a time under an order key
             for row, lane in candidates:
+                if len(chosen) >= free:
+                    # No more than the free senders start now: a claimed row waiting
+                    # in the pool would spend its lease, and another instance send it too.
+                    break
                 with self._lock:
                     if row.order_key in self._in_flight:
                         continue
@@ -487,13 +492,25 @@ class OutboxWorker:
         release = {"claimed_by": None, "claimed_until": None, "updated_at": now}
         with self.sessions() as db_session:
             if isinstance(result, Sent):
-                if not result.recorded:
-                    db_session.execute(
-                        update(Delivery)
-                        .where(*mine)
-                        .values(status=SENT, sent_at=now, last_error=None, **release)
-                        .execution_options(synchronize_session=False)
+                still_mine = result.recorded or update_rows(
+                    db_session,
+                    update(Delivery)
+                    .where(*mine)
+                    .values(status=SENT, sent_at=now, last_error=None, **release),
+                )
+                if not still_mine:
+                    # Sent after the lease ran out and another instance claimed it: the
+                    # row and its message are theirs to record, not overwritten here.
+                    log.warning(
+                        "delivery %s (%s to %s) was sent after its lease ended; "
+                        "another instance holds it",
+                        job.id,
+                        job.kind,
+                        job.target,
+                        extra={"delivery": job.id, "kind": job.kind, "attempts": job.attempts},
                     )
+                    db_session.commit()
+                    return
                 message = job.message
                 if (
                     job.kind == SLACK_MESSAGE

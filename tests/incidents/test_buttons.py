@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from bot.config import parse_config
 from bot.incidents import render
 from bot.outbox.models import PAGERDUTY_REST, PENDING, Delivery
+from bot.outbox.results import Job, Sent
 from bot.settings import Settings
 from sandbox.pagerduty import PagerDutyEmulator
 from sandbox.slack import SlackEmulator
@@ -180,6 +181,32 @@ def test_an_escalation_whose_answer_was_lost_asks_for_the_same_level_again(
     assert metric(service, "opsbot_pagerduty_found_done_total", action="escalate") == 1
     assert [r.outcome for r in audit_of(service, incident_id)] == ["ok"]
     assert not any("could not" in m.text for m in slack.thread("C0PRODALERTS", message.ts))
+
+
+def test_a_call_that_outlived_its_lease_is_recorded_once_whoever_sends_it(
+    service: LiveService, sns_signer: SnsSigner, slack: SlackEmulator, pagerduty: PagerDutyEmulator
+) -> None:
+    incident_id, message = page(service, sns_signer, slack, pagerduty)
+    pagerduty.faults.fail_for(60, status=503, calls=("/incidents/",), method="PUT")
+    click(service, render.ACKNOWLEDGE, str(incident_id), response_url=slack.response_url())
+
+    def tried() -> list[Delivery]:
+        with service.runtime.sessions() as db:
+            rows = db.scalars(sa.select(Delivery).where(Delivery.kind == PAGERDUTY_REST)).all()
+        return [r for r in rows if r.attempts >= 1 and r.status == PENDING]
+
+    [row] = wait_for(tried)
+    pagerduty.faults.clear()
+    # Two instances holding the same call (the first's lease ran out mid-send), besides
+    # this instance's own worker: PagerDuty is asked by each, the outcome recorded once.
+    job = Job(row.id, row.kind, row.target, dict(row.payload), row.attempts + 1, None)
+    send = service.runtime.outbox.senders[PAGERDUTY_REST]
+    assert send(job) == Sent(recorded=True)
+    assert send(job) == Sent(recorded=True)
+    wait_for(lambda: outbox_idle(service))
+    assert [e.kind for e in events_of(service, incident_id)].count("acknowledged") == 1
+    assert [r.outcome for r in audit_of(service, incident_id)] == ["ok"]
+    assert len([m for m in slack.thread("C0PRODALERTS", message.ts)]) <= 1
 
 
 def test_refusal_by_pagerduty_is_shown_in_the_thread(

@@ -153,6 +153,43 @@ def test_a_row_changed_after_it_was_read_is_sent_as_it_is_now(engine: sa.Engine)
     assert set(tries.values()) == {1}
 
 
+def test_a_pass_claims_no_more_than_its_free_senders_start(engine: sa.Engine) -> None:
+    # A row claimed beyond them would wait in the pool while its lease runs out,
+    # and another instance would send it too.
+    ids = _answers_due(engine, 4)
+    release = threading.Event()
+    sent: list[int] = []
+    lock = threading.Lock()
+
+    def held(job: Job) -> Result:
+        with lock:
+            sent.append(job.id)
+        release.wait(timeout=30)
+        return Sent()
+
+    worker = OutboxWorker(
+        sessions=make_sessionmaker(engine),
+        senders={SLACK_RESPONSE: held},
+        pacer=Pacer(lambda lane: (100.0, 100.0)),
+        settings=DeliverySettings(workers=2),
+        metrics=Metrics(),
+    )
+    worker.start()
+    try:
+        wait_for(lambda: len(sent) == 2)
+        with engine.connect() as connection:
+            claimed = connection.scalar(
+                sa.select(sa.func.count()).where(Delivery.claimed_by.is_not(None))
+            )
+        assert claimed == 2
+        release.set()
+        wait_for(lambda: len(sent) == 4)
+    finally:
+        release.set()
+        worker.stop()
+    assert sorted(sent) == ids
+
+
 def _row(engine: sa.Engine) -> tuple[str, int, int, str | None]:
     with engine.connect() as connection:
         status, tries, version, claimed_by = connection.execute(

@@ -109,6 +109,20 @@ def test_a_post_that_timed_out_but_landed_is_not_posted_again(
     assert_exactly_once(service, slack, pagerduty)
 
 
+def test_a_post_whose_look_back_is_rate_limited_looks_again_instead_of_posting_blind(
+    service: LiveService, sns_signer: SnsSigner, slack: SlackEmulator, pagerduty: PagerDutyEmulator
+) -> None:
+    # The post lands but its answer is lost; the next attempt's look is refused by a 429
+    # (as in a storm, when many retries look back at once). It must look again later.
+    slack.faults.hang_next(1, seconds=3.0, calls=("chat.postMessage",))
+    slack.faults.fail_next(1, status=429, retry_after_s=1, calls=("conversations.history",))
+    fire(service, sns_signer, "prod-slow", "ALARM", 0)
+    wait_for(lambda: settled(service), timeout_s=60)
+    assert len(slack.channel_messages("C0PRODALERTS")) == 1
+    assert len(slack.calls_to("conversations.history")) == 1  # the look after the 429
+    assert_exactly_once(service, slack, pagerduty)
+
+
 def test_a_message_deleted_in_slack_is_posted_again(
     service: LiveService, sns_signer: SnsSigner, slack: SlackEmulator
 ) -> None:
