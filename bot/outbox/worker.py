@@ -260,10 +260,14 @@ class OutboxWorker:
             earlier.status == PENDING,
             earlier.id < Delivery.id,
             # A message's update does not wait for the replies in its thread, and
-            # nothing waits for a folded reply held until its window ends.
+            # nothing waits for a folded reply held until its window ends (never
+            # tried yet); a reply waiting to try again still goes first.
             ~and_(
                 earlier.kind == SLACK_REPLY,
-                or_(Delivery.kind == SLACK_MESSAGE, earlier.not_before > now),
+                or_(
+                    Delivery.kind == SLACK_MESSAGE,
+                    and_(earlier.not_before > now, earlier.attempts == 0),
+                ),
             ),
         )
         query = (

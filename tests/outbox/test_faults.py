@@ -10,12 +10,13 @@ import sqlalchemy as sa
 
 from bot.cli import main
 from bot.incidents.models import Incident
-from bot.outbox.models import Delivery
+from bot.outbox.models import SLACK_REPLY, Delivery
 from sandbox.alarms import alarm_message
 from sandbox.pagerduty import PagerDutyEmulator
 from sandbox.slack import SlackEmulator
 from sandbox.sns import SnsSigner, body
 from tests.conftest import TOPIC_ARN
+from tests.incidents.helpers import command, incident_message, only_incident, send_alarm
 from tests.support import LiveService, wait_for
 
 T0 = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
@@ -121,6 +122,29 @@ def test_a_post_whose_look_back_is_rate_limited_looks_again_instead_of_posting_b
     assert len(slack.channel_messages("C0PRODALERTS")) == 1
     assert len(slack.calls_to("conversations.history")) == 1  # the look after the 429
     assert_exactly_once(service, slack, pagerduty)
+
+
+def test_a_thread_reply_waiting_to_retry_is_not_overtaken_by_the_next(
+    service: LiveService, sns_signer: SnsSigner, slack: SlackEmulator
+) -> None:
+    # An incident no route pages for: its notes reach the thread straight away.
+    send_alarm(service, sns_signer, "staging-queue-depth", "ALARM")
+    incident = wait_for(lambda: only_incident(service, "staging-queue-depth"))
+    message = wait_for(lambda: incident_message(slack, incident))
+    wait_for(lambda: settled(service))
+    slack.faults.fail_next(1, status=500, calls=("chat.postMessage",))
+    command(service, "/incident", f"note {incident.id} first", response_url=slack.response_url())
+
+    def backing_off() -> bool:
+        with service.runtime.sessions() as db:
+            failed = sa.select(Delivery).where(Delivery.kind == SLACK_REPLY, Delivery.attempts >= 1)
+            return db.scalars(failed).first() is not None
+
+    wait_for(backing_off)
+    command(service, "/incident", f"note {incident.id} second", response_url=slack.response_url())
+    wait_for(lambda: settled(service))
+    replies = [m.text for m in slack.thread(message.channel, message.ts)]
+    assert [r.rsplit(": ", 1)[1] for r in replies] == ["first", "second"]
 
 
 def test_a_message_deleted_in_slack_is_posted_again(
