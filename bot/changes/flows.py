@@ -138,6 +138,8 @@ def _submit(services: Services, incident: Incident, undo: Undo, *, user_id: str)
             actor=user_id,
             kind=ROLLBACK,
             rollback_of=undo.rollback_of,
+            undoes=undo.undoes,
+            undoes_task_definition=undo.undoes_task_definition,
             channel=incident.channel,
         )
         return submit_deploy(services, request).text

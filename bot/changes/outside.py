@@ -176,6 +176,24 @@ def _when(value: Any) -> datetime | None:
         return None
 
 
+def _seen_of(db_session: Session, row: EcsLook, *, app: str, env: str) -> list[Seen]:
+    """What a look saw that opsbot did not make (then or since), newest first."""
+    known = _opsbot_task_definitions(db_session, app=app, env=env)
+    seen = []
+    for item in row.seen or []:
+        at = _when(item.get("at"))
+        if at is None or item.get("arn") in known:
+            continue
+        seen.append(
+            Seen(
+                task_definition=str(item.get("task_definition") or "?"),
+                image=str(item.get("image") or "?"),
+                at=at,
+            )
+        )
+    return sorted(seen, key=lambda s: s.at, reverse=True)
+
+
 def outside_view(
     db_session: Session, *, app: str, env: str, since: datetime, until: datetime
 ) -> OutsideView:
@@ -185,17 +203,18 @@ def outside_view(
         return OutsideView(state=LOOKING)
     if row.error:
         return OutsideView(state=FAILED, error=row.error)
-    known = _opsbot_task_definitions(db_session, app=app, env=env)
-    seen = []
-    for item in row.seen or []:
-        at = _when(item.get("at"))
-        if at is None or not since <= at <= until or item.get("arn") in known:
-            continue
-        seen.append(
-            Seen(
-                task_definition=str(item.get("task_definition") or "?"),
-                image=str(item.get("image") or "?"),
-                at=at,
-            )
-        )
-    return OutsideView(state=LOOKED, seen=tuple(sorted(seen, key=lambda s: s.at, reverse=True)))
+    seen = _seen_of(db_session, row, app=app, env=env)
+    return OutsideView(state=LOOKED, seen=tuple(s for s in seen if since <= s.at <= until))
+
+
+def rolled_out_after(db_session: Session, *, app: str, env: str, after: datetime) -> Seen | None:
+    """The newest deploy made outside opsbot that any look saw start after `after`, or None.
+
+    Any look, however old, and any time up to now (not only the alarm's window):
+    a deploy seen once happened, and whatever replaced it since is opsbot's own
+    and recorded in `deployments`.
+    """
+    row = latest(db_session, app=app, env=env)
+    if row is None or row.error:
+        return None
+    return next((s for s in _seen_of(db_session, row, app=app, env=env) if s.at > after), None)

@@ -2,9 +2,12 @@
 
 Deploys and rollbacks come from `deployments`, flag changes from the audit
 trail (`flag.change`, and `flag.deployment` for how an AppConfig rollout
-ended), requests still waiting for clicks from `pending_actions`. Nothing
+ended), requests still waiting for clicks from `pending_actions`, deploys
+made outside opsbot from the latest look at ECS (`ecs_looks`). Nothing
 here calls AWS: the view is built in the alarm intake's transaction, on the
-paging path, and again whenever the incident's message is rendered.
+paging path, and again whenever the incident's message is rendered. A
+rollback it offers carries the revision it undoes, and is refused when it
+runs if ECS runs another by then (bot/deploys/checks.py).
 
 For each change the view says whether it can still be undone in one click,
 or why not (already undone, replaced by a newer change, waiting for approval,
@@ -23,10 +26,12 @@ from sqlalchemy.orm import Session
 from bot.approvals.models import EXECUTING, PENDING, PendingAction
 from bot.approvals.render import actor_text
 from bot.audit.models import AuditRecord
+from bot.changes.outside import rolled_out_after
 from bot.deploys.models import COMPLETED, DEPLOY, FAILED, ROLLBACK, SUPERSEDED, Deployment
 from bot.deploys.policy import short_digest
 from bot.flags.render import state_text
 from bot.incidents.models import IncidentEvent
+from bot.slack_text import code
 
 FLAG_CHANGE = "flag.change"  # bot/flags/flows.py audits every change under this action
 FLAG_DEPLOYMENT = "flag.deployment"  # ... and how each AppConfig rollout ended
@@ -47,6 +52,10 @@ class Undo:
     kind: str  # rollback | flag
     target_version: str | None = None  # rollback: the version it returns to
     rollback_of: int | None = None  # rollback: the deployment restored
+    undoes: int | None = None  # rollback: the deploy it undoes
+    # rollback: the revision that deploy put in place; the rollback is refused
+    # when ECS runs another one by the time it runs.
+    undoes_task_definition: str | None = None
     flag: str | None = None
     verb: str | None = None  # flag: on | off
 
@@ -164,10 +173,16 @@ def _rollback_of(db_session: Session, deployment: Deployment) -> tuple[Undo | No
         return None, f"already rolled back by {_mention(later.actor)} (#{later.id}, {status})"
     if later is not None:
         return None, f"replaced by #{later.id}"
+    outside = rolled_out_after(
+        db_session, app=deployment.app, env=deployment.env, after=deployment.created_at
+    )
+    if outside is not None:
+        # The revision name is AWS's text: escaped, as no_undo is shown as mrkdwn.
+        return None, f"replaced by {code(outside.task_definition)}, deployed outside opsbot"
     waiting = _pending(db_session, kind=ROLLBACK, target=f"deploy:{deployment.label}")
     if waiting:
         return None, f"a rollback of it waits for approval (request #{waiting[-1].id})"
-    if not deployment.previous_task_definition:
+    if not deployment.previous_task_definition or not deployment.task_definition:
         return None, "nothing recorded to roll back to"
     target_query = select(Deployment).where(
         Deployment.app == deployment.app,
@@ -182,7 +197,14 @@ def _rollback_of(db_session: Session, deployment: Deployment) -> tuple[Undo | No
             "the version before it was not deployed by opsbot (roll back by hand: "
             f"`/rollback {deployment.app} {deployment.env} <deployment-id>`)"
         )
-    return Undo(kind=ROLLBACK_UNDO, target_version=_version(target), rollback_of=target.id), None
+    undo = Undo(
+        kind=ROLLBACK_UNDO,
+        target_version=_version(target),
+        rollback_of=target.id,
+        undoes=deployment.id,
+        undoes_task_definition=deployment.task_definition,
+    )
+    return undo, None
 
 
 def enabled_of(state: dict[str, Any]) -> bool | None:

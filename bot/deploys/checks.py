@@ -146,6 +146,47 @@ def _rollback_source(
     return found
 
 
+def _require_undone_revision_runs(request: Request, *, running: str) -> None:
+    """An undo rolls back one deploy: refuse once ECS runs anything but what it put in place.
+
+    Otherwise rolling back would also take down whatever replaced it since, by
+    opsbot or outside it (CI, the console), and nobody clicking "Roll back to
+    1.0.1" on an incident asked for that.
+    """
+    expected = request.undoes_task_definition
+    if expected is None or running == expected:
+        return
+    raise DeployRefused(
+        f"{code(request.label)} now runs {code(short_task_definition(running))}, not the "
+        f"revision deploy #{request.undoes} put in place "
+        f"({code(short_task_definition(expected))}); nothing was changed."
+    )
+
+
+def _require_forces_shown(request: Request, blockers: list[tuple[str, str]]) -> None:
+    """A request that waited for clicks forces only what its message showed as forced.
+
+    Approvers judge the force they see: a check that began to block since (a
+    freeze that started, a scan that finished, a lock that got stuck) was never
+    weighed by anyone, so the reason typed earlier does not override it.
+    """
+    if request.forces_shown is None:
+        return
+    unseen = [text for name, text in blockers if name not in request.forces_shown]
+    if not unseen:
+        return
+    raise DeployRefused(
+        "\n".join(
+            [
+                *unseen,
+                "The request did not show this as forced (it began to block since), so the "
+                "force reason approved then does not override it: nothing was changed. Ask "
+                "again to force it in front of whoever approves.",
+            ]
+        )
+    )
+
+
 def plan(services: Services, request: Request) -> Plan:
     """Check a request against everything; raise what stops it, or return the plan."""
     target = get_target_or_raise(services.config, app=request.app, env=request.env)
@@ -174,6 +215,8 @@ def plan(services: Services, request: Request) -> Plan:
             f"{code(settings.container)} (it has "
             f"{', '.join(code(n) for n in current.container_names())}): check the configuration."
         )
+
+    _require_undone_revision_runs(request, running=state.task_definition)
 
     task_definition = None
     rollback_of = None
@@ -243,6 +286,7 @@ def plan(services: Services, request: Request) -> Plan:
             lines = [text for _, text in blockers]
             lines.append('Add `--force "<reason>"` to go ahead anyway (it is audited).')
             raise DeployRefused("\n".join(lines))
+        _require_forces_shown(request, blockers)
         _require_force_rights(services, request)
         forced = tuple(name for name, _ in blockers)
 

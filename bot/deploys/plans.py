@@ -21,6 +21,15 @@ class Request:
     digest: str | None = None  # pinned: the image the approvers saw
     rollback_of: int | None = None
     force_reason: str | None = None
+    # A request that waited for clicks: the checks its message showed as forced. At
+    # run time its force reason overrides only these, never a check that began to
+    # block after the approver looked. None: it did not wait (it forces what blocks now).
+    forces_shown: tuple[str, ...] | None = None
+    # An incident's undo: the deploy it rolls back and the revision that deploy put in
+    # place. Refused while ECS runs another one, so the undo never takes newer changes
+    # (ours or made outside opsbot) down with it.
+    undoes: int | None = None
+    undoes_task_definition: str | None = None
     # Where it was asked: announcements go there when there is no release channel.
     channel: str | None = None
     # Asked through the CLI: its identity (`github:octocat`), for the audit.
@@ -35,7 +44,11 @@ class Request:
             value = payload.get(key)
             return None if value is None else str(value)
 
-        rollback_of = payload.get("rollback_of")
+        def number(key: str) -> int | None:
+            value = payload.get(key)
+            return None if value is None else int(value)
+
+        shown = payload.get("forces_shown")
         return cls(
             app=str(payload["app"]),
             env=str(payload["env"]),
@@ -43,8 +56,11 @@ class Request:
             kind=str(payload.get("kind") or DEPLOY),
             tag=text("tag"),
             digest=text("digest"),
-            rollback_of=int(rollback_of) if rollback_of is not None else None,
+            rollback_of=number("rollback_of"),
             force_reason=text("force_reason"),
+            forces_shown=tuple(str(n) for n in shown) if isinstance(shown, list | tuple) else None,
+            undoes=number("undoes"),
+            undoes_task_definition=text("undoes_task_definition"),
             channel=text("channel"),
             cli_identity=text("cli_identity"),
         )

@@ -7,7 +7,7 @@ This is the one entry point Slack (`/deploy`, `/rollback`) and the CLI
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from bot.approvals import flows as approval_flows
@@ -54,6 +54,9 @@ def _request_detail(request: Request) -> dict[str, Any]:
         detail["rollback_of"] = request.rollback_of
     if request.force_reason:
         detail["force_reason"] = request.force_reason
+    if request.undoes is not None:
+        detail["undoes"] = request.undoes
+        detail["undoes_task_definition"] = request.undoes_task_definition
     if request.cli_identity:
         detail["cli"] = request.cli_identity
     return {k: v for k, v in detail.items() if v is not None}
@@ -86,7 +89,8 @@ def submit(services: Services, request: Request) -> Accepted:
         target=request.audit_target,
         summary=_request_summary(checked),
         details=_request_details(checked),
-        payload=checked.request.to_payload(),
+        # What the message shows as forced is all the approval covers (bot/deploys/checks.py).
+        payload=replace(checked.request, forces_shown=checked.forced).to_payload(),
         requested_by=request.actor,
         channel=checked.channel,
         needs_confirmation=confirmation,
@@ -127,10 +131,23 @@ def _request_details(checked: Plan) -> list[str]:
         ),
         f"*Scan* {escape(checked.scan.get('text'))}",
     ]
+    request = checked.request
+    if request.undoes is not None and request.undoes_task_definition:
+        lines.append(
+            f"*Undoes* deploy #{request.undoes} "
+            f"({code(short_task_definition(request.undoes_task_definition))}); refused if the "
+            "service runs another revision by then"
+        )
+    reason = inert(request.force_reason or "", 1000)
     if checked.forced:
-        reason = inert(checked.request.force_reason or "", 1000)
         lines.append(f"*Forced* ({escape(', '.join(checked.forced))}): {reason}")
         lines.extend(f">{note}" for note in checked.notes)
+    elif request.force_reason:
+        # The approver sees every force, even one that overrides nothing yet.
+        lines.append(
+            "*Force reason* (nothing blocks it now, so it overrides nothing; a check that "
+            f"starts blocking before it runs refuses it): {reason}"
+        )
     return lines
 
 
@@ -146,5 +163,16 @@ def started_text(deployment: Deployment) -> str:
 
 
 def execute_request(services: Services, request: Request, *, approved_by: list[str]) -> Deployment:
-    """Run a request whose clicks are in: every check again, then start."""
-    return start(services, plan(services, request), approved_by=approved_by)
+    """Run a request whose clicks are in: every check again, then start.
+
+    A payload from before `forces_shown` existed counts as showing no force:
+    the approver's message cannot be known, so nothing is overridden unseen.
+    """
+    if request.forces_shown is None:
+        request = replace(request, forces_shown=())
+    try:
+        checked = plan(services, request)
+    except (DeployRefused, NotAllowed) as exc:
+        _refused(services, request, str(exc))
+        raise
+    return start(services, checked, approved_by=approved_by)
