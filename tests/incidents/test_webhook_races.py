@@ -146,6 +146,41 @@ def test_late_resolve_of_the_previous_page_does_not_close_the_new_page(
     assert [e.kind for e in events_of(service, incident_id)][-1] == "paged"
 
 
+def test_a_click_before_pagerduty_has_the_new_page_waits_for_it(
+    webhook_service: LiveService,
+    sns_signer: SnsSigner,
+    slack: SlackEmulator,
+    pagerduty: PagerDutyEmulator,
+) -> None:
+    service = webhook_service
+    subscribe(service, pagerduty)
+    incident_id, _ = page(service, sns_signer, slack, pagerduty)
+    [first] = pagerduty.incidents.values()
+    wait_for(lambda: incident_row(service, incident_id).pagerduty_incident_id == first["id"])
+    dedup_key = incident_row(service, incident_id).dedup_key
+    click(service, render.RESOLVE, str(incident_id), response_url=slack.response_url())
+    wait_for(lambda: incident_row(service, incident_id).status == "resolved")
+    wait_for(lambda: outbox_idle(service))
+    # Paged again, while PagerDuty takes no event: the newest incident with our key is
+    # still the resolved one, and an acknowledgement must not go to it.
+    pagerduty.faults.fail_for(600, status=503, calls=("/v2/enqueue",))
+    send_alarm(service, sns_signer, "prod-api-5xx", "OK", T0 + timedelta(minutes=1))
+    send_alarm(service, sns_signer, "prod-api-5xx", "ALARM", T0 + timedelta(minutes=2))
+    wait_for(lambda: incident_row(service, incident_id).status == "open")
+    puts_before = len(pd_calls(pagerduty, "PUT"))
+    click(service, render.ACKNOWLEDGE, str(incident_id), response_url=slack.response_url())
+    wait_for(lambda: len(pd_calls(pagerduty, "GET", "/incidents")) >= 2)  # it looked
+    pagerduty.faults.clear()
+
+    [second] = wait_for(
+        lambda: [i for i in pagerduty.incidents_for(dedup_key) if i["id"] != first["id"]]
+    )
+    wait_for(lambda: incident_row(service, incident_id).acknowledged_at is not None, timeout_s=30)
+    acks = pd_calls(pagerduty, "PUT")[puts_before:]
+    assert [call["path"] for call in acks] == [f"/incidents/{second['id']}"]
+    assert incident_row(service, incident_id).pagerduty_incident_id == second["id"]
+
+
 # -- two deliveries at once, on two instances ---------------------------------------------
 
 
