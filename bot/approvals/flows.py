@@ -4,13 +4,21 @@ A click is recorded in its own transaction (with the confirmation message's
 update and the audit entry); when it was the last one needed, the kind runs
 after that commit, and what came of it is recorded in another. A process that
 dies in between leaves the action "executing": its expiry job marks it failed.
+
+A run may outlast the request's expiry (a click just before it, a kind that
+makes several AWS calls or waits for a Lambda). So the click that starts the
+run also claims the action for `EXECUTION_LEASE`, and the process renews the
+claim while it runs (`ExecutionLease`): the expiry job marks a run interrupted
+only once its claim has lapsed, and otherwise looks again when it would.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from datetime import timedelta
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
@@ -18,7 +26,7 @@ from sqlalchemy.orm import Session
 from bot.approvals import render
 from bot.approvals import service as approvals
 from bot.approvals.errors import ActionFailed, ClickRefused
-from bot.approvals.models import DONE, EXECUTING, FAILED, PendingAction
+from bot.approvals.models import DONE, EXECUTING, FAILED, INTERRUPTED, PendingAction
 from bot.approvals.registry import CANCEL, get_or_raise
 from bot.audit import service as audit
 from bot.outbox import service as outbox
@@ -29,6 +37,57 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EXPIRE_JOB = "approvals.expire"
+# How long a run's claim lasts unrenewed: far longer than a renewal takes, or than
+# the clocks of two instances disagree; short enough that a dead run is soon said.
+EXECUTION_LEASE = timedelta(minutes=2)
+RENEW_EVERY_S = 30.0
+
+
+class ExecutionLease:
+    """Renews an executing action's claim from a thread while this process runs it."""
+
+    def __init__(
+        self, services: Services, *, action_id: int, every_s: float = RENEW_EVERY_S
+    ) -> None:
+        self.services = services
+        self.action_id = action_id
+        self.every_s = every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"approval-lease-{action_id}", daemon=True
+        )
+
+    def __enter__(self) -> ExecutionLease:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def renew(self) -> bool:
+        """Extend the claim by EXECUTION_LEASE from now; False once the action is not executing."""
+        with self.services.sessions() as db_session:
+            renewed = approvals.renew_claim(
+                db_session,
+                action_id=self.action_id,
+                until=self.services.clock.now() + EXECUTION_LEASE,
+            )
+            db_session.commit()
+            return renewed
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                if not self.renew():
+                    return
+            except Exception:  # the database may be back by the next renewal, well within the lease
+                log.warning("request %s: cannot renew its claim", self.action_id, exc_info=True)
 
 
 @dataclass(frozen=True)
@@ -224,6 +283,8 @@ def click(services: Services, *, action_id: int, user_id: str, decision: str) ->
             outcome="ok",
             detail={"request": action.id, "kind": action.kind, "summary": action.summary},
         )
+        if action.status == EXECUTING:  # the last click: this process runs it, and says so
+            approvals.claim(db_session, action=action, until=now + EXECUTION_LEASE)
         sync_message(db_session, action=action, now=now)
         db_session.commit()
         log.info(
@@ -241,12 +302,13 @@ def click(services: Services, *, action_id: int, user_id: str, decision: str) ->
 
 
 def execute(services: Services, *, action_id: int) -> str:
-    """Run an action whose clicks are all in, and record what came of it."""
+    """Run an action whose clicks are all in (and claimed), and record what came of it."""
     with services.sessions() as db_session:
         action = approvals.get_or_raise(db_session, action_id=action_id)
         kind = get_or_raise(action.kind)
     try:
-        result = kind.execute(services, action)
+        with ExecutionLease(services, action_id=action_id):
+            result = kind.execute(services, action)
         status = DONE
     except ActionFailed as exc:
         result, status = str(exc), FAILED
@@ -254,9 +316,26 @@ def execute(services: Services, *, action_id: int) -> str:
         log.exception("request %s (%s) failed", action_id, action.kind)
         result, status = f"Failed unexpectedly ({type(exc).__name__}); see the bot's logs.", FAILED
     with services.sessions() as db_session:
+        now = services.clock.now()
         action = approvals.get_or_raise(db_session, action_id=action_id, lock=True)
-        approvals.finish(db_session, action=action, status=status, result=result)
-        sync_message(db_session, action=action, now=services.clock.now())
+        if action.status == EXECUTING or action.interrupted:
+            if action.interrupted:
+                # Its claim lapsed (renewals failed) and it was presumed dead: what it
+                # really did replaces the presumption, openly.
+                log.warning("request %s ended after it was marked interrupted", action_id)
+                audit.record(
+                    db_session,
+                    at=now,
+                    actor="opsbot",
+                    action="approval.late_result",
+                    target=action.target,
+                    outcome="ok" if status == DONE else "failed",
+                    detail={"request": action.id, "kind": action.kind, "result": result},
+                )
+            approvals.finish(db_session, action=action, status=status, result=result)
+            sync_message(db_session, action=action, now=now)
+        else:  # nothing else ends a claimed run: keep what is recorded
+            log.error("request %s was %s when its run ended", action_id, action.status)
         db_session.commit()
     log.info(
         "request %s (%s) %s",
@@ -283,7 +362,11 @@ def _expire(db_session: Session, *, action: PendingAction, now: Any) -> None:
 
 
 def expire_if_due(services: Services, *, action_id: int) -> None:
-    """The expiry job: a request nobody finished expires; one whose run died fails."""
+    """The expiry job: a request nobody finished expires; one whose run died fails.
+
+    A run still holding its claim is alive: it is looked at again when the claim
+    would lapse (a dead process renews nothing).
+    """
     retry_at = None
     with services.sessions() as db_session:
         now = services.clock.now()
@@ -296,15 +379,24 @@ def expire_if_due(services: Services, *, action_id: int) -> None:
             else:
                 _expire(db_session, action=action, now=now)
         elif approvals.is_stale_execution(action, now=now):
-            approvals.finish(
+            approvals.finish(db_session, action=action, status=FAILED, result=INTERRUPTED)
+            audit.record(
                 db_session,
-                action=action,
-                status=FAILED,
-                result=(
-                    "Interrupted: the bot stopped while running it. Check the state and ask again."
-                ),
+                at=now,
+                actor="opsbot",
+                action="approval.interrupted",
+                target=action.target,
+                outcome="failed",
+                detail={
+                    "request": action.id,
+                    "kind": action.kind,
+                    "summary": action.summary,
+                    "claimed_until": action.expires_at.isoformat(),
+                },
             )
             sync_message(db_session, action=action, now=now)
+        elif action.status == EXECUTING:
+            retry_at = action.expires_at
         db_session.commit()
     if retry_at is not None:
         services.scheduler.schedule(

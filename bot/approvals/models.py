@@ -20,6 +20,10 @@ EXPIRED = "expired"
 
 FINAL = (DONE, FAILED, CANCELLED, EXPIRED)
 
+# The result of a run whose process stopped (its claim lapsed): a presumption, which
+# the run's own result replaces should it end after all (see flows.execute).
+INTERRUPTED = "Interrupted: the bot stopped while running it. Check the state and ask again."
+
 
 class PendingAction(Base):
     __tablename__ = "pending_actions"
@@ -43,6 +47,9 @@ class PendingAction(Base):
     status: Mapped[str] = mapped_column(String(20), default=PENDING)
     decided_by: Mapped[str | None] = mapped_column(String(255))  # the last click, or the cancel
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Pending: when clicks stop counting. Executing: until when the run holds its claim
+    # (its lease, renewed by the process running it); a claim that lapses means that
+    # process is gone, and the expiry job marks the action interrupted.
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     result: Mapped[str | None] = mapped_column(Text)  # what came of it, for people
 
@@ -59,6 +66,11 @@ class PendingAction(Base):
     @property
     def is_pending(self) -> bool:
         return self.status == PENDING
+
+    @property
+    def interrupted(self) -> bool:
+        """Marked failed because its run's claim lapsed, not by the run itself."""
+        return self.status == FAILED and self.result == INTERRUPTED
 
     @property
     def confirmation_missing(self) -> bool:

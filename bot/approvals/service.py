@@ -10,7 +10,7 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from bot.approvals.errors import ActionNotFound, ClickRefused
@@ -145,6 +145,23 @@ def expire(db_session: Session, *, action: PendingAction, now: datetime) -> bool
     return True
 
 
+def claim(db_session: Session, *, action: PendingAction, until: datetime) -> None:
+    """Claim an action that goes executing for its run, until `until` (see `renew_claim`)."""
+    action.expires_at = until
+    db_session.flush()
+
+
+def renew_claim(db_session: Session, *, action_id: int, until: datetime) -> bool:
+    """Extend the claim of a run still executing; False once it is not executing any more."""
+    result = db_session.execute(
+        update(PendingAction)
+        .where(PendingAction.id == action_id, PendingAction.status == EXECUTING)
+        .values(expires_at=until)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
 def is_stale_execution(action: PendingAction, *, now: datetime) -> bool:
-    """Still executing at its expiry: the process running it died."""
+    """Executing, and its run's claim lapsed: the process running it is gone."""
     return action.status == EXECUTING and now >= action.expires_at

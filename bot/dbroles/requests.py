@@ -72,7 +72,14 @@ def _audit(
 
 
 def _refused(
-    services: Services, *, actor: str, action: str, app: str, env: str, reason: str
+    services: Services,
+    *,
+    actor: str,
+    action: str,
+    app: str,
+    env: str,
+    reason: str,
+    **detail: Any,
 ) -> None:
     _audit(
         services,
@@ -80,7 +87,7 @@ def _refused(
         action=action,
         target=f"dbrole:{app}/{env}",
         outcome="refused",
-        detail={"reason": reason},
+        detail={"reason": reason, **detail},
     )
 
 
@@ -157,8 +164,26 @@ def provision(services: Services, *, app: str, env: str, actor: str, channel: st
 
 
 def execute(services: Services, request: Provision, *, approved_by: list[str]) -> Outcome:
-    """Run the role manager's `manage` and audit what came of it."""
+    """Run the role manager's `manage` and audit what came of it.
+
+    The requester's right is checked again: clicks may come long after the
+    request, and the role manager runs under the requester's name, however
+    many approved it (as deploys and flag changes do when they run).
+    """
     target = get_target_or_raise(services.config, app=request.app, env=request.env)
+    try:
+        services.access.require(request.actor, target, action="provision database roles of")
+    except AppError as exc:
+        _refused(
+            services,
+            actor=request.actor,
+            action="dbrole.provision",
+            app=request.app,
+            env=request.env,
+            reason=str(exc),
+            approved_by=approved_by,
+        )
+        raise
     outcome = service.run(services, target=target, action=MANAGE)
     detail = outcome.audit_detail()
     if approved_by:

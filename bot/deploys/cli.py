@@ -123,17 +123,24 @@ def run_deploy(
         while True:
             with services.sessions() as db_session:
                 action = approvals.get_or_raise(db_session, action_id=accepted.request_id)
-                status, result = action.status, action.result
+                status, result, interrupted = action.status, action.result, action.interrupted
             if status not in (PENDING, EXECUTING):
                 break
             if monotonic() > deadline:
                 say(f"timed out: request #{accepted.request_id} is still {status}")
                 return TIMEOUT
             sleep(min(poll_s, 2.0))
-        if status != DONE:
+        deployment_id = _started_since(services, app=app, env=env, actor=actor, after=before)
+        if interrupted and deployment_id is not None:
+            # The process running the request stopped after it recorded the deployment:
+            # whether it deployed is the deployment's to say (it is reconciled), not "not deployed".
+            say(
+                f"request #{accepted.request_id} was interrupted after deployment "
+                f"#{deployment_id} was recorded: following it"
+            )
+        elif status != DONE:
             say(f"not deployed: request #{accepted.request_id} {status}: {result or ''}".strip())
             return REFUSED
-        deployment_id = _started_since(services, app=app, env=env, actor=actor, after=before)
         if deployment_id is None:
             say("the request was confirmed but no deployment was recorded")
             return FAILED

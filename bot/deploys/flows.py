@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.orm import Session
 
@@ -34,6 +34,7 @@ from bot.deploys.errors import DeployError, DeployRefused, aws_call
 from bot.deploys.models import (
     COMPLETED,
     FAILED,
+    FLAG_ROLL,
     LOCK_DEPLOY,
     ROLLING_OUT,
     STARTING,
@@ -58,6 +59,21 @@ log = logging.getLogger(__name__)
 WATCH_JOB = "deploys.watch"
 
 
+class Reconciler(Protocol):
+    def __call__(self, services: Services, *, deployment_id: int) -> str: ...
+
+
+# Kinds of deployment that settle a crashed start their own way (restarts.py: flag
+# rolls, whose revision is the one already running, so that `reconcile`'s test
+# would find every one of them "updated").
+RECONCILERS: dict[str, Reconciler] = {}
+
+
+def register_reconciler(kind: str, reconciler: Reconciler) -> None:
+    """Settle "starting" deployments of `kind` with `reconciler` (at import, like jobs)."""
+    RECONCILERS[kind] = reconciler
+
+
 def announce(db_session: Session, *, deployment: Deployment, now: datetime) -> None:
     """Post or update the deployment's one message in its channel."""
     if deployment.channel:
@@ -70,7 +86,8 @@ def announce(db_session: Session, *, deployment: Deployment, now: datetime) -> N
         )
 
 
-def _thread(db_session: Session, *, deployment: Deployment, text: str, now: datetime) -> None:
+def thread_reply(db_session: Session, *, deployment: Deployment, text: str, now: datetime) -> None:
+    """Say `text` (mrkdwn opsbot composed) in the deployment's thread."""
     if deployment.channel:
         outbox.reply_in_thread(
             db_session,
@@ -145,7 +162,7 @@ def finish(
         summary=outcome,
     )
     announce(db_session, deployment=deployment, now=now)
-    _thread(
+    thread_reply(
         db_session, deployment=deployment, text=f"{render.headline(deployment)}\n{outcome}", now=now
     )
     refresh_incidents(db_session, app=deployment.app, env=deployment.env, now=now)
@@ -323,7 +340,7 @@ def rolling_out(
     deployment.started_at = now
     deployment.last_progress_at = now
     announce(db_session, deployment=deployment, now=now)
-    _thread(
+    thread_reply(
         db_session,
         deployment=deployment,
         text=(
@@ -379,10 +396,9 @@ def observe(services: Services, *, deployment_id: int) -> str:
         deployment = service.get_or_raise(db_session, deployment_id=deployment_id)
         if not deployment.is_active:
             return deployment.status
-        if deployment.status == STARTING:
-            if now - deployment.created_at < timedelta(seconds=knobs.starting_grace_s):
-                return STARTING
-            return reconcile(services, deployment_id=deployment_id)
+        starting = deployment.status == STARTING
+        if starting and now - deployment.created_at < timedelta(seconds=knobs.starting_grace_s):
+            return STARTING
         seen_count = deployment.observations
         seen = Seen(
             ecs_deployment_id=deployment.ecs_deployment_id,
@@ -393,6 +409,10 @@ def observe(services: Services, *, deployment_id: int) -> str:
             is_stuck=deployment.status == STUCK,
         )
         app, env = deployment.app, deployment.env
+    if starting:
+        # Past its grace. Outside the session above: reconcile opens its own, and on
+        # SQLite (BEGIN IMMEDIATE) a session still open would hold the write lock it waits for.
+        return reconcile(services, deployment_id=deployment_id)
     target = get_target_or_raise(services.config, app=app, env=env)
     client = services.aws.get("ecs")
     try:
@@ -526,8 +546,13 @@ def reconcile(services: Services, *, deployment_id: int) -> str:
         deployment = service.get_or_raise(db_session, deployment_id=deployment_id)
         if deployment.status != STARTING:
             return deployment.status
-        app, env = deployment.app, deployment.env
+        app, env, kind = deployment.app, deployment.env, deployment.kind
         revision, image = deployment.task_definition, deployment.image
+    own = RECONCILERS.get(kind)
+    if own is not None:
+        return own(services, deployment_id=deployment_id)
+    if kind == FLAG_ROLL:  # never by its revision, which runs already: see RECONCILERS
+        raise DeployError(f"flag roll #{deployment_id} cannot be settled: restarts is not loaded")
     target = get_target_or_raise(services.config, app=app, env=env)
     client = services.aws.get("ecs")
     with aws_call("read the service"):

@@ -18,25 +18,95 @@ goes through the deploy machinery:
 
 `change` (the SSM write) runs after the lock is held and before the service
 is updated: if it fails, nothing was changed and the deployment ends failed.
+
+A roll the bot stopped in the middle of (it died after recording the roll,
+before or while writing the flag or restarting the service) is settled by
+`reconcile`, from what really happened. The revision that runs says nothing
+here (a flag roll's revision is the one already running), so it asks:
+
+- the change's owner (flags registers a `ChangeKind`): does the store hold the
+  value that was asked?
+- ECS: has the service a new deployment, one that was not its primary when the
+  roll began (recorded in the roll's `flag-roll.start` audit line)?
+
+Written and restarted: the roll is followed as any rollout. Otherwise it ends
+failed and says the flag's real state, in the thread and to the person who
+asked; the change's owner audits the change, and `flag-roll.recover` what was
+found.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from bot.adapters import ecs
-from bot.apps.registry import Target
+from bot.approvals.service import is_slack_user
+from bot.apps.registry import Target, get_target_or_raise
+from bot.audit.models import AuditRecord
 from bot.deploys import flows, render, service
 from bot.deploys.checks import busy_deployment
 from bot.deploys.errors import DeployError, DeployRefused, aws_call
-from bot.deploys.models import FAILED, FLAG_ROLL, LOCK_DEPLOY, STARTING, Deployment
+from bot.deploys.models import FAILED, FLAG_ROLL, LOCK_DEPLOY, ROLLING_OUT, STARTING, Deployment
 from bot.deploys.policy import digest_of, tag_of
-from bot.slack_text import code, escape
+from bot.outbox import service as outbox
+from bot.slack_text import TEXT_MAX, clip, code, escape
 
 if TYPE_CHECKING:
     from bot.apps.services import Services
+
+START = f"{FLAG_ROLL}.start"
+
+
+@dataclass(frozen=True)
+class ChangeSeen:
+    """A flag roll's change as its owner finds it, after the bot stopped in the middle of it."""
+
+    written: bool  # the store holds the value the roll was started to write
+    state: str  # the flag's real state for people (mrkdwn, outside words escaped)
+    detail: dict[str, Any] = field(default_factory=dict)  # for the audit lines
+
+
+@dataclass(frozen=True)
+class Settled:
+    """How an interrupted flag roll was settled, for its change's owner to audit."""
+
+    deployment: Deployment
+    change: dict[str, Any]  # what `start_flag_roll` was given as `record`
+    seen: ChangeSeen
+    restarted: bool  # ECS started a new deployment of the service since the roll began
+    outcome: str  # what people are told
+
+
+@dataclass(frozen=True)
+class ChangeKind:
+    """How the domain that makes a flag roll's change looks at it after a crash.
+
+    The deploy machinery cannot read what a change wrote (SSM is the flags'
+    business), and the process that made it is gone: only its record remains.
+    """
+
+    name: str
+    # Read the change's store, outside any transaction; raise DeployError when it cannot.
+    inspect: Callable[[Services, dict[str, Any]], ChangeSeen]
+    # Audit what came of the change, in the transaction that settles the roll.
+    settled: Callable[[Session, Settled, datetime], None]
+
+
+CHANGE_KINDS: dict[str, ChangeKind] = {}
+
+
+def register_change_kind(kind: ChangeKind) -> ChangeKind:
+    """Register how a kind of change is looked at after a crash (at import, like jobs)."""
+    if kind.name in CHANGE_KINDS and CHANGE_KINDS[kind.name] is not kind:
+        raise ValueError(f"flag-roll change kind {kind.name!r} is registered twice")
+    CHANGE_KINDS[kind.name] = kind
+    return kind
 
 
 def check_free(services: Services, *, target: Target, actor: str) -> None:
@@ -62,14 +132,23 @@ def start_flag_roll(
     channel: str | None,
     approved_by: list[str],
     change: Callable[[], Any],
+    record: dict[str, Any],
 ) -> Deployment:
-    """Hold the deploy lock, make `change`, force a new deployment, watch it."""
+    """Hold the deploy lock, make `change`, force a new deployment, watch it.
+
+    `record` says what `change` writes, for `reconcile` after a crash: its
+    `kind` names a registered ChangeKind, the rest is that kind's own (JSON).
+    """
     settings = target.settings
+    if str(record.get("kind")) not in CHANGE_KINDS:
+        raise ValueError(f"no flag-roll change kind {record.get('kind')!r} is registered")
     check_free(services, target=target, actor=actor)
     client = services.aws.get("ecs")
     with aws_call("read the service"):
         state = ecs.describe_service(client, cluster=settings.cluster, service=settings.service)
         current = ecs.describe_task_definition(client, arn=state.task_definition)
+    # The deployment ECS calls primary now: a later one can only be a restart since.
+    rollout_before = state.primary.id if state.primary else None
     image = current.image_of(settings.container) or ""
     now = services.clock.now()
     with services.sessions() as db_session:
@@ -109,10 +188,13 @@ def start_flag_roll(
         flows.record(
             db_session,
             deployment=deployment,
-            action=f"{FLAG_ROLL}.start",
+            action=START,
             outcome="ok",
             now=now,
             approved_by=list(approved_by),
+            # In the deployment's own transaction: what `reconcile` reads after a crash.
+            change=dict(record),
+            rollout_before=rollout_before,
         )
         flows.announce(db_session, deployment=deployment, now=now)
         db_session.commit()
@@ -179,3 +261,139 @@ def _fail(services: Services, *, deployment_id: int, outcome: str) -> None:
                 db_session, deployment=row, status=FAILED, outcome=outcome, now=services.clock.now()
             )
         db_session.commit()
+
+
+# -- after a crash ---------------------------------------------------------------------------
+
+
+def _start_record(db_session: Session, deployment: Deployment) -> dict[str, Any] | None:
+    """The roll's `flag-roll.start` audit detail: what it set out to change, and ECS before."""
+    query = (
+        select(AuditRecord)
+        .where(
+            AuditRecord.target == deployment.audit_target,
+            AuditRecord.action == START,
+            AuditRecord.at >= deployment.created_at,
+        )
+        .order_by(AuditRecord.id)
+    )
+    for entry in db_session.scalars(query):
+        detail = dict(entry.detail or {})
+        if detail.get("deployment") == deployment.id:
+            return detail
+    return None
+
+
+def _notice(text: str) -> dict[str, Any]:
+    return {"text": clip(text, TEXT_MAX), "blocks": None}
+
+
+def reconcile(services: Services, *, deployment_id: int) -> str:
+    """Settle a flag roll left "starting" (the bot died mid-roll) from what really happened.
+
+    Returns the roll's status afterwards; raises DeployError when the flag or
+    the service cannot be read (the roll stays "starting", to be looked at again).
+    """
+    with services.sessions() as db_session:
+        deployment = service.get_or_raise(db_session, deployment_id=deployment_id)
+        if deployment.status != STARTING:
+            return deployment.status
+        started = _start_record(db_session, deployment)
+        app, env = deployment.app, deployment.env
+    change = dict((started or {}).get("change") or {})
+    kind = CHANGE_KINDS.get(str(change.get("kind"))) if change else None
+    if change and kind is None:
+        # Recorded, but nobody in this process can read it: do not guess.
+        raise DeployError(
+            f"flag roll #{deployment_id}: its change {change.get('kind')!r} is unknown"
+        )
+    seen = kind.inspect(services, change) if kind is not None else None
+    target = get_target_or_raise(services.config, app=app, env=env)
+    with aws_call("read the service"):
+        state = ecs.describe_service(
+            services.aws.get("ecs"),
+            cluster=target.settings.cluster,
+            service=target.settings.service,
+        )
+    primary = state.primary
+    # A primary deployment that was not the primary when the roll began is a restart
+    # since: the forced new deployment (or someone else's), whose new tasks read the flag.
+    restarted = (
+        started is not None
+        and "rollout_before" in started
+        and primary is not None
+        and primary.id != started["rollout_before"]
+    )
+    follow = seen is not None and seen.written and restarted and primary is not None
+    with services.sessions() as db_session:
+        now = services.clock.now()
+        row = service.get_or_raise(db_session, deployment_id=deployment_id, lock=True)
+        if row.status != STARTING:
+            return row.status
+        if seen is None:  # a roll recorded before its change was: nothing to go by
+            outcome = (
+                "Interrupted (the bot stopped while restarting the service); nothing recorded "
+                "what the flag change wrote. Check the flag with `/flag list` and the service "
+                "with `/deploy status`."
+            )
+            found = "nothing recorded what the roll changed: marked failed"
+        elif follow and primary is not None:
+            outcome = (
+                f"The bot stopped while restarting the service: {seen.state}, and ECS "
+                f"deployment {code(primary.id)} restarts its tasks. Watching it."
+            )
+            found = "the flag was written and the service restarted: watching it"
+        elif seen.written:
+            outcome = (
+                f"Interrupted after the flag was written (the bot stopped): {seen.state}, but the "
+                "service was not restarted: running tasks keep the old value until they are "
+                "replaced."
+            )
+            found = "the flag was written but the service never restarted: marked failed"
+        else:
+            outcome = (
+                f"Interrupted before the flag was written (the bot stopped): {seen.state}. "
+                "Nothing changed: ask again."
+            )
+            found = "the flag was never written: marked failed"
+        if follow and primary is not None:
+            row.task_definition = primary.task_definition
+            flows.rolling_out(db_session, deployment=row, rollout_id=primary.id, now=now)
+            flows.thread_reply(db_session, deployment=row, text=outcome, now=now)
+        else:
+            flows.finish(db_session, deployment=row, status=FAILED, outcome=outcome, now=now)
+        if kind is not None and seen is not None:
+            kind.settled(
+                db_session,
+                Settled(
+                    deployment=row, change=change, seen=seen, restarted=restarted, outcome=outcome
+                ),
+                now,
+            )
+        flows.record(
+            db_session,
+            deployment=row,
+            action=f"{FLAG_ROLL}.recover",
+            outcome="ok",
+            now=now,
+            actor="opsbot",
+            found=found,
+            restarted=restarted,
+            flag=seen.detail if seen is not None else None,
+        )
+        if is_slack_user(row.actor):  # their answer was lost with the process: tell them now
+            outbox.post_or_update(
+                db_session,
+                key=f"{row.message_key}:recovered",
+                channel=row.actor,
+                message=_notice(f"{render.headline(row)} (#{row.id})\n{outcome}"),
+                now=now,
+            )
+        status = row.status
+        db_session.commit()
+    if status == ROLLING_OUT:
+        flows.schedule_watch(services, deployment_id=deployment_id)
+    return status
+
+
+flows.register_reconciler(FLAG_ROLL, reconcile)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
@@ -37,7 +37,13 @@ from bot.config import AppConfigFlags, SsmFlags
 from bot.deploys import render as deploy_render
 from bot.deploys.errors import DeployError
 from bot.deploys.flows import refresh_incidents
-from bot.deploys.restarts import start_flag_roll
+from bot.deploys.restarts import (
+    ChangeKind,
+    ChangeSeen,
+    Settled,
+    register_change_kind,
+    start_flag_roll,
+)
 from bot.flags import appconfig, render, ssm
 from bot.flags.document import FlagDocument
 from bot.flags.errors import FlagError, FlagFailed, FlagRefused
@@ -53,6 +59,7 @@ log = logging.getLogger(__name__)
 
 WATCH_JOB = "flags.watch"
 CHANGE = "flag.change"
+SSM_ROLL = "ssm-flag"  # the change of a flag roll: one SSM parameter overwritten
 
 
 @dataclass(frozen=True)
@@ -427,6 +434,19 @@ def _execute_ssm(
         )
 
     channel = prepared.target.settings.release_channel or change.channel
+    # What a crash mid-roll leaves to go by: see _inspect_ssm_roll and _settled_ssm_roll.
+    record = {
+        "kind": SSM_ROLL,
+        "label": prepared.target.label,
+        "service_name": flags.service_name,
+        "flag": change.flag,
+        "value": prepared.after["value"],
+        "asked": change.what,
+        "before": prepared.before,
+        "after": prepared.after,
+        "actor": change.actor,
+        "approved_by": list(approved_by),
+    }
     try:
         deployment = start_flag_roll(
             services,
@@ -436,6 +456,7 @@ def _execute_ssm(
             channel=channel,
             approved_by=approved_by,
             change=write,
+            record=record,
         )
     except (DeployError, FlagError) as exc:
         refused = "version" not in written
@@ -471,6 +492,65 @@ def _execute_ssm(
         f"(parameter version {written.get('version')}); restarting the service so its tasks "
         f"read it (deployment #{deployment.id}){where}."
     )
+
+
+def _inspect_ssm_roll(services: Services, record: dict[str, Any]) -> ChangeSeen:
+    """After a crash mid-roll: does the parameter hold the value that was asked?
+
+    The roll was asked only for a value the parameter did not hold (`prepare`
+    refuses a change to what is already there), so holding it now means it was
+    written (by the roll, or by someone since: either way it is what tasks read).
+    """
+    flag = str(record["flag"])
+    try:
+        found = ssm.read(
+            services.aws.get("ssm"), service_name=str(record["service_name"]), flag=flag
+        )
+    except FlagError as exc:
+        raise DeployError(str(exc)) from exc
+    return ChangeSeen(
+        written=found.value == record["value"],
+        state=(
+            f"{code(flag)} of {code(str(record['label']))} is *{escape(found.value)}* in SSM "
+            f"(parameter version {found.version})"
+        ),
+        detail={
+            "flag": flag,
+            "asked": record["value"],
+            "value": found.value,
+            "parameter_version": found.version,
+        },
+    )
+
+
+def _settled_ssm_roll(db_session: Session, settled: Settled, now: datetime) -> None:
+    """The `flag.change` line the crash kept the roll's caller from writing."""
+    record, seen = settled.change, settled.seen
+    done = seen.written and settled.restarted
+    audit.record(
+        db_session,
+        at=now,
+        actor=str(record["actor"]),
+        action=CHANGE,
+        target=f"flag:{record['label']}",
+        outcome="ok" if done else "failed",
+        detail={
+            "flag": record["flag"],
+            "asked": record["asked"],
+            "before": record["before"],
+            "after": record["after"],
+            "approved_by": record.get("approved_by") or [],
+            "parameter_version": seen.detail["parameter_version"] if seen.written else None,
+            "deployment": settled.deployment.id,
+            "interrupted": True,
+            **({} if done else {"reason": settled.outcome}),
+        },
+    )
+
+
+register_change_kind(
+    ChangeKind(name=SSM_ROLL, inspect=_inspect_ssm_roll, settled=_settled_ssm_roll)
+)
 
 
 # -- watching an AppConfig deployment ------------------------------------------------------

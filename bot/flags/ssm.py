@@ -88,6 +88,20 @@ def find_or_raise(flags: list[SsmFlag], name: str, *, service_name: str) -> SsmF
     )
 
 
+def read(client: Any, *, service_name: str, flag: str) -> SsmFlag:
+    """One flag's value and version as SSM holds them now (its last writer is not read)."""
+    name = prefix(service_name) + flag
+    with aws_call(f"read {code(name)}"):
+        parameter = client.get_parameter(Name=name)["Parameter"]
+    return SsmFlag(
+        name=flag,
+        value=str(parameter.get("Value") or ""),
+        version=int(parameter.get("Version") or 0),
+        modified_at=parameter.get("LastModifiedDate"),
+        modified_by=None,
+    )
+
+
 def write(client: Any, *, service_name: str, flag: str, enabled: bool) -> int:
     """Overwrite the flag's parameter; its new version."""
     name = prefix(service_name) + flag
