@@ -191,8 +191,12 @@ class SlackEmulator(SlackHomeMixin, SlackChannelsMixin, SlackViewsMixin, SlackSo
         email: str | None = None,
         real_name: str | None = None,
         guest: bool = False,
+        team_id: str = "T0000",
     ) -> None:
-        """A user; a `guest` is a multi-channel guest (is_restricted), in no channel by default."""
+        """A user; a `guest` is a multi-channel guest (is_restricted), in no channel by default.
+
+        `team_id` other than the workspace's (T0000): someone of another organisation
+        in a shared channel (Slack Connect)."""
         with self.lock:
             profile: dict[str, Any] = {"real_name": real_name or name, "display_name": name}
             if email:
@@ -204,6 +208,7 @@ class SlackEmulator(SlackHomeMixin, SlackChannelsMixin, SlackViewsMixin, SlackSo
                 "profile": profile,
                 "is_restricted": guest,
                 "is_ultra_restricted": False,
+                "team_id": team_id,
             }
 
     def _members_of(self, channel_id: str) -> list[str]:

@@ -94,14 +94,43 @@ class Workspace:
             )
             return read(self.client)
 
+    def home(self) -> tuple[str | None, str | None]:
+        """The bot's own team and Enterprise Grid organisation (auth.test)."""
+
+        def read(client: WebClient) -> tuple[str | None, str | None]:
+            answer = client.auth_test()
+            team, enterprise = answer.get("team_id"), answer.get("enterprise_id")
+            return (str(team) if team else None, str(enterprise) if enterprise else None)
+
+        return self._cached("auth.test", "", read)
+
     def member(self, user_id: str) -> Member:
         def read(client: WebClient) -> Member:
             user = client.users_info(user=user_id).get("user") or {}
             email = (user.get("profile") or {}).get("email")
             guest = bool(user.get("is_restricted") or user.get("is_ultra_restricted"))
-            return Member(id=user_id, is_guest=guest, email=str(email) if email else None)
+            return Member(
+                id=user_id,
+                is_guest=guest or self._outsider(user),
+                email=str(email) if email else None,
+            )
 
         return self._cached("users.info", user_id, read)
+
+    def _outsider(self, user: dict[str, object]) -> bool:
+        """Someone of another organisation in a shared channel (Slack Connect): a guest.
+
+        They are neither restricted nor ultra-restricted in their own workspace,
+        yet nothing of ours vouches for them; a user of another workspace of our
+        own Enterprise Grid organisation is one of ours.
+        """
+        team = user.get("team_id")
+        home_team, home_enterprise = self.home()
+        if not team or home_team is None or team == home_team:
+            return False
+        grid = user.get("enterprise_user")
+        enterprise = grid.get("enterprise_id") if isinstance(grid, dict) else None
+        return home_enterprise is None or enterprise != home_enterprise
 
     def group_members(self, group_id: str) -> frozenset[str]:
         def read(client: WebClient) -> frozenset[str]:

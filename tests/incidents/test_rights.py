@@ -92,6 +92,28 @@ def test_a_guest_can_neither_acknowledge_nor_silence(
     ]
 
 
+def test_someone_of_another_organisation_in_a_shared_channel_is_a_guest(
+    service: LiveService, sns_signer: SnsSigner, slack: SlackEmulator, pagerduty: PagerDutyEmulator
+) -> None:
+    # Slack Connect: a vendor's user, a full member of their own workspace, in our channel.
+    slack.add_user("U0EXT", "vera", email="vera@vendor.example", team_id="T0VENDOR")
+    slack.set_channel_members("C0PRODALERTS", ["U0ALICE", "U0BOB", "U0EXT"])
+    incident_id, message = page(service, sns_signer, slack, pagerduty)
+    updates = message.updates
+    url = slack.response_url()
+    click(
+        service,
+        render.SILENCE,
+        user_id="U0EXT",
+        response_url=url,
+        selected_option=f"{incident_id}:24h",
+    )
+    [reply] = wait_for(lambda: responses_to(slack, url))
+    assert "Guests may view incidents but not silence" in reply["text"]
+    assert_untouched(service, pagerduty, incident_id, updates, message)
+    assert [(r.actor, r.outcome) for r in audit_of(service, incident_id)] == [("U0EXT", "refused")]
+
+
 def test_a_slack_lookup_that_times_out_once_is_asked_again(
     service: LiveService, sns_signer: SnsSigner, slack: SlackEmulator, pagerduty: PagerDutyEmulator
 ) -> None:
