@@ -149,6 +149,15 @@ locals {
           Resource = "*"
         },
         {
+          # A new revision keeps its predecessor's tags (bot/adapters/ecs.py): tagging on
+          # create is authorised separately, and only for that call.
+          Sid       = "TagTaskDefinitionsOnRegister"
+          Effect    = "Allow"
+          Action    = "ecs:TagResource"
+          Resource  = "*"
+          Condition = { StringEquals = { "ecs:CreateAction" = "RegisterTaskDefinition" } }
+        },
+        {
           Sid       = "ListTasksOfDeployableClusters"
           Effect    = "Allow"
           Action    = "ecs:ListTasks"
@@ -176,7 +185,7 @@ locals {
         {
           Sid      = "ReadDeployableImages"
           Effect   = "Allow"
-          Action   = ["ecr:DescribeImages", "ecr:ListImages", "ecr:DescribeImageScanFindings", "ecr:BatchGetImage"]
+          Action   = ["ecr:DescribeRepositories", "ecr:DescribeImages", "ecr:ListImages", "ecr:DescribeImageScanFindings", "ecr:BatchGetImage"]
           Resource = local.deployable_repository_arns
         },
       ]
@@ -214,8 +223,8 @@ locals {
         {
           Sid    = "FlipSsmFlags"
           Effect = "Allow"
-          # List the flags, read who wrote each last, overwrite one.
-          Action   = ["ssm:GetParametersByPath", "ssm:GetParameterHistory", "ssm:PutParameter"]
+          # List the flags, read one and who wrote each last, overwrite one.
+          Action   = ["ssm:GetParametersByPath", "ssm:GetParameter", "ssm:GetParameterHistory", "ssm:PutParameter"]
           Resource = local.ssm_flag_parameter_arns
         },
       ]

@@ -94,9 +94,9 @@ run "task_role_allows_exactly_what_the_bot_does" {
       "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes",
       "kms:Decrypt",
       "ecs:DescribeServices", "ecs:UpdateService", "ecs:RegisterTaskDefinition", "ecs:DescribeTaskDefinition",
-      "ecs:ListTaskDefinitions", "ecs:ListTasks", "ecs:DescribeTasks",
+      "ecs:ListTaskDefinitions", "ecs:ListTasks", "ecs:DescribeTasks", "ecs:TagResource",
       "iam:PassRole",
-      "ecr:DescribeImages", "ecr:ListImages", "ecr:DescribeImageScanFindings", "ecr:BatchGetImage",
+      "ecr:DescribeRepositories", "ecr:DescribeImages", "ecr:ListImages", "ecr:DescribeImageScanFindings", "ecr:BatchGetImage",
       "appconfig:GetConfigurationProfile",
       "appconfig:ListHostedConfigurationVersions", "appconfig:GetHostedConfigurationVersion",
       "appconfig:CreateHostedConfigurationVersion", "appconfig:StartDeployment", "appconfig:GetDeployment",
@@ -123,8 +123,8 @@ run "task_role_allows_exactly_what_the_bot_does" {
   assert {
     condition = toset(flatten([
       for s in jsondecode(aws_iam_role_policy.task.policy).Statement : s.Action if s.Resource == "*"
-    ])) == toset(["ecs:RegisterTaskDefinition", "ecs:DescribeTaskDefinition", "ecs:ListTaskDefinitions", "ecs:ListTasks"])
-    error_message = "Only the task-definition calls and ListTasks may use Resource \"*\"."
+    ])) == toset(["ecs:RegisterTaskDefinition", "ecs:DescribeTaskDefinition", "ecs:ListTaskDefinitions", "ecs:ListTasks", "ecs:TagResource"])
+    error_message = "Only the task-definition calls, their tagging on create and ListTasks may use Resource \"*\"."
   }
 
   assert {
