@@ -81,8 +81,9 @@ resource "aws_iam_role" "deploy" {
 
 # Terraform manages most services of the stack, so the deploy role gets AWS's
 # PowerUserAccess (everything except IAM, Organizations and account settings) plus IAM
-# limited to the stack's own roles and policies, by name prefix. It cannot create an
-# administrator or touch any role outside the prefix.
+# limited to its own environment's roles, by name prefix (`opsbot-<environment>-`):
+# it cannot change the deploy roles (its own included, named `opsbot-github-...`) or
+# another environment's roles.
 resource "aws_iam_role_policy_attachment" "deploy_power_user" {
   for_each = aws_iam_role.deploy
 
@@ -108,7 +109,7 @@ resource "aws_iam_role_policy" "deploy_iam" {
           "iam:ListAttachedRolePolicies", "iam:AttachRolePolicy", "iam:DetachRolePolicy",
           "iam:ListInstanceProfilesForRole", "iam:PassRole",
         ]
-        Resource = "arn:${local.partition}:iam::${local.account_id}:role/${var.deploy_iam_name_prefix}*"
+        Resource = "arn:${local.partition}:iam::${local.account_id}:role/${var.deploy_iam_name_prefix}${each.key}-*"
       },
       {
         Sid      = "ReadPolicies"

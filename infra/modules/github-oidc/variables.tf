@@ -42,7 +42,7 @@ variable "deploy_environments" {
 }
 
 variable "deploy_iam_name_prefix" {
-  description = "The deploy roles may manage IAM roles whose names start with this (every role the environment roots create does)."
+  description = "Each environment's deploy role may manage the IAM roles whose names start with this and its environment's name and a dash (every role that environment's root creates does: opsbot-<environment>-...)."
   type        = string
   default     = "opsbot-"
 }

@@ -39,7 +39,7 @@ run "roles_trust_only_this_repository" {
   }
 
   assert {
-    condition     = one([for s in jsondecode(aws_iam_role_policy.deploy_iam["staging"].policy).Statement : s.Resource if s.Sid == "StackRoles"]) == "arn:aws:iam::123456789012:role/opsbot-*"
-    error_message = "The deploy roles manage the stack's own IAM roles only."
+    condition     = one([for s in jsondecode(aws_iam_role_policy.deploy_iam["staging"].policy).Statement : s.Resource if s.Sid == "StackRoles"]) == "arn:aws:iam::123456789012:role/opsbot-staging-*"
+    error_message = "Each deploy role manages its own environment's IAM roles only: not the deploy roles, not the other environment's."
   }
 }
