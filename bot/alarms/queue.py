@@ -33,7 +33,13 @@ from bot import json_depth
 from bot.alarms.service import Inbound
 from bot.observability.metrics import Metrics
 from bot.sns.envelope import NOTIFICATION, Envelope, MalformedEnvelope, for_log, parse_envelope
-from bot.sns.verify import QUEUE, CertificateUnavailable, SignatureInvalid, SnsVerifier
+from bot.sns.verify import (
+    QUEUE,
+    CertificateRefused,
+    CertificateUnavailable,
+    SignatureInvalid,
+    SnsVerifier,
+)
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +182,11 @@ class AlarmQueueConsumer:
             # The queue may hold a message for days (and redrive it later): its age
             # is no reason to refuse it, and a replay is a duplicate MessageId.
             self.verifier.verify(envelope, max_age=None, allow_signature_v1=True, lane=QUEUE)
+        except CertificateRefused as exc:
+            # Only the topic sends here: the message is genuine, its certificate out
+            # of our reach. Left, it reaches the dead-letter queue and its alarm.
+            log.error("alarm queue message %s left for the dead-letter queue: %s", ids, exc)
+            return Verdict.LEFT
         except SignatureInvalid as exc:
             log.warning("alarm queue message %s refused and deleted: %s", ids, exc)
             return Verdict.REFUSED

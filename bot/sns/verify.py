@@ -61,6 +61,16 @@ class SignatureInvalid(Exception):
     """The message cannot be trusted; the text says why (safe to log)."""
 
 
+class CertificateRefused(SignatureInvalid):
+    """The certificate URL gave no usable certificate (404, not a PEM, not RSA).
+
+    On the public endpoint, as any other failed check: its URL is the sender's
+    choice. On the alarm queue, which only the topic sends to, the message is
+    genuine and the failure is ours (an egress proxy refusing, a certificate
+    retired before a redrive): it is left for the dead-letter queue, not deleted.
+    """
+
+
 class SignatureVersionNotAllowed(SignatureInvalid):
     """SignatureVersion 1 while the operator has not allowed it."""
 
@@ -109,7 +119,7 @@ class _Failure:
         # collect all their tracebacks.
         if self.transient:
             return CertificateUnavailable(self.message)
-        return SignatureInvalid(self.message)
+        return CertificateRefused(self.message)
 
 
 class SnsVerifier:
@@ -291,7 +301,7 @@ class SnsVerifier:
         except Exception as exc:
             transient = isinstance(exc, CertificateUnavailable)
             if not isinstance(exc, SignatureInvalid | CertificateUnavailable):
-                exc = SignatureInvalid(f"cannot load signing certificate: {type(exc).__name__}")
+                exc = CertificateRefused(f"cannot load signing certificate: {type(exc).__name__}")
             ttl = TRANSIENT_FAILURE_TTL if transient else FAILURE_TTL
             failure = _Failure(until=self.clock.now() + ttl, transient=transient, message=str(exc))
             with self._lock:
@@ -316,9 +326,9 @@ class SnsVerifier:
         except FetchFailed as exc:
             if exc.transient:
                 raise CertificateUnavailable(f"cannot fetch signing certificate: {exc}") from None
-            raise SignatureInvalid(f"cannot fetch signing certificate: {exc}") from None
+            raise CertificateRefused(f"cannot fetch signing certificate: {exc}") from None
         except Exception as exc:
-            raise SignatureInvalid(
+            raise CertificateRefused(
                 f"cannot fetch signing certificate: {type(exc).__name__}"
             ) from None
         return _rsa_key(pem), pem
@@ -328,10 +338,10 @@ def _rsa_key(pem: bytes) -> rsa.RSAPublicKey:
     try:
         cert = x509.load_pem_x509_certificate(pem)
     except ValueError:
-        raise SignatureInvalid("signing certificate is not a PEM certificate") from None
+        raise CertificateRefused("signing certificate is not a PEM certificate") from None
     key = cert.public_key()
     if not isinstance(key, rsa.RSAPublicKey):
-        raise SignatureInvalid("signing certificate does not hold an RSA key")
+        raise CertificateRefused("signing certificate does not hold an RSA key")
     return key
 
 

@@ -241,6 +241,25 @@ def test_a_message_whose_certificate_cannot_be_fetched_now_is_left_for_redeliver
     assert nothing_happened(service, slack, pagerduty)
 
 
+def test_a_genuine_message_whose_certificate_is_refused_is_left_for_the_dead_letter_queue(
+    aws: Callable[[str], Any],
+    service: LiveService,
+    sns_signer: SnsSigner,
+    slack: SlackEmulator,
+    pagerduty: PagerDutyEmulator,
+) -> None:
+    # On the signer's own host, but nothing there (a certificate retired before a
+    # redrive, an egress proxy answering 403): only the topic sends to the queue.
+    retired = sns_signer.cert_url.rsplit("/", 1)[0] + "/SimpleNotificationService-retired.pem"
+    sqs = aws("sqs")
+    queue_url = new_queue(sqs, "opsbot-alarms-retired-certificate")
+    envelope = sns_signer.notification(ALARM, topic_arn=TOPIC_ARN, cert_url=retired)
+    sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(envelope))
+    assert consumer_of(service, sqs, queue_url).poll_once() == 0
+    assert queue_depth(sqs, queue_url) == 1
+    assert nothing_happened(service, slack, pagerduty)
+
+
 @pytest.mark.parametrize("raw", [False, True], ids=["envelope", "raw"])
 def test_with_raw_delivery_configured_the_queue_policy_is_the_trust_boundary(
     raw: bool,
