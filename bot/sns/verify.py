@@ -144,8 +144,8 @@ class SnsVerifier:
         self.on_fetched = on_fetched
         self._certs: OrderedDict[str, rsa.RSAPublicKey] = OrderedDict()
         self._failures: OrderedDict[str, _Failure] = OrderedDict()
-        self._fetching: dict[str, Future[rsa.RSAPublicKey]] = {}
-        self._lane_of: dict[str, str] = {}  # each fetch in `_fetching`: whose slot it holds
+        # Each fetch on its way, by URL: its future, and the lane whose slot it holds.
+        self._fetching: dict[str, tuple[Future[rsa.RSAPublicKey], str]] = {}
         self._lock = threading.Lock()
 
     # -- checks that need nothing fetched ------------------------------------------------
@@ -234,10 +234,10 @@ class SnsVerifier:
         lane's.
         """
         with self._lock:
-            future = self._fetching.get(url)
-            if future is not None:
-                return future
-            future = Future()
+            on_its_way = self._fetching.get(url)
+            if on_its_way is not None:
+                return on_its_way[0]
+            future: Future[rsa.RSAPublicKey] = Future()
             future.set_running_or_notify_cancel()  # a waiter that gives up cannot cancel it
             try:
                 key = self._known(url)
@@ -247,13 +247,12 @@ class SnsVerifier:
             if key is not None:
                 future.set_result(key)
                 return future
-            taken = sum(1 for held in self._lane_of.values() if held == lane)
+            taken = sum(1 for _, held in self._fetching.values() if held == lane)
             if taken >= self.slots[lane]:
                 raise CertificateUnavailable(
                     f"{taken} signing certificates are being fetched already ({lane})"
                 )
-            self._fetching[url] = future
-            self._lane_of[url] = lane
+            self._fetching[url] = (future, lane)
         try:
             threading.Thread(
                 target=self._fetch_into, args=(url, future), name="sns-certificate", daemon=True
@@ -261,7 +260,6 @@ class SnsVerifier:
         except RuntimeError:  # no thread to be had
             with self._lock:
                 self._fetching.pop(url, None)
-                self._lane_of.pop(url, None)
             raise CertificateUnavailable("cannot start a certificate fetch") from None
         return future
 
@@ -309,13 +307,11 @@ class SnsVerifier:
                 while len(self._failures) > FAILURES_REMEMBERED:
                     self._failures.popitem(last=False)
                 self._fetching.pop(url, None)
-                self._lane_of.pop(url, None)
             future.set_exception(failure.error())
             return
         with self._lock:
             self._remember(url, key)
             self._fetching.pop(url, None)
-            self._lane_of.pop(url, None)
         future.set_result(key)
         if self.on_fetched is not None:
             self.on_fetched(url, pem)
