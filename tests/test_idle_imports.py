@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from bot.db.migrate import script_heads
-from sandbox.server import free_port
+from sandbox.server import PORT_ATTEMPTS, free_port, port_taken
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -76,16 +76,21 @@ def _environment(var_dir: Path) -> dict[str, str]:
 
 def _modules_at_idle(tmp_path: Path, env: dict[str, str]) -> set[str]:
     out = tmp_path / "modules.json"
-    subprocess.run(
-        [sys.executable, "-c", PROBE, str(out), str(free_port())],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        timeout=90,
-        check=False,
-    )
-    assert out.exists(), "opsbot serve never became ready"
-    return set(json.loads(out.read_text()))
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        done = subprocess.run(
+            [sys.executable, "-c", PROBE, str(out), str(free_port())],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            timeout=90,
+            check=False,
+        )
+        if out.exists():
+            return set(json.loads(out.read_text()))
+        said = (done.stdout + done.stderr).decode(errors="replace")
+        if attempt == PORT_ATTEMPTS or not port_taken(said):
+            pytest.fail(f"opsbot serve exited with {done.returncode} before ready:\n{said[-4000:]}")
+    raise AssertionError("unreachable")
 
 
 def _loaded(modules: set[str], name: str) -> bool:
