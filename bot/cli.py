@@ -262,6 +262,12 @@ def _rights_notes(config: Config) -> list[str]:
         notes.append(
             "rights.admins is empty: nobody may link PagerDuty identities for others from Slack"
         )
+    github = sorted(name for name in config.rights.cli if name.startswith("github:"))
+    if github and not config.rights.cli_github.repositories:
+        notes.append(
+            f"rights.cli maps {', '.join(github)} but rights.cli_github.repositories is empty: "
+            "no GitHub OIDC token is accepted, so nobody is a github: identity"
+        )
     return notes
 
 
@@ -365,6 +371,44 @@ def _plain(text: str) -> str:
     return unescape(slack_dates.plain(text).replace("`", "").replace("*", ""))
 
 
+def _cli_identity(settings: Settings, config: Config) -> str:
+    """Who runs the CLI: the job a GitHub OIDC token was signed for, else the OS user.
+
+    A token that does not verify is refused (TokenRefused), never read as the OS user.
+    """
+    if settings.github_oidc_token is None:
+        return settings.os_identity
+    import time
+
+    from bot.adapters import tls
+    from bot.rights import github_oidc
+    from bot.sns.fetch import make_fetch
+
+    accepted = config.rights.cli_github
+    job = github_oidc.verify(
+        settings.github_oidc_token.get_secret_value(),
+        issuer=accepted.issuer,
+        audience=accepted.audience,
+        repositories=accepted.repositories,
+        fetch=make_fetch(tls.client_context(settings.ssl_cert_file)),
+        now=int(time.time()),
+    )
+    log.info(
+        "CLI identity %s from a GitHub OIDC token of %s (run %s)",
+        job.identity,
+        job.repository,
+        job.run_id,
+        extra={
+            "identity": job.identity,
+            "repository": job.repository,
+            "ref": job.ref,
+            "run_id": job.run_id,
+            "token_id": job.token_id,
+        },
+    )
+    return job.identity
+
+
 def cmd_deploy(args: argparse.Namespace) -> int:
     from bot.app import build_runtime
     from bot.deploys.cli import run_deploy
@@ -382,7 +426,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
             app=args.app,
             env=args.env,
             tag=args.tag,
-            identity=settings.cli_identity,
+            identify=lambda: _cli_identity(settings, config),
             force_reason=args.force,
             wait=args.wait,
             timeout_s=args.timeout_min * 60,

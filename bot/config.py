@@ -119,6 +119,22 @@ class IncidentRights(Strict):
 
 
 CLI_IDENTITY = r"^(github|os):[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+GITHUB_REPOSITORY = r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$"
+
+
+class CliGithub(Strict):
+    """Which GitHub OIDC tokens name a `github:<actor>` CLI identity.
+
+    The issuer sits here, in the operators' file, not in the environment: whoever
+    runs the CLI sets its environment, and an issuer of their own signs anything.
+    """
+
+    # The repositories (`owner/name`) whose workflows' tokens are accepted; none: no token is.
+    repositories: list[Annotated[str, Field(pattern=GITHUB_REPOSITORY)]] = Field(
+        default_factory=list
+    )
+    issuer: str = Field(default="https://token.actions.githubusercontent.com", pattern=r"^https://")
+    audience: str = Field(default="opsbot", min_length=1)
 
 
 class Rights(Strict):
@@ -131,6 +147,7 @@ class Rights(Strict):
     cli: dict[
         Annotated[str, Field(pattern=CLI_IDENTITY)], Annotated[str, Field(pattern=USER_ID)]
     ] = Field(default_factory=dict)
+    cli_github: CliGithub = Field(default_factory=lambda: CliGithub())
 
 
 class AlarmRoute(Strict):

@@ -6,8 +6,8 @@ receives a `Settings` (or values taken from it) from the composition root.
 
 from __future__ import annotations
 
-import getpass
 import os
+import pwd
 import re
 from functools import cached_property
 from pathlib import Path
@@ -247,14 +247,12 @@ class Settings(BaseSettings):
         ),
     )
 
-    # Who runs `opsbot deploy`: the GitHub Actions actor inside GitHub Actions (the
-    # runner sets both variables), else the operating-system user. Never a name the
-    # caller chooses: `rights.cli` in the config maps it to a Slack user.
-    github_actions: bool = Field(
-        default=False, validation_alias=AliasChoices("GITHUB_ACTIONS", "github_actions")
-    )
-    github_actor: str | None = Field(
-        default=None, validation_alias=AliasChoices("GITHUB_ACTOR", "github_actor")
+    # Who runs `opsbot deploy` in GitHub Actions: the OIDC token GitHub signed for the
+    # job, verified as the config's `rights.cli_github` says. Without one, the CLI is
+    # the operating-system user the process runs as.
+    github_oidc_token: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("OPSBOT_GITHUB_OIDC_TOKEN", "github_oidc_token"),
     )
 
     @field_validator("pagerduty_webhook_secrets", "sns_topic_arns", mode="before")
@@ -355,14 +353,14 @@ class Settings(BaseSettings):
         return re.compile(self.sns_url_pattern)
 
     @property
-    def cli_identity(self) -> str:
-        """Who runs the CLI: `github:<actor>` in GitHub Actions, else `os:<user>`."""
-        if self.github_actions and self.github_actor and self.github_actor.strip():
-            return f"github:{self.github_actor.strip()}"
+    def os_identity(self) -> str:
+        """`os:<user>`: the account of the process's real user id, which the kernel
+        vouches for (unlike `USER` or `LOGNAME`, which the caller sets)."""
+        uid = os.getuid()
         try:
-            return f"os:{getpass.getuser()}"
-        except (KeyError, OSError):
-            return "os:unknown"
+            return f"os:{pwd.getpwuid(uid).pw_name}"
+        except KeyError:
+            return f"os:uid-{uid}"
 
     def with_secrets(self, secrets: dict[str, str]) -> Settings:
         """A copy that answers `env_secret(name)` from `secrets` before the environment.
@@ -426,6 +424,7 @@ class Settings(BaseSettings):
             self.slack_signing_secret,
             self.slack_app_token,
             self.pagerduty_api_token,
+            self.github_oidc_token,
             *self.pagerduty_webhook_secrets,
             *self._secrets.values(),
         ]

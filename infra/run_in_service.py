@@ -2,15 +2,20 @@
 """Run one opsbot command as a one-off ECS task of the service, where the bot itself runs.
 
     python infra/run_in_service.py --cluster C --service S [--container opsbot] \\
-        [--actor NAME] [--timeout-min 30] -- opsbot deploy opsbot prod v1.4.2
+        [--audience opsbot] [--timeout-min 30] -- opsbot deploy opsbot prod v1.4.2
 
 Commands such as `opsbot deploy` need what only the service has: its database (locks,
 history and the watch job the serving bot's leader picks up), its secrets and its
 network. A CI runner has none of them, so this starts a task of the service's running
 revision in the service's own subnets and security groups, with the command as the
 container's command, and waits for it to stop. The task's log stream is printed so the
-run can be read in CloudWatch. `--actor` becomes the command's identity
-(`github:<actor>`, as `opsbot` names a GitHub Actions caller).
+run can be read in CloudWatch.
+
+The command's identity is the GitHub Actions job's: in a job with `permissions:
+id-token: write`, the runner mints an OIDC token for `--audience`, which the command
+receives as OPSBOT_GITHUB_OIDC_TOKEN and `opsbot` verifies against GitHub's keys
+(`github:<actor>`). No name the workflow writes becomes an identity. Without the
+runner's token variables the command runs with no identity of its own.
 
 Exit codes: the command's own exit code; 1 when the task could not be started or
 stopped without one; 5 when --timeout-min passed first (the task is stopped).
@@ -18,9 +23,12 @@ stopped without one; 5 when --timeout-min passed first (the task is stopped).
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -28,12 +36,44 @@ import ecs_script  # beside this file
 from botocore.exceptions import BotoCoreError, ClientError
 
 FAILED, TIMEOUT = 1, 5
+IDENTITY_VARIABLE = "OPSBOT_GITHUB_OIDC_TOKEN"
+
+
+def runner_token(audience: str) -> str | None:
+    """The OIDC token GitHub's runner mints for this job and `audience`; None outside one.
+
+    ACTIONS_ID_TOKEN_REQUEST_URL and _TOKEN exist only in a job allowed `id-token: write`.
+    """
+    url = os.environ.get("ACTIONS_ID_TOKEN_REQUEST_URL")
+    bearer = os.environ.get("ACTIONS_ID_TOKEN_REQUEST_TOKEN")
+    if not url or not bearer:
+        return None
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("https", "http"):
+        raise LookupError(f"ACTIONS_ID_TOKEN_REQUEST_URL is not a web address: {parts.scheme}:")
+    separator = "&" if parts.query else "?"
+    request = urllib.request.Request(  # noqa: S310 (the scheme is checked above)
+        f"{url}{separator}{urllib.parse.urlencode({'audience': audience})}",
+        headers={"Authorization": f"bearer {bearer}", "Accept": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310
+        answered = json.loads(answer.read(64 * 1024))
+    value = answered.get("value") if isinstance(answered, dict) else None
+    if not isinstance(value, str) or not value:
+        raise LookupError("the runner's token endpoint answered no token")
+    return value
 
 
 def start(
-    client: Any, *, cluster: str, service: str, container: str, command: list[str], actor: str
+    client: Any,
+    *,
+    cluster: str,
+    service: str,
+    container: str,
+    command: list[str],
+    token: str | None,
 ) -> str:
-    """Start the one-off task; return its ARN."""
+    """Start the one-off task, with `token` as the command's identity; return its ARN."""
     [state] = client.describe_services(cluster=cluster, services=[service]).get("services") or [
         None
     ]
@@ -49,10 +89,7 @@ def start(
                 {
                     "name": container,
                     "command": command,
-                    "environment": [
-                        {"name": "GITHUB_ACTIONS", "value": "true"},
-                        {"name": "GITHUB_ACTOR", "value": actor},
-                    ],
+                    "environment": [{"name": IDENTITY_VARIABLE, "value": token}] if token else [],
                 }
             ]
         },
@@ -110,7 +147,9 @@ def wait(
 
 def main(argv: list[str] | None = None) -> int:
     parser = ecs_script.parser(__doc__, timeout_min=30.0)
-    parser.add_argument("--actor", default=os.environ.get("GITHUB_ACTOR", "unknown"))
+    parser.add_argument(
+        "--audience", default="opsbot", help="the OIDC token's audience (rights.cli_github)"
+    )
     parser.add_argument("--poll-s", type=float, default=5.0)
     parser.add_argument("command", nargs="+", help="the container's command, after --")
     args = parser.parse_args(argv)
@@ -120,13 +159,20 @@ def main(argv: list[str] | None = None) -> int:
     if client is None:
         return FAILED
     try:
+        token = runner_token(args.audience)
+    except (OSError, ValueError, LookupError) as exc:
+        say(f"failed: the runner gave no OIDC token ({exc})")
+        return FAILED
+    if token is None:
+        say("no GitHub OIDC token (the job needs `permissions: id-token: write`): no identity")
+    try:
         task = start(
             client,
             cluster=args.cluster,
             service=args.service,
             container=args.container,
             command=args.command,
-            actor=args.actor,
+            token=token,
         )
         task_id = task.rsplit("/", 1)[-1]
         say(f"started {task} ({' '.join(args.command)}); log stream */{args.container}/{task_id}")

@@ -176,6 +176,8 @@ def test_rights_default_to_the_channel_and_a_route_replaces_whole_entries() -> N
         ({"admins": {"users": ["alice"]}}, "rights.admins.users[0]"),
         ({"incidents": {"silence": {"max_min": 0}}}, "rights.incidents.silence.max_min"),
         ({"incidents": {"respond": {"anyone": True}}}, "rights.incidents.respond.anyone"),
+        ({"cli_github": {"repositories": ["acme"]}}, "rights.cli_github.repositories[0]"),
+        ({"cli_github": {"issuer": "http://token.example"}}, "rights.cli_github.issuer"),
     ],
 )
 def test_bad_rights_are_named(rights: dict[str, object], problem: str) -> None:
@@ -188,8 +190,12 @@ def test_check_config_notes_rights_nobody_holds(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "rights.yaml"
-    path.write_text(GOOD + "rights:\n  incidents:\n    declare: {}\n", encoding="utf-8")
+    path.write_text(
+        GOOD + "rights:\n  incidents:\n    declare: {}\n  cli: {'github:octocat': U0ALICE}\n",
+        encoding="utf-8",
+    )
     assert main(["check-config", str(path)]) == 0
     out = capsys.readouterr().out
     assert "note: rights.incidents.declare names nobody: nobody may declare" in out
     assert "note: rights.admins is empty" in out
+    assert "note: rights.cli maps github:octocat but rights.cli_github.repositories is empty" in out

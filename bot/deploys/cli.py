@@ -60,6 +60,10 @@ def _started_since(services: Services, *, app: str, env: str, actor: str, after:
         return db_session.scalar(query)
 
 
+# The audit's name for a CLI whose token was refused: it is nobody we know.
+UNVERIFIED = "unverified"
+
+
 def _refuse_identity(services: Services, *, identity: str, app: str, env: str, reason: str) -> None:
     with services.sessions() as db_session:
         audit.record(
@@ -80,7 +84,7 @@ def run_deploy(
     app: str,
     env: str,
     tag: str,
-    identity: str,
+    identify: Callable[[], str],
     force_reason: str | None,
     wait: bool,
     timeout_s: float,
@@ -88,8 +92,13 @@ def run_deploy(
     sleep: Callable[[float], None] = time.sleep,
     monotonic: Callable[[], float] = time.monotonic,
 ) -> int:
-    """Submit a deploy as /deploy does; with `wait`, follow it to its end. Return the exit code."""
+    """Submit a deploy as /deploy does; with `wait`, follow it to its end. Return the exit code.
+
+    `identify` names who runs the CLI (TokenRefused when a token names nobody).
+    """
+    identity = UNVERIFIED
     try:
+        identity = identify()
         actor = services.rights.cli_user(identity)
     except RightMissing as exc:
         _refuse_identity(services, identity=identity, app=app, env=env, reason=str(exc))

@@ -11,5 +11,12 @@ class RightMissing(Exception):
         self.right = right
 
 
+class TokenRefused(RightMissing):
+    """A GitHub OIDC token that names nobody: the CLI has no identity, so no right."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, right="a verified GitHub OIDC token")
+
+
 class SlackFactsUnavailable(Exception):
     """Slack could not say who someone is or where they are: rights fail closed."""

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import pwd
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,6 +13,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 import yaml
+from joserfc.jwk import RSAKey
 
 from bot.app import build_runtime
 from bot.approvals import flows as approval_flows
@@ -20,32 +24,55 @@ from bot.config import parse_config
 from bot.db.engine import make_engine, make_sessionmaker
 from bot.deploys.models import Deployment
 from bot.settings import Settings
+from sandbox.github_oidc import GithubOidcIssuer
 from sandbox.slack import SlackEmulator
+from sandbox.tls import TestCA
 from tests.deploys.conftest import deploy_config
 from tests.deploys.world import World
 from tests.support import wait_for
 
+REPOSITORY = "acme/opsbot"
+
+
+@pytest.fixture
+def github(test_ca: TestCA) -> Iterator[GithubOidcIssuer]:
+    issuer = GithubOidcIssuer(tls=test_ca.server_context()).start()
+    yield issuer
+    issuer.stop()
+
 
 @pytest.fixture
 def cli_env(
-    tmp_path: Path, database_url: str, moto_server: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    database_url: str,
+    moto_server: str,
+    github: GithubOidcIssuer,
+    test_ca: TestCA,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[dict[str, Any]]:
     """The environment GitHub Actions gives `opsbot deploy`: the database, AWS, the config.
 
-    The pipeline's identity, `github:octocat`, acts as Alice (U0ALICE).
+    The pipeline's identity, `github:octocat` (from a token GitHub signed for a run of
+    acme/opsbot), acts as Alice (U0ALICE).
     """
     config = deploy_config(
         deploys={"poll_interval_s": 1, "starting_grace_s": 60},
-        rights={"cli": {"github:octocat": "U0ALICE", "github:carol-gh": "U0CAROL"}},
+        rights={
+            "cli": {"github:octocat": "U0ALICE", "github:carol-gh": "U0CAROL"},
+            "cli_github": {"repositories": [REPOSITORY], "issuer": github.issuer},
+        },
     )
     path = tmp_path / "opsbot.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
     monkeypatch.setenv("OPSBOT_CONFIG", str(path))
-    monkeypatch.setenv("GITHUB_ACTIONS", "true")
-    monkeypatch.setenv("GITHUB_ACTOR", "octocat")
+    monkeypatch.setenv("SSL_CERT_FILE", str(test_ca.ca_file))
+    monkeypatch.setenv(TOKEN, github.token(actor="octocat", repository=REPOSITORY))
     yield config  # tests/conftest.py puts back the logging handlers the CLI replaced
+
+
+TOKEN = "OPSBOT_GITHUB_OIDC_TOKEN"
 
 
 def deployments(database_url: str) -> list[Deployment]:
@@ -162,11 +189,12 @@ def test_force_from_the_cli_is_audited_under_the_mapped_user(
 def test_an_identity_without_a_mapping_is_refused_and_changes_nothing(
     cli_env: dict[str, Any],
     world: World,
+    github: GithubOidcIssuer,
     database_url: str,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setenv("GITHUB_ACTOR", "mallory")
+    monkeypatch.setenv(TOKEN, github.token(actor="mallory", repository=REPOSITORY))
     assert main(["deploy", "api", "staging", "1.0.2"]) == 3
     out = capsys.readouterr().out
     assert "refused: github:mallory is not a known CLI identity" in out
@@ -176,30 +204,125 @@ def test_an_identity_without_a_mapping_is_refused_and_changes_nothing(
     assert audit_trail(database_url) == [("deploy.request", "cli:github:mallory", "refused")]
 
 
-def test_a_self_declared_actor_outside_github_actions_is_not_an_identity(
+def test_the_runners_variables_name_nobody(
     cli_env: dict[str, Any],
     world: World,
     database_url: str,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    # Outside GitHub Actions, GITHUB_ACTOR (or OPSBOT_ACTOR) is just a variable anyone sets:
-    # the CLI is the operating-system user, which has no mapping here.
-    monkeypatch.delenv("GITHUB_ACTIONS")
-    monkeypatch.setenv("OPSBOT_ACTOR", "octocat")
+    # GITHUB_ACTOR, USER and LOGNAME are variables anyone sets: without a token the CLI
+    # is the account of its user id, which has no mapping here.
+    monkeypatch.delenv(TOKEN)
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_ACTOR", "octocat")
+    monkeypatch.setenv("USER", "octocat")
+    monkeypatch.setenv("LOGNAME", "octocat")
     assert main(["deploy", "api", "staging", "1.0.2"]) == 3
-    assert "refused: os:" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"refused: os:{pwd.getpwuid(os.getuid()).pw_name} is not a known CLI identity" in out
     assert deployments(database_url) == []
+
+
+@pytest.mark.parametrize(
+    ("case", "why"),
+    [
+        ("another key", "bad_signature"),
+        ("another audience", "aud"),
+        ("another repository", "repository"),
+        ("expired", "expired"),
+        ("not a token", "not valid for opsbot"),
+        ("another issuer", "iss"),
+    ],
+)
+def test_a_token_github_did_not_sign_for_opsbot_is_refused_and_changes_nothing(
+    case: str,
+    why: str,
+    cli_env: dict[str, Any],
+    world: World,
+    github: GithubOidcIssuer,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    tokens = {
+        "another key": lambda: github.token(
+            actor="octocat",
+            repository=REPOSITORY,
+            key=RSAKey.generate_key(2048, parameters={"kid": github.key.kid}),
+        ),
+        "another audience": lambda: github.token(
+            actor="octocat", repository=REPOSITORY, audience="sts.amazonaws.com"
+        ),
+        "another repository": lambda: github.token(actor="octocat", repository="mallory/fork"),
+        "expired": lambda: github.token(
+            actor="octocat", repository=REPOSITORY, exp=int(time.time()) - 3600
+        ),
+        "not a token": lambda: "octocat",
+        "another issuer": lambda: github.token(
+            actor="octocat", repository=REPOSITORY, iss="https://token.example.org"
+        ),
+    }
+    monkeypatch.setenv(TOKEN, tokens[case]())
+    assert main(["deploy", "api", "staging", "1.0.2"]) == 3
+    out = capsys.readouterr().out
+    assert out.startswith("refused: the GitHub OIDC token is not valid for opsbot"), out
+    assert why in out
+    assert deployments(database_url) == []
+    assert world.service_task_definition("staging") == world.task_definitions["staging"]
+    assert audit_trail(database_url) == [("deploy.request", "cli:unverified", "refused")]
+
+
+def test_a_token_is_refused_when_no_repository_is_trusted_or_the_keys_cannot_be_read(
+    tmp_path: Path,
+    cli_env: dict[str, Any],
+    world: World,
+    github: GithubOidcIssuer,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    untrusting = {**cli_env, "rights": {**cli_env["rights"], "cli_github": {}}}
+    path = tmp_path / "untrusting.yaml"
+    path.write_text(yaml.safe_dump(untrusting), encoding="utf-8")
+    monkeypatch.setenv("OPSBOT_CONFIG", str(path))
+    assert main(["deploy", "api", "staging", "1.0.2"]) == 3
+    assert "rights.cli_github.repositories" in capsys.readouterr().out
+
+    github.stop()  # the issuer's key set is unreachable: nobody is verified
+    monkeypatch.setenv("OPSBOT_CONFIG", str(tmp_path / "opsbot.yaml"))
+    assert main(["deploy", "api", "staging", "1.0.2"]) == 3
+    assert "GitHub's signing keys could not be read" in capsys.readouterr().out
+    assert deployments(database_url) == []
+    assert [line[1] for line in audit_trail(database_url)] == ["cli:unverified"] * 2
+
+
+def test_a_re_run_acts_as_whoever_re_ran_it(
+    cli_env: dict[str, Any],
+    world: World,
+    github: GithubOidcIssuer,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Octocat started the run; Carol re-ran it: Carol's rights apply, and she is no deployer.
+    token = github.token(actor="octocat", repository=REPOSITORY, triggering_actor="carol-gh")
+    monkeypatch.setenv(TOKEN, token)
+    assert main(["deploy", "api", "staging", "1.0.2"]) == 3
+    assert "refused: You may not deploy to api/staging" in capsys.readouterr().out
+    assert deployments(database_url) == []
+    assert audit_trail(database_url) == [("deploy.request", "U0CAROL", "refused")]
 
 
 def test_the_cli_is_held_to_the_mapped_users_rights(
     cli_env: dict[str, Any],
     world: World,
+    github: GithubOidcIssuer,
     database_url: str,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setenv("GITHUB_ACTOR", "carol-gh")  # Carol is no deployer
+    monkeypatch.setenv(TOKEN, github.token(actor="carol-gh", repository=REPOSITORY))
     assert main(["deploy", "api", "staging", "1.0.2"]) == 3
     assert "refused: You may not deploy to api/staging" in capsys.readouterr().out
     assert deployments(database_url) == []

@@ -62,7 +62,7 @@ def test_wait_follows_the_deployment_of_a_request_interrupted_after_it_started(
         app="api",
         env="prod",
         tag="1.0.2",
-        identity="github:octocat",
+        identify=lambda: "github:octocat",
         force_reason=None,
         wait=True,
         timeout_s=600,

@@ -20,6 +20,7 @@ import pytest
 from moto.ecs.models import ecs_backends
 
 from sandbox.ecs_rollouts import EcsRollouts
+from sandbox.server import HttpRequest, HttpResponse, LoopbackServer
 from tests.support import wait_for
 
 
@@ -72,9 +73,10 @@ def service(aws: Callable[[str], Any], network: dict[str, Any]) -> Iterator[tupl
 def run(infra_repo: Path, moto_server: str) -> Iterator[Callable[..., subprocess.Popen[str]]]:
     started: list[subprocess.Popen[str]] = []
 
-    def launch(*args: str) -> subprocess.Popen[str]:
+    def launch(*args: str, extra: dict[str, str] | None = None) -> subprocess.Popen[str]:
         env = {
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if not k.startswith("ACTIONS_ID_TOKEN")},
+            **(extra or {}),
             "AWS_ENDPOINT_URL": moto_server,
             "AWS_REGION": "us-east-1",
             "AWS_ACCESS_KEY_ID": "testing",
@@ -117,25 +119,53 @@ def finish(cluster: str, task_arn: str, exit_code: int) -> None:
     backend.stop_task(cluster, task_arn, "Essential container in task exited")
 
 
+@pytest.fixture
+def runner() -> Iterator[tuple[LoopbackServer, list[HttpRequest]]]:
+    """The runner's token endpoint (ACTIONS_ID_TOKEN_REQUEST_URL) of a job with id-token: write."""
+    asked: list[HttpRequest] = []
+
+    def handle(request: HttpRequest) -> HttpResponse:
+        asked.append(request)
+        if request.headers.get("authorization") != "bearer runner-secret":
+            return HttpResponse(401)
+        return HttpResponse.json({"value": f"signed-for-{request.query['audience'][0]}"})
+
+    server = LoopbackServer(handle).start()
+    yield server, asked
+    server.stop()
+
+
 @pytest.mark.parametrize("exit_code", [0, 3])
-def test_the_command_runs_in_the_service_network_as_the_actor_and_its_exit_code_is_the_scripts(
+def test_the_command_runs_in_the_service_network_as_the_job_and_its_exit_code_is_the_scripts(
     service: tuple[Any, str],
     network: dict[str, Any],
     run: Callable[..., subprocess.Popen[str]],
+    runner: tuple[LoopbackServer, list[HttpRequest]],
     exit_code: int,
 ) -> None:
     client, name = service
     command = ["opsbot", "deploy", "opsbot", "prod", "v1.4.2"]
+    server, asked = runner
 
     process = run(
-        "--cluster", name, "--service", name, "--actor", "octocat", "--poll-s", "0.2",
-        "--", *command,
+        "--cluster", name, "--service", name, "--poll-s", "0.2", "--", *command,
+        extra={
+            "ACTIONS_ID_TOKEN_REQUEST_URL": f"{server.url}/token?api-version=2.0",
+            "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "runner-secret",
+            "GITHUB_ACTOR": "octocat",
+        },
     )  # fmt: skip
     task = one_off_task(client, name)
     [override] = task["overrides"]["containerOverrides"]
     assert override["name"] == "opsbot"
     assert override["command"] == command
-    assert {"name": "GITHUB_ACTOR", "value": "octocat"} in override["environment"]
+    # The identity is the token the runner minted for opsbot's audience, nothing the
+    # workflow names: no GITHUB_ACTOR goes to the task.
+    assert override["environment"] == [
+        {"name": "OPSBOT_GITHUB_OIDC_TOKEN", "value": "signed-for-opsbot"}
+    ]
+    [request] = asked
+    assert request.query == {"api-version": ["2.0"], "audience": ["opsbot"]}
     assert (
         task["taskDefinitionArn"]
         == client.describe_services(cluster=name, services=[name])["services"][0]["taskDefinition"]
@@ -158,3 +188,20 @@ def test_an_unknown_service_starts_nothing_and_fails(
     assert process.returncode == 1
     assert "no-such-service" in output
     assert client.list_tasks(cluster=name)["taskArns"] == []
+
+
+def test_outside_a_job_allowed_id_tokens_the_command_has_no_identity(
+    service: tuple[Any, str], run: Callable[..., subprocess.Popen[str]]
+) -> None:
+    client, name = service
+    process = run(
+        "--cluster", name, "--service", name, "--poll-s", "0.2", "--", "opsbot", "version",
+        extra={"GITHUB_ACTOR": "octocat"},
+    )  # fmt: skip
+    task = one_off_task(client, name)
+    [override] = task["overrides"]["containerOverrides"]
+    assert override.get("environment", []) == []
+    finish(name, task["taskArn"], 0)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
+    assert "no GitHub OIDC token" in output
