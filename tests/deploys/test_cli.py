@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import pwd
 import threading
 import time
 from collections.abc import Iterator
@@ -220,7 +218,8 @@ def test_the_runners_variables_name_nobody(
     monkeypatch.setenv("LOGNAME", "octocat")
     assert main(["deploy", "api", "staging", "1.0.2"]) == 3
     out = capsys.readouterr().out
-    assert f"refused: os:{pwd.getpwuid(os.getuid()).pw_name} is not a known CLI identity" in out
+    assert out.startswith("refused: os:") and "is not a known CLI identity" in out
+    assert "octocat" not in out
     assert deployments(database_url) == []
 
 
