@@ -511,7 +511,12 @@ def build_runtime(
         ),
         incident_channels=incident_channels,
         webhook_sync=WebhookSync(
-            sessions=sessions, people=people, pagerduty=rest, config=config, clock=clock
+            sessions=sessions,
+            people=people,
+            pagerduty=rest,
+            config=config,
+            clock=clock,
+            metrics=metrics,
         ),
         oncall=oncall,
         aws=aws_clients,

@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from bot import json_depth
+from bot.incidents.pagerduty_sync import DUPLICATE, ignored
 from bot.pagerduty.webhooks import MAX_BODY_BYTES, MalformedWebhook, parse_event, signature_valid
 from bot.runtime import Runtime
 
@@ -31,21 +32,27 @@ def _answer(status: int, message: str) -> JSONResponse:
 def routes(runtime: Runtime) -> list[Route]:
     secrets = [s.get_secret_value() for s in runtime.settings.pagerduty_webhook_secrets]
 
+    counted = runtime.metrics.pagerduty_webhooks
+
+    def refused(status: int, message: str) -> JSONResponse:
+        counted.labels("refused").inc()
+        return _answer(status, message)
+
     async def receive(request: Request) -> JSONResponse:
         raw = await request.body()
         if len(raw) > MAX_BODY_BYTES:
-            return _answer(413, "body too large")
+            return refused(413, "body too large")
         if not signature_valid(raw, request.headers.get("x-pagerduty-signature"), secrets):
             log.warning("PagerDuty webhook refused: bad or missing signature")
-            return _answer(401, "signature not valid")
+            return refused(401, "signature not valid")
         try:
             json_depth.check_depth(raw)
             event = parse_event(raw)
         except json_depth.JsonTooDeep as exc:
             log.warning("PagerDuty webhook refused: %s", exc)
-            return _answer(400, str(exc))
+            return refused(400, str(exc))
         except MalformedWebhook as exc:
-            return _answer(400, f"not a PagerDuty v3 event: {exc}")
+            return refused(400, f"not a PagerDuty v3 event: {exc}")
         webhook_id = request.headers.get("x-webhook-id") or None
         try:
             outcome = await run_in_threadpool(
@@ -53,7 +60,14 @@ def routes(runtime: Runtime) -> list[Route]:
             )
         except Exception:
             log.exception("could not apply PagerDuty event %r", event.id)
+            counted.labels("error").inc()
             return _answer(503, "could not record the event; retry")  # PagerDuty retries 5xx
+        if outcome == DUPLICATE:
+            counted.labels("duplicate").inc()
+        elif ignored(outcome):
+            counted.labels("ignored").inc()
+        else:
+            counted.labels("applied").inc()
         return _answer(200, outcome)
 
     return [Route("/pagerduty/webhooks", receive, methods=["POST"])]

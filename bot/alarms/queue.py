@@ -133,6 +133,10 @@ class AlarmQueueConsumer:
             verdict = next(recorded) if isinstance(check, Inbound) else check
             if verdict is Verdict.REFUSED:
                 self.metrics.notifications.labels("sqs", "refused").inc()
+            elif verdict is Verdict.LEFT and not isinstance(check, Inbound):
+                # Genuine or not yet known: its certificate, topic or signature version
+                # kept it from being recorded (a recording failure counts as `error`).
+                self.metrics.notifications.labels("sqs", "left").inc()
             if verdict is not Verdict.LEFT:
                 done.append({"Id": message["MessageId"], "ReceiptHandle": message["ReceiptHandle"]})
         if done:

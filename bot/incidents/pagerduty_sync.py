@@ -28,6 +28,7 @@ from bot.inbound.models import PAGERDUTY_EVENT, PAGERDUTY_WEBHOOK
 from bot.incidents import flows
 from bot.incidents import service as incidents
 from bot.incidents.models import PAGERDUTY, Incident
+from bot.observability.metrics import Metrics
 from bot.pagerduty.errors import PagerDutyError
 from bot.pagerduty.rest import PagerDutyRest
 from bot.pagerduty.webhooks import IncidentData, WebhookEvent, parse_incident
@@ -50,6 +51,17 @@ class _Names:
 
     agent: str
     assignees: list[str]
+
+
+# What `receive` answers begins with one of these when it applied nothing.
+PONG = "pong"
+DUPLICATE = "duplicate"
+IGNORED = "ignored"
+
+
+def ignored(outcome: str) -> bool:
+    """Whether `receive`'s answer says the event was not about anything of ours."""
+    return outcome == PONG or outcome.startswith(IGNORED)
 
 
 def _find(db_session: Session, data: IncidentData) -> Incident | None:
@@ -80,7 +92,9 @@ class WebhookSync:
         pagerduty: PagerDutyRest | None,
         config: Config,
         clock: Clock,
+        metrics: Metrics,
     ) -> None:
+        self.metrics = metrics
         self.sessions = sessions
         self.people = people
         self.pagerduty = pagerduty
@@ -141,11 +155,11 @@ class WebhookSync:
     def receive(self, event: WebhookEvent, *, webhook_id: str | None) -> str:
         """Apply one verified event; return what was done (for the log and the answer)."""
         if event.event_type == "pagey.ping":
-            return "pong"
+            return PONG
         if event.incident is None:
-            return f"ignored: {event.event_type} is not about an incident"
+            return f"{IGNORED}: {event.event_type} is not about an incident"
         if self._seen(event, webhook_id):
-            return "duplicate"
+            return DUPLICATE
         event = self._with_level(event)
         assert event.incident is not None
         names = _Names(
@@ -161,9 +175,10 @@ class WebhookSync:
                 # incident for the same PagerDuty incident at the same time, rolled
                 # this event back: answering 200 then would lose it for good.
                 if self._seen(event, webhook_id):
-                    return "duplicate"
+                    return DUPLICATE
                 if attempt == APPLY_ATTEMPTS:
                     raise  # answered 5xx: PagerDuty delivers it again later
+                self.metrics.pagerduty_webhook_clashes.inc()
                 log.info(
                     "PagerDuty %r %r clashed with a concurrent change; applying it again",
                     event.event_type,
@@ -198,7 +213,7 @@ class WebhookSync:
         if incident is None:
             incident = self._foreign(db_session, event, names)
             if incident is None:
-                return "ignored: not an incident of ours"
+                return f"{IGNORED}: not an incident of ours"
         else:
             incident = incidents.lock(db_session, incident_id=incident.id) or incident
         state_changing = event.note is None  # a note changes no state: it is never late

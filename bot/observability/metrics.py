@@ -33,12 +33,14 @@ FAMILIES: dict[str, str] = {
 }
 TARGETS = ("slack", "pagerduty", "slack_response", "pagerduty_rest")
 VIAS = ("https", "sqs")
-NOTIFICATION_OUTCOMES = ("new", "duplicate", "refused", "error")
+NOTIFICATION_OUTCOMES = ("new", "duplicate", "refused", "error", "left")
 DELIVERY_OUTCOMES = ("ok", "retry", "rate_limited", "dead")
 UNDO_KINDS = ("rollback", "flag", "unknown")  # an undo button on an incident's changes
 UNDO_OUTCOMES = ("done", "refused", "failed")
 # PagerDuty calls looked for before they are made again (bot/incidents/pagerduty_calls.py).
 FOUND_DONE_ACTIONS = ("note", "escalate")
+# What became of a PagerDuty webhook delivery (handlers/pagerduty_webhooks.py).
+WEBHOOK_OUTCOMES = ("applied", "duplicate", "ignored", "refused", "error")
 ECS_LOOK_OUTCOMES = ("ok", "failed", "cached")  # a look at ECS for deploys made outside opsbot
 # A delivery offered to leave right after its commit (bot/outbox/express.py): leased, or
 # left to the worker because another of its order is on its way, every sender is busy
@@ -133,6 +135,20 @@ class Metrics:
         )
         for action in FOUND_DONE_ACTIONS:
             self.pagerduty_found_done.labels(action)
+        self.pagerduty_webhooks = Counter(
+            "opsbot_pagerduty_webhooks",
+            "PagerDuty webhook deliveries, by what became of them.",
+            ["outcome"],
+            registry=registry,
+        )
+        for outcome in WEBHOOK_OUTCOMES:
+            self.pagerduty_webhooks.labels(outcome)
+        self.pagerduty_webhook_clashes = Counter(
+            "opsbot_pagerduty_webhook_clashes",
+            "PagerDuty events rolled back by a concurrent change (another instance's) "
+            "and applied again.",
+            registry=registry,
+        )
         self.ecs_looks = Counter(
             "opsbot_ecs_looks",
             "Looks at an app environment's ECS service for deploys made outside opsbot.",

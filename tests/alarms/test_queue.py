@@ -26,7 +26,7 @@ from sandbox.server import free_port
 from sandbox.slack import SlackEmulator
 from sandbox.sns import SnsSigner
 from tests.conftest import TOPIC_ARN
-from tests.support import LiveService, wait_for
+from tests.support import LiveService, metric, wait_for
 
 ALARM = alarm_message(name="prod-api-5xx", state="ALARM")
 OTHER_TOPIC = "arn:aws:sns:us-east-1:999999999999:other"
@@ -70,6 +70,7 @@ def consumer_of(service: LiveService, sqs: Any, queue_url: str) -> AlarmQueueCon
         record_batch=service.runtime.intake.record_batch,
         allowed_topics=service.runtime.settings.sns_topic_arns,
         verifier=service.runtime.sns_verifier,
+        metrics=service.runtime.metrics,
         wait_s=1,
     )
 
@@ -200,6 +201,7 @@ def test_a_genuine_message_the_configuration_refuses_is_left_for_the_dead_letter
     assert consumer_of(service, sqs, queue_url).poll_once() == 0
     assert queue_depth(sqs, queue_url) == 1
     assert nothing_happened(service, slack, pagerduty)
+    assert metric(service, "opsbot_alarm_notifications_total", via="sqs", outcome="left") == 1
 
 
 def test_signature_version_1_is_taken_when_the_operator_allows_it(
@@ -239,6 +241,7 @@ def test_a_message_whose_certificate_cannot_be_fetched_now_is_left_for_redeliver
     assert consumer_of(service, sqs, queue_url).poll_once() == 0
     assert queue_depth(sqs, queue_url) == 1
     assert nothing_happened(service, slack, pagerduty)
+    assert metric(service, "opsbot_alarm_notifications_total", via="sqs", outcome="left") == 1
 
 
 def test_a_genuine_message_whose_certificate_is_refused_is_left_for_the_dead_letter_queue(
@@ -258,6 +261,7 @@ def test_a_genuine_message_whose_certificate_is_refused_is_left_for_the_dead_let
     assert consumer_of(service, sqs, queue_url).poll_once() == 0
     assert queue_depth(sqs, queue_url) == 1
     assert nothing_happened(service, slack, pagerduty)
+    assert metric(service, "opsbot_alarm_notifications_total", via="sqs", outcome="left") == 1
 
 
 @pytest.mark.parametrize("raw", [False, True], ids=["envelope", "raw"])

@@ -36,7 +36,7 @@ from tests.incidents.helpers import (
     pd_calls,
     send_alarm,
 )
-from tests.support import LiveService, wait_for
+from tests.support import LiveService, metric, wait_for
 
 SECRET = "whsec-races"
 
@@ -277,6 +277,8 @@ def test_two_events_opening_one_pagerduty_incident_at_once_are_both_applied(
     wait_for(lambda: "acknowledged by <@U0BOB>" in str(message.blocks))
     kinds = [e.kind for e in events_of(service, row.id)]
     assert kinds == ["opened", "acknowledged"]
+    assert metric(service, "opsbot_pagerduty_webhook_clashes_total") == 1
+    assert metric(service, "opsbot_pagerduty_webhooks_total", outcome="applied") == 2
 
 
 def test_one_event_delivered_twice_at_once_is_applied_once(
@@ -295,6 +297,8 @@ def test_one_event_delivered_twice_at_once_is_applied_once(
     first, second = at_once(service, acknowledged, retry, table="inbound_receipts")
     assert first[0] == 200 and "incident.acknowledged" in first[1], first
     assert second == (200, "duplicate")
+    assert metric(service, "opsbot_pagerduty_webhook_clashes_total") == 0
+    assert metric(service, "opsbot_pagerduty_webhooks_total", outcome="duplicate") == 1
     wait_for(lambda: outbox_idle(service))
     row = only_incident(service)
     kinds = [e.kind for e in events_of(service, row.id)]

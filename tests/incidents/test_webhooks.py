@@ -25,7 +25,7 @@ from tests.incidents.helpers import (
     page,
     responses_to,
 )
-from tests.support import LiveService, wait_for
+from tests.support import LiveService, metric, wait_for
 
 SECRET = "whsec-current"
 OLD_SECRET = "whsec-previous"
@@ -85,6 +85,8 @@ def test_acknowledged_in_the_pagerduty_app_updates_slack_and_a_replay_changes_no
     assert replay(service, delivery) == (200, "duplicate")
     # The same event in another delivery (a new X-Webhook-Id) is the same change.
     assert replay(service, delivery, **{"X-Webhook-Id": "another-delivery"}) == (200, "duplicate")
+    assert metric(service, "opsbot_pagerduty_webhooks_total", outcome="duplicate") == 2
+    assert metric(service, "opsbot_pagerduty_webhooks_total", outcome="applied") >= 1
     wait_for(lambda: outbox_idle(service))
     assert message.updates == updates
     assert len(events_of(service, incident_id)) == events
@@ -114,6 +116,7 @@ def test_bad_signature_gets_401_and_changes_nothing(
             headers={"X-PagerDuty-Signature": signature, "X-Webhook-Id": "w-forged"},
         )
         assert answer.status_code == 401
+    assert metric(service, "opsbot_pagerduty_webhooks_total", outcome="refused") == 4
     wait_for(lambda: outbox_idle(service))
     assert incident_row(service, incident_id).status == "open"
     assert "resolved" not in message_text(message)
@@ -254,6 +257,7 @@ def test_ping_and_malformed_bodies(webhook_service: LiveService) -> None:
         headers={"X-PagerDuty-Signature": PagerDutyEmulator.sign(ping, SECRET)},
     )
     assert (answer.status_code, answer.json()["message"]) == (200, "pong")
+    assert metric(webhook_service, "opsbot_pagerduty_webhooks_total", outcome="ignored") == 1
     junk = b"not json"
     answer = webhook_service.post(
         "/pagerduty/webhooks",
@@ -261,6 +265,7 @@ def test_ping_and_malformed_bodies(webhook_service: LiveService) -> None:
         headers={"X-PagerDuty-Signature": PagerDutyEmulator.sign(junk, SECRET)},
     )
     assert answer.status_code == 400
+    assert metric(webhook_service, "opsbot_pagerduty_webhooks_total", outcome="refused") == 1
 
 
 def test_no_secrets_configured_refuses_everything(service: LiveService, config: Config) -> None:
