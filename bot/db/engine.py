@@ -5,9 +5,10 @@ Every engine is bounded: a PostgreSQL connection attempt gives up after
 idle inside a transaction is ended after `idle_in_transaction_s`; a SQLite
 statement waits at most `statement_s` for the database lock.
 
-A pooled PostgreSQL connection the server has ended is replaced before use
-(`_check_out`), without the round trip SQLAlchemy's `pool_pre_ping` spends on
-every checkout.
+Both ends of a PostgreSQL connection notice a silent peer within a minute (TCP
+keepalives and `tcp_user_timeout`). A pooled PostgreSQL connection the server has
+ended is replaced before use (`_check_out`), without the round trip SQLAlchemy's
+`pool_pre_ping` spends on every checkout.
 """
 
 from __future__ import annotations
@@ -28,6 +29,17 @@ from sqlalchemy.exc import ArgumentError, InvalidatePoolError
 from sqlalchemy.orm import Session, sessionmaker
 
 
+# A peer gone without a word (a task frozen or killed, a NAT or a failover dropping the
+# path) is noticed within about a minute, from both ends, instead of the operating
+# system's two hours of keepalive silence or fifteen minutes of retransmissions. The
+# server's side matters most: it ends the dead leader's session, and with it the
+# scheduler's advisory lock, so that another instance takes over the jobs.
+KEEPALIVE_IDLE_S = 30
+KEEPALIVE_INTERVAL_S = 10
+KEEPALIVE_COUNT = 3
+DEAD_PEER_S = KEEPALIVE_IDLE_S + KEEPALIVE_INTERVAL_S * KEEPALIVE_COUNT
+
+
 @dataclass(frozen=True)
 class DbTimeouts:
     """How long connecting, one statement and an idle open transaction may take."""
@@ -42,6 +54,10 @@ class DbTimeouts:
         idle_ms = max(1, round(self.idle_in_transaction_s * 1000))
         return (
             f"-c statement_timeout={statement_ms} -c idle_in_transaction_session_timeout={idle_ms}"
+            f" -c tcp_keepalives_idle={KEEPALIVE_IDLE_S}"
+            f" -c tcp_keepalives_interval={KEEPALIVE_INTERVAL_S}"
+            f" -c tcp_keepalives_count={KEEPALIVE_COUNT}"
+            f" -c tcp_user_timeout={DEAD_PEER_S * 1000}"
         )
 
 
@@ -89,6 +105,14 @@ def _postgresql_connect_args(parsed: Any, timeouts: DbTimeouts) -> dict[str, Any
     args: dict[str, Any] = {}
     if "connect_timeout" not in parsed.query:
         args["connect_timeout"] = timeouts.connect_s
+    keepalives = {
+        "keepalives": 1,
+        "keepalives_idle": KEEPALIVE_IDLE_S,
+        "keepalives_interval": KEEPALIVE_INTERVAL_S,
+        "keepalives_count": KEEPALIVE_COUNT,
+        "tcp_user_timeout": DEAD_PEER_S * 1000,
+    }
+    args.update({k: v for k, v in keepalives.items() if k not in parsed.query})
     given = parsed.query.get("options")
     given = " ".join(given) if isinstance(given, tuple) else given
     # Later settings win in `options`: the URL's own come after ours.

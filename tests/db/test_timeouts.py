@@ -64,6 +64,39 @@ def test_the_defaults_bound_every_session(postgres_url: str) -> None:
         engine.dispose()
 
 
+def test_a_peer_gone_silent_is_noticed_within_a_minute_from_both_ends(postgres_url: str) -> None:
+    engine = make_engine(postgres_url)
+    try:
+        with engine.connect() as c:
+            if c.execute(sa.text("SELECT inet_client_addr()")).scalar() is None:
+                pytest.skip("a Unix socket has no TCP keepalives to show")
+            server = {
+                name: c.execute(sa.text(f"SHOW {name}")).scalar()
+                for name in (
+                    "tcp_keepalives_idle",
+                    "tcp_keepalives_interval",
+                    "tcp_keepalives_count",
+                    "tcp_user_timeout",
+                )
+            }
+            client = c.connection.dbapi_connection.info.get_parameters()  # type: ignore[union-attr]
+    finally:
+        engine.dispose()
+    # The server ends a dead leader's session (and frees the scheduler's lock) ...
+    assert server == {
+        "tcp_keepalives_idle": "30",
+        "tcp_keepalives_interval": "10",
+        "tcp_keepalives_count": "3",
+        "tcp_user_timeout": "60000",
+    }
+    # ... and the leader's own check fails on a dead path instead of hanging.
+    assert {k: client.get(k) for k in ("keepalives", "keepalives_idle", "tcp_user_timeout")} == {
+        "keepalives": "1",
+        "keepalives_idle": "30",
+        "tcp_user_timeout": "60000",
+    }
+
+
 def test_a_url_that_sets_its_own_options_keeps_them(postgres_url: str) -> None:
     url = sa.engine.make_url(postgres_url).update_query_dict(
         {"options": "-c statement_timeout=7000 -c search_path=public"}
