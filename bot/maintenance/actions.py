@@ -5,13 +5,18 @@ Every entry checks its right here (bot/rights), whatever door it came through
 incidents, per route, with its `max_min`. A route's window needs that right on
 the route; an alarm-name glob may reach any route, so it needs the right on
 every route that pages; a glob that matches every alarm (`*`) needs `admin` as
-well. A refusal is an answer and an audit line, nothing else.
+well, and so does a window over a route no longer in the config (there is no
+right on it left to check). `max_min` bounds how long the target is held in one
+run: the new window together with the target's windows it overlaps or touches,
+so that windows end to end cannot hold it longer than one may. A refusal is an
+answer and an audit line, nothing else.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -34,6 +39,7 @@ log = logging.getLogger(__name__)
 
 CREATE = "maintenance.create"
 END = "maintenance.end"
+SHOWN_IN_RUN = 3  # windows named in a refusal for a run too long (a modal shows a line or two)
 
 
 class MaintenanceWindows:
@@ -58,9 +64,12 @@ class MaintenanceWindows:
         """RightMissing unless `user_id` may make (or end) a window over `pattern`."""
         shown = f"{'route' if kind == ROUTE else 'alarms'} {code(pattern)}"
         doing = f"hold pages of {shown}" if minutes else f"end the window over {shown}"
+        routes = self._routes(kind, pattern)
         if kind == ALARMS and is_catch_all(pattern):
             self.rights.require_admin(user_id, doing=f"{doing} (every alarm)")
-        for route in self._routes(kind, pattern):
+        elif not routes:  # renamed or removed since: never allowed by default
+            self.rights.require_admin(user_id, doing=f"{doing} (no route has that name now)")
+        for route in routes:
             self.rights.require_incident(
                 user_id,
                 right=SILENCE_RIGHT,
@@ -69,6 +78,41 @@ class MaintenanceWindows:
                 doing=doing,
                 minutes=minutes,
             )
+
+    def require_run(self, user_id: str, *, kind: str, request: WindowRequest) -> None:
+        """RightMissing if the window, with the target's windows it overlaps or touches,
+        would hold the target longer in one run than `user_id` may hold it (`max_min`).
+        """
+        now = self.clock.now()
+        with self.sessions() as db_session:
+            chain = windows.chained(
+                db_session,
+                kind=kind,
+                pattern=request.target,
+                starts_at=request.starts_at,
+                ends_at=request.ends_at,
+                now=now,
+            )
+        if not chain:
+            return
+        start = max(now, min(request.starts_at, *(w.starts_at for w in chain)))
+        end = max(request.ends_at, *(w.ends_at for w in chain))
+        seconds = (end - start).total_seconds()
+        if seconds <= request.minutes * 60:
+            return
+        minutes = math.ceil(seconds / 60)
+        try:
+            self.require(user_id, kind=kind, pattern=request.target, minutes=minutes)
+        except RightMissing as exc:
+            ids = ", ".join(f"#{w.id}" for w in chain[:SHOWN_IN_RUN])
+            if len(chain) > SHOWN_IN_RUN:
+                ids += f" and {len(chain) - SHOWN_IN_RUN} more"
+            raise RightMissing(
+                f"With maintenance window(s) {ids}, this one would hold "
+                f"{'route' if kind == ROUTE else 'alarms'} {code(request.target)} for "
+                f"{minutes} minutes in a row, until {slack_date(end)}. {exc}",
+                right=exc.right,
+            ) from exc
 
     def may_end(self, user_id: str, window: MaintenanceWindow) -> bool:
         """Whether to show `user_id` an End button (the click is checked again)."""
@@ -108,6 +152,7 @@ class MaintenanceWindows:
             self.require(
                 requester.slack_user_id, kind=kind, pattern=request.target, minutes=request.minutes
             )
+            self.require_run(requester.slack_user_id, kind=kind, request=request)
         except RightMissing as exc:
             told = (
                 dataclasses.replace(requester, response_url=None) if refusal_raises else requester

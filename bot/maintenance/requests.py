@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from bot.clock import parse_time
 from bot.maintenance.errors import BadWindow
 from bot.slack_text import code
 
@@ -60,13 +61,12 @@ def moment_of(text: str, *, now: datetime) -> datetime:
         return now.astimezone(UTC).replace(
             hour=int(clock.group(1)), minute=int(clock.group(2)), second=0, microsecond=0
         )
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+    moment = parse_time(text)  # None too for a time with no UTC date (`0001-01-01T00:00+05:00`)
+    if moment is None:
         raise BadWindow(
             f"{code(text)} is not a time: say e.g. `22:00` (UTC) or `2026-12-05T22:00`."
-        ) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        )
+    return moment
 
 
 def is_catch_all(glob: str) -> bool:

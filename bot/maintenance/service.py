@@ -99,6 +99,41 @@ def create(
     return window
 
 
+def chained(
+    db_session: Session,
+    *,
+    kind: str,
+    pattern: str,
+    starts_at: datetime,
+    ends_at: datetime,
+    now: datetime,
+) -> list[MaintenanceWindow]:
+    """The target's windows not over yet that run on into `starts_at`..`ends_at` (overlap or
+    touch it, or touch one that does): with it, they hold the target in one run. Soonest first.
+    """
+    query = (
+        select(MaintenanceWindow)
+        .where(
+            MaintenanceWindow.ended_at.is_(None),
+            MaintenanceWindow.ends_at > now,
+            MaintenanceWindow.kind == kind,
+            MaintenanceWindow.pattern == pattern,
+        )
+        .order_by(MaintenanceWindow.starts_at, MaintenanceWindow.id)
+    )
+    rest = list(db_session.scalars(query))
+    chain: list[MaintenanceWindow] = []
+    grew = True
+    while grew:
+        touching = [w for w in rest if w.starts_at <= ends_at and w.ends_at >= starts_at]
+        grew = bool(touching)
+        for window in touching:
+            rest.remove(window)
+            chain.append(window)
+            starts_at, ends_at = min(starts_at, window.starts_at), max(ends_at, window.ends_at)
+    return sorted(chain, key=lambda w: (w.starts_at, w.id))
+
+
 def unended(db_session: Session) -> list[MaintenanceWindow]:
     """Every window whose end has not been handled yet (for rescheduling at start)."""
     query = select(MaintenanceWindow).where(MaintenanceWindow.ended_at.is_(None))

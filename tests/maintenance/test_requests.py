@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 
 from bot.maintenance.errors import BadWindow
 from bot.maintenance.requests import is_catch_all, minutes_of, parse_window, window_id
+from bot.modals.errors import FieldErrors
+from bot.modals.service import LASTS, REASON, SILENCE_ROUTE, STARTS, silence_request
 
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 
@@ -71,6 +73,19 @@ def test_any_words_make_a_window_or_a_refusal(words: list[str]) -> None:
     except BadWindow:
         return
     assert request.starts_at >= NOW and request.minutes >= 1 and request.reason
+
+
+@pytest.mark.parametrize(
+    "moment", ["0001-01-01T00:00+05:00", "9999-12-31T23:59-05:00", "0001-01-01T00:00:00+23:59"]
+)
+def test_a_time_with_no_utc_date_is_not_a_time(moment: str) -> None:
+    with pytest.raises(BadWindow, match="is not a time"):
+        parse_window(said(f"prod at {moment} for 1h reason x"), now=NOW)
+    # The modal's start field goes the same way, shown on that field.
+    form = {SILENCE_ROUTE: "prod", STARTS: moment, LASTS: "1h", REASON: "x"}
+    with pytest.raises(FieldErrors) as refused:
+        silence_request(form, now=NOW)
+    assert "is not a time" in refused.value.errors[STARTS]
 
 
 def test_window_numbers() -> None:

@@ -284,6 +284,7 @@ def test_bad_input_is_answered_and_stores_nothing(
         "silence prod for 0m reason x": "at least a minute",
         "silence prod at 09:00 for 1h reason x": "is in the past",
         "silence prod at yesterday for 1h reason x": "is not a time",
+        "silence prod at 0001-01-01T00:00+05:00 for 1h reason x": "is not a time",  # no UTC date
         "silence prod in 40d for 1h reason x": "30 days ahead at most",
         "silence prod for 1h": "reason <text>",
         "silence prod reason x": "for 2h",
