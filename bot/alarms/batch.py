@@ -22,6 +22,12 @@ notification has arrived for `QUIET_S`, and at least every `APPLY_EVERY_S`
 even while they keep coming, so a flood that never pauses delays its incidents
 and pages but never stops them. One thread does both, so they apply in the
 order they were recorded.
+
+The writer outlives whatever goes wrong in one of its turns: the exception is
+logged with the ids in hand, told to `on_error` (counted), every notification
+of that turn still unanswered is answered with it (a 5xx: SNS delivers it
+again), and the next turn begins. Without the writer nothing would ever be
+recorded again.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from typing import Protocol
 
 from bot.alarms.service import Inbound
@@ -60,6 +66,11 @@ STOP_APPLY_S = 10.0
 Outcome = str | BaseException
 _Item = tuple[Inbound, "Future[str]"]
 Record = Callable[[list[Inbound]], list[Outcome]]
+# What the writer was doing when it failed (the `step` told to `on_error`).
+RECORD = "record"
+APPLY = "apply"
+SWEEP = "sweep"
+STOP = "stop"
 
 
 class Later(Protocol):
@@ -79,15 +90,22 @@ class GroupCommit:
         later: Later | None = None,
         most: int = MOST,
         name: str = "intake-writer",
+        on_error: Callable[[str], None] = lambda _step: None,
     ) -> None:
         self._record_batch = record_batch
         self._later = later
         self._most = most
         self._name = name
+        self._on_error = on_error  # told the step of each failure the writer outlived
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._stopped = False
+        # The writer's own: what it has in hand, and when it last applied, heard or retried.
+        self._in_hand: list[_Item] = []
+        self._step = RECORD
+        self._stopping = False
+        self._applied_at = self._arrived_at = self._retry_at = 0.0
 
     def start(self) -> None:
         """Start the writer now (else the first notification does)."""
@@ -125,42 +143,89 @@ class GroupCommit:
             thread.join(timeout_s)
 
     def _loop(self) -> None:
-        applied_at = arrived_at = retry_at = time.monotonic()
-        later = self._later
+        self._applied_at = self._arrived_at = self._retry_at = time.monotonic()
         while True:
-            now = time.monotonic()
-            pending = later is not None and later.backlog() > 0
-            wait: float | None = None if later is None else SWEEP_EVERY_S
-            if later is not None and pending and now >= retry_at:
-                quiet = self._queue.empty() and now - arrived_at >= QUIET_S
-                if quiet or now - applied_at >= APPLY_EVERY_S:
-                    applied_at = now
-                    # While they keep coming, a small slice: the arrivals wait behind it.
-                    if later.apply_later(APPLY_SLICE if quiet else FLOOD_SLICE):
-                        continue
-                    retry_at = now + APPLY_RETRY_S  # the database refused
-                    wait = APPLY_RETRY_S
-                else:
-                    wait = max(0.0, min(arrived_at + QUIET_S, applied_at + APPLY_EVERY_S) - now)
-            elif pending:
-                wait = retry_at - now
             try:
-                first = self._queue.get(timeout=wait)
-            except queue.Empty:
-                if later is not None and not pending:
-                    later.sweep()
-                continue
-            arrived_at = time.monotonic()
-            if first is None:
-                self._apply_before_stopping()
-                return
-            batch, stopping = self._gather(first)
-            self._commit(batch)
-            if stopping:
-                self._apply_before_stopping()
-                return
+                if self._turn():
+                    return
+            except Exception as exc:
+                self._survive(exc)
+                if self._stopping:
+                    return
+            finally:
+                self._in_hand = []
+
+    def _turn(self) -> bool:
+        """One turn: apply a slice, sweep, or record the next batch; True once stopped."""
+        now = time.monotonic()
+        later = self._later
+        pending = later is not None and later.backlog() > 0
+        wait: float | None = None if later is None else SWEEP_EVERY_S
+        if later is not None and pending and now >= self._retry_at:
+            quiet = self._queue.empty() and now - self._arrived_at >= QUIET_S
+            if quiet or now - self._applied_at >= APPLY_EVERY_S:
+                self._applied_at = now
+                self._step = APPLY
+                # While they keep coming, a small slice: the arrivals wait behind it.
+                if later.apply_later(APPLY_SLICE if quiet else FLOOD_SLICE):
+                    return False
+                self._retry_at = now + APPLY_RETRY_S  # the database refused
+                wait = APPLY_RETRY_S
+            else:
+                wait = max(
+                    0.0,
+                    min(self._arrived_at + QUIET_S, self._applied_at + APPLY_EVERY_S) - now,
+                )
+        elif pending:
+            wait = self._retry_at - now
+        try:
+            first = self._queue.get(timeout=wait)
+        except queue.Empty:
+            if later is not None and not pending:
+                self._step = SWEEP
+                later.sweep()
+            return False
+        self._arrived_at = time.monotonic()
+        if first is None:
+            self._stopping = True
+            self._apply_before_stopping()
+            return True
+        self._step = RECORD
+        self._in_hand = [first]
+        batch, stopping = self._gather(first)
+        self._in_hand = batch
+        self._stopping = stopping
+        self._commit(batch)
+        if stopping:
+            self._apply_before_stopping()
+            return True
+        return False
+
+    def _survive(self, exc: Exception) -> None:
+        """Log and count a failure of the writer's turn, and answer what it had in hand."""
+        step = self._step
+        unanswered = [(inbound, future) for inbound, future in self._in_hand if not future.done()]
+        log.error(
+            "the intake's writer failed (%s, %s) with %d notifications in hand; it goes on",
+            step,
+            type(exc).__name__,
+            len(unanswered),
+            exc_info=exc,
+            extra={
+                "step": step,
+                "error": type(exc).__name__,
+                "message_ids": [inbound.message_id for inbound, _ in unanswered],
+            },
+        )
+        self._on_error(step)
+        for inbound, future in unanswered:
+            _answer(inbound, future, exc)
+        if step == APPLY:
+            # What failed is tried again later, not in a loop as fast as it fails.
+            self._retry_at = time.monotonic() + APPLY_RETRY_S
 
     def _apply_before_stopping(self) -> None:
+        self._step = STOP
         until = time.monotonic() + STOP_APPLY_S
         while self._later is not None and time.monotonic() < until:
             if not self._later.apply_later():
@@ -191,15 +256,42 @@ class GroupCommit:
             record = self._later.record_later
         self._write(record, batch)
 
-    @staticmethod
-    def _write(record: Record, batch: list[_Item]) -> None:
+    def _write(self, record: Record, batch: list[_Item]) -> None:
         """Record `batch` and answer each of it."""
         try:
             outcomes = record([inbound for inbound, _ in batch])
+            if len(outcomes) != len(batch):
+                raise RuntimeError(f"{len(outcomes)} outcomes for a batch of {len(batch)}")
         except Exception as exc:  # the whole batch failed: every one of them is told
+            log.error(
+                "a batch of %d notifications failed as a whole: %s",
+                len(batch),
+                type(exc).__name__,
+                exc_info=exc,
+                extra={
+                    "message_ids": [inbound.message_id for inbound, _ in batch],
+                    "batch": len(batch),
+                    "error": type(exc).__name__,
+                },
+            )
+            self._on_error(RECORD)
             outcomes = [exc] * len(batch)
-        for (_inbound, future), outcome in zip(batch, outcomes, strict=True):
-            if isinstance(outcome, BaseException):
-                future.set_exception(outcome)
-            else:
-                future.set_result(outcome)
+        for (inbound, future), outcome in zip(batch, outcomes, strict=True):
+            _answer(inbound, future, outcome)
+
+
+def _answer(inbound: Inbound, future: Future[str], outcome: Outcome) -> None:
+    """Resolve `future` with `outcome`, unless it is cancelled already (its request is
+    gone: the notification, recorded or not, is answered to nobody)."""
+    try:
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+    except InvalidStateError:
+        log.info(
+            "message %r via %s: its request was gone before its answer",
+            inbound.message_id,
+            inbound.via,
+            extra={"message_id": inbound.message_id, "via": inbound.via},
+        )

@@ -31,6 +31,7 @@ from typing import TypeVar
 
 from sqlalchemy import event, select, update
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.alarms.batch import APPLY_SLICE, GroupCommit, Outcome
@@ -55,6 +56,10 @@ ORPHANED_S = 60.0
 _Pending = tuple[int, datetime]
 # A batch's work in `_record`: each one's outcome, and its row when it is left pending.
 _Work = Callable[[Session, list[Inbound], datetime], list[tuple[str, int | None]]]
+# The database or the way to it, not what was asked of it: the server or the connection
+# failed, or every pooled connection stayed busy past the pool's timeout. Nothing of the
+# transaction was committed, and no part of it would be alone.
+UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeout)
 
 
 def _negative_incident_ids(db_session: Session, _context: object, _instances: object) -> None:
@@ -98,7 +103,9 @@ class AlarmIntake:
     def _batches(self) -> GroupCommit:
         with self._lock:
             if self._group is None:
-                self._group = GroupCommit(self.record_batch, later=self)
+                self._group = GroupCommit(
+                    self.record_batch, later=self, on_error=self.metrics.intake_writer_error
+                )
             return self._group
 
     def stop(self) -> None:
@@ -134,9 +141,21 @@ class AlarmIntake:
         outcomes: list[Outcome]
         try:
             outcomes = list(self._record(inbounds, work))
-        except (OperationalError, InterfaceError) as exc:
-            # The database or the connection to it: nothing of the batch was committed,
-            # and none would be alone.
+        except UNAVAILABLE as exc:
+            # Nothing of the batch was committed, and none would be alone: every one of
+            # them fails (SNS and SQS deliver them again), none is tried again here.
+            log.warning(
+                "a batch of %d notifications via %s was not recorded: database unavailable (%s)",
+                len(inbounds),
+                via,
+                type(exc).__name__,
+                extra={
+                    "message_ids": [i.message_id for i in inbounds],
+                    "via": via,
+                    "batch": len(inbounds),
+                    "error": type(exc).__name__,
+                },
+            )
             outcomes = [exc] * len(inbounds)
         except Exception as exc:
             # One notification the database or this code refuses (a NUL in its text
@@ -146,12 +165,12 @@ class AlarmIntake:
                 outcomes = [exc]
             else:
                 log.exception(
-                    "a batch of %d notifications failed; recording them one by one",
+                    "a batch of %d notifications via %s failed; recording them one by one",
                     len(inbounds),
+                    via,
+                    extra={"message_ids": [i.message_id for i in inbounds], "via": via},
                 )
-                outcomes = [self._batch([inbound], work)[0] for inbound in inbounds]
-                # Counted in the calls above.
-                return outcomes
+                return self._one_by_one(inbounds, work)
         self.metrics.intake_batch_size.labels(via).observe(len(inbounds))
         self.metrics.intake_commit.labels(via).observe(time.perf_counter() - started)
         for inbound, outcome in zip(inbounds, outcomes, strict=True):
@@ -160,6 +179,18 @@ class AlarmIntake:
             else:
                 counted = "duplicate" if outcome == "duplicate" else "new"
             self.metrics.notifications.labels(inbound.via, counted).inc()
+        return outcomes
+
+    def _one_by_one(self, inbounds: list[Inbound], work: _Work) -> list[Outcome]:
+        """Each alone (each counted in its own call); once the database itself fails,
+        the rest fail with it, at once, rather than each waiting for it in turn."""
+        outcomes: list[Outcome] = []
+        for inbound in inbounds:
+            if outcomes and isinstance(outcomes[-1], UNAVAILABLE):
+                outcomes.append(outcomes[-1])
+                self.metrics.notifications.labels(inbound.via, "error").inc()
+            else:
+                outcomes.append(self._batch([inbound], work)[0])
         return outcomes
 
     def _receive(
@@ -268,32 +299,48 @@ class AlarmIntake:
             return 0
         try:
             outcomes = self._apply(rows)
-        except (OperationalError, InterfaceError) as exc:
+        except UNAVAILABLE as exc:
             # The database: they stay pending, in order, for the next turn.
             self._put_back(rows)
-            log.warning("could not apply %d recorded notifications: %s", len(rows), exc)
+            log.warning(
+                "could not apply %d recorded notifications: %s",
+                len(rows),
+                exc,
+                extra={"received_messages": [row for row, _ in rows], "error": type(exc).__name__},
+            )
             return 0
         except Exception:
             if len(rows) > 1:
                 # One of them this code or the database refuses: alone, the others go.
-                return sum(self._apply_alone(row) for row in rows)
+                return self._apply_each(rows)
             self._failed(rows[0])
             return 1
         self._applied(rows, outcomes)
         return len(rows)
 
-    def _apply_alone(self, row: _Pending) -> int:
-        try:
-            outcomes = self._apply([row])
-        except (OperationalError, InterfaceError) as exc:
-            self._put_back([row])
-            log.warning("could not apply recorded notification %s: %s", row[0], exc)
-            return 0
-        except Exception:
-            self._failed(row)
-            return 1
-        self._applied([row], outcomes)
-        return 1
+    def _apply_each(self, rows: list[_Pending]) -> int:
+        """Apply `rows` one at a time; how many were taken. Once the database itself fails,
+        that one and the rest stay pending, in order (they are not what failed)."""
+        for taken, row in enumerate(rows):
+            try:
+                outcomes = self._apply([row])
+            except UNAVAILABLE as exc:
+                self._put_back(rows[taken:])
+                log.warning(
+                    "could not apply recorded notification %s: %s",
+                    row[0],
+                    exc,
+                    extra={
+                        "received_messages": [r for r, _ in rows[taken:]],
+                        "error": type(exc).__name__,
+                    },
+                )
+                return taken
+            except Exception:
+                self._failed(row)
+                continue
+            self._applied([row], outcomes)
+        return len(rows)
 
     def _apply(self, rows: list[_Pending]) -> list[str | None]:
         outcomes, _ = self._committed(
@@ -333,8 +380,15 @@ class AlarmIntake:
                     .values(outcome="failed: could not be applied (see the log)"),
                 )
                 db_session.commit()
-        except (OperationalError, InterfaceError):
-            log.warning("recorded notification %s stays pending", row[0])
+        except Exception as exc:
+            # Whatever kept it from being marked, it stays pending in the database, and
+            # a sweep takes it up again (this process no longer holds it).
+            log.warning(
+                "recorded notification %s stays pending (%s)",
+                row[0],
+                type(exc).__name__,
+                extra={"received_message": row[0], "error": type(exc).__name__},
+            )
 
     def sweep(self, *, older_than_s: float = ORPHANED_S) -> int:
         """Take up notifications left pending (by a crash, or by an instance gone since)
@@ -347,8 +401,12 @@ class AlarmIntake:
                     .where(ReceivedMessage.outcome == PENDING, ReceivedMessage.received_at <= since)
                     .order_by(ReceivedMessage.id)
                 ).all()
-        except (OperationalError, InterfaceError) as exc:
-            log.warning("could not look for pending notifications: %s", exc)
+        except UNAVAILABLE as exc:
+            log.warning(
+                "could not look for pending notifications: %s",
+                exc,
+                extra={"error": type(exc).__name__},
+            )
             return 0
         before = self.backlog()
         self._keep_pending([(row_id, received_at) for row_id, received_at in rows])

@@ -5,9 +5,13 @@ the container's log driver sends to CloudWatch Logs, where each line becomes
 metric data (no agent needed). The contract the Terraform alarms are written
 against, in namespace `OPSBOT_EMF_NAMESPACE`:
 
-- no dimensions: `opsbot_heartbeat` (1), `opsbot_slack_auth_ok` (1 or 0),
-  `opsbot_deliveries_dead` (deliveries marked dead during the interval) and,
-  in an interval with a page, `opsbot_alarm_to_page_seconds` (the slowest);
+- no dimensions: `opsbot_heartbeat` (1; left out while the instance cannot write
+  its heartbeat to the database), `opsbot_slack_auth_ok` (1 or 0),
+  `opsbot_deliveries_dead` (deliveries marked dead during the interval, answers
+  through a response_url aside), `opsbot_slack_responses_dead` (those answers:
+  not paged), `opsbot_monitor_db_failures` (the ops monitor's database steps
+  that failed during the interval) and, in an interval with a page,
+  `opsbot_alarm_to_page_seconds` (the slowest);
 - dimension `target` (`pagerduty`, `slack`, `slack_response`, `pagerduty_rest`):
   `opsbot_outbox_pending` and `opsbot_outbox_oldest_pending_seconds`.
 """
@@ -56,14 +60,20 @@ def emf_lines(
     slowest_page_s: float | None,
     backlog: OutboxBacklog,
     instance: str,
+    heartbeat: bool = True,
+    responses_dead: int = 0,
+    monitor_db_failures: int = 0,
 ) -> list[str]:
-    """The lines of one interval, ending at `now`."""
+    """The lines of one interval, ending at `now`; without `heartbeat` (its database
+    write failed), no `opsbot_heartbeat`."""
     timestamp_ms = int(now.timestamp() * 1000)
     members = {"instance": instance}
-    plain: list[tuple[str, str, float]] = [
-        ("opsbot_heartbeat", "Count", 1),
+    plain: list[tuple[str, str, float]] = [("opsbot_heartbeat", "Count", 1)] if heartbeat else []
+    plain += [
         ("opsbot_slack_auth_ok", "None", slack_auth_ok),
         ("opsbot_deliveries_dead", "Count", deliveries_dead),
+        ("opsbot_slack_responses_dead", "Count", responses_dead),
+        ("opsbot_monitor_db_failures", "Count", monitor_db_failures),
     ]
     if slowest_page_s is not None:
         plain.append(("opsbot_alarm_to_page_seconds", "Seconds", round(slowest_page_s, 3)))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -32,6 +33,9 @@ FAMILIES: dict[str, str] = {
     PAGERDUTY_REST: "pagerduty_rest",
 }
 TARGETS = ("slack", "pagerduty", "slack_response", "pagerduty_rest")
+# A dead answer through a response_url (expired after 30 minutes, used up, refused) is a
+# user's lost ephemeral answer, not an operator's emergency: counted apart from the others.
+RESPONSES = FAMILIES[SLACK_RESPONSE]
 VIAS = ("https", "sqs")
 NOTIFICATION_OUTCOMES = ("new", "duplicate", "refused", "error", "left")
 DELIVERY_OUTCOMES = ("ok", "retry", "rate_limited", "dead")
@@ -79,11 +83,21 @@ AFTER_ACK_WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
 # The intake's group commit (bot/alarms/batch.py).
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 COMMIT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+# What the intake's writer was doing when it failed and went on (bot/alarms/batch.py).
+INTAKE_WRITER_STEPS = ("record", "apply", "sweep", "stop")
 # A notification recorded in a storm waits this long to be applied (bot/alarms/intake.py).
 APPLY_LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 # How late the event loop runs what is due (bot/observability/loop_watch.py): every
 # HTTP request, SNS notifications included, waits at least that long.
 LOOP_LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class Interval(NamedTuple):
+    """What the EMF lines count per interval (`Metrics.take_interval`)."""
+
+    deliveries_dead: int  # deliveries marked dead, answers through a response_url aside
+    responses_dead: int  # answers through a response_url marked dead
+    slowest_page_s: float | None  # the slowest page accepted, if any was
 
 
 def family(kind: str) -> str:
@@ -288,6 +302,15 @@ class Metrics:
             "opsbot_slack_auth_ok",
             "1 while Slack accepts the bot's token, 0 once it refused it (until a call succeeds).",
             registry=registry,
+        self.intake_writer_errors = Counter(
+            "opsbot_intake_writer_errors",
+            "Failures the intake's writer outlived, by what it was doing (`step`); each is "
+            "logged with the ids it had in hand, whose senders were answered 5xx.",
+            ["step"],
+            registry=registry,
+        )
+        for step in INTAKE_WRITER_STEPS:
+            self.intake_writer_errors.labels(step)
         )
         self.slack_socket_connected = Gauge(
             "opsbot_slack_socket_connected",
@@ -369,10 +392,18 @@ class Metrics:
         self.incident_channels.labels(outcome).inc()
 
     def delivery(self, kind: str, outcome: str) -> None:
-        self.deliveries.labels(family(kind), outcome).inc()
+        target = family(kind)
+        self.deliveries.labels(target, outcome).inc()
         if outcome == "dead":
             with self._lock:
-                self._dead_since_emit += 1
+        self._responses_dead_since_emit = 0
+                if target == RESPONSES:
+                    self._responses_dead_since_emit += 1
+                else:
+                    self._dead_since_emit += 1
+
+    def intake_writer_error(self, step: str) -> None:
+        self.intake_writer_errors.labels(step).inc()
 
     def modal(self, callback_id: str, outcome: str) -> None:
         """Count a modal's outcome; `callback_id` is `opsbot.<modal>`."""
@@ -408,12 +439,17 @@ class Metrics:
 
     # -- what the EMF lines read ----------------------------------------------------------
 
-    def take_interval(self) -> tuple[int, float | None]:
-        """Deliveries marked dead and the slowest page since the last call; both start over."""
+    def take_interval(self) -> Interval:
+        """What happened since the last call; it all starts over."""
         with self._lock:
-            dead, self._dead_since_emit = self._dead_since_emit, 0
-            slowest, self._page_max_since_emit = self._page_max_since_emit, None
-        return dead, slowest
+            interval = Interval(
+                deliveries_dead=self._dead_since_emit,
+                responses_dead=self._responses_dead_since_emit,
+                slowest_page_s=self._page_max_since_emit,
+            )
+            self._dead_since_emit = self._responses_dead_since_emit = 0
+            self._page_max_since_emit = None
+        return interval
 
     @property
     def slack_auth_value(self) -> float:

@@ -6,6 +6,13 @@ due for longer than `ops_page_late_after_s` opens the late-page episode in the
 ops channel, and its end closes it. Every `emf_interval_s` (0: never) it
 writes the EMF lines the alarms on opsbot watch. It depends on neither Slack
 nor the scheduler, so it goes on when they fail.
+
+A step whose database work fails is logged (with the instance's id) and
+counted, and the round goes on with the next. The heartbeat stops with the
+database: an instance that cannot write its heartbeat row cannot record alarms
+either, so its EMF lines then leave out `opsbot_heartbeat` (the dead-man's
+switch fires when no instance has one) and write the rest, with the failures
+counted (`opsbot_monitor_db_failures`).
 """
 
 from __future__ import annotations
@@ -69,6 +76,9 @@ class OpsMonitor:
         self.started_at: datetime | None = None
         self._late_maybe_open = True  # unknown at start: looked at once
         self._last_emf: float | None = None
+        # Steps whose database work failed, since the start and since the last EMF lines.
+        self.db_failures = 0
+        self._db_failures_since_emf = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -97,13 +107,36 @@ class OpsMonitor:
                 return
 
     def tick(self) -> None:
-        """One round: heartbeat, late pages, and the EMF lines when their interval is up."""
+        """One round: heartbeat, late pages, and the EMF lines when their interval is up.
+        A step that fails is logged and counted; the others go on."""
         now = self.clock.now()
-        self._heartbeat(now)
-        self._late_pages(now)
+        beating = self._step("heartbeat", self._heartbeat, now)
+        self._step("late pages", self._late_pages, now)
         due = self._last_emf is None or self.monotonic() - self._last_emf >= self.emf_interval_s
         if self.emf_interval_s > 0 and due:
-            self.write_emf(now)
+            self.write_emf(now, heartbeat=beating)
+
+    def _step(self, name: str, step: Callable[[datetime], None], now: datetime) -> bool:
+        """Run one step of the round; whether it went through."""
+        try:
+            step(now)
+        except Exception as exc:
+            self.db_failures += 1
+            self._db_failures_since_emf += 1
+            log.error(
+                "ops monitor: the %s step failed (%s); the round goes on",
+                name,
+                type(exc).__name__,
+                exc_info=exc,
+                extra={
+                    "instance": self.instance_id,
+                    "step": name,
+                    "error": type(exc).__name__,
+                    "db_failures": self.db_failures,
+                },
+            )
+            return False
+        return True
 
     def _heartbeat(self, now: datetime) -> None:
         with self.sessions() as db_session:
@@ -151,16 +184,29 @@ class OpsMonitor:
         elif change == "closed":
             log.info("pages are on time again", extra={"condition": notices.LATE_PAGE})
 
-    def write_emf(self, now: datetime) -> None:
+    def write_emf(self, now: datetime, *, heartbeat: bool = True) -> None:
+        """The interval's EMF lines; without `heartbeat` (its write failed), no
+        `opsbot_heartbeat` in them."""
         self._last_emf = self.monotonic()
-        dead, slowest = self.metrics.take_interval()
+        interval = self.metrics.take_interval()
+        failures, self._db_failures_since_emf = self._db_failures_since_emf, 0
+        if not heartbeat:
+            log.warning(
+                "ops monitor: no heartbeat in this interval's EMF lines (its database write "
+                "failed, %d failures since the start)",
+                self.db_failures,
+                extra={"instance": self.instance_id, "db_failures": self.db_failures},
+            )
         for line in emf_lines(
             namespace=self.emf_namespace,
             now=now,
             slack_auth_ok=self.metrics.slack_auth_value,
-            deliveries_dead=dead,
-            slowest_page_s=slowest,
+            deliveries_dead=interval.deliveries_dead,
+            slowest_page_s=interval.slowest_page_s,
             backlog=self.gauges.backlog(),
             instance=self.instance_id,
+            heartbeat=heartbeat,
+            responses_dead=interval.responses_dead,
+            monitor_db_failures=failures,
         ):
             self.emit(line)

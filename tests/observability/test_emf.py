@@ -72,10 +72,13 @@ def test_the_lines_follow_the_specification_and_the_alarms_contract() -> None:
         "opsbot_heartbeat",
         "opsbot_slack_auth_ok",
         "opsbot_deliveries_dead",
+        "opsbot_slack_responses_dead",
+        "opsbot_monitor_db_failures",
         "opsbot_alarm_to_page_seconds",
     }
     assert plain["opsbot_heartbeat"] == 1 and plain["opsbot_slack_auth_ok"] == 0
     assert plain["opsbot_deliveries_dead"] == 2 and plain["opsbot_alarm_to_page_seconds"] == 0.25
+    assert plain["opsbot_slack_responses_dead"] == 0 and plain["opsbot_monitor_db_failures"] == 0
 
     by_target = {d["target"]: d for d in per_target}
     assert {"pagerduty", "slack"} <= set(by_target)
@@ -104,3 +107,27 @@ def test_an_interval_without_a_page_has_no_page_time() -> None:
     document = check_against_the_specification(plain)
     assert "opsbot_alarm_to_page_seconds" not in document
     assert document["opsbot_deliveries_dead"] == 0
+
+
+def test_an_interval_whose_heartbeat_write_failed_has_no_heartbeat_and_counts_the_failures() -> (
+    None
+):
+    [plain, *per_target] = emf_lines(
+        namespace="opsbot",
+        now=datetime(2026, 12, 1, tzinfo=UTC),
+        slack_auth_ok=1.0,
+        deliveries_dead=1,
+        slowest_page_s=None,
+        backlog=OutboxBacklog(),
+        instance="i",
+        heartbeat=False,
+        responses_dead=3,
+        monitor_db_failures=2,
+    )
+    document = check_against_the_specification(plain)
+    [directive] = document["_aws"]["CloudWatchMetrics"]
+    assert "opsbot_heartbeat" not in document
+    assert "opsbot_heartbeat" not in {m["Name"] for m in directive["Metrics"]}
+    assert document["opsbot_monitor_db_failures"] == 2
+    assert document["opsbot_deliveries_dead"] == 1 and document["opsbot_slack_responses_dead"] == 3
+    assert len(per_target) == 4
