@@ -10,6 +10,14 @@ makes several AWS calls or waits for a Lambda). So the click that starts the
 run also claims the action for `EXECUTION_LEASE`, and the process renews the
 claim while it runs (`ExecutionLease`): the expiry job marks a run interrupted
 only once its claim has lapsed, and otherwise looks again when it would.
+
+Clicks may come long apart (an approval, then the requester's confirmation ten
+minutes later), and a click's right is checked when it is made. So before a
+kind runs, every click of someone other than the requester is checked again
+(`require_clicks_still_count`): one whose right is gone by then (removed from
+the deployers, a group left) fails the request, audited and said in its thread,
+and nothing runs. The requester's own right is the kind's to check again, with
+the rest of its checks.
 """
 
 from __future__ import annotations
@@ -25,9 +33,9 @@ from sqlalchemy.orm import Session
 
 from bot.approvals import render
 from bot.approvals import service as approvals
-from bot.approvals.errors import ActionFailed, ClickRefused
+from bot.approvals.errors import ActionFailed, ClickRefused, ClicksLapsed
 from bot.approvals.models import DONE, EXECUTING, FAILED, INTERRUPTED, PendingAction
-from bot.approvals.registry import CANCEL, get_or_raise
+from bot.approvals.registry import APPROVE, CANCEL, CONFIRM, get_or_raise
 from bot.audit import service as audit
 from bot.outbox import service as outbox
 
@@ -301,15 +309,100 @@ def click(services: Services, *, action_id: int, user_id: str, decision: str) ->
     return ClickOutcome(execute(services, action_id=action_id), ran=True)
 
 
+_DONE = {CONFIRM: "confirmed", APPROVE: "approved"}
+_CLICK = {CONFIRM: "confirmation", APPROVE: "approval"}
+
+
+def _others_clicks(action: PendingAction) -> list[tuple[str, str]]:
+    """(user, decision) of every click that counted, other than the requester's own."""
+    clicks = []
+    if action.confirmed_by and action.confirmed_by != action.requested_by:
+        clicks.append((action.confirmed_by, CONFIRM))  # for a requester who cannot click
+    clicks.extend((user, APPROVE) for user in action.approvers if user != action.requested_by)
+    return clicks
+
+
+def require_clicks_still_count(services: Services, action: PendingAction) -> None:
+    """Raise ClicksLapsed unless everyone but the requester who clicked may still do so.
+
+    Each click is put to the kind's `authorize` again, as if it were made now.
+    Call it outside a transaction: rights may ask Slack who is in a user group.
+    """
+    kind = get_or_raise(action.kind)
+    lapsed = []
+    for user, decision in _others_clicks(action):
+        try:
+            kind.authorize(services, action, user, decision)
+        except ClickRefused as exc:
+            lapsed.append({"user": user, "decision": decision, "reason": str(exc)})
+    if lapsed:
+        said = " ".join(
+            f"{render.actor_text(c['user'])} {_DONE[c['decision']]} it but may not any more: "
+            f"{c['reason']}"
+            for c in lapsed
+        )
+        raise ClicksLapsed(
+            f"Refused when it came to run: {said} Nothing was changed: ask again.", lapsed=lapsed
+        )
+
+
+def _lapsed(
+    db_session: Session, *, action: PendingAction, error: ClicksLapsed, result: str, now: Any
+) -> None:
+    """Audit a run refused for a click that lapsed, and say so in the request's thread."""
+    audit.record(
+        db_session,
+        at=now,
+        actor="opsbot",
+        action="approval.run",
+        target=action.target,
+        outcome="refused",
+        detail={
+            "request": action.id,
+            "kind": action.kind,
+            "summary": action.summary,
+            "requested_by": action.requested_by,
+            "lapsed": error.lapsed,
+            "reason": result,
+        },
+    )
+    # A new message, as an update notifies nobody; without the reasons, whose
+    # "Allowed:" would ping a whole group: the message above says why.
+    which = "; ".join(
+        f"{render.actor_text(c['user'])}'s {_CLICK[c['decision']]} no longer counts: they may "
+        f"not {c['decision']} it any more"
+        for c in error.lapsed
+    )
+    outbox.reply_in_thread(
+        db_session,
+        key=action.message_key,
+        channel=action.channel,
+        fold_key=None,
+        item={
+            "text": f":no_entry: {render.actor_text(action.requested_by)}: request "
+            f"#{action.id} did not run. {which}. Nothing was changed: ask again."
+        },
+        render=render.text_reply,
+        now=now,
+    )
+
+
 def execute(services: Services, *, action_id: int) -> str:
-    """Run an action whose clicks are all in (and claimed), and record what came of it."""
+    """Run an action whose clicks are all in (and claimed), and record what came of it.
+
+    Everyone else's clicks are checked again first: one that lapsed runs nothing.
+    """
     with services.sessions() as db_session:
         action = approvals.get_or_raise(db_session, action_id=action_id)
         kind = get_or_raise(action.kind)
+    lapsed: ClicksLapsed | None = None
     try:
         with ExecutionLease(services, action_id=action_id):
+            require_clicks_still_count(services, action)
             result = kind.execute(services, action)
         status = DONE
+    except ClicksLapsed as exc:
+        result, status, lapsed = str(exc), FAILED, exc
     except ActionFailed as exc:
         result, status = str(exc), FAILED
     except Exception as exc:
@@ -318,6 +411,8 @@ def execute(services: Services, *, action_id: int) -> str:
     with services.sessions() as db_session:
         now = services.clock.now()
         action = approvals.get_or_raise(db_session, action_id=action_id, lock=True)
+        if lapsed is not None:
+            _lapsed(db_session, action=action, error=lapsed, result=result, now=now)
         if action.status == EXECUTING or action.interrupted:
             if action.interrupted:
                 # Its claim lapsed (renewals failed) and it was presumed dead: what it

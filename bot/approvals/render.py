@@ -136,6 +136,11 @@ def confirmation(action: PendingAction, *, confirm_label: str) -> dict[str, Any]
     return {"text": text, "blocks": blocks}
 
 
+def text_reply(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """A reply in a request's thread: mrkdwn opsbot composed (outside words escaped)."""
+    return {"text": clip(str(items[-1]["text"]), SECTION_MAX), "blocks": None}
+
+
 def ephemeral(text: str) -> dict[str, Any]:
     """An answer only the person who clicked or typed sees (mrkdwn opsbot composed, cut)."""
     return {"response_type": "ephemeral", "replace_original": False, "text": clip(text, ANSWER_MAX)}

@@ -137,10 +137,12 @@ def provision(services: Services, *, app: str, env: str, actor: str, channel: st
         return render.outcome_text(execute(services, request, approved_by=[]))
     where = settings.release_channel or channel
     if where is None:
-        raise DbRoleError(
+        reason = (
             f"{code(target.label)} needs a confirmation in Slack, but there is no channel to ask "
             "in."
         )
+        _refused(services, actor=actor, action="dbrole.provision", app=app, env=env, reason=reason)
+        raise DbRoleError(reason)
     action = approval_flows.ask(
         services,
         kind=KIND,
