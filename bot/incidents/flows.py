@@ -623,7 +623,9 @@ def silence(
         incidents.add_event(
             db_session, incident=incident, kind="unsilenced", at=now, now=now, actor=by
         )
-        thread_text(db_session, incident=incident, text=f":bell: {by} ended the silence.", now=now)
+        outcome = _resume_after_silence(db_session, incident=incident, now=now)
+        said = f":bell: {by} ended the silence{outcome}."
+        thread_text(db_session, incident=incident, text=said, now=now)
     else:
         incident.silenced_until = until
         incident.silenced_by = by
@@ -670,22 +672,33 @@ def end_silence(db_session: Session, *, incident: Incident, now: datetime) -> st
     incidents.add_event(
         db_session, incident=incident, kind="unsilenced", at=now, now=now, text="silence ended"
     )
-    outcome = "silence ended"
+    outcome = "silence ended" + _resume_after_silence(db_session, incident=incident, now=now)
+    said = f":bell: {outcome[0].upper()}{outcome[1:]}."
+    thread_text(db_session, incident=incident, text=said, now=now)
+    _changed(db_session, incident=incident, now=now)
+    return outcome
+
+
+def _resume_after_silence(db_session: Session, *, incident: Incident, now: datetime) -> str:
+    """What a silence held back, now that it ended (at its time or by hand).
+
+    An alarm still firing unpaged is paged (or its pending resolve withdrawn), and
+    an unacknowledged page gets its reminders and escalation back. What was done,
+    as a clause for the thread ("; still in ALARM: paged"), or "".
+    """
+    outcome = ""
     firing = incident.is_open and incident.alarm_state == "ALARM" and incident.routing_key_env
     if firing:
         last = outbox.last_pagerduty_event(db_session, dedup_key=incident.dedup_key)
         last_action = last.payload.get("action") if last is not None else None
         if last_action == "resolve" and withdraw_resolve(db_session, incident=incident, now=now):
-            outcome += "; still in ALARM: the pending PagerDuty resolve was withdrawn"
+            outcome = "; still in ALARM: the pending PagerDuty resolve was withdrawn"
         elif not incident.paged or last_action == "resolve":
             page_trigger(db_session, incident=incident, now=now)
-            outcome += "; still in ALARM: paged"
+            outcome = "; still in ALARM: paged"
     waiting = incident.is_open and incident.paged and incident.acknowledged_at is None
     if waiting and incident.remind_at is None and incident.escalate_at is None:
         schedule_reminders(db_session, incident=incident, now=now)  # they stopped for the silence
-    said = f":bell: {outcome[0].upper()}{outcome[1:]}."
-    thread_text(db_session, incident=incident, text=said, now=now)
-    _changed(db_session, incident=incident, now=now)
     return outcome
 
 

@@ -22,10 +22,20 @@ from bot.audit import service as audit
 from bot.clock import Clock
 from bot.incidents import flows
 from bot.incidents import service as incidents
-from bot.incidents.actions import ACKNOWLEDGE, ESCALATE, NOTE, PAST, RESOLVE, Requester, respond
+from bot.incidents.actions import (
+    ACKNOWLEDGE,
+    ESCALATE,
+    NOTE,
+    PAST,
+    RESOLVE,
+    Requester,
+    respond,
+    rest_order_key,
+)
+from bot.incidents.models import Incident
 from bot.observability.metrics import Metrics
 from bot.outbox import service as outbox
-from bot.outbox.models import DEAD, PENDING, SENT
+from bot.outbox.models import CANCELLED, DEAD, PAGERDUTY_REST, PENDING, SENT
 from bot.outbox.results import Dead, Job, Result, Retry, Sent
 from bot.pagerduty.errors import PagerDutyRefused, PagerDutyUnavailable
 from bot.pagerduty.rest import PagerDutyRest
@@ -54,6 +64,20 @@ class _NotYet(Exception):
     """The page has not (visibly) reached PagerDuty yet: ask again shortly."""
 
 
+class _Overtaken(Exception):
+    """opsbot's own escalation is no longer wanted: PagerDuty shows the incident
+    acknowledged or resolved (its webhook not here yet)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _unattended_escalation(payload: dict[str, Any]) -> bool:
+    """An escalation opsbot's job asked for (not a person's click)."""
+    return payload.get("action") == ESCALATE and payload.get("via") == "job"
+
+
 class PagerDutyActionSender:
     def __init__(
         self,
@@ -78,11 +102,19 @@ class PagerDutyActionSender:
                 return Dead(error="the incident no longer exists")
             known_id, dedup_key = incident.pagerduty_incident_id, incident.dedup_key
             left_behind = set(incident.pagerduty_superseded_ids or ())
+            # Read again on every attempt: an outage may have held it past an acknowledge.
+            overtaken = (
+                _overtaken(db_session, incident) if _unattended_escalation(payload) else None
+            )
+        if overtaken is not None:
+            return self._withdrawn(job, overtaken)
         try:
             if self.pagerduty is None:
                 raise PagerDutyRefused(NOT_CONFIGURED, status=0)
             pagerduty_id = known_id or self._find(self.pagerduty, dedup_key, left_behind)
             data, note_id = self._call(self.pagerduty, pagerduty_id, job)
+        except _Overtaken as exc:
+            return self._withdrawn(job, exc.reason, pagerduty_id=pagerduty_id)
         except _NotYet as exc:
             if job.attempts < MAX_ATTEMPTS * 4:
                 return Retry(error=str(exc), after_s=2.0)
@@ -143,16 +175,15 @@ class PagerDutyActionSender:
             ), None
         if action == ESCALATE:
             kept = payload.get("level")
-            if kept is None:
-                level = self._next_level(rest, pagerduty_id, job)
-            else:
-                # The attempt before may have landed, or PagerDuty escalated by itself
-                # since: at that level or above, there is nothing left to ask.
-                level = int(kept)
-                current = parse_incident(rest.get_incident(pagerduty_id))
-                if (current.escalation_level or 1) >= level:
-                    self._found_done(job, pagerduty_id)
-                    return current, None
+            current = parse_incident(rest.get_incident(pagerduty_id))
+            if kept is not None and (current.escalation_level or 1) >= int(kept):
+                # The attempt before landed, or PagerDuty escalated by itself since:
+                # at that level or above, there is nothing left to ask.
+                self._found_done(job, pagerduty_id)
+                return current, None
+            if _unattended_escalation(payload) and current.status in ("acknowledged", "resolved"):
+                raise _Overtaken(current.status)
+            level = int(kept) if kept is not None else self._next_level(current, job)
             escalated = parse_incident(
                 rest.update_incident(
                     pagerduty_id, from_email=sender, change={"escalation_level": level}
@@ -190,13 +221,12 @@ class PagerDutyActionSender:
             },
         )
 
-    def _next_level(self, rest: PagerDutyRest, pagerduty_id: str, job: Job) -> int:
-        """The level above PagerDuty's, kept on the delivery before it is asked for.
+    def _next_level(self, current: IncidentData, job: Job) -> int:
+        """The level above PagerDuty's (`current`), kept on the delivery before it is asked for.
 
         An escalation whose answer was lost (a timeout, a 5xx, a crash) may have
         happened: the next attempt asks for the same level, not the one above it.
         """
-        current = parse_incident(rest.get_incident(pagerduty_id))
         level = (current.escalation_level or 1) + 1
         with self.sessions() as db_session:
             outbox.amend_payload(
@@ -204,6 +234,61 @@ class PagerDutyActionSender:
             )
             db_session.commit()
         return level
+
+    def _withdrawn(self, job: Job, reason: str, *, pagerduty_id: str | None = None) -> Result:
+        """opsbot's own escalation, overtaken while it waited: not sent, and the thread told."""
+        now = self.clock.now()
+        incident_id = job.payload["incident_id"]
+        with self.sessions() as db_session:
+            incident = incidents.lock(db_session, incident_id=int(incident_id))
+            assert incident is not None
+            incidents.add_event(
+                db_session,
+                incident=incident,
+                kind="escalation_withdrawn",
+                at=now,
+                now=now,
+                actor="opsbot",
+                text=f"{reason} meanwhile",
+            )
+            flows.thread_text(
+                db_session,
+                incident=incident,
+                text=f":information_source: Not escalated after all: {reason} meanwhile.",
+                now=now,
+            )
+            audit.record(
+                db_session,
+                at=now,
+                actor="opsbot",
+                action=f"incident.{ESCALATE}",
+                target=incident.target,
+                outcome="cancelled",
+                detail={"via": "job", "reason": reason},
+            )
+            if not outbox.complete(
+                db_session,
+                delivery_id=job.id,
+                status=CANCELLED,
+                error=f"withdrawn: {reason} meanwhile",
+                now=now,
+            ):
+                return self._recorded_elsewhere(db_session, job)
+            db_session.commit()
+        self.metrics.escalations_withdrawn.labels(reason).inc()
+        log.info(
+            "incident %s: opsbot's escalation withdrawn on attempt %d, %s meanwhile; "
+            "PagerDuty not asked",
+            incident_id,
+            job.attempts,
+            reason,
+            extra={
+                "incident": incident_id,
+                "delivery": job.id,
+                "pagerduty_incident": pagerduty_id,
+            },
+        )
+        return Sent(recorded=True)
 
     def _requester(self, payload: dict[str, Any]) -> Requester:
         clicked_at = payload.get("clicked_at")
@@ -380,3 +465,28 @@ class PagerDutyActionSender:
             extra={"incident": payload["incident_id"], "delivery": job.id},
         )
         return Dead(error=error)
+
+
+def _overtaken(db_session: Session, incident: Incident) -> str | None:
+    """Why opsbot's own escalation is no longer wanted, or None.
+
+    Acknowledged, resolved or silenced in opsbot since the job asked; or a person's
+    acknowledge or resolve waiting behind it in the incident's ordered lane.
+    """
+    if not incident.is_open:
+        return "resolved"
+    if incident.acknowledged_at is not None:
+        return "acknowledged"
+    if incident.silenced_until is not None:
+        return "silenced"
+    waiting = {
+        pending.get("action")
+        for pending in outbox.pending_payloads(
+            db_session, kind=PAGERDUTY_REST, order_key=rest_order_key(incident.id)
+        )
+    }
+    if RESOLVE in waiting:
+        return "resolved"
+    if ACKNOWLEDGE in waiting:
+        return "acknowledged"
+    return None

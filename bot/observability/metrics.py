@@ -149,6 +149,15 @@ class Metrics:
         )
         for action in FOUND_DONE_ACTIONS:
             self.pagerduty_found_done.labels(action)
+        self.escalations_withdrawn = Counter(
+            "opsbot_escalations_withdrawn",
+            "opsbot's own escalations not sent to PagerDuty because, while they waited, "
+            "the incident was acknowledged, resolved or silenced, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        for reason in ("acknowledged", "resolved", "silenced"):
+            self.escalations_withdrawn.labels(reason)
         self.pagerduty_webhooks = Counter(
             "opsbot_pagerduty_webhooks",
             "PagerDuty webhook deliveries, by what became of them.",
