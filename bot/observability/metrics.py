@@ -302,15 +302,6 @@ class Metrics:
             ["pool", "reason"],
             registry=registry,
         )
-        self.intake_apply_failed = Counter(
-            "opsbot_intake_apply_failed",
-            "Notifications recorded for later that could not be applied (logged with their ids).",
-            registry=registry,
-        )
-        self.slack_auth_ok = Gauge(
-            "opsbot_slack_auth_ok",
-            "1 while Slack accepts the bot's token, 0 once it refused it (until a call succeeds).",
-            registry=registry,
         self.intake_writer_errors = Counter(
             "opsbot_intake_writer_errors",
             "Failures the intake's writer outlived, by what it was doing (`step`); each is "
@@ -320,6 +311,15 @@ class Metrics:
         )
         for step in INTAKE_WRITER_STEPS:
             self.intake_writer_errors.labels(step)
+        self.intake_apply_failed = Counter(
+            "opsbot_intake_apply_failed",
+            "Notifications recorded for later that could not be applied (logged with their ids).",
+            registry=registry,
+        )
+        self.slack_auth_ok = Gauge(
+            "opsbot_slack_auth_ok",
+            "1 while Slack accepts the bot's token, 0 once it refused it (until a call succeeds).",
+            registry=registry,
         )
         self.slack_socket_connected = Gauge(
             "opsbot_slack_socket_connected",
@@ -386,6 +386,7 @@ class Metrics:
         # Read by the EMF lines: what happened since the last line.
         self._lock = threading.Lock()
         self._dead_since_emit = 0
+        self._responses_dead_since_emit = 0
         self._page_max_since_emit: float | None = None
         self._slack_auth = 0.0
 
@@ -405,7 +406,6 @@ class Metrics:
         self.deliveries.labels(target, outcome).inc()
         if outcome == "dead":
             with self._lock:
-        self._responses_dead_since_emit = 0
                 if target == RESPONSES:
                     self._responses_dead_since_emit += 1
                 else:
