@@ -366,6 +366,15 @@ class Metrics:
             "1 on the instance that runs scheduled jobs (holds the scheduler's lock).",
             registry=registry,
         )
+        # Labelled by bot/scheduler: `job` a registered job name, `outcome` one of its
+        # FAILURE_OUTCOMES (each combination created when the scheduler starts).
+        self.scheduled_job_failures = Counter(
+            "opsbot_scheduled_job_failures",
+            "Scheduled job runs that raised, by job and what became of them: retried "
+            "later, superseded by a newer schedule, or given up until the next start.",
+            ["job", "outcome"],
+            registry=registry,
+        )
         self.build_info = Gauge(
             "opsbot_build_info",
             "Always 1: the running version and the commit the image was built from.",

@@ -1,8 +1,10 @@
 """The daily shift handoff: at a configured time, who is on call for the next shift.
 
-Each run posts once and schedules the next day's run under a new job id
+Each run schedules the next day's run under a new job id
 (`oncall.handoff:<key>:<local date>`), so every instance computing the next
-run at start lands on the same id and nothing is posted twice.
+run at start lands on the same id, and then posts under the key of the local
+date it was scheduled for: a run that fails leaves the later days scheduled, and
+one tried again (or run late, past local midnight) posts that day's handoff once.
 """
 
 from __future__ import annotations
@@ -56,7 +58,9 @@ def _schedule(deps: HandoffDeps, handoff: Handoff, *, after: datetime) -> None:
     at = next_run(handoff, after=after)
     key = handoff_key(handoff)
     day = at.astimezone(handoff.zone).date().isoformat()
-    deps.scheduler.schedule(HANDOFF_JOB, at=at, job_id=f"{HANDOFF_JOB}:{key}:{day}", key=key)
+    deps.scheduler.schedule(
+        HANDOFF_JOB, at=at, job_id=f"{HANDOFF_JOB}:{key}:{day}", key=key, day=day
+    )
 
 
 def schedule_handoffs(deps: HandoffDeps) -> None:
@@ -66,17 +70,21 @@ def schedule_handoffs(deps: HandoffDeps) -> None:
         _schedule(deps, handoff, after=now)
 
 
-def handoff(deps: HandoffDeps, *, key: str) -> None:
+def handoff(deps: HandoffDeps, *, key: str, day: str | None = None) -> None:
+    """Schedule the next day's handoff, then post the one of `day` (the local date it is for).
+
+    A job stored before `day` was carried posts under the local date of its run.
+    """
     found = next((h for h in deps.config.oncall.handoffs if handoff_key(h) == key), None)
     if found is None:
         log.info("handoff %s is no longer configured; dropping it", key)
         return
     now = deps.clock.now()
+    _schedule(deps, found, after=now + timedelta(minutes=1))
     answers = deps.answers
     message = answers.report_message(answers.lookup.team(found.team), handoff=True)
-    day = now.astimezone(found.zone).date().isoformat()
+    day = day or now.astimezone(found.zone).date().isoformat()
     answers.post(key=f"handoff:{key}:{day}", channel=found.channel, message=message)
-    _schedule(deps, found, after=now + timedelta(minutes=1))
 
 
 def jobs(deps: HandoffDeps) -> dict[str, JobFunction]:

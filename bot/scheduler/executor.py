@@ -1,25 +1,27 @@
-"""An APScheduler thread-pool executor that runs stored jobs with its own table of functions."""
+"""An APScheduler thread-pool executor that runs stored jobs through its scheduler's `run`."""
 
 from __future__ import annotations
 
 import concurrent.futures
 import functools
+from collections.abc import Callable
 from typing import Any
 
 from apscheduler.executors.base import run_job
 from apscheduler.executors.pool import BasePoolExecutor
 
-from bot.scheduler.registry import Jobs, run_named
+# (job id, job name, its arguments, attempt=): runs the job and deals with its failure.
+Run = Callable[..., None]
 
 
 class _Named:
-    """A stored job as `run_job` sees it: its name and arguments, bound to `jobs`."""
+    """A stored job as `run_job` sees it: its id, name and arguments, bound to `run`."""
 
-    def __init__(self, job: Any, jobs: Jobs) -> None:
+    def __init__(self, job: Any, run: Run) -> None:
         self._job = job
         self.id = job.id
         self.misfire_grace_time = job.misfire_grace_time
-        self.func = functools.partial(run_named, jobs)
+        self.func = functools.partial(run, job.id)
         self.args = job.args
         self.kwargs = job.kwargs
 
@@ -28,11 +30,11 @@ class _Named:
 
 
 class JobExecutor(BasePoolExecutor):  # type: ignore[misc]
-    def __init__(self, jobs: Jobs, max_workers: int = 4) -> None:
+    def __init__(self, run: Run, max_workers: int = 4) -> None:
         super().__init__(
             concurrent.futures.ThreadPoolExecutor(max_workers, thread_name_prefix="job")
         )
-        self.jobs = jobs
+        self.run = run
 
     def _do_submit_job(self, job: Any, run_times: Any) -> None:
         def callback(future: concurrent.futures.Future[Any]) -> None:
@@ -43,5 +45,5 @@ class JobExecutor(BasePoolExecutor):  # type: ignore[misc]
                 self._run_job_success(job.id, future.result())
 
         self._pool.submit(
-            run_job, _Named(job, self.jobs), job._jobstore_alias, run_times, self._logger.name
+            run_job, _Named(job, self.run), job._jobstore_alias, run_times, self._logger.name
         ).add_done_callback(callback)

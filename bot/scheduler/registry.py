@@ -25,8 +25,11 @@ def jobs_table(*tables: Jobs) -> dict[str, JobFunction]:
     return merged
 
 
-def dispatch(name: str, kwargs: dict[str, Any]) -> None:
-    """The function every stored job names; `JobExecutor` runs it with its own table instead."""
+def dispatch(name: str, kwargs: dict[str, Any], attempt: int = 0) -> None:
+    """The function every stored job names; `JobExecutor` runs it with its own table instead.
+
+    `attempt`: how many times the job failed before (a retry, see `JobScheduler`).
+    """
     raise RuntimeError(f"job {name!r} runs through the JobExecutor of a started JobScheduler")
 
 

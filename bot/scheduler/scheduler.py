@@ -1,16 +1,25 @@
-"""The job scheduler: APScheduler 3, its SQLAlchemy job store, leader-only execution."""
+"""The job scheduler: APScheduler 3, its SQLAlchemy job store, leader-only execution.
+
+APScheduler removes a date job from the store when it hands it to the executor,
+so a job that raises would be gone until the next start. Instead it is tried
+again under its own id, later each time: every job claims its work against the
+state it acts on (a due time, a token, an outbox key), so a run that is repeated
+acts at most once. After `retries` failures it is given up, logged as an error
+and counted: the next start re-creates it from the due times its domain keeps.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from apscheduler.jobstores.base import JobLookupError
+from apscheduler.jobstores.base import ConflictingIdError, JobLookupError
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.schedulers.base import STATE_RUNNING
+from apscheduler.schedulers.base import STATE_RUNNING, STATE_STOPPED
+from prometheus_client import Counter
 from sqlalchemy import Engine
 
 from bot.scheduler.executor import JobExecutor
@@ -22,6 +31,15 @@ log = logging.getLogger(__name__)
 TABLE = "apscheduler_jobs"
 # Another instance may add a job due sooner than the leader's next wake-up.
 RESCAN_S = 2.0
+# A failed job runs again after 30 s, then 60 s, ... at most 15 min apart, ten times.
+RETRY_FIRST_S = 30.0
+RETRY_MAX_S = 900.0
+RETRIES = 10
+# What became of a failed run: the `outcome` of opsbot_scheduled_job_failures.
+RETRIED = "retried"  # scheduled again under its id
+SUPERSEDED = "superseded"  # its id was scheduled anew while it ran: that schedule stands
+GAVE_UP = "gave_up"  # out of attempts, or the retry could not be stored: until the next start
+FAILURE_OUTCOMES = (RETRIED, SUPERSEDED, GAVE_UP)
 
 
 class _LeaderScheduler(BackgroundScheduler):  # type: ignore[misc]
@@ -38,21 +56,56 @@ class _LeaderScheduler(BackgroundScheduler):  # type: ignore[misc]
         wait: float | None = super()._process_jobs()
         return wait
 
+    def add_job_unless_stopped(self, *args: Any, **kwargs: Any) -> bool:
+        """`add_job` from a job's own thread; False, adding nothing, once shutting down.
+
+        `shutdown(wait=True)` holds the job store lock while it waits for running
+        jobs: a job thread that waited for that lock would never end. The lock also
+        orders this after `_process_jobs` took the job that failed out of the store.
+        """
+        lock = self._jobstores_lock
+        while not lock.acquire(timeout=0.1):
+            if self.state == STATE_STOPPED:
+                return False
+        try:
+            if self.state == STATE_STOPPED:
+                return False
+            self.add_job(*args, **kwargs)
+        finally:
+            lock.release()
+        return True
+
 
 class JobScheduler:
     """Schedules named jobs; the leader runs them when due.
 
     With `background=False` nothing runs by itself: `run_due(now)` runs what a
     given clock says is due (tests on a test clock).
+
+    `failures` counts failed runs by job name and outcome (FAILURE_OUTCOMES). A
+    failed run is tried again `retry_first_s` later, twice as long each time up to
+    `retry_max_s`, `retries` times.
     """
 
     def __init__(
-        self, engine: Engine, *, background: bool = True, leader_interval_s: float = 5.0
+        self,
+        engine: Engine,
+        *,
+        background: bool = True,
+        leader_interval_s: float = 5.0,
+        failures: Counter | None = None,
+        retry_first_s: float = RETRY_FIRST_S,
+        retry_max_s: float = RETRY_MAX_S,
+        retries: int = RETRIES,
     ) -> None:
         self.engine = engine
         self.background = background
         self.leader_interval_s = leader_interval_s
-        self._scheduler: BackgroundScheduler | None = None
+        self.failures = failures
+        self.retry_first_s = retry_first_s
+        self.retry_max_s = retry_max_s
+        self.retries = retries
+        self._scheduler: _LeaderScheduler | None = None
         self._leadership: Leadership | None = None
         self._jobs: Jobs = {}
         self._stop = threading.Event()
@@ -65,10 +118,14 @@ class JobScheduler:
     def start(self, jobs: Jobs) -> None:
         """Start; `jobs` are the functions stored jobs name, bound to what they need."""
         self._jobs = jobs
+        if self.failures is not None:
+            for name in jobs:
+                for outcome in FAILURE_OUTCOMES:
+                    self.failures.labels(name, outcome)
         self._stop.clear()
         scheduler = _LeaderScheduler(
             jobstores={"default": SQLAlchemyJobStore(engine=self.engine, tablename=TABLE)},
-            executors={"default": JobExecutor(jobs)},
+            executors={"default": JobExecutor(self._run)},
             # Run late rather than never (a restart may come after the due time);
             # one instance of a job at a time.
             job_defaults={"coalesce": True, "misfire_grace_time": None, "max_instances": 1},
@@ -103,7 +160,7 @@ class JobScheduler:
             if self.is_leader and self._scheduler is not None:
                 self._scheduler.wakeup()
 
-    def _require(self) -> BackgroundScheduler:
+    def _require(self) -> _LeaderScheduler:
         if self._scheduler is None:
             raise RuntimeError("the job scheduler is not started")
         return self._scheduler
@@ -111,7 +168,13 @@ class JobScheduler:
     def schedule(self, name: str, *, at: datetime, job_id: str, **kwargs: Any) -> None:
         """Run job `name` with `kwargs` at `at`; a job with the same id is replaced."""
         self._require().add_job(
-            dispatch, "date", run_date=at, id=job_id, args=[name, kwargs], replace_existing=True
+            dispatch,
+            "date",
+            run_date=at,
+            id=job_id,
+            name=name,
+            args=[name, kwargs],
+            replace_existing=True,
         )
 
     def cancel(self, job_id: str) -> bool:
@@ -133,9 +196,88 @@ class JobScheduler:
             if job.next_run_time is None or job.next_run_time > now:
                 continue
             scheduler.remove_job(job.id)
-            try:
-                run_named(self._jobs, *job.args, **job.kwargs)
-            except Exception:
-                log.exception("job %s failed", job.id)
+            self._run(job.id, *job.args, now=now, **job.kwargs)
             ran.append(job.id)
         return ran
+
+    def _run(
+        self,
+        job_id: str,
+        name: str,
+        kwargs: dict[str, Any],
+        attempt: int = 0,
+        *,
+        now: datetime | None = None,
+    ) -> None:
+        """Run a stored job; when it raises, schedule it again (or give it up)."""
+        try:
+            run_named(self._jobs, name, kwargs)
+        except Exception as exc:
+            self._failed(job_id, name, kwargs, attempt=attempt, exc=exc, now=now)
+
+    def _failed(
+        self,
+        job_id: str,
+        name: str,
+        kwargs: dict[str, Any],
+        *,
+        attempt: int,
+        exc: Exception,
+        now: datetime | None,
+    ) -> None:
+        """Log and count a failed run; schedule it again under its id, later each time."""
+        failures = attempt + 1
+        said = f"job {name} {job_id} {_ids(kwargs)} failed ({failures} time(s))"
+        extra = {"job": name, "job_id": job_id, "attempt": failures}
+        if attempt >= self.retries:
+            outcome, why = GAVE_UP, "out of attempts"
+        else:
+            delay = min(self.retry_first_s * 2**attempt, self.retry_max_s)
+            at = (now or datetime.now(UTC)) + timedelta(seconds=delay)
+            outcome, why = self._again(job_id, name, kwargs, attempt=failures, at=at)
+        if outcome == GAVE_UP:
+            log.error(
+                "%s; given up (%s): it runs again only if a start schedules it",
+                said,
+                why,
+                exc_info=exc,
+                extra=extra,
+            )
+        else:
+            log.warning("%s; %s", said, why, exc_info=exc, extra=extra)
+        if self.failures is not None:
+            self.failures.labels(name if name in self._jobs else "unknown", outcome).inc()
+
+    def _again(
+        self, job_id: str, name: str, kwargs: dict[str, Any], *, attempt: int, at: datetime
+    ) -> tuple[str, str]:
+        """Store the retry unless the id was scheduled anew meanwhile: (outcome, what happened)."""
+        scheduler = self._scheduler
+        try:
+            added = scheduler is not None and scheduler.add_job_unless_stopped(
+                dispatch,
+                "date",
+                run_date=at,
+                id=job_id,
+                name=name,
+                args=[name, kwargs],
+                kwargs={"attempt": attempt},
+                replace_existing=False,  # a newer schedule of this id stands, and no duplicate
+            )
+        except ConflictingIdError:
+            return SUPERSEDED, "it was scheduled again meanwhile: that run stands"
+        except Exception as store_exc:
+            return GAVE_UP, f"the job store refused the retry: {type(store_exc).__name__}"
+        if not added:
+            return GAVE_UP, "the scheduler is stopping"
+        return RETRIED, f"trying again at {at.isoformat()}"
+
+
+def _ids(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The arguments a log line may show: numbers, ids and keys; no text, no nested data."""
+    return {
+        key: value
+        for key, value in kwargs.items()
+        if (isinstance(value, int) and not isinstance(value, bool))
+        or (isinstance(value, str) and key.endswith(("id", "key", "day")) and len(value) <= 200)
+    }
