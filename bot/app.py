@@ -37,6 +37,7 @@ from bot.dbroles import confirm as dbrole_confirm  # noqa: F401  # registers the
 from bot.deploys import confirm as deploy_confirm  # noqa: F401  # registers the deploy kinds
 from bot.deploys import jobs as deploy_jobs
 from bot.flags import confirm as flag_confirm  # noqa: F401  # registers the flag kind
+from bot.flags import flows as flag_flows
 from bot.flags import jobs as flag_jobs
 from bot.home.flows import HomeViews
 from bot.home.jobs import HomeRefresher
@@ -446,6 +447,7 @@ def build_runtime(
     )
     maintenance = MaintenanceWindows(sessions=sessions, rights=rights, config=config, clock=clock)
     maintenance_flows.count_held_after_commit(sessions, metrics)
+    flag_flows.count_outcomes_after_commit(sessions, metrics)
     jobs = jobs_table(
         incident_jobs.jobs(incident_job_deps),
         maintenance_jobs.jobs(maintenance_jobs.MaintenanceJobDeps(sessions=sessions, clock=clock)),
@@ -465,6 +467,9 @@ def build_runtime(
 
     def reschedule_maintenance_ends(_runtime: Runtime) -> None:
         maintenance_jobs.reschedule(sessions)
+
+    def resume_flag_watches(_runtime: Runtime) -> None:
+        flag_jobs.resume_watches(app_services)
 
     def schedule_handoffs(_runtime: Runtime) -> None:
         oncall_jobs.schedule_handoffs(handoff_deps)
@@ -547,6 +552,7 @@ def build_runtime(
             _warm_up_intake,
             reschedule_incident_jobs,
             reschedule_maintenance_ends,
+            resume_flag_watches,
             schedule_handoffs,
             prune_inbound_receipts,
         ],

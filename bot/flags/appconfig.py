@@ -5,6 +5,11 @@ A change is a new hosted configuration version of the feature-flag profile
 was written since the one we read) and a deployment of it to the
 environment with the configured strategy; tasks running the AppConfig agent
 pick it up without a restart.
+
+What the environment holds is its deployed version, not the newest hosted one:
+a version may be written and never deployed (StartDeployment refused, or
+someone staging one in the console). `read_current` reads both, so a change is
+made from what is deployed and an undeployed version is never shipped unseen.
 """
 
 from __future__ import annotations
@@ -22,7 +27,11 @@ from bot.slack_text import code, escape
 RUNNING = ("DEPLOYING", "BAKING", "VALIDATING", "ROLLING_BACK")
 COMPLETE = "COMPLETE"
 ROLLED_BACK = ("ROLLED_BACK", "REVERTED")
+# A deployment whose version the environment holds (COMPLETE) or is getting; one rolling
+# back, rolled back or reverted gave its place back to the one before it.
+HOLDS = (COMPLETE, "DEPLOYING", "BAKING", "VALIDATING")
 DESCRIPTION_MAX = 1024
+DEPLOYMENT_PAGES = 20  # ListDeployments pages (50 each) looked through for the profile's
 
 
 @dataclass(frozen=True)
@@ -61,28 +70,119 @@ def _ids(flags: AppConfigFlags) -> dict[str, str]:
 FEATURE_FLAGS = "AWS.AppConfig.FeatureFlags"
 
 
-def latest_version(client: Any, flags: AppConfigFlags) -> Version:
-    """The newest hosted version of the profile and its document."""
+@dataclass(frozen=True)
+class Current:
+    """The profile's flags in the environment: what is deployed, and the newest hosted version.
+
+    `deployed` is the version of the profile's newest deployment to the environment
+    that is COMPLETE or under way (None: none ever was); `hosted` counts the
+    hosted versions (the newest is written on top of, with LatestVersionNumber).
+    """
+
+    newest: Version
+    deployed: Version | None
+    deployment: int | None  # the AppConfig deployment that holds `deployed`
+    hosted: int
+
+    @property
+    def undeployed(self) -> bool:
+        """The newest hosted version is not the one the environment holds."""
+        return self.deployed is not None and self.deployed.number != self.newest.number
+
+    @property
+    def shown(self) -> Version:
+        """What to show as the flags: the deployed version, else (never deployed) the newest."""
+        return self.deployed or self.newest
+
+
+def _profile_or_raise(client: Any, flags: AppConfigFlags) -> dict[str, Any]:
     with aws_call("read the configuration profile"):
-        profile = client.get_configuration_profile(**_ids(flags))
+        profile: dict[str, Any] = client.get_configuration_profile(**_ids(flags))
     if profile.get("Type") != FEATURE_FLAGS:
         raise FlagRefused(
             f"The configuration profile {code(flags.profile)} is of type "
             f"{code(profile.get('Type') or 'freeform')}, not `{FEATURE_FLAGS}`: "
             "check `flags.profile`."
         )
+    return profile
+
+
+def _hosted_numbers(client: Any, flags: AppConfigFlags) -> list[int]:
     with aws_call("list the hosted configuration versions"):
         items = client.list_hosted_configuration_versions(**_ids(flags), MaxResults=50)["Items"]
     if not items:
         raise FlagRefused("The feature-flag profile has no hosted version yet: create one in AWS.")
-    newest = max(items, key=lambda item: int(item["VersionNumber"]))
-    number = int(newest["VersionNumber"])
+    return sorted((int(item["VersionNumber"]) for item in items), reverse=True)
+
+
+def read_version(client: Any, flags: AppConfigFlags, *, number: int) -> Version:
+    """One hosted version of the profile and its document."""
     with aws_call(f"read hosted configuration version {number}"):
         answer = client.get_hosted_configuration_version(**_ids(flags), VersionNumber=number)
         content = answer["Content"].read()
     return Version(
         number=number, description=answer.get("Description"), document=FlagDocument.parse(content)
     )
+
+
+def latest_version(client: Any, flags: AppConfigFlags) -> Version:
+    """The newest hosted version of the profile and its document."""
+    _profile_or_raise(client, flags)
+    return read_version(client, flags, number=_hosted_numbers(client, flags)[0])
+
+
+def deployed_version(
+    client: Any, flags: AppConfigFlags, *, profile_name: str
+) -> tuple[int, int] | None:
+    """(deployment, version) the environment holds of the profile; None: never deployed.
+
+    ListDeployments answers newest first and names the profile only by name: a
+    candidate's GetDeployment says whether it is this profile.
+    """
+    token: str | None = None
+    for _ in range(DEPLOYMENT_PAGES):
+        with aws_call("list the environment's deployments"):
+            page = client.list_deployments(
+                ApplicationId=flags.application,
+                EnvironmentId=flags.environment,
+                MaxResults=50,
+                **({"NextToken": token} if token else {}),
+            )
+        items = sorted(page["Items"], key=lambda i: -int(i["DeploymentNumber"]))
+        for item in items:
+            if item.get("State") not in HOLDS:
+                continue
+            if item.get("ConfigurationName") not in (None, profile_name):
+                continue
+            number = int(item["DeploymentNumber"])
+            with aws_call(f"read AppConfig deployment {number}"):
+                answer = client.get_deployment(
+                    ApplicationId=flags.application,
+                    EnvironmentId=flags.environment,
+                    DeploymentNumber=number,
+                )
+            if answer.get("ConfigurationProfileId") == flags.profile:
+                return number, int(answer["ConfigurationVersion"])
+        token = page.get("NextToken")
+        if not token:
+            return None
+    raise FlagRefused(
+        f"The last {DEPLOYMENT_PAGES * 50} deployments of the environment hold no deployment "
+        f"of the profile {code(flags.profile)}: opsbot cannot tell which version is deployed."
+    )
+
+
+def read_current(client: Any, flags: AppConfigFlags) -> Current:
+    """The deployed version and the newest hosted one, each with its document."""
+    profile = _profile_or_raise(client, flags)
+    numbers = _hosted_numbers(client, flags)
+    newest = read_version(client, flags, number=numbers[0])
+    held = deployed_version(client, flags, profile_name=str(profile.get("Name") or ""))
+    if held is None:
+        return Current(newest=newest, deployed=None, deployment=None, hosted=len(numbers))
+    deployment, number = held
+    deployed = newest if number == newest.number else read_version(client, flags, number=number)
+    return Current(newest=newest, deployed=deployed, deployment=deployment, hosted=len(numbers))
 
 
 def write_version(
@@ -102,6 +202,11 @@ def write_version(
             raise FlagConflict(
                 f"Someone wrote a new version of the flags after version {latest}, which this "
                 "change was made from: nothing was written. Look again with `/flag list`."
+            ) from exc
+        if error_code(exc) == "BadRequestException":  # e.g. a value its validator refuses
+            raise FlagRefused(
+                "AppConfig refused the new version of the flags: "
+                f"{escape(describe_error(exc))}. Nothing was written."
             ) from exc
         raise FlagFailed(
             "AWS refused to write a new hosted configuration version: "

@@ -4,14 +4,19 @@
 - `submit` checks a change (flag exists, value fits, the caller's right) and
   either makes it or asks for the clicks its environment needs; a confirmed
   change comes back through `execute`, which checks everything again.
-- AppConfig: a new hosted version from the latest one (refused if another was
-  written since the change was asked for), then a deployment with the
-  environment's strategy, watched by the `flags.watch` job until COMPLETE or
-  ROLLED_BACK.
+- AppConfig: a new hosted version made from the DEPLOYED one (refused if another
+  version was written, or another deployed, since the change was asked for),
+  then a deployment with the environment's strategy, watched by the
+  `flags.watch` job until COMPLETE or ROLLED_BACK. A newer hosted version that
+  was never deployed (StartDeployment refused, or staged in the console) is not
+  shipped under this change: the request, the answer and the audit name it and
+  what it holds.
 - SSM: the parameter is overwritten and the service restarted under the
   deploy lock (bot/deploys/restarts.py), watched like a deploy.
 
-Every change is audited (target `flag:<app>/<env>`) with the flag's before and after.
+Every change is audited (target `flag:<app>/<env>`) with the flag's before and after,
+refusals included; a failure is also logged (WARNING) and every outcome counted
+(`opsbot_flag_changes{outcome}`, once its audit line commits).
 Answers and messages are mrkdwn: flag names, values and AWS's words in them are
 escaped where they are composed.
 """
@@ -24,9 +29,10 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import event, or_, select
+from sqlalchemy.orm import Session, sessionmaker
 
+from bot.adapters.aws import error_code
 from bot.approvals import flows as approval_flows
 from bot.approvals.render import actor_text
 from bot.apps.errors import AppError
@@ -45,20 +51,27 @@ from bot.deploys.restarts import (
     start_flag_roll,
 )
 from bot.flags import appconfig, render, ssm
-from bot.flags.document import FlagDocument
+from bot.flags.document import FlagDocument, differences, state_of
 from bot.flags.errors import FlagError, FlagFailed, FlagRefused
 from bot.flags.requests import ON, SET, Change
 from bot.outbox import service as outbox
+from bot.scheduler.deferred import schedule_after_commit
 from bot.slack_dates import slack_date
 from bot.slack_text import code, escape, inert
 
 if TYPE_CHECKING:
     from bot.apps.services import Services
+    from bot.observability.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 WATCH_JOB = "flags.watch"
+WATCH_JOB_PREFIX = "flag-watch-"
 CHANGE = "flag.change"
+DEPLOYMENT = "flag.deployment"
+# opsbot_flag_changes{outcome}: done (AppConfig: its deployment COMPLETE; SSM: written
+# and restarting, the roll's end is the deploy watcher's), refused, failed, rolled_back.
+_COUNTED = "flag_outcomes"  # Session.info: outcomes counted once the session commits
 SSM_ROLL = "ssm-flag"  # the change of a flag roll: one SSM parameter overwritten
 
 
@@ -71,6 +84,10 @@ class Prepared:
     before: dict[str, Any]
     after: dict[str, Any]
     document: FlagDocument | None = None  # AppConfig: the new document
+    # AppConfig: a newer hosted version than the deployed one, left out of this change:
+    # {"version", "description", "deployed_version", "differences"} (document.differences).
+    undeployed: dict[str, Any] | None = None
+    never_deployed: bool = False  # AppConfig: nothing deployed yet; the only hosted version
 
 
 def flags_or_raise(target: Target) -> AppConfigFlags | SsmFlags:
@@ -114,8 +131,9 @@ def list_flags(services: Services, *, app: str, env: str) -> str:
     notes: list[str] = []
     if isinstance(flags, AppConfigFlags):
         client = services.aws.get("appconfig")
-        latest = appconfig.latest_version(client, flags)
-        for flag in latest.document.flags():
+        current = appconfig.read_current(client, flags)
+        shown = current.shown  # the deployed version (never deployed: the newest hosted one)
+        for flag in shown.document.flags():
             ours = changes.get(flag.key)
             lines.append(
                 render.FlagLine(
@@ -129,10 +147,17 @@ def list_flags(services: Services, *, app: str, env: str) -> str:
                     by_opsbot=ours is not None,
                 )
             )
-        notes.append(
-            f"Hosted version {latest.number}"
-            + (f": {inert(latest.description, 500)}" if latest.description else "")
-        )
+        described = f": {inert(shown.description, 500)}" if shown.description else ""
+        if current.deployed is None:
+            notes.append(
+                f"Hosted version {shown.number}{described} (nothing is deployed to "
+                f"{code(target.label)} yet)"
+            )
+        else:
+            notes.append(f"Deployed version {shown.number}{described}")
+        undeployed = _undeployed(current)
+        if undeployed is not None:
+            notes.append(f":warning: Hosted {render.undeployed_text(undeployed)}.")
         running = appconfig.running_rollout(client, flags)
         if running is not None:
             notes.append(
@@ -174,7 +199,8 @@ def prepare(services: Services, change: Change) -> Prepared:
     flags = flags_or_raise(target)
     services.access.require(change.actor, target, action="change feature flags of")
     if isinstance(flags, AppConfigFlags):
-        latest = appconfig.latest_version(services.aws.get("appconfig"), flags)
+        current = appconfig.read_current(services.aws.get("appconfig"), flags)
+        latest = current.newest
         if change.seen_version is not None and latest.number != change.seen_version:
             raise FlagRefused(
                 f"The flags of {code(target.label)} changed since this was asked: version "
@@ -182,20 +208,25 @@ def prepare(services: Services, change: Change) -> Prepared:
                 + (f" ({inert(latest.description, 500)})" if latest.description else "")
                 + ". Nothing was written: look again with `/flag list` and ask again."
             )
-        current = latest.document.get_or_raise(change.flag)
+        base = _base_or_raise(target, current)
+        if change.deployed_version is not None and base.number != change.deployed_version:
+            raise FlagRefused(
+                f"The flags deployed to {code(target.label)} changed since this was asked: "
+                f"version {base.number} is deployed now, not version {change.deployed_version}. "
+                "Nothing was written: look again with `/flag list` and ask again."
+            )
         if change.verb == SET:
-            document = latest.document.with_attributes(change.flag, change.attributes)
+            document = base.document.with_attributes(change.flag, change.attributes)
         else:
-            document = latest.document.with_enabled(change.flag, change.verb == ON)
-        new = document.get_or_raise(change.flag)
-        before = {"enabled": current.enabled, **current.values}
-        after = {"enabled": new.enabled, **new.values}
+            document = base.document.with_enabled(change.flag, change.verb == ON)
         prepared = Prepared(
-            change=replace(change, seen_version=latest.number),
+            change=replace(change, seen_version=latest.number, deployed_version=base.number),
             target=target,
-            before=before,
-            after=after,
+            before=state_of(base.document.get_or_raise(change.flag)),
+            after=state_of(document.get_or_raise(change.flag)),
             document=document,
+            undeployed=_undeployed(current),
+            never_deployed=current.deployed is None,
         )
     else:
         if change.verb == SET:
@@ -217,9 +248,106 @@ def prepare(services: Services, change: Change) -> Prepared:
     if prepared.before == prepared.after:
         raise FlagRefused(
             f"{code(prepared.change.flag)} of {code(target.label)} is already "
-            f"{render.state_text(prepared.after)}: nothing to change."
+            f"{render.state_text(prepared.after)}{_where(prepared)}: nothing to change."
+            + (
+                f" (Hosted {render.undeployed_text(prepared.undeployed)}.)"
+                if prepared.undeployed
+                else ""
+            )
         )
     return prepared
+
+
+def _base_or_raise(target: Target, current: appconfig.Current) -> appconfig.Version:
+    """The version a change is made from: the deployed one.
+
+    Never deployed (Terraform deploys the version it writes, so rarely): the only
+    hosted version, whose whole document the first deployment ships; with
+    several, which one is meant cannot be told, and the change is refused.
+    """
+    if current.deployed is not None:
+        return current.deployed
+    if current.hosted == 1:
+        return current.newest
+    newest = current.newest
+    raise FlagRefused(
+        f"Nothing of the flags of {code(target.label)} is deployed yet, and AppConfig holds "
+        f"{current.hosted} hosted versions (the newest is version {newest.number}"
+        + (f": {inert(newest.description, 300)}" if newest.description else "")
+        + "): opsbot makes a change from the deployed version and cannot tell which of them "
+        "is meant. Deploy one in AppConfig first. Nothing was written."
+    )
+
+
+def _undeployed(current: appconfig.Current) -> dict[str, Any] | None:
+    """The newest hosted version when it is not the deployed one, and how it differs."""
+    if not current.undeployed or current.deployed is None:
+        return None
+    found = differences(current.deployed.document, current.newest.document)
+    return {
+        "version": current.newest.number,
+        "description": (current.newest.description or "")[:300] or None,
+        "deployed_version": current.deployed.number,
+        "differences": found[:50],
+        **({"more_differences": len(found) - 50} if len(found) > 50 else {}),
+    }
+
+
+def _where(prepared: Prepared) -> str:
+    """Which AppConfig version a state is of ("" for SSM)."""
+    if prepared.change.deployed_version is None:
+        return ""
+    if prepared.never_deployed:
+        return f" in version {prepared.change.deployed_version} (nothing is deployed yet)"
+    return f" in the deployed version {prepared.change.deployed_version}"
+
+
+# -- outcomes: audited, logged when they fail, counted -------------------------------------
+
+
+def _count(db_session: Session, outcome: str) -> None:
+    """Count `outcome` in opsbot_flag_changes once this session commits."""
+    db_session.info.setdefault(_COUNTED, []).append(outcome)
+
+
+def count_outcomes_after_commit(sessions: sessionmaker[Session], metrics: Metrics) -> None:
+    """Count flag changes' outcomes (`opsbot_flag_changes`) once their audit lines commit."""
+
+    @event.listens_for(sessions, "after_commit")
+    def after_commit(db_session: Session) -> None:
+        for outcome in db_session.info.pop(_COUNTED, []):
+            metrics.flag_changes.labels(outcome).inc()
+
+    @event.listens_for(sessions, "after_rollback")
+    def after_rollback(db_session: Session) -> None:
+        db_session.info.pop(_COUNTED, None)
+
+
+def _aws_code(exc: BaseException) -> str:
+    """The AWS error code behind a failure (a FlagError wraps the ClientError), or "-"."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        found = error_code(seen)
+        if found:
+            return found
+        seen = seen.__cause__
+    return "-"
+
+
+def _log_failure(
+    change: Change, *, step: str, exc: BaseException, version: int | None = None
+) -> None:
+    """One WARNING line: what, where, who, the version written (AppConfig or SSM), AWS's code."""
+    log.warning(
+        "flag change %r of %s by %s failed %s: version %s, AWS error %s",
+        change.what,
+        change.label,
+        change.actor,
+        step,
+        version if version is not None else "-",
+        _aws_code(exc),
+        extra={"target": change.audit_target, "slack_user": change.actor},
+    )
 
 
 def _refused(services: Services, change: Change, reason: str) -> None:
@@ -233,26 +361,61 @@ def _refused(services: Services, change: Change, reason: str) -> None:
             outcome="refused",
             detail={"flag": change.flag, "asked": change.what, "reason": reason},
         )
+        _count(db_session, "refused")
         db_session.commit()
+    log.info(
+        "flag change %r of %s by %s refused",
+        change.what,
+        change.label,
+        change.actor,
+        extra={"target": change.audit_target, "slack_user": change.actor},
+    )
+
+
+def _read_failed(services: Services, change: Change, exc: FlagFailed) -> None:
+    """AWS failed while the flags were read: nothing was written."""
+    with services.sessions() as db_session:
+        audit.record(
+            db_session,
+            at=services.clock.now(),
+            actor=change.actor,
+            action=CHANGE,
+            target=change.audit_target,
+            outcome="failed",
+            detail={"flag": change.flag, "asked": change.what, "reason": str(exc)},
+        )
+        _count(db_session, "failed")
+        db_session.commit()
+    _log_failure(change, step="reading the flags (nothing written)", exc=exc)
+
+
+def _prepare_or_record(services: Services, change: Change) -> Prepared:
+    """`prepare`, its refusal or failure audited."""
+    try:
+        return prepare(services, change)
+    except (FlagRefused, AppError) as exc:
+        _refused(services, change, str(exc))
+        raise
+    except FlagFailed as exc:
+        _read_failed(services, change, exc)
+        raise
 
 
 def submit(services: Services, change: Change) -> str:
     """Check a change; make it, or ask for the clicks its environment needs."""
-    try:
-        prepared = prepare(services, change)
-    except (FlagRefused, AppError) as exc:
-        _refused(services, change, str(exc))
-        raise
+    prepared = _prepare_or_record(services, change)
     settings = prepared.target.settings
     approvals_needed = 1 if settings.require_approval else 0
     if not settings.protected and not approvals_needed:
         return _execute(services, prepared, approved_by=[])
     channel = settings.release_channel or change.channel
     if channel is None:
-        raise FlagRefused(
+        reason = (
             f"{code(prepared.target.label)} needs a confirmation in Slack, but has no "
             "release_channel to ask in."
         )
+        _refused(services, change, reason)
+        raise FlagRefused(reason)
     action = approval_flows.ask(
         services,
         kind="flag",  # bot/flags/confirm.py
@@ -279,11 +442,24 @@ def _details(prepared: Prepared) -> list[str]:
         f"*Now* {render.state_text(prepared.before)}",
         f"*After* {render.state_text(prepared.after)}",
     ]
-    if prepared.change.seen_version is not None:
-        lines.append(
-            f"*AppConfig* a new version on top of version {prepared.change.seen_version}, "
-            "then a deployment with the environment's strategy"
-        )
+    base = prepared.change.deployed_version
+    if base is not None:
+        if prepared.never_deployed:
+            lines.append(
+                f"*AppConfig* nothing is deployed yet: a new version made from version {base}, "
+                "then its first deployment (the whole document ships) with the environment's "
+                "strategy"
+            )
+        else:
+            lines.append(
+                f"*AppConfig* a new version made from the deployed version {base}, then a "
+                "deployment with the environment's strategy: only this flag changes"
+            )
+        if prepared.undeployed:
+            lines.append(
+                f"*Not shipped* Hosted {render.undeployed_text(prepared.undeployed)}. "
+                "It is left out of this change."
+            )
     else:
         lines.append("*SSM* the parameter is overwritten, then the service restarted")
     return lines
@@ -291,11 +467,7 @@ def _details(prepared: Prepared) -> list[str]:
 
 def execute(services: Services, change: Change, *, approved_by: list[str]) -> str:
     """Make a change whose clicks are in: every check again first."""
-    try:
-        prepared = prepare(services, change)
-    except (FlagRefused, AppError) as exc:
-        _refused(services, change, str(exc))
-        raise
+    prepared = _prepare_or_record(services, change)
     return _execute(services, prepared, approved_by=approved_by)
 
 
@@ -334,61 +506,119 @@ def _audit_change(
     )
 
 
+def _appconfig_failed(
+    services: Services,
+    prepared: Prepared,
+    *,
+    approved_by: list[str],
+    exc: FlagError,
+    step: str,
+    version: int | None = None,
+) -> None:
+    with services.sessions() as db_session:
+        _audit_change(
+            services,
+            db_session,
+            prepared,
+            outcome="failed",
+            approved_by=approved_by,
+            reason=str(exc),
+            version=version,
+            previous_version=prepared.change.seen_version,
+            deployed_version=prepared.change.deployed_version,
+        )
+        _count(db_session, "failed")
+        db_session.commit()
+    _log_failure(prepared.change, step=step, exc=exc, version=version)
+
+
 def _execute_appconfig(
     services: Services, prepared: Prepared, flags: AppConfigFlags, *, approved_by: list[str]
 ) -> str:
     change = prepared.change
     assert prepared.document is not None and change.seen_version is not None
+    label = prepared.target.label
     client = services.aws.get("appconfig")
-    running = appconfig.running_rollout(client, flags)
+    try:
+        running = appconfig.running_rollout(client, flags)
+    except FlagFailed as exc:
+        _read_failed(services, change, exc)
+        raise
     if running is not None:
-        raise FlagRefused(
-            f"AppConfig deployment {running.number} of {code(prepared.target.label)} is still "
+        reason = (
+            f"AppConfig deployment {running.number} of {code(label)} is still "
             f"{escape(running.state)} ({running.percent:g}%); AppConfig allows one at a time. "
             "Nothing was written: try again when it is done."
         )
+        _refused(services, change, reason)
+        raise FlagRefused(reason)
     who = f"opsbot for {change.actor}" + (
         f" (approved by {', '.join(approved_by)})" if approved_by else ""
     )
+    description = f"{who}: {change.what}"
+    if prepared.undeployed:
+        description += (
+            f" (made from the deployed version {change.deployed_version}; version "
+            f"{prepared.undeployed['version']} is not deployed)"
+        )
     try:
         version = appconfig.write_version(
             client,
             flags,
             document=prepared.document,
             latest=change.seen_version,
-            description=f"{who}: {change.what}",
+            description=description,
         )
-        number = appconfig.start_rollout(
-            client, flags, version=version, description=f"{who}: {change.what}"
-        )
-    except FlagError as exc:
-        with services.sessions() as db_session:
-            _audit_change(
-                services,
-                db_session,
-                prepared,
-                outcome="failed",
-                approved_by=approved_by,
-                reason=str(exc),
-            )
-            db_session.commit()
+    except FlagRefused as exc:  # another version came first, or AppConfig's validator said no
+        _refused(services, change, str(exc))
         raise
+    except FlagError as exc:
+        _appconfig_failed(
+            services, prepared, approved_by=approved_by, exc=exc, step="writing the version"
+        )
+        raise
+    try:
+        number = appconfig.start_rollout(client, flags, version=version, description=description)
+    except FlagError as exc:
+        _appconfig_failed(
+            services,
+            prepared,
+            approved_by=approved_by,
+            exc=exc,
+            step="starting the deployment (version written, not deployed)",
+            version=version,
+        )
+        if prepared.never_deployed:
+            after = (
+                f"Nothing is deployed to {code(label)} yet: deploy version {version} (this "
+                f"change) or version {change.deployed_version} in AppConfig first."
+            )
+        else:
+            after = (
+                f"Nothing changed in {code(label)}: it still holds version "
+                f"{change.deployed_version}. Ask again to make the change: it is made from "
+                f"the deployed version, and version {version} stays out of it."
+            )
+        raise FlagFailed(
+            f"Flag {code(change.flag)} of {code(label)}: version {version} written, not "
+            f"deployed ({exc}). {after}"
+        ) from exc
     now = services.clock.now()
     channel = prepared.target.settings.release_channel or change.channel
-    info: dict[str, Any] = {
-        "app": change.app,
-        "env": change.env,
-        "label": prepared.target.label,
-        "flag": change.flag,
-        "before": render.state_text(prepared.before),
-        "after": render.state_text(prepared.after),
-        "actor": change.actor,
-        "approved_by": approved_by,
-        "version": version,
-        "deployment": number,
-        "channel": channel,
-        "key": f"flag-change:{change.app}/{change.env}:{number}:{uuid.uuid4().hex[:8]}",
-    }
+    info = _watch_info(
+        app=change.app,
+        env=change.env,
+        label=label,
+        flag=change.flag,
+        before=prepared.before,
+        after=prepared.after,
+        actor=change.actor,
+        approved_by=approved_by,
+        version=version,
+        deployment=number,
+        channel=channel,
+        key=f"flag-change:{change.app}/{change.env}:{number}:{uuid.uuid4().hex[:8]}",
+    )
     with services.sessions() as db_session:
         _audit_change(
             services,
@@ -398,7 +628,14 @@ def _execute_appconfig(
             approved_by=approved_by,
             version=version,
             previous_version=change.seen_version,
+            deployed_version=change.deployed_version,
             deployment=number,
+            undeployed=prepared.undeployed,
+            # What a lost watch is resumed from (bot/flags/jobs.py, resume_watches).
+            app=change.app,
+            env=change.env,
+            channel=channel,
+            key=info["key"],
         )
         if channel:
             outbox.post_or_update(
@@ -408,14 +645,60 @@ def _execute_appconfig(
                 message=render.change_announcement(info, state="DEPLOYING"),
                 now=now,
             )
+        # Scheduled once this commits; a job store that fails then is logged, and the
+        # watch is resumed at the next start from this audit line.
+        schedule_after_commit(
+            db_session,
+            WATCH_JOB,
+            at=now + timedelta(seconds=services.config.deploys.poll_interval_s),
+            job_id=watch_job_id(info),
+            info=info,
+            last="",
+        )
         db_session.commit()
-    schedule_watch(services, info=info, last="")
     where = f": follow it in {deploy_render.channel_text(channel)}" if channel else ""
-    return (
-        f"Flag {code(change.flag)} of {code(prepared.target.label)} → "
-        f"{render.state_text(prepared.after)}: version {version} written, AppConfig "
-        f"deployment {number} started{where}."
+    left_out = (
+        f" Hosted {render.undeployed_text(prepared.undeployed)}: it is left out of this change."
+        if prepared.undeployed
+        else ""
     )
+    return (
+        f"Flag {code(change.flag)} of {code(label)} → "
+        f"{render.state_text(prepared.after)}: version {version} written, AppConfig "
+        f"deployment {number} started{where}.{left_out}"
+    )
+
+
+def _watch_info(
+    *,
+    app: str,
+    env: str,
+    label: str,
+    flag: str,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    actor: str,
+    approved_by: list[str],
+    version: int,
+    deployment: int,
+    channel: str | None,
+    key: str,
+) -> dict[str, Any]:
+    """What the `flags.watch` job carries: all its messages need, no table kept."""
+    return {
+        "app": app,
+        "env": env,
+        "label": label,
+        "flag": flag,
+        "before": render.state_text(before),
+        "after": render.state_text(after),
+        "actor": actor,
+        "approved_by": approved_by,
+        "version": version,
+        "deployment": deployment,
+        "channel": channel,
+        "key": key,
+    }
 
 
 def _execute_ssm(
@@ -470,9 +753,16 @@ def _execute_ssm(
                 reason=str(exc),
                 parameter_version=written.get("version"),
             )
+            _count(db_session, "refused" if refused else "failed")
             db_session.commit()
         if refused:
             raise FlagRefused(f"Nothing was written: {exc}") from exc
+        _log_failure(
+            change,
+            step="restarting the service (parameter written)",
+            exc=exc,
+            version=written.get("version"),
+        )
         raise FlagFailed(str(exc)) from exc
     with services.sessions() as db_session:
         _audit_change(
@@ -484,6 +774,7 @@ def _execute_ssm(
             parameter_version=written.get("version"),
             deployment=deployment.id,
         )
+        _count(db_session, "done")
         db_session.commit()
     where = f": follow it in {deploy_render.channel_text(channel)}" if channel else ""
     return (
@@ -546,6 +837,17 @@ def _settled_ssm_roll(db_session: Session, settled: Settled, now: datetime) -> N
             **({} if done else {"reason": settled.outcome}),
         },
     )
+    _count(db_session, "done" if done else "failed")
+    if not done:
+        log.warning(
+            "flag roll %r of %s by %s, interrupted, failed: deployment %s, %s",
+            record["asked"],
+            record["label"],
+            record["actor"],
+            settled.deployment.id,
+            settled.outcome,
+            extra={"target": f"flag:{record['label']}", "slack_user": record["actor"]},
+        )
 
 
 register_change_kind(
@@ -556,15 +858,120 @@ register_change_kind(
 # -- watching an AppConfig deployment ------------------------------------------------------
 
 
-def schedule_watch(services: Services, *, info: dict[str, Any], last: str) -> None:
+def watch_job_id(info: dict[str, Any], *, suffix: str | None = None) -> str:
+    """`flag-watch-<app>/<env>-<deployment>-<suffix>`: a new suffix for each look.
+
+    APScheduler removes a date job by its id once it has handed it to a worker,
+    which may by then have scheduled the next look: under the same id, that
+    one would be removed with it.
+    """
+    tail = suffix or uuid.uuid4().hex[:10]
+    return f"{WATCH_JOB_PREFIX}{info['label']}-{info['deployment']}-{tail}"
+
+
+def watched_deployments(job_ids: list[str]) -> set[tuple[str | None, int]]:
+    """(label, deployment) of each pending watch job; label None for an id without it."""
+    found: set[tuple[str | None, int]] = set()
+    for job_id in job_ids:
+        if not job_id.startswith(WATCH_JOB_PREFIX):
+            continue
+        head = job_id[len(WATCH_JOB_PREFIX) :].rpartition("-")[0]  # without the suffix
+        label, _, number = head.rpartition("-")
+        if number.isdigit():
+            found.add((label or None, int(number)))
+    return found
+
+
+def schedule_watch(
+    services: Services, *, info: dict[str, Any], last: str, job_id: str | None = None
+) -> None:
     delay = timedelta(seconds=services.config.deploys.poll_interval_s)
     services.scheduler.schedule(
         WATCH_JOB,
         at=services.clock.now() + delay,
-        job_id=f"flag-watch-{info['deployment']}-{uuid.uuid4().hex[:10]}",
+        job_id=job_id or watch_job_id(info),
         info=info,
         last=last,
     )
+
+
+RESUME_WINDOW = timedelta(days=7)  # AppConfig strategies last up to a day, bake included
+
+
+def unwatched_deployments(services: Services) -> list[dict[str, Any]]:
+    """The watch info of each recent AppConfig change whose deployment's end is not recorded.
+
+    From the audit: `flag.change` ok lines with a deployment (AppConfig; SSM
+    lines carry a parameter version) and no `flag.deployment` line for it.
+    """
+    since = services.clock.now() - RESUME_WINDOW
+    with services.sessions() as db_session:
+        query = (
+            select(AuditRecord)
+            .where(
+                AuditRecord.at >= since,
+                AuditRecord.target.like("flag:%"),
+                or_(
+                    (AuditRecord.action == CHANGE) & (AuditRecord.outcome == "ok"),
+                    AuditRecord.action == DEPLOYMENT,
+                ),
+            )
+            .order_by(AuditRecord.id.desc())
+            .limit(2000)
+        )
+        rows = list(db_session.scalars(query))
+        db_session.expunge_all()
+    ended = {(r.target, (r.detail or {}).get("deployment")) for r in rows if r.action == DEPLOYMENT}
+    found: list[dict[str, Any]] = []
+    for row in reversed(rows):
+        detail = row.detail or {}
+        if row.action != CHANGE or "version" not in detail or detail.get("deployment") is None:
+            continue
+        if (row.target, detail["deployment"]) in ended:
+            continue
+        found.append(_resumed_info(services, row.target.removeprefix("flag:"), row.actor, detail))
+    return found
+
+
+def _resumed_info(
+    services: Services, label: str, actor: str, detail: dict[str, Any]
+) -> dict[str, Any]:
+    app = str(detail.get("app") or label.rpartition("/")[0])
+    env = str(detail.get("env") or label.rpartition("/")[2])
+    number = int(detail["deployment"])
+    channel = detail.get("channel")
+    if "channel" not in detail:  # a line written before channel and key were kept
+        try:
+            channel = get_target_or_raise(
+                services.config, app=app, env=env
+            ).settings.release_channel
+        except AppError:
+            channel = None
+    return _watch_info(
+        app=app,
+        env=env,
+        label=label,
+        flag=str(detail.get("flag")),
+        before=dict(detail.get("before") or {}),
+        after=dict(detail.get("after") or {}),
+        actor=actor,
+        approved_by=list(detail.get("approved_by") or []),
+        version=int(detail["version"]),
+        deployment=number,
+        channel=None if channel is None else str(channel),
+        key=str(detail.get("key") or f"flag-change:{label}:{number}:resumed"),
+    )
+
+
+def _end_recorded(db_session: Session, *, label: str, number: int) -> bool:
+    """Whether a `flag.deployment` line already ends this deployment (two watches of one)."""
+    query = (
+        select(AuditRecord.detail)
+        .where(AuditRecord.action == DEPLOYMENT, AuditRecord.target == f"flag:{label}")
+        .order_by(AuditRecord.id.desc())
+        .limit(200)
+    )
+    return any((detail or {}).get("deployment") == number for detail in db_session.scalars(query))
 
 
 def observe(services: Services, *, info: dict[str, Any], last: str) -> str | None:
@@ -593,6 +1000,8 @@ def observe(services: Services, *, info: dict[str, Any], last: str) -> str | Non
         if rollout.running:
             db_session.commit()
             return seen
+        if _end_recorded(db_session, label=str(info["label"]), number=rollout.number):
+            return None  # another watch of it (resumed at a start) got there first
         if rollout.state == appconfig.COMPLETE:
             text = (
                 f":white_check_mark: AppConfig deployment {rollout.number} is COMPLETE: "
@@ -610,11 +1019,24 @@ def observe(services: Services, *, info: dict[str, Any], last: str) -> str | Non
         else:
             text = f"AppConfig deployment {rollout.number} ended {escape(rollout.state)}."
             outcome = "failed"
+        if outcome != "ok":
+            log.warning(
+                "flag change %r of %s by %s: AppConfig deployment %s of version %s ended %s%s",
+                f"{info['flag']} {info['after']}",
+                info["label"],
+                info.get("actor"),
+                rollout.number,
+                info["version"],
+                rollout.state,
+                f" ({rollout.events[0]})" if rollout.events else "",
+                extra={"target": f"flag:{info['label']}", "slack_user": info.get("actor")},
+            )
+        _count(db_session, "done" if outcome == "ok" else outcome)
         audit.record(
             db_session,
             at=now,
             actor="opsbot",
-            action="flag.deployment",
+            action=DEPLOYMENT,
             target=f"flag:{info['label']}",
             outcome=outcome,
             detail={

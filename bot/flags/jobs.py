@@ -2,7 +2,11 @@
 
 Each look re-schedules the next with a new job id (APScheduler removes a
 finished date job by its id); the job's arguments carry what the messages
-need, so no table is kept for it.
+need, so no table is kept for it. APScheduler removes a date job when it hands
+it to a worker, so a process that dies in a look (or a job store that failed
+when the first look was scheduled) loses the watch: `resume_watches`, at start,
+watches again each deployment whose change the audit records and whose end it
+does not.
 """
 
 from __future__ import annotations
@@ -41,3 +45,19 @@ def watch(services: Services, *, info: dict[str, Any], last: str) -> None:
 def jobs(services: Services) -> dict[str, JobFunction]:
     """The flags' jobs by name, bound to `services`."""
     return {flows.WATCH_JOB: partial(watch, services)}
+
+
+def resume_watches(services: Services) -> int:
+    """At start: watch again each AppConfig deployment whose watch was lost; how many."""
+    pending = flows.watched_deployments([job_id for job_id, _ in services.scheduler.pending()])
+    resumed = 0
+    for info in flows.unwatched_deployments(services):
+        label, number = str(info["label"]), int(info["deployment"])
+        if (label, number) in pending or (None, number) in pending:
+            continue  # its next look is stored
+        # One id for every instance starting at once: the job is stored once.
+        job_id = flows.watch_job_id(info, suffix="resumed")
+        flows.schedule_watch(services, info=info, last="", job_id=job_id)
+        log.warning("resumed the lost watch of AppConfig deployment %s of %s", number, label)
+        resumed += 1
+    return resumed

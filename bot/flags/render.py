@@ -13,7 +13,7 @@ from typing import Any
 from bot.approvals.render import actor_text
 from bot.flags.document import value_text
 from bot.slack_dates import slack_date
-from bot.slack_text import ANSWER_MAX, FIELD_MAX, SECTION_MAX, TEXT_MAX, clip, code, escape
+from bot.slack_text import ANSWER_MAX, FIELD_MAX, SECTION_MAX, TEXT_MAX, clip, code, escape, inert
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,37 @@ def state_text(values: dict[str, Any]) -> str:
         parts.append(str(values["value"]))
     parts.extend(f"{k}={value_text(v)}" for k, v in values.items() if k not in ("enabled", "value"))
     return escape(" · ".join(parts))
+
+
+DIFFERENCES_SHOWN = 10
+
+
+def difference_text(difference: dict[str, Any]) -> str:
+    """One flag that differs between two versions (document.differences), as mrkdwn."""
+    flag = code(str(difference["flag"]))
+    was, now = difference.get("from"), difference.get("to")
+    if was is None:
+        return f"{flag} added ({state_text(now or {})})"
+    if now is None:
+        return f"{flag} removed"
+    text = f"{flag} {state_text(was)} → {state_text(now)}" if was != now else flag
+    return text + (" (its definition changed)" if difference.get("definition") else "")
+
+
+def undeployed_text(undeployed: dict[str, Any]) -> str:
+    """A hosted version newer than the deployed one, and what it holds that is not deployed."""
+    description = undeployed.get("description")
+    differences = list(undeployed.get("differences") or [])
+    shown = "; ".join(difference_text(d) for d in differences[:DIFFERENCES_SHOWN])
+    if len(differences) > DIFFERENCES_SHOWN:
+        shown += f"; and {len(differences) - DIFFERENCES_SHOWN} more"
+    return (
+        f"version {undeployed['version']}"
+        + (f" ({inert(description, 300)})" if description else "")
+        + f" was written after the deployed version {undeployed['deployed_version']} and is "
+        + "not deployed"
+        + (f": {shown}" if shown else " (it changes no flag)")
+    )
 
 
 def list_message(

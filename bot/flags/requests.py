@@ -23,6 +23,9 @@ class Change:
     # AppConfig: the hosted version the change was made from. A confirmation may
     # come minutes later; if another version was written by then, it is refused.
     seen_version: int | None = None
+    # AppConfig: the deployed version the change is made from (the newest hosted one may
+    # be newer and never deployed); if another is deployed by the confirmation, refused.
+    deployed_version: int | None = None
 
     def to_payload(self) -> dict[str, Any]:
         return asdict(self)
@@ -30,6 +33,7 @@ class Change:
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> Change:
         seen = payload.get("seen_version")
+        deployed = payload.get("deployed_version")
         channel = payload.get("channel")
         return cls(
             app=str(payload["app"]),
@@ -40,6 +44,7 @@ class Change:
             attributes={str(k): str(v) for k, v in (payload.get("attributes") or {}).items()},
             channel=None if channel is None else str(channel),
             seen_version=None if seen is None else int(seen),
+            deployed_version=None if deployed is None else int(deployed),
         )
 
     @property

@@ -180,6 +180,15 @@ class Metrics:
         )
         for outcome in ECS_LOOK_OUTCOMES:
             self.ecs_looks.labels(outcome)
+        self.flag_changes = Counter(
+            "opsbot_flag_changes",
+            "Feature-flag changes by outcome: done (AppConfig: its deployment COMPLETE; SSM: "
+            "written and restarting), refused, failed, rolled_back (bot/flags/flows.py).",
+            ["outcome"],
+            registry=registry,
+        )
+        for outcome in ("done", "refused", "failed", "rolled_back"):
+            self.flag_changes.labels(outcome)
         self.alarm_to_page = Histogram(
             "opsbot_alarm_to_page_seconds",
             "From an alarm's receipt (SNS or SQS) to PagerDuty accepting its trigger event.",

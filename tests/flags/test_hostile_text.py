@@ -18,7 +18,7 @@ def test_typed_flags_and_values_are_echoed_inert(
     for text in (
         "on api prod <!channel>",
         "on api staging <https://evil.example|apple_pay>",
-        "set api prod banner code=<!here>",
+        "set api prod banner sticky=<!here>",
         "set api prod banner regions=eu,<@U0BOB>",
         "set api prod banner <!channel>=1",
         "set api prod new_checkout_flow variant=<!everyone>",
