@@ -378,19 +378,32 @@ def _cli_identity(settings: Settings, config: Config) -> str:
     """
     if settings.github_oidc_token is None:
         return settings.os_identity
+    import ssl
     import time
 
+    import certifi
+
     from bot.adapters import tls
+    from bot.config import GITHUB_OIDC_ISSUER
     from bot.rights import github_oidc
     from bot.sns.fetch import make_fetch
 
     accepted = config.rights.cli_github
+    # Whoever runs the CLI sets its environment: GitHub's keys are fetched past no proxy
+    # (HTTPS_PROXY) and trusted only with the public CAs shipped with the code, never a
+    # CA file the environment names (SSL_CERT_FILE). Another issuer (GitHub Enterprise
+    # Server, the sandbox's) is the deployment's own, trusted with its CA file.
+    if accepted.issuer == GITHUB_OIDC_ISSUER:
+        trusted = ssl.create_default_context(cafile=certifi.where())
+    else:
+        trusted = tls.client_context(settings.ssl_cert_file)
     job = github_oidc.verify(
         settings.github_oidc_token.get_secret_value(),
         issuer=accepted.issuer,
         audience=accepted.audience,
         repositories=accepted.repositories,
-        fetch=make_fetch(tls.client_context(settings.ssl_cert_file)),
+        environments=accepted.environments,
+        fetch=make_fetch(trusted, trust_env=False),
         now=int(time.time()),
     )
     log.info(

@@ -119,6 +119,7 @@ class IncidentRights(Strict):
 
 
 CLI_IDENTITY = r"^(github|os):[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+GITHUB_OIDC_ISSUER = "https://token.actions.githubusercontent.com"
 GITHUB_REPOSITORY = r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$"
 
 
@@ -133,7 +134,12 @@ class CliGithub(Strict):
     repositories: list[Annotated[str, Field(pattern=GITHUB_REPOSITORY)]] = Field(
         default_factory=list
     )
-    issuer: str = Field(default="https://token.actions.githubusercontent.com", pattern=r"^https://")
+    # The GitHub environments (`environment` claim) a job must run in; none: any job of
+    # the repositories. Naming the protected environments binds the CLI to reviewed jobs.
+    environments: list[Annotated[str, Field(min_length=1, max_length=255)]] = Field(
+        default_factory=list
+    )
+    issuer: str = Field(default=GITHUB_OIDC_ISSUER, pattern=r"^https://")
     audience: str = Field(default="opsbot", min_length=1)
 
 

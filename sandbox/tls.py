@@ -47,7 +47,8 @@ def _pem(key: rsa.RSAPrivateKey) -> bytes:
     )
 
 
-def make_test_ca(directory: Path) -> TestCA:
+def make_test_ca(directory: Path, *, hosts: tuple[str, ...] = ()) -> TestCA:
+    """A CA and a server certificate for localhost, 127.0.0.1 and `hosts`."""
     directory.mkdir(parents=True, exist_ok=True)
     now = dt.datetime.now(dt.UTC)
     ca_key = _key()
@@ -91,7 +92,11 @@ def make_test_ca(directory: Path) -> TestCA:
         .not_valid_after(now + dt.timedelta(days=3650))
         .add_extension(
             x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                [
+                    x509.DNSName("localhost"),
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    *(x509.DNSName(host) for host in hosts),
+                ]
             ),
             critical=False,
         )

@@ -28,7 +28,6 @@ from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import ArgumentError, InvalidatePoolError
 from sqlalchemy.orm import Session, sessionmaker
 
-
 # A peer gone without a word (a task frozen or killed, a NAT or a failover dropping the
 # path) is noticed within about a minute, from both ends, instead of the operating
 # system's two hours of keepalive silence or fifteen minutes of retransmissions. The

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from typing import Any
 
 from joserfc import jwt
 from joserfc.errors import JoseError
@@ -50,6 +51,7 @@ def verify(
     fetch: Callable[[str], bytes],
     audience: str,
     now: int,
+    environments: Collection[str] = (),
 ) -> GithubJob:
     """The job `token` was minted for; TokenRefused unless GitHub signed it for opsbot.
 
@@ -64,17 +66,18 @@ def verify(
     if len(token) > MAX_TOKEN_CHARS or not token.strip():
         raise TokenRefused("the GitHub OIDC token is empty or too long to be one")
     keys = _key_set(issuer, fetch)
+    required: dict[str, Any] = {
+        "iss": {"essential": True, "value": issuer},
+        "aud": {"essential": True, "value": audience},
+        "exp": {"essential": True},
+        "repository": {"essential": True, "values": list(repositories)},
+        "actor": {"essential": True},
+    }
+    if environments:
+        required["environment"] = {"essential": True, "values": list(environments)}
     try:
         claims = jwt.decode(token.strip(), keys, algorithms=["RS256"]).claims
-        jwt.JWTClaimsRegistry(
-            now=now,
-            leeway=LEEWAY_S,
-            iss={"essential": True, "value": issuer},
-            aud={"essential": True, "value": audience},
-            exp={"essential": True},
-            repository={"essential": True, "values": list(repositories)},
-            actor={"essential": True},
-        ).validate(claims)
+        jwt.JWTClaimsRegistry(now=now, leeway=LEEWAY_S, **required).validate(claims)
     except (JoseError, ValueError, RecursionError) as exc:
         # RecursionError: a header or payload nested past the JSON decoder's depth.
         raise TokenRefused(f"the GitHub OIDC token is not valid for opsbot: {exc}") from None

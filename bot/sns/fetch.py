@@ -23,18 +23,23 @@ class FetchFailed(Exception):
         self.transient = transient
 
 
-def make_fetch(tls: ssl.SSLContext, *, timeout_s: float = 3.0) -> Callable[[str], bytes]:
+def make_fetch(
+    tls: ssl.SSLContext, *, timeout_s: float = 3.0, trust_env: bool = True
+) -> Callable[[str], bytes]:
     """A GET that gives up after about `timeout_s` in all (slow or endless answers included).
 
     httpx2's timeout bounds each network operation, not the whole request, so a
     server that trickles its answer is cut off by a deadline checked per chunk.
+    Without `trust_env`, proxy variables (HTTPS_PROXY...) are ignored.
     """
 
     def fetch(url: str) -> bytes:
         deadline = time.monotonic() + timeout_s
         try:
             with (
-                httpx2.Client(verify=tls, timeout=timeout_s, follow_redirects=False) as client,
+                httpx2.Client(
+                    verify=tls, timeout=timeout_s, follow_redirects=False, trust_env=trust_env
+                ) as client,
                 client.stream("GET", url) as response,
             ):
                 if response.status_code != 200:

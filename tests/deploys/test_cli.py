@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -24,7 +26,7 @@ from bot.deploys.models import Deployment
 from bot.settings import Settings
 from sandbox.github_oidc import GithubOidcIssuer
 from sandbox.slack import SlackEmulator
-from sandbox.tls import TestCA
+from sandbox.tls import TestCA, make_test_ca
 from tests.deploys.conftest import deploy_config
 from tests.deploys.world import World
 from tests.support import wait_for
@@ -343,3 +345,124 @@ def test_force_from_the_cli_needs_force_allowed(
     assert main(["deploy", "api", "staging", "1.0.3", "--force", "accepted risk"]) == 3
     assert "You may not force deploys" in capsys.readouterr().out
     assert deployments(database_url) == []
+
+
+class ConnectProxy:
+    """An HTTPS proxy on loopback that tunnels every CONNECT to one address, and counts them."""
+
+    def __init__(self, to: tuple[str, int]) -> None:
+        self.to = to
+        self.connects: list[bytes] = []
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            asked = b""
+            while b"\r\n\r\n" not in asked and (chunk := client.recv(4096)):
+                asked += chunk
+            self.connects.append(asked.split(b"\r\n")[0])
+            upstream = socket.create_connection(self.to)
+            client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        for end in (source, sink):
+            with contextlib.suppress(OSError):
+                end.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_the_callers_proxy_and_ca_file_cannot_stand_in_for_github(
+    tmp_path: Path,
+    cli_env: dict[str, Any],
+    world: World,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The caller's own "GitHub": a key set behind a certificate for GitHub's host from a
+    # CA of theirs, reached through a proxy of theirs, and a token signed with that key.
+    theirs = make_test_ca(tmp_path / "their-ca", hosts=("token.actions.githubusercontent.com",))
+    fake = GithubOidcIssuer(tls=theirs.server_context()).start()
+    proxy = ConnectProxy(("127.0.0.1", fake.server.port))
+    try:
+        trusting = {
+            **cli_env,
+            "rights": {**cli_env["rights"], "cli_github": {"repositories": [REPOSITORY]}},
+        }
+        path = tmp_path / "github-issuer.yaml"
+        path.write_text(yaml.safe_dump(trusting), encoding="utf-8")
+        monkeypatch.setenv("OPSBOT_CONFIG", str(path))
+        monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+        monkeypatch.setenv("SSL_CERT_FILE", str(theirs.ca_file))
+        forged = fake.token(
+            actor="octocat",
+            repository=REPOSITORY,
+            iss="https://token.actions.githubusercontent.com",
+        )
+        monkeypatch.setenv(TOKEN, forged)
+        assert main(["deploy", "api", "staging", "1.0.2"]) == 3
+        assert "GitHub's signing keys could not be read" in capsys.readouterr().out
+    finally:
+        proxy.close()
+        fake.stop()
+    assert proxy.connects == []
+    assert fake.key_fetches == 0
+    assert deployments(database_url) == []
+    assert audit_trail(database_url) == [("deploy.request", "cli:unverified", "refused")]
+
+
+def test_named_environments_bind_the_token_to_jobs_of_those_environments(
+    tmp_path: Path,
+    cli_env: dict[str, Any],
+    world: World,
+    github: GithubOidcIssuer,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    bound = {
+        **cli_env,
+        "rights": {
+            **cli_env["rights"],
+            "cli_github": {
+                "repositories": [REPOSITORY],
+                "issuer": github.issuer,
+                "environments": ["staging"],
+            },
+        },
+    }
+    path = tmp_path / "bound.yaml"
+    path.write_text(yaml.safe_dump(bound), encoding="utf-8")
+    monkeypatch.setenv("OPSBOT_CONFIG", str(path))
+    # A job of a branch with no environment (any push could run it) names nobody ...
+    assert main(["deploy", "api", "staging", "1.0.2"]) == 3
+    assert "environment" in capsys.readouterr().out
+    monkeypatch.setenv(
+        TOKEN, github.token(actor="octocat", repository=REPOSITORY, environment="preview")
+    )
+    assert main(["deploy", "api", "staging", "1.0.2"]) == 3
+    assert deployments(database_url) == []
+    # ... a job of the named environment does.
+    monkeypatch.setenv(
+        TOKEN, github.token(actor="octocat", repository=REPOSITORY, environment="staging")
+    )
+    assert main(["deploy", "api", "staging", "1.0.2"]) == 0
+    [row] = deployments(database_url)
+    assert row.actor == "U0ALICE"
