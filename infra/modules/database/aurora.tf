@@ -88,7 +88,8 @@ resource "aws_rds_cluster_instance" "main" {
 }
 
 resource "aws_iam_role" "monitoring" {
-  name = "${var.name}-rds-monitoring"
+  name                 = "${var.name}-rds-monitoring"
+  permissions_boundary = var.permissions_boundary_arn
   assume_role_policy = jsonencode({
     Version = "2012-10-17"
     Statement = [{

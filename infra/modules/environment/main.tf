@@ -1,9 +1,19 @@
 # One opsbot environment: every part of the system around the bot, wired together.
 # The roots in infra/envs/<env>/ call this module with their environment's settings.
 
+data "aws_caller_identity" "current" {}
+data "aws_partition" "current" {}
+
 locals {
   name          = "opsbot-${var.environment}"
   emf_namespace = "opsbot/${var.environment}"
+
+  # Made by infra/bootstrap (modules/github-oidc -> modules/permissions-boundary), not
+  # here: the deploy role that applies this module may not create or change it.
+  permissions_boundary_arn = coalesce(
+    var.permissions_boundary_arn,
+    "arn:${data.aws_partition.current.partition}:iam::${data.aws_caller_identity.current.account_id}:policy/${local.name}-permissions-boundary",
+  )
 }
 
 module "network" {
@@ -13,6 +23,8 @@ module "network" {
   cidr_block         = var.vpc_cidr_block
   availability_zones = var.availability_zones
   single_nat_gateway = var.single_nat_gateway
+
+  permissions_boundary_arn = local.permissions_boundary_arn
 }
 
 module "monitoring" {
@@ -37,6 +49,7 @@ module "database" {
   min_capacity_acu          = var.database_min_capacity_acu
   max_capacity_acu          = var.database_max_capacity_acu
   deletion_protection       = var.deletion_protection
+  permissions_boundary_arn  = local.permissions_boundary_arn
 }
 
 module "database_login" {
@@ -71,6 +84,7 @@ module "role_manager" {
   migrator_role                = module.database_login.login_role
   app_role                     = "opsbot_app"
   migrator_password_secret_arn = module.database_login.secret_arn
+  permissions_boundary_arn     = local.permissions_boundary_arn
 }
 
 module "feature_flags" {
@@ -80,6 +94,8 @@ module "feature_flags" {
   service_name     = "opsbot"
   environment_name = var.environment
   flags            = var.feature_flags
+
+  permissions_boundary_arn = local.permissions_boundary_arn
 }
 
 module "service" {
@@ -127,4 +143,6 @@ module "service" {
   flag_appconfig_application_arns = compact(concat([module.feature_flags.appconfig_application_arn], var.flag_appconfig_application_arns))
   flag_ssm_service_names          = compact(concat([module.feature_flags.ssm_service_name], var.flag_ssm_service_names))
   role_manager_function_arns      = concat([module.role_manager.function_arn], var.role_manager_function_arns)
+
+  permissions_boundary_arn = local.permissions_boundary_arn
 }

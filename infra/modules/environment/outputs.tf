@@ -56,6 +56,11 @@ output "self_alarm_topic_arn" {
   value       = module.monitoring.self_alarm_topic_arn
 }
 
+output "self_alarm_dead_letter_queue_url" {
+  description = "Alarms on opsbot itself that SNS could not deliver to PagerDuty: each message is a missed page."
+  value       = module.monitoring.self_alarm_dead_letter_queue_url
+}
+
 output "emf_namespace" {
   description = "CloudWatch namespace of the bot's own metrics (OPSBOT_EMF_NAMESPACE)."
   value       = module.service.emf_namespace
@@ -69,4 +74,9 @@ output "dashboard_name" {
 output "task_definition_arn" {
   description = "Terraform's latest task definition revision (infra/release_task_definition.py rolls it out)."
   value       = module.service.task_definition_arn
+}
+
+output "permissions_boundary_arn" {
+  description = "The permissions boundary every IAM role of the environment carries (made by infra/bootstrap)."
+  value       = local.permissions_boundary_arn
 }

@@ -182,7 +182,7 @@ variable "deployable_service_arns" {
 }
 
 variable "deployable_role_arns" {
-  description = "Task and execution roles of those services (PassRole to ecs-tasks only)."
+  description = "Task and execution roles of those services (PassRole to ecs-tasks only). The permissions boundary must list them too (deploy_passable_role_arns of infra/bootstrap's github-oidc module), or passing them is refused."
   type        = list(string)
   default     = []
 }
@@ -209,4 +209,10 @@ variable "role_manager_function_arns" {
   description = "Role-manager Lambdas of other services' databases the bot may invoke."
   type        = list(string)
   default     = []
+}
+
+variable "permissions_boundary_arn" {
+  description = "The permissions boundary every IAM role of the environment carries; null (the default) for the one infra/bootstrap makes for it, opsbot-<environment>-permissions-boundary in this account. The GitHub deploy role may create and change only roles that carry it."
+  type        = string
+  default     = null
 }

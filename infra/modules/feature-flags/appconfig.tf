@@ -92,7 +92,8 @@ resource "aws_appconfig_deployment" "initial" {
 resource "aws_iam_role" "appconfig_monitor" {
   count = local.use_appconfig && length(var.rollback_alarm_arns) > 0 ? 1 : 0
 
-  name = "${var.service_name}-${var.environment_name}-appconfig-monitor"
+  name                 = "${var.service_name}-${var.environment_name}-appconfig-monitor"
+  permissions_boundary = var.permissions_boundary_arn
   assume_role_policy = jsonencode({
     Version = "2012-10-17"
     Statement = [{

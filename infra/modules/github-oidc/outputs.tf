@@ -12,3 +12,8 @@ output "oidc_provider_arn" {
   description = "ARN of the account's GitHub OIDC provider."
   value       = local.provider_arn
 }
+
+output "permissions_boundary_arns" {
+  description = "Environment => the permissions boundary every IAM role of that environment must carry (modules/environment derives the same ARN)."
+  value       = { for env, boundary in module.stack_boundary : env => boundary.arn }
+}

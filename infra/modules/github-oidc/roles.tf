@@ -91,6 +91,23 @@ resource "aws_iam_role_policy_attachment" "deploy_power_user" {
   policy_arn = "arn:${local.partition}:iam::aws:policy/PowerUserAccess"
 }
 
+# Managing roles is enough to escalate (give one any policy and trust, then assume it),
+# so every role of an environment carries that environment's permissions boundary
+# (modules/permissions-boundary): the deploy role may create a role, or change its
+# policies, only when the role carries it, may not remove it, and may not change the
+# boundary policy itself. A role it rewrites can never do more than the boundary allows.
+module "stack_boundary" {
+  source   = "../permissions-boundary"
+  for_each = toset(var.deploy_environments)
+
+  name               = "${var.deploy_iam_name_prefix}${each.key}"
+  passable_role_arns = lookup(var.deploy_passable_role_arns, each.key, [])
+}
+
+locals {
+  boundary_arns = { for env in var.deploy_environments : env => "arn:${local.partition}:iam::${local.account_id}:policy/${var.deploy_iam_name_prefix}${env}-permissions-boundary" }
+}
+
 resource "aws_iam_role_policy" "deploy_iam" {
   for_each = aws_iam_role.deploy
 
@@ -100,22 +117,65 @@ resource "aws_iam_role_policy" "deploy_iam" {
     Version = "2012-10-17"
     Statement = [
       {
+        # Reading, tagging, trusting, removing policies and deleting: none of these can
+        # give a bounded role more than its boundary.
         Sid    = "StackRoles"
         Effect = "Allow"
         Action = [
-          "iam:GetRole", "iam:CreateRole", "iam:DeleteRole", "iam:UpdateRole",
+          "iam:GetRole", "iam:DeleteRole", "iam:UpdateRole",
           "iam:UpdateAssumeRolePolicy", "iam:TagRole", "iam:UntagRole", "iam:ListRoleTags",
-          "iam:GetRolePolicy", "iam:PutRolePolicy", "iam:DeleteRolePolicy", "iam:ListRolePolicies",
-          "iam:ListAttachedRolePolicies", "iam:AttachRolePolicy", "iam:DetachRolePolicy",
+          "iam:GetRolePolicy", "iam:DeleteRolePolicy", "iam:ListRolePolicies",
+          "iam:ListAttachedRolePolicies", "iam:DetachRolePolicy",
           "iam:ListInstanceProfilesForRole", "iam:PassRole",
         ]
         Resource = "arn:${local.partition}:iam::${local.account_id}:role/${var.deploy_iam_name_prefix}${each.key}-*"
       },
       {
+        # iam:PermissionsBoundary is the boundary set by CreateRole and
+        # PutRolePermissionsBoundary, and the role's current one for the policy calls.
+        Sid    = "StackRolesWithinTheBoundary"
+        Effect = "Allow"
+        Action = [
+          "iam:CreateRole", "iam:PutRolePermissionsBoundary", "iam:PutRolePolicy", "iam:AttachRolePolicy",
+        ]
+        Resource  = "arn:${local.partition}:iam::${local.account_id}:role/${var.deploy_iam_name_prefix}${each.key}-*"
+        Condition = { StringEquals = { "iam:PermissionsBoundary" = local.boundary_arns[each.key] } }
+      },
+      {
+        # Explicit, so that no other grant (a future edit, a group policy) can open it.
+        Sid       = "NeverWithoutTheBoundary"
+        Effect    = "Deny"
+        Action    = ["iam:CreateRole", "iam:PutRolePermissionsBoundary", "iam:PutRolePolicy", "iam:AttachRolePolicy"]
+        Resource  = "*"
+        Condition = { StringNotEquals = { "iam:PermissionsBoundary" = local.boundary_arns[each.key] } }
+      },
+      {
+        Sid       = "OnlyTheManagedPoliciesTheBoundaryCovers"
+        Effect    = "Deny"
+        Action    = "iam:AttachRolePolicy"
+        Resource  = "*"
+        Condition = { ArnNotEquals = { "iam:PolicyARN" = module.stack_boundary[each.key].managed_policy_arns } }
+      },
+      {
+        Sid      = "KeepTheBoundary"
+        Effect   = "Deny"
+        Action   = ["iam:DeleteRolePermissionsBoundary"]
+        Resource = "*"
+      },
+      {
+        Sid    = "BoundariesAreTheAdministratorsOnly"
+        Effect = "Deny"
+        Action = [
+          "iam:CreatePolicy", "iam:CreatePolicyVersion", "iam:DeletePolicy", "iam:DeletePolicyVersion",
+          "iam:SetDefaultPolicyVersion", "iam:TagPolicy", "iam:UntagPolicy",
+        ]
+        Resource = values(local.boundary_arns)
+      },
+      {
         Sid      = "ReadPolicies"
         Effect   = "Allow"
         Action   = ["iam:GetPolicy", "iam:GetPolicyVersion", "iam:ListPolicyVersions"]
-        Resource = "arn:${local.partition}:iam::aws:policy/*"
+        Resource = ["arn:${local.partition}:iam::aws:policy/*", local.boundary_arns[each.key]]
       },
       {
         Sid      = "ServiceLinkedRoles"
@@ -133,4 +193,7 @@ resource "aws_iam_role_policy" "deploy_iam" {
       },
     ]
   })
+
+  # The boundary exists before the deploy role is told to require it.
+  depends_on = [module.stack_boundary]
 }

@@ -46,3 +46,14 @@ variable "deploy_iam_name_prefix" {
   type        = string
   default     = "opsbot-"
 }
+
+variable "deploy_passable_role_arns" {
+  description = "Environment => roles outside it that its roles may pass to ECS tasks: the bot's deployable_role_arns there (other services' task and execution roles). The permissions boundary allows passing only the environment's own roles and these; the bot's /deploy of such a service fails on iam:PassRole until its roles are listed here."
+  type        = map(list(string))
+  default     = {}
+
+  validation {
+    condition     = alltrue([for env in keys(var.deploy_passable_role_arns) : contains(var.deploy_environments, env)])
+    error_message = "deploy_passable_role_arns names an environment that is not in deploy_environments."
+  }
+}

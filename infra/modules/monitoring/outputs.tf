@@ -32,3 +32,8 @@ output "self_alarm_topic_arn" {
   description = "Topic of the alarms on opsbot itself: subscribed to PagerDuty directly, never to the bot."
   value       = aws_sns_topic.self_alarms.arn
 }
+
+output "self_alarm_dead_letter_queue_url" {
+  description = "Queue of the alarms on opsbot itself that SNS could not deliver to PagerDuty (read them: each is a missed page)."
+  value       = aws_sqs_queue.self_alarms_dlq.id
+}

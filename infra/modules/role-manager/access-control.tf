@@ -1,5 +1,6 @@
 resource "aws_iam_role" "role_manager" {
-  name = var.name
+  name                 = var.name
+  permissions_boundary = var.permissions_boundary_arn
   assume_role_policy = jsonencode({
     Version = "2012-10-17"
     Statement = [{

@@ -18,9 +18,10 @@ locals {
 }
 
 resource "aws_iam_role" "execution" {
-  name               = "${var.name}-execution"
-  description        = "ECS starts ${var.name} tasks with this role"
-  assume_role_policy = local.ecs_tasks_trust
+  name                 = "${var.name}-execution"
+  description          = "ECS starts ${var.name} tasks with this role"
+  assume_role_policy   = local.ecs_tasks_trust
+  permissions_boundary = var.permissions_boundary_arn
 }
 
 resource "aws_iam_role_policy" "execution" {
@@ -246,9 +247,10 @@ locals {
 }
 
 resource "aws_iam_role" "task" {
-  name               = "${var.name}-task"
-  description        = "What the running bot may do in AWS"
-  assume_role_policy = local.ecs_tasks_trust
+  name                 = "${var.name}-task"
+  description          = "What the running bot may do in AWS"
+  assume_role_policy   = local.ecs_tasks_trust
+  permissions_boundary = var.permissions_boundary_arn
 }
 
 resource "aws_iam_role_policy" "task" {

@@ -28,6 +28,19 @@ variables {
   vpc_id                    = "vpc-0123456789abcdef0"
   private_subnet_ids        = ["subnet-a", "subnet-b"]
   client_security_group_ids = ["sg-tasks", "sg-lambda"]
+  permissions_boundary_arn  = "arn:aws:iam::123456789012:policy/opsbot-test-permissions-boundary"
+}
+
+run "the_environments_permissions_boundary" {
+  command = apply
+
+  module {
+    source = "../permissions-boundary"
+  }
+
+  variables {
+    name = "opsbot-test"
+  }
 }
 
 run "aurora_is_encrypted_with_iam_auth_and_a_managed_master_password" {
@@ -66,5 +79,19 @@ run "aurora_is_encrypted_with_iam_auth_and_a_managed_master_password" {
   assert {
     condition     = length(aws_vpc_security_group_ingress_rule.clients) == 2
     error_message = "Only the listed clients reach the database port."
+  }
+}
+
+run "the_monitoring_role_carries_the_boundary_and_fits_inside_it" {
+  command = plan
+
+  assert {
+    condition     = aws_iam_role.monitoring.permissions_boundary == "arn:aws:iam::123456789012:policy/opsbot-test-permissions-boundary"
+    error_message = "The enhanced-monitoring role must carry the environment's permissions boundary."
+  }
+
+  assert {
+    condition     = contains(run.the_environments_permissions_boundary.managed_policy_arns, aws_iam_role_policy_attachment.monitoring.policy_arn)
+    error_message = "The enhanced-monitoring role's managed policy must be one whose actions the boundary covers (and the deploy role may attach)."
   }
 }

@@ -15,12 +15,28 @@ mock_provider "aws" {
   mock_resource "aws_appconfig_hosted_configuration_version" {
     defaults = { version_number = 1 }
   }
+  mock_resource "aws_iam_role" {
+    defaults = { arn = "arn:aws:iam::123456789012:role/opsbot-staging-appconfig-monitor" }
+  }
 }
 
 variables {
-  service_name     = "shop-web"
-  environment_name = "staging"
-  flags            = ["CHECKOUT_V2", "NEW_SEARCH"]
+  service_name             = "shop-web"
+  environment_name         = "staging"
+  flags                    = ["CHECKOUT_V2", "NEW_SEARCH"]
+  permissions_boundary_arn = "arn:aws:iam::123456789012:policy/opsbot-staging-permissions-boundary"
+}
+
+run "the_environments_permissions_boundary" {
+  command = apply
+
+  module {
+    source = "../permissions-boundary"
+  }
+
+  variables {
+    name = "opsbot-staging"
+  }
 }
 
 run "ssm_backend_creates_one_parameter_per_flag" {
@@ -66,6 +82,28 @@ run "appconfig_backend_creates_a_feature_flag_profile" {
   assert {
     condition     = length(aws_appconfig_deployment_strategy.flags) == 1 && length(aws_ssm_parameter.flags) == 0
     error_message = "Each environment gets its deployment strategy and no SSM flags."
+  }
+}
+
+run "the_rollback_monitor_role_carries_the_boundary_and_fits_inside_it" {
+  command = apply
+
+  variables {
+    backend             = "appconfig"
+    rollback_alarm_arns = ["arn:aws:cloudwatch:eu-west-1:123456789012:alarm:shop-web-5xx"]
+  }
+
+  assert {
+    condition     = aws_iam_role.appconfig_monitor[0].permissions_boundary == "arn:aws:iam::123456789012:policy/opsbot-staging-permissions-boundary"
+    error_message = "The AppConfig monitor role must carry the environment's permissions boundary."
+  }
+
+  assert {
+    condition = length(setsubtract(
+      toset(flatten([for s in jsondecode(aws_iam_role_policy.appconfig_monitor[0].policy).Statement : s.Action])),
+      toset(run.the_environments_permissions_boundary.actions),
+    )) == 0
+    error_message = "An action of the AppConfig monitor role is outside the permissions boundary (modules/permissions-boundary): it would be denied."
   }
 }
 

@@ -29,6 +29,16 @@ override_resource {
   values = { arn = "arn:aws:sns:eu-west-1:123456789012:opsbot-test-self-alarms" }
 }
 
+# And for the self-alarms dead-letter queue, so "that queue" means that queue.
+override_resource {
+  target = aws_sqs_queue.self_alarms_dlq
+  values = {
+    arn  = "arn:aws:sqs:eu-west-1:123456789012:opsbot-test-self-alarms-dlq"
+    id   = "https://sqs.eu-west-1.amazonaws.com/123456789012/opsbot-test-self-alarms-dlq"
+    name = "opsbot-test-self-alarms-dlq"
+  }
+}
+
 variables {
   name                        = "opsbot-test"
   pagerduty_fallback_endpoint = "https://events.pagerduty.com/integration/0123456789abcdef/enqueue"
@@ -139,6 +149,75 @@ run "self_alarms_reach_pagerduty_and_only_pagerduty" {
       for s in jsondecode(aws_sns_topic_policy.self_alarms.policy).Statement : s.Condition.ArnLike["aws:SourceArn"] if s.Sid == "CloudWatchAlarmsOfThisAccountPublish"
     ]) == "arn:aws:cloudwatch:eu-west-1:123456789012:alarm:opsbot-test-*"
     error_message = "Only this environment's alarms may publish to its self-alarms topic."
+  }
+}
+
+# A page about opsbot itself survives a PagerDuty outage: SNS retries it for longer than
+# its default (3 tries, 20 s apart), then dead-letters it instead of dropping it, and a
+# dead-lettered page raises an alarm that does not rely on PagerDuty's integration alone.
+run "self_alarm_pages_are_retried_then_dead_lettered" {
+  command = apply
+
+  assert {
+    condition     = jsondecode(aws_sns_topic_subscription.self_alarms_pagerduty[0].delivery_policy).healthyRetryPolicy.numRetries >= 20
+    error_message = "The PagerDuty subscription of the self-alarms topic must retry far more than SNS's default 3 times."
+  }
+
+  assert {
+    condition = (
+      jsondecode(aws_sns_topic_subscription.self_alarms_pagerduty[0].delivery_policy).healthyRetryPolicy.numRetries
+      * jsondecode(aws_sns_topic_subscription.self_alarms_pagerduty[0].delivery_policy).healthyRetryPolicy.maxDelayTarget
+    ) <= 3600
+    error_message = "SNS refuses an HTTPS retry policy longer than 3600 s in total: keep numRetries * maxDelayTarget within it."
+  }
+
+  assert {
+    condition     = jsondecode(aws_sns_topic_subscription.self_alarms_pagerduty[0].redrive_policy).deadLetterTargetArn == "arn:aws:sqs:eu-west-1:123456789012:opsbot-test-self-alarms-dlq"
+    error_message = "Pages SNS cannot deliver to PagerDuty must be dead-lettered to the self-alarms DLQ, not dropped."
+  }
+
+  assert {
+    condition     = aws_sqs_queue.self_alarms_dlq.kms_master_key_id == module.kms.arn && aws_sqs_queue.self_alarms_dlq.message_retention_seconds == 1209600
+    error_message = "The self-alarms DLQ is encrypted with the alarms key (which SNS may use) and keeps messages 14 days."
+  }
+
+  assert {
+    condition = [
+      for s in jsondecode(aws_sqs_queue_policy.self_alarms_dlq.policy).Statement : [s.Principal.Service, s.Action, s.Resource, s.Condition.ArnEquals["aws:SourceArn"]]
+      if s.Effect == "Allow"
+      ] == [
+      ["sns.amazonaws.com", "sqs:SendMessage", "arn:aws:sqs:eu-west-1:123456789012:opsbot-test-self-alarms-dlq", "arn:aws:sns:eu-west-1:123456789012:opsbot-test-self-alarms"],
+    ]
+    error_message = "Only the self-alarms topic may send to its DLQ, and nothing else is allowed."
+  }
+
+  assert {
+    condition     = one([for s in jsondecode(aws_sqs_queue_policy.self_alarms_dlq.policy).Statement : s.Condition.Bool["aws:SecureTransport"] if s.Effect == "Deny"]) == "false"
+    error_message = "The self-alarms DLQ refuses requests without TLS."
+  }
+
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.self_alarms_undelivered.namespace == "AWS/SQS"
+      && aws_cloudwatch_metric_alarm.self_alarms_undelivered.metric_name == "ApproximateNumberOfMessagesVisible"
+      && aws_cloudwatch_metric_alarm.self_alarms_undelivered.dimensions["QueueName"] == "opsbot-test-self-alarms-dlq"
+      && aws_cloudwatch_metric_alarm.self_alarms_undelivered.threshold == 0
+      && aws_cloudwatch_metric_alarm.self_alarms_undelivered.comparison_operator == "GreaterThanThreshold"
+    )
+    error_message = "One message in the self-alarms DLQ must raise an alarm."
+  }
+
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.self_alarms_undelivered.alarm_actions == toset([aws_sns_topic.self_alarms.arn, aws_sns_topic.alarms.arn])
+      && aws_cloudwatch_metric_alarm.self_alarms_lost.alarm_actions == toset([aws_sns_topic.self_alarms.arn, aws_sns_topic.alarms.arn])
+    )
+    error_message = "A page PagerDuty's integration failed must also be announced by another road (the alarms topic, through the bot), not only by the failing one."
+  }
+
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.self_alarms_lost.metric_name == "NumberOfNotificationsFailedToRedriveToDlq" && aws_cloudwatch_metric_alarm.self_alarms_lost.dimensions["TopicName"] == aws_sns_topic.self_alarms.name
+    error_message = "A page SNS could neither deliver nor dead-letter must raise an alarm."
   }
 }
 

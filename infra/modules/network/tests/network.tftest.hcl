@@ -26,8 +26,38 @@ mock_provider "aws" {
 }
 
 variables {
-  name               = "opsbot-test"
-  availability_zones = ["eu-west-1a", "eu-west-1b"]
+  name                     = "opsbot-test"
+  availability_zones       = ["eu-west-1a", "eu-west-1b"]
+  permissions_boundary_arn = "arn:aws:iam::123456789012:policy/opsbot-test-permissions-boundary"
+}
+
+run "the_environments_permissions_boundary" {
+  command = apply
+
+  module {
+    source = "../permissions-boundary"
+  }
+
+  variables {
+    name = "opsbot-test"
+  }
+}
+
+run "the_flow_logs_role_carries_the_boundary_and_fits_inside_it" {
+  command = apply
+
+  assert {
+    condition     = aws_iam_role.flow_logs.permissions_boundary == "arn:aws:iam::123456789012:policy/opsbot-test-permissions-boundary"
+    error_message = "The flow logs role must carry the environment's permissions boundary."
+  }
+
+  assert {
+    condition = length(setsubtract(
+      toset(flatten([for s in jsondecode(aws_iam_role_policy.flow_logs.policy).Statement : s.Action])),
+      toset(run.the_environments_permissions_boundary.actions),
+    )) == 0
+    error_message = "An action of the flow logs role is outside the permissions boundary (modules/permissions-boundary): it would be denied."
+  }
 }
 
 run "private_subnets_reach_aws_through_endpoints" {

@@ -30,6 +30,20 @@ variables {
   db_security_group_id = "sg-database"
   master_secret_arn    = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds!cluster-abc"
   secrets_kms_key_arn  = "arn:aws:kms:eu-west-1:123456789012:key/db"
+
+  permissions_boundary_arn = "arn:aws:iam::123456789012:policy/opsbot-test-permissions-boundary"
+}
+
+run "the_environments_permissions_boundary" {
+  command = apply
+
+  module {
+    source = "../permissions-boundary"
+  }
+
+  variables {
+    name = "opsbot-test"
+  }
 }
 
 run "function_runs_in_the_vpc_with_names_not_secrets" {
@@ -73,6 +87,19 @@ run "function_runs_in_the_vpc_with_names_not_secrets" {
   assert {
     condition     = contains(one([for s in jsondecode(aws_iam_role_policy.role_manager.policy).Statement : s.Action if s.Sid == "VpcNetworkInterfaces"]), "ec2:CreateNetworkInterface")
     error_message = "Lambda needs the function's role to manage its network interfaces in the VPC."
+  }
+
+  assert {
+    condition     = aws_iam_role.role_manager.permissions_boundary == "arn:aws:iam::123456789012:policy/opsbot-test-permissions-boundary"
+    error_message = "The function's role must carry the environment's permissions boundary."
+  }
+
+  assert {
+    condition = length(setsubtract(
+      toset(flatten([for s in jsondecode(aws_iam_role_policy.role_manager.policy).Statement : s.Action])),
+      toset(run.the_environments_permissions_boundary.actions),
+    )) == 0
+    error_message = "An action of the function's role is outside the permissions boundary (modules/permissions-boundary): it would be denied."
   }
 }
 

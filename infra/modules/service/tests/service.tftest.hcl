@@ -84,6 +84,22 @@ variables {
   flag_ssm_service_names          = ["shop-web"]
   role_manager_function_arns      = ["arn:aws:lambda:eu-west-1:123456789012:function:shop-role-manager"]
   feature_flag_parameter_arns     = { CHECKOUT_V2 = "arn:aws:ssm:eu-west-1:123456789012:parameter/service/opsbot/feature-flag/CHECKOUT_V2" }
+  permissions_boundary_arn        = "arn:aws:iam::123456789012:policy/opsbot-test-permissions-boundary"
+}
+
+# The environment's permissions boundary (made by infra/bootstrap), with the deployable
+# services' roles listed as passable: the roles below must fit inside it.
+run "the_environments_permissions_boundary" {
+  command = apply
+
+  module {
+    source = "../permissions-boundary"
+  }
+
+  variables {
+    name               = "opsbot-test"
+    passable_role_arns = ["arn:aws:iam::123456789012:role/shop-web-task", "arn:aws:iam::123456789012:role/shop-web-execution"]
+  }
 }
 
 run "task_role_allows_exactly_what_the_bot_does" {
@@ -172,6 +188,36 @@ run "task_role_allows_exactly_what_the_bot_does" {
   assert {
     condition     = one([for s in jsondecode(aws_iam_role_policy.task.policy).Statement : s.Resource if s.Sid == "DescribeTasksOfDeployableClusters"])[0] == "arn:aws:ecs:eu-west-1:123456789012:task/shop/*"
     error_message = "DescribeTasks must be scoped to the tasks of the deployable clusters."
+  }
+}
+
+# The GitHub deploy role may only create and change roles that carry the environment's
+# permissions boundary, and the boundary must still allow what the bot and ECS do.
+run "both_roles_carry_the_boundary_and_fit_inside_it" {
+  command = plan
+
+  assert {
+    condition     = aws_iam_role.task.permissions_boundary == "arn:aws:iam::123456789012:policy/opsbot-test-permissions-boundary" && aws_iam_role.execution.permissions_boundary == "arn:aws:iam::123456789012:policy/opsbot-test-permissions-boundary"
+    error_message = "The task and execution roles must carry the environment's permissions boundary."
+  }
+
+  assert {
+    condition = length(setsubtract(
+      toset(flatten([for p in [aws_iam_role_policy.task.policy, aws_iam_role_policy.execution.policy] : [for s in jsondecode(p).Statement : s.Action]])),
+      toset(run.the_environments_permissions_boundary.actions),
+    )) == 0
+    error_message = "An action of the task or execution role is outside the permissions boundary (modules/permissions-boundary): it would be denied."
+  }
+
+  assert {
+    condition = alltrue([
+      for arn in one([for s in jsondecode(aws_iam_role_policy.task.policy).Statement : s.Resource if s.Action == "iam:PassRole"]) :
+      anytrue([
+        for allowed in one([for s in jsondecode(run.the_environments_permissions_boundary.policy).Statement : s.Resource if s.Action == "iam:PassRole"]) :
+        can(regex("^${replace(allowed, "*", ".*")}$", arn))
+      ])
+    ])
+    error_message = "Every role the bot may pass must be passable under the boundary (its own roles, or listed there)."
   }
 }
 
