@@ -15,6 +15,17 @@ class ClickRefused(ApprovalError):
     """This click is not allowed (not yours to confirm, self-approval, already decided...)."""
 
 
+class ClickUnverifiable(ClickRefused):
+    """Not counted, because a right it needs could not be checked (Slack did not answer).
+
+    `reason` is what Slack said; the click may be made again once it answers.
+    """
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class ActionFailed(ApprovalError):
     """The action ran and did not succeed; raised by a kind's `execute`."""
 
@@ -26,3 +37,12 @@ class ClicksLapsed(ActionFailed):
         super().__init__(message)
         # One {"user", "decision", "reason"} per click that no longer counts.
         self.lapsed = lapsed
+
+
+class ClicksUnverifiable(ActionFailed):
+    """When it came to run, someone's right to their click could not be checked (Slack)."""
+
+    def __init__(self, message: str, *, unverifiable: list[dict[str, str]]) -> None:
+        super().__init__(message)
+        # One {"user", "decision", "reason"} per click whose right could not be checked.
+        self.unverifiable = unverifiable

@@ -18,6 +18,14 @@ kind runs, every click of someone other than the requester is checked again
 the deployers, a group left) fails the request, audited and said in its thread,
 and nothing runs. The requester's own right is the kind's to check again, with
 the rest of its checks.
+
+A right Slack cannot confirm just then (it cannot list a group: an error, a
+rate limit) counts for nothing, but is no lost right: the click that would
+start the run checks the others' clicks first, and if one cannot be checked it
+is not counted ("could not check", `approval.run` failed, `unverifiable`), and
+the request stays open to be clicked again. Should the run itself still find
+one it cannot check, the request fails the same way, without saying anyone's
+right is gone.
 """
 
 from __future__ import annotations
@@ -33,7 +41,13 @@ from sqlalchemy.orm import Session
 
 from bot.approvals import render
 from bot.approvals import service as approvals
-from bot.approvals.errors import ActionFailed, ClickRefused, ClicksLapsed
+from bot.approvals.errors import (
+    ActionFailed,
+    ClickRefused,
+    ClicksLapsed,
+    ClicksUnverifiable,
+    ClickUnverifiable,
+)
 from bot.approvals.models import DONE, EXECUTING, FAILED, INTERRUPTED, PendingAction
 from bot.approvals.registry import APPROVE, CANCEL, CONFIRM, get_or_raise
 from bot.audit import service as audit
@@ -234,8 +248,11 @@ def waits_for(action: PendingAction, *, confirmer: str = "your confirmation") ->
 
 
 def _refused_click(
-    services: Services, *, action: PendingAction, user_id: str, decision: str, reason: str
+    services: Services, *, action: PendingAction, user_id: str, decision: str, error: ClickRefused
 ) -> None:
+    detail = {"request": action.id, "summary": action.summary, "reason": str(error)}
+    if isinstance(error, ClickUnverifiable):  # not counted, yet nobody was found without the right
+        detail["unverifiable"] = error.reason
     with services.sessions() as db_session:
         audit.record(
             db_session,
@@ -243,16 +260,72 @@ def _refused_click(
             actor=user_id,
             action=f"approval.{decision}",
             target=action.target,
-            outcome="refused",
-            detail={"request": action.id, "summary": action.summary, "reason": reason},
+            outcome="failed" if isinstance(error, ClickUnverifiable) else "refused",
+            detail=detail,
         )
         db_session.commit()
+
+
+def _unverifiable_detail(
+    action: PendingAction, *, error: ClicksUnverifiable, result: str
+) -> dict[str, Any]:
+    """An `approval.run` failed for a right Slack could not confirm: no right was lost."""
+    return {
+        "request": action.id,
+        "kind": action.kind,
+        "summary": action.summary,
+        "requested_by": action.requested_by,
+        "reason": "unverifiable",
+        "unverifiable": error.unverifiable,
+        "result": result,
+    }
+
+
+def _require_clicks_checkable(
+    services: Services, *, action: PendingAction, user_id: str, decision: str
+) -> None:
+    """Before the click that would start the run: raise ClickUnverifiable, uncounted, if
+    Slack cannot confirm another click's right just now; the request stays open.
+
+    A click that lapsed is left to the run, which fails the request for it.
+    """
+    try:
+        require_clicks_still_count(services, action)
+    except ClicksUnverifiable as exc:
+        text = f"{exc}; nothing was changed: {decision} again in a minute."
+        with services.sessions() as db_session:
+            detail = _unverifiable_detail(action, error=exc, result=text)
+            audit.record(
+                db_session,
+                at=services.clock.now(),
+                actor="opsbot",
+                action="approval.run",
+                target=action.target,
+                outcome="failed",
+                detail={**detail, "clicked_by": user_id, "decision": decision, "left": "pending"},
+            )
+            db_session.commit()
+        log.warning(
+            "request %s: %s by %s not counted: %s",
+            action.id,
+            decision,
+            user_id,
+            exc,
+            extra={"request": action.id, "slack_user": user_id, "target": action.target},
+        )
+        raise ClickUnverifiable(
+            text, reason="; ".join(c["reason"] for c in exc.unverifiable)
+        ) from exc
+    except ClicksLapsed:
+        return
 
 
 def click(services: Services, *, action_id: int, user_id: str, decision: str) -> ClickOutcome:
     """Apply one person's click; run the action if it was the last click needed.
 
-    A click that does not count raises ClickRefused (and is audited as refused).
+    A click that does not count raises ClickRefused (and is audited as refused);
+    one whose right, or another click's, Slack cannot confirm just now raises
+    ClickUnverifiable (audited as failed) and may be made again.
     Rights are checked before the row is locked: they may ask Slack who is in
     a user group, which must not happen inside a transaction.
     """
@@ -263,8 +336,12 @@ def click(services: Services, *, action_id: int, user_id: str, decision: str) ->
         if seen.is_pending:
             kind.authorize(services, seen, user_id, decision)
     except ClickRefused as exc:
-        _refused_click(services, action=seen, user_id=user_id, decision=decision, reason=str(exc))
+        _refused_click(services, action=seen, user_id=user_id, decision=decision, error=exc)
         raise
+    if services.clock.now() < seen.expires_at and approvals.would_complete(
+        seen, user_id=user_id, decision=decision
+    ):
+        _require_clicks_checkable(services, action=seen, user_id=user_id, decision=decision)
     with services.sessions() as db_session:
         now = services.clock.now()
         action = approvals.get_or_raise(db_session, action_id=action_id, lock=True)
@@ -278,9 +355,7 @@ def click(services: Services, *, action_id: int, user_id: str, decision: str) ->
             )
         except ClickRefused as exc:
             db_session.rollback()
-            _refused_click(
-                services, action=seen, user_id=user_id, decision=decision, reason=str(exc)
-            )
+            _refused_click(services, action=seen, user_id=user_id, decision=decision, error=exc)
             raise
         audit.record(
             db_session,
@@ -326,13 +401,17 @@ def require_clicks_still_count(services: Services, action: PendingAction) -> Non
     """Raise ClicksLapsed unless everyone but the requester who clicked may still do so.
 
     Each click is put to the kind's `authorize` again, as if it were made now.
+    ClicksUnverifiable when none lapsed but Slack could not confirm one's right.
     Call it outside a transaction: rights may ask Slack who is in a user group.
     """
     kind = get_or_raise(action.kind)
     lapsed = []
+    unverifiable = []
     for user, decision in _others_clicks(action):
         try:
             kind.authorize(services, action, user, decision)
+        except ClickUnverifiable as exc:  # no answer from Slack is not a "no"
+            unverifiable.append({"user": user, "decision": decision, "reason": exc.reason})
         except ClickRefused as exc:
             lapsed.append({"user": user, "decision": decision, "reason": str(exc)})
     if lapsed:
@@ -344,6 +423,13 @@ def require_clicks_still_count(services: Services, action: PendingAction) -> Non
         raise ClicksLapsed(
             f"Refused when it came to run: {said} Nothing was changed: ask again.", lapsed=lapsed
         )
+    if unverifiable:
+        said = "; ".join(
+            f"opsbot could not check {render.actor_text(c['user'])}'s right to "
+            f"{c['decision']} ({c['reason']})"
+            for c in unverifiable
+        )
+        raise ClicksUnverifiable(said, unverifiable=unverifiable)
 
 
 def _lapsed(
@@ -387,6 +473,33 @@ def _lapsed(
     )
 
 
+def _unverifiable(
+    db_session: Session, *, action: PendingAction, error: ClicksUnverifiable, result: str, now: Any
+) -> None:
+    """Audit a run failed for a right Slack could not confirm, and say so in the thread."""
+    audit.record(
+        db_session,
+        at=now,
+        actor="opsbot",
+        action="approval.run",
+        target=action.target,
+        outcome="failed",
+        detail={**_unverifiable_detail(action, error=error, result=result), "left": FAILED},
+    )
+    outbox.reply_in_thread(
+        db_session,
+        key=action.message_key,
+        channel=action.channel,
+        fold_key=None,
+        item={
+            "text": f":warning: {render.actor_text(action.requested_by)}: request "
+            f"#{action.id} did not run: {error}. Nothing was changed: ask again in a minute."
+        },
+        render=render.text_reply,
+        now=now,
+    )
+
+
 def execute(services: Services, *, action_id: int) -> str:
     """Run an action whose clicks are all in (and claimed), and record what came of it.
 
@@ -396,6 +509,7 @@ def execute(services: Services, *, action_id: int) -> str:
         action = approvals.get_or_raise(db_session, action_id=action_id)
         kind = get_or_raise(action.kind)
     lapsed: ClicksLapsed | None = None
+    unverifiable: ClicksUnverifiable | None = None
     try:
         with ExecutionLease(services, action_id=action_id):
             require_clicks_still_count(services, action)
@@ -403,6 +517,9 @@ def execute(services: Services, *, action_id: int) -> str:
         status = DONE
     except ClicksLapsed as exc:
         result, status, lapsed = str(exc), FAILED, exc
+    except ClicksUnverifiable as exc:  # a click came in meanwhile, or Slack failed since
+        result = f"Not run: {exc}. Nothing was changed: ask again in a minute."
+        status, unverifiable = FAILED, exc
     except ActionFailed as exc:
         result, status = str(exc), FAILED
     except Exception as exc:
@@ -413,6 +530,8 @@ def execute(services: Services, *, action_id: int) -> str:
         action = approvals.get_or_raise(db_session, action_id=action_id, lock=True)
         if lapsed is not None:
             _lapsed(db_session, action=action, error=lapsed, result=result, now=now)
+        if unverifiable is not None:
+            _unverifiable(db_session, action=action, error=unverifiable, result=result, now=now)
         if action.status == EXECUTING or action.interrupted:
             if action.interrupted:
                 # Its claim lapsed (renewals failed) and it was presumed dead: what it

@@ -129,6 +129,19 @@ def apply_click(
     db_session.flush()
 
 
+def would_complete(action: PendingAction, *, user_id: str, decision: str) -> bool:
+    """Whether this click, were it to count (see `apply_click`), is the last one needed."""
+    if not action.is_pending:
+        return False
+    if decision == CONFIRM:
+        mine = not is_slack_user(action.requested_by) or user_id == action.requested_by
+        return mine and action.confirmation_missing and action.approvals_missing == 0
+    if decision == APPROVE:
+        counts = user_id != action.requested_by and user_id not in action.approvers
+        return counts and not action.confirmation_missing and action.approvals_missing == 1
+    return False
+
+
 def finish(db_session: Session, *, action: PendingAction, status: str, result: str) -> None:
     action.status = status
     action.result = clip(result, 4000)
