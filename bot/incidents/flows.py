@@ -378,6 +378,19 @@ def schedule_reminders(db_session: Session, *, incident: Incident, now: datetime
     _schedule_reminder_jobs(db_session, incident=incident)
 
 
+def rearm_escalation(db_session: Session, *, incident: Incident, at: datetime) -> None:
+    """Escalate at `at` unless acknowledged or resolved by then (the job checks again)."""
+    incident.escalate_at = at
+    schedule_after_commit(
+        db_session,
+        ESCALATE_JOB,
+        at=at,
+        job_id=job_id(incident, ESCALATE_JOB),
+        incident_id=incident.id,
+        dedup_key=incident.dedup_key,
+    )
+
+
 def _schedule_reminder_jobs(db_session: Session, *, incident: Incident) -> None:
     for job, due in ((REMIND_JOB, incident.remind_at), (ESCALATE_JOB, incident.escalate_at)):
         if due is not None:

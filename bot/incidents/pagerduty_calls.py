@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.audit import service as audit
 from bot.clock import Clock
-from bot.incidents import flows
+from bot.incidents import flows, render
 from bot.incidents import service as incidents
 from bot.incidents.actions import (
     ACKNOWLEDGE,
@@ -52,6 +52,10 @@ MAX_ATTEMPTS = 5  # a person is waiting: give up after about 15 s of backoff
 UNATTENDED_ATTEMPTS = 24
 TRIGGER_SETTLE = timedelta(minutes=2)  # Events API incidents appear a little after the 202
 NOTE_CLOCK_SKEW = timedelta(minutes=1)  # PagerDuty's clock against ours, when looking for a note
+# opsbot's escalation steps aside for a person's acknowledge or resolve queued
+# behind it, and asks again this long after: by then that call has landed (the
+# escalation is not wanted) or given up (it is).
+STEP_ASIDE = timedelta(minutes=2)
 VERBS = {
     ACKNOWLEDGE: "acknowledge",
     RESOLVE: "resolve",
@@ -71,6 +75,14 @@ class _Overtaken(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+@dataclasses.dataclass(frozen=True)
+class _Queued:
+    """A person's acknowledge or resolve waiting behind opsbot's escalation, not yet done."""
+
+    action: str
+    actor: str
 
 
 def _unattended_escalation(payload: dict[str, Any]) -> bool:
@@ -102,12 +114,16 @@ class PagerDutyActionSender:
                 return Dead(error="the incident no longer exists")
             known_id, dedup_key = incident.pagerduty_incident_id, incident.dedup_key
             left_behind = set(incident.pagerduty_superseded_ids or ())
+            overtaken, queued = None, None
             # Read again on every attempt: an outage may have held it past an acknowledge.
-            overtaken = (
-                _overtaken(db_session, incident) if _unattended_escalation(payload) else None
-            )
+            # Not once an attempt may have escalated (its level kept): PagerDuty is read first.
+            if _unattended_escalation(payload) and payload.get("level") is None:
+                overtaken = _overtaken(incident)
+                queued = None if overtaken else _queued_behind(db_session, incident)
         if overtaken is not None:
             return self._withdrawn(job, overtaken)
+        if queued is not None:
+            return self._stepped_aside(job, queued)
         try:
             if self.pagerduty is None:
                 raise PagerDutyRefused(NOT_CONFIGURED, status=0)
@@ -290,6 +306,75 @@ class PagerDutyActionSender:
         )
         return Sent(recorded=True)
 
+    def _stepped_aside(self, job: Job, queued: _Queued) -> Result:
+        """A person's call waits behind opsbot's escalation: it goes first, and the
+        escalation is due again shortly (its job finds the incident acknowledged or
+        resolved if that call landed, and escalates if it gave up)."""
+        now = self.clock.now()
+        due = now + STEP_ASIDE
+        incident_id = job.payload["incident_id"]
+        verb = VERBS.get(queued.action, queued.action)
+        with self.sessions() as db_session:
+            incident = incidents.lock(db_session, incident_id=int(incident_id))
+            assert incident is not None
+            done = _overtaken(incident)  # that call may have landed since it was seen
+            if done is None:
+                flows.rearm_escalation(db_session, incident=incident, at=due)
+                incidents.add_event(
+                    db_session,
+                    incident=incident,
+                    kind="escalation_deferred",
+                    at=now,
+                    now=now,
+                    actor="opsbot",
+                    text=f"a queued {verb} goes first",
+                )
+                flows.thread_text(
+                    db_session,
+                    incident=incident,
+                    text=(
+                        f":hourglass: Escalation held back: waiting for {queued.actor}'s {verb} "
+                        f"first. Unless it lands, escalating at {render.hhmm(due)}."
+                    ),
+                    now=now,
+                )
+                audit.record(
+                    db_session,
+                    at=now,
+                    actor="opsbot",
+                    action=f"incident.{ESCALATE}",
+                    target=incident.target,
+                    outcome="deferred",
+                    detail={
+                        "via": "job",
+                        "waiting_for": queued.action,
+                        "by": queued.actor,
+                        "until": due.isoformat(),
+                    },
+                )
+                if not outbox.complete(
+                    db_session,
+                    delivery_id=job.id,
+                    status=CANCELLED,
+                    error=f"deferred: {queued.action} by {queued.actor} goes first",
+                    now=now,
+                ):
+                    return self._recorded_elsewhere(db_session, job)
+                db_session.commit()
+        if done is not None:
+            return self._withdrawn(job, done)
+        self.metrics.escalations_withdrawn.labels("deferred").inc()
+        log.info(
+            "incident %s: opsbot's escalation steps aside on attempt %d for a queued %s; "
+            "due again at %s",
+            incident_id,
+            job.attempts,
+            queued.action,
+            due.isoformat(),
+            extra={"incident": incident_id, "delivery": job.id},
+        )
+        return Sent(recorded=True)
+
     def _requester(self, payload: dict[str, Any]) -> Requester:
         clicked_at = payload.get("clicked_at")
         return Requester(
@@ -467,26 +552,26 @@ class PagerDutyActionSender:
         return Dead(error=error)
 
 
-def _overtaken(db_session: Session, incident: Incident) -> str | None:
-    """Why opsbot's own escalation is no longer wanted, or None.
-
-    Acknowledged, resolved or silenced in opsbot since the job asked; or a person's
-    acknowledge or resolve waiting behind it in the incident's ordered lane.
-    """
+def _overtaken(incident: Incident) -> str | None:
+    """Why opsbot's own escalation is no longer wanted, or None: acknowledged,
+    resolved or silenced in opsbot since the job asked."""
     if not incident.is_open:
         return "resolved"
     if incident.acknowledged_at is not None:
         return "acknowledged"
     if incident.silenced_until is not None:
         return "silenced"
-    waiting = {
-        pending.get("action")
-        for pending in outbox.pending_payloads(
-            db_session, kind=PAGERDUTY_REST, order_key=rest_order_key(incident.id)
-        )
-    }
-    if RESOLVE in waiting:
-        return "resolved"
-    if ACKNOWLEDGE in waiting:
-        return "acknowledged"
+    return None
+
+
+def _queued_behind(db_session: Session, incident: Incident) -> _Queued | None:
+    """A person's resolve (else acknowledge) waiting behind the escalation in the
+    incident's ordered lane: asked for, not done (it may yet give up)."""
+    pending = outbox.pending_payloads(
+        db_session, kind=PAGERDUTY_REST, order_key=rest_order_key(incident.id)
+    )
+    for action in (RESOLVE, ACKNOWLEDGE):
+        for payload in pending:
+            if payload.get("action") == action:
+                return _Queued(action=action, actor=str(payload.get("actor") or "someone"))
     return None

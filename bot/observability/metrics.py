@@ -151,12 +151,13 @@ class Metrics:
             self.pagerduty_found_done.labels(action)
         self.escalations_withdrawn = Counter(
             "opsbot_escalations_withdrawn",
-            "opsbot's own escalations not sent to PagerDuty because, while they waited, "
-            "the incident was acknowledged, resolved or silenced, by reason.",
+            "opsbot's own escalations not sent to PagerDuty as they stood: withdrawn because "
+            "the incident was acknowledged, resolved or silenced meanwhile, or deferred for a "
+            "person's queued acknowledge or resolve, by reason.",
             ["reason"],
             registry=registry,
         )
-        for reason in ("acknowledged", "resolved", "silenced"):
+        for reason in ("acknowledged", "resolved", "silenced", "deferred"):
             self.escalations_withdrawn.labels(reason)
         self.pagerduty_webhooks = Counter(
             "opsbot_pagerduty_webhooks",

@@ -246,7 +246,21 @@ def levels_asked(pagerduty: PagerDutyEmulator) -> list[Any]:
     ]
 
 
-def test_an_escalation_held_by_an_outage_is_withdrawn_when_on_call_acknowledges_meanwhile(
+def escalation_retried(service: LiveService, incident_id: int) -> bool:
+    """The escalation's delivery failed an attempt and waits for its next (not claimed)."""
+    with service.runtime.sessions() as db:
+        rows = db.scalars(
+            sa.select(Delivery).where(
+                Delivery.kind == PAGERDUTY_REST,
+                Delivery.order_key == f"pdrest:incident:{incident_id}",
+                Delivery.status == "pending",
+                Delivery.payload["action"].as_string() == "escalate",
+            )
+        ).all()
+        return any(r.attempts >= 1 and r.claimed_by is None for r in rows)
+
+
+def test_an_escalation_held_by_an_outage_steps_aside_for_an_acknowledge_that_then_lands(
     start: Callable[..., LiveService],
     clock: ManualClock,
     sns_signer: SnsSigner,
@@ -262,17 +276,104 @@ def test_an_escalation_held_by_an_outage_is_withdrawn_when_on_call_acknowledges_
 
     closed = recover_and_settle(service, clock, pagerduty, incident_id)
     assert levels_asked(pagerduty) == []
-    assert closed == "cancelled"
+    assert closed == "cancelled"  # stepped aside for the acknowledge
     wait_for(lambda: incident_row(service, incident_id).acknowledged_at is not None)
     assert [c["body"]["incident"].get("status") for c in pd_calls(pagerduty, "PUT")] == [
         "acknowledged"
     ]
-    assert "Not escalated after all: acknowledged meanwhile." in thread_of(slack, message.ts)
+    # The acknowledge landed: the escalation due again is gone, and nothing escalates.
+    assert incident_row(service, incident_id).escalate_at is None
+    wait_for(lambda: f"incident:{incident_id}:escalate" not in jobs(service))
+    clock.advance(minutes=5)
+    due(service, clock)
+    wait_for(lambda: outbox_idle(service))
+    assert levels_asked(pagerduty) == []
+    thread = thread_of(slack, message.ts)
+    assert "Escalation held back: waiting for <@U0ALICE>'s acknowledge first." in thread
+    assert "Not escalated after all" not in thread
     records = [(r.actor, r.action, r.outcome) for r in audit_of(service, incident_id)]
-    assert ("opsbot", "incident.escalate", "cancelled") in records
+    assert ("opsbot", "incident.escalate", "deferred") in records
     assert ("U0ALICE", "incident.acknowledge", "ok") in records
-    assert metric(service, "opsbot_escalations_withdrawn_total", reason="acknowledged") == 1
-    assert "escalation_withdrawn" in [e.kind for e in events_of(service, incident_id)]
+    assert metric(service, "opsbot_escalations_withdrawn_total", reason="deferred") == 1
+    assert metric(service, "opsbot_escalations_withdrawn_total", reason="acknowledged") == 0
+    assert "escalation_deferred" in [e.kind for e in events_of(service, incident_id)]
+
+
+def test_an_escalation_that_stepped_aside_for_an_acknowledge_that_gave_up_still_escalates(
+    start: Callable[..., LiveService],
+    clock: ManualClock,
+    sns_signer: SnsSigner,
+    slack: SlackEmulator,
+    pagerduty: PagerDutyEmulator,
+) -> None:
+    service = start()
+    incident_id, message = page(service, sns_signer, slack, pagerduty)
+    escalate_during_an_outage(service, clock, pagerduty, incident_id)
+    click(service, render.ACKNOWLEDGE, str(incident_id), response_url=slack.response_url())
+    wait_for(lambda: attempts_of(service, incident_id, "acknowledge") is not None)
+
+    def settled() -> bool:  # PagerDuty still out: both deliveries run their course
+        clock.advance(seconds=5)
+        return (
+            escalation_closed(service, incident_id) is not None
+            and attempts_of(service, incident_id, "acknowledge") is None
+        )
+
+    wait_for(settled, timeout_s=60, interval_s=0.25)
+    records = [(r.actor, r.action, r.outcome) for r in audit_of(service, incident_id)]
+    assert ("U0ALICE", "incident.acknowledge", "failed") in records
+    row = incident_row(service, incident_id)
+    assert row.acknowledged_at is None
+    assert row.escalate_at is not None  # the escalation is due again
+    assert f"incident:{incident_id}:escalate" in jobs(service)
+    thread = thread_of(slack, message.ts)
+    assert "waiting for <@U0ALICE>'s acknowledge first" in thread
+    assert "acknowledged meanwhile" not in thread
+
+    pagerduty.faults.clear()
+    clock.advance(minutes=2)
+    assert f"incident:{incident_id}:escalate" in due(service, clock)
+    wait_for(lambda: levels_asked(pagerduty) == [2])
+    [pd_incident] = pagerduty.incidents.values()
+    wait_for(lambda: incident_row(service, incident_id).escalation_level == 2)
+    assert pd_incident["escalation_level"] == 2
+    wait_for(lambda: outbox_idle(service))
+    records = [(r.actor, r.action, r.outcome) for r in audit_of(service, incident_id)]
+    assert ("opsbot", "incident.escalate", "ok") in records
+
+
+def test_an_escalation_whose_answer_was_lost_is_not_withdrawn_for_a_later_acknowledge(
+    start: Callable[..., LiveService],
+    clock: ManualClock,
+    sns_signer: SnsSigner,
+    slack: SlackEmulator,
+    pagerduty: PagerDutyEmulator,
+) -> None:
+    service = start()
+    incident_id, message = page(service, sns_signer, slack, pagerduty)
+    # PagerDuty escalates, but answers after opsbot stopped waiting (and so again
+    # when the client tries once more): level 2 may have been paged.
+    pagerduty.faults.hang_next(2, seconds=2.05, calls=("/incidents/",), method="PUT")
+    clock.advance(minutes=15)
+    assert f"incident:{incident_id}:escalate" in due(service, clock)
+    wait_for(lambda: levels_asked(pagerduty) == [2, 2], timeout_s=20)
+    wait_for(lambda: escalation_retried(service, incident_id), timeout_s=20)
+    # On-call acknowledges: queued behind the escalation whose outcome is unknown.
+    click(service, render.ACKNOWLEDGE, str(incident_id), response_url=slack.response_url())
+    wait_for(lambda: attempts_of(service, incident_id, "acknowledge") is not None)
+
+    closed = recover_and_settle(service, clock, pagerduty, incident_id)
+    assert closed == "sent"  # PagerDuty read first: found at level 2, not asked again
+    assert levels_asked(pagerduty) == [2, 2]
+    assert metric(service, "opsbot_pagerduty_found_done_total", action="escalate") == 1
+    escalations = [
+        r.outcome for r in audit_of(service, incident_id) if r.action == "incident.escalate"
+    ]
+    assert escalations == ["ok"]
+    thread = thread_of(slack, message.ts)
+    assert "Not escalated" not in thread and "held back" not in thread
+    wait_for(lambda: incident_row(service, incident_id).acknowledged_at is not None)
+    assert incident_row(service, incident_id).escalation_level == 2
 
 
 def test_an_escalation_held_by_an_outage_is_withdrawn_when_acknowledged_in_the_pagerduty_app(
