@@ -36,6 +36,14 @@ class JobExecutor(BasePoolExecutor):  # type: ignore[misc]
         )
         self.run = run
 
+    def drain(self) -> None:
+        """Take no more jobs and wait for those submitted to end (`shutdown` then waits for none).
+
+        Unlike APScheduler's `shutdown(wait=True)`, this holds none of the
+        scheduler's locks: a running job may still schedule and cancel.
+        """
+        self._pool.shutdown(wait=True)
+
     def _do_submit_job(self, job: Any, run_times: Any) -> None:
         def callback(future: concurrent.futures.Future[Any]) -> None:
             exc = future.exception()

@@ -5,15 +5,26 @@ so a job that raises would be gone until the next start. Instead it is tried
 again under its own id, later each time: every job claims its work against the
 state it acts on (a due time, a token, an outbox key), so a run that is repeated
 acts at most once. After `retries` failures it is given up, logged as an error
-and counted: the next start re-creates it from the due times its domain keeps.
+and counted. Nothing here runs it again: only the domains that re-schedule their
+jobs at start from the due times they keep bring it back at the next start
+(incidents.*, maintenance.window_end, oncall.handoff, flags.watch). A given-up
+approvals.expire, deploys.lock_reminder, deploys.watch or changes.look_at_ecs
+is gone for good.
+
+`stop()` first starts no more jobs, then waits for the running ones without
+holding the job store's lock, so what they schedule or retry is stored as usual
+(the store is shared: the next leader runs it); then it shuts APScheduler down.
+Once it is down, `schedule` and `cancel` raise instead of keeping the job in
+memory (APScheduler's "tentative" jobs of a stopped scheduler), where it is lost.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from apscheduler.jobstores.base import ConflictingIdError, JobLookupError
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
@@ -28,6 +39,8 @@ from bot.scheduler.registry import Jobs, dispatch, run_named
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 TABLE = "apscheduler_jobs"
 # Another instance may add a job due sooner than the leader's next wake-up.
 RESCAN_S = 2.0
@@ -38,42 +51,47 @@ RETRIES = 10
 # What became of a failed run: the `outcome` of opsbot_scheduled_job_failures.
 RETRIED = "retried"  # scheduled again under its id
 SUPERSEDED = "superseded"  # its id was scheduled anew while it ran: that schedule stands
-GAVE_UP = "gave_up"  # out of attempts, or the retry could not be stored: until the next start
+GAVE_UP = "gave_up"  # out of attempts, or the retry could not be stored: not run again here
 FAILURE_OUTCOMES = (RETRIED, SUPERSEDED, GAVE_UP)
 
 
+class SchedulerStopped(RuntimeError):
+    """The job scheduler is shut down: nothing can be scheduled or cancelled through it."""
+
+
 class _LeaderScheduler(BackgroundScheduler):  # type: ignore[misc]
-    """BackgroundScheduler that processes jobs only while running.
+    """BackgroundScheduler that processes jobs only while running, and not once closed.
 
     APScheduler's loop processes due jobs once more when it is woken to shut
     down, even when paused; a follower stopping would then take due jobs out of
     the shared store without running them.
     """
 
+    _closed = False
+
     def _process_jobs(self) -> float | None:
-        if self.state != STATE_RUNNING:
-            return None
-        wait: float | None = super()._process_jobs()
+        # Checked under the job store lock, which `close` takes: no job starts after it.
+        with self._jobstores_lock:
+            if self.state != STATE_RUNNING or self._closed:
+                return None
+            wait: float | None = super()._process_jobs()
         return wait
 
-    def add_job_unless_stopped(self, *args: Any, **kwargs: Any) -> bool:
-        """`add_job` from a job's own thread; False, adding nothing, once shutting down.
+    def close(self) -> None:
+        """Start no more jobs, even if leadership resumes it; running ones go on."""
+        with self._jobstores_lock:
+            self._closed = True
 
-        `shutdown(wait=True)` holds the job store lock while it waits for running
-        jobs: a job thread that waited for that lock would never end. The lock also
-        orders this after `_process_jobs` took the job that failed out of the store.
+    def in_store(self, change: Callable[[], T]) -> T:
+        """`change` (an add or a remove) under the job store lock; SchedulerStopped once shut down.
+
+        A stopped APScheduler keeps an added job in memory only, and looks for a
+        removed one there: the store would never see either.
         """
-        lock = self._jobstores_lock
-        while not lock.acquire(timeout=0.1):
+        with self._jobstores_lock:
             if self.state == STATE_STOPPED:
-                return False
-        try:
-            if self.state == STATE_STOPPED:
-                return False
-            self.add_job(*args, **kwargs)
-        finally:
-            lock.release()
-        return True
+                raise SchedulerStopped("the job scheduler is stopped")
+            return change()
 
 
 class JobScheduler:
@@ -106,6 +124,7 @@ class JobScheduler:
         self.retry_max_s = retry_max_s
         self.retries = retries
         self._scheduler: _LeaderScheduler | None = None
+        self._executor: JobExecutor | None = None
         self._leadership: Leadership | None = None
         self._jobs: Jobs = {}
         self._stop = threading.Event()
@@ -123,9 +142,10 @@ class JobScheduler:
                 for outcome in FAILURE_OUTCOMES:
                     self.failures.labels(name, outcome)
         self._stop.clear()
+        self._executor = JobExecutor(self._run)
         scheduler = _LeaderScheduler(
             jobstores={"default": SQLAlchemyJobStore(engine=self.engine, tablename=TABLE)},
-            executors={"default": JobExecutor(self._run)},
+            executors={"default": self._executor},
             # Run late rather than never (a restart may come after the due time);
             # one instance of a job at a time.
             job_defaults={"coalesce": True, "misfire_grace_time": None, "max_instances": 1},
@@ -152,8 +172,14 @@ class JobScheduler:
         if self._rescan is not None:
             self._rescan.join(5)
         if self._scheduler is not None:
-            self._scheduler.shutdown(wait=True)
+            # Not shutdown(wait=True): it holds the job store lock while it waits,
+            # and a running job that schedules (its next run, a retry) needs it.
+            self._scheduler.close()
+            if self._executor is not None:
+                self._executor.drain()
+            self._scheduler.shutdown(wait=False)
             self._scheduler = None
+            self._executor = None
 
     def _rescan_loop(self) -> None:
         while not self._stop.wait(RESCAN_S):
@@ -166,20 +192,28 @@ class JobScheduler:
         return self._scheduler
 
     def schedule(self, name: str, *, at: datetime, job_id: str, **kwargs: Any) -> None:
-        """Run job `name` with `kwargs` at `at`; a job with the same id is replaced."""
-        self._require().add_job(
-            dispatch,
-            "date",
-            run_date=at,
-            id=job_id,
-            name=name,
-            args=[name, kwargs],
-            replace_existing=True,
+        """Run job `name` with `kwargs` at `at`; a job with the same id is replaced.
+
+        Raises RuntimeError (SchedulerStopped) when not started or stopped.
+        """
+        scheduler = self._require()
+        scheduler.in_store(
+            lambda: scheduler.add_job(
+                dispatch,
+                "date",
+                run_date=at,
+                id=job_id,
+                name=name,
+                args=[name, kwargs],
+                replace_existing=True,
+            )
         )
 
     def cancel(self, job_id: str) -> bool:
+        """Remove the stored job `job_id`; False if there is none. RuntimeError as `schedule`."""
+        scheduler = self._require()
         try:
-            self._require().remove_job(job_id)
+            scheduler.in_store(lambda: scheduler.remove_job(job_id))
         except JobLookupError:
             return False
         return True
@@ -237,7 +271,7 @@ class JobScheduler:
             outcome, why = self._again(job_id, name, kwargs, attempt=failures, at=at)
         if outcome == GAVE_UP:
             log.error(
-                "%s; given up (%s): it runs again only if a start schedules it",
+                "%s; given up (%s): it runs again only if its domain re-schedules it at start",
                 said,
                 why,
                 exc_info=exc,
@@ -253,23 +287,28 @@ class JobScheduler:
     ) -> tuple[str, str]:
         """Store the retry unless the id was scheduled anew meanwhile: (outcome, what happened)."""
         scheduler = self._scheduler
+        if scheduler is None:
+            return GAVE_UP, "the scheduler is stopped"
         try:
-            added = scheduler is not None and scheduler.add_job_unless_stopped(
-                dispatch,
-                "date",
-                run_date=at,
-                id=job_id,
-                name=name,
-                args=[name, kwargs],
-                kwargs={"attempt": attempt},
-                replace_existing=False,  # a newer schedule of this id stands, and no duplicate
+            # The lock also orders this after `_process_jobs` took the failed job out.
+            scheduler.in_store(
+                lambda: scheduler.add_job(
+                    dispatch,
+                    "date",
+                    run_date=at,
+                    id=job_id,
+                    name=name,
+                    args=[name, kwargs],
+                    kwargs={"attempt": attempt},
+                    replace_existing=False,  # a newer schedule of this id stands, and no duplicate
+                )
             )
         except ConflictingIdError:
             return SUPERSEDED, "it was scheduled again meanwhile: that run stands"
+        except SchedulerStopped:
+            return GAVE_UP, "the scheduler is stopped"
         except Exception as store_exc:
             return GAVE_UP, f"the job store refused the retry: {type(store_exc).__name__}"
-        if not added:
-            return GAVE_UP, "the scheduler is stopping"
         return RETRIED, f"trying again at {at.isoformat()}"
 
 
