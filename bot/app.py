@@ -468,6 +468,9 @@ def build_runtime(
     def reschedule_maintenance_ends(_runtime: Runtime) -> None:
         maintenance_jobs.reschedule(sessions)
 
+    def reschedule_approval_expiries(_runtime: Runtime) -> None:
+        approval_jobs.reschedule(app_services)
+
     def resume_flag_watches(_runtime: Runtime) -> None:
         flag_jobs.resume_watches(app_services)
 
@@ -552,6 +555,7 @@ def build_runtime(
             _warm_up_intake,
             reschedule_incident_jobs,
             reschedule_maintenance_ends,
+            reschedule_approval_expiries,
             resume_flag_watches,
             schedule_handoffs,
             prune_inbound_receipts,

@@ -1,4 +1,4 @@
-"""Scheduled work of pending actions: expiry."""
+"""Scheduled work of pending actions: expiry, and its jobs put back at start."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from bot.approvals import flows
+from bot.approvals import service as approvals
 from bot.scheduler.registry import JobFunction
 
 if TYPE_CHECKING:
@@ -14,6 +15,16 @@ if TYPE_CHECKING:
 
 def expire(services: Services, *, action_id: int) -> None:
     flows.expire_if_due(services, action_id=action_id)
+
+
+def reschedule(services: Services) -> int:
+    """At start: every open action has its expiry job (a crash or a job given up may have
+    lost one, and a request without one would stay open forever). Returns how many."""
+    with services.sessions() as db_session:
+        open_actions = approvals.list_open(db_session)
+    for action in open_actions:
+        flows.schedule_expiry(services, action=action)
+    return len(open_actions)
 
 
 def jobs(services: Services) -> dict[str, JobFunction]:

@@ -83,6 +83,12 @@ def list_pending(db_session: Session, *, target: str | None = None) -> list[Pend
     return list(db_session.scalars(query.order_by(PendingAction.id)))
 
 
+def list_open(db_session: Session) -> list[PendingAction]:
+    """Every action still waiting for clicks or running: each needs its expiry job."""
+    query = select(PendingAction).where(PendingAction.status.in_((PENDING, EXECUTING)))
+    return list(db_session.scalars(query.order_by(PendingAction.id)))
+
+
 def apply_click(
     db_session: Session, *, action: PendingAction, user_id: str, decision: str, now: datetime
 ) -> None:

@@ -7,9 +7,9 @@ state it acts on (a due time, a token, an outbox key), so a run that is repeated
 acts at most once. After `retries` failures it is given up, logged as an error
 and counted. Nothing here runs it again: only the domains that re-schedule their
 jobs at start from the due times they keep bring it back at the next start
-(incidents.*, maintenance.window_end, oncall.handoff, flags.watch). A given-up
-approvals.expire, deploys.lock_reminder, deploys.watch or changes.look_at_ecs
-is gone for good.
+(incidents.*, maintenance.window_end, oncall.handoff, flags.watch,
+approvals.expire). A given-up deploys.lock_reminder, deploys.watch or
+changes.look_at_ecs is gone for good.
 
 `stop()` first starts no more jobs, then waits for the running ones without
 holding the job store's lock, so what they schedule or retry is stored as usual

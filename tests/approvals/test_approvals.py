@@ -192,3 +192,30 @@ def test_expiry_and_a_run_that_died(runtime: Runtime, slack: SlackEmulator) -> N
     assert refused(runtime, expiring, "U0ALICE", "confirm") == (
         f"Request #{expiring} is already expired."
     )
+
+
+def test_a_lost_expiry_job_is_put_back_at_start(runtime: Runtime, slack: SlackEmulator) -> None:
+    clock = runtime.clock
+    assert isinstance(clock, ManualClock)
+    waiting = ask(runtime)
+    running = ask(runtime, confirmation=False, approvals=1)
+    with runtime.sessions() as db:  # a run whose process died with its expiry job
+        db.execute(
+            sa.update(PendingAction).where(PendingAction.id == running).values(status="executing")
+        )
+        db.commit()
+    for action_id in (waiting, running):  # lost: a crash mid-run, or retries given up
+        assert runtime.scheduler.cancel(f"approval-expire-{action_id}")
+    [put_back] = [
+        hook for hook in runtime.on_start if hook.__name__ == "reschedule_approval_expiries"
+    ]
+    put_back(runtime)  # what the next start runs
+    clock.advance(minutes=30)
+    assert sorted(runtime.scheduler.run_due(clock.now())) == [
+        f"approval-expire-{waiting}",
+        f"approval-expire-{running}",
+    ]
+    assert status(runtime, waiting).status == "expired"
+    assert status(runtime, running).status == "failed"
+    put_back(runtime)  # nothing open any more: nothing to put back
+    assert [job for job, _ in runtime.scheduler.pending() if job.startswith("approval-")] == []
