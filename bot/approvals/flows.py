@@ -432,16 +432,50 @@ def require_clicks_still_count(services: Services, action: PendingAction) -> Non
         raise ClicksUnverifiable(said, unverifiable=unverifiable)
 
 
-def _lapsed(
-    db_session: Session, *, action: PendingAction, error: ClicksLapsed, result: str, now: Any
+def _run_stopped(
+    db_session: Session,
+    *,
+    action: PendingAction,
+    outcome: str,
+    detail: dict[str, Any],
+    text: str,
+    now: Any,
 ) -> None:
-    """Audit a run refused for a click that lapsed, and say so in the request's thread."""
+    """Audit a run stopped before its kind ran, and say so in the request's thread
+    (a new message: an update notifies nobody)."""
     audit.record(
         db_session,
         at=now,
         actor="opsbot",
         action="approval.run",
         target=action.target,
+        outcome=outcome,
+        detail=detail,
+    )
+    outbox.reply_in_thread(
+        db_session,
+        key=action.message_key,
+        channel=action.channel,
+        fold_key=None,
+        item={"text": text},
+        render=render.text_reply,
+        now=now,
+    )
+
+
+def _lapsed(
+    db_session: Session, *, action: PendingAction, error: ClicksLapsed, result: str, now: Any
+) -> None:
+    """A run refused for a click that lapsed."""
+    # Without the reasons, whose "Allowed:" would ping a whole group: the message says why.
+    which = "; ".join(
+        f"{render.actor_text(c['user'])}'s {_CLICK[c['decision']]} no longer counts: they may "
+        f"not {c['decision']} it any more"
+        for c in error.lapsed
+    )
+    _run_stopped(
+        db_session,
+        action=action,
         outcome="refused",
         detail={
             "request": action.id,
@@ -451,24 +485,8 @@ def _lapsed(
             "lapsed": error.lapsed,
             "reason": result,
         },
-    )
-    # A new message, as an update notifies nobody; without the reasons, whose
-    # "Allowed:" would ping a whole group: the message above says why.
-    which = "; ".join(
-        f"{render.actor_text(c['user'])}'s {_CLICK[c['decision']]} no longer counts: they may "
-        f"not {c['decision']} it any more"
-        for c in error.lapsed
-    )
-    outbox.reply_in_thread(
-        db_session,
-        key=action.message_key,
-        channel=action.channel,
-        fold_key=None,
-        item={
-            "text": f":no_entry: {render.actor_text(action.requested_by)}: request "
-            f"#{action.id} did not run. {which}. Nothing was changed: ask again."
-        },
-        render=render.text_reply,
+        text=f":no_entry: {render.actor_text(action.requested_by)}: request "
+        f"#{action.id} did not run. {which}. Nothing was changed: ask again.",
         now=now,
     )
 
@@ -476,26 +494,14 @@ def _lapsed(
 def _unverifiable(
     db_session: Session, *, action: PendingAction, error: ClicksUnverifiable, result: str, now: Any
 ) -> None:
-    """Audit a run failed for a right Slack could not confirm, and say so in the thread."""
-    audit.record(
+    """A run failed for a right Slack could not confirm."""
+    _run_stopped(
         db_session,
-        at=now,
-        actor="opsbot",
-        action="approval.run",
-        target=action.target,
+        action=action,
         outcome="failed",
         detail={**_unverifiable_detail(action, error=error, result=result), "left": FAILED},
-    )
-    outbox.reply_in_thread(
-        db_session,
-        key=action.message_key,
-        channel=action.channel,
-        fold_key=None,
-        item={
-            "text": f":warning: {render.actor_text(action.requested_by)}: request "
-            f"#{action.id} did not run: {error}. Nothing was changed: ask again in a minute."
-        },
-        render=render.text_reply,
+        text=f":warning: {render.actor_text(action.requested_by)}: request "
+        f"#{action.id} did not run: {error}. Nothing was changed: ask again in a minute.",
         now=now,
     )
 
