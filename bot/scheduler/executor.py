@@ -1,17 +1,30 @@
-"""An APScheduler thread-pool executor that runs stored jobs through its scheduler's `run`."""
+"""An APScheduler thread-pool executor that runs stored jobs through its scheduler's `run`.
+
+A job due while another run of its id is still going waits for that run to end,
+then runs: APScheduler would skip it and, a date job having no next run, delete
+it from the store. At most one run waits per id (the newest stands, as with
+`coalesce`). A run still waiting when the pool stops is handed to `put_back`,
+which stores it again for the next leader.
+"""
 
 from __future__ import annotations
 
 import concurrent.futures
 import functools
+import logging
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from apscheduler.executors.base import run_job
 from apscheduler.executors.pool import BasePoolExecutor
 
+log = logging.getLogger(__name__)
+
 # (job id, job name, its arguments, attempt=): runs the job and deals with its failure.
 Run = Callable[..., None]
+# (the job, when it was due): stores a job that could not run here.
+PutBack = Callable[[Any, datetime], None]
 
 
 class _Named:
@@ -30,11 +43,13 @@ class _Named:
 
 
 class JobExecutor(BasePoolExecutor):  # type: ignore[misc]
-    def __init__(self, run: Run, max_workers: int = 4) -> None:
+    def __init__(self, run: Run, put_back: PutBack, max_workers: int = 4) -> None:
         super().__init__(
             concurrent.futures.ThreadPoolExecutor(max_workers, thread_name_prefix="job")
         )
         self.run = run
+        self.put_back = put_back
+        self._waiting: dict[str, tuple[Any, list[datetime]]] = {}
 
     def drain(self) -> None:
         """Take no more jobs and wait for those submitted to end (`shutdown` then waits for none).
@@ -44,14 +59,48 @@ class JobExecutor(BasePoolExecutor):  # type: ignore[misc]
         """
         self._pool.shutdown(wait=True)
 
-    def _do_submit_job(self, job: Any, run_times: Any) -> None:
+    def submit_job(self, job: Any, run_times: list[datetime]) -> None:
+        with self._lock:
+            if self._instances[job.id] >= job.max_instances:
+                if job.id in self._waiting:
+                    log.info("job %s: a newer run replaces the one waiting", job.id)
+                else:
+                    log.info(
+                        "job %s is due while its last run goes on: it runs after",
+                        job.id,
+                        extra={"job": job.name, "job_id": job.id},
+                    )
+                self._waiting[job.id] = (job, run_times)
+                return
+            self._do_submit_job(job, run_times)
+            self._instances[job.id] += 1
+
+    def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:
         def callback(future: concurrent.futures.Future[Any]) -> None:
             exc = future.exception()
             if exc:
                 self._run_job_error(job.id, exc, exc.__traceback__)
             else:
                 self._run_job_success(job.id, future.result())
+            self._start_waiting(job.id)
 
         self._pool.submit(
             run_job, _Named(job, self.run), job._jobstore_alias, run_times, self._logger.name
         ).add_done_callback(callback)
+
+    def _start_waiting(self, job_id: str) -> None:
+        """The run of `job_id` that waited for the one just ended: now, or back to the store."""
+        with self._lock:
+            waiting = self._waiting.get(job_id)
+            # A run of the id submitted since the last one ended goes first.
+            if waiting is None or self._instances.get(job_id, 0) >= waiting[0].max_instances:
+                return
+            job, run_times = self._waiting.pop(job_id)
+            try:
+                self._do_submit_job(job, run_times)
+            except RuntimeError:  # the pool is stopping: the next leader runs it
+                pass
+            else:
+                self._instances[job_id] += 1
+                return
+        self.put_back(job, run_times[-1])

@@ -142,7 +142,7 @@ class JobScheduler:
                 for outcome in FAILURE_OUTCOMES:
                     self.failures.labels(name, outcome)
         self._stop.clear()
-        self._executor = JobExecutor(self._run)
+        self._executor = JobExecutor(self._run, self._put_back)
         scheduler = _LeaderScheduler(
             jobstores={"default": SQLAlchemyJobStore(engine=self.engine, tablename=TABLE)},
             executors={"default": self._executor},
@@ -281,6 +281,22 @@ class JobScheduler:
             log.warning("%s; %s", said, why, exc_info=exc, extra=extra)
         if self.failures is not None:
             self.failures.labels(name if name in self._jobs else "unknown", outcome).inc()
+
+    def _put_back(self, job: Any, due: datetime) -> None:
+        """Store again a job that waited for its running id and could not run here."""
+        name, kwargs = job.args
+        outcome, why = self._again(
+            job.id, name, kwargs, attempt=job.kwargs.get("attempt", 0), at=due
+        )
+        log.log(
+            logging.ERROR if outcome == GAVE_UP else logging.WARNING,
+            "job %s %s %s could not run before the scheduler stopped; %s",
+            name,
+            job.id,
+            _ids(kwargs),
+            why,
+            extra={"job": name, "job_id": job.id},
+        )
 
     def _again(
         self, job_id: str, name: str, kwargs: dict[str, Any], *, attempt: int, at: datetime
