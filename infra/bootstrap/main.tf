@@ -33,11 +33,12 @@ module "build_repository" {
 module "github_oidc" {
   source = "../modules/github-oidc"
 
-  name                    = var.name
-  github_repository       = var.github_repository
-  create_oidc_provider    = var.create_github_oidc_provider
-  repository_arns         = [module.build_repository.repository_arn]
-  repository_kms_key_arns = [module.build_repository.kms_key_arn]
-  deploy_environments     = var.environments
-  deploy_iam_name_prefix  = "${var.name}-"
+  name                      = var.name
+  github_repository         = var.github_repository
+  create_oidc_provider      = var.create_github_oidc_provider
+  repository_arns           = [module.build_repository.repository_arn]
+  repository_kms_key_arns   = [module.build_repository.kms_key_arn]
+  deploy_environments       = var.environments
+  deploy_iam_name_prefix    = "${var.name}-"
+  deploy_passable_role_arns = var.deploy_passable_role_arns
 }

@@ -42,3 +42,9 @@ variable "environments" {
   type        = list(string)
   default     = ["staging", "prod"]
 }
+
+variable "deploy_passable_role_arns" {
+  description = "Environment => task and execution roles of other services that opsbot deploys there (the environment's deployable_role_arns). Each environment's permissions boundary allows passing its own roles and these only: a /deploy of a service whose roles are missing here fails on iam:PassRole."
+  type        = map(list(string))
+  default     = {}
+}

@@ -71,3 +71,18 @@ run "lock_table_is_on_demand_encrypted_and_recoverable" {
     error_message = "The lock table has point-in-time recovery and KMS encryption."
   }
 }
+
+run "other_services_roles_reach_their_environments_boundary" {
+  command = apply
+
+  variables {
+    deploy_passable_role_arns = { prod = ["arn:aws:iam::123456789012:role/shop-web-task"] }
+  }
+
+  assert {
+    condition = contains(flatten([
+      for s in jsondecode(module.github_oidc.permissions_boundary_policies["prod"]).Statement : s.Resource if s.Action == "iam:PassRole"
+    ]), "arn:aws:iam::123456789012:role/shop-web-task")
+    error_message = "A service's roles listed for prod are passable under prod's permissions boundary."
+  }
+}

@@ -17,3 +17,8 @@ output "permissions_boundary_arns" {
   description = "Environment => the permissions boundary every IAM role of that environment must carry (modules/environment derives the same ARN)."
   value       = { for env, boundary in module.stack_boundary : env => boundary.arn }
 }
+
+output "permissions_boundary_policies" {
+  description = "Environment => the permissions boundary's policy document (JSON), to review what an environment's roles may do and pass."
+  value       = { for env, boundary in module.stack_boundary : env => boundary.policy }
+}
