@@ -10,7 +10,10 @@ against, in namespace `OPSBOT_EMF_NAMESPACE`:
   `opsbot_deliveries_dead` (deliveries marked dead during the interval, answers
   through a response_url aside), `opsbot_slack_responses_dead` (those answers:
   not paged), `opsbot_monitor_db_failures` (the ops monitor's database steps
-  that failed during the interval) and, in an interval with a page,
+  that failed during the interval), `opsbot_scheduled_jobs_given_up` (scheduled
+  jobs given up after their last retry during the interval),
+  `opsbot_scheduled_jobs_overdue_seconds` (how long the earliest stored job has
+  been due; left out when it could not be read) and, in an interval with a page,
   `opsbot_alarm_to_page_seconds` (the slowest);
 - dimension `target` (`pagerduty`, `slack`, `slack_response`, `pagerduty_rest`):
   `opsbot_outbox_pending` and `opsbot_outbox_oldest_pending_seconds`.
@@ -63,6 +66,8 @@ def emf_lines(
     heartbeat: bool = True,
     responses_dead: int = 0,
     monitor_db_failures: int = 0,
+    jobs_given_up: int = 0,
+    jobs_overdue_s: float | None = None,
 ) -> list[str]:
     """The lines of one interval, ending at `now`; without `heartbeat` (its database
     write failed), no `opsbot_heartbeat`."""
@@ -74,7 +79,10 @@ def emf_lines(
         ("opsbot_deliveries_dead", "Count", deliveries_dead),
         ("opsbot_slack_responses_dead", "Count", responses_dead),
         ("opsbot_monitor_db_failures", "Count", monitor_db_failures),
+        ("opsbot_scheduled_jobs_given_up", "Count", jobs_given_up),
     ]
+    if jobs_overdue_s is not None:
+        plain.append(("opsbot_scheduled_jobs_overdue_seconds", "Seconds", round(jobs_overdue_s, 3)))
     if slowest_page_s is not None:
         plain.append(("opsbot_alarm_to_page_seconds", "Seconds", round(slowest_page_s, 3)))
     lines = [_line(namespace, timestamp_ms, [], plain, members)]

@@ -21,6 +21,7 @@ from bot.outbox.models import (
     SLACK_REPLY,
     SLACK_RESPONSE,
 )
+from bot.scheduler.scheduler import GAVE_UP
 
 # Delivery kinds (bot/outbox/models.py) by the family they are counted under.
 SLACK = "slack"
@@ -98,6 +99,7 @@ class Interval(NamedTuple):
     deliveries_dead: int  # deliveries marked dead, answers through a response_url aside
     responses_dead: int  # answers through a response_url marked dead
     slowest_page_s: float | None  # the slowest page accepted, if any was
+    jobs_given_up: int = 0  # scheduled jobs given up after their last retry
 
 
 def family(kind: str) -> str:
@@ -385,6 +387,12 @@ class Metrics:
             ["job", "outcome"],
             registry=registry,
         )
+        self.scheduled_jobs_overdue = Gauge(
+            "opsbot_scheduled_jobs_overdue_seconds",
+            "How long the earliest stored scheduled job has been due (0: none is due); "
+            "read by every instance's ops monitor.",
+            registry=registry,
+        )
         self.build_info = Gauge(
             "opsbot_build_info",
             "Always 1: the running version and the commit the image was built from.",
@@ -407,6 +415,7 @@ class Metrics:
         self._dead_since_emit = 0
         self._responses_dead_since_emit = 0
         self._page_max_since_emit: float | None = None
+        self._jobs_given_up_at_emit = 0
         self._slack_auth = 0.0
 
     # -- what the hot paths call ----------------------------------------------------------
@@ -470,14 +479,28 @@ class Metrics:
     def take_interval(self) -> Interval:
         """What happened since the last call; it all starts over."""
         with self._lock:
+            given_up = self._jobs_given_up()
             interval = Interval(
                 deliveries_dead=self._dead_since_emit,
                 responses_dead=self._responses_dead_since_emit,
                 slowest_page_s=self._page_max_since_emit,
+                jobs_given_up=given_up - self._jobs_given_up_at_emit,
             )
             self._dead_since_emit = self._responses_dead_since_emit = 0
             self._page_max_since_emit = None
+            self._jobs_given_up_at_emit = given_up
         return interval
+
+    def _jobs_given_up(self) -> int:
+        """Scheduled job runs given up since the start, all jobs together."""
+        return int(
+            sum(
+                sample.value
+                for metric in self.scheduled_job_failures.collect()
+                for sample in metric.samples
+                if sample.name.endswith("_total") and sample.labels["outcome"] == GAVE_UP
+            )
+        )
 
     @property
     def slack_auth_value(self) -> float:

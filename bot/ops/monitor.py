@@ -3,9 +3,11 @@
 Every `heartbeat_s` it records the instance in `ops_instances` and looks at
 the outbox's backlog (bot/observability/outbox_gauges.py): a PagerDuty event
 due for longer than `ops_page_late_after_s` opens the late-page episode in the
-ops channel, and its end closes it. Every `emf_interval_s` (0: never) it
-writes the EMF lines the alarms on opsbot watch. It depends on neither Slack
-nor the scheduler, so it goes on when they fail.
+ops channel, and its end closes it. It also reads how long the earliest stored
+scheduled job has been due: past `JOBS_LATE_AFTER_S` no instance is running
+jobs, which is logged once as an error, and once again when it ends. Every
+`emf_interval_s` (0: never) it writes the EMF lines the alarms on opsbot watch.
+It depends on neither Slack nor the scheduler, so it goes on when they fail.
 
 A step whose database work fails is logged (with the instance's id) and
 counted, and the round goes on with the next. The heartbeat stops with the
@@ -33,8 +35,13 @@ from bot.observability.metrics import PAGERDUTY, Metrics
 from bot.observability.outbox_gauges import OutboxGauges
 from bot.ops import instances, notices
 from bot.ops.watch import DeliveryWatch
+from bot.scheduler import backlog as job_backlog
 
 log = logging.getLogger(__name__)
+
+# A stored job due for longer than this: no instance is running scheduled jobs. A
+# leader's failover takes seconds, a dead leader's connection at most a few minutes.
+JOBS_LATE_AFTER_S = 300.0
 
 
 def _stdout(line: str) -> None:
@@ -75,6 +82,8 @@ class OpsMonitor:
         self.monotonic = monotonic
         self.started_at: datetime | None = None
         self._late_maybe_open = True  # unknown at start: looked at once
+        self._jobs_overdue_s: float | None = None  # None: could not be read this round
+        self._jobs_late = False
         self._last_emf: float | None = None
         # Steps whose database work failed, since the start and since the last EMF lines.
         self.db_failures = 0
@@ -112,6 +121,8 @@ class OpsMonitor:
         now = self.clock.now()
         beating = self._step("heartbeat", self._heartbeat, now)
         self._step("late pages", self._late_pages, now)
+        self._jobs_overdue_s = None
+        self._step("scheduled jobs", self._scheduled_jobs, now)
         due = self._last_emf is None or self.monotonic() - self._last_emf >= self.emf_interval_s
         if self.emf_interval_s > 0 and due:
             self.write_emf(now, heartbeat=beating)
@@ -184,6 +195,27 @@ class OpsMonitor:
         elif change == "closed":
             log.info("pages are on time again", extra={"condition": notices.LATE_PAGE})
 
+    def _scheduled_jobs(self, now: datetime) -> None:
+        with self.sessions() as db_session:
+            overdue_s = job_backlog.overdue_s(db_session, now=now)
+        self._jobs_overdue_s = overdue_s
+        self.metrics.scheduled_jobs_overdue.set(overdue_s)
+        late = overdue_s > JOBS_LATE_AFTER_S
+        if late and not self._jobs_late:
+            log.error(
+                "scheduled jobs are late: the earliest has been due for %.0f s "
+                "(this instance leads: %s); reminders, escalations and window ends wait",
+                overdue_s,
+                "yes" if self.is_leader() else "no",
+                extra={"condition": "jobs_late", "instance": self.instance_id},
+            )
+        elif self._jobs_late and not late:
+            log.info(
+                "scheduled jobs run on time again",
+                extra={"condition": "jobs_late", "instance": self.instance_id},
+            )
+        self._jobs_late = late
+
     def write_emf(self, now: datetime, *, heartbeat: bool = True) -> None:
         """The interval's EMF lines; without `heartbeat` (its write failed), no
         `opsbot_heartbeat` in them."""
@@ -208,5 +240,7 @@ class OpsMonitor:
             heartbeat=heartbeat,
             responses_dead=interval.responses_dead,
             monitor_db_failures=failures,
+            jobs_given_up=interval.jobs_given_up,
+            jobs_overdue_s=self._jobs_overdue_s,
         ):
             self.emit(line)

@@ -60,6 +60,8 @@ def test_the_lines_follow_the_specification_and_the_alarms_contract() -> None:
         slowest_page_s=0.25,
         backlog=backlog,
         instance="ip-10-0-0-1:1-abc",
+        jobs_given_up=1,
+        jobs_overdue_s=12.5,
     )
     documents = [check_against_the_specification(line) for line in lines]
     assert all("\n" not in line for line in lines)
@@ -74,8 +76,12 @@ def test_the_lines_follow_the_specification_and_the_alarms_contract() -> None:
         "opsbot_deliveries_dead",
         "opsbot_slack_responses_dead",
         "opsbot_monitor_db_failures",
+        "opsbot_scheduled_jobs_given_up",
+        "opsbot_scheduled_jobs_overdue_seconds",
         "opsbot_alarm_to_page_seconds",
     }
+    assert plain["opsbot_scheduled_jobs_given_up"] == 1
+    assert plain["opsbot_scheduled_jobs_overdue_seconds"] == 12.5
     assert plain["opsbot_heartbeat"] == 1 and plain["opsbot_slack_auth_ok"] == 0
     assert plain["opsbot_deliveries_dead"] == 2 and plain["opsbot_alarm_to_page_seconds"] == 0.25
     assert plain["opsbot_slack_responses_dead"] == 0 and plain["opsbot_monitor_db_failures"] == 0
@@ -106,6 +112,7 @@ def test_an_interval_without_a_page_has_no_page_time() -> None:
     )
     document = check_against_the_specification(plain)
     assert "opsbot_alarm_to_page_seconds" not in document
+    assert "opsbot_scheduled_jobs_overdue_seconds" not in document  # not read: no figure
     assert document["opsbot_deliveries_dead"] == 0
 
 

@@ -1,4 +1,4 @@
-"""The ops monitor's round when its database writes fail: logged, counted, and the EMF
+"""The ops monitor's round when its database work fails: logged, counted, and the EMF
 lines still written with the failures counted, without the heartbeat (the dead-man's
 switch fires on that).
 
@@ -86,17 +86,22 @@ def test_a_failing_heartbeat_write_is_logged_counted_and_the_emf_lines_go_out_wi
     finally:
         held.close()
 
-    assert monitor.db_failures == 2
+    assert monitor.db_failures == 3
     assert instances(engine) == []
     # No heartbeat, so the dead-man's switch fires; the rest goes out, and says why.
     assert heartbeats(lines) == []
     [plain] = [d for d in documents(lines) if "target" not in d]
-    assert plain["opsbot_monitor_db_failures"] == 2
+    assert plain["opsbot_monitor_db_failures"] == 3
     assert plain["opsbot_deliveries_dead"] == 1
+    assert "opsbot_scheduled_jobs_overdue_seconds" not in plain  # unread, not "none due"
     targets = {d["target"] for d in documents(lines) if "target" in d}
     assert targets == {"pagerduty", "slack", "slack_response", "pagerduty_rest"}
     failures = [r for r in caplog.records if r.levelno >= logging.ERROR]
-    assert [getattr(r, "step", None) for r in failures] == ["heartbeat", "late pages"]
+    assert [getattr(r, "step", None) for r in failures] == [
+        "heartbeat",
+        "late pages",
+        "scheduled jobs",
+    ]
     assert all(getattr(r, "instance", None) == INSTANCE for r in failures)
     assert all(getattr(r, "error", None) == "TimeoutError" for r in failures)
 
@@ -108,7 +113,8 @@ def test_a_failing_heartbeat_write_is_logged_counted_and_the_emf_lines_go_out_wi
     [plain] = [d for d in documents(lines) if "target" not in d]
     assert plain["opsbot_monitor_db_failures"] == 0
     assert plain["opsbot_deliveries_dead"] == 0
+    assert plain["opsbot_scheduled_jobs_overdue_seconds"] == 0
     assert instances(engine) == [INSTANCE]
-    assert monitor.db_failures == 2
+    assert monitor.db_failures == 3
     engine.dispose()
     gauges_engine.dispose()

@@ -180,6 +180,40 @@ resource "aws_cloudwatch_metric_alarm" "deliveries_dead" {
   alarm_actions       = local.alarm_actions
 }
 
+# Scheduled jobs (reminders, escalations, maintenance window ends, handoffs) run on the
+# leader, which takes each out of the store when it starts it: one still stored long
+# after its time means no task is running them (no leader, or a stuck one).
+resource "aws_cloudwatch_metric_alarm" "jobs_late" {
+  alarm_name          = "${var.name}-jobs-late"
+  alarm_description   = "A scheduled job (reminder, escalation, maintenance window end, handoff) has been due for over ${var.alarm_jobs_late_seconds}s: no opsbot task is running scheduled jobs. See the tasks' logs for 'scheduled jobs are late' and `opsbot status` for the leader."
+  namespace           = var.emf_namespace
+  metric_name         = "opsbot_scheduled_jobs_overdue_seconds"
+  statistic           = "Maximum"
+  period              = 60
+  evaluation_periods  = 1
+  threshold           = var.alarm_jobs_late_seconds
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+}
+
+# A scheduled job failed its last retry and was given up: it runs again only if its domain
+# puts it back at the next start. No OK action, as for dead deliveries.
+resource "aws_cloudwatch_metric_alarm" "jobs_given_up" {
+  alarm_name          = "${var.name}-jobs-given-up"
+  alarm_description   = "opsbot gave up a scheduled job after its last retry (a reminder, an escalation, a window end may not happen): see the ERROR line 'given up' in the logs for the job and its ids."
+  namespace           = var.emf_namespace
+  metric_name         = "opsbot_scheduled_jobs_given_up"
+  statistic           = "Sum"
+  period              = 60
+  evaluation_periods  = 1
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+}
+
 # Slack refuses the bot's token (revoked, app uninstalled, rotated without updating the
 # secret): every task reports 0. Two minutes, so one failed check does not page.
 resource "aws_cloudwatch_metric_alarm" "slack_auth_lost" {

@@ -9,6 +9,8 @@ locals {
     aws_cloudwatch_metric_alarm.heartbeat_missing.arn,
     aws_cloudwatch_metric_alarm.page_waiting.arn,
     aws_cloudwatch_metric_alarm.deliveries_dead.arn,
+    aws_cloudwatch_metric_alarm.jobs_late.arn,
+    aws_cloudwatch_metric_alarm.jobs_given_up.arn,
     aws_cloudwatch_metric_alarm.slack_auth_lost.arn,
     aws_cloudwatch_metric_alarm.tasks_below_desired.arn,
     aws_cloudwatch_metric_alarm.alb_5xx.arn,
@@ -47,6 +49,14 @@ locals {
         [local.emf, "opsbot_deliveries_dead", { stat = "Sum", label = "dead deliveries" }],
         [local.emf, "opsbot_alarm_to_page_seconds", { stat = "Maximum", label = "alarm to page (s)", yAxis = "right" }],
       ]
+    },
+    {
+      title = "Scheduled jobs: oldest due (s) and given up"
+      metrics = [
+        [local.emf, "opsbot_scheduled_jobs_overdue_seconds", { stat = "Maximum", label = "oldest due (s)" }],
+        [local.emf, "opsbot_scheduled_jobs_given_up", { stat = "Sum", label = "given up", yAxis = "right" }],
+      ]
+      annotations = { horizontal = [{ label = "jobs alarm", value = var.alarm_jobs_late_seconds }] }
     },
     {
       title = "Tasks: running and desired"

@@ -311,6 +311,12 @@ variable "alarm_page_waiting_seconds" {
   default     = 120
 }
 
+variable "alarm_jobs_late_seconds" {
+  description = "Seconds a scheduled job may stay due in the store before the bot is said to run no scheduled jobs (a leader's failover takes seconds)."
+  type        = number
+  default     = 300
+}
+
 variable "alarm_heartbeat_missing_minutes" {
   description = "Minutes without any heartbeat from any task before the dead-man's switch pages."
   type        = number

@@ -243,7 +243,7 @@ run "alarms_page_through_the_self_alarms_topic_not_the_bot" {
       for a in [aws_cloudwatch_metric_alarm.alb_5xx, aws_cloudwatch_metric_alarm.target_5xx, aws_cloudwatch_metric_alarm.target_p99_latency,
         aws_cloudwatch_metric_alarm.unhealthy_hosts, aws_cloudwatch_metric_alarm.no_healthy_hosts, aws_cloudwatch_metric_alarm.cpu, aws_cloudwatch_metric_alarm.memory,
         aws_cloudwatch_metric_alarm.heartbeat_missing, aws_cloudwatch_metric_alarm.page_waiting, aws_cloudwatch_metric_alarm.slack_auth_lost,
-      aws_cloudwatch_metric_alarm.tasks_below_desired] :
+      aws_cloudwatch_metric_alarm.tasks_below_desired, aws_cloudwatch_metric_alarm.jobs_late] :
       a.alarm_actions == toset([var.self_alarm_topic_arn]) && a.ok_actions == toset([var.self_alarm_topic_arn])
     ])
     error_message = "Every alarm on the bot must notify the self-alarms topic on ALARM and on OK."
@@ -254,7 +254,8 @@ run "alarms_page_through_the_self_alarms_topic_not_the_bot" {
       for a in [aws_cloudwatch_metric_alarm.alb_5xx, aws_cloudwatch_metric_alarm.target_5xx, aws_cloudwatch_metric_alarm.target_p99_latency,
         aws_cloudwatch_metric_alarm.unhealthy_hosts, aws_cloudwatch_metric_alarm.no_healthy_hosts, aws_cloudwatch_metric_alarm.cpu, aws_cloudwatch_metric_alarm.memory,
         aws_cloudwatch_metric_alarm.heartbeat_missing, aws_cloudwatch_metric_alarm.page_waiting, aws_cloudwatch_metric_alarm.deliveries_dead,
-      aws_cloudwatch_metric_alarm.slack_auth_lost, aws_cloudwatch_metric_alarm.tasks_below_desired] :
+        aws_cloudwatch_metric_alarm.slack_auth_lost, aws_cloudwatch_metric_alarm.tasks_below_desired, aws_cloudwatch_metric_alarm.jobs_late,
+      aws_cloudwatch_metric_alarm.jobs_given_up] :
       length(setintersection(setunion(a.alarm_actions, coalesce(a.ok_actions, toset([]))), toset(var.sns_topic_arns))) == 0
     ])
     error_message = "No alarm on the bot may notify a topic the bot itself consumes."
@@ -263,6 +264,11 @@ run "alarms_page_through_the_self_alarms_topic_not_the_bot" {
   assert {
     condition     = aws_cloudwatch_metric_alarm.deliveries_dead.alarm_actions == toset([var.self_alarm_topic_arn]) && length(coalesce(aws_cloudwatch_metric_alarm.deliveries_dead.ok_actions, toset([]))) == 0
     error_message = "A dead delivery pages and stays open until a person has looked (no OK action)."
+  }
+
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.jobs_given_up.alarm_actions == toset([var.self_alarm_topic_arn]) && length(coalesce(aws_cloudwatch_metric_alarm.jobs_given_up.ok_actions, toset([]))) == 0
+    error_message = "A given-up scheduled job pages and stays open until a person has looked (no OK action)."
   }
 
   assert {
@@ -316,6 +322,25 @@ run "the_bots_own_numbers_are_watched" {
   }
 
   assert {
+    condition = (aws_cloudwatch_metric_alarm.jobs_late.alarm_name == "opsbot-test-jobs-late"
+      && aws_cloudwatch_metric_alarm.jobs_late.namespace == "opsbot/test"
+      && aws_cloudwatch_metric_alarm.jobs_late.metric_name == "opsbot_scheduled_jobs_overdue_seconds"
+      && aws_cloudwatch_metric_alarm.jobs_late.statistic == "Maximum"
+      && aws_cloudwatch_metric_alarm.jobs_late.threshold == 300
+    && aws_cloudwatch_metric_alarm.jobs_late.comparison_operator == "GreaterThanThreshold")
+    error_message = "A scheduled job due for over 5 minutes (no task runs jobs) must alarm."
+  }
+
+  assert {
+    condition = (aws_cloudwatch_metric_alarm.jobs_given_up.alarm_name == "opsbot-test-jobs-given-up"
+      && aws_cloudwatch_metric_alarm.jobs_given_up.metric_name == "opsbot_scheduled_jobs_given_up"
+      && aws_cloudwatch_metric_alarm.jobs_given_up.statistic == "Sum"
+      && aws_cloudwatch_metric_alarm.jobs_given_up.threshold == 0
+    && aws_cloudwatch_metric_alarm.jobs_given_up.comparison_operator == "GreaterThanThreshold")
+    error_message = "Any scheduled job given up must alarm."
+  }
+
+  assert {
     condition = (aws_cloudwatch_metric_alarm.slack_auth_lost.alarm_name == "opsbot-test-slack-auth-lost"
       && aws_cloudwatch_metric_alarm.slack_auth_lost.metric_name == "opsbot_slack_auth_ok"
       && aws_cloudwatch_metric_alarm.slack_auth_lost.statistic == "Minimum"
@@ -353,7 +378,8 @@ run "the_dashboard_shows_the_bots_numbers_and_alarms" {
       for w in jsondecode(aws_cloudwatch_dashboard.service.dashboard_body).widgets : [for m in w.properties.metrics : m[1]] if w.type == "metric"
       ])) == toset([
       "opsbot_heartbeat", "opsbot_slack_auth_ok", "opsbot_outbox_oldest_pending_seconds", "opsbot_outbox_pending",
-      "opsbot_deliveries_dead", "opsbot_alarm_to_page_seconds", "RunningTaskCount", "DesiredTaskCount",
+      "opsbot_deliveries_dead", "opsbot_alarm_to_page_seconds", "opsbot_scheduled_jobs_overdue_seconds",
+      "opsbot_scheduled_jobs_given_up", "RunningTaskCount", "DesiredTaskCount",
       "CPUUtilization", "MemoryUtilization", "RequestCount", "HTTPCode_ELB_5XX_Count", "HTTPCode_Target_5XX_Count",
       "TargetResponseTime", "HealthyHostCount", "ApproximateAgeOfOldestMessage",
     ])
@@ -361,7 +387,7 @@ run "the_dashboard_shows_the_bots_numbers_and_alarms" {
   }
 
   assert {
-    condition     = length(one([for w in jsondecode(aws_cloudwatch_dashboard.service.dashboard_body).widgets : w.properties.alarms if w.type == "alarm"])) == 8
+    condition     = length(one([for w in jsondecode(aws_cloudwatch_dashboard.service.dashboard_body).widgets : w.properties.alarms if w.type == "alarm"])) == 10
     error_message = "The dashboard's first row shows the paging alarms."
   }
 }
