@@ -97,8 +97,9 @@ class Submission:
         return self.values.get(name) or ""
 
 
-# A search field's answer to an `options` request.
-Search = Callable[..., list[str]]
+# A search field's answer to an `options` request: option values, or choices with
+# descriptions.
+Search = Callable[..., list[str] | list[Choice]]
 
 
 @dataclass(frozen=True)
@@ -114,8 +115,8 @@ class Modal:
     refusals: tuple[type[Exception], ...]
     subject: str  # the field a refusal other than a missing right is shown on
     right: commands.Right = commands.Right.ANYONE  # what help calls the right it needs
-    # Search fields (external_select) by name: (services, filled=, prefix=) -> option values,
-    # `filled` being the form's other fields as far as they are chosen and valid.
+    # Search fields (external_select) by name: (services, filled=, prefix=) -> option values
+    # or choices, `filled` being the form's other fields as far as they are chosen and valid.
     searches: dict[str, Search] = field(default_factory=dict)
 
     def usage(self, naming: commands.Naming) -> str:
@@ -339,12 +340,13 @@ def _searcher(runtime: Runtime, modal: Modal, search: Search) -> Callable[..., N
         view = body.get("view")
         form = modal.build(runtime)
         filled = view_state.read_filled(form, view.get("state") if isinstance(view, dict) else None)
-        names: list[str] = []
+        found: list[str] | list[Choice] = []
         try:
-            names = search(runtime, filled=filled, prefix=prefix)
+            found = search(runtime, filled=filled, prefix=prefix)
         except (*modal.refusals, *AWS_ERRORS) as exc:
             log.warning("options for %s failed: %s", form.callback_id, type(exc).__name__)
-        ack(options=[render.option(Choice(name, name)) for name in names])
+        choices = [c if isinstance(c, Choice) else Choice(c, c) for c in found]
+        ack(options=[render.option(choice) for choice in choices])
 
     return options
 

@@ -159,7 +159,7 @@ register_modal(
         (AppError, FlagError, DeployError),
         subject=service.FLAG_NAME,
         right=commands.Right.DEPLOY,
-        searches={service.FLAG_NAME: service.search_flags},
+        searches={service.FLAG_NAME: service.flag_choices},
     ),
 )
 register_modal(

@@ -22,6 +22,7 @@ SEARCH_VALUE = r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}"
 class Choice:
     value: str
     label: str
+    description: str | None = None  # a second, greyed line under the label (plain text)
 
 
 @dataclass(frozen=True)

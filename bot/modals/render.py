@@ -34,10 +34,13 @@ def _plain(text: str, limit: int) -> dict[str, Any]:
 
 def option(choice: Choice) -> dict[str, Any]:
     """One option of a select menu (also what an `options` request answers with)."""
-    return {
+    rendered = {
         "text": _plain(choice.label, OPTION_TEXT_MAX),
         "value": choice.value[:OPTION_VALUE_MAX],
     }
+    if choice.description:
+        rendered["description"] = _plain(choice.description, OPTION_TEXT_MAX)
+    return rendered
 
 
 def _element(field: Field) -> dict[str, Any]:

@@ -4,19 +4,30 @@ The forms need nothing but the configuration, so `views.open` leaves at once
 (a trigger lasts three seconds); image tags and flag names, which come from
 AWS and may be many, are searched when the person types (`options` requests)
 within the app environment chosen in the same form.
+
+An AppConfig flag is suggested from the version a change is made from (the
+deployed one, as `/flag set` and `/flag list` read it), with its state there
+and any newer hosted version that is not deployed. A search comes at every
+keystroke and Slack waits three seconds for it, so what AppConfig holds is read
+once per app environment for `SUGGESTIONS_TTL` (a change reads it again itself).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import weakref
 from collections.abc import Mapping
-from datetime import datetime
-from typing import TYPE_CHECKING
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from bot.adapters import ecr
+from bot.adapters.aws import AwsClients
 from bot.apps.registry import get_target_or_raise
 from bot.config import AppConfigFlags, Config
 from bot.flags import appconfig, ssm
+from bot.flags import render as flag_render
+from bot.flags.document import differences, state_of
 from bot.flags.flows import flags_or_raise
 from bot.flags.requests import OFF, ON, SET
 from bot.incidents.actions import SEVERITIES
@@ -24,7 +35,8 @@ from bot.maintenance.errors import BadWindow
 from bot.maintenance.requests import MAX_GLOB, MAX_REASON, WindowRequest, parse_window
 from bot.modals.errors import FieldErrors
 from bot.modals.forms import LONG_TEXT, SEARCH, SELECT, TEXT, Choice, Field, Form
-from bot.modals.render import OPTIONS_MAX
+from bot.modals.render import OPTION_TEXT_MAX, OPTIONS_MAX
+from bot.slack_text import clip, unescape
 
 if TYPE_CHECKING:
     from bot.apps.services import Services
@@ -67,6 +79,10 @@ LENGTHS = {
 }
 # The longest prefix a search takes (a tag is at most 128 characters).
 PREFIX_MAX = 128
+# How long a flag search reuses what it read of an app environment's AppConfig flags.
+SUGGESTIONS_TTL = timedelta(seconds=15)
+# The most of a flag's state in the newer, undeployed version an option's description shows.
+NEWER_STATE_MAX = 20
 
 
 def _targets(config: Config, *, flags: bool = False, dbrole: bool = False) -> tuple[Choice, ...]:
@@ -305,15 +321,95 @@ def search_tags(services: Services, *, filled: dict[str, str], prefix: str) -> l
     return _matching([tag for image in images for tag in image.tags], prefix[:PREFIX_MAX])
 
 
-def search_flags(services: Services, *, filled: dict[str, str], prefix: str) -> list[str]:
-    """The chosen target's flag names that start with `prefix`, from its backend."""
+class _RecentFlags:
+    """What AppConfig holds of each app environment's flags, as last read, for a short while."""
+
+    def __init__(self) -> None:
+        self._read: dict[tuple[str, str, str], tuple[datetime, appconfig.Current]] = {}
+        self._lock = threading.Lock()
+
+    def current(self, services: Services, flags: AppConfigFlags) -> appconfig.Current:
+        key = (flags.application, flags.environment, flags.profile)
+        now = services.clock.now()
+        with self._lock:
+            hit = self._read.get(key)
+        # A clock set back makes the age negative: read again rather than trust it.
+        if hit is not None and timedelta(0) <= now - hit[0] < SUGGESTIONS_TTL:
+            return hit[1]
+        current = appconfig.read_current(services.aws.get("appconfig"), flags)
+        with self._lock:
+            self._read[key] = (now, current)
+        return current
+
+
+# One per set of AWS clients (a runtime's), gone with it.
+_RECENT: weakref.WeakKeyDictionary[AwsClients, _RecentFlags] = weakref.WeakKeyDictionary()
+_RECENT_LOCK = threading.Lock()
+
+
+def _recent_flags(services: Services) -> _RecentFlags:
+    with _RECENT_LOCK:
+        return _RECENT.setdefault(services.aws, _RecentFlags())
+
+
+def flag_choices(services: Services, *, filled: dict[str, str], prefix: str) -> list[Choice]:
+    """The chosen target's flags whose names start with `prefix`, each described by its state.
+
+    AppConfig: the flags and states of the version a change is made from (the
+    deployed one; never deployed: the newest), naming a newer hosted version
+    that is not deployed. SSM: each parameter's value.
+    """
     if TARGET not in filled:
         return []
     app, env = split_target(filled[TARGET])
     flags = flags_or_raise(get_target_or_raise(services.config, app=app, env=env))
     if isinstance(flags, AppConfigFlags):
-        names = appconfig.latest_version(services.aws.get("appconfig"), flags).document.keys
+        choices = _appconfig_choices(_recent_flags(services).current(services, flags))
     else:
-        client = services.aws.get("ssm")
-        names = [flag.name for flag in ssm.list_flags(client, service_name=flags.service_name)]
-    return _matching(sorted(names), prefix[:PREFIX_MAX])
+        parameters = ssm.list_flags(services.aws.get("ssm"), service_name=flags.service_name)
+        choices = [Choice(p.name, p.name, description=p.value) for p in parameters]
+    by_name = {choice.value: choice for choice in choices}
+    return [by_name[name] for name in _matching(sorted(by_name), prefix[:PREFIX_MAX])]
+
+
+def _appconfig_choices(current: appconfig.Current) -> list[Choice]:
+    shown = current.shown
+    newer = current.newest if current.undeployed else None
+    changed = (
+        {str(d["flag"]): d for d in differences(shown.document, newer.document)} if newer else {}
+    )
+    choices = []
+    for flag in shown.document.flags():
+        where = _where(current, changed.get(flag.key))
+        state = clip(_plain_state(state_of(flag)), max(OPTION_TEXT_MAX - len(where) - 3, 10))
+        choices.append(Choice(flag.key, flag.key, description=f"{state} ({where})"))
+    return choices
+
+
+def _where(current: appconfig.Current, difference: dict[str, Any] | None) -> str:
+    """Which version an option's state is of, and what a newer undeployed one does to the flag.
+
+    Short: an option's description is one line of 75 characters.
+    """
+    shown = current.shown
+    if current.deployed is None:
+        return f"v{shown.number}; nothing deployed yet"
+    where = f"deployed v{shown.number}"
+    if not current.undeployed:
+        return where
+    newest = current.newest.number
+    if difference is None:
+        return f"{where}; v{newest} not deployed"
+    was, now = difference.get("from"), difference.get("to")
+    if now is None:
+        there = "removed"
+    elif now == was:
+        there = "definition changed"
+    else:
+        there = clip(_plain_state(now), NEWER_STATE_MAX)
+    return f"{where}; v{newest}, not deployed: {there}"
+
+
+def _plain_state(state: dict[str, Any]) -> str:
+    """A flag's state as the flags domain words it (`off · rollout_percent=25`), as plain text."""
+    return unescape(flag_render.state_text(state))
