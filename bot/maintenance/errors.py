@@ -9,3 +9,7 @@ class MaintenanceError(Exception):
 
 class BadWindow(MaintenanceError):
     """The typed window does not parse or is out of bounds; nothing was stored."""
+
+
+class WindowsChanged(MaintenanceError):
+    """Other windows over the same alarms kept being made while this one was checked."""

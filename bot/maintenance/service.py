@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from fnmatch import fnmatchcase
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from bot.incidents.models import ALARM, Incident
+from bot.incidents.models import ALARM, OPEN, Incident
 from bot.maintenance.models import ROUTE, MaintenanceWindow
 
 
@@ -102,26 +103,21 @@ def create(
 def chained(
     db_session: Session,
     *,
-    kind: str,
-    pattern: str,
+    shares: Callable[[MaintenanceWindow], bool],
     starts_at: datetime,
     ends_at: datetime,
     now: datetime,
 ) -> list[MaintenanceWindow]:
-    """The target's windows not over yet that run on into `starts_at`..`ends_at` (overlap or
-    touch it, or touch one that does): with it, they hold the target in one run. Soonest first.
+    """The windows not over yet that may hold an alarm with the new one (`shares`) and run
+    on into `starts_at`..`ends_at` (overlap or touch it, or touch one that does): with it,
+    they may hold that alarm in one run. Soonest first.
     """
     query = (
         select(MaintenanceWindow)
-        .where(
-            MaintenanceWindow.ended_at.is_(None),
-            MaintenanceWindow.ends_at > now,
-            MaintenanceWindow.kind == kind,
-            MaintenanceWindow.pattern == pattern,
-        )
+        .where(MaintenanceWindow.ended_at.is_(None), MaintenanceWindow.ends_at > now)
         .order_by(MaintenanceWindow.starts_at, MaintenanceWindow.id)
     )
-    rest = list(db_session.scalars(query))
+    rest = [w for w in db_session.scalars(query) if shares(w)]
     chain: list[MaintenanceWindow] = []
     grew = True
     while grew:
@@ -132,6 +128,24 @@ def chained(
             chain.append(window)
             starts_at, ends_at = min(starts_at, window.starts_at), max(ends_at, window.ends_at)
     return sorted(chain, key=lambda w: (w.starts_at, w.id))
+
+
+def recorded_names(db_session: Session, *, route_name: str, since: datetime) -> frozenset[str]:
+    """The alarm names of the route's incidents a window may still hold: the open ones, and
+    those resolved since `since` (an ALARM may reopen them). An incident keeps the route it
+    was opened on, whatever the routes say now.
+    """
+    query = (
+        select(Incident.alarm_name)
+        .where(
+            Incident.source == ALARM,
+            Incident.route_name == route_name,
+            Incident.alarm_name.is_not(None),
+            or_(Incident.status == OPEN, Incident.resolved_at >= since),
+        )
+        .distinct()
+    )
+    return frozenset(name for name in db_session.scalars(query) if name is not None)
 
 
 def unended(db_session: Session) -> list[MaintenanceWindow]:
