@@ -471,6 +471,15 @@ def build_runtime(
     def reschedule_approval_expiries(_runtime: Runtime) -> None:
         approval_jobs.reschedule(app_services)
 
+    def reschedule_lock_reminders(_runtime: Runtime) -> None:
+        deploy_jobs.reschedule_lock_reminders(app_services)
+
+    def resume_deploy_watches(_runtime: Runtime) -> None:
+        deploy_jobs.resume_watches(app_services)
+
+    def reschedule_ecs_looks(_runtime: Runtime) -> None:
+        changes_jobs.reschedule(sessions, clock)
+
     def resume_flag_watches(_runtime: Runtime) -> None:
         flag_jobs.resume_watches(app_services)
 
@@ -556,6 +565,9 @@ def build_runtime(
             reschedule_incident_jobs,
             reschedule_maintenance_ends,
             reschedule_approval_expiries,
+            reschedule_lock_reminders,
+            resume_deploy_watches,
+            reschedule_ecs_looks,
             resume_flag_watches,
             schedule_handoffs,
             prune_inbound_receipts,

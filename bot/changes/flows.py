@@ -17,6 +17,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -43,7 +44,7 @@ from bot.flags.requests import Change
 from bot.incidents import flows as incident_flows
 from bot.incidents import service as incidents
 from bot.incidents.flows import DEFAULT_WINDOW_MIN
-from bot.incidents.models import Incident, IncidentEvent
+from bot.incidents.models import OPEN, Incident, IncidentEvent
 from bot.scheduler.deferred import schedule_after_commit
 
 if TYPE_CHECKING:
@@ -316,6 +317,37 @@ def changes_section(
     if seen.state == outside.LOOKING and not incident.is_open:
         return render.changes_blocks(view, incident_id=incident.id)  # nobody will look now
     if seen.state == outside.LOOKING:
-        job_id = f"{incident.message_key}:ecs_look"
-        schedule_after_commit(db_session, LOOK_JOB, at=now, job_id=job_id, incident_id=incident.id)
+        schedule_look(db_session, incident=incident, now=now)
     return render.changes_blocks(view, incident_id=incident.id, outside=seen)
+
+
+def schedule_look(db_session: Session, *, incident: Incident, now: datetime) -> None:
+    """Look at ECS for the incident at `now`, once this transaction commits.
+
+    One job id per incident: every render still waiting for the look, and a
+    start putting the job back, replace the stored job.
+    """
+    job_id = f"{incident.message_key}:ecs_look"
+    schedule_after_commit(db_session, LOOK_JOB, at=now, job_id=job_id, incident_id=incident.id)
+
+
+def waiting_for_a_look(db_session: Session) -> list[Incident]:
+    """The open incidents of an app environment whose message still says it is looking at ECS."""
+    query = select(Incident).where(Incident.status == OPEN).order_by(Incident.id)
+    waiting = []
+    for incident in db_session.scalars(query):
+        snap = incident.snapshot or {}
+        app, env = snap.get("app"), snap.get("env")
+        if not app or not env:
+            continue
+        # The state `changes_section` reads: no look made late enough for this alarm.
+        seen = outside.outside_view(
+            db_session,
+            app=str(app),
+            env=str(env),
+            since=incident.opened_at,
+            until=incident.opened_at,
+        )
+        if seen.state == outside.LOOKING:
+            waiting.append(incident)
+    return waiting

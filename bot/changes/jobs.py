@@ -1,4 +1,5 @@
-"""Scheduled work of the changes section: looking at ECS for deploys made outside opsbot."""
+"""Scheduled work of the changes section: looking at ECS for deploys made outside opsbot,
+and the looks put back at start."""
 
 from __future__ import annotations
 
@@ -11,8 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.adapters.aws import AwsClients
 from bot.apps.errors import AppError
 from bot.apps.registry import get_target_or_raise
-from bot.changes import outside
-from bot.changes.flows import LOOK_JOB
+from bot.changes import flows, outside
 from bot.clock import Clock
 from bot.config import Config
 from bot.incidents import flows as incident_flows
@@ -64,6 +64,23 @@ def look_at_ecs(deps: LookDeps, *, incident_id: int) -> None:
         db_session.commit()
 
 
+def reschedule(sessions: sessionmaker[Session], clock: Clock) -> int:
+    """At start: every open incident whose message still waits for its look at ECS has its
+    look job, due at once (a lost one left the message "looking" for good). Returns how many."""
+    with sessions() as db_session:
+        waiting = flows.waiting_for_a_look(db_session)
+        for incident in waiting:
+            flows.schedule_look(db_session, incident=incident, now=clock.now())
+        ids = [incident.id for incident in waiting]
+        db_session.commit()  # the jobs are stored after the commit (bot/scheduler/deferred.py)
+    log.info(
+        "put back the ECS look jobs of %d open incident(s)",
+        len(ids),
+        extra={"job": flows.LOOK_JOB, "incidents": ids},
+    )
+    return len(ids)
+
+
 def jobs(deps: LookDeps) -> dict[str, JobFunction]:
     """The changes' jobs by name, bound to `deps`."""
-    return {LOOK_JOB: partial(look_at_ecs, deps)}
+    return {flows.LOOK_JOB: partial(look_at_ecs, deps)}

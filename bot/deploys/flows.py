@@ -388,6 +388,34 @@ def schedule_watch(services: Services, *, deployment_id: int, delay_s: float | N
     )
 
 
+def resume_watch(services: Services, *, deployment_id: int) -> bool:
+    """Put back the watch job the deployment names; False if it is no longer active.
+
+    Under the token the deployment keeps (a new one only if it has none), so the
+    job is stored again under its own id and replaces it if it was not lost.
+    It is due a poll interval after the last look (or the start), at once if that
+    is past.
+    """
+    poll = timedelta(seconds=services.config.deploys.poll_interval_s)
+    with services.sessions() as db_session:
+        row = service.get(db_session, deployment_id=deployment_id, lock=True)
+        if row is None or not row.is_active:
+            return False
+        if row.watch_job is None:
+            row.watch_job = new_watch_token(deployment_id)
+        token = row.watch_job
+        due = (row.last_checked_at or row.created_at) + poll
+        db_session.commit()
+    services.scheduler.schedule(
+        WATCH_JOB,
+        at=max(due, services.clock.now()),
+        job_id=token,
+        deployment_id=deployment_id,
+        token=token,
+    )
+    return True
+
+
 def observe(services: Services, *, deployment_id: int) -> str:
     """One look at the deployment's rollout; returns its status afterwards."""
     knobs = services.config.deploys

@@ -1,9 +1,13 @@
-"""Scheduled work of deploys: watching rollouts, reminding holders of old locks.
+"""Scheduled work of deploys: watching rollouts, reminding holders of old locks, and
+both put back at start.
 
-Both jobs re-schedule themselves with a new job id each time (APScheduler
-removes a finished date job by its id). A watch job carries a token: only the
-one the deployment names runs, so a watch re-created after a crash and an old
-one never both poll.
+A watch job carries a token, its job id: only the one the deployment names
+(`watch_job`) runs, so a watch re-created after a crash and an old one never
+both poll. Each look schedules the next under a new token. A lock's reminder
+has one job id per lock. Both come back at start from what the database keeps
+(a crash mid-run, or retries given up, loses a date job), under the id the
+deployment or the lock names, so a start replaces a stored job rather than
+adding a second one.
 """
 
 from __future__ import annotations
@@ -47,6 +51,39 @@ def watch(services: Services, *, deployment_id: int, token: str) -> None:
 
 def lock_reminder(services: Services, *, lock_id: int) -> None:
     locks.remind_lock(services, lock_id=lock_id)
+
+
+def resume_watches(services: Services) -> int:
+    """At start: every deployment still starting or rolling out has its watch job (a lost
+    one left it holding the deploy lock, unwatched, until someone asked). Returns how many."""
+    with services.sessions() as db_session:
+        active = [deployment.id for deployment in service.list_active(db_session)]
+    resumed = [i for i in active if flows.resume_watch(services, deployment_id=i)]
+    log.info(
+        "put back the watch jobs of %d deployment(s) in progress",
+        len(resumed),
+        extra={"job": flows.WATCH_JOB, "deployments": resumed},
+    )
+    return len(resumed)
+
+
+def reschedule_lock_reminders(services: Services) -> int:
+    """At start: every manual lock has its reminder job, at its next due time or at once if
+    that is past (a lost one never reminded its holder again). Returns how many."""
+    now = services.clock.now()
+    with services.sessions() as db_session:
+        due = {
+            held.id: locks.reminder_due(held, services.config.deploys)
+            for held in service.manual_locks(db_session)
+        }
+    for lock_id, at in due.items():
+        locks.schedule_reminder(services, lock_id=lock_id, at=max(at, now))
+    log.info(
+        "put back the reminder jobs of %d manual deploy lock(s)",
+        len(due),
+        extra={"job": locks.REMINDER_JOB, "locks": list(due)},
+    )
+    return len(due)
 
 
 def jobs(services: Services) -> dict[str, JobFunction]:

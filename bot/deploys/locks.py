@@ -1,8 +1,12 @@
-"""Holding an environment on purpose: `/deploy lock`, `/deploy unlock`, reminders."""
+"""Holding an environment on purpose: `/deploy lock`, `/deploy unlock`, reminders.
+
+A manual lock's reminder job has one id per lock, and its next due time follows
+from the lock's row (`acquired_at`, `reminded_at`): scheduling it again, from a
+re-lock or at start (bot/deploys/jobs.py), replaces the stored job.
+"""
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -13,6 +17,7 @@ from bot.approvals.service import is_slack_user
 from bot.apps.errors import AppError, NotAllowed
 from bot.apps.registry import Target, get_target_or_raise
 from bot.audit import service as audit
+from bot.config import DeploySettings
 from bot.deploys import render, service
 from bot.deploys.errors import DeployRefused
 from bot.deploys.models import LOCK_MANUAL, DeployLock
@@ -24,6 +29,24 @@ if TYPE_CHECKING:
     from bot.apps.services import Services
 
 REMINDER_JOB = "deploys.lock_reminder"
+
+
+def reminder_job_id(lock_id: int) -> str:
+    return f"deploy-lock-reminder-{lock_id}"
+
+
+def reminder_due(held: DeployLock, knobs: DeploySettings) -> datetime:
+    """When the holder of `held` is reminded next: after their last reminder, or after taking it."""
+    if held.reminded_at is not None:
+        return held.reminded_at + timedelta(minutes=knobs.lock_reminder_every_min)
+    return held.acquired_at + timedelta(minutes=knobs.lock_reminder_after_min)
+
+
+def schedule_reminder(services: Services, *, lock_id: int, at: datetime) -> None:
+    """(Re)schedule the lock's reminder job at `at`: it replaces the one stored, if any."""
+    services.scheduler.schedule(
+        REMINDER_JOB, at=at, job_id=reminder_job_id(lock_id), lock_id=lock_id
+    )
 
 
 def _lock_notice(
@@ -103,14 +126,8 @@ def lock(services: Services, *, app: str, env: str, actor: str, reason: str) -> 
             now=now,
         )
         db_session.commit()
-        lock_id, acquired = held.id, held.acquired_at
-    after = timedelta(minutes=services.config.deploys.lock_reminder_after_min)
-    services.scheduler.schedule(
-        REMINDER_JOB,
-        at=max(acquired + after, now),
-        job_id=f"deploy-lock-reminder-{lock_id}-{uuid.uuid4().hex[:10]}",
-        lock_id=lock_id,
-    )
+        lock_id, due = held.id, reminder_due(held, services.config.deploys)
+    schedule_reminder(services, lock_id=lock_id, at=max(due, now))
     return text
 
 
@@ -163,11 +180,7 @@ def remind_lock(services: Services, *, lock_id: int) -> None:
         held = service.get_lock_by_id(db_session, lock_id=lock_id)
         if held is None or held.kind != LOCK_MANUAL:
             return
-        due = (
-            held.reminded_at + timedelta(minutes=knobs.lock_reminder_every_min)
-            if held.reminded_at
-            else held.acquired_at + timedelta(minutes=knobs.lock_reminder_after_min)
-        )
+        due = reminder_due(held, knobs)
         if now >= due:
             age_min = (now - held.acquired_at).total_seconds() / 60
             channel = held.holder if is_slack_user(held.holder) else None
@@ -189,11 +202,6 @@ def remind_lock(services: Services, *, lock_id: int) -> None:
                     now=now,
                 )
             held.reminded_at = now
-            due = now + timedelta(minutes=knobs.lock_reminder_every_min)
+            due = reminder_due(held, knobs)
         db_session.commit()
-    services.scheduler.schedule(
-        REMINDER_JOB,
-        at=due,
-        job_id=f"deploy-lock-reminder-{lock_id}-{uuid.uuid4().hex[:10]}",
-        lock_id=lock_id,
-    )
+    schedule_reminder(services, lock_id=lock_id, at=due)

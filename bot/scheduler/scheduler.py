@@ -5,11 +5,12 @@ so a job that raises would be gone until the next start. Instead it is tried
 again under its own id, later each time: every job claims its work against the
 state it acts on (a due time, a token, an outbox key), so a run that is repeated
 acts at most once. After `retries` failures it is given up, logged as an error
-and counted. Nothing here runs it again: only the domains that re-schedule their
-jobs at start from the due times they keep bring it back at the next start
-(incidents.*, maintenance.window_end, oncall.handoff, flags.watch,
-approvals.expire). A given-up deploys.lock_reminder, deploys.watch or
-changes.look_at_ecs is gone for good.
+and counted. Nothing here runs it again: every domain re-schedules its jobs at
+each start from the state it keeps (due times, tokens, what is still open), so
+a job given up or lost with a crash comes back at the next start, not before:
+incidents.*, maintenance.window_end, oncall.handoff, flags.watch (of a change
+made in the last 7 days), approvals.expire, deploys.lock_reminder, deploys.watch
+and changes.look_at_ecs.
 
 `stop()` first starts no more jobs, then waits for the running ones without
 holding the job store's lock, so what they schedule or retry is stored as usual
