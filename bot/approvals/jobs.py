@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -11,6 +12,8 @@ from bot.scheduler.registry import JobFunction
 
 if TYPE_CHECKING:
     from bot.apps.services import Services
+
+log = logging.getLogger(__name__)
 
 
 def expire(services: Services, *, action_id: int) -> None:
@@ -24,6 +27,12 @@ def reschedule(services: Services) -> int:
         open_actions = approvals.list_open(db_session)
     for action in open_actions:
         flows.schedule_expiry(services, action=action)
+    if open_actions:
+        log.info(
+            "put back the expiry jobs of %d open request(s)",
+            len(open_actions),
+            extra={"actions": [action.id for action in open_actions]},
+        )
     return len(open_actions)
 
 

@@ -861,9 +861,9 @@ register_change_kind(
 def watch_job_id(info: dict[str, Any], *, suffix: str | None = None) -> str:
     """`flag-watch-<app>/<env>-<deployment>-<suffix>`: a new suffix for each look.
 
-    APScheduler removes a date job by its id once it has handed it to a worker,
-    which may by then have scheduled the next look: under the same id, that
-    one would be removed with it.
+    A look that fails is retried under its own id; with its own suffix, the
+    retry and the next look it may already have scheduled stay two jobs.
+    `watched_deployments` reads the app environment and deployment back from it.
     """
     tail = suffix or uuid.uuid4().hex[:10]
     return f"{WATCH_JOB_PREFIX}{info['label']}-{info['deployment']}-{tail}"
