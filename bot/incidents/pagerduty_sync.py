@@ -83,6 +83,11 @@ def _superseded(incident: Incident, data: IncidentData) -> bool:
     )
 
 
+class CannotTellYet(Exception):
+    """Whether an event is about the PagerDuty incident behind ours is unknown for now
+    (PagerDuty's REST API did not answer): the event is not recorded, to come again."""
+
+
 class WebhookSync:
     def __init__(
         self,
@@ -129,8 +134,14 @@ class WebhookSync:
         try:
             newest = self.pagerduty.find_incident_by_key(dedup_key)
         except PagerDutyError as exc:
-            log.warning("cannot tell which PagerDuty incident is current (%r)", str(exc))
-            return data.status in OPEN_STATUSES
+            if data.status in OPEN_STATUSES:
+                log.warning("cannot tell which PagerDuty incident is current (%r)", str(exc))
+                return True
+            # A resolve recorded as "older" would be answered 200 and never sent again,
+            # leaving ours open for good: answered 5xx, PagerDuty delivers it again.
+            raise CannotTellYet(
+                f"cannot tell whether PagerDuty incident {data.id} is current ({exc})"
+            ) from exc
         return newest is None or str(newest["id"]) == data.id
 
     def _with_level(self, event: WebhookEvent) -> WebhookEvent:
