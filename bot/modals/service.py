@@ -8,8 +8,9 @@ within the app environment chosen in the same form.
 An AppConfig flag is suggested from the version a change is made from (the
 deployed one, as `/flag set` and `/flag list` read it), with its state there
 and any newer hosted version that is not deployed. A search comes at every
-keystroke and Slack waits three seconds for it, so what AppConfig holds is read
-once per app environment for `SUGGESTIONS_TTL` (a change reads it again itself).
+keystroke and Slack waits three seconds for it, so what ECR and AppConfig hold
+is read once per repository or app environment for `SUGGESTIONS_TTL` (a deploy
+or a change reads it again itself).
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from bot.adapters import ecr
 from bot.adapters.aws import AwsClients
 from bot.apps.registry import get_target_or_raise
+from bot.clock import Clock
 from bot.config import AppConfigFlags, Config
 from bot.flags import appconfig, ssm
 from bot.flags import render as flag_render
@@ -42,6 +44,8 @@ if TYPE_CHECKING:
     from bot.apps.services import Services
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 DEPLOY = "opsbot.deploy"
 FLAG = "opsbot.flag"
@@ -79,7 +83,7 @@ LENGTHS = {
 }
 # The longest prefix a search takes (a tag is at most 128 characters).
 PREFIX_MAX = 128
-# How long a flag search reuses what it read of an app environment's AppConfig flags.
+# How long a search reuses what it read of an app environment's image tags or flags.
 SUGGESTIONS_TTL = timedelta(seconds=15)
 # The most of a flag's state in the newer, undeployed version an option's description shows.
 NEWER_STATE_MAX = 20
@@ -317,39 +321,49 @@ def search_tags(services: Services, *, filled: dict[str, str], prefix: str) -> l
         return []
     app, env = split_target(filled[TARGET])
     repository = get_target_or_raise(services.config, app=app, env=env).settings.repository
-    images = ecr.recent_images(services.aws.get("ecr"), repository=repository, limit=1000)
-    return _matching([tag for image in images for tag in image.tags], prefix[:PREFIX_MAX])
+    tags = _recent(services).read(
+        ("ecr", repository),
+        lambda: [
+            tag
+            for image in ecr.recent_images(
+                services.aws.get("ecr"), repository=repository, limit=1000
+            )
+            for tag in image.tags
+        ],
+    )
+    return _matching(tags, prefix[:PREFIX_MAX])
 
 
-class _RecentFlags:
-    """What AppConfig holds of each app environment's flags, as last read, for a short while."""
+class _Recent:
+    """What a search read of AWS, by what it read, kept for `SUGGESTIONS_TTL`: a search
+    comes at each keystroke, and Slack waits three seconds for its answer."""
 
-    def __init__(self) -> None:
-        self._read: dict[tuple[str, str, str], tuple[datetime, appconfig.Current]] = {}
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self._read: dict[tuple[str, ...], tuple[datetime, Any]] = {}
         self._lock = threading.Lock()
 
-    def current(self, services: Services, flags: AppConfigFlags) -> appconfig.Current:
-        key = (flags.application, flags.environment, flags.profile)
-        now = services.clock.now()
+    def read(self, key: tuple[str, ...], read: Callable[[], T]) -> T:
+        now = self.clock.now()
         with self._lock:
             hit = self._read.get(key)
         # A clock set back makes the age negative: read again rather than trust it.
         if hit is not None and timedelta(0) <= now - hit[0] < SUGGESTIONS_TTL:
-            return hit[1]
-        current = appconfig.read_current(services.aws.get("appconfig"), flags)
+            return cast(T, hit[1])
+        value = read()
         with self._lock:
-            self._read[key] = (now, current)
-        return current
+            self._read[key] = (now, value)
+        return value
 
 
 # One per set of AWS clients (a runtime's), gone with it.
-_RECENT: weakref.WeakKeyDictionary[AwsClients, _RecentFlags] = weakref.WeakKeyDictionary()
+_RECENT: weakref.WeakKeyDictionary[AwsClients, _Recent] = weakref.WeakKeyDictionary()
 _RECENT_LOCK = threading.Lock()
 
 
-def _recent_flags(services: Services) -> _RecentFlags:
+def _recent(services: Services) -> _Recent:
     with _RECENT_LOCK:
-        return _RECENT.setdefault(services.aws, _RecentFlags())
+        return _RECENT.setdefault(services.aws, _Recent(services.clock))
 
 
 def flag_choices(services: Services, *, filled: dict[str, str], prefix: str) -> list[Choice]:
@@ -364,7 +378,11 @@ def flag_choices(services: Services, *, filled: dict[str, str], prefix: str) -> 
     app, env = split_target(filled[TARGET])
     flags = flags_or_raise(get_target_or_raise(services.config, app=app, env=env))
     if isinstance(flags, AppConfigFlags):
-        choices = _appconfig_choices(_recent_flags(services).current(services, flags))
+        current = _recent(services).read(
+            ("appconfig", flags.application, flags.environment, flags.profile),
+            lambda: appconfig.read_current(services.aws.get("appconfig"), flags),
+        )
+        choices = _appconfig_choices(current)
     else:
         parameters = ssm.list_flags(services.aws.get("ssm"), service_name=flags.service_name)
         choices = [Choice(p.name, p.name, description=p.value) for p in parameters]
