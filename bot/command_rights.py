@@ -46,7 +46,7 @@ def rights_held(*, user_id: str, config: Config, rights: Rights, access: Access)
         Right.SILENCE: lambda: any(
             rights.may_hold_somewhere(user_id, r.silence, guests=r.guests) for r in incident
         ),
-        Right.DEPLOY: lambda: any(access.is_member(user_id, people) for people in deployers),
+        Right.DEPLOY: lambda: any(access.holds(user_id, people) for people in deployers),
         Right.ADMIN: lambda: rights.holds(
             user_id, config.rights.admins, channel=None, guests=False
         ),

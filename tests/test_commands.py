@@ -151,6 +151,56 @@ def test_a_guest_and_a_member_see_only_what_they_may_use(
     assert "`/incident ack`, `/incident resolve`, `/incident note` need the incident" in guest
 
 
+# -- the deploy right in help: guests, and Slack unable to list a group ------------------------
+
+DEPLOYERS_GROUP = "S0DEPLOYERS"
+DEPLOY_LINE = "• `/deploy <app>"
+UNSURE = "opsbot could not ask Slack about all of your rights just now"
+
+
+def deployers_live(
+    settings: Settings, make_service: Callable[..., LiveService], slack: SlackEmulator
+) -> LiveService:
+    """checkout/prod's deployers: the admin and the guest by id, and the member by group."""
+    slack.add_user(GUEST, "gina", email="gina@vendor.example", guest=True)
+    slack.add_usergroup(DEPLOYERS_GROUP, "deployers", [MEMBER])
+    prod = CONFIG["apps"]["checkout"]["environments"]["prod"]
+    deployers = {"users": [ADMIN, GUEST], "groups": [DEPLOYERS_GROUP]}
+    apps = {"checkout": {"environments": {"prod": {**prod, "deployers": deployers}}}}
+    return make_service(settings, parse_config({**CONFIG, "apps": apps}))
+
+
+@pytest.mark.parametrize("status", [500, 429], ids=["internal", "rate-limited"])
+def test_help_counts_the_deploy_right_as_unsure_while_slack_cannot_list_the_deployers(
+    settings: Settings,
+    make_service: Callable[..., LiveService],
+    slack: SlackEmulator,
+    status: int,
+) -> None:
+    live = deployers_live(settings, make_service, slack)
+    slack.faults.fail_next(1000, status=status, calls=("usergroups.users.list",))
+
+    shown = help_for(live, slack, MEMBER)
+
+    assert DEPLOY_LINE not in shown and UNSURE in shown
+    slack.faults.clear()  # Slack answers again: the member's group makes them a deployer
+    shown = help_for(live, slack, MEMBER)
+    assert DEPLOY_LINE in shown and UNSURE not in shown
+
+
+def test_help_shows_a_guest_listed_as_a_deployer_no_deploy(
+    settings: Settings, make_service: Callable[..., LiveService], slack: SlackEmulator
+) -> None:
+    live = deployers_live(settings, make_service, slack)
+
+    shown = help_for(live, slack, GUEST)
+
+    assert DEPLOY_LINE not in shown and "• `/rollback <app>" not in shown
+    assert "need being a deployer of an app environment" in shown
+    assert UNSURE not in shown
+    assert DEPLOY_LINE in help_for(live, slack, ADMIN)
+
+
 @pytest.mark.parametrize(
     ("name", "text", "expected"),
     [

@@ -1,12 +1,20 @@
 """Who may change an app environment: listed users, or members of listed Slack user groups.
 
-A group Slack cannot list (an error, a rate limit) grants nothing: rights fail
-closed. `require` then says that it could not check, rather than "you may not".
+Being listed is not all: a guest of the workspace (single- or multi-channel, or
+someone of another organisation) and a deactivated Slack account hold no such
+right, whether listed by id or through a group, and from whichever door they
+come (a command, a modal, a button, the CLI acting as them). There is no
+opt-in: guests may view releases but never deploy, roll back, force or approve.
+
+Whatever Slack cannot say (a group it cannot list, a profile it cannot read: an
+error, a rate limit) grants nothing: rights fail closed. A refusal then says
+that opsbot could not check, rather than "you may not".
 """
 
 from __future__ import annotations
 
 import logging
+from enum import StrEnum
 
 from bot.apps.errors import NotAllowed, RightUnverifiable
 from bot.apps.registry import Target
@@ -18,46 +26,114 @@ from bot.slack_text import code
 log = logging.getLogger(__name__)
 
 
+class Standing(StrEnum):
+    """Where someone stands with a right given to listed people."""
+
+    HOLDS = "holds"
+    UNLISTED = "unlisted"  # neither listed by id nor in a group Slack listed
+    GUEST = "guest"  # listed, but a guest of the workspace
+    DEACTIVATED = "deactivated"  # listed, but their Slack account is deactivated
+
+
 class Access:
-    """Checks rights; group members come from Slack's usergroups.users.list, cached briefly."""
+    """Checks rights; group members and profiles come from Slack, cached briefly (Workspace)."""
 
     def __init__(self, workspace: Workspace) -> None:
         self.workspace = workspace
 
-    def _members(self, group_id: str) -> frozenset[str]:
-        try:
-            return self.workspace.group_members(group_id)
-        except SlackFactsUnavailable:
-            return frozenset()  # fail closed: an unreadable group grants nothing
+    def standing(self, user_id: str, people: People) -> Standing:
+        """Where `user_id` stands with the right `people` give; SlackFactsUnavailable if Slack
+        cannot say.
 
-    def is_member(self, user_id: str, people: People) -> bool:
+        The lists come first: someone listed nowhere is refused without reading
+        their profile, so a profile Slack cannot read never turns that plain
+        refusal into "could not check", and costs no call.
+        """
+        if not self._listed(user_id, people):
+            return Standing.UNLISTED
+        member = self.workspace.member(user_id)
+        if member.deactivated:
+            return Standing.DEACTIVATED
+        if member.is_guest:
+            return Standing.GUEST
+        return Standing.HOLDS
+
+    def _listed(self, user_id: str, people: People) -> bool:
+        """Whether `user_id` is listed by id or in one of the groups.
+
+        SlackFactsUnavailable when they are in no group Slack could list and a
+        group it could not list might hold them: an unread group grants nothing.
+        """
         if user_id in people.users:
             return True
-        return any(user_id in self._members(group) for group in people.groups)
-
-    def require(self, user_id: str, target: Target, *, action: str) -> None:
-        """Raise NotAllowed naming who may, unless `user_id` may change `target`.
-
-        RightUnverifiable (a NotAllowed) when they are in no group Slack could
-        list, and a group it could not list might have let them.
-        """
-        people = target.settings.deployers
-        if user_id in people.users:
-            return
         unread: SlackFactsUnavailable | None = None
         for group in people.groups:
             try:
                 if user_id in self.workspace.group_members(group):
-                    return
-            except SlackFactsUnavailable as exc:  # fail closed, and say why
+                    return True
+            except SlackFactsUnavailable as exc:
                 unread = exc
         if unread is not None:
+            raise unread
+        return False
+
+    def holds(self, user_id: str, people: People) -> bool:
+        """Whether `user_id` holds the right `people` give; SlackFactsUnavailable as `standing`."""
+        return self.standing(user_id, people) is Standing.HOLDS
+
+    def require(self, user_id: str, target: Target, *, action: str) -> None:
+        """Raise NotAllowed naming what is missing, unless `user_id` may `action` `target`."""
+        self.require_one_of(
+            user_id,
+            target.settings.deployers,
+            doing=f"{action} {code(target.label)}",
+            nobody="nobody (no deployers are configured)",
+        )
+
+    def require_one_of(
+        self, user_id: str, people: People, *, doing: str, nobody: str = "nobody"
+    ) -> None:
+        """Raise NotAllowed naming what is missing, unless `user_id` holds the right `people`
+        give to be `doing` (mrkdwn, e.g. "force deploys").
+
+        RightUnverifiable (a NotAllowed) when Slack could not say: a group it
+        could not list might hold them, or it could not read the profile of
+        someone listed.
+        """
+        try:
+            standing = self.standing(user_id, people)
+        except SlackFactsUnavailable as exc:  # fail closed, and say why
+            log.warning(
+                "cannot check whether %s may %s: %s",
+                user_id,
+                doing,
+                exc,
+                extra={"slack_user": user_id, "right": doing, "standing": "unverifiable"},
+            )
             raise RightUnverifiable(
-                f"opsbot could not check whether you may {action} {code(target.label)} "
-                f"({unread}). Nothing was done: try again in a minute.",
-                reason=str(unread),
+                f"opsbot could not check whether you may {doing} ({exc}). "
+                "Nothing was done: try again in a minute.",
+                reason=str(exc),
+            ) from None
+        if standing is Standing.HOLDS:
+            return
+        log.info(
+            "%s may not %s: %s",
+            user_id,
+            doing,
+            standing,
+            extra={"slack_user": user_id, "right": doing, "standing": str(standing)},
+        )
+        if standing is Standing.GUEST:
+            raise NotAllowed(
+                f"Guests may not {doing}: that needs full membership of the workspace, "
+                "even for someone listed."
+            )
+        if standing is Standing.DEACTIVATED:
+            raise NotAllowed(
+                f"Deactivated Slack accounts may not {doing}: Slack shows <@{user_id}> "
+                "as deactivated."
             )
         # Mentions built from configured ids: live on purpose.
         who = [f"<@{u}>" for u in people.users] + [f"<!subteam^{g}>" for g in people.groups]
-        allowed = ", ".join(who) if who else "nobody (no deployers are configured)"
-        raise NotAllowed(f"You may not {action} {code(target.label)}. Allowed: {allowed}.")
+        raise NotAllowed(f"You may not {doing}. Allowed: {', '.join(who) or nobody}.")

@@ -41,6 +41,7 @@ class Member:
     id: str
     is_guest: bool  # a multi- or single-channel guest (is_restricted / is_ultra_restricted)
     email: str | None  # from the verified Slack profile
+    deactivated: bool  # Slack's `deleted`: the account was deactivated
 
 
 class Workspace:
@@ -113,6 +114,7 @@ class Workspace:
                 id=user_id,
                 is_guest=guest or self._outsider(user),
                 email=str(email) if email else None,
+                deactivated=bool(user.get("deleted")),
             )
 
         return self._cached("users.info", user_id, read)

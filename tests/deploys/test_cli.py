@@ -27,6 +27,7 @@ from bot.settings import Settings
 from sandbox.github_oidc import GithubOidcIssuer
 from sandbox.slack import SlackEmulator
 from sandbox.tls import TestCA, make_test_ca
+from tests.conftest import SLACK_TOKEN
 from tests.deploys.conftest import deploy_config
 from tests.deploys.world import World
 from tests.support import wait_for
@@ -48,9 +49,11 @@ def cli_env(
     moto_server: str,
     github: GithubOidcIssuer,
     test_ca: TestCA,
+    slack: SlackEmulator,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[dict[str, Any]]:
-    """The environment GitHub Actions gives `opsbot deploy`: the database, AWS, the config.
+    """The environment GitHub Actions gives `opsbot deploy`: the database, AWS, Slack's
+    token (rights ask Slack whether the person is a guest), the config.
 
     The pipeline's identity, `github:octocat` (from a token GitHub signed for a run of
     acme/opsbot), acts as Alice (U0ALICE).
@@ -66,6 +69,8 @@ def cli_env(
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    monkeypatch.setenv("SLACK_BOT_TOKEN", SLACK_TOKEN)
+    monkeypatch.setenv("SLACK_API_URL", slack.api_url)
     monkeypatch.setenv("OPSBOT_CONFIG", str(path))
     monkeypatch.setenv("SSL_CERT_FILE", str(test_ca.ca_file))
     monkeypatch.setenv(TOKEN, github.token(actor="octocat", repository=REPOSITORY))
