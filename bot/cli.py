@@ -81,7 +81,10 @@ def _preflight(settings: Settings, config: Config) -> Preflight:
         )
     try:
         return preflight(
-            config, routing_key_set=lambda name: settings.env_secret(name) is not None, slack=client
+            config,
+            routing_key_set=lambda name: settings.env_secret(name) is not None,
+            slack=client,
+            pagerduty_api=settings.pagerduty_rest_enabled,
         )
     finally:
         if client is not None:

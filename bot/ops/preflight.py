@@ -5,6 +5,8 @@ any refusal, each naming its key:
 
 - a route that pages (or the ops key) names a routing-key variable that is
   unset or empty: it would post, and never page;
+- a route escalates by itself (`escalate_after_min`) but PAGERDUTY_API_TOKEN is
+  unset: its reminders would promise an escalation that never comes;
 - a configured channel (routes, notices, on-call, handoffs, release channels,
   the ops channel) does not exist in Slack, checked with the bot's token when
   one is set (`conversations.info` for ids, `conversations.list` for `#names`).
@@ -137,12 +139,29 @@ def _channels(config: Config, client: WebClient, result: Preflight) -> None:
             result.refusals.append(f"{key}: {channel} does not exist in Slack")
 
 
+def _escalations(config: Config, result: Preflight) -> None:
+    for n, route in enumerate(config.alarm_routes):
+        if route.escalate_after_min is not None:
+            result.refusals.append(
+                f"alarm_routes[{n}].escalate_after_min: PAGERDUTY_API_TOKEN is not set "
+                "(opsbot escalates through PagerDuty's REST API: its reminders would "
+                "promise an escalation that never comes)"
+            )
+
+
 def preflight(
-    config: Config, *, routing_key_set: Callable[[str], bool], slack: WebClient | None
+    config: Config,
+    *,
+    routing_key_set: Callable[[str], bool],
+    slack: WebClient | None,
+    pagerduty_api: bool = True,
 ) -> Preflight:
-    """Every refusal (key: why) and warning for `config` in this environment."""
+    """Every refusal (key: why) and warning for `config` in this environment;
+    `pagerduty_api`: whether opsbot has a PagerDuty REST API token."""
     result = Preflight()
     _routing_keys(config, routing_key_set, result)
+    if not pagerduty_api:
+        _escalations(config, result)
     if slack is None:
         result.warnings.append("SLACK_BOT_TOKEN is not set: channels not checked")
     else:

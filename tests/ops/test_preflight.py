@@ -64,6 +64,31 @@ def test_a_route_that_pages_needs_its_routing_key_set_and_not_empty(
     assert "SLACK_BOT_TOKEN is not set: channels not checked" in result.warnings
 
 
+def test_a_route_that_escalates_needs_the_pagerduty_api_token() -> None:
+    config = parse_config(
+        {
+            "alarm_routes": [
+                {
+                    "match": {"alarm_name": "a-*"},
+                    "channel": "C0ALERTS",
+                    "pagerduty_routing_key_env": "PD_KEY_PROD",
+                    "remind_after_min": 5,
+                    "escalate_after_min": 15,
+                },
+                {"match": {}, "channel": "C0ALERTS", "pagerduty_routing_key_env": "PD_KEY_PROD"},
+            ],
+            "oncall": {"pagerduty_from": "opsbot@example.com"},
+        }
+    )
+    without = preflight(config, routing_key_set=lambda _: True, slack=None, pagerduty_api=False)
+    assert without.refusals == [
+        "alarm_routes[0].escalate_after_min: PAGERDUTY_API_TOKEN is not set (opsbot escalates "
+        "through PagerDuty's REST API: its reminders would promise an escalation that never "
+        "comes)"
+    ]
+    assert preflight(config, routing_key_set=lambda _: True, slack=None).refusals == []
+
+
 def test_every_configured_channel_must_exist_in_slack(slack: SlackEmulator) -> None:
     slack.add_channel("C0RELEASES", "releases")
     config = {
