@@ -307,9 +307,14 @@ def cmd_outbox(args: argparse.Namespace) -> int:
     sessions = make_sessionmaker(engine)
     with sessions() as db_session:
         if args.outbox_command == "retry":
-            count = outbox.retry_dead(db_session, now=SystemClock().now(), delivery_id=args.id)
+            revival = outbox.revive_dead(db_session, now=SystemClock().now(), delivery_id=args.id)
             db_session.commit()
-            print(f"{count} abandoned deliveries are pending again (a running opsbot sends them)")
+            print(
+                f"{len(revival.revived)} abandoned deliveries are pending again "
+                "(a running opsbot sends them)"
+            )
+            for obsolete in revival.obsolete:
+                print(obsolete.note)
         else:
             for kind, status, count in outbox.summary(db_session):
                 print(f"{kind:18} {status:10} {count}")

@@ -2,7 +2,9 @@
 
 Real HTTP on loopback, driven by the real slack_sdk clients (`SLACK_API_URL`).
 It records every call, can be told to fail (see `faults`), and can enforce
-Slack's one-post-a-second-per-channel limit with 429s.
+Slack's one-post-a-second-per-channel limit with 429s. Like Slack, it takes a
+channel's name only where Slack does (`TAKES_NAMES`); its own helpers for tests
+(`channel_messages`, `thread`, ...) take either.
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ from sandbox.slack_socket import SlackSocketMixin
 from sandbox.slack_views import SlackViewsMixin
 
 BOT_USER = "U0OPSBOT"
+# As in Slack, only these methods take a channel by name (`#alerts`); every other
+# (chat.update, conversations.history, conversations.replies...) answers
+# channel_not_found unless given the channel's id.
+TAKES_NAMES = frozenset({"chat.postMessage", "chat.postEphemeral"})
 
 
 @dataclass
@@ -370,10 +376,16 @@ class SlackEmulator(SlackHomeMixin, SlackChannelsMixin, SlackViewsMixin, SlackSo
             handler = getattr(self, "api_" + method.replace(".", "_"), None)
             if handler is None:
                 return self._answer(method, args, {"ok": False, "error": "unknown_method"})
+            if method not in TAKES_NAMES and self._by_name(args.get("channel")):
+                return self._answer(method, args, {"ok": False, "error": "channel_not_found"})
             limited = self._rate_limited(method, args)
             if limited is not None:
                 return limited
             return self._answer(method, args, handler(args))
+
+    def _by_name(self, channel: Any) -> bool:
+        """Whether `channel` names a channel rather than giving its id."""
+        return isinstance(channel, str) and self._resolve(channel) not in (None, channel)
 
     def _answer(self, method: str, args: dict[str, Any], data: dict[str, Any]) -> HttpResponse:
         self.calls.append(Call(method, args, time.time(), bool(data.get("ok")), data.get("error")))

@@ -436,7 +436,8 @@ def _apply_paging(
             return ", pending resolve withdrawn"
         if silenced:
             return ", silenced: not paged again"
-        # The resolve already reached PagerDuty: this is a new page.
+        # The resolve went out, or was tried and may have landed: this is a new
+        # page. A resolve still pending goes first, so the page is never resolved by it.
         flows.page_trigger(db_session, incident=incident, now=now)
         return ", paged again"
     if silenced:

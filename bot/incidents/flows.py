@@ -360,7 +360,8 @@ def page_resolve(db_session: Session, *, incident: Incident, now: datetime, dela
 
 
 def withdraw_resolve(db_session: Session, *, incident: Incident, now: datetime) -> bool:
-    """Cancel a resolve that has not gone out yet; False if it already went."""
+    """Cancel a resolve never tried; False if it went, or was tried (it may have
+    reached PagerDuty): the caller pages again, and the page goes out after it."""
     return outbox.cancel_pagerduty_event(
         db_session, dedup_key=incident.dedup_key, action="resolve", now=now
     )

@@ -96,19 +96,23 @@ class OpsStatus:
                 db_session.commit()
             return False
         with self.sessions() as db_session:
-            count = outbox.retry_dead(db_session, now=now, delivery_id=delivery_id)
+            revival = outbox.revive_dead(db_session, now=now, delivery_id=delivery_id)
+            count = len(revival.revived)
+            if count:
+                outcome = "ok"
+                text = f"Delivery #{delivery_id} is pending again; it goes out shortly."
+            elif revival.obsolete:
+                outcome, text = "obsolete", revival.obsolete[0].note
+            else:
+                outcome = "nothing to do"
+                text = f"Delivery #{delivery_id} is not abandoned (any more): nothing to retry."
             audit.record(
                 db_session,
                 at=now,
                 actor=user_id,
                 action="outbox.retry",
                 target=target,
-                outcome="ok" if count else "nothing to do",
-            )
-            text = (
-                f"Delivery #{delivery_id} is pending again; it goes out shortly."
-                if count
-                else f"Delivery #{delivery_id} is not abandoned (any more): nothing to retry."
+                outcome=outcome,
             )
             if response_url:
                 reply(db_session, response_url=response_url, body=ephemeral(text), now=now)

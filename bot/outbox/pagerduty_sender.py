@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import httpx2
 import pagerduty
 
 from bot.outbox.results import Dead, Job, Result, Retry, Sent, retry_after_s
 
 # The Events API documents no Retry-After; without one, hold the routing key this long.
 RATE_LIMIT_PAUSE_S = 20.0
+# Failures after which the request surely never reached PagerDuty.
+NEVER_SENT = (httpx2.ConnectError, httpx2.ConnectTimeout, ConnectionRefusedError)
 
 
 class PagerDutySender:
@@ -42,7 +45,20 @@ class PagerDutySender:
                 return Retry(error=f"PagerDuty answered {status}")
             return Dead(error=f"PagerDuty refused the event ({status}): {response.text[:300]}")
         except pagerduty.Error as exc:
-            return Retry(error=f"PagerDuty unreachable: {exc}")
+            # The client wraps the transport's last failure: was a byte ever sent?
+            sent = not isinstance(exc.__cause__, NEVER_SENT)
+            return Retry(error=f"PagerDuty unreachable: {exc}", ambiguous=_late(action, sent))
         except OSError as exc:
-            return Retry(error=f"PagerDuty unreachable: {type(exc).__name__}")
+            sent = not isinstance(exc, NEVER_SENT)
+            return Retry(
+                error=f"PagerDuty unreachable: {type(exc).__name__}", ambiguous=_late(action, sent)
+            )
         return Sent()
+
+
+def _late(action: str, sent: bool) -> bool:
+    """Whether the next attempt waits out the lease: an event that may still land
+    must not land after the one that follows it under its dedup_key (a resolve
+    after the new page that a re-ALARM sends). A trigger is retried sooner: a
+    page is urgent, and the resolve after it waits out the reopen window."""
+    return sent and action != "trigger"

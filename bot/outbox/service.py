@@ -16,7 +16,9 @@ bulk work of its own message.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -42,6 +44,8 @@ from bot.outbox.models import (
 )
 from bot.outbox.pacing import SLACK_UPDATES
 from bot.outbox.results import Job, MessageRef
+
+log = logging.getLogger(__name__)
 
 WAKE_FLAG = "outbox_wake"
 # In a Slack message's payload: when the click this update shows was made (ISO 8601).
@@ -491,9 +495,24 @@ def _express_lease(
 def cancel_pagerduty_event(
     db_session: Session, *, dedup_key: str, action: str, now: datetime
 ) -> bool:
-    """Withdraw an unsent event; False if there was none or a worker already has it."""
+    """Withdraw an event never tried; False if there was none, a worker has it, or
+    an attempt was made: PagerDuty may have applied it though its answer was lost.
+
+    An event left in place keeps its turn: whatever the caller sends next under
+    `dedup_key` goes out after it, whichever way its attempt went.
+    """
     pending = _unclaimed_pending(db_session, Delivery.order_key == f"pd:{dedup_key}")
     if pending is None or pending.payload.get("action") != action:
+        return False
+    if pending.attempts > 0:
+        log.info(
+            "delivery %s: the %s for %s was tried already (%s); not withdrawn",
+            pending.id,
+            action,
+            dedup_key,
+            (pending.last_error or "")[:200],
+            extra={"delivery": pending.id, "dedup_key": dedup_key, "attempts": pending.attempts},
+        )
         return False
     changed = update_rows(
         db_session,
@@ -521,20 +540,126 @@ def dead(db_session: Session, *, limit: int = 50) -> list[Delivery]:
     return list(db_session.scalars(query))
 
 
-def retry_dead(db_session: Session, *, now: datetime, delivery_id: int | None = None) -> int:
-    """Put abandoned deliveries back in line (after the cause was fixed); return how many."""
-    statement = update(Delivery).where(Delivery.status == DEAD)
+@dataclass(frozen=True)
+class Obsolete:
+    """An abandoned delivery that a newer one under its order key made pointless."""
+
+    delivery_id: int
+    newer_id: int
+    cancelled: bool  # else it stays abandoned
+    note: str  # why, for the person who asked for it again
+
+
+@dataclass(frozen=True)
+class Revival:
+    revived: list[int]
+    obsolete: list[Obsolete]
+
+
+def revive_dead(db_session: Session, *, now: datetime, delivery_id: int | None = None) -> Revival:
+    """Put abandoned deliveries back in line, after the cause was fixed.
+
+    Each keeps its place under its order key, and the sign that it was tried
+    (`attempts` 1, never 0): its sender still looks for an earlier attempt that
+    landed before sending again. One that a newer delivery made obsolete is not
+    sent: an update of a Slack message that a newer one replaced is cancelled
+    (it would put an older state back); a PagerDuty event followed by a newer
+    one that went out stays abandoned (it would undo that one: a trigger sent
+    after its resolve opens an incident nothing resolves).
+    """
+    query = select(Delivery).where(Delivery.status == DEAD).order_by(Delivery.id.desc())
     if delivery_id is not None:
-        statement = statement.where(Delivery.id == delivery_id)
+        query = query.where(Delivery.id == delivery_id)
+    revived: list[int] = []
+    obsolete: list[Obsolete] = []
+    # Newest first: a newer one revived here makes the older ones of its message obsolete.
+    for row in list(db_session.scalars(query)):
+        newer = _newer_than(db_session, row)
+        if newer is None:
+            if _revive(db_session, row, now):
+                revived.append(row.id)
+            continue
+        found = _obsolete(row, newer)
+        if found.cancelled and not _cancel_dead(db_session, row, now):
+            continue  # another retry got to it first
+        log.info(
+            "delivery %s not sent again: %s",
+            row.id,
+            found.note,
+            extra={"delivery": row.id, "kind": row.kind, "newer_delivery": newer.id},
+        )
+        obsolete.append(found)
+    if revived:
+        _mark_dirty(db_session)
+    return Revival(revived=revived, obsolete=obsolete)
+
+
+def _newer_than(db_session: Session, row: Delivery) -> Delivery | None:
+    """The newest delivery that makes the abandoned `row` obsolete, if any: a newer
+    state of its Slack message (sent, or on its way), or a PagerDuty event of its
+    dedup_key sent after it."""
+    if row.kind == SLACK_MESSAGE:
+        criteria = [
+            Delivery.kind == SLACK_MESSAGE,
+            Delivery.message_key == row.message_key,
+            Delivery.status.in_([SENT, PENDING]),
+        ]
+    elif row.kind == PAGERDUTY_EVENT:
+        criteria = [Delivery.kind == PAGERDUTY_EVENT, Delivery.status == SENT]
+    else:
+        return None
+    query = (
+        select(Delivery)
+        .where(Delivery.order_key == row.order_key, Delivery.id > row.id, *criteria)
+        .order_by(Delivery.id.desc())
+        .limit(1)
+    )
+    return db_session.scalars(query).first()
+
+
+def _obsolete(row: Delivery, newer: Delivery) -> Obsolete:
+    if row.kind == SLACK_MESSAGE:
+        went = "went out after it" if newer.status == SENT else "is on its way"
+        note = (
+            f"delivery #{row.id} (an older state of Slack message {row.message_key}) is "
+            f"cancelled: #{newer.id}, a newer state, {went}, and it would put the older back"
+        )
+        return Obsolete(row.id, newer.id, cancelled=True, note=note)
+    action, newer_action = row.payload.get("action"), newer.payload.get("action")
+    dedup_key = row.payload.get("dedup_key")
+    note = (
+        f"delivery #{row.id} (PagerDuty {action} of {dedup_key}) stays abandoned: "
+        f"#{newer.id} ({newer_action}) went out after it, and PagerDuty applies events "
+        "in the order they come (a trigger after its resolve opens an incident nothing resolves)"
+    )
+    return Obsolete(row.id, newer.id, cancelled=False, note=note)
+
+
+def _revive(db_session: Session, row: Delivery, now: datetime) -> bool:
+    tried = case((Delivery.attempts > 0, 1), else_=0)
     changed = update_rows(
         db_session,
-        statement.values(
-            status=PENDING, attempts=0, not_before=now, version=Delivery.version + 1, updated_at=now
+        update(Delivery)
+        .where(Delivery.id == row.id, Delivery.status == DEAD)
+        .values(
+            status=PENDING,
+            attempts=tried,
+            not_before=now,
+            version=Delivery.version + 1,
+            updated_at=now,
         ),
     )
-    if changed:
-        _mark_dirty(db_session)
-    return changed
+    return changed == 1
+
+
+def _cancel_dead(db_session: Session, row: Delivery, now: datetime) -> bool:
+    changed = update_rows(
+        db_session,
+        update(Delivery)
+        .where(Delivery.id == row.id, Delivery.status == DEAD)
+        .values(status=CANCELLED, version=Delivery.version + 1, updated_at=now),
+    )
+    return changed == 1
 
 
 def pagerduty_rest(

@@ -10,8 +10,9 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.commands import SEPARATE, Naming
+from bot.outbox.channel_ids import ChannelIds
 from bot.outbox.models import SLACK_MESSAGE, SLACK_REPLY, SLACK_RESPONSE
-from bot.outbox.results import Dead, Job, MessageRef, Result, Retry, Sent, retry_after_s
+from bot.outbox.results import Dead, Job, Result, Retry, Sent, retry_after_s
 from bot.slack_metadata import carries, marked
 
 log = logging.getLogger(__name__)
@@ -121,9 +122,12 @@ class SlackSender:
         *,
         on_auth: Callable[[bool], None] = lambda _ok: None,
         naming: Naming = SEPARATE,
+        channel_ids: ChannelIds | None = None,
     ) -> None:
         self.client = client
         self.answer = answer
+        # A channel configured by `#name` is read back and updated by its id.
+        self.channel_ids = channel_ids or ChannelIds(client)
         # Texts name commands by the table's names; here they leave named as the
         # workspace types them (`/ops deploy …`).
         self.naming = naming
@@ -165,12 +169,9 @@ class SlackSender:
         # A message the bot owns inside a thread: one it answers in, or its parent's.
         thread_ts: str | None = job.payload.get("thread_ts") or message.thread_ts
         if ts is None and job.attempts > 1:
-            if thread_ts:
-                parent = MessageRef(message.key, message.channel, message.channel, str(thread_ts))
-                ts, channel_id = self._find_in_thread(job, parent), message.channel
-            else:
-                ts, channel_id = self._find_in_channel(job, message)
+            ts, channel_id = self._find_earlier(job, message.channel, thread_ts)
         if ts is not None and channel_id is not None:
+            channel_id = self._recorded_id(channel_id)
             self.client.chat_update(channel=channel_id, ts=ts, **self._content(job))
             return Sent(ts=ts, channel_id=channel_id)
         response = self.client.chat_postMessage(
@@ -186,22 +187,21 @@ class SlackSender:
         assert parent is not None
         if parent.ts is None or parent.channel_id is None:
             return Dead(error="the message this reply belongs under was never posted")
+        channel_id = self._recorded_id(parent.channel_id)
         # Under a message that itself lives in a thread (an alarm of a group): in that thread.
-        thread = MessageRef(
-            parent.key, parent.channel, parent.channel_id, parent.thread_ts or parent.ts
-        )
+        thread_ts = parent.thread_ts or parent.ts
         if job.attempts > 1:
-            found = self._find_in_thread(job, thread)
+            found = self._find_in_thread(job, channel_id, thread_ts)
             if found is not None:
-                self.client.chat_update(channel=parent.channel_id, ts=found, **self._content(job))
-                return Sent(ts=found, channel_id=parent.channel_id)
+                self.client.chat_update(channel=channel_id, ts=found, **self._content(job))
+                return Sent(ts=found, channel_id=channel_id)
         response = self.client.chat_postMessage(
-            channel=parent.channel_id,
-            thread_ts=thread.ts,
+            channel=channel_id,
+            thread_ts=thread_ts,
             metadata=_metadata(job),
             **self._content(job),
         )
-        return Sent(ts=response["ts"], channel_id=parent.channel_id)
+        return Sent(ts=response["ts"], channel_id=channel_id)
 
     def _respond(self, job: Job) -> Result:
         body = self.naming.named_body(job.payload["body"])
@@ -218,43 +218,84 @@ class SlackSender:
         # response_url expires after 30 minutes or 5 uses: nothing more to do.
         return Dead(error=f"response_url answered {response.status_code}: {response.body}")
 
-    def _find_in_channel(self, job: Job, message: MessageRef) -> tuple[str | None, str | None]:
+    def _find_earlier(
+        self, job: Job, channel: str, thread_ts: str | None
+    ) -> tuple[str | None, str | None]:
+        """After an attempt that may have reached Slack: where it landed (ts, channel
+        id), or (None, None) when it did not or cannot be read back."""
+        channel_id = self._readable(job, channel)
+        if channel_id is None:
+            return None, None
+        if thread_ts:
+            return self._find_in_thread(job, channel_id, str(thread_ts)), channel_id
+        return self._find_in_channel(job, channel_id)
+
+    def _readable(self, job: Job, channel: str) -> str | None:
+        """The id to read `channel` back by, or None: it cannot be read (logged), and
+        the message is posted without the check."""
+        try:
+            channel_id = self.channel_ids.id_of(channel)
+        except SlackApiError as exc:
+            if _answers_later(exc):
+                raise  # the attempt before may have landed: look again later, never post blind
+            listing = f"conversations.list answered {exc.response.get('error')}"
+            _cannot_read_back(job, f"channel {channel}", listing)
+            return None
+        if channel_id is None:
+            _cannot_read_back(job, f"channel {channel}", "no channel has that name")
+        return channel_id
+
+    def _recorded_id(self, channel: str) -> str:
+        """The id of the channel a message was recorded in: a `#name` recorded before
+        ids were (chat.update refuses names) is looked up; else kept for Slack to judge."""
+        try:
+            return self.channel_ids.id_of(channel) or channel
+        except SlackApiError as exc:
+            if _answers_later(exc):
+                raise
+            return channel
+
+    def _find_in_channel(self, job: Job, channel_id: str) -> tuple[str | None, str | None]:
         """After an attempt that may have reached Slack, look for it before posting again."""
-        channel = message.channel_id or message.channel
         try:
             history = self.client.conversations_history(
-                channel=channel, include_all_metadata=True, limit=100
+                channel=channel_id, include_all_metadata=True, limit=100
             )
         except SlackApiError as exc:
             if _answers_later(exc):
                 raise  # the attempt before may have landed: look again later, never post blind
-            # Slack will never let the bot look (a scope, the channel): not posting
-            # would lose the message, so it is posted, at the risk of a double.
-            log.warning(
-                "cannot read back channel %s (%s): posting without the check",
-                channel,
-                exc.response.get("error"),
-            )
+            _cannot_read_back(job, f"channel {channel_id}", str(exc.response.get("error")))
             return None, None
         for item in history.get("messages") or []:
             if _carries(item, job):
-                return str(item["ts"]), str(history.get("channel") or channel)
+                return str(item["ts"]), str(history.get("channel") or channel_id)
         return None, None
 
-    def _find_in_thread(self, job: Job, parent: MessageRef) -> str | None:
+    def _find_in_thread(self, job: Job, channel_id: str, thread_ts: str) -> str | None:
         try:
             replies = self.client.conversations_replies(
-                channel=parent.channel_id or parent.channel,
-                ts=parent.ts or "",
-                include_all_metadata=True,
-                limit=200,
+                channel=channel_id, ts=thread_ts, include_all_metadata=True, limit=200
             )
         except SlackApiError as exc:
             if _answers_later(exc):
                 raise  # as for a channel: look again later
-            log.warning("cannot read back thread (%s)", exc.response.get("error"))
+            _cannot_read_back(
+                job, f"thread {thread_ts} in {channel_id}", str(exc.response.get("error"))
+            )
             return None
         for item in replies.get("messages") or []:
             if _carries(item, job):
                 return str(item["ts"])
         return None
+
+
+def _cannot_read_back(job: Job, where: str, why: str) -> None:
+    # Slack will never let the bot look (a scope, the channel): not posting would
+    # lose the message, so it is posted, at the risk of a double.
+    log.warning(
+        "delivery %s: cannot read back %s (%s): posting without the check",
+        job.id,
+        where,
+        why,
+        extra={"delivery": job.id, "kind": job.kind, "attempts": job.attempts},
+    )

@@ -390,6 +390,15 @@ class OutboxWorker:
         )
         db_session.commit()
         rows = [(row, lane) for row, lane in chosen if row.id in claimed]
+        for row, _ in rows:
+            if row.claimed_by is not None:  # read with a lease that had run out
+                log.info(
+                    "delivery %s: taken over from %s, whose lease ended at %s",
+                    row.id,
+                    row.claimed_by,
+                    row.claimed_until,
+                    extra={"delivery": row.id, "kind": row.kind, "previous_claim": row.claimed_by},
+                )
         messages = self._messages(db_session, {row.message_key for row, _ in rows})
         db_session.commit()
         return [
@@ -580,12 +589,26 @@ class OutboxWorker:
                     extra={"delivery": job.id, "kind": job.kind, "attempts": job.attempts},
                 )
             elif isinstance(result, Dead):
-                db_session.execute(
+                still_mine = update_rows(
+                    db_session,
                     update(Delivery)
                     .where(*mine)
-                    .values(status=DEAD, last_error=result.error[:2000], **release)
-                    .execution_options(synchronize_session=False)
+                    .values(status=DEAD, last_error=result.error[:2000], **release),
                 )
+                if not still_mine:
+                    # Its lease ran out and another instance claimed it: that one's
+                    # attempt decides; nothing is told to operators nor counted here.
+                    log.warning(
+                        "delivery %s (%s to %s) failed after its lease ended (%s); "
+                        "another instance holds it",
+                        job.id,
+                        job.kind,
+                        job.target,
+                        result.error[:200],
+                        extra={"delivery": job.id, "kind": job.kind, "attempts": job.attempts},
+                    )
+                    db_session.commit()
+                    return
                 log.error(
                     "delivery %s (%s to %s) abandoned after %d attempts: %s",
                     job.id,
