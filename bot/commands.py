@@ -558,3 +558,22 @@ def help_text(held: Iterable[Right], naming: Naming, *, unsure: bool = False) ->
         )
     lines.append(HELP_FOOTER)
     return "\n".join(lines)
+
+
+# Ids are kept in 32-bit INTEGER columns (PostgreSQL's): a larger number names no row.
+MAX_ROW_ID = 2**31 - 1
+TYPED_ID = re.compile(r"^#?([0-9]{1,10})$")
+
+
+def typed_id(text: str) -> int | None:
+    """The row id a person typed (`42`, `#42`), or None when `text` is not one.
+
+    ASCII digits only (`isdigit` takes `²`, which int() refuses), and within the
+    id columns' range: a larger number names no row, and is not put to the
+    database, whose driver refuses one past 64 bits (SQLite's).
+    """
+    found = TYPED_ID.match(text.strip())
+    if found is None:
+        return None
+    number = int(found.group(1))
+    return number if 0 < number <= MAX_ROW_ID else None

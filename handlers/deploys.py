@@ -96,7 +96,9 @@ def parse_rollback(text: str) -> Command:
         number = words[2].lstrip("#")
         if not (number.isascii() and number.isdigit()):
             raise Usage("The deployment id is a number, as `/deploy history` shows.")
-        deployment_id = int(number)
+        deployment_id = commands.typed_id(number)
+        if deployment_id is None:  # past any row id: asking the database would fail
+            raise Usage(f"There is no deployment `#{number[:20]}`.")
     return Command(
         ROLLBACK, app=words[0], env=words[1], deployment_id=deployment_id, force_reason=force
     )

@@ -149,8 +149,8 @@ def parse(text: str) -> Command:
 
 
 def _incident_id(value: str | None) -> int | None:
-    head = (value or "").split(":", 1)[0]
-    return int(head) if head.isdigit() else None
+    """The incident a button's value names (`42`, `42:30m`); None when it names none."""
+    return commands.typed_id((value or "").split(":", 1)[0])
 
 
 def _requester(body: dict[str, Any], via: str, clicked_at: datetime | None = None) -> Requester:
@@ -257,17 +257,17 @@ def register(routes: Routes, runtime: Runtime) -> None:
     def silence(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
         ack()
         value = str((action.get("selected_option") or {}).get("value") or action.get("value") or "")
-        incident_id, _, choice = value.partition(":")
-        if not incident_id.isdigit() or (
+        incident_id, choice = _incident_id(value), value.partition(":")[2]
+        if incident_id is None or (
             choice not in render.SILENCE_CHOICES and choice != render.UNSILENCE
         ):
-            log.warning("silence menu sent %r", value)
+            log.warning("silence menu sent %r", value[:100])
             return
         requester = _requester(body, "button")
         runtime.after_ack.run(
             "silence menu",
             lambda: actions.silence(
-                incident_id=int(incident_id),
+                incident_id=incident_id,
                 minutes=render.SILENCE_CHOICES.get(choice),
                 requester=requester,
             ),

@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from bot import json_depth
-from bot.incidents.pagerduty_sync import DUPLICATE, ignored
+from bot.incidents.pagerduty_sync import DUPLICATE, CannotTellYet, ignored
 from bot.pagerduty.webhooks import MAX_BODY_BYTES, MalformedWebhook, parse_event, signature_valid
 from bot.runtime import Runtime
 
@@ -58,6 +58,10 @@ def routes(runtime: Runtime) -> list[Route]:
             outcome = await run_in_threadpool(
                 runtime.webhook_sync.receive, event, webhook_id=webhook_id
             )
+        except CannotTellYet as exc:  # PagerDuty's REST API is down: it comes again
+            log.warning("PagerDuty event %r not applied for now: %s", event.id, exc)
+            counted.labels("error").inc()
+            return _answer(503, "cannot place the event yet; retry")
         except Exception:
             log.exception("could not apply PagerDuty event %r", event.id)
             counted.labels("error").inc()

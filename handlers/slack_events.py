@@ -1,6 +1,8 @@
 """POST /slack/events: slash commands, buttons and events, through Slack Bolt.
 
-Bolt verifies the signature on the raw body and answers within Slack's three
+The route verifies the signature on the raw body before anything parses it
+(Bolt checks it again): an unsigned request is answered 401 whatever it holds,
+a signed one Bolt cannot parse 400. Bolt answers within Slack's three
 seconds: each listener acks, hands its work to the pool behind acks
 (bot/after_ack.py) and returns, and Bolt answers then. Events API
 deliveries are deduplicated by event_id before any listener sees them.
@@ -21,6 +23,7 @@ from urllib.parse import parse_qsl
 from slack_bolt import App, BoltRequest, BoltResponse
 from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
 from slack_bolt.middleware import Middleware
+from slack_sdk.signature import SignatureVerifier
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -51,6 +54,9 @@ log = logging.getLogger(__name__)
 
 # How an opening bracket may appear in a body, as JSON or in a form field (lowered).
 _OPENINGS = (b"[", b"{", b"%5b", b"%7b")
+# What Bolt's parsing of a body raises when the body is JSON of another shape than a
+# Slack request's (a list, a number, `"team": 5`): it reads fields without looking.
+_SHAPE_ERRORS = (ValueError, TypeError, AttributeError, LookupError)
 
 
 @dataclass(frozen=True)
@@ -197,11 +203,11 @@ class Admission(Middleware):
 def _too_deep(body: bytes) -> str | None:
     """Why the JSON Bolt may parse (the body itself, or its form field `payload`) is refused.
 
-    Bolt parses before it verifies the signature: the body as JSON when its type
-    says so or it starts with "{", else the field `payload` when there is one.
-    Both are checked, whatever the body claims to be. A bracket in a form field is
-    itself or percent-encoded, so a body with no more of those than the limit
-    holds nothing deeper, whatever it decodes to: nearly every request stops there.
+    Bolt parses the body as JSON when its type says so or it starts with "{",
+    else the field `payload` when there is one. Both are checked, whatever the
+    body claims to be. A bracket in a form field is itself or percent-encoded,
+    so a body with no more of those than the limit holds nothing deeper,
+    whatever it decodes to: nearly every request stops there.
     """
     lowered = body.lower()
     if sum(lowered.count(opening) for opening in _OPENINGS) <= json_depth.MAX_DEPTH:
@@ -218,17 +224,69 @@ def _too_deep(body: bytes) -> str | None:
     return None
 
 
-def _refused(status: int, message: str) -> JSONResponse:
+def _admitted(verifier: SignatureVerifier, request: Request, body: bytes) -> BoltRequest | Response:
+    """`body` as Bolt's request, or the answer that refuses it.
+
+    The signature is checked on the raw body before anything parses it, so an
+    unsigned request is answered 401 whatever it holds; a signed one that is
+    nested too deep or not of a Slack request's shape is answered 400.
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        # Slack signs UTF-8 text (slack_sdk verifies it as such): whatever the
+        # headers say, such a body is no Slack request.
+        return _refusal(request, 400, "body is not a Slack request", why="not UTF-8")
+    if not _signed(verifier, request, text):
+        return _refusal(request, 401, "invalid request", why="no valid signature")
+    too_deep = _too_deep(body)
+    if too_deep is not None:
+        return _refusal(request, 400, too_deep, why=too_deep)
+    try:
+        return to_bolt_request(request, body)
+    except _SHAPE_ERRORS as exc:
+        why = f"Bolt cannot parse it ({type(exc).__name__})"
+        return _refusal(request, 400, "body is not a Slack request", why=why)
+
+
+def _signed(verifier: SignatureVerifier, request: Request, text: str) -> bool:
+    """Whether `text` holds Slack's signature, under the one timestamp and signature sent.
+
+    Headers sent twice are refused: Bolt, which checks again, reads the other copy.
+    """
+    timestamps = request.headers.getlist("x-slack-request-timestamp")
+    signatures = request.headers.getlist("x-slack-signature")
+    if len(timestamps) != 1 or len(signatures) != 1:
+        return False
+    try:
+        return verifier.is_valid(text, timestamps[0], signatures[0])
+    except ValueError:  # a timestamp that is not a number
+        return False
+
+
+def _refusal(request: Request, status: int, message: str, *, why: str) -> Response:
+    """The answer to a refused request, and one line that says why and never what it held."""
+    content_type = request.headers.get("content-type", "")[:100]
+    log.warning(
+        "refused a Slack request (%d): %s",
+        status,
+        why,
+        extra={"status": status, "reason": why, "content_type": content_type},
+    )
     return JSONResponse({"status": status, "message": message}, status_code=status)
 
 
 def routes(runtime: Runtime, bolt: SlackBolt | None) -> list[Route]:
     """POST /slack/events over `bolt` (build_bolt_app's), when a signing secret verifies it."""
-    if runtime.settings.slack_signing_secret is None:
+    secret = runtime.settings.slack_signing_secret
+    verifier = None
+    if secret is None:
         bolt = None
+    elif bolt is not None:
+        verifier = SignatureVerifier(secret.get_secret_value())
 
     async def events(request: Request) -> Response:
-        if bolt is None:
+        if bolt is None or verifier is None:
             if runtime.settings.slack_socket_mode:
                 return JSONResponse(
                     {"error": "Slack reaches this opsbot over Socket Mode (SLACK_APP_TOKEN)"},
@@ -240,17 +298,10 @@ def routes(runtime: Runtime, bolt: SlackBolt | None) -> list[Route]:
             )
         started = time.perf_counter()
         with runtime.after_ack.acknowledging():
-            body = await request.body()
-            too_deep = _too_deep(body)
-            if too_deep is not None:
-                log.warning("refused a Slack request: %s", too_deep)
-                return _refused(400, too_deep)
-            try:
-                bolt_request = to_bolt_request(request, body)
-            except ValueError as exc:  # not UTF-8, or not the JSON it claims to be
-                log.warning("refused a Slack request: %s", type(exc).__name__)
-                return _refused(400, "body is not a Slack request")
-            answer = await bolt.dispatch(bolt_request)
+            admitted = _admitted(verifier, request, await request.body())
+            if isinstance(admitted, Response):
+                return admitted
+            answer = await bolt.dispatch(admitted)
             answer = as_named(runtime.config.commands.naming, answer)
         response = to_starlette_response(answer)
         runtime.metrics.slack_ack.observe(time.perf_counter() - started)

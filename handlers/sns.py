@@ -1,10 +1,10 @@
 """POST /sns: Amazon SNS over HTTPS.
 
 Order matters: parse the envelope (400 if it is not one), check the topic
-(403), check what needs nothing fetched (SignatureVersion, certificate URL,
-Timestamp: 403), get the signing certificate, verify the signature (403), and
-only then confirm or record. Nothing is written before the message is known to
-come from an allowed SNS topic.
+(403), check what needs nothing fetched (SignatureVersion, certificate URL and
+the AWS region it names, Timestamp: 403), get the signing certificate, verify
+the signature (403), and only then confirm or record. Nothing is written before
+the message is known to come from an allowed SNS topic.
 
 A certificate that must be fetched is waited for here, in the event loop: a
 slow certificate host delays nobody but its own messages. A certificate that
@@ -46,7 +46,7 @@ from bot.sns.envelope import (
     parse_envelope,
 )
 from bot.sns.fetch import FetchFailed
-from bot.sns.verify import CertificateUnavailable, SignatureInvalid
+from bot.sns.verify import CertificateUnavailable, SignatureInvalid, UrlNotAllowed
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,8 @@ def routes(runtime: Runtime) -> list[Route]:
             for_log(envelope.topic_arn),
             exc,
         )
+        if isinstance(exc, UrlNotAllowed):
+            return _answer(403, "signing certificate URL not allowed")
         return _answer(403, "signature not valid")
 
     def unavailable(envelope: Envelope, exc: Exception) -> JSONResponse:

@@ -2,8 +2,9 @@
 
 The descriptions are plain text made of the alarm's own words (metric names,
 dimensions, rules): outside text, which the renderers escape. The console
-link is built only from a known console host and a region in `REGIONS`: the
-region comes from the alarm's ARN, which whoever publishes to the topic writes.
+link is built only from a known console host and a region in `REGIONS`
+(bot/aws_regions.py): the region comes from the alarm's ARN, which whoever
+publishes to the topic writes.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from bot.alarms.parse import (
     MetricQuery,
     MetricTrigger,
 )
+from bot.aws_regions import PARTITION_OF
+from bot.aws_regions import REGIONS as REGIONS  # re-exported: the regions linked to
 from bot.slack_text import CONSOLE_HOSTS
 
 COMPARISONS = {
@@ -32,50 +35,6 @@ COMPARISONS = {
 }
 
 log = logging.getLogger(__name__)
-
-# The region codes of the partitions whose consoles opsbot links to (botocore 1.44's
-# list; tests/alarms/test_console_link.py checks that it still covers botocore's).
-REGIONS = {
-    "aws": (
-        "af-south-1",
-        "ap-east-1",
-        "ap-east-2",
-        "ap-northeast-1",
-        "ap-northeast-2",
-        "ap-northeast-3",
-        "ap-south-1",
-        "ap-south-2",
-        "ap-southeast-1",
-        "ap-southeast-2",
-        "ap-southeast-3",
-        "ap-southeast-4",
-        "ap-southeast-5",
-        "ap-southeast-6",
-        "ap-southeast-7",
-        "ca-central-1",
-        "ca-west-1",
-        "eu-central-1",
-        "eu-central-2",
-        "eu-north-1",
-        "eu-south-1",
-        "eu-south-2",
-        "eu-west-1",
-        "eu-west-2",
-        "eu-west-3",
-        "il-central-1",
-        "me-central-1",
-        "me-south-1",
-        "mx-central-1",
-        "sa-east-1",
-        "us-east-1",
-        "us-east-2",
-        "us-west-1",
-        "us-west-2",
-    ),
-    "aws-cn": ("cn-north-1", "cn-northwest-1"),
-    "aws-us-gov": ("us-gov-east-1", "us-gov-west-1"),
-}
-PARTITION_OF = {region: partition for partition, codes in REGIONS.items() for region in codes}
 
 
 def _number(value: float) -> str:

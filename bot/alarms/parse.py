@@ -128,17 +128,22 @@ def _str(value: Any) -> str | None:
     return text or None
 
 
+# A field that is not a number, or one no int or float holds (`1e400` is infinity once
+# parsed), is taken as absent: one bad optional field must not lose the alarm.
+_NOT_A_NUMBER = (TypeError, ValueError, OverflowError)
+
+
 def _int(value: Any) -> int | None:
     try:
         return int(value) if value is not None else None
-    except (TypeError, ValueError):
+    except _NOT_A_NUMBER:
         return None
 
 
 def _float(value: Any) -> float | None:
     try:
         return float(value) if value is not None else None
-    except (TypeError, ValueError):
+    except _NOT_A_NUMBER:
         return None
 
 

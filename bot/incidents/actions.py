@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.audit import service as audit
 from bot.clock import Clock
+from bot.commands import typed_id
 from bot.config import AlarmRoute, Config
 from bot.incidents import flows, render
 from bot.incidents import service as incidents
@@ -34,7 +35,7 @@ from bot.outbox.replies import ephemeral, reply
 from bot.pagerduty.errors import PagerDutyUnavailable
 from bot.people.directory import NOT_CONFIGURED, PeopleDirectory, mention
 from bot.people.errors import NoPagerDutyUser
-from bot.rights.errors import RightMissing
+from bot.rights.errors import RightMissing, SlackFactsUnavailable
 from bot.rights.service import DECLARE_RIGHT, RESPOND_RIGHT, SILENCE_RIGHT, Rights
 from bot.slack_text import code, escape
 
@@ -115,6 +116,14 @@ def _label(incident: Incident) -> str:
     return f"#{incident.id} ({render.title_text(incident, 80)})"
 
 
+def unseen(incident_id: int, doing: str) -> str:
+    """The refusal told to someone who cannot see the incident: its number, nothing more."""
+    return (
+        f"You may not {doing} #{incident_id}: it is posted in a channel you cannot see. "
+        "Nothing was done."
+    )
+
+
 def record_refusal(
     sessions: sessionmaker[Session],
     *,
@@ -167,9 +176,12 @@ class IncidentActions:
     def find_id(self, ref: str) -> int:
         """An incident by opsbot's number (`42`, `#42`) or PagerDuty's id (`Q1ABC2DEF3`)."""
         text = ref.strip().removeprefix("#")
+        number = typed_id(text)
         with self.sessions() as db_session:
-            if text.isdigit():
-                found = incidents.get(db_session, incident_id=int(text))
+            if number is not None:
+                found = incidents.get(db_session, incident_id=number)
+            elif text.isascii() and text.isdigit():
+                found = None  # beyond any incident's number
             elif PAGERDUTY_ID.match(text):
                 found = incidents.get_by_pagerduty_id(db_session, pagerduty_incident_id=text)
             else:
@@ -207,12 +219,11 @@ class IncidentActions:
         Only for someone who can see the incident's channel: the timeline is its content.
         """
         incident, events = self.timeline(incident_id)
-        user_id = requester.slack_user_id
-        if user_id is not None and not self.rights.may_see(user_id, incident.channel):
+        if not self.sees(incident, requester):
             why = (
-                f"You cannot see {render.channel_ref(incident.channel)}, where incident "
-                f"#{incident.id} is posted, so opsbot does not show you its timeline. "
-                "Viewing an incident needs membership of its channel."
+                f"Incident #{incident.id} is posted in a channel you cannot see, so opsbot "
+                "does not show you its timeline. Viewing an incident needs membership of "
+                "its channel."
             )
             self.refuse(incident=incident, action="timeline", requester=requester, why=why)
             return
@@ -239,32 +250,36 @@ class IncidentActions:
 
     # -- acting -------------------------------------------------------------------------
 
-    def _refusal(
-        self, db_session: Session, incident: Incident, action: str, *, calls: bool = True
-    ) -> str | None:
-        """Why `action` would change nothing (or must not happen), or None; `calls`: look
-        at the PagerDuty calls on their way too (a statement more)."""
+    def _refusal(self, incident: Incident, action: str, *, label: str) -> str | None:
+        """Why `action` would change nothing in the incident's state, or None.
+
+        `label` names the incident (`label_for`).
+        """
         if action == NOTE:
             return None
         if not incident.is_open:
             by = f" by {incident.resolved_by}" if incident.resolved_by else ""
-            return (
-                f"{_label(incident)} is already resolved{by} ({render.hhmm(incident.resolved_at)})."
-            )
+            return f"{label} is already resolved{by} ({render.hhmm(incident.resolved_at)})."
         if action == ACKNOWLEDGE and incident.acknowledged_at is not None:
             return (
-                f"{_label(incident)} was already acknowledged by {incident.acknowledged_by} "
+                f"{label} was already acknowledged by {incident.acknowledged_by} "
                 f"at {render.hhmm(incident.acknowledged_at)}."
             )
         if action == ESCALATE and not incident.in_pagerduty:
-            return f"{_label(incident)} was not paged: there is nothing to escalate in PagerDuty."
-        if not calls:
+            return f"{label} was not paged: there is nothing to escalate in PagerDuty."
+        return None
+
+    def _on_its_way(
+        self, db_session: Session, incident: Incident, action: str, *, label: str
+    ) -> str | None:
+        """Who asked PagerDuty for `action` on the incident already (the call is on its way)."""
+        if action == NOTE:
             return None
         for pending in outbox.pending_payloads(
             db_session, kind=PAGERDUTY_REST, order_key=rest_order_key(incident.id)
         ):
             if pending.get("action") == action:
-                return f"{_label(incident)} is being {ONGOING[action]} by {pending.get('actor')}."
+                return f"{label} is being {ONGOING[action]} by {pending.get('actor')}."
         return None
 
     def refuse(
@@ -283,6 +298,19 @@ class IncidentActions:
             why=why,
         )
 
+    def sees(self, incident: Incident, requester: Requester) -> bool:
+        """Whether the requester can see the incident's channel (opsbot's own jobs can).
+
+        Someone who cannot is told nothing of the incident but its number: not
+        its title, route or channel. When Slack cannot say, they cannot.
+        """
+        user_id = requester.slack_user_id
+        return user_id is None or self.rights.may_see(user_id, incident.channel)
+
+    def label_for(self, incident: Incident, requester: Requester) -> str:
+        """How answers to the requester name the incident: `#N (title)`, or `#N` (`sees`)."""
+        return _label(incident) if self.sees(incident, requester) else f"#{incident.id}"
+
     def missing_right(
         self,
         incident: Incident,
@@ -292,20 +320,31 @@ class IncidentActions:
         doing: str,
         minutes: int | None = None,
     ) -> str | None:
-        """Why the requester may not act on `incident`, or None (opsbot's own jobs always may)."""
-        if requester.slack_user_id is None:
+        """Why the requester may not `doing` the incident (`acknowledge`), or None.
+
+        Opsbot's own jobs always may. Someone who cannot see the incident is told
+        only that (`unseen`), by its number: not who holds the right, which would
+        name its route and channel. When Slack cannot say who they are, they are
+        told that, naming the incident by its number too.
+        """
+        user_id = requester.slack_user_id
+        if user_id is None:
             return None
+        seen = self.sees(incident, requester)
         try:
             self.rights.require_incident(
-                requester.slack_user_id,
+                user_id,
                 right=right,
                 route_name=incident.route_name,
                 channel=incident.channel,
-                doing=doing,
+                doing=f"{doing} {_label(incident) if seen else f'#{incident.id}'}",
                 minutes=minutes,
             )
         except RightMissing as exc:
-            return str(exc)
+            # Raised while handling SlackFactsUnavailable: Slack could not say.
+            if seen or isinstance(exc.__context__, SlackFactsUnavailable):
+                return str(exc)
+            return unseen(incident.id, doing)
         return None
 
     def _from_email(self, requester: Requester) -> str:
@@ -332,29 +371,21 @@ class IncidentActions:
         """
         with self.sessions() as db_session:
             incident = incidents.get(db_session, incident_id=incident_id)
-            # Read with it (one transaction); told only to someone with the right.
-            # A call on its way is looked for once, under the lock below: a second
-            # click a moment after the first is rare, every click pays for a look.
-            state_refusal = (
-                f"There is no incident #{incident_id}."
-                if incident is None
-                else self._refusal(db_session, incident, action, calls=False)
-            )
-        if incident is not None:
-            why = self.missing_right(
-                incident,
-                requester,
-                right=RESPOND_RIGHT,
-                doing=f"{DOING[action]} {_label(incident)}",
-            )
-            if why is not None:
-                self.refuse(incident=incident, action=action, requester=requester, why=why)
-                return False
-        why = state_refusal
-        if incident is None or why is not None:
-            self.refuse(
-                incident=incident or incident_id, action=action, requester=requester, why=str(why)
-            )
+        if incident is None:
+            missing = f"There is no incident #{incident_id}."
+            self.refuse(incident=incident_id, action=action, requester=requester, why=missing)
+            return False
+        why = self.missing_right(incident, requester, right=RESPOND_RIGHT, doing=DOING[action])
+        if why is not None:
+            self.refuse(incident=incident, action=action, requester=requester, why=why)
+            return False
+        # Told only to someone with the right. A call on its way is looked for once,
+        # under the lock below: a second click a moment after the first is rare,
+        # every click pays for a look.
+        label = self.label_for(incident, requester)
+        why = self._refusal(incident, action, label=label)
+        if why is not None:
+            self.refuse(incident=incident, action=action, requester=requester, why=why)
             return False
         from_email = None
         if incident.in_pagerduty and self.people.pagerduty is None:
@@ -377,7 +408,9 @@ class IncidentActions:
         with self.sessions() as db_session:
             locked = incidents.lock(db_session, incident_id=incident_id)
             assert locked is not None
-            why = self._refusal(db_session, locked, action)
+            why = self._refusal(locked, action, label=label) or self._on_its_way(
+                db_session, locked, action, label=label
+            )
             if why is not None:
                 db_session.rollback()
                 # By its id: `locked` is expired by the rollback, and reading it again
@@ -422,7 +455,12 @@ class IncidentActions:
                 )
             else:
                 self._apply_here(
-                    db_session, incident=locked, action=action, requester=requester, text=text
+                    db_session,
+                    incident=locked,
+                    action=action,
+                    requester=requester,
+                    text=text,
+                    label=label,
                 )
             db_session.commit()
         log.info(
@@ -443,8 +481,9 @@ class IncidentActions:
         action: str,
         requester: Requester,
         text: str | None,
+        label: str,
     ) -> None:
-        """An incident PagerDuty has no part in changes in opsbot only."""
+        """An incident PagerDuty has no part in changes in opsbot only; `label` names it."""
         now = self.clock.now()
         by, where = requester.display, requester.where
         with flows.message_updated_once(
@@ -469,7 +508,7 @@ class IncidentActions:
             respond(
                 db_session,
                 requester=requester,
-                text=f"{PAST[action].capitalize()} {_label(incident)}.",
+                text=f"{PAST[action].capitalize()} {label}.",
                 now=now,
             )
 
@@ -478,7 +517,7 @@ class IncidentActions:
         with self.sessions() as db_session:
             seen = incidents.get(db_session, incident_id=incident_id)
         if seen is not None:
-            doing = f"silence {_label(seen)}" if minutes else f"end the silence of {_label(seen)}"
+            doing = "silence" if minutes else "end the silence of"
             why = self.missing_right(
                 seen, requester, right=SILENCE_RIGHT, doing=doing, minutes=minutes
             )

@@ -171,9 +171,8 @@ class IncidentChannels:
                 why=f"There is no incident #{incident_id}.",
             )
             return
-        label = f"#{seen.id} ({render.title_text(seen, 80)})"
         why_not = self.actions.missing_right(
-            seen, requester, right=RESPOND_RIGHT, doing=f"start a channel for {label}"
+            seen, requester, right=RESPOND_RIGHT, doing="start a channel for"
         )
         if why_not is not None:
             self.count("refused")
@@ -183,11 +182,13 @@ class IncidentChannels:
             why = "opsbot has no Slack token (SLACK_BOT_TOKEN), so it cannot create channels."
             self.actions.refuse(incident=seen, action=START, requester=requester, why=why)
             return
+        # Read before the lock (and cached since the rights check): Slack is not waited on there.
+        shows_channel = self.actions.sees(seen, requester)
         now = self.clock.now()
         with self.sessions() as db_session:
             incident = incidents.lock(db_session, incident_id=incident_id)
             assert incident is not None
-            taken = self._claim(incident, requester=requester, now=now)
+            taken = self._claim(incident, requester=requester, now=now, shows_channel=shows_channel)
             made = incident.slack_channel_id, incident.slack_channel_name
             db_session.commit()
         if taken is not None:
@@ -219,18 +220,19 @@ class IncidentChannels:
 
     # -- the steps ----------------------------------------------------------------------
 
-    def _claim(self, incident: Incident, *, requester: Requester, now: datetime) -> str | None:
+    def _claim(
+        self, incident: Incident, *, requester: Requester, now: datetime, shows_channel: bool
+    ) -> str | None:
         """Why no channel is started now (one exists, or is being started), or None: ours.
 
         A claim older than `CLAIM_S` was left by a start that never finished (its
         instance died); the new start takes it over, and finishes the setup in the
-        channel that start made, if it got that far.
+        channel that start made, if it got that far. The channel that exists is
+        named only when `shows_channel` (the requester can see the incident).
         """
         if incident.has_channel:
-            return (
-                f"Incident #{incident.id} already has its channel "
-                f"{render.channel_ref(incident.slack_channel_id or '')}."
-            )
+            where = render.channel_ref(incident.slack_channel_id or "") if shows_channel else ""
+            return f"Incident #{incident.id} already has its channel {where}".rstrip() + "."
         started = incident.channel_requested_at
         if started is not None and now - started < timedelta(seconds=CLAIM_S):
             by = keep_mentions(incident.channel_requested_by or "someone")

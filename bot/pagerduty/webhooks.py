@@ -18,6 +18,8 @@ from typing import Any
 from bot.clock import parse_time
 
 MAX_BODY_BYTES = 512 * 1024
+# The range of the INTEGER columns an incident's numbers are kept in (PostgreSQL's).
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
 
 class MalformedWebhook(ValueError):
@@ -93,19 +95,32 @@ def _reference(data: Any) -> Reference | None:
     return Reference(id=str(data["id"]), name=str(name), type=str(data.get("type") or ""))
 
 
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def _assignees(data: dict[str, Any]) -> tuple[Reference, ...]:
     raw = data.get("assignees")
     if raw is None:  # REST's shape: assignments[].assignee
-        raw = [a.get("assignee") for a in data.get("assignments") or [] if isinstance(a, dict)]
-    found = (_reference(item) for item in raw or [])
+        raw = [a.get("assignee") for a in _list(data.get("assignments")) if isinstance(a, dict)]
+    found = (_reference(item) for item in _list(raw))
     return tuple(ref for ref in found if ref is not None)
 
 
 def _int(value: Any) -> int | None:
+    """A whole number of the incident's; None when absent, not a number, or out of range.
+
+    Out of range is beyond the 32-bit column it is kept in: `1e400` (infinity once
+    parsed) or a number of twelve digits would fail the event's transaction, and
+    PagerDuty would deliver it again for two days.
+    """
     try:
-        return int(value) if value is not None else None
-    except (TypeError, ValueError):
+        number = int(value) if value is not None else None
+    except (TypeError, ValueError, OverflowError):
         return None
+    if number is None or not INT32_MIN <= number <= INT32_MAX:
+        return None
+    return number
 
 
 def parse_incident(data: dict[str, Any]) -> IncidentData:

@@ -32,6 +32,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from bot.aws_regions import ANY_PARTITION_OF, DOMAINS
 from bot.clock import Clock
 from bot.sns.envelope import Envelope, for_log
 from bot.sns.fetch import FetchFailed
@@ -51,6 +52,8 @@ QUEUE = "queue"  # the alarm queue: only the topic sends
 # (20 s), so a retry of a genuine message fetches again.
 FAILURE_TTL = timedelta(minutes=5)
 TRANSIENT_FAILURE_TTL = timedelta(seconds=15)
+# SNS's own host in a region: `sns.us-east-1.amazonaws.com`, `sns.cn-north-1.amazonaws.com.cn`.
+SNS_HOST = re.compile(r"^sns\.([^.]+)\.(amazonaws\.com(?:\.cn)?)$")
 # AWS's own validators refuse messages more than an hour old; a message that is
 # more than an hour in the future is not from SNS either.
 MAX_AGE = timedelta(hours=1)
@@ -71,6 +74,10 @@ class CertificateRefused(SignatureInvalid):
     """
 
 
+class UrlNotAllowed(SignatureInvalid):
+    """A certificate or subscription URL opsbot fetches nothing from: refused before any fetch."""
+
+
 class SignatureVersionNotAllowed(SignatureInvalid):
     """SignatureVersion 1 while the operator has not allowed it."""
 
@@ -82,10 +89,13 @@ class CertificateUnavailable(Exception):
     """
 
 
-def check_url(url: str, pattern: re.Pattern[str], *, pem: bool = False) -> None:
-    """Refuse a URL off the pattern, not https, with userinfo or tricks, or (certs) not a .pem."""
+def check_url(
+    url: str, pattern: re.Pattern[str], *, pem: bool = False, topic_arn: str = ""
+) -> None:
+    """Refuse (UrlNotAllowed) a URL off the pattern, not https, with userinfo or tricks,
+    on an SNS host of no AWS region (`region_refusal`), or (certs) not a .pem."""
     if not pattern.match(url):
-        raise SignatureInvalid(f"URL not allowed: {for_log(url)}")
+        raise UrlNotAllowed(f"URL not allowed: {for_log(url)}")
     parts = urlsplit(url)
     if (
         parts.scheme != "https"
@@ -93,9 +103,48 @@ def check_url(url: str, pattern: re.Pattern[str], *, pem: bool = False) -> None:
         or "\\" in url
         or any(ord(c) < 33 or ord(c) == 127 for c in url)
     ):
-        raise SignatureInvalid(f"URL not allowed: {for_log(url)}")
+        raise UrlNotAllowed(f"URL not allowed: {for_log(url)}")
+    why = region_refusal(parts.hostname or "", topic_arn=topic_arn)
+    if why is not None:
+        raise UrlNotAllowed(f"URL not allowed: {for_log(url)} ({why})")
     if pem and (not parts.path.endswith(".pem") or parts.query or parts.fragment):
-        raise SignatureInvalid("signing certificate URL must name a .pem file, nothing more")
+        raise UrlNotAllowed("signing certificate URL must name a .pem file, nothing more")
+
+
+def region_refusal(host: str, *, topic_arn: str = "") -> str | None:
+    """Why an SNS host (`sns.<region>.amazonaws.com`) is no AWS region's, or None.
+
+    A host of another form is the pattern's business (an operator's own). A
+    region that does not exist has no certificate to fetch: its host answers
+    nothing, which would look like an outage of AWS's (retry later) and hold a
+    fetch slot each time. So it is refused on its face, as a forgery. The region
+    of the message's topic (`topic_arn`) is taken too, in the topic's partition:
+    a region newer than bot/aws_regions.py loses no alarm. (/sns has checked the
+    topic is allowed by then; the alarm queue takes messages from the topic only.)
+    """
+    found = SNS_HOST.match(host.lower().rstrip("."))
+    if found is None:
+        return None
+    region, domain = found.groups()
+    partition = ANY_PARTITION_OF.get(region)
+    topic_partition, topic_region = _partition_and_region(topic_arn)
+    if partition is None and region == topic_region:
+        partition = topic_partition
+    if partition is None:
+        return f"{for_log(region)} is not an AWS region"
+    # An isolated partition's own domain is none of these: its regions are taken under
+    # amazonaws.com as the default pattern admits them.
+    if DOMAINS.get(partition, domain) != domain:
+        return f"{for_log(region)} is not a region of {for_log(domain)}"
+    return None
+
+
+def _partition_and_region(arn: str) -> tuple[str | None, str | None]:
+    """`aws`, `us-east-1` of `arn:aws:sns:us-east-1:123456789012:alarms`; None for what it lacks."""
+    parts = arn.split(":", 5)
+    if len(parts) != 6 or parts[0] != "arn":
+        return None, None
+    return parts[1] or None, parts[3] or None
 
 
 def parse_timestamp(value: str) -> datetime:
@@ -174,7 +223,9 @@ class SnsVerifier:
                 "SignatureVersion 1 is not allowed (sign the topic with SignatureVersion 2,"
                 " or set OPSBOT_SNS_ALLOW_SIGNATURE_V1=true)"
             )
-        check_url(envelope.signing_cert_url, self.url_pattern, pem=True)
+        check_url(
+            envelope.signing_cert_url, self.url_pattern, pem=True, topic_arn=envelope.topic_arn
+        )
         moment = parse_timestamp(envelope.timestamp)
         now = self.clock.now()
         if max_age is not None and moment < now - max_age:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -56,6 +57,13 @@ def test_rollback_text_parses_or_gets_usage(text: str) -> None:
     except Usage:
         return
     assert command.deployment_id is None or str(command.deployment_id) in text
+
+
+def test_a_rollback_id_no_row_can_have_is_no_deployment() -> None:
+    for number in ("99999999999999999999", "#2147483648", "9" * 4400):
+        with pytest.raises(Usage, match="There is no deployment"):
+            parse_rollback(f"api prod {number}")
+    assert parse_rollback("api prod #2147483647").deployment_id == 2147483647
 
 
 @given(texts)

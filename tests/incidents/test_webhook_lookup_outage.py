@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from bot.incidents import render
 from sandbox.pagerduty import PagerDutyEmulator
 from sandbox.slack import SlackEmulator
@@ -32,6 +34,7 @@ def test_a_resolve_that_cannot_be_placed_is_refused_for_now_and_applied_when_it_
     sns_signer: SnsSigner,
     slack: SlackEmulator,
     pagerduty: PagerDutyEmulator,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     service = webhook_service
     subscribe(service, pagerduty)
@@ -62,8 +65,11 @@ def test_a_resolve_that_cannot_be_placed_is_refused_for_now_and_applied_when_it_
             )
         pagerduty.faults.fail_for(600, status=503, calls=("/incidents",), method="GET")
 
-        status, outcome = deliver(service, resolve)
+        with caplog.at_level("WARNING", logger="handlers.pagerduty_webhooks"):
+            status, outcome = deliver(service, resolve)
         assert status == 503, outcome
+        [said] = [r for r in caplog.records if "not applied for now" in r.getMessage()]
+        assert said.levelname == "WARNING" and said.exc_info is None  # expected: no traceback
         assert incident_row(service, incident_id).status == "open"  # nothing recorded
 
         pagerduty.faults.clear()
