@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from bot.approvals import service as approvals
 from bot.approvals.models import DONE, EXECUTING, PENDING
-from bot.apps.errors import AppError
+from bot.apps.errors import AppError, AppNotFound
 from bot.audit import service as audit
 from bot.deploys import flows
 from bot.deploys.errors import DeployError, DeployRefused
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 # Exit codes (2 is the CLI's own: bad configuration or arguments).
 OK = 0  # started (with --wait: completed)
 FAILED = 1  # AWS, or something else, failed while deploying
+BAD_INPUT = 2  # no such app or environment in the configuration
 REFUSED = 3  # a check said no (tag, scan, freeze, lock...), or the confirmation was not given
 ROLLOUT_FAILED = 4  # --wait: the rollout failed (circuit breaker) or was superseded
 TIMEOUT = 5  # --wait: not finished (or not confirmed) in time
@@ -116,6 +117,9 @@ def run_deploy(
     )
     try:
         accepted = submit(services, request)
+    except AppNotFound as exc:
+        say(f"refused: {exc}")
+        return BAD_INPUT
     except (AppError, DeployRefused) as exc:
         say(f"refused: {exc}")
         return REFUSED

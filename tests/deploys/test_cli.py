@@ -120,6 +120,10 @@ def test_deploy_from_the_cli_acts_as_the_slack_user_its_identity_maps_to(
         "Most recent tags in api: 1.0.4, 1.0.3, 1.0.2, 1.0.1, 1.0.0.\n"
     )
 
+    # No such app or environment is bad input (2), as docs/deploys.md says, not a refusal.
+    assert main(["deploy", "api", "nowhere", "1.0.2"]) == 2
+    assert main(["deploy", "nothing", "staging", "1.0.2"]) == 2
+
 
 def test_wait_follows_the_rollout_to_its_end(
     cli_env: dict[str, Any], world: World, database_url: str, capsys: pytest.CaptureFixture[str]
