@@ -5,12 +5,19 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
+ATTEMPTS = 3  # botocore's "standard" retry mode: the first try and two retries
+CONNECT_TIMEOUT_S = 5.0
+DEFAULT_READ_TIMEOUT_S = 60.0
 # A synchronous Lambda invocation answers when the function ends: wait longer than the
 # longest a function may run (15 minutes), or botocore's 60 s would give up on (and
 # retry) a role manager that is still working.
-READ_TIMEOUT_S = {"lambda": 905}
+READ_TIMEOUT_S = {"lambda": 905.0}
+# The most botocore's standard mode waits before a retry: its backoff's cap (20 s) and
+# the 5 s more it allows a Retry-After header.
+RETRY_WAIT_MAX_S = 25.0
 
 
 def client(
@@ -27,13 +34,23 @@ def client(
     from botocore.config import Config as BotoConfig
 
     config = BotoConfig(
-        retries={"max_attempts": 1 if timeout_s else 3, "mode": "standard"},
-        connect_timeout=timeout_s or 5,
-        read_timeout=timeout_s or READ_TIMEOUT_S.get(service, 60),
+        retries={"max_attempts": 1 if timeout_s else ATTEMPTS, "mode": "standard"},
+        connect_timeout=timeout_s or CONNECT_TIMEOUT_S,
+        read_timeout=timeout_s or READ_TIMEOUT_S.get(service, DEFAULT_READ_TIMEOUT_S),
     )
     return boto3.client(
         service, region_name=region, endpoint_url=endpoint_url, config=config, **kwargs
     )
+
+
+def longest_call_s(service: str) -> float:
+    """The longest one call of a `client(service)` can take, retries and waits included.
+
+    Each try may spend its connect and read timeouts (a read timeout bounds each wait
+    for bytes, and AWS answers an API call in one short body).
+    """
+    read_s = READ_TIMEOUT_S.get(service, DEFAULT_READ_TIMEOUT_S)
+    return ATTEMPTS * (CONNECT_TIMEOUT_S + read_s) + (ATTEMPTS - 1) * RETRY_WAIT_MAX_S
 
 
 class AwsClients:
@@ -76,6 +93,23 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, BotoCoreError):
         return f"{type(exc).__name__}: {exc}"
     return type(exc).__name__
+
+
+def may_have_been_done(exc: BaseException) -> bool:
+    """Whether AWS may have carried out a call that failed: its answer lost, not a refusal.
+
+    A refusal on the only try (a 4xx: access denied, a bad parameter, a service that
+    does not exist) changed nothing, nor did an error raised before sending (no
+    credentials, a bad parameter). A 5xx, a connection lost, a read that timed out
+    may hide a change made; so may any error after retries, as an earlier try may
+    have been one of those.
+    """
+    if isinstance(exc, ClientError):
+        metadata = exc.response.get("ResponseMetadata") or {}
+        status = int(metadata.get("HTTPStatusCode") or 0)
+        retried = int(metadata.get("RetryAttempts") or 0) > 0
+        return retried or not 400 <= status < 500
+    return isinstance(exc, (HTTPClientError, BotoConnectionError))
 
 
 AWS_ERRORS = (ClientError, BotoCoreError)

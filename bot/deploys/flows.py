@@ -4,7 +4,8 @@
   schedules its watch, then registers the new task definition revision and
   updates the service, and records that (another transaction). A process
   that dies in between leaves a "starting" deployment that `reconcile`
-  settles from the service's real state.
+  settles from the service's real state, once the start's claim on it
+  (`StartClaim`, held while it calls AWS) has lapsed.
 - `observe` is one look at the rollout (the watch job calls it, so does
   `opsbot deploy --wait`): progress in the thread, then completed, failed,
   stuck or superseded. Two observers never both apply the same look: a
@@ -12,30 +13,38 @@
 - `recover` makes a deploy lock's holder tell the truth when someone else
   wants the environment.
 
-Every message goes through the outbox, in the transaction of the change.
+Every message goes through the outbox, in the transaction of the change; every
+outcome is audited, and counted in `opsbot_deploys_total` once it commits.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from datetime import datetime, timedelta
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
+from weakref import WeakKeyDictionary
 
-from sqlalchemy.orm import Session
+from sqlalchemy import event
+from sqlalchemy.orm import Session, sessionmaker
 
 from bot.adapters import ecs
+from bot.adapters.aws import longest_call_s
 from bot.approvals.render import actor_text
 from bot.apps.registry import get_target_or_raise
 from bot.audit import service as audit
 from bot.deploys import render, service
 from bot.deploys import rollout as verdicts
-from bot.deploys.errors import DeployError, DeployRefused, aws_call
+from bot.deploys.errors import DeployError, DeployFailed, DeployRefused, aws_call, failure_code
 from bot.deploys.models import (
     COMPLETED,
+    DEPLOY,
     FAILED,
     FLAG_ROLL,
     LOCK_DEPLOY,
+    ROLLBACK,
     ROLLING_OUT,
     STARTING,
     STUCK,
@@ -51,12 +60,24 @@ from bot.outbox import service as outbox
 from bot.slack_text import code
 
 if TYPE_CHECKING:
+    from bot.adapters.ecs import ServiceState
     from bot.apps.services import Services
-    from bot.deploys.plans import Plan
+    from bot.deploys.plans import Plan, Request
+    from bot.observability.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 WATCH_JOB = "deploys.watch"
+# How long a start's claim lasts unrenewed: far longer than a renewal takes, or than the
+# clocks of two instances disagree; short enough that a start that died is soon settled.
+START_CLAIM = timedelta(minutes=2)
+RENEW_EVERY_S = 30.0
+# In a "starting" deployment's `observed`: the AWS error code of a service update whose
+# answer was lost, for `reconcile` to say why it settles it.
+UNANSWERED = "unanswered"
+# In a rolling-out deployment's `observed`: since when, and why, the watch cannot read ECS.
+UNREADABLE_SINCE = "unreadable_since"
+UNREADABLE_CODE = "unreadable_code"
 
 
 class Reconciler(Protocol):
@@ -72,6 +93,38 @@ RECONCILERS: dict[str, Reconciler] = {}
 def register_reconciler(kind: str, reconciler: Reconciler) -> None:
     """Settle "starting" deployments of `kind` with `reconciler` (at import, like jobs)."""
     RECONCILERS[kind] = reconciler
+
+
+# -- outcomes, counted once they commit ----------------------------------------------------
+
+_COUNTED = "deploys.counted"
+# The `kind` label of opsbot_deploys_total for each kind of deployment.
+METRIC_KINDS = {DEPLOY: "deploy", ROLLBACK: "rollback", FLAG_ROLL: "flag_roll"}
+_WIRED: WeakKeyDictionary[sessionmaker[Session], Metrics] = WeakKeyDictionary()
+
+
+def count(db_session: Session, *, kind: str, outcome: str) -> None:
+    """Count `outcome` of a deployment of `kind` in opsbot_deploys_total once this commits."""
+    db_session.info.setdefault(_COUNTED, []).append((METRIC_KINDS.get(kind, kind), outcome))
+
+
+def count_outcomes_after_commit(sessions: sessionmaker[Session], metrics: Metrics) -> None:
+    """Count deployments' outcomes (`opsbot_deploys_total`) once their audit lines commit.
+
+    The same sessions and metrics wired twice count once.
+    """
+    if _WIRED.get(sessions) is metrics:
+        return
+    _WIRED[sessions] = metrics
+
+    @event.listens_for(sessions, "after_commit")
+    def after_commit(db_session: Session) -> None:
+        for kind, outcome in db_session.info.pop(_COUNTED, []):
+            metrics.deploy(kind, outcome)
+
+    @event.listens_for(sessions, "after_rollback")
+    def after_rollback(db_session: Session) -> None:
+        db_session.info.pop(_COUNTED, None)
 
 
 def announce(db_session: Session, *, deployment: Deployment, now: datetime) -> None:
@@ -144,28 +197,128 @@ def record(
     )
 
 
+def request_refused(services: Services, request: Request, error: Exception) -> None:
+    """Audit, count and log a request that did not start: refused, or failed before it could.
+
+    It failed when AWS did (DeployFailed), and was refused otherwise (a check, a right).
+    """
+    failed = isinstance(error, DeployFailed)
+    outcome = "failed" if failed else "refused"
+    aws_error = failure_code(error) if failed else None
+    detail = {**_request_detail(request), "reason": str(error)}
+    if aws_error is not None:
+        detail["aws_error"] = aws_error
+    with services.sessions() as db_session:
+        audit.record(
+            db_session,
+            at=services.clock.now(),
+            actor=request.actor,
+            action=f"{request.kind}.request",
+            target=request.audit_target,
+            outcome=outcome,
+            detail=detail,
+        )
+        count(db_session, kind=request.kind, outcome=outcome)
+        db_session.commit()
+    what = request.tag or request.digest or f"#{request.rollback_of}"
+    extra = {"app": request.app, "env": request.env, "slack_user": request.actor}
+    if failed:
+        log.warning(
+            "%s of %s to %s by %s failed before it started (AWS error %s): %s",
+            request.kind,
+            what,
+            request.label,
+            request.actor,
+            aws_error,
+            str(error),
+            extra={**extra, "aws_error": aws_error},
+        )
+    else:
+        log.info(
+            "%s of %s to %s by %s refused: %s",
+            request.kind,
+            what,
+            request.label,
+            request.actor,
+            str(error),
+            extra=extra,
+        )
+
+
+def _request_detail(request: Request) -> dict[str, Any]:
+    detail: dict[str, Any] = {"tag": request.tag, "digest": request.digest}
+    if request.rollback_of is not None:
+        detail["rollback_of"] = request.rollback_of
+    if request.force_reason:
+        detail["force_reason"] = request.force_reason
+    if request.undoes is not None:
+        detail["undoes"] = request.undoes
+        detail["undoes_task_definition"] = request.undoes_task_definition
+    if request.cli_identity:
+        detail["cli"] = request.cli_identity
+    return {k: v for k, v in detail.items() if v is not None}
+
+
 def finish(
-    db_session: Session, *, deployment: Deployment, status: str, outcome: str, now: datetime
+    db_session: Session,
+    *,
+    deployment: Deployment,
+    status: str,
+    outcome: str,
+    now: datetime,
+    actor: str | None = None,
+    aws_error: str | None = None,
 ) -> None:
-    """End a deployment: its status, the lock, the audit entry, its messages."""
+    """End a deployment: its status, the lock, the audit entry, its messages.
+
+    `actor` is who ended it, when someone other than its deployer did (a forced
+    takeover); `aws_error` the AWS error code it failed on, if one did.
+    """
     deployment.status = status
     deployment.outcome = outcome
     deployment.finished_at = now
     service.release_deploy_lock(db_session, deployment=deployment)
+    extra = {"aws_error": aws_error} if aws_error else {}
     record(
         db_session,
         deployment=deployment,
         action=f"{deployment.kind}.finish",
         outcome={COMPLETED: "ok", SUPERSEDED: "superseded"}.get(status, "failed"),
         now=now,
+        actor=actor,
         status=status,
         summary=outcome,
+        **extra,
     )
+    count(db_session, kind=deployment.kind, outcome=status)
+    if status == FAILED:
+        log.warning(
+            "deployment %s: %s of %s to %s by %s failed (AWS error %s): %s",
+            deployment.id,
+            deployment.kind,
+            deployment.tag,
+            deployment.label,
+            deployment.actor,
+            aws_error or "-",
+            outcome,
+            extra=_log_extra(deployment, aws_error=aws_error),
+        )
     announce(db_session, deployment=deployment, now=now)
     thread_reply(
         db_session, deployment=deployment, text=f"{render.headline(deployment)}\n{outcome}", now=now
     )
     refresh_incidents(db_session, app=deployment.app, env=deployment.env, now=now)
+
+
+def _log_extra(deployment: Deployment, **more: Any) -> dict[str, Any]:
+    """The ids a log line about a deployment carries."""
+    return {
+        "deployment": deployment.id,
+        "app": deployment.app,
+        "env": deployment.env,
+        "slack_user": deployment.actor,
+        **{k: v for k, v in more.items() if v is not None},
+    }
 
 
 def refresh_incidents(db_session: Session, *, app: str, env: str, now: datetime) -> None:
@@ -184,151 +337,477 @@ def new_watch_token(deployment_id: int) -> str:
 
 
 def start(services: Services, checked: Plan, *, approved_by: list[str]) -> Deployment:
-    """Take the lock, record the deployment, update the service, watch it."""
+    """Take the lock, record the deployment, update the service, watch it.
+
+    While it calls AWS the start claims the deployment (`StartClaim`, renewed for no
+    longer than boto3's retries and timeouts let its calls last), and nothing settles
+    a "starting" deployment from ECS before that claim has lapsed. Right before
+    UpdateService it checks under the row lock, renewing the claim, that the
+    deployment is still "starting" (a start given up meanwhile never updates the
+    service), and an update whose answer is lost leaves it "starting" for its watch
+    to settle from ECS. An update that lands all the same after the deployment was
+    given up (its process stalled past its claim) is taken back when the environment
+    is free, and said in the channel when it is not.
+    """
     request = checked.request
     settings = checked.target.settings
-    poll = timedelta(seconds=services.config.deploys.poll_interval_s)
+    deployment_id, token = _record_start(services, checked, approved_by=approved_by)
     now = services.clock.now()
-    with services.sessions() as db_session:
-        if checked.takeover is not None:
-            _take_over(db_session, deployment_id=checked.takeover, actor=request.actor, now=now)
-        manual = service.manual_lock(db_session, app=request.app, env=request.env)
-        if manual is not None and manual.holder != request.actor:
-            raise DeployRefused(f"{code(request.label)} is {render.lock_text(manual)}.")
-        deployment = service.create(
-            db_session,
-            now=now,
-            app=request.app,
-            env=request.env,
-            kind=request.kind,
-            actor=request.actor,
-            tag=checked.tag,
-            image=checked.image,
-            digest=checked.digest,
-            previous_image=checked.current_image,
-            previous_tag=checked.current_tag,
-            previous_task_definition=checked.current_task_definition,
-            task_definition=checked.task_definition,
-            rollback_of=request.rollback_of,
-            channel=checked.channel,
-            force_reason=request.force_reason if checked.forced else None,
-        )
-        deployment.approved_by = list(approved_by)
-        deployment.forced = list(checked.forced)
-        deployment.scan = dict(checked.scan)
-        deployment.watch_job = new_watch_token(deployment.id)
-        held = service.take_lock(
-            db_session,
-            app=request.app,
-            env=request.env,
-            kind=LOCK_DEPLOY,
-            holder=request.actor,
-            deployment_id=deployment.id,
-            now=now,
-        )
-        if held is None:  # another deploy took it since the checks
-            db_session.rollback()
-            busy = service.active_for(db_session, app=request.app, env=request.env)
-            raise DeployRefused(
-                render.busy_text(busy) if busy else f"{code(request.label)} is busy; try again."
-            )
-        record(
-            db_session,
-            deployment=deployment,
-            action=f"{request.kind}.start",
-            outcome="ok",
-            now=now,
-            approved_by=list(approved_by),
-            scan=checked.scan.get("text"),
-        )
-        if checked.forced:
-            record(
-                db_session,
-                deployment=deployment,
-                action=f"{request.kind}.force",
-                outcome="ok",
-                now=now,
-                reason=request.force_reason,
-                overrode=list(checked.forced),
-                checks=list(checked.notes),
-            )
-        announce(db_session, deployment=deployment, now=now)
-        db_session.commit()
-        token = deployment.watch_job
     log.info(
         "deployment %s: %s of %s to %s/%s started by %s",
-        deployment.id,
+        deployment_id,
         request.kind,
         checked.tag,
         request.app,
         request.env,
         request.actor,
         extra={
-            "deployment": deployment.id,
+            "deployment": deployment_id,
             "app": request.app,
             "env": request.env,
             "slack_user": request.actor,
         },
     )
+    poll = timedelta(seconds=services.config.deploys.poll_interval_s)
     services.scheduler.schedule(
-        WATCH_JOB, at=now + poll, job_id=token, deployment_id=deployment.id, token=token
+        WATCH_JOB, at=now + poll, job_id=token, deployment_id=deployment_id, token=token
     )
 
     client = services.aws.get("ecs")
-    try:
-        target_revision = checked.task_definition
-        if target_revision is None:
-            with aws_call("register the new task definition revision"):
-                current = ecs.describe_task_definition(client, arn=checked.current_task_definition)
-                registered = ecs.register_with_image(
-                    client, current, container=settings.container, image=checked.image
-                )
-            target_revision = registered.arn
-            with services.sessions() as db_session:
-                row = service.get_or_raise(db_session, deployment_id=deployment.id, lock=True)
-                row.task_definition = target_revision
-                db_session.commit()
-        with aws_call("update the service"):
-            state = ecs.update_service(
-                client,
-                cluster=settings.cluster,
-                service=settings.service,
-                task_definition=target_revision,
+    # DescribeTaskDefinition and RegisterTaskDefinition first, unless the revision exists.
+    calls = 1 if checked.task_definition else 3
+    with StartClaim(services, deployment_id=deployment_id, budget_s=calls * longest_call_s("ecs")):
+        try:
+            revision = checked.task_definition or _register(
+                services, checked, deployment_id=deployment_id, client=client
             )
-    except DeployError as exc:
-        with services.sessions() as db_session:
-            row = service.get_or_raise(db_session, deployment_id=deployment.id, lock=True)
-            if row.is_active:
-                finish(
-                    db_session,
-                    deployment=row,
-                    status=FAILED,
-                    outcome=str(exc),
-                    now=services.clock.now(),
+        except DeployError as exc:
+            fail_start(services, deployment_id=deployment_id, outcome=str(exc), error=exc)
+            raise
+        settled = before_update(services, deployment_id=deployment_id)
+        if settled is not None:
+            return settled
+        try:
+            with aws_call("update the service"):
+                state = ecs.update_service(
+                    client,
+                    cluster=settings.cluster,
+                    service=settings.service,
+                    task_definition=revision,
                 )
-            db_session.commit()
-        raise
+        except DeployError as exc:
+            if isinstance(exc, DeployFailed) and exc.unanswered:
+                return update_unanswered(services, deployment_id=deployment_id, error=exc)
+            fail_start(services, deployment_id=deployment_id, outcome=str(exc), error=exc)
+            raise
+    return service_updated(services, deployment_id=deployment_id, revision=revision, state=state)
 
-    rollout = next(
-        (
-            d
-            for d in state.deployments
-            if d.task_definition == target_revision and d.status == "PRIMARY"
-        ),
-        state.primary,
+
+def _record_start(services: Services, checked: Plan, *, approved_by: list[str]) -> tuple[int, str]:
+    """Take the lock and record the deployment, claimed; its id and watch token.
+
+    A lock taken since the checks (someone's manual lock, another deploy) refuses
+    it, audited, and nothing is recorded.
+    """
+    request = checked.request
+    now = services.clock.now()
+    with services.sessions() as db_session:
+        if checked.takeover is not None:
+            _take_over(db_session, deployment_id=checked.takeover, actor=request.actor, now=now)
+        manual = service.manual_lock(db_session, app=request.app, env=request.env)
+        if manual is not None and manual.holder != request.actor:
+            refused = DeployRefused(f"{code(request.label)} is {render.lock_text(manual)}.")
+            db_session.rollback()
+        else:
+            deployment = service.create(
+                db_session,
+                now=now,
+                app=request.app,
+                env=request.env,
+                kind=request.kind,
+                actor=request.actor,
+                tag=checked.tag,
+                image=checked.image,
+                digest=checked.digest,
+                previous_image=checked.current_image,
+                previous_tag=checked.current_tag,
+                previous_task_definition=checked.current_task_definition,
+                task_definition=checked.task_definition,
+                rollback_of=request.rollback_of,
+                channel=checked.channel,
+                force_reason=request.force_reason if checked.forced else None,
+            )
+            deployment.approved_by = list(approved_by)
+            deployment.forced = list(checked.forced)
+            deployment.scan = dict(checked.scan)
+            deployment.watch_job = new_watch_token(deployment.id)
+            service.claim(deployment, until=now + START_CLAIM)
+            held = service.take_lock(
+                db_session,
+                app=request.app,
+                env=request.env,
+                kind=LOCK_DEPLOY,
+                holder=request.actor,
+                deployment_id=deployment.id,
+                now=now,
+            )
+            if held is not None:
+                _start_recorded(db_session, checked, deployment=deployment, now=now)
+                db_session.commit()
+                return deployment.id, deployment.watch_job
+            db_session.rollback()  # another deploy took it since the checks
+            busy = service.active_for(db_session, app=request.app, env=request.env)
+            refused = DeployRefused(
+                render.busy_text(busy) if busy else f"{code(request.label)} is busy; try again."
+            )
+    request_refused(services, request, refused)
+    raise refused
+
+
+def _start_recorded(
+    db_session: Session, checked: Plan, *, deployment: Deployment, now: datetime
+) -> None:
+    """The deployment holds the lock: audit its start (and force), count it, announce it."""
+    request = checked.request
+    record(
+        db_session,
+        deployment=deployment,
+        action=f"{request.kind}.start",
+        outcome="ok",
+        now=now,
+        approved_by=list(deployment.approved_by),
+        scan=checked.scan.get("text"),
     )
+    if checked.forced:
+        record(
+            db_session,
+            deployment=deployment,
+            action=f"{request.kind}.force",
+            outcome="ok",
+            now=now,
+            reason=request.force_reason,
+            overrode=list(checked.forced),
+            checks=list(checked.notes),
+        )
+    count(db_session, kind=request.kind, outcome="started")
+    announce(db_session, deployment=deployment, now=now)
+
+
+def _register(services: Services, checked: Plan, *, deployment_id: int, client: Any) -> str:
+    """Register the revision that changes only the image, and record it; its ARN."""
+    with aws_call("register the new task definition revision"):
+        current = ecs.describe_task_definition(client, arn=checked.current_task_definition)
+        registered = ecs.register_with_image(
+            client, current, container=checked.target.settings.container, image=checked.image
+        )
+    with services.sessions() as db_session:
+        row = service.get_or_raise(db_session, deployment_id=deployment_id, lock=True)
+        row.task_definition = registered.arn
+        db_session.commit()
+    return registered.arn
+
+
+class StartClaim:
+    """Claims a "starting" deployment while this process calls AWS for it.
+
+    The claim is renewed from a thread, for no longer than the calls may take
+    (`budget_s`, what boto3's retries and timeouts allow them): a start still at
+    work is never settled as dead while an update it sent may land. Leaving with
+    an error gives the claim up (nothing this process sent is on its way any
+    more); a process that dies leaves it to lapse.
+    """
+
+    def __init__(
+        self,
+        services: Services,
+        *,
+        deployment_id: int,
+        budget_s: float,
+        every_s: float = RENEW_EVERY_S,
+    ) -> None:
+        self.services = services
+        self.deployment_id = deployment_id
+        self.budget = timedelta(seconds=budget_s)
+        self.every_s = every_s
+        self._until: datetime | None = None  # renewed no later than this
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"deploy-claim-{deployment_id}", daemon=True
+        )
+
+    def __enter__(self) -> StartClaim:
+        self._until = self.services.clock.now() + self.budget
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        self._thread.join()
+        if exc_type is not None:
+            self._give_up()
+
+    def renew(self) -> bool:
+        """Extend the claim by START_CLAIM from now; False once it is not to be renewed."""
+        now = self.services.clock.now()
+        if self._until is not None and now > self._until:
+            return False  # longer than its calls can take: something else holds it up
+        with self.services.sessions() as db_session:
+            row = service.get(db_session, deployment_id=self.deployment_id, lock=True)
+            if row is None or row.status != STARTING:
+                return False
+            service.claim(row, until=now + START_CLAIM)
+            db_session.commit()
+            return True
+
+    def _give_up(self) -> None:
+        try:
+            with self.services.sessions() as db_session:
+                row = service.get(db_session, deployment_id=self.deployment_id, lock=True)
+                if row is not None and row.status == STARTING:
+                    service.claim(row, until=None)
+                    db_session.commit()
+        except Exception:  # unclaimed or not, it lapses within START_CLAIM
+            log.warning(
+                "deployment %s: cannot give up its start's claim",
+                self.deployment_id,
+                exc_info=True,
+                extra={"deployment": self.deployment_id},
+            )
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                if not self.renew():
+                    return
+            except Exception:  # the database may be back by the next renewal, within the claim
+                log.warning(
+                    "deployment %s: cannot renew its start's claim",
+                    self.deployment_id,
+                    exc_info=True,
+                    extra={"deployment": self.deployment_id},
+                )
+
+
+def before_update(services: Services, *, deployment_id: int) -> Deployment | None:
+    """Right before the service update: None if the deployment is still "starting".
+
+    Checked under the row lock, where the claim is renewed: nothing settles the
+    deployment while its update is on its way. A deployment settled meanwhile is
+    not updated: one followed already is returned as it is; one given up raises
+    DeployFailed (audited, for the person who asked).
+    """
     with services.sessions() as db_session:
         now = services.clock.now()
-        row = service.get_or_raise(db_session, deployment_id=deployment.id, lock=True)
-        row.task_definition = target_revision
+        row = service.get_or_raise(db_session, deployment_id=deployment_id, lock=True)
         if row.status == STARTING:
-            rolling_out(
-                db_session, deployment=row, rollout_id=rollout.id if rollout else None, now=now
-            )
-        else:
-            log.warning("deployment %s was %s when its service update returned", row.id, row.status)
+            service.claim(row, until=now + START_CLAIM)
+            db_session.commit()
+            return None
+        if row.is_active:
+            return row
+        record(
+            db_session,
+            deployment=row,
+            action=f"{row.kind}.update",
+            outcome="refused",
+            now=now,
+            status=row.status,
+            reason="the deployment was settled before its service update: not updated",
+        )
+        text = (
+            f"Deployment #{row.id} was marked {render.STATUS_WORD.get(row.status, row.status)} "
+            f"while its start waited on AWS: {row.outcome or ''}\n"
+            "opsbot did not update the service."
+        )
         db_session.commit()
-        return row
+    log.warning(
+        "deployment %s: %s of %s to %s by %s was %s before its service update: not updated",
+        row.id,
+        row.kind,
+        row.tag,
+        row.label,
+        row.actor,
+        row.status,
+        extra=_log_extra(row),
+    )
+    raise DeployFailed(text)
+
+
+def fail_start(
+    services: Services, *, deployment_id: int, outcome: str, error: BaseException
+) -> None:
+    """AWS refused a step of the start (or it failed before any update): it failed."""
+    with services.sessions() as db_session:
+        row = service.get_or_raise(db_session, deployment_id=deployment_id, lock=True)
+        if row.is_active:
+            finish(
+                db_session,
+                deployment=row,
+                status=FAILED,
+                outcome=outcome,
+                now=services.clock.now(),
+                aws_error=failure_code(error),
+            )
+        db_session.commit()
+
+
+def update_unanswered(services: Services, *, deployment_id: int, error: DeployFailed) -> Deployment:
+    """The service update's answer was lost: it may have landed, or not.
+
+    The deployment stays "starting", claimed a while longer (AWS may still be at
+    it), and its watch settles it from ECS: followed if the service was updated,
+    failed if not.
+    """
+    with services.sessions() as db_session:
+        now = services.clock.now()
+        row = service.get_or_raise(db_session, deployment_id=deployment_id, lock=True)
+        if row.status == STARTING:
+            service.claim(row, until=now + START_CLAIM)
+            row.observed = {**row.observed, UNANSWERED: error.code or "-"}
+            record(
+                db_session,
+                deployment=row,
+                action=f"{row.kind}.update",
+                outcome="unknown",
+                now=now,
+                aws_error=error.code,
+                reason=str(error),
+            )
+            thread_reply(
+                db_session,
+                deployment=row,
+                text=(
+                    f"AWS did not answer the service update ({code(error.code or '-')}): opsbot "
+                    "is checking whether it landed."
+                ),
+                now=now,
+            )
+        db_session.commit()
+    log.warning(
+        "deployment %s: %s of %s to %s by %s: AWS did not answer the service update "
+        "(AWS error %s); its watch settles it from ECS",
+        row.id,
+        row.kind,
+        row.tag,
+        row.label,
+        row.actor,
+        error.code or "-",
+        extra=_log_extra(row, aws_error=error.code),
+    )
+    return row
+
+
+def service_updated(
+    services: Services, *, deployment_id: int, revision: str, state: ServiceState
+) -> Deployment:
+    """ECS accepted the update: the deployment rolls out (taken back if it was given up)."""
+    rollout = next(
+        (d for d in state.deployments if d.task_definition == revision and d.status == "PRIMARY"),
+        state.primary,
+    )
+    rollout_id = rollout.id if rollout else None
+    late: str | None = None
+    adopted = False
+    with services.sessions() as db_session:
+        now = services.clock.now()
+        row = service.get_or_raise(db_session, deployment_id=deployment_id, lock=True)
+        row.task_definition = revision
+        if row.status == STARTING:
+            rolling_out(db_session, deployment=row, rollout_id=rollout_id, now=now)
+        elif not row.is_active:
+            late = _late_update(db_session, deployment=row, rollout_id=rollout_id, now=now)
+            adopted = late is None
+        db_session.commit()
+    if late is not None:
+        raise DeployFailed(late)
+    if adopted:
+        schedule_watch(services, deployment_id=deployment_id)
+    return row
+
+
+def _late_update(
+    db_session: Session, *, deployment: Deployment, rollout_id: str | None, now: datetime
+) -> str | None:
+    """The update landed after the deployment was given up (its start stalled past its claim).
+
+    ECS rolls it out: with the environment free, the deployment takes it back and is
+    followed again (None). Held by another deployment meanwhile, the channel is told,
+    and so is the person (the text returned): ECS rolls out whichever update came last.
+    """
+    was = deployment.status
+    held = service.take_lock(
+        db_session,
+        app=deployment.app,
+        env=deployment.env,
+        kind=LOCK_DEPLOY,
+        holder=deployment.actor,
+        deployment_id=deployment.id,
+        now=now,
+    )
+    if held is not None:
+        deployment.outcome = None
+        deployment.finished_at = None
+        rolling_out(db_session, deployment=deployment, rollout_id=rollout_id, now=now)
+        record(
+            db_session,
+            deployment=deployment,
+            action=f"{deployment.kind}.recover",
+            outcome="ok",
+            now=now,
+            actor="opsbot",
+            found=f"the service update landed after it was marked {was}: following it",
+        )
+        log.warning(
+            "deployment %s: its service update landed after it was marked %s: following it",
+            deployment.id,
+            was,
+            extra=_log_extra(deployment),
+        )
+        return None
+    busy = service.active_for(db_session, app=deployment.app, env=deployment.env)
+    holder = (
+        f"deployment #{busy.id} ({render.what(busy)}) of {actor_text(busy.actor)}"
+        if busy is not None
+        else "another deployment"
+    )
+    text = (
+        f":warning: The service update of deployment #{deployment.id} ({render.what(deployment)})"
+        f" landed after it was marked {render.STATUS_WORD.get(was, was)}, while {holder} holds "
+        f"{code(deployment.label)}: ECS rolls out whichever update came last. Check "
+        f"{code(f'/deploy status {deployment.app} {deployment.env}')}."
+    )
+    record(
+        db_session,
+        deployment=deployment,
+        action=f"{deployment.kind}.late_update",
+        outcome="failed",
+        now=now,
+        actor="opsbot",
+        status=was,
+        holder=busy.id if busy is not None else None,
+    )
+    if deployment.channel:
+        outbox.post_or_update(
+            db_session,
+            key=f"{deployment.message_key}:late-update",
+            channel=deployment.channel,
+            message=render.lock_notice(text),
+            now=now,
+        )
+    log.error(
+        "deployment %s: its service update landed after it was marked %s, while %s holds %s",
+        deployment.id,
+        was,
+        f"deployment {busy.id}" if busy is not None else "another deployment",
+        deployment.label,
+        extra=_log_extra(deployment, holder=busy.id if busy is not None else None),
+    )
+    return text
 
 
 def rolling_out(
@@ -339,6 +818,9 @@ def rolling_out(
     deployment.ecs_deployment_id = rollout_id
     deployment.started_at = now
     deployment.last_progress_at = now
+    deployment.observed = {
+        k: v for k, v in (deployment.observed or {}).items() if k not in (service.CLAIM, UNANSWERED)
+    }
     announce(db_session, deployment=deployment, now=now)
     thread_reply(
         db_session,
@@ -353,7 +835,7 @@ def rolling_out(
 
 
 def _take_over(db_session: Session, *, deployment_id: int, actor: str, now: datetime) -> None:
-    """A forced deploy replaces a stuck one: end it and free its lock."""
+    """A forced deploy replaces a stuck one: end it (by `actor`) and free its lock."""
     old = service.get(db_session, deployment_id=deployment_id, lock=True)
     if old is None or not old.is_active:
         return
@@ -363,6 +845,7 @@ def _take_over(db_session: Session, *, deployment_id: int, actor: str, now: date
         status=SUPERSEDED,
         outcome=f"Taken over by a forced deploy of {actor_text(actor)}.",
         now=now,
+        actor=actor,
     )
 
 
@@ -425,8 +908,8 @@ def observe(services: Services, *, deployment_id: int) -> str:
         if not deployment.is_active:
             return deployment.status
         starting = deployment.status == STARTING
-        if starting and now - deployment.created_at < timedelta(seconds=knobs.starting_grace_s):
-            return STARTING
+        if starting and now < service.settles_at(deployment, grace=_grace(services)):
+            return STARTING  # its start may still be at work: see StartClaim
         seen_count = deployment.observations
         seen = Seen(
             ecs_deployment_id=deployment.ecs_deployment_id,
@@ -456,8 +939,7 @@ def observe(services: Services, *, deployment_id: int) -> str:
                     client, cluster=target.settings.cluster, started_by=rollout.id
                 )
     except DeployError as exc:
-        log.warning("deployment %s: cannot read the rollout: %r", deployment_id, str(exc))
-        return ROLLING_OUT if not seen.is_stuck else STUCK
+        return _unreadable(services, deployment_id=deployment_id, seen_count=seen_count, error=exc)
     verdict = assess(
         seen, state, stopped=stopped, now=now, stuck_after=timedelta(minutes=knobs.stuck_after_min)
     )
@@ -474,6 +956,71 @@ def observe(services: Services, *, deployment_id: int) -> str:
         )
         db_session.commit()
         return row.status
+
+
+def _grace(services: Services) -> timedelta:
+    return timedelta(seconds=services.config.deploys.starting_grace_s)
+
+
+def _unreadable(
+    services: Services, *, deployment_id: int, seen_count: int, error: DeployError
+) -> str:
+    """The watch cannot read ECS: after `stuck_after_min` of that, the rollout is stuck.
+
+    Nobody can tell how it goes, so the channel is alerted as for a rollout that
+    does not move (and a forced deploy may take the environment over); the watch
+    goes on, and the first look that reads ECS again takes over from there.
+    """
+    knobs = services.config.deploys
+    now = services.clock.now()
+    aws_error = failure_code(error)
+    with services.sessions() as db_session:
+        row = service.get_or_raise(db_session, deployment_id=deployment_id, lock=True)
+        if row.observations != seen_count or not row.is_active:
+            return row.status  # another observer applied a look meanwhile
+        observed = dict(row.observed or {})
+        since_text = observed.get(UNREADABLE_SINCE)
+        since = datetime.fromisoformat(since_text) if isinstance(since_text, str) else now
+        row.observed = {**observed, UNREADABLE_SINCE: since.isoformat(), UNREADABLE_CODE: aws_error}
+        blind = now - since >= timedelta(minutes=knobs.stuck_after_min)
+        if blind and row.status == ROLLING_OUT:
+            row.status = STUCK
+            row.stuck_at = now
+            announce(db_session, deployment=row, now=now)
+            if row.channel:
+                outbox.post_or_update(
+                    db_session,
+                    key=f"{row.message_key}:unreadable:{row.observations}",
+                    channel=row.channel,
+                    message=render.unreadable_alert(row, since=since, aws_error=aws_error),
+                    now=now,
+                )
+            record(
+                db_session,
+                deployment=row,
+                action=f"{row.kind}.stuck",
+                outcome="stuck",
+                now=now,
+                actor="opsbot",
+                reason=f"opsbot cannot read ECS: {aws_error}",
+                aws_error=aws_error,
+                unreadable_since=since.isoformat(),
+            )
+            count(db_session, kind=row.kind, outcome=STUCK)
+        status = row.status
+        db_session.commit()
+    log_line = log.error if blind else log.warning
+    log_line(
+        "deployment %s: cannot read the rollout of %s since %s (AWS error %s)%s: %s",
+        row.id,
+        row.label,
+        since.isoformat(),
+        aws_error,
+        ": marked stuck" if blind else "",
+        str(error),
+        extra=_log_extra(row, aws_error=aws_error),
+    )
+    return status
 
 
 def _apply(
@@ -504,7 +1051,11 @@ def _apply(
     if verdict.kind == verdicts.PROGRESS:
         deployment.last_progress_at = now
         note = ""
-        if verdict.resumed:
+        if verdict.resumed and "state" not in previous:
+            # Stuck before any look could read ECS: this first look is what later ones
+            # are compared with, no sign that it moves.
+            note = " (the first look since opsbot could read ECS)"
+        elif verdict.resumed:
             deployment.status = ROLLING_OUT
             deployment.stuck_at = None
             note = " (moving again)"
@@ -541,6 +1092,7 @@ def _apply(
             actor="opsbot",
             counts=verdict.counts,
         )
+        count(db_session, kind=deployment.kind, outcome=STUCK)
     elif verdict.kind in FINAL_VERDICTS:
         status = FINAL_VERDICTS[verdict.kind]
         took = duration((now - (deployment.started_at or deployment.created_at)).total_seconds())
@@ -564,11 +1116,12 @@ FINAL_VERDICTS = {
 
 
 def reconcile(services: Services, *, deployment_id: int) -> str:
-    """Settle a deployment left "starting" (the bot died mid-start) from the service's state.
+    """Settle a deployment left "starting" from the service's state.
 
-    If the service already runs (or rolls out) the deployment's image or
-    revision, the update happened: follow it. Otherwise nothing changed in
-    ECS: the deployment failed, and its lock is released.
+    Its start stopped (the bot died mid-start) or lost the answer to its service
+    update. If the service runs (or rolls out) the deployment's revision, the
+    update happened: follow it. Otherwise nothing changed in ECS: the deployment
+    failed, and its lock is released. A start that claims it again meanwhile keeps it.
     """
     with services.sessions() as db_session:
         deployment = service.get_or_raise(db_session, deployment_id=deployment_id)
@@ -576,6 +1129,7 @@ def reconcile(services: Services, *, deployment_id: int) -> str:
             return deployment.status
         app, env, kind = deployment.app, deployment.env, deployment.kind
         revision, image = deployment.task_definition, deployment.image
+        previous = deployment.previous_task_definition
     own = RECONCILERS.get(kind)
     if own is not None:
         return own(services, deployment_id=deployment_id)
@@ -589,19 +1143,25 @@ def reconcile(services: Services, *, deployment_id: int) -> str:
         )
         primary = state.primary
         running_image = None
-        if primary is not None:
+        if primary is not None and revision is None and primary.task_definition != previous:
             running_image = ecs.describe_task_definition(
                 client, arn=primary.task_definition
             ).image_of(target.settings.container)
+    # By the revision: an image says nothing when the revision that ran before had it too
+    # (a forced redeploy of the running image). Only a start that died before recording
+    # its new revision leaves none: then a new primary of the image is its update.
     updated = primary is not None and (
         primary.task_definition == revision
-        or (running_image is not None and running_image == image)
+        or (revision is None and running_image is not None and running_image == image)
     )
     with services.sessions() as db_session:
         now = services.clock.now()
         row = service.get_or_raise(db_session, deployment_id=deployment_id, lock=True)
         if row.status != STARTING:
             return row.status
+        if now < service.settles_at(row, grace=_grace(services)):
+            return STARTING  # its start claimed it again meanwhile: it is at work
+        cause = why_interrupted(row)
         if updated and primary is not None:
             row.task_definition = primary.task_definition
             rolling_out(db_session, deployment=row, rollout_id=primary.id, now=now)
@@ -612,10 +1172,11 @@ def reconcile(services: Services, *, deployment_id: int) -> str:
                 deployment=row,
                 status=FAILED,
                 outcome=(
-                    "Interrupted before the service was updated (the bot stopped); nothing "
+                    f"Interrupted before the service was updated ({cause}); nothing "
                     "changed in ECS. Deploy again."
                 ),
                 now=now,
+                aws_error=(row.observed or {}).get(UNANSWERED),
             )
             found = "the service was never updated: marked failed"
         record(
@@ -634,11 +1195,19 @@ def reconcile(services: Services, *, deployment_id: int) -> str:
     return status
 
 
+def why_interrupted(deployment: Deployment) -> str:
+    """Why a "starting" deployment is settled by `reconcile`, for people (mrkdwn)."""
+    lost = (deployment.observed or {}).get(UNANSWERED)
+    if lost:
+        return f"AWS did not answer the service update, {code(str(lost))}"
+    return "the bot stopped"
+
+
 def recover(services: Services, *, deployment_id: int) -> bool:
     """Make a deploy lock's holder tell the truth; True if the lock is now free.
 
-    A terminal holder frees its lock; a "starting" one past its grace is
-    reconciled; a rollout nobody has looked at for a while (its watch job was
+    A terminal holder frees its lock; a "starting" one past its grace and its
+    start's claim is reconciled; a rollout nobody has looked at for a while (its watch job was
     lost with a crash) gets a look now and a new watch.
     """
     knobs = services.config.deploys
@@ -652,13 +1221,13 @@ def recover(services: Services, *, deployment_id: int) -> bool:
             db_session.commit()
             return True
         status = deployment.status
-        created = deployment.created_at
-        looked = deployment.last_checked_at or deployment.started_at or created
+        settles = service.settles_at(deployment, grace=_grace(services))
+        looked = deployment.last_checked_at or deployment.started_at or deployment.created_at
     stale_after = timedelta(seconds=max(3 * knobs.poll_interval_s, knobs.starting_grace_s))
     try:
         if status == STARTING:
-            if now - created < timedelta(seconds=knobs.starting_grace_s):
-                return False
+            if now < settles:
+                return False  # its start may still be at work: see StartClaim
             return reconcile(services, deployment_id=deployment_id) not in (
                 STARTING,
                 ROLLING_OUT,

@@ -54,7 +54,9 @@ class Deployment(Base):
     force_reason: Mapped[str | None] = mapped_column(Text)
     forced: Mapped[list[str]] = mapped_column(JSONType, default=list)  # what --force overrode
     scan: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
-    # The rollout as last seen, and the stopped tasks already reported.
+    # The rollout as last seen, and the stopped tasks already reported; while it starts,
+    # until when its start claims it (and a lost answer's error code); while the watch
+    # cannot read ECS, since when and why (bot/deploys/flows.py).
     observed: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     observations: Mapped[int] = mapped_column(Integer, default=0)
     watch_job: Mapped[str | None] = mapped_column(String(191))  # the one watch job that counts

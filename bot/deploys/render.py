@@ -205,6 +205,18 @@ def stuck_alert(deployment: Deployment, *, minutes: float) -> dict[str, Any]:
     return {"text": clip(text, TEXT_MAX), "blocks": None}
 
 
+def unreadable_alert(deployment: Deployment, *, since: datetime, aws_error: str) -> dict[str, Any]:
+    """The alert for a rollout the watch has not been able to read for `stuck_after_min`."""
+    take_over = f'/deploy {deployment.app} {deployment.env} <tag> --force "<reason>"'
+    text = (
+        f":warning: {_plain(headline(deployment))}: opsbot cannot read ECS: {code(aws_error)} "
+        f"(since {slack_date(since)}), so nobody sees how deployment #{deployment.id} goes. "
+        f"{actor_text(deployment.actor)}, have a look in the ECS console; a forced deploy "
+        f"({code(take_over)}) may take over."
+    )
+    return {"text": clip(text, TEXT_MAX), "blocks": None}
+
+
 def stopped_line(short_id: str, reason: str, containers: tuple[str, ...]) -> str:
     """A stopped task as mrkdwn: ECS's reason and the containers' exit reasons, inert."""
     line = f"task {escape(short_id)} stopped: {inert(reason, 300)}"

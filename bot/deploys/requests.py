@@ -8,17 +8,16 @@ This is the one entry point Slack (`/deploy`, `/rollback`) and the CLI
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from bot.approvals import flows as approval_flows
 from bot.approvals.render import actor_text
 from bot.apps.errors import NotAllowed
-from bot.audit import service as audit
 from bot.deploys import render
 from bot.deploys.checks import plan
-from bot.deploys.errors import DeployRefused
-from bot.deploys.flows import start
-from bot.deploys.models import ROLLBACK, Deployment
+from bot.deploys.errors import DeployError, DeployRefused
+from bot.deploys.flows import request_refused, start
+from bot.deploys.models import ROLLBACK, STARTING, Deployment
 from bot.deploys.plans import Plan, Request
 from bot.deploys.policy import image_text, short_digest, short_task_definition
 from bot.slack_text import code, escape, inert
@@ -34,40 +33,12 @@ class Accepted:
     request_id: int | None = None
 
 
-def _refused(services: Services, request: Request, reason: str) -> None:
-    with services.sessions() as db_session:
-        audit.record(
-            db_session,
-            at=services.clock.now(),
-            actor=request.actor,
-            action=f"{request.kind}.request",
-            target=request.audit_target,
-            outcome="refused",
-            detail={**_request_detail(request), "reason": reason},
-        )
-        db_session.commit()
-
-
-def _request_detail(request: Request) -> dict[str, Any]:
-    detail: dict[str, Any] = {"tag": request.tag, "digest": request.digest}
-    if request.rollback_of is not None:
-        detail["rollback_of"] = request.rollback_of
-    if request.force_reason:
-        detail["force_reason"] = request.force_reason
-    if request.undoes is not None:
-        detail["undoes"] = request.undoes
-        detail["undoes_task_definition"] = request.undoes_task_definition
-    if request.cli_identity:
-        detail["cli"] = request.cli_identity
-    return {k: v for k, v in detail.items() if v is not None}
-
-
 def submit(services: Services, request: Request) -> Accepted:
     """Check a request; start it, or ask for the clicks its environment needs."""
     try:
         checked = plan(services, request)
-    except (DeployRefused, NotAllowed) as exc:
-        _refused(services, request, str(exc))
+    except (DeployError, NotAllowed) as exc:
+        request_refused(services, request, exc)
         raise
     settings = checked.target.settings
     from_slack = request.cli_identity is None
@@ -79,10 +50,12 @@ def submit(services: Services, request: Request) -> Accepted:
         deployment = start(services, checked, approved_by=[])
         return Accepted(text=started_text(deployment), deployment_id=deployment.id)
     if checked.channel is None:
-        raise DeployRefused(
+        refused = DeployRefused(
             f"{code(request.label)} needs a confirmation in Slack, but it has no release_channel "
             "to ask in: deploy it from Slack, or configure one."
         )
+        request_refused(services, request, refused)
+        raise refused
     action = approval_flows.ask(
         services,
         kind=request.kind,  # the deploy and rollback kinds (bot/deploys/confirm.py)
@@ -156,9 +129,16 @@ def started_text(deployment: Deployment) -> str:
         f": follow it in {render.channel_text(deployment.channel)}" if deployment.channel else ""
     )
     verb = "Rollback" if deployment.kind == ROLLBACK else "Deploy"
+    revision = code(short_task_definition(deployment.task_definition))
+    if deployment.status == STARTING:  # the service update's answer was lost
+        return (
+            f"{verb} #{deployment.id} of {render.what(deployment)} to {code(deployment.label)} "
+            f"({revision}): AWS did not answer the service update; opsbot is checking whether "
+            f"the update landed{where}."
+        )
     return (
         f"{verb} #{deployment.id} of {render.what(deployment)} to {code(deployment.label)} "
-        f"started ({code(short_task_definition(deployment.task_definition))}){where}."
+        f"started ({revision}){where}."
     )
 
 
@@ -172,7 +152,7 @@ def execute_request(services: Services, request: Request, *, approved_by: list[s
         request = replace(request, forces_shown=())
     try:
         checked = plan(services, request)
-    except (DeployRefused, NotAllowed) as exc:
-        _refused(services, request, str(exc))
+    except (DeployError, NotAllowed) as exc:
+        request_refused(services, request, exc)
         raise
     return start(services, checked, approved_by=approved_by)

@@ -46,12 +46,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.adapters import ecs
+from bot.adapters.aws import longest_call_s
 from bot.approvals.service import is_slack_user
 from bot.apps.registry import Target, get_target_or_raise
 from bot.audit.models import AuditRecord
 from bot.deploys import flows, render, service
 from bot.deploys.checks import busy_deployment
-from bot.deploys.errors import DeployError, DeployRefused, aws_call
+from bot.deploys.errors import DeployError, DeployFailed, DeployRefused, aws_call
 from bot.deploys.models import FAILED, FLAG_ROLL, LOCK_DEPLOY, ROLLING_OUT, STARTING, Deployment
 from bot.deploys.policy import digest_of, tag_of
 from bot.outbox import service as outbox
@@ -123,6 +124,13 @@ def check_free(services: Services, *, target: Target, actor: str) -> None:
         raise DeployRefused(render.busy_text(busy))
 
 
+def _count_refused(services: Services) -> None:
+    """Count a refused flag roll (its change's owner audits it)."""
+    with services.sessions() as db_session:
+        flows.count(db_session, kind=FLAG_ROLL, outcome="refused")
+        db_session.commit()
+
+
 def start_flag_roll(
     services: Services,
     *,
@@ -138,11 +146,17 @@ def start_flag_roll(
 
     `record` says what `change` writes, for `reconcile` after a crash: its
     `kind` names a registered ChangeKind, the rest is that kind's own (JSON).
+    The start claims the roll while it works, and treats the service update as
+    `flows.start` does (a lost answer, a roll given up meanwhile, a late update).
     """
     settings = target.settings
     if str(record.get("kind")) not in CHANGE_KINDS:
         raise ValueError(f"no flag-roll change kind {record.get('kind')!r} is registered")
-    check_free(services, target=target, actor=actor)
+    try:
+        check_free(services, target=target, actor=actor)
+    except DeployRefused:
+        _count_refused(services)
+        raise
     client = services.aws.get("ecs")
     with aws_call("read the service"):
         state = ecs.describe_service(client, cluster=settings.cluster, service=settings.service)
@@ -170,6 +184,7 @@ def start_flag_roll(
         )
         deployment.approved_by = list(approved_by)
         deployment.watch_job = flows.new_watch_token(deployment.id)
+        service.claim(deployment, until=now + flows.START_CLAIM)
         held = service.take_lock(
             db_session,
             app=target.app,
@@ -182,6 +197,8 @@ def start_flag_roll(
         if held is None:  # a deploy took it since the check
             db_session.rollback()
             busy = service.active_for(db_session, app=target.app, env=target.env)
+            flows.count(db_session, kind=FLAG_ROLL, outcome="refused")
+            db_session.commit()
             raise DeployRefused(
                 render.busy_text(busy) if busy else f"{code(target.label)} is busy; try again."
             )
@@ -196,6 +213,7 @@ def start_flag_roll(
             change=dict(record),
             rollout_before=rollout_before,
         )
+        flows.count(db_session, kind=FLAG_ROLL, outcome="started")
         flows.announce(db_session, deployment=deployment, now=now)
         db_session.commit()
         deployment_id, token = deployment.id, deployment.watch_job
@@ -204,42 +222,47 @@ def start_flag_roll(
         flows.WATCH_JOB, at=now + poll, job_id=token, deployment_id=deployment_id, token=token
     )
 
-    try:
-        change()
-    except Exception as exc:
-        _fail(services, deployment_id=deployment_id, outcome=f"Nothing changed: {_said(exc)}")
-        raise
-    try:
-        with aws_call("force a new deployment of the service"):
-            updated = ecs.update_service(
-                client,
-                cluster=settings.cluster,
-                service=settings.service,
-                task_definition=state.task_definition,
-                force_new_deployment=True,
+    # The change (one call to its store, on a client configured as ECS's) and the update.
+    budget_s = longest_call_s("ssm") + longest_call_s("ecs")
+    with flows.StartClaim(services, deployment_id=deployment_id, budget_s=budget_s):
+        try:
+            change()
+        except Exception as exc:
+            flows.fail_start(
+                services,
+                deployment_id=deployment_id,
+                outcome=f"Nothing changed: {_said(exc)}",
+                error=exc,
             )
-    except DeployError as exc:
-        _fail(
-            services,
-            deployment_id=deployment_id,
-            outcome=(
-                f"The flag is written, but the service was not restarted ({exc}): running "
-                "tasks keep the old value until they are replaced."
-            ),
-        )
-        raise
-    primary = updated.primary
-    with services.sessions() as db_session:
-        row = service.get_or_raise(db_session, deployment_id=deployment_id, lock=True)
-        if row.status == STARTING:
-            flows.rolling_out(
-                db_session,
-                deployment=row,
-                rollout_id=primary.id if primary else None,
-                now=services.clock.now(),
+            raise
+        settled = flows.before_update(services, deployment_id=deployment_id)
+        if settled is not None:
+            return settled
+        try:
+            with aws_call("force a new deployment of the service"):
+                updated = ecs.update_service(
+                    client,
+                    cluster=settings.cluster,
+                    service=settings.service,
+                    task_definition=state.task_definition,
+                    force_new_deployment=True,
+                )
+        except DeployError as exc:
+            if isinstance(exc, DeployFailed) and exc.unanswered:
+                return flows.update_unanswered(services, deployment_id=deployment_id, error=exc)
+            flows.fail_start(
+                services,
+                deployment_id=deployment_id,
+                outcome=(
+                    f"The flag is written, but the service was not restarted ({exc}): running "
+                    "tasks keep the old value until they are replaced."
+                ),
+                error=exc,
             )
-        db_session.commit()
-        return row
+            raise
+    return flows.service_updated(
+        services, deployment_id=deployment_id, revision=state.task_definition, state=updated
+    )
 
 
 def _said(exc: Exception) -> str:
@@ -251,16 +274,6 @@ def _said(exc: Exception) -> str:
     if isinstance(exc, DeployError) or getattr(exc, "message_is_mrkdwn", False):
         return str(exc)
     return escape(f"{type(exc).__name__}: {exc}")
-
-
-def _fail(services: Services, *, deployment_id: int, outcome: str) -> None:
-    with services.sessions() as db_session:
-        row = service.get_or_raise(db_session, deployment_id=deployment_id, lock=True)
-        if row.is_active:
-            flows.finish(
-                db_session, deployment=row, status=FAILED, outcome=outcome, now=services.clock.now()
-            )
-        db_session.commit()
 
 
 # -- after a crash ---------------------------------------------------------------------------
@@ -330,29 +343,33 @@ def reconcile(services: Services, *, deployment_id: int) -> str:
         row = service.get_or_raise(db_session, deployment_id=deployment_id, lock=True)
         if row.status != STARTING:
             return row.status
+        grace = timedelta(seconds=services.config.deploys.starting_grace_s)
+        if now < service.settles_at(row, grace=grace):
+            return STARTING  # its start claimed it again meanwhile: it is at work
+        cause = flows.why_interrupted(row)
         if seen is None:  # a roll recorded before its change was: nothing to go by
             outcome = (
-                "Interrupted (the bot stopped while restarting the service); nothing recorded "
+                f"Interrupted ({cause} while restarting the service); nothing recorded "
                 "what the flag change wrote. Check the flag with `/flag list` and the service "
                 "with `/deploy status`."
             )
             found = "nothing recorded what the roll changed: marked failed"
         elif follow and primary is not None:
             outcome = (
-                f"The bot stopped while restarting the service: {seen.state}, and ECS "
-                f"deployment {code(primary.id)} restarts its tasks. Watching it."
+                f"{cause[0].upper()}{cause[1:]} while restarting the service: {seen.state}, and "
+                f"ECS deployment {code(primary.id)} restarts its tasks. Watching it."
             )
             found = "the flag was written and the service restarted: watching it"
         elif seen.written:
             outcome = (
-                f"Interrupted after the flag was written (the bot stopped): {seen.state}, but the "
+                f"Interrupted after the flag was written ({cause}): {seen.state}, but the "
                 "service was not restarted: running tasks keep the old value until they are "
                 "replaced."
             )
             found = "the flag was written but the service never restarted: marked failed"
         else:
             outcome = (
-                f"Interrupted before the flag was written (the bot stopped): {seen.state}. "
+                f"Interrupted before the flag was written ({cause}): {seen.state}. "
                 "Nothing changed: ask again."
             )
             found = "the flag was never written: marked failed"

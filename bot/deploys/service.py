@@ -7,7 +7,7 @@ SQLite or PostgreSQL alike.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -144,6 +144,32 @@ def create(db_session: Session, *, now: datetime, **values: Any) -> Deployment:
     db_session.add(deployment)
     db_session.flush()
     return deployment
+
+
+# While a deployment is "starting", `observed` holds until when the process starting
+# it claims it (flows.StartClaim): nothing reconciles it before then.
+CLAIM = "claimed_until"
+
+
+def claimed_until(deployment: Deployment) -> datetime | None:
+    """Until when the process starting the deployment claims it; None if none does."""
+    value = (deployment.observed or {}).get(CLAIM)
+    return datetime.fromisoformat(value) if isinstance(value, str) else None
+
+
+def claim(deployment: Deployment, *, until: datetime | None) -> None:
+    """Claim the deployment until `until` (None: no longer)."""
+    observed = {k: v for k, v in (deployment.observed or {}).items() if k != CLAIM}
+    if until is not None:
+        observed[CLAIM] = until.isoformat()
+    deployment.observed = observed
+
+
+def settles_at(deployment: Deployment, *, grace: timedelta) -> datetime:
+    """When a "starting" deployment may be settled from ECS: past its grace and its claim."""
+    after_grace = deployment.created_at + grace
+    claimed = claimed_until(deployment)
+    return max(after_grace, claimed) if claimed is not None else after_grace
 
 
 # -- locks ---------------------------------------------------------------------------------

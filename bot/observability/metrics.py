@@ -192,6 +192,17 @@ class Metrics:
         )
         for outcome in ("done", "refused", "failed", "rolled_back"):
             self.flag_changes.labels(outcome)
+        self.deploys = Counter(
+            "opsbot_deploys",
+            "Deploys, rollbacks and flag rolls (bot/deploys), by kind and what became of them: "
+            "started, refused (or failed) before starting, then completed, failed, superseded, "
+            "and stuck on the way.",
+            ["kind", "outcome"],
+            registry=registry,
+        )
+        for kind in ("deploy", "rollback", "flag_roll"):
+            for outcome in ("started", "completed", "failed", "refused", "superseded", "stuck"):
+                self.deploys.labels(kind, outcome)
         self.alarm_to_page = Histogram(
             "opsbot_alarm_to_page_seconds",
             "From an alarm's receipt (SNS or SQS) to PagerDuty accepting its trigger event.",
@@ -422,6 +433,9 @@ class Metrics:
 
     def undo(self, kind: str, outcome: str) -> None:
         self.undo_clicks.labels(kind if kind in UNDO_KINDS else "unknown", outcome).inc()
+
+    def deploy(self, kind: str, outcome: str) -> None:
+        self.deploys.labels(kind, outcome).inc()
 
     def ecs_look(self, outcome: str) -> None:
         self.ecs_looks.labels(outcome).inc()
