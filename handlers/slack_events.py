@@ -237,6 +237,8 @@ def _admitted(verifier: SignatureVerifier, request: Request, body: bytes) -> Bol
         # Slack signs UTF-8 text (slack_sdk verifies it as such): whatever the
         # headers say, such a body is no Slack request.
         return _refusal(request, 400, "body is not a Slack request", why="not UTF-8")
+    if _is_ssl_check(text):
+        return Response(status_code=200)
     if not _signed(verifier, request, text):
         return _refusal(request, 401, "invalid request", why="no valid signature")
     too_deep = _too_deep(body)
@@ -247,6 +249,21 @@ def _admitted(verifier: SignatureVerifier, request: Request, body: bytes) -> Bol
     except _SHAPE_ERRORS as exc:
         why = f"Bolt cannot parse it ({type(exc).__name__})"
         return _refusal(request, 400, "body is not a Slack request", why=why)
+
+
+def _is_ssl_check(text: str) -> bool:
+    """Slack's check of a slash command URL's certificate: unsigned, and answered 200 with
+    nothing done. Only a form of `ssl_check=1` and at most a `token` is one: anything else
+    (a `payload` beside it) must be signed."""
+    if not text.startswith(("ssl_check=", "token=")):  # every other request, at no cost
+        return False
+    fields = parse_qsl(text, keep_blank_values=True)
+    names = [name for name, _ in fields]
+    return (
+        ("ssl_check", "1") in fields
+        and set(names) <= {"ssl_check", "token"}
+        and len(names) == len(set(names))
+    )
 
 
 def _signed(verifier: SignatureVerifier, request: Request, text: str) -> bool:

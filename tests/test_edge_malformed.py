@@ -159,3 +159,23 @@ def test_a_signed_slack_request_still_gets_through(service: LiveService) -> None
     answer = service.post("/slack/events", content=body, headers=headers)
     assert answer.status_code == 200
     assert "c-42" in answer.text
+
+
+def test_slacks_unsigned_certificate_check_gets_200_and_does_nothing(
+    service: LiveService, slack: SlackEmulator
+) -> None:
+    # Slack checks a slash command URL's certificate with an unsigned form.
+    for body in ("ssl_check=1&token=legacy-verification-token", "ssl_check=1"):
+        answer = service.post("/slack/events", content=body, headers={"content-type": FORM})
+        assert answer.status_code == 200
+    assert stored(service) == 0
+    # Anything beside it must be signed: a `payload` does not ride along unsigned.
+    for body in (
+        "ssl_check=1&payload=%7B%22type%22%3A%22block_actions%22%7D",
+        "ssl_check=1&ssl_check=1&token=t",
+        "ssl_check=0",
+    ):
+        answer = service.post("/slack/events", content=body, headers={"content-type": FORM})
+        assert answer.status_code == 401, body
+    with slack.lock:
+        assert [c.method for c in slack.calls if c.method != "auth.test"] == []

@@ -20,6 +20,8 @@ from slack_sdk import WebClient
 log = logging.getLogger(__name__)
 
 CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{6,}$")
+# A direct message addressed to a person (a lock reminder): no channel list names it.
+USER_ID = re.compile(r"^[UW][A-Z0-9]{6,}$")
 # A workspace with more channels than this is listed no further: a name beyond
 # them is taken as not found (its message is posted without reading back).
 MAX_PAGES = 50
@@ -46,6 +48,8 @@ class ChannelIds:
         channel has that name. Raises what the client raises when Slack cannot say."""
         if CHANNEL_ID.match(channel):
             return channel
+        if USER_ID.match(channel):
+            return None
         name = channel.removeprefix("#")
         with self._lock:
             age = None if self._read_at is None else self.monotonic() - self._read_at

@@ -2,9 +2,11 @@
 
 A job due while another run of its id is still going waits for that run to end,
 then runs: APScheduler would skip it and, a date job having no next run, delete
-it from the store. At most one run waits per id (the newest stands, as with
-`coalesce`). A run still waiting when the pool stops is handed to `put_back`,
-which stores it again for the next leader.
+it from the store. At most one run waits per id (a newer one replaces it, as
+with `coalesce`); one submitted in the instant its id became free goes first,
+and the waiting one after it (every job claims against the state it acts on). A
+run still waiting when the pool stops is handed to `put_back`, which stores it
+again for the next leader.
 """
 
 from __future__ import annotations

@@ -13,5 +13,5 @@ def confirm_subscription(
     envelope: Envelope, *, url_pattern: re.Pattern[str], fetch: Callable[[str], bytes]
 ) -> None:
     url = envelope.subscribe_url or ""
-    check_url(url, url_pattern)
+    check_url(url, url_pattern, topic_arn=envelope.topic_arn)
     fetch(url)

@@ -127,6 +127,15 @@ def test_channel_names_are_listed_once_not_at_every_look(
     assert len(slack.calls_to("conversations.history")) == 3
 
 
+def test_a_direct_message_to_a_person_lists_no_channels(
+    sender: SlackSender, slack: SlackEmulator
+) -> None:
+    # A lock reminder goes to the holder's user id: no channel list names it.
+    ref = MessageRef("lock:1", "U0ALICE", None, None)
+    sender.send(Job(1, "slack.message", "slack:U0ALICE", {"text": "still locked"}, 2, ref))
+    assert slack.calls_to("conversations.list") == []
+
+
 def test_a_name_no_channel_has_is_posted_without_the_look_and_says_which_delivery(
     sender: SlackSender, slack: SlackEmulator, caplog: pytest.LogCaptureFixture
 ) -> None:

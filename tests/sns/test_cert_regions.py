@@ -23,6 +23,8 @@ import pytest
 from bot.aws_regions import ISOLATED_REGIONS
 from bot.config import Config
 from bot.settings import DEFAULT_SNS_URL_PATTERN, Settings
+from bot.sns.confirm import confirm_subscription
+from bot.sns.envelope import Envelope
 from bot.sns.verify import UrlNotAllowed, check_url
 from tests.conftest import TOPIC_ARN
 from tests.support import LiveService, metric
@@ -172,3 +174,35 @@ def test_the_isolated_regions_cover_every_one_botocore_knows() -> None:
     for partition, codes in ISOLATED_REGIONS.items():
         known = set(session.get_available_regions("sns", partition_name=partition))
         assert known <= set(codes), f"{partition}: add {sorted(known - set(codes))}"
+
+
+def test_a_topic_in_a_region_newer_than_the_table_can_confirm_its_subscription() -> None:
+    """The SubscribeURL gets the certificate URL's allowance for the topic's own region:
+    without it, the subscription of such a topic is never confirmed and no alarm comes."""
+    fetched: list[str] = []
+    future = "https://sns.xx-future-1.amazonaws.com/?Action=ConfirmSubscription&Token=t"
+
+    def fetch(url: str) -> bytes:
+        fetched.append(url)
+        return b"<ConfirmSubscriptionResponse/>"
+
+    def envelope(topic_arn: str) -> Envelope:
+        return Envelope(
+            type="SubscriptionConfirmation",
+            message_id="m-1",
+            topic_arn=topic_arn,
+            message="confirm",
+            timestamp="2026-12-06T10:00:00Z",
+            signature_version="2",
+            signature="",
+            signing_cert_url="https://sns.xx-future-1.amazonaws.com/S.pem",
+            token="t",
+            subscribe_url=future,
+        )
+
+    pattern = re.compile(DEFAULT_SNS_URL_PATTERN)
+    confirm_subscription(envelope(FUTURE_TOPIC), url_pattern=pattern, fetch=fetch)
+    assert fetched == [future]
+    with pytest.raises(UrlNotAllowed):  # another topic's region gives it no allowance
+        confirm_subscription(envelope(TOPIC_ARN), url_pattern=pattern, fetch=fetch)
+    assert fetched == [future]
