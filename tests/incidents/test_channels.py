@@ -175,7 +175,8 @@ def test_declare_creates_the_channel_invites_pins_and_mirrors_notes_both_ways(
         slack, original
     ))  # fmt: skip
     wait_for(lambda: "500s began with the 10:02 deploy" in texts_in(slack, channel))
-    assert [c for c in pagerduty.rest_calls if c["path"].endswith("/notes")]
+    # PagerDuty's note is a delivery of its own, in no order with the Slack posts.
+    wait_for(lambda: [c for c in pagerduty.rest_calls if c["path"].endswith("/notes")])
 
     # ... and one typed elsewhere with the number shows in the channel too.
     command(service, "/incident", "note 1 failover done", response_url=slack.response_url())
