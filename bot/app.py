@@ -22,6 +22,7 @@ from starlette.routing import BaseRoute
 from bot.adapters import aws, pagerduty, slack, tls
 from bot.adapters.aws import AwsClients
 from bot.after_ack import AfterAck
+from bot.alarms import flows as alarm_flows
 from bot.alarms.intake import AlarmIntake
 from bot.alarms.queue import AlarmQueueConsumer
 from bot.approvals import jobs as approval_jobs
@@ -184,6 +185,10 @@ def build_runtime(
     incident_flows.register_section(changes_flows.changes_section)
     # ... and the maintenance window holding its page, while one does (bot/maintenance).
     incident_flows.register_section(maintenance_flows.message_section)
+    # Whatever owes a page (a silence ending) asks the maintenance windows first.
+    incident_flows.register_page_hold(maintenance_flows.hold_owed_page)
+    # People's changes to an incident reach the alarm group message that lists it.
+    incident_flows.register_listing(alarm_flows.show_in_group)
     # ... and their postmortem drafts list those changes in their timeline.
     incident_flows.register_postmortem_changes(_postmortem_changes)
     metrics.slack_auth(settings.slack_bot_token is not None)

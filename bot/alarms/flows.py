@@ -93,6 +93,17 @@ def _sync_marked(db_session: Session) -> None:
             sync_group(db_session, group=group, now=now)
 
 
+def show_in_group(db_session: Session, *, incident: Incident, now: datetime) -> None:
+    """A grouped alarm's incident was acknowledged, resolved or reopened (by a person or in
+    PagerDuty): its group's message shows it too, rendered once at commit with whatever
+    else changed its lines, and coalesced in the outbox with the group's update still owed."""
+    if incident.source != ALARM:
+        return
+    group, _threaded = _group_of(db_session, incident=incident)
+    if group is not None:
+        _sync_at_commit(db_session, group=group, now=now)
+
+
 def _group_of(db_session: Session, *, incident: Incident) -> tuple[AlarmGroup | None, bool]:
     row = db_session.execute(
         select(AlarmGroup, AlarmGroupMember.threaded)

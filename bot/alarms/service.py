@@ -7,7 +7,10 @@ storm the intake does the two apart, `record_for_later` now and
 
 - ALARM or INSUFFICIENT_DATA with no open incident opens one (only ALARM pages);
   a re-ALARM within the reopen window reopens the incident that just resolved
-  and withdraws its pending PagerDuty resolve, so a flap pages once.
+  and withdraws its pending PagerDuty resolve, so a flap pages once, and the page's
+  reminder and escalation stand as they were. An INSUFFICIENT_DATA within the
+  window is kept on the resolved incident (it stays resolved), so that an ALARM
+  after it reopens that one.
 - OK resolves the open incident; the PagerDuty resolve waits out the window.
 - While an alarm is silenced, its transitions go on in its last incident (even
   a resolved one): recorded and threaded, never posted anew nor paged.
@@ -15,7 +18,14 @@ storm the intake does the two apart, `record_for_later` now and
   recorded and threaded as usual but not paged; the window's end pages it if
   it still fires.
 - A transition older than the one already applied (SNS does not guarantee
-  order) is kept in the timeline but changes nothing.
+  order) is kept in the timeline but changes nothing, however long ago the
+  alarm's last incident resolved. An OK that finds no incident at all is
+  remembered (`AlarmLastTransition`): an older ALARM arriving after it opens the
+  incident, and the OK is applied after it, as in-order delivery would have left it.
+
+The alarm's open incident, else its last one, is read in one statement and locked:
+two instances applying transitions of one alarm at once take turns, the second
+deciding on what the first committed.
 """
 
 from __future__ import annotations
@@ -38,7 +48,7 @@ from bot.config import Config
 from bot.db.statements import insert_new_row, insert_new_rows, update_rows
 from bot.incidents import flows
 from bot.incidents import service as incidents
-from bot.incidents.models import OPEN, RESOLVED, Incident
+from bot.incidents.models import OPEN, RESOLVED, AlarmLastTransition, Incident
 from bot.maintenance import flows as maintenance
 from bot.outbox import service as outbox
 
@@ -282,7 +292,48 @@ def _record_late(
     return f"late transition for incident {incident.id}: recorded only"
 
 
-def _note_newer_ok(
+def _apply_kept(
+    db_session: Session,
+    *,
+    incident: Incident,
+    kept: AlarmLastTransition,
+    config: Config,
+    now: datetime,
+) -> str:
+    """The newer transition (an OK) that arrived before the one that opened `incident`,
+    with no incident to apply it to then: applied now, after it, as they happened. The
+    incident ends as in-order delivery would have left it: resolved, its page resolved
+    after the reopen window."""
+    from_state = incident.alarm_state
+    incident.alarm_state = kept.state
+    incident.state_changed_at = kept.state_changed_at
+    incident.transitions += 1
+    incident.updated_at = now
+    incidents.add_event(
+        db_session,
+        incident=incident,
+        kind="alarm_state",
+        at=kept.state_changed_at,
+        now=now,
+        from_state=from_state,
+        to_state=kept.state,
+        text="arrived before the transition that opened this incident",
+    )
+    _resolve(db_session, incident=incident, config=config, now=now)
+    transition = {
+        "at": kept.state_changed_at.isoformat(),
+        "from": from_state,
+        "to": kept.state,
+        "reason": None,
+        "note": "arrived first",
+    }
+    alarm_flows.show(
+        db_session, incident=incident, created=False, transition=transition, config=config, now=now
+    )
+    return f"; then {kept.state} of {kept.state_changed_at.isoformat()}, arrived first: resolved"
+
+
+def _note_while_resolved(
     db_session: Session,
     *,
     incident: Incident,
@@ -291,9 +342,10 @@ def _note_newer_ok(
     now: datetime,
     ref: str,
 ) -> None:
-    """An OK newer than what the resolved incident last saw: keep its time, so that an
-    older ALARM arriving after it (SNS does not keep order) is known to be late."""
-    shown_changes = incident.alarm_state != alarm.new_state
+    """A transition that leaves the resolved incident resolved (an OK, or INSUFFICIENT_DATA
+    within the reopen window): kept on it, so that an older ALARM arriving after it (SNS
+    does not keep order) is known to be late, and an ALARM after it reopens this incident."""
+    from_state = incident.alarm_state
     incident.alarm_state = alarm.new_state
     incident.state_changed_at = alarm.state_change_time
     incident.updated_at = now
@@ -308,41 +360,79 @@ def _note_newer_ok(
         text=alarm.reason,
         source_ref=ref,
     )
-    if shown_changes:
-        alarm_flows.show(
-            db_session, incident=incident, created=False, transition=None, config=config, now=now
-        )
+    if from_state == alarm.new_state:
+        return  # the message shows it already
+    # An OK after a resolve by hand updates the message; a new state in between is
+    # threaded too, so that the thread tells how the alarm got where it is.
+    transition = (
+        None if alarm.new_state == "OK" else _transition(alarm, from_state, "stays resolved")
+    )
+    alarm_flows.show(
+        db_session, incident=incident, created=False, transition=transition, config=config, now=now
+    )
+
+
+# What an ALARM or INSUFFICIENT_DATA with no open incident does with the alarm's last one.
+REOPEN = "reopen"
+KEEP = "keep"  # it stays resolved, the transition noted on it
+NEW = "new"  # another incident opens
+
+
+def _last_goes_on(last: Incident | None, *, alarm: Alarm, config: Config, now: datetime) -> str:
+    if last is None:
+        return NEW
+    if last.silenced_until is not None and last.silenced_until > now:
+        return REOPEN  # a silenced alarm is neither posted anew nor paged: its incident goes on
+    window = timedelta(seconds=config.alarms.reopen_window_s)
+    if last.resolved_at is None or last.resolved_at < now - window:
+        return NEW
+    # A flap: an ALARM soon after the OK reopens the incident, and what comes between
+    # (no data) waits on it rather than opening and posting another.
+    return REOPEN if alarm.new_state == "ALARM" else KEEP
 
 
 def apply_alarm(
     db_session: Session, *, alarm: Alarm, config: Config, now: datetime, source_ref: str
 ) -> str:
-    window = timedelta(seconds=config.alarms.reopen_window_s)
-    incident = incidents.open_for_alarm(db_session, alarm_arn=alarm.arn, lock=True)
+    last = incidents.last_for_alarm(db_session, alarm_arn=alarm.arn, lock=True)
+    # Checked before anything changes, whatever the incident's age: a transition older
+    # than the one applied (an ALARM older than the OK that resolved the incident)
+    # changes nothing.
+    if last is not None and _is_late(alarm, last):
+        return _record_late(db_session, incident=last, alarm=alarm, now=now, ref=source_ref)
+    # An OK that arrived with no incident to apply it to, newer than this transition.
+    kept = None
+    if last is None and alarm.new_state != "OK":
+        kept = incidents.transition_without_incident(db_session, alarm_arn=alarm.arn)
+        if kept is not None and kept.state_changed_at <= alarm.state_change_time:
+            kept = None
     created = reopened = False
+    incident = last if last is not None and last.is_open else None
     if incident is None:
-        recent = incidents.resolved_since(db_session, alarm_arn=alarm.arn, since=now - window)
-        # Checked before anything changes: an ALARM older than the OK that
-        # resolved the incident must not reopen it.
-        if recent is not None and _is_late(alarm, recent):
-            return _record_late(db_session, incident=recent, alarm=alarm, now=now, ref=source_ref)
         if alarm.new_state == "OK":
-            if recent is not None:
-                _note_newer_ok(
+            if last is None:
+                incidents.keep_transition_without_incident(
                     db_session,
-                    incident=recent,
-                    alarm=alarm,
-                    config=config,
+                    alarm_arn=alarm.arn,
+                    state=alarm.new_state,
+                    at=alarm.state_change_time,
                     now=now,
-                    ref=source_ref,
+                )
+            else:
+                _note_while_resolved(
+                    db_session, incident=last, alarm=alarm, config=config, now=now, ref=source_ref
                 )
             return "OK with no open incident: nothing to resolve"
-        incident = recent
-        silenced_one = incidents.silenced_for_alarm(db_session, alarm_arn=alarm.arn, now=now)
-        if silenced_one is not None:
-            # A silenced alarm is neither posted anew nor paged: its last incident goes on.
-            incident = silenced_one
-        if incident is not None and (alarm.new_state == "ALARM" or silenced_one is not None):
+        goes_on = _last_goes_on(last, alarm=alarm, config=config, now=now)
+        if goes_on == KEEP:
+            assert last is not None
+            _note_while_resolved(
+                db_session, incident=last, alarm=alarm, config=config, now=now, ref=source_ref
+            )
+            return f"incident {last.id} kept resolved: {alarm.new_state}"
+        if goes_on == REOPEN:
+            assert last is not None
+            incident = last
             reopened = True
             incident.status = OPEN
             incident.resolved_at = None
@@ -350,9 +440,6 @@ def apply_alarm(
         else:
             incident = _open_incident(db_session, alarm=alarm, config=config, now=now)
             created = True
-
-    if _is_late(alarm, incident):
-        return _record_late(db_session, incident=incident, alarm=alarm, now=now, ref=source_ref)
 
     from_state = None
     if not created:
@@ -408,6 +495,8 @@ def apply_alarm(
         now=now,
     )
     verb = "opened" if created else ("reopened" if reopened else "updated")
+    if kept is not None:
+        outcome += _apply_kept(db_session, incident=incident, kept=kept, config=config, now=now)
     return f"incident {incident.id} {verb}: {alarm.new_state}{outcome}"
 
 
@@ -423,16 +512,15 @@ def _apply_paging(
     created: bool,
 ) -> str:
     if alarm.new_state == "OK":
-        incident.status = RESOLVED
-        incident.resolved_at = now
-        flows.page_resolve(
-            db_session, incident=incident, now=now, delay_s=config.alarms.reopen_window_s
-        )
+        _resolve(db_session, incident=incident, config=config, now=now)
         return ", resolved"
     if alarm.new_state != "ALARM":
         return ""
     if reopened and incident.paged:
         if flows.withdraw_resolve(db_session, incident=incident, now=now):
+            # The page stands: so do its reminder and escalation, whose jobs found
+            # the incident resolved while it was (and are gone).
+            flows.schedule_reminder_jobs(db_session, incident=incident)
             return ", pending resolve withdrawn"
         if silenced:
             return ", silenced: not paged again"
@@ -447,3 +535,12 @@ def _apply_paging(
     ):
         return ", paged"
     return ""
+
+
+def _resolve(db_session: Session, *, incident: Incident, config: Config, now: datetime) -> None:
+    """What an OK does to the open incident; the page's resolve waits out the reopen window."""
+    incident.status = RESOLVED
+    incident.resolved_at = now
+    flows.page_resolve(
+        db_session, incident=incident, now=now, delay_s=config.alarms.reopen_window_s
+    )

@@ -78,6 +78,43 @@ def register_postmortem_changes(changes: PostmortemChanges) -> None:
         POSTMORTEM_CHANGES.append(changes)
 
 
+class PageHold(Protocol):
+    def __call__(self, db_session: Session, *, incident: Incident, now: datetime) -> str | None: ...
+
+
+# What may hold a page owed now (a maintenance window over the alarm): each says why
+# it holds it, as a clause for the thread, having noted it; or None. Registered by the
+# domain that owns the hold, like EXTRA_SECTIONS, so incidents need not import it.
+PAGE_HOLDS: list[PageHold] = []
+
+
+def register_page_hold(hold: PageHold) -> None:
+    if hold not in PAGE_HOLDS:
+        PAGE_HOLDS.append(hold)
+
+
+class Listing(Protocol):
+    def __call__(self, db_session: Session, *, incident: Incident, now: datetime) -> None: ...
+
+
+# Messages above an incident's own that list it (an alarm group's parent): told when
+# what they show of it changes by a person's hand or PagerDuty's (acknowledged or
+# not, resolved, reopened). Registered by the domain that owns them, like PAGE_HOLDS.
+LISTINGS: list[Listing] = []
+
+
+def register_listing(listing: Listing) -> None:
+    if listing not in LISTINGS:
+        LISTINGS.append(listing)
+
+
+def _held(db_session: Session, *, incident: Incident, now: datetime) -> str | None:
+    return next(
+        (why for hold in PAGE_HOLDS if (why := hold(db_session, incident=incident, now=now))),
+        None,
+    )
+
+
 def sync_message(
     db_session: Session,
     *,
@@ -376,7 +413,7 @@ def schedule_reminders(db_session: Session, *, incident: Incident, now: datetime
         incident.remind_at = now + timedelta(minutes=incident.remind_after_min)
     if incident.escalate_after_min is not None:
         incident.escalate_at = now + timedelta(minutes=incident.escalate_after_min)
-    _schedule_reminder_jobs(db_session, incident=incident)
+    schedule_reminder_jobs(db_session, incident=incident)
 
 
 def rearm_escalation(db_session: Session, *, incident: Incident, at: datetime) -> None:
@@ -392,7 +429,9 @@ def rearm_escalation(db_session: Session, *, incident: Incident, at: datetime) -
     )
 
 
-def _schedule_reminder_jobs(db_session: Session, *, incident: Incident) -> None:
+def schedule_reminder_jobs(db_session: Session, *, incident: Incident) -> None:
+    """(Re-)schedule the reminder and escalation jobs from their stored due times (a
+    due time already past runs at once); the jobs check the incident again when they run."""
     for job, due in ((REMIND_JOB, incident.remind_at), (ESCALATE_JOB, incident.escalate_at)):
         if due is not None:
             schedule_after_commit(
@@ -417,7 +456,7 @@ def cancel_reminders(db_session: Session, *, incident: Incident) -> None:
 
 def schedule_due_jobs(db_session: Session, *, incident: Incident) -> None:
     """(Re-)schedule every job the incident's stored due times call for (after a restart)."""
-    _schedule_reminder_jobs(db_session, incident=incident)
+    schedule_reminder_jobs(db_session, incident=incident)
     if incident.silenced_until is not None:
         _schedule_silence_end(db_session, incident=incident)
     if incident.channel_archive_at is not None:
@@ -460,8 +499,14 @@ def message_updated_once(
         sync_message(db_session, incident=incident, now=now, clicked_at=clicked_at)
 
 
-def _changed(db_session: Session, *, incident: Incident, now: datetime) -> None:
+def _changed(
+    db_session: Session, *, incident: Incident, now: datetime, listed: bool = False
+) -> None:
+    """Show the change in the incident's message; `listed`: and in the messages that list it."""
     incident.updated_at = now
+    if listed:
+        for listing in LISTINGS:
+            listing(db_session, incident=incident, now=now)
     owed = db_session.info.get(_UPDATE_ON_LEAVING, {})
     if incident.id in owed:
         owed[incident.id] = True
@@ -483,7 +528,7 @@ def acknowledge(
     incidents.add_event(
         db_session, incident=incident, kind="acknowledged", at=at, now=now, actor=by, text=via
     )
-    _changed(db_session, incident=incident, now=now)
+    _changed(db_session, incident=incident, now=now, listed=True)
     return True
 
 
@@ -497,7 +542,7 @@ def unacknowledge(
     incidents.add_event(
         db_session, incident=incident, kind="unacknowledged", at=at, now=now, text=why
     )
-    _changed(db_session, incident=incident, now=now)
+    _changed(db_session, incident=incident, now=now, listed=True)
     return True
 
 
@@ -522,7 +567,7 @@ def resolve(
     incidents.add_event(
         db_session, incident=incident, kind="resolved", at=at, now=now, actor=by, text=text
     )
-    _changed(db_session, incident=incident, now=now)
+    _changed(db_session, incident=incident, now=now, listed=True)
     return True
 
 
@@ -536,7 +581,7 @@ def reopen(
     incident.resolved_at = None
     incident.resolved_by = None
     incidents.add_event(db_session, incident=incident, kind="reopened", at=at, now=now, text=why)
-    _changed(db_session, incident=incident, now=now)
+    _changed(db_session, incident=incident, now=now, listed=True)
     return True
 
 
@@ -575,7 +620,7 @@ def escalated(
         text=f"to {to}{who}, {via}",
         data={"from_level": previous, "to_level": level},
     )
-    _changed(db_session, incident=incident, now=now)
+    _changed(db_session, incident=incident, now=now, listed=True)
     return True
 
 
@@ -696,21 +741,27 @@ def end_silence(db_session: Session, *, incident: Incident, now: datetime) -> st
 def _resume_after_silence(db_session: Session, *, incident: Incident, now: datetime) -> str:
     """What a silence held back, now that it ended (at its time or by hand).
 
-    An alarm still firing unpaged is paged (or its pending resolve withdrawn), and
-    an unacknowledged page gets its reminders and escalation back. What was done,
-    as a clause for the thread ("; still in ALARM: paged"), or "".
+    An alarm still firing unpaged is paged (or its pending resolve withdrawn), unless
+    a maintenance window holds it (its end pages it), and a page that stands
+    unacknowledged gets its reminders and escalation back. An alarm no longer in
+    ALARM gets neither: there is nothing to chase. What was done, as a clause for
+    the thread ("; still in ALARM: paged"), or "".
     """
+    if not (incident.is_open and incident.alarm_state == "ALARM"):
+        return ""
     outcome = ""
-    firing = incident.is_open and incident.alarm_state == "ALARM" and incident.routing_key_env
-    if firing:
+    if incident.routing_key_env:
         last = outbox.last_pagerduty_event(db_session, dedup_key=incident.dedup_key)
         last_action = last.payload.get("action") if last is not None else None
         if last_action == "resolve" and withdraw_resolve(db_session, incident=incident, now=now):
             outcome = "; still in ALARM: the pending PagerDuty resolve was withdrawn"
         elif not incident.paged or last_action == "resolve":
+            held = _held(db_session, incident=incident, now=now)
+            if held is not None:
+                return f"; still in ALARM: {held}"  # nothing paged: nothing to chase
             page_trigger(db_session, incident=incident, now=now)
             outcome = "; still in ALARM: paged"
-    waiting = incident.is_open and incident.paged and incident.acknowledged_at is None
+    waiting = incident.paged and incident.acknowledged_at is None
     if waiting and incident.remind_at is None and incident.escalate_at is None:
         schedule_reminders(db_session, incident=incident, now=now)  # they stopped for the silence
     return outcome

@@ -171,3 +171,20 @@ class IncidentEvent(Base):
     incident: Mapped[Incident] = relationship(back_populates="events", lazy="raise")
 
     __table_args__ = (Index("ix_incident_events_incident_id_id", "incident_id", "id"),)
+
+
+class AlarmLastTransition(Base):
+    """The newest transition of an alarm that had no incident to keep it on.
+
+    An OK can arrive before the alarm's first ALARM (SNS does not keep order); the
+    ALARM that then arrives is older than what was applied, so it must not open an
+    incident nobody would ever resolve. Read only while the alarm has no incident:
+    once it has one, the incident's `state_changed_at` says the same.
+    """
+
+    __tablename__ = "alarm_last_transitions"
+
+    alarm_arn: Mapped[str] = mapped_column(String(2048), primary_key=True)
+    state: Mapped[str] = mapped_column(String(32))
+    state_changed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())

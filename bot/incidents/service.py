@@ -7,10 +7,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from bot.incidents.errors import IncidentNotFound
-from bot.incidents.models import OPEN, RESOLVED, Incident, IncidentEvent
+from bot.incidents.models import OPEN, AlarmLastTransition, Incident, IncidentEvent
 
 
 def new_dedup_key() -> str:
@@ -33,42 +34,53 @@ def get_by_dedup_key(db_session: Session, *, dedup_key: str) -> Incident | None:
     return db_session.scalars(select(Incident).where(Incident.dedup_key == dedup_key)).first()
 
 
-def open_for_alarm(db_session: Session, *, alarm_arn: str, lock: bool = False) -> Incident | None:
-    query = select(Incident).where(Incident.alarm_arn == alarm_arn, Incident.status == OPEN)
-    if lock:
-        query = query.with_for_update()
-    return db_session.scalars(query).first()
+def last_for_alarm(db_session: Session, *, alarm_arn: str, lock: bool = False) -> Incident | None:
+    """The alarm's open incident, else the one it resolved last; None when it has none.
 
-
-def resolved_since(db_session: Session, *, alarm_arn: str, since: datetime) -> Incident | None:
-    """The newest incident of the alarm resolved at or after `since`."""
-    query = (
-        select(Incident)
-        .where(
-            Incident.alarm_arn == alarm_arn,
-            Incident.status == RESOLVED,
-            Incident.resolved_at >= since,
-        )
-        .order_by(Incident.resolved_at.desc())
-        .limit(1)
-    )
-    return db_session.scalars(query).first()
-
-
-def silenced_for_alarm(db_session: Session, *, alarm_arn: str, now: datetime) -> Incident | None:
-    """The alarm's newest incident, if it is resolved but its alarm is still silenced."""
+    One statement for everything an alarm's transition asks first (is it late, is
+    there an incident to reopen, is the alarm silenced). `lock`: the row is locked
+    for this transaction and read again once a concurrent one that held it commits
+    (PostgreSQL), so two transitions of one alarm never decide on the same stale copy.
+    """
     query = (
         select(Incident)
         .where(Incident.alarm_arn == alarm_arn)
-        .order_by(Incident.opened_at.desc(), Incident.id.desc())
+        # An open incident has no resolved_at: it comes first.
+        .order_by(Incident.resolved_at.desc().nulls_first(), Incident.id.desc())
         .limit(1)
     )
-    newest = db_session.scalars(query).first()
-    if newest is None or newest.is_open:
-        return None
-    if newest.silenced_until is None or newest.silenced_until <= now:
-        return None
-    return newest
+    if lock:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    return db_session.scalars(query).first()
+
+
+def transition_without_incident(
+    db_session: Session, *, alarm_arn: str
+) -> AlarmLastTransition | None:
+    """The newest transition applied to the alarm while it had no incident to keep it on."""
+    return db_session.get(AlarmLastTransition, alarm_arn)
+
+
+def keep_transition_without_incident(
+    db_session: Session, *, alarm_arn: str, state: str, at: datetime, now: datetime
+) -> None:
+    """Remember a transition applied while the alarm has no incident, unless a newer one is."""
+    dialect = postgresql if db_session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(AlarmLastTransition).values(
+        alarm_arn=alarm_arn, state=state, state_changed_at=at, recorded_at=now
+    )
+    newer = statement.excluded.state_changed_at > AlarmLastTransition.state_changed_at
+    db_session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[AlarmLastTransition.alarm_arn],
+            set_={
+                "state": statement.excluded.state,
+                "state_changed_at": statement.excluded.state_changed_at,
+                "recorded_at": statement.excluded.recorded_at,
+            },
+            where=newer,
+        )
+    )
 
 
 def get_by_pagerduty_id(db_session: Session, *, pagerduty_incident_id: str) -> Incident | None:

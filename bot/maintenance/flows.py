@@ -1,6 +1,7 @@
 """What a maintenance window does to alarms: hold their pages, and page at its end what still fires.
 
-`hold` is the one call at the alarm's paging decision (bot/alarms/service.py).
+`hold` is the one call at the alarm's paging decision (bot/alarms/service.py), and
+`hold_owed_page` the one where a silence ends and a page is owed (bot/incidents asks it).
 When a window ends (its time, or someone ending it early), every open incident
 it covered that is still in ALARM, unpaged, not silenced and not under another
 window is paged then: a window delays pages, it never loses one.
@@ -24,6 +25,7 @@ from bot.maintenance.models import MaintenanceWindow
 from bot.observability.metrics import Metrics
 from bot.outbox import service as outbox
 from bot.scheduler.deferred import cancel_after_commit, schedule_after_commit
+from bot.slack_dates import slack_date
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,31 @@ def hold(
     window = windows.active_for(db_session, incident=incident, now=now)
     if window is None:
         return None
+    _note_held(db_session, incident=incident, window=window, now=now)
+    if not created:  # a new incident's message is not posted yet: it says so itself
+        incident_flows.thread_text(
+            db_session, incident=incident, text=render.held_line(window), now=now
+        )
+    return window
+
+
+def hold_owed_page(db_session: Session, *, incident: Incident, now: datetime) -> str | None:
+    """Hold a page owed now that a silence ended, at its time or by hand (bot/incidents
+    PAGE_HOLDS), while a window covers the alarm: noted on the timeline and counted; why,
+    as a clause for the reply that says the silence ended. None when no window covers it."""
+    window = windows.active_for(db_session, incident=incident, now=now)
+    if window is None:
+        return None
+    _note_held(db_session, incident=incident, window=window, now=now)
+    return (
+        f"held by maintenance window #{window.id} until {slack_date(window.ends_at)}, "
+        "paged then if it still fires"
+    )
+
+
+def _note_held(
+    db_session: Session, *, incident: Incident, window: MaintenanceWindow, now: datetime
+) -> None:
     incidents.add_event(
         db_session,
         incident=incident,
@@ -68,10 +95,6 @@ def hold(
         text=f"in maintenance window #{window.id}: not paged",
         data={"window_id": window.id},
     )
-    if not created:  # a new incident's message is not posted yet: it says so itself
-        incident_flows.thread_text(
-            db_session, incident=incident, text=render.held_line(window), now=now
-        )
     db_session.info[HELD] = db_session.info.get(HELD, 0) + 1
     log.info(
         "incident %s held by maintenance window %s",
@@ -79,7 +102,6 @@ def hold(
         window.id,
         extra={"incident": incident.id, "window": window.id},
     )
-    return window
 
 
 def message_section(
