@@ -2,7 +2,7 @@
 
 Each line of the parent says whether its alarm's incident is acknowledged (and by whom)
 or resolved; a click in Slack (or a change in PagerDuty) changes that as surely as an
-alarm's transition does, and many of them cost the parent one update, not one each.
+alarm's transition does.
 """
 
 from __future__ import annotations
@@ -15,14 +15,13 @@ import sqlalchemy as sa
 from bot.config import parse_config
 from bot.incidents import render
 from bot.incidents.models import Incident
-from bot.outbox.models import PENDING, SLACK_MESSAGE, Delivery
 from bot.settings import Settings
 from sandbox.pagerduty import PagerDutyEmulator
 from sandbox.slack import Message, SlackEmulator
 from sandbox.sns import SnsSigner
 from tests.alarms.test_pipeline import T0, alarm, outbox_empty, send
 from tests.conftest import TEST_CONFIG
-from tests.incidents.helpers import click, incident_row
+from tests.incidents.helpers import click
 from tests.support import LiveService, wait_for
 
 CHANNEL = "C0PRODALERTS"
@@ -76,40 +75,3 @@ def test_acknowledging_and_resolving_a_grouped_alarm_shows_in_its_group_s_messag
     # The alarm itself still fires: the headline counts it.
     assert "3 alarms on prod, 3 in ALARM" in parent.text
     assert "acknowledged by <@U0ALICE>" in str(parent.blocks)
-
-
-def test_acknowledgements_in_a_row_owe_the_group_s_message_one_update(
-    settings: Settings,
-    sns_signer: SnsSigner,
-    slack: SlackEmulator,
-    pagerduty: PagerDutyEmulator,
-    make_service: Callable[..., LiveService],
-) -> None:
-    # Slack takes one chat.update in this test: the group's updates wait, and coalesce.
-    config = {
-        **TEST_CONFIG,
-        "alarms": {**TEST_CONFIG["alarms"], "group_above": 1, "group_window_s": 600},
-        "delivery": {
-            **TEST_CONFIG["delivery"],
-            "slack_updates_per_min": 0.001,
-            "slack_updates_burst": 1,
-        },
-    }
-    service = make_service(settings, parse_config(config))
-    parent = grouped(service, slack, sns_signer)
-    ids = incident_ids(service)
-
-    for incident_id in ids.values():
-        click(service, render.ACKNOWLEDGE, str(incident_id), response_url=slack.response_url())
-    wait_for(lambda: all(incident_row(service, i).acknowledged_at for i in ids.values()))
-
-    with service.runtime.sessions() as db:
-        query = sa.select(Delivery).where(
-            Delivery.kind == SLACK_MESSAGE, Delivery.order_key == "slack:alarm_group:1"
-        )
-        group_messages = list(db.scalars(query.order_by(Delivery.id)))
-    owed = [d for d in group_messages if d.status == PENDING]
-    # Its post, then at most the one update Slack took and the one that waits for it.
-    assert len(group_messages) <= 3 and len(owed) <= 1
-    shown = str(owed[-1].payload["blocks"]) if owed else str(parent.blocks)
-    assert shown.count("acknowledged by <@U0ALICE>") == 3
