@@ -75,22 +75,56 @@ def show(
 # just before it commits, however many of their alarms it changed (a batch of
 # notifications in one transaction, a storm).
 GROUPS_TO_SYNC = "alarm_groups_to_sync"
+GROUPS_JOINED = "alarm_groups_joined"
 GROUPS_HOOKED = "alarm_groups_hooked"
 
 
-def _sync_at_commit(db_session: Session, *, group: AlarmGroup, now: datetime) -> None:
+def _sync_at_commit(
+    db_session: Session, *, group: AlarmGroup, now: datetime, joined: bool = False
+) -> None:
     db_session.info.setdefault(GROUPS_TO_SYNC, {})[group.id] = now
+    if joined:
+        db_session.info.setdefault(GROUPS_JOINED, {})[group.id] = now
     if not db_session.info.get(GROUPS_HOOKED):
         db_session.info[GROUPS_HOOKED] = True
         event.listen(db_session, "before_commit", _sync_marked)
 
 
 def _sync_marked(db_session: Session) -> None:
+    """Render the marked groups' messages, each under its row's lock.
+
+    Two transactions that change alarms of one group (two people acknowledging at
+    once, a click during a storm's batch) would each render it without the other's
+    change, and the later commit would leave a stale line for good. Locked, the
+    second renders after the first commits, and sees its change. The lock is the
+    last a transaction takes (joining a group stamps it here, not on joining), and
+    groups are locked in id order, so it closes no cycle with incident rows; only
+    closing a quiet group locks its row earlier, and PostgreSQL breaks the rare
+    cycle that makes (a click on that group's alarm, in the same instant as a batch
+    that both closes it and changes that alarm) by failing one of the two.
+    """
     marked: dict[int, datetime] = db_session.info.pop(GROUPS_TO_SYNC, {})
-    for group_id, now in marked.items():
-        group = db_session.get(AlarmGroup, group_id)
-        if group is not None:  # else rolled back since it was marked
-            sync_group(db_session, group=group, now=now)
+    joined: dict[int, datetime] = db_session.info.pop(GROUPS_JOINED, {})
+    if not marked:
+        return
+    groups = db_session.scalars(
+        select(AlarmGroup)
+        .where(AlarmGroup.id.in_(sorted(marked)))
+        .order_by(AlarmGroup.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).all()
+    for group in groups:  # a group rolled back since it was marked is not found
+        if group.id in joined:
+            group.last_joined_at = max(group.last_joined_at, joined[group.id])
+        sync_group(db_session, group=group, now=marked[group.id])
+
+
+def _last_joined(db_session: Session, group: AlarmGroup) -> datetime:
+    """When an alarm last joined `group`, counting those joined in this transaction."""
+    joined: dict[int, datetime] = db_session.info.get(GROUPS_JOINED, {})
+    stamped = joined.get(group.id)
+    return group.last_joined_at if stamped is None else max(group.last_joined_at, stamped)
 
 
 def show_in_group(db_session: Session, *, incident: Incident, now: datetime) -> None:
@@ -132,9 +166,9 @@ def _join_group(
             AlarmGroup.route_name == incident.route_name, AlarmGroup.closed_at.is_(None)
         )
     ).first()
-    if group is not None and group.last_joined_at >= since:
-        group.last_joined_at = now
+    if group is not None and _last_joined(db_session, group) >= since:
         _add_member(db_session, group=group, incident_id=incident.id, threaded=True, now=now)
+        _sync_at_commit(db_session, group=group, now=now, joined=True)
         return group, True
     if group is not None:
         # Quiet for a window: the next storm on this route gets a parent of its own.

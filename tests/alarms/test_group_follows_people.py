@@ -7,9 +7,12 @@ alarm's transition does.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
+import pytest
 import sqlalchemy as sa
 
 from bot.config import parse_config
@@ -19,9 +22,10 @@ from bot.settings import Settings
 from sandbox.pagerduty import PagerDutyEmulator
 from sandbox.slack import Message, SlackEmulator
 from sandbox.sns import SnsSigner
+from tests.alarms.test_late_and_flapping import waiting_on_a_lock
 from tests.alarms.test_pipeline import T0, alarm, outbox_empty, send
 from tests.conftest import TEST_CONFIG
-from tests.incidents.helpers import click
+from tests.incidents.helpers import click, incident_row
 from tests.support import LiveService, wait_for
 
 CHANNEL = "C0PRODALERTS"
@@ -75,3 +79,54 @@ def test_acknowledging_and_resolving_a_grouped_alarm_shows_in_its_group_s_messag
     # The alarm itself still fires: the headline counts it.
     assert "3 alarms on prod, 3 in ALARM" in parent.text
     assert "acknowledged by <@U0ALICE>" in str(parent.blocks)
+
+
+def test_two_acknowledgements_at_once_both_show_in_the_group_s_message(
+    settings: Settings,
+    sns_signer: SnsSigner,
+    slack: SlackEmulator,
+    pagerduty: PagerDutyEmulator,
+    make_service: Callable[..., LiveService],
+) -> None:
+    alarms = {**TEST_CONFIG["alarms"], "group_above": 1, "group_window_s": 600}
+    service = make_service(settings, parse_config({**TEST_CONFIG, "alarms": alarms}))
+    engine = service.runtime.engine
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite lets one writer at a time in: there is no race to lose")
+    parent = grouped(service, slack, sns_signer)
+    wait_for(lambda: outbox_empty(service))
+    ids = incident_ids(service)
+    first, second = ids["prod-svc-a"], ids["prod-svc-b"]
+
+    # The first acknowledgement's transaction stops right after it has read the group's
+    # lines, uncommitted, until the second has either committed or waits for it.
+    held, release = threading.Event(), threading.Event()
+
+    def hold(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        rendering = "alarm_group_members.threaded" in statement and "acknowledged_by" in statement
+        if rendering and not held.is_set():
+            held.set()
+            release.wait(30)
+
+    sa.event.listen(engine, "after_cursor_execute", hold)
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            url = slack.response_url()
+            pool.submit(click, service, render.ACKNOWLEDGE, str(first), response_url=url)
+            assert held.wait(15), "the first acknowledgement never rendered the group"
+            pool.submit(click, service, render.ACKNOWLEDGE, str(second), response_url=url)
+            wait_for(
+                lambda: (
+                    waiting_on_a_lock(engine)
+                    or incident_row(service, second).acknowledged_at is not None
+                )
+            )
+            release.set()
+    finally:
+        release.set()
+        sa.event.remove(engine, "after_cursor_execute", hold)
+
+    wait_for(lambda: outbox_empty(service))
+    lines = str(parent.blocks)
+    assert f"prod-svc-a · #{first} (in the channel) · acknowledged by <@U0ALICE>" in lines
+    assert f"prod-svc-b · #{second} (in this thread) · acknowledged by <@U0ALICE>" in lines
