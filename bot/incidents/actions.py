@@ -30,7 +30,7 @@ from bot.incidents import service as incidents
 from bot.incidents.errors import IncidentError, IncidentNotFound
 from bot.incidents.models import ALARM, MANUAL, Incident, IncidentEvent
 from bot.outbox import service as outbox
-from bot.outbox.models import BULK, PAGERDUTY_REST, PERSON
+from bot.outbox.models import BULK, PAGERDUTY_REST, PERSON, SENT
 from bot.outbox.replies import ephemeral, reply
 from bot.pagerduty.errors import PagerDutyUnavailable
 from bot.people.directory import NOT_CONFIGURED, PeopleDirectory, mention
@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 ACKNOWLEDGE = "acknowledge"
 RESOLVE = "resolve"
+PAGE_OPEN = ("triggered", "acknowledged")  # PagerDuty's statuses of an incident not resolved
 ESCALATE = "escalate"
 NOTE = "note"
 SILENCE = "silence"
@@ -431,7 +432,7 @@ class IncidentActions:
                     now=now,
                     via=requester.where,
                 )
-            if from_email is not None:
+            if from_email is not None and _page_stands(db_session, locked, action):
                 outbox.pagerduty_rest(
                     db_session,
                     order_key=rest_order_key(locked.id),
@@ -648,3 +649,19 @@ class IncidentActions:
             )
             db_session.commit()
             return incident.id
+
+
+def _page_stands(db_session: Session, incident: Incident, action: str) -> bool:
+    """Whether PagerDuty has an open incident for `action` to act on.
+
+    An alarm that fired again under a silence or a maintenance window is open here
+    and unpaged, its last page resolved in PagerDuty: acknowledging or resolving it
+    there is refused ("Incident Already Resolved"), so the person's click changes it
+    in opsbot only, as for an incident PagerDuty has no part in.
+    """
+    if action not in (ACKNOWLEDGE, RESOLVE) or incident.pagerduty_status in PAGE_OPEN:
+        return True
+    last = outbox.last_pagerduty_event(db_session, dedup_key=incident.dedup_key)
+    return not (
+        last is not None and last.payload.get("action") == "resolve" and last.status == SENT
+    )

@@ -23,7 +23,7 @@ from bot.pagerduty.webhooks import IncidentData
 from bot.people import service as people
 from bot.scheduler.deferred import cancel_after_commit, schedule_after_commit
 from bot.slack_dates import utc_text
-from bot.slack_text import escape
+from bot.slack_text import escape, keep_mentions
 
 log = logging.getLogger(__name__)
 
@@ -759,12 +759,32 @@ def _resume_after_silence(db_session: Session, *, incident: Incident, now: datet
             held = _held(db_session, incident=incident, now=now)
             if held is not None:
                 return f"; still in ALARM: {held}"  # nothing paged: nothing to chase
-            page_trigger(db_session, incident=incident, now=now)
-            outcome = "; still in ALARM: paged"
+            paged = page_owed(db_session, incident=incident, now=now)
+            outcome = f"; still in ALARM: {'paged' if paged else not_paged(incident)}"
     waiting = incident.paged and incident.acknowledged_at is None
     if waiting and incident.remind_at is None and incident.escalate_at is None:
         schedule_reminders(db_session, incident=incident, now=now)  # they stopped for the silence
     return outcome
+
+
+def page_owed(db_session: Session, *, incident: Incident, now: datetime) -> bool:
+    """Page a firing alarm that a silence or a maintenance window held back, unless
+    someone acknowledged it in Slack meanwhile: then it is theirs, and on-call is not
+    woken for it (False)."""
+    if incident.acknowledged_at is not None:
+        log.info(
+            "incident %s not paged: acknowledged while its page was held",
+            incident.id,
+            extra={"incident": incident.id},
+        )
+        return False
+    page_trigger(db_session, incident=incident, now=now)
+    return True
+
+
+def not_paged(incident: Incident) -> str:
+    """Why `page_owed` paged nobody, for the thread."""
+    return f"not paged, {keep_mentions(incident.acknowledged_by)} acknowledged it"
 
 
 def update_from_pagerduty(

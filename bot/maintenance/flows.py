@@ -153,13 +153,15 @@ def _page_if_owed(
     last_action = last.payload.get("action") if last is not None else None
     if incident.paged and last_action != "resolve":
         return False  # its page is on (it was paged before the window began)
+    paged = True
     if last_action == "resolve" and incident_flows.withdraw_resolve(
         db_session, incident=incident, now=now
     ):
         outcome = "the pending PagerDuty resolve was withdrawn"
-    else:
-        incident_flows.page_trigger(db_session, incident=incident, now=now)
+    elif incident_flows.page_owed(db_session, incident=incident, now=now):
         outcome = "paged"
+    else:
+        paged, outcome = False, incident_flows.not_paged(incident)
     incidents.add_event(
         db_session,
         incident=incident,
@@ -180,12 +182,13 @@ def _page_if_owed(
     incident.updated_at = now
     incident_flows.sync_message(db_session, incident=incident, now=now)
     log.info(
-        "incident %s paged at the end of maintenance window %s",
+        "incident %s still fires at the end of maintenance window %s: %s",
         incident.id,
         window.id,
+        outcome,
         extra={"incident": incident.id, "window": window.id},
     )
-    return True
+    return paged
 
 
 def count_held_after_commit(sessions: sessionmaker[Session], metrics: Metrics) -> None:

@@ -147,6 +147,36 @@ def test_ending_a_silence_by_hand_pages_the_alarm_still_firing_and_brings_remind
     assert audit_of(service, incident_id)[-1].detail == {"via": "button", "minutes": 0}
 
 
+def test_an_alarm_acknowledged_in_slack_while_silenced_is_not_paged_when_the_silence_ends(
+    start: Callable[..., LiveService],
+    clock: ManualClock,
+    sns_signer: SnsSigner,
+    slack: SlackEmulator,
+    pagerduty: PagerDutyEmulator,
+) -> None:
+    service = start()
+    incident_id, message = page(service, sns_signer, slack, pagerduty)
+    silence_for_30_min(service, slack, incident_id)
+    # OK, then ALARM again under the silence: not paged; someone takes it in Slack.
+    send_alarm(service, sns_signer, "prod-api-5xx", "OK", T0 + timedelta(minutes=1))
+    wait_for(lambda: [e["event_action"] for e in pagerduty.events] == ["trigger", "resolve"])
+    send_alarm(service, sns_signer, "prod-api-5xx", "ALARM", T0 + timedelta(minutes=2))
+    wait_for(lambda: incident_row(service, incident_id).alarm_state == "ALARM")
+    click(service, render.ACKNOWLEDGE, str(incident_id), response_url=slack.response_url())
+    wait_for(lambda: incident_row(service, incident_id).acknowledged_by == "<@U0ALICE>")
+    wait_for(lambda: outbox_idle(service))
+
+    clock.advance(minutes=3)
+    end_silence_by_hand(service, slack, incident_id)
+    said = "ended the silence; still in ALARM: not paged, <@U0ALICE> acknowledged it."
+    wait_for(lambda: said in thread_of(slack, message.ts))
+    assert [e["event_action"] for e in pagerduty.events] == ["trigger", "resolve"]
+    row = incident_row(service, incident_id)
+    assert (row.acknowledged_by, row.remind_at, row.escalate_at) == ("<@U0ALICE>", None, None)
+    # PagerDuty's incident was resolved: the click acknowledged it in opsbot only.
+    assert "pagerduty_refused" not in [e.kind for e in events_of(service, incident_id)]
+
+
 def test_ending_a_silence_by_hand_gives_an_unacknowledged_page_its_reminders_back(
     start: Callable[..., LiveService],
     clock: ManualClock,

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from bot.clock import ManualClock
+from bot.incidents.render import ACKNOWLEDGE
 from bot.maintenance import render
 from sandbox.pagerduty import PagerDutyEmulator
 from sandbox.slack import SlackEmulator
@@ -110,6 +111,31 @@ def test_ending_a_window_early_pages_what_still_fires_and_then_alarms_page(
 
     # The next alarm pages at once.
     page(service, sns_signer, slack, pagerduty, name="prod-api-latency")
+
+
+def test_an_alarm_acknowledged_in_slack_during_the_window_is_not_paged_at_its_end(
+    start: Callable[..., LiveService],
+    sns_signer: SnsSigner,
+    slack: SlackEmulator,
+    pagerduty: PagerDutyEmulator,
+) -> None:
+    service = start()
+    silence(service, slack, "silence prod for 1h reason failover drill")
+    incident_id = held_alarm(service, sns_signer, slack)
+    click(service, ACKNOWLEDGE, str(incident_id), response_url=slack.response_url())
+    wait_for(lambda: only_incident(service, "prod-api-5xx").acknowledged_at is not None)
+    wait_for(lambda: outbox_idle(service))
+    held = only_incident(service, "prod-api-5xx")
+
+    _, reply = silence(service, slack, "silence end 1")
+    assert reply is not None and "ended" in reply and "were paged" not in reply
+    message = incident_message(slack, held)
+    assert message is not None
+    said = "is over and this alarm still fires: not paged, <@U0ALICE> acknowledged it."
+    wait_for(lambda: any(said in m.text for m in slack.thread("C0PRODALERTS", message.ts)))
+    wait_for(lambda: outbox_idle(service))
+    assert pagerduty.events_for(held.dedup_key) == []
+    assert not only_incident(service, "prod-api-5xx").paged
 
 
 def test_the_window_ends_on_time_and_pages_what_still_fires_once(
