@@ -549,7 +549,7 @@ class PagerDutyActionSender:
             error,
             extra={"incident": payload["incident_id"], "delivery": job.id},
         )
-        return Dead(error=error)
+        return Dead(error=error, recorded=True)
 
 
 def _overtaken(incident: Incident) -> str | None:

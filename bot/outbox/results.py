@@ -68,6 +68,9 @@ class Retry:
 @dataclass(frozen=True)
 class Dead:
     error: str
+    # The sender marked the delivery dead in the transaction that told the person
+    # (service.complete): the worker writes nothing, but still counts and reports it.
+    recorded: bool = False
 
 
 Result = Sent | Retry | Dead

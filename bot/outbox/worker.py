@@ -561,23 +561,30 @@ class OutboxWorker:
                         extra={"delivery": job.id, "kind": job.kind, "lane": job.paced_by},
                     )
                 if result.forget_ts and job.message is not None:
-                    db_session.execute(
-                        update(SlackMessage)
-                        .where(SlackMessage.key == job.message.key)
-                        .values(ts=None, channel_id=None)
-                        .execution_options(synchronize_session=False)
-                    )
                     after = 0.0
-                db_session.execute(
+                still_mine = update_rows(
+                    db_session,
                     update(Delivery)
                     .where(*mine)
                     .values(
                         not_before=now + timedelta(seconds=after),
                         last_error=result.error[:2000],
                         **release,
-                    )
-                    .execution_options(synchronize_session=False)
+                    ),
                 )
+                if not still_mine:
+                    # Its lease ran out and another instance claimed it: what that one
+                    # found of the message (posted anew, say) is not forgotten here.
+                    _failed_elsewhere(job, result.error)
+                    db_session.commit()
+                    return
+                if result.forget_ts and job.message is not None:
+                    db_session.execute(
+                        update(SlackMessage)
+                        .where(SlackMessage.key == job.message.key)
+                        .values(ts=None, channel_id=None)
+                        .execution_options(synchronize_session=False)
+                    )
                 log.warning(
                     "delivery %s (%s to %s) failed, attempt %d, retrying in %.1f s: %s",
                     job.id,
@@ -589,7 +596,7 @@ class OutboxWorker:
                     extra={"delivery": job.id, "kind": job.kind, "attempts": job.attempts},
                 )
             elif isinstance(result, Dead):
-                still_mine = update_rows(
+                still_mine = result.recorded or update_rows(
                     db_session,
                     update(Delivery)
                     .where(*mine)
@@ -598,15 +605,7 @@ class OutboxWorker:
                 if not still_mine:
                     # Its lease ran out and another instance claimed it: that one's
                     # attempt decides; nothing is told to operators nor counted here.
-                    log.warning(
-                        "delivery %s (%s to %s) failed after its lease ended (%s); "
-                        "another instance holds it",
-                        job.id,
-                        job.kind,
-                        job.target,
-                        result.error[:200],
-                        extra={"delivery": job.id, "kind": job.kind, "attempts": job.attempts},
-                    )
+                    _failed_elsewhere(job, result.error)
                     db_session.commit()
                     return
                 log.error(
@@ -655,6 +654,17 @@ def pending_count(sessions: sessionmaker[Session], kinds: Collection[str] | None
         if kinds is not None:
             query = query.where(Delivery.kind.in_(list(kinds)))
         return int(db_session.scalar(query) or 0)
+
+
+def _failed_elsewhere(job: Job, error: str) -> None:
+    log.warning(
+        "delivery %s (%s to %s) failed after its lease ended (%s); another instance holds it",
+        job.id,
+        job.kind,
+        job.target,
+        error[:200],
+        extra={"delivery": job.id, "kind": job.kind, "attempts": job.attempts},
+    )
 
 
 def _newly_posted(message: MessageRef, result: Sent) -> bool:

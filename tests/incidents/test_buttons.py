@@ -223,6 +223,11 @@ def test_refusal_by_pagerduty_is_shown_in_the_thread(
     [answer] = wait_for(lambda: responses_to(slack, url))
     assert "Could not escalate" in answer["text"]
     assert [r.outcome for r in audit_of(service, incident_id)] == ["ok", "failed"]
+    # Refused for good: counted so, as any delivery PagerDuty refuses.
+    dead = {"target": "pagerduty_rest", "outcome": "dead"}
+    wait_for(
+        lambda: service.runtime.metrics.registry.get_sample_value("opsbot_deliveries_total", dead)
+    )
 
 
 def test_click_by_someone_without_a_pagerduty_account_changes_nothing(
