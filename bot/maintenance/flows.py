@@ -58,7 +58,7 @@ def hold(
         return None
     if incident.paged and not reopened:
         return None
-    window = windows.active_for(db_session, incident=incident, now=now)
+    window = windows.active_for(db_session, incident=incident, now=now, hold=True)
     if window is None:
         return None
     _note_held(db_session, incident=incident, window=window, now=now)
@@ -73,7 +73,7 @@ def hold_owed_page(db_session: Session, *, incident: Incident, now: datetime) ->
     """Hold a page owed now that a silence ended, at its time or by hand (bot/incidents
     PAGE_HOLDS), while a window covers the alarm: noted on the timeline and counted; why,
     as a clause for the reply that says the silence ended. None when no window covers it."""
-    window = windows.active_for(db_session, incident=incident, now=now)
+    window = windows.active_for(db_session, incident=incident, now=now, hold=True)
     if window is None:
         return None
     _note_held(db_session, incident=incident, window=window, now=now)
