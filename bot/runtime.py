@@ -86,9 +86,12 @@ class Runtime:
     def start(self) -> None:
         for note in self.notes:
             log.info("%s", note)
+        # The job store first: the outbox's first sends and the work behind acks
+        # may schedule jobs (an escalation re-armed), which a store not yet
+        # started would refuse.
+        self.scheduler.start(self.jobs)
         self.outbox.start()
         self.after_ack.start()
-        self.scheduler.start(self.jobs)
         for hook in self.on_start:
             try:
                 hook(self)
@@ -104,14 +107,20 @@ class Runtime:
     def stop(self) -> None:
         if self.home is not None:
             self.home.stop()
-        if self.ops_monitor is not None:
-            self.ops_monitor.stop()
         if self.queue_consumer is not None:
             self.queue_consumer.stop()
         self.intake.stop()
         self.after_ack.stop()
-        self.scheduler.stop()
+        # The running jobs end while the outbox still sends what they write; the
+        # outbox's last sends (up to its stop's timeout) may still schedule jobs
+        # (an escalation re-armed), so the job store closes only after it.
+        self.scheduler.stop_running()
         self.outbox.stop()
+        self.scheduler.stop()
+        # Last of the workers: its final EMF lines count what the outbox and the
+        # scheduler did up to their end (deliveries dead, jobs given up).
+        if self.ops_monitor is not None:
+            self.ops_monitor.stop()
         # Nothing sends any more: close the clients, and cancel what would still
         # write (a certificate kept late), before the pools go.
         for hook in self.on_stop:

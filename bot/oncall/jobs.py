@@ -5,6 +5,8 @@ Each run schedules the next day's run under a new job id
 run at start lands on the same id, and then posts under the key of the local
 date it was scheduled for: a run that fails leaves the later days scheduled, and
 one tried again (or run late, past local midnight) posts that day's handoff once.
+A start also schedules today's run again when its time has passed and nothing
+was posted for today (a run lost with a crash, or given up): it runs at once.
 """
 
 from __future__ import annotations
@@ -15,9 +17,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
+import sqlalchemy as sa
+
 from bot.clock import Clock
 from bot.config import Config, Handoff
 from bot.oncall.flows import OnCallAnswers
+from bot.outbox.models import SlackMessage
 from bot.scheduler.registry import JobFunction
 from bot.scheduler.scheduler import JobScheduler
 
@@ -54,8 +59,12 @@ def next_run(handoff: Handoff, *, after: datetime) -> datetime:
     return candidate.astimezone(UTC)
 
 
-def _schedule(deps: HandoffDeps, handoff: Handoff, *, after: datetime) -> None:
-    at = next_run(handoff, after=after)
+def post_key(key: str, day: str) -> str:
+    """The key of the handoff message of `day` (a local date): one message a day."""
+    return f"handoff:{key}:{day}"
+
+
+def _schedule_at(deps: HandoffDeps, handoff: Handoff, *, at: datetime) -> None:
     key = handoff_key(handoff)
     day = at.astimezone(handoff.zone).date().isoformat()
     deps.scheduler.schedule(
@@ -63,11 +72,47 @@ def _schedule(deps: HandoffDeps, handoff: Handoff, *, after: datetime) -> None:
     )
 
 
+def _schedule(deps: HandoffDeps, handoff: Handoff, *, after: datetime) -> None:
+    _schedule_at(deps, handoff, at=next_run(handoff, after=after))
+
+
 def schedule_handoffs(deps: HandoffDeps) -> None:
-    """At start: the next run of every configured handoff."""
+    """At start: the next run of every configured handoff, and today's if it is owed."""
     now = deps.clock.now()
     for handoff in deps.config.oncall.handoffs:
         _schedule(deps, handoff, after=now)
+        _catch_up(deps, handoff, now=now)
+
+
+def _catch_up(deps: HandoffDeps, handoff: Handoff, *, now: datetime) -> None:
+    """Today's run, due at once, when its time passed earlier today (local) and no
+    message was recorded for today: a run lost with a crash or given up comes back.
+
+    Only today's: a handoff from an earlier day is stale once the next is due. Its
+    job id and message key are the day's, so a run still stored or under way on
+    another instance is replaced, or updates the same message, rather than posting
+    twice.
+    """
+    zone = handoff.zone
+    local = now.astimezone(zone)
+    due = datetime.combine(local.date(), handoff.time_of_day, tzinfo=zone)
+    if due > local:
+        return  # still ahead today: the next run is today's
+    key = handoff_key(handoff)
+    day = local.date().isoformat()
+    with deps.answers.sessions() as db_session:
+        posted = db_session.scalar(
+            sa.select(SlackMessage.id).where(SlackMessage.key == post_key(key, day))
+        )
+    if posted is not None:
+        return
+    log.info(
+        "handoff %s of %s has no message yet: running it now",
+        key,
+        day,
+        extra={"handoff": key, "day": day},
+    )
+    _schedule_at(deps, handoff, at=due.astimezone(UTC))
 
 
 def handoff(deps: HandoffDeps, *, key: str, day: str | None = None) -> None:
@@ -84,7 +129,7 @@ def handoff(deps: HandoffDeps, *, key: str, day: str | None = None) -> None:
     answers = deps.answers
     message = answers.report_message(answers.lookup.team(found.team), handoff=True)
     day = day or now.astimezone(found.zone).date().isoformat()
-    answers.post(key=f"handoff:{key}:{day}", channel=found.channel, message=message)
+    answers.post(key=post_key(key, day), channel=found.channel, message=message)
 
 
 def jobs(deps: HandoffDeps) -> dict[str, JobFunction]:

@@ -6,7 +6,8 @@ due for longer than `ops_page_late_after_s` opens the late-page episode in the
 ops channel, and its end closes it. It also reads how long the earliest stored
 scheduled job has been due: past `JOBS_LATE_AFTER_S` no instance is running
 jobs, which is logged once as an error, and once again when it ends. Every
-`emf_interval_s` (0: never) it writes the EMF lines the alarms on opsbot watch.
+`emf_interval_s` (0: never) it writes the EMF lines the alarms on opsbot watch,
+and once more when it stops, for the interval cut short.
 It depends on neither Slack nor the scheduler, so it goes on when they fail.
 
 A step whose database work fails is logged (with the instance's id) and
@@ -85,6 +86,7 @@ class OpsMonitor:
         self._jobs_overdue_s: float | None = None  # None: could not be read this round
         self._jobs_late = False
         self._last_emf: float | None = None
+        self._beating = True  # whether the last round's heartbeat went through
         # Steps whose database work failed, since the start and since the last EMF lines.
         self.db_failures = 0
         self._db_failures_since_emf = 0
@@ -99,9 +101,22 @@ class OpsMonitor:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop the rounds, then write the EMF lines of the interval cut short: what it
+        counted (deliveries dead, jobs given up) would otherwise never be written."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
+        if self._thread is None:
+            return
+        self._thread.join(10)
+        self._thread = None
+        if self.emf_interval_s <= 0:
+            return
+        try:
+            self.write_emf(self.clock.now(), heartbeat=self._beating)
+        except Exception:
+            log.exception(
+                "ops monitor: the last EMF lines could not be written",
+                extra={"instance": self.instance_id},
+            )
 
     def _loop(self) -> None:
         wait_s = self.heartbeat_s
@@ -119,7 +134,7 @@ class OpsMonitor:
         """One round: heartbeat, late pages, and the EMF lines when their interval is up.
         A step that fails is logged and counted; the others go on."""
         now = self.clock.now()
-        beating = self._step("heartbeat", self._heartbeat, now)
+        beating = self._beating = self._step("heartbeat", self._heartbeat, now)
         self._step("late pages", self._late_pages, now)
         self._jobs_overdue_s = None
         self._step("scheduled jobs", self._scheduled_jobs, now)

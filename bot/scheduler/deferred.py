@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.scheduler.scheduler import JobScheduler
+from bot.scheduler.scheduler import JobScheduler, loggable_ids
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,22 @@ def cancel_after_commit(db_session: Session, job_id: str) -> None:
     _ops(db_session).append(_Cancel(job_id))
 
 
+def _lost(scheduler: JobScheduler, op: _Schedule, exc: Exception) -> None:
+    """A job whose schedule the store did not take: logged and counted as given up."""
+    log.error(
+        "could not store job %s %s %s due at %s (%s): it runs only if its domain "
+        "re-schedules it at start",
+        op.name,
+        op.job_id,
+        loggable_ids(op.kwargs),
+        op.at.isoformat(),
+        type(exc).__name__,
+        exc_info=exc,
+        extra={"job": op.name, "job_id": op.job_id},
+    )
+    scheduler.count_given_up(op.name)
+
+
 def apply_after_commit(sessions: sessionmaker[Session], scheduler: JobScheduler) -> None:
     """Install the hook on every session from `sessions`."""
 
@@ -64,10 +80,19 @@ def apply_after_commit(sessions: sessionmaker[Session], scheduler: JobScheduler)
                     scheduler.schedule(op.name, at=op.at, job_id=op.job_id, **op.kwargs)
                 else:
                     scheduler.cancel(op.job_id)
-            except Exception:
-                # Not started yet, or the job store is unreachable: the owner of
-                # the due time re-schedules it when the service (re)starts.
-                log.warning("could not apply %s to the job store", op, exc_info=True)
+            except Exception as exc:
+                # Not started yet, stopped, or the job store is unreachable: the
+                # owner of the due time re-schedules it when the service (re)starts.
+                if isinstance(op, _Schedule):
+                    _lost(scheduler, op, exc)
+                else:  # the job runs, finds its state changed and does nothing
+                    log.warning(
+                        "could not cancel job %s in the job store (%s)",
+                        op.job_id,
+                        type(exc).__name__,
+                        exc_info=exc,
+                        extra={"job_id": op.job_id},
+                    )
 
     def after_rollback(db_session: Session) -> None:
         db_session.info.pop(PENDING_OPS, None)

@@ -1,8 +1,10 @@
 """Leader election with a PostgreSQL advisory lock held on a dedicated connection.
 
 When the leader's process dies its connection closes and PostgreSQL releases
-the lock, so another instance takes over at its next attempt. SQLite is the
-single-instance embedded default: there, the one process always leads.
+the lock, so another instance takes over at its next attempt. A leader that
+stands down (it stops, or a check fails) unlocks and closes that connection
+rather than pooling it, so that the next leader need not wait either. SQLite is
+the single-instance embedded default: there, the one process always leads.
 """
 
 from __future__ import annotations
@@ -58,15 +60,36 @@ class Leadership:
         self.on_elected()
 
     def _depose(self) -> None:
-        if self.is_leader:
+        held = self.is_leader
+        if held:
             self.is_leader = False
             self.on_deposed()
         if self._connection is not None:
-            try:
-                self._connection.close()
-            except Exception:
-                log.debug("closing the leadership connection failed", exc_info=True)
+            self._let_go(self._connection, held=held)
             self._connection = None
+
+    def _let_go(self, connection: Connection, *, held: bool) -> None:
+        """Release the lock and end the connection's session.
+
+        `close()` alone would return the connection to the pool with its session,
+        and the session's lock, still alive: no other instance could lead until the
+        pool is disposed. Unlocking frees it at once; invalidating closes the
+        session for good, which releases the lock too when the unlock failed.
+        """
+        if held:
+            try:
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": self.lock_key})
+            except Exception as exc:
+                log.warning(
+                    "unlocking the scheduler's lock failed (%s); closing its session instead",
+                    type(exc).__name__,
+                    extra={"lock_key": self.lock_key},
+                )
+        try:
+            connection.invalidate()
+            connection.close()
+        except Exception:
+            log.debug("closing the leadership connection failed", exc_info=True)
 
     def _loop(self) -> None:
         while not self._stop.is_set():

@@ -4,19 +4,23 @@ APScheduler removes a date job from the store when it hands it to the executor,
 so a job that raises would be gone until the next start. Instead it is tried
 again under its own id, later each time: every job claims its work against the
 state it acts on (a due time, a token, an outbox key), so a run that is repeated
-acts at most once. After `retries` failures it is given up, logged as an error
-and counted. Nothing here runs it again: every domain re-schedules its jobs at
-each start from the state it keeps (due times, tokens, what is still open), so
-a job given up or lost with a crash comes back at the next start, not before:
-incidents.*, maintenance.window_end, oncall.handoff, flags.watch (of a change
-made in the last 7 days), approvals.expire, deploys.lock_reminder, deploys.watch
-and changes.look_at_ecs.
+acts at most once. A job whose name this version does not know fails the same
+way (a newer release's, during a rolling deploy: see `registry.run_named`).
+After `retries` failures it is given up, logged as an error and counted. Nothing
+here runs it again: every domain re-schedules its jobs at each start from the
+state it keeps (due times, tokens, what is still open), so a job given up or
+lost with a crash comes back at the next start, not before: incidents.*,
+maintenance.window_end, oncall.handoff (today's, if nothing was posted yet),
+flags.watch (of a change made in the last 7 days), approvals.expire,
+deploys.lock_reminder, deploys.watch and changes.look_at_ecs.
 
-`stop()` first starts no more jobs, then waits for the running ones without
+`stop_running()` starts no more jobs, then waits for the running ones without
 holding the job store's lock, so what they schedule or retry is stored as usual
-(the store is shared: the next leader runs it); then it shuts APScheduler down.
-Once it is down, `schedule` and `cancel` raise instead of keeping the job in
-memory (APScheduler's "tentative" jobs of a stopped scheduler), where it is lost.
+(the store is shared: the next leader runs it); the store stays open for what
+else still schedules (the outbox's last sends). `stop()` then shuts APScheduler
+down. Once it is down, `schedule` and `cancel` raise instead of keeping the job
+in memory (APScheduler's "tentative" jobs of a stopped scheduler), where it is
+lost; the caller counts a schedule lost so as given up (`count_given_up`).
 """
 
 from __future__ import annotations
@@ -166,7 +170,11 @@ class JobScheduler:
         self._rescan = threading.Thread(target=self._rescan_loop, name="job-rescan", daemon=True)
         self._rescan.start()
 
-    def stop(self) -> None:
+    def stop_running(self) -> None:
+        """Start no more jobs, hand leadership over and wait for the running jobs.
+
+        `schedule` and `cancel` still reach the job store until `stop`.
+        """
         self._stop.set()
         if self._leadership is not None:
             self._leadership.stop()
@@ -178,6 +186,11 @@ class JobScheduler:
             self._scheduler.close()
             if self._executor is not None:
                 self._executor.drain()
+
+    def stop(self) -> None:
+        """`stop_running`, then shut the job store: `schedule` and `cancel` raise from now on."""
+        self.stop_running()
+        if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
             self._executor = None
@@ -262,7 +275,7 @@ class JobScheduler:
     ) -> None:
         """Log and count a failed run; schedule it again under its id, later each time."""
         failures = attempt + 1
-        said = f"job {name} {job_id} {_ids(kwargs)} failed ({failures} time(s))"
+        said = f"job {name} {job_id} {loggable_ids(kwargs)} failed ({failures} time(s))"
         extra = {"job": name, "job_id": job_id, "attempt": failures}
         if attempt >= self.retries:
             outcome, why = GAVE_UP, "out of attempts"
@@ -280,6 +293,13 @@ class JobScheduler:
             )
         else:
             log.warning("%s; %s", said, why, exc_info=exc, extra=extra)
+        self._count(name, outcome)
+
+    def count_given_up(self, name: str) -> None:
+        """Count a job of `name` lost outside a run (its schedule could not be stored)."""
+        self._count(name, GAVE_UP)
+
+    def _count(self, name: str, outcome: str) -> None:
         if self.failures is not None:
             self.failures.labels(name if name in self._jobs else "unknown", outcome).inc()
 
@@ -294,10 +314,12 @@ class JobScheduler:
             "job %s %s %s could not run before the scheduler stopped; %s",
             name,
             job.id,
-            _ids(kwargs),
+            loggable_ids(kwargs),
             why,
             extra={"job": name, "job_id": job.id},
         )
+        if outcome == GAVE_UP:  # lost until its domain re-schedules it: as a run given up
+            self._count(name, GAVE_UP)
 
     def _again(
         self, job_id: str, name: str, kwargs: dict[str, Any], *, attempt: int, at: datetime
@@ -329,7 +351,7 @@ class JobScheduler:
         return RETRIED, f"trying again at {at.isoformat()}"
 
 
-def _ids(kwargs: dict[str, Any]) -> dict[str, Any]:
+def loggable_ids(kwargs: dict[str, Any]) -> dict[str, Any]:
     """The arguments a log line may show: numbers, ids and keys; no text, no nested data."""
     return {
         key: value

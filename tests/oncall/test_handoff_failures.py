@@ -98,3 +98,63 @@ def test_a_late_handoff_past_local_midnight_posts_under_its_own_day(
         assert handoff_keys(runtime) == [f"handoff:{key}:2026-11-25", f"handoff:{key}:2026-11-26"]
     finally:
         runtime.stop()
+
+
+def test_todays_handoff_lost_with_a_crash_is_posted_at_the_next_start_once(
+    settings: Settings,
+    oncall_config: Config,
+    slack: SlackEmulator,
+    pagerduty: PagerDutyEmulator,
+) -> None:
+    clock = ManualClock(DUE - timedelta(minutes=30))
+    add_shifts(pagerduty, now=clock.now())
+    key = handoff_key(oncall_config.oncall.handoffs[0])
+    today, tomorrow = job_id(oncall_config, "2026-11-25"), job_id(oncall_config, "2026-11-26")
+    crashed = build_runtime(settings, oncall_config, clock=clock, run_jobs=False)
+    crashed.start()
+    try:
+        clock.advance(minutes=30)
+        # The leader takes today's job out of the store to run it, and its task dies.
+        assert crashed.scheduler.cancel(today)
+    finally:
+        crashed.stop()
+
+    clock.advance(minutes=5)  # 09:05 in Berlin: a task starts
+    started = build_runtime(settings, oncall_config, clock=clock, run_jobs=False)
+    started.start()
+    try:
+        assert sorted(started.scheduler.pending()) == [
+            (today, DUE),
+            (tomorrow, DUE + timedelta(days=1)),
+        ]
+        assert started.scheduler.run_due(clock.now()) == [today]
+        [message] = wait_for(lambda: slack.channel_messages("C0ALERTS"))
+        assert "Shift handoff" in str(message.blocks)
+        assert handoff_keys(started) == [f"handoff:{key}:2026-11-25"]
+    finally:
+        started.stop()
+
+    # Another start the same day: today's is posted, so only tomorrow's is stored.
+    clock.advance(hours=3)
+    again = build_runtime(settings, oncall_config, clock=clock, run_jobs=False)
+    again.start()
+    try:
+        assert again.scheduler.pending() == [(tomorrow, DUE + timedelta(days=1))]
+    finally:
+        again.stop()
+    assert len(slack.channel_messages("C0ALERTS")) == 1
+
+
+def test_a_handoff_of_an_earlier_day_is_not_posted_at_start(
+    settings: Settings, oncall_config: Config, pagerduty: PagerDutyEmulator
+) -> None:
+    # 08:30 in Berlin on the 26th: the 25th's handoff was never posted, and is stale.
+    clock = ManualClock(DUE + timedelta(days=1) - timedelta(minutes=30))
+    add_shifts(pagerduty, now=clock.now())
+    runtime = build_runtime(settings, oncall_config, clock=clock, run_jobs=False)
+    runtime.start()
+    try:
+        tomorrow = job_id(oncall_config, "2026-11-26")
+        assert runtime.scheduler.pending() == [(tomorrow, DUE + timedelta(days=1))]
+    finally:
+        runtime.stop()

@@ -73,7 +73,10 @@ def add_shifts(pagerduty: PagerDutyEmulator, *, now: datetime) -> datetime:
 def oncall_service(
     settings: Settings, oncall_config: Config, make_service: Callable[..., LiveService]
 ) -> LiveService:
-    return make_service(settings, oncall_config)
+    """A service answering `/oncall`, with no handoff: one whose time has passed today
+    would run at start (nothing posted for today yet) and ask PagerDuty too."""
+    oncall = oncall_config.oncall.model_copy(update={"handoffs": []})
+    return make_service(settings, oncall_config.model_copy(update={"oncall": oncall}))
 
 
 def ask(service: LiveService, slack: SlackEmulator, text: str) -> dict[str, Any]:
