@@ -8,7 +8,8 @@ Invoked synchronously (by opsbot's /dbrole, or by an operator) with
 - a schema (SCHEMA_NAME) owned by the migrator role;
 - a migrator role (MIGRATOR_ROLE): LOGIN, owns the schema, runs DDL;
 - an app role (APP_ROLE): LOGIN, USAGE on the schema, DML on its tables and sequences,
-  through default privileges so tables the migrator creates later are covered too;
+  through default privileges so tables the migrator creates later are covered too, and
+  no CREATE on the schema: CREATE granted to it or to PUBLIC there is revoked;
 - both roles log in with RDS IAM authentication (membership in ``rds_iam``), unless a
   password secret is configured for the role (MIGRATOR_PASSWORD_SECRET_ARN /
   APP_PASSWORD_SECRET_ARN): RDS refuses password logins of ``rds_iam`` members, so such a
@@ -17,10 +18,16 @@ Invoked synchronously (by opsbot's /dbrole, or by an operator) with
 - both roles' search_path is the schema; CREATE on the ``public`` schema is revoked from
   PUBLIC, and from either role if it was granted to it directly.
 
+A REVOKE takes away only a grant to whom it names, and only one its grantor made: a
+REVOKE that leaves the grant in place is an error, never a change. A membership through
+which the app role can create in its schema (in the migrator, say), or either role in
+``public``, is an error in both actions that a person resolves: the function ends no
+membership and changes no other role's grants.
+
 ``check`` reports the same state without changing anything (it runs in a read-only
 transaction): each role with its attributes, grants and memberships, whether the app
 role reaches every table of the schema, and, as errors, every difference ``manage``
-would repair.
+would repair and every one it leaves to a person.
 
 The master credentials come from the RDS-managed Secrets Manager secret
 (MASTER_SECRET_ARN); host, port and database from DB_HOST, DB_PORT and DB_NAME. Role and
@@ -60,6 +67,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import boto3  # type: ignore[import-untyped]
@@ -291,6 +299,9 @@ class Step:
 
     description: str
     statement: sql.SQL | sql.Composed
+    # The plan's own test for this repair, asked again once the statement ran: true means
+    # it changed nothing (a REVOKE of a grant the master user did not make is no error).
+    still_needed: Callable[[psycopg.Connection[Any]], bool] | None = None
 
 
 @dataclass
@@ -422,25 +433,92 @@ def has_privilege(conn: psycopg.Connection[Any], function: str, *args: str) -> b
     return bool(row and row[0])
 
 
-def public_can_create_in_public(conn: psycopg.Connection[Any]) -> bool:
+def schema_grants_create(conn: psycopg.Connection[Any], schema: str, grantee: str | None) -> bool:
+    """Whether the schema's ACL grants CREATE to `grantee` itself (None: to PUBLIC).
+
+    Not as its owner, not through a membership: only such a grant is what
+    ``REVOKE CREATE ON SCHEMA ... FROM grantee`` can take away.
+    """
     row = conn.execute(
         "SELECT 1 FROM pg_namespace n,"
         " aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a"
-        " WHERE n.nspname = 'public' AND a.grantee = 0 AND a.privilege_type = 'CREATE'"
+        " WHERE n.nspname = %(schema)s AND a.privilege_type = 'CREATE'"
+        " AND a.grantee = CASE WHEN %(grantee)s::text IS NULL THEN 0::oid"
+        " ELSE (SELECT oid FROM pg_roles WHERE rolname = %(grantee)s) END",
+        {"schema": schema, "grantee": grantee},
     ).fetchone()
     return row is not None
 
 
-def granted_create_on_public(conn: psycopg.Connection[Any], role: str) -> bool:
-    """Whether CREATE on schema public was granted to `role` itself (not through PUBLIC)."""
-    row = conn.execute(
-        "SELECT 1 FROM pg_namespace n,"
+def create_grantees(conn: psycopg.Connection[Any], schema: str) -> list[str]:
+    """The roles the schema's ACL grants CREATE to (PUBLIC is not a role here)."""
+    rows = conn.execute(
+        "SELECT DISTINCT r.rolname FROM pg_namespace n,"
         " aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a"
-        " WHERE n.nspname = 'public' AND a.privilege_type = 'CREATE'"
-        " AND a.grantee = (SELECT oid FROM pg_roles WHERE rolname = %s)",
-        (role,),
-    ).fetchone()
-    return row is not None
+        " JOIN pg_roles r ON r.oid = a.grantee"
+        " WHERE n.nspname = %s AND a.privilege_type = 'CREATE' ORDER BY r.rolname",
+        (schema,),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def has_role(conn: psycopg.Connection[Any], member: str, group: str) -> bool:
+    """Whether `member` is a member of `group`, directly or not (SET ROLE can reach it)."""
+    row = conn.execute("SELECT pg_has_role(%s, %s, 'MEMBER')", (member, group)).fetchone()
+    return bool(row and row[0])
+
+
+@dataclass(frozen=True)
+class CreatePath:
+    """How a managed role can create in a schema other than by a grant to itself or PUBLIC."""
+
+    role: str
+    group: str  # the role it is a member of; the role itself when it is the owner
+    holder: str  # the group, or a role the group is a member of, that owns or holds CREATE
+    owns: bool  # the holder owns the schema (else it was granted CREATE on it)
+
+    def explain(self) -> str:
+        """What a person reads after "through its membership in <group>"."""
+        what = "owns the schema" if self.owns else "holds CREATE on it"
+        if self.holder == self.group:
+            return f"{self.group} {what}"
+        return f"{self.group} is a member of {self.holder}, which {what}"
+
+
+def create_paths(
+    conn: psycopg.Connection[Any], role: str, schema: str, owner: str
+) -> list[CreatePath]:
+    """The memberships (and the ownership) through which `role` can create in `schema`.
+
+    `owner` is the schema's owner once ``manage`` has run, which may not own it yet.
+    Membership, not inheritance, counts: a member that does not inherit can still SET ROLE
+    to the holder and create as it. One path per role it is a member of, since ending
+    that membership is what a person would do.
+    """
+    if not role_exists(conn, role):
+        return []
+    # The current owner's own entries pass to `owner` with the schema.
+    owners = {owner, schema_owner(conn, schema)}
+    holders = [(owner, True)] + [
+        (g, False) for g in create_grantees(conn, schema) if g not in owners
+    ]
+    groups = member_of(conn, role)
+    paths: list[CreatePath] = []
+    seen: set[str] = set()
+    for holder, owns in holders:
+        if holder == role:
+            if owns:
+                paths.append(CreatePath(role, role, role, owns=True))
+            continue  # a grant to the role itself is a REVOKE step of its own
+        if not role_exists(conn, holder) or not has_role(conn, role, holder):
+            continue
+        # An implicit membership (pg_database_owner's) has no row of its own.
+        through = [g for g in groups if has_role(conn, g, holder)] or [holder]
+        for group in through:
+            if group not in seen:
+                seen.add(group)
+                paths.append(CreatePath(role, group, holder, owns))
+    return paths
 
 
 def default_privileges(
@@ -725,16 +803,35 @@ def plan(
                 sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(ident(schema), ident(app)),
             )
         )
-    if (
-        app_exists
-        and schema_exists
-        and has_privilege(conn, "has_schema_privilege", app, schema, "CREATE")
-    ):
+    # DML only: the app role must not create in its schema by any path. A REVOKE takes
+    # away a grant to whom it names, so each path is repaired (or reported) where it is.
+    if schema_exists and schema_grants_create(conn, schema, None):
+        steps.append(
+            Step(
+                f"revoke CREATE on schema {schema} from PUBLIC (DML only: only its owner"
+                f" {migrator} creates there)",
+                sql.SQL("REVOKE CREATE ON SCHEMA {} FROM PUBLIC").format(ident(schema)),
+                still_needed=partial(schema_grants_create, schema=schema, grantee=None),
+            )
+        )
+    # An app role that owns the schema hands its grants on with it, to the migrator.
+    if app_exists and owner not in (None, app) and schema_grants_create(conn, schema, app):
         steps.append(
             Step(
                 f"revoke CREATE on schema {schema} from {app} (DML only)",
                 sql.SQL("REVOKE CREATE ON SCHEMA {} FROM {}").format(ident(schema), ident(app)),
+                still_needed=partial(schema_grants_create, schema=schema, grantee=app),
             )
+        )
+    for path in create_paths(conn, app, schema, migrator):
+        needs_a_person(
+            report,
+            path,
+            schema,
+            f"needs a person: {app} can create in schema {schema} through its membership in"
+            f" {path.group} ({path.explain()}), so it is not DML only. The role manager ends"
+            " no membership (the app may run its migrations through it): end it once nothing"
+            " needs it",
         )
 
     for objtype, kind, privileges in (
@@ -783,24 +880,57 @@ def plan(
                     )
                 )
 
-    if public_can_create_in_public(conn):
+    if schema_grants_create(conn, "public", None):
         steps.append(
             Step(
                 "revoke CREATE on schema public from PUBLIC",
                 sql.SQL("REVOKE CREATE ON SCHEMA public FROM PUBLIC"),
+                still_needed=partial(schema_grants_create, schema="public", grantee=None),
             )
         )
     # A grant to the role itself survives the revoke from PUBLIC: tables belong in the
     # app's schema, where the migrator owns them.
+    public_owner = schema_owner(conn, "public")
     for role in (migrator, app):
-        if role_exists(conn, role) and granted_create_on_public(conn, role):
+        if role_exists(conn, role) and schema_grants_create(conn, "public", role):
             steps.append(
                 Step(
                     f"revoke CREATE on schema public from {role}",
                     sql.SQL("REVOKE CREATE ON SCHEMA public FROM {}").format(ident(role)),
+                    still_needed=partial(schema_grants_create, schema="public", grantee=role),
                 )
             )
+        # Other roles share public: their grants and memberships are a person's to change.
+        for path in create_paths(conn, role, "public", public_owner) if public_owner else []:
+            how = (
+                "it owns it: make another role its owner"
+                if path.group == role
+                else f"through its membership in {path.group} ({path.explain()}): end the"
+                f" membership, or revoke CREATE on public from {path.holder}"
+            )
+            needs_a_person(
+                report,
+                path,
+                "public",
+                f"needs a person: {role} can create in schema public, {how}. Tables belong in"
+                f" schema {schema}; the role manager changes neither memberships nor other"
+                " roles' grants on public",
+            )
     return steps
+
+
+def needs_a_person(report: Report, path: CreatePath, schema: str, message: str) -> None:
+    """Report a path to CREATE that manage does not repair: an error in both actions, logged."""
+    fields = {
+        "event": "role_manager.create_through_membership",
+        "action": report.action,
+        "role": path.role,
+        "schema": schema,
+        "group": path.group,
+        "holder": path.holder,
+    }
+    log.warning("role manager needs a person: %s", json.dumps(fields), extra=fields)
+    report.errors.append(message)
 
 
 # --- the report --------------------------------------------------------------------------
@@ -906,7 +1036,10 @@ def run(action: str, config: Config) -> Report:
             for step in steps:
                 log.info("role manager: %s", step.description)
                 conn.execute(step.statement)
-                report.changed.append(step.description)
+                if step.still_needed is not None and step.still_needed(conn):
+                    no_effect(report, step)
+                else:
+                    report.changed.append(step.description)
             conn.commit()
         else:
             report.errors += [f"needs repair: {step.description}" for step in steps]
@@ -919,6 +1052,17 @@ def run(action: str, config: Config) -> Report:
             f"{config.app} still cannot reach: {', '.join(report.tables.get('unreachable', []))}"
         )
     return report
+
+
+def no_effect(report: Report, step: Step) -> None:
+    """Report a statement that ran and changed nothing: an error, never a change."""
+    fields = {"event": "role_manager.no_effect", "action": report.action, "step": step.description}
+    log.warning("role manager step had no effect: %s", json.dumps(fields), extra=fields)
+    report.errors.append(
+        f"no effect: {step.description}: it ran and the grant is still there (one made by a"
+        " role other than the schema's owner, or on a schema the master user does not own,"
+        " survives it); it needs a person"
+    )
 
 
 def refusal_result(action: str, refused: Refused) -> dict[str, Any]:
