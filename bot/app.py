@@ -35,6 +35,7 @@ from bot.clock import Clock, SystemClock
 from bot.config import Config
 from bot.db.engine import make_engine, make_sessionmaker, open_connections
 from bot.dbroles import confirm as dbrole_confirm  # noqa: F401  # registers the dbrole kind
+from bot.dbroles import requests as dbrole_requests
 from bot.deploys import confirm as deploy_confirm  # noqa: F401  # registers the deploy kinds
 from bot.deploys import flows as deploy_flows
 from bot.deploys import jobs as deploy_jobs
@@ -455,6 +456,7 @@ def build_runtime(
     maintenance_flows.count_held_after_commit(sessions, metrics)
     flag_flows.count_outcomes_after_commit(sessions, metrics)
     deploy_flows.count_outcomes_after_commit(sessions, metrics)
+    dbrole_requests.count_runs_after_commit(sessions, metrics)
     jobs = jobs_table(
         incident_jobs.jobs(incident_job_deps),
         maintenance_jobs.jobs(maintenance_jobs.MaintenanceJobDeps(sessions=sessions, clock=clock)),

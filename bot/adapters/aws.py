@@ -26,15 +26,25 @@ def client(
     region: str,
     endpoint_url: str | None,
     timeout_s: float | None = None,
+    retry: bool = True,
     **kwargs: Any,
 ) -> Any:
-    """A boto3 client; `timeout_s`: a quick look that tries once and waits at most that long."""
+    """A boto3 client; `timeout_s`: a quick look that tries once and waits at most that long.
+
+    `retry=False`: each call is tried once, for a call that must not run twice (a retry
+    after a lost answer would repeat what the first try did).
+    """
     # boto3 (~20 MB) loads on the first AWS call: most deployments never make one.
     import boto3
     from botocore.config import Config as BotoConfig
 
     config = BotoConfig(
-        retries={"max_attempts": 1 if timeout_s else ATTEMPTS, "mode": "standard"},
+        # botocore's `max_attempts` counts retries only (it adds the first try); the
+        # total is what ATTEMPTS and `longest_call_s` count.
+        retries={
+            "total_max_attempts": ATTEMPTS if retry and not timeout_s else 1,
+            "mode": "standard",
+        },
         connect_timeout=timeout_s or CONNECT_TIMEOUT_S,
         read_timeout=timeout_s or READ_TIMEOUT_S.get(service, DEFAULT_READ_TIMEOUT_S),
     )
@@ -63,14 +73,21 @@ class AwsClients:
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
 
-    def get(self, service: str, *, timeout_s: float | None = None) -> Any:
-        """The client of `service`; with `timeout_s`, a separate one for quick bounded looks."""
+    def get(self, service: str, *, timeout_s: float | None = None, retry: bool = True) -> Any:
+        """The client of `service`; with `timeout_s`, a separate one for quick bounded looks,
+        and with `retry=False` one that tries each call once (see `client`)."""
         key = f"{service}:{timeout_s}" if timeout_s else service
+        if not retry:
+            key += ":once"
         with self._lock:
             found = self._clients.get(key)
             if found is None:
                 found = client(
-                    service, region=self.region, endpoint_url=self.endpoint_url, timeout_s=timeout_s
+                    service,
+                    region=self.region,
+                    endpoint_url=self.endpoint_url,
+                    timeout_s=timeout_s,
+                    retry=retry,
                 )
                 self._clients[key] = found
             return found

@@ -17,15 +17,17 @@ kind runs, every click of someone other than the requester is checked again
 (`require_clicks_still_count`): one whose right is gone by then (removed from
 the deployers, a group left) fails the request, audited and said in its thread,
 and nothing runs. The requester's own right is the kind's to check again, with
-the rest of its checks.
+the rest of its checks; only whether Slack can confirm it is looked at here
+first, as for the others' clicks.
 
 A right Slack cannot confirm just then (it cannot list a group: an error, a
 rate limit) counts for nothing, but is no lost right: the click that would
-start the run checks the others' clicks first, and if one cannot be checked it
-is not counted ("could not check", `approval.run` failed, `unverifiable`), and
-the request stays open to be clicked again. Should the run itself still find
-one it cannot check, the request fails the same way, without saying anyone's
-right is gone.
+start the run checks the others' clicks and the requester's right first, and
+if one cannot be checked it is not counted ("could not check", `approval.run`
+failed, `unverifiable`), and the request stays open to be clicked again. Should
+the run itself still find one it cannot check (the kind raises
+ClicksUnverifiable for the requester's, `requester_unverifiable`), the request
+fails the same way, without saying anyone's right is gone.
 """
 
 from __future__ import annotations
@@ -348,7 +350,9 @@ def click(services: Services, *, action_id: int, user_id: str, decision: str) ->
         if action.is_pending and now >= action.expires_at:
             _expire(db_session, action=action, now=now)
             db_session.commit()
-            raise ClickRefused(f"Request #{action.id} has expired; ask again.")
+            expired = ClickRefused(f"Request #{action.id} has expired; ask again.")
+            _refused_click(services, action=seen, user_id=user_id, decision=decision, error=expired)
+            raise expired
         try:
             approvals.apply_click(
                 db_session, action=action, user_id=user_id, decision=decision, now=now
@@ -386,6 +390,8 @@ def click(services: Services, *, action_id: int, user_id: str, decision: str) ->
 
 _DONE = {CONFIRM: "confirmed", APPROVE: "approved"}
 _CLICK = {CONFIRM: "confirmation", APPROVE: "approval"}
+# The "decision" of the requester's own right in ClicksUnverifiable: the run is theirs.
+REQUESTED = "request"
 
 
 def _others_clicks(action: PendingAction) -> list[tuple[str, str]]:
@@ -397,11 +403,27 @@ def _others_clicks(action: PendingAction) -> list[tuple[str, str]]:
     return clicks
 
 
+def _unverifiable_text(entry: dict[str, str]) -> str:
+    who = render.actor_text(entry["user"])
+    if entry["decision"] == REQUESTED:
+        return f"opsbot could not check the right of {who}, who asked for it ({entry['reason']})"
+    return f"opsbot could not check {who}'s right to {entry['decision']} ({entry['reason']})"
+
+
+def requester_unverifiable(action: PendingAction, *, reason: str) -> ClicksUnverifiable:
+    """What a kind raises when Slack cannot confirm the requester's right as it runs."""
+    entry = {"user": action.requested_by, "decision": REQUESTED, "reason": reason}
+    return ClicksUnverifiable(_unverifiable_text(entry), unverifiable=[entry])
+
+
 def require_clicks_still_count(services: Services, action: PendingAction) -> None:
     """Raise ClicksLapsed unless everyone but the requester who clicked may still do so.
 
     Each click is put to the kind's `authorize` again, as if it were made now.
-    ClicksUnverifiable when none lapsed but Slack could not confirm one's right.
+    ClicksUnverifiable when none lapsed but Slack could not confirm one's right,
+    or the requester's (put to `authorize` as a confirmation: the environment's
+    right). Whether the requester's right holds is the kind's to say as it runs,
+    naming the right that is missing.
     Call it outside a transaction: rights may ask Slack who is in a user group.
     """
     kind = get_or_raise(action.kind)
@@ -414,6 +436,14 @@ def require_clicks_still_count(services: Services, action: PendingAction) -> Non
             unverifiable.append({"user": user, "decision": decision, "reason": exc.reason})
         except ClickRefused as exc:
             lapsed.append({"user": user, "decision": decision, "reason": str(exc)})
+    try:
+        kind.authorize(services, action, action.requested_by, CONFIRM)
+    except ClickUnverifiable as exc:
+        unverifiable.append(
+            {"user": action.requested_by, "decision": REQUESTED, "reason": exc.reason}
+        )
+    except ClickRefused:  # the kind refuses the run for it
+        pass
     if lapsed:
         said = " ".join(
             f"{render.actor_text(c['user'])} {_DONE[c['decision']]} it but may not any more: "
@@ -424,11 +454,7 @@ def require_clicks_still_count(services: Services, action: PendingAction) -> Non
             f"Refused when it came to run: {said} Nothing was changed: ask again.", lapsed=lapsed
         )
     if unverifiable:
-        said = "; ".join(
-            f"opsbot could not check {render.actor_text(c['user'])}'s right to "
-            f"{c['decision']} ({c['reason']})"
-            for c in unverifiable
-        )
+        said = "; ".join(_unverifiable_text(c) for c in unverifiable)
         raise ClicksUnverifiable(said, unverifiable=unverifiable)
 
 
@@ -523,7 +549,9 @@ def execute(services: Services, *, action_id: int) -> str:
         status = DONE
     except ClicksLapsed as exc:
         result, status, lapsed = str(exc), FAILED, exc
-    except ClicksUnverifiable as exc:  # a click came in meanwhile, or Slack failed since
+    # A click came in meanwhile, or Slack failed since (for a click, or for the
+    # requester's right as the kind checked it).
+    except ClicksUnverifiable as exc:
         result = f"Not run: {exc}. Nothing was changed: ask again in a minute."
         status, unverifiable = FAILED, exc
     except ActionFailed as exc:
@@ -588,6 +616,7 @@ def expire_if_due(services: Services, *, action_id: int) -> None:
     would lapse (a dead process renews nothing).
     """
     retry_at = None
+    interrupted: PendingAction | None = None
     with services.sessions() as db_session:
         now = services.clock.now()
         action = approvals.get(db_session, action_id=action_id, lock=True)
@@ -615,9 +644,19 @@ def expire_if_due(services: Services, *, action_id: int) -> None:
                 },
             )
             sync_message(db_session, action=action, now=now)
+            interrupted = action
         elif action.status == EXECUTING:
             retry_at = action.expires_at
         db_session.commit()
+    if interrupted is not None:  # whatever it did is unknown: someone should look
+        log.warning(
+            "request %s (%s on %s) interrupted: its run's claim lapsed at %s without an end",
+            interrupted.id,
+            interrupted.kind,
+            interrupted.target,
+            interrupted.expires_at.isoformat(),
+            extra={"request": interrupted.id, "target": interrupted.target},
+        )
     if retry_at is not None:
         services.scheduler.schedule(
             EXPIRE_JOB,

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from bot.approvals.errors import ActionFailed
+from bot.approvals.flows import requester_unverifiable
 from bot.approvals.registry import Kind, register
 from bot.approvals.rights import approvers, require_right
-from bot.apps.errors import AppError
+from bot.apps.errors import AppError, RightUnverifiable
 from bot.dbroles import render
 from bot.dbroles.errors import DbRoleError
 from bot.dbroles.requests import KIND, Provision, execute
@@ -27,7 +28,9 @@ def _execute(services: Services, action: PendingAction) -> str:
     request = Provision.from_payload(action.payload)
     try:
         approved_by = approvers(action, requester=request.actor)
-        outcome = execute(services, request, approved_by=approved_by)
+        outcome = execute(services, request, approved_by=approved_by, request_id=action.id)
+    except RightUnverifiable as exc:  # the requester's, not the clicker's: "could not check"
+        raise requester_unverifiable(action, reason=exc.reason) from exc
     except (AppError, DbRoleError) as exc:
         raise ActionFailed(str(exc)) from exc
     # The confirmation message puts its own icon before what came of it.

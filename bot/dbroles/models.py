@@ -102,6 +102,8 @@ class Outcome:
     function: str
     result: ManagerResult | None = None
     failure: str | None = None  # the function raised, could not be invoked, or answered nonsense
+    # With a failure: the invocation's answer was lost, and the function may have run.
+    unanswered: bool = False
 
     @property
     def ok(self) -> bool:
@@ -116,6 +118,8 @@ class Outcome:
         detail: dict[str, Any] = {"function": self.function, "ok": self.ok}
         if self.failure is not None:
             detail["failure"] = self.failure
+        if self.unanswered:
+            detail["unanswered"] = True
         if self.result is not None:
             detail["changed"] = self.result.changed[:50]
             detail["errors"] = self.result.errors[:50]

@@ -46,6 +46,8 @@ def _headline(outcome: Outcome) -> str:
     verb = VERB.get(outcome.action, outcome.action)
     where = f"*Database roles of {code(outcome.label)}* ({escape(verb)})"
     result = outcome.result
+    if outcome.unanswered:
+        return f":warning: {where}: {outcome.failure}."
     if outcome.failure is not None or result is None:
         return f":x: {where}: {outcome.failure or 'no result'}."
     if result.refused:

@@ -10,9 +10,10 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from bot.adapters import awslambda
+from bot.adapters.aws import may_have_been_done
 from bot.apps.registry import Target
 from bot.dbroles.errors import DbRoleNotConfigured
-from bot.dbroles.models import ManagerResult, Outcome
+from bot.dbroles.models import MANAGE, ManagerResult, Outcome
 from bot.slack_text import code, escape
 
 if TYPE_CHECKING:
@@ -33,17 +34,34 @@ def function_of_or_raise(target: Target) -> str:
     return settings.function
 
 
+def _may_have_run(exc: awslambda.InvokeFailed) -> bool:
+    """Whether the invocation's answer was lost rather than refused (see `may_have_been_done`)."""
+    return exc.__cause__ is not None and may_have_been_done(exc.__cause__)
+
+
 def run(services: Services, *, target: Target, action: str) -> Outcome:
-    """Invoke the role manager with `action` and wait for its result (never raises for AWS)."""
+    """Invoke the role manager with `action` and wait for its result (never raises for AWS).
+
+    `manage` is invoked once, never retried: a retry after a lost answer (a read
+    that timed out, a 5xx) would run it again, or be throttled by the function's
+    reserved concurrency while the first run goes on. A lost answer is said as
+    such: it may have run. `check` changes nothing and is retried as any call.
+    """
     function = function_of_or_raise(target)
     base = Outcome(action=action, label=target.label, function=function)
+    client = services.aws.get("lambda", retry=action != MANAGE)
     try:
-        invocation = awslambda.invoke(
-            services.aws.get("lambda"), function=function, event={"action": action}
-        )
+        invocation = awslambda.invoke(client, function=function, event={"action": action})
     except awslambda.InvokeFailed as exc:
         log.warning("role manager %r of %s: %r", function, target.label, str(exc))
         said = escape(exc)
+        if action == MANAGE and _may_have_run(exc):
+            failure = (
+                f"the role manager {code(function)} may have run, but its answer was lost "
+                f"({said}): run {code(f'/dbrole check {target.app} {target.env}')} to see "
+                "where the roles stand"
+            )
+            return replace(base, failure=failure, unanswered=True)
         if exc.code == "ResourceNotFoundException":
             failure = (
                 f"the role manager {code(function)} does not exist ({said}): check "

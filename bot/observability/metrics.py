@@ -206,6 +206,18 @@ class Metrics:
         for kind in ("deploy", "rollback", "flag_roll"):
             for outcome in ("started", "completed", "failed", "refused", "superseded", "stuck"):
                 self.deploys.labels(kind, outcome)
+        self.dbrole_runs = Counter(
+            "opsbot_dbrole_runs",
+            "Runs of an environment's database role manager (bot/dbroles), by action (check, "
+            "provision) and what came of it: ok, problems (it answered ok:false), refused (by "
+            "the function), failed (not invoked, raised, or no result) or unknown (its answer "
+            "was lost: it may have run).",
+            ["action", "outcome"],
+            registry=registry,
+        )
+        for action in ("check", "provision"):
+            for outcome in ("ok", "problems", "refused", "failed", "unknown"):
+                self.dbrole_runs.labels(action, outcome)
         self.alarm_to_page = Histogram(
             "opsbot_alarm_to_page_seconds",
             "From an alarm's receipt (SNS or SQS) to PagerDuty accepting its trigger event.",

@@ -18,6 +18,7 @@ from bot.approvals import flows
 from bot.approvals.errors import ActionFailed, ClickRefused
 from bot.approvals.models import PendingAction
 from bot.approvals.registry import Kind, register
+from bot.audit.models import AuditRecord
 from bot.clock import ManualClock
 from bot.config import Config
 from bot.runtime import Runtime
@@ -219,3 +220,34 @@ def test_a_lost_expiry_job_is_put_back_at_start(runtime: Runtime, slack: SlackEm
     assert status(runtime, running).status == "failed"
     put_back(runtime)  # nothing open any more: nothing to put back
     assert [job for job, _ in runtime.scheduler.pending() if job.startswith("approval-")] == []
+
+
+def test_the_click_that_finds_a_request_expired_is_audited_as_refused(runtime: Runtime) -> None:
+    """The expiry job has not run yet: the click expires the request, and its own refusal
+    is audited as every later click's is."""
+    clock = runtime.clock
+    assert isinstance(clock, ManualClock)
+    action_id = ask(runtime)
+    clock.advance(minutes=31)  # past the expiry, its job not yet run
+
+    assert refused(runtime, action_id, "U0ALICE", "confirm") == (
+        f"Request #{action_id} has expired; ask again."
+    )
+    assert refused(runtime, action_id, "U0BOB", "cancel") == (
+        f"Request #{action_id} is already expired."
+    )
+
+    assert status(runtime, action_id).status == "expired"
+    with runtime.sessions() as db:
+        rows = db.scalars(sa.select(AuditRecord).order_by(AuditRecord.id)).all()
+        audited = [(r.actor, r.action, r.outcome, r.detail.get("reason")) for r in rows]
+    assert audited[1:] == [
+        ("opsbot", "approval.expire", "ok", None),
+        (
+            "U0ALICE",
+            "approval.confirm",
+            "refused",
+            f"Request #{action_id} has expired; ask again.",
+        ),
+        ("U0BOB", "approval.cancel", "refused", f"Request #{action_id} is already expired."),
+    ]

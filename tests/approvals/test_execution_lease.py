@@ -139,6 +139,31 @@ def test_a_run_whose_process_died_is_interrupted_once_its_claim_lapses(
     assert entry.outcome == "failed" and entry.detail["request"] == action_id
 
 
+def test_an_interrupted_run_is_logged_with_its_request(
+    runtime: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    action_id = clicked_just_before_expiry(runtime, minutes=0, die=True)
+    with pytest.raises(ProcessDied):
+        flows.click(runtime, action_id=action_id, user_id="U0ALICE", decision="confirm")
+    clock = runtime.clock
+    assert isinstance(clock, ManualClock)
+    clock.advance(minutes=10)  # far past the claim: nothing renews it
+
+    with caplog.at_level("WARNING", logger="bot.approvals.flows"):
+        flows.expire_if_due(runtime, action_id=action_id)
+
+    assert action_of(runtime, action_id).result == INTERRUPTED
+    [record] = [r for r in caplog.records if "interrupted" in r.getMessage()]
+    assert record.levelname == "WARNING"
+    assert record.getMessage().startswith(
+        f"request {action_id} (test.slow on deploy:api/prod) interrupted"
+    )
+    assert (getattr(record, "request", None), getattr(record, "target", None)) == (
+        action_id,
+        "deploy:api/prod",
+    )
+
+
 def test_the_claim_is_renewed_while_the_run_lasts(runtime: Runtime) -> None:
     action_id = clicked_just_before_expiry(runtime, minutes=0, die=True)
     with pytest.raises(ProcessDied):

@@ -161,6 +161,7 @@ class LambdaWorld:
     """The role-manager functions in moto, and what answers each one's invocations."""
 
     endpoint: str  # the front door: AWS_ENDPOINT_URL of the bot
+    door: AwsFrontDoor  # its `server.faults` serve AWS's failures instead of answering
     database: RoleDatabase
     staging: InProcessRoleManager
     prod: InProcessRoleManager
@@ -237,6 +238,7 @@ def lambdas(
     try:
         yield LambdaWorld(
             endpoint=door.url,
+            door=door,
             database=role_database,
             staging=functions[f"shop-staging-role-manager-{suffix}"],
             prod=functions[f"shop-prod-role-manager-{suffix}"],

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from bot.adapters import awslambda
-from bot.adapters.aws import client
+from bot.adapters.aws import ATTEMPTS, client
 from tests.dbroles.conftest import LambdaWorld
 
 
@@ -50,3 +50,25 @@ def test_a_missing_function_raises_with_aws_code(
 
     assert raised.value.code == "ResourceNotFoundException"
     assert str(raised.value).startswith("ResourceNotFoundException")
+
+
+def test_a_client_tries_a_call_three_times_and_once_without_retries(
+    lambdas: LambdaWorld, lambda_client: object
+) -> None:
+    """ATTEMPTS is the whole number of tries, as `longest_call_s` counts them."""
+    function = f"shop-staging-role-manager-{lambdas.database.dbname}"
+    faults = lambdas.door.server.faults
+    event = {"action": "check"}
+
+    faults.fail_next(ATTEMPTS, status=500, calls=("lambda",), method="POST")
+    with pytest.raises(awslambda.InvokeFailed):
+        awslambda.invoke(lambda_client, function=function, event=event)
+    faults.fail_next(ATTEMPTS - 1, status=500, calls=("lambda",), method="POST")
+    assert awslambda.invoke(lambda_client, function=function, event=event).failure is None
+    assert lambdas.staging.events == [event]
+
+    once = client("lambda", region="us-east-1", endpoint_url=lambdas.endpoint, retry=False)
+    faults.fail_next(1, status=500, calls=("lambda",), method="POST")
+    with pytest.raises(awslambda.InvokeFailed):
+        awslambda.invoke(once, function=function, event=event)
+    assert lambdas.staging.events == [event]

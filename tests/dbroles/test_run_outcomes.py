@@ -1,0 +1,150 @@
+"""What a role-manager run that did not go well leaves for an operator, and a lost answer.
+
+Each run is audited, counted in `opsbot_dbrole_runs_total{action,outcome}`, and,
+when it did not go well (the function answered ok:false, raised, answered
+something that is not a result, or could not be invoked), logged as a warning
+naming the function, the environment, the person and the request.
+
+A `manage` is invoked once: botocore's retry after a lost answer would run the
+role manager again (or be throttled by its reserved concurrency while the first
+run goes on). Its answer lost (a 5xx here, as a read timeout would be), the
+person reads that it may have run and how to see, and the audit says unknown.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from bot.clock import ManualClock
+from bot.config import parse_config
+from bot.settings import Settings
+from sandbox.slack import SlackEmulator
+from tests.dbroles.conftest import RELEASES, LambdaWorld, dbrole_config
+from tests.dbroles.test_dbroles import ask, audits
+from tests.deploys.conftest import T0
+from tests.support import LiveService
+
+
+class NotTheRoleManager:
+    """A function that answers, but not as the role manager does (a mistyped name)."""
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+
+    def invoke(self, event: Any) -> Any:
+        self.events.append(event)
+        return {"hello": "world"}
+
+
+def runs(live: LiveService, action: str, outcome: str) -> float:
+    registry = live.runtime.metrics.registry
+    labels = {"action": action, "outcome": outcome}
+    return registry.get_sample_value("opsbot_dbrole_runs_total", labels) or 0.0
+
+
+def warnings_of(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [
+        r
+        for r in caplog.records
+        if r.name == "bot.dbroles.requests" and r.levelno == logging.WARNING
+    ]
+
+
+@pytest.fixture
+def counted(live: LiveService) -> LiveService:
+    # bot/app.py wires the counter for every runtime: nothing to add here.
+    return live
+
+
+def test_runs_that_did_not_go_well_are_logged_and_counted(
+    counted: LiveService,
+    slack: SlackEmulator,
+    lambdas: LambdaWorld,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    live = counted
+    suffix = lambdas.database.dbname
+    stranger = NotTheRoleManager()
+    lambdas.door.functions[f"shop-qa-role-manager-{suffix}"] = stranger
+    caplog.set_level(logging.WARNING, logger="bot.dbroles.requests")
+
+    assert "1 problem(s)" in ask(live, slack, "check shop down")  # its database does not answer
+    assert "failed: ModuleNotFoundError" in ask(live, slack, "provision shop broken")
+    assert "is not a role-manager result" in ask(live, slack, "provision shop qa")
+
+    assert stranger.events == [{"action": "manage"}]
+    assert (runs(live, "check", "problems"), runs(live, "provision", "failed")) == (1, 2)
+    logged = [
+        (r.slack_user, r.target, r.function, r.outcome, r.request)  # type: ignore[attr-defined]
+        for r in warnings_of(caplog)
+    ]
+    assert logged == [
+        ("U0ALICE", "dbrole:shop/down", f"shop-down-role-manager-{suffix}", "problems", None),
+        ("U0ALICE", "dbrole:shop/broken", f"shop-broken-role-manager-{suffix}", "failed", None),
+        ("U0ALICE", "dbrole:shop/qa", f"shop-qa-role-manager-{suffix}", "failed", None),
+    ]
+    [down, broken, _] = [r.getMessage() for r in warnings_of(caplog)]
+    assert "dbrole check of shop/down by U0ALICE" in down and "database error" in down
+    assert "ModuleNotFoundError" in broken
+
+    caplog.clear()
+    assert "change(s) made" in ask(live, slack, "provision shop staging")
+
+    assert runs(live, "provision", "ok") == 1
+    assert warnings_of(caplog) == []
+
+
+def test_a_provision_whose_answer_was_lost_is_not_retried_and_may_have_run(
+    counted: LiveService, slack: SlackEmulator, lambdas: LambdaWorld
+) -> None:
+    live = counted
+    function = f"shop-staging-role-manager-{lambdas.database.dbname}"
+    lambdas.door.server.faults.fail_next(1, status=500, calls=("lambda",), method="POST")
+
+    text = ask(live, slack, "provision shop staging")
+
+    assert text.startswith(
+        f":warning: *Database roles of `shop/staging`* (provision): the role manager "
+        f"`{function}` may have run, but its answer was lost ("
+    )
+    assert text.endswith("run `/dbrole check shop staging` to see where the roles stand.")
+    assert lambdas.staging.events == []  # no second invocation behind the lost answer
+    [(actor, action, _, outcome, detail)] = audits(live)
+    assert (actor, action, outcome, detail["unanswered"]) == (
+        "U0ALICE",
+        "dbrole.provision",
+        "unknown",
+        True,
+    )
+    assert runs(live, "provision", "unknown") == 1
+
+
+def test_a_check_is_retried_as_any_call_it_changes_nothing(
+    live: LiveService, slack: SlackEmulator, lambdas: LambdaWorld
+) -> None:
+    lambdas.door.server.faults.fail_next(1, status=500, calls=("lambda",), method="POST")
+
+    assert "problem(s)" in ask(live, slack, "check shop staging")
+
+    assert lambdas.staging.events == [{"action": "check"}]
+
+
+def test_an_environment_that_only_requires_approval_is_not_called_protected(
+    settings: Settings,
+    slack: SlackEmulator,
+    make_service: Callable[..., LiveService],
+    lambdas: LambdaWorld,
+) -> None:
+    slack.add_channel(RELEASES, "releases")
+    config = dbrole_config(lambdas.database.dbname)
+    config["apps"]["shop"]["environments"]["vault"]["protected"] = False
+    live = make_service(settings, parse_config(config), clock=ManualClock(T0), run_jobs=False)
+
+    assert ask(live, slack, "provision shop vault") == (
+        "`shop/vault` requires approval: request #1 to provision its database roles waits for "
+        f"the approval of a second person in <#{RELEASES}>."
+    )
