@@ -17,7 +17,8 @@ goes through the deploy machinery:
   `/deploy status` and `/deploy history` as a "flag roll".
 
 `change` (the SSM write) runs after the lock is held and before the service
-is updated: if it fails, nothing was changed and the deployment ends failed.
+is updated: if it fails, the deployment ends failed, "nothing changed" unless
+the change says it may have been made (its answer lost).
 
 A roll the bot stopped in the middle of (it died after recording the roll,
 before or while writing the flag or restarting the service) is settled by
@@ -222,8 +223,8 @@ def start_flag_roll(
         flows.WATCH_JOB, at=now + poll, job_id=token, deployment_id=deployment_id, token=token
     )
 
-    # The change (one call to its store, on a client configured as ECS's) and the update.
-    budget_s = longest_call_s("ssm") + longest_call_s("ecs")
+    # The change (a call to its store, and a read back when its answer is lost) and the update.
+    budget_s = 2 * longest_call_s("ssm") + longest_call_s("ecs")
     with flows.StartClaim(services, deployment_id=deployment_id, budget_s=budget_s):
         try:
             change()
@@ -231,7 +232,7 @@ def start_flag_roll(
             flows.fail_start(
                 services,
                 deployment_id=deployment_id,
-                outcome=f"Nothing changed: {_said(exc)}",
+                outcome=_not_changed_text(exc),
                 error=exc,
             )
             raise
@@ -263,6 +264,17 @@ def start_flag_roll(
     return flows.service_updated(
         services, deployment_id=deployment_id, revision=state.task_definition, state=updated
     )
+
+
+def _not_changed_text(exc: Exception) -> str:
+    """A roll whose change failed: nothing changed, unless its error says it may have.
+
+    A change whose answer was lost says so with a true `may_have_changed` (flags'
+    FlagWriteUnknown), so that this module needs not know it.
+    """
+    if getattr(exc, "may_have_changed", False):
+        return f"The service was not restarted: {_said(exc)}"
+    return f"Nothing changed: {_said(exc)}"
 
 
 def _said(exc: Exception) -> str:

@@ -215,6 +215,24 @@ def write_version(
     return int(answer["VersionNumber"])
 
 
+def own_version(
+    client: Any, flags: AppConfigFlags, *, latest: int, document: FlagDocument, description: str
+) -> int | None:
+    """The newest hosted version if it is the one a write on top of `latest` was to make.
+
+    After a write whose answer was lost, its retry is refused (LatestVersionNumber
+    is no longer the newest): the newest version is this write's own when it came
+    after `latest` with the very description (who, what, approvers) and document.
+    """
+    newest = latest_version(client, flags)
+    ours = (
+        newest.number > latest
+        and newest.description == description[:DESCRIPTION_MAX]
+        and newest.document.raw == document.raw
+    )
+    return newest.number if ours else None
+
+
 def running_rollout(client: Any, flags: AppConfigFlags) -> Rollout | None:
     """The environment's deployment in progress, if any (AppConfig allows one at a time)."""
     with aws_call("list the environment's deployments"):
@@ -238,6 +256,31 @@ def start_rollout(client: Any, flags: AppConfigFlags, *, version: int, descripti
             Description=description[:DESCRIPTION_MAX],
         )
     return int(answer["DeploymentNumber"])
+
+
+def rollout_of_version(client: Any, flags: AppConfigFlags, *, version: int) -> int | None:
+    """The environment's newest deployment of the profile's `version`; None: there is none.
+
+    After a StartDeployment whose answer was lost: AppConfig lists a deployment
+    from the moment it starts it, newest first, so one not listed was not started.
+    """
+    with aws_call("list the environment's deployments"):
+        items = client.list_deployments(
+            ApplicationId=flags.application, EnvironmentId=flags.environment, MaxResults=50
+        )["Items"]
+    for item in sorted(items, key=lambda i: -int(i["DeploymentNumber"])):
+        if str(item.get("ConfigurationVersion")) != str(version):
+            continue
+        number = int(item["DeploymentNumber"])
+        with aws_call(f"read AppConfig deployment {number}"):
+            answer = client.get_deployment(
+                ApplicationId=flags.application,
+                EnvironmentId=flags.environment,
+                DeploymentNumber=number,
+            )
+        if answer.get("ConfigurationProfileId") == flags.profile:  # versions are per profile
+            return number
+    return None
 
 
 def get_rollout(client: Any, flags: AppConfigFlags, *, number: int) -> Rollout:

@@ -35,6 +35,12 @@ class FlagFailed(FlagError):
     """AWS refused or failed while the change was being made."""
 
 
+class FlagWriteUnknown(FlagFailed):
+    """A write whose answer was lost, and no read settles whether it landed."""
+
+    may_have_changed = True  # read by bot/deploys/restarts.py, which cannot know flags' errors
+
+
 @contextmanager
 def aws_call(what: str) -> Iterator[None]:
     """Turn an AWS failure into a FlagFailed that says what was being done."""

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import event, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.adapters.aws import error_code
+from bot.adapters.aws import AWS_ERRORS, error_code, may_have_been_done
 from bot.approvals import flows as approval_flows
 from bot.approvals.render import actor_text
 from bot.apps.errors import AppError
@@ -52,7 +52,7 @@ from bot.deploys.restarts import (
 )
 from bot.flags import appconfig, render, ssm
 from bot.flags.document import FlagDocument, differences, state_of
-from bot.flags.errors import FlagError, FlagFailed, FlagRefused
+from bot.flags.errors import FlagConflict, FlagError, FlagFailed, FlagRefused, FlagWriteUnknown
 from bot.flags.requests import ON, SET, Change
 from bot.outbox import service as outbox
 from bot.scheduler.deferred import schedule_after_commit
@@ -70,7 +70,8 @@ WATCH_JOB_PREFIX = "flag-watch-"
 CHANGE = "flag.change"
 DEPLOYMENT = "flag.deployment"
 # opsbot_flag_changes{outcome}: done (AppConfig: its deployment COMPLETE; SSM: written
-# and restarting, the roll's end is the deploy watcher's), refused, failed, rolled_back.
+# and restarting, the roll's end is the deploy watcher's), refused, failed, rolled_back;
+# and stuck: a watch that could not read its AppConfig deployment for stuck_after_min.
 _COUNTED = "flag_outcomes"  # Session.info: outcomes counted once the session commits
 SSM_ROLL = "ssm-flag"  # the change of a flag roll: one SSM parameter overwritten
 
@@ -324,12 +325,18 @@ def count_outcomes_after_commit(sessions: sessionmaker[Session], metrics: Metric
 
 
 def _aws_code(exc: BaseException) -> str:
-    """The AWS error code behind a failure (a FlagError wraps the ClientError), or "-"."""
+    """The AWS error code behind a failure (a FlagError wraps the ClientError), or "-".
+
+    A call AWS never answered has no code: its botocore error's name stands for it
+    (ReadTimeoutError, EndpointConnectionError).
+    """
     seen: BaseException | None = exc
     while seen is not None:
         found = error_code(seen)
         if found:
             return found
+        if isinstance(seen, AWS_ERRORS):
+            return type(seen).__name__
         seen = seen.__cause__
     return "-"
 
@@ -514,6 +521,7 @@ def _appconfig_failed(
     exc: FlagError,
     step: str,
     version: int | None = None,
+    **detail: Any,
 ) -> None:
     with services.sessions() as db_session:
         _audit_change(
@@ -526,6 +534,7 @@ def _appconfig_failed(
             version=version,
             previous_version=prepared.change.seen_version,
             deployed_version=prepared.change.deployed_version,
+            **detail,
         )
         _count(db_session, "failed")
         db_session.commit()
@@ -569,7 +578,27 @@ def _execute_appconfig(
             latest=change.seen_version,
             description=description,
         )
-    except FlagRefused as exc:  # another version came first, or AppConfig's validator said no
+    except FlagConflict as exc:  # another version came first, or this write's own retry
+        own = _own_version(services, prepared, flags, exc=exc, description=description)
+        if own is None:
+            _refused(services, change, str(exc))
+            raise
+        lost = FlagFailed(
+            f"Flag {code(change.flag)} of {code(label)}: version {own} was written, but AWS's "
+            f"answer to the write was lost (its retry got {code(_aws_code(exc))}), so it was "
+            f"not deployed. {_not_deployed_text(prepared, own)}"
+        )
+        lost.__cause__ = exc  # its AWS error, in the log line before it is raised
+        _appconfig_failed(
+            services,
+            prepared,
+            approved_by=approved_by,
+            exc=lost,
+            step="writing the version (written, its answer lost; not deployed)",
+            version=own,
+        )
+        raise lost from exc
+    except FlagRefused as exc:  # AppConfig's validator said no
         _refused(services, change, str(exc))
         raise
     except FlagError as exc:
@@ -577,32 +606,14 @@ def _execute_appconfig(
             services, prepared, approved_by=approved_by, exc=exc, step="writing the version"
         )
         raise
+    unanswered: str | None = None  # StartDeployment's AWS error when its answer was lost
     try:
         number = appconfig.start_rollout(client, flags, version=version, description=description)
     except FlagError as exc:
-        _appconfig_failed(
-            services,
-            prepared,
-            approved_by=approved_by,
-            exc=exc,
-            step="starting the deployment (version written, not deployed)",
-            version=version,
+        number = _started_anyway_or_raise(
+            services, prepared, flags, approved_by=approved_by, version=version, exc=exc
         )
-        if prepared.never_deployed:
-            after = (
-                f"Nothing is deployed to {code(label)} yet: deploy version {version} (this "
-                f"change) or version {change.deployed_version} in AppConfig first."
-            )
-        else:
-            after = (
-                f"Nothing changed in {code(label)}: it still holds version "
-                f"{change.deployed_version}. Ask again to make the change: it is made from "
-                f"the deployed version, and version {version} stays out of it."
-            )
-        raise FlagFailed(
-            f"Flag {code(change.flag)} of {code(label)}: version {version} written, not "
-            f"deployed ({exc}). {after}"
-        ) from exc
+        unanswered = _aws_code(exc)
     now = services.clock.now()
     channel = prepared.target.settings.release_channel or change.channel
     info = _watch_info(
@@ -631,6 +642,7 @@ def _execute_appconfig(
             deployed_version=change.deployed_version,
             deployment=number,
             undeployed=prepared.undeployed,
+            **({"start_unanswered": unanswered} if unanswered else {}),
             # What a lost watch is resumed from (bot/flags/jobs.py, resume_watches).
             app=change.app,
             env=change.env,
@@ -662,11 +674,130 @@ def _execute_appconfig(
         if prepared.undeployed
         else ""
     )
+    found = (
+        " AWS's answer to StartDeployment was lost; opsbot found the deployment it started."
+        if unanswered
+        else ""
+    )
     return (
         f"Flag {code(change.flag)} of {code(label)} → "
         f"{render.state_text(prepared.after)}: version {version} written, AppConfig "
-        f"deployment {number} started{where}.{left_out}"
+        f"deployment {number} started{where}.{found}{left_out}"
     )
+
+
+def _not_deployed_text(prepared: Prepared, version: int) -> str:
+    """What the environment holds when this change's `version` was written and not deployed."""
+    change, label = prepared.change, prepared.target.label
+    if prepared.never_deployed:
+        return (
+            f"Nothing is deployed to {code(label)} yet: deploy version {version} (this "
+            f"change) or version {change.deployed_version} in AppConfig first."
+        )
+    return (
+        f"Nothing changed in {code(label)}: it still holds version "
+        f"{change.deployed_version}. Ask again to make the change: it is made from "
+        f"the deployed version, and version {version} stays out of it."
+    )
+
+
+def _own_version(
+    services: Services,
+    prepared: Prepared,
+    flags: AppConfigFlags,
+    *,
+    exc: FlagConflict,
+    description: str,
+) -> int | None:
+    """The version this change wrote, when its write's answer was lost and a retry conflicted.
+
+    A conflict on the only try is someone else's version: nothing of this change
+    landed. After retries, the first try may have written it; the newest version
+    says whether (see `appconfig.own_version`). Unreadable: taken as someone else's,
+    which the answer's `/flag list` shows.
+    """
+    if exc.__cause__ is None or not may_have_been_done(exc.__cause__):
+        return None
+    assert prepared.document is not None and prepared.change.seen_version is not None
+    try:
+        return appconfig.own_version(
+            services.aws.get("appconfig"),
+            flags,
+            latest=prepared.change.seen_version,
+            document=prepared.document,
+            description=description,
+        )
+    except FlagError as look:
+        _log_failure(prepared.change, step="reading the version its lost write made", exc=look)
+        return None
+
+
+def _started_anyway_or_raise(
+    services: Services,
+    prepared: Prepared,
+    flags: AppConfigFlags,
+    *,
+    approved_by: list[str],
+    version: int,
+    exc: FlagError,
+) -> int:
+    """StartDeployment failed: the deployment it started anyway, else the failure, audited.
+
+    A lost answer (a timeout, a 5xx, any error after retries) may hide a deployment
+    AppConfig started, and a ConflictException is what a retry of a start that
+    landed gets (the deployment in progress is its own): the environment's
+    deployments say which. When they cannot be read, it may have started.
+    """
+    change, label = prepared.change, prepared.target.label
+    cause = exc.__cause__
+    if cause is not None and (may_have_been_done(cause) or _aws_code(exc) == "ConflictException"):
+        try:
+            found = appconfig.rollout_of_version(
+                services.aws.get("appconfig"), flags, version=version
+            )
+        except FlagError as look:
+            unknown = FlagFailed(
+                f"Flag {code(change.flag)} of {code(label)}: version {version} written; AWS did "
+                f"not answer StartDeployment ({exc}), and opsbot could not read the "
+                f"environment's deployments ({look}). AppConfig may have started deploying "
+                f"version {version}: check `/flag list` before asking again."
+            )
+            unknown.__cause__ = exc  # its AWS error, in the log line before it is raised
+            _appconfig_failed(
+                services,
+                prepared,
+                approved_by=approved_by,
+                exc=unknown,
+                step="starting the deployment (its answer lost: it may have started)",
+                version=version,
+                may_have_started=True,
+            )
+            raise unknown from exc
+        if found is not None:
+            log.warning(
+                "flag change %r of %s by %s: StartDeployment of version %s unanswered (AWS "
+                "error %s); AppConfig deployment %s of it is found and followed",
+                change.what,
+                label,
+                change.actor,
+                version,
+                _aws_code(exc),
+                found,
+                extra={"target": change.audit_target, "slack_user": change.actor},
+            )
+            return found
+    _appconfig_failed(
+        services,
+        prepared,
+        approved_by=approved_by,
+        exc=exc,
+        step="starting the deployment (version written, not deployed)",
+        version=version,
+    )
+    raise FlagFailed(
+        f"Flag {code(change.flag)} of {code(label)}: version {version} written, not "
+        f"deployed ({exc}). {_not_deployed_text(prepared, version)}"
+    ) from exc
 
 
 def _watch_info(
@@ -706,15 +837,21 @@ def _execute_ssm(
 ) -> str:
     change = prepared.change
     enabled = prepared.after["value"] == "true"
-    written: dict[str, int] = {}
+    written: dict[str, Any] = {}
 
     def write() -> None:
-        written["version"] = ssm.write(
-            services.aws.get("ssm"),
-            service_name=flags.service_name,
-            flag=change.flag,
-            enabled=enabled,
-        )
+        try:
+            written["version"] = ssm.write(
+                services.aws.get("ssm"),
+                service_name=flags.service_name,
+                flag=change.flag,
+                enabled=enabled,
+            )
+        except FlagFailed as exc:
+            if exc.__cause__ is None or not may_have_been_done(exc.__cause__):
+                raise  # refused: nothing was written
+            written["version"] = _landed_or_raise(services, prepared, flags, exc=exc)
+            written["unanswered"] = _aws_code(exc)
 
     channel = prepared.target.settings.release_channel or change.channel
     # What a crash mid-roll leaves to go by: see _inspect_ssm_roll and _settled_ssm_roll.
@@ -742,7 +879,8 @@ def _execute_ssm(
             record=record,
         )
     except (DeployError, FlagError) as exc:
-        refused = "version" not in written
+        unknown = isinstance(exc, FlagWriteUnknown)
+        refused = "version" not in written and not unknown
         with services.sessions() as db_session:
             _audit_change(
                 services,
@@ -752,6 +890,7 @@ def _execute_ssm(
                 approved_by=approved_by,
                 reason=str(exc),
                 parameter_version=written.get("version"),
+                **({"may_have_written": True} if unknown else {}),
             )
             _count(db_session, "refused" if refused else "failed")
             db_session.commit()
@@ -759,7 +898,11 @@ def _execute_ssm(
             raise FlagRefused(f"Nothing was written: {exc}") from exc
         _log_failure(
             change,
-            step="restarting the service (parameter written)",
+            step=(
+                "writing the parameter (its answer lost: it may have been written)"
+                if unknown
+                else "restarting the service (parameter written)"
+            ),
             exc=exc,
             version=written.get("version"),
         )
@@ -773,16 +916,61 @@ def _execute_ssm(
             approved_by=approved_by,
             parameter_version=written.get("version"),
             deployment=deployment.id,
+            **({"write_unanswered": written["unanswered"]} if "unanswered" in written else {}),
         )
         _count(db_session, "done")
         db_session.commit()
     where = f": follow it in {deploy_render.channel_text(channel)}" if channel else ""
+    found = (
+        " AWS's answer to the write was lost; the parameter holds the value."
+        if "unanswered" in written
+        else ""
+    )
     return (
         f"{code(change.flag)} of {code(prepared.target.label)} is now "
         f"*{escape(prepared.after['value'])}* "
         f"(parameter version {written.get('version')}); restarting the service so its tasks "
-        f"read it (deployment #{deployment.id}){where}."
+        f"read it (deployment #{deployment.id}){where}.{found}"
     )
+
+
+def _landed_or_raise(
+    services: Services, prepared: Prepared, flags: SsmFlags, *, exc: FlagFailed
+) -> int:
+    """The parameter's version when a write whose answer was lost holds; else FlagWriteUnknown.
+
+    As after a crash (`_inspect_ssm_roll`): the change was asked only for a value
+    the parameter did not hold, so holding it now means it was written. Not
+    holding it, or unreadable, tells nothing certain: a try may still land.
+    """
+    change, asked = prepared.change, str(prepared.after["value"])
+    name = code(ssm.prefix(flags.service_name) + change.flag)
+    try:
+        found = ssm.read(services.aws.get("ssm"), service_name=flags.service_name, flag=change.flag)
+    except FlagError as look:
+        raise FlagWriteUnknown(
+            f"AWS did not answer the write of {name} ({exc}), and it could not be read back "
+            f"({look}): it may have been written. Check it with `/flag list` before asking "
+            "again; the service was not restarted."
+        ) from exc
+    if found.value != asked:
+        raise FlagWriteUnknown(
+            f"AWS did not answer the write of {name} ({exc}); it reads "
+            f"*{escape(found.value)}* now, but a try may still land: it may have been "
+            "written. Check it with `/flag list` before asking again; the service was not "
+            "restarted."
+        ) from exc
+    log.warning(
+        "flag change %r of %s by %s: PutParameter unanswered (AWS error %s); the parameter "
+        "holds it (version %s), restarting",
+        change.what,
+        change.label,
+        change.actor,
+        _aws_code(exc),
+        found.version,
+        extra={"target": change.audit_target, "slack_user": change.actor},
+    )
+    return found.version
 
 
 def _inspect_ssm_roll(services: Services, record: dict[str, Any]) -> ChangeSeen:
@@ -984,6 +1172,15 @@ def observe(services: Services, *, info: dict[str, Any], last: str) -> str | Non
     now = services.clock.now()
     channel = info.get("channel")
     with services.sessions() as db_session:
+        if info.get(UNREADABLE_TOLD) and rollout.running and channel:
+            # Said UNREADABLE: readable again, it says its state once more.
+            outbox.post_or_update(
+                db_session,
+                key=info["key"],
+                channel=channel,
+                message=render.change_announcement(info, state=rollout.state),
+                now=now,
+            )
         if seen != last and rollout.running and channel:
             outbox.reply_in_thread(
                 db_session,
@@ -1067,3 +1264,68 @@ def observe(services: Services, *, info: dict[str, Any], last: str) -> str | Non
             )
         db_session.commit()
     return None
+
+
+UNREADABLE_SINCE = "unreadable_since"  # watch info: the first look that could not read it
+UNREADABLE_TOLD = "unreadable_told"  # watch info: the channel was told
+
+
+def readable_again(info: dict[str, Any]) -> dict[str, Any]:
+    """The watch info once a look read the deployment: no longer unreadable."""
+    return {k: v for k, v in info.items() if k not in (UNREADABLE_SINCE, UNREADABLE_TOLD)}
+
+
+def unreadable(services: Services, *, info: dict[str, Any], error: FlagError) -> dict[str, Any]:
+    """A look could not read the deployment; the watch info for the next look.
+
+    After `deploys.stuck_after_min` of that (as a deploy watch that cannot read
+    ECS), nobody can tell how the rollout goes: the channel is told once, in the
+    change's thread, and the watch goes on; a look that reads it again takes over.
+    """
+    now = services.clock.now()
+    since_text = info.get(UNREADABLE_SINCE)
+    since = datetime.fromisoformat(since_text) if isinstance(since_text, str) else now
+    info = {**info, UNREADABLE_SINCE: since.isoformat()}
+    stuck_after = timedelta(minutes=services.config.deploys.stuck_after_min)
+    if info.get(UNREADABLE_TOLD) or now - since < stuck_after:
+        return info
+    aws_error = _aws_code(error)
+    log.error(
+        "cannot read AppConfig deployment %s of %s (version %s, flag change %r by %s) since %s: "
+        "AWS error %s",
+        info.get("deployment"),
+        info.get("label"),
+        info.get("version"),
+        f"{info.get('flag')} {info.get('after')}",
+        info.get("actor"),
+        since.isoformat(),
+        aws_error,
+        extra={"target": f"flag:{info.get('label')}", "slack_user": info.get("actor")},
+    )
+    channel = info.get("channel")
+    with services.sessions() as db_session:
+        _count(db_session, "stuck")
+        if channel:
+            outbox.post_or_update(
+                db_session,
+                key=str(info["key"]),
+                channel=channel,
+                message=render.change_announcement(info, state="UNREADABLE"),
+                now=now,
+            )
+            outbox.reply_in_thread(
+                db_session,
+                key=str(info["key"]),
+                channel=channel,
+                fold_key=None,
+                item={
+                    "text": f":warning: opsbot cannot read AppConfig deployment "
+                    f"{info.get('deployment')} since {slack_date(since)} "
+                    f"({code(aws_error)}): nobody here can tell how {code(info.get('flag'))} "
+                    "rolls out. Check it in AppConfig; opsbot keeps looking."
+                },
+                render=deploy_render.text_reply,
+                now=now,
+            )
+        db_session.commit()
+    return {**info, UNREADABLE_TOLD: True}

@@ -29,11 +29,13 @@ log = logging.getLogger(__name__)
 def watch(services: Services, *, info: dict[str, Any], last: str) -> None:
     try:
         seen = flows.observe(services, info=info, last=last)
+        info = flows.readable_again(info)
     except AppError as exc:  # the environment left the configuration
         log.error("stopped watching AppConfig deployment %r: %r", info.get("deployment"), str(exc))
         return
     except FlagError as exc:
         log.warning("watching AppConfig deployment %r: %r", info.get("deployment"), str(exc))
+        info = flows.unreadable(services, info=info, error=exc)
         seen = last
     except Exception:
         log.exception("watching AppConfig deployment %r failed", info.get("deployment"))

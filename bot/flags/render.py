@@ -104,6 +104,7 @@ def change_announcement(info: dict[str, Any], *, state: str) -> dict[str, Any]:
         "ROLLED_BACK": ":rewind:",
         "REVERTED": ":rewind:",
         "FAILED": ":x:",
+        "UNREADABLE": ":warning:",  # opsbot cannot read the deployment (flows.unreadable)
     }.get(state, ":triangular_flag_on_post:")
     headline = (
         f"{icon} Flag {code(info['flag'])} of {code(info['label'])}: "

@@ -33,11 +33,12 @@ def prefix(service_name: str) -> str:
     return f"/service/{service_name}/feature-flag/"
 
 
-def list_flags(client: Any, *, service_name: str) -> list[SsmFlag]:
-    """Every flag of the service, with who changed it last.
+def list_flags(client: Any, *, service_name: str, with_writers: bool = True) -> list[SsmFlag]:
+    """Every flag of the service, with who changed it last (`with_writers`).
 
     The last writer comes from GetParameterHistory, which IAM scopes to the
-    flag parameters (DescribeParameters would need Resource "*").
+    flag parameters (DescribeParameters would need Resource "*"): one call per
+    flag, so what needs only names and values (suggestions) goes without.
     """
     path = prefix(service_name)
     values: dict[str, dict[str, Any]] = {}
@@ -49,7 +50,7 @@ def list_flags(client: Any, *, service_name: str) -> list[SsmFlag]:
                 values[str(parameter["Name"])] = parameter
         flags = []
         for name, parameter in sorted(values.items()):
-            last = _last_write(client, name)
+            last = _last_write(client, name) if with_writers else {}
             flags.append(
                 SsmFlag(
                     name=name[len(path) :],

@@ -371,7 +371,7 @@ def flag_choices(services: Services, *, filled: dict[str, str], prefix: str) -> 
 
     AppConfig: the flags and states of the version a change is made from (the
     deployed one; never deployed: the newest), naming a newer hosted version
-    that is not deployed. SSM: each parameter's value.
+    that is not deployed. SSM: each parameter's value (not its last writer).
     """
     if TARGET not in filled:
         return []
@@ -384,7 +384,13 @@ def flag_choices(services: Services, *, filled: dict[str, str], prefix: str) -> 
         )
         choices = _appconfig_choices(current)
     else:
-        parameters = ssm.list_flags(services.aws.get("ssm"), service_name=flags.service_name)
+        service_name = flags.service_name
+        parameters = _recent(services).read(
+            ("ssm", service_name),
+            lambda: ssm.list_flags(
+                services.aws.get("ssm"), service_name=service_name, with_writers=False
+            ),
+        )
         choices = [Choice(p.name, p.name, description=p.value) for p in parameters]
     by_name = {choice.value: choice for choice in choices}
     return [by_name[name] for name in _matching(sorted(by_name), prefix[:PREFIX_MAX])]

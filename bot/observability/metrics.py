@@ -189,11 +189,12 @@ class Metrics:
         self.flag_changes = Counter(
             "opsbot_flag_changes",
             "Feature-flag changes by outcome: done (AppConfig: its deployment COMPLETE; SSM: "
-            "written and restarting), refused, failed, rolled_back (bot/flags/flows.py).",
+            "written and restarting), refused, failed, rolled_back; and stuck: an AppConfig "
+            "deployment its watch could not read for deploys.stuck_after_min (bot/flags/flows.py).",
             ["outcome"],
             registry=registry,
         )
-        for outcome in ("done", "refused", "failed", "rolled_back"):
+        for outcome in ("done", "refused", "failed", "rolled_back", "stuck"):
             self.flag_changes.labels(outcome)
         self.deploys = Counter(
             "opsbot_deploys",
