@@ -3,7 +3,8 @@
 `/deploy`, `/rollback` and `/flag` come here first. With an incident open on
 the same app environment (the claims put `app`/`env` on every alarm's
 incident), the person is asked, ephemerally, "#42 prod-api-5xx is open;
-deploy anyway?" with Continue and Cancel. The question carries no authority:
+deploy anyway?" with Continue and Cancel (an incident in a channel they
+cannot see is named by its number alone). The question carries no authority:
 Someone who may not make the change is refused at once (audited), not asked.
 Continue rebuilds the request with the clicker's verified Slack id and runs
 it through `bot/deploys/requests.submit` or `bot/flags/flows.submit`, every
@@ -68,10 +69,27 @@ class Question:
     body: dict[str, Any]
 
 
-def _names(found: list[Incident]) -> str:
-    named = [f"#{i.id} {code(clip(i.title, 80))}" for i in found[:3]]
-    more = f" and {len(found) - 3} more" if len(found) > 3 else ""
+NAMED = 3  # open incidents named in a question; the rest are counted
+
+
+def _names(found: list[Incident], *, seen: set[int]) -> str:
+    """The first open incidents by number, with the titles of those in `seen` only."""
+    named = [
+        f"#{i.id} {code(clip(i.title, 80))}" if i.id in seen else f"#{i.id}" for i in found[:NAMED]
+    ]
+    more = f" and {len(found) - NAMED} more" if len(found) > NAMED else ""
     return ", ".join(named) + more
+
+
+def _seen_by(services: Services, actor: str, found: list[Incident]) -> set[int]:
+    """The named incidents whose channel `actor` can see: only they are named by title.
+
+    Someone who cannot see an incident's channel is told its number, nothing
+    more (docs/security.md); when Slack cannot say, they cannot.
+    """
+    named = found[:NAMED]
+    sees = {c: services.rights.may_see(actor, c) for c in {i.channel for i in named}}
+    return {i.id for i in named if sees[i.channel]}
 
 
 def _verb(kind: str) -> str:
@@ -79,18 +97,20 @@ def _verb(kind: str) -> str:
 
 
 def _question(
-    *, found: list[Incident], kind: str, label: str, payload: dict[str, Any]
+    *, found: list[Incident], seen: set[int], kind: str, label: str, payload: dict[str, Any]
 ) -> Question | str:
+    """`seen`: the ids of the incidents the asker may see (`_seen_by`)."""
     token = secrets.token_urlsafe(16)
     value = json.dumps({"t": token, "k": kind, "p": payload}, separators=(",", ":"))
     are = "is" if len(found) == 1 else "are"
+    names = _names(found, seen=seen)
     text = (
-        f":warning: {_names(found)} {are} open on {code(label)}; {_verb(kind)} anyway? "
+        f":warning: {names} {are} open on {code(label)}; {_verb(kind)} anyway? "
         "Nothing starts until you continue."
     )
     if len(value) > VALUE_MAX:
         return (
-            f":warning: {_names(found)} {are} open on {code(label)}, and this request is too long "
+            f":warning: {names} {are} open on {code(label)}, and this request is too long "
             "to ask about in a button: shorten it (the `--force` reason) and ask again."
         )
     buttons = [
@@ -172,7 +192,11 @@ def deploy(services: Services, request: Request) -> Question | str:
             detail=_deploy_payload(request),
         )
         return _question(
-            found=found, kind=request.kind, label=request.label, payload=_deploy_payload(request)
+            found=found,
+            seen=_seen_by(services, request.actor, found),
+            kind=request.kind,
+            label=request.label,
+            payload=_deploy_payload(request),
         )
     return submit_deploy(services, request).text
 
@@ -191,7 +215,13 @@ def flag(services: Services, change: Change) -> Question | str:
             audit_action="flag.change",
             detail={"flag": change.flag, "asked": change.what},
         )
-        return _question(found=found, kind=FLAG, label=change.label, payload=_flag_payload(change))
+        return _question(
+            found=found,
+            seen=_seen_by(services, change.actor, found),
+            kind=FLAG,
+            label=change.label,
+            payload=_flag_payload(change),
+        )
     return flag_flows.submit(services, change)
 
 

@@ -42,6 +42,7 @@ def look_at_ecs(deps: LookDeps, *, incident_id: int) -> None:
             return
         snap = incident.snapshot or {}
         app, env = str(snap.get("app") or ""), str(snap.get("env") or "")
+        alarm_at = incident.opened_at
     try:
         target = get_target_or_raise(deps.config, app=app, env=env)
     except AppError:  # the environment left the configuration since the alarm
@@ -53,6 +54,7 @@ def look_at_ecs(deps: LookDeps, *, incident_id: int) -> None:
         app=app,
         env=env,
         settings=target.settings,
+        alarm_at=alarm_at,
         now=deps.clock.now(),
         count=deps.metrics.ecs_look,
     )

@@ -4,10 +4,16 @@ Reading ECS is never on the paging path. The first render of an incident
 shows "looking at ECS" and schedules a job (bot/changes/jobs.py); the job
 reads the service with a quick, single-try client (`LOOK_TIMEOUT_S`), keeps
 what it saw in `ecs_looks` (one row per app environment, shared by every
-instance) and re-renders the message. A look younger than `FRESH_FOR` is
-reused, so a storm on one service reads ECS once a minute at most. If AWS is
+instance) and re-renders the message. A look serves an alarm only if it was
+made at or after the alarm: one made a moment before cannot have seen a deploy
+that came between them. The alarms of a storm that arrive before its first
+look is made share that look, so the storm reads ECS once. If AWS is
 unreachable or refuses, the row keeps why, and the section says in one line
 that it could not look.
+
+Opsbot's own revisions are those its deploys and rollbacks put in place. A
+flag roll restarts whatever revision runs, which may be one deployed outside
+opsbot: restarting it does not make it opsbot's.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -27,13 +33,12 @@ from bot.adapters import ecs
 from bot.adapters.aws import AWS_ERRORS, AwsClients, error_code
 from bot.changes.models import EcsLook
 from bot.config import AppEnvironment
-from bot.deploys.models import Deployment
+from bot.deploys.models import DEPLOY, ROLLBACK, Deployment
 from bot.deploys.policy import digest_of, short_digest, tag_of
 
 log = logging.getLogger(__name__)
 
 LOOK_TIMEOUT_S = 2.0  # each ECS call of a look: one try, at most this long to connect or read
-FRESH_FOR = timedelta(seconds=60)  # a look this young is reused
 MAX_DESCRIBED = 4  # task definitions described per look (a service lists 1 to 3 deployments)
 
 LOOKED = "looked"
@@ -61,8 +66,12 @@ class OutsideView:
 
 
 def _opsbot_task_definitions(db_session: Session, *, app: str, env: str) -> set[str]:
+    """The revisions opsbot's deploys and rollbacks put in place (a flag roll restarts one)."""
     query = select(Deployment.task_definition).where(
-        Deployment.app == app, Deployment.env == env, Deployment.task_definition.is_not(None)
+        Deployment.app == app,
+        Deployment.env == env,
+        Deployment.kind.in_((DEPLOY, ROLLBACK)),
+        Deployment.task_definition.is_not(None),
     )
     return {str(arn) for arn in db_session.scalars(query)}
 
@@ -122,6 +131,11 @@ def _store(
             db_session.rollback()
 
 
+def serves(row: EcsLook, *, alarm_at: datetime) -> bool:
+    """Whether a look can say what ECS ran before an alarm: only one made at or after it."""
+    return row.looked_at >= alarm_at
+
+
 def look(
     *,
     sessions: sessionmaker[Session],
@@ -129,10 +143,11 @@ def look(
     app: str,
     env: str,
     settings: AppEnvironment,
+    alarm_at: datetime,
     now: datetime,
     count: Callable[[str], None],
 ) -> None:
-    """Make sure `ecs_looks` holds a look at `app/env` made at most `FRESH_FOR` ago.
+    """Make sure `ecs_looks` holds a look at `app/env` made at or after `alarm_at`.
 
     `count` hears the outcome (ok, failed, cached): the opsbot_ecs_looks metric.
     """
@@ -141,7 +156,7 @@ def look(
     with lock:  # a second job of the same storm waits, then reuses the first one's look
         with sessions() as db_session:
             row = latest(db_session, app=app, env=env)
-            if row is not None and row.looked_at >= now - FRESH_FOR:
+            if row is not None and serves(row, alarm_at=alarm_at):
                 count("cached")
                 return
             known = _opsbot_task_definitions(db_session, app=app, env=env)
@@ -166,7 +181,10 @@ def look(
             error or f"{len(seen)} task definition(s) not made by opsbot",
             extra={"app": app, "env": env, "outcome": outcome, "seen": len(seen)},
         )
-        _store(sessions, app=app, env=env, now=now, seen=seen, error=error)
+        # The job runs after the alarm's transaction committed, so this look comes after
+        # the alarm even when this instance's clock runs behind the one that took it in.
+        looked_at = max(now, alarm_at)
+        _store(sessions, app=app, env=env, now=looked_at, seen=seen, error=error)
 
 
 def _when(value: Any) -> datetime | None:
@@ -197,9 +215,9 @@ def _seen_of(db_session: Session, row: EcsLook, *, app: str, env: str) -> list[S
 def outside_view(
     db_session: Session, *, app: str, env: str, since: datetime, until: datetime
 ) -> OutsideView:
-    """What the latest look says about the window, or that there is no usable look yet."""
+    """What the latest look says about the window; LOOKING while none was made since `until`."""
     row = latest(db_session, app=app, env=env)
-    if row is None or row.looked_at < until - FRESH_FOR:
+    if row is None or not serves(row, alarm_at=until):
         return OutsideView(state=LOOKING)
     if row.error:
         return OutsideView(state=FAILED, error=row.error)

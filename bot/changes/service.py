@@ -28,8 +28,8 @@ from bot.approvals.render import actor_text
 from bot.audit.models import AuditRecord
 from bot.changes.outside import rolled_out_after
 from bot.deploys.models import COMPLETED, DEPLOY, FAILED, ROLLBACK, SUPERSEDED, Deployment
-from bot.deploys.policy import short_digest
-from bot.flags.render import state_text
+from bot.deploys.policy import digest_of, short_digest, tag_of
+from bot.flags.document import value_text
 from bot.incidents.models import IncidentEvent
 from bot.slack_text import code
 
@@ -66,7 +66,8 @@ class ChangeItem:
     kind: str  # deploy | rollback | flag
     at: datetime
     actor: str
-    subject: str  # a version, or a flag's name (text from outside: escaped when shown)
+    # subject, before and after are raw text from outside: escaped where they are shown.
+    subject: str  # a version, or a flag's name
     before: str | None  # the version or flag state it replaced
     after: str | None  # a flag's state after the change
     status: str
@@ -90,6 +91,14 @@ class ChangesView:
 
 def _version(deployment: Deployment) -> str:
     return deployment.tag or short_digest(deployment.digest)
+
+
+def _previous_version(deployment: Deployment) -> str | None:
+    """The version a deploy replaced: its tag, or its image's short digest (None: unknown)."""
+    image = deployment.previous_image
+    if deployment.previous_tag or not image:
+        return deployment.previous_tag or None
+    return tag_of(image) or short_digest(digest_of(image))
 
 
 def _mention(actor: str) -> str:
@@ -146,7 +155,7 @@ def _deploy_items(
                 at=row.created_at,
                 actor=row.actor,
                 subject=_version(row),
-                before=row.previous_tag or (short_digest(row.previous_image or "") or None),
+                before=_previous_version(row),
                 after=None,
                 status=row.status.replace("_", " "),
                 undo=undo,
@@ -184,9 +193,11 @@ def _rollback_of(db_session: Session, deployment: Deployment) -> tuple[Undo | No
         return None, f"a rollback of it waits for approval (request #{waiting[-1].id})"
     if not deployment.previous_task_definition or not deployment.task_definition:
         return None, "nothing recorded to roll back to"
+    # A deploy or rollback put that revision in place; a flag roll only restarted it.
     target_query = select(Deployment).where(
         Deployment.app == deployment.app,
         Deployment.env == deployment.env,
+        Deployment.kind.in_((DEPLOY, ROLLBACK)),
         Deployment.status == COMPLETED,
         Deployment.task_definition == deployment.previous_task_definition,
         Deployment.id < deployment.id,
@@ -221,7 +232,15 @@ def _state(value: Any) -> dict[str, Any]:
 
 
 def _state_text(state: dict[str, Any]) -> str:
-    return state_text(state)
+    """`on`, `off · rollout_percent=25`, or an SSM value: raw, as bot/flags/render.state_text
+    words it (escaped once, where it is shown)."""
+    parts = []
+    if "enabled" in state:
+        parts.append("on" if state["enabled"] else "off")
+    if "value" in state:
+        parts.append(str(state["value"]))
+    parts.extend(f"{k}={value_text(v)}" for k, v in state.items() if k not in ("enabled", "value"))
+    return " · ".join(parts)
 
 
 def _flag_status(

@@ -18,12 +18,18 @@ from bot.deploys.errors import DeploymentNotFound
 from bot.deploys.models import (
     ACTIVE,
     COMPLETED,
+    DEPLOY,
     LOCK_DEPLOY,
     LOCK_MANUAL,
+    ROLLBACK,
     STARTING,
     DeployLock,
     Deployment,
 )
+
+# The kinds that put a revision in place: a flag roll only restarts the one running,
+# and is named by a flag's value, not a version.
+PUTS_IN_PLACE = (DEPLOY, ROLLBACK)
 
 
 def get(db_session: Session, *, deployment_id: int, lock: bool = False) -> Deployment | None:
@@ -75,10 +81,11 @@ def last_completed(
     other_than: str | None = None,
     before: int | None = None,
 ) -> Deployment | None:
-    """The newest completed deployment (older than #`before`, of another revision)."""
+    """The newest completed deploy or rollback (older than #`before`, of another revision)."""
     query = select(Deployment).where(
         Deployment.app == app,
         Deployment.env == env,
+        Deployment.kind.in_(PUTS_IN_PLACE),
         Deployment.status == COMPLETED,
         Deployment.task_definition.is_not(None),
     )
@@ -92,10 +99,11 @@ def last_completed(
 def newest_completed_with(
     db_session: Session, *, app: str, env: str, task_definition: str
 ) -> Deployment | None:
-    """The newest completed deployment that rolled out this revision."""
+    """The newest completed deploy or rollback that put this revision in place."""
     query = select(Deployment).where(
         Deployment.app == app,
         Deployment.env == env,
+        Deployment.kind.in_(PUTS_IN_PLACE),
         Deployment.status == COMPLETED,
         Deployment.task_definition == task_definition,
     )

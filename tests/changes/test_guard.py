@@ -161,3 +161,29 @@ def test_without_an_open_incident_the_change_runs_at_once(
     answer = ask(live, releases, "/flag", "on api prod apple_pay", user="U0ALICE")
     assert "AppConfig deployment 1 started" in answer["text"], answer
     assert not buttons(answer)
+
+
+def test_the_question_names_an_incident_the_asker_cannot_see_by_its_number_only(
+    live: LiveService,
+    world: World,
+    clock: ManualClock,
+    releases: SlackEmulator,
+    sns_signer: SnsSigner,
+) -> None:
+    releases.add_channel(PRODALERTS, "prod-alerts", private=True, members=["U0ALICE"])
+    incident, _ = alarm(live, sns_signer, releases, CLAIMED)
+
+    # Bob may deploy to api/prod but is not in the incident's private channel.
+    question = ask(live, releases, "/deploy", "api prod 1.0.2", user="U0BOB")
+    assert question["text"].startswith(
+        f":warning: #{incident.id} is open on `api/prod`; deploy anyway?"
+    ), question
+    assert CLAIMED not in json.dumps(question)
+    assert set(buttons(question)) == {"change_anyway:continue", "change_anyway:cancel"}
+
+    # Alice is in it: she reads its title.
+    question = ask(live, releases, "/deploy", "api prod 1.0.2", user="U0ALICE")
+    assert question["text"].startswith(
+        f":warning: #{incident.id} `{CLAIMED}` is open on `api/prod`; deploy anyway?"
+    ), question
+    assert deployments(live) == []

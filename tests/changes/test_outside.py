@@ -165,3 +165,28 @@ def test_ecs_refusing_the_look_is_one_line_too(
     live.runtime.scheduler.run_due(clock.now())
     line = "Could not look at ECS for deploys made outside opsbot (`ServiceNotFound`)."
     wait_for(lambda: line in message_text(latest(releases, incident)))
+
+
+def test_a_look_made_before_an_alarm_is_not_the_look_for_it(
+    live: LiveService,
+    world: World,
+    clock: ManualClock,
+    releases: SlackEmulator,
+    sns_signer: SnsSigner,
+) -> None:
+    first, _ = alarm(live, sns_signer, releases, "prod-api-latency")
+    live.runtime.scheduler.run_due(clock.now())  # the look for the first alarm: nothing seen
+    quiet = "No deploys, rollbacks or flag changes on `api/prod`"
+    text_with(releases, first, quiet)
+    clock.advance(seconds=10)
+    arn = deploy_outside_opsbot(world, clock, "1.0.3")  # CI deploys after that look
+    clock.advance(seconds=40)
+
+    # An alarm 50 s after the look: the look cannot have seen what came between them.
+    second, message = alarm(live, sns_signer, releases, CLAIMED)
+    assert LOOKING in message_text(message)
+    assert quiet not in message_text(message)
+    live.runtime.scheduler.run_due(clock.now())
+    text = text_with(releases, second, f":eyes: Task definition `{arn.rsplit('/', 1)[-1]}`")
+    assert quiet not in text
+    assert looks(live, "ok") == 2 and looks(live, "cached") == 0
