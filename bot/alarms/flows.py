@@ -96,12 +96,14 @@ def _sync_marked(db_session: Session) -> None:
     Two transactions that change alarms of one group (two people acknowledging at
     once, a click during a storm's batch) would each render it without the other's
     change, and the later commit would leave a stale line for good. Locked, the
-    second renders after the first commits, and sees its change. The lock is the
-    last a transaction takes (joining a group stamps it here, not on joining), and
-    groups are locked in id order, so it closes no cycle with incident rows; only
-    closing a quiet group locks its row earlier, and PostgreSQL breaks the rare
-    cycle that makes (a click on that group's alarm, in the same instant as a batch
-    that both closes it and changes that alarm) by failing one of the two.
+    second renders after the first commits, and sees its change. The lock is taken
+    last (joining a group stamps it here, not on joining), in id order, and is
+    PostgreSQL's FOR NO KEY UPDATE: renders wait for each other, but not for the
+    KEY SHARE that adding a member takes on the group by its foreign key, so two
+    alarms joining at once, or a click during a batch that joined, close no cycle.
+    Only closing a quiet group locks its row earlier, and PostgreSQL breaks the
+    rare cycle that makes (a click on that group's alarm, in the same instant as a
+    batch that both closes it and changes that alarm) by failing one of the two.
     """
     marked: dict[int, datetime] = db_session.info.pop(GROUPS_TO_SYNC, {})
     joined: dict[int, datetime] = db_session.info.pop(GROUPS_JOINED, {})
@@ -111,7 +113,7 @@ def _sync_marked(db_session: Session) -> None:
         select(AlarmGroup)
         .where(AlarmGroup.id.in_(sorted(marked)))
         .order_by(AlarmGroup.id)
-        .with_for_update()
+        .with_for_update(key_share=True)
         .execution_options(populate_existing=True)
     ).all()
     for group in groups:  # a group rolled back since it was marked is not found

@@ -12,11 +12,12 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot.incidents import render
 from bot.incidents import service as incidents
-from bot.incidents.models import MAX_SUPERSEDED_IDS, OPEN, RESOLVED, Incident
+from bot.incidents.models import MAX_SUPERSEDED_IDS, OPEN, RESOLVED, Incident, IncidentEvent
 from bot.outbox import service as outbox
 from bot.outbox.models import BULK, PERSON
 from bot.pagerduty.webhooks import IncidentData
@@ -770,8 +771,9 @@ def _resume_after_silence(db_session: Session, *, incident: Incident, now: datet
 def page_owed(db_session: Session, *, incident: Incident, now: datetime) -> bool:
     """Page a firing alarm that a silence or a maintenance window held back, unless
     someone acknowledged it in Slack meanwhile: then it is theirs, and on-call is not
-    woken for it (False)."""
-    if incident.acknowledged_at is not None:
+    woken for it (False). An acknowledgement from before the alarm last reopened was of
+    the episode that resolved, not of this one: it holds nothing back."""
+    if _acknowledged_since_reopened(db_session, incident):
         log.info(
             "incident %s not paged: acknowledged while its page was held",
             incident.id,
@@ -780,6 +782,20 @@ def page_owed(db_session: Session, *, incident: Incident, now: datetime) -> bool
         return False
     page_trigger(db_session, incident=incident, now=now)
     return True
+
+
+def _acknowledged_since_reopened(db_session: Session, incident: Incident) -> bool:
+    if incident.acknowledged_at is None:
+        return False
+
+    def last(kind: str) -> int:
+        query = select(func.max(IncidentEvent.id)).where(
+            IncidentEvent.incident_id == incident.id, IncidentEvent.kind == kind
+        )
+        return int(db_session.scalar(query) or 0)
+
+    # By the timeline's order, not its clocks: two instances' clocks need not agree.
+    return last("acknowledged") > last("reopened")
 
 
 def not_paged(incident: Incident) -> str:

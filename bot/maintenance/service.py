@@ -26,15 +26,8 @@ def covers(window: MaintenanceWindow, incident: Incident) -> bool:
     )
 
 
-def active(db_session: Session, *, now: datetime, hold: bool = False) -> list[MaintenanceWindow]:
-    """Windows in force at `now`, oldest first.
-
-    `hold`: the caller holds a page by them, so they are share-locked until it
-    commits. A window's end (`lock`, then `close`) then waits for that commit and
-    pages what was held; or, ending first, it is waited for and not found in force.
-    Unlocked, a window could end between this read and the hold's commit, and its
-    end would never see the page held by it.
-    """
+def active(db_session: Session, *, now: datetime) -> list[MaintenanceWindow]:
+    """Windows in force at `now`, oldest first."""
     query = (
         select(MaintenanceWindow)
         .where(
@@ -44,19 +37,36 @@ def active(db_session: Session, *, now: datetime, hold: bool = False) -> list[Ma
         )
         .order_by(MaintenanceWindow.id)
     )
-    if hold:
-        query = query.with_for_update(read=True).execution_options(populate_existing=True)
     return list(db_session.scalars(query))
 
 
 def active_for(
     db_session: Session, *, incident: Incident, now: datetime, hold: bool = False
 ) -> MaintenanceWindow | None:
-    """The first window in force that covers `incident`, or None; `hold` as `active`."""
+    """The first window in force that covers `incident`, or None.
+
+    `hold`: the caller holds a page by it, so that window (and no other) is
+    share-locked until the hold commits. Its end (`lock`, then `close`) then waits
+    for that commit and pages what was held; or, ending first, it is waited for and
+    found ended. Unlocked, a window could end between this read and the hold's
+    commit, and its end would never see the page held by it.
+    """
     if incident.source != ALARM:
         return None
-    in_force = active(db_session, now=now, hold=hold)
-    return next((w for w in in_force if covers(w, incident)), None)
+    for window in active(db_session, now=now):
+        if not covers(window, incident):
+            continue
+        if not hold:
+            return window
+        locked = db_session.scalars(
+            select(MaintenanceWindow)
+            .where(MaintenanceWindow.id == window.id, MaintenanceWindow.ended_at.is_(None))
+            .with_for_update(read=True)
+            .execution_options(populate_existing=True)
+        ).first()
+        if locked is not None:
+            return locked
+    return None
 
 
 def current_and_planned(

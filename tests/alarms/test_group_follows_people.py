@@ -15,6 +15,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
+from bot.alarms.service import Inbound, receive
 from bot.config import parse_config
 from bot.incidents import render
 from bot.incidents.models import Incident
@@ -130,3 +131,54 @@ def test_two_acknowledgements_at_once_both_show_in_the_group_s_message(
     lines = str(parent.blocks)
     assert f"prod-svc-a · #{first} (in the channel) · acknowledged by <@U0ALICE>" in lines
     assert f"prod-svc-b · #{second} (in this thread) · acknowledged by <@U0ALICE>" in lines
+
+
+def test_two_alarms_joining_a_group_at_once_both_open_and_page(
+    settings: Settings,
+    sns_signer: SnsSigner,
+    slack: SlackEmulator,
+    pagerduty: PagerDutyEmulator,
+    make_service: Callable[..., LiveService],
+) -> None:
+    alarms = {**TEST_CONFIG["alarms"], "group_above": 1, "group_window_s": 600}
+    config = parse_config({**TEST_CONFIG, "alarms": alarms})
+    service = make_service(settings, config)
+    engine = service.runtime.engine
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite lets one writer at a time in: there is no race to lose")
+    grouped(service, slack, sns_signer)
+    wait_for(lambda: outbox_empty(service))
+
+    # Two transactions (two instances) each add an alarm to the open group, and both
+    # have done so before either commits: adding a member share-locks the group's key.
+    both_joined = threading.Barrier(2, timeout=15)
+    joining: set[int] = set()
+
+    def after_joining(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        me = threading.get_ident()
+        if "INSERT INTO alarm_group_members" in statement and me in joining:
+            joining.discard(me)
+            both_joined.wait()
+
+    def apply(name: str, n: int) -> str:
+        joining.add(threading.get_ident())
+        body = alarm(name, "ALARM", T0 + timedelta(seconds=10 + n))
+        inbound = Inbound(message_id=f"join-{name}", via="https", body=body)
+        with service.runtime.sessions() as db:
+            outcome = receive(db, inbound=inbound, config=config, now=service.runtime.clock.now())
+            db.commit()
+            return outcome
+
+    sa.event.listen(engine, "after_cursor_execute", after_joining)
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            joins = [
+                pool.submit(apply, name, n) for n, name in enumerate(["prod-svc-d", "prod-svc-e"])
+            ]
+            outcomes = [join.result(60) for join in joins]
+    finally:
+        sa.event.remove(engine, "after_cursor_execute", after_joining)
+
+    assert all(outcome.startswith("incident") for outcome in outcomes), outcomes
+    assert {"prod-svc-d", "prod-svc-e"} <= set(incident_ids(service))
+    wait_for(lambda: len(pagerduty.incidents) == 5)  # the group's three and the two joined

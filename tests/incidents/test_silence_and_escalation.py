@@ -177,6 +177,34 @@ def test_an_alarm_acknowledged_in_slack_while_silenced_is_not_paged_when_the_sil
     assert "pagerduty_refused" not in [e.kind for e in events_of(service, incident_id)]
 
 
+def test_an_acknowledgement_of_the_episode_before_a_reopen_holds_no_page_back(
+    start: Callable[..., LiveService],
+    clock: ManualClock,
+    sns_signer: SnsSigner,
+    slack: SlackEmulator,
+    pagerduty: PagerDutyEmulator,
+) -> None:
+    service = start()
+    incident_id, message = page(service, sns_signer, slack, pagerduty)
+    # Alice acknowledges the first episode's page, then silences the alarm.
+    click(service, render.ACKNOWLEDGE, str(incident_id), response_url=slack.response_url())
+    wait_for(lambda: incident_row(service, incident_id).acknowledged_at is not None)
+    wait_for(lambda: outbox_idle(service))
+    silence_for_30_min(service, slack, incident_id)
+    # OK (PagerDuty's incident resolved), then ALARM again under the silence.
+    send_alarm(service, sns_signer, "prod-api-5xx", "OK", T0 + timedelta(minutes=1))
+    wait_for(lambda: [e["event_action"] for e in pagerduty.events] == ["trigger", "resolve"])
+    send_alarm(service, sns_signer, "prod-api-5xx", "ALARM", T0 + timedelta(minutes=2))
+    wait_for(lambda: incident_row(service, incident_id).alarm_state == "ALARM")
+    wait_for(lambda: outbox_idle(service))
+
+    clock.advance(minutes=3)
+    end_silence_by_hand(service, slack, incident_id)
+    wait_for(lambda: [e["event_action"] for e in pagerduty.events][-1] == "trigger")
+    assert [e["event_action"] for e in pagerduty.events] == ["trigger", "resolve", "trigger"]
+    wait_for(lambda: "ended the silence; still in ALARM: paged." in thread_of(slack, message.ts))
+
+
 def test_ending_a_silence_by_hand_gives_an_unacknowledged_page_its_reminders_back(
     start: Callable[..., LiveService],
     clock: ManualClock,
