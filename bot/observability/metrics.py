@@ -37,9 +37,6 @@ TARGETS = ("slack", "pagerduty", "slack_response", "pagerduty_rest")
 # A dead answer through a response_url (expired after 30 minutes, used up, refused) is a
 # user's lost ephemeral answer, not an operator's emergency: counted apart from the others.
 RESPONSES = FAMILIES[SLACK_RESPONSE]
-# A person's call on a PagerDuty incident that ended dead (refused, or given up) was
-# told to that person in the incident's thread: counted, but it pages no operator.
-PERSON_CALLS = FAMILIES[PAGERDUTY_REST]
 VIAS = ("https", "sqs")
 NOTIFICATION_OUTCOMES = ("new", "duplicate", "refused", "error", "left")
 DELIVERY_OUTCOMES = ("ok", "retry", "rate_limited", "dead")
@@ -459,10 +456,12 @@ class Metrics:
     def incident_channel(self, outcome: str) -> None:
         self.incident_channels.labels(outcome).inc()
 
-    def delivery(self, kind: str, outcome: str) -> None:
+    def delivery(self, kind: str, outcome: str, *, pages: bool = True) -> None:
+        """Count a send's outcome; `pages`: a death counts towards the deliveries-dead alarm
+        (not a person's PagerDuty call, which was told to that person)."""
         target = family(kind)
         self.deliveries.labels(target, outcome).inc()
-        if outcome == "dead" and target != PERSON_CALLS:
+        if outcome == "dead" and pages:
             with self._lock:
                 if target == RESPONSES:
                     self._responses_dead_since_emit += 1

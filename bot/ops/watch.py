@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 
 from bot.config import Config
 from bot.ops import notices
-from bot.outbox.models import PAGERDUTY_EVENT, PAGERDUTY_REST, SLACK_MESSAGE, SLACK_REPLY
-from bot.outbox.results import Dead, Job, Result, Retry, Sent
+from bot.outbox.models import PAGERDUTY_EVENT, SLACK_MESSAGE, SLACK_REPLY
+from bot.outbox.results import Dead, Job, Result, Retry, Sent, told_to_its_person
 
 TOKEN_KINDS = frozenset({SLACK_MESSAGE, SLACK_REPLY})  # calls made with the bot's token
 
@@ -50,8 +50,7 @@ class DeliveryWatch:
             notices.slack_auth_lost(
                 db_session, ops_key_env=self.ops_key_env, error=result.error, now=now
             )
-        elif isinstance(result, Dead) and job.kind != PAGERDUTY_REST:
-            # A person's call PagerDuty refused is told to them in the incident's thread.
+        elif isinstance(result, Dead) and not told_to_its_person(job):
             notices.dead_delivery(
                 db_session,
                 ops_channel=self.ops_channel,

@@ -76,6 +76,13 @@ class Dead:
 Result = Sent | Retry | Dead
 
 
+def told_to_its_person(job: Job) -> bool:
+    """A person's call on a PagerDuty incident: its end, whatever it is, is told to that
+    person in the incident's thread, so its death pages no operator. opsbot's own
+    escalation (`via` "job") has no such person."""
+    return job.kind == "pagerduty.rest" and job.payload.get("via") != "job"
+
+
 def retry_after_s(headers: Mapping[str, Any] | None, *, default: float) -> float:
     """The seconds a 429's `Retry-After` header asks for (any case), or `default`
     when it is absent or not a number of seconds."""

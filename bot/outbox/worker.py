@@ -59,7 +59,7 @@ from bot.outbox.models import (
     SlackMessage,
 )
 from bot.outbox.pacing import SLACK_UPDATES, Pacer
-from bot.outbox.results import Dead, Job, MessageRef, Result, Retry, Sent
+from bot.outbox.results import Dead, Job, MessageRef, Result, Retry, Sent, told_to_its_person
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ ANALYZE_EVERY_S = 60.0
 class DeliveryMetrics(Protocol):
     """What the worker counts: `bot.observability.metrics.Metrics` in the service."""
 
-    def delivery(self, kind: str, outcome: str) -> None: ...
+    def delivery(self, kind: str, outcome: str, *, pages: bool = True) -> None: ...
 
     def page_accepted(self, seconds: float) -> None: ...
 
@@ -631,7 +631,7 @@ class OutboxWorker:
             log.exception("delivery %s: noting it for operators failed", job.id)
 
     def _count(self, job: Job, result: Result, now: datetime) -> None:
-        self.metrics.delivery(job.kind, outcome_of(result))
+        self.metrics.delivery(job.kind, outcome_of(result), pages=not told_to_its_person(job))
         if not isinstance(result, Sent):
             return
         items = job.payload.get("items") if job.kind == SLACK_REPLY else None
