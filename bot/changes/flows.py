@@ -340,7 +340,7 @@ def waiting_for_a_look(db_session: Session) -> list[Incident]:
         app, env = snap.get("app"), snap.get("env")
         if not app or not env:
             continue
-        # The state `changes_section` reads: no look made at or after this alarm.
+        # The state `changes_section` reads: no look that serves this alarm (outside.serves).
         seen = outside.outside_view(
             db_session,
             app=str(app),

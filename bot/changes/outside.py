@@ -4,12 +4,13 @@ Reading ECS is never on the paging path. The first render of an incident
 shows "looking at ECS" and schedules a job (bot/changes/jobs.py); the job
 reads the service with a quick, single-try client (`LOOK_TIMEOUT_S`), keeps
 what it saw in `ecs_looks` (one row per app environment, shared by every
-instance) and re-renders the message. A look serves an alarm only if it was
-made at or after the alarm: one made a moment before cannot have seen a deploy
-that came between them. The alarms of a storm that arrive before its first
-look is made share that look, so the storm reads ECS once. If AWS is
-unreachable or refuses, the row keeps why, and the section says in one line
-that it could not look.
+instance) and re-renders the message. A look serves every alarm that came at
+or before it, and those that came up to `FRESH_FOR` after it, so a storm on one
+service reads ECS once a minute at most, however its alarms trickle in. A look
+made before the alarm cannot have seen a deploy that came between them: the
+section then says when ECS was seen, and how long before the alarm
+(`OutsideView.before_alarm_s`). If AWS is unreachable or refuses, the row keeps
+why, and the section says in one line that it could not look.
 
 Opsbot's own revisions are those its deploys and rollbacks put in place. A
 flag roll restarts whatever revision runs, which may be one deployed outside
@@ -22,7 +23,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -39,6 +40,7 @@ from bot.deploys.policy import digest_of, short_digest, tag_of
 log = logging.getLogger(__name__)
 
 LOOK_TIMEOUT_S = 2.0  # each ECS call of a look: one try, at most this long to connect or read
+FRESH_FOR = timedelta(seconds=60)  # a look serves the alarms that came up to this long after it
 MAX_DESCRIBED = 4  # task definitions described per look (a service lists 1 to 3 deployments)
 
 LOOKED = "looked"
@@ -63,6 +65,10 @@ class OutsideView:
     state: str  # looked | looking | failed
     seen: tuple[Seen, ...] = ()
     error: str | None = None
+    looked_at: datetime | None = None  # when the look was made (looked, failed)
+    # How long before the alarm the look was made (0: at or after it): what ECS ran
+    # in between is unknown, and the section says so.
+    before_alarm_s: float = 0.0
 
 
 def _opsbot_task_definitions(db_session: Session, *, app: str, env: str) -> set[str]:
@@ -132,8 +138,8 @@ def _store(
 
 
 def serves(row: EcsLook, *, alarm_at: datetime) -> bool:
-    """Whether a look can say what ECS ran before an alarm: only one made at or after it."""
-    return row.looked_at >= alarm_at
+    """Whether a look is the one for an alarm: made after it, or at most `FRESH_FOR` before."""
+    return row.looked_at >= alarm_at - FRESH_FOR
 
 
 def look(
@@ -147,13 +153,13 @@ def look(
     now: datetime,
     count: Callable[[str], None],
 ) -> None:
-    """Make sure `ecs_looks` holds a look at `app/env` made at or after `alarm_at`.
+    """Make sure `ecs_looks` holds a look at `app/env` that serves an alarm of `alarm_at`.
 
     `count` hears the outcome (ok, failed, cached): the opsbot_ecs_looks metric.
     """
     with _locks_lock:
         lock = _locks.setdefault((app, env), threading.Lock())
-    with lock:  # a second job of the same storm waits, then reuses the first one's look
+    with lock:  # a second job of the same storm waits, then uses the first one's look
         with sessions() as db_session:
             row = latest(db_session, app=app, env=env)
             if row is not None and serves(row, alarm_at=alarm_at):
@@ -215,14 +221,22 @@ def _seen_of(db_session: Session, row: EcsLook, *, app: str, env: str) -> list[S
 def outside_view(
     db_session: Session, *, app: str, env: str, since: datetime, until: datetime
 ) -> OutsideView:
-    """What the latest look says about the window; LOOKING while none was made since `until`."""
+    """What the latest look says about the window; LOOKING while none serves an alarm of `until`."""
     row = latest(db_session, app=app, env=env)
     if row is None or not serves(row, alarm_at=until):
         return OutsideView(state=LOOKING)
+    before_alarm_s = max((until - row.looked_at).total_seconds(), 0.0)
     if row.error:
-        return OutsideView(state=FAILED, error=row.error)
+        return OutsideView(
+            state=FAILED, error=row.error, looked_at=row.looked_at, before_alarm_s=before_alarm_s
+        )
     seen = _seen_of(db_session, row, app=app, env=env)
-    return OutsideView(state=LOOKED, seen=tuple(s for s in seen if since <= s.at <= until))
+    return OutsideView(
+        state=LOOKED,
+        seen=tuple(s for s in seen if since <= s.at <= until),
+        looked_at=row.looked_at,
+        before_alarm_s=before_alarm_s,
+    )
 
 
 def rolled_out_after(db_session: Session, *, app: str, env: str, after: datetime) -> Seen | None:

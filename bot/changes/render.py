@@ -7,11 +7,12 @@ the one place to switch to a shared helper.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any
 
 from bot.approvals.render import actor_text
-from bot.changes.outside import FAILED, LOOKING, OutsideView, Seen
+from bot.changes.outside import FAILED, LOOKED, LOOKING, OutsideView, Seen
 from bot.changes.service import ROLLBACK_UNDO, ChangeItem, ChangesView, Undo
 from bot.incidents.render import clip, duration
 from bot.slack_text import escape
@@ -27,6 +28,12 @@ def slack_date(moment: datetime) -> str:
     """`<!date^...>`: shown in each reader's own time zone, relative when it is recent."""
     fallback = moment.strftime("%Y-%m-%d %H:%M UTC")
     return f"<!date^{int(moment.timestamp())}^{{date_short_pretty}} {{time}}|{fallback}>"
+
+
+def slack_time(moment: datetime) -> str:
+    """`<!date^...>` as a time of day to the second, in each reader's own time zone."""
+    fallback = moment.strftime("%H:%M:%S UTC")
+    return f"<!date^{int(moment.timestamp())}^{{time_secs}}|{fallback}>"
 
 
 def code(text: str) -> str:
@@ -72,6 +79,20 @@ def _seen_line(seen: Seen) -> str:
     )
 
 
+def _as_of(outside: OutsideView | None) -> str | None:
+    """When ECS was seen, if before the alarm: "as of 12:00:05, 50 s before this alarm".
+
+    A look serves alarms that came up to a minute after it (bot/changes/outside.py):
+    what ECS ran in between is not known, and the section must not claim it is.
+    """
+    if outside is None or outside.state != LOOKED or outside.looked_at is None:
+        return None
+    if outside.before_alarm_s <= 0:
+        return None
+    seconds = math.ceil(outside.before_alarm_s)
+    return f"as of {slack_time(outside.looked_at)}, {seconds} s before this alarm"
+
+
 def _ecs_line(outside: OutsideView | None) -> str | None:
     """The one line about the look at ECS when there is nothing of it to list."""
     if outside is None:
@@ -95,15 +116,17 @@ def changes_blocks(
     where = f"`{view.label}`"
     seen = list(outside.seen) if outside is not None else []
     ecs_line = _ecs_line(outside)
+    as_of = _as_of(outside)
     if not view.items and not seen:
         text = (
             f":white_check_mark: No deploys, rollbacks or flag changes by opsbot on {where} in "
             f"the {window} before this alarm."
         )
         if outside is not None and outside.state not in (LOOKING, FAILED):
+            seen_on = f"seen on ECS {as_of}" if as_of else "seen on ECS"
             text = (
                 f":white_check_mark: No deploys, rollbacks or flag changes on {where} in the "
-                f"{window} before this alarm (by opsbot, or seen on ECS)."
+                f"{window} before this alarm (by opsbot, or {seen_on})."
             )
         elements = [{"type": "mrkdwn", "text": text}]
         if ecs_line:
@@ -117,6 +140,8 @@ def changes_blocks(
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": clip("\n".join(lines), 3000)}}
     ]
+    if as_of:
+        ecs_line = f":mag: Deploys made outside opsbot: as seen on ECS {as_of}."
     if ecs_line:
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": ecs_line}]})
     buttons = [

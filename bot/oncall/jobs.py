@@ -7,6 +7,8 @@ date it was scheduled for: a run that fails leaves the later days scheduled, and
 one tried again (or run late, past local midnight) posts that day's handoff once.
 A start also schedules today's run again when its time has passed and nothing
 was posted for today (a run lost with a crash, or given up): it runs at once.
+Not for a handoff added or edited since its last post, which posts first at its
+next time: see `_not_owed_because`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from bot.clock import Clock
 from bot.config import Config, Handoff
@@ -85,8 +88,8 @@ def schedule_handoffs(deps: HandoffDeps) -> None:
 
 
 def _catch_up(deps: HandoffDeps, handoff: Handoff, *, now: datetime) -> None:
-    """Today's run, due at once, when its time passed earlier today (local) and no
-    message was recorded for today: a run lost with a crash or given up comes back.
+    """Today's run, due at once, when its time passed earlier today (local) and it is
+    owed (`_not_owed_because`): a run lost with a crash or given up comes back.
 
     Only today's: a handoff from an earlier day is stale once the next is due. Its
     job id and message key are the day's, so a run still stored or under way on
@@ -100,19 +103,51 @@ def _catch_up(deps: HandoffDeps, handoff: Handoff, *, now: datetime) -> None:
         return  # still ahead today: the next run is today's
     key = handoff_key(handoff)
     day = local.date().isoformat()
+    others = {handoff_key(h) for h in deps.config.oncall.handoffs} - {key}
     with deps.answers.sessions() as db_session:
-        posted = db_session.scalar(
-            sa.select(SlackMessage.id).where(SlackMessage.key == post_key(key, day))
-        )
-    if posted is not None:
+        why = _not_owed_because(db_session, handoff, key=key, day=day, others=others)
+    extra = {"handoff": key, "day": day, "channel": handoff.channel}
+    if why is not None:
+        log.info("handoff %s of %s is not run at start: %s", key, day, why, extra=extra)
         return
-    log.info(
-        "handoff %s of %s has no message yet: running it now",
-        key,
-        day,
-        extra={"handoff": key, "day": day},
-    )
+    log.info("handoff %s of %s has no message yet: running it now", key, day, extra=extra)
     _schedule_at(deps, handoff, at=due.astimezone(UTC))
+
+
+def _not_owed_because(
+    db_session: Session, handoff: Handoff, *, key: str, day: str, others: set[str]
+) -> str | None:
+    """Why today's handoff of `key` is not owed, or None when it is.
+
+    The key hashes the handoff's settings, so editing one makes a new key. A key
+    that never posted is a handoff added or edited since its last run: no run of
+    it was scheduled for today, and its first post is at its next time. A handoff
+    of today in the same channel under a key no longer configured is this one's
+    before an edit (an edit undone the same day): posting again would repeat it.
+    """
+    posted = db_session.scalar(
+        sa.select(SlackMessage.id).where(SlackMessage.key == post_key(key, day))
+    )
+    if posted is not None:
+        return "posted"
+    ever = db_session.scalar(
+        sa.select(SlackMessage.id).where(SlackMessage.key.startswith(post_key(key, ""))).limit(1)
+    )
+    if ever is None:
+        return "never posted with its current settings (added or edited): it posts at its next time"
+    in_channel = db_session.scalars(
+        sa.select(SlackMessage.key).where(
+            SlackMessage.key.like(post_key("%", day)),
+            sa.or_(
+                SlackMessage.channel == handoff.channel,
+                SlackMessage.channel_id == handoff.channel,
+            ),
+        )
+    ).all()
+    replaced = [k for k in in_channel if k.split(":")[1] not in others]
+    if replaced:
+        return f"posted today in its channel before an edit (as {replaced[0]})"
+    return None
 
 
 def handoff(deps: HandoffDeps, *, key: str, day: str | None = None) -> None:

@@ -167,7 +167,7 @@ def test_ecs_refusing_the_look_is_one_line_too(
     wait_for(lambda: line in message_text(latest(releases, incident)))
 
 
-def test_a_look_made_before_an_alarm_is_not_the_look_for_it(
+def test_a_look_up_to_a_minute_before_an_alarm_serves_it_and_says_when_it_was_made(
     live: LiveService,
     world: World,
     clock: ManualClock,
@@ -175,18 +175,29 @@ def test_a_look_made_before_an_alarm_is_not_the_look_for_it(
     sns_signer: SnsSigner,
 ) -> None:
     first, _ = alarm(live, sns_signer, releases, "prod-api-latency")
+    looked_at = clock.now()
     live.runtime.scheduler.run_due(clock.now())  # the look for the first alarm: nothing seen
     quiet = "No deploys, rollbacks or flag changes on `api/prod`"
-    text_with(releases, first, quiet)
+    assert "before this alarm (by opsbot, or seen on ECS)." in text_with(releases, first, quiet)
     clock.advance(seconds=10)
     arn = deploy_outside_opsbot(world, clock, "1.0.3")  # CI deploys after that look
     clock.advance(seconds=40)
 
-    # An alarm 50 s after the look: the look cannot have seen what came between them.
-    second, message = alarm(live, sns_signer, releases, CLAIMED)
+    # An alarm 50 s after the look is served by it, and says what it could not have seen.
+    _, message = alarm(live, sns_signer, releases, CLAIMED)
+    as_of = (
+        f"(by opsbot, or seen on ECS as of <!date^{int(looked_at.timestamp())}^{{time_secs}}|"
+        f"{looked_at:%H:%M:%S} UTC>, 50 s before this alarm)."
+    )
+    assert as_of in message_text(message) and LOOKING not in message_text(message)
+    assert live.runtime.scheduler.run_due(clock.now()) == []  # no look of its own
+    assert looks(live, "ok") == 1
+
+    # 61 s after the look, an alarm has a look of its own, which sees the deploy.
+    clock.advance(seconds=11)
+    third, message = alarm(live, sns_signer, releases, "prod-api-errors")
     assert LOOKING in message_text(message)
-    assert quiet not in message_text(message)
     live.runtime.scheduler.run_due(clock.now())
-    text = text_with(releases, second, f":eyes: Task definition `{arn.rsplit('/', 1)[-1]}`")
-    assert quiet not in text
+    text = text_with(releases, third, f":eyes: Task definition `{arn.rsplit('/', 1)[-1]}`")
+    assert "before this alarm" in text and "as seen on ECS" not in text
     assert looks(live, "ok") == 2 and looks(live, "cached") == 0

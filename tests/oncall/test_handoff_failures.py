@@ -106,7 +106,8 @@ def test_todays_handoff_lost_with_a_crash_is_posted_at_the_next_start_once(
     slack: SlackEmulator,
     pagerduty: PagerDutyEmulator,
 ) -> None:
-    clock = ManualClock(DUE - timedelta(minutes=30))
+    # The handoff posted yesterday, which scheduled today's run.
+    clock = ManualClock(DUE - timedelta(days=1, minutes=30))
     add_shifts(pagerduty, now=clock.now())
     key = handoff_key(oncall_config.oncall.handoffs[0])
     today, tomorrow = job_id(oncall_config, "2026-11-25"), job_id(oncall_config, "2026-11-26")
@@ -114,6 +115,9 @@ def test_todays_handoff_lost_with_a_crash_is_posted_at_the_next_start_once(
     crashed.start()
     try:
         clock.advance(minutes=30)
+        assert crashed.scheduler.run_due(clock.now()) == [job_id(oncall_config, "2026-11-24")]
+        wait_for(lambda: slack.channel_messages("C0ALERTS"))
+        clock.advance(days=1)
         # The leader takes today's job out of the store to run it, and its task dies.
         assert crashed.scheduler.cancel(today)
     finally:
@@ -128,9 +132,9 @@ def test_todays_handoff_lost_with_a_crash_is_posted_at_the_next_start_once(
             (tomorrow, DUE + timedelta(days=1)),
         ]
         assert started.scheduler.run_due(clock.now()) == [today]
-        [message] = wait_for(lambda: slack.channel_messages("C0ALERTS"))
-        assert "Shift handoff" in str(message.blocks)
-        assert handoff_keys(started) == [f"handoff:{key}:2026-11-25"]
+        wait_for(lambda: len(slack.channel_messages("C0ALERTS")) == 2)
+        assert "Shift handoff" in str(slack.channel_messages("C0ALERTS")[-1].blocks)
+        assert handoff_keys(started) == [f"handoff:{key}:2026-11-24", f"handoff:{key}:2026-11-25"]
     finally:
         started.stop()
 
@@ -142,7 +146,7 @@ def test_todays_handoff_lost_with_a_crash_is_posted_at_the_next_start_once(
         assert again.scheduler.pending() == [(tomorrow, DUE + timedelta(days=1))]
     finally:
         again.stop()
-    assert len(slack.channel_messages("C0ALERTS")) == 1
+    assert len(slack.channel_messages("C0ALERTS")) == 2
 
 
 def test_a_handoff_of_an_earlier_day_is_not_posted_at_start(
