@@ -24,8 +24,10 @@ from sqlalchemy.orm import Session
 
 from bot.clock import Clock
 from bot.config import Config, Handoff
+from bot.oncall import render
 from bot.oncall.flows import OnCallAnswers
 from bot.outbox.models import SlackMessage
+from bot.pagerduty.errors import PagerDutyError
 from bot.scheduler.registry import JobFunction
 from bot.scheduler.scheduler import JobScheduler
 
@@ -162,8 +164,18 @@ def handoff(deps: HandoffDeps, *, key: str, day: str | None = None) -> None:
     now = deps.clock.now()
     _schedule(deps, found, after=now + timedelta(minutes=1))
     answers = deps.answers
-    message = answers.report_message(answers.lookup.team(found.team), handoff=True)
     day = day or now.astimezone(found.zone).date().isoformat()
+    target = answers.lookup.team(found.team)
+    try:
+        report = answers.lookup.report(target)
+    except PagerDutyError as exc:
+        # The channel hears at once that nobody can say, and the run raises, so the
+        # scheduler tries it again (30 s, doubling): the post under the day's key is
+        # then updated in place with who is on call, or the run is given up, counted.
+        unavailable = render.unavailable_message(target.title, str(exc))
+        answers.post(key=post_key(key, day), channel=found.channel, message=unavailable)
+        raise
+    message = render.handoff_message(report)
     answers.post(key=post_key(key, day), channel=found.channel, message=message)
 
 

@@ -162,3 +162,32 @@ def test_a_handoff_of_an_earlier_day_is_not_posted_at_start(
         assert runtime.scheduler.pending() == [(tomorrow, DUE + timedelta(days=1))]
     finally:
         runtime.stop()
+
+
+def test_a_handoff_pagerduty_cannot_answer_says_so_then_is_updated_when_it_can(
+    settings: Settings,
+    oncall_config: Config,
+    slack: SlackEmulator,
+    pagerduty: PagerDutyEmulator,
+) -> None:
+    clock = ManualClock(DUE - timedelta(minutes=30))
+    add_shifts(pagerduty, now=clock.now())
+    runtime = build_runtime(settings, oncall_config, clock=clock, run_jobs=False)
+    runtime.start()
+    try:
+        today = job_id(oncall_config, "2026-11-25")
+        clock.advance(minutes=30)
+        pagerduty.faults.fail_next(4, status=503, calls=("/oncalls",))
+        assert runtime.scheduler.run_due(clock.now()) == [today]
+        [message] = wait_for(lambda: slack.channel_messages("C0ALERTS"))
+        assert "Cannot tell who is on call" in message.text
+        # The run raised: the scheduler tries today's again, and the same message
+        # now says who is on call.
+        assert today in [job for job, _ in runtime.scheduler.pending()]
+        pagerduty.faults.clear()
+        clock.advance(seconds=30)
+        assert runtime.scheduler.run_due(clock.now()) == [today]
+        wait_for(lambda: "Shift handoff" in str(message.blocks))
+        assert len(slack.channel_messages("C0ALERTS")) == 1
+    finally:
+        runtime.stop()
