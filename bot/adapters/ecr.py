@@ -12,6 +12,8 @@ from bot.adapters.aws import error_code
 
 # Scan statuses that come with findings (ACTIVE: enhanced scanning, continuously).
 SCAN_DONE = {"COMPLETE", "ACTIVE"}
+# The most images one DescribeImages page holds (its maxResults).
+DESCRIBE_IMAGES_MAX = 1000
 
 
 @dataclass(frozen=True)
@@ -72,16 +74,27 @@ def find_image(
     return _image(repository, details[0]) if details else None
 
 
-def recent_images(client: Any, *, repository: str, limit: int) -> list[Image]:
-    """The newest tagged images, newest first."""
+def recent_images(
+    client: Any, *, repository: str, limit: int, stop_at_limit: bool = False
+) -> list[Image]:
+    """The newest tagged images, newest first.
+
+    `stop_at_limit`: read no more pages once `limit` images are read, and give the
+    newest of those. DescribeImages keeps no order, so in a repository of more
+    images these may miss newer ones: for a search that must answer within
+    Slack's three seconds, not for a list that claims to be the newest.
+    """
     images: list[Image] = []
+    paging = {"PageSize": min(limit, DESCRIBE_IMAGES_MAX)} if stop_at_limit else {}
     pages = client.get_paginator("describe_images").paginate(
-        repositoryName=repository, filter={"tagStatus": "TAGGED"}
+        repositoryName=repository, filter={"tagStatus": "TAGGED"}, PaginationConfig=paging
     )
     for page in pages:
         images.extend(
             _image(repository, d) for d in page.get("imageDetails") or [] if d.get("imageTags")
         )
+        if stop_at_limit and len(images) >= limit:
+            break
     oldest = datetime.min.replace(tzinfo=UTC)
     images.sort(key=lambda image: image.pushed_at or oldest, reverse=True)
     return images[:limit]

@@ -37,6 +37,11 @@ log = logging.getLogger(__name__)
 
 # APScheduler may call a moment early by our clock's reckoning (float timestamps).
 GRACE = timedelta(seconds=1)
+# Slack's own trouble: the archive job raises on these so the scheduler tries it again;
+# any other refusal (not_in_channel, missing_scope, channel_not_found) stays as it is.
+ARCHIVE_LATER = frozenset(
+    {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+)
 
 
 @dataclass(frozen=True)
@@ -234,6 +239,23 @@ def silence_end(deps: IncidentJobDeps, *, incident_id: int, until: str) -> None:
     log.info("incident %s: %s", incident_id, outcome)
 
 
+def _answers_later(exc: SlackApiError) -> bool:
+    """Slack could not archive now (a rate limit, its own trouble) but may on the next try."""
+    status = exc.response.status_code
+    return status == 429 or status >= 500 or exc.response.get("error") in ARCHIVE_LATER
+
+
+def _archive_retried(incident_id: int, channel: str, error: str) -> None:
+    # The scheduler retries the job that raises, so the channel is archived once Slack answers.
+    log.warning(
+        "incident %s: cannot archive %s yet (%s); tried again later",
+        incident_id,
+        channel,
+        error,
+        extra={"incident": incident_id, "slack_channel": channel},
+    )
+
+
 def archive_channel(deps: IncidentJobDeps, *, incident_id: int, channel: str) -> None:
     """Archive a resolved incident's channel when its time came (a reopen withdrew it)."""
     now = deps.clock.now()
@@ -251,8 +273,14 @@ def archive_channel(deps: IncidentJobDeps, *, incident_id: int, channel: str) ->
     try:
         deps.slack.conversations_archive(channel=channel)
     except SlackApiError as exc:
-        error = str(exc.response.get("error") or "error")
-    except (SlackClientError, OSError) as exc:
+        error = str(exc.response.get("error") or f"http_{exc.response.status_code}")
+        if _answers_later(exc):
+            _archive_retried(incident_id, channel, error)
+            raise
+    except OSError as exc:  # a timeout, a refused or broken connection
+        _archive_retried(incident_id, channel, type(exc).__name__)
+        raise
+    except SlackClientError as exc:
         error = type(exc).__name__
     if error not in (None, "already_archived"):
         deps.count_channel("archive_failed")

@@ -88,38 +88,66 @@ def parse_window(words: list[str], *, now: datetime) -> WindowRequest:
         raise BadWindow(f"The route or glob is too long ({MAX_GLOB} characters at most).")
     if not GLOB.match(target):
         raise BadWindow(f"{code(target)} is not a route name or an alarm-name glob.")
-    starts_at = now
+    starts_at, used = _start(rest, now=now)
+    rest = rest[used:]
     lowered = [w.lower() for w in rest]
-    if lowered[:1] == ["in"]:
-        if len(rest) < 2:
-            raise BadWindow("`in` needs a duration, e.g. `in 30m`.")
-        starts_at = now + timedelta(minutes=minutes_of(rest[1]))
-        rest, lowered = rest[2:], lowered[2:]
-    elif lowered[:1] == ["at"]:
-        if len(rest) < 2:
-            raise BadWindow("`at` needs a time, e.g. `at 22:00` (UTC).")
-        starts_at = moment_of(rest[1], now=now)
-        if starts_at < now - timedelta(minutes=1):
-            raise BadWindow(
-                f"{code(rest[1])} is in the past ({starts_at:%Y-%m-%d %H:%M} UTC): "
-                "a window starts now or later."
-            )
-        starts_at = max(starts_at, now)
-        rest, lowered = rest[2:], lowered[2:]
-    if starts_at - now > MAX_AHEAD:
-        raise BadWindow(f"A window may be planned {MAX_AHEAD.days} days ahead at most.")
     if lowered[:1] != ["for"] or len(rest) < 2:
         raise BadWindow("Say how long the window lasts: `for 2h`.")
     minutes = minutes_of(rest[1])
     rest, lowered = rest[2:], lowered[2:]
     if lowered[:1] != ["reason"]:
         raise BadWindow("Say why, last: `reason <text>`.")
-    reason = " ".join(rest[1:]).strip()
+    reason = reason_of(rest[1:])
+    return WindowRequest(target=target, starts_at=starts_at, minutes=minutes, reason=reason)
+
+
+def starts_at_of(words: list[str], *, now: datetime) -> datetime:
+    """A window's start said on its own: nothing or `now`, `in <duration>`, `at <time>`,
+    or a time alone; BadWindow for anything else (a form's Starts field)."""
+    if [w.lower() for w in words] == ["now"]:
+        return now
+    if len(words) == 1 and words[0].lower() not in ("in", "at"):
+        words = ["at", *words]
+    starts_at, used = _start(words, now=now)
+    if used != len(words):
+        raise BadWindow(
+            "A start is `now`, `in 30m`, `22:00` or `2026-12-05T22:00` (UTC), and nothing more."
+        )
+    return starts_at
+
+
+def reason_of(words: list[str]) -> str:
+    """A window's reason from its words; BadWindow when empty or too long."""
+    reason = " ".join(words).strip()
     if not reason:
         raise BadWindow("`reason` needs some words: what is being maintained.")
     if len(reason) > MAX_REASON:
         raise BadWindow(f"The reason is too long ({MAX_REASON} characters at most).")
-    return WindowRequest(target=target, starts_at=starts_at, minutes=minutes, reason=reason)
+    return reason
+
+
+def _start(words: list[str], *, now: datetime) -> tuple[datetime, int]:
+    """The start `in <duration>` or `at <time>` that `words` begin with (else now), and how
+    many words it took."""
+    starts_at, used = now, 0
+    lowered = [w.lower() for w in words]
+    if lowered[:1] == ["in"]:
+        if len(words) < 2:
+            raise BadWindow("`in` needs a duration, e.g. `in 30m`.")
+        starts_at, used = now + timedelta(minutes=minutes_of(words[1])), 2
+    elif lowered[:1] == ["at"]:
+        if len(words) < 2:
+            raise BadWindow("`at` needs a time, e.g. `at 22:00` (UTC).")
+        starts_at = moment_of(words[1], now=now)
+        if starts_at < now - timedelta(minutes=1):
+            raise BadWindow(
+                f"{code(words[1])} is in the past ({starts_at:%Y-%m-%d %H:%M} UTC): "
+                "a window starts now or later."
+            )
+        starts_at, used = max(starts_at, now), 2
+    if starts_at - now > MAX_AHEAD:
+        raise BadWindow(f"A window may be planned {MAX_AHEAD.days} days ahead at most.")
+    return starts_at, used
 
 
 def window_id(text: str) -> int:

@@ -34,10 +34,18 @@ from bot.flags.flows import flags_or_raise
 from bot.flags.requests import OFF, ON, SET
 from bot.incidents.actions import SEVERITIES
 from bot.maintenance.errors import BadWindow
-from bot.maintenance.requests import MAX_GLOB, MAX_REASON, WindowRequest, parse_window
+from bot.maintenance.requests import (
+    MAX_GLOB,
+    MAX_REASON,
+    WindowRequest,
+    minutes_of,
+    parse_window,
+    reason_of,
+    starts_at_of,
+)
 from bot.modals.errors import FieldErrors
 from bot.modals.forms import LONG_TEXT, SEARCH, SELECT, TEXT, Choice, Field, Form
-from bot.modals.render import OPTION_TEXT_MAX, OPTIONS_MAX
+from bot.modals.render import OPTION_TEXT_MAX, OPTIONS_MAX, plain_error
 from bot.slack_text import clip, unescape
 
 if TYPE_CHECKING:
@@ -85,6 +93,11 @@ LENGTHS = {
 PREFIX_MAX = 128
 # How long a search reuses what it read of an app environment's image tags or flags.
 SUGGESTIONS_TTL = timedelta(seconds=15)
+# How long a search waits for the same read another search started; Slack waits three
+# seconds for the answer, so after this it answers with what was read before, if anything.
+READ_WAIT_S = 2.5
+# The most tagged images a tag search reads: pages stop once this many are read.
+TAGS_READ = 1000
 # The most of a flag's state in the newer, undeployed version an option's description shows.
 NEWER_STATE_MAX = 20
 
@@ -292,22 +305,21 @@ def silence_request(values: Mapping[str, str | None], *, now: datetime) -> Windo
         raise FieldErrors({SILENCE_ROUTE: say, SILENCE_GLOB: say})
     target_field = SILENCE_ROUTE if route else SILENCE_GLOB
     target = route or glob
-    starts = (values.get(STARTS) or "").split()
-    if [w.lower() for w in starts] == ["now"]:
-        starts = []
-    elif starts and starts[0].lower() not in ("in", "at"):
-        starts = ["at", *starts]
-    reason = (values.get(REASON) or "").split()
-    try:  # the target alone first, so that its error shows on its own field
-        parse_window([target, "for", "1m", "reason", "-"], now=now)
-    except BadWindow as exc:
-        raise FieldErrors({target_field: str(exc)}) from exc
+    # The target alone first, so that its error shows on its own field.
+    _on_field(target_field, lambda: parse_window([target, "for", "1m", "reason", "-"], now=now))
+    # Each field parsed on its own: text in one is never read as the command's other words.
+    starts_at = _on_field(STARTS, lambda: starts_at_of((values.get(STARTS) or "").split(), now=now))
+    minutes = _on_field(LASTS, lambda: minutes_of(values.get(LASTS) or ""))
+    reason = _on_field(REASON, lambda: reason_of((values.get(REASON) or "").split()))
+    return WindowRequest(target=target, starts_at=starts_at, minutes=minutes, reason=reason)
+
+
+def _on_field(field: str, parse: Callable[[], T]) -> T:
+    """What `parse` gives; its BadWindow as a FieldErrors on `field`, in plain text."""
     try:
-        return parse_window(
-            [target, *starts, "for", values.get(LASTS) or "", "reason", *reason], now=now
-        )
+        return parse()
     except BadWindow as exc:
-        raise FieldErrors({STARTS if starts else REASON: str(exc)}) from exc
+        raise FieldErrors({field: plain_error(str(exc))}) from exc
 
 
 def _matching(names: list[str], prefix: str) -> list[str]:
@@ -326,34 +338,69 @@ def search_tags(services: Services, *, filled: dict[str, str], prefix: str) -> l
         lambda: [
             tag
             for image in ecr.recent_images(
-                services.aws.get("ecr"), repository=repository, limit=1000
+                services.aws.get("ecr"), repository=repository, limit=TAGS_READ, stop_at_limit=True
             )
             for tag in image.tags
         ],
     )
-    return _matching(tags, prefix[:PREFIX_MAX])
+    return _matching(tags or [], prefix[:PREFIX_MAX])
 
 
 class _Recent:
     """What a search read of AWS, by what it read, kept for `SUGGESTIONS_TTL`: a search
-    comes at each keystroke, and Slack waits three seconds for its answer."""
+    comes at each keystroke, and Slack waits three seconds for its answer.
+
+    One read per key at a time: the keystrokes that come while it runs wait for it
+    rather than each reading every page again.
+    """
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
         self._read: dict[tuple[str, ...], tuple[datetime, Any]] = {}
+        self._reading: dict[tuple[str, ...], threading.Event] = {}
         self._lock = threading.Lock()
 
-    def read(self, key: tuple[str, ...], read: Callable[[], T]) -> T:
+    def read(self, key: tuple[str, ...], read: Callable[[], T]) -> T | None:
+        """What was read for `key` lately, else what `read` gives now.
+
+        None: another search's read of `key` did not end within `READ_WAIT_S` (or
+        failed) and nothing was read before.
+        """
         now = self.clock.now()
         with self._lock:
             hit = self._read.get(key)
-        # A clock set back makes the age negative: read again rather than trust it.
-        if hit is not None and timedelta(0) <= now - hit[0] < SUGGESTIONS_TTL:
-            return cast(T, hit[1])
-        value = read()
+            # A clock set back makes the age negative: read again rather than trust it.
+            if hit is not None and timedelta(0) <= now - hit[0] < SUGGESTIONS_TTL:
+                return cast(T, hit[1])
+            other = self._reading.get(key)
+            if other is None:
+                reading = self._reading[key] = threading.Event()
+        if other is not None:
+            return cast(T | None, self._wait(key, other))
+        try:
+            value = read()
+            with self._lock:
+                self._read[key] = (now, value)
+            return value
+        finally:
+            with self._lock:
+                del self._reading[key]
+            reading.set()
+
+    def _wait(self, key: tuple[str, ...], reading: threading.Event) -> Any:
+        """What the read in progress gives, or what was read before once the wait is over."""
+        ended = reading.wait(READ_WAIT_S)
         with self._lock:
-            self._read[key] = (now, value)
-        return value
+            hit = self._read.get(key)
+        if not ended:
+            log.info(
+                "search of %s: a read in progress did not end within %.1f s; answered with %s",
+                "/".join(key),
+                READ_WAIT_S,
+                "what was read before" if hit is not None else "nothing",
+                extra={"search": "/".join(key)},
+            )
+        return None if hit is None else hit[1]
 
 
 # One per set of AWS clients (a runtime's), gone with it.
@@ -382,7 +429,7 @@ def flag_choices(services: Services, *, filled: dict[str, str], prefix: str) -> 
             ("appconfig", flags.application, flags.environment, flags.profile),
             lambda: appconfig.read_current(services.aws.get("appconfig"), flags),
         )
-        choices = _appconfig_choices(current)
+        choices = _appconfig_choices(current) if current is not None else []
     else:
         service_name = flags.service_name
         parameters = _recent(services).read(
@@ -391,7 +438,7 @@ def flag_choices(services: Services, *, filled: dict[str, str], prefix: str) -> 
                 services.aws.get("ssm"), service_name=service_name, with_writers=False
             ),
         )
-        choices = [Choice(p.name, p.name, description=p.value) for p in parameters]
+        choices = [Choice(p.name, p.name, description=p.value) for p in parameters or []]
     by_name = {choice.value: choice for choice in choices}
     return [by_name[name] for name in _matching(sorted(by_name), prefix[:PREFIX_MAX])]
 
