@@ -1,6 +1,8 @@
 """Consuming the alarm queue (SNS to SQS): the durable intake.
 
-A message is deleted only after it is recorded, or when it is refused for good.
+A message is deleted only after it is recorded, or when it is refused for good;
+one the delete missed (logged with its id and counted, as is a failed poll) comes
+again as a duplicate.
 A poll's messages (up to 10) are checked one by one and recorded together, in
 one transaction (`record_batch`, bot/alarms/intake.py).
 By default every message must be an SNS envelope from an allowed topic whose
@@ -116,11 +118,15 @@ class AlarmQueueConsumer:
 
     def poll_once(self) -> int:
         """Receive one batch and deal with each message; return how many were deleted."""
-        answer = self.sqs.receive_message(
-            QueueUrl=self.queue_url,
-            MaxNumberOfMessages=10,
-            WaitTimeSeconds=self.wait_s,
-        )
+        try:
+            answer = self.sqs.receive_message(
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=10,
+                WaitTimeSeconds=self.wait_s,
+            )
+        except Exception:
+            self.metrics.alarm_queue_errors.labels("receive").inc()
+            raise
         messages = answer.get("Messages", [])
         checked = [self.check(message) for message in messages]
         to_record = [c for c in checked if isinstance(c, Inbound)]
@@ -139,9 +145,33 @@ class AlarmQueueConsumer:
                 self.metrics.notifications.labels("sqs", "left").inc()
             if verdict is not Verdict.LEFT:
                 done.append({"Id": message["MessageId"], "ReceiptHandle": message["ReceiptHandle"]})
-        if done:
-            self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=done)
-        return len(done)
+        return self._delete(done) if done else 0
+
+    def _delete(self, entries: list[dict[str, str]]) -> int:
+        """Delete what was recorded or refused; return how many were. A message not deleted
+        comes again (recorded already: a duplicate) and, failing every time, reaches the
+        dead-letter queue and its alarm, for an alarm that was handled."""
+        try:
+            answer = self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
+        except Exception:
+            self.metrics.alarm_queue_errors.labels("delete").inc(len(entries))
+            log.warning(
+                "alarm queue messages %s not deleted; they will be redelivered",
+                ", ".join(for_log(entry["Id"]) for entry in entries),
+                exc_info=True,
+            )
+            return 0
+        failed = answer.get("Failed", [])
+        for entry in failed:
+            log.warning(
+                "alarm queue message %s not deleted (%s: %s); it will be redelivered",
+                for_log(entry.get("Id")),
+                for_log(entry.get("Code")),
+                for_log(entry.get("Message")),
+            )
+        if failed:
+            self.metrics.alarm_queue_errors.labels("delete").inc(len(failed))
+        return len(entries) - len(failed)
 
     def handle(self, message: dict[str, Any]) -> Verdict:
         """Record, refuse or leave one received message (the caller deletes unless left)."""

@@ -19,9 +19,13 @@ storm the intake does the two apart, `record_for_later` now and
   it still fires.
 - A transition older than the one already applied (SNS does not guarantee
   order) is kept in the timeline but changes nothing, however long ago the
-  alarm's last incident resolved. An OK that finds no incident at all is
-  remembered (`AlarmLastTransition`): an older ALARM arriving after it opens the
-  incident, and the OK is applied after it, as in-order delivery would have left it.
+  alarm's last incident resolved. An OK that finds no open incident is
+  remembered (`AlarmLastTransition`) rather than noted on the alarm's last
+  incident, unless that one still shows the alarm firing or flapping (a resolve
+  by hand, an INSUFFICIENT_DATA within the reopen window) or is silenced: an
+  older ALARM arriving after it then opens an incident (or, within the window,
+  reopens the last one), and the OK is applied after it, as in-order delivery
+  would have left it.
 
 The alarm's open incident, else its last one, is read in one statement and locked:
 two instances applying transitions of one alarm at once take turns, the second
@@ -337,39 +341,103 @@ def _note_while_resolved(
     db_session: Session,
     *,
     incident: Incident,
-    alarm: Alarm,
+    state: str,
+    at: datetime,
+    old_state: str | None,
+    reason: str,
+    ref: str | None,
     config: Config,
     now: datetime,
-    ref: str,
 ) -> None:
-    """A transition that leaves the resolved incident resolved (an OK, or INSUFFICIENT_DATA
-    within the reopen window): kept on it, so that an older ALARM arriving after it (SNS
-    does not keep order) is known to be late, and an ALARM after it reopens this incident."""
+    """A transition that leaves the resolved incident resolved (an OK after a resolve by
+    hand, or INSUFFICIENT_DATA and what follows it within the reopen window): kept on it,
+    so that an older ALARM arriving after it (SNS does not keep order) is known to be
+    late, and an ALARM after it reopens this incident."""
     from_state = incident.alarm_state
-    incident.alarm_state = alarm.new_state
-    incident.state_changed_at = alarm.state_change_time
+    incident.alarm_state = state
+    incident.state_changed_at = at
     incident.updated_at = now
     incidents.add_event(
         db_session,
         incident=incident,
         kind="alarm_state",
-        at=alarm.state_change_time,
+        at=at,
         now=now,
-        from_state=alarm.old_state,
-        to_state=alarm.new_state,
-        text=alarm.reason,
+        from_state=old_state or from_state,
+        to_state=state,
+        text=reason,
         source_ref=ref,
     )
-    if from_state == alarm.new_state:
+    if from_state == state:
         return  # the message shows it already
     # An OK after a resolve by hand updates the message; a new state in between is
     # threaded too, so that the thread tells how the alarm got where it is.
-    transition = (
-        None if alarm.new_state == "OK" else _transition(alarm, from_state, "stays resolved")
-    )
+    transition = None
+    if state != "OK":
+        transition = {
+            "at": at.isoformat(),
+            "from": from_state or old_state,
+            "to": state,
+            "reason": reason,
+            "note": "stays resolved",
+        }
     alarm_flows.show(
         db_session, incident=incident, created=False, transition=transition, config=config, now=now
     )
+
+
+def _within_reopen_window(incident: Incident, *, config: Config, now: datetime) -> bool:
+    window = timedelta(seconds=config.alarms.reopen_window_s)
+    return incident.resolved_at is not None and incident.resolved_at >= now - window
+
+
+def _ok_shows_on(last: Incident, *, config: Config, now: datetime) -> bool:
+    """Whether an OK with no open incident is noted on the alarm's last (resolved) one.
+
+    Only when that incident shows the alarm firing (resolved by hand), flapping within
+    the reopen window, or silenced: the OK is where the alarm went from what it shows.
+    Otherwise (it shows OK already, or it is past the window) the OK is remembered
+    apart, so that an older ALARM arriving after it is not taken for late against it:
+    in-order, that ALARM would have opened an incident (or reopened this one) that the
+    OK resolved.
+    """
+    if last.alarm_state == "OK":
+        return False
+    if last.silenced_until is not None and last.silenced_until > now:
+        return True  # a silenced alarm's transitions go on in its last incident
+    return last.alarm_state == "ALARM" or _within_reopen_window(last, config=config, now=now)
+
+
+def _ok_with_no_open_incident(
+    db_session: Session,
+    *,
+    last: Incident | None,
+    alarm: Alarm,
+    config: Config,
+    now: datetime,
+    ref: str,
+) -> str:
+    if last is not None and _ok_shows_on(last, config=config, now=now):
+        _note_while_resolved(
+            db_session,
+            incident=last,
+            state=alarm.new_state,
+            at=alarm.state_change_time,
+            old_state=alarm.old_state,
+            reason=alarm.reason,
+            ref=ref,
+            config=config,
+            now=now,
+        )
+    else:
+        incidents.keep_transition_without_incident(
+            db_session,
+            alarm_arn=alarm.arn,
+            state=alarm.new_state,
+            at=alarm.state_change_time,
+            now=now,
+        )
+    return "OK with no open incident: nothing to resolve"
 
 
 # What an ALARM or INSUFFICIENT_DATA with no open incident does with the alarm's last one.
@@ -383,12 +451,20 @@ def _last_goes_on(last: Incident | None, *, alarm: Alarm, config: Config, now: d
         return NEW
     if last.silenced_until is not None and last.silenced_until > now:
         return REOPEN  # a silenced alarm is neither posted anew nor paged: its incident goes on
-    window = timedelta(seconds=config.alarms.reopen_window_s)
-    if last.resolved_at is None or last.resolved_at < now - window:
+    if not _within_reopen_window(last, config=config, now=now):
         return NEW
     # A flap: an ALARM soon after the OK reopens the incident, and what comes between
     # (no data) waits on it rather than opening and posting another.
     return REOPEN if alarm.new_state == "ALARM" else KEEP
+
+
+def _kept_newer(db_session: Session, *, alarm: Alarm) -> AlarmLastTransition | None:
+    """The OK remembered with no open incident to resolve, when it is newer than `alarm`
+    (which is not late, so newer than anything its incidents were left in)."""
+    kept = incidents.transition_without_incident(db_session, alarm_arn=alarm.arn)
+    if kept is None or kept.state_changed_at <= alarm.state_change_time:
+        return None
+    return kept
 
 
 def apply_alarm(
@@ -400,35 +476,47 @@ def apply_alarm(
     # changes nothing.
     if last is not None and _is_late(alarm, last):
         return _record_late(db_session, incident=last, alarm=alarm, now=now, ref=source_ref)
-    # An OK that arrived with no incident to apply it to, newer than this transition.
-    kept = None
-    if last is None and alarm.new_state != "OK":
-        kept = incidents.transition_without_incident(db_session, alarm_arn=alarm.arn)
-        if kept is not None and kept.state_changed_at <= alarm.state_change_time:
-            kept = None
     created = reopened = False
     incident = last if last is not None and last.is_open else None
+    # An OK that arrived with no open incident to resolve, newer than this transition:
+    # applied after it.
+    kept = None
     if incident is None:
         if alarm.new_state == "OK":
-            if last is None:
-                incidents.keep_transition_without_incident(
-                    db_session,
-                    alarm_arn=alarm.arn,
-                    state=alarm.new_state,
-                    at=alarm.state_change_time,
-                    now=now,
-                )
-            else:
-                _note_while_resolved(
-                    db_session, incident=last, alarm=alarm, config=config, now=now, ref=source_ref
-                )
-            return "OK with no open incident: nothing to resolve"
+            return _ok_with_no_open_incident(
+                db_session, last=last, alarm=alarm, config=config, now=now, ref=source_ref
+            )
+        kept = _kept_newer(db_session, alarm=alarm)
         goes_on = _last_goes_on(last, alarm=alarm, config=config, now=now)
         if goes_on == KEEP:
             assert last is not None
             _note_while_resolved(
-                db_session, incident=last, alarm=alarm, config=config, now=now, ref=source_ref
+                db_session,
+                incident=last,
+                state=alarm.new_state,
+                at=alarm.state_change_time,
+                old_state=alarm.old_state,
+                reason=alarm.reason,
+                ref=source_ref,
+                config=config,
+                now=now,
             )
+            if kept is not None:
+                _note_while_resolved(
+                    db_session,
+                    incident=last,
+                    state=kept.state,
+                    at=kept.state_changed_at,
+                    old_state=None,
+                    reason="arrived before an older transition",
+                    ref=None,
+                    config=config,
+                    now=now,
+                )
+                return (
+                    f"incident {last.id} kept resolved: {alarm.new_state}; then {kept.state}"
+                    f" of {kept.state_changed_at.isoformat()}, arrived first"
+                )
             return f"incident {last.id} kept resolved: {alarm.new_state}"
         if goes_on == REOPEN:
             assert last is not None

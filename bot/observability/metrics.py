@@ -352,6 +352,15 @@ class Metrics:
             "Notifications recorded for later that could not be applied (logged with their ids).",
             registry=registry,
         )
+        self.alarm_queue_errors = Counter(
+            "opsbot_alarm_queue_errors",
+            "Alarm queue (SQS) calls that failed: polls (`receive`, tried again after 5 s) "
+            "and messages not deleted (`delete`, redelivered; logged with their ids).",
+            ["call"],
+            registry=registry,
+        )
+        for call in ("receive", "delete"):
+            self.alarm_queue_errors.labels(call)
         self.slack_auth_ok = Gauge(
             "opsbot_slack_auth_ok",
             "1 while Slack accepts the bot's token, 0 once it refused it (until a call succeeds).",

@@ -182,6 +182,97 @@ def test_an_alarm_arriving_after_its_newer_ok_ends_as_in_order_resolved(
     assert incidents_of(service)[0].status == "resolved"
 
 
+def test_an_alarm_arriving_after_its_newer_ok_long_after_the_last_incident_is_paged(
+    start: Callable[..., LiveService],
+    clock: ManualClock,
+    sns_signer: SnsSigner,
+    slack: SlackEmulator,
+    pagerduty: PagerDutyEmulator,
+) -> None:
+    service = start()
+    first_id, first_message = page(service, sns_signer, slack, pagerduty)
+    clock.advance(minutes=2)
+    send_alarm(service, sns_signer, NAME, "OK", T0 + timedelta(minutes=2))
+    wait_for(lambda: incident_row(service, first_id).status == "resolved")
+    clock.advance(minutes=60)
+    service.runtime.outbox.wake()
+    wait_for(lambda: outbox_idle(service))
+
+    # The alarm fires again at 11:02 and recovers at 11:03, long after the reopen window;
+    # its OK arrives first (an SNS retry of the ALARM, two instances).
+    clock.advance(minutes=2)
+    send_alarm(service, sns_signer, NAME, "OK", T0 + timedelta(minutes=63))
+    send_alarm(service, sns_signer, NAME, "ALARM", T0 + timedelta(minutes=62))
+    wait_for(
+        lambda: (
+            pagerduty_events(service)
+            == [
+                ("trigger", "sent"),
+                ("resolve", "sent"),
+                ("trigger", "sent"),
+                ("resolve", "pending"),
+            ]
+        )
+    )
+
+    # As in order: a second incident, posted and paged, then resolved by the OK.
+    old, new = incidents_of(service)
+    assert (old.status, old.alarm_state) == ("resolved", "OK")
+    assert old.state_changed_at == T0 + timedelta(minutes=2)
+    assert (new.status, new.alarm_state) == ("resolved", "OK")
+    assert new.state_changed_at == T0 + timedelta(minutes=63)
+    assert outcomes(service)[-2:] == [
+        "OK with no open incident: nothing to resolve",
+        f"incident {new.id} opened: ALARM, paged; "
+        "then OK of 2026-11-25T11:03:00+00:00, arrived first: resolved",
+    ]
+    wait_for(lambda: len(slack.channel_messages(CHANNEL)) == 2)
+    assert slack.channel_messages(CHANNEL)[0].ts == first_message.ts
+    wait_for(lambda: slack.channel_messages(CHANNEL)[1].text.startswith(":large_green_circle: OK"))
+    assert len(pagerduty.incidents_for(new.dedup_key)) == 1
+
+    # Any ALARM older than the OK applied is late now, whichever episode it belongs to.
+    send_alarm(service, sns_signer, NAME, "ALARM", T0 + timedelta(minutes=1))
+    send_alarm(service, sns_signer, NAME, "ALARM", T0 + timedelta(minutes=62, seconds=30))
+    assert outcomes(service)[-2:] == [f"late transition for incident {new.id}: recorded only"] * 2
+    assert len(incidents_of(service)) == 2
+
+
+def test_no_data_and_ok_swapped_inside_the_reopen_window_leave_the_incident_ok(
+    start: Callable[..., LiveService],
+    clock: ManualClock,
+    sns_signer: SnsSigner,
+    slack: SlackEmulator,
+    pagerduty: PagerDutyEmulator,
+) -> None:
+    service = start()
+    incident_id, message = page(service, sns_signer, slack, pagerduty)
+    clock.advance(minutes=1)
+    send_alarm(service, sns_signer, NAME, "OK", T0 + timedelta(minutes=1))
+    wait_for(lambda: incident_row(service, incident_id).status == "resolved")
+    # Minutes 2 (INSUFFICIENT_DATA) and 3 (OK) arrive swapped, inside the window.
+    clock.advance(minutes=2, seconds=30)
+    at_3, at_2 = T0 + timedelta(minutes=3), T0 + timedelta(minutes=2)
+    assert send(service, sns_signer, alarm(NAME, "OK", at_3, old_state="INSUFFICIENT_DATA")) == 200
+    assert send(service, sns_signer, alarm(NAME, "INSUFFICIENT_DATA", at_2, old_state="OK")) == 200
+
+    row = incident_row(service, incident_id)
+    assert (row.status, row.alarm_state) == ("resolved", "OK")
+    assert row.state_changed_at == at_3
+    assert outcomes(service)[-1] == (
+        f"incident {incident_id} kept resolved: INSUFFICIENT_DATA; "
+        "then OK of 2026-11-25T10:03:00+00:00, arrived first"
+    )
+    wait_for(lambda: "INSUFFICIENT DATA" in thread_text(slack, message.ts))
+    wait_for(lambda: slack.channel_messages(CHANNEL)[0].text.startswith(":large_green_circle: OK"))
+    assert len(slack.channel_messages(CHANNEL)) == 1
+
+    # The OK is applied on the incident now: an ALARM older than it is late.
+    at = T0 + timedelta(minutes=2, seconds=30)
+    assert send(service, sns_signer, alarm(NAME, "ALARM", at, old_state="INSUFFICIENT_DATA")) == 200
+    assert outcomes(service)[-1] == f"late transition for incident {incident_id}: recorded only"
+
+
 # -- flaps inside the reopen window ------------------------------------------------------
 
 

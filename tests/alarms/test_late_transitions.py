@@ -63,7 +63,7 @@ def test_an_older_alarm_after_the_resolving_ok_does_not_reopen(
     assert [e["event_action"] for e in pagerduty.events] == ["trigger"]
 
 
-def test_a_newer_ok_after_the_resolve_makes_an_older_alarm_late(
+def test_an_alarm_after_its_newer_ok_while_resolved_reopens_and_resolves_again(
     settings: Settings,
     sns_signer: SnsSigner,
     slack: SlackEmulator,
@@ -77,8 +77,12 @@ def test_a_newer_ok_after_the_resolve_makes_an_older_alarm_late(
     send(service, sns_signer, alarm("prod-api-5xx", "OK", T0 + timedelta(minutes=3)))
     send(service, sns_signer, alarm("prod-api-5xx", "ALARM", T0 + timedelta(minutes=2)))
 
+    # As in order: the ALARM reopens the incident (within the window), the OK resolves it.
     incident, kinds = _incident_and_events(service)
     assert incident.status == "resolved" and incident.alarm_state == "OK"
     assert incident.state_changed_at == T0 + timedelta(minutes=3)
-    assert kinds == ["alarm_state", "alarm_state", "alarm_state", "late_transition"]
+    assert kinds == ["alarm_state", "alarm_state", "reopened", "alarm_state"]
     assert _pending_resolves(service) == 1
+    # And an ALARM older than that OK is late now.
+    send(service, sns_signer, alarm("prod-api-5xx", "ALARM", T0 + timedelta(minutes=2, seconds=30)))
+    assert _incident_and_events(service)[1][-1] == "late_transition"

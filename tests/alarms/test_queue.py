@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from bot.alarms.intake import AlarmIntake
 from bot.alarms.models import ReceivedMessage
 from bot.alarms.queue import AlarmQueueConsumer
+from bot.alarms.service import Inbound
 from bot.clock import SystemClock
 from bot.config import Config
 from bot.db.engine import make_engine, make_sessionmaker
@@ -382,3 +383,43 @@ def test_a_message_is_kept_when_it_cannot_be_recorded(
         lambda: sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=1).get("Messages"),
         timeout_s=10,
     )
+
+
+def test_a_recorded_message_that_is_not_deleted_is_logged_and_counted(
+    aws: Callable[[str], Any],
+    service: LiveService,
+    sns_signer: SnsSigner,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Redelivered, it is a duplicate; failing every time, it would reach the dead-letter
+    queue (and its alarm) for an alarm that was handled: the operator sees it coming."""
+    sqs = aws("sqs")
+    queue_url = new_queue(sqs, "opsbot-alarms-undeleted")
+    envelope = sns_signer.notification(ALARM, topic_arn=TOPIC_ARN)
+    sent_id = sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(envelope))["MessageId"]
+    consumer = consumer_of(service, sqs, queue_url)
+    record_batch = service.runtime.intake.record_batch
+
+    def record_then_purge(inbounds: list[Inbound]) -> list[str | BaseException]:
+        recorded = record_batch(inbounds)
+        sqs.purge_queue(QueueUrl=queue_url)  # the receipt handle is no longer valid
+        return recorded
+
+    consumer.record_batch = record_then_purge
+    with caplog.at_level(logging.WARNING, logger="bot.alarms.queue"):
+        assert consumer.poll_once() == 0
+
+    [warning] = [r.getMessage() for r in caplog.records if "not deleted" in r.getMessage()]
+    assert repr(sent_id) in warning and "ReceiptHandleIsInvalid" in warning
+    assert metric(service, "opsbot_alarm_queue_errors_total", call="delete") == 1
+    assert metric(service, "opsbot_alarm_notifications_total", via="sqs", outcome="new") == 1
+
+
+def test_a_poll_that_fails_is_counted(aws: Callable[[str], Any], service: LiveService) -> None:
+    sqs = aws("sqs")
+    queue_url = new_queue(sqs, "opsbot-alarms-gone")
+    sqs.delete_queue(QueueUrl=queue_url)
+    consumer = consumer_of(service, sqs, queue_url)
+    with pytest.raises(Exception, match=r"QueueDoesNotExist|NonExistentQueue"):
+        consumer.poll_once()
+    assert metric(service, "opsbot_alarm_queue_errors_total", call="receive") == 1
