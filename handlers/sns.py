@@ -104,6 +104,9 @@ def routes(runtime: Runtime) -> list[Route]:
         except SignatureInvalid as exc:
             return refused(envelope, exc)
         except CertificateUnavailable as exc:
+            # Genuine or not, it is not recorded until SNS delivers it again: `left`, as
+            # the queue counts a message it leaves for the same reason.
+            runtime.metrics.notifications.labels("https", "left").inc()
             return unavailable(envelope, exc)
         try:
             verifier.check_signature(envelope, key)
@@ -116,11 +119,17 @@ def routes(runtime: Runtime) -> list[Route]:
             topic_arn=envelope.topic_arn,
             subject=envelope.subject,
         )
+        future = runtime.intake.submit(inbound)
+        # Refused at once (the intake is stopping): never taken, so the intake, which
+        # counts every notification it took, did not count it.
+        refused_at_once = future.done()
         try:
             # Resolved once the batch it joined is committed (or failed).
-            outcome = await asyncio.wrap_future(runtime.intake.submit(inbound))
+            outcome = await asyncio.wrap_future(future)
         except Exception:
             log.exception("could not record SNS message %s", for_log(envelope.message_id))
+            if refused_at_once:
+                runtime.metrics.notifications.labels("https", "error").inc()
             # 5xx makes SNS deliver it again; nothing of it was committed.
             return _answer(503, "could not record the message; retry")
         return _answer(200, outcome)

@@ -490,12 +490,15 @@ def message_updated_once(
     message shows without a change of its own, as PagerDuty's fields).
     """
     owed = db_session.info.setdefault(_UPDATE_ON_LEAVING, {})
-    owed[incident.id] = False
+    # Read before the changes: after a failed flush the instance is expired, and
+    # reading its id then would raise PendingRollbackError in place of the failure.
+    incident_id = incident.id
+    owed[incident_id] = False
     try:
         yield
-        changed = owed[incident.id]
+        changed = owed[incident_id]
     finally:
-        del owed[incident.id]
+        del owed[incident_id]
     if changed or always or clicked_at is not None:
         sync_message(db_session, incident=incident, now=now, clicked_at=clicked_at)
 

@@ -120,7 +120,9 @@ def _on_call(deps: IncidentJobDeps, incident: Incident) -> list[str]:
             found = (
                 deps.pagerduty.get_incident(incident.pagerduty_incident_id)
                 if incident.pagerduty_incident_id
-                else deps.pagerduty.find_incident_by_key(incident.dedup_key)
+                else deps.pagerduty.find_incident_by_key(
+                    incident.dedup_key, service_id=incident.pagerduty_service_id
+                )
             )
             if found is not None:
                 shown = deps.people.display_all(parse_incident(found).assignees)

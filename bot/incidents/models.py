@@ -57,6 +57,11 @@ class Incident(Base):
     # was resolved opens a new one with the same dedup key): their late webhooks
     # must not change this incident. Oldest first, the newest MAX_SUPERSEDED_IDS kept.
     pagerduty_superseded_ids: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    # The PagerDuty service our pages land on, from the first event or answer about
+    # the incident our page opened: an incident of another service carrying our
+    # dedup key (a subscription covers the whole account) is not ours. Kept across
+    # re-pages, which go to the same routing key.
+    pagerduty_service_id: Mapped[str | None] = mapped_column(String(64))
     acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     acknowledged_by: Mapped[str | None] = mapped_column(String(255))
     resolved_by: Mapped[str | None] = mapped_column(String(255))
@@ -178,8 +183,10 @@ class AlarmLastTransition(Base):
 
     An OK can arrive before the alarm's first ALARM (SNS does not keep order); the
     ALARM that then arrives is older than what was applied, so it must not open an
-    incident nobody would ever resolve. Read only while the alarm has no incident:
-    once it has one, the incident's `state_changed_at` says the same.
+    incident nobody would ever resolve. Also an OK that found no open incident and
+    that its last (resolved) incident did not take: an older ALARM arriving after
+    it then opens an incident that this OK resolves. Read while the alarm has no
+    open incident.
     """
 
     __tablename__ = "alarm_last_transitions"

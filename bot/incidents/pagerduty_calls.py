@@ -113,6 +113,7 @@ class PagerDutyActionSender:
             if incident is None:
                 return Dead(error="the incident no longer exists")
             known_id, dedup_key = incident.pagerduty_incident_id, incident.dedup_key
+            service_id = incident.pagerduty_service_id
             left_behind = set(incident.pagerduty_superseded_ids or ())
             overtaken, queued = None, None
             # Read again on every attempt: an outage may have held it past an acknowledge.
@@ -127,7 +128,9 @@ class PagerDutyActionSender:
         try:
             if self.pagerduty is None:
                 raise PagerDutyRefused(NOT_CONFIGURED, status=0)
-            pagerduty_id = known_id or self._find(self.pagerduty, dedup_key, left_behind)
+            pagerduty_id = known_id or self._find(
+                self.pagerduty, dedup_key, left_behind, service_id=service_id
+            )
             data, note_id = self._call(self.pagerduty, pagerduty_id, job)
         except _Overtaken as exc:
             return self._withdrawn(job, exc.reason, pagerduty_id=pagerduty_id)
@@ -156,8 +159,11 @@ class PagerDutyActionSender:
         assignees = self.people.display_all(data.assignees) if data is not None else None
         return self._succeeded(job, pagerduty_id, data, assignees, note_id)
 
-    def _find(self, rest: PagerDutyRest, dedup_key: str, left_behind: set[str]) -> str:
-        found = rest.find_incident_by_key(dedup_key)
+    def _find(
+        self, rest: PagerDutyRest, dedup_key: str, left_behind: set[str], *, service_id: str | None
+    ) -> str:
+        # Only our page's service, once known: another service's incident may carry our key.
+        found = rest.find_incident_by_key(dedup_key, service_id=service_id)
         # Until PagerDuty opens a re-page's incident, the newest with our key is the
         # one the re-page left behind: not the one to act on.
         if found is not None and str(found["id"]) not in left_behind:

@@ -17,7 +17,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -27,7 +29,7 @@ from bot.inbound import service as inbound
 from bot.inbound.models import PAGERDUTY_EVENT, PAGERDUTY_WEBHOOK
 from bot.incidents import flows
 from bot.incidents import service as incidents
-from bot.incidents.models import PAGERDUTY, Incident
+from bot.incidents.models import OPEN, PAGERDUTY, Incident
 from bot.observability.metrics import Metrics
 from bot.pagerduty.errors import PagerDutyError
 from bot.pagerduty.rest import PagerDutyRest
@@ -68,7 +70,43 @@ def _find(db_session: Session, data: IncidentData) -> Incident | None:
     found = incidents.get_by_pagerduty_id(db_session, pagerduty_incident_id=data.id)
     if found is None and data.incident_key:
         found = incidents.get_by_dedup_key(db_session, dedup_key=data.incident_key)
+        if found is not None and _on_other_service(found, data):
+            return None  # someone else's incident that carries our dedup key
     return found
+
+
+def _on_other_service(incident: Incident, data: IncidentData) -> bool:
+    """Whether `data` is an incident of another PagerDuty service than the one ours pages.
+
+    Dedup keys are per service, and the webhook subscription may cover the whole
+    account: an incident opened elsewhere with our key must not take ours over.
+    Unknown (no service remembered yet, or none in the event) is not "other".
+    """
+    return (
+        incident.pagerduty_service_id is not None
+        and data.service is not None
+        and data.service.id != incident.pagerduty_service_id
+    )
+
+
+def _ours_elsewhere(db_session: Session, data: IncidentData) -> Incident | None:
+    """Our incident whose dedup key `data` carries, when `data` is on another service."""
+    if not data.incident_key:
+        return None
+    ours = incidents.get_by_dedup_key(db_session, dedup_key=data.incident_key)
+    return ours if ours is not None and _on_other_service(ours, data) else None
+
+
+def _other_open_of_alarm(db_session: Session, incident: Incident) -> int | None:
+    """The id of another open incident of the same alarm, if any."""
+    if incident.alarm_arn is None:
+        return None
+    query = select(Incident.id).where(
+        Incident.alarm_arn == incident.alarm_arn,
+        Incident.status == OPEN,
+        Incident.id != incident.id,
+    )
+    return db_session.scalars(query.limit(1)).first()
 
 
 def _superseded(incident: Incident, data: IncidentData) -> bool:
@@ -128,11 +166,17 @@ class WebhookSync:
                 return True
             if _superseded(incident, data):
                 return False  # known without asking PagerDuty
-            dedup_key = incident.dedup_key
+            dedup_key, service_id = incident.dedup_key, incident.pagerduty_service_id
+        # A trigger of a PagerDuty incident not yet known (and, by `_find`, of our service
+        # when that is known) is our page's: our trigger opened it. Before any event about
+        # our page has told us its service (the routing key alone does not say), the first
+        # triggered event with our key is taken as our page's and its service remembered:
+        # the key is new with each incident of ours, so another service's incident with it
+        # would have to be opened in the seconds between our trigger and its webhook.
         if event.event_type == "incident.triggered" or self.pagerduty is None:
             return True
         try:
-            newest = self.pagerduty.find_incident_by_key(dedup_key)
+            newest = self.pagerduty.find_incident_by_key(dedup_key, service_id=service_id)
         except PagerDutyError as exc:
             if data.status in OPEN_STATUSES:
                 log.warning("cannot tell which PagerDuty incident is current (%r)", str(exc))
@@ -222,6 +266,24 @@ class WebhookSync:
         incident = _find(db_session, data)
         opened_here = incident is None
         if incident is None:
+            ours = _ours_elsewhere(db_session, data)
+            if ours is not None:
+                assert data.service is not None  # as `_on_other_service` found
+                log.info(
+                    "PagerDuty %r %r: incident %r is on service %r, incident %d pages %r: "
+                    "not taken as ours",
+                    event.event_type,
+                    event.id,
+                    data.id,
+                    data.service.id,
+                    ours.id,
+                    ours.pagerduty_service_id,
+                    extra={
+                        "incident": ours.id,
+                        "pagerduty_incident": data.id,
+                        "pagerduty_service": data.service.id,
+                    },
+                )
             incident = self._foreign(db_session, event, names)
             if incident is None:
                 return f"{IGNORED}: not an incident of ours"
@@ -258,6 +320,8 @@ class WebhookSync:
             )
             return f"incident {incident.id}: {event.event_type} {skip}, recorded only"
         incident.pagerduty_incident_id = data.id
+        if incident.pagerduty_service_id is None and data.service is not None:
+            incident.pagerduty_service_id = data.service.id
         if state_changing:
             incident.pagerduty_synced_at = at
         with flows.message_updated_once(db_session, incident=incident, now=now, always=True):
@@ -296,7 +360,7 @@ class WebhookSync:
                 db_session, incident=incident, by=agent, at=moment, now=now, via=IN_PAGERDUTY
             )
         elif kind == "reopened":
-            flows.reopen(db_session, incident=incident, at=moment, now=now, why=IN_PAGERDUTY)
+            self._reopen(db_session, incident, event, agent=agent, at=moment)
         elif kind == "escalated":
             flows.escalated(
                 db_session,
@@ -338,6 +402,51 @@ class WebhookSync:
                 source_ref=event.id,
             )
             incident.updated_at = now
+
+    def _reopen(
+        self,
+        db_session: Session,
+        incident: Incident,
+        event: WebhookEvent,
+        *,
+        agent: str,
+        at: datetime,
+    ) -> None:
+        """Reopen ours, unless its alarm has another incident open by now.
+
+        An alarm has one open incident at a time: reopening an older one beside it
+        would fail on every delivery. The alarm's open incident is the one that
+        follows it, so the reopen is kept on the older incident's timeline only.
+        """
+        now = self.clock.now()
+        newer = _other_open_of_alarm(db_session, incident)
+        if newer is None:
+            flows.reopen(db_session, incident=incident, at=at, now=now, why=IN_PAGERDUTY)
+            return
+        assert event.incident is not None
+        log.info(
+            "PagerDuty %r %r: incident %d not reopened, incident %d of its alarm is open",
+            event.event_type,
+            event.id,
+            incident.id,
+            newer,
+            extra={
+                "incident": incident.id,
+                "open_incident": newer,
+                "pagerduty_incident": event.incident.id,
+            },
+        )
+        incidents.add_event(
+            db_session,
+            incident=incident,
+            kind="pagerduty",
+            at=at,
+            now=now,
+            actor=agent,
+            text=f"reopened {IN_PAGERDUTY}; not reopened here: incident #{newer} "
+            "of the same alarm is open",
+            source_ref=event.id,
+        )
 
     def _foreign(self, db_session: Session, event: WebhookEvent, names: _Names) -> Incident | None:
         """An incident someone opened in PagerDuty: posted in the configured channel."""

@@ -119,6 +119,11 @@ def _when(text: Any) -> datetime | None:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
+def _service_id(incident: dict[str, Any]) -> str | None:
+    service = incident.get("service")
+    return str(service["id"]) if isinstance(service, dict) and service.get("id") else None
+
+
 class PagerDutyRest:
     def __init__(
         self, client: pagerduty.RestApiV2Client, *, once: pagerduty.RestApiV2Client | None = None
@@ -151,10 +156,21 @@ class PagerDutyRest:
         assert isinstance(data, dict)
         return data
 
-    def find_incident_by_key(self, incident_key: str) -> dict[str, Any] | None:
-        """The newest incident opened with this dedup key, if any."""
-        params = {"incident_key": incident_key, "date_range": "all"}
+    def find_incident_by_key(
+        self, incident_key: str, *, service_id: str | None = None
+    ) -> dict[str, Any] | None:
+        """The newest incident opened with this dedup key, if any; of `service_id` when given.
+
+        Dedup keys are per service: another service's incident may carry the same key.
+        The service is also checked here, so an answer that ignored the filter cannot
+        name another service's incident.
+        """
+        params: dict[str, Any] = {"incident_key": incident_key, "date_range": "all"}
+        if service_id is not None:
+            params["service_ids"] = [service_id]
         found = _call(lambda: list(islice(self.client.iter_all("incidents", params=params), 50)))
+        if service_id is not None:
+            found = [i for i in found if _service_id(i) == service_id]
         if not found:
             return None
         return max(found, key=lambda i: int(i.get("number") or 0))

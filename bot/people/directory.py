@@ -28,10 +28,14 @@ from bot.people import service
 from bot.people.errors import LINK_HINT, NoPagerDutyUser
 from bot.rights.errors import SlackFactsUnavailable
 from bot.rights.workspace import Workspace
-from bot.slack_text import code, escape
+from bot.slack_text import code, inert
 
 log = logging.getLogger(__name__)
 
+# The longest name `display` gives: the columns it is kept in (who acknowledged,
+# resolved or opened an incident, a timeline event's actor) hold 255 characters,
+# and PagerDuty's names (an integration's especially) can be longer once escaped.
+MAX_DISPLAY_CHARS = 255
 NO_MATCH_CACHE_S = 600.0  # a PagerDuty user with no Slack user is asked about again after this
 NOT_CONFIGURED = "opsbot has no PagerDuty API token (PAGERDUTY_API_TOKEN), so it cannot act there."
 
@@ -204,10 +208,9 @@ class PeopleDirectory:
 
     def display(self, ref: Reference) -> str:
         """A PagerDuty user as Slack shows them: a mention where one maps, else their name."""
-        if not ref.is_user:  # services and integrations act too
-            return escape(ref.name)
-        slack_user_id = self._slack_user_for(ref)
-        return mention(slack_user_id) if slack_user_id else escape(ref.name)
+        # Services and integrations act too: they are never anyone in Slack.
+        slack_user_id = self._slack_user_for(ref) if ref.is_user else None
+        return mention(slack_user_id) if slack_user_id else inert(ref.name, MAX_DISPLAY_CHARS)
 
     def display_all(self, refs: Iterable[Reference]) -> list[str]:
         return [self.display(ref) for ref in refs]
