@@ -166,6 +166,8 @@ def test_ca(tmp_path_factory: pytest.TempPathFactory) -> TestCA:
 @pytest.fixture
 def slack() -> Iterator[SlackEmulator]:
     emulator = SlackEmulator(token=SLACK_TOKEN)
+    # Triggers expire when a test says (`expire_trigger`), not when the machine is slow.
+    emulator.trigger_ttl_s = 60.0
     emulator.add_channel("C0ALERTS", "alerts")
     emulator.add_channel("C0PRODALERTS", "prod-alerts")
     emulator.start()
