@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from bot.outbox.models import PAGERDUTY_REST
+
 # A Retry-After beyond this is taken as this: one odd header must not stop a lane for days.
 MAX_RETRY_AFTER_S = 3600.0
 
@@ -80,7 +82,7 @@ def told_to_its_person(job: Job) -> bool:
     """A person's call on a PagerDuty incident: its end, whatever it is, is told to that
     person in the incident's thread, so its death pages no operator. opsbot's own
     escalation (`via` "job") has no such person."""
-    return job.kind == "pagerduty.rest" and job.payload.get("via") != "job"
+    return job.kind == PAGERDUTY_REST and job.payload.get("via") != "job"
 
 
 def retry_after_s(headers: Mapping[str, Any] | None, *, default: float) -> float:
