@@ -47,9 +47,7 @@ def rights_held(*, user_id: str, config: Config, rights: Rights, access: Access)
             rights.may_hold_somewhere(user_id, r.silence, guests=r.guests) for r in incident
         ),
         Right.DEPLOY: lambda: any(access.holds(user_id, people) for people in deployers),
-        Right.ADMIN: lambda: rights.holds(
-            user_id, config.rights.admins, channel=None, guests=False
-        ),
+        Right.ADMIN: lambda: rights.holds(user_id, config.rights.admins, channels=(), guests=False),
     }
     held = {Right.ANYONE}
     unsure = False

@@ -88,8 +88,9 @@ def _seen_by(services: Services, actor: str, found: list[Incident]) -> set[int]:
     more (docs/security.md); when Slack cannot say, they cannot.
     """
     named = found[:NAMED]
-    sees = {c: services.rights.may_see(actor, c) for c in {i.channel for i in named}}
-    return {i.id for i in named if sees[i.channel]}
+    channels = {(i.channel, i.slack_channel_id) for i in named}
+    sees = {c: services.rights.may_see(actor, *c) for c in channels}
+    return {i.id for i in named if sees[(i.channel, i.slack_channel_id)]}
 
 
 def _verb(kind: str) -> str:

@@ -27,6 +27,7 @@ from bot.clock import Clock
 from bot.commands import SEPARATE, Naming
 from bot.home import render
 from bot.home import service as home
+from bot.incidents.models import Incident
 from bot.maintenance.actions import MaintenanceWindows
 from bot.observability.metrics import Metrics
 from bot.oncall.flows import OnCallAnswers
@@ -94,14 +95,15 @@ class HomeViews:
             self._oncall_cached = (time.monotonic(), blocks)
             return blocks
 
-    def _may_respond(self, user_id: str, *, route_name: str, channel: str) -> bool:
+    def _may_respond(self, user_id: str, incident: Incident) -> bool:
         try:
             self.rights.require_incident(
                 user_id,
                 right=RESPOND_RIGHT,
-                route_name=route_name,
-                channel=channel,
+                route_name=incident.route_name,
+                channel=incident.channel,
                 doing="respond",
+                own_channel=incident.slack_channel_id,
             )
         except RightMissing:
             return False
@@ -114,7 +116,9 @@ class HomeViews:
         content = render.HomeContent(viewer=user_id, now=now)
         with self.sessions() as db_session:
             incidents = home.open_incidents(db_session, limit=INCIDENTS_READ)
-            seen = [i for i in incidents if self.rights.may_see(user_id, i.channel)]
+            seen = [
+                i for i in incidents if self.rights.may_see(user_id, i.channel, i.slack_channel_id)
+            ]
             messages = home.messages_of(db_session, keys=[i.message_key for i in seen])
             content.deploys = home.deploys_since(db_session, since=today, limit=render.ROWS_SHOWN)
             content.flag_changes = home.flag_changes_since(
@@ -133,9 +137,7 @@ class HomeViews:
                 render.HomeIncident(
                     incident=incident,
                     link=link,
-                    may_respond=self._may_respond(
-                        user_id, route_name=incident.route_name, channel=incident.channel
-                    ),
+                    may_respond=self._may_respond(user_id, incident),
                 )
             )
         content.more_incidents = max(0, len(seen) - render.INCIDENTS_SHOWN)

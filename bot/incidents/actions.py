@@ -204,10 +204,10 @@ class IncidentActions:
         user_id = requester.slack_user_id
         if user_id is None:
             return found
-        seen: dict[str, bool] = {}
-        for channel in {i.channel for i in found}:
-            seen[channel] = self.rights.may_see(user_id, channel)
-        return [i for i in found if seen[i.channel]]
+        seen: dict[tuple[str, str | None], bool] = {}
+        for channels in {(i.channel, i.slack_channel_id) for i in found}:
+            seen[channels] = self.rights.may_see(user_id, *channels)
+        return [i for i in found if seen[(i.channel, i.slack_channel_id)]]
 
     def timeline(self, incident_id: int) -> tuple[Incident, list[IncidentEvent]]:
         with self.sessions() as db_session:
@@ -300,13 +300,15 @@ class IncidentActions:
         )
 
     def sees(self, incident: Incident, requester: Requester) -> bool:
-        """Whether the requester can see the incident's channel (opsbot's own jobs can).
+        """Whether the requester can see one of the incident's channels (opsbot's own jobs can).
 
         Someone who cannot is told nothing of the incident but its number: not
         its title, route or channel. When Slack cannot say, they cannot.
         """
         user_id = requester.slack_user_id
-        return user_id is None or self.rights.may_see(user_id, incident.channel)
+        return user_id is None or self.rights.may_see(
+            user_id, incident.channel, incident.slack_channel_id
+        )
 
     def label_for(self, incident: Incident, requester: Requester) -> str:
         """How answers to the requester name the incident: `#N (title)`, or `#N` (`sees`)."""
@@ -340,6 +342,7 @@ class IncidentActions:
                 channel=incident.channel,
                 doing=f"{doing} {_label(incident) if seen else f'#{incident.id}'}",
                 minutes=minutes,
+                own_channel=incident.slack_channel_id,
             )
         except RightMissing as exc:
             # Raised while handling SlackFactsUnavailable: Slack could not say.

@@ -3,6 +3,12 @@
 Incident rights are per route (`rights.incidents`, overridden by a route's own
 `rights`); administration is `rights.admins`. Guests hold an incident right
 only where the route says `guests: true`, or where they are listed by id.
+
+An incident's channels are the one its alarm posts to and, once started, its
+own (bot/incidents/channels.py): opsbot invites the responders and who is on
+call there, and it is private when the first is, so its members are trusted
+as the first's are. `channel_members` counts the members of either, and
+whoever can read either sees the incident.
 """
 
 from __future__ import annotations
@@ -17,14 +23,14 @@ DECLARE_RIGHT = "declare"
 SILENCE_RIGHT = "silence"
 
 
-def describe(who: Who | People, *, channel: str | None = None) -> str:
+def describe(who: Who | People, *, channels: tuple[str, ...] = ()) -> str:
     """The people a right names, as Slack shows them."""
     parts = [f"<@{u}>" for u in who.users] + [f"<!subteam^{g}>" for g in who.groups]
     if isinstance(who, Who):
         if who.everyone:
             parts.append("every full member of the workspace")
-        elif who.channel_members and channel:
-            parts.append(f"members of {_channel_ref(channel)}")
+        elif who.channel_members and channels:
+            parts.append("members of " + " or ".join(_channel_ref(c) for c in channels))
     return ", ".join(parts) or "nobody"
 
 
@@ -37,24 +43,29 @@ class Rights:
         self.config = config
         self.workspace = workspace
 
-    def _in_set(self, user_id: str, who: Who | People, *, channel: str | None) -> bool:
+    def _in_set(self, user_id: str, who: Who | People, *, channels: tuple[str, ...]) -> bool:
         if user_id in who.users:
             return True
         if isinstance(who, Who) and who.everyone:
             return True
-        if isinstance(who, Who) and who.channel_members and channel:
-            return user_id in self.workspace.channel_members(channel) or any(
-                user_id in self.workspace.group_members(g) for g in who.groups
-            )
+        if isinstance(who, Who) and who.channel_members:
+            members = (user_id in self.workspace.channel_members(c) for c in channels)
+            if any(members):
+                return True
         return any(user_id in self.workspace.group_members(g) for g in who.groups)
 
-    def holds(self, user_id: str, who: Who | People, *, channel: str | None, guests: bool) -> bool:
-        """Whether `user_id` is among `who`; SlackFactsUnavailable if Slack cannot say."""
+    def holds(
+        self, user_id: str, who: Who | People, *, channels: tuple[str, ...], guests: bool
+    ) -> bool:
+        """Whether `user_id` is among `who`; SlackFactsUnavailable if Slack cannot say.
+
+        `channels` are those whose members `channel_members` counts.
+        """
         if user_id in who.users:
             return True  # named by id: no need to ask Slack anything
         if not guests and self.workspace.member(user_id).is_guest:
             return False
-        return self._in_set(user_id, who, channel=channel)
+        return self._in_set(user_id, who, channels=channels)
 
     def may_hold_somewhere(self, user_id: str, who: Who | People, *, guests: bool) -> bool:
         """Whether `user_id` is among `who` for some channel; SlackFactsUnavailable as `holds`.
@@ -82,14 +93,20 @@ class Rights:
         channel: str,
         doing: str,
         minutes: int | None = None,
+        own_channel: str | None = None,
     ) -> None:
-        """Raise RightMissing unless `user_id` holds `right` on the route's incidents."""
+        """Raise RightMissing unless `user_id` holds `right` on the route's incidents.
+
+        `channel` is the route's (or the incident's alert) channel; `own_channel`
+        the incident's own channel, whose members count as the first's.
+        """
         rights = self.incident_rights(route_name)
         who: Who = getattr(rights, right)
         where = f"route `{route_name}`" if route_name else "incidents"
         name = f"`{right}` on {where}"
         try:
-            allowed = self.holds(user_id, who, channel=channel, guests=rights.guests)
+            channels = (channel, own_channel) if own_channel else (channel,)
+            allowed = self.holds(user_id, who, channels=channels, guests=rights.guests)
             guest = not allowed and not rights.guests and self.workspace.member(user_id).is_guest
         except SlackFactsUnavailable as exc:
             raise RightMissing(
@@ -106,7 +123,7 @@ class Rights:
         if not allowed:
             raise RightMissing(
                 f"You may not {doing}: that needs the {name} right, held by "
-                f"{describe(who, channel=channel)}. Nothing was done.",
+                f"{describe(who, channels=channels)}. Nothing was done.",
                 right=name,
             )
         limit = getattr(who, "max_min", None)
@@ -121,7 +138,7 @@ class Rights:
         """Raise RightMissing unless `user_id` is one of `rights.admins`."""
         admins = self.config.rights.admins
         try:
-            allowed = self.holds(user_id, admins, channel=None, guests=False)
+            allowed = self.holds(user_id, admins, channels=(), guests=False)
         except SlackFactsUnavailable as exc:
             raise RightMissing(
                 f"opsbot cannot check your right to {doing} ({escape(exc)}); nothing was done.",
@@ -145,8 +162,14 @@ class Rights:
             )
         return user_id
 
-    def may_see(self, user_id: str, channel: str) -> bool:
-        """Whether `user_id` can read `channel` in Slack (and so its incidents here)."""
+    def may_see(self, user_id: str, *channels: str | None) -> bool:
+        """Whether `user_id` can read one of `channels` in Slack (and so an incident there).
+
+        An incident is seen from its alert channel or from its own (None: it has none).
+        """
+        return any(c is not None and self._reads(user_id, c) for c in channels)
+
+    def _reads(self, user_id: str, channel: str) -> bool:
         try:
             public = not self.workspace.is_private(channel)
             if public and not self.workspace.member(user_id).is_guest:

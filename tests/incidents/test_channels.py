@@ -40,6 +40,7 @@ from tests.incidents.helpers import (
     message_text,
     outbox_idle,
     page,
+    pd_calls,
     responses_to,
     send_alarm,
 )
@@ -392,3 +393,58 @@ def test_an_alarm_that_recovers_gets_its_draft_and_a_reopen_withdraws_the_archiv
     clock.advance(days=2)
     assert service.runtime.scheduler.run_due(clock.now()) == []
     assert not slack.channels[channel].get("is_archived")
+
+
+def test_on_call_invited_to_the_incident_channel_may_respond_there(
+    start: Callable[[Config], LiveService], slack: SlackEmulator, pagerduty: PagerDutyEmulator
+) -> None:
+    # Alice is on call but not in the alert channel; opsbot invites her to the incident's.
+    slack.set_channel_members("C0PRODALERTS", ["U0BOB"])
+    slack.add_user("U0CAROL", "carol", email="carol@example.com")
+    service = start(channel_config(create_on_declare=True))
+    declare(service, slack, user_id="U0BOB")
+    channel = wait_for(lambda: channel_of(service, 1))
+    assert "U0ALICE" in slack.channels[channel]["members"]
+    wait_for(lambda: outbox_idle(service))
+    assert pd_calls(pagerduty, "PUT") == []
+
+    # Carol is in neither channel: refused, told which channels' members may.
+    url = slack.response_url()
+    click(service, render.ACKNOWLEDGE, "1", user_id="U0CAROL", response_url=url)
+    wait_for(lambda: responses_to(slack, url))
+    assert "needs the `respond` on route `prod` right" in said(slack, url)
+    assert f"members of <#C0PRODALERTS> or <#{channel}>" in said(slack, url)
+    wait_for(lambda: outbox_idle(service))
+    assert pd_calls(pagerduty, "PUT") == []
+    assert incident_row(service, 1).acknowledged_at is None
+
+    # Alice acknowledges from the incident's channel, as herself.
+    url = slack.response_url()
+    click(service, render.ACKNOWLEDGE, "1", user_id="U0ALICE", response_url=url)
+    [put] = wait_for(lambda: pd_calls(pagerduty, "PUT"))
+    assert put["from"] == "alice@example.com"
+    wait_for(lambda: incident_row(service, 1).acknowledged_at is not None)
+    outcomes = [(r.actor, r.action, r.outcome) for r in audit_of(service, 1)]
+    assert ("U0CAROL", "incident.acknowledge", "refused") in outcomes
+    assert ("U0ALICE", "incident.acknowledge", "ok") in outcomes
+
+
+def test_the_incident_channels_members_see_an_incident_of_a_private_channel(
+    start: Callable[[Config], LiveService], slack: SlackEmulator
+) -> None:
+    slack.add_channel("C0PRODALERTS", "prod-alerts", private=True, members=["U0BOB"])
+    slack.add_user("U0CAROL", "carol", email="carol@example.com")
+    service = start(channel_config(create_on_declare=True))
+    declare(service, slack, user_id="U0BOB")
+    channel = wait_for(lambda: channel_of(service, 1))
+    assert slack.channels[channel]["is_private"] is True
+
+    invited = slack.response_url()
+    command(service, "/incident", "list", user_id="U0ALICE", response_url=invited)
+    wait_for(lambda: responses_to(slack, invited))
+    assert "Checkout 5xx after the deploy" in str(responses_to(slack, invited))
+
+    outsider = slack.response_url()
+    command(service, "/incident", "list", user_id="U0CAROL", response_url=outsider)
+    wait_for(lambda: responses_to(slack, outsider))
+    assert "Checkout 5xx" not in str(responses_to(slack, outsider))
