@@ -7,9 +7,10 @@ pieces strictly in the order they arrived, one thread a core while the pieces
 keep the interpreter busy, growing (to four a core) only while every thread
 waits on the network or the database with work queued and the interpreter has
 room; so each click's effect waits only for the pieces queued before it, and
-nothing ever slows the pool down as a whole. Each piece is written down in a
-journal (bot/inbound/after_ack_journal.py) before its ack leaves and crossed
-out once done, so work lost with a crashed instance is answered for.
+nothing ever slows the pool down as a whole. Each piece is noted in a journal
+(bot/inbound/after_ack_journal.py), written down within a fifth of a second,
+and crossed out once done, so work lost with a crashed instance is answered
+for; a piece that raises is answered for as well, and counted.
 
 (Bolt runs a listener whole in one of its threads and answers Slack only once
 `ack()` was called in it: work done in those threads would make later
@@ -89,6 +90,10 @@ class _Gauge(Protocol):
     def set_function(self, f: Callable[[], float]) -> None: ...
 
 
+class _Counter(Protocol):
+    def inc(self, amount: float = 1) -> None: ...
+
+
 class Meters(Protocol):
     """What of bot/observability/metrics.py's Metrics the pool feeds (a layer above it)."""
 
@@ -100,11 +105,14 @@ class Meters(Protocol):
     def after_ack_threads(self) -> _Gauge: ...
     @property
     def slack_acks_pending(self) -> _Gauge: ...
+    @property
+    def after_ack_failures(self) -> _Counter: ...
 
 
 class Journal(Protocol):
     def write(self, what: str, response_url: str | None) -> str: ...
     def cross_out(self, key: str) -> None: ...
+    def failed(self, key: str) -> None: ...
     def start(self) -> None: ...
     def stop(self) -> None: ...
 
@@ -306,10 +314,17 @@ class AfterAck:
             self._queued -= 1
         if self._metrics is not None:
             self._metrics.after_ack_wait.observe(max(0.0, self._clock() - queued_at))
+        failed = False
         try:
             work()
         except Exception:
-            log.exception("%s failed after its acknowledgement", what)
+            failed = True
+            log.exception("%s failed after its acknowledgement", what, extra={"work": what})
+            if self._metrics is not None:
+                self._metrics.after_ack_failures.inc()
         finally:
             if self._journal is not None and key is not None:
-                self._journal.cross_out(key)
+                if failed:
+                    self._journal.failed(key)  # its person is told
+                else:
+                    self._journal.cross_out(key)

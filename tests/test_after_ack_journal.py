@@ -10,8 +10,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.after_ack import AfterAck
 from bot.clock import ManualClock
-from bot.inbound.after_ack_journal import AfterAckJournal
+from bot.inbound.after_ack_journal import AfterAckJournal, failed_text
 from bot.inbound.models import AfterAckWork
+from bot.observability.metrics import Metrics
 from bot.outbox.models import Delivery
 from bot.slack_dates import slack_date
 
@@ -143,3 +144,56 @@ def test_a_database_that_refuses_the_entries_gets_them_again(engine: sa.Engine) 
     notes.cross_out(owed)
     notes.flush()
     assert entries(engine) == []
+
+
+def _down() -> None:
+    raise sa.exc.OperationalError("UPDATE incidents", {}, Exception("server closed the connection"))
+
+
+def test_work_that_raises_is_answered_once_counted_and_crossed_out(engine: sa.Engine) -> None:
+    clock = ManualClock(T0)
+    notes = journal(engine, clock, "alive")
+    metrics = Metrics()
+    lane = AfterAck(1, journal=notes, metrics=metrics)
+    release = threading.Event()
+
+    def written_then_down() -> None:
+        release.wait(10)
+        _down()
+
+    lane.run("acknowledge button", written_then_down, response_url=URL)
+    lane.run("/incident ack", _down, response_url=URL + "/2")  # fails before any flush
+    lane.run("resolve button", _down, response_url=None)  # nobody to tell: only counted
+    notes.flush()
+    assert ("alive", "acknowledge button") in entries(engine)
+    release.set()
+    lane.stop()  # finishes the work and flushes the journal
+
+    assert entries(engine) == []
+    texts = {a["response_url"]: a["body"]["text"] for a in answers(engine)}  # type: ignore[index]
+    assert texts == {
+        URL: failed_text("acknowledge button", slack_date(T0)),
+        URL + "/2": failed_text("/incident ack", slack_date(T0)),
+    }
+    assert "Part of it may have been done" in texts[URL]
+    assert metrics.registry.get_sample_value("opsbot_after_ack_failures_total") == 3.0
+    notes.flush()
+    assert len(answers(engine)) == 2
+
+
+def test_an_answer_the_database_refuses_is_given_at_the_next_flush(engine: sa.Engine) -> None:
+    notes = journal(engine, ManualClock(T0), "alive")
+    owed = notes.write("/deploy start", URL)
+    notes.flush()
+    with engine.begin() as connection:
+        connection.execute(sa.text("ALTER TABLE after_ack_work RENAME TO after_ack_work_away"))
+    try:
+        notes.failed(owed)
+        notes.flush()  # refused: logged, the answer and the delete kept for the next flush
+    finally:
+        with engine.begin() as connection:
+            connection.execute(sa.text("ALTER TABLE after_ack_work_away RENAME TO after_ack_work"))
+    assert answers(engine) == []
+    notes.flush()
+    assert entries(engine) == []
+    assert [a["response_url"] for a in answers(engine)] == [URL]

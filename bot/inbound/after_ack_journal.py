@@ -6,6 +6,9 @@ of memory, the host gone) takes that work with it, and the person who clicked
 saw only the acknowledgement. Running the work again elsewhere is not safe: a
 `/deploy` may have been half done. So each piece is written down while it is
 owed and crossed out when done, and the person is told when it never will be.
+Work that raised is answered too ("went wrong, part may be done"), at the next
+flush, in the transaction that deletes its entry: whatever door it came
+through, a click or a command never ends in silence.
 
 Writing happens in batches, every `FLUSH_S`, off the acknowledging threads: a
 database transaction per request made acknowledgements in a flood measurably
@@ -56,6 +59,13 @@ def unfinished_text(what: str, received: str) -> str:
     )
 
 
+def failed_text(what: str, received: str) -> str:
+    return (
+        f"Something went wrong on opsbot's side with your {what} ({received}); "
+        "it is logged. Part of it may have been done: check before asking again."
+    )
+
+
 @dataclass
 class _Owed:
     what: str
@@ -78,8 +88,9 @@ class AfterAckJournal:
         self.owner = owner or f"after-ack-{uuid.uuid4().hex[:12]}"
         self._lock = threading.Lock()
         self._unwritten: dict[str, _Owed] = {}
-        self._written: set[str] = set()
+        self._written: dict[str, _Owed] = {}
         self._to_delete: set[str] = set()
+        self._to_answer: list[_Owed] = []  # work that raised: its person is told
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         # Entries of others are swept only after two renewals in a row reached
@@ -97,16 +108,28 @@ class AfterAckJournal:
     def cross_out(self, key: str) -> None:
         with self._lock:
             if self._unwritten.pop(key, None) is None and key in self._written:
-                self._written.discard(key)
+                del self._written[key]
                 self._to_delete.add(key)
+
+    def failed(self, key: str) -> None:
+        """The work of `key` raised: cross it out and tell its person at the next flush."""
+        with self._lock:
+            owed = self._unwritten.pop(key, None)
+            if owed is None:
+                owed = self._written.pop(key, None)
+                if owed is None:
+                    return
+                self._to_delete.add(key)
+            self._to_answer.append(owed)
 
     def flush(self) -> None:
         """Write down what is owed since the last flush, and delete what was done since."""
         with self._lock:
             new, self._unwritten = self._unwritten, {}
-            self._written |= new.keys()
+            self._written.update(new)
             done, self._to_delete = self._to_delete, set()
-        if not new and not done:
+            answers, self._to_answer = self._to_answer, []
+        if not new and not done and not answers:
             return
         rows = [self._row(key, owed) for key, owed in new.items()]
         try:
@@ -115,17 +138,28 @@ class AfterAckJournal:
                     db_session.execute(insert(AfterAckWork), rows)
                 if done:
                     db_session.execute(delete(AfterAckWork).where(AfterAckWork.key.in_(done)))
+                for owed in answers:
+                    if owed.response_url:
+                        text = failed_text(owed.what, slack_date(owed.received_at))
+                        reply(
+                            db_session,
+                            response_url=owed.response_url,
+                            body=ephemeral(text),
+                            now=self._clock.now(),
+                        )
                 db_session.commit()
         except SQLAlchemyError as exc:
             # Tried again at the next flush; the work itself runs all the same.
             log.warning("after-ack journal not written (%s)", type(exc).__name__)
             with self._lock:
-                self._written -= new.keys()
+                for key in new:
+                    self._written.pop(key, None)
                 for key, owed in new.items():
                     if key not in self._to_delete:
                         self._unwritten[key] = owed
                 self._to_delete -= new.keys()
                 self._to_delete |= done
+                self._to_answer[:0] = answers
 
     def tend(self) -> int:
         """Renew this instance's leases, then answer entries left by dead ones; how many."""

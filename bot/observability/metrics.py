@@ -291,6 +291,11 @@ class Metrics:
             buckets=AFTER_ACK_WAIT_BUCKETS,
             registry=registry,
         )
+        self.after_ack_failures = Counter(
+            "opsbot_after_ack_failures_total",
+            "Pieces of work behind acks that raised (their person is told; the error is logged).",
+            registry=registry,
+        )
         self.after_ack_queued = Gauge(
             "opsbot_after_ack_queued",
             "Pieces of work behind acks queued and not yet started.",
