@@ -33,6 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from bot.alarms.batch import IntakeStopping
 from bot.alarms.service import Inbound
 from bot.runtime import Runtime
 from bot.sns.confirm import confirm_subscription
@@ -119,17 +120,23 @@ def routes(runtime: Runtime) -> list[Route]:
             topic_arn=envelope.topic_arn,
             subject=envelope.subject,
         )
-        future = runtime.intake.submit(inbound)
-        # Refused at once (the intake is stopping): never taken, so the intake, which
-        # counts every notification it took, did not count it.
-        refused_at_once = future.done()
         try:
             # Resolved once the batch it joined is committed (or failed).
-            outcome = await asyncio.wrap_future(future)
+            outcome = await asyncio.wrap_future(runtime.intake.submit(inbound))
+        except IntakeStopping:
+            # Never taken, so the intake, which counts every notification it took, did not
+            # count it: counted here, once.
+            log.warning(
+                "SNS message %s not recorded: the intake is stopping; SNS will retry",
+                for_log(envelope.message_id),
+                extra={"message_id": envelope.message_id, "via": "https"},
+            )
+            runtime.metrics.notifications.labels("https", "error").inc()
+            return _answer(503, "could not record the message; retry")
         except Exception:
+            # Taken, so counted where it failed: by the intake when its batch failed, in
+            # opsbot_intake_writer_errors_total when the writer's turn did.
             log.exception("could not record SNS message %s", for_log(envelope.message_id))
-            if refused_at_once:
-                runtime.metrics.notifications.labels("https", "error").inc()
             # 5xx makes SNS deliver it again; nothing of it was committed.
             return _answer(503, "could not record the message; retry")
         return _answer(200, outcome)

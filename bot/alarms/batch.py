@@ -73,6 +73,10 @@ SWEEP = "sweep"
 STOP = "stop"
 
 
+class IntakeStopping(RuntimeError):
+    """Refused by an intake that is stopping: never taken, never recorded (SNS retries it)."""
+
+
 class Later(Protocol):
     """Recording now and applying after (bot/alarms/intake.py)."""
 
@@ -113,11 +117,14 @@ class GroupCommit:
             self._start()
 
     def submit(self, inbound: Inbound) -> Future[str]:
-        """Queue `inbound` for the next batch; its future holds the outcome once committed."""
+        """Queue `inbound` for the next batch; its future holds the outcome once committed.
+
+        An intake that is stopping fails the future at once with IntakeStopping.
+        """
         future: Future[str] = Future()
         with self._lock:
             if self._stopped:
-                future.set_exception(RuntimeError("the intake is stopping"))
+                future.set_exception(IntakeStopping("the intake is stopping"))
                 return future
             # Queued before a new writer starts: its first look sees it.
             self._queue.put((inbound, future))
