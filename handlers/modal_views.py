@@ -34,6 +34,7 @@ from slack_sdk.errors import SlackApiError
 from bot import commands
 from bot.adapters.aws import AWS_ERRORS
 from bot.apps.errors import NotAllowed
+from bot.home.service import FROM_HOME, click_via
 from bot.modals import render
 from bot.modals import state as view_state
 from bot.modals.errors import FieldErrors
@@ -57,13 +58,16 @@ WENT_WRONG = "Something went wrong on the bot's side (it is logged): nothing was
 
 @dataclass(frozen=True)
 class Origin:
-    """Where the form was opened: the channel and the command's response_url (private_metadata)."""
+    """Where the form was opened (private_metadata): the channel and the command's
+    response_url, or App Home (`home`), where there is no response_url and Home answers."""
 
     channel_id: str | None = None
     response_url: str | None = None
+    home: bool = False
 
     def metadata(self) -> str:
-        return json.dumps({"channel": self.channel_id, "response_url": self.response_url})
+        data = {"channel": self.channel_id, "response_url": self.response_url}
+        return json.dumps({**data, "home": True} if self.home else data)
 
     @classmethod
     def parse(cls, raw: Any) -> Origin:
@@ -82,7 +86,7 @@ class Origin:
             and url.startswith(("https://", "http://"))
         ):
             url = None
-        return cls(channel_id=channel, response_url=url)
+        return cls(channel_id=channel, response_url=url, home=data.get("home") is True)
 
 
 @dataclass(frozen=True)
@@ -239,6 +243,8 @@ def _submitted(
                     answer(runtime, response_url=response_url, text="", body=text)
                 else:
                     answer(runtime, response_url=response_url, text=text)
+            if not waited and outcome != "done" and submission.origin.home and runtime.home:
+                runtime.home.clicked(user_id)  # Home lists what its forms were refused
 
         pool.submit(work)
         if handoff.wait(max(0.0, deadline - time.monotonic())) and handoff.errors:
@@ -284,7 +290,11 @@ def opener(runtime: Runtime, callback_id: str, modal: Modal) -> Callable[..., No
     def open_form(body: dict[str, Any], client: WebClient) -> None:
         usage = modal.usage(runtime.config.commands.naming)
         # The command's own fields, checked as a submission's metadata will be.
-        command = {"channel": body.get("channel_id"), "response_url": body.get("response_url")}
+        command = {
+            "channel": body.get("channel_id"),
+            "response_url": body.get("response_url"),
+            "home": click_via(body) == FROM_HOME,
+        }
         origin = Origin.parse(json.dumps(command))
         form = modal.build(runtime)
         empty = next((f for f in form.fields if f.kind == SELECT and not f.choices), None)

@@ -22,6 +22,7 @@ from bot.deploys.models import DEPLOY
 from bot.flags.errors import FlagError
 from bot.flags.requests import SET
 from bot.home import render as home_render
+from bot.home.service import FROM_HOME
 from bot.incidents.actions import Requester
 from bot.incidents.errors import IncidentError
 from bot.maintenance.errors import MaintenanceError
@@ -130,7 +131,8 @@ def _silence(runtime: Runtime, submission: Submission) -> None:
     request = service.silence_request(submission.values, now=runtime.clock.now())
     requester = Requester(
         slack_user_id=submission.user_id,
-        via="modal",
+        # Opened from Home: its refusal is audited as Home's, and Home lists it.
+        via=FROM_HOME if submission.origin.home else "modal",
         response_url=submission.origin.response_url,
     )
     windows.create(request=request, requester=requester, refusal_raises=True)

@@ -13,18 +13,23 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
+from bot.audit.models import AuditRecord
 from bot.clock import ManualClock
 from bot.config import parse_config
 from bot.home import render as home_render
 from bot.incidents import render as incident_render
 from bot.maintenance import render as maintenance_render
+from bot.maintenance.models import MaintenanceWindow
 from bot.modals import service as modal_service
 from bot.settings import Settings
+from sandbox import slack_view_requests
 from sandbox.pagerduty import PagerDutyEmulator
 from sandbox.slack import SlackEmulator
 from sandbox.slack_home import app_home_opened, home_block_action
 from sandbox.slack_requests import FORM
+from sandbox.slack_views import OpenView
 from sandbox.sns import SnsSigner
 from tests.conftest import SLACK_SIGNING_SECRET, TEST_CONFIG
 from tests.incidents.helpers import (
@@ -244,10 +249,9 @@ def test_an_event_for_another_tab_publishes_nothing(
     assert forged.status_code == 401
 
 
-def test_the_plan_button_opens_the_maintenance_window_form(
-    service: LiveService, slack: SlackEmulator
-) -> None:
-    view = open_home(service, slack, "U0ALICE")
+def open_plan_form(service: LiveService, slack: SlackEmulator, user_id: str) -> OpenView:
+    """Click Home's "Plan a maintenance window…" as `user_id`; the form it opened."""
+    view = open_home(service, slack, user_id)
     [plan] = [
         element
         for block in view["blocks"]
@@ -258,13 +262,20 @@ def test_the_plan_button_opens_the_maintenance_window_form(
     body = home_block_action(
         plan["action_id"],
         plan["value"],
-        user_id="U0ALICE",
+        user_id=user_id,
         view=view,
-        trigger_id=slack.trigger_id(user="U0ALICE"),
+        trigger_id=slack.trigger_id(user=user_id),
     )
     headers = {**slack_headers(SLACK_SIGNING_SECRET, body), "Content-Type": FORM}
     assert service.post("/slack/events", content=body, headers=headers).status_code == 200
-    [opened] = wait_for(lambda: slack.open_views("U0ALICE"))
+    [opened] = wait_for(lambda: slack.open_views(user_id))
+    return opened
+
+
+def test_the_plan_button_opens_the_maintenance_window_form(
+    service: LiveService, slack: SlackEmulator
+) -> None:
+    opened = open_plan_form(service, slack, "U0ALICE")
     assert opened.view["callback_id"] == modal_service.SILENCE
 
 
@@ -344,3 +355,46 @@ def test_a_click_on_home_that_pagerduty_refuses_is_shown_on_home(
     assert (failed.actor, failed.detail["via"]) == ("U0ALICE", "home")
     # Another person's Home does not show Alice's failure.
     assert ":warning: Failed" not in str(open_home(service, slack, "U0BOB")["blocks"])
+
+
+def test_a_window_form_opened_from_home_and_refused_late_is_answered_on_home(
+    settings: Settings,
+    make_service: Callable[..., LiveService],
+    slack: SlackEmulator,
+) -> None:
+    # Past its wait the form closes before its outcome is known; from Home there is
+    # no response_url, so Home says why (Bob is not in the route's channel).
+    hurried = settings.model_copy(update={"slack_form_wait_s": 0.001})
+    service = make_service(hurried, parse_config(HOME_CONFIG), run_jobs=False)
+    slack.set_channel_members("C0PRODALERTS", ["U0ALICE"])
+    opened = open_plan_form(service, slack, "U0BOB")
+    before = publishes(slack, "U0BOB")
+    values = slack_view_requests.state_values(
+        opened.view,
+        {
+            modal_service.SILENCE_ROUTE: "prod",
+            modal_service.LASTS: "1h",
+            modal_service.REASON: "db upgrade",
+        },
+    )
+    body = slack_view_requests.view_submission(
+        opened.as_api("T0000", "A0OPSBOT"), user_id="U0BOB", values=values
+    )
+    headers = {**slack_headers(SLACK_SIGNING_SECRET, body), "Content-Type": FORM}
+    answer = service.post("/slack/events", content=body, headers=headers)
+    assert answer.status_code == 200 and "errors" not in answer.text  # the form closed
+
+    wait_for(lambda: publishes(slack, "U0BOB") > before)
+    home = slack.home_of("U0BOB")
+    assert home is not None
+    [notice] = [b["text"]["text"] for b in home["blocks"] if ":no_entry:" in str(b)]
+    assert "Not done" in notice and "needs the `silence` on route `prod` right" in notice
+    with service.runtime.sessions() as db_session:
+        assert db_session.scalar(sa.select(sa.func.count()).select_from(MaintenanceWindow)) == 0
+    [record] = [r for r in all_audit(service) if r.action.startswith("maintenance")]
+    assert (record.actor, record.outcome, record.detail["via"]) == ("U0BOB", "refused", "home")
+
+
+def all_audit(service: LiveService) -> list[AuditRecord]:
+    with service.runtime.sessions() as db_session:
+        return list(db_session.scalars(sa.select(AuditRecord).order_by(AuditRecord.id)))
