@@ -10,6 +10,7 @@ from slack_bolt import Ack
 from bot import commands
 from bot.inbound.receipts import SlackEventReceipts
 from bot.runtime import Runtime
+from bot.slack_text import unescape
 from handlers.command_text import slash_command
 from handlers.routing import Routes
 
@@ -32,7 +33,9 @@ def mention_question(text: str) -> tuple[bool, str | None]:
         return False, None
     rest = found.group(2).strip().strip("?").strip()
     rest = re.sub(r"^(for|of)\s+", "", rest, flags=re.IGNORECASE)
-    return True, rest or None
+    # Slack sends a message's `&`, `<` and `>` as entities (a slash command's text is
+    # decoded where it is admitted; an event's is not): the name is looked up as typed.
+    return True, unescape(rest) or None
 
 
 def register(routes: Routes, runtime: Runtime, receipts: SlackEventReceipts) -> None:

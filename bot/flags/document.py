@@ -23,6 +23,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot import json_depth
 from bot.flags.errors import FlagNotFound, FlagRefused
 from bot.slack_text import code, escape
 
@@ -245,7 +246,9 @@ def _items(where: str, text: str) -> list[Any]:
     stripped = text.strip()
     if stripped.startswith("["):
         try:
-            parsed = json.loads(stripped)
+            # Items are scalars; a list within a list is refused by its type, and one
+            # nested deeper is refused here (json would recurse out of its stack on it).
+            parsed = json_depth.loads(stripped, limit=2)
         except ValueError:
             raise FlagRefused(
                 f"{where} is a list: `[1, 2]` or `a,b`; {code(text)} is not."

@@ -35,6 +35,8 @@ def test_values_are_typed_by_their_constraints() -> None:
         ({"regions": "eu,asia"}, "`banner.regions` is one of `eu`, `us`; not `asia`."),
         ({"weights": "1,-1"}, "`banner.weights` is a number of at least 0; `-1` is out of range."),
         ({"weights": "[1,"}, "`banner.weights` is a list"),
+        ({"weights": "[" * 1200}, "`banner.weights` is a list"),  # json's recursion: refused
+        ({"weights": "[[[1]]]"}, "`banner.weights` is a list"),
         ({"sticky": "yes"}, "`banner.sticky` is a boolean (`true` or `false`); `yes` is not."),
         ({"regions": ",".join(["eu"] * 26)}, "holds at most 25 items"),
     ],

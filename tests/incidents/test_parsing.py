@@ -109,6 +109,8 @@ def test_bad_incident_commands_say_what_is_wrong(text: str, problem: str) -> Non
         ("<@U0OPSBOT> oncall payments", (True, "payments")),
         ("<@U0OPSBOT> who's on-call for Primary?", (True, "Primary")),
         ("<@U0OPSBOT> hello", (False, None)),
+        # Slack sends a message's `&`, `<`, `>` as entities: the name is the one typed.
+        ("<@U0OPSBOT> oncall for R&amp;D &lt;EU&gt;", (True, "R&D <EU>")),
     ],
 )
 def test_mention_questions(text: str, expected: tuple[bool, str | None]) -> None:
