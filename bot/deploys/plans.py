@@ -30,6 +30,11 @@ class Request:
     # (ours or made outside opsbot) down with it.
     undoes: int | None = None
     undoes_task_definition: str | None = None
+    # A request that waited for clicks: the revision ECS ran when its message was shown
+    # ("Task definition `api-prod:3` → ..."). Refused while ECS runs another one, so an
+    # approval never covers a change away from a revision nobody saw. None: it did not
+    # wait, or was stored before requests carried it (it runs from what runs then).
+    shown_task_definition: str | None = None
     # Where it was asked: announcements go there when there is no release channel.
     channel: str | None = None
     # Asked through the CLI: its identity (`github:octocat`), for the audit.
@@ -61,6 +66,7 @@ class Request:
             forces_shown=tuple(str(n) for n in shown) if isinstance(shown, list | tuple) else None,
             undoes=number("undoes"),
             undoes_task_definition=text("undoes_task_definition"),
+            shown_task_definition=text("shown_task_definition"),
             channel=text("channel"),
             cli_identity=text("cli_identity"),
         )

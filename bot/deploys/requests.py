@@ -7,6 +7,7 @@ This is the one entry point Slack (`/deploy`, `/rollback`) and the CLI
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,8 @@ from bot.slack_text import code, escape, inert
 
 if TYPE_CHECKING:
     from bot.apps.services import Services
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -62,8 +65,13 @@ def submit(services: Services, request: Request) -> Accepted:
         target=request.audit_target,
         summary=_request_summary(checked),
         details=_request_details(checked),
-        # What the message shows as forced is all the approval covers (bot/deploys/checks.py).
-        payload=replace(checked.request, forces_shown=checked.forced).to_payload(),
+        # What the message shows (forced checks, the revision it changes) is all the
+        # approval covers: `execute_request` and bot/deploys/checks.py hold the run to it.
+        payload=replace(
+            checked.request,
+            forces_shown=checked.forced,
+            shown_task_definition=checked.current_task_definition,
+        ).to_payload(),
         requested_by=request.actor,
         channel=checked.channel,
         needs_confirmation=confirmation,
@@ -147,12 +155,53 @@ def execute_request(services: Services, request: Request, *, approved_by: list[s
 
     A payload from before `forces_shown` existed counts as showing no force:
     the approver's message cannot be known, so nothing is overridden unseen.
+    One from before `shown_task_definition` runs from whatever ECS runs then.
     """
     if request.forces_shown is None:
         request = replace(request, forces_shown=())
     try:
         checked = plan(services, request)
+        _require_shown_revision_runs(checked)
     except (DeployError, NotAllowed) as exc:
         request_refused(services, request, exc)
         raise
     return start(services, checked, approved_by=approved_by)
+
+
+def _require_shown_revision_runs(checked: Plan) -> None:
+    """Refuse a request whose message showed another revision than the one ECS runs now.
+
+    The approvers weighed "`api-prod:3` → `api-prod:2`". Once something else runs
+    (a deploy approved meanwhile, CI, the console), going ahead would also take that
+    newer change down, which nobody agreed to. The revision compared is the one the
+    plan read from ECS, so a service ECS cannot describe refuses in `plan` already,
+    and the deployment records as its previous revision exactly what was shown.
+    """
+    request = checked.request
+    shown = request.shown_task_definition
+    running = checked.current_task_definition
+    if shown is None or running == shown:
+        return
+    log.warning(
+        "%s of %s to %s by %s refused: ECS runs %s, the request showed %s",
+        request.kind,
+        checked.tag or checked.digest,
+        request.label,
+        request.actor,
+        running,
+        shown,
+        extra={
+            "app": request.app,
+            "env": request.env,
+            "slack_user": request.actor,
+            "rollback_of": request.rollback_of,
+            "shown_task_definition": shown,
+            "running_task_definition": running,
+        },
+    )
+    verb = "roll back" if request.kind == ROLLBACK else "deploy"
+    raise DeployRefused(
+        f"{code(request.label)} now runs {code(short_task_definition(running))}, not "
+        f"{code(short_task_definition(shown))} as the request showed (it changed while the "
+        f"request waited); nothing was changed. Ask again to {verb} from what runs now."
+    )
