@@ -9,6 +9,7 @@ import contextlib
 import logging
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -754,21 +755,65 @@ def _resume_after_silence(db_session: Session, *, incident: Incident, now: datet
     if not (incident.is_open and incident.alarm_state == "ALARM"):
         return ""
     outcome = ""
-    if incident.routing_key_env:
-        last = outbox.last_pagerduty_event(db_session, dedup_key=incident.dedup_key)
-        last_action = last.payload.get("action") if last is not None else None
-        if last_action == "resolve" and withdraw_resolve(db_session, incident=incident, now=now):
-            outcome = "; still in ALARM: the pending PagerDuty resolve was withdrawn"
-        elif not incident.paged or last_action == "resolve":
-            held = _held(db_session, incident=incident, now=now)
-            if held is not None:
-                return f"; still in ALARM: {held}"  # nothing paged: nothing to chase
-            paged = page_owed(db_session, incident=incident, now=now)
-            outcome = f"; still in ALARM: {'paged' if paged else not_paged(incident)}"
+    resumed = resume_held_page(db_session, incident=incident, now=now, other_holds=True)
+    if resumed is not None:
+        outcome = f"; still in ALARM: {resumed.said}"
+        if resumed.held:
+            return outcome  # nothing paged: nothing to chase
+    _remind_if_waiting(db_session, incident=incident, now=now)  # they stopped for the silence
+    return outcome
+
+
+def _remind_if_waiting(db_session: Session, *, incident: Incident, now: datetime) -> None:
+    """Reminders and escalation anew for a page that stands unacknowledged with none due."""
     waiting = incident.paged and incident.acknowledged_at is None
     if waiting and incident.remind_at is None and incident.escalate_at is None:
-        schedule_reminders(db_session, incident=incident, now=now)  # they stopped for the silence
-    return outcome
+        schedule_reminders(db_session, incident=incident, now=now)
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """What the end of a hold did to the page of an alarm still firing.
+
+    `said`: what was done, as a clause for the thread ("paged"). `paged`: its page is
+    on again, paged anew or its pending resolve withdrawn. `held`: another hold
+    (PAGE_HOLDS) keeps the page back still, and `said` says which.
+    """
+
+    said: str
+    paged: bool
+    held: bool = False
+
+
+def resume_held_page(
+    db_session: Session, *, incident: Incident, now: datetime, other_holds: bool
+) -> Resumed | None:
+    """Page an alarm still firing whose page a hold (a silence, a maintenance window) kept
+    back, now that the hold ended; None when its page is on (nothing was held back) or
+    its route pages nobody.
+
+    The resolve of its last page, while still waiting to be sent, is withdrawn: that page
+    stands again, and gets reminders and escalation anew if none is due. Else it is
+    paged anew, unless `other_holds` and a page hold still keeps it back (noted by that
+    hold), or someone acknowledged it in Slack since it last reopened (`page_owed`).
+    """
+    if not incident.routing_key_env:
+        return None
+    last = outbox.last_pagerduty_event(db_session, dedup_key=incident.dedup_key)
+    last_action = last.payload.get("action") if last is not None else None
+    if incident.paged and last_action != "resolve":
+        return None
+    if last_action == "resolve" and withdraw_resolve(db_session, incident=incident, now=now):
+        # The page stands again and is chased again, whoever's end it is: a silence
+        # that ran meanwhile stopped its reminders, and nothing since started them.
+        _remind_if_waiting(db_session, incident=incident, now=now)
+        return Resumed("the pending PagerDuty resolve was withdrawn", paged=True)
+    held = _held(db_session, incident=incident, now=now) if other_holds else None
+    if held is not None:
+        return Resumed(held, paged=False, held=True)
+    if page_owed(db_session, incident=incident, now=now):
+        return Resumed("paged", paged=True)
+    return Resumed(not_paged(incident), paged=False)
 
 
 def page_owed(db_session: Session, *, incident: Incident, now: datetime) -> bool:

@@ -23,7 +23,6 @@ from bot.maintenance import render
 from bot.maintenance import service as windows
 from bot.maintenance.models import MaintenanceWindow
 from bot.observability.metrics import Metrics
-from bot.outbox import service as outbox
 from bot.scheduler.deferred import cancel_after_commit, schedule_after_commit
 from bot.slack_dates import slack_date
 
@@ -149,19 +148,14 @@ def close(db_session: Session, *, window: MaintenanceWindow, by: str | None, now
 def _page_if_owed(
     db_session: Session, *, incident: Incident, window: MaintenanceWindow, now: datetime
 ) -> bool:
-    last = outbox.last_pagerduty_event(db_session, dedup_key=incident.dedup_key)
-    last_action = last.payload.get("action") if last is not None else None
-    if incident.paged and last_action != "resolve":
+    # `close` passed over the alarms a silence or another window still holds: their
+    # hold's end resumes them, so no other hold is asked here.
+    resumed = incident_flows.resume_held_page(
+        db_session, incident=incident, now=now, other_holds=False
+    )
+    if resumed is None:
         return False  # its page is on (it was paged before the window began)
-    paged = True
-    if last_action == "resolve" and incident_flows.withdraw_resolve(
-        db_session, incident=incident, now=now
-    ):
-        outcome = "the pending PagerDuty resolve was withdrawn"
-    elif incident_flows.page_owed(db_session, incident=incident, now=now):
-        outcome = "paged"
-    else:
-        paged, outcome = False, incident_flows.not_paged(incident)
+    outcome = resumed.said
     incidents.add_event(
         db_session,
         incident=incident,
@@ -188,7 +182,7 @@ def _page_if_owed(
         outcome,
         extra={"incident": incident.id, "window": window.id},
     )
-    return paged
+    return resumed.paged
 
 
 def count_held_after_commit(sessions: sessionmaker[Session], metrics: Metrics) -> None:
