@@ -11,12 +11,22 @@ as it was. `EcsRollouts` does, openly, what ECS would, on moto's own state:
   running and pending counts, rolloutState COMPLETED, or the deployment
   circuit breaker's FAILED with a rollback deployment of the previous
   revision. The failed tasks are real moto tasks, started with RunTask
-  (startedBy = the deployment id, as ECS names a service's tasks) and
+  (startedBy = the deployment id and group = `service:<name>`, as ECS
+  names a service's tasks) and
   stopped with StopTask and ECS's reason, so a client reads them through
   ListTasks and DescribeTasks like any other.
 
-It also fills a moto 5 gap: RunTask fails for awsvpc tasks because its
-NetworkInterface has no private_dns_name; `install` adds one.
+It also fills moto 5 gaps, so a client meets what it would meet on ECS:
+
+- RunTask fails for awsvpc tasks because its NetworkInterface has no
+  private_dns_name; `install` adds one;
+- ListTasks answers as ECS documents it: tasks whose desired status is
+  RUNNING unless desiredStatus says otherwise, startedBy refused beside any
+  other filter, desiredStatus included (the docs' "it must be the only
+  filter that you use", read strictly: what ECS may refuse), serviceName
+  keeping the service's tasks (group `service:<name>`), pages of maxResults
+  (100 by default) with a nextToken;
+- DescribeTasks refuses more than 100 tasks, as ECS does.
 
 Used by the tests (tests/deploys) and meant for the sandbox console; it
 needs moto, a development dependency.
@@ -29,9 +39,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from moto.core.responses import ActionResult
 from moto.core.utils import utcnow
 from moto.ec2.models.elastic_network_interfaces import NetworkInterface
+from moto.ecs.exceptions import InvalidParameterException
 from moto.ecs.models import EC2ContainerServiceBackend, ecs_backends
+from moto.ecs.responses import EC2ContainerServiceResponse
 
 ACCOUNT = "123456789012"  # moto's default account
 REGION = "us-east-1"
@@ -39,11 +52,45 @@ REGION = "us-east-1"
 
 # The classes patched while installed (as Any: a patch is not something mypy can type).
 _BACKEND: Any = EC2ContainerServiceBackend
+_RESPONSE: Any = EC2ContainerServiceResponse
 _ENI: Any = NetworkInterface
+
+PAGE = 100  # ListTasks' default and largest maxResults, and DescribeTasks' most tasks
+TASK_FILTERS = ("containerInstance", "family", "serviceName", "desiredStatus", "launchType")
 
 
 def _private_dns_name(eni: Any) -> str:
     return "ip-" + str(eni.private_ip_address).replace(".", "-") + ".ec2.internal"
+
+
+def _list_tasks(response: Any) -> ActionResult:
+    """ListTasks as ECS answers it (see the module docstring); moto's backend does the rest."""
+    filters = {name: response._get_param(name) for name in TASK_FILTERS}
+    started_by = response._get_param("startedBy")
+    if started_by and any(filters.values()):
+        raise InvalidParameterException("startedBy must be the only filter of ListTasks.")
+    limit = int(response._get_param("maxResults") or PAGE)
+    token = str(response._get_param("nextToken") or "0")
+    if not 1 <= limit <= PAGE or not token.isdigit():
+        raise InvalidParameterException("maxResults or nextToken is not valid.")
+    tasks = response.ecs_backend.list_tasks(
+        response._get_param("cluster", "default"),
+        filters["containerInstance"],
+        filters["family"],
+        started_by,
+        None,  # moto ignores serviceName: filtered below
+        filters["desiredStatus"] or "RUNNING",
+    )
+    if filters["serviceName"]:
+        group = "service:" + str(filters["serviceName"]).split("/")[-1]
+        tasks = [t for t in tasks if t.group == group]
+    if filters["launchType"]:
+        tasks = [t for t in tasks if t.launch_type == filters["launchType"]]
+    start = int(token)
+    page: dict[str, Any] = {"taskArns": [t.task_arn for t in tasks[start : start + limit]]}
+    if start + limit < len(tasks):
+        page["nextToken"] = str(start + limit)
+    return ActionResult(page)
 
 
 @dataclass
@@ -55,6 +102,8 @@ class EcsRollouts:
     account: str = ACCOUNT
     region: str = REGION
     _original: Any = field(default=None, repr=False)
+    _original_list_tasks: Any = field(default=None, repr=False)
+    _original_describe_tasks: Any = field(default=None, repr=False)
     _patched_eni: bool = field(default=False, repr=False)
 
     @property
@@ -62,10 +111,11 @@ class EcsRollouts:
         return ecs_backends[self.account][self.region]
 
     def install(self) -> EcsRollouts:
-        """Make moto's UpdateService start deployments (and its RunTask work for awsvpc)."""
+        """Make moto's UpdateService start deployments, and its tasks' APIs answer as ECS's."""
         if self._original is not None:
             return self
         original = EC2ContainerServiceBackend.update_service
+        original_describe_tasks = EC2ContainerServiceBackend.describe_tasks
         rollouts = self
 
         def update_service(backend: Any, properties: dict[str, Any]) -> Any:
@@ -78,17 +128,28 @@ class EcsRollouts:
                 rollouts._new_deployment(service)
             return service
 
+        def describe_tasks(backend: Any, cluster: str, tasks: list[str]) -> Any:
+            if len(tasks) > PAGE:
+                raise InvalidParameterException(f"DescribeTasks takes at most {PAGE} tasks.")
+            return original_describe_tasks(backend, cluster, tasks)
+
         self._original = original
         _BACKEND.update_service = update_service
+        self._original_describe_tasks = original_describe_tasks
+        _BACKEND.describe_tasks = describe_tasks
+        self._original_list_tasks = EC2ContainerServiceResponse.list_tasks
+        _RESPONSE.list_tasks = _list_tasks
         if not hasattr(NetworkInterface, "private_dns_name"):
             _ENI.private_dns_name = property(_private_dns_name)
             self._patched_eni = True
         return self
 
     def uninstall(self) -> None:
-        """Give moto its own UpdateService back."""
+        """Give moto its own UpdateService, ListTasks and DescribeTasks back."""
         if self._original is not None:
             _BACKEND.update_service = self._original
+            _BACKEND.describe_tasks = self._original_describe_tasks
+            _RESPONSE.list_tasks = self._original_list_tasks
             self._original = None
         if self._patched_eni:
             del _ENI.private_dns_name
@@ -162,6 +223,7 @@ class EcsRollouts:
                 taskDefinition=failed["taskDefinition"],
                 launchType="FARGATE",
                 startedBy=failed["id"],
+                group=f"service:{name}",
                 networkConfiguration=self.network,
             )["tasks"]
             ecs.stop_task(cluster=cluster, task=task["taskArn"], reason=reason)

@@ -201,36 +201,49 @@ def update_service(
     return _service(answer["service"], cluster)
 
 
-def stopped_tasks(client: Any, *, cluster: str, started_by: str) -> list[StoppedTask]:
+# ListTasks' default page and DescribeTasks' most tasks in one call.
+TASKS_PER_CALL = 100
+
+
+def stopped_tasks(
+    client: Any, *, cluster: str, started_by: str, service: str | None = None
+) -> list[StoppedTask]:
     """Tasks a deployment started that have stopped, with ECS's reason.
 
-    ECS names the deployment in a service task's startedBy; ListTasks allows
-    no other filter with startedBy, so stopped ones are picked after describing.
+    ListTasks lists only tasks whose desired status is RUNNING unless told
+    STOPPED, and takes startedBy (where ECS names a service task's deployment)
+    only as its one filter. So the service's stopped tasks are listed (the
+    cluster's, without `service`) and the deployment's are kept once described.
     """
+    listing: dict[str, str] = {"cluster": cluster, "desiredStatus": "STOPPED"}
+    if service:
+        listing["serviceName"] = service
     arns: list[str] = []
-    for page in client.get_paginator("list_tasks").paginate(cluster=cluster, startedBy=started_by):
+    for page in client.get_paginator("list_tasks").paginate(**listing):
         arns.extend(page.get("taskArns") or [])
     stopped: list[StoppedTask] = []
-    for start in range(0, len(arns), 100):
-        answer = client.describe_tasks(cluster=cluster, tasks=arns[start : start + 100])
+    for start in range(0, len(arns), TASKS_PER_CALL):
+        chunk = arns[start : start + TASKS_PER_CALL]
+        answer = client.describe_tasks(cluster=cluster, tasks=chunk)
         for task in answer.get("tasks") or []:
-            if task.get("desiredStatus") != "STOPPED" and task.get("lastStatus") != "STOPPED":
-                continue
-            containers = []
-            for container in task.get("containers") or []:
-                if container.get("exitCode") in (None, 0) and not container.get("reason"):
-                    continue
-                text = f"{container.get('name')}: exit {container.get('exitCode')}"
-                if container.get("reason"):
-                    text += f" ({container['reason']})"
-                containers.append(text)
-            stopped.append(
-                StoppedTask(
-                    arn=str(task.get("taskArn")),
-                    reason=str(task.get("stoppedReason") or "stopped (no reason given)"),
-                    stop_code=task.get("stopCode"),
-                    stopped_at=_utc(task.get("stoppedAt")),
-                    containers=tuple(containers),
-                )
-            )
+            if task.get("startedBy") == started_by:
+                stopped.append(_stopped_task(task))
     return stopped
+
+
+def _stopped_task(task: dict[str, Any]) -> StoppedTask:
+    containers = []
+    for container in task.get("containers") or []:
+        if container.get("exitCode") in (None, 0) and not container.get("reason"):
+            continue
+        text = f"{container.get('name')}: exit {container.get('exitCode')}"
+        if container.get("reason"):
+            text += f" ({container['reason']})"
+        containers.append(text)
+    return StoppedTask(
+        arn=str(task.get("taskArn")),
+        reason=str(task.get("stoppedReason") or "stopped (no reason given)"),
+        stop_code=task.get("stopCode"),
+        stopped_at=_utc(task.get("stoppedAt")),
+        containers=tuple(containers),
+    )
