@@ -11,7 +11,10 @@ stopped midway (its instance died) holds the claim until it is `CLAIM_S` old;
 the next start then finishes the setup in the channel already made, so a crash
 never leaves a second channel beside an orphan, nor a second summary: the summary
 carries the incident in its metadata, and a start that finishes another's looks
-for it in the channel before posting. From then on the outbox keeps that
+for it in the channel before posting. The claim is the time it was taken: a
+start that was only slow, not dead, finds another's claim in its place at its
+next step and stops there (a channel it made meanwhile is archived), so the two
+never both set the channel up. From then on the outbox keeps that
 copy in step and shows every timeline event there (bot/incidents/flows.py:
 follow_in_channel), and a resolve posts the postmortem draft.
 
@@ -195,6 +198,7 @@ class IncidentChannels:
             self.count("already")
             self.actions.refuse(incident=incident, action=START, requester=requester, why=taken)
             return
+        claim = now
         channel_id, name = made
         if channel_id is not None:
             # A start that stopped after Slack made the channel (a crash) is finished there.
@@ -210,12 +214,22 @@ class IncidentChannels:
                 channel_id, name = self._create(incident)
             except ChannelRefused as exc:
                 self.count("failed")
-                self._failed(incident_id, requester=requester, why=str(exc))
+                self._failed(incident_id, claim, requester=requester, why=str(exc))
                 return
-            self._note_made(incident_id, channel_id, name)
+            if not self._note_made(incident_id, claim, channel_id, name):
+                self._superseded(incident_id, requester, made=channel_id)
+                return
         invited = self._invite(channel_id, self._people(incident, requester))
+        if not self._holds_claim(incident_id, claim):
+            self._superseded(incident_id, requester)
+            return
         ts = self._post_and_pin(channel_id, incident, resumed=made[0] is not None)
-        self._record(incident_id, channel_id, name, ts, requester=requester, invited=invited)
+        recorded = self._record(
+            incident_id, claim, channel_id, name, ts, requester=requester, invited=invited
+        )
+        if not recorded:
+            self._superseded(incident_id, requester)
+            return
         self.count("created" if made[0] is None else "resumed")
 
     # -- the steps ----------------------------------------------------------------------
@@ -282,17 +296,52 @@ class IncidentChannels:
             return str(channel["id"]), str(channel.get("name") or name)
         raise ChannelRefused(f"opsbot could not create a channel: {_why(error, needed)}")
 
-    def _note_made(self, incident_id: int, channel_id: str, name: str) -> None:
+    def _note_made(self, incident_id: int, claim: datetime, channel_id: str, name: str) -> bool:
         """Hold the new channel on the incident at once, still claimed (not yet set up).
 
         A crash before the setup is recorded then leaves the incident pointing at
         its channel, and the next start finishes it there instead of making a second.
+        False, and nothing written, when another start has taken the claim over.
         """
         with self.sessions() as db_session:
             incident = incidents.lock(db_session, incident_id=incident_id)
             assert incident is not None
+            if incident.channel_requested_at != claim:
+                return False
             incident.slack_channel_id = channel_id
             incident.slack_channel_name = name
+            db_session.commit()
+        return True
+
+    def _holds_claim(self, incident_id: int, claim: datetime) -> bool:
+        with self.sessions() as db_session:
+            incident = incidents.get(db_session, incident_id=incident_id)
+            return incident is not None and incident.channel_requested_at == claim
+
+    def _superseded(
+        self, incident_id: int, requester: Requester, *, made: str | None = None
+    ) -> None:
+        """Another start took this one's claim over (this one outlived `CLAIM_S`): it stops.
+
+        A channel it made meanwhile is archived: the other start never knew of it.
+        """
+        self.count("superseded")
+        log.warning(
+            "incident %s: a channel start outlived its claim; another start took over",
+            incident_id,
+            extra={"incident": incident_id, "slack_channel": made},
+        )
+        if made is not None and self.slack is not None:
+            try:
+                self.slack.conversations_archive(channel=made)
+            except (SlackApiError, SlackClientError, OSError) as exc:
+                log.warning("cannot archive %s, made in vain (%s)", made, type(exc).__name__)
+        with self.sessions() as db_session:
+            text = (
+                f"Starting the channel of incident #{incident_id} took so long that another "
+                "start took over; that one sets the channel up."
+            )
+            respond(db_session, requester=requester, text=text, now=self.clock.now())
             db_session.commit()
 
     def _people(self, incident: Incident, requester: Requester) -> list[str]:
@@ -408,17 +457,21 @@ class IncidentChannels:
     def _record(
         self,
         incident_id: int,
+        claim: datetime,
         channel_id: str,
         name: str,
         ts: str | None,
         *,
         requester: Requester,
         invited: list[str],
-    ) -> None:
+    ) -> bool:
+        """The setup recorded, announced and audited; False when another start took over."""
         now = self.clock.now()
         with self.sessions() as db_session:
             incident = incidents.lock(db_session, incident_id=incident_id)
             assert incident is not None
+            if incident.channel_requested_at != claim:
+                return False
             incident.slack_channel_id = channel_id
             incident.slack_channel_name = name
             incident.channel_requested_at = None
@@ -482,15 +535,17 @@ class IncidentChannels:
             requester.audit_actor,
             extra={"incident": incident_id, "slack_channel": channel_id},
         )
+        return True
 
-    def _failed(self, incident_id: int, *, requester: Requester, why: str) -> None:
-        """Slack refused: drop the claim, audit, and tell the person; the thread goes on."""
+    def _failed(self, incident_id: int, claim: datetime, *, requester: Requester, why: str) -> None:
+        """Slack refused: drop the claim (if still ours), audit, and tell the person."""
         now = self.clock.now()
         with self.sessions() as db_session:
             incident = incidents.lock(db_session, incident_id=incident_id)
             assert incident is not None
-            incident.channel_requested_at = None
-            incident.channel_requested_by = None
+            if incident.channel_requested_at == claim:
+                incident.channel_requested_at = None
+                incident.channel_requested_by = None
             audit.record(
                 db_session,
                 at=now,

@@ -60,6 +60,7 @@ CHANNEL_OUTCOMES = (
     "failed",
     "archived",
     "archive_failed",
+    "superseded",
 )
 
 # From a few milliseconds (a page sent straight after its commit) to minutes (an outage).

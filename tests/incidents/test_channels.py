@@ -21,7 +21,7 @@ from bot.audit.models import AuditRecord
 from bot.clock import ManualClock
 from bot.config import Config, parse_config
 from bot.incidents import render
-from bot.incidents.channels import channel_name, slug
+from bot.incidents.channels import CLAIM_S, SUMMARY_EVENT, channel_name, slug
 from bot.incidents.models import Incident
 from bot.settings import Settings
 from sandbox.pagerduty import PagerDutyEmulator
@@ -448,3 +448,50 @@ def test_the_incident_channels_members_see_an_incident_of_a_private_channel(
     command(service, "/incident", "list", user_id="U0CAROL", response_url=outsider)
     wait_for(lambda: responses_to(slack, outsider))
     assert "Checkout 5xx" not in str(responses_to(slack, outsider))
+
+
+def test_a_start_that_outlives_its_claim_stops_where_another_took_over(
+    start: Callable[[Config], LiveService],
+    clock: ManualClock,
+    sns_signer: SnsSigner,
+    slack: SlackEmulator,
+    pagerduty: PagerDutyEmulator,
+) -> None:
+    # Slack may take up to 15 s to answer. The first channel made waits 8 s for Slack's
+    # answer, past the claim of the start that asked for it (the test's clock jumps):
+    # the other start takes over, and exactly one of the two sets the channel up.
+    data: dict[str, Any] = copy.deepcopy(TEST_CONFIG)
+    data["delivery"] = {**data["delivery"], "request_timeout_s": 15.0, "lease_s": 30.0}
+    service = start(parse_config(data))
+    incident_id, _message = page(service, sns_signer, slack, pagerduty)
+    slack.faults.hang_next(1, seconds=8, calls=("conversations.create",))
+    first = slack.response_url()
+    click(service, render.START_CHANNEL, str(incident_id), user_id="U0BOB", response_url=first)
+    wait_for(lambda: incident_row(service, incident_id).channel_requested_at)
+    clock.advance(seconds=CLAIM_S + 1)
+    second = slack.response_url()
+    click(service, render.START_CHANNEL, str(incident_id), user_id="U0ALICE", response_url=second)
+    made = wait_for(lambda: channel_of(service, incident_id))
+    answers = wait_for(
+        lambda: (said(slack, first) and said(slack, second)) and sorted(
+            [said(slack, first), said(slack, second)], key=lambda text: "took over" in text
+        ),
+        timeout_s=30,
+    )  # fmt: skip
+    wait_for(lambda: outbox_idle(service))
+
+    assert answers[0].startswith(f":hash: Started <#{made}>")
+    assert "another start took over" in answers[1]
+    summaries = [
+        m
+        for m in slack.channel_messages(made)
+        if (m.metadata or {}).get("event_type") == SUMMARY_EVENT
+    ]
+    assert len(summaries) == 1 and slack.pins(made) == [summaries[0].ts]
+    created = [c.args.get("name") for c in slack.calls_to("conversations.create") if c.ok]
+    others = [cid for cid, info in slack.channels.items() if info.get("name") in created]
+    assert made in others and len(others) <= 2
+    for other in set(others) - {made}:  # made in vain by the start that was taken over
+        assert slack.channels[other].get("is_archived") is True
+    starts = [r.outcome for r in audit_of(service, incident_id) if "start" in r.action]
+    assert starts == ["ok"]
