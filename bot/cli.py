@@ -271,6 +271,13 @@ def _rights_notes(config: Config) -> list[str]:
             f"rights.cli maps {', '.join(github)} but rights.cli_github.repositories is empty: "
             "no GitHub OIDC token is accepted, so nobody is a github: identity"
         )
+    for key in github:
+        if "#" not in key:
+            notes.append(
+                f"rights.cli key {key} names a GitHub login, which a rename or a deletion "
+                "frees for anyone to register: pin the account as "
+                f"{key}#<id> (its id: gh api users/{key.removeprefix('github:')} --jq .id)"
+            )
     return notes
 
 
@@ -414,20 +421,40 @@ def _cli_identity(settings: Settings, config: Config) -> str:
         fetch=make_fetch(trusted, trust_env=False),
         now=int(time.time()),
     )
+    identity = job.key_in(config.rights.cli)
     log.info(
         "CLI identity %s from a GitHub OIDC token of %s (run %s)",
-        job.identity,
+        identity,
         job.repository,
         job.run_id,
         extra={
-            "identity": job.identity,
+            "identity": identity,
+            "github_login": job.actor,
+            "github_id": job.actor_id,
             "repository": job.repository,
             "ref": job.ref,
             "run_id": job.run_id,
             "token_id": job.token_id,
         },
     )
-    return job.identity
+    if identity not in config.rights.cli and (former := job.renamed_from(config.rights.cli)):
+        # The same account under its former login: the key's login and id disagree with the
+        # token's, and the operator, not the CLI, decides which is right.
+        log.warning(
+            "rights.cli maps GitHub account %s under another login (%s), not as %s: "
+            "rename the key if the account was renamed",
+            job.actor_id,
+            ", ".join(former),
+            job.actor,
+            extra={
+                "identity": identity,
+                "github_login": job.actor,
+                "github_id": job.actor_id,
+                "mapped_as": former,
+                "run_id": job.run_id,
+            },
+        )
+    return identity
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:

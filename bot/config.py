@@ -118,7 +118,11 @@ class IncidentRights(Strict):
         return self.model_copy(update=own)
 
 
-CLI_IDENTITY = r"^(github|os):[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+# `github:<login>`, `github:<login>#<account id>` or `os:<user>`.
+CLI_IDENTITY = (
+    r"^(github:[A-Za-z0-9][A-Za-z0-9._-]{0,99}(#[1-9][0-9]{0,19})?"
+    r"|os:[A-Za-z0-9][A-Za-z0-9._-]{0,99})$"
+)
 GITHUB_OIDC_ISSUER = "https://token.actions.githubusercontent.com"
 GITHUB_REPOSITORY = r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$"
 
@@ -149,11 +153,31 @@ class Rights(Strict):
     # Link a PagerDuty identity for someone else, retry abandoned deliveries.
     admins: People = Field(default_factory=People)
     incidents: IncidentRights = Field(default_factory=IncidentRights)
-    # `github:<actor>` (GitHub Actions) or `os:<user>` (a terminal) -> Slack user id.
+    # `github:<login>#<account id>` or `github:<login>` (GitHub Actions) or `os:<user>`
+    # (a terminal) -> Slack user id. With the id, a key names one GitHub account; without
+    # it, whoever holds the login, which a rename or a deletion frees for anyone.
     cli: dict[
         Annotated[str, Field(pattern=CLI_IDENTITY)], Annotated[str, Field(pattern=USER_ID)]
     ] = Field(default_factory=dict)
     cli_github: CliGithub = Field(default_factory=lambda: CliGithub())
+
+    @field_validator("cli")
+    @classmethod
+    def _one_key_per_github_login(cls, cli: dict[str, str]) -> dict[str, str]:
+        # A key without an id next to one with it would let whoever holds the login in,
+        # whatever their id: the id would guard nothing.
+        keys: dict[str, list[str]] = {}
+        for key in cli:
+            if key.startswith("github:"):
+                keys.setdefault(key.partition("#")[0].casefold(), []).append(key)
+        twice = [sorted(same) for same in keys.values() if len(same) > 1]
+        if twice:
+            raise ValueError(
+                "a GitHub login may have one key only: "
+                + "; ".join(", ".join(same) for same in sorted(twice))
+                + " (keep the one with the account id, `github:<login>#<id>`)"
+            )
+        return cli
 
 
 class AlarmRoute(Strict):

@@ -5,10 +5,15 @@ they name nobody. The token is signed by GitHub's issuer with a key published at
 issuer's JWKS address, names its audience (opsbot's own, so a token minted for AWS or
 anything else is refused) and the repository whose workflow asked for it. Only tokens
 from the repositories in `rights.cli_github.repositories` are accepted.
+
+A login is a name GitHub frees when its account is renamed or deleted, and someone
+else may register it; the token's `actor_id` is the account's own number, never
+reused. A `rights.cli` key `github:<login>#<id>` names only that account.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
@@ -25,13 +30,16 @@ MAX_TOKEN_CHARS = 16 * 1024
 MAX_JWKS_DEPTH = 8
 # Clock skew between the runner, GitHub and the task that reads the token.
 LEEWAY_S = 60
+# An account id as GitHub writes it (a decimal string) and as `rights.cli` keys hold it.
+ACCOUNT_ID = re.compile(r"[1-9][0-9]{0,19}")
 
 
 @dataclass(frozen=True)
 class GithubJob:
     """What a verified token says about the job that asked for it."""
 
-    actor: str  # who started this run (or this re-run)
+    actor: str  # who started this run (or this re-run): a login, which can change hands
+    actor_id: str | None  # that account's permanent number; None: the token names none for it
     repository: str
     ref: str
     run_id: str
@@ -39,8 +47,35 @@ class GithubJob:
 
     @property
     def identity(self) -> str:
-        """The CLI identity `rights.cli` maps: `github:<actor>`."""
-        return f"github:{self.actor}"
+        """`github:<actor>#<actor_id>`, or `github:<actor>` when the token carries no id."""
+        if self.actor_id is None:
+            return f"github:{self.actor}"
+        return f"github:{self.actor}#{self.actor_id}"
+
+    def key_in(self, mapped: Collection[str]) -> str:
+        """The `rights.cli` key naming this job, else the identity a refusal should name.
+
+        `github:<actor>#<id>` names the job when both the login and the id are the
+        token's; `github:<actor>` (no id) names whoever holds the login now. A key with
+        another id names another account, and no key with an id names a job whose
+        token carries none.
+        """
+        if self.identity in mapped:
+            return self.identity
+        if f"github:{self.actor}" in mapped:
+            return f"github:{self.actor}"
+        return self.identity
+
+    def renamed_from(self, mapped: Collection[str]) -> list[str]:
+        """The keys of `mapped` with this job's account id under another login."""
+        if self.actor_id is None:
+            return []
+        suffix = f"#{self.actor_id}"
+        return sorted(
+            key
+            for key in mapped
+            if key.startswith("github:") and key.endswith(suffix) and key != self.identity
+        )
 
 
 def verify(
@@ -82,14 +117,27 @@ def verify(
         # RecursionError: a header or payload nested past the JSON decoder's depth.
         raise TokenRefused(f"the GitHub OIDC token is not valid for opsbot: {exc}") from None
     # A re-run acts as whoever re-ran it, not as whoever started the first run.
-    actor = claims.get("triggering_actor") or claims["actor"]
+    actor = str(claims.get("triggering_actor") or claims["actor"])
+    # `actor_id` is the number of the `actor` claim's account: a `triggering_actor`
+    # other than it has no id in the token, and never borrows that one.
+    account_id = _account_id(claims.get("actor_id")) if actor == str(claims["actor"]) else None
     return GithubJob(
-        actor=str(actor),
+        actor=actor,
+        actor_id=account_id,
         repository=str(claims["repository"]),
         ref=str(claims.get("ref", "")),
         run_id=str(claims.get("run_id", "")),
         token_id=str(claims.get("jti", "")),
     )
+
+
+def _account_id(claim: object) -> str | None:
+    """The account number a claim holds (GitHub writes a decimal string), else None."""
+    if isinstance(claim, int) and not isinstance(claim, bool):
+        claim = str(claim)
+    if isinstance(claim, str) and ACCOUNT_ID.fullmatch(claim):
+        return claim
+    return None
 
 
 def _key_set(issuer: str, fetch: Callable[[str], bytes]) -> KeySet:
