@@ -14,7 +14,7 @@ run can be read in CloudWatch.
 The command's identity is the GitHub Actions job's: in a job with `permissions:
 id-token: write`, the runner mints an OIDC token for `--audience`, which the command
 receives as OPSBOT_GITHUB_OIDC_TOKEN and `opsbot` verifies against GitHub's keys
-(`github:<actor>`). No name the workflow writes becomes an identity. Without the
+(`github:<login>#<id>`). No name the workflow writes becomes an identity. Without the
 runner's token variables the command runs with no identity of its own.
 
 Exit codes: the command's own exit code; 1 when the task could not be started or

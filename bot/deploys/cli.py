@@ -1,6 +1,6 @@
 """`opsbot deploy`: the Slack deploy path, driven from a terminal or a pipeline.
 
-The CLI acts as the Slack user its identity (`github:<actor>` in GitHub
+The CLI acts as the Slack user its identity (`github:<login>#<id>` in GitHub
 Actions, else `os:<user>`) maps to in `rights.cli`, and is held to everything
 that person would be in Slack: their rights and `force_allowed`, the locks,
 the freeze, the scan, and a protected environment's clicks, where nobody
