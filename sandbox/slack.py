@@ -16,6 +16,7 @@ import time
 import uuid
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from sandbox.server import HttpRequest, HttpResponse, LoopbackServer
@@ -566,15 +567,33 @@ class SlackEmulator(SlackHomeMixin, SlackChannelsMixin, SlackViewsMixin, SlackSo
         }
 
     def _listing(self, messages: list[Message], args: dict[str, Any]) -> dict[str, Any]:
+        """One page of `messages` written after `oldest` (at it too when `inclusive`),
+        from `cursor`, with the next page's cursor as Slack gives it."""
         limit = int(args.get("limit") or 100)
         with_metadata = str(args.get("include_all_metadata", "")).lower() in ("1", "true")
+        if args.get("oldest"):
+            oldest = Decimal(str(args["oldest"]))
+            inclusive = str(args.get("inclusive", "")).lower() in ("1", "true")
+            messages = [
+                m
+                for m in messages
+                if (Decimal(m.ts) >= oldest if inclusive else Decimal(m.ts) > oldest)
+            ]
+        start = int(args.get("cursor") or 0)
+        end = start + limit
         items = []
-        for message in messages[:limit]:
+        for message in messages[start:end]:
             data = message.as_api()
             if not with_metadata:
                 data.pop("metadata", None)
             items.append(data)
-        return {"ok": True, "messages": items, "has_more": len(messages) > limit}
+        cursor = str(end) if end < len(messages) else ""
+        return {
+            "ok": True,
+            "messages": items,
+            "has_more": bool(cursor),
+            "response_metadata": {"next_cursor": cursor},
+        }
 
     def api_conversations_history(self, args: dict[str, Any]) -> dict[str, Any]:
         channel_id = self._resolve(args.get("channel"))

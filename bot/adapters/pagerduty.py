@@ -10,8 +10,8 @@ import pagerduty
 from pydantic import SecretStr
 
 # The client's own retries sleep inside the sending thread; the outbox retries
-# instead, so the client tries once more on a 429 after a short pause and then
-# hands the answer back.
+# instead, so the Events client tries once more on a 429 after a short pause and
+# then hands the answer back (the REST client, at once: see `rest_client`).
 RETRY_429_ONCE = {429: 1}
 SHORT_PAUSE_S = 0.1
 
@@ -66,7 +66,12 @@ def rest_client(
     client = pagerduty.RestApiV2Client(
         token, default_from=default_from, base_url=base_url, verify=tls
     )
-    client.retry = dict(RETRY_429_ONCE)
+    # A 429 goes back at once: the outbox holds the token's lane for as long as
+    # PagerDuty asked, where a resend 0.1 s later only spends more of its limit. The
+    # client retries a 429 without end unless `retry` names it, and then until over
+    # `max_http_attempts` retries in all, which at -1 the first 429 already is.
+    client.retry = {429: 1}
+    client.max_http_attempts = -1
     client.max_network_attempts = network_retries
     client.sleep_timer = SHORT_PAUSE_S
     client.timeout = timeout_s  # type: ignore[assignment]  # httpx2 takes float seconds

@@ -82,7 +82,14 @@ def told_to_its_person(job: Job) -> bool:
     """A person's call on a PagerDuty incident: its end, whatever it is, is told to that
     person in the incident's thread, so its death pages no operator. opsbot's own
     escalation (`via` "job") has no such person."""
-    return job.kind == PAGERDUTY_REST and job.payload.get("via") != "job"
+    return is_persons_call(job.kind, job.payload)
+
+
+def is_persons_call(kind: str, payload: Mapping[str, Any]) -> bool:
+    """A delivery of `kind` with `payload` is a person's call on a PagerDuty incident
+    (see `told_to_its_person`): never sent again once given up, the person having
+    been told it failed."""
+    return kind == PAGERDUTY_REST and payload.get("via") != "job"
 
 
 def retry_after_s(headers: Mapping[str, Any] | None, *, default: float) -> float:

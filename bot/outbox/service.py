@@ -43,7 +43,7 @@ from bot.outbox.models import (
     SlackMessage,
 )
 from bot.outbox.pacing import SLACK_UPDATES
-from bot.outbox.results import Job, MessageRef
+from bot.outbox.results import Job, MessageRef, is_persons_call
 
 log = logging.getLogger(__name__)
 
@@ -542,10 +542,11 @@ def dead(db_session: Session, *, limit: int = 50) -> list[Delivery]:
 
 @dataclass(frozen=True)
 class Obsolete:
-    """An abandoned delivery that a newer one under its order key made pointless."""
+    """An abandoned delivery not sent again: a newer one under its order key made it
+    pointless, or it was a person's call and that person was told it failed."""
 
     delivery_id: int
-    newer_id: int
+    newer_id: int | None  # None: a person's call, told to its person
     cancelled: bool  # else it stays abandoned
     note: str  # why, for the person who asked for it again
 
@@ -565,7 +566,9 @@ def revive_dead(db_session: Session, *, now: datetime, delivery_id: int | None =
     sent: an update of a Slack message that a newer one replaced is cancelled
     (it would put an older state back); a PagerDuty event followed by a newer
     one that went out stays abandoned (it would undo that one: a trigger sent
-    after its resolve opens an incident nothing resolves).
+    after its resolve opens an incident nothing resolves). A person's call on a
+    PagerDuty incident is never sent again: that person was told it failed, and
+    it would act in their name now, unasked; it is cancelled (they click again).
     """
     query = select(Delivery).where(Delivery.status == DEAD).order_by(Delivery.id.desc())
     if delivery_id is not None:
@@ -574,6 +577,10 @@ def revive_dead(db_session: Session, *, now: datetime, delivery_id: int | None =
     obsolete: list[Obsolete] = []
     # Newest first: a newer one revived here makes the older ones of its message obsolete.
     for row in list(db_session.scalars(query)):
+        if is_persons_call(row.kind, row.payload):
+            if _cancel_dead(db_session, row, now):
+                obsolete.append(_told(row))
+            continue
         newer = _newer_than(db_session, row)
         if newer is None:
             if _revive(db_session, row, now):
@@ -615,6 +622,28 @@ def _newer_than(db_session: Session, row: Delivery) -> Delivery | None:
         .limit(1)
     )
     return db_session.scalars(query).first()
+
+
+def _told(row: Delivery) -> Obsolete:
+    """A person's call given up and told to them, cancelled rather than sent again."""
+    payload = row.payload
+    who, action = payload.get("actor") or "its person", payload.get("action")
+    note = (
+        f"delivery #{row.id} ({who}'s {action} of incident #{payload.get('incident_id')} "
+        f"in PagerDuty) is cancelled, not sent again: {who} was told it failed "
+        f"({(row.last_error or 'no answer')[:200]}), and clicks again if it is still wanted"
+    )
+    log.info(
+        "delivery %s not sent again: a person's call, told to them as failed",
+        row.id,
+        extra={
+            "delivery": row.id,
+            "kind": row.kind,
+            "incident": payload.get("incident_id"),
+            "slack_user": payload.get("actor_id"),
+        },
+    )
+    return Obsolete(row.id, None, cancelled=True, note=note)
 
 
 def _obsolete(row: Delivery, newer: Delivery) -> Obsolete:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from typing import Any, Protocol
 
 from slack_sdk import WebClient
@@ -55,6 +56,13 @@ PERMANENT = {
     "message_limit_exceeded",
 }
 MAX_UNKNOWN_ATTEMPTS = 8
+# The look for an earlier attempt reads what was written since a little before its
+# delivery was (its first attempt came after): this margin covers the two clocks.
+LOOK_BACK_MARGIN = timedelta(minutes=5)
+# It reads a page at a time, at most LOOK_PAGES: past that the message is posted
+# without the check (logged), as a later look would have more to read, not less.
+LOOK_PAGE = 200
+LOOK_PAGES = 5
 
 
 def _metadata(job: Job) -> dict[str, Any]:
@@ -257,36 +265,60 @@ class SlackSender:
 
     def _find_in_channel(self, job: Job, channel_id: str) -> tuple[str | None, str | None]:
         """After an attempt that may have reached Slack, look for it before posting again."""
-        try:
-            history = self.client.conversations_history(
-                channel=channel_id, include_all_metadata=True, limit=100
-            )
-        except SlackApiError as exc:
-            if _answers_later(exc):
-                raise  # the attempt before may have landed: look again later, never post blind
-            _cannot_read_back(job, f"channel {channel_id}", str(exc.response.get("error")))
+        found = self._look(
+            job, f"channel {channel_id}", self.client.conversations_history, channel=channel_id
+        )
+        if found is None:
             return None, None
-        for item in history.get("messages") or []:
-            if _carries(item, job):
-                return str(item["ts"]), str(history.get("channel") or channel_id)
-        return None, None
+        item, page = found
+        return str(item["ts"]), str(page.get("channel") or channel_id)
 
     def _find_in_thread(self, job: Job, channel_id: str, thread_ts: str) -> str | None:
-        try:
-            replies = self.client.conversations_replies(
-                channel=channel_id, ts=thread_ts, include_all_metadata=True, limit=200
-            )
-        except SlackApiError as exc:
-            if _answers_later(exc):
-                raise  # as for a channel: look again later
-            _cannot_read_back(
-                job, f"thread {thread_ts} in {channel_id}", str(exc.response.get("error"))
-            )
-            return None
-        for item in replies.get("messages") or []:
-            if _carries(item, job):
-                return str(item["ts"])
+        where = f"thread {thread_ts} in {channel_id}"
+        found = self._look(
+            job, where, self.client.conversations_replies, channel=channel_id, ts=thread_ts
+        )
+        return None if found is None else str(found[0]["ts"])
+
+    def _look(
+        self, job: Job, where: str, read: Callable[..., Any], **listing: Any
+    ) -> tuple[dict[str, Any], Any] | None:
+        """The message in `listing` (conversations.history or .replies) that carries
+        `job`'s mark, and the page it was on; None when it is not there or cannot be
+        read (logged). Reads what was written since a little before the delivery,
+        page after page: a thread lists oldest first, so its newest are last."""
+        oldest = _oldest(job)
+        cursor = None
+        for _ in range(LOOK_PAGES):
+            try:
+                page = read(
+                    **listing,
+                    include_all_metadata=True,
+                    limit=LOOK_PAGE,
+                    oldest=oldest,
+                    cursor=cursor,
+                )
+            except SlackApiError as exc:
+                if _answers_later(exc):
+                    raise  # the attempt before may have landed: look again later, never post blind
+                _cannot_read_back(job, where, str(exc.response.get("error")))
+                return None
+            for item in page.get("messages") or []:
+                if _carries(item, job):
+                    return item, page
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                return None
+        _cannot_read_back(job, where, f"over {LOOK_PAGES * LOOK_PAGE} messages since the delivery")
         return None
+
+
+def _oldest(job: Job) -> str | None:
+    """Slack's `oldest` for the look: a little before the delivery was written, as
+    Slack writes a ts; None (from the start) when that is not known."""
+    if job.created_at is None:
+        return None
+    return f"{(job.created_at - LOOK_BACK_MARGIN).timestamp():.6f}"
 
 
 def _cannot_read_back(job: Job, where: str, why: str) -> None:
