@@ -12,7 +12,7 @@ import pytest
 
 from bot.adapters.pagerduty import rest_client
 from bot.pagerduty.errors import PagerDutyUnavailable
-from bot.pagerduty.rest import PagerDutyRest
+from bot.pagerduty.rest import UNSAID_WAIT_S, PagerDutyRest
 from sandbox.pagerduty import PagerDutyEmulator
 from sandbox.server import free_port
 from sandbox.tls import TestCA
@@ -64,9 +64,19 @@ def test_a_connection_never_made_did_nothing(test_ca: TestCA) -> None:
 
 
 def test_a_rate_limit_did_nothing(pagerduty: PagerDutyEmulator, test_ca: TestCA) -> None:
-    pagerduty.faults.fail_next(2, status=429, retry_after_s=3)  # the client's own retry too
+    pagerduty.faults.fail_next(1, status=429, retry_after_s=3)
 
     failure = _failure(_rest(pagerduty.url, test_ca))
 
     assert not failure.may_have_landed
     assert failure.retry_after_s == 3.0
+
+
+def test_a_rate_limit_that_says_no_wait_still_pauses(
+    pagerduty: PagerDutyEmulator, test_ca: TestCA
+) -> None:
+    pagerduty.faults.fail_next(1, status=429)
+
+    failure = _failure(_rest(pagerduty.url, test_ca))
+
+    assert failure.retry_after_s == UNSAID_WAIT_S

@@ -19,7 +19,8 @@ class PagerDutyUnavailable(PagerDutyError):
     """No usable answer (429, 5xx, network): worth asking again later.
 
     `retry_after_s`: on a 429, the seconds PagerDuty asked to wait (its
-    `ratelimit-reset` header, else `Retry-After`), when it said.
+    `ratelimit-reset` header, else `Retry-After`, else a default: a 429 always
+    pauses); None for any other failure.
     `may_have_landed`: the request reached PagerDuty, or may have (an answer
     timed out, a connection reset, a 5xx other than 503), so a call that is not
     safe to repeat must be looked for before it is made again. False when the

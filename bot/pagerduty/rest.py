@@ -59,6 +59,8 @@ def _reason(response: Any) -> str:
 
 # A wait beyond this is taken as this: one odd header must not stop the token for days.
 MAX_WAIT_S = 3600.0
+# A 429 that says no wait still pauses the token's lane (as the Events sender's does).
+UNSAID_WAIT_S = 20.0
 
 
 def _wait_s(response: Any) -> float | None:
@@ -88,7 +90,8 @@ def _call(fn: Callable[[], T]) -> T:
         status = response.status_code if response is not None else 0
         if status == 429 and response is not None:
             raise PagerDutyUnavailable(
-                "PagerDuty answered 429 (rate limit)", retry_after_s=_wait_s(response)
+                "PagerDuty answered 429 (rate limit)",
+                retry_after_s=_wait_s(response) or UNSAID_WAIT_S,
             ) from None
         if status >= 500 or response is None:
             raise PagerDutyUnavailable(

@@ -252,8 +252,8 @@ def test_a_429_from_pagerduty_rest_holds_the_token_for_its_retry_after_and_not_t
     service: LiveService, sns_signer: SnsSigner, slack: SlackEmulator, pagerduty: PagerDutyEmulator
 ) -> None:
     first, _ = page(service, sns_signer, slack, pagerduty, "prod-first")
-    # Twice: the client itself asks once more after a short pause, then hands the 429 back.
-    pagerduty.faults.fail_next(2, status=429, retry_after_s=HOUR_S, calls=("/incidents/",))
+    # Once: the client hands the 429 back at once (bot/adapters/pagerduty.py).
+    pagerduty.faults.fail_next(1, status=429, retry_after_s=HOUR_S, calls=("/incidents/",))
     click(service, render.ACKNOWLEDGE, str(first), response_url=slack.response_url())
     wait_for(lambda: "pd:rest" in service.runtime.outbox.pacer.waiting())
     assert service.runtime.outbox.pacer.waiting()["pd:rest"] > HOUR_S / 2
