@@ -116,7 +116,15 @@ def verify(
     except (JoseError, ValueError, RecursionError) as exc:
         # RecursionError: a header or payload nested past the JSON decoder's depth.
         raise TokenRefused(f"the GitHub OIDC token is not valid for opsbot: {exc}") from None
-    # A re-run acts as whoever re-ran it, not as whoever started the first run.
+    # A re-run acts as whoever re-ran it, not as whoever started the first run. A
+    # token that does not say who that is (GitHub's `actor` stays the first run's)
+    # names nobody: acting as `actor` would act as someone else.
+    attempt = str(claims.get("run_attempt") or "1")
+    if attempt != "1" and not claims.get("triggering_actor"):
+        raise TokenRefused(
+            f"the GitHub OIDC token is of a re-run (attempt {attempt}) and names who started "
+            "the first run, not who re-ran it: start a new run of the workflow"
+        )
     actor = str(claims.get("triggering_actor") or claims["actor"])
     # `actor_id` is the number of the `actor` claim's account: a `triggering_actor`
     # other than it has no id in the token, and never borrows that one.

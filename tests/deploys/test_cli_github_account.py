@@ -220,3 +220,31 @@ def test_check_config_notes_every_github_key_without_an_id(
         "deletion frees for anyone to register: pin the account as github:octocat#<id> "
         "(its id: gh api users/octocat --jq .id)"
     ]
+
+
+def test_a_re_run_whose_token_names_only_the_first_runs_actor_is_refused(
+    tmp_path: Path,
+    cli_env: dict[str, Any],  # noqa: F811
+    world: World,
+    github: GithubOidcIssuer,  # noqa: F811
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # GitHub's `actor` claim is who started the first run: on a re-run by someone else,
+    # acting as it would act as someone else. Without `triggering_actor`, nobody.
+    use_cli_keys(tmp_path, cli_env, monkeypatch, {f"github:octocat#{OCTOCAT_ID}": "U0ALICE"})
+    claims = {"actor_id": OCTOCAT_ID, "run_attempt": "2", "triggering_actor": None}
+    monkeypatch.setenv(TOKEN, github.token(actor="octocat", repository=REPOSITORY, **claims))
+
+    assert main(["deploy", "api", "staging", "1.0.2"]) == 3
+
+    out = capsys.readouterr().out
+    assert "of a re-run (attempt 2)" in out and "start a new run" in out
+    assert deployments(database_url) == []
+    assert audit_trail(database_url) == [("deploy.request", "cli:unverified", "refused")]
+
+    # The first attempt acts as before.
+    claims = {"actor_id": OCTOCAT_ID, "run_attempt": "1", "triggering_actor": None}
+    monkeypatch.setenv(TOKEN, github.token(actor="octocat", repository=REPOSITORY, **claims))
+    assert main(["deploy", "api", "staging", "1.0.2"]) == 0
