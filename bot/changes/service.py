@@ -166,8 +166,12 @@ def _deploy_items(
 
 
 def _rollback_of(db_session: Session, deployment: Deployment) -> tuple[Undo | None, str | None]:
-    """The rollback button of the newest deploy, or why it has none."""
-    if deployment.status in (FAILED, SUPERSEDED):
+    """The rollback button of the newest deploy, or why it has none.
+
+    A deploy still rolling out (or stuck) has one: the rollback takes it over
+    (bot/deploys/checks.py), and it is superseded then, rolled back.
+    """
+    if deployment.status == FAILED:
         return None, None  # nothing of it runs: the status says so
     later_query = select(Deployment).where(
         Deployment.app == deployment.app,
@@ -177,9 +181,11 @@ def _rollback_of(db_session: Session, deployment: Deployment) -> tuple[Undo | No
         Deployment.status != FAILED,
     )
     later = db_session.scalars(later_query.order_by(Deployment.id.desc()).limit(1)).first()
-    if later is not None and later.kind == ROLLBACK:
+    if later is not None and later.kind == ROLLBACK and _undid(later, deployment):
         status = later.status.replace("_", " ")
         return None, f"already rolled back by {_mention(later.actor)} (#{later.id}, {status})"
+    if deployment.status == SUPERSEDED:
+        return None, None  # nothing of it runs: the status says so
     if later is not None:
         return None, f"replaced by #{later.id}"
     outside = rolled_out_after(
@@ -216,6 +222,17 @@ def _rollback_of(db_session: Session, deployment: Deployment) -> tuple[Undo | No
         undoes_task_definition=deployment.task_definition,
     )
     return undo, None
+
+
+def _undid(rollback: Deployment, deployment: Deployment) -> bool:
+    """Whether a rollback after `deployment` undid it.
+
+    One that superseded it while it rolled out went back from its revision; a
+    superseded deploy rolled back from another revision was replaced by something else.
+    """
+    if deployment.status != SUPERSEDED:
+        return True
+    return rollback.previous_task_definition == deployment.task_definition
 
 
 def enabled_of(state: dict[str, Any]) -> bool | None:

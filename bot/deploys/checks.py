@@ -4,7 +4,9 @@ What `--force "<reason>"` may override (a change freeze, blocking scan
 findings, a missing scan when one is required, redeploying the running image,
 a stuck deployment's lock) is gathered so that a refusal lists all of it at
 once. Rights, a missing image and someone else's manual lock are never
-overridden. Refusals are mrkdwn: a typed tag, ECR's tags and AWS's names in
+overridden. A rollback that undoes the deployment in progress needs no force
+to take its lock over: undoing a release in flight is what a rollback is for.
+Refusals are mrkdwn: a typed tag, ECR's tags and AWS's names in
 them are escaped.
 """
 
@@ -21,7 +23,15 @@ from bot.apps.registry import Target, get_target_or_raise
 from bot.deploys import render, service
 from bot.deploys.errors import DeployRefused, aws_call
 from bot.deploys.flows import recover
-from bot.deploys.models import COMPLETED, DEPLOY, LOCK_DEPLOY, ROLLBACK, STUCK, Deployment
+from bot.deploys.models import (
+    COMPLETED,
+    DEPLOY,
+    LOCK_DEPLOY,
+    ROLLBACK,
+    ROLLING_OUT,
+    STUCK,
+    Deployment,
+)
 from bot.deploys.plans import Plan, Request, announce_channel
 from bot.deploys.policy import (
     active_freeze,
@@ -164,6 +174,23 @@ def _require_undone_revision_runs(request: Request, *, running: str) -> None:
     )
 
 
+def _undoes_active(request: Request, busy: Deployment, *, restores: str | None) -> bool:
+    """Whether the request rolls back the deployment in progress, `busy`.
+
+    A rollback to the revision `busy` replaced undoes it, rolling out or stuck (an
+    incident's undo names it, too). A deployment still starting has no rollout to
+    undo yet, its update on its way: it is waited for like any other.
+    """
+    return (
+        request.kind == ROLLBACK
+        and busy.kind in (DEPLOY, ROLLBACK)
+        and busy.status in (ROLLING_OUT, STUCK)
+        and restores is not None
+        and restores == busy.previous_task_definition
+        and request.undoes in (None, busy.id)
+    )
+
+
 def _require_forces_shown(request: Request, blockers: list[tuple[str, str]]) -> None:
     """A request that waited for clicks forces only what its message showed as forced.
 
@@ -276,10 +303,13 @@ def plan(services: Services, request: Request) -> Plan:
         )
     takeover = None
     if busy is not None:
-        if busy.status != STUCK:
+        if _undoes_active(request, busy, restores=task_definition):
+            takeover = busy.id  # no force: see _undoes_active
+        elif busy.status != STUCK:
             raise DeployRefused(render.busy_text(busy))
-        blockers.append(("lock", render.busy_text(busy)))
-        takeover = busy.id
+        else:
+            blockers.append(("lock", render.busy_text(busy)))
+            takeover = busy.id
 
     forced: tuple[str, ...] = ()
     if blockers:
@@ -311,17 +341,23 @@ def plan(services: Services, request: Request) -> Plan:
 
 
 def busy_deployment(services: Services, *, app: str, env: str) -> Deployment | None:
-    """The deployment holding the environment's deploy lock, once a stale holder is recovered."""
-    with services.sessions() as db_session:
-        held = service.get_lock(db_session, app=app, env=env, kind=LOCK_DEPLOY)
-        if held is None:
-            return None
-        if held.deployment_id is None:  # its deployment row is gone: nothing holds it
-            service.remove_lock(db_session, held=held)
-            db_session.commit()
-            return None
-        holder_id = held.deployment_id
-    if recover(services, deployment_id=holder_id):
-        return None
-    with services.sessions() as db_session:
-        return service.get(db_session, deployment_id=holder_id)
+    """The deployment holding the environment's deploy lock, once a stale holder is recovered.
+
+    A takeover recovered as failed hands the lock back to the deployment it was to
+    take over (bot/deploys/flows.py): that one is the holder then, recovered in turn.
+    """
+    recovered: set[int] = set()
+    while True:
+        with services.sessions() as db_session:
+            held = service.get_lock(db_session, app=app, env=env, kind=LOCK_DEPLOY)
+            if held is None:
+                return None
+            if held.deployment_id is None:  # its deployment row is gone: nothing holds it
+                service.remove_lock(db_session, held=held)
+                db_session.commit()
+                return None
+            holder_id = held.deployment_id
+        if holder_id in recovered or not recover(services, deployment_id=holder_id):
+            with services.sessions() as db_session:
+                return service.get(db_session, deployment_id=holder_id)
+        recovered.add(holder_id)

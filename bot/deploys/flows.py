@@ -6,6 +6,11 @@
   that dies in between leaves a "starting" deployment that `reconcile`
   settles from the service's real state, once the start's claim on it
   (`StartClaim`, held while it calls AWS) has lapsed.
+- A start that takes over the active deployment (a rollback of it, or a forced
+  deploy over a stuck one) takes its deploy lock over, and nothing else: that
+  deployment keeps its status and its watch until the new service update lands
+  (`rolling_out`), and is superseded then. A start that ends before that hands
+  the lock back to it (`finish`), exactly as it held it.
 - `observe` is one look at the rollout (the watch job calls it, so does
   `opsbot deploy --wait`): progress in the thread, then completed, failed,
   stuck or superseded. Two observers never both apply the same look: a
@@ -27,7 +32,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import event
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.adapters import ecs
@@ -60,7 +65,7 @@ from bot.outbox import service as outbox
 from bot.slack_text import code
 
 if TYPE_CHECKING:
-    from bot.adapters.ecs import ServiceState
+    from bot.adapters.ecs import Rollout, ServiceState
     from bot.apps.services import Services
     from bot.deploys.plans import Plan, Request
     from bot.observability.metrics import Metrics
@@ -78,6 +83,9 @@ UNANSWERED = "unanswered"
 # In a rolling-out deployment's `observed`: since when, and why, the watch cannot read ECS.
 UNREADABLE_SINCE = "unreadable_since"
 UNREADABLE_CODE = "unreadable_code"
+# In a "starting" deployment's `observed`: the deployment it takes over once its service
+# update lands, and how that one held the deploy lock (to hand it back if it never lands).
+TAKES_OVER = "takes_over"
 
 
 class Reconciler(Protocol):
@@ -268,17 +276,26 @@ def finish(
     now: datetime,
     actor: str | None = None,
     aws_error: str | None = None,
+    **detail: Any,
 ) -> None:
     """End a deployment: its status, the lock, the audit entry, its messages.
 
-    `actor` is who ended it, when someone other than its deployer did (a forced
-    takeover); `aws_error` the AWS error code it failed on, if one did.
+    `actor` is who ended it, when someone other than its deployer did (a rollback
+    of it, a forced takeover); `aws_error` the AWS error code it failed on, if one
+    did; `detail` more for the audit entry. A deployment that ends before its
+    service update landed, while it was to take another one over, hands the lock
+    back to that one (see `_hand_back`).
     """
+    kept = _hand_back(db_session, deployment=deployment)
+    if kept is None:
+        service.release_deploy_lock(db_session, deployment=deployment)
+    else:
+        outcome = f"{outcome}\n{render.kept_text(kept)}"
+        detail = {**detail, "lock_back_to": kept.id}
     deployment.status = status
     deployment.outcome = outcome
     deployment.finished_at = now
-    service.release_deploy_lock(db_session, deployment=deployment)
-    extra = {"aws_error": aws_error} if aws_error else {}
+    extra: dict[str, Any] = {**detail, "aws_error": aws_error} if aws_error else dict(detail)
     record(
         db_session,
         deployment=deployment,
@@ -319,6 +336,44 @@ def _log_extra(deployment: Deployment, **more: Any) -> dict[str, Any]:
         "slack_user": deployment.actor,
         **{k: v for k, v in more.items() if v is not None},
     }
+
+
+def _hand_back(db_session: Session, *, deployment: Deployment) -> Deployment | None:
+    """Give the deploy lock back to the deployment `deployment` was to take over; that one.
+
+    Only while `deployment` holds the lock it took over and that deployment still
+    runs: its service update never landed, so nothing took it over, and it holds the
+    lock again exactly as it did (holder, since when). Its status and watch were
+    never touched. None when there is nothing to hand back.
+    """
+    observed = dict(deployment.observed or {})
+    taken = observed.pop(TAKES_OVER, None)
+    if not isinstance(taken, dict):
+        return None
+    deployment.observed = observed
+    old = service.get(db_session, deployment_id=int(taken["deployment"]), lock=True)
+    held = service.get_lock(
+        db_session, app=deployment.app, env=deployment.env, kind=LOCK_DEPLOY, lock=True
+    )
+    if old is None or not old.is_active or held is None or held.deployment_id != deployment.id:
+        return None
+    held.deployment_id = old.id
+    held.holder = str(taken["holder"])
+    held.acquired_at = datetime.fromisoformat(str(taken["acquired_at"]))
+    db_session.flush()
+    log.warning(
+        "deployment %s: %s of %s to %s by %s ended before its service update landed: "
+        "deployment %s (%s) keeps the deploy lock, not taken over",
+        deployment.id,
+        deployment.kind,
+        deployment.tag,
+        deployment.label,
+        deployment.actor,
+        old.id,
+        old.status,
+        extra=_log_extra(deployment, taken_over=old.id),
+    )
+    return old
 
 
 def refresh_incidents(db_session: Session, *, app: str, env: str, now: datetime) -> None:
@@ -406,14 +461,13 @@ def start(services: Services, checked: Plan, *, approved_by: list[str]) -> Deplo
 def _record_start(services: Services, checked: Plan, *, approved_by: list[str]) -> tuple[int, str]:
     """Take the lock and record the deployment, claimed; its id and watch token.
 
-    A lock taken since the checks (someone's manual lock, another deploy) refuses
-    it, audited, and nothing is recorded.
+    A lock taken since the checks (someone's manual lock, another deploy, another
+    takeover of the deployment this one takes over) refuses it, audited, and
+    nothing is recorded.
     """
     request = checked.request
     now = services.clock.now()
     with services.sessions() as db_session:
-        if checked.takeover is not None:
-            _take_over(db_session, deployment_id=checked.takeover, actor=request.actor, now=now)
         manual = service.manual_lock(db_session, app=request.app, env=request.env)
         if manual is not None and manual.holder != request.actor:
             refused = DeployRefused(f"{code(request.label)} is {render.lock_text(manual)}.")
@@ -442,16 +496,7 @@ def _record_start(services: Services, checked: Plan, *, approved_by: list[str]) 
             deployment.scan = dict(checked.scan)
             deployment.watch_job = new_watch_token(deployment.id)
             service.claim(deployment, until=now + START_CLAIM)
-            held = service.take_lock(
-                db_session,
-                app=request.app,
-                env=request.env,
-                kind=LOCK_DEPLOY,
-                holder=request.actor,
-                deployment_id=deployment.id,
-                now=now,
-            )
-            if held is not None:
+            if _take_deploy_lock(db_session, checked, deployment=deployment, now=now):
                 _start_recorded(db_session, checked, deployment=deployment, now=now)
                 db_session.commit()
                 return deployment.id, deployment.watch_job
@@ -464,11 +509,54 @@ def _record_start(services: Services, checked: Plan, *, approved_by: list[str]) 
     raise refused
 
 
+def _take_deploy_lock(
+    db_session: Session, checked: Plan, *, deployment: Deployment, now: datetime
+) -> bool:
+    """Give `deployment` the deploy lock; False if another deployment holds it.
+
+    A takeover (`checked.takeover`) takes the lock row over from the deployment it
+    takes over, compared and set under the row's lock: of two takeovers of one
+    deployment, the second finds the lock held by the first and is refused. The
+    deployment taken over keeps running, watched, until this one's service update
+    lands; how it held the lock is kept, to be handed back if the update never does.
+    """
+    request = checked.request
+    if checked.takeover is not None:
+        held = service.get_lock(
+            db_session, app=request.app, env=request.env, kind=LOCK_DEPLOY, lock=True
+        )
+        if held is not None and held.deployment_id == checked.takeover:
+            deployment.observed = {
+                **deployment.observed,
+                TAKES_OVER: {
+                    "deployment": held.deployment_id,
+                    "holder": held.holder,
+                    "acquired_at": held.acquired_at.isoformat(),
+                },
+            }
+            held.deployment_id = deployment.id
+            held.holder = request.actor
+            held.acquired_at = now
+            db_session.flush()
+            return True
+    taken = service.take_lock(
+        db_session,
+        app=request.app,
+        env=request.env,
+        kind=LOCK_DEPLOY,
+        holder=request.actor,
+        deployment_id=deployment.id,
+        now=now,
+    )
+    return taken is not None
+
+
 def _start_recorded(
     db_session: Session, checked: Plan, *, deployment: Deployment, now: datetime
 ) -> None:
     """The deployment holds the lock: audit its start (and force), count it, announce it."""
     request = checked.request
+    taken = (deployment.observed or {}).get(TAKES_OVER)
     record(
         db_session,
         deployment=deployment,
@@ -477,6 +565,7 @@ def _start_recorded(
         now=now,
         approved_by=list(deployment.approved_by),
         scan=checked.scan.get("text"),
+        **({"takes_over": taken["deployment"]} if isinstance(taken, dict) else {}),
     )
     if checked.forced:
         record(
@@ -813,13 +902,18 @@ def _late_update(
 def rolling_out(
     db_session: Session, *, deployment: Deployment, rollout_id: str | None, now: datetime
 ) -> None:
-    """The service was updated: the deployment rolls out (and says so in its thread)."""
+    """The service was updated: the deployment rolls out (and says so in its thread).
+
+    The deployment it takes over, if any, is superseded by it now.
+    """
+    observed = dict(deployment.observed or {})
+    taken = observed.get(TAKES_OVER)
     deployment.status = ROLLING_OUT
     deployment.ecs_deployment_id = rollout_id
     deployment.started_at = now
     deployment.last_progress_at = now
     deployment.observed = {
-        k: v for k, v in (deployment.observed or {}).items() if k not in (service.CLAIM, UNANSWERED)
+        k: v for k, v in observed.items() if k not in (service.CLAIM, UNANSWERED, TAKES_OVER)
     }
     announce(db_session, deployment=deployment, now=now)
     thread_reply(
@@ -832,20 +926,30 @@ def rolling_out(
         ),
         now=now,
     )
+    if isinstance(taken, dict):
+        _supersede(db_session, by=deployment, deployment_id=int(taken["deployment"]), now=now)
 
 
-def _take_over(db_session: Session, *, deployment_id: int, actor: str, now: datetime) -> None:
-    """A forced deploy replaces a stuck one: end it (by `actor`) and free its lock."""
+def _supersede(db_session: Session, *, by: Deployment, deployment_id: int, now: datetime) -> None:
+    """`by`'s service update landed: the deployment it took over ends, superseded by it.
+
+    One its watch saw end meanwhile (ECS replaced it) is left as it ended.
+    """
     old = service.get(db_session, deployment_id=deployment_id, lock=True)
     if old is None or not old.is_active:
         return
+    was = old.status
     finish(
         db_session,
         deployment=old,
         status=SUPERSEDED,
-        outcome=f"Taken over by a forced deploy of {actor_text(actor)}.",
+        outcome=render.superseded_text(by=by, was=was),
         now=now,
-        actor=actor,
+        actor=by.actor,
+        superseded_by=by.id,
+    )
+    thread_reply(
+        db_session, deployment=by, text=render.supersedes_text(by, old=old, was=was), now=now
     )
 
 
@@ -936,7 +1040,10 @@ def observe(services: Services, *, deployment_id: int) -> str:
             reported = len(seen.observed.get("reported_tasks") or [])
             if rollout is not None and rollout.failed > reported:
                 stopped = ecs.stopped_tasks(
-                    client, cluster=target.settings.cluster, started_by=rollout.id
+                    client,
+                    cluster=target.settings.cluster,
+                    service=target.settings.service,
+                    started_by=rollout.id,
                 )
     except DeployError as exc:
         return _unreadable(services, deployment_id=deployment_id, seen_count=seen_count, error=exc)
@@ -1119,9 +1226,11 @@ def reconcile(services: Services, *, deployment_id: int) -> str:
     """Settle a deployment left "starting" from the service's state.
 
     Its start stopped (the bot died mid-start) or lost the answer to its service
-    update. If the service runs (or rolls out) the deployment's revision, the
-    update happened: follow it. Otherwise nothing changed in ECS: the deployment
-    failed, and its lock is released. A start that claims it again meanwhile keeps it.
+    update. If ECS lists the deployment its update made (rolling out, done, or
+    already rolled back by the circuit breaker: see `_landed`), the update
+    happened: follow it, and the watch says how it went. Otherwise nothing
+    changed in ECS: the deployment failed, and its lock is released. A start that
+    claims it again meanwhile keeps it.
     """
     with services.sessions() as db_session:
         deployment = service.get_or_raise(db_session, deployment_id=deployment_id)
@@ -1147,13 +1256,6 @@ def reconcile(services: Services, *, deployment_id: int) -> str:
             running_image = ecs.describe_task_definition(
                 client, arn=primary.task_definition
             ).image_of(target.settings.container)
-    # By the revision: an image says nothing when the revision that ran before had it too
-    # (a forced redeploy of the running image). Only a start that died before recording
-    # its new revision leaves none: then a new primary of the image is its update.
-    updated = primary is not None and (
-        primary.task_definition == revision
-        or (revision is None and running_image is not None and running_image == image)
-    )
     with services.sessions() as db_session:
         now = services.clock.now()
         row = service.get_or_raise(db_session, deployment_id=deployment_id, lock=True)
@@ -1161,11 +1263,26 @@ def reconcile(services: Services, *, deployment_id: int) -> str:
             return row.status
         if now < service.settles_at(row, grace=_grace(services)):
             return STARTING  # its start claimed it again meanwhile: it is at work
+        # By the revision: an image says nothing when the revision that ran before had it
+        # too (a forced redeploy of the running image). Only a start that died before
+        # recording its new revision leaves none: then a new primary of the image is its
+        # update.
+        if revision is not None:
+            landed = _landed(db_session, deployment=row, state=state)
+        elif primary is not None and running_image is not None and running_image == image:
+            landed = primary
+        else:
+            landed = None
         cause = why_interrupted(row)
-        if updated and primary is not None:
-            row.task_definition = primary.task_definition
-            rolling_out(db_session, deployment=row, rollout_id=primary.id, now=now)
+        if landed is not None:
+            row.task_definition = landed.task_definition
+            rolling_out(db_session, deployment=row, rollout_id=landed.id, now=now)
             found = "the service had been updated: watching it"
+            if landed is not primary:
+                found = (
+                    "the service had been updated (ECS lists that deployment "
+                    f"{landed.status}, {landed.rollout_state}): watching it"
+                )
         else:
             finish(
                 db_session,
@@ -1193,6 +1310,43 @@ def reconcile(services: Services, *, deployment_id: int) -> str:
     if status == ROLLING_OUT:
         schedule_watch(services, deployment_id=deployment_id)
     return status
+
+
+def _landed(db_session: Session, *, deployment: Deployment, state: ServiceState) -> Rollout | None:
+    """The ECS deployment the deployment's service update made, if ECS lists one.
+
+    The primary of its revision is; so is any other listed deployment of it (the
+    circuit breaker may have rolled it back already, or another update replaced it)
+    that is not one a recorded deployment of the environment names. A deploy's
+    revision is its own, new: listed at all, its update made it. A rollback's
+    revision ran before, so ECS may still list that earlier deployment, draining:
+    one that had completed is not this update's.
+    """
+    primary = state.primary
+    if primary is not None and primary.task_definition == deployment.task_definition:
+        return primary
+    listed = [r for r in state.deployments if r.task_definition == deployment.task_definition]
+    if not listed:
+        return None
+    others = set(
+        db_session.scalars(
+            select(Deployment.ecs_deployment_id).where(
+                Deployment.app == deployment.app,
+                Deployment.env == deployment.env,
+                Deployment.id != deployment.id,
+                Deployment.ecs_deployment_id.in_([r.id for r in listed]),
+            )
+        )
+    )
+    own_revision = deployment.kind == DEPLOY
+    return next(
+        (
+            r
+            for r in listed
+            if r.id not in others and (own_revision or r.rollout_state != "COMPLETED")
+        ),
+        None,
+    )
 
 
 def why_interrupted(deployment: Deployment) -> str:

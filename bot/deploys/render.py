@@ -243,6 +243,36 @@ def busy_text(deployment: Deployment) -> str:
     )
 
 
+def _took_over_by(by: Deployment) -> str:
+    """How `by` took another deployment over: a rollback of it, or a forced deploy."""
+    if by.kind == ROLLBACK and "lock" not in (by.forced or []):
+        back = f" to #{by.rollback_of}" if by.rollback_of else ""
+        return f"rolled back by {actor_text(by.actor)}: rollback #{by.id}{back} ({what(by)})"
+    verb = "rollback" if by.kind == ROLLBACK else "deploy"
+    return f"taken over by a forced {verb} of {actor_text(by.actor)}: #{by.id} ({what(by)})"
+
+
+def superseded_text(*, by: Deployment, was: str) -> str:
+    """The outcome of a deployment `by` took over once `by`'s service update landed."""
+    state = STATUS_WORD.get(was, was).lower()
+    return f"Superseded while {escape(state)}: {_took_over_by(by)}."
+
+
+def supersedes_text(by: Deployment, *, old: Deployment, was: str) -> str:
+    """Said in the thread of `by` once its update landed over the deployment it took over."""
+    state = STATUS_WORD.get(was, was).lower()
+    return f"Deployment #{old.id} ({what(old)}), {escape(state)}, is superseded by this one."
+
+
+def kept_text(kept: Deployment) -> str:
+    """The deployment a takeover was for keeps the environment: the update never landed."""
+    state = escape(STATUS_WORD.get(kept.status, kept.status).lower())
+    return (
+        f"Deployment #{kept.id} ({what(kept)}) was not taken over: it is still {state}, "
+        f"watched, and holds {code(kept.label)}."
+    )
+
+
 def reminder(held: DeployLock, *, age_min: float) -> dict[str, Any]:
     text = (
         f":lock: You have held {code(held.label)} locked for {duration(age_min * 60)}"
