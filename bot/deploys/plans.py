@@ -95,7 +95,8 @@ class Plan:
     current_tag: str | None  # a tag of the running image, for people
     scan: dict[str, Any]
     forced: tuple[str, ...] = ()
-    takeover: int | None = None  # the stuck deployment whose lock a forced deploy takes over
+    # The active deployment this start takes over: stuck (forced), or rolled back by it.
+    takeover: int | None = None
     channel: str | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
 
