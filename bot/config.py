@@ -165,12 +165,17 @@ class Rights(Strict):
     @classmethod
     def _one_key_per_github_login(cls, cli: dict[str, str]) -> dict[str, str]:
         # A key without an id next to one with it would let whoever holds the login in,
-        # whatever their id: the id would guard nothing.
+        # whatever their id: the id would guard nothing. (Logins are compared as GitHub
+        # does, ignoring case; keys without an id differing only in case stay allowed.)
         keys: dict[str, list[str]] = {}
         for key in cli:
             if key.startswith("github:"):
                 keys.setdefault(key.partition("#")[0].casefold(), []).append(key)
-        twice = [sorted(same) for same in keys.values() if len(same) > 1]
+        twice = [
+            sorted(same)
+            for same in keys.values()
+            if len({key.partition("#")[2] for key in same}) > 1 and any("#" in k for k in same)
+        ]
         if twice:
             raise ValueError(
                 "a GitHub login may have one key only: "

@@ -60,8 +60,12 @@ class GithubJob:
         another id names another account, and no key with an id names a job whose
         token carries none.
         """
-        if self.identity in mapped:
-            return self.identity
+        if self.actor_id is not None:
+            # GitHub's logins ignore case: `Octocat` is the account `octocat#583231` pins.
+            pinned = _pinned(self.actor, self.actor_id)
+            for key in mapped:
+                if _pinned(*_login_and_id(key)) == pinned:
+                    return key
         if f"github:{self.actor}" in mapped:
             return f"github:{self.actor}"
         return self.identity
@@ -70,12 +74,23 @@ class GithubJob:
         """The keys of `mapped` with this job's account id under another login."""
         if self.actor_id is None:
             return []
-        suffix = f"#{self.actor_id}"
         return sorted(
             key
             for key in mapped
-            if key.startswith("github:") and key.endswith(suffix) and key != self.identity
+            if key.startswith("github:")
+            and _login_and_id(key)[1] == self.actor_id
+            and _login_and_id(key)[0].casefold() != self.actor.casefold()
         )
+
+
+def _login_and_id(key: str) -> tuple[str, str | None]:
+    """A `rights.cli` key's GitHub login and account id (None: the key names no id)."""
+    login, _, account_id = key.removeprefix("github:").partition("#")
+    return login, account_id or None
+
+
+def _pinned(login: str, account_id: str | None) -> tuple[str, str | None]:
+    return login.casefold(), account_id
 
 
 def verify(

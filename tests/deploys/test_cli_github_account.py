@@ -57,7 +57,8 @@ def test_the_account_a_key_pins_acts_and_the_log_names_its_login_and_id(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     use_cli_keys(tmp_path, cli_env, monkeypatch, {f"github:octocat#{OCTOCAT_ID}": "U0ALICE"})
-    token = github.token(actor="octocat", actor_id=OCTOCAT_ID, repository=REPOSITORY)
+    # GitHub's logins ignore case: the token may spell the pinned login otherwise.
+    token = github.token(actor="Octocat", actor_id=OCTOCAT_ID, repository=REPOSITORY)
     monkeypatch.setenv(TOKEN, token)
     monkeypatch.setenv("OPSBOT_LOG_FORMAT", "json")
 
@@ -69,7 +70,8 @@ def test_the_account_a_key_pins_acts_and_the_log_names_its_login_and_id(
     assert row.actor == "U0ALICE"
     [line] = [line for line in log_lines(captured.err) if line["msg"].startswith("CLI identity")]
     assert line["identity"] == f"github:octocat#{OCTOCAT_ID}"
-    assert (line["github_login"], line["github_id"]) == ("octocat", OCTOCAT_ID)
+    assert (line["github_login"], line["github_id"]) == ("Octocat", OCTOCAT_ID)
+    assert "another login" not in captured.err  # no "renamed" warning for a case
     assert token not in captured.err
 
 
@@ -189,6 +191,8 @@ def test_pinned_keys_are_valid_and_a_login_has_one_key() -> None:
         return []
 
     assert problems({"github:octocat#1001": "U0ALICE", "github:carol-gh": "U0CAROL"}) == []
+    # Keys without an id differing in case loaded before ids existed: they still do.
+    assert problems({"github:Octocat": "U0ALICE", "github:octocat": "U0ALICE"}) == []
     for bad in ("github:octocat#", "github:octocat#0123", "github:octocat#12a", "os:deploy#1"):
         [problem] = problems({bad: "U0ALICE"})
         assert problem.startswith(f"rights.cli.{bad}"), problem
