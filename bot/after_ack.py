@@ -10,7 +10,8 @@ room; so each click's effect waits only for the pieces queued before it, and
 nothing ever slows the pool down as a whole. Each piece is noted in a journal
 (bot/inbound/after_ack_journal.py), written down within a fifth of a second,
 and crossed out once done, so work lost with a crashed instance is answered
-for; a piece that raises is answered for as well, and counted.
+for; a piece that raises is answered for as well where it has a response_url,
+and counted.
 
 (Bolt runs a listener whole in one of its threads and answers Slack only once
 `ack()` was called in it: work done in those threads would make later

@@ -7,8 +7,9 @@ saw only the acknowledgement. Running the work again elsewhere is not safe: a
 `/deploy` may have been half done. So each piece is written down while it is
 owed and crossed out when done, and the person is told when it never will be.
 Work that raised is answered too ("went wrong, part may be done"), at the next
-flush, in the transaction that deletes its entry: whatever door it came
-through, a click or a command never ends in silence.
+flush, in the transaction that deletes its entry: a command or a click on a
+message never ends in silence. (A click on App Home, or a mention, has no
+response_url: its failure is logged and counted only.)
 
 Writing happens in batches, every `FLUSH_S`, off the acknowledging threads: a
 database transaction per request made acknowledgements in a flood measurably
