@@ -553,6 +553,9 @@ class SlackEmulator(SlackHomeMixin, SlackChannelsMixin, SlackViewsMixin, SlackSo
         if channel_id is None or message is None:
             return {"ok": False, "error": "message_not_found"}
         self.messages[channel_id].remove(message)
+        pins = self.channels.get(channel_id, {}).get("pins", [])
+        if message.ts in pins:  # a deleted message is no longer pinned, as in Slack
+            pins.remove(message.ts)
         return {"ok": True, "channel": channel_id, "ts": message.ts}
 
     def api_chat_getPermalink(self, args: dict[str, Any]) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from datetime import datetime, timedelta
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.audit import service as audit
@@ -216,7 +217,7 @@ class IncidentChannels:
                 self.count("failed")
                 self._failed(incident_id, claim, requester=requester, why=str(exc))
                 return
-            if not self._note_made(incident_id, claim, channel_id, name):
+            if not self._note_made(incident_id, claim, channel_id, name, requester=requester):
                 self._superseded(incident_id, requester, made=channel_id)
                 return
         invited = self._invite(channel_id, self._people(incident, requester))
@@ -228,7 +229,7 @@ class IncidentChannels:
             incident_id, claim, channel_id, name, ts, requester=requester, invited=invited
         )
         if not recorded:
-            self._superseded(incident_id, requester)
+            self._superseded(incident_id, requester, posted=(channel_id, ts))
             return
         self.count("created" if made[0] is None else "resumed")
 
@@ -296,16 +297,29 @@ class IncidentChannels:
             return str(channel["id"]), str(channel.get("name") or name)
         raise ChannelRefused(f"opsbot could not create a channel: {_why(error, needed)}")
 
-    def _note_made(self, incident_id: int, claim: datetime, channel_id: str, name: str) -> bool:
+    def _note_made(
+        self,
+        incident_id: int,
+        claim: datetime,
+        channel_id: str,
+        name: str,
+        *,
+        requester: Requester,
+    ) -> bool:
         """Hold the new channel on the incident at once, still claimed (not yet set up).
 
         A crash before the setup is recorded then leaves the incident pointing at
         its channel, and the next start finishes it there instead of making a second.
-        False, and nothing written, when another start has taken the claim over.
+        A claim dropped meanwhile (the start that took it over failed) is taken back.
+        False, and nothing written, when another start holds the claim.
         """
         with self.sessions() as db_session:
             incident = incidents.lock(db_session, incident_id=incident_id)
             assert incident is not None
+            free = incident.channel_requested_at is None and incident.slack_channel_id is None
+            if free:
+                incident.channel_requested_at = claim
+                incident.channel_requested_by = requester.display
             if incident.channel_requested_at != claim:
                 return False
             incident.slack_channel_id = channel_id
@@ -319,11 +333,18 @@ class IncidentChannels:
             return incident is not None and incident.channel_requested_at == claim
 
     def _superseded(
-        self, incident_id: int, requester: Requester, *, made: str | None = None
+        self,
+        incident_id: int,
+        requester: Requester,
+        *,
+        made: str | None = None,
+        posted: tuple[str, str | None] | None = None,
     ) -> None:
         """Another start took this one's claim over (this one outlived `CLAIM_S`): it stops.
 
-        A channel it made meanwhile is archived: the other start never knew of it.
+        A channel it made meanwhile is archived: the other start never knew of it. A
+        summary it posted is deleted once the other start recorded another one (the
+        other may have found and pinned this one, which it then keeps).
         """
         self.count("superseded")
         log.warning(
@@ -331,18 +352,45 @@ class IncidentChannels:
             incident_id,
             extra={"incident": incident_id, "slack_channel": made},
         )
-        if made is not None and self.slack is not None:
-            try:
-                self.slack.conversations_archive(channel=made)
-            except (SlackApiError, SlackClientError, OSError) as exc:
-                log.warning("cannot archive %s, made in vain (%s)", made, type(exc).__name__)
+        if made is not None:
+            self._slack_quietly("archive", lambda s: s.conversations_archive(channel=made))
+        now = self.clock.now()
         with self.sessions() as db_session:
+            incident = incidents.get_or_raise(db_session, incident_id=incident_id)
+            if posted is not None and posted[1] is not None:
+                kept = db_session.scalar(
+                    select(SlackMessage.ts).where(SlackMessage.key == incident.channel_key)
+                )
+                if kept is not None and kept != posted[1]:
+                    channel, ts = posted[0], posted[1]
+                    self._slack_quietly(
+                        "delete a second summary", lambda s: s.chat_delete(channel=channel, ts=ts)
+                    )
+            done = "set the channel up" if incident.has_channel else "sets the channel up"
             text = (
                 f"Starting the channel of incident #{incident_id} took so long that another "
-                "start took over; that one sets the channel up."
+                f"start took it over and {done}."
             )
-            respond(db_session, requester=requester, text=text, now=self.clock.now())
+            audit.record(
+                db_session,
+                at=now,
+                actor=requester.audit_actor,
+                action=f"incident.{START}",
+                target=incident.target,
+                outcome="cancelled",
+                detail={"via": requester.via, "reason": "another start took over"},
+            )
+            respond(db_session, requester=requester, text=text, now=now)
             db_session.commit()
+
+    def _slack_quietly(self, doing: str, call: Callable[[WebClient], object]) -> None:
+        """A courtesy call to Slack: its failure is logged, never raised."""
+        if self.slack is None:
+            return
+        try:
+            call(self.slack)
+        except (SlackApiError, SlackClientError, OSError) as exc:
+            log.warning("channel start: cannot %s (%s)", doing, type(exc).__name__)
 
     def _people(self, incident: Incident, requester: Requester) -> list[str]:
         """Who is invited: the requester, everyone who acted on the incident, and on-call."""

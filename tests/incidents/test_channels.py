@@ -474,14 +474,14 @@ def test_a_start_that_outlives_its_claim_stops_where_another_took_over(
     made = wait_for(lambda: channel_of(service, incident_id))
     answers = wait_for(
         lambda: (said(slack, first) and said(slack, second)) and sorted(
-            [said(slack, first), said(slack, second)], key=lambda text: "took over" in text
+            [said(slack, first), said(slack, second)], key=lambda text: "took it over" in text
         ),
         timeout_s=30,
     )  # fmt: skip
     wait_for(lambda: outbox_idle(service))
 
     assert answers[0].startswith(f":hash: Started <#{made}>")
-    assert "another start took over" in answers[1]
+    assert "another start took it over and set" in answers[1]
     summaries = [
         m
         for m in slack.channel_messages(made)
@@ -494,4 +494,70 @@ def test_a_start_that_outlives_its_claim_stops_where_another_took_over(
     for other in set(others) - {made}:  # made in vain by the start that was taken over
         assert slack.channels[other].get("is_archived") is True
     starts = [r.outcome for r in audit_of(service, incident_id) if "start" in r.action]
-    assert starts == ["ok"]
+    assert sorted(starts) == ["cancelled", "ok"]
+
+
+def test_a_slow_start_takes_its_claim_back_when_the_start_that_took_it_over_failed(
+    start: Callable[[Config], LiveService],
+    clock: ManualClock,
+    sns_signer: SnsSigner,
+    slack: SlackEmulator,
+    pagerduty: PagerDutyEmulator,
+) -> None:
+    data: dict[str, Any] = copy.deepcopy(TEST_CONFIG)
+    data["delivery"] = {**data["delivery"], "request_timeout_s": 15.0, "lease_s": 30.0}
+    service = start(parse_config(data))
+    incident_id, _message = page(service, sns_signer, slack, pagerduty)
+    slack.faults.hang_next(1, seconds=8, calls=("conversations.create",))
+    first = slack.response_url()
+    click(service, render.START_CHANNEL, str(incident_id), user_id="U0BOB", response_url=first)
+    wait_for(lambda: incident_row(service, incident_id).channel_requested_at)
+    clock.advance(seconds=CLAIM_S + 1)
+    # The start that takes over fails (Slack refuses it), dropping the claim.
+    slack.revoke_scope("channels:manage")
+    second = slack.response_url()
+    click(service, render.START_CHANNEL, str(incident_id), user_id="U0ALICE", response_url=second)
+    wait_for(lambda: "lacks the `channels:manage` permission" in said(slack, second))
+    slack.revoked_scopes.clear()
+
+    made = wait_for(lambda: channel_of(service, incident_id), timeout_s=30)
+    wait_for(lambda: f"Started <#{made}>" in said(slack, first))
+    assert slack.channels[made].get("is_archived") is False
+    outcomes = [(r.actor, r.outcome) for r in audit_of(service, incident_id) if "start" in r.action]
+    assert sorted(outcomes) == [("U0ALICE", "failed"), ("U0BOB", "ok")]
+
+
+def test_a_summary_posted_by_a_start_taken_over_is_deleted(
+    start: Callable[[Config], LiveService],
+    clock: ManualClock,
+    sns_signer: SnsSigner,
+    slack: SlackEmulator,
+    pagerduty: PagerDutyEmulator,
+) -> None:
+    data: dict[str, Any] = copy.deepcopy(TEST_CONFIG)
+    data["delivery"] = {**data["delivery"], "request_timeout_s": 15.0, "lease_s": 30.0}
+    service = start(parse_config(data))
+    incident_id, _message = page(service, sns_signer, slack, pagerduty)
+    wait_for(lambda: outbox_idle(service))
+    # Bob's start posts its summary past its claim: Alice's start took over meanwhile,
+    # found no summary yet, and posted its own.
+    slack.faults.hang_next(1, seconds=6, calls=("chat.postMessage",))
+    first = slack.response_url()
+    click(service, render.START_CHANNEL, str(incident_id), user_id="U0BOB", response_url=first)
+    wait_for(lambda: slack.calls_to("conversations.setTopic"))
+    clock.advance(seconds=CLAIM_S + 1)
+    second = slack.response_url()
+    click(service, render.START_CHANNEL, str(incident_id), user_id="U0ALICE", response_url=second)
+    wait_for(lambda: said(slack, first) and said(slack, second), timeout_s=30)
+    wait_for(lambda: outbox_idle(service))
+
+    made = incident_row(service, incident_id).slack_channel_id
+    assert made is not None
+    summaries = [
+        m.ts
+        for m in slack.channel_messages(made)
+        if (m.metadata or {}).get("event_type") == SUMMARY_EVENT
+    ]
+    assert len(summaries) == 1 and slack.pins(made) == summaries
+    outcomes = sorted(r.outcome for r in audit_of(service, incident_id) if "start" in r.action)
+    assert outcomes == ["cancelled", "ok"]
