@@ -17,6 +17,10 @@ storm the intake does the two apart, `record_for_later` now and
 - While a maintenance window covers an alarm (bot/maintenance), it is posted,
   recorded and threaded as usual but not paged; the window's end pages it if
   it still fires.
+- An ALARM on an open incident whose last page was resolved (a hold ended while
+  the alarm was out of ALARM) is paged again, or its pending resolve withdrawn, as
+  the hold's end would have done; a maintenance window running then keeps it for
+  the window's end.
 - A transition older than the one already applied (SNS does not guarantee
   order) is kept in the timeline but changes nothing, however long ago the
   alarm's last incident resolved. An OK that finds no open incident is
@@ -618,11 +622,35 @@ def _apply_paging(
         return ", paged again"
     if silenced:
         return ", silenced: not paged"
-    if not incident.paged and flows.page_trigger(
-        db_session, incident=incident, now=now, new=created
-    ):
+    if incident.paged:
+        return _page_again_if_off(db_session, incident=incident, now=now)
+    if flows.page_trigger(db_session, incident=incident, now=now, new=created):
         return ", paged"
     return ""
+
+
+def _page_again_if_off(db_session: Session, *, incident: Incident, now: datetime) -> str:
+    """An ALARM on an open incident marked paged, whose page may be off: its last
+    PagerDuty event a resolve, pending or sent.
+
+    A silence keeps an alarm's OK and what follows it in one incident, and a hold (a
+    silence, a maintenance window) that ends while the alarm is out of ALARM resumes
+    nothing. With no hold running, this ALARM does what that end would have done
+    (`resume_held_page`); a window running now keeps the page as it is, for its own
+    end to resume.
+    """
+    last = outbox.last_pagerduty_event(db_session, dedup_key=incident.dedup_key)
+    if last is None or last.payload.get("action") != "resolve":
+        return ""  # its page is on
+    held = maintenance.hold_owed_page(db_session, incident=incident, now=now)
+    if held is not None:
+        # As for an ALARM a window holds: the thread says why nobody is paged.
+        flows.thread_text(
+            db_session, incident=incident, text=f":construction: Not paged: {held}.", now=now
+        )
+        return f", {held}"
+    resumed = flows.resume_held_page(db_session, incident=incident, now=now, other_holds=False)
+    return f", {resumed.said}" if resumed is not None else ""
 
 
 def _resolve(db_session: Session, *, incident: Incident, config: Config, now: datetime) -> None:
