@@ -9,6 +9,13 @@ worker sends it. Should the process die in between, the lease runs out and any
 instance's worker sends it then, as it would any claimed delivery (PagerDuty's
 dedup key keeps a second trigger from opening a second incident).
 
+The lease holds one of the worker's senders from the claim until its
+transaction ends, so transactions running side by side claim no more than the
+free senders: a claim that waited behind others for a sender would spend its
+lease, and another instance could take it meanwhile. What a SAVEPOINT claimed
+goes with it when it is rolled back, and waits for the enclosing transaction's
+commit when it is released; the rest of the transaction's claims stand.
+
 It saves each of them the worker's wake-up, its query for due work and its
 claim: for the first page of a storm, time spent next to the following alarms'
 transactions; under a flood of clicks, two transactions per answer.
@@ -19,41 +26,141 @@ message still on its way is folded too).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from bot.outbox.results import Job
 
-CLAIMANT = "outbox_claimant"  # Session.info: who may claim in the transaction that adds
-CLAIMED = "outbox_claimed"  # Session.info: what it claimed, to send after the commit
+CLAIMANT = "outbox_claimant"  # Session.info: the worker transactions claim for
+CLAIMED = "outbox_claimed"  # Session.info: what they claimed, to send after the commit
+HELD = "outbox_held"  # Session.info: the order keys whose leases hold a sender
+
+# What a claim or a held sender was taken in: the innermost SAVEPOINT then, or
+# None for the transaction itself.
+Savepoint = SessionTransaction | None
 
 
 class Claimant(Protocol):
+    """Whom a transaction claims deliveries for."""
+
     instance_id: str
 
     def lease_until(self, *, target: str, order_key: str, now: datetime) -> datetime | None:
         """The end of a lease on a delivery not yet written, or None: it waits its turn."""
 
+
+class Worker(Claimant, Protocol):
+    def lease_until(self, *, target: str, order_key: str, now: datetime) -> datetime | None:
+        """The end of a lease on a delivery not yet written, holding one of the senders for
+        it until `send_claimed` or `release`; or None: it waits its turn."""
+
     def send_claimed(self, jobs: list[tuple[Job, str]]) -> None:
         """Send (job, order_key) pairs claimed for this instance by a committed transaction."""
 
+    def release(self, order_keys: Collection[str]) -> None:
+        """Give back the senders held under `order_keys`: nothing claimed under them is sent."""
 
-def send_at_once(sessions: sessionmaker[Session], claimant: Claimant) -> None:
-    """Let transactions of sessions from `sessions` claim for `claimant`."""
-    sessions.configure(info={CLAIMANT: claimant})
+
+class _InTransaction:
+    """The worker as one session's transaction claims for: each sender a lease holds is
+    noted in the session, to be given back when what it was taken in ends."""
+
+    def __init__(self, worker: Worker, db_session: Session) -> None:
+        self.instance_id = worker.instance_id
+        self._worker = worker
+        self._db_session = db_session
+
+    def lease_until(self, *, target: str, order_key: str, now: datetime) -> datetime | None:
+        until = self._worker.lease_until(target=target, order_key=order_key, now=now)
+        if until is not None:
+            held = self._db_session.info.setdefault(HELD, [])
+            held.append((self._db_session.get_nested_transaction(), order_key))
+        return until
+
+
+def send_at_once(sessions: sessionmaker[Session], worker: Worker) -> None:
+    """Let transactions of sessions from `sessions` claim for `worker`."""
+    sessions.configure(info={CLAIMANT: worker})
 
 
 def claimant_of(db_session: Session) -> Claimant | None:
-    claimant: Claimant | None = db_session.info.get(CLAIMANT)
-    return claimant
+    worker: Worker | None = db_session.info.get(CLAIMANT)
+    return None if worker is None else _InTransaction(worker, db_session)
 
 
 def note_claimed(db_session: Session, job: Job, order_key: str) -> None:
-    db_session.info.setdefault(CLAIMED, []).append((job, order_key))
+    claimed = db_session.info.setdefault(CLAIMED, [])
+    claimed.append((db_session.get_nested_transaction(), job, order_key))
 
 
-def take_claimed(db_session: Session) -> list[tuple[Job, str]]:
-    claimed: list[tuple[Job, str]] = db_session.info.pop(CLAIMED, [])
-    return claimed
+def committed(db_session: Session) -> None:
+    """The session's transaction committed: what it claimed goes to the worker to send,
+    and the senders held for leases it did not use are given back."""
+    claimed: list[tuple[Savepoint, Job, str]] = db_session.info.pop(CLAIMED, [])
+    held: list[tuple[Savepoint, str]] = db_session.info.pop(HELD, [])
+    worker: Worker | None = db_session.info.get(CLAIMANT)
+    if worker is None:
+        return
+    jobs = [(job, order_key) for _, job, order_key in claimed]
+    if jobs:
+        worker.send_claimed(jobs)
+    sent = {order_key for _, order_key in jobs}
+    unused = [order_key for _, order_key in held if order_key not in sent]
+    if unused:
+        worker.release(unused)
+
+
+def rolled_back(db_session: Session, transaction: SessionTransaction) -> None:
+    """A rollback of `transaction`: when that undid a SAVEPOINT, what was claimed in it (its
+    rows are gone) is forgotten and its senders given back; what the transaction claimed
+    around it stands. A rollback of the transaction itself is left to `ended`."""
+    savepoint = _undone(transaction)
+    if savepoint is None:
+        return
+    claimed: list[tuple[Savepoint, Job, str]] = db_session.info.pop(CLAIMED, [])
+    held: list[tuple[Savepoint, str]] = db_session.info.pop(HELD, [])
+    kept = [c for c in claimed if not _within(c[0], savepoint)]
+    if kept:
+        db_session.info[CLAIMED] = kept
+    still_held = [h for h in held if not _within(h[0], savepoint)]
+    if still_held:
+        db_session.info[HELD] = still_held
+    given_back = [order_key for taken_in, order_key in held if _within(taken_in, savepoint)]
+    worker: Worker | None = db_session.info.get(CLAIMANT)
+    if given_back and worker is not None:
+        worker.release(given_back)
+
+
+def ended(db_session: Session) -> None:
+    """The session's transaction ended: unless its commit sent them, what it claimed is not
+    sent by this process and every sender it held is given back."""
+    db_session.info.pop(CLAIMED, None)
+    held: list[tuple[Savepoint, str]] = db_session.info.pop(HELD, [])
+    worker: Worker | None = db_session.info.get(CLAIMANT)
+    if held and worker is not None:
+        worker.release([order_key for _, order_key in held])
+
+
+def _undone(transaction: SessionTransaction) -> SessionTransaction | None:
+    """The SAVEPOINT a rollback of `transaction` undid, or None: the whole transaction.
+
+    A flush's failure rolls back an inner marker of SQLAlchemy's own, and with it
+    the database's work up to the nearest SAVEPOINT or the transaction itself.
+    """
+    undone: SessionTransaction | None = transaction
+    while undone is not None and not undone.nested:
+        undone = undone.parent
+    return undone
+
+
+def _within(taken_in: Savepoint, savepoint: SessionTransaction) -> bool:
+    """Whether what was taken in `taken_in` was taken in `savepoint` or in one inside it."""
+    transaction = taken_in
+    while transaction is not None:
+        if transaction is savepoint:
+            return True
+        transaction = transaction.parent
+    return False

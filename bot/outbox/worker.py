@@ -8,6 +8,13 @@ when its lease runs out. A claim bumps `attempts` before anything goes on the
 wire, which is how the Slack sender knows to look for an earlier post before
 posting again.
 
+No more is claimed than there are free senders, counting those held for claims
+made at once in transactions not yet committed (bot/outbox/express.py), so a
+claim does not wait in the pool while its lease runs. A lease that has run half
+its length is renewed in the database, while its send is on the wire and,
+should it have waited for a sender after all, before it goes: a send whose
+lease ended is not made (another instance may have taken the delivery).
+
 What is due is claimed lowest `priority` first (a person's click before bulk
 work), then oldest, and only from lanes the pacer lets through now. A lane is
 the rate limit a send counts against: a channel's posts, the workspace's
@@ -23,6 +30,7 @@ import time
 import uuid
 from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -79,6 +87,26 @@ PASS_SPACING_S = 0.05
 # this has the statistics taken again, at most once per ANALYZE_EVERY_S.
 SLOW_DUE_S = 0.25
 ANALYZE_EVERY_S = 60.0
+
+
+@dataclass
+class _Lease:
+    """This instance's claim on a delivery whose send is queued or on the wire."""
+
+    delivery: int
+    attempts: int  # the claim's own: each claim of a delivery counts one more
+    until: datetime
+    lost: bool = False  # found taken or ended when it was to be renewed
+
+
+@dataclass(frozen=True)
+class _Hold:
+    """A sender held for a claim whose transaction has not ended."""
+
+    until: datetime  # the end of the claim's lease
+    # time.monotonic() past which the hold is let go even if its transaction was never
+    # seen to end: the lease it was for has ended by then.
+    expires_at: float
 
 
 class DeliveryMetrics(Protocol):
@@ -182,7 +210,10 @@ class OutboxWorker:
         self.instance_id = instance_id or f"outbox-{uuid.uuid4().hex[:12]}"
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._in_flight: set[str] = set()  # order keys on the wire from this instance
+        # By order key: this instance's sends, queued or on the wire.
+        self._in_flight: dict[str, _Lease] = {}
+        # By order key: senders held for claims whose transaction has not ended.
+        self._held: dict[str, _Hold] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
@@ -216,6 +247,10 @@ class OutboxWorker:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            try:
+                self._renew_in_flight()
+            except Exception:
+                log.exception("outbox: renewing the leases of sends in flight failed")
             try:
                 delay = self.dispatch_due()
             except Exception:
@@ -302,12 +337,13 @@ class OutboxWorker:
         """
         now = self.clock.now()
         with self._lock:
-            free = self.settings.workers - len(self._in_flight)
+            free = self._free()
         if free <= 0:
             return self.settings.poll_interval_s  # a send that ends wakes the loop
         waiting = self.pacer.waiting()
         delay = min([self.settings.poll_interval_s, *waiting.values()])
         delay = max(delay, 0.01)
+        hold = self._hold(now)
         with self.sessions() as db_session:
             started = time.monotonic()
             candidates = self._due(db_session, now, waiting=waiting, limit=min(BATCH, 2 * free))
@@ -315,29 +351,56 @@ class OutboxWorker:
             if not candidates:
                 return min(delay, self._next_due_s(db_session, now, waiting))
             chosen: list[tuple[Delivery, str]] = []
-            keys: set[str] = set()  # one at a time under an order key
-            for row, lane in candidates:
-                if len(chosen) >= free:
-                    # No more than the free senders start now: a claimed row waiting
-                    # in the pool would spend its lease, and another instance send it too.
-                    break
-                with self._lock:
-                    if row.order_key in self._in_flight:
+            handed_over: set[str] = set()
+            try:
+                for row, lane in candidates:
+                    with self._lock:
+                        if self._free() <= 0:
+                            # No more than the free senders start now: a claimed row waiting
+                            # in the pool would spend its lease. Each is held from here, so
+                            # a transaction claiming at once meanwhile does not count it free.
+                            break
+                        if self._busy_with(row.order_key):  # one at a time under an order key
+                            continue
+                        self._held[row.order_key] = hold
+                    wait = self.pacer.wait_s(lane)
+                    if wait > 0 or not self.pacer.take(lane):
+                        self._give_back([row.order_key])
+                        delay = min(delay, max(wait, 0.01))
                         continue
-                if row.order_key in keys:
-                    continue
-                wait = self.pacer.wait_s(lane)
-                if wait > 0 or not self.pacer.take(lane):
-                    delay = min(delay, max(wait, 0.01))
-                    continue
-                chosen.append((row, lane))
-                keys.add(row.order_key)
-            for job, order_key in self._claim(db_session, chosen, now):
-                with self._lock:
-                    self._in_flight.add(order_key)
-                assert self._pool is not None
-                self._pool.submit(self._send, job, order_key)
+                    chosen.append((row, lane))
+                claimed = self._claim(db_session, chosen, now)
+                handed_over = {order_key for _, order_key in claimed}
+                self.send_claimed(claimed)
+            finally:
+                # What the claim did not get (changed since it was read) frees its sender.
+                chosen_keys = [row.order_key for row, _ in chosen]
+                self._give_back([key for key in chosen_keys if key not in handed_over])
         return delay
+
+    def _hold(self, now: datetime) -> _Hold:
+        lease_s = self.settings.lease_s
+        return _Hold(now + timedelta(seconds=lease_s), time.monotonic() + lease_s)
+
+    def _free(self) -> int:
+        """Senders neither sending nor held for a claim; call it holding `_lock`."""
+        moment = time.monotonic()
+        for order_key, hold in list(self._held.items()):
+            if hold.expires_at < moment:
+                # A transaction that outlived its lease, or one that ended unseen: what it
+                # claimed, if anything, is any instance's to send now.
+                del self._held[order_key]
+                log.warning(
+                    "outbox: the sender held for a claim under %s is free again: the "
+                    "claim's transaction outlived its lease",
+                    order_key,
+                    extra={"order_key": order_key},
+                )
+        return self.settings.workers - len(self._in_flight) - len(self._held)
+
+    def _busy_with(self, order_key: str) -> bool:
+        """Whether this instance sends or holds a sender under `order_key`; under `_lock`."""
+        return order_key in self._in_flight or order_key in self._held
 
     def _after_due(self, db_session: Session, *, took_s: float) -> None:
         """A slow query for due work on PostgreSQL: take the table's statistics again."""
@@ -450,35 +513,160 @@ class OutboxWorker:
     def lease_until(self, *, target: str, order_key: str, now: datetime) -> datetime | None:
         if self._pool is None or self._stop.is_set():
             return None
+        hold = self._hold(now)
         with self._lock:
-            behind = order_key in self._in_flight
+            behind = self._busy_with(order_key)
             # Only when a sender is free: a delivery claimed now but sent after
             # others queued before it would spend its share of the pace early,
-            # and calls bunched up that way draw 429s.
-            busy = len(self._in_flight) >= self.settings.workers
+            # and calls bunched up that way draw 429s. The sender is held until
+            # the claim's transaction ends, or transactions side by side would
+            # all count it free.
+            busy = not behind and self._free() <= 0
+            if not (behind or busy):
+                self._held[order_key] = hold
         outcome = "behind" if behind else "busy" if busy else None
         if outcome is None and not self.pacer.take(target):
+            self._give_back([order_key])
             outcome = "paced"
         self.metrics.at_once(outcome or "leased")
-        return None if outcome else now + timedelta(seconds=self.settings.lease_s)
+        return None if outcome else hold.until
 
     def send_claimed(self, jobs: list[tuple[Job, str]]) -> None:
         pool = self._pool
         for job, order_key in jobs:
             with self._lock:
-                self._in_flight.add(order_key)
+                # The sender held for the claim sends it. A lease not known here (held
+                # no more) is renewed in the database before the send, if it still can be.
+                hold = self._held.pop(order_key, None)
+                until = self.clock.now() if hold is None else hold.until
+                self._in_flight[order_key] = _Lease(job.id, job.attempts, until)
             try:
                 if pool is None:
                     raise RuntimeError("the outbox worker is not running")
                 pool.submit(self._send, job, order_key)
             except RuntimeError:  # stopped since the claim
                 with self._lock:
-                    self._in_flight.discard(order_key)
+                    self._in_flight.pop(order_key, None)
                 log.warning("delivery %s goes out when its lease ends, not now", job.id)
+
+    def release(self, order_keys: Collection[str]) -> None:
+        """Give back the senders held under `order_keys`: their transaction claimed nothing
+        under them, or did not commit."""
+        with self._lock:
+            was_full = self._free() <= 0
+        if self._give_back(order_keys) and was_full:
+            self._wake.set()  # the loop may have let due work wait for a sender
+
+    def _give_back(self, order_keys: Collection[str]) -> bool:
+        with self._lock:
+            return bool([key for key in order_keys if self._held.pop(key, None) is not None])
+
+    # -- leases of sends in flight ------------------------------------------------
+
+    def _renew_in_flight(self) -> None:
+        """Renew the leases of sends that have run half their length, so that a send
+        slower than a lease (a Slack post tried three times) is not taken over meanwhile."""
+        now = self.clock.now()
+        half = timedelta(seconds=self.settings.lease_s / 2)
+        with self._lock:
+            due = [lease for lease in self._in_flight.values() if self._renew_by(lease, now, half)]
+        if not due:
+            return
+        renewed = self._renew(due, now)
+        for lease in due:
+            if lease.delivery not in renewed:
+                # Recorded meanwhile, or taken over: the record, if any, tells which.
+                log.info(
+                    "delivery %s: its lease could not be renewed during its send",
+                    lease.delivery,
+                    extra={"delivery": lease.delivery, "attempts": lease.attempts},
+                )
+
+    @staticmethod
+    def _renew_by(lease: _Lease, now: datetime, half: timedelta) -> bool:
+        return not lease.lost and lease.until - now <= half
+
+    def _renew(self, leases: list[_Lease], now: datetime) -> set[int]:
+        """Extend the leases still as claimed (this instance's, from the same claim, not
+        ended) in one statement; the deliveries whose lease was extended.
+
+        A new version makes a claim by another instance that read the row before
+        this fail, as a claim of its own would.
+        """
+        until = now + timedelta(seconds=self.settings.lease_s)
+        with self.sessions() as db_session:
+            renewed = set(
+                db_session.scalars(
+                    update(Delivery)
+                    .where(
+                        tuple_(Delivery.id, Delivery.attempts).in_(
+                            [(lease.delivery, lease.attempts) for lease in leases]
+                        ),
+                        Delivery.claimed_by == self.instance_id,
+                        Delivery.claimed_until > now,
+                        Delivery.status == PENDING,
+                    )
+                    .values(claimed_until=until, version=Delivery.version + 1)
+                    .returning(Delivery.id)
+                    .execution_options(synchronize_session=False)
+                )
+            )
+            db_session.commit()
+        with self._lock:
+            for lease in leases:
+                if lease.delivery in renewed:
+                    lease.until = until
+                else:
+                    lease.lost = True
+        return renewed
+
+    def _still_held(self, job: Job, order_key: str) -> bool:
+        """Whether this instance may send `job` now: its lease has more than half its
+        length to run, as a send started moments after its claim has, or it is renewed
+        in the database, which only a lease still this instance's and not ended can be.
+
+        The one extra statement is paid only by a send that waited (a stalled process,
+        a pool slower than its count), not by every click's.
+        """
+        now = self.clock.now()
+        half = timedelta(seconds=self.settings.lease_s / 2)
+        with self._lock:
+            lease = self._in_flight.get(order_key)
+        if lease is not None and not self._renew_by(lease, now, half) and not lease.lost:
+            return True
+        lease = lease or _Lease(job.id, job.attempts, now)
+        try:
+            if self._renew([lease], now):
+                return True
+        except Exception:
+            log.exception(
+                "delivery %s: its lease could not be renewed before sending; not sent now",
+                job.id,
+                extra={"delivery": job.id, "kind": job.kind, "attempts": job.attempts},
+            )
+            return False
+        log.warning(
+            "delivery %s (%s to %s) not sent: its lease ended before a sender took it up; "
+            "whoever holds the delivery now sends it",
+            job.id,
+            job.kind,
+            job.target,
+            extra={"delivery": job.id, "kind": job.kind, "attempts": job.attempts},
+        )
+        return False
 
     # -- sending and recording ------------------------------------------------
 
     def _send(self, job: Job, order_key: str) -> None:
+        try:
+            if self._still_held(job, order_key):
+                self._send_and_record(job)
+        finally:
+            with self._lock:
+                self._in_flight.pop(order_key, None)
+            self._wake.set()
+
+    def _send_and_record(self, job: Job) -> None:
         try:
             try:
                 result = self.senders[job.kind](job)
@@ -490,10 +678,6 @@ class OutboxWorker:
             log.exception(
                 "delivery %s: could not record the outcome; the lease will expire", job.id
             )
-        finally:
-            with self._lock:
-                self._in_flight.discard(order_key)
-            self._wake.set()
 
     def _backoff_s(self, attempts: int) -> float:
         base = min(self.settings.max_backoff_s, 2.0 ** max(0, attempts - 1))
