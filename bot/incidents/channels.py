@@ -371,16 +371,15 @@ class IncidentChannels:
                 f"Starting the channel of incident #{incident_id} took so long that another "
                 f"start took it over and {done}."
             )
-            audit.record(
+            _audit_and_tell(
                 db_session,
-                at=now,
-                actor=requester.audit_actor,
-                action=f"incident.{START}",
-                target=incident.target,
+                incident,
+                requester,
                 outcome="cancelled",
-                detail={"via": requester.via, "reason": "another start took over"},
+                why="another start took over",
+                text=text,
+                now=now,
             )
-            respond(db_session, requester=requester, text=text, now=now)
             db_session.commit()
 
     def _slack_quietly(self, doing: str, call: Callable[[WebClient], object]) -> None:
@@ -594,20 +593,13 @@ class IncidentChannels:
             if incident.channel_requested_at == claim:
                 incident.channel_requested_at = None
                 incident.channel_requested_by = None
-            audit.record(
-                db_session,
-                at=now,
-                actor=requester.audit_actor,
-                action=f"incident.{START}",
-                target=incident.target,
-                outcome="failed",
-                detail={"via": requester.via, "reason": why},
-            )
             text = (
                 f"{why} Incident #{incident.id} goes on in its thread in "
                 f"{render.channel_ref(incident.channel)}."
             )
-            respond(db_session, requester=requester, text=text, now=now)
+            _audit_and_tell(
+                db_session, incident, requester, outcome="failed", why=why, text=text, now=now
+            )
             db_session.commit()
         log.warning(
             "incident %s: channel not started (%s)",
@@ -615,3 +607,26 @@ class IncidentChannels:
             why,
             extra={"incident": incident_id, "slack_user": requester.slack_user_id},
         )
+
+
+def _audit_and_tell(
+    db_session: Session,
+    incident: Incident,
+    requester: Requester,
+    *,
+    outcome: str,
+    why: str,
+    text: str,
+    now: datetime,
+) -> None:
+    """A start that did not set the channel up: its audit line and its answer, in one go."""
+    audit.record(
+        db_session,
+        at=now,
+        actor=requester.audit_actor,
+        action=f"incident.{START}",
+        target=incident.target,
+        outcome=outcome,
+        detail={"via": requester.via, "reason": why},
+    )
+    respond(db_session, requester=requester, text=text, now=now)

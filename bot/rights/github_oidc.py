@@ -74,12 +74,11 @@ class GithubJob:
         """The keys of `mapped` with this job's account id under another login."""
         if self.actor_id is None:
             return []
+        keys = {key: _login_and_id(key) for key in mapped if key.startswith("github:")}
         return sorted(
             key
-            for key in mapped
-            if key.startswith("github:")
-            and _login_and_id(key)[1] == self.actor_id
-            and _login_and_id(key)[0].casefold() != self.actor.casefold()
+            for key, (login, account_id) in keys.items()
+            if account_id == self.actor_id and login.casefold() != self.actor.casefold()
         )
 
 
