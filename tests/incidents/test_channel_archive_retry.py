@@ -53,6 +53,8 @@ def resolved_with_a_channel(
     wait_for(lambda: pagerduty.incidents_for(incident_row(service, 1).dedup_key))
     command(service, "/incident", "resolve 1 rolled back", response_url=slack.response_url())
     wait_for(lambda: incident_row(service, 1).channel_archive_at is not None)
+    # The archive job is stored after the resolve's commit: wait for it, not the column.
+    wait_for(lambda: JOB in dict(service.runtime.scheduler.pending()))
     return service, channel
 
 
