@@ -6,21 +6,38 @@ import ssl
 import threading
 from collections.abc import Callable
 
+import httpx2
 import pagerduty
 from pydantic import SecretStr
 
-# The client's own retries sleep inside the sending thread; the outbox retries
-# instead, so the Events client tries once more on a 429 after a short pause and
-# then hands the answer back (the REST client, at once: see `rest_client`).
-RETRY_429_ONCE = {429: 1}
+# The client's own retries sleep inside the sending thread, and its last 429 is
+# logged as an ERROR; the outbox retries instead, pausing the routing key's or the
+# token's lane for as long as PagerDuty asked. So a 429 goes back to the caller as
+# it arrives (`postprocess`, the client's hook after every answer), never resent.
 SHORT_PAUSE_S = 0.1
+
+
+def _hand_back_429(response: httpx2.Response) -> None:
+    if response.status_code == 429:
+        raise pagerduty.HttpError("PagerDuty answered 429 (rate limit)", response)
+
+
+class _EventsClient(pagerduty.EventsApiV2Client):
+    def postprocess(self, response: httpx2.Response) -> None:
+        super().postprocess(response)
+        _hand_back_429(response)
+
+
+class _RestClient(pagerduty.RestApiV2Client):
+    def postprocess(self, response: httpx2.Response, suffix: str | None = None) -> None:
+        super().postprocess(response, suffix)
+        _hand_back_429(response)
 
 
 def events_client(
     routing_key: str, *, base_url: str, tls: ssl.SSLContext, timeout_s: float
 ) -> pagerduty.EventsApiV2Client:
-    client = pagerduty.EventsApiV2Client(routing_key, base_url=base_url, verify=tls)
-    client.retry = dict(RETRY_429_ONCE)
+    client = _EventsClient(routing_key, base_url=base_url, verify=tls)
     client.max_network_attempts = 0
     client.sleep_timer = SHORT_PAUSE_S
     client.timeout = timeout_s  # type: ignore[assignment]  # httpx2 takes float seconds
@@ -63,15 +80,7 @@ def rest_client(
     default_from: str | None,
     network_retries: int = 1,
 ) -> pagerduty.RestApiV2Client:
-    client = pagerduty.RestApiV2Client(
-        token, default_from=default_from, base_url=base_url, verify=tls
-    )
-    # A 429 goes back at once: the outbox holds the token's lane for as long as
-    # PagerDuty asked, where a resend 0.1 s later only spends more of its limit. The
-    # client retries a 429 without end unless `retry` names it, and then until over
-    # `max_http_attempts` retries in all, which at -1 the first 429 already is.
-    client.retry = {429: 1}
-    client.max_http_attempts = -1
+    client = _RestClient(token, default_from=default_from, base_url=base_url, verify=tls)
     client.max_network_attempts = network_retries
     client.sleep_timer = SHORT_PAUSE_S
     client.timeout = timeout_s  # type: ignore[assignment]  # httpx2 takes float seconds

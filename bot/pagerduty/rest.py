@@ -1,8 +1,8 @@
 """Typed calls over the `pagerduty` package's REST API v2 client.
 
 Every call either returns what PagerDuty said or raises PagerDutyRefused (it
-said no) or PagerDutyUnavailable (no usable answer); the client's own 429
-retries are capped by the adapter that built it.
+said no) or PagerDutyUnavailable (no usable answer); the client the adapter
+builds hands a 429 back as it comes, never resent.
 """
 
 from __future__ import annotations
