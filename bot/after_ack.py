@@ -146,8 +146,8 @@ class _Pool:
             if self._closed:
                 raise RuntimeError("the pool behind acknowledgements is stopped")
             self._queue.append(piece)
-            if not self._watcher.is_alive():
-                self._watcher.start()
+            if self._watcher.ident is None:
+                self._start_watcher()
             if self._idle:
                 self._cond.notify()
             elif len(self._threads) < self.base:
@@ -167,11 +167,35 @@ class _Pool:
         if self._watcher.is_alive():
             self._watcher.join()
 
-    def _spawn(self) -> None:
-        # Called holding the condition's lock.
+    def _start_watcher(self) -> None:
+        try:
+            self._watcher.start()
+        except RuntimeError:
+            # The host refused a thread: the queued work waits for the next submit to
+            # try again, and the pool's own threads still take it.
+            self._watcher = threading.Thread(
+                target=self._watch, name="after-ack-watch", daemon=True
+            )
+            log.warning("work behind acks: the pool's watcher could not start a thread")
+
+    def _spawn(self) -> bool:
+        """Start a thread, counted once it runs; False when the host refuses one (a task's
+        thread or memory limit), which the watcher tries again while work waits."""
+        # Called holding the condition's lock: the thread takes no piece before it is counted.
         thread = threading.Thread(target=self._work, name="after-ack", daemon=True)
+        try:
+            thread.start()
+        except RuntimeError as exc:
+            log.warning(
+                "work behind acks: no thread could be started (%s); %d running, %d queued",
+                exc,
+                len(self._threads),
+                len(self._queue),
+            )
+            self._backlog.set()
+            return False
         self._threads.add(thread)
-        thread.start()
+        return True
 
     def _take(self) -> Callable[[], None] | None:
         """The next piece, or None when this thread is to end (stopped, or idle beyond the base)."""
@@ -226,16 +250,17 @@ class _Pool:
                     share=share,
                     waited_s=now - youngest,
                 )
-                for _ in range(adding):
-                    self._spawn()
+                added = 0
+                while added < adding and self._spawn():
+                    added += 1
                 if not self._queue or len(self._threads) >= self.most:
                     self._backlog.clear()
-            if adding:
+            if added:
                 log.info(
                     "work behind acks: %d threads (%d added: %d queued, the process used "
                     "%.0f%% of a core, the youngest piece running for %.1f s)",
                     len(self._threads),
-                    adding,
+                    added,
                     len(self._queue),
                     share * 100,
                     now - youngest,

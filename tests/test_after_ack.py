@@ -6,9 +6,11 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import types
 
 import pytest
 
+import bot.after_ack as after_ack
 from bot.after_ack import (
     MOST,
     PER_CORE,
@@ -170,3 +172,42 @@ def test_when_threads_are_added(
         )
         == added
     )
+
+
+@pytest.mark.parametrize("refused", [1, 2], ids=["on-submit", "by-the-watcher"])
+def test_a_thread_the_host_refuses_is_not_counted_and_the_pool_goes_on(
+    refused: int, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The host refuses one thread (a task's thread or memory limit), as CPython says it:
+    # the one `submit` starts for the first piece, or the one the watcher adds.
+    starts: list[str] = []
+    refusals = [1]
+
+    class Refused(threading.Thread):
+        def start(self) -> None:
+            if self.name == "after-ack":
+                starts.append(self.name)
+                if len(starts) == refused:
+                    refusals.pop()
+                    raise RuntimeError("can't start new thread")
+            super().start()
+
+    host = types.SimpleNamespace(**vars(threading))
+    host.Thread = Refused
+    monkeypatch.setattr(after_ack, "threading", host)
+    lane = AfterAck(1, most=4, metrics=Metrics(), idle_s=30.0)
+    gate = threading.Event()
+    done: list[str] = []
+
+    lane.run("first", lambda: (gate.wait(EVENTUALLY_S), done.append("first")), response_url=None)
+    lane.run("second", lambda: done.append("second"), response_url=None)
+    wait_for(lambda: not refusals, timeout_s=EVENTUALLY_S)  # the watcher's thread was refused
+    for n in range(3):  # later work is still taken, none raises
+        lane.run(f"later {n}", lambda n=n: done.append(f"later {n}"), response_url=None)
+    wait_for(lambda: len(done) == 4, timeout_s=EVENTUALLY_S)  # a thread started after all
+    gate.set()
+    wait_for(lambda: len(done) == 5, timeout_s=EVENTUALLY_S)
+    lane.stop()
+
+    assert sorted(done) == ["first", "later 0", "later 1", "later 2", "second"]
+    assert "no thread could be started" in caplog.text
