@@ -56,7 +56,13 @@ The result is JSON the bot renders::
                 "member_of": ["rds_iam"]}],
      "schema": {"name": "app", "exists": true, "owner": "migrator"},
      "tables_reachable": true, "tables": {"count": 3, "unreachable": []},
-     "warnings": [...], "errors": [...], "refused": false}
+     "warnings": [...], "errors": [...], "refused": false, "committed": true}
+
+A run that fails says so in its errors; a database error as its class and SQLSTATE only
+(libpq's message names the server: it goes to the function's log). ``committed`` is true
+once manage's transaction is committed: a failure after that (describing the roles, say)
+keeps ``changed``, since those changes stand; one before it rolled everything back and
+reports nothing changed.
 """
 
 from __future__ import annotations
@@ -317,6 +323,9 @@ class Report:
     warnings: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     refused: bool = False
+    # manage's transaction was committed: what `changed` lists is made, even if the run
+    # failed afterwards (before the commit, a failure rolls everything back).
+    committed: bool = False
 
     def refuse(self, refusals: list[Refusal]) -> None:
         """Report a refusal: one error per refused name, nothing changed."""
@@ -334,6 +343,8 @@ class Report:
             return f"manage: {len(self.changed)} change(s) made"
         if self.action == "check" and not self.errors:
             return "check: everything is in order"
+        if self.changed:
+            return f"{self.action}: {len(self.changed)} change(s) made, {len(self.errors)} error(s)"
         return f"{self.action or 'no action'}: {len(self.errors)} error(s)"
 
     def as_dict(self) -> dict[str, Any]:
@@ -349,6 +360,7 @@ class Report:
             "warnings": self.warnings,
             "errors": self.errors,
             "refused": self.refused,
+            "committed": self.committed,
         }
 
 
@@ -1012,9 +1024,17 @@ def connect_master(config: Config, secret: Mapping[str, Any]) -> psycopg.Connect
     )
 
 
-def run(action: str, config: Config) -> Report:
-    """Do `action` against the configured database and describe the result."""
-    report = Report(action=action)
+# Opens the master user's session: connect_master, or in tests one that fails on cue.
+Connect = Callable[[Config, Mapping[str, Any]], psycopg.Connection[Any]]
+
+
+def run(report: Report, config: Config, connect: Connect = connect_master) -> None:
+    """Do the report's action against the configured database and describe the result.
+
+    The report is filled as the run goes, so a failure after manage's commit still has
+    what was changed.
+    """
+    action = report.action
     passwords: dict[str, str] = {}
     for role in (config.migrator, config.app):
         arn = config.password_secret_of(role)
@@ -1022,7 +1042,7 @@ def run(action: str, config: Config) -> Report:
             passwords[role] = str(read_secret(arn)["password"])
 
     master_secret = read_secret(config.master_secret_arn)
-    with connect_master(config, master_secret) as conn:
+    with connect(config, master_secret) as conn:
         if action == "check":
             conn.read_only = True  # proof that check changes nothing
         # Checked in the transaction that makes the changes, before its first change;
@@ -1041,6 +1061,7 @@ def run(action: str, config: Config) -> Report:
                 else:
                     report.changed.append(step.description)
             conn.commit()
+            report.committed = True
         else:
             report.errors += [f"needs repair: {step.description}" for step in steps]
             conn.rollback()
@@ -1051,7 +1072,6 @@ def run(action: str, config: Config) -> Report:
         report.errors.append(
             f"{config.app} still cannot reach: {', '.join(report.tables.get('unreachable', []))}"
         )
-    return report
 
 
 def no_effect(report: Report, step: Step) -> None:
@@ -1074,8 +1094,59 @@ def refusal_result(action: str, refused: Refused) -> dict[str, Any]:
     return report.as_dict()
 
 
-def handler(event: Mapping[str, Any] | None, context: object = None) -> dict[str, Any]:
-    """Lambda entry point: {"action": "manage" | "check"} -> the JSON report."""
+def database_error(exc: psycopg.Error) -> str:
+    """A database error as a person reads it: its class and SQLSTATE, not its message.
+
+    libpq's messages name the server (``connection to server at "10.0.3.7", port 5432
+    failed``), and the bot shows the error to anyone who runs a check; `failed` logs it.
+    """
+    sqlstate = f", SQLSTATE {exc.sqlstate}" if exc.sqlstate else ""
+    return f"database error ({type(exc).__name__}{sqlstate}): its message is in the function's log"
+
+
+def failed(report: Report, config: Config, exc: Exception, error: str) -> Report:
+    """The report of a run that raised `exc` (said as `error`), logged with the whole exception.
+
+    Before manage's commit the transaction rolled back: nothing was changed, and what the
+    run found goes with it. After the commit the changes stand: the report keeps them,
+    its errors and warnings, and drops the roles' description, which the failure may have
+    cut short.
+    """
+    fields = {
+        "event": "role_manager.failed",
+        "action": report.action,
+        "database": config.dbname,
+        "committed": report.committed,
+        "changed": len(report.changed),
+        "error_type": type(exc).__name__,
+        "sqlstate": getattr(exc, "sqlstate", None),
+    }
+    log.error("role manager failed: %s", json.dumps(fields), extra=fields, exc_info=exc)
+    if not report.committed:
+        result = Report(action=report.action)
+        result.errors.append(error)
+        return result
+    result = Report(
+        action=report.action,
+        changed=report.changed,
+        warnings=report.warnings,
+        errors=report.errors,
+        committed=True,
+    )
+    result.errors.append(
+        "failed after the commit, so what was changed stands, but the roles could not be"
+        f" described (run check to see them): {error}"
+    )
+    return result
+
+
+def handler(
+    event: Mapping[str, Any] | None, context: object = None, *, connect: Connect = connect_master
+) -> dict[str, Any]:
+    """Lambda entry point: {"action": "manage" | "check"} -> the JSON report.
+
+    `connect` opens the master user's session; Lambda passes none, so it is connect_master.
+    """
     action = str((event or {}).get("action", ""))
     if action not in ACTIONS:
         report = Report(action=action)
@@ -1089,18 +1160,15 @@ def handler(event: Mapping[str, Any] | None, context: object = None) -> dict[str
         report = Report(action=action)
         report.errors.append(f"invalid configuration, nothing was run: {exc}")
         return report.as_dict()
+    report = Report(action=action)
     try:
-        result = run(action, config).as_dict()
+        run(report, config, connect)
     except Refused as exc:
         return refusal_result(action, exc)
     except psycopg.Error as exc:
-        report = Report(action=action)
-        report.errors.append(f"database error ({type(exc).__name__}): {exc}".strip())
-        result = report.as_dict()
+        report = failed(report, config, exc, database_error(exc))
     except Exception as exc:  # the caller renders the error; never leak a stack as a 500
-        log.exception("role manager failed")
-        report = Report(action=action)
-        report.errors.append(f"{type(exc).__name__}: {exc}")
-        result = report.as_dict()
+        report = failed(report, config, exc, f"{type(exc).__name__}: {exc}")
+    result = report.as_dict()
     log.info("role manager result: %s", json.dumps(result))
     return result
