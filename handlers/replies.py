@@ -8,10 +8,14 @@ from collections.abc import Callable
 from typing import Any
 
 from bot.approvals.render import ephemeral
+from bot.commands import COMMANDS, Naming
 from bot.outbox import service as outbox
 from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+# The only words of a command's text that may name its work: the table's subcommands.
+_VERBS = frozenset(verb for command in COMMANDS for verb in command.verbs)
 
 
 def answer(
@@ -39,6 +43,19 @@ def answer(
         db_session.commit()
 
 
+def work_name(command: dict[str, Any], naming: Naming) -> str:
+    """What a command's work is called in logs, in the journal of work owed and to its
+    person: the Slack command (as `naming` names it) and its subcommand, from the
+    table's words only. Nothing the person typed is in it: the journal stores it,
+    and an answer shows it.
+    """
+    name = str(command.get("command") or "")
+    if name not in naming.slack_names():
+        name = "command"
+    verb = next(iter(str(command.get("text") or "").split()), "")
+    return f"{name} {verb}" if verb in _VERBS else name
+
+
 def answer_after_ack(
     runtime: Runtime,
     command: dict[str, Any],
@@ -54,10 +71,7 @@ def answer_after_ack(
     answer too (a right missing, an unknown app, ...). Anything else is a bug
     on our side: logged, and the person is told so, never left waiting.
     """
-    # The first word only, printable and short: it names the work in logs and metrics.
-    verb = next(iter((command.get("text") or "").split()), "")
-    verb = "".join(c for c in verb[:40] if c.isprintable())
-    what = f"{command.get('command')} {verb}"
+    what = work_name(command, runtime.config.commands.naming)
 
     def run() -> None:
         body: dict[str, Any] | None = None

@@ -157,7 +157,8 @@ def build_bolt_app(runtime: Runtime) -> SlackBolt | None:
 class Admission(Middleware):
     """What every request passes after Bolt verified its signature, before any listener.
 
-    A replayed signature is refused; an event Slack sends again (by its event id)
+    A signature this instance saw within five minutes is refused (bot/inbound/replay.py
+    says what that leaves open); an event Slack sends again (by its event id)
     is answered and not processed; a slash command's text is unescaped. One
     middleware object, called directly: a function middleware costs Bolt a
     build of every injectable argument on each request.

@@ -42,6 +42,7 @@ from bot.clock import Clock
 from bot.inbound.models import AfterAckWork
 from bot.outbox.replies import ephemeral, reply
 from bot.slack_dates import slack_date
+from bot.slack_text import escape
 
 log = logging.getLogger(__name__)
 
@@ -53,16 +54,18 @@ FLUSH_S = 0.2
 SWEEP_BATCH = 100
 
 
+# `what` names the work in opsbot's own words (bot/after_ack.py): escaped all the same,
+# as it is stored and read back, and one careless name must not become a link.
 def unfinished_text(what: str, received: str) -> str:
     return (
-        f"opsbot stopped before it finished your {what} ({received}). "
+        f"opsbot stopped before it finished your {escape(what)} ({received}). "
         "It may or may not have been done: check, and ask again if need be."
     )
 
 
 def failed_text(what: str, received: str) -> str:
     return (
-        f"Something went wrong on opsbot's side with your {what} ({received}); "
+        f"Something went wrong on opsbot's side with your {escape(what)} ({received}); "
         "it is logged. Part of it may have been done: check before asking again."
     )
 

@@ -3,8 +3,10 @@
 Slack's signature covers a timestamp, and requests older than five minutes are
 refused; within those five minutes a captured request could be sent again. Each
 signature is remembered for the window, in memory: cheap enough for the
-three-second path, and it covers the instance that saw the request (with
-several instances, a replay routed to another one is not caught).
+three-second path, and it covers only the instance that saw the request, while it
+runs. A replay routed to another instance, or to this one after a restart, is
+not caught (docs/security.md says what that allows); Events API deliveries are
+deduplicated by their event id in the database, whichever instance gets them.
 """
 
 from __future__ import annotations

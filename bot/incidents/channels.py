@@ -491,7 +491,7 @@ class IncidentChannels:
             )
             return None
         for message in history.get("messages") or []:
-            if carries(message, SUMMARY_EVENT, {"incident": incident_id}):
+            if carries(message, SUMMARY_EVENT, {"incident": incident_id}, self.slack):
                 log.info(
                     "incident %s: the summary in %s was posted by the start that died",
                     incident_id,

@@ -75,8 +75,8 @@ def _answers_later(error: SlackApiError) -> bool:
     return status == 429 or status >= 500 or error.response.get("error") in TRANSIENT
 
 
-def _carries(message: dict[str, Any], job: Job) -> bool:
-    return carries(message, METADATA_EVENT, {"delivery": job.id})
+def _carries(message: dict[str, Any], job: Job, slack: WebClient) -> bool:
+    return carries(message, METADATA_EVENT, {"delivery": job.id}, slack)
 
 
 def classify(error: SlackApiError, job: Job) -> Result:
@@ -304,7 +304,7 @@ class SlackSender:
                 _cannot_read_back(job, where, str(exc.response.get("error")))
                 return None
             for item in page.get("messages") or []:
-                if _carries(item, job):
+                if _carries(item, job, self.client):
                     return item, page
             cursor = (page.get("response_metadata") or {}).get("next_cursor")
             if not cursor:
