@@ -2,7 +2,8 @@
 
 Order matters: the signature over the raw body is checked against every
 configured secret first (401, nothing written), then the event is parsed
-(400), recorded and applied. A replay of a delivery (X-Webhook-Id) or of an
+(400, logged by its X-Webhook-Id and counted as `malformed`: signed, it is no
+forgery), recorded and applied. A replay of a delivery (X-Webhook-Id) or of an
 event (its id) is answered 200 and changes nothing. An event that could not be
 recorded and applied (the database, or a clash that is not a replay) is answered
 503, so that PagerDuty delivers it again.
@@ -45,15 +46,21 @@ def routes(runtime: Runtime) -> list[Route]:
         if not signature_valid(raw, request.headers.get("x-pagerduty-signature"), secrets):
             log.warning("PagerDuty webhook refused: bad or missing signature")
             return refused(401, "signature not valid")
+        webhook_id = request.headers.get("x-webhook-id") or None
         try:
             json_depth.check_depth(raw)
             event = parse_event(raw)
-        except json_depth.JsonTooDeep as exc:
-            log.warning("PagerDuty webhook refused: %s", exc)
-            return refused(400, str(exc))
-        except MalformedWebhook as exc:
-            return refused(400, f"not a PagerDuty v3 event: {exc}")
-        webhook_id = request.headers.get("x-webhook-id") or None
+        except (json_depth.JsonTooDeep, MalformedWebhook) as exc:
+            # Signed, so PagerDuty's (or a secret holder's): counted apart from forgeries,
+            # and logged by its delivery id for PagerDuty's delivery log. Never the body.
+            log.warning(
+                "PagerDuty webhook refused (X-Webhook-Id %s): signed but not a v3 event: %s",
+                webhook_id,
+                exc,
+                extra={"webhook_id": webhook_id},
+            )
+            counted.labels("malformed").inc()
+            return _answer(400, f"not a PagerDuty v3 event: {exc}")
         try:
             outcome = await run_in_threadpool(
                 runtime.webhook_sync.receive, event, webhook_id=webhook_id

@@ -335,12 +335,15 @@ class MaintenanceWindows:
         with self.sessions() as db_session:
             window = windows.lock(db_session, window_id=window_id)
             assert window is not None
-            if window.ended_at is not None or window.ends_at <= now:
+            # Only a closed window is over: one past its end whose end job is late or gave
+            # up still keeps the pages it held, and ending it by hand pages them.
+            if window.ended_at is not None:
                 db_session.rollback()
                 why = f"Maintenance window #{window_id} is already over."
                 self._refuse(action=END, target=target, requester=requester, why=why)
                 return False
             planned = window.is_planned(now)
+            overdue = render.is_overdue(window, now)
             paged = flows.close(db_session, window=window, by=requester.slack_user_id, now=now)
             audit.record(
                 db_session,
@@ -349,10 +352,18 @@ class MaintenanceWindows:
                 action=END,
                 target=window.target,
                 outcome="ok",
-                detail={"via": requester.via, "paged": paged, "planned": planned},
+                detail={
+                    "via": requester.via,
+                    "paged": paged,
+                    "planned": planned,
+                    "overdue": overdue,
+                },
             )
             said = "cancelled" if planned else "ended"
             more = f" {paged} alarm(s) still firing were paged." if paged else ""
+            if overdue:
+                said = f"closed (it was due to end {slack_date(window.ends_at)})"
+                more = f" {paged} alarm(s) it held still firing were paged."
             respond(
                 db_session,
                 requester=requester,
@@ -373,7 +384,7 @@ class MaintenanceWindows:
 
     def current(self) -> list[MaintenanceWindow]:
         with self.sessions() as db_session:
-            return windows.current_and_planned(db_session, now=self.clock.now())
+            return windows.current_and_planned(db_session)
 
     def listing(self, requester: Requester) -> dict[str, Any]:
         """`/incident silences` for `requester`: End buttons only where they may end."""

@@ -133,16 +133,28 @@ def close(db_session: Session, *, window: MaintenanceWindow, by: str | None, now
     db_session.flush()
     in_force = windows.active(db_session, now=now)
     paged = 0
-    for incident in windows.firing_unpaged_candidates(db_session):
-        if not windows.covers(window, incident):
+    for candidate in windows.firing_unpaged_candidates(db_session):
+        if not windows.covers(window, candidate):
             continue
-        if incident.silenced_until is not None and incident.silenced_until > now:
+        if any(windows.covers(other, candidate) for other in in_force):
             continue
-        if any(windows.covers(other, incident) for other in in_force):
+        # The candidates were read unlocked: an OK, an acknowledgement or a silence may
+        # have committed since. Locked (in id order, as read) and read afresh, the
+        # incident is paged only if it still fires unheld.
+        incident = incidents.lock(db_session, incident_id=candidate.id)
+        if incident is None or not _still_owed(incident, now=now):
             continue
         if _page_if_owed(db_session, incident=incident, window=window, now=now):
             paged += 1
     return paged
+
+
+def _still_owed(incident: Incident, *, now: datetime) -> bool:
+    """Whether the locked incident still fires unsilenced; `resume_held_page` then checks
+    its page and any acknowledgement."""
+    if not incident.is_open or incident.alarm_state != "ALARM" or not incident.routing_key_env:
+        return False
+    return incident.silenced_until is None or incident.silenced_until <= now
 
 
 def _page_if_owed(

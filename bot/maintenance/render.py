@@ -19,12 +19,24 @@ def target_text(window: MaintenanceWindow) -> str:
     return f"{what} {code(window.pattern)}"
 
 
+def is_overdue(window: MaintenanceWindow, now: datetime) -> bool:
+    """Past its end and not closed: its end job is late or gave up, and the alarms it held
+    wait for its end to be paged."""
+    return window.ended_at is None and window.ends_at <= now
+
+
 def window_line(window: MaintenanceWindow, *, now: datetime) -> str:
-    """`#3 alarms `prod-db-*` (reason, by @x) until <date>`; planned windows say from when."""
+    """`#3 alarms `prod-db-*` (reason, by @x) until <date>`; planned windows say from when,
+    overdue ones that their end is still to be handled."""
     reason = inert(window.reason, REASON_SHOWN)
     when = f"until {slack_date(window.ends_at)}"
     if window.is_planned(now):
         when = f"from {slack_date(window.starts_at)} {when}"
+    elif is_overdue(window, now):
+        when = (
+            f"was due to end {slack_date(window.ends_at)}: not closed yet, alarms it held "
+            "are paged when it is ended"
+        )
     return f"#{window.id} {target_text(window)} ({reason}, by <@{window.created_by}>) {when}"
 
 
@@ -62,6 +74,8 @@ def window_blocks(
     blocks: list[dict[str, Any]] = []
     for window in windows:
         state = ":construction:" if window.is_active(now) else ":calendar:"
+        if is_overdue(window, now):
+            state = ":warning:"
         block: dict[str, Any] = {
             "type": "section",
             "text": {"type": "mrkdwn", "text": f"{state} {window_line(window, now=now)}"},
@@ -75,7 +89,7 @@ def window_blocks(
 def listing(
     windows: list[MaintenanceWindow], *, now: datetime, may_end: Callable[[MaintenanceWindow], bool]
 ) -> dict[str, Any]:
-    """`/incident silences`: windows in force and planned."""
+    """`/incident silences`: windows in force, planned and overdue."""
     if not windows:
         return {"text": "No maintenance window is in force or planned.", "blocks": None}
     text = f"Maintenance windows in force or planned: {len(windows)}"

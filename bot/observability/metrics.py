@@ -45,7 +45,7 @@ UNDO_OUTCOMES = ("done", "refused", "failed")
 # PagerDuty calls looked for before they are made again (bot/incidents/pagerduty_calls.py).
 FOUND_DONE_ACTIONS = ("note", "escalate")
 # What became of a PagerDuty webhook delivery (handlers/pagerduty_webhooks.py).
-WEBHOOK_OUTCOMES = ("applied", "duplicate", "ignored", "refused", "error")
+WEBHOOK_OUTCOMES = ("applied", "duplicate", "ignored", "refused", "malformed", "error")
 ECS_LOOK_OUTCOMES = ("ok", "failed", "cached")  # a look at ECS for deploys made outside opsbot
 # A delivery offered to leave right after its commit (bot/outbox/express.py): leased, or
 # left to the worker because another of its order is on its way, every sender is busy

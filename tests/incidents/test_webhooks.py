@@ -265,7 +265,7 @@ def test_ping_and_malformed_bodies(webhook_service: LiveService) -> None:
         headers={"X-PagerDuty-Signature": PagerDutyEmulator.sign(junk, SECRET)},
     )
     assert answer.status_code == 400
-    assert metric(webhook_service, "opsbot_pagerduty_webhooks_total", outcome="refused") == 1
+    assert metric(webhook_service, "opsbot_pagerduty_webhooks_total", outcome="malformed") == 1
 
 
 def test_no_secrets_configured_refuses_everything(service: LiveService, config: Config) -> None:
