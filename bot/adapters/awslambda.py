@@ -3,26 +3,49 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bot.adapters.aws import AWS_ERRORS, describe_error, error_code
+from botocore.exceptions import ClientError
+
+from bot.adapters.aws import AWS_ERRORS, describe_error, error_code, may_have_been_done
+
+log = logging.getLogger(__name__)
 
 # What an error payload's message may show a person: Lambda's errorMessage can be long
 # (a database driver's whole complaint); the stack trace is never shown at all.
 ERROR_MESSAGE_CHARS = 500
+# The pauses before trying a throttled invocation again (three tries in all). A function
+# with reserved concurrency 1 (the role manager) is throttled while another invocation
+# of it runs, which usually takes seconds.
+THROTTLE_WAITS_S: tuple[float, ...] = (1.0, 2.0)
+THROTTLED = "TooManyRequestsException"
 
 
 class InvokeFailed(Exception):
     """The invocation itself failed (the function was not run, or its answer was lost).
 
-    `code` is the AWS error code when AWS gave one (``ResourceNotFoundException``, ...).
+    `code` is the AWS error code when AWS gave one (``ResourceNotFoundException``, ...);
+    `throttled`: Lambda refused it for concurrency or rate on its only try, so the
+    function did not run.
     """
 
-    def __init__(self, message: str, *, code: str | None = None) -> None:
+    def __init__(self, message: str, *, code: str | None = None, throttled: bool = False) -> None:
         super().__init__(message)
         self.code = code
+        self.throttled = throttled
+
+
+def _throttled(exc: BaseException) -> bool:
+    """Whether Lambda refused the call as throttled (429), on a try that was its only one:
+    an earlier try of a retrying client may have run the function."""
+    if not isinstance(exc, ClientError) or may_have_been_done(exc):
+        return False
+    status = int((exc.response.get("ResponseMetadata") or {}).get("HTTPStatusCode") or 0)
+    return status == 429 or error_code(exc) == THROTTLED
 
 
 @dataclass(frozen=True)
@@ -58,12 +81,41 @@ def _failure(kind: str, payload: Any) -> FunctionFailure:
     return FunctionFailure(kind=kind, error_type=error_type, error_message=message)
 
 
-def invoke(client: Any, *, function: str, event: Any) -> Invocation:
+def invoke(
+    client: Any,
+    *,
+    function: str,
+    event: Any,
+    throttle_waits_s: Sequence[float] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Invocation:
     """Invoke `function` (name or ARN) with `event` as JSON and wait for its answer.
 
+    A throttled invocation did not run, so it is tried again after each of
+    `throttle_waits_s` (default THROTTLE_WAITS_S); nothing else is tried again here,
+    least of all a lost answer, behind which the function may have run.
     Raises InvokeFailed, with what AWS said, when the function could not be run
-    (missing, not allowed, throttled, unreachable endpoint...).
+    (missing, not allowed, still throttled, unreachable endpoint...).
     """
+    waits = THROTTLE_WAITS_S if throttle_waits_s is None else tuple(throttle_waits_s)
+    for tries, wait_s in enumerate(waits, start=1):
+        try:
+            return _invoke_once(client, function=function, event=event)
+        except InvokeFailed as exc:
+            if not exc.throttled:
+                raise
+            log.info(
+                "invocation of %r throttled (try %s), trying again in %ss",
+                function,
+                tries,
+                wait_s,
+                extra={"function": function, "tries": tries},
+            )
+        sleep(wait_s)
+    return _invoke_once(client, function=function, event=event)
+
+
+def _invoke_once(client: Any, *, function: str, event: Any) -> Invocation:
     try:
         response = client.invoke(
             FunctionName=function,
@@ -72,7 +124,9 @@ def invoke(client: Any, *, function: str, event: Any) -> Invocation:
         )
         raw = response["Payload"].read()
     except AWS_ERRORS as exc:
-        raise InvokeFailed(describe_error(exc), code=error_code(exc)) from exc
+        raise InvokeFailed(
+            describe_error(exc), code=error_code(exc), throttled=_throttled(exc)
+        ) from exc
     try:
         payload = json.loads(raw) if raw else None
     except ValueError:

@@ -34,8 +34,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -65,6 +66,14 @@ EXPIRE_JOB = "approvals.expire"
 # the clocks of two instances disagree; short enough that a dead run is soon said.
 EXECUTION_LEASE = timedelta(minutes=2)
 RENEW_EVERY_S = 30.0
+# Per kind: what else a run presumed dead records, in the transaction that marks it
+# failed (the domain's own audit line and count: what the run did is unknown).
+_ON_INTERRUPTED: dict[str, Callable[[Session, PendingAction, datetime], None]] = {}
+
+
+def on_interrupted(kind: str, record: Callable[[Session, PendingAction, datetime], None]) -> None:
+    """Have `record(db_session, action, now)` called when a run of `kind` is marked interrupted."""
+    _ON_INTERRUPTED[kind] = record
 
 
 class ExecutionLease:
@@ -643,6 +652,8 @@ def expire_if_due(services: Services, *, action_id: int) -> None:
                     "claimed_until": action.expires_at.isoformat(),
                 },
             )
+            if action.kind in _ON_INTERRUPTED:
+                _ON_INTERRUPTED[action.kind](db_session, action, now)
             sync_message(db_session, action=action, now=now)
             interrupted = action
         elif action.status == EXECUTING:

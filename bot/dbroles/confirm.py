@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from bot.approvals.errors import ActionFailed
-from bot.approvals.flows import requester_unverifiable
+from bot.approvals.flows import on_interrupted, requester_unverifiable
 from bot.approvals.registry import Kind, register
 from bot.approvals.rights import approvers, require_right
 from bot.apps.errors import AppError, RightUnverifiable
 from bot.dbroles import render
 from bot.dbroles.errors import DbRoleError
-from bot.dbroles.requests import KIND, Provision, execute
+from bot.dbroles.requests import KIND, Provision, execute, interrupted
 
 if TYPE_CHECKING:
     from bot.approvals.models import PendingAction
@@ -28,7 +28,7 @@ def _execute(services: Services, action: PendingAction) -> str:
     request = Provision.from_payload(action.payload)
     try:
         approved_by = approvers(action, requester=request.actor)
-        outcome = execute(services, request, approved_by=approved_by, request_id=action.id)
+        outcome = execute(services, request, approved_by=approved_by, action=action)
     except RightUnverifiable as exc:  # the requester's, not the clicker's: "could not check"
         raise requester_unverifiable(action, reason=exc.reason) from exc
     except (AppError, DbRoleError) as exc:
@@ -43,3 +43,4 @@ def _execute(services: Services, action: PendingAction) -> str:
 DBROLE_KIND = register(
     Kind(name=KIND, confirm_label="Provision", authorize=_authorize, execute=_execute)
 )
+on_interrupted(KIND, interrupted)

@@ -42,10 +42,12 @@ def _may_have_run(exc: awslambda.InvokeFailed) -> bool:
 def run(services: Services, *, target: Target, action: str) -> Outcome:
     """Invoke the role manager with `action` and wait for its result (never raises for AWS).
 
-    `manage` is invoked once, never retried: a retry after a lost answer (a read
-    that timed out, a 5xx) would run it again, or be throttled by the function's
-    reserved concurrency while the first run goes on. A lost answer is said as
-    such: it may have run. `check` changes nothing and is retried as any call.
+    `manage` is never retried after a lost answer (a read that timed out, a 5xx):
+    a retry would run it again, or be throttled by the function's reserved
+    concurrency while the first run goes on. A lost answer is said as such: it may
+    have run. Only a throttled invocation, which did not run (another invocation
+    held the function's one slot), is tried again, after a short pause
+    (`awslambda.invoke`). `check` changes nothing and is retried as any call too.
     """
     function = function_of_or_raise(target)
     base = Outcome(action=action, label=target.label, function=function)
@@ -66,6 +68,11 @@ def run(services: Services, *, target: Target, action: str) -> Outcome:
             failure = (
                 f"the role manager {code(function)} does not exist ({said}): check "
                 f"`dbrole.function` of {code(target.label)}"
+            )
+        elif exc.throttled:
+            failure = (
+                f"the role manager {code(function)} was throttled on every try ({said}), so "
+                "it did not run: another run of it may hold its one slot; try again in a minute"
             )
         elif exc.code in ("AccessDeniedException", "AccessDenied"):
             failure = (

@@ -133,7 +133,10 @@ def test_provision_creates_the_roles_and_check_is_then_clean(
         ":white_check_mark: *Database roles of `shop/staging`* (check): everything is in order."
     )
     assert "*Errors*" not in checked
-    [provisioned, check] = audits(live)
+    [started, provisioned, check] = audits(live)
+    # Its own line before the function runs, then what came of it.
+    assert started[:4] == ("U0ALICE", "dbrole.provision", "dbrole:shop/staging", "started")
+    assert started[4] == {"function": provisioned[4]["function"]}
     assert provisioned[:4] == ("U0ALICE", "dbrole.provision", "dbrole:shop/staging", "ok")
     assert f"create role {db.app}" in provisioned[4]["changed"]
     assert provisioned[4]["function"].startswith("shop-staging-role-manager-")
@@ -214,9 +217,15 @@ def test_require_approval_needs_a_second_person_before_it_runs(
 
     assert done.startswith("*Database roles of `shop/vault`* (provision): ")
     assert lambdas.vault.events == [{"action": "manage"}]
-    [provisioned] = [a for a in audits(live) if a[1] == "dbrole.provision"]
+    [started, provisioned] = [a for a in audits(live) if a[1] == "dbrole.provision"]
+    assert started[0] == "U0ALICE" and started[3] == "started"
+    assert started[4] == {
+        "function": f"shop-vault-role-manager-{lambdas.database.dbname}",
+        "approved_by": ["U0BOB"],
+        "request": 1,
+    }
     assert provisioned[0] == "U0ALICE" and provisioned[3] == "ok"
-    assert provisioned[4]["approved_by"] == ["U0BOB"]
+    assert provisioned[4]["approved_by"] == ["U0BOB"] and provisioned[4]["request"] == 1
 
 
 def test_provision_without_the_right_is_refused_and_nothing_runs(
@@ -284,7 +293,8 @@ def test_a_function_error_shows_its_type_and_message_but_no_stack(
         "failed: ModuleNotFoundError: No module named 'psycopg'."
     )
     assert "Traceback" not in text and ".py" not in text
-    [(_, action, _, outcome, detail)] = audits(live)
+    [started, (_, action, _, outcome, detail)] = audits(live)
+    assert started[1:4] == ("dbrole.provision", "dbrole:shop/broken", "started")
     assert (action, outcome) == ("dbrole.provision", "failed")
     assert "ModuleNotFoundError" in detail["failure"]
 
@@ -333,7 +343,8 @@ def test_a_role_manager_told_to_manage_its_master_refuses_and_the_person_sees_wh
     info.update(dbname=db.dbname, user=db.master, password=db.master_password)
     with psycopg.connect(psycopg.conninfo.make_conninfo(**info)) as conn:
         assert conn.execute("SELECT current_user").fetchone() == (db.master,)
-    [(actor, action, target, outcome, detail)] = audits(live)
+    [started, (actor, action, target, outcome, detail)] = audits(live)
+    assert started[3] == "started"
     assert (actor, action, target, outcome) == (
         "U0ALICE",
         "dbrole.provision",

@@ -72,3 +72,53 @@ def test_a_client_tries_a_call_three_times_and_once_without_retries(
     with pytest.raises(awslambda.InvokeFailed):
         awslambda.invoke(once, function=function, event=event)
     assert lambdas.staging.events == [event]
+
+
+def test_a_throttled_invocation_did_not_run_and_is_tried_again_after_a_pause(
+    lambdas: LambdaWorld,
+) -> None:
+    """Reserved concurrency 1: another invocation holds the slot, Lambda answers 429."""
+    function = f"shop-staging-role-manager-{lambdas.database.dbname}"
+    once = client("lambda", region="us-east-1", endpoint_url=lambdas.endpoint, retry=False)
+    faults = lambdas.door.server.faults
+    event = {"action": "check"}
+    slept: list[float] = []
+
+    faults.fail_next(2, status=429, calls=("lambda",), method="POST")
+    done = awslambda.invoke(
+        once, function=function, event=event, throttle_waits_s=(0.25, 0.5), sleep=slept.append
+    )
+
+    assert done.failure is None and slept == [0.25, 0.5]
+    assert lambdas.staging.events == [event]
+
+    slept.clear()
+    faults.fail_next(3, status=429, calls=("lambda",), method="POST")
+    with pytest.raises(awslambda.InvokeFailed) as raised:
+        awslambda.invoke(
+            once, function=function, event=event, throttle_waits_s=(0.25, 0.5), sleep=slept.append
+        )
+    assert raised.value.throttled and slept == [0.25, 0.5]
+    assert lambdas.staging.events == [event]  # three throttled tries ran nothing
+
+
+def test_a_lost_answer_after_a_throttle_is_not_tried_again(lambdas: LambdaWorld) -> None:
+    """A 5xx may hide a run: only the throttle before it is tried again."""
+    function = f"shop-staging-role-manager-{lambdas.database.dbname}"
+    once = client("lambda", region="us-east-1", endpoint_url=lambdas.endpoint, retry=False)
+    faults = lambdas.door.server.faults
+    slept: list[float] = []
+
+    faults.fail_next(1, status=429, calls=("lambda",), method="POST")
+    faults.fail_next(1, status=500, calls=("lambda",), method="POST")
+    with pytest.raises(awslambda.InvokeFailed) as raised:
+        awslambda.invoke(
+            once,
+            function=function,
+            event={"action": "manage"},
+            throttle_waits_s=(0.25, 0.5),
+            sleep=slept.append,
+        )
+
+    assert not raised.value.throttled and slept == [0.25]
+    assert lambdas.staging.events == []

@@ -115,7 +115,8 @@ def test_the_last_click_when_the_requesters_right_cannot_be_checked_is_not_count
 
     assert done.startswith("*Database roles of `shop/vault`* (provision): "), done
     assert lambdas.vault.events == [{"action": "manage"}]
-    [provisioned] = audited(second, "dbrole.provision")
+    [started, provisioned] = audited(second, "dbrole.provision")
+    assert (started.actor, started.outcome) == ("U0BOB", "started")
     assert (provisioned.actor, provisioned.outcome) == ("U0BOB", "ok")
     assert provisioned.detail["approved_by"] == ["U0ALICE"]
 

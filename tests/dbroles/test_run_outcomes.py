@@ -5,10 +5,11 @@ when it did not go well (the function answered ok:false, raised, answered
 something that is not a result, or could not be invoked), logged as a warning
 naming the function, the environment, the person and the request.
 
-A `manage` is invoked once: botocore's retry after a lost answer would run the
+A `manage` is never retried after a lost answer: botocore's retry would run the
 role manager again (or be throttled by its reserved concurrency while the first
 run goes on). Its answer lost (a 5xx here, as a read timeout would be), the
 person reads that it may have run and how to see, and the audit says unknown.
+Only a throttled invocation (429), which did not run, is tried again after a pause.
 """
 
 from __future__ import annotations
@@ -18,13 +19,16 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
+from bot.adapters import awslambda
+from bot.approvals.models import PendingAction
 from bot.clock import ManualClock
 from bot.config import parse_config
 from bot.settings import Settings
 from sandbox.slack import SlackEmulator
 from tests.dbroles.conftest import RELEASES, LambdaWorld, dbrole_config
-from tests.dbroles.test_dbroles import ask, audits
+from tests.dbroles.test_dbroles import ask, audits, click
 from tests.deploys.conftest import T0
 from tests.support import LiveService
 
@@ -113,7 +117,8 @@ def test_a_provision_whose_answer_was_lost_is_not_retried_and_may_have_run(
     )
     assert text.endswith("run `/dbrole check shop staging` to see where the roles stand.")
     assert lambdas.staging.events == []  # no second invocation behind the lost answer
-    [(actor, action, _, outcome, detail)] = audits(live)
+    [started, (actor, action, _, outcome, detail)] = audits(live)
+    assert started[1:4] == ("dbrole.provision", "dbrole:shop/staging", "started")
     assert (actor, action, outcome, detail["unanswered"]) == (
         "U0ALICE",
         "dbrole.provision",
@@ -148,3 +153,50 @@ def test_an_environment_that_only_requires_approval_is_not_called_protected(
         "`shop/vault` requires approval: request #1 to provision its database roles waits for "
         f"the approval of a second person in <#{RELEASES}>."
     )
+
+
+def test_an_approved_provision_throttled_by_a_concurrent_check_runs_after_a_pause(
+    counted: LiveService,
+    slack: SlackEmulator,
+    lambdas: LambdaWorld,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The role manager's reserved concurrency is 1: anyone's `/dbrole check` running just
+    then has the approved provision's invocation throttled (429). It did not run, so it
+    is tried again, and the request's clicks are not spent on nothing."""
+    live = counted
+    monkeypatch.setattr(awslambda, "THROTTLE_WAITS_S", (0.05, 0.1))
+    ask(live, slack, "provision shop prod")
+    lambdas.door.server.faults.fail_next(2, status=429, calls=("lambda",), method="POST")
+
+    done = click(live, slack, "approval_confirm", 1, "U0ALICE")
+
+    assert done.startswith("*Database roles of `shop/prod`* (provision): ")
+    assert "change(s) made" in done
+    assert lambdas.prod.events == [{"action": "manage"}]
+    with live.runtime.sessions() as db:
+        [action] = db.scalars(sa.select(PendingAction)).all()
+        assert action.status == "done"
+    assert runs(live, "provision", "ok") == 1
+
+
+def test_a_provision_throttled_on_every_try_says_it_did_not_run(
+    counted: LiveService,
+    slack: SlackEmulator,
+    lambdas: LambdaWorld,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    live = counted
+    monkeypatch.setattr(awslambda, "THROTTLE_WAITS_S", (0.05, 0.1))
+    function = f"shop-staging-role-manager-{lambdas.database.dbname}"
+    lambdas.door.server.faults.fail_next(3, status=429, calls=("lambda",), method="POST")
+
+    text = ask(live, slack, "provision shop staging")
+
+    assert text.startswith(
+        f":x: *Database roles of `shop/staging`* (provision): the role manager `{function}` "
+        "was throttled on every try ("
+    )
+    assert "so it did not run" in text
+    assert lambdas.staging.events == [] and lambdas.database.roles() == []
+    assert audits(live)[-1][3] == "failed"
