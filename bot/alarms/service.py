@@ -554,26 +554,32 @@ def apply_alarm(
     )
 
     silenced = incident.silenced_until is not None and incident.silenced_until > now
+    # A flap of a page that stands: its pending resolve is withdrawn before any hold is
+    # weighed, for a window has nothing to hold then and must not say it held a page.
+    withdrawn = reopened and _withdraw_on_flap(db_session, incident=incident, alarm=alarm, now=now)
     # A maintenance window holds the page (the alarm is still posted and threaded).
-    held = maintenance.hold(
-        db_session,
-        incident=incident,
-        state=alarm.new_state,
-        created=created,
-        reopened=reopened,
-        silenced=silenced,
-        now=now,
-    )
-    outcome = _apply_paging(
-        db_session,
-        incident=incident,
-        alarm=alarm,
-        config=config,
-        now=now,
-        reopened=reopened,
-        silenced=silenced or held is not None,
-        created=created,
-    )
+    if withdrawn:
+        outcome = ", pending resolve withdrawn"
+    else:
+        held = maintenance.hold(
+            db_session,
+            incident=incident,
+            state=alarm.new_state,
+            created=created,
+            reopened=reopened,
+            silenced=silenced,
+            now=now,
+        )
+        outcome = _apply_paging(
+            db_session,
+            incident=incident,
+            alarm=alarm,
+            config=config,
+            now=now,
+            reopened=reopened,
+            silenced=silenced or held is not None,
+            created=created,
+        )
     transition = None
     if not created:
         note = "reopened" if reopened else ("silenced" if silenced else None)
@@ -609,11 +615,7 @@ def _apply_paging(
     if alarm.new_state != "ALARM":
         return ""
     if reopened and incident.paged:
-        if flows.withdraw_resolve(db_session, incident=incident, now=now):
-            # The page stands: so do its reminder and escalation, whose jobs found
-            # the incident resolved while it was (and are gone).
-            flows.schedule_reminder_jobs(db_session, incident=incident)
-            return ", pending resolve withdrawn"
+        # Its pending resolve, if any, was withdrawn already (`_withdraw_on_flap`).
         if silenced:
             return ", silenced: not paged again"
         # The resolve went out, or was tried and may have landed: this is a new
@@ -627,6 +629,20 @@ def _apply_paging(
     if flows.page_trigger(db_session, incident=incident, now=now, new=created):
         return ", paged"
     return ""
+
+
+def _withdraw_on_flap(
+    db_session: Session, *, incident: Incident, alarm: Alarm, now: datetime
+) -> bool:
+    """An ALARM reopening a paged incident whose resolve still waits: the resolve is
+    withdrawn and the page stands, with its reminder and escalation (whose jobs found the
+    incident resolved while it was, and are gone). False when there was none to withdraw."""
+    if alarm.new_state != "ALARM" or not incident.paged:
+        return False
+    if not flows.withdraw_resolve(db_session, incident=incident, now=now):
+        return False
+    flows.schedule_reminder_jobs(db_session, incident=incident)
+    return True
 
 
 def _page_again_if_off(db_session: Session, *, incident: Incident, now: datetime) -> str:
