@@ -336,7 +336,12 @@ def build_runtime(
         observer=watch,
     )
     wake_after_commit(sessions, outbox.wake)
-    scheduler = JobScheduler(engine, background=run_jobs, failures=metrics.scheduled_job_failures)
+    scheduler = JobScheduler(
+        engine,
+        background=run_jobs,
+        failures=metrics.scheduled_job_failures,
+        pass_failures=metrics.scheduler_pass_failures,
+    )
     apply_after_commit(sessions, scheduler)
     express.send_at_once(sessions, outbox)
     intake = AlarmIntake(sessions=sessions, config=config, clock=clock, metrics=metrics)

@@ -432,6 +432,12 @@ class Metrics:
             "read by every instance's ops monitor.",
             registry=registry,
         )
+        self.scheduler_pass_failures = Counter(
+            "opsbot_scheduler_pass_failures",
+            "The leader's passes over the job store that failed (tried again within 5 s), "
+            "and restarts of its scheduler loop found stopped.",
+            registry=registry,
+        )
         self.build_info = Gauge(
             "opsbot_build_info",
             "Always 1: the running version and the commit the image was built from.",

@@ -1,18 +1,20 @@
 """The job scheduler: APScheduler 3, its SQLAlchemy job store, leader-only execution.
 
-APScheduler removes a date job from the store when it hands it to the executor,
-so a job that raises would be gone until the next start. Instead it is tried
-again under its own id, later each time: every job claims its work against the
-state it acts on (a due time, a token, an outbox key), so a run that is repeated
-acts at most once. A job whose name this version does not know fails the same
-way (a newer release's, during a rolling deploy: see `registry.run_named`).
-After `retries` failures it is given up, logged as an error and counted. Nothing
-here runs it again: every domain re-schedules its jobs at each start from the
-state it keeps (due times, tokens, what is still open), so a job given up or
-lost with a crash comes back at the next start, not before: incidents.*,
-maintenance.window_end, oncall.handoff (today's, if nothing was posted yet),
-flags.watch (of a change made in the last 7 days), approvals.expire,
-deploys.lock_reminder, deploys.watch and changes.look_at_ecs.
+The leader takes a date job out of the store when it hands it to the executor
+(`_JobStore.take_due`: only the version still due, whatever other instances
+cancel or schedule meanwhile), so a job that raises would be gone until the
+next start. Instead it is tried again under its own id, later each time: every
+job claims its work against the state it acts on (a due time, a token, an
+outbox key), so a run that is repeated acts at most once. A job whose name
+this version does not know fails the same way (a newer release's, during a
+rolling deploy: see `registry.run_named`). After `retries` failures it is
+given up, logged as an error and counted. Nothing here runs it again: every
+domain re-schedules its jobs at each start from the state it keeps (due times,
+tokens, what is still open), so a job given up or lost with a crash comes back
+at the next start, not before: incidents.*, maintenance.window_end,
+oncall.handoff (today's, if nothing was posted yet), flags.watch (of a change
+made in the last 7 days), approvals.expire, deploys.lock_reminder,
+deploys.watch and changes.look_at_ecs.
 
 `stop_running()` starts no more jobs, then waits for the running ones without
 holding the job store's lock, so what they schedule or retry is stored as usual
@@ -25,16 +27,20 @@ lost; the caller counts a schedule lost so as given up (`count_given_up`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from threading import TIMEOUT_MAX
 from typing import Any, TypeVar
 
+from apscheduler.job import Job
 from apscheduler.jobstores.base import ConflictingIdError, JobLookupError
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_RUNNING, STATE_STOPPED
+from apscheduler.util import datetime_to_utc_timestamp
 from prometheus_client import Counter
 from sqlalchemy import Engine
 
@@ -58,10 +64,49 @@ RETRIED = "retried"  # scheduled again under its id
 SUPERSEDED = "superseded"  # its id was scheduled anew while it ran: that schedule stands
 GAVE_UP = "gave_up"  # out of attempts, or the retry could not be stored: not run again here
 FAILURE_OUTCOMES = (RETRIED, SUPERSEDED, GAVE_UP)
+# A pass over the store that failed (the database unreachable) is tried again this much
+# later at the latest (the leader's rescan wakes the loop every RESCAN_S).
+PASS_RETRY_S = 5.0
 
 
 class SchedulerStopped(RuntimeError):
     """The job scheduler is shut down: nothing can be scheduled or cancelled through it."""
+
+
+class _JobStore(SQLAlchemyJobStore):  # type: ignore[misc]
+    """The job table, from which the leader takes the due jobs out in one statement."""
+
+    def take_due(self, now: datetime) -> list[Job]:
+        """Delete the jobs due at `now` and return them as deleted, the earliest first.
+
+        One DELETE ... RETURNING: a job that another instance cancelled, or
+        scheduled again for later, before the statement reached its row is no
+        longer due, so it is neither deleted nor returned (PostgreSQL checks a
+        row changed meanwhile again in its new version), and each job returned is
+        the version deleted. APScheduler reads the due jobs, then deletes each by
+        id: that deletes a newer schedule of the id, and raises for one cancelled.
+        """
+        table = self.jobs_t
+        take = (
+            table.delete()
+            .where(table.c.next_run_time <= datetime_to_utc_timestamp(now))
+            .returning(table.c.id, table.c.next_run_time, table.c.job_state)
+        )
+        with self.engine.begin() as connection:
+            rows = sorted(connection.execute(take), key=lambda row: row.next_run_time)
+        jobs = []
+        for row in rows:
+            try:
+                jobs.append(self._reconstitute_job(row.job_state))
+            except Exception as exc:  # as APScheduler, which drops a job it cannot read
+                log.error(
+                    "stored job %s could not be read (%s); dropped",
+                    row.id,
+                    type(exc).__name__,
+                    exc_info=exc,
+                    extra={"job_id": row.id},
+                )
+        return jobs
 
 
 class _LeaderScheduler(BackgroundScheduler):  # type: ignore[misc]
@@ -70,17 +115,101 @@ class _LeaderScheduler(BackgroundScheduler):  # type: ignore[misc]
     APScheduler's loop processes due jobs once more when it is woken to shut
     down, even when paused; a follower stopping would then take due jobs out of
     the shared store without running them.
+
+    A pass takes the due jobs out with `_JobStore.take_due`, then starts them.
+    Anything a pass raises would end the loop's thread, and with it every job
+    on this instance, which still holds the leader's lock so no other takes
+    over: a failed pass is logged, counted in `pass_failures` and tried again
+    PASS_RETRY_S later. A loop thread that ended anyway is started again at the
+    next `wakeup` (every RESCAN_S on the leader, and `resume`).
     """
 
     _closed = False
+    _thread: threading.Thread | None
+    pass_failures: Counter | None = None
+
+    def __init__(self, **options: Any) -> None:
+        self._revive_lock = threading.Lock()
+        super().__init__(**options)
 
     def _process_jobs(self) -> float | None:
         # Checked under the job store lock, which `close` takes: no job starts after it.
         with self._jobstores_lock:
             if self.state != STATE_RUNNING or self._closed:
                 return None
-            wait: float | None = super()._process_jobs()
-        return wait
+            try:
+                return self._start_due()
+            except Exception as exc:
+                log.error(
+                    "a pass over the job store failed (%s); trying again within %s s",
+                    type(exc).__name__,
+                    PASS_RETRY_S,
+                    exc_info=exc,
+                    extra={"retry_s": PASS_RETRY_S},
+                )
+                self._count_pass_failure()
+                return PASS_RETRY_S
+
+    def _start_due(self) -> float | None:
+        """Take the due jobs out and start them; seconds until the next one is due."""
+        now = datetime.now(UTC)
+        store: _JobStore = self._lookup_jobstore("default")
+        taken = store.take_due(now)
+        for index, job in enumerate(taken):
+            try:
+                self._start(store, job, now)
+            except Exception:
+                self._store_back(store, taken[index:])
+                raise
+        next_run: datetime | None = store.get_next_run_time()
+        if next_run is None:
+            return None
+        return min(max(next_run.timestamp() - datetime.now(UTC).timestamp(), 0.0), TIMEOUT_MAX)
+
+    def _start(self, store: _JobStore, job: Job, now: datetime) -> None:
+        """Hand a job taken out of the store to its executor; store its next run, if any."""
+        run_times = job._get_run_times(now)[-1:]  # coalesce
+        self._lookup_executor(job.executor).submit_job(job, run_times)
+        next_run = job.trigger.get_next_fire_time(run_times[-1], now)
+        if next_run is not None:  # not a date job's: `schedule` stores only those
+            job._modify(next_run_time=next_run)
+            # An id scheduled anew meanwhile keeps that schedule.
+            with contextlib.suppress(ConflictingIdError):
+                store.add_job(job)
+
+    def _store_back(self, store: _JobStore, jobs: list[Job]) -> None:
+        """Store again jobs taken out; an id scheduled anew meanwhile keeps that schedule."""
+        for job in jobs:
+            log.warning(
+                "job %s %s is stored again, due at %s",
+                job.name,
+                job.id,
+                job.next_run_time.isoformat(),
+                extra={"job": job.name, "job_id": job.id},
+            )
+            with contextlib.suppress(ConflictingIdError):
+                store.add_job(job)
+
+    def _count_pass_failure(self) -> None:
+        if self.pass_failures is not None:
+            self.pass_failures.inc()
+
+    def wakeup(self) -> None:
+        self._revive()
+        super().wakeup()
+
+    def _revive(self) -> None:
+        """Start the loop's thread again if it ended while the scheduler runs."""
+        with self._revive_lock:
+            thread = self._thread
+            if thread is None or thread.is_alive() or self.state != STATE_RUNNING or self._closed:
+                return
+            log.error("the job scheduler's loop had stopped; starting it again")
+            self._count_pass_failure()
+            self._thread = threading.Thread(
+                target=self._main_loop, name="APScheduler", daemon=self._daemon
+            )
+            self._thread.start()
 
     def close(self) -> None:
         """Start no more jobs, even if leadership resumes it; running ones go on."""
@@ -107,7 +236,8 @@ class JobScheduler:
 
     `failures` counts failed runs by job name and outcome (FAILURE_OUTCOMES). A
     failed run is tried again `retry_first_s` later, twice as long each time up to
-    `retry_max_s`, `retries` times.
+    `retry_max_s`, `retries` times. `pass_failures` counts the leader's passes over
+    the job store that failed, and restarts of its loop (see `_LeaderScheduler`).
     """
 
     def __init__(
@@ -117,6 +247,7 @@ class JobScheduler:
         background: bool = True,
         leader_interval_s: float = 5.0,
         failures: Counter | None = None,
+        pass_failures: Counter | None = None,
         retry_first_s: float = RETRY_FIRST_S,
         retry_max_s: float = RETRY_MAX_S,
         retries: int = RETRIES,
@@ -125,6 +256,7 @@ class JobScheduler:
         self.background = background
         self.leader_interval_s = leader_interval_s
         self.failures = failures
+        self.pass_failures = pass_failures
         self.retry_first_s = retry_first_s
         self.retry_max_s = retry_max_s
         self.retries = retries
@@ -149,13 +281,14 @@ class JobScheduler:
         self._stop.clear()
         self._executor = JobExecutor(self._run, self._put_back)
         scheduler = _LeaderScheduler(
-            jobstores={"default": SQLAlchemyJobStore(engine=self.engine, tablename=TABLE)},
+            jobstores={"default": _JobStore(engine=self.engine, tablename=TABLE)},
             executors={"default": self._executor},
             # Run late rather than never (a restart may come after the due time);
             # one instance of a job at a time.
             job_defaults={"coalesce": True, "misfire_grace_time": None, "max_instances": 1},
             timezone=UTC,
         )
+        scheduler.pass_failures = self.pass_failures
         scheduler.start(paused=True)
         self._scheduler = scheduler
         if not self.background:
@@ -211,8 +344,9 @@ class JobScheduler:
         Raises RuntimeError (SchedulerStopped) when not started or stopped.
         """
         scheduler = self._require()
-        scheduler.in_store(
-            lambda: scheduler.add_job(
+
+        def add() -> None:
+            scheduler.add_job(
                 dispatch,
                 "date",
                 run_date=at,
@@ -221,7 +355,16 @@ class JobScheduler:
                 args=[name, kwargs],
                 replace_existing=True,
             )
-        )
+
+        def store() -> None:
+            try:
+                add()
+            except JobLookupError:
+                # APScheduler inserts, and on a conflict updates: the leader took the
+                # id out (to run it) in between, so the row to update is gone.
+                add()
+
+        scheduler.in_store(store)
 
     def cancel(self, job_id: str) -> bool:
         """Remove the stored job `job_id`; False if there is none. RuntimeError as `schedule`."""
