@@ -312,8 +312,16 @@ def build_runtime(
         cache_h=config.oncall.people_cache_h,
         workspace=workspace,
     )
+    # One pacer for the worker and the REST sender: a call's second request counts
+    # against the token's lane like its first.
+    pacer = _pacer(config)
     senders[PAGERDUTY_REST] = PagerDutyActionSender(
-        sessions=sessions, pagerduty=rest, people=people, clock=clock, metrics=metrics
+        sessions=sessions,
+        pagerduty=rest,
+        people=people,
+        clock=clock,
+        metrics=metrics,
+        pacer=pacer,
     ).send
 
     # The outbox has database connections of its own: in a storm the intake
@@ -329,7 +337,7 @@ def build_runtime(
     outbox = OutboxWorker(
         sessions=make_sessionmaker(outbox_engine),
         senders=senders,
-        pacer=_pacer(config),
+        pacer=pacer,
         settings=config.delivery,
         clock=clock,
         metrics=metrics,

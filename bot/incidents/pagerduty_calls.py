@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -36,6 +37,7 @@ from bot.incidents.models import Incident
 from bot.observability.metrics import Metrics
 from bot.outbox import service as outbox
 from bot.outbox.models import CANCELLED, DEAD, PAGERDUTY_REST, PENDING, SENT
+from bot.outbox.pacing import Pacer
 from bot.outbox.results import Dead, Job, Result, Retry, Sent
 from bot.pagerduty.errors import PagerDutyRefused, PagerDutyUnavailable
 from bot.pagerduty.rest import PagerDutyRest
@@ -56,6 +58,13 @@ NOTE_CLOCK_SKEW = timedelta(minutes=1)  # PagerDuty's clock against ours, when l
 # behind it, and asks again this long after: by then that call has landed (the
 # escalation is not wanted) or given up (it is).
 STEP_ASIDE = timedelta(minutes=2)
+# The worker takes one token of the REST token's lane for a delivery: its first
+# request. Each request after it (an escalation reads the incident, then changes
+# it; an incident not known yet is looked up first; a note tried again is looked
+# for first) takes a token too, waiting at most this long: at the default pace
+# (960 a minute) the next token is 63 ms away. A longer wait (the lane drained
+# by a burst, or paused by a 429) sends the delivery back to wait in the outbox.
+EXTRA_REQUEST_WAIT_S = 1.0
 VERBS = {
     ACKNOWLEDGE: "acknowledge",
     RESOLVE: "resolve",
@@ -66,6 +75,39 @@ VERBS = {
 
 class _NotYet(Exception):
     """The page has not (visibly) reached PagerDuty yet: ask again shortly."""
+
+
+class _Paced(Exception):
+    """A request after a delivery's first found no token in its lane soon enough."""
+
+    def __init__(self, lane: str, wait_s: float) -> None:
+        super().__init__(f"the {lane} lane's pace: the next request waits {wait_s:.2f} s")
+        self.lane = lane
+        self.wait_s = wait_s
+
+
+class _Requests:
+    """One send's requests against its lane: the first paid for by the worker's claim,
+    each one after it by a token of its own, so the lane's rate counts requests."""
+
+    def __init__(self, pacer: Pacer | None, lane: str) -> None:
+        self._pacer = pacer
+        self._lane = lane
+        self._made = 0
+
+    def next(self) -> None:
+        """Before a request: take its token unless it is the first, waiting for it up
+        to EXTRA_REQUEST_WAIT_S; `_Paced` when it is further away than that."""
+        self._made += 1
+        pacer = self._pacer
+        if self._made == 1 or pacer is None:
+            return
+        deadline = time.monotonic() + EXTRA_REQUEST_WAIT_S
+        while not pacer.take(self._lane):
+            wait_s = pacer.wait_s(self._lane)
+            if time.monotonic() + wait_s > deadline:
+                raise _Paced(self._lane, wait_s)
+            time.sleep(max(wait_s, 0.001))
 
 
 class _Overtaken(Exception):
@@ -99,12 +141,16 @@ class PagerDutyActionSender:
         people: PeopleDirectory,
         clock: Clock,
         metrics: Metrics,
+        pacer: Pacer | None = None,
     ) -> None:
+        """`pacer`: the outbox worker's, whose lanes a send's requests after its first
+        count against too (None: only the delivery, as the worker paced it)."""
         self.sessions = sessions
         self.pagerduty = pagerduty
         self.people = people
         self.clock = clock
         self.metrics = metrics
+        self.pacer = pacer
 
     def send(self, job: Job) -> Result:
         payload = job.payload
@@ -125,15 +171,31 @@ class PagerDutyActionSender:
             return self._withdrawn(job, overtaken)
         if queued is not None:
             return self._stepped_aside(job, queued)
+        requests = _Requests(self.pacer, job.paced_by)
         try:
             if self.pagerduty is None:
                 raise PagerDutyRefused(NOT_CONFIGURED, status=0)
             pagerduty_id = known_id or self._find(
-                self.pagerduty, dedup_key, left_behind, service_id=service_id
+                self.pagerduty, dedup_key, left_behind, service_id=service_id, requests=requests
             )
-            data, note_id = self._call(self.pagerduty, pagerduty_id, job)
+            data, note_id = self._call(self.pagerduty, pagerduty_id, job, requests)
         except _Overtaken as exc:
             return self._withdrawn(job, exc.reason, pagerduty_id=pagerduty_id)
+        except _Paced as exc:
+            # Only reads were made: the change they lead to was not asked for yet.
+            log.info(
+                "delivery %s: PagerDuty %s of incident %s waits %.2f s for its lane",
+                job.id,
+                payload.get("action"),
+                payload.get("incident_id"),
+                exc.wait_s,
+                extra={
+                    "delivery": job.id,
+                    "incident": payload.get("incident_id"),
+                    "lane": exc.lane,
+                },
+            )
+            return Retry(error=str(exc), after_s=exc.wait_s)
         except _NotYet as exc:
             if job.attempts < MAX_ATTEMPTS * 4:
                 return Retry(error=str(exc), after_s=2.0)
@@ -160,9 +222,16 @@ class PagerDutyActionSender:
         return self._succeeded(job, pagerduty_id, data, assignees, note_id)
 
     def _find(
-        self, rest: PagerDutyRest, dedup_key: str, left_behind: set[str], *, service_id: str | None
+        self,
+        rest: PagerDutyRest,
+        dedup_key: str,
+        left_behind: set[str],
+        *,
+        service_id: str | None,
+        requests: _Requests,
     ) -> str:
         # Only our page's service, once known: another service's incident may carry our key.
+        requests.next()
         found = rest.find_incident_by_key(dedup_key, service_id=service_id)
         # Until PagerDuty opens a re-page's incident, the newest with our key is the
         # one the re-page left behind: not the one to act on.
@@ -179,11 +248,14 @@ class PagerDutyActionSender:
         raise PagerDutyRefused("it has no incident for this page", status=404)
 
     def _call(
-        self, rest: PagerDutyRest, pagerduty_id: str, job: Job
+        self, rest: PagerDutyRest, pagerduty_id: str, job: Job, requests: _Requests
     ) -> tuple[IncidentData | None, str | None]:
+        """Make the job's call; each request is preceded by `requests.next()`, and only
+        reads come before the one that changes the incident."""
         payload = job.payload
         action, sender = payload["action"], str(payload["from_email"])
         if action == ACKNOWLEDGE:
+            requests.next()
             acknowledged = rest.update_incident(
                 pagerduty_id, from_email=sender, change={"status": "acknowledged"}
             )
@@ -192,11 +264,13 @@ class PagerDutyActionSender:
             change: dict[str, Any] = {"status": "resolved"}
             if payload.get("text"):
                 change["resolution"] = payload["text"]
+            requests.next()
             return parse_incident(
                 rest.update_incident(pagerduty_id, from_email=sender, change=change)
             ), None
         if action == ESCALATE:
             kept = payload.get("level")
+            requests.next()
             current = parse_incident(rest.get_incident(pagerduty_id))
             if kept is not None and (current.escalation_level or 1) >= int(kept):
                 # The attempt before landed, or PagerDuty escalated by itself since:
@@ -206,6 +280,7 @@ class PagerDutyActionSender:
             if _unattended_escalation(payload) and current.status in ("acknowledged", "resolved"):
                 raise _Overtaken(current.status)
             level = int(kept) if kept is not None else self._next_level(current, job)
+            requests.next()
             escalated = parse_incident(
                 rest.update_incident(
                     pagerduty_id, from_email=sender, change={"escalation_level": level}
@@ -219,10 +294,12 @@ class PagerDutyActionSender:
             if job.attempts > 1:
                 # The attempt before may have landed, its answer lost: look first.
                 since = job.created_at - NOTE_CLOCK_SKEW if job.created_at else None
+                requests.next()
                 found = rest.find_note(pagerduty_id, content=content, since=since)
                 if found is not None:
                     self._found_done(job, pagerduty_id)
                     return None, found
+            requests.next()
             note = rest.add_note(pagerduty_id, from_email=sender, content=content)
             return None, str(note.get("id") or "") or None
         raise ValueError(f"unknown action {action!r}")

@@ -47,10 +47,11 @@ FOUND_DONE_ACTIONS = ("note", "escalate")
 # What became of a PagerDuty webhook delivery (handlers/pagerduty_webhooks.py).
 WEBHOOK_OUTCOMES = ("applied", "duplicate", "ignored", "refused", "malformed", "error")
 ECS_LOOK_OUTCOMES = ("ok", "failed", "cached")  # a look at ECS for deploys made outside opsbot
-# A delivery offered to leave right after its commit (bot/outbox/express.py): leased, or
-# left to the worker because another of its order is on its way, every sender is busy
-# or its lane is being paced.
-AT_ONCE_OUTCOMES = ("leased", "behind", "busy", "paced")
+# A delivery offered to leave right after its commit (bot/outbox/express.py): leased
+# (handed to a sender after the commit), unused (reserved a sender, then not sent at
+# once), or left to the worker because another of its order is on its way, every
+# sender is busy or its lane is being paced.
+AT_ONCE_OUTCOMES = ("leased", "unused", "behind", "busy", "paced")
 # What became of a request for an incident's own channel (bot/incidents/channels.py).
 CHANNEL_OUTCOMES = (
     "created",
@@ -76,6 +77,7 @@ MODAL_OUTCOMES = (
     "open_failed",  # Slack refused views.open otherwise
     "done",  # the submission went through the typed command's path
     "refused",  # ... which said no: shown on a field
+    "failed",  # ... which raised (part may be done), or the claim failed: logged
     "invalid",  # the view's state did not hold what the form offered
     "duplicate",  # the same view submitted again (a double click)
     "late",  # the work outlived the submission's wait: answered by message
@@ -243,6 +245,16 @@ class Metrics:
         )
         for outcome in AT_ONCE_OUTCOMES:
             self.outbox_at_once.labels(outcome)
+        self.outbox_lease_lost = Counter(
+            "opsbot_outbox_lease_lost",
+            "Claims of this instance whose lease ended first, by stage: before_send (not "
+            "sent), after_send (sent, then found taken over: maybe sent twice), "
+            "reservation_expired (its transaction outlived it), not_recorded.",
+            ["stage"],
+            registry=registry,
+        )
+        for stage in ("before_send", "after_send", "reservation_expired", "not_recorded"):
+            self.outbox_lease_lost.labels(stage)
         self.outbox_analyzed_total = Counter(
             "opsbot_outbox_analyzed",
             "Times the outbox worker had PostgreSQL take the statistics of its table again "

@@ -36,7 +36,7 @@ from bot.outbox.results import Job
 
 CLAIMANT = "outbox_claimant"  # Session.info: the worker transactions claim for
 CLAIMED = "outbox_claimed"  # Session.info: what they claimed, to send after the commit
-HELD = "outbox_held"  # Session.info: the order keys whose leases hold a sender
+HELD = "outbox_held"  # Session.info: the reservations (with their order keys) holding a sender
 
 # What a claim or a held sender was taken in: the innermost SAVEPOINT then, or
 # None for the transaction itself.
@@ -52,16 +52,35 @@ class Claimant(Protocol):
         """The end of a lease on a delivery not yet written, or None: it waits its turn."""
 
 
-class Worker(Claimant, Protocol):
-    def lease_until(self, *, target: str, order_key: str, now: datetime) -> datetime | None:
-        """The end of a lease on a delivery not yet written, holding one of the senders for
-        it until `send_claimed` or `release`; or None: it waits its turn."""
+class Reservation(Protocol):
+    """One of the worker's senders held for one claim, told apart from any other by its
+    identity: a reservation that outlived its lease may be followed by another under the
+    same order key, and what is done for the one must not touch the other."""
 
-    def send_claimed(self, jobs: list[tuple[Job, str]]) -> None:
-        """Send (job, order_key) pairs claimed for this instance by a committed transaction."""
+    @property
+    def until(self) -> datetime:
+        """The end of the lease of the claim it is for."""
 
-    def release(self, order_keys: Collection[str]) -> None:
-        """Give back the senders held under `order_keys`: nothing claimed under them is sent."""
+
+class Worker(Protocol):
+    instance_id: str
+
+    def reserve(self, *, target: str, order_key: str, now: datetime) -> Reservation | None:
+        """A sender held for a delivery not yet written, until `send_claimed` or `release`;
+        or None: it waits its turn."""
+
+    def send_claimed(self, jobs: list[tuple[Job, str, Reservation | None]]) -> None:
+        """Send (job, order_key, reservation) claimed for this instance by a committed
+        transaction, each under the reservation it was claimed with."""
+
+    def release(self, reservations: Collection[tuple[str, Reservation]]) -> None:
+        """Give back (order_key, reservation) unused: nothing claimed with them is sent."""
+
+
+# Session.info's entries: (taken in, order key, reservation) under HELD, and under
+# CLAIMED (taken in, job, order key, the reservation it was claimed with).
+Held = tuple[Savepoint, str, Reservation]
+Claimed = tuple[Savepoint, Job, str, Reservation | None]
 
 
 class _InTransaction:
@@ -74,11 +93,12 @@ class _InTransaction:
         self._db_session = db_session
 
     def lease_until(self, *, target: str, order_key: str, now: datetime) -> datetime | None:
-        until = self._worker.lease_until(target=target, order_key=order_key, now=now)
-        if until is not None:
-            held = self._db_session.info.setdefault(HELD, [])
-            held.append((self._db_session.get_nested_transaction(), order_key))
-        return until
+        reservation = self._worker.reserve(target=target, order_key=order_key, now=now)
+        if reservation is None:
+            return None
+        held = self._db_session.info.setdefault(HELD, [])
+        held.append((self._db_session.get_nested_transaction(), order_key, reservation))
+        return reservation.until
 
 
 def send_at_once(sessions: sessionmaker[Session], worker: Worker) -> None:
@@ -92,23 +112,27 @@ def claimant_of(db_session: Session) -> Claimant | None:
 
 
 def note_claimed(db_session: Session, job: Job, order_key: str) -> None:
+    """`job` was written claimed under the lease this session reserved last under
+    `order_key` (the claim follows its reservation at once)."""
+    held: list[Held] = db_session.info.get(HELD, [])
+    reservation = next((r for _, key, r in reversed(held) if key == order_key), None)
     claimed = db_session.info.setdefault(CLAIMED, [])
-    claimed.append((db_session.get_nested_transaction(), job, order_key))
+    claimed.append((db_session.get_nested_transaction(), job, order_key, reservation))
 
 
 def committed(db_session: Session) -> None:
     """The session's transaction committed: what it claimed goes to the worker to send,
     and the senders held for leases it did not use are given back."""
-    claimed: list[tuple[Savepoint, Job, str]] = db_session.info.pop(CLAIMED, [])
-    held: list[tuple[Savepoint, str]] = db_session.info.pop(HELD, [])
+    claimed: list[Claimed] = db_session.info.pop(CLAIMED, [])
+    held: list[Held] = db_session.info.pop(HELD, [])
     worker: Worker | None = db_session.info.get(CLAIMANT)
     if worker is None:
         return
-    jobs = [(job, order_key) for _, job, order_key in claimed]
+    jobs = [(job, order_key, reservation) for _, job, order_key, reservation in claimed]
     if jobs:
         worker.send_claimed(jobs)
-    sent = {order_key for _, order_key in jobs}
-    unused = [order_key for _, order_key in held if order_key not in sent]
+    used = {id(reservation) for _, _, reservation in jobs}
+    unused = [(key, reservation) for _, key, reservation in held if id(reservation) not in used]
     if unused:
         worker.release(unused)
 
@@ -120,15 +144,17 @@ def rolled_back(db_session: Session, transaction: SessionTransaction) -> None:
     savepoint = _undone(transaction)
     if savepoint is None:
         return
-    claimed: list[tuple[Savepoint, Job, str]] = db_session.info.pop(CLAIMED, [])
-    held: list[tuple[Savepoint, str]] = db_session.info.pop(HELD, [])
+    claimed: list[Claimed] = db_session.info.pop(CLAIMED, [])
+    held: list[Held] = db_session.info.pop(HELD, [])
     kept = [c for c in claimed if not _within(c[0], savepoint)]
     if kept:
         db_session.info[CLAIMED] = kept
     still_held = [h for h in held if not _within(h[0], savepoint)]
     if still_held:
         db_session.info[HELD] = still_held
-    given_back = [order_key for taken_in, order_key in held if _within(taken_in, savepoint)]
+    given_back = [
+        (key, reservation) for taken_in, key, reservation in held if _within(taken_in, savepoint)
+    ]
     worker: Worker | None = db_session.info.get(CLAIMANT)
     if given_back and worker is not None:
         worker.release(given_back)
@@ -138,10 +164,10 @@ def ended(db_session: Session) -> None:
     """The session's transaction ended: unless its commit sent them, what it claimed is not
     sent by this process and every sender it held is given back."""
     db_session.info.pop(CLAIMED, None)
-    held: list[tuple[Savepoint, str]] = db_session.info.pop(HELD, [])
+    held: list[Held] = db_session.info.pop(HELD, [])
     worker: Worker | None = db_session.info.get(CLAIMANT)
     if held and worker is not None:
-        worker.release([order_key for _, order_key in held])
+        worker.release([(key, reservation) for _, key, reservation in held])
 
 
 def _undone(transaction: SessionTransaction) -> SessionTransaction | None:

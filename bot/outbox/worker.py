@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from prometheus_client import Histogram
+from prometheus_client import Counter, Histogram
 from sqlalchemy import (
     BindParameter,
     ColumnElement,
@@ -56,6 +56,7 @@ from sqlalchemy.orm import Session, aliased, sessionmaker
 from bot.clock import Clock, SystemClock, seconds_between
 from bot.config import DeliverySettings
 from bot.db.statements import update_rows
+from bot.outbox.express import Reservation
 from bot.outbox.models import (
     DEAD,
     PAGERDUTY_EVENT,
@@ -99,9 +100,10 @@ class _Lease:
     lost: bool = False  # found taken or ended when it was to be renewed
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _Hold:
-    """A sender held for a claim whose transaction has not ended."""
+    """A sender held for a claim whose transaction has not ended; each is its own (`is`),
+    two taken under one order key one after the other never standing for each other."""
 
     until: datetime  # the end of the claim's lease
     # time.monotonic() past which the hold is let go even if its transaction was never
@@ -119,7 +121,12 @@ class DeliveryMetrics(Protocol):
     def folded(self, items: int) -> None: ...
 
     def at_once(self, outcome: str) -> None:
-        """An offer to send a delivery right after its commit: `leased`, or why not."""
+        """An offer to send a delivery right after its commit: `leased` (handed to a sender
+        after the commit), `unused` (reserved, not sent at once), or why it was not taken."""
+
+    @property
+    def outbox_lease_lost(self) -> Counter:
+        """Claims of this instance whose lease ended before their send or its record."""
 
     def outbox_analyzed(self) -> None:
         """The statistics of the deliveries table were taken again after a slow pass."""
@@ -365,17 +372,18 @@ class OutboxWorker:
                         self._held[row.order_key] = hold
                     wait = self.pacer.wait_s(lane)
                     if wait > 0 or not self.pacer.take(lane):
-                        self._give_back([row.order_key])
+                        self._give_back([(row.order_key, hold)])
                         delay = min(delay, max(wait, 0.01))
                         continue
                     chosen.append((row, lane))
                 claimed = self._claim(db_session, chosen, now)
                 handed_over = {order_key for _, order_key in claimed}
-                self.send_claimed(claimed)
+                for job, order_key in claimed:
+                    self._start(job, order_key, hold)
             finally:
                 # What the claim did not get (changed since it was read) frees its sender.
                 chosen_keys = [row.order_key for row, _ in chosen]
-                self._give_back([key for key in chosen_keys if key not in handed_over])
+                self._give_back([(key, hold) for key in chosen_keys if key not in handed_over])
         return delay
 
     def _hold(self, now: datetime) -> _Hold:
@@ -390,6 +398,7 @@ class OutboxWorker:
                 # A transaction that outlived its lease, or one that ended unseen: what it
                 # claimed, if anything, is any instance's to send now.
                 del self._held[order_key]
+                self._lease_lost("reservation_expired")
                 log.warning(
                     "outbox: the sender held for a claim under %s is free again: the "
                     "claim's transaction outlived its lease",
@@ -510,7 +519,9 @@ class OutboxWorker:
 
     # -- claimed in the transaction that adds them (bot/outbox/express.py) -----
 
-    def lease_until(self, *, target: str, order_key: str, now: datetime) -> datetime | None:
+    def reserve(self, *, target: str, order_key: str, now: datetime) -> _Hold | None:
+        """A sender held for a claim at once under `order_key` (the hold itself, whose
+        `until` the claim writes), or None: the delivery is left to the worker."""
         if self._pool is None or self._stop.is_set():
             return None
         hold = self._hold(now)
@@ -526,40 +537,73 @@ class OutboxWorker:
                 self._held[order_key] = hold
         outcome = "behind" if behind else "busy" if busy else None
         if outcome is None and not self.pacer.take(target):
-            self._give_back([order_key])
+            self._give_back([(order_key, hold)])
             outcome = "paced"
-        self.metrics.at_once(outcome or "leased")
-        return None if outcome else hold.until
+        if outcome is not None:
+            self.metrics.at_once(outcome)
+            return None
+        return hold  # counted once its transaction ends: `leased` or `unused`
 
-    def send_claimed(self, jobs: list[tuple[Job, str]]) -> None:
-        pool = self._pool
-        for job, order_key in jobs:
-            with self._lock:
-                # The sender held for the claim sends it. A lease not known here (held
-                # no more) is renewed in the database before the send, if it still can be.
-                hold = self._held.pop(order_key, None)
-                until = self.clock.now() if hold is None else hold.until
-                self._in_flight[order_key] = _Lease(job.id, job.attempts, until)
-            try:
-                if pool is None:
-                    raise RuntimeError("the outbox worker is not running")
-                pool.submit(self._send, job, order_key)
-            except RuntimeError:  # stopped since the claim
-                with self._lock:
-                    self._in_flight.pop(order_key, None)
-                log.warning("delivery %s goes out when its lease ends, not now", job.id)
+    def send_claimed(self, jobs: list[tuple[Job, str, Reservation | None]]) -> None:
+        for job, order_key, reservation in jobs:
+            started = self._start(job, order_key, reservation)
+            self.metrics.at_once("leased" if started else "unused")
 
-    def release(self, order_keys: Collection[str]) -> None:
-        """Give back the senders held under `order_keys`: their transaction claimed nothing
-        under them, or did not commit."""
+    def release(self, reservations: Collection[tuple[str, Reservation]]) -> None:
+        """Give back the senders held for `reservations` (order key, reservation): their
+        transaction claimed nothing with them, or did not commit."""
+        for _ in reservations:
+            self.metrics.at_once("unused")
         with self._lock:
             was_full = self._free() <= 0
-        if self._give_back(order_keys) and was_full:
+        if self._give_back(reservations) and was_full:
             self._wake.set()  # the loop may have let due work wait for a sender
 
-    def _give_back(self, order_keys: Collection[str]) -> bool:
+    def _give_back(self, reservations: Collection[tuple[str, Reservation]]) -> bool:
+        """Free the senders held for `reservations`, each only while its own: one that
+        outlived its lease may have been followed by another's under its order key."""
         with self._lock:
-            return bool([key for key in order_keys if self._held.pop(key, None) is not None])
+            mine = [key for key, reservation in reservations if self._held.get(key) is reservation]
+            for key in mine:
+                del self._held[key]
+        return bool(mine)
+
+    def _start(self, job: Job, order_key: str, reservation: Reservation | None) -> bool:
+        """Hand `job`, claimed with `reservation`, to a sender; False when it is left to
+        whoever claims it once its lease ends.
+
+        The lease is the claim's own: its reservation's end, or none known (the send
+        renews it in the database first, if it still can be). A send under the order
+        key already on its way here means the reservation outlived its lease and
+        another took its place: the newcomer does not go beside it.
+        """
+        until = self.clock.now() if reservation is None else reservation.until
+        lease = _Lease(job.id, job.attempts, until)
+        with self._lock:
+            if reservation is not None and self._held.get(order_key) is reservation:
+                del self._held[order_key]
+            ahead = self._in_flight.setdefault(order_key, lease)
+        ids = {"delivery": job.id, "kind": job.kind, "order_key": order_key}
+        if ahead is not lease:
+            log.warning(
+                "delivery %s (%s to %s) not sent now: delivery %s of its order is on its way "
+                "here; it goes when its lease ends",
+                job.id,
+                job.kind,
+                job.target,
+                ahead.delivery,
+                extra={**ids, "in_flight": ahead.delivery},
+            )
+            return False
+        try:
+            if self._pool is None:
+                raise RuntimeError("the outbox worker is not running")
+            self._pool.submit(self._send, job, order_key, lease)
+        except RuntimeError:  # stopped since the claim
+            self._done_with(order_key, lease)
+            log.warning("delivery %s goes out when its lease ends, not now", job.id, extra=ids)
+            return False
+        return True
 
     # -- leases of sends in flight ------------------------------------------------
 
@@ -620,21 +664,20 @@ class OutboxWorker:
                     lease.lost = True
         return renewed
 
-    def _still_held(self, job: Job, order_key: str) -> bool:
-        """Whether this instance may send `job` now: its lease has more than half its
+    def _still_held(self, job: Job, lease: _Lease) -> bool:
+        """Whether this instance may send `job` now: its `lease` has more than half its
         length to run, as a send started moments after its claim has, or it is renewed
         in the database, which only a lease still this instance's and not ended can be.
 
         The one extra statement is paid only by a send that waited (a stalled process,
-        a pool slower than its count), not by every click's.
+        a pool slower than its count, a transaction slow to commit), not by every click's.
         """
         now = self.clock.now()
         half = timedelta(seconds=self.settings.lease_s / 2)
         with self._lock:
-            lease = self._in_flight.get(order_key)
-        if lease is not None and not self._renew_by(lease, now, half) and not lease.lost:
+            running = not self._renew_by(lease, now, half) and not lease.lost
+        if running:
             return True
-        lease = lease or _Lease(job.id, job.attempts, now)
         try:
             if self._renew([lease], now):
                 return True
@@ -653,18 +696,28 @@ class OutboxWorker:
             job.target,
             extra={"delivery": job.id, "kind": job.kind, "attempts": job.attempts},
         )
+        self._lease_lost("before_send")
         return False
 
     # -- sending and recording ------------------------------------------------
 
-    def _send(self, job: Job, order_key: str) -> None:
+    def _send(self, job: Job, order_key: str, lease: _Lease) -> None:
         try:
-            if self._still_held(job, order_key):
+            if self._still_held(job, lease):
                 self._send_and_record(job)
         finally:
-            with self._lock:
-                self._in_flight.pop(order_key, None)
+            self._done_with(order_key, lease)
             self._wake.set()
+
+    def _done_with(self, order_key: str, lease: _Lease) -> None:
+        with self._lock:
+            if self._in_flight.get(order_key) is lease:
+                del self._in_flight[order_key]
+
+    def _lease_lost(self, stage: str) -> None:
+        """opsbot_outbox_lease_lost_total: `before_send`, `after_send`,
+        `reservation_expired` or `not_recorded`."""
+        self.metrics.outbox_lease_lost.labels(stage).inc()
 
     def _send_and_record(self, job: Job) -> None:
         try:
@@ -676,8 +729,11 @@ class OutboxWorker:
             self._record(job, result)
         except Exception:
             log.exception(
-                "delivery %s: could not record the outcome; the lease will expire", job.id
+                "delivery %s: could not record the outcome; the lease will expire",
+                job.id,
+                extra={"delivery": job.id, "kind": job.kind, "attempts": job.attempts},
             )
+            self._lease_lost("not_recorded")
 
     def _backoff_s(self, attempts: int) -> float:
         base = min(self.settings.max_backoff_s, 2.0 ** max(0, attempts - 1))
@@ -707,6 +763,7 @@ class OutboxWorker:
                         extra={"delivery": job.id, "kind": job.kind, "attempts": job.attempts},
                     )
                     db_session.commit()
+                    self._lease_lost("after_send")
                     return
                 message = job.message
                 if (

@@ -274,16 +274,16 @@ def test_nothing_is_claimed_at_once_while_every_sender_is_busy(service: LiveServ
     worker.start()
     try:
         now = runtime.clock.now()
-        assert worker.lease_until(target="slack:#alerts", order_key="slack:a", now=now)
+        reservation = worker.reserve(target="slack:#alerts", order_key="slack:a", now=now)
+        assert reservation is not None
         job = Job(0, SLACK_MESSAGE, "slack:#alerts", {"text": "a"}, 1, None)
-        worker.send_claimed([(job, "slack:a")])  # the only sender is busy with it
+        worker.send_claimed([(job, "slack:a", reservation)])  # the only sender is busy with it
         # Claimed now, it would wait behind that one with its share of the pace spent.
-        assert worker.lease_until(target="slack:#alerts", order_key="slack:b", now=now) is None
-        assert worker.lease_until(target="slack:#alerts", order_key="slack:a", now=now) is None
-        assert offers() == {"leased": 1, "behind": 1, "busy": 1, "paced": 0}
+        assert worker.reserve(target="slack:#alerts", order_key="slack:b", now=now) is None
+        assert worker.reserve(target="slack:#alerts", order_key="slack:a", now=now) is None
+        assert offers() == {"leased": 1, "unused": 0, "behind": 1, "busy": 1, "paced": 0}
         gate.set()
-        wait_for(lambda: worker.lease_until(target="slack:#alerts", order_key="slack:b", now=now))
-        assert offers()["leased"] == 2
+        wait_for(lambda: worker.reserve(target="slack:#alerts", order_key="slack:b", now=now))
     finally:
         gate.set()
         worker.stop()

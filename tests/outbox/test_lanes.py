@@ -229,8 +229,9 @@ def test_pagerduty_rest_is_paced_per_token_apart_from_the_events_api(
     slack: SlackEmulator,
     pagerduty: PagerDutyEmulator,
 ) -> None:
-    # One REST call, then one a day: a second acknowledge must wait; pages must not.
-    service = live(make_service, settings, pagerduty_rest_per_min=1 / 1440, pagerduty_rest_burst=1)
+    # One acknowledge (two REST requests: it looks its incident up, then changes it),
+    # then one request a day: a second acknowledge must wait; pages must not.
+    service = live(make_service, settings, pagerduty_rest_per_min=1 / 1440, pagerduty_rest_burst=2)
     first, _ = page(service, sns_signer, slack, pagerduty, "prod-first")
     second, _ = page(service, sns_signer, slack, pagerduty, "prod-second")
     click(service, render.ACKNOWLEDGE, str(first), response_url=slack.response_url())
