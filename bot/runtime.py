@@ -75,6 +75,9 @@ class Runtime:
     on_start: list[Callable[[Runtime], None]] = field(default_factory=list)
     # Run last when it stops (e.g. closing kept-alive HTTP connections).
     on_stop: list[Callable[[], None]] = field(default_factory=list)
+    # Run first when it stops, each to its end: work in pools of its own that may still
+    # queue work behind acks (a modal's submission declaring an incident).
+    drains: list[Callable[[], None]] = field(default_factory=list)
     metrics: Metrics = field(default_factory=Metrics)  # this runtime's own registry
     outbox_gauges: OutboxGauges | None = None
     ops_monitor: OpsMonitor | None = None
@@ -105,6 +108,9 @@ class Runtime:
             self.home.start()
 
     def stop(self) -> None:
+        # Before the lane behind acks stops: what they run may still queue work there.
+        for drain in self.drains:
+            drain()
         if self.home is not None:
             self.home.stop()
         if self.queue_consumer is not None:

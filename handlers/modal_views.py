@@ -12,7 +12,13 @@ command's response_url (kept in the view's private_metadata). The acknowledgemen
 must carry the field errors, so it waits for the work (in threads of its own)
 until `slack_form_wait_s` (2 s) after the submission reached its listener
 (reading and claiming it count); past that it closes the form and the outcome follows by
-message. What each modal is and does: handlers/modals.py.
+message. A view submitted again while its first submission is worked on is
+answered as the first is (on this instance: the same answer; on another: an
+error that keeps the form open for the first's answer); only a view that acted
+closes at once. Work that raised may have done part of it: the view is never
+acted on again. When the process stops, the submissions in hand end before the
+lane behind acks does (bot/runtime.py); work in hand at a SIGKILL is not journaled.
+What each modal is and does: handlers/modals.py.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ from bot.modals import render
 from bot.modals import state as view_state
 from bot.modals.errors import FieldErrors
 from bot.modals.forms import SELECT, Choice, Form
-from bot.modals.submissions import SubmittedViews
+from bot.modals.submissions import Claim, SubmittedViews
 from bot.rights.errors import RightMissing
 from bot.runtime import Runtime
 from handlers.command_text import slash_command
@@ -53,7 +59,20 @@ SUBMITTING_AT_ONCE = 4
 VIEW_ID = re.compile(r"V[A-Z0-9]{1,40}")
 CHANNEL_ID = re.compile(r"[CDG][A-Z0-9]{1,40}")
 RESPONSE_URL_MAX = 500
-WENT_WRONG = "Something went wrong on the bot's side (it is logged): nothing was done."
+WENT_WRONG = (
+    "Something went wrong on opsbot's side (it is logged). Part of it may have been done: "
+    "check before asking again."
+)
+# A second submission of a view whose first went wrong part-way: it is never acted on again.
+UNSURE_AGAIN = (
+    "This form's submission went wrong part-way (it is logged): check what was done, then "
+    "open the form again if need be."
+)
+# A second submission of a view whose first is being worked on and not yet answered.
+BEING_WORKED_ON = "This form was submitted twice: the first is being worked on, its answer follows."
+NOT_CLAIMED = (
+    "Something went wrong on opsbot's side (it is logged): nothing was done. Submit again."
+)
 
 
 @dataclass(frozen=True)
@@ -134,32 +153,73 @@ class Modal:
 
 
 class _Handoff:
-    """The submission's result, from the lane behind the ack to the listener while it waits."""
+    """A submission's answer, from the lane behind the ack to the listeners waiting for it:
+    the one that claimed the view and any second submission of it on this instance."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._done = threading.Event()
+        # Set once answered, or once the claiming listener stopped waiting (it closed the form).
+        self._settled = threading.Event()
         self._abandoned = False
         self.errors: dict[str, str] | None = None
 
     def finish(self, errors: dict[str, str] | None) -> bool:
-        """Hand over the result; False when the listener no longer waits (answer by message)."""
+        """Hand over the answer; False when the listener no longer waits (answer by message)."""
         with self._lock:
             if self._abandoned:
                 return False
             self.errors = errors
-            self._done.set()
+            self._settled.set()
             return True
 
     def wait(self, timeout_s: float) -> bool:
-        """True with the result in; False after the timeout (the work then answers by message)."""
-        if self._done.wait(timeout_s):
+        """The claiming listener's wait: True with the answer in; False after the timeout
+        (the form closes, and the work answers by message)."""
+        if self._settled.wait(timeout_s):
             return True
         with self._lock:
-            if self._done.is_set():
+            if self._settled.is_set():
                 return True
             self._abandoned = True
+            self._settled.set()
             return False
+
+    def follow(self, timeout_s: float) -> tuple[bool, dict[str, str] | None]:
+        """A second submission's wait: whether the first was answered within `timeout_s`, and
+        the errors it was answered with (None: its form closed)."""
+        settled = self._settled.wait(timeout_s)
+        with self._lock:
+            return settled, None if self._abandoned else self.errors
+
+
+class _InFlight:
+    """The submissions this instance is working on, by view id."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._handoffs: dict[str, _Handoff] = {}
+
+    def join(self, view_id: str, handoff: _Handoff) -> _Handoff:
+        """The handoff of the submission of `view_id` worked on here: `handoff` if none is."""
+        with self._lock:
+            return self._handoffs.setdefault(view_id, handoff)
+
+    def leave(self, view_id: str, handoff: _Handoff) -> None:
+        with self._lock:
+            if self._handoffs.get(view_id) is handoff:
+                del self._handoffs[view_id]
+
+
+@dataclass(frozen=True)
+class _Ids:
+    """What the log names a submission by."""
+
+    modal: str  # the callback_id
+    view_id: str
+    user_id: str
+
+    def extra(self) -> dict[str, str]:
+        return {"modal": self.modal, "view_id": self.view_id, "slack_user": self.user_id}
 
 
 def _refusal_errors(modal: Modal, form: Form, exc: Exception) -> dict[str, str]:
@@ -174,25 +234,77 @@ def _refusal_errors(modal: Modal, form: Form, exc: Exception) -> dict[str, str]:
 
 
 def _submit(
-    runtime: Runtime, modal: Modal, form: Form, submission: Submission
+    runtime: Runtime, modal: Modal, form: Form, submission: Submission, ids: _Ids
 ) -> tuple[str, dict[str, str] | None, str | dict[str, Any] | None]:
-    """Run a submission: its outcome, its field errors, and its answer for the person."""
+    """Run a submission: its outcome, its field errors (plain text), and its answer for the
+    person as a message (mrkdwn)."""
     try:
         text = modal.act(runtime, submission)
     except FieldErrors as exc:
-        return "refused", exc.errors, "\n".join(exc.errors.values())
+        return "refused", exc.errors, exc.mrkdwn()
     except modal.refusals as exc:
         return "refused", _refusal_errors(modal, form, exc), str(exc)
     except Exception:
-        log.exception("the %s modal's submission failed", modal.command)
+        log.exception("the %s modal's submission failed", modal.command, extra=ids.extra())
         return "failed", {form.first: WENT_WRONG}, WENT_WRONG
     return "done", None, text
+
+
+def _tail(runtime: Runtime, ids: _Ids, step: str, run: Callable[[], object]) -> None:
+    """Run one step after a submission's work; a failure is logged and counted, never raised:
+    the person's answer must not hang on it."""
+    try:
+        run()
+    except Exception:
+        runtime.metrics.after_ack_failures.inc()
+        log.error(
+            "a modal's submission: %s failed after its work",
+            step,
+            exc_info=True,
+            extra={**ids.extra(), "step": step},
+        )
+
+
+def _settle_claim(runtime: Runtime, views: SubmittedViews, ids: _Ids, outcome: str) -> None:
+    """Done: the view acted. Refused: nothing was done, it may be corrected and submitted
+    again. Failed: part may have been done, so it is never acted on again."""
+    if outcome == "done":
+        _tail(runtime, ids, "marking the view acted", lambda: views.acted(ids.view_id))
+    elif outcome == "refused":
+        _tail(runtime, ids, "releasing the view", lambda: views.release(ids.view_id))
+    else:
+        _tail(runtime, ids, "marking the view unsure", lambda: views.unsure(ids.view_id))
+
+
+def _claim(runtime: Runtime, views: SubmittedViews, ids: _Ids) -> Claim | None:
+    """The view's claim (bot/modals/submissions.py); None when the database failed."""
+    try:
+        claim = views.claim(ids.view_id)
+    except Exception:
+        runtime.metrics.modal(ids.modal, "failed")
+        log.exception("claiming a modal's submission failed", extra=ids.extra())
+        return None
+    if claim != "claimed":
+        runtime.metrics.modal(ids.modal, "duplicate")
+        log.info("view %s submitted again: %s", ids.view_id, claim, extra=ids.extra())
+    return claim
+
+
+def _not_claimed(form: Form, claim: Claim | None) -> dict[str, str] | None:
+    """The answer to a submission that did not claim its view: None (close the form) once
+    the view acted; else errors, which keep the form open (for the first's answer)."""
+    if claim == "acted":
+        return None
+    if claim is None:
+        return {form.first: NOT_CLAIMED}
+    return {form.first: UNSURE_AGAIN if claim == "unsure" else BEING_WORKED_ON}
 
 
 def _submitted(
     runtime: Runtime,
     views: SubmittedViews,
     pool: ThreadPoolExecutor,
+    in_flight: _InFlight,
     callback_id: str,
     modal: Modal,
 ) -> Callable[..., None]:
@@ -213,46 +325,72 @@ def _submitted(
             log.info("%s modal refused: %s", modal.command, ", ".join(exc.errors))
             ack(response_action="errors", errors=exc.errors)
             return
-        if not views.claim(view_id):
-            runtime.metrics.modal(callback_id, "duplicate")
-            log.info("view %s submitted again: acted on once", view_id)
-            ack()
-            return
+        ids = _Ids(callback_id, view_id, user_id)
         submission = Submission(user_id, Origin.parse(view.get("private_metadata")), values)
         handoff = _Handoff()
+        first = in_flight.join(view_id, handoff)
+        if first is not handoff:
+            # A double click reaching this instance twice: both answers are the first's, so
+            # a refusal keeps the form open whichever answer Slack applies last.
+            runtime.metrics.modal(callback_id, "duplicate")
+            log.info("view %s submitted again while worked on here", view_id, extra=ids.extra())
+            answered, errors = first.follow(max(0.0, deadline - time.monotonic()))
+            if not answered:
+                errors = {form.first: BEING_WORKED_ON}
+            _ack(ack, errors)
+            return
+        claim = _claim(runtime, views, ids)
+        if claim != "claimed":
+            errors = _not_claimed(form, claim)
+            handoff.finish(errors)
+            in_flight.leave(view_id, handoff)
+            _ack(ack, errors)
+            return
         response_url = submission.origin.response_url
 
         def work() -> None:
-            outcome, errors, text = _submit(runtime, modal, form, submission)
-            if outcome == "done":
-                views.acted(view_id)
-            else:
-                views.release(view_id)
-            runtime.metrics.modal(callback_id, outcome)
-            log.info(
-                "%s modal submitted: %s",
-                modal.command,
-                outcome,
-                extra={"view_id": view_id, "slack_user": user_id},
-            )
-            waited = handoff.finish(errors)
-            if not waited:
-                runtime.metrics.modal(callback_id, "late")
-            if text and (outcome == "done" or not waited):
-                if isinstance(text, dict):
-                    answer(runtime, response_url=response_url, text="", body=text)
-                else:
-                    answer(runtime, response_url=response_url, text=text)
-            if not waited and outcome != "done" and submission.origin.home and runtime.home:
-                runtime.home.clicked(user_id)  # Home lists what its forms were refused
+            answered = False
+            try:
+                outcome, errors, text = _submit(runtime, modal, form, submission, ids)
+                runtime.metrics.modal(callback_id, outcome)
+                log.info("%s modal submitted: %s", modal.command, outcome, extra=ids.extra())
+                _settle_claim(runtime, views, ids, outcome)
+                waited = handoff.finish(errors)
+                answered = True
+                if not waited:
+                    runtime.metrics.modal(callback_id, "late")
+                if text and (outcome == "done" or not waited):
+                    whole = text if isinstance(text, dict) else None
+                    said = "" if isinstance(text, dict) else text
+                    _tail(
+                        runtime,
+                        ids,
+                        "answering by message",
+                        lambda: answer(runtime, response_url=response_url, text=said, body=whole),
+                    )
+                if not waited and outcome != "done" and submission.origin.home and runtime.home:
+                    home = runtime.home  # Home lists what its forms were refused
+                    _tail(runtime, ids, "refreshing App Home", lambda: home.clicked(user_id))
+            except Exception:  # a bug of ours: nobody reads the pool's futures
+                runtime.metrics.after_ack_failures.inc()
+                log.exception("a modal's submission failed after its work", extra=ids.extra())
+            finally:
+                if not answered:  # the form still gets an answer
+                    handoff.finish({form.first: WENT_WRONG})
+                in_flight.leave(view_id, handoff)
 
         pool.submit(work)
-        if handoff.wait(max(0.0, deadline - time.monotonic())) and handoff.errors:
-            ack(response_action="errors", errors=handoff.errors)
-        else:
-            ack()
+        _ack(ack, handoff.errors if handoff.wait(max(0.0, deadline - time.monotonic())) else None)
 
     return submitted
+
+
+def _ack(ack: Ack, errors: dict[str, str] | None) -> None:
+    """Errors keep the form open and show under its fields; a bare ack closes it."""
+    if errors:
+        ack(response_action="errors", errors=errors)
+    else:
+        ack()
 
 
 # -- opening -------------------------------------------------------------------------------
@@ -364,14 +502,18 @@ def _searcher(runtime: Runtime, modal: Modal, search: Search) -> Callable[..., N
 def register(routes: Routes, runtime: Runtime, modals: dict[str, Modal]) -> None:
     """Listen for `modals`: their bare commands, submissions and searches."""
     views = SubmittedViews(sessions=runtime.sessions, clock=runtime.clock)
+    in_flight = _InFlight()
     # Not the after-ack lane: that lane yields to requests in flight, and the
     # submission's own request is in flight while it waits for its outcome.
     pool = ThreadPoolExecutor(SUBMITTING_AT_ONCE, thread_name_prefix="modal-submit")
+    # A submission still worked on when the process stops may queue work behind acks (an
+    # incident's channel): it ends before that lane stops.
+    runtime.drains.append(pool.shutdown)
     for callback_id, modal in modals.items():
         opens = slash_command(
             routes, runtime.config.commands.naming, modal.command, when=_opens(modal)
         )
         opens(opener(runtime, callback_id, modal))
-        routes.view(callback_id)(_submitted(runtime, views, pool, callback_id, modal))
+        routes.view(callback_id)(_submitted(runtime, views, pool, in_flight, callback_id, modal))
         for name, search in modal.searches.items():
             routes.options(name)(_searcher(runtime, modal, search))

@@ -77,7 +77,9 @@ def _flag(runtime: Runtime, submission: Submission) -> str | dict[str, Any]:
     try:
         attributes = flags.parse_attributes(words)
     except Usage as exc:
-        raise FieldErrors({service.ATTRIBUTES: render.plain_error(str(exc))}) from exc
+        raise FieldErrors(
+            {service.ATTRIBUTES: render.plain_error(str(exc))}, message=str(exc)
+        ) from exc
     command = flags.Command(
         verb, app=app, env=env, flag=submission.text(service.FLAG_NAME), attributes=attributes
     )
@@ -111,7 +113,7 @@ def _declare(runtime: Runtime, submission: Submission) -> None:
     except IncidentError as exc:
         if isinstance(exc.__cause__, RightMissing):
             raise
-        raise FieldErrors({service.ROUTE: render.plain_error(str(exc))}) from exc
+        raise FieldErrors({service.ROUTE: render.plain_error(str(exc))}, message=str(exc)) from exc
     if declared is not None:
         # As the typed `/incident declare` does; queued, so the form closes on the
         # declaration, not on Slack's channel calls.

@@ -315,11 +315,12 @@ def silence_request(values: Mapping[str, str | None], *, now: datetime) -> Windo
 
 
 def _on_field(field: str, parse: Callable[[], T]) -> T:
-    """What `parse` gives; its BadWindow as a FieldErrors on `field`, in plain text."""
+    """What `parse` gives; its BadWindow as a FieldErrors on `field`, in plain text (and
+    as the domain's mrkdwn for a message)."""
     try:
         return parse()
     except BadWindow as exc:
-        raise FieldErrors({field: plain_error(str(exc))}) from exc
+        raise FieldErrors({field: plain_error(str(exc))}, message=str(exc)) from exc
 
 
 def _matching(names: list[str], prefix: str) -> list[str]:
