@@ -58,11 +58,15 @@ def register(routes: Routes, runtime: Runtime) -> None:
             try:
                 text = undo(runtime, incident_id=incident_id, key=key, user_id=user_id)
             except UndoRefused as exc:
-                text, outcome = str(exc), "refused"
+                text, outcome = str(exc), exc.outcome
             except Exception:
                 log.exception("undo of %s on incident %s failed", key, incident_id)
+                # It failed somewhere between the gates and the record of what AWS did:
+                # the change may have started (an AppConfig deployment, a rollback).
+                check = "`/flag list`" if kind == "flag" else "`/deploy status`"
                 text = (
-                    "Something went wrong on the bot's side (it is logged); nothing more was done."
+                    "Something went wrong on the bot's side (it is logged); part of it may have "
+                    f"been done: check {check} and the incident's message before trying again."
                 )
                 outcome = "failed"
             runtime.metrics.undo(kind, outcome)

@@ -6,6 +6,18 @@ from __future__ import annotations
 class UndoRefused(Exception):
     """The message a person reads: nothing was changed."""
 
+    outcome = "refused"  # as audited and counted
+
+
+class UndoFailed(UndoRefused):
+    """The undo was started and AWS refused or failed it (or its answer was lost).
+
+    Answered to the clicker as a refusal is (they read what AWS said), but recorded
+    and counted as `failed`: it is not a gate that said no.
+    """
+
+    outcome = "failed"
+
 
 class QuestionRefused(Exception):
     """A Continue or Cancel that does nothing (answered already, or not a question of ours)."""

@@ -25,7 +25,7 @@ from bot.apps.errors import AppError
 from bot.apps.registry import get_target_or_raise
 from bot.audit import service as audit
 from bot.changes import outside, render
-from bot.changes.errors import UndoRefused
+from bot.changes.errors import UndoFailed, UndoRefused
 from bot.changes.service import (
     ROLLBACK_UNDO,
     RUNNING,
@@ -34,12 +34,12 @@ from bot.changes.service import (
     Undo,
     changes_view,
 )
-from bot.deploys.errors import DeployError
+from bot.deploys.errors import DeployError, DeployFailed
 from bot.deploys.models import ROLLBACK
 from bot.deploys.plans import Request
 from bot.deploys.requests import submit as submit_deploy
 from bot.flags import flows as flag_flows
-from bot.flags.errors import FlagError
+from bot.flags.errors import FlagError, FlagFailed
 from bot.flags.requests import Change
 from bot.incidents import flows as incident_flows
 from bot.incidents import service as incidents
@@ -57,6 +57,7 @@ AUDIT_ACTION = "incident.undo"
 DONE = "done"
 REFUSED = "refused"
 FAILED = "failed"
+BOT_FAILED = "failed on the bot's side (it is logged)"
 
 
 def _listed(db_session: Session, *, incident: Incident, key: str, now: datetime) -> ChangeItem:
@@ -161,7 +162,11 @@ def _record(
     status: str,
     answer: str,
 ) -> None:
-    """What came of the undo: on the timeline, in the audit, in the thread when it ran."""
+    """What came of the undo: on the timeline, in the audit, and in the thread unless a
+    gate refused it (the clicker alone hears that): a failure is the incident's news too.
+
+    `answer` is mrkdwn, built from escaped parts by /rollback and /flag (or ours).
+    """
     assert item.undo is not None
     label = render.undo_label(item.undo)
     now = services.clock.now()
@@ -181,11 +186,12 @@ def _record(
             outcome={DONE: "ok", REFUSED: "refused"}.get(status, "failed"),
             detail={"change": item.key, "undo": label, "answer": answer[:500]},
         )
-        if status == DONE:
+        if status != REFUSED:
+            said = answer if status == DONE else f"*{status}*: {answer}"
             incident_flows.thread_text(
                 db_session,
                 incident=incident,
-                text=render.undo_reply(user_id=user_id, undo=item.undo, answer=answer),
+                text=render.undo_reply(user_id=user_id, undo=item.undo, answer=said),
                 now=now,
             )
         incident_flows.sync_message(db_session, incident=incident, now=now)
@@ -196,8 +202,9 @@ def undo(services: Services, *, incident_id: int, key: str, user_id: str) -> str
     """Undo the change `key` listed on the incident, as `user_id`; the answer for them.
 
     Raises UndoRefused (nothing changed) when the change is not listed, cannot
-    be undone in one click, is being or was already undone, or the person may
-    not make it.
+    be undone in one click, is being or was already undone, or a gate of
+    /rollback or /flag says no; UndoFailed (a subclass) when AWS refused or
+    failed the change itself, which the incident's thread is told as well.
     """
     try:
         incident, item, event_id = _claim(
@@ -216,6 +223,25 @@ def undo(services: Services, *, incident_id: int, key: str, user_id: str) -> str
     assert item.undo is not None
     try:
         answer = _submit(services, incident, item.undo, user_id=user_id)
+    except (DeployFailed, FlagFailed) as exc:
+        log.warning(
+            "undo of %s on incident %s by %s failed: %s",
+            key,
+            incident_id,
+            user_id,
+            exc,
+            extra={"incident": incident_id, "slack_user": user_id, "change": key},
+        )
+        _record(
+            services,
+            incident_id=incident_id,
+            event_id=event_id,
+            item=item,
+            user_id=user_id,
+            status=FAILED,
+            answer=str(exc),
+        )
+        raise UndoFailed(str(exc)) from exc
     except (AppError, DeployError, FlagError) as exc:
         _record(
             services,
@@ -235,7 +261,7 @@ def undo(services: Services, *, incident_id: int, key: str, user_id: str) -> str
             item=item,
             user_id=user_id,
             status=FAILED,
-            answer="failed on the bot's side",
+            answer=BOT_FAILED,
         )
         raise
     _record(

@@ -10,8 +10,11 @@ Continue rebuilds the request with the clicker's verified Slack id and runs
 it through `bot/deploys/requests.submit` or `bot/flags/flows.submit`, every
 gate again (rights, locks, freeze, confirmation and approval, the audit). A
 question is answered once (an inbound receipt on its token), so a Continue
-clicked twice acts once. What ran is linked onto each open incident of the
-app environment: a timeline entry and a reply in its thread.
+clicked twice acts once. A question holds for `QUESTION_TTL` after it was
+asked, and only while the incidents open on the app environment are those it
+named: otherwise Continue does nothing and says to ask again, so consent
+given about #42 never covers #57. What ran is linked onto each open incident
+of the app environment: a timeline entry and a reply in its thread.
 
 The undo buttons of an incident's message (bot/changes/flows.undo) do not
 come here: they are the response to that very incident, and link themselves.
@@ -23,6 +26,7 @@ import json
 import logging
 import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from bot.approvals.render import actor_text
@@ -54,6 +58,9 @@ RECEIPT_SOURCE = "change-question"  # inbound_receipts: a question answered once
 RECEIPT_LEASE_S = 24 * 3600.0  # a Continue that died half-way is not retried by a click
 CHANGE_EVENT = "change"  # an incident's timeline: a change made while it was open
 VALUE_MAX = 2000  # Slack's limit on a button's value
+# A question older than this is not answered: what is open, and who runs what, moves on.
+QUESTION_TTL = timedelta(minutes=15)
+EXPIRED = "This question expired: nothing was done. Ask again."
 DEPLOY_KINDS = ("deploy", "rollback")
 FLAG = "flag"
 # What a question's button may carry back: what the commands themselves take, no more
@@ -98,11 +105,28 @@ def _verb(kind: str) -> str:
 
 
 def _question(
-    *, found: list[Incident], seen: set[int], kind: str, label: str, payload: dict[str, Any]
+    *,
+    found: list[Incident],
+    seen: set[int],
+    kind: str,
+    label: str,
+    payload: dict[str, Any],
+    now: datetime,
 ) -> Question | str:
-    """`seen`: the ids of the incidents the asker may see (`_seen_by`)."""
+    """`seen`: the ids of the incidents the asker may see (`_seen_by`).
+
+    The buttons carry when the question was asked and which incidents it
+    named (every open one, named or counted), checked when they are clicked.
+    """
     token = secrets.token_urlsafe(16)
-    value = json.dumps({"t": token, "k": kind, "p": payload}, separators=(",", ":"))
+    data = {
+        "t": token,
+        "k": kind,
+        "p": payload,
+        "at": int(now.timestamp()),
+        "i": sorted(i.id for i in found),
+    }
+    value = json.dumps(data, separators=(",", ":"))
     are = "is" if len(found) == 1 else "are"
     names = _names(found, seen=seen)
     text = (
@@ -198,6 +222,7 @@ def deploy(services: Services, request: Request) -> Question | str:
             kind=request.kind,
             label=request.label,
             payload=_deploy_payload(request),
+            now=services.clock.now(),
         )
     return submit_deploy(services, request).text
 
@@ -222,11 +247,31 @@ def flag(services: Services, change: Change) -> Question | str:
             kind=FLAG,
             label=change.label,
             payload=_flag_payload(change),
+            now=services.clock.now(),
         )
     return flag_flows.submit(services, change)
 
 
-def _parse(value: str, *, user_id: str, channel: str | None) -> tuple[str, Request | Change]:
+@dataclass(frozen=True)
+class Asked:
+    """A question's button value, read back: the request rebuilt as the clicker's."""
+
+    token: str
+    change: Request | Change
+    at: datetime | None  # when it was asked (None: a value of before questions carried it)
+    incidents: tuple[int, ...] | None  # the open incidents it was about
+
+
+def _asked_at(data: dict[str, Any]) -> tuple[datetime | None, tuple[int, ...] | None]:
+    at, ids = data.get("at"), data.get("i")
+    if not isinstance(at, int) or isinstance(at, bool) or not isinstance(ids, list):
+        return None, None
+    if not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        raise ValueError("incident ids")
+    return datetime.fromtimestamp(at, UTC), tuple(sorted(ids))
+
+
+def _parse(value: str, *, user_id: str, channel: str | None) -> Asked:
     """The question's button value, rebuilt as a request by `user_id` (raises ValueError)."""
     data = json.loads(value)
     if not isinstance(data, dict) or not isinstance(data.get("p"), dict):
@@ -234,18 +279,25 @@ def _parse(value: str, *, user_id: str, channel: str | None) -> tuple[str, Reque
     token, kind, carried = data.get("t"), data.get("k"), dict(data["p"])
     if not isinstance(token, str) or not 8 <= len(token) <= 64:
         raise ValueError("no token")
+    at, incidents_then = _asked_at(data)
+    return Asked(token, _rebuilt(kind, carried, user_id, channel), at, incidents_then)
+
+
+def _rebuilt(
+    kind: Any, carried: dict[str, Any], user_id: str, channel: str | None
+) -> Request | Change:
     if kind in DEPLOY_KINDS:
         payload = {**_only(carried, DEPLOY_FIELDS), "actor": user_id, "channel": channel}
         request = Request.from_payload(payload)
         if request.kind != kind:
             raise ValueError("kind mismatch")
-        return token, request
+        return request
     if kind == FLAG:
         payload = {**_only(carried, FLAG_FIELDS), "actor": user_id, "channel": channel}
         change = Change.from_payload(payload)
         if change.verb not in VERBS:
             raise ValueError("unknown verb")
-        return token, change
+        return change
     raise ValueError("unknown kind")
 
 
@@ -310,21 +362,65 @@ def _describe(change: Request | Change) -> str:
     return f"/deploy {change.app} {change.tag or change.digest or '?'} to {change.label}"
 
 
+def _still_holds(services: Services, asked: Asked, *, user_id: str, go: bool) -> None:
+    """Raise QuestionRefused when the question is too old, or (for Continue) when the
+    incidents open on the app environment are no longer those it asked about."""
+    app, env = asked.change.app, asked.change.env
+    now = services.clock.now()
+    if asked.at is None or asked.incidents is None or now - asked.at > QUESTION_TTL:
+        log.info(
+            "an expired change question on %s/%s answered by %s",
+            app,
+            env,
+            user_id,
+            extra={"slack_user": user_id, "app": app, "env": env, "asked_at": str(asked.at)},
+        )
+        raise QuestionRefused(EXPIRED)
+    if not go:
+        return
+    with services.sessions() as db_session:
+        found = incidents.open_for_app(db_session, app=app, env=env)
+    if tuple(sorted(i.id for i in found)) == asked.incidents:
+        return
+    log.info(
+        "a change question on %s/%s is stale for %s: asked about %s, open now %s",
+        app,
+        env,
+        user_id,
+        list(asked.incidents),
+        [i.id for i in found],
+        extra={"slack_user": user_id, "app": app, "env": env},
+    )
+    label = f"{app}/{env}"
+    if not found:
+        now_open = "none is open now"
+    else:
+        are = "is" if len(found) == 1 else "are"
+        now_open = f"{_names(found, seen=_seen_by(services, user_id, found))} {are} open now"
+    raise QuestionRefused(
+        f"The incidents open on {code(label)} changed since you were asked ({now_open}): "
+        "nothing was done. Ask again."
+    )
+
+
 def answer(services: Services, *, value: str, user_id: str, channel: str | None, go: bool) -> str:
     """Continue (`go`) or Cancel clicked on a question; what the clicker is told.
 
     Raises QuestionRefused with the reason when the click does nothing (a forged
-    or malformed value, a question already answered). Continue raises what
+    or malformed value, a question already answered, expired, or about
+    incidents that are no longer the open ones). Continue raises what
     `/deploy` or `/flag` raise when their gates refuse.
     """
     try:
-        token, change = _parse(value, user_id=user_id, channel=channel)
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        asked = _parse(value, user_id=user_id, channel=channel)
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError, OSError) as exc:
         log.warning("a change question's button sent %r", value[:80])
         raise QuestionRefused("That button names no request: nothing was done.") from exc
-    if _answered(services, token):
-        raise QuestionRefused("You already answered this question: nothing more was done.")
+    change = asked.change
     app, env = change.app, change.env
+    _still_holds(services, asked, user_id=user_id, go=go)
+    if _answered(services, asked.token):
+        raise QuestionRefused("You already answered this question: nothing more was done.")
     if not go:
         with services.sessions() as db_session:
             audit.record(
