@@ -483,23 +483,29 @@ class IncidentChannels:
             history = self.slack.conversations_history(
                 channel=channel_id, include_all_metadata=True, limit=100
             )
+            found = [
+                message
+                for message in history.get("messages") or []
+                # Asks Slack which bot opsbot is (auth.test) the first time it matters.
+                if carries(message, SUMMARY_EVENT, {"incident": incident_id}, self.slack)
+            ]
         except (SlackApiError, SlackClientError, OSError) as exc:
             log.warning(
                 "cannot read back %s (%s): posting the summary without the check",
                 channel_id,
                 type(exc).__name__,
+                extra={"incident": incident_id, "slack_channel": channel_id},
             )
             return None
-        for message in history.get("messages") or []:
-            if carries(message, SUMMARY_EVENT, {"incident": incident_id}, self.slack):
-                log.info(
-                    "incident %s: the summary in %s was posted by the start that died",
-                    incident_id,
-                    channel_id,
-                    extra={"incident": incident_id, "slack_channel": channel_id},
-                )
-                return str(message["ts"])
-        return None
+        if not found:
+            return None
+        log.info(
+            "incident %s: the summary in %s was posted by the start that died",
+            incident_id,
+            channel_id,
+            extra={"incident": incident_id, "slack_channel": channel_id},
+        )
+        return str(found[0]["ts"])
 
     def _record(
         self,

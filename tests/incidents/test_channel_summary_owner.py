@@ -87,3 +87,19 @@ def test_a_look_alike_summary_is_not_taken_for_the_dead_starts(
     assert summary.ts != fake.ts and summary.user == BOT_USER
     assert (summary.metadata or {}).get("event_type") == SUMMARY_EVENT
     assert fake.updates == 0 and fake.text == "Log in: <https://evil.example|here>"
+
+
+def test_a_look_that_cannot_ask_slack_who_opsbot_is_finds_no_summary(
+    start: Callable[[Config], LiveService],
+    clock: ManualClock,
+    slack: SlackEmulator,
+) -> None:
+    # The start then posts the summary without the check, as when history is unreadable.
+    service = start(parse_config(TEST_CONFIG))
+    slack.add_channel(HALF_MADE, "inc-1-prod-api-5xx")
+    fake = slack.add_message(channel=HALF_MADE, text="not the summary")
+    fake.metadata = marked(SUMMARY_EVENT, {"incident": 1})
+    slack.faults.fail_next(5, status=500, calls=("auth.test",))  # Slack cannot say who opsbot is
+
+    channels = service.runtime.incident_channels
+    assert channels._posted_summary(HALF_MADE, 1) is None
