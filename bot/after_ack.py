@@ -73,11 +73,14 @@ def workers_for_this_machine(cores: int | None = None) -> int:
 
 
 def threads_to_add(
-    *, queued: int, idle: int, threads: int, most: int, share: float, waited_s: float
+    *, queued: int, idle: int, threads: int, base: int, most: int, share: float, waited_s: float
 ) -> int:
     """How many threads the pool starts now (0 when more would not help)."""
     if queued == 0 or idle > 0 or threads >= most:
         return 0
+    if threads < base:
+        # Below the base (a thread the host refused): work waits with nobody to take it.
+        return min(queued, base - threads)
     if share < SPARE_SHARE or waited_s >= STUCK_S:
         return min(queued, most - threads)
     return 0
@@ -246,6 +249,7 @@ class _Pool:
                     queued=len(self._queue),
                     idle=self._idle,
                     threads=len(self._threads),
+                    base=self.base,
                     most=self.most,
                     share=share,
                     waited_s=now - youngest,

@@ -161,6 +161,7 @@ def test_threads_are_added_while_every_one_waits_and_end_when_idle() -> None:
         (9, 0, 2, SPARE_SHARE / 2, 0.0, 6),  # ... up to the most
         (3, 0, 2, 1.0, 0.1, 0),  # the interpreter is busy: more threads would only contend
         (3, 0, 2, 1.0, STUCK_S, 3),  # busy, but every piece has run for long: stuck on I/O
+        (3, 0, 0, 1.0, 0.0, 2),  # below the base (a thread refused): back to it, busy or not
     ],
 )
 def test_when_threads_are_added(
@@ -168,7 +169,13 @@ def test_when_threads_are_added(
 ) -> None:
     assert (
         threads_to_add(
-            queued=queued, idle=idle, threads=threads, most=8, share=share, waited_s=waited_s
+            queued=queued,
+            idle=idle,
+            threads=threads,
+            base=2,
+            most=8,
+            share=share,
+            waited_s=waited_s,
         )
         == added
     )

@@ -279,8 +279,10 @@ class PagerDutyActionSender:
                 return current, None
             if _unattended_escalation(payload) and current.status in ("acknowledged", "resolved"):
                 raise _Overtaken(current.status)
-            level = int(kept) if kept is not None else self._next_level(current, job)
+            # The change's token before its level is kept: sent back for it, the next
+            # attempt reads the incident again, as one that kept no level does.
             requests.next()
+            level = int(kept) if kept is not None else self._next_level(current, job)
             escalated = parse_incident(
                 rest.update_incident(
                     pagerduty_id, from_email=sender, change={"escalation_level": level}

@@ -138,6 +138,10 @@ def close(db_session: Session, *, window: MaintenanceWindow, by: str | None, now
             continue
         if any(windows.covers(other, candidate) for other in in_force):
             continue
+        if not _still_owed(candidate, now=now):
+            # Left unlocked: a silence's end locks its incident, then reads this window,
+            # and must not meet this transaction the other way round.
+            continue
         # The candidates were read unlocked: an OK, an acknowledgement or a silence may
         # have committed since. Locked (in id order, as read) and read afresh, the
         # incident is paged only if it still fires unheld.

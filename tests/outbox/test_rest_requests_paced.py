@@ -9,13 +9,14 @@ anything is changed in PagerDuty.
 
 from __future__ import annotations
 
-import time
+import dataclasses
 from datetime import timedelta
 
 import sqlalchemy as sa
 
 from bot.db.engine import make_sessionmaker
 from bot.incidents.actions import ESCALATE, rest_order_key
+from bot.incidents.models import Incident
 from bot.incidents.pagerduty_calls import PagerDutyActionSender
 from bot.outbox import service as outbox
 from bot.outbox.models import PAGERDUTY_REST, Delivery
@@ -70,21 +71,20 @@ def _sender(service: LiveService, pacer: Pacer) -> PagerDutyActionSender:
     )
 
 
-def test_a_request_after_the_first_waits_a_moment_for_its_token(
+def test_a_request_after_the_first_takes_a_token_of_its_own(
     service: LiveService, sns_signer: SnsSigner, slack: SlackEmulator, pagerduty: PagerDutyEmulator
 ) -> None:
     incident_id, _ = page(service, sns_signer, slack, pagerduty)
     job = _escalation(service, incident_id)
-    pacer = Pacer(lambda lane: (4.0, 1.0))  # one token, the next 0.25 s away
+    # Three requests: the incident looked up by its key, read, then changed.
+    pacer = Pacer(lambda lane: (1 / 3600, 3.0))  # three tokens, the next an hour away
     assert pacer.take(LANE)  # the worker's, for the delivery
 
-    started = time.monotonic()
     result = _sender(service, pacer).send(job)
 
     assert isinstance(result, Sent)
     assert len(pd_calls(pagerduty, "PUT")) == 1  # escalated
-    took_s = time.monotonic() - started
-    assert 0.2 <= took_s < 2.0  # each request after the first waited for its token
+    assert not pacer.take(LANE)  # the read and the change took a token each
 
 
 def test_a_request_whose_token_is_far_off_sends_the_call_back_before_anything_changes(
@@ -100,3 +100,39 @@ def test_a_request_whose_token_is_far_off_sends_the_call_back_before_anything_ch
     assert isinstance(result, Retry) and result.pause_target_s is None
     assert result.after_s is not None and result.after_s > 30
     assert pd_calls(pagerduty, "PUT") == []  # only a read was made: tried again later
+
+
+def test_an_unattended_escalation_sent_back_for_its_token_checks_the_incident_again(
+    service: LiveService, sns_signer: SnsSigner, slack: SlackEmulator, pagerduty: PagerDutyEmulator
+) -> None:
+    # opsbot's own escalation keeps no level when it is sent back for its token: the
+    # next attempt looks at the incident again, and someone acknowledged it meanwhile.
+    incident_id, _ = page(service, sns_signer, slack, pagerduty)
+    job = _escalation(service, incident_id)
+    job = dataclasses.replace(job, payload={**job.payload, "via": "job", "actor_id": None})
+    with service.runtime.sessions() as db_session:
+        row = db_session.get(Delivery, job.id)
+        assert row is not None
+        row.payload = job.payload  # opsbot's escalation job's, not a person's
+        incident = db_session.get(Incident, incident_id)
+        assert incident is not None
+        found = service.runtime.pagerduty.find_incident_by_key(incident.dedup_key)
+        incident.pagerduty_incident_id = str(found["id"])  # as PagerDuty's webhook tells
+        db_session.commit()
+    slow = Pacer(lambda lane: (1 / 60.0, 1.0))  # the update's token a minute away
+    assert slow.take(LANE)
+    assert isinstance(_sender(service, slow).send(job), Retry)
+
+    with service.runtime.sessions() as db_session:
+        incident = db_session.get(Incident, incident_id)
+        assert incident is not None
+        incident.acknowledged_at = service.runtime.clock.now()  # in Slack, meanwhile
+        db_session.commit()
+        kept = db_session.get(Delivery, job.id)
+        assert kept is not None
+        again = dataclasses.replace(job, payload=dict(kept.payload), attempts=2)
+    plenty = Pacer(lambda lane: (100.0, 10.0))
+    assert plenty.take(LANE)
+    _sender(service, plenty).send(again)
+
+    assert [c["body"] for c in pd_calls(pagerduty, "PUT")] == []  # not escalated: acknowledged
