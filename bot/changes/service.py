@@ -278,6 +278,38 @@ def _flag_status(
     )
 
 
+def _failed_status(entry: AuditRecord) -> str | None:
+    """What a failed change left in place (see `_wrote`); None for a change done."""
+    if entry.outcome != "failed":
+        return None
+    detail = entry.detail or {}
+    if detail.get("may_have_started"):
+        return "may have started (AppConfig's answer was lost)"
+    if detail.get("may_have_written"):
+        return "may have been written, not restarted"
+    return "written, not restarted"
+
+
+def _wrote(entry: AuditRecord) -> bool:
+    """Whether a change line left something in place: done, or failed after its write.
+
+    An SSM parameter written before its restart failed is what every task ECS
+    starts from then on reads; an AppConfig deployment whose start was not
+    answered may run. A failure that wrote nothing (or only a version AppConfig
+    never deployed) changed nothing.
+    """
+    if entry.outcome == "ok":
+        return True
+    if entry.outcome != "failed":
+        return False
+    detail = entry.detail or {}
+    return bool(
+        detail.get("parameter_version") is not None
+        or detail.get("may_have_written")
+        or detail.get("may_have_started")
+    )
+
+
 def _flag_items(
     db_session: Session, *, app: str, env: str, since: datetime, until: datetime
 ) -> tuple[list[ChangeItem], int]:
@@ -285,12 +317,14 @@ def _flag_items(
     query = select(AuditRecord).where(
         AuditRecord.target == target,
         AuditRecord.action == FLAG_CHANGE,
-        AuditRecord.outcome == "ok",
+        AuditRecord.outcome.in_(("ok", "failed")),
         AuditRecord.at >= since,
         AuditRecord.at <= until,
     )
     order = (AuditRecord.at.desc(), AuditRecord.id.desc())
-    rows = list(db_session.scalars(query.order_by(*order).limit(MAX_ITEMS + 1)))
+    # Most failures wrote nothing: read a few times as many lines as are listed.
+    found = db_session.scalars(query.order_by(*order).limit(5 * (MAX_ITEMS + 1)))
+    rows = [r for r in found if _wrote(r)][: MAX_ITEMS + 1]
     if not rows:
         return [], 0
     oldest = min(r.id for r in rows)
@@ -313,7 +347,7 @@ def _flag_items(
         flag = str(detail.get("flag") or "?")
         before = _state(detail.get("before"))
         after = _state(detail.get("after"))
-        status = _flag_status(db_session, entry, ended)
+        status = _failed_status(entry) or _flag_status(db_session, entry, ended)
         undo, no_undo = _flag_undo(
             entry, flag=flag, before=before, after=after, status=status, later=later
         )
@@ -354,7 +388,7 @@ def _flag_undo(
         e
         for e in later
         if e.action == FLAG_CHANGE
-        and e.outcome == "ok"
+        and _wrote(e)
         and e.id > entry.id
         and (e.detail or {}).get("flag") == flag
     ]

@@ -7,10 +7,14 @@
 - AppConfig: a new hosted version made from the DEPLOYED one (refused if another
   version was written, or another deployed, since the change was asked for),
   then a deployment with the environment's strategy, watched by the
-  `flags.watch` job until COMPLETE or ROLLED_BACK. A newer hosted version that
-  was never deployed (StartDeployment refused, or staged in the console) is not
-  shipped under this change: the request, the answer and the audit name it and
-  what it holds.
+  `flags.watch` job until COMPLETE or ROLLED_BACK. The change's intent (a
+  `flag.start` line) commits before StartDeployment: a deployment AppConfig
+  started whose `flag.change` line never committed (the process died, the
+  database failed) is settled from it by `settle_intent`, from AppConfig's
+  deployments of the version: recorded, announced and watched, or audited as
+  never started. A newer hosted version that was never deployed
+  (StartDeployment refused, or staged in the console) is not shipped under this
+  change: the request, the answer and the audit name it and what it holds.
 - SSM: the parameter is overwritten and the service restarted under the
   deploy lock (bot/deploys/restarts.py), watched like a deploy.
 
@@ -29,12 +33,14 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import event, or_, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import event, exists, or_, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
-from bot.adapters.aws import AWS_ERRORS, error_code, may_have_been_done
+from bot.adapters.aws import AWS_ERRORS, error_code, longest_call_s, may_have_been_done
 from bot.approvals import flows as approval_flows
 from bot.approvals.render import actor_text
+from bot.approvals.service import is_slack_user
 from bot.apps.errors import AppError
 from bot.apps.registry import Target, get_target_or_raise
 from bot.audit import service as audit
@@ -69,6 +75,17 @@ WATCH_JOB = "flags.watch"
 WATCH_JOB_PREFIX = "flag-watch-"
 CHANGE = "flag.change"
 DEPLOYMENT = "flag.deployment"
+# An AppConfig change's intent, committed before StartDeployment (outcome "starting");
+# the change's `flag.change` line names it (`intent`), and settles it.
+START = "flag.start"
+STARTING = "starting"
+SETTLE_JOB = "flags.settle"
+# What `settle_intent` answers while a change may still be at work (see _start_patience).
+WAITING = "waiting"
+# AWS calls a change makes between its intent and its outcome line: StartDeployment,
+# then, its answer lost, its look (ListDeployments, GetDeployment).
+START_CALLS = 3
+SETTLE_BATCH = 200  # intents a start settles; newest first, the rest at a later start
 # opsbot_flag_changes{outcome}: done (AppConfig: its deployment COMPLETE; SSM: written
 # and restarting, the roll's end is the deploy watcher's), refused, failed, rolled_back;
 # and stuck: a watch that could not read its AppConfig deployment for stuck_after_min.
@@ -521,24 +538,51 @@ def _appconfig_failed(
     exc: FlagError,
     step: str,
     version: int | None = None,
+    intent: int | None = None,
     **detail: Any,
-) -> None:
+) -> IntentOutcome | None:
+    """Audit the change failed; with its `intent`, only while no outcome line names it.
+
+    Another instance's `settle_intent` may have recorded it meanwhile (from
+    AppConfig's deployments): that line is returned, and no second one written.
+    """
     with services.sessions() as db_session:
-        _audit_change(
-            services,
-            db_session,
-            prepared,
-            outcome="failed",
-            approved_by=approved_by,
-            reason=str(exc),
-            version=version,
-            previous_version=prepared.change.seen_version,
-            deployed_version=prepared.change.deployed_version,
-            **detail,
-        )
-        _count(db_session, "failed")
+        known = None if intent is None else _outcome(db_session, _locked(db_session, intent))
+        if known is None:
+            _audit_change(
+                services,
+                db_session,
+                prepared,
+                outcome="failed",
+                approved_by=approved_by,
+                reason=str(exc),
+                version=version,
+                previous_version=prepared.change.seen_version,
+                deployed_version=prepared.change.deployed_version,
+                **({"intent": intent} if intent is not None else {}),
+                **detail,
+            )
+            _count(db_session, "failed")
         db_session.commit()
     _log_failure(prepared.change, step=step, exc=exc, version=version)
+    if known is not None:
+        log.warning(
+            "flag change %r of %s by %s: its failure (%s) is not recorded: line %s, %s, "
+            "already records its intent %s",
+            prepared.change.what,
+            prepared.change.label,
+            prepared.change.actor,
+            step,
+            known.id,
+            known.outcome,
+            intent,
+            extra={
+                "target": prepared.change.audit_target,
+                "slack_user": prepared.change.actor,
+                "intent": intent,
+            },
+        )
+    return known
 
 
 def _execute_appconfig(
@@ -606,16 +650,34 @@ def _execute_appconfig(
             services, prepared, approved_by=approved_by, exc=exc, step="writing the version"
         )
         raise
+    channel = prepared.target.settings.release_channel or change.channel
+    recorded: dict[str, Any] = {
+        "version": version,
+        "previous_version": change.seen_version,
+        "deployed_version": change.deployed_version,
+        "undeployed": prepared.undeployed,
+        # What a lost watch is resumed from (bot/flags/jobs.py, resume_watches).
+        "app": change.app,
+        "env": change.env,
+        "channel": channel,
+        "key": f"flag-change:{change.app}/{change.env}:v{version}:{uuid.uuid4().hex[:8]}",
+    }
+    intent = _record_intent(services, prepared, approved_by=approved_by, recorded=recorded)
     unanswered: str | None = None  # StartDeployment's AWS error when its answer was lost
     try:
         number = appconfig.start_rollout(client, flags, version=version, description=description)
     except FlagError as exc:
         number = _started_anyway_or_raise(
-            services, prepared, flags, approved_by=approved_by, version=version, exc=exc
+            services,
+            prepared,
+            flags,
+            approved_by=approved_by,
+            version=version,
+            intent=intent,
+            exc=exc,
         )
         unanswered = _aws_code(exc)
     now = services.clock.now()
-    channel = prepared.target.settings.release_channel or change.channel
     info = _watch_info(
         app=change.app,
         env=change.env,
@@ -628,46 +690,73 @@ def _execute_appconfig(
         version=version,
         deployment=number,
         channel=channel,
-        key=f"flag-change:{change.app}/{change.env}:{number}:{uuid.uuid4().hex[:8]}",
+        key=str(recorded["key"]),
     )
-    with services.sessions() as db_session:
-        _audit_change(
-            services,
-            db_session,
-            prepared,
-            outcome="ok",
-            approved_by=approved_by,
-            version=version,
-            previous_version=change.seen_version,
-            deployed_version=change.deployed_version,
-            deployment=number,
-            undeployed=prepared.undeployed,
-            **({"start_unanswered": unanswered} if unanswered else {}),
-            # What a lost watch is resumed from (bot/flags/jobs.py, resume_watches).
-            app=change.app,
-            env=change.env,
-            channel=channel,
-            key=info["key"],
+    corrected: int | None = None  # the line that recorded this change as never started
+    try:
+        with services.sessions() as db_session:
+            known = _outcome(db_session, _locked(db_session, intent))
+            # Another instance's settle_intent records a change it finds no deployment
+            # of as never started; the deployment this process holds says otherwise.
+            if known is None or known.not_started:
+                corrected = None if known is None else known.id
+                _audit_change(
+                    services,
+                    db_session,
+                    prepared,
+                    outcome="ok",
+                    approved_by=approved_by,
+                    deployment=number,
+                    intent=intent,
+                    **recorded,
+                    **({"start_unanswered": unanswered} if unanswered else {}),
+                    **({"corrects": corrected} if corrected is not None else {}),
+                )
+                if corrected is not None:  # its message that nothing changed is replaced
+                    _tell(
+                        db_session,
+                        actor=change.actor,
+                        key=f"{recorded['key']}:settled",
+                        text=(
+                            f"Flag {code(change.flag)} of {code(label)}: AppConfig deployment "
+                            f"{number} of version {version} started after all: recorded, and "
+                            "watched."
+                        ),
+                        now=now,
+                    )
+                if channel:
+                    outbox.post_or_update(
+                        db_session,
+                        key=str(info["key"]),
+                        channel=channel,
+                        message=render.change_announcement(info, state="DEPLOYING"),
+                        now=now,
+                    )
+                # Scheduled once this commits; a job store that fails then is logged, and
+                # the watch is resumed at the next start from this audit line.
+                schedule_after_commit(
+                    db_session,
+                    WATCH_JOB,
+                    at=now + timedelta(seconds=services.config.deploys.poll_interval_s),
+                    job_id=watch_job_id(info),
+                    info=info,
+                    last="",
+                )
+            db_session.commit()
+    except SQLAlchemyError as exc:
+        _record_started_again_or_raise(services, prepared, intent=intent, number=number, exc=exc)
+    if corrected is not None:
+        log.warning(
+            "flag change %r of %s by %s: AppConfig deployment %s of version %s was recorded as "
+            "not started (line %s) while StartDeployment was at work; recorded started",
+            change.what,
+            label,
+            change.actor,
+            number,
+            version,
+            corrected,
+            extra={"target": change.audit_target, "slack_user": change.actor, "intent": intent},
         )
-        if channel:
-            outbox.post_or_update(
-                db_session,
-                key=str(info["key"]),
-                channel=channel,
-                message=render.change_announcement(info, state="DEPLOYING"),
-                now=now,
-            )
-        # Scheduled once this commits; a job store that fails then is logged, and the
-        # watch is resumed at the next start from this audit line.
-        schedule_after_commit(
-            db_session,
-            WATCH_JOB,
-            at=now + timedelta(seconds=services.config.deploys.poll_interval_s),
-            job_id=watch_job_id(info),
-            info=info,
-            last="",
-        )
-        db_session.commit()
     where = f": follow it in {deploy_render.channel_text(channel)}" if channel else ""
     left_out = (
         f" Hosted {render.undeployed_text(prepared.undeployed)}: it is left out of this change."
@@ -679,11 +768,105 @@ def _execute_appconfig(
         if unanswered
         else ""
     )
+    if corrected is not None:
+        found += " (opsbot had recorded it as not started while AWS was answering: corrected.)"
     return (
         f"Flag {code(change.flag)} of {code(label)} → "
         f"{render.state_text(prepared.after)}: version {version} written, AppConfig "
         f"deployment {number} started{where}.{found}{left_out}"
     )
+
+
+def _record_intent(
+    services: Services, prepared: Prepared, *, approved_by: list[str], recorded: dict[str, Any]
+) -> int:
+    """Commit the change's intent before StartDeployment: its `flag.start` line's id.
+
+    A deployment AppConfig starts runs whatever happens to this process next; the
+    intent is what a later start settles it from (`settle_intents`) when the
+    change's own outcome line never commits.
+    """
+    change = prepared.change
+    try:
+        with services.sessions() as db_session:
+            entry = audit.record(
+                db_session,
+                at=services.clock.now(),
+                actor=change.actor,
+                action=START,
+                target=change.audit_target,
+                outcome=STARTING,
+                detail={
+                    "flag": change.flag,
+                    "asked": change.what,
+                    "before": prepared.before,
+                    "after": prepared.after,
+                    "approved_by": approved_by,
+                    **recorded,
+                },
+            )
+            db_session.commit()
+            return int(entry.id)
+    except SQLAlchemyError as exc:
+        version = int(recorded["version"])
+        _log_failure(
+            change,
+            step="recording its start (version written, not deployed)",
+            exc=exc,
+            version=version,
+        )
+        raise FlagFailed(
+            f"Flag {code(change.flag)} of {code(prepared.target.label)}: version {version} "
+            "written, not deployed: opsbot could not record the change in its database, so it "
+            f"did not start deploying it. {_not_deployed_text(prepared, version)}"
+        ) from exc
+
+
+def _record_started_again_or_raise(
+    services: Services, prepared: Prepared, *, intent: int, number: int, exc: SQLAlchemyError
+) -> None:
+    """The outcome of a started deployment did not commit: settle its intent now, once.
+
+    A dropped connection fails one transaction and the next gets a new one; a
+    database that stays away leaves the intent to the next start (`settle_intents`).
+    """
+    change = prepared.change
+    log.warning(
+        "flag change %r of %s by %s: AppConfig deployment %s started, its record failed (%s); "
+        "settling its intent %s again",
+        change.what,
+        change.label,
+        change.actor,
+        number,
+        type(exc).__name__,
+        intent,
+        extra={"target": change.audit_target, "slack_user": change.actor, "intent": intent},
+    )
+    try:
+        settled = settle_intent(
+            services, intent_id=intent, interrupted="opsbot's database failed", tell=False
+        )
+    except (AppError, FlagError, SQLAlchemyError) as again:
+        settled = type(again).__name__
+    if settled in ("started", None):  # recorded now, or already
+        return
+    log.error(
+        "flag change %r of %s by %s: AppConfig deployment %s started and not recorded "
+        "(%s); its intent %s is settled at the next start",
+        change.what,
+        change.label,
+        change.actor,
+        number,
+        settled,
+        intent,
+        extra={"target": change.audit_target, "slack_user": change.actor, "intent": intent},
+    )
+    raise FlagFailed(
+        f"Flag {code(change.flag)} of {code(prepared.target.label)}: AppConfig deployment "
+        f"{number} started, but opsbot could not record it (its database failed): it is not "
+        "watched or announced yet. opsbot records and watches it when it next starts; follow it "
+        "in AppConfig meanwhile, and check `/flag list` before asking again."
+    ) from exc
 
 
 def _not_deployed_text(prepared: Prepared, version: int) -> str:
@@ -739,6 +922,7 @@ def _started_anyway_or_raise(
     *,
     approved_by: list[str],
     version: int,
+    intent: int,
     exc: FlagError,
 ) -> int:
     """StartDeployment failed: the deployment it started anyway, else the failure, audited.
@@ -763,7 +947,7 @@ def _started_anyway_or_raise(
                 f"version {version}: check `/flag list` before asking again."
             )
             unknown.__cause__ = exc  # its AWS error, in the log line before it is raised
-            _appconfig_failed(
+            known = _appconfig_failed(
                 services,
                 prepared,
                 approved_by=approved_by,
@@ -771,7 +955,10 @@ def _started_anyway_or_raise(
                 step="starting the deployment (its answer lost: it may have started)",
                 version=version,
                 may_have_started=True,
+                intent=intent,
             )
+            if known is not None:
+                return _as_recorded(prepared, known, version=version, exc=exc)
             raise unknown from exc
         if found is not None:
             log.warning(
@@ -786,17 +973,54 @@ def _started_anyway_or_raise(
                 extra={"target": change.audit_target, "slack_user": change.actor},
             )
             return found
-    _appconfig_failed(
+    known = _appconfig_failed(
         services,
         prepared,
         approved_by=approved_by,
         exc=exc,
         step="starting the deployment (version written, not deployed)",
         version=version,
+        intent=intent,
     )
+    if known is not None:
+        return _as_recorded(prepared, known, version=version, exc=exc)
     raise FlagFailed(
         f"Flag {code(change.flag)} of {code(label)}: version {version} written, not "
         f"deployed ({exc}). {_not_deployed_text(prepared, version)}"
+    ) from exc
+
+
+def _as_recorded(prepared: Prepared, known: IntentOutcome, *, version: int, exc: FlagError) -> int:
+    """The change's outcome another instance recorded from AppConfig's deployments,
+    while this process's StartDeployment failed: its deployment, else that failure.
+    """
+    change, label = prepared.change, prepared.target.label
+    if known.outcome == "ok" and known.deployment is not None:
+        log.warning(
+            "flag change %r of %s by %s: StartDeployment of version %s failed here (%s); "
+            "AppConfig deployment %s of it is already recorded (line %s) and followed",
+            change.what,
+            label,
+            change.actor,
+            version,
+            _aws_code(exc),
+            known.deployment,
+            known.id,
+            extra={"target": change.audit_target, "slack_user": change.actor},
+        )
+        return known.deployment
+    if known.not_started:
+        said = (
+            f"AppConfig lists no deployment of it, and opsbot recorded the change as not "
+            f"started. {_not_deployed_text(prepared, version)}"
+        )
+    else:
+        said = (
+            f"opsbot recorded the change as {escape(known.outcome)}: {known.detail.get('reason')}"
+        )
+    raise FlagFailed(
+        f"Flag {code(change.flag)} of {code(label)}: version {version} written; "
+        f"StartDeployment failed ({exc}). {said}"
     ) from exc
 
 
@@ -906,7 +1130,15 @@ def _execute_ssm(
             exc=exc,
             version=written.get("version"),
         )
-        raise FlagFailed(str(exc)) from exc
+        if unknown:
+            raise FlagFailed(str(exc)) from exc
+        raise FlagFailed(
+            f"{code(change.flag)} of {code(prepared.target.label)} is now "
+            f"*{escape(prepared.after['value'])}* in SSM (parameter version "
+            f"{written.get('version')}): the value is stored, and every task ECS starts from now "
+            f"on reads it. But the service was not restarted ({exc}): the tasks running now keep "
+            "the old value until they are replaced."
+        ) from exc
     with services.sessions() as db_session:
         _audit_change(
             services,
@@ -1119,6 +1351,292 @@ def unwatched_deployments(services: Services) -> list[dict[str, Any]]:
             continue
         found.append(_resumed_info(services, row.target.removeprefix("flag:"), row.actor, detail))
     return found
+
+
+def _locked(db_session: Session, intent_id: int) -> AuditRecord:
+    """The intent's line, locked: one settles it at a time (the change, or a start)."""
+    entry = db_session.get(AuditRecord, intent_id, with_for_update=True)
+    assert entry is not None and entry.action == START
+    return entry
+
+
+@dataclass(frozen=True)
+class IntentOutcome:
+    """The newest `flag.change` line naming an intent: its change's recorded outcome."""
+
+    id: int
+    outcome: str
+    detail: dict[str, Any]
+
+    @property
+    def not_started(self) -> bool:
+        """Audited as never started: a deployment of its version found later corrects it."""
+        return bool(self.detail.get("not_started"))
+
+    @property
+    def deployment(self) -> int | None:
+        number = self.detail.get("deployment")
+        return None if number is None else int(number)
+
+
+def _outcome(db_session: Session, intent: AuditRecord) -> IntentOutcome | None:
+    """The newest `flag.change` line naming this intent; None while no outcome is recorded."""
+    query = (
+        select(AuditRecord)
+        .where(
+            AuditRecord.action == CHANGE,
+            AuditRecord.target == intent.target,
+            AuditRecord.id > intent.id,
+            AuditRecord.detail["intent"].as_integer() == intent.id,
+        )
+        .order_by(AuditRecord.id.desc())
+        .limit(1)
+    )
+    line = db_session.scalars(query).first()
+    if line is None:
+        return None
+    return IntentOutcome(id=line.id, outcome=line.outcome, detail=dict(line.detail or {}))
+
+
+def _start_patience(services: Services) -> timedelta:
+    """How long after its intent a change may still be at work, before its outcome line.
+
+    StartDeployment with its retries, then the look that finds its deployment when
+    its answer is lost, may outlast the start grace: until they are over, no
+    deployment listed only says that none is listed yet.
+    """
+    longest_s = START_CALLS * longest_call_s("appconfig")
+    return timedelta(seconds=max(services.config.deploys.starting_grace_s, longest_s))
+
+
+def settle_intents(services: Services) -> int:
+    """At start: a `flags.settle` job for each AppConfig change whose intent no outcome
+    line names; how many.
+
+    Each runs once `deploys.starting_grace_s` has passed since its intent: a younger
+    one may be the change of a process at work right now, between its intent and
+    StartDeployment. Jobs keep AWS's answers off the start-up path. The newest
+    SETTLE_BATCH are taken: older ones are left to a later start.
+    """
+    now = services.clock.now()
+    grace = timedelta(seconds=services.config.deploys.starting_grace_s)
+    outcome = aliased(AuditRecord)
+    named = exists().where(
+        outcome.action == CHANGE,
+        outcome.target == AuditRecord.target,
+        outcome.id > AuditRecord.id,
+        outcome.detail["intent"].as_integer() == AuditRecord.id,
+    )
+    with services.sessions() as db_session:
+        query = (
+            select(AuditRecord.id, AuditRecord.at)
+            .where(
+                AuditRecord.action == START,
+                AuditRecord.outcome == STARTING,
+                AuditRecord.at >= now - RESUME_WINDOW,
+                ~named,
+            )
+            .order_by(AuditRecord.id.desc())
+            .limit(SETTLE_BATCH)
+        )
+        found = [(int(intent_id), at) for intent_id, at in db_session.execute(query)]
+    if len(found) == SETTLE_BATCH:
+        log.warning(
+            "%d AppConfig flag changes or more are unrecorded: the newest are settled now, "
+            "the older at a later start",
+            SETTLE_BATCH,
+        )
+    for intent_id, at in found:
+        # One id for every instance starting at once: the job is stored once.
+        services.scheduler.schedule(
+            SETTLE_JOB,
+            at=max(now, at + grace),
+            job_id=f"flag-settle-{intent_id}",
+            intent_id=intent_id,
+        )
+    return len(found)
+
+
+def settle_intent(
+    services: Services, *, intent_id: int, interrupted: str = "the bot stopped", tell: bool = True
+) -> str | None:
+    """Settle an AppConfig change its own outcome line missed, from AppConfig's deployments.
+
+    Started: recorded, announced and watched as the change would have been, and
+    the person who asked is told (`tell`: their answer was lost with the process);
+    a change audited as never started whose deployment AppConfig lists now is
+    recorded so. Never started: audited failed, and they are told that nothing
+    changed; only once `_start_patience` is over since the intent, as before it a
+    deployment not listed may be one the change's StartDeployment still starts.
+    Returns "started", "not_started", WAITING (too early to tell: try again later),
+    or None when its outcome is already recorded. Raises FlagError when AppConfig
+    cannot be read (nothing is recorded: a later try settles it), FlagRefused when
+    the environment no longer keeps its flags in AppConfig, AppError when it left
+    the configuration.
+    """
+    with services.sessions() as db_session:
+        intent = db_session.get(AuditRecord, intent_id)
+        if intent is None or intent.action != START:
+            return None
+        known = _outcome(db_session, intent)
+        if known is not None and not known.not_started:
+            return None
+        if intent.at < services.clock.now() - RESUME_WINDOW:
+            if known is None:
+                log.error(
+                    "flag change of intent %s from %s was never settled; given up",
+                    intent_id,
+                    intent.at.isoformat(),
+                    extra={
+                        "target": intent.target,
+                        "slack_user": intent.actor,
+                        "intent": intent_id,
+                    },
+                )
+            return None
+        label, actor, intent_at = intent.target.removeprefix("flag:"), intent.actor, intent.at
+        recorded = dict(intent.detail or {})
+    app, env = str(recorded["app"]), str(recorded["env"])
+    flags = flags_or_raise(get_target_or_raise(services.config, app=app, env=env))
+    if not isinstance(flags, AppConfigFlags):
+        raise FlagRefused(f"{code(label)} no longer keeps its flags in AppConfig")
+    version = int(recorded["version"])
+    number = appconfig.rollout_of_version(services.aws.get("appconfig"), flags, version=version)
+    now = services.clock.now()
+    if number is None and known is not None:
+        return None  # audited as never started, and AppConfig still lists none
+    if number is None and now < intent_at + _start_patience(services):
+        log.info(
+            "flag change of intent %s: no AppConfig deployment of version %s of %s listed yet; "
+            "its change may still be starting it",
+            intent_id,
+            version,
+            label,
+            extra={"target": f"flag:{label}", "slack_user": actor, "intent": intent_id},
+        )
+        return WAITING
+    base = {k: recorded.get(k) for k in ("flag", "asked", "before", "after", "approved_by")}
+    with services.sessions() as db_session:
+        known = _outcome(db_session, _locked(db_session, intent_id))
+        if known is not None and (number is None or not known.not_started):
+            return None
+        if number is None:
+            text = (
+                f"Flag {code(recorded.get('flag'))} of {code(label)}: version {version} was "
+                f"written, but {interrupted} before AppConfig started deploying it. Nothing "
+                f"changed in {code(label)}: ask again (version {version} stays out of it)."
+            )
+            audit.record(
+                db_session,
+                at=now,
+                actor=actor,
+                action=CHANGE,
+                target=f"flag:{label}",
+                outcome="failed",
+                detail={
+                    **base,
+                    **recorded,
+                    "deployment": None,
+                    "intent": intent_id,
+                    "not_started": True,
+                    "reason": text,
+                },
+            )
+            _count(db_session, "failed")
+            if tell:
+                _tell(db_session, actor=actor, key=f"{recorded['key']}:settled", text=text, now=now)
+            db_session.commit()
+            log.warning(
+                "flag change %r of %s by %s: interrupted (%s) before StartDeployment of version "
+                "%s; settled as not started",
+                recorded.get("asked"),
+                label,
+                actor,
+                interrupted,
+                version,
+                extra={"target": f"flag:{label}", "slack_user": actor, "intent": intent_id},
+            )
+            return "not_started"
+        info = _resumed_info(services, label, actor, {**recorded, "deployment": number})
+        audit.record(
+            db_session,
+            at=now,
+            actor=actor,
+            action=CHANGE,
+            target=f"flag:{label}",
+            outcome="ok",
+            detail={
+                **base,
+                **recorded,
+                "deployment": number,
+                "intent": intent_id,
+                "settled": True,
+                **({"corrects": known.id} if known is not None else {}),
+            },
+        )
+        text = (
+            f"Flag {code(info['flag'])} of {code(label)}: AppConfig deployment {number} of "
+            f"version {version} started, but {interrupted} before recording it; recorded now, "
+            "and watched."
+        )
+        if known is not None:
+            text += " (It was first recorded as not started: AppConfig lists it now.)"
+        channel = info.get("channel")
+        if channel:
+            outbox.post_or_update(
+                db_session,
+                key=str(info["key"]),
+                channel=channel,
+                message=render.change_announcement(info, state="DEPLOYING"),
+                now=now,
+            )
+            outbox.reply_in_thread(
+                db_session,
+                key=str(info["key"]),
+                channel=channel,
+                fold_key=None,
+                item={"text": text},
+                render=deploy_render.text_reply,
+                now=now,
+            )
+        if tell or known is not None:  # a not-started message of its own is corrected
+            _tell(db_session, actor=actor, key=f"{info['key']}:settled", text=text, now=now)
+        refresh_incidents(db_session, app=app, env=env, now=now)
+        db_session.commit()
+    log.warning(
+        "flag change %r of %s by %s: AppConfig deployment %s of version %s started, not "
+        "recorded (%s); settled from AppConfig, watching it",
+        recorded.get("asked"),
+        label,
+        actor,
+        number,
+        version,
+        interrupted,
+        extra={
+            "target": f"flag:{label}",
+            "slack_user": actor,
+            "intent": intent_id,
+            "corrects": None if known is None else known.id,
+        },
+    )
+    try:
+        # One id for every instance settling it: the job is stored once.
+        schedule_watch(services, info=info, last="", job_id=watch_job_id(info, suffix="resumed"))
+    except Exception:  # its ok line is recorded: the next start resumes the watch from it
+        log.exception("cannot schedule the watch of AppConfig deployment %s of %s", number, label)
+    return "started"
+
+
+def _tell(db_session: Session, *, actor: str, key: str, text: str, now: datetime) -> None:
+    """The person who asked, whose answer was lost with the process (a Slack user only)."""
+    if is_slack_user(actor):
+        outbox.post_or_update(
+            db_session,
+            key=key,
+            channel=actor,
+            message={"text": text, "blocks": None},
+            now=now,
+        )
 
 
 def _resumed_info(

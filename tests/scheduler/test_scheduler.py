@@ -110,6 +110,7 @@ def test_every_job_a_domain_schedules_has_its_function(settings: Settings, confi
     from bot.changes.flows import LOOK_JOB
     from bot.deploys.flows import WATCH_JOB as DEPLOY_WATCH_JOB
     from bot.deploys.locks import REMINDER_JOB
+    from bot.flags.flows import SETTLE_JOB as FLAG_SETTLE_JOB
     from bot.flags.flows import WATCH_JOB as FLAG_WATCH_JOB
     from bot.incidents.flows import (
         ARCHIVE_CHANNEL_JOB,
@@ -127,6 +128,7 @@ def test_every_job_a_domain_schedules_has_its_function(settings: Settings, confi
             DEPLOY_WATCH_JOB,
             REMINDER_JOB,
             FLAG_WATCH_JOB,
+            FLAG_SETTLE_JOB,
             ESCALATE_JOB,
             REMIND_JOB,
             SILENCE_END_JOB,
