@@ -37,6 +37,8 @@ def seed(runtime: Runtime, clients: Clients) -> None:
     deployed_at = now - timedelta(minutes=world.HISTORY_DEPLOY_MIN_AGO)
     flagged_at = now - timedelta(minutes=world.HISTORY_FLAG_MIN_AGO)
     current_image = current.image_of(CONTAINER) or ""
+    # The ECS deployment that rolled 1.4.0 out is the one Bob's deploy would have started.
+    rolled_out = next((r.id for r in service.deployments if r.task_definition == current.arn), None)
     rows = [
         Deployment(
             app=APP,
@@ -65,6 +67,7 @@ def seed(runtime: Runtime, clients: Clients) -> None:
             previous_tag=world.HISTORY_PREVIOUS_TAG,
             previous_task_definition=older.arn,
             task_definition=current.arn,
+            ecs_deployment_id=rolled_out,
             outcome="Completed (sandbox history).",
             created_at=deployed_at,
             started_at=deployed_at,

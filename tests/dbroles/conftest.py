@@ -16,6 +16,7 @@ import json
 import os
 import sys
 import threading
+import time
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator
@@ -139,12 +140,26 @@ def role_database() -> Iterator[RoleDatabase]:
         try:
             yield db
         finally:
+            _wait_for_sessions_to_end(admin, db.dbname)
             admin.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db.dbname))
             )
             for role in (db.migrator, db.app, db.master):
                 admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
             admin.execute("SELECT pg_advisory_unlock_shared(%s)", (RDS_IAM_LOCK_KEY,))
+
+
+def _wait_for_sessions_to_end(admin: psycopg.Connection[Any], dbname: str) -> None:
+    """A session the role manager closed may still be exiting on the server: FORCE
+    would then try to end it, which a test role that is no superuser may not do."""
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline:
+        row = admin.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (dbname,)
+        ).fetchone()
+        if row is None or row[0] == 0:
+            return
+        time.sleep(0.05)
 
 
 def _function_zip() -> bytes:
