@@ -1517,6 +1517,19 @@ def settle_intent(
         return WAITING
     base = {k: recorded.get(k) for k in ("flag", "asked", "before", "after", "approved_by")}
     with services.sessions() as db_session:
+
+        def settled(*, outcome: str, **detail: Any) -> None:
+            """The intent's one outcome line, as its own change would have written it."""
+            audit.record(
+                db_session,
+                at=now,
+                actor=actor,
+                action=CHANGE,
+                target=f"flag:{label}",
+                outcome=outcome,
+                detail={**base, **recorded, "intent": intent_id, **detail},
+            )
+
         known = _outcome(db_session, _locked(db_session, intent_id))
         if known is not None and (number is None or not known.not_started):
             return None
@@ -1526,22 +1539,7 @@ def settle_intent(
                 f"written, but {interrupted} before AppConfig started deploying it. Nothing "
                 f"changed in {code(label)}: ask again (version {version} stays out of it)."
             )
-            audit.record(
-                db_session,
-                at=now,
-                actor=actor,
-                action=CHANGE,
-                target=f"flag:{label}",
-                outcome="failed",
-                detail={
-                    **base,
-                    **recorded,
-                    "deployment": None,
-                    "intent": intent_id,
-                    "not_started": True,
-                    "reason": text,
-                },
-            )
+            settled(outcome="failed", deployment=None, not_started=True, reason=text)
             _count(db_session, "failed")
             if tell:
                 _tell(db_session, actor=actor, key=f"{recorded['key']}:settled", text=text, now=now)
@@ -1558,22 +1556,8 @@ def settle_intent(
             )
             return "not_started"
         info = _resumed_info(services, label, actor, {**recorded, "deployment": number})
-        audit.record(
-            db_session,
-            at=now,
-            actor=actor,
-            action=CHANGE,
-            target=f"flag:{label}",
-            outcome="ok",
-            detail={
-                **base,
-                **recorded,
-                "deployment": number,
-                "intent": intent_id,
-                "settled": True,
-                **({"corrects": known.id} if known is not None else {}),
-            },
-        )
+        corrects = {"corrects": known.id} if known is not None else {}
+        settled(outcome="ok", deployment=number, settled=True, **corrects)
         text = (
             f"Flag {code(info['flag'])} of {code(label)}: AppConfig deployment {number} of "
             f"version {version} started, but {interrupted} before recording it; recorded now, "
