@@ -72,3 +72,34 @@ def test_an_overdue_window_is_listed_and_ending_it_by_hand_pages_what_it_held(
     command(service, "/incident", "silences", response_url=url)
     [empty] = wait_for(lambda: responses_to(slack, url))
     assert "No maintenance window" in empty["text"]
+
+
+def test_an_overdue_window_is_not_ended_by_someone_without_the_right(
+    start: Callable[..., LiveService],
+    clock: ManualClock,
+    sns_signer: SnsSigner,
+    slack: SlackEmulator,
+    pagerduty: PagerDutyEmulator,
+) -> None:
+    slack.set_channel_members("C0PRODALERTS", ["U0ALICE"])
+    service = start()
+    silence(service, slack, f"silence {NAME} for 30m reason deploy")
+    send_alarm(service, sns_signer, NAME, "ALARM", T0)
+    held = wait_for(lambda: only_incident(service, NAME))
+    wait_for(lambda: outbox_idle(service))
+    clock.advance(minutes=45)  # its end job never ran
+
+    # Bob is not in the route's channel: the silence right is the channel's members'.
+    url = slack.response_url()
+    command(service, "/incident", "silences", user_id="U0BOB", response_url=url)
+    [listing] = wait_for(lambda: responses_to(slack, url))
+    assert "was due to end" in str(listing["blocks"]) and render.END not in str(listing["blocks"])
+    _, reply = silence(service, slack, "silence end 1", user_id="U0BOB")
+    assert reply is not None and "You may not end" in reply, reply
+    assert "members of" in reply, reply  # it names the right that is missing
+
+    [window] = windows_of(service)
+    assert window.ended_at is None and window.ended_by is None
+    assert pagerduty.events_for(held.dedup_key) == []
+    [line] = audit_lines(service, "maintenance.end")
+    assert (line.actor, line.outcome) == ("U0BOB", "refused")
