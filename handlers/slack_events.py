@@ -228,9 +228,10 @@ def _too_deep(body: bytes) -> str | None:
 def _admitted(verifier: SignatureVerifier, request: Request, body: bytes) -> BoltRequest | Response:
     """`body` as Bolt's request, or the answer that refuses it.
 
-    The signature is checked on the raw body before anything parses it, so an
-    unsigned request is answered 401 whatever it holds; a signed one that is
-    nested too deep or not of a Slack request's shape is answered 400.
+    The signature is checked on the raw body before anything parses it (but for a
+    body of a certificate check's few dozen bytes), so an unsigned request is
+    answered 401 whatever it holds; a signed one that is nested too deep or not of a
+    Slack request's shape is answered 400.
     """
     try:
         text = body.decode("utf-8")
@@ -252,13 +253,23 @@ def _admitted(verifier: SignatureVerifier, request: Request, body: bytes) -> Bol
         return _refusal(request, 400, "body is not a Slack request", why=why)
 
 
+_SSL_CHECK_MAX_CHARS = 256
+
+
 def _is_ssl_check(text: str) -> bool:
     """Slack's check of a slash command URL's certificate: unsigned, and answered 200 with
     nothing done. Only a form of `ssl_check=1` and at most a `token` is one: anything else
     (a `payload` beside it) must be signed."""
     if not text.startswith(("ssl_check=", "token=")):  # every other request, at no cost
         return False
-    fields = parse_qsl(text, keep_blank_values=True)
+    # Slack's is a few dozen bytes: a larger body is parsed only once it is signed, so an
+    # unsigned one never costs the event loop more than its signature check.
+    if len(text) > _SSL_CHECK_MAX_CHARS:
+        return False
+    try:
+        fields = parse_qsl(text, keep_blank_values=True, max_num_fields=2)
+    except ValueError:  # more than two fields
+        return False
     names = [name for name, _ in fields]
     return (
         ("ssl_check", "1") in fields

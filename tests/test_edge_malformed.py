@@ -179,3 +179,19 @@ def test_slacks_unsigned_certificate_check_gets_200_and_does_nothing(
         assert answer.status_code == 401, body
     with slack.lock:
         assert [c.method for c in slack.calls if c.method != "auth.test"] == []
+
+
+def test_only_a_body_of_a_certificate_checks_size_is_read_as_one_unsigned(
+    service: LiveService, slack: SlackEmulator
+) -> None:
+    # Parsing an unsigned form costs the event loop ~0.3 s a MiB: a body longer than
+    # Slack's few dozen bytes is refused on its signature before anything parses it.
+    fields = "ssl_check=1&token=" + "t" * 300
+    answer = service.post("/slack/events", content=fields, headers={"content-type": FORM})
+    assert answer.status_code == 401
+    flood = "token=" + "%41=%41&" * 4096 + "ssl_check=1"
+    answer = service.post("/slack/events", content=flood, headers={"content-type": FORM})
+    assert answer.status_code == 401
+    assert stored(service) == 0
+    with slack.lock:
+        assert [c.method for c in slack.calls if c.method != "auth.test"] == []
