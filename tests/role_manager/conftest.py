@@ -77,17 +77,21 @@ def rm_superuser_url(rm_admin_url: str) -> str:
     """libpq URL of a superuser of rm_admin_url's cluster (sets the cluster up like RDS)."""
     url = os.environ.get("TEST_SUPERUSER_DATABASE_URL")
     if not url:
-        url = subprocess.run(
-            [str(REPO / ".ci" / "test-postgres"), "--superuser"],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
+        made = subprocess.run(
+            [str(REPO / ".ci" / "test-postgres"), "--superuser"], capture_output=True, text=True
+        )
+        if made.returncode != 0:
+            pytest.fail(
+                "no superuser for the role-manager tests: set TEST_SUPERUSER_DATABASE_URL to a "
+                f"superuser of TEST_DATABASE_URL's server ({made.stderr.strip()})"
+            )
+        url = made.stdout.strip()
     url = url.replace("postgresql+psycopg://", "postgresql://", 1)
     ours, admins = (psycopg.conninfo.conninfo_to_dict(u) for u in (url, rm_admin_url))
     if (ours.get("host"), ours.get("port")) != (admins.get("host"), admins.get("port")):
         pytest.fail(
-            "TEST_SUPERUSER_DATABASE_URL must name a superuser of TEST_DATABASE_URL's cluster"
+            "the role-manager tests need a superuser of TEST_DATABASE_URL's server: set "
+            "TEST_SUPERUSER_DATABASE_URL (this checkout's own cluster is another server)"
         )
     return url
 
