@@ -73,10 +73,12 @@ def unescape(text: str) -> str:
 
 
 def escape(text: object) -> str:
-    """Outside text, inert in mrkdwn and plain_text: no mention, link or date can come of it.
+    """Outside text, inert in mrkdwn and plain_text: no mention, hidden link or date can
+    come of it.
 
     `&`, `<`, `>` become entities; a bare `@here`, `@channel` or `@everyone`
-    gets a zero-width space after its `@`.
+    gets a zero-width space after its `@`. A bare URL stays as written, and Slack
+    makes it clickable: its link shows exactly the host it goes to, never other text.
     """
     return _BROADCAST.sub(f"@{ZERO_WIDTH_SPACE}\\1", entities(text))
 

@@ -152,7 +152,8 @@ class HomeViews:
         linked = self.people.current_link(user_id)
         if linked is not None:
             user, by_hand = linked
-            how = "linked by an admin" if by_hand else "found by your Slack email"
+            # Whoever linked it (the person or an admin) is in the audit, not in the row.
+            how = "linked by hand" if by_hand else "found by your Slack email"
             content.pagerduty = (
                 f"{inert(user.name, 200)} ({inert(user.email, 200)}, {code(user.id)}), {how}."
             )

@@ -165,7 +165,8 @@ def home_view(content: HomeContent) -> dict[str, Any]:
     blocks.append(
         _section(
             content.pagerduty
-            or "Not linked: `/opsbot link-pagerduty` links you by your Slack email."
+            or "Not matched yet: opsbot finds you in PagerDuty by your Slack email the first "
+            "time you act. `/opsbot link-pagerduty` says how you are linked."
         )
     )
     if len(blocks) > BLOCKS_MAX:

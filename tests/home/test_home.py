@@ -130,6 +130,7 @@ def test_home_shows_incidents_oncall_today_windows_and_the_pagerduty_link(
     assert "#1 alarms `prod-db-*` (vacuum, by <@U0ALICE>) from <!date^" in text
     assert maintenance_render.END in text
     assert "alice@example.com" in text and "`PALICE`" in text
+    assert "linked by hand" in text  # her own /opsbot link-pagerduty, not an admin's
 
 
 def test_a_viewer_sees_only_the_incidents_and_buttons_their_rights_allow(
