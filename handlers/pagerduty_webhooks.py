@@ -41,12 +41,25 @@ def routes(runtime: Runtime) -> list[Route]:
 
     async def receive(request: Request) -> JSONResponse:
         raw = await request.body()
+        webhook_id = request.headers.get("x-webhook-id") or None
+        # Unsigned until checked: quoted and cut, to match PagerDuty's delivery log by.
+        claimed = None if webhook_id is None else webhook_id[:100]
         if len(raw) > MAX_BODY_BYTES:
+            log.warning(
+                "PagerDuty webhook refused (X-Webhook-Id %r): body of %d bytes, over %d",
+                claimed,
+                len(raw),
+                MAX_BODY_BYTES,
+                extra={"webhook_id": claimed},
+            )
             return refused(413, "body too large")
         if not signature_valid(raw, request.headers.get("x-pagerduty-signature"), secrets):
-            log.warning("PagerDuty webhook refused: bad or missing signature")
+            log.warning(
+                "PagerDuty webhook refused (X-Webhook-Id %r): bad or missing signature",
+                claimed,
+                extra={"webhook_id": claimed},
+            )
             return refused(401, "signature not valid")
-        webhook_id = request.headers.get("x-webhook-id") or None
         try:
             json_depth.check_depth(raw)
             event = parse_event(raw)

@@ -47,16 +47,21 @@ def test_a_signed_event_that_does_not_parse_is_logged_and_counted_as_malformed(
     assert metric(webhook_service, COUNTER, outcome="refused") == 0
 
 
-def test_a_forged_delivery_is_still_counted_as_refused(
+def test_a_forged_delivery_is_still_counted_as_refused_and_logged_by_its_delivery_id(
     webhook_service: LiveService,  # noqa: F811 (the fixture)
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     body = b'{"event": {"id": "E1", "event_type": "incident.triggered", "data": {}}}'
     headers = {
         "X-PagerDuty-Signature": PagerDutyEmulator.sign(body, "not-the-secret"),
         "X-Webhook-Id": "w-forged",
     }
-    answer = webhook_service.post("/pagerduty/webhooks", content=body, headers=headers)
+    with caplog.at_level("WARNING", logger="handlers.pagerduty_webhooks"):
+        answer = webhook_service.post("/pagerduty/webhooks", content=body, headers=headers)
 
     assert answer.status_code == 401
     assert metric(webhook_service, COUNTER, outcome="refused") == 1
     assert metric(webhook_service, COUNTER, outcome="malformed") == 0
+    # During a secret rotation, PagerDuty's delivery log is matched by this id.
+    [said] = [r for r in caplog.records if "bad or missing signature" in r.getMessage()]
+    assert "'w-forged'" in said.getMessage() and getattr(said, "webhook_id", None) == "w-forged"
