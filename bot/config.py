@@ -233,6 +233,15 @@ class AlarmRoute(Strict):
         return self.name or self.channel
 
 
+# The route name of incidents opened in PagerDuty by others (bot/incidents/pagerduty_sync.py):
+# they came through no route, so `rights.incidents` (or a route of that name) applies.
+PAGERDUTY_ROUTE = "pagerduty"
+
+
+class RouteGone(LookupError):
+    """An incident's route is no longer in the config (renamed or removed): no rights known."""
+
+
 class AlarmSettings(Strict):
     # A re-ALARM this soon after OK reopens the same incident; the PagerDuty
     # resolve waits this long too, so a flap does not page twice.
@@ -682,8 +691,22 @@ class Config(Strict):
         """The first route whose `name` (or, unnamed, channel) is `name`."""
         return next((r for r in self.alarm_routes if r.label == name), None)
 
+    def route_gone(self, route_name: str | None) -> bool:
+        """Whether incidents of `route_name` came through a route the config no longer has.
+
+        Incidents of no route (None, or opened in PagerDuty by others) have no
+        route to lose.
+        """
+        if route_name is None or route_name == PAGERDUTY_ROUTE:
+            return False
+        return self.route_named(route_name) is None
+
     def incident_rights(self, route_name: str | None) -> IncidentRights:
-        """The rights on incidents of the route named `route_name` (defaults if it is gone)."""
+        """The rights on incidents of the route named `route_name`, `rights.incidents` for
+        incidents of no route; RouteGone once the config has no such route."""
+        if self.route_gone(route_name):
+            # Its rights went with it: the defaults may grant what the route did not.
+            raise RouteGone(f"no alarm route is named {route_name!r}")
         route = self.route_named(route_name) if route_name else None
         return self.rights.incidents.for_route(route.rights if route else None)
 

@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
-from bot.config import ConfigError, load_config, load_config_text, parse_config
+from bot.config import (
+    PAGERDUTY_ROUTE,
+    ConfigError,
+    RouteGone,
+    load_config,
+    load_config_text,
+    parse_config,
+)
 
 GOOD = """
 alarm_routes:
@@ -164,8 +171,14 @@ def test_rights_default_to_the_channel_and_a_route_replaces_whole_entries() -> N
     prod = config.incident_rights("prod")
     assert prod.respond.groups == ["S0ONCALL"] and not prod.respond.channel_members
     assert prod.guests and prod.silence == default.silence
-    # A route that no longer exists (config changed since the incident opened): the defaults.
-    assert config.incident_rights("gone") == default
+    # Incidents of no route (opened in PagerDuty by others): the defaults.
+    assert not config.route_gone(None) and not config.route_gone(PAGERDUTY_ROUTE)
+    assert config.incident_rights(None) == config.incident_rights(PAGERDUTY_ROUTE) == default
+    # A route that no longer exists (config changed since the incident opened): no rights
+    # at all, not the defaults, which may grant what the route did not.
+    assert config.route_gone("gone")
+    with pytest.raises(RouteGone):
+        config.incident_rights("gone")
 
 
 @pytest.mark.parametrize(

@@ -345,6 +345,20 @@ class IncidentActions:
                 own_channel=incident.slack_channel_id,
             )
         except RightMissing as exc:
+            if self.config.route_gone(incident.route_name):
+                # Only admins act now: the operator may have renamed the route by mistake.
+                log.warning(
+                    "incident %s: %s refused to %s: its route %r is no longer in the config",
+                    incident.id,
+                    right,
+                    user_id,
+                    incident.route_name,
+                    extra={
+                        "incident": incident.id,
+                        "route": incident.route_name,
+                        "slack_user": user_id,
+                    },
+                )
             # Raised while handling SlackFactsUnavailable: Slack could not say.
             if seen or isinstance(exc.__context__, SlackFactsUnavailable):
                 return str(exc)

@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.clock import Clock
-from bot.config import Config
+from bot.config import PAGERDUTY_ROUTE, Config
 from bot.inbound import service as inbound
 from bot.inbound.models import PAGERDUTY_EVENT, PAGERDUTY_WEBHOOK
 from bot.incidents import flows
@@ -464,7 +464,7 @@ class WebhookSync:
             source=PAGERDUTY,
             dedup_key=f"pagerduty:{data.id}",
             title=data.title,
-            route_name="pagerduty",
+            route_name=PAGERDUTY_ROUTE,
             channel=channel,
             severity="critical" if data.urgency == "high" else "warning",
             opened_by=opened_by,

@@ -1,7 +1,8 @@
 """The rights gate: `require_*` raises RightMissing naming the missing right, or returns.
 
 Incident rights are per route (`rights.incidents`, overridden by a route's own
-`rights`); administration is `rights.admins`. Guests hold an incident right
+`rights`); administration is `rights.admins`, which alone acts on incidents of
+a route no longer in the config. Guests hold an incident right
 only where the route says `guests: true`, or where they are listed by id.
 
 An incident's channels are the one its alarm posts to and, once started, its
@@ -16,7 +17,7 @@ from __future__ import annotations
 from bot.config import Config, IncidentRights, People, Who
 from bot.rights.errors import RightMissing, SlackFactsUnavailable
 from bot.rights.workspace import Workspace
-from bot.slack_text import escape
+from bot.slack_text import code, escape
 
 RESPOND_RIGHT = "respond"
 DECLARE_RIGHT = "declare"
@@ -98,8 +99,15 @@ class Rights:
         """Raise RightMissing unless `user_id` holds `right` on the route's incidents.
 
         `channel` is the route's (or the incident's alert) channel; `own_channel`
-        the incident's own channel, whose members count as the first's.
+        the incident's own channel, whose members count as the first's. A route
+        no longer in the config (renamed or removed) took its rights with it:
+        only admins act on its incidents, as on maintenance windows over it.
         """
+        if self.config.route_gone(route_name):
+            self.require_admin(
+                user_id, doing=f"{doing} on route {code(route_name)} (no route has that name now)"
+            )
+            return
         rights = self.incident_rights(route_name)
         who: Who = getattr(rights, right)
         where = f"route `{route_name}`" if route_name else "incidents"
