@@ -21,12 +21,18 @@ from bot.settings import Settings
 from bot.slack_text import unescape
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from bot.adapters.slack import KeptAliveWebClient
+    from bot.ops.flows import Retried
     from bot.ops.preflight import Preflight
+    from bot.rights.service import Rights
 
 log = logging.getLogger("opsbot")
 
 EXIT_BAD_CONFIG = 2
 EXIT_MIGRATION_FAILED = 1
+EXIT_REFUSED = 3  # a right said no, as `opsbot deploy`'s 3
 # The start-up checks ask Slack a few questions; it has this long to answer each.
 PREFLIGHT_TIMEOUT_S = 5.0
 
@@ -65,20 +71,26 @@ def configure_logs(settings: Settings, secrets: list[str], level: str | None = N
     )
 
 
+def _slack_client(settings: Settings, *, timeout_s: float) -> KeptAliveWebClient | None:
+    """A Slack client of the command's own (None without SLACK_BOT_TOKEN), not retrying."""
+    from bot.adapters import slack, tls
+
+    if settings.slack_bot_token is None:
+        return None
+    return slack.web_client(
+        token=settings.slack_bot_token.get_secret_value(),
+        base_url=settings.slack_api_url,
+        tls=tls.client_context(settings.ssl_cert_file),
+        timeout_s=timeout_s,
+        retries=False,
+    )
+
+
 def _preflight(settings: Settings, config: Config) -> Preflight:
     """The start-up checks (bot/ops/preflight.py), with a Slack client of their own."""
-    from bot.adapters import slack, tls
     from bot.ops.preflight import preflight
 
-    client = None
-    if settings.slack_bot_token is not None:
-        client = slack.web_client(
-            token=settings.slack_bot_token.get_secret_value(),
-            base_url=settings.slack_api_url,
-            tls=tls.client_context(settings.ssl_cert_file),
-            timeout_s=PREFLIGHT_TIMEOUT_S,
-            retries=False,
-        )
+    client = _slack_client(settings, timeout_s=PREFLIGHT_TIMEOUT_S)
     try:
         return preflight(
             config,
@@ -282,53 +294,123 @@ def _rights_notes(config: Config) -> list[str]:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    """Validate a file; without --offline, also as `opsbot serve` would check it here."""
+    from bot.ops.preflight import offline
+
     settings = _settings()
     path = Path(args.path) if args.path else settings.config_path
     config = _config(settings, path)
-    checked = _preflight(settings, config)
+    checked = offline(config) if args.offline else _preflight(settings, config)
     source = str(path) if path else "embedded default configuration"
     environments = sum(len(app.environments) for app in config.apps.values())
-    print(
-        f"{source}: valid ({len(config.alarm_routes)} alarm routes, {len(config.apps)} apps "
-        f"with {environments} environments)"
+    counts = (
+        f"{len(config.alarm_routes)} alarm routes, {len(config.apps)} apps "
+        f"with {environments} environments"
     )
+    if checked.ok:
+        print(f"{source}: valid ({counts}{', checked offline' if args.offline else ''})")
     for note in _app_notes(config) + overlapping_globs(config) + _rights_notes(config):
         print(f"note: {note}")
     for note in checked.warnings:
         print(f"note: {note}")
     if not config.ops_channel:
         print("note: ops_channel is not set: opsbot's own failures are only logged and counted")
+    if checked.needs:
+        print("where opsbot runs, these must be set and not empty:")
+        for env_name, keys in sorted(checked.needs.items()):
+            print(f"  {env_name} ({', '.join(keys)})")
+    if checked.ok:
+        return 0
+    print(
+        f"{source}: refused: opsbot serve would not start with it in this environment "
+        "(--offline checks the file without this environment's secrets and Slack):",
+        file=sys.stderr,
+    )
     for refusal in checked.refusals:
-        print(f"{refusal}", file=sys.stderr)
-    return 0 if checked.ok else EXIT_BAD_CONFIG
+        print(f"  {refusal}", file=sys.stderr)
+    return EXIT_BAD_CONFIG
 
 
 def cmd_outbox(args: argparse.Namespace) -> int:
-    from bot.clock import SystemClock
     from bot.db.engine import make_engine, make_sessionmaker
     from bot.outbox import service as outbox
 
     settings = _settings()
+    if args.outbox_command == "retry":
+        return _outbox_retry(settings, delivery_id=args.id)
     configure_logging(settings.log_level, settings.secret_values())
     engine = make_engine(settings.effective_database_url, timeouts=settings.db_timeouts)
-    sessions = make_sessionmaker(engine)
-    with sessions() as db_session:
-        if args.outbox_command == "retry":
-            revival = outbox.revive_dead(db_session, now=SystemClock().now(), delivery_id=args.id)
-            db_session.commit()
-            print(
-                f"{len(revival.revived)} abandoned deliveries are pending again "
-                "(a running opsbot sends them)"
-            )
-            for obsolete in revival.obsolete:
-                print(obsolete.note)
-        else:
-            for kind, status, count in outbox.summary(db_session):
-                print(f"{kind:18} {status:10} {count}")
-            for row in outbox.dead(db_session, limit=20):
-                print(f"dead #{row.id} {row.kind} to {row.target}: {row.last_error}")
+    with make_sessionmaker(engine)() as db_session:
+        for kind, status, count in outbox.summary(db_session):
+            print(f"{kind:18} {status:10} {count}")
+        for row in outbox.dead(db_session, limit=20):
+            print(f"dead #{row.id} {row.kind} to {row.target}: {row.last_error}")
     engine.dispose()
     return 0
+
+
+def _outbox_retry(settings: Settings, *, delivery_id: int | None) -> int:
+    """`opsbot outbox retry`: the Retry button's path (bot/ops/flows.py), for the Slack user
+    `rights.cli` maps the CLI's identity to, audited as `cli:<identity>`."""
+    from bot.db.engine import make_engine, make_sessionmaker
+    from bot.rights.service import Rights
+    from bot.rights.workspace import Workspace
+
+    config = _config(settings)
+    configure_logs(settings, _secrets(settings, config))
+    engine = make_engine(settings.effective_database_url, timeouts=settings.db_timeouts)
+    # Slack says whether the mapped person is in a group of `rights.admins`, or a guest.
+    client = _slack_client(settings, timeout_s=config.delivery.request_timeout_s)
+    try:
+        retried = _retry_as_cli_user(
+            settings,
+            config,
+            make_sessionmaker(engine),
+            Rights(config=config, workspace=Workspace(client)),
+            delivery_id=delivery_id,
+        )
+    finally:
+        if client is not None:
+            client.close()
+        engine.dispose()
+    if retried.refused:
+        print(f"refused: {_plain(retried.text)}", file=sys.stderr)
+        return EXIT_REFUSED
+    print(_plain(retried.text))
+    return 0
+
+
+def _retry_as_cli_user(
+    settings: Settings,
+    config: Config,
+    sessions: sessionmaker[Session],
+    rights: Rights,
+    *,
+    delivery_id: int | None,
+) -> Retried:
+    """The CLI's identity, then the Slack user it acts as, then the retry (each audited)."""
+    from bot.clock import SystemClock
+    from bot.deploys.cli import UNVERIFIED
+    from bot.ops.flows import refuse_retry, retry_dead
+    from bot.rights.errors import RightMissing
+
+    now = SystemClock().now()
+    identity = UNVERIFIED
+    try:
+        identity = _cli_identity(settings, config)
+        user_id = rights.cli_user(identity)
+    except RightMissing as exc:  # no identity, or one nobody mapped: nobody's rights apply
+        return refuse_retry(
+            sessions, now=now, actor=f"cli:{identity}", delivery_id=delivery_id, error=exc
+        )
+    return retry_dead(
+        sessions,
+        rights,
+        now=now,
+        actor=f"cli:{identity}",
+        user_id=user_id,
+        delivery_id=delivery_id,
+    )
 
 
 def cmd_status(_args: argparse.Namespace) -> int:
@@ -516,8 +598,9 @@ def parser() -> argparse.ArgumentParser:
     dev.add_argument(
         "--var-dir",
         default=str(Path("var") / "sandbox"),
-        help="where the sandbox keeps its database and test CA, recreated at each start "
-        "(default: var/sandbox)",
+        help="where the sandbox keeps its database and test CA, emptied at each start: a new "
+        "or empty directory, or one an earlier start marked as the sandbox's; any other is "
+        "refused (default: var/sandbox)",
     )
     dev.add_argument(
         "--rollout-s",
@@ -536,7 +619,14 @@ def parser() -> argparse.ArgumentParser:
     box = commands.add_parser("outbox", help="what is waiting to be sent, and what was abandoned")
     box_commands = box.add_subparsers(dest="outbox_command", required=True, metavar="COMMAND")
     box_commands.add_parser("status", help="counts by kind and status, and the latest failures")
-    retry = box_commands.add_parser("retry", help="send abandoned deliveries again")
+    retry = box_commands.add_parser(
+        "retry",
+        help="send abandoned deliveries again (rights.admins only, as the Retry button)",
+        description="Put abandoned deliveries back in line, as /opsbot status's Retry button "
+        "does: for the Slack user rights.cli maps this CLI's identity to, who must be one of "
+        "rights.admins; audited (outbox.retry, actor cli:<identity>). Exit codes: 0 done, "
+        "2 bad configuration, 3 refused.",
+    )
     retry.add_argument("--id", type=int, help="only this delivery (default: every abandoned one)")
     box.set_defaults(func=cmd_outbox)
 
@@ -558,8 +648,17 @@ def parser() -> argparse.ArgumentParser:
     )
     manifest.set_defaults(func=cmd_manifest)
 
-    check = commands.add_parser("check-config", help="validate a configuration file")
+    check = commands.add_parser(
+        "check-config",
+        help="validate a configuration file, and check it as `opsbot serve` would here",
+    )
     check.add_argument("path", nargs="?", help="the file (default: OPSBOT_CONFIG or embedded)")
+    check.add_argument(
+        "--offline",
+        action="store_true",
+        help="check the file alone, away from where opsbot runs (a deploy pipeline): list "
+        "the secrets it names instead of requiring them here, and do not ask Slack",
+    )
     check.set_defaults(func=cmd_check_config)
 
     deploy = commands.add_parser(

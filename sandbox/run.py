@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 import logging
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
 from bot.app import build_runtime, create_app
-from bot.cli import _settings, configure_logs, run_server
+from bot.cli import EXIT_BAD_CONFIG, _settings, configure_logs, run_server
 from bot.db.migrate import upgrade
 from bot.observability.exporter import MetricsServer, serve_metrics
 from bot.settings import Settings
@@ -22,6 +23,11 @@ from sandbox.console import ConsoleActions
 from sandbox.dev import Sandbox
 from sandbox.server import free_port
 
+# Written into --var-dir at each start: only a directory bearing it is emptied by the next.
+VAR_DIR_MARKER = ".opsbot-sandbox"
+# What a start wrote before the marker existed: such a directory is the sandbox's too.
+_EARLIER_SANDBOX = {"opsbot.db", "opsbot.db-wal", "opsbot.db-shm", "opsbot.db-journal", "tls"}
+
 
 def run_dev(args: argparse.Namespace) -> int:
     """`opsbot dev`: the real service, with everything it talks to emulated on loopback."""
@@ -29,11 +35,12 @@ def run_dev(args: argparse.Namespace) -> int:
     host = args.host
     level = str(args.log_level).upper()
     port = args.port if args.port else free_port()
-    var_dir = Path(args.var_dir)
-    # The emulated world lives in memory and starts anew each time, so the
-    # database that remembers it does too.
-    shutil.rmtree(var_dir, ignore_errors=True)
-    var_dir.mkdir(parents=True, exist_ok=True)
+    var_dir = Path(args.var_dir).expanduser()
+    try:
+        renew_var_dir(var_dir)
+    except VarDirRefused as exc:
+        print(f"opsbot dev: {exc}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
     service_url = f"http://127.0.0.1:{port}"
     sandbox = Sandbox(var_dir=var_dir, service_url=service_url, rollout_s=args.rollout_s)
     configure_logs(_settings(), [*vars(sandbox.secrets).values()], level)
@@ -61,6 +68,42 @@ def run_dev(args: argparse.Namespace) -> int:
             console.close()
         sandbox.stop()
     return 0
+
+
+class VarDirRefused(Exception):
+    """A --var-dir that holds something the sandbox did not put there."""
+
+
+def renew_var_dir(var_dir: Path) -> None:
+    """Empty `var_dir` for a new start, and mark it as the sandbox's own.
+
+    The emulated world lives in memory and starts anew each time, so the database
+    that remembers it does too. Only a directory that is new, empty, marked by an
+    earlier start, or holding only what a start writes (its database and test CA) is
+    emptied: `--var-dir .` or `~` is refused (VarDirRefused), not wiped.
+    """
+    if var_dir.exists() or var_dir.is_symlink():
+        if not var_dir.is_dir():
+            raise VarDirRefused(f"--var-dir {var_dir} is not a directory; nothing was changed")
+        names = {child.name for child in var_dir.iterdir()}
+        if names and VAR_DIR_MARKER not in names and not names <= _EARLIER_SANDBOX:
+            raise VarDirRefused(
+                f"--var-dir {var_dir} holds files the sandbox did not write (it has no "
+                f"{VAR_DIR_MARKER}), and each start empties it: nothing was changed. Name a "
+                "new or empty directory; if this is an earlier sandbox's, from before the "
+                f"marker, remove it yourself (rm -r {var_dir})."
+            )
+        for child in var_dir.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+    var_dir.mkdir(parents=True, exist_ok=True)
+    (var_dir / VAR_DIR_MARKER).write_text(
+        "opsbot dev keeps its database and test CA here and empties this directory at each "
+        "start.\n",
+        encoding="utf-8",
+    )
 
 
 def _print_sandbox(

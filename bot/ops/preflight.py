@@ -13,6 +13,10 @@ any refusal, each naming its key:
 
 Slack unreachable, or refusing the token, is only a warning: the intake must
 start without Slack, and the outbox keeps the work until Slack is back.
+
+`offline` checks a file away from where opsbot runs (a deploy pipeline, a
+laptop): the secrets the file names are listed as needed rather than looked
+for, and Slack is not asked.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ class Preflight:
     refusals: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     slack_token_refused: bool = False
+    # Offline: each variable the running service must have set, with the keys that need it.
+    needs: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -65,20 +71,40 @@ def configured_channels(config: Config) -> list[tuple[str, str]]:
     return found
 
 
-def _routing_keys(config: Config, is_set: Callable[[str], bool], result: Preflight) -> None:
-    for n, route in enumerate(config.alarm_routes):
-        env_name = route.pagerduty_routing_key_env
-        if env_name and not is_set(env_name):
-            result.refusals.append(
-                f"alarm_routes[{n}].pagerduty_routing_key_env: {env_name} is not set or empty "
-                "(this route would post and never page)"
-            )
-    ops = config.ops_pagerduty_routing_key_env
-    if ops and not is_set(ops):
-        result.refusals.append(
-            f"ops_pagerduty_routing_key_env: {ops} is not set or empty "
-            "(a refused Slack token would page nobody)"
+def _routing_key_variables(config: Config) -> list[tuple[str, str, str]]:
+    """(key path, variable, what an unset one would do) for each routing key the file names."""
+    found = [
+        (
+            f"alarm_routes[{n}].pagerduty_routing_key_env",
+            route.pagerduty_routing_key_env,
+            "this route would post and never page",
         )
+        for n, route in enumerate(config.alarm_routes)
+        if route.pagerduty_routing_key_env
+    ]
+    if config.ops_pagerduty_routing_key_env:
+        found.append(
+            (
+                "ops_pagerduty_routing_key_env",
+                config.ops_pagerduty_routing_key_env,
+                "a refused Slack token would page nobody",
+            )
+        )
+    return found
+
+
+def _escalating_routes(config: Config) -> list[str]:
+    return [
+        f"alarm_routes[{n}].escalate_after_min"
+        for n, route in enumerate(config.alarm_routes)
+        if route.escalate_after_min is not None
+    ]
+
+
+def _routing_keys(config: Config, is_set: Callable[[str], bool], result: Preflight) -> None:
+    for key, env_name, silence in _routing_key_variables(config):
+        if not is_set(env_name):
+            result.refusals.append(f"{key}: {env_name} is not set or empty ({silence})")
 
 
 class _Unreachable(Exception):
@@ -140,13 +166,12 @@ def _channels(config: Config, client: WebClient, result: Preflight) -> None:
 
 
 def _escalations(config: Config, result: Preflight) -> None:
-    for n, route in enumerate(config.alarm_routes):
-        if route.escalate_after_min is not None:
-            result.refusals.append(
-                f"alarm_routes[{n}].escalate_after_min: PAGERDUTY_API_TOKEN is not set "
-                "(opsbot escalates through PagerDuty's REST API: its reminders would "
-                "promise an escalation that never comes)"
-            )
+    for key in _escalating_routes(config):
+        result.refusals.append(
+            f"{key}: PAGERDUTY_API_TOKEN is not set "
+            "(opsbot escalates through PagerDuty's REST API: its reminders would "
+            "promise an escalation that never comes)"
+        )
 
 
 def preflight(
@@ -166,4 +191,16 @@ def preflight(
         result.warnings.append("SLACK_BOT_TOKEN is not set: channels not checked")
     else:
         _channels(config, slack, result)
+    return result
+
+
+def offline(config: Config) -> Preflight:
+    """What `preflight` can say of `config` away from where opsbot runs: no refusal; the
+    variables the running service needs, each with the keys that need it."""
+    result = Preflight()
+    for key, env_name, _ in _routing_key_variables(config):
+        result.needs.setdefault(env_name, []).append(key)
+    for key in _escalating_routes(config):
+        result.needs.setdefault("PAGERDUTY_API_TOKEN", []).append(key)
+    result.warnings.append("offline: channels not looked for in Slack")
     return result

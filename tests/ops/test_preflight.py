@@ -151,11 +151,93 @@ def test_check_config_exits_2_naming_the_key(
     path = tmp_path / "opsbot.yaml"
     path.write_text(yaml.safe_dump(TEST_CONFIG), encoding="utf-8")
     assert main(["check-config", str(path)]) == 2
-    assert "alarm_routes[0].pagerduty_routing_key_env: PD_KEY_PROD is not set" in (
-        capsys.readouterr().err
-    )
+    said = capsys.readouterr()
+    assert "alarm_routes[0].pagerduty_routing_key_env: PD_KEY_PROD is not set" in said.err
+    assert f"{path}: refused: opsbot serve would not start with it" in said.err
+    assert "valid" not in said.out  # never "valid", then exit 2
     monkeypatch.setenv("PD_KEY_PROD", PD_ROUTING_KEY)
     assert main(["check-config", str(path)]) == 0
+    assert f"{path}: valid (" in capsys.readouterr().out
+
+
+def test_check_config_offline_lists_the_secrets_the_service_needs_instead_of_refusing(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    slack: SlackEmulator,
+) -> None:
+    """As the deploy workflow runs it: none of the service's secrets are set there."""
+    monkeypatch.delenv("PD_KEY_PROD")
+    # A token in this environment is not used: offline asks Slack nothing.
+    monkeypatch.setenv("SLACK_BOT_TOKEN", SLACK_TOKEN)
+    monkeypatch.setenv("SLACK_API_URL", slack.api_url)
+    config = {
+        **TEST_CONFIG,
+        "alarm_routes": [
+            {**TEST_CONFIG["alarm_routes"][0], "remind_after_min": 5, "escalate_after_min": 15},
+            {"name": "db", "match": {"alarm_name": "db-*"}, "channel": "#nope",
+             "pagerduty_routing_key_env": "PD_KEY_PROD"},
+            TEST_CONFIG["alarm_routes"][1],
+        ],
+        "oncall": {"pagerduty_from": "opsbot@example.com"},
+        "ops_pagerduty_routing_key_env": "PD_KEY_OPS",
+    }  # fmt: skip
+    path = tmp_path / "opsbot.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    assert main(["check-config", "--offline", str(path)]) == 0
+    said = capsys.readouterr()
+    assert said.err == ""
+    lines = said.out.splitlines()
+    assert lines[0] == (
+        f"{path}: valid (3 alarm routes, 0 apps with 0 environments, checked offline)"
+    )
+    assert "note: offline: channels not looked for in Slack" in lines
+    start = lines.index("where opsbot runs, these must be set and not empty:")
+    assert lines[start + 1 :] == [
+        "  PAGERDUTY_API_TOKEN (alarm_routes[0].escalate_after_min)",
+        "  PD_KEY_OPS (ops_pagerduty_routing_key_env)",
+        "  PD_KEY_PROD (alarm_routes[0].pagerduty_routing_key_env, "
+        "alarm_routes[1].pagerduty_routing_key_env)",
+    ]
+    assert slack.calls_to("conversations.list") == []
+    assert slack.calls_to("conversations.info") == []
+
+    # A file that does not validate is refused offline as well, naming the key.
+    path.write_text(yaml.safe_dump(config).replace("critical", "urgent"), encoding="utf-8")
+    with pytest.raises(SystemExit) as exited:
+        main(["check-config", "--offline", str(path)])
+    assert exited.value.code == 2
+    assert "alarm_routes[0].severity" in capsys.readouterr().err
+
+
+def test_the_deploy_workflow_checks_a_config_that_pages_without_the_services_secrets(
+    tmp_path: Path,
+) -> None:
+    """Its step, run as written, where none of the routing keys the file names is set."""
+    workflow = yaml.safe_load((ROOT / ".github/workflows/deploy.yml").read_text(encoding="utf-8"))
+    [step] = [
+        step
+        for job in workflow["jobs"].values()
+        for step in job.get("steps", [])
+        if "check-config" in step.get("run", "")
+    ]
+    command = step["run"].replace(".venv-deploy/bin/opsbot", f"{sys.executable} -m bot.cli")
+    config = {**TEST_CONFIG, "ops_pagerduty_routing_key_env": "PD_KEY_OPS"}
+    (tmp_path / "infra/envs/prod").mkdir(parents=True)
+    (tmp_path / "infra/envs/prod/opsbot.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT), "DEPLOY_ENV": "prod"}
+    result = subprocess.run(
+        ["bash", "-c", command],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "PD_KEY_OPS (ops_pagerduty_routing_key_env)" in result.stdout
+    assert "PD_KEY_PROD (alarm_routes[0].pagerduty_routing_key_env)" in result.stdout
 
 
 def serve(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -17,6 +18,7 @@ from sandbox.slack import SlackEmulator
 from sandbox.sns import SnsSigner, body
 from tests.conftest import TOPIC_ARN
 from tests.incidents.helpers import command, incident_message, only_incident, send_alarm
+from tests.outbox.cli_admin import as_cli_admin
 from tests.support import LiveService, wait_for
 
 T0 = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
@@ -177,11 +179,15 @@ def test_abandoned_deliveries_can_be_sent_again(
     slack: SlackEmulator,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     del slack.channels["C0PRODALERTS"]
     fire(service, sns_signer, "prod-z", "ALARM", 0)
     wait_for(lambda: settled(service), timeout_s=30)
-    monkeypatch.setenv("DATABASE_URL", service.runtime.settings.effective_database_url)
+    # `outbox retry` acts as an admin (`outbox status` needs only the database).
+    as_cli_admin(
+        monkeypatch, tmp_path, database_url=service.runtime.settings.effective_database_url
+    )
     assert main(["outbox", "status"]) == 0
     status = capsys.readouterr().out
     assert "slack.message      dead       1" in status

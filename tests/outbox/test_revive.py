@@ -5,6 +5,7 @@ that finds an earlier attempt that landed."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -16,6 +17,7 @@ from bot.outbox.models import Delivery, SlackMessage
 from bot.outbox.slack_sender import METADATA_EVENT
 from bot.slack_metadata import marked
 from sandbox.slack import SlackEmulator
+from tests.outbox.cli_admin import as_cli_admin
 from tests.support import LiveService, wait_for
 
 T0 = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
@@ -137,6 +139,7 @@ def test_an_abandoned_post_that_had_landed_is_found_not_posted_again(
     slack: SlackEmulator,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     with service.runtime.sessions() as db:
         outbox.post_or_update(
@@ -152,7 +155,10 @@ def test_an_abandoned_post_that_had_landed_is_found_not_posted_again(
         METADATA_EVENT, {"delivery": delivery}
     )
 
-    monkeypatch.setenv("DATABASE_URL", service.runtime.settings.effective_database_url)
+    # `outbox retry` acts as an admin, as the Retry button needs.
+    as_cli_admin(
+        monkeypatch, tmp_path, database_url=service.runtime.settings.effective_database_url
+    )
     assert main(["outbox", "retry"]) == 0
     assert "1 abandoned deliveries are pending again" in capsys.readouterr().out
 

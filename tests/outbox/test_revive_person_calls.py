@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -20,6 +21,7 @@ from sandbox.pagerduty import PagerDutyEmulator
 from sandbox.slack import SlackEmulator
 from sandbox.sns import SnsSigner
 from tests.incidents.helpers import click, page, pd_calls, responses_to
+from tests.outbox.cli_admin import as_cli_admin
 from tests.support import LiveService, wait_for
 
 
@@ -44,6 +46,7 @@ def test_a_persons_failed_resolve_told_to_them_is_not_sent_again_by_a_retry(
     pagerduty: PagerDutyEmulator,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
     by_id: bool,
 ) -> None:
     incident_id, _ = page(service, sns_signer, slack, pagerduty)
@@ -55,12 +58,15 @@ def test_a_persons_failed_resolve_told_to_them_is_not_sent_again_by_a_retry(
     dead = wait_for(lambda: _dead_call(service))
     pagerduty.faults.clear()  # the outage is over; the operator follows the runbook
 
-    monkeypatch.setenv("DATABASE_URL", service.runtime.settings.effective_database_url)
+    as_cli_admin(
+        monkeypatch, tmp_path, database_url=service.runtime.settings.effective_database_url
+    )
     assert main(["outbox", "retry", *(["--id", str(dead)] if by_id else [])]) == 0
     service.runtime.outbox.wake()
 
     answer = capsys.readouterr().out
-    assert "0 abandoned deliveries are pending again" in answer
+    if not by_id:
+        assert "0 abandoned deliveries are pending again" in answer
     assert f"delivery #{dead} (" in answer and "was told it failed" in answer
     assert _status(service, dead) == CANCELLED  # out of the dead list: it is settled
     time.sleep(2)  # a revived call would have gone out by now: the worker was woken
