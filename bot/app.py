@@ -404,6 +404,7 @@ def build_runtime(
             max_overflow=0,
             pool_timeout=5,
             on_replaced=functools.partial(metrics.db_pool_invalidated, "gauges"),
+            timeouts=settings.db_timeouts,
         ),
         clock=clock,
     )

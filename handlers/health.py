@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from bot.db.migrate import is_current
+from bot.db.migrate import schema_problem
 from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -20,15 +20,21 @@ log = logging.getLogger(__name__)
 def routes(runtime: Runtime, slack_socket: Callable[[], bool] | None = None) -> list[Route]:
     """`slack_socket`: in Socket Mode, whether the websocket to Slack is open (else not ready)."""
 
+    migrated = False  # found current once: later probes only ask the database to answer
+
     async def healthz(_request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
     def database_ready() -> str | None:
+        nonlocal migrated
         try:
             with runtime.engine.connect() as connection:
                 connection.execute(text("SELECT 1"))
-            if not is_current(runtime.engine):
-                return "database not migrated: run `opsbot db upgrade`"
+            if not migrated:
+                problem = schema_problem(runtime.engine)
+                if problem is not None:
+                    return problem
+                migrated = True
         except Exception as exc:
             log.warning("readiness: database unavailable: %s", type(exc).__name__)
             return f"database unavailable ({type(exc).__name__})"

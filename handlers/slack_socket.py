@@ -20,6 +20,11 @@ Nothing owed to Slack rides the socket but acknowledgements: answers and
 messages go out through the outbox over the Web API, so they wait there while
 the socket is down. An event Slack could not deliver meanwhile comes again
 (retry_attempt) and is deduplicated by its event_id like over HTTP.
+
+Stopping takes no new envelope and lets those in hand be acknowledged on the
+still open connection (waiting up to OPSBOT_SLACK_FORM_WAIT_S and 3 s more), then
+closes it. An envelope received meanwhile is left unacknowledged and not run:
+Slack sends an event again, and a command or click shows its person a timeout.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import random
 import re
 import threading
 import time
+from queue import Empty, Queue
 from typing import Any
 
 from slack_bolt import App
@@ -46,6 +52,9 @@ log = logging.getLogger(__name__)
 KINDS = frozenset({"slash_commands", "interactive", "events_api"})
 ENVELOPE_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")  # logged only when it looks like Slack's
 MAX_MESSAGE_CHARS = 1024 * 1024  # as POST /slack/events bounds a body (OPSBOT_MAX_BODY_BYTES)
+# Stopping waits for the envelopes in hand this much longer than a form's wait for its
+# outcome, the longest a listener holds its acknowledgement.
+ACK_DRAIN_MARGIN_S = 3.0
 
 
 def backoff_s(failures: int, *, first_s: float, max_s: float) -> float:
@@ -72,6 +81,20 @@ def refusal(message: dict[str, Any]) -> str | None:
     return None
 
 
+def _unread(queue: Queue[str | None]) -> list[str]:
+    """The envelope ids of the envelopes still queued (all accepted), taken off the queue."""
+    ids: list[str] = []
+    while True:
+        try:
+            message = queue.get_nowait()
+        except Empty:
+            return ids
+        fields = json.loads(message) if message is not None else {}
+        if fields.get("type") in KINDS:
+            envelope_id = fields["envelope_id"]
+            ids.append(envelope_id if ENVELOPE_ID.match(envelope_id) else "-")
+
+
 class _Client(SocketModeClient):
     """slack_sdk's client, refusing at the edge what Bolt should not parse or see."""
 
@@ -95,6 +118,10 @@ class SlackSocket:
         self._backoff_max_s = max(settings.slack_socket_backoff_max_s, self._ping_s)
         self._metrics = runtime.metrics
         self._stopped = threading.Event()
+        self._draining = threading.Event()  # no new envelope is taken
+        self._drain_s = settings.slack_form_wait_s + ACK_DRAIN_MARGIN_S
+        self._in_hand: set[str] = set()  # envelope ids handled, not yet acknowledged
+        self._in_hand_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._was_connected = False  # the connection this loop last opened is (was) open
         self._ever_connected = False
@@ -121,10 +148,39 @@ class SlackSocket:
         self._thread.start()
 
     def stop(self) -> None:
+        """Take no new envelope, acknowledge those in hand on the open connection, then close it.
+
+        slack_sdk's close() disconnects before it waits for its workers: an envelope still
+        handled then has its acknowledgement written to a closed connection, its work done
+        and Slack told it failed.
+        """
         self._stopped.set()
         if self._thread is not None:
             self._thread.join(10)
-        self.client.close()
+        client = self.client
+        self._draining.set()
+        client.closed = True  # its processor hands no more queued envelopes to the workers
+        client.message_queue.put(None)  # wakes the processor from its wait for one
+        client.message_processor.shutdown()  # type: ignore[no-untyped-call]
+        for envelope_id in _unread(client.message_queue):
+            log.info(
+                "Slack Socket Mode: stopping; envelope %s left unacknowledged, not run", envelope_id
+            )
+        # The workers' own shutdown waits without a bound: waited for here, up to the budget.
+        workers = threading.Thread(
+            target=client.message_workers.shutdown, name="slack-socket-drain", daemon=True
+        )
+        workers.start()
+        workers.join(self._drain_s)
+        if workers.is_alive():
+            with self._in_hand_lock:
+                in_hand = sorted(self._in_hand)
+            log.warning(
+                "Slack Socket Mode: envelopes %s still handled after %.1f s; closing under them",
+                ", ".join(in_hand) or "-",
+                self._drain_s,
+            )
+        client.close()
         self._metrics.slack_socket_connected.set(0)
 
     # -- the connection ------------------------------------------------------------
@@ -172,6 +228,11 @@ class SlackSocket:
     def accepts(self, message: str) -> bool:
         """Whether a text frame goes on to the client's parsing and Bolt (else: logged, counted)."""
         parsed: Any = None
+        if self._draining.is_set():
+            log.info(
+                "Slack Socket Mode: stopping; a message received is left unacknowledged, not run"
+            )
+            return False
         if len(message) > MAX_MESSAGE_CHARS:
             why: str | None = "too long"
         else:
@@ -204,9 +265,16 @@ class SlackSocket:
 
     def _handle(self, client: SocketModeClient, request: SocketModeRequest) -> None:
         started = time.perf_counter()
-        with self._runtime.after_ack.acknowledging():
-            response = as_named(
-                self._runtime.config.commands.naming, run_bolt_app(self._bolt, request)
-            )
-            send_response(client, request, response, started)
+        envelope_id = request.envelope_id if ENVELOPE_ID.match(request.envelope_id) else "-"
+        with self._in_hand_lock:
+            self._in_hand.add(envelope_id)
+        try:
+            with self._runtime.after_ack.acknowledging():
+                response = as_named(
+                    self._runtime.config.commands.naming, run_bolt_app(self._bolt, request)
+                )
+                send_response(client, request, response, started)
+        finally:
+            with self._in_hand_lock:
+                self._in_hand.discard(envelope_id)
         self._metrics.slack_ack.observe(time.perf_counter() - started)

@@ -50,6 +50,7 @@ class Verdict(enum.Enum):
     RECORDED = "recorded"
     REFUSED = "refused"  # deleted
     LEFT = "left"  # redelivered later, or dead-lettered
+    FAILED = "failed"  # left, as a check that failed on it (a bug of ours) found nothing
 
 
 def inbound_from_sqs(message: dict[str, Any]) -> Inbound:
@@ -128,7 +129,7 @@ class AlarmQueueConsumer:
             self.metrics.alarm_queue_errors.labels("receive").inc()
             raise
         messages = answer.get("Messages", [])
-        checked = [self.check(message) for message in messages]
+        checked = [self._check_alone(message) for message in messages]
         to_record = [c for c in checked if isinstance(c, Inbound)]
         if to_record and self.record_batch is not None:
             recorded = iter(self._record_all(to_record))
@@ -143,7 +144,7 @@ class AlarmQueueConsumer:
                 # Genuine or not yet known: its certificate, topic or signature version
                 # kept it from being recorded (a recording failure counts as `error`).
                 self.metrics.notifications.labels("sqs", "left").inc()
-            if verdict is not Verdict.LEFT:
+            if verdict not in (Verdict.LEFT, Verdict.FAILED):
                 done.append({"Id": message["MessageId"], "ReceiptHandle": message["ReceiptHandle"]})
         return self._delete(done) if done else 0
 
@@ -177,6 +178,18 @@ class AlarmQueueConsumer:
         """Record, refuse or leave one received message (the caller deletes unless left)."""
         check = self.check(message)
         return self._record(check) if isinstance(check, Inbound) else check
+
+    def _check_alone(self, message: dict[str, Any]) -> Verdict | Inbound:
+        """check(), a message it fails on left alone while the poll's others go on."""
+        try:
+            return self.check(message)
+        except Exception:
+            self.metrics.notifications.labels("sqs", "error").inc()
+            log.exception(
+                "alarm queue message %s could not be checked; left for redelivery",
+                for_log(message.get("MessageId")),
+            )
+            return Verdict.FAILED
 
     def check(self, message: dict[str, Any]) -> Verdict | Inbound:
         """What to record of one received message, or why it is refused or left."""

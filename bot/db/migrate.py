@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import functools
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -50,7 +51,7 @@ def upgrade(
     A database already at the heads (every restart) is left alone without loading
     Alembic, which then stays out of the serving process's memory.
     """
-    if revision == "heads" and _applied(database_url, timeouts) == script_heads():
+    if revision == "heads" and _applied(database_url, timeouts) == expected_heads():
         return
     from alembic import command
 
@@ -84,15 +85,35 @@ def _applied(database_url: str, timeouts: DbTimeouts) -> frozenset[str]:
     """The revisions the database records as applied (none before its first migration)."""
     engine = make_engine(database_url, timeouts=timeouts)
     try:
-        with engine.connect() as connection:
-            if not inspect(connection).has_table("alembic_version"):
-                return frozenset()
-            rows = connection.execute(text("SELECT version_num FROM alembic_version"))
-            return frozenset(str(row[0]) for row in rows)
+        return applied_revisions(engine)
     finally:
         engine.dispose()
 
 
-def is_current(engine: Engine) -> bool:
-    """Whether the database has been migrated at all (used by readiness)."""
-    return inspect(engine).has_table("alembic_version")
+def applied_revisions(engine: Engine) -> frozenset[str]:
+    """The revisions `engine`'s database records as applied (none before its first migration)."""
+    with engine.connect() as connection:
+        if not inspect(connection).has_table("alembic_version"):
+            return frozenset()
+        rows = connection.execute(text("SELECT version_num FROM alembic_version"))
+        return frozenset(str(row[0]) for row in rows)
+
+
+@functools.cache
+def expected_heads() -> frozenset[str]:
+    """The heads this code's migrations end at, read once (at start, by `upgrade`): the
+    files do not change under a running process."""
+    return script_heads()
+
+
+def schema_problem(engine: Engine) -> str | None:
+    """Why the database's schema is not the one this code expects (None: it is; readiness)."""
+    applied, expected = applied_revisions(engine), expected_heads()
+    if applied == expected:
+        return None
+    if not applied:
+        return "database not migrated: run `opsbot db upgrade`"
+    return (
+        f"database schema at {', '.join(sorted(applied))}, expected {', '.join(sorted(expected))}"
+        ": run `opsbot db upgrade`"
+    )

@@ -379,6 +379,12 @@ class Metrics:
         )
         for call in ("receive", "delete"):
             self.alarm_queue_errors.labels(call)
+        self.sns_unsubscribed = Counter(
+            "opsbot_sns_unsubscribed",
+            "Verified UnsubscribeConfirmations on POST /sns: that topic's alarms no longer "
+            "arrive over HTTPS (each an ERROR line with the topic's ARN).",
+            registry=registry,
+        )
         self.slack_auth_ok = Gauge(
             "opsbot_slack_auth_ok",
             "1 while Slack accepts the bot's token, 0 once it refused it (until a call succeeds).",

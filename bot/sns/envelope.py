@@ -73,6 +73,10 @@ def _field(data: dict[str, object], name: str, *, required: bool = True) -> str 
         return None
     if not isinstance(value, str):
         raise MalformedEnvelope(f"field {name} must be a string")
+    try:
+        value.encode("utf-8")  # JSON's \ud800 escape decodes to a lone surrogate
+    except UnicodeEncodeError:
+        raise MalformedEnvelope(f"field {name} holds a lone surrogate, not text") from None
     return value
 
 
