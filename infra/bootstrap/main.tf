@@ -41,4 +41,9 @@ module "github_oidc" {
   deploy_environments       = var.environments
   deploy_iam_name_prefix    = "${var.name}-"
   deploy_passable_role_arns = var.deploy_passable_role_arns
+
+  # Each deploy role reads and writes its own environment's state only.
+  state_bucket_arn  = aws_s3_bucket.state.arn
+  state_kms_key_arn = module.kms.arn
+  lock_table_arn    = aws_dynamodb_table.locks.arn
 }

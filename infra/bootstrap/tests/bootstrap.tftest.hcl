@@ -20,6 +20,9 @@ mock_provider "aws" {
   mock_resource "aws_iam_openid_connect_provider" {
     defaults = { arn = "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com" }
   }
+  mock_resource "aws_dynamodb_table" {
+    defaults = { arn = "arn:aws:dynamodb:eu-west-1:123456789012:table/opsbot-tf-locks" }
+  }
   mock_resource "aws_ecr_repository" {
     defaults = { arn = "arn:aws:ecr:eu-west-1:123456789012:repository/opsbot" }
   }
@@ -84,5 +87,41 @@ run "other_services_roles_reach_their_environments_boundary" {
       for s in jsondecode(module.github_oidc.permissions_boundary_policies["prod"]).Statement : s.Resource if s.Action == "iam:PassRole"
     ]), "arn:aws:iam::123456789012:role/shop-web-task")
     error_message = "A service's roles listed for prod are passable under prod's permissions boundary."
+  }
+}
+
+# The deploy roles may read and write exactly the state objects the environment roots'
+# backend blocks name (infra/envs/<env>/main.tf), in this bucket, under this lock table.
+run "each_deploy_role_holds_its_roots_state" {
+  command = apply
+
+  assert {
+    condition = alltrue([
+      for env in ["staging", "prod"] : one([
+        for s in jsondecode(module.github_oidc.deploy_environment_policies[env]).Statement : s.Resource if s.Sid == "ReadWriteOwnState"
+        ]) == [
+        "arn:aws:s3:::acme-opsbot-tfstate/${regex("key\\s*=\\s*\"([^\"]+)\"", file("../envs/${env}/main.tf"))[0]}",
+        "arn:aws:s3:::acme-opsbot-tfstate/${regex("key\\s*=\\s*\"([^\"]+)\"", file("../envs/${env}/main.tf"))[0]}.tflock",
+      ]
+    ])
+    error_message = "A deploy role's state object must be its environment root's backend key."
+  }
+
+  assert {
+    condition = alltrue([
+      for env in ["staging", "prod"] : one([
+        for s in jsondecode(module.github_oidc.deploy_environment_policies[env]).Statement : s.Resource if s.Sid == "LockOwnState"
+      ]) == aws_dynamodb_table.locks.arn
+    ])
+    error_message = "The deploy roles take their locks in the bootstrap's lock table."
+  }
+
+  assert {
+    condition = alltrue([
+      for env in ["staging", "prod"] : one([
+        for s in jsondecode(module.github_oidc.deploy_environment_policies[env]).Statement : s.Resource if s.Sid == "KeepTheStateKey"
+      ]) == module.kms.arn
+    ])
+    error_message = "No deploy role may administer the state key."
   }
 }

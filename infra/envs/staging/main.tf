@@ -81,6 +81,12 @@ module "environment" {
   feature_flag_backend = "ssm"
   feature_flags        = []
 
+  # Who reaches GET /metrics on the tasks (port 9100), and whether operators may open
+  # a shell in a task with ECS Exec (docs/operations.md). Closed unless listed here.
+  metrics_ingress_security_group_ids = []
+  metrics_ingress_cidrs              = []
+  enable_execute_command             = false
+
   # Deliveries over HTTPS to /sns as well as the SQS queue.
   subscribe_bot_https         = false
   pagerduty_fallback_endpoint = var.pagerduty_fallback_endpoint

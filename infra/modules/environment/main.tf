@@ -109,6 +109,10 @@ module "service" {
   deletion_protection   = var.deletion_protection
   allowed_ingress_cidrs = var.allowed_ingress_cidrs
 
+  metrics_ingress_security_group_ids = var.metrics_ingress_security_group_ids
+  metrics_ingress_cidrs              = var.metrics_ingress_cidrs
+  enable_execute_command             = var.enable_execute_command
+
   image_repository_url = var.image_repository_url
   image_repository_arn = var.image_repository_arn
   image_kms_key_arn    = var.image_kms_key_arn

@@ -41,6 +41,24 @@ variable "allowed_ingress_cidrs" {
   default     = ["0.0.0.0/0"]
 }
 
+variable "metrics_ingress_security_group_ids" {
+  description = "Security groups (e.g. a Prometheus scraper's) that may reach the bot's GET /metrics on its tasks (port 9100). Empty (the default): none."
+  type        = list(string)
+  default     = []
+}
+
+variable "metrics_ingress_cidrs" {
+  description = "IPv4 CIDRs (inside the VPC or a peered network, never 0.0.0.0/0) that may reach the bot's GET /metrics on its tasks (port 9100). Empty (the default): none."
+  type        = list(string)
+  default     = []
+}
+
+variable "enable_execute_command" {
+  description = "ECS Exec into the bot's tasks (aws ecs execute-command ... --command \"opsbot status\"): the service allows it and the task role gets the SSM session channels. Operators also need ecs:ExecuteCommand on the cluster. Off by default."
+  type        = bool
+  default     = false
+}
+
 variable "deletion_protection" {
   description = "Deletion protection of the load balancer and the database."
   type        = bool

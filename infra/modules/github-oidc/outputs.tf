@@ -22,3 +22,8 @@ output "permissions_boundary_policies" {
   description = "Environment => the permissions boundary's policy document (JSON), to review what an environment's roles may do and pass."
   value       = { for env, boundary in module.stack_boundary : env => boundary.policy }
 }
+
+output "deploy_environment_policies" {
+  description = "Environment => what its deploy role may do outside IAM (JSON): its services, its buckets and state, and the denies of every other environment's resources."
+  value       = { for env, policy in aws_iam_role_policy.deploy_environment : env => policy.policy }
+}

@@ -79,16 +79,199 @@ resource "aws_iam_role" "deploy" {
   })
 }
 
-# Terraform manages most services of the stack, so the deploy role gets AWS's
-# PowerUserAccess (everything except IAM, Organizations and account settings) plus IAM
-# limited to its own environment's roles, by name prefix (`opsbot-<environment>-`):
-# it cannot change the deploy roles (its own included, named `opsbot-github-...`) or
-# another environment's roles.
-resource "aws_iam_role_policy_attachment" "deploy_power_user" {
+# What applying an environment needs, and nothing of the other environments in the
+# account. Both environments may live in one account (deploy_environments), and the
+# staging role is reachable without prod's required reviewers, so the grant is:
+# - the services the environment's modules use (Resource "*": most of their resources
+#   are named by generated IDs), S3 only on the environment's own buckets and its own
+#   Terraform state, and IAM only on its own roles (deploy_iam below);
+# - explicit denies of every other environment's resources: anything tagged with
+#   another `environment` (every root tags all it makes, default_tags), anything named
+#   <prefix><other environment> (for what cannot be tagged or is checked by name), the
+#   other environments' KMS keys by alias and RDS-managed secrets by cluster;
+# - no key administration of the shared state key, nothing on the shared image
+#   repository.
+locals {
+  state_bucket = split(":::", var.state_bucket_arn)[1]
+
+  deploy = {
+    for env in var.deploy_environments : env => {
+      own    = "${var.deploy_iam_name_prefix}${env}"
+      others = [for other in var.deploy_environments : "${var.deploy_iam_name_prefix}${other}" if other != env]
+      # The backend key of infra/envs/<env> and its S3 lock file; the DynamoDB lock
+      # items are "<bucket>/<key>" and "<bucket>/<key>-md5".
+      state_key        = "${var.state_key_prefix}${env}.tfstate"
+      other_state_keys = [for other in var.deploy_environments : "${var.state_key_prefix}${other}.tfstate" if other != env]
+    }
+  }
+
+  # How the environment's modules name the other environments' resources
+  # (<prefix><environment>, e.g. opsbot-prod) in each service they use.
+  named_resource_arns = {
+    for env, d in local.deploy : env => flatten([
+      for n in d.others : [
+        "arn:${local.partition}:ecs:*:${local.account_id}:cluster/${n}",
+        "arn:${local.partition}:ecs:*:${local.account_id}:service/${n}/*",
+        "arn:${local.partition}:ecs:*:${local.account_id}:task/${n}/*",
+        "arn:${local.partition}:ecs:*:${local.account_id}:task-definition/${n}:*",
+        "arn:${local.partition}:secretsmanager:*:${local.account_id}:secret:${n}/*",
+        "arn:${local.partition}:ssm:*:${local.account_id}:parameter/${n}/*",
+        "arn:${local.partition}:lambda:*:${local.account_id}:function:${n}-*",
+        "arn:${local.partition}:sqs:*:${local.account_id}:${n}-*",
+        "arn:${local.partition}:sns:*:${local.account_id}:${n}-*",
+        "arn:${local.partition}:logs:*:${local.account_id}:log-group:*${n}",
+        "arn:${local.partition}:logs:*:${local.account_id}:log-group:*${n}:*",
+        "arn:${local.partition}:logs:*:${local.account_id}:log-group:*${n}/*",
+        "arn:${local.partition}:logs:*:${local.account_id}:log-group:*${n}-*",
+        "arn:${local.partition}:rds:*:${local.account_id}:cluster:${n}",
+        "arn:${local.partition}:rds:*:${local.account_id}:db:${n}-*",
+        "arn:${local.partition}:rds:*:${local.account_id}:cluster-pg:${n}",
+        "arn:${local.partition}:rds:*:${local.account_id}:subgrp:${n}",
+        "arn:${local.partition}:rds:*:${local.account_id}:cluster-snapshot:*${n}-*",
+        "arn:${local.partition}:elasticloadbalancing:*:${local.account_id}:loadbalancer/app/${n}/*",
+        "arn:${local.partition}:elasticloadbalancing:*:${local.account_id}:targetgroup/${n}/*",
+        "arn:${local.partition}:elasticloadbalancing:*:${local.account_id}:listener/app/${n}/*",
+        "arn:${local.partition}:elasticloadbalancing:*:${local.account_id}:listener-rule/app/${n}/*",
+        "arn:${local.partition}:wafv2:*:${local.account_id}:regional/webacl/${n}/*",
+        "arn:${local.partition}:cloudwatch:*:${local.account_id}:alarm:${n}-*",
+        "arn:${local.partition}:cloudwatch::${local.account_id}:dashboard/${n}",
+        "arn:${local.partition}:kms:*:${local.account_id}:alias/${n}-*",
+        "arn:${local.partition}:s3:::${n}-*",
+        "arn:${local.partition}:iam::${local.account_id}:role/${n}-*",
+      ]
+    ])
+  }
+}
+
+resource "aws_iam_role_policy" "deploy_environment" {
   for_each = aws_iam_role.deploy
 
-  role       = each.value.name
-  policy_arn = "arn:${local.partition}:iam::aws:policy/PowerUserAccess"
+  name = "apply-environment"
+  role = each.value.id
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = concat(
+      [
+        {
+          # The services of modules/environment (network, database, service,
+          # monitoring, role-manager, feature-flags); IAM is deploy_iam's.
+          Sid    = "EnvironmentServices"
+          Effect = "Allow"
+          Action = [
+            "application-autoscaling:*", "appconfig:*", "cloudwatch:*", "ec2:*", "ecs:*",
+            "elasticloadbalancing:*", "kms:*", "lambda:*", "logs:*", "rds:*", "secretsmanager:*",
+            "sns:*", "sqs:*", "ssm:*", "wafv2:*", "acm:DescribeCertificate",
+          ]
+          Resource = "*"
+        },
+        {
+          # The load balancer's access log bucket (bucket_prefix <name>-alb-logs-).
+          Sid    = "EnvironmentBuckets"
+          Effect = "Allow"
+          Action = "s3:*"
+          Resource = [
+            "arn:${local.partition}:s3:::${local.deploy[each.key].own}-*",
+            "arn:${local.partition}:s3:::${local.deploy[each.key].own}-*/*",
+          ]
+        },
+        {
+          # Key names only (the backend lists its workspaces at init), never content.
+          Sid      = "ListStateBucket"
+          Effect   = "Allow"
+          Action   = "s3:ListBucket"
+          Resource = var.state_bucket_arn
+        },
+        {
+          Sid    = "ReadWriteOwnState"
+          Effect = "Allow"
+          Action = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
+          Resource = [
+            "${var.state_bucket_arn}/${local.deploy[each.key].state_key}",
+            "${var.state_bucket_arn}/${local.deploy[each.key].state_key}.tflock",
+          ]
+        },
+      ],
+      [for s in [
+        {
+          Sid      = "LockOwnState"
+          Effect   = "Allow"
+          Action   = ["dynamodb:DescribeTable", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"]
+          Resource = var.lock_table_arn
+          Condition = {
+            "ForAllValues:StringEquals" = {
+              "dynamodb:LeadingKeys" = [
+                "${local.state_bucket}/${local.deploy[each.key].state_key}",
+                "${local.state_bucket}/${local.deploy[each.key].state_key}-md5",
+              ]
+            }
+          }
+        },
+      ] : s if var.lock_table_arn != null],
+      [
+        {
+          # The state key encrypts every environment's state: using it is allowed
+          # (kms:* above; DynamoDB may create grants on it for the lock table),
+          # administering it is the administrators' only.
+          Sid    = "KeepTheStateKey"
+          Effect = "Deny"
+          Action = [
+            "kms:ScheduleKeyDeletion", "kms:DisableKey", "kms:PutKeyPolicy", "kms:RevokeGrant",
+            "kms:RetireGrant", "kms:UpdateKeyDescription", "kms:DisableKeyRotation", "kms:TagResource",
+            "kms:UntagResource", "kms:CreateAlias", "kms:DeleteAlias", "kms:UpdateAlias",
+          ]
+          Resource = var.state_kms_key_arn
+        },
+        {
+          # default_tags tag everything an environment makes with its name: whatever
+          # carries another one is another environment's, listed or not.
+          Sid      = "NothingTaggedForAnotherEnvironment"
+          Effect   = "Deny"
+          Action   = "*"
+          Resource = "*"
+          Condition = {
+            StringNotEquals = { "aws:ResourceTag/environment" = each.key }
+            Null            = { "aws:ResourceTag/environment" = "false" }
+          }
+        },
+        {
+          # The RDS-managed master secret is named rds!cluster-<id>, tagged with its cluster.
+          Sid      = "NoOtherDatabasesMasterSecret"
+          Effect   = "Deny"
+          Action   = "secretsmanager:*"
+          Resource = "*"
+          Condition = {
+            StringNotLike = { "aws:ResourceTag/aws:rds:primaryDBClusterArn" = "arn:${local.partition}:rds:*:${local.account_id}:cluster:${local.deploy[each.key].own}" }
+            Null          = { "aws:ResourceTag/aws:rds:primaryDBClusterArn" = "false" }
+          }
+        },
+      ],
+      [for s in [
+        {
+          Sid      = "NothingNamedForAnotherEnvironment"
+          Effect   = "Deny"
+          Action   = "*"
+          Resource = local.named_resource_arns[each.key]
+        },
+        {
+          Sid      = "NoOtherEnvironmentsKeys"
+          Effect   = "Deny"
+          Action   = "kms:*"
+          Resource = "*"
+          Condition = {
+            "ForAnyValue:StringLike" = { "kms:ResourceAliases" = [for n in local.deploy[each.key].others : "alias/${n}-*"] }
+          }
+        },
+        {
+          Sid    = "NoOtherEnvironmentsState"
+          Effect = "Deny"
+          Action = "s3:*"
+          Resource = flatten([
+            for key in local.deploy[each.key].other_state_keys : ["${var.state_bucket_arn}/${key}", "${var.state_bucket_arn}/${key}.tflock"]
+          ])
+        },
+      ] : s if length(local.deploy[each.key].others) > 0],
+    )
+  })
 }
 
 # Managing roles is enough to escalate (give one any policy and trust, then assume it),
@@ -100,8 +283,9 @@ module "stack_boundary" {
   source   = "../permissions-boundary"
   for_each = toset(var.deploy_environments)
 
-  name               = "${var.deploy_iam_name_prefix}${each.key}"
-  passable_role_arns = lookup(var.deploy_passable_role_arns, each.key, [])
+  name                    = "${var.deploy_iam_name_prefix}${each.key}"
+  passable_role_arns      = lookup(var.deploy_passable_role_arns, each.key, [])
+  other_environment_names = local.deploy[each.key].others
 }
 
 locals {

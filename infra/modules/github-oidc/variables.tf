@@ -36,9 +36,40 @@ variable "repository_kms_key_arns" {
 }
 
 variable "deploy_environments" {
-  description = "GitHub environments (= infra/envs/<name>) that get a deploy role."
+  description = "GitHub environments (= infra/envs/<name>) that get a deploy role. Each role may touch its own environment's resources only, never another's in this account."
   type        = list(string)
   default     = ["staging", "prod"]
+
+  # <prefix><environment>-* names an environment's resources: with staging and
+  # staging-eu, staging's role would reach staging-eu's.
+  validation {
+    condition = alltrue(flatten([
+      for a in var.deploy_environments : [for b in var.deploy_environments : !startswith(b, "${a}-")]
+    ]))
+    error_message = "No environment name may be another's followed by a dash (staging and staging-eu): the deploy roles tell environments apart by name prefix."
+  }
+}
+
+variable "state_bucket_arn" {
+  description = "The Terraform state bucket (infra/bootstrap). Each deploy role reads and writes its own environment's state in it, and no other object."
+  type        = string
+}
+
+variable "state_key_prefix" {
+  description = "What precedes <environment>.tfstate in the state key of infra/envs/<environment> (their backend blocks: opsbot/<environment>.tfstate)."
+  type        = string
+  default     = "opsbot/"
+}
+
+variable "state_kms_key_arn" {
+  description = "The KMS key of the state (infra/bootstrap): the deploy roles may use it, never administer it."
+  type        = string
+}
+
+variable "lock_table_arn" {
+  description = "The DynamoDB lock table of Terraform < 1.11 (infra/bootstrap), null once it is gone: each deploy role may take its own environment's lock only."
+  type        = string
+  default     = null
 }
 
 variable "deploy_iam_name_prefix" {

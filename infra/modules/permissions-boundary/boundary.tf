@@ -39,6 +39,12 @@ locals {
       "appconfig:StartDeployment", "appconfig:GetDeployment", "appconfig:ListDeployments",
       "lambda:InvokeFunction",
     ]
+    # modules/service with enable_execute_command: ECS Exec's agent opens its session
+    # channels with the task role.
+    service_exec = [
+      "ssmmessages:CreateControlChannel", "ssmmessages:CreateDataChannel",
+      "ssmmessages:OpenControlChannel", "ssmmessages:OpenDataChannel",
+    ]
     # modules/role-manager: logs, the VPC network interfaces Lambda manages, the secrets.
     role_manager = [
       "logs:CreateLogStream", "logs:PutLogEvents",
@@ -64,6 +70,54 @@ locals {
   # Passing a role hands its permissions over: only the environment's own roles (which
   # carry this boundary) and the roles an administrator listed, and only to ECS tasks.
   passable_role_arns = concat(["arn:${local.partition}:iam::${local.account_id}:role/${var.name}-*"], var.passable_role_arns)
+
+  # The other environments' resources, by name, in the services the roles act on
+  # (the roles' own policies name their environment's resources; this holds even for
+  # a policy the GitHub deploy role rewrote).
+  other_environments_arns = flatten([
+    for n in var.other_environment_names : [
+      "arn:${local.partition}:ecs:*:${local.account_id}:cluster/${n}",
+      "arn:${local.partition}:ecs:*:${local.account_id}:service/${n}/*",
+      "arn:${local.partition}:ecs:*:${local.account_id}:task/${n}/*",
+      "arn:${local.partition}:ecs:*:${local.account_id}:task-definition/${n}:*",
+      "arn:${local.partition}:secretsmanager:*:${local.account_id}:secret:${n}/*",
+      "arn:${local.partition}:ssm:*:${local.account_id}:parameter/${n}/*",
+      "arn:${local.partition}:lambda:*:${local.account_id}:function:${n}-*",
+      "arn:${local.partition}:sqs:*:${local.account_id}:${n}-*",
+      "arn:${local.partition}:logs:*:${local.account_id}:log-group:*${n}",
+      "arn:${local.partition}:logs:*:${local.account_id}:log-group:*${n}:*",
+      "arn:${local.partition}:logs:*:${local.account_id}:log-group:*${n}/*",
+      "arn:${local.partition}:logs:*:${local.account_id}:log-group:*${n}-*",
+      "arn:${local.partition}:iam::${local.account_id}:role/${n}-*",
+    ]
+  ])
+  other_environments_statements = [for s in [
+    {
+      Sid      = "NothingNamedForAnotherEnvironment"
+      Effect   = "Deny"
+      Action   = "*"
+      Resource = local.other_environments_arns
+    },
+    {
+      Sid      = "NoOtherEnvironmentsKeys"
+      Effect   = "Deny"
+      Action   = "kms:*"
+      Resource = "*"
+      Condition = {
+        "ForAnyValue:StringLike" = { "kms:ResourceAliases" = [for n in var.other_environment_names : "alias/${n}-*"] }
+      }
+    },
+    {
+      # RDS-managed master secrets are named rds!cluster-<id>, tagged with their cluster.
+      Sid      = "NoOtherEnvironmentsMasterSecrets"
+      Effect   = "Deny"
+      Action   = "secretsmanager:*"
+      Resource = "*"
+      Condition = {
+        "ForAnyValue:StringLike" = { "aws:ResourceTag/aws:rds:primaryDBClusterArn" = [for n in var.other_environment_names : "arn:${local.partition}:rds:*:${local.account_id}:cluster:${n}"] }
+      }
+    },
+  ] : s if length(var.other_environment_names) > 0]
 }
 
 resource "aws_iam_policy" "this" {
@@ -71,7 +125,7 @@ resource "aws_iam_policy" "this" {
   description = "The most any ${var.name}-* role may do; the GitHub deploy role may only create and change roles that carry it."
   policy = jsonencode({
     Version = "2012-10-17"
-    Statement = [
+    Statement = concat([
       {
         Sid      = "WhatTheStackRolesDo"
         Effect   = "Allow"
@@ -85,6 +139,6 @@ resource "aws_iam_policy" "this" {
         Resource  = local.passable_role_arns
         Condition = { StringEquals = { "iam:PassedToService" = "ecs-tasks.amazonaws.com" } }
       },
-    ]
+    ], local.other_environments_statements)
   })
 }

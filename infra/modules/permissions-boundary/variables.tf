@@ -18,3 +18,14 @@ variable "passable_role_arns" {
     error_message = "passable_role_arns must be IAM role ARNs without wildcards."
   }
 }
+
+variable "other_environment_names" {
+  description = "The name prefixes of the other environments in this account (\"opsbot-prod\" for \"opsbot-staging\"): the roles may never touch their named resources, whatever their own policies say."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for n in var.other_environment_names : can(regex("^[A-Za-z0-9+=,.@_-]{1,100}$", n)) && n != var.name])
+    error_message = "other_environment_names must be plain name prefixes, other than name."
+  }
+}

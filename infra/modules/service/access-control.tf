@@ -241,6 +241,22 @@ locals {
         },
       ]
     },
+    {
+      # ECS Exec: the SSM agent ECS runs beside the bot opens its session channels
+      # with the task role. The channels have no resource-level permissions.
+      enabled = var.enable_execute_command
+      statements = [
+        {
+          Sid    = "EcsExecSessions"
+          Effect = "Allow"
+          Action = [
+            "ssmmessages:CreateControlChannel", "ssmmessages:CreateDataChannel",
+            "ssmmessages:OpenControlChannel", "ssmmessages:OpenDataChannel",
+          ]
+          Resource = "*"
+        },
+      ]
+    },
   ]
 
   task_statements = flatten([for g in local.statement_groups : g.statements if g.enabled])

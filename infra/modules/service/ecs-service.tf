@@ -10,7 +10,8 @@ resource "aws_ecs_service" "service" {
   deployment_maximum_percent         = 200
   enable_ecs_managed_tags            = true
   propagate_tags                     = "SERVICE"
-  enable_execute_command             = false
+  # ECS Exec (`aws ecs execute-command`): off unless the environment turns it on.
+  enable_execute_command = var.enable_execute_command
 
   deployment_circuit_breaker {
     enable   = true

@@ -51,6 +51,30 @@ resource "aws_vpc_security_group_ingress_rule" "tasks_from_alb" {
   to_port                      = var.container_port
 }
 
+# GET /metrics (docs/operations.md), only from the scrapers an operator names: the
+# load balancer never forwards there, and by default nothing reaches it.
+resource "aws_vpc_security_group_ingress_rule" "tasks_metrics_from_security_groups" {
+  for_each = toset(var.metrics_ingress_security_group_ids)
+
+  security_group_id            = aws_security_group.tasks.id
+  description                  = "Metrics scrapes (GET /metrics)"
+  referenced_security_group_id = each.value
+  ip_protocol                  = "tcp"
+  from_port                    = var.metrics_port
+  to_port                      = var.metrics_port
+}
+
+resource "aws_vpc_security_group_ingress_rule" "tasks_metrics_from_cidrs" {
+  for_each = toset(var.metrics_ingress_cidrs)
+
+  security_group_id = aws_security_group.tasks.id
+  description       = "Metrics scrapes (GET /metrics)"
+  cidr_ipv4         = each.value
+  ip_protocol       = "tcp"
+  from_port         = var.metrics_port
+  to_port           = var.metrics_port
+}
+
 resource "aws_vpc_security_group_egress_rule" "tasks_https" {
   security_group_id = aws_security_group.tasks.id
   description       = "HTTPS to Slack, PagerDuty and the AWS API endpoints"

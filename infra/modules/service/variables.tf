@@ -332,3 +332,37 @@ variable "permissions_boundary_arn" {
     error_message = "permissions_boundary_arn must be the ARN of an IAM managed policy."
   }
 }
+
+variable "metrics_port" {
+  description = "Port of the bot's GET /metrics (OPSBOT_METRICS_PORT; the image's default is 9100). Opened, and set in the task, only when metrics_ingress_security_group_ids or metrics_ingress_cidrs names a scraper."
+  type        = number
+  default     = 9100
+
+  validation {
+    condition     = var.metrics_port >= 1 && var.metrics_port <= 65535 && var.metrics_port != var.container_port
+    error_message = "metrics_port must be a TCP port other than container_port."
+  }
+}
+
+variable "metrics_ingress_security_group_ids" {
+  description = "Security groups (e.g. a Prometheus scraper's) that may reach the tasks' metrics_port. Empty (the default): none."
+  type        = list(string)
+  default     = []
+}
+
+variable "metrics_ingress_cidrs" {
+  description = "IPv4 CIDRs (inside the VPC or a peered network) that may reach the tasks' metrics_port. Empty (the default): none."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for c in var.metrics_ingress_cidrs : can(cidrnetmask(c)) && c != "0.0.0.0/0"])
+    error_message = "metrics_ingress_cidrs must be IPv4 CIDRs, and not 0.0.0.0/0: name the scrapers."
+  }
+}
+
+variable "enable_execute_command" {
+  description = "Turn on ECS Exec (aws ecs execute-command) for the bot's tasks, e.g. to run `opsbot status` in one: the service allows it and the task role gets the ssmmessages channels the SSM agent needs. Who may open a shell is the operators' ecs:ExecuteCommand permission on the cluster. Off by default."
+  type        = bool
+  default     = false
+}

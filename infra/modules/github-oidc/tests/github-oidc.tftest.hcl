@@ -18,6 +18,9 @@ variables {
   github_repository       = "acme/opsbot"
   repository_arns         = ["arn:aws:ecr:eu-west-1:123456789012:repository/opsbot"]
   repository_kms_key_arns = ["arn:aws:kms:eu-west-1:123456789012:key/ecr"]
+  state_bucket_arn        = "arn:aws:s3:::acme-opsbot-tfstate"
+  state_kms_key_arn       = "arn:aws:kms:eu-west-1:123456789012:key/state"
+  lock_table_arn          = "arn:aws:dynamodb:eu-west-1:123456789012:table/opsbot-tf-locks"
 }
 
 run "roles_trust_only_this_repository" {
@@ -128,4 +131,164 @@ run "deploy_roles_change_stack_roles_only_within_the_boundary" {
     ]
     error_message = "Each environment's roles may pass its own roles, and only the other roles listed for that environment."
   }
+}
+
+# Both environments in one account: the staging role (no required reviewers) must not
+# read prod's secrets, change prod's function, parameters or service, or read prod's
+# state; what an apply of staging needs stays allowed.
+run "each_deploy_role_reaches_its_own_environment_only" {
+  command = apply
+
+  # Nothing grants every action, IAM, the image repository or S3 account-wide.
+  assert {
+    condition = !anytrue(flatten([
+      for env in ["staging", "prod"] : [
+        for s in concat(jsondecode(aws_iam_role_policy.deploy_environment[env].policy).Statement, jsondecode(aws_iam_role_policy.deploy_iam[env].policy).Statement) : [
+          for a in flatten([s.Action]) : a == "*" || a == "iam:*" || startswith(a, "ecr:") || (startswith(a, "s3:") && contains(flatten([s.Resource]), "*"))
+        ] if s.Effect == "Allow"
+      ]
+    ]))
+    error_message = "A deploy role must not get account-wide power (PowerUserAccess, iam:*, S3 or the image repository on every resource)."
+  }
+
+  # Prod's resources, as its modules name them: each is denied to the staging role.
+  assert {
+    condition = alltrue([
+      for arn in [
+        "arn:aws:secretsmanager:eu-west-1:123456789012:secret:opsbot-prod/app-AbCdEf",
+        "arn:aws:secretsmanager:eu-west-1:123456789012:secret:opsbot-prod/database-login-AbCdEf",
+        "arn:aws:ssm:eu-west-1:123456789012:parameter/opsbot-prod/config",
+        "arn:aws:lambda:eu-west-1:123456789012:function:opsbot-prod-role-manager",
+        "arn:aws:ecs:eu-west-1:123456789012:cluster/opsbot-prod",
+        "arn:aws:ecs:eu-west-1:123456789012:service/opsbot-prod/opsbot-prod",
+        "arn:aws:ecs:eu-west-1:123456789012:task-definition/opsbot-prod:12",
+        "arn:aws:ecs:eu-west-1:123456789012:task/opsbot-prod/0123456789abcdef",
+        "arn:aws:sqs:eu-west-1:123456789012:opsbot-prod-alarms",
+        "arn:aws:sns:eu-west-1:123456789012:opsbot-prod-alarms",
+        "arn:aws:logs:eu-west-1:123456789012:log-group:/ecs/opsbot-prod",
+        "arn:aws:logs:eu-west-1:123456789012:log-group:/aws/rds/cluster/opsbot-prod/postgresql:*",
+        "arn:aws:rds:eu-west-1:123456789012:cluster:opsbot-prod",
+        "arn:aws:rds:eu-west-1:123456789012:db:opsbot-prod-0",
+        "arn:aws:rds:eu-west-1:123456789012:cluster-snapshot:rds:opsbot-prod-2026-12-01-03-10",
+        "arn:aws:elasticloadbalancing:eu-west-1:123456789012:loadbalancer/app/opsbot-prod/50dc6c495c0c9188",
+        "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/opsbot-prod/73e2d6bc24d8a067",
+        "arn:aws:wafv2:eu-west-1:123456789012:regional/webacl/opsbot-prod/a1b2c3",
+        "arn:aws:cloudwatch:eu-west-1:123456789012:alarm:opsbot-prod-heartbeat-missing",
+        "arn:aws:kms:eu-west-1:123456789012:alias/opsbot-prod-service",
+        "arn:aws:s3:::opsbot-prod-alb-logs-20240101",
+        "arn:aws:s3:::acme-opsbot-tfstate/opsbot/prod.tfstate",
+        "arn:aws:s3:::acme-opsbot-tfstate/opsbot/prod.tfstate.tflock",
+        "arn:aws:iam::123456789012:role/opsbot-prod-task",
+      ] :
+      anytrue([
+        for s in jsondecode(aws_iam_role_policy.deploy_environment["staging"].policy).Statement : anytrue([
+          for pattern in flatten([s.Resource]) : can(regex("^${replace(pattern, "*", ".*")}$", arn))
+        ]) if s.Effect == "Deny" && !contains(keys(s), "Condition")
+      ])
+    ])
+    error_message = "The staging deploy role must be denied every prod resource its modules name, and prod's state."
+  }
+
+  # ... while staging's own are not.
+  assert {
+    condition = !anytrue(flatten([
+      for arn in [
+        "arn:aws:secretsmanager:eu-west-1:123456789012:secret:opsbot-staging/app-AbCdEf",
+        "arn:aws:ssm:eu-west-1:123456789012:parameter/opsbot-staging/config",
+        "arn:aws:lambda:eu-west-1:123456789012:function:opsbot-staging-role-manager",
+        "arn:aws:ecs:eu-west-1:123456789012:service/opsbot-staging/opsbot-staging",
+        "arn:aws:logs:eu-west-1:123456789012:log-group:/ecs/opsbot-staging",
+        "arn:aws:rds:eu-west-1:123456789012:cluster:opsbot-staging",
+        "arn:aws:s3:::opsbot-staging-alb-logs-20240101",
+        "arn:aws:s3:::acme-opsbot-tfstate/opsbot/staging.tfstate",
+        "arn:aws:iam::123456789012:role/opsbot-staging-task",
+        ] : [
+        for s in jsondecode(aws_iam_role_policy.deploy_environment["staging"].policy).Statement : [
+          for pattern in flatten([s.Resource]) : can(regex("^${replace(pattern, "*", ".*")}$", arn))
+        ] if s.Effect == "Deny" && !contains(keys(s), "Condition")
+      ]
+    ]))
+    error_message = "Staging's own resources must not match the staging role's unconditional denies."
+  }
+
+  # Tags reach what names cannot (VPCs, security groups, KMS keys, AppConfig), for
+  # every other environment, listed here or not.
+  assert {
+    condition = one([
+      for s in jsondecode(aws_iam_role_policy.deploy_environment["staging"].policy).Statement : s.Condition
+      if s.Effect == "Deny" && s.Action == "*" && s.Resource == "*"
+      ]) == {
+      StringNotEquals = { "aws:ResourceTag/environment" = "staging" }
+      Null            = { "aws:ResourceTag/environment" = "false" }
+    }
+    error_message = "The staging role must be denied anything tagged with another environment."
+  }
+
+  assert {
+    condition = (
+      one([for s in jsondecode(aws_iam_role_policy.deploy_environment["staging"].policy).Statement : s.Condition["ForAnyValue:StringLike"]["kms:ResourceAliases"] if s.Sid == "NoOtherEnvironmentsKeys"]) == ["alias/opsbot-prod-*"]
+      && one([for s in jsondecode(aws_iam_role_policy.deploy_environment["staging"].policy).Statement : s.Condition.StringNotLike["aws:ResourceTag/aws:rds:primaryDBClusterArn"] if s.Sid == "NoOtherDatabasesMasterSecret"]) == "arn:aws:rds:*:123456789012:cluster:opsbot-staging"
+    )
+    error_message = "Prod's KMS keys (by alias) and any other database's RDS-managed master secret are denied to staging."
+  }
+
+  # Its own state: the object, its lock file, its DynamoDB lock items; nothing else.
+  assert {
+    condition = (
+      one([for s in jsondecode(aws_iam_role_policy.deploy_environment["staging"].policy).Statement : s.Resource if s.Sid == "ReadWriteOwnState"])
+      == ["arn:aws:s3:::acme-opsbot-tfstate/opsbot/staging.tfstate", "arn:aws:s3:::acme-opsbot-tfstate/opsbot/staging.tfstate.tflock"]
+      && one([for s in jsondecode(aws_iam_role_policy.deploy_environment["staging"].policy).Statement : s.Condition["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"] if s.Sid == "LockOwnState"])
+      == ["acme-opsbot-tfstate/opsbot/staging.tfstate", "acme-opsbot-tfstate/opsbot/staging.tfstate-md5"]
+      && !anytrue([
+        for s in jsondecode(aws_iam_role_policy.deploy_environment["staging"].policy).Statement :
+        anytrue([for r in flatten([s.Resource]) : startswith(r, "arn:aws:s3:::acme-opsbot-tfstate/") && !strcontains(r, "/opsbot/staging.tfstate")])
+        if s.Effect == "Allow"
+      ])
+    )
+    error_message = "The staging role reads, writes and locks staging's state only."
+  }
+
+  assert {
+    condition = anytrue([
+      for s in jsondecode(aws_iam_role_policy.deploy_environment["prod"].policy).Statement :
+      s.Effect == "Deny" && s.Resource == "arn:aws:kms:eu-west-1:123456789012:key/state" && contains(flatten([s.Action]), "kms:ScheduleKeyDeletion") && contains(flatten([s.Action]), "kms:PutKeyPolicy")
+    ])
+    error_message = "No deploy role may administer the key of every environment's state."
+  }
+
+  # Each environment's permissions boundary also keeps its roles off the others'.
+  assert {
+    condition     = contains(one([for s in jsondecode(module.stack_boundary["staging"].policy).Statement : s.Resource if s.Sid == "NothingNamedForAnotherEnvironment"]), "arn:aws:secretsmanager:*:123456789012:secret:opsbot-prod/*")
+    error_message = "Staging's roles (which the staging deploy role may rewrite) must be kept off prod's secrets by their boundary."
+  }
+
+  # A role's inline policies share 10,240 characters.
+  assert {
+    condition     = alltrue([for env in ["staging", "prod"] : length(aws_iam_role_policy.deploy_environment[env].policy) + length(aws_iam_role_policy.deploy_iam[env].policy) < 10240])
+    error_message = "The deploy role's inline policies outgrow IAM's limit."
+  }
+}
+
+run "an_environment_alone_in_its_account" {
+  command = apply
+
+  variables {
+    deploy_environments = ["prod"]
+    lock_table_arn      = null
+  }
+
+  assert {
+    condition     = [for s in jsondecode(aws_iam_role_policy.deploy_environment["prod"].policy).Statement : s.Sid] == ["EnvironmentServices", "EnvironmentBuckets", "ListStateBucket", "ReadWriteOwnState", "KeepTheStateKey", "NothingTaggedForAnotherEnvironment", "NoOtherDatabasesMasterSecret"]
+    error_message = "Alone (and without the DynamoDB lock table), the role gets its services, buckets and state, and the generic denies."
+  }
+}
+
+run "environments_are_told_apart_by_name_prefix" {
+  command = plan
+
+  variables {
+    deploy_environments = ["staging", "staging-eu"]
+  }
+
+  expect_failures = [var.deploy_environments]
 }

@@ -45,6 +45,8 @@ run "the_boundary_allows_exactly_what_the_stack_roles_do" {
       "ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets",
       "ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses",
       "cloudwatch:DescribeAlarms",
+      "ssmmessages:CreateControlChannel", "ssmmessages:CreateDataChannel",
+      "ssmmessages:OpenControlChannel", "ssmmessages:OpenDataChannel",
       "iam:PassRole",
     ])
     error_message = "The boundary's actions differ from what the stack's roles do (docs/infrastructure.md)."
@@ -103,4 +105,91 @@ run "a_wildcard_passable_role_is_refused" {
   }
 
   expect_failures = [var.passable_role_arns]
+}
+
+# Two environments in one account: a staging role whose own policy a deploy role
+# rewrote must still never reach prod's secrets, parameters, service, function, queue,
+# logs, keys or roles.
+run "the_other_environments_resources_are_out_of_reach" {
+  command = plan
+
+  variables {
+    other_environment_names = ["opsbot-prod"]
+  }
+
+  assert {
+    condition = alltrue([
+      for arn in [
+        "arn:aws:secretsmanager:eu-west-1:123456789012:secret:opsbot-prod/app-AbCdEf",
+        "arn:aws:secretsmanager:eu-west-1:123456789012:secret:opsbot-prod/database-login-AbCdEf",
+        "arn:aws:ssm:eu-west-1:123456789012:parameter/opsbot-prod/config",
+        "arn:aws:ecs:eu-west-1:123456789012:service/opsbot-prod/opsbot-prod",
+        "arn:aws:ecs:eu-west-1:123456789012:task-definition/opsbot-prod:7",
+        "arn:aws:ecs:eu-west-1:123456789012:task/opsbot-prod/0123456789abcdef",
+        "arn:aws:lambda:eu-west-1:123456789012:function:opsbot-prod-role-manager",
+        "arn:aws:sqs:eu-west-1:123456789012:opsbot-prod-alarms",
+        "arn:aws:logs:eu-west-1:123456789012:log-group:/ecs/opsbot-prod:*",
+        "arn:aws:logs:eu-west-1:123456789012:log-group:/aws/lambda/opsbot-prod-role-manager:log-stream:x",
+        "arn:aws:iam::123456789012:role/opsbot-prod-task",
+      ] :
+      anytrue([
+        for pattern in one([for s in jsondecode(aws_iam_policy.this.policy).Statement : s.Resource if s.Sid == "NothingNamedForAnotherEnvironment"]) :
+        can(regex("^${replace(pattern, "*", ".*")}$", arn))
+      ])
+    ])
+    error_message = "Every resource the other environment's modules name is denied."
+  }
+
+  assert {
+    condition = !anytrue(flatten([
+      for arn in [
+        "arn:aws:secretsmanager:eu-west-1:123456789012:secret:opsbot-test/app-AbCdEf",
+        "arn:aws:ssm:eu-west-1:123456789012:parameter/opsbot-test/config",
+        "arn:aws:ecs:eu-west-1:123456789012:service/opsbot-test/opsbot-test",
+        "arn:aws:lambda:eu-west-1:123456789012:function:opsbot-test-role-manager",
+        "arn:aws:sqs:eu-west-1:123456789012:opsbot-test-alarms",
+        "arn:aws:logs:eu-west-1:123456789012:log-group:/ecs/opsbot-test:*",
+        "arn:aws:iam::123456789012:role/opsbot-test-task",
+        "arn:aws:ecs:eu-west-1:123456789012:service/shop/web",
+        ] : [
+        for pattern in one([for s in jsondecode(aws_iam_policy.this.policy).Statement : s.Resource if s.Sid == "NothingNamedForAnotherEnvironment"]) :
+        can(regex("^${replace(pattern, "*", ".*")}$", arn))
+      ]
+    ]))
+    error_message = "The environment's own resources, and other services', stay within reach."
+  }
+
+  assert {
+    condition = (
+      one([for s in jsondecode(aws_iam_policy.this.policy).Statement : s.Condition["ForAnyValue:StringLike"]["kms:ResourceAliases"] if s.Sid == "NoOtherEnvironmentsKeys"]) == ["alias/opsbot-prod-*"]
+      && one([for s in jsondecode(aws_iam_policy.this.policy).Statement : s.Condition["ForAnyValue:StringLike"]["aws:ResourceTag/aws:rds:primaryDBClusterArn"] if s.Sid == "NoOtherEnvironmentsMasterSecrets"]) == ["arn:aws:rds:*:123456789012:cluster:opsbot-prod"]
+    )
+    error_message = "The other environment's KMS keys (by alias) and its RDS-managed master secret (by cluster) are denied."
+  }
+
+  assert {
+    condition     = alltrue([for s in jsondecode(aws_iam_policy.this.policy).Statement : s.Effect == "Deny" if !contains(["WhatTheStackRolesDo", "PassOnlyBoundedOrListedRolesToEcsTasks"], s.Sid)])
+    error_message = "The other environments only add denies: the boundary allows nothing more."
+  }
+
+  assert {
+    condition     = toset(output.actions) == toset(flatten([for s in jsondecode(aws_iam_policy.this.policy).Statement : s.Action if s.Effect == "Allow"]))
+    error_message = "The actions the boundary allows stay the same."
+  }
+
+  # A managed policy holds at most 6,144 characters.
+  assert {
+    condition     = length(aws_iam_policy.this.policy) < 6144
+    error_message = "The boundary outgrows a managed policy."
+  }
+}
+
+run "an_environment_cannot_be_its_own_other" {
+  command = plan
+
+  variables {
+    other_environment_names = ["opsbot-test"]
+  }
+
+  expect_failures = [var.other_environment_names]
 }

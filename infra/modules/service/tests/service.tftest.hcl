@@ -513,3 +513,109 @@ run "without_deploy_targets_the_bot_only_reads_its_queue" {
     error_message = "With nothing to deploy, flip or provision, the task role reads its queue and its config and nothing else."
   }
 }
+
+# docs/operations.md sends operators to GET /metrics on the tasks and to `opsbot status`
+# inside one. Both stay closed unless the environment opens them.
+run "metrics_port_and_ecs_exec_are_closed_by_default" {
+  command = plan
+
+  assert {
+    condition     = length(aws_vpc_security_group_ingress_rule.tasks_metrics_from_security_groups) == 0 && length(aws_vpc_security_group_ingress_rule.tasks_metrics_from_cidrs) == 0
+    error_message = "By default only the load balancer reaches the tasks."
+  }
+
+  assert {
+    condition     = [for m in jsondecode(aws_ecs_task_definition.service.container_definitions)[0].portMappings : m.containerPort] == [3000]
+    error_message = "By default the task maps the bot's port only."
+  }
+
+  assert {
+    condition     = !contains([for e in jsondecode(aws_ecs_task_definition.service.container_definitions)[0].environment : e.name], "OPSBOT_METRICS_PORT")
+    error_message = "By default the task definition leaves the metrics port to the image."
+  }
+
+  assert {
+    condition     = !aws_ecs_service.service.enable_execute_command
+    error_message = "ECS Exec is off by default."
+  }
+
+  assert {
+    condition     = !anytrue([for a in flatten([for s in jsondecode(aws_iam_role_policy.task.policy).Statement : s.Action]) : startswith(a, "ssmmessages:")])
+    error_message = "Without ECS Exec the task role opens no SSM session channels."
+  }
+
+  assert {
+    condition     = [for m in jsondecode(aws_ecs_task_definition.service.container_definitions)[0].mountPoints : m.containerPath] == ["/tmp"]
+    error_message = "Without ECS Exec the container's only writable path is /tmp."
+  }
+}
+
+run "metrics_port_and_ecs_exec_open_when_asked" {
+  command = plan
+
+  variables {
+    metrics_ingress_security_group_ids = ["sg-prometheus"]
+    metrics_ingress_cidrs              = ["10.20.0.0/16"]
+    enable_execute_command             = true
+  }
+
+  assert {
+    condition = (
+      aws_vpc_security_group_ingress_rule.tasks_metrics_from_security_groups["sg-prometheus"].referenced_security_group_id == "sg-prometheus"
+      && aws_vpc_security_group_ingress_rule.tasks_metrics_from_cidrs["10.20.0.0/16"].cidr_ipv4 == "10.20.0.0/16"
+      && alltrue([
+        for r in concat(values(aws_vpc_security_group_ingress_rule.tasks_metrics_from_security_groups), values(aws_vpc_security_group_ingress_rule.tasks_metrics_from_cidrs)) :
+        r.from_port == 9100 && r.to_port == 9100 && r.ip_protocol == "tcp"
+      ])
+    )
+    error_message = "The named scrapers reach the metrics port (9100) of the tasks, and nothing else new."
+  }
+
+  assert {
+    condition = (
+      [for m in jsondecode(aws_ecs_task_definition.service.container_definitions)[0].portMappings : m.containerPort] == [3000, 9100]
+      && { for e in jsondecode(aws_ecs_task_definition.service.container_definitions)[0].environment : e.name => e.value }["OPSBOT_METRICS_PORT"] == "9100"
+    )
+    error_message = "The bot serves its metrics on the port the security group opens."
+  }
+
+  assert {
+    condition     = aws_ecs_service.service.enable_execute_command
+    error_message = "enable_execute_command turns ECS Exec on."
+  }
+
+  assert {
+    condition = toset(one([for s in jsondecode(aws_iam_role_policy.task.policy).Statement : s.Action if s.Sid == "EcsExecSessions"])) == toset([
+      "ssmmessages:CreateControlChannel", "ssmmessages:CreateDataChannel", "ssmmessages:OpenControlChannel", "ssmmessages:OpenDataChannel",
+    ])
+    error_message = "With ECS Exec the task role opens the SSM agent's session channels."
+  }
+
+  assert {
+    condition = length(setsubtract(
+      toset(flatten([for s in jsondecode(aws_iam_role_policy.task.policy).Statement : s.Action])),
+      toset(run.the_environments_permissions_boundary.actions),
+    )) == 0
+    error_message = "The ECS Exec channels must be inside the permissions boundary, or the agent is denied them."
+  }
+
+  assert {
+    condition = (
+      jsondecode(aws_ecs_task_definition.service.container_definitions)[0].readonlyRootFilesystem
+      && toset([for m in jsondecode(aws_ecs_task_definition.service.container_definitions)[0].mountPoints : m.containerPath]) == toset(["/tmp", "/var/lib/amazon/ssm", "/var/log/amazon/ssm", "/managed-agents"])
+      && toset([for v in aws_ecs_task_definition.service.volume : v.name]) == toset(["tmp", "ssm-agent-state", "ssm-agent-logs", "managed-agents"])
+    )
+    error_message = "The root filesystem stays read-only; the SSM agent gets scratch volumes where it writes."
+  }
+}
+
+run "metrics_ingress_names_its_scrapers" {
+  command = plan
+
+  variables {
+    metrics_ingress_cidrs = ["0.0.0.0/0"]
+    metrics_port          = 3000
+  }
+
+  expect_failures = [var.metrics_ingress_cidrs, var.metrics_port]
+}
