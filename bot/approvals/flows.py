@@ -258,6 +258,26 @@ def waits_for(action: PendingAction, *, confirmer: str = "your confirmation") ->
     return " and ".join(needs)
 
 
+def added_clicks(
+    action: PendingAction, *, needs_confirmation: bool, required_approvals: int
+) -> list[str]:
+    """The clicks demanded now that `action` was not asked under, as people read them.
+
+    A request waits for the clicks its environment demanded when it was asked; one
+    demanded since (a changed configuration, a rolling deploy handing the click to
+    an instance with another) is nothing anyone agreed to go without, so its kind
+    refuses to run while this is not empty. Asked under more than is needed now
+    adds nothing: those clicks are in. Environments demand at most one approval,
+    a second person's.
+    """
+    added = []
+    if needs_confirmation and not action.needs_confirmation:
+        added.append("the requester's confirmation")
+    if required_approvals > action.required_approvals:
+        added.append("the approval of a second person")
+    return added
+
+
 def _refused_click(
     services: Services, *, action: PendingAction, user_id: str, decision: str, error: ClickRefused
 ) -> None:

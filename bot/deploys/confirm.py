@@ -28,7 +28,7 @@ def _execute(services: Services, action: PendingAction) -> str:
     request = Request.from_payload(action.payload)
     try:
         approved_by = approvers(action, requester=request.actor)
-        deployment = execute_request(services, request, approved_by=approved_by)
+        deployment = execute_request(services, request, approved_by=approved_by, action=action)
     except (AppError, DeployError) as exc:
         raise ActionFailed(str(exc)) from exc
     return started_text(deployment)

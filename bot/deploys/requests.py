@@ -24,6 +24,8 @@ from bot.deploys.policy import image_text, short_digest, short_task_definition
 from bot.slack_text import code, escape, inert
 
 if TYPE_CHECKING:
+    from bot.approvals.models import PendingAction
+    from bot.apps.registry import Target
     from bot.apps.services import Services
 
 log = logging.getLogger(__name__)
@@ -43,12 +45,7 @@ def submit(services: Services, request: Request) -> Accepted:
     except (DeployError, NotAllowed) as exc:
         request_refused(services, request, exc)
         raise
-    settings = checked.target.settings
-    from_slack = request.cli_identity is None
-    approvals_needed = 1 if settings.require_approval else 0
-    # The requester confirms a request typed in Slack. A CLI run is deliberate in
-    # itself: it needs the requester's click only where no second person approves.
-    confirmation = settings.protected and (from_slack or not approvals_needed)
+    confirmation, approvals_needed = clicks_needed(checked.target, request)
     if not confirmation and not approvals_needed:
         deployment = start(services, checked, approved_by=[])
         return Accepted(text=started_text(deployment), deployment_id=deployment.id)
@@ -77,7 +74,9 @@ def submit(services: Services, request: Request) -> Accepted:
         needs_confirmation=confirmation,
         required_approvals=approvals_needed,
     )
-    confirmer = "your confirmation" if from_slack else "your confirmation in Slack"
+    confirmer = (
+        "your confirmation" if request.cli_identity is None else "your confirmation in Slack"
+    )
     return Accepted(
         text=(
             f"{code(request.label)} is protected: request #{action.id} waits for "
@@ -86,6 +85,17 @@ def submit(services: Services, request: Request) -> Accepted:
         ),
         request_id=action.id,
     )
+
+
+def clicks_needed(target: Target, request: Request) -> tuple[bool, int]:
+    """The clicks `request` waits for in `target`: the requester's confirmation, and
+    how many approvals of others."""
+    settings = target.settings
+    approvals_needed = 1 if settings.require_approval else 0
+    # The requester confirms a request typed in Slack. A CLI run is deliberate in
+    # itself: it needs the requester's click only where no second person approves.
+    confirmation = settings.protected and (request.cli_identity is None or not approvals_needed)
+    return confirmation, approvals_needed
 
 
 def _request_summary(checked: Plan) -> str:
@@ -150,9 +160,13 @@ def started_text(deployment: Deployment) -> str:
     )
 
 
-def execute_request(services: Services, request: Request, *, approved_by: list[str]) -> Deployment:
-    """Run a request whose clicks are in: every check again, then start.
+def execute_request(
+    services: Services, request: Request, *, approved_by: list[str], action: PendingAction
+) -> Deployment:
+    """Run `action`, a request whose clicks are in: every check again, then start.
 
+    It runs only as it was asked: from the revision its message showed, and with
+    no click its environment demands now that it did not demand then.
     A payload from before `forces_shown` existed counts as showing no force:
     the approver's message cannot be known, so nothing is overridden unseen.
     One from before `shown_task_definition` runs from whatever ECS runs then.
@@ -162,6 +176,7 @@ def execute_request(services: Services, request: Request, *, approved_by: list[s
     try:
         checked = plan(services, request)
         _require_shown_revision_runs(checked)
+        _require_clicks_asked(checked, action)
     except (DeployError, NotAllowed) as exc:
         request_refused(services, request, exc)
         raise
@@ -204,4 +219,47 @@ def _require_shown_revision_runs(checked: Plan) -> None:
         f"{code(request.label)} now runs {code(short_task_definition(running))}, not "
         f"{code(short_task_definition(shown))} as the request showed (it changed while the "
         f"request waited); nothing was changed. Ask again to {verb} from what runs now."
+    )
+
+
+def _require_clicks_asked(checked: Plan, action: PendingAction) -> None:
+    """Refuse a request asked under fewer clicks than its environment demands now.
+
+    Its clicks are those the environment demanded when it was asked (stored on the
+    pending action). One demanded since (`protected` or `require_approval` added
+    while it waited, read by a restarted bot or by another instance of a rolling
+    deploy) was never given, and nobody agreed to go without it. Asked under more
+    than is needed now, it runs.
+    """
+    request = checked.request
+    confirmation, approvals_needed = clicks_needed(checked.target, request)
+    added = approval_flows.added_clicks(
+        action, needs_confirmation=confirmation, required_approvals=approvals_needed
+    )
+    if not added:
+        return
+    log.warning(
+        "%s of %s to %s by %s (request %s) refused: it now needs %s",
+        request.kind,
+        checked.tag or checked.digest,
+        request.label,
+        request.actor,
+        action.id,
+        " and ".join(added),
+        extra={
+            "app": request.app,
+            "env": request.env,
+            "slack_user": request.actor,
+            "request": action.id,
+            "asked_under": {
+                "needs_confirmation": action.needs_confirmation,
+                "required_approvals": action.required_approvals,
+            },
+        },
+    )
+    verb = "roll back" if request.kind == ROLLBACK else "deploy"
+    raise DeployRefused(
+        f"{code(request.label)} now needs {' and '.join(added)}, which it did not when the "
+        "request was made (it changed while the request waited); nothing was changed. "
+        f"Ask again to {verb} with what it needs now."
     )

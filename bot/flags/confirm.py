@@ -27,7 +27,7 @@ def _execute(services: Services, action: PendingAction) -> str:
     change = Change.from_payload(action.payload)
     try:
         approved_by = approvers(action, requester=change.actor)
-        return flows.execute(services, change, approved_by=approved_by)
+        return flows.execute(services, change, approved_by=approved_by, action=action)
     except (AppError, FlagError) as exc:
         raise ActionFailed(str(exc)) from exc
 

@@ -3,7 +3,8 @@
 - `list_flags` reads the flags (nothing changes).
 - `submit` checks a change (flag exists, value fits, the caller's right) and
   either makes it or asks for the clicks its environment needs; a confirmed
-  change comes back through `execute`, which checks everything again.
+  change comes back through `execute`, which checks everything again (and that
+  its environment demands no click it was not asked under).
 - AppConfig: a new hosted version made from the DEPLOYED one (refused if another
   version was written, or another deployed, since the change was asked for),
   then a deployment with the environment's strategy, watched by the
@@ -66,6 +67,7 @@ from bot.slack_dates import slack_date
 from bot.slack_text import code, escape, inert
 
 if TYPE_CHECKING:
+    from bot.approvals.models import PendingAction
     from bot.apps.services import Services
     from bot.observability.metrics import Metrics
 
@@ -429,8 +431,8 @@ def submit(services: Services, change: Change) -> str:
     """Check a change; make it, or ask for the clicks its environment needs."""
     prepared = _prepare_or_record(services, change)
     settings = prepared.target.settings
-    approvals_needed = 1 if settings.require_approval else 0
-    if not settings.protected and not approvals_needed:
+    confirmation, approvals_needed = _clicks_needed(prepared.target)
+    if not confirmation and not approvals_needed:
         return _execute(services, prepared, approved_by=[])
     channel = settings.release_channel or change.channel
     if channel is None:
@@ -452,13 +454,20 @@ def submit(services: Services, change: Change) -> str:
         payload=prepared.change.to_payload(),
         requested_by=change.actor,
         channel=channel,
-        needs_confirmation=settings.protected,
+        needs_confirmation=confirmation,
         required_approvals=approvals_needed,
     )
     return (
         f"{code(prepared.target.label)} is protected: request #{action.id} waits for "
         f"{approval_flows.waits_for(action)} in {deploy_render.channel_text(channel)}."
     )
+
+
+def _clicks_needed(target: Target) -> tuple[bool, int]:
+    """The clicks a change of `target`'s flags waits for: the requester's confirmation
+    (protected), and how many approvals of others (`require_approval`)."""
+    settings = target.settings
+    return settings.protected, 1 if settings.require_approval else 0
 
 
 def _details(prepared: Prepared) -> list[str]:
@@ -489,10 +498,57 @@ def _details(prepared: Prepared) -> list[str]:
     return lines
 
 
-def execute(services: Services, change: Change, *, approved_by: list[str]) -> str:
-    """Make a change whose clicks are in: every check again first."""
+def execute(
+    services: Services, change: Change, *, approved_by: list[str], action: PendingAction
+) -> str:
+    """Make `action`, a change whose clicks are in: every check again first.
+
+    It runs only under the clicks it was asked under, or more (`_require_clicks_asked`).
+    """
     prepared = _prepare_or_record(services, change)
+    _require_clicks_asked(services, prepared, action)
     return _execute(services, prepared, approved_by=approved_by)
+
+
+def _require_clicks_asked(services: Services, prepared: Prepared, action: PendingAction) -> None:
+    """Refuse a change asked under fewer clicks than its environment demands now.
+
+    Its clicks are those the environment demanded when it was asked (stored on the
+    pending action). One demanded since (`protected` or `require_approval` added
+    while it waited, read by a restarted bot or by another instance of a rolling
+    deploy) was never given, and nobody agreed to go without it. Audited refused.
+    """
+    confirmation, approvals_needed = _clicks_needed(prepared.target)
+    added = approval_flows.added_clicks(
+        action, needs_confirmation=confirmation, required_approvals=approvals_needed
+    )
+    if not added:
+        return
+    change = prepared.change
+    log.warning(
+        "flag change %r of %s by %s (request %s) refused: it now needs %s",
+        change.what,
+        change.label,
+        change.actor,
+        action.id,
+        " and ".join(added),
+        extra={
+            "target": change.audit_target,
+            "slack_user": change.actor,
+            "request": action.id,
+            "asked_under": {
+                "needs_confirmation": action.needs_confirmation,
+                "required_approvals": action.required_approvals,
+            },
+        },
+    )
+    reason = (
+        f"{code(prepared.target.label)} now needs {' and '.join(added)}, which it did not when "
+        "the request was made (it changed while the request waited); nothing was written. "
+        "Ask again to change the flag with what it needs now."
+    )
+    _refused(services, change, reason)
+    raise FlagRefused(reason)
 
 
 def _execute(services: Services, prepared: Prepared, *, approved_by: list[str]) -> str:
