@@ -8,9 +8,10 @@ storm the intake does the two apart, `record_for_later` now and
 - ALARM or INSUFFICIENT_DATA with no open incident opens one (only ALARM pages);
   a re-ALARM within the reopen window reopens the incident that just resolved
   and withdraws its pending PagerDuty resolve, so a flap pages once, and the page's
-  reminder and escalation stand as they were. An INSUFFICIENT_DATA within the
-  window is kept on the resolved incident (it stays resolved), so that an ALARM
-  after it reopens that one.
+  reminder and escalation stand as they were (unless PagerDuty's incident was
+  resolved meanwhile, in its app: then it is paged again). An INSUFFICIENT_DATA
+  within the window is kept on the resolved incident (it stays resolved), so that
+  an ALARM after it reopens that one.
 - OK resolves the open incident; the PagerDuty resolve waits out the window.
 - While an alarm is silenced, its transitions go on in its last incident (even
   a resolved one): recorded and threaded, never posted anew nor paged.
@@ -31,13 +32,16 @@ storm the intake does the two apart, `record_for_later` now and
   reopens the last one), and the OK is applied after it, as in-order delivery
   would have left it.
 
-The alarm's open incident, else its last one, is read in one statement and locked:
-two instances applying transitions of one alarm at once take turns, the second
-deciding on what the first committed.
+Two instances applying transitions of one alarm at once take turns, the second
+deciding on what the first committed: each transaction first takes the alarm's lock
+(bot/db/locks.py), which holds even while the alarm has no incident row to lock, then
+reads the alarm's open incident, else its last one, in one statement and locks it
+against what people and PagerDuty do to it meanwhile.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -53,12 +57,15 @@ from bot.alarms.render import notice_message
 from bot.alarms.routing import route_for
 from bot.apps.claims import claim_for
 from bot.config import Config
+from bot.db import locks
 from bot.db.statements import insert_new_row, insert_new_rows, update_rows
 from bot.incidents import flows
 from bot.incidents import service as incidents
 from bot.incidents.models import OPEN, RESOLVED, AlarmLastTransition, Incident
 from bot.maintenance import flows as maintenance
 from bot.outbox import service as outbox
+
+log = logging.getLogger(__name__)
 
 # A recorded message's outcome while its transaction applies it.
 APPLYING = "applying"
@@ -474,6 +481,10 @@ def _kept_newer(db_session: Session, *, alarm: Alarm) -> AlarmLastTransition | N
 def apply_alarm(
     db_session: Session, *, alarm: Alarm, config: Config, now: datetime, source_ref: str
 ) -> str:
+    # One transaction at a time per alarm, before anything is read: an alarm with no
+    # incident has no row to lock, and one whose last incident is resolved has a row
+    # that a concurrent ALARM locks but leaves as it is while it opens another.
+    locks.serialize(db_session, alarm_lock(alarm.arn))
     last = incidents.last_for_alarm(db_session, alarm_arn=alarm.arn, lock=True)
     # Checked before anything changes, whatever the incident's age: a transition older
     # than the one applied (an ALARM older than the OK that resolved the incident)
@@ -556,9 +567,11 @@ def apply_alarm(
     silenced = incident.silenced_until is not None and incident.silenced_until > now
     # A flap of a page that stands: its pending resolve is withdrawn before any hold is
     # weighed, for a window has nothing to hold then and must not say it held a page.
-    withdrawn = reopened and _withdraw_on_flap(db_session, incident=incident, alarm=alarm, now=now)
+    flap = NOT_WITHDRAWN
+    if reopened:
+        flap = _withdraw_on_flap(db_session, incident=incident, alarm=alarm, now=now)
     # A maintenance window holds the page (the alarm is still posted and threaded).
-    if withdrawn:
+    if flap == STANDS:
         outcome = ", pending resolve withdrawn"
     else:
         held = maintenance.hold(
@@ -579,6 +592,7 @@ def apply_alarm(
             reopened=reopened,
             silenced=silenced or held is not None,
             created=created,
+            resolved_there=flap == RESOLVED_THERE,
         )
     transition = None
     if not created:
@@ -608,6 +622,7 @@ def _apply_paging(
     reopened: bool,
     silenced: bool,
     created: bool,
+    resolved_there: bool,
 ) -> str:
     if alarm.new_state == "OK":
         _resolve(db_session, incident=incident, config=config, now=now)
@@ -618,10 +633,21 @@ def _apply_paging(
         # Its pending resolve, if any, was withdrawn already (`_withdraw_on_flap`).
         if silenced:
             return ", silenced: not paged again"
-        # The resolve went out, or was tried and may have landed: this is a new
-        # page. A resolve still pending goes first, so the page is never resolved by it.
+        # The resolve went out, or was tried and may have landed, or PagerDuty's incident
+        # was resolved there: this is a new page. A resolve still pending goes first, so
+        # the page is never resolved by it.
         flows.page_trigger(db_session, incident=incident, now=now)
-        return ", paged again"
+        if not resolved_there:
+            return ", paged again"
+        # Whoever resolved it in PagerDuty is told why they are paged for it again.
+        flows.thread_text(
+            db_session,
+            incident=incident,
+            text=":rotating_light: Paged again: the alarm fires again, and its PagerDuty "
+            "incident was resolved.",
+            now=now,
+        )
+        return f", {flows.PAGED_AGAIN_RESOLVED}"
     if silenced:
         return ", silenced: not paged"
     if incident.paged:
@@ -631,23 +657,48 @@ def _apply_paging(
     return ""
 
 
+def alarm_lock(alarm_arn: str) -> str:
+    """The name (bot/db/locks.py) that the transactions applying the alarm's transitions
+    take first, in turn."""
+    return f"alarm:{alarm_arn}"
+
+
+# What an ALARM reopening an incident did to its page's pending resolve (`_withdraw_on_flap`).
+STANDS = "stands"  # withdrawn: the page stands
+RESOLVED_THERE = "resolved there"  # withdrawn, but PagerDuty's incident is resolved
+NOT_WITHDRAWN = ""  # none waiting (sent, tried, or never queued), or not an ALARM
+
+
 def _withdraw_on_flap(
     db_session: Session, *, incident: Incident, alarm: Alarm, now: datetime
-) -> bool:
+) -> str:
     """An ALARM reopening a paged incident whose resolve still waits: the resolve is
-    withdrawn and the page stands, with its reminder and escalation (whose jobs found the
-    incident resolved while it was, and are gone). False when there was none to withdraw."""
+    withdrawn and the page stands (STANDS), with its reminder and escalation (whose jobs
+    found the incident resolved while it was, and are gone).
+
+    Unless PagerDuty resolved its incident meanwhile (someone did in PagerDuty's app, or
+    its auto-resolve): the resolve is withdrawn then too, for it would hold the new page
+    back until its time, but no page stands, and the caller pages again (RESOLVED_THERE).
+    """
     if alarm.new_state != "ALARM" or not incident.paged:
-        return False
+        return NOT_WITHDRAWN
     if not flows.withdraw_resolve(db_session, incident=incident, now=now):
-        return False
+        return NOT_WITHDRAWN
+    if flows.page_resolved_in_pagerduty(incident):
+        log.info(
+            "incident %s flaps back to ALARM, PagerDuty incident %s resolved: a new page is owed",
+            incident.id,
+            incident.pagerduty_incident_id,
+            extra={"incident": incident.id, "pagerduty_incident": incident.pagerduty_incident_id},
+        )
+        return RESOLVED_THERE
     flows.schedule_reminder_jobs(db_session, incident=incident)
-    return True
+    return STANDS
 
 
 def _page_again_if_off(db_session: Session, *, incident: Incident, now: datetime) -> str:
     """An ALARM on an open incident marked paged, whose page may be off: its last
-    PagerDuty event a resolve, pending or sent.
+    PagerDuty event a resolve, pending or sent, or PagerDuty's incident resolved there.
 
     A silence keeps an alarm's OK and what follows it in one incident, and a hold (a
     silence, a maintenance window) that ends while the alarm is out of ALARM resumes
@@ -656,7 +707,8 @@ def _page_again_if_off(db_session: Session, *, incident: Incident, now: datetime
     end to resume.
     """
     last = outbox.last_pagerduty_event(db_session, dedup_key=incident.dedup_key)
-    if last is None or last.payload.get("action") != "resolve":
+    resolved = last is not None and last.payload.get("action") == "resolve"
+    if not (resolved or flows.page_resolved_in_pagerduty(incident)):
         return ""  # its page is on
     held = maintenance.hold_owed_page(db_session, incident=incident, now=now)
     if held is not None:

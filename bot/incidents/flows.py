@@ -785,6 +785,23 @@ class Resumed:
     held: bool = False
 
 
+# PagerDuty's status of a resolved incident (`Incident.pagerduty_status`).
+PAGERDUTY_RESOLVED = "resolved"
+# What paging an alarm again whose PagerDuty incident was resolved did, for the thread.
+PAGED_AGAIN_RESOLVED = "paged again, as its PagerDuty incident was resolved"
+
+
+def page_resolved_in_pagerduty(incident: Incident) -> bool:
+    """Whether PagerDuty said the incident of our last page is resolved (in its app, by
+    its auto-resolve, or by our resolve): only a new trigger pages anyone then.
+
+    `pagerduty_status` is what PagerDuty's webhooks and answers said about that incident
+    (a new page clears it): "triggered" and "acknowledged" are a page that stands, and
+    None (no word yet, or no webhooks) is taken as one too.
+    """
+    return incident.pagerduty_status == PAGERDUTY_RESOLVED
+
+
 def resume_held_page(
     db_session: Session, *, incident: Incident, now: datetime, other_holds: bool
 ) -> Resumed | None:
@@ -793,7 +810,8 @@ def resume_held_page(
     its route pages nobody.
 
     The resolve of its last page, while still waiting to be sent, is withdrawn: that page
-    stands again, and gets reminders and escalation anew if none is due. Else it is
+    stands again, and gets reminders and escalation anew if none is due, unless
+    PagerDuty resolved its incident meanwhile (`page_resolved_in_pagerduty`). Else it is
     paged anew, unless `other_holds` and a page hold still keeps it back (noted by that
     hold), or someone acknowledged it in Slack since it last reopened (`page_owed`).
     """
@@ -801,18 +819,32 @@ def resume_held_page(
         return None
     last = outbox.last_pagerduty_event(db_session, dedup_key=incident.dedup_key)
     last_action = last.payload.get("action") if last is not None else None
-    if incident.paged and last_action != "resolve":
+    resolved_there = page_resolved_in_pagerduty(incident)
+    if incident.paged and last_action != "resolve" and not resolved_there:
         return None
+    # Resolved in PagerDuty while opsbot's own resolve never went (by someone in its app,
+    # or its auto-resolve): the thread says why the alarm is paged again.
+    resolved_elsewhere = resolved_there and last_action != "resolve"
     if last_action == "resolve" and withdraw_resolve(db_session, incident=incident, now=now):
-        # The page stands again and is chased again, whoever's end it is: a silence
-        # that ran meanwhile stopped its reminders, and nothing since started them.
-        _remind_if_waiting(db_session, incident=incident, now=now)
-        return Resumed("the pending PagerDuty resolve was withdrawn", paged=True)
+        if not resolved_there:
+            # The page stands again and is chased again, whoever's end it is: a silence
+            # that ran meanwhile stopped its reminders, and nothing since started them.
+            _remind_if_waiting(db_session, incident=incident, now=now)
+            return Resumed("the pending PagerDuty resolve was withdrawn", paged=True)
+        # The resolve would change nothing there, and, left waiting, would hold the new
+        # page back until its time.
+        resolved_elsewhere = True
+        log.info(
+            "incident %s: pending resolve withdrawn, PagerDuty incident %s resolved there",
+            incident.id,
+            incident.pagerduty_incident_id,
+            extra={"incident": incident.id, "pagerduty_incident": incident.pagerduty_incident_id},
+        )
     held = _held(db_session, incident=incident, now=now) if other_holds else None
     if held is not None:
         return Resumed(held, paged=False, held=True)
     if page_owed(db_session, incident=incident, now=now):
-        return Resumed("paged", paged=True)
+        return Resumed(PAGED_AGAIN_RESOLVED if resolved_elsewhere else "paged", paged=True)
     return Resumed(not_paged(incident), paged=False)
 
 
