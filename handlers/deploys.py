@@ -27,6 +27,9 @@ from handlers.command_text import Usage, command_words, parse_or_usage, slash_co
 from handlers.replies import answer_after_ack
 from handlers.routing import Routes
 
+# The most deployments `/deploy history` lists, however many are asked for.
+HISTORY_MAX = 50
+
 
 @dataclass(frozen=True)
 class Command:
@@ -68,9 +71,7 @@ def parse_deploy(text: str) -> Command:
             )
         app, env, rest = words[1], words[2], words[3:]
         if verb == "history":
-            if len(rest) > 1 or (rest and not (rest[0].isascii() and rest[0].isdigit())):
-                raise Usage("`/deploy history &lt;app&gt; &lt;env&gt; [n]`: n is a number.")
-            return Command(verb, app=app, env=env, count=int(rest[0]) if rest else None)
+            return Command(verb, app=app, env=env, count=_history_count(rest))
         if verb == "lock":
             if not rest:
                 raise Usage("Say why: `/deploy lock &lt;app&gt; &lt;env&gt; &lt;reason&gt;`.")
@@ -81,6 +82,23 @@ def parse_deploy(text: str) -> Command:
     if len(words) != 3:
         raise Usage('`/deploy &lt;app&gt; &lt;env&gt; &lt;tag&gt; [--force "&lt;reason&gt;"]`.')
     return Command(DEPLOY, app=words[0], env=words[1], tag=words[2], force_reason=force)
+
+
+def _history_count(rest: list[str]) -> int | None:
+    """How many deployments `/deploy history` is asked for; None when not said.
+
+    A number of ten digits at most (`commands.typed_id`): int() of thousands of
+    digits raises, and no history is that long anyway.
+    """
+    if not rest:
+        return None
+    count = commands.typed_id(rest[0]) if len(rest) == 1 and rest[0].isdigit() else None
+    if count is None:
+        raise Usage(
+            "`/deploy history &lt;app&gt; &lt;env&gt; [n]`: n is a number of deployments "
+            f"(at most {HISTORY_MAX} are shown)."
+        )
+    return count
 
 
 def parse_rollback(text: str) -> Command:
@@ -150,7 +168,7 @@ def run(
         return str(render.status_message(view)["text"])
     if command.verb == "history":
         assert command.app and command.env
-        count = min(command.count or knobs.history_size, 50)
+        count = min(command.count or knobs.history_size, HISTORY_MAX)
         rows = queries.history(runtime, app=command.app, env=command.env, limit=count)
         return str(render.history_message(command.app, command.env, rows)["text"])
     if command.verb == "lock":

@@ -19,6 +19,11 @@ OPSBOT_MARKUP = re.compile(
     r"|<!date\^\d+\^\{date_short_pretty\} \{time(?:_secs)?\}\|[^<>|]+>"
     r"|<[a-z][a-z-]*>"
 )
+# A broadcast word Slack's automatic parsing may read as `<!here>`: `escape` puts a
+# zero-width space after its `@`, so one found here came in unescaped. Code spans and
+# blocks (`code`, `code_block_text`) are shown as they are, never parsed.
+BARE_BROADCAST = re.compile(r"@(?:here|channel|everyone)\b", re.IGNORECASE)
+CODE = re.compile(r"```.*?```|`[^`\n]*`", re.DOTALL)
 
 
 def _dicts(value: Any) -> list[dict[str, Any]]:
@@ -40,9 +45,17 @@ def texts(text: str | None, blocks: list[dict[str, Any]] | None) -> list[str]:
 
 
 def live_markup(text: str | None, blocks: list[dict[str, Any]] | None) -> list[str]:
-    """`<...>` sequences Slack would act on, other than the mentions opsbot builds."""
+    """`<...>` sequences Slack would act on, other than the mentions opsbot builds,
+    and bare broadcast words (`@here`) it may read as one."""
     return [
         m for t in texts(text, blocks) for m in re.findall(r"<[^>]*>?", OPSBOT_MARKUP.sub("", t))
+    ] + bare_broadcasts(text, blocks)
+
+
+def bare_broadcasts(text: str | None, blocks: list[dict[str, Any]] | None) -> list[str]:
+    """`@here`, `@channel` and `@everyone` left bare, outside code, in any text shown."""
+    return [
+        m.group() for t in texts(text, blocks) for m in BARE_BROADCAST.finditer(CODE.sub("", t))
     ]
 
 

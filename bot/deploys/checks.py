@@ -159,14 +159,12 @@ def _rollback_source(
             raise DeployRefused(
                 f"There is no deployment #{request.rollback_of} of {code(request.label)}."
             )
+        if chosen.kind not in service.PUTS_IN_PLACE:
+            raise DeployRefused(_puts_nothing_in_place(db_session, request, chosen))
         if chosen.status != COMPLETED or not chosen.task_definition:
-            candidates = service.completed(db_session, app=request.app, env=request.env, limit=5)
-            listed = ", ".join(
-                f"#{d.id} ({code(d.tag or short_digest(d.digest))})" for d in candidates
-            )
             raise DeployRefused(
                 f"Deployment #{chosen.id} did not complete ({escape(chosen.status)}); roll back "
-                f"to one that did: {listed or 'none recorded'}."
+                f"to one that did: {_rollback_targets(db_session, request)}."
             )
         return chosen
     # Back past the deployment whose revision runs now (past what a rollback
@@ -190,6 +188,39 @@ def _rollback_source(
             f"deploy a tag instead ({code(f'/deploy {request.app} {request.env} <tag>')})."
         )
     return found
+
+
+def _rollback_targets(db_session: Session, request: Request) -> str:
+    """The newest deployments a rollback may go back to, as a refusal lists them."""
+    candidates = service.completed(db_session, app=request.app, env=request.env, limit=5)
+    listed = ", ".join(f"#{d.id} ({code(d.tag or short_digest(d.digest))})" for d in candidates)
+    return listed or "none recorded"
+
+
+def _puts_nothing_in_place(db_session: Session, request: Request, chosen: Deployment) -> str:
+    """Why `chosen` (a flag roll: a restart) is no rollback target, and which deployment is.
+
+    Its tag is the flag change it restarted for, not a version; the deployment
+    that put its revision in place before it is the one to go back to.
+    """
+    said = f"Deployment #{chosen.id} is a {escape(chosen.kind.replace('-', ' '))}, not a version"
+    source = (
+        service.newest_completed_with(
+            db_session,
+            app=request.app,
+            env=request.env,
+            task_definition=chosen.task_definition,
+            before=chosen.id,
+        )
+        if chosen.task_definition
+        else None
+    )
+    if source is None:
+        return f"{said}; roll back to a deployment: {_rollback_targets(db_session, request)}."
+    return (
+        f"{said}; roll back to the deployment that put its revision in place: "
+        f"#{source.id} ({code(source.tag or short_digest(source.digest))})."
+    )
 
 
 def _require_undone_revision_runs(request: Request, *, running: str) -> None:

@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.adapters import ecs
 from bot.adapters.aws import longest_call_s
 from bot.approvals.render import actor_text
-from bot.apps.registry import get_target_or_raise
+from bot.apps.registry import Target, get_target_or_raise
 from bot.audit import service as audit
 from bot.deploys import render, service
 from bot.deploys import rollout as verdicts
@@ -1035,18 +1035,11 @@ def observe(services: Services, *, deployment_id: int) -> str:
             state = ecs.describe_service(
                 client, cluster=target.settings.cluster, service=target.settings.service
             )
-            rollout = ours(seen, state)
-            stopped: list[ecs.StoppedTask] = []
-            reported = len(seen.observed.get("reported_tasks") or [])
-            if rollout is not None and rollout.failed > reported:
-                stopped = ecs.stopped_tasks(
-                    client,
-                    cluster=target.settings.cluster,
-                    service=target.settings.service,
-                    started_by=rollout.id,
-                )
     except DeployError as exc:
         return _unreadable(services, deployment_id=deployment_id, seen_count=seen_count, error=exc)
+    stopped = _stopped_tasks(
+        client, target=target, seen=seen, state=state, deployment_id=deployment_id
+    )
     verdict = assess(
         seen, state, stopped=stopped, now=now, stuck_after=timedelta(minutes=knobs.stuck_after_min)
     )
@@ -1065,6 +1058,42 @@ def observe(services: Services, *, deployment_id: int) -> str:
         return row.status
 
 
+def _stopped_tasks(
+    client: Any, *, target: Target, seen: Seen, state: ServiceState, deployment_id: int
+) -> list[ecs.StoppedTask] | None:
+    """The rollout's stopped tasks, when ECS counts more failed than were reported; else None.
+
+    Best effort: a look that cannot read them still tells whether the rollout
+    moves, completed or failed, and a later look reads them again.
+    """
+    rollout = ours(seen, state)
+    if rollout is None or rollout.failed <= verdicts.reported_count(seen.observed):
+        return None
+    settings = target.settings
+    try:
+        with aws_call("read the stopped tasks"):
+            return ecs.stopped_tasks(
+                client, cluster=settings.cluster, service=settings.service, started_by=rollout.id
+            )
+    except DeployError as exc:
+        aws_error = failure_code(exc)
+        log.warning(
+            "deployment %s: cannot read the stopped tasks of %s (AWS error %s), "
+            "looking without them: %s",
+            deployment_id,
+            target.label,
+            aws_error,
+            str(exc),
+            extra={
+                "deployment": deployment_id,
+                "app": target.app,
+                "env": target.env,
+                "aws_error": aws_error,
+            },
+        )
+        return None
+
+
 def _grace(services: Services) -> timedelta:
     return timedelta(seconds=services.config.deploys.starting_grace_s)
 
@@ -1080,7 +1109,7 @@ def _unreadable(
     """
     knobs = services.config.deploys
     now = services.clock.now()
-    aws_error = failure_code(error)
+    aws_error = _unreadable_code(error)
     with services.sessions() as db_session:
         row = service.get_or_raise(db_session, deployment_id=deployment_id, lock=True)
         if row.observations != seen_count or not row.is_active:
@@ -1130,6 +1159,13 @@ def _unreadable(
     return status
 
 
+def _unreadable_code(error: DeployError) -> str:
+    """Why ECS cannot be read, as an error code: AWS's, or `ServiceNotFound` (AWS gives none)."""
+    if isinstance(error.__cause__, ecs.ServiceNotFound):
+        return render.SERVICE_NOT_FOUND
+    return failure_code(error)
+
+
 def _apply(
     db_session: Session,
     *,
@@ -1147,15 +1183,17 @@ def _apply(
     deployment.last_checked_at = now
     deployment.observed = {
         **verdict.counts,
-        "reported_tasks": [
-            *(previous.get("reported_tasks") or []),
-            *(t.arn for t in verdict.new_stopped),
-        ],
+        "most_running": max(
+            verdicts.most_running(previous), int(verdict.counts.get("running") or 0)
+        ),
+        "reported_tasks": list(verdict.reported_tasks),
+        "reported_count": verdicts.reported_count(previous) + len(verdict.new_stopped),
         "stopped_lines": stopped_lines,
     }
     if verdict.ecs_deployment_id:
         deployment.ecs_deployment_id = verdict.ecs_deployment_id
     if verdict.kind == verdicts.PROGRESS:
+        # Only movement toward the goal puts the stuck deadline off (see rollout.py).
         deployment.last_progress_at = now
         note = ""
         if verdict.resumed and "state" not in previous:
@@ -1166,19 +1204,14 @@ def _apply(
             deployment.status = ROLLING_OUT
             deployment.stuck_at = None
             note = " (moving again)"
-        _progress(
-            db_session,
-            deployment=deployment,
-            item={
-                "at": now.isoformat(),
-                "state": verdict.counts.get("state"),
-                "text": counts_text(verdict.counts) + note,
-                "stopped": new_lines,
-            },
-            now=now,
+        _report(
+            db_session, deployment=deployment, verdict=verdict, lines=new_lines, note=note, now=now
         )
-        announce(db_session, deployment=deployment, now=now)
+    elif verdict.kind == verdicts.CHANGED:
+        _report(db_session, deployment=deployment, verdict=verdict, lines=new_lines, now=now)
     elif verdict.kind == verdicts.STUCK:
+        if verdict.changed:
+            _report(db_session, deployment=deployment, verdict=verdict, lines=new_lines, now=now)
         deployment.status = STUCK
         deployment.stuck_at = now
         announce(db_session, deployment=deployment, now=now)
@@ -1213,6 +1246,30 @@ def _apply(
         if stopped_lines and status != SUPERSEDED:
             outcome += "\n" + "\n".join(f">{line}" for line in stopped_lines[-5:])
         finish(db_session, deployment=deployment, status=status, outcome=outcome, now=now)
+
+
+def _report(
+    db_session: Session,
+    *,
+    deployment: Deployment,
+    verdict: Verdict,
+    lines: list[str],
+    now: datetime,
+    note: str = "",
+) -> None:
+    """Say the look's counts and newly stopped tasks in the thread, and in the announcement."""
+    _progress(
+        db_session,
+        deployment=deployment,
+        item={
+            "at": now.isoformat(),
+            "state": verdict.counts.get("state"),
+            "text": counts_text(verdict.counts) + note,
+            "stopped": lines,
+        },
+        now=now,
+    )
+    announce(db_session, deployment=deployment, now=now)
 
 
 FINAL_VERDICTS = {

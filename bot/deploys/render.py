@@ -8,6 +8,7 @@ tasks' lines) were escaped when they were composed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -49,6 +50,9 @@ STATUS_ICON = {
     FAILED: ":x:",
     SUPERSEDED: ":fast_forward:",
 }
+# The error code said of a service that DescribeServices does not find (deleted, or
+# misnamed in the configuration): ECS answers without an error of its own.
+SERVICE_NOT_FOUND = "ServiceNotFound"
 STATUS_WORD = {
     STARTING: "starting",
     ROLLING_OUT: "rolling out",
@@ -67,15 +71,24 @@ def channel_text(channel: str | None) -> str:
     return f"<#{channel}>" if channel.isalnum() else code(channel)
 
 
-def what(deployment: Deployment) -> str:
+def what(deployment: Deployment, *, show: Callable[[object], str] = code) -> str:
     """``api 1.2.3`` (the tag, or the short digest)."""
     version = deployment.tag or short_digest(deployment.digest)
-    return f"{code(deployment.app)} {code(version)}"
+    return f"{show(deployment.app)} {show(version)}"
 
 
-def headline(deployment: Deployment) -> str:
-    icon = STATUS_ICON.get(deployment.status, "")
-    env = code(deployment.label)
+def plain(text: object) -> str:
+    """Outside text for a plain line (a notification): inert, and no code span."""
+    return escape(text).replace("`", "\u02cb")
+
+
+def headline(deployment: Deployment, *, show: Callable[[object], str] = code) -> str:
+    """The deployment's state in a line; `show` puts its names in (`plain`: no code spans)."""
+    return f"{STATUS_ICON.get(deployment.status, '')} {_status_line(deployment, show=show)}"
+
+
+def _status_line(deployment: Deployment, *, show: Callable[[object], str]) -> str:
+    env = show(deployment.label)
     if deployment.kind == FLAG_ROLL:
         verb = {
             STARTING: "Restarting",
@@ -85,7 +98,7 @@ def headline(deployment: Deployment) -> str:
             FAILED: "Restart failed:",
             SUPERSEDED: "Restart superseded:",
         }[deployment.status]
-        return f"{icon} {verb} {env} for the flag change {code(deployment.tag)}"
+        return f"{verb} {env} for the flag change {show(deployment.tag)}"
     if deployment.kind == ROLLBACK:
         verb = {
             STARTING: "Rolling back",
@@ -96,7 +109,7 @@ def headline(deployment: Deployment) -> str:
             SUPERSEDED: "Rollback superseded:",
         }[deployment.status]
         back = f" to #{deployment.rollback_of}" if deployment.rollback_of else ""
-        return f"{icon} {verb} {env}{back} ({what(deployment)})"
+        return f"{verb} {env}{back} ({what(deployment, show=show)})"
     verb = {
         STARTING: "Deploying",
         ROLLING_OUT: "Deploying",
@@ -105,11 +118,7 @@ def headline(deployment: Deployment) -> str:
         FAILED: "Deploy failed:",
         SUPERSEDED: "Deploy superseded:",
     }[deployment.status]
-    return f"{icon} {verb} {what(deployment)} to {env}"
-
-
-def _plain(text: str) -> str:
-    return text.replace("`", "").replace("*", "")
+    return f"{verb} {what(deployment, show=show)} to {env}"
 
 
 def announcement(deployment: Deployment) -> dict[str, Any]:
@@ -164,7 +173,7 @@ def announcement(deployment: Deployment) -> dict[str, Any]:
             "elements": [{"type": "mrkdwn", "text": clip(" · ".join(context), CONTEXT_MAX)}],
         }
     )
-    return {"text": clip(_plain(headline(deployment)), TEXT_MAX), "blocks": blocks}
+    return {"text": clip(headline(deployment, show=plain), TEXT_MAX), "blocks": blocks}
 
 
 def progress_reply(items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -196,8 +205,8 @@ def text_reply(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 def stuck_alert(deployment: Deployment, *, minutes: float) -> dict[str, Any]:
     text = (
-        f":warning: {_plain(headline(deployment))}: deployment #{deployment.id} has not moved for "
-        f"{int(minutes)} min ({counts_text(deployment.observed)}). "
+        f":warning: {_status_line(deployment, show=plain)}: deployment #{deployment.id} "
+        f"has not moved for {int(minutes)} min ({counts_text(deployment.observed)}). "
         f"{actor_text(deployment.actor)}, have a look: "
         f"{code(f'/deploy status {deployment.app} {deployment.env}')}, or "
         f"{code(f'/rollback {deployment.app} {deployment.env}')}."
@@ -206,10 +215,18 @@ def stuck_alert(deployment: Deployment, *, minutes: float) -> dict[str, Any]:
 
 
 def unreadable_alert(deployment: Deployment, *, since: datetime, aws_error: str) -> dict[str, Any]:
-    """The alert for a rollout the watch has not been able to read for `stuck_after_min`."""
+    """The alert for a rollout the watch has not been able to read for `stuck_after_min`.
+
+    `aws_error` is AWS's error code; `ServiceNotFound` when the service is gone.
+    """
     take_over = f'/deploy {deployment.app} {deployment.env} <tag> --force "<reason>"'
+    why = (
+        f"its service was not found ({code(aws_error)})"
+        if aws_error == SERVICE_NOT_FOUND
+        else code(aws_error)
+    )
     text = (
-        f":warning: {_plain(headline(deployment))}: opsbot cannot read ECS: {code(aws_error)} "
+        f":warning: {_status_line(deployment, show=plain)}: opsbot cannot read ECS: {why} "
         f"(since {slack_date(since)}), so nobody sees how deployment #{deployment.id} goes. "
         f"{actor_text(deployment.actor)}, have a look in the ECS console; a forced deploy "
         f"({code(take_over)}) may take over."

@@ -97,9 +97,14 @@ def last_completed(
 
 
 def newest_completed_with(
-    db_session: Session, *, app: str, env: str, task_definition: str
+    db_session: Session,
+    *,
+    app: str,
+    env: str,
+    task_definition: str,
+    before: int | None = None,
 ) -> Deployment | None:
-    """The newest completed deploy or rollback that put this revision in place."""
+    """The newest completed deploy or rollback that put this revision in place (before `before`)."""
     query = select(Deployment).where(
         Deployment.app == app,
         Deployment.env == env,
@@ -107,13 +112,22 @@ def newest_completed_with(
         Deployment.status == COMPLETED,
         Deployment.task_definition == task_definition,
     )
+    if before is not None:
+        query = query.where(Deployment.id < before)
     return db_session.scalars(query.order_by(Deployment.id.desc()).limit(1)).first()
 
 
 def completed(db_session: Session, *, app: str, env: str, limit: int) -> list[Deployment]:
+    """The newest completed deploys and rollbacks: those a rollback may go back to."""
     query = (
         select(Deployment)
-        .where(Deployment.app == app, Deployment.env == env, Deployment.status == COMPLETED)
+        .where(
+            Deployment.app == app,
+            Deployment.env == env,
+            Deployment.kind.in_(PUTS_IN_PLACE),
+            Deployment.status == COMPLETED,
+            Deployment.task_definition.is_not(None),
+        )
         .order_by(Deployment.id.desc())
         .limit(limit)
     )

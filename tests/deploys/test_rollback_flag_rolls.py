@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import sqlalchemy as sa
 
 from bot.clock import ManualClock
@@ -76,3 +78,27 @@ def test_rollback_after_a_rollback_and_a_flag_roll_goes_further_back_never_forwa
     with runtime.sessions() as db:
         forward = sa.select(Deployment).where(Deployment.rollback_of == second)
         assert db.scalars(forward).all() == []
+
+
+def test_a_flag_roll_named_as_the_rollback_target_is_refused_for_the_deploy_before_it(
+    runtime: Runtime, world: World, clock: ManualClock
+) -> None:
+    first = deploy_and_finish(runtime, world, clock, "1.0.1")
+    roll = roll_flag(runtime, world, clock)  # restarts 1.0.1's revision
+    second = deploy_and_finish(runtime, world, clock, "1.0.2")
+    running = world.service_task_definition("staging")
+
+    assert refused(runtime, replace(ROLLBACK_REQUEST, rollback_of=roll.id)) == (
+        f"Deployment #{roll.id} is a flag roll, not a version; roll back to the deployment "
+        f"that put its revision in place: #{first} (`1.0.1`)."
+    )
+    assert world.service_task_definition("staging") == running
+
+    # A deployment that did not complete: the ones listed instead are no flag rolls either.
+    failed = submit(runtime, Request(app="api", env="staging", actor="U0ALICE", tag="1.0.0"))
+    world.rollouts.fail("staging", reasons=["Essential container in task exited"])
+    finish(runtime, world, clock)
+    assert refused(runtime, replace(ROLLBACK_REQUEST, rollback_of=failed.deployment_id)) == (
+        f"Deployment #{failed.deployment_id} did not complete (failed); roll back to one that "
+        f"did: #{second} (`1.0.2`), #{first} (`1.0.1`)."
+    )
