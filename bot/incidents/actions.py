@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.audit import service as audit
@@ -96,6 +97,33 @@ class Requester:
 
 def rest_order_key(incident_id: int) -> str:
     return f"pdrest:incident:{incident_id}"
+
+
+# The actions whose call carries the episode it was asked on (`episode`): landing on
+# the incident's next episode (it reopened while the call waited), they would close or
+# quiet a page nobody has seen.
+EPISODE_BOUND = (ACKNOWLEDGE, RESOLVE)
+
+
+def episode(db_session: Session, incident: Incident) -> int:
+    """Which episode of the incident is current: the id of its last `reopened` timeline
+    event, 0 before it first reopens.
+
+    By the timeline's order, not its clocks: two instances' clocks need not agree.
+    """
+    query = select(func.max(IncidentEvent.id)).where(
+        IncidentEvent.incident_id == incident.id, IncidentEvent.kind == "reopened"
+    )
+    return int(db_session.scalar(query) or 0)
+
+
+def asked_on(payload: dict[str, Any]) -> int | None:
+    """The episode a PagerDuty call was asked on; None when it is not bound to one (a
+    note, an escalation, or a call recorded before calls carried their episode)."""
+    asked = payload.get("episode")
+    if payload.get("action") not in EPISODE_BOUND or asked is None:
+        return None
+    return int(asked)
 
 
 def respond(
@@ -279,7 +307,11 @@ class IncidentActions:
         for pending in outbox.pending_payloads(
             db_session, kind=PAGERDUTY_REST, order_key=rest_order_key(incident.id)
         ):
-            if pending.get("action") == action:
+            if pending.get("action") != action:
+                continue
+            asked = asked_on(pending)
+            # One asked before the incident last reopened is not applied to this episode.
+            if asked is None or asked == episode(db_session, incident):
                 return f"{label} is being {ONGOING[action]} by {pending.get('actor')}."
         return None
 
@@ -462,6 +494,11 @@ class IncidentActions:
                         "via": requester.via,
                         "response_url": requester.response_url,
                         "text": text,
+                        **(
+                            {"episode": episode(db_session, locked)}
+                            if action in EPISODE_BOUND
+                            else {}
+                        ),
                         **(
                             {"clicked_at": requester.clicked_at.isoformat()}
                             if requester.clicked_at

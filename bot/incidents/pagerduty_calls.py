@@ -30,6 +30,8 @@ from bot.incidents.actions import (
     PAST,
     RESOLVE,
     Requester,
+    asked_on,
+    episode,
     respond,
     rest_order_key,
 )
@@ -158,6 +160,7 @@ class PagerDutyActionSender:
             incident = incidents.get(db_session, incident_id=int(payload["incident_id"]))
             if incident is None:
                 return Dead(error="the incident no longer exists")
+            passed = _episode_passed(db_session, incident, payload)
             known_id, dedup_key = incident.pagerduty_incident_id, incident.dedup_key
             service_id = incident.pagerduty_service_id
             left_behind = set(incident.pagerduty_superseded_ids or ())
@@ -167,6 +170,8 @@ class PagerDutyActionSender:
             if _unattended_escalation(payload) and payload.get("level") is None:
                 overtaken = _overtaken(incident)
                 queued = None if overtaken else _queued_behind(db_session, incident)
+        if passed:
+            return self._obsolete(job)
         if overtaken is not None:
             return self._withdrawn(job, overtaken)
         if queued is not None:
@@ -484,6 +489,10 @@ class PagerDutyActionSender:
         with self.sessions() as db_session:
             incident = incidents.lock(db_session, incident_id=int(payload["incident_id"]))
             assert incident is not None
+            if _episode_passed(db_session, incident, payload):
+                # It reopened while the call was on its way: what PagerDuty answered is
+                # not this episode's to record.
+                return self._record_obsolete(db_session, incident, job, pagerduty_id=pagerduty_id)
             incident.pagerduty_incident_id = pagerduty_id
             with flows.message_updated_once(
                 db_session,
@@ -570,6 +579,95 @@ class PagerDutyActionSender:
         )
         return Sent(recorded=True)
 
+    def _obsolete(self, job: Job) -> Result:
+        """A person's acknowledge or resolve asked before the incident reopened: not sent."""
+        with self.sessions() as db_session:
+            incident = incidents.lock(db_session, incident_id=int(job.payload["incident_id"]))
+            assert incident is not None
+            return self._record_obsolete(db_session, incident, job, pagerduty_id=None)
+
+    def _record_obsolete(
+        self, db_session: Session, incident: Incident, job: Job, *, pagerduty_id: str | None
+    ) -> Result:
+        """Close the call without applying it to the incident's current episode, and tell
+        its person in the thread; `pagerduty_id`: the incident PagerDuty changed, when
+        the call went out before the reopen was seen (None: PagerDuty was not asked)."""
+        payload = job.payload
+        action, requester = str(payload["action"]), self._requester(payload)
+        verb, past = VERBS.get(action, action), PAST.get(action, action)
+        asked, current = asked_on(payload), episode(db_session, incident)
+        now = self.clock.now()
+        if pagerduty_id is None:
+            told = (
+                f":information_source: {requester.display} asked to {verb} this incident "
+                f"before it reopened: that was for the episode that ended, so it is not "
+                f"applied to this one. Ask again if this one should be {past} too."
+            )
+            answer = (
+                f":information_source: Not {past}: #{incident.id} reopened before PagerDuty "
+                f"took your {verb}. Ask again if it should be {past} now."
+            )
+        else:
+            told = (
+                f":warning: {requester.display} asked to {verb} this incident before it "
+                f"reopened, and PagerDuty took it as it reopened: it is not applied here. "
+                f"Check the incident in PagerDuty, and ask again if this one should be "
+                f"{past} too."
+            )
+            answer = (
+                f":warning: #{incident.id} reopened as PagerDuty took your {verb}: it is not "
+                f"applied here. Check the incident in PagerDuty."
+            )
+        incidents.add_event(
+            db_session,
+            incident=incident,
+            kind="earlier_episode",
+            at=now,
+            now=now,
+            actor=requester.display,
+            text=f"{verb}, not applied",
+        )
+        flows.thread_text(
+            db_session, incident=incident, text=told, now=now, priority=requester.priority
+        )
+        audit.record(
+            db_session,
+            at=now,
+            actor=requester.audit_actor,
+            action=f"incident.{action}",
+            target=incident.target,
+            outcome="obsolete",
+            detail={
+                "via": requester.via,
+                "from": payload["from_email"],
+                "delivery": job.id,
+                "asked_on_episode": asked,
+                "episode": current,
+                "pagerduty_incident": pagerduty_id,
+            },
+        )
+        respond(db_session, requester=requester, text=answer, now=now)
+        error = f"obsolete: asked on episode {asked}, the incident is on episode {current}"
+        if not outbox.complete(
+            db_session, delivery_id=job.id, status=CANCELLED, error=error, now=now
+        ):
+            return self._recorded_elsewhere(db_session, job)
+        db_session.commit()
+        log.warning(
+            "incident %s: %s by %s asked before the incident reopened; not applied%s",
+            incident.id,
+            action,
+            requester.audit_actor,
+            " (PagerDuty had taken it)" if pagerduty_id is not None else ", PagerDuty not asked",
+            extra={
+                "incident": incident.id,
+                "delivery": job.id,
+                "slack_user": requester.slack_user_id,
+                "pagerduty_incident": pagerduty_id,
+            },
+        )
+        return Sent(recorded=True)
+
     def _recorded_elsewhere(self, db_session: Session, job: Job) -> Result:
         """The call outlived its lease and another instance recorded it first: not twice."""
         db_session.rollback()
@@ -647,6 +745,13 @@ def _overtaken(incident: Incident) -> str | None:
     if incident.silenced_until is not None:
         return "silenced"
     return None
+
+
+def _episode_passed(db_session: Session, incident: Incident, payload: dict[str, Any]) -> bool:
+    """A person's acknowledge or resolve asked before the incident last reopened: of
+    the episode that ended, not of this one, whose page nobody may have seen yet."""
+    asked = asked_on(payload)
+    return asked is not None and asked != episode(db_session, incident)
 
 
 def _queued_behind(db_session: Session, incident: Incident) -> _Queued | None:

@@ -389,6 +389,7 @@ EVENT_WORDS = {
     "silenced": "silenced",
     "unsilenced": "silence ended",
     "pagerduty_refused": "PagerDuty action failed",
+    "earlier_episode": "asked before it reopened",
     "channel": "channel started",
     "channel_archived": "channel archived",
 }
