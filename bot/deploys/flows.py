@@ -1175,6 +1175,11 @@ def _apply(
     stuck_min: float,
 ) -> None:
     previous = dict(deployment.observed or {})
+    switched = (
+        deployment.ecs_deployment_id is not None
+        and verdict.ecs_deployment_id is not None
+        and verdict.ecs_deployment_id != deployment.ecs_deployment_id
+    )
     new_lines = [
         render.stopped_line(t.short_id, t.reason, t.containers) for t in verdict.new_stopped
     ]
@@ -1183,9 +1188,7 @@ def _apply(
     deployment.last_checked_at = now
     deployment.observed = {
         **verdict.counts,
-        "most_running": max(
-            verdicts.most_running(previous), int(verdict.counts.get("running") or 0)
-        ),
+        "most_running": verdicts.high_water(previous, verdict.counts, switched=switched),
         "reported_tasks": list(verdict.reported_tasks),
         "reported_count": verdicts.reported_count(previous) + len(verdict.new_stopped),
         "stopped_lines": stopped_lines,

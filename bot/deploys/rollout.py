@@ -86,8 +86,21 @@ def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
 
 
 def most_running(observed: dict[str, Any]) -> int:
-    """The most tasks seen running at once in the rollout so far."""
+    """The most tasks seen running at once since the goal was last set (see `high_water`)."""
     return max(int(observed.get("most_running") or 0), int(observed.get("running") or 0))
+
+
+def high_water(previous: dict[str, Any], counts: dict[str, Any], *, switched: bool) -> int:
+    """The most tasks running at once since the goal was last set, this look included.
+
+    A new desired count (autoscaling) or another ECS deployment of the revision sets a
+    new goal: counting from the tasks running then, a scale-in and the scale-out after
+    it are progress again as each task comes up, not only past the count before.
+    """
+    running = int(counts.get("running") or 0)
+    if switched or counts.get("desired") != previous.get("desired"):
+        return running
+    return max(most_running(previous), running)
 
 
 def reported_count(observed: dict[str, Any]) -> int:
@@ -96,16 +109,19 @@ def reported_count(observed: dict[str, Any]) -> int:
     return int(count) if count is not None else len(observed.get("reported_tasks") or [])
 
 
-def _nearer(counts: dict[str, Any], before: dict[str, Any]) -> bool:
+def _nearer(counts: dict[str, Any], before: dict[str, Any], *, switched: bool) -> bool:
     """Whether the rollout moved toward its goal since the last look.
 
     A task that starts and crashes again raises the running count and lowers
-    it: only more running than ever before in this rollout is nearer the goal.
+    it: only more running than ever since the goal was last set (`high_water`)
+    is nearer the goal. A new goal (desired count, another ECS deployment of the
+    revision) is a move of its own.
     """
     if "state" not in before:
         return True  # the first look that reads the rollout
     return bool(
-        counts["running"] > most_running(before)
+        switched
+        or counts["running"] > most_running(before)
         or counts["state"] != before.get("state")
         or counts["desired"] != before.get("desired")
     )
@@ -199,7 +215,8 @@ def _verdict(
             ),
         )
     changed = not _same(counts, seen.observed) or bool(new_stopped)
-    if _nearer(counts, seen.observed):
+    switched = seen.ecs_deployment_id is not None and rollout.id != seen.ecs_deployment_id
+    if _nearer(counts, seen.observed, switched=switched):
         return Verdict(
             PROGRESS,
             counts,

@@ -23,7 +23,7 @@ from bot.clock import ManualClock
 from bot.deploys.flows import UNREADABLE_SINCE
 from bot.deploys.plans import Request
 from bot.deploys.requests import submit
-from bot.deploys.rollout import MAX_REPORTED_TASKS, Seen, assess
+from bot.deploys.rollout import MAX_REPORTED_TASKS, Seen, assess, high_water
 from bot.runtime import Runtime
 from sandbox.slack import SlackEmulator
 from tests.deploys.conftest import RELEASES
@@ -261,3 +261,71 @@ def test_the_stopped_tasks_remembered_are_those_ecs_still_lists_and_a_few_hundre
         stuck_after=timedelta(minutes=10),
     )
     assert list(unread.reported_tasks) == [t.arn for t in stopped(range(300))]
+
+
+def rollout_at(desired: int, running: int, *, ecs_id: str = "ecs-svc/1") -> ServiceState:
+    state = service_state(failed=0)
+    [rollout] = state.deployments
+    moved = replace(rollout, id=ecs_id, desired=desired, running=running, pending=desired - running)
+    return replace(state, desired=desired, running=running, deployments=(moved,))
+
+
+def looks(steps: list[tuple[int, ServiceState]]) -> list[str]:
+    """Each look's verdict, `observed` kept between looks as bot/deploys/flows.py `_apply` keeps it."""
+    kinds, observed, ecs_id, progress_at, is_stuck = [], {}, "ecs-svc/1", NOW, False
+    for minute, state in steps:
+        now = NOW + timedelta(minutes=minute)
+        before = Seen(
+            ecs_deployment_id=ecs_id,
+            task_definition="arn:aws:ecs:eu-west-1:1:task-definition/api-staging:2",
+            previous_task_definition=None,
+            observed=observed,
+            last_progress_at=progress_at,
+            is_stuck=is_stuck,
+        )
+        verdict = assess(before, state, stopped=[], now=now, stuck_after=timedelta(minutes=20))
+        switched = verdict.ecs_deployment_id not in (None, ecs_id)
+        observed = {
+            **verdict.counts,
+            "most_running": high_water(observed, verdict.counts, switched=switched),
+        }
+        ecs_id = verdict.ecs_deployment_id or ecs_id
+        if verdict.kind == "progress":
+            progress_at, is_stuck = now, False
+        is_stuck = is_stuck or verdict.kind == "stuck"
+        kinds.append(verdict.kind)
+    return kinds
+
+
+def test_a_new_goal_counts_the_tasks_coming_up_toward_it_as_progress_again() -> None:
+    # Autoscaling during a healthy rollout: 6 of 6, scaled in to 3, out to 6 again, the
+    # new tasks coming up slowly (a capacity provider adding instances).
+    scaled = looks(
+        [
+            (1, rollout_at(6, 0)),
+            (7, rollout_at(6, 6)),
+            (9, rollout_at(3, 3)),
+            (12, rollout_at(6, 3)),
+            (17, rollout_at(6, 4)),
+            (25, rollout_at(6, 5)),
+            (34, rollout_at(6, 6)),
+        ]
+    )
+    assert "stuck" not in scaled and scaled[-1] == "progress"
+    # A fresh ECS deployment of the revision (an operator's --force-new-deployment).
+    fresh = looks(
+        [
+            (1, rollout_at(4, 1)),
+            (4, rollout_at(4, 3)),
+            (6, rollout_at(4, 0, ecs_id="ecs-svc/2")),
+            (14, rollout_at(4, 1, ecs_id="ecs-svc/2")),
+            (22, rollout_at(4, 2, ecs_id="ecs-svc/2")),
+            (30, rollout_at(4, 3, ecs_id="ecs-svc/2")),
+        ]
+    )
+    assert "stuck" not in fresh
+    # A task that runs and crashes again, the goal unchanged, is no progress.
+    crashing = looks(
+        [(1, rollout_at(1, 1)), *((m, rollout_at(1, (m // 2) % 2)) for m in range(2, 30, 2))]
+    )
+    assert "stuck" in crashing
