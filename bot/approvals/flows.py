@@ -34,7 +34,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -53,6 +54,7 @@ from bot.approvals.errors import (
 )
 from bot.approvals.models import DONE, EXECUTING, FAILED, INTERRUPTED, PendingAction
 from bot.approvals.registry import APPROVE, CANCEL, CONFIRM, get_or_raise
+from bot.apps.errors import NotAllowed, RightUnverifiable
 from bot.audit import service as audit
 from bot.outbox import service as outbox
 
@@ -256,6 +258,30 @@ def waits_for(action: PendingAction, *, confirmer: str = "your confirmation") ->
     if action.required_approvals:
         needs.append("the approval of a second person")
     return " and ".join(needs)
+
+
+@contextmanager
+def as_requesters_right(actor: str, *, doing: str, waited: bool) -> Iterator[None]:
+    """Say a right the requester lost, in a request that `waited` for clicks, as theirs.
+
+    Someone else's click may be the one that runs it, while the right checked is
+    the requester's: "<@alice>, who asked, may no longer force deploys", not "You
+    may not" to the approver. A right Slack could not confirm is left as it is.
+    """
+    try:
+        yield
+    except RightUnverifiable:
+        raise
+    except NotAllowed as exc:
+        if not waited:
+            raise
+        said = str(exc)
+        plain = f"You may not {doing}."
+        why = said.removeprefix(plain).strip() if said.startswith(plain) else f"({said})"
+        raise NotAllowed(
+            f"{render.actor_text(actor)}, who asked, may no longer {doing}. {why} "
+            "Nothing was changed."
+        ) from exc
 
 
 def added_clicks(

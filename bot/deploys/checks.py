@@ -13,16 +13,13 @@ them are escaped.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
 from bot.adapters import ecr, ecs
-from bot.approvals.render import actor_text
-from bot.apps.errors import NotAllowed, RightUnverifiable
+from bot.approvals.flows import as_requesters_right
 from bot.apps.registry import Target, get_target_or_raise
 from bot.deploys import render, service
 from bot.deploys.errors import DeployRefused, aws_call
@@ -62,34 +59,12 @@ def _waited(request: Request) -> bool:
     return request.forces_shown is not None
 
 
-@contextmanager
-def _as_requesters_right(request: Request, *, doing: str) -> Iterator[None]:
-    """Say a right the requester lost, in a request that waited, as theirs.
-
-    Someone else's click may be the one that runs it, while the right checked is
-    the requester's: "<@alice>, who asked, may no longer force deploys", not "You
-    may not" to the approver. A right Slack could not confirm is left as it is.
-    """
-    try:
-        yield
-    except RightUnverifiable:
-        raise
-    except NotAllowed as exc:
-        if not _waited(request):
-            raise
-        said = str(exc)
-        plain = f"You may not {doing}."
-        why = said.removeprefix(plain).strip() if said.startswith(plain) else f"({said})"
-        raise NotAllowed(
-            f"{actor_text(request.actor)}, who asked, may no longer {doing}. {why} "
-            "Nothing was changed."
-        ) from exc
-
-
 def _require_rights(services: Services, request: Request, target: Target) -> None:
     """The requester (from the CLI: the Slack user its identity maps to) must be a deployer."""
     verb = "roll back" if request.kind == ROLLBACK else "deploy to"
-    with _as_requesters_right(request, doing=f"{verb} {code(target.label)}"):
+    with as_requesters_right(
+        request.actor, doing=f"{verb} {code(target.label)}", waited=_waited(request)
+    ):
         services.access.require(request.actor, target, action=verb)
 
 
@@ -102,7 +77,7 @@ def _require_force_rights(services: Services, request: Request) -> None:
     people = services.config.deploys.force_allowed
     if people.is_empty:
         return
-    with _as_requesters_right(request, doing="force deploys"):
+    with as_requesters_right(request.actor, doing="force deploys", waited=_waited(request)):
         services.access.require_one_of(request.actor, people, doing="force deploys")
 
 

@@ -233,6 +233,9 @@ def _require_clicks_asked(checked: Plan, action: PendingAction) -> None:
     """
     request = checked.request
     confirmation, approvals_needed = clicks_needed(checked.target, request)
+    if request.cli_identity is not None and action.required_approvals:
+        # From the CLI, a second person's approval stands for the requester's click.
+        confirmation = False
     added = approval_flows.added_clicks(
         action, needs_confirmation=confirmation, required_approvals=approvals_needed
     )

@@ -213,11 +213,17 @@ def list_flags(services: Services, *, app: str, env: str) -> str:
 # -- checking ------------------------------------------------------------------------------
 
 
-def prepare(services: Services, change: Change) -> Prepared:
-    """Check a change against the flags as they are now; nothing is written."""
+def prepare(services: Services, change: Change, *, waited: bool = False) -> Prepared:
+    """Check a change against the flags as they are now; nothing is written.
+
+    `waited`: it waited for clicks, so the right checked is the requester's, said as
+    theirs to whoever clicked last.
+    """
     target = get_target_or_raise(services.config, app=change.app, env=change.env)
     flags = flags_or_raise(target)
-    services.access.require(change.actor, target, action="change feature flags of")
+    doing = f"change feature flags of {code(target.label)}"
+    with approval_flows.as_requesters_right(change.actor, doing=doing, waited=waited):
+        services.access.require(change.actor, target, action="change feature flags of")
     if isinstance(flags, AppConfigFlags):
         current = appconfig.read_current(services.aws.get("appconfig"), flags)
         latest = current.newest
@@ -415,10 +421,10 @@ def _read_failed(services: Services, change: Change, exc: FlagFailed) -> None:
     _log_failure(change, step="reading the flags (nothing written)", exc=exc)
 
 
-def _prepare_or_record(services: Services, change: Change) -> Prepared:
+def _prepare_or_record(services: Services, change: Change, *, waited: bool = False) -> Prepared:
     """`prepare`, its refusal or failure audited."""
     try:
-        return prepare(services, change)
+        return prepare(services, change, waited=waited)
     except (FlagRefused, AppError) as exc:
         _refused(services, change, str(exc))
         raise
@@ -505,7 +511,7 @@ def execute(
 
     It runs only under the clicks it was asked under, or more (`_require_clicks_asked`).
     """
-    prepared = _prepare_or_record(services, change)
+    prepared = _prepare_or_record(services, change, waited=True)
     _require_clicks_asked(services, prepared, action)
     return _execute(services, prepared, approved_by=approved_by)
 

@@ -159,6 +159,26 @@ def test_a_cli_deploy_asked_before_prod_required_approval_does_not_run_on_the_co
     refused(after, releases, accepted.request_id, answer=answer, kind="deploy")
 
 
+def test_a_cli_deploy_approved_by_a_second_person_runs_once_prod_needs_no_approval(
+    make_runtime: MakeRuntime, world: World
+) -> None:
+    before = started(make_runtime, configured())  # protected, and a second person
+    accepted = submit(
+        before,
+        Request(app="api", env="prod", actor="U0ALICE", tag="1.0.2", cli_identity="github:alice"),
+    )
+    asked = pending(before, accepted.request_id)
+    assert (asked.needs_confirmation, asked.required_approvals) == (False, 1)
+    # Without a second person, prod would want the CLI requester's own click: the
+    # approval it was asked under stands for it.
+    after = started(make_runtime, configured(require_approval=False))
+
+    answer = click(after, accepted.request_id, "U0BOB", "approve")
+
+    assert answer.startswith("Deploy #1 of `api` `1.0.2` to `api/prod` started"), answer
+    assert world.service_task_definition("prod") != world.task_definitions["prod"]
+
+
 def test_a_request_asked_under_more_clicks_than_needed_now_runs_with_them(
     make_runtime: MakeRuntime, world: World
 ) -> None:

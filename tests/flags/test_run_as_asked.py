@@ -118,3 +118,23 @@ def test_a_change_asked_under_more_clicks_than_needed_now_runs_with_them(
     assert "version 2 written, AppConfig deployment 1 started" in answer, answer
     assert flag_world.versions() == [1, 2]
     assert [line.outcome for line in audits(after, "flag.change")] == ["ok"]
+
+
+def test_an_approver_is_told_the_requester_lost_the_right_not_that_they_may_not(
+    make_runtime: MakeRuntime, flag_world: FlagWorld, releases: SlackEmulator
+) -> None:
+    config = with_env(flag_config(flag_world), "prod", require_approval=True)
+    before = started(make_runtime, config)
+    request_id = ask(before, "prod", "apple_pay")
+    click(before, request_id, "U0ALICE", "confirm")
+    # Alice leaves prod's deployers while her change waits for Bob.
+    after = started(make_runtime, with_env(config, "prod", deployers={"users": ["U0BOB"]}))
+
+    answer = click(after, request_id, "U0BOB", "approve")
+
+    assert answer == (
+        "<@U0ALICE>, who asked, may no longer change feature flags of `api/prod`. "
+        "Allowed: <@U0BOB>. Nothing was changed."
+    )
+    assert flag_world.versions() == [1]
+    refused(after, releases, request_id, answer)
