@@ -25,7 +25,10 @@ from sandbox.server import free_port
 
 # Written into --var-dir at each start: only a directory bearing it is emptied by the next.
 VAR_DIR_MARKER = ".opsbot-sandbox"
-# What a start wrote before the marker existed: such a directory is the sandbox's too.
+# The default --var-dir, only ever the sandbox's: what a start wrote there before the
+# marker existed (its database, its test CA) is the sandbox's too. Elsewhere the same
+# files may be `opsbot serve`'s own (its var/ holds an opsbot.db).
+DEFAULT_VAR_DIR = Path("var") / "sandbox"
 _EARLIER_SANDBOX = {"opsbot.db", "opsbot.db-wal", "opsbot.db-shm", "opsbot.db-journal", "tls"}
 
 
@@ -37,7 +40,7 @@ def run_dev(args: argparse.Namespace) -> int:
     port = args.port if args.port else free_port()
     var_dir = Path(args.var_dir).expanduser()
     try:
-        renew_var_dir(var_dir)
+        renew_var_dir(var_dir, default=Path(args.var_dir) == DEFAULT_VAR_DIR)
     except VarDirRefused as exc:
         print(f"opsbot dev: {exc}", file=sys.stderr)
         return EXIT_BAD_CONFIG
@@ -74,19 +77,21 @@ class VarDirRefused(Exception):
     """A --var-dir that holds something the sandbox did not put there."""
 
 
-def renew_var_dir(var_dir: Path) -> None:
+def renew_var_dir(var_dir: Path, *, default: bool = False) -> None:
     """Empty `var_dir` for a new start, and mark it as the sandbox's own.
 
     The emulated world lives in memory and starts anew each time, so the database
     that remembers it does too. Only a directory that is new, empty, marked by an
-    earlier start, or holding only what a start writes (its database and test CA) is
-    emptied: `--var-dir .` or `~` is refused (VarDirRefused), not wiped.
+    earlier start, or (`default`: the default --var-dir) holding only what a start
+    writes (its database and test CA) is emptied: `--var-dir .`, `~` or `var` (where
+    `opsbot serve` keeps its database) is refused (VarDirRefused), not wiped.
     """
     if var_dir.exists() or var_dir.is_symlink():
         if not var_dir.is_dir():
             raise VarDirRefused(f"--var-dir {var_dir} is not a directory; nothing was changed")
         names = {child.name for child in var_dir.iterdir()}
-        if names and VAR_DIR_MARKER not in names and not names <= _EARLIER_SANDBOX:
+        earlier = default and names <= _EARLIER_SANDBOX
+        if names and VAR_DIR_MARKER not in names and not earlier:
             raise VarDirRefused(
                 f"--var-dir {var_dir} holds files the sandbox did not write (it has no "
                 f"{VAR_DIR_MARKER}), and each start empties it: nothing was changed. Name a "

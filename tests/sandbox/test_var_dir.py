@@ -76,12 +76,24 @@ def test_a_directory_the_sandbox_did_not_mark_or_a_file_is_refused_untouched(
     assert a_file.read_text(encoding="utf-8") == "data"
 
 
-def test_an_earlier_sandbox_from_before_the_marker_is_emptied(tmp_path: Path) -> None:
+def test_an_earlier_sandbox_from_before_the_marker_is_emptied_only_at_the_default_path(
+    tmp_path: Path,
+) -> None:
     # `make run` on a checkout whose var/sandbox a start before the marker wrote.
     earlier = tmp_path / "var" / "sandbox"
     (earlier / "tls").mkdir(parents=True)
     (earlier / "tls" / "ca.pem").write_text("CA", encoding="utf-8")
     for name in ("opsbot.db", "opsbot.db-wal", "opsbot.db-shm"):
         (earlier / name).write_bytes(b"SQLite")
-    renew_var_dir(earlier)
+    renew_var_dir(earlier, default=True)
     assert [p.name for p in earlier.iterdir()] == [VAR_DIR_MARKER]
+
+    # `--var-dir var`: `make serve`'s database looks the same, and is never touched.
+    serves = tmp_path / "var"
+    (serves / "opsbot.db").write_bytes(b"SQLite")
+    for child in earlier.iterdir():
+        child.unlink()
+    earlier.rmdir()
+    with pytest.raises(VarDirRefused, match="holds files the sandbox did not write"):
+        renew_var_dir(serves)
+    assert (serves / "opsbot.db").read_bytes() == b"SQLite"
