@@ -165,6 +165,14 @@ resource "aws_iam_role_policy" "deploy_environment" {
           Resource = "*"
         },
         {
+          # An interface endpoint with private DNS (modules/network) associates the VPC
+          # with the endpoint's AWS-owned hosted zone: CreateVpcEndpoint's dependent action.
+          Sid      = "VpcEndpointPrivateDns"
+          Effect   = "Allow"
+          Action   = ["route53:AssociateVPCWithHostedZone", "route53:DisassociateVPCFromHostedZone"]
+          Resource = "*"
+        },
+        {
           # The load balancer's access log bucket (bucket_prefix <name>-alb-logs-).
           Sid    = "EnvironmentBuckets"
           Effect = "Allow"

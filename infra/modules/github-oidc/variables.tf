@@ -48,6 +48,10 @@ variable "deploy_environments" {
     ]))
     error_message = "No environment name may be another's followed by a dash (staging and staging-eu): the deploy roles tell environments apart by name prefix."
   }
+  validation {
+    condition     = !contains(var.deploy_environments, "github")
+    error_message = "No environment may be named github: its names (opsbot-github-*) would cover every environment's deploy role."
+  }
 }
 
 variable "state_bucket_arn" {

@@ -278,7 +278,7 @@ run "an_environment_alone_in_its_account" {
   }
 
   assert {
-    condition     = [for s in jsondecode(aws_iam_role_policy.deploy_environment["prod"].policy).Statement : s.Sid] == ["EnvironmentServices", "EnvironmentBuckets", "ListStateBucket", "ReadWriteOwnState", "KeepTheStateKey", "NothingTaggedForAnotherEnvironment", "NoOtherDatabasesMasterSecret"]
+    condition     = [for s in jsondecode(aws_iam_role_policy.deploy_environment["prod"].policy).Statement : s.Sid] == ["EnvironmentServices", "VpcEndpointPrivateDns", "EnvironmentBuckets", "ListStateBucket", "ReadWriteOwnState", "KeepTheStateKey", "NothingTaggedForAnotherEnvironment", "NoOtherDatabasesMasterSecret"]
     error_message = "Alone (and without the DynamoDB lock table), the role gets its services, buckets and state, and the generic denies."
   }
 }
@@ -288,6 +288,16 @@ run "environments_are_told_apart_by_name_prefix" {
 
   variables {
     deploy_environments = ["staging", "staging-eu"]
+  }
+
+  expect_failures = [var.deploy_environments]
+}
+
+run "no_environment_is_named_github" {
+  command = plan
+
+  variables {
+    deploy_environments = ["staging", "github"]
   }
 
   expect_failures = [var.deploy_environments]
