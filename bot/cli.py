@@ -275,7 +275,9 @@ def _rights_notes(config: Config) -> list[str]:
                 notes.append(f"{where}.{right} names nobody: nobody may {what} these incidents")
     if config.rights.admins.is_empty:
         notes.append(
-            "rights.admins is empty: nobody may link PagerDuty identities for others from Slack"
+            "rights.admins is empty: nobody may link PagerDuty identities for others from "
+            "Slack, retry dead deliveries, or act on the open incidents of a route once it is "
+            "renamed or removed (only admins may)"
         )
     github = sorted(name for name in config.rights.cli if name.startswith("github:"))
     if github and not config.rights.cli_github.repositories:

@@ -211,4 +211,5 @@ def test_check_config_notes_rights_nobody_holds(
     out = capsys.readouterr().out
     assert "note: rights.incidents.declare names nobody: nobody may declare" in out
     assert "note: rights.admins is empty" in out
+    assert "act on the open incidents of a route once it is renamed or removed" in out
     assert "note: rights.cli maps github:octocat but rights.cli_github.repositories is empty" in out

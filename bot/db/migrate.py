@@ -60,6 +60,18 @@ def upgrade(
 
 def script_heads() -> frozenset[str]:
     """The revisions no other migration revises, read from the migration files' literals."""
+    revisions, revised = _script_revisions()
+    return revisions - revised
+
+
+@functools.cache
+def known_revisions() -> frozenset[str]:
+    """Every revision this code's migration files define."""
+    return _script_revisions()[0]
+
+
+def _script_revisions() -> tuple[frozenset[str], frozenset[str]]:
+    """The revisions the migration files define, and those some file revises."""
     revisions: set[str] = set()
     revised: set[str] = set()
     for path in (MIGRATIONS / "versions").glob("*.py"):
@@ -78,7 +90,7 @@ def script_heads() -> frozenset[str]:
             elif target.id == "down_revision":
                 down = ast.literal_eval(value)
                 revised.update([down] if isinstance(down, str) else down or ())
-    return frozenset(revisions - revised)
+    return frozenset(revisions), frozenset(revised)
 
 
 def _applied(database_url: str, timeouts: DbTimeouts) -> frozenset[str]:
@@ -113,6 +125,14 @@ def schema_problem(engine: Engine) -> str | None:
         return None
     if not applied:
         return "database not migrated: run `opsbot db upgrade`"
+    newer = sorted(applied - known_revisions())
+    if newer:
+        # A newer release migrated it (a rolling deploy, a rollback of the image): this
+        # code cannot upgrade to a revision it does not have.
+        return (
+            f"database schema at {', '.join(newer)}, newer than this code's migrations "
+            f"(it expects {', '.join(sorted(expected))}): run the release that migrated it"
+        )
     return (
         f"database schema at {', '.join(sorted(applied))}, expected {', '.join(sorted(expected))}"
         ": run `opsbot db upgrade`"

@@ -375,6 +375,7 @@ class IncidentActions:
                 doing=f"{doing} {_label(incident) if seen else f'#{incident.id}'}",
                 minutes=minutes,
                 own_channel=incident.slack_channel_id,
+                names_route=seen,
             )
         except RightMissing as exc:
             if self.config.route_gone(incident.route_name):

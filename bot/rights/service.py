@@ -95,18 +95,20 @@ class Rights:
         doing: str,
         minutes: int | None = None,
         own_channel: str | None = None,
+        names_route: bool = True,
     ) -> None:
         """Raise RightMissing unless `user_id` holds `right` on the route's incidents.
 
         `channel` is the route's (or the incident's alert) channel; `own_channel`
         the incident's own channel, whose members count as the first's. A route
         no longer in the config (renamed or removed) took its rights with it:
-        only admins act on its incidents, as on maintenance windows over it.
+        only admins act on its incidents, as on maintenance windows over it; the
+        refusal names the route unless `names_route` is False (someone who cannot
+        see the incident is told nothing of it but its number).
         """
         if self.config.route_gone(route_name):
-            self.require_admin(
-                user_id, doing=f"{doing} on route {code(route_name)} (no route has that name now)"
-            )
+            gone = f" on route {code(route_name)} (no route has that name now)"
+            self.require_admin(user_id, doing=doing + (gone if names_route else ""))
             return
         rights = self.incident_rights(route_name)
         who: Who = getattr(rights, right)

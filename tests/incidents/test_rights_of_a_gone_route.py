@@ -98,3 +98,23 @@ def test_incidents_of_a_route_since_renamed_are_acted_on_by_admins_only(
     assert put["from"] == "carol@example.com"
     ok = wait_for(lambda: len(audit_of(second, incident_id)) == 3 and audit_of(second, incident_id))
     assert (ok[-1].actor, ok[-1].action, ok[-1].outcome) == (ADMIN, "incident.acknowledge", "ok")
+
+
+def test_a_refusal_while_slack_is_down_names_no_gone_route(
+    start: Callable[..., LiveService],
+    sns_signer: SnsSigner,
+    slack: SlackEmulator,
+    pagerduty: PagerDutyEmulator,
+) -> None:
+    first = start("prod-secret-payments")
+    incident_id, _message = page(first, sns_signer, slack, pagerduty)
+    first.stop()
+    second = start("renamed")
+    # opsbot cannot tell whether Bob sees the incident: he is told its number only.
+    slack.faults.fail_for(30, status=500, calls=("users.info", "conversations."))
+    url = slack.response_url()
+    click(second, render.ACKNOWLEDGE, str(incident_id), user_id="U0BOB", response_url=url)
+    [reply] = wait_for(lambda: responses_to(slack, url))
+    slack.faults.clear()
+    assert f"#{incident_id}" in reply["text"], reply["text"]
+    assert "prod-secret-payments" not in reply["text"] and "route" not in reply["text"]
