@@ -39,6 +39,20 @@ def _may_have_run(exc: awslambda.InvokeFailed) -> bool:
     return exc.__cause__ is not None and may_have_been_done(exc.__cause__)
 
 
+# Lambda's error types for a function whose code could not be loaded: the handler never
+# started, so nothing ran. Every other function error of the role manager (a timeout,
+# the runtime's exit, anything raised around its handler's own try) may come after its
+# transaction committed: the handler answers its own failures as a result, never raises.
+NOT_STARTED_ERRORS = frozenset(
+    {
+        "Runtime.ImportModuleError",
+        "Runtime.HandlerNotFound",
+        "Runtime.MalformedHandlerName",
+        "Runtime.UserCodeSyntaxError",
+    }
+)
+
+
 def run(services: Services, *, target: Target, action: str) -> Outcome:
     """Invoke the role manager with `action` and wait for its result (never raises for AWS).
 
@@ -48,6 +62,8 @@ def run(services: Services, *, target: Target, action: str) -> Outcome:
     have run. Only a throttled invocation, which did not run (another invocation
     held the function's one slot), is tried again, after a short pause
     (`awslambda.invoke`). `check` changes nothing and is retried as any call too.
+    A `manage` that ended in a function error other than its code failing to load (a
+    timeout, the runtime's exit) is said as unanswered too: it may have committed.
     """
     function = function_of_or_raise(target)
     base = Outcome(action=action, label=target.label, function=function)
@@ -90,6 +106,13 @@ def run(services: Services, *, target: Target, action: str) -> Outcome:
             invocation.failure.error_type[:200],
         )
         said = escape(invocation.failure.text)
+        if action == MANAGE and invocation.failure.error_type not in NOT_STARTED_ERRORS:
+            failure = (
+                f"the role manager {code(function)} may have run, but it ended without its "
+                f"answer ({said}): run {code(f'/dbrole check {target.app} {target.env}')} to "
+                "see where the roles stand"
+            )
+            return replace(base, failure=failure, unanswered=True)
         return replace(base, failure=f"the role manager {code(function)} failed: {said}")
     result = ManagerResult.from_payload(invocation.payload)
     if result is None:

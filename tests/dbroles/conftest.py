@@ -101,11 +101,20 @@ class InProcessRoleManager:
                         os.environ[key] = value
 
 
+def lambda_error(error_type: str) -> type[Exception]:
+    """An exception the front door answers with `error_type` as its errorType (its class
+    name): Lambda's own types (``Sandbox.Timedout``) are no Python names."""
+    return type(error_type, (Exception,), {})
+
+
 class PackageWithoutPsycopg:
-    """A function deployed from a package that lacks psycopg's wheels: its import fails."""
+    """A function deployed from a package that lacks psycopg's wheels: its import fails,
+    and Lambda's Python runtime answers so, before any handler runs."""
 
     def invoke(self, event: Any) -> Any:
-        raise ModuleNotFoundError("No module named 'psycopg'")
+        raise lambda_error("Runtime.ImportModuleError")(
+            "Unable to import module 'role_manager': No module named 'psycopg'"
+        )
 
 
 def _admin_url() -> str:

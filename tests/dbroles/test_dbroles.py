@@ -290,13 +290,14 @@ def test_a_function_error_shows_its_type_and_message_but_no_stack(
     function = f"shop-broken-role-manager-{lambdas.database.dbname}"
     assert text == (
         f":x: *Database roles of `shop/broken`* (provision): the role manager `{function}` "
-        "failed: ModuleNotFoundError: No module named 'psycopg'."
+        "failed: Runtime.ImportModuleError: Unable to import module 'role_manager': No module"
+        " named 'psycopg'."
     )
     assert "Traceback" not in text and ".py" not in text
     [started, (_, action, _, outcome, detail)] = audits(live)
     assert started[1:4] == ("dbrole.provision", "dbrole:shop/broken", "started")
     assert (action, outcome) == ("dbrole.provision", "failed")
-    assert "ModuleNotFoundError" in detail["failure"]
+    assert "Runtime.ImportModuleError" in detail["failure"]
 
 
 def test_the_role_managers_own_errors_are_rendered(

@@ -77,7 +77,7 @@ def test_runs_that_did_not_go_well_are_logged_and_counted(
     caplog.set_level(logging.WARNING, logger="bot.dbroles.requests")
 
     assert "1 problem(s)" in ask(live, slack, "check shop down")  # its database does not answer
-    assert "failed: ModuleNotFoundError" in ask(live, slack, "provision shop broken")
+    assert "failed: Runtime.ImportModuleError" in ask(live, slack, "provision shop broken")
     assert "is not a role-manager result" in ask(live, slack, "provision shop qa")
 
     assert stranger.events == [{"action": "manage"}]
@@ -93,7 +93,7 @@ def test_runs_that_did_not_go_well_are_logged_and_counted(
     ]
     [down, broken, _] = [r.getMessage() for r in warnings_of(caplog)]
     assert "dbrole check of shop/down by U0ALICE" in down and "database error" in down
-    assert "ModuleNotFoundError" in broken
+    assert "Runtime.ImportModuleError" in broken
 
     caplog.clear()
     assert "change(s) made" in ask(live, slack, "provision shop staging")

@@ -219,3 +219,74 @@ def test_create_on_public_through_a_group_is_not_reported_clean(
     assert (result["changed"], result["errors"]) == ([], [error])
     assert schema_acl(rm_database, "public") == acl_before
     assert rm_group in memberships(rm_database, app)
+
+
+OTHER_SCHEMA = "other_{schema}"
+
+
+@pytest.mark.parametrize(
+    ("setup", "where", "error"),
+    [
+        (
+            ["GRANT CREATE ON DATABASE {dbname} TO {app}"],
+            "database {dbname}",
+            "needs a person: {app} holds CREATE on database {dbname} (it can create schemas,"
+            " and tables in them), so it is not DML only",
+        ),
+        (
+            ["CREATE SCHEMA {other}", "GRANT USAGE, CREATE ON SCHEMA {other} TO {app}"],
+            "schema {other}",
+            "needs a person: {app} can create in schema {other}, so it is not DML only",
+        ),
+        (
+            ["CREATE TABLE {schema}.mine (id int)", "ALTER TABLE {schema}.mine OWNER TO {app}"],
+            "relations of schema {schema}",
+            "needs a person: {app} owns relations of schema {schema} (mine), not {migrator},"
+            " so {app} can alter and drop them: it is not DML only",
+        ),
+    ],
+)
+def test_ddl_of_the_app_role_outside_its_schema_is_left_to_a_person_and_not_ok(
+    rm_env: dict[str, str],
+    rm_database: RmDatabase,
+    rm_superuser_url: str,
+    caplog: pytest.LogCaptureFixture,
+    setup: list[str],
+    where: str,
+    error: str,
+) -> None:
+    # Seen: after a clean manage, each of these left check saying "DML only" and ok.
+    assert invoke("manage")["ok"]
+    db = rm_database
+    names = {
+        "dbname": db.dbname,
+        "app": db.app,
+        "migrator": db.migrator,
+        "schema": db.schema,
+        "other": OTHER_SCHEMA.format(schema=db.schema),
+    }
+    info = psycopg.conninfo.conninfo_to_dict(rm_superuser_url)
+    info["dbname"] = db.dbname
+    with psycopg.connect(psycopg.conninfo.make_conninfo(**info), autocommit=True) as su:
+        for statement in setup:
+            su.execute(sql.SQL(statement).format(**{k: ident(v) for k, v in names.items()}))
+    said = error.format(**names)
+
+    checked = invoke("check")
+    result = invoke("manage")
+
+    for run in (checked, result):
+        assert run["ok"] is False
+        [found] = run["errors"]
+        assert found.startswith(said)
+    assert result["changed"] == []  # no owner and no other grant is changed
+    if setup[0].startswith("GRANT CREATE ON DATABASE"):
+        grants = next(r["grants"] for r in checked["roles"] if r["name"] == db.app)
+        assert f"CREATE on database {db.dbname}" in grants
+    logged = [
+        r for r in caplog.records if getattr(r, "event", None) == "role_manager.ddl_elsewhere"
+    ]
+    assert [(r.action, r.where) for r in logged] == [  # type: ignore[attr-defined]
+        ("check", where.format(**names)),
+        ("manage", where.format(**names)),
+    ]

@@ -249,3 +249,76 @@ def test_manage_works_as_an_rds_master_and_leaves_the_master_as_it_was(
             (rm_rds.master,),
         ).fetchall()
     assert rows == sorted([(rm_database.migrator,), ("rds_superuser",)])
+
+
+@pytest.mark.parametrize("power", ["SUPERUSER", "CREATEROLE", "REPLICATION", "BYPASSRLS"])
+def test_an_existing_role_that_may_become_a_powerful_group_is_not_taken_over(
+    rm_rds: RdsLike,
+    rm_database: RmDatabase,
+    rm_passwords: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
+    power: str,
+) -> None:
+    ident = sql.Identifier
+    # Seen: the app role was in an ordinary group that was SUPERUSER; manage gave it the
+    # app's password, and with it `SET ROLE` to that group made the app a superuser.
+    # The group is reached through another one: membership counts, directly or not.
+    dba, ops = f"{rm_database.app}_opsdba", f"{rm_database.app}_ops"
+    rm_rds.also_drop.extend([dba, ops])
+    with rm_rds.superuser(rm_database) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN " + power).format(ident(dba)))
+        conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN IN ROLE {}").format(ident(ops), ident(dba)))
+        conn.execute(
+            sql.SQL("CREATE ROLE {} NOLOGIN IN ROLE {}").format(ident(rm_database.app), ident(ops))
+        )
+    roles = watched(rm_database, rm_rds, dba, ops)
+    before = snapshot(rm_database, rm_rds, roles)
+    why = (
+        f"already exists with membership in {dba} ({power}): the role manager never takes"
+        " over a role more powerful"
+    )
+
+    result = invoke("manage")
+
+    assert_refused(
+        result, caplog, action="manage", setting="APP_ROLE", name=rm_database.app, why=why
+    )
+    assert snapshot(rm_database, rm_rds, roles) == before
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(rm_database.url(rm_database.app, rm_passwords[rm_database.app])).close()
+    caplog.clear()
+    checked = invoke("check")
+    assert_refused(
+        checked, caplog, action="check", setting="APP_ROLE", name=rm_database.app, why=why
+    )
+
+
+def test_a_schema_owned_by_a_member_of_a_powerful_group_is_not_taken(
+    rm_rds: RdsLike, rm_database: RmDatabase, caplog: pytest.LogCaptureFixture
+) -> None:
+    ident = sql.Identifier
+    dba, owner = f"{rm_database.app}_opsdba", f"{rm_database.app}_owner"
+    rm_rds.also_drop.extend([dba, owner])
+    with rm_rds.superuser(rm_database) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN BYPASSRLS").format(ident(dba)))
+        conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN IN ROLE {}").format(ident(owner), ident(dba)))
+        conn.execute(
+            sql.SQL("CREATE SCHEMA {} AUTHORIZATION {}").format(
+                ident(rm_database.schema), ident(owner)
+            )
+        )
+    roles = watched(rm_database, rm_rds, dba, owner)
+    before = snapshot(rm_database, rm_rds, roles)
+
+    result = invoke("manage")
+
+    assert_refused(
+        result,
+        caplog,
+        action="manage",
+        setting="SCHEMA_NAME",
+        name=rm_database.schema,
+        why=f"exists and belongs to {owner!r} (membership in {dba} (BYPASSRLS)): the role"
+        " manager never takes a schema from such a role",
+    )
+    assert snapshot(rm_database, rm_rds, roles) == before

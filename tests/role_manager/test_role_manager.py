@@ -336,6 +336,43 @@ def test_password_roles_do_not_keep_rds_iam(
     assert "rds_iam" in role(result, rm_database.migrator)["member_of"]
 
 
+def test_a_revoke_of_rds_iam_that_leaves_the_membership_is_no_change(
+    rm_env: dict[str, str],
+    rm_database: RmDatabase,
+    rm_with_rds_iam: None,
+    rm_aws: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Since PostgreSQL 16 a membership is one per grantor: REVOKE rds_iam by the master
+    # leaves one another role granted, with a WARNING. The step asks again after it ran
+    # (this cluster may be older, so the plan's own step is exercised here).
+    invoke("manage")  # IAM mode first: both roles join rds_iam
+    secret = rm_aws.create_secret(
+        Name=f"{rm_database.dbname}/late-password",
+        SecretString=json.dumps({"password": "s3cretpassw0rd"}),
+    )
+    monkeypatch.setenv("APP_PASSWORD_SECRET_ARN", secret["ARN"])
+    app = rm_database.app
+    config = role_manager.Config.from_env(dict(rm_env, APP_PASSWORD_SECRET_ARN=secret["ARN"]))
+    report = role_manager.Report(action="manage")
+    with psycopg.connect(rm_database.url()) as conn:
+        steps = role_manager.plan(conn, config, {app: "s3cretpassw0rd"}, report)
+        [step] = [s for s in steps if s.description.startswith(f"revoke rds_iam from {app}")]
+
+        assert step.still_needed is not None and step.still_needed(conn)
+        conn.execute(step.statement)
+        assert not step.still_needed(conn)
+        conn.rollback()
+
+    role_manager.no_effect(report, step)
+    assert report.errors == [
+        f"no effect: {step.description}: it ran and {app} is still a member of rds_iam (since"
+        " PostgreSQL 16 a membership is one per grantor, and one granted by another role"
+        " survives the master user's REVOKE), so its password login is refused; it needs a"
+        " person"
+    ]
+
+
 def test_a_new_password_in_the_secret_is_applied_once(
     rm_env: dict[str, str],
     rm_database: RmDatabase,

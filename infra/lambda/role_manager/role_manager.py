@@ -22,7 +22,9 @@ A REVOKE takes away only a grant to whom it names, and only one its grantor made
 REVOKE that leaves the grant in place is an error, never a change. A membership through
 which the app role can create in its schema (in the migrator, say), or either role in
 ``public``, is an error in both actions that a person resolves: the function ends no
-membership and changes no other role's grants.
+membership and changes no other role's grants. So is the app role's other DDL: CREATE on
+the database or on any other schema, and a relation of the schema it (or anyone but the
+migrator) owns; the function changes no owner there.
 
 ``check`` reports the same state without changing anything (it runs in a read-only
 transaction): each role with its attributes, grants and memberships, whether the app
@@ -46,7 +48,8 @@ rds_superuser, rds_iam, rdsadmin, ...) and of PostgreSQL (``pg_*``, ``postgres``
 transaction that would make the changes and before any of them, it refuses the master
 user's own name (the secret's username, the session's user), an existing role that is
 SUPERUSER, CREATEROLE, REPLICATION or BYPASSRLS or a member (directly or not) of a role
-it refuses by name or of the master, and an existing schema owned by such a role.
+it refuses by name, of the master, or of any role that has one of those attributes (its
+members may SET ROLE to it), and an existing schema owned by such a role.
 
 The result is JSON the bot renders::
 
@@ -308,6 +311,11 @@ class Step:
     # The plan's own test for this repair, asked again once the statement ran: true means
     # it changed nothing (a REVOKE of a grant the master user did not make is no error).
     still_needed: Callable[[psycopg.Connection[Any]], bool] | None = None
+    # What a person reads when the statement changed nothing: what is still there and why.
+    kept: str = (
+        "the grant is still there (one made by a role other than the schema's owner, or on a"
+        " schema the master user does not own, survives it)"
+    )
 
 
 @dataclass
@@ -601,7 +609,8 @@ def powers_of(conn: psycopg.Connection[Any], role: str, masters: frozenset[str])
     """What makes an existing role too powerful to take over; empty when it is not.
 
     Its power attributes, and the roles it is a member of, directly or through other
-    roles, that the function refuses by name or that are the master user; of those, the
+    roles, that the function refuses by name, that are the master user, or that have a
+    power attribute themselves (a member may SET ROLE to it and use it); of those, the
     ones it reaches first (rds_superuser, not the pg_monitor that comes with it).
     """
     row = role_row(conn, role)
@@ -609,24 +618,29 @@ def powers_of(conn: psycopg.Connection[Any], role: str, masters: frozenset[str])
         return []
     powers = [label for column, label in POWER_ATTRIBUTES if row[column]]
     groups = conn.execute(
-        "SELECT g.rolname FROM pg_roles g, pg_roles r WHERE r.rolname = %s"
-        " AND g.oid <> r.oid AND pg_has_role(r.oid, g.oid, 'MEMBER')",
+        sql.SQL(
+            "SELECT g.rolname, {} FROM pg_roles g, pg_roles r WHERE r.rolname = %s"
+            " AND g.oid <> r.oid AND pg_has_role(r.oid, g.oid, 'MEMBER')"
+        ).format(sql.SQL(", ").join(sql.Identifier("g", column) for column, _ in POWER_ATTRIBUTES)),
         (role,),
     ).fetchall()
-    refused = [
-        group
-        for (group,) in groups
-        if group not in HARMLESS_GROUPS
-        and (role_name_refusal(group) is not None or group in masters)
-    ]
+    reasons: dict[str, str] = {}
+    for group, *flags in groups:
+        if group in HARMLESS_GROUPS:
+            continue
+        held = [label for (_, label), on in zip(POWER_ATTRIBUTES, flags, strict=True) if on]
+        if role_name_refusal(group) is not None or group in masters:
+            reasons[group] = f"membership in {group}"
+        elif held:
+            reasons[group] = f"membership in {group} ({' '.join(held)})"
     implied = conn.execute(
         "SELECT b.rolname FROM pg_roles a, pg_roles b WHERE a.rolname = ANY(%(groups)s)"
         " AND b.rolname = ANY(%(groups)s) AND a.oid <> b.oid"
         " AND pg_has_role(a.oid, b.oid, 'MEMBER')",
-        {"groups": refused},
+        {"groups": list(reasons)},
     ).fetchall()
     implied_names = {name for (name,) in implied}
-    powers += [f"membership in {g}" for g in sorted(refused) if g not in implied_names]
+    powers += [reasons[g] for g in sorted(reasons) if g not in implied_names]
     return powers
 
 
@@ -734,6 +748,10 @@ def plan(
                         f"revoke {RDS_IAM_ROLE} from {role} (it logs in with a password,"
                         f" which RDS refuses to {RDS_IAM_ROLE} members)",
                         sql.SQL("REVOKE {} FROM {}").format(ident(RDS_IAM_ROLE), ident(role)),
+                        still_needed=partial(is_member, member=role, group=RDS_IAM_ROLE),
+                        kept=f"{role} is still a member of {RDS_IAM_ROLE} (since PostgreSQL 16"
+                        " a membership is one per grantor, and one granted by another role"
+                        " survives the master user's REVOKE), so its password login is refused",
                     )
                 )
             if not (exists and password_login_works(config, role, password)):
@@ -846,6 +864,9 @@ def plan(
             " needs it",
         )
 
+    if app_exists:
+        ddl_elsewhere(conn, config, report)
+
     for objtype, kind, privileges in (
         ("r", "TABLES", TABLE_PRIVILEGES),
         ("S", "SEQUENCES", SEQUENCE_PRIVILEGES),
@@ -931,6 +952,75 @@ def plan(
     return steps
 
 
+def ddl_elsewhere(conn: psycopg.Connection[Any], config: Config, report: Report) -> None:
+    """Report the app role's DDL other than CREATE on its schema or on public: errors in both
+    actions that a person resolves (manage changes no owner and no other grant).
+
+    CREATE on the database lets it make schemas; CREATE on another schema, tables there;
+    owning a relation of the managed schema (or being a member of its owner), altering
+    and dropping it. A relation there that the migrator does not own is one its migrations
+    cannot alter either.
+    """
+    schema, migrator, app = config.schema, config.migrator, config.app
+    if has_privilege(conn, "has_database_privilege", app, config.dbname, "CREATE"):
+        not_dml_only(
+            report,
+            app,
+            f"database {config.dbname}",
+            f"needs a person: {app} holds CREATE on database {config.dbname} (it can create"
+            " schemas, and tables in them), so it is not DML only: revoke it from the role"
+            " (or group, or PUBLIC) that holds it",
+        )
+    others = conn.execute(
+        "SELECT nspname FROM pg_namespace WHERE nspname <> ALL(%s)"
+        " AND has_schema_privilege(%s, oid, 'CREATE') ORDER BY nspname",
+        ([schema, "public"], app),
+    ).fetchall()
+    for (other,) in others:
+        not_dml_only(
+            report,
+            app,
+            f"schema {other}",
+            f"needs a person: {app} can create in schema {other}, so it is not DML only:"
+            f" revoke CREATE on it from {app} (or from the group or PUBLIC it holds it"
+            " through), or make another role the schema's owner",
+        )
+    owned = conn.execute(
+        "SELECT pg_get_userbyid(c.relowner), array_agg(c.relname ORDER BY c.relname)"
+        " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %s AND c.relkind NOT IN ('i', 'I')"
+        " AND pg_get_userbyid(c.relowner) <> %s GROUP BY 1 ORDER BY 1",
+        (schema, migrator),
+    ).fetchall()
+    for owner, names in owned:
+        listed = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+        why = (
+            f"so {app} can alter and drop them: it is not DML only"
+            if has_role(conn, app, owner)
+            else f"so {migrator}'s migrations cannot alter them"
+        )
+        not_dml_only(
+            report,
+            owner,
+            f"relations of schema {schema}",
+            f"needs a person: {owner} owns relations of schema {schema} ({listed}), not"
+            f" {migrator}, {why}: make {migrator} their owner (ALTER TABLE ... OWNER TO"
+            f" {migrator})",
+        )
+
+
+def not_dml_only(report: Report, role: str, where: str, message: str) -> None:
+    """Report DDL that manage does not repair: an error in both actions, logged."""
+    fields = {
+        "event": "role_manager.ddl_elsewhere",
+        "action": report.action,
+        "role": role,
+        "where": where,
+    }
+    log.warning("role manager needs a person: %s", json.dumps(fields), extra=fields)
+    report.errors.append(message)
+
+
 def needs_a_person(report: Report, path: CreatePath, schema: str, message: str) -> None:
     """Report a path to CREATE that manage does not repair: an error in both actions, logged."""
     fields = {
@@ -968,6 +1058,8 @@ def describe(conn: psycopg.Connection[Any], config: Config, report: Report) -> N
         grants: list[str] = []
         if has_privilege(conn, "has_database_privilege", role, config.dbname, "CONNECT"):
             grants.append(f"CONNECT on database {config.dbname}")
+        if has_privilege(conn, "has_database_privilege", role, config.dbname, "CREATE"):
+            grants.append(f"CREATE on database {config.dbname}")
         if owner is not None:
             if owner == role:
                 grants.append(f"owner of schema {schema}")
@@ -1079,9 +1171,7 @@ def no_effect(report: Report, step: Step) -> None:
     fields = {"event": "role_manager.no_effect", "action": report.action, "step": step.description}
     log.warning("role manager step had no effect: %s", json.dumps(fields), extra=fields)
     report.errors.append(
-        f"no effect: {step.description}: it ran and the grant is still there (one made by a"
-        " role other than the schema's owner, or on a schema the master user does not own,"
-        " survives it); it needs a person"
+        f"no effect: {step.description}: it ran and {step.kept}; it needs a person"
     )
 
 
