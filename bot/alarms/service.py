@@ -632,6 +632,11 @@ def _apply_paging(
     if reopened and incident.paged:
         # Its pending resolve, if any, was withdrawn already (`_withdraw_on_flap`).
         if silenced:
+            if resolved_there:
+                # Nothing is paged until the hold ends, which pages anew and starts
+                # them over: the first page's reminder and escalation would chase
+                # (and escalate) a page that no longer stands.
+                flows.cancel_reminders(db_session, incident=incident)
             return ", silenced: not paged again"
         # The resolve went out, or was tried and may have landed, or PagerDuty's incident
         # was resolved there: this is a new page. A resolve still pending goes first, so

@@ -101,7 +101,8 @@ def rest_order_key(incident_id: int) -> str:
 
 # The actions whose call carries the episode it was asked on (`episode`): landing on
 # the incident's next episode (it reopened while the call waited), they would close or
-# quiet a page nobody has seen.
+# quiet a page nobody has seen. An escalation is bound to its page instead
+# (`page_asked_for`): a flap whose page stands keeps it.
 EPISODE_BOUND = (ACKNOWLEDGE, RESOLVE)
 
 
@@ -124,6 +125,18 @@ def asked_on(payload: dict[str, Any]) -> int | None:
     if payload.get("action") not in EPISODE_BOUND or asked is None:
         return None
     return int(asked)
+
+
+def page_asked_for(db_session: Session, incident: Incident) -> dict[str, Any]:
+    """What an escalation's call carries of the page it is for: PagerDuty's incident,
+    when known, and the Events API event that paged it. A new page since (a new trigger;
+    that incident in `pagerduty_superseded_ids`) withdraws the call: it would escalate
+    the new page moments after it opened."""
+    last = outbox.last_pagerduty_event(db_session, dedup_key=incident.dedup_key)
+    return {
+        "pagerduty_incident": incident.pagerduty_incident_id,
+        "page_event": last.id if last is not None else None,
+    }
 
 
 def respond(
@@ -500,6 +513,7 @@ class IncidentActions:
                             if action in EPISODE_BOUND
                             else {}
                         ),
+                        **(page_asked_for(db_session, locked) if action == ESCALATE else {}),
                         **(
                             {"clicked_at": requester.clicked_at.isoformat()}
                             if requester.clicked_at
@@ -710,11 +724,16 @@ def _page_stands(db_session: Session, incident: Incident, action: str) -> bool:
     """Whether PagerDuty has an open incident for `action` to act on.
 
     An alarm that fired again under a silence or a maintenance window is open here
-    and unpaged, its last page resolved in PagerDuty: acknowledging or resolving it
-    there is refused ("Incident Already Resolved"), so the person's click changes it
-    in opsbot only, as for an incident PagerDuty has no part in.
+    and unpaged, its last page resolved in PagerDuty (by opsbot's resolve, or by
+    someone in PagerDuty's app): acknowledging or resolving it there is refused
+    ("Incident Already Resolved"), so the person's click changes it in opsbot only,
+    as for an incident PagerDuty has no part in.
     """
-    if action not in (ACKNOWLEDGE, RESOLVE) or incident.pagerduty_status in PAGE_OPEN:
+    if action not in (ACKNOWLEDGE, RESOLVE):
+        return True
+    if flows.page_resolved_in_pagerduty(incident):
+        return False
+    if incident.pagerduty_status in PAGE_OPEN:
         return True
     last = outbox.last_pagerduty_event(db_session, dedup_key=incident.dedup_key)
     return not (

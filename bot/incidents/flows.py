@@ -561,13 +561,18 @@ def resolve(
     via: str,
     note: str | None = None,
 ) -> bool:
-    """Resolve the incident (by a person or in PagerDuty); False if it already was."""
+    """Resolve the incident (by a person or in PagerDuty); False if it already was.
+
+    Its reminder and escalation end either way: an incident its alarm's OK resolved
+    keeps them while its page stands (a flap within the reopen window brings them
+    back), and a page resolved in PagerDuty no longer stands.
+    """
+    cancel_reminders(db_session, incident=incident)
     if not incident.is_open:
         return False
     incident.status = RESOLVED
     incident.resolved_at = at
     incident.resolved_by = by
-    cancel_reminders(db_session, incident=incident)
     text = via + (f": {note}" if note else "")
     incidents.add_event(
         db_session, incident=incident, kind="resolved", at=at, now=now, actor=by, text=text

@@ -60,6 +60,8 @@ NOTE_CLOCK_SKEW = timedelta(minutes=1)  # PagerDuty's clock against ours, when l
 # behind it, and asks again this long after: by then that call has landed (the
 # escalation is not wanted) or given up (it is).
 STEP_ASIDE = timedelta(minutes=2)
+# Why an escalation asked for an earlier page is withdrawn (`_page_replaced`).
+PAGED_ANEW = "paged anew"
 # The worker takes one token of the REST token's lane for a delivery: its first
 # request. Each request after it (an escalation reads the incident, then changes
 # it; an incident not known yet is looked up first; a note tried again is looked
@@ -161,6 +163,7 @@ class PagerDutyActionSender:
             if incident is None:
                 return Dead(error="the incident no longer exists")
             passed = _episode_passed(db_session, incident, payload)
+            replaced = _page_replaced(db_session, incident, payload)
             known_id, dedup_key = incident.pagerduty_incident_id, incident.dedup_key
             service_id = incident.pagerduty_service_id
             left_behind = set(incident.pagerduty_superseded_ids or ())
@@ -170,6 +173,10 @@ class PagerDutyActionSender:
             if _unattended_escalation(payload) and payload.get("level") is None:
                 overtaken = _overtaken(incident)
                 queued = None if overtaken else _queued_behind(db_session, incident)
+        if replaced:
+            # Asked for a page a new one replaced: it would escalate the new page
+            # moments after it opened, before anyone had a chance to answer it.
+            return self._withdrawn(job, PAGED_ANEW, pagerduty_id=payload.get("pagerduty_incident"))
         if passed:
             return self._obsolete(job)
         if overtaken is not None:
@@ -342,9 +349,14 @@ class PagerDutyActionSender:
         return level
 
     def _withdrawn(self, job: Job, reason: str, *, pagerduty_id: str | None = None) -> Result:
-        """opsbot's own escalation, overtaken while it waited: not sent, and the thread told."""
+        """An escalation overtaken while it waited: not sent, and the thread told.
+
+        opsbot's own (acknowledged, resolved or silenced meanwhile), or anyone's asked
+        for a page a new one replaced (PAGED_ANEW): a person hears it too.
+        """
         now = self.clock.now()
         incident_id = job.payload["incident_id"]
+        requester = self._requester(job.payload)
         with self.sessions() as db_session:
             incident = incidents.lock(db_session, incident_id=int(incident_id))
             assert incident is not None
@@ -354,7 +366,7 @@ class PagerDutyActionSender:
                 kind="escalation_withdrawn",
                 at=now,
                 now=now,
-                actor="opsbot",
+                actor=requester.display,
                 text=f"{reason} meanwhile",
             )
             flows.thread_text(
@@ -362,15 +374,25 @@ class PagerDutyActionSender:
                 incident=incident,
                 text=f":information_source: Not escalated after all: {reason} meanwhile.",
                 now=now,
+                priority=requester.priority,
             )
             audit.record(
                 db_session,
                 at=now,
-                actor="opsbot",
+                actor=requester.audit_actor,
                 action=f"incident.{ESCALATE}",
                 target=incident.target,
                 outcome="cancelled",
-                detail={"via": "job", "reason": reason},
+                detail={"via": requester.via, "reason": reason, "pagerduty_incident": pagerduty_id},
+            )
+            respond(
+                db_session,
+                requester=requester,
+                text=(
+                    f":information_source: Not escalated: #{incident.id} was {reason} "
+                    f"meanwhile. Escalate again if the new page should be."
+                ),
+                now=now,
             )
             if not outbox.complete(
                 db_session,
@@ -383,14 +405,16 @@ class PagerDutyActionSender:
             db_session.commit()
         self.metrics.escalations_withdrawn.labels(reason).inc()
         log.info(
-            "incident %s: opsbot's escalation withdrawn on attempt %d, %s meanwhile; "
+            "incident %s: %s's escalation withdrawn on attempt %d, %s meanwhile; "
             "PagerDuty not asked",
             incident_id,
+            requester.audit_actor,
             job.attempts,
             reason,
             extra={
                 "incident": incident_id,
                 "delivery": job.id,
+                "slack_user": requester.slack_user_id,
                 "pagerduty_incident": pagerduty_id,
             },
         )
@@ -754,12 +778,35 @@ def _episode_passed(db_session: Session, incident: Incident, payload: dict[str, 
     return asked is not None and asked != episode(db_session, incident)
 
 
+def _page_replaced(db_session: Session, incident: Incident, payload: dict[str, Any]) -> bool:
+    """An escalation asked for a page that a new one replaced since (`page_asked_for`):
+    its PagerDuty incident superseded, or a trigger sent or queued after its event."""
+    if payload.get("action") != ESCALATE:
+        return False
+    if payload.get("pagerduty_incident") in (incident.pagerduty_superseded_ids or ()):
+        return True
+    asked_on_event = payload.get("page_event")
+    if asked_on_event is None:
+        return False  # asked before escalations carried their page
+    last = outbox.last_pagerduty_event(db_session, dedup_key=incident.dedup_key)
+    return (
+        last is not None
+        and last.payload.get("action") == "trigger"
+        and last.id > int(asked_on_event)
+    )
+
+
 def _queued_behind(db_session: Session, incident: Incident) -> _Queued | None:
     """A person's resolve (else acknowledge) waiting behind the escalation in the
-    incident's ordered lane: asked for, not done (it may yet give up)."""
-    pending = outbox.pending_payloads(
-        db_session, kind=PAGERDUTY_REST, order_key=rest_order_key(incident.id)
-    )
+    incident's ordered lane: asked for, not done (it may yet give up). Not one asked
+    before the incident last reopened: it is cancelled as obsolete, not sent."""
+    pending = [
+        payload
+        for payload in outbox.pending_payloads(
+            db_session, kind=PAGERDUTY_REST, order_key=rest_order_key(incident.id)
+        )
+        if not _episode_passed(db_session, incident, payload)
+    ]
     for action in (RESOLVE, ACKNOWLEDGE):
         for payload in pending:
             if payload.get("action") == action:
