@@ -84,6 +84,29 @@ def test_an_alarm_with_numbers_no_int_holds_still_pages(
     assert name in posted.text + str(posted.blocks)
 
 
+@pytest.mark.parametrize("where", ["Threshold", "ignored-key"])
+def test_an_alarm_with_an_integer_past_pythons_digit_limit_still_pages(
+    service: LiveService,
+    sns_signer: SnsSigner,
+    pagerduty: PagerDutyEmulator,
+    where: str,
+) -> None:
+    # Python refuses to read an integer of more than 4,300 digits (a ValueError).
+    name = f"prod-api-{where.lower()}-4301-digits"
+    message = json.loads(alarm_message(name=name, state="ALARM"))
+    if where == "Threshold":
+        message["Trigger"]["Threshold"] = "@LONG@"
+    else:
+        message["SomethingNew"] = {"Count": "@LONG@"}
+    raw = with_numbers(message, {"@LONG@": "9" * 4301})
+    envelope = sns_signer.notification(raw, topic_arn=TOPIC_ARN)
+    answer = service.post("/sns", content=body(envelope), headers={"content-type": "text/plain"})
+    assert answer.status_code == 200, answer.text
+
+    incident = wait_for(lambda: only_incident(service, name))
+    wait_for(lambda: pagerduty.incidents_for(incident.dedup_key))
+
+
 @pytest.fixture
 def webhook_service(
     settings: Settings,

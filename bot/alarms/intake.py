@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.alarms.batch import APPLY_SLICE, GroupCommit, Outcome
 from bot.alarms.models import PENDING, ReceivedMessage
+from bot.alarms.parse import counting_odd_fields
 from bot.alarms.routing import route_for
 from bot.alarms.service import Inbound, apply_recorded, receive, record_for_later
 from bot.clock import Clock
@@ -196,10 +197,14 @@ class AlarmIntake:
     def _receive(
         self, db_session: Session, inbounds: list[Inbound], now: datetime
     ) -> list[tuple[str, int | None]]:
-        return [
-            (receive(db_session, inbound=inbound, config=self.config, now=now), None)
-            for inbound in inbounds
-        ]
+        with counting_odd_fields(self._count_odd_field):
+            return [
+                (receive(db_session, inbound=inbound, config=self.config, now=now), None)
+                for inbound in inbounds
+            ]
+
+    def _count_odd_field(self, what: str) -> None:
+        self.metrics.alarm_odd_fields.labels(what).inc()
 
     @staticmethod
     def _record_pending(
@@ -343,12 +348,15 @@ class AlarmIntake:
         return len(rows)
 
     def _apply(self, rows: list[_Pending]) -> list[str | None]:
-        outcomes, _ = self._committed(
-            lambda db_session, now: [
-                apply_recorded(db_session, received_id=row, config=self.config, now=now)
-                for row, _ in rows
-            ]
-        )
+        def work(db_session: Session, now: datetime) -> list[str | None]:
+            # Counted here, not when recorded: each message once, as it is acted on.
+            with counting_odd_fields(self._count_odd_field):
+                return [
+                    apply_recorded(db_session, received_id=row, config=self.config, now=now)
+                    for row, _ in rows
+                ]
+
+        outcomes, _ = self._committed(work)
         return outcomes
 
     def _applied(self, rows: list[_Pending], outcomes: list[str | None]) -> None:

@@ -7,14 +7,54 @@ as a plain notification instead of failing.
 
 from __future__ import annotations
 
+import json
+import logging
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot import json_depth
 from bot.clock import parse_time
 
+log = logging.getLogger(__name__)
+
 STATES = ("ALARM", "OK", "INSUFFICIENT_DATA")
+
+# Widths of the incident's columns (bot/incidents/models.py) the alarm's fields go to.
+NAME_LENGTH = 255
+# A transition may be stamped this far past its notification's receipt (clocks of two
+# hosts disagree); later, it is taken as received, so that it cannot outrank every
+# genuine transition until that date.
+CLOCK_SKEW = timedelta(minutes=5)
+_ACCOUNT = re.compile(r"[0-9]{12}")
+REGION_LENGTH = 32
+
+# Counts what the parser corrected or refused in an alarm (the metric is the intake's);
+# unset, only the WARNING line is written.
+_count_odd: ContextVar[Callable[[str], None] | None] = ContextVar("count_odd", default=None)
+
+
+@contextmanager
+def counting_odd_fields(count: Callable[[str], None]) -> Iterator[None]:
+    """Within the block, `count(what)` is called for each field parse_alarm corrects or
+    refuses (`what`: future_time, name_cut, account_invalid, region_invalid,
+    account_mismatch)."""
+    token = _count_odd.set(count)
+    try:
+        yield
+    finally:
+        _count_odd.reset(token)
+
+
+def _odd(what: str, text: str, *args: object, **extra: object) -> None:
+    log.warning(text, *args, extra={"odd": what, **extra})
+    count = _count_odd.get()
+    if count is not None:
+        count(what)
 
 
 @dataclass(frozen=True)
@@ -242,10 +282,108 @@ def _arn_parts(arn: str) -> tuple[str, str, str]:
     return "aws", "", ""
 
 
-def parse_alarm(message: str) -> Alarm | None:
-    """The alarm in an SNS `Message`, or None when it is not a CloudWatch alarm."""
+def _json_int(text: str) -> int | float:
+    """A JSON integer; one past Python's int-string limit (4,300 digits) is infinity,
+    which the number fields take as absent, rather than a ValueError that makes the
+    whole alarm "not JSON"."""
     try:
-        data = json_depth.loads(message)  # too deep is a ValueError: not an alarm
+        return int(text)
+    except ValueError:
+        return float("-inf") if text.startswith("-") else float("inf")
+
+
+def _identity(data: dict[str, Any], name: str) -> tuple[str, str, str, str] | None:
+    """(arn, partition, region, account) of the alarm; None when the account is not 12
+    digits, the region longer than its column, or the account in the text disagrees with
+    the one in the ARN."""
+    arn = _str(data.get("AlarmArn")) or ""
+    partition, region, arn_account = _arn_parts(arn)
+    claimed = _str(data.get("AWSAccountId"))
+    if claimed and arn_account and claimed != arn_account:
+        # Routes match on the account: which one is true cannot be told.
+        _odd(
+            "account_mismatch",
+            "alarm %r claims account %s but its ARN is of account %s; taken as a notice",
+            name,
+            claimed[:64],
+            arn_account,
+            alarm_name=name,
+            account=claimed[:64],
+            arn_account=arn_account,
+        )
+        return None
+    account = claimed or arn_account
+    if account and not _ACCOUNT.fullmatch(account):
+        _odd(
+            "account_invalid",
+            "alarm %r has account %r, not 12 digits; taken as a notice",
+            name,
+            account[:64],
+            alarm_name=name,
+            account=account[:64],
+        )
+        return None
+    # A short region that is no region code still pages (it gets no console link); one
+    # past the column is no AWS region at all.
+    if len(region) > REGION_LENGTH:
+        _odd(
+            "region_invalid",
+            "alarm %r has a region of %d characters, longer than any; taken as a notice",
+            name,
+            len(region),
+            alarm_name=name,
+            region=region[:64],
+        )
+        return None
+    return arn, partition, region, account
+
+
+def _bounded_name(name: str) -> str:
+    if len(name) <= NAME_LENGTH:
+        return name
+    # Cut to the column, the cut shown: its start is what people recognise.
+    cut = name[: NAME_LENGTH - 1] + "\u2026"
+    _odd(
+        "name_cut",
+        "alarm name of %d characters cut to %d: %r",
+        len(name),
+        NAME_LENGTH,
+        cut,
+        alarm_name=cut,
+        length=len(name),
+    )
+    return cut
+
+
+def _change_time(raw: Any, *, name: str, received_at: datetime) -> datetime:
+    """StateChangeTime, no later than the notification's receipt (plus CLOCK_SKEW)."""
+    stamped = parse_time(raw)
+    if stamped is None:
+        return received_at
+    if stamped > received_at + CLOCK_SKEW:
+        _odd(
+            "future_time",
+            "alarm %r changed state at %s, after it was received (%s); taken as received",
+            name,
+            stamped.isoformat(),
+            received_at.isoformat(),
+            alarm_name=name,
+            state_change_time=stamped.isoformat(),
+            received_at=received_at.isoformat(),
+        )
+        return received_at
+    return stamped
+
+
+def parse_alarm(message: str, *, received_at: datetime | None = None) -> Alarm | None:
+    """The alarm in an SNS `Message`, or None when it is not a CloudWatch alarm.
+
+    `received_at`: when the notification arrived (default: now), the latest its
+    StateChangeTime may be.
+    """
+    try:
+        json_depth.check_depth(message)  # too deep is a ValueError: not an alarm
+        data = json.loads(message, parse_int=_json_int)
     except (TypeError, ValueError):
         return None
     if not isinstance(data, dict):
@@ -254,9 +392,11 @@ def parse_alarm(message: str) -> Alarm | None:
     state = _str(data.get("NewStateValue"))
     if name is None or state not in STATES:
         return None
-    arn = _str(data.get("AlarmArn")) or ""
-    partition, region, arn_account = _arn_parts(arn)
-    account = _str(data.get("AWSAccountId")) or arn_account
+    name = _bounded_name(name)
+    identity = _identity(data, name)
+    if identity is None:
+        return None
+    arn, partition, region, account = identity
     old_state = _str(data.get("OldStateValue"))
     return Alarm(
         name=name,
@@ -270,6 +410,8 @@ def parse_alarm(message: str) -> Alarm | None:
         new_state=state,
         old_state=old_state if old_state in STATES else None,
         reason=_str(data.get("NewStateReason")) or "",
-        state_change_time=parse_time(data.get("StateChangeTime")) or datetime.now(UTC),
+        state_change_time=_change_time(
+            data.get("StateChangeTime"), name=name, received_at=received_at or datetime.now(UTC)
+        ),
         trigger=_trigger(data),
     )

@@ -84,7 +84,7 @@ class Inbound:
 
 def receive(db_session: Session, *, inbound: Inbound, config: Config, now: datetime) -> str:
     """Record and act on one message; return what was done (for logs and tests)."""
-    alarm = parse_alarm(inbound.body)
+    alarm = parse_alarm(inbound.body, received_at=now)
     received_id = record(db_session, inbound=inbound, now=now, alarm=alarm)
     if received_id is None:
         return "duplicate"
@@ -170,7 +170,7 @@ def apply_recorded(
         topic_arn=row.topic_arn,
         subject=row.subject,
     )
-    alarm = parse_alarm(inbound.body)
+    alarm = parse_alarm(inbound.body, received_at=now)
     return _act(
         db_session, received_id=received_id, inbound=inbound, alarm=alarm, config=config, now=now
     )

@@ -158,11 +158,12 @@ class Metrics:
             "opsbot_escalations_withdrawn",
             "opsbot's own escalations not sent to PagerDuty as they stood: withdrawn because "
             "the incident was acknowledged, resolved or silenced meanwhile, or deferred for a "
-            "person's queued acknowledge or resolve, by reason.",
+            "person's queued acknowledge or resolve, by reason; and anyone's escalation of a "
+            "page a new page replaced (paged anew).",
             ["reason"],
             registry=registry,
         )
-        for reason in ("acknowledged", "resolved", "silenced", "deferred"):
+        for reason in ("acknowledged", "resolved", "silenced", "deferred", "paged anew"):
             self.escalations_withdrawn.labels(reason)
         self.pagerduty_webhooks = Counter(
             "opsbot_pagerduty_webhooks",
@@ -379,6 +380,14 @@ class Metrics:
         )
         for call in ("receive", "delete"):
             self.alarm_queue_errors.labels(call)
+        self.alarm_odd_fields = Counter(
+            "opsbot_alarm_odd_fields",
+            "Alarm fields parsing corrected (`future_time`: StateChangeTime after receipt, "
+            "taken as received; `name_cut`) or refused, the message then a notice "
+            "(`account_mismatch`, `account_invalid`, `region_invalid`); each a WARNING line.",
+            ["what"],
+            registry=registry,
+        )
         self.sns_unsubscribed = Counter(
             "opsbot_sns_unsubscribed",
             "Verified UnsubscribeConfirmations on POST /sns: that topic's alarms no longer "

@@ -62,7 +62,7 @@ def test_a_region_that_is_not_an_aws_region_gives_no_link(region: str) -> None:
 
 
 def test_the_alarm_name_is_quoted_into_the_fragment() -> None:
-    url = _url(arn="arn:aws:cloudwatch:us-east-1:1:alarm:x", name="a|b>c#d e/f<g")
+    url = _url(arn="arn:aws:cloudwatch:us-east-1:123456789012:alarm:x", name="a|b>c#d e/f<g")
     assert url == (
         "https://us-east-1.console.aws.amazon.com/cloudwatch/home?region=us-east-1"
         "#alarmsV2:alarm/a%7Cb%3Ec%23d%20e%2Ff%3Cg"

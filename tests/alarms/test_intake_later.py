@@ -195,9 +195,9 @@ def test_a_notification_that_cannot_be_applied_is_marked_counted_and_the_rest_go
     engine: sa.Engine,
 ) -> None:
     intake = make_intake(engine)
-    # CloudWatch names are at most 255 characters; PostgreSQL refuses a longer
-    # incident title, so this one records (its text is kept) but never applies.
-    hostile = change("prod-" + "x" * 300, "ALARM", second=0, message_id="m-hostile")
+    # PostgreSQL refuses a NUL in text: the JSON's escape of one records (its text is
+    # kept as sent) but its name never makes an incident.
+    hostile = change("prod-nul\x00-5xx", "ALARM", second=0, message_id="m-hostile")
     good = change("prod-good-5xx", "ALARM", second=0)
 
     assert intake.record_later([hostile, good]) == [RECORDED, RECORDED]

@@ -30,7 +30,7 @@ from tests.alarms.test_late_and_flapping import waiting_on_a_lock
 from tests.support import wait_for
 
 ARN = "arn:aws:cloudwatch:us-east-1:123456789012:alarm:"
-T1 = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
+T1 = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)  # past: a later stamp than its receipt is corrected
 
 
 # SQLite lets one writer at a time in: there is no race to lose.
