@@ -1627,24 +1627,7 @@ def settle_intent(
         )
         if known is not None:
             text += " (It was first recorded as not started: AppConfig lists it now.)"
-        channel = info.get("channel")
-        if channel:
-            outbox.post_or_update(
-                db_session,
-                key=str(info["key"]),
-                channel=channel,
-                message=render.change_announcement(info, state="DEPLOYING"),
-                now=now,
-            )
-            outbox.reply_in_thread(
-                db_session,
-                key=str(info["key"]),
-                channel=channel,
-                fold_key=None,
-                item={"text": text},
-                render=deploy_render.text_reply,
-                now=now,
-            )
+        _announce(db_session, info, state="DEPLOYING", text=text, now=now)
         if tell or known is not None:  # a not-started message of its own is corrected
             _tell(db_session, actor=actor, key=f"{info['key']}:settled", text=text, now=now)
         refresh_incidents(db_session, app=app, env=env, now=now)
@@ -1809,25 +1792,31 @@ def observe(services: Services, *, info: dict[str, Any], last: str) -> str | Non
             },
         )
         refresh_incidents(db_session, app=str(info["app"]), env=str(info["env"]), now=now)
-        if channel:
-            outbox.post_or_update(
-                db_session,
-                key=info["key"],
-                channel=channel,
-                message=render.change_announcement(info, state=rollout.state),
-                now=now,
-            )
-            outbox.reply_in_thread(
-                db_session,
-                key=info["key"],
-                channel=channel,
-                fold_key=None,
-                item={"text": text},
-                render=deploy_render.text_reply,
-                now=now,
-            )
+        _announce(db_session, info, state=rollout.state, text=text, now=now)
         db_session.commit()
     return None
+
+
+def _announce(
+    db_session: Session, info: dict[str, Any], *, state: str, text: str, now: datetime
+) -> None:
+    """The change's announcement shows `state`, and its thread says `text` (when it was
+    announced in a channel)."""
+    channel = info.get("channel")
+    if not channel:
+        return
+    key = str(info["key"])
+    message = render.change_announcement(info, state=state)
+    outbox.post_or_update(db_session, key=key, channel=channel, message=message, now=now)
+    outbox.reply_in_thread(
+        db_session,
+        key=key,
+        channel=channel,
+        fold_key=None,
+        item={"text": text},
+        render=deploy_render.text_reply,
+        now=now,
+    )
 
 
 UNREADABLE_SINCE = "unreadable_since"  # watch info: the first look that could not read it
@@ -1866,30 +1855,13 @@ def unreadable(services: Services, *, info: dict[str, Any], error: FlagError) ->
         aws_error,
         extra={"target": f"flag:{info.get('label')}", "slack_user": info.get("actor")},
     )
-    channel = info.get("channel")
+    text = (
+        f":warning: opsbot cannot read AppConfig deployment {info.get('deployment')} since "
+        f"{slack_date(since)} ({code(aws_error)}): nobody here can tell how "
+        f"{code(info.get('flag'))} rolls out. Check it in AppConfig; opsbot keeps looking."
+    )
     with services.sessions() as db_session:
         _count(db_session, "stuck")
-        if channel:
-            outbox.post_or_update(
-                db_session,
-                key=str(info["key"]),
-                channel=channel,
-                message=render.change_announcement(info, state="UNREADABLE"),
-                now=now,
-            )
-            outbox.reply_in_thread(
-                db_session,
-                key=str(info["key"]),
-                channel=channel,
-                fold_key=None,
-                item={
-                    "text": f":warning: opsbot cannot read AppConfig deployment "
-                    f"{info.get('deployment')} since {slack_date(since)} "
-                    f"({code(aws_error)}): nobody here can tell how {code(info.get('flag'))} "
-                    "rolls out. Check it in AppConfig; opsbot keeps looking."
-                },
-                render=deploy_render.text_reply,
-                now=now,
-            )
+        _announce(db_session, info, state="UNREADABLE", text=text, now=now)
         db_session.commit()
     return {**info, UNREADABLE_TOLD: True}
