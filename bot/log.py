@@ -23,13 +23,17 @@ _URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]+@")
 _PASSWORD_PARAMETER = re.compile(
     r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s'\"&,)]+)", re.IGNORECASE
 )
+# A Slack response_url or incoming webhook is a bearer credential: whoever holds one
+# may post in its channel. Its path after the kind is the secret.
+_SLACK_HOOK = re.compile(r"(hooks\.slack(?:-gov)?\.com/[A-Za-z]+/)[^\s\"'<>]+")
 
 
 class RedactSecrets(logging.Filter):
     """Replaces secret values in messages and tracebacks before any handler writes them.
 
     Configured secrets are replaced wherever they appear; so is any password in
-    a URL's credentials or in a `password=` parameter.
+    a URL's credentials or in a `password=` parameter, and the path of a Slack
+    response_url or webhook.
     """
 
     def __init__(self, secrets: Iterable[str]) -> None:
@@ -46,6 +50,8 @@ class RedactSecrets(logging.Filter):
             text = _URL_PASSWORD.sub(rf"\g<1>{REDACTED}@", text)
         if "assword" in text or "ASSWORD" in text:
             text = _PASSWORD_PARAMETER.sub(rf"\g<1>{REDACTED}", text)
+        if "hooks.slack" in text:
+            text = _SLACK_HOOK.sub(rf"\g<1>{REDACTED}", text)
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:

@@ -15,6 +15,8 @@ from bot.cli import _secrets
 from bot.config import load_config
 from bot.db.engine import DbTimeouts, make_engine
 from bot.log import REDACTED, OneLine, RedactSecrets
+from bot.observability.json_logs import JsonLines
+from bot.outbox.replies import order_key
 from bot.settings import Settings
 from sandbox.server import free_port
 
@@ -93,6 +95,36 @@ def test_any_password_in_a_url_or_connection_string_is_redacted() -> None:
         == "host=db PASSWORD = [redacted] user=x"
     )
     assert filter_.redact("see https://127.0.0.1:3000/sns") == "see https://127.0.0.1:3000/sns"
+
+
+def test_a_slack_response_url_or_webhook_never_reaches_a_log_line() -> None:
+    """Whoever holds a response_url may post in its channel: the path is the secret."""
+    url = "https://hooks.slack.com/commands/T0001/1234567890/AbCdEfGhIjKlMnOp"
+    filter_ = RedactSecrets([])
+    assert filter_.redact(f"POST {url} failed") == (
+        "POST https://hooks.slack.com/commands/[redacted] failed"
+    )
+    hook = "https://hooks.slack.com/services/T0/B0/XyZ"
+    assert "XyZ" not in filter_.redact(f"{{'url': '{hook}'}}")
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonLines(filter_.redact))
+    handler.addFilter(filter_)
+    log = logging.getLogger("redaction-test-hooks")
+    log.addHandler(handler)
+    log.propagate = False
+    log.warning("answer under %s", url, extra={"order_key": f"respond:{url}"})
+    assert "AbCdEfGhIjKlMnOp" not in stream.getvalue()
+    assert "hooks.slack.com/commands/[redacted]" in stream.getvalue()
+
+
+def test_an_answers_order_key_does_not_carry_its_response_url() -> None:
+    """The key is logged when a claim outlives its lease; it names the request, not
+    the credential."""
+    url = "https://hooks.slack.com/actions/T0001/99/SeCrEtPaTh"
+    key = order_key(url)
+    assert "SeCrEtPaTh" not in key and key.startswith("respond:")
+    assert key == order_key(url) != order_key(url + "x")
 
 
 def test_an_uncaught_exception_is_written_redacted() -> None:

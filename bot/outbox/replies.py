@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from typing import Any
 
@@ -18,13 +19,19 @@ def ephemeral(text: str, blocks: list[dict[str, Any]] | None = None) -> dict[str
     return body
 
 
+def order_key(response_url: str) -> str:
+    """The order of a request's answers. A digest, not the URL: the key is logged and
+    shown, and a response_url lets whoever holds it post in its channel."""
+    return "respond:" + hashlib.sha256(response_url.encode()).hexdigest()[:32]
+
+
 def reply(db_session: Session, *, response_url: str, body: dict[str, Any], now: datetime) -> None:
     """Answer in the caller's transaction; answers to one request go out in order."""
     outbox.respond(
         db_session,
         response_url=response_url,
         body=body,
-        order_key=f"respond:{response_url}"[:512],
+        order_key=order_key(response_url),
         now=now,
     )
 
