@@ -18,6 +18,16 @@ process's CPU in the acknowledgement benchmark's flood (per-thread CPU from
 /proc). Work done within one batch interval (most of it, most of the time)
 never reaches the database at all. A crash in that interval goes unsaid.
 
+A flush that failed may still have written its entries (the commit reached
+the database, its answer did not): so the insert skips a key already there, and
+an entry once sent is deleted when its work ends, written or not (deleting an
+absent row does nothing). A batch the database refuses for a reason other than
+the database itself (unreachable, a lost connection, a timeout) is written again
+piece by piece, each in a transaction of its own, so that one piece it cannot
+take holds up no other. A piece refused while others are taken is logged and
+given up (an entry: its work still runs, and is answered for if it raises); when
+none is taken, the fault is more likely the database's, and all are kept.
+
 Each instance keeps the leases on its own entries ahead while it lives. An
 entry whose lease ran out was left by an instance that died: any instance
 removes it and answers its response_url (valid for thirty minutes) that the
@@ -32,10 +42,17 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import delete, insert, select, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import (
+    DisconnectionError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.clock import Clock
@@ -72,9 +89,34 @@ def failed_text(what: str, received: str) -> str:
 
 @dataclass
 class _Owed:
+    key: str
     what: str
     response_url: str | None
     received_at: datetime
+
+
+class _Batch(NamedTuple):
+    new: dict[str, _Owed]  # entries to write
+    done: set[str]  # keys of entries to delete
+    answers: list[_Owed]  # work that raised, to answer
+
+    def pieces(self) -> list[_Batch]:
+        """What the database may take or refuse alone: each entry, the deletes, each answer."""
+        pieces = [_Batch({key: owed}, set(), []) for key, owed in self.new.items()]
+        crossed_out = self.done - {owed.key for owed in self.answers}
+        if crossed_out:
+            pieces.append(_Batch({}, crossed_out, []))
+        # An answer goes with the delete of its entry, so that no instance answers
+        # "stopped before it finished" as well, nor is the answer lost with the entry.
+        pieces += [_Batch({}, self.done & {owed.key}, [owed]) for owed in self.answers]
+        return pieces
+
+
+def _database_trouble(exc: Exception) -> bool:
+    """The database failed, not what was sent: unreachable, a connection lost, a timeout."""
+    if isinstance(exc, (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError)):
+        return True
+    return bool(getattr(exc, "connection_invalidated", False))
 
 
 class AfterAckJournal:
@@ -91,8 +133,11 @@ class AfterAckJournal:
         self._lease = timedelta(seconds=lease_s)
         self.owner = owner or f"after-ack-{uuid.uuid4().hex[:12]}"
         self._lock = threading.Lock()
-        self._unwritten: dict[str, _Owed] = {}
-        self._written: dict[str, _Owed] = {}
+        self._owed: dict[str, _Owed] = {}  # work not yet done, by key
+        self._to_write: set[str] = set()  # owed, its entry not yet written
+        # Entries sent to the database, whether the commit's answer came or not:
+        # deleted when their work ends, whatever became of them.
+        self._sent: set[str] = set()
         self._to_delete: set[str] = set()
         self._to_answer: list[_Owed] = []  # work that raised: its person is told
         self._stopping = threading.Event()
@@ -106,64 +151,122 @@ class AfterAckJournal:
         """Note work queued behind an acknowledgement; the key to cross it out with."""
         key = uuid.uuid4().hex
         with self._lock:
-            self._unwritten[key] = _Owed(what[:120], response_url, self._clock.now())
+            self._owed[key] = _Owed(key, what[:120], response_url, self._clock.now())
+            self._to_write.add(key)
         return key
 
     def cross_out(self, key: str) -> None:
         with self._lock:
-            if self._unwritten.pop(key, None) is None and key in self._written:
-                del self._written[key]
-                self._to_delete.add(key)
+            self._done(key)
 
     def failed(self, key: str) -> None:
         """The work of `key` raised: cross it out and tell its person at the next flush."""
         with self._lock:
-            owed = self._unwritten.pop(key, None)
-            if owed is None:
-                owed = self._written.pop(key, None)
-                if owed is None:
-                    return
-                self._to_delete.add(key)
-            self._to_answer.append(owed)
+            owed = self._done(key)
+            if owed is not None:
+                self._to_answer.append(owed)
 
     def flush(self) -> None:
         """Write down what is owed since the last flush, and delete what was done since."""
         with self._lock:
-            new, self._unwritten = self._unwritten, {}
-            self._written.update(new)
+            new = {key: self._owed[key] for key in self._to_write}
+            self._to_write = set()
+            self._sent |= new.keys()
             done, self._to_delete = self._to_delete, set()
             answers, self._to_answer = self._to_answer, []
         if not new and not done and not answers:
             return
-        rows = [self._row(key, owed) for key, owed in new.items()]
+        batch = _Batch(new, done, answers)
         try:
-            with self._sessions() as db_session:
-                if rows:
-                    db_session.execute(insert(AfterAckWork), rows)
-                if done:
-                    db_session.execute(delete(AfterAckWork).where(AfterAckWork.key.in_(done)))
-                for owed in answers:
-                    if owed.response_url:
-                        text = failed_text(owed.what, slack_date(owed.received_at))
-                        reply(
-                            db_session,
-                            response_url=owed.response_url,
-                            body=ephemeral(text),
-                            now=self._clock.now(),
-                        )
-                db_session.commit()
-        except SQLAlchemyError as exc:
+            self._write(batch)
+        except Exception as exc:
             # Tried again at the next flush; the work itself runs all the same.
             log.warning("after-ack journal not written (%s)", type(exc).__name__)
-            with self._lock:
-                for key in new:
-                    self._written.pop(key, None)
-                for key, owed in new.items():
-                    if key not in self._to_delete:
-                        self._unwritten[key] = owed
-                self._to_delete -= new.keys()
-                self._to_delete |= done
-                self._to_answer[:0] = answers
+            pieces = batch.pieces()
+            if _database_trouble(exc) or len(pieces) == 1:
+                self._put_back(batch)
+            else:
+                self._piece_by_piece(pieces)
+
+    def _done(self, key: str) -> _Owed | None:
+        """Forget the work of `key`; its entry is deleted at the next flush if it was sent."""
+        owed = self._owed.pop(key, None)
+        self._to_write.discard(key)
+        if key in self._sent:
+            self._sent.discard(key)
+            self._to_delete.add(key)
+        return owed
+
+    def _write(self, batch: _Batch) -> None:
+        with self._sessions() as db_session:
+            if batch.new:
+                dialect = (
+                    postgresql if db_session.get_bind().dialect.name == "postgresql" else sqlite
+                )
+                db_session.execute(
+                    dialect.insert(AfterAckWork).on_conflict_do_nothing(index_elements=["key"]),
+                    [self._row(key, owed) for key, owed in batch.new.items()],
+                )
+            if batch.done:
+                db_session.execute(delete(AfterAckWork).where(AfterAckWork.key.in_(batch.done)))
+            for owed in batch.answers:
+                if owed.response_url:
+                    text = failed_text(owed.what, slack_date(owed.received_at))
+                    reply(
+                        db_session,
+                        response_url=owed.response_url,
+                        body=ephemeral(text),
+                        now=self._clock.now(),
+                    )
+            db_session.commit()
+
+    def _put_back(self, batch: _Batch) -> None:
+        with self._lock:
+            # Work crossed out meanwhile has its delete queued already.
+            self._to_write.update(key for key in batch.new if key in self._owed)
+            self._to_delete |= batch.done
+            self._to_answer[:0] = batch.answers
+
+    def _piece_by_piece(self, pieces: list[_Batch]) -> None:
+        """Write each piece of a refused batch alone; give up those refused while others went in.
+
+        A piece refused while the database takes the others is refused for what
+        it holds, and would be every time. When it takes none, the fault is more
+        likely its own (a migration half done): all are kept for the next flush.
+        """
+        refused: dict[int, str] = {}  # the error of each piece refused, by its place
+        tried = 0
+        for piece in pieces:
+            try:
+                self._write(piece)
+            except Exception as exc:
+                if _database_trouble(exc):
+                    break  # this piece and those after it wait for the next flush
+                refused[tried] = type(exc).__name__
+            tried += 1
+        took_some = tried > len(refused)
+        kept: list[_Batch] = []
+        for at, piece in enumerate(pieces):
+            if at >= tried or (at in refused and not took_some):
+                kept.append(piece)
+            elif at in refused:
+                # Deletes name only keys opsbot chose: nothing in them to refuse.
+                kept.append(_Batch({}, piece.done, []))
+                for owed in piece.new.values():
+                    log.error(
+                        "journal entry of a %s refused (%s), given up", owed.what, refused[at]
+                    )
+                for owed in piece.answers:
+                    log.error(
+                        "answer to a failed %s refused (%s), given up", owed.what, refused[at]
+                    )
+        self._put_back(
+            _Batch(
+                {key: owed for piece in kept for key, owed in piece.new.items()},
+                {key for piece in kept for key in piece.done},
+                [owed for piece in kept for owed in piece.answers],
+            )
+        )
 
     def tend(self) -> int:
         """Renew this instance's leases, then answer entries left by dead ones; how many."""
