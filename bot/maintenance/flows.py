@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.db import locks
 from bot.incidents import flows as incident_flows
 from bot.incidents import service as incidents
 from bot.incidents.models import Incident
@@ -124,7 +125,15 @@ def schedule_end(db_session: Session, *, window: MaintenanceWindow) -> None:
 
 
 def close(db_session: Session, *, window: MaintenanceWindow, by: str | None, now: datetime) -> int:
-    """Mark the window over and page what it held that still fires; how many were paged."""
+    """Mark the window over and page what it held that still fires; how many were paged.
+
+    The window is locked by `windows.lock`, which waits for any other window's end to
+    commit first: two windows over one alarm, ended at once, would each see the other
+    in force and pass over the alarm, and nobody would page it.
+    """
+    # Held already since `windows.lock` (taken again at no cost): the windows in force
+    # below are read once any other end committed.
+    locks.serialize(db_session, windows.CLOSE)
     window.ended_at = now
     window.ended_by = by
     window.updated_at = now

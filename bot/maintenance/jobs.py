@@ -1,7 +1,8 @@
 """The end of a maintenance window, on time: page what it held that still fires.
 
 The job claims the window by its `ended_at` in the same transaction as the
-pages it owes, so a job that runs twice (a restart re-scheduled it) acts once.
+pages it owes and its audit line (`maintenance.end` by opsbot, as an end by hand
+is by its requester), so a job that runs twice (a restart re-scheduled it) acts once.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from functools import partial
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.audit import service as audit
 from bot.clock import Clock
 from bot.maintenance import flows
 from bot.maintenance import service as windows
+from bot.maintenance.actions import END
 from bot.scheduler.registry import JobFunction
 
 log = logging.getLogger(__name__)
@@ -36,6 +39,15 @@ def window_end(deps: MaintenanceJobDeps, *, window_id: int) -> None:
         if window is None or window.ended_at is not None or window.ends_at > now + GRACE:
             return
         paged = flows.close(db_session, window=window, by=None, now=max(now, window.ends_at))
+        audit.record(
+            db_session,
+            at=now,
+            actor="opsbot",
+            action=END,
+            target=window.target,
+            outcome="ok",
+            detail={"via": "job", "paged": paged},
+        )
         db_session.commit()
     log.info(
         "maintenance window %s over: %s paged",

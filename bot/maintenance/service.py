@@ -9,8 +9,13 @@ from fnmatch import fnmatchcase
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from bot.db import locks
 from bot.incidents.models import ALARM, OPEN, Incident
 from bot.maintenance.models import ROUTE, MaintenanceWindow
+
+# The ends of windows, one at a time: an end passes over an alarm another window in force
+# still holds (that window's end pages it), so it must see any other end committed.
+CLOSE = "maintenance.close"
 
 
 def matches(window: MaintenanceWindow, *, route_name: str | None, alarm_name: str | None) -> bool:
@@ -87,6 +92,15 @@ def get(db_session: Session, *, window_id: int) -> MaintenanceWindow | None:
 
 
 def lock(db_session: Session, *, window_id: int) -> MaintenanceWindow | None:
+    """The window, locked to be ended (bot/maintenance/flows.py `close`): once no other
+    window's end is under way (`CLOSE`), then its row.
+
+    `CLOSE` comes first, and the ends (the end job, `MaintenanceWindows.end`) lock their
+    window first in their transaction: an end waiting for `CLOSE` holds nothing another
+    transaction may wait for, so it adds no deadlock to the window's row lock, the share
+    lock of a page it holds, or the incidents' locks.
+    """
+    locks.serialize(db_session, CLOSE)
     query = select(MaintenanceWindow).where(MaintenanceWindow.id == window_id).with_for_update()
     return db_session.scalars(query).first()
 
