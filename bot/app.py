@@ -24,6 +24,7 @@ from bot.adapters.aws import AwsClients
 from bot.after_ack import AfterAck
 from bot.alarms import flows as alarm_flows
 from bot.alarms.intake import AlarmIntake
+from bot.alarms.parse import TopicAccounts, carrier_account
 from bot.alarms.queue import AlarmQueueConsumer
 from bot.approvals import jobs as approval_jobs
 from bot.apps.access import Access
@@ -137,6 +138,33 @@ def _open_connections(runtime: Runtime) -> None:
 def _warm_up_intake(runtime: Runtime) -> None:
     runtime.intake.warm_up()
     runtime.intake.start()
+
+
+def _topic_notes(settings: Settings, topics: TopicAccounts) -> list[str]:
+    """Whose alarms each carrier brings, where it is not simply its own account's."""
+    notes = []
+    carriers = list(settings.sns_topic_arns)
+    if topics.raw_queue is not None:
+        carriers.append(topics.raw_queue)
+    for carrier in carriers:
+        own = carrier_account(carrier)
+        named = topics.named.get(carrier, frozenset())
+        if named is None:
+            notes.append(f"alarms by {carrier}: of any account (OPSBOT_SNS_TOPIC_ACCOUNTS)")
+        elif named:
+            accounts = ", ".join(sorted(named | ({own} if own else set())))
+            notes.append(f"alarms by {carrier}: of accounts {accounts} (OPSBOT_SNS_TOPIC_ACCOUNTS)")
+        elif own is None:
+            notes.append(
+                f"alarms by {carrier}: NONE APPLIED, it names no account: every alarm it brings"
+                " is a notice (name its accounts in OPSBOT_SNS_TOPIC_ACCOUNTS)"
+            )
+        elif carrier == topics.raw_queue:
+            notes.append(
+                f"alarms by {carrier}: of its account {own} only (raw delivery names no"
+                " topic; OPSBOT_SNS_TOPIC_ACCOUNTS may name more for the queue)"
+            )
+    return notes
 
 
 def _config_version(config: Config) -> str:
@@ -352,7 +380,14 @@ def build_runtime(
     )
     apply_after_commit(sessions, scheduler)
     express.send_at_once(sessions, outbox)
-    intake = AlarmIntake(sessions=sessions, config=config, clock=clock, metrics=metrics)
+    topics = TopicAccounts(
+        named=settings.topic_accounts,
+        raw_queue=settings.alarm_queue_url if settings.alarm_queue_raw_delivery else None,
+    )
+    notes.extend(_topic_notes(settings, topics))
+    intake = AlarmIntake(
+        sessions=sessions, config=config, clock=clock, metrics=metrics, topics=topics
+    )
 
     consumer = None
     if settings.alarm_queue_url and not (

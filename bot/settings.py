@@ -13,7 +13,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.db.engine import DbTimeouts, database_password_forms
@@ -25,6 +32,8 @@ SNS_REGION_PATTERN = r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}"
 DEFAULT_SNS_URL_PATTERN = rf"^https://sns\.{SNS_REGION_PATTERN}\.amazonaws\.com(\.cn)?/"
 
 ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+ACCOUNT_ID = re.compile(r"[0-9]{12}")
+ANY_ACCOUNT = "*"
 
 
 def _split_csv(value: Any) -> Any:
@@ -149,6 +158,14 @@ class Settings(BaseSettings):
             "OPSBOT_ALARM_QUEUE_RAW_DELIVERY", "alarm_queue_raw_delivery"
         ),
     )
+    # Which accounts' alarms a topic may carry besides its own account's: comma-separated
+    # `<topic ARN>=<account>` pairs, a pair per account, `*` for every account (a topic
+    # of an organisation's). Under raw delivery the queue's URL stands for its topic.
+    # Declared after the topics and the queue, which its validation reads.
+    sns_topic_accounts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        validation_alias=AliasChoices("OPSBOT_SNS_TOPIC_ACCOUNTS", "sns_topic_accounts"),
+    )
     # Operating opsbot itself (docs/operations.md).
     metrics_port: int | None = Field(
         default=None,
@@ -255,10 +272,39 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("OPSBOT_GITHUB_OIDC_TOKEN", "github_oidc_token"),
     )
 
-    @field_validator("pagerduty_webhook_secrets", "sns_topic_arns", mode="before")
+    @field_validator(
+        "pagerduty_webhook_secrets", "sns_topic_arns", "sns_topic_accounts", mode="before"
+    )
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         return _split_csv(value)
+
+    @field_validator("sns_topic_accounts")
+    @classmethod
+    def _topic_accounts(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        # A topic opsbot refuses, or a queue whose messages name their topic, would be
+        # named here for nothing: most likely a typo that leaves the real one unmapped.
+        topics = set(info.data.get("sns_topic_arns") or ())
+        queue = info.data.get("alarm_queue_url")
+        raw = bool(queue and info.data.get("alarm_queue_raw_delivery"))
+        pairs = []
+        for item in value:
+            topic, equals, account = (part.strip() for part in item.rpartition("="))
+            if not equals or not topic:
+                raise ValueError(f"{item!r} is not <topic ARN>=<account>")
+            if topic == queue and not raw:
+                raise ValueError(
+                    f"{topic!r} is the alarm queue, whose messages name their topic: name"
+                    " the topic (the queue only with OPSBOT_ALARM_QUEUE_RAW_DELIVERY=true)"
+                )
+            if topic not in topics and topic != queue:
+                raise ValueError(f"{topic!r} is not in OPSBOT_SNS_TOPIC_ARNS")
+            if account != ANY_ACCOUNT and not ACCOUNT_ID.fullmatch(account):
+                raise ValueError(
+                    f"{account!r} (for {topic}) is not an AWS account id (12 digits) nor *"
+                )
+            pairs.append(f"{topic}={account}")
+        return pairs
 
     @field_validator(
         "slack_bot_token",
@@ -347,6 +393,19 @@ class Settings(BaseSettings):
     @property
     def pagerduty_rest_enabled(self) -> bool:
         return self.pagerduty_api_token is not None
+
+    @property
+    def topic_accounts(self) -> dict[str, frozenset[str] | None]:
+        """OPSBOT_SNS_TOPIC_ACCOUNTS: each topic (or raw delivery's queue) named there, and
+        the accounts whose alarms it may carry besides its own account's (None: any)."""
+        named: dict[str, set[str]] = {}
+        for pair in self.sns_topic_accounts:
+            topic, _, account = pair.rpartition("=")
+            named.setdefault(topic, set()).add(account)
+        return {
+            topic: None if ANY_ACCOUNT in accounts else frozenset(accounts)
+            for topic, accounts in named.items()
+        }
 
     @cached_property
     def sns_url_regex(self) -> re.Pattern[str]:

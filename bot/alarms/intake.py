@@ -36,9 +36,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.alarms.batch import APPLY_SLICE, GroupCommit, Outcome
 from bot.alarms.models import PENDING, ReceivedMessage
-from bot.alarms.parse import counting_odd_fields
+from bot.alarms.parse import TopicAccounts, counting_odd_fields
 from bot.alarms.routing import route_for
-from bot.alarms.service import Inbound, apply_recorded, receive, record_for_later
+from bot.alarms.service import (
+    OWN_ACCOUNTS,
+    Inbound,
+    apply_recorded,
+    receive,
+    record_for_later,
+)
 from bot.clock import Clock
 from bot.config import AlarmMatch, Config
 from bot.db.statements import update_rows
@@ -52,6 +58,9 @@ ATTEMPTS = 3
 RECORDED = "recorded; applied in turn"
 # Pending rows older than this are another instance's that it did not live to apply.
 ORPHANED_S = 60.0
+# The warm-up's alarm comes by a topic of its own account, as any alarm must to be applied.
+WARM_UP_ACCOUNT = "000000000000"
+WARM_UP_TOPIC = f"arn:aws:sns:us-east-1:{WARM_UP_ACCOUNT}:opsbot-warm-up"
 
 # (its id, when it was recorded) for each notification recorded for later.
 _Pending = tuple[int, datetime]
@@ -77,11 +86,14 @@ class AlarmIntake:
         config: Config,
         clock: Clock,
         metrics: Metrics | None = None,
+        topics: TopicAccounts = OWN_ACCOUNTS,
     ) -> None:
+        """`topics`: whose alarms each topic may bring (OPSBOT_SNS_TOPIC_ACCOUNTS)."""
         self.sessions = sessions
         self.config = config
         self.clock = clock
         self.metrics = metrics or Metrics()
+        self.topics = topics
         self._lock = threading.Lock()
         self._group: GroupCommit | None = None
         self._pending: deque[_Pending] = deque()
@@ -199,18 +211,26 @@ class AlarmIntake:
     ) -> list[tuple[str, int | None]]:
         with counting_odd_fields(self._count_odd_field):
             return [
-                (receive(db_session, inbound=inbound, config=self.config, now=now), None)
+                (
+                    receive(
+                        db_session,
+                        inbound=inbound,
+                        config=self.config,
+                        now=now,
+                        topics=self.topics,
+                    ),
+                    None,
+                )
                 for inbound in inbounds
             ]
 
     def _count_odd_field(self, what: str) -> None:
         self.metrics.alarm_odd_fields.labels(what).inc()
 
-    @staticmethod
     def _record_pending(
-        db_session: Session, inbounds: list[Inbound], now: datetime
+        self, db_session: Session, inbounds: list[Inbound], now: datetime
     ) -> list[tuple[str, int | None]]:
-        rows = record_for_later(db_session, inbounds=inbounds, now=now)
+        rows = record_for_later(db_session, inbounds=inbounds, now=now, topics=self.topics)
         return [("duplicate", None) if row is None else (RECORDED, row) for row in rows]
 
     def _committed(self, work: Callable[[Session, datetime], _T]) -> tuple[_T, datetime]:
@@ -352,7 +372,13 @@ class AlarmIntake:
             # Counted here, not when recorded: each message once, as it is acted on.
             with counting_odd_fields(self._count_odd_field):
                 return [
-                    apply_recorded(db_session, received_id=row, config=self.config, now=now)
+                    apply_recorded(
+                        db_session,
+                        received_id=row,
+                        config=self.config,
+                        now=now,
+                        topics=self.topics,
+                    )
                     for row, _ in rows
                 ]
 
@@ -435,7 +461,12 @@ class AlarmIntake:
         """
         now = self.clock.now()
         name = f"opsbot-warm-up-{uuid.uuid4().hex}"
-        alarm = {"AlarmName": name, "NewStateValue": "ALARM", "OldStateValue": "OK"}
+        alarm = {
+            "AlarmName": name,
+            "AWSAccountId": WARM_UP_ACCOUNT,
+            "NewStateValue": "ALARM",
+            "OldStateValue": "OK",
+        }
         ok = {**alarm, "NewStateValue": "OK", "OldStateValue": "ALARM"}
         # Routed as the first route that pages would route it, whatever its name.
         route = next(
@@ -454,7 +485,12 @@ class AlarmIntake:
                 (json.dumps(ok), self.config),
                 ("warm-up", self.config),
             ):
-                inbound = Inbound(message_id=f"{name}:{len(body)}", via="warm-up", body=body)
-                receive(db_session, inbound=inbound, config=config, now=now)
+                inbound = Inbound(
+                    message_id=f"{name}:{len(body)}",
+                    via="warm-up",
+                    body=body,
+                    topic_arn=WARM_UP_TOPIC,
+                )
+                receive(db_session, inbound=inbound, config=config, now=now, topics=self.topics)
             db_session.flush()
             db_session.rollback()

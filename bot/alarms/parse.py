@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from bot import json_depth
 from bot.clock import parse_time
@@ -42,7 +43,7 @@ _count_odd: ContextVar[Callable[[str], None] | None] = ContextVar("count_odd", d
 def counting_odd_fields(count: Callable[[str], None]) -> Iterator[None]:
     """Within the block, `count(what)` is called for each field parse_alarm corrects or
     refuses (`what`: future_time, name_cut, account_invalid, region_invalid,
-    account_mismatch)."""
+    account_mismatch), and for each alarm `carried_alarm` refuses (account_not_topics)."""
     token = _count_odd.set(count)
     try:
         yield
@@ -415,3 +416,69 @@ def parse_alarm(message: str, *, received_at: datetime | None = None) -> Alarm |
         ),
         trigger=_trigger(data),
     )
+
+
+@dataclass(frozen=True)
+class TopicAccounts:
+    """Whose alarms each carrier may bring: an SNS topic, its own account's and those of
+    the accounts `named` for its ARN (None: every account's).
+
+    Under raw delivery (`raw_queue`, its URL) a queued message names no topic that anyone
+    vouched for (a TopicArn in its body is the sender's word): the queue carries it, and
+    may bring its own account's alarms and those named for its URL.
+    """
+
+    named: Mapping[str, frozenset[str] | None] = field(default_factory=dict)
+    raw_queue: str | None = None
+
+    def carrier(self, *, via: str, topic_arn: str | None) -> str | None:
+        """What carried a message that came `via` (https, sqs) from `topic_arn`."""
+        if via == "sqs" and self.raw_queue is not None:
+            return self.raw_queue
+        return topic_arn
+
+    def may_carry(self, carrier: str | None, account: str) -> bool:
+        if carrier is None:
+            return False  # nothing vouches for the account
+        named = self.named.get(carrier, frozenset())
+        return named is None or account in named or account == carrier_account(carrier)
+
+
+def carrier_account(carrier: str) -> str | None:
+    """The account of an SNS topic (`arn:aws:sns:<region>:<account>:<name>`) or of an SQS
+    queue (`https://sqs.<region>.amazonaws.com/<account>/<name>`); None when it names none."""
+    if carrier.startswith("arn:"):
+        parts = carrier.split(":")
+        account = parts[4] if len(parts) == 6 and parts[2] == "sns" else ""
+    else:
+        path = urlsplit(carrier).path.split("/")
+        account = path[1] if len(path) == 3 else ""
+    return account if _ACCOUNT.fullmatch(account) else None
+
+
+def carried_alarm(
+    alarm: Alarm, *, topics: TopicAccounts, via: str, topic_arn: str | None, message_id: str
+) -> Alarm | None:
+    """`alarm`, or None (the message a notice) when what carried it may not bring its
+    account's alarms: whoever may publish to one allowed topic must not resolve, or page
+    through the route of, another account's alarm."""
+    carrier = topics.carrier(via=via, topic_arn=topic_arn)
+    if topics.may_carry(carrier, alarm.account):
+        return alarm
+    carrier_of = carrier_account(carrier) if carrier is not None else None
+    _odd(
+        "account_not_topics",
+        "message %r: alarm %r of account %s came by %s, of account %s, which may not carry"
+        " that account's alarms (OPSBOT_SNS_TOPIC_ACCOUNTS); taken as a notice",
+        message_id[:120],
+        alarm.name,
+        alarm.account or "(none)",
+        repr(carrier) if carrier is not None else "no topic",
+        carrier_of or "(none)",
+        message_id=message_id[:120],
+        topic_arn=carrier,
+        alarm_name=alarm.name,
+        account=alarm.account,
+        topic_account=carrier_of,
+    )
+    return None

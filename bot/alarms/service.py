@@ -32,6 +32,10 @@ storm the intake does the two apart, `record_for_later` now and
   reopens the last one), and the OK is applied after it, as in-order delivery
   would have left it.
 
+An alarm of an account that the topic carrying it may not bring (`TopicAccounts`: by
+default, any account but the topic's own) is a notice, as a message that is no alarm is:
+whoever may publish to one topic never touches another account's incidents.
+
 Two instances applying transitions of one alarm at once take turns, the second
 deciding on what the first committed: each transaction first takes the alarm's lock
 (bot/db/locks.py), which holds even while the alarm has no incident row to lock, then
@@ -52,7 +56,7 @@ from sqlalchemy.orm import Session
 from bot.alarms import describe
 from bot.alarms import flows as alarm_flows
 from bot.alarms.models import PENDING, ReceivedMessage
-from bot.alarms.parse import Alarm, MetricTrigger, parse_alarm
+from bot.alarms.parse import Alarm, MetricTrigger, TopicAccounts, carried_alarm, parse_alarm
 from bot.alarms.render import notice_message
 from bot.alarms.routing import route_for
 from bot.apps.claims import claim_for
@@ -82,9 +86,37 @@ class Inbound:
     subject: str | None = None
 
 
-def receive(db_session: Session, *, inbound: Inbound, config: Config, now: datetime) -> str:
+# Each topic carries its own account's alarms only (no OPSBOT_SNS_TOPIC_ACCOUNTS).
+OWN_ACCOUNTS = TopicAccounts()
+
+
+def alarm_in(
+    inbound: Inbound, *, topics: TopicAccounts, received_at: datetime | None = None
+) -> Alarm | None:
+    """The alarm `inbound` brings; None for a notice: not an alarm, or one of an account
+    that what carried it (`topics`) may not bring."""
+    alarm = parse_alarm(inbound.body, received_at=received_at)
+    if alarm is None:
+        return None
+    return carried_alarm(
+        alarm,
+        topics=topics,
+        via=inbound.via,
+        topic_arn=inbound.topic_arn,
+        message_id=inbound.message_id,
+    )
+
+
+def receive(
+    db_session: Session,
+    *,
+    inbound: Inbound,
+    config: Config,
+    now: datetime,
+    topics: TopicAccounts = OWN_ACCOUNTS,
+) -> str:
     """Record and act on one message; return what was done (for logs and tests)."""
-    alarm = parse_alarm(inbound.body, received_at=now)
+    alarm = alarm_in(inbound, topics=topics, received_at=now)
     received_id = record(db_session, inbound=inbound, now=now, alarm=alarm)
     if received_id is None:
         return "duplicate"
@@ -111,7 +143,11 @@ def record(
 
 
 def record_for_later(
-    db_session: Session, *, inbounds: list[Inbound], now: datetime
+    db_session: Session,
+    *,
+    inbounds: list[Inbound],
+    now: datetime,
+    topics: TopicAccounts = OWN_ACCOUNTS,
 ) -> list[int | None]:
     """Record messages to be applied later (`apply_recorded`), in one statement; each
     one's row id, or None when its MessageId was recorded before."""
@@ -120,7 +156,7 @@ def record_for_later(
         ReceivedMessage,
         unique="message_id",
         rows=[
-            _received_row(inbound, alarm=parse_alarm(inbound.body), now=now, outcome=PENDING)
+            _received_row(inbound, alarm=alarm_in(inbound, topics=topics), now=now, outcome=PENDING)
             for inbound in inbounds
         ],
     )
@@ -142,10 +178,16 @@ def _received_row(
 
 
 def apply_recorded(
-    db_session: Session, *, received_id: int, config: Config, now: datetime
+    db_session: Session,
+    *,
+    received_id: int,
+    config: Config,
+    now: datetime,
+    topics: TopicAccounts = OWN_ACCOUNTS,
 ) -> str | None:
     """Act on a message recorded as PENDING; None when another transaction took it first
-    (a second instance sweeping what this one recorded)."""
+    (a second instance sweeping what this one recorded). Its alarm is read again from the
+    row, and checked against the topic the row names as a new message would be."""
     claimed = update_rows(
         db_session,
         update(ReceivedMessage)
@@ -170,7 +212,7 @@ def apply_recorded(
         topic_arn=row.topic_arn,
         subject=row.subject,
     )
-    alarm = parse_alarm(inbound.body, received_at=now)
+    alarm = alarm_in(inbound, topics=topics, received_at=now)
     return _act(
         db_session, received_id=received_id, inbound=inbound, alarm=alarm, config=config, now=now
     )

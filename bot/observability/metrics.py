@@ -384,7 +384,8 @@ class Metrics:
             "opsbot_alarm_odd_fields",
             "Alarm fields parsing corrected (`future_time`: StateChangeTime after receipt, "
             "taken as received; `name_cut`) or refused, the message then a notice "
-            "(`account_mismatch`, `account_invalid`, `region_invalid`); each a WARNING line.",
+            "(`account_mismatch`, `account_invalid`, `region_invalid`, `account_not_topics`: "
+            "an alarm of an account its topic may not carry); each a WARNING line.",
             ["what"],
             registry=registry,
         )

@@ -25,7 +25,7 @@ from sandbox.slack import Message, SlackEmulator
 from sandbox.sns import SnsSigner
 from tests.alarms.test_late_and_flapping import waiting_on_a_lock
 from tests.alarms.test_pipeline import T0, alarm, outbox_empty, send
-from tests.conftest import TEST_CONFIG
+from tests.conftest import TEST_CONFIG, TOPIC_ARN
 from tests.incidents.helpers import click, incident_row
 from tests.support import LiveService, wait_for
 
@@ -163,7 +163,7 @@ def test_two_alarms_joining_a_group_at_once_both_open_and_page(
     def apply(name: str, n: int) -> str:
         joining.add(threading.get_ident())
         body = alarm(name, "ALARM", T0 + timedelta(seconds=10 + n))
-        inbound = Inbound(message_id=f"join-{name}", via="https", body=body)
+        inbound = Inbound(message_id=f"join-{name}", via="https", body=body, topic_arn=TOPIC_ARN)
         with service.runtime.sessions() as db:
             outcome = receive(db, inbound=inbound, config=config, now=service.runtime.clock.now())
             db.commit()

@@ -25,7 +25,7 @@ from bot.incidents.models import Incident, IncidentEvent
 from bot.observability.metrics import Metrics
 from bot.outbox.models import PAGERDUTY_EVENT, Delivery
 from sandbox.alarms import alarm_message
-from tests.conftest import TEST_CONFIG
+from tests.conftest import TEST_CONFIG, TOPIC_ARN
 
 POSTGRESQL = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 START = datetime.now(UTC) - timedelta(minutes=5)
@@ -50,6 +50,7 @@ def change(name: str, state: str, *, second: int, message_id: str | None = None)
         body=alarm_message(
             name=name, state=state, old_state=old, at=START + timedelta(seconds=second)
         ),
+        topic_arn=TOPIC_ARN,
     )
 
 

@@ -16,7 +16,7 @@ from bot.db.engine import make_sessionmaker
 from bot.incidents.models import Incident
 from bot.outbox.models import Delivery
 from sandbox.alarms import alarm_message
-from tests.conftest import TEST_CONFIG
+from tests.conftest import TEST_CONFIG, TOPIC_ARN
 
 BODY = alarm_message(name="prod-api-5xx", state="ALARM", at=datetime(2026, 11, 25, tzinfo=UTC))
 
@@ -37,10 +37,10 @@ def make_intake(engine: sa.Engine) -> AlarmIntake:
 
 def test_a_message_id_seen_before_is_a_duplicate(engine: sa.Engine) -> None:
     intake = make_intake(engine)
-    first = intake.record(Inbound(message_id="m-1", via="https", body=BODY))
+    first = intake.record(Inbound(message_id="m-1", via="https", body=BODY, topic_arn=TOPIC_ARN))
     after_first = counts(engine)
 
-    again = intake.record(Inbound(message_id="m-1", via="sqs", body=BODY))
+    again = intake.record(Inbound(message_id="m-1", via="sqs", body=BODY, topic_arn=TOPIC_ARN))
 
     assert first == "incident 1 opened: ALARM, paged"
     assert again == "duplicate"
@@ -53,7 +53,7 @@ def test_a_delivery_racing_an_uncommitted_one_waits_and_is_a_duplicate(
     intake = make_intake(engine)
     answers: list[str] = []
     with intake.sessions() as db_session:
-        inbound = Inbound(message_id="m-1", via="https", body=BODY)
+        inbound = Inbound(message_id="m-1", via="https", body=BODY, topic_arn=TOPIC_ARN)
         receive(db_session, inbound=inbound, config=intake.config, now=intake.clock.now())
         racer = threading.Thread(target=lambda: answers.append(intake.record(inbound)))
         racer.start()

@@ -27,6 +27,7 @@ from bot.incidents.models import Incident
 from bot.observability.metrics import Metrics
 from bot.outbox.models import PAGERDUTY_EVENT, Delivery
 from tests.alarms.test_late_and_flapping import waiting_on_a_lock
+from tests.conftest import TOPIC_ARN
 from tests.support import wait_for
 
 ARN = "arn:aws:cloudwatch:us-east-1:123456789012:alarm:"
@@ -48,7 +49,7 @@ def inbound(
         "NewStateReason": f"{old} to {state}",
         "StateChangeTime": at.isoformat(),
     }
-    return Inbound(message_id=message_id, via="https", body=json.dumps(body))
+    return Inbound(message_id=message_id, via="https", body=json.dumps(body), topic_arn=TOPIC_ARN)
 
 
 # When the transactions apply what they receive.

@@ -16,7 +16,7 @@ from bot.db.engine import make_sessionmaker
 from bot.incidents.models import Incident, IncidentEvent
 from bot.outbox.models import Delivery, SlackMessage
 from sandbox.alarms import alarm_message
-from tests.conftest import TEST_CONFIG
+from tests.conftest import TEST_CONFIG, TOPIC_ARN
 
 TABLES = (ReceivedMessage, Incident, IncidentEvent, SlackMessage, Delivery)
 
@@ -61,7 +61,7 @@ def test_the_first_alarm_after_a_warm_up_is_incident_1(engine: sa.Engine) -> Non
     intake = AlarmIntake(sessions=make_sessionmaker(engine), config=config, clock=SystemClock())
 
     body = alarm_message(name="prod-api-5xx", state="ALARM", at=datetime.now(UTC))
-    outcome = intake.record(Inbound(message_id="m-1", via="https", body=body))
+    outcome = intake.record(Inbound(message_id="m-1", via="https", body=body, topic_arn=TOPIC_ARN))
 
     assert outcome == "incident 1 opened: ALARM, paged"
 

@@ -22,7 +22,7 @@ from sandbox.alarms import alarm_message
 from sandbox.pagerduty import PagerDutyEmulator
 from sandbox.slack import SlackEmulator
 from sandbox.sns import SnsSigner
-from tests.conftest import TEST_CONFIG
+from tests.conftest import TEST_CONFIG, TOPIC_ARN
 from tests.incidents.helpers import (
     T0,
     audit_of,
@@ -311,7 +311,9 @@ def test_reminders_run_on_one_of_two_instances_sharing_postgresql(
 
         def alarm(runtime: Runtime, name: str) -> None:
             body = alarm_message(name=name, state="ALARM", at=datetime.now(UTC))
-            runtime.intake.record(Inbound(message_id=f"m-{name}", via="https", body=body))
+            runtime.intake.record(
+                Inbound(message_id=f"m-{name}", via="https", body=body, topic_arn=TOPIC_ARN)
+            )
 
         def reminders(name: str) -> list[Any]:
             incident = only_incident(LiveServiceView(two), name)

@@ -184,6 +184,7 @@ def test_a_notification_the_database_refuses_fails_alone_and_the_rest_of_its_bat
             message_id=f"m-good-{n}",
             via="https",
             body=alarm_message(name=f"prod-ok-{n}-5xx", state="ALARM"),
+            topic_arn=TOPIC_ARN,
         )
         for n in range(2)
     ]
