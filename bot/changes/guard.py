@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from bot.approvals.render import actor_text
-from bot.apps.errors import AppError
+from bot.apps.errors import AppError, RightUnverifiable
 from bot.apps.registry import get_target_or_raise
 from bot.audit import service as audit
 from bot.changes.errors import QuestionRefused
@@ -183,11 +183,18 @@ def _may(
     audit_action: str,
     detail: dict[str, Any],
 ) -> None:
-    """Refuse at once (audited) whoever may not make the change: they are not asked."""
+    """Refuse at once (audited) whoever may not make the change: they are not asked.
+
+    A right Slack could not confirm is audited "failed", not "refused": nobody
+    was found without it.
+    """
     try:
         target = get_target_or_raise(services.config, app=app, env=env)
         services.access.require(actor, target, action=action)
     except AppError as exc:
+        outcome = "refused"
+        if isinstance(exc, RightUnverifiable):
+            outcome, detail = "failed", {**detail, "unverifiable": exc.reason}
         with services.sessions() as db_session:
             audit.record(
                 db_session,
@@ -195,7 +202,7 @@ def _may(
                 actor=actor,
                 action=audit_action,
                 target=f"{'flag' if audit_action.startswith('flag') else 'deploy'}:{app}/{env}",
-                outcome="refused",
+                outcome=outcome,
                 detail={**detail, "reason": str(exc)},
             )
             db_session.commit()

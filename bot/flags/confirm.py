@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from bot.approvals.errors import ActionFailed
+from bot.approvals.flows import requester_unverifiable
 from bot.approvals.registry import Kind, register
 from bot.approvals.rights import approvers, require_right
-from bot.apps.errors import AppError
+from bot.apps.errors import AppError, RightUnverifiable
 from bot.flags import flows
 from bot.flags.errors import FlagError
 from bot.flags.requests import Change
@@ -28,6 +29,8 @@ def _execute(services: Services, action: PendingAction) -> str:
     try:
         approved_by = approvers(action, requester=change.actor)
         return flows.execute(services, change, approved_by=approved_by, action=action)
+    except RightUnverifiable as exc:  # the requester's, not the clicker's: "could not check"
+        raise requester_unverifiable(action, reason=exc.reason) from exc
     except (AppError, FlagError) as exc:
         raise ActionFailed(str(exc)) from exc
 

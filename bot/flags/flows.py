@@ -42,7 +42,7 @@ from bot.adapters.aws import AWS_ERRORS, error_code, longest_call_s, may_have_be
 from bot.approvals import flows as approval_flows
 from bot.approvals.render import actor_text
 from bot.approvals.service import is_slack_user
-from bot.apps.errors import AppError
+from bot.apps.errors import AppError, RightUnverifiable
 from bot.apps.registry import Target, get_target_or_raise
 from bot.audit import service as audit
 from bot.audit.models import AuditRecord
@@ -421,10 +421,61 @@ def _read_failed(services: Services, change: Change, exc: FlagFailed) -> None:
     _log_failure(change, step="reading the flags (nothing written)", exc=exc)
 
 
-def _prepare_or_record(services: Services, change: Change, *, waited: bool = False) -> Prepared:
-    """`prepare`, its refusal or failure audited."""
+def _unverifiable(
+    services: Services, change: Change, exc: RightUnverifiable, *, action: PendingAction | None
+) -> None:
+    """Slack could not say whether the requester may change the flags: nothing was read or
+    written. Audited and counted failed, logged (WARNING)."""
+    request = None if action is None else action.id
+    detail: dict[str, Any] = {
+        "flag": change.flag,
+        "asked": change.what,
+        "reason": str(exc),
+        "unverifiable": exc.reason,
+    }
+    if request is not None:
+        detail["request"] = request
+    with services.sessions() as db_session:
+        audit.record(
+            db_session,
+            at=services.clock.now(),
+            actor=change.actor,
+            action=CHANGE,
+            target=change.audit_target,
+            outcome="failed",
+            detail=detail,
+        )
+        _count(db_session, "failed")
+        db_session.commit()
+    log.warning(
+        "flag change %r of %s by %s (request %s) failed: opsbot could not check the "
+        "requester's right: %s",
+        change.what,
+        change.label,
+        change.actor,
+        request if request is not None else "-",
+        exc.reason,
+        extra={"target": change.audit_target, "slack_user": change.actor, "request": request},
+    )
+
+
+def _prepare_or_record(
+    services: Services,
+    change: Change,
+    *,
+    waited: bool = False,
+    action: PendingAction | None = None,
+) -> Prepared:
+    """`prepare`, its refusal or failure audited (with the id of the request `action`).
+
+    A right Slack could not confirm (RightUnverifiable) is a failure, not a
+    refusal: nobody was found without it.
+    """
     try:
         return prepare(services, change, waited=waited)
+    except RightUnverifiable as exc:
+        _unverifiable(services, change, exc, action=action)
+        raise
     except (FlagRefused, AppError) as exc:
         _refused(services, change, str(exc))
         raise
@@ -448,14 +499,12 @@ def submit(services: Services, change: Change) -> str:
         )
         _refused(services, change, reason)
         raise FlagRefused(reason)
+    summary = _summary_or_raise(services, prepared)
     action = approval_flows.ask(
         services,
         kind="flag",  # bot/flags/confirm.py
         target=change.audit_target,
-        summary=(
-            f"{actor_text(change.actor)} asks to set flag {code(prepared.change.flag)} of "
-            f"{code(prepared.target.label)} to *{render.state_text(prepared.after)}*"
-        ),
+        summary=summary,
         details=_details(prepared),
         payload=prepared.change.to_payload(),
         requested_by=change.actor,
@@ -476,11 +525,43 @@ def _clicks_needed(target: Target) -> tuple[bool, int]:
     return settings.protected, 1 if settings.require_approval else 0
 
 
+# A request's summary: bot/approvals/service.py keeps 1,000 characters of it. Each value a
+# change sets or replaces shows about VALUE_SHOWN characters there, around where it changes;
+# its Now and After share DETAIL_SHOWN among the values that change (VALUE_SHOWN at least),
+# so they leave room for the lines after them.
+SUMMARY_MAX = 1000
+VALUE_SHOWN = 100
+DETAIL_SHOWN = 500
+
+
+def _summary_or_raise(services: Services, prepared: Prepared) -> str:
+    """What a request asks, led by what it changes and nothing else, so whoever clicks sees
+    the change whatever the flag's other values hold (up to 1,024 characters each); each
+    value is cut around where it changes. A change too large for a summary is refused
+    (audited): a request never shows part of its change."""
+    change = prepared.change
+    summary = (
+        f"{actor_text(change.actor)} asks to change flag {code(change.flag)} of "
+        f"{code(prepared.target.label)}: "
+        f"*{render.delta_text(prepared.before, prepared.after, width=VALUE_SHOWN)}*"
+    )
+    if len(summary) <= SUMMARY_MAX:
+        return summary
+    reason = (
+        f"What this changes in {code(change.flag)} is more than a request for "
+        f"{code(prepared.target.label)} can show whoever clicks. Nothing was asked: change "
+        "fewer attributes at a time."
+    )
+    _refused(services, change, reason)
+    raise FlagRefused(reason)
+
+
 def _details(prepared: Prepared) -> list[str]:
-    lines = [
-        f"*Now* {render.state_text(prepared.before)}",
-        f"*After* {render.state_text(prepared.after)}",
-    ]
+    # Only what changes: the flag's other values would push it out of sight.
+    changes = len(render.changed(prepared.before, prepared.after))
+    width = max(VALUE_SHOWN, DETAIL_SHOWN // max(changes, 1))
+    now, after = render.changed_states(prepared.before, prepared.after, width=width)
+    lines = [f"*Now* {now}", f"*After* {after}"]
     base = prepared.change.deployed_version
     if base is not None:
         if prepared.never_deployed:
@@ -511,7 +592,7 @@ def execute(
 
     It runs only under the clicks it was asked under, or more (`_require_clicks_asked`).
     """
-    prepared = _prepare_or_record(services, change, waited=True)
+    prepared = _prepare_or_record(services, change, waited=True, action=action)
     _require_clicks_asked(services, prepared, action)
     return _execute(services, prepared, approved_by=approved_by)
 

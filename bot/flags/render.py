@@ -13,7 +13,17 @@ from typing import Any
 from bot.approvals.render import actor_text
 from bot.flags.document import value_text
 from bot.slack_dates import slack_date
-from bot.slack_text import ANSWER_MAX, FIELD_MAX, SECTION_MAX, TEXT_MAX, clip, code, escape, inert
+from bot.slack_text import (
+    ANSWER_MAX,
+    ELLIPSIS,
+    FIELD_MAX,
+    SECTION_MAX,
+    TEXT_MAX,
+    clip,
+    code,
+    escape,
+    inert,
+)
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,73 @@ def state_text(values: dict[str, Any]) -> str:
         parts.append(str(values["value"]))
     parts.extend(f"{k}={value_text(v)}" for k, v in values.items() if k not in ("enabled", "value"))
     return escape(" · ".join(parts))
+
+
+_UNSET = object()
+
+
+def changed(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """The names whose values differ from `before` to `after` (`enabled` first, as states are)."""
+    names = [*after, *(name for name in before if name not in after)]
+    return [name for name in names if before.get(name, _UNSET) != after.get(name, _UNSET)]
+
+
+def _shown(values: dict[str, Any], name: str) -> str:
+    """One value of a state as `state_text` shows it, unescaped."""
+    if name not in values:
+        return "(unset)"
+    if name == "enabled":
+        return "on" if values[name] else "off"
+    return str(values[name]) if name == "value" else value_text(values[name])
+
+
+def _around(was: str, now: str, width: int) -> tuple[str, str]:
+    """Both texts cut to about `width` characters at the same place, where they first differ.
+
+    A cut at the start alone could leave two long values that differ only at
+    their end looking alike: the difference always shows.
+    """
+    if len(was) <= width and len(now) <= width:
+        return was, now
+    pairs = zip(was, now, strict=False)
+    same = next((i for i, (a, b) in enumerate(pairs) if a != b), min(len(was), len(now)))
+    start = max(0, same - width // 5)
+    shown = []
+    for text in (was, now):
+        part = text[start : start + width]
+        head = ELLIPSIS if start and part else ""
+        tail = ELLIPSIS if start + width < len(text) else ""
+        shown.append(head + part + tail)
+    return shown[0], shown[1]
+
+
+def _changes(
+    before: dict[str, Any], after: dict[str, Any], *, width: int
+) -> list[tuple[str, str, str]]:
+    """(label, was, now) of each changed value, cut around its difference, unescaped."""
+    found = []
+    for name in changed(before, after):
+        was, now = _around(_shown(before, name), _shown(after, name), width)
+        found.append(("" if name in ("enabled", "value") else name, was, now))
+    return found
+
+
+def delta_text(before: dict[str, Any], after: dict[str, Any], *, width: int) -> str:
+    """What changes from `before` to `after` and nothing else, as mrkdwn, the values inert:
+    ``off → on · rollout_percent 10 → 100``; each value cut to about `width` characters
+    around its difference."""
+    changes = _changes(before, after, width=width)
+    parts = [f"{label} {was} → {now}" if label else f"{was} → {now}" for label, was, now in changes]
+    return escape(" · ".join(parts))
+
+
+def changed_states(before: dict[str, Any], after: dict[str, Any], *, width: int) -> tuple[str, str]:
+    """`state_text` of `before` and of `after` with only the values that change, as mrkdwn,
+    each cut to about `width` characters around its difference."""
+    changes = _changes(before, after, width=width)
+    was = [f"{label}={value}" if label else value for label, value, _ in changes]
+    now = [f"{label}={value}" if label else value for label, _, value in changes]
+    return escape(" · ".join(was)), escape(" · ".join(now))
 
 
 DIFFERENCES_SHOWN = 10
