@@ -13,6 +13,10 @@ class Fault:
     status: int = 500
     retry_after_s: float | None = None
     delay_s: float = 0.0  # a hang: wait this long before answering
+    # Answered `status` at once, yet done this long after: its effect lands, late, though
+    # the answer said it failed (Slack's fatal_error: "some aspect ... succeeded").
+    done_after_s: float | None = None
+    done: int = 0  # the calls it answered that are done since, late
     remaining: int | None = None  # how many requests it applies to (None: until `until`)
     until: float | None = None  # monotonic deadline
     match: Callable[[str], bool] | None = None  # which calls (by method or path)
@@ -99,9 +103,36 @@ class FaultPlan:
             )
         )
 
+    def fail_but_do_next(
+        self,
+        count: int,
+        *,
+        status: int = 500,
+        done_after_s: float,
+        calls: tuple[str, ...] = (),
+        method: str | None = None,
+    ) -> Fault:
+        """The next `count` calls are answered `status` at once, and done as usual
+        `done_after_s` later: a failure answered after part of the work, which shows late.
+        The fault returned counts those `done`."""
+        fault = Fault(
+            status=status,
+            done_after_s=done_after_s,
+            remaining=count,
+            match=self._matcher(calls),
+            method=method,
+        )
+        self._add(fault)
+        return fault
+
     def down_for(self, seconds: float) -> None:
         """Every call fails with 503 for `seconds`: an outage."""
         self.fail_for(seconds, status=503)
+
+    def mark_done(self, fault: Fault) -> None:
+        """One call `fault` answered is done now, late."""
+        with self._lock:
+            fault.done += 1
 
     def clear(self) -> None:
         with self._lock:

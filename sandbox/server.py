@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from sandbox.faults import FaultPlan
+from sandbox.faults import Fault, FaultPlan
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +167,10 @@ class LoopbackServer:
                 time.sleep(fault.delay_s)
                 if fault.status == 0:
                     return self._handle(request)
+            if fault.done_after_s is not None:
+                later = threading.Timer(fault.done_after_s, self._handle_late, (request, fault))
+                later.daemon = True
+                later.start()
             headers = {}
             if fault.retry_after_s is not None:
                 headers["Retry-After"] = str(
@@ -178,6 +182,14 @@ class LoopbackServer:
         except Exception:
             log.exception("emulator failed on %s %s", request.method, request.path)
             return HttpResponse.json({"error": "emulator_error"}, 500)
+
+    def _handle_late(self, request: HttpRequest, fault: Fault) -> None:
+        """Do what `request` asks, its answer gone (`fault` answered it already)."""
+        try:
+            self._handle(request)
+        except Exception:
+            log.exception("emulator failed on %s %s", request.method, request.path)
+        self.faults.mark_done(fault)
 
     def start(self) -> LoopbackServer:
         self._thread = threading.Thread(

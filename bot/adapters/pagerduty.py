@@ -13,7 +13,10 @@ from pydantic import SecretStr
 # The client's own retries sleep inside the sending thread, and its last 429 is
 # logged as an ERROR; the outbox retries instead, pausing the routing key's or the
 # token's lane for as long as PagerDuty asked. So a 429 goes back to the caller as
-# it arrives (`postprocess`, the client's hook after every answer), never resent.
+# it arrives (`postprocess`, the client's hook after every answer), never resent,
+# and so does a 5xx (`retry` emptied): the Events client's defaults send an event
+# up to seven times against a 503, sleeping 12.6 s in all, in one of the
+# outbox's senders and unseen by its pacing. The outbox's backoff is the only retry.
 SHORT_PAUSE_S = 0.1
 
 
@@ -39,6 +42,7 @@ def events_client(
 ) -> pagerduty.EventsApiV2Client:
     client = _EventsClient(routing_key, base_url=base_url, verify=tls)
     client.max_network_attempts = 0
+    client.retry = {}
     client.sleep_timer = SHORT_PAUSE_S
     client.timeout = timeout_s  # type: ignore[assignment]  # httpx2 takes float seconds
     return client
@@ -82,6 +86,7 @@ def rest_client(
 ) -> pagerduty.RestApiV2Client:
     client = _RestClient(token, default_from=default_from, base_url=base_url, verify=tls)
     client.max_network_attempts = network_retries
+    client.retry = {}  # as for events: a 5xx goes back to the caller
     client.sleep_timer = SHORT_PAUSE_S
     client.timeout = timeout_s  # type: ignore[assignment]  # httpx2 takes float seconds
     return client

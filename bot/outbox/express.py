@@ -4,7 +4,8 @@ A new PagerDuty trigger, an answer through a response_url, a person's
 PagerDuty REST call or a click's update of a posted Slack message is written
 already claimed by this process's outbox worker (a lease, like the worker's own
 claims) when nothing else is pending under its order key, its target is not
-being paced and one of the worker's senders is free; right after the commit the
+being paced and one of the worker's senders is free for its family (the service
+it calls: `OutboxWorker._may_take`); right after the commit the
 worker sends it. Should the process die in between, the lease runs out and any
 instance's worker sends it then, as it would any claimed delivery (PagerDuty's
 dedup key keeps a second trigger from opening a second incident).
@@ -48,8 +49,11 @@ class Claimant(Protocol):
 
     instance_id: str
 
-    def lease_until(self, *, target: str, order_key: str, now: datetime) -> datetime | None:
-        """The end of a lease on a delivery not yet written, or None: it waits its turn."""
+    def lease_until(
+        self, *, kind: str, target: str, order_key: str, now: datetime
+    ) -> datetime | None:
+        """The end of a lease on a delivery of `kind` not yet written, or None: it waits
+        its turn."""
 
 
 class Reservation(Protocol):
@@ -65,9 +69,11 @@ class Reservation(Protocol):
 class Worker(Protocol):
     instance_id: str
 
-    def reserve(self, *, target: str, order_key: str, now: datetime) -> Reservation | None:
-        """A sender held for a delivery not yet written, until `send_claimed` or `release`;
-        or None: it waits its turn."""
+    def reserve(
+        self, *, kind: str, target: str, order_key: str, now: datetime
+    ) -> Reservation | None:
+        """A sender held for a delivery of `kind` not yet written, until `send_claimed` or
+        `release`; or None: it waits its turn."""
 
     def send_claimed(self, jobs: list[tuple[Job, str, Reservation | None]]) -> None:
         """Send (job, order_key, reservation) claimed for this instance by a committed
@@ -92,8 +98,10 @@ class _InTransaction:
         self._worker = worker
         self._db_session = db_session
 
-    def lease_until(self, *, target: str, order_key: str, now: datetime) -> datetime | None:
-        reservation = self._worker.reserve(target=target, order_key=order_key, now=now)
+    def lease_until(
+        self, *, kind: str, target: str, order_key: str, now: datetime
+    ) -> datetime | None:
+        reservation = self._worker.reserve(kind=kind, target=target, order_key=order_key, now=now)
         if reservation is None:
             return None
         held = self._db_session.info.setdefault(HELD, [])

@@ -22,6 +22,22 @@ SLACK_RESPONSE = "slack.response"  # a reply through a response_url
 PAGERDUTY_EVENT = "pagerduty.event"  # Events API v2
 PAGERDUTY_REST = "pagerduty.rest"  # REST API v2: a person's (or the bot's) action on an incident
 
+# Kinds by the service they call, whose outage fails or holds them all at once: the
+# worker keeps a sender for each family (bot/outbox/worker.py).
+FAMILIES: dict[str, str] = {
+    SLACK_MESSAGE: "slack",
+    SLACK_REPLY: "slack",
+    SLACK_RESPONSE: "slack_response",
+    PAGERDUTY_EVENT: "pagerduty",
+    PAGERDUTY_REST: "pagerduty_rest",
+}
+
+
+def family_of(kind: str) -> str:
+    """The family of `kind`; a kind not listed is a family of its own."""
+    return FAMILIES.get(kind, kind)
+
+
 # Lanes: the worker claims the lowest `priority` first, then the oldest.
 PERSON = 0  # someone is waiting for it: a click's PagerDuty call, its message update, an answer
 BULK = 1  # nobody is watching for this one: a storm's posts, reminders, handoffs

@@ -283,7 +283,9 @@ def _claim_at_once(
 ) -> bool:
     """Put `payload` in the unclaimed update `row` and claim it for sending after the
     commit (bot/outbox/express.py); False when that may not be (the caller folds)."""
-    lease = _express_lease(db_session, lane=SLACK_UPDATES, order_key=row.order_key, now=now)
+    lease = _express_lease(
+        db_session, kind=SLACK_MESSAGE, lane=SLACK_UPDATES, order_key=row.order_key, now=now
+    )
     if lease is None:
         return False
     claimant, lease_until = lease
@@ -453,7 +455,7 @@ def _add_to_send(
     `lane` (by default its target) is not being paced; else for the worker,
     woken after the commit. `message`: the Slack message it posts or updates."""
     lease = (
-        _express_lease(db_session, lane=lane or target, order_key=order_key, now=now)
+        _express_lease(db_session, kind=kind, lane=lane or target, order_key=order_key, now=now)
         if at_once
         else None
     )
@@ -481,14 +483,14 @@ def _add_to_send(
 
 
 def _express_lease(
-    db_session: Session, *, lane: str, order_key: str, now: datetime
+    db_session: Session, *, kind: str, lane: str, order_key: str, now: datetime
 ) -> tuple[express.Claimant, datetime] | None:
-    """This session's claimant and the end of its lease on a delivery under
+    """This session's claimant and the end of its lease on a delivery of `kind` under
     `order_key` in `lane`, or None: the delivery waits for the worker."""
     claimant = express.claimant_of(db_session)
     if claimant is None:
         return None
-    lease_until = claimant.lease_until(target=lane, order_key=order_key, now=now)
+    lease_until = claimant.lease_until(kind=kind, target=lane, order_key=order_key, now=now)
     return None if lease_until is None else (claimant, lease_until)
 
 

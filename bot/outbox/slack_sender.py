@@ -38,6 +38,9 @@ TRANSIENT = {
     "request_timeout",
     "ratelimited",
 }
+# A post answered so may have been made all the same: Slack says of both "it's possible
+# some aspect of the operation succeeded before the error was raised", as of any 5xx.
+MAY_HAVE_POSTED = {"fatal_error", "internal_error"}
 # Slack's answer will not change however often it is asked.
 PERMANENT = {
     "channel_not_found",
@@ -79,7 +82,9 @@ def _carries(message: dict[str, Any], job: Job, slack: WebClient) -> bool:
     return carries(message, METADATA_EVENT, {"delivery": job.id}, slack)
 
 
-def classify(error: SlackApiError, job: Job) -> Result:
+def classify(error: SlackApiError, job: Job, *, posting: bool = False) -> Result:
+    """What `error` comes to; `posting`: it answered a chat.postMessage, which a 5xx or
+    a `fatal_error` may not have stopped (see MAY_HAVE_POSTED)."""
     status = error.response.status_code
     code = str(error.response.get("error") or f"http_{status}")
     if status == 429 or code == "ratelimited":
@@ -93,7 +98,10 @@ def classify(error: SlackApiError, job: Job) -> Result:
             credentials_refused=True,
         )
     if status >= 500 or code in TRANSIENT:
-        return Retry(error=code)
+        # The next attempt waits out the lease for a post that did land to show, then
+        # looks for it before posting again, as after a timeout.
+        landed = posting and (status >= 500 or code in MAY_HAVE_POSTED)
+        return Retry(error=code, ambiguous=landed)
     if code == "message_not_found" and job.kind == SLACK_MESSAGE:
         return Retry(error="message was deleted in Slack; posting it again", forget_ts=True)
     if code in PERMANENT:
@@ -182,12 +190,15 @@ class SlackSender:
             channel_id = self._recorded_id(channel_id)
             self.client.chat_update(channel=channel_id, ts=ts, **self._content(job))
             return Sent(ts=ts, channel_id=channel_id)
-        response = self.client.chat_postMessage(
-            channel=message.channel,
-            metadata=_metadata(job),
-            thread_ts=thread_ts or None,
-            **self._content(job),
-        )
+        try:
+            response = self.client.chat_postMessage(
+                channel=message.channel,
+                metadata=_metadata(job),
+                thread_ts=thread_ts or None,
+                **self._content(job),
+            )
+        except SlackApiError as exc:
+            return classify(exc, job, posting=True)
         return Sent(ts=response["ts"], channel_id=response["channel"])
 
     def _reply(self, job: Job) -> Result:
@@ -203,12 +214,15 @@ class SlackSender:
             if found is not None:
                 self.client.chat_update(channel=channel_id, ts=found, **self._content(job))
                 return Sent(ts=found, channel_id=channel_id)
-        response = self.client.chat_postMessage(
-            channel=channel_id,
-            thread_ts=thread_ts,
-            metadata=_metadata(job),
-            **self._content(job),
-        )
+        try:
+            response = self.client.chat_postMessage(
+                channel=channel_id,
+                thread_ts=thread_ts,
+                metadata=_metadata(job),
+                **self._content(job),
+            )
+        except SlackApiError as exc:
+            return classify(exc, job, posting=True)
         return Sent(ts=response["ts"], channel_id=channel_id)
 
     def _respond(self, job: Job) -> Result:

@@ -10,7 +10,9 @@ posting again.
 
 No more is claimed than there are free senders, counting those held for claims
 made at once in transactions not yet committed (bot/outbox/express.py), so a
-claim does not wait in the pool while its lease runs. A lease that has run half
+claim does not wait in the pool while its lease runs. Nor may one family of
+deliveries (the service they call: Slack, response_urls, PagerDuty's Events and
+REST APIs) take the senders another needs (`_may_take`). A lease that has run half
 its length is renewed in the database, while its send is on the wire and,
 should it have waited for a sender after all, before it goes: a send whose
 lease ended is not made (another instance may have taken the delivery).
@@ -66,6 +68,7 @@ from bot.outbox.models import (
     SLACK_REPLY,
     Delivery,
     SlackMessage,
+    family_of,
 )
 from bot.outbox.pacing import SLACK_UPDATES, Pacer
 from bot.outbox.results import Dead, Job, MessageRef, Result, Retry, Sent, told_to_its_person
@@ -97,6 +100,7 @@ class _Lease:
     delivery: int
     attempts: int  # the claim's own: each claim of a delivery counts one more
     until: datetime
+    family: str  # of its kind: what its sender counts against (`OutboxWorker._may_take`)
     lost: bool = False  # found taken or ended when it was to be renewed
 
 
@@ -109,6 +113,7 @@ class _Hold:
     # time.monotonic() past which the hold is let go even if its transaction was never
     # seen to end: the lease it was for has ended by then.
     expires_at: float
+    family: str  # of the delivery's kind
 
 
 class DeliveryMetrics(Protocol):
@@ -211,6 +216,7 @@ class OutboxWorker:
     ) -> None:
         self.sessions = sessions
         self.senders = senders
+        self._families = {family_of(kind) for kind in senders}
         self.pacer = pacer
         self.settings = settings
         self.clock = clock or SystemClock()
@@ -270,29 +276,39 @@ class OutboxWorker:
     # -- choosing work -------------------------------------------------------
 
     def _pending(self, *, paced_lanes: bool) -> ColumnElement[bool]:
-        """Pending deliveries of this worker's kinds in lanes not being paced (those
-        bound as `waiting` when there are any)."""
-        criteria = [Delivery.status == PENDING, Delivery.kind.in_(sorted(self.kinds))]
+        """Pending deliveries of the kinds bound as `kinds` (this worker's that may take
+        a sender now) in lanes not being paced (those bound as `waiting` when there are any)."""
+        criteria = [
+            Delivery.status == PENDING,
+            Delivery.kind.in_(bindparam("kinds", expanding=True)),
+        ]
         if paced_lanes:
             criteria.append(lane_of().not_in(bindparam("waiting", expanding=True)))
         return and_(*criteria)
 
     @staticmethod
-    def _values(waiting: Collection[str], **values: Any) -> dict[str, Any]:
+    def _values(kinds: list[str], waiting: Collection[str], **values: Any) -> dict[str, Any]:
+        values = {**values, "kinds": kinds}
         return {**values, "waiting": list(waiting)} if waiting else values
 
     def _due(
-        self, db_session: Session, now: datetime, *, waiting: Collection[str], limit: int
+        self,
+        db_session: Session,
+        now: datetime,
+        *,
+        kinds: list[str],
+        waiting: Collection[str],
+        limit: int,
     ) -> list[tuple[Delivery, str]]:
         query = self._due_query(paced_lanes=bool(waiting))
-        values = self._values(waiting, now=now, limit=limit)
+        values = self._values(kinds, waiting, now=now, limit=limit)
         return [(row, str(lane)) for row, lane in db_session.execute(query, values)]
 
     def _due_query(self, *, paced_lanes: bool) -> Select[Delivery, str]:
         """What is due, oldest first within the most urgent priority: built once for each
-        shape and run with `now`, `limit` and the `waiting` lanes bound (building it
-        took more CPU than running it, at every pass)."""
-        query = self._due_queries.get(paced_lanes)  # the kinds are this worker's, fixed
+        shape and run with `now`, `limit`, the `kinds` and the `waiting` lanes bound
+        (building it took more CPU than running it, at every pass)."""
+        query = self._due_queries.get(paced_lanes)
         if query is not None:
             return query
         now: BindParameter[datetime] = bindparam("now")
@@ -327,10 +343,12 @@ class OutboxWorker:
         self._due_queries[paced_lanes] = query
         return query
 
-    def _next_due_s(self, db_session: Session, now: datetime, waiting: Collection[str]) -> float:
+    def _next_due_s(
+        self, db_session: Session, now: datetime, kinds: list[str], waiting: Collection[str]
+    ) -> float:
         paced_lanes = bool(waiting)
         query = select(func.min(Delivery.not_before)).where(self._pending(paced_lanes=paced_lanes))
-        soonest = db_session.scalar(query, self._values(waiting))
+        soonest = db_session.scalar(query, self._values(kinds, waiting))
         if soonest is None:
             return self.settings.poll_interval_s
         return max(0.0, (soonest - now).total_seconds())
@@ -345,22 +363,26 @@ class OutboxWorker:
         now = self.clock.now()
         with self._lock:
             free = self._free()
-        if free <= 0:
+            kinds = self._kinds_with_room()
+        if free <= 0 or not kinds:
             return self.settings.poll_interval_s  # a send that ends wakes the loop
         waiting = self.pacer.waiting()
         delay = min([self.settings.poll_interval_s, *waiting.values()])
         delay = max(delay, 0.01)
-        hold = self._hold(now)
         with self.sessions() as db_session:
             started = time.monotonic()
-            candidates = self._due(db_session, now, waiting=waiting, limit=min(BATCH, 2 * free))
+            candidates = self._due(
+                db_session, now, kinds=kinds, waiting=waiting, limit=min(BATCH, 2 * free)
+            )
             self._after_due(db_session, took_s=time.monotonic() - started)
             if not candidates:
-                return min(delay, self._next_due_s(db_session, now, waiting))
+                return min(delay, self._next_due_s(db_session, now, kinds, waiting))
             chosen: list[tuple[Delivery, str]] = []
+            holds: dict[str, _Hold] = {}  # by order key, for the rows chosen
             handed_over: set[str] = set()
             try:
                 for row, lane in candidates:
+                    hold = self._hold(now, family_of(row.kind))
                     with self._lock:
                         if self._free() <= 0:
                             # No more than the free senders start now: a claimed row waiting
@@ -369,6 +391,11 @@ class OutboxWorker:
                             break
                         if self._busy_with(row.order_key):  # one at a time under an order key
                             continue
+                        if not self._may_take(hold.family):
+                            # Its family used up its share in this pass: the next pass,
+                            # soon, looks past its rows for the other families'.
+                            delay = 0.01
+                            continue
                         self._held[row.order_key] = hold
                     wait = self.pacer.wait_s(lane)
                     if wait > 0 or not self.pacer.take(lane):
@@ -376,19 +403,21 @@ class OutboxWorker:
                         delay = min(delay, max(wait, 0.01))
                         continue
                     chosen.append((row, lane))
+                    holds[row.order_key] = hold
                 claimed = self._claim(db_session, chosen, now)
                 handed_over = {order_key for _, order_key in claimed}
                 for job, order_key in claimed:
-                    self._start(job, order_key, hold)
+                    self._start(job, order_key, holds[order_key])
             finally:
                 # What the claim did not get (changed since it was read) frees its sender.
-                chosen_keys = [row.order_key for row, _ in chosen]
-                self._give_back([(key, hold) for key in chosen_keys if key not in handed_over])
+                self._give_back(
+                    [(key, hold) for key, hold in holds.items() if key not in handed_over]
+                )
         return delay
 
-    def _hold(self, now: datetime) -> _Hold:
+    def _hold(self, now: datetime, family: str) -> _Hold:
         lease_s = self.settings.lease_s
-        return _Hold(now + timedelta(seconds=lease_s), time.monotonic() + lease_s)
+        return _Hold(now + timedelta(seconds=lease_s), time.monotonic() + lease_s, family)
 
     def _free(self) -> int:
         """Senders neither sending nor held for a claim; call it holding `_lock`."""
@@ -406,6 +435,34 @@ class OutboxWorker:
                     extra={"order_key": order_key},
                 )
         return self.settings.workers - len(self._in_flight) - len(self._held)
+
+    def _may_take(self, family: str) -> bool:
+        """Whether a delivery of `family` may take a sender now; call it holding `_lock`.
+
+        Each family of this worker's kinds that uses no sender has one kept free for
+        it: a family takes its first sender whenever one is free, and any more only
+        while as many stay free as there are other families using none. A service
+        that hangs (each send held until its timeout) or fails slowly thus holds at
+        most the senders the others leave, however many of its deliveries are due,
+        and never the last one another needs: Slack still posts, the one way on-call
+        hears of alarms during a PagerDuty outage, and pages go while Slack hangs.
+        With 8 senders and 4 families, one family alone uses up to 5; families busy
+        together share all 8. The rule holds for at-once claims (`reserve`) as for the
+        worker's passes, and costs nothing when this worker sends one family only.
+        """
+        free = self._free()
+        if free <= 0:
+            return False
+        using = {lease.family for lease in self._in_flight.values()}
+        using.update(hold.family for hold in self._held.values())
+        if family not in using:
+            return True
+        idle = self._families - using - {family}
+        return free - 1 >= len(idle)
+
+    def _kinds_with_room(self) -> list[str]:
+        """This worker's kinds whose family may take a sender now; call it holding `_lock`."""
+        return sorted(kind for kind in self.kinds if self._may_take(family_of(kind)))
 
     def _busy_with(self, order_key: str) -> bool:
         """Whether this instance sends or holds a sender under `order_key`; under `_lock`."""
@@ -519,20 +576,21 @@ class OutboxWorker:
 
     # -- claimed in the transaction that adds them (bot/outbox/express.py) -----
 
-    def reserve(self, *, target: str, order_key: str, now: datetime) -> _Hold | None:
-        """A sender held for a claim at once under `order_key` (the hold itself, whose
-        `until` the claim writes), or None: the delivery is left to the worker."""
+    def reserve(self, *, kind: str, target: str, order_key: str, now: datetime) -> _Hold | None:
+        """A sender held for a claim at once of a delivery of `kind` under `order_key`
+        (the hold itself, whose `until` the claim writes), or None: the delivery is
+        left to the worker."""
         if self._pool is None or self._stop.is_set():
             return None
-        hold = self._hold(now)
+        hold = self._hold(now, family_of(kind))
         with self._lock:
             behind = self._busy_with(order_key)
-            # Only when a sender is free: a delivery claimed now but sent after
-            # others queued before it would spend its share of the pace early,
-            # and calls bunched up that way draw 429s. The sender is held until
-            # the claim's transaction ends, or transactions side by side would
-            # all count it free.
-            busy = not behind and self._free() <= 0
+            # Only when a sender is free, and one its family may take: a delivery
+            # claimed now but sent after others queued before it would spend its
+            # share of the pace early, and calls bunched up that way draw 429s. The
+            # sender is held until the claim's transaction ends, or transactions
+            # side by side would all count it free.
+            busy = not behind and not self._may_take(hold.family)
             if not (behind or busy):
                 self._held[order_key] = hold
         outcome = "behind" if behind else "busy" if busy else None
@@ -555,7 +613,7 @@ class OutboxWorker:
         for _ in reservations:
             self.metrics.at_once("unused")
         with self._lock:
-            was_full = self._free() <= 0
+            was_full = len(self._kinds_with_room()) < len(self.kinds)
         if self._give_back(reservations) and was_full:
             self._wake.set()  # the loop may have let due work wait for a sender
 
@@ -578,7 +636,7 @@ class OutboxWorker:
         another took its place: the newcomer does not go beside it.
         """
         until = self.clock.now() if reservation is None else reservation.until
-        lease = _Lease(job.id, job.attempts, until)
+        lease = _Lease(job.id, job.attempts, until, family_of(job.kind))
         with self._lock:
             if reservation is not None and self._held.get(order_key) is reservation:
                 del self._held[order_key]

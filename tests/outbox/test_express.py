@@ -20,6 +20,7 @@ from bot.outbox.results import Job, Result, Sent
 from bot.outbox.worker import OutboxWorker
 from sandbox.alarms import alarm_message
 from sandbox.pagerduty import PagerDutyEmulator
+from tests.conftest import TOPIC_ARN
 from tests.support import LiveService, statements_sent, wait_for
 
 T0 = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
@@ -37,7 +38,7 @@ def statuses(service: LiveService) -> list[tuple[str, int]]:
 
 def record_alarm(db: sa.orm.Session, service: LiveService, name: str) -> None:
     message = alarm_message(name=name, state="ALARM", at=T0)
-    inbound = Inbound(message_id=f"m-{name}", via="https", body=message)
+    inbound = Inbound(message_id=f"m-{name}", via="https", body=message, topic_arn=TOPIC_ARN)
     receive(db, inbound=inbound, config=service.runtime.config, now=service.runtime.clock.now())
 
 
@@ -274,16 +275,28 @@ def test_nothing_is_claimed_at_once_while_every_sender_is_busy(service: LiveServ
     worker.start()
     try:
         now = runtime.clock.now()
-        reservation = worker.reserve(target="slack:#alerts", order_key="slack:a", now=now)
+        reservation = worker.reserve(
+            kind=SLACK_MESSAGE, target="slack:#alerts", order_key="slack:a", now=now
+        )
         assert reservation is not None
         job = Job(0, SLACK_MESSAGE, "slack:#alerts", {"text": "a"}, 1, None)
         worker.send_claimed([(job, "slack:a", reservation)])  # the only sender is busy with it
         # Claimed now, it would wait behind that one with its share of the pace spent.
-        assert worker.reserve(target="slack:#alerts", order_key="slack:b", now=now) is None
-        assert worker.reserve(target="slack:#alerts", order_key="slack:a", now=now) is None
+        assert (
+            worker.reserve(kind=SLACK_MESSAGE, target="slack:#alerts", order_key="slack:b", now=now)
+            is None
+        )
+        assert (
+            worker.reserve(kind=SLACK_MESSAGE, target="slack:#alerts", order_key="slack:a", now=now)
+            is None
+        )
         assert offers() == {"leased": 1, "unused": 0, "behind": 1, "busy": 1, "paced": 0}
         gate.set()
-        wait_for(lambda: worker.reserve(target="slack:#alerts", order_key="slack:b", now=now))
+        wait_for(
+            lambda: worker.reserve(
+                kind=SLACK_MESSAGE, target="slack:#alerts", order_key="slack:b", now=now
+            )
+        )
     finally:
         gate.set()
         worker.stop()
