@@ -19,5 +19,15 @@ class UndoFailed(UndoRefused):
     outcome = "failed"
 
 
+class UndoUnknown(UndoRefused):
+    """The bot failed after the undo was submitted: part of it may have been done.
+
+    Answered like a refusal (the words say what opsbot's records show), recorded
+    and counted as `unknown`.
+    """
+
+    outcome = "unknown"
+
+
 class QuestionRefused(Exception):
     """A Continue or Cancel that does nothing (answered already, or not a question of ours)."""

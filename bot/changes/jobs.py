@@ -1,10 +1,11 @@
 """Scheduled work of the changes section: looking at ECS for deploys made outside opsbot,
-and the looks put back at start."""
+telling an undo lost whose process never reported, and both put back at start."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import partial
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -22,10 +23,13 @@ from bot.scheduler.registry import JobFunction
 
 log = logging.getLogger(__name__)
 
+# Undo events older than this are not looked at for a lost-check at start.
+UNDO_RESUME_WINDOW = timedelta(days=7)
+
 
 @dataclass(frozen=True)
 class LookDeps:
-    """What a look at ECS works with (built by the composition root)."""
+    """What the changes' jobs work with (built by the composition root)."""
 
     config: Config
     clock: Clock
@@ -66,23 +70,39 @@ def look_at_ecs(deps: LookDeps, *, incident_id: int) -> None:
         db_session.commit()
 
 
+def undo_lost(deps: LookDeps, *, event_id: int) -> None:
+    """An undo still running RUNNING_FOR_AT_MOST after its click is told lost."""
+    flows.mark_lost(deps.sessions, event_id=event_id, now=deps.clock.now())
+
+
 def reschedule(sessions: sessionmaker[Session], clock: Clock) -> int:
     """At start: every open incident whose message still waits for its look at ECS has its
-    look job, due at once (a lost one left the message "looking" for good). Returns how many."""
+    look job, due at once (a lost one left the message "looking" for good); every undo
+    still running has the job that tells it lost (a lost one left it running for good).
+    Returns how many looks."""
     with sessions() as db_session:
         waiting = flows.waiting_for_a_look(db_session)
         for incident in waiting:
             flows.schedule_look(db_session, incident=incident, now=clock.now())
         ids = [incident.id for incident in waiting]
+        running = flows.running_undo_events(db_session, since=clock.now() - UNDO_RESUME_WINDOW)
+        for event in running:
+            flows.schedule_lost_check(db_session, event=event)
         db_session.commit()  # the jobs are stored after the commit (bot/scheduler/deferred.py)
     log.info(
         "put back the ECS look jobs of %d open incident(s)",
         len(ids),
         extra={"job": flows.LOOK_JOB, "incidents": ids},
     )
+    if running:
+        log.info(
+            "put back the lost-checks of %d undo(s) still running",
+            len(running),
+            extra={"job": flows.LOST_JOB, "events": [event.id for event in running]},
+        )
     return len(ids)
 
 
 def jobs(deps: LookDeps) -> dict[str, JobFunction]:
     """The changes' jobs by name, bound to `deps`."""
-    return {flows.LOOK_JOB: partial(look_at_ecs, deps)}
+    return {flows.LOOK_JOB: partial(look_at_ecs, deps), flows.LOST_JOB: partial(undo_lost, deps)}

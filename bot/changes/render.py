@@ -21,6 +21,11 @@ UNDO = "incident_undo"  # action ids are UNDO + ":" + the change's key (handlers
 UNDO_PATTERN = r"^incident_undo:(deploy|flag):[0-9]{1,12}$"
 BUTTON_TEXT_MAX = 75
 MAX_BUTTONS = 5
+# The section's lines, opsbot's changes and deploys seen on ECS together (newest first):
+# the rest are counted in "… and N more", and a section never outgrows Slack's 3,000.
+MAX_LINES = 10
+SECTION_MAX = 3000
+_Dated = tuple[datetime, str, ChangeItem | None]  # a line; its change (None: seen on ECS)
 ICONS = {"deploy": ":rocket:", "rollback": ":rewind:", "flag": ":triangular_flag_on_post:"}
 
 
@@ -132,13 +137,16 @@ def changes_blocks(
         if ecs_line:
             elements.append({"type": "mrkdwn", "text": ecs_line})
         return [{"type": "context", "elements": elements}]
-    lines = [f"*Changes to {where} in the {window} before this alarm*"]
-    dated = [(item.at, _line(item)) for item in view.items] + [(s.at, _seen_line(s)) for s in seen]
-    lines += [line for _, line in sorted(dated, key=lambda pair: pair[0], reverse=True)]
-    if view.more:
-        lines.append(f"… and {view.more} more: `/deploy history {view.app} {view.env}`")
+    head = f"*Changes to {where} in the {window} before this alarm*"
+    dated: list[_Dated] = [(item.at, _line(item), item) for item in view.items]
+    dated += [(s.at, _seen_line(s), None) for s in seen]
+    dated.sort(key=lambda entry: entry[0], reverse=True)
+    shown = _fitting(head, dated, view=view)
+    listed = [item for _, _, item in dated[: len(shown)] if item is not None]
+    more_line = _more_line(view, dated[len(shown) :])
+    text = "\n".join([head, *shown] + ([more_line] if more_line else []))
     blocks: list[dict[str, Any]] = [
-        {"type": "section", "text": {"type": "mrkdwn", "text": clip("\n".join(lines), 3000)}}
+        {"type": "section", "text": {"type": "mrkdwn", "text": clip(text, SECTION_MAX)}}
     ]
     if as_of:
         ecs_line = f":mag: Deploys made outside opsbot: as seen on ECS {as_of}."
@@ -151,13 +159,35 @@ def changes_blocks(
             "text": {"type": "plain_text", "text": undo_label(item.undo)},
             "value": f"{incident_id}:{item.key}",
         }
-        for item in view.items
+        for item in listed
         if item.undo is not None
     ][:MAX_BUTTONS]
     if buttons:
         block_id = f"changes:{incident_id}"
         blocks.append({"type": "actions", "block_id": block_id, "elements": buttons})
     return blocks
+
+
+def _more_line(view: ChangesView, left_out: list[_Dated]) -> str | None:
+    """ "… and N more": opsbot's changes not listed by the view, and the lines left out."""
+    more = view.more + len(left_out)
+    if not more:
+        return None
+    seen = sum(1 for _, _, item in left_out if item is None)
+    of_them = f" ({seen} of them seen on ECS, not made by opsbot)" if seen else ""
+    return f"… and {more} more{of_them}: `/deploy history {view.app} {view.env}`"
+
+
+def _fitting(head: str, dated: list[_Dated], *, view: ChangesView) -> list[str]:
+    """The newest lines that fit the section: MAX_LINES at most, in SECTION_MAX characters
+    with the head and the line that counts the rest."""
+    shown = [line for _, line, _ in dated[:MAX_LINES]]
+    while shown:
+        tail = _more_line(view, dated[len(shown) :])
+        if len("\n".join([head, *shown] + ([tail] if tail else []))) <= SECTION_MAX:
+            break
+        shown.pop()
+    return shown
 
 
 def unavailable(*, app: str, env: str) -> dict[str, Any]:

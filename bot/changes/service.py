@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot.approvals.models import EXECUTING, PENDING, PendingAction
@@ -40,6 +40,7 @@ RUNNING = "running"  # an undo event whose change is being made right now
 # An undo still "running" after this was lost with its process: its button comes back.
 RUNNING_FOR_AT_MOST = timedelta(minutes=10)
 MAX_ITEMS = 10
+FAILURES_READ = 500  # failed flag changes read to count those that wrote (see _flag_total)
 
 ROLLBACK_UNDO = "rollback"
 FLAG_UNDO = "flag"
@@ -58,6 +59,11 @@ class Undo:
     undoes_task_definition: str | None = None
     flag: str | None = None
     verb: str | None = None  # flag: on | off
+    # flag: the version the change it undoes left (SSM's parameter version, or the AppConfig
+    # version it deployed); the undo is refused when the flag is at another one by then.
+    parameter_version: int | None = None
+    deployed_version: int | None = None
+    undoes_change: int | None = None  # flag: the audit line of the change it undoes
 
 
 @dataclass(frozen=True)
@@ -114,18 +120,24 @@ def _pending(db_session: Session, *, kind: str, target: str) -> list[PendingActi
     return list(db_session.scalars(query.order_by(PendingAction.id)))
 
 
-def _running_undos(db_session: Session, *, incident_id: int, now: datetime) -> dict[str, str]:
-    """Changes whose undo, clicked on this incident, is being made now: key -> who clicked."""
+def running_undos(
+    db_session: Session, *, incident_id: int, now: datetime
+) -> dict[str, IncidentEvent]:
+    """Changes whose undo, clicked on this incident, is being made now: key -> its event.
+
+    One still running after RUNNING_FOR_AT_MOST was lost with its process (it is
+    marked lost then, bot/changes/flows.py): its button comes back.
+    """
     query = select(IncidentEvent).where(
         IncidentEvent.incident_id == incident_id,
         IncidentEvent.kind == UNDO_EVENT,
-        IncidentEvent.recorded_at >= now - RUNNING_FOR_AT_MOST,
+        IncidentEvent.recorded_at > now - RUNNING_FOR_AT_MOST,
     )
-    running: dict[str, str] = {}
+    running: dict[str, IncidentEvent] = {}
     for event in db_session.scalars(query.order_by(IncidentEvent.id)):
         key = str((event.data or {}).get("change"))
         if (event.data or {}).get("status") == RUNNING:
-            running[key] = event.actor or "?"
+            running[key] = event
         else:
             running.pop(key, None)
     return running
@@ -134,17 +146,22 @@ def _running_undos(db_session: Session, *, incident_id: int, now: datetime) -> d
 def _deploy_items(
     db_session: Session, *, app: str, env: str, since: datetime, until: datetime
 ) -> tuple[list[ChangeItem], int]:
-    query = select(Deployment).where(
+    """The newest deploys and rollbacks of the window (MAX_ITEMS at most), and how many it holds."""
+    where = (
         Deployment.app == app,
         Deployment.env == env,
         Deployment.kind.in_((DEPLOY, ROLLBACK)),
         Deployment.created_at >= since,
         Deployment.created_at <= until,
     )
-    rows = list(db_session.scalars(query.order_by(Deployment.id.desc()).limit(MAX_ITEMS + 1)))
+    query = select(Deployment).where(*where)
+    rows = list(db_session.scalars(query.order_by(Deployment.id.desc()).limit(MAX_ITEMS)))
+    total = len(rows)
+    if total == MAX_ITEMS:
+        total = int(db_session.scalar(select(func.count(Deployment.id)).where(*where)) or 0)
     items: list[ChangeItem] = []
     latest_deploy = next((d for d in rows if d.kind == DEPLOY), None)
-    for row in rows[:MAX_ITEMS]:
+    for row in rows:
         undo, no_undo = None, None
         if row is latest_deploy:
             undo, no_undo = _rollback_of(db_session, row)
@@ -162,7 +179,7 @@ def _deploy_items(
                 no_undo=no_undo,
             )
         )
-    return items, max(0, len(rows) - MAX_ITEMS)
+    return items, total
 
 
 def _rollback_of(db_session: Session, deployment: Deployment) -> tuple[Undo | None, str | None]:
@@ -310,9 +327,31 @@ def _wrote(entry: AuditRecord) -> bool:
     )
 
 
+def _flag_total(db_session: Session, *, target: str, since: datetime, until: datetime) -> int:
+    """How many flag changes of the window left something in place (see `_wrote`).
+
+    The changes done are counted by the database; the failures, rare, are read (at
+    most FAILURES_READ of them) to tell those that wrote.
+    """
+    where = (
+        AuditRecord.target == target,
+        AuditRecord.action == FLAG_CHANGE,
+        AuditRecord.at >= since,
+        AuditRecord.at <= until,
+    )
+    done = db_session.scalar(
+        select(func.count(AuditRecord.id)).where(*where, AuditRecord.outcome == "ok")
+    )
+    failed = db_session.scalars(
+        select(AuditRecord).where(*where, AuditRecord.outcome == "failed").limit(FAILURES_READ)
+    )
+    return int(done or 0) + sum(1 for entry in failed if _wrote(entry))
+
+
 def _flag_items(
     db_session: Session, *, app: str, env: str, since: datetime, until: datetime
 ) -> tuple[list[ChangeItem], int]:
+    """The newest flag changes of the window (MAX_ITEMS at most), and how many it holds."""
     target = f"flag:{app}/{env}"
     query = select(AuditRecord).where(
         AuditRecord.target == target,
@@ -324,7 +363,10 @@ def _flag_items(
     order = (AuditRecord.at.desc(), AuditRecord.id.desc())
     # Most failures wrote nothing: read a few times as many lines as are listed.
     found = db_session.scalars(query.order_by(*order).limit(5 * (MAX_ITEMS + 1)))
-    rows = [r for r in found if _wrote(r)][: MAX_ITEMS + 1]
+    rows = [r for r in found if _wrote(r)][:MAX_ITEMS]
+    total = len(rows)
+    if total == MAX_ITEMS:
+        total = max(total, _flag_total(db_session, target=target, since=since, until=until))
     if not rows:
         return [], 0
     oldest = min(r.id for r in rows)
@@ -342,7 +384,7 @@ def _flag_items(
     }
     waiting = _pending(db_session, kind=FLAG_UNDO, target=target)
     items = []
-    for entry in rows[:MAX_ITEMS]:
+    for entry in rows:
         detail = entry.detail or {}
         flag = str(detail.get("flag") or "?")
         before = _state(detail.get("before"))
@@ -369,7 +411,7 @@ def _flag_items(
                 no_undo=no_undo,
             )
         )
-    return items, max(0, len(rows) - MAX_ITEMS)
+    return items, total
 
 
 def _flag_undo(
@@ -402,7 +444,22 @@ def _flag_undo(
         return None, f"changed again since, by {_mention(latest.actor)}"
     if status == "rolled back by AppConfig":
         return None, None
-    return Undo(kind=FLAG_UNDO, flag=flag, verb="on" if was else "off"), None
+    detail = entry.detail or {}
+    ssm = "parameter_version" in detail
+    version = detail.get("parameter_version" if ssm else "version")
+    if not isinstance(version, int):
+        # Nothing to tell a later change made outside opsbot by: no one-click undo.
+        verb = "on" if was else "off"
+        return None, f"the version it left is not known (use `/flag {verb}`)"
+    undo = Undo(
+        kind=FLAG_UNDO,
+        flag=flag,
+        verb="on" if was else "off",
+        parameter_version=version if ssm else None,
+        deployed_version=None if ssm else version,
+        undoes_change=entry.id,
+    )
+    return undo, None
 
 
 def changes_view(
@@ -417,17 +474,21 @@ def changes_view(
 ) -> ChangesView:
     """Deploys, rollbacks and flag changes of `app/env` in the window before `alarm_at`."""
     since = alarm_at - timedelta(minutes=window_min)
-    deploys, more_deploys = _deploy_items(db_session, app=app, env=env, since=since, until=alarm_at)
-    flags, more_flags = _flag_items(db_session, app=app, env=env, since=since, until=alarm_at)
+    deploys, deploy_total = _deploy_items(db_session, app=app, env=env, since=since, until=alarm_at)
+    flags, flag_total = _flag_items(db_session, app=app, env=env, since=since, until=alarm_at)
     items = sorted(deploys + flags, key=lambda i: i.at, reverse=True)
     running = (
-        _running_undos(db_session, incident_id=incident_id, now=now)
+        running_undos(db_session, incident_id=incident_id, now=now)
         if incident_id is not None
         else {}
     )
     if running:
         items = [
-            replace(item, undo=None, no_undo=f"being undone by {_mention(running[item.key])}")
+            replace(
+                item,
+                undo=None,
+                no_undo=f"being undone by {_mention(running[item.key].actor or '?')}",
+            )
             if item.key in running
             else item
             for item in items
@@ -438,5 +499,5 @@ def changes_view(
         env=env,
         window_min=window_min,
         items=shown,
-        more=more_deploys + more_flags + len(items) - len(shown),
+        more=max(0, deploy_total + flag_total - len(shown)),
     )

@@ -237,9 +237,12 @@ def prepare(services: Services, change: Change, *, waited: bool = False) -> Prep
         base = _base_or_raise(target, current)
         if change.deployed_version is not None and base.number != change.deployed_version:
             raise FlagRefused(
-                f"The flags deployed to {code(target.label)} changed since this was asked: "
-                f"version {base.number} is deployed now, not version {change.deployed_version}. "
-                "Nothing was written: look again with `/flag list` and ask again."
+                _changed_since_text(
+                    change,
+                    target,
+                    made=change.deployed_version,
+                    now=f"version {base.number} is deployed",
+                )
             )
         if change.verb == SET:
             document = base.document.with_attributes(change.flag, change.attributes)
@@ -261,10 +264,22 @@ def prepare(services: Services, change: Change, *, waited: bool = False) -> Prep
                 "have no attributes. Use `/flag on` or `/flag off`."
             )
         found = ssm.find_or_raise(
-            ssm.list_flags(services.aws.get("ssm"), service_name=flags.service_name),
+            # Names, values and versions: the writers' history is one call per flag.
+            ssm.list_flags(
+                services.aws.get("ssm"), service_name=flags.service_name, with_writers=False
+            ),
             change.flag,
             service_name=flags.service_name,
         )
+        if change.parameter_version is not None and found.version != change.parameter_version:
+            raise FlagRefused(
+                _changed_since_text(
+                    replace(change, flag=found.name),
+                    target,
+                    made=change.parameter_version,
+                    now=f"SSM holds parameter version {found.version}",
+                )
+            )
         prepared = Prepared(
             change=replace(change, flag=found.name),
             target=target,
@@ -282,6 +297,27 @@ def prepare(services: Services, change: Change, *, waited: bool = False) -> Prep
             )
         )
     return prepared
+
+
+def _changed_since_text(change: Change, target: Target, *, made: int, now: str) -> str:
+    """The refusal of a change made from version `made` when AWS holds another one `now`.
+
+    An undo names the change it undoes: writing over a later change would undo that
+    one instead, unseen.
+    """
+    if change.undoes is None:
+        return (
+            f"The flags deployed to {code(target.label)} changed since this was asked: "
+            f"{now} now, not version {made}. "
+            "Nothing was written: look again with `/flag list` and ask again."
+        )
+    return (
+        f"Nothing was written: {code(change.flag)} of {code(target.label)} was changed after "
+        f"the change this undoes, which left version {made}: {now} now (a change made "
+        "outside opsbot, or just now). Undoing would overwrite that later change: look with "
+        f"`/flag list`, and use `/flag {change.verb} {escape(change.flag)}` if it should still "
+        f"be {change.verb}."
+    )
 
 
 def _base_or_raise(target: Target, current: appconfig.Current) -> appconfig.Version:

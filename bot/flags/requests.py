@@ -26,6 +26,11 @@ class Change:
     # AppConfig: the deployed version the change is made from (the newest hosted one may
     # be newer and never deployed); if another is deployed by the confirmation, refused.
     deployed_version: int | None = None
+    # SSM: the parameter version the change is made from (an undo: the one the change it
+    # undoes wrote); if SSM holds another by the time it runs, refused.
+    parameter_version: int | None = None
+    # An undo: the `flag.change` audit line of the change it reverts (said in refusals).
+    undoes: int | None = None
 
     def to_payload(self) -> dict[str, Any]:
         return asdict(self)
@@ -34,6 +39,8 @@ class Change:
     def from_payload(cls, payload: dict[str, Any]) -> Change:
         seen = payload.get("seen_version")
         deployed = payload.get("deployed_version")
+        parameter = payload.get("parameter_version")
+        undoes = payload.get("undoes")
         channel = payload.get("channel")
         return cls(
             app=str(payload["app"]),
@@ -45,6 +52,8 @@ class Change:
             channel=None if channel is None else str(channel),
             seen_version=None if seen is None else int(seen),
             deployed_version=None if deployed is None else int(deployed),
+            parameter_version=None if parameter is None else int(parameter),
+            undoes=None if undoes is None else int(undoes),
         )
 
     @property

@@ -41,7 +41,7 @@ VIAS = ("https", "sqs")
 NOTIFICATION_OUTCOMES = ("new", "duplicate", "refused", "error", "left")
 DELIVERY_OUTCOMES = ("ok", "retry", "rate_limited", "dead")
 UNDO_KINDS = ("rollback", "flag", "unknown")  # an undo button on an incident's changes
-UNDO_OUTCOMES = ("done", "refused", "failed")
+UNDO_OUTCOMES = ("done", "refused", "failed", "unknown")
 # PagerDuty calls looked for before they are made again (bot/incidents/pagerduty_calls.py).
 FOUND_DONE_ACTIONS = ("note", "escalate")
 # What became of a PagerDuty webhook delivery (handlers/pagerduty_webhooks.py).

@@ -14,7 +14,8 @@ tokens, what is still open), so a job given up or lost with a crash comes back
 at the next start, not before: incidents.*, maintenance.window_end,
 oncall.handoff (today's, if nothing was posted yet), flags.watch (of a change
 made in the last 7 days), approvals.expire, deploys.lock_reminder,
-deploys.watch and changes.look_at_ecs.
+deploys.watch, changes.look_at_ecs and changes.undo_lost (of an undo still
+running from the last 7 days).
 
 `stop_running()` starts no more jobs, then waits for the running ones without
 holding the job store's lock, so what they schedule or retry is stored as usual
