@@ -26,6 +26,7 @@ from bot.alarms import flows as alarm_flows
 from bot.alarms.intake import AlarmIntake
 from bot.alarms.parse import TopicAccounts, carrier_account
 from bot.alarms.queue import AlarmQueueConsumer
+from bot.approvals import flows as approval_flows
 from bot.approvals import jobs as approval_jobs
 from bot.apps.access import Access
 from bot.apps.services import AppServices
@@ -506,6 +507,7 @@ def build_runtime(
     flag_flows.count_outcomes_after_commit(sessions, metrics)
     deploy_flows.count_outcomes_after_commit(sessions, metrics)
     dbrole_requests.count_runs_after_commit(sessions, metrics)
+    approval_flows.count_after_commit(sessions, metrics)
     jobs = jobs_table(
         incident_jobs.jobs(incident_job_deps),
         maintenance_jobs.jobs(maintenance_jobs.MaintenanceJobDeps(sessions=sessions, clock=clock)),

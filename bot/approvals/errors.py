@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from bot.apps.errors import NotAllowed
+
 
 class ApprovalError(Exception):
     pass
@@ -27,7 +29,24 @@ class ClickUnverifiable(ClickRefused):
 
 
 class ActionFailed(ApprovalError):
-    """The action ran and did not succeed; raised by a kind's `execute`."""
+    """The action ran and did not succeed; raised by a kind's `execute`.
+
+    Raised from an error with a `said` (RequesterRightLost, dbroles' RefusedAtRun),
+    the request's thread tells the requester that (see `flows.told_requester`).
+    """
+
+
+class RequesterRightLost(NotAllowed):
+    """The requester of a request that waited for clicks lost the right it needs.
+
+    The message is for whoever clicked last ("<@alice>, who asked, may no
+    longer ..."); `said` is for the requester, in the request's thread, without
+    the "Allowed:" list whose mentions would ping everyone in it.
+    """
+
+    def __init__(self, message: str, *, said: str) -> None:
+        super().__init__(message)
+        self.said = said
 
 
 class ClicksLapsed(ActionFailed):

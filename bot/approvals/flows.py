@@ -33,6 +33,7 @@ fails the same way, without saying anyone's right is gone.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -40,8 +41,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
+from weakref import WeakKeyDictionary
 
-from sqlalchemy.orm import Session
+from sqlalchemy import event
+from sqlalchemy.orm import Session, sessionmaker
 
 from bot.approvals import render
 from bot.approvals import service as approvals
@@ -51,15 +54,25 @@ from bot.approvals.errors import (
     ClicksLapsed,
     ClicksUnverifiable,
     ClickUnverifiable,
+    RequesterRightLost,
 )
-from bot.approvals.models import DONE, EXECUTING, FAILED, INTERRUPTED, PendingAction
-from bot.approvals.registry import APPROVE, CANCEL, CONFIRM, get_or_raise
+from bot.approvals.models import (
+    CANCELLED,
+    DONE,
+    EXECUTING,
+    EXPIRED,
+    FAILED,
+    INTERRUPTED,
+    PendingAction,
+)
+from bot.approvals.registry import APPROVE, CANCEL, CONFIRM, DECISIONS, get_or_raise
 from bot.apps.errors import NotAllowed, RightUnverifiable
 from bot.audit import service as audit
 from bot.outbox import service as outbox
 
 if TYPE_CHECKING:
     from bot.apps.services import Services
+    from bot.observability.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +89,51 @@ _ON_INTERRUPTED: dict[str, Callable[[Session, PendingAction, datetime], None]] =
 def on_interrupted(kind: str, record: Callable[[Session, PendingAction, datetime], None]) -> None:
     """Have `record(db_session, action, now)` called when a run of `kind` is marked interrupted."""
     _ON_INTERRUPTED[kind] = record
+
+
+# -- counted once they commit ---------------------------------------------------------------
+
+_CLICKS = "approvals.clicks"  # Session.info: (decision, outcome) counted once it commits
+_ENDED = "approvals.ended"  # Session.info: how requests ended, counted once it commits
+_WIRED: WeakKeyDictionary[sessionmaker[Session], Metrics] = WeakKeyDictionary()
+# The `outcome` of opsbot_approval_clicks_total: counted, refused, or not counted because a
+# right Slack could not confirm just then.
+CLICK_OK, CLICK_REFUSED, CLICK_UNVERIFIABLE = "ok", "refused", "unverifiable"
+# The `outcome` of opsbot_approvals_ended_total for a run presumed dead (its claim lapsed).
+ENDED_INTERRUPTED = "interrupted"
+
+
+def _count_click(db_session: Session, *, decision: str, outcome: str) -> None:
+    """Count a click in opsbot_approval_clicks_total once this session commits."""
+    label = decision if decision in DECISIONS else "other"
+    db_session.info.setdefault(_CLICKS, []).append((label, outcome))
+
+
+def _count_ended(db_session: Session, outcome: str) -> None:
+    """Count a request's end in opsbot_approvals_ended_total once this session commits."""
+    db_session.info.setdefault(_ENDED, []).append(outcome)
+
+
+def count_after_commit(sessions: sessionmaker[Session], metrics: Metrics) -> None:
+    """Count clicks and requests' ends once their audit lines commit.
+
+    The same sessions and metrics wired twice count once.
+    """
+    if _WIRED.get(sessions) is metrics:
+        return
+    _WIRED[sessions] = metrics
+
+    @event.listens_for(sessions, "after_commit")
+    def after_commit(db_session: Session) -> None:
+        for decision, outcome in db_session.info.pop(_CLICKS, []):
+            metrics.approval_clicks.labels(decision, outcome).inc()
+        for outcome in db_session.info.pop(_ENDED, []):
+            metrics.approvals_ended.labels(outcome).inc()
+
+    @event.listens_for(sessions, "after_rollback")
+    def after_rollback(db_session: Session) -> None:
+        db_session.info.pop(_CLICKS, None)
+        db_session.info.pop(_ENDED, None)
 
 
 class ExecutionLease:
@@ -278,9 +336,10 @@ def as_requesters_right(actor: str, *, doing: str, waited: bool) -> Iterator[Non
         said = str(exc)
         plain = f"You may not {doing}."
         why = said.removeprefix(plain).strip() if said.startswith(plain) else f"({said})"
-        raise NotAllowed(
+        raise RequesterRightLost(
             f"{render.actor_text(actor)}, who asked, may no longer {doing}. {why} "
-            "Nothing was changed."
+            "Nothing was changed.",
+            said=f"you may no longer {doing}. Nothing was changed.",
         ) from exc
 
 
@@ -307,6 +366,8 @@ def added_clicks(
 def _refused_click(
     services: Services, *, action: PendingAction, user_id: str, decision: str, error: ClickRefused
 ) -> None:
+    """Audit, count and log a click that did not count."""
+    unverifiable = isinstance(error, ClickUnverifiable)
     detail = {"request": action.id, "summary": action.summary, "reason": str(error)}
     if isinstance(error, ClickUnverifiable):  # not counted, yet nobody was found without the right
         detail["unverifiable"] = error.reason
@@ -317,10 +378,21 @@ def _refused_click(
             actor=user_id,
             action=f"approval.{decision}",
             target=action.target,
-            outcome="failed" if isinstance(error, ClickUnverifiable) else "refused",
+            outcome="failed" if unverifiable else "refused",
             detail=detail,
         )
+        outcome = CLICK_UNVERIFIABLE if unverifiable else CLICK_REFUSED
+        _count_click(db_session, decision=decision, outcome=outcome)
         db_session.commit()
+    log.info(
+        "request %s: %s by %s %s: %s",
+        action.id,
+        decision,
+        user_id,
+        "not counted" if unverifiable else "refused",
+        str(error)[:300],
+        extra={"request": action.id, "slack_user": user_id, "target": action.target},
+    )
 
 
 def _unverifiable_detail(
@@ -361,6 +433,7 @@ def _require_clicks_checkable(
                 outcome="failed",
                 detail={**detail, "clicked_by": user_id, "decision": decision, "left": "pending"},
             )
+            _count_click(db_session, decision=decision, outcome=CLICK_UNVERIFIABLE)
             db_session.commit()
         log.warning(
             "request %s: %s by %s not counted: %s",
@@ -425,6 +498,9 @@ def click(services: Services, *, action_id: int, user_id: str, decision: str) ->
             outcome="ok",
             detail={"request": action.id, "kind": action.kind, "summary": action.summary},
         )
+        _count_click(db_session, decision=decision, outcome=CLICK_OK)
+        if action.status == CANCELLED:
+            _count_ended(db_session, CANCELLED)
         if action.status == EXECUTING:  # the last click: this process runs it, and says so
             approvals.claim(db_session, action=action, until=now + EXECUTION_LEASE)
         sync_message(db_session, action=action, now=now)
@@ -453,7 +529,7 @@ def _others_clicks(action: PendingAction) -> list[tuple[str, str]]:
     """(user, decision) of every click that counted, other than the requester's own."""
     clicks = []
     if action.confirmed_by and action.confirmed_by != action.requested_by:
-        clicks.append((action.confirmed_by, CONFIRM))  # for a requester who cannot click
+        clicks.append((action.confirmed_by, CONFIRM))  # were one recorded: checked as others
     clicks.extend((user, APPROVE) for user in action.approvers if user != action.requested_by)
     return clicks
 
@@ -513,26 +589,30 @@ def require_clicks_still_count(services: Services, action: PendingAction) -> Non
         raise ClicksUnverifiable(said, unverifiable=unverifiable)
 
 
-def _run_stopped(
-    db_session: Session,
-    *,
-    action: PendingAction,
-    outcome: str,
-    detail: dict[str, Any],
-    text: str,
-    now: Any,
-) -> None:
-    """Audit a run stopped before its kind ran, and say so in the request's thread
-    (a new message: an update notifies nobody)."""
-    audit.record(
-        db_session,
-        at=now,
-        actor="opsbot",
-        action="approval.run",
-        target=action.target,
-        outcome=outcome,
-        detail=detail,
-    )
+# An "Allowed: <@U1>, <!subteam^S1>." list, as a refusal names who holds a right.
+_ALLOWED_LIST = re.compile(r"\s*Allowed: [^.]*\.")
+
+
+def told_requester(error: BaseException) -> str:
+    """Why a run failed, as the request's thread tells the requester.
+
+    What an error, or one it was raised from, says for the requester (`said`:
+    "you may no longer ..." rather than "<@alice>, who asked, ..."), else its
+    message; without any "Allowed:" list, whose mentions would ping every
+    person and group in it (a new message notifies everyone it names).
+    """
+    seen: BaseException | None = error
+    while seen is not None:
+        said = getattr(seen, "said", None)
+        if isinstance(said, str):
+            return _ALLOWED_LIST.sub("", said)
+        seen = seen.__cause__
+    return _ALLOWED_LIST.sub("", str(error))
+
+
+def _tell_requester(db_session: Session, *, action: PendingAction, text: str, now: Any) -> None:
+    """Say `text` in the request's thread: a new message, which notifies whom it names
+    (the update of the request's own message notifies nobody)."""
     outbox.reply_in_thread(
         db_session,
         key=action.message_key,
@@ -542,6 +622,28 @@ def _run_stopped(
         render=render.text_reply,
         now=now,
     )
+
+
+def _run_stopped(
+    db_session: Session,
+    *,
+    action: PendingAction,
+    outcome: str,
+    detail: dict[str, Any],
+    text: str,
+    now: Any,
+) -> None:
+    """Audit a run stopped before its kind ran, and say so in the request's thread."""
+    audit.record(
+        db_session,
+        at=now,
+        actor="opsbot",
+        action="approval.run",
+        target=action.target,
+        outcome=outcome,
+        detail=detail,
+    )
+    _tell_requester(db_session, action=action, text=text, now=now)
 
 
 def _lapsed(
@@ -591,12 +693,16 @@ def execute(services: Services, *, action_id: int) -> str:
     """Run an action whose clicks are all in (and claimed), and record what came of it.
 
     Everyone else's clicks are checked again first: one that lapsed runs nothing.
+    A run that fails is said in the request's thread, to the requester: whoever
+    clicked last is told in their answer, and nobody else would learn of it.
     """
     with services.sessions() as db_session:
         action = approvals.get_or_raise(db_session, action_id=action_id)
         kind = get_or_raise(action.kind)
     lapsed: ClicksLapsed | None = None
     unverifiable: ClicksUnverifiable | None = None
+    told: str | None = None  # what the request's thread tells the requester, when it failed
+    who = render.actor_text(action.requested_by)
     try:
         with ExecutionLease(services, action_id=action_id):
             require_clicks_still_count(services, action)
@@ -611,9 +717,14 @@ def execute(services: Services, *, action_id: int) -> str:
         status, unverifiable = FAILED, exc
     except ActionFailed as exc:
         result, status = str(exc), FAILED
+        told = f":no_entry: {who}: request #{action_id} did not run: {told_requester(exc)}"
     except Exception as exc:
         log.exception("request %s (%s) failed", action_id, action.kind)
         result, status = f"Failed unexpectedly ({type(exc).__name__}); see the bot's logs.", FAILED
+        told = (
+            f":x: {who}: request #{action_id} failed unexpectedly ({type(exc).__name__}): part "
+            "of it may have been done. Check the state; the bot's logs say more."
+        )
     with services.sessions() as db_session:
         now = services.clock.now()
         action = approvals.get_or_raise(db_session, action_id=action_id, lock=True)
@@ -622,7 +733,8 @@ def execute(services: Services, *, action_id: int) -> str:
         if unverifiable is not None:
             _unverifiable(db_session, action=action, error=unverifiable, result=result, now=now)
         if action.status == EXECUTING or action.interrupted:
-            if action.interrupted:
+            late = action.interrupted  # its end was counted as interrupted already
+            if late:
                 # Its claim lapsed (renewals failed) and it was presumed dead: what it
                 # really did replaces the presumption, openly.
                 log.warning("request %s ended after it was marked interrupted", action_id)
@@ -637,6 +749,10 @@ def execute(services: Services, *, action_id: int) -> str:
                 )
             approvals.finish(db_session, action=action, status=status, result=result)
             sync_message(db_session, action=action, now=now)
+            if told is not None:  # a lapsed click or an unverifiable right said so above
+                _tell_requester(db_session, action=action, text=told, now=now)
+            if not late:
+                _count_ended(db_session, status)
         else:  # nothing else ends a claimed run: keep what is recorded
             log.error("request %s was %s when its run ended", action_id, action.status)
         db_session.commit()
@@ -662,6 +778,20 @@ def _expire(db_session: Session, *, action: PendingAction, now: Any) -> None:
             detail={"request": action.id, "kind": action.kind, "summary": action.summary},
         )
         sync_message(db_session, action=action, now=now)
+        _count_ended(db_session, EXPIRED)
+        log.info(
+            "request %s (%s on %s) by %s expired without every click: %s",
+            action.id,
+            action.kind,
+            action.target,
+            action.requested_by,
+            render.state_text(action) or "no click asked",
+            extra={
+                "request": action.id,
+                "slack_user": action.requested_by,
+                "target": action.target,
+            },
+        )
 
 
 def expire_if_due(services: Services, *, action_id: int) -> None:
@@ -701,6 +831,15 @@ def expire_if_due(services: Services, *, action_id: int) -> None:
             if action.kind in _ON_INTERRUPTED:
                 _ON_INTERRUPTED[action.kind](db_session, action, now)
             sync_message(db_session, action=action, now=now)
+            _tell_requester(
+                db_session,
+                action=action,
+                text=f":warning: {render.actor_text(action.requested_by)}: request #{action.id} "
+                "was interrupted: the bot stopped while running it, and what it did is "
+                "unknown. Check the state before you ask again.",
+                now=now,
+            )
+            _count_ended(db_session, ENDED_INTERRUPTED)
             interrupted = action
         elif action.status == EXECUTING:
             retry_at = action.expires_at

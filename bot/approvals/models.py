@@ -34,7 +34,7 @@ class PendingAction(Base):
     summary: Mapped[str] = mapped_column(String(1000))  # one line a person reads
     details: Mapped[list[str]] = mapped_column(JSONType, default=list)  # mrkdwn lines
     payload: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)  # for the kind
-    requested_by: Mapped[str] = mapped_column(String(255))  # Slack user id or cli:<name>
+    requested_by: Mapped[str] = mapped_column(String(255))  # a Slack user id (service.create)
     requested_at: Mapped[datetime] = mapped_column(UTCDateTime())
     channel: Mapped[str] = mapped_column(String(80))  # where the confirmation is posted
     # The requester's own "yes, do it" click (protected environments).

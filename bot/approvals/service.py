@@ -41,6 +41,15 @@ def create(
     now: datetime,
     ttl: timedelta,
 ) -> PendingAction:
+    """Record a pending action; ValueError unless `requested_by` is a Slack user id.
+
+    Only the requester confirms their request, and nobody approves their own:
+    both compare Slack user ids, so a requester named otherwise (`cli:<name>`,
+    an id in the wrong case) is nobody any click could be told apart from. The
+    CLI asks as the Slack user its identity maps to (`rights.cli`).
+    """
+    if not is_slack_user(requested_by):
+        raise ValueError(f"a request's requester must be a Slack user id, not {requested_by!r}")
     action = PendingAction(
         kind=kind,
         target=target,
@@ -50,7 +59,6 @@ def create(
         requested_by=requested_by,
         requested_at=now,
         channel=channel,
-        # Someone who cannot click (the CLI) has a deployer confirm for them.
         needs_confirmation=needs_confirmation,
         required_approvals=max(0, required_approvals),
         approvals=[],
@@ -94,9 +102,9 @@ def apply_click(
 ) -> None:
     """Record a confirm, approve or cancel; raise ClickRefused when it does not count.
 
-    Who-is-who rules live here, whatever the kind: only the requester confirms
-    (anyone authorised, when the requester cannot click); nobody approves
-    their own request or approves twice.
+    Who-is-who rules live here, whatever the kind: only the requester confirms;
+    nobody approves their own request, approves twice, or approves what they
+    confirmed (one person's two clicks are one person's word).
     """
     if not action.is_pending:
         raise ClickRefused(f"Request #{action.id} is already {action.status}.")
@@ -109,7 +117,7 @@ def apply_click(
     elif decision == CONFIRM:
         if not action.confirmation_missing:
             raise ClickRefused(f"Request #{action.id} needs no (more) confirmation.")
-        if is_slack_user(action.requested_by) and user_id != action.requested_by:
+        if user_id != action.requested_by:
             raise ClickRefused(
                 f"Only <@{action.requested_by}> can confirm their own request"
                 + (": you can approve it." if action.approvals_missing else ".")
@@ -125,6 +133,8 @@ def apply_click(
             )
         if user_id in action.approvers:
             raise ClickRefused("You have already approved this request.")
+        if user_id == action.confirmed_by:
+            raise ClickRefused("You confirmed this request: a different person must approve it.")
         action.approvals = [*action.approvals, {"user": user_id, "at": now.isoformat()}]
     else:
         raise ClickRefused(f"Unknown decision {code(decision)}.")
@@ -140,11 +150,15 @@ def would_complete(action: PendingAction, *, user_id: str, decision: str) -> boo
     if not action.is_pending:
         return False
     if decision == CONFIRM:
-        mine = not is_slack_user(action.requested_by) or user_id == action.requested_by
+        mine = user_id == action.requested_by
         return mine and action.confirmation_missing and action.approvals_missing == 0
     if decision == APPROVE:
-        counts = user_id != action.requested_by and user_id not in action.approvers
-        return counts and not action.confirmation_missing and action.approvals_missing == 1
+        others = (action.requested_by, action.confirmed_by, *action.approvers)
+        return (
+            user_id not in others
+            and not action.confirmation_missing
+            and action.approvals_missing == 1
+        )
     return False
 
 

@@ -31,7 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.approvals import flows as approval_flows
-from bot.approvals.render import actor_text, text_reply
+from bot.approvals.render import actor_text
 from bot.apps.errors import AppError, NotAllowed, RightUnverifiable
 from bot.apps.registry import Target, get_target_or_raise
 from bot.audit import service as audit
@@ -39,7 +39,6 @@ from bot.dbroles import render, service
 from bot.dbroles.errors import DbRoleError, RefusedAtRun
 from bot.dbroles.models import CHECK, MANAGE, Outcome
 from bot.incidents.render import channel_ref
-from bot.outbox import service as outbox
 from bot.slack_text import code
 
 if TYPE_CHECKING:
@@ -450,11 +449,9 @@ def _refused_at_run(
     approved_by: list[str],
     action: PendingAction | None,
 ) -> None:
-    """Audit a provision refused as it came to run; a request that waited is told in
-    its thread (a new message: the request's own update notifies nobody).
-
-    A right Slack could not confirm is "failed", and the approval machinery says so
-    in the thread itself.
+    """Audit a provision refused as it came to run (a right Slack could not confirm:
+    "failed"). The approval machinery tells the requester of a request that waited,
+    in its thread, with the error's `said`.
     """
     unverifiable = isinstance(error, RightUnverifiable)
     detail: dict[str, Any] = {"reason": str(error), "approved_by": approved_by}
@@ -477,20 +474,6 @@ def _refused_at_run(
             outcome=outcome,
             detail=detail,
         )
-        if action is not None and not unverifiable:
-            said = error.said if isinstance(error, RefusedAtRun) else str(error)
-            outbox.reply_in_thread(
-                db_session,
-                key=action.message_key,
-                channel=action.channel,
-                fold_key=None,
-                item={
-                    "text": f":no_entry: {actor_text(request.actor)}: request #{action.id} "
-                    f"did not run: {said}"
-                },
-                render=text_reply,
-                now=now,
-            )
         db_session.commit()
     log.warning(
         "dbrole provision of %s/%s by %s (request %s) %s when it came to run: %s",

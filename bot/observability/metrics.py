@@ -220,6 +220,27 @@ class Metrics:
         for action in ("check", "provision"):
             for outcome in ("ok", "problems", "refused", "failed", "unknown"):
                 self.dbrole_runs.labels(action, outcome)
+        self.approval_clicks = Counter(
+            "opsbot_approval_clicks",
+            "Clicks on requests that wait for clicks (bot/approvals), by decision (confirm, "
+            "approve, cancel, other) and outcome: ok (counted), refused, or unverifiable (not "
+            "counted: Slack could not confirm a right just then).",
+            ["decision", "outcome"],
+            registry=registry,
+        )
+        for decision in ("confirm", "approve", "cancel", "other"):
+            for outcome in ("ok", "refused", "unverifiable"):
+                self.approval_clicks.labels(decision, outcome)
+        self.approvals_ended = Counter(
+            "opsbot_approvals_ended",
+            "Requests that waited for clicks (bot/approvals), by how they ended: done, failed "
+            "(ran and failed, or refused when it came to run), cancelled, expired (without "
+            "every click), interrupted (its run's process stopped; whether it ran is unknown).",
+            ["outcome"],
+            registry=registry,
+        )
+        for outcome in ("done", "failed", "cancelled", "expired", "interrupted"):
+            self.approvals_ended.labels(outcome)
         self.alarm_to_page = Histogram(
             "opsbot_alarm_to_page_seconds",
             "From an alarm's receipt (SNS or SQS) to PagerDuty accepting its trigger event.",

@@ -164,31 +164,6 @@ def test_an_approver_who_lost_the_right_before_the_last_click_runs_nothing(
     wait_for(lambda: reason in str(slack.channel_messages(CHANNEL)[0].blocks))
 
 
-def test_a_confirmation_for_the_cli_that_lapsed_runs_nothing(
-    runtime: Runtime, slack: SlackEmulator
-) -> None:
-    action_id = ask(runtime, requested_by="cli:octocat", confirmation=True)
-    click(runtime, action_id, "U0BOB", "confirm")  # anyone allowed confirms for the CLI
-    MAY_CLICK.discard("U0BOB")
-
-    outcome = click(runtime, action_id, "U0CAROL", "approve")
-
-    assert outcome.text == (
-        "Refused when it came to run: <@U0BOB> confirmed it but may not any more: You may not "
-        "confirm notes. Nothing was changed: ask again."
-    )
-    assert RAN == [] and found(runtime, action_id).status == "failed"
-    [(_, _, outcome_word, detail)] = run_audits(runtime)
-    assert (outcome_word, detail["lapsed"]) == (
-        "refused",
-        [{"user": "U0BOB", "decision": "confirm", "reason": "You may not confirm notes."}],
-    )
-    assert thread_texts(slack, "did not run") == [
-        f":no_entry: `cli:octocat`: request #{action_id} did not run. <@U0BOB>'s confirmation "
-        "no longer counts: they may not confirm it any more. Nothing was changed: ask again."
-    ]
-
-
 def test_clicks_whose_right_holds_run_and_nothing_is_refused(runtime: Runtime) -> None:
     action_id = ask(runtime, requested_by="U0ALICE", confirmation=True)
     click(runtime, action_id, "U0BOB", "approve")
