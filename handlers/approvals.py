@@ -8,6 +8,7 @@ from typing import Any
 
 from slack_bolt import Ack
 
+from bot import commands
 from bot.approvals import flows
 from bot.approvals.errors import ApprovalError
 from bot.approvals.registry import DECISIONS
@@ -20,21 +21,23 @@ log = logging.getLogger(__name__)
 
 
 def _clicked(runtime: Runtime, decision: str) -> Callable[..., None]:
-    def listen(ack: Ack, body: dict[str, Any]) -> None:
+    def listen(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
         ack()
+        # Only a forged click names no request: dropped here, before any work is queued.
+        value = str(action.get("value") or "")
+        action_id = commands.typed_id(value)
+        if action_id is None:
+            log.warning("%s clicked with %r", decision, value[:40])
+            return
         runtime.after_ack.run(
-            f"{decision} click", lambda: work(body), response_url=body.get("response_url")
+            f"{decision} click",
+            lambda: work(body, action_id),
+            response_url=body.get("response_url"),
         )
 
-    def work(body: dict[str, Any]) -> None:
+    def work(body: dict[str, Any], action_id: int) -> None:
         user_id = str((body.get("user") or {}).get("id") or "")
-        actions = body.get("actions") or [{}]
         response_url = body.get("response_url")
-        try:
-            action_id = int(str(actions[0].get("value") or ""))
-        except ValueError:
-            answer(runtime, response_url=response_url, text="That button carries no request id.")
-            return
         try:
             outcome = flows.click(runtime, action_id=action_id, user_id=user_id, decision=decision)
             text = outcome.text

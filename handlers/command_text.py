@@ -12,10 +12,20 @@ from typing import Any, Protocol, TypeVar
 from slack_bolt import Ack, BoltResponse
 
 from bot.commands import COMMANDS, Naming
+from bot.modals.state import CONTROL
+from bot.slack_text import clip, code
 from handlers.routing import Routes
 
 # Slack clients on phones turn straight quotes into curly ones.
 QUOTES = str.maketrans({"\u201c": '"', "\u201d": '"', "\u201e": '"', "\u2018": "'", "\u2019": "'"})
+
+# The most characters of a typed word an answer shows back: enough to recognise it.
+ECHO_MAX = 80
+
+CONTROL_REFUSAL = (
+    "That command holds a control character (a NUL, an escape…), which opsbot does not "
+    "take: type it again without it. Nothing was done."
+)
 
 
 class Usage(Exception):
@@ -28,6 +38,20 @@ class Parsed(Protocol):
 
 
 P = TypeVar("P", bound=Parsed)
+
+
+def echoed(text: str) -> str:
+    """Words a person typed, shown back in an answer: as code, clipped to `ECHO_MAX`."""
+    return code(clip(text, ECHO_MAX))
+
+
+def has_control(text: str) -> bool:
+    """Whether a command's text holds a C0 control character but a newline or a tab, or DEL.
+
+    The same characters a modal's field refuses (bot/modals/state.py): the database
+    refuses a NUL (PostgreSQL's text), and none of them means anything in a command.
+    """
+    return CONTROL.search(text) is not None
 
 
 def command_words(text: str) -> list[str]:

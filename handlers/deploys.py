@@ -18,17 +18,19 @@ from bot import commands
 from bot.apps.errors import AppError
 from bot.changes import guard
 from bot.deploys import locks, queries, render
+from bot.deploys.cli import FORCE_REASON_MAX
 from bot.deploys.errors import DeployError
 from bot.deploys.models import DEPLOY, ROLLBACK
 from bot.deploys.plans import Request
 from bot.runtime import Runtime
-from bot.slack_text import code
-from handlers.command_text import Usage, command_words, parse_or_usage, slash_command
+from handlers.command_text import Usage, command_words, echoed, parse_or_usage, slash_command
 from handlers.replies import answer_after_ack
 from handlers.routing import Routes
 
 # The most deployments `/deploy history` lists, however many are asked for.
 HISTORY_MAX = 50
+# The longest reason `/deploy lock` takes: its notice shows no more (bot/deploys/locks.py).
+LOCK_REASON_MAX = 500
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,10 @@ def _split_force(words: list[str]) -> tuple[list[str], str | None]:
             reason = " ".join(rest).strip()
             if not reason:
                 raise Usage('`--force` needs a reason: `--force "hotfix for INC-42"`.')
+            if len(reason) > FORCE_REASON_MAX:
+                raise Usage(
+                    f"The `--force` reason is too long ({FORCE_REASON_MAX} characters at most)."
+                )
             return words[:index], reason
     return words, None
 
@@ -75,7 +81,10 @@ def parse_deploy(text: str) -> Command:
         if verb == "lock":
             if not rest:
                 raise Usage("Say why: `/deploy lock &lt;app&gt; &lt;env&gt; &lt;reason&gt;`.")
-            return Command(verb, app=app, env=env, reason=" ".join(rest))
+            reason = " ".join(rest)
+            if len(reason) > LOCK_REASON_MAX:
+                raise Usage(f"The reason is too long ({LOCK_REASON_MAX} characters at most).")
+            return Command(verb, app=app, env=env, reason=reason)
         if rest:
             raise Usage(f"`/deploy {verb} &lt;app&gt; &lt;env&gt;` takes nothing more.")
         return Command(verb, app=app, env=env)
@@ -131,10 +140,10 @@ def parse_releases(text: str) -> Command:
 
 def _ack_text(command: Command) -> str | None:
     if command.verb == DEPLOY:
-        where = code(f"{command.app}/{command.env}")
-        return f":hourglass_flowing_sand: Checking {code(command.tag)} for {where}…"
+        where = echoed(f"{command.app}/{command.env}")
+        return f":hourglass_flowing_sand: Checking {echoed(command.tag or '')} for {where}…"
     if command.verb == ROLLBACK:
-        where = code(f"{command.app}/{command.env}")
+        where = echoed(f"{command.app}/{command.env}")
         return f":hourglass_flowing_sand: Checking a rollback of {where}…"
     return None
 

@@ -20,8 +20,7 @@ from bot.flags import flows
 from bot.flags.errors import FlagError
 from bot.flags.requests import OFF, ON, SET, Change
 from bot.runtime import Runtime
-from bot.slack_text import code
-from handlers.command_text import Usage, command_words, parse_or_usage, slash_command
+from handlers.command_text import Usage, command_words, echoed, parse_or_usage, slash_command
 from handlers.replies import answer_after_ack
 from handlers.routing import Routes
 
@@ -41,7 +40,7 @@ def parse_attributes(words: list[str]) -> dict[str, str]:
     for word in words:
         name, equals, value = word.partition("=")
         if not equals or not name:
-            raise Usage(f"{code(word)} is not `<attribute>=<value>`.")
+            raise Usage(f"{echoed(word)} is not `<attribute>=<value>`.")
         attributes[name] = value
     return attributes
 
@@ -66,7 +65,7 @@ def parse(text: str) -> Command:
             )
         attributes = parse_attributes(words[4:])
         return Command(verb, app=words[1], env=words[2], flag=words[3], attributes=attributes)
-    raise Usage(f"{code(f'/flag {words[0]}')} is not a /flag command.")
+    raise Usage(f"{echoed(f'/flag {words[0]}')} is not a /flag command.")
 
 
 def run(
@@ -105,8 +104,8 @@ def _listen(runtime: Runtime) -> Any:
         if parsed.verb == "list":
             ack()
         else:
-            label = code(f"{parsed.app}/{parsed.env}")
-            ack(text=f":hourglass_flowing_sand: Checking {code(parsed.flag)} of {label}…")
+            label = echoed(f"{parsed.app}/{parsed.env}")
+            ack(text=f":hourglass_flowing_sand: Checking {echoed(parsed.flag)} of {label}…")
         answer_after_ack(
             runtime,
             command,

@@ -11,6 +11,7 @@ from typing import Any
 
 from slack_bolt import Ack
 
+from bot import commands
 from bot.home.service import FROM_HOME, click_via
 from bot.incidents.actions import Requester
 from bot.maintenance import render as maintenance_render
@@ -43,7 +44,9 @@ def register(routes: Routes, runtime: Runtime) -> None:
         value = str(action.get("value") or "")
         user = body.get("user") or {}
         user_id = user.get("id") if isinstance(user, dict) else None
-        if windows is None or not value.isdigit() or len(value) > 9 or not user_id:
+        # Only a forged click names no window: dropped here, before any work is queued.
+        window_id = commands.typed_id(value)
+        if windows is None or window_id is None or not user_id:
             log.warning("maintenance End clicked with %r", value[:40])
             return
         requester = Requester(
@@ -54,7 +57,7 @@ def register(routes: Routes, runtime: Runtime) -> None:
         )
 
         def end() -> None:
-            windows.end(window_id=int(value), requester=requester)
+            windows.end(window_id=window_id, requester=requester)
             if runtime.home is not None and requester.via == FROM_HOME:
                 runtime.home.clicked(str(user_id))
 

@@ -34,8 +34,8 @@ from bot.maintenance.requests import parse_window
 from bot.maintenance.requests import window_id as window_id_of
 from bot.outbox.replies import Replies, ephemeral
 from bot.runtime import Runtime
-from bot.slack_text import code
-from handlers.command_text import slash_command
+from bot.slack_text import clip
+from handlers.command_text import ECHO_MAX, echoed, slash_command
 from handlers.routing import Routes
 
 log = logging.getLogger(__name__)
@@ -109,22 +109,29 @@ def parse(text: str) -> Command:
             raise Usage(f"`{name}` needs an incident number, e.g. `42`.", name)
         ref, tail = rest[0], " ".join(rest[1:]).strip()
         if not re.match(r"^#?[A-Za-z0-9]+$", ref):
-            raise Usage(f"{code(ref)} is not an incident number, e.g. `42`.", name)
+            raise Usage(f"{echoed(ref)} is not an incident number, e.g. `42`.", name)
         if name == "ack" and tail:
             raise Usage("`ack` takes only the incident number.", "ack")
         if name == "timeline":
             if tail.lower() not in ("", "markdown", "md", "--markdown"):
-                raise Usage(f"{code(tail)}: say `markdown` for Markdown, or nothing.", "timeline")
+                raise Usage(f"{echoed(tail)}: say `markdown` for Markdown, or nothing.", "timeline")
             return Command("timeline", ref=ref, markdown=bool(tail))
+        # The resolution note goes to PagerDuty and the timeline as a note does.
+        if len(tail) > NOTE_MAX:
+            raise Usage(
+                f"The resolution note is too long ({NOTE_MAX:,} characters at most).", "resolve"
+            )
         return Command(name, ref=ref, text=tail or None)
     if name == "declare":
         severity = _take_option(rest, "severity")
         route = _take_option(rest, "route")
         stray = [w for w in rest if w.startswith("--")]
         if stray:
-            raise Usage(f"Unknown option {code(stray[0])}.", "declare")
+            raise Usage(f"Unknown option {echoed(stray[0])}.", "declare")
         if severity is not None and severity.lower() not in SEVERITIES:
-            raise Usage(f"{code(severity)} is not a severity ({', '.join(SEVERITIES)}).", "declare")
+            raise Usage(
+                f"{echoed(severity)} is not a severity ({', '.join(SEVERITIES)}).", "declare"
+            )
         summary = " ".join(rest).strip()
         if not summary:
             raise Usage("`declare` needs a summary of what is wrong.", "declare")
@@ -145,7 +152,7 @@ def parse(text: str) -> Command:
             raise Usage("`silence` needs a route or an alarm-name glob.", "silence")
         # Parsed with the clock by bot/maintenance/requests.py when it arrives.
         return Command("silence", text=" ".join(rest))
-    raise Usage(f"Unknown subcommand {code(words[0])}.")
+    raise Usage(f"Unknown subcommand {echoed(words[0])}.")
 
 
 def _incident_id(value: str | None) -> int | None:
@@ -302,8 +309,8 @@ def register(routes: Routes, runtime: Runtime) -> None:
             )
             return
         working = {
-            "ack": f"Acknowledging {parsed.ref}…",
-            "resolve": f"Resolving {parsed.ref}…",
+            "ack": f"Acknowledging {clip(parsed.ref or '', ECHO_MAX)}…",
+            "resolve": f"Resolving {clip(parsed.ref or '', ECHO_MAX)}…",
             "note": "Adding the note…",
             "declare": "Declaring the incident…",
         }.get(parsed.name)

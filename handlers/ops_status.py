@@ -12,6 +12,7 @@ from typing import Any
 
 from slack_bolt import Ack
 
+from bot import commands
 from bot.ops.render import RETRY_ACTION
 from bot.runtime import Runtime
 from handlers.routing import Routes
@@ -38,10 +39,11 @@ def register(routes: Routes, runtime: Runtime) -> None:
         status = runtime.ops_status
         value = str(action.get("value") or "")
         user_id = str((body.get("user") or {}).get("id") or "")
-        if status is None or not value.isdigit() or not user_id:
+        # Only a forged click names no delivery: dropped here, before any work is queued.
+        delivery_id = commands.typed_id(value)
+        if status is None or delivery_id is None or not user_id:
             log.warning("retry clicked with %r", value[:40])
             return
-        delivery_id = int(value)
         response_url = body.get("response_url")
 
         def work() -> None:

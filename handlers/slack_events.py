@@ -47,7 +47,7 @@ from handlers import (
     ops_status,
     opsbot_command,
 )
-from handlers.command_text import as_named
+from handlers.command_text import CONTROL_REFUSAL, as_named, has_control
 from handlers.routing import Routes, routed, routed_name
 
 log = logging.getLogger(__name__)
@@ -159,7 +159,8 @@ class Admission(Middleware):
 
     A signature this instance saw within five minutes is refused (bot/inbound/replay.py
     says what that leaves open); an event Slack sends again (by its event id)
-    is answered and not processed; a slash command's text is unescaped. One
+    is answered and not processed; a slash command's text is unescaped, and
+    refused with an answer when it holds a control character. One
     middleware object, called directly: a function middleware costs Bolt a
     build of every injectable argument on each request.
     """
@@ -198,6 +199,10 @@ class Admission(Middleware):
         # such) and escapes once on the way out to Slack.
         if body.get("command") and isinstance(body.get("text"), str):
             body["text"] = unescape(body["text"])
+            if has_control(body["text"]):
+                # Refused before any listener: nothing is queued, nothing reaches the database.
+                log.info("refused %s: its text holds a control character", body.get("command"))
+                return BoltResponse(status=200, body={"text": CONTROL_REFUSAL})
         return next()
 
 

@@ -1,6 +1,9 @@
 """Numbers no column (or no int) holds: an alarm still pages, a webhook still applies, a
 command says there is no such incident, a forged button is dropped. Nothing answers 5xx.
 
+A button's value is read as `commands.typed_id` reads a typed number: ASCII digits
+within the id columns' range, or the click names nothing and is dropped.
+
 `1e400` is valid JSON that Python parses as infinity, which int() refuses; a
 number of twenty digits is more than SQLite's 64-bit integers and PostgreSQL's
 INTEGER columns hold.
@@ -15,10 +18,15 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from pydantic import SecretStr
 
+from bot.approvals.render import ACTION_IDS
+from bot.audit.models import AuditRecord
 from bot.config import parse_config
 from bot.incidents import render
+from bot.maintenance import render as maintenance_render
+from bot.ops.render import RETRY_ACTION
 from bot.settings import Settings
 from sandbox.alarms import alarm_message
 from sandbox.pagerduty import PagerDutyEmulator
@@ -246,3 +254,48 @@ def test_a_button_naming_an_incident_no_column_holds_is_dropped_at_the_edge(
             ]
         )
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+@pytest.mark.parametrize(
+    ("action_id", "value", "listener"),
+    [
+        (RETRY_ACTION, "\u00b2", "handlers.ops_status"),
+        (RETRY_ACTION, HUGE, "handlers.ops_status"),
+        (maintenance_render.END, "\u00b2", "handlers.home"),
+        (maintenance_render.END, PAST_INT32, "handlers.home"),
+        (ACTION_IDS["approve"], HUGE, "handlers.approvals"),
+        (ACTION_IDS["confirm"], PAST_INT32, "handlers.approvals"),
+        (ACTION_IDS["cancel"], "\u00b2", "handlers.approvals"),
+    ],
+    ids=[
+        "retry-superscript-two",
+        "retry-20-digits",
+        "end-window-superscript-two",
+        "end-window-2^31",
+        "approve-20-digits",
+        "confirm-2^31",
+        "cancel-superscript-two",
+    ],
+)
+def test_a_button_naming_a_row_no_column_holds_is_dropped_at_the_edge(
+    service: LiveService,
+    slack: SlackEmulator,
+    caplog: pytest.LogCaptureFixture,
+    action_id: str,
+    value: str,
+    listener: str,
+) -> None:
+    # Dropped by its listener, before any work is queued: logged once, nothing answered,
+    # nothing audited.
+    url = slack.response_url()
+    with caplog.at_level(logging.INFO):
+        click(service, action_id, value, response_url=url)
+    assert [r for r in caplog.records if r.name == listener and r.levelno == logging.WARNING], (
+        caplog.records
+    )
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert metric(service, "opsbot_after_ack_wait_seconds_count") == 0
+    assert metric(service, "opsbot_after_ack_queued") == 0
+    assert responses_to(slack, url) == []
+    with service.runtime.sessions() as db:
+        assert db.scalars(sa.select(AuditRecord)).all() == []

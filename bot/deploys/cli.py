@@ -33,10 +33,14 @@ if TYPE_CHECKING:
 # Exit codes (2 is the CLI's own: bad configuration or arguments).
 OK = 0  # started (with --wait: completed)
 FAILED = 1  # AWS, or something else, failed while deploying
-BAD_INPUT = 2  # no such app or environment in the configuration
+BAD_INPUT = 2  # no such app or environment in the configuration, or a --force reason too long
 REFUSED = 3  # a check said no (tag, scan, freeze, lock...), or the confirmation was not given
 ROLLOUT_FAILED = 4  # --wait: the rollout failed (circuit breaker) or was superseded
 TIMEOUT = 5  # --wait: not finished (or not confirmed) in time
+
+# The longest `--force` reason taken, from Slack and from the CLI: as much as the
+# deploy form's field takes and a deployment's message shows.
+FORCE_REASON_MAX = 500
 
 
 def _newest_id(services: Services, *, app: str, env: str) -> int:
@@ -97,6 +101,9 @@ def run_deploy(
 
     `identify` names who runs the CLI (TokenRefused when a token names nobody).
     """
+    if force_reason is not None and len(force_reason) > FORCE_REASON_MAX:
+        say(f"refused: the --force reason is too long ({FORCE_REASON_MAX} characters at most)")
+        return BAD_INPUT
     identity = UNVERIFIED
     try:
         identity = identify()

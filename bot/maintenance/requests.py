@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 from bot.clock import parse_time
 from bot.maintenance.errors import BadWindow
-from bot.slack_text import code
+from bot.slack_text import clip, code
 
 DURATION = re.compile(r"^(?:(\d{1,3})d)?(?:(\d{1,4})h)?(?:(\d{1,5})m)?$")
 CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
@@ -151,8 +151,11 @@ def _start(words: list[str], *, now: datetime) -> tuple[datetime, int]:
 
 
 def window_id(text: str) -> int:
-    """`3` or `#3`; BadWindow otherwise."""
+    """`3` or `#3`; BadWindow otherwise.
+
+    ASCII digits only: `isdigit` alone takes `²`, which int() refuses.
+    """
     digits = text.strip().removeprefix("#")
-    if not digits.isdigit() or len(digits) > 9:
-        raise BadWindow(f"{code(text)} is not a window number, e.g. `3`.")
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > 9:
+        raise BadWindow(f"{code(clip(text, 40))} is not a window number, e.g. `3`.")
     return int(digits)

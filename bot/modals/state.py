@@ -16,7 +16,7 @@ from bot.modals.errors import FieldErrors
 from bot.modals.forms import LONG_TEXT, SEARCH, SEARCH_VALUE, SELECT, TEXT, Field, Form
 
 _SEARCH = re.compile(SEARCH_VALUE)
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 ELEMENT_TYPES = {
     SELECT: "static_select",
     SEARCH: "external_select",
@@ -59,7 +59,7 @@ def _value(field: Field, entry: Any) -> str | None:
             raise ValueError("not one of the choices offered")
         return raw
     value = raw.strip()
-    if _CONTROL.search(value if field.kind == LONG_TEXT else value.replace("\n", "\x00")):
+    if CONTROL.search(value if field.kind == LONG_TEXT else value.replace("\n", "\x00")):
         raise ValueError("contains control characters")
     return value or None
 

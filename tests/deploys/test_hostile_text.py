@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.clock import ManualClock
+from handlers.deploys import LOCK_REASON_MAX
 from sandbox.slack import Message, SlackEmulator
 from tests.deploys.conftest import RELEASES
 from tests.deploys.test_slack import answered, command
@@ -68,7 +69,8 @@ def test_typed_apps_tags_and_environments_are_echoed_inert(
 def test_a_hostile_lock_reason_is_inert_wherever_it_is_shown_and_cut_to_fit(
     live: LiveService, releases: SlackEmulator, world: World
 ) -> None:
-    reason = f"{PINGS} & " * 400  # 28,000 characters of markup and entities to cut through
+    # Markup and entities to the longest reason taken (longer is refused at once).
+    reason = (f"{PINGS} & " * 400)[:LOCK_REASON_MAX]
     _, url = command(live, releases, "/deploy", f"lock api staging {reason}")
     assert_inert(answered(releases, url))
     [notice] = wait_for(lambda: releases.channel_messages(RELEASES))
