@@ -10,9 +10,11 @@ import asyncio
 import contextlib
 import functools
 import hashlib
+import logging
 import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
+from fnmatch import fnmatchcase
 
 from sqlalchemy.orm import Session, configure_mappers
 from starlette.applications import Starlette
@@ -96,6 +98,8 @@ from bot.sns.jobs import CertificateKeeper
 from bot.sns.verify import SnsVerifier
 from handlers import health, limits, pagerduty_webhooks, slack_events, slack_socket, sns
 
+log = logging.getLogger(__name__)
+
 
 def make_metrics(
     settings: Settings, config: Config, *, config_version: str | None = None
@@ -166,6 +170,36 @@ def _topic_notes(settings: Settings, topics: TopicAccounts) -> list[str]:
                 " topic; OPSBOT_SNS_TOPIC_ACCOUNTS may name more for the queue)"
             )
     return notes
+
+
+def accounts_no_topic_carries(
+    config: Config, settings: Settings, topics: TopicAccounts
+) -> list[str]:
+    """Routes matching an account whose alarms no allowed topic (nor the raw queue) may
+    carry: each of those alarms would be a notice, never paged. Said loudly at start:
+    an organisation-wide topic needs `OPSBOT_SNS_TOPIC_ACCOUNTS` since alarms are bound
+    to their topic's account."""
+    carriers = list(settings.sns_topic_arns)
+    if topics.raw_queue is not None:
+        carriers.append(topics.raw_queue)
+    if any(topics.named.get(carrier, frozenset()) is None for carrier in carriers):
+        return []  # a topic carries any account's alarms
+    carried = {carrier_account(carrier) for carrier in carriers}
+    for carrier in carriers:
+        carried |= topics.named.get(carrier) or frozenset()
+    carried.discard(None)
+    problems = []
+    for route in config.alarm_routes:
+        pattern = route.match.account
+        if pattern is None or not carriers:
+            continue
+        if not any(fnmatchcase(str(account), pattern) for account in carried):
+            problems.append(
+                f"alarm route {route.name or route.channel}: matches account {pattern}, whose "
+                "alarms no allowed topic may carry: they would be notices, NEVER PAGED (name "
+                "the account for its topic in OPSBOT_SNS_TOPIC_ACCOUNTS)"
+            )
+    return problems
 
 
 def _config_version(config: Config) -> str:
@@ -386,6 +420,9 @@ def build_runtime(
         raw_queue=settings.alarm_queue_url if settings.alarm_queue_raw_delivery else None,
     )
     notes.extend(_topic_notes(settings, topics))
+    for problem in accounts_no_topic_carries(config, settings, topics):
+        log.warning("%s", problem)
+        notes.append(problem)
     intake = AlarmIntake(
         sessions=sessions, config=config, clock=clock, metrics=metrics, topics=topics
     )

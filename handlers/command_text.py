@@ -46,12 +46,14 @@ def echoed(text: str) -> str:
 
 
 def has_control(text: str) -> bool:
-    """Whether a command's text holds a C0 control character but a newline or a tab, or DEL.
+    """Whether a command's text holds a C0 control character but a line break or a tab, or DEL.
 
-    The same characters a modal's field refuses (bot/modals/state.py): the database
-    refuses a NUL (PostgreSQL's text), and none of them means anything in a command.
+    The characters a modal's field refuses (bot/modals/state.py): the database refuses
+    a NUL (PostgreSQL's text), and none of them means anything in a command. A carriage
+    return is taken as part of a line break: text pasted from elsewhere may end its
+    lines with one.
     """
-    return CONTROL.search(text) is not None
+    return CONTROL.search(text.replace("\r", "")) is not None
 
 
 def command_words(text: str) -> list[str]:

@@ -22,7 +22,9 @@ from pydantic import ValidationError
 
 from bot.alarms.intake import AlarmIntake
 from bot.alarms.models import PENDING, ReceivedMessage
+from bot.alarms.parse import TopicAccounts
 from bot.alarms.service import Inbound
+from bot.app import accounts_no_topic_carries
 from bot.clock import SystemClock
 from bot.config import Config, parse_config
 from bot.db.engine import make_sessionmaker
@@ -42,6 +44,7 @@ from tests.support import LiveService, metric, wait_for
 PROD = "123456789012"  # TOPIC_ARN's account
 STAGING = "222222222222"
 STAGING_TOPIC = f"arn:aws:sns:us-east-1:{STAGING}:alarms"
+OTHER = "333333333333"  # no topic's account
 ORG_TOPIC = f"arn:aws:sns:us-east-1:{STAGING}:organisation-alarms"
 NAME = "prod-api-5xx"  # routed to prod, which pages
 T0 = datetime.now(UTC) - timedelta(minutes=5)
@@ -403,3 +406,26 @@ def test_opsbot_serve_refuses_to_start_on_a_bad_setting(tmp_path: Path) -> None:
         result.stderr
     )
     assert not (tmp_path / "var").exists()
+
+
+def test_a_route_of_an_account_no_topic_may_carry_is_said_loudly_at_start() -> None:
+    """An organisation-wide topic set up before alarms were bound to their topic's
+    account would turn every other account's alarm into a notice: the start says so."""
+    data = {
+        **TEST_CONFIG,
+        "alarm_routes": [
+            {"name": "other", "match": {"account": OTHER}, "channel": "#other"},
+            {"name": "own", "match": {"account": "1234567890*"}, "channel": "#own"},
+            {"match": {}, "channel": "#all"},
+        ],
+    }
+    config = parse_config(data)
+    settings = Settings(sns_topic_arns=[TOPIC_ARN])
+    topics = TopicAccounts(named=settings.topic_accounts)
+    [problem] = accounts_no_topic_carries(config, settings, topics)
+    assert problem.startswith(f"alarm route other: matches account {OTHER}, whose alarms no")
+    assert "NEVER PAGED" in problem and "OPSBOT_SNS_TOPIC_ACCOUNTS" in problem
+    mapped = Settings(sns_topic_arns=[TOPIC_ARN], sns_topic_accounts=f"{TOPIC_ARN}={OTHER}")
+    assert (
+        accounts_no_topic_carries(config, mapped, TopicAccounts(named=mapped.topic_accounts)) == []
+    )
