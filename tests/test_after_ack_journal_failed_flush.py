@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -211,3 +212,34 @@ def test_a_refused_batch_is_kept_whole_when_the_database_takes_none_of_it(
     assert caplog.text == ""  # nothing given up
     notes.flush()
     assert entries(engine) == ["/deploy start poison", "poison button"]
+
+
+def test_the_deletes_piled_up_by_a_long_outage_do_not_stop_the_journal(
+    engine: sa.Engine,
+) -> None:
+    """Every piece that ends while the database is down leaves a delete owed; more
+    than one statement may bind (PostgreSQL 65,535 parameters, SQLite 250,000) must
+    not fail every flush once it is back."""
+    down = {"now": True}
+
+    class Unreachable(Session):
+        def execute(self, *args: Any, **kwargs: Any) -> Any:
+            if down["now"]:
+                raise OperationalError("SELECT 1", {}, Exception("connection refused"))
+            return super().execute(*args, **kwargs)
+
+    notes = AfterAckJournal(
+        sessions=sessionmaker(engine, class_=Unreachable), clock=ManualClock(T0), owner="me"
+    )
+    keys = [notes.write("/oncall", None) for _ in range(260_000)]
+    notes.flush()  # the database is down: kept for the next flush
+    for key in keys:
+        notes.cross_out(key)
+    down["now"] = False
+    deploy = notes.write("/deploy start", URL)
+    notes.flush()
+
+    assert entries(engine) == ["/deploy start"]
+    notes.cross_out(deploy)
+    notes.flush()
+    assert entries(engine) == []

@@ -225,10 +225,11 @@ def _stale_running(db_session: Session, *, incident_id: int, now: datetime) -> l
         IncidentEvent.kind == UNDO_EVENT,
         IncidentEvent.recorded_at <= now - RUNNING_FOR_AT_MOST,
     )
+    # Read anew, not from the session's identity map: after the incident's lock, an
+    # undo that reported meanwhile must not be taken for one still running.
+    query = query.order_by(IncidentEvent.id).execution_options(populate_existing=True)
     return [
-        event
-        for event in db_session.scalars(query.order_by(IncidentEvent.id))
-        if (event.data or {}).get("status") == RUNNING
+        event for event in db_session.scalars(query) if (event.data or {}).get("status") == RUNNING
     ]
 
 

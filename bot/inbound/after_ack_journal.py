@@ -87,6 +87,10 @@ def failed_text(what: str, received: str) -> str:
     )
 
 
+# Keys deleted by one statement.
+DELETE_SLICE = 1000
+
+
 @dataclass
 class _Owed:
     key: str
@@ -207,8 +211,13 @@ class AfterAckJournal:
                     dialect.insert(AfterAckWork).on_conflict_do_nothing(index_elements=["key"]),
                     [self._row(key, owed) for key, owed in batch.new.items()],
                 )
-            if batch.done:
-                db_session.execute(delete(AfterAckWork).where(AfterAckWork.key.in_(batch.done)))
+            # In slices: a long outage piles up deletes past what one statement may
+            # bind (PostgreSQL 65,535 parameters; SQLite 250,000), which would fail
+            # every flush after it.
+            done = sorted(batch.done)
+            for start in range(0, len(done), DELETE_SLICE):
+                keys = done[start : start + DELETE_SLICE]
+                db_session.execute(delete(AfterAckWork).where(AfterAckWork.key.in_(keys)))
             for owed in batch.answers:
                 if owed.response_url:
                     text = failed_text(owed.what, slack_date(owed.received_at))
