@@ -14,10 +14,14 @@ whoever can read either sees the incident.
 
 from __future__ import annotations
 
+import logging
+
 from bot.config import Config, IncidentRights, People, Who
 from bot.rights.errors import RightMissing, SlackFactsUnavailable
 from bot.rights.workspace import Workspace
 from bot.slack_text import code, escape
+
+log = logging.getLogger(__name__)
 
 RESPOND_RIGHT = "respond"
 DECLARE_RIGHT = "declare"
@@ -169,6 +173,27 @@ class Rights:
                 f"`{identity}` is not a known CLI identity: map it to a Slack user in the "
                 f"config's `rights.cli` (e.g. `{identity}: U0123ABCD`), whose rights then apply.",
                 right="`rights.cli` mapping",
+            )
+        # No click vouches for the account the CLI acts as: Slack deactivating it ends its
+        # rights here as in Slack. Slack's word is a second check after a verified, mapped
+        # identity, and the CLI is a tool of outages: unread, it is said, not refused.
+        try:
+            deactivated = self.workspace.member(user_id).deactivated
+        except SlackFactsUnavailable as exc:
+            log.warning(
+                "CLI identity %s acts as %s, whose Slack account could not be read (%s)",
+                identity,
+                user_id,
+                exc,
+                extra={"identity": identity, "slack_user": user_id},
+            )
+            return user_id
+        if deactivated:
+            raise RightMissing(
+                f"`{identity}` acts as <@{user_id}>, whose Slack account is deactivated: a "
+                "deactivated account holds no right. Map the identity to someone else in "
+                "the config's `rights.cli`. Nothing was done.",
+                right="an active Slack account",
             )
         return user_id
 
