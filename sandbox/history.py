@@ -91,6 +91,8 @@ def seed(runtime: Runtime, clients: Clients) -> None:
                 "before": {"enabled": False},
                 "after": {"enabled": True},
                 "deployment": 1,
+                # The hosted version the change made: its undo is pinned to it.
+                "version": 1,
             },
         )
         audit.record(

@@ -199,8 +199,9 @@ def test_a_guest_in_the_deployers_group_may_not_approve_nor_roll_back(
         pytest.param(
             "dave-gh",
             DEACTIVATED,
-            f"Deactivated Slack accounts may not deploy to api/staging: Slack shows "
-            f"<@{DEACTIVATED}> as deactivated.",
+            f"github:dave-gh acts as <@{DEACTIVATED}>, whose Slack account is deactivated: a "
+            "deactivated account holds no right. Map the identity to someone else in the "
+            "config's rights.cli. Nothing was done.",
             id="deactivated",
         ),
     ],
@@ -233,7 +234,10 @@ def test_the_cli_acting_as_a_guest_or_a_deactivated_account_is_refused(
     assert capsys.readouterr().out == f"refused: {said}\n"
     assert deployments(database_url) == []
     assert world.service_task_definition("staging") == world.task_definitions["staging"]
-    assert audit_trail(database_url) == [("deploy.request", user_id, "refused")]
+    # A deactivated account is refused at the CLI's identity (it acts as nobody), a
+    # guest at the right.
+    actor = f"cli:github:{identity}" if user_id == DEACTIVATED else user_id
+    assert audit_trail(database_url) == [("deploy.request", actor, "refused")]
 
 
 # -- Slack cannot read profiles -----------------------------------------------------------------

@@ -195,6 +195,8 @@ def test_a_responder_who_cannot_see_the_incident_is_not_told_its_own_channel(
     incident_id, _message = page(service, sns_signer, slack, pagerduty, name=TITLE)
     click(service, render.START_CHANNEL, str(incident_id), response_url=slack.response_url())
     channel = wait_for(lambda: incident_row(service, incident_id).slack_channel_id)
+    # Its setup done too: until then a second click hears that it is being started.
+    wait_for(lambda: incident_row(service, incident_id).has_channel)
 
     answer = answer_to(
         slack,

@@ -107,7 +107,7 @@ def test_only_the_leader_runs_jobs_and_leadership_moves_when_it_dies(
 
 def test_every_job_a_domain_schedules_has_its_function(settings: Settings, config: Config) -> None:
     from bot.approvals.flows import EXPIRE_JOB
-    from bot.changes.flows import LOOK_JOB
+    from bot.changes.flows import LOOK_JOB, LOST_JOB
     from bot.deploys.flows import WATCH_JOB as DEPLOY_WATCH_JOB
     from bot.deploys.locks import REMINDER_JOB
     from bot.flags.flows import SETTLE_JOB as FLAG_SETTLE_JOB
@@ -135,6 +135,7 @@ def test_every_job_a_domain_schedules_has_its_function(settings: Settings, confi
             ARCHIVE_CHANNEL_JOB,
             HANDOFF_JOB,
             LOOK_JOB,
+            LOST_JOB,
             WINDOW_END_JOB,
         }
     finally:
