@@ -41,9 +41,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
-from weakref import WeakKeyDictionary
 
-from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.approvals import render
@@ -68,6 +66,7 @@ from bot.approvals.models import (
 from bot.approvals.registry import APPROVE, CANCEL, CONFIRM, DECISIONS, get_or_raise
 from bot.apps.errors import NotAllowed, RightUnverifiable
 from bot.audit import service as audit
+from bot.db import committed
 from bot.outbox import service as outbox
 
 if TYPE_CHECKING:
@@ -95,7 +94,6 @@ def on_interrupted(kind: str, record: Callable[[Session, PendingAction, datetime
 
 _CLICKS = "approvals.clicks"  # Session.info: (decision, outcome) counted once it commits
 _ENDED = "approvals.ended"  # Session.info: how requests ended, counted once it commits
-_WIRED: WeakKeyDictionary[sessionmaker[Session], Metrics] = WeakKeyDictionary()
 # The `outcome` of opsbot_approval_clicks_total: counted, refused, or not counted because a
 # right Slack could not confirm just then.
 CLICK_OK, CLICK_REFUSED, CLICK_UNVERIFIABLE = "ok", "refused", "unverifiable"
@@ -106,34 +104,20 @@ ENDED_INTERRUPTED = "interrupted"
 def _count_click(db_session: Session, *, decision: str, outcome: str) -> None:
     """Count a click in opsbot_approval_clicks_total once this session commits."""
     label = decision if decision in DECISIONS else "other"
-    db_session.info.setdefault(_CLICKS, []).append((label, outcome))
+    committed.note(db_session, _CLICKS, (label, outcome))
 
 
 def _count_ended(db_session: Session, outcome: str) -> None:
     """Count a request's end in opsbot_approvals_ended_total once this session commits."""
-    db_session.info.setdefault(_ENDED, []).append(outcome)
+    committed.note(db_session, _ENDED, outcome)
 
 
 def count_after_commit(sessions: sessionmaker[Session], metrics: Metrics) -> None:
-    """Count clicks and requests' ends once their audit lines commit.
-
-    The same sessions and metrics wired twice count once.
-    """
-    if _WIRED.get(sessions) is metrics:
-        return
-    _WIRED[sessions] = metrics
-
-    @event.listens_for(sessions, "after_commit")
-    def after_commit(db_session: Session) -> None:
-        for decision, outcome in db_session.info.pop(_CLICKS, []):
-            metrics.approval_clicks.labels(decision, outcome).inc()
-        for outcome in db_session.info.pop(_ENDED, []):
-            metrics.approvals_ended.labels(outcome).inc()
-
-    @event.listens_for(sessions, "after_rollback")
-    def after_rollback(db_session: Session) -> None:
-        db_session.info.pop(_CLICKS, None)
-        db_session.info.pop(_ENDED, None)
+    """Count clicks and requests' ends once their audit lines commit."""
+    committed.on_commit(sessions, _CLICKS, lambda item: metrics.approval_clicks.labels(*item).inc())
+    committed.on_commit(
+        sessions, _ENDED, lambda outcome: metrics.approvals_ended.labels(outcome).inc()
+    )
 
 
 class ExecutionLease:

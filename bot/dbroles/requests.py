@@ -24,9 +24,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
-from weakref import WeakKeyDictionary
 
-from sqlalchemy import event
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -35,6 +33,7 @@ from bot.approvals.render import actor_text
 from bot.apps.errors import AppError, NotAllowed, RightUnverifiable
 from bot.apps.registry import Target, get_target_or_raise
 from bot.audit import service as audit
+from bot.db import committed
 from bot.dbroles import render, service
 from bot.dbroles.errors import DbRoleError, RefusedAtRun
 from bot.dbroles.models import CHECK, MANAGE, Outcome
@@ -52,7 +51,6 @@ KIND = "dbrole"
 # The `action` label of opsbot_dbrole_runs_total: what the person typed.
 METRIC_ACTIONS = {CHECK: "check", MANAGE: "provision"}
 _COUNTED = "dbroles.counted"  # Session.info: runs counted once the session commits
-_WIRED: WeakKeyDictionary[sessionmaker[Session], Metrics] = WeakKeyDictionary()
 # The pauses before writing a run's result again when the write fails (a database
 # blip): the run happened, and its line is what the audit trail has of it.
 RESULT_WRITE_WAITS_S: tuple[float, ...] = (0.5, 2.0)
@@ -149,22 +147,8 @@ def _refused(
 
 
 def count_runs_after_commit(sessions: sessionmaker[Session], metrics: Metrics) -> None:
-    """Count role-manager runs (`opsbot_dbrole_runs_total`) once their audit lines commit.
-
-    The same sessions and metrics wired twice count once.
-    """
-    if _WIRED.get(sessions) is metrics:
-        return
-    _WIRED[sessions] = metrics
-
-    @event.listens_for(sessions, "after_commit")
-    def after_commit(db_session: Session) -> None:
-        for action, outcome in db_session.info.pop(_COUNTED, []):
-            metrics.dbrole_runs.labels(action, outcome).inc()
-
-    @event.listens_for(sessions, "after_rollback")
-    def after_rollback(db_session: Session) -> None:
-        db_session.info.pop(_COUNTED, None)
+    """Count role-manager runs (`opsbot_dbrole_runs_total`) once their audit lines commit."""
+    committed.on_commit(sessions, _COUNTED, lambda item: metrics.dbrole_runs.labels(*item).inc())
 
 
 def _outcome_word(outcome: Outcome) -> str:
@@ -200,7 +184,7 @@ def _record_result(
                     outcome=word,
                     detail=detail,
                 )
-                db_session.info.setdefault(_COUNTED, []).append((verb, word))
+                committed.note(db_session, _COUNTED, (verb, word))
                 db_session.commit()
             return True
         except SQLAlchemyError:
@@ -256,9 +240,7 @@ def _unrecorded(
             "errors": errors,
         },
     )
-    metrics = _WIRED.get(services.sessions)
-    if metrics is not None:
-        metrics.dbrole_runs.labels(verb, "unknown").inc()
+    committed.now(services.sessions, _COUNTED, (verb, "unknown"))
 
 
 def _ran(
@@ -564,7 +546,7 @@ def interrupted(db_session: Session, action: PendingAction, now: datetime) -> No
         outcome="unknown",
         detail=detail,
     )
-    db_session.info.setdefault(_COUNTED, []).append((verb, "unknown"))
+    committed.note(db_session, _COUNTED, (verb, "unknown"))
     log.warning(
         "dbrole provision of %s by %s (request %s, function %s) interrupted: it may have run",
         action.target,

@@ -30,9 +30,8 @@ import uuid
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
-from weakref import WeakKeyDictionary
 
-from sqlalchemy import event, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.adapters import ecs
@@ -40,6 +39,7 @@ from bot.adapters.aws import longest_call_s
 from bot.approvals.render import actor_text
 from bot.apps.registry import Target, get_target_or_raise
 from bot.audit import service as audit
+from bot.db import committed
 from bot.deploys import render, service
 from bot.deploys import rollout as verdicts
 from bot.deploys.errors import DeployError, DeployFailed, DeployRefused, aws_call, failure_code
@@ -108,31 +108,16 @@ def register_reconciler(kind: str, reconciler: Reconciler) -> None:
 _COUNTED = "deploys.counted"
 # The `kind` label of opsbot_deploys_total for each kind of deployment.
 METRIC_KINDS = {DEPLOY: "deploy", ROLLBACK: "rollback", FLAG_ROLL: "flag_roll"}
-_WIRED: WeakKeyDictionary[sessionmaker[Session], Metrics] = WeakKeyDictionary()
 
 
 def count(db_session: Session, *, kind: str, outcome: str) -> None:
     """Count `outcome` of a deployment of `kind` in opsbot_deploys_total once this commits."""
-    db_session.info.setdefault(_COUNTED, []).append((METRIC_KINDS.get(kind, kind), outcome))
+    committed.note(db_session, _COUNTED, (METRIC_KINDS.get(kind, kind), outcome))
 
 
 def count_outcomes_after_commit(sessions: sessionmaker[Session], metrics: Metrics) -> None:
-    """Count deployments' outcomes (`opsbot_deploys_total`) once their audit lines commit.
-
-    The same sessions and metrics wired twice count once.
-    """
-    if _WIRED.get(sessions) is metrics:
-        return
-    _WIRED[sessions] = metrics
-
-    @event.listens_for(sessions, "after_commit")
-    def after_commit(db_session: Session) -> None:
-        for kind, outcome in db_session.info.pop(_COUNTED, []):
-            metrics.deploy(kind, outcome)
-
-    @event.listens_for(sessions, "after_rollback")
-    def after_rollback(db_session: Session) -> None:
-        db_session.info.pop(_COUNTED, None)
+    """Count deployments' outcomes (`opsbot_deploys_total`) once their audit lines commit."""
+    committed.on_commit(sessions, _COUNTED, lambda item: metrics.deploy(*item))
 
 
 def announce(db_session: Session, *, deployment: Deployment, now: datetime) -> None:

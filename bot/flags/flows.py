@@ -34,7 +34,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import event, exists, or_, select
+from sqlalchemy import exists, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
@@ -47,6 +47,7 @@ from bot.apps.registry import Target, get_target_or_raise
 from bot.audit import service as audit
 from bot.audit.models import AuditRecord
 from bot.config import AppConfigFlags, SsmFlags
+from bot.db import committed
 from bot.deploys import render as deploy_render
 from bot.deploys.errors import DeployError
 from bot.deploys.flows import refresh_incidents
@@ -369,20 +370,14 @@ def _where(prepared: Prepared) -> str:
 
 def _count(db_session: Session, outcome: str) -> None:
     """Count `outcome` in opsbot_flag_changes once this session commits."""
-    db_session.info.setdefault(_COUNTED, []).append(outcome)
+    committed.note(db_session, _COUNTED, outcome)
 
 
 def count_outcomes_after_commit(sessions: sessionmaker[Session], metrics: Metrics) -> None:
     """Count flag changes' outcomes (`opsbot_flag_changes`) once their audit lines commit."""
-
-    @event.listens_for(sessions, "after_commit")
-    def after_commit(db_session: Session) -> None:
-        for outcome in db_session.info.pop(_COUNTED, []):
-            metrics.flag_changes.labels(outcome).inc()
-
-    @event.listens_for(sessions, "after_rollback")
-    def after_rollback(db_session: Session) -> None:
-        db_session.info.pop(_COUNTED, None)
+    committed.on_commit(
+        sessions, _COUNTED, lambda outcome: metrics.flag_changes.labels(outcome).inc()
+    )
 
 
 def _aws_code(exc: BaseException) -> str:

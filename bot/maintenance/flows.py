@@ -13,10 +13,9 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.db import locks
+from bot.db import committed, locks
 from bot.incidents import flows as incident_flows
 from bot.incidents import service as incidents
 from bot.incidents.models import Incident
@@ -95,7 +94,7 @@ def _note_held(
         text=f"in maintenance window #{window.id}: not paged",
         data={"window_id": window.id},
     )
-    db_session.info[HELD] = db_session.info.get(HELD, 0) + 1
+    committed.note(db_session, HELD, 1)
     log.info(
         "incident %s held by maintenance window %s",
         incident.id,
@@ -212,13 +211,4 @@ def _page_if_owed(
 
 def count_held_after_commit(sessions: sessionmaker[Session], metrics: Metrics) -> None:
     """Count the pages windows held once their transaction commits (never a rolled-back one)."""
-
-    @event.listens_for(sessions, "after_commit")
-    def after_commit(db_session: Session) -> None:
-        held = db_session.info.pop(HELD, 0)
-        if held:
-            metrics.maintenance_held.inc(held)
-
-    @event.listens_for(sessions, "after_rollback")
-    def after_rollback(db_session: Session) -> None:
-        db_session.info.pop(HELD, None)
+    committed.on_commit(sessions, HELD, lambda _page: metrics.maintenance_held.inc())
