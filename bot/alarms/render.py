@@ -42,6 +42,32 @@ def notice_message(*, subject: str | None, body: str, topic_arn: str | None) -> 
     return {"text": inert(f"{title}: {body}", TEXT_MAX), "blocks": blocks}
 
 
+def refused_alarm_message(
+    *, name: str, state: str, account: str, carrier: str | None, carrier_account: str | None
+) -> dict[str, Any]:
+    """The notice for an alarm that what carried it may not bring: nothing was opened,
+    resolved or paged, and the operator learns which setting would accept it."""
+    came_by = (
+        f"{code(carrier)} (account {code(carrier_account or 'none')})" if carrier else "no topic"
+    )
+    title = f":no_entry: Alarm not applied: {name}"
+    detail = (
+        f"{escape(state)} of account {code(account or 'none')} came by {came_by}, which may"
+        " not carry that account's alarms. Nothing was opened, resolved or paged. If the"
+        " topic is meant to carry them, name the account for it in"
+        " `OPSBOT_SNS_TOPIC_ACCOUNTS`."
+    )
+    return {
+        "text": inert(
+            f"Alarm not applied: {name} ({state}) of account {account or 'none'}", TEXT_MAX
+        ),
+        "blocks": [
+            {"type": "header", "text": _text("plain_text", inert(title, HEADER_MAX))},
+            {"type": "section", "text": _text("mrkdwn", clip(detail, SECTION_MAX))},
+        ],
+    }
+
+
 @dataclass(frozen=True)
 class GroupLine:
     """One alarm listed in a group's message."""

@@ -56,8 +56,15 @@ from sqlalchemy.orm import Session
 from bot.alarms import describe
 from bot.alarms import flows as alarm_flows
 from bot.alarms.models import PENDING, ReceivedMessage
-from bot.alarms.parse import Alarm, MetricTrigger, TopicAccounts, carried_alarm, parse_alarm
-from bot.alarms.render import notice_message
+from bot.alarms.parse import (
+    Alarm,
+    MetricTrigger,
+    TopicAccounts,
+    carried_alarm,
+    carrier_account,
+    parse_alarm,
+)
+from bot.alarms.render import notice_message, refused_alarm_message
 from bot.alarms.routing import route_for
 from bot.apps.claims import claim_for
 from bot.config import Config
@@ -90,20 +97,36 @@ class Inbound:
 OWN_ACCOUNTS = TopicAccounts()
 
 
-def alarm_in(
+@dataclass(frozen=True)
+class Reading:
+    """What a message brings: an alarm to apply, or a notice; `refused` is an alarm whose
+    carrier (`carrier`, a topic or queue) may not bring its account's alarms."""
+
+    alarm: Alarm | None
+    refused: Alarm | None = None
+    carrier: str | None = None
+
+
+def read(
     inbound: Inbound, *, topics: TopicAccounts, received_at: datetime | None = None
-) -> Alarm | None:
-    """The alarm `inbound` brings; None for a notice: not an alarm, or one of an account
-    that what carried it (`topics`) may not bring."""
-    alarm = parse_alarm(inbound.body, received_at=received_at)
-    if alarm is None:
-        return None
-    return carried_alarm(
-        alarm,
+) -> Reading:
+    """What `inbound` brings, its alarm checked against what carried it (`topics`)."""
+    parsed = parse_alarm(inbound.body, received_at=received_at)
+    if parsed is None:
+        return Reading(alarm=None)
+    alarm = carried_alarm(
+        parsed,
         topics=topics,
         via=inbound.via,
         topic_arn=inbound.topic_arn,
         message_id=inbound.message_id,
+    )
+    if alarm is not None:
+        return Reading(alarm=alarm)
+    return Reading(
+        alarm=None,
+        refused=parsed,
+        carrier=topics.carrier(via=inbound.via, topic_arn=inbound.topic_arn),
     )
 
 
@@ -116,12 +139,17 @@ def receive(
     topics: TopicAccounts = OWN_ACCOUNTS,
 ) -> str:
     """Record and act on one message; return what was done (for logs and tests)."""
-    alarm = alarm_in(inbound, topics=topics, received_at=now)
-    received_id = record(db_session, inbound=inbound, now=now, alarm=alarm)
+    reading = read(inbound, topics=topics, received_at=now)
+    received_id = record(db_session, inbound=inbound, now=now, alarm=reading.alarm)
     if received_id is None:
         return "duplicate"
     return _act(
-        db_session, received_id=received_id, inbound=inbound, alarm=alarm, config=config, now=now
+        db_session,
+        received_id=received_id,
+        inbound=inbound,
+        reading=reading,
+        config=config,
+        now=now,
     )
 
 
@@ -156,7 +184,9 @@ def record_for_later(
         ReceivedMessage,
         unique="message_id",
         rows=[
-            _received_row(inbound, alarm=alarm_in(inbound, topics=topics), now=now, outcome=PENDING)
+            _received_row(
+                inbound, alarm=read(inbound, topics=topics).alarm, now=now, outcome=PENDING
+            )
             for inbound in inbounds
         ],
     )
@@ -212,9 +242,13 @@ def apply_recorded(
         topic_arn=row.topic_arn,
         subject=row.subject,
     )
-    alarm = alarm_in(inbound, topics=topics, received_at=now)
     return _act(
-        db_session, received_id=received_id, inbound=inbound, alarm=alarm, config=config, now=now
+        db_session,
+        received_id=received_id,
+        inbound=inbound,
+        reading=read(inbound, topics=topics, received_at=now),
+        config=config,
+        now=now,
     )
 
 
@@ -223,17 +257,26 @@ def _act(
     *,
     received_id: int,
     inbound: Inbound,
-    alarm: Alarm | None,
+    reading: Reading,
     config: Config,
     now: datetime,
 ) -> str:
-    if alarm is None:
+    if reading.alarm is None:
         outcome = _notice(
-            db_session, inbound=inbound, received_id=received_id, config=config, now=now
+            db_session,
+            inbound=inbound,
+            reading=reading,
+            received_id=received_id,
+            config=config,
+            now=now,
         )
     else:
         outcome = apply_alarm(
-            db_session, alarm=alarm, config=config, now=now, source_ref=inbound.message_id
+            db_session,
+            alarm=reading.alarm,
+            config=config,
+            now=now,
+            source_ref=inbound.message_id,
         )
     update_rows(
         db_session,
@@ -248,18 +291,29 @@ def _notice(
     db_session: Session,
     *,
     inbound: Inbound,
+    reading: Reading,
     received_id: int,
     config: Config,
     now: datetime,
 ) -> str:
     channel = config.alarms.notices_channel or config.alarm_routes[-1].channel
+    if reading.refused is not None:
+        message = refused_alarm_message(
+            name=reading.refused.name,
+            state=reading.refused.new_state,
+            account=reading.refused.account,
+            carrier=reading.carrier,
+            carrier_account=carrier_account(reading.carrier) if reading.carrier else None,
+        )
+    else:
+        message = notice_message(
+            subject=inbound.subject, body=inbound.body, topic_arn=inbound.topic_arn
+        )
     outbox.post_or_update(
         db_session,
         key=f"notice:{received_id}",
         channel=channel,
-        message=notice_message(
-            subject=inbound.subject, body=inbound.body, topic_arn=inbound.topic_arn
-        ),
+        message=message,
         now=now,
         new_key=True,
     )

@@ -33,7 +33,7 @@ from bot.observability.metrics import Metrics
 from bot.settings import Settings
 from sandbox.alarms import alarm_message
 from sandbox.pagerduty import PagerDutyEmulator
-from sandbox.slack import SlackEmulator
+from sandbox.slack import Message, SlackEmulator
 from sandbox.sns import SnsSigner, body
 from tests.alarms.test_pipeline import outbox_empty
 from tests.alarms.test_queue import consumer_of, new_queue
@@ -105,6 +105,11 @@ def resolved(service: LiveService, pagerduty: PagerDutyEmulator, incident: Incid
     wait_for(lambda: pagerduty.incidents_for(incident.dedup_key)[0]["status"] == "resolved")
 
 
+def refusals_in(slack: SlackEmulator, channel: str) -> list[Message]:
+    """The channel's notices of alarms not applied."""
+    return [m for m in slack.channel_messages(channel) if m.text.startswith("Alarm not applied")]
+
+
 def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [
         r.getMessage()
@@ -132,9 +137,13 @@ def test_an_ok_of_another_accounts_alarm_by_an_allowed_topic_leaves_its_incident
     with caplog.at_level(logging.WARNING):
         forged = post(service, sns_signer, prod_alarm("OK", seconds=60), topic_arn=STAGING_TOPIC)
         # A notice, posted where notices go, applied to nothing.
-        wait_for(lambda: slack.channel_messages("C0ALERTS"))
+        [notice] = wait_for(lambda: refusals_in(slack, "C0ALERTS"))
     still_open_and_paged(service, pagerduty, incident)
     assert metric(service, ODD, what="account_not_topics") == 1
+    # It says which alarm was not applied, what carried it, and which setting accepts it.
+    shown = json.dumps(notice.blocks)
+    assert f"Alarm not applied: {NAME}" in shown
+    assert all(part in shown for part in ("OK", PROD, STAGING_TOPIC, "OPSBOT_SNS_TOPIC_ACCOUNTS"))
     [warning] = warnings_of(caplog)
     assert forged in warning and STAGING_TOPIC in warning
     assert PROD in warning and STAGING in warning
