@@ -545,6 +545,7 @@ def build_runtime(
     deploy_flows.count_outcomes_after_commit(sessions, metrics)
     dbrole_requests.count_runs_after_commit(sessions, metrics)
     approval_flows.count_after_commit(sessions, metrics)
+    changes_flows.count_lost_after_commit(sessions, metrics)
     jobs = jobs_table(
         incident_jobs.jobs(incident_job_deps),
         maintenance_jobs.jobs(maintenance_jobs.MaintenanceJobDeps(sessions=sessions, clock=clock)),

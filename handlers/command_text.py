@@ -12,7 +12,6 @@ from typing import Any, Protocol, TypeVar
 from slack_bolt import Ack, BoltResponse
 
 from bot.commands import COMMANDS, Naming
-from bot.modals.state import CONTROL
 from bot.slack_text import clip, code
 from handlers.routing import Routes
 
@@ -43,17 +42,6 @@ P = TypeVar("P", bound=Parsed)
 def echoed(text: str) -> str:
     """Words a person typed, shown back in an answer: as code, clipped to `ECHO_MAX`."""
     return code(clip(text, ECHO_MAX))
-
-
-def has_control(text: str) -> bool:
-    """Whether a command's text holds a C0 control character but a line break or a tab, or DEL.
-
-    The characters a modal's field refuses (bot/modals/state.py): the database refuses
-    a NUL (PostgreSQL's text), and none of them means anything in a command. A carriage
-    return is taken as part of a line break: text pasted from elsewhere may end its
-    lines with one.
-    """
-    return CONTROL.search(text.replace("\r", "")) is not None
 
 
 def command_words(text: str) -> list[str]:

@@ -34,6 +34,7 @@ from bot.inbound.receipts import SlackEventReceipts
 from bot.inbound.replay import ReplayGuard
 from bot.runtime import Runtime
 from bot.slack_text import unescape
+from bot.typed import has_control
 from handlers import (
     approvals,
     changes,
@@ -47,7 +48,7 @@ from handlers import (
     ops_status,
     opsbot_command,
 )
-from handlers.command_text import CONTROL_REFUSAL, as_named, has_control
+from handlers.command_text import CONTROL_REFUSAL, as_named
 from handlers.routing import Routes, routed, routed_name
 
 log = logging.getLogger(__name__)
@@ -128,7 +129,11 @@ def build_bolt_app(runtime: Runtime) -> SlackBolt | None:
         process_before_response=True,
     )
     receipts = SlackEventReceipts(sessions=runtime.sessions, clock=runtime.clock)
-    admission = Admission(receipts, ReplayGuard())
+    admission = Admission(
+        receipts,
+        ReplayGuard(),
+        refused=lambda reason: runtime.metrics.slack_admission_refused.labels(reason).inc(),
+    )
     app.use(admission)
 
     routes = Routes(
@@ -165,9 +170,16 @@ class Admission(Middleware):
     build of every injectable argument on each request.
     """
 
-    def __init__(self, receipts: SlackEventReceipts, replays: ReplayGuard) -> None:
+    def __init__(
+        self,
+        receipts: SlackEventReceipts,
+        replays: ReplayGuard,
+        *,
+        refused: Callable[[str], None] = lambda _reason: None,
+    ) -> None:
         self.receipts = receipts
         self.replays = replays
+        self.refused = refused  # counts a refusal by its reason
         # Whether a request other than an event has passed Bolt's authorization: Bolt
         # asked Slack who its token is (auth.test) and answers from memory from then on.
         # (Some events pass without that question: they do not count.)
@@ -192,7 +204,8 @@ class Admission(Middleware):
             self.authorized = True
         signature = req.headers.get("x-slack-signature", [""])[0]
         if signature and not self.replays.first_time(signature):
-            log.warning("refused a replayed Slack request")
+            log.warning("refused a replayed Slack request", extra=_ids(body))
+            self.refused("replayed")
             return BoltResponse(status=401, body="replayed request")
         # Slack sends a slash command's text with &, < and > as entities. Everything
         # inside opsbot holds the characters the person typed (PagerDuty gets them as
@@ -201,9 +214,23 @@ class Admission(Middleware):
             body["text"] = unescape(body["text"])
             if has_control(body["text"]):
                 # Refused before any listener: nothing is queued, nothing reaches the database.
-                log.info("refused %s: its text holds a control character", body.get("command"))
+                log.info(
+                    "refused %s: its text holds a control character",
+                    body.get("command"),
+                    extra=_ids(body),
+                )
+                self.refused("control_character")
                 return BoltResponse(status=200, body={"text": CONTROL_REFUSAL})
         return next()
+
+
+def _ids(body: dict[str, Any]) -> dict[str, str]:
+    """Who sent a request, for its log line: a command names its sender at the top, an
+    interaction in `user`."""
+    user, team = body.get("user"), body.get("team")
+    user_id = body.get("user_id") or (user.get("id") if isinstance(user, dict) else None)
+    team_id = body.get("team_id") or (team.get("id") if isinstance(team, dict) else None)
+    return {"slack_user": str(user_id or "?")[:40], "slack_team": str(team_id or "?")[:40]}
 
 
 def _too_deep(body: bytes) -> str | None:

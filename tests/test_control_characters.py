@@ -19,6 +19,7 @@ from tests.incidents.helpers import ack_text, command, responses_to
 from tests.support import LiveService, metric, wait_for
 
 STARTED = "opsbot_after_ack_wait_seconds_count"  # one a piece of work behind an ack
+REFUSED = "opsbot_slack_admission_refused_total"
 
 
 def _rows(service: LiveService, model: type[Incident] | type[AuditRecord]) -> int:
@@ -62,6 +63,10 @@ def test_a_command_holding_a_control_character_is_refused_and_does_nothing(
     assert _rows(service, Incident) == 0
     assert _rows(service, AuditRecord) == 0
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+    # Counted, and logged with who sent it.
+    assert metric(service, REFUSED, reason="control_character") == 1
+    [line] = [r for r in caplog.records if "holds a control character" in r.getMessage()]
+    assert getattr(line, "slack_user", None) == "U0ALICE"
 
 
 def test_a_newline_and_a_tab_are_taken(service: LiveService, slack: SlackEmulator) -> None:

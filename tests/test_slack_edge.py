@@ -11,7 +11,13 @@ from collections.abc import Callable
 from bot.config import Config
 from bot.settings import Settings
 from tests.conftest import SLACK_SIGNING_SECRET
-from tests.support import LiveService, slack_headers, slack_signature, slash_command_body
+from tests.support import (
+    LiveService,
+    metric,
+    slack_headers,
+    slack_signature,
+    slash_command_body,
+)
 
 
 def test_slack_docs_signature_example() -> None:
@@ -72,5 +78,7 @@ def test_replayed_request_is_refused_and_changes_nothing(service: LiveService) -
     headers = slack_headers(SLACK_SIGNING_SECRET, body)
     assert service.post("/slack/events", content=body, headers=headers).status_code == 200
     assert service.post("/slack/events", content=body, headers=headers).status_code == 401
+    refused = {"reason": "replayed"}
+    assert metric(service, "opsbot_slack_admission_refused_total", **refused) == 1
     fresh = slack_headers(SLACK_SIGNING_SECRET, body, timestamp=int(time.time()) + 1)
     assert service.post("/slack/events", content=body, headers=fresh).status_code == 200

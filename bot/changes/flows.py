@@ -40,6 +40,7 @@ from bot.changes.service import (
     changes_view,
     running_undos,
 )
+from bot.db import committed
 from bot.deploys.errors import DeployError, DeployFailed
 from bot.deploys.models import ROLLBACK, Deployment
 from bot.deploys.plans import Request
@@ -57,10 +58,12 @@ from bot.slack_text import code, escape
 
 if TYPE_CHECKING:
     from bot.apps.services import Services
+    from bot.observability.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 LOOK_JOB = "changes.look_at_ecs"  # bot/changes/jobs.py
+LOST_COUNTED = "changes.lost"  # Session.info: kinds of undos marked lost, counted on commit
 LOST_JOB = "changes.undo_lost"  # bot/changes/jobs.py: an undo that never reported
 AUDIT_ACTION = "incident.undo"
 DONE = "done"
@@ -200,6 +203,12 @@ def _tell_lost(services: Services, *, incident_id: int) -> None:
         db_session.commit()
 
 
+def count_lost_after_commit(sessions: sessionmaker[Session], metrics: Metrics) -> None:
+    """Count undos marked lost (`opsbot_undo_total`, outcome `lost`) once that commits:
+    their click's own count never came, its process gone."""
+    committed.on_commit(sessions, LOST_COUNTED, lambda kind: metrics.undo(kind, LOST))
+
+
 def schedule_lost_check(db_session: Session, *, event: IncidentEvent) -> None:
     """Mark the undo of `event` lost if it has not reported by RUNNING_FOR_AT_MOST.
 
@@ -245,6 +254,7 @@ def _mark_lost(
     data = event.data or {}
     label = str(data.get("undo") or "undo")
     event.data = {**data, "status": LOST}
+    committed.note(db_session, LOST_COUNTED, str(data.get("kind") or "unknown"))
     event.text = f"{label}: {STATUS_WORDS[LOST]}"
     snap = incident.snapshot or {}
     app, env = str(snap.get("app") or "?"), str(snap.get("env") or "?")

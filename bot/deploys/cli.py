@@ -26,6 +26,7 @@ from bot.deploys.plans import Request
 from bot.deploys.requests import submit
 from bot.deploys.rollout import counts_text
 from bot.rights.errors import RightMissing
+from bot.typed import has_control
 
 if TYPE_CHECKING:
     from bot.apps.services import Services
@@ -103,6 +104,9 @@ def run_deploy(
     """
     if force_reason is not None and len(force_reason) > FORCE_REASON_MAX:
         say(f"refused: the --force reason is too long ({FORCE_REASON_MAX} characters at most)")
+        return BAD_INPUT
+    if force_reason is not None and has_control(force_reason):
+        say("refused: the --force reason holds a control character (a NUL, an escape…)")
         return BAD_INPUT
     identity = UNVERIFIED
     try:

@@ -14,9 +14,9 @@ from typing import Any
 
 from bot.modals.errors import FieldErrors
 from bot.modals.forms import LONG_TEXT, SEARCH, SEARCH_VALUE, SELECT, TEXT, Field, Form
+from bot.typed import CONTROL
 
 _SEARCH = re.compile(SEARCH_VALUE)
-CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 ELEMENT_TYPES = {
     SELECT: "static_select",
     SEARCH: "external_select",

@@ -40,8 +40,10 @@ RESPONSES = FAMILIES[SLACK_RESPONSE]
 VIAS = ("https", "sqs")
 NOTIFICATION_OUTCOMES = ("new", "duplicate", "refused", "error", "left")
 DELIVERY_OUTCOMES = ("ok", "retry", "rate_limited", "dead")
+# Why a signed Slack request was refused before any listener (handlers/slack_events.py).
+ADMISSION_REFUSALS = ("replayed", "control_character")
 UNDO_KINDS = ("rollback", "flag", "unknown")  # an undo button on an incident's changes
-UNDO_OUTCOMES = ("done", "refused", "failed", "unknown")
+UNDO_OUTCOMES = ("done", "refused", "failed", "unknown", "lost")  # lost: its process gone
 # PagerDuty calls looked for before they are made again (bot/incidents/pagerduty_calls.py).
 FOUND_DONE_ACTIONS = ("note", "escalate")
 # What became of a PagerDuty webhook delivery (handlers/pagerduty_webhooks.py).
@@ -461,6 +463,15 @@ class Metrics:
             "Socket Mode: messages refused before Bolt saw them (not JSON, too deep, bad shape).",
             registry=registry,
         )
+        self.slack_admission_refused = Counter(
+            "opsbot_slack_admission_refused",
+            "Signed Slack requests refused before any listener, by reason: replayed (a "
+            "signature seen within five minutes), control_character (a slash command's text).",
+            ["reason"],
+            registry=registry,
+        )
+        for reason in ADMISSION_REFUSALS:
+            self.slack_admission_refused.labels(reason)
         self.leader = Gauge(
             "opsbot_leader",
             "1 on the instance that runs scheduled jobs (holds the scheduler's lock).",

@@ -136,6 +136,7 @@ def test_an_undo_lost_with_its_process_is_told_lost_and_can_be_asked_again(
     assert undo_events(live, incident.id) == [
         ("lost", "Roll back to 1.0.1: lost: opsbot stopped before it reported")
     ]
+    assert undo_clicks(live.runtime, "rollback", "lost") == 1  # the click's own count never came
     [said] = thread_of(releases, message.ts, "never reported")
     assert said.startswith(":warning: *Roll back to 1.0.1*, clicked by <@U0ALICE> <!date^")
     assert "part of it may have been done. Check `/deploy status api prod`" in said
@@ -186,3 +187,4 @@ def test_a_click_after_the_bound_tells_an_unreported_undo_lost_itself_and_a_star
     statuses = [status for status, _ in undo_events(live, incident.id)]
     assert statuses[0] == "lost" and "running" not in statuses
     thread_of(releases, message.ts, "never reported")
+    assert undo_clicks(runtime, "rollback", "lost") == 1

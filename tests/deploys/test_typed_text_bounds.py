@@ -92,8 +92,16 @@ def test_the_acknowledgement_clips_the_words_it_shows_back(
     assert len(ack["text"]) < 200
 
 
-def test_the_cli_refuses_a_force_reason_past_its_limit_as_bad_input(
-    make_runtime: Callable[..., Runtime], world: World
+@pytest.mark.parametrize(
+    ("reason", "refusal"),
+    [
+        ("r" * (FORCE_REASON_MAX + 1), f"is too long ({FORCE_REASON_MAX} characters at most)"),
+        ("scan is stale\x00", "holds a control character (a NUL, an escape…)"),
+    ],
+    ids=["too-long", "nul"],
+)
+def test_the_cli_refuses_a_force_reason_too_long_or_with_a_control_character_as_bad_input(
+    make_runtime: Callable[..., Runtime], world: World, reason: str, refusal: str
 ) -> None:
     config = parse_config(deploy_config(rights={"cli": {"github:octocat": "U0ALICE"}}))
     pipeline = make_runtime(config)
@@ -105,15 +113,12 @@ def test_the_cli_refuses_a_force_reason_past_its_limit_as_bad_input(
         env="staging",
         tag="1.0.3",  # has findings that only --force overrides
         identify=lambda: "github:octocat",
-        force_reason="r" * (FORCE_REASON_MAX + 1),
+        force_reason=reason,
         wait=False,
         timeout_s=60,
         say=said.append,
     )
-    assert (code, said) == (
-        BAD_INPUT,
-        [f"refused: the --force reason is too long ({FORCE_REASON_MAX} characters at most)"],
-    )
+    assert (code, said) == (BAD_INPUT, [f"refused: the --force reason {refusal}"])
     assert world.service_task_definition("staging") == before
     assert _count(pipeline, Deployment) == 0
     assert _count(pipeline, AuditRecord) == 0
