@@ -30,22 +30,36 @@ class InvokeFailed(Exception):
 
     `code` is the AWS error code when AWS gave one (``ResourceNotFoundException``, ...);
     `throttled`: Lambda refused it for concurrency or rate on its only try, so the
-    function did not run.
+    function did not run. `throttled_last`: Lambda refused its last try as throttled
+    (always so when `throttled`); a retrying client's earlier tries may have run it.
     """
 
-    def __init__(self, message: str, *, code: str | None = None, throttled: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        throttled: bool = False,
+        throttled_last: bool = False,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.throttled = throttled
+        self.throttled_last = throttled or throttled_last
+
+
+def _throttled_last(exc: BaseException) -> bool:
+    """Whether Lambda refused the call's last try as throttled (429)."""
+    if not isinstance(exc, ClientError):
+        return False
+    status = int((exc.response.get("ResponseMetadata") or {}).get("HTTPStatusCode") or 0)
+    return status == 429 or error_code(exc) == THROTTLED
 
 
 def _throttled(exc: BaseException) -> bool:
     """Whether Lambda refused the call as throttled (429), on a try that was its only one:
     an earlier try of a retrying client may have run the function."""
-    if not isinstance(exc, ClientError) or may_have_been_done(exc):
-        return False
-    status = int((exc.response.get("ResponseMetadata") or {}).get("HTTPStatusCode") or 0)
-    return status == 429 or error_code(exc) == THROTTLED
+    return _throttled_last(exc) and not may_have_been_done(exc)
 
 
 @dataclass(frozen=True)
@@ -125,7 +139,10 @@ def _invoke_once(client: Any, *, function: str, event: Any) -> Invocation:
         raw = response["Payload"].read()
     except AWS_ERRORS as exc:
         raise InvokeFailed(
-            describe_error(exc), code=error_code(exc), throttled=_throttled(exc)
+            describe_error(exc),
+            code=error_code(exc),
+            throttled=_throttled(exc),
+            throttled_last=_throttled_last(exc),
         ) from exc
     try:
         payload = json.loads(raw) if raw else None

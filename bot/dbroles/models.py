@@ -62,6 +62,10 @@ class ManagerResult:
     # The function refused a name it must not touch (its errors say which and why) and
     # changed nothing.
     refused: bool = False
+    # False: the run ended before it checked or changed anything (a secret it could not
+    # read, a database it could not reach, an invalid configuration): its errors say why.
+    # A function that does not say is taken to have run.
+    ran: bool = True
 
     @classmethod
     def from_payload(cls, payload: Any) -> ManagerResult | None:
@@ -90,6 +94,7 @@ class ManagerResult:
             warnings=_strings(payload.get("warnings")),
             errors=_strings(payload.get("errors")),
             refused=payload.get("refused") is True,
+            ran=payload.get("ran") is not False,
         )
 
 
@@ -110,6 +115,11 @@ class Outcome:
         return self.failure is None and self.result is not None and self.result.ok
 
     @property
+    def did_not_run(self) -> bool:
+        """The role manager answered, but ended before it checked or changed anything."""
+        return self.failure is None and self.result is not None and not self.result.ran
+
+    @property
     def refused(self) -> bool:
         """The role manager refused to run as configured, and changed nothing."""
         return self.failure is None and self.result is not None and self.result.refused
@@ -127,4 +137,6 @@ class Outcome:
             detail["tables_reachable"] = self.result.tables_reachable
             if self.result.refused:
                 detail["refused"] = True
+            if not self.result.ran:
+                detail["ran"] = False
         return detail

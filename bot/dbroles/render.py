@@ -14,6 +14,12 @@ MAX_LINES = 25
 TEXT_CHARS = 2900  # also shown in a confirmation message's 3,000-char section
 
 VERB = {CHECK: "check", "manage": "provision"}
+# A run that ended before the roles: a provision would end there too, so none is suggested.
+DID_NOT_RUN = (
+    "The role manager stopped before it checked or changed the roles: its errors say why (a "
+    "secret it could not read, a database it could not reach, an invalid configuration); "
+    "the function's log has the whole error."
+)
 
 
 def _bullets(items: list[str]) -> list[str]:
@@ -52,6 +58,8 @@ def _headline(outcome: Outcome) -> str:
         return f":x: {where}: {outcome.failure or 'no result'}."
     if result.refused:
         return f":no_entry: {where}: refused, nothing was changed."
+    if outcome.action == CHECK and not result.ran:
+        return f":x: {where}: failed, nothing was checked."
     if outcome.action == CHECK:
         if result.ok:
             return f":white_check_mark: {where}: everything is in order."
@@ -102,7 +110,9 @@ def outcome_text(outcome: Outcome, *, icon: bool = True) -> str:
     lines = [headline(outcome, icon=icon)]
     if outcome.result is not None and outcome.failure is None:
         lines += _details(outcome.result, action=outcome.action)
-        if outcome.action == CHECK and not outcome.result.ok and not outcome.result.refused:
+        if outcome.did_not_run:
+            lines.append(DID_NOT_RUN)
+        elif outcome.action == CHECK and not outcome.result.ok and not outcome.result.refused:
             app, env = outcome.label.split("/", 1)
             lines.append(f"{code(f'/dbrole provision {app} {env}')} repairs what can be repaired.")
     return clip("\n".join(lines), TEXT_CHARS)

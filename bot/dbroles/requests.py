@@ -156,6 +156,8 @@ def _outcome_word(outcome: Outcome) -> str:
         return "unknown" if outcome.unanswered else "failed"
     if outcome.refused:
         return "refused"
+    if outcome.did_not_run:  # it found nothing: no problems to repair, a failure
+        return "failed"
     return "ok" if outcome.ok else "problems"
 
 

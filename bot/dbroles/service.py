@@ -90,6 +90,13 @@ def run(services: Services, *, target: Target, action: str) -> Outcome:
                 f"the role manager {code(function)} was throttled on every try ({said}), so "
                 "it did not run: another run of it may hold its one slot; try again in a minute"
             )
+        elif exc.throttled_last:
+            # A check's client retries any failure: the last try was throttled, an earlier
+            # one may have run it (a check changes nothing).
+            failure = (
+                f"the role manager {code(function)} was throttled ({said}): another run of "
+                "it may hold its one slot; try again in a minute"
+            )
         elif exc.code in ("AccessDeniedException", "AccessDenied"):
             failure = (
                 f"opsbot may not invoke {code(function)} ({said}): its task role needs "

@@ -213,9 +213,10 @@ class Metrics:
         self.dbrole_runs = Counter(
             "opsbot_dbrole_runs",
             "Runs of an environment's database role manager (bot/dbroles), by action (check, "
-            "provision) and what came of it: ok, problems (it answered ok:false), refused (by "
-            "the function), failed (not invoked, raised, or no result) or unknown (its answer "
-            "was lost: it may have run).",
+            "provision) and what came of it: ok, problems (it found something to repair), "
+            "refused (by the function), failed (not invoked, raised, no result, or it stopped "
+            "before it checked or changed anything) or unknown (its answer was lost: it may "
+            "have run).",
             ["action", "outcome"],
             registry=registry,
         )

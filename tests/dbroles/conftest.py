@@ -287,25 +287,19 @@ def dbrole_config(suffix: str) -> dict[str, Any]:
             settings["dbrole"] = {"function": f"shop-{name}-role-manager-{suffix}"}
         return settings
 
-    return {
-        **TEST_CONFIG,
-        "apps": {
-            "shop": {
-                "environments": {
-                    "staging": env("staging"),
-                    "prod": env("prod", protected=True, release_channel=RELEASES),
-                    "vault": env(
-                        "vault", protected=True, require_approval=True, release_channel=RELEASES
-                    ),
-                    "dev": env(None),  # no role manager configured
-                    "qa": env("qa"),  # names a function that does not exist
-                    "down": env("down"),  # its database does not answer
-                    "misnamed": env("misnamed"),  # told to manage its own master user
-                    "broken": env("broken"),  # its code cannot even be imported
-                }
-            }
-        },
+    environments = {
+        "staging": env("staging"),
+        "prod": env("prod", protected=True, release_channel=RELEASES),
+        "vault": env("vault", protected=True, require_approval=True, release_channel=RELEASES),
+        "dev": env(None),  # no role manager configured
+        "qa": env("qa"),  # names a function that does not exist
+        "down": env("down"),  # its database does not answer
+        "misnamed": env("misnamed"),  # told to manage its own master user
+        "broken": env("broken"),  # its code cannot even be imported
     }
+    for name, settings in environments.items():
+        settings["service"] = f"shop-{name}"  # one environment per ECS service
+    return {**TEST_CONFIG, "apps": {"shop": {"environments": environments}}}
 
 
 @pytest.fixture

@@ -305,9 +305,20 @@ def test_the_role_managers_own_errors_are_rendered(
 ) -> None:
     text = ask(live, slack, "check shop down")
 
-    assert text.startswith(":warning: *Database roles of `shop/down`* (check): 1 problem(s).")
+    assert text.startswith(
+        ":x: *Database roles of `shop/down`* (check): failed, nothing was checked."
+    )
     assert "*Errors*\n• database error (OperationalError)" in text
     assert "password" not in text.lower()
+    # Its database does not answer: a provision would fail there too.
+    assert text.endswith(
+        "The role manager stopped before it checked or changed the roles: its errors say why"
+        " (a secret it could not read, a database it could not reach, an invalid"
+        " configuration); the function's log has the whole error."
+    )
+    assert "/dbrole provision" not in text
+    [(_, action, _, outcome, detail)] = audits(live)
+    assert (action, outcome, detail["ran"]) == ("dbrole.check", "failed", False)
 
 
 def test_a_role_manager_told_to_manage_its_master_refuses_and_the_person_sees_why(

@@ -89,6 +89,7 @@ def live(
                 "environments": {
                     function.split("-")[0]: {
                         **common,
+                        "service": function.removesuffix("-role-manager"),
                         "deployers": deployers,
                         "dbrole": {"function": function},
                     }

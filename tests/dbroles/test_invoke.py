@@ -122,3 +122,24 @@ def test_a_lost_answer_after_a_throttle_is_not_tried_again(lambdas: LambdaWorld)
 
     assert not raised.value.throttled and slept == [0.25]
     assert lambdas.staging.events == []
+
+
+def test_a_retrying_client_throttled_on_its_last_try_says_so(
+    lambdas: LambdaWorld, lambda_client: object
+) -> None:
+    """botocore retries a 429 itself: an earlier try may have been one that ran (a 5xx),
+    so the invocation is not `throttled` (tried again by `invoke`), but it was throttled
+    last, which a check says."""
+    function = f"shop-staging-role-manager-{lambdas.database.dbname}"
+    faults = lambdas.door.server.faults
+    slept: list[float] = []
+
+    faults.fail_next(ATTEMPTS, status=429, calls=("lambda",), method="POST")
+    with pytest.raises(awslambda.InvokeFailed) as raised:
+        awslambda.invoke(
+            lambda_client, function=function, event={"action": "check"}, sleep=slept.append
+        )
+
+    assert (raised.value.throttled, raised.value.throttled_last) == (False, True)
+    assert slept == []  # botocore's tries were all: none more after them
+    assert lambdas.staging.events == []

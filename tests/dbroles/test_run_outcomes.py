@@ -22,6 +22,7 @@ import pytest
 import sqlalchemy as sa
 
 from bot.adapters import awslambda
+from bot.adapters.aws import ATTEMPTS
 from bot.approvals.models import PendingAction
 from bot.clock import ManualClock
 from bot.config import parse_config
@@ -42,6 +43,23 @@ class NotTheRoleManager:
     def invoke(self, event: Any) -> Any:
         self.events.append(event)
         return {"hello": "world"}
+
+
+class OlderRoleManager:
+    """A role manager from before results said whether it ran (no "ran" key)."""
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+
+    def invoke(self, event: Any) -> Any:
+        self.events.append(event)
+        return {
+            "action": event["action"],
+            "ok": False,
+            "changed": [],
+            "errors": ["needs repair: create role shop_app"],
+            "refused": False,
+        }
 
 
 def runs(live: LiveService, action: str, outcome: str) -> float:
@@ -76,18 +94,20 @@ def test_runs_that_did_not_go_well_are_logged_and_counted(
     lambdas.door.functions[f"shop-qa-role-manager-{suffix}"] = stranger
     caplog.set_level(logging.WARNING, logger="bot.dbroles.requests")
 
-    assert "1 problem(s)" in ask(live, slack, "check shop down")  # its database does not answer
+    # Its database does not answer: the check failed, it found no problems to repair.
+    assert "failed, nothing was checked." in ask(live, slack, "check shop down")
     assert "failed: Runtime.ImportModuleError" in ask(live, slack, "provision shop broken")
     assert "is not a role-manager result" in ask(live, slack, "provision shop qa")
 
     assert stranger.events == [{"action": "manage"}]
-    assert (runs(live, "check", "problems"), runs(live, "provision", "failed")) == (1, 2)
+    assert (runs(live, "check", "failed"), runs(live, "provision", "failed")) == (1, 2)
+    assert runs(live, "check", "problems") == 0
     logged = [
         (r.slack_user, r.target, r.function, r.outcome, r.request)  # type: ignore[attr-defined]
         for r in warnings_of(caplog)
     ]
     assert logged == [
-        ("U0ALICE", "dbrole:shop/down", f"shop-down-role-manager-{suffix}", "problems", None),
+        ("U0ALICE", "dbrole:shop/down", f"shop-down-role-manager-{suffix}", "failed", None),
         ("U0ALICE", "dbrole:shop/broken", f"shop-broken-role-manager-{suffix}", "failed", None),
         ("U0ALICE", "dbrole:shop/qa", f"shop-qa-role-manager-{suffix}", "failed", None),
     ]
@@ -200,3 +220,39 @@ def test_a_provision_throttled_on_every_try_says_it_did_not_run(
     assert "so it did not run" in text
     assert lambdas.staging.events == [] and lambdas.database.roles() == []
     assert audits(live)[-1][3] == "failed"
+
+
+def test_a_check_throttled_on_every_try_says_it_was_throttled(
+    counted: LiveService, slack: SlackEmulator, lambdas: LambdaWorld
+) -> None:
+    """A check's client retries (it changes nothing): after botocore's tries, each one
+    throttled (429) while another run holds the function's one slot, the person reads
+    that it was throttled, not that it could not be invoked."""
+    live = counted
+    function = f"shop-staging-role-manager-{lambdas.database.dbname}"
+    lambdas.door.server.faults.fail_next(ATTEMPTS, status=429, calls=("lambda",), method="POST")
+
+    text = ask(live, slack, "check shop staging")
+
+    assert text.startswith(
+        f":x: *Database roles of `shop/staging`* (check): the role manager `{function}` "
+        "was throttled ("
+    )
+    assert text.endswith("another run of it may hold its one slot; try again in a minute.")
+    assert lambdas.staging.events == []
+    assert runs(live, "check", "failed") == 1
+
+
+def test_an_older_role_manager_that_does_not_say_whether_it_ran_is_taken_to_have_run(
+    counted: LiveService, slack: SlackEmulator, lambdas: LambdaWorld
+) -> None:
+    live = counted
+    older = OlderRoleManager()
+    lambdas.door.functions[f"shop-qa-role-manager-{lambdas.database.dbname}"] = older
+
+    text = ask(live, slack, "check shop qa")
+
+    assert text.startswith(":warning: *Database roles of `shop/qa`* (check): 1 problem(s).")
+    assert "`/dbrole provision shop qa` repairs what can be repaired." in text
+    assert runs(live, "check", "problems") == 1
+    assert older.events == [{"action": "check"}]

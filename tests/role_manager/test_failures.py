@@ -103,6 +103,7 @@ def test_a_failure_after_the_commit_keeps_what_was_changed(
     assert f"create role {migrator}" in result["changed"]
     assert f"create role {app}" in result["changed"]
     assert result["committed"] is True
+    assert result["ran"] is True  # it did what `changed` lists
     [error] = result["errors"]
     assert error.startswith(AFTER_THE_COMMIT) and error.endswith(LOGGED_ONLY)
     assert result["summary"] == f"manage: {len(result['changed'])} change(s) made, 1 error(s)"
@@ -138,6 +139,7 @@ def test_a_failure_before_the_commit_reports_nothing_changed(
 
     assert result["ok"] is False
     assert result["committed"] is False
+    assert result["ran"] is False  # rolled back: it reports nothing it found or did
     assert result["changed"] == []
     [error] = result["errors"]
     assert error.startswith("database error (") and error.endswith(LOGGED_ONLY)
@@ -159,6 +161,7 @@ def test_a_database_error_shows_no_host_or_address(
     assert result["errors"] == [f"database error (OperationalError{LOGGED_ONLY}"]
     assert "127.0.0.1" not in json.dumps(result)
     assert result["committed"] is False
+    assert result["ran"] is False
     # The operator still finds the server's words, in the function's own log.
     [record] = failure_records(caplog)
     assert record.exc_info is not None

@@ -59,13 +59,18 @@ The result is JSON the bot renders::
                 "member_of": ["rds_iam"]}],
      "schema": {"name": "app", "exists": true, "owner": "migrator"},
      "tables_reachable": true, "tables": {"count": 3, "unreachable": []},
-     "warnings": [...], "errors": [...], "refused": false, "committed": true}
+     "warnings": [...], "errors": [...], "refused": false, "committed": true, "ran": true}
 
-A run that fails says so in its errors; a database error as its class and SQLSTATE only
-(libpq's message names the server: it goes to the function's log). ``committed`` is true
-once manage's transaction is committed: a failure after that (describing the roles, say)
-keeps ``changed``, since those changes stand; one before it rolled everything back and
-reports nothing changed.
+A run that fails says so in its errors, and never in the failure's own words, which go
+to the function's log: a database error as its class and SQLSTATE (libpq's message names
+the server), an AWS error as its code and what the function was doing (AWS's message
+names the account, the function's role and the secret), anything else as its type.
+``committed`` is true once manage's transaction is committed: a failure after that
+(describing the roles, say) keeps ``changed``, since those changes stand; one before it
+rolled everything back and reports nothing changed. ``ran`` is false when the run ended
+before it checked or changed anything (an invalid configuration or action, a secret it
+could not read, a database it could not reach, a failure before manage's commit): the
+result has only its errors.
 """
 
 from __future__ import annotations
@@ -81,6 +86,7 @@ from typing import Any
 
 import boto3  # type: ignore[import-untyped]
 import psycopg
+from botocore.exceptions import BotoCoreError, ClientError
 from psycopg import sql
 
 log = logging.getLogger("role_manager")
@@ -334,6 +340,8 @@ class Report:
     # manage's transaction was committed: what `changed` lists is made, even if the run
     # failed afterwards (before the commit, a failure rolls everything back).
     committed: bool = False
+    # False: the run ended before it checked or changed anything; its errors say why.
+    ran: bool = True
 
     def refuse(self, refusals: list[Refusal]) -> None:
         """Report a refusal: one error per refused name, nothing changed."""
@@ -369,6 +377,7 @@ class Report:
             "errors": self.errors,
             "refused": self.refused,
             "committed": self.committed,
+            "ran": self.ran,
         }
 
 
@@ -1194,13 +1203,36 @@ def database_error(exc: psycopg.Error) -> str:
     return f"database error ({type(exc).__name__}{sqlstate}): its message is in the function's log"
 
 
+# What the function was doing when AWS answered an error, by the API operation.
+AWS_OPERATIONS = {"GetSecretValue": "reading a secret"}
+
+
+def other_error(exc: Exception) -> str:
+    """A failure other than the database's as a person reads it: not its message.
+
+    AWS's messages name the account, the function's assumed role and the resource
+    (``User: arn:aws:sts::...:assumed-role/... is not authorized to perform:
+    secretsmanager:GetSecretValue on resource: arn:aws:secretsmanager:...``), and the
+    bot shows the error to anyone who runs a check; `failed` logs it.
+    """
+    logged = ": its message is in the function's log"
+    if isinstance(exc, ClientError):
+        code = exc.response.get("Error", {}).get("Code") or "no error code"
+        operation = str(exc.operation_name or "an AWS API")
+        doing = AWS_OPERATIONS.get(operation, f"calling {operation}")
+        return f"AWS error ({code}) {doing}{logged}"
+    if isinstance(exc, BotoCoreError):
+        return f"AWS error ({type(exc).__name__}){logged}"
+    return f"error ({type(exc).__name__}){logged}"
+
+
 def failed(report: Report, config: Config, exc: Exception, error: str) -> Report:
     """The report of a run that raised `exc` (said as `error`), logged with the whole exception.
 
     Before manage's commit the transaction rolled back: nothing was changed, and what the
-    run found goes with it. After the commit the changes stand: the report keeps them,
-    its errors and warnings, and drops the roles' description, which the failure may have
-    cut short.
+    run found goes with it, so the result says it did not run. After the commit the
+    changes stand: the report keeps them, its errors and warnings, and drops the roles'
+    description, which the failure may have cut short.
     """
     fields = {
         "event": "role_manager.failed",
@@ -1210,10 +1242,13 @@ def failed(report: Report, config: Config, exc: Exception, error: str) -> Report
         "changed": len(report.changed),
         "error_type": type(exc).__name__,
         "sqlstate": getattr(exc, "sqlstate", None),
+        "aws_error_code": (
+            exc.response.get("Error", {}).get("Code") if isinstance(exc, ClientError) else None
+        ),
     }
     log.error("role manager failed: %s", json.dumps(fields), extra=fields, exc_info=exc)
     if not report.committed:
-        result = Report(action=report.action)
+        result = Report(action=report.action, ran=False)
         result.errors.append(error)
         return result
     result = Report(
@@ -1239,7 +1274,7 @@ def handler(
     """
     action = str((event or {}).get("action", ""))
     if action not in ACTIONS:
-        report = Report(action=action)
+        report = Report(action=action, ran=False)
         report.errors.append(f"unknown action {action!r}: use one of {', '.join(ACTIONS)}")
         return report.as_dict()
     try:
@@ -1247,7 +1282,7 @@ def handler(
     except Refused as exc:
         return refusal_result(action, exc)
     except ConfigError as exc:
-        report = Report(action=action)
+        report = Report(action=action, ran=False)
         report.errors.append(f"invalid configuration, nothing was run: {exc}")
         return report.as_dict()
     report = Report(action=action)
@@ -1258,7 +1293,7 @@ def handler(
     except psycopg.Error as exc:
         report = failed(report, config, exc, database_error(exc))
     except Exception as exc:  # the caller renders the error; never leak a stack as a 500
-        report = failed(report, config, exc, f"{type(exc).__name__}: {exc}")
+        report = failed(report, config, exc, other_error(exc))
     result = report.as_dict()
     log.info("role manager result: %s", json.dumps(result))
     return result
