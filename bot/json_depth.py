@@ -37,8 +37,20 @@ class JsonTooDeep(ValueError):
 
 
 def check_depth(raw: bytes | str, *, limit: int = MAX_DEPTH) -> None:
-    """Raise JsonTooDeep when the arrays and objects of `raw` nest deeper than `limit`."""
-    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    """Raise JsonTooDeep when the arrays and objects of `raw` nest deeper than `limit`.
+
+    Bytes are read in the encoding `json.loads` finds in them (UTF-8, -16 or -32):
+    read as UTF-8, a UTF-16 body's bytes can hold a quote that is half a character,
+    which hides the brackets after it from the scan but not from the parser.
+    """
+    if isinstance(raw, str):
+        data = raw.encode("utf-8", "surrogatepass")
+    elif (encoding := json.detect_encoding(raw)).startswith("utf-8"):
+        data = raw
+    else:
+        # "replace": where the parser could decode, the same brackets and quotes; where
+        # it could not, it fails before any depth matters.
+        data = raw.decode(encoding, "replace").encode("utf-8")
     structure = _STRING.sub(b"", data).translate(None, delete=_NOT_BRACKETS)
     if structure.count(b"[") + structure.count(b"{") <= limit:
         return  # fewer openings than the limit: nothing can nest deeper
@@ -53,6 +65,12 @@ def check_depth(raw: bytes | str, *, limit: int = MAX_DEPTH) -> None:
 
 
 def loads(raw: bytes | str, *, limit: int = MAX_DEPTH) -> Any:
-    """`json.loads`, refusing (JsonTooDeep, a ValueError) JSON nested deeper than `limit`."""
-    check_depth(raw, limit=limit)
-    return json.loads(raw)
+    """`json.loads`, refusing (JsonTooDeep, a ValueError) JSON nested deeper than `limit`.
+
+    Bytes must be UTF-8, as JSON between systems is (RFC 8259); any other raises
+    UnicodeDecodeError, a ValueError too. The text decoded once is the text both
+    checked and parsed.
+    """
+    text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    check_depth(text, limit=limit)
+    return json.loads(text)

@@ -439,3 +439,75 @@ def test_deep_pagerduty_webhook_gets_400_and_changes_nothing(
     assert answer.status_code == 400
     assert "nested deeper than 400" in answer.json()["message"]
     assert_nothing_happened(edge, slack, pagerduty)
+
+
+# JSON between systems is UTF-8. Read as UTF-8, a UTF-16 body's bytes hold a quote that
+# is half of "\u0122", which hid the brackets after it from the depth check but not
+# from a parser that detects UTF-16: Python's recursion limit, a 500 with a traceback.
+DISGUISED = '["\u0122", ' + nested(50_000) + "]"
+
+
+@pytest.mark.parametrize(
+    "encoding, refusal",
+    [
+        # Without a byte order mark, these bytes are all below 0x80: UTF-8 that is not JSON.
+        ("utf-16-le", "body is not JSON"),
+        ("utf-32-be", "body is not JSON"),
+        ("utf-16", "body is not UTF-8"),
+    ],
+)
+def test_deep_sns_body_not_in_utf8_gets_400_and_stores_nothing(
+    edge: LiveService,
+    slack: SlackEmulator,
+    pagerduty: PagerDutyEmulator,
+    encoding: str,
+    refusal: str,
+) -> None:
+    answer = edge.post("/sns", content=DISGUISED.encode(encoding))
+    assert answer.status_code == 400
+    assert answer.json()["message"] == f"not an SNS message: {refusal}"
+    assert_nothing_happened(edge, slack, pagerduty)
+
+
+def test_a_signed_sns_message_in_utf16_gets_400_and_stores_nothing(
+    edge: LiveService, sns_signer: SnsSigner, slack: SlackEmulator, pagerduty: PagerDutyEmulator
+) -> None:
+    envelope = sns_signer.notification(
+        alarm_message(name="prod-api-5xx", state="ALARM"), topic_arn=TOPIC_ARN
+    )
+    answer = edge.post("/sns", content=sns_body(envelope).decode().encode("utf-16"))
+    assert answer.status_code == 400
+    assert "not UTF-8" in answer.json()["message"]
+    assert_nothing_happened(edge, slack, pagerduty)
+
+
+PAGERDUTY_EVENT = '{"event": {"id": "E1", "event_type": "incident.triggered", "data": %s}}'
+
+
+@pytest.mark.parametrize(
+    "document, encoding, refusal",
+    [
+        # Read by the encoding it is in: the depth check sees what a parser would.
+        (PAGERDUTY_EVENT % DISGUISED, "utf-16-le", "nested deeper than 400"),
+        (PAGERDUTY_EVENT % DISGUISED, "utf-16", "nested deeper than 400"),
+        (PAGERDUTY_EVENT % "{}", "utf-16", "the body is not UTF-8"),
+    ],
+    ids=["deep", "deep-with-bom", "shallow"],
+)
+def test_signed_pagerduty_webhook_not_in_utf8_gets_400_and_changes_nothing(
+    edge: LiveService,
+    slack: SlackEmulator,
+    pagerduty: PagerDutyEmulator,
+    document: str,
+    encoding: str,
+    refusal: str,
+) -> None:
+    body = document.encode(encoding)
+    headers = {
+        "x-pagerduty-signature": PagerDutyEmulator.sign(body, WEBHOOK_SECRET),
+        "x-webhook-id": "W1",
+    }
+    answer = edge.post("/pagerduty/webhooks", content=body, headers=headers)
+    assert answer.status_code == 400
+    assert refusal in answer.json()["message"]
+    assert_nothing_happened(edge, slack, pagerduty)

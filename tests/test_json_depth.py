@@ -10,6 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.json_depth import _STRING, MAX_DEPTH, JsonTooDeep, check_depth, loads
+from bot.rights import github_oidc
+from bot.rights.errors import TokenRefused
 
 
 def depth_of(value: Any) -> int:
@@ -21,7 +23,7 @@ def depth_of(value: Any) -> int:
 
 
 documents = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(alphabet='[]{}"\\ab\n\u00e9'),
+    st.none() | st.booleans() | st.integers() | st.text(alphabet='[]{}"\\ab\n\u00e9\u0122\u015c'),
     lambda children: (
         st.lists(children, max_size=3)
         | st.dictionaries(st.text(alphabet='[]{}"\\a'), children, max_size=3)
@@ -41,6 +43,47 @@ def test_the_check_agrees_with_the_parsed_depth(document: Any, limit: int) -> No
     else:
         check_depth(text, limit=limit)
         assert loads(text.encode(), limit=limit) == document
+
+
+@given(
+    documents,
+    st.integers(min_value=0, max_value=8),
+    st.sampled_from(["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be"]),
+)
+def test_the_check_of_bytes_agrees_with_what_json_parses_from_them(
+    document: Any, limit: int, encoding: str
+) -> None:
+    # "\u0122" and "\u015c" hold a quote and a backslash byte in UTF-16 and -32.
+    raw = json.dumps(document, ensure_ascii=False).encode(encoding)
+    assert json.loads(raw) == document  # what a parser that detects the encoding reads
+    if depth_of(document) > limit:
+        with pytest.raises(JsonTooDeep):
+            check_depth(raw, limit=limit)
+    else:
+        check_depth(raw, limit=limit)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-32"])
+def test_loads_takes_bytes_in_utf8_only(encoding: str) -> None:
+    disguised = '["\u0122", ' + "[" * 50_000 + "]" * 50_000 + "]"
+    with pytest.raises(ValueError):
+        loads(disguised.encode(encoding))
+    with pytest.raises(ValueError):
+        loads('{"a": ["\u0122"]}'.encode(encoding))
+    assert loads('{"a": ["\u0122"]}'.encode()) == {"a": ["\u0122"]}
+
+
+def test_a_key_set_in_utf16_is_refused_not_crashed() -> None:
+    disguised = '{"keys": ["\u0122", ' + "[" * 50_000 + "]" * 50_000 + "]}"
+    with pytest.raises(TokenRefused, match="did not answer a key set"):
+        github_oidc.verify(
+            "a.b.c",
+            issuer="https://token.actions.githubusercontent.com",
+            repositories=["acme/opsbot"],
+            fetch=lambda url: disguised.encode("utf-16"),
+            audience="opsbot",
+            now=0,
+        )
 
 
 def test_the_limit_is_400_levels() -> None:

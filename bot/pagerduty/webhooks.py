@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from bot import json_depth
 from bot.clock import parse_time
 
 MAX_BODY_BYTES = 512 * 1024
@@ -146,7 +146,11 @@ def parse_incident(data: dict[str, Any]) -> IncidentData:
 def parse_event(body: bytes) -> WebhookEvent:
     """One v3 event; dispatch is on `data.type`, so notes carry their incident's reference."""
     try:
-        envelope = json.loads(body)
+        envelope = json_depth.loads(body)
+    except json_depth.JsonTooDeep as exc:
+        raise MalformedWebhook(str(exc)) from None
+    except UnicodeDecodeError:
+        raise MalformedWebhook("the body is not UTF-8") from None
     except ValueError:
         raise MalformedWebhook("the body is not JSON") from None
     event = envelope.get("event") if isinstance(envelope, dict) else None

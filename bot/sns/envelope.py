@@ -87,8 +87,12 @@ def parse_envelope(raw: bytes) -> Envelope:
         data = json_depth.loads(raw)
     except json_depth.JsonTooDeep as exc:
         raise MalformedEnvelope(str(exc)) from None
-    except (UnicodeDecodeError, ValueError):
+    except UnicodeDecodeError:
+        raise MalformedEnvelope("body is not UTF-8") from None
+    except ValueError:
         raise MalformedEnvelope("body is not JSON") from None
+    except RecursionError:  # should the depth check ever miss a body: a 400, not a 500
+        raise MalformedEnvelope("body nests too deep to parse") from None
     if not isinstance(data, dict):
         raise MalformedEnvelope("body is not a JSON object")
     kind = _field(data, "Type")

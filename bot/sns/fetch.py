@@ -36,6 +36,8 @@ def make_fetch(
 ) -> Callable[[str], bytes]:
     """A GET that gives up after `timeout_s` in all: name lookup, connection, TLS, head and body.
 
+    The body is asked for uncompressed and read as sent, at most MAX_BYTES of it.
+
     httpx2's timeout bounds each network operation, not the whole request, and nothing
     bounds the name lookup; so the GET runs on a thread of its own that the caller
     waits for at most `timeout_s` (see `_Get`).
@@ -46,7 +48,10 @@ def make_fetch(
         get = _Get(url, tls, timeout_s=timeout_s, trust_env=trust_env)
         # A daemon: a name lookup left running never holds up the process's exit.
         worker = threading.Thread(target=get.run, name="bounded-fetch", daemon=True)
-        worker.start()
+        try:
+            worker.start()
+        except RuntimeError:  # no thread to be had: ours to fix, not the host's answer
+            raise FetchFailed("no thread to run the GET", transient=True) from None
         worker.join(timeout_s)
         if worker.is_alive():
             phase = get.cut_off()
@@ -112,15 +117,29 @@ class _Get:
                 follow_redirects=False,
                 trust_env=self.trust_env,
             ) as client,
-            client.stream("GET", self.url, extensions={"trace": self._trace}) as response,
+            client.stream(
+                "GET",
+                self.url,
+                headers={"Accept-Encoding": "identity"},
+                extensions={"trace": self._trace},
+            ) as response,
         ):
             if response.status_code != 200:
                 raise FetchFailed(
                     f"GET answered {response.status_code}",
                     transient=response.status_code == 429 or response.status_code >= 500,
                 )
+            # Bytes as sent, counted as they come: a compressed answer, decoded, could
+            # grow past the limit many times over in one chunk before it was counted.
+            encoding = response.headers.get("content-encoding", "identity").strip().lower()
+            if encoding not in ("", "identity"):
+                raise FetchFailed(
+                    f"GET answered in Content-Encoding {for_log(encoding, limit=40)},"
+                    " not as asked (identity)",
+                    transient=False,
+                )
             body = bytearray()
-            for chunk in response.iter_bytes():
+            for chunk in response.iter_raw():
                 body += chunk
                 if len(body) > MAX_BYTES:
                     raise FetchFailed("response too large", transient=False)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import re
 import threading
 from collections import OrderedDict
@@ -37,6 +38,8 @@ from bot.clock import Clock
 from bot.sns.envelope import Envelope, for_log
 from bot.sns.fetch import FetchFailed
 
+log = logging.getLogger(__name__)
+
 HASHES: dict[str, type[hashes.HashAlgorithm]] = {"1": hashes.SHA1, "2": hashes.SHA256}
 CACHE_SIZE = 32
 FAILURES_REMEMBERED = 256
@@ -48,8 +51,8 @@ QUEUE_FETCHES_AT_ONCE = 2
 PUBLIC = "public"  # /sns over HTTPS: anyone can send anything
 QUEUE = "queue"  # the alarm queue: only the topic sends
 # A failure that says the URL is wrong (404, not a certificate) is remembered for
-# long; one that may pass (timeout, 5xx) for less than SNS waits between retries
-# (20 s), so a retry of a genuine message fetches again.
+# long; one that may pass (timeout, 5xx, or ours: no thread to fetch with) for less
+# than SNS waits between retries (20 s), so a retry of a genuine message fetches again.
 FAILURE_TTL = timedelta(minutes=5)
 TRANSIENT_FAILURE_TTL = timedelta(seconds=15)
 # SNS's own host in a region: `sns.us-east-1.amazonaws.com`, `sns.cn-north-1.amazonaws.com.cn`.
@@ -83,7 +86,8 @@ class SignatureVersionNotAllowed(SignatureInvalid):
 
 
 class CertificateUnavailable(Exception):
-    """The signing certificate cannot be had now (slow or failing host, too many fetches).
+    """The signing certificate cannot be had now (slow or failing host, too many fetches,
+    no thread to fetch with).
 
     Not a verdict on the message: trying again later may succeed.
     """
@@ -375,7 +379,11 @@ class SnsVerifier:
                 raise CertificateUnavailable(f"cannot fetch signing certificate: {exc}") from None
             raise CertificateRefused(f"cannot fetch signing certificate: {exc}") from None
         except Exception as exc:
-            raise CertificateRefused(
+            # No answer from the host, so no verdict on the certificate: the failure is
+            # ours (no thread to be had, a fault in the fetch). Refusing would cache a 403
+            # for the genuine certificate, and SNS retries only 5xx: tried again soon.
+            log.warning("fetching signing certificate %s failed", for_log(url), exc_info=True)
+            raise CertificateUnavailable(
                 f"cannot fetch signing certificate: {type(exc).__name__}"
             ) from None
         return _rsa_key(pem), pem

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -20,7 +21,7 @@ from bot.config import Config
 from bot.incidents.models import Incident
 from bot.outbox.models import Delivery
 from bot.settings import Settings
-from bot.sns.verify import FAILURE_TTL, FETCHES_AT_ONCE
+from bot.sns.verify import FAILURE_TTL, FETCHES_AT_ONCE, TRANSIENT_FAILURE_TTL
 from sandbox.alarms import alarm_message
 from sandbox.pagerduty import PagerDutyEmulator
 from sandbox.slack import SlackEmulator
@@ -348,6 +349,42 @@ def test_a_certificate_host_failing_for_now_gets_503_so_sns_retries(
         assert post(service, envelope).status_code == 503
     assert cert_host.requests["/flaky/SimpleNotificationService-x.pem"] == 1
     assert nothing_happened(service, slack, pagerduty)
+
+
+def test_no_thread_to_fetch_the_certificate_gets_503_and_the_retry_is_accepted(
+    settings: Settings,
+    config: Config,
+    sns_signer: SnsSigner,
+    slack: SlackEmulator,
+    pagerduty: PagerDutyEmulator,
+    make_service: Callable[..., LiveService],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The process out of threads for a moment, as the certificate's GET starts: ours to
+    # fix, not the certificate's fault. A 403 there is cached and SNS does not retry it.
+    clock = ManualClock(datetime.now(UTC))
+    service = make_service(settings, config, clock=clock)
+    real_start = threading.Thread.start
+    refused: list[str] = []
+
+    def start(thread: threading.Thread) -> None:
+        if thread.name == "bounded-fetch" and not refused:
+            refused.append(thread.name)
+            raise RuntimeError("can't start new thread")
+        real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+
+    def deliver() -> int:
+        envelope = sns_signer.notification(ALARM, topic_arn=TOPIC_ARN, timestamp=clock.now())
+        return post(service, envelope).status_code
+
+    assert deliver() == 503
+    assert refused and nothing_happened(service, slack, pagerduty)
+    # SNS's next attempt comes 20 s later, by when the failure is no longer remembered.
+    clock.advance(seconds=TRANSIENT_FAILURE_TTL.total_seconds() + 1)
+    assert deliver() == 200
+    assert rows(service)["incidents"] == 1
 
 
 @pytest.mark.parametrize(

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import socket
 import ssl
 import threading
 import time
+import tracemalloc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
 
-from bot.sns.fetch import FetchFailed, make_fetch
+from bot.sns.fetch import MAX_BYTES, FetchFailed, make_fetch
 from sandbox.tls import TestCA
 
 DEADLINE_S = 0.5
@@ -167,3 +169,36 @@ def test_a_fetch_within_its_deadline_returns_the_body(
 
     with serving(answer, test_ca.server_context()) as host:
         assert make_fetch(test_ca.client_context(), timeout_s=30)(host.url("/x.pem")) == b"hello"
+
+
+def test_a_compressed_answer_is_refused_before_it_can_grow_past_the_cap(
+    nothing_left_behind: None, test_ca: TestCA
+) -> None:
+    # 60 KiB on the wire, within the cap; 60 MiB once inflated. The GET asks for the
+    # body as is, and a host that compresses it all the same is refused: decoded, it
+    # was in memory in full before the cap was checked.
+    inflated = 60 * 1024 * 1024
+    compressed = gzip.compress(bytes(inflated))
+    assert len(compressed) < MAX_BYTES
+    asked: list[bytes] = []
+
+    def answer(conn: socket.socket) -> None:
+        asked.append(conn.recv(4096))
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n"
+            % len(compressed)
+            + compressed
+        )
+
+    with serving(answer, None) as host:
+        tracemalloc.start()
+        try:
+            with pytest.raises(FetchFailed) as failure:
+                make_fetch(test_ca.client_context(), timeout_s=30)(host.url("/x.pem"))
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert not failure.value.transient
+    # The client's own few hundred KiB; an answer decoded as it came held MiBs.
+    assert peak < 16 * MAX_BYTES
+    assert b"\r\naccept-encoding: identity\r\n" in asked[0].lower()

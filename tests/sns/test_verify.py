@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -11,7 +12,7 @@ import pytest
 
 from bot.clock import Clock, ManualClock, SystemClock
 from bot.settings import DEFAULT_SNS_URL_PATTERN
-from bot.sns.envelope import MalformedEnvelope, parse_envelope
+from bot.sns.envelope import Envelope, MalformedEnvelope, parse_envelope
 from bot.sns.fetch import FetchFailed, make_fetch
 from bot.sns.verify import (
     FAILURE_TTL,
@@ -321,6 +322,51 @@ def test_a_failing_certificate_url_is_fetched_once_until_its_failure_expires(
     clock.advance(seconds=2)
     attempt()
     assert cert_host.requests[path] == 2
+
+
+def test_a_fetch_that_fails_on_our_side_is_tried_again_soon_not_refused(
+    sns_signer: SnsSigner,
+) -> None:
+    # No thread to be had (what a fetch's own thread start raises) says nothing of the
+    # certificate: refusing it would answer SNS's genuine messages 403 for 5 minutes.
+    clock = ManualClock(datetime.now(UTC))
+    fetched = []
+
+    def fetch(url: str) -> bytes:
+        fetched.append(url)
+        if len(fetched) == 1:
+            raise RuntimeError("can't start new thread")
+        return sns_signer.cert_pem
+
+    verifier = verifier_for(sns_signer, clock=clock, fetch=fetch)
+
+    def notification() -> Envelope:
+        envelope = sns_signer.notification("x", topic_arn=TOPIC, timestamp=clock.now())
+        return parse_envelope(body(envelope))
+
+    with pytest.raises(CertificateUnavailable, match="RuntimeError"):
+        verifier.verify(notification())
+    assert len(fetched) == 1
+    clock.advance(seconds=TRANSIENT_FAILURE_TTL.total_seconds() + 1)
+    verifier.verify(notification())
+    assert len(fetched) == 2
+
+
+def test_no_thread_for_the_get_is_a_failure_that_may_pass(
+    cert_host: CertHost, test_ca: TestCA, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_start = threading.Thread.start
+
+    def start(thread: threading.Thread) -> None:
+        if thread.name == "bounded-fetch":
+            raise RuntimeError("can't start new thread")
+        real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    with pytest.raises(FetchFailed) as failure:
+        make_fetch(test_ca.client_context(), timeout_s=30)(cert_host.url("/cert/x.pem"))
+    assert failure.value.transient
+    assert sum(cert_host.requests.values()) == 0
 
 
 def test_at_most_a_few_certificates_are_fetched_at_once_and_a_known_one_never_waits(
