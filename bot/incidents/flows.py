@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 MAX_MESSAGE_CHARS = 39_000  # Slack cuts a message past 40,000
 DEFAULT_WINDOW_MIN = 120.0  # alarms.changes_window_min, for incidents opened without it
+PRIORITY_CHARS = 80  # Incident.priority's column: PagerDuty's priority names are its users'
 
 # Job names (see bot/incidents/jobs.py) and the ids one incident's jobs use.
 REMIND_JOB = "incidents.remind"
@@ -544,11 +545,21 @@ def unacknowledge(
         return False
     incident.acknowledged_at = None
     incident.acknowledged_by = None
+    _chase_again(db_session, incident=incident, now=now)
     incidents.add_event(
         db_session, incident=incident, kind="unacknowledged", at=at, now=now, text=why
     )
     _changed(db_session, incident=incident, now=now, listed=True)
     return True
+
+
+def _chase_again(db_session: Session, *, incident: Incident, now: datetime) -> None:
+    """Reminders and escalation from now on, as for a new page, for a page nobody holds
+    any more (its acknowledgement undone, or its incident reopened in PagerDuty); not
+    during a silence, which stops them (its end brings back those of an alarm still
+    in ALARM, `_resume_after_silence`)."""
+    if incident.silenced_until is None or incident.silenced_until <= now:
+        schedule_reminders(db_session, incident=incident, now=now)
 
 
 def resolve(
@@ -582,14 +593,29 @@ def resolve(
 
 
 def reopen(
-    db_session: Session, *, incident: Incident, at: datetime, now: datetime, why: str
+    db_session: Session,
+    *,
+    incident: Incident,
+    at: datetime,
+    now: datetime,
+    why: str,
+    pagerduty_status: str | None,
 ) -> bool:
-    """PagerDuty says the incident is open again (e.g. a resolve that it undid)."""
+    """PagerDuty says the incident is open again (e.g. a resolve that it undid).
+
+    `pagerduty_status`: what PagerDuty says it is now. Triggered, nobody holds it:
+    the acknowledgement of the episode that ended goes, and it is chased again as a
+    new page is (ack mirrors PagerDuty).
+    """
     if incident.is_open:
         return False
     incident.status = OPEN
     incident.resolved_at = None
     incident.resolved_by = None
+    if pagerduty_status == "triggered":
+        incident.acknowledged_at = None
+        incident.acknowledged_by = None
+        _chase_again(db_session, incident=incident, now=now)
     incidents.add_event(db_session, incident=incident, kind="reopened", at=at, now=now, text=why)
     _changed(db_session, incident=incident, now=now, listed=True)
     return True
@@ -608,10 +634,11 @@ def escalated(
 ) -> bool:
     """PagerDuty moved the incident to another escalation level: it is unacknowledged there.
 
-    False when that level is already known (our own escalation, then its webhook).
+    False when that level is already known (our own escalation, then its webhook), or
+    the incident is resolved: only a reopen makes it PagerDuty's to chase again.
     """
     previous = incident.escalation_level
-    if level is not None and level == previous:
+    if not incident.is_open or (level is not None and level == previous):
         return False
     incident.escalation_level = level or incident.escalation_level
     incident.assignees = assignees
@@ -898,6 +925,6 @@ def update_from_pagerduty(
     incident.pagerduty_status = data.status or incident.pagerduty_status
     if data.escalation_level is not None:
         incident.escalation_level = data.escalation_level
-    incident.priority = data.priority
+    incident.priority = render.clip(data.priority, PRIORITY_CHARS) if data.priority else None
     if assignees is not None:
         incident.assignees = assignees

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.audit import service as audit
-from bot.clock import Clock
+from bot.clock import Clock, parse_time
 from bot.incidents import flows, render
 from bot.incidents import service as incidents
 from bot.incidents.actions import (
@@ -190,7 +190,7 @@ class PagerDutyActionSender:
             pagerduty_id = known_id or self._find(
                 self.pagerduty, dedup_key, left_behind, service_id=service_id, requests=requests
             )
-            data, note_id = self._call(self.pagerduty, pagerduty_id, job, requests)
+            data, note_id, changed_at = self._call(self.pagerduty, pagerduty_id, job, requests)
         except _Overtaken as exc:
             return self._withdrawn(job, exc.reason, pagerduty_id=pagerduty_id)
         except _Paced as exc:
@@ -231,7 +231,7 @@ class PagerDutyActionSender:
                 self.people.forget_lookup(str(actor_id))  # the next click looks them up again
             return self._failed(job, f"PagerDuty refused: {exc}")
         assignees = self.people.display_all(data.assignees) if data is not None else None
-        return self._succeeded(job, pagerduty_id, data, assignees, note_id)
+        return self._succeeded(job, pagerduty_id, data, assignees, note_id, changed_at)
 
     def _find(
         self,
@@ -261,9 +261,11 @@ class PagerDutyActionSender:
 
     def _call(
         self, rest: PagerDutyRest, pagerduty_id: str, job: Job, requests: _Requests
-    ) -> tuple[IncidentData | None, str | None]:
-        """Make the job's call; each request is preceded by `requests.next()`, and only
-        reads come before the one that changes the incident."""
+    ) -> tuple[IncidentData | None, str | None, datetime | None]:
+        """Make the job's call: the incident as PagerDuty answered, the note's id, and
+        when PagerDuty says the incident last changed (`_changed_at`). Each request is
+        preceded by `requests.next()`, and only reads come before the one that changes
+        the incident."""
         payload = job.payload
         action, sender = payload["action"], str(payload["from_email"])
         if action == ACKNOWLEDGE:
@@ -271,38 +273,37 @@ class PagerDutyActionSender:
             acknowledged = rest.update_incident(
                 pagerduty_id, from_email=sender, change={"status": "acknowledged"}
             )
-            return parse_incident(acknowledged), None
+            return parse_incident(acknowledged), None, _changed_at(acknowledged)
         if action == RESOLVE:
             change: dict[str, Any] = {"status": "resolved"}
             if payload.get("text"):
                 change["resolution"] = payload["text"]
             requests.next()
-            return parse_incident(
-                rest.update_incident(pagerduty_id, from_email=sender, change=change)
-            ), None
+            resolved = rest.update_incident(pagerduty_id, from_email=sender, change=change)
+            return parse_incident(resolved), None, _changed_at(resolved)
         if action == ESCALATE:
             kept = payload.get("level")
             requests.next()
-            current = parse_incident(rest.get_incident(pagerduty_id))
+            read = rest.get_incident(pagerduty_id)
+            current = parse_incident(read)
             if kept is not None and (current.escalation_level or 1) >= int(kept):
                 # The attempt before landed, or PagerDuty escalated by itself since:
                 # at that level or above, there is nothing left to ask.
                 self._found_done(job, pagerduty_id)
-                return current, None
+                return current, None, _changed_at(read)
             if _unattended_escalation(payload) and current.status in ("acknowledged", "resolved"):
                 raise _Overtaken(current.status)
             # The change's token before its level is kept: sent back for it, the next
             # attempt reads the incident again, as one that kept no level does.
             requests.next()
             level = int(kept) if kept is not None else self._next_level(current, job)
-            escalated = parse_incident(
-                rest.update_incident(
-                    pagerduty_id, from_email=sender, change={"escalation_level": level}
-                )
+            answer = rest.update_incident(
+                pagerduty_id, from_email=sender, change={"escalation_level": level}
             )
+            escalated = parse_incident(answer)
             if escalated.escalation_level is None:
                 escalated = dataclasses.replace(escalated, escalation_level=level)
-            return escalated, None
+            return escalated, None, _changed_at(answer)
         if action == NOTE:
             content = str(payload["text"])
             if job.attempts > 1:
@@ -312,10 +313,10 @@ class PagerDutyActionSender:
                 found = rest.find_note(pagerduty_id, content=content, since=since)
                 if found is not None:
                     self._found_done(job, pagerduty_id)
-                    return None, found
+                    return None, found, None
             requests.next()
             note = rest.add_note(pagerduty_id, from_email=sender, content=content)
-            return None, str(note.get("id") or "") or None
+            return None, str(note.get("id") or "") or None, None
         raise ValueError(f"unknown action {action!r}")
 
     def _found_done(self, job: Job, pagerduty_id: str) -> None:
@@ -505,7 +506,11 @@ class PagerDutyActionSender:
         data: IncidentData | None,
         assignees: list[str] | None,
         note_id: str | None,
+        changed_at: datetime | None,
     ) -> Result:
+        """Record what PagerDuty answered. `changed_at`: when it says the incident last
+        changed (None: not said, so now): a webhook of a change before it, arriving
+        after, is late (`pagerduty_sync`), and is kept in the timeline only."""
         payload = job.payload
         action, requester = str(payload["action"]), self._requester(payload)
         by, where = requester.display, requester.where
@@ -561,8 +566,16 @@ class PagerDutyActionSender:
                         via=where,
                         pagerduty_note_id=note_id,
                     )
-                if data is not None:  # after the change, which compares with what was known
+                # An escalation answered once the incident is resolved here (in PagerDuty's
+                # app, its webhook first) shows PagerDuty from before that resolve.
+                stale = action == ESCALATE and not incident.is_open
+                if data is not None and not stale:  # after the change, which compares
                     flows.update_from_pagerduty(incident, data=data, assignees=assignees)
+                    # What the answer shows is applied: a webhook of an older change,
+                    # arriving after it, must not undo it.
+                    synced = incident.pagerduty_synced_at
+                    answered = changed_at or now
+                    incident.pagerduty_synced_at = max(synced, answered) if synced else answered
             audit.record(
                 db_session,
                 at=now,
@@ -757,6 +770,12 @@ class PagerDutyActionSender:
             extra={"incident": payload["incident_id"], "delivery": job.id},
         )
         return Dead(error=error, recorded=True)
+
+
+def _changed_at(answer: dict[str, Any]) -> datetime | None:
+    """When PagerDuty says the incident it answered with last changed: on its clock, as
+    its webhooks' `occurred_at` is, so the two order its changes whatever ours says."""
+    return parse_time(answer.get("last_status_change_at")) or parse_time(answer.get("updated_at"))
 
 
 def _overtaken(incident: Incident) -> str | None:

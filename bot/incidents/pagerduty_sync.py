@@ -9,7 +9,8 @@ Events about one PagerDuty incident can arrive out of order: a state change
 older than the newest one applied is kept in the timeline only, and so is any
 event of a PagerDuty incident ours was paged away from. An incident
 that none of our alarms or declarations opened is posted in
-`oncall.pagerduty_channel`, with the same buttons.
+`oncall.pagerduty_channel`, with the same buttons, unless PagerDuty says it is
+resolved by then (its trigger came after its resolve).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from bot.clock import Clock
 from bot.config import PAGERDUTY_ROUTE, Config
 from bot.inbound import service as inbound
 from bot.inbound.models import PAGERDUTY_EVENT, PAGERDUTY_WEBHOOK
-from bot.incidents import flows
+from bot.incidents import flows, render
 from bot.incidents import service as incidents
 from bot.incidents.models import OPEN, PAGERDUTY, Incident
 from bot.observability.metrics import Metrics
@@ -45,6 +46,7 @@ OPEN_STATUSES = ("triggered", "acknowledged")
 # for one PagerDuty incident) commits the other side's row: the second attempt
 # finds it. A clash on that attempt too is answered 5xx, so PagerDuty retries.
 APPLY_ATTEMPTS = 2
+TITLE_CHARS = 1024  # Incident.title's column: a title typed in PagerDuty can be longer
 
 
 @dataclass(frozen=True)
@@ -166,6 +168,7 @@ class WebhookSync:
                 return True
             if _superseded(incident, data):
                 return False  # known without asking PagerDuty
+            incident_id = incident.id
             dedup_key, service_id = incident.dedup_key, incident.pagerduty_service_id
         # A trigger of a PagerDuty incident not yet known (and, by `_find`, of our service
         # when that is known) is our page's: our trigger opened it. Before any event about
@@ -179,7 +182,20 @@ class WebhookSync:
             newest = self.pagerduty.find_incident_by_key(dedup_key, service_id=service_id)
         except PagerDutyError as exc:
             if data.status in OPEN_STATUSES:
-                log.warning("cannot tell which PagerDuty incident is current (%r)", str(exc))
+                log.warning(
+                    "PagerDuty %r %r: cannot tell whether incident %r is incident %d's current "
+                    "one (%r); applied",
+                    event.event_type,
+                    event.id,
+                    data.id,
+                    incident_id,
+                    str(exc),
+                    extra={
+                        "pagerduty_event": event.id,
+                        "incident": incident_id,
+                        "pagerduty_incident": data.id,
+                    },
+                )
                 return True
             # A resolve recorded as "older" would be answered 200 and never sent again,
             # leaving ours open for good: answered 5xx, PagerDuty delivers it again.
@@ -187,6 +203,41 @@ class WebhookSync:
                 f"cannot tell whether PagerDuty incident {data.id} is current ({exc})"
             ) from exc
         return newest is None or str(newest["id"]) == data.id
+
+    def _would_open(self, data: IncidentData, event: WebhookEvent) -> bool:
+        """Whether `_foreign` would post an incident for this event (it is not ours)."""
+        return (
+            self.config.oncall.pagerduty_channel is not None
+            and event.note is None
+            and data.status in OPEN_STATUSES
+        )
+
+    def _resolved_there(self, event: WebhookEvent) -> bool:
+        """Whether an incident opsbot does not know yet, which this event would post,
+        is resolved in PagerDuty by now: its trigger came late (its first delivery
+        failed), after its resolve, which found nothing to resolve. Asking PagerDuty
+        covers any order and a resolve never delivered; without a token, or when
+        PagerDuty does not answer, the incident is posted as the event says."""
+        data = event.incident
+        assert data is not None
+        if self.pagerduty is None or not self._would_open(data, event):
+            return False
+        with self.sessions() as db_session:
+            if _find(db_session, data) is not None:
+                return False
+        try:
+            status = parse_incident(self.pagerduty.get_incident(data.id)).status
+        except PagerDutyError as exc:
+            log.warning(
+                "PagerDuty %r %r: cannot read the status of incident %r (%r); posted as it says",
+                event.event_type,
+                event.id,
+                data.id,
+                str(exc),
+                extra={"pagerduty_event": event.id, "pagerduty_incident": data.id},
+            )
+            return False
+        return status == "resolved"
 
     def _with_level(self, event: WebhookEvent) -> WebhookEvent:
         """v3 events do not carry the escalation level: ask for it when it changed."""
@@ -247,18 +298,29 @@ class WebhookSync:
     def _record_and_apply(self, event: WebhookEvent, webhook_id: str | None, names: _Names) -> str:
         """Record the event's receipts and apply it, in one transaction."""
         belongs = self._belongs(event)  # again on a retry: the incident may exist by now
+        resolved_there = self._resolved_there(event)
         now = self.clock.now()
         with self.sessions() as db_session:  # closing it rolls back whatever failed
             inbound.record(db_session, source=PAGERDUTY_EVENT, key=event.id, now=now)
             if webhook_id is not None:
                 inbound.record(db_session, source=PAGERDUTY_WEBHOOK, key=webhook_id, now=now)
-            outcome = self._apply(db_session, event, names, belongs=belongs)
+            outcome = self._apply(
+                db_session, event, names, belongs=belongs, resolved_there=resolved_there
+            )
             db_session.commit()
         return outcome
 
     def _apply(
-        self, db_session: Session, event: WebhookEvent, names: _Names, *, belongs: bool
+        self,
+        db_session: Session,
+        event: WebhookEvent,
+        names: _Names,
+        *,
+        belongs: bool,
+        resolved_there: bool,
     ) -> str:
+        """`resolved_there`: an incident not ours that the event would post is resolved
+        in PagerDuty by now (`_resolved_there`), so nothing is posted."""
         data = event.incident
         assert data is not None
         now = self.clock.now()
@@ -284,6 +346,15 @@ class WebhookSync:
                         "pagerduty_service": data.service.id,
                     },
                 )
+            if resolved_there:
+                log.info(
+                    "PagerDuty %r %r: incident %r is resolved there by now; not posted",
+                    event.event_type,
+                    event.id,
+                    data.id,
+                    extra={"pagerduty_event": event.id, "pagerduty_incident": data.id},
+                )
+                return f"{IGNORED}: PagerDuty incident {data.id} is resolved by now"
             incident = self._foreign(db_session, event, names)
             if incident is None:
                 return f"{IGNORED}: not an incident of ours"
@@ -327,7 +398,10 @@ class WebhookSync:
         with flows.message_updated_once(db_session, incident=incident, now=now, always=True):
             if not (opened_here and event.event_type == "incident.triggered"):  # said by "opened"
                 self._change(db_session, incident, event, names)
-            if state_changing:  # after the change, which compares with what was known
+            # An escalation of a resolved incident changes nothing (`flows.escalated`), not
+            # even what it shows of PagerDuty: only a reopen makes it open there again.
+            stale = event.event_type == "incident.escalated" and not incident.is_open
+            if state_changing and not stale:  # after the change, which compares with it
                 flows.update_from_pagerduty(incident, data=data, assignees=names.assignees)
         return f"incident {incident.id}: {event.event_type}"
 
@@ -420,10 +494,17 @@ class WebhookSync:
         """
         now = self.clock.now()
         newer = _other_open_of_alarm(db_session, incident)
-        if newer is None:
-            flows.reopen(db_session, incident=incident, at=at, now=now, why=IN_PAGERDUTY)
-            return
         assert event.incident is not None
+        if newer is None:
+            flows.reopen(
+                db_session,
+                incident=incident,
+                at=at,
+                now=now,
+                why=IN_PAGERDUTY,
+                pagerduty_status=event.incident.status,
+            )
+            return
         log.info(
             "PagerDuty %r %r: incident %d not reopened, incident %d of its alarm is open",
             event.event_type,
@@ -453,7 +534,7 @@ class WebhookSync:
         data = event.incident
         assert data is not None
         channel = self.config.oncall.pagerduty_channel
-        if channel is None or event.note is not None or data.status not in OPEN_STATUSES:
+        if channel is None or not self._would_open(data, event):
             return None
         now = self.clock.now()
         service = f" on {escape(data.service.name)}" if data.service else ""
@@ -463,7 +544,7 @@ class WebhookSync:
             now=now,
             source=PAGERDUTY,
             dedup_key=f"pagerduty:{data.id}",
-            title=data.title,
+            title=render.clip(data.title, TITLE_CHARS),
             route_name=PAGERDUTY_ROUTE,
             channel=channel,
             severity="critical" if data.urgency == "high" else "warning",
