@@ -71,6 +71,14 @@ module "environment" {
   # PagerDuty routing keys the config file names, read from the bot's JSON secret.
   extra_secret_keys = ["PD_KEY_PROD"]
 
+  # Topics besides the environment's own whose HTTPS deliveries the bot accepts, and the
+  # other accounts each may carry alarms of ("*": an organisation's CloudWatch publishes
+  # to it): OPSBOT_SNS_TOPIC_ACCOUNTS (docs/configuration.md).
+  extra_sns_topic_arns = []
+  sns_topic_accounts   = {}
+  # More plain settings for the bot (docs/configuration.md); never secrets.
+  extra_environment = {}
+
   database_instance_count   = 2 # writer + reader in another AZ to fail over to
   database_min_capacity_acu = 0.5
   database_max_capacity_acu = 8

@@ -68,8 +68,17 @@ module "environment" {
   # The bot's config file, beside this one; `opsbot check-config` runs on it before
   # every deploy. Missing, the plan stops with a message (modules/environment).
   config_yaml = fileexists("${path.module}/opsbot.yaml") ? file("${path.module}/opsbot.yaml") : ""
-  # PagerDuty routing keys the config file names, read from the bot's JSON secret.
+  # PagerDuty routing keys the config file names, read from the bot's JSON secret
+  # (opsbot-staging/app, whose values are staging's own keys).
   extra_secret_keys = ["PD_KEY_PROD"]
+
+  # Topics besides the environment's own whose HTTPS deliveries the bot accepts, and the
+  # other accounts each may carry alarms of ("*": an organisation's CloudWatch publishes
+  # to it): OPSBOT_SNS_TOPIC_ACCOUNTS (docs/configuration.md).
+  extra_sns_topic_arns = []
+  sns_topic_accounts   = {}
+  # More plain settings for the bot (docs/configuration.md); never secrets.
+  extra_environment = {}
 
   database_instance_count   = 1
   database_min_capacity_acu = 0.5

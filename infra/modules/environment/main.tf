@@ -35,6 +35,8 @@ module "monitoring" {
   pagerduty_fallback_endpoint = var.pagerduty_fallback_endpoint
   pagerduty_endpoint_required = !var.allow_unpaged_self_alarms
   pagerduty_all_alarms        = var.pagerduty_fallback_all_alarms
+
+  queue_redrive_principal_arns = var.alarm_queue_redrive_principal_arns
 }
 
 module "database" {
@@ -123,6 +125,7 @@ module "service" {
   min_count            = var.min_count
   max_count            = var.max_count
   config_yaml          = var.config_yaml
+  environment          = var.extra_environment
   app_secret_keys      = concat(["SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "PAGERDUTY_API_TOKEN", "PAGERDUTY_WEBHOOK_SECRETS"], var.extra_secret_keys)
 
   feature_flag_parameter_arns = module.feature_flags.ssm_parameter_arns
@@ -135,6 +138,7 @@ module "service" {
   self_alarm_topic_arn     = module.monitoring.self_alarm_topic_arn
   emf_namespace            = local.emf_namespace
   sns_topic_arns           = concat([module.monitoring.topic_arn], var.extra_sns_topic_arns)
+  sns_topic_accounts       = var.sns_topic_accounts
   alarm_queue_url          = module.monitoring.queue_url
   alarm_queue_raw_delivery = module.monitoring.queue_raw_message_delivery
   alarm_queue_arn          = module.monitoring.queue_arn

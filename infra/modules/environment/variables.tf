@@ -127,6 +127,38 @@ variable "extra_sns_topic_arns" {
   default     = []
 }
 
+variable "sns_topic_accounts" {
+  description = "Topic ARN => the other accounts whose alarms it may carry (12-digit IDs, \"*\" for any: a topic an organisation's CloudWatch publishes to); each topic one of extra_sns_topic_arns. Rendered to OPSBOT_SNS_TOPIC_ACCOUNTS (<topic ARN>=<account>, comma-separated). Empty (the default): each topic carries its own account's alarms only."
+  type        = map(list(string))
+  default     = {}
+
+  validation {
+    condition     = alltrue([for accounts in values(var.sns_topic_accounts) : length(accounts) > 0 && alltrue([for a in accounts : can(regex("^([0-9]{12}|\\*)$", a))])])
+    error_message = "sns_topic_accounts: each topic names one or more accounts, each 12 digits or \"*\"."
+  }
+  validation {
+    condition     = alltrue([for topic in keys(var.sns_topic_accounts) : contains(var.extra_sns_topic_arns, topic)])
+    error_message = "sns_topic_accounts names a topic that is not in extra_sns_topic_arns: the bot refuses to start with it."
+  }
+}
+
+variable "alarm_queue_redrive_principal_arns" {
+  description = "IAM roles that may send to the alarm queue besides the alarms topic, to redrive its dead-letter queue (aws sqs start-message-move-task sends as the caller). Empty (the default): only the topic sends, and a redrive is refused."
+  type        = list(string)
+  default     = []
+}
+
+variable "extra_environment" {
+  description = "More plain environment variables for the bot's container (docs/configuration.md); never secrets (those are extra_secret_keys). What this module sets itself (OPSBOT_SNS_TOPIC_ACCOUNTS, the queue, the topics, the config) wins over the same name here."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for k in keys(var.extra_environment) : can(regex("^[A-Z_][A-Z0-9_]*$", k))])
+    error_message = "extra_environment: names are environment variable names (upper case, digits, underscores)."
+  }
+}
+
 variable "subscribe_bot_https" {
   description = "Also subscribe https://<domain_name>/sns to the alarms topic (besides the SQS queue)."
   type        = bool

@@ -102,6 +102,10 @@ locals {
       # items are "<bucket>/<key>" and "<bucket>/<key>-md5".
       state_key        = "${var.state_key_prefix}${env}.tfstate"
       other_state_keys = [for other in var.deploy_environments : "${var.state_key_prefix}${other}.tfstate" if other != env]
+      # The bot's metric namespace (OPSBOT_EMF_NAMESPACE) and anything below it.
+      other_metric_namespaces = flatten([
+        for other in var.deploy_environments : ["${var.metric_namespace_prefix}${other}", "${var.metric_namespace_prefix}${other}/*"] if other != env
+      ])
     }
   }
 
@@ -158,9 +162,25 @@ resource "aws_iam_role_policy" "deploy_environment" {
           Sid    = "EnvironmentServices"
           Effect = "Allow"
           Action = [
-            "application-autoscaling:*", "appconfig:*", "cloudwatch:*", "ec2:*", "ecs:*",
+            "application-autoscaling:*", "appconfig:*", "ec2:*", "ecs:*",
             "elasticloadbalancing:*", "kms:*", "lambda:*", "logs:*", "rds:*", "secretsmanager:*",
             "sns:*", "sqs:*", "ssm:*", "wafv2:*", "acm:DescribeCertificate",
+          ]
+          Resource = "*"
+        },
+        {
+          # CloudWatch: the alarms and the dashboard the modules manage, and reading.
+          # Not cloudwatch:*: PutMetricData takes no resource, so no deny by name or tag
+          # below would keep it off another environment's metrics (a heartbeat written
+          # into opsbot/prod hides prod's heartbeat-missing alarm), and nothing deployed
+          # writes metrics; SetAlarmState neither.
+          Sid    = "EnvironmentAlarmsAndDashboard"
+          Effect = "Allow"
+          Action = [
+            "cloudwatch:Describe*", "cloudwatch:Get*", "cloudwatch:List*",
+            "cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms",
+            "cloudwatch:PutDashboard", "cloudwatch:DeleteDashboards",
+            "cloudwatch:TagResource", "cloudwatch:UntagResource",
           ]
           Resource = "*"
         },
@@ -267,6 +287,16 @@ resource "aws_iam_role_policy" "deploy_environment" {
           Resource = "*"
           Condition = {
             "ForAnyValue:StringLike" = { "kms:ResourceAliases" = [for n in local.deploy[each.key].others : "alias/${n}-*"] }
+          }
+        },
+        {
+          # Whatever else grants it: metrics are told apart by namespace only.
+          Sid      = "NoMetricsOfAnotherEnvironment"
+          Effect   = "Deny"
+          Action   = "cloudwatch:PutMetricData"
+          Resource = "*"
+          Condition = {
+            StringLike = { "cloudwatch:namespace" = local.deploy[each.key].other_metric_namespaces }
           }
         },
         {

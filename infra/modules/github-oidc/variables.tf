@@ -92,3 +92,9 @@ variable "deploy_passable_role_arns" {
     error_message = "deploy_passable_role_arns names an environment that is not in deploy_environments."
   }
 }
+
+variable "metric_namespace_prefix" {
+  description = "What precedes <environment> in the CloudWatch namespace of an environment's bot metrics (modules/environment: opsbot/<environment>): each deploy role is denied cloudwatch:PutMetricData into the other environments' namespaces."
+  type        = string
+  default     = "opsbot/"
+}

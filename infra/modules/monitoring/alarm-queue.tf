@@ -29,6 +29,8 @@ resource "aws_sqs_queue_redrive_allow_policy" "alarms_dlq" {
 }
 
 # The queue policy is the trust boundary of the SQS intake: only this topic may send.
+# The Allow alone does not say so: within the account an identity policy allowing
+# sqs:SendMessage suffices, and under raw delivery what arrives is taken as an alarm.
 resource "aws_sqs_queue_policy" "alarms" {
   queue_url = aws_sqs_queue.alarms.id
   policy = jsonencode({
@@ -41,6 +43,20 @@ resource "aws_sqs_queue_policy" "alarms" {
         Action    = "sqs:SendMessage"
         Resource  = aws_sqs_queue.alarms.arn
         Condition = { ArnEquals = { "aws:SourceArn" = aws_sns_topic.alarms.arn } }
+      },
+      {
+        # aws:SourceArn is set only by a service acting for one of its resources. The
+        # principals of queue_redrive_principal_arns are let through to redrive the
+        # dead-letter queue (its move task sends as the caller).
+        Sid       = "OnlyTheAlarmsTopicSends"
+        Effect    = "Deny"
+        Principal = "*"
+        Action    = "sqs:SendMessage"
+        Resource  = aws_sqs_queue.alarms.arn
+        Condition = merge(
+          { ArnNotEquals = { "aws:SourceArn" = aws_sns_topic.alarms.arn } },
+          { for k in(length(var.queue_redrive_principal_arns) > 0 ? ["ArnNotLike"] : []) : k => { "aws:PrincipalArn" = var.queue_redrive_principal_arns } },
+        )
       },
       {
         Sid       = "TLSOnly"

@@ -24,15 +24,30 @@ resource "aws_sns_topic_policy" "alarms" {
         }
       },
       {
+        # Management only: a message on this topic is trusted as an alarm (an OK
+        # resolves the incident), so no principal of the account publishes here.
         Sid       = "AccountManagesTopic"
         Effect    = "Allow"
         Principal = { AWS = "arn:${local.partition}:iam::${local.account_id}:root" }
         Action = [
           "sns:GetTopicAttributes", "sns:SetTopicAttributes", "sns:Subscribe",
-          "sns:ListSubscriptionsByTopic", "sns:Publish", "sns:DeleteTopic",
+          "sns:ListSubscriptionsByTopic", "sns:DeleteTopic",
           "sns:TagResource", "sns:UntagResource",
         ]
         Resource = aws_sns_topic.alarms.arn
+      },
+      {
+        # Explicit, so that no identity policy allowing sns:Publish (an administrator's,
+        # a role's "sns:*") reaches this topic: aws:SourceAccount is set only when a
+        # service publishes on behalf of one of its resources, and of the services only
+        # CloudWatch is allowed above. The self-alarms topic keeps the account's Publish,
+        # to replay a dead-lettered page by hand (self-alarms.tf).
+        Sid       = "OnlyCloudWatchPublishes"
+        Effect    = "Deny"
+        Principal = "*"
+        Action    = "sns:Publish"
+        Resource  = aws_sns_topic.alarms.arn
+        Condition = { StringNotEquals = { "aws:SourceAccount" = local.account_id } }
       },
       {
         Sid       = "TLSOnly"

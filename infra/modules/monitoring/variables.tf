@@ -27,6 +27,17 @@ variable "queue_raw_message_delivery" {
   default     = false
 }
 
+variable "queue_redrive_principal_arns" {
+  description = "IAM roles (ARNs, wildcards allowed) that may send to the alarms queue besides the alarms topic: whoever redrives its dead-letter queue (aws sqs start-message-move-task sends as the caller). Whatever they send is taken for an alarm; empty: only the topic sends, and a redrive is refused."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for arn in var.queue_redrive_principal_arns : can(regex("^arn:[a-z-]+:(iam|sts)::[0-9]{12}:", arn))])
+    error_message = "queue_redrive_principal_arns must be IAM principal ARNs of one account each."
+  }
+}
+
 variable "queue_age_threshold_seconds" {
   description = "Age of the oldest queued alarm, in seconds, above which the bot is considered not consuming."
   type        = number

@@ -28,12 +28,12 @@ locals {
     # modules/service: the bot (docs/infrastructure.md, "The bot's permissions"); its
     # iam:PassRole is the statement below.
     service_task = [
-      "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes",
+      "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
       "kms:Decrypt",
       "ssm:GetParameter", "ssm:GetParametersByPath", "ssm:GetParameterHistory", "ssm:PutParameter",
       "ecs:DescribeServices", "ecs:UpdateService", "ecs:RegisterTaskDefinition", "ecs:DescribeTaskDefinition",
-      "ecs:ListTaskDefinitions", "ecs:ListTasks", "ecs:DescribeTasks", "ecs:TagResource",
-      "ecr:DescribeRepositories", "ecr:DescribeImages", "ecr:ListImages", "ecr:DescribeImageScanFindings", "ecr:BatchGetImage",
+      "ecs:ListTasks", "ecs:DescribeTasks", "ecs:TagResource",
+      "ecr:DescribeRepositories", "ecr:DescribeImages", "ecr:DescribeImageScanFindings",
       "appconfig:GetConfigurationProfile", "appconfig:ListHostedConfigurationVersions",
       "appconfig:GetHostedConfigurationVersion", "appconfig:CreateHostedConfigurationVersion",
       "appconfig:StartDeployment", "appconfig:GetDeployment", "appconfig:ListDeployments",

@@ -106,7 +106,7 @@ locals {
         {
           Sid      = "ConsumeAlarmQueue"
           Effect   = "Allow"
-          Action   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"]
+          Action   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"]
           Resource = var.alarm_queue_arn
         },
         {
@@ -146,7 +146,7 @@ locals {
           # Task definitions have no resource-level permissions for these calls.
           Sid      = "RegisterTaskDefinitions"
           Effect   = "Allow"
-          Action   = ["ecs:RegisterTaskDefinition", "ecs:DescribeTaskDefinition", "ecs:ListTaskDefinitions"]
+          Action   = ["ecs:RegisterTaskDefinition", "ecs:DescribeTaskDefinition"]
           Resource = "*"
         },
         {
@@ -186,7 +186,7 @@ locals {
         {
           Sid      = "ReadDeployableImages"
           Effect   = "Allow"
-          Action   = ["ecr:DescribeRepositories", "ecr:DescribeImages", "ecr:ListImages", "ecr:DescribeImageScanFindings", "ecr:BatchGetImage"]
+          Action   = ["ecr:DescribeRepositories", "ecr:DescribeImages", "ecr:DescribeImageScanFindings"]
           Resource = local.deployable_repository_arns
         },
       ]

@@ -1,11 +1,14 @@
 resource "aws_ecs_service" "service" {
-  name                               = var.name
-  cluster                            = aws_ecs_cluster.main.id
-  task_definition                    = aws_ecs_task_definition.service.arn
-  desired_count                      = var.desired_count
-  launch_type                        = "FARGATE"
-  platform_version                   = "LATEST"
-  health_check_grace_period_seconds  = 60
+  name             = var.name
+  cluster          = aws_ecs_cluster.main.id
+  task_definition  = aws_ecs_task_definition.service.arn
+  desired_count    = var.desired_count
+  launch_type      = "FARGATE"
+  platform_version = "LATEST"
+  # Unhealthy load balancer and container checks are ignored while a new task may still
+  # be migrating the database: the entrypoint runs `opsbot db upgrade` before the bot
+  # listens, and bot/db/migrate.py allows a migration 10 minutes.
+  health_check_grace_period_seconds  = local.startup_allowance_s
   deployment_minimum_healthy_percent = 100
   deployment_maximum_percent         = 200
   enable_ecs_managed_tags            = true

@@ -1,6 +1,9 @@
 locals {
   container_name = "opsbot"
-  config_path    = "/tmp/opsbot/config.yaml"
+  # How long a task may take to answer /healthz: its migration (bot/db/migrate.py,
+  # MIGRATION_STATEMENT_TIMEOUT_S, 10 minutes) and a minute to start serving.
+  startup_allowance_s = 600 + 60
+  config_path         = "/tmp/opsbot/config.yaml"
 
   environment = merge(
     var.environment,
@@ -24,10 +27,17 @@ locals {
       OPSBOT_CONFIG_PARAMETER = aws_ssm_parameter.config.name
       OPSBOT_CONFIG_VERSION   = tostring(aws_ssm_parameter.config.version)
     },
+    # The other accounts a topic may carry alarms of: one <topic ARN>=<account> pair per
+    # account. Unset when none, as the bot's default says the same.
+    { for k, v in { OPSBOT_SNS_TOPIC_ACCOUNTS = local.sns_topic_accounts } : k => v if v != "" },
     # The port the tasks' security group opens to the scrapers; without any, the
     # revision stays as it was (the image's own default).
     { for k, v in { OPSBOT_METRICS_PORT = tostring(var.metrics_port) } : k => v if local.metrics_reachable },
   )
+
+  sns_topic_accounts = join(",", flatten([
+    for topic in sort(keys(var.sns_topic_accounts)) : [for account in var.sns_topic_accounts[topic] : "${topic}=${account}"]
+  ]))
 
   metrics_reachable = length(var.metrics_ingress_security_group_ids) + length(var.metrics_ingress_cidrs) > 0
   port_mappings = concat(
@@ -99,11 +109,12 @@ resource "aws_ecs_task_definition" "service" {
     linuxParameters = { initProcessEnabled = true }
     stopTimeout     = 30
     healthCheck = {
-      command     = ["CMD", "python", "-c", "import os,urllib.request as u; u.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '3000'), timeout=3)"]
-      interval    = 15
-      timeout     = 5
-      retries     = 3
-      startPeriod = 60
+      command  = ["CMD", "python", "-c", "import os,urllib.request as u; u.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '3000'), timeout=3)"]
+      interval = 15
+      timeout  = 5
+      retries  = 3
+      # ECS's maximum; the service's grace period (startup_allowance_s) covers the rest.
+      startPeriod = 300
     }
     logConfiguration = {
       logDriver = "awslogs"

@@ -203,6 +203,21 @@ variable "sns_topic_arns" {
   type        = list(string)
 }
 
+variable "sns_topic_accounts" {
+  description = "Topic ARN (or, under raw delivery, alarm_queue_url) => the other accounts whose alarms it may carry, 12-digit IDs or \"*\" (OPSBOT_SNS_TOPIC_ACCOUNTS, <topic ARN>=<account> pairs). Empty: each topic carries its own account's alarms only."
+  type        = map(list(string))
+  default     = {}
+
+  validation {
+    condition     = alltrue([for accounts in values(var.sns_topic_accounts) : length(accounts) > 0 && alltrue([for a in accounts : can(regex("^([0-9]{12}|\\*)$", a))])])
+    error_message = "sns_topic_accounts: each topic names one or more accounts, each 12 digits or \"*\"."
+  }
+  validation {
+    condition     = alltrue([for k in keys(var.sns_topic_accounts) : contains(var.sns_topic_arns, k) || k == var.alarm_queue_url])
+    error_message = "sns_topic_accounts names a topic that is not in sns_topic_arns (nor the alarm queue's URL): the bot refuses to start with it."
+  }
+}
+
 variable "alarm_queue_url" {
   description = "URL of the alarms queue (OPSBOT_ALARM_QUEUE_URL)."
   type        = string

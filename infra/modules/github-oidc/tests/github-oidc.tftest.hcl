@@ -269,6 +269,52 @@ run "each_deploy_role_reaches_its_own_environment_only" {
   }
 }
 
+# A metric names no resource, so the denies by name and tag cannot keep staging's role
+# off prod's: a heartbeat written into opsbot/prod would hide prod's heartbeat-missing
+# alarm. No deploy role writes metrics, and none may write another environment's.
+run "no_deploy_role_writes_another_environments_metrics" {
+  command = apply
+
+  assert {
+    condition = !anytrue(flatten([
+      for env in ["staging", "prod"] : [
+        for s in concat(jsondecode(aws_iam_role_policy.deploy_environment[env].policy).Statement, jsondecode(aws_iam_role_policy.deploy_iam[env].policy).Statement) : [
+          for a in flatten([s.Action]) : contains(["*", "cloudwatch:*", "cloudwatch:Put*", "cloudwatch:PutMetricData"], a)
+        ] if s.Effect == "Allow"
+      ]
+    ]))
+    error_message = "A deploy role must not be allowed cloudwatch:PutMetricData (nor cloudwatch:*)."
+  }
+
+  assert {
+    condition = one([
+      for s in jsondecode(aws_iam_role_policy.deploy_environment["staging"].policy).Statement : s
+      if s.Effect == "Deny" && s.Action == "cloudwatch:PutMetricData"
+      ]) == {
+      Sid       = "NoMetricsOfAnotherEnvironment"
+      Effect    = "Deny"
+      Action    = "cloudwatch:PutMetricData"
+      Resource  = "*"
+      Condition = { StringLike = { "cloudwatch:namespace" = ["opsbot/prod", "opsbot/prod/*"] } }
+    }
+    error_message = "The staging deploy role must be denied cloudwatch:PutMetricData into prod's namespace, whatever else grants it."
+  }
+
+  assert {
+    condition = one([
+      for s in jsondecode(aws_iam_role_policy.deploy_environment["prod"].policy).Statement : s.Condition.StringLike["cloudwatch:namespace"]
+      if s.Sid == "NoMetricsOfAnotherEnvironment"
+    ]) == ["opsbot/staging", "opsbot/staging/*"]
+    error_message = "The prod deploy role must be denied staging's namespace (and never its own)."
+  }
+
+  # The boundary of the roles a deploy role manages grants no metric writes either.
+  assert {
+    condition     = !anytrue([for env in ["staging", "prod"] : contains(flatten([for s in jsondecode(module.stack_boundary[env].policy).Statement : flatten([s.Action]) if s.Effect == "Allow"]), "cloudwatch:PutMetricData")])
+    error_message = "The environments' roles must not be able to write metrics (their boundary does not grant it)."
+  }
+}
+
 run "an_environment_alone_in_its_account" {
   command = apply
 
@@ -278,7 +324,7 @@ run "an_environment_alone_in_its_account" {
   }
 
   assert {
-    condition     = [for s in jsondecode(aws_iam_role_policy.deploy_environment["prod"].policy).Statement : s.Sid] == ["EnvironmentServices", "VpcEndpointPrivateDns", "EnvironmentBuckets", "ListStateBucket", "ReadWriteOwnState", "KeepTheStateKey", "NothingTaggedForAnotherEnvironment", "NoOtherDatabasesMasterSecret"]
+    condition     = [for s in jsondecode(aws_iam_role_policy.deploy_environment["prod"].policy).Statement : s.Sid] == ["EnvironmentServices", "EnvironmentAlarmsAndDashboard", "VpcEndpointPrivateDns", "EnvironmentBuckets", "ListStateBucket", "ReadWriteOwnState", "KeepTheStateKey", "NothingTaggedForAnotherEnvironment", "NoOtherDatabasesMasterSecret"]
     error_message = "Alone (and without the DynamoDB lock table), the role gets its services, buckets and state, and the generic denies."
   }
 }

@@ -109,6 +109,76 @@ run "topic_and_queues_are_encrypted_and_usable_by_cloudwatch" {
   }
 }
 
+# A message on the alarms topic or in its queue is taken for an alarm (an OK resolves the
+# incident), so the only writers are CloudWatch's alarms and the topic: no IAM principal
+# of the account, whatever its own policy allows.
+run "only_cloudwatch_publishes_and_only_the_topic_sends" {
+  command = apply
+
+  assert {
+    condition = [
+      for s in jsondecode(aws_sns_topic_policy.alarms.policy).Statement : s.Principal
+      if s.Effect == "Allow" && contains(flatten([s.Action]), "sns:Publish")
+    ] == [{ Service = "cloudwatch.amazonaws.com" }]
+    error_message = "Only CloudWatch may be allowed sns:Publish on the alarms topic (not the account root)."
+  }
+
+  assert {
+    condition = anytrue([
+      for s in jsondecode(aws_sns_topic_policy.alarms.policy).Statement :
+      s.Effect == "Deny" && s.Principal == "*" && s.Action == "sns:Publish" && s.Resource == aws_sns_topic.alarms.arn
+      && try(s.Condition == { StringNotEquals = { "aws:SourceAccount" = "123456789012" } }, false)
+    ])
+    error_message = "The alarms topic must deny sns:Publish to every request not made by a service for this account (an IAM principal's own policy cannot open it)."
+  }
+
+  assert {
+    condition = anytrue([
+      for s in jsondecode(aws_sns_topic_policy.self_alarms.policy).Statement :
+      s.Effect == "Allow" && try(s.Principal.AWS, "") == "arn:aws:iam::123456789012:root" && contains(flatten([s.Action]), "sns:Publish")
+    ])
+    error_message = "The account may still publish to the self-alarms topic, to replay a dead-lettered page."
+  }
+
+  assert {
+    condition = anytrue([
+      for s in jsondecode(aws_sqs_queue_policy.alarms.policy).Statement :
+      s.Effect == "Deny" && s.Principal == "*" && s.Action == "sqs:SendMessage" && s.Resource == aws_sqs_queue.alarms.arn
+      && try(s.Condition == { ArnNotEquals = { "aws:SourceArn" = aws_sns_topic.alarms.arn } }, false)
+    ])
+    error_message = "The alarms queue must deny sqs:SendMessage to anything but the alarms topic."
+  }
+}
+
+run "a_redriver_may_send_to_the_queue" {
+  command = apply
+
+  variables {
+    queue_redrive_principal_arns = ["arn:aws:iam::123456789012:role/opsbot-operator"]
+  }
+
+  assert {
+    condition = one([
+      for s in jsondecode(aws_sqs_queue_policy.alarms.policy).Statement : s.Condition
+      if s.Effect == "Deny" && s.Action == "sqs:SendMessage"
+      ]) == {
+      ArnNotEquals = { "aws:SourceArn" = aws_sns_topic.alarms.arn }
+      ArnNotLike   = { "aws:PrincipalArn" = ["arn:aws:iam::123456789012:role/opsbot-operator"] }
+    }
+    error_message = "The roles of queue_redrive_principal_arns, and no one else, are let past the queue's Deny."
+  }
+}
+
+run "a_redriver_is_an_iam_principal" {
+  command = plan
+
+  variables {
+    queue_redrive_principal_arns = ["*"]
+  }
+
+  expect_failures = [var.queue_redrive_principal_arns]
+}
+
 run "intake_alarms_page_directly_not_through_the_bot" {
   command = apply
 

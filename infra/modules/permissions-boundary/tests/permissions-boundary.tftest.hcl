@@ -30,14 +30,14 @@ run "the_boundary_allows_exactly_what_the_stack_roles_do" {
   assert {
     condition = toset(flatten([for s in jsondecode(aws_iam_policy.this.policy).Statement : s.Action])) == toset([
       "ecr:GetAuthorizationToken", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability",
-      "ecr:DescribeRepositories", "ecr:DescribeImages", "ecr:ListImages", "ecr:DescribeImageScanFindings",
+      "ecr:DescribeRepositories", "ecr:DescribeImages", "ecr:DescribeImageScanFindings",
       "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams", "logs:CreateLogGroup",
       "logs:PutRetentionPolicy", "logs:GetLogEvents",
       "secretsmanager:GetSecretValue", "kms:Decrypt",
       "ssm:GetParameters", "ssm:GetParameter", "ssm:GetParametersByPath", "ssm:GetParameterHistory", "ssm:PutParameter",
-      "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes",
+      "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
       "ecs:DescribeServices", "ecs:UpdateService", "ecs:RegisterTaskDefinition", "ecs:DescribeTaskDefinition",
-      "ecs:ListTaskDefinitions", "ecs:ListTasks", "ecs:DescribeTasks", "ecs:TagResource",
+      "ecs:ListTasks", "ecs:DescribeTasks", "ecs:TagResource",
       "appconfig:GetConfigurationProfile", "appconfig:ListHostedConfigurationVersions",
       "appconfig:GetHostedConfigurationVersion", "appconfig:CreateHostedConfigurationVersion",
       "appconfig:StartDeployment", "appconfig:GetDeployment", "appconfig:ListDeployments",

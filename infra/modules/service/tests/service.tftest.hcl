@@ -107,12 +107,12 @@ run "task_role_allows_exactly_what_the_bot_does" {
 
   assert {
     condition = toset(flatten([for s in jsondecode(aws_iam_role_policy.task.policy).Statement : s.Action])) == toset([
-      "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes",
+      "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
       "kms:Decrypt",
       "ecs:DescribeServices", "ecs:UpdateService", "ecs:RegisterTaskDefinition", "ecs:DescribeTaskDefinition",
-      "ecs:ListTaskDefinitions", "ecs:ListTasks", "ecs:DescribeTasks", "ecs:TagResource",
+      "ecs:ListTasks", "ecs:DescribeTasks", "ecs:TagResource",
       "iam:PassRole",
-      "ecr:DescribeRepositories", "ecr:DescribeImages", "ecr:ListImages", "ecr:DescribeImageScanFindings", "ecr:BatchGetImage",
+      "ecr:DescribeRepositories", "ecr:DescribeImages", "ecr:DescribeImageScanFindings",
       "appconfig:GetConfigurationProfile",
       "appconfig:ListHostedConfigurationVersions", "appconfig:GetHostedConfigurationVersion",
       "appconfig:CreateHostedConfigurationVersion", "appconfig:StartDeployment", "appconfig:GetDeployment",
@@ -139,7 +139,7 @@ run "task_role_allows_exactly_what_the_bot_does" {
   assert {
     condition = toset(flatten([
       for s in jsondecode(aws_iam_role_policy.task.policy).Statement : s.Action if s.Resource == "*"
-    ])) == toset(["ecs:RegisterTaskDefinition", "ecs:DescribeTaskDefinition", "ecs:ListTaskDefinitions", "ecs:ListTasks", "ecs:TagResource"])
+    ])) == toset(["ecs:RegisterTaskDefinition", "ecs:DescribeTaskDefinition", "ecs:ListTasks", "ecs:TagResource"])
     error_message = "Only the task-definition calls, their tagging on create and ListTasks may use Resource \"*\"."
   }
 
@@ -491,6 +491,69 @@ run "container_gets_its_settings_and_secrets" {
       && { for e in jsondecode(aws_ecs_task_definition.service.container_definitions)[0].environment : e.name => e.value }["PGSSLROOTCERT"] == "/etc/ssl/certs/rds-global-bundle.pem"
     )
     error_message = "libpq must verify the database's certificate and host against the RDS CA bundle in the image."
+  }
+}
+
+# Every deploy rolls Terraform's task definition back in (release_task_definition.py), so
+# a setting the bot needs must be one the module can set: hand edits do not last.
+run "topics_of_other_accounts_and_extra_settings_reach_the_container" {
+  command = plan
+
+  variables {
+    sns_topic_arns = ["arn:aws:sns:eu-west-1:123456789012:opsbot-test-alarms", "arn:aws:sns:eu-west-1:999999999999:org-alarms"]
+    sns_topic_accounts = {
+      "arn:aws:sns:eu-west-1:999999999999:org-alarms"         = ["222222222222", "111111111111"]
+      "arn:aws:sns:eu-west-1:123456789012:opsbot-test-alarms" = ["*"]
+    }
+    environment = { OPSBOT_LOG_LEVEL = "DEBUG", OPSBOT_ALARM_QUEUE_URL = "https://example.com/not-the-queue" }
+  }
+
+  assert {
+    condition     = { for e in jsondecode(aws_ecs_task_definition.service.container_definitions)[0].environment : e.name => e.value }["OPSBOT_SNS_TOPIC_ACCOUNTS"] == "arn:aws:sns:eu-west-1:123456789012:opsbot-test-alarms=*,arn:aws:sns:eu-west-1:999999999999:org-alarms=222222222222,arn:aws:sns:eu-west-1:999999999999:org-alarms=111111111111"
+    error_message = "sns_topic_accounts must reach the bot as OPSBOT_SNS_TOPIC_ACCOUNTS: <topic ARN>=<account> pairs, comma-separated."
+  }
+
+  assert {
+    condition = (
+      { for e in jsondecode(aws_ecs_task_definition.service.container_definitions)[0].environment : e.name => e.value }["OPSBOT_LOG_LEVEL"] == "DEBUG"
+      && { for e in jsondecode(aws_ecs_task_definition.service.container_definitions)[0].environment : e.name => e.value }["OPSBOT_ALARM_QUEUE_URL"] == var.alarm_queue_url
+    )
+    error_message = "Extra settings reach the container, and never replace what the module sets."
+  }
+}
+
+run "without_other_accounts_the_setting_is_unset" {
+  command = plan
+
+  assert {
+    condition     = !contains([for e in jsondecode(aws_ecs_task_definition.service.container_definitions)[0].environment : e.name], "OPSBOT_SNS_TOPIC_ACCOUNTS")
+    error_message = "Without sns_topic_accounts the bot keeps its default (each topic its own account's alarms)."
+  }
+}
+
+run "topic_accounts_name_allowed_topics_only" {
+  command = plan
+
+  variables {
+    sns_topic_accounts = { "arn:aws:sns:eu-west-1:999999999999:not-allowed" = ["111111111111"] }
+  }
+
+  expect_failures = [var.sns_topic_accounts]
+}
+
+# The entrypoint migrates before the bot listens, and a migration may take 10 minutes
+# (bot/db/migrate.py): a task must not be killed as unhealthy before that.
+run "health_checks_wait_for_a_migration" {
+  command = plan
+
+  assert {
+    condition     = aws_ecs_service.service.health_check_grace_period_seconds >= 600 + 60
+    error_message = "The service must ignore failing health checks for as long as a migration may run (600 s) and the bot takes to listen."
+  }
+
+  assert {
+    condition     = jsondecode(aws_ecs_task_definition.service.container_definitions)[0].healthCheck.startPeriod == 300
+    error_message = "The container health check's start period is ECS's maximum (300 s)."
   }
 }
 
