@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from bot import slack_dates
 from bot.apps.claims import overlapping_globs
-from bot.config import Config, ConfigError, load_config
+from bot.config import AppEnvironment, Config, ConfigError, load_config
 from bot.log import configure_logging
 from bot.settings import Settings
 from bot.slack_text import unescape
@@ -254,6 +254,43 @@ def _app_notes(config: Config) -> list[str]:
                     f"{where} needs confirmations but has no release_channel: they go where "
                     "/deploy was typed, and the CLI cannot deploy it"
                 )
+            elif not target.release_channel and _cli_deploys(config, target):
+                notes.append(
+                    f"{where} has no release_channel: a deploy from the CLI (opsbot deploy) "
+                    "is announced nowhere, so nobody in Slack hears how it ended"
+                )
+    return notes + _aws_notes(config)
+
+
+def _cli_deploys(config: Config, target: AppEnvironment) -> bool:
+    """Whether someone `rights.cli` maps may deploy `target` (a group's members: maybe)."""
+    mapped = set(config.rights.cli.values())
+    return bool(target.deployers.groups or mapped & set(target.deployers.users))
+
+
+def _aws_notes(config: Config) -> list[str]:
+    """Apps changed wherever the AWS settings of the process point, not where they live."""
+    if not config.apps:
+        return []
+    notes = []
+    if config.aws.region is None:
+        notes.append(
+            "aws.region is not set: apps are changed in whichever region AWS_REGION names "
+            "where opsbot runs (for opsbot deploy, the pipeline's), where a cluster and "
+            "service of the same names may be another's"
+        )
+    protected = [
+        f"apps.{name}.environments.{env}"
+        for name, app in sorted(config.apps.items())
+        for env, target in sorted(app.environments.items())
+        if target.protected or target.require_approval
+    ]
+    if config.aws.account_id is None and protected:
+        notes.append(
+            f"aws.account_id is not set: {', '.join(protected)} "
+            f"{'is' if len(protected) == 1 else 'are'} changed in whichever account the "
+            "credentials opsbot runs with are of"
+        )
     return notes
 
 

@@ -466,6 +466,47 @@ class DeliverySettings(Strict):
 
 
 NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+# The words /deploy takes first as a verb (handlers/deploys.py; `help` in /rollback and
+# /releases too): an app of that name could never be deployed from Slack.
+RESERVED_APP_NAMES = frozenset({"help", "status", "history", "lock", "unlock"})
+ACCOUNT_ID = re.compile(r"^[0-9]{12}$")
+REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$")
+
+
+class AwsSettings(Strict):
+    """The AWS account and region the apps live in; opsbot changes nothing anywhere else.
+
+    The operators' file says it, not the environment: whoever runs `opsbot deploy`
+    sets its AWS_REGION and credentials, and a same-named cluster and service may
+    exist in another region or account. Unset: wherever opsbot's AWS_REGION and
+    credentials point.
+    """
+
+    account_id: str | None = None
+    region: str | None = None
+
+    @field_validator("account_id", mode="before")
+    @classmethod
+    def _account_id(cls, value: Any) -> Any:
+        # YAML reads an unquoted id as a number: twelve digits are taken as written, but
+        # one with a leading zero would have lost it (or been read as octal).
+        if isinstance(value, int) and not isinstance(value, bool) and len(str(value)) == 12:
+            value = str(value)
+        if value is not None and not (isinstance(value, str) and ACCOUNT_ID.match(value)):
+            raise ValueError('must be a 12-digit AWS account id in quotes, e.g. "123456789012"')
+        return value
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str | None) -> str | None:
+        if value is not None and not REGION.match(value):
+            raise ValueError("must be an AWS region code, e.g. us-east-1")
+        return value
+
+
+def _ecs_name(value: str) -> str:
+    """A cluster's or service's name, given as it or as an ARN (`...:service/<cluster>/<name>`)."""
+    return value.rsplit("/", 1)[-1] if value.startswith("arn:") else value
 
 
 class FreezeWindow(Strict):
@@ -526,6 +567,11 @@ class AppEnvironment(Strict):
     # (targetgroup/<name>/<id>) dimension values, or their ARNs.
     load_balancer: str | None = None
     target_group: str | None = None
+
+    @property
+    def ecs_service(self) -> tuple[str, str]:
+        """The names of its ECS cluster and service, however they are given."""
+        return _ecs_name(self.cluster), _ecs_name(self.service)
 
     @field_validator("release_channel")
     @classmethod
@@ -605,6 +651,7 @@ class Config(Strict):
     deploys: DeploySettings = Field(default_factory=DeploySettings)
     rights: Rights = Field(default_factory=Rights)
     commands: SlashCommands = Field(default_factory=SlashCommands)
+    aws: AwsSettings = Field(default_factory=AwsSettings)
     # Where opsbot tells operators about its own failures (dead deliveries, late
     # pages); Slack's refusal of the token itself pages through this routing key.
     ops_channel: str | None = None
@@ -623,6 +670,37 @@ class Config(Strict):
         if value is not None and not ENV_VAR.match(value):
             raise ValueError("must be the name of an environment variable, e.g. PD_KEY_OPS")
         return value
+
+    @field_validator("apps")
+    @classmethod
+    def _no_verb_names(cls, apps: dict[str, App]) -> dict[str, App]:
+        reserved = sorted(RESERVED_APP_NAMES & set(apps))
+        if reserved:
+            raise ValueError(
+                f"{reserved[0]}: is a word /deploy reads as its own "
+                f"(`/deploy {reserved[0]} ...`), so this app could not be deployed from "
+                "Slack: rename it"
+            )
+        return apps
+
+    @model_validator(mode="after")
+    def _one_environment_per_service(self) -> Config:
+        # Two environments of one ECS service would each keep its own approvals, freezes,
+        # locks and deploy lock: the laxer one would change the stricter one's service
+        # unchecked, and two deploys could race on it.
+        first: dict[tuple[str, str], str] = {}
+        for app_name, app in self.apps.items():
+            for env_name, env in app.environments.items():
+                where = f"apps.{app_name}.environments.{env_name}"
+                earlier = first.setdefault(env.ecs_service, where)
+                if earlier != where:
+                    cluster, service = env.ecs_service
+                    raise ValueError(
+                        f"apps: {earlier} and {where} both name the ECS service {service!r} "
+                        f"of cluster {cluster!r}: one environment per service, or one "
+                        "could change the other's service past its approvals, freezes and locks"
+                    )
+        return self
 
     @model_validator(mode="after")
     def _default_route_last(self) -> Config:

@@ -72,6 +72,8 @@ class AwsClients:
         self.endpoint_url = endpoint_url
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._account: str | None = None
+        self._account_lock = threading.Lock()
 
     def get(self, service: str, *, timeout_s: float | None = None, retry: bool = True) -> Any:
         """The client of `service`; with `timeout_s`, a separate one for quick bounded looks,
@@ -91,6 +93,29 @@ class AwsClients:
                 )
                 self._clients[key] = found
             return found
+
+    def caller_account(self) -> str:
+        """The account the clients' credentials are of (STS GetCallerIdentity, asked once)."""
+        with self._account_lock:
+            if self._account is None:
+                self._account = str(self.get("sts").get_caller_identity()["Account"])
+            return self._account
+
+    def elsewhere(self, *, account_id: str | None, region: str | None) -> str | None:
+        """Why the clients do not reach `account_id` and `region` (None: they do, or unpinned).
+
+        Plain text naming both sides; the account is asked of STS only when one is pinned.
+        """
+        if region is not None and region != self.region:
+            return f"opsbot's AWS region is {self.region} (AWS_REGION), not {region} (aws.region)"
+        if account_id is not None:
+            actual = self.caller_account()
+            if actual != account_id:
+                return (
+                    f"opsbot's AWS credentials are of account {actual}, "
+                    f"not {account_id} (aws.account_id)"
+                )
+        return None
 
 
 def error_code(exc: BaseException) -> str | None:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -38,7 +39,7 @@ from bot.dbroles import render, service
 from bot.dbroles.errors import DbRoleError, RefusedAtRun
 from bot.dbroles.models import CHECK, MANAGE, Outcome
 from bot.incidents.render import channel_ref
-from bot.slack_text import code
+from bot.slack_text import code, escape
 
 if TYPE_CHECKING:
     from bot.approvals.models import PendingAction
@@ -289,6 +290,23 @@ def _ran(
     )
 
 
+def _require_pinned_aws(services: Services, target: Target) -> None:
+    """opsbot's AWS clients must reach the account and region `aws:` names, if it does:
+    a role manager of the same name elsewhere is not this environment's."""
+    pinned = services.config.aws
+    try:
+        problem = services.aws.elsewhere(account_id=pinned.account_id, region=pinned.region)
+    except (BotoCoreError, ClientError) as exc:
+        raise DbRoleError(
+            f"could not tell which AWS account opsbot's credentials are of ({type(exc).__name__})"
+        ) from exc
+    if problem is not None:
+        raise DbRoleError(
+            f"The database roles of {code(target.label)} cannot be provisioned from here: "
+            f"{escape(problem)}. Nothing was changed."
+        )
+
+
 def check(services: Services, *, app: str, env: str, actor: str) -> str:
     """Run the role manager's read-only check; return the rendered answer."""
     try:
@@ -315,6 +333,7 @@ def provision(services: Services, *, app: str, env: str, actor: str, channel: st
         target = get_target_or_raise(services.config, app=app, env=env)
         function = service.function_of_or_raise(target)
         services.access.require(actor, target, action=RIGHT)
+        _require_pinned_aws(services, target)
     except (AppError, DbRoleError) as exc:
         _refused(services, actor=actor, action="dbrole.provision", app=app, env=env, error=exc)
         raise
@@ -500,6 +519,7 @@ def execute(
         function = service.function_of_or_raise(target)
         _require_as_asked(request, target, function)
         _require_requesters_right(services, request, target, waited=action is not None)
+        _require_pinned_aws(services, target)
     except (AppError, DbRoleError) as exc:
         _refused_at_run(services, request, error=exc, approved_by=approved_by, action=action)
         raise

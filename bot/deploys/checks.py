@@ -68,6 +68,23 @@ def _require_rights(services: Services, request: Request, target: Target) -> Non
         services.access.require(request.actor, target, action=verb)
 
 
+def _require_pinned_aws(services: Services, target: Target) -> None:
+    """opsbot's AWS clients must reach the account and region `aws:` names, if it does.
+
+    A cluster and service of the same names may exist elsewhere (where a pipeline's
+    own AWS_REGION or credentials point): changing them would record a deploy of
+    this environment that never reached it.
+    """
+    pinned = services.config.aws
+    with aws_call("say which account opsbot's AWS credentials are of"):
+        problem = services.aws.elsewhere(account_id=pinned.account_id, region=pinned.region)
+    if problem is not None:
+        raise DeployRefused(
+            f"{code(target.label)} cannot be changed from here: {escape(problem)}. "
+            "Nothing was changed."
+        )
+
+
 def _require_force_rights(services: Services, request: Request) -> None:
     """`deploys.force_allowed` must hold the requester; empty: every deployer (checked already).
 
@@ -263,6 +280,7 @@ def plan(services: Services, request: Request) -> Plan:
     knobs = services.config.deploys
     now = services.clock.now()
     _require_rights(services, request, target)
+    _require_pinned_aws(services, target)
 
     with services.sessions() as db_session:
         manual = service.manual_lock(db_session, app=request.app, env=request.env)
@@ -356,7 +374,12 @@ def plan(services: Services, request: Request) -> Plan:
     if blockers:
         if not request.force_reason:
             lines = [text for _, text in blockers]
-            lines.append('Add `--force "<reason>"` to go ahead anyway (it is audited).')
+            if request.undoes is not None:
+                # An incident's Undo button cannot add a force: name the command that can.
+                typed = f'/rollback {request.app} {request.env} {rollback_of} --force "<reason>"'
+                lines.append(f"Type {code(typed)} to go ahead anyway (it is audited).")
+            else:
+                lines.append('Add `--force "<reason>"` to go ahead anyway (it is audited).')
             raise DeployRefused("\n".join(lines))
         _require_forces_shown(request, blockers)
         _require_force_rights(services, request)

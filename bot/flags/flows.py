@@ -60,7 +60,14 @@ from bot.deploys.restarts import (
 )
 from bot.flags import appconfig, render, ssm
 from bot.flags.document import FlagDocument, differences, state_of
-from bot.flags.errors import FlagConflict, FlagError, FlagFailed, FlagRefused, FlagWriteUnknown
+from bot.flags.errors import (
+    FlagConflict,
+    FlagError,
+    FlagFailed,
+    FlagRefused,
+    FlagWriteUnknown,
+    aws_call,
+)
 from bot.flags.requests import ON, SET, Change
 from bot.outbox import service as outbox
 from bot.scheduler.deferred import schedule_after_commit
@@ -225,6 +232,7 @@ def prepare(services: Services, change: Change, *, waited: bool = False) -> Prep
     doing = f"change feature flags of {code(target.label)}"
     with approval_flows.as_requesters_right(change.actor, doing=doing, waited=waited):
         services.access.require(change.actor, target, action="change feature flags of")
+    _require_pinned_aws(services, target)
     if isinstance(flags, AppConfigFlags):
         current = appconfig.read_current(services.aws.get("appconfig"), flags)
         latest = current.newest
@@ -371,6 +379,19 @@ def _where(prepared: Prepared) -> str:
 def _count(db_session: Session, outcome: str) -> None:
     """Count `outcome` in opsbot_flag_changes once this session commits."""
     committed.note(db_session, _COUNTED, outcome)
+
+
+def _require_pinned_aws(services: Services, target: Target) -> None:
+    """opsbot's AWS clients must reach the account and region `aws:` names, if it does:
+    a flag store of the same name elsewhere is not this environment's."""
+    pinned = services.config.aws
+    with aws_call("say which account opsbot's AWS credentials are of"):
+        problem = services.aws.elsewhere(account_id=pinned.account_id, region=pinned.region)
+    if problem is not None:
+        raise FlagRefused(
+            f"{code(target.label)} cannot be changed from here: {escape(problem)}. "
+            "Nothing was written."
+        )
 
 
 def count_outcomes_after_commit(sessions: sessionmaker[Session], metrics: Metrics) -> None:
