@@ -13,13 +13,12 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, select
-
 from bot.approvals import service as approvals
 from bot.approvals.models import DONE, EXECUTING, PENDING
 from bot.apps.errors import AppError, AppNotFound
 from bot.audit import service as audit
 from bot.deploys import flows
+from bot.deploys.confirm import deployment_of
 from bot.deploys.errors import DeployError, DeployRefused
 from bot.deploys.models import ACTIVE, COMPLETED, DEPLOY, Deployment
 from bot.deploys.plans import Request
@@ -33,7 +32,9 @@ if TYPE_CHECKING:
 
 # Exit codes (2 is the CLI's own: bad configuration or arguments).
 OK = 0  # started (with --wait: completed)
-FAILED = 1  # AWS, or something else, failed while deploying
+# AWS, or something else, failed while deploying; with --wait also: the request's run was
+# interrupted before it recorded a deployment, so there is nothing of it to follow.
+FAILED = 1
 BAD_INPUT = 2  # no such app or environment in the configuration, or a --force reason too long
 REFUSED = 3  # a check said no (tag, scan, freeze, lock...), or the confirmation was not given
 ROLLOUT_FAILED = 4  # --wait: the rollout failed (circuit breaker) or was superseded
@@ -42,28 +43,6 @@ TIMEOUT = 5  # --wait: not finished (or not confirmed) in time
 # The longest `--force` reason taken, from Slack and from the CLI: as much as the
 # deploy form's field takes and a deployment's message shows.
 FORCE_REASON_MAX = 500
-
-
-def _newest_id(services: Services, *, app: str, env: str) -> int:
-    with services.sessions() as db_session:
-        query = select(func.max(Deployment.id)).where(Deployment.app == app, Deployment.env == env)
-        return int(db_session.scalar(query) or 0)
-
-
-def _started_since(services: Services, *, app: str, env: str, actor: str, after: int) -> int | None:
-    with services.sessions() as db_session:
-        query = (
-            select(Deployment.id)
-            .where(
-                Deployment.app == app,
-                Deployment.env == env,
-                Deployment.actor == actor,
-                Deployment.id > after,
-            )
-            .order_by(Deployment.id.desc())
-            .limit(1)
-        )
-        return db_session.scalar(query)
 
 
 # The audit's name for a CLI whose token was refused: it is nobody we know.
@@ -116,7 +95,6 @@ def run_deploy(
         _refuse_identity(services, identity=identity, app=app, env=env, reason=str(exc))
         say(f"refused: {exc}")
         return REFUSED
-    before = _newest_id(services, app=app, env=env)
     request = Request(
         app=app,
         env=env,
@@ -144,17 +122,19 @@ def run_deploy(
     poll_s = services.config.deploys.poll_interval_s
     deployment_id = accepted.deployment_id
     if accepted.request_id is not None:
+        # Only the deployment this request's run started is followed (it records it on
+        # the request): never another one of the same person in the same environment.
         while True:
             with services.sessions() as db_session:
                 action = approvals.get_or_raise(db_session, action_id=accepted.request_id)
                 status, result, interrupted = action.status, action.result, action.interrupted
+                deployment_id = deployment_of(action)
             if status not in (PENDING, EXECUTING):
                 break
             if monotonic() > deadline:
                 say(f"timed out: request #{accepted.request_id} is still {status}")
                 return TIMEOUT
             sleep(min(poll_s, 2.0))
-        deployment_id = _started_since(services, app=app, env=env, actor=actor, after=before)
         if interrupted and deployment_id is not None:
             # The process running the request stopped after it recorded the deployment:
             # whether it deployed is the deployment's to say (it is reconciled), not "not deployed".
@@ -162,11 +142,20 @@ def run_deploy(
                 f"request #{accepted.request_id} was interrupted after deployment "
                 f"#{deployment_id} was recorded: following it"
             )
+        elif interrupted:
+            say(
+                f"request #{accepted.request_id} was interrupted before a deployment was "
+                f"recorded: nothing to follow. Check {app}/{env} before you ask again."
+            )
+            return FAILED
         elif status != DONE:
             say(f"not deployed: request #{accepted.request_id} {status}: {result or ''}".strip())
             return REFUSED
         if deployment_id is None:
-            say("the request was confirmed but no deployment was recorded")
+            say(
+                f"request #{accepted.request_id} ran but recorded no deployment to follow: "
+                f"{result or ''}".strip()
+            )
             return FAILED
     assert deployment_id is not None
     last = ""

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
@@ -37,10 +38,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.adapters import ecs
 from bot.adapters.aws import longest_call_s
 from bot.approvals.render import actor_text
+from bot.approvals.service import is_slack_user
 from bot.apps.registry import Target, get_target_or_raise
 from bot.audit import service as audit
 from bot.db import committed
-from bot.deploys import render, service
+from bot.deploys import locks, render, service
 from bot.deploys import rollout as verdicts
 from bot.deploys.errors import DeployError, DeployFailed, DeployRefused, aws_call, failure_code
 from bot.deploys.models import (
@@ -130,6 +132,33 @@ def announce(db_session: Session, *, deployment: Deployment, now: datetime) -> N
             message=render.announcement(deployment),
             now=now,
         )
+
+
+def tell_actor(
+    db_session: Session,
+    *,
+    deployment: Deployment,
+    key: str,
+    message: dict[str, Any],
+    now: datetime,
+    even_with_channel: bool = False,
+) -> None:
+    """Send `message` to the deployment's actor directly, when it has no channel to be read in.
+
+    A deploy asked through the CLI of an environment without a release channel has
+    none: how it ends is told to the Slack user the CLI acts as. `key` names the
+    message among the deployment's (its end's status, say): a second message under the
+    same key updates the first. `even_with_channel`: told to the actor in any case.
+    """
+    if (deployment.channel and not even_with_channel) or not is_slack_user(deployment.actor):
+        return
+    outbox.post_or_update(
+        db_session,
+        key=f"{deployment.message_key}:dm:{key}",
+        channel=deployment.actor,
+        message=message,
+        now=now,
+    )
 
 
 def thread_reply(db_session: Session, *, deployment: Deployment, text: str, now: datetime) -> None:
@@ -309,6 +338,13 @@ def finish(
     thread_reply(
         db_session, deployment=deployment, text=f"{render.headline(deployment)}\n{outcome}", now=now
     )
+    tell_actor(
+        db_session,
+        deployment=deployment,
+        key=status,
+        message=render.direct_notice(deployment, outcome),
+        now=now,
+    )
     refresh_incidents(db_session, app=deployment.app, env=deployment.env, now=now)
 
 
@@ -376,8 +412,18 @@ def new_watch_token(deployment_id: int) -> str:
     return f"deploy-watch-{deployment_id}-{uuid.uuid4().hex[:10]}"
 
 
-def start(services: Services, checked: Plan, *, approved_by: list[str]) -> Deployment:
+def start(
+    services: Services,
+    checked: Plan,
+    *,
+    approved_by: list[str],
+    on_recorded: Callable[[Session, int], None] | None = None,
+) -> Deployment:
     """Take the lock, record the deployment, update the service, watch it.
+
+    `on_recorded(db_session, deployment_id)` runs in the transaction that records the
+    deployment: a request's run records there which deployment is its own, so that
+    link holds whenever the deployment exists, whatever stops the run afterwards.
 
     While it calls AWS the start claims the deployment (`StartClaim`, renewed for no
     longer than boto3's retries and timeouts let its calls last), and nothing settles
@@ -391,7 +437,9 @@ def start(services: Services, checked: Plan, *, approved_by: list[str]) -> Deplo
     """
     request = checked.request
     settings = checked.target.settings
-    deployment_id, token = _record_start(services, checked, approved_by=approved_by)
+    deployment_id, token = _record_start(
+        services, checked, approved_by=approved_by, on_recorded=on_recorded
+    )
     now = services.clock.now()
     log.info(
         "deployment %s: %s of %s to %s/%s started by %s",
@@ -443,7 +491,13 @@ def start(services: Services, checked: Plan, *, approved_by: list[str]) -> Deplo
     return service_updated(services, deployment_id=deployment_id, revision=revision, state=state)
 
 
-def _record_start(services: Services, checked: Plan, *, approved_by: list[str]) -> tuple[int, str]:
+def _record_start(
+    services: Services,
+    checked: Plan,
+    *,
+    approved_by: list[str],
+    on_recorded: Callable[[Session, int], None] | None = None,
+) -> tuple[int, str]:
     """Take the lock and record the deployment, claimed; its id and watch token.
 
     A lock taken since the checks (someone's manual lock, another deploy, another
@@ -453,6 +507,7 @@ def _record_start(services: Services, checked: Plan, *, approved_by: list[str]) 
     request = checked.request
     now = services.clock.now()
     with services.sessions() as db_session:
+        locks.serialize_locks(db_session, app=request.app, env=request.env)
         manual = service.manual_lock(db_session, app=request.app, env=request.env)
         if manual is not None and manual.holder != request.actor:
             refused = DeployRefused(f"{code(request.label)} is {render.lock_text(manual)}.")
@@ -483,6 +538,8 @@ def _record_start(services: Services, checked: Plan, *, approved_by: list[str]) 
             service.claim(deployment, until=now + START_CLAIM)
             if _take_deploy_lock(db_session, checked, deployment=deployment, now=now):
                 _start_recorded(db_session, checked, deployment=deployment, now=now)
+                if on_recorded is not None:
+                    on_recorded(db_session, deployment.id)
                 db_session.commit()
                 return deployment.id, deployment.watch_job
             db_session.rollback()  # another deploy took it since the checks
@@ -632,7 +689,7 @@ class StartClaim:
             return False  # longer than its calls can take: something else holds it up
         with self.services.sessions() as db_session:
             row = service.get(db_session, deployment_id=self.deployment_id, lock=True)
-            if row is None or row.status != STARTING:
+            if row is None or not settling(row):
                 return False
             service.claim(row, until=now + START_CLAIM)
             db_session.commit()
@@ -642,7 +699,7 @@ class StartClaim:
         try:
             with self.services.sessions() as db_session:
                 row = service.get(db_session, deployment_id=self.deployment_id, lock=True)
-                if row is not None and row.status == STARTING:
+                if row is not None and settling(row):
                     service.claim(row, until=None)
                     db_session.commit()
         except Exception:  # unclaimed or not, it lapses within START_CLAIM
@@ -678,7 +735,7 @@ def before_update(services: Services, *, deployment_id: int) -> Deployment | Non
     with services.sessions() as db_session:
         now = services.clock.now()
         row = service.get_or_raise(db_session, deployment_id=deployment_id, lock=True)
-        if row.status == STARTING:
+        if settling(row):
             service.claim(row, until=now + START_CLAIM)
             db_session.commit()
             return None
@@ -740,7 +797,7 @@ def update_unanswered(services: Services, *, deployment_id: int, error: DeployFa
     with services.sessions() as db_session:
         now = services.clock.now()
         row = service.get_or_raise(db_session, deployment_id=deployment_id, lock=True)
-        if row.status == STARTING:
+        if settling(row):
             service.claim(row, until=now + START_CLAIM)
             row.observed = {**row.observed, UNANSWERED: error.code or "-"}
             record(
@@ -791,7 +848,7 @@ def service_updated(
         now = services.clock.now()
         row = service.get_or_raise(db_session, deployment_id=deployment_id, lock=True)
         row.task_definition = revision
-        if row.status == STARTING:
+        if settling(row):
             rolling_out(db_session, deployment=row, rollout_id=rollout_id, now=now)
         elif not row.is_active:
             late = _late_update(db_session, deployment=row, rollout_id=rollout_id, now=now)
@@ -873,6 +930,13 @@ def _late_update(
             message=render.lock_notice(text),
             now=now,
         )
+    tell_actor(
+        db_session,
+        deployment=deployment,
+        key="late-update",
+        message=render.lock_notice(text),
+        now=now,
+    )
     log.error(
         "deployment %s: its service update landed after it was marked %s, while %s holds %s",
         deployment.id,
@@ -894,6 +958,7 @@ def rolling_out(
     observed = dict(deployment.observed or {})
     taken = observed.get(TAKES_OVER)
     deployment.status = ROLLING_OUT
+    deployment.stuck_at = None  # stuck while it could not be settled, if it was
     deployment.ecs_deployment_id = rollout_id
     deployment.started_at = now
     deployment.last_progress_at = now
@@ -996,9 +1061,9 @@ def observe(services: Services, *, deployment_id: int) -> str:
         deployment = service.get_or_raise(db_session, deployment_id=deployment_id)
         if not deployment.is_active:
             return deployment.status
-        starting = deployment.status == STARTING
+        starting = settling(deployment)
         if starting and now < service.settles_at(deployment, grace=_grace(services)):
-            return STARTING  # its start may still be at work: see StartClaim
+            return deployment.status  # its start may still be at work: see StartClaim
         seen_count = deployment.observations
         seen = Seen(
             ecs_deployment_id=deployment.ecs_deployment_id,
@@ -1012,7 +1077,7 @@ def observe(services: Services, *, deployment_id: int) -> str:
     if starting:
         # Past its grace. Outside the session above: reconcile opens its own, and on
         # SQLite (BEGIN IMMEDIATE) a session still open would hold the write lock it waits for.
-        return reconcile(services, deployment_id=deployment_id)
+        return _settle(services, deployment_id=deployment_id)
     target = get_target_or_raise(services.config, app=app, env=env)
     client = services.aws.get("ecs")
     try:
@@ -1108,14 +1173,18 @@ def _unreadable(
             row.status = STUCK
             row.stuck_at = now
             announce(db_session, deployment=row, now=now)
+            alert = render.unreadable_alert(row, since=since, aws_error=aws_error)
             if row.channel:
                 outbox.post_or_update(
                     db_session,
                     key=f"{row.message_key}:unreadable:{row.observations}",
                     channel=row.channel,
-                    message=render.unreadable_alert(row, since=since, aws_error=aws_error),
+                    message=alert,
                     now=now,
                 )
+            tell_actor(
+                db_session, deployment=row, key=f"stuck:{row.observations}", message=alert, now=now
+            )
             record(
                 db_session,
                 deployment=row,
@@ -1203,14 +1272,22 @@ def _apply(
         deployment.status = STUCK
         deployment.stuck_at = now
         announce(db_session, deployment=deployment, now=now)
+        alert = render.stuck_alert(deployment, minutes=stuck_min)
         if deployment.channel:
             outbox.post_or_update(
                 db_session,
                 key=f"{deployment.message_key}:stuck:{deployment.observations}",
                 channel=deployment.channel,
-                message=render.stuck_alert(deployment, minutes=stuck_min),
+                message=alert,
                 now=now,
             )
+        tell_actor(
+            db_session,
+            deployment=deployment,
+            key=f"stuck:{deployment.observations}",
+            message=alert,
+            now=now,
+        )
         record(
             db_session,
             deployment=deployment,
@@ -1279,7 +1356,7 @@ def reconcile(services: Services, *, deployment_id: int) -> str:
     """
     with services.sessions() as db_session:
         deployment = service.get_or_raise(db_session, deployment_id=deployment_id)
-        if deployment.status != STARTING:
+        if not settling(deployment):
             return deployment.status
         app, env, kind = deployment.app, deployment.env, deployment.kind
         revision, image = deployment.task_definition, deployment.image
@@ -1304,10 +1381,10 @@ def reconcile(services: Services, *, deployment_id: int) -> str:
     with services.sessions() as db_session:
         now = services.clock.now()
         row = service.get_or_raise(db_session, deployment_id=deployment_id, lock=True)
-        if row.status != STARTING:
+        if not settling(row):
             return row.status
         if now < service.settles_at(row, grace=_grace(services)):
-            return STARTING  # its start claimed it again meanwhile: it is at work
+            return row.status  # its start claimed it again meanwhile: it is at work
         # By the revision: an image says nothing when the revision that ran before had it
         # too (a forced redeploy of the running image). Only a start that died before
         # recording its new revision leaves none: then a new primary of the image is its
@@ -1328,6 +1405,17 @@ def reconcile(services: Services, *, deployment_id: int) -> str:
                     "the service had been updated (ECS lists that deployment "
                     f"{landed.status}, {landed.rollout_state}): watching it"
                 )
+            tell_actor(
+                db_session,
+                deployment=row,
+                key=ROLLING_OUT,
+                message=render.direct_notice(
+                    row,
+                    f"Interrupted ({cause}), but the service had been updated: opsbot watches "
+                    "the rollout and tells you how it ends.",
+                ),
+                now=now,
+            )
         else:
             finish(
                 db_session,
@@ -1402,6 +1490,93 @@ def why_interrupted(deployment: Deployment) -> str:
     return "the bot stopped"
 
 
+def settling(deployment: Deployment) -> bool:
+    """Whether the deployment waits to be settled from what really happened.
+
+    "Starting", or marked stuck while it was (`_unsettled`): only `rolling_out`
+    sets `started_at`, so a stuck deployment without it never had its service
+    update seen, and a look at the rollout would judge a rollout that is not its own.
+    """
+    return deployment.status == STARTING or (
+        deployment.status == STUCK and deployment.started_at is None
+    )
+
+
+def _settle(services: Services, *, deployment_id: int) -> str:
+    """Reconcile a "starting" deployment past its grace; its status afterwards.
+
+    One that cannot be settled (ECS, or its change's store, cannot be read) is
+    stuck once that has lasted `stuck_after_min` (see `_unsettled`).
+    """
+    try:
+        return reconcile(services, deployment_id=deployment_id)
+    except DeployError as exc:
+        return _unsettled(services, deployment_id=deployment_id, error=exc)
+
+
+def _unsettled(services: Services, *, deployment_id: int, error: DeployError) -> str:
+    """A "starting" deployment cannot be settled: after `stuck_after_min` past its grace, stuck.
+
+    It holds the deploy lock, and nobody can tell what it did: the channel is alerted
+    as for a rollout that does not move, and a forced deploy may take the environment
+    over. The watch goes on, and the first look that can settles it from there.
+    """
+    knobs = services.config.deploys
+    now = services.clock.now()
+    aws_error = failure_code(error)
+    with services.sessions() as db_session:
+        row = service.get_or_raise(db_session, deployment_id=deployment_id, lock=True)
+        if not settling(row):
+            return row.status  # settled by another look meanwhile
+        since = service.settles_at(row, grace=_grace(services))
+        stuck = row.status == STARTING and now - since >= timedelta(minutes=knobs.stuck_after_min)
+        if stuck:
+            row.status = STUCK
+            row.stuck_at = now
+            announce(db_session, deployment=row, now=now)
+            alert = render.unsettled_alert(row, since=since, error=str(error))
+            if row.channel:
+                outbox.post_or_update(
+                    db_session,
+                    key=f"{row.message_key}:unsettled",
+                    channel=row.channel,
+                    message=alert,
+                    now=now,
+                )
+            tell_actor(
+                db_session, deployment=row, key=f"stuck:{row.observations}", message=alert, now=now
+            )
+            record(
+                db_session,
+                deployment=row,
+                action=f"{row.kind}.stuck",
+                outcome="stuck",
+                now=now,
+                actor="opsbot",
+                reason=f"opsbot cannot settle it: {error}",
+                aws_error=aws_error,
+                unsettled_since=since.isoformat(),
+            )
+            count(db_session, kind=row.kind, outcome=STUCK)
+        status = row.status
+        db_session.commit()
+    log_line = log.error if stuck else log.warning
+    log_line(
+        "deployment %s: %s of %s to %s by %s cannot be settled since %s (AWS error %s)%s: %s",
+        row.id,
+        row.kind,
+        row.tag,
+        row.label,
+        row.actor,
+        since.isoformat(),
+        aws_error,
+        ": marked stuck" if stuck else "",
+        str(error),
+        extra=_log_extra(row, aws_error=aws_error),
+    )
+    return status
+
+
 def recover(services: Services, *, deployment_id: int) -> bool:
     """Make a deploy lock's holder tell the truth; True if the lock is now free.
 
@@ -1419,7 +1594,7 @@ def recover(services: Services, *, deployment_id: int) -> bool:
             service.release_deploy_lock(db_session, deployment=deployment)
             db_session.commit()
             return True
-        status = deployment.status
+        status = STARTING if settling(deployment) else deployment.status
         settles = service.settles_at(deployment, grace=_grace(services))
         looked = deployment.last_checked_at or deployment.started_at or deployment.created_at
     stale_after = timedelta(seconds=max(3 * knobs.poll_interval_s, knobs.starting_grace_s))
@@ -1427,7 +1602,7 @@ def recover(services: Services, *, deployment_id: int) -> bool:
         if status == STARTING:
             if now < settles:
                 return False  # its start may still be at work: see StartClaim
-            return reconcile(services, deployment_id=deployment_id) not in (
+            return _settle(services, deployment_id=deployment_id) not in (
                 STARTING,
                 ROLLING_OUT,
                 STUCK,

@@ -3,6 +3,10 @@
 A manual lock's reminder job has one id per lock, and its next due time follows
 from the lock's row (`acquired_at`, `reminded_at`): scheduling it again, from a
 re-lock or at start (bot/deploys/jobs.py), replaces the stored job.
+
+Taking a manual lock and starting a deployment (which reads it, then takes the
+deploy lock) are serialized per environment (`serialize_locks`): of a lock and a
+start at once, either the start sees the lock, or the lock sees the deployment.
 """
 
 from __future__ import annotations
@@ -18,9 +22,10 @@ from bot.apps.errors import AppError, NotAllowed
 from bot.apps.registry import Target, get_target_or_raise
 from bot.audit import service as audit
 from bot.config import DeploySettings
+from bot.db import locks
 from bot.deploys import render, service
 from bot.deploys.errors import DeployRefused
-from bot.deploys.models import LOCK_MANUAL, DeployLock
+from bot.deploys.models import LOCK_DEPLOY, LOCK_MANUAL, DeployLock, Deployment
 from bot.outbox import service as outbox
 from bot.slack_dates import slack_date
 from bot.slack_text import code, inert
@@ -47,6 +52,24 @@ def schedule_reminder(services: Services, *, lock_id: int, at: datetime) -> None
     services.scheduler.schedule(
         REMINDER_JOB, at=at, job_id=reminder_job_id(lock_id), lock_id=lock_id
     )
+
+
+def serialize_locks(db_session: Session, *, app: str, env: str) -> None:
+    """Hold the environment's locks until this transaction ends: first thing in it.
+
+    A start reads the manual lock and then inserts the deploy lock; without this,
+    a manual lock committed in between would let both go ahead (PostgreSQL).
+    """
+    locks.serialize(db_session, f"deploys.locks:{app}/{env}")
+
+
+def _deploying(db_session: Session, *, app: str, env: str) -> Deployment | None:
+    """The deployment holding the environment's deploy lock, if it is still active."""
+    held = service.get_lock(db_session, app=app, env=env, kind=LOCK_DEPLOY)
+    if held is None or held.deployment_id is None:
+        return None
+    deployment = service.get(db_session, deployment_id=held.deployment_id)
+    return deployment if deployment is not None and deployment.is_active else None
 
 
 def _lock_notice(
@@ -91,6 +114,7 @@ def lock(services: Services, *, app: str, env: str, actor: str, reason: str) -> 
         raise DeployRefused(f"Say why: {code(f'/deploy lock {app} {env} <reason>')}.")
     now = services.clock.now()
     with services.sessions() as db_session:
+        serialize_locks(db_session, app=app, env=env)
         held = service.manual_lock(db_session, app=app, env=env)
         if held is not None and held.holder != actor:
             raise DeployRefused(f"{code(target.label)} is already {render.lock_text(held)}.")
@@ -108,6 +132,9 @@ def lock(services: Services, *, app: str, env: str, actor: str, reason: str) -> 
                 f":lock: {code(target.label)} is locked: nobody else can deploy it until "
                 f"{code(f'/deploy unlock {app} {env}')}."
             )
+        active = _deploying(db_session, app=app, env=env)
+        if active is not None:
+            text += "\n" + render.under_lock_text(active)
         audit.record(
             db_session,
             at=now,

@@ -203,6 +203,29 @@ def text_reply(items: list[dict[str, Any]]) -> dict[str, Any]:
     return {"text": clip(str(items[-1]["text"]), SECTION_MAX), "blocks": None}
 
 
+def direct_notice(deployment: Deployment, text: str) -> dict[str, Any]:
+    """A direct message to the deployment's actor: its state, and `text` (mrkdwn)."""
+    return {
+        "text": clip(f"{headline(deployment)} (#{deployment.id})\n{text}", TEXT_MAX),
+        "blocks": None,
+    }
+
+
+def unsettled_alert(deployment: Deployment, *, since: datetime, error: str) -> dict[str, Any]:
+    """The alert for a "starting" deployment opsbot has not been able to settle for
+    `stuck_after_min` past its grace; `error` says why (mrkdwn opsbot composed)."""
+    take_over = f'/deploy {deployment.app} {deployment.env} <tag> --force "<reason>"'
+    text = (
+        f":warning: {_status_line(deployment, show=plain)}: deployment #{deployment.id} "
+        f"stopped while it started, and opsbot cannot tell what it did (since "
+        f"{slack_date(since)}): {clip(error, 500)}\nIt holds {code(deployment.label)}. "
+        f"{actor_text(deployment.actor)}, have a look: "
+        f"{code(f'/deploy status {deployment.app} {deployment.env}')}; a forced deploy "
+        f"({code(take_over)}) may take over."
+    )
+    return {"text": clip(text, TEXT_MAX), "blocks": None}
+
+
 def stuck_alert(deployment: Deployment, *, minutes: float) -> dict[str, Any]:
     text = (
         f":warning: {_status_line(deployment, show=plain)}: deployment #{deployment.id} "
@@ -257,6 +280,16 @@ def busy_text(deployment: Deployment) -> str:
         f"{actor_text(deployment.actor)} since {slack_date(deployment.created_at)} is {state}. "
         "One deploy at a time: wait for it to finish"
         + (', or add `--force "<reason>"` to take over.' if deployment.status == STUCK else ".")
+    )
+
+
+def under_lock_text(deployment: Deployment) -> str:
+    """A deployment that runs on while its environment is locked on purpose."""
+    state = escape(STATUS_WORD.get(deployment.status, deployment.status).lower())
+    return (
+        f"Deployment #{deployment.id} ({what(deployment)}) by {actor_text(deployment.actor)} "
+        f"is {state}: the lock does not stop it. Follow it with "
+        f"{code(f'/deploy status {deployment.app} {deployment.env}')}."
     )
 
 

@@ -8,6 +8,7 @@ This is the one entry point Slack (`/deploy`, `/rollback`) and the CLI
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,8 @@ from bot.deploys.policy import image_text, short_digest, short_task_definition
 from bot.slack_text import code, escape, inert
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from bot.approvals.models import PendingAction
     from bot.apps.registry import Target
     from bot.apps.services import Services
@@ -161,9 +164,16 @@ def started_text(deployment: Deployment) -> str:
 
 
 def execute_request(
-    services: Services, request: Request, *, approved_by: list[str], action: PendingAction
+    services: Services,
+    request: Request,
+    *,
+    approved_by: list[str],
+    action: PendingAction,
+    on_recorded: Callable[[Session, int], None] | None = None,
 ) -> Deployment:
     """Run `action`, a request whose clicks are in: every check again, then start.
+
+    `on_recorded` runs in the transaction that records the deployment (see `start`).
 
     It runs only as it was asked: from the revision its message showed, and with
     no click its environment demands now that it did not demand then.
@@ -180,7 +190,7 @@ def execute_request(
     except (DeployError, NotAllowed) as exc:
         request_refused(services, request, exc)
         raise
-    return start(services, checked, approved_by=approved_by)
+    return start(services, checked, approved_by=approved_by, on_recorded=on_recorded)
 
 
 def _require_shown_revision_runs(checked: Plan) -> None:

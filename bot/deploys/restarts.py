@@ -48,16 +48,14 @@ from sqlalchemy.orm import Session
 
 from bot.adapters import ecs
 from bot.adapters.aws import longest_call_s
-from bot.approvals.service import is_slack_user
 from bot.apps.registry import Target, get_target_or_raise
 from bot.audit.models import AuditRecord
-from bot.deploys import flows, render, service
+from bot.deploys import flows, locks, render, service
 from bot.deploys.checks import busy_deployment
 from bot.deploys.errors import DeployError, DeployFailed, DeployRefused, aws_call
-from bot.deploys.models import FAILED, FLAG_ROLL, LOCK_DEPLOY, ROLLING_OUT, STARTING, Deployment
+from bot.deploys.models import FAILED, FLAG_ROLL, LOCK_DEPLOY, ROLLING_OUT, Deployment
 from bot.deploys.policy import digest_of, tag_of
-from bot.outbox import service as outbox
-from bot.slack_text import TEXT_MAX, clip, code, escape
+from bot.slack_text import code, escape
 
 if TYPE_CHECKING:
     from bot.apps.services import Services
@@ -111,15 +109,23 @@ def register_change_kind(kind: ChangeKind) -> ChangeKind:
     return kind
 
 
+def _held_by_someone_else(db_session: Session, *, target: Target, actor: str) -> str | None:
+    """Why the environment refuses `actor`'s flag roll when someone else holds it; else None."""
+    manual = service.manual_lock(db_session, app=target.app, env=target.env)
+    if manual is None or manual.holder == actor:
+        return None
+    return (
+        f"{code(target.label)} is {render.lock_text(manual)}. A flag roll restarts its "
+        "tasks: ask them, or wait for `/deploy unlock`."
+    )
+
+
 def check_free(services: Services, *, target: Target, actor: str) -> None:
     """Refuse (DeployRefused) if a deploy runs or someone else holds the environment."""
     with services.sessions() as db_session:
-        manual = service.manual_lock(db_session, app=target.app, env=target.env)
-        if manual is not None and manual.holder != actor:
-            raise DeployRefused(
-                f"{code(target.label)} is {render.lock_text(manual)}. A flag roll restarts its "
-                "tasks: ask them, or wait for `/deploy unlock`."
-            )
+        held = _held_by_someone_else(db_session, target=target, actor=actor)
+        if held is not None:
+            raise DeployRefused(held)
     busy = busy_deployment(services, app=target.app, env=target.env)
     if busy is not None:
         raise DeployRefused(render.busy_text(busy))
@@ -167,6 +173,13 @@ def start_flag_roll(
     image = current.image_of(settings.container) or ""
     now = services.clock.now()
     with services.sessions() as db_session:
+        # A manual lock taken since the check refuses it (see locks.serialize_locks).
+        locks.serialize_locks(db_session, app=target.app, env=target.env)
+        held_text = _held_by_someone_else(db_session, target=target, actor=actor)
+        if held_text is not None:
+            flows.count(db_session, kind=FLAG_ROLL, outcome="refused")
+            db_session.commit()
+            raise DeployRefused(held_text)
         deployment = service.create(
             db_session,
             now=now,
@@ -309,19 +322,16 @@ def _start_record(db_session: Session, deployment: Deployment) -> dict[str, Any]
     return None
 
 
-def _notice(text: str) -> dict[str, Any]:
-    return {"text": clip(text, TEXT_MAX), "blocks": None}
-
-
 def reconcile(services: Services, *, deployment_id: int) -> str:
     """Settle a flag roll left "starting" (the bot died mid-roll) from what really happened.
 
     Returns the roll's status afterwards; raises DeployError when the flag or
-    the service cannot be read (the roll stays "starting", to be looked at again).
+    the service cannot be read (the roll is left as it is, to be looked at again:
+    stuck once that has lasted, see `flows._unsettled`).
     """
     with services.sessions() as db_session:
         deployment = service.get_or_raise(db_session, deployment_id=deployment_id)
-        if deployment.status != STARTING:
+        if not flows.settling(deployment):
             return deployment.status
         started = _start_record(db_session, deployment)
         app, env = deployment.app, deployment.env
@@ -353,11 +363,11 @@ def reconcile(services: Services, *, deployment_id: int) -> str:
     with services.sessions() as db_session:
         now = services.clock.now()
         row = service.get_or_raise(db_session, deployment_id=deployment_id, lock=True)
-        if row.status != STARTING:
+        if not flows.settling(row):
             return row.status
         grace = timedelta(seconds=services.config.deploys.starting_grace_s)
         if now < service.settles_at(row, grace=grace):
-            return STARTING  # its start claimed it again meanwhile: it is at work
+            return row.status  # its start claimed it again meanwhile: it is at work
         cause = flows.why_interrupted(row)
         if seen is None:  # a roll recorded before its change was: nothing to go by
             outcome = (
@@ -410,14 +420,17 @@ def reconcile(services: Services, *, deployment_id: int) -> str:
             restarted=restarted,
             flag=seen.detail if seen is not None else None,
         )
-        if is_slack_user(row.actor):  # their answer was lost with the process: tell them now
-            outbox.post_or_update(
-                db_session,
-                key=f"{row.message_key}:recovered",
-                channel=row.actor,
-                message=_notice(f"{render.headline(row)} (#{row.id})\n{outcome}"),
-                now=now,
-            )
+        # Their answer was lost with the process: tell them now. Under the key of its
+        # status, so that a roll ended failed (which `finish` tells a roll without a
+        # channel) is told once.
+        flows.tell_actor(
+            db_session,
+            deployment=row,
+            key=row.status,
+            message=render.direct_notice(row, outcome),
+            now=now,
+            even_with_channel=True,
+        )
         status = row.status
         db_session.commit()
     if status == ROLLING_OUT:
