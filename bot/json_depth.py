@@ -67,10 +67,11 @@ def check_depth(raw: bytes | str, *, limit: int = MAX_DEPTH) -> None:
 def loads(raw: bytes | str, *, limit: int = MAX_DEPTH) -> Any:
     """`json.loads`, refusing (JsonTooDeep, a ValueError) JSON nested deeper than `limit`.
 
-    Bytes must be UTF-8, as JSON between systems is (RFC 8259); any other raises
-    UnicodeDecodeError, a ValueError too. The text decoded once is the text both
-    checked and parsed.
+    Bytes must be UTF-8 (a byte order mark allowed), as JSON between systems is
+    (RFC 8259); any other raises UnicodeDecodeError, a ValueError too. The text
+    decoded once is the text both checked and parsed.
     """
-    text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    # utf-8-sig: a byte order mark, which json.loads takes from bytes, is no part of the text.
+    text = raw.decode("utf-8-sig") if isinstance(raw, bytes) else raw
     check_depth(text, limit=limit)
     return json.loads(text)

@@ -21,6 +21,8 @@ class Fault:
     until: float | None = None  # monotonic deadline
     match: Callable[[str], bool] | None = None  # which calls (by method or path)
     method: str | None = None  # and, when set, only requests of this HTTP method
+    # Done at once, its answer held until this is set: a slow answer to work that landed.
+    answer_when: threading.Event | None = None
 
     def applies(self, call: str, now: float, method: str | None = None) -> bool:
         if self.until is not None and now >= self.until:
@@ -97,6 +99,26 @@ class FaultPlan:
             Fault(
                 status=0,
                 delay_s=seconds,
+                remaining=count,
+                match=self._matcher(calls),
+                method=method,
+            )
+        )
+
+    def answer_late_next(
+        self,
+        count: int,
+        *,
+        release: threading.Event,
+        calls: tuple[str, ...] = (),
+        method: str | None = None,
+    ) -> None:
+        """The next `count` calls are done at once, and answered only once `release` is
+        set (or after 30 s): PagerDuty's change landed, its answer is slow to come."""
+        self._add(
+            Fault(
+                status=0,
+                answer_when=release,
                 remaining=count,
                 match=self._matcher(calls),
                 method=method,

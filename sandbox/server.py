@@ -163,6 +163,10 @@ class LoopbackServer:
     def dispatch(self, request: HttpRequest) -> HttpResponse | None:
         fault = self.faults.take(self._call_name(request), request.method)
         if fault is not None:
+            if fault.answer_when is not None:
+                response = self._handle(request)
+                fault.answer_when.wait(timeout=30)
+                return response
             if fault.delay_s:
                 time.sleep(fault.delay_s)
                 if fault.status == 0:

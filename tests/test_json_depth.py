@@ -71,6 +71,8 @@ def test_loads_takes_bytes_in_utf8_only(encoding: str) -> None:
     with pytest.raises(ValueError):
         loads('{"a": ["\u0122"]}'.encode(encoding))
     assert loads('{"a": ["\u0122"]}'.encode()) == {"a": ["\u0122"]}
+    # A UTF-8 byte order mark is no other encoding: json.loads takes it from bytes.
+    assert loads(b"\xef\xbb\xbf" + '{"a": ["\u0122"]}'.encode()) == {"a": ["\u0122"]}
 
 
 def test_a_key_set_in_utf16_is_refused_not_crashed() -> None:

@@ -63,6 +63,10 @@ def longest_call_s(service: str) -> float:
     return ATTEMPTS * (CONNECT_TIMEOUT_S + read_s) + (ATTEMPTS - 1) * RETRY_WAIT_MAX_S
 
 
+# How long one look at STS for the caller's account may take (tried once).
+STS_LOOK_S = 5.0
+
+
 class AwsClients:
     """One client per service, built on first use (boto3's default session is not
     thread-safe to build clients from; the clients themselves are)."""
@@ -95,11 +99,21 @@ class AwsClients:
             return found
 
     def caller_account(self) -> str:
-        """The account the clients' credentials are of (STS GetCallerIdentity, asked once)."""
+        """The account the clients' credentials are of (STS GetCallerIdentity, kept once
+        known).
+
+        Asked without holding the lock, once and briefly (`STS_LOOK_S`): while STS is
+        slow, each request waiting for it fails on its own within seconds rather than
+        queueing behind the others' full retries, and holds no worker for minutes.
+        """
         with self._account_lock:
-            if self._account is None:
-                self._account = str(self.get("sts").get_caller_identity()["Account"])
-            return self._account
+            if self._account is not None:
+                return self._account
+        sts = self.get("sts", timeout_s=STS_LOOK_S)
+        account = str(sts.get_caller_identity()["Account"])
+        with self._account_lock:
+            self._account = account
+        return account
 
     def elsewhere(self, *, account_id: str | None, region: str | None) -> str | None:
         """Why the clients do not reach `account_id` and `region` (None: they do, or unpinned).

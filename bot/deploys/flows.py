@@ -84,6 +84,7 @@ RENEW_EVERY_S = 30.0
 UNANSWERED = "unanswered"
 # In a rolling-out deployment's `observed`: since when, and why, the watch cannot read ECS.
 UNREADABLE_SINCE = "unreadable_since"
+UNSETTLED_SINCE = "unsettled_since"  # a starting deployment's first look that failed
 UNREADABLE_CODE = "unreadable_code"
 # In a "starting" deployment's `observed`: the deployment it takes over once its service
 # update lands, and how that one held the deploy lock (to hand it back if it never lands).
@@ -735,7 +736,9 @@ def before_update(services: Services, *, deployment_id: int) -> Deployment | Non
     with services.sessions() as db_session:
         now = services.clock.now()
         row = service.get_or_raise(db_session, deployment_id=deployment_id, lock=True)
-        if settling(row):
+        # Only a deployment still starting: one marked stuck meanwhile (its claim had
+        # lapsed) may have been taken over with --force, and its update would race that.
+        if row.status == STARTING:
             service.claim(row, until=now + START_CLAIM)
             db_session.commit()
             return None
@@ -1528,7 +1531,12 @@ def _unsettled(services: Services, *, deployment_id: int, error: DeployError) ->
         row = service.get_or_raise(db_session, deployment_id=deployment_id, lock=True)
         if not settling(row):
             return row.status  # settled by another look meanwhile
-        since = service.settles_at(row, grace=_grace(services))
+        # From the first look that could not settle it, not from the end of its grace:
+        # after a long pause of the watch (opsbot down), one failed look is no verdict.
+        observed = dict(row.observed or {})
+        since_text = observed.get(UNSETTLED_SINCE)
+        since = datetime.fromisoformat(since_text) if isinstance(since_text, str) else now
+        row.observed = {**observed, UNSETTLED_SINCE: since.isoformat()}
         stuck = row.status == STARTING and now - since >= timedelta(minutes=knobs.stuck_after_min)
         if stuck:
             row.status = STUCK

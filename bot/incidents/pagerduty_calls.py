@@ -569,6 +569,12 @@ class PagerDutyActionSender:
                 # An escalation answered once the incident is resolved here (in PagerDuty's
                 # app, its webhook first) shows PagerDuty from before that resolve.
                 stale = action == ESCALATE and not incident.is_open
+                # An answer slower than a webhook of a later change (an ack answered
+                # after PagerDuty's resolve came in) shows PagerDuty as it was before it.
+                synced = incident.pagerduty_synced_at
+                stale = stale or (
+                    changed_at is not None and synced is not None and changed_at < synced
+                )
                 if data is not None and not stale:  # after the change, which compares
                     flows.update_from_pagerduty(incident, data=data, assignees=assignees)
                     # What the answer shows is applied: a webhook of an older change,

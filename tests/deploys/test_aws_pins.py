@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from bot.adapters.aws import STS_LOOK_S
 from bot.app import build_runtime
 from bot.audit.models import AuditRecord
 from bot.clock import ManualClock
@@ -142,7 +143,7 @@ def test_credentials_of_another_account_are_refused_naming_both_accounts(
 
 def calls_to_sts(runtime: Runtime) -> list[str]:
     calls: list[str] = []
-    runtime.aws.get("sts").meta.events.register(
+    runtime.aws.get("sts", timeout_s=STS_LOOK_S).meta.events.register(
         "before-call.sts.GetCallerIdentity", lambda **_: calls.append("GetCallerIdentity")
     )
     return calls

@@ -201,3 +201,18 @@ def test_a_crashed_start_without_a_channel_tells_its_actor_it_was_recovered_and_
     assert status_of(runtime, crashed.id).status == "completed"
     done = wait_for(lambda: releases.channel_messages("U0BOB")[1:])
     assert done[0].text.startswith(":white_check_mark: Deployed")
+
+
+def test_one_failed_look_after_a_long_pause_of_the_watch_is_no_verdict(
+    runtime: Runtime, clock: ManualClock
+) -> None:
+    """The ten minutes run from the first look that could not settle it: after opsbot
+    was down longer than that, one failed read does not open the environment to a
+    takeover."""
+    roll_id = crash_a_flag_roll(runtime)
+    clock.advance(minutes=12)  # nobody looked meanwhile
+    tick(runtime, clock, seconds=1)  # the first look: its store cannot be read
+    assert status_of(runtime, roll_id).status == "starting"
+    for _ in range(6):
+        tick(runtime, clock, seconds=100)
+    assert status_of(runtime, roll_id).status == "stuck"

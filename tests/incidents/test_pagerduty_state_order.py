@@ -8,6 +8,8 @@ PagerDuty resolved before its trigger came is not posted at all.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -274,3 +276,31 @@ def test_an_event_that_cannot_be_placed_is_logged_with_its_ids(
         "pagerduty_incident": "QOTHER",
     }
     wait_for(lambda: outbox_idle(service))
+
+
+def test_an_answer_slower_than_a_later_resolve_in_pagerduty_does_not_undo_it(
+    webhook_service: LiveService,
+    sns_signer: SnsSigner,
+    slack: SlackEmulator,
+    pagerduty: PagerDutyEmulator,
+) -> None:
+    """Alice's acknowledge lands in PagerDuty, its answer is slow; meanwhile Bob
+    resolves in PagerDuty's app and that webhook is applied. The answer, of an older
+    change, must not show PagerDuty as acknowledged again."""
+    service = webhook_service
+    incident_id, _ = page(service, sns_signer, slack, pagerduty)
+    [ours] = pagerduty.incidents.values()
+    wait_for(lambda: incident_row(service, incident_id).pagerduty_incident_id == ours["id"])
+    release = threading.Event()
+    pagerduty.faults.answer_late_next(1, release=release, calls=("/incidents/",), method="PUT")
+    try:
+        click(service, render.ACKNOWLEDGE, str(incident_id), response_url=slack.response_url())
+        wait_for(lambda: pagerduty.incidents[ours["id"]]["status"] == "acknowledged")
+        time.sleep(1.1)  # the emulator's times are whole seconds: the resolve comes later
+        pagerduty.act_in_app(ours["id"], status="resolved", user_id="PBOB")
+        wait_for(lambda: incident_row(service, incident_id).status == "resolved")
+    finally:
+        release.set()
+    wait_for(lambda: outbox_idle(service))
+    row = incident_row(service, incident_id)
+    assert (row.status, row.pagerduty_status) == ("resolved", "resolved")
