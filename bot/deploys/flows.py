@@ -1167,39 +1167,19 @@ def _unreadable(
         row = service.get_or_raise(db_session, deployment_id=deployment_id, lock=True)
         if row.observations != seen_count or not row.is_active:
             return row.status  # another observer applied a look meanwhile
-        observed = dict(row.observed or {})
-        since_text = observed.get(UNREADABLE_SINCE)
-        since = datetime.fromisoformat(since_text) if isinstance(since_text, str) else now
-        row.observed = {**observed, UNREADABLE_SINCE: since.isoformat(), UNREADABLE_CODE: aws_error}
+        since = _failing_since(row, UNREADABLE_SINCE, now=now, **{UNREADABLE_CODE: aws_error})
         blind = now - since >= timedelta(minutes=knobs.stuck_after_min)
         if blind and row.status == ROLLING_OUT:
-            row.status = STUCK
-            row.stuck_at = now
-            announce(db_session, deployment=row, now=now)
-            alert = render.unreadable_alert(row, since=since, aws_error=aws_error)
-            if row.channel:
-                outbox.post_or_update(
-                    db_session,
-                    key=f"{row.message_key}:unreadable:{row.observations}",
-                    channel=row.channel,
-                    message=alert,
-                    now=now,
-                )
-            tell_actor(
-                db_session, deployment=row, key=f"stuck:{row.observations}", message=alert, now=now
-            )
-            record(
+            _mark_stuck(
                 db_session,
                 deployment=row,
-                action=f"{row.kind}.stuck",
-                outcome="stuck",
+                alert=lambda d: render.unreadable_alert(d, since=since, aws_error=aws_error),
+                alert_key=f"{row.message_key}:unreadable:{row.observations}",
                 now=now,
-                actor="opsbot",
                 reason=f"opsbot cannot read ECS: {aws_error}",
                 aws_error=aws_error,
                 unreadable_since=since.isoformat(),
             )
-            count(db_session, kind=row.kind, outcome=STUCK)
         status = row.status
         db_session.commit()
     log_line = log.error if blind else log.warning
@@ -1272,35 +1252,14 @@ def _apply(
     elif verdict.kind == verdicts.STUCK:
         if verdict.changed:
             _report(db_session, deployment=deployment, verdict=verdict, lines=new_lines, now=now)
-        deployment.status = STUCK
-        deployment.stuck_at = now
-        announce(db_session, deployment=deployment, now=now)
-        alert = render.stuck_alert(deployment, minutes=stuck_min)
-        if deployment.channel:
-            outbox.post_or_update(
-                db_session,
-                key=f"{deployment.message_key}:stuck:{deployment.observations}",
-                channel=deployment.channel,
-                message=alert,
-                now=now,
-            )
-        tell_actor(
+        _mark_stuck(
             db_session,
             deployment=deployment,
-            key=f"stuck:{deployment.observations}",
-            message=alert,
+            alert=lambda d: render.stuck_alert(d, minutes=stuck_min),
+            alert_key=f"{deployment.message_key}:stuck:{deployment.observations}",
             now=now,
-        )
-        record(
-            db_session,
-            deployment=deployment,
-            action=f"{deployment.kind}.stuck",
-            outcome="stuck",
-            now=now,
-            actor="opsbot",
             counts=verdict.counts,
         )
-        count(db_session, kind=deployment.kind, outcome=STUCK)
     elif verdict.kind in FINAL_VERDICTS:
         status = FINAL_VERDICTS[verdict.kind]
         took = duration((now - (deployment.started_at or deployment.created_at)).total_seconds())
@@ -1533,39 +1492,19 @@ def _unsettled(services: Services, *, deployment_id: int, error: DeployError) ->
             return row.status  # settled by another look meanwhile
         # From the first look that could not settle it, not from the end of its grace:
         # after a long pause of the watch (opsbot down), one failed look is no verdict.
-        observed = dict(row.observed or {})
-        since_text = observed.get(UNSETTLED_SINCE)
-        since = datetime.fromisoformat(since_text) if isinstance(since_text, str) else now
-        row.observed = {**observed, UNSETTLED_SINCE: since.isoformat()}
+        since = _failing_since(row, UNSETTLED_SINCE, now=now)
         stuck = row.status == STARTING and now - since >= timedelta(minutes=knobs.stuck_after_min)
         if stuck:
-            row.status = STUCK
-            row.stuck_at = now
-            announce(db_session, deployment=row, now=now)
-            alert = render.unsettled_alert(row, since=since, error=str(error))
-            if row.channel:
-                outbox.post_or_update(
-                    db_session,
-                    key=f"{row.message_key}:unsettled",
-                    channel=row.channel,
-                    message=alert,
-                    now=now,
-                )
-            tell_actor(
-                db_session, deployment=row, key=f"stuck:{row.observations}", message=alert, now=now
-            )
-            record(
+            _mark_stuck(
                 db_session,
                 deployment=row,
-                action=f"{row.kind}.stuck",
-                outcome="stuck",
+                alert=lambda d: render.unsettled_alert(d, since=since, error=str(error)),
+                alert_key=f"{row.message_key}:unsettled",
                 now=now,
-                actor="opsbot",
                 reason=f"opsbot cannot settle it: {error}",
                 aws_error=aws_error,
                 unsettled_since=since.isoformat(),
             )
-            count(db_session, kind=row.kind, outcome=STUCK)
         status = row.status
         db_session.commit()
     log_line = log.error if stuck else log.warning
@@ -1583,6 +1522,54 @@ def _unsettled(services: Services, *, deployment_id: int, error: DeployError) ->
         extra=_log_extra(row, aws_error=aws_error),
     )
     return status
+
+
+def _failing_since(deployment: Deployment, key: str, *, now: datetime, **also: str) -> datetime:
+    """When looks at `deployment` began to fail (kept under `key` of what it observed, with
+    `also`): the first failed look's time, `now` when this is the first."""
+    observed = dict(deployment.observed or {})
+    since_text = observed.get(key)
+    since = datetime.fromisoformat(since_text) if isinstance(since_text, str) else now
+    deployment.observed = {**observed, key: since.isoformat(), **also}
+    return since
+
+
+def _mark_stuck(
+    db_session: Session,
+    *,
+    deployment: Deployment,
+    alert: Callable[[Deployment], dict[str, Any]],
+    alert_key: str,
+    now: datetime,
+    **detail: Any,
+) -> None:
+    """Mark `deployment` stuck: its message, its `alert` (rendered once it is stuck) in
+    its channel or to its actor when it has none, the audit line with `detail`, the count."""
+    deployment.status = STUCK
+    deployment.stuck_at = now
+    announce(db_session, deployment=deployment, now=now)
+    message = alert(deployment)
+    if deployment.channel:
+        outbox.post_or_update(
+            db_session, key=alert_key, channel=deployment.channel, message=message, now=now
+        )
+    tell_actor(
+        db_session,
+        deployment=deployment,
+        key=f"stuck:{deployment.observations}",
+        message=message,
+        now=now,
+    )
+    record(
+        db_session,
+        deployment=deployment,
+        action=f"{deployment.kind}.stuck",
+        outcome="stuck",
+        now=now,
+        actor="opsbot",
+        **detail,
+    )
+    count(db_session, kind=deployment.kind, outcome=STUCK)
 
 
 def recover(services: Services, *, deployment_id: int) -> bool:
