@@ -135,7 +135,7 @@ class SlackSocket:
             ping_interval=self._ping_s,
         )
         self.client.socket_mode_request_listeners.append(self._handle)  # type: ignore[arg-type]
-        self._metrics.slack_socket_connected.set(0)
+        self._metrics.slack_socket(False)
 
     @property
     def connected(self) -> bool:
@@ -181,7 +181,7 @@ class SlackSocket:
                 self._drain_s,
             )
         client.close()
-        self._metrics.slack_socket_connected.set(0)
+        self._metrics.slack_socket(False)
 
     # -- the connection ------------------------------------------------------------
 
@@ -191,7 +191,7 @@ class SlackSocket:
             if self.connected:
                 self._stopped.wait(min(self._ping_s, 1.0))
                 continue
-            self._metrics.slack_socket_connected.set(0)
+            self._metrics.slack_socket(False)
             if self._was_connected:
                 log.warning("Slack Socket Mode: connection lost; opening another")
                 self._was_connected = False
@@ -218,7 +218,7 @@ class SlackSocket:
                 )
                 failures = 0
                 self._was_connected = True
-                self._metrics.slack_socket_connected.set(1)
+                self._metrics.slack_socket(True)
             else:
                 failures += 1
                 self._metrics.slack_socket_connect_failures.inc()

@@ -13,7 +13,9 @@ against, in namespace `OPSBOT_EMF_NAMESPACE`:
   that failed during the interval), `opsbot_scheduled_jobs_given_up` (scheduled
   jobs given up after their last retry during the interval),
   `opsbot_scheduled_jobs_overdue_seconds` (how long the earliest stored job has
-  been due; left out when it could not be read) and, in an interval with a page,
+  been due; left out when it could not be read), in Socket Mode
+  `opsbot_slack_socket_connected` (1 while the websocket to Slack is open when the
+  line is written, else 0; left out in HTTP mode) and, in an interval with a page,
   `opsbot_alarm_to_page_seconds` (the slowest);
 - dimension `target` (`pagerduty`, `slack`, `slack_response`, `pagerduty_rest`):
   `opsbot_outbox_pending` and `opsbot_outbox_oldest_pending_seconds`.
@@ -68,6 +70,7 @@ def emf_lines(
     monitor_db_failures: int = 0,
     jobs_given_up: int = 0,
     jobs_overdue_s: float | None = None,
+    slack_socket_connected: float | None = None,
 ) -> list[str]:
     """The lines of one interval, ending at `now`; without `heartbeat` (its database
     write failed), no `opsbot_heartbeat`."""
@@ -83,6 +86,8 @@ def emf_lines(
     ]
     if jobs_overdue_s is not None:
         plain.append(("opsbot_scheduled_jobs_overdue_seconds", "Seconds", round(jobs_overdue_s, 3)))
+    if slack_socket_connected is not None:
+        plain.append(("opsbot_slack_socket_connected", "None", slack_socket_connected))
     if slowest_page_s is not None:
         plain.append(("opsbot_alarm_to_page_seconds", "Seconds", round(slowest_page_s, 3)))
     lines = [_line(namespace, timestamp_ms, [], plain, members)]

@@ -523,6 +523,7 @@ class Metrics:
         self._page_max_since_emit: float | None = None
         self._jobs_given_up_at_emit = 0
         self._slack_auth = 0.0
+        self._slack_socket: float | None = None  # None: HTTP mode, no socket to watch
 
     # -- what the hot paths call ----------------------------------------------------------
 
@@ -582,6 +583,12 @@ class Metrics:
         self._slack_auth = value
         self.slack_auth_ok.set(value)
 
+    def slack_socket(self, connected: bool) -> None:
+        """Socket Mode's websocket to Slack is open (True) or not (False)."""
+        value = 1.0 if connected else 0.0
+        self._slack_socket = value
+        self.slack_socket_connected.set(value)
+
     def follow_leadership(self, is_leader: Callable[[], bool]) -> None:
         self.leader.set_function(lambda: 1.0 if is_leader() else 0.0)
 
@@ -616,3 +623,8 @@ class Metrics:
     @property
     def slack_auth_value(self) -> float:
         return self._slack_auth
+
+    @property
+    def slack_socket_value(self) -> float | None:
+        """1 or 0 in Socket Mode, None in HTTP mode."""
+        return self._slack_socket

@@ -257,5 +257,6 @@ class OpsMonitor:
             monitor_db_failures=failures,
             jobs_given_up=interval.jobs_given_up,
             jobs_overdue_s=self._jobs_overdue_s,
+            slack_socket_connected=self.metrics.slack_socket_value,
         ):
             self.emit(line)

@@ -113,6 +113,7 @@ def test_an_interval_without_a_page_has_no_page_time() -> None:
     document = check_against_the_specification(plain)
     assert "opsbot_alarm_to_page_seconds" not in document
     assert "opsbot_scheduled_jobs_overdue_seconds" not in document  # not read: no figure
+    assert "opsbot_slack_socket_connected" not in document  # HTTP mode: no socket to watch
     assert document["opsbot_deliveries_dead"] == 0
 
 

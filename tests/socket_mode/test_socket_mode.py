@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -65,6 +66,17 @@ def live(socket_settings: Settings, make_service: Callable[..., LiveService]) ->
 
 def metric(live: LiveService, name: str) -> float:
     return live.runtime.metrics.registry.get_sample_value(name) or 0.0
+
+
+def emf_socket(live: LiveService) -> float | None:
+    """`opsbot_slack_socket_connected` in the EMF line the ops monitor writes now."""
+    monitor = live.runtime.ops_monitor
+    assert monitor is not None
+    emitted: list[str] = []
+    monitor.emit = emitted.append
+    monitor.write_emf(datetime.now(UTC))
+    value: float | None = json.loads(emitted[0]).get("opsbot_slack_socket_connected")
+    return value
 
 
 def command_payload(name: str, text: str, *, response_url: str, user_id: str = "U0ALICE") -> Any:
@@ -158,6 +170,7 @@ def test_a_dropped_connection_is_opened_again_after_growing_waits(
     assert ready(live)["slack_socket"] == "disconnected"
     wait_for(lambda: metric(live, "opsbot_slack_socket_connect_failures_total") >= 3)
     assert metric(live, "opsbot_slack_socket_connected") == 0
+    assert emf_socket(live) == 0  # the alarm on no task connected reads this line
     assert slack.socket_links() == []
 
     slack.faults.clear()
@@ -165,6 +178,7 @@ def test_a_dropped_connection_is_opened_again_after_growing_waits(
     wait_for(lambda: ready(live)["code"] == 200)
     assert metric(live, "opsbot_slack_socket_reconnects_total") == 1
     assert metric(live, "opsbot_slack_socket_connected") == 1
+    assert emf_socket(live) == 1
     envelope = slack.socket_send(
         "slash_commands", command_payload("/oncall", "help", response_url=slack.response_url())
     )

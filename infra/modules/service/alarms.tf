@@ -232,6 +232,26 @@ resource "aws_cloudwatch_metric_alarm" "slack_auth_lost" {
   ok_actions          = local.alarm_actions
 }
 
+# Socket Mode only (SLACK_APP_TOKEN in the secret): no task has its websocket to Slack open
+# for 3 minutes, so no command, click or event reaches opsbot while alarms still page. Tasks
+# in HTTP mode write no such figure (missing: not breaching); Slack's routine reconnects take
+# seconds, and one task connected is enough (Slack sends each envelope to an open socket).
+resource "aws_cloudwatch_metric_alarm" "slack_socket_down" {
+  alarm_name          = "${var.name}-slack-socket-down"
+  alarm_description   = "No opsbot task has its Socket Mode connection to Slack open: commands, clicks and events do not reach opsbot. See 'Slack Socket Mode' lines in the logs (apps.connections.open failures, SLACK_APP_TOKEN revoked)."
+  namespace           = var.emf_namespace
+  metric_name         = "opsbot_slack_socket_connected"
+  statistic           = "Maximum"
+  period              = 60
+  evaluation_periods  = 3
+  datapoints_to_alarm = 3
+  threshold           = 1
+  comparison_operator = "LessThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+}
+
 # --- from ECS (Container Insights, enabled on the cluster in cluster.tf) ----------------
 
 # Fewer tasks running than the service wants, for 5 minutes: tasks crash at start

@@ -12,6 +12,7 @@ locals {
     aws_cloudwatch_metric_alarm.jobs_late.arn,
     aws_cloudwatch_metric_alarm.jobs_given_up.arn,
     aws_cloudwatch_metric_alarm.slack_auth_lost.arn,
+    aws_cloudwatch_metric_alarm.slack_socket_down.arn,
     aws_cloudwatch_metric_alarm.tasks_below_desired.arn,
     aws_cloudwatch_metric_alarm.alb_5xx.arn,
     aws_cloudwatch_metric_alarm.target_5xx.arn,
@@ -25,8 +26,11 @@ locals {
       metrics = [[local.emf, "opsbot_heartbeat", { stat = "Sum", label = "heartbeats" }]]
     },
     {
-      title   = "Slack token accepted (minimum over tasks)"
-      metrics = [[local.emf, "opsbot_slack_auth_ok", { stat = "Minimum", label = "auth ok" }]]
+      title = "Slack: token accepted (minimum over tasks), Socket Mode open (maximum)"
+      metrics = [
+        [local.emf, "opsbot_slack_auth_ok", { stat = "Minimum", label = "auth ok" }],
+        [local.emf, "opsbot_slack_socket_connected", { stat = "Maximum", label = "socket open (Socket Mode only)" }],
+      ]
     },
     {
       title = "Oldest pending delivery (s)"

@@ -350,6 +350,16 @@ run "the_bots_own_numbers_are_watched" {
   }
 
   assert {
+    condition = (aws_cloudwatch_metric_alarm.slack_socket_down.alarm_name == "opsbot-test-slack-socket-down"
+      && aws_cloudwatch_metric_alarm.slack_socket_down.metric_name == "opsbot_slack_socket_connected"
+      && aws_cloudwatch_metric_alarm.slack_socket_down.statistic == "Maximum"
+      && aws_cloudwatch_metric_alarm.slack_socket_down.threshold == 1
+      && aws_cloudwatch_metric_alarm.slack_socket_down.comparison_operator == "LessThanThreshold"
+    && aws_cloudwatch_metric_alarm.slack_socket_down.treat_missing_data == "notBreaching")
+    error_message = "Socket Mode down on every task (maximum below 1) must alarm; HTTP mode, which writes no figure, must not."
+  }
+
+  assert {
     condition = (
       one([for q in aws_cloudwatch_metric_alarm.tasks_below_desired.metric_query : q.expression if coalesce(q.return_data, false)]) == "desired - running"
       && toset(flatten([for q in aws_cloudwatch_metric_alarm.tasks_below_desired.metric_query : [for m in q.metric : m.metric_name]])) == toset(["DesiredTaskCount", "RunningTaskCount"])
@@ -377,7 +387,7 @@ run "the_dashboard_shows_the_bots_numbers_and_alarms" {
     condition = toset(flatten([
       for w in jsondecode(aws_cloudwatch_dashboard.service.dashboard_body).widgets : [for m in w.properties.metrics : m[1]] if w.type == "metric"
       ])) == toset([
-      "opsbot_heartbeat", "opsbot_slack_auth_ok", "opsbot_outbox_oldest_pending_seconds", "opsbot_outbox_pending",
+      "opsbot_heartbeat", "opsbot_slack_auth_ok", "opsbot_slack_socket_connected", "opsbot_outbox_oldest_pending_seconds", "opsbot_outbox_pending",
       "opsbot_deliveries_dead", "opsbot_alarm_to_page_seconds", "opsbot_scheduled_jobs_overdue_seconds",
       "opsbot_scheduled_jobs_given_up", "RunningTaskCount", "DesiredTaskCount",
       "CPUUtilization", "MemoryUtilization", "RequestCount", "HTTPCode_ELB_5XX_Count", "HTTPCode_Target_5XX_Count",
@@ -387,7 +397,7 @@ run "the_dashboard_shows_the_bots_numbers_and_alarms" {
   }
 
   assert {
-    condition     = length(one([for w in jsondecode(aws_cloudwatch_dashboard.service.dashboard_body).widgets : w.properties.alarms if w.type == "alarm"])) == 10
+    condition     = length(one([for w in jsondecode(aws_cloudwatch_dashboard.service.dashboard_body).widgets : w.properties.alarms if w.type == "alarm"])) == 11
     error_message = "The dashboard's first row shows the paging alarms."
   }
 }
