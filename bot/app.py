@@ -494,6 +494,7 @@ def build_runtime(
         heartbeat_s=settings.heartbeat_s,
         emf_interval_s=settings.emf_interval_s,
         emf_namespace=settings.emf_namespace,
+        jobs_queued_overdue_s=scheduler.queued_overdue_s,
     )
     if config.ops_channel:
         notes.append(f"operator notices: {config.ops_channel}")

@@ -67,6 +67,7 @@ class OpsMonitor:
         emf_namespace: str,
         emit: Callable[[str], None] = _stdout,
         monotonic: Callable[[], float] = time.monotonic,
+        jobs_queued_overdue_s: Callable[[datetime], float] = lambda _now: 0.0,
     ) -> None:
         self.sessions = sessions
         self.gauges = gauges
@@ -81,6 +82,7 @@ class OpsMonitor:
         self.emf_namespace = emf_namespace
         self.emit = emit
         self.monotonic = monotonic
+        self.jobs_queued_overdue_s = jobs_queued_overdue_s
         self.started_at: datetime | None = None
         self._late_maybe_open = True  # unknown at start: looked at once
         self._jobs_overdue_s: float | None = None  # None: could not be read this round
@@ -212,15 +214,21 @@ class OpsMonitor:
 
     def _scheduled_jobs(self, now: datetime) -> None:
         with self.sessions() as db_session:
-            overdue_s = job_backlog.overdue_s(db_session, now=now)
+            stored_s = job_backlog.overdue_s(db_session, now=now)
+        # A job the leader took out of the store but has no worker for yet is as late.
+        queued_s = self.jobs_queued_overdue_s(now)
+        overdue_s = max(stored_s, queued_s)
         self._jobs_overdue_s = overdue_s
         self.metrics.scheduled_jobs_overdue.set(overdue_s)
         late = overdue_s > JOBS_LATE_AFTER_S
         if late and not self._jobs_late:
             log.error(
-                "scheduled jobs are late: the earliest has been due for %.0f s "
-                "(this instance leads: %s); reminders, escalations and window ends wait",
+                "scheduled jobs are late: the earliest has been due for %.0f s (%.0f s in "
+                "the store, %.0f s waiting for a worker here; this instance leads: %s); "
+                "reminders, escalations and window ends wait",
                 overdue_s,
+                stored_s,
+                queued_s,
                 "yes" if self.is_leader() else "no",
                 extra={"condition": "jobs_late", "instance": self.instance_id},
             )

@@ -3,7 +3,8 @@
 The job store has its own connection, so a job cannot join the caller's
 transaction. Domain code records what it wants in the session; the hook that
 the composition root installs applies it once the state it depends on is
-committed, and forgets it on a rollback. Jobs must still check that state when
+committed, and forgets it on a rollback (`bot.db.committed` holds the rules, SAVEPOINTs
+included). Jobs must still check that state when
 they run: a crash between the commit and the hook loses the request, which is
 why domain code keeps its own due times and re-schedules from them at start.
 """
@@ -15,9 +16,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.db import committed
 from bot.scheduler.scheduler import JobScheduler, loggable_ids
 
 log = logging.getLogger(__name__)
@@ -38,20 +39,15 @@ class _Cancel:
     job_id: str
 
 
-def _ops(db_session: Session) -> list[_Schedule | _Cancel]:
-    ops: list[_Schedule | _Cancel] = db_session.info.setdefault(PENDING_OPS, [])
-    return ops
-
-
 def schedule_after_commit(
     db_session: Session, name: str, *, at: datetime, job_id: str, **kwargs: Any
 ) -> None:
     """Run job `name` at `at` once this transaction commits (same id: replaced)."""
-    _ops(db_session).append(_Schedule(name, at, job_id, kwargs))
+    committed.note(db_session, PENDING_OPS, _Schedule(name, at, job_id, kwargs))
 
 
 def cancel_after_commit(db_session: Session, job_id: str) -> None:
-    _ops(db_session).append(_Cancel(job_id))
+    committed.note(db_session, PENDING_OPS, _Cancel(job_id))
 
 
 def _lost(scheduler: JobScheduler, op: _Schedule, exc: Exception) -> None:
@@ -73,34 +69,24 @@ def _lost(scheduler: JobScheduler, op: _Schedule, exc: Exception) -> None:
 def apply_after_commit(sessions: sessionmaker[Session], scheduler: JobScheduler) -> None:
     """Install the hook on every session from `sessions`."""
 
-    def after_commit(db_session: Session) -> None:
-        for op in db_session.info.pop(PENDING_OPS, []):
-            try:
-                if isinstance(op, _Schedule):
-                    scheduler.schedule(op.name, at=op.at, job_id=op.job_id, **op.kwargs)
-                else:
-                    scheduler.cancel(op.job_id)
-            except Exception as exc:
-                # Not started yet, stopped, or the job store is unreachable: the
-                # owner of the due time re-schedules it when the service (re)starts.
-                if isinstance(op, _Schedule):
-                    _lost(scheduler, op, exc)
-                else:  # the job runs, finds its state changed and does nothing
-                    log.warning(
-                        "could not cancel job %s in the job store (%s)",
-                        op.job_id,
-                        type(exc).__name__,
-                        exc_info=exc,
-                        extra={"job_id": op.job_id},
-                    )
+    def apply(op: _Schedule | _Cancel) -> None:
+        try:
+            if isinstance(op, _Schedule):
+                scheduler.schedule(op.name, at=op.at, job_id=op.job_id, **op.kwargs)
+            else:
+                scheduler.cancel(op.job_id)
+        except Exception as exc:
+            # Not started yet, stopped, or the job store is unreachable: the
+            # owner of the due time re-schedules it when the service (re)starts.
+            if isinstance(op, _Schedule):
+                _lost(scheduler, op, exc)
+            else:  # the job runs, finds its state changed and does nothing
+                log.warning(
+                    "could not cancel job %s in the job store (%s)",
+                    op.job_id,
+                    type(exc).__name__,
+                    exc_info=exc,
+                    extra={"job_id": op.job_id},
+                )
 
-    def after_rollback(db_session: Session) -> None:
-        db_session.info.pop(PENDING_OPS, None)
-
-    event.listen(sessions, "after_commit", after_commit)
-
-    def after_soft_rollback(db_session: Session, transaction: Any) -> None:
-        if not transaction.nested:  # a savepoint rolling back keeps the outer work
-            after_rollback(db_session)
-
-    event.listen(sessions, "after_soft_rollback", after_soft_rollback)
+    committed.on_commit(sessions, PENDING_OPS, apply)

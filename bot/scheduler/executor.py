@@ -7,13 +7,22 @@ with `coalesce`); one submitted in the instant its id became free goes first,
 and the waiting one after it (every job claims against the state it acts on). A
 run still waiting when the pool stops is handed to `put_back`, which stores it
 again for the next leader.
+
+Jobs that page or tell people (escalations, reminders, silence and window ends:
+names starting `incidents.` or `maintenance.`) run in a pool of their own: watches
+of AWS rollouts can each wait minutes on a slow API, and must not hold a page
+back. A job handed to a pool but not started yet has left the store, so the
+executor says how long the earliest such job has been due (`queued_overdue_s`)
+for the lateness figure the alarm watches.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import functools
+import itertools
 import logging
+import threading
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -28,15 +37,23 @@ Run = Callable[..., None]
 # (the job, when it was due): stores a job that could not run here.
 PutBack = Callable[[Any, datetime], None]
 
+PAGING_PREFIXES = ("incidents.", "maintenance.")
+
+
+def pages(job_name: str) -> bool:
+    """Whether a job runs in the pool kept for what pages or tells people."""
+    return job_name.startswith(PAGING_PREFIXES)
+
 
 class _Named:
-    """A stored job as `run_job` sees it: its id, name and arguments, bound to `run`."""
+    """A stored job as `run_job` sees it: its id, name and arguments, bound to `run`;
+    `started` is called as its run begins."""
 
-    def __init__(self, job: Any, run: Run) -> None:
+    def __init__(self, job: Any, run: Run, started: Callable[[], None]) -> None:
         self._job = job
         self.id = job.id
         self.misfire_grace_time = job.misfire_grace_time
-        self.func = functools.partial(run, job.id)
+        self.func = functools.partial(_started_then, started, functools.partial(run, job.id))
         self.args = job.args
         self.kwargs = job.kwargs
 
@@ -44,14 +61,28 @@ class _Named:
         return str(self._job)
 
 
+def _started_then(
+    started: Callable[[], None], run: Callable[..., None], *args: Any, **kwargs: Any
+) -> None:
+    started()
+    run(*args, **kwargs)
+
+
 class JobExecutor(BasePoolExecutor):  # type: ignore[misc]
     def __init__(self, run: Run, put_back: PutBack, max_workers: int = 4) -> None:
         super().__init__(
             concurrent.futures.ThreadPoolExecutor(max_workers, thread_name_prefix="job")
         )
+        self._paging_pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers, thread_name_prefix="job-paging"
+        )
         self.run = run
         self.put_back = put_back
         self._waiting: dict[str, tuple[Any, list[datetime]]] = {}
+        # Runs handed to a pool and not started yet: when each was due, by a key of its own.
+        self._queued: dict[int, datetime] = {}
+        self._queued_lock = threading.Lock()
+        self._keys = itertools.count()
 
     def drain(self) -> None:
         """Take no more jobs and wait for those submitted to end (`shutdown` then waits for none).
@@ -59,7 +90,18 @@ class JobExecutor(BasePoolExecutor):  # type: ignore[misc]
         Unlike APScheduler's `shutdown(wait=True)`, this holds none of the
         scheduler's locks: a running job may still schedule and cancel.
         """
+        self._paging_pool.shutdown(wait=True)
         self._pool.shutdown(wait=True)
+
+    def shutdown(self, wait: bool = True) -> None:
+        self._paging_pool.shutdown(wait)
+        self._pool.shutdown(wait)
+
+    def queued_overdue_s(self, now: datetime) -> float:
+        """Seconds the earliest run handed to a pool but not started has been due (0: none)."""
+        with self._queued_lock:
+            earliest = min(self._queued.values(), default=None)
+        return 0.0 if earliest is None else max(0.0, (now - earliest).total_seconds())
 
     def submit_job(self, job: Any, run_times: list[datetime]) -> None:
         with self._lock:
@@ -86,9 +128,29 @@ class JobExecutor(BasePoolExecutor):  # type: ignore[misc]
                 self._run_job_success(job.id, future.result())
             self._start_waiting(job.id)
 
-        self._pool.submit(
-            run_job, _Named(job, self.run), job._jobstore_alias, run_times, self._logger.name
-        ).add_done_callback(callback)
+        pool = self._paging_pool if pages(str(job.name)) else self._pool
+        with self._queued_lock:
+            key = next(self._keys)
+            self._queued[key] = run_times[-1]
+
+        def started() -> None:
+            with self._queued_lock:
+                self._queued.pop(key, None)
+
+        try:
+            future = pool.submit(
+                run_job,
+                _Named(job, self.run, started),
+                job._jobstore_alias,
+                run_times,
+                self._logger.name,
+            )
+        except RuntimeError:  # the pool is stopping
+            started()
+            raise
+        future.add_done_callback(callback)
+        # A run the pool cancels at stop never starts: not counted as queued any more.
+        future.add_done_callback(lambda _: started())
 
     def _start_waiting(self, job_id: str) -> None:
         """The run of `job_id` that waited for the one just ended: now, or back to the store."""

@@ -304,6 +304,12 @@ class JobScheduler:
         self._rescan = threading.Thread(target=self._rescan_loop, name="job-rescan", daemon=True)
         self._rescan.start()
 
+    def queued_overdue_s(self, now: datetime) -> float:
+        """Seconds the earliest job taken out of the store but not started yet has been due:
+        it waits for a worker, where the store's lateness cannot see it."""
+        executor = self._executor
+        return 0.0 if executor is None else executor.queued_overdue_s(now)
+
     def stop_running(self) -> None:
         """Start no more jobs, hand leadership over and wait for the running jobs.
 
