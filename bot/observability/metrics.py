@@ -487,6 +487,12 @@ class Metrics:
             ["job", "outcome"],
             registry=registry,
         )
+        self.clock_offset = Gauge(
+            "opsbot_clock_offset_seconds",
+            "How far this instance's clock is ahead of PostgreSQL's (negative: behind), read "
+            "with each heartbeat; instances apart by half a delivery lease may send twice.",
+            registry=registry,
+        )
         self.scheduled_jobs_overdue = Gauge(
             "opsbot_scheduled_jobs_overdue_seconds",
             "How long the earliest stored scheduled job has been due (0: none is due); "

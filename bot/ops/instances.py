@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from importlib import metadata
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from bot.ops.models import InstanceSeen
@@ -31,6 +32,26 @@ def new_instance_id() -> str:
     restarted container whose process id is 1 again.
     """
     return f"{socket.gethostname()[:60]}:{os.getpid()}-{secrets.token_hex(3)}"
+
+
+def clock_offset_s(db_session: Session, now: Callable[[], datetime]) -> float | None:
+    """How far this instance's clock (`now`) is ahead of the database's, in seconds;
+    None on SQLite, whose instances share one host's clock.
+
+    Leases are written by one instance's clock and judged by another's: two
+    instances apart by half a lease send one delivery twice. The database's
+    clock is the one reference every instance reads; the read's own time is
+    halved out.
+    """
+    if db_session.get_bind().dialect.name != "postgresql":
+        return None
+    before = now()
+    database: datetime | None = db_session.scalar(select(func.clock_timestamp()))
+    after = now()
+    if database is None:
+        return None
+    middle = before + (after - before) / 2
+    return (middle - database).total_seconds()
 
 
 def heartbeat(

@@ -87,6 +87,7 @@ class OpsMonitor:
         self._late_maybe_open = True  # unknown at start: looked at once
         self._jobs_overdue_s: float | None = None  # None: could not be read this round
         self._jobs_late = False
+        self._clock_drifted = False
         self._last_emf: float | None = None
         self._beating = True  # whether the last round's heartbeat went through
         # Steps whose database work failed, since the start and since the last EMF lines.
@@ -137,6 +138,8 @@ class OpsMonitor:
         A step that fails is logged and counted; the others go on."""
         now = self.clock.now()
         beating = self._beating = self._step("heartbeat", self._heartbeat, now)
+        if beating:
+            self._step("clock", self._clock, now)
         self._step("late pages", self._late_pages, now)
         self._jobs_overdue_s = None
         self._step("scheduled jobs", self._scheduled_jobs, now)
@@ -182,6 +185,33 @@ class OpsMonitor:
                 now=now,
             )
             db_session.commit()
+
+    def _clock(self, _now: datetime) -> None:
+        """Compare this instance's clock with the database's; say so once when they drift
+        past a quarter of a delivery lease, and once when they agree again."""
+        with self.sessions() as db_session:
+            offset_s = instances.clock_offset_s(db_session, self.clock.now)
+        if offset_s is None:
+            return
+        self.metrics.clock_offset.set(offset_s)
+        limit_s = self.config.delivery.lease_s / 4
+        drifted = abs(offset_s) > limit_s
+        if drifted and not self._clock_drifted:
+            log.warning(
+                "this instance's clock is %.1f s off the database's (more than %.1f s): "
+                "instances whose clocks differ by half a delivery lease may send a message "
+                "twice; check the host's time sync",
+                offset_s,
+                limit_s,
+                extra={"condition": "clock_offset", "instance": self.instance_id},
+            )
+        elif self._clock_drifted and not drifted:
+            log.info(
+                "this instance's clock agrees with the database's again (%.1f s)",
+                offset_s,
+                extra={"condition": "clock_offset", "instance": self.instance_id},
+            )
+        self._clock_drifted = drifted
 
     def _late_pages(self, now: datetime) -> None:
         channel = self.config.ops_channel
