@@ -91,17 +91,27 @@ def _group_line(line: GroupLine) -> str:
     return text
 
 
-def group_message(
-    *, route_name: str, opened_at: datetime, lines: list[GroupLine]
-) -> dict[str, Any]:
-    """The parent message of alarms that opened together on one route, in their current
-    states; each alarm's own message (with its buttons) is in its thread."""
-    firing = sum(1 for line in lines if line.state == "ALARM")
-    head = (
-        f"{STATE_ICON['ALARM'] if firing else STATE_ICON['OK']} {len(lines)} alarms on "
-        f"{route_name}, {firing} in ALARM"
+def _rank(line: GroupLine) -> int:
+    """Alarms in ALARM first (resolved by hand or not: the header counts them), then the
+    open ones in another state, then the resolved: when a storm is too long for one
+    message, the lines cut are the ones nobody has to act on."""
+    if line.state == "ALARM":
+        return 0
+    return 1 if line.is_open else 2
+
+
+def _left_out_line(left_out: list[GroupLine]) -> str:
+    firing = sum(1 for line in left_out if line.state == "ALARM")
+    resolved = sum(1 for line in left_out if _rank(line) == 2)
+    counts = f"{firing} in ALARM" + (f", {resolved} resolved" if resolved else "")
+    return (
+        f"… and {len(left_out)} more not listed, to fit Slack ({counts}): each has its own "
+        "message in this thread or in the channel."
     )
-    rows = [_group_line(line) for line in lines]
+
+
+def _sections(rows: list[str]) -> list[dict[str, Any]]:
+    """Rows packed into as few sections as fit (SECTION_MAX characters each)."""
     sections: list[dict[str, Any]] = []
     chunk = ""
     for row in rows:
@@ -112,14 +122,54 @@ def group_message(
         chunk = f"{chunk}\n{row}" if chunk else row
     if chunk:
         sections.append({"type": "section", "text": _text("mrkdwn", chunk)})
+    return sections
+
+
+def group_message(
+    *, route_name: str, opened_at: datetime, lines: list[GroupLine]
+) -> dict[str, Any]:
+    """The parent message of alarms that opened together on one route, in their current
+    states; each alarm's own message (with its buttons) is in its thread.
+
+    Alarms in ALARM come first, then the other open ones, then the resolved, each in
+    the order given (the order they joined), so an update moves only the lines whose
+    state changed. What does not fit one message is left off the end and counted.
+    """
+    firing = sum(1 for line in lines if line.state == "ALARM")
+    head = (
+        f"{STATE_ICON['ALARM'] if firing else STATE_ICON['OK']} {len(lines)} alarms on "
+        f"{route_name}, {firing} in ALARM"
+    )
+    ordered = sorted(lines, key=_rank)  # stable: join order within each rank
+    rows = [_group_line(line) for line in ordered]
     note = (
         f"Opened together since {slack_date(opened_at)}. Each alarm has its own incident, "
         "page and buttons: its message is in this thread (or in the channel, for those "
         "posted before the group formed)."
     )
-    blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": _text("plain_text", inert(head, HEADER_MAX))},
-        *sections,
-        {"type": "context", "elements": [_text("mrkdwn", clip(note, CONTEXT_MAX))]},
-    ]
+
+    def blocks_listing(shown: int) -> list[dict[str, Any]]:
+        listed = rows[:shown]
+        if shown < len(rows):
+            listed = [*listed, _left_out_line(ordered[shown:])]
+        return [
+            {"type": "header", "text": _text("plain_text", inert(head, HEADER_MAX))},
+            *_sections(listed),
+            {"type": "context", "elements": [_text("mrkdwn", clip(note, CONTEXT_MAX))]},
+        ]
+
+    def fits(blocks: list[dict[str, Any]]) -> bool:
+        return fit_blocks(blocks) == blocks
+
+    blocks = blocks_listing(len(rows))
+    if not fits(blocks):
+        # The most leading rows that fit with the line counting the rest; 0 rows always do.
+        low, high = 0, len(rows) - 1
+        while low < high:
+            middle = (low + high + 1) // 2
+            if fits(blocks_listing(middle)):
+                low = middle
+            else:
+                high = middle - 1
+        blocks = blocks_listing(low)
     return {"text": inert(head, TEXT_MAX), "blocks": fit_blocks(blocks)}
