@@ -7,6 +7,8 @@ Terraform; the bot only flips existing ones.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -38,7 +40,10 @@ def list_flags(client: Any, *, service_name: str, with_writers: bool = True) -> 
 
     The last writer comes from GetParameterHistory, which IAM scopes to the
     flag parameters (DescribeParameters would need Resource "*"): one call per
-    flag, so what needs only names and values (suggestions) goes without.
+    flag, so what needs only names and values (suggestions) goes without. A
+    version's writer never changes, so it is asked once per version (`_WRITERS`):
+    anyone may list, and a list repeated in an incident would otherwise spend SSM's
+    rate on history while a flag change waits for it.
     """
     path = prefix(service_name)
     values: dict[str, dict[str, Any]] = {}
@@ -50,12 +55,13 @@ def list_flags(client: Any, *, service_name: str, with_writers: bool = True) -> 
                 values[str(parameter["Name"])] = parameter
         flags = []
         for name, parameter in sorted(values.items()):
-            last = _last_write(client, name) if with_writers else {}
+            version = int(parameter.get("Version") or 0)
+            last = _last_write(client, name, version) if with_writers else {}
             flags.append(
                 SsmFlag(
                     name=name[len(path) :],
                     value=str(parameter.get("Value") or ""),
-                    version=int(parameter.get("Version") or 0),
+                    version=version,
                     modified_at=last.get("LastModifiedDate") or parameter.get("LastModifiedDate"),
                     modified_by=last.get("LastModifiedUser"),
                 )
@@ -63,15 +69,29 @@ def list_flags(client: Any, *, service_name: str, with_writers: bool = True) -> 
     return flags
 
 
-def _last_write(client: Any, name: str) -> dict[str, Any]:
-    """The newest entry of a parameter's history (the history lists oldest first)."""
+# Each SSM client's (a runtime's) last writers: parameter name -> (version, history entry).
+_WRITERS: weakref.WeakKeyDictionary[Any, dict[str, tuple[int, dict[str, Any]]]] = (
+    weakref.WeakKeyDictionary()
+)
+_WRITERS_LOCK = threading.Lock()
+
+
+def _last_write(client: Any, name: str, version: int) -> dict[str, Any]:
+    """The history entry of the parameter's `version` (the newest when it moved on since)."""
+    with _WRITERS_LOCK:
+        known = _WRITERS.setdefault(client, {}).get(name)
+    if known is not None and known[0] == version:
+        return known[1]
     newest: dict[str, Any] = {}
     for page in client.get_paginator("get_parameter_history").paginate(
         Name=name, PaginationConfig={"PageSize": 50}
     ):
-        entries = page.get("Parameters") or []
+        entries = page.get("Parameters") or []  # oldest first
         if entries:
             newest = entries[-1]
+    if newest.get("Version") == version:
+        with _WRITERS_LOCK:
+            _WRITERS.setdefault(client, {})[name] = (version, newest)
     return newest
 
 

@@ -164,3 +164,26 @@ def test_a_failed_restart_is_said(
     [roll] = deployments(runtime)
     assert roll.status == FAILED
     assert "circuit breaker" in (roll.outcome or "")
+
+
+def test_a_repeated_list_asks_ssm_for_each_writer_once_per_version(
+    runtime: Runtime, flag_world: FlagWorld, world: World, clock: ManualClock
+) -> None:
+    # Anyone may list: a list repeated during an incident must not spend SSM's rate
+    # on history a flag change then waits behind. A version's writer never changes.
+    asked: list[str] = []
+    runtime.aws.get("ssm").meta.events.register(
+        "provide-client-params.ssm.GetParameterHistory",
+        lambda params, **_: asked.append(str(params["Name"]).rsplit("/", 1)[-1]),
+    )
+    flows.list_flags(runtime, app="api", env="staging")
+    first = sorted(asked)
+    assert first and "APPLE_PAY" in first
+    flows.list_flags(runtime, app="api", env="staging")
+    assert sorted(asked) == first  # nothing asked again
+
+    flows.submit(runtime, change("on", "apple_pay"))
+    asked.clear()
+    text = flows.list_flags(runtime, app="api", env="staging")
+    assert asked == ["APPLE_PAY"]  # only the flag with a new version
+    assert ":large_green_circle: `APPLE_PAY` *true* · last changed by <@U0ALICE>" in text
