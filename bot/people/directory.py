@@ -4,7 +4,10 @@ Slack user -> PagerDuty user: a link made with `/opsbot link-pagerduty` wins;
 otherwise the Slack email (`users.info`) is looked up among PagerDuty users
 (`/users?query=`, exact match) and the answer is cached for a while.
 PagerDuty user -> Slack mention: the same table read the other way, else the
-PagerDuty user's email looked up in Slack (`users.lookupByEmail`).
+PagerDuty user's email looked up in Slack (`users.lookupByEmail`). There too a
+lookup is trusted for the cache age only (a PagerDuty seat may be handed to
+someone else), and a deactivated Slack account is nobody's mention: a link made
+by hand is checked against Slack once per cache age.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ from datetime import timedelta
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.clock import Clock
@@ -65,6 +67,7 @@ class PeopleDirectory:
         self.cache = timedelta(hours=cache_h)
         self.monotonic = monotonic
         self._no_slack_user: dict[str, float] = {}
+        self._not_active: dict[str, float] = {}  # Slack user -> monotonic time to ask again
         self._lock = threading.Lock()
 
     def _rest(self) -> PagerDutyRest:
@@ -72,19 +75,23 @@ class PeopleDirectory:
             raise PagerDutyUnavailable(NOT_CONFIGURED)
         return self.pagerduty
 
-    def _save(self, slack_user_id: str, user: PagerDutyUser, *, linked: bool) -> None:
+    def _save(
+        self, slack_user_id: str, user: PagerDutyUser, *, linked: bool
+    ) -> tuple[PagerDutyUser, bool] | None:
+        """Record a mapping; what is stored after it, and whether it was linked by hand."""
         with self.sessions() as db_session:
-            try:
-                service.save(
-                    db_session,
-                    slack_user_id=slack_user_id,
-                    user=user,
-                    linked=linked,
-                    now=self.clock.now(),
-                )
-                db_session.commit()
-            except IntegrityError:  # the same user looked up concurrently: theirs stands
-                db_session.rollback()
+            row = service.save(
+                db_session,
+                slack_user_id=slack_user_id,
+                user=user,
+                linked=linked,
+                now=self.clock.now(),
+            )
+            db_session.commit()
+            if row is None:  # unlinked at the same moment
+                return None
+            stored = PagerDutyUser(row.pagerduty_user_id, row.pagerduty_name, row.pagerduty_email)
+            return stored, row.linked
 
     # -- Slack user -> PagerDuty user ---------------------------------------------------
 
@@ -104,11 +111,15 @@ class PeopleDirectory:
                 names[user_id] = str(name)
         return names
 
-    def slack_email(self, slack_user_id: str) -> str | None:
+    def _vouched_email(self, slack_user_id: str) -> str | None:
+        """The Slack profile email a person acts in PagerDuty by; a guest's or another
+        organisation's (Slack Connect) is none: their own organisation sets it, and
+        it could be the email of one of ours. An admin links them instead."""
         try:
-            return self.workspace.member(slack_user_id).email
+            member = self.workspace.member(slack_user_id)
         except SlackFactsUnavailable:  # logged by the workspace
             return None
+        return None if member.is_guest else member.email
 
     def pagerduty_user_for(self, slack_user_id: str) -> PagerDutyUser:
         """The PagerDuty user a Slack user acts as; NoPagerDutyUser says why there is none."""
@@ -117,11 +128,12 @@ class PeopleDirectory:
             if row is not None and (row.linked or self.clock.now() - row.checked_at < self.cache):
                 return PagerDutyUser(row.pagerduty_user_id, row.pagerduty_name, row.pagerduty_email)
         rest = self._rest()
-        email = self.slack_email(slack_user_id)
+        email = self._vouched_email(slack_user_id)
         if email is None:
             raise NoPagerDutyUser(
-                "opsbot cannot see your email address in Slack, so it cannot find you in "
-                f"PagerDuty. {LINK_HINT}"
+                "opsbot cannot see your email address in Slack (or, for a guest or someone "
+                "of another organisation, does not take it as proof of who you are), so it "
+                f"cannot find you in PagerDuty. {LINK_HINT}"
             )
         user = rest.find_user_by_email(email)
         if user is None:
@@ -136,12 +148,17 @@ class PeopleDirectory:
         return user
 
     def link(self, slack_user_id: str, email: str) -> PagerDutyUser:
-        """Map a Slack user to the PagerDuty user with `email`, overriding any lookup."""
+        """Map a Slack user to the PagerDuty user with `email`, overriding any lookup.
+
+        The answer is what is stored: another link made at the same moment may stand instead.
+        """
         user = self._rest().find_user_by_email(email)
         if user is None:
             raise NoPagerDutyUser(f"No PagerDuty user has the email {code(email)}.")
-        self._save(slack_user_id, user, linked=True)
-        return user
+        stored = self._save(slack_user_id, user, linked=True)
+        if stored is None:
+            raise NoPagerDutyUser("The link was removed at the same moment; nothing is linked.")
+        return stored[0]
 
     def unlink(self, slack_user_id: str) -> bool:
         with self.sessions() as db_session:
@@ -167,19 +184,63 @@ class PeopleDirectory:
     # -- PagerDuty user -> Slack ---------------------------------------------------------
 
     def _slack_user_for(self, ref: Reference) -> str | None:
+        # A mapping is trusted for the cache age. Then a lookup is asked again (the
+        # PagerDuty seat may be someone else's now), and a link made by hand holds
+        # only while its Slack account is active: the person named is the one
+        # invited into incident channels.
+        now = self.clock.now()
         with self.sessions() as db_session:
-            row = service.by_pagerduty_user(db_session, pagerduty_user_id=ref.id)
-            if row is not None:
-                return row.slack_user_id
+            rows = [
+                (row.slack_user_id, row.linked, now - row.checked_at < self.cache)
+                for row in service.by_pagerduty_user(db_session, pagerduty_user_id=ref.id)
+            ]
+        for slack_user_id, linked, fresh in rows:
+            if linked and (fresh or self._still_active(slack_user_id)):
+                return slack_user_id
+        for slack_user_id, linked, fresh in rows:
+            if fresh and not linked:
+                return slack_user_id
         with self._lock:
             until = self._no_slack_user.get(ref.id)
             if until is not None and until > self.monotonic():
                 return None
+        if any(not linked for _, linked, _ in rows):  # all stale by now: misses
+            with self.sessions() as db_session:
+                service.remove_lookups(
+                    db_session, pagerduty_user_id=ref.id, before=now - self.cache
+                )
+                db_session.commit()
         found = self._lookup_in_slack(ref)
         if found is None:
             with self._lock:
                 self._no_slack_user[ref.id] = self.monotonic() + NO_MATCH_CACHE_S
         return found
+
+    def _still_active(self, slack_user_id: str) -> bool:
+        """Whether a link made by hand, due for a check, names an active Slack account.
+
+        A deactivated or unreadable account is not asked about again for a while:
+        at most one `users.info` per cache age (or per NO_MATCH_CACHE_S on failure).
+        """
+        with self._lock:
+            until = self._not_active.get(slack_user_id)
+            if until is not None and until > self.monotonic():
+                return False
+        try:
+            deactivated = self.workspace.member(slack_user_id).deactivated
+        except SlackFactsUnavailable:  # logged by the workspace; named by name meanwhile
+            with self._lock:
+                self._not_active[slack_user_id] = self.monotonic() + NO_MATCH_CACHE_S
+            return False
+        if deactivated:
+            log.info("the PagerDuty link of %s names a deactivated Slack account", slack_user_id)
+            with self._lock:
+                self._not_active[slack_user_id] = self.monotonic() + self.cache.total_seconds()
+            return False
+        with self.sessions() as db_session:
+            service.confirm(db_session, slack_user_id=slack_user_id, now=self.clock.now())
+            db_session.commit()
+        return True
 
     def _lookup_in_slack(self, ref: Reference) -> str | None:
         if self.pagerduty is None or self.slack is None:
@@ -200,8 +261,9 @@ class PeopleDirectory:
         except (SlackClientError, OSError) as exc:
             log.warning("users.lookupByEmail failed (%s)", type(exc).__name__)
             return None
-        slack_user_id = str((answer.get("user") or {}).get("id") or "")
-        if not slack_user_id:
+        found = answer.get("user") or {}
+        slack_user_id = str(found.get("id") or "")
+        if not slack_user_id or found.get("deleted"):  # a deactivated account is nobody
             return None
         self._save(slack_user_id, user, linked=False)
         return slack_user_id

@@ -1,8 +1,9 @@
 """Linking a Slack user to a PagerDuty identity they can prove.
 
-A person links only the email of their own Slack profile (Slack verified it);
-linking any other email, or for someone else, is an admin's act. Every link,
-unlink and refusal is audited with who asked and for whom.
+A member links only the email of their own Slack profile (Slack verified it);
+linking any other email, for someone else, or for a guest or someone of another
+organisation (whose profile email this workspace does not vouch for) is an
+admin's act. Every link, unlink and refusal is audited with who asked and for whom.
 """
 
 from __future__ import annotations
@@ -104,14 +105,44 @@ class PagerDutyLinks:
     def _authorize_link(self, *, requester: str, email: str, subject: str) -> None:
         if subject != requester:
             self.rights.require_admin(requester, doing="link someone else's PagerDuty identity")
+            try:
+                deactivated = self.workspace.member(subject).deactivated
+            except SlackFactsUnavailable as exc:
+                raise RightMissing(
+                    f"opsbot cannot read {mention(subject)}'s Slack profile ({exc}); "
+                    "nothing was linked.",
+                    right="an active Slack account",
+                ) from None
+            if deactivated:
+                # A deactivated account is nobody: it would be named on call and invited.
+                raise RightMissing(
+                    f"{mention(subject)}'s Slack account is deactivated: a deactivated "
+                    "account holds no PagerDuty identity. Nothing was linked.",
+                    right="an active Slack account",
+                )
             return
         try:
-            own = self.workspace.member(requester).email
+            member = self.workspace.member(requester)
         except SlackFactsUnavailable as exc:
             raise RightMissing(
                 f"opsbot cannot read your Slack profile ({exc}); nothing was linked.",
                 right="`own email`",
             ) from None
+        if member.is_guest:
+            # A guest's or another organisation's profile email is not one this
+            # workspace vouches for, and a link outranks the email's real owner.
+            try:
+                self.rights.require_admin(requester, doing="link a PagerDuty identity")
+            except RightMissing:
+                raise RightMissing(
+                    "Guests and people of other organisations cannot link a PagerDuty identity "
+                    "themselves, not even their own Slack email: that needs the `admin` right "
+                    "(`rights.admins`). Nothing was linked. Ask an opsbot admin to link it: "
+                    "`/opsbot link-pagerduty @you you@example.com`.",
+                    right="`admin` (a guest linking)",
+                ) from None
+            return
+        own = member.email
         if own is not None and own.lower() == email.lower():
             return
         try:
