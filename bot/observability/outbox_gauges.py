@@ -6,8 +6,9 @@ needs), and its answer is kept for `cache_s`: however often Prometheus, the
 EMF lines, the late-page watch and `/opsbot status` ask, the database is asked
 at most once per period.
 
-A delivery's waiting time counts from when it became due: a resolve held back
-for the reopen window is not late while it waits on purpose.
+A delivery's waiting time counts from when it first became due: a resolve held
+back for the reopen window is not late while it waits on purpose, nor once a try
+at its window's end has failed.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from datetime import datetime
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine, and_, case, func, null, select, type_coerce
+from sqlalchemy import Engine, case, func, null, select, type_coerce
 from sqlalchemy.orm import Session
 
 from bot.clock import Clock, seconds_between
@@ -55,12 +56,13 @@ class OutboxBacklog:
 
 def read_backlog(db_session: Session, now: datetime) -> OutboxBacklog:
     """The one grouped query: pending count and oldest due time per delivery kind."""
-    held_back = and_(Delivery.attempts == 0, Delivery.not_before > now)
-    due_since = case(
-        (held_back, null()),
-        (Delivery.attempts == 0, Delivery.not_before),
-        else_=Delivery.created_at,
+    # A retry's backoff moves not_before, never first_due_at. Without it (a delivery
+    # added by the release before): not_before until its first attempt, then created_at.
+    first_due = func.coalesce(
+        Delivery.first_due_at,
+        case((Delivery.attempts == 0, Delivery.not_before), else_=Delivery.created_at),
     )
+    due_since = case((first_due > now, null()), else_=first_due)
     query = (
         select(Delivery.kind, func.count(), type_coerce(func.min(due_since), UTCDateTime()))
         .where(Delivery.status == PENDING)

@@ -159,6 +159,10 @@ def retry_dead(
 ) -> Retried:
     """Put a dead delivery (None: every one) back in line if `user_id` is an admin, else refuse.
 
+    What goes back is `outbox.revive_dead`'s choice: one that a newer delivery of its
+    message or PagerDuty dedup_key makes obsolete is not sent, and the answer names
+    that newer one (a page whose resolve was abandoned too stays abandoned; the
+    resolve is what to retry, so that PagerDuty ends in the alarm's state now).
     `actor` is who asked, as the audit names them: the Slack user who clicked, or
     `cli:<identity>` for the CLI acting as `user_id`. Audited either way.
     """

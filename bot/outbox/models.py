@@ -66,6 +66,10 @@ class Delivery(Base):
     # Optimistic concurrency: coalescing and claiming both bump it.
     version: Mapped[int] = mapped_column(Integer, default=0)
     not_before: Mapped[datetime] = mapped_column(UTCDateTime())
+    # When it was first due (its not_before when added, or when put back in line after it
+    # was abandoned); a retry's backoff leaves it. Its wait counts from here (the late-page
+    # watch). None: added by a release without it, whose wait counts as it did there.
+    first_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     claimed_by: Mapped[str | None] = mapped_column(String(80))
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_error: Mapped[str | None] = mapped_column(Text)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import httpx2
 import pagerduty
 
 from bot.outbox.results import Dead, Job, Result, Retry, Sent, retry_after_s
+
+log = logging.getLogger(__name__)
 
 # The Events API documents no Retry-After; without one, hold the routing key this long.
 RATE_LIMIT_PAUSE_S = 20.0
@@ -41,7 +44,21 @@ class PagerDutySender:
                 return Retry(
                     error="PagerDuty rate limit (429)", after_s=pause_s, pause_target_s=pause_s
                 )
-            if status >= 500:
+            if response.is_success:
+                # The client wants a JSON body naming the dedup_key; a 2xx is PagerDuty's
+                # word that it took the event, whatever came with it.
+                log.warning(
+                    "delivery %s: PagerDuty took the %s (%s) with an unexpected body",
+                    job.id,
+                    action,
+                    status,
+                    extra={"delivery": job.id, "dedup_key": dedup_key, "status": status},
+                )
+                return Sent()
+            if status >= 500 or status == 408 or status // 100 == 3:
+                # A 408, or a 3xx (from a proxy: the Events API redirects nowhere), is no
+                # event taken: it goes again. Were it taken after all, the same event
+                # under the same dedup_key changes nothing in PagerDuty.
                 return Retry(error=f"PagerDuty answered {status}")
             return Dead(error=f"PagerDuty refused the event ({status}): {response.text[:300]}")
         except pagerduty.Error as exc:

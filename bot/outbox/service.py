@@ -166,6 +166,7 @@ def _unclaimed_pending(db_session: Session, *criteria: Any) -> Delivery | None:
 
 def _add(db_session: Session, now: datetime, **values: Any) -> Delivery:
     values.setdefault("not_before", now)
+    values.setdefault("first_due_at", values["not_before"])
     values.setdefault("attempts", 0)
     values.setdefault("version", 0)
     row = Delivery(status=PENDING, created_at=now, updated_at=now, **values)
@@ -567,8 +568,12 @@ def revive_dead(db_session: Session, *, now: datetime, delivery_id: int | None =
     landed before sending again. One that a newer delivery made obsolete is not
     sent: an update of a Slack message that a newer one replaced is cancelled
     (it would put an older state back); a PagerDuty event followed by a newer
-    one that went out stays abandoned (it would undo that one: a trigger sent
-    after its resolve opens an incident nothing resolves). A person's call on a
+    one of its dedup_key, sent, on its way or abandoned too, stays abandoned:
+    only the newest says what the alarm is now, and an older one sent alone
+    would undo it (a trigger after its resolve opens an incident nothing
+    resolves; a resolve after a re-ALARM's page closes it). Retrying every
+    abandoned delivery puts the newest back and leaves the older; retrying one
+    that a newer abandoned one makes obsolete puts back neither. A person's call on a
     PagerDuty incident is never sent again: that person was told it failed, and
     it would act in their name now, unasked; it is cancelled (they click again).
     """
@@ -605,8 +610,8 @@ def revive_dead(db_session: Session, *, now: datetime, delivery_id: int | None =
 
 def _newer_than(db_session: Session, row: Delivery) -> Delivery | None:
     """The newest delivery that makes the abandoned `row` obsolete, if any: a newer
-    state of its Slack message (sent, or on its way), or a PagerDuty event of its
-    dedup_key sent after it."""
+    state of its Slack message (sent, or on its way), or a newer PagerDuty event of
+    its dedup_key that was not withdrawn (sent, on its way, or abandoned too)."""
     if row.kind == SLACK_MESSAGE:
         criteria = [
             Delivery.kind == SLACK_MESSAGE,
@@ -614,7 +619,7 @@ def _newer_than(db_session: Session, row: Delivery) -> Delivery | None:
             Delivery.status.in_([SENT, PENDING]),
         ]
     elif row.kind == PAGERDUTY_EVENT:
-        criteria = [Delivery.kind == PAGERDUTY_EVENT, Delivery.status == SENT]
+        criteria = [Delivery.kind == PAGERDUTY_EVENT, Delivery.status.in_([SENT, PENDING, DEAD])]
     else:
         return None
     query = (
@@ -658,10 +663,15 @@ def _obsolete(row: Delivery, newer: Delivery) -> Obsolete:
         return Obsolete(row.id, newer.id, cancelled=True, note=note)
     action, newer_action = row.payload.get("action"), newer.payload.get("action")
     dedup_key = row.payload.get("dedup_key")
+    went = {
+        SENT: "went out after it",
+        PENDING: "is on its way after it",
+    }.get(newer.status, f"came after it and is abandoned too (retry #{newer.id} to send that)")
     note = (
         f"delivery #{row.id} (PagerDuty {action} of {dedup_key}) stays abandoned: "
-        f"#{newer.id} ({newer_action}) went out after it, and PagerDuty applies events "
-        "in the order they come (a trigger after its resolve opens an incident nothing resolves)"
+        f"#{newer.id} ({newer_action}) {went}, and PagerDuty applies events in the order "
+        "they come: only the newest says what the alarm is now (a trigger after its "
+        "resolve opens an incident nothing resolves)"
     )
     return Obsolete(row.id, newer.id, cancelled=False, note=note)
 
@@ -676,6 +686,8 @@ def _revive(db_session: Session, row: Delivery, now: datetime) -> bool:
             status=PENDING,
             attempts=tried,
             not_before=now,
+            # Due again from now on: the hours it lay abandoned are not a wait.
+            first_due_at=now,
             version=Delivery.version + 1,
             updated_at=now,
         ),
