@@ -1,12 +1,14 @@
 """Building and publishing each person's App Home (views.publish).
 
 A view shows only what its viewer may see (incidents of channels they can
-read) and buttons only for what they may do (respond on the incident's route,
-end a window); every click is authorized again where it acts. A view is
-published when its owner opens Home, after they click one of its buttons, and
-refreshed by bot/home/jobs.py. A click on Home has no response_url, so the
-view is its answer: a refusal (its audit line, `via` home) shows at the top of
-the clicker's Home for ten minutes, saying which right is missing.
+read; today's deploys and flag changes announced where they can read, or made
+by them, and none to a guest) and buttons only for what they may do (respond
+on the incident's route, end a window); every click is authorized again where
+it acts. A view is published when its owner opens Home, after they click one
+of its buttons, and refreshed by bot/home/jobs.py. A click on Home has no
+response_url, so the view is its answer: a refusal (its audit line, `via`
+home) shows at the top of the clicker's Home for ten minutes, saying which
+right is missing.
 """
 
 from __future__ import annotations
@@ -31,14 +33,16 @@ from bot.incidents.models import Incident
 from bot.maintenance.actions import MaintenanceWindows
 from bot.observability.metrics import Metrics
 from bot.oncall.flows import OnCallAnswers
+from bot.outbox.slack_sender import answers_later, named_within_limits
 from bot.people.directory import PeopleDirectory
-from bot.rights.errors import RightMissing
+from bot.rights.errors import RightMissing, SlackFactsUnavailable
 from bot.rights.service import RESPOND_RIGHT, Rights
 from bot.slack_text import code, inert
 
 log = logging.getLogger(__name__)
 
 INCIDENTS_READ = 200  # open incidents read to find those a viewer can see
+ROWS_READ = 100  # today's deploys, and flag changes, read to find those a viewer can see
 ONCALL_CACHE_S = 60.0  # one PagerDuty on-call lookup serves every view for this long
 # A click on Home has no response_url: its refusal is shown on the viewer's Home for this long.
 REFUSAL_SHOWN = timedelta(minutes=10)
@@ -109,21 +113,41 @@ class HomeViews:
             return False
         return True
 
+    def _is_guest(self, user_id: str) -> bool:
+        """Whether `user_id` is a guest or from another organisation; so when Slack cannot say."""
+        try:
+            return self.rights.workspace.member(user_id).is_guest
+        except SlackFactsUnavailable:
+            return True
+
     def content(self, user_id: str) -> render.HomeContent:
         """What `user_id` may see on Home now."""
         now = self.clock.now()
         today = start_of_day(now)
         content = render.HomeContent(viewer=user_id, now=now)
+        # Each channel is asked about once per view (Rights reads Slack through a cache).
+        reads: dict[tuple[str | None, ...], bool] = {}
+
+        def sees(*channels: str | None) -> bool:
+            if channels not in reads:
+                reads[channels] = self.rights.may_see(user_id, *channels)
+            return reads[channels]
+
+        content.shows_today = not self._is_guest(user_id)
         with self.sessions() as db_session:
             incidents = home.open_incidents(db_session, limit=INCIDENTS_READ)
-            seen = [
-                i for i in incidents if self.rights.may_see(user_id, i.channel, i.slack_channel_id)
-            ]
+            seen = [i for i in incidents if sees(i.channel, i.slack_channel_id)]
             messages = home.messages_of(db_session, keys=[i.message_key for i in seen])
-            content.deploys = home.deploys_since(db_session, since=today, limit=render.ROWS_SHOWN)
-            content.flag_changes = home.flag_changes_since(
-                db_session, since=today, limit=render.ROWS_SHOWN
-            )
+            if content.shows_today:
+                # Each as it was announced: in its channel, or to its actor alone.
+                deploys = home.deploys_since(db_session, since=today, limit=ROWS_READ)
+                shown = [d for d in deploys if d.actor == user_id or sees(d.channel)]
+                content.deploys = shown[: render.ROWS_SHOWN]
+                flag_changes = home.flag_changes_since(db_session, since=today, limit=ROWS_READ)
+                where = home.announced_in(db_session, flag_changes)
+                content.flag_changes = [
+                    r for r in flag_changes if r.actor == user_id or sees(where[r.id])
+                ][: render.ROWS_SHOWN]
             content.refusals = home.not_done_from_home(
                 db_session, user_id=user_id, since=now - REFUSAL_SHOWN, limit=REFUSALS_SHOWN
             )
@@ -160,10 +184,15 @@ class HomeViews:
         return content
 
     def publish(self, user_id: str, *, why: str, force: bool) -> str:
-        """Publish `user_id`'s Home; unless `force`, only when it changed. The outcome."""
+        """Publish `user_id`'s Home; unless `force`, only when it changed. The outcome.
+
+        `ok`, `unchanged`, `no slack`; `error` when Slack refused the view, `unanswered`
+        when it may take it later (no answer, a rate limit, its own trouble): both
+        count as errors in opsbot_home_publishes.
+        """
         if self.slack is None:
             return "no slack"
-        view = self.naming.named_body(render.home_view(self.content(user_id)))
+        view = named_within_limits(self.naming, render.home_view(self.content(user_id)))
         state = digest(view)
         with self.sessions() as db_session:
             if not force and home.last_state(db_session, user_id=user_id) == state:
@@ -171,15 +200,20 @@ class HomeViews:
                 return "unchanged"
         try:
             self.slack.views_publish(user_id=user_id, view=view)
-        except (SlackApiError, SlackClientError) as exc:
+        except (SlackClientError, OSError) as exc:
+            # A kept-alive connection reset or timed out raises OSError (URLError, TimeoutError).
             self.metrics.home_publishes.labels(why, "error").inc()
+            if isinstance(exc, SlackApiError):
+                error, later = str(exc.response.get("error")), answers_later(exc)
+            else:
+                error, later = type(exc).__name__, True
             log.warning(
                 "App Home of %s not published: %s",
                 user_id,
-                type(exc).__name__,
-                extra={"slack_user": user_id},
+                error,
+                extra={"slack_user": user_id, "error": error},
             )
-            return "error"
+            return "unanswered" if later else "error"
         with self.sessions() as db_session:
             home.published(db_session, user_id=user_id, state=state, now=self.clock.now())
             db_session.commit()

@@ -8,8 +8,10 @@ are published oldest-owed first, each person at most once per `debounce_s`
 (changes in between coalesce into one view), and at most
 `max_refreshes_per_min` a minute overall, so the publishes of people opening
 Home keep their share of the tier. A view that did not change for its viewer
-is not sent. Nothing here must survive a crash: the next open or change
-publishes a fresh view, so this is in memory, not in the outbox.
+is not sent. A publish Slack did not answer (or asked to wait for) ends the
+round: its viewer and the round's rest stay owed. Nothing here must survive a
+crash: a refresher's first look counts as a change, so a new leader brings
+every recent viewer up to date, and this is in memory, not in the outbox.
 """
 
 from __future__ import annotations
@@ -72,6 +74,12 @@ class HomeRefresher:
             except Exception:
                 log.exception("App Home refresh failed; trying again at the next tick")
 
+    def _owe_again(self, user_ids: list[str]) -> None:
+        with self._lock:
+            for user_id in reversed(user_ids):
+                self._owed[user_id] = None
+                self._owed.move_to_end(user_id, last=False)
+
     def _refreshed_now(self, user_id: str) -> None:
         with self._lock:
             self._owed.pop(user_id, None)
@@ -80,26 +88,31 @@ class HomeRefresher:
     def opened(self, user_id: str) -> str:
         """`user_id` opened Home: publish their view; it counts as their last refresh."""
         self._refreshed_now(user_id)
-        return self.views.opened(user_id)
+        return self._owed_unless_answered(user_id, self.views.opened(user_id))
 
     def clicked(self, user_id: str) -> str:
         """`user_id` clicked on Home: publish what it did (or why it was refused) now."""
         self._refreshed_now(user_id)
-        return self.views.clicked(user_id)
+        return self._owed_unless_answered(user_id, self.views.clicked(user_id))
+
+    def _owed_unless_answered(self, user_id: str, outcome: str) -> str:
+        if outcome == "unanswered":  # refreshed once the debounce has passed
+            self._owe_again([user_id])
+        return outcome
 
     def tick(self) -> list[str]:
         """One round: note a change, then publish to whoever is owed and may be; who was."""
         now = self.clock.now()
         fingerprint = self.views.fingerprint(now=now)
         with self._lock:
+            # The first look counts as a change: what changed while no instance led (a
+            # restart, a new leader) is shown too; a view that did not is not sent.
             if fingerprint != self._fingerprint:
-                first = self._fingerprint is None
                 self._fingerprint = fingerprint
-                if not first:
-                    since = now - timedelta(hours=self.settings.recent_h)
-                    viewers = self.views.recent_viewers(since=since, limit=MAX_VIEWERS)
-                    for user_id in reversed(viewers):
-                        self._owed[user_id] = None
+                since = now - timedelta(hours=self.settings.recent_h)
+                viewers = self.views.recent_viewers(since=since, limit=MAX_VIEWERS)
+                for user_id in reversed(viewers):
+                    self._owed[user_id] = None
             while self._sent and self._sent[0] <= now - timedelta(minutes=1):
                 self._sent.popleft()
             budget = self.settings.max_refreshes_per_min - len(self._sent)
@@ -116,9 +129,14 @@ class HomeRefresher:
                 self._last_refresh[user_id] = now
                 self._sent.append(now)
         published = []
-        for user_id in due:
-            if self.views.publish(user_id, why="refresh", force=False) == "ok":
+        for done, user_id in enumerate(due):
+            outcome = self.views.publish(user_id, why="refresh", force=False)
+            if outcome == "ok":
                 published.append(user_id)
+            elif outcome == "unanswered":
+                # Slack may take it later: this viewer and the round's rest stay owed, first.
+                self._owe_again(due[done:])
+                break
         if due:
             log.info("App Home: %s refreshed, %s still owed", len(published), len(self._owed))
         return published

@@ -43,6 +43,8 @@ class HomeContent:
     incidents: list[HomeIncident] = field(default_factory=list)
     more_incidents: int = 0
     oncall: list[dict[str, Any]] = field(default_factory=list)  # the /oncall answer's blocks
+    # Today's deploys and flag changes: a section never shown to a guest.
+    shows_today: bool = True
     deploys: list[Deployment] = field(default_factory=list)
     flag_changes: list[AuditRecord] = field(default_factory=list)
     pagerduty: str | None = None  # the viewer's linked PagerDuty identity, as text
@@ -142,11 +144,13 @@ def home_view(content: HomeContent) -> dict[str, Any]:
     blocks.append(_header("On call"))
     blocks.extend(content.oncall or [_section("On-call is not available.")])
 
-    blocks.append(_header("Today"))
-    deploys = [_deploy_line(d) for d in content.deploys[:ROWS_SHOWN]]
-    flags = [_flag_line(r) for r in content.flag_changes[:ROWS_SHOWN]]
-    blocks.append(_section("*Deploys and rollbacks*\n" + ("\n".join(deploys) or "_none today_")))
-    blocks.append(_section("*Flag changes*\n" + ("\n".join(flags) or "_none today_")))
+    if content.shows_today:
+        blocks.append(_header("Today"))
+        deploys = [_deploy_line(d) for d in content.deploys[:ROWS_SHOWN]]
+        flags = [_flag_line(r) for r in content.flag_changes[:ROWS_SHOWN]]
+        none = "_none that you can see_"
+        blocks.append(_section("*Deploys and rollbacks*\n" + ("\n".join(deploys) or none)))
+        blocks.append(_section("*Flag changes*\n" + ("\n".join(flags) or none)))
 
     blocks.append(_header("Maintenance windows"))
     if not content.windows:

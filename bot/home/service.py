@@ -98,6 +98,33 @@ def flag_changes_since(db_session: Session, *, since: datetime, limit: int) -> l
     return list(db_session.scalars(query))
 
 
+def announced_in(db_session: Session, records: list[AuditRecord]) -> dict[int, str | None]:
+    """Where each flag change (`flag.change` line) was announced, by its id; None: nowhere.
+
+    An AppConfig change keeps its channel in its line; an SSM change is announced
+    by the restart it asked for (`deployment`: the deployment's id, its channel).
+    A line that says neither was announced to its actor alone.
+    """
+    where: dict[int, str | None] = {}
+    restarts: dict[int, int] = {}  # audit line id -> the deployment announcing it
+    for record in records:
+        detail = record.detail or {}
+        where[record.id] = None
+        if "channel" in detail:
+            channel = detail["channel"]
+            where[record.id] = str(channel) if channel else None
+        elif "parameter_version" in detail and isinstance(detail.get("deployment"), int):
+            restarts[record.id] = detail["deployment"]
+    if restarts:
+        query = select(Deployment.id, Deployment.channel).where(
+            Deployment.id.in_(set(restarts.values()))
+        )
+        channels = {row.id: row.channel for row in db_session.execute(query)}
+        for record_id, deployment_id in restarts.items():
+            where[record_id] = channels.get(deployment_id)
+    return where
+
+
 def not_done_from_home(
     db_session: Session, *, user_id: str, since: datetime, limit: int
 ) -> list[AuditRecord]:

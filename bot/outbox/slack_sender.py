@@ -15,6 +15,15 @@ from bot.outbox.channel_ids import ChannelIds
 from bot.outbox.models import SLACK_MESSAGE, SLACK_REPLY, SLACK_RESPONSE
 from bot.outbox.results import Dead, Job, Result, Retry, Sent, retry_after_s
 from bot.slack_metadata import carries, marked
+from bot.slack_text import (
+    BUTTON_MAX,
+    CONTEXT_MAX,
+    FIELD_MAX,
+    HEADER_MAX,
+    MESSAGE_MAX,
+    SECTION_MAX,
+    clip,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +77,67 @@ LOOK_PAGE = 200
 LOOK_PAGES = 5
 
 
+# Slack's limit on a text, by what holds it (an object's `type`, else the key it sits
+# under; "" the body itself) and its key there. A section's `fields` and a context's
+# `elements` are lists of text objects.
+TEXT_LIMITS: dict[tuple[str, str], int] = {
+    ("", "text"): MESSAGE_MAX,
+    ("header", "text"): HEADER_MAX,
+    ("section", "text"): SECTION_MAX,
+    ("section", "fields"): FIELD_MAX,
+    ("context", "elements"): CONTEXT_MAX,
+    ("button", "text"): BUTTON_MAX,
+    ("confirm", "title"): 100,
+    ("confirm", "text"): 300,
+    ("confirm", "confirm"): 30,
+    ("confirm", "deny"): 30,
+    ("options", "text"): 75,
+    ("options", "description"): 75,
+}
+TEXT_OBJECTS = ("mrkdwn", "plain_text")
+
+
+def named_within_limits(naming: Naming, body: Any) -> Any:
+    """`body` (a message, an answer, a view) with its commands named as the workspace
+    types them (`Naming.named_body`), every text still within Slack's limit.
+
+    Renaming comes after the text was cut to fit, and lengthens each command it
+    names (`/deploy` becomes `/ops deploy`): outside text full of them would pass
+    the limit, and Slack would refuse the whole message or view. A lengthened text
+    is cut again: to its limit where TEXT_LIMITS knows it, else to its length before.
+    """
+    if naming.is_default:
+        return body
+    return _named(naming, body, holder="", limit=None)
+
+
+def _named(naming: Naming, value: Any, *, holder: str, limit: int | None) -> Any:
+    if isinstance(value, str):
+        named = naming.named(value)
+        if len(named) <= len(value):
+            return named
+        return clip(named, max(len(value), limit or 0))
+    if isinstance(value, list):
+        return [_named(naming, item, holder=holder, limit=limit) for item in value]
+    if not isinstance(value, dict):
+        return value
+    kind = str(value.get("type") or holder)
+    if kind in TEXT_OBJECTS:  # its limit is where it sits
+        return {
+            key: _named(naming, item, holder=kind, limit=limit if key == "text" else None)
+            for key, item in value.items()
+        }
+    return {
+        key: _named(naming, item, holder=key, limit=TEXT_LIMITS.get((kind, key)))
+        for key, item in value.items()
+    }
+
+
 def _metadata(job: Job) -> dict[str, Any]:
     return marked(METADATA_EVENT, {"delivery": job.id})
 
 
-def _answers_later(error: SlackApiError) -> bool:
+def answers_later(error: SlackApiError) -> bool:
     """Slack could not answer now (a rate limit, its own trouble), but will later."""
     status = error.response.status_code
     return status == 429 or status >= 500 or error.response.get("error") in TRANSIENT
@@ -176,7 +241,7 @@ class SlackSender:
 
     def _content(self, job: Job) -> dict[str, Any]:
         content = {"text": job.payload.get("text", ""), "blocks": job.payload.get("blocks")}
-        return dict(self.naming.named_body(content))
+        return dict(named_within_limits(self.naming, content))
 
     def _message(self, job: Job) -> Result:
         message = job.message
@@ -226,7 +291,7 @@ class SlackSender:
         return Sent(ts=response["ts"], channel_id=channel_id)
 
     def _respond(self, job: Job) -> Result:
-        body = self.naming.named_body(job.payload["body"])
+        body = named_within_limits(self.naming, job.payload["body"])
         response = self.answer(job.payload["response_url"], body)
         if response.status_code == 200:
             return Sent()
@@ -258,7 +323,7 @@ class SlackSender:
         try:
             channel_id = self.channel_ids.id_of(channel)
         except SlackApiError as exc:
-            if _answers_later(exc):
+            if answers_later(exc):
                 raise  # the attempt before may have landed: look again later, never post blind
             listing = f"conversations.list answered {exc.response.get('error')}"
             _cannot_read_back(job, f"channel {channel}", listing)
@@ -273,7 +338,7 @@ class SlackSender:
         try:
             return self.channel_ids.id_of(channel) or channel
         except SlackApiError as exc:
-            if _answers_later(exc):
+            if answers_later(exc):
                 raise
             return channel
 
@@ -313,7 +378,7 @@ class SlackSender:
                     cursor=cursor,
                 )
             except SlackApiError as exc:
-                if _answers_later(exc):
+                if answers_later(exc):
                     raise  # the attempt before may have landed: look again later, never post blind
                 _cannot_read_back(job, where, str(exc.response.get("error")))
                 return None
