@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Update, case, func, select, update
+from sqlalchemy import ColumnElement, Update, and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from bot.db.statements import update_rows
@@ -611,7 +611,11 @@ def revive_dead(db_session: Session, *, now: datetime, delivery_id: int | None =
 def _newer_than(db_session: Session, row: Delivery) -> Delivery | None:
     """The newest delivery that makes the abandoned `row` obsolete, if any: a newer
     state of its Slack message (sent, or on its way), or a newer PagerDuty event of
-    its dedup_key that was not withdrawn (sent, on its way, or abandoned too)."""
+    its dedup_key that was not withdrawn (sent, tried and on its way, or abandoned too).
+
+    A newer event never tried yet does not count: it may still be withdrawn (a resolve
+    held for the reopen window, whose alarm fires again), and it goes out after the
+    revived one anyway."""
     if row.kind == SLACK_MESSAGE:
         criteria = [
             Delivery.kind == SLACK_MESSAGE,
@@ -619,7 +623,13 @@ def _newer_than(db_session: Session, row: Delivery) -> Delivery | None:
             Delivery.status.in_([SENT, PENDING]),
         ]
     elif row.kind == PAGERDUTY_EVENT:
-        criteria = [Delivery.kind == PAGERDUTY_EVENT, Delivery.status.in_([SENT, PENDING, DEAD])]
+        criteria = [
+            Delivery.kind == PAGERDUTY_EVENT,
+            or_(
+                Delivery.status.in_([SENT, DEAD]),
+                and_(Delivery.status == PENDING, Delivery.attempts > 0),
+            ),
+        ]
     else:
         return None
     query = (
@@ -665,7 +675,7 @@ def _obsolete(row: Delivery, newer: Delivery) -> Obsolete:
     dedup_key = row.payload.get("dedup_key")
     went = {
         SENT: "went out after it",
-        PENDING: "is on its way after it",
+        PENDING: "was tried after it and is on its way",
     }.get(newer.status, f"came after it and is abandoned too (retry #{newer.id} to send that)")
     note = (
         f"delivery #{row.id} (PagerDuty {action} of {dedup_key}) stays abandoned: "

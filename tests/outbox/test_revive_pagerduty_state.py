@@ -88,15 +88,36 @@ def test_retrying_a_page_whose_resolve_was_abandoned_too_sends_neither(
     assert _statuses(engine) == {ids["trigger"]: DEAD, ids["resolve"]: DEAD}
 
 
-def test_retrying_a_page_whose_resolve_waits_for_its_window_sends_only_the_resolve(
+def test_retrying_a_page_whose_resolve_waits_for_its_window_sends_the_page_first(
     engine: sa.Engine,
 ) -> None:
+    # The resolve, never tried, may still be withdrawn: the alarm firing again within
+    # the window withdraws it, and then only the revived page says the alarm fires.
     ids = _events(engine, ("trigger", DEAD), ("resolve", PENDING))
+
+    assert _retry(engine, ids["trigger"]).revived == [ids["trigger"]]
+    with make_sessionmaker(engine)() as db:
+        assert outbox.cancel_pagerduty_event(db, dedup_key="d7", action="resolve", now=LATER)
+        db.commit()
+    assert _statuses(engine)[ids["trigger"]] == PENDING
+
+
+def test_retrying_a_page_whose_resolve_was_tried_since_sends_only_the_resolve(
+    engine: sa.Engine,
+) -> None:
+    # A tried resolve may have reached PagerDuty: the page after it would open an
+    # incident that the resolve, sent again, closes at once.
+    ids = _events(engine, ("trigger", DEAD), ("resolve", PENDING))
+    with make_sessionmaker(engine)() as db:
+        db.execute(sa.update(Delivery).where(Delivery.id == ids["resolve"]).values(attempts=1))
+        db.commit()
 
     revival = _retry(engine, ids["trigger"])
 
     assert revival.revived == []
-    assert f"#{ids['resolve']} (resolve) is on its way after it" in revival.obsolete[0].note
+    assert f"#{ids['resolve']} (resolve) was tried after it and is on its way" in (
+        revival.obsolete[0].note
+    )
     assert _statuses(engine) == {ids["trigger"]: DEAD, ids["resolve"]: PENDING}
 
 
