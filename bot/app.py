@@ -218,7 +218,7 @@ def _postmortem_changes(
         db_session,
         app=str(snap["app"]),
         env=str(snap["env"]),
-        alarm_at=incident.opened_at,
+        alarm_at=changes_service.alarm_time(db_session, incident=incident),
         window_min=float(snap.get("changes_window_min") or incident_flows.DEFAULT_WINDOW_MIN),
         incident_id=None,
         now=now,

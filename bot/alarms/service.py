@@ -326,7 +326,11 @@ def snapshot(alarm: Alarm, config: Config) -> dict[str, Any]:
     if isinstance(alarm.trigger, MetricTrigger):
         component = f"{alarm.trigger.namespace}/{alarm.trigger.metric_name}".strip("/")
     claim = claim_for(
-        config, alarm_name=alarm.name, dimensions=((d.name, d.value) for d in alarm.dimensions)
+        config,
+        alarm_name=alarm.name,
+        dimensions=((d.name, d.value) for d in alarm.dimensions),
+        account=alarm.account,
+        region=alarm.region,
     )
     return {
         "app": claim.app if claim else None,

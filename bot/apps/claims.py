@@ -3,8 +3,9 @@
 An environment claims an alarm by name (`alarms:` globs, checked first, in
 the order of the file) or, with nothing configured, by the alarm's
 dimensions: the ECS `ClusterName`/`ServiceName` of its service, or the
-`LoadBalancer`/`TargetGroup` it is given. Nothing here calls AWS: it runs on
-the paging path.
+`LoadBalancer`/`TargetGroup` it is given; only an alarm of the account and
+region the apps are pinned to (`aws:`), when they are. Nothing here calls AWS:
+it runs on the paging path.
 """
 
 from __future__ import annotations
@@ -61,9 +62,25 @@ def _by_dimensions(settings: AppEnvironment, dimensions: dict[str, str]) -> str 
 
 
 def claim_for(
-    config: Config, *, alarm_name: str, dimensions: Iterable[tuple[str, str]]
+    config: Config,
+    *,
+    alarm_name: str,
+    dimensions: Iterable[tuple[str, str]],
+    account: str | None = None,
+    region: str | None = None,
 ) -> Claim | None:
-    """The app environment the alarm belongs to, or None (most alarms of a big account)."""
+    """The app environment the alarm belongs to, or None (most alarms of a big account).
+
+    With the apps pinned to an account or region (`aws:`), an alarm of another one
+    (`account`, `region`: the alarm's, from its ARN) is none of theirs, whatever its
+    name: a same-named alarm or service lives there, and its undo buttons would change
+    the pinned environment.
+    """
+    pinned = config.aws
+    if pinned.account_id is not None and account != pinned.account_id:
+        return None
+    if pinned.region is not None and region != pinned.region:
+        return None
     for app, env, settings in _environments(config):
         if any(fnmatchcase(alarm_name, glob) for glob in settings.alarms):
             return Claim(app=app, env=env, by="alarms glob")

@@ -37,6 +37,7 @@ from bot.changes.service import (
     UNDO_EVENT,
     ChangeItem,
     Undo,
+    alarm_time,
     changes_view,
     running_undos,
 )
@@ -92,7 +93,7 @@ def _listed(db_session: Session, *, incident: Incident, key: str, now: datetime)
         db_session,
         app=str(app),
         env=str(env),
-        alarm_at=incident.opened_at,
+        alarm_at=alarm_time(db_session, incident=incident),
         window_min=float(snap.get("changes_window_min") or DEFAULT_WINDOW_MIN),
         incident_id=incident.id,
         now=now,
@@ -612,11 +613,12 @@ def changes_section(
         return []
     try:
         window_min = float(snap.get("changes_window_min") or DEFAULT_WINDOW_MIN)
+        alarm_at = alarm_time(db_session, incident=incident)
         view = changes_view(
             db_session,
             app=str(app),
             env=str(env),
-            alarm_at=incident.opened_at,
+            alarm_at=alarm_at,
             window_min=window_min,
             incident_id=None if new else incident.id,
             now=now,
@@ -625,8 +627,8 @@ def changes_section(
             db_session,
             app=str(app),
             env=str(env),
-            since=incident.opened_at - timedelta(minutes=window_min),
-            until=incident.opened_at,
+            since=alarm_at - timedelta(minutes=window_min),
+            until=alarm_at,
         )
     except SQLAlchemyError:
         raise
@@ -660,12 +662,9 @@ def waiting_for_a_look(db_session: Session) -> list[Incident]:
         if not app or not env:
             continue
         # The state `changes_section` reads: no look that serves this alarm (outside.serves).
+        alarm_at = alarm_time(db_session, incident=incident)
         seen = outside.outside_view(
-            db_session,
-            app=str(app),
-            env=str(env),
-            since=incident.opened_at,
-            until=incident.opened_at,
+            db_session, app=str(app), env=str(env), since=alarm_at, until=alarm_at
         )
         if seen.state == outside.LOOKING:
             waiting.append(incident)

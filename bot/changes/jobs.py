@@ -14,6 +14,7 @@ from bot.adapters.aws import AwsClients
 from bot.apps.errors import AppError
 from bot.apps.registry import get_target_or_raise
 from bot.changes import flows, outside
+from bot.changes import service as changes
 from bot.clock import Clock
 from bot.config import Config
 from bot.incidents import flows as incident_flows
@@ -46,7 +47,7 @@ def look_at_ecs(deps: LookDeps, *, incident_id: int) -> None:
             return
         snap = incident.snapshot or {}
         app, env = str(snap.get("app") or ""), str(snap.get("env") or "")
-        alarm_at = incident.opened_at
+        alarm_at = changes.alarm_time(db_session, incident=incident)
     try:
         target = get_target_or_raise(deps.config, app=app, env=env)
     except AppError:  # the environment left the configuration since the alarm

@@ -70,6 +70,8 @@ def _line(item: ChangeItem) -> str:
     )
     if item.no_undo:
         line += f" · _{item.no_undo}_"
+    elif item.note:
+        line += f" · _{item.note}_"
     return line
 
 

@@ -30,17 +30,23 @@ from bot.changes.outside import rolled_out_after
 from bot.deploys.models import COMPLETED, DEPLOY, FAILED, ROLLBACK, SUPERSEDED, Deployment
 from bot.deploys.policy import digest_of, short_digest, tag_of
 from bot.flags.document import value_text
-from bot.incidents.models import IncidentEvent
+from bot.incidents.models import Incident, IncidentEvent
 from bot.slack_text import code
 
 FLAG_CHANGE = "flag.change"  # bot/flags/flows.py audits every change under this action
 FLAG_DEPLOYMENT = "flag.deployment"  # ... and how each AppConfig rollout ended
 UNDO_EVENT = "undo"  # an incident's timeline: an undo clicked on its message
+# An incident's timeline: an alarm transition, `at` its StateChangeTime (bot/alarms/service.py).
+ALARM_STATE_EVENT = "alarm_state"
 RUNNING = "running"  # an undo event whose change is being made right now
 # An undo still "running" after this was lost with its process: its button comes back.
 RUNNING_FOR_AT_MOST = timedelta(minutes=10)
 MAX_ITEMS = 10
 FAILURES_READ = 500  # failed flag changes read to count those that wrote (see _flag_total)
+LATER_READ = 500  # flag lines read after the oldest listed flag change (see _flag_items)
+# The outcomes of the `flag.change` and `flag.deployment` lines that tell what became of a
+# listed change: done or failed changes (a failure may have written), and how rollouts ended.
+LATER_OUTCOMES = ("ok", "failed", "rolled_back")
 
 ROLLBACK_UNDO = "rollback"
 FLAG_UNDO = "flag"
@@ -80,6 +86,9 @@ class ChangeItem:
     undo: Undo | None = None
     # Why there is no button, as mrkdwn made of mentions, ids and words (no outside text).
     no_undo: str | None = None
+    # What became of a later change of it that did not stay, when the button is offered
+    # (mrkdwn of the same making).
+    note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -118,6 +127,26 @@ def _pending(db_session: Session, *, kind: str, target: str) -> list[PendingActi
         PendingAction.status.in_((PENDING, EXECUTING)),
     )
     return list(db_session.scalars(query.order_by(PendingAction.id)))
+
+
+def alarm_time(db_session: Session, *, incident: Incident) -> datetime:
+    """When the incident's alarm fired: the end of its window of "changes before this alarm".
+
+    The StateChangeTime of the transition that opened it (its first timeline
+    event), no later than the incident's opening: a notification can reach
+    opsbot minutes after the alarm fired (SNS retries, a queue's backlog, a
+    dead-letter redrive), and what was done in between, the fix often, is not
+    a change before the alarm. An incident opened with no transition on its
+    timeline ends its window where it opened.
+    """
+    query = (
+        select(IncidentEvent.at)
+        .where(IncidentEvent.incident_id == incident.id, IncidentEvent.kind == ALARM_STATE_EVENT)
+        .order_by(IncidentEvent.id)
+        .limit(1)
+    )
+    fired = db_session.scalars(query).first()
+    return incident.opened_at if fired is None else min(fired, incident.opened_at)
 
 
 def running_undos(
@@ -373,10 +402,16 @@ def _flag_items(
     since_then = select(AuditRecord).where(
         AuditRecord.target == target,
         AuditRecord.action.in_((FLAG_CHANGE, FLAG_DEPLOYMENT)),
+        # A refused change (anyone may ask, and be refused) changed nothing: never read.
+        AuditRecord.outcome.in_(LATER_OUTCOMES),
         AuditRecord.at >= since,
         AuditRecord.id > oldest,
     )
-    later = list(db_session.scalars(since_then.order_by(AuditRecord.id)))
+    # The newest LATER_READ of them: what the listed changes became. Should more be made
+    # since, an undo offered on an older reading is still refused when it runs, if the
+    # flag is at another version by then (bot/flags/flows.py).
+    newest = since_then.order_by(AuditRecord.id.desc()).limit(LATER_READ)
+    later = list(reversed(list(db_session.scalars(newest))))
     ended = {
         (str((e.detail or {}).get("flag")), int((e.detail or {}).get("deployment") or 0)): e
         for e in later
@@ -390,8 +425,14 @@ def _flag_items(
         before = _state(detail.get("before"))
         after = _state(detail.get("after"))
         status = _failed_status(entry) or _flag_status(db_session, entry, ended)
-        undo, no_undo = _flag_undo(
-            entry, flag=flag, before=before, after=after, status=status, later=later
+        undo, no_undo, note = _flag_undo(
+            entry,
+            flag=flag,
+            before=before,
+            after=after,
+            status=status,
+            later=later,
+            ended=ended,
         )
         if undo is not None:
             asked = [a for a in waiting if (a.payload or {}).get("flag") == flag]
@@ -409,9 +450,30 @@ def _flag_items(
                 status=status,
                 undo=undo,
                 no_undo=no_undo,
+                note=note,
             )
         )
     return items, total
+
+
+def _stayed(entry: AuditRecord, ended: dict[tuple[str, int], AuditRecord]) -> bool:
+    """Whether a later flag change left something in place that its rollout did not take
+    back: AppConfig rolls a deployment back (an alarm monitor, most often the very alarm
+    firing), or it ends failed."""
+    if not _wrote(entry):
+        return False
+    detail = entry.detail or {}
+    number = detail.get("deployment")
+    if "parameter_version" in detail or not isinstance(number, int):
+        return True
+    end = ended.get((str(detail.get("flag")), number))
+    return end is None or end.outcome == "ok"
+
+
+def _deployed(entry: AuditRecord) -> bool:
+    """Whether an AppConfig change line started a deployment (or may have): a version
+    written and never deployed leaves the deployed one as it was."""
+    return entry.outcome == "ok" or bool((entry.detail or {}).get("may_have_started"))
 
 
 def _flag_undo(
@@ -422,44 +484,73 @@ def _flag_undo(
     after: dict[str, Any],
     status: str,
     later: list[AuditRecord],
-) -> tuple[Undo | None, str | None]:
+    ended: dict[tuple[str, int], AuditRecord],
+) -> tuple[Undo | None, str | None, str | None]:
+    """The undo of a flag change, or why it has none; and a note on a later change of the
+    flag that AppConfig did not keep (the button stays then)."""
     was, now = enabled_of(before), enabled_of(after)
     if was is None or now is None or was == now:
-        return None, None  # attributes only: no one-click undo
-    newer = [
-        e
-        for e in later
-        if e.action == FLAG_CHANGE
-        and _wrote(e)
-        and e.id > entry.id
-        and (e.detail or {}).get("flag") == flag
-    ]
-    if newer:
-        latest = newer[-1]
+        return None, None, None  # attributes only: no one-click undo
+    since = [e for e in later if e.action == FLAG_CHANGE and e.id > entry.id and _wrote(e)]
+    newer = [e for e in since if (e.detail or {}).get("flag") == flag]
+    stayed = [e for e in newer if _stayed(e, ended)]
+    if stayed:
+        latest = stayed[-1]
         latest_after = (latest.detail or {}).get("after")
         state = enabled_of(latest_after) if isinstance(latest_after, dict) else None
         if state == was:
             word = "on" if was else "off"
-            return None, f"already turned {word} again by {_mention(latest.actor)}"
-        return None, f"changed again since, by {_mention(latest.actor)}"
+            return None, f"already turned {word} again by {_mention(latest.actor)}", None
+        return None, f"changed again since, by {_mention(latest.actor)}", None
     if status == "rolled back by AppConfig":
-        return None, None
+        return None, None, None
     detail = entry.detail or {}
     ssm = "parameter_version" in detail
     version = detail.get("parameter_version" if ssm else "version")
+    verb = "on" if was else "off"
     if not isinstance(version, int):
         # Nothing to tell a later change made outside opsbot by: no one-click undo.
-        verb = "on" if was else "off"
-        return None, f"the version it left is not known (use `/flag {verb}`)"
+        return None, f"the version it left is not known (use `/flag {verb}`)", None
+    if not ssm:
+        # AppConfig deploys the whole profile: another flag's change since deployed a
+        # version after the one this change left, and the undo, pinned to it, is refused.
+        other = next(
+            (
+                e
+                for e in reversed(since)
+                if (e.detail or {}).get("flag") != flag and _deployed(e) and _stayed(e, ended)
+            ),
+            None,
+        )
+        if other is not None:
+            name = code(str((other.detail or {}).get("flag") or "?"))
+            return (
+                None,
+                (
+                    f"the flags were changed since ({name} by {_mention(other.actor)}): "
+                    f"use `/flag {verb}`"
+                ),
+                None,
+            )
     undo = Undo(
         kind=FLAG_UNDO,
         flag=flag,
-        verb="on" if was else "off",
+        verb=verb,
         parameter_version=version if ssm else None,
         deployed_version=None if ssm else version,
         undoes_change=entry.id,
     )
-    return undo, None
+    note = None
+    if newer:  # changed again since, and rolled back or failed: it is as this change left it
+        undone = newer[-1]
+        end = ended.get((flag, int((undone.detail or {}).get("deployment") or 0)))
+        what = (
+            "rolled back by AppConfig"
+            if end is not None and end.outcome == "rolled_back"
+            else "its AppConfig deployment failed"
+        )
+        note = f"changed again by {_mention(undone.actor)}, {what}"
+    return undo, None, note
 
 
 def changes_view(

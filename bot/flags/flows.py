@@ -251,6 +251,7 @@ def prepare(services: Services, change: Change, *, waited: bool = False) -> Prep
                     target,
                     made=change.deployed_version,
                     now=f"version {base.number} is deployed",
+                    changed=f"the flags of {code(target.label)} were",  # one version for all
                 )
             )
         if change.verb == SET:
@@ -308,8 +309,11 @@ def prepare(services: Services, change: Change, *, waited: bool = False) -> Prep
     return prepared
 
 
-def _changed_since_text(change: Change, target: Target, *, made: int, now: str) -> str:
-    """The refusal of a change made from version `made` when AWS holds another one `now`.
+def _changed_since_text(
+    change: Change, target: Target, *, made: int, now: str, changed: str | None = None
+) -> str:
+    """The refusal of a change made from version `made` when AWS holds another one `now`;
+    `changed` says what moved since (default: the flag itself).
 
     An undo names the change it undoes: writing over a later change would undo that
     one instead, unseen.
@@ -320,8 +324,9 @@ def _changed_since_text(change: Change, target: Target, *, made: int, now: str) 
             f"{now} now, not version {made}. "
             "Nothing was written: look again with `/flag list` and ask again."
         )
+    moved = changed or f"{code(change.flag)} of {code(target.label)} was"
     return (
-        f"Nothing was written: {code(change.flag)} of {code(target.label)} was changed after "
+        f"Nothing was written: {moved} changed after "
         f"the change this undoes, which left version {made}: {now} now (a change made "
         "outside opsbot, or just now). Undoing would overwrite that later change: look with "
         f"`/flag list`, and use `/flag {change.verb} {escape(change.flag)}` if it should still "

@@ -145,7 +145,7 @@ def test_an_appconfig_undo_is_refused_once_another_version_was_deployed_since(
 
     answer = press(live, releases, button, user="U0ALICE")
     assert answer.startswith(
-        "Nothing was written: `apple_pay` of `api/prod` was changed after the change this "
+        "Nothing was written: the flags of `api/prod` were changed after the change this "
         f"undoes, which left version {ours}: version {outside} is deployed now"
     ), answer
     assert max(flag_world.versions()) == outside  # nothing written
