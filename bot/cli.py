@@ -329,6 +329,13 @@ def _rights_notes(config: Config) -> list[str]:
                 "frees for anyone to register: pin the account as "
                 f"{key}#<id> (its id: gh api users/{key.removeprefix('github:')} --jq .id)"
             )
+    for entry in config.rights.cli_github.repositories:
+        if "#" not in entry:
+            notes.append(
+                f"rights.cli_github.repositories entry {entry} names a repository by its "
+                "name, which renaming or deleting it or its owner frees for anyone to "
+                f"register: pin it as {entry}#<id> (its id: gh api repos/{entry} --jq .id)"
+            )
     return notes
 
 

@@ -124,7 +124,8 @@ CLI_IDENTITY = (
     r"|os:[A-Za-z0-9][A-Za-z0-9._-]{0,99})$"
 )
 GITHUB_OIDC_ISSUER = "https://token.actions.githubusercontent.com"
-GITHUB_REPOSITORY = r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$"
+# `owner/name`, or `owner/name#<repository id>` to pin the repository itself.
+GITHUB_REPOSITORY = r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}(#[1-9][0-9]{0,19})?$"
 
 
 class CliGithub(Strict):
@@ -134,7 +135,10 @@ class CliGithub(Strict):
     runs the CLI sets its environment, and an issuer of their own signs anything.
     """
 
-    # The repositories (`owner/name`) whose workflows' tokens are accepted; none: no token is.
+    # The repositories (`owner/name#<id>` or `owner/name`) whose workflows' tokens are
+    # accepted; none: no token is. With the id (the token's `repository_id`), an entry
+    # names one repository; without it, whichever holds the name, which renaming or
+    # deleting the repository or its owner frees for anyone to register.
     repositories: list[Annotated[str, Field(pattern=GITHUB_REPOSITORY)]] = Field(
         default_factory=list
     )
@@ -145,6 +149,28 @@ class CliGithub(Strict):
     )
     issuer: str = Field(default=GITHUB_OIDC_ISSUER, pattern=r"^https://")
     audience: str = Field(default="opsbot", min_length=1)
+
+    @field_validator("repositories")
+    @classmethod
+    def _one_entry_per_repository(cls, repositories: list[str]) -> list[str]:
+        # An entry without an id beside one with it would accept whichever repository holds
+        # the name: the id would guard nothing. (Names compared as GitHub does, ignoring
+        # case; entries without an id differing only in case stay allowed.)
+        entries: dict[str, set[str]] = {}
+        for entry in repositories:
+            entries.setdefault(entry.partition("#")[0].casefold(), set()).add(entry)
+        twice = [
+            sorted(same)
+            for same in entries.values()
+            if len({entry.partition("#")[2] for entry in same}) > 1
+        ]
+        if twice:
+            raise ValueError(
+                "a GitHub repository may be listed once: "
+                + "; ".join(", ".join(same) for same in sorted(twice))
+                + " (keep the one with the repository id, `owner/name#<id>`)"
+            )
+        return repositories
 
 
 class Rights(Strict):

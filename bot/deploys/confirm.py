@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING
 
 from bot.approvals import service as approvals
 from bot.approvals.errors import ActionFailed
+from bot.approvals.flows import requester_unverifiable
 from bot.approvals.registry import Kind, register
 from bot.approvals.rights import approvers, require_right
-from bot.apps.errors import AppError
+from bot.apps.errors import AppError, RightUnverifiable
 from bot.deploys.errors import DeployError
 from bot.deploys.models import ROLLBACK
 from bot.deploys.plans import Request
@@ -63,6 +64,8 @@ def _execute(services: Services, action: PendingAction) -> str:
             action=action,
             on_recorded=partial(_record_deployment, action_id=action.id),
         )
+    except RightUnverifiable as exc:  # the requester's, not the clicker's: "could not check"
+        raise requester_unverifiable(action, reason=exc.reason) from exc
     except (AppError, DeployError) as exc:
         raise ActionFailed(str(exc)) from exc
     return started_text(deployment)

@@ -39,6 +39,7 @@ from bot.adapters import ecs
 from bot.adapters.aws import longest_call_s
 from bot.approvals.render import actor_text
 from bot.approvals.service import is_slack_user
+from bot.apps.errors import RightUnverifiable
 from bot.apps.registry import Target, get_target_or_raise
 from bot.audit import service as audit
 from bot.db import committed
@@ -223,14 +224,19 @@ def record(
 def request_refused(services: Services, request: Request, error: Exception) -> None:
     """Audit, count and log a request that did not start: refused, or failed before it could.
 
-    It failed when AWS did (DeployFailed), and was refused otherwise (a check, a right).
+    It failed when AWS did (DeployFailed), or when Slack could not confirm a right
+    (RightUnverifiable: nobody was found without it), and was refused otherwise
+    (a check, a right).
     """
+    unverifiable = error.reason if isinstance(error, RightUnverifiable) else None
     failed = isinstance(error, DeployFailed)
-    outcome = "failed" if failed else "refused"
+    outcome = "failed" if failed or unverifiable is not None else "refused"
     aws_error = failure_code(error) if failed else None
     detail = {**_request_detail(request), "reason": str(error)}
     if aws_error is not None:
         detail["aws_error"] = aws_error
+    if unverifiable is not None:
+        detail["unverifiable"] = unverifiable
     with services.sessions() as db_session:
         audit.record(
             db_session,
@@ -255,6 +261,16 @@ def request_refused(services: Services, request: Request, error: Exception) -> N
             aws_error,
             str(error),
             extra={**extra, "aws_error": aws_error},
+        )
+    elif unverifiable is not None:
+        log.warning(
+            "%s of %s to %s by %s failed: opsbot could not check the requester's right: %s",
+            request.kind,
+            what,
+            request.label,
+            request.actor,
+            unverifiable,
+            extra=extra,
         )
     else:
         log.info(

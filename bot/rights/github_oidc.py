@@ -6,6 +6,10 @@ issuer's JWKS address, names its audience (opsbot's own, so a token minted for A
 anything else is refused) and the repository whose workflow asked for it. Only tokens
 from the repositories in `rights.cli_github.repositories` are accepted.
 
+A repository's name is freed the same way when it or its owner is renamed or
+deleted; the token's `repository_id` is the repository's own number. An entry
+`owner/name#<id>` accepts only that repository's tokens.
+
 A login is a name GitHub frees when its account is renamed or deleted, and someone
 else may register it; the token's `actor_id` is the account's own number, never
 reused. A `rights.cli` key `github:<login>#<id>` names only that account.
@@ -30,7 +34,8 @@ MAX_TOKEN_CHARS = 16 * 1024
 MAX_JWKS_DEPTH = 8
 # Clock skew between the runner, GitHub and the task that reads the token.
 LEEWAY_S = 60
-# An account id as GitHub writes it (a decimal string) and as `rights.cli` keys hold it.
+# An account or repository id as GitHub writes it (a decimal string) and as `rights.cli`
+# keys and `rights.cli_github.repositories` entries hold it.
 ACCOUNT_ID = re.compile(r"[1-9][0-9]{0,19}")
 
 
@@ -41,6 +46,7 @@ class GithubJob:
     actor: str  # who started this run (or this re-run): a login, which can change hands
     actor_id: str | None  # that account's permanent number; None: the token names none for it
     repository: str
+    repository_id: str | None  # the repository's permanent number; None: the token names none
     ref: str
     run_id: str
     token_id: str
@@ -92,6 +98,16 @@ def _pinned(login: str, account_id: str | None) -> tuple[str, str | None]:
     return login.casefold(), account_id
 
 
+def _pinned_repositories(repositories: Collection[str]) -> dict[str, str | None]:
+    """Each `rights.cli_github.repositories` entry's `owner/name` -> its repository id
+    (None: the entry names none, and accepts whichever repository holds the name)."""
+    pinned: dict[str, str | None] = {}
+    for entry in repositories:
+        name, _, repository_id = entry.partition("#")
+        pinned[name] = repository_id or pinned.get(name)
+    return pinned
+
+
 def verify(
     token: str,
     *,
@@ -115,11 +131,12 @@ def verify(
     if len(token) > MAX_TOKEN_CHARS or not token.strip():
         raise TokenRefused("the GitHub OIDC token is empty or too long to be one")
     keys = _key_set(issuer, fetch)
+    pinned = _pinned_repositories(repositories)
     required: dict[str, Any] = {
         "iss": {"essential": True, "value": issuer},
         "aud": {"essential": True, "value": audience},
         "exp": {"essential": True},
-        "repository": {"essential": True, "values": list(repositories)},
+        "repository": {"essential": True, "values": list(pinned)},
         "actor": {"essential": True},
     }
     if environments:
@@ -130,6 +147,17 @@ def verify(
     except (JoseError, ValueError, RecursionError) as exc:
         # RecursionError: a header or payload nested past the JSON decoder's depth.
         raise TokenRefused(f"the GitHub OIDC token is not valid for opsbot: {exc}") from None
+    repository = str(claims["repository"])
+    repository_id = _account_id(claims.get("repository_id"))
+    expected = pinned[repository]
+    if expected is not None and repository_id != expected:
+        # The name is the configured one, the repository another: it was renamed or
+        # deleted, and someone registered the name again.
+        raise TokenRefused(
+            f"the GitHub OIDC token is of a repository named {repository} "
+            f"{'with no id' if repository_id is None else f'with id {repository_id}'}, "
+            f"not the one `rights.cli_github.repositories` pins ({repository}#{expected})"
+        )
     # A re-run acts as whoever re-ran it, not as whoever started the first run. A
     # token that does not say who that is (GitHub's `actor` stays the first run's)
     # names nobody: acting as `actor` would act as someone else.
@@ -146,7 +174,8 @@ def verify(
     return GithubJob(
         actor=actor,
         actor_id=account_id,
-        repository=str(claims["repository"]),
+        repository=repository,
+        repository_id=repository_id,
         ref=str(claims.get("ref", "")),
         run_id=str(claims.get("run_id", "")),
         token_id=str(claims.get("jti", "")),
@@ -154,7 +183,8 @@ def verify(
 
 
 def _account_id(claim: object) -> str | None:
-    """The account number a claim holds (GitHub writes a decimal string), else None."""
+    """The account or repository number a claim holds (GitHub writes a decimal string),
+    else None."""
     if isinstance(claim, int) and not isinstance(claim, bool):
         claim = str(claim)
     if isinstance(claim, str) and ACCOUNT_ID.fullmatch(claim):

@@ -7,9 +7,10 @@ and the group S0DEPLOYERS: Bob and Gus (a guest). Only the group S0FORCERS
 `ratelimited` for usergroups.users.list or users.info where a test says so.
 
 Rights fail closed: what Slack cannot say refuses as "could not check", never
-as "you may not", and changes nothing; a guest or a deactivated account holds
-no deployers' right even when listed, and is told so; someone listed nowhere is
-refused without asking Slack about them, outage or not.
+as "you may not", and changes nothing (audited "failed": nobody was found
+without the right); a guest or a deactivated account holds no deployers' right
+even when listed, and is told so; someone listed nowhere is refused without
+asking Slack about them, outage or not.
 """
 
 from __future__ import annotations
@@ -112,10 +113,13 @@ def test_force_while_slack_cannot_list_who_may_force_is_could_not_check(
     )
     assert answered(releases, url) == said
     unchanged(world, live.runtime)
-    [refused] = audited(live.runtime, "deploy.request")
-    assert (refused.actor, refused.outcome) == ("U0ALICE", "refused")
-    assert refused.detail["reason"] == said
-    assert refused.detail["force_reason"] == "accepted risk"
+    [failed] = audited(live.runtime, "deploy.request")  # nobody was found without the right
+    assert (failed.actor, failed.outcome) == ("U0ALICE", "failed")
+    assert (failed.detail["reason"], failed.detail["unverifiable"]) == (
+        said,
+        f"Slack answered `{error}`",
+    )
+    assert failed.detail["force_reason"] == "accepted risk"
     assert audited(live.runtime, "deploy.force") == []
 
     releases.faults.clear()  # Slack answers again: the same command goes through
@@ -258,12 +262,8 @@ def test_while_slack_cannot_read_profiles_a_listed_deployer_is_could_not_check(
     )
     assert answered(releases, url) == said
     unchanged(world, live.runtime)
-    [refused] = audited(live.runtime, "deploy.request")
-    assert (refused.actor, refused.outcome, refused.detail["reason"]) == (
-        "U0ALICE",
-        "refused",
-        said,
-    )
+    [failed] = audited(live.runtime, "deploy.request")  # nobody was found without the right
+    assert (failed.actor, failed.outcome, failed.detail["reason"]) == ("U0ALICE", "failed", said)
 
 
 def test_someone_listed_nowhere_is_refused_without_asking_slack_about_them(
