@@ -78,6 +78,12 @@ def _listen(sessions: sessionmaker[Session], handlers: dict[str, Handler]) -> No
             for key in list(handlers):
                 db_session.info.pop(key, None)
 
+    @event.listens_for(sessions, "after_transaction_end")
+    def after_transaction_end(db_session: Session, transaction: SessionTransaction) -> None:
+        if transaction.parent is None:  # ended without a commit or a rollback (a close)
+            for key in list(handlers):
+                db_session.info.pop(key, None)
+
 
 def _inside(savepoint: SessionTransaction | None, rolled_back: SessionTransaction) -> bool:
     """Whether an item noted under `savepoint` was inside the SAVEPOINT `rolled_back`."""

@@ -45,6 +45,7 @@ def clock_offset_s(db_session: Session, now: Callable[[], datetime]) -> float | 
     """
     if db_session.get_bind().dialect.name != "postgresql":
         return None
+    db_session.connection()  # a wait for the pool's connection is not the clock's
     before = now()
     database: datetime | None = db_session.scalar(select(func.clock_timestamp()))
     after = now()

@@ -125,8 +125,17 @@ class PeopleDirectory:
         """The PagerDuty user a Slack user acts as; NoPagerDutyUser says why there is none."""
         with self.sessions() as db_session:
             row = service.get(db_session, slack_user_id=slack_user_id)
-            if row is not None and (row.linked or self.clock.now() - row.checked_at < self.cache):
-                return PagerDutyUser(row.pagerduty_user_id, row.pagerduty_name, row.pagerduty_email)
+            found = (
+                None
+                if row is None
+                else PagerDutyUser(row.pagerduty_user_id, row.pagerduty_name, row.pagerduty_email)
+            )
+            linked = row is not None and row.linked
+            fresh = row is not None and self.clock.now() - row.checked_at < self.cache
+        # A lookup row is an email match: a guest's (saved before guests were refused)
+        # proves nothing. A link is an admin's word.
+        if found is not None and (linked or (fresh and self._vouched(slack_user_id))):
+            return found
         rest = self._rest()
         email = self._vouched_email(slack_user_id)
         if email is None:
@@ -265,8 +274,18 @@ class PeopleDirectory:
         slack_user_id = str(found.get("id") or "")
         if not slack_user_id or found.get("deleted"):  # a deactivated account is nobody
             return None
+        if not self._vouched(slack_user_id):
+            return None  # a guest's email proves nothing: shown by name, never acting as them
         self._save(slack_user_id, user, linked=False)
         return slack_user_id
+
+    def _vouched(self, slack_user_id: str) -> bool:
+        """Whether the Slack user's profile email is one this workspace vouches for: not a
+        guest's nor another organisation's (nor one Slack cannot say about now)."""
+        try:
+            return not self.workspace.member(slack_user_id).is_guest
+        except SlackFactsUnavailable:  # logged by the workspace
+            return False
 
     def display(self, ref: Reference) -> str:
         """A PagerDuty user as Slack shows them: a mention where one maps, else their name."""

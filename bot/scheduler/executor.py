@@ -38,11 +38,14 @@ Run = Callable[..., None]
 PutBack = Callable[[Any, datetime], None]
 
 PAGING_PREFIXES = ("incidents.", "maintenance.")
+# Of those, work that waits on Slack and pages nobody: archiving a resolved incident's
+# channels (a storm resolves many at once; a Slack outage holds each for its timeout).
+NOT_PAGING = frozenset({"incidents.archive_channel"})
 
 
 def pages(job_name: str) -> bool:
     """Whether a job runs in the pool kept for what pages or tells people."""
-    return job_name.startswith(PAGING_PREFIXES)
+    return job_name.startswith(PAGING_PREFIXES) and job_name not in NOT_PAGING
 
 
 class _Named:

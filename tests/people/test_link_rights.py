@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from bot.audit.models import AuditRecord
 from bot.config import parse_config
 from bot.db.engine import make_sessionmaker
+from bot.pagerduty.webhooks import Reference
 from bot.people.errors import NoPagerDutyUser
 from bot.people.links import PagerDutyLinks
 from bot.rights.service import Rights
@@ -100,3 +101,21 @@ def test_a_guest_or_an_outsider_acts_in_pagerduty_only_once_an_admin_linked_them
 
     links.link(requester=ADMIN, email="bob@example.com", for_user=who)
     assert world.people.pagerduty_user_for(who).id == "PBOB"  # the admin vouched for it
+
+
+@pytest.mark.parametrize("who", [GUEST, OUTSIDER])
+def test_a_guest_found_by_the_reverse_lookup_is_neither_shown_nor_acting_as_that_person(
+    who: str, world: World, slack: SlackEmulator, pagerduty: PagerDutyEmulator
+) -> None:
+    # Eve is a PagerDuty user of ours no member's Slack account has the email of; the
+    # guest's profile (set by their own organisation) says it.
+    if who == GUEST:
+        slack.add_user(GUEST, "gina", email="eve@example.com", guest=True)
+    else:
+        slack.add_user(OUTSIDER, "otto", email="eve@example.com", team_id="T0OTHER")
+    pagerduty.add_user("PEVE", "Eve Example", "eve@example.com")
+
+    # Eve is on call: /oncall, Home or an incident message shows her.
+    assert world.people.display(Reference(id="PEVE", name="Eve Example")) == "Eve Example"
+    with pytest.raises(NoPagerDutyUser):
+        world.people.pagerduty_user_for(who)

@@ -94,3 +94,19 @@ def test_a_failing_handler_stops_no_other_and_the_commit_stands(engine: sa.Engin
         committed.note(db_session, "test.counts", "two")
         db_session.commit()  # does not raise
     assert handed == ["two"]
+
+
+def test_what_a_closed_session_noted_is_not_handed_on_by_its_next_commit(
+    engine: sa.Engine,
+) -> None:
+    sessions = make_sessionmaker(engine)
+    handed: list[str] = []
+    committed.on_commit(sessions, "test.items", handed.append)
+    db_session = sessions()
+    db_session.connection()
+    committed.note(db_session, "test.items", "abandoned")
+    db_session.close()  # neither committed nor rolled back
+    committed.note(db_session, "test.items", "next")
+    db_session.commit()
+    db_session.close()
+    assert handed == ["next"]

@@ -21,10 +21,18 @@ import sqlalchemy as sa
 from bot.clock import ManualClock
 from bot.config import parse_config
 from bot.db.engine import make_sessionmaker
+from bot.incidents.flows import (
+    ARCHIVE_CHANNEL_JOB,
+    ESCALATE_JOB,
+    REMIND_JOB,
+    SILENCE_END_JOB,
+)
+from bot.maintenance.flows import END_JOB
 from bot.observability.metrics import Metrics
 from bot.observability.outbox_gauges import OutboxGauges
 from bot.ops.monitor import OpsMonitor
 from bot.ops.watch import DeliveryWatch
+from bot.scheduler.executor import pages
 from bot.scheduler.scheduler import JobScheduler
 from tests.conftest import TEST_CONFIG
 from tests.support import wait_for
@@ -94,3 +102,12 @@ def test_an_escalation_runs_while_every_watch_waits_on_aws_and_a_waiting_watch_i
     wait_for(lambda: len(watching) == WORKERS + 1)
     wait_for(lambda: jobs.queued_overdue_s(datetime.now(UTC) + timedelta(minutes=5)) == 0)
     jobs.stop()
+
+
+def test_the_jobs_that_page_are_the_ones_on_their_own_workers() -> None:
+    # Named by the constants the domains store their jobs under, so a rename is seen.
+    for name in (ESCALATE_JOB, REMIND_JOB, SILENCE_END_JOB, END_JOB):
+        assert pages(name), name
+    # Archiving a resolved incident's channel waits on Slack and pages nobody.
+    for name in (ARCHIVE_CHANNEL_JOB, "deploys.watch", "flags.watch", "changes.look_at_ecs"):
+        assert not pages(name), name
