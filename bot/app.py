@@ -304,7 +304,9 @@ def build_runtime(
             timeout_s=timeout_s,
             retries=False,
         )
-        answers = slack.ResponseUrls(tls=context, timeout_s=timeout_s)
+        answers = slack.ResponseUrls(
+            tls=context, timeout_s=timeout_s, hooks=slack.Hooks.of(settings.slack_api_url)
+        )
         closing.extend((slack_client.close, outbound.close, answers.close))
         sender = SlackSender(
             outbound,

@@ -39,13 +39,15 @@ from slack_sdk.errors import SlackApiError
 
 from bot import commands
 from bot.adapters.aws import AWS_ERRORS
-from bot.apps.errors import NotAllowed
+from bot.adapters.slack import Hooks
+from bot.apps.errors import NotAllowed, RightUnverifiable
 from bot.home.service import FROM_HOME, click_via
 from bot.modals import render
 from bot.modals import state as view_state
 from bot.modals.errors import FieldErrors
 from bot.modals.forms import SELECT, Choice, Form
 from bot.modals.submissions import Claim, SubmittedViews
+from bot.outbox.slack_sender import named_within_limits
 from bot.rights.errors import RightMissing
 from bot.runtime import Runtime
 from handlers.command_text import slash_command
@@ -89,8 +91,9 @@ class Origin:
         return json.dumps({**data, "home": True} if self.home else data)
 
     @classmethod
-    def parse(cls, raw: Any) -> Origin:
-        """Read back from a submission; anything unexpected is dropped, never trusted."""
+    def parse(cls, raw: Any, *, hooks: Hooks) -> Origin:
+        """Read back from a submission; anything unexpected is dropped, never trusted: a
+        response_url not on Slack's `hooks` among it."""
         try:
             data = json.loads(raw) if isinstance(raw, str) and len(raw) <= 3000 else {}
         except ValueError:
@@ -99,11 +102,7 @@ class Origin:
         channel, url = data.get("channel"), data.get("response_url")
         if not (isinstance(channel, str) and CHANNEL_ID.fullmatch(channel)):
             channel = None
-        if not (
-            isinstance(url, str)
-            and len(url) <= RESPONSE_URL_MAX
-            and url.startswith(("https://", "http://"))
-        ):
+        if not (isinstance(url, str) and len(url) <= RESPONSE_URL_MAX and hooks.holds(url)):
             url = None
         return cls(channel_id=channel, response_url=url, home=data.get("home") is True)
 
@@ -138,6 +137,9 @@ class Modal:
     refusals: tuple[type[Exception], ...]
     subject: str  # the field a refusal other than a missing right is shown on
     right: commands.Right = commands.Right.ANYONE  # what help calls the right it needs
+    # The field a refusal for want of a right is shown on, by the right's name (NotAllowed's
+    # `right`, e.g. the right to force on the field that asks to force); others: the first.
+    right_fields: dict[str, str] = field(default_factory=dict)
     # Search fields (external_select) by name: (services, filled=, prefix=) -> option values
     # or choices, `filled` being the form's other fields as far as they are chosen and valid.
     searches: dict[str, Search] = field(default_factory=dict)
@@ -223,14 +225,22 @@ class _Ids:
 
 
 def _refusal_errors(modal: Modal, form: Form, exc: Exception) -> dict[str, str]:
-    """Where a refusal shows: a missing right on the first field, naming it; else the subject."""
+    """Where a refusal shows: one for want of a right on that right's field (the first by
+    default), naming the right it lacks; else on the subject."""
     text = render.plain_error(str(exc))
     cause = exc.__cause__
-    if isinstance(exc, NotAllowed) or isinstance(cause, RightMissing):
-        needs = cause.right if isinstance(cause, RightMissing) else None
-        needs = needs or commands.RIGHT_NAMES.get(modal.right, "a right")
-        return {form.first: render.plain_error(f"Missing right ({needs}): {text}")}
-    return {modal.subject: text}
+    if not (isinstance(exc, NotAllowed) or isinstance(cause, RightMissing)):
+        return {modal.subject: text}
+    right = exc.right if isinstance(exc, NotAllowed) else None
+    if right is None and isinstance(cause, RightMissing):
+        right = cause.right
+    fields = {f.name for f in form.fields}
+    where = modal.right_fields.get(right or "")
+    where = where if where in fields else form.first
+    if isinstance(exc, RightUnverifiable):  # nothing is missing: it says what went unchecked
+        return {where: text}
+    needs = right or commands.RIGHT_NAMES.get(modal.right, "a right")
+    return {where: render.plain_error(f"Missing right ({needs}): {text}")}
 
 
 def _submit(
@@ -308,6 +318,8 @@ def _submitted(
     callback_id: str,
     modal: Modal,
 ) -> Callable[..., None]:
+    hooks = Hooks.of(runtime.settings.slack_api_url)
+
     def submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
         # Bolt answers 404 when a listener has not acked within three seconds of its
         # start: the wait for the work is what is left of slack_form_wait_s after the claim.
@@ -326,7 +338,8 @@ def _submitted(
             ack(response_action="errors", errors=exc.errors)
             return
         ids = _Ids(callback_id, view_id, user_id)
-        submission = Submission(user_id, Origin.parse(view.get("private_metadata")), values)
+        origin = Origin.parse(view.get("private_metadata"), hooks=hooks)
+        submission = Submission(user_id, origin, values)
         handoff = _Handoff()
         first = in_flight.join(view_id, handoff)
         if first is not handoff:
@@ -408,6 +421,7 @@ def _opens(modal: Modal) -> Callable[[str], bool]:
 
 def opener(runtime: Runtime, callback_id: str, modal: Modal) -> Callable[..., None]:
     """A Bolt listener opening `modal` with the request's trigger (a bare command, a button)."""
+    hooks = Hooks.of(runtime.settings.slack_api_url)
 
     def open_modal(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         ack()
@@ -433,7 +447,7 @@ def opener(runtime: Runtime, callback_id: str, modal: Modal) -> Callable[..., No
             "response_url": body.get("response_url"),
             "home": click_via(body) == FROM_HOME,
         }
-        origin = Origin.parse(json.dumps(command))
+        origin = Origin.parse(json.dumps(command), hooks=hooks)
         form = modal.build(runtime)
         empty = next((f for f in form.fields if f.kind == SELECT and not f.choices), None)
         if empty is not None and not empty.optional:
@@ -448,8 +462,8 @@ def opener(runtime: Runtime, callback_id: str, modal: Modal) -> Callable[..., No
         try:
             client.views_open(
                 trigger_id=str(body.get("trigger_id") or ""),
-                view=runtime.config.commands.naming.named_body(
-                    render.view(form, metadata=origin.metadata())
+                view=named_within_limits(
+                    runtime.config.commands.naming, render.view(form, metadata=origin.metadata())
                 ),
             )
         except SlackApiError as exc:

@@ -15,6 +15,7 @@ from functools import partial
 from typing import Any
 
 from bot import commands
+from bot.apps.access import FORCE_DEPLOYS
 from bot.apps.errors import AppError
 from bot.dbroles.errors import DbRoleError
 from bot.deploys.errors import DeployError
@@ -150,6 +151,7 @@ register_modal(
         (AppError, DeployError),
         subject=service.TAG,
         right=commands.Right.DEPLOY,
+        right_fields={FORCE_DEPLOYS: service.FORCE},
         searches={service.TAG: service.search_tags},
     ),
 )

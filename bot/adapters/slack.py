@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+import re
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from http.client import HTTPMessage
 from typing import Any
 from urllib.error import HTTPError, URLError
+from urllib.parse import urlsplit
 from urllib.request import Request
 
 import httpx2
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackRequestError
+
+log = logging.getLogger(__name__)
 
 # Failures before a request could leave: nothing reached Slack, so it may go again at once.
 NOTHING_SENT = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout)
@@ -90,6 +95,53 @@ class Answered:
     body: str
 
 
+# Slack's Web API hosts, and the host each hands out response_urls on.
+HOOKS_HOSTS = {"slack.com": "hooks.slack.com", "slack-gov.com": "hooks.slack-gov.com"}
+# A URL as Slack writes one: printable ASCII, no backslash (parsers differ on those).
+_PLAIN_URL = re.compile(r"[!-\[\]-~]+")
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """Where response_urls may point: https on Slack's hooks host for the Web API opsbot
+    talks to (`SLACK_API_URL`: hooks.slack.com for slack.com); for another API base (the
+    emulator), that base's own scheme and host.
+
+    Only a URL Slack handed out may carry a person's answer: anything else (a
+    metadata address, a service inside the network) is never contacted.
+    """
+
+    scheme: str
+    host: str  # in lower case
+
+    @classmethod
+    def of(cls, slack_api_url: str) -> Hooks:
+        api = urlsplit(slack_api_url)
+        host = api.hostname or ""
+        hooks = HOOKS_HOSTS.get(host)
+        return cls("https", hooks) if hooks is not None else cls(api.scheme.lower(), host)
+
+    def holds(self, url: str) -> bool:
+        if not _PLAIN_URL.fullmatch(url):
+            return False
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            return False
+        return (
+            parts.scheme.lower() == self.scheme
+            and "@" not in parts.netloc
+            and parts.hostname == self.host
+        )
+
+    def __str__(self) -> str:
+        return f"{self.scheme}://{self.host}"
+
+
+# What an answer to a URL that is not Slack's is taken as: a refusal, so never sent again.
+NOT_SLACKS = 403
+
+
 class ResponseUrls:
     """Posts answers to response_urls over kept-alive connections, one pool for the process.
 
@@ -97,13 +149,20 @@ class ResponseUrls:
     answer; these all go to one host, so this keeps a few open instead (httpx2,
     the PagerDuty client's HTTP stack, already loaded). A failure before the
     request could leave raises ConnectionRefusedError (nothing reached Slack:
-    send again at once); any other raises OSError (Slack may have it).
+    send again at once); any other raises OSError (Slack may have it). A URL
+    not on `hooks` is not contacted: it is answered NOT_SLACKS, as a refusal.
     """
 
-    def __init__(self, *, tls: ssl.SSLContext, timeout_s: float) -> None:
+    def __init__(self, *, tls: ssl.SSLContext, timeout_s: float, hooks: Hooks) -> None:
         self._client = httpx2.Client(verify=tls, timeout=timeout_s, follow_redirects=False)
+        self.hooks = hooks
 
     def post(self, url: str, body: Mapping[str, Any]) -> Answered:
+        if not self.hooks.holds(url):
+            # Never the URL itself: a response_url is a credential, and this one's origin
+            # is unknown.
+            log.warning("an answer was not sent: its response_url is not on %s", self.hooks)
+            return Answered(NOT_SLACKS, {}, f"not sent: the response_url is not on {self.hooks}")
         try:
             response = self._client.post(
                 url,

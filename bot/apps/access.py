@@ -18,12 +18,16 @@ from enum import StrEnum
 
 from bot.apps.errors import NotAllowed, RightUnverifiable
 from bot.apps.registry import Target
+from bot.commands import RIGHT_NAMES, Right
 from bot.config import People
 from bot.rights.errors import SlackFactsUnavailable
 from bot.rights.workspace import Workspace
 from bot.slack_text import code
 
 log = logging.getLogger(__name__)
+
+# The right `deploys.force_allowed` gives, as a refusal names it.
+FORCE_DEPLOYS = "the right to force deploys (`deploys.force_allowed`)"
 
 
 class Standing(StrEnum):
@@ -88,13 +92,26 @@ class Access:
             target.settings.deployers,
             doing=f"{action} {code(target.label)}",
             nobody="nobody (no deployers are configured)",
+            right=RIGHT_NAMES[Right.DEPLOY],
         )
 
+    def require_force(self, user_id: str, people: People) -> None:
+        """Raise NotAllowed naming the right to force, unless `user_id` is one of `people`
+        (`deploys.force_allowed`)."""
+        self.require_one_of(user_id, people, doing="force deploys", right=FORCE_DEPLOYS)
+
     def require_one_of(
-        self, user_id: str, people: People, *, doing: str, nobody: str = "nobody"
+        self,
+        user_id: str,
+        people: People,
+        *,
+        doing: str,
+        nobody: str = "nobody",
+        right: str | None = None,
     ) -> None:
         """Raise NotAllowed naming what is missing, unless `user_id` holds the right `people`
-        give to be `doing` (mrkdwn, e.g. "force deploys").
+        give to be `doing` (mrkdwn, e.g. "force deploys"); the refusal carries `right`,
+        the right's name (see NotAllowed).
 
         RightUnverifiable (a NotAllowed) when Slack could not say: a group it
         could not list might hold them, or it could not read the profile of
@@ -114,6 +131,7 @@ class Access:
                 f"opsbot could not check whether you may {doing} ({exc}). "
                 "Nothing was done: try again in a minute.",
                 reason=str(exc),
+                right=right,
             ) from None
         if standing is Standing.HOLDS:
             return
@@ -127,13 +145,15 @@ class Access:
         if standing is Standing.GUEST:
             raise NotAllowed(
                 f"Guests may not {doing}: that needs full membership of the workspace, "
-                "even for someone listed."
+                "even for someone listed.",
+                right=right,
             )
         if standing is Standing.DEACTIVATED:
             raise NotAllowed(
                 f"Deactivated Slack accounts may not {doing}: Slack shows <@{user_id}> "
-                "as deactivated."
+                "as deactivated.",
+                right=right,
             )
         # Mentions built from configured ids: live on purpose.
         who = [f"<@{u}>" for u in people.users] + [f"<!subteam^{g}>" for g in people.groups]
-        raise NotAllowed(f"You may not {doing}. Allowed: {', '.join(who) or nobody}.")
+        raise NotAllowed(f"You may not {doing}. Allowed: {', '.join(who) or nobody}.", right=right)

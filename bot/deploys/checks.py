@@ -95,7 +95,7 @@ def _require_force_rights(services: Services, request: Request) -> None:
     if people.is_empty:
         return
     with as_requesters_right(request.actor, doing="force deploys", waited=_waited(request)):
-        services.access.require_one_of(request.actor, people, doing="force deploys")
+        services.access.require_force(request.actor, people)
 
 
 def _tags_hint(services: Services, repository: str) -> str:

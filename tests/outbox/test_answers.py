@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 from slack_sdk import WebClient
 
-from bot.adapters.slack import ResponseUrls
+from bot.adapters.slack import Hooks, ResponseUrls
 from bot.outbox.models import SLACK_RESPONSE
 from bot.outbox.results import Job, Retry, Sent
 from bot.outbox.service import SLACK_RESPONSE_TARGET
@@ -22,7 +22,9 @@ from tests.support import RecordingServer
 
 @pytest.fixture
 def answers() -> Iterator[ResponseUrls]:
-    urls = ResponseUrls(tls=ssl.create_default_context(), timeout_s=0.5)
+    urls = ResponseUrls(
+        tls=ssl.create_default_context(), timeout_s=0.5, hooks=Hooks.of("http://127.0.0.1/api/")
+    )
     yield urls
     urls.close()
 
