@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Literal
 
 from bot.slack_text import escape
 
@@ -450,18 +450,6 @@ class Naming:
         if self.is_default or "`/" not in text:
             return text
         return MENTION.sub(lambda found: "`" + self.typed(found.group(1)), text)
-
-    def named_body(self, body: Any) -> Any:
-        """`named` applied to every string of a Slack body (text, blocks, a view)."""
-        if self.is_default:
-            return body
-        if isinstance(body, str):
-            return self.named(body)
-        if isinstance(body, dict):
-            return {key: self.named_body(value) for key, value in body.items()}
-        if isinstance(body, list):
-            return [self.named_body(value) for value in body]
-        return body
 
     def slack_names(self) -> tuple[str, ...]:
         """Every Slack command registered, in the table's order, each once."""

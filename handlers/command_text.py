@@ -5,6 +5,7 @@ And `slash_command`: a listener registered under the name the config gives the c
 
 from __future__ import annotations
 
+import json
 import shlex
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
@@ -12,6 +13,7 @@ from typing import Any, Protocol, TypeVar
 from slack_bolt import Ack, BoltResponse
 
 from bot.commands import COMMANDS, Naming
+from bot.outbox.slack_sender import named_within_limits
 from bot.slack_text import clip, code
 from handlers.routing import Routes
 
@@ -112,8 +114,17 @@ def as_named(naming: Naming, answer: BoltResponse) -> BoltResponse:
     """Bolt's answer to Slack with the commands it mentions named as this workspace types them.
 
     Texts are written with the table's names (`/deploy history …`); this is where an
-    acknowledgement leaves for Slack, whichever way it came (HTTP or Socket Mode).
+    acknowledgement leaves for Slack, whichever way it came (HTTP or Socket Mode). A
+    JSON answer has its display texts named, not its values (`named_within_limits`).
     """
-    if not naming.is_default and isinstance(answer.body, str):
+    if naming.is_default or not isinstance(answer.body, str):
+        return answer
+    try:
+        parsed = json.loads(answer.body)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict):
+        answer.body = json.dumps(named_within_limits(naming, parsed))
+    else:
         answer.body = naming.named(answer.body)
     return answer

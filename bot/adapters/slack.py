@@ -118,7 +118,8 @@ class Hooks:
     def of(cls, slack_api_url: str) -> Hooks:
         api = urlsplit(slack_api_url)
         host = api.hostname or ""
-        hooks = HOOKS_HOSTS.get(host)
+        # `slack.com.` and `www.slack.com` are Slack's API too, and hand out hooks.slack.com.
+        hooks = HOOKS_HOSTS.get(host.rstrip(".").removeprefix("www."))
         return cls("https", hooks) if hooks is not None else cls(api.scheme.lower(), host)
 
     def holds(self, url: str) -> bool:

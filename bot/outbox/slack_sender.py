@@ -98,38 +98,45 @@ TEXT_OBJECTS = ("mrkdwn", "plain_text")
 
 
 def named_within_limits(naming: Naming, body: Any) -> Any:
-    """`body` (a message, an answer, a view) with its commands named as the workspace
-    types them (`Naming.named_body`), every text still within Slack's limit.
+    """`body` (a message, an answer, a view) with the commands its texts quote named as
+    the workspace types them, every text still within Slack's limit.
 
-    Renaming comes after the text was cut to fit, and lengthens each command it
-    names (`/deploy` becomes `/ops deploy`): outside text full of them would pass
-    the limit, and Slack would refuse the whole message or view. A lengthened text
-    is cut again: to its limit where TEXT_LIMITS knows it, else to its length before.
+    Only display text is renamed: a string under a `text` key (the message's text, a
+    text object's). Values, action ids, URLs and metadata carry what a click hands
+    back, and renaming or cutting them would break it. Renaming comes after the text
+    was cut to fit, and lengthens each command it names (`/deploy` becomes `/ops
+    deploy`): outside text full of them would pass the limit, and Slack would refuse
+    the whole message or view. A lengthened text is cut again: to its limit where
+    TEXT_LIMITS knows it, else to its length before.
     """
     if naming.is_default:
         return body
-    return _named(naming, body, holder="", limit=None)
+    return _named(naming, body, holder="", limit=None, key="")
 
 
-def _named(naming: Naming, value: Any, *, holder: str, limit: int | None) -> Any:
+def _named(naming: Naming, value: Any, *, holder: str, limit: int | None, key: str) -> Any:
     if isinstance(value, str):
+        if key != "text":
+            return value
         named = naming.named(value)
         if len(named) <= len(value):
             return named
         return clip(named, max(len(value), limit or 0))
     if isinstance(value, list):
-        return [_named(naming, item, holder=holder, limit=limit) for item in value]
+        return [_named(naming, item, holder=holder, limit=limit, key="") for item in value]
     if not isinstance(value, dict):
         return value
     kind = str(value.get("type") or holder)
     if kind in TEXT_OBJECTS:  # its limit is where it sits
         return {
-            key: _named(naming, item, holder=kind, limit=limit if key == "text" else None)
-            for key, item in value.items()
+            name: _named(
+                naming, item, holder=kind, limit=limit if name == "text" else None, key=name
+            )
+            for name, item in value.items()
         }
     return {
-        key: _named(naming, item, holder=key, limit=TEXT_LIMITS.get((kind, key)))
-        for key, item in value.items()
+        name: _named(naming, item, holder=name, limit=TEXT_LIMITS.get((kind, name)), key=name)
+        for name, item in value.items()
     }
 
 

@@ -207,7 +207,8 @@ class PeopleDirectory:
             if linked and (fresh or self._still_active(slack_user_id)):
                 return slack_user_id
         for slack_user_id, linked, fresh in rows:
-            if fresh and not linked:
+            # A lookup saved for a guest before guests' emails stopped counting names nobody.
+            if fresh and not linked and self._vouched(slack_user_id):
                 return slack_user_id
         with self._lock:
             until = self._no_slack_user.get(ref.id)

@@ -106,3 +106,8 @@ def test_an_answer_on_the_configured_host_is_sent(listener: RecordingServer) -> 
 
     assert result == Sent()
     assert [path for _, path, _, _ in listener.requests] == ["/commands/T0/1/AbC"]
+
+
+@pytest.mark.parametrize("api", ["https://www.slack.com/api/", "https://slack.com./api/"])
+def test_slacks_api_under_another_spelling_still_takes_its_hooks_host(api: str) -> None:
+    assert Hooks.of(api).holds("https://hooks.slack.com/commands/T0/1/AbC")

@@ -7,6 +7,7 @@ that names a command is renamed whole.
 
 from __future__ import annotations
 
+import json
 import ssl
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -17,7 +18,7 @@ from bot.adapters.slack import Answered, web_client
 from bot.commands import Naming
 from bot.outbox.models import SLACK_MESSAGE, SLACK_RESPONSE
 from bot.outbox.results import Job, MessageRef, Sent
-from bot.outbox.slack_sender import SlackSender
+from bot.outbox.slack_sender import SlackSender, named_within_limits
 from bot.slack_text import BUTTON_MAX, CONTEXT_MAX, SECTION_MAX, clip
 from sandbox.slack import SlackEmulator
 from tests.conftest import SLACK_TOKEN
@@ -103,3 +104,39 @@ def test_an_answer_renamed_keeps_each_block_within_slacks_limits(
     [sent] = answers
     assert too_long(sent["blocks"]) == []
     assert sent["text"] == "`/ops deploy` answered"
+
+
+def test_only_display_text_is_renamed_never_what_a_click_hands_back() -> None:
+    # A question's button carries its command as JSON, with the typed --force reason:
+    # renamed and cut, its value no longer parsed, and the click could not run.
+    value = json.dumps({"force_reason": "checked with `/deploy history web prod`" * 3})
+    body = {
+        "text": "Deploy anyway? `/deploy`",
+        "blocks": [
+            {
+                "type": "actions",
+                "block_id": "`/deploy",
+                "elements": [
+                    {
+                        "type": "button",
+                        "action_id": "`/deploy",
+                        "value": value,
+                        "url": "https://example.com/`/deploy",
+                        "text": {"type": "plain_text", "text": "Continue `/deploy`"},
+                    }
+                ],
+            }
+        ],
+        "private_metadata": value,
+    }
+    named = named_within_limits(Naming(style="single", prefix="ops"), body)
+    [button] = named["blocks"][0]["elements"]
+    assert (button["value"], button["action_id"], button["url"]) == (
+        value,
+        "`/deploy",
+        "https://example.com/`/deploy",
+    )
+    assert named["blocks"][0]["block_id"] == "`/deploy"
+    assert named["private_metadata"] == value
+    assert button["text"]["text"] == "Continue `/ops deploy`"
+    assert named["text"] == "Deploy anyway? `/ops deploy`"

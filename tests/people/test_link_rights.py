@@ -10,7 +10,9 @@ import sqlalchemy as sa
 from bot.audit.models import AuditRecord
 from bot.config import parse_config
 from bot.db.engine import make_sessionmaker
+from bot.pagerduty.rest import PagerDutyUser
 from bot.pagerduty.webhooks import Reference
+from bot.people import service as people_service
 from bot.people.errors import NoPagerDutyUser
 from bot.people.links import PagerDutyLinks
 from bot.rights.service import Rights
@@ -119,3 +121,23 @@ def test_a_guest_found_by_the_reverse_lookup_is_neither_shown_nor_acting_as_that
     assert world.people.display(Reference(id="PEVE", name="Eve Example")) == "Eve Example"
     with pytest.raises(NoPagerDutyUser):
         world.people.pagerduty_user_for(who)
+
+
+def test_a_guests_lookup_saved_before_the_upgrade_names_and_acts_as_nobody(
+    world: World, engine: sa.Engine
+) -> None:
+    # What an older release saved when the guest, whose profile says Bob's email, acted.
+    with make_sessionmaker(engine)() as db_session:
+        people_service.save(
+            db_session,
+            slack_user_id=GUEST,
+            user=PagerDutyUser("PBOB", "Bob Example", "bob@example.com"),
+            linked=False,
+            now=world.clock.now(),
+        )
+        db_session.commit()
+
+    with pytest.raises(NoPagerDutyUser):
+        world.people.pagerduty_user_for(GUEST)
+    # Bob is named, found by his own Slack account's email; never the guest.
+    assert world.people.display(Reference(id="PBOB", name="Bob Example")) == "<@U0BOB>"
