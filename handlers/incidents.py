@@ -270,16 +270,17 @@ def register(routes: Routes, runtime: Runtime) -> None:
         ):
             log.warning("silence menu sent %r", value[:100])
             return
-        requester = _requester(body, "button")
-        runtime.after_ack.run(
-            "silence menu",
-            lambda: actions.silence(
-                incident_id=incident_id,
-                minutes=render.SILENCE_CHOICES.get(choice),
-                requester=requester,
-            ),
-            response_url=body.get("response_url"),
-        )
+        # From a message or from App Home: the audit says which, as for the buttons.
+        requester = _requester(body, click_via(body))
+
+        def act() -> None:
+            minutes = render.SILENCE_CHOICES.get(choice)
+            actions.silence(incident_id=incident_id, minutes=minutes, requester=requester)
+            home = runtime.home
+            if requester.via == FROM_HOME and home is not None and requester.slack_user_id:
+                home.clicked(requester.slack_user_id)
+
+        runtime.after_ack.run("silence menu", act, response_url=body.get("response_url"))
 
     for link in render.LINK_ACTIONS:
         # Link buttons open a URL; Slack still tells the app, which must answer.

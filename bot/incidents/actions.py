@@ -273,7 +273,10 @@ class IncidentActions:
             texts = [incident.title, incident.acknowledged_by or ""]
             texts += [f"{e.actor or ''} {e.text}" for e in events]
             names = self.people.slack_names(SLACK_USER.findall(" ".join(texts)))
-            document = render.timeline_markdown(incident, events, names=names)
+            # Within the message's length: the oldest events give way, not the newest.
+            document = render.timeline_markdown(
+                incident, events, names=names, max_chars=MAX_MESSAGE_CHARS - len("```\n\n```")
+            )
             message: dict[str, Any] = {
                 "text": render.clip(f"```\n{document}\n```", MAX_MESSAGE_CHARS),
                 "blocks": None,

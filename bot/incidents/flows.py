@@ -102,13 +102,19 @@ class Listing(Protocol):
 
 # Messages above an incident's own that list it (an alarm group's parent): told when
 # what they show of it changes by a person's hand or PagerDuty's (acknowledged or
-# not, resolved, reopened). Registered by the domain that owns them, like PAGE_HOLDS.
+# not, resolved, reopened), or by a new page (no longer acknowledged, `page_trigger`).
+# Registered by the domain that owns them, like PAGE_HOLDS.
 LISTINGS: list[Listing] = []
 
 
 def register_listing(listing: Listing) -> None:
     if listing not in LISTINGS:
         LISTINGS.append(listing)
+
+
+def _tell_listings(db_session: Session, *, incident: Incident, now: datetime) -> None:
+    for listing in LISTINGS:
+        listing(db_session, incident=incident, now=now)
 
 
 def _held(db_session: Session, *, incident: Incident, now: datetime) -> str | None:
@@ -179,8 +185,9 @@ def follow_in_channel(db_session: Session, *, incident: Incident, now: datetime)
 
     The timeline is the one source: whatever was done (in the channel, on the
     original thread, in PagerDuty, by the alarm) reaches the channel from it, in
-    one message per call. A resolve also posts the postmortem draft and plans
-    the archive; a reopen withdraws the archive.
+    one message per call: the newest that fit it, after a note on how many earlier
+    ones it leaves out (a long incident's first channel). A resolve also posts the
+    postmortem draft and plans the archive; a reopen withdraws the archive.
     """
     channel = incident.slack_channel_id
     if channel is None or not incident.has_live_channel:
@@ -193,7 +200,7 @@ def follow_in_channel(db_session: Session, *, incident: Incident, now: datetime)
             db_session,
             key=f"{incident.channel_key}:events:{first}-{last}",
             channel=channel,
-            message=render.channel_events(events),
+            message=render.channel_events(events, incident_id=incident.id),
             now=now,
         )
         incident.channel_event_id = last
@@ -378,8 +385,13 @@ def page_trigger(
     incident.pagerduty_status = None
     incident.escalation_level = None
     incident.assignees = []
+    acknowledged = incident.acknowledged_at is not None or incident.acknowledged_by is not None
     incident.acknowledged_at = None
     incident.acknowledged_by = None
+    if acknowledged:
+        # The messages that list it say who acknowledged it: whatever ends the hold that
+        # pages it (a silence, a maintenance window), they must not say so any more.
+        _tell_listings(db_session, incident=incident, now=now)
     schedule_reminders(db_session, incident=incident, now=now)
     return True
 
@@ -511,8 +523,7 @@ def _changed(
     """Show the change in the incident's message; `listed`: and in the messages that list it."""
     incident.updated_at = now
     if listed:
-        for listing in LISTINGS:
-            listing(db_session, incident=incident, now=now)
+        _tell_listings(db_session, incident=incident, now=now)
     owed = db_session.info.get(_UPDATE_ON_LEAVING, {})
     if incident.id in owed:
         owed[incident.id] = True
@@ -635,16 +646,20 @@ def escalated(
     """PagerDuty moved the incident to another escalation level: it is unacknowledged there.
 
     False when that level is already known (our own escalation, then its webhook), or
-    the incident is resolved: only a reopen makes it PagerDuty's to chase again.
+    the incident is resolved: only a reopen makes it PagerDuty's to chase again. An
+    acknowledged page escalated by hand is held by nobody any more: chased again.
     """
     previous = incident.escalation_level
     if not incident.is_open or (level is not None and level == previous):
         return False
+    held = incident.acknowledged_at is not None
     incident.escalation_level = level or incident.escalation_level
     incident.assignees = assignees
     incident.pagerduty_status = "triggered"
     incident.acknowledged_at = None
     incident.acknowledged_by = None
+    if held:  # an unacknowledged page is chased already: its timers stay as they are
+        _chase_again(db_session, incident=incident, now=now)
     to = f"level {level}" if level else "the next level"
     who = f" ({', '.join(assignees)})" if assignees else ""
     incidents.add_event(

@@ -18,10 +18,13 @@ from bot.clock import parse_time
 from bot.incidents.models import ALARM, Incident, IncidentEvent
 from bot.slack_dates import slack_date, utc_text
 from bot.slack_text import (
+    BLOCKS_MAX,
     CONSOLE_HOSTS,
     CONTEXT_MAX,
+    ELLIPSIS,
     FIELD_MAX,
     HEADER_MAX,
+    MESSAGE_BUDGET,
     SECTION_MAX,
     TEXT_MAX,
     code_block_text,
@@ -361,6 +364,39 @@ def _sections(lines: list[str]) -> list[dict[str, Any]]:
     return blocks
 
 
+def _newest_sections(
+    lines: list[str], *, max_blocks: int, max_chars: int
+) -> tuple[list[dict[str, Any]], int]:
+    """The newest of `lines` (oldest first) packed into sections as `_sections` packs
+    them, as many as fit `max_blocks` sections and `max_chars` characters; and how many
+    older lines are left out. A timeline's latest events matter most: cutting the tail
+    would hide the state it is in now."""
+    chunks: list[str] = []
+    used = 0
+    for index in range(len(lines) - 1, -1, -1):
+        line = clip(lines[index], SECTION_MAX)
+        joins = bool(chunks) and len(chunks[0]) + 1 + len(line) <= SECTION_MAX
+        size = len(line) + 1 if joins else len(line)
+        if used + size > max_chars or (not joins and len(chunks) >= max_blocks):
+            left_out = index + 1
+            break
+        if joins:
+            chunks[0] = f"{line}\n{chunks[0]}"
+        else:
+            chunks.insert(0, line)
+        used += size
+    else:
+        left_out = 0
+    blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": c}} for c in chunks]
+    return blocks, left_out
+
+
+def _left_out(count: int, *, see: str) -> str:
+    """The note that says how many earlier events a message leaves out, and where to look."""
+    events = "event is" if count == 1 else "events are"
+    return f"{count} earlier {events} not shown here, to fit Slack (the newest are): {see}"
+
+
 def incident_list(incidents: list[Incident], *, now: datetime, more: bool) -> dict[str, Any]:
     if not incidents:
         return {"text": ":white_check_mark: No open incidents.", "blocks": None}
@@ -422,22 +458,25 @@ def timeline_message(incident: Incident, events: list[IncidentEvent]) -> dict[st
         f"({STATE_WORD.get(state, state)}), opened {when(incident.opened_at)}"
     )
     lines = [f"{slack_date(e.at, seconds=True)} {clip(_event_text(e), 600)}" for e in events]
-    blocks: list[dict[str, Any]] = [
-        {"type": "section", "text": {"type": "mrkdwn", "text": clip(head, SECTION_MAX)}}
-    ]
-    blocks = fit_blocks(blocks + _sections(lines or ["(no events)"]), max_blocks=49)
-    blocks.append(
-        {
-            "type": "context",
-            "elements": [
-                {
-                    "type": "mrkdwn",
-                    "text": f"For a postmortem: `/incident timeline {incident.id} markdown`",
-                }
-            ],
-        }
+    head = clip(head, SECTION_MAX)
+    postmortem = f"For a postmortem: `/incident timeline {incident.id} markdown`"
+    # Room for the head, the note on events left out and the postmortem line.
+    sections, left_out = _newest_sections(
+        lines or ["(no events)"],
+        max_blocks=BLOCKS_MAX - 3,
+        max_chars=MESSAGE_BUDGET - len(head) - len(postmortem) - CONTEXT_MAX,
     )
+    blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": head}}]
+    if left_out:
+        see = f"`/incident timeline {incident.id} markdown` has them as a document."
+        blocks.append(_note(_left_out(left_out, see=see)))
+    blocks += sections
+    blocks.append(_note(postmortem))
     return {"text": f"Timeline of incident #{incident.id}", "blocks": blocks}
+
+
+def _note(text: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}
 
 
 # The mentions keep_mentions leaves live, read back as names for a document.
@@ -475,15 +514,21 @@ def _event_plain(event: IncidentEvent, names: dict[str, str]) -> str:
 
 
 def timeline_markdown(
-    incident: Incident, events: list[IncidentEvent], *, names: dict[str, str]
+    incident: Incident,
+    events: list[IncidentEvent],
+    *,
+    names: dict[str, str],
+    max_chars: int | None = None,
 ) -> str:
     """The timeline as Markdown for a postmortem document, ready for a Slack code block.
 
     Outside text is kept as written (a link in a note stays text); the whole
     document goes through code_block_text, so nothing in it can close the
-    ``` block it is shown in nor act as Slack markup.
+    ``` block it is shown in nor act as Slack markup. `max_chars`: its most, kept
+    by leaving out the oldest events (a line says how many).
     """
-    return code_block_text("\n".join(_timeline_lines(incident, events, names=names)))
+    lines = _timeline_lines(incident, events, names=names, max_chars=max_chars)
+    return code_block_text("\n".join(lines))
 
 
 def _timeline_lines(
@@ -492,8 +537,10 @@ def _timeline_lines(
     *,
     names: dict[str, str],
     changes: Sequence[tuple[datetime, str]] = (),
+    max_chars: int | None = None,
 ) -> list[str]:
-    """The incident's facts and its timeline table (with `changes` among the events)."""
+    """The incident's facts and its timeline table (with `changes` among the events);
+    `max_chars`: their most once through code_block_text, the oldest rows left out."""
     state = _state(incident)
     lines = [
         f"## Incident #{incident.id}: {_cell(incident.title)}",
@@ -512,10 +559,25 @@ def _timeline_lines(
         lines.append(f"- PagerDuty: {pagerduty}")
     rows = [(event.at, _event_plain(event, names)) for event in events]
     rows += [(at, f"change: {_named(text, names)}") for at, text in changes]
-    lines += ["", "| Time (UTC) | Event |", "| --- | --- |"]
-    for at, text in sorted(rows, key=lambda row: row[0]):
-        lines.append(f"| {utc_text(at, seconds=True)} | {_cell(text)} |")
-    return lines
+    table = [
+        f"| {utc_text(at, seconds=True)} | {_cell(text)} |"
+        for at, text in sorted(rows, key=lambda row: row[0])
+    ]
+    head = ["", "| Time (UTC) | Event |", "| --- | --- |"]
+    if max_chars is not None:
+        # The newest rows that fit, after the facts, the table's head and the note below.
+        used = len(code_block_text("\n".join(lines + head))) + 200
+        kept = 0
+        for row in reversed(table):
+            used += len(code_block_text(row)) + 1
+            if used > max_chars:
+                break
+            kept += 1
+        if kept < len(table):
+            left_out = len(table) - kept
+            lines.append(f"- Timeline: the newest {kept} rows; {left_out} earlier left out")
+            table = table[left_out:]
+    return lines + head + table
 
 
 def _acted(events: list[IncidentEvent], names: dict[str, str]) -> list[str]:
@@ -571,15 +633,34 @@ def postmortem_markdown(
     return code_block_text("\n".join(lines))
 
 
-def channel_events(events: list[IncidentEvent]) -> dict[str, Any]:
-    """Timeline events shown in the incident's own channel, one line each."""
+def channel_events(events: list[IncidentEvent], *, incident_id: int) -> dict[str, Any]:
+    """Timeline events shown in the incident's own channel, one line each: the newest
+    that fit one message, after a note on how many earlier ones it leaves out."""
     lines = [f"{slack_date(e.at, seconds=True)} {clip(_event_text(e), 600)}" for e in events]
-    blocks = fit_blocks(_sections(lines), max_blocks=49)
-    return {"text": clip(_plain_lines(events), TEXT_MAX), "blocks": blocks}
+    # Room for the note on events left out.
+    blocks, left_out = _newest_sections(
+        lines, max_blocks=BLOCKS_MAX - 1, max_chars=MESSAGE_BUDGET - CONTEXT_MAX
+    )
+    text = _plain_lines(events[left_out:])
+    if left_out:
+        see = f"`/incident timeline {incident_id}` shows the timeline."
+        blocks.insert(0, _note(_left_out(left_out, see=see)))
+        text = f"{left_out} earlier events not shown; {text}"
+    return {"text": text, "blocks": blocks}
 
 
 def _plain_lines(events: list[IncidentEvent]) -> str:
-    return "; ".join(inert(_event_words(e), 200) for e in events)
+    """The events as a notification's words: the newest that fit, when not all do."""
+    kept: list[str] = []
+    used = 100  # room for the ellipsis and the count of events left out before them
+    for event in reversed(events):
+        word = inert(_event_words(event), 200)
+        used += len(word) + 2
+        if used > TEXT_MAX:
+            kept.append(ELLIPSIS)
+            break
+        kept.append(word)
+    return "; ".join(reversed(kept))
 
 
 def channel_intro(incident: Incident, *, by: str) -> str:

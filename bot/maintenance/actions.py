@@ -389,8 +389,11 @@ class MaintenanceWindows:
     def listing(self, requester: Requester) -> dict[str, Any]:
         """`/incident silences` for `requester`: End buttons only where they may end."""
         user = requester.slack_user_id or ""
+        with self.sessions() as db_session:
+            found = windows.current_and_planned(db_session)
+            total = windows.count_not_closed(db_session)
         return render.listing(
-            self.current(), now=self.clock.now(), may_end=lambda w: self.may_end(user, w)
+            found, now=self.clock.now(), may_end=lambda w: self.may_end(user, w), total=total
         )
 
     def send_listing(self, requester: Requester) -> None:

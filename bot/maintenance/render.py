@@ -8,10 +8,12 @@ from typing import Any
 
 from bot.maintenance.models import ROUTE, MaintenanceWindow
 from bot.slack_dates import slack_date
-from bot.slack_text import code, fit_blocks, inert
+from bot.slack_text import BLOCKS_MAX, code, fit_blocks, inert
 
 END = "maintenance_end"  # the End button's action_id; its value is the window's id
 REASON_SHOWN = 200
+# Windows one listing shows: its head and the note on those left out take the other blocks.
+LISTED = BLOCKS_MAX - 2
 
 
 def target_text(window: MaintenanceWindow) -> str:
@@ -87,14 +89,29 @@ def window_blocks(
 
 
 def listing(
-    windows: list[MaintenanceWindow], *, now: datetime, may_end: Callable[[MaintenanceWindow], bool]
+    windows: list[MaintenanceWindow],
+    *,
+    now: datetime,
+    may_end: Callable[[MaintenanceWindow], bool],
+    total: int | None = None,
 ) -> dict[str, Any]:
-    """`/incident silences`: windows in force, planned and overdue."""
-    if not windows:
+    """`/incident silences`: windows in force, planned and overdue, the first `LISTED` of
+    `windows` (soonest start first); `total`: how many there are, when `windows` are only
+    the first of them. A note says how many are not shown."""
+    total = max(total or 0, len(windows))
+    if not total:
         return {"text": "No maintenance window is in force or planned.", "blocks": None}
-    text = f"Maintenance windows in force or planned: {len(windows)}"
+    text = f"Maintenance windows in force or planned: {total}"
+    shown = windows[:LISTED]
     blocks = [
         {"type": "section", "text": {"type": "mrkdwn", "text": f"*{text}*"}},
-        *window_blocks(windows, now=now, may_end=may_end),
+        *window_blocks(shown, now=now, may_end=may_end),
     ]
+    if total > len(shown):
+        more = total - len(shown)
+        note = (
+            f"{more} more {'window is' if more == 1 else 'windows are'} not shown: one message "
+            f"lists the {len(shown)} that start soonest."
+        )
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
     return {"text": text, "blocks": fit_blocks(blocks)}

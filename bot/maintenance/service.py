@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import datetime
 from fnmatch import fnmatchcase
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from bot.db import locks
@@ -85,6 +85,12 @@ def current_and_planned(db_session: Session, *, limit: int = 50) -> list[Mainten
         .limit(limit)
     )
     return list(db_session.scalars(query))
+
+
+def count_not_closed(db_session: Session) -> int:
+    """How many windows `current_and_planned` has, whatever its limit."""
+    query = select(func.count()).where(MaintenanceWindow.ended_at.is_(None))
+    return int(db_session.scalar(query) or 0)
 
 
 def get(db_session: Session, *, window_id: int) -> MaintenanceWindow | None:

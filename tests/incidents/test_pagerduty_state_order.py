@@ -151,6 +151,41 @@ def test_an_acknowledgement_that_times_out_in_pagerduty_is_chased_again(
     wait_for(lambda: outbox_idle(service))
 
 
+def test_an_acknowledged_page_escalated_in_pagerduty_is_chased_again(
+    chasing_service: LiveService,
+    clock: ManualClock,
+    sns_signer: SnsSigner,
+    slack: SlackEmulator,
+    pagerduty: PagerDutyEmulator,
+) -> None:
+    # Someone escalates by hand in PagerDuty: the next level is paged, and nobody holds
+    # it any more, so opsbot reminds and escalates again, as after a reopen.
+    service = chasing_service
+    incident_id, message = page(service, sns_signer, slack, pagerduty)
+    [ours] = pagerduty.incidents.values()
+    wait_for(lambda: incident_row(service, incident_id).pagerduty_incident_id == ours["id"])
+    pagerduty.act_in_app(ours["id"], status="acknowledged", user_id="PBOB")
+    wait_for(lambda: incident_row(service, incident_id).acknowledged_by is not None)
+    wait_for(lambda: chased(service) == {})  # cancelled once its change is committed
+    clock.advance(minutes=20)
+
+    with pagerduty.lock:
+        ours.update(status="triggered", acknowledgements=[], escalation_level=2)
+        body = pagerduty.webhook_body("incident.escalated", dict(ours), agent=BOB)
+    assert post_webhook(service, body)[0] == 200
+
+    row = incident_row(service, incident_id)
+    assert (row.acknowledged_at, row.escalation_level) == (None, 2)
+    now = T0 + timedelta(minutes=20)
+    chase = {
+        f"incident:{incident_id}:remind": now + timedelta(minutes=5),
+        f"incident:{incident_id}:escalate": now + timedelta(minutes=15),
+    }
+    wait_for(lambda: chased(service) == chase)  # scheduled once its change is committed
+    wait_for(lambda: render.ACKNOWLEDGE in str(message.blocks))
+    wait_for(lambda: outbox_idle(service))
+
+
 def test_a_late_webhook_from_before_a_slack_acknowledge_does_not_undo_it(
     webhook_service: LiveService,
     sns_signer: SnsSigner,
