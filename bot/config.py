@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 import string
+from collections.abc import Iterable
 from datetime import datetime, time
 from importlib import resources
 from pathlib import Path
@@ -128,6 +129,20 @@ GITHUB_OIDC_ISSUER = "https://token.actions.githubusercontent.com"
 GITHUB_REPOSITORY = r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}(#[1-9][0-9]{0,19})?$"
 
 
+def _pinned_and_not(names: Iterable[str]) -> list[list[str]]:
+    """The GitHub names (`<name>#<id>` or `<name>`) given with different ids, or with an id
+    and without one: each group sorted. Names compare as GitHub compares them, ignoring
+    case; the same name without an id in two cases is one name, not a conflict."""
+    by_name: dict[str, set[str]] = {}
+    for name in names:
+        by_name.setdefault(name.partition("#")[0].casefold(), set()).add(name)
+    return [
+        sorted(same)
+        for same in by_name.values()
+        if len({name.partition("#")[2] for name in same}) > 1
+    ]
+
+
 class CliGithub(Strict):
     """Which GitHub OIDC tokens name a `github:<actor>` CLI identity.
 
@@ -156,14 +171,7 @@ class CliGithub(Strict):
         # An entry without an id beside one with it would accept whichever repository holds
         # the name: the id would guard nothing. (Names compared as GitHub does, ignoring
         # case; entries without an id differing only in case stay allowed.)
-        entries: dict[str, set[str]] = {}
-        for entry in repositories:
-            entries.setdefault(entry.partition("#")[0].casefold(), set()).add(entry)
-        twice = [
-            sorted(same)
-            for same in entries.values()
-            if len({entry.partition("#")[2] for entry in same}) > 1
-        ]
+        twice = _pinned_and_not(repositories)
         if twice:
             raise ValueError(
                 "a GitHub repository may be listed once: "
@@ -193,15 +201,7 @@ class Rights(Strict):
         # A key without an id next to one with it would let whoever holds the login in,
         # whatever their id: the id would guard nothing. (Logins are compared as GitHub
         # does, ignoring case; keys without an id differing only in case stay allowed.)
-        keys: dict[str, list[str]] = {}
-        for key in cli:
-            if key.startswith("github:"):
-                keys.setdefault(key.partition("#")[0].casefold(), []).append(key)
-        twice = [
-            sorted(same)
-            for same in keys.values()
-            if len({key.partition("#")[2] for key in same}) > 1 and any("#" in k for k in same)
-        ]
+        twice = _pinned_and_not(key for key in cli if key.startswith("github:"))
         if twice:
             raise ValueError(
                 "a GitHub login may have one key only: "
