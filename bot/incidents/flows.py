@@ -231,13 +231,19 @@ def post_postmortem(db_session: Session, *, incident: Incident, now: datetime) -
         row for hook in POSTMORTEM_CHANGES for row in hook(db_session, incident=incident, now=now)
     ]
     texts = [f"{e.actor or ''} {e.text}" for e in events] + [text for _, text in changes]
-    document = render.postmortem_markdown(
-        incident, events, names=_names(db_session, " ".join(texts)), changes=changes
-    )
-    text = (
+    lead = (
         f":memo: Postmortem draft for incident #{incident.id}, from its timeline: "
-        f"copy it into your postmortem document.\n```\n{document}\n```"
+        "copy it into your postmortem document.\n```\n"
     )
+    document = render.postmortem_markdown(
+        incident,
+        events,
+        names=_names(db_session, " ".join(texts)),
+        changes=changes,
+        # What is left out of a long incident is its oldest rows, never the sections to fill.
+        max_chars=MAX_MESSAGE_CHARS - len(lead) - len("\n```"),
+    )
+    text = f"{lead}{document}\n```"
     outbox.post_or_update(
         db_session,
         key=f"{incident.channel_key}:postmortem",

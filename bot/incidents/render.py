@@ -599,12 +599,15 @@ def postmortem_markdown(
     *,
     names: dict[str, str],
     changes: list[tuple[datetime, str]],
+    max_chars: int | None = None,
 ) -> str:
     """A postmortem draft in Markdown: summary, impact window, timeline with the changes
-    before it, who acted, and the headings left to fill. Same rules as timeline_markdown."""
+    before it, who acted, and the headings left to fill. Same rules as timeline_markdown;
+    `max_chars`: its most, kept by leaving out the timeline's oldest rows, never the
+    sections after it."""
     end = incident.resolved_at
     took = duration((end - incident.opened_at).total_seconds()) if end else None
-    lines = [
+    head = [
         f"# Postmortem (draft): incident #{incident.id}",
         "",
         "## Summary",
@@ -619,7 +622,8 @@ def postmortem_markdown(
         "",
         "## Timeline",
         "",
-        *_timeline_lines(incident, events, names=names, changes=changes),
+    ]
+    tail = [
         "",
         "## Who acted",
         "",
@@ -630,7 +634,11 @@ def postmortem_markdown(
         "## What we change",
         "",
     ]
-    return code_block_text("\n".join(lines))
+    budget = None
+    if max_chars is not None:
+        budget = max_chars - len(code_block_text("\n".join(head + tail))) - 2
+    timeline = _timeline_lines(incident, events, names=names, changes=changes, max_chars=budget)
+    return code_block_text("\n".join(head + timeline + tail))
 
 
 def channel_events(events: list[IncidentEvent], *, incident_id: int) -> dict[str, Any]:

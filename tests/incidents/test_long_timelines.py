@@ -143,3 +143,17 @@ def test_a_channel_started_on_a_long_incident_shows_its_latest_acknowledgement(
     assert "acknowledged by <@U0ALICE>" in text  # the newest event
     assert f"`/incident timeline {incident_id}`" in text
     assert len(mirrored.blocks) <= BLOCKS_MAX
+
+
+def test_a_long_incidents_postmortem_draft_keeps_its_sections_to_fill() -> None:
+    # Cut from the end, the draft lost "Who acted" and the headings people fill in.
+    budget = 39_000
+    draft = render.postmortem_markdown(
+        incident(), events(2000), names={}, changes=[], max_chars=budget
+    )
+    assert len(draft) <= budget
+    assert draft.rstrip().endswith("## What we change")
+    assert "## Who acted" in draft
+    kept = draft.count("\n| 2026-")
+    assert 0 < kept < 2000
+    assert f"- Timeline: the newest {kept} rows; {2000 - kept} earlier left out" in draft
