@@ -166,12 +166,27 @@ def list_message(
             attributes = ", ".join(f"{k}={value_text(v)}" for k, v in line.attributes.items())
             text += " · " + escape(attributes)
         if line.changed_by or line.changed_at:
-            who = actor_text(line.changed_by) if line.by_opsbot else escape(line.changed_by or "?")
+            who = (
+                actor_text(line.changed_by)
+                if line.by_opsbot
+                else escape(principal_name(line.changed_by or "?"))
+            )
             at = f" {slack_date(line.changed_at)}" if line.changed_at else ""
             text += f" · last changed by {who}{at}"
         out.append(text)
     out.extend(notes)  # mrkdwn the caller composed
     return {"text": clip("\n".join(out), ANSWER_MAX), "blocks": None}
+
+
+def principal_name(writer: str) -> str:
+    """Who SSM says wrote a parameter, as a person reads it: an IAM ARN's user, or role
+    and session (`arn:aws:sts::123456789012:assumed-role/Deploy/alice` is
+    `Deploy/alice`), without the account id, which anyone may list; else as it is."""
+    parts = writer.split(":", 5)
+    if len(parts) < 6 or parts[0] != "arn":
+        return writer
+    resource = parts[5]
+    return resource.partition("/")[2] or resource
 
 
 def change_announcement(info: dict[str, Any], *, state: str) -> dict[str, Any]:

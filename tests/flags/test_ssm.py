@@ -17,8 +17,9 @@ from bot.deploys import service as deploys
 from bot.deploys.models import COMPLETED, FAILED, FLAG_ROLL, LOCK_DEPLOY, Deployment
 from bot.deploys.plans import Request
 from bot.deploys.requests import submit as submit_deploy
-from bot.flags import flows
+from bot.flags import flows, render
 from bot.flags.errors import FlagNotFound, FlagRefused
+from bot.flags.render import principal_name
 from bot.flags.requests import Change
 from bot.runtime import Runtime
 from sandbox.slack import SlackEmulator
@@ -187,3 +188,24 @@ def test_a_repeated_list_asks_ssm_for_each_writer_once_per_version(
     text = flows.list_flags(runtime, app="api", env="staging")
     assert asked == ["APPLE_PAY"]  # only the flag with a new version
     assert ":large_green_circle: `APPLE_PAY` *true* · last changed by <@U0ALICE>" in text
+
+
+def test_a_writer_outside_opsbot_is_named_without_its_account() -> None:
+    # Anyone may list, guests too: SSM names a writer by its IAM ARN, account id included.
+    line = render.FlagLine(
+        name="APPLE_PAY",
+        enabled=True,
+        value="true",
+        attributes={},
+        title=None,
+        changed_by="arn:aws:sts::123456789012:assumed-role/Deploy/alice",
+        changed_at=None,
+        by_opsbot=False,
+    )
+    text = str(
+        render.list_message(label="api/staging", backend="SSM", lines=[line], notes=[])["text"]
+    )
+    assert "last changed by Deploy/alice" in text and "123456789012" not in text
+    assert principal_name("arn:aws:iam::123456789012:user/bob") == "bob"
+    assert principal_name("arn:aws:iam::123456789012:root") == "root"
+    assert principal_name("someone") == "someone"
