@@ -17,9 +17,18 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
-from bot.slack_text import escape
+from bot.slack_text import (
+    BUTTON_MAX,
+    CONTEXT_MAX,
+    FIELD_MAX,
+    HEADER_MAX,
+    MESSAGE_MAX,
+    SECTION_MAX,
+    clip,
+    escape,
+)
 
 
 class Right(StrEnum):
@@ -451,6 +460,22 @@ class Naming:
             return text
         return MENTION.sub(lambda found: "`" + self.typed(found.group(1)), text)
 
+    def named_body(self, body: Any) -> Any:
+        """`body` (a message, an answer, a view) with the commands its texts quote named as
+        this workspace types them, every text still within Slack's limit.
+
+        Only display text is renamed: a string under a `text` key (the message's text, a
+        text object's). Values, action ids, URLs and metadata carry what a click hands
+        back, and renaming or cutting them would break it. Renaming comes after the text
+        was cut to fit, and lengthens each command it names (`/deploy` becomes `/ops
+        deploy`): outside text full of them would pass the limit, and Slack would refuse
+        the whole message or view. A lengthened text is cut again: to its limit where
+        TEXT_LIMITS knows it, else to its length before.
+        """
+        if self.is_default:
+            return body
+        return _named(self, body, holder="", limit=None, key="")
+
     def slack_names(self) -> tuple[str, ...]:
         """Every Slack command registered, in the table's order, each once."""
         return tuple(dict.fromkeys(self.slack_name(c.name) for c in COMMANDS))
@@ -565,3 +590,49 @@ def typed_id(text: str) -> int | None:
         return None
     number = int(found.group(1))
     return number if 0 < number <= MAX_ROW_ID else None
+
+
+# Slack's limit on a text, by what holds it (an object's `type`, else the key it sits
+# under; "" the body itself) and its key there. A section's `fields` and a context's
+# `elements` are lists of text objects.
+TEXT_LIMITS: dict[tuple[str, str], int] = {
+    ("", "text"): MESSAGE_MAX,
+    ("header", "text"): HEADER_MAX,
+    ("section", "text"): SECTION_MAX,
+    ("section", "fields"): FIELD_MAX,
+    ("context", "elements"): CONTEXT_MAX,
+    ("button", "text"): BUTTON_MAX,
+    ("confirm", "title"): 100,
+    ("confirm", "text"): 300,
+    ("confirm", "confirm"): 30,
+    ("confirm", "deny"): 30,
+    ("options", "text"): 75,
+    ("options", "description"): 75,
+}
+TEXT_OBJECTS = ("mrkdwn", "plain_text")
+
+
+def _named(naming: Naming, value: Any, *, holder: str, limit: int | None, key: str) -> Any:
+    if isinstance(value, str):
+        if key != "text":
+            return value
+        named = naming.named(value)
+        if len(named) <= len(value):
+            return named
+        return clip(named, max(len(value), limit or 0))
+    if isinstance(value, list):
+        return [_named(naming, item, holder=holder, limit=limit, key="") for item in value]
+    if not isinstance(value, dict):
+        return value
+    kind = str(value.get("type") or holder)
+    if kind in TEXT_OBJECTS:  # its limit is where it sits
+        return {
+            name: _named(
+                naming, item, holder=kind, limit=limit if name == "text" else None, key=name
+            )
+            for name, item in value.items()
+        }
+    return {
+        name: _named(naming, item, holder=name, limit=TEXT_LIMITS.get((kind, name)), key=name)
+        for name, item in value.items()
+    }

@@ -13,7 +13,6 @@ from typing import Any, Protocol, TypeVar
 from slack_bolt import Ack, BoltResponse
 
 from bot.commands import COMMANDS, Naming
-from bot.outbox.slack_sender import named_within_limits
 from bot.slack_text import clip, code
 from handlers.routing import Routes
 
@@ -115,7 +114,7 @@ def as_named(naming: Naming, answer: BoltResponse) -> BoltResponse:
 
     Texts are written with the table's names (`/deploy history …`); this is where an
     acknowledgement leaves for Slack, whichever way it came (HTTP or Socket Mode). A
-    JSON answer has its display texts named, not its values (`named_within_limits`).
+    JSON answer has its display texts named, not its values (`Naming.named_body`).
     """
     if naming.is_default or not isinstance(answer.body, str):
         return answer
@@ -124,7 +123,7 @@ def as_named(naming: Naming, answer: BoltResponse) -> BoltResponse:
     except ValueError:
         parsed = None
     if isinstance(parsed, dict):
-        answer.body = json.dumps(named_within_limits(naming, parsed))
+        answer.body = json.dumps(naming.named_body(parsed))
     else:
         answer.body = naming.named(answer.body)
     return answer

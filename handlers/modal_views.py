@@ -47,7 +47,6 @@ from bot.modals import state as view_state
 from bot.modals.errors import FieldErrors
 from bot.modals.forms import SELECT, Choice, Form
 from bot.modals.submissions import Claim, SubmittedViews
-from bot.outbox.slack_sender import named_within_limits
 from bot.rights.errors import RightMissing
 from bot.runtime import Runtime
 from handlers.command_text import slash_command
@@ -462,8 +461,8 @@ def opener(runtime: Runtime, callback_id: str, modal: Modal) -> Callable[..., No
         try:
             client.views_open(
                 trigger_id=str(body.get("trigger_id") or ""),
-                view=named_within_limits(
-                    runtime.config.commands.naming, render.view(form, metadata=origin.metadata())
+                view=runtime.config.commands.naming.named_body(
+                    render.view(form, metadata=origin.metadata())
                 ),
             )
         except SlackApiError as exc:

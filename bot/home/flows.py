@@ -33,9 +33,9 @@ from bot.incidents.models import Incident
 from bot.maintenance.actions import MaintenanceWindows
 from bot.observability.metrics import Metrics
 from bot.oncall.flows import OnCallAnswers
-from bot.outbox.slack_sender import answers_later, named_within_limits
+from bot.outbox.slack_sender import answers_later
 from bot.people.directory import PeopleDirectory
-from bot.rights.errors import RightMissing, SlackFactsUnavailable
+from bot.rights.errors import RightMissing
 from bot.rights.service import RESPOND_RIGHT, Rights
 from bot.slack_text import code, inert
 
@@ -113,13 +113,6 @@ class HomeViews:
             return False
         return True
 
-    def _is_guest(self, user_id: str) -> bool:
-        """Whether `user_id` is a guest or from another organisation; so when Slack cannot say."""
-        try:
-            return self.rights.workspace.member(user_id).is_guest
-        except SlackFactsUnavailable:
-            return True
-
     def content(self, user_id: str) -> render.HomeContent:
         """What `user_id` may see on Home now."""
         now = self.clock.now()
@@ -133,7 +126,7 @@ class HomeViews:
                 reads[channels] = self.rights.may_see(user_id, *channels)
             return reads[channels]
 
-        content.shows_today = not self._is_guest(user_id)
+        content.shows_today = self.rights.workspace.full_member(user_id) is not None
         with self.sessions() as db_session:
             incidents = home.open_incidents(db_session, limit=INCIDENTS_READ)
             seen = [i for i in incidents if sees(i.channel, i.slack_channel_id)]
@@ -192,7 +185,7 @@ class HomeViews:
         """
         if self.slack is None:
             return "no slack"
-        view = named_within_limits(self.naming, render.home_view(self.content(user_id)))
+        view = self.naming.named_body(render.home_view(self.content(user_id)))
         state = digest(view)
         with self.sessions() as db_session:
             if not force and home.last_state(db_session, user_id=user_id) == state:

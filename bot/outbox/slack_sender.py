@@ -15,15 +15,6 @@ from bot.outbox.channel_ids import ChannelIds
 from bot.outbox.models import SLACK_MESSAGE, SLACK_REPLY, SLACK_RESPONSE
 from bot.outbox.results import Dead, Job, Result, Retry, Sent, retry_after_s
 from bot.slack_metadata import carries, marked
-from bot.slack_text import (
-    BUTTON_MAX,
-    CONTEXT_MAX,
-    FIELD_MAX,
-    HEADER_MAX,
-    MESSAGE_MAX,
-    SECTION_MAX,
-    clip,
-)
 
 log = logging.getLogger(__name__)
 
@@ -75,69 +66,6 @@ LOOK_BACK_MARGIN = timedelta(minutes=5)
 # without the check (logged), as a later look would have more to read, not less.
 LOOK_PAGE = 200
 LOOK_PAGES = 5
-
-
-# Slack's limit on a text, by what holds it (an object's `type`, else the key it sits
-# under; "" the body itself) and its key there. A section's `fields` and a context's
-# `elements` are lists of text objects.
-TEXT_LIMITS: dict[tuple[str, str], int] = {
-    ("", "text"): MESSAGE_MAX,
-    ("header", "text"): HEADER_MAX,
-    ("section", "text"): SECTION_MAX,
-    ("section", "fields"): FIELD_MAX,
-    ("context", "elements"): CONTEXT_MAX,
-    ("button", "text"): BUTTON_MAX,
-    ("confirm", "title"): 100,
-    ("confirm", "text"): 300,
-    ("confirm", "confirm"): 30,
-    ("confirm", "deny"): 30,
-    ("options", "text"): 75,
-    ("options", "description"): 75,
-}
-TEXT_OBJECTS = ("mrkdwn", "plain_text")
-
-
-def named_within_limits(naming: Naming, body: Any) -> Any:
-    """`body` (a message, an answer, a view) with the commands its texts quote named as
-    the workspace types them, every text still within Slack's limit.
-
-    Only display text is renamed: a string under a `text` key (the message's text, a
-    text object's). Values, action ids, URLs and metadata carry what a click hands
-    back, and renaming or cutting them would break it. Renaming comes after the text
-    was cut to fit, and lengthens each command it names (`/deploy` becomes `/ops
-    deploy`): outside text full of them would pass the limit, and Slack would refuse
-    the whole message or view. A lengthened text is cut again: to its limit where
-    TEXT_LIMITS knows it, else to its length before.
-    """
-    if naming.is_default:
-        return body
-    return _named(naming, body, holder="", limit=None, key="")
-
-
-def _named(naming: Naming, value: Any, *, holder: str, limit: int | None, key: str) -> Any:
-    if isinstance(value, str):
-        if key != "text":
-            return value
-        named = naming.named(value)
-        if len(named) <= len(value):
-            return named
-        return clip(named, max(len(value), limit or 0))
-    if isinstance(value, list):
-        return [_named(naming, item, holder=holder, limit=limit, key="") for item in value]
-    if not isinstance(value, dict):
-        return value
-    kind = str(value.get("type") or holder)
-    if kind in TEXT_OBJECTS:  # its limit is where it sits
-        return {
-            name: _named(
-                naming, item, holder=kind, limit=limit if name == "text" else None, key=name
-            )
-            for name, item in value.items()
-        }
-    return {
-        name: _named(naming, item, holder=name, limit=TEXT_LIMITS.get((kind, name)), key=name)
-        for name, item in value.items()
-    }
 
 
 def _metadata(job: Job) -> dict[str, Any]:
@@ -248,7 +176,7 @@ class SlackSender:
 
     def _content(self, job: Job) -> dict[str, Any]:
         content = {"text": job.payload.get("text", ""), "blocks": job.payload.get("blocks")}
-        return dict(named_within_limits(self.naming, content))
+        return dict(self.naming.named_body(content))
 
     def _message(self, job: Job) -> Result:
         message = job.message
@@ -298,7 +226,7 @@ class SlackSender:
         return Sent(ts=response["ts"], channel_id=channel_id)
 
     def _respond(self, job: Job) -> Result:
-        body = named_within_limits(self.naming, job.payload["body"])
+        body = self.naming.named_body(job.payload["body"])
         response = self.answer(job.payload["response_url"], body)
         if response.status_code == 200:
             return Sent()

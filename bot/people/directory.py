@@ -115,11 +115,8 @@ class PeopleDirectory:
         """The Slack profile email a person acts in PagerDuty by; a guest's or another
         organisation's (Slack Connect) is none: their own organisation sets it, and
         it could be the email of one of ours. An admin links them instead."""
-        try:
-            member = self.workspace.member(slack_user_id)
-        except SlackFactsUnavailable:  # logged by the workspace
-            return None
-        return None if member.is_guest else member.email
+        member = self.workspace.full_member(slack_user_id)
+        return None if member is None else member.email
 
     def pagerduty_user_for(self, slack_user_id: str) -> PagerDutyUser:
         """The PagerDuty user a Slack user acts as; NoPagerDutyUser says why there is none."""
@@ -283,10 +280,7 @@ class PeopleDirectory:
     def _vouched(self, slack_user_id: str) -> bool:
         """Whether the Slack user's profile email is one this workspace vouches for: not a
         guest's nor another organisation's (nor one Slack cannot say about now)."""
-        try:
-            return not self.workspace.member(slack_user_id).is_guest
-        except SlackFactsUnavailable:  # logged by the workspace
-            return False
+        return self.workspace.full_member(slack_user_id) is not None
 
     def display(self, ref: Reference) -> str:
         """A PagerDuty user as Slack shows them: a mention where one maps, else their name."""

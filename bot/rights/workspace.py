@@ -119,6 +119,16 @@ class Workspace:
 
         return self._cached("users.info", user_id, read)
 
+    def full_member(self, user_id: str) -> Member | None:
+        """The member, if Slack says they are one of ours: not a guest nor of another
+        organisation. None too when Slack cannot say now (logged): what only a full
+        member gets is not given on a guess."""
+        try:
+            member = self.member(user_id)
+        except SlackFactsUnavailable:
+            return None
+        return None if member.is_guest else member
+
     def _outsider(self, user: dict[str, object]) -> bool:
         """Someone of another organisation in a shared channel (Slack Connect): a guest.
 

@@ -18,7 +18,7 @@ from bot.adapters.slack import Answered, web_client
 from bot.commands import Naming
 from bot.outbox.models import SLACK_MESSAGE, SLACK_RESPONSE
 from bot.outbox.results import Job, MessageRef, Sent
-from bot.outbox.slack_sender import SlackSender, named_within_limits
+from bot.outbox.slack_sender import SlackSender
 from bot.slack_text import BUTTON_MAX, CONTEXT_MAX, SECTION_MAX, clip
 from sandbox.slack import SlackEmulator
 from tests.conftest import SLACK_TOKEN
@@ -129,7 +129,7 @@ def test_only_display_text_is_renamed_never_what_a_click_hands_back() -> None:
         ],
         "private_metadata": value,
     }
-    named = named_within_limits(Naming(style="single", prefix="ops"), body)
+    named = Naming(style="single", prefix="ops").named_body(body)
     [button] = named["blocks"][0]["elements"]
     assert (button["value"], button["action_id"], button["url"]) == (
         value,
