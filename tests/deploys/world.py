@@ -166,7 +166,9 @@ def _scan_result(digest: str, counts: dict[str, int]) -> dict[str, Any]:
 
 def build_world(moto_url: str, aws: Callable[[str], Any], rollouts: EcsRollouts) -> World:
     """Reset moto and seed it; `rollouts` (installed) plays ECS's part."""
-    httpx.post(f"{moto_url}/moto-api/reset", timeout=10).raise_for_status()
+    # A loaded run (four workers on two cores) can keep moto's answer to a reset past
+    # 10 s: two fixtures timed out there in a clean-clone run.
+    httpx.post(f"{moto_url}/moto-api/reset", timeout=60).raise_for_status()
     ec2, ecr, ecs = aws("ec2"), aws("ecr"), aws("ecs")
     vpc = ec2.create_vpc(CidrBlock="10.20.0.0/16")["Vpc"]["VpcId"]
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.20.1.0/24")["Subnet"]["SubnetId"]
