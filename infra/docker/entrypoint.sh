@@ -7,8 +7,8 @@
 #      exactly that version, so a task runs the config its task definition pins, never
 #      a later edit; a missing version stops the container before anything starts, or
 #    - OPSBOT_CONFIG_YAML: the content itself.
-# 2. Before `opsbot serve`, the database is migrated (`opsbot db upgrade`), so a new
-#    release never serves against an old schema. OPSBOT_SKIP_MIGRATIONS=1 skips it.
+# 2. `opsbot serve` migrates the database itself before it listens, so a new release
+#    never serves against an old schema; OPSBOT_SKIP_MIGRATIONS=1 passes --no-migrate.
 # 3. The command replaces this shell (exec), so the bot is PID 1's child under the
 #    init process and receives SIGTERM directly on a deployment.
 set -eu
@@ -57,8 +57,9 @@ elif [ -n "${OPSBOT_CONFIG_YAML:-}" ]; then
 fi
 unset OPSBOT_CONFIG_YAML 2>/dev/null || true
 
-if [ "${1:-}" = "opsbot" ] && [ "${2:-}" = "serve" ] && [ "${OPSBOT_SKIP_MIGRATIONS:-0}" != "1" ]; then
-  opsbot db upgrade
+if [ "${1:-}" = "opsbot" ] && [ "${2:-}" = "serve" ] && [ "${OPSBOT_SKIP_MIGRATIONS:-0}" = "1" ]; then
+  shift 2
+  set -- opsbot serve --no-migrate "$@"
 fi
 
 exec "$@"

@@ -105,3 +105,32 @@ def test_a_parameter_without_a_version_is_refused(tmp_path: Path, infra_repo: Pa
     assert result.returncode == 64
     assert "OPSBOT_CONFIG_VERSION" in result.stderr
     assert not marker.exists()
+
+
+def fake_opsbot(tmp_path: Path) -> tuple[dict[str, str], Path]:
+    """A PATH whose `opsbot` writes each of its invocations' arguments to a file."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    script = bin_dir / "opsbot"
+    script.write_text(f'#!/bin/sh\necho "$*" >> "{calls}"\n')
+    script.chmod(0o755)
+    return {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}, calls
+
+
+def test_serve_is_started_once_and_migrates_itself(tmp_path: Path, infra_repo: Path) -> None:
+    env, calls = fake_opsbot(tmp_path)
+    result = run_entrypoint(infra_repo, env, "opsbot", "serve", "--port", "8080")
+    assert result.returncode == 0, result.stderr
+    # `opsbot serve` applies the migrations before it listens: a separate
+    # `opsbot db upgrade` first would only start a second interpreter.
+    assert calls.read_text().splitlines() == ["serve --port 8080"]
+
+
+def test_skip_migrations_starts_serve_without_them(tmp_path: Path, infra_repo: Path) -> None:
+    env, calls = fake_opsbot(tmp_path)
+    result = run_entrypoint(
+        infra_repo, {**env, "OPSBOT_SKIP_MIGRATIONS": "1"}, "opsbot", "serve", "--port", "8080"
+    )
+    assert result.returncode == 0, result.stderr
+    assert calls.read_text().splitlines() == ["serve --no-migrate --port 8080"]

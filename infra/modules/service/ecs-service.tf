@@ -6,7 +6,7 @@ resource "aws_ecs_service" "service" {
   launch_type      = "FARGATE"
   platform_version = "LATEST"
   # Unhealthy load balancer and container checks are ignored while a new task may still
-  # be migrating the database: the entrypoint runs `opsbot db upgrade` before the bot
+  # be migrating the database: `opsbot serve` applies the migrations before it
   # listens, and bot/db/migrate.py allows a migration 10 minutes.
   health_check_grace_period_seconds  = local.startup_allowance_s
   deployment_minimum_healthy_percent = 100
