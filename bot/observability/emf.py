@@ -13,7 +13,11 @@ against, in namespace `OPSBOT_EMF_NAMESPACE`:
   that failed during the interval), `opsbot_scheduled_jobs_given_up` (scheduled
   jobs given up after their last retry during the interval),
   `opsbot_scheduled_jobs_overdue_seconds` (how long the earliest stored job has
-  been due; left out when it could not be read), in Socket Mode
+  been due; left out when it could not be read), `opsbot_intake_apply_failed`
+  (notifications answered 200 to SNS that could not be applied during the interval:
+  SNS sends none of them again), `opsbot_sns_unsubscribed` (verified
+  UnsubscribeConfirmations during the interval: that topic's alarms no longer arrive
+  over HTTPS), in Socket Mode
   `opsbot_slack_socket_connected` (1 while the websocket to Slack is open when the
   line is written, else 0; left out in HTTP mode) and, in an interval with a page,
   `opsbot_alarm_to_page_seconds` (the slowest);
@@ -71,6 +75,8 @@ def emf_lines(
     jobs_given_up: int = 0,
     jobs_overdue_s: float | None = None,
     slack_socket_connected: float | None = None,
+    intake_apply_failed: int = 0,
+    sns_unsubscribed: int = 0,
 ) -> list[str]:
     """The lines of one interval, ending at `now`; without `heartbeat` (its database
     write failed), no `opsbot_heartbeat`."""
@@ -83,6 +89,8 @@ def emf_lines(
         ("opsbot_slack_responses_dead", "Count", responses_dead),
         ("opsbot_monitor_db_failures", "Count", monitor_db_failures),
         ("opsbot_scheduled_jobs_given_up", "Count", jobs_given_up),
+        ("opsbot_intake_apply_failed", "Count", intake_apply_failed),
+        ("opsbot_sns_unsubscribed", "Count", sns_unsubscribed),
     ]
     if jobs_overdue_s is not None:
         plain.append(("opsbot_scheduled_jobs_overdue_seconds", "Seconds", round(jobs_overdue_s, 3)))

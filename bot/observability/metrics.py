@@ -105,6 +105,20 @@ class Interval(NamedTuple):
     responses_dead: int  # answers through a response_url marked dead
     slowest_page_s: float | None  # the slowest page accepted, if any was
     jobs_given_up: int = 0  # scheduled jobs given up after their last retry
+    intake_apply_failed: int = 0  # notifications answered 200 that could not be applied
+    sns_unsubscribed: int = 0  # verified UnsubscribeConfirmations on POST /sns
+
+
+def _total(counter: Counter) -> int:
+    """A counter's count since the start, all its labels together."""
+    return int(
+        sum(
+            sample.value
+            for metric in counter.collect()
+            for sample in metric.samples
+            if sample.name.endswith("_total")
+        )
+    )
 
 
 def family(kind: str) -> str:
@@ -528,6 +542,8 @@ class Metrics:
         self._responses_dead_since_emit = 0
         self._page_max_since_emit: float | None = None
         self._jobs_given_up_at_emit = 0
+        self._apply_failed_at_emit = 0
+        self._unsubscribed_at_emit = 0
         self._slack_auth = 0.0
         self._slack_socket: float | None = None  # None: HTTP mode, no socket to watch
 
@@ -604,15 +620,21 @@ class Metrics:
         """What happened since the last call; it all starts over."""
         with self._lock:
             given_up = self._jobs_given_up()
+            apply_failed = _total(self.intake_apply_failed)
+            unsubscribed = _total(self.sns_unsubscribed)
             interval = Interval(
                 deliveries_dead=self._dead_since_emit,
                 responses_dead=self._responses_dead_since_emit,
                 slowest_page_s=self._page_max_since_emit,
                 jobs_given_up=given_up - self._jobs_given_up_at_emit,
+                intake_apply_failed=apply_failed - self._apply_failed_at_emit,
+                sns_unsubscribed=unsubscribed - self._unsubscribed_at_emit,
             )
             self._dead_since_emit = self._responses_dead_since_emit = 0
             self._page_max_since_emit = None
             self._jobs_given_up_at_emit = given_up
+            self._apply_failed_at_emit = apply_failed
+            self._unsubscribed_at_emit = unsubscribed
         return interval
 
     def _jobs_given_up(self) -> int:

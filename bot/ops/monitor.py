@@ -296,5 +296,7 @@ class OpsMonitor:
             jobs_given_up=interval.jobs_given_up,
             jobs_overdue_s=self._jobs_overdue_s,
             slack_socket_connected=self.metrics.slack_socket_value,
+            intake_apply_failed=interval.intake_apply_failed,
+            sns_unsubscribed=interval.sns_unsubscribed,
         ):
             self.emit(line)

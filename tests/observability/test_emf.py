@@ -62,6 +62,8 @@ def test_the_lines_follow_the_specification_and_the_alarms_contract() -> None:
         instance="ip-10-0-0-1:1-abc",
         jobs_given_up=1,
         jobs_overdue_s=12.5,
+        intake_apply_failed=2,
+        sns_unsubscribed=1,
     )
     documents = [check_against_the_specification(line) for line in lines]
     assert all("\n" not in line for line in lines)
@@ -79,8 +81,11 @@ def test_the_lines_follow_the_specification_and_the_alarms_contract() -> None:
         "opsbot_scheduled_jobs_given_up",
         "opsbot_scheduled_jobs_overdue_seconds",
         "opsbot_alarm_to_page_seconds",
+        "opsbot_intake_apply_failed",
+        "opsbot_sns_unsubscribed",
     }
     assert plain["opsbot_scheduled_jobs_given_up"] == 1
+    assert plain["opsbot_intake_apply_failed"] == 2 and plain["opsbot_sns_unsubscribed"] == 1
     assert plain["opsbot_scheduled_jobs_overdue_seconds"] == 12.5
     assert plain["opsbot_heartbeat"] == 1 and plain["opsbot_slack_auth_ok"] == 0
     assert plain["opsbot_deliveries_dead"] == 2 and plain["opsbot_alarm_to_page_seconds"] == 0.25

@@ -150,3 +150,33 @@ def test_a_job_given_up_is_counted_in_the_next_interval_only(engine: sa.Engine) 
         assert plain_line(lines)["opsbot_scheduled_jobs_given_up"] == 0
     finally:
         scheduler.stop()
+
+
+def test_alarms_not_applied_and_unsubscribes_are_counted_in_the_next_interval_only(
+    engine: sa.Engine,
+) -> None:
+    # The intake and POST /sns count them in Prometheus, which no AWS alarm reads: the
+    # EMF lines carry them to the alarm-not-applied and sns-unsubscribed alarms.
+    clock = ManualClock()
+    metrics = Metrics()
+    lines: list[str] = []
+    monotonic = Monotonic()
+    monitor = make_monitor(engine, clock, metrics, lines, monotonic)
+    monitor.tick()
+    assert plain_line(lines)["opsbot_intake_apply_failed"] == 0
+    assert plain_line(lines)["opsbot_sns_unsubscribed"] == 0
+
+    metrics.intake_apply_failed.inc()
+    metrics.intake_apply_failed.inc()
+    metrics.sns_unsubscribed.inc()
+    lines.clear()
+    monotonic.now += EMF_INTERVAL_S
+    monitor.tick()
+    assert plain_line(lines)["opsbot_intake_apply_failed"] == 2
+    assert plain_line(lines)["opsbot_sns_unsubscribed"] == 1
+
+    lines.clear()
+    monotonic.now += EMF_INTERVAL_S
+    monitor.tick()
+    assert plain_line(lines)["opsbot_intake_apply_failed"] == 0
+    assert plain_line(lines)["opsbot_sns_unsubscribed"] == 0

@@ -252,6 +252,39 @@ resource "aws_cloudwatch_metric_alarm" "slack_socket_down" {
   ok_actions          = local.alarm_actions
 }
 
+# A notification SNS delivered over HTTPS was answered 200 and recorded, then could not be
+# applied: SNS sends it no more, so its alarm may never have paged. No OK action, as for
+# dead deliveries: a person looks at each one.
+resource "aws_cloudwatch_metric_alarm" "alarm_not_applied" {
+  alarm_name          = "${var.name}-alarm-not-applied"
+  alarm_description   = "opsbot took an alarm notification and could not apply it: that alarm may not have paged. See the ERROR line 'recorded notification N cannot be applied' and the row of received_messages it names."
+  namespace           = var.emf_namespace
+  metric_name         = "opsbot_intake_apply_failed"
+  statistic           = "Sum"
+  period              = 60
+  evaluation_periods  = 1
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+}
+
+# A verified UnsubscribeConfirmation reached POST /sns: that topic's alarms no longer arrive
+# over HTTPS, and nothing else would say so until an alarm fails to page.
+resource "aws_cloudwatch_metric_alarm" "sns_unsubscribed" {
+  alarm_name          = "${var.name}-sns-unsubscribed"
+  alarm_description   = "An alarms topic unsubscribed opsbot's HTTPS endpoint: its alarms no longer reach opsbot. See the ERROR line 'unsubscribed from' for the topic, and subscribe again."
+  namespace           = var.emf_namespace
+  metric_name         = "opsbot_sns_unsubscribed"
+  statistic           = "Sum"
+  period              = 60
+  evaluation_periods  = 1
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+}
+
 # --- from ECS (Container Insights, enabled on the cluster in cluster.tf) ----------------
 
 # Fewer tasks running than the service wants, for 5 minutes: tasks crash at start

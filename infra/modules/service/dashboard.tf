@@ -13,6 +13,8 @@ locals {
     aws_cloudwatch_metric_alarm.jobs_given_up.arn,
     aws_cloudwatch_metric_alarm.slack_auth_lost.arn,
     aws_cloudwatch_metric_alarm.slack_socket_down.arn,
+    aws_cloudwatch_metric_alarm.alarm_not_applied.arn,
+    aws_cloudwatch_metric_alarm.sns_unsubscribed.arn,
     aws_cloudwatch_metric_alarm.tasks_below_desired.arn,
     aws_cloudwatch_metric_alarm.alb_5xx.arn,
     aws_cloudwatch_metric_alarm.target_5xx.arn,
@@ -48,10 +50,12 @@ locals {
       ]
     },
     {
-      title = "Dead deliveries and alarm-to-page time"
+      title = "Dead deliveries, alarms not applied, alarm-to-page time"
       metrics = [
         [local.emf, "opsbot_deliveries_dead", { stat = "Sum", label = "dead deliveries" }],
         [local.emf, "opsbot_alarm_to_page_seconds", { stat = "Maximum", label = "alarm to page (s)", yAxis = "right" }],
+        [local.emf, "opsbot_intake_apply_failed", { stat = "Sum", label = "alarms not applied" }],
+        [local.emf, "opsbot_sns_unsubscribed", { stat = "Sum", label = "topics unsubscribed" }],
       ]
     },
     {

@@ -255,7 +255,7 @@ run "alarms_page_through_the_self_alarms_topic_not_the_bot" {
         aws_cloudwatch_metric_alarm.unhealthy_hosts, aws_cloudwatch_metric_alarm.no_healthy_hosts, aws_cloudwatch_metric_alarm.cpu, aws_cloudwatch_metric_alarm.memory,
         aws_cloudwatch_metric_alarm.heartbeat_missing, aws_cloudwatch_metric_alarm.page_waiting, aws_cloudwatch_metric_alarm.deliveries_dead,
         aws_cloudwatch_metric_alarm.slack_auth_lost, aws_cloudwatch_metric_alarm.tasks_below_desired, aws_cloudwatch_metric_alarm.jobs_late,
-      aws_cloudwatch_metric_alarm.jobs_given_up] :
+      aws_cloudwatch_metric_alarm.jobs_given_up, aws_cloudwatch_metric_alarm.alarm_not_applied, aws_cloudwatch_metric_alarm.sns_unsubscribed] :
       length(setintersection(setunion(a.alarm_actions, coalesce(a.ok_actions, toset([]))), toset(var.sns_topic_arns))) == 0
     ])
     error_message = "No alarm on the bot may notify a topic the bot itself consumes."
@@ -269,6 +269,16 @@ run "alarms_page_through_the_self_alarms_topic_not_the_bot" {
   assert {
     condition     = aws_cloudwatch_metric_alarm.jobs_given_up.alarm_actions == toset([var.self_alarm_topic_arn]) && length(coalesce(aws_cloudwatch_metric_alarm.jobs_given_up.ok_actions, toset([]))) == 0
     error_message = "A given-up scheduled job pages and stays open until a person has looked (no OK action)."
+  }
+
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.alarm_not_applied.alarm_actions == toset([var.self_alarm_topic_arn]) && length(coalesce(aws_cloudwatch_metric_alarm.alarm_not_applied.ok_actions, toset([]))) == 0
+    error_message = "An alarm not applied pages and stays open until a person has looked (no OK action)."
+  }
+
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.sns_unsubscribed.alarm_actions == toset([var.self_alarm_topic_arn]) && length(coalesce(aws_cloudwatch_metric_alarm.sns_unsubscribed.ok_actions, toset([]))) == 0
+    error_message = "A topic unsubscribed pages and stays open until a person has looked (no OK action)."
   }
 
   assert {
@@ -360,6 +370,24 @@ run "the_bots_own_numbers_are_watched" {
   }
 
   assert {
+    condition = (aws_cloudwatch_metric_alarm.alarm_not_applied.alarm_name == "opsbot-test-alarm-not-applied"
+      && aws_cloudwatch_metric_alarm.alarm_not_applied.metric_name == "opsbot_intake_apply_failed"
+      && aws_cloudwatch_metric_alarm.alarm_not_applied.statistic == "Sum"
+      && aws_cloudwatch_metric_alarm.alarm_not_applied.threshold == 0
+    && aws_cloudwatch_metric_alarm.alarm_not_applied.comparison_operator == "GreaterThanThreshold")
+    error_message = "Any notification taken and not applied must alarm."
+  }
+
+  assert {
+    condition = (aws_cloudwatch_metric_alarm.sns_unsubscribed.alarm_name == "opsbot-test-sns-unsubscribed"
+      && aws_cloudwatch_metric_alarm.sns_unsubscribed.metric_name == "opsbot_sns_unsubscribed"
+      && aws_cloudwatch_metric_alarm.sns_unsubscribed.statistic == "Sum"
+      && aws_cloudwatch_metric_alarm.sns_unsubscribed.threshold == 0
+    && aws_cloudwatch_metric_alarm.sns_unsubscribed.comparison_operator == "GreaterThanThreshold")
+    error_message = "An alarms topic unsubscribing the HTTPS endpoint must alarm."
+  }
+
+  assert {
     condition = (
       one([for q in aws_cloudwatch_metric_alarm.tasks_below_desired.metric_query : q.expression if coalesce(q.return_data, false)]) == "desired - running"
       && toset(flatten([for q in aws_cloudwatch_metric_alarm.tasks_below_desired.metric_query : [for m in q.metric : m.metric_name]])) == toset(["DesiredTaskCount", "RunningTaskCount"])
@@ -389,7 +417,7 @@ run "the_dashboard_shows_the_bots_numbers_and_alarms" {
       ])) == toset([
       "opsbot_heartbeat", "opsbot_slack_auth_ok", "opsbot_slack_socket_connected", "opsbot_outbox_oldest_pending_seconds", "opsbot_outbox_pending",
       "opsbot_deliveries_dead", "opsbot_alarm_to_page_seconds", "opsbot_scheduled_jobs_overdue_seconds",
-      "opsbot_scheduled_jobs_given_up", "RunningTaskCount", "DesiredTaskCount",
+      "opsbot_scheduled_jobs_given_up", "opsbot_intake_apply_failed", "opsbot_sns_unsubscribed", "RunningTaskCount", "DesiredTaskCount",
       "CPUUtilization", "MemoryUtilization", "RequestCount", "HTTPCode_ELB_5XX_Count", "HTTPCode_Target_5XX_Count",
       "TargetResponseTime", "HealthyHostCount", "ApproximateAgeOfOldestMessage",
     ])
@@ -397,7 +425,7 @@ run "the_dashboard_shows_the_bots_numbers_and_alarms" {
   }
 
   assert {
-    condition     = length(one([for w in jsondecode(aws_cloudwatch_dashboard.service.dashboard_body).widgets : w.properties.alarms if w.type == "alarm"])) == 11
+    condition     = length(one([for w in jsondecode(aws_cloudwatch_dashboard.service.dashboard_body).widgets : w.properties.alarms if w.type == "alarm"])) == 13
     error_message = "The dashboard's first row shows the paging alarms."
   }
 }
