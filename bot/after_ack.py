@@ -111,10 +111,13 @@ class Meters(Protocol):
     def slack_acks_pending(self) -> _Gauge: ...
     @property
     def after_ack_failures(self) -> _Counter: ...
+    @property
+    def after_ack_oldest_running(self) -> _Gauge: ...
 
 
 class Journal(Protocol):
     def write(self, what: str, response_url: str | None) -> str: ...
+    def begin(self, key: str) -> bool: ...
     def cross_out(self, key: str) -> None: ...
     def failed(self, key: str) -> None: ...
     def start(self) -> None: ...
@@ -163,10 +166,15 @@ class _Pool:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-            threads = list(self._threads)
         self._backlog.set()
-        for thread in threads:
-            thread.join()
+        # Until none is left: a thread a piece ended has another take its place.
+        while True:
+            with self._cond:
+                threads = list(self._threads)
+            if not threads:
+                break
+            for thread in threads:
+                thread.join()
         if self._watcher.is_alive():
             self._watcher.join()
 
@@ -221,16 +229,26 @@ class _Pool:
 
     def _work(self) -> None:
         me = threading.current_thread()
+        ended = False
         try:
             while (piece := self._take()) is not None:
                 try:
-                    piece()  # AfterAck's pieces catch and log their own errors
+                    # AfterAck's pieces catch and log their own errors, and let only a
+                    # BaseException (SystemExit, a cancellation) go on up, ending this thread.
+                    piece()
                 finally:
                     with self._cond:
                         self._started.pop(me.ident or 0, None)
+            ended = True
         finally:
             with self._cond:
                 self._threads.discard(me)
+                # Ended by a piece: another thread takes its place, or the work queued
+                # behind it would wait for the next submit (or, when stopping, forever).
+                if not ended and (
+                    self._queue or (not self._closed and len(self._threads) < self.base)
+                ):
+                    self._spawn()
 
     def _watch(self) -> None:
         while True:
@@ -291,7 +309,9 @@ class AfterAck:
         self._lock = threading.Lock()
         self._queued = 0
         self._acknowledging = 0
+        self._running: dict[int, float] = {}  # by thread: when its piece started (`clock`)
         if metrics is not None:
+            metrics.after_ack_oldest_running.set_function(self._oldest_running_s)
             metrics.after_ack_queued.set_function(lambda: self._queued)
             metrics.after_ack_threads.set_function(lambda: self._pool.threads)
             metrics.slack_acks_pending.set_function(lambda: self._acknowledging)
@@ -331,6 +351,11 @@ class AfterAck:
         if self._journal is not None:
             self._journal.start()
 
+    def _oldest_running_s(self) -> float:
+        with self._lock:
+            oldest = min(self._running.values(), default=None)
+        return 0.0 if oldest is None else max(0.0, self._clock() - oldest)
+
     def stop(self) -> None:
         """Finish the work queued (SIGTERM: ECS waits its stop timeout for it), then stop."""
         self._pool.shutdown()
@@ -344,15 +369,31 @@ class AfterAck:
             self._queued -= 1
         if self._metrics is not None:
             self._metrics.after_ack_wait.observe(max(0.0, self._clock() - queued_at))
-        failed = False
+        if self._journal is not None and key is not None and not self._journal.begin(key):
+            return  # not to be started: the journal answered it, or another instance did
+        me = threading.get_ident()
+        with self._lock:
+            self._running[me] = self._clock()
+        # A piece is done only once `work()` has returned: a BaseException (SystemExit,
+        # a cancellation) is answered and counted as a failure, then goes on up.
+        failed = True
         try:
             work()
-        except Exception:
-            failed = True
-            log.exception("%s failed after its acknowledgement", what, extra={"work": what})
+            failed = False
+        except BaseException as exc:
+            log.exception(
+                "%s failed after its acknowledgement (journal entry %s)",
+                what,
+                key,
+                extra={"work": what, "journal_key": key},
+            )
             if self._metrics is not None:
                 self._metrics.after_ack_failures.inc()
+            if not isinstance(exc, Exception):
+                raise
         finally:
+            with self._lock:
+                self._running.pop(me, None)
             if self._journal is not None and key is not None:
                 if failed:
                     self._journal.failed(key)  # its person is told

@@ -641,7 +641,23 @@ def build_runtime(
         jobs=jobs,
         after_ack=AfterAck(
             journal=AfterAckJournal(
-                sessions=sessions, clock=clock, lease_s=config.delivery.after_ack_lease_s
+                sessions=sessions,
+                # Leases are renewed on a connection of their own, as the gauges are read:
+                # in a storm the intake holds every connection of the main pool, and an
+                # instance whose leases ran out has its work answered as lost by another.
+                leases=make_sessionmaker(
+                    make_engine(
+                        settings.effective_database_url,
+                        pool_size=1,
+                        max_overflow=0,
+                        pool_timeout=5,
+                        on_replaced=functools.partial(metrics.db_pool_invalidated, "leases"),
+                        timeouts=settings.db_timeouts,
+                    )
+                ),
+                clock=clock,
+                lease_s=config.delivery.after_ack_lease_s,
+                metrics=metrics,
             ),
             metrics=metrics,
         ),

@@ -53,6 +53,12 @@ from handlers.routing import Routes, routed, routed_name
 
 log = logging.getLogger(__name__)
 
+# Slack's check takes a signature while our clock is within five minutes of its
+# timestamp, so until timestamp + 300 s; a timestamp may be up to 300 s ahead of our
+# clock when first seen (ours behind Slack's). Remembered for both, a signature is
+# refused a second time for as long as the check would take it.
+REPLAY_MEMORY_S = 2 * 300.0
+
 # How an opening bracket may appear in a body, as JSON or in a form field (lowered).
 _OPENINGS = (b"[", b"{", b"%5b", b"%7b")
 # What Bolt's parsing of a body raises when the body is JSON of another shape than a
@@ -131,7 +137,7 @@ def build_bolt_app(runtime: Runtime) -> SlackBolt | None:
     receipts = SlackEventReceipts(sessions=runtime.sessions, clock=runtime.clock)
     admission = Admission(
         receipts,
-        ReplayGuard(),
+        ReplayGuard(window_s=REPLAY_MEMORY_S),
         refused=lambda reason: runtime.metrics.slack_admission_refused.labels(reason).inc(),
     )
     app.use(admission)

@@ -363,6 +363,46 @@ class Metrics:
             "Slack requests in hand whose acknowledgement is not ready yet.",
             registry=registry,
         )
+        # The journal of work owed behind acks (bot/inbound/after_ack_journal.py). `what`
+        # is opsbot's own name of the work ("/deploy start"), never what a person typed.
+        self.after_ack_unfinished = Counter(
+            "opsbot_after_ack_unfinished_total",
+            "Pieces of work behind acks left unfinished by a stopped instance, found by this "
+            "one and answered (may or may not have been done), by `what`.",
+            ["what"],
+            registry=registry,
+        )
+        self.after_ack_leases_lost = Counter(
+            "opsbot_after_ack_leases_lost_total",
+            "Pieces of work this instance still owed that another answered as lost (its "
+            "leases were not renewed in time), by `what`: not started if they had not been.",
+            ["what"],
+            registry=registry,
+        )
+        self.after_ack_given_up = Counter(
+            "opsbot_after_ack_given_up_total",
+            "Pieces of work behind acks answered before their end, by `reason`: lease (not "
+            "started, its lease may have lapsed), late (not started before its response_url's "
+            "last minutes), overdue (still running then: may or may not get done).",
+            ["reason"],
+            registry=registry,
+        )
+        for reason in ("lease", "late", "overdue"):
+            self.after_ack_given_up.labels(reason)
+        self.after_ack_journal_failures = Counter(
+            "opsbot_after_ack_journal_failures_total",
+            "Failures of the journal of work behind acks, by `step` (flush, renew, sweep): "
+            "each is logged and tried again.",
+            ["step"],
+            registry=registry,
+        )
+        for step in ("flush", "renew", "sweep"):
+            self.after_ack_journal_failures.labels(step)
+        self.after_ack_oldest_running = Gauge(
+            "opsbot_after_ack_oldest_running_seconds",
+            "How long the longest-running piece of work behind acks has run (0: none runs).",
+            registry=registry,
+        )
         self.intake_batch_size = Histogram(
             "opsbot_intake_batch_size",
             "Notifications recorded together in one transaction (the intake's group commit).",

@@ -162,7 +162,9 @@ def test_a_late_answer_the_outbox_cannot_take_is_logged_and_counted(
         wait_for(lambda: metric(live, "opsbot_after_ack_failures_total") == 1)
     assert entered.is_set()
     assert counted(live, "silence", "refused") == 1 and counted(live, "silence", "late") == 1
-    [failed] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1, [(r.name, r.getMessage()) for r in errors]
+    [failed] = errors
     assert "answering by message" in failed.getMessage()
     assert failed.view_id == view.id  # type: ignore[attr-defined]
 
