@@ -17,7 +17,15 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from bot.commands import Naming, Style
 
@@ -26,6 +34,11 @@ Severity = Literal["critical", "error", "warning", "info"]
 # Channel ids (C/G/D + upper-case alphanumerics) or public channel names.
 CHANNEL = re.compile(r"^([CGD][A-Z0-9]{6,}|#?[a-z0-9][a-z0-9._-]{0,79})$")
 ENV_VAR = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+# What Slack notifies in a message's text: a user, a user group, or a special mention,
+# each with an optional `|label` as Slack's own clients write them.
+MENTION = re.compile(
+    r"^<(@[UW][A-Z0-9]+|!subteam\^S[A-Z0-9]+|!here|!channel|!everyone)(\|[^<>|]*)?>$"
+)
 
 
 class Strict(BaseModel):
@@ -246,6 +259,20 @@ class AlarmRoute(Strict):
                 "(only paged incidents are reminded and escalated)"
             )
         return self
+
+    @field_validator("mention")
+    @classmethod
+    def _mention(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # Slack notifies only its escaped forms: "@prod-oncall" as written in the
+        # message box reaches nobody, and on a route that pages no one it was the alarm.
+        if value is None or (value.split() and all(MENTION.match(m) for m in value.split())):
+            return value
+        route = f" (route {info.data['name']})" if info.data.get("name") else ""
+        raise ValueError(
+            f"{value!r} is not a Slack mention{route}: write it as <!subteam^S0123> "
+            "(a user group id), <@U0123> (a user id), <!here> or <!channel>, "
+            "several separated by spaces"
+        )
 
     @field_validator("pagerduty_routing_key_env")
     @classmethod
@@ -877,9 +904,44 @@ def parse_config(data: Any, *, source: str = "<config>") -> Config:
         raise ConfigError(source, _problems(exc)) from None
 
 
+class _DuplicateKey(yaml.constructor.ConstructorError):
+    """A mapping key written twice, at any depth."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """`yaml.safe_load`'s loader, refusing a key written twice in one mapping.
+
+    PyYAML keeps the last copy without a word: a second `rights:` or `alarm_routes:`
+    pasted at the end of the file would drop the first, its routes and rights with it.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *defaults`: keys written beside it win, as YAML means
+            key = self.construct_object(key_node, deep=True)
+            try:
+                seen = first_line.get(key)
+            except TypeError:
+                continue  # an unhashable key: the base class refuses it
+            line = key_node.start_mark.line + 1
+            if seen is not None:
+                raise _DuplicateKey(
+                    problem=f"key {key!r} appears twice (first on line {seen}): "
+                    "the last copy would silently replace the first",
+                    problem_mark=key_node.start_mark,
+                )
+            first_line[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_config_text(text: str, *, source: str) -> Config:
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506  # a SafeLoader
+    except _DuplicateKey as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else "?"
+        raise ConfigError(source, [f"line {line}: {exc.problem}"]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

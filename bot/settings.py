@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import pwd
 import re
+from contextvars import ContextVar
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -21,7 +22,13 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from bot.db.engine import DbTimeouts, database_password_forms
 
@@ -42,40 +49,91 @@ def _split_csv(value: Any) -> Any:
     return value
 
 
+def variable_names(name: str, field: FieldInfo) -> tuple[str, ...]:
+    """The environment variables a setting is read from, as docs/configuration.md spells
+    them, e.g. ("AWS_REGION", "AWS_DEFAULT_REGION") for `aws_region`."""
+    alias = field.validation_alias
+    if isinstance(alias, AliasChoices):
+        return tuple(str(choice) for choice in alias.choices)
+    return (alias,) if isinstance(alias, str) else (name.upper(),)
+
+
+# True while `Settings.given` builds settings: then only the values given are read.
+_GIVEN_IN_CODE: ContextVar[bool] = ContextVar("settings_given_in_code", default=False)
+
+
+class _DocumentedVariables(PydanticBaseSettingsSource):
+    """The environment under each setting's documented names only, spelt exactly so.
+
+    pydantic-settings' own source also reads a setting's field name, in any case
+    (`var_dir`, `VAR_DIR`, `sns_url_pattern`): names no document lists, which a
+    developer's shell or a platform (LOG_LEVEL, CONFIG_PATH) may set for something else.
+    """
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        for variable in variable_names(field_name, field):
+            if variable in os.environ:
+                return os.environ[variable], variable, False
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for field_name, field in self.settings_cls.model_fields.items():
+            value, variable, _ = self.get_field_value(field, field_name)
+            if value is not None:
+                found[variable] = value
+        return found
+
+
 class Settings(BaseSettings):
-    """Everything opsbot takes from its environment. Names are documented in the README."""
+    """Everything opsbot takes from its environment, under the names docs/configuration.md
+    lists (`variable_names`). In code, a setting is also given by its field name."""
 
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
-    database_url: str = Field(
-        default="", validation_alias=AliasChoices("DATABASE_URL", "database_url")
-    )
-    var_dir: Path = Field(
-        default=Path("var"), validation_alias=AliasChoices("OPSBOT_VAR_DIR", "var_dir")
-    )
-    config_path: Path | None = Field(
-        default=None, validation_alias=AliasChoices("OPSBOT_CONFIG", "config_path")
-    )
-    host: str = Field(default="0.0.0.0", validation_alias=AliasChoices("HOST", "host"))  # noqa: S104
-    port: int = Field(default=3000, ge=0, le=65535, validation_alias=AliasChoices("PORT", "port"))
-    log_level: str = Field(
-        default="INFO", validation_alias=AliasChoices("OPSBOT_LOG_LEVEL", "log_level")
-    )
-    public_url: str | None = Field(
-        default=None, validation_alias=AliasChoices("OPSBOT_PUBLIC_URL", "public_url")
-    )
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # No .env file nor secrets directory either: opsbot names neither.
+        if _GIVEN_IN_CODE.get():
+            return (init_settings,)
+        return init_settings, _DocumentedVariables(settings_cls)
+
+    @classmethod
+    def given(cls, **values: Any) -> Settings:
+        """Settings from `values` (by field name) and defaults alone, the environment
+        unread: what the sandbox runs with, whatever the developer's shell holds."""
+        token = _GIVEN_IN_CODE.set(True)
+        try:
+            return cls(**values)
+        finally:
+            _GIVEN_IN_CODE.reset(token)
+
+    database_url: str = Field(default="", validation_alias=AliasChoices("DATABASE_URL"))
+    var_dir: Path = Field(default=Path("var"), validation_alias=AliasChoices("OPSBOT_VAR_DIR"))
+    config_path: Path | None = Field(default=None, validation_alias=AliasChoices("OPSBOT_CONFIG"))
+    host: str = Field(default="0.0.0.0", validation_alias=AliasChoices("HOST"))  # noqa: S104
+    port: int = Field(default=3000, ge=0, le=65535, validation_alias=AliasChoices("PORT"))
+    log_level: str = Field(default="INFO", validation_alias=AliasChoices("OPSBOT_LOG_LEVEL"))
+    public_url: str | None = Field(default=None, validation_alias=AliasChoices("OPSBOT_PUBLIC_URL"))
 
     slack_bot_token: SecretStr | None = Field(
-        default=None, validation_alias=AliasChoices("SLACK_BOT_TOKEN", "slack_bot_token")
+        default=None, validation_alias=AliasChoices("SLACK_BOT_TOKEN")
     )
     slack_signing_secret: SecretStr | None = Field(
         default=None,
-        validation_alias=AliasChoices("SLACK_SIGNING_SECRET", "slack_signing_secret"),
+        validation_alias=AliasChoices("SLACK_SIGNING_SECRET"),
     )
     # An app-level token (xapp-…, scope connections:write): opsbot then takes Slack's
     # commands, clicks and events over Socket Mode instead of POST /slack/events.
     slack_app_token: SecretStr | None = Field(
-        default=None, validation_alias=AliasChoices("SLACK_APP_TOKEN", "slack_app_token")
+        default=None, validation_alias=AliasChoices("SLACK_APP_TOKEN")
     )
     # Socket Mode: how often the websocket is pinged (a connection that answers no ping
     # for four of these is dropped and opened again), and the longest wait between two
@@ -84,15 +142,13 @@ class Settings(BaseSettings):
         default=5.0,
         gt=0,
         le=60,
-        validation_alias=AliasChoices("OPSBOT_SLACK_SOCKET_PING_S", "slack_socket_ping_s"),
+        validation_alias=AliasChoices("OPSBOT_SLACK_SOCKET_PING_S"),
     )
     slack_socket_backoff_max_s: float = Field(
         default=60.0,
         gt=0,
         le=600,
-        validation_alias=AliasChoices(
-            "OPSBOT_SLACK_SOCKET_BACKOFF_MAX_S", "slack_socket_backoff_max_s"
-        ),
+        validation_alias=AliasChoices("OPSBOT_SLACK_SOCKET_BACKOFF_MAX_S"),
     )
     # How long a form's submission waits for its outcome before it closes the form and the
     # outcome follows by message: Slack waits three seconds for the answer.
@@ -100,37 +156,37 @@ class Settings(BaseSettings):
         default=2.0,
         gt=0,
         le=60,
-        validation_alias=AliasChoices("OPSBOT_SLACK_FORM_WAIT_S", "slack_form_wait_s"),
+        validation_alias=AliasChoices("OPSBOT_SLACK_FORM_WAIT_S"),
     )
     slack_api_url: str = Field(
         default="https://slack.com/api/",
-        validation_alias=AliasChoices("SLACK_API_URL", "slack_api_url"),
+        validation_alias=AliasChoices("SLACK_API_URL"),
     )
 
     pagerduty_api_token: SecretStr | None = Field(
         default=None,
-        validation_alias=AliasChoices("PAGERDUTY_API_TOKEN", "pagerduty_api_token"),
+        validation_alias=AliasChoices("PAGERDUTY_API_TOKEN"),
     )
     pagerduty_api_url: str = Field(
         default="https://api.pagerduty.com",
-        validation_alias=AliasChoices("PAGERDUTY_API_URL", "pagerduty_api_url"),
+        validation_alias=AliasChoices("PAGERDUTY_API_URL"),
     )
     pagerduty_events_url: str = Field(
         default="https://events.pagerduty.com",
-        validation_alias=AliasChoices("PAGERDUTY_EVENTS_URL", "pagerduty_events_url"),
+        validation_alias=AliasChoices("PAGERDUTY_EVENTS_URL"),
     )
     pagerduty_webhook_secrets: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,
-        validation_alias=AliasChoices("PAGERDUTY_WEBHOOK_SECRETS", "pagerduty_webhook_secrets"),
+        validation_alias=AliasChoices("PAGERDUTY_WEBHOOK_SECRETS"),
     )
 
     sns_topic_arns: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        validation_alias=AliasChoices("OPSBOT_SNS_TOPIC_ARNS", "sns_topic_arns"),
+        validation_alias=AliasChoices("OPSBOT_SNS_TOPIC_ARNS"),
     )
     sns_url_pattern: str = Field(
         default=DEFAULT_SNS_URL_PATTERN,
-        validation_alias=AliasChoices("OPSBOT_SNS_CERT_URL_PATTERN", "sns_url_pattern"),
+        validation_alias=AliasChoices("OPSBOT_SNS_CERT_URL_PATTERN"),
     )
     # How long fetching one SNS signing certificate may take. The whole /sns answer
     # must stay under SNS's 15 s delivery timeout, and a message waits at most twice this.
@@ -138,25 +194,21 @@ class Settings(BaseSettings):
         default=3.0,
         gt=0,
         le=5,
-        validation_alias=AliasChoices(
-            "OPSBOT_SNS_CERT_FETCH_TIMEOUT_S", "sns_cert_fetch_timeout_s"
-        ),
+        validation_alias=AliasChoices("OPSBOT_SNS_CERT_FETCH_TIMEOUT_S"),
     )
     sns_allow_signature_v1: bool = Field(
         default=False,
-        validation_alias=AliasChoices("OPSBOT_SNS_ALLOW_SIGNATURE_V1", "sns_allow_signature_v1"),
+        validation_alias=AliasChoices("OPSBOT_SNS_ALLOW_SIGNATURE_V1"),
     )
     alarm_queue_url: str | None = Field(
         default=None,
-        validation_alias=AliasChoices("OPSBOT_ALARM_QUEUE_URL", "alarm_queue_url"),
+        validation_alias=AliasChoices("OPSBOT_ALARM_QUEUE_URL"),
     )
     # The queue's subscription strips the SNS envelope: nothing to verify, the
     # queue's access policy is the only trust boundary.
     alarm_queue_raw_delivery: bool = Field(
         default=False,
-        validation_alias=AliasChoices(
-            "OPSBOT_ALARM_QUEUE_RAW_DELIVERY", "alarm_queue_raw_delivery"
-        ),
+        validation_alias=AliasChoices("OPSBOT_ALARM_QUEUE_RAW_DELIVERY"),
     )
     # Which accounts' alarms a topic may carry besides its own account's: comma-separated
     # `<topic ARN>=<account>` pairs, a pair per account, `*` for every account (a topic
@@ -164,83 +216,79 @@ class Settings(BaseSettings):
     # Declared after the topics and the queue, which its validation reads.
     sns_topic_accounts: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        validation_alias=AliasChoices("OPSBOT_SNS_TOPIC_ACCOUNTS", "sns_topic_accounts"),
+        validation_alias=AliasChoices("OPSBOT_SNS_TOPIC_ACCOUNTS"),
     )
     # Operating opsbot itself (docs/operations.md).
     metrics_port: int | None = Field(
         default=None,
         ge=0,
         le=65535,
-        validation_alias=AliasChoices("OPSBOT_METRICS_PORT", "metrics_port"),
+        validation_alias=AliasChoices("OPSBOT_METRICS_PORT"),
     )
     metrics_host: str = Field(
         default="0.0.0.0",  # noqa: S104  # scraped from inside the VPC; the ALB never routes here
-        validation_alias=AliasChoices("OPSBOT_METRICS_HOST", "metrics_host"),
+        validation_alias=AliasChoices("OPSBOT_METRICS_HOST"),
     )
     log_format: Literal["text", "json"] = Field(
-        default="text", validation_alias=AliasChoices("OPSBOT_LOG_FORMAT", "log_format")
+        default="text", validation_alias=AliasChoices("OPSBOT_LOG_FORMAT")
     )
     emf_interval_s: float = Field(
-        default=60.0, ge=0, validation_alias=AliasChoices("OPSBOT_EMF_INTERVAL_S", "emf_interval_s")
+        default=60.0, ge=0, validation_alias=AliasChoices("OPSBOT_EMF_INTERVAL_S")
     )
     emf_namespace: str = Field(
         default="opsbot",
         min_length=1,
         max_length=255,
-        validation_alias=AliasChoices("OPSBOT_EMF_NAMESPACE", "emf_namespace"),
+        validation_alias=AliasChoices("OPSBOT_EMF_NAMESPACE"),
     )
     heartbeat_s: float = Field(
-        default=15.0, gt=0, validation_alias=AliasChoices("OPSBOT_HEARTBEAT_S", "heartbeat_s")
+        default=15.0, gt=0, validation_alias=AliasChoices("OPSBOT_HEARTBEAT_S")
     )
     loop_stall_warn_s: float = Field(
         default=0.25,
         gt=0,
-        validation_alias=AliasChoices("OPSBOT_LOOP_STALL_WARN_S", "loop_stall_warn_s"),
+        validation_alias=AliasChoices("OPSBOT_LOOP_STALL_WARN_S"),
     )
-    build_commit: str = Field(
-        default="", validation_alias=AliasChoices("OPSBOT_BUILD_COMMIT", "build_commit")
-    )
+    build_commit: str = Field(default="", validation_alias=AliasChoices("OPSBOT_BUILD_COMMIT"))
     config_version: str | None = Field(
-        default=None, validation_alias=AliasChoices("OPSBOT_CONFIG_VERSION", "config_version")
+        default=None, validation_alias=AliasChoices("OPSBOT_CONFIG_VERSION")
     )
 
     # Secrets the config file names by variable (routing keys), given in code rather
     # than by the environment: see `with_secrets`. Never read from the environment.
     _secrets: dict[str, SecretStr] = PrivateAttr(default_factory=dict)
 
-    ssl_cert_file: Path | None = Field(
-        default=None, validation_alias=AliasChoices("SSL_CERT_FILE", "ssl_cert_file")
-    )
+    ssl_cert_file: Path | None = Field(default=None, validation_alias=AliasChoices("SSL_CERT_FILE"))
     aws_endpoint_url: str | None = Field(
-        default=None, validation_alias=AliasChoices("AWS_ENDPOINT_URL", "aws_endpoint_url")
+        default=None, validation_alias=AliasChoices("AWS_ENDPOINT_URL")
     )
     aws_region: str = Field(
         default="us-east-1",
-        validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION", "aws_region"),
+        validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"),
     )
 
     # Bounds on what one request may cost (handlers/limits.py, handlers/server.py).
     max_body_bytes: int = Field(
         default=1024 * 1024,
         ge=1024,
-        validation_alias=AliasChoices("OPSBOT_MAX_BODY_BYTES", "max_body_bytes"),
+        validation_alias=AliasChoices("OPSBOT_MAX_BODY_BYTES"),
     )
     header_timeout_s: float = Field(
         default=10.0,
         gt=0,
         le=300,
-        validation_alias=AliasChoices("OPSBOT_HEADER_TIMEOUT_S", "header_timeout_s"),
+        validation_alias=AliasChoices("OPSBOT_HEADER_TIMEOUT_S"),
     )
     body_timeout_s: float = Field(
         default=10.0,
         gt=0,
         le=300,
-        validation_alias=AliasChoices("OPSBOT_BODY_TIMEOUT_S", "body_timeout_s"),
+        validation_alias=AliasChoices("OPSBOT_BODY_TIMEOUT_S"),
     )
     max_connections: int = Field(
         default=256,
         ge=16,
-        validation_alias=AliasChoices("OPSBOT_MAX_CONNECTIONS", "max_connections"),
+        validation_alias=AliasChoices("OPSBOT_MAX_CONNECTIONS"),
     )
 
     # Bounds on the database (bot/db/engine.py); PostgreSQL only, except the statement
@@ -249,19 +297,17 @@ class Settings(BaseSettings):
         default=5,
         ge=2,  # libpq's own minimum
         le=300,
-        validation_alias=AliasChoices("OPSBOT_DB_CONNECT_TIMEOUT_S", "db_connect_timeout_s"),
+        validation_alias=AliasChoices("OPSBOT_DB_CONNECT_TIMEOUT_S"),
     )
     db_statement_timeout_s: float = Field(
         default=30.0,
         gt=0,
-        validation_alias=AliasChoices("OPSBOT_DB_STATEMENT_TIMEOUT_S", "db_statement_timeout_s"),
+        validation_alias=AliasChoices("OPSBOT_DB_STATEMENT_TIMEOUT_S"),
     )
     db_idle_in_transaction_timeout_s: float = Field(
         default=60.0,
         gt=0,
-        validation_alias=AliasChoices(
-            "OPSBOT_DB_IDLE_IN_TRANSACTION_TIMEOUT_S", "db_idle_in_transaction_timeout_s"
-        ),
+        validation_alias=AliasChoices("OPSBOT_DB_IDLE_IN_TRANSACTION_TIMEOUT_S"),
     )
 
     # Who runs `opsbot deploy` in GitHub Actions: the OIDC token GitHub signed for the
@@ -269,7 +315,7 @@ class Settings(BaseSettings):
     # the operating-system user the process runs as.
     github_oidc_token: SecretStr | None = Field(
         default=None,
-        validation_alias=AliasChoices("OPSBOT_GITHUB_OIDC_TOKEN", "github_oidc_token"),
+        validation_alias=AliasChoices("OPSBOT_GITHUB_OIDC_TOKEN"),
     )
 
     @field_validator(
@@ -311,14 +357,21 @@ class Settings(BaseSettings):
         "slack_signing_secret",
         "slack_app_token",
         "pagerduty_api_token",
+        "github_oidc_token",
         mode="before",
     )
     @classmethod
-    def _not_blank(cls, value: Any) -> Any:
+    def _secret_text(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, str):
+            return value
+        # No token, secret or JWT has whitespace at either end: one there is the newline
+        # a secret store or `echo >file` added, and sent as-is it would fail every
+        # signature check and every call. Stripped, as PAGERDUTY_WEBHOOK_SECRETS' are.
+        value = value.strip()
         # Unset means "disabled"; set but blank is a mistake (an empty secret in the
         # task definition) that would otherwise start a service nobody can reach, or
         # one whose every PagerDuty call is refused.
-        if isinstance(value, str) and not value.strip():
+        if not value and info.field_name != "github_oidc_token":
             raise ValueError("is set but empty: give its value, or unset it to disable it")
         return value
 
@@ -449,7 +502,9 @@ class Settings(BaseSettings):
         given = self._secrets.get(name)
         if given is not None:
             return given
-        value = os.environ.get(name)
+        # Stripped as the settings' own secrets are: a routing key has no whitespace,
+        # and one sent with a newline would have PagerDuty refuse the page.
+        value = (os.environ.get(name) or "").strip()
         return SecretStr(value) if value else None
 
     def described(self) -> list[tuple[str, str]]:
@@ -457,9 +512,7 @@ class Settings(BaseSettings):
         masked = "******** (set)"
         rows: list[tuple[str, str]] = []
         for name, info in type(self).model_fields.items():
-            alias = info.validation_alias
-            choices = alias.choices if isinstance(alias, AliasChoices) else [name]
-            variable = str(choices[0]) if choices else name.upper()
+            variable = variable_names(name, info)[0]
             value = getattr(self, name)
             if isinstance(value, SecretStr):
                 shown = masked

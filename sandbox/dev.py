@@ -220,9 +220,10 @@ class Sandbox:
     # -- what the service is given -------------------------------------------------------
 
     def settings(self, *, port: int, host: str = "127.0.0.1", log_level: str = "INFO") -> Settings:
-        """Every setting explicit: nothing comes from the environment."""
+        """The settings the sandbox's service runs with: these and the defaults, the
+        environment unread (a real SLACK_APP_TOKEN in the shell stays out)."""
         assert self.ca and self.pagerduty and self.signer and self.front_door
-        settings = Settings(
+        settings = Settings.given(
             database_url="",  # the embedded default: SQLite under var_dir
             var_dir=self.var_dir,
             config_path=None,

@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import os
 
-from pydantic import AliasChoices
-
-from bot.settings import Settings
+from bot.settings import Settings, variable_names
 
 
 def settings_variables() -> tuple[str, ...]:
-    """Every environment variable `Settings` reads, e.g. `DATABASE_URL`, `SLACK_BOT_TOKEN`."""
-    names = []
-    for name, field in Settings.model_fields.items():
-        alias = field.validation_alias
-        names.append(str(alias.choices[0]) if isinstance(alias, AliasChoices) else name.upper())
-    return tuple(names)
+    """Every environment variable `Settings` reads, e.g. `DATABASE_URL`, `SLACK_BOT_TOKEN`,
+    both of `AWS_REGION` and `AWS_DEFAULT_REGION`."""
+    return tuple(
+        variable
+        for name, field in Settings.model_fields.items()
+        for variable in variable_names(name, field)
+    )
 
 
 def clean_environment(extra: dict[str, str]) -> dict[str, str]:

@@ -8,8 +8,9 @@ any refusal, each naming its key:
 - a route escalates by itself (`escalate_after_min`) but PAGERDUTY_API_TOKEN is
   unset: its reminders would promise an escalation that never comes;
 - a configured channel (routes, notices, on-call, handoffs, release channels,
-  the ops channel) does not exist in Slack, checked with the bot's token when
-  one is set (`conversations.info` for ids, `conversations.list` for `#names`).
+  the ops channel) does not exist in Slack, or is archived, checked with the
+  bot's token when one is set (`conversations.info` for ids, `conversations.list`
+  of unarchived channels for `#names`).
 
 Slack unreachable, or refusing the token, is only a warning: the intake must
 start without Slack, and the outbox keeps the work until Slack is back.
@@ -34,6 +35,8 @@ from bot.rights.workspace import CHANNEL_ID, MAX_PAGES, PAGE_SIZE
 log = logging.getLogger(__name__)
 
 NOT_FOUND = {"channel_not_found"}
+MISSING = "does not exist in Slack"
+ARCHIVED = "is archived (Slack refuses every post there)"
 
 
 @dataclass
@@ -130,22 +133,26 @@ def _existing_names(client: WebClient) -> set[str]:
 
 def _channels(config: Config, client: WebClient, result: Preflight) -> None:
     names: set[str] | None = None
-    known: dict[str, bool] = {}
+    # Each channel's fault, if any: "does not exist in Slack", "is archived", or "".
+    known: dict[str, str] = {}
     for key, channel in configured_channels(config):
         try:
             if channel not in known:
                 if CHANNEL_ID.match(channel):
                     try:
-                        client.conversations_info(channel=channel)
-                        known[channel] = True
+                        answer = client.conversations_info(channel=channel)
+                        # Slack still answers for an archived channel, but refuses every
+                        # post there (`is_archived`), as a `#name` finds it in no list.
+                        archived = bool((answer.get("channel") or {}).get("is_archived"))
+                        known[channel] = ARCHIVED if archived else ""
                     except SlackApiError as exc:
                         if exc.response.get("error") not in NOT_FOUND:
                             raise
-                        known[channel] = False
+                        known[channel] = MISSING
                 else:
                     if names is None:
                         names = _existing_names(client)
-                    known[channel] = channel.removeprefix("#") in names
+                    known[channel] = "" if channel.removeprefix("#") in names else MISSING
         except SlackApiError as exc:
             error = str(exc.response.get("error") or "error")
             if error in {"invalid_auth", "not_authed", "account_inactive", "token_revoked"}:
@@ -161,8 +168,9 @@ def _channels(config: Config, client: WebClient, result: Preflight) -> None:
                 "(alarms are still taken in; messages wait in the outbox)"
             )
             return
-        if not known[channel]:
-            result.refusals.append(f"{key}: {channel} does not exist in Slack")
+        if known[channel]:
+            log.warning("start-up check: %s: channel %s %s", key, channel, known[channel])
+            result.refusals.append(f"{key}: {channel} {known[channel]}")
 
 
 def _escalations(config: Config, result: Preflight) -> None:
