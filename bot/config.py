@@ -35,9 +35,11 @@ Severity = Literal["critical", "error", "warning", "info"]
 CHANNEL = re.compile(r"^([CGD][A-Z0-9]{6,}|#?[a-z0-9][a-z0-9._-]{0,79})$")
 ENV_VAR = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 # What Slack notifies in a message's text: a user, a user group, or a special mention,
-# each with an optional `|label` as Slack's own clients write them.
-MENTION = re.compile(
-    r"^<(@[UW][A-Z0-9]+|!subteam\^S[A-Z0-9]+|!here|!channel|!everyone)(\|[^<>|]*)?>$"
+# each with an optional `|label` as Slack's own clients write them (a label may hold
+# spaces: `<@U0123|Alice Smith>`); several are separated by whitespace.
+MENTIONS = re.compile(
+    r"^\s*(?:<(?:@[UW][A-Z0-9]+|!subteam\^S[A-Z0-9]+|!here|!channel|!everyone)"
+    r"(?:\|[^<>|]*)?>\s*)+$"
 )
 
 
@@ -265,7 +267,7 @@ class AlarmRoute(Strict):
     def _mention(cls, value: str | None, info: ValidationInfo) -> str | None:
         # Slack notifies only its escaped forms: "@prod-oncall" as written in the
         # message box reaches nobody, and on a route that pages no one it was the alarm.
-        if value is None or (value.split() and all(MENTION.match(m) for m in value.split())):
+        if value is None or MENTIONS.match(value):
             return value
         route = f" (route {info.data['name']})" if info.data.get("name") else ""
         raise ValueError(

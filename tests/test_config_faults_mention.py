@@ -71,3 +71,9 @@ def test_check_config_exits_2_on_a_handle(
     assert "alarm_routes[0].mention: '@prod-oncall' is not a Slack mention" in (
         capsys.readouterr().err
     )
+
+
+def test_a_labelled_mention_whose_label_holds_spaces_is_taken() -> None:
+    # Slack's clients write a labelled mention with the person's full name.
+    for mention in ("<@U0ALICE|Alice Smith>", "<!subteam^S0ONCALL|prod on call> <!here>"):
+        assert parse_config(routes(mention)).alarm_routes[0].mention == mention

@@ -364,6 +364,9 @@ class AfterAckJournal:
                 dialect = (
                     postgresql if db_session.get_bind().dialect.name == "postgresql" else sqlite
                 )
+                # The lease from once a connection is had: a wait for one (a storm holding
+                # the pool) must not eat into it, or the work is refused as lapsed.
+                db_session.connection()
                 lease_until = self._clock.now() + self._lease
                 with self._lock:
                     for owed in batch.new.values():

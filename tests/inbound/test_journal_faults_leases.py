@@ -243,3 +243,37 @@ def test_work_not_started_that_another_answered_first_is_not_answered_again(
         URL: unfinished_text("acknowledge button", slack_date(T0)),
         DEPLOY_URL: unfinished_text("/deploy start", slack_date(T0)),
     }
+
+
+def test_a_first_write_that_waited_for_a_connection_leases_from_its_commit(
+    database_url: str, engine: sa.Engine
+) -> None:
+    # A storm holds the main pool: the first write waits 50 s for a connection. Its
+    # lease runs from then, or the work would be refused as lapsed on a single
+    # instance, and another instance could answer it as lost before its first renewal.
+    clock = ManualClock(T0)
+    main = make_engine(database_url)
+    waiting = {"once": False}
+
+    @sa.event.listens_for(main, "checkout")
+    def _waited(*_: object) -> None:
+        if waiting["once"]:
+            waiting["once"] = False
+            clock.advance(seconds=50)
+
+    alive = AfterAckJournal(
+        sessions=sessionmaker(main), leases=sessionmaker(engine), clock=clock, lease_s=LEASE_S
+    )
+    other = AfterAckJournal(sessions=sessionmaker(engine), clock=clock, lease_s=LEASE_S)
+    other.tend()
+    other.tend()  # renewed twice: it may sweep
+    try:
+        key = alive.write("/deploy start", DEPLOY_URL)
+        waiting["once"] = True
+        alive.flush()
+        assert alive.begin(key)
+        clock.advance(seconds=11)  # a minute after the write, before its first renewal
+        assert other.sweep() == 0
+        assert answers(engine) == {}
+    finally:
+        main.dispose()
