@@ -12,6 +12,7 @@ recorded and applied (the database, or a clash that is not a replay) is answered
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -20,7 +21,13 @@ from starlette.routing import Route
 
 from bot import json_depth
 from bot.incidents.pagerduty_sync import DUPLICATE, CannotTellYet, ignored
-from bot.pagerduty.webhooks import MAX_BODY_BYTES, MalformedWebhook, parse_event, signature_valid
+from bot.pagerduty.webhooks import (
+    MAX_BODY_BYTES,
+    MalformedWebhook,
+    WebhookEvent,
+    parse_event,
+    signature_valid,
+)
 from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -28,6 +35,16 @@ log = logging.getLogger(__name__)
 
 def _answer(status: int, message: str) -> JSONResponse:
     return JSONResponse({"status": status, "message": message}, status_code=status)
+
+
+def _ids(event: WebhookEvent, webhook_id: str | None, incident: int | None) -> dict[str, Any]:
+    """What a failure's log line names, to tell which incidents Slack shows stale."""
+    return {
+        "pagerduty_event": event.id,
+        "pagerduty_incident": event.incident.id if event.incident is not None else None,
+        "incident": incident,
+        "webhook_id": webhook_id,
+    }
 
 
 def routes(runtime: Runtime) -> list[Route]:
@@ -79,11 +96,31 @@ def routes(runtime: Runtime) -> list[Route]:
                 runtime.webhook_sync.receive, event, webhook_id=webhook_id
             )
         except CannotTellYet as exc:  # PagerDuty's REST API is down: it comes again
-            log.warning("PagerDuty event %r not applied for now: %s", event.id, exc)
+            ids = _ids(event, webhook_id, exc.incident_id)
+            log.warning(
+                "PagerDuty event %r (X-Webhook-Id %r) about PagerDuty incident %r, incident "
+                "%s, not applied for now: %s",
+                event.id,
+                webhook_id,
+                ids["pagerduty_incident"],
+                exc.incident_id,
+                exc,
+                extra=ids,
+            )
             counted.labels("error").inc()
             return _answer(503, "cannot place the event yet; retry")
         except Exception:
-            log.exception("could not apply PagerDuty event %r", event.id)
+            ours = await run_in_threadpool(runtime.webhook_sync.known_incident, event)
+            ids = _ids(event, webhook_id, ours)
+            log.exception(
+                "could not apply PagerDuty event %r (X-Webhook-Id %r) about PagerDuty "
+                "incident %r, incident %s",
+                event.id,
+                webhook_id,
+                ids["pagerduty_incident"],
+                ours,
+                extra=ids,
+            )
             counted.labels("error").inc()
             return _answer(503, "could not record the event; retry")  # PagerDuty retries 5xx
         if outcome == DUPLICATE:

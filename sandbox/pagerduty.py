@@ -4,6 +4,12 @@ HTTPS on loopback (the `pagerduty` client only talks https), trusted through a
 test CA. Incidents follow PagerDuty's rules that opsbot depends on: a trigger
 with the dedup_key of an open incident adds to it; after a resolve the same
 dedup_key opens a new incident; REST updates need a `From` user.
+
+`incidents` holds the emulator's own records. REST answers and webhooks show
+them in PagerDuty's shapes: REST names the number `incident_number`, webhooks
+`number`, and neither shows the escalation level (PagerDuty takes it as an input
+of PUT /incidents/{id} only; GET /oncalls says who is on call at which level).
+REST lists incidents in ascending order unless `sort_by` says otherwise.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ INCIDENT_PATH = re.compile(r"^/incidents/([A-Z0-9]+)$")
 NOTES_PATH = re.compile(r"^/incidents/([A-Z0-9]+)/notes$")
 USER_PATH = re.compile(r"^/users/([A-Z0-9]+)$")
 # What a v3 webhook's `data` carries of an incident (no REST-only fields such as
-# `assignments`, `acknowledgements` or `escalation_level`).
+# `assignments` or `acknowledgements`, and no escalation level).
 WEBHOOK_INCIDENT_FIELDS = (
     "id",
     "type",
@@ -61,6 +67,19 @@ def _iso(moment: datetime) -> str:
 
 def _time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+# The emulator's own fields of an incident record, which PagerDuty's REST API does not show.
+RECORD_ONLY_FIELDS = ("number", "escalation_level")
+# What GET /incidents can sort by (`sort_by=field[:asc|desc],...`).
+SORTABLE = ("incident_number", "created_at", "resolved_at", "urgency")
+
+
+def rest_incident(incident: dict[str, Any]) -> dict[str, Any]:
+    """An incident record as PagerDuty's REST API v2 shows it."""
+    shown = {k: v for k, v in incident.items() if k not in RECORD_ONLY_FIELDS}
+    shown["incident_number"] = incident["number"]
+    return shown
 
 
 @dataclass
@@ -222,6 +241,14 @@ class PagerDutyEmulator:
             self._emit(
                 "incident.priority_updated", incident, agent=self._ref(self.users[by_user_id])
             )
+
+    def escalate_by_itself(self, incident_id: str, *, level: int) -> dict[str, Any]:
+        """Nobody acknowledged in time: PagerDuty's policy moves the incident to `level`."""
+        with self.lock:
+            incident = self.incidents[incident_id]
+            if not self._escalate(incident, level, agent=None):
+                raise ValueError(f"the incident's policy has no level {level}")
+            return incident
 
     def add_note_in_app(self, incident_id: str, *, content: str, user_id: str) -> dict[str, Any]:
         with self.lock:
@@ -389,6 +416,29 @@ class PagerDutyEmulator:
         )
         return incident
 
+    def _escalate(
+        self, incident: dict[str, Any], level: int, *, agent: dict[str, Any] | None
+    ) -> bool:
+        """Move the incident to `level` of its policy, assigned to who is on call there;
+        False (nothing changed) when its policy has no such level."""
+        policy = incident["escalation_policy"]
+        at_level = [
+            o["user"]
+            for o in self.oncalls
+            if policy
+            and o["escalation_policy"]["id"] == policy["id"]
+            and o["escalation_level"] == level
+        ]
+        if not at_level:
+            return False
+        incident["escalation_level"] = level
+        incident["status"] = "triggered"
+        incident["assignments"] = [
+            {"at": _iso(datetime.now(UTC)), "assignee": user} for user in at_level
+        ]
+        self._emit("incident.escalated", incident, agent=agent)
+        return True
+
     def _set_status(self, incident: dict[str, Any], status: str, *, agent: dict[str, Any]) -> bool:
         if incident["status"] == status or incident["status"] == "resolved":
             return False
@@ -437,7 +487,7 @@ class PagerDutyEmulator:
             incident = self.incidents.get(match.group(1))
             if incident is None:
                 return self._error(404, "Not Found")
-            return HttpResponse.json({"incident": incident})
+            return HttpResponse.json({"incident": rest_incident(incident)})
         if match and method == "PUT":
             return self._update_incident(match.group(1), request)
         match = NOTES_PATH.match(path)
@@ -487,8 +537,15 @@ class PagerDutyEmulator:
         statuses = request.query.get("statuses[]") or request.query.get("statuses")
         if statuses:
             items = [i for i in items if i["status"] in statuses]
-        items.sort(key=lambda i: i["number"], reverse=True)
-        return self._page("incidents", items, request)
+        # Ascending by default; each `sort_by` field in turn, the last applied first.
+        orders = ",".join(request.query.get("sort_by") or request.query.get("sort_by[]") or [])
+        for part in reversed([p for p in orders.split(",") if p]):
+            field, _, direction = part.partition(":")
+            if field not in SORTABLE:
+                return self._error(400, "Invalid Input Provided", f"cannot sort by {field}")
+            name = "number" if field == "incident_number" else field
+            items.sort(key=lambda i: str(i.get(name) or "").zfill(20), reverse=direction == "desc")
+        return self._page("incidents", [rest_incident(i) for i in items], request)
 
     def _list_oncalls(self, request: HttpRequest) -> HttpResponse:
         items = list(self.oncalls)
@@ -498,19 +555,17 @@ class PagerDutyEmulator:
             items = [o for o in items if o["schedule"] and o["schedule"]["id"] in schedules]
         if policies:
             items = [o for o in items if o["escalation_policy"]["id"] in policies]
+        # PagerDuty's window defaults to now at both ends: who is on call at this moment.
         since = _time((request.query.get("since") or [""])[-1])
         until = _time((request.query.get("until") or [""])[-1])
-        if since is not None or until is not None:
-            window_start = since or datetime.now(UTC)
-            window_end = until or window_start
+        window_start = since or datetime.now(UTC)
+        window_end = until or max(window_start, datetime.now(UTC))
 
-            def overlaps(oncall: dict[str, Any]) -> bool:
-                start, end = _time(oncall["start"]), _time(oncall["end"])
-                return (start is None or start <= window_end) and (
-                    end is None or end > window_start
-                )
+        def overlaps(oncall: dict[str, Any]) -> bool:
+            start, end = _time(oncall["start"]), _time(oncall["end"])
+            return (start is None or start <= window_end) and (end is None or end > window_start)
 
-            items = [o for o in items if overlaps(o)]
+        items = [o for o in items if overlaps(o)]
         if (request.query.get("earliest") or ["false"])[-1] == "true":
             seen: set[tuple[str, int]] = set()
             earliest = []
@@ -544,31 +599,15 @@ class PagerDutyEmulator:
         agent = self._ref(user)
         if "escalation_level" in change:
             level = int(change["escalation_level"])
-            policy = incident["escalation_policy"]
-            levels = {
-                o["escalation_level"]
-                for o in self.oncalls
-                if policy and o["escalation_policy"]["id"] == policy["id"]
-            }
-            if level not in levels:
+            if not self._escalate(incident, level, agent=agent):
                 return self._error(
                     400, "Invalid Input Provided", f"Escalation level {level} does not exist"
                 )
-            incident["escalation_level"] = level
-            incident["status"] = "triggered"
-            incident["assignments"] = [
-                {"at": _iso(datetime.now(UTC)), "assignee": o["user"]}
-                for o in self.oncalls
-                if incident["escalation_policy"]
-                and o["escalation_policy"]["id"] == incident["escalation_policy"]["id"]
-                and o["escalation_level"] == level
-            ]
-            self._emit("incident.escalated", incident, agent=agent)
         if change.get("status") in ("acknowledged", "resolved"):
             if change["status"] == "resolved" and change.get("resolution"):
                 incident["resolve_reason"] = change["resolution"]
             self._set_status(incident, change["status"], agent=agent)
-        return HttpResponse.json({"incident": incident})
+        return HttpResponse.json({"incident": rest_incident(incident)})
 
     def _add_note(self, incident_id: str, request: HttpRequest) -> HttpResponse:
         incident = self.incidents.get(incident_id)

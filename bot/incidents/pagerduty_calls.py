@@ -42,6 +42,7 @@ from bot.outbox.models import CANCELLED, DEAD, PAGERDUTY_REST, PENDING, SENT
 from bot.outbox.pacing import Pacer
 from bot.outbox.results import Dead, Job, Result, Retry, Sent
 from bot.pagerduty.errors import PagerDutyRefused, PagerDutyUnavailable
+from bot.pagerduty.levels import current_level
 from bot.pagerduty.rest import PagerDutyRest
 from bot.pagerduty.webhooks import IncidentData, parse_incident
 from bot.people.directory import NOT_CONFIGURED, PeopleDirectory
@@ -69,6 +70,11 @@ PAGED_ANEW = "paged anew"
 # (960 a minute) the next token is 63 ms away. A longer wait (the lane drained
 # by a burst, or paused by a 429) sends the delivery back to wait in the outbox.
 EXTRA_REQUEST_WAIT_S = 1.0
+# Who is on call on an incident's policy is asked for this window from now.
+ONCALL_WINDOW = timedelta(seconds=1)
+# In an escalation's payload: the level it assumed PagerDuty's incident was at, when
+# PagerDuty's answers did not tell (`_next_level`).
+ASSUMED = "level_assumed_after"
 VERBS = {
     ACKNOWLEDGE: "acknowledge",
     RESOLVE: "resolve",
@@ -165,6 +171,7 @@ class PagerDutyActionSender:
             passed = _episode_passed(db_session, incident, payload)
             replaced = _page_replaced(db_session, incident, payload)
             known_id, dedup_key = incident.pagerduty_incident_id, incident.dedup_key
+            known_level = incident.escalation_level
             service_id = incident.pagerduty_service_id
             left_behind = set(incident.pagerduty_superseded_ids or ())
             overtaken, queued = None, None
@@ -190,7 +197,9 @@ class PagerDutyActionSender:
             pagerduty_id = known_id or self._find(
                 self.pagerduty, dedup_key, left_behind, service_id=service_id, requests=requests
             )
-            data, note_id, changed_at = self._call(self.pagerduty, pagerduty_id, job, requests)
+            data, note_id, changed_at = self._call(
+                self.pagerduty, pagerduty_id, job, requests, known_level=known_level
+            )
         except _Overtaken as exc:
             return self._withdrawn(job, exc.reason, pagerduty_id=pagerduty_id)
         except _Paced as exc:
@@ -260,12 +269,22 @@ class PagerDutyActionSender:
         raise PagerDutyRefused("it has no incident for this page", status=404)
 
     def _call(
-        self, rest: PagerDutyRest, pagerduty_id: str, job: Job, requests: _Requests
+        self,
+        rest: PagerDutyRest,
+        pagerduty_id: str,
+        job: Job,
+        requests: _Requests,
+        *,
+        known_level: int | None = None,
     ) -> tuple[IncidentData | None, str | None, datetime | None]:
         """Make the job's call: the incident as PagerDuty answered, the note's id, and
         when PagerDuty says the incident last changed (`_changed_at`). Each request is
         preceded by `requests.next()`, and only reads come before the one that changes
-        the incident."""
+        the incident. `known_level`: the escalation level opsbot last knew of.
+
+        An escalation asks for the level after the one PagerDuty's incident is at
+        (`_level_now`: its GET, then GET /oncalls of its policy, then the PUT: three
+        requests); a retry whose level is kept finds it done when PagerDuty is there."""
         payload = job.payload
         action, sender = payload["action"], str(payload["from_email"])
         if action == ACKNOWLEDGE:
@@ -286,23 +305,29 @@ class PagerDutyActionSender:
             requests.next()
             read = rest.get_incident(pagerduty_id)
             current = parse_incident(read)
-            if kept is not None and (current.escalation_level or 1) >= int(kept):
-                # The attempt before landed, or PagerDuty escalated by itself since:
-                # at that level or above, there is nothing left to ask.
-                self._found_done(job, pagerduty_id)
-                return current, None, _changed_at(read)
+            if kept is not None:
+                now_at = self._level_now(rest, current, job, requests, known=known_level)
+                if now_at is not None and now_at >= int(kept):
+                    # The attempt before landed, or PagerDuty escalated by itself since:
+                    # at that level or above, there is nothing left to ask.
+                    self._found_done(job, pagerduty_id)
+                    current = dataclasses.replace(current, escalation_level=now_at)
+                    return current, None, _changed_at(read)
             if _unattended_escalation(payload) and current.status in ("acknowledged", "resolved"):
                 raise _Overtaken(current.status)
+            if kept is None:
+                now_at = self._level_now(rest, current, job, requests, known=known_level)
+                level = self._next_level(now_at, known_level, job)
+            else:
+                level = int(kept)
             # The change's token before its level is kept: sent back for it, the next
             # attempt reads the incident again, as one that kept no level does.
             requests.next()
-            level = int(kept) if kept is not None else self._next_level(current, job)
             answer = rest.update_incident(
                 pagerduty_id, from_email=sender, change={"escalation_level": level}
             )
-            escalated = parse_incident(answer)
-            if escalated.escalation_level is None:
-                escalated = dataclasses.replace(escalated, escalation_level=level)
+            # The answer does not say the level either: it is the one asked for.
+            escalated = dataclasses.replace(parse_incident(answer), escalation_level=level)
             return escalated, None, _changed_at(answer)
         if action == NOTE:
             content = str(payload["text"])
@@ -335,19 +360,76 @@ class PagerDutyActionSender:
             },
         )
 
-    def _next_level(self, current: IncidentData, job: Job) -> int:
-        """The level above PagerDuty's (`current`), kept on the delivery before it is asked for.
+    def _level_now(
+        self,
+        rest: PagerDutyRest,
+        current: IncidentData,
+        job: Job,
+        requests: _Requests,
+        *,
+        known: int | None,
+    ) -> int | None:
+        """The level PagerDuty's incident is at (`levels.current_level`: its assignees
+        against who is on call on its policy now); None when that does not tell."""
+        policy = current.escalation_policy
+        if policy is None or not current.assignees:
+            return None
+        requests.next()
+        now = self.clock.now()
+        try:
+            oncalls = rest.oncalls(
+                since=now, until=now + ONCALL_WINDOW, escalation_policy_ids=[policy.id]
+            )
+        except PagerDutyRefused as exc:
+            # The token may not read on-calls: the escalation goes on, its level unknown.
+            log.warning(
+                "incident %s: PagerDuty refused the on-calls of policy %s (%s); the level "
+                "of %s is unknown",
+                job.payload["incident_id"],
+                policy.id,
+                exc,
+                current.id,
+                extra={
+                    "incident": job.payload["incident_id"],
+                    "delivery": job.id,
+                    "pagerduty_incident": current.id,
+                },
+            )
+            return None
+        return current_level(current, oncalls, known=known)
+
+    def _next_level(self, now_at: int | None, known: int | None, job: Job) -> int:
+        """The level above PagerDuty's (`now_at`), kept on the delivery before it is asked for.
 
         An escalation whose answer was lost (a timeout, a 5xx, a crash) may have
         happened: the next attempt asks for the same level, not the one above it.
+        When PagerDuty's level cannot be told, the level above the last one opsbot
+        knew of (`known`; 1, where every page starts, when none) is asked for, and
+        the delivery keeps that it was assumed, for the thread and the person.
         """
-        level = (current.escalation_level or 1) + 1
+        values: dict[str, Any]
+        if now_at is not None:
+            values = {"level": now_at + 1}
+        else:
+            assumed = known or 1
+            values = {"level": assumed + 1, ASSUMED: assumed}
+            self.metrics.pagerduty_level_unknown.labels("call").inc()
+            log.warning(
+                "incident %s: PagerDuty does not tell which level its incident is at; "
+                "asking for level %d, after level %d, the last opsbot knew of",
+                job.payload["incident_id"],
+                assumed + 1,
+                assumed,
+                extra={"incident": job.payload["incident_id"], "delivery": job.id},
+            )
         with self.sessions() as db_session:
             outbox.amend_payload(
-                db_session, delivery_id=job.id, values={"level": level}, now=self.clock.now()
+                db_session, delivery_id=job.id, values=values, now=self.clock.now()
             )
             db_session.commit()
-        return level
+        # What was kept is what this attempt records, as a later attempt would.
+        job.payload.update(values)
+        return int(values["level"])
 
     def _withdrawn(self, job: Job, reason: str, *, pagerduty_id: str | None = None) -> Result:
         """An escalation overtaken while it waited: not sent, and the thread told.
@@ -514,6 +596,7 @@ class PagerDutyActionSender:
         payload = job.payload
         action, requester = str(payload["action"]), self._requester(payload)
         by, where = requester.display, requester.where
+        assumed = payload.get(ASSUMED) if action == ESCALATE else None
         now = self.clock.now()
         with self.sessions() as db_session:
             incident = incidents.lock(db_session, incident_id=int(payload["incident_id"]))
@@ -595,9 +678,12 @@ class PagerDutyActionSender:
                     "from": payload["from_email"],
                     **({"text": payload["text"]} if payload.get("text") else {}),
                     **({"level": incident.escalation_level} if action == ESCALATE else {}),
+                    **({ASSUMED: assumed} if assumed is not None else {}),
                 },
             )
-            if requester.via == "command":
+            if assumed is not None:
+                self._tell_assumed(db_session, incident, job, data, assumed)
+            elif requester.via == "command":
                 respond(
                     db_session,
                     requester=requester,
@@ -621,6 +707,43 @@ class PagerDutyActionSender:
             },
         )
         return Sent(recorded=True)
+
+    def _tell_assumed(
+        self,
+        db_session: Session,
+        incident: Incident,
+        job: Job,
+        data: IncidentData | None,
+        assumed: int,
+    ) -> None:
+        """Say in the thread, and to the person, that the level escalated to was worked
+        out from opsbot's own record, not from PagerDuty's: it may not be one above."""
+        requester = self._requester(job.payload)
+        level = data.escalation_level if data is not None else job.payload.get("level")
+        now = self.clock.now()
+        flows.thread_text(
+            db_session,
+            incident=incident,
+            text=(
+                f":warning: PagerDuty does not say which escalation level this incident was "
+                f"at (none of its assignees is on call on its escalation policy now): "
+                f"{requester.display} escalated it to level {level}, the one after level "
+                f"{assumed}, the last opsbot knew of. If PagerDuty had escalated it further "
+                f"by itself, this paged an earlier level again: check it in PagerDuty."
+            ),
+            now=now,
+            priority=requester.priority,
+        )
+        respond(
+            db_session,
+            requester=requester,
+            text=(
+                f":warning: Escalated #{incident.id} to level {level} in PagerDuty, assuming "
+                f"it was at level {assumed}: PagerDuty does not say which level it was at. "
+                f"Check the incident in PagerDuty."
+            ),
+            now=now,
+        )
 
     def _obsolete(self, job: Job) -> Result:
         """A person's acknowledge or resolve asked before the incident reopened: not sent."""

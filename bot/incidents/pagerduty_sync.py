@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -33,6 +33,7 @@ from bot.incidents import service as incidents
 from bot.incidents.models import OPEN, PAGERDUTY, Incident
 from bot.observability.metrics import Metrics
 from bot.pagerduty.errors import PagerDutyError
+from bot.pagerduty.levels import current_level
 from bot.pagerduty.rest import PagerDutyRest
 from bot.pagerduty.webhooks import IncidentData, WebhookEvent, parse_incident
 from bot.people.directory import PeopleDirectory
@@ -47,6 +48,11 @@ OPEN_STATUSES = ("triggered", "acknowledged")
 # finds it. A clash on that attempt too is answered 5xx, so PagerDuty retries.
 APPLY_ATTEMPTS = 2
 TITLE_CHARS = 1024  # Incident.title's column: a title typed in PagerDuty can be longer
+# Who is on call on an escalated incident's policy is asked for this window from now.
+ONCALL_WINDOW = timedelta(seconds=1)
+# PagerDuty retries a delivery for 48 h: an event older than this is no retry of
+# PagerDuty's but a replay (its signature has no timestamp; receipts are pruned).
+MAX_EVENT_AGE = timedelta(hours=72)
 
 
 @dataclass(frozen=True)
@@ -123,9 +129,18 @@ def _superseded(incident: Incident, data: IncidentData) -> bool:
     )
 
 
+def _hours(age: timedelta) -> str:
+    return f"{int(age.total_seconds() // 3600)} h"
+
+
 class CannotTellYet(Exception):
     """Whether an event is about the PagerDuty incident behind ours is unknown for now
-    (PagerDuty's REST API did not answer): the event is not recorded, to come again."""
+    (PagerDuty's REST API did not answer): the event is not recorded, to come again.
+    `incident_id`: ours, which the event may be about."""
+
+    def __init__(self, message: str, *, incident_id: int) -> None:
+        super().__init__(message)
+        self.incident_id = incident_id
 
 
 class WebhookSync:
@@ -200,7 +215,8 @@ class WebhookSync:
             # A resolve recorded as "older" would be answered 200 and never sent again,
             # leaving ours open for good: answered 5xx, PagerDuty delivers it again.
             raise CannotTellYet(
-                f"cannot tell whether PagerDuty incident {data.id} is current ({exc})"
+                f"cannot tell whether PagerDuty incident {data.id} is current ({exc})",
+                incident_id=incident_id,
             ) from exc
         return newest is None or str(newest["id"]) == data.id
 
@@ -240,41 +256,86 @@ class WebhookSync:
         return status == "resolved"
 
     def _with_level(self, event: WebhookEvent) -> WebhookEvent:
-        """v3 events do not carry the escalation level: ask for it when it changed."""
+        """v3 events do not carry the escalation level: work it out when it changed,
+        from the event's assignees and who is on call on its policy (one request)."""
         data = event.incident
         if (
             event.event_type != "incident.escalated"
             or data is None
             or data.escalation_level is not None
+            or data.escalation_policy is None
             or self.pagerduty is None
         ):
             return event
+        now = self.clock.now()
         try:
-            level = parse_incident(self.pagerduty.get_incident(data.id)).escalation_level
+            oncalls = self.pagerduty.oncalls(
+                since=now,
+                until=now + ONCALL_WINDOW,
+                escalation_policy_ids=[data.escalation_policy.id],
+            )
         except PagerDutyError as exc:
-            log.warning("cannot read the escalation level of %r (%r)", data.id, str(exc))
+            oncalls, why = [], f"PagerDuty did not say who is on call ({exc})"
+        else:
+            why = "none of its assignees is on call on its policy now"
+        level = current_level(data, oncalls)
+        if level is None:
+            self.metrics.pagerduty_level_unknown.labels("webhook").inc()
+            log.warning(
+                "PagerDuty %r %r: the escalation level of incident %r is unknown: %s",
+                event.event_type,
+                event.id,
+                data.id,
+                why,
+                extra={"pagerduty_event": event.id, "pagerduty_incident": data.id},
+            )
             return event
         return dataclasses.replace(
             event, incident=dataclasses.replace(data, escalation_level=level)
         )
 
+    def known_incident(self, event: WebhookEvent) -> int | None:
+        """Our incident an event is about, for a log line: None when there is none, or
+        when it cannot be found (the database may be what failed)."""
+        if event.incident is None:
+            return None
+        try:
+            with self.sessions() as db_session:
+                found = _find(db_session, event.incident)
+                return found.id if found is not None else None
+        except Exception:  # only for a log line: never to fail it
+            return None
+
+    def _too_old(self, event: WebhookEvent) -> bool:
+        """Whether the event happened longer ago than PagerDuty retries deliveries."""
+        return (
+            event.occurred_at is not None and event.occurred_at < self.clock.now() - MAX_EVENT_AGE
+        )
+
     def receive(self, event: WebhookEvent, *, webhook_id: str | None) -> str:
-        """Apply one verified event; return what was done (for the log and the answer)."""
+        """Apply one verified event; return what was done (for the log and the answer).
+
+        An event older than MAX_EVENT_AGE is recorded (its receipt, and its line in
+        our incident's timeline) but not applied: nothing is posted or changed, and
+        PagerDuty is not asked about it.
+        """
         if event.event_type == "pagey.ping":
             return PONG
         if event.incident is None:
             return f"{IGNORED}: {event.event_type} is not about an incident"
         if self._seen(event, webhook_id):
             return DUPLICATE
-        event = self._with_level(event)
+        too_old = self._too_old(event)
+        if not too_old:
+            event = self._with_level(event)
         assert event.incident is not None
         names = _Names(
             agent=self.people.display(event.agent) if event.agent else "PagerDuty",
-            assignees=self.people.display_all(event.incident.assignees),
+            assignees=[] if too_old else self.people.display_all(event.incident.assignees),
         )
         for attempt in range(1, APPLY_ATTEMPTS + 1):
             try:
-                outcome = self._record_and_apply(event, webhook_id, names)
+                outcome = self._record_and_apply(event, webhook_id, names, too_old=too_old)
             except IntegrityError:
                 # Only a clash on this event's (or delivery's) own receipt is a
                 # duplicate. Any other clash, such as another instance creating the
@@ -291,21 +352,54 @@ class WebhookSync:
                     event.id,
                 )
                 continue
-            log.info("PagerDuty %r %r: %r", event.event_type, event.id, outcome)
+            if too_old:
+                self._told_too_old(event, webhook_id, outcome)
+            else:
+                log.info("PagerDuty %r %r: %r", event.event_type, event.id, outcome)
             return outcome
         raise AssertionError("unreachable: the last attempt returns or raises")
 
-    def _record_and_apply(self, event: WebhookEvent, webhook_id: str | None, names: _Names) -> str:
+    def _told_too_old(self, event: WebhookEvent, webhook_id: str | None, outcome: str) -> None:
+        assert event.incident is not None and event.occurred_at is not None
+        self.metrics.pagerduty_webhooks_too_old.inc()
+        log.warning(
+            "PagerDuty %r %r (X-Webhook-Id %r) about incident %r occurred at %s, more than "
+            "%s ago: not applied (%s)",
+            event.event_type,
+            event.id,
+            webhook_id,
+            event.incident.id,
+            event.occurred_at.isoformat(),
+            _hours(MAX_EVENT_AGE),
+            outcome,
+            extra={
+                "pagerduty_event": event.id,
+                "pagerduty_incident": event.incident.id,
+                "webhook_id": webhook_id,
+                "incident": self.known_incident(event),
+            },
+        )
+
+    def _record_and_apply(
+        self, event: WebhookEvent, webhook_id: str | None, names: _Names, *, too_old: bool
+    ) -> str:
         """Record the event's receipts and apply it, in one transaction."""
-        belongs = self._belongs(event)  # again on a retry: the incident may exist by now
-        resolved_there = self._resolved_there(event)
+        # Again on a retry: the incident may exist by now. An event too old to apply
+        # needs neither: it is not applied whatever PagerDuty would say.
+        belongs = True if too_old else self._belongs(event)
+        resolved_there = False if too_old else self._resolved_there(event)
         now = self.clock.now()
         with self.sessions() as db_session:  # closing it rolls back whatever failed
             inbound.record(db_session, source=PAGERDUTY_EVENT, key=event.id, now=now)
             if webhook_id is not None:
                 inbound.record(db_session, source=PAGERDUTY_WEBHOOK, key=webhook_id, now=now)
             outcome = self._apply(
-                db_session, event, names, belongs=belongs, resolved_there=resolved_there
+                db_session,
+                event,
+                names,
+                belongs=belongs,
+                resolved_there=resolved_there,
+                too_old=too_old,
             )
             db_session.commit()
         return outcome
@@ -318,15 +412,19 @@ class WebhookSync:
         *,
         belongs: bool,
         resolved_there: bool,
+        too_old: bool = False,
     ) -> str:
         """`resolved_there`: an incident not ours that the event would post is resolved
-        in PagerDuty by now (`_resolved_there`), so nothing is posted."""
+        in PagerDuty by now (`_resolved_there`), so nothing is posted. `too_old`: the
+        event is older than MAX_EVENT_AGE, kept in our incident's timeline only."""
         data = event.incident
         assert data is not None
         now = self.clock.now()
         at = event.occurred_at or now
         incident = _find(db_session, data)
         opened_here = incident is None
+        if incident is None and too_old:
+            return f"{IGNORED}: {event.event_type} is older than {_hours(MAX_EVENT_AGE)}"
         if incident is None:
             ours = _ours_elsewhere(db_session, data)
             if ours is not None:
@@ -362,7 +460,9 @@ class WebhookSync:
             incident = incidents.lock(db_session, incident_id=incident.id) or incident
         state_changing = event.note is None  # a note changes no state: it is never late
         skip = None
-        if _superseded(incident, data):
+        if too_old:
+            skip = f"is older than {_hours(MAX_EVENT_AGE)}"
+        elif _superseded(incident, data):
             # Checked here, under the incident's lock, rather than in `_belongs`: a
             # re-page between the two would otherwise let the old incident's event in.
             skip = f"is about PagerDuty incident {data.id}, which a new page replaced"

@@ -195,6 +195,23 @@ class Metrics:
             "and applied again.",
             registry=registry,
         )
+        # PagerDuty's escalation level and old webhook events (bot/incidents/pagerduty_*.py).
+        self.pagerduty_level_unknown = Counter(
+            "opsbot_pagerduty_level_unknown",
+            "Escalations whose PagerDuty level could not be worked out (no assignee on call "
+            "on the incident's policy), by where: call (escalated to the level after the one "
+            "opsbot last knew, and said so), webhook (shown without its level).",
+            ["where"],
+            registry=registry,
+        )
+        for where in ("call", "webhook"):
+            self.pagerduty_level_unknown.labels(where)
+        self.pagerduty_webhooks_too_old = Counter(
+            "opsbot_pagerduty_webhooks_too_old",
+            "PagerDuty webhook events older than PagerDuty retries for, recorded and not "
+            "applied (a replay of a captured delivery, or a clock far off).",
+            registry=registry,
+        )
         self.ecs_looks = Counter(
             "opsbot_ecs_looks",
             "Looks at an app environment's ECS service for deploys made outside opsbot.",

@@ -122,6 +122,23 @@ def _when(text: Any) -> datetime | None:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _newest_first(incident: dict[str, Any]) -> tuple[datetime, int]:
+    """An incident's place by age: `created_at` (to the second), then its number,
+    which PagerDuty gives in the order it opens them. REST calls the number
+    `incident_number`; `number` is the webhooks' name."""
+    number = incident.get("incident_number")
+    if number is None:
+        number = incident.get("number")
+    try:
+        rank = int(number) if number is not None else 0
+    except (TypeError, ValueError, OverflowError):
+        rank = 0
+    return _when(incident.get("created_at")) or EPOCH, rank
+
+
 def _service_id(incident: dict[str, Any]) -> str | None:
     service = incident.get("service")
     return str(service["id"]) if isinstance(service, dict) and service.get("id") else None
@@ -168,7 +185,13 @@ class PagerDutyRest:
         The service is also checked here, so an answer that ignored the filter cannot
         name another service's incident.
         """
-        params: dict[str, Any] = {"incident_key": incident_key, "date_range": "all"}
+        # PagerDuty lists in ascending order unless told: newest first, so the first
+        # page holds the newest, and compared here too, as an answer may ignore it.
+        params: dict[str, Any] = {
+            "incident_key": incident_key,
+            "date_range": "all",
+            "sort_by": "created_at:desc",
+        }
         if service_id is not None:
             params["service_ids"] = [service_id]
         found = _call(lambda: list(islice(self.client.iter_all("incidents", params=params), 50)))
@@ -176,7 +199,7 @@ class PagerDutyRest:
             found = [i for i in found if _service_id(i) == service_id]
         if not found:
             return None
-        return max(found, key=lambda i: int(i.get("number") or 0))
+        return max(found, key=_newest_first)
 
     def update_incident(
         self, incident_id: str, *, from_email: str, change: dict[str, Any]

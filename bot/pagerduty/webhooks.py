@@ -67,6 +67,9 @@ class IncidentData:
     html_url: str | None
     service: Reference | None
     assignees: tuple[Reference, ...]
+    escalation_policy: Reference | None
+    # None of PagerDuty's incident objects (REST or webhook) carries the level:
+    # `levels.current_level` works it out, and opsbot fills it in where it did.
     escalation_level: int | None
     priority: str | None
     urgency: str | None
@@ -124,20 +127,26 @@ def _int(value: Any) -> int | None:
 
 
 def parse_incident(data: dict[str, Any]) -> IncidentData:
-    """An incident as webhooks (and REST answers) describe it."""
+    """An incident as webhooks (and REST answers) describe it.
+
+    REST names its number `incident_number`, webhooks v3 `number`. Neither says the
+    escalation level: it is left None here.
+    """
     if not data.get("id"):
         raise MalformedWebhook("the incident has no id")
     priority = _reference(data.get("priority"))
+    number = data.get("incident_number")
     return IncidentData(
         id=str(data["id"]),
-        number=_int(data.get("number")),
+        number=_int(number if number is not None else data.get("number")),
         status=data.get("status"),
         incident_key=data.get("incident_key"),
         title=str(data.get("title") or data.get("summary") or data["id"]),
         html_url=data.get("html_url"),
         service=_reference(data.get("service")),
         assignees=_assignees(data),
-        escalation_level=_int(data.get("escalation_level")),
+        escalation_policy=_reference(data.get("escalation_policy")),
+        escalation_level=None,
         priority=priority.name if priority else None,
         urgency=data.get("urgency"),
     )

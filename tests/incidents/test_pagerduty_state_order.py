@@ -170,7 +170,13 @@ def test_an_acknowledged_page_escalated_in_pagerduty_is_chased_again(
     clock.advance(minutes=20)
 
     with pagerduty.lock:
-        ours.update(status="triggered", acknowledgements=[], escalation_level=2)
+        # The next level's on-call (Bob) is assigned: PagerDuty's level is told by no field.
+        ours.update(
+            status="triggered",
+            acknowledgements=[],
+            escalation_level=2,
+            assignments=[{"at": ours["created_at"], "assignee": BOB}],
+        )
         body = pagerduty.webhook_body("incident.escalated", dict(ours), agent=BOB)
     assert post_webhook(service, body)[0] == 200
 
@@ -215,7 +221,7 @@ def test_a_late_webhook_from_before_a_slack_acknowledge_does_not_undo_it(
     assert status == 200 and "recorded only" in outcome, outcome
     row = incident_row(service, incident_id)
     assert (row.acknowledged_by, row.pagerduty_status) == ("<@U0ALICE>", "acknowledged")
-    assert row.escalation_level == 1
+    assert row.escalation_level is None  # no answer says a level, and the late one is not applied
     [kept] = [e for e in events_of(service, incident_id) if e.kind == "pagerduty"]
     assert kept.text == "incident.escalated arrived after a newer change: not applied"
     wait_for(lambda: outbox_idle(service))

@@ -76,15 +76,16 @@ def test_a_request_after_the_first_takes_a_token_of_its_own(
 ) -> None:
     incident_id, _ = page(service, sns_signer, slack, pagerduty)
     job = _escalation(service, incident_id)
-    # Three requests: the incident looked up by its key, read, then changed.
-    pacer = Pacer(lambda lane: (1 / 3600, 3.0))  # three tokens, the next an hour away
+    # Four requests: the incident looked up by its key, read, who is on call on its
+    # policy (PagerDuty's level is told by no field), then changed.
+    pacer = Pacer(lambda lane: (1 / 3600, 4.0))  # four tokens, the next an hour away
     assert pacer.take(LANE)  # the worker's, for the delivery
 
     result = _sender(service, pacer).send(job)
 
     assert isinstance(result, Sent)
     assert len(pd_calls(pagerduty, "PUT")) == 1  # escalated
-    assert not pacer.take(LANE)  # the read and the change took a token each
+    assert not pacer.take(LANE)  # the reads and the change took a token each
 
 
 def test_a_request_whose_token_is_far_off_sends_the_call_back_before_anything_changes(
