@@ -122,17 +122,26 @@ async def upload(
 class HalfSent:
     """A request left half-sent on an open connection: the head, or the body, stops midway."""
 
-    def __init__(self, host: str, port: int, path: str, *, in_body: bool) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        path: str,
+        *,
+        in_body: bool,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.host = host
         self.port = port
         self.path = path
         self.in_body = in_body
+        self.headers = headers or {}
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
     async def start(self) -> None:
         self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
-        head = request_head(self.path, f"{self.host}:{self.port}", {}, length=100_000)
+        head = request_head(self.path, f"{self.host}:{self.port}", self.headers, length=100_000)
         if self.in_body:
             self._writer.write(head + b'{"Type": "Notif')
         else:

@@ -32,7 +32,7 @@ from sandbox.alarms import alarm_message
 from sandbox.sns import body as sns_body
 
 ROUTES = {
-    "/sns": {"Content-Type": "text/plain; charset=UTF-8"},
+    "/sns": {"Content-Type": "text/plain; charset=UTF-8", "x-amz-sns-topic-arn": TOPIC_ARN},
     "/slack/events": {"Content-Type": "application/x-www-form-urlencoded"},
     "/pagerduty/webhooks": {"Content-Type": "application/json"},
 }
@@ -140,7 +140,10 @@ def _slow_cert_requests(sandbox: Sandbox, silent: SilentHost, count: int) -> lis
         lines.append(
             {
                 "path": "/sns",
-                "headers": {"Content-Type": "text/plain; charset=UTF-8"},
+                "headers": {
+                    "Content-Type": "text/plain; charset=UTF-8",
+                    "x-amz-sns-topic-arn": TOPIC_ARN,
+                },
                 "body": sns_body(envelope).decode(),
             }
         )

@@ -185,7 +185,21 @@ async def uploads(args: argparse.Namespace) -> dict[str, Any]:
 async def siege(args: argparse.Namespace) -> dict[str, Any]:
     host, port = _host_port(args.url)
     requests = [json.loads(line) for line in Path(args.requests).read_text().splitlines() if line]
-    half = [attack.HalfSent(host, port, "/sns", in_body=i % 2 == 1) for i in range(args.half_sent)]
+    # Held as an attacker who knows the topic would: a request without it is refused
+    # before its body is read, and would hold nothing.
+    topic = next(
+        (
+            r["headers"]["x-amz-sns-topic-arn"]
+            for r in requests
+            if "x-amz-sns-topic-arn" in r["headers"]
+        ),
+        None,
+    )
+    headers = {"x-amz-sns-topic-arn": topic} if topic else {}
+    half = [
+        attack.HalfSent(host, port, "/sns", in_body=i % 2 == 1, headers=headers)
+        for i in range(args.half_sent)
+    ]
     await asyncio.gather(*(h.start() for h in half))
     connections = [Connection(args.url, timeout_s=args.hold_s) for _ in requests]
     posts = [

@@ -1,10 +1,16 @@
 """POST /sns: Amazon SNS over HTTPS.
 
-Order matters: parse the envelope (400 if it is not one), check the topic
-(403), check what needs nothing fetched (SignatureVersion, certificate URL and
-the AWS region it names, Timestamp: 403), get the signing certificate, verify
-the signature (403), and only then confirm or record. Nothing is written before
-the message is known to come from an allowed SNS topic.
+Order matters: check the topic SNS names in the `x-amz-sns-topic-arn` header
+(403, before the body is read: SNS always sends it, and parsing a hostile body
+is the dearest step before the signature), parse the envelope (400 if it is
+not one, or if its Type or signed TopicArn is not what the headers say), check
+what needs nothing fetched (SignatureVersion, certificate URL and the AWS
+region it names, which must be the topic's, Timestamp: 403), get the
+signing certificate, verify the signature (403), and only then confirm or
+record. Nothing is written before the message is known to come from an allowed
+SNS topic. A body larger than `PARSE_IN_THREAD_BYTES` is parsed in a thread:
+the event loop gets its turns between such parses (a notification is a few
+KiB, parsed here).
 
 A certificate that must be fetched is waited for here, in the event loop: a
 slow certificate host delays nobody but its own messages. A certificate that
@@ -58,6 +64,11 @@ def _answer(status: int, message: str) -> JSONResponse:
 
 # Answers that refuse a message (opsbot_alarm_notifications_total{outcome="refused"}).
 REFUSED = frozenset({400, 403, 413})
+# A CloudWatch alarm's notification is a few KiB; only a larger body leaves the event loop.
+PARSE_IN_THREAD_BYTES = 64 * 1024
+TOPIC_HEADER = "x-amz-sns-topic-arn"
+MESSAGE_ID_HEADER = "x-amz-sns-message-id"
+TYPE_HEADER = "x-amz-sns-message-type"
 
 
 def routes(runtime: Runtime) -> list[Route]:
@@ -142,29 +153,65 @@ def routes(runtime: Runtime) -> list[Route]:
         return _answer(200, outcome)
 
     async def receive(request: Request) -> JSONResponse:
-        raw = await request.body()
-        if len(raw) > MAX_BODY_BYTES:
-            return _answer(413, "body too large")
-        try:
-            envelope = parse_envelope(raw)
-        except MalformedEnvelope as exc:
-            log.info("POST /sns refused: not an SNS message (%s)", exc)
-            return _answer(400, f"not an SNS message: {exc}")
-        header = request.headers.get("x-amz-sns-message-type")
-        if header is not None and header != envelope.type:
-            log.info(
-                "POST /sns refused: header type %s, body Type %s",
-                for_log(header),
-                for_log(envelope.type),
-            )
-            return _answer(400, "x-amz-sns-message-type does not match the body's Type")
-        if envelope.topic_arn not in allowed:
+        header_topic = request.headers.get(TOPIC_HEADER)
+        header_id = request.headers.get(MESSAGE_ID_HEADER)
+        if header_topic is None or header_topic not in allowed:
             log.warning(
-                "SNS message %s from a topic not allowed: %s",
-                for_log(envelope.message_id),
-                for_log(envelope.topic_arn),
+                "POST /sns refused before reading the body: message %s, %s header %s"
+                " is not an allowed topic",
+                for_log(header_id),
+                TOPIC_HEADER,
+                for_log(header_topic),
+                extra={"message_id": header_id, "topic_arn": header_topic},
             )
             return _answer(403, "topic not allowed")
+        raw = await request.body()
+        if len(raw) > MAX_BODY_BYTES:
+            log.info(
+                "POST /sns refused: body of %d bytes, more than %d (message %s from %s)",
+                len(raw),
+                MAX_BODY_BYTES,
+                for_log(header_id),
+                for_log(header_topic),
+                extra={"message_id": header_id, "topic_arn": header_topic},
+            )
+            return _answer(413, "body too large")
+        try:
+            if len(raw) > PARSE_IN_THREAD_BYTES:
+                envelope = await run_in_threadpool(parse_envelope, raw)
+            else:
+                envelope = parse_envelope(raw)
+        except MalformedEnvelope as exc:
+            log.info(
+                "POST /sns refused: not an SNS message (%s; message %s from %s)",
+                exc,
+                for_log(header_id),
+                for_log(header_topic),
+            )
+            return _answer(400, f"not an SNS message: {exc}")
+        header = request.headers.get(TYPE_HEADER)
+        if header is not None and header != envelope.type:
+            log.info(
+                "POST /sns refused: SNS message %s from %s: header type %s, body Type %s",
+                for_log(envelope.message_id),
+                for_log(envelope.topic_arn),
+                for_log(header),
+                for_log(envelope.type),
+                extra={"message_id": envelope.message_id, "topic_arn": envelope.topic_arn},
+            )
+            return _answer(400, "x-amz-sns-message-type does not match the body's Type")
+        if header_topic != envelope.topic_arn:
+            # SNS names the same topic in both. The header's is allowed, so the body's
+            # TopicArn, the one the signature covers, is allowed once they agree.
+            log.warning(
+                "SNS message %s refused: %s header %s, body TopicArn %s",
+                for_log(envelope.message_id),
+                TOPIC_HEADER,
+                for_log(header_topic),
+                for_log(envelope.topic_arn),
+                extra={"message_id": envelope.message_id, "topic_arn": envelope.topic_arn},
+            )
+            return _answer(400, "x-amz-sns-topic-arn does not match the body's TopicArn")
         if envelope.type == NOTIFICATION:
             return await notification(envelope)
 

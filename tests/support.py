@@ -3,6 +3,7 @@ a recording HTTP server."""
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -39,6 +40,17 @@ def wait_for(
     return value
 
 
+def sns_headers(content: bytes | str) -> dict[str, str]:
+    """The topic header SNS sends with every request: the body's TopicArn, when it has one
+    (a test that means to leave it out, or to send another, gives its own headers)."""
+    try:
+        envelope = json.loads(content)
+    except (ValueError, RecursionError):
+        return {}
+    topic = envelope.get("TopicArn") if isinstance(envelope, dict) else None
+    return {"x-amz-sns-topic-arn": topic} if isinstance(topic, str) else {}
+
+
 @dataclass
 class LiveService:
     """opsbot serving on loopback in this process, with its outbox worker running."""
@@ -51,7 +63,10 @@ class LiveService:
     def post(
         self, path: str, *, content: bytes | str, headers: dict[str, str] | None = None
     ) -> httpx.Response:
-        return httpx.post(self.url + path, content=content, headers=headers or {}, timeout=30)
+        headers = dict(headers or {})
+        if path == "/sns":
+            headers = sns_headers(content) | headers
+        return httpx.post(self.url + path, content=content, headers=headers, timeout=30)
 
     def get(self, path: str) -> httpx.Response:
         return httpx.get(self.url + path, timeout=30)

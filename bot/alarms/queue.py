@@ -16,9 +16,11 @@ What happens to a message that is not recorded:
   a certificate URL off the pattern): logged and deleted; it would be refused
   the same way on every redelivery.
 - genuine but refused by configuration (a correct signature, but from a topic
-  not in OPSBOT_SNS_TOPIC_ARNS or with SignatureVersion 1 not allowed): logged
-  and left, so that it reaches the dead-letter queue and can be redriven once
-  the configuration is fixed, instead of an alarm lost.
+  not in OPSBOT_SNS_TOPIC_ARNS or with SignatureVersion 1 not allowed; or a bare
+  CloudWatch alarm, which is what raw message delivery sends while
+  OPSBOT_ALARM_QUEUE_RAW_DELIVERY is not set): logged at ERROR and left, so that
+  it reaches the dead-letter queue and can be redriven once the configuration is
+  fixed, instead of an alarm lost.
 - not verifiable now (the certificate could not be fetched) or not recordable
   now (the database): left, and redelivered after the visibility timeout.
 """
@@ -37,6 +39,7 @@ from bot.observability.metrics import Metrics
 from bot.sns.envelope import NOTIFICATION, Envelope, MalformedEnvelope, for_log, parse_envelope
 from bot.sns.verify import (
     QUEUE,
+    CertificateNotTopics,
     CertificateRefused,
     CertificateUnavailable,
     SignatureInvalid,
@@ -71,6 +74,20 @@ def inbound_from_sqs(message: dict[str, Any]) -> Inbound:
         )
     # Raw message delivery: the SNS envelope (and its MessageId) is gone.
     return Inbound(message_id=f"sqs:{message['MessageId']}", via="sqs", body=body)
+
+
+def looks_like_raw_alarm(message: dict[str, Any]) -> bool:
+    """A body that is a bare CloudWatch alarm (no `Type`; `AlarmName` or `NewStateValue`):
+    what SNS sends a queue subscribed with raw message delivery."""
+    try:
+        data = json_depth.loads(str(message.get("Body", "")))
+    except (ValueError, RecursionError):
+        return False
+    return (
+        isinstance(data, dict)
+        and "Type" not in data
+        and ("AlarmName" in data or "NewStateValue" in data)
+    )
 
 
 class AlarmQueueConsumer:
@@ -208,6 +225,15 @@ class AlarmQueueConsumer:
         try:
             envelope = parse_envelope(str(message.get("Body", "")).encode("utf-8"))
         except MalformedEnvelope as exc:
+            if looks_like_raw_alarm(message):
+                log.error(
+                    "alarm queue message %s left for the dead-letter queue: a bare CloudWatch"
+                    " alarm, not an SNS envelope; the subscription delivers raw messages: set"
+                    " OPSBOT_ALARM_QUEUE_RAW_DELIVERY=true (or turn raw message delivery off)",
+                    sqs_id,
+                    extra={"sqs_message_id": message.get("MessageId")},
+                )
+                return Verdict.LEFT
             log.warning(
                 "alarm queue message %s refused and deleted: not an SNS envelope (%s)",
                 sqs_id,
@@ -229,9 +255,10 @@ class AlarmQueueConsumer:
             # The queue may hold a message for days (and redrive it later): its age
             # is no reason to refuse it, and a replay is a duplicate MessageId.
             self.verifier.verify(envelope, max_age=None, allow_signature_v1=True, lane=QUEUE)
-        except CertificateRefused as exc:
+        except (CertificateRefused, CertificateNotTopics) as exc:
             # Only the topic sends here: the message is genuine, its certificate out
-            # of our reach. Left, it reaches the dead-letter queue and its alarm.
+            # of our reach (or not where SNS is known to sign). Left, it reaches the
+            # dead-letter queue and its alarm.
             log.error("alarm queue message %s left for the dead-letter queue: %s", ids, exc)
             return Verdict.LEFT
         except SignatureInvalid as exc:

@@ -1,7 +1,8 @@
 """Verifying SNS messages as AWS documents it, without a slow certificate host holding anyone up.
 
 `precheck` refuses on its face, before anything is fetched, a SignatureVersion
-not allowed, a SigningCertURL off the pattern and a Timestamp too far from now.
+not allowed, a SigningCertURL off the pattern or of a region other than its
+topic's, and a Timestamp too far from now.
 Certificates are cached by URL, and so are failures (a bad URL costs one fetch,
 not one per message); at most `fetches_at_once` distinct ones are fetched at a
 time, each once, in threads of their own. A caller that needs a fetch waits on
@@ -81,6 +82,17 @@ class UrlNotAllowed(SignatureInvalid):
     """A certificate or subscription URL opsbot fetches nothing from: refused before any fetch."""
 
 
+class CertificateNotTopics(UrlNotAllowed):
+    """A SigningCertURL on SNS's host in a region other than the message's topic's.
+
+    SNS signs a topic's messages with its own region's certificate, so on the
+    public endpoint such a URL is a forgery, refused before it holds a fetch
+    slot (a far region's host answers slowly). The alarm queue, which only the
+    topic sends to, leaves such a message for the dead-letter queue instead of
+    deleting it: should SNS ever sign otherwise, no alarm is lost.
+    """
+
+
 class SignatureVersionNotAllowed(SignatureInvalid):
     """SignatureVersion 1 while the operator has not allowed it."""
 
@@ -140,6 +152,23 @@ def region_refusal(host: str, *, topic_arn: str = "") -> str | None:
     # amazonaws.com as the default pattern admits them.
     if DOMAINS.get(partition, domain) != domain:
         return f"{for_log(region)} is not a region of {for_log(domain)}"
+    return None
+
+
+def topic_region_refusal(url: str, topic_arn: str) -> str | None:
+    """Why a certificate URL on SNS's own host is not of `topic_arn`'s region, or None.
+
+    A host of another form (an operator's own, by the pattern) has no region to compare.
+    """
+    host = (urlsplit(url).hostname or "").rstrip(".")
+    found = SNS_HOST.match(host)
+    if found is None:
+        return None
+    _, topic_region = _partition_and_region(topic_arn)
+    if topic_region is None:
+        return f"the topic {for_log(topic_arn)} names no region"
+    if found.group(1) != topic_region:
+        return f"region {for_log(found.group(1))} is not the topic's ({for_log(topic_region)})"
     return None
 
 
@@ -230,6 +259,11 @@ class SnsVerifier:
         check_url(
             envelope.signing_cert_url, self.url_pattern, pem=True, topic_arn=envelope.topic_arn
         )
+        why = topic_region_refusal(envelope.signing_cert_url, envelope.topic_arn)
+        if why is not None:
+            raise CertificateNotTopics(
+                f"signing certificate URL {for_log(envelope.signing_cert_url)}: {why}"
+            )
         moment = parse_timestamp(envelope.timestamp)
         now = self.clock.now()
         if max_age is not None and moment < now - max_age:

@@ -87,7 +87,13 @@ def paged(
     envelope = sns_signer.notification(
         alarm_message(name="prod-api-5xx", state="ALARM", at=ALARM_AT), topic_arn=TOPIC_ARN
     )
-    assert httpx.post(f"{base}/sns", content=body(envelope), timeout=10).status_code == 200
+    answer = httpx.post(
+        f"{base}/sns",
+        content=body(envelope),
+        headers={"x-amz-sns-topic-arn": TOPIC_ARN},
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
     engine = make_engine(database_url)
     yield Paged(first, base, engine)
     engine.dispose()

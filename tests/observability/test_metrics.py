@@ -21,6 +21,7 @@ from bot.outbox import service as outbox
 from sandbox.pagerduty import PagerDutyEmulator
 from sandbox.slack import SlackEmulator
 from sandbox.sns import SnsSigner
+from tests.conftest import TOPIC_ARN
 from tests.incidents.helpers import click, message_text, page
 from tests.support import LiveService, wait_for
 
@@ -52,7 +53,9 @@ def test_an_alarm_and_a_click_move_the_metrics(
 
 
 def test_a_refused_notification_is_counted_and_records_nothing(service: LiveService) -> None:
-    answer = service.post("/sns", content=b'{"Type": "Notification"', headers={})
+    answer = service.post(
+        "/sns", content=b'{"Type": "Notification"', headers={"x-amz-sns-topic-arn": TOPIC_ARN}
+    )
     assert answer.status_code == 400
     assert value(service, "opsbot_alarm_notifications_total", via="https", outcome="refused") == 1
     assert value(service, "opsbot_alarm_notifications_total", via="https", outcome="new") == 0
