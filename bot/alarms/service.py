@@ -30,7 +30,11 @@ storm the intake does the two apart, `record_for_later` now and
   by hand, an INSUFFICIENT_DATA within the reopen window) or is silenced: an
   older ALARM arriving after it then opens an incident (or, within the window,
   reopens the last one), and the OK is applied after it, as in-order delivery
-  would have left it.
+  would have left it. That ALARM pages nobody: it is late (a dead-letter redrive,
+  SNS out of order), and its alarm is known to have recovered, so its incident's
+  timeline and thread say it arrived late and was not paged. An ALARM with no newer
+  state recorded pages however old it is: its alarm may still fire, and CloudWatch
+  sends nothing more.
 
 An alarm of an account that the topic carrying it may not bring (`TopicAccounts`: by
 default, any account but the topic's own) is a notice, as a message that is no alarm is:
@@ -70,11 +74,12 @@ from bot.apps.claims import claim_for
 from bot.config import Config
 from bot.db import locks
 from bot.db.statements import insert_new_row, insert_new_rows, update_rows
-from bot.incidents import flows
+from bot.incidents import flows, render
 from bot.incidents import service as incidents
 from bot.incidents.models import OPEN, RESOLVED, AlarmLastTransition, Incident
 from bot.maintenance import flows as maintenance
 from bot.outbox import service as outbox
+from bot.slack_dates import slack_date, utc_text
 
 log = logging.getLogger(__name__)
 
@@ -417,8 +422,8 @@ def _apply_kept(
 ) -> str:
     """The newer transition (an OK) that arrived before the one that opened `incident`,
     with no incident to apply it to then: applied now, after it, as they happened. The
-    incident ends as in-order delivery would have left it: resolved, its page resolved
-    after the reopen window."""
+    incident ends as in-order delivery would have left it: resolved, and its page, if
+    an earlier transition left it one, resolved after the reopen window."""
     from_state = incident.alarm_state
     incident.alarm_state = kept.state
     incident.state_changed_at = kept.state_changed_at
@@ -665,13 +670,21 @@ def apply_alarm(
     )
 
     silenced = incident.silenced_until is not None and incident.silenced_until > now
+    # An ALARM older than the OK kept for its alarm recovered before it arrived: nothing
+    # is paged, held for a window's end, or withdrawn (the page's pending resolve, if
+    # any, still goes), and the OK is applied after it below. Only for an alarm known by
+    # its ARN: without one, its identity (account and name) is shared by alarms of the
+    # same name in other regions, whose OK says nothing of this one.
+    late = kept is not None and alarm.new_state == "ALARM" and alarm.arn.startswith("arn:")
     # A flap of a page that stands: its pending resolve is withdrawn before any hold is
     # weighed, for a window has nothing to hold then and must not say it held a page.
     flap = NOT_WITHDRAWN
-    if reopened:
+    if reopened and not late:
         flap = _withdraw_on_flap(db_session, incident=incident, alarm=alarm, now=now)
     # A maintenance window holds the page (the alarm is still posted and threaded).
-    if flap == STANDS:
+    if late:
+        outcome = LATE_NOT_PAGED
+    elif flap == STANDS:
         outcome = ", pending resolve withdrawn"
     else:
         held = maintenance.hold(
@@ -707,9 +720,61 @@ def apply_alarm(
         now=now,
     )
     verb = "opened" if created else ("reopened" if reopened else "updated")
+    if late:
+        assert kept is not None
+        # After `show`: a new incident's message is queued before a reply in its thread.
+        _note_late_alarm(db_session, incident=incident, alarm=alarm, kept=kept, now=now)
     if kept is not None:
         outcome += _apply_kept(db_session, incident=incident, kept=kept, config=config, now=now)
     return f"incident {incident.id} {verb}: {alarm.new_state}{outcome}"
+
+
+# What an ALARM older than the OK kept for its alarm did to the page (`_note_late_alarm`).
+LATE_NOT_PAGED = ", arrived late: not paged"
+
+
+def _note_late_alarm(
+    db_session: Session,
+    *,
+    incident: Incident,
+    alarm: Alarm,
+    kept: AlarmLastTransition,
+    now: datetime,
+) -> None:
+    """Say on the incident's timeline and thread that `alarm`, older than the `kept`
+    transition recorded before it, arrived late and paged nobody."""
+    late_by = render.duration(max((now - alarm.state_change_time).total_seconds(), 0.0))
+    incidents.add_event(
+        db_session,
+        incident=incident,
+        kind="late_transition",
+        at=alarm.state_change_time,
+        now=now,
+        text=(
+            f"{alarm.new_state} arrived {late_by} after it fired, after the alarm's "
+            f"{kept.state} of {utc_text(kept.state_changed_at, seconds=True)}: not paged"
+        ),
+    )
+    flows.thread_text(
+        db_session,
+        incident=incident,
+        text=(
+            f":hourglass: Not paged: this {alarm.new_state} of "
+            f"{slack_date(alarm.state_change_time)} arrived {late_by} after it fired, and the "
+            f"alarm's {kept.state} of {slack_date(kept.state_changed_at)} was recorded before it."
+        ),
+        now=now,
+    )
+    log.info(
+        "incident %s: %s of %s arrived %s late, after the %s of %s: not paged",
+        incident.id,
+        alarm.new_state,
+        alarm.state_change_time.isoformat(),
+        late_by,
+        kept.state,
+        kept.state_changed_at.isoformat(),
+        extra={"incident": incident.id, "alarm_arn": alarm.arn, "dedup_key": incident.dedup_key},
+    )
 
 
 def _apply_paging(

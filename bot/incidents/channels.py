@@ -11,12 +11,19 @@ stopped midway (its instance died) holds the claim until it is `CLAIM_S` old;
 the next start then finishes the setup in the channel already made, so a crash
 never leaves a second channel beside an orphan, nor a second summary: the summary
 carries the incident in its metadata, and a start that finishes another's looks
-for it in the channel before posting. The claim is the time it was taken: a
+for it in the channel before posting. When Slack's answer to `conversations.create`
+is lost (a timeout, a broken connection, a 5xx: it may have made the channel), the
+name tried stays on the incident, and the next start adopts the channel of that
+exact name when Slack says it is taken and opsbot is in it, rather than making
+`-2` beside it. The claim is the time it was taken: a
 start that was only slow, not dead, finds another's claim in its place at its
 next step and stops there (a channel it made meanwhile is archived), so the two
 never both set the channel up. From then on the outbox keeps that
 copy in step and shows every timeline event there (bot/incidents/flows.py:
-follow_in_channel), and a resolve posts the postmortem draft.
+follow_in_channel), and a resolve posts the postmortem draft. An incident
+reopened after its channel was archived has no live channel: a bot token cannot
+unarchive one (Slack's conversations.unarchive takes a user token), so a start
+makes a new channel, and the archived one keeps its history.
 
 Creating, inviting and pinning are calls a person waits for and must hear the
 outcome of, so they are made here, behind the ack; what follows goes through
@@ -31,10 +38,11 @@ import re
 import unicodedata
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from urllib.error import URLError
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.audit import service as audit
@@ -45,7 +53,7 @@ from bot.incidents import service as incidents
 from bot.incidents.actions import SLACK_USER, IncidentActions, Requester, respond
 from bot.incidents.errors import IncidentError
 from bot.incidents.models import Incident
-from bot.outbox.models import SlackMessage
+from bot.outbox.models import CANCELLED, PENDING, Delivery, SlackMessage
 from bot.rights.errors import SlackFactsUnavailable
 from bot.rights.service import RESPOND_RIGHT
 from bot.slack_dates import slack_date
@@ -61,6 +69,7 @@ CLAIM_S = 120.0  # a start that never finished (a crash) stops blocking the next
 TOPIC_MAX = 250
 SUMMARY_EVENT = "opsbot_channel_summary"  # the metadata that marks a channel's summary
 INCIDENT_REF = re.compile(r"^#?[A-Za-z0-9]+$")  # opsbot's number or PagerDuty's id
+LIST_PAGES = 50  # conversations.list pages read to find a channel to adopt (200 a page)
 
 # Who is on call now for a team (Slack user ids); the composition root binds it to
 # bot/oncall (a domain above this one). It may raise: the channel starts without them.
@@ -104,7 +113,20 @@ def _why(error: str, needed: str | None) -> str:
 
 
 class ChannelRefused(Exception):
-    """Slack refused to make the channel; the message says why, in plain words."""
+    """Slack refused to make the channel; the message says why, in plain words.
+
+    `tried`: the name whose `conversations.create` got no answer, so Slack may have
+    made that channel; None when Slack answered, or nothing reached it.
+    """
+
+    def __init__(self, message: str, *, tried: str | None = None) -> None:
+        super().__init__(message)
+        self.tried = tried
+
+
+def _nothing_sent(exc: OSError) -> bool:
+    """Whether the call failed before it could reach Slack (bot/adapters/slack.py)."""
+    return isinstance(exc, URLError) and isinstance(exc.reason, ConnectionRefusedError)
 
 
 class IncidentChannels:
@@ -183,6 +205,7 @@ class IncidentChannels:
             self.actions.refuse(incident=seen, action=START, requester=requester, why=why_not)
             return
         if self.slack is None:
+            self.count("no_token")
             why = "opsbot has no Slack token (SLACK_BOT_TOKEN), so it cannot create channels."
             self.actions.refuse(incident=seen, action=START, requester=requester, why=why)
             return
@@ -211,22 +234,30 @@ class IncidentChannels:
                 extra={"incident": incident_id, "slack_channel": channel_id},
             )
         else:
+            # A name left by a start whose create went unanswered: Slack may have made it.
             try:
-                channel_id, name = self._create(incident)
+                channel_id, name = self._create(incident, tried=made[1])
             except ChannelRefused as exc:
-                self.count("failed")
-                self._failed(incident_id, claim, requester=requester, why=str(exc))
+                self.count("failed" if exc.tried is None else "unanswered")
+                self._failed(incident_id, claim, requester=requester, why=str(exc), tried=exc.tried)
                 return
             if not self._note_made(incident_id, claim, channel_id, name, requester=requester):
                 self._superseded(incident_id, requester, made=channel_id)
                 return
-        invited = self._invite(channel_id, self._people(incident, requester))
+        invited, missed = self._invite(incident_id, channel_id, self._people(incident, requester))
         if not self._holds_claim(incident_id, claim):
             self._superseded(incident_id, requester)
             return
         ts = self._post_and_pin(channel_id, incident, resumed=made[0] is not None)
         recorded = self._record(
-            incident_id, claim, channel_id, name, ts, requester=requester, invited=invited
+            incident_id,
+            claim,
+            channel_id,
+            name,
+            ts,
+            requester=requester,
+            invited=invited,
+            missed=missed,
         )
         if not recorded:
             self._superseded(incident_id, requester, posted=(channel_id, ts))
@@ -245,7 +276,7 @@ class IncidentChannels:
         channel that start made, if it got that far. The channel that exists is
         named only when `shows_channel` (the requester can see the incident).
         """
-        if incident.has_channel:
+        if incident.has_live_channel or (incident.has_channel and not incident.is_open):
             where = render.channel_ref(incident.slack_channel_id or "") if shows_channel else ""
             return f"Incident #{incident.id} already has its channel {where}".rstrip() + "."
         started = incident.channel_requested_at
@@ -256,6 +287,8 @@ class IncidentChannels:
                 f"{by} is starting a channel for incident #{incident.id}; it comes in a "
                 f"moment. If it has not come by {again}, start it again."
             )
+        if incident.has_channel:
+            _set_archived_aside(incident, now=now)
         incident.channel_requested_at = now
         incident.channel_requested_by = requester.display
         return None
@@ -267,7 +300,12 @@ class IncidentChannels:
         except SlackFactsUnavailable:
             return True
 
-    def _create(self, incident: Incident) -> tuple[str, str]:
+    def _create(self, incident: Incident, *, tried: str | None) -> tuple[str, str]:
+        """Make the channel (the id and name Slack gave it), or adopt the one named `tried`.
+
+        `tried` is the name an earlier start asked for without hearing Slack's answer:
+        when Slack says it is taken and the channel is opsbot's, it is that start's.
+        """
         assert self.slack is not None
         pattern = self.config.incident_channels.name_pattern
         private = self._private(incident)
@@ -277,25 +315,113 @@ class IncidentChannels:
             try:
                 answer = self.slack.conversations_create(name=name, is_private=private)
             except SlackApiError as exc:
-                error = str(exc.response.get("error") or f"http_{exc.response.status_code}")
+                status = exc.response.status_code
+                error = str(exc.response.get("error") or f"http_{status}")
                 needed = exc.response.get("needed")
                 log.info(
                     "incident %s: conversations.create %s refused (%s)",
                     incident.id,
                     name,
                     error,
-                    extra={"incident": incident.id},
+                    extra={"incident": incident.id, "slack_channel_name": name},
                 )
+                if error == "name_taken" and name == tried:
+                    adopted = self._own_channel(incident.id, name)
+                    if adopted is not None:
+                        return adopted, name
                 if error == "name_taken":
                     continue
+                if status >= 500:  # Slack's own trouble: it may have made the channel
+                    raise self._unanswered(incident.id, name, error) from None
                 break
-            except (SlackClientError, OSError) as exc:
+            except OSError as exc:
+                if not _nothing_sent(exc):  # a timeout, a broken answer: it may be made
+                    raise self._unanswered(incident.id, name, type(exc).__name__) from None
+                raise ChannelRefused(
+                    f"opsbot could not reach Slack ({type(exc).__name__}). Try again in a minute."
+                ) from None
+            except SlackClientError as exc:  # refused before it was sent
                 raise ChannelRefused(
                     f"opsbot could not reach Slack ({type(exc).__name__}). Try again in a minute."
                 ) from None
             channel = answer.get("channel") or {}
             return str(channel["id"]), str(channel.get("name") or name)
         raise ChannelRefused(f"opsbot could not create a channel: {_why(error, needed)}")
+
+    def _unanswered(self, incident_id: int, name: str, error: str) -> ChannelRefused:
+        """Slack's answer to making `name` is lost: the name is kept for the next start."""
+        log.warning(
+            "incident %s: no answer from conversations.create %s (%s); Slack may have made it",
+            incident_id,
+            name,
+            error,
+            extra={"incident": incident_id, "slack_channel_name": name, "error": error},
+        )
+        return ChannelRefused(
+            f"Slack did not answer in time ({error}); it may have made #{name}. Start the "
+            "channel again in a minute: opsbot then takes that channel, if Slack made it.",
+            tried=name,
+        )
+
+    def _own_channel(self, incident_id: int, name: str) -> str | None:
+        """The id of opsbot's live channel named `name`, held by no incident, or None.
+
+        Only opsbot made it: opsbot is in it and, when Slack names the creator, is that.
+        """
+        assert self.slack is not None
+        found: str | None = None
+        try:
+            cursor = None
+            for _ in range(LIST_PAGES):
+                page = self.slack.conversations_list(
+                    types="public_channel,private_channel",
+                    exclude_archived=True,
+                    limit=200,
+                    cursor=cursor,
+                )
+                found = next(
+                    (str(c["id"]) for c in page.get("channels") or [] if c.get("name") == name),
+                    None,
+                )
+                cursor = (page.get("response_metadata") or {}).get("next_cursor")
+                if found is not None or not cursor:
+                    break
+            if found is None:
+                return None
+            info = self.slack.conversations_info(channel=found).get("channel") or {}
+            creator = info.get("creator")
+            ours = bool(info.get("is_member")) and not info.get("is_archived")
+            if ours and creator:
+                ours = creator == self.slack.auth_test().get("user_id")
+        except (SlackApiError, SlackClientError, OSError) as exc:
+            log.warning(
+                "incident %s: cannot check whether #%s is opsbot's (%s)",
+                incident_id,
+                name,
+                type(exc).__name__,
+                extra={"incident": incident_id, "slack_channel_name": name},
+            )
+            return None
+        with self.sessions() as db_session:
+            held = incidents.get_by_slack_channel(db_session, slack_channel_id=found)
+        if not ours or held is not None:
+            log.warning(
+                "incident %s: #%s (%s) is taken and not its own; trying the next name",
+                incident_id,
+                name,
+                found,
+                extra={"incident": incident_id, "slack_channel": found},
+            )
+            return None
+        self.count("adopted")
+        log.info(
+            "incident %s: adopting %s (#%s), made by a start that heard no answer",
+            incident_id,
+            found,
+            name,
+            extra={"incident": incident_id, "slack_channel": found},
+        )
+        return found
 
     def _note_made(
         self,
@@ -353,7 +479,9 @@ class IncidentChannels:
             extra={"incident": incident_id, "slack_channel": made},
         )
         if made is not None:
-            self._slack_quietly("archive", lambda s: s.conversations_archive(channel=made))
+            self._slack_quietly(
+                "archive", incident_id, made, lambda s: s.conversations_archive(channel=made)
+            )
         now = self.clock.now()
         with self.sessions() as db_session:
             incident = incidents.get_or_raise(db_session, incident_id=incident_id)
@@ -364,7 +492,10 @@ class IncidentChannels:
                 if kept is not None and kept != posted[1]:
                     channel, ts = posted[0], posted[1]
                     self._slack_quietly(
-                        "delete a second summary", lambda s: s.chat_delete(channel=channel, ts=ts)
+                        "delete a second summary",
+                        incident_id,
+                        channel,
+                        lambda s: s.chat_delete(channel=channel, ts=ts),
                     )
             done = "set the channel up" if incident.has_channel else "sets the channel up"
             text = (
@@ -382,14 +513,23 @@ class IncidentChannels:
             )
             db_session.commit()
 
-    def _slack_quietly(self, doing: str, call: Callable[[WebClient], object]) -> None:
-        """A courtesy call to Slack: its failure is logged, never raised."""
+    def _slack_quietly(
+        self, doing: str, incident_id: int, channel_id: str, call: Callable[[WebClient], object]
+    ) -> None:
+        """A courtesy call to Slack about `channel_id`: its failure is logged, never raised."""
         if self.slack is None:
             return
         try:
             call(self.slack)
         except (SlackApiError, SlackClientError, OSError) as exc:
-            log.warning("channel start: cannot %s (%s)", doing, type(exc).__name__)
+            log.warning(
+                "incident %s: channel start cannot %s in %s (%s)",
+                incident_id,
+                doing,
+                channel_id,
+                _error_of(exc),
+                extra={"incident": incident_id, "slack_channel": channel_id},
+            )
 
     def _people(self, incident: Incident, requester: Requester) -> list[str]:
         """Who is invited: the requester, everyone who acted on the incident, and on-call."""
@@ -415,29 +555,37 @@ class IncidentChannels:
                 )
         return list(dict.fromkeys(people))
 
-    def _invite(self, channel_id: str, people: list[str]) -> list[str]:
-        """Invite each person (one refusal does not stop the others); who is in."""
+    def _invite(
+        self, incident_id: int, channel_id: str, people: list[str]
+    ) -> tuple[list[str], list[tuple[str, str]]]:
+        """Invite each person (one refusal does not stop the others): who is in, and
+        who is not with Slack's reason."""
         assert self.slack is not None
         invited: list[str] = []
+        missed: list[tuple[str, str]] = []
         for user_id in people:
             try:
                 self.slack.conversations_invite(channel=channel_id, users=user_id)
                 invited.append(user_id)
+                continue
             except SlackApiError as exc:
-                error = exc.response.get("error")
-                if error == "already_in_channel":
+                if exc.response.get("error") == "already_in_channel":
                     invited.append(user_id)
-                else:
-                    log.warning(
-                        "cannot invite %s to %s (%s)",
-                        user_id,
-                        channel_id,
-                        error,
-                        extra={"slack_channel": channel_id, "slack_user": user_id},
-                    )
+                    continue
+                error = _error_of(exc)
             except (SlackClientError, OSError) as exc:
-                log.warning("cannot invite %s to %s (%s)", user_id, channel_id, exc)
-        return invited
+                error = _error_of(exc)
+            missed.append((user_id, error))
+            self.count("invite_failed")
+            log.warning(
+                "incident %s: cannot invite %s to %s (%s)",
+                incident_id,
+                user_id,
+                channel_id,
+                error,
+                extra={"incident": incident_id, "slack_channel": channel_id, "slack_user": user_id},
+            )
+        return invited, missed
 
     def _post_and_pin(self, channel_id: str, incident: Incident, *, resumed: bool) -> str | None:
         """The summary's first post, pinned; its content comes through the outbox after.
@@ -451,7 +599,13 @@ class IncidentChannels:
             )
             self.slack.conversations_setTopic(channel=channel_id, topic=topic)
         except (SlackApiError, SlackClientError, OSError) as exc:
-            log.warning("cannot set the topic of %s (%s)", channel_id, type(exc).__name__)
+            log.warning(
+                "incident %s: cannot set the topic of %s (%s)",
+                incident.id,
+                channel_id,
+                _error_of(exc),
+                extra={"incident": incident.id, "slack_channel": channel_id},
+            )
         ts = self._posted_summary(channel_id, incident.id) if resumed else None
         if ts is None:
             try:
@@ -463,17 +617,26 @@ class IncidentChannels:
                 ts = str(posted["ts"])
             except (SlackApiError, SlackClientError, OSError) as exc:
                 # The outbox posts it instead (unpinned).
-                log.warning("cannot post the summary in %s (%s)", channel_id, type(exc).__name__)
+                log.warning(
+                    "incident %s: cannot post the summary in %s (%s)",
+                    incident.id,
+                    channel_id,
+                    _error_of(exc),
+                    extra={"incident": incident.id, "slack_channel": channel_id},
+                )
                 return None
         try:
             self.slack.pins_add(channel=channel_id, timestamp=ts)
-        except SlackApiError as exc:
-            if exc.response.get("error") != "already_pinned":  # by the start that died
+        except (SlackApiError, SlackClientError, OSError) as exc:
+            error = _error_of(exc)
+            if error != "already_pinned":  # by the start that died
                 log.warning(
-                    "cannot pin the summary in %s (%s)", channel_id, exc.response.get("error")
+                    "incident %s: cannot pin the summary in %s (%s)",
+                    incident.id,
+                    channel_id,
+                    error,
+                    extra={"incident": incident.id, "slack_channel": channel_id},
                 )
-        except (SlackClientError, OSError) as exc:
-            log.warning("cannot pin the summary in %s (%s)", channel_id, type(exc).__name__)
         return ts
 
     def _posted_summary(self, channel_id: str, incident_id: int) -> str | None:
@@ -517,6 +680,7 @@ class IncidentChannels:
         *,
         requester: Requester,
         invited: list[str],
+        missed: list[tuple[str, str]],
     ) -> bool:
         """The setup recorded, announced and audited; False when another start took over."""
         now = self.clock.now()
@@ -549,7 +713,7 @@ class IncidentChannels:
                 now=now,
                 actor=requester.display,
                 text=f"#{name}",
-                data={"channel": channel_id, "invited": invited},
+                data={"channel": channel_id, "invited": invited, "not_invited": missed},
             )
             flows.thread_text(
                 db_session,
@@ -571,15 +735,14 @@ class IncidentChannels:
                 outcome="ok",
                 detail={"via": requester.via, "channel": channel_id, "name": name},
             )
-            respond(
-                db_session,
-                requester=requester,
-                text=(
-                    f":hash: Started {render.channel_ref(channel_id)} for incident "
-                    f"#{incident.id} and invited {len(invited)} people."
-                ),
-                now=now,
+            text = (
+                f":hash: Started {render.channel_ref(channel_id)} for incident "
+                f"#{incident.id} and invited {len(invited)} people."
             )
+            if missed:
+                who = ", ".join(f"<@{user_id}> ({error})" for user_id, error in missed)
+                text += f" Slack refused to invite {who}: invite them by hand."
+            respond(db_session, requester=requester, text=text, now=now)
             db_session.commit()
         log.info(
             "incident %s: channel %s started by %s",
@@ -590,8 +753,20 @@ class IncidentChannels:
         )
         return True
 
-    def _failed(self, incident_id: int, claim: datetime, *, requester: Requester, why: str) -> None:
-        """Slack refused: drop the claim (if still ours), audit, and tell the person."""
+    def _failed(
+        self,
+        incident_id: int,
+        claim: datetime,
+        *,
+        requester: Requester,
+        why: str,
+        tried: str | None = None,
+    ) -> None:
+        """Slack refused: drop the claim (if still ours), audit, and tell the person.
+
+        `tried`: the name Slack may have made a channel of unheard; the incident keeps
+        it (while it holds no channel) so that the next start adopts that channel.
+        """
         now = self.clock.now()
         with self.sessions() as db_session:
             incident = incidents.lock(db_session, incident_id=incident_id)
@@ -599,6 +774,8 @@ class IncidentChannels:
             if incident.channel_requested_at == claim:
                 incident.channel_requested_at = None
                 incident.channel_requested_by = None
+            if tried is not None and incident.slack_channel_id is None:
+                incident.slack_channel_name = tried
             text = (
                 f"{why} Incident #{incident.id} goes on in its thread in "
                 f"{render.channel_ref(incident.channel)}."
@@ -611,8 +788,65 @@ class IncidentChannels:
             "incident %s: channel not started (%s)",
             incident_id,
             why,
-            extra={"incident": incident_id, "slack_user": requester.slack_user_id},
+            extra={
+                "incident": incident_id,
+                "slack_user": requester.slack_user_id,
+                "slack_channel_name": tried,
+            },
         )
+
+
+def _error_of(exc: Exception) -> str:
+    """What Slack answered (its error code), or what kind of failure it was."""
+    if isinstance(exc, SlackApiError):
+        return str(exc.response.get("error") or f"http_{exc.response.status_code}")
+    return type(exc).__name__
+
+
+def _set_archived_aside(incident: Incident, *, now: datetime) -> None:
+    """An open incident's archived channel is set aside, under its lock, for a new one.
+
+    The incident's messages there keep their rows under keys marked with the old
+    channel (so the new channel's start posts new ones); what was still owed there
+    is cancelled: an archived channel takes no post.
+    """
+    old = incident.slack_channel_id
+    assert old is not None
+    db_session = Session.object_session(incident)
+    assert db_session is not None
+    prefix = incident.channel_key
+    rows = db_session.scalars(
+        select(SlackMessage).where(
+            (SlackMessage.key == prefix)
+            | SlackMessage.key.startswith(f"{prefix}:", autoescape=True),
+            ~SlackMessage.key.contains("@"),
+        )
+    ).all()
+    keys = [row.key for row in rows]
+    for row in rows:
+        row.key = f"{row.key}@{old}"
+    if keys:
+        db_session.execute(
+            update(Delivery)
+            .where(
+                Delivery.message_key.in_(keys),
+                Delivery.status == PENDING,
+                Delivery.claimed_by.is_(None),
+            )
+            .values(status=CANCELLED, version=Delivery.version + 1, updated_at=now)
+        )
+    log.info(
+        "incident %s: its archived channel %s is set aside for a new one",
+        incident.id,
+        old,
+        extra={"incident": incident.id, "slack_channel": old},
+    )
+    incident.slack_channel_id = None
+    incident.slack_channel_name = None
+    incident.channel_event_id = None
+    incident.channel_archive_at = None
+    incident.channel_archived_at = None
+    db_session.flush()
 
 
 def _audit_and_tell(

@@ -195,13 +195,17 @@ def follow_in_channel(db_session: Session, *, incident: Incident, now: datetime)
     seen = incident.channel_event_id or 0
     events = [e for e in incidents.timeline(db_session, incident_id=incident.id) if e.id > seen]
     if events:
-        first, last = events[0].id, events[-1].id
+        # The timeline is in time order, not id order (a CloudWatch or PagerDuty time
+        # ahead of ours, transitions that arrived swapped): what was shown is up to the
+        # highest id, or the next call would show the events of higher ids again.
+        first, last = min(e.id for e in events), max(e.id for e in events)
         outbox.post_or_update(
             db_session,
             key=f"{incident.channel_key}:events:{first}-{last}",
             channel=channel,
             message=render.channel_events(events, incident_id=incident.id),
             now=now,
+            in_turn_with=channel_lines(incident),
         )
         incident.channel_event_id = last
     if not incident.is_open and any(e.kind in RESOLVING for e in events):
@@ -210,6 +214,13 @@ def follow_in_channel(db_session: Session, *, incident: Incident, now: datetime)
     elif incident.is_open and incident.channel_archive_at is not None:
         incident.channel_archive_at = None
         cancel_after_commit(db_session, job_id(incident, ARCHIVE_CHANNEL_JOB))
+
+
+def channel_lines(incident: Incident) -> str:
+    """What the incident's channel is told in turn (bot/outbox): each batch of events
+    after the one before it, however its sends go, and the postmortem draft after the
+    events that resolved it. One incident's lines wait for nobody else's."""
+    return f"{incident.channel_key}:lines"
 
 
 def _names(db_session: Session, texts: str) -> dict[str, str]:
@@ -250,6 +261,7 @@ def post_postmortem(db_session: Session, *, incident: Incident, now: datetime) -
         channel=incident.slack_channel_id,
         message={"text": render.clip(text, MAX_MESSAGE_CHARS), "blocks": None},
         now=now,
+        in_turn_with=channel_lines(incident),
     )
     log.info(
         "incident %s: postmortem draft for %s",

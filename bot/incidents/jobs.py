@@ -258,6 +258,17 @@ def _archive_retried(incident_id: int, channel: str, error: str) -> None:
     )
 
 
+def _archive_raced(incident_id: int, channel: str, why: str, deps: IncidentJobDeps) -> None:
+    deps.count_channel("archive_raced")
+    log.warning(
+        "incident %s: archived %s as %s",
+        incident_id,
+        channel,
+        why,
+        extra={"incident": incident_id, "slack_channel": channel},
+    )
+
+
 def archive_channel(deps: IncidentJobDeps, *, incident_id: int, channel: str) -> None:
     """Archive a resolved incident's channel when its time came (a reopen withdrew it)."""
     now = deps.clock.now()
@@ -295,9 +306,17 @@ def archive_channel(deps: IncidentJobDeps, *, incident_id: int, channel: str) ->
         )
         return
     with deps.sessions() as db_session:
+        # Checked again under the lock: a reopen may have come while Slack archived it.
         locked = incidents.lock(db_session, incident_id=incident_id)
-        assert locked is not None
-        locked.channel_archive_at = None
+        if locked is None or locked.slack_channel_id != channel:
+            _archive_raced(incident_id, channel, "its channel changed meanwhile", deps)
+            return
+        raced = locked.is_open
+        if not raced:
+            locked.channel_archive_at = None
+        # Archived in Slack either way, and a bot token cannot unarchive (Slack's
+        # conversations.unarchive takes a user token): an open incident shows Start a
+        # channel again, and a start makes a new one.
         locked.channel_archived_at = now
         incidents.add_event(
             db_session,
@@ -309,7 +328,12 @@ def archive_channel(deps: IncidentJobDeps, *, incident_id: int, channel: str) ->
             text=f"#{locked.slack_channel_name or channel}",
             data={"instance": deps.instance_id},
         )
+        if raced:
+            flows.sync_message(db_session, incident=locked, now=now)
         db_session.commit()
+    if raced:
+        _archive_raced(incident_id, channel, "it reopened meanwhile", deps)
+        return
     deps.count_channel("archived")
     log.info(
         "incident %s: channel %s archived",

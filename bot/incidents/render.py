@@ -227,7 +227,7 @@ def _actions(incident: Incident) -> list[dict[str, Any]]:
         elements.append(_button(RESOLVE, "Resolve", value))
         if incident.in_pagerduty:
             elements.append(_button(ESCALATE, "Escalate", value))
-        if not incident.has_channel:
+        if not incident.has_live_channel:  # none yet, or archived before a reopen
             elements.append(_button(START_CHANNEL, "Start a channel", value))
     if incident.source == ALARM:
         elements.append(_silence_menu(incident))

@@ -64,6 +64,13 @@ CHANNEL_OUTCOMES = (
     "archived",
     "archive_failed",
     "superseded",
+    # Slack's answer to creating one lost, the channel adopted next time, an invite
+    # refused, an archive that met a reopen, a start without a Slack token.
+    "unanswered",
+    "adopted",
+    "invite_failed",
+    "archive_raced",
+    "no_token",
 )
 
 # From a few milliseconds (a page sent straight after its commit) to minutes (an outage).

@@ -212,6 +212,7 @@ def post_or_update(
     new_key: bool = False,
     priority: int = BULK,
     parent_key: str | None = None,
+    in_turn_with: str | None = None,
 ) -> None:
     """Post the message under `key` the first time, update it in place afterwards.
 
@@ -219,13 +220,16 @@ def post_or_update(
     posted or queued under it (one SELECT fewer each for the message and its
     pending update). `priority`: PERSON when it shows the effect of a click.
     `parent_key`: a new message goes in that message's thread (see slack_message).
+    `in_turn_with`: a name shared by messages, each under its own key, that reach
+    Slack in the order they were queued (one at a time, a retry holding back those
+    after it); by default a message keeps order with its own thread only.
     Updates not yet sent coalesce: only the latest render goes out.
     """
     owned = slack_message(
         db_session, key=key, channel=channel, now=now, new_key=new_key, parent_key=parent_key
     )
     _mark_dirty(db_session)
-    order_key = f"slack:{key}"
+    order_key = f"slack:{in_turn_with or key}"
     ref = MessageRef(owned.key, owned.channel, owned.channel_id, owned.ts)
     pending = None
     at_once = False
