@@ -472,6 +472,18 @@ def build_runtime(
 
     metrics.follow_leadership(lambda: scheduler.is_leader)
     # Its own connection: a scrape in a storm neither waits for nor holds the intake's.
+    # The after-ack journal renews its leases on a connection of its own, as the gauges
+    # are read: in a storm the intake holds every connection of the main pool, and an
+    # instance whose leases ran out has its work answered as lost by another.
+    leases_engine = make_engine(
+        settings.effective_database_url,
+        pool_size=1,
+        max_overflow=0,
+        pool_timeout=5,
+        on_replaced=functools.partial(metrics.db_pool_invalidated, "leases"),
+        timeouts=settings.db_timeouts,
+    )
+    closing.append(leases_engine.dispose)
     gauges = OutboxGauges(
         make_engine(
             settings.effective_database_url,
@@ -642,19 +654,7 @@ def build_runtime(
         after_ack=AfterAck(
             journal=AfterAckJournal(
                 sessions=sessions,
-                # Leases are renewed on a connection of their own, as the gauges are read:
-                # in a storm the intake holds every connection of the main pool, and an
-                # instance whose leases ran out has its work answered as lost by another.
-                leases=make_sessionmaker(
-                    make_engine(
-                        settings.effective_database_url,
-                        pool_size=1,
-                        max_overflow=0,
-                        pool_timeout=5,
-                        on_replaced=functools.partial(metrics.db_pool_invalidated, "leases"),
-                        timeouts=settings.db_timeouts,
-                    )
-                ),
+                leases=make_sessionmaker(leases_engine),
                 clock=clock,
                 lease_s=config.delivery.after_ack_lease_s,
                 metrics=metrics,

@@ -633,9 +633,19 @@ class SlackEmulator(SlackHomeMixin, SlackChannelsMixin, SlackViewsMixin, SlackSo
         return self._page(self._members_of(channel_id), "members", args)
 
     def api_conversations_list(self, args: dict[str, Any]) -> dict[str, Any]:
+        # Slack leaves archived channels out when asked to, and says of each whether it
+        # is archived and whether the caller is a member.
+        exclude = str(args.get("exclude_archived", "")).lower() in ("true", "1")
         channels = [
-            {"id": c["id"], "name": c["name"], "is_private": c["is_private"]}
+            {
+                "id": c["id"],
+                "name": c["name"],
+                "is_private": c["is_private"],
+                "is_archived": bool(c.get("is_archived")),
+                "is_member": bool(c.get("bot_member")),
+            }
             for c in self.channels.values()
+            if not (exclude and c.get("is_archived"))
         ]
         return self._page(channels, "channels", args)
 

@@ -47,3 +47,20 @@ def test_a_live_channel_given_by_id_still_passes(slack: SlackEmulator) -> None:
         parse_config(config), routing_key_set=lambda _: True, slack=client(slack.api_url)
     )
     assert result.ok and result.warnings == []
+
+
+def test_an_archived_channel_given_by_name_is_refused_as_missing(slack: SlackEmulator) -> None:
+    # Slack leaves archived channels out of a listing that asks it to: the name is unknown.
+    slack.add_channel("C0ARCHIVED2", "older-alerts")
+    web = client(slack.api_url)
+    web.conversations_archive(channel="C0ARCHIVED2")
+    config = {
+        **TEST_CONFIG,
+        "alarm_routes": [
+            {"match": {"alarm_name": "prod-*"}, "channel": "#older-alerts"},
+            {"match": {}, "channel": "C0ALERTS"},
+        ],
+    }
+    result = preflight(parse_config(config), routing_key_set=lambda _: True, slack=web)
+    assert [r.split(":")[0] for r in result.refusals] == ["alarm_routes[0].channel"]
+    assert "#older-alerts" in result.refusals[0]
