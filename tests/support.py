@@ -48,7 +48,9 @@ def sns_headers(content: bytes | str) -> dict[str, str]:
     except (ValueError, RecursionError):
         return {}
     topic = envelope.get("TopicArn") if isinstance(envelope, dict) else None
-    return {"x-amz-sns-topic-arn": topic} if isinstance(topic, str) else {}
+    # A value no HTTP header can carry (a newline, a byte past ASCII) stays in the body.
+    sendable = isinstance(topic, str) and topic.isascii() and topic.isprintable()
+    return {"x-amz-sns-topic-arn": topic} if sendable else {}
 
 
 @dataclass
