@@ -295,7 +295,7 @@ def test_a_body_dribbled_forever_meets_the_total_deadline(impatient: LiveService
     host, port = host_port(impatient)
 
     async def attempt() -> attack.Answer:
-        request = attack.HalfSent(host, port, "/sns", in_body=True)
+        request = attack.HalfSent(host, port, "/sns", in_body=True, headers=SNS_TOPIC)
         await request.start()
         stop = asyncio.Event()
 

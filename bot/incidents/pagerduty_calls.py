@@ -75,6 +75,15 @@ ONCALL_WINDOW = timedelta(seconds=1)
 # In an escalation's payload: the level it assumed PagerDuty's incident was at, when
 # PagerDuty's answers did not tell (`_next_level`).
 ASSUMED = "level_assumed_after"
+# A person's call made while its page's trigger still waits in the outbox (a 429 pause
+# on its routing key, an Events API outage, the routing key's variable not set) waits
+# for it, looking again this often. Those looks are kept in its payload under
+# PAGE_WAITS and do not count toward its attempts. It waits until the trigger is sent
+# (then it is made), or dead or withdrawn (then PagerDuty has no incident to act on),
+# or at most PAGE_WAIT from when it was asked: then it gives up and says why.
+PAGE_POLL_S = 5.0
+PAGE_WAITS = "page_waits"
+PAGE_WAIT = timedelta(hours=1)
 VERBS = {
     ACKNOWLEDGE: "acknowledge",
     RESOLVE: "resolve",
@@ -130,6 +139,16 @@ class _Overtaken(Exception):
 
 
 @dataclasses.dataclass(frozen=True)
+class _PendingPage:
+    """The page's trigger, still waiting in the outbox; `tried`: an attempt was made or
+    a worker holds it (PagerDuty may have it); `error`: why its last attempt failed."""
+
+    delivery: int
+    tried: bool
+    error: str | None
+
+
+@dataclasses.dataclass(frozen=True)
 class _Queued:
     """A person's acknowledge or resolve waiting behind opsbot's escalation, not yet done."""
 
@@ -175,6 +194,18 @@ class PagerDutyActionSender:
             service_id = incident.pagerduty_service_id
             left_behind = set(incident.pagerduty_superseded_ids or ())
             overtaken, queued = None, None
+            # A person's call has nothing to act on before its page reaches PagerDuty.
+            waits_for = (
+                _pending_page(db_session, dedup_key)
+                if known_id is None and not _unattended_escalation(payload)
+                else None
+            )
+            # A resolve queued behind this call withdraws a page never tried: this call
+            # gives way, or it would hold that resolve back until the page went out.
+            resolve_behind = None
+            if waits_for is not None and not waits_for.tried and payload["action"] != RESOLVE:
+                behind = _queued_behind(db_session, incident)
+                resolve_behind = behind if behind is not None and behind.action == RESOLVE else None
             # Read again on every attempt: an outage may have held it past an acknowledge.
             # Not once an attempt may have escalated (its level kept): PagerDuty is read first.
             if _unattended_escalation(payload) and payload.get("level") is None:
@@ -190,6 +221,14 @@ class PagerDutyActionSender:
             return self._withdrawn(job, overtaken)
         if queued is not None:
             return self._stepped_aside(job, queued)
+        if resolve_behind is not None:
+            return self._gave_way(job, resolve_behind)
+        if waits_for is not None:
+            if payload.get("action") == RESOLVE and not waits_for.tried:
+                withdrawn = self._page_withdrawn(job, dedup_key)
+                if withdrawn is not None:
+                    return withdrawn
+            return self._wait_for_page(job, waits_for)
         requests = _Requests(self.pacer, job.paced_by)
         try:
             if self.pagerduty is None:
@@ -218,16 +257,17 @@ class PagerDutyActionSender:
             )
             return Retry(error=str(exc), after_s=exc.wait_s)
         except _NotYet as exc:
-            if job.attempts < MAX_ATTEMPTS * 4:
+            if _tried(job) < MAX_ATTEMPTS * 4:
                 return Retry(error=str(exc), after_s=2.0)
             return self._failed(job, "PagerDuty has no incident for this page")
         except PagerDutyUnavailable as exc:
             most = UNATTENDED_ATTEMPTS if payload.get("via") == "job" else MAX_ATTEMPTS
-            if job.attempts < most and exc.retry_after_s is not None:
+            tried = _tried(job)
+            if tried < most and exc.retry_after_s is not None:
                 # A 429: the REST token's lane waits as long as PagerDuty asked.
                 wait_s = exc.retry_after_s
                 return Retry(error=str(exc), after_s=wait_s, pause_target_s=wait_s)
-            if job.attempts < most:
+            if tried < most:
                 # A note that may have reached PagerDuty may still land late: the next
                 # attempt waits out the lease and looks for it before posting again.
                 # The other calls are safe to repeat (see `_call`).
@@ -331,7 +371,7 @@ class PagerDutyActionSender:
             return escalated, None, _changed_at(answer)
         if action == NOTE:
             content = str(payload["text"])
-            if job.attempts > 1:
+            if _tried(job) > 1:
                 # The attempt before may have landed, its answer lost: look first.
                 since = job.created_at - NOTE_CLOCK_SKEW if job.created_at else None
                 requests.next()
@@ -430,6 +470,200 @@ class PagerDutyActionSender:
         # What was kept is what this attempt records, as a later attempt would.
         job.payload.update(values)
         return int(values["level"])
+
+    def _page_withdrawn(self, job: Job, dedup_key: str) -> Result | None:
+        """A resolve asked before its page's trigger was ever tried: the trigger is
+        withdrawn, so nobody is paged for an incident already resolved, and the incident
+        is resolved in opsbot only, the thread told. None when the trigger could not be
+        withdrawn (a worker took it meanwhile): the resolve waits for it instead."""
+        payload = job.payload
+        requester = self._requester(payload)
+        now = self.clock.now()
+        with self.sessions() as db_session:
+            incident = incidents.lock(db_session, incident_id=int(payload["incident_id"]))
+            assert incident is not None
+            if _episode_passed(db_session, incident, payload):
+                return self._record_obsolete(db_session, incident, job, pagerduty_id=None)
+            if not outbox.cancel_pagerduty_event(
+                db_session, dedup_key=dedup_key, action="trigger", now=now
+            ):
+                db_session.rollback()
+                return None
+            # No page stands: a later OK sends no resolve, and a re-ALARM pages anew.
+            incident.paged = False
+            with flows.message_updated_once(
+                db_session, incident=incident, now=now, clicked_at=requester.clicked_at
+            ):
+                flows.resolve(
+                    db_session,
+                    incident=incident,
+                    by=requester.display,
+                    at=now,
+                    now=now,
+                    via=requester.where,
+                    note=payload.get("text"),
+                )
+            flows.thread_text(
+                db_session,
+                incident=incident,
+                text=(
+                    f":information_source: {requester.display} resolved this incident before "
+                    f"its page reached PagerDuty: the page is withdrawn, nobody is paged, and "
+                    f"it is resolved in opsbot only."
+                ),
+                now=now,
+                priority=requester.priority,
+            )
+            audit.record(
+                db_session,
+                at=now,
+                actor=requester.audit_actor,
+                action=f"incident.{RESOLVE}",
+                target=incident.target,
+                outcome="ok",
+                detail={
+                    "via": requester.via,
+                    "pagerduty": "page withdrawn",
+                    "from": payload["from_email"],
+                    **({"text": payload["text"]} if payload.get("text") else {}),
+                },
+            )
+            respond(
+                db_session,
+                requester=requester,
+                text=(
+                    f"Resolved #{incident.id}. Its page had not reached PagerDuty yet: it is "
+                    f"withdrawn, and nobody is paged."
+                ),
+                now=now,
+            )
+            if not outbox.complete(
+                db_session,
+                delivery_id=job.id,
+                status=CANCELLED,
+                error="page withdrawn before it reached PagerDuty: resolved in opsbot only",
+                now=now,
+            ):
+                return self._recorded_elsewhere(db_session, job)
+            db_session.commit()
+        log.info(
+            "incident %s: resolved by %s before its page reached PagerDuty; page withdrawn",
+            payload["incident_id"],
+            requester.audit_actor,
+            extra={
+                "incident": payload["incident_id"],
+                "delivery": job.id,
+                "dedup_key": dedup_key,
+                "slack_user": requester.slack_user_id,
+            },
+        )
+        return Sent(recorded=True)
+
+    def _gave_way(self, job: Job, resolve: _Queued) -> Result:
+        """A call waiting for a page never tried, with a resolve queued behind it: not
+        made, so that the resolve withdraws the page (`_page_withdrawn`)."""
+        payload = job.payload
+        action, requester = str(payload["action"]), self._requester(payload)
+        verb = VERBS.get(action, action)
+        now = self.clock.now()
+        with self.sessions() as db_session:
+            incident = incidents.lock(db_session, incident_id=int(payload["incident_id"]))
+            assert incident is not None
+            audit.record(
+                db_session,
+                at=now,
+                actor=requester.audit_actor,
+                action=f"incident.{action}",
+                target=incident.target,
+                outcome="cancelled",
+                detail={
+                    "via": requester.via,
+                    "reason": "a resolve goes instead",
+                    "by": resolve.actor,
+                    "from": payload["from_email"],
+                },
+            )
+            respond(
+                db_session,
+                requester=requester,
+                text=(
+                    f":information_source: Not sent to PagerDuty: your {verb} of #{incident.id} "
+                    f"waited for its page, and {resolve.actor}'s resolve goes instead."
+                ),
+                now=now,
+            )
+            if not outbox.complete(
+                db_session,
+                delivery_id=job.id,
+                status=CANCELLED,
+                error=f"gave way: a resolve by {resolve.actor} goes instead",
+                now=now,
+            ):
+                return self._recorded_elsewhere(db_session, job)
+            db_session.commit()
+        log.info(
+            "incident %s: %s by %s waiting for its page gives way to a queued resolve",
+            payload["incident_id"],
+            action,
+            requester.audit_actor,
+            extra={"incident": payload["incident_id"], "delivery": job.id},
+        )
+        return Sent(recorded=True)
+
+    def _wait_for_page(self, job: Job, page: _PendingPage) -> Result:
+        """Ask again shortly, without using up an attempt: the page's trigger is still
+        in the outbox. The person hears once that their call waits for it; after
+        PAGE_WAIT it gives up, saying why."""
+        payload = job.payload
+        action = str(payload["action"])
+        verb = VERBS.get(action, action)
+        why = f"its page has not reached PagerDuty yet ({page.error or 'queued'})"
+        now = self.clock.now()
+        if job.created_at is not None and now - job.created_at > PAGE_WAIT:
+            log.warning(
+                "incident %s: %s gave up waiting for its page (delivery %s) to reach PagerDuty",
+                payload["incident_id"],
+                action,
+                page.delivery,
+                extra={
+                    "incident": payload["incident_id"],
+                    "delivery": job.id,
+                    "trigger": page.delivery,
+                },
+            )
+            hours = PAGE_WAIT.total_seconds() / 3600
+            return self._failed(
+                job, f"{why} after {hours:g} h; do it in PagerDuty once it is there"
+            )
+        waits = int(payload.get(PAGE_WAITS) or 0) + 1
+        values = {PAGE_WAITS: waits}
+        with self.sessions() as db_session:
+            outbox.amend_payload(db_session, delivery_id=job.id, values=values, now=now)
+            if waits == 1:
+                respond(
+                    db_session,
+                    requester=self._requester(payload),
+                    text=(
+                        f":hourglass: Your {verb} of #{payload['incident_id']} waits: "
+                        f"{escape(why)}. It is made once the page is there."
+                    ),
+                    now=now,
+                )
+            db_session.commit()
+        job.payload.update(values)
+        if waits == 1:
+            log.info(
+                "incident %s: %s waits for its page (delivery %s) to reach PagerDuty",
+                payload["incident_id"],
+                action,
+                page.delivery,
+                extra={
+                    "incident": payload["incident_id"],
+                    "delivery": job.id,
+                    "trigger": page.delivery,
+                },
+            )
+        return Retry(error=f"waiting: {why}", after_s=PAGE_POLL_S)
 
     def _withdrawn(self, job: Job, reason: str, *, pagerduty_id: str | None = None) -> Result:
         """An escalation overtaken while it waited: not sent, and the thread told.
@@ -905,6 +1139,20 @@ def _changed_at(answer: dict[str, Any]) -> datetime | None:
     """When PagerDuty says the incident it answered with last changed: on its clock, as
     its webhooks' `occurred_at` is, so the two order its changes whatever ours says."""
     return parse_time(answer.get("last_status_change_at")) or parse_time(answer.get("updated_at"))
+
+
+def _tried(job: Job) -> int:
+    """The attempts `job` made at PagerDuty: not those spent waiting for its page."""
+    return job.attempts - int(job.payload.get(PAGE_WAITS) or 0)
+
+
+def _pending_page(db_session: Session, dedup_key: str) -> _PendingPage | None:
+    """The page's trigger while it waits in the outbox (not sent, dead nor withdrawn)."""
+    last = outbox.last_pagerduty_event(db_session, dedup_key=dedup_key)
+    if last is None or last.status != PENDING or last.payload.get("action") != "trigger":
+        return None
+    tried = last.attempts > 0 or last.claimed_by is not None
+    return _PendingPage(delivery=last.id, tried=tried, error=last.last_error)
 
 
 def _overtaken(incident: Incident) -> str | None:
