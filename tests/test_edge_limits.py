@@ -471,7 +471,7 @@ def test_deep_sns_body_not_in_utf8_gets_400_and_stores_nothing(
     encoding: str,
     refusal: str,
 ) -> None:
-    answer = edge.post("/sns", content=DISGUISED.encode(encoding))
+    answer = edge.post("/sns", content=DISGUISED.encode(encoding), headers=SNS_TOPIC)
     assert answer.status_code == 400
     assert answer.json()["message"] == f"not an SNS message: {refusal}"
     assert_nothing_happened(edge, slack, pagerduty)

@@ -152,7 +152,6 @@ FORGED: dict[str, Callable[[SnsSigner], dict[str, Any] | str]] = {
     "log-forging-topic": _log_forging_topic,
     "certificate-off-the-pattern": _certificate_off_the_pattern,
     "subscription-confirmation": _subscription_confirmation,
-    "bare-alarm": lambda signer: ALARM,
     "not-json": lambda signer: "hello\nworld",
 }
 

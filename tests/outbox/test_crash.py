@@ -53,7 +53,10 @@ def test_sigkill_mid_storm_loses_nothing_and_duplicates_nothing(
         )
         assert (
             httpx.post(
-                f"http://127.0.0.1:{first.port}/sns", content=body(envelope), timeout=10
+                f"http://127.0.0.1:{first.port}/sns",
+                content=body(envelope),
+                headers={"x-amz-sns-topic-arn": TOPIC_ARN},
+                timeout=10,
             ).status_code
             == 200
         )
