@@ -46,7 +46,7 @@ def test_every_name_read_is_documented() -> None:
         ("METRICS_PORT", "9999"),
         ("MAX_CONNECTIONS", "16"),
         ("HEARTBEAT_S", "1"),
-        ("slack_bot_token", "xoxb-lower-case"),
+        ("slack_bot_token", "xoxb-fake-not-a-token"),
         ("opsbot_var_dir", "/tmp/elsewhere"),
     ],
 )
