@@ -155,7 +155,7 @@ class SlackSocketMixin:
         with self._socket.changed:
             return [link for link in self._socket.links if link.open]
 
-    def socket_wait_connected(self, *, accepted: int = 1, timeout_s: float = 15.0) -> SocketLink:
+    def socket_wait_connected(self, *, accepted: int = 1, timeout_s: float = 60.0) -> SocketLink:
         """The newest open connection, once `accepted` connections were ever made."""
         state = self._socket
         deadline = time.monotonic() + timeout_s
@@ -193,7 +193,7 @@ class SlackSocketMixin:
         self.socket_send_raw(json.dumps(envelope))
         return envelope_id
 
-    def socket_ack(self, envelope_id: str, *, timeout_s: float = 15.0) -> dict[str, Any]:
+    def socket_ack(self, envelope_id: str, *, timeout_s: float = 60.0) -> dict[str, Any]:
         """The app's acknowledgement of an envelope, once it came."""
         state = self._socket
         deadline = time.monotonic() + timeout_s

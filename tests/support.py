@@ -27,9 +27,13 @@ from sandbox import slack_requests
 
 
 def wait_for(
-    predicate: Callable[[], Any], *, timeout_s: float = 15.0, interval_s: float = 0.05
+    predicate: Callable[[], Any], *, timeout_s: float = 60.0, interval_s: float = 0.05
 ) -> Any:
-    """Poll until `predicate` returns something truthy; fail with its last value."""
+    """Poll until `predicate` returns something truthy; fail with its last value.
+
+    The default is generous because it only costs time when a test fails, and CI machines
+    stall whole processes for tens of seconds (the event loop and a database query both
+    20 s late in one run)."""
     deadline = time.monotonic() + timeout_s
     value = predicate()
     while not value:
