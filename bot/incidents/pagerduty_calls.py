@@ -663,7 +663,7 @@ class PagerDutyActionSender:
                     "trigger": page.delivery,
                 },
             )
-        return Retry(error=f"waiting: {why}", after_s=PAGE_POLL_S)
+        return Retry(error=f"waiting: {why}", after_s=PAGE_POLL_S, waiting=True)
 
     def _withdrawn(self, job: Job, reason: str, *, pagerduty_id: str | None = None) -> Result:
         """An escalation overtaken while it waited: not sent, and the thread told.

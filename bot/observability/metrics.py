@@ -39,7 +39,7 @@ TARGETS = ("slack", "pagerduty", "slack_response", "pagerduty_rest")
 RESPONSES = FAMILIES[SLACK_RESPONSE]
 VIAS = ("https", "sqs")
 NOTIFICATION_OUTCOMES = ("new", "duplicate", "refused", "error", "left")
-DELIVERY_OUTCOMES = ("ok", "retry", "rate_limited", "dead")
+DELIVERY_OUTCOMES = ("ok", "retry", "rate_limited", "waiting", "dead")
 # Why a signed Slack request was refused before any listener (handlers/slack_events.py).
 ADMISSION_REFUSALS = ("replayed", "control_character")
 UNDO_KINDS = ("rollback", "flag", "unknown")  # an undo button on an incident's changes

@@ -65,6 +65,9 @@ class Retry:
     ambiguous: bool = False
     # Slack refused the bot's token (invalid_auth, token_revoked...): a person must act.
     credentials_refused: bool = False
+    # Not a failure: the call waits for another delivery to go first (a PagerDuty call for
+    # its page's trigger), so it is neither logged as a failed attempt nor counted as one.
+    waiting: bool = False
 
 
 @dataclass(frozen=True)

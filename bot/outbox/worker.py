@@ -155,6 +155,8 @@ def outcome_of(result: Result) -> str:
         return "ok"
     if isinstance(result, Dead):
         return "dead"
+    if result.waiting:
+        return "waiting"
     return "rate_limited" if result.pause_target_s else "retry"
 
 
@@ -884,16 +886,28 @@ class OutboxWorker:
                         .values(ts=None, channel_id=None)
                         .execution_options(synchronize_session=False)
                     )
-                log.warning(
-                    "delivery %s (%s to %s) failed, attempt %d, retrying in %.1f s: %s",
-                    job.id,
-                    job.kind,
-                    job.target,
-                    job.attempts,
-                    after,
-                    result.error,
-                    extra={"delivery": job.id, "kind": job.kind, "attempts": job.attempts},
-                )
+                extra = {"delivery": job.id, "kind": job.kind, "attempts": job.attempts}
+                if result.waiting:
+                    log.debug(
+                        "delivery %s (%s to %s) waits, asked again in %.1f s: %s",
+                        job.id,
+                        job.kind,
+                        job.target,
+                        after,
+                        result.error,
+                        extra=extra,
+                    )
+                else:
+                    log.warning(
+                        "delivery %s (%s to %s) failed, attempt %d, retrying in %.1f s: %s",
+                        job.id,
+                        job.kind,
+                        job.target,
+                        job.attempts,
+                        after,
+                        result.error,
+                        extra=extra,
+                    )
             elif isinstance(result, Dead):
                 still_mine = result.recorded or update_rows(
                     db_session,
