@@ -78,8 +78,9 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev,bench]'
 	touch $@
 
+# Joined with &&: a cluster that cannot start fails the run, as in pytest, not SQLite instead.
 bench: $(BENCH_STAMP)
-	TEST_DATABASE_URL="$$(.ci/test-postgres)" $(BIN)/python -m bench
+	url="$$(.ci/test-postgres)" && TEST_DATABASE_URL="$$url" $(BIN)/python -m bench
 
 lock:
 	rm -rf .venv-lock

@@ -526,6 +526,7 @@ def targets(click: dict[str, Any]) -> list[dict[str, Any]]:
     """The issue's targets for a click's effect: met, missed, or None when not measured."""
     found = []
     cases = click["cases"]
+    met: bool | None
     for key, what in (
         ("clicks", f"{click['settings']['clicks']} simultaneous clicks"),
         (
@@ -535,11 +536,14 @@ def targets(click: dict[str, Any]) -> list[dict[str, Any]]:
     ):
         mine, theirs = cases[key]["opsbot"], cases[key]["plain"]
         ratio = _ratio(mine["p99_s"], theirs["p99_s"])
+        # A click opsbot lost is the worst outcome, missed whatever the plain app did;
+        # only a comparison the plain app left without figures is not evaluated.
+        met = False if mine["lost"] else None if ratio is None else ratio <= RATIO_TARGET
         found.append(
             {
                 "target": f"click to effect p99 within {RATIO_TARGET:.0f}x the plain Bolt app: "
                 f"{what}",
-                "met": None if ratio is None else ratio <= RATIO_TARGET and mine["lost"] == 0,
+                "met": met,
                 "figure": f"opsbot {_s(mine['p99_s'])}, plain {_s(theirs['p99_s'])} "
                 f"({_x(ratio)}); opsbot lost {mine['lost']}",
             }
@@ -548,14 +552,17 @@ def targets(click: dict[str, Any]) -> list[dict[str, Any]]:
     mine, theirs = storm["opsbot"], storm["plain"]
     ratio = _ratio(mine["max_s"], theirs["max_s"])
     met = None
-    if mine["max_s"] is not None and theirs["max_s"] is not None and ratio is not None:
+    if mine["lost"]:
+        met = False
+    elif mine["max_s"] is not None and theirs["max_s"] is not None and ratio is not None:
         met = ratio <= RATIO_TARGET or mine["max_s"] - theirs["max_s"] <= STORM_SLACK_S
     found.append(
         {
             "target": f"a click's effect during a {storm['storm']}-alarm storm in its channel "
             f"within {RATIO_TARGET:.0f}x or {STORM_SLACK_S:.0f} s of the plain app's",
             "met": met,
-            "figure": f"opsbot {_s(mine['max_s'])}, plain {_s(theirs['max_s'])} ({_x(ratio)})",
+            "figure": f"opsbot {_s(mine['max_s'])}, plain {_s(theirs['max_s'])} ({_x(ratio)}); "
+            f"opsbot lost {mine['lost']}",
         }
     )
     many = cases["many"]

@@ -232,14 +232,29 @@ def _send(
     return dict(json.loads(out.read_text()))
 
 
+def is_2xx(status: str) -> bool:
+    """A final answer that took the notification; a failed connection is named, not numbered."""
+    return status.isdigit() and 200 <= int(status) < 300
+
+
+def not_2xx(statuses: dict[str, int]) -> int:
+    """Notifications whose last answer, after every resend, did not take them."""
+    return sum(n for status, n in statuses.items() if not is_2xx(status))
+
+
 def _intake(load: dict[str, Any]) -> dict[str, Any]:
     took_s = load["finished"] - load["started"]
+    # Only a notification answered 2xx was taken: a 503 left after every resend, or a
+    # refusal, is a notification lost, not intake.
+    taken = sum(n for status, n in load["statuses"].items() if is_2xx(status))
     return {
         "sent": load["sent"],
         "statuses": load["statuses"],
+        "answered_2xx": taken,
+        "not_2xx": not_2xx(load["statuses"]),
         "resends": load["resends"],
         "intake_s": took_s,
-        "intake_rate_per_s": load["sent"] / took_s if took_s > 0 else None,
+        "intake_rate_per_s": taken / took_s if took_s > 0 else None,
         "request_p50_ms": percentile(load["latencies_ms"], 50),
         "request_p99_ms": percentile(load["latencies_ms"], 99),
     }
