@@ -3,8 +3,9 @@
 Each incident has one message, updated in place to its current state, and its
 transitions within `alarms.fold_window_s` fold into one thread reply held in the
 outbox until the window ends (a restart keeps it). When more than
-`alarms.group_above` alarms open on one route within `alarms.group_window_s`,
-they are listed in one parent message, updated in place, and each new one's own
+`alarms.group_above` alarms open on one route and channel within
+`alarms.group_window_s`, they are listed in one parent message in that channel,
+updated in place, and each new one's own
 message (its incident, page and buttons unchanged) is posted in that parent's
 thread, where its transitions show in place rather than as replies: the channel
 gets one post for the storm and one a second at most for its alarms.
@@ -155,9 +156,12 @@ def _join_group(
     db_session: Session, *, incident: Incident, config: Config, now: datetime
 ) -> tuple[AlarmGroup | None, bool]:
     """The group a new alarm incident joins, if any, and whether its message is in its
-    thread. A route's open group takes it while its last member joined within the
-    window; else, when more than `group_above` alarms opened on the route within
-    the window, a new group lists them all (those already posted stay where they are).
+    thread. Groups are kept per route and channel: routes may share a name and post to
+    different channels, and a message is threaded only under a parent in its own
+    channel. The open group of the incident's route and channel takes it while its
+    last member joined within the window; else, when more than `group_above` alarms
+    opened there within the window, a new group lists them all (those already posted
+    stay where they are).
     """
     above = config.alarms.group_above
     if above <= 0 or incident.source != ALARM:
@@ -165,28 +169,22 @@ def _join_group(
     since = now - timedelta(seconds=config.alarms.group_window_s)
     group = db_session.scalars(
         select(AlarmGroup).where(
-            AlarmGroup.route_name == incident.route_name, AlarmGroup.closed_at.is_(None)
+            AlarmGroup.route_name == incident.route_name,
+            AlarmGroup.channel == incident.channel,
+            AlarmGroup.closed_at.is_(None),
         )
     ).first()
     if group is not None and _last_joined(db_session, group) >= since:
         _add_member(db_session, group=group, incident_id=incident.id, threaded=True, now=now)
         _sync_at_commit(db_session, group=group, now=now, joined=True)
         return group, True
-    if group is not None:
-        # Quiet for a window: the next storm on this route gets a parent of its own.
-        update_rows(
-            db_session,
-            update(AlarmGroup)
-            .where(AlarmGroup.id == group.id, AlarmGroup.closed_at.is_(None))
-            .values(closed_at=now),
-        )
-        db_session.expire(group)
     grouped = select(AlarmGroupMember.incident_id)
     recent = list(
         db_session.scalars(
             select(Incident.id)
             .where(
                 Incident.route_name == incident.route_name,
+                Incident.channel == incident.channel,
                 Incident.source == ALARM,
                 Incident.opened_at >= since,
                 Incident.id != incident.id,
@@ -195,7 +193,21 @@ def _join_group(
             .order_by(Incident.id)
         )
     )
-    if len(recent) + 1 <= above:
+    forming = len(recent) + 1 > above
+    if forming:
+        _lock_for_listing(db_session, incident_ids=recent)
+    if group is not None:
+        # Quiet for a window: the next storm here gets a parent of its own. Closed after
+        # the members are locked, so that this transaction holds no group's row while it
+        # waits for theirs (a batch changing one of them may lock this group at commit).
+        update_rows(
+            db_session,
+            update(AlarmGroup)
+            .where(AlarmGroup.id == group.id, AlarmGroup.closed_at.is_(None))
+            .values(closed_at=now),
+        )
+        db_session.expire(group)
+    if not forming:
         return None, False
     group = AlarmGroup(
         route_name=incident.route_name, channel=incident.channel, opened_at=now, last_joined_at=now
@@ -206,13 +218,39 @@ def _join_group(
         _add_member(db_session, group=group, incident_id=incident_id, threaded=False, now=now)
     _add_member(db_session, group=group, incident_id=incident.id, threaded=True, now=now)
     log.info(
-        "alarm group %s formed on route %s with %d alarms",
+        "alarm group %s formed on route %s in %s with %d alarms",
         group.id,
         incident.route_name,
+        incident.channel,
         len(recent) + 1,
-        extra={"group": group.id, "route": incident.route_name, "incident": incident.id},
+        extra={
+            "group": group.id,
+            "route": incident.route_name,
+            "channel": incident.channel,
+            "incident": incident.id,
+        },
     )
     return group, True
+
+
+def _lock_for_listing(db_session: Session, *, incident_ids: list[int]) -> None:
+    """Lock the incidents a group forming now lists, before its first render reads them.
+
+    Until the group commits, a transaction changing one of them cannot find it, and
+    marks nothing to render again: the group's first listing must already show that
+    change. The key share lock that adding a member takes waits only for a FOR UPDATE
+    lock; this one (PostgreSQL's FOR NO KEY UPDATE) waits for any UPDATE of their rows:
+    a change in flight commits before the render reads, and one that comes later waits
+    for this commit, after which it finds the group. In id order, so
+    two transactions locking some of the same incidents queue rather than deadlock.
+    """
+    if incident_ids:
+        db_session.execute(
+            select(Incident.id)
+            .where(Incident.id.in_(incident_ids))
+            .order_by(Incident.id)
+            .with_for_update(key_share=True)
+        )
 
 
 def _add_member(

@@ -39,10 +39,13 @@ class ReceivedMessage(Base):
 
 
 class AlarmGroup(Base):
-    """Alarms that opened together on one route, listed in one parent message.
+    """Alarms that opened together on one route and channel, listed in one parent
+    message in that channel.
 
-    A route has at most one open group (`closed_at` empty); an alarm opening on the
-    route joins it while its last member joined within `alarms.group_window_s`.
+    Routes may share a name and post to different channels (bot/config.py), so a
+    group is keyed by both: each route name and channel has at most one open group
+    (`closed_at` empty), and an alarm opening there joins it while its last member
+    joined within `alarms.group_window_s`.
     """
 
     __tablename__ = "alarm_groups"
@@ -56,8 +59,9 @@ class AlarmGroup(Base):
 
     __table_args__ = (
         Index(
-            "uq_alarm_groups_open_route",
+            "uq_alarm_groups_open_route_channel",
             "route_name",
+            "channel",
             unique=True,
             sqlite_where=text("closed_at IS NULL"),
             postgresql_where=text("closed_at IS NULL"),
