@@ -398,9 +398,23 @@ def build_runtime(
         max_overflow=2,
         on_replaced=functools.partial(metrics.db_pool_invalidated, "outbox"),
     )
+    # The outbox and the after-ack journal renew their leases on connections of their
+    # own, one each: in a storm the intake holds every connection of the main pool, a
+    # slow pass holds the outbox's, and an instance whose leases ran out has its sends
+    # made again, or its work answered as lost, by another.
+    leases_engine = make_engine(
+        settings.effective_database_url,
+        pool_size=2,
+        max_overflow=0,
+        pool_timeout=5,
+        on_replaced=functools.partial(metrics.db_pool_invalidated, "leases"),
+        timeouts=settings.db_timeouts,
+    )
+    closing.append(leases_engine.dispose)
     watch = DeliveryWatch(config=config)
     outbox = OutboxWorker(
         sessions=make_sessionmaker(outbox_engine),
+        leases=make_sessionmaker(leases_engine),
         senders=senders,
         pacer=pacer,
         settings=config.delivery,
@@ -472,18 +486,6 @@ def build_runtime(
 
     metrics.follow_leadership(lambda: scheduler.is_leader)
     # Its own connection: a scrape in a storm neither waits for nor holds the intake's.
-    # The after-ack journal renews its leases on a connection of its own, as the gauges
-    # are read: in a storm the intake holds every connection of the main pool, and an
-    # instance whose leases ran out has its work answered as lost by another.
-    leases_engine = make_engine(
-        settings.effective_database_url,
-        pool_size=1,
-        max_overflow=0,
-        pool_timeout=5,
-        on_replaced=functools.partial(metrics.db_pool_invalidated, "leases"),
-        timeouts=settings.db_timeouts,
-    )
-    closing.append(leases_engine.dispose)
     gauges = OutboxGauges(
         make_engine(
             settings.effective_database_url,

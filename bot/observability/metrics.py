@@ -311,12 +311,19 @@ class Metrics:
         self.outbox_lease_lost = Counter(
             "opsbot_outbox_lease_lost",
             "Claims of this instance whose lease ended first, by stage: before_send (not "
-            "sent), after_send (sent, then found taken over: maybe sent twice), "
+            "sent), in_flight (found ended or taken over while its send was queued or on "
+            "the wire), after_send (sent, then found taken over: maybe sent twice), "
             "reservation_expired (its transaction outlived it), not_recorded.",
             ["stage"],
             registry=registry,
         )
-        for stage in ("before_send", "after_send", "reservation_expired", "not_recorded"):
+        for stage in (
+            "before_send",
+            "in_flight",
+            "after_send",
+            "reservation_expired",
+            "not_recorded",
+        ):
             self.outbox_lease_lost.labels(stage)
         self.outbox_analyzed_total = Counter(
             "opsbot_outbox_analyzed",

@@ -23,6 +23,9 @@ class MessageRef:
     ts: str | None
     # The thread the message is (to be) posted in: its parent's ts, once posted.
     thread_ts: str | None = None
+    # Whether a post of it is pending while it has no ts (not posted yet, or deleted in
+    # Slack and to be posted again): a reply under it waits. None: the claim did not say.
+    owed: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,15 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from bot.commands import SEPARATE, Naming
 from bot.outbox.channel_ids import ChannelIds
 from bot.outbox.models import SLACK_MESSAGE, SLACK_REPLY, SLACK_RESPONSE
-from bot.outbox.results import Dead, Job, Result, Retry, Sent, retry_after_s
+from bot.outbox.pacing import SLACK_UPDATES, Pacer
+from bot.outbox.results import Dead, Job, MessageRef, Result, Retry, Sent, retry_after_s
+from bot.outbox.worker import lease_still_held
 from bot.slack_metadata import carries, marked
 
 log = logging.getLogger(__name__)
+# A post after a look for an earlier copy, by an instance whose lease ended meanwhile:
+# not made, as whoever holds the delivery now looks and posts.
+_TAKEN_OVER = Retry(error="its lease ended before the post; whoever holds the delivery posts it")
 
 METADATA_EVENT = "opsbot_delivery"
 
@@ -66,6 +71,24 @@ LOOK_BACK_MARGIN = timedelta(minutes=5)
 # without the check (logged), as a later look would have more to read, not less.
 LOOK_PAGE = 200
 LOOK_PAGES = 5
+# The calls that look for an earlier attempt are paced here, each by its own method's
+# limit, apart from the posts the worker paces: a 429 answered to one pauses that
+# method's look-ups only, never a channel's posts (bot/outbox/pacing.py).
+SLACK_HISTORY = "slack.history"  # conversations.history: Tier 3, 50+ a minute
+SLACK_REPLIES = "slack.replies"  # conversations.replies: Tier 3, 50+ a minute
+SLACK_LIST = "slack.list"  # conversations.list: Tier 2, 20+ a minute
+LOOK_UP_LIMITS: dict[str, tuple[float, float]] = {  # lane -> (rate per second, burst)
+    SLACK_HISTORY: (50 / 60, 50.0),
+    SLACK_REPLIES: (50 / 60, 50.0),
+    SLACK_LIST: (20 / 60, 20.0),
+}
+METHODS = {
+    SLACK_HISTORY: "conversations.history",
+    SLACK_REPLIES: "conversations.replies",
+    SLACK_LIST: "conversations.list",
+}
+# A delivery whose look-up waits for its lane is asked again no sooner than this.
+MIN_LOOK_UP_WAIT_S = 1.0
 
 
 def _metadata(job: Job) -> dict[str, Any]:
@@ -111,6 +134,24 @@ def classify(error: SlackApiError, job: Job, *, posting: bool = False) -> Result
     return Retry(error=code)
 
 
+class _Held(Exception):
+    """A call made on the way to a post or update, in a lane other than the job's (a
+    look-up, an update of a post found to have landed), that may not be made now: its
+    lane is paced or paused, or Slack just answered it with a 429 (`refused`). The
+    delivery tries again after `after_s`; the job's own lane is left as it is."""
+
+    def __init__(self, lane: str, after_s: float, *, error: str, refused: bool) -> None:
+        super().__init__(error)
+        self.lane = lane
+        self.after_s = after_s
+        self.error = error
+        self.refused = refused
+
+
+def _limited(error: SlackApiError) -> bool:
+    return bool(error.response.status_code == 429 or error.response.get("error") == "ratelimited")
+
+
 class Answer(Protocol):
     """What a response_url said to an answer posted to it."""
 
@@ -148,6 +189,8 @@ class SlackSender:
         # workspace types them (`/ops deploy …`).
         self.naming = naming
         self.on_auth = on_auth  # told whether Slack accepted the token (opsbot_slack_auth_ok)
+        # One sender serves the process: its look-ups share these lanes.
+        self.look_ups = Pacer(limits=lambda lane: LOOK_UP_LIMITS[lane])
 
     def send(self, job: Job) -> Result:
         result = self._send(job)
@@ -166,6 +209,9 @@ class SlackSender:
             if job.kind == SLACK_RESPONSE:
                 return self._respond(job)
             return Dead(error=f"unknown delivery kind {job.kind}")
+        except _Held as held:
+            # Not charged to the job's own lane: the post or update was not made.
+            return Retry(error=held.error, after_s=held.after_s, waiting=not held.refused)
         except SlackApiError as exc:
             return classify(exc, job)
         except (SlackClientError, OSError) as exc:
@@ -187,9 +233,11 @@ class SlackSender:
         if ts is None and job.attempts > 1:
             ts, channel_id = self._find_earlier(job, message.channel, thread_ts)
         if ts is not None and channel_id is not None:
-            channel_id = self._recorded_id(channel_id)
-            self.client.chat_update(channel=channel_id, ts=ts, **self._content(job))
+            channel_id = self._recorded_id(job, channel_id)
+            self._update(job, channel_id, ts)
             return Sent(ts=ts, channel_id=channel_id)
+        if job.attempts > 1 and not lease_still_held("the post"):
+            return _TAKEN_OVER
         try:
             response = self.client.chat_postMessage(
                 channel=message.channel,
@@ -205,15 +253,17 @@ class SlackSender:
         parent = job.message
         assert parent is not None
         if parent.ts is None or parent.channel_id is None:
-            return Dead(error="the message this reply belongs under was never posted")
-        channel_id = self._recorded_id(parent.channel_id)
+            return self._unposted_parent(job, parent)
+        channel_id = self._recorded_id(job, parent.channel_id)
         # Under a message that itself lives in a thread (an alarm of a group): in that thread.
         thread_ts = parent.thread_ts or parent.ts
         if job.attempts > 1:
             found = self._find_in_thread(job, channel_id, thread_ts)
             if found is not None:
-                self.client.chat_update(channel=channel_id, ts=found, **self._content(job))
+                self._update(job, channel_id, found)
                 return Sent(ts=found, channel_id=channel_id)
+            if not lease_still_held("the reply"):
+                return _TAKEN_OVER
         try:
             response = self.client.chat_postMessage(
                 channel=channel_id,
@@ -224,6 +274,29 @@ class SlackSender:
         except SlackApiError as exc:
             return classify(exc, job, posting=True)
         return Sent(ts=response["ts"], channel_id=channel_id)
+
+    def _unposted_parent(self, job: Job, parent: MessageRef) -> Result:
+        """A reply whose message has no place in Slack: it waits while a post of that
+        message is owed (a first post, or a repost after it was deleted in Slack), and
+        is given up once none is. When the claim did not say (`owed` None), it waits
+        as long as an unknown error is tried."""
+        if parent.owed is False or (parent.owed is None and job.attempts >= MAX_UNKNOWN_ATTEMPTS):
+            return Dead(error="the message this reply belongs under was never posted")
+        return Retry(error=f"waiting: the message {parent.key} is not posted yet", waiting=True)
+
+    def _update(self, job: Job, channel_id: str, ts: str) -> None:
+        """chat.update of the bot's message at `ts`. Counted against the workspace's
+        updates, not the job's lane when that is a channel's posts (a post found to have
+        landed after all): a 429 then retries the job without pausing those posts."""
+        try:
+            self.client.chat_update(channel=channel_id, ts=ts, **self._content(job))
+        except SlackApiError as exc:
+            if job.paced_by == SLACK_UPDATES or not _limited(exc):
+                raise
+            after_s = retry_after_s(exc.response.headers, default=1.0)
+            raise _Held(
+                SLACK_UPDATES, after_s, error="chat.update answered ratelimited", refused=True
+            ) from exc
 
     def _respond(self, job: Job) -> Result:
         body = self.naming.named_body(job.payload["body"])
@@ -256,7 +329,7 @@ class SlackSender:
         """The id to read `channel` back by, or None: it cannot be read (logged), and
         the message is posted without the check."""
         try:
-            channel_id = self.channel_ids.id_of(channel)
+            channel_id = self._id_of(job, channel)
         except SlackApiError as exc:
             if answers_later(exc):
                 raise  # the attempt before may have landed: look again later, never post blind
@@ -267,20 +340,67 @@ class SlackSender:
             _cannot_read_back(job, f"channel {channel}", "no channel has that name")
         return channel_id
 
-    def _recorded_id(self, channel: str) -> str:
+    def _recorded_id(self, job: Job, channel: str) -> str:
         """The id of the channel a message was recorded in: a `#name` recorded before
         ids were (chat.update refuses names) is looked up; else kept for Slack to judge."""
         try:
-            return self.channel_ids.id_of(channel) or channel
+            return self._id_of(job, channel) or channel
         except SlackApiError as exc:
             if answers_later(exc):
                 raise
             return channel
 
+    def _id_of(self, job: Job, channel: str) -> str | None:
+        """`channel_ids.id_of`: its conversations.list is not paced here (the ids are
+        listed at most once a minute), but a 429 it draws holds this delivery only."""
+        try:
+            return self.channel_ids.id_of(channel)
+        except SlackApiError as exc:
+            self._raise_if_limited(job, SLACK_LIST, exc)
+            raise
+
+    def _looked_up(self, job: Job, lane: str, read: Callable[..., Any], **args: Any) -> Any:
+        """`read(**args)`, a look-up paced in `lane`. Raises _Held when the lane
+        must wait (its pace, or a pause after a 429) or Slack answers it with a 429."""
+        wait = self.look_ups.wait_s(lane)
+        if wait > 0 or not self.look_ups.take(lane):
+            raise _Held(
+                lane,
+                max(wait, MIN_LOOK_UP_WAIT_S),
+                error=f"waiting: Slack look-ups ({lane}) are paced",
+                refused=False,
+            )
+        try:
+            return read(**args)
+        except SlackApiError as exc:
+            self._raise_if_limited(job, lane, exc)
+            raise
+
+    def _raise_if_limited(self, job: Job, lane: str, exc: SlackApiError) -> None:
+        """On a 429 answered to a look-up: pause its lane, and raise _Held."""
+        if not _limited(exc):
+            return
+        method = METHODS[lane]
+        after_s = retry_after_s(exc.response.headers, default=1.0)
+        self.look_ups.pause(lane, after_s)
+        log.warning(
+            "Slack look-ups %s paused for %.1f s: %s answered delivery %s with a 429",
+            lane,
+            after_s,
+            method,
+            job.id,
+            extra={"delivery": job.id, "kind": job.kind, "lane": lane, "attempts": job.attempts},
+        )
+        raise _Held(lane, after_s, error=f"{method} answered ratelimited", refused=True) from exc
+
     def _find_in_channel(self, job: Job, channel_id: str) -> tuple[str | None, str | None]:
         """After an attempt that may have reached Slack, look for it before posting again."""
         found = self._look(
-            job, f"channel {channel_id}", self.client.conversations_history, channel=channel_id
+            job,
+            f"channel {channel_id}",
+            SLACK_HISTORY,
+            self.client.conversations_history,
+            channel=channel_id,
         )
         if found is None:
             return None, None
@@ -290,12 +410,17 @@ class SlackSender:
     def _find_in_thread(self, job: Job, channel_id: str, thread_ts: str) -> str | None:
         where = f"thread {thread_ts} in {channel_id}"
         found = self._look(
-            job, where, self.client.conversations_replies, channel=channel_id, ts=thread_ts
+            job,
+            where,
+            SLACK_REPLIES,
+            self.client.conversations_replies,
+            channel=channel_id,
+            ts=thread_ts,
         )
         return None if found is None else str(found[0]["ts"])
 
     def _look(
-        self, job: Job, where: str, read: Callable[..., Any], **listing: Any
+        self, job: Job, where: str, lane: str, read: Callable[..., Any], **listing: Any
     ) -> tuple[dict[str, Any], Any] | None:
         """The message in `listing` (conversations.history or .replies) that carries
         `job`'s mark, and the page it was on; None when it is not there or cannot be
@@ -305,7 +430,10 @@ class SlackSender:
         cursor = None
         for _ in range(LOOK_PAGES):
             try:
-                page = read(
+                page = self._looked_up(
+                    job,
+                    lane,
+                    read,
                     **listing,
                     include_all_metadata=True,
                     limit=LOOK_PAGE,

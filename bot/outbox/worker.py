@@ -12,10 +12,16 @@ No more is claimed than there are free senders, counting those held for claims
 made at once in transactions not yet committed (bot/outbox/express.py), so a
 claim does not wait in the pool while its lease runs. Nor may one family of
 deliveries (the service they call: Slack, response_urls, PagerDuty's Events and
-REST APIs) take the senders another needs (`_may_take`). A lease that has run half
-its length is renewed in the database, while its send is on the wire and,
-should it have waited for a sender after all, before it goes: a send whose
-lease ended is not made (another instance may have taken the delivery).
+REST APIs) take the senders another needs (`_may_take`).
+
+The leases of sends queued or on the wire here are renewed in the database
+every quarter lease, on a thread (and, when given, sessions) of their own, each
+renewal bounded by a quarter lease's lock and statement timeout: a pass of the
+worker held up (a row lock, a pool wait, a slow query) must not let a lease run
+out while its send is on the wire, or another instance takes the delivery over
+and sends it too. A send that waited for a sender renews its lease before it
+goes, and a sender asks again (`lease_still_held`) before a call that must not be
+made twice after a slow look: a send whose lease ended is not made.
 
 What is due is claimed lowest `priority` first (a person's click before bulk
 work), then oldest, and only from lanes the pacer lets through now. A lane is
@@ -25,6 +31,7 @@ the rate limit a send counts against: a channel's posts, the workspace's
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import random
 import threading
@@ -76,6 +83,11 @@ from bot.outbox.results import Dead, Job, MessageRef, Result, Retry, Sent, told_
 log = logging.getLogger(__name__)
 
 Send = Callable[[Job], Result]
+# While a worker's sender runs: asks whether its delivery is still this instance's to
+# send, given the call the sender is about to make (`lease_still_held`).
+_lease_check: contextvars.ContextVar[Callable[[str], bool] | None] = contextvars.ContextVar(
+    "outbox_lease_check", default=None
+)
 BATCH = 200
 # Passes over the outbox are at least this far apart. Every commit that adds a
 # delivery wakes the worker, and under a flood (an alarm storm, a burst of
@@ -91,6 +103,10 @@ PASS_SPACING_S = 0.05
 # this has the statistics taken again, at most once per ANALYZE_EVERY_S.
 SLOW_DUE_S = 0.25
 ANALYZE_EVERY_S = 60.0
+# Leases of sends in flight are renewed this many times a lease, each renewal
+# given a quarter lease to get its row locks: one stuck behind a lock gives up
+# with time left for the next to try.
+RENEWALS_PER_LEASE = 4
 
 
 @dataclass
@@ -102,6 +118,9 @@ class _Lease:
     until: datetime
     family: str  # of its kind: what its sender counts against (`OutboxWorker._may_take`)
     lost: bool = False  # found taken or ended when it was to be renewed
+    # Its outcome is being written, which releases the claim: a renewal not finding
+    # it then is no loss.
+    recording: bool = False
 
 
 @dataclass(frozen=True, eq=False)
@@ -215,8 +234,11 @@ class OutboxWorker:
         metrics: DeliveryMetrics,
         observer: DeliveryObserver | None = None,
         slow_due_s: float = SLOW_DUE_S,
+        leases: sessionmaker[Session] | None = None,
     ) -> None:
+        """`leases`: sessions of a connection of their own for renewing leases (else `sessions`)."""
         self.sessions = sessions
+        self._leases = leases or sessions
         self.senders = senders
         self._families = {family_of(kind) for kind in senders}
         self.pacer = pacer
@@ -231,6 +253,8 @@ class OutboxWorker:
         self._held: dict[str, _Hold] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._leases_thread: threading.Thread | None = None
+        self._leases_stop = threading.Event()
         self._pool: ThreadPoolExecutor | None = None
         self._due_queries: dict[bool, Select[Delivery, str]] = {}  # by paced_lanes
         self.metrics = metrics
@@ -244,9 +268,14 @@ class OutboxWorker:
 
     def start(self) -> None:
         self._stop.clear()
+        self._leases_stop.clear()
         self._pool = ThreadPoolExecutor(self.settings.workers, thread_name_prefix="outbox-send")
         self._thread = threading.Thread(target=self._loop, name="outbox", daemon=True)
+        self._leases_thread = threading.Thread(
+            target=self._run_leases, name="outbox-leases", daemon=True
+        )
         self._thread.start()
+        self._leases_thread.start()
         log.info("outbox worker %s started for %s", self.instance_id, ", ".join(sorted(self.kinds)))
 
     def stop(self, timeout_s: float = 10.0) -> None:
@@ -256,16 +285,16 @@ class OutboxWorker:
             self._thread.join(timeout_s)
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
+        # Last: the sends still on the wire keep their leases until they end.
+        self._leases_stop.set()
+        if self._leases_thread is not None:
+            self._leases_thread.join(timeout_s)
 
     def wake(self) -> None:
         self._wake.set()
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            try:
-                self._renew_in_flight()
-            except Exception:
-                log.exception("outbox: renewing the leases of sends in flight failed")
             try:
                 delay = self.dispatch_due()
             except Exception:
@@ -314,6 +343,24 @@ class OutboxWorker:
         if query is not None:
             return query
         now: BindParameter[datetime] = bindparam("now")
+        query = (
+            select(Delivery, lane_of())
+            .where(
+                self._pending(paced_lanes=paced_lanes),
+                Delivery.not_before <= now,
+                or_(Delivery.claimed_by.is_(None), Delivery.claimed_until < now),
+                *self._in_turn(now),
+            )
+            .order_by(Delivery.priority, Delivery.id)
+            .limit(bindparam("limit"))
+        )
+        self._due_queries[paced_lanes] = query
+        return query
+
+    @staticmethod
+    def _in_turn(now: BindParameter[datetime]) -> list[ColumnElement[bool]]:
+        """A pending delivery whose turn has come: none earlier under its order key holds
+        it back, nor a parent message still on its way."""
         earlier = aliased(Delivery)
         blocked = exists().where(
             earlier.order_key == Delivery.order_key,
@@ -330,30 +377,38 @@ class OutboxWorker:
                 ),
             ),
         )
-        query = (
-            select(Delivery, lane_of())
-            .where(
-                self._pending(paced_lanes=paced_lanes),
-                Delivery.not_before <= now,
-                or_(Delivery.claimed_by.is_(None), Delivery.claimed_until < now),
-                ~blocked,
-                ~waits_for_parent(),
-            )
-            .order_by(Delivery.priority, Delivery.id)
-            .limit(bindparam("limit"))
-        )
-        self._due_queries[paced_lanes] = query
-        return query
+        return [~blocked, ~waits_for_parent()]
 
     def _next_due_s(
         self, db_session: Session, now: datetime, kinds: list[str], waiting: Collection[str]
     ) -> float:
-        paced_lanes = bool(waiting)
-        query = select(func.min(Delivery.not_before)).where(self._pending(paced_lanes=paced_lanes))
-        soonest = db_session.scalar(query, self._values(kinds, waiting))
-        if soonest is None:
+        """Seconds until a delivery none was due for may be claimed: the soonest its
+        backoff or another's lease on it ends, among those whose turn has come.
+
+        What waits for another (under its order key, or for its parent message) comes
+        due when that one is sent, which its own time counts for; and one already due
+        by its time that the pass did not find (on the wire here, held, just added) is
+        claimed when its send ends or its commit wakes the loop. Either way the next
+        pass waits the poll interval: looked for at once, every pass of a backlog held
+        back by a delivery in backoff ran two queries for nothing, twenty times a second.
+        """
+        claimable_at = case(
+            (
+                and_(
+                    Delivery.claimed_by.is_not(None),
+                    Delivery.claimed_until > Delivery.not_before,
+                ),
+                Delivery.claimed_until,
+            ),
+            else_=Delivery.not_before,
+        )
+        query = select(func.min(claimable_at)).where(
+            self._pending(paced_lanes=bool(waiting)), *self._in_turn(bindparam("now"))
+        )
+        soonest: datetime | None = db_session.scalar(query, self._values(kinds, waiting, now=now))
+        if soonest is None or soonest <= now:
             return self.settings.poll_interval_s
-        return max(0.0, (soonest - now).total_seconds())
+        return (soonest - now).total_seconds()
 
     def dispatch_due(self) -> float:
         """Claim and start what is due; return seconds until something may be due.
@@ -530,7 +585,11 @@ class OutboxWorker:
                     row.claimed_until,
                     extra={"delivery": row.id, "kind": row.kind, "previous_claim": row.claimed_by},
                 )
-        messages = self._messages(db_session, {row.message_key for row, _ in rows})
+        messages = self._messages(
+            db_session,
+            {row.message_key for row, _ in rows},
+            replied={row.message_key for row, _ in rows if row.kind == SLACK_REPLY},
+        )
         db_session.commit()
         return [
             (
@@ -550,12 +609,28 @@ class OutboxWorker:
         ]
 
     @staticmethod
-    def _messages(db_session: Session, keys: set[str | None]) -> dict[str, MessageRef]:
-        """The Slack messages (and the ts of their thread's parent) the claimed rows change."""
+    def _messages(
+        db_session: Session, keys: set[str | None], *, replied: set[str | None]
+    ) -> dict[str, MessageRef]:
+        """The Slack messages (and the ts of their thread's parent) the claimed rows change;
+        for those `replied` under without a place in Slack, whether a post of them is owed
+        (a reply waits for it, or is given up when none is)."""
         wanted = sorted(key for key in keys if key is not None)
         if not wanted:
             return {}
         found = db_session.scalars(select(SlackMessage).where(SlackMessage.key.in_(wanted))).all()
+        unposted = sorted(m.key for m in found if m.ts is None and m.key in replied)
+        owed: set[str] = set()
+        if unposted:
+            owed = set(
+                db_session.scalars(
+                    select(Delivery.message_key).where(
+                        Delivery.message_key.in_(unposted),
+                        Delivery.kind == SLACK_MESSAGE,
+                        Delivery.status == PENDING,
+                    )
+                )
+            )
         parents = sorted({m.parent_key for m in found if m.parent_key is not None})
         parent_ts: dict[str, str | None] = {}
         if parents:
@@ -572,6 +647,7 @@ class OutboxWorker:
                 m.channel_id,
                 m.ts,
                 thread_ts=parent_ts.get(m.parent_key) if m.parent_key is not None else None,
+                owed=(m.key in owed) if m.key in unposted else None,
             )
             for m in found
         }
@@ -667,38 +743,83 @@ class OutboxWorker:
 
     # -- leases of sends in flight ------------------------------------------------
 
+    @property
+    def _renew_every_s(self) -> float:
+        return self.settings.lease_s / RENEWALS_PER_LEASE
+
+    def _run_leases(self) -> None:
+        # Its own thread: a pass held up by a row lock, the pool or a slow query holds up
+        # no renewal, and the sends it covers are not taken over meanwhile.
+        while not self._leases_stop.wait(self._renew_every_s):
+            try:
+                self._renew_in_flight()
+            except Exception:
+                log.exception("outbox: renewing the leases of sends in flight failed; going on")
+
     def _renew_in_flight(self) -> None:
-        """Renew the leases of sends that have run half their length, so that a send
-        slower than a lease (a Slack post tried three times) is not taken over meanwhile."""
+        """Renew the leases of sends queued or on the wire here once a quarter of each has
+        run, so that a send slower than a lease (a Slack post after a look for an earlier
+        one) is not taken over meanwhile; count each found lost."""
         now = self.clock.now()
-        half = timedelta(seconds=self.settings.lease_s / 2)
+        left = timedelta(seconds=self.settings.lease_s - self._renew_every_s)
         with self._lock:
-            due = [lease for lease in self._in_flight.values() if self._renew_by(lease, now, half)]
+            due = [
+                lease
+                for lease in self._in_flight.values()
+                if not lease.recording and self._renew_by(lease, now, left)
+            ]
         if not due:
             return
-        renewed = self._renew(due, now)
-        for lease in due:
-            if lease.delivery not in renewed:
-                # Recorded meanwhile, or taken over: the record, if any, tells which.
-                log.info(
-                    "delivery %s: its lease could not be renewed during its send",
-                    lease.delivery,
-                    extra={"delivery": lease.delivery, "attempts": lease.attempts},
-                )
+        try:
+            _, lost = self._renew(due)
+        except Exception as exc:
+            # Tried again at the next turn, with a quarter lease still to run.
+            ids = sorted(lease.delivery for lease in due)
+            log.warning(
+                "outbox: the leases of deliveries %s could not be renewed (%s); trying again "
+                "in %.1f s",
+                ids,
+                type(exc).__name__,
+                self._renew_every_s,
+                extra={"deliveries": ids, "error": type(exc).__name__},
+            )
+            return
+        for lease in lost:
+            log.warning(
+                "delivery %s: its lease ended or was taken over while its send was queued or "
+                "on the wire here; the call that sends it is not made if not made yet",
+                lease.delivery,
+                extra={"delivery": lease.delivery, "attempts": lease.attempts},
+            )
+            self._lease_lost("in_flight")
 
     @staticmethod
-    def _renew_by(lease: _Lease, now: datetime, half: timedelta) -> bool:
-        return not lease.lost and lease.until - now <= half
+    def _renew_by(lease: _Lease, now: datetime, left: timedelta) -> bool:
+        return not lease.lost and lease.until - now <= left
 
-    def _renew(self, leases: list[_Lease], now: datetime) -> set[int]:
+    def _renew(self, leases: list[_Lease]) -> tuple[set[int], list[_Lease]]:
         """Extend the leases still as claimed (this instance's, from the same claim, not
-        ended) in one statement; the deliveries whose lease was extended.
+        ended) in one statement: the deliveries whose lease was extended, and the leases
+        this renewal found lost (not known lost before, nor being recorded).
 
         A new version makes a claim by another instance that read the row before
-        this fail, as a claim of its own would.
+        this fail, as a claim of its own would. On PostgreSQL the renewal waits at most
+        a quarter lease for a row lock (a handler's transaction lifting work queued
+        behind it, say) or for its statement: the next one tries again in time.
         """
-        until = now + timedelta(seconds=self.settings.lease_s)
-        with self.sessions() as db_session:
+        with self._leases() as db_session:
+            connection = db_session.connection()
+            if connection.dialect.name == "postgresql":
+                bound = f"{max(1, round(self._renew_every_s * 1000))}ms"
+                db_session.execute(
+                    text(
+                        "SELECT set_config('lock_timeout', :bound, true), "
+                        "set_config('statement_timeout', :bound, true)"
+                    ),
+                    {"bound": bound},
+                )
+            now = self.clock.now()  # once a connection is had, however long that took
+            until = now + timedelta(seconds=self.settings.lease_s)
             renewed = set(
                 db_session.scalars(
                     update(Delivery)
@@ -716,56 +837,85 @@ class OutboxWorker:
                 )
             )
             db_session.commit()
+        lost: list[_Lease] = []
         with self._lock:
             for lease in leases:
                 if lease.delivery in renewed:
-                    lease.until = until
-                else:
+                    lease.until = max(lease.until, until)
+                elif not lease.lost:
                     lease.lost = True
-        return renewed
+                    if not lease.recording:
+                        lost.append(lease)
+        return renewed, lost
 
-    def _still_held(self, job: Job, lease: _Lease) -> bool:
+    def _still_held(self, job: Job, lease: _Lease, *, before: str = "") -> bool:
         """Whether this instance may send `job` now: its `lease` has more than half its
         length to run, as a send started moments after its claim has, or it is renewed
         in the database, which only a lease still this instance's and not ended can be.
 
         The one extra statement is paid only by a send that waited (a stalled process,
-        a pool slower than its count, a transaction slow to commit), not by every click's.
+        a pool slower than its count, a transaction slow to commit, a slow look before
+        a post), not by every click's. `before`: the call a sender is about to make,
+        when it asks (`lease_still_held`); empty before the send starts.
         """
         now = self.clock.now()
         half = timedelta(seconds=self.settings.lease_s / 2)
         with self._lock:
-            running = not self._renew_by(lease, now, half) and not lease.lost
+            lost = lease.lost
+            running = not lost and not self._renew_by(lease, now, half)
         if running:
             return True
-        try:
-            if self._renew([lease], now):
-                return True
-        except Exception:
-            log.exception(
-                "delivery %s: its lease could not be renewed before sending; not sent now",
+        ids = {"delivery": job.id, "kind": job.kind, "attempts": job.attempts}
+        renewed: set[int] = set()
+        newly_lost: list[_Lease] = []
+        if not lost:  # known lost (and counted) by a renewal already: nothing to ask
+            try:
+                renewed, newly_lost = self._renew([lease])
+            except Exception:
+                log.exception(
+                    "delivery %s: its lease could not be renewed before %s; not sent now",
+                    job.id,
+                    before or "sending",
+                    extra=ids,
+                )
+                return False
+        if renewed:
+            return True
+        if before:
+            log.warning(
+                "delivery %s (%s to %s) not sent on: its lease ended before %s; whoever "
+                "holds the delivery now sends it",
                 job.id,
-                extra={"delivery": job.id, "kind": job.kind, "attempts": job.attempts},
+                job.kind,
+                job.target,
+                before,
+                extra=ids,
             )
-            return False
-        log.warning(
-            "delivery %s (%s to %s) not sent: its lease ended before a sender took it up; "
-            "whoever holds the delivery now sends it",
-            job.id,
-            job.kind,
-            job.target,
-            extra={"delivery": job.id, "kind": job.kind, "attempts": job.attempts},
-        )
-        self._lease_lost("before_send")
+        else:
+            log.warning(
+                "delivery %s (%s to %s) not sent: its lease ended before a sender took it "
+                "up; whoever holds the delivery now sends it",
+                job.id,
+                job.kind,
+                job.target,
+                extra=ids,
+            )
+        if newly_lost:
+            self._lease_lost("before_send")
         return False
 
     # -- sending and recording ------------------------------------------------
 
     def _send(self, job: Job, order_key: str, lease: _Lease) -> None:
+        # What a sender asks before a call that must not be made twice (`lease_still_held`).
+        asked = _lease_check.set(
+            lambda call: self._still_held(job, lease, before=call or "its last call")
+        )
         try:
             if self._still_held(job, lease):
-                self._send_and_record(job)
+                self._send_and_record(job, lease)
         finally:
+            _lease_check.reset(asked)
             self._done_with(order_key, lease)
             self._wake.set()
 
@@ -775,17 +925,20 @@ class OutboxWorker:
                 del self._in_flight[order_key]
 
     def _lease_lost(self, stage: str) -> None:
-        """opsbot_outbox_lease_lost_total: `before_send`, `after_send`,
+        """opsbot_outbox_lease_lost_total: `before_send`, `in_flight` (found ended or taken
+        over by a renewal while its send was queued or on the wire), `after_send`,
         `reservation_expired` or `not_recorded`."""
         self.metrics.outbox_lease_lost.labels(stage).inc()
 
-    def _send_and_record(self, job: Job) -> None:
+    def _send_and_record(self, job: Job, lease: _Lease) -> None:
         try:
             try:
                 result = self.senders[job.kind](job)
             except Exception as exc:  # a bug in a sender must not kill the worker
                 log.exception("delivery %s: sender failed", job.id)
                 result = Retry(error=f"internal error: {type(exc).__name__}")
+            with self._lock:
+                lease.recording = True
             self._record(job, result)
         except Exception:
             log.exception(
@@ -949,7 +1102,9 @@ class OutboxWorker:
             return
         items = job.payload.get("items") if job.kind == SLACK_REPLY else None
         if isinstance(items, list) and len(items) > 1:
-            self.metrics.folded(len(items) - 1)
+            # A long fold keeps its first and last items and counts those in between.
+            earlier = job.payload.get("earlier")
+            self.metrics.folded(len(items) - 1 + (earlier if isinstance(earlier, int) else 0))
         if job.created_at is not None and is_alarm_page(job):
             self.metrics.page_accepted(seconds_between(job.created_at, now))
         clicked_at = job.payload.get("clicked_at") if job.kind == SLACK_MESSAGE else None
@@ -959,6 +1114,18 @@ class OutboxWorker:
             except ValueError:
                 return
             self.metrics.click_to_effect.observe(seconds_between(clicked, now))
+
+
+def lease_still_held(call: str = "") -> bool:
+    """Whether the delivery this thread is sending is still this instance's to send.
+
+    A sender asks right before a call that must not be made twice and may come long
+    after the claim (a post after a look for an earlier one): on False its lease
+    ended or another instance took the delivery over and sends it, so the call is not
+    made. `call` names it in the log line. True outside a worker's send.
+    """
+    check = _lease_check.get()
+    return True if check is None else check(call)
 
 
 def pending_count(sessions: sessionmaker[Session], kinds: Collection[str] | None = None) -> int:
