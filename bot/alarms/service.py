@@ -80,6 +80,7 @@ from bot.incidents.models import OPEN, RESOLVED, AlarmLastTransition, Incident
 from bot.maintenance import flows as maintenance
 from bot.outbox import service as outbox
 from bot.slack_dates import slack_date, utc_text
+from bot.slack_text import SECTION_MAX
 
 log = logging.getLogger(__name__)
 
@@ -358,7 +359,9 @@ def _transition(alarm: Alarm, from_state: str | None, note: str | None = None) -
         "at": alarm.state_change_time.isoformat(),
         "from": from_state or alarm.old_state,
         "to": alarm.new_state,
-        "reason": alarm.reason,
+        # A fold reply is one section: no more of a reason (up to 256 KB through SNS) can
+        # show, and the held reply is rewritten with its items on every transition.
+        "reason": alarm.reason[:SECTION_MAX],
         "note": note,
     }
 

@@ -4,18 +4,22 @@ An environment claims an alarm by name (`alarms:` globs, checked first, in
 the order of the file) or, with nothing configured, by the alarm's
 dimensions: the ECS `ClusterName`/`ServiceName` of its service, or the
 `LoadBalancer`/`TargetGroup` it is given; only an alarm of the account and
-region the apps are pinned to (`aws:`), when they are. Nothing here calls AWS:
-it runs on the paging path.
+region the apps are pinned to (`aws:`), when they are. A `ServiceName` without
+a `ClusterName` claims only when one environment runs a service of that name.
+Nothing here calls AWS: it runs on the paging path.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from functools import cache
 
 from bot.config import AppEnvironment, Config
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -46,12 +50,18 @@ def _after(value: str, marker: str) -> str:
     return value[at:] if at >= 0 else value
 
 
-def _by_dimensions(settings: AppEnvironment, dimensions: dict[str, str]) -> str | None:
+def _serves(settings: AppEnvironment, dimensions: dict[str, str]) -> bool:
+    """Whether the dimensions name the environment's ECS service (its cluster, when given)."""
     service = dimensions.get("ServiceName")
-    if service is not None and service == _name(settings.service):
-        cluster = dimensions.get("ClusterName")
-        if cluster is None or cluster == _name(settings.cluster):
-            return "ECS service"
+    if service is None or service != _name(settings.service):
+        return False
+    cluster = dimensions.get("ClusterName")
+    return cluster is None or cluster == _name(settings.cluster)
+
+
+def _by_dimensions(settings: AppEnvironment, dimensions: dict[str, str]) -> str | None:
+    if _serves(settings, dimensions):
+        return "ECS service"
     balancer = dimensions.get("LoadBalancer")
     if settings.load_balancer and balancer == _after(settings.load_balancer, "app/"):
         return "load balancer"
@@ -87,11 +97,56 @@ def claim_for(
     named = dict(dimensions)
     if not named:
         return None
+    if "ClusterName" not in named:
+        sharing = [
+            f"{app}/{env}"
+            for app, env, settings in _environments(config)
+            if _serves(settings, named)
+        ]
+        if len(sharing) > 1:
+            # The same service name in two clusters (checkout in prod and in staging):
+            # which one the alarm is about cannot be told, and the first in the file
+            # would get the other's changes and undo buttons under its incident. Its
+            # load balancer or target group, when given, still tells.
+            service = named.pop("ServiceName")
+            claim = _first_by_dimensions(config, named)
+            if claim is None:
+                _note_shared_service(alarm_name, service, tuple(sharing))
+            return claim
+    return _first_by_dimensions(config, named)
+
+
+def _first_by_dimensions(config: Config, named: dict[str, str]) -> Claim | None:
     for app, env, settings in _environments(config):
         how = _by_dimensions(settings, named)
         if how is not None:
             return Claim(app=app, env=env, by=how)
     return None
+
+
+# Alarms already logged as claimed by none of the environments sharing their service
+# name: every notification of the alarm asks again, and one line per alarm (per process)
+# says all there is. Bounded, as alarm names come from outside.
+_NOTED_AT_MOST = 1024
+_noted: set[tuple[str, str, tuple[str, ...]]] = set()
+
+
+def _note_shared_service(alarm_name: str, service: str, sharing: tuple[str, ...]) -> None:
+    key = (alarm_name, service, sharing)
+    if key in _noted:
+        return
+    if len(_noted) >= _NOTED_AT_MOST:
+        _noted.clear()
+    _noted.add(key)
+    log.warning(
+        "alarm %r names the ECS service %r without a ClusterName, and %s all run a service "
+        "of that name: claimed by none of them (no recent changes or undo buttons on its "
+        "incident); give the alarm a ClusterName dimension or list it under one's alarms:",
+        alarm_name,
+        service,
+        ", ".join(sharing),
+        extra={"alarm_name": alarm_name, "ecs_service": service, "candidates": list(sharing)},
+    )
 
 
 # -- globs that could claim the same alarm ---------------------------------------------------

@@ -53,6 +53,13 @@ CLICKED_AT = "clicked_at"
 
 RenderItems = Callable[[list[dict[str, Any]]], dict[str, Any]]
 
+# What a folded thread reply keeps of its items; those between are only counted
+# (`earlier`), so its held payload stays bounded however many fold into it. A fold
+# renderer reads at most these: the first two (`transitions_reply`'s chain), the last
+# ten (the most one lists) and how many there were.
+FOLD_KEEPS_FIRST = 2
+FOLD_KEEPS_LAST = 10
+
 
 def slack_target(channel: str) -> str:
     return f"slack:{channel}"
@@ -354,8 +361,7 @@ def reply_in_thread(
             db_session, Delivery.kind == SLACK_REPLY, Delivery.fold_key == fold_key
         )
     if pending is not None:
-        items = [*pending.payload.get("items", []), item]
-        payload = {**render(items), "items": items}
+        payload = _folded(pending.payload, item, render)
         if _replace_payload(db_session, pending, payload, now, priority=priority):
             return
     _add(
@@ -370,6 +376,23 @@ def reply_in_thread(
         priority=priority,
         not_before=now + timedelta(seconds=hold_s),
     )
+
+
+def _folded(held: dict[str, Any], item: dict[str, Any], render: RenderItems) -> dict[str, Any]:
+    """The payload of a held reply with `item` folded in: its first and last items kept,
+    those between counted in `earlier`, the whole rendered."""
+    items = [*held.get("items", []), item]
+    earlier = int(held.get("earlier", 0))
+    dropped = len(items) - FOLD_KEEPS_FIRST - FOLD_KEEPS_LAST
+    if dropped > 0:
+        items = items[:FOLD_KEEPS_FIRST] + items[FOLD_KEEPS_FIRST + dropped :]
+        earlier += dropped
+    if not earlier:
+        return {**render(items), "items": items}
+    # Renderers count and list from the whole run: those left out stand in as empty
+    # items, which none of them shows.
+    run = [*items[:FOLD_KEEPS_FIRST], *([{}] * earlier), *items[FOLD_KEEPS_FIRST:]]
+    return {**render(run), "items": items, "earlier": earlier}
 
 
 def respond(
