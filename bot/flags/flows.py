@@ -1435,12 +1435,16 @@ def _inspect_ssm_roll(services: Services, record: dict[str, Any]) -> ChangeSeen:
 
 
 def _settled_ssm_roll(db_session: Session, settled: Settled, now: datetime) -> None:
-    """The `flag.change` line the crash kept the roll's caller from writing."""
+    """The `flag.change` line the crash kept the roll's caller from writing.
+
+    Dated when the roll began (the parameter is written right after), not when it
+    is settled: an incident lists the changes made before its alarm by that time.
+    """
     record, seen = settled.change, settled.seen
     done = seen.written and settled.restarted
     audit.record(
         db_session,
-        at=now,
+        at=settled.deployment.created_at,
         actor=str(record["actor"]),
         action=CHANGE,
         target=f"flag:{record['label']}",
@@ -1719,10 +1723,14 @@ def settle_intent(
     with services.sessions() as db_session:
 
         def settled(*, outcome: str, **detail: Any) -> None:
-            """The intent's one outcome line, as its own change would have written it."""
+            """The intent's one outcome line, as its own change would have written it.
+
+            Dated at the intent, made right before StartDeployment, not when it is
+            settled: an incident lists the changes made before its alarm by that time.
+            """
             audit.record(
                 db_session,
-                at=now,
+                at=intent_at,
                 actor=actor,
                 action=CHANGE,
                 target=f"flag:{label}",
