@@ -54,9 +54,9 @@ def register(routes: Routes, runtime: Runtime) -> None:
         kind = "rollback" if key.startswith("deploy:") else "flag"
 
         def work() -> None:
-            outcome = "done"
             try:
-                text = undo(runtime, incident_id=incident_id, key=key, user_id=user_id)
+                answered = undo(runtime, incident_id=incident_id, key=key, user_id=user_id)
+                text, outcome = answered.text, answered.outcome
             except UndoRefused as exc:
                 text, outcome = str(exc), exc.outcome
             except Exception:

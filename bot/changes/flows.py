@@ -14,6 +14,7 @@ on the incident, kept on its timeline and audited.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,7 @@ from bot.audit.models import AuditRecord
 from bot.changes import outside, render
 from bot.changes.errors import UndoFailed, UndoRefused, UndoUnknown
 from bot.changes.service import (
+    DEPLOYING,
     FLAG_CHANGE,
     FLAG_UNDO,
     ROLLBACK_UNDO,
@@ -39,6 +41,7 @@ from bot.changes.service import (
     Undo,
     alarm_time,
     changes_view,
+    pending,
     running_undos,
 )
 from bot.db import committed
@@ -68,6 +71,8 @@ LOST_COUNTED = "changes.lost"  # Session.info: kinds of undos marked lost, count
 LOST_JOB = "changes.undo_lost"  # bot/changes/jobs.py: an undo that never reported
 AUDIT_ACTION = "incident.undo"
 DONE = "done"
+# The undo opened a request that waits for a confirmation or an approval: nothing ran yet.
+ASKED = "asked"
 REFUSED = "refused"
 FAILED = "failed"
 # The bot failed after the change was submitted: part of it may have been done.
@@ -81,7 +86,23 @@ STATUS_WORDS = {
     LOST: "lost: opsbot stopped before it reported",
 }
 # What the audit line says of each status (incident.undo); the metric says the same.
-AUDIT_OUTCOMES = {DONE: "ok", REFUSED: "refused", FAILED: "failed", UNKNOWN: "unknown"}
+AUDIT_OUTCOMES = {
+    DONE: "ok",
+    ASKED: ASKED,
+    REFUSED: "refused",
+    FAILED: "failed",
+    UNKNOWN: "unknown",
+}
+
+
+@dataclass(frozen=True)
+class UndoAnswer:
+    """What the clicker reads, and what came of the click: `done`, or `asked` when it only
+    opened a request that waits for clicks (as audited and counted)."""
+
+    text: str
+    outcome: str
+    request_id: int | None = None  # asked: the request that waits
 
 
 def _listed(db_session: Session, *, incident: Incident, key: str, now: datetime) -> ChangeItem:
@@ -325,7 +346,11 @@ def running_undo_events(db_session: Session, *, since: datetime) -> list[Inciden
     ]
 
 
-def _submit(services: Services, incident: Incident, undo: Undo, *, user_id: str) -> str:
+def _submit(
+    services: Services, incident: Incident, undo: Undo, *, user_id: str, since: datetime
+) -> tuple[str, int | None]:
+    """Submit the undo as /rollback or /flag would: its answer, and the request it opened
+    when its environment waits for a confirmation or an approval (None: it started)."""
     snap = incident.snapshot or {}
     app, env = str(snap["app"]), str(snap["env"])
     if undo.kind == ROLLBACK_UNDO:
@@ -339,7 +364,8 @@ def _submit(services: Services, incident: Incident, undo: Undo, *, user_id: str)
             undoes_task_definition=undo.undoes_task_definition,
             channel=incident.channel,
         )
-        return submit_deploy(services, request).text
+        accepted = submit_deploy(services, request)
+        return accepted.text, accepted.request_id
     assert undo.flag is not None and undo.verb is not None
     change = Change(
         app=app,
@@ -353,7 +379,24 @@ def _submit(services: Services, incident: Incident, undo: Undo, *, user_id: str)
         parameter_version=undo.parameter_version,
         undoes=undo.undoes_change,
     )
-    return flag_flows.submit(services, change)
+    text = flag_flows.submit(services, change)
+    return text, _flag_request(services, change, since=since)
+
+
+def _flag_request(services: Services, change: Change, *, since: datetime) -> int | None:
+    """The request the clicker's flag change opened since the click, if it only asked.
+
+    /flag answers in words alone; a change it made opens no request.
+    """
+    with services.sessions() as db_session:
+        asked = [
+            action
+            for action in pending(db_session, kind=FLAG_UNDO, target=change.audit_target)
+            if action.requested_by == change.actor
+            and action.requested_at >= since
+            and (action.payload or {}).get("flag") == change.flag
+        ]
+    return asked[-1].id if asked else None
 
 
 def _record(
@@ -365,6 +408,7 @@ def _record(
     user_id: str,
     status: str,
     answer: str,
+    request_id: int | None = None,
 ) -> None:
     """What came of the undo: on the timeline, in the audit, and in the thread unless a
     gate refused it (the clicker alone hears that): a failure is the incident's news too.
@@ -383,8 +427,13 @@ def _record(
         late = (event.data or {}).get("status") == LOST
         if late:  # told as lost already: what really came of it replaces that, openly
             log.warning("undo event %s reported after it was marked lost", event_id)
-        event.data = {**(event.data or {}), "status": status}
-        event.text = f"{label}: {STATUS_WORDS.get(status, status)}"
+        event.data = {
+            **(event.data or {}),
+            "status": status,
+            **({"request": request_id} if request_id is not None else {}),
+        }
+        word = _status_word(status, request_id=request_id)
+        event.text = f"{label}: {word}"
         audit.record(
             db_session,
             at=now,
@@ -396,12 +445,13 @@ def _record(
                 "change": item.key,
                 "undo": label,
                 "answer": answer[:500],
+                **({"request": request_id} if request_id is not None else {}),
                 **({"late": True} if late else {}),
             },
         )
         if status != REFUSED:
-            word = STATUS_WORDS.get(status, status)
-            said = answer if status == DONE else f"*{word}*: {answer}"
+            # /rollback's and /flag's own answer says what started, or which request waits.
+            said = answer if status in (DONE, ASKED) else f"*{word}*: {answer}"
             incident_flows.thread_text(
                 db_session,
                 incident=incident,
@@ -412,8 +462,17 @@ def _record(
         db_session.commit()
 
 
-def undo(services: Services, *, incident_id: int, key: str, user_id: str) -> str:
+def _status_word(status: str, *, request_id: int | None) -> str:
+    if status == ASKED:
+        return f"waiting for approval (request #{request_id})"
+    return STATUS_WORDS.get(status, status)
+
+
+def undo(services: Services, *, incident_id: int, key: str, user_id: str) -> UndoAnswer:
     """Undo the change `key` listed on the incident, as `user_id`; the answer for them.
+
+    On an environment that waits for a confirmation or an approval, the undo only opens
+    a request: the answer says `asked`, and so do the timeline, the audit and the metric.
 
     Raises UndoRefused (nothing changed) when the change is not listed, cannot
     be undone in one click, is being or was already undone, or a gate of
@@ -437,7 +496,7 @@ def undo(services: Services, *, incident_id: int, key: str, user_id: str) -> str
     assert item.undo is not None
     since = services.clock.now()
     try:
-        answer = _submit(services, incident, item.undo, user_id=user_id)
+        answer, request_id = _submit(services, incident, item.undo, user_id=user_id, since=since)
     except (DeployFailed, FlagFailed) as exc:
         log.warning(
             "undo of %s on incident %s by %s failed: %s",
@@ -458,6 +517,10 @@ def undo(services: Services, *, incident_id: int, key: str, user_id: str) -> str
         )
         raise UndoFailed(str(exc)) from exc
     except (AppError, DeployError, FlagError) as exc:
+        why = str(exc)
+        if item.undo.kind == FLAG_UNDO and item.status == DEPLOYING and item.note:
+            # AppConfig still runs the change's own rollout: say how to undo it now.
+            why = f"{why} This change is {item.note}."
         _record(
             services,
             incident_id=incident_id,
@@ -465,9 +528,9 @@ def undo(services: Services, *, incident_id: int, key: str, user_id: str) -> str
             item=item,
             user_id=user_id,
             status=REFUSED,
-            answer=str(exc),
+            answer=why,
         )
-        raise UndoRefused(str(exc)) from exc
+        raise UndoRefused(why) from exc
     except Exception as exc:
         # After the gates: /rollback or /flag may have started the change before this.
         log.exception(
@@ -488,24 +551,33 @@ def undo(services: Services, *, incident_id: int, key: str, user_id: str) -> str
             answer=text,
         )
         raise UndoUnknown(text) from exc
+    status = DONE if request_id is None else ASKED
     _record(
         services,
         incident_id=incident_id,
         event_id=event_id,
         item=item,
         user_id=user_id,
-        status=DONE,
+        status=status,
         answer=answer,
+        request_id=request_id,
     )
     log.info(
-        "undo of %s on incident %s by %s: %s",
+        "undo of %s on incident %s by %s: %s, %s",
         key,
         incident_id,
         user_id,
         render.undo_label(item.undo),
-        extra={"incident": incident_id, "slack_user": user_id, "change": key},
+        _status_word(status, request_id=request_id),
+        extra={
+            "incident": incident_id,
+            "slack_user": user_id,
+            "change": key,
+            "outcome": status,
+            **({"request": request_id} if request_id is not None else {}),
+        },
     )
-    return answer
+    return UndoAnswer(text=answer, outcome=status, request_id=request_id)
 
 
 def _unknown_text(

@@ -28,7 +28,7 @@ from bot.approvals.render import actor_text
 from bot.audit.models import AuditRecord
 from bot.changes.outside import rolled_out_after
 from bot.deploys.models import COMPLETED, DEPLOY, FAILED, ROLLBACK, SUPERSEDED, Deployment
-from bot.deploys.policy import digest_of, short_digest, tag_of
+from bot.deploys.policy import digest_of, short_digest, short_task_definition, tag_of
 from bot.flags.document import value_text
 from bot.incidents.models import Incident, IncidentEvent
 from bot.slack_text import code
@@ -42,6 +42,7 @@ RUNNING = "running"  # an undo event whose change is being made right now
 # An undo still "running" after this was lost with its process: its button comes back.
 RUNNING_FOR_AT_MOST = timedelta(minutes=10)
 MAX_ITEMS = 10
+DEPLOYING = "deploying"  # a flag change whose AppConfig rollout has not ended
 FAILURES_READ = 500  # failed flag changes read to count those that wrote (see _flag_total)
 LATER_READ = 500  # flag lines read after the oldest listed flag change (see _flag_items)
 # The outcomes of the `flag.change` and `flag.deployment` lines that tell what became of a
@@ -120,7 +121,8 @@ def _mention(actor: str) -> str:
     return actor_text(actor)
 
 
-def _pending(db_session: Session, *, kind: str, target: str) -> list[PendingAction]:
+def pending(db_session: Session, *, kind: str, target: str) -> list[PendingAction]:
+    """The requests of `kind` on `target` still waiting for clicks (or running), oldest first."""
     query = select(PendingAction).where(
         PendingAction.kind == kind,
         PendingAction.target == target,
@@ -189,7 +191,9 @@ def _deploy_items(
     if total == MAX_ITEMS:
         total = int(db_session.scalar(select(func.count(Deployment.id)).where(*where)) or 0)
     items: list[ChangeItem] = []
-    latest_deploy = next((d for d in rows if d.kind == DEPLOY), None)
+    # A failed deploy left nothing of it running (ECS put the revision before it back):
+    # the button goes to the newest deploy that did not fail, the one ECS runs.
+    latest_deploy = next((d for d in rows if d.kind == DEPLOY and d.status != FAILED), None)
     for row in rows:
         undo, no_undo = None, None
         if row is latest_deploy:
@@ -237,10 +241,14 @@ def _rollback_of(db_session: Session, deployment: Deployment) -> tuple[Undo | No
     outside = rolled_out_after(
         db_session, app=deployment.app, env=deployment.env, after=deployment.created_at
     )
-    if outside is not None:
+    # ECS's circuit breaker putting this deploy's own revision back after a later deploy
+    # failed is no replacement: the rollback is still refused when it runs if ECS runs
+    # another revision by then (bot/deploys/checks.py).
+    own = short_task_definition(deployment.task_definition)
+    if outside is not None and outside.task_definition != own:
         # The revision name is AWS's text: escaped, as no_undo is shown as mrkdwn.
         return None, f"replaced by {code(outside.task_definition)}, deployed outside opsbot"
-    waiting = _pending(db_session, kind=ROLLBACK, target=f"deploy:{deployment.label}")
+    waiting = pending(db_session, kind=ROLLBACK, target=f"deploy:{deployment.label}")
     if waiting:
         return None, f"a rollback of it waits for approval (request #{waiting[-1].id})"
     if not deployment.previous_task_definition or not deployment.task_definition:
@@ -318,9 +326,27 @@ def _flag_status(
         return "written"
     end = ended.get((str(detail.get("flag")), number))
     if end is None:
-        return "deploying"
+        return DEPLOYING
     return {"ok": "complete", "rolled_back": "rolled back by AppConfig"}.get(
         end.outcome, end.outcome
+    )
+
+
+def _still_rolling_out(number: object) -> str:
+    """The note of a flag change whose AppConfig rollout has not ended, as opsbot last saw.
+
+    AppConfig runs one deployment of an environment at a time: /flag refuses the undo
+    while this one runs (its bake time included). The button stays: opsbot learns that a
+    rollout ended from its watch (bot/flags/flows.py), a poll behind AppConfig, and /flag
+    asks AppConfig itself when it is clicked. StopDeployment rolls the environment back
+    to the version before it, which is this change's undo.
+    """
+    shown = str(number) if isinstance(number, int) else "<number>"
+    return (
+        f"still rolling out (AppConfig deployment {shown}): AppConfig deploys one at a "
+        "time, so the undo is refused until it is complete. To undo it now, stop that "
+        "deployment (AppConfig console, or `aws appconfig stop-deployment "
+        f"--deployment-number {shown}`): AppConfig rolls back to the version before it"
     )
 
 
@@ -417,7 +443,7 @@ def _flag_items(
         for e in later
         if e.action == FLAG_DEPLOYMENT
     }
-    waiting = _pending(db_session, kind=FLAG_UNDO, target=target)
+    waiting = pending(db_session, kind=FLAG_UNDO, target=target)
     items = []
     for entry in rows:
         detail = entry.detail or {}
@@ -550,6 +576,8 @@ def _flag_undo(
             else "its AppConfig deployment failed"
         )
         note = f"changed again by {_mention(undone.actor)}, {what}"
+    if status == DEPLOYING:  # what matters most while it runs: the undo waits for it
+        note = _still_rolling_out(detail.get("deployment"))
     return undo, None, note
 
 
