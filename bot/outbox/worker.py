@@ -15,8 +15,9 @@ deliveries (the service they call: Slack, response_urls, PagerDuty's Events and
 REST APIs) take the senders another needs (`_may_take`).
 
 The leases of sends queued or on the wire here are renewed in the database
-every quarter lease, on a thread (and, when given, sessions) of their own, each
-renewal bounded by a quarter lease's lock and statement timeout: a pass of the
+once a quarter of each has run, on a thread (and, when given, sessions) of
+their own, each renewal bounded by an eighth of a lease's lock and statement
+timeout and tried again an eighth of a lease after it failed: a pass of the
 worker held up (a row lock, a pool wait, a slow query) must not let a lease run
 out while its send is on the wire, or another instance takes the delivery over
 and sends it too. A send that waited for a sender renews its lease before it
@@ -103,10 +104,11 @@ PASS_SPACING_S = 0.05
 # this has the statistics taken again, at most once per ANALYZE_EVERY_S.
 SLOW_DUE_S = 0.25
 ANALYZE_EVERY_S = 60.0
-# Leases of sends in flight are renewed this many times a lease, each renewal
-# given a quarter lease to get its row locks: one stuck behind a lock gives up
-# with time left for the next to try.
+# A lease of a send in flight is renewed once a quarter of it has run, looked at every
+# eighth of a lease, each renewal given an eighth of a lease to get its row locks and run:
+# one that fails at its timeout leaves the next try over a third of the lease to run.
 RENEWALS_PER_LEASE = 4
+RENEWAL_TICKS_PER_LEASE = 8
 
 
 @dataclass
@@ -209,6 +211,23 @@ def waits_for_parent() -> ColumnElement[bool]:
             parent_owed.message_key == child.parent_key,
             parent_owed.kind == SLACK_MESSAGE,
             parent_owed.status == PENDING,
+        ),
+    )
+
+
+def reply_waits_for_message() -> ColumnElement[bool]:
+    """A thread reply under a message with no place in Slack while a post of it is owed
+    (deleted in Slack and to be posted again): claimed only once that post is made, so
+    its wait costs it no attempt. When no post is owed it is claimed and given up."""
+    message, owed = aliased(SlackMessage), aliased(Delivery)
+    return exists().where(
+        Delivery.kind == SLACK_REPLY,
+        message.key == Delivery.message_key,
+        message.ts.is_(None),
+        exists().where(
+            owed.message_key == Delivery.message_key,
+            owed.kind == SLACK_MESSAGE,
+            owed.status == PENDING,
         ),
     )
 
@@ -377,7 +396,7 @@ class OutboxWorker:
                 ),
             ),
         )
-        return [~blocked, ~waits_for_parent()]
+        return [~blocked, ~waits_for_parent(), ~reply_waits_for_message()]
 
     def _next_due_s(
         self, db_session: Session, now: datetime, kinds: list[str], waiting: Collection[str]
@@ -747,10 +766,14 @@ class OutboxWorker:
     def _renew_every_s(self) -> float:
         return self.settings.lease_s / RENEWALS_PER_LEASE
 
+    @property
+    def _renewal_tick_s(self) -> float:
+        return self.settings.lease_s / RENEWAL_TICKS_PER_LEASE
+
     def _run_leases(self) -> None:
         # Its own thread: a pass held up by a row lock, the pool or a slow query holds up
         # no renewal, and the sends it covers are not taken over meanwhile.
-        while not self._leases_stop.wait(self._renew_every_s):
+        while not self._leases_stop.wait(self._renewal_tick_s):
             try:
                 self._renew_in_flight()
             except Exception:
@@ -771,16 +794,16 @@ class OutboxWorker:
         if not due:
             return
         try:
-            _, lost = self._renew(due)
+            _, lost = self._renew(due, self._leases)
         except Exception as exc:
-            # Tried again at the next turn, with a quarter lease still to run.
+            # Tried again at the next tick, with over a third of the lease still to run.
             ids = sorted(lease.delivery for lease in due)
             log.warning(
                 "outbox: the leases of deliveries %s could not be renewed (%s); trying again "
                 "in %.1f s",
                 ids,
                 type(exc).__name__,
-                self._renew_every_s,
+                self._renewal_tick_s,
                 extra={"deliveries": ids, "error": type(exc).__name__},
             )
             return
@@ -797,20 +820,22 @@ class OutboxWorker:
     def _renew_by(lease: _Lease, now: datetime, left: timedelta) -> bool:
         return not lease.lost and lease.until - now <= left
 
-    def _renew(self, leases: list[_Lease]) -> tuple[set[int], list[_Lease]]:
+    def _renew(
+        self, leases: list[_Lease], sessions: sessionmaker[Session]
+    ) -> tuple[set[int], list[_Lease]]:
         """Extend the leases still as claimed (this instance's, from the same claim, not
         ended) in one statement: the deliveries whose lease was extended, and the leases
         this renewal found lost (not known lost before, nor being recorded).
 
         A new version makes a claim by another instance that read the row before
         this fail, as a claim of its own would. On PostgreSQL the renewal waits at most
-        a quarter lease for a row lock (a handler's transaction lifting work queued
+        an eighth of a lease for a row lock (a handler's transaction lifting work queued
         behind it, say) or for its statement: the next one tries again in time.
         """
-        with self._leases() as db_session:
+        with sessions() as db_session:
             connection = db_session.connection()
             if connection.dialect.name == "postgresql":
-                bound = f"{max(1, round(self._renew_every_s * 1000))}ms"
+                bound = f"{max(1, round(self._renewal_tick_s * 1000))}ms"
                 db_session.execute(
                     text(
                         "SELECT set_config('lock_timeout', :bound, true), "
@@ -870,7 +895,8 @@ class OutboxWorker:
         newly_lost: list[_Lease] = []
         if not lost:  # known lost (and counted) by a renewal already: nothing to ask
             try:
-                renewed, newly_lost = self._renew([lease])
+                # On the outbox's own pool: the leases connection is the renewals'.
+                renewed, newly_lost = self._renew([lease], self.sessions)
             except Exception:
                 log.exception(
                     "delivery %s: its lease could not be renewed before %s; not sent now",

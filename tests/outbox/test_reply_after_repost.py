@@ -136,6 +136,8 @@ def test_a_reply_queued_before_a_repost_lands_in_the_reposted_thread(
     assert [m.text for m in slack.thread(CHANNEL, new_ts)] == ["note"]
     assert [status for _, status, _ in _rows(engine)] == [SENT, SENT, SENT]
     assert DEAD not in {status for _, status, _ in _rows(engine)}
+    # The reply was not claimed while the repost was owed: its one attempt is its post.
+    assert _rows(engine)[1][2] == 1
 
 
 def _reply_under(parent: MessageRef, attempts: int) -> Job:
