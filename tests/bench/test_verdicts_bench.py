@@ -200,6 +200,15 @@ def test_intake_only_leaves_the_targets_of_the_drain_not_evaluated() -> None:
     assert "NOT EVALUATED" in report.table(results)
 
 
+def test_intake_only_still_misses_a_peak_already_over_its_target() -> None:
+    results = _full_run()
+    results["storm"]["settings"]["intake_only"] = True
+    results["ack"]["opsbot_peak_rss_mb"] = 10 * report.PEAK_RSS_TARGET_MB
+    report.summarise(results)
+    [peak] = [t for t in results["targets"] if t["target"].startswith("peak RSS under")]
+    assert peak["met"] is False
+
+
 # -- 3. the ack probe --------------------------------------------------------------------
 
 
