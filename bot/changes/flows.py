@@ -30,7 +30,6 @@ from bot.audit.models import AuditRecord
 from bot.changes import outside, render
 from bot.changes.errors import UndoFailed, UndoRefused, UndoUnknown
 from bot.changes.service import (
-    DEPLOYING,
     FLAG_CHANGE,
     FLAG_UNDO,
     ROLLBACK_UNDO,
@@ -518,9 +517,6 @@ def undo(services: Services, *, incident_id: int, key: str, user_id: str) -> Und
         raise UndoFailed(str(exc)) from exc
     except (AppError, DeployError, FlagError) as exc:
         why = str(exc)
-        if item.undo.kind == FLAG_UNDO and item.status == DEPLOYING and item.note:
-            # AppConfig still runs the change's own rollout: say how to undo it now.
-            why = f"{why} This change is {item.note}."
         _record(
             services,
             incident_id=incident_id,

@@ -335,18 +335,15 @@ def _flag_status(
 def _still_rolling_out(number: object) -> str:
     """The note of a flag change whose AppConfig rollout has not ended, as opsbot last saw.
 
-    AppConfig runs one deployment of an environment at a time: /flag refuses the undo
-    while this one runs (its bake time included). The button stays: opsbot learns that a
-    rollout ended from its watch (bot/flags/flows.py), a poll behind AppConfig, and /flag
-    asks AppConfig itself when it is clicked. StopDeployment rolls the environment back
-    to the version before it, which is this change's undo.
+    Its undo stops that deployment (bot/flags/flows.py), and AppConfig rolls back to the
+    version before it; a profile's first deployment has none to go back to, and its undo
+    waits for the rollout to complete.
     """
     shown = str(number) if isinstance(number, int) else "<number>"
     return (
-        f"still rolling out (AppConfig deployment {shown}): AppConfig deploys one at a "
-        "time, so the undo is refused until it is complete. To undo it now, stop that "
-        "deployment (AppConfig console, or `aws appconfig stop-deployment "
-        f"--deployment-number {shown}`): AppConfig rolls back to the version before it"
+        f"still rolling out (AppConfig deployment {shown}): its undo stops that deployment, "
+        "and AppConfig rolls back to the version before it (a first deployment has none: "
+        "its undo waits for it to complete)"
     )
 
 

@@ -785,6 +785,157 @@ def _appconfig_failed(
     return known
 
 
+def _stoppable_undone(
+    services: Services, prepared: Prepared, flags: AppConfigFlags, running: appconfig.Rollout
+) -> int | None:
+    """The version StopDeployment of `running` rolls back to, when that is this undo.
+
+    An undo of a change whose own AppConfig deployment still runs cannot deploy (one at a
+    time), but stopping that deployment rolls the environment back to the version
+    deployed before it: exactly the undo when the change was made from that version and
+    the undo's document is that version's. None otherwise (the change is refused as any).
+    """
+    change = prepared.change
+    if change.undoes is None or running.state == "ROLLING_BACK":
+        return None  # a rollout rolling back already gives the version before it back
+    with services.sessions() as db_session:
+        undone = db_session.get(AuditRecord, change.undoes)
+        detail = dict(undone.detail or {}) if undone is not None else {}
+        ok = (
+            undone is not None
+            and undone.action == CHANGE
+            and undone.target == change.audit_target
+            and undone.outcome == "ok"
+        )
+    version, before = detail.get("version"), detail.get("deployed_version")
+    if not (
+        ok
+        and detail.get("flag") == change.flag
+        and detail.get("deployment") == running.number
+        and isinstance(version, int)
+        and isinstance(before, int)
+        and version == change.deployed_version
+        and running.version == str(version)
+    ):
+        return None
+    client = services.aws.get("appconfig")
+    if _held_before(client, flags, number=running.number) != before:
+        return None  # AppConfig would roll back to another version, or to none
+    previous = appconfig.read_version(client, flags, number=before)
+    assert prepared.document is not None
+    if differences(previous.document, prepared.document):
+        return None  # rolling back would give more (or less) than this undo
+    return before
+
+
+def _held_before(client: Any, flags: AppConfigFlags, *, number: int) -> int | None:
+    """The version of the profile's newest COMPLETE deployment before deployment `number`:
+    what stopping `number` rolls the environment back to (None: it held none)."""
+    with aws_call("list the environment's deployments"):
+        items = client.list_deployments(
+            ApplicationId=flags.application, EnvironmentId=flags.environment, MaxResults=50
+        )["Items"]
+    earlier = sorted(
+        (i for i in items if int(i["DeploymentNumber"]) < number),
+        key=lambda i: -int(i["DeploymentNumber"]),
+    )
+    for item in earlier:
+        if item.get("State") != appconfig.COMPLETE:
+            continue  # rolled back or reverted: it gave its place back to the one before it
+        found = int(item["DeploymentNumber"])
+        with aws_call(f"read AppConfig deployment {found}"):
+            answer = client.get_deployment(
+                ApplicationId=flags.application,
+                EnvironmentId=flags.environment,
+                DeploymentNumber=found,
+            )
+        if answer.get("ConfigurationProfileId") == flags.profile:  # one environment, many
+            version = str(answer.get("ConfigurationVersion") or "")
+            return int(version) if version.isdigit() else None
+    return None
+
+
+def _stop_undone_rollout(
+    services: Services,
+    prepared: Prepared,
+    flags: AppConfigFlags,
+    *,
+    approved_by: list[str],
+    running: appconfig.Rollout,
+    back_to: int,
+) -> str:
+    """Undo a change by stopping its own deployment, still running: AppConfig rolls the
+    environment back to `back_to`, the version before it. The change's watch records the
+    end (rolled back) and says it in the release channel."""
+    change = prepared.change
+    label = prepared.target.label
+    number = running.number
+    channel = prepared.target.settings.release_channel or change.channel
+    try:
+        with aws_call(f"stop AppConfig deployment {number}"):
+            # AllowRevert: without it AppConfig stops only a DEPLOYING rollout, not one in
+            # its bake time (BAKING, shown as still rolling out), and refuses one that
+            # completed meanwhile; with it either goes back to the version before it.
+            services.aws.get("appconfig").stop_deployment(
+                ApplicationId=flags.application,
+                EnvironmentId=flags.environment,
+                DeploymentNumber=number,
+                AllowRevert=True,
+            )
+    except FlagFailed as exc:
+        _appconfig_failed(
+            services,
+            prepared,
+            approved_by=approved_by,
+            exc=exc,
+            step=f"stopping AppConfig deployment {number} (the change it undoes)",
+            stopped_deployment=number,
+        )
+        raise
+    with services.sessions() as db_session:
+        _audit_change(
+            services,
+            db_session,
+            prepared,
+            outcome="ok",
+            approved_by=approved_by,
+            stopped_deployment=number,
+            # The version deployed once AppConfig has rolled back: an undo of this is
+            # pinned to it.
+            version=back_to,
+            previous_version=change.seen_version,
+            deployed_version=change.deployed_version,
+            app=change.app,
+            env=change.env,
+            channel=channel,
+        )
+        _count(db_session, "done")
+        db_session.commit()
+    log.info(
+        "flag change %r of %s by %s: stopped AppConfig deployment %s (version %s, the change "
+        "line %s undoes); AppConfig rolls back to version %s",
+        change.what,
+        label,
+        change.actor,
+        number,
+        running.version,
+        change.undoes,
+        back_to,
+        extra={
+            "target": change.audit_target,
+            "slack_user": change.actor,
+            "deployment": number,
+            "undoes": change.undoes,
+        },
+    )
+    where = f": follow it in {deploy_render.channel_text(channel)}" if channel else ""
+    return (
+        f"Flag {code(change.flag)} of {code(label)} → {render.state_text(prepared.after)}: "
+        f"stopped deployment {number}, which was rolling out the change this undoes: "
+        f"AppConfig rolls back to version {back_to}, the one before it{where}."
+    )
+
+
 def _execute_appconfig(
     services: Services, prepared: Prepared, flags: AppConfigFlags, *, approved_by: list[str]
 ) -> str:
@@ -798,6 +949,15 @@ def _execute_appconfig(
         _read_failed(services, change, exc)
         raise
     if running is not None:
+        try:
+            back_to = _stoppable_undone(services, prepared, flags, running)
+        except FlagFailed as exc:
+            _read_failed(services, change, exc)
+            raise
+        if back_to is not None:
+            return _stop_undone_rollout(
+                services, prepared, flags, approved_by=approved_by, running=running, back_to=back_to
+            )
         reason = (
             f"AppConfig deployment {running.number} of {code(label)} is still "
             f"{escape(running.state)} ({running.percent:g}%); AppConfig allows one at a time. "
