@@ -234,7 +234,16 @@ class AppConfigGaps:
                 if deployment is None:
                     return _error(404, "ResourceNotFoundException", "Deployment not found")
                 if method == "DELETE":
-                    if self._state(deployment)[0] in ("DEPLOYING", "BAKING"):
+                    state = self._state(deployment)[0]
+                    revert = (request.headers.get("allow-revert") or "").lower() == "true"
+                    # As AWS: without AllowRevert only a DEPLOYING rollout can be stopped.
+                    if state == "BAKING" and not revert:
+                        return _error(
+                            400,
+                            "BadRequestException",
+                            "A deployment in BAKING can be stopped only with AllowRevert",
+                        )
+                    if state in ("DEPLOYING", "BAKING"):
                         deployment.stopped_at = self.clock()
                     return _json(self._describe(deployment), 202)
                 return _json(self._describe(deployment))
