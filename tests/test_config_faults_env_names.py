@@ -46,7 +46,7 @@ def test_every_name_read_is_documented() -> None:
         ("METRICS_PORT", "9999"),
         ("MAX_CONNECTIONS", "16"),
         ("HEARTBEAT_S", "1"),
-        ("slack_bot_token", "xoxb-fake-not-a-token"),
+        ("slack_bot_token", "FAKE-slack-bot-token"),
         ("opsbot_var_dir", "/tmp/elsewhere"),
     ],
 )

@@ -147,7 +147,10 @@ def test_a_claim_committed_after_its_lease_ended_does_not_take_the_next_claims_s
     assert sorted(sent) == [("A", 2), ("B", 1)]
     lost = "opsbot_outbox_lease_lost_total"
     assert _sample(first, lost, stage="reservation_expired") == 1
-    assert _sample(first, lost, stage="before_send") == 1
+    # Counted once: by the check before its send, or by the renewals if they found it first
+    # while it was queued.
+    found = [_sample(first, lost, stage=stage) for stage in ("before_send", "in_flight")]
+    assert sum(found) == 1, found
 
 
 def test_a_late_claim_does_not_replace_a_send_on_its_way_under_its_order_key(
